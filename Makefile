@@ -1,0 +1,60 @@
+# Baton front door: wraps meson + ninja (as QEMU does).
+#   make up      install what is missing, build, start a local system, demo request
+#   make test    install, build, run every test, then the unit tests under ASan+UBSan
+#   make down    stop what `make up` started
+#   make bench   build and run the benchmarks
+#   make deps | build | clean
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+MESON_ARGS ?=
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+# nvcc is found on PATH; CUDA 13 lives here on Debian machines with CUDA.
+export PATH := $(PATH):/usr/local/cuda/bin
+
+SANITIZER_ENV = \
+	ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1 \
+	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+
+.PHONY: all deps build test test-unit test-asan up down bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized -Dwerror=true $(MESON_ARGS)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) --buildtype=debug -Dwerror=true -Dcuda=disabled \
+		-Db_sanitize=address,undefined $(MESON_ARGS)
+
+test: deps build $(ASAN_BUILD)/build.ninja
+	@rc=0; \
+	meson test -C $(BUILD) --print-errorlogs --num-processes $(JOBS) || rc=1; \
+	ninja -C $(ASAN_BUILD) -j $(JOBS) || rc=1; \
+	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs \
+		--num-processes $(JOBS) --timeout-multiplier 4 || rc=1; \
+	scripts/test-summary.py $(BUILD) $(ASAN_BUILD) || rc=1; \
+	exit $$rc
+
+test-unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+up: deps build
+	@scripts/up.sh
+
+down:
+	@scripts/down.sh
+
+bench: deps build
+	@scripts/bench.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
