@@ -9,7 +9,7 @@ PACKAGES=(
   # libraries
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   libucx-dev ucx-utils libevent-dev libopenblas-dev libpcre2-dev
-  libssl-dev libjansson-dev
+  libssl-dev libjansson-dev libutf8proc-dev
   # tests
   libcmocka-dev python3 python3-grpcio python3-protobuf protobuf-compiler
   protobuf-compiler-grpc python3-numpy curl procps
