@@ -1,0 +1,265 @@
+#include "openai.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+static bt_arena_t *arena;
+static bt_openai_req_t req;
+static char err[512];
+static char param[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    arena = bt_arena_create(4096, 1 << 20);
+    return arena ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    bt_arena_destroy(arena);
+    return 0;
+}
+
+static bt_status_t parse(bt_openai_kind_t kind, const char *body)
+{
+    bt_arena_reset(arena);
+    return bt_openai_parse(kind, body, strlen(body), 1 << 16, arena, &req, err,
+                           sizeof(err), param, sizeof(param));
+}
+
+static void test_completion_full(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
+        "{\"model\":\"builtin\",\"prompt\":\"Hello\",\"max_tokens\":7,"
+        "\"temperature\":0,\"top_p\":0.9,\"top_k\":-1,\"min_p\":0.05,"
+        "\"seed\":42,\"stop\":[\"\\n\",\"END\"],\"stop_token_ids\":[5,6],"
+        "\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+        "\"logprobs\":3,\"n\":1,\"ignore_eos\":true,\"user\":\"u\"}"), BT_OK);
+    assert_string_equal(req.gen.model, "builtin");
+    assert_int_equal(req.gen.input_case, BATON__V1__GENERATE_REQUEST__INPUT_PROMPT);
+    assert_string_equal(req.gen.prompt, "Hello");
+    assert_int_equal(req.sampling.max_tokens, 7);
+    assert_true(req.sampling.temperature == 0.0f);
+    assert_true(req.sampling.top_p == 0.9f);
+    assert_int_equal(req.sampling.top_k, 0);
+    assert_int_equal(req.sampling.seed_opt_case, BATON__V1__SAMPLING_PARAMS__SEED_OPT_SEED);
+    assert_int_equal(req.sampling.seed, 42);
+    assert_int_equal(req.sampling.n_stop, 2);
+    assert_string_equal(req.sampling.stop[1], "END");
+    assert_int_equal(req.sampling.n_stop_token_ids, 2);
+    assert_int_equal(req.sampling.stop_token_ids[1], 6);
+    assert_int_equal(req.sampling.logprobs, 3);
+    assert_true(req.sampling.ignore_eos);
+    assert_true(req.stream);
+    assert_true(req.include_usage);
+}
+
+static void test_defaults_and_token_prompt(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
+                           "{\"model\":\"m\",\"prompt\":[1,2,3]}"), BT_OK);
+    assert_int_equal(req.gen.input_case, BATON__V1__GENERATE_REQUEST__INPUT_TOKENS);
+    assert_int_equal(req.ids.n_ids, 3);
+    assert_int_equal(req.ids.ids[2], 3);
+    /* OpenAI defaults, not proto zero values */
+    assert_true(req.sampling.temperature == 1.0f);
+    assert_true(req.sampling.top_p == 1.0f);
+    assert_int_equal(req.sampling.max_tokens, 0);
+    assert_int_equal(req.sampling.seed_opt_case, BATON__V1__SAMPLING_PARAMS__SEED_OPT__NOT_SET);
+    assert_false(req.stream);
+    /* a single prompt in an array */
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
+                           "{\"model\":\"m\",\"prompt\":[\"hi\"],\"stop\":\"x\"}"), BT_OK);
+    assert_string_equal(req.gen.prompt, "hi");
+    assert_int_equal(req.sampling.n_stop, 1);
+}
+
+static void test_chat(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BT_OPENAI_CHAT,
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"developer\",\"content\":\"be brief\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+        "{\"type\":\"text\",\"text\":\"b\"}]}],\"max_completion_tokens\":9,"
+        "\"logprobs\":true,\"top_logprobs\":2}"), BT_OK);
+    assert_int_equal(req.gen.input_case, BATON__V1__GENERATE_REQUEST__INPUT_CHAT);
+    assert_int_equal(req.chat.n_messages, 2);
+    assert_string_equal(req.chat.messages[0]->role, "system");
+    assert_string_equal(req.chat.messages[1]->content, "ab");
+    assert_true(req.chat.add_generation_prompt);
+    assert_int_equal(req.sampling.max_tokens, 9);
+    assert_int_equal(req.sampling.logprobs, 2);
+}
+
+typedef struct {
+    bt_openai_kind_t kind;
+    const char      *body;
+    bt_status_t      status;
+    const char      *param;
+    const char      *message;  /* substring */
+} bad_case_t;
+
+static void test_bad_requests(void **state)
+{
+    static const bad_case_t cases[] = {
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\"", BT_ERR_INVALID_ARG,
+          "", "malformed json" },
+        { BT_OPENAI_COMPLETIONS, "[1]", BT_ERR_INVALID_ARG, "", "must be a JSON object" },
+        { BT_OPENAI_COMPLETIONS, "{\"prompt\":\"x\"}", BT_ERR_INVALID_ARG, "model",
+          "missing required field 'model'" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"\",\"prompt\":\"x\"}", BT_ERR_INVALID_ARG,
+          "model", "must not be empty" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"\"}", BT_ERR_INVALID_ARG,
+          "prompt", "must not be empty" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\"}", BT_ERR_INVALID_ARG, "prompt",
+          "missing required field 'prompt'" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":0}",
+          BT_ERR_INVALID_ARG, "max_tokens", "out of range" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":-5}",
+          BT_ERR_INVALID_ARG, "max_tokens", "out of range" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":99999999999}",
+          BT_ERR_INVALID_ARG, "max_tokens", "out of range" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":\"5\"}",
+          BT_ERR_INVALID_ARG, "max_tokens", "expected an integer, got a string" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"temperature\":3}",
+          BT_ERR_INVALID_ARG, "temperature", "out of range" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"top_p\":0}",
+          BT_ERR_INVALID_ARG, "top_p", "greater than 0" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"frobnicate\":1}",
+          BT_ERR_INVALID_ARG, "", "unknown field 'frobnicate'" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":2}",
+          BT_ERR_INVALID_ARG, "n", "only 1 choice" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "not supported" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"]}",
+          BT_ERR_INVALID_ARG, "prompt", "batched prompts" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":[1,-2]}",
+          BT_ERR_INVALID_ARG, "prompt", "'prompt[1]'" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"stop\":[\"\"]}",
+          BT_ERR_INVALID_ARG, "stop", "1 to 256 bytes" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"stop\":5}",
+          BT_ERR_INVALID_ARG, "stop", "expected a string or an array" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"stream_options\":{}}",
+          BT_ERR_INVALID_ARG, "stream_options", "needs 'stream': true" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":21}",
+          BT_ERR_INVALID_ARG, "logprobs", "out of range" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"\\ud800\"}",
+          BT_ERR_INVALID_ARG, "", "malformed json" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"\xc3\x28\"}",
+          BT_ERR_INVALID_ARG, "", "malformed json" },
+        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[]}", BT_ERR_INVALID_ARG,
+          "messages", "must not be empty" },
+        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}",
+          BT_ERR_INVALID_ARG, "messages", "messages[0].role" },
+        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}",
+          BT_ERR_INVALID_ARG, "messages", "messages[0].content" },
+        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+          "[{\"type\":\"image_url\"}]}]}", BT_ERR_INVALID_ARG, "messages", "only parts of type 'text'" },
+        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+          "\"tools\":[]}", BT_ERR_INVALID_ARG, "tools", "not supported" },
+        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+          "\"top_logprobs\":2}", BT_ERR_INVALID_ARG, "top_logprobs", "needs 'logprobs': true" },
+        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"prompt\":\"x\"}", BT_ERR_INVALID_ARG, "",
+          "unknown field 'prompt'" },
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bt_status_t s = parse(cases[i].kind, cases[i].body);
+
+        if (s != cases[i].status || strcmp(param, cases[i].param) != 0 ||
+            strstr(err, cases[i].message) == NULL) {
+            print_error("case %zu: %s\n  got status %d param '%s' err '%s'\n", i,
+                        cases[i].body, s, param, err);
+            fail();
+        }
+    }
+}
+
+static void test_oversized_body(void **state)
+{
+    char *big = malloc(100000);
+    bt_status_t s;
+
+    (void)state;
+    memset(big, ' ', 99999);
+    big[99999] = '\0';
+    memcpy(big, "{\"model\":\"m\",\"prompt\":\"x\"}", 26);
+    bt_arena_reset(arena);
+    s = bt_openai_parse(BT_OPENAI_COMPLETIONS, big, 99999, 1 << 16, arena, &req,
+                        err, sizeof(err), param, sizeof(param));
+    assert_int_equal(s, BT_ERR_TOO_LARGE);
+    free(big);
+}
+
+static void test_response_shapes(void **state)
+{
+    Baton__V1__Usage usage = BATON__V1__USAGE__INIT;
+    json_t *j;
+    char *text;
+
+    (void)state;
+    usage.prompt_tokens = 5;
+    usage.completion_tokens = 3;
+    usage.cached_tokens = 2;
+    j = bt_openai_response(BT_OPENAI_CHAT, "chatcmpl-1", "m", 1700000000, "hi", 2,
+                           BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH, &usage);
+    text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_string_equal(text,
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,"
+        "\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+        "\"content\":\"hi\"},\"logprobs\":null,\"finish_reason\":\"length\"}],"
+        "\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,\"total_tokens\":8,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":2}}}");
+    free(text);
+    json_decref(j);
+
+    j = bt_openai_chunk(BT_OPENAI_CHAT, "c", "m", 1, "", 0, true,
+                        BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+    text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_non_null(strstr(text, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"}"));
+    assert_non_null(strstr(text, "\"finish_reason\":null"));
+    assert_non_null(strstr(text, "\"object\":\"chat.completion.chunk\""));
+    free(text);
+    json_decref(j);
+
+    j = bt_openai_chunk(BT_OPENAI_COMPLETIONS, "c", "m", 1, "ab", 2, false,
+                        BATON__V1__FINISH_REASON__FINISH_REASON_STOP);
+    text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_non_null(strstr(text, "\"object\":\"text_completion\""));
+    assert_non_null(strstr(text, "\"text\":\"ab\""));
+    assert_non_null(strstr(text, "\"finish_reason\":\"stop\""));
+    free(text);
+    json_decref(j);
+
+    j = bt_openai_usage_chunk(BT_OPENAI_COMPLETIONS, "c", "m", 1, &usage);
+    text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_non_null(strstr(text, "\"choices\":[],\"usage\":{\"prompt_tokens\":5"));
+    free(text);
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_completion_full),
+        cmocka_unit_test(test_defaults_and_token_prompt),
+        cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_oversized_body),
+        cmocka_unit_test(test_response_shapes),
+    };
+
+    return cmocka_run_group_tests_name("router_openai", tests, setup, teardown);
+}
