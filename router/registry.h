@@ -1,0 +1,116 @@
+/* The router's table of nodes (DESIGN §2, §5): who is registered, with
+ * which role, capacity and last reported load, and which KV blocks each
+ * holds (a prefix index fed by KV events). A node leaves when its Register
+ * stream breaks or when it misses heartbeats for `heartbeat_timeout_ms`.
+ * Pure bookkeeping: the RPC side lives in router.c. */
+#ifndef BT_ROUTER_REGISTRY_H
+#define BT_ROUTER_REGISTRY_H
+
+#include "base/status.h"
+#include "prefix_index.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BT_NODE_ID_MAX    64
+#define BT_NODE_MODEL_MAX 128
+#define BT_NODE_ADDR_MAX  256
+#define BT_NODE_UCX_MAX   4096
+
+typedef enum {
+    BT_NODE_ROLE_PREFILL = 1,
+    BT_NODE_ROLE_DECODE  = 2,
+    BT_NODE_ROLE_BOTH    = 3,   /* a mask: both bits */
+} bt_node_role_t;
+
+typedef struct {
+    uint64_t queued_prefill_tokens;
+    uint32_t running_sequences;
+    uint32_t free_blocks;
+    uint32_t waiting_requests;
+    bool     draining;
+    bool     drained;
+} bt_node_load_t;
+
+typedef struct {
+    bool           live;
+    unsigned       slot;                      /* index, stable while live */
+    char           id[BT_NODE_ID_MAX + 1];
+    bt_node_role_t role;
+    char           model[BT_NODE_MODEL_MAX + 1];
+    char           grpc_address[BT_NODE_ADDR_MAX + 1];
+    uint8_t       *ucx_address;               /* owned */
+    size_t         ucx_address_len;
+    uint32_t       total_blocks;
+    uint32_t       block_size;
+    uint32_t       max_batch;
+    uint32_t       max_prefill_tokens;
+    bt_node_load_t load;                      /* as last reported */
+    uint32_t       assigned;                  /* requests the router has in flight on it */
+    uint64_t       assigned_prefill_tokens;   /* not yet reflected in a report */
+    uint64_t       registered_ms;
+    uint64_t       last_seen_ms;
+    uint64_t       last_chosen;               /* tie-break: least recently chosen first */
+    uint64_t       kv_seq;                    /* last KvEvents.seq */
+    void          *conn;                      /* the Register call (router.c) */
+} bt_node_t;
+
+typedef struct bt_registry bt_registry_t;
+
+bt_registry_t *bt_registry_create(size_t prefix_index_entries,
+                                  uint64_t heartbeat_timeout_ms);
+void bt_registry_destroy(bt_registry_t *reg);
+
+typedef struct {
+    const char    *id;
+    bt_node_role_t role;
+    const char    *model;
+    const char    *grpc_address;
+    const uint8_t *ucx_address;
+    size_t         ucx_address_len;
+    uint32_t       total_blocks;
+    uint32_t       block_size;
+    uint32_t       max_batch;
+    uint32_t       max_prefill_tokens;
+} bt_node_hello_t;
+
+/* Registers (or re-registers: an id seen again replaces its old entry,
+ * e.g. after a node restart) a node. BT_ERR_INVALID_ARG with a message for
+ * a bad hello, BT_ERR_EXHAUSTED when the table is full. */
+bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
+                            uint64_t now_ms, void *conn, bt_node_t **node_p,
+                            char *err, size_t err_size);
+/* Removes the node and its prefix index entries. */
+void bt_registry_remove(bt_registry_t *reg, bt_node_t *node);
+
+void bt_registry_update_load(bt_registry_t *reg, bt_node_t *node,
+                             const bt_node_load_t *load, uint64_t now_ms);
+
+/* KV events: `hashes` is n × 32 bytes. Returns false when `seq` shows a
+ * gap (events were lost: the node's entries are dropped and rebuilt from
+ * later events). */
+bool bt_registry_kv_events_begin(bt_registry_t *reg, bt_node_t *node,
+                                 uint64_t seq);
+void bt_registry_kv_stored(bt_registry_t *reg, bt_node_t *node,
+                           const uint8_t *hashes, size_t n);
+void bt_registry_kv_removed(bt_registry_t *reg, bt_node_t *node,
+                            const uint8_t *hashes, size_t n);
+void bt_registry_kv_cleared(bt_registry_t *reg, bt_node_t *node);
+
+/* Nodes whose last heartbeat is older than the timeout: calls `expired`
+ * for each (which must not touch other nodes), then removes them.
+ * Returns how many. */
+size_t bt_registry_expire(bt_registry_t *reg, uint64_t now_ms,
+                          void (*expired)(bt_node_t *node, void *arg),
+                          void *arg);
+
+bt_node_t *bt_registry_find(bt_registry_t *reg, const char *id);
+/* Iteration: slots 0 .. BT_ROUTER_MAX_NODES-1, skipping dead ones. */
+bt_node_t *bt_registry_slot(bt_registry_t *reg, unsigned slot);
+size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,
+                         const char *model);
+
+const bt_prefix_index_t *bt_registry_index(const bt_registry_t *reg);
+
+#endif

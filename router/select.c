@@ -1,0 +1,140 @@
+#include "select.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static uint64_t bt_select_clock;
+
+static bool bt_select_better(double score, const bt_node_t *node,
+                             double best_score, const bt_node_t *best)
+{
+    if (best == NULL || score > best_score) {
+        return true;
+    }
+    if (score < best_score) {
+        return false;
+    }
+    if (node->last_chosen != best->last_chosen) {
+        return node->last_chosen < best->last_chosen;
+    }
+    return node->slot < best->slot;
+}
+
+static uint32_t bt_select_blocks_needed(const bt_node_t *node,
+                                        const bt_select_req_t *req)
+{
+    uint64_t tokens = (uint64_t)req->prompt_tokens + req->max_new_tokens;
+
+    return (uint32_t)((tokens + node->block_size - 1) / node->block_size);
+}
+
+static bool bt_select_decode_ok(const bt_node_t *node,
+                                const bt_select_req_t *req)
+{
+    return !node->load.draining &&
+           !bt_node_set_has(&req->exclude_decode, node->slot) &&
+           node->load.free_blocks >= bt_select_blocks_needed(node, req);
+}
+
+static double bt_select_decode_score(const bt_node_t *node,
+                                     const bt_select_weights_t *w)
+{
+    return (double)node->load.free_blocks * w->w_free -
+           ((double)node->load.running_sequences + node->assigned) * w->w_batch;
+}
+
+bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
+                           const bt_select_req_t *req,
+                           bt_select_result_t *result_p, char *err,
+                           size_t err_size)
+{
+    bt_select_result_t r;
+    size_t n_prefill = 0, n_decode = 0;
+    unsigned i;
+
+    memset(&r, 0, sizeof(r));
+    for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *node = bt_registry_slot(reg, i);
+        double score;
+        size_t matched;
+
+        if (node == NULL || strcmp(node->model, req->model) != 0) {
+            continue;
+        }
+        if (node->role & BT_NODE_ROLE_DECODE) {
+            n_decode++;
+            if (bt_select_decode_ok(node, req)) {
+                r.decode_candidates++;
+                score = bt_select_decode_score(node, w);
+                if (bt_select_better(score, node, r.decode_score, r.decode)) {
+                    r.decode = node;
+                    r.decode_score = score;
+                }
+            }
+        }
+        if (!(node->role & BT_NODE_ROLE_PREFILL)) {
+            continue;
+        }
+        n_prefill++;
+        if (node->load.draining ||
+            bt_node_set_has(&req->exclude_prefill, node->slot)) {
+            continue;
+        }
+        r.prefill_candidates++;
+        matched = bt_prefix_index_match(bt_registry_index(reg),
+                                        req->block_hashes, req->n_blocks,
+                                        node->slot);
+        score = (double)matched * node->block_size * w->w_hit -
+                (double)(node->load.queued_prefill_tokens +
+                         node->assigned_prefill_tokens) * w->w_load;
+        if (bt_select_better(score, node, r.prefill_score, r.prefill)) {
+            r.prefill = node;
+            r.prefill_score = score;
+            r.matched_blocks = matched;
+        }
+    }
+
+    if (n_prefill == 0 || n_decode == 0) {
+        snprintf(err, err_size, "no %s node serves model '%s'",
+                 n_prefill == 0 ? "prefill" : "decode", req->model);
+        return BT_ERR_NOT_FOUND;
+    }
+    if (r.prefill == NULL) {
+        snprintf(err, err_size, "all %zu prefill nodes of model '%s' are "
+                 "draining or failed this request", n_prefill, req->model);
+        return BT_ERR_EXHAUSTED;
+    }
+    if (r.decode == NULL) {
+        snprintf(err, err_size, "no decode node of model '%s' has room for "
+                 "%u tokens", req->model,
+                 req->prompt_tokens + req->max_new_tokens);
+        return BT_ERR_EXHAUSTED;
+    }
+    /* colocated: a node that can do both keeps the KV local */
+    if ((r.prefill->role & BT_NODE_ROLE_DECODE) && r.prefill != r.decode &&
+        bt_select_decode_ok(r.prefill, req)) {
+        r.decode = r.prefill;
+        r.decode_score = bt_select_decode_score(r.prefill, w);
+    }
+
+    r.prefill->last_chosen = ++bt_select_clock;
+    r.prefill->assigned_prefill_tokens +=
+        req->prompt_tokens - r.matched_blocks * r.prefill->block_size;
+    r.decode->last_chosen = ++bt_select_clock;
+    r.decode->assigned++;
+    *result_p = r;
+    return BT_OK;
+}
+
+void bt_select_release(bt_node_t *prefill, bt_node_t *decode,
+                       uint32_t prefill_tokens)
+{
+    if (prefill != NULL && prefill->live) {
+        prefill->assigned_prefill_tokens =
+            prefill->assigned_prefill_tokens > prefill_tokens ?
+            prefill->assigned_prefill_tokens - prefill_tokens : 0;
+    }
+    if (decode != NULL && decode->live && decode->assigned > 0) {
+        decode->assigned--;
+    }
+}

@@ -1,0 +1,71 @@
+/* Choosing the (prefill, decode) pair for a request (DESIGN §2, §5).
+ *
+ * Prefill score  = matched_prefix_tokens * w_hit
+ *                - (queued_prefill_tokens + assigned_prefill_tokens) * w_load
+ * Decode score   = free_blocks * w_free - running_sequences * w_batch
+ *                - assigned * w_batch
+ * A decode node must have room for the whole request (prompt + max new
+ * tokens, in blocks). Draining nodes and excluded nodes (ones that already
+ * failed this request) are skipped. When the chosen prefill node also
+ * decodes (role both) and has room, it decodes too: no transfer hop.
+ * Ties go to the node chosen least recently, so equal nodes share load. */
+#ifndef BT_ROUTER_SELECT_H
+#define BT_ROUTER_SELECT_H
+
+#include "registry.h"
+
+typedef struct {
+    double w_hit;    /* per prefix token already cached on the node */
+    double w_load;   /* per prompt token queued on the node */
+    double w_free;   /* per free KV block on a decode node */
+    double w_batch;  /* per running sequence on a decode node */
+} bt_select_weights_t;
+
+typedef struct {
+    uint64_t words[BT_ROUTER_MAX_NODES / 64];
+} bt_node_set_t;
+
+static inline void bt_node_set_add(bt_node_set_t *s, unsigned slot)
+{
+    s->words[slot / 64] |= 1ull << (slot % 64);
+}
+
+static inline bool bt_node_set_has(const bt_node_set_t *s, unsigned slot)
+{
+    return (s->words[slot / 64] >> (slot % 64)) & 1u;
+}
+
+typedef struct {
+    const char    *model;
+    const uint8_t *block_hashes;      /* n_blocks x 32 bytes, chain order */
+    size_t         n_blocks;
+    uint32_t       prompt_tokens;
+    uint32_t       max_new_tokens;
+    bt_node_set_t  exclude_prefill;
+    bt_node_set_t  exclude_decode;
+} bt_select_req_t;
+
+typedef struct {
+    bt_node_t *prefill;
+    bt_node_t *decode;
+    size_t     matched_blocks;   /* on the prefill node */
+    double     prefill_score;
+    double     decode_score;
+    unsigned   prefill_candidates;
+    unsigned   decode_candidates;
+} bt_select_result_t;
+
+/* BT_ERR_NOT_FOUND: no live node serves the model in that role;
+ * BT_ERR_EXHAUSTED: nodes exist but none has room or all are draining /
+ * excluded. On success the choice is recorded (least-recently-chosen
+ * order, assigned counts). */
+bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
+                           const bt_select_req_t *req,
+                           bt_select_result_t *result_p, char *err,
+                           size_t err_size);
+
+/* Undo the assigned counts when the request ends. */
+void bt_select_release(bt_node_t *prefill, bt_node_t *decode,
+                       uint32_t prefill_tokens);
+
+#endif

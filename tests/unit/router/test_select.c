@@ -1,0 +1,258 @@
+#include "select.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+static void make_hash(uint8_t out[32], uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    int i;
+
+    for (i = 0; i < 32; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out[i] = (uint8_t)x;
+    }
+}
+
+static void test_prefix_index(void **state)
+{
+    bt_prefix_index_t *idx = bt_prefix_index_create(4);
+    uint8_t h[6][32];
+    int i;
+
+    (void)state;
+    for (i = 0; i < 6; i++) {
+        make_hash(h[i], (uint32_t)i);
+    }
+    bt_prefix_index_add(idx, h[0], 3);
+    bt_prefix_index_add(idx, h[1], 3);
+    bt_prefix_index_add(idx, h[2], 200);
+    assert_int_equal(bt_prefix_index_match(idx, h[0], 3, 3), 2);
+    assert_int_equal(bt_prefix_index_match(idx, h[0], 3, 200), 0); /* not a prefix */
+    assert_int_equal(bt_prefix_index_match(idx, h[2], 1, 200), 1);
+    /* bounded: the 5th distinct hash is dropped */
+    bt_prefix_index_add(idx, h[3], 1);
+    bt_prefix_index_add(idx, h[4], 1);
+    assert_int_equal(bt_prefix_index_size(idx), 4);
+    assert_int_equal(bt_prefix_index_dropped(idx), 1);
+    /* removing one node's copy keeps another's */
+    bt_prefix_index_add(idx, h[0], 7);
+    bt_prefix_index_remove(idx, h[0], 3);
+    assert_int_equal(bt_prefix_index_match(idx, h[0], 1, 3), 0);
+    assert_int_equal(bt_prefix_index_match(idx, h[0], 1, 7), 1);
+    bt_prefix_index_remove_node(idx, 7);
+    bt_prefix_index_remove_node(idx, 3);
+    assert_int_equal(bt_prefix_index_size(idx), 2);
+    bt_prefix_index_destroy(idx);
+    bt_prefix_index_destroy(NULL);
+}
+
+static void test_prefix_index_churn(void **state)
+{
+    bt_prefix_index_t *idx = bt_prefix_index_create(64);
+    uint8_t h[32];
+    uint32_t i;
+
+    (void)state;
+    /* many insert/remove cycles must not fill the table with tombstones */
+    for (i = 0; i < 100000; i++) {
+        make_hash(h, i);
+        bt_prefix_index_add(idx, h, i % 5);
+        assert_int_equal(bt_prefix_index_match(idx, h, 1, i % 5), 1);
+        bt_prefix_index_remove(idx, h, i % 5);
+    }
+    assert_int_equal(bt_prefix_index_size(idx), 0);
+    assert_int_equal(bt_prefix_index_dropped(idx), 0);
+    bt_prefix_index_destroy(idx);
+}
+
+static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t role,
+                           const char *model, uint32_t blocks)
+{
+    bt_node_hello_t hello = { id, role, model, "ipv4:127.0.0.1:1", (const uint8_t *)"ucx",
+                              3, blocks, 16, 8, 512 };
+    bt_node_t *node = NULL;
+    char err[256];
+
+    assert_int_equal(bt_registry_add(reg, &hello, 1000, NULL, &node, err, sizeof(err)), BT_OK);
+    return node;
+}
+
+static void test_registry(void **state)
+{
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    bt_node_hello_t bad = { "", BT_NODE_ROLE_PREFILL, "m", "a", NULL, 0, 10, 16, 1, 1 };
+    bt_node_t *a, *a2, *node;
+    char err[256];
+    uint8_t h[32];
+
+    (void)state;
+    assert_int_equal(bt_registry_add(reg, &bad, 0, NULL, &node, err, sizeof(err)),
+                     BT_ERR_INVALID_ARG);
+    bad.id = "n\x01";
+    assert_int_equal(bt_registry_add(reg, &bad, 0, NULL, &node, err, sizeof(err)),
+                     BT_ERR_INVALID_ARG);
+    bad.id = "ok";
+    bad.role = (bt_node_role_t)9;
+    assert_int_equal(bt_registry_add(reg, &bad, 0, NULL, &node, err, sizeof(err)),
+                     BT_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "unknown role"));
+
+    a = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
+    make_hash(h, 1);
+    assert_true(bt_registry_kv_events_begin(reg, a, 1));
+    bt_registry_kv_stored(reg, a, h, 1);
+    assert_int_equal(bt_prefix_index_match(bt_registry_index(reg), h, 1, a->slot), 1);
+    /* a gap in event numbers drops what the index knew of the node */
+    assert_false(bt_registry_kv_events_begin(reg, a, 5));
+    assert_int_equal(bt_prefix_index_match(bt_registry_index(reg), h, 1, a->slot), 0);
+
+    /* re-registering the same id replaces the entry */
+    a2 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 50);
+    assert_int_equal(bt_registry_count(reg, BT_NODE_ROLE_PREFILL, "m"), 1);
+    assert_int_equal(a2->total_blocks, 50);
+    assert_ptr_equal(bt_registry_find(reg, "p0"), a2);
+
+    /* heartbeats: d0 reports, p0 does not */
+    {
+        bt_node_load_t load = { 0, 0, 90, 0, false, false };
+
+        bt_registry_update_load(reg, bt_registry_find(reg, "d0"), &load, 3500);
+    }
+    assert_int_equal(bt_registry_expire(reg, 4500, NULL, NULL), 1);
+    assert_null(bt_registry_find(reg, "p0"));
+    assert_non_null(bt_registry_find(reg, "d0"));
+    assert_int_equal(bt_registry_count(reg, BT_NODE_ROLE_BOTH, NULL), 1);
+    bt_registry_destroy(reg);
+}
+
+static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0 };
+
+static bt_select_req_t make_req(const uint8_t *hashes, size_t n)
+{
+    bt_select_req_t req;
+
+    memset(&req, 0, sizeof(req));
+    req.model = "m";
+    req.block_hashes = hashes;
+    req.n_blocks = n;
+    req.prompt_tokens = (uint32_t)(n * 16 + 3);
+    req.max_new_tokens = 32;
+    return req;
+}
+
+static void test_select_prefix_and_load(void **state)
+{
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    uint8_t hashes[4][32];
+    bt_node_t *p0, *p1, *d0, *d1;
+    bt_select_result_t r;
+    bt_select_req_t req;
+    char err[256];
+    int i;
+
+    (void)state;
+    for (i = 0; i < 4; i++) {
+        make_hash(hashes[i], (uint32_t)(100 + i));
+    }
+    p0 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    p1 = add_node(reg, "p1", BT_NODE_ROLE_PREFILL, "m", 100);
+    d0 = add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
+    d1 = add_node(reg, "d1", BT_NODE_ROLE_DECODE, "m", 100);
+    add_node(reg, "x0", BT_NODE_ROLE_BOTH, "other-model", 100);
+
+    /* p1 holds the first 3 blocks: it wins on prefix overlap */
+    bt_registry_kv_stored(reg, p1, &hashes[0][0], 3);
+    req = make_req(&hashes[0][0], 4);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+    assert_ptr_equal(r.prefill, p1);
+    assert_int_equal(r.matched_blocks, 3);
+    assert_int_equal(r.prefill_candidates, 2);
+    bt_select_release(r.prefill, r.decode, 0);
+
+    /* ... unless its queue outweighs the saved work */
+    p1->load.queued_prefill_tokens = 1000;
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+    assert_ptr_equal(r.prefill, p0);
+    p1->load.queued_prefill_tokens = 0;
+
+    /* decode: more free blocks and a smaller batch win */
+    d0->load.free_blocks = 20;
+    d1->load.free_blocks = 80;
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+    assert_ptr_equal(r.decode, d1);
+    /* room: 4 blocks of prompt + 2 of output > 5 free */
+    d1->load.free_blocks = 5;
+    d0->load.free_blocks = 5;
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_EXHAUSTED);
+    assert_non_null(strstr(err, "has room"));
+    d0->load.free_blocks = 100;
+    d1->load.free_blocks = 100;
+
+    /* draining and excluded nodes are skipped */
+    p0->load.draining = true;
+    bt_node_set_add(&req.exclude_prefill, p1->slot);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_EXHAUSTED);
+    assert_non_null(strstr(err, "draining or failed"));
+    p0->load.draining = false;
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+    assert_ptr_equal(r.prefill, p0);
+
+    /* unknown model */
+    req.model = "nope";
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_NOT_FOUND);
+    assert_string_equal(err, "no prefill node serves model 'nope'");
+    bt_registry_destroy(reg);
+}
+
+static void test_select_ties_rotate_and_colocate(void **state)
+{
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    bt_select_result_t r;
+    bt_select_req_t req = make_req(NULL, 0);
+    bt_node_t *b0, *b1;
+    char err[256];
+    int counts[2] = { 0, 0 };
+    int i;
+
+    (void)state;
+    b0 = add_node(reg, "b0", BT_NODE_ROLE_BOTH, "m", 100);
+    b1 = add_node(reg, "b1", BT_NODE_ROLE_BOTH, "m", 100);
+    for (i = 0; i < 10; i++) {
+        assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+        /* a node that does both keeps the KV local */
+        assert_ptr_equal(r.prefill, r.decode);
+        counts[r.prefill == b0 ? 0 : 1]++;
+        bt_select_release(r.prefill, r.decode, req.prompt_tokens);
+    }
+    /* equal nodes share the load */
+    assert_int_equal(counts[0], 5);
+    assert_int_equal(counts[1], 5);
+    (void)b1;
+    bt_registry_destroy(reg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prefix_index),
+        cmocka_unit_test(test_prefix_index_churn),
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_select_prefix_and_load),
+        cmocka_unit_test(test_select_ties_rotate_and_colocate),
+    };
+
+    return cmocka_run_group_tests_name("router_select", tests, NULL, NULL);
+}
