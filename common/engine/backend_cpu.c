@@ -1,0 +1,462 @@
+/* CPU backend: own matmul, RMSNorm and attention kernels.
+ *
+ * Batch invariance comes from one rule: every dot product accumulates in
+ * 8 lanes (element i goes to lane i mod 8, in increasing i, with a fused
+ * multiply-add), then adds the lanes in a fixed tree. The AVX2 path does
+ * exactly that with one __m256 per output element; the portable path does
+ * it with fmaf, which rounds the same way, so both give the same bits.
+ * Threads split output columns (or (token, head) pairs), never a
+ * reduction, so the thread count never changes a result either. */
+#include "backend.h"
+
+#include "base/log.h"
+#include "parallel.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NR_MAX 4   /* rows of x per tile */
+#define NC_MAX 3   /* weight rows (output columns) per tile */
+
+static atomic_int cpu_simd = -1; /* -1 unknown, 0 scalar, 1 avx2 */
+
+bool bt_cpu_has_avx2(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+void bt_cpu_force_scalar(bool scalar)
+{
+    atomic_store(&cpu_simd, scalar ? 0 : (bt_cpu_has_avx2() ? 1 : 0));
+}
+
+static bool use_simd(void)
+{
+    int v = atomic_load(&cpu_simd);
+
+    if (v < 0) {
+        v = bt_cpu_has_avx2() ? 1 : 0;
+        atomic_store(&cpu_simd, v);
+    }
+    return v == 1;
+}
+
+/* ---- the fixed reduction ------------------------------------------ */
+
+static inline float lanes_sum(const float a[8])
+{
+    float s0 = a[0] + a[4], s1 = a[1] + a[5], s2 = a[2] + a[6],
+          s3 = a[3] + a[7];
+
+    return (s0 + s2) + (s1 + s3);
+}
+
+/* Elements k8..k-1 go to lanes 0.., then the tree. */
+static inline float lanes_finish(float a[8], const float *x, const void *w,
+                                 bt_dtype_t wt, int k8, int k)
+{
+    for (int i = k8; i < k; i++) {
+        a[i - k8] = fmaf(x[i], bt_dtype_load(w, wt, (size_t)i), a[i - k8]);
+    }
+    return lanes_sum(a);
+}
+
+static float dot_scalar(const float *x, const void *w, bt_dtype_t wt, int k)
+{
+    float a[8] = {0};
+    const int k8 = k & ~7;
+
+    for (int i = 0; i < k8; i += 8) {
+        for (int l = 0; l < 8; l++) {
+            a[l] = fmaf(x[i + l], bt_dtype_load(w, wt, (size_t)(i + l)), a[l]);
+        }
+    }
+    return lanes_finish(a, x, w, wt, k8, k);
+}
+
+/* ---- AVX2 tiles ----------------------------------------------------- */
+
+#if defined(__x86_64__)
+#define BT_SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
+#define BT_SIMD_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) \
+    static inline
+
+BT_SIMD_INLINE __m256 load8(const void *w, bt_dtype_t wt, int i)
+{
+    if (wt == BT_DTYPE_BF16) {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+        return _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    if (wt == BT_DTYPE_F16) {
+        return _mm256_cvtph_ps(
+            _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+    }
+    return _mm256_loadu_ps((const float *)w + i);
+}
+
+/* out[r * ldo + c] = dot(x row r, w row c) (+ bias[c]), nr x nc tile. */
+BT_SIMD_INLINE void tile_avx2(const float *x, int ldx, int nr,
+                              const char *w, size_t ldw, bt_dtype_t wt,
+                              int nc, int k, const float *bias, float *out,
+                              int ldo)
+{
+    __m256 acc[NR_MAX][NC_MAX];
+    const int k8 = k & ~7;
+
+#pragma GCC unroll 4
+    for (int r = 0; r < NR_MAX; r++) {
+#pragma GCC unroll 3
+        for (int c = 0; c < NC_MAX; c++) {
+            acc[r][c] = _mm256_setzero_ps();
+        }
+    }
+    for (int i = 0; i < k8; i += 8) {
+#pragma GCC unroll 3
+        for (int c = 0; c < NC_MAX; c++) {
+            if (c < nc) {
+                __m256 wv = load8(w + (size_t)c * ldw, wt, i);
+
+#pragma GCC unroll 4
+                for (int r = 0; r < NR_MAX; r++) {
+                    if (r < nr) {
+                        acc[r][c] = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(x + (size_t)r * ldx + i), wv,
+                            acc[r][c]);
+                    }
+                }
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        for (int c = 0; c < nc; c++) {
+            float a[8];
+            float v;
+
+            _mm256_storeu_ps(a, acc[r][c]);
+            v = lanes_finish(a, x + (size_t)r * ldx, w + (size_t)c * ldw, wt,
+                             k8, k);
+            out[(size_t)r * ldo + c] = bias != NULL ? v + bias[c] : v;
+        }
+    }
+}
+
+/* One function per (nr, nc, dtype) so each tile keeps its accumulators in
+ * registers. */
+#define TILE_FN(NR, NC, DT, SUF)                                              \
+    BT_SIMD_TARGET static void tile_##NR##_##NC##_##SUF(                      \
+        const float *x, int ldx, const char *w, size_t ldw, int k,            \
+        const float *bias, float *out, int ldo)                               \
+    {                                                                         \
+        tile_avx2(x, ldx, NR, w, ldw, DT, NC, k, bias, out, ldo);             \
+    }
+#define TILE_ROW(NR, DT, SUF) \
+    TILE_FN(NR, 1, DT, SUF) TILE_FN(NR, 2, DT, SUF) TILE_FN(NR, 3, DT, SUF)
+#define TILE_ALL(DT, SUF) \
+    TILE_ROW(1, DT, SUF) TILE_ROW(2, DT, SUF) TILE_ROW(3, DT, SUF) \
+    TILE_ROW(4, DT, SUF)
+
+TILE_ALL(BT_DTYPE_F32, f32)
+TILE_ALL(BT_DTYPE_F16, f16)
+TILE_ALL(BT_DTYPE_BF16, bf16)
+
+typedef void (*tile_fn_t)(const float *, int, const char *, size_t, int,
+                          const float *, float *, int);
+
+#define TILE_TAB(SUF) {                                                 \
+        {tile_1_1_##SUF, tile_1_2_##SUF, tile_1_3_##SUF},               \
+        {tile_2_1_##SUF, tile_2_2_##SUF, tile_2_3_##SUF},               \
+        {tile_3_1_##SUF, tile_3_2_##SUF, tile_3_3_##SUF},               \
+        {tile_4_1_##SUF, tile_4_2_##SUF, tile_4_3_##SUF} }
+
+static const tile_fn_t tiles[3][NR_MAX][NC_MAX] = {
+    [BT_DTYPE_F32] = TILE_TAB(f32),
+    [BT_DTYPE_F16] = TILE_TAB(f16),
+    [BT_DTYPE_BF16] = TILE_TAB(bf16),
+};
+
+BT_SIMD_TARGET static float dot_avx2(const float *x, const void *w,
+                                     bt_dtype_t wt, int k)
+{
+    float out;
+
+    tiles[wt][0][0](x, k, w, 0, k, NULL, &out, 1);
+    return out;
+}
+#endif
+
+float bt_cpu_dot(const float *x, const void *w, bt_dtype_t wt, int k)
+{
+#if defined(__x86_64__)
+    if (use_simd()) {
+        return dot_avx2(x, w, wt, k);
+    }
+#endif
+    return dot_scalar(x, w, wt, k);
+}
+
+/* ---- backend context ------------------------------------------------ */
+
+typedef struct {
+    bt_par_t *par;
+    float   **scratch;      /* per thread: attention scores */
+    size_t    scratch_cap;  /* floats per thread */
+} cpu_ctx_t;
+
+static bt_status_t cpu_create(int n_threads, void **ctx_p)
+{
+    cpu_ctx_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    if (n_threads <= 0) {
+        n_threads = bt_par_cpus();
+    }
+    c->par = bt_par_create(n_threads);
+    c->scratch = calloc((size_t)n_threads, sizeof(float *));
+    if (c->par == NULL || c->scratch == NULL) {
+        bt_par_destroy(c->par);
+        free(c->scratch);
+        free(c);
+        return BT_ERR_NO_MEMORY;
+    }
+    *ctx_p = c;
+    return BT_OK;
+}
+
+static void cpu_destroy(void *vctx)
+{
+    cpu_ctx_t *c = vctx;
+
+    if (c == NULL) {
+        return;
+    }
+    for (int i = 0; i < bt_par_threads(c->par); i++) {
+        free(c->scratch[i]);
+    }
+    free(c->scratch);
+    bt_par_destroy(c->par);
+    free(c);
+}
+
+static int cpu_threads(void *vctx)
+{
+    return bt_par_threads(((cpu_ctx_t *)vctx)->par);
+}
+
+/* ---- matmul --------------------------------------------------------- */
+
+typedef struct {
+    const float    *x;
+    int             n;
+    const bt_mat_t *w;
+    const float    *bias;
+    float          *y;
+    int             cols_per_task;
+    bool            simd;
+} mm_job_t;
+
+static void mm_tile_scalar(const float *x, int ldx, int nr, const char *w,
+                           size_t ldw, bt_dtype_t wt, int nc, int k,
+                           const float *bias, float *out, int ldo)
+{
+    for (int r = 0; r < nr; r++) {
+        for (int c = 0; c < nc; c++) {
+            float v = dot_scalar(x + (size_t)r * ldx, w + (size_t)c * ldw, wt,
+                                 k);
+
+            out[(size_t)r * ldo + c] = bias != NULL ? v + bias[c] : v;
+        }
+    }
+}
+
+static void mm_task(void *vjob, int task, int thread)
+{
+    const mm_job_t *j = vjob;
+    const bt_mat_t *w = j->w;
+    const int k = w->cols, m = w->rows;
+    const size_t ldw = (size_t)k * bt_dtype_size(w->dtype);
+    const int c0 = task * j->cols_per_task;
+    const int c1 = c0 + j->cols_per_task < m ? c0 + j->cols_per_task : m;
+
+    (void)thread;
+    for (int r0 = 0; r0 < j->n; r0 += NR_MAX) {
+        const int nr = j->n - r0 < NR_MAX ? j->n - r0 : NR_MAX;
+
+        for (int c = c0; c < c1; c += NC_MAX) {
+            const int nc = c1 - c < NC_MAX ? c1 - c : NC_MAX;
+            const char *wp = (const char *)w->data + (size_t)c * ldw;
+            const float *bp = j->bias != NULL ? j->bias + c : NULL;
+            float *op = j->y + (size_t)r0 * m + c;
+
+#if defined(__x86_64__)
+            if (j->simd) {
+                tiles[w->dtype][nr - 1][nc - 1](j->x + (size_t)r0 * k, k, wp,
+                                                ldw, k, bp, op, m);
+                continue;
+            }
+#endif
+            mm_tile_scalar(j->x + (size_t)r0 * k, k, nr, wp, ldw, w->dtype,
+                           nc, k, bp, op, m);
+        }
+    }
+}
+
+static void cpu_matmul(void *vctx, const float *x, int n, const bt_mat_t *w,
+                       const float *bias, float *y)
+{
+    cpu_ctx_t *c = vctx;
+    const int threads = bt_par_threads(c->par);
+    mm_job_t j = {x, n, w, bias, y, 0, use_simd()};
+    int per;
+
+    if (n <= 0) {
+        return;
+    }
+    /* Column chunks: enough tasks to balance threads, small enough that a
+     * chunk of weight rows stays in L2 while row tiles stream past. */
+    per = (w->rows + threads * 4 - 1) / (threads * 4);
+    per = (per + NC_MAX - 1) / NC_MAX * NC_MAX;
+    if (per > 48) {
+        per = 48;
+    }
+    if (per < NC_MAX) {
+        per = NC_MAX;
+    }
+    j.cols_per_task = per;
+    bt_par_run(c->par, (w->rows + per - 1) / per, mm_task, &j);
+}
+
+/* ---- rmsnorm -------------------------------------------------------- */
+
+static void cpu_rmsnorm(void *vctx, const float *x, const float *g, int n,
+                        int d, float eps, float *y)
+{
+    (void)vctx;
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * d;
+        float *yr = y + (size_t)r * d;
+        float ss = bt_cpu_dot(xr, xr, BT_DTYPE_F32, d);
+        float inv = 1.0f / sqrtf(ss / (float)d + eps);
+
+        for (int i = 0; i < d; i++) {
+            yr[i] = g[i] * (xr[i] * inv);
+        }
+    }
+}
+
+/* ---- attention ------------------------------------------------------ */
+
+typedef struct {
+    const bt_attn_args_t *a;
+    cpu_ctx_t            *c;
+} attn_job_t;
+
+static void attn_task(void *vjob, int task, int thread)
+{
+    const attn_job_t *j = vjob;
+    const bt_attn_args_t *a = j->a;
+    const bt_kv_view_t *kv = a->kv;
+    const int t = task / a->n_heads, h = task % a->n_heads;
+    const int g = h / (a->n_heads / a->n_kv_heads);
+    const int hd = a->head_dim, bs = kv->block_size;
+    const int pos = a->pos[t];
+    const int start = a->window > 0 && pos - a->window + 1 > 0
+                      ? pos - a->window + 1 : 0;
+    const uint32_t *table = a->tables[t];
+    const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
+    float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
+    float *sc = j->c->scratch[thread];
+    float mx = -INFINITY, sum = 0.0f;
+    const size_t hoff = (size_t)g * hd * bt_dtype_size(kv->dtype);
+
+    for (int p = start; p <= pos; p++) {
+        const char *k = (const char *)bt_kv_view_at(kv, a->layer,
+                                                    table[p / bs], 0, p % bs);
+        float s = bt_cpu_dot(q, k + hoff, kv->dtype, hd) * a->scale;
+
+        sc[p - start] = s;
+        mx = s > mx ? s : mx;
+    }
+    for (int p = start; p <= pos; p++) {
+        float e = expf(sc[p - start] - mx);
+
+        sc[p - start] = e;
+        sum += e;
+    }
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int p = start; p <= pos; p++) {
+        const char *v = (const char *)bt_kv_view_at(kv, a->layer,
+                                                    table[p / bs], 1, p % bs);
+        const float pr = sc[p - start];
+
+        /* per output element, positions in increasing order: the same
+         * with or without SIMD (fmaf) */
+        if (kv->dtype == BT_DTYPE_F32) {
+            const float *vf = (const float *)(v + hoff);
+
+            for (int d = 0; d < hd; d++) {
+                out[d] = fmaf(pr, vf[d], out[d]);
+            }
+        } else {
+            for (int d = 0; d < hd; d++) {
+                out[d] = fmaf(pr, bt_dtype_load(v + hoff, kv->dtype,
+                                                (size_t)d), out[d]);
+            }
+        }
+    }
+    for (int d = 0; d < hd; d++) {
+        out[d] = out[d] / sum;
+    }
+}
+
+static bt_status_t cpu_reserve(void *vctx, int max_ctx)
+{
+    cpu_ctx_t *c = vctx;
+    const size_t need = max_ctx > 0 ? (size_t)max_ctx : 1;
+
+    if (need <= c->scratch_cap) {
+        return BT_OK;
+    }
+    for (int i = 0; i < bt_par_threads(c->par); i++) {
+        float *p = realloc(c->scratch[i], need * sizeof(float));
+
+        if (p == NULL) {
+            bt_error("cpu backend: out of memory for %zu attention scores",
+                     need);
+            return BT_ERR_NO_MEMORY;
+        }
+        c->scratch[i] = p;
+    }
+    c->scratch_cap = need;
+    return BT_OK;
+}
+
+static void cpu_attention(void *vctx, const bt_attn_args_t *a)
+{
+    cpu_ctx_t *c = vctx;
+    attn_job_t j = {a, c};
+
+    bt_par_run(c->par, a->n_tokens * a->n_heads, attn_task, &j);
+}
+
+const bt_backend_ops_t bt_backend_cpu = {
+    .name = "cpu",
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .threads = cpu_threads,
+    .matmul = cpu_matmul,
+    .rmsnorm = cpu_rmsnorm,
+    .reserve = cpu_reserve,
+    .attention = cpu_attention,
+};
