@@ -199,8 +199,7 @@ struct tok_dec {
 };
 
 typedef struct {
-    size_t  content; /* index into tok->tokens of... see added_str */
-    tok_str_t str;
+    tok_str_t str;  /* content, in tok->pool */
     int32_t id;
     bool    special;
     bool    lstrip;
@@ -226,7 +225,10 @@ struct bt_tok {
     tok_added_t  *added;
     size_t        n_added;
     int32_t      *added_index;  /* [n_ids] index into added or -1 */
-    tok_str_t    *added_by_id_str;
+    int32_t      *added_order;  /* added indexes by (first byte, length desc) */
+    uint32_t      added_first[257]; /* added_order range per first byte */
+    bool          any_normalized_added; /* some added token is matched
+                                           after normalization */
 
     int32_t       n_ids;        /* vocab size (largest id + 1) */
 
@@ -267,6 +269,9 @@ bt_status_t tok_pre_apply(const tok_pre_t *pre, pcre2_match_data *md,
 /* tok_bpe.c: appends the ids of one pre-tokenized word. */
 bt_status_t tok_bpe_word(const bt_tok_t *tok, const char *w, size_t len,
                          bt_tok_ids_t *out);
+
+/* tok_encode.c: builds added_order/added_first after loading. */
+bt_status_t tok_added_index_build(bt_tok_t *tok);
 
 /* tok_decode.c */
 bt_status_t tok_decode_ids(const bt_tok_t *tok, const int32_t *ids,

@@ -63,6 +63,9 @@ int tok_regex_next(const tok_regex_t *re, pcre2_match_data *md,
         else
             rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, start,
                              PCRE2_NO_UTF_CHECK, md, NULL);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, start,
+                             PCRE2_NO_UTF_CHECK, md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH)
             return 0;
         if (rc < 0) {

@@ -101,6 +101,51 @@ static void test_train_output(void **state)
     assert_int_equal(json_integer_value(json_object_get(vocab, "\xc4\xa0")),
                      32);
     json_decref(root);
+
+    /* the loader takes it, and it round-trips the corpus exactly */
+    {
+        bt_buf_t cfg, dec;
+        bt_tok_t *tok;
+        bt_tok_ids_t ids;
+        const char *chat = "<|start_header_id|>user<|end_header_id|>\n\nhi";
+
+        bt_buf_init(&cfg, 1 << 20);
+        bt_buf_init(&dec, 64u << 20);
+        assert_int_equal(bt_tok_write_config_json("<|begin_of_text|>",
+                                                  "<|eot_id|>", &cfg), BT_OK);
+        if (bt_tok_load_mem(a.data, a.len, cfg.data, cfg.len, &tok, err,
+                            sizeof(err)) != BT_OK)
+            fail_msg("load trained tokenizer: %s", err);
+        assert_int_equal(bt_tok_vocab_size(tok), 1000);
+        assert_int_equal(bt_tok_bos_id(tok), 995);
+        assert_int_equal(bt_tok_eos_id(tok), 999);
+        bt_tok_ids_init(&ids, 1 << 24);
+        assert_int_equal(bt_tok_encode(tok, corpus, len, BT_TOK_ADD_SPECIAL,
+                                       &ids, err, sizeof(err)), BT_OK);
+        assert_int_equal(ids.ids[0], 995);
+        printf("# corpus: %zu bytes -> %zu tokens\n", len, ids.n);
+        assert_true(ids.n < len / 2);
+        assert_int_equal(bt_tok_decode(tok, ids.ids, ids.n, true, &dec, err,
+                                       sizeof(err)), BT_OK);
+        assert_int_equal(dec.len, len);
+        assert_memory_equal(dec.data, corpus, len);
+        /* special tokens are single ids when parsed */
+        ids.n = 0;
+        assert_int_equal(bt_tok_encode(tok, chat, strlen(chat),
+                                       BT_TOK_PARSE_SPECIAL, &ids, err,
+                                       sizeof(err)), BT_OK);
+        assert_int_equal(ids.ids[0], 997);
+        {
+            bool found = false;
+            for (size_t i = 1; i < ids.n; i++)
+                found |= ids.ids[i] == 998;
+            assert_true(found);
+        }
+        bt_tok_ids_cleanup(&ids);
+        bt_tok_destroy(tok);
+        bt_buf_cleanup(&cfg);
+        bt_buf_cleanup(&dec);
+    }
     bt_buf_cleanup(&a);
     bt_buf_cleanup(&b);
     free(corpus);
