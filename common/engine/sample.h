@@ -132,12 +132,12 @@ bt_status_t bt_stopstr_create(const char *const *stops, uint32_t n,
                               bt_stopstr_t **matcher_p);
 void bt_stopstr_destroy(bt_stopstr_t *matcher); /* NULL-safe */
 
-/* Feeds the next piece of detokenized text. *out_p / *out_len_p: text
- * that is now safe to send (borrowed; valid until the next call); the
- * tail that could still become a stop string is held back. When a stop
- * string occurs, *stopped_p is true, the output ends right before it
- * (the stop string is not included) and later feeds emit nothing.
- * BT_ERR_TOO_LARGE if len > 1 MiB. */
+/* Feeds the next piece of detokenized text. *out_p (never NULL) and
+ * *out_len_p: the text that is now safe to send (borrowed; valid until the
+ * next call); the tail that could still become a stop string is held
+ * back. When a stop string occurs, *stopped_p is true, the output ends
+ * right before it (the stop string is not included) and later feeds emit
+ * nothing. BT_ERR_TOO_LARGE if len > 1 MiB. */
 bt_status_t bt_stopstr_feed(bt_stopstr_t *matcher, const char *text,
                             size_t len, const char **out_p, size_t *out_len_p,
                             bool *stopped_p);

@@ -1,0 +1,144 @@
+/* Chained SHA-256 block hashes, kv-spec v1 (docs/kv-spec.md). */
+#include "kv_pool.h"
+
+#include "base/log.h"
+
+#include <string.h>
+
+#define BT_KV_ROOT_TAG "baton-kv-v1"
+#define BT_KV_ROOT_MAX_STR 4096
+
+static void bt_kv_u32le(uint32_t v, uint8_t out[4])
+{
+    out[0] = (uint8_t)v;
+    out[1] = (uint8_t)(v >> 8);
+    out[2] = (uint8_t)(v >> 16);
+    out[3] = (uint8_t)(v >> 24);
+}
+
+/* u32le(len) || bytes */
+static bt_status_t bt_kv_hash_put_str(bt_sha256_t *ctx, const void *s,
+                                      size_t len)
+{
+    uint8_t le[4];
+    bt_status_t st;
+
+    bt_kv_u32le((uint32_t)len, le);
+    st = bt_sha256_update(ctx, le, sizeof(le));
+    if (st == BT_OK && len > 0) {
+        st = bt_sha256_update(ctx, s, len);
+    }
+    return st;
+}
+
+/* The names are part of kv-spec v1, fixed here rather than borrowed from
+ * another module's spelling. */
+static const char *bt_kv_dtype_spec_name(bt_dtype_t dtype)
+{
+    switch (dtype) {
+    case BT_DTYPE_F32:  return "f32";
+    case BT_DTYPE_F16:  return "f16";
+    case BT_DTYPE_BF16: return "bf16";
+    }
+    return NULL;
+}
+
+bt_status_t bt_kv_hash_root(const char *model_id, const char *revision,
+                            bt_dtype_t dtype, uint32_t block_size,
+                            const void *salt, size_t salt_len,
+                            uint8_t root_p[BT_KV_HASH_LEN])
+{
+    const char *dname = bt_kv_dtype_spec_name(dtype);
+    size_t model_len, rev_len;
+    uint8_t le[4];
+    bt_sha256_t ctx;
+    bt_status_t st;
+
+    if (model_id == NULL || block_size == 0 || dname == NULL ||
+        (salt == NULL && salt_len)) {
+        bt_error("kv hash root: model id, block size and dtype are required");
+        return BT_ERR_INVALID_ARG;
+    }
+    if (revision == NULL) {
+        revision = "";
+    }
+    model_len = strlen(model_id);
+    rev_len = strlen(revision);
+    if (model_len > BT_KV_ROOT_MAX_STR || rev_len > BT_KV_ROOT_MAX_STR ||
+        salt_len > BT_KV_ROOT_MAX_STR) {
+        bt_error("kv hash root: model id, revision or salt over %d bytes",
+                 BT_KV_ROOT_MAX_STR);
+        return BT_ERR_TOO_LARGE;
+    }
+    st = bt_sha256_init(&ctx);
+    if (st != BT_OK) {
+        return st;
+    }
+    bt_kv_u32le(block_size, le);
+    if ((st = bt_kv_hash_put_str(&ctx, BT_KV_ROOT_TAG,
+                                 strlen(BT_KV_ROOT_TAG))) != BT_OK ||
+        (st = bt_kv_hash_put_str(&ctx, model_id, model_len)) != BT_OK ||
+        (st = bt_kv_hash_put_str(&ctx, revision, rev_len)) != BT_OK ||
+        (st = bt_kv_hash_put_str(&ctx, dname, strlen(dname))) != BT_OK ||
+        (st = bt_sha256_update(&ctx, le, sizeof(le))) != BT_OK ||
+        (st = bt_kv_hash_put_str(&ctx, salt, salt_len)) != BT_OK) {
+        bt_sha256_cleanup(&ctx);
+        return st;
+    }
+    return bt_sha256_final(&ctx, root_p);
+}
+
+bt_status_t bt_kv_hash_block(const uint8_t parent[BT_KV_HASH_LEN],
+                             const uint32_t *tokens, uint32_t n_tokens,
+                             uint8_t hash_p[BT_KV_HASH_LEN])
+{
+    uint8_t buf[256];
+    bt_sha256_t ctx;
+    bt_status_t st;
+    uint32_t i = 0;
+
+    st = bt_sha256_init(&ctx);
+    if (st != BT_OK) {
+        return st;
+    }
+    st = bt_sha256_update(&ctx, parent, BT_KV_HASH_LEN);
+    while (st == BT_OK && i < n_tokens) {
+        size_t n = 0;
+        for (; i < n_tokens && n + 4 <= sizeof(buf); i++, n += 4) {
+            bt_kv_u32le(tokens[i], buf + n);
+        }
+        st = bt_sha256_update(&ctx, buf, n);
+    }
+    if (st != BT_OK) {
+        bt_sha256_cleanup(&ctx);
+        return st;
+    }
+    return bt_sha256_final(&ctx, hash_p);
+}
+
+bt_status_t bt_kv_hash_chain(const uint8_t root[BT_KV_HASH_LEN],
+                             uint32_t block_size, const uint32_t *tokens,
+                             size_t n_tokens, uint8_t (*hashes)[BT_KV_HASH_LEN],
+                             size_t max_hashes, size_t *n_hashes_p)
+{
+    size_t n, i;
+
+    if (block_size == 0) {
+        bt_error("kv hash chain: block size 0");
+        return BT_ERR_INVALID_ARG;
+    }
+    n = n_tokens / block_size;
+    if (n > max_hashes) {
+        n = max_hashes;
+    }
+    for (i = 0; i < n; i++) {
+        const uint8_t *parent = i == 0 ? root : hashes[i - 1];
+        bt_status_t st = bt_kv_hash_block(parent, tokens + i * block_size,
+                                          block_size, hashes[i]);
+        if (st != BT_OK) {
+            return st;
+        }
+    }
+    *n_hashes_p = n;
+    return BT_OK;
+}
