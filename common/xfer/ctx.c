@@ -1,0 +1,372 @@
+/* The UCP context and worker, and their progress from the libevent loop
+ * (ucp_worker_get_efd + ucp_worker_arm: never a busy loop when idle). */
+#include "xfer_int.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+bt_status_t bt_xfer_status_from_ucs(ucs_status_t st)
+{
+    switch (st) {
+    case UCS_OK:
+        return BT_OK;
+    case UCS_ERR_CANCELED:
+        return BT_ERR_CANCELLED;
+    case UCS_ERR_TIMED_OUT:
+        return BT_ERR_TIMED_OUT;
+    case UCS_ERR_NO_MEMORY:
+        return BT_ERR_NO_MEMORY;
+    case UCS_ERR_INVALID_PARAM:
+        return BT_ERR_INVALID_ARG;
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_UNSUPPORTED:
+    case UCS_ERR_INVALID_ADDR:
+        return BT_ERR_PEER_UNREACHABLE;
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_IO_ERROR:
+    case UCS_ERR_REJECTED:
+    case UCS_ERR_NOT_CONNECTED:
+    default:
+        return BT_ERR_PEER_DIED;
+    }
+}
+
+/* Defaults that make peer error handling keep shared memory (TOOLCHAIN:
+ * without them UCX silently falls back to tcp, 50x slower) and detect a
+ * dead shm peer within ~1 s. A value the user set wins. */
+static void set_env_defaults(void)
+{
+    static const char *const defaults[][2] = {
+        {"UCX_POSIX_ERROR_HANDLING", "y"},
+        {"UCX_SYSV_ERROR_HANDLING", "y"},
+        {"UCX_KEEPALIVE_INTERVAL", "1s"},
+    };
+
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+        if (getenv(defaults[i][0]) == NULL) {
+            setenv(defaults[i][0], defaults[i][1], 0);
+        }
+    }
+}
+
+static void closing_reap(bt_xfer_ctx_t *ctx)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < ctx->n_closing; i++) {
+        if (ucp_request_check_status(ctx->closing[i]) != UCS_INPROGRESS) {
+            ucp_request_free(ctx->closing[i]);
+        } else {
+            ctx->closing[j++] = ctx->closing[i];
+        }
+    }
+    ctx->n_closing = j;
+}
+
+void bt_xfer_ctx_closing_add(bt_xfer_ctx_t *ctx, void *req)
+{
+    if (ctx->n_closing == ctx->cap_closing) {
+        size_t cap = ctx->cap_closing ? ctx->cap_closing * 2 : 8;
+        void **n = realloc(ctx->closing, cap * sizeof(*n));
+
+        if (n == NULL) {
+            /* Lose track rather than crash: UCX frees it with the worker. */
+            bt_warn("xfer cannot track an endpoint close request");
+            return;
+        }
+        ctx->closing = n;
+        ctx->cap_closing = cap;
+    }
+    ctx->closing[ctx->n_closing++] = req;
+}
+
+static unsigned progress_all(bt_xfer_ctx_t *ctx)
+{
+    unsigned n = 0, k;
+
+    /* Bounded: a worker can report progress on every call (keepalive),
+     * and the loop's other events must get their turn; arm answers BUSY
+     * and the loop comes back. */
+    for (int i = 0; i < 64; i++) {
+        k = ucp_worker_progress(ctx->worker);
+        if (k == 0) {
+            break;
+        }
+        n += k;
+    }
+    if (ctx->peer_failed) {
+        bt_xfer_peers_cleanup_failed(ctx);
+    }
+    if (ctx->n_closing > 0) {
+        closing_reap(ctx);
+    }
+    return n;
+}
+
+unsigned bt_xfer_ctx_progress(bt_xfer_ctx_t *ctx)
+{
+    return progress_all(ctx);
+}
+
+static void progress_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_xfer_ctx_t *ctx = arg;
+    ucs_status_t st;
+
+    progress_all(ctx);
+    if (ctx->params.spin_us > 0 && ctx->n_active > 0) {
+        uint64_t end = bt_now_ns() + (uint64_t)ctx->params.spin_us * 1000;
+
+        while (ctx->n_active > 0 && bt_now_ns() < end) {
+            if (progress_all(ctx) > 0) {
+                end = bt_now_ns() + (uint64_t)ctx->params.spin_us * 1000;
+            }
+        }
+    }
+    st = ucp_worker_arm(ctx->worker);
+    if (st == UCS_ERR_BUSY) {
+        /* More events came in: run again after the loop's other events
+         * (a zero timer, not event_active: libevent would run a callback
+         * that re-activates itself within the same pass, forever). */
+        static const struct timeval now = {0, 0};
+
+        evtimer_add(ctx->again_ev, &now);
+    } else if (st != UCS_OK) {
+        bt_error("xfer worker arm failed: %s", ucs_status_string(st));
+    }
+}
+
+static void again_cb(evutil_socket_t fd, short what, void *arg)
+{
+    progress_cb(fd, what, arg);
+}
+
+void bt_xfer_ctx_kick(bt_xfer_ctx_t *ctx)
+{
+    event_active(ctx->progress_ev, EV_READ, 0);
+}
+
+bt_status_t bt_xfer_ctx_create(struct event_base *base,
+                               const bt_xfer_ctx_params_t *params,
+                               bt_xfer_ctx_t **ctx_p)
+{
+    bt_xfer_ctx_t *ctx;
+    ucp_config_t *config;
+    ucp_params_t up;
+    ucp_worker_params_t wp;
+    ucs_status_t st;
+    bt_status_t bst = BT_ERR_INTERNAL;
+    int efd;
+
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    ctx->base = base;
+    if (params != NULL) {
+        ctx->params = *params;
+    }
+    bt_xfer_link_init(&ctx->peers);
+    bt_xfer_link_init(&ctx->regions);
+    bt_xfer_link_init(&ctx->remotes);
+    bt_xfer_link_init(&ctx->zombies);
+    bt_xfer_link_init(&ctx->rx_ops);
+    if (getrandom(&ctx->id, sizeof(ctx->id), 0) != sizeof(ctx->id)) {
+        ctx->id = bt_now_ns() ^ ((uint64_t)getpid() << 32);
+    }
+    ctx->next_op_id = 1;
+    ctx->next_region_id = 1;
+    if (gethostname(ctx->host, sizeof(ctx->host) - 1) != 0) {
+        strcpy(ctx->host, "unknown");
+    }
+
+    set_env_defaults();
+    st = ucp_config_read(NULL, NULL, &config);
+    if (st != UCS_OK) {
+        bt_error("xfer ucx config read failed: %s", ucs_status_string(st));
+        goto err_free;
+    }
+    memset(&up, 0, sizeof(up));
+    up.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_REQUEST_SIZE |
+                    UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+    up.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+    up.request_size = sizeof(bt_xfer_req_t);
+    up.mt_workers_shared = 0;
+    st = ucp_init(&up, config, &ctx->ucp);
+    ucp_config_release(config);
+    if (st != UCS_OK) {
+        bt_error("xfer ucp init failed: %s", ucs_status_string(st));
+        goto err_free;
+    }
+    memset(&wp, 0, sizeof(wp));
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+    st = ucp_worker_create(ctx->ucp, &wp, &ctx->worker);
+    if (st != UCS_OK) {
+        bt_error("xfer worker create failed: %s", ucs_status_string(st));
+        goto err_ucp;
+    }
+    st = ucp_worker_get_address(ctx->worker, &ctx->addr, &ctx->addr_len);
+    if (st != UCS_OK) {
+        bt_error("xfer worker address failed: %s", ucs_status_string(st));
+        goto err_worker;
+    }
+    st = ucp_worker_get_efd(ctx->worker, &efd);
+    if (st != UCS_OK) {
+        bt_error("xfer worker event fd failed: %s", ucs_status_string(st));
+        goto err_addr;
+    }
+    ctx->progress_ev = event_new(base, efd, EV_READ | EV_PERSIST,
+                                 progress_cb, ctx);
+    if (ctx->progress_ev == NULL || event_add(ctx->progress_ev, NULL) != 0) {
+        bt_error("xfer cannot watch the worker event fd");
+        bst = BT_ERR_NO_MEMORY;
+        goto err_ev;
+    }
+    ctx->again_ev = evtimer_new(base, again_cb, ctx);
+    if (ctx->again_ev == NULL) {
+        bst = BT_ERR_NO_MEMORY;
+        goto err_ev;
+    }
+    bst = bt_xfer_recv_register(ctx);
+    if (bst != BT_OK) {
+        goto err_ev;
+    }
+    /* The first pass arms the worker. */
+    bt_xfer_ctx_kick(ctx);
+    bt_debug("xfer context id %016llx host %s worker address %zu bytes",
+             (unsigned long long)ctx->id, ctx->host, ctx->addr_len);
+    *ctx_p = ctx;
+    return BT_OK;
+
+err_ev:
+    if (ctx->again_ev != NULL) {
+        event_free(ctx->again_ev);
+    }
+    if (ctx->progress_ev != NULL) {
+        event_free(ctx->progress_ev);
+    }
+err_addr:
+    ucp_worker_release_address(ctx->worker, ctx->addr);
+err_worker:
+    ucp_worker_destroy(ctx->worker);
+err_ucp:
+    ucp_cleanup(ctx->ucp);
+err_free:
+    free(ctx);
+    return bst;
+}
+
+void bt_xfer_ctx_destroy(bt_xfer_ctx_t *ctx)
+{
+    bt_xfer_link_t *l;
+
+    if (ctx == NULL) {
+        return;
+    }
+    /* Report every active transfer, then drop endpoints: that completes
+     * the requests the reported ones still hold. */
+    for (l = ctx->peers.next; l != &ctx->peers; l = l->next) {
+        bt_xfer_peer_t *peer = BT_XFER_CONTAINER(l, bt_xfer_peer_t, link);
+
+        while (!bt_xfer_link_empty(&peer->ops)) {
+            bt_xfer_op_t *op = BT_XFER_CONTAINER(peer->ops.next,
+                                                 bt_xfer_op_t, link);
+            bt_xfer_op_finish(op, BT_ERR_SHUTDOWN);
+        }
+    }
+    while (!bt_xfer_link_empty(&ctx->remotes)) {
+        bt_xfer_remote_destroy(BT_XFER_CONTAINER(ctx->remotes.next,
+                                                 bt_xfer_remote_t, link));
+    }
+    while (!bt_xfer_link_empty(&ctx->peers)) {
+        bt_xfer_peer_destroy(BT_XFER_CONTAINER(ctx->peers.next,
+                                               bt_xfer_peer_t, link));
+    }
+    /* Bounded wait for closes and cancelled requests to come back. */
+    uint64_t end = bt_now_ns() + 2000000000ull;
+    while ((ctx->n_closing > 0 || !bt_xfer_link_empty(&ctx->zombies)) &&
+           bt_now_ns() < end) {
+        progress_all(ctx);
+    }
+    while (!bt_xfer_link_empty(&ctx->zombies)) {
+        bt_xfer_op_t *op = BT_XFER_CONTAINER(ctx->zombies.next, bt_xfer_op_t,
+                                             link);
+        bt_warn("xfer op %llu still holds %zu requests at shutdown",
+                (unsigned long long)op->id, op->n_live);
+        bt_xfer_link_del(&op->link);
+        bt_xfer_op_free(op);
+    }
+    for (size_t i = 0; i < ctx->n_closing; i++) {
+        ucp_request_free(ctx->closing[i]);
+    }
+    free(ctx->closing);
+    bt_xfer_recv_cleanup(ctx);
+    while (!bt_xfer_link_empty(&ctx->regions)) {
+        bt_xfer_region_destroy(BT_XFER_CONTAINER(ctx->regions.next,
+                                                 bt_xfer_region_t, link));
+    }
+    event_free(ctx->again_ev);
+    event_free(ctx->progress_ev);
+    ucp_worker_release_address(ctx->worker, ctx->addr);
+    ucp_worker_destroy(ctx->worker);
+    ucp_cleanup(ctx->ucp);
+    free(ctx);
+}
+
+void bt_xfer_ctx_set_notify_cb(bt_xfer_ctx_t *ctx, bt_xfer_notify_cb cb,
+                               void *arg)
+{
+    ctx->notify_cb = cb;
+    ctx->notify_arg = arg;
+}
+
+uint64_t bt_xfer_ctx_id(const bt_xfer_ctx_t *ctx)
+{
+    return ctx->id;
+}
+
+size_t bt_xfer_ctx_outstanding(const bt_xfer_ctx_t *ctx)
+{
+    return ctx->n_active;
+}
+
+size_t bt_xfer_ctx_outstanding_reqs(const bt_xfer_ctx_t *ctx)
+{
+    return ctx->n_zombie_reqs;
+}
+
+void bt_xfer_ctx_rx_stats(const bt_xfer_ctx_t *ctx, bt_xfer_rx_stats_t *s_p)
+{
+    *s_p = ctx->rx;
+}
+
+void bt_xfer_ctx_peers_foreach(bt_xfer_ctx_t *ctx, bt_xfer_peer_stats_cb cb,
+                               void *arg)
+{
+    for (bt_xfer_link_t *l = ctx->peers.next; l != &ctx->peers;) {
+        bt_xfer_peer_t *p = BT_XFER_CONTAINER(l, bt_xfer_peer_t, link);
+        bt_xfer_peer_stats_t s;
+
+        l = l->next;
+        memset(&s, 0, sizeof(s));
+        snprintf(s.name, sizeof(s.name), "%.40s/%016llx", p->host,
+                 (unsigned long long)p->owner_id);
+        s.tx_bytes = p->tx_bytes;
+        s.rx_bytes = p->rx_bytes;
+        s.ops = p->n_ok;
+        s.errors = p->n_err;
+        s.last_error = p->last_error;
+        s.last_latency_us = p->last_lat_us;
+        s.alive = p->ep != NULL && !p->failed;
+        s.mode = bt_xfer_peer_mode(p);
+        snprintf(s.lanes, sizeof(s.lanes), "%s", p->lanes);
+        cb(arg, &s);
+    }
+}

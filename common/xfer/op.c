@@ -1,0 +1,425 @@
+/* Transfers: slices put (one-sided lanes) or sent as rendezvous active
+ * messages (tcp), a flush, then the completion message; gets; deadlines
+ * and aborts. */
+#include "xfer_int.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+size_t bt_xfer_slices_coalesce(bt_xfer_slice_t *s, size_t n)
+{
+    size_t out = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].len == 0) {
+            continue;
+        }
+        if (out > 0) {
+            bt_xfer_slice_t *p = &s[out - 1];
+
+            if ((char *)p->local + p->len == (char *)s[i].local &&
+                p->remote_off + p->len == s[i].remote_off) {
+                p->len += s[i].len;
+                continue;
+            }
+        }
+        s[out++] = s[i];
+    }
+    return out;
+}
+
+void bt_xfer_op_free(bt_xfer_op_t *op)
+{
+    if (op->ev != NULL) {
+        event_free(op->ev);
+    }
+    free(op->slices);
+    free(op->hdrs);
+    free(op->reqs);
+    free(op->user);
+    free(op);
+}
+
+/* A reported op whose requests all came back goes away. */
+static void zombie_check(bt_xfer_op_t *op)
+{
+    if (op->reported && !op->cancelling && op->n_live == 0) {
+        bt_xfer_link_del(&op->link);
+        bt_xfer_op_free(op);
+    }
+}
+
+/* Calls the callback once, cancels what is still in flight; the op lives
+ * on (a zombie) until UCX hands back every request. */
+void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status)
+{
+    bt_xfer_ctx_t *ctx = op->ctx;
+    bt_xfer_peer_t *peer = op->peer;
+
+    if (op->reported) {
+        return;
+    }
+    op->reported = true;
+    op->phase = BT_XFER_PHASE_DONE;
+    ctx->n_active--;
+    evtimer_del(op->ev);
+    bt_xfer_link_del(&op->link);
+    bt_xfer_link_add(&ctx->zombies, &op->link);
+    ctx->n_zombie_reqs += op->n_live;
+    if (status == BT_OK) {
+        peer->n_ok++;
+        peer->last_lat_us = (bt_now_ns() - op->t0_ns) / 1000;
+        if (op->is_read) {
+            peer->rx_bytes += op->bytes;
+        } else {
+            peer->tx_bytes += op->bytes;
+        }
+    } else {
+        peer->n_err++;
+        peer->last_error = status;
+    }
+    op->peer = NULL;
+    op->remote = NULL;
+    bt_xfer_peer_unref(peer);
+    if (op->n_live > 0) {
+        op->cancelling = true;
+        for (size_t i = 0; i < op->n_reqs; i++) {
+            if (op->reqs[i] != NULL) {
+                ucp_request_cancel(ctx->worker, op->reqs[i]);
+            }
+        }
+        op->cancelling = false;
+    }
+    if (op->cb != NULL) {
+        op->cb(op->arg, status);
+    }
+    zombie_check(op);
+}
+
+static void op_step(bt_xfer_op_t *op);
+
+static void req_done(bt_xfer_op_t *op, void *request, ucs_status_t status)
+{
+    bt_xfer_req_t *r = request;
+
+    op->reqs[r->slot] = NULL;
+    op->n_live--;
+    ucp_request_free(request);
+    if (op->reported) {
+        op->ctx->n_zombie_reqs--;
+        zombie_check(op);
+        return;
+    }
+    if (status != UCS_OK && op->err == BT_OK) {
+        op->err = bt_xfer_status_from_ucs(status);
+        if (op->err == BT_ERR_CANCELLED) {
+            op->err = BT_ERR_PEER_DIED;   /* only we cancel, after report */
+        }
+    }
+    op_step(op);
+}
+
+static void send_cb(void *request, ucs_status_t status, void *user_data)
+{
+    req_done(user_data, request, status);
+}
+
+/* Records a request UCX returned: NULL = done at once, error, or pending. */
+static bt_status_t track(bt_xfer_op_t *op, ucs_status_ptr_t sp,
+                         const char *what)
+{
+    if (sp == NULL) {
+        return BT_OK;
+    }
+    if (UCS_PTR_IS_ERR(sp)) {
+        bt_error("xfer op %llu %s to %s failed: %s",
+                 (unsigned long long)op->id, what, op->peer->host,
+                 ucs_status_string(UCS_PTR_STATUS(sp)));
+        return bt_xfer_status_from_ucs(UCS_PTR_STATUS(sp));
+    }
+    bt_xfer_req_t *r = sp;
+    r->op = op;
+    r->slot = op->n_reqs;
+    op->reqs[op->n_reqs++] = sp;
+    op->n_live++;
+    return BT_OK;
+}
+
+static void req_param(bt_xfer_op_t *op, ucp_request_param_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p->cb.send = send_cb;
+    p->user_data = op;
+}
+
+static bt_status_t post_data(bt_xfer_op_t *op)
+{
+    bt_xfer_remote_t *rm = op->remote;
+    ucp_ep_h ep = op->peer->ep;
+    ucp_request_param_t p;
+    bt_status_t st = BT_OK;
+
+    for (size_t i = 0; i < op->n_slices && st == BT_OK; i++) {
+        const bt_xfer_slice_t *s = &op->slices[i];
+        uint64_t raddr = rm->desc.base + s->remote_off;
+
+        req_param(op, &p);
+        if (op->is_read) {
+            st = track(op, ucp_get_nbx(ep, s->local, s->len, raddr, rm->rkey,
+                                       &p), "get");
+        } else if (op->mode == BT_XFER_MODE_PUT) {
+            st = track(op, ucp_put_nbx(ep, s->local, s->len, raddr, rm->rkey,
+                                       &p), "put");
+        } else {
+            bt_xfer_am_data_hdr_t *h = &op->hdrs[i];
+
+            h->magic = BT_XFER_AM_MAGIC;
+            h->region_id = rm->desc.region_id;
+            h->sender_id = op->ctx->id;
+            h->op_id = op->id;
+            h->offset = s->remote_off;
+            h->len = s->len;
+            p.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+            p.flags = s->len >= BT_XFER_AM_RNDV_MIN ? UCP_AM_SEND_FLAG_RNDV : 0;
+            st = track(op, ucp_am_send_nbx(ep, BT_XFER_AM_DATA, h, sizeof(*h),
+                                           s->local, s->len, &p), "am send");
+        }
+    }
+    if (st == BT_OK && !op->is_read) {
+        /* Remote completion of everything above before the notify. */
+        req_param(op, &p);
+        st = track(op, ucp_ep_flush_nbx(ep, &p), "flush");
+    }
+    return st;
+}
+
+static bt_status_t post_notify(bt_xfer_op_t *op)
+{
+    ucp_request_param_t p;
+
+    req_param(op, &p);
+    p.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_AM_SEND_FLAG_EAGER;
+    return track(op, ucp_am_send_nbx(op->peer->ep, BT_XFER_AM_NOTIFY,
+                                     &op->nhdr, sizeof(op->nhdr), op->user,
+                                     op->nhdr.user_len, &p), "notify");
+}
+
+/* Moves the op forward as far as it can go without waiting. The callback
+ * is always deferred to the op's event, so it never runs inside the call
+ * that started the transfer. */
+static void op_step(bt_xfer_op_t *op)
+{
+    if (op->reported) {
+        return;
+    }
+    if (op->err != BT_OK) {
+        event_active(op->ev, EV_READ, 0);
+        return;
+    }
+    while (op->n_live == 0 && op->phase != BT_XFER_PHASE_DONE) {
+        if (op->phase == BT_XFER_PHASE_DATA && op->notify) {
+            op->phase = BT_XFER_PHASE_NOTIFY;
+            op->err = post_notify(op);
+            if (op->err != BT_OK) {
+                event_active(op->ev, EV_READ, 0);
+                return;
+            }
+        } else {
+            op->phase = BT_XFER_PHASE_DONE;
+            event_active(op->ev, EV_READ, 0);
+        }
+    }
+}
+
+static void op_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_xfer_op_t *op = arg;
+
+    if (op->reported) {
+        return;
+    }
+    if (what & EV_TIMEOUT) {
+        bt_warn("xfer op %llu to %s timed out after %llu ms with %zu requests "
+                "in flight", (unsigned long long)op->id, op->peer->host,
+                (unsigned long long)((bt_now_ns() - op->t0_ns) / 1000000),
+                op->n_live);
+        bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);
+    } else if (op->err != BT_OK) {
+        bt_xfer_op_finish(op, op->err);
+    } else if (op->phase == BT_XFER_PHASE_DONE) {
+        bt_xfer_op_finish(op, BT_OK);
+    }
+}
+
+void bt_xfer_op_abort(bt_xfer_op_t *op)
+{
+    if (op != NULL && !op->reported) {
+        bt_xfer_op_finish(op, BT_ERR_CANCELLED);
+    }
+}
+
+static bt_status_t check_slices(const bt_xfer_params_t *p, uint64_t *bytes_p)
+{
+    uint64_t rlen = p->remote->desc.length, total = 0;
+
+    for (size_t i = 0; i < p->n_slices; i++) {
+        const bt_xfer_slice_t *s = &p->slices[i];
+
+        if (s->len > rlen || s->remote_off > rlen - s->len ||
+            (s->local == NULL && s->len > 0)) {
+            bt_error("xfer slice %zu out of range off %llu len %llu region %llu",
+                     i, (unsigned long long)s->remote_off,
+                     (unsigned long long)s->len, (unsigned long long)rlen);
+            return BT_ERR_INVALID_ARG;
+        }
+        total += s->len;
+    }
+    *bytes_p = total;
+    return BT_OK;
+}
+
+static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
+{
+    ucs_status_t st;
+
+    if (rm->rkey != NULL && rm->rkey_gen == rm->peer->gen) {
+        return BT_OK;
+    }
+    if (rm->rkey != NULL) {
+        ucp_rkey_destroy(rm->rkey);
+        rm->rkey = NULL;
+    }
+    st = ucp_ep_rkey_unpack(rm->peer->ep, rm->desc.rkey, &rm->rkey);
+    if (st != UCS_OK) {
+        bt_error("xfer rkey from %s rejected: %s", rm->peer->host,
+                 ucs_status_string(st));
+        rm->rkey = NULL;
+        return BT_ERR_PEER_PROTOCOL;
+    }
+    rm->rkey_gen = rm->peer->gen;
+    return BT_OK;
+}
+
+static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
+                            bool is_read, bt_xfer_op_t **op_p)
+{
+    bt_xfer_remote_t *rm = p->remote;
+    bt_xfer_op_t *op;
+    uint64_t bytes;
+    bt_status_t st;
+
+    if (rm == NULL || (p->n_slices > 0 && p->slices == NULL) ||
+        p->user_len > BT_XFER_USER_MAX || (p->user_len && p->user == NULL)) {
+        bt_error("xfer %s: bad arguments (user bytes %zu, max %u)",
+                 is_read ? "read" : "write", p->user_len, BT_XFER_USER_MAX);
+        return BT_ERR_INVALID_ARG;
+    }
+    st = check_slices(p, &bytes);
+    if (st != BT_OK) {
+        return st;
+    }
+    st = bt_xfer_peer_connect(rm->peer);
+    if (st != BT_OK) {
+        return st;
+    }
+    op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    op->ctx = ctx;
+    op->is_read = is_read;
+    op->id = ctx->next_op_id++;
+    op->t0_ns = bt_now_ns();
+    op->bytes = bytes;
+    op->cb = p->cb;
+    op->arg = p->arg;
+    op->notify = p->notify && !is_read;
+    op->mode = is_read ? BT_XFER_MODE_PUT : bt_xfer_peer_mode(rm->peer);
+    bt_xfer_link_init(&op->link);
+    op->ev = evtimer_new(ctx->base, op_ev_cb, op);
+    if (op->ev == NULL) {
+        goto err_nomem;
+    }
+    if (p->n_slices > 0) {
+        op->slices = malloc(p->n_slices * sizeof(*op->slices));
+        if (op->slices == NULL) {
+            goto err_nomem;
+        }
+        memcpy(op->slices, p->slices, p->n_slices * sizeof(*op->slices));
+        op->n_slices = bt_xfer_slices_coalesce(op->slices, p->n_slices);
+    }
+    if (op->mode == BT_XFER_MODE_AM && op->n_slices > 0) {
+        op->hdrs = calloc(op->n_slices, sizeof(*op->hdrs));
+        if (op->hdrs == NULL) {
+            goto err_nomem;
+        }
+    }
+    op->reqs = calloc(op->n_slices + 2, sizeof(*op->reqs));
+    if (op->reqs == NULL) {
+        goto err_nomem;
+    }
+    if (op->notify) {
+        op->nhdr.magic = BT_XFER_AM_MAGIC;
+        op->nhdr.region_id = rm->desc.region_id;
+        op->nhdr.sender_id = ctx->id;
+        op->nhdr.op_id = op->id;
+        op->nhdr.lease_id = p->lease_id;
+        op->nhdr.bytes = bytes;
+        op->nhdr.layer = p->layer;
+        op->nhdr.status = BT_OK;
+        op->nhdr.user_len = (uint32_t)p->user_len;
+        if (p->user_len > 0) {
+            op->user = malloc(p->user_len);
+            if (op->user == NULL) {
+                goto err_nomem;
+            }
+            memcpy(op->user, p->user, p->user_len);
+        }
+    }
+    if (op->mode == BT_XFER_MODE_PUT && op->n_slices > 0) {
+        st = rkey_ready(rm);
+        if (st != BT_OK) {
+            bt_xfer_op_free(op);
+            return st;
+        }
+    }
+    op->peer = rm->peer;
+    op->remote = rm;
+    rm->peer->refs++;
+    bt_xfer_link_add(&rm->peer->ops, &op->link);
+    ctx->n_active++;
+    if (p->timeout_ms > 0) {
+        struct timeval tv = {
+            .tv_sec = (time_t)(p->timeout_ms / 1000),
+            .tv_usec = (suseconds_t)((p->timeout_ms % 1000) * 1000),
+        };
+        evtimer_add(op->ev, &tv);
+    }
+    /* From here on failures are reported through the callback. */
+    op->err = post_data(op);
+    op_step(op);
+    bt_xfer_ctx_kick(ctx);
+    *op_p = op;
+    return BT_IN_PROGRESS;
+
+err_nomem:
+    bt_xfer_op_free(op);
+    return BT_ERR_NO_MEMORY;
+}
+
+bt_status_t bt_xfer_write(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
+                          bt_xfer_op_t **op_p)
+{
+    return op_start(ctx, p, false, op_p);
+}
+
+bt_status_t bt_xfer_read(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
+                         bt_xfer_op_t **op_p)
+{
+    return op_start(ctx, p, true, op_p);
+}

@@ -1,0 +1,276 @@
+/* The endpoint cache: one endpoint per peer worker address, created with
+ * peer error handling; the lanes UCX chose; failure and reconnect. */
+#include "xfer_int.h"
+
+#include "base/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bt_xfer_mode_t bt_xfer_peer_mode(const bt_xfer_peer_t *peer)
+{
+    if (peer->mode_cfg != BT_XFER_MODE_AUTO) {
+        return peer->mode_cfg;
+    }
+    return peer->has_rma ? BT_XFER_MODE_PUT : BT_XFER_MODE_AM;
+}
+
+static void ep_err_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    bt_xfer_peer_t *peer = arg;
+
+    if (peer->ep != ep) {
+        return;   /* an older endpoint already replaced */
+    }
+    bt_warn("xfer peer %s/%016llx failed: %s", peer->host,
+            (unsigned long long)peer->owner_id, ucs_status_string(status));
+    bt_xfer_peer_fail(peer, bt_xfer_status_from_ucs(status) == BT_ERR_CANCELLED
+                                ? BT_ERR_PEER_DIED
+                                : bt_xfer_status_from_ucs(status));
+}
+
+void bt_xfer_peer_fail(bt_xfer_peer_t *peer, bt_status_t status)
+{
+    if (!bt_status_is_peer_err(status)) {
+        status = BT_ERR_PEER_DIED;
+    }
+    peer->failed = true;
+    peer->fail_status = status;
+    peer->last_error = status;
+    peer->ctx->peer_failed = true;
+    /* Cleanup runs after the worker returns from progress: UCX must not
+     * see its endpoint closed from inside its own callback. */
+    bt_xfer_ctx_kick(peer->ctx);
+}
+
+static void ep_close_force(bt_xfer_peer_t *peer)
+{
+    ucp_request_param_t p;
+    void *req;
+
+    if (peer->ep == NULL) {
+        return;
+    }
+    memset(&p, 0, sizeof(p));
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    req = ucp_ep_close_nbx(peer->ep, &p);
+    peer->ep = NULL;
+    if (UCS_PTR_IS_PTR(req)) {
+        bt_xfer_ctx_closing_add(peer->ctx, req);
+    }
+}
+
+void bt_xfer_peers_cleanup_failed(bt_xfer_ctx_t *ctx)
+{
+    bt_xfer_link_t *l;
+
+    ctx->peer_failed = false;
+restart:
+    for (l = ctx->peers.next; l != &ctx->peers; l = l->next) {
+        bt_xfer_peer_t *peer = BT_XFER_CONTAINER(l, bt_xfer_peer_t, link);
+
+        if (!peer->failed) {
+            continue;
+        }
+        /* Fail exactly the transfers that involve this peer. A callback
+         * may drop the last reference, so hold one meanwhile. */
+        peer->failed = false;
+        peer->refs++;
+        while (!bt_xfer_link_empty(&peer->ops)) {
+            bt_xfer_op_t *op = BT_XFER_CONTAINER(peer->ops.next,
+                                                 bt_xfer_op_t, link);
+            bt_xfer_op_finish(op, peer->fail_status);
+        }
+        /* A forced close completes the requests reported ops still hold
+         * and stops the worker from reporting BUSY forever on a dead shm
+         * peer (TOOLCHAIN.md). */
+        ep_close_force(peer);
+        bt_xfer_peer_unref(peer);
+        /* Callbacks may have changed the list: scan again. */
+        goto restart;
+    }
+}
+
+/* Reads ucp_ep_print_info: which transports carry the lanes, and whether
+ * an rma_bw lane is truly one-sided (anything but tcp, whose RMA UCX
+ * emulates with active messages). */
+static void lanes_detect(bt_xfer_peer_t *peer)
+{
+    char *text = NULL, *line, *save = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    static const char *const tls[] = {"posix", "sysv", "cma", "knem",
+                                      "xpmem", "tcp", "rc_mlx5", "rc_verbs",
+                                      "dc_mlx5", "ud_mlx5", "ud_verbs",
+                                      "self", "cuda_ipc", "cuda_copy"};
+    bool seen[sizeof(tls) / sizeof(tls[0])] = {false};
+
+    peer->has_rma = false;
+    peer->lanes[0] = '\0';
+    if (f == NULL) {
+        return;
+    }
+    ucp_ep_print_info(peer->ep, f);
+    fclose(f);
+    if (text == NULL) {
+        return;
+    }
+    bt_debug("xfer endpoint to %s:\n%s", peer->host, text);
+    for (line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strstr(line, "lane[") == NULL) {
+            continue;
+        }
+        for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
+            char pat[32];
+
+            snprintf(pat, sizeof(pat), "%s/", tls[i]);
+            if (strstr(line, pat) == NULL) {
+                continue;
+            }
+            seen[i] = true;
+            if (strstr(line, "rma_bw") != NULL && strcmp(tls[i], "tcp") != 0 &&
+                strcmp(tls[i], "self") != 0) {
+                peer->has_rma = true;
+            }
+        }
+    }
+    free(text);
+    for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
+        size_t n = strlen(peer->lanes);
+
+        if (seen[i] && n + strlen(tls[i]) + 2 < sizeof(peer->lanes)) {
+            snprintf(peer->lanes + n, sizeof(peer->lanes) - n, "%s%s",
+                     n ? " " : "", tls[i]);
+        }
+    }
+}
+
+static bool shm_expected(void)
+{
+    const char *t = getenv("UCX_TLS");
+
+    if (t == NULL || *t == '\0' || strstr(t, "all") != NULL) {
+        return true;
+    }
+    if (t[0] == '^') {
+        return strstr(t, "shm") == NULL;
+    }
+    return strstr(t, "shm") != NULL || strstr(t, "posix") != NULL ||
+           strstr(t, "sysv") != NULL || strstr(t, "sm") != NULL;
+}
+
+bt_status_t bt_xfer_peer_connect(bt_xfer_peer_t *peer)
+{
+    bt_xfer_ctx_t *ctx = peer->ctx;
+    ucp_ep_params_t ep;
+    ucs_status_t st;
+
+    if (peer->ep != NULL) {
+        return peer->failed ? peer->fail_status : BT_OK;
+    }
+    memset(&ep, 0, sizeof(ep));
+    ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                    UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                    UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    ep.address = (const ucp_address_t *)peer->addr;
+    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep.err_handler.cb = ep_err_cb;
+    ep.err_handler.arg = peer;
+    st = ucp_ep_create(ctx->worker, &ep, &peer->ep);
+    if (st != UCS_OK) {
+        peer->ep = NULL;
+        peer->last_error = BT_ERR_PEER_UNREACHABLE;
+        bt_error("xfer cannot reach peer %s/%016llx: %s", peer->host,
+                 (unsigned long long)peer->owner_id, ucs_status_string(st));
+        return BT_ERR_PEER_UNREACHABLE;
+    }
+    peer->gen++;
+    lanes_detect(peer);
+    if (ctx->params.log_lanes) {
+        bt_info("xfer endpoint to %s/%016llx lanes %s mode %s", peer->host,
+                (unsigned long long)peer->owner_id,
+                peer->lanes[0] ? peer->lanes : "?",
+                bt_xfer_peer_mode(peer) == BT_XFER_MODE_PUT ? "put" : "am");
+    }
+    if (peer->same_host && strstr(peer->lanes, "posix") == NULL &&
+        strstr(peer->lanes, "sysv") == NULL && shm_expected()) {
+        bt_warn("xfer WARNING: peer %s is on this host but UCX chose lanes "
+                "'%s', not shared memory: transfers will be ~50x slower; "
+                "check UCX_TLS and UCX_POSIX_ERROR_HANDLING/"
+                "UCX_SYSV_ERROR_HANDLING=y", peer->host, peer->lanes);
+    }
+    return BT_OK;
+}
+
+bt_status_t bt_xfer_peer_get(bt_xfer_ctx_t *ctx, const bt_xfer_desc_t *d,
+                             bt_xfer_peer_t **peer_p)
+{
+    bt_xfer_peer_t *peer;
+    bt_status_t st;
+
+    for (bt_xfer_link_t *l = ctx->peers.next; l != &ctx->peers; l = l->next) {
+        peer = BT_XFER_CONTAINER(l, bt_xfer_peer_t, link);
+        if (peer->addr_len == d->addr_len &&
+            memcmp(peer->addr, d->addr, d->addr_len) == 0) {
+            st = bt_xfer_peer_connect(peer);
+            if (st != BT_OK) {
+                return st;
+            }
+            peer->refs++;
+            *peer_p = peer;
+            return BT_OK;
+        }
+    }
+    peer = calloc(1, sizeof(*peer));
+    if (peer == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    peer->addr = malloc(d->addr_len);
+    if (peer->addr == NULL) {
+        free(peer);
+        return BT_ERR_NO_MEMORY;
+    }
+    memcpy(peer->addr, d->addr, d->addr_len);
+    peer->addr_len = d->addr_len;
+    peer->ctx = ctx;
+    peer->mode_cfg = ctx->params.mode;
+    peer->owner_id = d->owner_id;
+    snprintf(peer->host, sizeof(peer->host), "%.*s", (int)d->host_len,
+             d->host_len ? d->host : "?");
+    peer->same_host = d->host_len == strlen(ctx->host) &&
+                      memcmp(d->host, ctx->host, d->host_len) == 0;
+    bt_xfer_link_init(&peer->ops);
+    st = bt_xfer_peer_connect(peer);
+    if (st != BT_OK) {
+        free(peer->addr);
+        free(peer);
+        return st;
+    }
+    peer->refs = 1;
+    bt_xfer_link_add(&ctx->peers, &peer->link);
+    *peer_p = peer;
+    return BT_OK;
+}
+
+void bt_xfer_peer_destroy(bt_xfer_peer_t *peer)
+{
+    bt_xfer_link_del(&peer->link);
+    ep_close_force(peer);
+    free(peer->addr);
+    free(peer);
+}
+
+/* Healthy peers stay cached for reuse; a peer with no user left whose
+ * endpoint failed is dropped (a restarted process has a new address). */
+void bt_xfer_peer_unref(bt_xfer_peer_t *peer)
+{
+    if (--peer->refs > 0) {
+        return;
+    }
+    if (peer->ep == NULL) {
+        bt_xfer_peer_destroy(peer);
+    }
+}

@@ -1,0 +1,261 @@
+/* The receiving side: data active messages land in the named region at
+ * the named offset (rendezvous straight into place, eager by one copy),
+ * and completion messages reach the registered handler once every byte
+ * of their transfer is in. */
+#include "xfer_int.h"
+
+#include "base/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A sender's transfer whose rendezvous receives are still in flight; a
+ * completion message that overtakes them waits here. */
+typedef struct {
+    bt_xfer_link_t          link;
+    bt_xfer_ctx_t          *ctx;
+    uint64_t                sender_id;
+    uint64_t                op_id;
+    unsigned                pending;
+    bool                    failed;
+    bool                    has_notify;
+    bt_xfer_am_notify_hdr_t nhdr;
+    uint8_t                *user;
+} rx_op_t;
+
+static bt_xfer_region_t *region_find(bt_xfer_ctx_t *ctx, uint32_t id)
+{
+    for (bt_xfer_link_t *l = ctx->regions.next; l != &ctx->regions;
+         l = l->next) {
+        bt_xfer_region_t *r = BT_XFER_CONTAINER(l, bt_xfer_region_t, link);
+
+        if (r->id == id) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static rx_op_t *rx_op_find(bt_xfer_ctx_t *ctx, uint64_t sender, uint64_t op)
+{
+    for (bt_xfer_link_t *l = ctx->rx_ops.next; l != &ctx->rx_ops;
+         l = l->next) {
+        rx_op_t *r = BT_XFER_CONTAINER(l, rx_op_t, link);
+
+        if (r->sender_id == sender && r->op_id == op) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static void rx_op_free(rx_op_t *r)
+{
+    bt_xfer_link_del(&r->link);
+    free(r->user);
+    free(r);
+}
+
+static void deliver(bt_xfer_ctx_t *ctx, const bt_xfer_am_notify_hdr_t *h,
+                    const void *user, bool failed)
+{
+    bt_xfer_notify_t n;
+
+    ctx->rx.notifies++;
+    if (ctx->notify_cb == NULL) {
+        return;
+    }
+    memset(&n, 0, sizeof(n));
+    n.sender_id = h->sender_id;
+    n.op_id = h->op_id;
+    n.lease_id = h->lease_id;
+    n.region_id = h->region_id;
+    n.layer = h->layer;
+    n.status = failed ? BT_ERR_PEER_DIED : h->status;
+    n.bytes = h->bytes;
+    n.user = user;
+    n.user_len = h->user_len;
+    ctx->notify_cb(ctx->notify_arg, &n);
+}
+
+static void recv_done_cb(void *request, ucs_status_t status, size_t length,
+                         void *user_data)
+{
+    rx_op_t *r = user_data;
+    bt_xfer_ctx_t *ctx = r->ctx;
+
+    ucp_request_free(request);
+    if (status != UCS_OK) {
+        r->failed = true;
+        ctx->rx.rx_rejected++;
+    } else {
+        ctx->rx.rx_bytes += length;
+    }
+    if (--r->pending > 0) {
+        return;
+    }
+    if (r->has_notify) {
+        deliver(ctx, &r->nhdr, r->user, r->failed);
+    } else if (r->failed) {
+        return;   /* keep the failure for its completion message */
+    }
+    rx_op_free(r);
+}
+
+static ucs_status_t am_data_cb(void *arg, const void *header,
+                               size_t header_length, void *data,
+                               size_t length, const ucp_am_recv_param_t *param)
+{
+    bt_xfer_ctx_t *ctx = arg;
+    bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+    bt_xfer_am_data_hdr_t h;
+    bt_xfer_region_t *r;
+
+    ctx->rx.rx_msgs++;
+    if (header_length != sizeof(h)) {
+        bt_warn("xfer data message with a %zu-byte header dropped",
+                header_length);
+        goto reject;
+    }
+    memcpy(&h, header, sizeof(h));
+    r = region_find(ctx, h.region_id);
+    if (h.magic != BT_XFER_AM_MAGIC || r == NULL || h.len != length ||
+        h.len > r->length || h.offset > r->length - h.len) {
+        bt_warn("xfer data message rejected region %u off %llu len %llu "
+                "(payload %zu)", h.region_id, (unsigned long long)h.offset,
+                (unsigned long long)h.len, length);
+        goto reject;
+    }
+    if (!rndv) {
+        memcpy((char *)r->base + h.offset, data, length);
+        ctx->rx.rx_bytes += length;
+        return UCS_OK;
+    }
+    rx_op_t *rx = rx_op_find(ctx, h.sender_id, h.op_id);
+    if (rx == NULL) {
+        rx = calloc(1, sizeof(*rx));
+        if (rx == NULL) {
+            goto reject;
+        }
+        rx->ctx = ctx;
+        rx->sender_id = h.sender_id;
+        rx->op_id = h.op_id;
+        bt_xfer_link_add(&ctx->rx_ops, &rx->link);
+    }
+    ucp_request_param_t p;
+    memset(&p, 0, sizeof(p));
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.cb.recv_am = recv_done_cb;
+    p.user_data = rx;
+    ucs_status_ptr_t sp = ucp_am_recv_data_nbx(ctx->worker, data,
+                                               (char *)r->base + h.offset,
+                                               length, &p);
+    if (UCS_PTR_IS_ERR(sp)) {
+        bt_warn("xfer rendezvous receive failed: %s",
+                ucs_status_string(UCS_PTR_STATUS(sp)));
+        rx->failed = true;
+        ctx->rx.rx_rejected++;
+    } else if (sp == NULL) {
+        ctx->rx.rx_bytes += length;
+    } else {
+        rx->pending++;
+    }
+    if (rx->pending == 0 && !rx->failed) {
+        rx_op_free(rx);
+    }
+    return UCS_INPROGRESS;
+
+reject:
+    ctx->rx.rx_rejected++;
+    /* A rendezvous sender learns of the refusal through its request. */
+    return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
+}
+
+static ucs_status_t am_notify_cb(void *arg, const void *header,
+                                 size_t header_length, void *data,
+                                 size_t length,
+                                 const ucp_am_recv_param_t *param)
+{
+    bt_xfer_ctx_t *ctx = arg;
+    bt_xfer_am_notify_hdr_t h;
+    rx_op_t *rx;
+
+    if (header_length != sizeof(h) ||
+        (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
+        bt_warn("xfer completion message malformed (header %zu)",
+                header_length);
+        ctx->rx.rx_rejected++;
+        return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)
+                   ? UCS_ERR_INVALID_PARAM : UCS_OK;
+    }
+    memcpy(&h, header, sizeof(h));
+    if (h.magic != BT_XFER_AM_MAGIC || h.user_len != length ||
+        h.user_len > BT_XFER_USER_MAX) {
+        bt_warn("xfer completion message rejected user %u payload %zu",
+                h.user_len, length);
+        ctx->rx.rx_rejected++;
+        return UCS_OK;
+    }
+    rx = rx_op_find(ctx, h.sender_id, h.op_id);
+    if (rx == NULL || rx->pending == 0) {
+        bool failed = rx != NULL && rx->failed;
+
+        if (rx != NULL) {
+            rx_op_free(rx);
+        }
+        deliver(ctx, &h, data, failed);
+        return UCS_OK;
+    }
+    /* Data still landing: hold the message until the last byte is in. */
+    rx->nhdr = h;
+    if (length > 0) {
+        rx->user = malloc(length);
+        if (rx->user == NULL) {
+            rx->failed = true;
+            rx->nhdr.user_len = 0;
+        } else {
+            memcpy(rx->user, data, length);
+        }
+    }
+    rx->has_notify = true;
+    return UCS_OK;
+}
+
+static bt_status_t set_handler(bt_xfer_ctx_t *ctx, unsigned id,
+                               ucp_am_recv_callback_t cb)
+{
+    ucp_am_handler_param_t hp;
+    ucs_status_t st;
+
+    memset(&hp, 0, sizeof(hp));
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID |
+                    UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                    UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    hp.id = id;
+    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    hp.cb = cb;
+    hp.arg = ctx;
+    st = ucp_worker_set_am_recv_handler(ctx->worker, &hp);
+    if (st != UCS_OK) {
+        bt_error("xfer cannot set active message handler %u: %s", id,
+                 ucs_status_string(st));
+        return BT_ERR_INTERNAL;
+    }
+    return BT_OK;
+}
+
+bt_status_t bt_xfer_recv_register(bt_xfer_ctx_t *ctx)
+{
+    bt_status_t st = set_handler(ctx, BT_XFER_AM_DATA, am_data_cb);
+
+    return st == BT_OK ? set_handler(ctx, BT_XFER_AM_NOTIFY, am_notify_cb)
+                       : st;
+}
+
+void bt_xfer_recv_cleanup(bt_xfer_ctx_t *ctx)
+{
+    while (!bt_xfer_link_empty(&ctx->rx_ops)) {
+        rx_op_free(BT_XFER_CONTAINER(ctx->rx_ops.next, rx_op_t, link));
+    }
+}

@@ -1,0 +1,199 @@
+/* Registered regions (ours) and remotes (a peer's region, imported from
+ * its descriptor). */
+#include "xfer_int.h"
+
+#include "base/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bt_status_t region_map(bt_xfer_ctx_t *ctx, void *base, size_t length,
+                              bool alloc, bt_xfer_region_t **region_p)
+{
+    bt_xfer_region_t *r;
+    ucp_mem_map_params_t mp;
+    ucp_mem_attr_t attr;
+    ucs_status_t st;
+
+    if (length == 0 || (!alloc && base == NULL)) {
+        bt_error("xfer region needs a base and a length (len %zu)", length);
+        return BT_ERR_INVALID_ARG;
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    memset(&mp, 0, sizeof(mp));
+    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS |
+                    UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                    UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+    mp.address = alloc ? NULL : base;
+    mp.length = length;
+    mp.flags = alloc ? UCP_MEM_MAP_ALLOCATE : 0;
+    st = ucp_mem_map(ctx->ucp, &mp, &r->memh);
+    if (st != UCS_OK) {
+        bt_error("xfer cannot %s a region of %zu bytes: %s",
+                 alloc ? "allocate" : "register", length,
+                 ucs_status_string(st));
+        free(r);
+        return st == UCS_ERR_NO_MEMORY ? BT_ERR_NO_MEMORY : BT_ERR_INTERNAL;
+    }
+    memset(&attr, 0, sizeof(attr));
+    attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+    st = ucp_mem_query(r->memh, &attr);
+    if (st != UCS_OK || attr.length < length) {
+        bt_error("xfer region query failed: %s", ucs_status_string(st));
+        goto err_unmap;
+    }
+    st = ucp_rkey_pack(ctx->ucp, r->memh, &r->rkey_buf, &r->rkey_len);
+    if (st != UCS_OK) {
+        bt_error("xfer rkey pack failed: %s", ucs_status_string(st));
+        goto err_unmap;
+    }
+    r->ctx = ctx;
+    r->base = attr.address;
+    r->length = length;
+    r->ucx_alloc = alloc;
+    r->id = ctx->next_region_id++;
+    bt_xfer_link_add(&ctx->regions, &r->link);
+    *region_p = r;
+    return BT_OK;
+
+err_unmap:
+    ucp_mem_unmap(ctx->ucp, r->memh);
+    free(r);
+    return BT_ERR_INTERNAL;
+}
+
+bt_status_t bt_xfer_region_alloc(bt_xfer_ctx_t *ctx, size_t length,
+                                 bt_xfer_region_t **region_p)
+{
+    return region_map(ctx, NULL, length, true, region_p);
+}
+
+bt_status_t bt_xfer_region_register(bt_xfer_ctx_t *ctx, void *base,
+                                    size_t length,
+                                    bt_xfer_region_t **region_p)
+{
+    return region_map(ctx, base, length, false, region_p);
+}
+
+void bt_xfer_region_destroy(bt_xfer_region_t *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    bt_xfer_link_del(&r->link);
+    ucp_rkey_buffer_release(r->rkey_buf);
+    ucp_mem_unmap(r->ctx->ucp, r->memh);
+    free(r);
+}
+
+void *bt_xfer_region_base(const bt_xfer_region_t *r)
+{
+    return r->base;
+}
+
+size_t bt_xfer_region_length(const bt_xfer_region_t *r)
+{
+    return r->length;
+}
+
+uint32_t bt_xfer_region_id(const bt_xfer_region_t *r)
+{
+    return r->id;
+}
+
+bt_status_t bt_xfer_region_export(const bt_xfer_region_t *r, void **blob_p,
+                                  size_t *len_p)
+{
+    bt_xfer_desc_t d;
+
+    memset(&d, 0, sizeof(d));
+    d.flags = r->ucx_alloc ? BT_XFER_DESC_F_UCX_ALLOC : 0;
+    d.base = (uint64_t)(uintptr_t)r->base;
+    d.length = r->length;
+    d.region_id = r->id;
+    d.owner_id = r->ctx->id;
+    d.addr = (const uint8_t *)r->ctx->addr;
+    d.addr_len = r->ctx->addr_len;
+    d.rkey = r->rkey_buf;
+    d.rkey_len = r->rkey_len;
+    d.host = r->ctx->host;
+    d.host_len = strlen(r->ctx->host);
+    return bt_xfer_desc_encode(&d, blob_p, len_p);
+}
+
+bt_status_t bt_xfer_remote_import(bt_xfer_ctx_t *ctx, const void *blob,
+                                  size_t len, bt_xfer_remote_t **remote_p)
+{
+    bt_xfer_remote_t *rm;
+    bt_xfer_desc_t d;
+    bt_status_t st;
+
+    st = bt_xfer_desc_decode(blob, len, &d);
+    if (st != BT_OK) {
+        return st;
+    }
+    if (d.rkey_len == 0) {
+        bt_error("xfer descriptor carries no rkey");
+        return BT_ERR_CORRUPT;
+    }
+    rm = calloc(1, sizeof(*rm));
+    if (rm == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    rm->blob = malloc(len);
+    if (rm->blob == NULL) {
+        free(rm);
+        return BT_ERR_NO_MEMORY;
+    }
+    memcpy(rm->blob, blob, len);
+    /* Re-decode over our copy so the pointers borrow it. */
+    st = bt_xfer_desc_decode(rm->blob, len, &rm->desc);
+    if (st != BT_OK) {
+        goto err_free;
+    }
+    st = bt_xfer_peer_get(ctx, &rm->desc, &rm->peer);
+    if (st != BT_OK) {
+        goto err_free;
+    }
+    rm->ctx = ctx;
+    bt_xfer_link_add(&ctx->remotes, &rm->link);
+    *remote_p = rm;
+    return BT_OK;
+
+err_free:
+    free(rm->blob);
+    free(rm);
+    return st;
+}
+
+void bt_xfer_remote_destroy(bt_xfer_remote_t *rm)
+{
+    if (rm == NULL) {
+        return;
+    }
+    bt_xfer_link_del(&rm->link);
+    if (rm->rkey != NULL) {
+        ucp_rkey_destroy(rm->rkey);
+    }
+    bt_xfer_peer_unref(rm->peer);
+    free(rm->blob);
+    free(rm);
+}
+
+size_t bt_xfer_remote_length(const bt_xfer_remote_t *rm)
+{
+    return rm->desc.length;
+}
+
+bt_xfer_mode_t bt_xfer_remote_mode(const bt_xfer_remote_t *rm)
+{
+    return bt_xfer_peer_mode(rm->peer);
+}
+
+void bt_xfer_remote_set_mode(bt_xfer_remote_t *rm, bt_xfer_mode_t mode)
+{
+    rm->peer->mode_cfg = mode;
+}

@@ -1,0 +1,216 @@
+/* What only common/xfer/ sees: the objects behind xfer.h and the wire
+ * headers of its active messages. */
+#ifndef BT_XFER_INT_H
+#define BT_XFER_INT_H
+
+#include "xfer.h"
+#include "desc.h"
+
+#include <ucp/api/ucp.h>
+
+/* Intrusive doubly linked list (circular, with a head node). */
+typedef struct bt_xfer_link {
+    struct bt_xfer_link *prev, *next;
+} bt_xfer_link_t;
+
+static inline void bt_xfer_link_init(bt_xfer_link_t *h)
+{
+    h->prev = h->next = h;
+}
+
+static inline int bt_xfer_link_empty(const bt_xfer_link_t *h)
+{
+    return h->next == h;
+}
+
+static inline void bt_xfer_link_add(bt_xfer_link_t *h, bt_xfer_link_t *n)
+{
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+
+static inline void bt_xfer_link_del(bt_xfer_link_t *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
+#define BT_XFER_CONTAINER(_ptr, _type, _member) \
+    ((_type *)(void *)((char *)(_ptr) - offsetof(_type, _member)))
+
+/* Active message ids. */
+enum {
+    BT_XFER_AM_DATA   = 0x6270,
+    BT_XFER_AM_NOTIFY = 0x6271,
+};
+
+#define BT_XFER_AM_MAGIC 0x42544d31u   /* "1MTB": same-build peers */
+
+/* Slices at least this long go rendezvous, so the receiver lands them in
+ * place with ucp_am_recv_data_nbx (no copy); shorter ones go eager. */
+#define BT_XFER_AM_RNDV_MIN (16u * 1024u)
+
+/* Header of a data active message (AM mode). Native byte order: both
+ * ends run the same build (the magic checks it). */
+typedef struct {
+    uint32_t magic;
+    uint32_t region_id;
+    uint64_t sender_id;
+    uint64_t op_id;
+    uint64_t offset;
+    uint64_t len;
+} bt_xfer_am_data_hdr_t;
+
+/* Header of a completion message; the user bytes are its payload. */
+typedef struct {
+    uint32_t magic;
+    uint32_t region_id;
+    uint64_t sender_id;
+    uint64_t op_id;
+    uint64_t lease_id;
+    uint64_t bytes;
+    uint32_t layer;
+    int32_t  status;
+    uint32_t user_len;
+    uint32_t pad;
+} bt_xfer_am_notify_hdr_t;
+
+typedef struct bt_xfer_peer bt_xfer_peer_t;
+
+struct bt_xfer_ctx {
+    struct event_base   *base;
+    ucp_context_h        ucp;
+    ucp_worker_h         worker;
+    ucp_address_t       *addr;
+    size_t               addr_len;
+    struct event        *progress_ev;
+    struct event        *again_ev;    /* zero timer after arm said BUSY */
+    bt_xfer_ctx_params_t params;
+    uint64_t             id;
+    uint64_t             next_op_id;
+    uint32_t             next_region_id;
+    char                 host[64];
+    bt_xfer_link_t       peers;
+    bt_xfer_link_t       regions;
+    bt_xfer_link_t       remotes;
+    bt_xfer_link_t       zombies;    /* reported ops still holding reqs */
+    bt_xfer_link_t       rx_ops;     /* receiver: ops with data in flight */
+    size_t               n_active;
+    size_t               n_zombie_reqs;
+    void               **closing;    /* ep close requests in flight */
+    size_t               n_closing, cap_closing;
+    bool                 peer_failed;  /* some peer needs its cleanup */
+    bt_xfer_notify_cb    notify_cb;
+    void                *notify_arg;
+    bt_xfer_rx_stats_t   rx;
+};
+
+struct bt_xfer_peer {
+    bt_xfer_link_t  link;        /* ctx->peers */
+    bt_xfer_ctx_t  *ctx;
+    uint8_t        *addr;
+    size_t          addr_len;
+    ucp_ep_h        ep;          /* NULL after failure until reconnect */
+    unsigned        gen;         /* bumped per endpoint, for rkeys */
+    bool            failed;      /* error callback seen, cleanup due */
+    bt_status_t     fail_status;
+    bool            same_host;
+    bool            has_rma;     /* a one-sided rma_bw lane */
+    bt_xfer_mode_t  mode_cfg;    /* what was asked (AUTO...) */
+    int             refs;        /* remotes + active ops */
+    bt_xfer_link_t  ops;         /* active ops */
+    char            host[64];
+    uint64_t        owner_id;
+    char            lanes[96];
+    uint64_t        tx_bytes, rx_bytes, n_ok, n_err, last_lat_us;
+    bt_status_t     last_error;
+};
+
+struct bt_xfer_region {
+    bt_xfer_link_t  link;
+    bt_xfer_ctx_t  *ctx;
+    ucp_mem_h       memh;
+    void           *base;
+    size_t          length;
+    uint32_t        id;
+    bool            ucx_alloc;
+    void           *rkey_buf;
+    size_t          rkey_len;
+};
+
+struct bt_xfer_remote {
+    bt_xfer_link_t  link;
+    bt_xfer_ctx_t  *ctx;
+    bt_xfer_peer_t *peer;
+    uint8_t        *blob;
+    bt_xfer_desc_t  desc;        /* points into blob */
+    ucp_rkey_h      rkey;
+    unsigned        rkey_gen;
+};
+
+/* Private part of every UCX request we submit (context request_size). */
+typedef struct {
+    bt_xfer_op_t *op;
+    size_t        slot;
+} bt_xfer_req_t;
+
+typedef enum {
+    BT_XFER_PHASE_DATA = 0,   /* slices (+ flush) in flight */
+    BT_XFER_PHASE_NOTIFY,     /* completion message in flight */
+    BT_XFER_PHASE_DONE,
+} bt_xfer_phase_t;
+
+struct bt_xfer_op {
+    bt_xfer_link_t    link;      /* peer->ops, then ctx->zombies */
+    bt_xfer_ctx_t    *ctx;
+    bt_xfer_peer_t   *peer;      /* NULL once reported */
+    bt_xfer_remote_t *remote;    /* NULL once reported */
+    uint64_t          id;
+    bool              is_read;
+    bt_xfer_mode_t    mode;
+    bt_xfer_phase_t   phase;
+    bool              reported;  /* callback called */
+    bool              cancelling;
+    bt_status_t       err;
+    bt_xfer_slice_t  *slices;    /* coalesced copy */
+    size_t            n_slices;
+    bt_xfer_am_data_hdr_t *hdrs; /* AM mode: one per slice */
+    void            **reqs;      /* live UCX requests by slot */
+    size_t            n_reqs, n_live;
+    bool              notify;
+    bt_xfer_am_notify_hdr_t nhdr;
+    uint8_t          *user;
+    struct event     *ev;        /* deadline timer and deferred report */
+    uint64_t          t0_ns;
+    uint64_t          bytes;
+    bt_xfer_done_cb   cb;
+    void             *arg;
+};
+
+/* ctx.c */
+void bt_xfer_ctx_kick(bt_xfer_ctx_t *ctx);
+void bt_xfer_ctx_closing_add(bt_xfer_ctx_t *ctx, void *req);
+bt_status_t bt_xfer_status_from_ucs(ucs_status_t st);
+
+/* peer.c */
+bt_status_t bt_xfer_peer_get(bt_xfer_ctx_t *ctx, const bt_xfer_desc_t *d,
+                             bt_xfer_peer_t **peer_p);
+bt_status_t bt_xfer_peer_connect(bt_xfer_peer_t *peer);
+void bt_xfer_peer_unref(bt_xfer_peer_t *peer);
+void bt_xfer_peer_fail(bt_xfer_peer_t *peer, bt_status_t status);
+void bt_xfer_peers_cleanup_failed(bt_xfer_ctx_t *ctx);
+void bt_xfer_peer_destroy(bt_xfer_peer_t *peer);
+bt_xfer_mode_t bt_xfer_peer_mode(const bt_xfer_peer_t *peer);
+
+/* op.c */
+void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status);
+void bt_xfer_op_free(bt_xfer_op_t *op);
+
+/* recv.c */
+bt_status_t bt_xfer_recv_register(bt_xfer_ctx_t *ctx);
+void bt_xfer_recv_cleanup(bt_xfer_ctx_t *ctx);
+
+#endif
