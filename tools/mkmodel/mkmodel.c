@@ -28,7 +28,7 @@ typedef struct {
     const char *dtype;
     int64_t     hidden, layers, heads, kv_heads, head_dim, ffn, vocab;
     int64_t     experts, experts_used, moe_ffn, shared_ffn, sparse_step;
-    int64_t     max_pos, seed, shards, tok_vocab;
+    int64_t     max_pos, seed, shards, tok_vocab, sliding_window;
     bool        tie, rope_llama3, no_tokenizer;
 } mk_cfg_t;
 
@@ -65,6 +65,8 @@ static const bt_opt_t mk_opts[] = {
      -1, 1024, NULL, O(sparse_step)},
     {"max-pos", 0, "-", "-1", "max_position_embeddings", BT_OPT_INT, -1,
      1 << 24, NULL, O(max_pos)},
+    {"sliding-window", 0, "-", "-1", "sliding_window (Mistral, Mixtral)",
+     BT_OPT_INT, -1, 1 << 24, NULL, O(sliding_window)},
     {"seed", 0, "-", "1", "weight seed", BT_OPT_INT, 0, 9e15, NULL, O(seed)},
     {"shards", 0, "-", "1", "safetensors files (index.json when > 1)",
      BT_OPT_INT, 1, 64, NULL, O(shards)},
@@ -169,6 +171,7 @@ static int apply_flags(const mk_cfg_t *c, bt_synth_spec_t *s, bool have_preset)
     SET(shared_ffn, shared_ffn);
     SET(sparse_step, sparse_step);
     SET(max_pos, max_pos);
+    SET(sliding_window, sliding_window);
 #undef SET
     if (s->arch == BT_ARCH_MIXTRAL) {
         s->moe_ffn = s->ffn;
