@@ -12,7 +12,7 @@ PACKAGES=(
   libssl-dev libjansson-dev libutf8proc-dev
   # tests
   libcmocka-dev python3 python3-grpcio python3-protobuf protobuf-compiler
-  protobuf-compiler-grpc python3-numpy curl procps
+  protobuf-compiler-grpc python3-numpy curl procps openssl
 )
 
 missing=()

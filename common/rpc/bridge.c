@@ -91,14 +91,15 @@ static size_t bt_rpc_bridge_dispatch(bt_rpc_bridge_t *br)
 
         pthread_mutex_lock(&br->lock);
         n = br->n_items < 64 ? br->n_items : 64;
+        if (n == 0) {
+            pthread_mutex_unlock(&br->lock);
+            return total;
+        }
         memcpy(local, br->items, n * sizeof(local[0]));
         memmove(br->items, br->items + n,
                 (br->n_items - n) * sizeof(br->items[0]));
         br->n_items -= n;
         pthread_mutex_unlock(&br->lock);
-        if (n == 0) {
-            return total;
-        }
         for (size_t i = 0; i < n; i++) {
             local[i].tag->cb(local[i].tag, local[i].ok);
         }
