@@ -48,48 +48,121 @@ static bool pack_allowed(const bt_pl_layer_t *st, const pl_reserve_t *rs,
     return rs->free_node[n] - rs->pending_home[n] >= 1;
 }
 
-/* No device can take e: make room by moving a copy f from a device d2
- * that lacks e onto a device d with a free slot, then put e on d2. */
-static bool pack_repair(bt_pl_layer_t *st, const pl_reserve_t *rs,
-                        const bt_pl_copy_t *c, int32_t *d_p)
+/* Whether a free slot on d may be used by copy c (node reservations). */
+static bool slot_usable(const bt_pl_layer_t *st, const pl_reserve_t *rs,
+                        const bt_pl_copy_t *c, int32_t d)
 {
-    int32_t e = c->expert, ne = st->n_experts;
+    int32_t n = bt_pl_node_of(st, d);
 
-    for (int32_t d = 0; d < st->n_devices; d++) {
-        if (st->fill[d] >= st->slots) {
-            continue;
+    if (st->fill[d] >= st->slots) {
+        return false;
+    }
+    if (st->home_of[c->expert] < 0) {
+        return true;
+    }
+    return rs->free_node[n] - rs->pending_home[n] >= 1 ||
+           (c->home && n == st->home_of[c->expert]);
+}
+
+/* Whether the chain ending at x may also move f from x to y: f must keep
+ * a copy on its home node after every move of the chain that takes one of
+ * its copies off it (the chain is walked back through prev/via). */
+static bool chain_home_ok(const bt_pl_layer_t *st, const int32_t *prev,
+                          const int32_t *via, int32_t f, int32_t x, int32_t y)
+{
+    int32_t h = st->home_of[f], left;
+
+    if (h < 0 || bt_pl_node_of(st, x) != h || bt_pl_node_of(st, y) == h) {
+        return true;
+    }
+    left = st->home_cnt[f] - 1;
+    for (int32_t z = x; prev[z] >= 0; z = prev[z]) {
+        int32_t p = prev[z];
+
+        if (st->slot[(size_t)p * (size_t)st->slots + (size_t)via[z]] == f &&
+            bt_pl_node_of(st, p) == h && bt_pl_node_of(st, z) != h) {
+            left--;
         }
-        /* d itself would be allowed but for holding e. */
-        if (st->home_of[e] >= 0) {
-            int32_t n = bt_pl_node_of(st, d);
+    }
+    return left >= 1;
+}
 
-            if (c->home ? n != st->home_of[e]
-                        : rs->free_node[n] - rs->pending_home[n] < 1) {
-                continue;
-            }
-        }
-        for (int32_t d2 = 0; d2 < st->n_devices; d2++) {
-            if (d2 == d || st->has[(size_t)d2 * (size_t)ne + (size_t)e]) {
-                continue;
-            }
-            if (c->home && bt_pl_node_of(st, d2) != bt_pl_node_of(st, d)) {
-                continue;
-            }
-            for (int32_t s2 = 0; s2 < st->slots; s2++) {
-                int32_t f = st->slot[(size_t)d2 * (size_t)st->slots + (size_t)s2];
+/* No device can take e directly (the free slots are on devices that hold
+ * e already, or reserved). Breadth-first search for a chain: e goes to x0,
+ * which passes one of its copies to x1, ..., until a device with a usable
+ * free slot. Returns the device whose free slot was used. */
+static bool pack_repair(bt_pl_layer_t *st, const pl_reserve_t *rs,
+                        const bt_pl_copy_t *c, int32_t *used_p)
+{
+    int32_t  n = st->n_devices, e = c->expert, head = 0, tail = 0, end = -1;
+    size_t   ne = (size_t)st->n_experts;
+    int32_t *prev = malloc((size_t)n * sizeof(*prev));
+    int32_t *via = malloc((size_t)n * sizeof(*via));
+    int32_t *queue = malloc((size_t)n * sizeof(*queue));
+    bool     ok = false;
 
-                if (f < 0 || st->has[(size_t)d * (size_t)ne + (size_t)f] ||
-                    !bt_pl_layer_home_ok(st, f, d2, d)) {
-                    continue;
-                }
-                bt_pl_layer_remove(st, d2, s2);
-                bt_pl_layer_add(st, d, f);
-                *d_p = d2;
-                return true;
+    if (prev == NULL || via == NULL || queue == NULL) {
+        goto out;
+    }
+    for (int32_t d = 0; d < n; d++) {
+        prev[d] = -2;
+        if (!st->has[(size_t)d * ne + (size_t)e] &&
+            (!c->home || bt_pl_node_of(st, d) == st->home_of[e])) {
+            prev[d] = -1;
+            queue[tail++] = d;
+            if (slot_usable(st, rs, c, d)) {
+                end = d;
+                break;
             }
         }
     }
-    return false;
+    while (end < 0 && head < tail) {
+        int32_t x = queue[head++];
+
+        for (int32_t s = 0; s < st->slots && end < 0; s++) {
+            int32_t f = st->slot[(size_t)x * (size_t)st->slots + (size_t)s];
+
+            if (f < 0) {
+                continue;
+            }
+            for (int32_t y = 0; y < n && end < 0; y++) {
+                if (prev[y] != -2 || st->has[(size_t)y * ne + (size_t)f] ||
+                    !chain_home_ok(st, prev, via, f, x, y)) {
+                    continue;
+                }
+                prev[y] = x;
+                via[y] = s;
+                queue[tail++] = y;
+                if (slot_usable(st, rs, c, y)) {
+                    end = y;
+                }
+            }
+        }
+    }
+    if (end < 0) {
+        goto out;
+    }
+    *used_p = end;
+    /* Apply from the free end back to x0, then put e on x0. */
+    for (int32_t y = end; prev[y] >= 0; y = prev[y]) {
+        int32_t x = prev[y];
+        int32_t f = st->slot[(size_t)x * (size_t)st->slots + (size_t)via[y]];
+
+        bt_pl_layer_remove(st, x, via[y]);
+        bt_pl_layer_add(st, y, f);
+    }
+    for (int32_t y = end;; y = prev[y]) {
+        if (prev[y] == -1) {
+            bt_pl_layer_add(st, y, e);
+            break;
+        }
+    }
+    ok = true;
+out:
+    free(prev);
+    free(via);
+    free(queue);
+    return ok;
 }
 
 bt_status_t bt_pl_pack(bt_pl_layer_t *st, const bt_pl_copy_t *copies,
@@ -139,12 +212,13 @@ bt_status_t bt_pl_pack(bt_pl_layer_t *st, const bt_pl_copy_t *copies,
         if (best < 0) {
             best = least;
         }
-        if (best < 0 && !pack_repair(st, &rs, c, &best)) {
-            bt_error("placement: no device can take a copy of expert %d "
+        if (best >= 0) {
+            bt_pl_layer_add(st, best, e);
+        } else if (!pack_repair(st, &rs, c, &best)) {
+            bt_debug("placement: greedy packing cornered at expert %d "
                      "(devices %d slots %d)", e, st->n_devices, st->slots);
-            return BT_ERR_INTERNAL;
+            return BT_ERR_EXHAUSTED;
         }
-        bt_pl_layer_add(st, best, e);
         free_node[bt_pl_node_of(st, best)]--;
         if (c->home) {
             pending_home[st->home_of[e]]--;

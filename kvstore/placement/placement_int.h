@@ -87,9 +87,16 @@ int bt_pl_copy_cmp(const void *pa, const void *pb);
 
 /* Greedy packing, heaviest copy first. Without affinity, onto the least
  * loaded device that can take it (LPT); with affinity, onto the device of
- * highest gain whose load stays within `cap`, else the least loaded. */
+ * highest gain whose load stays within `cap`, else the least loaded.
+ * BT_ERR_EXHAUSTED (not logged) when it corners itself: the caller falls
+ * back to bt_pl_fallback() or drops the candidate. */
 bt_status_t bt_pl_pack(bt_pl_layer_t *st, const bt_pl_copy_t *copies,
                        int32_t n_copies, double cap, bool use_affinity);
+
+/* Packing that cannot fail (see fallback.c); may change r, sets st->w
+ * from the final r, then lowers the max load by swaps. */
+bt_status_t bt_pl_fallback(bt_pl_layer_t *st, const double *loads,
+                           int32_t *r);
 
 /* Lowers the max load by swaps between the most loaded device and any
  * other; with affinity, stops once under `cap` and prefers swaps that

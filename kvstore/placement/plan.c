@@ -342,6 +342,25 @@ static void consider(bt_pl_layer_t *st, double cap, bt_pl_layer_t **chosen_p,
     }
 }
 
+/* Weights from replica counts and the sorted list of copies to pack. */
+static int32_t build_copies(pl_scratch_t *sc, const double *loads, int32_t E,
+                            bool grouped)
+{
+    int32_t n = 0;
+
+    for (int32_t e = 0; e < E; e++) {
+        sc->w[e] = loads[e] / sc->r[e];
+        for (int32_t k = 0; k < sc->r[e]; k++) {
+            sc->copies[n].w = sc->w[e];
+            sc->copies[n].expert = e;
+            sc->copies[n].home = grouped && k == 0;
+            n++;
+        }
+    }
+    qsort(sc->copies, (size_t)n, sizeof(*sc->copies), bt_pl_copy_cmp);
+    return n;
+}
+
 static bt_status_t plan_layer(const bt_placement_input_t *in,
                               bt_placement_plan_t *plan, int32_t l,
                               pl_scratch_t *sc, bool prev_moe, double eps)
@@ -374,20 +393,18 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
     }
     bt_pl_replicas(loads, E, in->n_devices, in->slots, in->n_nodes,
                    in->n_groups > 0 ? sc->home_of : NULL, sc->r);
-    for (int32_t e = 0; e < E; e++) {
-        sc->w[e] = loads[e] / sc->r[e];
-        for (int32_t k = 0; k < sc->r[e]; k++) {
-            sc->copies[n_copies].w = sc->w[e];
-            sc->copies[n_copies].expert = e;
-            sc->copies[n_copies].home = in->n_groups > 0 && k == 0;
-            n_copies++;
-        }
-    }
-    qsort(sc->copies, (size_t)n_copies, sizeof(*sc->copies), bt_pl_copy_cmp);
+    n_copies = build_copies(sc, loads, E, in->n_groups > 0);
 
     state_setup(&sc->bal, sc);
     status = bt_pl_pack(&sc->bal, sc->copies, n_copies, 0.0, false);
-    if (status != BT_OK) {
+    if (status == BT_ERR_EXHAUSTED) {
+        status = bt_pl_fallback(&sc->bal, loads, sc->r);
+        if (status != BT_OK) {
+            return status;
+        }
+        /* The fallback may have changed replica counts. */
+        n_copies = build_copies(sc, loads, E, in->n_groups > 0);
+    } else if (status != BT_OK) {
         return status;
     }
     bt_pl_improve_max(&sc->bal, 0.0, false, iters);
@@ -411,20 +428,23 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
         best_score = bt_pl_layer_score(&sc->bal);
         state_setup(&sc->aff, sc);
         set_affinity(&sc->aff, plan, l, sc, trans, have_old);
+        /* A candidate whose greedy corners itself is dropped. */
         status = bt_pl_pack(&sc->aff, sc->copies, n_copies, cap, true);
-        if (status != BT_OK) {
+        if (status == BT_OK) {
+            bt_pl_improve_max(&sc->aff, cap, true, iters);
+            consider(&sc->aff, cap, &chosen, &best_score);
+        } else if (status != BT_ERR_EXHAUSTED) {
             return status;
         }
-        bt_pl_improve_max(&sc->aff, cap, true, iters);
-        consider(&sc->aff, cap, &chosen, &best_score);
         if (have_old) {
             state_setup(&sc->warm, sc);
             set_affinity(&sc->warm, plan, l, sc, trans, have_old);
             status = bt_pl_warm_start(&sc->warm, sc->r, sc->pending, cap);
-            if (status != BT_OK) {
+            if (status == BT_OK) {
+                consider(&sc->warm, cap, &chosen, &best_score);
+            } else if (status != BT_ERR_EXHAUSTED) {
                 return status;
             }
-            consider(&sc->warm, cap, &chosen, &best_score);
         }
         bt_pl_improve_affinity(chosen, cap, PL_AFFINITY_PASSES);
     }

@@ -3,6 +3,7 @@
 
 #include "base/log.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 void bt_pl_replicas(const double *loads, int32_t n_experts, int32_t n_devices,
@@ -12,16 +13,34 @@ void bt_pl_replicas(const double *loads, int32_t n_experts, int32_t n_devices,
     int64_t extra = (int64_t)n_devices * slots - n_experts;
     int32_t dpn = n_devices / n_nodes;
     double  node_home[BT_PLACEMENT_MAX_DEVICES];
+    int32_t cap[BT_PLACEMENT_MAX_EXPERTS];
 
     for (int32_t e = 0; e < n_experts; e++) {
         r[e] = 1;
+        cap[e] = n_devices;
     }
     if (home_of != NULL) {
+        /* Copies of e fit on at most min(devices, spare slots) of each
+         * node, its home copy aside: more could not be packed. */
+        int32_t spare[BT_PLACEMENT_MAX_DEVICES];
+        int32_t other = 0;
+
         for (int32_t n = 0; n < n_nodes; n++) {
             node_home[n] = 0.0;
+            spare[n] = dpn * slots;
         }
         for (int32_t e = 0; e < n_experts; e++) {
             node_home[home_of[e]] += loads[e];
+            spare[home_of[e]]--;
+        }
+        for (int32_t n = 0; n < n_nodes; n++) {
+            other += spare[n] < dpn ? spare[n] : dpn;
+        }
+        for (int32_t e = 0; e < n_experts; e++) {
+            int32_t h = home_of[e];
+            int32_t at_home = 1 + spare[h] < dpn ? 1 + spare[h] : dpn;
+
+            cap[e] = other - (spare[h] < dpn ? spare[h] : dpn) + at_home;
         }
     }
     for (; extra > 0; extra--) {
@@ -49,7 +68,7 @@ void bt_pl_replicas(const double *loads, int32_t n_experts, int32_t n_devices,
                 for (int32_t e = 0; e < n_experts; e++) {
                     double v;
 
-                    if (home_of[e] != nmax || r[e] >= n_devices) {
+                    if (home_of[e] != nmax || r[e] >= cap[e]) {
                         continue;
                     }
                     v = loads[e] / ((double)r[e] * (r[e] + 1));
@@ -68,7 +87,7 @@ void bt_pl_replicas(const double *loads, int32_t n_experts, int32_t n_devices,
             for (int32_t e = 0; e < n_experts; e++) {
                 double v;
 
-                if (r[e] >= n_devices) {
+                if (r[e] >= cap[e]) {
                     continue;
                 }
                 v = loads[e] / r[e];
@@ -79,7 +98,19 @@ void bt_pl_replicas(const double *loads, int32_t n_experts, int32_t n_devices,
             }
         }
         if (best < 0) {
-            break; /* cannot happen when slots <= n_experts */
+            /* The node caps are a heuristic bound; never leave a slot
+             * empty for them. */
+            bool relaxed = false;
+
+            for (int32_t e = 0; e < n_experts; e++) {
+                relaxed |= cap[e] < n_devices;
+                cap[e] = n_devices;
+            }
+            if (!relaxed) {
+                break; /* slots <= n_experts rules this out */
+            }
+            extra++;
+            continue;
         }
         if (home_of != NULL) {
             node_home[home_of[best]] -= loads[best] / r[best] -
