@@ -38,6 +38,11 @@ static inline void *bt_kv_view_at(const bt_kv_view_t *v, int layer,
     return (char *)v->base + idx * bt_dtype_size(v->dtype);
 }
 
+struct bt_kvpool;
+/* Fills a view of a pool made by kv_pool.h (same layout). */
+bt_status_t bt_kv_view_from_pool(const struct bt_kvpool *pool,
+                                 bt_kv_view_t *view_p);
+
 /* One attention call covers every token of a step. Token t attends to
  * positions max(0, pos[t] - window + 1) .. pos[t] of its sequence, whose
  * K/V (including token t's own) are already in the pool. */
