@@ -4,6 +4,7 @@
  * thread. */
 #include "server_int.h"
 
+#include "base/clock.h"
 #include "base/log.h"
 
 #include <grpc/support/alloc.h>
@@ -14,6 +15,20 @@
 #include <string.h>
 
 static void bt_rpc_call_on_close(bt_rpc_tag_t *tag, bool ok);
+
+/* Bad input from peers is logged at most once a second (a flood of it
+ * must not flood the logs); the server's counters count every one. */
+static bool bt_rpc_warn_allowed(void)
+{
+    static uint64_t last_ms;
+    uint64_t now = bt_now_ms();
+
+    if (last_ms != 0 && now - last_ms < 1000) {
+        return false;
+    }
+    last_ms = now;
+    return true;
+}
 static void bt_rpc_call_on_send(bt_rpc_tag_t *tag, bool ok);
 static void bt_rpc_call_on_recv(bt_rpc_tag_t *tag, bool ok);
 static void bt_rpc_call_pump(bt_rpc_call_t *call);
@@ -402,8 +417,10 @@ static void bt_rpc_call_on_recv(bt_rpc_tag_t *tag, bool ok)
             if (call->srv != NULL) {
                 call->srv->stats.decode_errors++;
             }
-            bt_warn("rpc call %s: cannot decode a %s message",
-                    bt_rpc_call_method(call), call->method->desc->name);
+            if (bt_rpc_warn_allowed()) {
+                bt_warn("rpc call %s: cannot decode a %s message",
+                        bt_rpc_call_method(call), call->method->desc->name);
+            }
             grpc_call_cancel_with_status(
                 call->call,
                 st == BT_ERR_TOO_LARGE ? GRPC_STATUS_RESOURCE_EXHAUSTED
@@ -471,7 +488,10 @@ void bt_rpc_call_begin(bt_rpc_call_t *call)
                 : st == BT_ERR_TRUNCATED ? "missing request message"
                 : "cannot decode the request message";
 
-            bt_warn("rpc call %s: %s", m->path, why);
+            if (bt_rpc_warn_allowed()) {
+                bt_warn("rpc call %s: %s (further ones this second not logged)",
+                        m->path, why);
+            }
             bt_rpc_call_end(call,
                             st == BT_ERR_TOO_LARGE ? BT_RPC_RESOURCE_EXHAUSTED
                                                    : BT_RPC_INVALID_ARGUMENT,
