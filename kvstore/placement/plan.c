@@ -179,6 +179,11 @@ typedef struct {
     bt_pl_layer_t aff;       /* affinity packing */
     bt_pl_layer_t warm;      /* warm start from the current plan */
     bt_pl_copy_t *pending;   /* [N*S] copies a warm start still packs */
+    int32_t      *home_new;  /* [G] homes chosen by load */
+    int32_t      *home_old;  /* [G] homes of the current plan */
+    int32_t      *warm_home_of; /* [E] */
+    int32_t      *warm_r;    /* [E] */
+    double       *warm_w;    /* [E] */
     int32_t      *r;         /* [E] */
     int32_t      *home_of;   /* [E] */
     double       *w;         /* [E] */
@@ -193,6 +198,11 @@ static void scratch_cleanup(pl_scratch_t *sc)
     bt_pl_layer_cleanup(&sc->aff);
     bt_pl_layer_cleanup(&sc->warm);
     free(sc->pending);
+    free(sc->home_new);
+    free(sc->home_old);
+    free(sc->warm_home_of);
+    free(sc->warm_r);
+    free(sc->warm_w);
     free(sc->r);
     free(sc->home_of);
     free(sc->w);
@@ -227,9 +237,16 @@ static bt_status_t scratch_init(pl_scratch_t *sc, const bt_placement_input_t *in
     sc->w = calloc(ne, sizeof(*sc->w));
     sc->copies = calloc(nd * (size_t)in->slots, sizeof(*sc->copies));
     sc->pending = calloc(nd * (size_t)in->slots, sizeof(*sc->pending));
+    sc->home_new = calloc(ne, sizeof(*sc->home_new));
+    sc->home_old = calloc(ne, sizeof(*sc->home_old));
+    sc->warm_home_of = calloc(ne, sizeof(*sc->warm_home_of));
+    sc->warm_r = calloc(ne, sizeof(*sc->warm_r));
+    sc->warm_w = calloc(ne, sizeof(*sc->warm_w));
     sc->prev_has = calloc(nd * ne, 1);
     sc->old_has = calloc(nd * ne, 1);
     if (!sc->r || !sc->home_of || !sc->w || !sc->copies || !sc->pending ||
+        !sc->home_new || !sc->home_old || !sc->warm_home_of || !sc->warm_r ||
+        !sc->warm_w ||
         !sc->prev_has ||
         !sc->old_has) {
         bt_error("placement: out of memory for scratch experts %d devices %d",
@@ -240,12 +257,12 @@ static bt_status_t scratch_init(pl_scratch_t *sc, const bt_placement_input_t *in
     return BT_OK;
 }
 
-static void state_setup(bt_pl_layer_t *st, const pl_scratch_t *sc)
+static void state_setup(bt_pl_layer_t *st, const double *w,
+                        const int32_t *home_of)
 {
     bt_pl_layer_reset(st);
-    memcpy(st->w, sc->w, (size_t)st->n_experts * sizeof(*st->w));
-    memcpy(st->home_of, sc->home_of,
-           (size_t)st->n_experts * sizeof(*st->home_of));
+    memcpy(st->w, w, (size_t)st->n_experts * sizeof(*st->w));
+    memcpy(st->home_of, home_of, (size_t)st->n_experts * sizeof(*st->home_of));
     st->prev_slot = NULL;
     st->prev_has = NULL;
     st->trans = NULL;
@@ -263,8 +280,12 @@ static int int_cmp(const void *pa, const void *pb)
 
 /* Writes the chosen state into layer l of the plan, each device sorted. */
 static void plan_store(bt_placement_plan_t *plan, int32_t l,
-                       const bt_pl_layer_t *st)
+                       const bt_pl_layer_t *st, const int32_t *home)
 {
+    if (plan->n_groups > 0) {
+        memcpy(plan->home + (size_t)l * (size_t)plan->n_groups, home,
+               (size_t)plan->n_groups * sizeof(*home));
+    }
     size_t  ns = (size_t)plan->n_devices * (size_t)plan->slots;
     int32_t *dst = plan->slot_expert + (size_t)l * ns;
 
@@ -342,6 +363,43 @@ static void consider(bt_pl_layer_t *st, double cap, bt_pl_layer_t **chosen_p,
     }
 }
 
+/* Homes of the current plan's layer (sc->old_has): for each group the
+ * first node holding all its experts. False when a group has none or the
+ * homes would overfill a node. */
+static bool old_homes(const bt_placement_input_t *in, pl_scratch_t *sc)
+{
+    int32_t E = in->n_experts, G = in->n_groups, K = in->n_nodes;
+    int32_t gsize = E / G, dpn = in->n_devices / K;
+    int32_t node_slots = dpn * in->slots;
+    int32_t used[BT_PLACEMENT_MAX_DEVICES] = { 0 };
+
+    for (int32_t g = 0; g < G; g++) {
+        int32_t home = -1;
+
+        for (int32_t n = 0; n < K && home < 0; n++) {
+            bool all = true;
+
+            for (int32_t e = g * gsize; e < (g + 1) * gsize && all; e++) {
+                bool found = false;
+
+                for (int32_t d = n * dpn; d < (n + 1) * dpn && !found; d++) {
+                    found = sc->old_has[(size_t)d * (size_t)E + (size_t)e];
+                }
+                all = found;
+            }
+            if (all && used[n] + gsize <= node_slots) {
+                home = n;
+            }
+        }
+        if (home < 0) {
+            return false;
+        }
+        sc->home_old[g] = home;
+        used[home] += gsize;
+    }
+    return true;
+}
+
 /* Weights from replica counts and the sorted list of copies to pack. */
 static int32_t build_copies(pl_scratch_t *sc, const double *loads, int32_t E,
                             bool grouped)
@@ -372,30 +430,30 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
     bool    have_old;
     double  m, cap;
     bt_pl_layer_t *chosen = &sc->bal;
+    const int32_t *warm_home = sc->home_new;
     bt_status_t status;
 
     for (int32_t e = 0; e < E; e++) {
         sc->home_of[e] = -1;
     }
     if (in->n_groups > 0) {
-        int32_t *home = plan->home + (size_t)l * (size_t)in->n_groups;
-        int32_t  gsize = E / in->n_groups;
+        int32_t gsize = E / in->n_groups;
 
         status = bt_pl_group_homes(loads, E, in->n_groups, in->n_nodes,
                                    in->n_devices / in->n_nodes * in->slots,
-                                   home);
+                                   sc->home_new);
         if (status != BT_OK) {
             return status;
         }
         for (int32_t e = 0; e < E; e++) {
-            sc->home_of[e] = home[e / gsize];
+            sc->home_of[e] = sc->home_new[e / gsize];
         }
     }
     bt_pl_replicas(loads, E, in->n_devices, in->slots, in->n_nodes,
                    in->n_groups > 0 ? sc->home_of : NULL, sc->r);
     n_copies = build_copies(sc, loads, E, in->n_groups > 0);
 
-    state_setup(&sc->bal, sc);
+    state_setup(&sc->bal, sc->w, sc->home_of);
     status = bt_pl_pack(&sc->bal, sc->copies, n_copies, 0.0, false);
     if (status == BT_ERR_EXHAUSTED) {
         status = bt_pl_fallback(&sc->bal, loads, sc->r);
@@ -426,7 +484,7 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
          * packing is always one. */
         set_affinity(&sc->bal, plan, l, sc, trans, have_old);
         best_score = bt_pl_layer_score(&sc->bal);
-        state_setup(&sc->aff, sc);
+        state_setup(&sc->aff, sc->w, sc->home_of);
         set_affinity(&sc->aff, plan, l, sc, trans, have_old);
         /* A candidate whose greedy corners itself is dropped. */
         status = bt_pl_pack(&sc->aff, sc->copies, n_copies, cap, true);
@@ -437,9 +495,27 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
             return status;
         }
         if (have_old) {
-            state_setup(&sc->warm, sc);
+            /* Keeping the current homes keeps whole groups in place. */
+            if (in->n_groups > 0 && old_homes(in, sc)) {
+                warm_home = sc->home_old;
+                for (int32_t e = 0; e < E; e++) {
+                    sc->warm_home_of[e] = warm_home[e / (E / in->n_groups)];
+                }
+                bt_pl_replicas(loads, E, in->n_devices, in->slots,
+                               in->n_nodes, sc->warm_home_of, sc->warm_r);
+                for (int32_t e = 0; e < E; e++) {
+                    sc->warm_w[e] = loads[e] / sc->warm_r[e];
+                }
+            } else {
+                memcpy(sc->warm_home_of, sc->home_of,
+                       (size_t)E * sizeof(*sc->home_of));
+                memcpy(sc->warm_r, sc->r, (size_t)E * sizeof(*sc->r));
+                memcpy(sc->warm_w, sc->w, (size_t)E * sizeof(*sc->w));
+            }
+            state_setup(&sc->warm, sc->warm_w, sc->warm_home_of);
             set_affinity(&sc->warm, plan, l, sc, trans, have_old);
-            status = bt_pl_warm_start(&sc->warm, sc->r, sc->pending, cap);
+            status = bt_pl_warm_start(&sc->warm, sc->warm_r, sc->pending,
+                                      cap);
             if (status == BT_OK) {
                 consider(&sc->warm, cap, &chosen, &best_score);
             } else if (status != BT_ERR_EXHAUSTED) {
@@ -448,7 +524,7 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
         }
         bt_pl_improve_affinity(chosen, cap, PL_AFFINITY_PASSES);
     }
-    plan_store(plan, l, chosen);
+    plan_store(plan, l, chosen, chosen == &sc->warm ? warm_home : sc->home_new);
     return BT_OK;
 }
 

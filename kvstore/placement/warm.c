@@ -2,6 +2,7 @@
  * place, then pack only the copies that are missing. */
 #include "placement_int.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 /* Removes e's copy from its most loaded device. */
@@ -63,14 +64,45 @@ bt_status_t bt_pl_warm_start(bt_pl_layer_t *st, const int32_t *r,
     int32_t n_nodes = st->n_devices / st->dev_per_node, n = 0;
     bt_status_t status;
 
+    double  target = 0.0;
+    int32_t *keep = malloc(ne * sizeof(*keep));
+
+    if (keep == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    for (int32_t e = 0; e < st->n_experts; e++) {
+        target += st->w[e] * r[e];
+    }
+    target /= st->n_devices;
     for (int32_t d = 0; d < st->n_devices; d++) {
-        for (int32_t e = 0; e < st->n_experts && st->fill[d] < st->slots;
-             e++) {
+        int32_t k = 0;
+        double  load = 0.0;
+
+        for (int32_t e = 0; e < st->n_experts; e++) {
             if (st->old_has[(size_t)d * ne + (size_t)e] && st->ncopy[e] < r[e]) {
-                bt_pl_layer_add(st, d, e);
+                keep[k++] = e;
+                load += st->w[e];
             }
         }
+        /* Fewer slots than before: drop the copies that bring the device
+         * closest to the mean load (they move anyway). */
+        while (k > st->slots) {
+            int32_t drop = 0;
+
+            for (int32_t i = 1; i < k; i++) {
+                if (fabs(load - st->w[keep[i]] - target) <
+                    fabs(load - st->w[keep[drop]] - target)) {
+                    drop = i;
+                }
+            }
+            load -= st->w[keep[drop]];
+            keep[drop] = keep[--k];
+        }
+        for (int32_t i = 0; i < k; i++) {
+            bt_pl_layer_add(st, d, keep[i]);
+        }
     }
+    free(keep);
     if (st->home_of[0] >= 0) {
         for (int32_t e = 0; e < st->n_experts; e++) {
             if (st->home_cnt[e] == 0 && st->ncopy[e] == r[e]) {
