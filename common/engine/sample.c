@@ -1,6 +1,7 @@
 /* Token sampling: penalties, temperature, top-k/top-p/min-p, logprobs
  * (docs/internals/sampling.md). Deterministic: see sample.h. */
 #include "sample.h"
+#include "sample_int.h"
 
 #include "base/log.h"
 
@@ -219,21 +220,36 @@ static bool bt_sample_before(const float *l, uint32_t a, uint32_t b)
     return l[a] > l[b] || (l[a] == l[b] && a < b);
 }
 
-/* Fills result top-n and the chosen token's logprob from s->logits. */
+/* exp(l - lmax) below this difference counts as 0: e^-80 < 2^-115 of the
+ * best token's weight, far below what a 53-bit draw can resolve, and it
+ * keeps subnormal arithmetic (slow) out of the loop. */
+#define BT_SAMPLE_CUTOFF 80.0
+
+/* probs[i] = exp(l_i - lmax) (0 below the cutoff); returns their sum in
+ * id order. */
+static double bt_sample_probs(bt_sampler_t *s, float lmax)
+{
+    double sum = 0.0;
+    uint32_t i;
+
+    for (i = 0; i < s->n_vocab; i++) {
+        double d = (double)s->logits[i] - lmax;
+        s->probs[i] = d >= -BT_SAMPLE_CUTOFF ? bt_sample_exp_core(d) : 0.0;
+        sum += s->probs[i];
+    }
+    return sum;
+}
+
+/* Fills result top-n and the chosen token's logprob from s->logits;
+ * `sum` is bt_sample_probs' total. */
 static void bt_sample_logprobs(bt_sampler_t *s, int32_t n_top, int32_t chosen,
-                               float lmax, bt_sample_result_t *res)
+                               float lmax, double sum, bt_sample_result_t *res)
 {
     const float *l = s->logits;
-    double sum = 0.0, log_z;
+    double log_z = bt_sample_log(sum);
     uint32_t top[BT_SAMPLE_MAX_LOGPROBS];
     uint32_t n = 0, i, j;
 
-    for (i = 0; i < s->n_vocab; i++) {
-        if (l[i] != -INFINITY) {
-            sum += bt_sample_exp((double)l[i] - lmax);
-        }
-    }
-    log_z = bt_sample_log(sum);
     res->logprob = (float)(((double)l[chosen] - lmax) - log_z);
     for (i = 0; i < s->n_vocab && n_top > 0; i++) {
         /* insertion into a sorted list of at most n_top ids */
@@ -254,42 +270,116 @@ static void bt_sample_logprobs(bt_sampler_t *s, int32_t n_top, int32_t chosen,
     }
 }
 
-/* Marks the kept candidates after top-k, top-p and min-p; probs hold
- * exp(l - lmax) of every token. */
-static void bt_sample_truncate(bt_sampler_t *s, const bt_sample_params_t *p)
+/* Small k: keep a sorted list of the k best while scanning once, O(V k)
+ * worst case but a comparison per token in practice. */
+#define BT_SAMPLE_TOPK_INSERT 64
+
+static uint32_t bt_sample_topk_insert(bt_sampler_t *s,
+                                      const bt_sample_params_t *p, uint32_t k)
 {
-    uint32_t V = s->n_vocab, n_cand = 0, n_keep, i;
+    const float *l = s->logits;
+    uint32_t *top = s->order;
+    uint32_t n = 0, i, j;
     double total = 0.0, cum = 0.0;
 
-    for (i = 0; i < V; i++) {
-        s->keep[i] = s->probs[i] > 0.0;
+    for (i = 0; i < s->n_vocab; i++) {
+        if (s->probs[i] == 0.0 ||
+            (n == k && !bt_sample_before(l, i, top[n - 1]))) {
+            continue;
+        }
+        j = n < k ? n++ : n - 1;
+        while (j > 0 && bt_sample_before(l, i, top[j - 1])) {
+            top[j] = top[j - 1];
+            j--;
+        }
+        top[j] = i;
     }
-    if (p->top_k > 0 || p->top_p < 1.0f) {
-        for (i = 0; i < V; i++) {
-            if (s->keep[i]) {
+    if (p->top_p < 1.0f) {
+        for (i = 0; i < n; i++) {
+            total += s->probs[top[i]];
+        }
+        for (i = 0; i < n; i++) {
+            cum += s->probs[top[i]];
+            if (cum >= (double)p->top_p * total) {
+                return i + 1;
+            }
+        }
+    }
+    return n;
+}
+
+/* Top-k and top-p need the best tokens in (logit desc, id asc) order, not
+ * all V of them: sort only the tokens within `window` of the best and
+ * widen when that is not enough. Every token outside the window ranks
+ * after every token inside, so the result equals a full sort's. Returns
+ * how many of s->order (sorted) are kept. */
+static uint32_t bt_sample_nucleus(bt_sampler_t *s, const bt_sample_params_t *p,
+                                  float lmax, double all)
+{
+    static const double windows[3] = {4.0, 16.0, BT_SAMPLE_CUTOFF};
+    uint32_t n_cand = 0, n_keep = 0, i;
+    int w;
+
+    if (p->top_k > 0 && p->top_k <= BT_SAMPLE_TOPK_INSERT) {
+        return bt_sample_topk_insert(s, p, (uint32_t)p->top_k);
+    }
+    for (w = 0; w < 3; w++) {
+        double total = all, cum = 0.0;
+        bool last = w == 2, enough = true;
+
+        n_cand = 0;
+        for (i = 0; i < s->n_vocab; i++) {
+            if (s->probs[i] > 0.0 &&
+                (double)s->logits[i] - lmax >= -windows[w]) {
                 s->order[n_cand++] = i;
             }
         }
         bt_sample_sort(s->order, s->tmp, n_cand, s->logits);
         n_keep = n_cand;
-        if (p->top_k > 0 && (uint32_t)p->top_k < n_keep) {
-            n_keep = (uint32_t)p->top_k;
-        }
-        if (p->top_p < 1.0f) {
+        if (p->top_k > 0) {
+            if ((uint32_t)p->top_k <= n_cand) {
+                n_keep = (uint32_t)p->top_k;
+            } else if (!last) {
+                continue; /* fewer than k in the window: widen */
+            }
+            total = 0.0; /* top-p renormalises over the top-k set */
             for (i = 0; i < n_keep; i++) {
                 total += s->probs[s->order[i]];
             }
-            /* smallest prefix whose mass reaches top_p of the total */
+        }
+        if (p->top_p < 1.0f) {
+            enough = false;
             for (i = 0; i < n_keep; i++) {
                 cum += s->probs[s->order[i]];
                 if (cum >= (double)p->top_p * total) {
                     n_keep = i + 1;
+                    enough = true;
                     break;
                 }
             }
         }
-        for (i = n_keep; i < n_cand; i++) {
-            s->keep[s->order[i]] = 0;
+        if (enough || last) {
+            break;
+        }
+    }
+    return n_keep;
+}
+
+/* Marks the kept candidates after top-k, top-p and min-p. */
+static void bt_sample_truncate(bt_sampler_t *s, const bt_sample_params_t *p,
+                               float lmax, double all)
+{
+    uint32_t V = s->n_vocab, n_keep, i;
+
+    if (p->top_k > 0 || p->top_p < 1.0f) {
+        n_keep = bt_sample_nucleus(s, p, lmax, all);
+        memset(s->keep, 0, V);
+        for (i = 0; i < n_keep; i++) {
+            s->keep[s->order[i]] = 1;
+        }
+    } else {
+        for (i = 0; i < V; i++) {
+            s->keep[i] = s->probs[i] > 0.0;
         }
     }
     if (p->min_p > 0.0f) {
@@ -309,6 +399,7 @@ bt_status_t bt_sampler_sample(bt_sampler_t *s, const bt_sample_params_t *p,
     bt_sample_result_t res;
     uint32_t V = s->n_vocab, i, best = 0;
     float lmax = -INFINITY;
+    double all = 0.0;
     bt_status_t st;
 
     st = bt_sample_params_check(p);
@@ -342,15 +433,14 @@ bt_status_t bt_sampler_sample(bt_sampler_t *s, const bt_sample_params_t *p,
         }
         lmax = 0.0f;
     }
+    if (p->temperature > 0.0f || p->logprobs >= 0) {
+        all = bt_sample_probs(s, lmax);
+    }
     if (p->temperature > 0.0f) {
         double total = 0.0, acc = 0.0, target;
         uint32_t last = best;
 
-        for (i = 0; i < V; i++) {
-            s->probs[i] = s->logits[i] == -INFINITY ? 0.0 :
-                bt_sample_exp((double)s->logits[i] - lmax);
-        }
-        bt_sample_truncate(s, p);
+        bt_sample_truncate(s, p, lmax, all);
         for (i = 0; i < V; i++) {
             if (s->keep[i]) {
                 total += s->probs[i];
@@ -372,7 +462,7 @@ bt_status_t bt_sampler_sample(bt_sampler_t *s, const bt_sample_params_t *p,
     }
     res.token = (int32_t)best;
     if (p->logprobs >= 0) {
-        bt_sample_logprobs(s, p->logprobs, res.token, lmax, &res);
+        bt_sample_logprobs(s, p->logprobs, res.token, lmax, all, &res);
     }
     res.finish = bt_sample_finish(p, res.token, seq->n_generated + 1);
     *result_p = res;

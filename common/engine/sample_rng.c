@@ -7,6 +7,7 @@
  * results are the same on every conforming machine (libm's may differ in
  * the last bit across platforms and versions). */
 #include "sample.h"
+#include "sample_int.h"
 
 #include <math.h>
 
@@ -60,15 +61,10 @@ double bt_sample_uniform(uint64_t seed, uint64_t position)
            (1.0 / 9007199254740992.0);
 }
 
-/* ln 2 split so that k * LN2_HI is exact for |k| < 2^11 */
-#define LN2_HI 6.93147180369123816490e-01
-#define LN2_LO 1.90821492927058770002e-10
-#define INV_LN2 1.44269504088896338700e+00
-
 double bt_sample_exp(double x)
 {
-    double r, p, t;
-    int k, i;
+    double p;
+    int k;
 
     if (x != x) {
         return x;
@@ -79,15 +75,15 @@ double bt_sample_exp(double x)
     if (x < -745.2) {
         return 0.0;
     }
-    t = x * INV_LN2;
-    k = (int)(t >= 0 ? t + 0.5 : t - 0.5); /* round to nearest */
-    r = (x - k * LN2_HI) - k * LN2_LO;     /* |r| <= 0.35 */
-    /* Taylor series to r^13 / 13!, Horner: error < 1e-17 relative */
-    p = 1.0;
-    for (i = 13; i >= 1; i--) {
-        p = 1.0 + p * r / i;
+    p = bt_sample_exp_reduce(x, &k);
+    if (k > 1023) {
+        return p * 2.0 * bt_sample_pow2(k - 1);
     }
-    return ldexp(p, k); /* exact scaling (rounded only if subnormal) */
+    if (k < -1022) {
+        /* subnormal result: scale in two exact steps, one rounding */
+        return p * bt_sample_pow2(k + 200) * bt_sample_pow2(-200);
+    }
+    return p * bt_sample_pow2(k);
 }
 
 double bt_sample_log(double x)
@@ -118,5 +114,5 @@ double bt_sample_log(double x)
         sum += term / (2 * i + 1);
         term *= s2;
     }
-    return e * LN2_HI + (2.0 * sum + e * LN2_LO);
+    return e * BT_LN2_HI + (2.0 * sum + e * BT_LN2_LO);
 }
