@@ -38,7 +38,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "baton-placement: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "baton-placement: unknown command '%s' (plan or synth; "
+            "--help shows usage)\n", argv[1]);
     return 2;
 }
