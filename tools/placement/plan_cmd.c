@@ -105,9 +105,14 @@ static void print_text(const bt_placement_plan_t *plan,
                f->cross_device, f->transitions_total,
                f->transitions_total > 0 ?
                100.0 * f->cross_device / f->transitions_total : 0.0);
+    } else {
+        printf("cross-device transitions: not known (no --transitions)\n");
     }
     if (have_cur) {
         printf("moved %lld of %lld copies\n", (long long)f->moved,
+               (long long)f->copies);
+    } else {
+        printf("moved: nothing to compare (no --current), %lld copies\n",
                (long long)f->copies);
     }
     for (int32_t l = 0; l < plan->n_layers; l++) {
