@@ -29,7 +29,7 @@ bt_status_t tok_regex_compile(tok_regex_t *re, const char *pattern,
         return BT_ERR_INVALID_ARG;
     }
     if (literal)
-        opts |= PCRE2_LITERAL;
+        opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | PCRE2_LITERAL; /* no UCP */
     re->code = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &code, &off,
                              NULL);
     if (re->code == NULL) {
