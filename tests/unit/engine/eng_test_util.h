@@ -46,14 +46,15 @@ static inline void eng_rmdir(char *dir)
     free(dir);
 }
 
-/* A model of `spec` in a fresh temporary folder (eng_rmdir it). */
+/* A model of `spec` in a fresh temporary folder (eng_rmdir it); aborts
+ * the test program when it cannot be written. */
 static inline char *eng_make_model(const bt_synth_spec_t *spec)
 {
     char *dir = eng_tmpdir();
 
-    if (dir != NULL && bt_synth_write(spec, dir) != BT_OK) {
-        eng_rmdir(dir);
-        return NULL;
+    if (dir == NULL || bt_synth_write(spec, dir) != BT_OK) {
+        fprintf(stderr, "cannot write a test model\n");
+        abort();
     }
     return dir;
 }
