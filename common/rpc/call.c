@@ -188,6 +188,11 @@ static void bt_rpc_call_pump(bt_rpc_call_t *call)
         call->q_msgs--;
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = e.bb;
+        /* More messages queued behind this one: let gRPC coalesce the
+         * writes (the last one of a burst flushes). */
+        if (call->q_len > 0 && call->q[call->q_head].bb != NULL) {
+            ops[n].flags = GRPC_WRITE_BUFFER_HINT;
+        }
         n++;
         if (call->q_len == 1 && call->q[call->q_head].bb == NULL) {
             call->q_head = (call->q_head + 1) % call->q_cap;
