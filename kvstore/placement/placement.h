@@ -34,6 +34,9 @@
  * second and third objectives (0.1%). */
 #define BT_PLACEMENT_DEFAULT_EPSILON 0.001
 
+/* Default move price (see bt_placement_input_t.move_price). */
+#define BT_PLACEMENT_DEFAULT_MOVE_PRICE 0.1
+
 typedef struct {
     int32_t  n_layers;
     int32_t  n_experts;
@@ -64,6 +67,10 @@ typedef struct {
                                 * its layer and expert counts must match */
     double        epsilon;     /* max-load slack for objectives 2 and 3;
                                 * < 0 means BT_PLACEMENT_DEFAULT_EPSILON */
+    double        move_price;  /* with transitions and a current plan: the
+                                * share of a layer's transition mass that
+                                * keeping all its copies is worth; <= 0
+                                * means BT_PLACEMENT_DEFAULT_MOVE_PRICE */
 } bt_placement_input_t;
 
 typedef struct {

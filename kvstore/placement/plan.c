@@ -79,6 +79,9 @@ bt_status_t bt_placement_input_check(const bt_placement_input_t *in,
                     "slots", in->n_groups, gsize, in->n_nodes, node_slots);
         }
     }
+    if (!isfinite(in->move_price) || in->move_price > 1e6) {
+        PL_FAIL("move price %g out of range (at most 1e6)", in->move_price);
+    }
     if (!isfinite(in->epsilon) || in->epsilon > 1.0) {
         PL_FAIL("epsilon %g out of range (negative for the default, at "
                 "most 1)", in->epsilon);
@@ -190,6 +193,7 @@ typedef struct {
     bt_pl_copy_t *copies;    /* [N*S] */
     uint8_t      *prev_has;  /* [N][E] */
     uint8_t      *old_has;   /* [N][E] */
+    double        move_price;
 } pl_scratch_t;
 
 static void scratch_cleanup(pl_scratch_t *sc)
@@ -321,10 +325,9 @@ static void set_affinity(bt_pl_layer_t *st, const bt_placement_plan_t *plan,
                          const double *trans, bool have_old)
 {
     size_t ee = (size_t)st->n_experts * (size_t)st->n_experts;
-    double unit = 1.0;
+    double unit = 1.0, sum = 0.0;
 
     if (trans != NULL) {
-        double  sum = 0.0;
         int64_t nz = 0;
 
         for (size_t i = 0; i < ee; i++) {
@@ -342,8 +345,13 @@ static void set_affinity(bt_pl_layer_t *st, const bt_placement_plan_t *plan,
     }
     if (have_old) {
         st->old_has = sc->old_has;
-        /* Kept copies only break ties when transitions are planned too. */
-        st->move_weight = trans != NULL ? 1e-6 * unit : 1.0;
+        /* With transitions, keeping every copy is worth move_price of
+         * the layer's transition mass: a strict lexicographic order would
+         * reshuffle a whole layer for one token more on a device, and the
+         * next layers would follow (their current copies no longer line
+         * up), so a re-plan on unchanged input would move almost all. */
+        st->move_weight = trans != NULL ?
+            sc->move_price * sum / ((double)st->n_devices * st->slots) : 1.0;
     }
     st->aff_eps = trans != NULL ? 1e-9 * unit : 1e-3;
 }
@@ -556,6 +564,8 @@ bt_status_t bt_placement_plan_create(const bt_placement_input_t *in,
     if (status != BT_OK) {
         goto err_plan;
     }
+    sc.move_price = in->move_price > 0.0 ? in->move_price :
+                    BT_PLACEMENT_DEFAULT_MOVE_PRICE;
     for (int32_t l = 0; l < in->n_layers; l++) {
         const double *loads = in->loads + (size_t)l * (size_t)in->n_experts;
         double total = 0.0;

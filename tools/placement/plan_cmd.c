@@ -25,6 +25,7 @@ typedef struct {
     int64_t     groups;
     int64_t     slots;
     double      epsilon;
+    double      move_price;
     uint64_t    max_transitions_size;
     bool        json;
 } plan_cfg_t;
@@ -54,6 +55,10 @@ static const bt_opt_t plan_opts[] = {
     { "epsilon", 0, NULL, "0.001",
       "max-load slack granted to fewer cross-device transitions and moves",
       BT_OPT_DOUBLE, 0, 1, NULL, offsetof(plan_cfg_t, epsilon) },
+    { "move-price", 0, NULL, "0.1",
+      "with transitions and --current: share of a layer's transition "
+      "tokens that keeping all its copies is worth",
+      BT_OPT_DOUBLE, 1e-9, 1e6, NULL, offsetof(plan_cfg_t, move_price) },
     { "max-transitions-size", 0, NULL, "512M",
       "largest transitions file read",
       BT_OPT_SIZE, 1, 4.0 * 1024 * 1024 * 1024, NULL,
@@ -196,6 +201,7 @@ int bt_placement_cmd_plan(int argc, char **argv)
     in.n_groups = (int32_t)cfg.groups;
     in.current = cur;
     in.epsilon = cfg.epsilon;
+    in.move_price = cfg.move_price;
     if (bt_placement_input_check(&in, err, sizeof(err)) != BT_OK) {
         fprintf(stderr, "%s: %s\n", plan_spec.prog, err);
         rc = 2;

@@ -116,12 +116,56 @@ static void test_grown_cluster(void **state)
     bt_placement_plan_destroy(cur);
 }
 
+/* With transitions too: at move price 1 a re-plan on unchanged input keeps
+ * (nearly) all copies, and a higher move price trades cross-device tokens for moves. */
+static void test_with_transitions(void **state)
+{
+    static double loads[L * E], drift[L * E], trans[(L - 1) * E * E];
+    bt_placement_synth_t sy = { .n_layers = L, .n_experts = E,
+                                .tokens = 20000, .zipf_s = 0.8,
+                                .correlation = 0.6, .seed = 6 };
+    bt_placement_input_t in = { .n_layers = L, .n_experts = E, .loads = loads,
+                                .transitions = trans, .n_devices = 16,
+                                .slots = 5, .n_nodes = 1, .epsilon = -1.0 };
+    bt_placement_plan_t *cur, *same, *lo, *hi;
+    bt_placement_figures_t fs, fl, fh;
+
+    (void)state;
+    assert_int_equal(bt_placement_synth_run(&sy, loads, trans), BT_OK);
+    cur = pl_test_plan(&in);
+    in.current = cur;
+    in.move_price = 1.0;
+    same = pl_test_plan(&in);
+    fs = pl_test_eval(same, &in);
+    in.move_price = 0.0; /* default */
+    drifted(loads, drift, 8);
+    in.loads = drift;
+    lo = pl_test_plan(&in);
+    in.move_price = 1.0;
+    hi = pl_test_plan(&in);
+    fl = pl_test_eval(lo, &in);
+    fh = pl_test_eval(hi, &in);
+    print_message("# transitions: same input moved %lld of %lld; drift: price "
+                  "0.1 moved %lld cross %.0f, price 1 moved %lld cross %.0f\n",
+                  (long long)fs.moved, (long long)fs.copies,
+                  (long long)fl.moved, fl.cross_device, (long long)fh.moved,
+                  fh.cross_device);
+    assert_true(fs.moved * 100 <= fs.copies);
+    assert_true(fh.moved < fl.moved);
+    assert_true(fh.cross_device >= fl.cross_device);
+    bt_placement_plan_destroy(hi);
+    bt_placement_plan_destroy(lo);
+    bt_placement_plan_destroy(same);
+    bt_placement_plan_destroy(cur);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_loads_move_nothing),
         cmocka_unit_test(test_drift_moves_few),
         cmocka_unit_test(test_grown_cluster),
+        cmocka_unit_test(test_with_transitions),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
