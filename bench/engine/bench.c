@@ -1,0 +1,350 @@
+/* baton-enginebench: the engine's CPU backend on two synthetic BF16 models
+ * written by the baton-mkmodel code, with yardsticks measured in the same
+ * run:
+ *   (a) Llama-3-shaped ~70M (hidden 256, 4 layers, 8/2 heads, FFN 768,
+ *       vocab 128256): decode tok/s at batch 1 and 16, as a fraction of the
+ *       roofline (weight bytes per step / triad bandwidth);
+ *   (b) ~200M (hidden 1024, 8 layers, 16/4 heads, FFN 2816, vocab 32000):
+ *       prefill tok/s on 512 tokens, as a fraction of OpenBLAS cblas_sgemm
+ *       on the same matmul shapes (f32, same threads).
+ * Usage: baton-enginebench [--threads N] [--dir TMPDIR] */
+#include "base/clock.h"
+#include "base/log.h"
+#include "engine/forward.h"
+#include "engine/kv_pool.h"
+#include "engine/parallel.h"
+#include "engine/synth.h"
+
+#include <cblas.h>
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BS 16
+
+static int threads = 2;
+
+static void rm_model(const char *dir)
+{
+    char p[PATH_MAX];
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') {
+            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* ---- STREAM-like triad ---------------------------------------------- */
+
+typedef struct {
+    float *a, *b, *c;
+    size_t n;
+    int    parts;
+} triad_t;
+
+static void triad_task(void *ctx, int task, int thread)
+{
+    triad_t *t = ctx;
+    size_t lo = t->n * (size_t)task / (size_t)t->parts;
+    size_t hi = t->n * (size_t)(task + 1) / (size_t)t->parts;
+
+    (void)thread;
+    for (size_t i = lo; i < hi; i++) {
+        t->a[i] = t->b[i] + 3.0f * t->c[i];
+    }
+}
+
+static double triad_gbs(bt_par_t *par)
+{
+    triad_t t;
+    double best = 0;
+
+    t.n = 32u << 20;  /* 3 x 128 MiB, far beyond the caches */
+    t.parts = bt_par_threads(par);
+    t.a = malloc(t.n * sizeof(float));
+    t.b = malloc(t.n * sizeof(float));
+    t.c = malloc(t.n * sizeof(float));
+    if (t.a == NULL || t.b == NULL || t.c == NULL) {
+        exit(1);
+    }
+    for (size_t i = 0; i < t.n; i++) {
+        t.a[i] = 0;
+        t.b[i] = 1;
+        t.c[i] = 2;
+    }
+    for (int r = 0; r < 5; r++) {
+        uint64_t t0 = bt_now_ns();
+        double s;
+
+        bt_par_run(par, t.parts, triad_task, &t);
+        s = bt_elapsed_s(t0, bt_now_ns());
+        if (3.0 * t.n * sizeof(float) / s / 1e9 > best) {
+            best = 3.0 * t.n * sizeof(float) / s / 1e9;
+        }
+    }
+    free(t.a);
+    free(t.b);
+    free(t.c);
+    return best;
+}
+
+/* ---- models ----------------------------------------------------------- */
+
+static bt_model_t *make_model(const char *base, const char *name,
+                              void (*shape)(bt_synth_spec_t *), char *dir)
+{
+    bt_synth_spec_t s;
+    bt_model_t *m;
+    uint64_t t0 = bt_now_ns();
+
+    bt_synth_spec_default(&s, BT_ARCH_LLAMA);
+    shape(&s);
+    snprintf(dir, PATH_MAX, "%s/baton-enginebench-%s-%d", base, name,
+             (int)getpid());
+    if (bt_synth_write(&s, dir) != BT_OK || bt_model_load(dir, &m) != BT_OK) {
+        fprintf(stderr, "enginebench: cannot write or load %s\n", dir);
+        exit(1);
+    }
+    printf("model %s: %.1f M params, written in %.1f s\n", name,
+           (double)m->weight_bytes / 2e6, bt_elapsed_s(t0, bt_now_ns()));
+    return m;
+}
+
+static void shape_decode(bt_synth_spec_t *s)
+{
+    s->hidden = 256;
+    s->n_layers = 4;
+    s->n_heads = 8;
+    s->n_kv_heads = 2;
+    s->ffn = 768;
+    s->vocab = 128256;
+    s->rope_theta = 500000.0;
+    s->max_pos = 8192;
+}
+
+static void shape_prefill(bt_synth_spec_t *s)
+{
+    s->hidden = 1024;
+    s->n_layers = 8;
+    s->n_heads = 16;
+    s->n_kv_heads = 4;
+    s->ffn = 2816;
+    s->vocab = 32000;
+}
+
+static void *kv_region(const bt_model_t *m, int n_blocks, bt_kv_view_t *kv)
+{
+    kv->dtype = BT_DTYPE_BF16;
+    kv->n_layers = m->cfg.n_layers;
+    kv->n_blocks = n_blocks;
+    kv->block_size = BS;
+    kv->n_kv_heads = m->cfg.n_kv_heads;
+    kv->head_dim = m->cfg.head_dim;
+    kv->base = calloc((size_t)m->cfg.n_layers * n_blocks * 2 * BS *
+                      m->cfg.n_kv_heads * m->cfg.head_dim, 2);
+    if (kv->base == NULL) {
+        exit(1);
+    }
+    return kv->base;
+}
+
+/* decode tok/s with `batch` sequences of `ctx` prompt tokens each */
+static double bench_decode(const bt_model_t *m, int batch, int ctx, int steps)
+{
+    const int per = (ctx + steps) / BS + 1;
+    bt_kv_view_t kv;
+    uint32_t *table = malloc((size_t)batch * per * sizeof(uint32_t));
+    int32_t *toks = malloc((size_t)batch * (ctx + steps) * sizeof(int32_t));
+    float *logits = malloc((size_t)batch * m->cfg.vocab * sizeof(float));
+    bt_step_seq_t *seqs = calloc((size_t)batch, sizeof(*seqs));
+    bt_fwd_t *f;
+    uint64_t t0;
+    double s;
+
+    kv_region(m, batch * per, &kv);
+    if (bt_fwd_create(m, NULL, threads, &f) != BT_OK) {
+        exit(1);
+    }
+    for (int i = 0; i < batch * per; i++) {
+        table[i] = (uint32_t)i;
+    }
+    for (int i = 0; i < batch * (ctx + steps); i++) {
+        toks[i] = (int32_t)((i * 7919) % 4000 + 10);
+    }
+    for (int b = 0; b < batch; b++) {
+        seqs[b] = (bt_step_seq_t){toks + (size_t)b * (ctx + steps), ctx, 0,
+                                  table + (size_t)b * per, per, 1,
+                                  logits + (size_t)b * m->cfg.vocab};
+    }
+    bt_fwd_step(f, &kv, seqs, batch, NULL);
+    t0 = bt_now_ns();
+    for (int st = 0; st < steps; st++) {
+        for (int b = 0; b < batch; b++) {
+            seqs[b].tokens = toks + (size_t)b * (ctx + steps) + ctx + st;
+            seqs[b].n_tokens = 1;
+            seqs[b].pos = ctx + st;
+        }
+        bt_fwd_step(f, &kv, seqs, batch, NULL);
+    }
+    s = bt_elapsed_s(t0, bt_now_ns());
+    bt_fwd_destroy(f);
+    free(kv.base);
+    free(table);
+    free(toks);
+    free(logits);
+    free(seqs);
+    return (double)batch * steps / s;
+}
+
+static double bench_prefill(const bt_model_t *m, int n, int reps)
+{
+    const int per = n / BS + 1;
+    bt_kv_view_t kv;
+    uint32_t *table = malloc((size_t)per * sizeof(uint32_t));
+    int32_t *toks = malloc((size_t)n * sizeof(int32_t));
+    float *logits = malloc((size_t)m->cfg.vocab * sizeof(float));
+    bt_fwd_t *f;
+    double best = 1e30;
+
+    kv_region(m, per, &kv);
+    if (bt_fwd_create(m, NULL, threads, &f) != BT_OK) {
+        exit(1);
+    }
+    for (int i = 0; i < per; i++) {
+        table[i] = (uint32_t)i;
+    }
+    for (int i = 0; i < n; i++) {
+        toks[i] = (int32_t)((i * 7919) % 30000 + 10);
+    }
+    for (int r = 0; r < reps; r++) {
+        bt_step_seq_t s = {toks, n, 0, table, per, 1, logits};
+        uint64_t t0 = bt_now_ns();
+        double el;
+
+        bt_fwd_step(f, &kv, &s, 1, NULL);
+        el = bt_elapsed_s(t0, bt_now_ns());
+        best = el < best ? el : best;
+    }
+    bt_fwd_destroy(f);
+    free(kv.base);
+    free(table);
+    free(toks);
+    free(logits);
+    return n / best;
+}
+
+/* sgemm on every linear of one prefill (M = n rows), f32; returns seconds
+ * (best of reps) and the flops through *flops_p. */
+static double sgemm_prefill(const bt_model_t *m, int n, int reps,
+                            double *flops_p)
+{
+    const bt_model_config_t *c = &m->cfg;
+    const int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const int shapes[][2] = {   /* {out, in} per layer */
+        {qd, c->hidden}, {kvd, c->hidden}, {kvd, c->hidden},
+        {c->hidden, qd}, {c->ffn, c->hidden}, {c->ffn, c->hidden},
+        {c->hidden, c->ffn},
+    };
+    const int ns = (int)(sizeof(shapes) / sizeof(shapes[0]));
+    size_t maxw = 0, maxio = 0;
+    float *a, *w, *out;
+    double best = 1e30, flops = 0;
+
+    for (int i = 0; i < ns; i++) {
+        size_t sw = (size_t)shapes[i][0] * shapes[i][1];
+
+        maxw = sw > maxw ? sw : maxw;
+        maxio = (size_t)shapes[i][0] > maxio ? (size_t)shapes[i][0] : maxio;
+        maxio = (size_t)shapes[i][1] > maxio ? (size_t)shapes[i][1] : maxio;
+        flops += 2.0 * n * shapes[i][0] * shapes[i][1] * c->n_layers;
+    }
+    a = calloc((size_t)n * maxio, sizeof(float));
+    out = calloc((size_t)n * maxio, sizeof(float));
+    w = malloc(maxw * sizeof(float));
+    for (size_t i = 0; i < maxw; i++) {
+        w[i] = (float)(i % 13) * 0.01f;
+    }
+    for (int r = 0; r < reps; r++) {
+        uint64_t t0 = bt_now_ns();
+        double el;
+
+        for (int l = 0; l < c->n_layers; l++) {
+            for (int i = 0; i < ns; i++) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n,
+                            shapes[i][0], shapes[i][1], 1.0f, a, shapes[i][1],
+                            w, shapes[i][1], 0.0f, out, shapes[i][0]);
+            }
+        }
+        el = bt_elapsed_s(t0, bt_now_ns());
+        best = el < best ? el : best;
+    }
+    free(a);
+    free(w);
+    free(out);
+    *flops_p = flops;
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    const char *base = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+    char dir_a[PATH_MAX], dir_b[PATH_MAX];
+    bt_model_t *ma, *mb;
+    bt_par_t *par;
+    double bw, d1, d16, pf, sg_s, flops, roof;
+    size_t bytes;
+
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--threads") == 0) {
+            threads = atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "--dir") == 0) {
+            base = argv[i + 1];
+        }
+    }
+    if (threads < 1) {
+        threads = 1;
+    }
+    bt_log_init("enginebench", BT_LOG_LEVEL_WARN, BT_LOG_FORMAT_TEXT);
+    openblas_set_num_threads(threads);
+    printf("baton-enginebench: %d threads, kernels %s, kv bf16\n", threads,
+           bt_cpu_has_avx2() ? "avx2/fma" : "portable");
+    par = bt_par_create(threads);
+    bw = triad_gbs(par);
+    bt_par_destroy(par);
+    printf("triad bandwidth: %.1f GB/s\n", bw);
+
+    ma = make_model(base, "decode", shape_decode, dir_a);
+    bytes = bt_model_bytes_per_token(ma);
+    roof = bw * 1e9 / (double)bytes;
+    d1 = bench_decode(ma, 1, 32, 64);
+    d16 = bench_decode(ma, 16, 32, 16);
+    printf("(a) decode batch 1: %.1f tok/s; roofline %.1f tok/s (%.1f MB of "
+           "weights per step at %.1f GB/s): %.2f of roofline\n", d1, roof,
+           bytes / 1e6, bw, d1 / roof);
+    printf("(a) decode batch 16: %.1f tok/s (%.2f x the batch-1 roofline)\n",
+           d16, d16 / roof);
+    bt_model_destroy(ma);
+    rm_model(dir_a);
+
+    mb = make_model(base, "prefill", shape_prefill, dir_b);
+    pf = bench_prefill(mb, 512, 2);
+    sg_s = sgemm_prefill(mb, 512, 2, &flops);
+    printf("(b) prefill 512 tokens: %.1f tok/s (%.1f GFLOP/s of matmul); "
+           "OpenBLAS sgemm on the same shapes: %.1f GFLOP/s (%.1f tok/s "
+           "equivalent): %.2f of sgemm\n", pf, flops / (512.0 / pf) / 1e9,
+           flops / sg_s / 1e9, 512.0 / sg_s, pf / (512.0 / sg_s));
+    bt_model_destroy(mb);
+    rm_model(dir_b);
+    return 0;
+}
