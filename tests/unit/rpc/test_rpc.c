@@ -697,6 +697,40 @@ static void test_unreachable_and_client_destroy(void **state)
     event_base_free(fx.base);
 }
 
+/* A channel outlives its server: after a restart on the same port the same
+ * channel serves again (gRPC reconnects with backoff). */
+static void test_reconnect(void **state)
+{
+    bt_rpc_fixture_t fx;
+    bt_rpc_unary_out_t out;
+    char addr[64];
+    uint64_t deadline;
+    int port = 0;
+
+    (void)state;
+    bt_rpc_fixture_up(&fx, 0, NULL, NULL);
+    bt_rpc_test_tokenize(&fx, "a", 5000, NULL, 0, &out);
+    assert_int_equal(out.code, BT_RPC_OK);
+    bt_rpc_server_destroy(fx.srv);
+    bt_rpc_test_tokenize(&fx, "b", 2000, NULL, 0, &out);
+    assert_int_equal(out.code, BT_RPC_UNAVAILABLE);
+
+    fx.srv = bt_rpc_server_create(fx.base, NULL);
+    assert_int_equal(bt_echo_register(&fx.echo, fx.srv, fx.base, fx.pool),
+                     BT_OK);
+    snprintf(addr, sizeof(addr), "ipv4:127.0.0.1:%d", fx.port);
+    assert_int_equal(bt_rpc_server_listen(fx.srv, addr, NULL, &port), BT_OK);
+    assert_int_equal(port, fx.port);
+    assert_int_equal(bt_rpc_server_start(fx.srv), BT_OK);
+    deadline = bt_now_ms() + 10000;
+    do {
+        bt_rpc_test_tokenize(&fx, "c", 2000, NULL, 0, &out);
+    } while (out.code == BT_RPC_UNAVAILABLE && bt_now_ms() < deadline);
+    assert_int_equal(out.code, BT_RPC_OK);
+    assert_int_equal(out.ids[0], 'c');
+    bt_rpc_fixture_down(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -715,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_unreachable_and_client_destroy),
+        cmocka_unit_test(test_reconnect),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
