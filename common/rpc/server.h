@@ -142,7 +142,8 @@ void *bt_rpc_call_ctx(const bt_rpc_call_t *call);
 
 bool bt_rpc_call_is_cancelled(const bt_rpc_call_t *call);
 uint32_t bt_rpc_call_send_queued(const bt_rpc_call_t *call);
-/* Milliseconds until the client's deadline; UINT64_MAX when none. */
+/* Milliseconds until the client's deadline; UINT64_MAX when none. May
+ * read a few ms over the client's figure (grpc-timeout is rounded up). */
 uint64_t bt_rpc_call_deadline_left_ms(const bt_rpc_call_t *call);
 /* First value of request metadata `key` (lowercase), NUL-terminated and
  * owned by the call; NULL when absent. */

@@ -141,6 +141,12 @@ static void bt_echo_tokenize(bt_rpc_call_t *call, const ProtobufCMessage *req,
             bt_echo_pool_done(r, BT_OK);
             bt_rpc_call_fail(call, BT_ERR_EXHAUSTED, "pool full");
         }
+    } else if (strcmp(prompt, "deadline") == 0) {
+        uint64_t left = bt_rpc_call_deadline_left_ms(call);
+        const uint32_t ids[1] = { 3 };
+
+        bt_echo_reply_ids(call, ids, 1,
+                          left > UINT32_MAX ? UINT32_MAX : (uint32_t)left);
     } else if (strcmp(prompt, "stats") == 0) {
         bt_rpc_server_stats_t st;
         uint32_t ids[5];

@@ -7,6 +7,8 @@
  *   "sleep:MS"  replies after MS milliseconds (a loop timer)
  *   "never"     never replies; ends when cancelled
  *   "pool"      replies from a thread-pool task's done callback
+ *   "deadline"  max_context = milliseconds left before the client's deadline
+ *               (UINT32_MAX when none)
  *   "stats"     token_ids = {calls_started, calls_cancelled, decode_errors,
  *               unimplemented, cancels_seen_by_handlers}
  *   otherwise   token_ids = the prompt's bytes; max_context = length of the

@@ -71,6 +71,14 @@ static void test_unary_echo_and_metadata(void **state)
     assert_int_equal(out.ids[2], 'c');
     assert_int_equal(out.max_context, strlen("Bearer secret-123"));
 
+    /* The handler sees the client's deadline. */
+    bt_rpc_test_tokenize(&fx, "deadline", 5000, NULL, 0, &out);
+    assert_int_equal(out.code, BT_RPC_OK);
+    /* grpc-timeout is rounded up on the wire: a few ms over is normal. */
+    assert_true(out.max_context > 3000 && out.max_context <= 5100);
+    bt_rpc_test_tokenize(&fx, "deadline", 0, NULL, 0, &out);
+    assert_int_equal(out.max_context, UINT32_MAX);
+
     /* Empty request message (all defaults) is valid protobuf. */
     bt_rpc_test_tokenize(&fx, "", 5000, NULL, 0, &out);
     assert_int_equal(out.code, BT_RPC_OK);
