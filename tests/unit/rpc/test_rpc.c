@@ -414,6 +414,33 @@ static void test_bidi(void **state)
     assert_int_equal(o.n_acks, 21);
     assert_int_equal(o.ack_sum, 10 + 210);
 
+    /* An undecodable message mid-stream ends the call with
+     * INVALID_ARGUMENT; the handler is told through its cancel callback. */
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(bt_rpc_client_bidi(fx.ch, "/baton.v1.Registry/Register",
+                                        &baton__v1__router_message__descriptor,
+                                        NULL, bidi_on_msg, bidi_on_done, &o,
+                                        &call), BT_OK);
+    assert_int_equal(bt_rpc_client_call_send(call, &hello_msg.base), BT_OK);
+    {
+        Baton__V1__Usage wrong = BATON__V1__USAGE__INIT;
+
+        wrong.prompt_tokens = 3;   /* field 1 varint: NodeMessage.hello is a message */
+        assert_int_equal(bt_rpc_client_call_send(call, &wrong.base), BT_OK);
+    }
+    assert_true(bt_rpc_run_until(fx.base, &o.done, 5000));
+    assert_int_equal(o.code, BT_RPC_INVALID_ARGUMENT);
+    assert_int_equal(o.n_acks, 1);
+    {
+        uint64_t deadline = bt_now_ms() + 5000;
+
+        while (fx.echo.live > 0 && bt_now_ms() < deadline) {
+            event_base_loop(fx.base, EVLOOP_NONBLOCK);
+            bt_sleep_ms(1);
+        }
+    }
+    assert_int_equal(fx.echo.live, 0);
+
     /* Cancel a bidi call from the client: the handler sees it. */
     memset(&o, 0, sizeof(o));
     assert_int_equal(bt_rpc_client_bidi(fx.ch, "/baton.v1.Registry/Register",
