@@ -20,6 +20,7 @@
 
 #define NR_MAX 4   /* rows of x per tile */
 #define NC_MAX 3   /* weight rows (output columns) per tile */
+#define SERIAL_MACS (1u << 18) /* smaller matmuls stay on the caller */
 
 static atomic_int cpu_simd = -1; /* -1 unknown, 0 scalar, 1 avx2 */
 
@@ -192,7 +193,36 @@ BT_SIMD_TARGET static float dot_avx2(const float *x, const void *w,
     tiles[wt][0][0](x, k, w, 0, k, NULL, &out, 1);
     return out;
 }
+/* out[d] = fma(p, v[d], out[d]) for every d: elementwise, so the same
+ * bits as the scalar loop. */
+BT_SIMD_TARGET static void axpy_avx2(float p, const void *v, bt_dtype_t vt,
+                                     float *out, int n)
+{
+    const __m256 pv = _mm256_set1_ps(p);
+    const int n8 = n & ~7;
+
+    for (int d = 0; d < n8; d += 8) {
+        _mm256_storeu_ps(out + d, _mm256_fmadd_ps(pv, load8(v, vt, d),
+                                                  _mm256_loadu_ps(out + d)));
+    }
+    for (int d = n8; d < n; d++) {
+        out[d] = fmaf(p, bt_dtype_load(v, vt, (size_t)d), out[d]);
+    }
+}
 #endif
+
+static void axpy(float p, const void *v, bt_dtype_t vt, float *out, int n)
+{
+#if defined(__x86_64__)
+    if (use_simd()) {
+        axpy_avx2(p, v, vt, out, n);
+        return;
+    }
+#endif
+    for (int d = 0; d < n; d++) {
+        out[d] = fmaf(p, bt_dtype_load(v, vt, (size_t)d), out[d]);
+    }
+}
 
 float bt_cpu_dot(const float *x, const void *w, bt_dtype_t wt, int k)
 {
@@ -334,6 +364,14 @@ static void cpu_matmul(void *vctx, const float *x, int n, const bt_mat_t *w,
         per = NC_MAX;
     }
     j.cols_per_task = per;
+    if ((size_t)n * (size_t)w->rows * (size_t)w->cols < SERIAL_MACS) {
+        /* a hand-off to other threads costs more than it saves; which
+         * thread runs a task never changes its bits */
+        for (int t = 0; t < (w->rows + per - 1) / per; t++) {
+            mm_task(&j, t, 0);
+        }
+        return;
+    }
     bt_par_run(c->par, (w->rows + per - 1) / per, mm_task, &j);
 }
 
@@ -401,19 +439,8 @@ static void attn_task(void *vjob, int task, int thread)
         const float pr = sc[p - start];
 
         /* per output element, positions in increasing order: the same
-         * with or without SIMD (fmaf) */
-        if (kv->dtype == BT_DTYPE_F32) {
-            const float *vf = (const float *)(v + hoff);
-
-            for (int d = 0; d < hd; d++) {
-                out[d] = fmaf(pr, vf[d], out[d]);
-            }
-        } else {
-            for (int d = 0; d < hd; d++) {
-                out[d] = fmaf(pr, bt_dtype_load(v + hoff, kv->dtype,
-                                                (size_t)d), out[d]);
-            }
-        }
+         * with or without SIMD */
+        axpy(pr, v + hoff, kv->dtype, out, hd);
     }
     for (int d = 0; d < hd; d++) {
         out[d] = out[d] / sum;
