@@ -40,6 +40,17 @@ bt_status_t bt_xfer_status_from_ucs(ucs_status_t st)
 /* Defaults that make peer error handling keep shared memory (TOOLCHAIN:
  * without them UCX silently falls back to tcp, 50x slower) and detect a
  * dead shm peer within ~1 s. A value the user set wins. */
+static bool tls_has_shm(void)
+{
+    const char *t = getenv("UCX_TLS");
+
+    if (t == NULL || *t == '\0' || strstr(t, "all") != NULL || t[0] == '^') {
+        return true;
+    }
+    return strstr(t, "shm") != NULL || strstr(t, "posix") != NULL ||
+           strstr(t, "sysv") != NULL || strstr(t, "sm") != NULL;
+}
+
 static void set_env_defaults(void)
 {
     static const char *const defaults[][2] = {
@@ -49,6 +60,11 @@ static void set_env_defaults(void)
     };
 
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+        /* Naming shm variables when UCX_TLS leaves shm out only makes UCX
+         * warn about unused variables. */
+        if (i < 2 && !tls_has_shm()) {
+            continue;
+        }
         if (getenv(defaults[i][0]) == NULL) {
             setenv(defaults[i][0], defaults[i][1], 0);
         }
@@ -134,9 +150,7 @@ static void progress_cb(evutil_socket_t fd, short what, void *arg)
         /* More events came in: run again after the loop's other events
          * (a zero timer, not event_active: libevent would run a callback
          * that re-activates itself within the same pass, forever). */
-        static const struct timeval now = {0, 0};
-
-        evtimer_add(ctx->again_ev, &now);
+        bt_xfer_ctx_kick(ctx);
     } else if (st != UCS_OK) {
         bt_error("xfer worker arm failed: %s", ucs_status_string(st));
     }
@@ -147,9 +161,14 @@ static void again_cb(evutil_socket_t fd, short what, void *arg)
     progress_cb(fd, what, arg);
 }
 
+/* Progress soon, on the next loop pass (a zero timer: kicks also come
+ * from callbacks inside progress_cb, where event_active would keep
+ * libevent in one pass forever). */
 void bt_xfer_ctx_kick(bt_xfer_ctx_t *ctx)
 {
-    event_active(ctx->progress_ev, EV_READ, 0);
+    static const struct timeval now = {0, 0};
+
+    evtimer_add(ctx->again_ev, &now);
 }
 
 bt_status_t bt_xfer_ctx_create(struct event_base *base,

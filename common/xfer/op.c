@@ -84,15 +84,12 @@ void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status)
     op->peer = NULL;
     op->remote = NULL;
     bt_xfer_peer_unref(peer);
-    if (op->n_live > 0) {
-        op->cancelling = true;
-        for (size_t i = 0; i < op->n_reqs; i++) {
-            if (op->reqs[i] != NULL) {
-                ucp_request_cancel(ctx->worker, op->reqs[i]);
-            }
-        }
-        op->cancelling = false;
-    }
+    /* UCX 1.13 cancels receives only: ucp_request_cancel on an in-flight
+     * rendezvous send left the endpoint unable to be destroyed (assertion
+     * proto_reqs empty). So what is in flight is left to finish, or to
+     * fail with the peer, or to be completed by the forced close of the
+     * endpoint; the op stays a zombie until then. */
+    (void)ctx;
     if (op->cb != NULL) {
         op->cb(op->arg, status);
     }

@@ -76,7 +76,6 @@ restart:
         }
         /* Fail exactly the transfers that involve this peer. A callback
          * may drop the last reference, so hold one meanwhile. */
-        peer->failed = false;
         peer->refs++;
         while (!bt_xfer_link_empty(&peer->ops)) {
             bt_xfer_op_t *op = BT_XFER_CONTAINER(peer->ops.next,
@@ -87,26 +86,26 @@ restart:
          * and stops the worker from reporting BUSY forever on a dead shm
          * peer (TOOLCHAIN.md). */
         ep_close_force(peer);
+        peer->failed = false;      /* the next use reconnects */
         bt_xfer_peer_unref(peer);
         /* Callbacks may have changed the list: scan again. */
         goto restart;
     }
 }
 
-/* Reads ucp_ep_print_info: which transports carry the lanes, and whether
- * an rma_bw lane is truly one-sided (anything but tcp, whose RMA UCX
- * emulates with active messages). */
+/* Reads ucp_ep_print_info: the transport of each lane, and whether a put
+ * lane is truly one-sided: UCX 1.13 lists RMA lanes as "put[N]" and
+ * leaves them out where it emulates puts with active messages (tcp). */
+#define LANES_MAX 16
+
 static void lanes_detect(bt_xfer_peer_t *peer)
 {
     char *text = NULL, *line, *save = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    static const char *const tls[] = {"posix", "sysv", "cma", "knem",
-                                      "xpmem", "tcp", "rc_mlx5", "rc_verbs",
-                                      "dc_mlx5", "ud_mlx5", "ud_verbs",
-                                      "self", "cuda_ipc", "cuda_copy"};
-    bool seen[sizeof(tls) / sizeof(tls[0])] = {false};
+    char tl[LANES_MAX][16];
 
+    memset(tl, 0, sizeof(tl));
     peer->has_rma = false;
     peer->lanes[0] = '\0';
     if (f == NULL) {
@@ -120,32 +119,35 @@ static void lanes_detect(bt_xfer_peer_t *peer)
     bt_debug("xfer endpoint to %s:\n%s", peer->host, text);
     for (line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
-        if (strstr(line, "lane[") == NULL) {
-            continue;
-        }
-        for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
-            char pat[32];
+        char *p;
+        unsigned idx;
 
-            snprintf(pat, sizeof(pat), "%s/", tls[i]);
-            if (strstr(line, pat) == NULL) {
-                continue;
+        if ((p = strstr(line, "lane[")) != NULL &&
+            sscanf(p, "lane[%u]:", &idx) == 1 && idx < LANES_MAX) {
+            /* "lane[0]:  3:sysv/memory.0 md[2] ..." */
+            char *c = strchr(p, ':');
+            char *colon = c ? strchr(c + 1, ':') : NULL;
+            char *slash = colon ? strchr(colon, '/') : NULL;
+            size_t n = slash ? (size_t)(slash - colon - 1) : 0;
+
+            if (n > 0 && n < sizeof(tl[idx])) {
+                memcpy(tl[idx], colon + 1, n);
+                if (strstr(peer->lanes, tl[idx]) == NULL &&
+                    strlen(peer->lanes) + n + 2 < sizeof(peer->lanes)) {
+                    if (peer->lanes[0] != '\0') {
+                        strcat(peer->lanes, " ");
+                    }
+                    strcat(peer->lanes, tl[idx]);
+                }
             }
-            seen[i] = true;
-            if (strstr(line, "rma_bw") != NULL && strcmp(tls[i], "tcp") != 0 &&
-                strcmp(tls[i], "self") != 0) {
-                peer->has_rma = true;
-            }
+        } else if ((p = strstr(line, "put[")) != NULL &&
+                   sscanf(p, "put[%u]", &idx) == 1 && idx < LANES_MAX &&
+                   tl[idx][0] != '\0' && strcmp(tl[idx], "tcp") != 0 &&
+                   strcmp(tl[idx], "self") != 0) {
+            peer->has_rma = true;
         }
     }
     free(text);
-    for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
-        size_t n = strlen(peer->lanes);
-
-        if (seen[i] && n + strlen(tls[i]) + 2 < sizeof(peer->lanes)) {
-            snprintf(peer->lanes + n, sizeof(peer->lanes) - n, "%s%s",
-                     n ? " " : "", tls[i]);
-        }
-    }
 }
 
 static bool shm_expected(void)

@@ -188,6 +188,11 @@ size_t bt_xfer_remote_length(const bt_xfer_remote_t *rm)
     return rm->desc.length;
 }
 
+uint64_t bt_xfer_remote_owner_id(const bt_xfer_remote_t *rm)
+{
+    return rm->desc.owner_id;
+}
+
 bt_xfer_mode_t bt_xfer_remote_mode(const bt_xfer_remote_t *rm)
 {
     return bt_xfer_peer_mode(rm->peer);

@@ -136,6 +136,9 @@ bt_status_t bt_xfer_remote_import(bt_xfer_ctx_t *ctx, const void *blob,
                                   size_t len, bt_xfer_remote_t **remote_p);
 void bt_xfer_remote_destroy(bt_xfer_remote_t *remote);
 size_t bt_xfer_remote_length(const bt_xfer_remote_t *remote);
+/* The owner's context id: what its completion messages carry as
+ * sender_id, so a receiver can answer the right peer. */
+uint64_t bt_xfer_remote_owner_id(const bt_xfer_remote_t *remote);
 /* The mode transfers to this remote use (AUTO resolved). */
 bt_xfer_mode_t bt_xfer_remote_mode(const bt_xfer_remote_t *remote);
 /* Overrides the context default for this remote's peer. */
@@ -172,7 +175,7 @@ typedef struct {
  * (`cb` follows once); an error status and no callback when the request
  * is refused (bad slice bounds, dead peer, too much user data). Local
  * memory must stay valid until the callback, and after an abort until
- * bt_xfer_ctx_outstanding_reqs() drops (UCX may still read it). */
+ * bt_xfer_ctx_outstanding_reqs() drops to 0 (UCX may still read it). */
 bt_status_t bt_xfer_write(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
                           bt_xfer_op_t **op_p);
 /* Reads the slices from the remote region with ucp_get_nbx (a kvstore

@@ -1,0 +1,365 @@
+/* KV transfer between real processes on one machine, over the transport
+ * the environment names (meson runs this once with shared memory and once
+ * with tcp): random slice lists verified by checksum on the receiver,
+ * three senders into one receiver, a receiver killed mid-transfer, a
+ * deadline shorter than the transfer, corrupt descriptors.
+ *
+ * Children are xfer_peer processes ($XFER_PEER) talking lines on pipes.
+ * Every wait is bounded; every child is killed at the end of its test,
+ * also when an assertion fails. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#define MAX_CHILDREN 8
+#define BUF_LEN (1 << 20)
+
+typedef struct {
+    pid_t  pid;
+    int    in;          /* its stdin */
+    int    out;         /* its stdout */
+    char  *buf;
+    size_t len;
+    char   line[BUF_LEN];
+    int    status;      /* once reaped */
+    bool   reaped;
+} child_t;
+
+static child_t children[MAX_CHILDREN];
+static int n_children;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static child_t *spawn(const char *a1, const char *a2, const char *a3,
+                      const char *a4)
+{
+    const char *peer = getenv("XFER_PEER");
+    int pin[2], pout[2];
+    child_t *c;
+
+    assert_non_null(peer);
+    assert_true(n_children < MAX_CHILDREN);
+    assert_int_equal(pipe(pin), 0);
+    assert_int_equal(pipe(pout), 0);
+    c = &children[n_children++];
+    memset(c, 0, sizeof(*c));
+    c->buf = malloc(BUF_LEN);
+    assert_non_null(c->buf);
+    c->pid = fork();
+    assert_true(c->pid >= 0);
+    if (c->pid == 0) {
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        close(pin[0]);
+        close(pin[1]);
+        close(pout[0]);
+        close(pout[1]);
+        execl(peer, peer, a1, a2, a3, a4, (char *)NULL);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    c->in = pin[1];
+    c->out = pout[0];
+    return c;
+}
+
+/* The next line of the child's stdout, or NULL after `ms`. */
+static const char *child_line(child_t *c, uint64_t ms)
+{
+    uint64_t end = now_ms() + ms;
+
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+
+        if (nl != NULL) {
+            size_t n = (size_t)(nl - c->buf);
+
+            memcpy(c->line, c->buf, n);
+            c->line[n] = '\0';
+            memmove(c->buf, nl + 1, c->len - n - 1);
+            c->len -= n + 1;
+            return c->line;
+        }
+        uint64_t t = now_ms();
+        if (t >= end || c->len == BUF_LEN) {
+            return NULL;
+        }
+        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
+        if (poll(&pfd, 1, (int)(end - t)) <= 0) {
+            continue;
+        }
+        ssize_t k = read(c->out, c->buf + c->len, BUF_LEN - c->len);
+        if (k <= 0) {
+            return NULL;
+        }
+        c->len += (size_t)k;
+    }
+}
+
+/* Skips lines until one starts with `prefix`. */
+static const char *expect_line(child_t *c, const char *prefix, uint64_t ms)
+{
+    uint64_t end = now_ms() + ms;
+    const char *l;
+
+    while (now_ms() < end) {
+        l = child_line(c, end - now_ms());
+        if (l == NULL) {
+            break;
+        }
+        if (strncmp(l, prefix, strlen(prefix)) == 0) {
+            return l;
+        }
+    }
+    fail_msg("child %d: no line starting '%s' within %llu ms", (int)c->pid,
+             prefix, (unsigned long long)ms);
+    return NULL;
+}
+
+static void child_say(child_t *c, const char *l)
+{
+    size_t n = strlen(l);
+
+    assert_int_equal(write(c->in, l, n), (ssize_t)n);
+    assert_int_equal(write(c->in, "\n", 1), 1);
+}
+
+static int child_wait(child_t *c, uint64_t ms)
+{
+    uint64_t end = now_ms() + ms;
+
+    while (!c->reaped) {
+        pid_t r = waitpid(c->pid, &c->status, WNOHANG);
+
+        if (r == c->pid) {
+            c->reaped = true;
+            break;
+        }
+        if (now_ms() >= end) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &c->status, 0);
+            c->reaped = true;
+            fail_msg("child %d did not exit within %llu ms", (int)c->pid,
+                     (unsigned long long)ms);
+        }
+        usleep(2000);
+    }
+    return WIFEXITED(c->status) ? WEXITSTATUS(c->status) : 128;
+}
+
+/* Teardown: nothing outlives a test, pass or fail. */
+static int kill_all(void **state)
+{
+    (void)state;
+    for (int i = 0; i < n_children; i++) {
+        child_t *c = &children[i];
+
+        if (!c->reaped) {
+            kill(c->pid, SIGCONT);
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &c->status, 0);
+        }
+        close(c->in);
+        close(c->out);
+        free(c->buf);
+    }
+    n_children = 0;
+    return 0;
+}
+
+static bool expect_tcp(void)
+{
+    const char *t = getenv("UCX_TLS");
+
+    return t != NULL && strstr(t, "tcp") != NULL;
+}
+
+/* The lanes the sender's endpoint got match the transport under test:
+ * shm lanes and one-sided puts, or tcp and active messages. */
+static void check_lanes(child_t *c)
+{
+    const char *l = expect_line(c, "LANES ", 10000);
+
+    print_message("# %s\n", l);
+    if (expect_tcp()) {
+        assert_non_null(strstr(l, "tcp"));
+        assert_non_null(strstr(l, "MODE am"));
+    } else {
+        assert_true(strstr(l, "posix") != NULL || strstr(l, "sysv") != NULL);
+        assert_null(strstr(l, "tcp"));
+        assert_non_null(strstr(l, "MODE put"));
+    }
+}
+
+static void relay_desc(child_t *from, child_t *to)
+{
+    const char *l = expect_line(from, "DESC ", 10000);
+
+    child_say(to, l);
+}
+
+static void relay_peer(child_t *sender, child_t *recv)
+{
+    char *l = strdup(expect_line(sender, "DESC ", 10000));
+
+    assert_non_null(l);
+    memcpy(l, "PEER", 4);
+    child_say(recv, l);
+    free(l);
+    expect_line(recv, "PEERED", 10000);
+}
+
+static void recv_result(child_t *r, int want_ok)
+{
+    const char *l;
+    int ok = -1, bad = -1, plain = -1;
+
+    child_say(r, "QUIT");
+    l = expect_line(r, "RESULT ", 10000);
+    assert_int_equal(sscanf(l, "RESULT ok=%d bad=%d plain=%d", &ok, &bad,
+                            &plain), 3);
+    print_message("# receiver: %s\n", l);
+    assert_int_equal(bad, 0);
+    if (want_ok >= 0) {
+        assert_int_equal(ok, want_ok);
+    }
+    assert_int_equal(child_wait(r, 10000), 0);
+}
+
+static void test_random_slices(void **state)
+{
+    child_t *r = spawn("recv", "64", NULL, NULL);
+    child_t *s = spawn("send", "0", "1", "1000");
+    uint64_t t0;
+
+    (void)state;
+    relay_desc(r, s);
+    relay_peer(s, r);
+    check_lanes(s);
+    t0 = now_ms();
+    child_say(s, "GO");
+    print_message("# %s\n", expect_line(s, "SENT ", 60000));
+    assert_int_equal(child_wait(s, 10000), 0);
+    print_message("# 1000 verified transfers in %llu ms\n",
+                  (unsigned long long)(now_ms() - t0));
+    recv_result(r, 1000);
+}
+
+static void test_three_senders(void **state)
+{
+    child_t *r = spawn("recv", "64", NULL, NULL);
+    child_t *s[3];
+    char part[3][4];
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        snprintf(part[i], sizeof(part[i]), "%d", i);
+        s[i] = spawn("send", part[i], "3", "200");
+    }
+    const char *d = expect_line(r, "DESC ", 10000);
+    char *desc = strdup(d);
+    for (int i = 0; i < 3; i++) {
+        child_say(s[i], desc);
+        relay_peer(s[i], r);
+        check_lanes(s[i]);
+    }
+    free(desc);
+    for (int i = 0; i < 3; i++) {
+        child_say(s[i], "GO");   /* all three at once */
+    }
+    for (int i = 0; i < 3; i++) {
+        print_message("# sender %d: %s\n", i, expect_line(s[i], "SENT ", 60000));
+        assert_int_equal(child_wait(s[i], 10000), 0);
+    }
+    recv_result(r, 600);
+}
+
+static void test_receiver_killed(void **state)
+{
+    child_t *r1 = spawn("recv", "16", NULL, NULL);
+    child_t *r2 = spawn("recv", "16", NULL, NULL);
+    child_t *b = spawn("blast", "4", NULL, NULL);
+    const char *l;
+
+    (void)state;
+    relay_desc(r1, b);
+    relay_desc(r2, b);
+    check_lanes(b);
+    expect_line(b, "STARTED", 15000);
+    /* Reap it at once, as a supervisor would: UCX's shm keepalive reads
+     * /proc/PID, where an unreaped zombie still looks alive. */
+    kill(r1->pid, SIGKILL);
+    assert_int_equal(child_wait(r1, 5000), 128);
+    child_say(b, "KILLED");
+    l = expect_line(b, "BLAST ", 30000);
+    print_message("# %s\n", l);
+    assert_int_equal(child_wait(b, 10000), 0);
+    recv_result(r2, 0);
+}
+
+static void test_deadline(void **state)
+{
+    child_t *r = spawn("recv", "64", NULL, NULL);
+    child_t *d = spawn("deadline", NULL, NULL, NULL);
+
+    (void)state;
+    relay_desc(r, d);
+    expect_line(d, "READY", 10000);
+    assert_int_equal(kill(r->pid, SIGSTOP), 0);
+    child_say(d, "GO");
+    print_message("# %s\n", expect_line(d, "TIMEDOUT", 5000));
+    assert_int_equal(kill(r->pid, SIGCONT), 0);
+    child_say(d, "CONT");
+    expect_line(d, "REUSE ok", 15000);
+    assert_int_equal(child_wait(d, 10000), 0);
+    recv_result(r, 0);
+}
+
+static void test_corrupt_descriptor(void **state)
+{
+    child_t *r = spawn("recv", "1", NULL, NULL);
+    child_t *c = spawn("corrupt", NULL, NULL, NULL);
+
+    (void)state;
+    relay_desc(r, c);
+    expect_line(c, "CORRUPT ok", 10000);
+    assert_int_equal(child_wait(c, 10000), 0);
+    recv_result(r, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_random_slices, kill_all),
+        cmocka_unit_test_teardown(test_three_senders, kill_all),
+        cmocka_unit_test_teardown(test_receiver_killed, kill_all),
+        cmocka_unit_test_teardown(test_deadline, kill_all),
+        cmocka_unit_test_teardown(test_corrupt_descriptor, kill_all),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    if (getenv("XFER_TEST") != NULL) {   /* run one test by name pattern */
+        cmocka_set_test_filter(getenv("XFER_TEST"));
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
