@@ -138,6 +138,7 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
     node->block_size = hello->block_size;
     node->max_batch = hello->max_batch;
     node->max_prefill_tokens = hello->max_prefill_tokens;
+    node->kv_dtype = hello->kv_dtype;
     node->load.free_blocks = hello->total_blocks;
     node->registered_ms = now_ms;
     node->last_seen_ms = now_ms;

@@ -46,6 +46,7 @@ typedef struct {
     uint32_t       block_size;
     uint32_t       max_batch;
     uint32_t       max_prefill_tokens;
+    uint32_t       kv_dtype;                  /* baton.v1.KvDtype */
     bt_node_load_t load;                      /* as last reported */
     uint32_t       assigned;                  /* requests the router has in flight on it */
     uint64_t       assigned_prefill_tokens;   /* not yet reflected in a report */
@@ -73,6 +74,7 @@ typedef struct {
     uint32_t       block_size;
     uint32_t       max_batch;
     uint32_t       max_prefill_tokens;
+    uint32_t       kv_dtype;                  /* baton.v1.KvDtype */
 } bt_node_hello_t;
 
 /* Registers (or re-registers: an id seen again replaces its old entry,

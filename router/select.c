@@ -43,6 +43,75 @@ static double bt_select_decode_score(const bt_node_t *node,
            ((double)node->load.running_sequences + node->assigned) * w->w_batch;
 }
 
+static double bt_select_prefill_score(bt_registry_t *reg, bt_node_t *node,
+                                      const bt_select_weights_t *w,
+                                      const bt_select_req_t *req,
+                                      size_t *matched_p)
+{
+    size_t matched = bt_prefix_index_match(bt_registry_index(reg),
+                                           req->block_hashes, req->n_blocks,
+                                           node->slot);
+
+    *matched_p = matched;
+    return (double)matched * node->block_size * w->w_hit -
+           (double)(node->load.queued_prefill_tokens +
+                    node->assigned_prefill_tokens) * w->w_load;
+}
+
+static void bt_select_record_prefill(bt_select_result_t *r,
+                                     const bt_select_req_t *req)
+{
+    uint64_t computed = req->prompt_tokens -
+                        r->matched_blocks * r->prefill->block_size;
+
+    r->prefill->last_chosen = ++bt_select_clock;
+    r->prefill->assigned_prefill_tokens += computed;
+}
+
+bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
+                              const bt_select_req_t *req,
+                              bt_select_result_t *result_p, char *err,
+                              size_t err_size)
+{
+    bt_select_result_t r;
+    size_t n_prefill = 0;
+    unsigned i;
+
+    memset(&r, 0, sizeof(r));
+    for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *node = bt_registry_slot(reg, i);
+        size_t matched;
+        double score;
+
+        if (node == NULL || !(node->role & BT_NODE_ROLE_PREFILL) ||
+            strcmp(node->model, req->model) != 0) {
+            continue;
+        }
+        n_prefill++;
+        if (node->load.draining ||
+            bt_node_set_has(&req->exclude_prefill, node->slot)) {
+            continue;
+        }
+        r.prefill_candidates++;
+        score = bt_select_prefill_score(reg, node, w, req, &matched);
+        if (bt_select_better(score, node, r.prefill_score, r.prefill)) {
+            r.prefill = node;
+            r.prefill_score = score;
+            r.matched_blocks = matched;
+        }
+    }
+    if (r.prefill == NULL) {
+        snprintf(err, err_size, n_prefill == 0 ?
+                 "no prefill node serves model '%s'" :
+                 "every prefill node of model '%s' is draining or failed this request",
+                 req->model);
+        return n_prefill == 0 ? BT_ERR_NOT_FOUND : BT_ERR_EXHAUSTED;
+    }
+    bt_select_record_prefill(&r, req);
+    *result_p = r;
+    return BT_OK;
+}
+
 bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                            const bt_select_req_t *req,
                            bt_select_result_t *result_p, char *err,
@@ -81,12 +150,7 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
             continue;
         }
         r.prefill_candidates++;
-        matched = bt_prefix_index_match(bt_registry_index(reg),
-                                        req->block_hashes, req->n_blocks,
-                                        node->slot);
-        score = (double)matched * node->block_size * w->w_hit -
-                (double)(node->load.queued_prefill_tokens +
-                         node->assigned_prefill_tokens) * w->w_load;
+        score = bt_select_prefill_score(reg, node, w, req, &matched);
         if (bt_select_better(score, node, r.prefill_score, r.prefill)) {
             r.prefill = node;
             r.prefill_score = score;
@@ -117,9 +181,7 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
         r.decode_score = bt_select_decode_score(r.prefill, w);
     }
 
-    r.prefill->last_chosen = ++bt_select_clock;
-    r.prefill->assigned_prefill_tokens +=
-        req->prompt_tokens - r.matched_blocks * r.prefill->block_size;
+    bt_select_record_prefill(&r, req);
     r.decode->last_chosen = ++bt_select_clock;
     r.decode->assigned++;
     *result_p = r;

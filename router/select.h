@@ -64,6 +64,12 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                            bt_select_result_t *result_p, char *err,
                            size_t err_size);
 
+/* A prefill node only (a retry keeps its decode node and reservation). */
+bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
+                              const bt_select_req_t *req,
+                              bt_select_result_t *result_p, char *err,
+                              size_t err_size);
+
 /* Undo the assigned counts when the request ends. */
 void bt_select_release(bt_node_t *prefill, bt_node_t *decode,
                        uint32_t prefill_tokens);

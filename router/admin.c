@@ -1,0 +1,263 @@
+/* baton.v1.Admin on the router: what `batonctl` talks to. Methods not
+ * registered here answer UNIMPLEMENTED (cache statistics, placement and
+ * transfer health arrive with the kvstore and node reports). */
+#include "model.h"
+#include "request.h"
+#include "router.h"
+
+#include "admin.pb-c.h"
+#include "base/log.h"
+#include "registry.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static Baton__V1__NodeState bt_admin_state(const bt_node_t *n)
+{
+    return n->load.drained ? BATON__V1__NODE_STATE__NODE_STATE_DRAINED :
+           n->load.draining ? BATON__V1__NODE_STATE__NODE_STATE_DRAINING :
+           BATON__V1__NODE_STATE__NODE_STATE_READY;
+}
+
+static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                                void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__ListNodesRequest *in = (const Baton__V1__ListNodesRequest *)msg;
+    Baton__V1__ListNodesResponse out = BATON__V1__LIST_NODES_RESPONSE__INIT;
+    Baton__V1__NodeInfo *infos = calloc(BT_ROUTER_MAX_NODES, sizeof(*infos));
+    Baton__V1__NodeInfo **list = calloc(BT_ROUTER_MAX_NODES, sizeof(*list));
+    unsigned i;
+
+    if (infos == NULL || list == NULL) {
+        free(infos);
+        free(list);
+        bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, NULL);
+        return;
+    }
+    for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *n = bt_registry_slot(r->registry, i);
+        Baton__V1__NodeInfo *ni = &infos[out.n_nodes];
+
+        if (n == NULL || (in->role != 0 && !((unsigned)n->role & (unsigned)in->role))) {
+            continue;
+        }
+        baton__v1__node_info__init(ni);
+        ni->node_id = n->id;
+        ni->role = (Baton__V1__NodeRole)n->role;
+        ni->model = n->model;
+        ni->grpc_address = n->grpc_address;
+        ni->state = bt_admin_state(n);
+        ni->total_blocks = n->total_blocks;
+        ni->free_blocks = n->load.free_blocks;
+        ni->running_sequences = n->load.running_sequences;
+        ni->queued_prefill_tokens = n->load.queued_prefill_tokens;
+        ni->version = (char *)"";
+        list[out.n_nodes++] = ni;
+    }
+    out.nodes = list;
+    bt_rpc_call_reply(call, &out.base);
+    free(infos);
+    free(list);
+}
+
+static bt_node_t *bt_admin_node(bt_router_t *r, bt_rpc_call_t *call,
+                                const char *id)
+{
+    bt_node_t *n = id ? bt_registry_find(r->registry, id) : NULL;
+
+    if (n == NULL) {
+        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND, "no node '%s'", id ? id : "");
+    }
+    return n;
+}
+
+static void bt_admin_drain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                           void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__DrainRequest *in = (const Baton__V1__DrainRequest *)msg;
+    Baton__V1__DrainResponse out = BATON__V1__DRAIN_RESPONSE__INIT;
+    bt_node_t *n = bt_admin_node(r, call, in->node_id);
+
+    if (n == NULL) {
+        return;
+    }
+    if (bt_router_node_command(r, n, BATON__V1__ROUTER_COMMAND__KIND__KIND_DRAIN,
+                               NULL) != BT_OK) {
+        bt_rpc_call_fail(call, BT_ERR_PEER_UNREACHABLE, "cannot reach node %s", n->id);
+        return;
+    }
+    /* route nothing new to it from now on, before its next report */
+    n->load.draining = true;
+    bt_info("admin: draining node %s", n->id);
+    out.state = bt_admin_state(n);
+    bt_rpc_call_reply(call, &out.base);
+}
+
+static void bt_admin_undrain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                             void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__UndrainRequest *in = (const Baton__V1__UndrainRequest *)msg;
+    Baton__V1__UndrainResponse out = BATON__V1__UNDRAIN_RESPONSE__INIT;
+    bt_node_t *n = bt_admin_node(r, call, in->node_id);
+
+    if (n == NULL) {
+        return;
+    }
+    if (bt_router_node_command(r, n, BATON__V1__ROUTER_COMMAND__KIND__KIND_UNDRAIN,
+                               NULL) != BT_OK) {
+        bt_rpc_call_fail(call, BT_ERR_PEER_UNREACHABLE, "cannot reach node %s", n->id);
+        return;
+    }
+    n->load.draining = false;
+    n->load.drained = false;
+    bt_info("admin: undraining node %s", n->id);
+    out.state = bt_admin_state(n);
+    bt_rpc_call_reply(call, &out.base);
+    bt_router_queue_kick(r);
+}
+
+static void bt_admin_flush(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                           void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__FlushCacheRequest *in = (const Baton__V1__FlushCacheRequest *)msg;
+    Baton__V1__FlushCacheResponse out = BATON__V1__FLUSH_CACHE_RESPONSE__INIT;
+    unsigned i;
+
+    if (in->include_kvstore) {
+        bt_rpc_call_fail(call, BT_ERR_UNSUPPORTED,
+                         "no kvstore is attached to this router");
+        return;
+    }
+    for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *n = bt_registry_slot(r->registry, i);
+
+        if (n == NULL || (in->node_id && in->node_id[0] &&
+                          strcmp(in->node_id, n->id) != 0)) {
+            continue;
+        }
+        if (bt_router_node_command(r, n,
+                                   BATON__V1__ROUTER_COMMAND__KIND__KIND_FLUSH_CACHE,
+                                   NULL) == BT_OK) {
+            out.nodes_flushed++;
+        }
+    }
+    if (in->node_id && in->node_id[0] && out.nodes_flushed == 0) {
+        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND, "no node '%s'", in->node_id);
+        return;
+    }
+    bt_rpc_call_reply(call, &out.base);
+}
+
+typedef struct {
+    Baton__V1__RequestInfo  *infos;
+    Baton__V1__RequestInfo **list;
+    size_t                   n;
+    size_t                   max;
+    const char              *node;
+    const char              *model;
+} bt_admin_reqs_t;
+
+static void bt_admin_collect(void *arg, const bt_rreq_info_t *info)
+{
+    bt_admin_reqs_t *c = arg;
+    Baton__V1__RequestInfo *ri;
+
+    if (c->n == c->max) {
+        return;
+    }
+    if (c->node && c->node[0] && strcmp(c->node, info->prefill_node) != 0 &&
+        strcmp(c->node, info->decode_node) != 0) {
+        return;
+    }
+    ri = &c->infos[c->n];
+    baton__v1__request_info__init(ri);
+    ri->request_id = (char *)info->id;
+    ri->tenant = (char *)"";
+    ri->model = (char *)c->model;
+    ri->prefill_node = (char *)info->prefill_node;
+    ri->decode_node = (char *)info->decode_node;
+    ri->phase = (char *)info->state;
+    ri->prompt_tokens = info->prompt_tokens;
+    ri->completion_tokens = info->generated_tokens;
+    c->list[c->n++] = ri;
+}
+
+static void bt_admin_list_requests(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                                   void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__ListRequestsRequest *in = (const Baton__V1__ListRequestsRequest *)msg;
+    Baton__V1__ListRequestsResponse out = BATON__V1__LIST_REQUESTS_RESPONSE__INIT;
+    bt_admin_reqs_t c;
+
+    memset(&c, 0, sizeof(c));
+    c.max = in->limit ? in->limit : 1000;
+    if (c.max > r->n_inflight) {
+        c.max = r->n_inflight;
+    }
+    c.node = in->node_id;
+    c.model = bt_router_model_name(r);
+    c.infos = calloc(c.max + 1, sizeof(*c.infos));
+    c.list = calloc(c.max + 1, sizeof(*c.list));
+    if (c.infos == NULL || c.list == NULL) {
+        free(c.infos);
+        free(c.list);
+        bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, NULL);
+        return;
+    }
+    bt_router_requests_foreach(r, bt_admin_collect, &c);
+    out.n_requests = c.n;
+    out.requests = c.list;
+    bt_rpc_call_reply(call, &out.base);
+    free(c.infos);
+    free(c.list);
+}
+
+static void bt_admin_cancel(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                            void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__CancelRequestRequest *in = (const Baton__V1__CancelRequestRequest *)msg;
+    Baton__V1__CancelRequestResponse out = BATON__V1__CANCEL_REQUEST_RESPONSE__INIT;
+
+    out.found = in->request_id != NULL &&
+                bt_router_request_cancel_by_id(r, in->request_id) == BT_OK;
+    bt_rpc_call_reply(call, &out.base);
+}
+
+bt_status_t bt_router_admin_register(bt_router_t *r)
+{
+    static const struct {
+        const char                       *path;
+        const ProtobufCMessageDescriptor *desc;
+        bt_rpc_handler_cb                 cb;
+    } methods[] = {
+        { "/baton.v1.Admin/ListNodes", &baton__v1__list_nodes_request__descriptor,
+          bt_admin_list_nodes },
+        { "/baton.v1.Admin/Drain", &baton__v1__drain_request__descriptor,
+          bt_admin_drain },
+        { "/baton.v1.Admin/Undrain", &baton__v1__undrain_request__descriptor,
+          bt_admin_undrain },
+        { "/baton.v1.Admin/FlushCache", &baton__v1__flush_cache_request__descriptor,
+          bt_admin_flush },
+        { "/baton.v1.Admin/ListRequests", &baton__v1__list_requests_request__descriptor,
+          bt_admin_list_requests },
+        { "/baton.v1.Admin/CancelRequest", &baton__v1__cancel_request_request__descriptor,
+          bt_admin_cancel },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        bt_status_t s = bt_rpc_server_add_unary(r->grpc, methods[i].path,
+                                                methods[i].desc, methods[i].cb, r);
+
+        if (s != BT_OK) {
+            return s;
+        }
+    }
+    return BT_OK;
+}

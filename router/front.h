@@ -1,0 +1,46 @@
+/* What the two front ends (gRPC and OpenAI HTTP) share: authentication,
+ * request validation and start. */
+#ifndef BT_ROUTER_FRONT_H
+#define BT_ROUTER_FRONT_H
+
+#include "request.h"
+#include "router.h"
+
+#include "generate.pb-c.h"
+
+#define BT_FRONT_TENANT_MAX 64
+#define BT_FRONT_SALT_MAX   64
+
+typedef struct {
+    char    tenant[BT_FRONT_TENANT_MAX + 1];
+    uint8_t salt[BT_FRONT_SALT_MAX];
+    size_t  salt_len;
+} bt_front_auth_t;
+
+/* Loads the API keys file (JSON: {"keys": [{"key", "tenant", "salt"}]},
+ * salt as hex). Without a file, authentication is off and every request
+ * is tenant "default" with an empty salt. */
+bt_status_t bt_front_auth_load(bt_router_t *r, const char *path, char *err,
+                               size_t err_size);
+void bt_front_auth_free(bt_router_t *r);
+
+/* `authorization`: the header / metadata value ("Bearer KEY") or NULL.
+ * BT_ERR_PERMISSION with a message when keys are configured and it does
+ * not name one. Keys are compared in constant time and never logged. */
+bt_status_t bt_front_authenticate(bt_router_t *r, const char *authorization,
+                                  bt_front_auth_t *auth_p, char *err,
+                                  size_t err_size);
+
+bt_status_t bt_front_check_sampling(const Baton__V1__SamplingParams *sp,
+                                    char *err, size_t err_size);
+
+/* Validates, tokenizes and starts a request (both fronts). */
+bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
+                           const bt_front_auth_t *auth, const bt_rreq_sink_t *sink,
+                           void *sink_arg, bt_rreq_t **req_p, char *err,
+                           size_t err_size);
+
+bt_status_t bt_front_grpc_register(bt_router_t *r);
+bt_status_t bt_front_http_register(bt_router_t *r);
+
+#endif

@@ -1,0 +1,397 @@
+/* baton.v1.Generate over gRPC: Generate (server streaming), Tokenize and
+ * ListModels. */
+#include "front.h"
+#include "model.h"
+#include "request.h"
+
+#include "base/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A Generate stream: token deltas are batched while the client's send
+ * queue is busy, so a slow client never stalls the router or drops text. */
+typedef struct {
+    bt_router_t            *r;
+    bt_rpc_call_t          *call;
+    bt_rreq_t              *req;
+    uint32_t               *ids;        /* pending, not yet sent */
+    size_t                  n_ids;
+    size_t                  cap_ids;
+    bt_buf_t                text;       /* pending text */
+    int                     in_flight;  /* sends whose sent_cb is due */
+    bool                    ended;      /* the request ended */
+    bool                    call_done;  /* the call was ended or failed */
+    bool                    any_sent;
+    bool                    starting;   /* inside bt_front_start: do not free */
+    bt_status_t             status;
+    char                    message[256];
+    Baton__V1__FinishReason finish;
+    Baton__V1__Usage        usage;
+} bt_gen_stream_t;
+
+#define BT_GEN_MAX_IN_FLIGHT 2
+
+static void bt_gen_maybe_free(bt_gen_stream_t *g)
+{
+    if (!g->starting && g->call_done && g->ended && g->in_flight == 0) {
+        free(g->ids);
+        bt_buf_cleanup(&g->text);
+        free(g);
+    }
+}
+
+static void bt_gen_flush(bt_gen_stream_t *g);
+
+static void bt_gen_sent_cb(bt_rpc_call_t *call, bool ok, void *arg)
+{
+    bt_gen_stream_t *g = arg;
+
+    (void)call;
+    g->in_flight--;
+    if (!ok && !g->ended && g->req != NULL) {
+        bt_rreq_cancel(g->req, "the client's stream broke");
+    }
+    bt_gen_flush(g);
+    bt_gen_maybe_free(g);
+}
+
+static void bt_gen_flush(bt_gen_stream_t *g)
+{
+    if (g->call_done) {
+        return;
+    }
+    if ((g->n_ids > 0 || g->text.len > 0) && g->in_flight < BT_GEN_MAX_IN_FLIGHT) {
+        Baton__V1__GenerateResponse m = BATON__V1__GENERATE_RESPONSE__INIT;
+
+        m.n_token_ids = g->n_ids;
+        m.token_ids = g->ids;
+        m.text = g->text.data ? g->text.data : (char *)"";
+        if (bt_rpc_call_send(g->call, &m.base, bt_gen_sent_cb, g) == BT_OK) {
+            g->in_flight++;
+            g->any_sent = true;
+            g->n_ids = 0;
+            bt_buf_reset(&g->text);
+        }
+    }
+    if (!g->ended || g->n_ids > 0 || g->text.len > 0 || g->in_flight > 0) {
+        return;
+    }
+    /* everything was sent: the final message, or an error status when
+     * the request failed before producing anything */
+    if (g->status != BT_OK && g->status != BT_ERR_CANCELLED && !g->any_sent) {
+        bt_rpc_call_fail(g->call, g->status, "%s", g->message);
+    } else if (g->status == BT_ERR_CANCELLED && !g->any_sent) {
+        bt_rpc_call_fail(g->call, BT_ERR_CANCELLED, "%s", g->message);
+    } else {
+        Baton__V1__GenerateResponse m = BATON__V1__GENERATE_RESPONSE__INIT;
+        Baton__V1__GenerateFinal fin = BATON__V1__GENERATE_FINAL__INIT;
+
+        fin.finish_reason = g->finish;
+        fin.usage = &g->usage;
+        fin.error = (char *)(g->status == BT_OK ? "" : g->message);
+        fin.request_id = (char *)(g->req ? bt_rreq_id(g->req) : "");
+        m.text = (char *)"";
+        m.final = &fin;
+        bt_rpc_call_send(g->call, &m.base, NULL, NULL);
+        bt_rpc_call_finish(g->call);
+    }
+    g->call_done = true;
+}
+
+static void bt_gen_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
+                            size_t n, const char *text, size_t len)
+{
+    bt_gen_stream_t *g = arg;
+
+    (void)req;
+    if (g->n_ids + n > g->cap_ids) {
+        size_t cap = (g->n_ids + n) * 2 + 16;
+        uint32_t *p = realloc(g->ids, cap * sizeof(*p));
+
+        if (p == NULL) {
+            bt_rreq_cancel(g->req, "out of memory");
+            return;
+        }
+        g->ids = p;
+        g->cap_ids = cap;
+    }
+    memcpy(g->ids + g->n_ids, ids, n * sizeof(*ids));
+    g->n_ids += n;
+    if (bt_buf_append(&g->text, text, len) != BT_OK) {
+        bt_rreq_cancel(g->req, "the client reads too slowly");
+        return;
+    }
+    bt_gen_flush(g);
+}
+
+static void bt_gen_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
+                          const char *message, Baton__V1__FinishReason finish,
+                          const Baton__V1__Usage *usage)
+{
+    bt_gen_stream_t *g = arg;
+
+    (void)req;
+    g->ended = true;
+    g->status = status;
+    snprintf(g->message, sizeof(g->message), "%s", message);
+    g->finish = finish;
+    g->usage = *usage;
+    bt_gen_flush(g);
+    g->req = NULL;
+    bt_gen_maybe_free(g);
+}
+
+static const bt_rreq_sink_t bt_gen_sink = { bt_gen_on_delta, bt_gen_on_end };
+
+static void bt_gen_cancel_cb(bt_rpc_call_t *call, void *arg)
+{
+    bt_gen_stream_t *g = arg;
+
+    if (g->req != NULL) {
+        bt_rreq_cancel(g->req, "the client cancelled the call");
+    }
+    if (!g->call_done) {
+        g->call_done = true;
+        bt_rpc_call_fail(call, BT_ERR_CANCELLED, NULL);
+    }
+    bt_gen_maybe_free(g);
+}
+
+/* Turns the request's input into token ids. */
+static bt_status_t bt_front_tokens(bt_router_t *r,
+                                   const Baton__V1__GenerateRequest *in,
+                                   bt_tok_ids_t *ids, char *err, size_t err_size)
+{
+    switch (in->input_case) {
+    case BATON__V1__GENERATE_REQUEST__INPUT_PROMPT:
+        if (in->prompt == NULL || in->prompt[0] == '\0') {
+            snprintf(err, err_size, "the prompt is empty");
+            return BT_ERR_INVALID_ARG;
+        }
+        return bt_router_model_encode(r, in->prompt, strlen(in->prompt), ids, err,
+                                      err_size);
+    case BATON__V1__GENERATE_REQUEST__INPUT_CHAT:
+        if (in->chat == NULL || in->chat->n_messages == 0) {
+            snprintf(err, err_size, "the chat has no messages");
+            return BT_ERR_INVALID_ARG;
+        }
+        return bt_router_model_encode_chat(r, in->chat, ids, err, err_size);
+    case BATON__V1__GENERATE_REQUEST__INPUT_TOKENS: {
+        size_t i;
+
+        if (in->tokens == NULL || in->tokens->n_ids == 0) {
+            snprintf(err, err_size, "the prompt is empty");
+            return BT_ERR_INVALID_ARG;
+        }
+        for (i = 0; i < in->tokens->n_ids; i++) {
+            bt_status_t s = bt_tok_ids_push(ids, (int32_t)in->tokens->ids[i]);
+
+            if (s != BT_OK) {
+                snprintf(err, err_size, "the prompt has more than %zu tokens", ids->max);
+                return BT_ERR_INVALID_ARG;
+            }
+        }
+        return BT_OK;
+    }
+    default:
+        snprintf(err, err_size, "set one of prompt, chat or tokens");
+        return BT_ERR_INVALID_ARG;
+    }
+}
+
+bt_status_t bt_front_check_sampling(const Baton__V1__SamplingParams *sp,
+                                    char *err, size_t err_size)
+{
+    if (sp == NULL) {
+        return BT_OK;
+    }
+#define BT_CHECK(_cond, ...) \
+    do { \
+        if (!(_cond)) { \
+            snprintf(err, err_size, __VA_ARGS__); \
+            return BT_ERR_INVALID_ARG; \
+        } \
+    } while (0)
+    BT_CHECK(sp->max_tokens >= 0, "max_tokens must be at least 1 (0 = the default)");
+    BT_CHECK(sp->temperature >= 0 && sp->temperature <= 100, "temperature must be in [0, 100]");
+    BT_CHECK(sp->top_p >= 0 && sp->top_p <= 1, "top_p must be in (0, 1]");
+    BT_CHECK(sp->top_k >= 0, "top_k must be >= 0");
+    BT_CHECK(sp->min_p >= 0 && sp->min_p <= 1, "min_p must be in [0, 1]");
+    BT_CHECK(sp->presence_penalty >= -2 && sp->presence_penalty <= 2,
+             "presence_penalty must be in [-2, 2]");
+    BT_CHECK(sp->frequency_penalty >= -2 && sp->frequency_penalty <= 2,
+             "frequency_penalty must be in [-2, 2]");
+    BT_CHECK(sp->repetition_penalty >= 0 && sp->repetition_penalty <= 10,
+             "repetition_penalty must be in (0, 10]");
+    BT_CHECK(sp->logprobs >= 0 && sp->logprobs <= BT_SAMPLE_MAX_LOGPROBS,
+             "logprobs must be in [0, %d]", BT_SAMPLE_MAX_LOGPROBS);
+    BT_CHECK(sp->n_stop <= BT_STOPSTR_MAX, "at most %d stop strings", BT_STOPSTR_MAX);
+    BT_CHECK(sp->n_stop_token_ids <= BT_SAMPLE_MAX_STOP_IDS - 1,
+             "at most %d stop token ids", BT_SAMPLE_MAX_STOP_IDS - 1);
+#undef BT_CHECK
+    return BT_OK;
+}
+
+bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
+                           const bt_front_auth_t *auth, const bt_rreq_sink_t *sink,
+                           void *sink_arg, bt_rreq_t **req_p, char *err,
+                           size_t err_size)
+{
+    Baton__V1__SamplingParams def = BATON__V1__SAMPLING_PARAMS__INIT;
+    Baton__V1__SamplingParams sampling;
+    bt_rreq_params_t p;
+    bt_tok_ids_t ids;
+    bt_status_t s;
+
+    if (in->model == NULL || strcmp(in->model, bt_router_model_name(r)) != 0) {
+        snprintf(err, err_size, "the model '%s' does not exist; this router serves '%s'",
+                 in->model ? in->model : "", bt_router_model_name(r));
+        return BT_ERR_NOT_FOUND;
+    }
+    s = bt_front_check_sampling(in->sampling, err, err_size);
+    if (s != BT_OK) {
+        return s;
+    }
+    sampling = in->sampling ? *in->sampling : def;
+    /* proto zero values that mean "off" */
+    if (sampling.top_p == 0) {
+        sampling.top_p = 1;
+    }
+    if (sampling.repetition_penalty == 0) {
+        sampling.repetition_penalty = 1;
+    }
+    bt_tok_ids_init(&ids, bt_router_model_max_context(r));
+    s = bt_front_tokens(r, in, &ids, err, err_size);
+    if (s != BT_OK) {
+        bt_tok_ids_cleanup(&ids);
+        return s == BT_ERR_TOO_LARGE ? BT_ERR_INVALID_ARG : s;
+    }
+    memset(&p, 0, sizeof(p));
+    p.request_id = in->request_id;
+    p.tenant = auth ? auth->tenant : NULL;
+    p.salt = auth ? auth->salt : NULL;
+    p.salt_len = auth ? auth->salt_len : 0;
+    p.prompt = (const uint32_t *)ids.ids;
+    p.n_prompt = ids.n;
+    p.sampling = &sampling;
+    s = bt_rreq_start(r, &p, sink, sink_arg, req_p, err, err_size);
+    bt_tok_ids_cleanup(&ids);
+    return s;
+}
+
+static void bt_grpc_generate(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                             void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__GenerateRequest *in = (const Baton__V1__GenerateRequest *)msg;
+    bt_front_auth_t auth;
+    bt_gen_stream_t *g;
+    char err[512];
+    bt_status_t s;
+
+    s = bt_front_authenticate(r, bt_rpc_call_metadata(call, "authorization"),
+                              &auth, err, sizeof(err));
+    if (s != BT_OK) {
+        bt_rpc_call_fail(call, s, "%s", err);
+        return;
+    }
+    g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, NULL);
+        return;
+    }
+    g->r = r;
+    g->call = call;
+    bt_buf_init(&g->text, 16u << 20);
+    g->starting = true;
+    s = bt_front_start(r, in, &auth, &bt_gen_sink, g, &g->req, err, sizeof(err));
+    g->starting = false;
+    if (s != BT_OK) {
+        bt_rpc_call_fail(call, s, "%s", err);
+        g->ended = g->call_done = true;
+        bt_gen_maybe_free(g);
+        return;
+    }
+    if (!g->ended) {
+        bt_rpc_call_set_cancel_cb(call, bt_gen_cancel_cb, g);
+    } else {
+        bt_gen_maybe_free(g); /* ended inside start: the call is done */
+    }
+}
+
+static void bt_grpc_tokenize(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                             void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__TokenizeRequest *in = (const Baton__V1__TokenizeRequest *)msg;
+    Baton__V1__TokenizeResponse out = BATON__V1__TOKENIZE_RESPONSE__INIT;
+    bt_tok_ids_t ids;
+    char err[512];
+    bt_status_t s = BT_OK;
+
+    if (in->model == NULL || strcmp(in->model, bt_router_model_name(r)) != 0) {
+        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND, "the model '%s' does not exist",
+                         in->model ? in->model : "");
+        return;
+    }
+    bt_tok_ids_init(&ids, 1u << 22);
+    if (in->input_case == BATON__V1__TOKENIZE_REQUEST__INPUT_CHAT) {
+        s = in->chat ? bt_router_model_encode_chat(r, in->chat, &ids, err, sizeof(err))
+                     : BT_ERR_INVALID_ARG;
+    } else if (in->input_case == BATON__V1__TOKENIZE_REQUEST__INPUT_PROMPT) {
+        s = bt_router_model_encode(r, in->prompt, strlen(in->prompt), &ids, err,
+                                   sizeof(err));
+    } else {
+        snprintf(err, sizeof(err), "set prompt or chat");
+        s = BT_ERR_INVALID_ARG;
+    }
+    if (s != BT_OK) {
+        bt_tok_ids_cleanup(&ids);
+        bt_rpc_call_fail(call, s == BT_ERR_TOO_LARGE ? BT_ERR_INVALID_ARG : s, "%s", err);
+        return;
+    }
+    out.n_token_ids = ids.n;
+    out.token_ids = (uint32_t *)ids.ids;
+    out.max_context = bt_router_model_max_context(r);
+    bt_rpc_call_reply(call, &out.base);
+    bt_tok_ids_cleanup(&ids);
+}
+
+static void bt_grpc_list_models(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                                void *arg)
+{
+    bt_router_t *r = arg;
+    Baton__V1__ListModelsResponse out = BATON__V1__LIST_MODELS_RESPONSE__INIT;
+    Baton__V1__ModelInfo info = BATON__V1__MODEL_INFO__INIT;
+    Baton__V1__ModelInfo *list[1] = { &info };
+
+    (void)msg;
+    info.name = (char *)bt_router_model_name(r);
+    info.max_context = bt_router_model_max_context(r);
+    info.vocab_size = (uint32_t)bt_router_model_vocab_size(r);
+    info.owned_by = (char *)"baton";
+    out.n_models = 1;
+    out.models = list;
+    bt_rpc_call_reply(call, &out.base);
+}
+
+bt_status_t bt_front_grpc_register(bt_router_t *r)
+{
+    bt_status_t s;
+
+    s = bt_rpc_server_add_stream(r->grpc, "/baton.v1.Generate/Generate",
+                                 &baton__v1__generate_request__descriptor,
+                                 bt_grpc_generate, r);
+    if (s == BT_OK) {
+        s = bt_rpc_server_add_unary(r->grpc, "/baton.v1.Generate/Tokenize",
+                                    &baton__v1__tokenize_request__descriptor,
+                                    bt_grpc_tokenize, r);
+    }
+    if (s == BT_OK) {
+        s = bt_rpc_server_add_unary(r->grpc, "/baton.v1.Generate/ListModels",
+                                    &baton__v1__list_models_request__descriptor,
+                                    bt_grpc_list_models, r);
+    }
+    return s;
+}

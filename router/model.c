@@ -1,0 +1,275 @@
+/* The served model on the router; see model.h. */
+#include "model.h"
+
+#include "base/log.h"
+#include "engine/chat_template.h"
+#include "engine/dtype.h"
+#include "engine/kv_pool.h"
+#include "engine/model_config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bt_router_model {
+    char        name[BT_NODE_MODEL_MAX + 1];
+    char        dir[PATH_MAX];
+    bt_tok_t   *tok;
+    uint32_t    max_context;
+    int32_t     vocab;
+    bool        kv_known;
+    uint32_t    block_size;
+    uint32_t    kv_dtype;      /* baton.v1.KvDtype */
+    bool        has_chat;
+    bt_chat_family_t chat;
+    char        chat_err[256]; /* why chat is unavailable */
+};
+
+bt_status_t bt_router_model_load(bt_router_t *r, const char *dir,
+                                 const char *name, const char *chat_template,
+                                 char *err, size_t err_size)
+{
+    bt_router_model_t *m = calloc(1, sizeof(*m));
+    bt_model_config_t cfg;
+    char path[PATH_MAX];
+    const char *base;
+    bt_status_t s;
+
+    if (m == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    snprintf(m->dir, sizeof(m->dir), "%s", dir);
+    s = bt_tok_load_dir(dir, &m->tok, err, err_size);
+    if (s != BT_OK) {
+        free(m);
+        return s;
+    }
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    s = bt_model_config_load(path, &cfg);
+    if (s != BT_OK) {
+        snprintf(err, err_size, "cannot read the model config %s: %s", path,
+                 bt_status_str(s));
+        bt_tok_destroy(m->tok);
+        free(m);
+        return s;
+    }
+    m->max_context = cfg.max_pos > 0 ? (uint32_t)cfg.max_pos : 2048;
+    if (bt_chat_family_select(m->tok, chat_template, &m->chat, m->chat_err,
+                              sizeof(m->chat_err)) == BT_OK) {
+        m->has_chat = true;
+    } else if (chat_template != NULL) {
+        snprintf(err, err_size, "--chat-template: %s", m->chat_err);
+        bt_tok_destroy(m->tok);
+        free(m);
+        return BT_ERR_INVALID_ARG;
+    } else {
+        bt_warn("chat requests will be refused: %s", m->chat_err);
+    }
+    m->vocab = bt_tok_vocab_size(m->tok);
+    if (name == NULL || name[0] == '\0') {
+        size_t len = strlen(dir);
+
+        while (len > 1 && dir[len - 1] == '/') {
+            len--;
+        }
+        base = dir + len;
+        while (base > dir && base[-1] != '/') {
+            base--;
+        }
+        snprintf(m->name, sizeof(m->name), "%.*s", (int)(dir + len - base), base);
+    } else {
+        snprintf(m->name, sizeof(m->name), "%s", name);
+    }
+    r->model = m;
+    bt_info("serving model %s from %s: vocab %d, context %u", m->name, dir,
+            m->vocab, m->max_context);
+    return BT_OK;
+}
+
+void bt_router_model_free(bt_router_t *r)
+{
+    if (r->model == NULL) {
+        return;
+    }
+    bt_tok_destroy(r->model->tok);
+    free(r->model);
+    r->model = NULL;
+}
+
+const char *bt_router_model_name(const bt_router_t *r)
+{
+    return r->model->name;
+}
+
+uint32_t bt_router_model_max_context(const bt_router_t *r)
+{
+    return r->model->max_context;
+}
+
+int32_t bt_router_model_vocab_size(const bt_router_t *r)
+{
+    return r->model->vocab;
+}
+
+bt_status_t bt_router_model_check_node(bt_router_t *r,
+                                       const bt_node_hello_t *hello, char *err,
+                                       size_t err_size)
+{
+    bt_router_model_t *m = r->model;
+
+    if (hello->model == NULL || strcmp(hello->model, m->name) != 0) {
+        snprintf(err, err_size, "node serves model '%s'; this router serves '%s'",
+                 hello->model ? hello->model : "", m->name);
+        return BT_ERR_INVALID_ARG;
+    }
+    if (hello->kv_dtype < 1 || hello->kv_dtype > 3) {
+        snprintf(err, err_size, "node reports no valid KV dtype");
+        return BT_ERR_INVALID_ARG;
+    }
+    if (m->kv_known && (hello->block_size != m->block_size ||
+                        hello->kv_dtype != m->kv_dtype)) {
+        snprintf(err, err_size, "node uses blocks of %u tokens and KV dtype %u; "
+                 "the cluster uses %u and %u", hello->block_size,
+                 hello->kv_dtype, m->block_size, m->kv_dtype);
+        return BT_ERR_INVALID_ARG;
+    }
+    if (!m->kv_known) {
+        m->kv_known = true;
+        m->block_size = hello->block_size;
+        m->kv_dtype = hello->kv_dtype;
+    }
+    return BT_OK;
+}
+
+bt_status_t bt_router_model_encode(bt_router_t *r, const char *text,
+                                   size_t len, bt_tok_ids_t *out, char *err,
+                                   size_t err_size)
+{
+    return bt_tok_encode(r->model->tok, text, len, BT_TOK_ADD_SPECIAL, out, err,
+                         err_size);
+}
+
+bt_status_t bt_router_model_encode_chat(bt_router_t *r,
+                                        const Baton__V1__ChatMessages *chat,
+                                        bt_tok_ids_t *out, char *err,
+                                        size_t err_size)
+{
+    bt_router_model_t *m = r->model;
+    bt_chat_msg_t *msgs;
+    bt_buf_t text;
+    bt_status_t s;
+    size_t i;
+
+    if (!m->has_chat) {
+        snprintf(err, err_size, "this model has no chat template: %s", m->chat_err);
+        return BT_ERR_INVALID_ARG;
+    }
+    msgs = calloc(chat->n_messages ? chat->n_messages : 1, sizeof(*msgs));
+    if (msgs == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    for (i = 0; i < chat->n_messages; i++) {
+        msgs[i].role = chat->messages[i]->role ? chat->messages[i]->role : "";
+        msgs[i].content = chat->messages[i]->content ? chat->messages[i]->content : "";
+    }
+    bt_buf_init(&text, 64u << 20);
+    s = bt_chat_render(m->tok, m->chat, msgs, chat->n_messages,
+                       chat->add_generation_prompt, &text, err, err_size);
+    free(msgs);
+    if (s == BT_OK) {
+        /* the template wrote the special tokens (BOS, headers) as text */
+        s = bt_tok_encode(m->tok, text.data ? text.data : "", text.len,
+                          BT_TOK_PARSE_SPECIAL, out, err, err_size);
+    }
+    bt_buf_cleanup(&text);
+    return s;
+}
+
+bt_status_t bt_router_model_check_tokens(bt_router_t *r, const uint32_t *ids,
+                                         size_t n, char *err, size_t err_size)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (ids[i] >= (uint32_t)r->model->vocab) {
+            snprintf(err, err_size, "token id %u at position %zu is outside the "
+                     "vocabulary of %d", ids[i], i, r->model->vocab);
+            return BT_ERR_INVALID_ARG;
+        }
+    }
+    return BT_OK;
+}
+
+bt_status_t bt_router_model_detok(bt_router_t *r, bt_tok_stream_t **stream_p)
+{
+    return bt_tok_stream_create(r->model->tok, true, stream_p);
+}
+
+bt_status_t bt_router_model_decode(bt_router_t *r, const uint32_t *ids,
+                                   size_t n, bt_buf_t *out)
+{
+    char err[BT_TOK_ERR_SIZE];
+
+    return bt_tok_decode(r->model->tok, (const int32_t *)ids, n, true, out, err,
+                         sizeof(err));
+}
+
+static bt_dtype_t bt_router_dtype(uint32_t kv_dtype)
+{
+    return kv_dtype == 1 ? BT_DTYPE_F32 : kv_dtype == 2 ? BT_DTYPE_F16
+                                                        : BT_DTYPE_BF16;
+}
+
+bt_status_t bt_router_model_root(bt_router_t *r, const uint8_t *salt,
+                                 size_t salt_len,
+                                 uint8_t root[BT_BLOCK_HASH_LEN])
+{
+    bt_router_model_t *m = r->model;
+
+    if (!m->kv_known) {
+        return BT_ERR_NOT_FOUND;
+    }
+    return bt_kv_hash_root(m->name, "", bt_router_dtype(m->kv_dtype),
+                           m->block_size, salt, salt_len, root);
+}
+
+void bt_router_model_hashes(bt_router_t *r, const uint8_t root[BT_BLOCK_HASH_LEN],
+                            const uint32_t *prompt, size_t n_prompt,
+                            const uint32_t *gen, size_t n_gen,
+                            uint8_t (**hashes_p)[BT_BLOCK_HASH_LEN],
+                            size_t *n_p)
+{
+    bt_router_model_t *m = r->model;
+    size_t n_tokens = n_prompt + n_gen;
+    size_t max_blocks, n = 0;
+    uint32_t *all;
+    uint8_t (*hashes)[BT_BLOCK_HASH_LEN];
+
+    *hashes_p = NULL;
+    *n_p = 0;
+    if (!m->kv_known || n_tokens < m->block_size) {
+        return;
+    }
+    max_blocks = n_tokens / m->block_size;
+    all = malloc(n_tokens * sizeof(*all));
+    hashes = malloc(max_blocks * sizeof(*hashes));
+    if (all == NULL || hashes == NULL) {
+        free(all);
+        free(hashes);
+        return;
+    }
+    memcpy(all, prompt, n_prompt * sizeof(*all));
+    if (n_gen > 0) {
+        memcpy(all + n_prompt, gen, n_gen * sizeof(*all));
+    }
+    if (bt_kv_hash_chain(root, m->block_size, all, n_tokens, hashes, max_blocks,
+                         &n) != BT_OK) {
+        free(hashes);
+        hashes = NULL;
+        n = 0;
+    }
+    free(all);
+    *hashes_p = hashes;
+    *n_p = n;
+}

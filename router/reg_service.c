@@ -1,0 +1,306 @@
+/* baton.v1.Registry/Register: the bidirectional stream every node keeps
+ * open. The first message must be a hello; the node is in the pool from
+ * the router's ack until the stream ends or heartbeats stop. */
+#include "model.h"
+#include "request.h"
+#include "router.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "registry.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    bt_router_t *r;
+    bt_node_t   *node;      /* NULL until the hello is accepted */
+    uint64_t     gen;
+} bt_reg_stream_t;
+
+static void bt_router_update_node_gauges(bt_router_t *r)
+{
+    bt_gauge_set(r->m.nodes_prefill,
+                 (double)bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL, NULL));
+    bt_gauge_set(r->m.nodes_decode,
+                 (double)bt_registry_count(r->registry, BT_NODE_ROLE_DECODE, NULL));
+}
+
+bt_rpc_channel_t *bt_router_node_channel(bt_router_t *r, const bt_node_t *node)
+{
+    return node != NULL && node->live ? r->node_ch[node->slot] : NULL;
+}
+
+/* Takes the node out of the pool: requests on it fail over. */
+static void bt_reg_stream_drop(bt_reg_stream_t *st, const char *why)
+{
+    bt_router_t *r = st->r;
+    bt_node_t *node = st->node;
+    unsigned slot;
+
+    if (node == NULL || !node->live || r->node_gen[node->slot] != st->gen) {
+        st->node = NULL;
+        return;
+    }
+    slot = node->slot;
+    bt_warn("node %s left the pool: %s", node->id, why);
+    bt_router_requests_node_gone(r, node);
+    bt_registry_remove(r->registry, node);
+    bt_rpc_channel_destroy(r->node_ch[slot]);
+    r->node_ch[slot] = NULL;
+    r->node_gen[slot] = 0;
+    st->node = NULL;
+    bt_router_update_node_gauges(r);
+    bt_router_queue_kick(r);
+}
+
+static void bt_reg_send(bt_rpc_call_t *call, const Baton__V1__RouterMessage *m)
+{
+    bt_status_t s = bt_rpc_call_send(call, &m->base, NULL, NULL);
+
+    if (s != BT_OK) {
+        bt_warn("register: send to node failed: %s", bt_status_str(s));
+    }
+}
+
+static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
+                         const Baton__V1__NodeHello *h)
+{
+    bt_router_t *r = st->r;
+    Baton__V1__RouterMessage reply = BATON__V1__ROUTER_MESSAGE__INIT;
+    Baton__V1__Ack ack = BATON__V1__ACK__INIT;
+    bt_node_hello_t hello;
+    bt_node_t *node = NULL;
+    char err[256];
+    bt_status_t s;
+
+    memset(&hello, 0, sizeof(hello));
+    hello.id = h->node_id;
+    hello.role = (bt_node_role_t)h->role;
+    hello.model = h->model;
+    hello.grpc_address = h->grpc_address;
+    hello.ucx_address = h->ucx_address.data;
+    hello.ucx_address_len = h->ucx_address.len;
+    if (h->capacity != NULL) {
+        hello.total_blocks = h->capacity->total_blocks;
+        hello.block_size = h->capacity->block_size;
+        hello.max_batch = h->capacity->max_batch;
+        hello.max_prefill_tokens = h->capacity->max_prefill_tokens;
+        hello.kv_dtype = h->capacity->geometry ? (uint32_t)h->capacity->geometry->dtype : 0;
+    }
+    s = bt_router_model_check_node(r, &hello, err, sizeof(err));
+    if (s == BT_OK) {
+        s = bt_registry_add(r->registry, &hello, bt_now_ms(), call, &node, err,
+                            sizeof(err));
+    }
+    if (s != BT_OK) {
+        bt_warn("register: refusing node %s: %s", h->node_id ? h->node_id : "?", err);
+        bt_rpc_call_fail(call, s, "%s", err);
+        return;
+    }
+    r->node_ch[node->slot] = bt_rpc_channel_create(r->client, node->grpc_address,
+                                                   NULL);
+    if (r->node_ch[node->slot] == NULL) {
+        bt_registry_remove(r->registry, node);
+        bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "cannot reach grpc address %s",
+                         hello.grpc_address);
+        return;
+    }
+    st->node = node;
+    st->gen = r->node_gen[node->slot] = ++r->next_gen;
+    bt_info("node %s joined: role %d model %s at %s, %u blocks of %u tokens",
+            node->id, (int)node->role, node->model, node->grpc_address,
+            node->total_blocks, node->block_size);
+    ack.ok = true;
+    ack.command_id = 0;
+    ack.error = "";
+    reply.kind_case = BATON__V1__ROUTER_MESSAGE__KIND_ACK;
+    reply.ack = &ack;
+    reply.heartbeat_interval_ms = (uint32_t)r->cfg.heartbeat_ms;
+    bt_reg_send(call, &reply);
+    bt_router_update_node_gauges(r);
+    bt_router_queue_kick(r);
+}
+
+static void bt_reg_kv_events(bt_reg_stream_t *st, const Baton__V1__KvEvents *kv)
+{
+    bt_router_t *r = st->r;
+    size_t i, j;
+
+    bt_registry_kv_events_begin(r->registry, st->node, kv->seq);
+    for (i = 0; i < kv->n_events; i++) {
+        const Baton__V1__KvEvent *ev = kv->events[i];
+
+        if (ev->kind == BATON__V1__KV_EVENT__KIND__KIND_CLEARED) {
+            bt_registry_kv_cleared(r->registry, st->node);
+            continue;
+        }
+        for (j = 0; j < ev->n_block_hashes; j++) {
+            if (ev->block_hashes[j].len != BT_BLOCK_HASH_LEN) {
+                bt_warn("node %s: kv event with a %zu-byte hash ignored",
+                        st->node->id, ev->block_hashes[j].len);
+                continue;
+            }
+            if (ev->kind == BATON__V1__KV_EVENT__KIND__KIND_STORED) {
+                bt_registry_kv_stored(r->registry, st->node,
+                                      ev->block_hashes[j].data, 1);
+            } else if (ev->kind == BATON__V1__KV_EVENT__KIND__KIND_REMOVED) {
+                bt_registry_kv_removed(r->registry, st->node,
+                                       ev->block_hashes[j].data, 1);
+            }
+        }
+    }
+}
+
+static void bt_reg_start(bt_rpc_call_t *call, const ProtobufCMessage *req, void *arg);
+static void bt_reg_cancel(bt_rpc_call_t *call, void *arg);
+
+static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *arg)
+{
+    bt_reg_stream_t *st = bt_rpc_call_ctx(call);
+    const Baton__V1__NodeMessage *msg = (const Baton__V1__NodeMessage *)m;
+
+    (void)arg;
+    if (msg == NULL) { /* the node closed its side: a clean leave */
+        bt_reg_stream_drop(st, "it closed its registration");
+        bt_rpc_call_set_ctx(call, NULL);
+        bt_rpc_call_finish(call);
+        free(st);
+        return;
+    }
+    if (st->node == NULL || !st->node->live || st->r->node_gen[st->node->slot] != st->gen) {
+        if (msg->kind_case != BATON__V1__NODE_MESSAGE__KIND_HELLO || st->gen != 0) {
+            bt_rpc_call_fail(call, BT_ERR_INVALID_ARG,
+                             st->gen ? "the node was dropped; register again"
+                                     : "the first message must be a hello");
+            bt_rpc_call_set_ctx(call, NULL);
+            free(st);
+            return;
+        }
+        bt_reg_hello(st, call, msg->hello);
+        if (st->node == NULL) { /* the call was failed */
+            bt_rpc_call_set_ctx(call, NULL);
+            free(st);
+        }
+        return;
+    }
+    switch (msg->kind_case) {
+    case BATON__V1__NODE_MESSAGE__KIND_STATUS: {
+        bt_node_load_t load;
+
+        load.queued_prefill_tokens = msg->status->queued_prefill_tokens;
+        load.running_sequences = msg->status->running_sequences;
+        load.free_blocks = msg->status->free_blocks;
+        load.waiting_requests = msg->status->waiting_requests;
+        load.draining = msg->status->draining;
+        load.drained = msg->status->drained;
+        bt_registry_update_load(st->r->registry, st->node, &load, bt_now_ms());
+        bt_router_queue_kick(st->r);
+        break;
+    }
+    case BATON__V1__NODE_MESSAGE__KIND_KV_EVENTS:
+        bt_reg_kv_events(st, msg->kv_events);
+        break;
+    case BATON__V1__NODE_MESSAGE__KIND_ACK:
+        if (!msg->ack->ok) {
+            bt_warn("node %s refused command %llu: %s", st->node->id,
+                    (unsigned long long)msg->ack->command_id,
+                    msg->ack->error ? msg->ack->error : "");
+        }
+        break;
+    default:
+        bt_warn("node %s sent an unexpected message kind %d", st->node->id,
+                (int)msg->kind_case);
+        break;
+    }
+}
+
+static void bt_reg_cancel(bt_rpc_call_t *call, void *arg)
+{
+    bt_reg_stream_t *st = bt_rpc_call_ctx(call);
+
+    (void)arg;
+    if (st == NULL) {
+        return;
+    }
+    bt_reg_stream_drop(st, "its registration stream broke");
+    bt_rpc_call_set_ctx(call, NULL);
+    bt_rpc_call_fail(call, BT_ERR_CANCELLED, NULL);
+    free(st);
+}
+
+static void bt_reg_start(bt_rpc_call_t *call, const ProtobufCMessage *req, void *arg)
+{
+    bt_reg_stream_t *st = calloc(1, sizeof(*st));
+
+    (void)req;
+    if (st == NULL) {
+        bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, NULL);
+        return;
+    }
+    st->r = arg;
+    bt_rpc_call_set_ctx(call, st);
+    bt_rpc_call_set_cancel_cb(call, bt_reg_cancel, NULL);
+}
+
+/* Heartbeat watchdog: a node that stopped reporting leaves the pool. */
+static void bt_reg_expired(bt_node_t *node, void *arg)
+{
+    bt_router_t *r = arg;
+    bt_rpc_call_t *call = node->conn;
+    bt_reg_stream_t *st = call ? bt_rpc_call_ctx(call) : NULL;
+    unsigned slot = node->slot;
+
+    bt_router_requests_node_gone(r, node);
+    bt_rpc_channel_destroy(r->node_ch[slot]);
+    r->node_ch[slot] = NULL;
+    r->node_gen[slot] = 0;
+    if (st != NULL) {
+        st->node = NULL; /* the registry removes the entry after this */
+        bt_rpc_call_set_ctx(call, NULL);
+        bt_rpc_call_fail(call, BT_ERR_TIMED_OUT, "missed heartbeats");
+        free(st);
+    }
+}
+
+static void bt_reg_expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_router_t *r = arg;
+
+    (void)fd;
+    (void)what;
+    if (bt_registry_expire(r->registry, bt_now_ms(), bt_reg_expired, r) > 0) {
+        bt_router_update_node_gauges(r);
+    }
+}
+
+bt_status_t bt_router_registry_register(bt_router_t *r)
+{
+    struct timeval tv = { r->cfg.heartbeat_ms / 1000,
+                          (r->cfg.heartbeat_ms % 1000) * 1000 };
+
+    r->expire_ev = event_new(r->base, -1, EV_PERSIST, bt_reg_expire_cb, r);
+    if (r->expire_ev == NULL || event_add(r->expire_ev, &tv) != 0) {
+        return BT_ERR_NO_MEMORY;
+    }
+    return bt_rpc_server_add_bidi(r->grpc, "/baton.v1.Registry/Register",
+                                  &baton__v1__node_message__descriptor,
+                                  bt_reg_start, bt_reg_recv, r);
+}
+
+bt_status_t bt_router_node_command(bt_router_t *r, bt_node_t *node, int kind,
+                                   const char *request_id)
+{
+    Baton__V1__RouterMessage m = BATON__V1__ROUTER_MESSAGE__INIT;
+    Baton__V1__RouterCommand cmd = BATON__V1__ROUTER_COMMAND__INIT;
+
+    if (node == NULL || !node->live || node->conn == NULL) {
+        return BT_ERR_NOT_FOUND;
+    }
+    cmd.command_id = ++r->next_command_id;
+    cmd.kind = (Baton__V1__RouterCommand__Kind)kind;
+    cmd.request_id = (char *)(request_id ? request_id : "");
+    m.kind_case = BATON__V1__ROUTER_MESSAGE__KIND_COMMAND;
+    m.command = &cmd;
+    return bt_rpc_call_send(node->conn, &m.base, NULL, NULL);
+}

@@ -1,0 +1,110 @@
+/* baton-router internals: the daemon's state shared by its files.
+ *
+ *   main.c         options, start-up, drain and shutdown
+ *   reg_service.c  baton.v1.Registry/Register: nodes join, report, leave
+ *   model.c        the served model: tokenizer, chat template, context, hashing
+ *   request.c      one request's life: pick (P, D), DecodeStream, Prefill,
+ *                  relay, retries and failover (DESIGN §2)
+ *   front_grpc.c   baton.v1.Generate (Generate, Tokenize, ListModels)
+ *   front_http.c   the OpenAI-compatible HTTP API
+ *   admin.c        baton.v1.Admin
+ */
+#ifndef BT_ROUTER_ROUTER_H
+#define BT_ROUTER_ROUTER_H
+
+#include "base/status.h"
+#include "http/http.h"
+#include "metrics/metrics.h"
+#include "registry.h"
+#include "rpc/client.h"
+#include "rpc/server.h"
+#include "select.h"
+
+#include <event2/event.h>
+
+typedef struct bt_rreq bt_rreq_t;
+typedef struct bt_router_model bt_router_model_t;
+
+typedef struct {
+    const char *listen;              /* host for both servers */
+    int64_t     grpc_port;
+    int64_t     http_port;
+    const char *model_dir;
+    const char *model_name;          /* NULL: the folder's base name */
+    int64_t     heartbeat_ms;
+    int64_t     heartbeat_timeout_ms;
+    double      w_hit;
+    double      w_load;
+    double      w_free;
+    double      w_batch;
+    int64_t     max_inflight;        /* requests in progress */
+    int64_t     max_queue;           /* requests waiting for a node with room */
+    int64_t     queue_timeout_ms;
+    int64_t     prefill_retries;
+    int64_t     decode_failovers;
+    int64_t     request_timeout_ms;
+    int64_t     default_max_tokens;
+    int64_t     lease_ms;
+    uint64_t    max_body;
+    int64_t     prefix_index_entries;
+    int64_t     drain_timeout_ms;
+    const char *log_level;
+    int         log_format;
+} bt_router_cfg_t;
+
+typedef struct {
+    bt_counter_t   *requests_ok;
+    bt_counter_t   *requests_failed;
+    bt_counter_t   *requests_rejected;  /* 4xx / 429 before any work */
+    bt_counter_t   *prefill_retries;
+    bt_counter_t   *decode_failovers;
+    bt_counter_t   *tokens_out;
+    bt_counter_t   *prompt_tokens;
+    bt_counter_t   *cached_tokens;
+    bt_gauge_t     *inflight;
+    bt_gauge_t     *queued;
+    bt_gauge_t     *nodes_prefill;
+    bt_gauge_t     *nodes_decode;
+    bt_histogram_t *ttft;
+    bt_histogram_t *e2e;
+    bt_histogram_t *itl;
+} bt_router_metrics_t;
+
+typedef struct bt_router {
+    bt_router_cfg_t      cfg;
+    struct event_base   *base;
+    bt_rpc_server_t     *grpc;
+    bt_rpc_client_t     *client;
+    bt_http_server_t    *http;
+    bt_metrics_t        *metrics;
+    bt_router_metrics_t  m;
+    bt_registry_t       *registry;
+    bt_select_weights_t  weights;
+    bt_router_model_t   *model;
+    /* per registry slot: a channel to the node and its generation */
+    bt_rpc_channel_t    *node_ch[BT_ROUTER_MAX_NODES];
+    uint64_t             node_gen[BT_ROUTER_MAX_NODES];
+    uint64_t             next_gen;
+    bt_rreq_t           *requests;     /* every live request (list) */
+    size_t               n_inflight;
+    size_t               n_queued;
+    uint64_t             next_command_id;
+    struct event        *expire_ev;
+    bool                 draining;
+    int                  grpc_bound_port;
+    int                  http_bound_port;
+} bt_router_t;
+
+/* reg_service.c */
+bt_status_t bt_router_registry_register(bt_router_t *r);
+/* Sends a command to a node over its Register stream. */
+bt_status_t bt_router_node_command(bt_router_t *r, bt_node_t *node, int kind,
+                                   const char *request_id);
+bt_rpc_channel_t *bt_router_node_channel(bt_router_t *r, const bt_node_t *node);
+
+/* admin.c */
+bt_status_t bt_router_admin_register(bt_router_t *r);
+
+/* request.c: see request.h */
+
+#endif
