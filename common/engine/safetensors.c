@@ -342,7 +342,9 @@ static bt_status_t st_open_index(bt_st_set_t *set, const char *dir,
             goto out;
         }
     }
-    qsort(set->tensors, set->n_tensors, sizeof(*set->tensors), st_cmp);
+    if (set->n_tensors > 0) {
+        qsort(set->tensors, set->n_tensors, sizeof(*set->tensors), st_cmp);
+    }
     json_object_foreach(map, key, val) {
         const bt_st_tensor_t *t = bt_st_set_find(set, key);
 
@@ -380,8 +382,10 @@ bt_status_t bt_st_set_open(const char *dir, bt_st_set_t **set_p)
         } else {
             snprintf(path, sizeof(path), "%s/model.safetensors", dir);
             status = st_file_open(set, path);
-            qsort(set->tensors, set->n_tensors, sizeof(*set->tensors),
-                  st_cmp);
+            if (set->n_tensors > 0) {
+                qsort(set->tensors, set->n_tensors, sizeof(*set->tensors),
+                      st_cmp);
+            }
         }
     }
     if (status == BT_OK) {

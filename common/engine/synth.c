@@ -373,12 +373,14 @@ static bt_status_t write_shard(const bt_synth_spec_t *s, const char *path,
     json_object_set_new(hdr, "__metadata__", meta);
     for (int i = 0; i < l->n; i++) {
         synth_tensor_t *t = &l->t[i];
-        json_t *e, *shape = json_array(), *offs = json_array();
+        json_t *e, *shape, *offs;
         uint64_t nb;
 
         if (t->shard != shard) {
             continue;
         }
+        shape = json_array();
+        offs = json_array();
         nb = (uint64_t)t->shape[0] *
              (uint64_t)(t->n_dims == 2 ? t->shape[1] : 1) *
              bt_dtype_size(s->dtype);
