@@ -12,8 +12,14 @@ PACKAGES=(
   libssl-dev libjansson-dev libutf8proc-dev
   # tests
   libcmocka-dev python3 python3-grpcio python3-protobuf protobuf-compiler
-  protobuf-compiler-grpc python3-numpy curl procps openssl
+  protobuf-compiler-grpc python3-numpy curl procps openssl nodejs
 )
+# The openai npm client test needs npm. Node.js from other sources bundles
+# its own npm, and Debian's npm package would conflict with it: ask for npm
+# only when no npm command exists.
+if ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
