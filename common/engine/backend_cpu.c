@@ -127,6 +127,13 @@ BT_SIMD_INLINE void tile_avx2(const float *x, int ldx, int nr,
             if (c < nc) {
                 __m256 wv = load8(w + (size_t)c * ldw, wt, i);
 
+                /* decode streams weights once: fetch two tiles ahead */
+                if (nr == 1) {
+                    _mm_prefetch(w + (size_t)(c + 2 * NC_MAX) * ldw +
+                                 (size_t)i * (wt == BT_DTYPE_F32 ? 4 : 2),
+                                 _MM_HINT_T0);
+                }
+
 #pragma GCC unroll 4
                 for (int r = 0; r < NR_MAX; r++) {
                     if (r < nr) {
