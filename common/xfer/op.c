@@ -97,6 +97,19 @@ void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status)
 }
 
 static void op_step(bt_xfer_op_t *op);
+static void op_ev_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Report now when called from the worker's progress, through the op's
+ * event when inside the API call that started it (a callback never runs
+ * inside bt_xfer_write). */
+static void report_soon(bt_xfer_op_t *op)
+{
+    if (op->ctx->in_api) {
+        event_active(op->ev, EV_READ, 0);
+    } else {
+        op_ev_cb(-1, EV_READ, op);
+    }
+}
 
 static void req_done(bt_xfer_op_t *op, void *request, ucs_status_t status)
 {
@@ -215,7 +228,7 @@ static void op_step(bt_xfer_op_t *op)
         return;
     }
     if (op->err != BT_OK) {
-        event_active(op->ev, EV_READ, 0);
+        report_soon(op);
         return;
     }
     while (op->n_live == 0 && op->phase != BT_XFER_PHASE_DONE) {
@@ -223,12 +236,13 @@ static void op_step(bt_xfer_op_t *op)
             op->phase = BT_XFER_PHASE_NOTIFY;
             op->err = post_notify(op);
             if (op->err != BT_OK) {
-                event_active(op->ev, EV_READ, 0);
+                report_soon(op);
                 return;
             }
         } else {
             op->phase = BT_XFER_PHASE_DONE;
-            event_active(op->ev, EV_READ, 0);
+            report_soon(op);   /* may free op */
+            return;
         }
     }
 }
@@ -398,8 +412,10 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
         evtimer_add(op->ev, &tv);
     }
     /* From here on failures are reported through the callback. */
+    ctx->in_api = true;
     op->err = post_data(op);
     op_step(op);
+    ctx->in_api = false;
     bt_xfer_ctx_kick(ctx);
     *op_p = op;
     return BT_IN_PROGRESS;

@@ -103,6 +103,7 @@ struct bt_xfer_ctx {
     void               **closing;    /* ep close requests in flight */
     size_t               n_closing, cap_closing;
     bool                 peer_failed;  /* some peer needs its cleanup */
+    bool                 in_api;       /* inside bt_xfer_write/read */
     bt_xfer_notify_cb    notify_cb;
     void                *notify_arg;
     bt_xfer_rx_stats_t   rx;

@@ -1,0 +1,510 @@
+/* baton-xferbench: common/xfer between two processes against
+ * ucx_perftest on the same transport and size, in the same run.
+ *
+ *   baton-xferbench [--tls shm|tcp] [--size BYTES] [--json]
+ *
+ * For each transport and size: our bandwidth (writes of SIZE with the
+ * completion message, 4 in flight), our latency (ping-pong of SIZE writes,
+ * half the median round trip), ucx_perftest ucp_put_bw and ucp_put_lat
+ * (and ucp_am_bw over tcp, where puts are emulated), and the ratio
+ * ours / best perftest bandwidth. A KV-shaped pattern (layers x blocks of
+ * slices, coalesced and not) follows per transport. Both our processes
+ * busy-poll here, as ucx_perftest does. */
+#include "xfer/xfer.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/loop.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WINDOW 4
+#define PORT_BASE 13400
+
+static bool opt_json;
+
+/* --- pipes ------------------------------------------------------------- */
+
+static void write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+
+    while (n > 0) {
+        ssize_t k = write(fd, c, n);
+
+        if (k <= 0) {
+            _exit(3);
+        }
+        c += k;
+        n -= (size_t)k;
+    }
+}
+
+static void read_all(int fd, void *p, size_t n)
+{
+    char *c = p;
+
+    while (n > 0) {
+        ssize_t k = read(fd, c, n);
+
+        if (k <= 0) {
+            _exit(3);
+        }
+        c += k;
+        n -= (size_t)k;
+    }
+}
+
+static void send_blob(int fd, const void *p, size_t n)
+{
+    uint32_t len = (uint32_t)n;
+
+    write_all(fd, &len, 4);
+    write_all(fd, p, n);
+}
+
+static void *recv_blob(int fd, size_t *n_p)
+{
+    uint32_t len;
+    void *p;
+
+    read_all(fd, &len, 4);
+    if (len > (1u << 20)) {
+        _exit(3);
+    }
+    p = malloc(len);
+    read_all(fd, p, len);
+    *n_p = len;
+    return p;
+}
+
+/* --- one side of our measurement ----------------------------------------- */
+
+typedef struct {
+    struct event_base *base;
+    bt_xfer_ctx_t     *ctx;
+    bt_xfer_region_t  *region;
+    bt_xfer_remote_t  *remote;
+    size_t             size;
+    int                pings;    /* layer-1 notifies seen */
+    bool               quit;
+    int                done;     /* our writes reported */
+    int                errors;
+} side_t;
+
+static void spin(side_t *s)
+{
+    bt_xfer_ctx_progress(s->ctx);
+    event_base_loop(s->base, EVLOOP_NONBLOCK);
+}
+
+static void done_cb(void *arg, bt_status_t st)
+{
+    side_t *s = arg;
+
+    s->done++;
+    if (st != BT_OK) {
+        s->errors++;
+    }
+}
+
+static bt_status_t post(side_t *s, const bt_xfer_slice_t *sl, size_t n,
+                        uint32_t layer)
+{
+    bt_xfer_params_t p = {
+        .remote = s->remote, .slices = sl, .n_slices = n,
+        .timeout_ms = 30000, .notify = true, .layer = layer,
+        .cb = done_cb, .arg = s,
+    };
+    bt_xfer_op_t *op;
+
+    return bt_xfer_write(s->ctx, &p, &op) == BT_IN_PROGRESS ? BT_OK
+                                                              : BT_ERR_INTERNAL;
+}
+
+static void notify_cb(void *arg, const bt_xfer_notify_t *n)
+{
+    side_t *s = arg;
+
+    if (n->layer == 1) {
+        s->pings++;
+    } else if (n->layer == 9) {
+        s->quit = true;
+    }
+}
+
+/* The echo side answers every ping with a write of the same size. */
+static void echo_notify_cb(void *arg, const bt_xfer_notify_t *n)
+{
+    side_t *s = arg;
+
+    notify_cb(arg, n);
+    if (n->layer == 1) {
+        bt_xfer_slice_t sl = {bt_xfer_region_base(s->region), 0, n->bytes};
+
+        if (post(s, &sl, 1, 1) != BT_OK) {
+            s->errors++;
+        }
+    }
+}
+
+static void side_init(side_t *s, size_t region_len, int fd_out, int fd_in,
+                      bool echo)
+{
+    void *blob;
+    size_t len;
+
+    memset(s, 0, sizeof(*s));
+    s->base = bt_loop_create();
+    if (bt_xfer_ctx_create(s->base, NULL, &s->ctx) != BT_OK ||
+        bt_xfer_region_alloc(s->ctx, region_len, &s->region) != BT_OK ||
+        bt_xfer_region_export(s->region, &blob, &len) != BT_OK) {
+        _exit(4);
+    }
+    memset(bt_xfer_region_base(s->region), 0x3c, region_len);
+    bt_xfer_ctx_set_notify_cb(s->ctx, echo ? echo_notify_cb : notify_cb, s);
+    send_blob(fd_out, blob, len);
+    free(blob);
+    blob = recv_blob(fd_in, &len);
+    if (bt_xfer_remote_import(s->ctx, blob, len, &s->remote) != BT_OK) {
+        _exit(4);
+    }
+    free(blob);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    double bw_gbps;
+    double lat_us;
+    double kv_coalesced_gbps;
+    double kv_split_gbps;
+    int    errors;
+} ours_t;
+
+/* Bandwidth: writes of `size` with WINDOW in flight until `total` bytes. */
+static double measure_bw(side_t *s, const bt_xfer_slice_t *sl, size_t n,
+                         size_t bytes_each, int iters)
+{
+    int posted = 0;
+    uint64_t t0;
+
+    s->done = 0;
+    t0 = bt_now_ns();
+    while (s->done < iters) {
+        while (posted < iters && posted - s->done < WINDOW) {
+            if (post(s, sl, n, 0) != BT_OK) {
+                s->errors++;
+                return 0;
+            }
+            posted++;
+        }
+        spin(s);
+    }
+    return (double)bytes_each * iters / bt_elapsed_s(t0, bt_now_ns()) / 1e9;
+}
+
+static double measure_lat(side_t *s, size_t size, int iters)
+{
+    bt_xfer_slice_t sl = {bt_xfer_region_base(s->region), 0, size};
+    uint64_t *rtt = calloc((size_t)iters, sizeof(*rtt));
+    double med;
+
+    for (int i = -10; i < iters; i++) {
+        int want = s->pings + 1;
+        uint64_t t0 = bt_now_ns();
+
+        if (post(s, &sl, 1, 1) != BT_OK) {
+            s->errors++;
+            break;
+        }
+        while (s->pings < want) {
+            spin(s);
+        }
+        if (i >= 0) {
+            rtt[i] = bt_now_ns() - t0;
+        }
+    }
+    qsort(rtt, (size_t)iters, sizeof(*rtt), cmp_u64);
+    med = (double)rtt[iters / 2] / 2.0 / 1000.0;
+    free(rtt);
+    return med;
+}
+
+/* L layers x B blocks of `blk` bytes, the receiver's pool laid out
+ * [layer][block]. Coalesced: the sender's blocks are consecutive too, so
+ * each layer is one slice. Split: every other block, so no two merge. */
+static double measure_kv(side_t *s, bool coalesced)
+{
+    enum { L = 32, B = 16 };
+    size_t blk = 16384;
+    bt_xfer_slice_t sl[L * B];
+    uint8_t *base = bt_xfer_region_base(s->region);
+    size_t n = 0;
+
+    for (int l = 0; l < L; l++) {
+        for (int b = 0; b < B; b++) {
+            size_t idx = (size_t)(l * B + b);
+
+            sl[n].local = base + (coalesced ? idx : 2 * idx) * blk;
+            sl[n].remote_off = (coalesced ? idx : 2 * idx) * blk;
+            sl[n].len = blk;
+            n++;
+        }
+    }
+    return measure_bw(s, sl, n, (size_t)L * B * blk, 40);
+}
+
+static ours_t run_ours(size_t size)
+{
+    int a2b[2], b2a[2], res[2];
+    size_t region = size < (16u << 20) ? (16u << 20) : size;
+    ours_t r = {0};
+    pid_t echo, meas;
+
+    if (pipe(a2b) || pipe(b2a) || pipe(res)) {
+        r.errors = 1;
+        return r;
+    }
+    echo = fork();
+    if (echo == 0) {
+        side_t s;
+
+        side_init(&s, region, b2a[1], a2b[0], true);
+        while (!s.quit) {
+            spin(&s);
+        }
+        /* Let the last answers go out before leaving. */
+        for (int i = 0; i < 1000; i++) {
+            spin(&s);
+        }
+        _exit(s.errors ? 5 : 0);
+    }
+    meas = fork();
+    if (meas == 0) {
+        side_t s;
+        ours_t o = {0};
+        size_t total = size * 64 < (512u << 20) ? (512u << 20) : size * 64;
+        int iters = (int)(total / size), lat_iters;
+        bt_xfer_slice_t sl;
+
+        side_init(&s, region, a2b[1], b2a[0], false);
+        if (iters > 20000) {
+            iters = 20000;
+        }
+        sl = (bt_xfer_slice_t){bt_xfer_region_base(s.region), 0, size};
+        measure_bw(&s, &sl, 1, size, 16);          /* warm-up */
+        o.bw_gbps = measure_bw(&s, &sl, 1, size, iters);
+        lat_iters = size <= (1u << 20) ? 2000 : 50;
+        o.lat_us = measure_lat(&s, size, lat_iters);
+        o.kv_coalesced_gbps = measure_kv(&s, true);
+        o.kv_split_gbps = measure_kv(&s, false);
+        post(&s, NULL, 0, 9);
+        s.done = 0;
+        while (s.done < 1) {
+            spin(&s);
+        }
+        o.errors = s.errors;
+        write_all(res[1], &o, sizeof(o));
+        _exit(0);
+    }
+    if (echo < 0 || meas < 0) {
+        r.errors = 1;
+        return r;
+    }
+    read_all(res[0], &r, sizeof(r));
+    int st;
+    waitpid(meas, &st, 0);
+    waitpid(echo, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        r.errors++;
+    }
+    for (int i = 0; i < 2; i++) {
+        close(a2b[i]);
+        close(b2a[i]);
+        close(res[i]);
+    }
+    return r;
+}
+
+/* --- ucx_perftest ---------------------------------------------------------- */
+
+/* Runs server + client on loopback; returns bandwidth GB/s (1e9 bytes/s)
+ * or the typical latency in us, from the client's final line; -1 when it
+ * could not run. */
+static double perftest(const char *test, size_t size, int iters, bool lat)
+{
+    static int port = PORT_BASE;
+    char cmd[512], line[512];
+    double v = -1;
+    pid_t srv;
+    FILE *f;
+
+    port++;
+    srv = fork();
+    if (srv == 0) {
+        char p[16];
+
+        snprintf(p, sizeof(p), "%d", port);
+        if (freopen("/dev/null", "w", stdout) == NULL ||
+            freopen("/dev/null", "w", stderr) == NULL) {
+            _exit(127);
+        }
+        execlp("ucx_perftest", "ucx_perftest", "-p", p, (char *)NULL);
+        _exit(127);
+    }
+    bt_sleep_ms(300);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 60 ucx_perftest 127.0.0.1 -p %d -t %s -s %zu -n %d -f "
+             "2>/dev/null", port, test, size, iters);
+    f = popen(cmd, "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        double it, p50, avg, overall, bwa, bwo;
+
+        if (sscanf(line, "%lf %lf %lf %lf %lf %lf", &it, &p50, &avg, &overall,
+                   &bwa, &bwo) == 6 && line[0] == ' ') {
+            v = lat ? p50 : bwo * 1048576.0 / 1e9;
+        }
+    }
+    if (f != NULL) {
+        pclose(f);
+    }
+    kill(srv, SIGKILL);
+    waitpid(srv, NULL, 0);
+    return v;
+}
+
+/* --- main ------------------------------------------------------------------- */
+
+static void set_tls(const char *tls)
+{
+    if (strcmp(tls, "shm") == 0) {
+        setenv("UCX_TLS", "posix,sysv,cma,self", 1);
+        unsetenv("UCX_NET_DEVICES");
+    } else {
+        setenv("UCX_TLS", "tcp,self", 1);
+        setenv("UCX_NET_DEVICES", "lo", 1);
+    }
+}
+
+static void run_case(const char *tls, size_t size, bool kv)
+{
+    int iters = (int)((size_t)(256u << 20) / size);
+    ours_t o;
+    double pbw, pam = -1, plat, best;
+
+    if (iters < 20) {
+        iters = 20;
+    }
+    if (iters > 20000) {
+        iters = 20000;
+    }
+    set_tls(tls);
+    o = run_ours(size);
+    pbw = perftest("ucp_put_bw", size, iters, false);
+    if (strcmp(tls, "tcp") == 0) {
+        pam = perftest("ucp_am_bw", size, iters, false);
+    }
+    plat = perftest("ucp_put_lat", size, size <= (1u << 20) ? 2000 : 50, true);
+    best = pbw > pam ? pbw : pam;
+    if (opt_json) {
+        printf("{\"transport\":\"%s\",\"size\":%zu,\"ours_gbps\":%.3f,"
+               "\"perftest_gbps\":%.3f,\"ratio\":%.3f,\"ours_lat_us\":%.2f,"
+               "\"perftest_lat_us\":%.2f,\"perftest_put_gbps\":%.3f,"
+               "\"perftest_am_gbps\":%.3f,\"errors\":%d}\n",
+               tls, size, o.bw_gbps, best, best > 0 ? o.bw_gbps / best : 0,
+               o.lat_us, plat, pbw, pam, o.errors);
+        if (kv) {
+            printf("{\"transport\":\"%s\",\"pattern\":\"kv 32x16x16KiB\","
+                   "\"coalesced_gbps\":%.3f,\"split_gbps\":%.3f}\n", tls,
+                   o.kv_coalesced_gbps, o.kv_split_gbps);
+        }
+    } else {
+        printf("%-4s %9zu  ours %7.2f GB/s  perftest %7.2f GB/s (put %.2f%s)  "
+               "ratio %.2f   lat ours %8.2f us  perftest %8.2f us%s\n",
+               tls, size, o.bw_gbps, best, pbw,
+               pam >= 0 ? "" : "", best > 0 ? o.bw_gbps / best : 0, o.lat_us,
+               plat, o.errors ? "  ERRORS" : "");
+        if (pam >= 0) {
+            printf("     (tcp: perftest ucp_am_bw %.2f GB/s; puts are "
+                   "emulated, we send active messages)\n", pam);
+        }
+        if (kv) {
+            printf("%-4s kv 32 layers x 16 blocks x 16 KiB: coalesced %.2f "
+                   "GB/s, one slice per block %.2f GB/s\n", tls,
+                   o.kv_coalesced_gbps, o.kv_split_gbps);
+        }
+    }
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"tls", required_argument, NULL, 't'},
+        {"size", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *tls = NULL;
+    size_t one = 0;
+    static const size_t sizes[] = {16384, 65536, 262144, 1u << 20, 4u << 20,
+                                   16u << 20, 64u << 20};
+    int c;
+
+    while ((c = getopt_long(argc, argv, "t:s:jh", lo, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            tls = optarg;
+            break;
+        case 's':
+            one = (size_t)strtoull(optarg, NULL, 0);
+            break;
+        case 'j':
+            opt_json = true;
+            break;
+        default:
+            printf("usage: baton-xferbench [--tls shm|tcp] [--size BYTES] "
+                   "[--json]\n");
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    if ((tls != NULL && strcmp(tls, "shm") != 0 && strcmp(tls, "tcp") != 0) ||
+        (one != 0 && (one < 64 || one > (256u << 20)))) {
+        fprintf(stderr, "baton-xferbench: --tls shm|tcp, --size 64..256MiB\n");
+        return 2;
+    }
+    bt_log_init("xferbench", BT_LOG_LEVEL_WARN, BT_LOG_FORMAT_TEXT);
+    if (!opt_json) {
+        printf("# common/xfer vs ucx_perftest, same transport and size; both "
+               "busy-poll. Shared noisy machine: expect +-15%%.\n");
+    }
+    fflush(stdout);
+    for (int t = 0; t < 2; t++) {
+        const char *tt = t == 0 ? "shm" : "tcp";
+
+        if (tls != NULL && strcmp(tls, tt) != 0) {
+            continue;
+        }
+        if (one != 0) {
+            run_case(tt, one, true);
+            continue;
+        }
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            run_case(tt, sizes[i], i == 0);
+        }
+    }
+    return 0;
+}
