@@ -474,9 +474,10 @@ static bool bl_dead_seen, bl_started, bl_finished;
 /* UCX 1.13 over shared memory: once one mm peer died, sends to other mm
  * peers of the same worker stall (docs/internals/xfer.md). Set by the
  * shm variant of the test so the rest is still checked. */
-static bool bl_live_stall_ok;   /* also: the loop can block in UCX for
-                                 * ~1-2 s around the death, so reports may
-                                 * come late; the bound is doubled there */
+static bool bl_live_stall_ok;   /* also: the loop can block inside UCX
+                                 * for seconds around the death (seen up
+                                 * to ~10 s), so reports come late; there
+                                 * the bound is 15 s, not the deadline */
 static uint8_t *bl_src;
 static size_t bl_len;
 
@@ -624,8 +625,7 @@ static int role_blast(size_t mb)
     }
     if (!bl_kill_ns || !bl_dead_seen || (!live_ok && !bl_live_stall_ok) ||
         bl_fail_status != BT_ERR_PEER_DIED ||
-        bl_worst_ms > (bl_live_stall_ok ? 2 * BLAST_TIMEOUT_MS + 500
-                                        : BLAST_TIMEOUT_MS + 300) ||
+        bl_worst_ms > (bl_live_stall_ok ? 15000 : BLAST_TIMEOUT_MS + 300) ||
         st == BT_OK || probe_ms > BLAST_TIMEOUT_MS + 300) {
         return 1;
     }
