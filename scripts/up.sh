@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # `make up`: start Baton on the built-in model and answer a demo request.
-# Until the cluster lands this runs the single-process demo when the engine
-# is built; see docs/development.md.
+# With the node daemons built: a local cluster (router, 1 prefill, 1 decode)
+# and one request through the OpenAI API and one through gRPC. Without
+# them: the single-process engine (baton-run).
 set -euo pipefail
 BUILD=${BUILD:-build}
-if [ -x deploy/local/baton-local ]; then
-  exec deploy/local/baton-local up --demo
+export BUILD=$(cd "$BUILD" && pwd)
+if [ -x "$BUILD/prefill_node/baton-prefill" ] && [ -x "$BUILD/decode_node/baton-decode" ]; then
+  exec deploy/local/baton-local up --demo "$@"
 fi
-if [ -x "$BUILD/tools/baton-run" ] && [ -x "$BUILD/tools/baton-mkmodel" ]; then
-  model=run/models/builtin
-  mkdir -p run/models
-  [ -f "$model/config.json" ] || "$BUILD/tools/baton-mkmodel" builtin --out "$model"
-  exec "$BUILD/tools/baton-run" --model "$model" --prompt "Hello, Baton" --max-tokens 16
-fi
-echo "up: nothing to start yet: the engine (baton-run) is not built in this tree" >&2
-exit 1
+model=run/models/builtin
+mkdir -p run/models
+[ -f "$model/config.json" ] || "$BUILD/tools/baton-mkmodel" builtin --out "$model"
+echo "up: the node daemons are not built here: running the single-process engine"
+exec "$BUILD/tools/baton-run" --model "$model" --prompt "Hello, Baton" --max-tokens 16

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The official `openai` npm client and Debian's python3-grpcio against a
+# real local cluster (router + 1 prefill + 1 decode) started by baton-local.
+set -uo pipefail
+SRC=${BATON_SOURCE_ROOT:?}
+BUILD=${BATON_BUILD_ROOT:?}
+if [ ! -x "$BUILD/prefill_node/baton-prefill" ] || [ ! -x "$BUILD/decode_node/baton-decode" ]; then
+  echo "1..0 # SKIP the node daemons are not built"
+  exit 0
+fi
+NPM_DIR=$BUILD/npm-openai
+if [ ! -d "$NPM_DIR/node_modules/openai" ]; then
+  mkdir -p "$NPM_DIR"
+  if ! timeout 300 npm install --silent --no-audit --no-fund --prefix "$NPM_DIR" openai@4 >"$NPM_DIR/install.log" 2>&1; then
+    if [ "${CI:-}" = true ]; then
+      echo "not ok 1 - npm install openai@4 failed:"; sed 's/^/# /' "$NPM_DIR/install.log"; exit 1
+    fi
+    echo "1..0 # SKIP cannot install the openai npm client (no registry?)"
+    exit 0
+  fi
+fi
+export BATON_RUN_DIR=$(mktemp -d /tmp/baton-interop.XXXXXX)
+export BUILD
+trap '"$SRC/deploy/local/baton-local" down >/dev/null 2>&1; rm -rf "$BATON_RUN_DIR"' EXIT
+if ! "$SRC/deploy/local/baton-local" up --http-port 0 --grpc-port 0 >"$BATON_RUN_DIR/up.txt" 2>&1; then
+  echo "not ok 1 - cluster did not start"; sed 's/^/# /' "$BATON_RUN_DIR/up.txt"
+  for f in "$BATON_RUN_DIR"/*.log; do echo "# == $f"; tail -20 "$f" | sed 's/^/# /'; done
+  exit 1
+fi
+HTTP=$(sed -n 's/.*"http": "\([^"]*\)".*/\1/p' "$BATON_RUN_DIR/endpoints.json")
+GRPC=$(sed -n 's/.*"grpc": "\([^"]*\)".*/\1/p' "$BATON_RUN_DIR/endpoints.json")
+MODEL=$(sed -n 's/.*"model": "\([^"]*\)".*/\1/p' "$BATON_RUN_DIR/endpoints.json")
+cp "$SRC/tests/interop/openai_client.mjs" "$NPM_DIR/"
+timeout 120 node "$NPM_DIR/openai_client.mjs" "$HTTP/v1" "$MODEL"
+rc=$?
+if timeout 60 /usr/bin/python3 "$SRC/scripts/grpc_generate.py" --target "$GRPC" --model "$MODEL" \
+     --prompt "Hello, Baton" --max-tokens 8 > "$BATON_RUN_DIR/grpc.txt" 2>&1; then
+  echo "ok 100 - python3-grpcio Generate: $(head -c 80 "$BATON_RUN_DIR/grpc.txt" | tr '\n' ' ')"
+else
+  echo "not ok 100 - python3-grpcio Generate"; sed 's/^/# /' "$BATON_RUN_DIR/grpc.txt"; rc=1
+fi
+if [ $rc != 0 ]; then
+  for f in "$BATON_RUN_DIR"/*.log; do echo "# == $f"; tail -20 "$f" | sed 's/^/# /'; done
+fi
+exit $rc
