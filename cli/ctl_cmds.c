@@ -1,0 +1,421 @@
+/* The handlers of batonctl's commands: build the request, call, print. */
+#include "ctl.h"
+
+#include "admin.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ADMIN "/baton.v1.Admin/"
+
+static const char *ctl_str(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+
+    return s != NULL ? s : "";
+}
+
+static long long ctl_int(const json_t *obj, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(obj, key));
+}
+
+static double ctl_real(const json_t *obj, const char *key)
+{
+    return json_number_value(json_object_get(obj, key));
+}
+
+/* "NODE_STATE_DRAINING" -> "draining" (enum names without their prefix). */
+static const char *ctl_enum(const json_t *obj, const char *key,
+                            const char *prefix, char *out, size_t size)
+{
+    const char *s = ctl_str(obj, key);
+    size_t i, plen = strlen(prefix);
+
+    if (strncmp(s, prefix, plen) == 0) {
+        s += plen;
+    }
+    for (i = 0; s[i] != '\0' && i + 1 < size; i++) {
+        out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
+    }
+    out[i] = '\0';
+    return out;
+}
+
+/* Ends a command: --json prints the response, otherwise `print` does. */
+static int ctl_finish(ctl_t *ctl, json_t *resp, void (*print)(const json_t *))
+{
+    int rc = CTL_EXIT_OK;
+
+    if (ctl->cfg.json) {
+        rc = ctl_json_print(resp);
+    } else {
+        print(resp);
+    }
+    json_decref(resp);
+    return rc;
+}
+
+static int ctl_role_parse(ctl_t *ctl, Baton__V1__NodeRole *role_p)
+{
+    const char *r = ctl->cfg.role;
+
+    if (r == NULL || r[0] == '\0') {
+        *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_UNSPECIFIED;
+    } else if (strcmp(r, "prefill") == 0) {
+        *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_PREFILL;
+    } else if (strcmp(r, "decode") == 0) {
+        *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_DECODE;
+    } else {
+        fprintf(stderr, "batonctl: %s: --role must be prefill or decode, not '%s'\n",
+                ctl->cmd, r);
+        return CTL_EXIT_USAGE;
+    }
+    return CTL_EXIT_OK;
+}
+
+/* ---- nodes ---- */
+
+static void ctl_print_nodes(const json_t *resp)
+{
+    const json_t *nodes = json_object_get(resp, "nodes");
+    const json_t *n;
+    size_t i;
+
+    printf("%-24s %-8s %-9s %15s %8s %14s  %s\n", "ID", "ROLE", "STATE",
+           "FREE/TOTAL", "RUNNING", "QUEUED_TOKENS", "ADDRESS");
+    json_array_foreach(nodes, i, n) {
+        char role[16], state[16], blocks[32];
+
+        snprintf(blocks, sizeof(blocks), "%lld/%lld", ctl_int(n, "free_blocks"),
+                 ctl_int(n, "total_blocks"));
+        printf("%-24s %-8s %-9s %15s %8lld %14lld  %s\n", ctl_str(n, "node_id"),
+               ctl_enum(n, "role", "NODE_ROLE_", role, sizeof(role)),
+               ctl_enum(n, "state", "NODE_STATE_", state, sizeof(state)), blocks,
+               ctl_int(n, "running_sequences"), ctl_int(n, "queued_prefill_tokens"),
+               ctl_str(n, "grpc_address"));
+    }
+}
+
+int ctl_cmd_nodes(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__ListNodesRequest req = BATON__V1__LIST_NODES_REQUEST__INIT;
+    json_t *resp;
+    int rc = ctl_role_parse(ctl, &req.role);
+
+    (void)n_args;
+    (void)args;
+    if (rc != CTL_EXIT_OK) {
+        return rc;
+    }
+    if (ctl_call(ctl, ADMIN "ListNodes", &req.base,
+                 &baton__v1__list_nodes_response__descriptor, &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    return ctl_finish(ctl, resp, ctl_print_nodes);
+}
+
+/* ---- drain / undrain ---- */
+
+static const char *ctl_node_arg;
+
+static void ctl_print_state(const json_t *resp)
+{
+    char state[16];
+
+    printf("%s: %s\n", ctl_node_arg,
+           ctl_enum(resp, "state", "NODE_STATE_", state, sizeof(state)));
+}
+
+int ctl_cmd_drain(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__DrainRequest req = BATON__V1__DRAIN_REQUEST__INIT;
+    json_t *resp;
+
+    (void)n_args;
+    req.node_id = args[0];
+    ctl_node_arg = args[0];
+    if (ctl_call(ctl, ADMIN "Drain", &req.base,
+                 &baton__v1__drain_response__descriptor, &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    return ctl_finish(ctl, resp, ctl_print_state);
+}
+
+int ctl_cmd_undrain(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__UndrainRequest req = BATON__V1__UNDRAIN_REQUEST__INIT;
+    json_t *resp;
+
+    (void)n_args;
+    req.node_id = args[0];
+    ctl_node_arg = args[0];
+    if (ctl_call(ctl, ADMIN "Undrain", &req.base,
+                 &baton__v1__undrain_response__descriptor, &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    return ctl_finish(ctl, resp, ctl_print_state);
+}
+
+/* ---- flush-cache ---- */
+
+static void ctl_print_flush(const json_t *resp)
+{
+    printf("flushed the prefix cache of %lld node(s)\n",
+           ctl_int(resp, "nodes_flushed"));
+}
+
+int ctl_cmd_flush_cache(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__FlushCacheRequest req = BATON__V1__FLUSH_CACHE_REQUEST__INIT;
+    json_t *resp;
+
+    req.node_id = n_args > 0 ? args[0] : (char *)"";
+    req.include_kvstore = ctl->cfg.kvstore;
+    if (ctl_call(ctl, ADMIN "FlushCache", &req.base,
+                 &baton__v1__flush_cache_response__descriptor, &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    return ctl_finish(ctl, resp, ctl_print_flush);
+}
+
+/* ---- requests / cancel ---- */
+
+static void ctl_print_requests(const json_t *resp)
+{
+    const json_t *reqs = json_object_get(resp, "requests");
+    const json_t *q;
+    size_t i;
+
+    printf("%-36s %-8s %-20s %-20s %-20s %7s %10s\n", "ID", "PHASE", "MODEL",
+           "PREFILL", "DECODE", "PROMPT", "GENERATED");
+    json_array_foreach(reqs, i, q) {
+        printf("%-36s %-8s %-20s %-20s %-20s %7lld %10lld\n", ctl_str(q, "request_id"),
+               ctl_str(q, "phase"), ctl_str(q, "model"), ctl_str(q, "prefill_node"),
+               ctl_str(q, "decode_node"), ctl_int(q, "prompt_tokens"),
+               ctl_int(q, "completion_tokens"));
+    }
+}
+
+int ctl_cmd_requests(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__ListRequestsRequest req = BATON__V1__LIST_REQUESTS_REQUEST__INIT;
+    json_t *resp;
+
+    (void)n_args;
+    (void)args;
+    req.node_id = ctl->cfg.node != NULL ? (char *)ctl->cfg.node : (char *)"";
+    req.limit = (uint32_t)ctl->cfg.limit;
+    if (ctl_call(ctl, ADMIN "ListRequests", &req.base,
+                 &baton__v1__list_requests_response__descriptor, &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    return ctl_finish(ctl, resp, ctl_print_requests);
+}
+
+int ctl_cmd_cancel(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__CancelRequestRequest req = BATON__V1__CANCEL_REQUEST_REQUEST__INIT;
+    json_t *resp;
+    bool found;
+
+    (void)n_args;
+    req.request_id = args[0];
+    if (ctl_call(ctl, ADMIN "CancelRequest", &req.base,
+                 &baton__v1__cancel_request_response__descriptor, &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    found = json_is_true(json_object_get(resp, "found"));
+    if (ctl->cfg.json) {
+        ctl_json_print(resp);
+    } else if (found) {
+        printf("cancelled %s\n", args[0]);
+    } else {
+        fprintf(stderr, "batonctl: cancel: NOT_FOUND: no request '%s' in flight\n",
+                args[0]);
+    }
+    json_decref(resp);
+    return found ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+}
+
+/* ---- cache-stats ---- */
+
+static void ctl_print_cache(const json_t *resp)
+{
+    const json_t *caches = json_object_get(resp, "caches");
+    const json_t *c;
+    size_t i;
+
+    printf("%-24s %-7s %10s %10s %12s %12s %10s\n", "NODE", "TIER", "BLOCKS",
+           "CAPACITY", "HIT_TOKENS", "LOOKUP_TOK", "EVICTIONS");
+    json_array_foreach(caches, i, c) {
+        char tier[16];
+        const char *id = ctl_str(c, "node_id");
+
+        printf("%-24s %-7s %10lld %10lld %12lld %12lld %10lld\n",
+               id[0] ? id : "(kvstore)", ctl_enum(c, "tier", "KV_TIER_", tier, sizeof(tier)),
+               ctl_int(c, "blocks"), ctl_int(c, "capacity_blocks"),
+               ctl_int(c, "hit_tokens"), ctl_int(c, "lookup_tokens"),
+               ctl_int(c, "evictions"));
+    }
+    printf("hit rate: %.1f%%\n", 100.0 * ctl_real(resp, "hit_rate"));
+}
+
+int ctl_cmd_cache_stats(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__CacheStatsRequest req = BATON__V1__CACHE_STATS_REQUEST__INIT;
+    json_t *resp;
+
+    (void)n_args;
+    (void)args;
+    req.node_id = ctl->cfg.node != NULL ? (char *)ctl->cfg.node : (char *)"";
+    if (ctl_call(ctl, ADMIN "CacheStats", &req.base,
+                 &baton__v1__cache_stats_response__descriptor, &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    return ctl_finish(ctl, resp, ctl_print_cache);
+}
+
+/* ---- placement / rebalance ---- */
+
+static void ctl_print_plan(const json_t *plan)
+{
+    const json_t *layers = json_object_get(plan, "layers");
+    const json_t *l;
+    size_t i, k;
+    char role[16];
+
+    printf("model %s role %s plan version %lld over %lld device(s), %zu layer(s)\n",
+           ctl_str(plan, "model"), ctl_enum(plan, "role", "NODE_ROLE_", role, sizeof(role)),
+           ctl_int(plan, "version"), ctl_int(plan, "n_devices"), json_array_size(layers));
+    json_array_foreach(layers, i, l) {
+        const json_t *dev = json_object_get(l, "device");
+        const json_t *d;
+
+        printf("  layer %lld: experts -> devices [", ctl_int(l, "layer"));
+        json_array_foreach(dev, k, d) {
+            printf("%s%lld", k ? " " : "", (long long)json_integer_value(d));
+        }
+        printf("], %zu replicated expert(s)\n",
+               json_array_size(json_object_get(l, "replicas")));
+    }
+}
+
+static void ctl_print_placement(const json_t *resp)
+{
+    ctl_print_plan(json_object_get(resp, "plan"));
+    printf("predicted imbalance (max/mean expert load): %.3f\n",
+           ctl_real(resp, "predicted_imbalance"));
+}
+
+int ctl_cmd_placement(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__AdminGetPlacementRequest req = BATON__V1__ADMIN_GET_PLACEMENT_REQUEST__INIT;
+    json_t *resp;
+    int rc = ctl_role_parse(ctl, &req.role);
+
+    (void)n_args;
+    if (rc != CTL_EXIT_OK) {
+        return rc;
+    }
+    req.model = args[0];
+    if (ctl_call(ctl, ADMIN "GetPlacement", &req.base,
+                 &baton__v1__admin_get_placement_response__descriptor,
+                 &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    return ctl_finish(ctl, resp, ctl_print_placement);
+}
+
+static void ctl_print_rebalance(const json_t *resp)
+{
+    ctl_print_plan(json_object_get(resp, "plan"));
+    printf("imbalance %.3f -> %.3f\n", ctl_real(resp, "imbalance_before"),
+           ctl_real(resp, "imbalance_after"));
+}
+
+int ctl_cmd_rebalance(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__RebalanceRequest req = BATON__V1__REBALANCE_REQUEST__INIT;
+    json_t *resp;
+    int rc = ctl_role_parse(ctl, &req.role);
+
+    (void)n_args;
+    if (rc != CTL_EXIT_OK) {
+        return rc;
+    }
+    req.model = args[0];
+    req.dry_run = ctl->cfg.dry_run;
+    if (ctl_call(ctl, ADMIN "Rebalance", &req.base,
+                 &baton__v1__rebalance_response__descriptor, &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    if (!ctl->cfg.json && ctl->cfg.dry_run) {
+        printf("dry run: the plan below was not published\n");
+    }
+    return ctl_finish(ctl, resp, ctl_print_rebalance);
+}
+
+/* ---- transfer-health ---- */
+
+static void ctl_print_transfer(const json_t *resp)
+{
+    const json_t *pairs = json_object_get(resp, "pairs");
+    const json_t *p;
+    size_t i;
+
+    printf("%-20s %-20s %14s %10s %8s %9s %9s %8s  %s\n", "PREFILL", "DECODE",
+           "BYTES", "OPS", "ERRORS", "P50_MS", "P99_MS", "GBPS", "LAST_ERROR");
+    json_array_foreach(pairs, i, p) {
+        printf("%-20s %-20s %14lld %10lld %8lld %9.3f %9.3f %8.2f  %s\n",
+               ctl_str(p, "prefill_node"), ctl_str(p, "decode_node"),
+               ctl_int(p, "bytes"), ctl_int(p, "ops"), ctl_int(p, "errors"),
+               ctl_real(p, "latency_p50_ms"), ctl_real(p, "latency_p99_ms"),
+               ctl_real(p, "bandwidth_gbps"), ctl_str(p, "last_error"));
+    }
+}
+
+int ctl_cmd_transfer_health(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__TransferHealthRequest req = BATON__V1__TRANSFER_HEALTH_REQUEST__INIT;
+    json_t *resp;
+
+    (void)n_args;
+    (void)args;
+    if (ctl_call(ctl, ADMIN "TransferHealth", &req.base,
+                 &baton__v1__transfer_health_response__descriptor,
+                 &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    return ctl_finish(ctl, resp, ctl_print_transfer);
+}
+
+/* ---- health ---- */
+
+int ctl_cmd_health(ctl_t *ctl, int n_args, char **args)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    json_t *resp;
+    const char *status;
+    int rc;
+
+    (void)n_args;
+    (void)args;
+    req.service = (char *)"";
+    if (ctl_call(ctl, "/grpc.health.v1.Health/Check", &req.base,
+                 &grpc__health__v1__health_check_response__descriptor,
+                 &resp) != BT_RPC_OK) {
+        return CTL_EXIT_FAIL;
+    }
+    status = ctl_str(resp, "status");
+    rc = strcmp(status, "SERVING") == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    if (ctl->cfg.json) {
+        ctl_json_print(resp);
+    } else {
+        printf("%s\n", status);
+    }
+    json_decref(resp);
+    return rc;
+}
