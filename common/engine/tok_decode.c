@@ -324,7 +324,9 @@ bt_status_t bt_tok_decode(const bt_tok_t *tok, const int32_t *ids, size_t n,
  *
  * Keeps a window of ids: [0, read) were already turned into text (kept as
  * context, because decoders such as Metaspace treat the first token
- * differently), [read, n) are pending. After each id the window is decoded;
+ * differently), [read, n) are pending. A forced step (64 pending ids, or
+ * finish) always rotates the window, even with nothing to emit (tokens that
+ * decode to nothing), which keeps n <= 128. After each id the window is decoded;
  * text beyond the decode of [0, read) is emitted unless it ends in U+FFFD
  * (an incomplete character, most likely). Then the window drops its
  * context and the emitted ids become the new context. */
@@ -380,18 +382,17 @@ static bt_status_t stream_step(bt_tok_stream_t *s, bool force, bt_buf_t *out)
                         0);
     if (st != BT_OK)
         return st;
-    if (s->cur.len <= s->prefix.len || (!force && ends_with_fffd(&s->cur)) ||
-        memcmp(s->cur.data, s->prefix.data ? s->prefix.data : "",
-               s->prefix.len) != 0) {
-        if (!force)
-            return BT_OK;
-        if (s->cur.len <= s->prefix.len)
-            return BT_OK;
+    bool grew = s->cur.len > s->prefix.len &&
+                memcmp(s->cur.data, s->prefix.data ? s->prefix.data : "",
+                       s->prefix.len) == 0;
+    if (!force && (!grew || ends_with_fffd(&s->cur)))
+        return BT_OK;
+    if (grew) {
+        st = bt_buf_append(out, s->cur.data + s->prefix.len,
+                           s->cur.len - s->prefix.len);
+        if (st != BT_OK)
+            return st;
     }
-    st = bt_buf_append(out, s->cur.data + s->prefix.len,
-                       s->cur.len - s->prefix.len);
-    if (st != BT_OK)
-        return st;
     /* the pending ids become the context */
     memmove(s->ids, s->ids + s->read, (s->n - s->read) * sizeof(*s->ids));
     s->n -= s->read;
@@ -409,6 +410,9 @@ bt_status_t bt_tok_stream_feed(bt_tok_stream_t *s, int32_t id, bt_buf_t *out)
         return BT_ERR_INVALID_ARG;
     if (s->skip_special && bt_tok_is_special(s->tok, id))
         return BT_OK;
+    /* invariant: the context and the pending ids are at most 64 each */
+    if (s->n >= sizeof(s->ids) / sizeof(s->ids[0]))
+        return BT_ERR_INTERNAL;
     s->ids[s->n++] = id;
     /* Bound the work per token: after many ids without output (only
      * broken UTF-8 does that) emit what there is. */

@@ -255,6 +255,33 @@ static void test_decode_errors(void **state)
     bt_tok_destroy(tok);
 }
 
+/* A token that decodes to nothing, fed many times, must not overflow the
+ * stream's window (it rotates after 64 pending ids). */
+static void test_stream_empty_tokens(void **state)
+{
+    char json[4096], err[256];
+    bt_tok_t *tok;
+    bt_tok_stream_t *s;
+    bt_buf_t out;
+
+    (void)state;
+    snprintf(json, sizeof(json), fmt, "null", "null", "{\"type\": \"Fuse\"}",
+             "null", "{\"type\": \"BPE\", \"vocab\": {\"\": 0, \"a\": 1}, "
+             "\"merges\": []}");
+    assert_int_equal(bt_tok_load_mem(json, strlen(json), NULL, 0, &tok, err,
+                                     sizeof(err)), BT_OK);
+    bt_buf_init(&out, 1024);
+    assert_int_equal(bt_tok_stream_create(tok, false, &s), BT_OK);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(bt_tok_stream_feed(s, i % 100 == 99 ? 1 : 0, &out),
+                         BT_OK);
+    assert_int_equal(bt_tok_stream_finish(s, &out), BT_OK);
+    assert_string_equal(out.data, "aaaaaaaaaa");
+    bt_tok_stream_destroy(s);
+    bt_buf_cleanup(&out);
+    bt_tok_destroy(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_truncated_real),
         cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_stream_empty_tokens),
     };
     data = tok_test_data_dir(data_dir, sizeof(data_dir));
     return cmocka_run_group_tests(tests, NULL, NULL);
