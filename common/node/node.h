@@ -1,0 +1,162 @@
+/* A serving node of Baton (DESIGN §2; docs/internals/node.md): prefill,
+ * decode or both in one process. The loop thread owns RPC, UCX, the KV
+ * pool and every request; one worker thread (base/tpool) runs the forward
+ * steps the scheduler hands it. */
+#ifndef BT_NODE_H
+#define BT_NODE_H
+
+#include "base/status.h"
+#include "base/tpool.h"
+#include "engine/backend.h"
+#include "engine/forward.h"
+#include "engine/kv_pool.h"
+#include "engine/model.h"
+#include "engine/sample.h"
+#include "http/http.h"
+#include "metrics/metrics.h"
+#include "node.pb-c.h"
+#include "registrar.h"
+#include "rpc/client.h"
+#include "rpc/server.h"
+#include "xfer/xfer.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    BT_NODE_PREFILL = 0,
+    BT_NODE_DECODE = 1,
+    BT_NODE_BOTH = 2,
+} bt_node_role_t;
+
+typedef struct {
+    int         role;              /* BT_OPT_ENUM: prefill|decode|both */
+    const char *router;
+    const char *listen;
+    int64_t     grpc_port;
+    int64_t     http_port;
+    const char *model;
+    const char *served_model_name;
+    const char *node_id;
+    int64_t     kv_blocks;
+    uint64_t    kv_pool;
+    const char *kv_dtype;
+    int64_t     block_size;
+    int64_t     threads;
+    int64_t     max_batch;
+    int64_t     max_prefill_tokens;
+    int64_t     lease_default_ms;
+    int64_t     heartbeat_ms;
+    int64_t     drain_timeout_ms;
+    const char *log_level;
+    int         log_format;
+} bt_node_cfg_t;
+
+typedef struct bt_dreq bt_dreq_t;
+typedef struct bt_pjob bt_pjob_t;
+typedef struct bt_node bt_node_t;
+
+/* Payload of the kv-complete message, little-endian. */
+#define BT_NODE_DONE_PAYLOAD 12
+
+struct bt_node {
+    bt_node_cfg_t       cfg;
+    bt_node_role_t      role;
+    char                model_name[256];
+    char                node_id[128];
+    char                grpc_addr[320];
+    struct event_base  *base;
+    bt_model_t         *model;
+    bt_fwd_t           *fwd;
+    bt_xfer_ctx_t      *xfer;
+    bt_xfer_region_t   *region;
+    bt_kvpool_t        *pool;
+    bt_kv_view_t        kv;
+    bt_sampler_t       *sampler;
+    bt_tpool_t         *worker;
+    bt_rpc_server_t    *grpc;
+    bt_rpc_client_t    *client;
+    bt_rpc_channel_t   *router_ch;
+    bt_registrar_t     *reg;
+    bt_http_server_t   *http;
+    bt_metrics_t       *metrics;
+    int                 grpc_port;
+    int                 http_port;
+    uint32_t            vocab;
+    int32_t             eos_id;         /* -1: none */
+
+    /* scheduler */
+    bool                busy;           /* a step is on the worker */
+    bool                last_was_prefill;
+    bt_pjob_t          *pq_head, *pq_tail;   /* prefill jobs, FIFO */
+    bt_dreq_t          *dreqs;          /* every decode request */
+    uint64_t            queued_prefill_tokens;
+    uint32_t            running;
+    /* layer hand-off from the worker */
+    pthread_mutex_t     layer_mu;
+    int                 layer_q[1024];
+    int                 layer_n;
+    struct event       *layer_ev;
+
+    /* remotes imported, per decode node */
+    struct bt_node_remote *remotes;
+
+    /* kv events waiting to go out */
+    Baton__V1__KvEvent **ev_q;
+    size_t              ev_n, ev_cap;
+    struct event       *ev_flush;
+
+    bool                draining;
+    bool                stopping;        /* SIGTERM: exit once drained */
+    uint32_t            inflight;        /* prefill calls + decode streams */
+    struct event       *tick_ev;
+    uint64_t            drain_started_ms;
+
+    bt_gauge_t         *g_free, *g_used, *g_running, *g_reserved;
+    bt_counter_t       *c_prefills, *c_tokens;
+};
+
+/* node_sched.c */
+void bt_node_sched_kick(bt_node_t *node);
+void bt_node_layers_drain(bt_node_t *node);
+bt_status_t bt_node_sched_init(bt_node_t *node);
+
+/* node_decode.c */
+bt_status_t bt_node_decode_register(bt_node_t *node);
+void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
+                                int32_t status, const void *user,
+                                size_t user_len);
+/* Scheduler side: builds the decode batch / takes its results. */
+int bt_node_decode_batch(bt_node_t *node, bt_step_seq_t *seqs, int max,
+                         int32_t *toks, bt_dreq_t **who);
+void bt_node_decode_after(bt_node_t *node, bt_dreq_t **who, int n,
+                          const float *logits, bt_status_t st);
+bool bt_node_decode_cancel_id(bt_node_t *node, const char *request_id);
+void bt_node_decode_destroy_all(bt_node_t *node);
+
+/* node_prefill.c */
+bt_status_t bt_node_prefill_register(bt_node_t *node);
+/* The next chunk of the head job; false when none. */
+bool bt_node_prefill_chunk(bt_node_t *node, bt_step_seq_t *seq,
+                           bt_pjob_t **job_p);
+void bt_node_prefill_layer(bt_node_t *node, bt_pjob_t *job, int layer);
+void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *job,
+                           const float *logits, bt_status_t st);
+void bt_node_prefill_destroy_all(bt_node_t *node);
+
+/* node_reg.c */
+bt_status_t bt_node_reg_start(bt_node_t *node);
+void bt_node_kv_event(const bt_kv_event_t *event, void *ctx);
+void bt_node_metrics_update(bt_node_t *node);
+
+/* node_main.c */
+void bt_node_sampling_from_proto(const bt_node_t *node,
+                                 const Baton__V1__SamplingParams *p,
+                                 bt_sample_params_t *sp_p);
+void bt_node_inflight_done(bt_node_t *node);
+int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
+                 const char *prog);
+
+#endif

@@ -1,0 +1,584 @@
+/* The decode half: DecodeStream (reserve, lease, admit on kv-complete,
+ * continuous batching, token streaming, final), as in docs/architecture.md
+ * "The request protocol between router and nodes". */
+#include "node.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define BT_DREQ_MAX_TOKENS (1u << 20)
+
+typedef enum {
+    BT_DREQ_RESERVED = 0,  /* waiting for kv-complete */
+    BT_DREQ_RUNNING,       /* in the continuous batch */
+    BT_DREQ_FINISHING,     /* final queued or waiting to be queued */
+    BT_DREQ_DONE,          /* call ended */
+} bt_dreq_state_t;
+
+struct bt_dreq {
+    bt_dreq_t         *next, *prev;
+    bt_node_t         *node;
+    bt_rpc_call_t     *call;
+    char               id[128];
+    bt_dreq_state_t    state;
+    int32_t           *prompt;     /* [n_prompt] */
+    uint32_t           n_prompt;
+    int32_t           *out;        /* generated_ids ++ new, [max_out] */
+    uint32_t           n_out;
+    uint32_t           n_given;    /* len(generated_ids) */
+    uint32_t           max_out;
+    bt_sample_params_t sp;
+    uint8_t            root[BT_KV_HASH_LEN];
+    uint32_t          *resv;       /* reserved ids not yet in the sequence */
+    uint32_t           n_resv;
+    uint32_t           resv_next;  /* first id of resv still held */
+    uint64_t           lease_id;
+    struct event      *lease_ev;
+    bt_kvseq_t        *seq;
+    bool               in_step;
+    bool               gone;       /* cancelled or failed: free after step */
+    uint32_t          *pending;    /* tokens not yet sent */
+    uint32_t           n_pending;
+    bool               send_wait;  /* a send answered EXHAUSTED */
+    Baton__V1__FinishReason finish;
+    uint32_t           cached;
+};
+
+static void bt_dreq_unlink(bt_node_t *node, bt_dreq_t *r)
+{
+    if (r->prev != NULL) {
+        r->prev->next = r->next;
+    } else if (node->dreqs == r) {
+        node->dreqs = r->next;
+    }
+    if (r->next != NULL) {
+        r->next->prev = r->prev;
+    }
+    r->next = r->prev = NULL;
+}
+
+/* Gives every block back: the sequence's and what is still reserved. */
+static void bt_dreq_release(bt_dreq_t *r)
+{
+    bt_node_t *node = r->node;
+
+    if (r->state == BT_DREQ_RUNNING && node->running > 0) {
+        node->running--;
+    }
+    bt_kvseq_destroy(r->seq);
+    r->seq = NULL;
+    if (r->resv != NULL && r->resv_next < r->n_resv) {
+        bt_kvpool_reserve_abort(node->pool, r->resv + r->resv_next,
+                                r->n_resv - r->resv_next);
+    }
+    r->resv_next = r->n_resv;
+    if (r->lease_ev != NULL) {
+        event_free(r->lease_ev);
+        r->lease_ev = NULL;
+    }
+}
+
+static void bt_dreq_free(bt_dreq_t *r)
+{
+    bt_node_t *node = r->node;
+
+    bt_dreq_release(r);
+    bt_dreq_unlink(node, r);
+    free(r->prompt);
+    free(r->out);
+    free(r->resv);
+    free(r->pending);
+    free(r);
+    bt_node_inflight_done(node);
+    bt_node_metrics_update(node);
+}
+
+/* Ends the call with an error (once) and frees when no step holds it. */
+static void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg)
+{
+    if (r->state != BT_DREQ_DONE) {
+        bt_rpc_call_fail_code(r->call, code, msg);
+        if (r->state == BT_DREQ_RUNNING && r->node->running > 0) {
+            r->node->running--;
+        }
+        r->state = BT_DREQ_DONE;
+    }
+    r->gone = true;
+    if (!r->in_step) {
+        bt_dreq_free(r);
+    }
+}
+
+static void bt_dreq_flush(bt_dreq_t *r);
+
+static void bt_dreq_sent(bt_rpc_call_t *call, bool ok, void *arg)
+{
+    bt_dreq_t *r = arg;
+
+    (void)call;
+    if (r->send_wait && ok && r->state != BT_DREQ_DONE) {
+        r->send_wait = false;
+        bt_dreq_flush(r);
+    }
+}
+
+/* Sends pending tokens (one message for all of them), then the final when
+ * the request finished. A full send queue keeps them for the next try. */
+static void bt_dreq_flush(bt_dreq_t *r)
+{
+    Baton__V1__DecodeResponse m = BATON__V1__DECODE_RESPONSE__INIT;
+    bt_status_t s;
+
+    if (r->state == BT_DREQ_DONE || r->send_wait) {
+        return;
+    }
+    if (r->n_pending > 0) {
+        Baton__V1__DecodeTokens t = BATON__V1__DECODE_TOKENS__INIT;
+
+        t.token_ids = r->pending;
+        t.n_token_ids = r->n_pending;
+        m.kind_case = BATON__V1__DECODE_RESPONSE__KIND_TOKENS;
+        m.tokens = &t;
+        s = bt_rpc_call_send(r->call, &m.base, bt_dreq_sent, r);
+        if (s == BT_ERR_EXHAUSTED) {
+            r->send_wait = true;
+            return;
+        }
+        if (s != BT_OK) {
+            bt_dreq_fail(r, BT_RPC_CANCELLED, "stream gone");
+            return;
+        }
+        r->n_pending = 0;
+    }
+    if (r->state == BT_DREQ_FINISHING) {
+        Baton__V1__DecodeFinal f = BATON__V1__DECODE_FINAL__INIT;
+        Baton__V1__Usage u = BATON__V1__USAGE__INIT;
+
+        u.prompt_tokens = r->n_prompt;
+        u.completion_tokens = r->n_out;
+        u.cached_tokens = r->cached;
+        f.finish_reason = r->finish;
+        f.usage = &u;
+        m.kind_case = BATON__V1__DECODE_RESPONSE__KIND_FINAL;
+        m.final = &f;
+        s = bt_rpc_call_send(r->call, &m.base, bt_dreq_sent, r);
+        if (s == BT_ERR_EXHAUSTED) {
+            r->send_wait = true;
+            return;
+        }
+        if (s == BT_OK) {
+            bt_rpc_call_finish(r->call);
+        } else {
+            bt_rpc_call_fail_code(r->call, BT_RPC_CANCELLED, "stream gone");
+        }
+        r->state = BT_DREQ_DONE;
+        r->gone = true;
+        /* blocks go back now; the call itself is done */
+        if (!r->in_step) {
+            bt_dreq_free(r);
+        }
+    }
+}
+
+/* A new output token at index n_out: record, queue, check the end. */
+static void bt_dreq_token(bt_dreq_t *r, int32_t tok)
+{
+    bt_finish_t f;
+
+    r->out[r->n_out++] = tok;
+    r->pending[r->n_pending++] = (uint32_t)tok;
+    f = bt_sample_finish(&r->sp, tok, r->n_out);
+    if (f == BT_FINISH_NONE && r->n_out >= r->max_out) {
+        f = BT_FINISH_LENGTH;
+    }
+    if (f != BT_FINISH_NONE) {
+        if (r->state == BT_DREQ_RUNNING && r->node->running > 0) {
+            r->node->running--;
+        }
+        r->state = BT_DREQ_FINISHING;
+        r->finish = f == BT_FINISH_STOP
+                    ? BATON__V1__FINISH_REASON__FINISH_REASON_STOP
+                    : BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH;
+    }
+}
+
+static void bt_dreq_cancel_cb(bt_rpc_call_t *call, void *arg)
+{
+    bt_dreq_t *r = arg;
+
+    (void)call;
+    bt_dreq_fail(r, BT_RPC_CANCELLED, "cancelled");
+}
+
+static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_dreq_t *r = arg;
+
+    (void)fd;
+    (void)what;
+    if (r->state == BT_DREQ_RESERVED) {
+        bt_warn("request %s: lease %llu expired before kv-complete", r->id,
+                (unsigned long long)r->lease_id);
+        bt_dreq_fail(r, BT_RPC_DEADLINE_EXCEEDED,
+                     "lease expired before the kv cache arrived");
+    }
+}
+
+static bt_dreq_t *bt_dreq_find_lease(bt_node_t *node, uint64_t lease)
+{
+    for (bt_dreq_t *r = node->dreqs; r != NULL; r = r->next) {
+        if (r->lease_id == lease && !r->gone) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+bool bt_node_decode_cancel_id(bt_node_t *node, const char *request_id)
+{
+    for (bt_dreq_t *r = node->dreqs; r != NULL; r = r->next) {
+        if (!r->gone && strcmp(r->id, request_id) == 0) {
+            bt_dreq_fail(r, BT_RPC_CANCELLED, "cancelled by the router");
+            return true;
+        }
+    }
+    return false;
+}
+
+void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
+                                int32_t status, const void *user,
+                                size_t user_len)
+{
+    bt_dreq_t *r = bt_dreq_find_lease(node, lease_id);
+    const uint8_t *u = user;
+    uint32_t first, written, n_fill, n_kv;
+    int32_t pst;
+    uint32_t *ids32;
+    bt_status_t s;
+
+    if (r == NULL || r->state != BT_DREQ_RESERVED) {
+        bt_debug("kv-complete for unknown lease %llu",
+                 (unsigned long long)lease_id);
+        return;
+    }
+    if (status != BT_OK || user_len != BT_NODE_DONE_PAYLOAD) {
+        bt_dreq_fail(r, BT_RPC_ABORTED, "the kv transfer failed");
+        return;
+    }
+    memcpy(&first, u, 4);
+    memcpy(&written, u + 4, 4);
+    memcpy(&pst, u + 8, 4);
+    n_kv = r->n_prompt + r->n_given;
+    if (pst != BT_OK || written != n_kv || first >= node->vocab) {
+        bt_dreq_fail(r, BT_RPC_ABORTED, "the prefill node reported a failure");
+        return;
+    }
+    n_fill = (n_kv + (uint32_t)node->cfg.block_size - 1) /
+             (uint32_t)node->cfg.block_size;
+    ids32 = malloc(n_kv * sizeof(*ids32));
+    if (ids32 == NULL) {
+        bt_dreq_fail(r, BT_RPC_INTERNAL, "out of memory");
+        return;
+    }
+    for (uint32_t i = 0; i < r->n_prompt; i++) {
+        ids32[i] = (uint32_t)r->prompt[i];
+    }
+    for (uint32_t i = 0; i < r->n_given; i++) {
+        ids32[r->n_prompt + i] = (uint32_t)r->out[i];
+    }
+    s = bt_kvseq_create(node->pool, r->root, &r->seq);
+    if (s == BT_OK) {
+        s = bt_kvseq_commit_reserved(r->seq, r->resv, n_fill, ids32, n_kv);
+    }
+    free(ids32);
+    if (s != BT_OK) {
+        bt_dreq_fail(r, BT_RPC_INTERNAL, "cannot take the reserved blocks");
+        return;
+    }
+    r->resv_next = n_fill;
+    event_del(r->lease_ev);
+    r->state = BT_DREQ_RUNNING;
+    node->running++;
+    bt_dreq_token(r, (int32_t)first);
+    bt_dreq_flush(r);
+    bt_node_metrics_update(node);
+    bt_node_sched_kick(node);
+}
+
+int bt_node_decode_batch(bt_node_t *node, bt_step_seq_t *seqs, int max,
+                         int32_t *toks, bt_dreq_t **who)
+{
+    int n = 0;
+
+    for (bt_dreq_t *r = node->dreqs; r != NULL && n < max; r = r->next) {
+        uint32_t pos, t;
+
+        if (r->state != BT_DREQ_RUNNING || r->gone) {
+            continue;
+        }
+        pos = bt_kvseq_n_tokens(r->seq);
+        t = (uint32_t)r->out[r->n_out - 1];
+        /* the sequence grows into blocks reserved for it at the start */
+        if (bt_kvseq_blocks_needed(r->seq, 1) > 0 && r->resv_next < r->n_resv) {
+            bt_kvpool_reserve_abort(node->pool, &r->resv[r->resv_next], 1);
+            r->resv_next++;
+        }
+        if (bt_kvseq_append(r->seq, &t, 1) != BT_OK) {
+            bt_dreq_fail(r, BT_RPC_RESOURCE_EXHAUSTED, "kv pool full");
+            continue;
+        }
+        toks[n] = (int32_t)t;
+        seqs[n].tokens = &toks[n];
+        seqs[n].n_tokens = 1;
+        seqs[n].pos = (int)pos;
+        seqs[n].block_table = bt_kvseq_blocks(r->seq);
+        seqs[n].n_blocks = (int)bt_kvseq_n_blocks(r->seq);
+        seqs[n].n_logits = 1;
+        r->in_step = true;
+        who[n++] = r;
+    }
+    return n;
+}
+
+void bt_node_decode_after(bt_node_t *node, bt_dreq_t **who, int n,
+                          const float *logits, bt_status_t st)
+{
+    for (int i = 0; i < n; i++) {
+        bt_dreq_t *r = who[i];
+        bt_sample_seq_t ss;
+        bt_sample_result_t res;
+
+        r->in_step = false;
+        if (r->gone) {
+            if (r->state == BT_DREQ_DONE) {
+                bt_dreq_free(r);
+            }
+            continue;
+        }
+        if (st != BT_OK) {
+            bt_dreq_fail(r, BT_RPC_INTERNAL, "forward step failed");
+            continue;
+        }
+        bt_kvseq_set_computed(r->seq, bt_kvseq_n_tokens(r->seq));
+        ss.prompt = r->prompt;
+        ss.n_prompt = r->n_prompt;
+        ss.generated = r->out;
+        ss.n_generated = r->n_out;
+        ss.position = (uint64_t)r->n_prompt + r->n_out;
+        if (bt_sampler_sample(node->sampler, &r->sp,
+                              logits + (size_t)i * node->vocab, &ss,
+                              &res) != BT_OK) {
+            bt_dreq_fail(r, BT_RPC_INTERNAL, "sampling failed");
+            continue;
+        }
+        bt_counter_inc(node->c_tokens);
+        bt_dreq_token(r, res.token);
+        bt_dreq_flush(r);
+    }
+    bt_node_metrics_update(node);
+}
+
+static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                             void *arg)
+{
+    bt_node_t *node = arg;
+    const Baton__V1__DecodeRequest *q = (const Baton__V1__DecodeRequest *)msg;
+    Baton__V1__DecodeResponse m = BATON__V1__DECODE_RESPONSE__INIT;
+    Baton__V1__Reservation rv = BATON__V1__RESERVATION__INIT;
+    Baton__V1__KvGeometry g = BATON__V1__KV_GEOMETRY__INIT;
+    const bt_kv_geom_t *geom = bt_kvpool_geom(node->pool);
+    const uint32_t bs = geom->block_size;
+    bt_dreq_t *r;
+    uint32_t max_out, n_total, n_blocks, n_fill;
+    void *desc = NULL;
+    size_t desc_len = 0;
+    uint64_t lease_ms;
+    char why[256];
+    struct timeval tv;
+
+    if (node->draining) {
+        bt_rpc_call_fail_code(call, BT_RPC_UNAVAILABLE, "the node is draining");
+        return;
+    }
+    if (q->n_token_ids == 0 || q->n_token_ids > BT_DREQ_MAX_TOKENS ||
+        q->n_generated_ids > BT_DREQ_MAX_TOKENS || q->sampling == NULL ||
+        q->tenant == NULL || q->tenant->root_hash.len != BT_KV_HASH_LEN) {
+        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
+                              "token_ids, sampling and a 32-byte "
+                              "tenant.root_hash are required");
+        return;
+    }
+    if (q->model != NULL && q->model[0] != '\0' &&
+        strcmp(q->model, node->model_name) != 0) {
+        snprintf(why, sizeof(why), "model %.100s is not served here (%.100s)",
+                 q->model, node->model_name);
+        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT, why);
+        return;
+    }
+    for (size_t i = 0; i < q->n_token_ids; i++) {
+        if (q->token_ids[i] >= node->vocab) {
+            bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
+                                  "token id outside the vocabulary");
+            return;
+        }
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    r->node = node;
+    r->call = call;
+    snprintf(r->id, sizeof(r->id), "%s", q->request_id ? q->request_id : "");
+    bt_node_sampling_from_proto(node, q->sampling, &r->sp);
+    if (bt_sample_params_check(&r->sp) != BT_OK) {
+        free(r);
+        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
+                              "sampling parameters out of range");
+        return;
+    }
+    max_out = (uint32_t)r->sp.max_tokens;
+    if (q->n_generated_ids >= max_out) {
+        free(r);
+        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
+                              "generated_ids already reach max_tokens");
+        return;
+    }
+    r->n_prompt = (uint32_t)q->n_token_ids;
+    r->n_given = (uint32_t)q->n_generated_ids;
+    r->max_out = max_out;
+    memcpy(r->root, q->tenant->root_hash.data, BT_KV_HASH_LEN);
+    n_total = r->n_prompt + max_out;
+    n_blocks = (n_total + bs - 1) / bs;
+    n_fill = (r->n_prompt + r->n_given + bs - 1) / bs;
+    r->prompt = malloc(r->n_prompt * sizeof(int32_t));
+    r->out = malloc(max_out * sizeof(int32_t));
+    r->pending = malloc(max_out * sizeof(uint32_t));
+    r->resv = malloc(n_blocks * sizeof(uint32_t));
+    r->lease_ev = evtimer_new(node->base, bt_dreq_lease_cb, r);
+    if (r->prompt == NULL || r->out == NULL || r->pending == NULL ||
+        r->resv == NULL || r->lease_ev == NULL) {
+        goto err_nomem;
+    }
+    for (uint32_t i = 0; i < r->n_prompt; i++) {
+        r->prompt[i] = (int32_t)q->token_ids[i];
+    }
+    for (uint32_t i = 0; i < r->n_given; i++) {
+        r->out[i] = (int32_t)q->generated_ids[i];
+    }
+    r->n_out = r->n_given;
+    if (bt_kvpool_reserve(node->pool, n_blocks, r->resv) != BT_OK) {
+        snprintf(why, sizeof(why), "cannot reserve %u kv blocks (%u available "
+                 "of %u)", n_blocks, bt_kvpool_available(node->pool),
+                 bt_kvpool_n_blocks(node->pool));
+        free(r->prompt);
+        free(r->out);
+        free(r->pending);
+        free(r->resv);
+        event_free(r->lease_ev);
+        free(r);
+        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, why);
+        return;
+    }
+    r->n_resv = n_blocks;
+    if (getrandom(&r->lease_id, sizeof(r->lease_id), 0) !=
+        (ssize_t)sizeof(r->lease_id) || r->lease_id == 0) {
+        r->lease_id = bt_now_ns() | 1;
+    }
+    r->next = node->dreqs;
+    if (node->dreqs != NULL) {
+        node->dreqs->prev = r;
+    }
+    node->dreqs = r;
+    node->inflight++;
+    bt_rpc_call_set_cancel_cb(call, bt_dreq_cancel_cb, r);
+    lease_ms = q->lease_ms > 0 ? q->lease_ms : (uint64_t)node->cfg.lease_default_ms;
+    tv.tv_sec = (time_t)(lease_ms / 1000);
+    tv.tv_usec = (suseconds_t)((lease_ms % 1000) * 1000);
+    evtimer_add(r->lease_ev, &tv);
+
+    if (node->region != NULL &&
+        bt_xfer_region_export(node->region, &desc, &desc_len) != BT_OK) {
+        bt_dreq_fail(r, BT_RPC_INTERNAL, "cannot export the kv region");
+        return;
+    }
+    g.n_layers = geom->n_layers;
+    g.n_kv_heads = geom->n_kv_heads;
+    g.head_dim = geom->head_dim;
+    g.block_size = bs;
+    g.dtype = geom->dtype == BT_DTYPE_F32 ? BATON__V1__KV_DTYPE__KV_DTYPE_F32
+              : geom->dtype == BT_DTYPE_F16 ? BATON__V1__KV_DTYPE__KV_DTYPE_F16
+                                            : BATON__V1__KV_DTYPE__KV_DTYPE_BF16;
+    rv.pool_descriptor.data = desc;
+    rv.pool_descriptor.len = desc_len;
+    rv.block_ids = r->resv;
+    rv.n_block_ids = n_fill;
+    rv.block_size = bs;
+    rv.geometry = &g;
+    rv.lease_id = r->lease_id;
+    rv.expiry_unix_ms = bt_wall_ms() + lease_ms;
+    rv.decode_node_id = node->node_id;
+    rv.pool_base = node->region != NULL
+                   ? (uint64_t)(uintptr_t)bt_xfer_region_base(node->region) : 0;
+    m.kind_case = BATON__V1__DECODE_RESPONSE__KIND_RESERVATION;
+    m.reservation = &rv;
+    if (bt_rpc_call_send(call, &m.base, NULL, NULL) != BT_OK) {
+        free(desc);
+        bt_dreq_fail(r, BT_RPC_INTERNAL, "cannot send the reservation");
+        return;
+    }
+    free(desc);
+    bt_debug("request %s: reserved %u blocks (lease %llu)", r->id, n_blocks,
+             (unsigned long long)r->lease_id);
+    bt_node_metrics_update(node);
+    return;
+
+err_nomem:
+    free(r->prompt);
+    free(r->out);
+    free(r->pending);
+    free(r->resv);
+    if (r->lease_ev != NULL) {
+        event_free(r->lease_ev);
+    }
+    free(r);
+    bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+static void bt_decode_notify(void *arg, const bt_xfer_notify_t *n)
+{
+    if (n->layer != UINT32_MAX) {
+        return;
+    }
+    bt_node_decode_kv_complete(arg, n->lease_id, n->status, n->user,
+                               n->user_len);
+}
+
+bt_status_t bt_node_decode_register(bt_node_t *node)
+{
+    if (node->xfer != NULL) {
+        bt_xfer_ctx_set_notify_cb(node->xfer, bt_decode_notify, node);
+    }
+    return bt_rpc_server_add_stream(node->grpc, "/baton.v1.Decode/DecodeStream",
+                                    &baton__v1__decode_request__descriptor,
+                                    bt_decode_stream, node);
+}
+
+void bt_node_decode_destroy_all(bt_node_t *node)
+{
+    while (node->dreqs != NULL) {
+        bt_dreq_t *r = node->dreqs;
+
+        r->in_step = false;
+        if (r->state != BT_DREQ_DONE) {
+            bt_rpc_call_fail_code(r->call, BT_RPC_UNAVAILABLE, "shutting down");
+            r->state = BT_DREQ_DONE;
+        }
+        bt_dreq_free(r);
+    }
+}

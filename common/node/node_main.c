@@ -1,0 +1,384 @@
+/* Options, engine hosting and the life of a node process: load the model,
+ * put the KV pool in a UCX region, serve gRPC and HTTP, register, drain on
+ * SIGTERM or the router's command. */
+#include "node.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/opts.h"
+#include "bt_config.h"
+#include "engine/tokenizer.h"
+
+#include <libgen.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define O(_f) offsetof(bt_node_cfg_t, _f)
+static const bt_opt_t bt_node_table[] = {
+    { "role", 0, NULL, NULL, "prefill, decode or both (prefill and decode in "
+      "one process)", BT_OPT_ENUM, 0, 0, "prefill|decode|both", O(role) },
+    { "router", 0, NULL, NULL, "gRPC target of the router "
+      "(ipv4:127.0.0.1:50051); none: serve unregistered", BT_OPT_STRING, 0, 0,
+      NULL, O(router) },
+    { "listen", 0, NULL, "127.0.0.1", "address the gRPC and HTTP servers "
+      "listen on (and the router reaches)", BT_OPT_STRING, 0, 0, NULL,
+      O(listen) },
+    { "grpc-port", 0, NULL, "0", "gRPC port (Prefill, Decode); 0 picks one",
+      BT_OPT_INT, 0, 65535, NULL, O(grpc_port) },
+    { "http-port", 0, NULL, "0", "HTTP port (healthz, readyz, metrics); 0 "
+      "picks one", BT_OPT_INT, 0, 65535, NULL, O(http_port) },
+    { "model", 'm', NULL, NULL, "model folder (config.json, *.safetensors)",
+      BT_OPT_STRING, 0, 0, NULL, O(model) },
+    { "served-model-name", 0, NULL, NULL, "model name (default: the folder's "
+      "base name; must match the router's)", BT_OPT_STRING, 0, 0, NULL,
+      O(served_model_name) },
+    { "node-id", 0, NULL, NULL, "unique node id (default: role-port-pid)",
+      BT_OPT_STRING, 0, 0, NULL, O(node_id) },
+    { "kv-blocks", 0, NULL, "0", "kv pool size in blocks (0: use --kv-pool)",
+      BT_OPT_INT, 0, 1 << 30, NULL, O(kv_blocks) },
+    { "kv-pool", 0, NULL, "256M", "kv pool size in bytes when --kv-blocks "
+      "is 0", BT_OPT_SIZE, 1 << 16, 1e15, NULL, O(kv_pool) },
+    { "kv-dtype", 0, NULL, "f32", "kv cache dtype: f32 (exact, the default), "
+      "f16 or bf16; every node of a cluster must use the same",
+      BT_OPT_STRING, 0, 0, NULL, O(kv_dtype) },
+    { "block-size", 0, NULL, "16", "tokens per kv block", BT_OPT_INT, 1,
+      BT_KV_MAX_BLOCK_SIZE, NULL, O(block_size) },
+    { "threads", 'j', NULL, "0", "compute threads (0: all cores)", BT_OPT_INT,
+      0, 1024, NULL, O(threads) },
+    { "max-batch", 0, NULL, "64", "sequences in one decode step", BT_OPT_INT,
+      1, 4096, NULL, O(max_batch) },
+    { "max-prefill-tokens", 0, NULL, "512", "tokens in one prefill chunk "
+      "(rounded down to a multiple of --block-size)", BT_OPT_INT, 1, 1 << 20,
+      NULL, O(max_prefill_tokens) },
+    { "lease-default", 0, NULL, "30s", "kv lease when the router asks none",
+      BT_OPT_DURATION, 10, 3600000, NULL, O(lease_default_ms) },
+    { "heartbeat", 0, NULL, "1s", "status interval until the router sets one",
+      BT_OPT_DURATION, 10, 60000, NULL, O(heartbeat_ms) },
+    { "drain-timeout", 0, NULL, "30s", "on SIGTERM, how long requests in "
+      "flight may finish", BT_OPT_DURATION, 0, 3600000, NULL,
+      O(drain_timeout_ms) },
+    { "log-level", 0, NULL, "info", "trace, debug, info, warn or error",
+      BT_OPT_STRING, 0, 0, NULL, O(log_level) },
+    { "log-format", 0, NULL, "text", "log lines as text or JSON",
+      BT_OPT_ENUM, 0, 0, "text|json", O(log_format) },
+};
+#undef O
+
+void bt_node_sampling_from_proto(const bt_node_t *node,
+                                 const Baton__V1__SamplingParams *p,
+                                 bt_sample_params_t *sp)
+{
+    bt_sample_params_default(sp);
+    sp->temperature = p->temperature;
+    sp->top_k = p->top_k;
+    sp->top_p = p->top_p > 0 ? p->top_p : 1.0f;
+    sp->min_p = p->min_p;
+    sp->repetition_penalty = p->repetition_penalty > 0 ? p->repetition_penalty
+                                                       : 1.0f;
+    sp->presence_penalty = p->presence_penalty;
+    sp->frequency_penalty = p->frequency_penalty;
+    sp->seed = p->seed_opt_case == BATON__V1__SAMPLING_PARAMS__SEED_OPT_SEED
+               ? p->seed : 0;
+    sp->max_tokens = p->max_tokens > 0 ? p->max_tokens : 256;
+    sp->logprobs = -1;
+    sp->n_stop_ids = 0;
+    if (!p->ignore_eos && node->eos_id >= 0) {
+        sp->stop_ids[sp->n_stop_ids++] = node->eos_id;
+    }
+    for (size_t i = 0; i < p->n_stop_token_ids &&
+                       sp->n_stop_ids < BT_SAMPLE_MAX_STOP_IDS; i++) {
+        sp->stop_ids[sp->n_stop_ids++] = (int32_t)p->stop_token_ids[i];
+    }
+}
+
+static bool bt_node_ready(void *arg, const char **why_p)
+{
+    bt_node_t *node = arg;
+
+    if (node->draining) {
+        *why_p = "draining";
+        return false;
+    }
+    if (node->reg != NULL && !bt_registrar_is_registered(node->reg)) {
+        *why_p = "not registered with the router";
+        return false;
+    }
+    return true;
+}
+
+void bt_node_inflight_done(bt_node_t *node)
+{
+    if (node->inflight > 0) {
+        node->inflight--;
+    }
+    if (node->draining && node->inflight == 0 && node->reg != NULL) {
+        bt_registrar_send_status(node->reg);
+    }
+}
+
+/* 100 ms: metrics, and the end of a SIGTERM drain. */
+static void bt_node_tick(evutil_socket_t fd, short what, void *arg)
+{
+    bt_node_t *node = arg;
+
+    (void)fd;
+    (void)what;
+    bt_node_metrics_update(node);
+    if (node->stopping &&
+        (node->inflight == 0 ||
+         bt_now_ms() - node->drain_started_ms >=
+             (uint64_t)node->cfg.drain_timeout_ms)) {
+        if (node->inflight > 0) {
+            bt_warn("drain timeout: %u requests still in flight",
+                    node->inflight);
+        }
+        event_base_loopexit(node->base, NULL);
+    }
+}
+
+static void bt_node_sigterm(void *arg, int signo)
+{
+    bt_node_t *node = arg;
+
+    (void)signo;
+    node->draining = true;
+    node->stopping = true;
+    node->drain_started_ms = bt_now_ms();
+    bt_rpc_server_set_serving(node->grpc, "", false);
+    bt_info("draining: %u requests in flight", node->inflight);
+    if (node->reg != NULL) {
+        bt_registrar_send_status(node->reg);
+    }
+}
+
+static bt_status_t bt_node_engine_init(bt_node_t *node)
+{
+    bt_node_cfg_t *c = &node->cfg;
+    bt_kvpool_config_t pc;
+    size_t per_block, bytes;
+    uint32_t n_blocks;
+
+    if (bt_model_load(c->model, &node->model) != BT_OK) {
+        bt_error("cannot load model %s", c->model);
+        return BT_ERR_INVALID_ARG;
+    }
+    node->vocab = (uint32_t)node->model->cfg.vocab;
+    /* EOS as baton-run picks it: the tokenizer's end token (<|eot_id|> for
+     * chat models), else config.json's eos_token_id */
+    node->eos_id = node->model->cfg.eos_id;
+    {
+        char err[BT_TOK_ERR_SIZE];
+        bt_tok_t *tok = NULL;
+
+        if (bt_tok_load_dir(c->model, &tok, err, sizeof(err)) == BT_OK) {
+            if (bt_tok_eos_id(tok) >= 0) {
+                node->eos_id = bt_tok_eos_id(tok);
+            }
+            bt_tok_destroy(tok);
+        }
+    }
+    if (bt_fwd_create(node->model, NULL, (int)c->threads, &node->fwd) != BT_OK ||
+        bt_sampler_create(node->vocab, &node->sampler) != BT_OK) {
+        return BT_ERR_NO_MEMORY;
+    }
+    memset(&pc, 0, sizeof(pc));
+    pc.geom.n_layers = (uint32_t)node->model->cfg.n_layers;
+    pc.geom.n_kv_heads = (uint32_t)node->model->cfg.n_kv_heads;
+    pc.geom.head_dim = (uint32_t)node->model->cfg.head_dim;
+    pc.geom.block_size = (uint32_t)c->block_size;
+    if (!bt_dtype_parse(c->kv_dtype, &pc.geom.dtype) ||
+        (pc.geom.dtype != BT_DTYPE_F32 && pc.geom.dtype != BT_DTYPE_F16 &&
+         pc.geom.dtype != BT_DTYPE_BF16) ||
+        bt_kv_geom_check(&pc.geom) != BT_OK) {
+        bt_error("--kv-dtype must be f32, f16 or bf16");
+        return BT_ERR_INVALID_ARG;
+    }
+    per_block = bt_kv_region_bytes(&pc.geom, 1);
+    n_blocks = c->kv_blocks > 0 ? (uint32_t)c->kv_blocks
+                                : (uint32_t)(c->kv_pool / per_block);
+    if (n_blocks < 2 || n_blocks > BT_KV_MAX_BLOCKS) {
+        bt_error("kv pool of %u blocks: raise --kv-pool or --kv-blocks",
+                 n_blocks);
+        return BT_ERR_INVALID_ARG;
+    }
+    bytes = bt_kv_region_bytes(&pc.geom, n_blocks);
+    if (bt_xfer_ctx_create(node->base, NULL, &node->xfer) != BT_OK ||
+        bt_xfer_region_alloc(node->xfer, bytes, &node->region) != BT_OK) {
+        bt_error("cannot set up ucx for the kv pool");
+        return BT_ERR_PEER_UNREACHABLE;
+    }
+    /* the pool fills the whole region, so a prefill node derives the
+     * block count (and slice offsets) from the exported length */
+    n_blocks = (uint32_t)(bt_xfer_region_length(node->region) /
+                          ((size_t)pc.geom.n_layers *
+                           bt_kv_slice_bytes(&pc.geom)));
+    pc.n_blocks = n_blocks;
+    pc.base = bt_xfer_region_base(node->region);
+    pc.base_len = bt_xfer_region_length(node->region);
+    pc.event_cb = bt_node_kv_event;
+    pc.event_ctx = node;
+    if (bt_kvpool_create(&pc, &node->pool) != BT_OK ||
+        bt_kv_view_from_pool(node->pool, &node->kv) != BT_OK) {
+        return BT_ERR_NO_MEMORY;
+    }
+    return BT_OK;
+}
+
+static void bt_node_free(bt_node_t *node)
+{
+    bt_tpool_destroy(node->worker);
+    bt_node_decode_destroy_all(node);
+    bt_node_prefill_destroy_all(node);
+    bt_registrar_destroy(node->reg);
+    bt_http_server_destroy(node->http);
+    bt_rpc_server_destroy(node->grpc);
+    bt_rpc_channel_destroy(node->router_ch);
+    bt_rpc_client_destroy(node->client);
+    if (node->ev_flush != NULL) {
+        event_free(node->ev_flush);
+    }
+    for (size_t i = 0; i < node->ev_n; i++) {
+        free(node->ev_q[i]);
+    }
+    free(node->ev_q);
+    if (node->layer_ev != NULL) {
+        event_free(node->layer_ev);
+    }
+    if (node->tick_ev != NULL) {
+        event_free(node->tick_ev);
+    }
+    bt_kvpool_destroy(node->pool);
+    bt_xfer_region_destroy(node->region);
+    bt_xfer_ctx_destroy(node->xfer);
+    bt_sampler_destroy(node->sampler);
+    bt_fwd_destroy(node->fwd);
+    bt_model_destroy(node->model);
+    bt_metrics_destroy(node->metrics);
+    if (node->base != NULL) {
+        event_base_free(node->base);
+    }
+    pthread_mutex_destroy(&node->layer_mu);
+    free(node);
+}
+
+int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
+                 const char *prog)
+{
+    const bt_opts_spec_t spec = {
+        prog, "--model DIR --router TARGET [OPTIONS]",
+        "A Baton serving node: prefill, decode, or both (--role). It loads\n"
+        "the model, keeps its KV cache in a UCX region, serves Prefill and\n"
+        "Decode over gRPC and registers with the router.",
+        bt_node_table, BT_OPTS_COUNT(bt_node_table),
+    };
+    bt_node_t *node = calloc(1, sizeof(*node));
+    bt_loop_signals_t *sig = NULL;
+    bt_log_level_t level;
+    char addr[320], dir[4096];
+    struct timeval tick = { 0, 100000 };
+    int rc = 1;
+
+    if (node == NULL) {
+        return 1;
+    }
+    node->cfg.role = (int)default_role;
+    bt_opts_parse_or_exit(&spec, &node->cfg, argc, argv);
+    node->role = (bt_node_role_t)node->cfg.role;
+    if (!bt_log_level_parse(node->cfg.log_level, &level)) {
+        fprintf(stderr, "%s: invalid value '%s' for --log-level\n", prog,
+                node->cfg.log_level);
+        free(node);
+        return 2;
+    }
+    if (node->cfg.model == NULL) {
+        fprintf(stderr, "%s: --model is required (a model folder)\n", prog);
+        free(node);
+        return 2;
+    }
+    bt_log_init(node->role == BT_NODE_PREFILL ? "prefill"
+                : node->role == BT_NODE_DECODE ? "decode" : "node",
+                level, (bt_log_format_t)node->cfg.log_format);
+    /* chunks start on block boundaries, so no block is written by two
+     * chunks (the first one's posted slices stay final) */
+    if (node->cfg.max_prefill_tokens >= node->cfg.block_size) {
+        node->cfg.max_prefill_tokens -= node->cfg.max_prefill_tokens %
+                                        node->cfg.block_size;
+    } else {
+        node->cfg.max_prefill_tokens = node->cfg.block_size;
+    }
+    snprintf(dir, sizeof(dir), "%s", node->cfg.model);
+    while (strlen(dir) > 1 && dir[strlen(dir) - 1] == '/') {
+        dir[strlen(dir) - 1] = '\0';
+    }
+    snprintf(node->model_name, sizeof(node->model_name), "%s",
+             node->cfg.served_model_name != NULL
+             ? node->cfg.served_model_name : basename(dir));
+    node->base = bt_loop_create();
+    node->metrics = bt_metrics_create();
+    if (node->base == NULL || node->metrics == NULL ||
+        bt_node_engine_init(node) != BT_OK ||
+        bt_node_sched_init(node) != BT_OK) {
+        goto out;
+    }
+    node->client = bt_rpc_client_create(node->base,
+                                        &(bt_rpc_client_opts_t){ 64u << 20, 0 });
+    node->grpc = bt_rpc_server_create(node->base,
+                                      &(bt_rpc_server_opts_t){ 64u << 20, 64, 16 });
+    if (node->client == NULL || node->grpc == NULL) {
+        goto out;
+    }
+    snprintf(addr, sizeof(addr), "%s:%lld", node->cfg.listen,
+             (long long)node->cfg.grpc_port);
+    if (bt_rpc_server_listen(node->grpc, addr, NULL, &node->grpc_port) != BT_OK ||
+        (node->role != BT_NODE_DECODE &&
+         bt_node_prefill_register(node) != BT_OK) ||
+        (node->role != BT_NODE_PREFILL &&
+         bt_node_decode_register(node) != BT_OK) ||
+        bt_rpc_server_start(node->grpc) != BT_OK) {
+        bt_error("cannot start the grpc server on %s", addr);
+        goto out;
+    }
+    snprintf(node->grpc_addr, sizeof(node->grpc_addr), "%s%s:%d",
+             strchr(node->cfg.listen, ':') != NULL ? "ipv6:" : "ipv4:",
+             node->cfg.listen, node->grpc_port);
+    if (node->cfg.node_id != NULL) {
+        snprintf(node->node_id, sizeof(node->node_id), "%s", node->cfg.node_id);
+    } else {
+        snprintf(node->node_id, sizeof(node->node_id), "%s-%d-%d",
+                 node->role == BT_NODE_PREFILL ? "prefill"
+                 : node->role == BT_NODE_DECODE ? "decode" : "both",
+                 node->grpc_port, (int)getpid());
+    }
+    node->http = bt_http_server_create(node->base, node->cfg.listen,
+                                       (int)node->cfg.http_port, 1 << 16,
+                                       &node->http_port);
+    if (node->http == NULL ||
+        bt_http_add_standard(node->http, bt_node_ready, node,
+                             node->metrics) != BT_OK ||
+        bt_node_reg_start(node) != BT_OK) {
+        goto out;
+    }
+    node->tick_ev = event_new(node->base, -1, EV_PERSIST, bt_node_tick, node);
+    if (node->tick_ev == NULL || event_add(node->tick_ev, &tick) != 0) {
+        goto out;
+    }
+    sig = bt_loop_signals_install(node->base, bt_node_sigterm, node);
+    bt_info("%s %s: node %s model %s grpc %s http %s:%d, %u kv blocks of %lld "
+            "tokens (%s)", prog, BT_VERSION, node->node_id, node->model_name,
+            node->grpc_addr, node->cfg.listen, node->http_port,
+            bt_kvpool_n_blocks(node->pool), (long long)node->cfg.block_size,
+            node->cfg.kv_dtype);
+    printf("grpc_port=%d http_port=%d\n", node->grpc_port, node->http_port);
+    fflush(stdout);
+    event_base_dispatch(node->base);
+    rc = 0;
+    bt_info("stopped");
+out:
+    bt_loop_signals_remove(sig);
+    bt_node_free(node);
+    return rc;
+}

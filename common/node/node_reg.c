@@ -1,0 +1,231 @@
+/* Registration with the router (hello, heartbeats, commands), the pool's
+ * KV events batched into one KvEvents message per loop turn, and the
+ * node's metrics. */
+#include "node.h"
+
+#include "base/log.h"
+#include "bt_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void bt_node_status_cb(void *arg, Baton__V1__NodeStatus *st)
+{
+    bt_node_t *node = arg;
+
+    st->queued_prefill_tokens = node->queued_prefill_tokens;
+    st->running_sequences = node->running;
+    st->free_blocks = bt_kvpool_available(node->pool);
+    st->draining = node->draining;
+    st->drained = node->draining && node->inflight == 0;
+}
+
+static bt_status_t bt_node_command_cb(void *arg,
+                                      const Baton__V1__RouterCommand *cmd,
+                                      char *err, size_t err_size)
+{
+    bt_node_t *node = arg;
+
+    switch (cmd->kind) {
+    case BATON__V1__ROUTER_COMMAND__KIND__KIND_DRAIN:
+        node->draining = true;
+        bt_info("draining (router command): %u requests in flight",
+                node->inflight);
+        bt_rpc_server_set_serving(node->grpc, "", false);
+        return BT_OK;
+    case BATON__V1__ROUTER_COMMAND__KIND__KIND_UNDRAIN:
+        if (node->stopping) {
+            snprintf(err, err_size, "the node is stopping");
+            return BT_ERR_SHUTDOWN;
+        }
+        node->draining = false;
+        bt_rpc_server_set_serving(node->grpc, "", true);
+        return BT_OK;
+    case BATON__V1__ROUTER_COMMAND__KIND__KIND_FLUSH_CACHE:
+        bt_kvpool_clear_cache(node->pool);
+        return BT_OK;
+    case BATON__V1__ROUTER_COMMAND__KIND__KIND_CANCEL_REQUEST:
+        if (cmd->request_id != NULL &&
+            bt_node_decode_cancel_id(node, cmd->request_id)) {
+            return BT_OK;
+        }
+        snprintf(err, err_size, "no such request");
+        return BT_ERR_NOT_FOUND;
+    default:
+        snprintf(err, err_size, "command %d not supported", (int)cmd->kind);
+        return BT_ERR_UNSUPPORTED;
+    }
+}
+
+static void bt_node_registered_cb(void *arg, bool up)
+{
+    bt_node_t *node = arg;
+
+    bt_info("%s the router", up ? "registered with" : "lost");
+    if (!up) {
+        /* events are renumbered on the next registration */
+        for (size_t i = 0; i < node->ev_n; i++) {
+            free(node->ev_q[i]);
+        }
+        node->ev_n = 0;
+    }
+}
+
+static void bt_node_ev_flush(evutil_socket_t fd, short what, void *arg)
+{
+    bt_node_t *node = arg;
+
+    (void)fd;
+    (void)what;
+    if (node->ev_n > 0 && node->reg != NULL) {
+        bt_registrar_send_kv_events(node->reg, node->ev_q, node->ev_n);
+    }
+    for (size_t i = 0; i < node->ev_n; i++) {
+        free(node->ev_q[i]);
+    }
+    node->ev_n = 0;
+}
+
+/* One allocation per event: the message, its hash array and bytes. */
+void bt_node_kv_event(const bt_kv_event_t *e, void *ctx)
+{
+    bt_node_t *node = ctx;
+    Baton__V1__KvEvent *m;
+    uint8_t *bytes;
+    ProtobufCBinaryData *hp;
+
+    if (node->ev_n == node->ev_cap) {
+        size_t cap = node->ev_cap ? node->ev_cap * 2 : 64;
+        Baton__V1__KvEvent **q;
+
+        if (cap > 65536 ||
+            (q = realloc(node->ev_q, cap * sizeof(*q))) == NULL) {
+            return;   /* the router re-learns on the next registration */
+        }
+        node->ev_q = q;
+        node->ev_cap = cap;
+    }
+    m = calloc(1, sizeof(*m) + sizeof(*hp) + 2 * BT_KV_HASH_LEN);
+    if (m == NULL) {
+        return;
+    }
+    baton__v1__kv_event__init(m);
+    hp = (ProtobufCBinaryData *)(m + 1);
+    bytes = (uint8_t *)(hp + 1);
+    m->tier = BATON__V1__KV_TIER__KV_TIER_DEVICE;
+    switch (e->type) {
+    case BT_KV_EVENT_STORED:
+        m->kind = BATON__V1__KV_EVENT__KIND__KIND_STORED;
+        break;
+    case BT_KV_EVENT_REMOVED:
+        m->kind = BATON__V1__KV_EVENT__KIND__KIND_REMOVED;
+        break;
+    default:
+        m->kind = BATON__V1__KV_EVENT__KIND__KIND_CLEARED;
+        break;
+    }
+    if (e->hash != NULL) {
+        memcpy(bytes, e->hash, BT_KV_HASH_LEN);
+        hp->data = bytes;
+        hp->len = BT_KV_HASH_LEN;
+        m->block_hashes = hp;
+        m->n_block_hashes = 1;
+    }
+    if (e->parent_hash != NULL) {
+        memcpy(bytes + BT_KV_HASH_LEN, e->parent_hash, BT_KV_HASH_LEN);
+        m->parent_hash.data = bytes + BT_KV_HASH_LEN;
+        m->parent_hash.len = BT_KV_HASH_LEN;
+    }
+    node->ev_q[node->ev_n++] = m;
+    if (node->ev_flush != NULL) {
+        event_active(node->ev_flush, EV_TIMEOUT, 0);
+    }
+}
+
+void bt_node_metrics_update(bt_node_t *node)
+{
+    bt_kvpool_stats_t st;
+
+    bt_kvpool_stats(node->pool, &st);
+    bt_gauge_set(node->g_free, (double)(st.free + st.cached));
+    bt_gauge_set(node->g_used, (double)st.used);
+    bt_gauge_set(node->g_reserved, (double)st.reserved);
+    bt_gauge_set(node->g_running, (double)node->running);
+}
+
+bt_status_t bt_node_reg_start(bt_node_t *node)
+{
+    Baton__V1__NodeHello hello = BATON__V1__NODE_HELLO__INIT;
+    Baton__V1__NodeCapacity cap = BATON__V1__NODE_CAPACITY__INIT;
+    Baton__V1__KvGeometry g = BATON__V1__KV_GEOMETRY__INIT;
+    const bt_kv_geom_t *geom = bt_kvpool_geom(node->pool);
+    bt_registrar_params_t p;
+    void *desc = NULL;
+    size_t desc_len = 0;
+
+    bt_metrics_t *m = node->metrics;
+    node->g_free = bt_metrics_gauge(m, "baton_node_kv_free_blocks",
+                                    "kv blocks free or cached (evictable)", NULL);
+    node->g_used = bt_metrics_gauge(m, "baton_node_kv_used_blocks",
+                                    "kv blocks held by sequences or leases", NULL);
+    node->g_reserved = bt_metrics_gauge(m, "baton_node_kv_reserved_blocks",
+                                        "kv blocks held by leases not yet filled", NULL);
+    node->g_running = bt_metrics_gauge(m, "baton_node_running_sequences",
+                                       "sequences in the decode batch", NULL);
+    node->c_prefills = bt_metrics_counter(m, "baton_node_prefills_total",
+                                          "prefills answered", NULL);
+    node->c_tokens = bt_metrics_counter(m, "baton_node_decode_tokens_total",
+                                        "tokens sampled by decode steps", NULL);
+    bt_node_metrics_update(node);
+    node->ev_flush = event_new(node->base, -1, 0, bt_node_ev_flush, node);
+    if (node->cfg.router == NULL || node->cfg.router[0] == '\0') {
+        bt_warn("no --router: serving without registration");
+        return BT_OK;
+    }
+    g.n_layers = geom->n_layers;
+    g.n_kv_heads = geom->n_kv_heads;
+    g.head_dim = geom->head_dim;
+    g.block_size = geom->block_size;
+    g.dtype = geom->dtype == BT_DTYPE_F32 ? BATON__V1__KV_DTYPE__KV_DTYPE_F32
+              : geom->dtype == BT_DTYPE_F16 ? BATON__V1__KV_DTYPE__KV_DTYPE_F16
+                                            : BATON__V1__KV_DTYPE__KV_DTYPE_BF16;
+    cap.total_blocks = bt_kvpool_n_blocks(node->pool);
+    cap.block_size = geom->block_size;
+    cap.max_batch = (uint32_t)node->cfg.max_batch;
+    cap.max_prefill_tokens = (uint32_t)node->cfg.max_prefill_tokens;
+    cap.geometry = &g;
+    hello.node_id = node->node_id;
+    hello.role = node->role == BT_NODE_PREFILL
+                 ? BATON__V1__NODE_ROLE__NODE_ROLE_PREFILL
+                 : node->role == BT_NODE_DECODE
+                 ? BATON__V1__NODE_ROLE__NODE_ROLE_DECODE
+                 : BATON__V1__NODE_ROLE__NODE_ROLE_BOTH;
+    hello.model = node->model_name;
+    hello.grpc_address = node->grpc_addr;
+    hello.capacity = &cap;
+    hello.version = (char *)BT_VERSION;
+    if (node->region != NULL &&
+        bt_xfer_region_export(node->region, &desc, &desc_len) == BT_OK &&
+        desc_len <= 4096) {
+        /* the descriptor carries the worker address and the rkey */
+        hello.ucx_address.data = desc;
+        hello.ucx_address.len = desc_len;
+    }
+    node->router_ch = bt_rpc_channel_create(node->client, node->cfg.router, NULL);
+    if (node->router_ch == NULL) {
+        free(desc);
+        return BT_ERR_INVALID_ARG;
+    }
+    memset(&p, 0, sizeof(p));
+    p.router = node->router_ch;
+    p.hello = &hello;
+    p.heartbeat_ms = (uint32_t)node->cfg.heartbeat_ms;
+    p.cbs.status_cb = bt_node_status_cb;
+    p.cbs.command_cb = bt_node_command_cb;
+    p.cbs.registered_cb = bt_node_registered_cb;
+    p.cbs.arg = node;
+    node->reg = bt_registrar_create(node->base, &p);
+    free(desc);
+    return node->reg != NULL ? BT_OK : BT_ERR_INTERNAL;
+}

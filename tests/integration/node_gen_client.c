@@ -1,0 +1,115 @@
+/* Test client for the node integration test: one Generate call on the
+ * router's gRPC API with a pre-tokenized prompt; prints the token ids
+ * ("tokens: 1 2 3"), the finish reason and the usage on stdout.
+ *
+ *   node_gen_client TARGET MODEL IDS MAX_TOKENS [TEMPERATURE SEED]
+ *
+ * Exit 0 when the call ended OK with a final message. */
+#include "base/loop.h"
+#include "generate.pb-c.h"
+#include "rpc/client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    struct event_base *base;
+    uint32_t           toks[4096];
+    size_t             n;
+    int                finish;
+    unsigned           prompt_tokens, completion_tokens;
+    bool               final;
+    int                code;
+    char               msg[256];
+} gen_t;
+
+static void on_msg(void *arg, const ProtobufCMessage *m)
+{
+    gen_t *g = arg;
+    const Baton__V1__GenerateResponse *r = (const Baton__V1__GenerateResponse *)m;
+
+    for (size_t i = 0; i < r->n_token_ids && g->n < 4096; i++) {
+        g->toks[g->n++] = r->token_ids[i];
+    }
+    if (r->final != NULL) {
+        g->final = true;
+        g->finish = (int)r->final->finish_reason;
+        if (r->final->usage != NULL) {
+            g->prompt_tokens = r->final->usage->prompt_tokens;
+            g->completion_tokens = r->final->usage->completion_tokens;
+        }
+    }
+}
+
+static void on_done(void *arg, const bt_rpc_result_t *res)
+{
+    gen_t *g = arg;
+
+    g->code = (int)res->code;
+    snprintf(g->msg, sizeof(g->msg), "%s", res->message);
+    event_base_loopexit(g->base, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    Baton__V1__GenerateRequest req = BATON__V1__GENERATE_REQUEST__INIT;
+    Baton__V1__TokenIds ids = BATON__V1__TOKEN_IDS__INIT;
+    Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
+    bt_rpc_call_opts_t opts = { 30000, NULL, 0 };
+    static uint32_t prompt[4096];
+    bt_rpc_client_t *cli;
+    bt_rpc_channel_t *ch;
+    gen_t g;
+    char *p;
+
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s TARGET MODEL IDS MAX_TOKENS [TEMP SEED]\n",
+                argv[0]);
+        return 2;
+    }
+    memset(&g, 0, sizeof(g));
+    p = argv[3];
+    while (*p != '\0' && ids.n_ids < 4096) {
+        prompt[ids.n_ids++] = (uint32_t)strtoul(p, &p, 10);
+        while (*p == ',' || *p == ' ') {
+            p++;
+        }
+    }
+    ids.ids = prompt;
+    sp.max_tokens = atoi(argv[4]);
+    sp.ignore_eos = true;
+    if (argc >= 7) {
+        sp.temperature = (float)atof(argv[5]);
+        sp.seed_opt_case = BATON__V1__SAMPLING_PARAMS__SEED_OPT_SEED;
+        sp.seed = strtoull(argv[6], NULL, 10);
+    }
+    req.model = argv[2];
+    req.input_case = BATON__V1__GENERATE_REQUEST__INPUT_TOKENS;
+    req.tokens = &ids;
+    req.sampling = &sp;
+    g.base = bt_loop_create();
+    cli = bt_rpc_client_create(g.base, NULL);
+    ch = cli != NULL ? bt_rpc_channel_create(cli, argv[1], NULL) : NULL;
+    if (ch == NULL ||
+        bt_rpc_client_stream(ch, "/baton.v1.Generate/Generate", &req.base,
+                             &baton__v1__generate_response__descriptor, &opts,
+                             on_msg, on_done, &g, NULL) != BT_OK) {
+        fprintf(stderr, "cannot call %s\n", argv[1]);
+        return 1;
+    }
+    event_base_dispatch(g.base);
+    printf("tokens:");
+    for (size_t i = 0; i < g.n; i++) {
+        printf(" %u", g.toks[i]);
+    }
+    printf("\nfinish: %d\nusage: %u %u\n", g.finish, g.prompt_tokens,
+           g.completion_tokens);
+    if (g.code != 0) {
+        printf("error: code %d %s\n", g.code, g.msg);
+    }
+    bt_rpc_channel_destroy(ch);
+    bt_rpc_client_destroy(cli);
+    event_base_free(g.base);
+    return g.code == 0 && g.final ? 0 : 1;
+}
