@@ -133,8 +133,14 @@ int bt_node_decode_batch(bt_node_t *node, bt_step_seq_t *seqs, int max,
                          int32_t *toks, bt_dreq_t **who);
 void bt_node_decode_after(bt_node_t *node, bt_dreq_t **who, int n,
                           const float *logits, bt_status_t st);
+/* True while the lease waits for its kv cache (--role both writes into
+ * it directly only then). */
+bool bt_node_decode_lease_live(bt_node_t *node, uint64_t lease_id);
 bool bt_node_decode_cancel_id(bt_node_t *node, const char *request_id);
+/* Ends every call and gives every block back (before the gRPC server is
+ * destroyed); free_all frees what is left after it. */
 void bt_node_decode_destroy_all(bt_node_t *node);
+void bt_node_decode_free_all(bt_node_t *node);
 
 /* node_prefill.c */
 bt_status_t bt_node_prefill_register(bt_node_t *node);

@@ -42,6 +42,10 @@ struct bt_dreq {
     bt_kvseq_t        *seq;
     bool               in_step;
     bool               gone;       /* cancelled or failed: free after step */
+    bool               held;       /* call ended while reserved: the blocks
+                                    * wait for kv-complete or the grace */
+    bool               released;   /* blocks given back */
+    uint32_t           sends_out;  /* sent callbacks still to come */
     uint32_t          *pending;    /* tokens not yet sent */
     uint32_t           n_pending;
     bool               send_wait;  /* a send answered EXHAUSTED */
@@ -83,24 +87,54 @@ static void bt_dreq_release(bt_dreq_t *r)
     }
 }
 
-static void bt_dreq_free(bt_dreq_t *r)
+/* Gives the blocks back as soon as no step and no hold needs them; frees
+ * the request once no sent callback can still name it. */
+static void bt_dreq_put(bt_dreq_t *r)
 {
     bt_node_t *node = r->node;
 
-    bt_dreq_release(r);
+    if (r->in_step || r->held) {
+        return;
+    }
+    if (!r->released) {
+        r->released = true;
+        bt_dreq_release(r);
+        bt_node_inflight_done(node);
+        bt_node_metrics_update(node);
+    }
+    if (r->sends_out > 0) {
+        return;
+    }
     bt_dreq_unlink(node, r);
     free(r->prompt);
     free(r->out);
     free(r->resv);
     free(r->pending);
     free(r);
-    bt_node_inflight_done(node);
-    bt_node_metrics_update(node);
 }
+
+/* A lease cancelled before kv-complete keeps its blocks this long: the
+ * prefill node may still be writing into them (its aborted puts can land
+ * late), and reusing them at once could corrupt another sequence. */
+#define BT_DREQ_HOLD_MS 500
+
+static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Ends the call with an error (once) and frees when no step holds it. */
 static void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg)
 {
+    if (r->state == BT_DREQ_RESERVED && code != BT_RPC_DEADLINE_EXCEEDED &&
+        r->lease_ev != NULL && !r->held) {
+        struct timeval tv = { 0, BT_DREQ_HOLD_MS * 1000 };
+
+        bt_rpc_call_fail_code(r->call, code, msg);
+        r->state = BT_DREQ_DONE;
+        r->held = true;
+        r->gone = true;
+        event_del(r->lease_ev);
+        evtimer_add(r->lease_ev, &tv);
+        return;
+    }
     if (r->state != BT_DREQ_DONE) {
         bt_rpc_call_fail_code(r->call, code, msg);
         if (r->state == BT_DREQ_RUNNING && r->node->running > 0) {
@@ -110,7 +144,7 @@ static void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg)
     }
     r->gone = true;
     if (!r->in_step) {
-        bt_dreq_free(r);
+        bt_dreq_put(r);
     }
 }
 
@@ -121,6 +155,11 @@ static void bt_dreq_sent(bt_rpc_call_t *call, bool ok, void *arg)
     bt_dreq_t *r = arg;
 
     (void)call;
+    r->sends_out--;
+    if (r->gone) {
+        bt_dreq_put(r);
+        return;
+    }
     if (r->send_wait && ok && r->state != BT_DREQ_DONE) {
         r->send_wait = false;
         bt_dreq_flush(r);
@@ -149,6 +188,9 @@ static void bt_dreq_flush(bt_dreq_t *r)
             r->send_wait = true;
             return;
         }
+        if (s == BT_OK) {
+            r->sends_out++;
+        }
         if (s != BT_OK) {
             bt_dreq_fail(r, BT_RPC_CANCELLED, "stream gone");
             return;
@@ -172,6 +214,7 @@ static void bt_dreq_flush(bt_dreq_t *r)
             return;
         }
         if (s == BT_OK) {
+            r->sends_out++;
             bt_rpc_call_finish(r->call);
         } else {
             bt_rpc_call_fail_code(r->call, BT_RPC_CANCELLED, "stream gone");
@@ -180,7 +223,7 @@ static void bt_dreq_flush(bt_dreq_t *r)
         r->gone = true;
         /* blocks go back now; the call itself is done */
         if (!r->in_step) {
-            bt_dreq_free(r);
+            bt_dreq_put(r);
         }
     }
 }
@@ -221,6 +264,11 @@ static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (r->held) {
+        r->held = false;
+        bt_dreq_put(r);
+        return;
+    }
     if (r->state == BT_DREQ_RESERVED) {
         bt_warn("request %s: lease %llu expired before kv-complete", r->id,
                 (unsigned long long)r->lease_id);
@@ -232,11 +280,18 @@ static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
 static bt_dreq_t *bt_dreq_find_lease(bt_node_t *node, uint64_t lease)
 {
     for (bt_dreq_t *r = node->dreqs; r != NULL; r = r->next) {
-        if (r->lease_id == lease && !r->gone) {
+        if (r->lease_id == lease && (!r->gone || r->held)) {
             return r;
         }
     }
     return NULL;
+}
+
+bool bt_node_decode_lease_live(bt_node_t *node, uint64_t lease_id)
+{
+    bt_dreq_t *r = bt_dreq_find_lease(node, lease_id);
+
+    return r != NULL && r->state == BT_DREQ_RESERVED;
 }
 
 bool bt_node_decode_cancel_id(bt_node_t *node, const char *request_id)
@@ -261,6 +316,11 @@ void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
     uint32_t *ids32;
     bt_status_t s;
 
+    if (r != NULL && r->held) {
+        r->held = false;
+        bt_dreq_put(r);   /* the writer is done: the blocks can go */
+        return;
+    }
     if (r == NULL || r->state != BT_DREQ_RESERVED) {
         bt_debug("kv-complete for unknown lease %llu",
                  (unsigned long long)lease_id);
@@ -356,7 +416,7 @@ void bt_node_decode_after(bt_node_t *node, bt_dreq_t **who, int n,
         r->in_step = false;
         if (r->gone) {
             if (r->state == BT_DREQ_DONE) {
-                bt_dreq_free(r);
+                bt_dreq_put(r);
             }
             continue;
         }
@@ -571,14 +631,25 @@ bt_status_t bt_node_decode_register(bt_node_t *node)
 
 void bt_node_decode_destroy_all(bt_node_t *node)
 {
-    while (node->dreqs != NULL) {
-        bt_dreq_t *r = node->dreqs;
+    bt_dreq_t *next;
 
+    for (bt_dreq_t *r = node->dreqs; r != NULL; r = next) {
+        next = r->next;
         r->in_step = false;
+        r->held = false;
         if (r->state != BT_DREQ_DONE) {
             bt_rpc_call_fail_code(r->call, BT_RPC_UNAVAILABLE, "shutting down");
             r->state = BT_DREQ_DONE;
         }
-        bt_dreq_free(r);
+        r->gone = true;
+        bt_dreq_put(r);
+    }
+}
+
+void bt_node_decode_free_all(bt_node_t *node)
+{
+    while (node->dreqs != NULL) {
+        node->dreqs->sends_out = 0;
+        bt_dreq_put(node->dreqs);
     }
 }

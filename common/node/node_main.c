@@ -236,6 +236,7 @@ static void bt_node_free(bt_node_t *node)
     bt_registrar_destroy(node->reg);
     bt_http_server_destroy(node->http);
     bt_rpc_server_destroy(node->grpc);
+    bt_node_decode_free_all(node);
     bt_rpc_channel_destroy(node->router_ch);
     bt_rpc_client_destroy(node->client);
     if (node->ev_flush != NULL) {

@@ -222,6 +222,11 @@ static void bt_pjob_post(bt_pjob_t *j, uint32_t layer, uint32_t b0,
         return;
     }
     if (j->local) {
+        if (!bt_node_decode_lease_live(node, j->lease_id)) {
+            /* the decode side gave the blocks up: write nothing */
+            j->cancelled = true;
+            return;
+        }
         for (uint32_t b = b0; b < b1; b++) {
             if (src[b] != j->dst[b]) {
                 memcpy(bt_kvpool_block_ptr(node->pool, layer, j->dst[b]),
@@ -299,6 +304,8 @@ void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *j, const float *logits,
         bt_pjob_unqueue(node, j);
         if (j->replied) {
             bt_pjob_free(j);
+        } else if (j->local) {
+            bt_pjob_fail(j, BT_RPC_ABORTED, "the reservation was released");
         }
         /* else the stream's callback reports the failure and frees */
         return;

@@ -21,6 +21,7 @@ import time
 BUILD = os.environ.get("BATON_BUILD_ROOT", "build-node")
 MODE = sys.argv[1] if len(sys.argv) > 1 else "shm"
 PROCS = []
+LAST = {}
 N = 0
 FAILED = 0
 
@@ -114,11 +115,25 @@ def gen(router_grpc, ids, n, temp=None, seed=None):
         args += [str(temp), str(seed)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60)
     m = re.search(r"^tokens:([0-9 ]*)$", out.stdout, re.M)
+    u = re.search(r"^usage: (\d+) (\d+) (\d+)$", out.stdout, re.M)
     if out.returncode != 0 or not m:
         print("# client: rc %d %s %s" % (out.returncode, out.stdout.strip(),
                                          out.stderr.strip()))
         return None
+    LAST["cached"] = int(u.group(3)) if u else -1
     return [int(x) for x in m.group(1).split()]
+
+
+def decode_only(node_grpc, ids, n, lease_ms):
+    out = subprocess.run([os.path.join(BUILD, "tests/integration/node_gen_client"),
+                          "--decode", "ipv4:127.0.0.1:%d" % node_grpc,
+                          ",".join(map(str, ids)), str(n), str(lease_ms)],
+                         capture_output=True, text=True, timeout=30)
+    r = re.search(r"^reservation: (-?\d+) blocks$", out.stdout, re.M)
+    c = re.search(r"^code: (\d+) (.*)$", out.stdout, re.M)
+    if not r or not c:
+        return None, None, out.stdout
+    return int(r.group(1)), int(c.group(1)), c.group(2)
 
 
 def main():
@@ -140,8 +155,9 @@ def main():
     common = ["--model", model, "--router", target, "--threads", "1"]
     p, _, ph = start("prefill", [os.path.join(BUILD, "prefill_node/baton-prefill")]
                      + common + ["--max-prefill-tokens", "32"], env, tmp)
-    d, _, dh = start("decode", [os.path.join(BUILD, "decode_node/baton-decode")]
-                     + common + ["--kv-blocks", "512"], env, tmp)
+    d, dg, dh = start("decode", [os.path.join(BUILD, "decode_node/baton-decode")]
+                      + common + ["--kv-blocks", "512", "--node-id", "d1"],
+                      env, tmp)
     tap(wait_ready(rh), "router ready with a prefill and a decode node")
 
     # 1. HTTP completion (curl)
@@ -178,7 +194,9 @@ def main():
         "chunked prefill (100 tokens, chunks of 32) equals baton-run")
     # 5. the same prompt again: P reuses its cached prefix
     got = gen(rg, long_ids, 12)
-    tap(got == ref_long, "prefix-cached prefill gives the same tokens")
+    tap(got == ref_long and LAST.get("cached", 0) >= 64,
+        "prefix-cached prefill gives the same tokens (%s cached)"
+        % LAST.get("cached"))
 
     # 6. a client disconnect frees every block on D within a second
     total = gauge(dh, "baton_node_kv_free_blocks")
@@ -204,7 +222,31 @@ def main():
         "disconnect frees every block (%s used while streaming, freed %s "
         "after %.2fs)" % (used, freed, time.time() - t0))
 
-    # 7. --role both alone: the same tokens without the UCX hop
+    # 7. a lease whose kv cache never comes ends DEADLINE_EXCEEDED and
+    # frees its blocks; a request too big for the pool is refused
+    nb, code, msg = decode_only(dg, short, 8, 300)
+    tap(nb == 1 and code == 4 and gauge(dh, "baton_node_kv_used_blocks") == 0,
+        "lease expiry: DEADLINE_EXCEEDED, blocks freed (%s %s %s)"
+        % (nb, code, msg))
+    nb, code, msg = decode_only(dg, short, 100000, 1000)
+    tap(nb == -1 and code == 8 and "reserve" in msg,
+        "too large for the pool: RESOURCE_EXHAUSTED (%s)" % msg)
+    # 8. the router's drain command: the node refuses new work, undrain
+    ctl = os.path.join(BUILD, "cli/batonctl")
+    if os.path.exists(ctl):
+        subprocess.run([ctl, "--router", target, "drain", "d1"],
+                       capture_output=True, timeout=10)
+        time.sleep(0.3)
+        nb, code, msg = decode_only(dg, short, 8, 300)
+        subprocess.run([ctl, "--router", target, "undrain", "d1"],
+                       capture_output=True, timeout=10)
+        time.sleep(0.3)
+        got = gen(rg, short, 16)
+        tap(code == 14 and got is not None,
+            "drain command refuses new work (UNAVAILABLE), undrain serves "
+            "again (%s %s)" % (code, msg))
+
+    # 9. --role both alone: the same tokens without the UCX hop
     for q in (p, d):
         q.send_signal(signal.SIGTERM)
     rcs = []

@@ -3,10 +3,14 @@
  * ("tokens: 1 2 3"), the finish reason and the usage on stdout.
  *
  *   node_gen_client TARGET MODEL IDS MAX_TOKENS [TEMPERATURE SEED]
+ *   node_gen_client --decode NODE_TARGET IDS MAX_TOKENS LEASE_MS
  *
+ * The second form opens DecodeStream on a decode node directly and never
+ * prefills: it prints "reservation: N blocks" and the call's end code.
  * Exit 0 when the call ended OK with a final message. */
 #include "base/loop.h"
 #include "generate.pb-c.h"
+#include "node.pb-c.h"
 #include "rpc/client.h"
 
 #include <stdio.h>
@@ -18,7 +22,8 @@ typedef struct {
     uint32_t           toks[4096];
     size_t             n;
     int                finish;
-    unsigned           prompt_tokens, completion_tokens;
+    unsigned           prompt_tokens, completion_tokens, cached_tokens;
+    long               resv_blocks;
     bool               final;
     int                code;
     char               msg[256];
@@ -38,7 +43,18 @@ static void on_msg(void *arg, const ProtobufCMessage *m)
         if (r->final->usage != NULL) {
             g->prompt_tokens = r->final->usage->prompt_tokens;
             g->completion_tokens = r->final->usage->completion_tokens;
+            g->cached_tokens = r->final->usage->cached_tokens;
         }
+    }
+}
+
+static void on_decode_msg(void *arg, const ProtobufCMessage *m)
+{
+    gen_t *g = arg;
+    const Baton__V1__DecodeResponse *r = (const Baton__V1__DecodeResponse *)m;
+
+    if (r->kind_case == BATON__V1__DECODE_RESPONSE__KIND_RESERVATION) {
+        g->resv_blocks = (long)r->reservation->n_block_ids;
     }
 }
 
@@ -51,31 +67,82 @@ static void on_done(void *arg, const bt_rpc_result_t *res)
     event_base_loopexit(g->base, NULL);
 }
 
+static uint32_t prompt[4096];
+
+static size_t parse_ids(char *p)
+{
+    size_t n = 0;
+
+    while (*p != '\0' && n < 4096) {
+        prompt[n++] = (uint32_t)strtoul(p, &p, 10);
+        while (*p == ',' || *p == ' ') {
+            p++;
+        }
+    }
+    return n;
+}
+
+static int decode_only(char **argv)
+{
+    Baton__V1__DecodeRequest req = BATON__V1__DECODE_REQUEST__INIT;
+    Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
+    Baton__V1__TenantInfo tenant = BATON__V1__TENANT_INFO__INIT;
+    bt_rpc_call_opts_t opts = { 30000, NULL, 0 };
+    static uint8_t root[32];
+    bt_rpc_client_t *cli;
+    bt_rpc_channel_t *ch;
+    gen_t g;
+
+    memset(&g, 0, sizeof(g));
+    g.resv_blocks = -1;
+    req.token_ids = prompt;
+    req.n_token_ids = parse_ids(argv[3]);
+    sp.max_tokens = atoi(argv[4]);
+    req.lease_ms = (uint32_t)atoi(argv[5]);
+    req.request_id = "decode-only";
+    req.sampling = &sp;
+    tenant.root_hash.data = root;
+    tenant.root_hash.len = sizeof(root);
+    req.tenant = &tenant;
+    g.base = bt_loop_create();
+    cli = bt_rpc_client_create(g.base, NULL);
+    ch = cli != NULL ? bt_rpc_channel_create(cli, argv[2], NULL) : NULL;
+    if (ch == NULL ||
+        bt_rpc_client_stream(ch, "/baton.v1.Decode/DecodeStream", &req.base,
+                             &baton__v1__decode_response__descriptor, &opts,
+                             on_decode_msg, on_done, &g, NULL) != BT_OK) {
+        fprintf(stderr, "cannot call %s\n", argv[2]);
+        return 1;
+    }
+    event_base_dispatch(g.base);
+    printf("reservation: %ld blocks\ncode: %d %s\n", g.resv_blocks, g.code,
+           g.msg);
+    bt_rpc_channel_destroy(ch);
+    bt_rpc_client_destroy(cli);
+    event_base_free(g.base);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     Baton__V1__GenerateRequest req = BATON__V1__GENERATE_REQUEST__INIT;
     Baton__V1__TokenIds ids = BATON__V1__TOKEN_IDS__INIT;
     Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
     bt_rpc_call_opts_t opts = { 30000, NULL, 0 };
-    static uint32_t prompt[4096];
     bt_rpc_client_t *cli;
     bt_rpc_channel_t *ch;
     gen_t g;
-    char *p;
 
+    if (argc >= 6 && strcmp(argv[1], "--decode") == 0) {
+        return decode_only(argv);
+    }
     if (argc < 5) {
         fprintf(stderr, "usage: %s TARGET MODEL IDS MAX_TOKENS [TEMP SEED]\n",
                 argv[0]);
         return 2;
     }
     memset(&g, 0, sizeof(g));
-    p = argv[3];
-    while (*p != '\0' && ids.n_ids < 4096) {
-        prompt[ids.n_ids++] = (uint32_t)strtoul(p, &p, 10);
-        while (*p == ',' || *p == ' ') {
-            p++;
-        }
-    }
+    ids.n_ids = parse_ids(argv[3]);
     ids.ids = prompt;
     sp.max_tokens = atoi(argv[4]);
     sp.ignore_eos = true;
@@ -103,8 +170,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < g.n; i++) {
         printf(" %u", g.toks[i]);
     }
-    printf("\nfinish: %d\nusage: %u %u\n", g.finish, g.prompt_tokens,
-           g.completion_tokens);
+    printf("\nfinish: %d\nusage: %u %u %u\n", g.finish, g.prompt_tokens,
+           g.completion_tokens, g.cached_tokens);
     if (g.code != 0) {
         printf("error: code %d %s\n", g.code, g.msg);
     }
