@@ -12,7 +12,7 @@ PACKAGES=(
   libssl-dev libjansson-dev libutf8proc-dev
   # tests
   libcmocka-dev python3 python3-grpcio python3-protobuf protobuf-compiler
-  protobuf-compiler-grpc python3-numpy curl procps openssl nodejs
+  protobuf-compiler-grpc python3-numpy curl procps openssl nodejs python3-yaml
 )
 # The openai npm client test needs npm. Node.js from other sources bundles
 # its own npm, and Debian's npm package would conflict with it: ask for npm
