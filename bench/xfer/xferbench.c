@@ -98,9 +98,16 @@ typedef struct {
     int                errors;
 } side_t;
 
+/* Busy-poll: the worker often, the loop (epoll_wait, which delivers the
+ * callbacks of transfers done inside bt_xfer_write) every few polls or
+ * when the worker went quiet. */
 static void spin(side_t *s)
 {
-    bt_xfer_ctx_progress(s->ctx);
+    for (int i = 0; i < 8; i++) {
+        if (bt_xfer_ctx_progress(s->ctx) == 0) {
+            break;
+        }
+    }
     event_base_loop(s->base, EVLOOP_NONBLOCK);
 }
 

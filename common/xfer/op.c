@@ -416,7 +416,9 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
     op->err = post_data(op);
     op_step(op);
     ctx->in_api = false;
-    bt_xfer_ctx_kick(ctx);
+    if (op->n_live > 0) {
+        bt_xfer_ctx_kick(ctx);   /* requests to progress */
+    }
     *op_p = op;
     return BT_IN_PROGRESS;
 
