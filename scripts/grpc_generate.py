@@ -19,9 +19,10 @@ def load_stubs(out):
                     "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin"] + files,
                    check=True)
     sys.path.insert(0, out)
+    import common_pb2
     import generate_pb2
     import generate_pb2_grpc
-    return generate_pb2, generate_pb2_grpc
+    return common_pb2, generate_pb2, generate_pb2_grpc
 
 
 def main():
@@ -38,7 +39,7 @@ def main():
 
     import grpc
     with tempfile.TemporaryDirectory() as tmp:
-        pb, pb_grpc = load_stubs(tmp)
+        common, pb, pb_grpc = load_stubs(tmp)
         req = pb.GenerateRequest(model=args.model, prompt=args.prompt)
         req.sampling.max_tokens = args.max_tokens
         req.sampling.temperature = args.temperature
@@ -62,7 +63,7 @@ def main():
         print("".join(text))
         if final is not None:
             print("[finish %s, %d prompt + %d generated tokens]" % (
-                pb.FinishReason.Name(final.finish_reason), final.usage.prompt_tokens,
+                common.FinishReason.Name(final.finish_reason), final.usage.prompt_tokens,
                 final.usage.completion_tokens))
     return 0 if final is not None else 1
 

@@ -69,7 +69,7 @@ await expectError(() => client.completions.create({ model: "no-such-model", prom
                   404, "unknown model");
 await expectError(() => client.completions.create({ model, prompt: "x", max_tokens: 0 }), 400, "max_tokens 0");
 await expectError(() => client.completions.create({ model, prompt: "", max_tokens: 4 }), 400, "empty prompt");
-await expectError(() => client.completions.create({ model, prompt: "x", max_tokens: 100000000 }), 400,
+await expectError(() => client.completions.create({ model, prompt: "x", max_tokens: 5000 }), 400,
                   "max_tokens past the context");
 
 console.log(`1..${n}`);
