@@ -84,14 +84,24 @@ static void ctl_print_nodes(const json_t *resp)
     const json_t *n;
     size_t i;
 
-    printf("%-24s %-8s %-9s %15s %8s %14s  %s\n", "ID", "ROLE", "STATE",
+    int w = 16;
+
+    /* the id column fits the longest id (pod names run long) */
+    json_array_foreach(nodes, i, n) {
+        size_t len = strlen(ctl_str(n, "node_id"));
+
+        if (len > (size_t)w) {
+            w = len > 64 ? 64 : (int)len;
+        }
+    }
+    printf("%-*s %-8s %-9s %15s %8s %14s  %s\n", w, "ID", "ROLE", "STATE",
            "FREE/TOTAL", "RUNNING", "QUEUED_TOKENS", "ADDRESS");
     json_array_foreach(nodes, i, n) {
         char role[16], state[16], blocks[32];
 
         snprintf(blocks, sizeof(blocks), "%lld/%lld", ctl_int(n, "free_blocks"),
                  ctl_int(n, "total_blocks"));
-        printf("%-24s %-8s %-9s %15s %8lld %14lld  %s\n", ctl_str(n, "node_id"),
+        printf("%-*s %-8s %-9s %15s %8lld %14lld  %s\n", w, ctl_str(n, "node_id"),
                ctl_enum(n, "role", "NODE_ROLE_", role, sizeof(role)),
                ctl_enum(n, "state", "NODE_STATE_", state, sizeof(state)), blocks,
                ctl_int(n, "running_sequences"), ctl_int(n, "queued_prefill_tokens"),
