@@ -138,6 +138,7 @@ def decode_only(node_grpc, ids, n, lease_ms):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="baton-node-it-")
+    print("# logs in " + tmp, flush=True)
     model = os.path.join(tmp, "tiny")
     subprocess.run([os.path.join(BUILD, "tools/baton-mkmodel"), "builtin",
                     "--out", model], check=True, capture_output=True,
@@ -147,7 +148,11 @@ def main():
     if MODE == "tcp":
         env["UCX_NET_DEVICES"] = "lo"
     env.setdefault("BATON_LOG_LEVEL", "info")
-    _, rg, rh = start("router", [os.path.join(BUILD, "router/baton-router"),
+    # NODE_TEST_ROUTER: another router binary (e.g. a normal build's when
+    # the nodes come from a sanitizer build)
+    router_bin = os.environ.get("NODE_TEST_ROUTER",
+                                os.path.join(BUILD, "router/baton-router"))
+    _, rg, rh = start("router", [router_bin,
                                  "--model", model, "--grpc-port", "0",
                                  "--http-port", "0", "--heartbeat", "100ms"],
                       env, tmp)
