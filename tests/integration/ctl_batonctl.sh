@@ -3,6 +3,8 @@
 # bounded; everything started here is killed on exit.
 #   env: BATONCTL, BATON_ROUTER_BIN, BATON_MKMODEL, BATON_BUILD_ROOT
 set -u
+# the test sets what it needs; an operator's settings must not leak in
+unset BATON_CTL_JSON BATON_CTL_NODE BATON_CTL_ROLE BATON_CTL_DRY_RUN BATON_CTL_KVSTORE BATON_CTL_LIMIT
 
 CTL=${BATONCTL:?}
 ROUTER=${BATON_ROUTER_BIN:?}
