@@ -252,8 +252,26 @@ def main():
             "again (%s %s)" % (code, msg))
 
     # 9. --role both alone: the same tokens without the UCX hop
+    # SIGTERM while a request streams: it still finishes, then exit 0
+    time.sleep(1.0)
+    tap(gauge(dh, "baton_node_kv_used_blocks") == 0 and
+        http_get(rh, "/readyz")[0] == 200, "idle again after the tests above")
+    bg = subprocess.Popen([os.path.join(BUILD, "tests/integration/node_gen_client"),
+                           target, "tiny", ",".join(map(str, short)), "400"],
+                          stdout=subprocess.PIPE, text=True)
+    PROCS.append(bg)
+    deadline = time.time() + 10
+    while time.time() < deadline and not gauge(dh, "baton_node_running_sequences"):
+        time.sleep(0.01)
     for q in (p, d):
         q.send_signal(signal.SIGTERM)
+    try:
+        bg_out = bg.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        bg_out = ""
+    tap(bg.returncode == 0 and "usage: 11 400" in bg_out,
+        "a request in flight at SIGTERM finishes (%s)"
+        % bg_out.replace("\n", " ")[-60:])
     rcs = []
     for q in (p, d):
         try:
