@@ -12,7 +12,9 @@
 #include "base/log.h"
 #include "parallel.h"
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
