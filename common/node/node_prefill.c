@@ -48,7 +48,7 @@ struct bt_pjob {
     bool                in_step, cancelled, replied, freeing;
     uint32_t            first;
     bt_finish_t         finish;
-    uint64_t            t_start_us, compute_us, xfer_start_us, bytes;
+    uint64_t            t_start_us, queue_us, compute_us, xfer_start_us, bytes;
 };
 
 static bt_node_remote_t *bt_node_remote_get(bt_node_t *node, const char *id,
@@ -158,6 +158,7 @@ static void bt_pjob_reply(bt_pjob_t *j)
 
     st.computed_tokens = j->n - j->cached;
     st.node_cached_tokens = j->cached;
+    st.queue_us = j->queue_us;
     st.compute_us = j->compute_us;
     st.transfer_us = bt_now_us() - j->xfer_start_us;
     st.transfer_bytes = j->bytes;
@@ -274,6 +275,9 @@ bool bt_node_prefill_chunk(bt_node_t *node, bt_step_seq_t *seq,
     len = j->n - j->next_tok;
     if (len > (uint32_t)node->cfg.max_prefill_tokens) {
         len = (uint32_t)node->cfg.max_prefill_tokens;
+    }
+    if (j->next_tok == j->cached) {
+        j->queue_us = bt_now_us() - j->t_start_us;   /* first chunk */
     }
     j->chunk_a = j->next_tok;
     j->chunk_b = j->next_tok + len;

@@ -203,6 +203,17 @@ def main():
         "prefix-cached prefill gives the same tokens (%s cached)"
         % LAST.get("cached"))
 
+    # 5b. the router's flush-cache command empties P's prefix cache
+    ctl = os.path.join(BUILD, "cli/batonctl")
+    if os.path.exists(ctl):
+        fl = subprocess.run([ctl, "--router", target, "flush-cache"],
+                            capture_output=True, text=True, timeout=10)
+        time.sleep(0.2)
+        got = gen(rg, long_ids, 12)
+        tap(fl.returncode == 0 and got == ref_long and LAST.get("cached") == 0,
+            "flush-cache: the next prefill computes everything again "
+            "(rc %d, %s cached)" % (fl.returncode, LAST.get("cached")))
+
     # 6. a client disconnect frees every block on D within a second
     total = gauge(dh, "baton_node_kv_free_blocks")
     c = http.client.HTTPConnection("127.0.0.1", rh, timeout=10)
@@ -237,7 +248,6 @@ def main():
     tap(nb == -1 and code == 8 and "reserve" in msg,
         "too large for the pool: RESOURCE_EXHAUSTED (%s)" % msg)
     # 8. the router's drain command: the node refuses new work, undrain
-    ctl = os.path.join(BUILD, "cli/batonctl")
     if os.path.exists(ctl):
         subprocess.run([ctl, "--router", target, "drain", "d1"],
                        capture_output=True, timeout=10)
