@@ -251,12 +251,18 @@ def main():
     if os.path.exists(ctl):
         subprocess.run([ctl, "--router", target, "drain", "d1"],
                        capture_output=True, timeout=10)
-        time.sleep(0.3)
-        nb, code, msg = decode_only(dg, short, 8, 300)
+        deadline = time.time() + 5
+        code = msg = None
+        while time.time() < deadline and code != 14:
+            nb, code, msg = decode_only(dg, short, 8, 300)
+            time.sleep(0.05)
         subprocess.run([ctl, "--router", target, "undrain", "d1"],
                        capture_output=True, timeout=10)
-        time.sleep(0.3)
-        got = gen(rg, short, 16)
+        deadline = time.time() + 5
+        got = None
+        while time.time() < deadline and got is None:
+            time.sleep(0.1)
+            got = gen(rg, short, 16)
         tap(code == 14 and got is not None,
             "drain command refuses new work (UNAVAILABLE), undrain serves "
             "again (%s %s)" % (code, msg))
