@@ -272,6 +272,43 @@ def main():
     time.sleep(1.0)
     tap(gauge(dh, "baton_node_kv_used_blocks") == 0 and
         http_get(rh, "/readyz")[0] == 200, "idle again after the tests above")
+    # a decode node killed mid-stream: the router re-prefills prompt ++
+    # generated on another one and the tokens stay those of baton-run
+    d2, _, d2h = start("decode2", [os.path.join(BUILD, "decode_node/baton-decode")]
+                       + common + ["--kv-blocks", "512", "--node-id", "d2"],
+                       env, tmp)
+    deadline = time.time() + 10
+    while time.time() < deadline and "d2" not in subprocess.run(
+            [ctl, "--router", target, "nodes"], capture_output=True,
+            text=True, timeout=10).stdout:
+        time.sleep(0.05)
+    fo = subprocess.Popen([os.path.join(BUILD, "tests/integration/node_gen_client"),
+                           target, "tiny", ",".join(map(str, short)), "600"],
+                          stdout=subprocess.PIPE, text=True)
+    PROCS.append(fo)
+    victim = None
+    deadline = time.time() + 10
+    while time.time() < deadline and victim is None:
+        for q, hp in ((d, dh), (d2, d2h)):
+            if gauge(hp, "baton_node_running_sequences"):
+                victim = q
+                break
+    if victim is not None:
+        time.sleep(0.05)
+        victim.kill()
+    try:
+        fo_out = fo.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        fo_out = ""
+    m = re.search(r"^tokens:([0-9 ]*)$", fo_out, re.M)
+    fo_toks = [int(x) for x in m.group(1).split()] if m else None
+    fovers = gauge(rh, "baton_router_decode_failovers_total")
+    tap(victim is not None and fovers == 1 and
+        fo_toks == run_ref(model, short, 600),
+        "decode failover mid-stream keeps the tokens of baton-run (%s "
+        "failovers; %s)" % (fovers, fo_out.replace("\n", " ")[-50:]))
+    if victim is d:
+        d, dh = d2, d2h
     bg = subprocess.Popen([os.path.join(BUILD, "tests/integration/node_gen_client"),
                            target, "tiny", ",".join(map(str, short)), "400"],
                           stdout=subprocess.PIPE, text=True)
