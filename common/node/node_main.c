@@ -269,12 +269,14 @@ static void bt_node_free(bt_node_t *node)
 int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
                  const char *prog)
 {
+    static const char *const role_names[] = { "prefill", "decode", "both" };
+    bt_opt_t table[BT_OPTS_COUNT(bt_node_table)];
     const bt_opts_spec_t spec = {
         prog, "--model DIR --router TARGET [OPTIONS]",
         "A Baton serving node: prefill, decode, or both (--role). It loads\n"
         "the model, keeps its KV cache in a UCX region, serves Prefill and\n"
         "Decode over gRPC and registers with the router.",
-        bt_node_table, BT_OPTS_COUNT(bt_node_table),
+        table, BT_OPTS_COUNT(bt_node_table),
     };
     bt_node_t *node = calloc(1, sizeof(*node));
     bt_loop_signals_t *sig = NULL;
@@ -286,7 +288,9 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     if (node == NULL) {
         return 1;
     }
-    node->cfg.role = (int)default_role;
+    /* --role defaults to the binary's own (shown by --help) */
+    memcpy(table, bt_node_table, sizeof(table));
+    table[0].defval = role_names[default_role];
     bt_opts_parse_or_exit(&spec, &node->cfg, argc, argv);
     node->role = (bt_node_role_t)node->cfg.role;
     if (!bt_log_level_parse(node->cfg.log_level, &level)) {
