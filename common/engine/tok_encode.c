@@ -189,6 +189,21 @@ static bool added_next(const bt_tok_t *tok, const char *s, size_t len,
 
 /* ---- the pipeline ---- */
 
+/* Per-call memo of BPE results for short pieces: a direct-mapped table,
+ * allocated only for long inputs, where words repeat. Per call, so the
+ * tokenizer stays immutable and shared. */
+size_t tok_cache_min_text = 8192;
+#define CACHE_SLOTS    8192
+#define CACHE_KEY      22
+#define CACHE_IDS      6
+
+typedef struct {
+    uint8_t klen; /* 0 = empty */
+    uint8_t nids;
+    char    key[CACHE_KEY];
+    int32_t ids[CACHE_IDS];
+} cache_ent_t;
+
 typedef struct {
     const bt_tok_t   *tok;
     bool              parse_special;
@@ -196,7 +211,34 @@ typedef struct {
     tok_pieces_t      a, b;
     bt_buf_t          norm;
     bt_tok_ids_t     *out;
+    cache_ent_t      *cache; /* NULL for short inputs */
 } enc_t;
+
+static bt_status_t bpe_cached(enc_t *e, const char *w, size_t len)
+{
+    cache_ent_t *c;
+    size_t n0;
+    bt_status_t st;
+
+    if (e->cache == NULL || len > CACHE_KEY)
+        return tok_bpe_word(e->tok, w, len, e->out);
+    c = &e->cache[tok_hash(w, len) & (CACHE_SLOTS - 1)];
+    if (c->klen == len && memcmp(c->key, w, len) == 0) {
+        st = BT_OK;
+        for (uint8_t i = 0; i < c->nids && st == BT_OK; i++)
+            st = bt_tok_ids_push(e->out, c->ids[i]);
+        return st;
+    }
+    n0 = e->out->n;
+    st = tok_bpe_word(e->tok, w, len, e->out);
+    if (st == BT_OK && e->out->n - n0 <= CACHE_IDS) {
+        c->klen = (uint8_t)len;
+        c->nids = (uint8_t)(e->out->n - n0);
+        memcpy(c->key, w, len);
+        memcpy(c->ids, e->out->ids + n0, c->nids * sizeof(int32_t));
+    }
+    return st;
+}
 
 /* Normalized text without added tokens: pre-tokenize, then BPE. */
 static bt_status_t encode_plain(enc_t *e, const char *s, size_t len,
@@ -211,8 +253,7 @@ static bt_status_t encode_plain(enc_t *e, const char *s, size_t len,
     if (st == BT_OK && e->tok->pre != NULL)
         st = tok_pre_apply(e->tok->pre, e->md, &e->a, &e->b);
     for (size_t i = 0; i < e->a.n && st == BT_OK; i++)
-        st = tok_bpe_word(e->tok, e->a.text.data + e->a.v[i].off,
-                          e->a.v[i].len, e->out);
+        st = bpe_cached(e, e->a.text.data + e->a.v[i].off, e->a.v[i].len);
     return st;
 }
 
@@ -282,7 +323,9 @@ bt_status_t bt_tok_encode(const bt_tok_t *tok, const char *text, size_t len,
     tok_pieces_init(&e.b, bound);
     bt_buf_init(&e.norm, bound);
     e.md = pcre2_match_data_create(ENC_MD_PAIRS, NULL);
-    if (e.md == NULL) {
+    if (len >= tok_cache_min_text)
+        e.cache = calloc(CACHE_SLOTS, sizeof(*e.cache));
+    if (e.md == NULL || (len >= tok_cache_min_text && e.cache == NULL)) {
         st = BT_ERR_NO_MEMORY;
         goto out;
     }
@@ -307,6 +350,7 @@ out:
         tok_err(err, err_size, "encode failed: %s", bt_status_str(st));
     }
     pcre2_match_data_free(e.md);
+    free(e.cache);
     tok_pieces_cleanup(&e.a);
     tok_pieces_cleanup(&e.b);
     bt_buf_cleanup(&e.norm);

@@ -270,6 +270,10 @@ bt_status_t tok_pre_apply(const tok_pre_t *pre, pcre2_match_data *md,
 bt_status_t tok_bpe_word(const bt_tok_t *tok, const char *w, size_t len,
                          bt_tok_ids_t *out);
 
+/* tok_encode.c: inputs of at least this many bytes memoize BPE results per
+ * call (tests set it to 0 or SIZE_MAX to compare both paths). */
+extern size_t tok_cache_min_text;
+
 /* tok_encode.c: builds added_order/added_first after loading. */
 bt_status_t tok_added_index_build(bt_tok_t *tok);
 

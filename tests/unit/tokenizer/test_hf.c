@@ -4,6 +4,7 @@
 #include "engine/tokenizer.h"
 
 #include "base/json.h"
+#include "engine/tok_int.h"
 #include "tok_test_util.h"
 
 #include <setjmp.h>
@@ -21,6 +22,7 @@ static void check_family(const char *name)
     FILE *f;
     char line[65536];
     int cases = 0, bad = 0;
+    bt_buf_t all;
 
     if (data == NULL) {
         skip();
@@ -32,6 +34,7 @@ static void check_family(const char *name)
     snprintf(path, sizeof(path), "%s/expectations/%s.jsonl", data, name);
     f = fopen(path, "r");
     assert_non_null(f);
+    bt_buf_init(&all, 1 << 24);
     while (fgets(line, sizeof(line), f) != NULL) {
         json_t *row, *ids;
         const char *text;
@@ -60,6 +63,21 @@ static void check_family(const char *name)
                 printf(" %d", got.ids[i]);
             printf("\n");
         }
+        /* the per-call BPE memo gives the same ids */
+        {
+            bt_tok_ids_t memo;
+            bt_tok_ids_init(&memo, 1 << 20);
+            tok_cache_min_text = 0;
+            assert_int_equal(bt_tok_encode(tok, text, text_len, 0, &memo, err,
+                                           sizeof(err)), BT_OK);
+            tok_cache_min_text = 8192;
+            assert_int_equal(memo.n, got.n);
+            if (got.n > 0)
+                assert_memory_equal(memo.ids, got.ids, got.n * 4);
+            bt_tok_ids_cleanup(&memo);
+        }
+        for (int k = 0; k < 20; k++)
+            bt_buf_append(&all, text, text_len);
         /* decode(encode(x)) == x, and the stream says the same */
         bt_buf_init(&dec, 1 << 24);
         bt_buf_init(&streamed, 1 << 24);
@@ -86,6 +104,24 @@ static void check_family(const char *name)
         cases++;
     }
     fclose(f);
+    /* all texts repeated (over the memo threshold): memo on and off agree */
+    {
+        bt_tok_ids_t a, b;
+        bt_tok_ids_init(&a, 1 << 24);
+        bt_tok_ids_init(&b, 1 << 24);
+        assert_true(all.len >= 8192);
+        assert_int_equal(bt_tok_encode(tok, all.data, all.len, 0, &a, err,
+                                       sizeof(err)), BT_OK);
+        tok_cache_min_text = SIZE_MAX;
+        assert_int_equal(bt_tok_encode(tok, all.data, all.len, 0, &b, err,
+                                       sizeof(err)), BT_OK);
+        tok_cache_min_text = 8192;
+        assert_int_equal(a.n, b.n);
+        assert_memory_equal(a.ids, b.ids, a.n * 4);
+        bt_tok_ids_cleanup(&a);
+        bt_tok_ids_cleanup(&b);
+    }
+    bt_buf_cleanup(&all);
     bt_tok_destroy(tok);
     printf("# %s: %d cases, %d failures\n", name, cases, bad);
     assert_int_equal(bad, 0);

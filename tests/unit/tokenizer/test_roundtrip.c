@@ -150,6 +150,7 @@ static void real(const char *name)
     if (bt_tok_load_dir(path, &tok, err, sizeof(err)) != BT_OK)
         fail_msg("load %s: %s", name, err);
     roundtrip(tok, 150, 200);
+    roundtrip(tok, 3, 20000); /* long: goes through the per-call memo */
     bt_tok_destroy(tok);
 }
 
@@ -186,6 +187,7 @@ static void test_trained(void **state)
     assert_int_equal(bt_tok_load_mem(json.data, json.len, NULL, 0, &tok, err,
                                      sizeof(err)), BT_OK);
     roundtrip(tok, 150, 200);
+    roundtrip(tok, 3, 20000);
     bt_tok_destroy(tok);
     bt_buf_cleanup(&corpus);
     bt_buf_cleanup(&json);
