@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Cluster figures for issue 8: a colocated cluster (one --role both node)
+# against a disaggregated one (1 prefill + 1 decode over UCX shm), each
+# started in turn by deploy/local/baton-local with the same model, measured
+# with baton-bench in this one run:
+#   - TTFT for prompts of 128, 512 and 2048 token ids (sequential requests,
+#     max_tokens 1, the median of $TTFT_N after one warm-up request);
+#   - throughput under $TP_C concurrent streams of $TP_O output tokens;
+#   - $MANY_C concurrent streams with small outputs, all must complete.
+# Prints TTFT disaggregated / colocated per prompt length (target <= 1.05 at
+# 2048) and throughput disaggregated / colocated.
+#   bench/cluster/run_cluster_bench.sh BUILD_DIR
+set -euo pipefail
+
+[ $# -ge 1 ] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+BUILD=$(cd "$1" && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+LOCAL=$ROOT/deploy/local/baton-local
+BENCH=$BUILD/bench/cluster/baton-bench
+TTFT_N=${TTFT_N:-5}
+TP_N=${TP_N:-64} TP_C=${TP_C:-16} TP_O=${TP_O:-64} TP_P=${TP_P:-128}
+MANY_C=${MANY_C:-200} MANY_O=${MANY_O:-4} MANY_P=${MANY_P:-32}
+for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
+  [ -x "$x" ] || { echo "run_cluster_bench: $x is not built" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d /tmp/baton-cluster-bench.XXXXXX)
+cleanup() {
+  local rd
+  for rd in "$TMP"/run-*; do
+    [ -d "$rd" ] && BUILD=$BUILD BATON_RUN_DIR=$rd "$LOCAL" down >/dev/null 2>&1 || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+MODEL=$TMP/models/builtin
+"$BUILD/tools/baton-mkmodel" builtin --max-pos 4096 --out "$MODEL" >/dev/null
+
+field() { # file, python expression over the parsed object `j`
+  /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+measure() { # mode, then baton-local up flags
+  local mode=$1; shift
+  local rd=$TMP/run-$mode url model p
+  BUILD=$BUILD BATON_RUN_DIR=$rd "$LOCAL" up "$@" --model "$MODEL" \
+    --http-port 0 --grpc-port 0 >"$TMP/$mode-up.log" 2>&1 ||
+    { cat "$TMP/$mode-up.log" >&2; return 1; }
+  url=$(field "$rd/endpoints.json" 'j["http"]')
+  model=$(field "$rd/endpoints.json" 'j["model"]')
+  echo "== $mode cluster at $url" >&2
+  local common=(--url "$url" --model "$model" --json --timeout 120s --deadline 9m)
+  for p in 128 512 2048; do
+    "$BENCH" "${common[@]}" --requests 1 --prompt-tokens "$p" --output-tokens 1 \
+      --seed 99 >/dev/null || true
+    "$BENCH" "${common[@]}" --requests "$TTFT_N" --concurrency 1 \
+      --prompt-tokens "$p" --output-tokens 1 >"$TMP/$mode-ttft-$p.json" || true
+    echo "   ttft p=$p: $(field "$TMP/$mode-ttft-$p.json" 'j["ttft_ms"]["p50"]') ms" >&2
+  done
+  "$BENCH" "${common[@]}" --requests "$TP_N" --concurrency "$TP_C" \
+    --prompt-tokens "$TP_P" --output-tokens "$TP_O" >"$TMP/$mode-tp.json" || true
+  echo "   throughput: $(field "$TMP/$mode-tp.json" 'j["output_tok_s"]') tok/s" >&2
+  "$BENCH" "${common[@]}" --requests "$MANY_C" --concurrency "$MANY_C" \
+    --prompt-tokens "$MANY_P" --output-tokens "$MANY_O" >"$TMP/$mode-many.json" || true
+  echo "   $MANY_C streams: $(field "$TMP/$mode-many.json" 'j["ok"]') ok" >&2
+  BUILD=$BUILD BATON_RUN_DIR=$rd "$LOCAL" down >/dev/null 2>&1 || true
+}
+
+measure colo --colocated
+measure disagg --prefill 1 --decode 1 --ucx-tls shm
+
+/usr/bin/python3 - "$TMP" <<'PY'
+import json, sys
+d = sys.argv[1]
+def load(name):
+    return json.load(open(f"{d}/{name}.json"))
+def ratio(a, b):
+    return f"{a / b:.3f}" if b > 0 else "n/a"
+print(f"{'metric':<34}{'colocated':>12}{'disagg':>12}{'dis/colo':>10}")
+for p in (128, 512, 2048):
+    c, x = load(f"colo-ttft-{p}"), load(f"disagg-ttft-{p}")
+    cv, xv = c["ttft_ms"]["p50"], x["ttft_ms"]["p50"]
+    note = "  (target <= 1.05)" if p == 2048 else ""
+    print(f"{'ttft ms, median, prompt ' + str(p):<34}{cv:>12.2f}{xv:>12.2f}{ratio(xv, cv):>10}{note}")
+    if c["errors"] or x["errors"]:
+        print(f"  errors: colocated {c['errors']} disagg {x['errors']}")
+c, x = load("colo-tp"), load("disagg-tp")
+print(f"{'throughput out tok/s (' + str(c['concurrency']) + ' streams)':<34}{c['output_tok_s']:>12.1f}{x['output_tok_s']:>12.1f}{ratio(x['output_tok_s'], c['output_tok_s']):>10}")
+print(f"{'  tpot ms p50':<34}{c['tpot_ms']['p50']:>12.2f}{x['tpot_ms']['p50']:>12.2f}")
+print(f"{'  ttft ms p50 under load':<34}{c['ttft_ms']['p50']:>12.2f}{x['ttft_ms']['p50']:>12.2f}")
+print(f"{'  requests/s':<34}{c['req_s']:>12.2f}{x['req_s']:>12.2f}{ratio(x['req_s'], c['req_s']):>10}")
+for m in ("colo", "disagg"):
+    j = load(f"{m}-many")
+    print(f"{j['requests']} concurrent streams ({m}): ok {j['ok']} errors {j['errors']}"
+          f" wall {j['wall_s']:.2f} s e2e p99 {j['e2e_ms']['p99']:.0f} ms"
+          + (f" first error: {j['first_error']}" if j['first_error'] else ""))
+PY
