@@ -203,6 +203,27 @@ def main():
         "prefix-cached prefill gives the same tokens (%s cached)"
         % LAST.get("cached"))
 
+    # 5a. concurrent requests share decode steps (and interleave with
+    # prefill chunks): each still gets baton-run's tokens
+    prompts = [[4091] + [(i * k + 5) % 4000 for i in range(1, 20 + 9 * k)]
+               for k in range(1, 5)]
+    procs = [subprocess.Popen(
+        [os.path.join(BUILD, "tests/integration/node_gen_client"), target,
+         "tiny", ",".join(map(str, ids)), "150", "0.7", str(k)],
+        stdout=subprocess.PIPE, text=True) for k, ids in enumerate(prompts)]
+    PROCS.extend(procs)
+    same = 0
+    for k, (q, ids) in enumerate(zip(procs, prompts)):
+        try:
+            o = q.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            o = ""
+        m = re.search(r"^tokens:([0-9 ]*)$", o, re.M)
+        toks = [int(x) for x in m.group(1).split()] if m else None
+        same += toks == run_ref(model, ids, 150, 0.7, k)
+    tap(same == len(prompts), "4 concurrent sampled requests each equal "
+        "baton-run (%d of %d)" % (same, len(prompts)))
+
     # 5b. the router's flush-cache command empties P's prefix cache
     ctl = os.path.join(BUILD, "cli/batonctl")
     if os.path.exists(ctl):
