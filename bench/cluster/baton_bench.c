@@ -219,7 +219,13 @@ static void on_line(stream_t *s, const char *line, size_t len)
         return;
     }
     if (json_object_get(root, "error") != NULL) {
-        note_error(s->b, "error event in stream");
+        json_t *msg = json_object_get(json_object_get(root, "error"),
+                                      "message");
+        char    what[160];
+
+        snprintf(what, sizeof(what), "error event in stream: %s",
+                 json_is_string(msg) ? json_string_value(msg) : "?");
+        note_error(s->b, what);
         s->failed = true;
     }
     choices = json_object_get(root, "choices");
