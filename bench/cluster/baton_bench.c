@@ -5,7 +5,7 @@
  * callback). Requests are issued either closed-loop (--concurrency C) or
  * open-loop with seeded Poisson arrivals (--rate R). Prompts are P random
  * token ids in [100, 4000) from a seeded generator, so runs repeat.
- * Records TTFT (first chunk with a choice), inter-token latencies and
+ * Records TTFT (first token chunk), inter-token latencies and
  * end-to-end latency; prints percentiles and throughput, or one JSON
  * object with --json. Everything is bounded: per-connection inactivity
  * timeout, a whole-run deadline, SSE line and response size limits.
@@ -79,7 +79,8 @@ typedef struct {
     int64_t                  idx;
     struct evhttp_connection *conn;
     uint64_t                 t_start, t_first, t_last;
-    int64_t                  tokens;
+    int64_t                  tokens;     /* token chunks seen */
+    int64_t                  usage_tokens; /* usage.completion_tokens, -1 */
     size_t                   received;
     char                    *line;      /* partial SSE line */
     size_t                   line_len;
@@ -148,7 +149,8 @@ static void stream_finish(stream_t *s, bool ok)
     b->in_flight--;
     if (ok && s->tokens > 0) {
         b->ok++;
-        b->out_tokens += s->tokens;
+        /* the server's count when it sent one: chunks can merge tokens */
+        b->out_tokens += s->usage_tokens >= 0 ? s->usage_tokens : s->tokens;
         b->ttft[b->n_ttft++] = (double)(s->t_first - s->t_start) / 1e6;
         b->e2e[b->n_e2e++] = (double)(now - s->t_start) / 1e6;
         if (s->tokens > 1) {
@@ -193,7 +195,7 @@ static void on_token(stream_t *s)
 /* One SSE line: "data: {json}" or "data: [DONE]"; others are ignored. */
 static void on_line(stream_t *s, const char *line, size_t len)
 {
-    json_t *root = NULL, *choices;
+    json_t *root = NULL, *choices, *usage;
     char    err[BT_JSON_ERR_SIZE];
 
     if (len > 0 && line[len - 1] == '\r') {
@@ -228,9 +230,25 @@ static void on_line(stream_t *s, const char *line, size_t len)
         note_error(s->b, what);
         s->failed = true;
     }
+    usage = json_object_get(root, "usage");
+    if (json_is_object(usage) &&
+        json_is_integer(json_object_get(usage, "completion_tokens"))) {
+        s->usage_tokens =
+            json_integer_value(json_object_get(usage, "completion_tokens"));
+    }
+    /* a token chunk has text, or is not the finish chunk (an empty delta
+     * can be a token ending inside a UTF-8 sequence); the final chunk with
+     * only finish_reason is not a token */
     choices = json_object_get(root, "choices");
     if (json_is_array(choices) && json_array_size(choices) > 0) {
-        on_token(s);
+        json_t *c = json_array_get(choices, 0);
+        json_t *text = json_object_get(c, "text");
+        json_t *fin = json_object_get(c, "finish_reason");
+
+        if ((json_is_string(text) && json_string_length(text) > 0) ||
+            fin == NULL || json_is_null(fin)) {
+            on_token(s);
+        }
     }
     json_decref(root);
 }
@@ -280,6 +298,11 @@ static void done_cb(struct evhttp_request *req, void *arg)
         return;
     }
     code = evhttp_request_get_response_code(req);
+    if (code == 0) {
+        note_error(s->b, "connection failed or timed out");
+        stream_finish(s, false);
+        return;
+    }
     if (code != HTTP_OK) {
         snprintf(what, sizeof(what), "http status %d", code);
         note_error(s->b, what);
@@ -313,6 +336,8 @@ static char *build_body(bench_t *b)
     json_object_set_new(root, "temperature", json_real(0.0));
     json_object_set_new(root, "ignore_eos", json_true());
     json_object_set_new(root, "stream", json_true());
+    json_object_set_new(root, "stream_options",
+                        json_pack("{s:b}", "include_usage", 1));
     text = bt_json_dump(root);
 err_out:
     json_decref(ids);
@@ -334,6 +359,7 @@ static void issue_next(bench_t *b)
     s = &b->streams[b->issued];
     s->b = b;
     s->idx = b->issued++;
+    s->usage_tokens = -1;
     b->in_flight++;
     s->line = malloc(BENCH_MAX_LINE);
     body = build_body(b);
