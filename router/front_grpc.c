@@ -116,8 +116,10 @@ static void bt_gen_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
         g->ids = p;
         g->cap_ids = cap;
     }
-    memcpy(g->ids + g->n_ids, ids, n * sizeof(*ids));
-    g->n_ids += n;
+    if (n > 0) {
+        memcpy(g->ids + g->n_ids, ids, n * sizeof(*ids));
+        g->n_ids += n;
+    }
     if (bt_buf_append(&g->text, text, len) != BT_OK) {
         bt_rreq_cancel(g->req, "the client reads too slowly");
         return;

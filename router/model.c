@@ -55,6 +55,7 @@ bt_status_t bt_router_model_load(bt_router_t *r, const char *dir,
         return s;
     }
     m->max_context = cfg.max_pos > 0 ? (uint32_t)cfg.max_pos : 2048;
+    bt_model_config_cleanup(&cfg);
     if (bt_chat_family_select(m->tok, chat_template, &m->chat, m->chat_err,
                               sizeof(m->chat_err)) == BT_OK) {
         m->has_chat = true;

@@ -323,7 +323,9 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     /* after a decode failover the tokens already generated are part of
      * the prompt the new prefill computes */
     memcpy(ids, req->prompt, req->n_prompt * sizeof(*ids));
-    memcpy(ids + req->n_prompt, req->gen, req->n_gen * sizeof(*ids));
+    if (req->n_gen > 0) {
+        memcpy(ids + req->n_prompt, req->gen, req->n_gen * sizeof(*ids));
+    }
     pr.request_id = req->id;
     pr.model = (char *)bt_router_model_name(r);
     pr.n_token_ids = req->n_prompt + req->n_gen;

@@ -3,7 +3,7 @@
 set -uo pipefail
 BUILD=${1:-build}
 found=0
-for b in "$BUILD"/bench/baton-*; do
+for b in "$BUILD"/bench/*/baton-* "$BUILD"/bench/baton-*; do
   [ -x "$b" ] || continue
   found=1
   echo "== $(basename "$b")"
