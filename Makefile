@@ -41,7 +41,7 @@ test: deps build $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) -j $(JOBS) || rc=1; \
 	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs \
 		--num-processes $(JOBS) --timeout-multiplier 4 || rc=1; \
-	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite node --print-errorlogs \
+	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite node --logbase testlog-node --print-errorlogs \
 		--num-processes 1 --timeout-multiplier 4 || rc=1; \
 	scripts/test-summary.py $(BUILD) $(ASAN_BUILD) || rc=1; \
 	exit $$rc
