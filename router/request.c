@@ -289,6 +289,25 @@ static void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
     bt_router_queue_kick(r);
 }
 
+/* ---- calls to the nodes ---- */
+
+static void bt_rreq_fill_tenant(bt_rreq_t *req, Baton__V1__TenantInfo *tenant)
+{
+    tenant->tenant = req->tenant;
+    tenant->salt.data = req->salt;
+    tenant->salt.len = req->salt_len;
+    tenant->root_hash.data = req->root;
+    tenant->root_hash.len = BT_BLOCK_HASH_LEN;
+}
+
+/* Each call to a node gets what is left of the request's deadline. */
+static uint64_t bt_rreq_time_left_ms(const bt_rreq_t *req)
+{
+    uint64_t now = bt_now_ms();
+
+    return req->deadline_ms > now ? req->deadline_ms - now : 1;
+}
+
 /* ---- prefill ---- */
 
 static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
@@ -332,14 +351,10 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     pr.token_ids = ids;
     pr.sampling = req->sampling;
     pr.reservation = req->resv;
-    tenant.tenant = req->tenant;
-    tenant.salt.data = req->salt;
-    tenant.salt.len = req->salt_len;
-    tenant.root_hash.data = req->root;
-    tenant.root_hash.len = BT_BLOCK_HASH_LEN;
+    bt_rreq_fill_tenant(req, &tenant);
     pr.tenant = &tenant;
     pr.generated_count = (uint32_t)req->n_gen;
-    opts.timeout_ms = req->deadline_ms > bt_now_ms() ? req->deadline_ms - bt_now_ms() : 1;
+    opts.timeout_ms = bt_rreq_time_left_ms(req);
     cb->req = req;
     cb->seq = ++req->p_call_seq;
     req->state = BT_RREQ_PREFILLING;
@@ -569,14 +584,10 @@ static void bt_rreq_open_decode(bt_rreq_t *req)
     dr.n_generated_ids = req->n_gen;
     dr.generated_ids = req->gen;
     dr.sampling = req->sampling;
-    tenant.tenant = req->tenant;
-    tenant.salt.data = req->salt;
-    tenant.salt.len = req->salt_len;
-    tenant.root_hash.data = req->root;
-    tenant.root_hash.len = BT_BLOCK_HASH_LEN;
+    bt_rreq_fill_tenant(req, &tenant);
     dr.tenant = &tenant;
     dr.lease_ms = (uint32_t)r->cfg.lease_ms;
-    opts.timeout_ms = req->deadline_ms > bt_now_ms() ? req->deadline_ms - bt_now_ms() : 1;
+    opts.timeout_ms = bt_rreq_time_left_ms(req);
     cb->req = req;
     cb->seq = ++req->d_call_seq;
     req->d_base = req->n_gen;
