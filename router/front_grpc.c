@@ -228,6 +228,9 @@ bt_status_t bt_front_check_sampling(const Baton__V1__SamplingParams *sp,
              "repetition_penalty must be in (0, 10]");
     BT_CHECK(sp->logprobs >= 0 && sp->logprobs <= BT_SAMPLE_MAX_LOGPROBS,
              "logprobs must be in [0, %d]", BT_SAMPLE_MAX_LOGPROBS);
+    /* the sampler computes them, but the nodes do not return them yet:
+     * refuse rather than answer without them */
+    BT_CHECK(sp->logprobs == 0, "logprobs are not supported yet");
     BT_CHECK(sp->n_stop <= BT_STOPSTR_MAX, "at most %d stop strings", BT_STOPSTR_MAX);
     BT_CHECK(sp->n_stop_token_ids <= BT_SAMPLE_MAX_STOP_IDS - 1,
              "at most %d stop token ids", BT_SAMPLE_MAX_STOP_IDS - 1);

@@ -232,6 +232,9 @@ def main():
     cases.append((r, "INVALID_ARGUMENT"))
     r = pb.GenerateRequest(model="tiny", prompt="hi", request_id="bad id with spaces")
     cases.append((r, "INVALID_ARGUMENT"))
+    r = pb.GenerateRequest(model="tiny", prompt="hi")
+    r.sampling.logprobs = 2
+    cases.append((r, "INVALID_ARGUMENT"))
     for req, want in cases:
         code, msg = grpc_code(req)
         nc.tap(code == want, "grpc bad input -> %s: %s (%s)" % (want, msg, code))
@@ -256,6 +259,7 @@ def main():
         (b'{"model": "nope", "prompt": "hi"}', 404, "unknown model"),
         (b'{"model": "tiny", "prompt": "hi", "max_tokens": -1}', 400, "negative max_tokens"),
         (b'{"model": "tiny", "prompt": [1, 2, 99999]}', 400, "token id outside the vocabulary"),
+        (b'{"model": "tiny", "prompt": "hi", "logprobs": 2}', 400, "logprobs (not returned yet)"),
     ]
     for body, want, what in hcases:
         try:
