@@ -241,16 +241,24 @@ static double bench_decode(const bt_model_t *m, int batch, int ctx, int steps)
                                   logits + (size_t)b * m->cfg.vocab};
     }
     bt_fwd_step(f, &kv, seqs, batch, NULL);
-    t0 = bt_now_ns();
-    for (int st = 0; st < steps; st++) {
-        for (int b = 0; b < batch; b++) {
-            seqs[b].tokens = toks + (size_t)b * (ctx + steps) + ctx + st;
-            seqs[b].n_tokens = 1;
-            seqs[b].pos = ctx + st;
+    /* best of three passes over the same steps (each rewrites the same
+     * positions), like the bandwidth yardstick: the machine may be shared */
+    s = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        double el;
+
+        t0 = bt_now_ns();
+        for (int st = 0; st < steps; st++) {
+            for (int b = 0; b < batch; b++) {
+                seqs[b].tokens = toks + (size_t)b * (ctx + steps) + ctx + st;
+                seqs[b].n_tokens = 1;
+                seqs[b].pos = ctx + st;
+            }
+            bt_fwd_step(f, &kv, seqs, batch, NULL);
         }
-        bt_fwd_step(f, &kv, seqs, batch, NULL);
+        el = bt_elapsed_s(t0, bt_now_ns());
+        s = el < s ? el : s;
     }
-    s = bt_elapsed_s(t0, bt_now_ns());
     bt_fwd_destroy(f);
     free(kv.base);
     free(table);
