@@ -51,12 +51,19 @@ static bool tls_has_shm(void)
            strstr(t, "sysv") != NULL || strstr(t, "sm") != NULL;
 }
 
+/* UCX_ADAPTIVE_PROGRESS=n: in UCX 1.13 a failed endpoint "unprogresses"
+ * its interfaces (ucp_worker_iface_unprogress_ep), and after a shm peer
+ * died the posix interface that the live peers' endpoints still use
+ * stopped being progressed: their flushes never completed (seen in the
+ * receiver-killed test; docs/internals/xfer.md). Progressing every
+ * interface costs a poll of each shm FIFO. */
 static void set_env_defaults(void)
 {
     static const char *const defaults[][2] = {
         {"UCX_POSIX_ERROR_HANDLING", "y"},
         {"UCX_SYSV_ERROR_HANDLING", "y"},
         {"UCX_KEEPALIVE_INTERVAL", "1s"},
+        {"UCX_ADAPTIVE_PROGRESS", "n"},
     };
 
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {

@@ -101,13 +101,18 @@ static void op_ev_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Report now when called from the worker's progress, through the op's
  * event when inside the API call that started it (a callback never runs
- * inside bt_xfer_write). */
+ * inside bt_xfer_write). A zero timer, not event_active: a callback that
+ * posts the next transfer, which again completes inside the call (shm),
+ * would otherwise chain within one libevent pass forever, starving timers
+ * and every other event of the loop. */
 static void report_soon(bt_xfer_op_t *op)
 {
+    static const struct timeval now = {0, 0};
+
     if (op->ctx->in_api) {
-        event_active(op->ev, EV_READ, 0);
+        evtimer_add(op->ev, &now);
     } else {
-        op_ev_cb(-1, EV_READ, op);
+        op_ev_cb(-1, 0, op);
     }
 }
 
@@ -254,16 +259,19 @@ static void op_ev_cb(evutil_socket_t fd, short what, void *arg)
     if (op->reported) {
         return;
     }
-    if (what & EV_TIMEOUT) {
-        bt_warn("xfer op %llu to %s timed out after %llu ms with %zu requests "
-                "in flight", (unsigned long long)op->id, op->peer->host,
-                (unsigned long long)((bt_now_ns() - op->t0_ns) / 1000000),
-                op->n_live);
-        bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);
-    } else if (op->err != BT_OK) {
+    /* A deferred report also arrives as a (zero) timeout: the op's state
+     * says which it is. */
+    if (op->err != BT_OK) {
         bt_xfer_op_finish(op, op->err);
     } else if (op->phase == BT_XFER_PHASE_DONE) {
         bt_xfer_op_finish(op, BT_OK);
+    } else if (what & EV_TIMEOUT) {
+        bt_warn("xfer op %llu to %s timed out after %llu ms with %zu requests "
+                "in flight (%s)", (unsigned long long)op->id, op->peer->host,
+                (unsigned long long)((bt_now_ns() - op->t0_ns) / 1000000),
+                op->n_live,
+                op->phase == BT_XFER_PHASE_DATA ? "data" : "completion message");
+        bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);
     }
 }
 
@@ -409,6 +417,9 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
             .tv_sec = (time_t)(p->timeout_ms / 1000),
             .tv_usec = (suseconds_t)((p->timeout_ms % 1000) * 1000),
         };
+        /* Inside a long callback libevent's cached time is stale, and the
+         * deadline would be cut short by that much. */
+        event_base_update_cache_time(ctx->base);
         evtimer_add(op->ev, &tv);
     }
     /* From here on failures are reported through the callback. */

@@ -80,7 +80,9 @@ typedef struct {
  * worker's event fd into `base`. Before reading UCX's configuration it
  * sets, unless the user did, UCX_POSIX_ERROR_HANDLING=y,
  * UCX_SYSV_ERROR_HANDLING=y (else peer error handling silently drops
- * shared memory for tcp) and UCX_KEEPALIVE_INTERVAL=1s. `params` may be
+ * shared memory for tcp), UCX_KEEPALIVE_INTERVAL=1s and
+ * UCX_ADAPTIVE_PROGRESS=n (else a dead shm peer stalls the live ones,
+ * docs/internals/xfer.md). `params` may be
  * NULL. */
 bt_status_t bt_xfer_ctx_create(struct event_base *base,
                                const bt_xfer_ctx_params_t *params,

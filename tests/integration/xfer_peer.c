@@ -467,17 +467,11 @@ typedef struct {
 
 static bt_xfer_remote_t *bl_rm[2];
 static blast_op_t bl_ops[2][BLAST_WINDOW];
-static int bl_ok[2], bl_err[2], bl_ok_after_kill[2], bl_in_flight[2];
+static int bl_ok[2], bl_err[2], bl_ok_after_kill[2], bl_ok_after_fail[2];
+static int bl_in_flight[2];
 static uint64_t bl_kill_ns, bl_first_fail_ns, bl_worst_ms;
 static bt_status_t bl_fail_status;
 static bool bl_dead_seen, bl_started, bl_finished;
-/* UCX 1.13 over shared memory: once one mm peer died, sends to other mm
- * peers of the same worker stall (docs/internals/xfer.md). Set by the
- * shm variant of the test so the rest is still checked. */
-static bool bl_live_stall_ok;   /* also: the loop can block inside UCX
-                                 * for seconds around the death (seen up
-                                 * to ~10 s), so reports come late; there
-                                 * the bound is 15 s, not the deadline */
 static uint8_t *bl_src;
 static size_t bl_len;
 
@@ -495,6 +489,9 @@ static void blast_cb(void *arg, bt_status_t st)
         bl_ok[t]++;
         if (bl_kill_ns) {
             bl_ok_after_kill[t]++;
+        }
+        if (bl_dead_seen) {
+            bl_ok_after_fail[t]++;
         }
     } else {
         bl_err[t]++;
@@ -518,10 +515,9 @@ static void blast_cb(void *arg, bt_status_t st)
     if (!(t == 0 && bl_dead_seen) && !bl_finished) {
         blast_post(t, (int)(b - bl_ops[t]));
     }
-    if (bl_dead_seen && bl_in_flight[0] == 0 &&
-        (bl_ok_after_kill[1] >= 10 ||
-         (bl_live_stall_ok &&
-          bt_now_ns() - bl_first_fail_ns > 2500ull * 1000000))) {
+    /* Done once the dead peer's transfers all failed and the live one
+     * still completes after that. */
+    if (bl_dead_seen && bl_in_flight[0] == 0 && bl_ok_after_fail[1] >= 10) {
         bl_finished = true;
     }
 }
@@ -568,7 +564,6 @@ static int role_blast(size_t mb)
     bt_xfer_region_t *src;
     bool never = false;
 
-    bl_live_stall_ok = getenv("XFER_SHM_LIVE_PEER_STALL_OK") != NULL;
     bl_len = mb << 20;
     if (bt_xfer_region_alloc(ctx, bl_len, &src) != BT_OK) {
         die("blast: region");
@@ -605,27 +600,30 @@ static int role_blast(size_t mb)
         run_until(&never, 10, NULL);
     }
     printf("BLAST dead_fail_after_kill_ms=%llu worst_op_ms=%llu status=%s "
-           "r1_ok=%d r1_err=%d r2_ok=%d r2_ok_after_kill=%d r2_err=%d "
-           "probe=%s probe_ms=%llu\n",
+           "r1_ok=%d r1_err=%d r2_ok=%d r2_ok_after_kill=%d "
+           "r2_ok_after_fail=%d r2_err=%d probe=%s probe_ms=%llu\n",
            bl_kill_ns && bl_dead_seen && bl_first_fail_ns > bl_kill_ns
                ? (unsigned long long)((bl_first_fail_ns - bl_kill_ns) / 1000000)
                : 0ull,
            (unsigned long long)bl_worst_ms, bt_status_name(bl_fail_status),
-           bl_ok[0], bl_err[0], bl_ok[1], bl_ok_after_kill[1], bl_err[1],
+           bl_ok[0], bl_err[0], bl_ok[1], bl_ok_after_kill[1],
+           bl_ok_after_fail[1], bl_err[1],
            bt_status_name(st), (unsigned long long)probe_ms);
     fflush(stdout);
     bt_xfer_remote_destroy(bl_rm[0]);
     bt_xfer_remote_destroy(bl_rm[1]);
-    bool live_ok = bl_err[1] == 0 && bl_ok_after_kill[1] >= 10;
+    /* Both halves, on every transport: the dead peer's transfers fail
+     * with the peer status within their deadline, and the live peer's
+     * all complete, also after the failure was handled. */
+    bool live_ok = bl_err[1] == 0 && bl_ok_after_fail[1] >= 10;
 
     if (!live_ok) {
-        fprintf(stderr, "xfer_peer blast: %s: transfers to the live peer "
-                "did not all complete after the other died\n",
-                bl_live_stall_ok ? "KNOWN UCX 1.13 SHM ISSUE" : "FAIL");
+        fprintf(stderr, "xfer_peer blast: FAIL: transfers to the live peer "
+                "did not all complete after the other died\n");
     }
-    if (!bl_kill_ns || !bl_dead_seen || (!live_ok && !bl_live_stall_ok) ||
+    if (!bl_kill_ns || !bl_dead_seen || !live_ok ||
         bl_fail_status != BT_ERR_PEER_DIED ||
-        bl_worst_ms > (bl_live_stall_ok ? 15000 : BLAST_TIMEOUT_MS + 300) ||
+        bl_worst_ms > BLAST_TIMEOUT_MS + 300 ||
         st == BT_OK || probe_ms > BLAST_TIMEOUT_MS + 300) {
         return 1;
     }

@@ -391,6 +391,91 @@ static void test_counters(void **state)
     fx_free(fx);
 }
 
+/* A callback that posts the next write, which again completes inside
+ * bt_xfer_write (shm put + flush, no completion message): the loop must
+ * still run its timers between them. Before the fix the reports chained
+ * through event_active within one libevent pass, and a 10 ms timer only
+ * fired once the chain stopped by itself (here after 2 s). */
+typedef struct {
+    fx_t    *fx;
+    uint64_t t0_ns, stop_ns, fired_ns;
+    int      n, errors;
+    bool     fired, stopped;
+} chain_t;
+
+static void chain_post(chain_t *c);
+
+static void chain_cb(void *arg, bt_status_t st)
+{
+    chain_t *c = arg;
+
+    c->n++;
+    if (st != BT_OK) {
+        c->errors++;
+    }
+    if (c->fired || bt_now_ns() >= c->stop_ns) {
+        c->stopped = true;
+        return;
+    }
+    chain_post(c);
+}
+
+static void chain_post(chain_t *c)
+{
+    uint8_t *src = bt_xfer_region_base(c->fx->src);
+    bt_xfer_slice_t s = {src, 0, 4096};
+    bt_xfer_params_t p;
+    bt_xfer_op_t *op;
+
+    memset(&p, 0, sizeof(p));
+    p.remote = c->fx->remote;
+    p.slices = &s;
+    p.n_slices = 1;
+    p.timeout_ms = 5000;
+    p.cb = chain_cb;
+    p.arg = c;
+    if (bt_xfer_write(c->fx->sctx, &p, &op) != BT_IN_PROGRESS) {
+        c->errors++;
+        c->stopped = true;
+    }
+}
+
+static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    chain_t *c = arg;
+
+    (void)fd;
+    (void)what;
+    c->fired = true;
+    c->fired_ns = bt_now_ns();
+}
+
+static void test_chained_posts_yield(void **state)
+{
+    chain_t c;
+    struct timeval tv = {0, 10000};
+    struct event *t;
+
+    (void)state;
+    memset(&c, 0, sizeof(c));
+    c.fx = fx_new(false);
+    bt_xfer_remote_set_mode(c.fx->remote, BT_XFER_MODE_PUT);
+    t = evtimer_new(c.fx->sbase, chain_timer_cb, &c);
+    assert_non_null(t);
+    c.t0_ns = bt_now_ns();
+    c.stop_ns = c.t0_ns + 2000ull * 1000000;
+    evtimer_add(t, &tv);
+    chain_post(&c);
+    assert_true(xt_run_until(c.fx->sbase, &c.stopped, 10000));
+    assert_true(c.fired);
+    print_message("# %d chained writes; 10 ms timer fired after %llu ms\n",
+                  c.n, (unsigned long long)((c.fired_ns - c.t0_ns) / 1000000));
+    assert_true(c.fired_ns - c.t0_ns < 500ull * 1000000);
+    assert_int_equal(c.errors, 0);
+    event_free(t);
+    fx_free(c.fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_bad_slices),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_counters),
+        cmocka_unit_test(test_chained_posts_yield),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
