@@ -2,7 +2,8 @@
  * {name, args, doc, handler} (Redis style) and one option table; the
  * command may come anywhere among the options:
  *
- *   batonctl [--router TARGET] [--timeout 5s] [--json] COMMAND [ARGS]
+ *   batonctl [--router TARGET] [--timeout 5s] [--json] [--tls-ca FILE
+ *            [--tls-cert FILE --tls-key FILE]] COMMAND [ARGS]
  */
 #include "ctl.h"
 
@@ -68,6 +69,9 @@ static const bt_opt_t ctl_global_opts[] = {
       BT_OPT_DURATION, 1, 3600000, NULL, O(timeout_ms) },
     { "json", 'j', "BATON_CTL_JSON", "false", "print the response as one JSON object",
       BT_OPT_BOOL, 0, 0, NULL, O(json) },
+    /* BATON_TLS_*: the same variables as the daemons', so batonctl run in
+     * the router's environment uses the router's certificate */
+    BT_RPC_TLS_OPTS_CLIENT(O(tls)),
 };
 
 /* Per-command options, in CO_* bit order. */
@@ -111,7 +115,9 @@ static bool ctl_takes_value(const char *arg)
     return strcmp(arg, "--router") == 0 || strcmp(arg, "-r") == 0 ||
            strcmp(arg, "--timeout") == 0 || strcmp(arg, "-t") == 0 ||
            strcmp(arg, "--node") == 0 || strcmp(arg, "-n") == 0 ||
-           strcmp(arg, "--role") == 0 || strcmp(arg, "--limit") == 0;
+           strcmp(arg, "--role") == 0 || strcmp(arg, "--limit") == 0 ||
+           strcmp(arg, "--tls-ca") == 0 || strcmp(arg, "--tls-cert") == 0 ||
+           strcmp(arg, "--tls-key") == 0 || strcmp(arg, "--tls-server-name") == 0;
 }
 
 /* Index of the command word, or 0 when there is none. */
@@ -143,7 +149,7 @@ int main(int argc, char **argv)
 {
     bt_opt_t table[CTL_MAX_OPTS];
     char *args[64];
-    char prog[64], usage[128], err[256];
+    char prog[64], usage[128], err[512];
     bt_opts_spec_t spec;
     const ctl_cmd_t *cmd = NULL;
     ctl_t ctl;
@@ -209,6 +215,11 @@ int main(int argc, char **argv)
     }
     if (cmd == NULL) {
         return ctl_bad_usage("batonctl", "missing command (see --help)");
+    }
+    if (bt_rpc_tls_cfg_check(&ctl.cfg.tls, false, err, sizeof(err)) != BT_OK ||
+        bt_rpc_tls_cfg_plain_check(&ctl.cfg.tls, ctl.cfg.router, "router", err,
+                                   sizeof(err)) != BT_OK) {
+        return ctl_bad_usage(prog, err);
     }
     n_pos = n - first;
     if (n_pos < cmd->min_args || n_pos > cmd->max_args) {

@@ -7,6 +7,7 @@
 #define BT_CTL_H
 
 #include "rpc/client.h"
+#include "rpc/tls_cfg.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -26,6 +27,7 @@ typedef struct {
     bool        dry_run;     /* rebalance --dry-run */
     bool        kvstore;     /* flush-cache --kvstore */
     int64_t     limit;       /* requests --limit */
+    bt_rpc_tls_cfg_t tls;    /* --tls-ca, --tls-cert, ..., --insecure */
 } ctl_cfg_t;
 
 typedef struct ctl ctl_t;

@@ -78,7 +78,9 @@ bt_rpc_code_t ctl_call(ctl_t *ctl, const char *method,
         goto out;
     }
     cli = bt_rpc_client_create(w.base, NULL);
-    ch = cli ? bt_rpc_channel_create(cli, ctl->cfg.router, NULL) : NULL;
+    ch = cli ? bt_rpc_channel_create(cli, ctl->cfg.router,
+                                     bt_rpc_tls_cfg_client(&ctl->cfg.tls))
+             : NULL;
     guard = evtimer_new(w.base, ctl_call_guard, &w);
     if (ch == NULL || guard == NULL) {
         snprintf(w.message, sizeof(w.message), "cannot create a channel to '%s'",

@@ -74,6 +74,7 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_STRING, 0, 0, NULL, O(c.log_level) },
     { "log-format", 0, NULL, "text", "log lines as text or JSON",
       BT_OPT_ENUM, 0, 0, "text|json", O(c.log_format) },
+    BT_RPC_TLS_OPTS_DAEMON(O(c.tls)),
 };
 #undef O
 
@@ -202,7 +203,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "baton-router: --model is required (a model folder)\n");
         return 2;
     }
+    /* TLS: bad combinations and unreadable files end here (exit 2) */
+    if (bt_rpc_tls_cfg_check(&o.c.tls, true, err, sizeof(err)) != BT_OK ||
+        bt_rpc_tls_cfg_plain_check(&o.c.tls, o.c.listen, "listen", err,
+                                   sizeof(err)) != BT_OK) {
+        fprintf(stderr, "baton-router: %s\n", err);
+        return 2;
+    }
     bt_log_init("router", level, (bt_log_format_t)o.c.log_format);
+    if (!o.c.tls.enabled && !bt_rpc_addr_is_loopback(o.c.listen)) {
+        bt_warn("insecure: grpc on %s is plaintext (--insecure): anyone on the "
+                "network can call Generate, Register and Admin; use --tls-*",
+                o.c.listen);
+    }
     r->cfg = o.c;
     r->weights = (bt_select_weights_t){ o.c.w_hit, o.c.w_load, o.c.w_free, o.c.w_batch };
 
@@ -230,7 +243,8 @@ int main(int argc, char **argv)
         goto out;
     }
     snprintf(addr, sizeof(addr), "%s:%lld", o.c.listen, (long long)o.c.grpc_port);
-    s = bt_rpc_server_listen(r->grpc, addr, NULL, &r->grpc_bound_port);
+    s = bt_rpc_server_listen(r->grpc, addr, bt_rpc_tls_cfg_server(&r->cfg.tls),
+                             &r->grpc_bound_port);
     if (s == BT_OK) {
         s = bt_router_registry_register(r);
     }
@@ -255,9 +269,11 @@ int main(int argc, char **argv)
         goto out;
     }
     sig = bt_loop_signals_install(r->base, bt_router_drain, r);
-    bt_info("baton-router %s: grpc %s:%d http %s:%d model %s", BT_VERSION,
-            o.c.listen, r->grpc_bound_port, o.c.listen, r->http_bound_port,
-            bt_router_model_name(r));
+    bt_info("baton-router %s: grpc %s:%d (%s) http %s:%d model %s", BT_VERSION,
+            o.c.listen, r->grpc_bound_port,
+            !r->cfg.tls.enabled ? "plaintext"
+            : r->cfg.tls.ca_file != NULL ? "mtls" : "tls",
+            o.c.listen, r->http_bound_port, bt_router_model_name(r));
     /* a line for launchers and tests that pick port 0 */
     printf("grpc_port=%d http_port=%d\n", r->grpc_bound_port, r->http_bound_port);
     fflush(stdout);

@@ -98,8 +98,14 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
         bt_rpc_call_fail(call, s, "%s", err);
         return;
     }
+    if (!r->cfg.tls.enabled && !r->cfg.tls.insecure &&
+        !bt_rpc_addr_is_loopback(node->grpc_address)) {
+        /* its own --listen needed --insecure; say where plaintext goes */
+        bt_warn("node %s: plaintext grpc to %s (the router has no --tls-*)",
+                node->id, node->grpc_address);
+    }
     r->node_ch[node->slot] = bt_rpc_channel_create(r->client, node->grpc_address,
-                                                   NULL);
+                                                   bt_rpc_tls_cfg_client(&r->cfg.tls));
     if (r->node_ch[node->slot] == NULL) {
         bt_registry_remove(r->registry, node);
         bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "cannot reach grpc address %s",

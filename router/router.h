@@ -18,6 +18,7 @@
 #include "registry.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
+#include "rpc/tls_cfg.h"
 #include "select.h"
 
 #include <event2/event.h>
@@ -50,6 +51,7 @@ typedef struct {
     int64_t     drain_timeout_ms;
     const char *log_level;
     int         log_format;
+    bt_rpc_tls_cfg_t tls;            /* gRPC listener and channels to nodes */
 } bt_router_cfg_t;
 
 typedef struct {

@@ -35,6 +35,10 @@ def main():
     ap.add_argument("--seed", type=int)
     ap.add_argument("--ids", action="store_true", help="print the token ids, one line")
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--tls-ca", help="PEM CA the router's certificate chains to (turns on TLS)")
+    ap.add_argument("--tls-cert", help="PEM client certificate (mTLS)")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    ap.add_argument("--tls-server-name", help="name to check instead of the target's host")
     args = ap.parse_args()
 
     import grpc
@@ -45,7 +49,16 @@ def main():
         req.sampling.temperature = args.temperature
         if args.seed is not None:
             req.sampling.seed = args.seed
-        with grpc.insecure_channel(args.target) as ch:
+        if args.tls_ca or args.tls_cert:
+            rd = lambda p: open(p, "rb").read() if p else None
+            creds = grpc.ssl_channel_credentials(rd(args.tls_ca), rd(args.tls_key),
+                                                 rd(args.tls_cert))
+            opts = ([("grpc.ssl_target_name_override", args.tls_server_name)]
+                    if args.tls_server_name else None)
+            channel = grpc.secure_channel(args.target, creds, options=opts)
+        else:
+            channel = grpc.insecure_channel(args.target)
+        with channel as ch:
             stub = pb_grpc.GenerateStub(ch)
             text, ids, final = [], [], None
             try:

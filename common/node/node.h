@@ -18,6 +18,7 @@
 #include "registrar.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
+#include "rpc/tls_cfg.h"
 #include "xfer/xfer.h"
 
 #include <event2/event.h>
@@ -52,6 +53,7 @@ typedef struct {
     int64_t     drain_timeout_ms;
     const char *log_level;
     int         log_format;
+    bt_rpc_tls_cfg_t tls;          /* gRPC listener and the router channel */
 } bt_node_cfg_t;
 
 typedef struct bt_dreq bt_dreq_t;

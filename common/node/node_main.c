@@ -65,6 +65,7 @@ static const bt_opt_t bt_node_table[] = {
       BT_OPT_STRING, 0, 0, NULL, O(log_level) },
     { "log-format", 0, NULL, "text", "log lines as text or JSON",
       BT_OPT_ENUM, 0, 0, "text|json", O(log_format) },
+    BT_RPC_TLS_OPTS_DAEMON(O(tls)),
 };
 #undef O
 
@@ -281,7 +282,7 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     bt_node_t *node = calloc(1, sizeof(*node));
     bt_loop_signals_t *sig = NULL;
     bt_log_level_t level;
-    char addr[320], dir[4096];
+    char addr[320], dir[4096], err[512];
     struct timeval tick = { 0, 100000 };
     int rc = 1;
 
@@ -304,9 +305,29 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
         free(node);
         return 2;
     }
+    /* TLS: bad combinations, unreadable files and plaintext off loopback
+     * without --insecure end here (exit 2) */
+    if (bt_rpc_tls_cfg_check(&node->cfg.tls, true, err, sizeof(err)) != BT_OK ||
+        bt_rpc_tls_cfg_plain_check(&node->cfg.tls, node->cfg.listen, "listen",
+                                   err, sizeof(err)) != BT_OK ||
+        (node->cfg.router != NULL && node->cfg.router[0] != '\0' &&
+         bt_rpc_tls_cfg_plain_check(&node->cfg.tls, node->cfg.router, "router",
+                                    err, sizeof(err)) != BT_OK)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        free(node);
+        return 2;
+    }
     bt_log_init(node->role == BT_NODE_PREFILL ? "prefill"
                 : node->role == BT_NODE_DECODE ? "decode" : "node",
                 level, (bt_log_format_t)node->cfg.log_format);
+    if (!node->cfg.tls.enabled &&
+        (!bt_rpc_addr_is_loopback(node->cfg.listen) ||
+         (node->cfg.router != NULL && node->cfg.router[0] != '\0' &&
+          !bt_rpc_addr_is_loopback(node->cfg.router)))) {
+        bt_warn("insecure: grpc on %s and to the router %s is plaintext "
+                "(--insecure): use --tls-*", node->cfg.listen,
+                node->cfg.router != NULL ? node->cfg.router : "(none)");
+    }
     /* chunks start on block boundaries, so no block is written by two
      * chunks (the first one's posted slices stay final) */
     if (node->cfg.max_prefill_tokens >= node->cfg.block_size) {
@@ -338,7 +359,9 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     }
     snprintf(addr, sizeof(addr), "%s:%lld", node->cfg.listen,
              (long long)node->cfg.grpc_port);
-    if (bt_rpc_server_listen(node->grpc, addr, NULL, &node->grpc_port) != BT_OK ||
+    if (bt_rpc_server_listen(node->grpc, addr,
+                             bt_rpc_tls_cfg_server(&node->cfg.tls),
+                             &node->grpc_port) != BT_OK ||
         (node->role != BT_NODE_DECODE &&
          bt_node_prefill_register(node) != BT_OK) ||
         (node->role != BT_NODE_PREFILL &&
@@ -372,9 +395,11 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
         goto out;
     }
     sig = bt_loop_signals_install(node->base, bt_node_sigterm, node);
-    bt_info("%s %s: node %s model %s grpc %s http %s:%d, %u kv blocks of %lld "
-            "tokens (%s)", prog, BT_VERSION, node->node_id, node->model_name,
-            node->grpc_addr, node->cfg.listen, node->http_port,
+    bt_info("%s %s: node %s model %s grpc %s (%s) http %s:%d, %u kv blocks of "
+            "%lld tokens (%s)", prog, BT_VERSION, node->node_id, node->model_name,
+            node->grpc_addr, !node->cfg.tls.enabled ? "plaintext"
+            : node->cfg.tls.ca_file != NULL ? "mtls" : "tls",
+            node->cfg.listen, node->http_port,
             bt_kvpool_n_blocks(node->pool), (long long)node->cfg.block_size,
             node->cfg.kv_dtype);
     printf("grpc_port=%d http_port=%d\n", node->grpc_port, node->http_port);

@@ -212,7 +212,8 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
         hello.ucx_address.data = desc;
         hello.ucx_address.len = desc_len;
     }
-    node->router_ch = bt_rpc_channel_create(node->client, node->cfg.router, NULL);
+    node->router_ch = bt_rpc_channel_create(node->client, node->cfg.router,
+                                            bt_rpc_tls_cfg_client(&node->cfg.tls));
     if (node->router_ch == NULL) {
         free(desc);
         return BT_ERR_INVALID_ARG;

@@ -290,6 +290,30 @@ for ov in ("cpu", "gpu"):
 check("kvstore: StatefulSet with a disk-tier PVC, in an optional component only",
       problems)
 
+# ---- the tls component: its variables are flags of every daemon ----
+problems = []
+tls_dir = os.path.join(K8S, "components", "tls")
+comp = docs[os.path.join(tls_dir, "kustomization.yaml")][0]
+if comp.get("kind") != "Component":
+    problems.append("components/tls is not a kustomize Component")
+tls_env = {}
+for d in docs[os.path.join(tls_dir, "tls-env.yaml")]:
+    if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "baton-common":
+        tls_env = d.get("data", {})
+for want in ("BATON_TLS_CERT", "BATON_TLS_KEY", "BATON_TLS_CA"):
+    if not str(tls_env.get(want, "")).startswith("/etc/baton/tls/"):
+        problems.append("components/tls: %s is not a file under /etc/baton/tls" % want)
+if str(tls_env.get("BATON_INSECURE")) != "false":
+    problems.append("components/tls must set BATON_INSECURE to false")
+if objs[("ConfigMap", "baton-common")]["data"].get("BATON_INSECURE") != "true":
+    problems.append("the base must ask for plaintext gRPC explicitly (BATON_INSECURE)")
+check("components/tls sets the TLS flags, the base asks for plaintext explicitly",
+      problems)
+check_flags("every BATON_* variable of components/tls is a flag of every daemon",
+            {"router": (tls_env.keys(), router_flags),
+             "prefill": (tls_env.keys(), node_flags["prefill"]),
+             "decode": (tls_env.keys(), node_flags["decode"])})
+
 # ---- overlays rendered by kubectl kustomize ----
 kubectl = shutil.which("kubectl")
 
@@ -304,7 +328,7 @@ def render(path):
 
 
 if kubectl is None:
-    for ov in ("cpu", "gpu", "cpu + kvstore component"):
+    for ov in ("cpu", "gpu", "cpu + kvstore component", "cpu + tls component"):
         skip("kubectl kustomize overlays/%s" % ov, "kubectl is not installed")
 else:
     for ov in ("cpu", "gpu"):
@@ -350,6 +374,33 @@ else:
               [] if ("StatefulSet", "baton-kvstore") in out else ["no StatefulSet"])
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         not_ok("kubectl kustomize overlays/cpu + the kvstore component", e)
+    finally:
+        shutil.rmtree(tmp)
+    tmp = tempfile.mkdtemp(prefix="ctl-deploy.", dir=os.path.join(K8S, "overlays"))
+    try:
+        with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+            f.write("resources:\n  - ../cpu\ncomponents:\n  - ../../components/tls\n")
+        out = render(tmp)
+        problems = []
+        if out[("ConfigMap", "baton-common")]["data"].get("BATON_INSECURE") != "false":
+            problems.append("BATON_INSECURE is not false")
+        for name in ("baton-router", "baton-prefill", "baton-decode"):
+            spec = out[("Deployment", name)]["spec"]["template"]["spec"]
+            c = spec["containers"][0]
+            for probe in ("startupProbe", "livenessProbe"):
+                pr = c.get(probe, {})
+                if "grpc" in pr or pr.get("httpGet", {}).get("path") != "/healthz":
+                    problems.append("%s: %s is not HTTP /healthz (%s)" % (name, probe, pr))
+            vols = {v["name"]: v for v in spec["volumes"]}
+            sec = vols.get("tls", {}).get("secret", {})
+            if sec.get("secretName") != "baton-tls" or sec.get("optional") is not False:
+                problems.append("%s: the baton-tls secret is not required (%s)" % (name, sec))
+            if not any(m.get("mountPath") == "/etc/baton/tls" for m in c.get("volumeMounts", [])):
+                problems.append("%s: /etc/baton/tls is not mounted" % name)
+        check("kubectl kustomize overlays/cpu + the tls component: secret required, "
+              "HTTP probes", problems)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        not_ok("kubectl kustomize overlays/cpu + the tls component", e)
     finally:
         shutil.rmtree(tmp)
 
