@@ -101,7 +101,9 @@ bt_status_t bt_rpc_server_listen(bt_rpc_server_t *srv, const char *addr,
     grpc_server_credentials_release(creds);
     if (port == 0) {
         bt_error("rpc listen %s: cannot bind (in use, bad address or no "
-                 "permission)", addr);
+                 "permission%s)", addr,
+                 tls != NULL ? ", or a tls key that does not match its "
+                               "certificate" : "");
         return BT_ERR_IO;
     }
     if (port_p != NULL) {

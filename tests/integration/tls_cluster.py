@@ -173,6 +173,12 @@ def main():
             tap(out.returncode == 2 and len(lines) == 1 and re.search(pat, lines[0]),
                 "%s %s: exit 2, one line /%s/" % (name, " ".join(a.replace(tmp, "T") for a in args), pat),
                 "exit %d: %s" % (out.returncode, out.stderr.strip()))
+    out = run([router_bin, "--model", model, "--grpc-port", "0", "--http-port", "0",
+               "--tls-cert", c("node.pem"), "--tls-key", os.path.join(other, "node.key")],
+              env=env)
+    tap(out.returncode == 1 and "tls key that does not match its certificate" in out.stderr,
+        "a key of another certificate: the router exits 1 at listen, saying so",
+        "exit %d: %s" % (out.returncode, out.stderr.strip()[-300:]))
     out = run([prefill_bin, "--model", model, "--router", "dns:baton-router:50051"], env=env)
     tap(out.returncode == 2 and "--router dns:baton-router:50051 is not a loopback" in out.stderr,
         "a node with a plaintext non-loopback --router needs --insecure (exit 2)", out.stderr)
