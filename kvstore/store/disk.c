@@ -1,0 +1,397 @@
+/* Block files: format, durable writes, checked reads, guarded deletes. */
+#include "disk.h"
+
+#include "base/log.h"
+#include "base/sha256.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BT_KVS_LOCKS 64
+
+static pthread_mutex_t bt_kvs_locks[BT_KVS_LOCKS];
+static pthread_once_t bt_kvs_locks_once = PTHREAD_ONCE_INIT;
+
+static void bt_kvs_locks_init(void)
+{
+    for (int i = 0; i < BT_KVS_LOCKS; i++) {
+        pthread_mutex_init(&bt_kvs_locks[i], NULL);
+    }
+}
+
+/* Writes and deletes of one path take the same lock. */
+static pthread_mutex_t *bt_kvs_lock_of(const uint8_t hash[BT_KVS_HASH_LEN])
+{
+    pthread_once(&bt_kvs_locks_once, bt_kvs_locks_init);
+    return &bt_kvs_locks[hash[BT_KVS_HASH_LEN - 1] % BT_KVS_LOCKS];
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+void bt_kvs_file_dir(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+                     char *out, size_t size)
+{
+    snprintf(out, size, "%s/%02x", dir, hash[0]);
+}
+
+void bt_kvs_file_path(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+                      char *out, size_t size)
+{
+    char hex[BT_SHA256_HEX_LEN + 1];
+
+    bt_sha256_hex(hash, hex);
+    snprintf(out, size, "%s/%.2s/%s.blk", dir, hex, hex);
+}
+
+/* Header and tokens, then their checksum; returns the length. */
+static size_t bt_kvs_header_encode(const bt_kvs_file_meta_t *m, uint8_t *h)
+{
+    size_t off = BT_KVS_FILE_FIXED;
+
+    memset(h, 0, BT_KVS_FILE_FIXED);
+    memcpy(h, BT_KVS_FILE_MAGIC, 8);
+    put32(h + 8, BT_KVS_FILE_VERSION);
+    put32(h + 12, m->n_tokens);
+    put64(h + 16, m->data_len);
+    put64(h + 24, m->gen);
+    put32(h + 32, m->geom.n_layers);
+    put32(h + 36, m->geom.n_kv_heads);
+    put32(h + 40, m->geom.head_dim);
+    put32(h + 44, m->geom.block_size);
+    put32(h + 48, m->geom.dtype);
+    memcpy(h + 56, m->hash, BT_KVS_HASH_LEN);
+    memcpy(h + 88, m->parent, BT_KVS_HASH_LEN);
+    memcpy(h + 120, m->checksum, BT_KVS_HASH_LEN);
+    for (uint32_t i = 0; i < m->n_tokens; i++, off += 4) {
+        put32(h + off, m->tokens[i]);
+    }
+    bt_sha256(h, off, h + off);
+    return off + BT_KVS_HASH_LEN;
+}
+
+static bt_status_t bt_kvs_write_all(int fd, const void *p, size_t n,
+                                    const char *path)
+{
+    const uint8_t *b = p;
+
+    while (n > 0) {
+        ssize_t k = write(fd, b, n);
+
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k <= 0) {
+            bt_error("cannot write %s: %m", path);
+            return BT_ERR_IO;
+        }
+        b += k;
+        n -= (size_t)k;
+    }
+    return BT_OK;
+}
+
+static void bt_kvs_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        if (fsync(fd) != 0) {
+            bt_warn("cannot fsync %s: %m", dir);
+        }
+        close(fd);
+    }
+}
+
+bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
+                              const void *data)
+{
+    uint8_t *hdr;
+    char sub[BT_KVS_PATH_MAX], path[BT_KVS_PATH_MAX], tmp[BT_KVS_PATH_MAX + 32];
+    pthread_mutex_t *mu = bt_kvs_lock_of(m->hash);
+    bt_status_t s = BT_ERR_IO;
+    size_t hlen;
+    int fd;
+
+    if (m->n_tokens > BT_KVS_MAX_BLOCK_TOKENS) {
+        return BT_ERR_INVALID_ARG;
+    }
+    hdr = malloc(BT_KVS_FILE_FIXED + 4u * m->n_tokens + BT_KVS_HASH_LEN);
+    if (hdr == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    hlen = bt_kvs_header_encode(m, hdr);
+    bt_kvs_file_dir(dir, m->hash, sub, sizeof(sub));
+    bt_kvs_file_path(dir, m->hash, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%llu", path, (unsigned long long)m->gen);
+    if (mkdir(sub, 0755) != 0 && errno != EEXIST) {
+        bt_error("cannot create %s: %m", sub);
+        goto out;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        bt_error("cannot create %s: %m", tmp);
+        goto out;
+    }
+    s = bt_kvs_write_all(fd, hdr, hlen, tmp);
+    if (s == BT_OK) {
+        s = bt_kvs_write_all(fd, data, (size_t)m->data_len, tmp);
+    }
+    if (s == BT_OK && fsync(fd) != 0) {
+        bt_error("cannot fsync %s: %m", tmp);
+        s = BT_ERR_IO;
+    }
+    close(fd);
+    if (s == BT_OK) {
+        pthread_mutex_lock(mu);
+        if (rename(tmp, path) != 0) {
+            bt_error("cannot rename %s: %m", tmp);
+            s = BT_ERR_IO;
+        }
+        pthread_mutex_unlock(mu);
+    }
+    if (s != BT_OK) {
+        unlink(tmp);
+    } else {
+        bt_kvs_fsync_dir(sub);
+    }
+out:
+    free(hdr);
+    return s;
+}
+
+static bt_status_t bt_kvs_read_all(int fd, void *p, size_t n, off_t off)
+{
+    uint8_t *b = p;
+
+    while (n > 0) {
+        ssize_t k = pread(fd, b, n, off);
+
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k < 0) {
+            return BT_ERR_IO;
+        }
+        if (k == 0) {
+            return BT_ERR_TRUNCATED;
+        }
+        b += k;
+        n -= (size_t)k;
+        off += k;
+    }
+    return BT_OK;
+}
+
+/* The fixed header's fields, checked against each other and the file
+ * size; tokens and data are read by the caller. */
+static bt_status_t bt_kvs_header_decode(const uint8_t *h, uint64_t file_size,
+                                        bt_kvs_file_meta_t *m,
+                                        const char **why)
+{
+    if (memcmp(h, BT_KVS_FILE_MAGIC, 8) != 0) {
+        *why = "bad magic";
+        return BT_ERR_CORRUPT;
+    }
+    if (get32(h + 8) != BT_KVS_FILE_VERSION) {
+        *why = "unknown version";
+        return BT_ERR_CORRUPT;
+    }
+    m->n_tokens = get32(h + 12);
+    m->data_len = get64(h + 16);
+    m->gen = get64(h + 24);
+    m->geom.n_layers = get32(h + 32);
+    m->geom.n_kv_heads = get32(h + 36);
+    m->geom.head_dim = get32(h + 40);
+    m->geom.block_size = get32(h + 44);
+    m->geom.dtype = get32(h + 48);
+    memcpy(m->hash, h + 56, BT_KVS_HASH_LEN);
+    memcpy(m->parent, h + 88, BT_KVS_HASH_LEN);
+    memcpy(m->checksum, h + 120, BT_KVS_HASH_LEN);
+    if (m->n_tokens == 0 || m->n_tokens > BT_KVS_MAX_BLOCK_TOKENS ||
+        m->n_tokens != m->geom.block_size) {
+        *why = "bad token count";
+        return BT_ERR_CORRUPT;
+    }
+    if (m->data_len == 0 || m->data_len > BT_KVS_MAX_BLOCK_BYTES ||
+        m->data_len != bt_kvs_geom_block_bytes(&m->geom)) {
+        *why = "bad data length";
+        return BT_ERR_CORRUPT;
+    }
+    if (file_size < bt_kvs_file_size(m->n_tokens, m->data_len)) {
+        *why = "truncated";
+        return BT_ERR_TRUNCATED;
+    }
+    if (file_size > bt_kvs_file_size(m->n_tokens, m->data_len)) {
+        *why = "trailing bytes";
+        return BT_ERR_CORRUPT;
+    }
+    return BT_OK;
+}
+
+bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
+                             bt_kvs_file_meta_t *m_p)
+{
+    bt_kvs_file_meta_t m;
+    uint8_t fixed[BT_KVS_FILE_FIXED], sum[BT_KVS_HASH_LEN], h[BT_KVS_HASH_LEN];
+    uint8_t *hdr = NULL, *scratch = NULL;
+    const char *why = NULL;
+    struct stat st;
+    bt_status_t s;
+    size_t hlen;
+    int fd;
+
+    memset(&m, 0, sizeof(m));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return BT_ERR_NOT_FOUND;
+        }
+        bt_error("cannot open %s: %m", path);
+        return BT_ERR_IO;
+    }
+    if (fstat(fd, &st) != 0) {
+        bt_error("cannot stat %s: %m", path);
+        close(fd);
+        return BT_ERR_IO;
+    }
+    s = bt_kvs_read_all(fd, fixed, sizeof(fixed), 0);
+    if (s == BT_ERR_TRUNCATED) {
+        why = "shorter than a header";
+        goto bad;
+    }
+    if (s != BT_OK) {
+        goto io;
+    }
+    s = bt_kvs_header_decode(fixed, (uint64_t)st.st_size, &m, &why);
+    if (s != BT_OK) {
+        goto bad;
+    }
+    if (want_len != 0 && m.data_len != want_len) {
+        why = "data length differs from the store's block size";
+        s = BT_ERR_CORRUPT;
+        goto bad;
+    }
+    hlen = BT_KVS_FILE_FIXED + 4u * m.n_tokens;
+    hdr = malloc(hlen + BT_KVS_HASH_LEN);
+    m.tokens = malloc(4u * m.n_tokens);
+    if (hdr == NULL || m.tokens == NULL) {
+        s = BT_ERR_NO_MEMORY;
+        goto out;
+    }
+    memcpy(hdr, fixed, BT_KVS_FILE_FIXED);
+    s = bt_kvs_read_all(fd, hdr + BT_KVS_FILE_FIXED,
+                        hlen - BT_KVS_FILE_FIXED + BT_KVS_HASH_LEN,
+                        BT_KVS_FILE_FIXED);
+    if (s != BT_OK) {
+        goto io;
+    }
+    bt_sha256(hdr, hlen, sum);
+    if (memcmp(sum, hdr + hlen, BT_KVS_HASH_LEN) != 0) {
+        why = "header checksum mismatch";
+        s = BT_ERR_CORRUPT;
+        goto bad;
+    }
+    for (uint32_t i = 0; i < m.n_tokens; i++) {
+        m.tokens[i] = get32(hdr + BT_KVS_FILE_FIXED + 4u * i);
+    }
+    bt_kvs_chain_hash(m.parent, m.tokens, m.n_tokens, h);
+    if (memcmp(h, m.hash, BT_KVS_HASH_LEN) != 0) {
+        why = "hash is not sha256(parent, tokens)";
+        s = BT_ERR_CORRUPT;
+        goto bad;
+    }
+    if (data == NULL) {
+        data = scratch = malloc((size_t)m.data_len);
+        if (scratch == NULL) {
+            s = BT_ERR_NO_MEMORY;
+            goto out;
+        }
+    }
+    s = bt_kvs_read_all(fd, data, (size_t)m.data_len,
+                        (off_t)(hlen + BT_KVS_HASH_LEN));
+    if (s != BT_OK) {
+        goto io;
+    }
+    bt_sha256(data, (size_t)m.data_len, sum);
+    if (memcmp(sum, m.checksum, BT_KVS_HASH_LEN) != 0) {
+        why = "data checksum mismatch";
+        s = BT_ERR_CORRUPT;
+        goto bad;
+    }
+    *m_p = m;
+    m.tokens = NULL;
+    goto out;
+io:
+    if (s == BT_ERR_TRUNCATED) {
+        why = "truncated";
+        goto bad;
+    }
+    bt_error("cannot read %s: %m", path);
+    s = BT_ERR_IO;
+    goto out;
+bad:
+    bt_warn("block file %s is corrupt: %s", path, why);
+out:
+    close(fd);
+    free(scratch);
+    free(hdr);
+    free(m.tokens);
+    return s;
+}
+
+void bt_kvs_file_unlink(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+                        uint64_t gen)
+{
+    pthread_mutex_t *mu = bt_kvs_lock_of(hash);
+    char path[BT_KVS_PATH_MAX];
+    uint8_t fixed[BT_KVS_FILE_FIXED];
+    bool remove = gen == 0;
+
+    bt_kvs_file_path(dir, hash, path, sizeof(path));
+    pthread_mutex_lock(mu);
+    if (!remove) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        /* a file we cannot read back is not a newer good copy */
+        remove = fd >= 0 &&
+                 (bt_kvs_read_all(fd, fixed, sizeof(fixed), 0) != BT_OK ||
+                  memcmp(fixed, BT_KVS_FILE_MAGIC, 8) != 0 ||
+                  get64(fixed + 24) == gen);
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    if (remove && unlink(path) != 0 && errno != ENOENT) {
+        bt_warn("cannot delete %s: %m", path);
+    }
+    pthread_mutex_unlock(mu);
+}
