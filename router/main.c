@@ -193,7 +193,7 @@ int main(int argc, char **argv)
     int rc = 1;
 
     memset(&o, 0, sizeof(o));
-    bt_opts_parse_or_exit(&bt_router_spec, &o, argc, argv);
+    bt_opts_parse_only_or_exit(&bt_router_spec, &o, argc, argv);
     if (!bt_log_level_parse(o.c.log_level, &level)) {
         fprintf(stderr, "baton-router: invalid value '%s' for --log-level\n",
                 o.c.log_level);

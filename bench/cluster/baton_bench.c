@@ -5,6 +5,11 @@
  * callback). Requests are issued either closed-loop (--concurrency C) or
  * open-loop with seeded Poisson arrivals (--rate R). Prompts are P random
  * token ids in [100, 4000) from a seeded generator, so runs repeat.
+ * With --trace FILE the requests replay a Mooncake-format trace instead
+ * (trace.h: shared prefixes kept, lengths scaled), at its timestamps sped
+ * up by --trace-speed or closed-loop, and the report adds the prefix-cache
+ * hit ratio (usage.prompt_tokens_details.cached_tokens) beside the trace's
+ * ideal.
  * Records TTFT (first token chunk), inter-token latencies and
  * end-to-end latency; prints percentiles and throughput, or one JSON
  * object with --json. Everything is bounded: per-connection inactivity
@@ -15,6 +20,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/opts.h"
+#include "trace.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -45,6 +51,12 @@ typedef struct {
     int64_t     timeout_ms;   /* inactivity, per connection */
     int64_t     deadline_ms;  /* the whole run */
     bool        json;
+    const char *trace;        /* Mooncake trace file, NULL: synthetic */
+    int64_t     trace_requests;
+    int64_t     block_tokens;
+    double      trace_speed;
+    int64_t     max_output;
+    int64_t     kv_block;
 } bench_cfg_t;
 
 static const bt_opt_t bench_opts[] = {
@@ -70,6 +82,25 @@ static const bt_opt_t bench_opts[] = {
      BT_OPT_DURATION, 1, 86400000, NULL, offsetof(bench_cfg_t, deadline_ms)},
     {"json", 0, "BATON_BENCH_JSON", "false", "print one json object", BT_OPT_BOOL, 0, 0,
      NULL, offsetof(bench_cfg_t, json)},
+    {"trace", 0, "BATON_BENCH_TRACE", NULL,
+     "replay this Mooncake-format trace (jsonl) instead of random prompts",
+     BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, trace)},
+    {"trace-requests", 0, "BATON_BENCH_TRACE_REQUESTS", "0",
+     "replay only the first N trace requests (0: all)", BT_OPT_INT, 0,
+     BENCH_MAX_REQUESTS, NULL, offsetof(bench_cfg_t, trace_requests)},
+    {"block-tokens", 0, "BATON_BENCH_BLOCK_TOKENS", "32",
+     "tokens per 512-token trace block (lengths scale by this / 512)",
+     BT_OPT_INT, 1, 512, NULL, offsetof(bench_cfg_t, block_tokens)},
+    {"trace-speed", 0, "BATON_BENCH_TRACE_SPEED", "0",
+     "replay at the trace's timestamps this many times faster (0: closed "
+     "loop at --concurrency, in trace order)", BT_OPT_DOUBLE, 0, 1e6, NULL,
+     offsetof(bench_cfg_t, trace_speed)},
+    {"max-output", 0, "BATON_BENCH_MAX_OUTPUT", "64",
+     "cap on a trace request's scaled output length", BT_OPT_INT, 1, 1 << 20,
+     NULL, offsetof(bench_cfg_t, max_output)},
+    {"kv-block", 0, "BATON_BENCH_KV_BLOCK", "16",
+     "the cluster's kv block size (the ideal counts reuse in whole blocks)",
+     BT_OPT_INT, 1, 4096, NULL, offsetof(bench_cfg_t, kv_block)},
 };
 
 typedef struct bench bench_t;
@@ -81,6 +112,7 @@ typedef struct {
     uint64_t                 t_start, t_first, t_last;
     int64_t                  tokens;     /* token chunks seen */
     int64_t                  usage_tokens; /* usage.completion_tokens, -1 */
+    int64_t                  cached;     /* usage...cached_tokens, 0 */
     size_t                   received;
     char                    *line;      /* partial SSE line */
     size_t                   line_len;
@@ -103,6 +135,8 @@ struct bench {
     size_t             n_ttft, n_e2e, n_tpot, n_itl, cap_itl;
     int64_t            out_tokens;
     char               first_error[160];
+    bt_trace_t         trace;        /* --trace: the requests to replay */
+    uint64_t           ok_prompt, ok_cached, ok_ideal; /* over ok requests */
 };
 
 static uint64_t rng_next(uint64_t *s)
@@ -151,6 +185,11 @@ static void stream_finish(stream_t *s, bool ok)
         b->ok++;
         /* the server's count when it sent one: chunks can merge tokens */
         b->out_tokens += s->usage_tokens >= 0 ? s->usage_tokens : s->tokens;
+        if (b->cfg.trace != NULL) {
+            b->ok_prompt += b->trace.reqs[s->idx].n_prompt;
+            b->ok_ideal += b->trace.reqs[s->idx].ideal_cached;
+            b->ok_cached += (uint64_t)s->cached;
+        }
         b->ttft[b->n_ttft++] = (double)(s->t_first - s->t_start) / 1e6;
         b->e2e[b->n_e2e++] = (double)(now - s->t_start) / 1e6;
         if (s->tokens > 1) {
@@ -173,7 +212,8 @@ static void stream_finish(stream_t *s, bool ok)
     if (b->finished == b->cfg.requests) {
         b->t_end = now;
         event_base_loopexit(b->base, NULL);
-    } else if (b->cfg.rate == 0) {
+    } else if (b->cfg.rate == 0 &&
+               (b->cfg.trace == NULL || b->cfg.trace_speed == 0)) {
         issue_next(b);
     }
 }
@@ -235,6 +275,11 @@ static void on_line(stream_t *s, const char *line, size_t len)
         json_is_integer(json_object_get(usage, "completion_tokens"))) {
         s->usage_tokens =
             json_integer_value(json_object_get(usage, "completion_tokens"));
+        json_t *cached = json_object_get(
+            json_object_get(usage, "prompt_tokens_details"), "cached_tokens");
+
+        s->cached = json_is_integer(cached) && json_integer_value(cached) > 0
+                    ? json_integer_value(cached) : 0;
     }
     /* a token chunk has text, or is not the finish chunk (an empty delta
      * can be a token ending inside a UTF-8 sequence); the final chunk with
@@ -315,24 +360,33 @@ static void done_cb(struct evhttp_request *req, void *arg)
     stream_finish(s, s->done_seen && !s->failed);
 }
 
-static char *build_body(bench_t *b)
+static char *build_body(bench_t *b, int64_t idx)
 {
     json_t *root = json_object(), *ids = json_array();
     char   *text = NULL;
+    int64_t max_tokens = b->cfg.output_tokens;
 
     if (root == NULL || ids == NULL) {
         goto err_out;
     }
-    for (int64_t i = 0; i < b->cfg.prompt_tokens; i++) {
-        int64_t id = BENCH_TOKEN_LO +
-                     (int64_t)(rng_next(&b->rng) %
-                               (BENCH_TOKEN_HI - BENCH_TOKEN_LO));
-        json_array_append_new(ids, json_integer(id));
+    if (b->cfg.trace != NULL) {
+        const bt_trace_req_t *r = &b->trace.reqs[idx];
+
+        for (uint32_t i = 0; i < r->n_prompt; i++) {
+            json_array_append_new(ids, json_integer(r->prompt[i]));
+        }
+        max_tokens = r->max_tokens;
+    } else {
+        for (int64_t i = 0; i < b->cfg.prompt_tokens; i++) {
+            int64_t id = BENCH_TOKEN_LO +
+                         (int64_t)(rng_next(&b->rng) %
+                                   (BENCH_TOKEN_HI - BENCH_TOKEN_LO));
+            json_array_append_new(ids, json_integer(id));
+        }
     }
     json_object_set_new(root, "model", json_string(b->cfg.model));
     json_object_set(root, "prompt", ids);
-    json_object_set_new(root, "max_tokens",
-                        json_integer(b->cfg.output_tokens));
+    json_object_set_new(root, "max_tokens", json_integer(max_tokens));
     json_object_set_new(root, "temperature", json_real(0.0));
     json_object_set_new(root, "ignore_eos", json_true());
     json_object_set_new(root, "stream", json_true());
@@ -362,7 +416,7 @@ static void issue_next(bench_t *b)
     s->usage_tokens = -1;
     b->in_flight++;
     s->line = malloc(BENCH_MAX_LINE);
-    body = build_body(b);
+    body = build_body(b, s->idx);
     s->conn = evhttp_connection_base_new(b->base, NULL, b->host,
                                          (unsigned short)b->port);
     if (s->line == NULL || body == NULL || s->conn == NULL) {
@@ -414,6 +468,28 @@ static void arrival_cb(evutil_socket_t fd, short ev, void *arg)
     }
 }
 
+/* --trace-speed > 0: issue the next trace request and wait for the one
+ * after it, at its timestamp / speed from the start of the run */
+static void trace_arrival_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    bench_t *b = arg;
+
+    (void)fd;
+    (void)ev;
+    issue_next(b);
+    if (b->issued < b->cfg.requests) {
+        double         at = (double)b->trace.reqs[b->issued].t_ms /
+                            b->cfg.trace_speed / 1e3;
+        double         now = (double)(bt_now_ns() - b->t0) / 1e9;
+        double         gap = at > now ? at - now : 0;
+        struct timeval tv;
+
+        tv.tv_sec = (time_t)gap;
+        tv.tv_usec = (suseconds_t)((gap - (double)tv.tv_sec) * 1e6);
+        event_base_once(b->base, -1, EV_TIMEOUT, trace_arrival_cb, b, &tv);
+    }
+}
+
 static void deadline_cb(evutil_socket_t fd, short ev, void *arg)
 {
     bench_t *b = arg;
@@ -462,6 +538,26 @@ static json_t *dist_json(dist_t d)
                      "p99", d.p99, "mean", d.mean, "n", (json_int_t)d.n);
 }
 
+static json_t *trace_json(const bench_t *b)
+{
+    double hit = b->ok_prompt > 0 ? (double)b->ok_cached /
+                                    (double)b->ok_prompt : 0;
+    double ideal = b->ok_prompt > 0 ? (double)b->ok_ideal /
+                                      (double)b->ok_prompt : 0;
+
+    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:I,s:I}",
+                     "file", b->cfg.trace,
+                     "block_tokens", (json_int_t)b->cfg.block_tokens,
+                     "prompt_tokens", (json_int_t)b->ok_prompt,
+                     "cached_tokens", (json_int_t)b->ok_cached,
+                     "ideal_cached_tokens", (json_int_t)b->ok_ideal,
+                     "hit_ratio", hit, "ideal_hit_ratio", ideal,
+                     "hit_vs_ideal", ideal > 0 ? hit / ideal : 0.0,
+                     "speed", b->cfg.trace_speed,
+                     "trace_blocks", (json_int_t)b->trace.blocks,
+                     "trace_hit_blocks", (json_int_t)b->trace.hit_blocks);
+}
+
 static void report(bench_t *b)
 {
     double wall = (double)(b->t_end - b->t0) / 1e9;
@@ -484,7 +580,12 @@ static void report(bench_t *b)
             dist_json(ttft), "tpot_ms", dist_json(tpot), "itl_ms",
             dist_json(itl), "e2e_ms", dist_json(e2e), "first_error",
             b->first_error);
-        char *text = o != NULL ? bt_json_dump(o) : NULL;
+        char *text;
+
+        if (o != NULL && b->cfg.trace != NULL) {
+            json_object_set_new(o, "trace", trace_json(b));
+        }
+        text = o != NULL ? bt_json_dump(o) : NULL;
 
         printf("%s\n", text != NULL ? text : "{}");
         free(text);
@@ -504,6 +605,18 @@ static void report(bench_t *b)
     printf("%-6s %10.2f %10.2f %10.2f %10.2f\n", "e2e", e2e.p50, e2e.p90,
            e2e.p99, e2e.mean);
     printf("throughput %.1f output tok/s  %.2f req/s\n", tok_s, req_s);
+    if (b->cfg.trace != NULL) {
+        double hit = b->ok_prompt > 0 ? (double)b->ok_cached /
+                                        (double)b->ok_prompt : 0;
+        double ideal = b->ok_prompt > 0 ? (double)b->ok_ideal /
+                                          (double)b->ok_prompt : 0;
+
+        printf("prefix cache: %llu of %llu prompt tokens cached, hit ratio "
+               "%.4f; ideal %.4f (unbounded cache, in %lld-token blocks); "
+               "ours / ideal %.3f\n", (unsigned long long)b->ok_cached,
+               (unsigned long long)b->ok_prompt, hit, ideal,
+               (long long)b->cfg.kv_block, ideal > 0 ? hit / ideal : 0);
+    }
     if (b->first_error[0] != '\0') {
         printf("first error: %s\n", b->first_error);
     }
@@ -557,6 +670,22 @@ int main(int argc, char **argv)
     if (!parse_url(&b)) {
         return 2;
     }
+    if (b.cfg.trace != NULL) {
+        bt_trace_opts_t to = {
+            (uint32_t)b.cfg.block_tokens, (uint32_t)b.cfg.kv_block,
+            (uint32_t)b.cfg.max_output, BENCH_TOKEN_LO, BENCH_TOKEN_HI,
+            (uint64_t)b.cfg.seed,
+            b.cfg.trace_requests > 0 ? (size_t)b.cfg.trace_requests
+                                     : BENCH_MAX_REQUESTS};
+        char err[256];
+
+        if (bt_trace_load(b.cfg.trace, &to, &b.trace, err, sizeof(err)) != 0) {
+            fprintf(stderr, "baton-bench: %s\n", err);
+            free(b.host);
+            return 1;
+        }
+        b.cfg.requests = (int64_t)b.trace.n;
+    }
     b.rng = (uint64_t)b.cfg.seed;
     b.cap_itl = (size_t)b.cfg.requests * 256;
     b.streams = calloc((size_t)b.cfg.requests, sizeof(*b.streams));
@@ -577,7 +706,9 @@ int main(int argc, char **argv)
         goto err_free;
     }
     b.t0 = bt_now_ns();
-    if (b.cfg.rate > 0) {
+    if (b.cfg.trace != NULL && b.cfg.trace_speed > 0) {
+        trace_arrival_cb(-1, 0, &b);
+    } else if (b.cfg.rate > 0 && b.cfg.trace == NULL) {
         arrival_cb(-1, 0, &b);
     } else {
         for (int64_t i = 0; i < b.cfg.concurrency; i++) {
@@ -613,5 +744,6 @@ err_free:
     free(b.tpot);
     free(b.itl);
     free(b.host);
+    bt_trace_free(&b.trace);
     return rc;
 }

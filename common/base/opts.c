@@ -260,6 +260,8 @@ bt_status_t bt_opts_parse(const bt_opts_spec_t *spec, void *cfg, int argc,
     char env_name[128];
     size_t i, s = 0;
     bt_status_t status;
+    const char *value;
+    bool word;
     int c;
 
     err[0] = '\0';
@@ -360,9 +362,14 @@ bt_status_t bt_opts_parse(const bt_opts_spec_t *spec, void *cfg, int argc,
             return BT_ERR_INVALID_ARG;
         }
         snprintf(source, sizeof(source), "--%s", opt->name);
-        status = bt_opt_set(opt, cfg,
-                            optarg != NULL ? optarg : "true", source, err,
-                            err_size);
+        value = optarg != NULL ? optarg : "true";
+        /* "--flag false" means what it says: a boolean word right after a
+         * bare BOOL flag is its value, not a positional argument */
+        if (opt->type == BT_OPT_BOOL && optarg == NULL && optind < argc &&
+            bt_opts_parse_bool(argv[optind], &word) == BT_OK) {
+            value = argv[optind++];
+        }
+        status = bt_opt_set(opt, cfg, value, source, err, err_size);
         if (status != BT_OK) {
             return status;
         }
@@ -425,4 +432,16 @@ int bt_opts_parse_or_exit(const bt_opts_spec_t *spec, void *cfg, int argc,
     }
     fprintf(stderr, "%s: %s\n", spec->prog, err);
     exit(2);
+}
+
+void bt_opts_parse_only_or_exit(const bt_opts_spec_t *spec, void *cfg,
+                                int argc, char **argv)
+{
+    int first = bt_opts_parse_or_exit(spec, cfg, argc, argv);
+
+    if (first < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n",
+                spec->prog, argv[first]);
+        exit(2);
+    }
 }

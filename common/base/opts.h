@@ -69,6 +69,10 @@ bt_status_t bt_opts_parse(const bt_opts_spec_t *spec, void *cfg, int argc,
  * exit 2. Returns the index of the first positional argument. */
 int bt_opts_parse_or_exit(const bt_opts_spec_t *spec, void *cfg, int argc,
                           char **argv);
+/* For programs that take no positional arguments (the daemons): parse as
+ * above, then "prog: unexpected argument 'X'" and exit 2 if any is left. */
+void bt_opts_parse_only_or_exit(const bt_opts_spec_t *spec, void *cfg,
+                                int argc, char **argv);
 
 void bt_opts_print_help(const bt_opts_spec_t *spec, FILE *out);
 

@@ -48,6 +48,7 @@ typedef struct {
     int64_t     threads;
     int64_t     max_batch;
     int64_t     max_prefill_tokens;
+    bool        prefix_cache;      /* reuse cached prefix blocks (prefill) */
     int64_t     lease_default_ms;
     int64_t     heartbeat_ms;
     int64_t     drain_timeout_ms;

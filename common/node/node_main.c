@@ -47,6 +47,9 @@ static const bt_opt_t bt_node_table[] = {
       BT_OPT_STRING, 0, 0, NULL, O(kv_dtype) },
     { "block-size", 0, NULL, "16", "tokens per kv block", BT_OPT_INT, 1,
       BT_KV_MAX_BLOCK_SIZE, NULL, O(block_size) },
+    { "prefix-cache", 0, NULL, "true", "reuse the prefix blocks this node's "
+      "pool has cached (false: compute every prompt in full, a baseline for "
+      "benchmarks)", BT_OPT_BOOL, 0, 0, NULL, O(prefix_cache) },
     { "threads", 'j', NULL, "0", "compute threads (0: all cores)", BT_OPT_INT,
       0, 1024, NULL, O(threads) },
     { "max-batch", 0, NULL, "64", "sequences in one decode step", BT_OPT_INT,
@@ -292,7 +295,7 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     /* --role defaults to the binary's own (shown by --help) */
     memcpy(table, bt_node_table, sizeof(table));
     table[0].defval = role_names[default_role];
-    bt_opts_parse_or_exit(&spec, &node->cfg, argc, argv);
+    bt_opts_parse_only_or_exit(&spec, &node->cfg, argc, argv);
     node->role = (bt_node_role_t)node->cfg.role;
     if (!bt_log_level_parse(node->cfg.log_level, &level)) {
         fprintf(stderr, "%s: invalid value '%s' for --log-level\n", prog,

@@ -465,7 +465,8 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         }
     }
     if (bt_kvseq_create(node->pool, q->tenant->root_hash.data, &j->seq) != BT_OK ||
-        bt_kvseq_match_prefix(j->seq, u32, j->n - 1, NULL, &matched) != BT_OK ||
+        (node->cfg.prefix_cache &&
+         bt_kvseq_match_prefix(j->seq, u32, j->n - 1, NULL, &matched) != BT_OK) ||
         bt_kvseq_append(j->seq, u32 + matched * bs, j->n - matched * bs) != BT_OK) {
         free(u32);
         bt_pjob_fail(j, BT_RPC_RESOURCE_EXHAUSTED,

@@ -355,7 +355,7 @@ def main():
     tap(rcs == [0, 0], "SIGTERM drains and exits 0 (%s)" % rcs)
     b, _, bh = start("both", [os.path.join(BUILD, "decode_node/baton-decode")]
                      + common + ["--role", "both", "--max-prefill-tokens",
-                                 "48"], env, tmp)
+                                 "48", "--prefix-cache", "false"], env, tmp)
     deadline = time.time() + 20
     got = None
     while time.time() < deadline and got is None:
@@ -366,6 +366,10 @@ def main():
         "--role both greedy tokens equal baton-run")
     got = gen(rg, long_ids, 12)
     tap(got == ref_long, "--role both chunked prefill equals baton-run")
+    got = gen(rg, long_ids, 12)
+    tap(got == ref_long and LAST.get("cached") == 0,
+        "--prefix-cache false: the same prompt again is computed in full "
+        "(%s cached) with the same tokens" % LAST.get("cached"))
     b.send_signal(signal.SIGTERM)
     try:
         rc = b.wait(timeout=10)

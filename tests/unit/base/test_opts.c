@@ -107,6 +107,33 @@ static void test_env_then_flag_precedence(void **state)
     clear_env(NULL);
 }
 
+/* "--flag false" sets false (it used to set true and leave "false" as a
+ * positional argument that daemons ignored) */
+static void test_bool_word_after_flag(void **state)
+{
+    const char *argv1[] = { "prog", "--colocated", "false", "file1" };
+    const char *argv2[] = { "prog", "--colocated", "file1" };
+    const char *argv3[] = { "prog", "--colocated=no", "true" };
+    char err[256];
+    cfg_t cfg;
+    int first;
+
+    (void)state;
+    setenv("BATON_COLOCATED", "yes", 1);
+    assert_int_equal(parse(&cfg, 4, argv1, &first, err), BT_OK);
+    assert_false(cfg.colocated);
+    assert_int_equal(first, 3);
+    assert_string_equal(argv1[first], "file1");
+    assert_int_equal(parse(&cfg, 3, argv2, &first, err), BT_OK);
+    assert_true(cfg.colocated);
+    assert_string_equal(argv2[first], "file1");
+    /* with '=' the next word stays a positional argument */
+    assert_int_equal(parse(&cfg, 3, argv3, &first, err), BT_OK);
+    assert_false(cfg.colocated);
+    assert_int_equal(first, 2);
+    clear_env(NULL);
+}
+
 static void test_bad_values_have_precise_errors(void **state)
 {
     char err[256];
@@ -212,6 +239,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, clear_env),
         cmocka_unit_test_setup(test_env_then_flag_precedence, clear_env),
+        cmocka_unit_test_setup(test_bool_word_after_flag, clear_env),
         cmocka_unit_test_setup(test_bad_values_have_precise_errors, clear_env),
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_value_parsers),

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Prefix reuse on a real request trace (issue 9's benchmark): replays the
+# first $TRACE_N requests of a Mooncake-format trace through a local
+# disaggregated cluster (1 prefill + 1 decode over UCX shm) twice in this
+# one run, once with the nodes' prefix cache on and once with
+# --prefix-cache=false, and prints the hit ratio beside the trace's ideal
+# (an unbounded cache), TTFT p50/p90 and throughput, on / off.
+#   bench/cluster/run_trace_bench.sh BUILD_DIR [TRACE.jsonl]
+# Knobs: TRACE_N (requests, default 200), TRACE_C (closed-loop concurrency,
+# default 4), BLOCK_TOKENS (tokens per 512-token trace block, default 16),
+# MAX_OUTPUT (cap on scaled output lengths, default 16).
+set -euo pipefail
+
+[ $# -ge 1 ] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+BUILD=$(cd "$1" && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TRACE=${2:-$ROOT/../shared/data/traces/conversation_trace.jsonl}
+LOCAL=$ROOT/deploy/local/baton-local
+BENCH=$BUILD/bench/cluster/baton-bench
+TRACE_N=${TRACE_N:-200} TRACE_C=${TRACE_C:-4}
+BLOCK_TOKENS=${BLOCK_TOKENS:-16} MAX_OUTPUT=${MAX_OUTPUT:-16}
+for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
+  [ -x "$x" ] || { echo "run_trace_bench: $x is not built" >&2; exit 1; }
+done
+[ -r "$TRACE" ] || { echo "run_trace_bench: cannot read $TRACE" >&2; exit 1; }
+
+TMP=$(mktemp -d /tmp/baton-trace-bench.XXXXXX)
+cleanup() {
+  local rd
+  for rd in "$TMP"/run-*; do
+    [ -d "$rd" ] && BUILD=$BUILD BATON_RUN_DIR=$rd "$LOCAL" down >/dev/null 2>&1 || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# the longest trace prompts (239 blocks in the first 1000 conversation
+# requests) must fit the context: 8192 positions at 16 tokens per block
+MODEL=$TMP/models/builtin
+"$BUILD/tools/baton-mkmodel" builtin --max-pos 8192 --out "$MODEL" >/dev/null
+
+field() { # file, python expression over the parsed object `j`
+  /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+run() { # mode (on|off)
+  local mode=$1 cache=true
+  [ "$mode" = off ] && cache=false
+  BATON_PREFIX_CACHE=$cache BUILD=$BUILD BATON_RUN_DIR=$TMP/run-$mode \
+    "$LOCAL" up --prefill 1 --decode 1 --ucx-tls shm --model "$MODEL" \
+    --http-port 0 --grpc-port 0 >"$TMP/$mode-up.log" 2>&1 ||
+    { cat "$TMP/$mode-up.log" >&2; return 1; }
+  local url name
+  url=$(field "$TMP/run-$mode/endpoints.json" 'j["http"]')
+  name=$(field "$TMP/run-$mode/endpoints.json" 'j["model"]')
+  echo "== cache $mode: $url, $TRACE_N requests of $(basename "$TRACE")" >&2
+  "$BENCH" --url "$url" --model "$name" --json --timeout 120s --deadline 20m \
+    --trace "$TRACE" --trace-requests "$TRACE_N" --concurrency "$TRACE_C" \
+    --block-tokens "$BLOCK_TOKENS" --max-output "$MAX_OUTPUT" \
+    >"$TMP/$mode.json" || true
+  BUILD=$BUILD BATON_RUN_DIR=$TMP/run-$mode "$LOCAL" down >/dev/null 2>&1 || true
+}
+
+run on
+run off
+
+/usr/bin/python3 - "$TMP/on.json" "$TMP/off.json" <<'EOF'
+import json, sys
+on, off = (json.load(open(p)) for p in sys.argv[1:3])
+t = on["trace"]
+print("trace %s: %d requests, %d prompt tokens (%d tokens per 512-token block)"
+      % (t["file"].split("/")[-1], on["requests"], t["prompt_tokens"],
+         t["block_tokens"]))
+print("| metric | cache on | cache off | on / off |")
+print("|---|---:|---:|---:|")
+print("| hit ratio (cached / prompt tokens) | %.4f | %.4f | |"
+      % (t["hit_ratio"], off["trace"]["hit_ratio"]))
+print("| ideal hit ratio (unbounded cache) | %.4f | | |" % t["ideal_hit_ratio"])
+print("| hit ratio / ideal (target >= 0.9) | **%.3f** | | |" % t["hit_vs_ideal"])
+for k, name in (("p50", "TTFT p50 (ms)"), ("p90", "TTFT p90 (ms)")):
+    a, b = on["ttft_ms"][k], off["ttft_ms"][k]
+    print("| %s | %.1f | %.1f | %.2f |" % (name, a, b, a / b if b else 0))
+a, b = on["req_s"], off["req_s"]
+print("| requests/s | %.2f | %.2f | %.2f |" % (a, b, a / b if b else 0))
+a, b = on["output_tok_s"], off["output_tok_s"]
+print("| output tok/s | %.1f | %.1f | %.2f |" % (a, b, a / b if b else 0))
+print("| ok / errors | %d / %d | %d / %d | |"
+      % (on["ok"], on["errors"], off["ok"], off["errors"]))
+for m, j in (("on", on), ("off", off)):
+    if j["first_error"]:
+        print("first error (cache %s): %s" % (m, j["first_error"]))
+EOF
