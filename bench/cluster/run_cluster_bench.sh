@@ -25,23 +25,11 @@ for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
   [ -x "$x" ] || { echo "run_cluster_bench: $x is not built" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d /tmp/baton-cluster-bench.XXXXXX)
-cleanup() {
-  local rd
-  for rd in "$TMP"/run-*; do
-    [ -d "$rd" ] && BUILD=$BUILD BATON_RUN_DIR=$rd "$LOCAL" down >/dev/null 2>&1 || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+NAME=cluster-bench
+. "$ROOT/bench/cluster/bench_lib.sh"
 
 MODEL=$TMP/models/builtin
 "$BUILD/tools/baton-mkmodel" builtin --max-pos 4096 --out "$MODEL" >/dev/null
-
-field() { # file, python expression over the parsed object `j`
-  /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
-}
 
 up() { # mode, then baton-local up flags; sets URL_<mode> and MODEL_NAME
   local mode=$1; shift

@@ -24,25 +24,13 @@ for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
 done
 [ -r "$TRACE" ] || { echo "run_trace_bench: cannot read $TRACE" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/baton-trace-bench.XXXXXX)
-cleanup() {
-  local rd
-  for rd in "$TMP"/run-*; do
-    [ -d "$rd" ] && BUILD=$BUILD BATON_RUN_DIR=$rd "$LOCAL" down >/dev/null 2>&1 || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+NAME=trace-bench
+. "$ROOT/bench/cluster/bench_lib.sh"
 
 # the longest trace prompts (239 blocks in the first 1000 conversation
 # requests) must fit the context: 8192 positions at 16 tokens per block
 MODEL=$TMP/models/builtin
 "$BUILD/tools/baton-mkmodel" builtin --max-pos 8192 --out "$MODEL" >/dev/null
-
-field() { # file, python expression over the parsed object `j`
-  /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
-}
 
 run() { # mode (on|off)
   local mode=$1 cache=true
