@@ -30,8 +30,8 @@ typedef struct {
 } ctl_cmd_t;
 
 static const ctl_cmd_t ctl_cmds[] = {
-    { "nodes", "[--role prefill|decode]", 0, 0, CO_ROLE, "listing nodes",
-      "list registered nodes: id, role, state, free/total KV blocks, running sequences, queued prefill tokens, address",
+    { "nodes", "[--role prefill|decode|kvstore]", 0, 0, CO_ROLE, "listing nodes",
+      "list registered nodes and kvstore replicas: id, role, state, free/total KV blocks, running sequences, queued prefill tokens, address",
       ctl_cmd_nodes },
     { "drain", "NODE", 1, 1, 0, "draining nodes",
       "stop routing new requests to NODE; what it runs finishes", ctl_cmd_drain },

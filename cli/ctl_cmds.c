@@ -68,9 +68,11 @@ static int ctl_role_parse(ctl_t *ctl, Baton__V1__NodeRole *role_p)
         *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_PREFILL;
     } else if (strcmp(r, "decode") == 0) {
         *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_DECODE;
+    } else if (strcmp(r, "kvstore") == 0 && strcmp(ctl->cmd, "nodes") == 0) {
+        *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_KVSTORE;
     } else {
-        fprintf(stderr, "batonctl: %s: --role must be prefill or decode, not '%s'\n",
-                ctl->cmd, r);
+        fprintf(stderr, "batonctl: %s: --role must be prefill or decode%s, not '%s'\n",
+                ctl->cmd, strcmp(ctl->cmd, "nodes") == 0 ? " or kvstore" : "", r);
         return CTL_EXIT_USAGE;
     }
     return CTL_EXIT_OK;

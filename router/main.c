@@ -40,6 +40,9 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_DURATION, 50, 600000, NULL, O(c.heartbeat_timeout_ms) },
     { "w-hit", 0, NULL, "1.0", "score per prompt token already cached on a prefill node",
       BT_OPT_DOUBLE, 0, 1e6, NULL, O(c.w_hit) },
+    { "w-store-hit", 0, NULL, "0.9", "score per prompt token a kvstore replica holds "
+      "beyond a prefill node's own cache (fetched, not computed)",
+      BT_OPT_DOUBLE, 0, 1e6, NULL, O(c.w_store_hit) },
     { "w-load", 0, NULL, "1.0", "score penalty per prompt token queued on a prefill node",
       BT_OPT_DOUBLE, 0, 1e6, NULL, O(c.w_load) },
     { "w-free", 0, NULL, "1.0", "score per free KV block on a decode node",
@@ -217,7 +220,8 @@ int main(int argc, char **argv)
                 o.c.listen);
     }
     r->cfg = o.c;
-    r->weights = (bt_select_weights_t){ o.c.w_hit, o.c.w_load, o.c.w_free, o.c.w_batch };
+    r->weights = (bt_select_weights_t){ o.c.w_hit, o.c.w_load, o.c.w_free,
+                                        o.c.w_batch, o.c.w_store_hit };
 
     r->base = bt_loop_create();
     r->metrics = bt_metrics_create();

@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BT_PREFIX_WORDS (BT_ROUTER_MAX_NODES / 64)
-
 /* Open addressing with linear probing; deleted slots are tombstones that
  * an insert reuses. A slot is live when its mask is non-zero. */
 typedef struct {
@@ -209,23 +207,37 @@ void bt_prefix_index_remove_node(bt_prefix_index_t *idx, unsigned node)
     }
 }
 
-size_t bt_prefix_index_match(const bt_prefix_index_t *idx,
-                             const uint8_t *hashes, size_t n, unsigned node)
+size_t bt_prefix_index_match_any(const bt_prefix_index_t *idx,
+                                 const uint8_t *hashes, size_t n,
+                                 const uint64_t *mask)
 {
     size_t i;
 
-    if (node >= BT_ROUTER_MAX_NODES) {
-        return 0;
-    }
     for (i = 0; i < n; i++) {
         const bt_prefix_slot_t *s =
             bt_prefix_find(idx, hashes + i * BT_BLOCK_HASH_LEN, NULL);
+        uint64_t any = 0;
 
-        if (s == NULL || !(s->nodes[node / 64] & (1ull << (node % 64)))) {
+        for (unsigned w = 0; s != NULL && w < BT_PREFIX_WORDS; w++) {
+            any |= s->nodes[w] & mask[w];
+        }
+        if (any == 0) {
             break;
         }
     }
     return i;
+}
+
+size_t bt_prefix_index_match(const bt_prefix_index_t *idx,
+                             const uint8_t *hashes, size_t n, unsigned node)
+{
+    uint64_t mask[BT_PREFIX_WORDS] = {0};
+
+    if (node >= BT_ROUTER_MAX_NODES) {
+        return 0;
+    }
+    mask[node / 64] = 1ull << (node % 64);
+    return bt_prefix_index_match_any(idx, hashes, n, mask);
 }
 
 size_t bt_prefix_index_size(const bt_prefix_index_t *idx)

@@ -13,6 +13,7 @@
 
 #define BT_ROUTER_MAX_NODES 256
 #define BT_BLOCK_HASH_LEN 32
+#define BT_PREFIX_WORDS (BT_ROUTER_MAX_NODES / 64)
 
 typedef struct bt_prefix_index bt_prefix_index_t;
 
@@ -31,6 +32,12 @@ void bt_prefix_index_remove_node(bt_prefix_index_t *idx, unsigned node);
  * chain order) that `node` holds. */
 size_t bt_prefix_index_match(const bt_prefix_index_t *idx,
                              const uint8_t *hashes, size_t n, unsigned node);
+/* Length of the longest prefix of `hashes` whose every block some slot of
+ * `mask` (BT_PREFIX_WORDS words, bit = slot) holds: a node's own cache
+ * together with the kvstore replicas it can fetch from. */
+size_t bt_prefix_index_match_any(const bt_prefix_index_t *idx,
+                                 const uint8_t *hashes, size_t n,
+                                 const uint64_t *mask);
 
 size_t bt_prefix_index_size(const bt_prefix_index_t *idx);
 uint64_t bt_prefix_index_dropped(const bt_prefix_index_t *idx);

@@ -88,7 +88,10 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
         hello.max_prefill_tokens = h->capacity->max_prefill_tokens;
         hello.kv_dtype = h->capacity->geometry ? (uint32_t)h->capacity->geometry->dtype : 0;
     }
-    s = bt_router_model_check_node(r, &hello, err, sizeof(err));
+    /* a kvstore replica serves every model: its blocks carry the model in
+     * their hashes, so there is nothing to match */
+    s = hello.role == BT_NODE_ROLE_KVSTORE
+        ? BT_OK : bt_router_model_check_node(r, &hello, err, sizeof(err));
     if (s == BT_OK) {
         s = bt_registry_add(r->registry, &hello, bt_now_ms(), call, &node, err,
                             sizeof(err));

@@ -10,6 +10,7 @@ struct bt_registry {
     bt_node_t          nodes[BT_ROUTER_MAX_NODES];
     bt_prefix_index_t *index;
     uint64_t           heartbeat_timeout_ms;
+    uint64_t           store_mask[BT_PREFIX_WORDS]; /* kvstore slots */
 };
 
 bt_registry_t *bt_registry_create(size_t prefix_index_entries,
@@ -79,11 +80,13 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
         return BT_ERR_INVALID_ARG;
     }
     if (hello->role != BT_NODE_ROLE_PREFILL && hello->role != BT_NODE_ROLE_DECODE &&
-        hello->role != BT_NODE_ROLE_BOTH) {
+        hello->role != BT_NODE_ROLE_BOTH && hello->role != BT_NODE_ROLE_KVSTORE) {
         snprintf(err, err_size, "node %s: unknown role %d", hello->id, (int)hello->role);
         return BT_ERR_INVALID_ARG;
     }
-    if (!bt_registry_text_ok(hello->model, BT_NODE_MODEL_MAX, false) ||
+    /* a kvstore keeps blocks of any model (the model is in every hash) */
+    if (!bt_registry_text_ok(hello->model, BT_NODE_MODEL_MAX,
+                             hello->role == BT_NODE_ROLE_KVSTORE) ||
         !bt_registry_text_ok(hello->grpc_address, BT_NODE_ADDR_MAX, false)) {
         snprintf(err, err_size, "node %s: model and grpc address are required "
                  "(at most %d and %d bytes)", hello->id, BT_NODE_MODEL_MAX,
@@ -95,7 +98,8 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
                  BT_NODE_UCX_MAX);
         return BT_ERR_INVALID_ARG;
     }
-    if (hello->block_size == 0 || hello->total_blocks == 0) {
+    if (hello->role != BT_NODE_ROLE_KVSTORE &&
+        (hello->block_size == 0 || hello->total_blocks == 0)) {
         snprintf(err, err_size, "node %s: capacity needs blocks and a block size",
                  hello->id);
         return BT_ERR_INVALID_ARG;
@@ -143,6 +147,9 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
     node->registered_ms = now_ms;
     node->last_seen_ms = now_ms;
     node->conn = conn;
+    if (node->role == BT_NODE_ROLE_KVSTORE) {
+        reg->store_mask[i / 64] |= 1ull << (i % 64);
+    }
     *node_p = node;
     return BT_OK;
 }
@@ -155,6 +162,7 @@ void bt_registry_remove(bt_registry_t *reg, bt_node_t *node)
         return;
     }
     slot = node->slot;
+    reg->store_mask[slot / 64] &= ~(1ull << (slot % 64));
     bt_prefix_index_remove_node(reg->index, slot);
     free(node->ucx_address);
     memset(node, 0, sizeof(*node));
@@ -278,4 +286,9 @@ size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,
 const bt_prefix_index_t *bt_registry_index(const bt_registry_t *reg)
 {
     return reg->index;
+}
+
+const uint64_t *bt_registry_store_mask(const bt_registry_t *reg)
+{
+    return reg->store_mask;
 }

@@ -22,6 +22,7 @@ typedef enum {
     BT_NODE_ROLE_PREFILL = 1,
     BT_NODE_ROLE_DECODE  = 2,
     BT_NODE_ROLE_BOTH    = 3,   /* a mask: both bits */
+    BT_NODE_ROLE_KVSTORE = 4,   /* a kvstore replica: KV events, no requests */
 } bt_node_role_t;
 
 typedef struct {
@@ -114,5 +115,7 @@ size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,
                          const char *model);
 
 const bt_prefix_index_t *bt_registry_index(const bt_registry_t *reg);
+/* Slots of the live kvstore replicas (BT_PREFIX_WORDS words, bit = slot). */
+const uint64_t *bt_registry_store_mask(const bt_registry_t *reg);
 
 #endif

@@ -35,6 +35,7 @@ typedef struct {
     int64_t     heartbeat_ms;
     int64_t     heartbeat_timeout_ms;
     double      w_hit;
+    double      w_store_hit;
     double      w_load;
     double      w_free;
     double      w_batch;

@@ -43,17 +43,34 @@ static double bt_select_decode_score(const bt_node_t *node,
            ((double)node->load.running_sequences + node->assigned) * w->w_batch;
 }
 
+/* Sets *matched_p to the prefix the node can reuse, its own cache first
+ * then the kvstore replicas, and *store_p to the kvstore's part of it. */
 static double bt_select_prefill_score(bt_registry_t *reg, bt_node_t *node,
                                       const bt_select_weights_t *w,
                                       const bt_select_req_t *req,
-                                      size_t *matched_p)
+                                      size_t *matched_p, size_t *store_p)
 {
-    size_t matched = bt_prefix_index_match(bt_registry_index(reg),
-                                           req->block_hashes, req->n_blocks,
-                                           node->slot);
+    const bt_prefix_index_t *idx = bt_registry_index(reg);
+    const uint64_t *stores = bt_registry_store_mask(reg);
+    uint64_t mask[BT_PREFIX_WORDS];
+    size_t own = bt_prefix_index_match(idx, req->block_hashes, req->n_blocks,
+                                       node->slot);
+    size_t all = own;
+    bool any_store = false;
 
-    *matched_p = matched;
-    return (double)matched * node->block_size * w->w_hit -
+    for (unsigned i = 0; i < BT_PREFIX_WORDS; i++) {
+        mask[i] = stores[i];
+        any_store = any_store || stores[i] != 0;
+    }
+    if (any_store) {
+        mask[node->slot / 64] |= 1ull << (node->slot % 64);
+        all = bt_prefix_index_match_any(idx, req->block_hashes, req->n_blocks,
+                                        mask);
+    }
+    *matched_p = all;
+    *store_p = all - own;
+    return (double)own * node->block_size * w->w_hit +
+           (double)(all - own) * node->block_size * w->w_store_hit -
            (double)(node->load.queued_prefill_tokens +
                     node->assigned_prefill_tokens) * w->w_load;
 }
@@ -80,7 +97,7 @@ bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
     memset(&r, 0, sizeof(r));
     for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
         bt_node_t *node = bt_registry_slot(reg, i);
-        size_t matched;
+        size_t matched, store;
         double score;
 
         if (node == NULL || !(node->role & BT_NODE_ROLE_PREFILL) ||
@@ -93,11 +110,12 @@ bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
             continue;
         }
         r.prefill_candidates++;
-        score = bt_select_prefill_score(reg, node, w, req, &matched);
+        score = bt_select_prefill_score(reg, node, w, req, &matched, &store);
         if (bt_select_better(score, node, r.prefill_score, r.prefill)) {
             r.prefill = node;
             r.prefill_score = score;
             r.matched_blocks = matched;
+            r.store_blocks = store;
         }
     }
     if (r.prefill == NULL) {
@@ -125,7 +143,7 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
     for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
         bt_node_t *node = bt_registry_slot(reg, i);
         double score;
-        size_t matched;
+        size_t matched, store;
 
         if (node == NULL || strcmp(node->model, req->model) != 0) {
             continue;
@@ -150,11 +168,12 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
             continue;
         }
         r.prefill_candidates++;
-        score = bt_select_prefill_score(reg, node, w, req, &matched);
+        score = bt_select_prefill_score(reg, node, w, req, &matched, &store);
         if (bt_select_better(score, node, r.prefill_score, r.prefill)) {
             r.prefill = node;
             r.prefill_score = score;
             r.matched_blocks = matched;
+            r.store_blocks = store;
         }
     }
 

@@ -1,7 +1,12 @@
 /* Choosing the (prefill, decode) pair for a request (DESIGN §2, §5).
  *
  * Prefill score  = matched_prefix_tokens * w_hit
+ *                + store_prefix_tokens * w_store_hit
  *                - (queued_prefill_tokens + assigned_prefill_tokens) * w_load
+ * where matched_prefix_tokens is the prefix the node's own cache holds and
+ * store_prefix_tokens how far a kvstore replica extends it (blocks the
+ * node fetches instead of computing), so kvstore hits count for every
+ * node.
  * Decode score   = free_blocks * w_free - running_sequences * w_batch
  *                - assigned * w_batch
  * A decode node must have room for the whole request (prompt + max new
@@ -19,6 +24,7 @@ typedef struct {
     double w_load;   /* per prompt token queued on the node */
     double w_free;   /* per free KV block on a decode node */
     double w_batch;  /* per running sequence on a decode node */
+    double w_store_hit; /* per prefix token a kvstore replica adds */
 } bt_select_weights_t;
 
 typedef struct {
@@ -48,7 +54,8 @@ typedef struct {
 typedef struct {
     bt_node_t *prefill;
     bt_node_t *decode;
-    size_t     matched_blocks;   /* on the prefill node */
+    size_t     matched_blocks;   /* on the prefill node, own + kvstore */
+    size_t     store_blocks;     /* of those, the ones only a kvstore has */
     double     prefill_score;
     double     decode_score;
     unsigned   prefill_candidates;

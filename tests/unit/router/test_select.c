@@ -135,7 +135,7 @@ static void test_registry(void **state)
     bt_registry_destroy(reg);
 }
 
-static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0 };
+static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0, 0.5 };
 
 static bt_select_req_t make_req(const uint8_t *hashes, size_t n)
 {
@@ -244,6 +244,78 @@ static void test_select_ties_rotate_and_colocate(void **state)
     bt_registry_destroy(reg);
 }
 
+/* A kvstore replica registers without a model or capacity, is never picked,
+ * and its blocks extend every prefill node's own prefix (at w_store_hit). */
+static void test_select_kvstore_hits(void **state)
+{
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    bt_node_hello_t kv = { "kv0", BT_NODE_ROLE_KVSTORE, "", "ipv4:127.0.0.1:2",
+                           NULL, 0, 0, 0, 0, 0, 0 };
+    uint8_t hashes[6][32], other[32];
+    bt_node_t *p0, *p1, *store = NULL;
+    bt_select_result_t r;
+    bt_select_req_t req;
+    char err[256];
+    int i;
+
+    (void)state;
+    for (i = 0; i < 6; i++) {
+        make_hash(hashes[i], (uint32_t)(300 + i));
+    }
+    make_hash(other, 999);
+    p0 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    p1 = add_node(reg, "p1", BT_NODE_ROLE_PREFILL, "m", 100);
+    add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
+    assert_int_equal(bt_registry_add(reg, &kv, 1000, NULL, &store, err,
+                                     sizeof(err)), BT_OK);
+    assert_int_equal(bt_registry_count(reg, BT_NODE_ROLE_BOTH, "m"), 3);
+    assert_int_equal(bt_registry_count(reg, BT_NODE_ROLE_KVSTORE, NULL), 1);
+
+    /* p0 holds blocks 0-1, the kvstore 0-4 (and a block of another chain):
+     * p0 reuses 5 blocks, 2 of its own; p1 the kvstore's 5 */
+    bt_registry_kv_stored(reg, p0, &hashes[0][0], 2);
+    bt_registry_kv_stored(reg, store, &hashes[0][0], 5);
+    bt_registry_kv_stored(reg, store, other, 1);
+    req = make_req(&hashes[0][0], 6);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+    assert_ptr_equal(r.prefill, p0);   /* 2*16 + 3*16*0.5 > 5*16*0.5 */
+    assert_int_equal(r.matched_blocks, 5);
+    assert_int_equal(r.store_blocks, 3);
+    assert_true(r.prefill_score == 2 * 16 * 1.0 + 3 * 16 * 0.5);
+    assert_int_equal(r.prefill_candidates, 2);
+    assert_int_equal(r.decode_candidates, 1);
+    bt_select_release(r.prefill, r.decode, 0);
+
+    /* with p0 busy, p1 wins on the kvstore's blocks alone */
+    p0->load.queued_prefill_tokens = 100;
+    assert_int_equal(bt_select_prefill(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_OK);
+    assert_ptr_equal(r.prefill, p1);
+    assert_int_equal(r.matched_blocks, 5);
+    assert_int_equal(r.store_blocks, 5);
+    bt_select_release(r.prefill, NULL, 0);
+
+    /* the kvstore leaves: its blocks no longer count */
+    bt_registry_remove(reg, store);
+    assert_int_equal(bt_select_prefill(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_OK);
+    assert_ptr_equal(r.prefill, p1);
+    assert_int_equal(r.matched_blocks, 0);
+    p0->load.queued_prefill_tokens = 0;
+    assert_int_equal(bt_select_prefill(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_OK);
+    assert_ptr_equal(r.prefill, p0);
+    assert_int_equal(r.matched_blocks, 2);
+    assert_int_equal(r.store_blocks, 0);
+
+    /* a node (not a kvstore) still needs a model and capacity */
+    kv.role = BT_NODE_ROLE_PREFILL;
+    kv.id = "p9";
+    assert_int_equal(bt_registry_add(reg, &kv, 1000, NULL, &store, err,
+                                     sizeof(err)), BT_ERR_INVALID_ARG);
+    bt_registry_destroy(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_prefix_index_churn),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_select_prefix_and_load),
+        cmocka_unit_test(test_select_kvstore_hits),
         cmocka_unit_test(test_select_ties_rotate_and_colocate),
     };
 
