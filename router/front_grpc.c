@@ -9,6 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Logprobs of one pending token (a copy: the node's message is gone by
+ * the time a busy send queue has room). */
+typedef struct {
+    uint32_t token_id;
+    float    logprob;
+    uint32_t n_top;
+    uint32_t top_ids[BT_SAMPLE_MAX_LOGPROBS];
+    float    top_logprobs[BT_SAMPLE_MAX_LOGPROBS];
+} bt_gen_lp_t;
+
 /* A Generate stream: token deltas are batched while the client's send
  * queue is busy, so a slow client never stalls the router or drops text. */
 typedef struct {
@@ -18,6 +28,8 @@ typedef struct {
     uint32_t               *ids;        /* pending, not yet sent */
     size_t                  n_ids;
     size_t                  cap_ids;
+    bt_gen_lp_t            *lps;        /* [cap_ids] when logprobs are asked */
+    bool                    want_lp;
     bt_buf_t                text;       /* pending text */
     int                     in_flight;  /* sends whose sent_cb is due */
     bool                    ended;      /* the request ended */
@@ -36,6 +48,7 @@ static void bt_gen_maybe_free(bt_gen_stream_t *g)
 {
     if (!g->starting && g->call_done && g->ended && g->in_flight == 0) {
         free(g->ids);
+        free(g->lps);
         bt_buf_cleanup(&g->text);
         free(g);
     }
@@ -56,6 +69,76 @@ static void bt_gen_sent_cb(bt_rpc_call_t *call, bool ok, void *arg)
     bt_gen_maybe_free(g);
 }
 
+/* The TokenLogprobs of the pending tokens, in heap arrays freed by
+ * bt_gen_lp_msgs_free; TopLogprob.text is each token's text alone. */
+typedef struct {
+    Baton__V1__TokenLogprobs  *msgs;
+    Baton__V1__TokenLogprobs **ptrs;
+    Baton__V1__TopLogprob     *tops;
+    Baton__V1__TopLogprob    **top_ptrs;
+    size_t                    *text_off;
+    bt_buf_t                   texts;
+} bt_gen_lp_msgs_t;
+
+static void bt_gen_lp_msgs_free(bt_gen_lp_msgs_t *lm)
+{
+    free(lm->msgs);
+    free(lm->ptrs);
+    free(lm->tops);
+    free(lm->top_ptrs);
+    free(lm->text_off);
+    bt_buf_cleanup(&lm->texts);
+}
+
+static bt_status_t bt_gen_lp_msgs(bt_gen_stream_t *g, bt_gen_lp_msgs_t *lm)
+{
+    size_t n_top = 0, k = 0;
+
+    memset(lm, 0, sizeof(*lm));
+    bt_buf_init(&lm->texts, 16u << 20);
+    for (size_t i = 0; i < g->n_ids; i++) {
+        n_top += g->lps[i].n_top;
+    }
+    lm->msgs = malloc(g->n_ids * sizeof(*lm->msgs));
+    lm->ptrs = malloc(g->n_ids * sizeof(*lm->ptrs));
+    lm->tops = malloc((n_top ? n_top : 1) * sizeof(*lm->tops));
+    lm->top_ptrs = malloc((n_top ? n_top : 1) * sizeof(*lm->top_ptrs));
+    lm->text_off = malloc((n_top ? n_top : 1) * sizeof(*lm->text_off));
+    if (lm->msgs == NULL || lm->ptrs == NULL || lm->tops == NULL ||
+        lm->top_ptrs == NULL || lm->text_off == NULL) {
+        bt_gen_lp_msgs_free(lm);
+        return BT_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < g->n_ids; i++) {
+        const bt_gen_lp_t *lp = &g->lps[i];
+        Baton__V1__TokenLogprobs *m = &lm->msgs[i];
+
+        baton__v1__token_logprobs__init(m);
+        m->token_id = lp->token_id;
+        m->logprob = lp->logprob;
+        m->n_top = lp->n_top;
+        m->top = lp->n_top > 0 ? lm->top_ptrs + k : NULL;
+        for (uint32_t t = 0; t < lp->n_top; t++, k++) {
+            baton__v1__top_logprob__init(&lm->tops[k]);
+            lm->tops[k].token_id = lp->top_ids[t];
+            lm->tops[k].logprob = lp->top_logprobs[t];
+            lm->top_ptrs[k] = &lm->tops[k];
+            /* valid UTF-8 (a proto3 string), NUL-separated */
+            lm->text_off[k] = lm->texts.len;
+            bt_router_model_token_text(g->r, lp->top_ids[t], false, &lm->texts);
+            if (bt_buf_append_byte(&lm->texts, '\0') != BT_OK) {
+                bt_gen_lp_msgs_free(lm);
+                return BT_ERR_NO_MEMORY;
+            }
+        }
+        lm->ptrs[i] = m;
+    }
+    for (size_t t = 0; t < k; t++) {   /* the buffer no longer moves */
+        lm->tops[t].text = lm->texts.data + lm->text_off[t];
+    }
+    return BT_OK;
+}
+
 static void bt_gen_flush(bt_gen_stream_t *g)
 {
     if (g->call_done) {
@@ -63,11 +146,27 @@ static void bt_gen_flush(bt_gen_stream_t *g)
     }
     if ((g->n_ids > 0 || g->text.len > 0) && g->in_flight < BT_GEN_MAX_IN_FLIGHT) {
         Baton__V1__GenerateResponse m = BATON__V1__GENERATE_RESPONSE__INIT;
+        bt_gen_lp_msgs_t lm;
+        bt_status_t s;
 
         m.n_token_ids = g->n_ids;
         m.token_ids = g->ids;
         m.text = g->text.data ? g->text.data : (char *)"";
-        if (bt_rpc_call_send(g->call, &m.base, bt_gen_sent_cb, g) == BT_OK) {
+        if (g->want_lp && g->n_ids > 0) {
+            if (bt_gen_lp_msgs(g, &lm) != BT_OK) {
+                if (g->req != NULL) {
+                    bt_rreq_cancel(g->req, "out of memory");
+                }
+                return;
+            }
+            m.n_logprobs = g->n_ids;
+            m.logprobs = lm.ptrs;
+        }
+        s = bt_rpc_call_send(g->call, &m.base, bt_gen_sent_cb, g);
+        if (g->want_lp && g->n_ids > 0) {
+            bt_gen_lp_msgs_free(&lm);
+        }
+        if (s == BT_OK) {
             g->in_flight++;
             g->any_sent = true;
             g->n_ids = 0;
@@ -100,7 +199,8 @@ static void bt_gen_flush(bt_gen_stream_t *g)
 }
 
 static void bt_gen_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
-                            size_t n, const char *text, size_t len)
+                            size_t n, const Baton__V1__TokenLogprobs *const *lps,
+                            const char *text, size_t len)
 {
     bt_gen_stream_t *g = arg;
 
@@ -108,13 +208,34 @@ static void bt_gen_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
     if (g->n_ids + n > g->cap_ids) {
         size_t cap = (g->n_ids + n) * 2 + 16;
         uint32_t *p = realloc(g->ids, cap * sizeof(*p));
+        bt_gen_lp_t *q;
 
         if (p == NULL) {
             bt_rreq_cancel(g->req, "out of memory");
             return;
         }
         g->ids = p;
+        if (g->want_lp) {
+            q = realloc(g->lps, cap * sizeof(*q));
+            if (q == NULL) {
+                bt_rreq_cancel(g->req, "out of memory");
+                return;
+            }
+            g->lps = q;
+        }
         g->cap_ids = cap;
+    }
+    for (size_t i = 0; i < n && g->want_lp; i++) {
+        bt_gen_lp_t *lp = &g->lps[g->n_ids + i];
+
+        /* the request checked them: one per id, n_top <= 20 */
+        lp->token_id = lps[i]->token_id;
+        lp->logprob = lps[i]->logprob;
+        lp->n_top = (uint32_t)lps[i]->n_top;
+        for (uint32_t t = 0; t < lp->n_top; t++) {
+            lp->top_ids[t] = lps[i]->top[t]->token_id;
+            lp->top_logprobs[t] = lps[i]->top[t]->logprob;
+        }
     }
     if (n > 0) {
         memcpy(g->ids + g->n_ids, ids, n * sizeof(*ids));
@@ -228,9 +349,6 @@ bt_status_t bt_front_check_sampling(const Baton__V1__SamplingParams *sp,
              "repetition_penalty must be in (0, 10]");
     BT_CHECK(sp->logprobs >= 0 && sp->logprobs <= BT_SAMPLE_MAX_LOGPROBS,
              "logprobs must be in [0, %d]", BT_SAMPLE_MAX_LOGPROBS);
-    /* the sampler computes them, but the nodes do not return them yet:
-     * refuse rather than answer without them */
-    BT_CHECK(sp->logprobs == 0, "logprobs are not supported yet");
     BT_CHECK(sp->n_stop <= BT_STOPSTR_MAX, "at most %d stop strings", BT_STOPSTR_MAX);
     BT_CHECK(sp->n_stop_token_ids <= BT_SAMPLE_MAX_STOP_IDS - 1,
              "at most %d stop token ids", BT_SAMPLE_MAX_STOP_IDS - 1);
@@ -308,6 +426,7 @@ static void bt_grpc_generate(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     }
     g->r = r;
     g->call = call;
+    g->want_lp = bt_sampling_wants_logprobs(in->sampling);
     bt_buf_init(&g->text, 16u << 20);
     g->starting = true;
     s = bt_front_start(r, in, &auth, &bt_gen_sink, g, &g->req, err, sizeof(err));

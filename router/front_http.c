@@ -24,14 +24,25 @@ typedef struct {
     bool                    first;        /* no chunk sent yet */
     bool                    ended;
     bool                    starting;
+    bool                    want_lp;      /* logprobs asked for */
+    json_t                 *lp;           /* logprobs not yet sent (all of
+                                             them when not streaming) */
+    size_t                  lp_bytes;     /* ~ JSON size of lp */
+    size_t                  text_offset;  /* bytes of the tokens so far */
+    bt_buf_t                tok_text;     /* scratch: one token's text */
     bt_buf_t                text;         /* whole response (non-streaming) */
     char                    id[80];
     char                    model[BT_NODE_MODEL_MAX + 1];
     uint64_t                created;
 } bt_http_gen_t;
 
+/* Logprobs of a whole response are bounded like its text. */
+#define BT_HTTP_MAX_LP_BYTES (64u << 20)
+
 static void bt_http_gen_free(bt_http_gen_t *g)
 {
+    json_decref(g->lp);
+    bt_buf_cleanup(&g->tok_text);
     bt_buf_cleanup(&g->text);
     free(g);
 }
@@ -51,7 +62,9 @@ static void bt_http_send_chunk(bt_http_gen_t *g, const char *text, size_t len,
                                Baton__V1__FinishReason finish)
 {
     json_t *chunk = bt_openai_chunk(g->kind, g->id, g->model, g->created, text,
-                                    len, g->first, finish);
+                                    len, g->first, g->lp, finish);
+
+    g->lp = NULL;   /* the chunk took it */
 
     if (chunk != NULL) {
         bt_http_sse_send_json(g->http, chunk);
@@ -60,16 +73,73 @@ static void bt_http_send_chunk(bt_http_gen_t *g, const char *text, size_t len,
     g->first = false;
 }
 
+/* Adds the logprobs of ids[0..n) to g->lp with each token's text. */
+static bt_status_t bt_http_add_logprobs(bt_http_gen_t *g, size_t n,
+                                        const Baton__V1__TokenLogprobs *const *lps)
+{
+    bt_openai_tok_lp_t chosen, top[BT_OPENAI_MAX_LOGPROBS];
+    size_t off[BT_OPENAI_MAX_LOGPROBS + 1];
+
+    for (size_t i = 0; i < n; i++) {
+        const Baton__V1__TokenLogprobs *lp = lps[i];
+        /* the request checked n_top against the request's <= 20 */
+        const size_t n_top = lp->n_top <= BT_OPENAI_MAX_LOGPROBS
+                             ? lp->n_top : BT_OPENAI_MAX_LOGPROBS;
+        bt_status_t s;
+
+        bt_buf_reset(&g->tok_text);
+        bt_router_model_token_text(g->r, lp->token_id, true, &g->tok_text);
+        off[0] = g->tok_text.len;
+        for (size_t t = 0; t < n_top; t++) {
+            bt_router_model_token_text(g->r, lp->top[t]->token_id, true,
+                                       &g->tok_text);
+            off[t + 1] = g->tok_text.len;
+        }
+        chosen.text = g->tok_text.data ? g->tok_text.data : "";
+        chosen.len = off[0];
+        chosen.logprob = lp->logprob;
+        for (size_t t = 0; t < n_top; t++) {
+            top[t].text = chosen.text + off[t];
+            top[t].len = off[t + 1] - off[t];
+            top[t].logprob = lp->top[t]->logprob;
+        }
+        s = bt_openai_logprobs_add(g->kind, &g->lp, &chosen, top, n_top,
+                                   g->text_offset);
+        if (s != BT_OK) {
+            return s;
+        }
+        g->text_offset += chosen.len;
+        /* a rough bound on the JSON (bytes arrays are ~4 chars a byte) */
+        g->lp_bytes += 64 * (n_top + 1) + 5 * g->tok_text.len;
+        if (g->lp_bytes > BT_HTTP_MAX_LP_BYTES) {
+            return BT_ERR_TOO_LARGE;
+        }
+    }
+    return BT_OK;
+}
+
 static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
-                             size_t n, const char *text, size_t len)
+                             size_t n, const Baton__V1__TokenLogprobs *const *lps,
+                             const char *text, size_t len)
 {
     bt_http_gen_t *g = arg;
 
     (void)req;
     (void)ids;
-    (void)n;
+    if (g->want_lp && lps != NULL && n > 0) {
+        bt_status_t s = bt_http_add_logprobs(g, n, lps);
+
+        if (s != BT_OK) {
+            bt_rreq_cancel(g->req, s == BT_ERR_TOO_LARGE
+                           ? "response over the size limit" : "out of memory");
+            return;
+        }
+    }
     if (g->stream) {
-        if (len > 0 || g->first) {
+        /* a token's logprobs go out with the chunk of its turn, also
+         * when its text is still held back */
+        if (len > 0 || g->first || g->lp != NULL) {
+            g->lp_bytes = 0;
             bt_http_send_chunk(g, text, len,
                                BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
         }
@@ -101,7 +171,9 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
         } else {
             json_t *resp = bt_openai_response(g->kind, g->id, g->model, g->created,
                                               g->text.data ? g->text.data : "",
-                                              g->text.len, finish, usage);
+                                              g->text.len, g->lp, finish, usage);
+
+            g->lp = NULL;   /* the response took it */
 
             bt_http_reply_json(g->http, 200, resp);
             json_decref(resp);
@@ -201,10 +273,12 @@ static void bt_http_generate(struct evhttp_request *http, bt_router_t *r,
     g->kind = kind;
     g->stream = oreq.stream;
     g->include_usage = oreq.include_usage;
+    g->want_lp = bt_sampling_wants_logprobs(oreq.gen.sampling);
     g->first = true;
     g->created = bt_wall_ms() / 1000;
     snprintf(g->model, sizeof(g->model), "%s", oreq.gen.model);
     bt_buf_init(&g->text, 64u << 20);
+    bt_buf_init(&g->tok_text, 1u << 20);
     if (g->stream) {
         bt_http_sse_start(http);
     }

@@ -216,6 +216,20 @@ bt_status_t bt_router_model_decode(bt_router_t *r, const uint32_t *ids,
                          sizeof(err));
 }
 
+void bt_router_model_token_text(bt_router_t *r, uint32_t id, bool raw,
+                                bt_buf_t *out)
+{
+    size_t len0 = out->len;
+
+    if (id > INT32_MAX ||
+        bt_tok_token_text(r->model->tok, (int32_t)id, raw, out) != BT_OK) {
+        out->len = len0;   /* unknown id, or over the buffer's limit */
+        if (out->data != NULL) {
+            out->data[len0] = '\0';
+        }
+    }
+}
+
 static bt_dtype_t bt_router_dtype(uint32_t kv_dtype)
 {
     return kv_dtype == 1 ? BT_DTYPE_F32 : kv_dtype == 2 ? BT_DTYPE_F16

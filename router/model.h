@@ -43,6 +43,11 @@ bt_status_t bt_router_model_check_tokens(bt_router_t *r, const uint32_t *ids,
 bt_status_t bt_router_model_detok(bt_router_t *r, bt_tok_stream_t **stream_p);
 bt_status_t bt_router_model_decode(bt_router_t *r, const uint32_t *ids,
                                    size_t n, bt_buf_t *out);
+/* Appends the text of token `id` alone (logprobs): raw bytes (maybe part
+ * of a UTF-8 character) or, without `raw`, valid UTF-8 (U+FFFD for the
+ * rest). An id outside the vocabulary appends nothing. */
+void bt_router_model_token_text(bt_router_t *r, uint32_t id, bool raw,
+                                bt_buf_t *out);
 
 /* h_{-1} for a tenant; BT_ERR_NOT_FOUND until a node told the KV layout. */
 bt_status_t bt_router_model_root(bt_router_t *r, const uint8_t *salt,

@@ -34,7 +34,9 @@ typedef struct {
     bt_openai_kind_t            kind;
     bool                        stream;
     bool                        include_usage; /* stream_options.include_usage */
-    bool                        logprobs;      /* chat: logprobs: true */
+    bool                        logprobs;      /* logprobs asked for (completions:
+                                                  `logprobs` set; chat:
+                                                  `logprobs: true`) */
     Baton__V1__GenerateRequest  gen;           /* everything in `arena` */
     Baton__V1__SamplingParams   sampling;
     Baton__V1__ChatMessages     chat;
@@ -59,20 +61,45 @@ const char *bt_openai_finish_reason(Baton__V1__FinishReason reason);
  * prompt_tokens_details: {cached_tokens}}. New reference. */
 json_t *bt_openai_usage(const Baton__V1__Usage *usage);
 
-/* A whole (non-streaming) response. `text` is the full completion. New
+/* One token and its log-probability, as the logprobs objects show it.
+ * `text` (len bytes) is the token decoded alone, raw: a byte-level token
+ * may hold part of a UTF-8 character. Such a token's string is
+ * "bytes:\\xNN..." (OpenAI's convention); chat's `bytes` always has the
+ * raw bytes. A non-finite logprob is written as -9999 (JSON has no -inf). */
+typedef struct {
+    const char *text;
+    size_t      len;
+    float       logprob;
+} bt_openai_tok_lp_t;
+
+/* Appends one generated token to a choice's logprobs object (*lp_p,
+ * created when NULL): completions {"tokens", "token_logprobs",
+ * "top_logprobs": [{text: logprob}], "text_offset"} (text_offset: the
+ * token's byte offset in the completion text), chat {"content": [{"token",
+ * "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}]}.
+ * `top`: n_top alternatives, most likely first. BT_ERR_NO_MEMORY. */
+bt_status_t bt_openai_logprobs_add(bt_openai_kind_t kind, json_t **lp_p,
+                                   const bt_openai_tok_lp_t *chosen,
+                                   const bt_openai_tok_lp_t *top, size_t n_top,
+                                   size_t text_offset);
+
+/* A whole (non-streaming) response. `text` is the full completion;
+ * `logprobs` (stolen; NULL: null) the choice's logprobs object. New
  * reference; NULL on out of memory. */
 json_t *bt_openai_response(bt_openai_kind_t kind, const char *id,
                            const char *model, uint64_t created_s,
                            const char *text, size_t text_len,
-                           Baton__V1__FinishReason finish,
+                           json_t *logprobs, Baton__V1__FinishReason finish,
                            const Baton__V1__Usage *usage);
 
 /* One stream chunk: a text delta (`finish` NONE/UNSPECIFIED: null), or
- * the first chat chunk with the role when `first` is true. New reference. */
+ * the first chat chunk with the role when `first` is true; `logprobs`
+ * (stolen; NULL: null) those of the tokens since the last chunk. New
+ * reference. */
 json_t *bt_openai_chunk(bt_openai_kind_t kind, const char *id,
                         const char *model, uint64_t created_s,
                         const char *delta, size_t delta_len, bool first,
-                        Baton__V1__FinishReason finish);
+                        json_t *logprobs, Baton__V1__FinishReason finish);
 
 /* The last chunk of a stream with include_usage: empty choices + usage. */
 json_t *bt_openai_usage_chunk(bt_openai_kind_t kind, const char *id,

@@ -252,7 +252,9 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
             if (s != BT_OK) {
                 return bt_openai_json_err(c, s, "logprobs");
             }
+            /* logprobs: 0 is the chosen token's alone */
             sp->logprobs = (int32_t)i64;
+            sp->logprobs_chosen = true;
             req->logprobs = true;
         }
     } else {
@@ -272,7 +274,8 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
             return bt_openai_fail(c, BT_ERR_INVALID_ARG, "top_logprobs",
                                   "field 'top_logprobs' needs 'logprobs': true");
         }
-        sp->logprobs = b ? (int32_t)(i64 > 0 ? i64 : 1) : 0;
+        sp->logprobs = b ? (int32_t)i64 : 0;
+        sp->logprobs_chosen = b;
     }
     return BT_OK;
 }

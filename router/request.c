@@ -94,6 +94,11 @@ const char *bt_rreq_id(const bt_rreq_t *req)
     return req->id;
 }
 
+bool bt_sampling_wants_logprobs(const Baton__V1__SamplingParams *sp)
+{
+    return sp != NULL && (sp->logprobs > 0 || sp->logprobs_chosen);
+}
+
 static bt_node_t *bt_rreq_node(bt_rreq_t *req, unsigned slot, uint64_t gen)
 {
     bt_node_t *node = bt_registry_slot(req->r->registry, slot);
@@ -138,19 +143,52 @@ static void bt_rreq_maybe_free(bt_rreq_t *req)
 /* Flushes `text` (held back by the stop-string matcher or the detokenizer)
  * to the sink with the token ids of this step. */
 static void bt_rreq_emit_text(bt_rreq_t *req, const uint32_t *ids, size_t n,
+                              const Baton__V1__TokenLogprobs *const *lps,
                               const char *text, size_t len)
 {
     if ((n > 0 || len > 0) && req->sink->on_delta != NULL) {
-        req->sink->on_delta(req, req->sink_arg, ids, n, text, len);
+        req->sink->on_delta(req, req->sink_arg, ids, n, lps, text, len);
     }
 }
 
-static void bt_rreq_emit_token(bt_rreq_t *req, uint32_t token)
+/* A node's logprobs for `token`: present when asked for, about that
+ * token, at most the top-n asked for, ids in the vocabulary. */
+static bool bt_rreq_lp_ok(const bt_rreq_t *req, uint32_t token,
+                          const Baton__V1__TokenLogprobs *lp)
+{
+    int32_t vocab = bt_router_model_vocab_size(req->r);
+
+    if (lp == NULL || lp->token_id != token ||
+        lp->n_top > (size_t)req->sampling->logprobs) {
+        return false;
+    }
+    for (size_t i = 0; i < lp->n_top; i++) {
+        if (lp->top[i] == NULL || lp->top[i]->token_id >= (uint32_t)vocab) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Gives token (the next output index) to the client. `lp`: its logprobs
+ * from the node (NULL when none came). */
+static void bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
+                               const Baton__V1__TokenLogprobs *lp)
 {
     const char *out = NULL;
     size_t out_len = 0;
     bool stopped = false;
     uint64_t now = bt_now_ns();
+    const bool want_lp = bt_sampling_wants_logprobs(req->sampling);
+
+    if (want_lp && !bt_rreq_lp_ok(req, token, lp)) {
+        BT_LOG_REQ(ERROR, req->id, "node %s sent no valid logprobs for output "
+                   "token %zu", req->state == BT_RREQ_PREFILLING ? req->p_id
+                   : req->d_id, req->n_gen);
+        bt_rreq_end(req, BT_ERR_PEER_PROTOCOL, "a node returned no valid "
+                    "logprobs", BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
+        return;
+    }
 
     if (req->n_gen == req->cap_gen) {
         size_t cap = req->cap_gen ? req->cap_gen * 2 : 64;
@@ -185,7 +223,7 @@ static void bt_rreq_emit_token(bt_rreq_t *req, uint32_t token)
         out = req->text.data ? req->text.data : "";
         out_len = req->text.len;
     }
-    bt_rreq_emit_text(req, &token, 1, out, out_len);
+    bt_rreq_emit_text(req, &token, 1, want_lp ? &lp : NULL, out, out_len);
     if (stopped) {
         req->stopped = true;
         bt_rreq_end(req, BT_OK, NULL, BATON__V1__FINISH_REASON__FINISH_REASON_STOP);
@@ -204,15 +242,15 @@ static void bt_rreq_flush(bt_rreq_t *req)
         if (req->text.len > 0) {
             bt_stopstr_feed(req->stops, req->text.data, req->text.len, &out,
                             &out_len, &stopped);
-            bt_rreq_emit_text(req, NULL, 0, out, out_len);
+            bt_rreq_emit_text(req, NULL, 0, NULL, out, out_len);
         }
         if (!stopped) {
             bt_stopstr_flush(req->stops, &out, &out_len);
-            bt_rreq_emit_text(req, NULL, 0, out, out_len);
+            bt_rreq_emit_text(req, NULL, 0, NULL, out, out_len);
         }
     } else {
-        bt_rreq_emit_text(req, NULL, 0, req->text.data ? req->text.data : "",
-                          req->text.len);
+        bt_rreq_emit_text(req, NULL, 0, NULL,
+                          req->text.data ? req->text.data : "", req->text.len);
     }
 }
 
@@ -449,7 +487,7 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
     }
     /* the decode stream may have delivered this token already */
     if (req->n_gen == req->d_base) {
-        bt_rreq_emit_token(req, pr->first_token);
+        bt_rreq_emit_token(req, pr->first_token, pr->first_logprobs);
     } else if (req->gen[req->d_base] != pr->first_token) {
         BT_LOG_REQ(ERROR, req->id, "prefill's first token %u differs from the "
                    "decode node's %u", pr->first_token, req->gen[req->d_base]);
@@ -499,6 +537,10 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
         for (i = 0; i < msg->tokens->n_token_ids && !req->ended; i++) {
             uint32_t t = msg->tokens->token_ids[i];
             size_t idx = req->d_next++;
+            /* one per token when asked for; anything else is refused */
+            const Baton__V1__TokenLogprobs *lp =
+                msg->tokens->n_logprobs == msg->tokens->n_token_ids
+                ? msg->tokens->logprobs[i] : NULL;
 
             if (idx < req->n_gen) {
                 if (req->gen[idx] != t) {
@@ -507,7 +549,7 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
                 }
                 continue;
             }
-            bt_rreq_emit_token(req, t);
+            bt_rreq_emit_token(req, t, lp);
         }
         return;
     case BATON__V1__DECODE_RESPONSE__KIND_FINAL:

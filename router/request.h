@@ -23,8 +23,14 @@
 #define BT_RREQ_ID_MAX 64
 
 typedef struct {
-    /* Text and token ids generated since the last call, in order. */
+    /* Text and token ids generated since the last call, in order. `lps`:
+     * NULL, or (when the request asked for logprobs) one TokenLogprobs per
+     * id, checked against it (borrowed for the call; TopLogprob.text is
+     * not filled). Each token, and so its logprobs, comes exactly once,
+     * also across a failover; its text may come in a later call (held
+     * back by the detokenizer or the stop-string matcher). */
     void (*on_delta)(bt_rreq_t *req, void *arg, const uint32_t *ids, size_t n,
+                     const Baton__V1__TokenLogprobs *const *lps,
                      const char *text, size_t text_len);
     /* Exactly once. `status` BT_OK with a finish reason, or an error with
      * a message (the request produced no more output). */
@@ -55,6 +61,10 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
 void bt_rreq_cancel(bt_rreq_t *req, const char *why);
 
 const char *bt_rreq_id(const bt_rreq_t *req);
+
+/* The request's sampling parameters ask for logprobs (logprobs > 0 or
+ * logprobs_chosen). */
+bool bt_sampling_wants_logprobs(const Baton__V1__SamplingParams *sp);
 
 /* Called by the registry when a node leaves: its requests fail over. */
 void bt_router_requests_node_gone(bt_router_t *r, bt_node_t *node);

@@ -69,7 +69,10 @@ static bt_status_t strs_add(strs_t *l, const char *s, size_t len)
 
 #define STR(l, i) ((l)->text.data + (l)->v[i].off)
 
-static bt_status_t dec_bytelevel(const strs_t *in, strs_t *out)
+/* `raw`: bytes that are not valid UTF-8 stay as they are (a token's own
+ * bytes, bt_tok_token_text) instead of becoming U+FFFD. */
+static bt_status_t dec_bytelevel(const strs_t *in, strs_t *out,
+                                 bool keep_raw)
 {
     bt_buf_t raw;
     bt_status_t st = BT_OK;
@@ -95,7 +98,9 @@ static bt_status_t dec_bytelevel(const strs_t *in, strs_t *out)
     }
     if (st == BT_OK)
         st = strs_open(out);
-    if (st == BT_OK)
+    if (st == BT_OK && keep_raw)
+        st = bt_buf_append(&out->text, raw.data ? raw.data : "", raw.len);
+    else if (st == BT_OK)
         st = tok_utf8_append_lossy(&out->text, raw.data ? raw.data : "",
                                    raw.len);
     if (st == BT_OK)
@@ -121,13 +126,13 @@ static int fallback_byte(const char *s, size_t len)
     return v;
 }
 
-static bt_status_t flush_bytes(bt_buf_t *bytes, strs_t *out)
+static bt_status_t flush_bytes(bt_buf_t *bytes, strs_t *out, bool raw)
 {
     bt_status_t st = BT_OK;
 
     if (bytes->len == 0)
         return BT_OK;
-    if (tok_utf8_validate(bytes->data, bytes->len) == bytes->len)
+    if (raw || tok_utf8_validate(bytes->data, bytes->len) == bytes->len)
         st = strs_add(out, bytes->data, bytes->len);
     else
         for (size_t k = 0; k < bytes->len && st == BT_OK; k++)
@@ -136,7 +141,7 @@ static bt_status_t flush_bytes(bt_buf_t *bytes, strs_t *out)
     return st;
 }
 
-static bt_status_t dec_bytefallback(const strs_t *in, strs_t *out)
+static bt_status_t dec_bytefallback(const strs_t *in, strs_t *out, bool raw)
 {
     bt_buf_t bytes;
     bt_status_t st = BT_OK;
@@ -148,12 +153,12 @@ static bt_status_t dec_bytefallback(const strs_t *in, strs_t *out)
             st = bt_buf_append_byte(&bytes, (char)b);
             continue;
         }
-        st = flush_bytes(&bytes, out);
+        st = flush_bytes(&bytes, out, raw);
         if (st == BT_OK)
             st = strs_add(out, STR(in, i), in->v[i].len);
     }
     if (st == BT_OK)
-        st = flush_bytes(&bytes, out);
+        st = flush_bytes(&bytes, out, raw);
     bt_buf_cleanup(&bytes);
     return st;
 }
@@ -240,19 +245,20 @@ static bt_status_t dec_metaspace(const tok_dec_t *d, const strs_t *in,
 }
 
 /* Applies d to *in, leaving the result in *in (tmp is scratch). */
-static bt_status_t dec_apply(const tok_dec_t *d, strs_t *in, strs_t *tmp)
+static bt_status_t dec_apply(const tok_dec_t *d, strs_t *in, strs_t *tmp,
+                             bool raw)
 {
     bt_status_t st = BT_OK;
 
     if (d->type == TOK_DEC_SEQUENCE) {
         for (size_t i = 0; i < d->n_children && st == BT_OK; i++)
-            st = dec_apply(&d->children[i], in, tmp);
+            st = dec_apply(&d->children[i], in, tmp, raw);
         return st;
     }
     strs_reset(tmp);
     switch (d->type) {
-    case TOK_DEC_BYTELEVEL: st = dec_bytelevel(in, tmp); break;
-    case TOK_DEC_BYTEFALLBACK: st = dec_bytefallback(in, tmp); break;
+    case TOK_DEC_BYTELEVEL: st = dec_bytelevel(in, tmp, raw); break;
+    case TOK_DEC_BYTEFALLBACK: st = dec_bytefallback(in, tmp, raw); break;
     case TOK_DEC_FUSE:
         st = strs_add(tmp, in->text.data ? in->text.data : "", in->text.len);
         break;
@@ -269,9 +275,9 @@ static bt_status_t dec_apply(const tok_dec_t *d, strs_t *in, strs_t *tmp)
     return st;
 }
 
-bt_status_t tok_decode_ids(const bt_tok_t *tok, const int32_t *ids,
-                           size_t n, bool skip_special, bt_buf_t *out,
-                           char *err, size_t err_size)
+static bt_status_t tok_decode_chain(const bt_tok_t *tok, const int32_t *ids,
+                                    size_t n, bool skip_special, bool raw,
+                                    bt_buf_t *out, char *err, size_t err_size)
 {
     strs_t a, b;
     size_t max = out->max;
@@ -294,7 +300,7 @@ bt_status_t tok_decode_ids(const bt_tok_t *tok, const int32_t *ids,
         st = strs_add(&a, s, len);
     }
     if (st == BT_OK && tok->decoder != NULL)
-        st = dec_apply(tok->decoder, &a, &b);
+        st = dec_apply(tok->decoder, &a, &b, raw);
     for (size_t i = 0; i < a.n && st == BT_OK; i++) {
         if (tok->decoder == NULL && i > 0)
             st = bt_buf_append_byte(out, ' ');
@@ -311,6 +317,20 @@ bt_status_t tok_decode_ids(const bt_tok_t *tok, const int32_t *ids,
     strs_cleanup(&a);
     strs_cleanup(&b);
     return st;
+}
+
+bt_status_t tok_decode_ids(const bt_tok_t *tok, const int32_t *ids,
+                           size_t n, bool skip_special, bt_buf_t *out,
+                           char *err, size_t err_size)
+{
+    return tok_decode_chain(tok, ids, n, skip_special, false, out, err,
+                            err_size);
+}
+
+bt_status_t bt_tok_token_text(const bt_tok_t *tok, int32_t id, bool raw,
+                              bt_buf_t *out)
+{
+    return tok_decode_chain(tok, &id, 1, false, raw, out, NULL, 0);
 }
 
 bt_status_t bt_tok_decode(const bt_tok_t *tok, const int32_t *ids, size_t n,

@@ -72,6 +72,14 @@ bt_status_t bt_tok_decode(const bt_tok_t *tok, const int32_t *ids, size_t n,
                           bool skip_special, bt_buf_t *out, char *err,
                           size_t err_size);
 
+/* Appends the text of token `id` decoded on its own (a special token as
+ * its text). raw: the bytes as they are, which for a byte-level or
+ * byte-fallback token can be part of a UTF-8 character (what OpenAI's
+ * logprob `bytes` carry); else invalid UTF-8 becomes U+FFFD as in
+ * bt_tok_decode. An id out of range is BT_ERR_INVALID_ARG. */
+bt_status_t bt_tok_token_text(const bt_tok_t *tok, int32_t id, bool raw,
+                              bt_buf_t *out);
+
 /* Incremental detokenizer: text appended by feed/finish, concatenated, is
  * exactly bt_tok_decode() of all ids fed; no UTF-8 character is ever split
  * across two appends. The tokenizer must outlive the stream. */

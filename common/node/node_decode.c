@@ -2,6 +2,7 @@
  * continuous batching, token streaming, final), as in docs/architecture.md
  * "The request protocol between router and nodes". */
 #include "node.h"
+#include "node_lp.h"
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -48,6 +49,8 @@ struct bt_dreq {
     uint32_t           sends_out;  /* sent callbacks still to come */
     uint32_t          *pending;    /* tokens not yet sent */
     uint32_t           n_pending;
+    bt_sample_result_t *pending_lp; /* their logprobs (sp.logprobs >= 0) */
+    uint32_t           cap_lp;
     bool               send_wait;  /* a send answered EXHAUSTED */
     Baton__V1__FinishReason finish;
     uint32_t           cached;
@@ -110,6 +113,7 @@ static void bt_dreq_put(bt_dreq_t *r)
     free(r->out);
     free(r->resv);
     free(r->pending);
+    free(r->pending_lp);
     free(r);
 }
 
@@ -166,6 +170,47 @@ static void bt_dreq_sent(bt_rpc_call_t *call, bool ok, void *arg)
     }
 }
 
+/* TokenLogprobs messages over the pending tokens' logprobs. */
+typedef struct {
+    Baton__V1__TokenLogprobs  *msgs;
+    Baton__V1__TokenLogprobs **ptrs;
+    Baton__V1__TopLogprob     *tops;
+    Baton__V1__TopLogprob    **top_ptrs;
+} bt_dreq_lp_msgs_t;
+
+static void bt_dreq_lp_msgs_free(bt_dreq_lp_msgs_t *lm)
+{
+    free(lm->msgs);
+    free(lm->ptrs);
+    free(lm->tops);
+    free(lm->top_ptrs);
+}
+
+static bt_status_t bt_dreq_lp_msgs(const bt_dreq_t *r, bt_dreq_lp_msgs_t *lm)
+{
+    const size_t n = r->n_pending;
+    const size_t per = (size_t)r->sp.logprobs;
+    size_t k = 0;
+
+    lm->msgs = malloc(n * sizeof(*lm->msgs));
+    lm->ptrs = malloc(n * sizeof(*lm->ptrs));
+    lm->tops = malloc((n * per > 0 ? n * per : 1) * sizeof(*lm->tops));
+    lm->top_ptrs = malloc((n * per > 0 ? n * per : 1) * sizeof(*lm->top_ptrs));
+    if (lm->msgs == NULL || lm->ptrs == NULL || lm->tops == NULL ||
+        lm->top_ptrs == NULL) {
+        bt_dreq_lp_msgs_free(lm);
+        return BT_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* n_top <= sp.logprobs: the sampler's and the checked payload's */
+        bt_node_lp_to_proto(&r->pending_lp[i], &lm->msgs[i], lm->tops + k,
+                            lm->top_ptrs + k);
+        lm->ptrs[i] = &lm->msgs[i];
+        k += r->pending_lp[i].n_top;
+    }
+    return BT_OK;
+}
+
 /* Sends pending tokens (one message for all of them), then the final when
  * the request finished. A full send queue keeps them for the next try. */
 static void bt_dreq_flush(bt_dreq_t *r)
@@ -178,12 +223,24 @@ static void bt_dreq_flush(bt_dreq_t *r)
     }
     if (r->n_pending > 0) {
         Baton__V1__DecodeTokens t = BATON__V1__DECODE_TOKENS__INIT;
+        bt_dreq_lp_msgs_t lm = { NULL, NULL, NULL, NULL };
 
         t.token_ids = r->pending;
         t.n_token_ids = r->n_pending;
+        if (r->sp.logprobs >= 0) {
+            if (bt_dreq_lp_msgs(r, &lm) != BT_OK) {
+                bt_dreq_fail(r, BT_RPC_INTERNAL, "out of memory");
+                return;
+            }
+            t.logprobs = lm.ptrs;
+            t.n_logprobs = r->n_pending;
+        }
         m.kind_case = BATON__V1__DECODE_RESPONSE__KIND_TOKENS;
         m.tokens = &t;
         s = bt_rpc_call_send(r->call, &m.base, bt_dreq_sent, r);
+        if (r->sp.logprobs >= 0) {
+            bt_dreq_lp_msgs_free(&lm);
+        }
         if (s == BT_ERR_EXHAUSTED) {
             r->send_wait = true;
             return;
@@ -228,11 +285,35 @@ static void bt_dreq_flush(bt_dreq_t *r)
     }
 }
 
-/* A new output token at index n_out: record, queue, check the end. */
-static void bt_dreq_token(bt_dreq_t *r, int32_t tok)
+/* A new output token at index n_out: record, queue (with its logprobs
+ * when the request wants them), check the end. */
+static bt_status_t bt_dreq_token(bt_dreq_t *r, int32_t tok,
+                                 const bt_sample_result_t *lp)
 {
     bt_finish_t f;
 
+    if (r->sp.logprobs >= 0) {
+        if (r->n_pending == r->cap_lp) {
+            /* pending empties on every send: this grows only while the
+             * call's send queue is full, at most to max_out */
+            uint32_t cap = r->cap_lp ? r->cap_lp * 2 : 16;
+            bt_sample_result_t *p;
+
+            if (cap > r->max_out) {
+                cap = r->max_out;
+            }
+            if (cap <= r->n_pending) {
+                return BT_ERR_INTERNAL;   /* more tokens than max_out */
+            }
+            p = realloc(r->pending_lp, cap * sizeof(*p));
+            if (p == NULL) {
+                return BT_ERR_NO_MEMORY;
+            }
+            r->pending_lp = p;
+            r->cap_lp = cap;
+        }
+        r->pending_lp[r->n_pending] = *lp;
+    }
     r->out[r->n_out++] = tok;
     r->pending[r->n_pending++] = (uint32_t)tok;
     f = bt_sample_finish(&r->sp, tok, r->n_out);
@@ -248,6 +329,7 @@ static void bt_dreq_token(bt_dreq_t *r, int32_t tok)
                     ? BATON__V1__FINISH_REASON__FINISH_REASON_STOP
                     : BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH;
     }
+    return BT_OK;
 }
 
 static void bt_dreq_cancel_cb(bt_rpc_call_t *call, void *arg)
@@ -313,6 +395,7 @@ void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
     const uint8_t *u = user;
     uint32_t first, written, n_fill, n_kv;
     int32_t pst;
+    bt_sample_result_t lp;
     uint32_t *ids32;
     bt_status_t s;
 
@@ -326,7 +409,7 @@ void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
                  (unsigned long long)lease_id);
         return;
     }
-    if (status != BT_OK || user_len != BT_NODE_DONE_PAYLOAD) {
+    if (status != BT_OK || user_len < BT_NODE_DONE_PAYLOAD) {
         bt_dreq_fail(r, BT_RPC_ABORTED, "the kv transfer failed");
         return;
     }
@@ -336,6 +419,18 @@ void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
     n_kv = r->n_prompt + r->n_given;
     if (pst != BT_OK || written != n_kv || first >= node->vocab) {
         bt_dreq_fail(r, BT_RPC_ABORTED, "the prefill node reported a failure");
+        return;
+    }
+    /* the first token's logprobs follow when the request asked for them */
+    if (r->sp.logprobs >= 0
+        ? bt_node_lp_unpack(u + BT_NODE_DONE_PAYLOAD,
+                            user_len - BT_NODE_DONE_PAYLOAD, (int32_t)first,
+                            r->sp.logprobs, node->vocab, &lp) != BT_OK
+        : user_len != BT_NODE_DONE_PAYLOAD) {
+        bt_warn("request %s: kv-complete of %zu bytes does not match the "
+                "request's logprobs", r->id, user_len);
+        bt_dreq_fail(r, BT_RPC_ABORTED, "the prefill node sent a malformed "
+                     "kv-complete");
         return;
     }
     n_fill = (n_kv + (uint32_t)node->cfg.block_size - 1) /
@@ -364,7 +459,10 @@ void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
     event_del(r->lease_ev);
     r->state = BT_DREQ_RUNNING;
     node->running++;
-    bt_dreq_token(r, (int32_t)first);
+    if (bt_dreq_token(r, (int32_t)first, &lp) != BT_OK) {
+        bt_dreq_fail(r, BT_RPC_INTERNAL, "out of memory");
+        return;
+    }
     bt_dreq_flush(r);
     bt_node_metrics_update(node);
     bt_node_sched_kick(node);
@@ -437,7 +535,10 @@ void bt_node_decode_after(bt_node_t *node, bt_dreq_t **who, int n,
             continue;
         }
         bt_counter_inc(node->c_tokens);
-        bt_dreq_token(r, res.token);
+        if (bt_dreq_token(r, res.token, &res) != BT_OK) {
+            bt_dreq_fail(r, BT_RPC_INTERNAL, "out of memory");
+            continue;
+        }
         bt_dreq_flush(r);
     }
     bt_node_metrics_update(node);
@@ -496,7 +597,8 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     r->call = call;
     snprintf(r->id, sizeof(r->id), "%s", q->request_id ? q->request_id : "");
     bt_node_sampling_from_proto(node, q->sampling, &r->sp);
-    if (bt_sample_params_check(&r->sp) != BT_OK) {
+    if (bt_node_lp_param(q->sampling, &r->sp.logprobs) != BT_OK ||
+        bt_sample_params_check(&r->sp) != BT_OK) {
         free(r);
         bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
                               "sampling parameters out of range");

@@ -5,6 +5,7 @@
  * reservation on this node, the slices are copied inside the pool and the
  * decode side is told directly: no UCX hop. */
 #include "node.h"
+#include "node_lp.h"
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -47,6 +48,7 @@ struct bt_pjob {
     uint32_t            cached;       /* tokens reused from this pool */
     bool                in_step, cancelled, replied, freeing;
     uint32_t            first;
+    bt_sample_result_t  first_lp;     /* when sp.logprobs >= 0 */
     bt_finish_t         finish;
     uint64_t            t_start_us, queue_us, compute_us, xfer_start_us, bytes;
 };
@@ -155,6 +157,9 @@ static void bt_pjob_reply(bt_pjob_t *j)
 {
     Baton__V1__PrefillResult res = BATON__V1__PREFILL_RESULT__INIT;
     Baton__V1__PrefillStats st = BATON__V1__PREFILL_STATS__INIT;
+    Baton__V1__TokenLogprobs lp;
+    Baton__V1__TopLogprob tops[BT_SAMPLE_MAX_LOGPROBS];
+    Baton__V1__TopLogprob *top_ptrs[BT_SAMPLE_MAX_LOGPROBS];
 
     st.computed_tokens = j->n - j->cached;
     st.node_cached_tokens = j->cached;
@@ -163,6 +168,10 @@ static void bt_pjob_reply(bt_pjob_t *j)
     st.transfer_us = bt_now_us() - j->xfer_start_us;
     st.transfer_bytes = j->bytes;
     res.first_token = (uint32_t)j->first;
+    if (j->sp.logprobs >= 0) {
+        bt_node_lp_to_proto(&j->first_lp, &lp, tops, top_ptrs);
+        res.first_logprobs = &lp;
+    }
     res.stats = &st;
     res.cached_tokens = j->cached;
     res.finish_reason = j->finish == BT_FINISH_STOP
@@ -296,7 +305,8 @@ bool bt_node_prefill_chunk(bt_node_t *node, bt_step_seq_t *seq,
 void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *j, const float *logits,
                            bt_status_t st)
 {
-    uint8_t payload[BT_NODE_DONE_PAYLOAD];
+    uint8_t payload[BT_NODE_DONE_PAYLOAD + BT_NODE_LP_MAX_BYTES];
+    size_t payload_len = BT_NODE_DONE_PAYLOAD;
     bt_sample_seq_t ss;
     bt_sample_result_t res;
     uint32_t written;
@@ -340,14 +350,19 @@ void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *j, const float *logits,
     memcpy(payload, &j->first, 4);
     memcpy(payload + 4, &written, 4);
     memcpy(payload + 8, &ok, 4);
+    /* the decode node streams the first token too, with the same logprobs */
+    if (j->sp.logprobs >= 0) {
+        j->first_lp = res;
+        payload_len += bt_node_lp_pack(&res, payload + BT_NODE_DONE_PAYLOAD);
+    }
     if (j->local) {
         bt_node_decode_kv_complete(node, j->lease_id, BT_OK, payload,
-                                   sizeof(payload));
+                                   payload_len);
         bt_pjob_reply(j);
         bt_pjob_free(j);
         return;
     }
-    if (bt_xfer_stream_complete(j->stream, payload, sizeof(payload)) != BT_OK) {
+    if (bt_xfer_stream_complete(j->stream, payload, payload_len) != BT_OK) {
         bt_pjob_fail(j, BT_RPC_UNAVAILABLE, "kv transfer to the decode node failed");
     }
     /* the stream's callback replies */
@@ -413,6 +428,12 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     j->n_gen = q->generated_count;
     j->lease_id = rv->lease_id;
     bt_node_sampling_from_proto(node, q->sampling, &j->sp);
+    if (bt_node_lp_param(q->sampling, &j->sp.logprobs) != BT_OK) {
+        free(j);
+        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
+                              "sampling.logprobs must be in [0, 20]");
+        return;
+    }
     j->tokens = malloc(j->n * sizeof(int32_t));
     j->dst = malloc(need * sizeof(uint32_t));
     u32 = malloc(j->n * sizeof(uint32_t));

@@ -84,7 +84,8 @@ class Cluster:
 class Stream(threading.Thread):
     """A gRPC Generate call read on a thread: token ids as they come."""
 
-    def __init__(self, stubs, target, ids, n, request_id, seed=None, temp=0.0):
+    def __init__(self, stubs, target, ids, n, request_id, seed=None, temp=0.0,
+                 logprobs=None):
         super().__init__(daemon=True)
         common, pb, pb_grpc = stubs
         self.req = pb.GenerateRequest(model="tiny", request_id=request_id)
@@ -94,8 +95,13 @@ class Stream(threading.Thread):
         self.req.sampling.ignore_eos = True
         if seed is not None:
             self.req.sampling.seed = seed
+        if logprobs is not None:
+            self.req.sampling.logprobs = logprobs
+            self.req.sampling.logprobs_chosen = True
         self.pb_grpc, self.target = pb_grpc, target
         self.ids, self.final, self.error = [], None, None
+        # (id, logprob, [(id, logprob)]) per token; lp_ok: one per token id
+        self.lps, self.lp_ok = [], True
         self.start()
 
     def run(self):
@@ -103,6 +109,12 @@ class Stream(threading.Thread):
         try:
             with grpc.insecure_channel(self.target) as ch:
                 for msg in self.pb_grpc.GenerateStub(ch).Generate(self.req, timeout=120):
+                    if self.req.sampling.logprobs_chosen:
+                        self.lp_ok &= (len(msg.logprobs) == len(msg.token_ids) and
+                                       [x.token_id for x in msg.logprobs] == list(msg.token_ids))
+                        self.lps.extend((x.token_id, x.logprob,
+                                         [(t.token_id, t.logprob) for t in x.top])
+                                        for x in msg.logprobs)
                     self.ids.extend(msg.token_ids)
                     if msg.HasField("final"):
                         self.final = msg.final
@@ -175,9 +187,11 @@ def main():
     # 2. a decode node killed mid-stream: the stream goes on, same tokens
     prompt = [4091, 104, 262, 310, 554, 44, 607, 330, 277, 667, 116]
     n_out = 600
-    ref = nc.run_ref(model, prompt, n_out, 0.8, 77)
+    ref = nc.run_ref(model, prompt, n_out, 0.8, 77, logprobs=3)
+    ref_lp = nc.LAST["ref_lp"]
     nc.tap(cl.nodes_registered(4), "a new prefill node registered")
-    s = Stream(stubs, target, prompt, n_out, "fo-decode", seed=77, temp=0.8)
+    s = Stream(stubs, target, prompt, n_out, "fo-decode", seed=77, temp=0.8,
+               logprobs=3)
     got_some = s.wait_tokens(40)
     p_id, d_id = cl.pair_of("fo-decode")
     before = len(s.ids)
@@ -189,6 +203,9 @@ def main():
            "%s (%s)" % (d_id, before, n_out,
                         "identical to an undisturbed run" if s.ids == ref else
                         "DIFFERENT from an undisturbed run", s.error or "ok"))
+    nc.tap(s.lp_ok and nc.logprobs_sane(s.lps, s.ids, 3, False) and s.lps == ref_lp,
+           "its logprobs (top 3) are baton-run's bit for bit across the failover: "
+           "one per token, none lost or repeated (%d)" % len(s.lps))
     _, body = nc.http_get(cl.rh, "/metrics")
     m = re.search(r"^baton_router_decode_failovers_total (\S+)", body, re.M)
     nc.tap(m is not None and float(m.group(1)) >= 1, "the router counted the failover")
@@ -232,9 +249,10 @@ def main():
     cases.append((r, "INVALID_ARGUMENT"))
     r = pb.GenerateRequest(model="tiny", prompt="hi", request_id="bad id with spaces")
     cases.append((r, "INVALID_ARGUMENT"))
-    r = pb.GenerateRequest(model="tiny", prompt="hi")
-    r.sampling.logprobs = 2
-    cases.append((r, "INVALID_ARGUMENT"))
+    for bad in (21, -1):
+        r = pb.GenerateRequest(model="tiny", prompt="hi")
+        r.sampling.logprobs = bad
+        cases.append((r, "INVALID_ARGUMENT"))
     for req, want in cases:
         code, msg = grpc_code(req)
         nc.tap(code == want, "grpc bad input -> %s: %s (%s)" % (want, msg, code))
@@ -259,11 +277,18 @@ def main():
         (b'{"model": "nope", "prompt": "hi"}', 404, "unknown model"),
         (b'{"model": "tiny", "prompt": "hi", "max_tokens": -1}', 400, "negative max_tokens"),
         (b'{"model": "tiny", "prompt": [1, 2, 99999]}', 400, "token id outside the vocabulary"),
-        (b'{"model": "tiny", "prompt": "hi", "logprobs": 2}', 400, "logprobs (not returned yet)"),
+        (b'{"model": "tiny", "prompt": "hi", "logprobs": 21}', 400, "logprobs over 20"),
+        (b'{"model": "tiny", "prompt": "hi", "logprobs": -1}', 400, "negative logprobs"),
+        (b'{"model": "tiny", "prompt": "hi", "logprobs": true}', 400, "logprobs not an integer"),
+        (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], '
+         b'"logprobs": true, "top_logprobs": 21}', 400, "chat top_logprobs over 20"),
+        (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], '
+         b'"top_logprobs": 2}', 400, "chat top_logprobs without logprobs"),
     ]
     for body, want, what in hcases:
+        path = "/v1/chat/completions" if b'"messages"' in body else "/v1/completions"
         try:
-            status, text = http_post(cl.rh, "/v1/completions", body)
+            status, text = http_post(cl.rh, path, body)
         except (OSError, http.client.HTTPException) as e:
             status, text = 0, str(e)
         ok = status == want

@@ -96,23 +96,42 @@ def wait_ready(port, secs=20):
     return False
 
 
-def run_ref(model, ids, n, temp=None, seed=None):
+def parse_logprobs(text):
+    """The 'logprobs I: ID LP [ID:LP, ...]' lines of baton-run --logprobs
+    and node_gen_client: [(id, lp, [(id, lp), ...])], floats as printed
+    with 17 digits, so equal floats mean bit-identical f32 values."""
+    out = []
+    for m in re.finditer(r"^logprobs (\d+): (\d+) (\S+) \[(.*)\]$", text, re.M):
+        if int(m.group(1)) != len(out):
+            return None
+        top = [(int(a), float(b)) for a, b in
+               (x.split(":") for x in m.group(4).split(", ") if x)]
+        out.append((int(m.group(2)), float(m.group(3)), top))
+    return out
+
+
+def run_ref(model, ids, n, temp=None, seed=None, logprobs=None):
     args = [os.path.join(BUILD, "tools/baton-run"), "--model", model,
             "--prompt-ids", ",".join(map(str, ids)), "--max-tokens", str(n),
             "--kv-dtype", "f32", "--ignore-eos", "--threads", "1"]
     if temp is not None:
         args += ["--temperature", str(temp), "--seed", str(seed)]
+    if logprobs is not None:
+        args += ["--logprobs", str(logprobs)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60)
     m = re.search(r"^tokens: \d+ \[([0-9, ]*)\]", out.stdout, re.M)
+    LAST["ref_lp"] = parse_logprobs(out.stdout)
     return [int(x) for x in m.group(1).split(",")] if m else None
 
 
-def gen(router_grpc, ids, n, temp=None, seed=None):
+def gen(router_grpc, ids, n, temp=None, seed=None, logprobs=None):
     args = [os.path.join(BUILD, "tests/integration/node_gen_client"),
             "ipv4:127.0.0.1:%d" % router_grpc, "tiny", ",".join(map(str, ids)),
             str(n)]
-    if temp is not None:
-        args += [str(temp), str(seed)]
+    if temp is not None or logprobs is not None:
+        args += [str(temp or 0), str(seed or 0)]
+    if logprobs is not None:
+        args += [str(logprobs)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60)
     m = re.search(r"^tokens:([0-9 ]*)$", out.stdout, re.M)
     u = re.search(r"^usage: (\d+) (\d+) (\d+)$", out.stdout, re.M)
@@ -121,7 +140,108 @@ def gen(router_grpc, ids, n, temp=None, seed=None):
                                          out.stderr.strip()))
         return None
     LAST["cached"] = int(u.group(3)) if u else -1
+    LAST["lp"] = parse_logprobs(out.stdout)
     return [int(x) for x in m.group(1).split()]
+
+
+def logprobs_sane(lps, toks, n_top, greedy):
+    """One entry per token, for that token; logprob <= 0; n_top
+    alternatives, sorted descending; greedy: the chosen one is the top-1."""
+    if lps is None or toks is None or len(lps) != len(toks):
+        return False
+    for (tid, lp, top), t in zip(lps, toks):
+        if tid != t or not lp <= 0 or len(top) != n_top:
+            return False
+        if any(top[i][1] < top[i + 1][1] for i in range(len(top) - 1)):
+            return False
+        if greedy and top and top[0] != (t, lp):
+            return False
+    return True
+
+
+def http_json(port, path, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+    r = c.getresponse()
+    data = r.read().decode()
+    if not body.get("stream"):
+        return r.status, json.loads(data)
+    chunks = [json.loads(line[6:]) for line in data.splitlines()
+              if line.startswith("data: {")]
+    return r.status, chunks
+
+
+def check_http_logprobs(rh, ids, ref_lp):
+    """Completions and chat, whole and streamed, against gRPC's logprobs
+    (ref_lp, 2 alternatives, greedy) of the same prompt."""
+    n = len(ref_lp)
+    base = {"model": "tiny", "prompt": ids, "max_tokens": n, "temperature": 0,
+            "ignore_eos": True, "logprobs": 2}
+    st, js = http_json(rh, "/v1/completions", base)
+    lp = js["choices"][0]["logprobs"]
+    ok = (st == 200 and len(lp["tokens"]) == n == js["usage"]["completion_tokens"]
+          and lp["token_logprobs"] == [x[1] for x in ref_lp]
+          and [sorted(d.values(), reverse=True) for d in lp["top_logprobs"]]
+          == [[y[1] for y in x[2]] for x in ref_lp]
+          and lp["text_offset"][0] == 0
+          and all(lp["text_offset"][i + 1] >= lp["text_offset"][i] for i in range(n - 1)))
+    tap(ok, "http completions logprobs: one per token, equal to grpc's (%s)"
+        % str(lp)[:100])
+    st, chunks = http_json(rh, "/v1/completions", dict(base, stream=True))
+    merged = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for c in chunks:
+        for k in merged:
+            if c["choices"] and c["choices"][0]["logprobs"]:
+                merged[k] += c["choices"][0]["logprobs"][k]
+    tap(st == 200 and merged == lp, "http streamed completions logprobs equal "
+        "the whole response's (%d chunks)" % len(chunks))
+    # a stop string: its tokens' logprobs still come, each once, whole and
+    # streamed, though their text is held back and then cut
+    stop = next((t for t in lp["tokens"][2:] if t.strip() and not t.startswith("bytes:")
+                 and t not in "".join(lp["tokens"][:2])), None)
+    if stop is not None:
+        k = lp["tokens"].index(stop)
+        st, js = http_json(rh, "/v1/completions", dict(base, stop=[stop]))
+        ls = js["choices"][0]["logprobs"]
+        st2, chunks = http_json(rh, "/v1/completions", dict(base, stop=[stop], stream=True))
+        streamed = [x for c in chunks if c["choices"] and c["choices"][0]["logprobs"]
+                    for x in c["choices"][0]["logprobs"]["token_logprobs"]]
+        tap(st == 200 and js["choices"][0]["finish_reason"] == "stop" and
+            len(ls["tokens"]) == js["usage"]["completion_tokens"] == k + 1 and
+            ls["token_logprobs"] == lp["token_logprobs"][:k + 1] and
+            streamed == ls["token_logprobs"],
+            "http stop string %r: the logprobs of every token up to it, once "
+            "(%d tokens)" % (stop, k + 1))
+    zero = dict(base, logprobs=0)
+    st, js = http_json(rh, "/v1/completions", zero)
+    lz = js["choices"][0]["logprobs"]
+    tap(st == 200 and lz["token_logprobs"] == lp["token_logprobs"]
+        and all(d == {} for d in lz["top_logprobs"]),
+        "http completions logprobs 0: the chosen token's only")
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 8, "temperature": 0, "ignore_eos": True,
+            "logprobs": True, "top_logprobs": 3}
+    st, js = http_json(rh, "/v1/chat/completions", chat)
+    content = js["choices"][0]["logprobs"]["content"]
+    ok = (st == 200 and len(content) == 8 == js["usage"]["completion_tokens"]
+          and all(e["logprob"] <= 0 and len(e["top_logprobs"]) == 3
+                  and e["top_logprobs"][0]["logprob"] == e["logprob"]
+                  and e["top_logprobs"][0]["bytes"] == e["bytes"]
+                  for e in content)
+          and bytes(b for e in content for b in e["bytes"]).decode("utf-8", "replace")
+          == js["choices"][0]["message"]["content"])
+    tap(ok, "http chat logprobs: one per token, bytes spell the message (%s)"
+        % str(content)[:100])
+    st, chunks = http_json(rh, "/v1/chat/completions", dict(chat, stream=True))
+    sc = [e for c in chunks if c["choices"] and c["choices"][0]["logprobs"]
+          for e in c["choices"][0]["logprobs"]["content"]]
+    tap(st == 200 and sc == content, "http streamed chat logprobs equal the "
+        "whole response's")
+    st, js = http_json(rh, "/v1/chat/completions", dict(chat, top_logprobs=0))
+    c0 = js["choices"][0]["logprobs"]["content"]
+    tap(st == 200 and [e["logprob"] for e in c0] == [e["logprob"] for e in content]
+        and all(e["top_logprobs"] == [] for e in c0),
+        "http chat logprobs without top_logprobs: the chosen token's only")
 
 
 def decode_only(node_grpc, ids, n, lease_ms):
@@ -183,6 +303,7 @@ def main():
     # 2. gRPC greedy == baton-run
     short = [4091, 104, 262, 310, 554, 44, 607, 330, 277, 667, 116]
     ref = run_ref(model, short, 16)
+    ref_greedy = ref
     got = gen(rg, short, 16)
     tap(ref is not None and got == ref,
         "grpc greedy tokens equal baton-run (%s vs %s)" % (got, ref))
@@ -191,6 +312,26 @@ def main():
     got = gen(rg, short, 16, 0.9, 1234)
     tap(ref is not None and got == ref,
         "grpc sampled tokens equal baton-run (%s vs %s)" % (got, ref))
+    # 3a. logprobs (disaggregated): those of baton-run, bit for bit
+    ref = run_ref(model, short, 16, logprobs=5)
+    ref_lp5 = LAST["ref_lp"]
+    got = gen(rg, short, 16, logprobs=5)
+    tap(got == ref and logprobs_sane(LAST["lp"], got, 5, True) and
+        LAST["lp"] == ref_lp5,
+        "grpc greedy logprobs (top 5): sane and equal to baton-run's (%s)"
+        % str(LAST["lp"])[:120])
+    ref = run_ref(model, short, 16, 0.9, 1234, logprobs=3)
+    got = gen(rg, short, 16, 0.9, 1234, logprobs=3)
+    tap(got == ref and logprobs_sane(LAST["lp"], got, 3, False) and
+        LAST["lp"] == LAST["ref_lp"],
+        "grpc sampled logprobs (top 3) equal baton-run's")
+    got = gen(rg, short, 16, logprobs=0)
+    tap(got == ref_greedy and logprobs_sane(LAST["lp"], got, 0, True) and
+        [x[1] for x in LAST["lp"]] == [x[1] for x in ref_lp5],
+        "grpc logprobs_chosen alone: the chosen token's logprob, no "
+        "alternatives")
+    got = gen(rg, short, 8, logprobs=2)
+    check_http_logprobs(rh, short, LAST["lp"])
     # 4. long prompt: several 32-token chunks on P, layer-wise transfer
     long_ids = [4091] + [(i * 37 + 11) % 4000 for i in range(1, 100)]
     ref_long = run_ref(model, long_ids, 12)
@@ -304,7 +445,8 @@ def main():
             text=True, timeout=10).stdout:
         time.sleep(0.05)
     fo = subprocess.Popen([os.path.join(BUILD, "tests/integration/node_gen_client"),
-                           target, "tiny", ",".join(map(str, short)), "600"],
+                           target, "tiny", ",".join(map(str, short)), "600",
+                           "0", "0", "2"],
                           stdout=subprocess.PIPE, text=True)
     PROCS.append(fo)
     victim = None
@@ -325,9 +467,13 @@ def main():
     fo_toks = [int(x) for x in m.group(1).split()] if m else None
     fovers = gauge(rh, "baton_router_decode_failovers_total")
     tap(victim is not None and fovers == 1 and
-        fo_toks == run_ref(model, short, 600),
+        fo_toks == run_ref(model, short, 600, logprobs=2),
         "decode failover mid-stream keeps the tokens of baton-run (%s "
         "failovers; %s)" % (fovers, fo_out.replace("\n", " ")[-50:]))
+    fo_lp = parse_logprobs(fo_out)
+    tap(logprobs_sane(fo_lp, fo_toks, 2, True) and fo_lp == LAST["ref_lp"],
+        "and its logprobs too: one per token, none lost or repeated, equal "
+        "to baton-run's across the failover")
     if victim is d:
         d, dh = d2, d2h
     bg = subprocess.Popen([os.path.join(BUILD, "tests/integration/node_gen_client"),
@@ -364,6 +510,9 @@ def main():
             time.sleep(0.2)
     tap(got == run_ref(model, short, 16),
         "--role both greedy tokens equal baton-run")
+    got = gen(rg, short, 16, logprobs=5)
+    tap(got == ref_greedy and LAST["lp"] == ref_lp5,
+        "--role both logprobs equal the disaggregated ones and baton-run's")
     got = gen(rg, long_ids, 12)
     tap(got == ref_long, "--role both chunked prefill equals baton-run")
     got = gen(rg, long_ids, 12)

@@ -2,8 +2,13 @@
  * router's gRPC API with a pre-tokenized prompt; prints the token ids
  * ("tokens: 1 2 3"), the finish reason and the usage on stdout.
  *
- *   node_gen_client TARGET MODEL IDS MAX_TOKENS [TEMPERATURE SEED]
+ *   node_gen_client TARGET MODEL IDS MAX_TOKENS [TEMPERATURE SEED [LOGPROBS]]
  *   node_gen_client --decode NODE_TARGET IDS MAX_TOKENS LEASE_MS
+ *
+ * LOGPROBS n >= 0 asks for each token's logprob and n alternatives
+ * (logprobs_chosen, logprobs = n) and prints one line per token as
+ * baton-run --logprobs does ("logprobs I: ID LP [ID:LP, ...]", 17 digits),
+ * after checking that every message has one per token id for that id.
  *
  * The second form opens DecodeStream on a decode node directly and never
  * prefills: it prints "reservation: N blocks" and the call's end code.
@@ -21,6 +26,10 @@ typedef struct {
     struct event_base *base;
     uint32_t           toks[4096];
     size_t             n;
+    bool               want_lp;
+    bool               lp_bad;      /* a message without one per token */
+    char              *lp_lines;    /* printed logprobs lines */
+    size_t             lp_len, lp_cap;
     int                finish;
     unsigned           prompt_tokens, completion_tokens, cached_tokens;
     long               resv_blocks;
@@ -34,7 +43,40 @@ static void on_msg(void *arg, const ProtobufCMessage *m)
     gen_t *g = arg;
     const Baton__V1__GenerateResponse *r = (const Baton__V1__GenerateResponse *)m;
 
+    if (g->want_lp && r->n_logprobs != r->n_token_ids) {
+        g->lp_bad = true;
+    }
     for (size_t i = 0; i < r->n_token_ids && g->n < 4096; i++) {
+        if (g->want_lp && i < r->n_logprobs) {
+            const Baton__V1__TokenLogprobs *lp = r->logprobs[i];
+            char line[2048];
+            int k;
+
+            if (lp->token_id != r->token_ids[i]) {
+                g->lp_bad = true;
+            }
+            k = snprintf(line, sizeof(line), "logprobs %zu: %u %.17g [", g->n,
+                         lp->token_id, (double)lp->logprob);
+            for (size_t t = 0; t < lp->n_top && k < (int)sizeof(line) - 64; t++) {
+                k += snprintf(line + k, sizeof(line) - (size_t)k,
+                              t ? ", %u:%.17g" : "%u:%.17g",
+                              lp->top[t]->token_id, (double)lp->top[t]->logprob);
+            }
+            k += snprintf(line + k, sizeof(line) - (size_t)k, "]\n");
+            if (g->lp_len + (size_t)k + 1 > g->lp_cap) {
+                size_t cap = (g->lp_len + (size_t)k + 1) * 2;
+                char *p = realloc(g->lp_lines, cap);
+
+                if (p == NULL) {
+                    g->lp_bad = true;
+                    continue;
+                }
+                g->lp_lines = p;
+                g->lp_cap = cap;
+            }
+            memcpy(g->lp_lines + g->lp_len, line, (size_t)k + 1);
+            g->lp_len += (size_t)k;
+        }
         g->toks[g->n++] = r->token_ids[i];
     }
     if (r->final != NULL) {
@@ -137,7 +179,8 @@ int main(int argc, char **argv)
         return decode_only(argv);
     }
     if (argc < 5) {
-        fprintf(stderr, "usage: %s TARGET MODEL IDS MAX_TOKENS [TEMP SEED]\n",
+        fprintf(stderr, "usage: %s TARGET MODEL IDS MAX_TOKENS [TEMP SEED "
+                "[LOGPROBS]]\n",
                 argv[0]);
         return 2;
     }
@@ -150,6 +193,11 @@ int main(int argc, char **argv)
         sp.temperature = (float)atof(argv[5]);
         sp.seed_opt_case = BATON__V1__SAMPLING_PARAMS__SEED_OPT_SEED;
         sp.seed = strtoull(argv[6], NULL, 10);
+    }
+    if (argc >= 8 && atoi(argv[7]) >= 0) {
+        g.want_lp = true;
+        sp.logprobs_chosen = true;
+        sp.logprobs = atoi(argv[7]);
     }
     req.model = argv[2];
     req.input_case = BATON__V1__GENERATE_REQUEST__INPUT_TOKENS;
@@ -172,11 +220,18 @@ int main(int argc, char **argv)
     }
     printf("\nfinish: %d\nusage: %u %u %u\n", g.finish, g.prompt_tokens,
            g.completion_tokens, g.cached_tokens);
+    if (g.want_lp) {
+        printf("%s", g.lp_lines != NULL ? g.lp_lines : "");
+        if (g.lp_bad) {
+            printf("error: logprobs missing or not one per token\n");
+        }
+    }
+    free(g.lp_lines);
     if (g.code != 0) {
         printf("error: code %d %s\n", g.code, g.msg);
     }
     bt_rpc_channel_destroy(ch);
     bt_rpc_client_destroy(cli);
     event_base_free(g.base);
-    return g.code == 0 && g.final ? 0 : 1;
+    return g.code == 0 && g.final && !g.lp_bad ? 0 : 1;
 }

@@ -65,6 +65,43 @@ for await (const chunk of chatStream) {
 }
 check(chatText === chat.choices[0].message.content, "streamed chat equals the whole one (greedy)");
 
+// logprobs through the official client: one per token, greedy chosen = top-1
+const lc = await client.completions.create({ model, prompt: "Hello, Baton", max_tokens: 8, temperature: 0,
+                                             logprobs: 2 });
+const lp = lc.choices[0].logprobs;
+check(lp && lp.tokens.length === lc.usage.completion_tokens && lp.token_logprobs.length === lp.tokens.length &&
+      lp.top_logprobs.every((d) => Object.keys(d).length <= 2) && lp.token_logprobs.every((x) => x <= 0) &&
+      lp.token_logprobs.every((x, i) => Math.max(...Object.values(lp.top_logprobs[i])) === x),
+      `completion logprobs: one per token (${JSON.stringify(lp).slice(0, 80)})`);
+let streamedLp = [];
+const ls = await client.completions.create({ model, prompt: "Hello, Baton", max_tokens: 8, temperature: 0,
+                                             logprobs: 2, stream: true });
+for await (const chunk of ls) {
+  if (chunk.choices.length > 0 && chunk.choices[0].logprobs) streamedLp.push(...chunk.choices[0].logprobs.token_logprobs);
+}
+check(JSON.stringify(streamedLp) === JSON.stringify(lp.token_logprobs), "streamed completion logprobs equal the whole ones");
+const lchat = await client.chat.completions.create({
+  model, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3,
+  messages: [{ role: "user", content: "Hi!" }],
+});
+const content = lchat.choices[0].logprobs?.content ?? [];
+check(content.length === lchat.usage.completion_tokens &&
+      content.every((e) => e.logprob <= 0 && e.top_logprobs.length === 3 && e.top_logprobs[0].logprob === e.logprob &&
+                     Array.isArray(e.bytes)),
+      `chat logprobs: one per token, 3 alternatives (${JSON.stringify(content[0] ?? null).slice(0, 80)})`);
+let chatLp = [];
+const lcs = await client.chat.completions.create({
+  model, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3, stream: true,
+  messages: [{ role: "user", content: "Hi!" }],
+});
+for await (const chunk of lcs) {
+  chatLp.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+}
+check(JSON.stringify(chatLp) === JSON.stringify(content), "streamed chat logprobs equal the whole ones");
+await expectError(() => client.chat.completions.create({ model, max_tokens: 4, logprobs: true, top_logprobs: 21,
+                                                         messages: [{ role: "user", content: "x" }] }),
+                  400, "top_logprobs 21");
+
 await expectError(() => client.completions.create({ model: "no-such-model", prompt: "x", max_tokens: 4 }),
                   404, "unknown model");
 await expectError(() => client.completions.create({ model, prompt: "x", max_tokens: 0 }), 400, "max_tokens 0");

@@ -40,6 +40,7 @@ typedef struct {
     int64_t     chunk;
     const char *logits_out;
     int64_t     threads;
+    int64_t     logprobs;
     bool        ignore_eos;
     bool        quiet;
 } gen_cfg_t;
@@ -81,6 +82,9 @@ static const bt_opt_t gen_opts[] = {
      "step", BT_OPT_STRING, 0, 0, NULL, O(logits_out)},
     {"threads", 'j', "-", "0", "compute threads (0: all cores)", BT_OPT_INT, 0,
      1024, NULL, O(threads)},
+    {"logprobs", 0, "-", "-1", "print each token's logprob and its top N "
+     "alternatives (a 'logprobs' line per token, 17 digits of the f32); -1: "
+     "none", BT_OPT_INT, -1, BT_SAMPLE_MAX_LOGPROBS, NULL, O(logprobs)},
     {"ignore-eos", 0, "-", "false", "do not stop at the end-of-text token",
      BT_OPT_BOOL, 0, 0, NULL, O(ignore_eos)},
     {"quiet", 'q', "-", "false", "print only the generated text",
@@ -218,6 +222,7 @@ typedef struct {
     int            n_prompt;
     int32_t       *gen;
     int            n_gen;
+    bt_sample_result_t *lps;   /* [max_tokens] with --logprobs */
     float         *logits;
 } gen_t;
 
@@ -360,7 +365,11 @@ static int gen_setup(gen_t *g, bt_kv_view_t *kv)
     g->logits = malloc((size_t)chunk_rows * (size_t)g->model->cfg.vocab *
                        sizeof(float));
     g->gen = malloc((size_t)c->max_tokens * sizeof(int32_t));
-    if (g->logits == NULL || g->gen == NULL) {
+    if (c->logprobs >= 0) {
+        g->lps = malloc((size_t)c->max_tokens * sizeof(*g->lps));
+    }
+    if (g->logits == NULL || g->gen == NULL ||
+        (c->logprobs >= 0 && g->lps == NULL)) {
         fprintf(stderr, "baton-run: out of memory\n");
         return -1;
     }
@@ -380,6 +389,7 @@ static void gen_cleanup(gen_t *g)
     }
     free(g->logits);
     free(g->gen);
+    free(g->lps);
     free(g->prompt);
     bt_sampler_destroy(g->sampler);
     bt_kvseq_destroy(g->seq);
@@ -423,7 +433,7 @@ static int gen_run(gen_t *g, bt_kv_view_t *kv)
     sp.frequency_penalty = (float)c->frequency_penalty;
     sp.seed = (uint64_t)c->seed;
     sp.max_tokens = (int32_t)c->max_tokens;
-    sp.logprobs = -1;
+    sp.logprobs = (int32_t)c->logprobs;
     if (!c->ignore_eos) {
         int32_t eos = g->tok != NULL ? bt_tok_eos_id(g->tok)
                                      : g->model->cfg.eos_id;
@@ -480,6 +490,9 @@ static int gen_run(gen_t *g, bt_kv_view_t *kv)
             bt_tok_stream_destroy(ts);
             return -1;
         }
+        if (g->lps != NULL) {
+            g->lps[g->n_gen] = r;
+        }
         g->gen[g->n_gen++] = r.token;
         stopped = r.finish != BT_FINISH_NONE;
         if (r.finish != BT_FINISH_STOP) {
@@ -504,6 +517,16 @@ static int gen_run(gen_t *g, bt_kv_view_t *kv)
         bt_tok_stream_destroy(ts);
     }
     printf("\n");
+    for (int i = 0; i < g->n_gen && sp.logprobs >= 0; i++) {
+        const bt_sample_result_t *r = &g->lps[i];
+
+        printf("logprobs %d: %d %.17g [", i, r->token, (double)r->logprob);
+        for (uint32_t t = 0; t < r->n_top; t++) {
+            printf(t ? ", %d:%.17g" : "%d:%.17g", r->top_ids[t],
+                   (double)r->top_logprobs[t]);
+        }
+        printf("]\n");
+    }
     if (!c->quiet) {
         const double pf = bt_elapsed_s(t0, t1), dc = bt_elapsed_s(t1, t2);
 

@@ -1,6 +1,7 @@
 #include "openai.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include <setjmp.h>
@@ -58,6 +59,8 @@ static void test_completion_full(void **state)
     assert_int_equal(req.sampling.n_stop_token_ids, 2);
     assert_int_equal(req.sampling.stop_token_ids[1], 6);
     assert_int_equal(req.sampling.logprobs, 3);
+    assert_true(req.sampling.logprobs_chosen);
+    assert_true(req.logprobs);
     assert_true(req.sampling.ignore_eos);
     assert_true(req.stream);
     assert_true(req.include_usage);
@@ -77,6 +80,17 @@ static void test_defaults_and_token_prompt(void **state)
     assert_int_equal(req.sampling.max_tokens, 0);
     assert_int_equal(req.sampling.seed_opt_case, BATON__V1__SAMPLING_PARAMS__SEED_OPT__NOT_SET);
     assert_false(req.stream);
+    assert_false(req.logprobs);
+    assert_false(req.sampling.logprobs_chosen);
+    /* logprobs: 0 is the chosen token's logprob without alternatives */
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
+                           "{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":0}"), BT_OK);
+    assert_true(req.logprobs);
+    assert_int_equal(req.sampling.logprobs, 0);
+    assert_true(req.sampling.logprobs_chosen);
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
+                           "{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":null}"), BT_OK);
+    assert_false(req.sampling.logprobs_chosen);
     /* a single prompt in an array */
     assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
                            "{\"model\":\"m\",\"prompt\":[\"hi\"],\"stop\":\"x\"}"), BT_OK);
@@ -99,6 +113,18 @@ static void test_chat(void **state)
     assert_true(req.chat.add_generation_prompt);
     assert_int_equal(req.sampling.max_tokens, 9);
     assert_int_equal(req.sampling.logprobs, 2);
+    assert_true(req.sampling.logprobs_chosen);
+    /* logprobs: true alone: the chosen token's, no alternatives */
+    assert_int_equal(parse(BT_OPENAI_CHAT,
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+        "\"logprobs\":true}"), BT_OK);
+    assert_int_equal(req.sampling.logprobs, 0);
+    assert_true(req.sampling.logprobs_chosen);
+    assert_int_equal(parse(BT_OPENAI_CHAT,
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+        "\"logprobs\":false}"), BT_OK);
+    assert_int_equal(req.sampling.logprobs, 0);
+    assert_false(req.sampling.logprobs_chosen);
 }
 
 typedef struct {
@@ -214,7 +240,8 @@ static void test_response_shapes(void **state)
     usage.completion_tokens = 3;
     usage.cached_tokens = 2;
     j = bt_openai_response(BT_OPENAI_CHAT, "chatcmpl-1", "m", 1700000000, "hi", 2,
-                           BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH, &usage);
+                           NULL, BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH,
+                           &usage);
     text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
     assert_string_equal(text,
         "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,"
@@ -225,7 +252,7 @@ static void test_response_shapes(void **state)
     free(text);
     json_decref(j);
 
-    j = bt_openai_chunk(BT_OPENAI_CHAT, "c", "m", 1, "", 0, true,
+    j = bt_openai_chunk(BT_OPENAI_CHAT, "c", "m", 1, "", 0, true, NULL,
                         BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
     text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
     assert_non_null(strstr(text, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"}"));
@@ -234,7 +261,7 @@ static void test_response_shapes(void **state)
     free(text);
     json_decref(j);
 
-    j = bt_openai_chunk(BT_OPENAI_COMPLETIONS, "c", "m", 1, "ab", 2, false,
+    j = bt_openai_chunk(BT_OPENAI_COMPLETIONS, "c", "m", 1, "ab", 2, false, NULL,
                         BATON__V1__FINISH_REASON__FINISH_REASON_STOP);
     text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
     assert_non_null(strstr(text, "\"object\":\"text_completion\""));
@@ -250,6 +277,60 @@ static void test_response_shapes(void **state)
     json_decref(j);
 }
 
+/* Two tokens: "He" (alternatives "He", "Hi") and a byte-level token
+ * holding the first two bytes of U+2019, whose alternative has -inf. */
+static json_t *two_tokens(bt_openai_kind_t kind)
+{
+    const bt_openai_tok_lp_t he = { "He", 2, -0.5f };
+    const bt_openai_tok_lp_t tops1[2] = { { "He", 2, -0.5f }, { "Hi", 2, -1.25f } };
+    const bt_openai_tok_lp_t part = { "\xe2\x80", 2, -2.0f };
+    const bt_openai_tok_lp_t tops2[1] = { { "x", 1, -INFINITY } };
+    json_t *lp = NULL;
+
+    assert_int_equal(bt_openai_logprobs_add(kind, &lp, &he, tops1, 2, 0), BT_OK);
+    assert_int_equal(bt_openai_logprobs_add(kind, &lp, &part, tops2, 1, 2), BT_OK);
+    return lp;
+}
+
+static void test_logprobs_shapes(void **state)
+{
+    json_t *j;
+    char *text;
+
+    (void)state;
+    j = two_tokens(BT_OPENAI_COMPLETIONS);
+    text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_string_equal(text,
+        "{\"tokens\":[\"He\",\"bytes:\\\\xe2\\\\x80\"],"
+        "\"token_logprobs\":[-0.5,-2.0],"
+        "\"top_logprobs\":[{\"He\":-0.5,\"Hi\":-1.25},{\"x\":-9999.0}],"
+        "\"text_offset\":[0,2]}");
+    free(text);
+    /* the response takes the object */
+    j = bt_openai_response(BT_OPENAI_COMPLETIONS, "cmpl-1", "m", 1, "He", 2, j,
+                           BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH, NULL);
+    text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_non_null(strstr(text, "\"logprobs\":{\"tokens\":[\"He\","));
+    free(text);
+    json_decref(j);
+
+    j = two_tokens(BT_OPENAI_CHAT);
+    text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_string_equal(text,
+        "{\"content\":[{\"token\":\"He\",\"logprob\":-0.5,\"bytes\":[72,101],"
+        "\"top_logprobs\":[{\"token\":\"He\",\"logprob\":-0.5,\"bytes\":[72,101]},"
+        "{\"token\":\"Hi\",\"logprob\":-1.25,\"bytes\":[72,105]}]},"
+        "{\"token\":\"bytes:\\\\xe2\\\\x80\",\"logprob\":-2.0,\"bytes\":[226,128],"
+        "\"top_logprobs\":[{\"token\":\"x\",\"logprob\":-9999.0,\"bytes\":[120]}]}]}");
+    free(text);
+    j = bt_openai_chunk(BT_OPENAI_CHAT, "c", "m", 1, "", 0, false, j,
+                        BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+    text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_non_null(strstr(text, "\"delta\":{},\"logprobs\":{\"content\":[{"));
+    free(text);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_oversized_body),
         cmocka_unit_test(test_response_shapes),
+        cmocka_unit_test(test_logprobs_shapes),
     };
 
     return cmocka_run_group_tests_name("router_openai", tests, setup, teardown);

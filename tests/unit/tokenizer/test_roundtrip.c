@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 static char data_dir[1024];
@@ -47,6 +48,33 @@ static size_t put_utf8(uint32_t cp, char *o)
     o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
     o[3] = (char)(0x80 | (cp & 0x3f));
     return 4;
+}
+
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+static bool utf8_valid(const char *p, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)p;
+
+    for (size_t k = 0; k < len;) {
+        unsigned c = s[k];
+        size_t cl = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2
+                  : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+        uint32_t cp;
+
+        if (cl == 0 || k + cl > len)
+            return false;
+        cp = cl == 1 ? c : c & (0x7f >> cl);
+        for (size_t i = 1; i < cl; i++) {
+            if ((s[k + i] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[k + i] & 0x3f);
+        }
+        if ((cl == 3 && cp < 0x800) || (cl == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
+            return false;
+        k += cl;
+    }
+    return true;
 }
 
 /* A random code point from a mix of scripts, spaces and symbols. */
@@ -126,6 +154,20 @@ static void roundtrip(const bt_tok_t *tok, int n_texts, int max_chars)
                                            piece.len), BT_OK);
         }
         bt_tok_stream_destroy(s);
+        assert_int_equal(streamed.len, len);
+        if (len > 0)
+            assert_memory_equal(streamed.data, text, len);
+        /* each token's raw bytes (logprobs' `bytes`), concatenated, are
+         * the text; the lossy text of one token is valid UTF-8 */
+        bt_buf_reset(&streamed);
+        for (size_t i = 0; i < ids.n; i++) {
+            bt_buf_reset(&piece);
+            assert_int_equal(bt_tok_token_text(tok, ids.ids[i], false, &piece),
+                             BT_OK);
+            assert_true(piece.len == 0 || utf8_valid(piece.data, piece.len));
+            assert_int_equal(bt_tok_token_text(tok, ids.ids[i], true,
+                                               &streamed), BT_OK);
+        }
         assert_int_equal(streamed.len, len);
         if (len > 0)
             assert_memory_equal(streamed.data, text, len);
