@@ -1,6 +1,6 @@
 /* baton.v1.Admin on the router: what `batonctl` talks to. Methods not
- * registered here answer UNIMPLEMENTED (cache statistics, placement and
- * transfer health arrive with the kvstore and node reports). */
+ * registered here answer UNIMPLEMENTED (cache statistics and placement
+ * arrive with the kvstore). */
 #include "model.h"
 #include "request.h"
 #include "router.h"
@@ -229,6 +229,58 @@ static void bt_admin_cancel(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     bt_rpc_call_reply(call, &out.base);
 }
 
+/* One pair per (prefill node, decode node) it has transferred to, from the
+ * prefill nodes' last status reports. */
+static void bt_admin_transfer_health(bt_rpc_call_t *call,
+                                     const ProtobufCMessage *msg, void *arg)
+{
+    bt_router_t *r = arg;
+    Baton__V1__TransferHealthResponse out = BATON__V1__TRANSFER_HEALTH_RESPONSE__INIT;
+    Baton__V1__TransferPair *pairs, **list;
+    size_t n = 0, cap = 0;
+
+    (void)msg;
+    for (unsigned i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *node = bt_registry_slot(r->registry, i);
+
+        cap += node != NULL ? node->n_xfers : 0;
+    }
+    pairs = calloc(cap > 0 ? cap : 1, sizeof(*pairs));
+    list = calloc(cap > 0 ? cap : 1, sizeof(*list));
+    if (pairs == NULL || list == NULL) {
+        free(pairs);
+        free(list);
+        bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, NULL);
+        return;
+    }
+    for (unsigned i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *node = bt_registry_slot(r->registry, i);
+
+        for (size_t k = 0; node != NULL && k < node->n_xfers; k++) {
+            const bt_node_xfer_t *x = &node->xfers[k];
+            Baton__V1__TransferPair *p = &pairs[n];
+
+            baton__v1__transfer_pair__init(p);
+            p->prefill_node = node->id;
+            p->decode_node = (char *)x->decode_node;
+            p->bytes = x->bytes;
+            p->ops = x->ops;
+            p->errors = x->errors;
+            p->last_error = (char *)x->last_error;
+            p->last_error_unix_ms = x->last_error_unix_ms;
+            p->latency_p50_ms = x->latency_p50_ms;
+            p->latency_p99_ms = x->latency_p99_ms;
+            p->bandwidth_gbps = x->bandwidth_gbps;
+            list[n++] = p;
+        }
+    }
+    out.pairs = list;
+    out.n_pairs = n;
+    bt_rpc_call_reply(call, &out.base);
+    free(pairs);
+    free(list);
+}
+
 bt_status_t bt_router_admin_register(bt_router_t *r)
 {
     static const struct {
@@ -248,6 +300,9 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
           bt_admin_list_requests },
         { "/baton.v1.Admin/CancelRequest", &baton__v1__cancel_request_request__descriptor,
           bt_admin_cancel },
+        { "/baton.v1.Admin/TransferHealth",
+          &baton__v1__transfer_health_request__descriptor,
+          bt_admin_transfer_health },
     };
     size_t i;
 

@@ -131,6 +131,37 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
     bt_router_queue_kick(r);
 }
 
+/* A prefill node's per-decode-node transfer counters, bounded and with
+ * every string length-checked (they come from the network). */
+static void bt_reg_transfers(bt_reg_stream_t *st, const Baton__V1__NodeStatus *s)
+{
+    bt_node_xfer_t x[BT_NODE_XFER_MAX];
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n_transfers && n < BT_NODE_XFER_MAX; i++) {
+        const Baton__V1__TransferPeer *t = s->transfers[i];
+
+        if (t == NULL || t->decode_node == NULL || t->decode_node[0] == '\0' ||
+            strlen(t->decode_node) > BT_NODE_ID_MAX) {
+            continue;
+        }
+        memset(&x[n], 0, sizeof(x[n]));
+        snprintf(x[n].decode_node, sizeof(x[n].decode_node), "%s",
+                 t->decode_node);
+        x[n].bytes = t->bytes;
+        x[n].ops = t->ops;
+        x[n].errors = t->errors;
+        snprintf(x[n].last_error, sizeof(x[n].last_error), "%s",
+                 t->last_error != NULL ? t->last_error : "");
+        x[n].last_error_unix_ms = t->last_error_unix_ms;
+        x[n].latency_p50_ms = t->latency_p50_ms;
+        x[n].latency_p99_ms = t->latency_p99_ms;
+        x[n].bandwidth_gbps = t->bandwidth_gbps;
+        n++;
+    }
+    bt_registry_update_transfers(st->r->registry, st->node, x, n);
+}
+
 static void bt_reg_kv_events(bt_reg_stream_t *st, const Baton__V1__KvEvents *kv)
 {
     bt_router_t *r = st->r;
@@ -204,6 +235,7 @@ static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *ar
         load.draining = msg->status->draining;
         load.drained = msg->status->drained;
         bt_registry_update_load(st->r->registry, st->node, &load, bt_now_ms());
+        bt_reg_transfers(st, msg->status);
         bt_router_queue_kick(st->r);
         break;
     }

@@ -43,6 +43,7 @@ void bt_registry_destroy(bt_registry_t *reg)
     }
     for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
         free(reg->nodes[i].ucx_address);
+        free(reg->nodes[i].xfers);
     }
     bt_prefix_index_destroy(reg->index);
     free(reg);
@@ -165,6 +166,7 @@ void bt_registry_remove(bt_registry_t *reg, bt_node_t *node)
     reg->store_mask[slot / 64] &= ~(1ull << (slot % 64));
     bt_prefix_index_remove_node(reg->index, slot);
     free(node->ucx_address);
+    free(node->xfers);
     memset(node, 0, sizeof(*node));
     node->slot = slot;
 }
@@ -177,6 +179,24 @@ void bt_registry_update_load(bt_registry_t *reg, bt_node_t *node,
     node->last_seen_ms = now_ms;
     /* the report covers what the router had assigned before it */
     node->assigned_prefill_tokens = 0;
+}
+
+void bt_registry_update_transfers(bt_registry_t *reg, bt_node_t *node,
+                                  const bt_node_xfer_t *x, size_t n)
+{
+    bt_node_xfer_t *copy = NULL;
+
+    (void)reg;
+    n = n > BT_NODE_XFER_MAX ? BT_NODE_XFER_MAX : n;
+    if (n > 0 && (copy = malloc(n * sizeof(*copy))) == NULL) {
+        return; /* keep the previous report */
+    }
+    if (n > 0) {
+        memcpy(copy, x, n * sizeof(*copy));
+    }
+    free(node->xfers);
+    node->xfers = copy;
+    node->n_xfers = n;
 }
 
 bool bt_registry_kv_events_begin(bt_registry_t *reg, bt_node_t *node,

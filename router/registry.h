@@ -34,6 +34,17 @@ typedef struct {
     bool     drained;
 } bt_node_load_t;
 
+/* A prefill node's KV transfers to one decode node, as last reported
+ * (registry.proto TransferPeer). */
+#define BT_NODE_XFER_MAX 64
+typedef struct {
+    char     decode_node[BT_NODE_ID_MAX + 1];
+    uint64_t bytes, ops, errors;
+    char     last_error[64];
+    uint64_t last_error_unix_ms;
+    double   latency_p50_ms, latency_p99_ms, bandwidth_gbps;
+} bt_node_xfer_t;
+
 typedef struct {
     bool           live;
     unsigned       slot;                      /* index, stable while live */
@@ -55,6 +66,8 @@ typedef struct {
     uint64_t       last_seen_ms;
     uint64_t       last_chosen;               /* tie-break: least recently chosen first */
     uint64_t       kv_seq;                    /* last KvEvents.seq */
+    bt_node_xfer_t *xfers;                    /* owned; as last reported */
+    size_t         n_xfers;
     void          *conn;                      /* the Register call (router.c) */
 } bt_node_t;
 
@@ -89,6 +102,10 @@ void bt_registry_remove(bt_registry_t *reg, bt_node_t *node);
 
 void bt_registry_update_load(bt_registry_t *reg, bt_node_t *node,
                              const bt_node_load_t *load, uint64_t now_ms);
+/* Replaces the node's transfer report with x[0..n) (copied; at most
+ * BT_NODE_XFER_MAX kept). */
+void bt_registry_update_transfers(bt_registry_t *reg, bt_node_t *node,
+                                  const bt_node_xfer_t *x, size_t n);
 
 /* KV events: `hashes` is n × 32 bytes. Returns false when `seq` shows a
  * gap (events were lost: the node's entries are dropped and rebuilt from

@@ -15,6 +15,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "node.pb-c.h"
+#include "node_xstats.h"
 #include "registrar.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
@@ -74,6 +75,8 @@ struct bt_node {
     bt_model_t         *model;
     bt_fwd_t           *fwd;
     bt_xfer_ctx_t      *xfer;
+    bt_xstats_t        *xstats;         /* prefill: transfers per decode peer */
+    Baton__V1__TransferPeer *xstats_out[BT_XSTATS_MAX_PEERS];
     bt_xfer_region_t   *region;
     bt_kvpool_t        *pool;
     bt_kv_view_t        kv;

@@ -211,7 +211,8 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
     }
     bytes = bt_kv_region_bytes(&pc.geom, n_blocks);
     if (bt_xfer_ctx_create(node->base, NULL, &node->xfer) != BT_OK ||
-        bt_xfer_region_alloc(node->xfer, bytes, &node->region) != BT_OK) {
+        bt_xfer_region_alloc(node->xfer, bytes, &node->region) != BT_OK ||
+        (node->xstats = bt_xstats_create()) == NULL) {
         bt_error("cannot set up ucx for the kv pool");
         return BT_ERR_PEER_UNREACHABLE;
     }
@@ -259,6 +260,7 @@ static void bt_node_free(bt_node_t *node)
     bt_kvpool_destroy(node->pool);
     bt_xfer_region_destroy(node->region);
     bt_xfer_ctx_destroy(node->xfer);
+    bt_xstats_destroy(node->xstats);
     bt_sampler_destroy(node->sampler);
     bt_fwd_destroy(node->fwd);
     bt_model_destroy(node->model);

@@ -51,6 +51,7 @@ struct bt_pjob {
     bt_sample_result_t  first_lp;     /* when sp.logprobs >= 0 */
     bt_finish_t         finish;
     uint64_t            t_start_us, queue_us, compute_us, xfer_start_us, bytes;
+    uint64_t            t_post_us, t_complete_us; /* first post, completion sent */
 };
 
 static bt_node_remote_t *bt_node_remote_get(bt_node_t *node, const char *id,
@@ -199,6 +200,14 @@ static void bt_pjob_stream_done(void *arg, bt_status_t status)
     if (j->freeing) {
         return;
     }
+    if (j->rem != NULL) {
+        uint64_t now = bt_now_us();
+
+        bt_xstats_record(j->node->xstats, j->rem->node_id, j->bytes,
+                         j->t_post_us > 0 ? now - j->t_post_us : 0,
+                         j->t_complete_us > 0 ? now - j->t_complete_us : 0,
+                         status, bt_wall_ms());
+    }
     if (!j->replied) {
         if (status != BT_OK) {
             bt_warn("request %s: kv transfer failed: %s", j->id,
@@ -245,6 +254,9 @@ static void bt_pjob_post(bt_pjob_t *j, uint32_t layer, uint32_t b0,
             j->bytes += sb;
         }
         return;
+    }
+    if (j->t_post_us == 0) {
+        j->t_post_us = bt_now_us();
     }
     for (uint32_t b = b0; b < b1; b++) {
         sl[n].local = bt_kvpool_block_ptr(node->pool, layer, src[b]);
@@ -362,6 +374,7 @@ void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *j, const float *logits,
         bt_pjob_free(j);
         return;
     }
+    j->t_complete_us = bt_now_us();
     if (bt_xfer_stream_complete(j->stream, payload, payload_len) != BT_OK) {
         bt_pjob_fail(j, BT_RPC_UNAVAILABLE, "kv transfer to the decode node failed");
     }

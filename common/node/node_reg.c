@@ -19,6 +19,11 @@ static void bt_node_status_cb(void *arg, Baton__V1__NodeStatus *st)
     st->free_blocks = bt_kvpool_available(node->pool);
     st->draining = node->draining;
     st->drained = node->draining && node->inflight == 0;
+    /* borrowed from xstats until the next snapshot; the registrar packs
+     * the message before this callback is called again */
+    st->n_transfers = bt_xstats_snapshot(node->xstats, node->xstats_out,
+                                         BT_XSTATS_MAX_PEERS);
+    st->transfers = node->xstats_out;
 }
 
 static bt_status_t bt_node_command_cb(void *arg,

@@ -365,8 +365,35 @@ def main():
     tap(same == len(prompts), "4 concurrent sampled requests each equal "
         "baton-run (%d of %d)" % (same, len(prompts)))
 
-    # 5b. the router's flush-cache command empties P's prefix cache
+    # 5b. transfer health: P's transfers to d1, as its heartbeats report
     ctl = os.path.join(BUILD, "cli/batonctl")
+    pair = None
+    deadline = time.time() + 5
+    while time.time() < deadline and pair is None:
+        th = subprocess.run([ctl, "--router", target, "--json",
+                             "transfer-health"], capture_output=True,
+                            text=True, timeout=10)
+        try:
+            pairs = json.loads(th.stdout).get("pairs", [])
+        except ValueError:
+            pairs = []
+        pair = next((x for x in pairs if x.get("decode_node") == "d1" and
+                     int(x.get("ops", 0)) >= 3), None)
+        if pair is None:
+            time.sleep(0.1)
+    tap(pair is not None and int(pair.get("bytes", 0)) > 0 and
+        int(pair.get("errors", 0)) == 0 and
+        float(pair.get("latency_p99_ms", 0)) >= float(pair.get("latency_p50_ms", -1)) > 0 and
+        float(pair.get("bandwidth_gbps", 0)) > 0,
+        "batonctl transfer-health: the prefill -> d1 pair with its bytes, "
+        "transfers, no errors, latency and bandwidth (%s)" % pair)
+    th = subprocess.run([ctl, "--router", target, "transfer-health"],
+                        capture_output=True, text=True, timeout=10)
+    tap(th.returncode == 0 and " d1 " in th.stdout,
+        "batonctl transfer-health prints the pairs as a table (%s)"
+        % th.stdout.strip().replace("\n", " | ")[:160])
+
+    # 5c. the router's flush-cache command empties P's prefix cache
     if os.path.exists(ctl):
         fl = subprocess.run([ctl, "--router", target, "flush-cache"],
                             capture_output=True, text=True, timeout=10)
