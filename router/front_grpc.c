@@ -228,6 +228,11 @@ static void bt_gen_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
     for (size_t i = 0; i < n && g->want_lp; i++) {
         bt_gen_lp_t *lp = &g->lps[g->n_ids + i];
 
+        if (lps == NULL) {   /* not from a request that wants them */
+            memset(lp, 0, sizeof(*lp));
+            lp->token_id = ids[i];
+            continue;
+        }
         /* the request checked them: one per id, n_top <= 20 */
         lp->token_id = lps[i]->token_id;
         lp->logprob = lps[i]->logprob;
