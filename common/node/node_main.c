@@ -212,7 +212,7 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
     bytes = bt_kv_region_bytes(&pc.geom, n_blocks);
     if (bt_xfer_ctx_create(node->base, NULL, &node->xfer) != BT_OK ||
         bt_xfer_region_alloc(node->xfer, bytes, &node->region) != BT_OK ||
-        (node->xstats = bt_xstats_create()) == NULL) {
+        (node->xstats = bt_xstats_create(node->metrics)) == NULL) {
         bt_error("cannot set up ucx for the kv pool");
         return BT_ERR_PEER_UNREACHABLE;
     }

@@ -16,17 +16,51 @@ typedef struct {
     uint64_t win_bytes[BT_XSTATS_WINDOW];
     uint32_t n_win, next;            /* samples held, next slot */
     Baton__V1__TransferPeer msg;     /* the snapshot's copy */
+    bt_counter_t   *m_bytes, *m_ops, *m_errors;  /* NULL without metrics */
+    bt_histogram_t *m_tail;
 } bt_xpeer_t;
 
 struct bt_xstats {
-    bt_xpeer_t *peers[BT_XSTATS_MAX_PEERS];
-    size_t      n;
-    uint64_t    clock;
+    bt_xpeer_t   *peers[BT_XSTATS_MAX_PEERS];
+    size_t        n;
+    uint64_t      clock;
+    bt_metrics_t *metrics;
 };
 
-bt_xstats_t *bt_xstats_create(void)
+bt_xstats_t *bt_xstats_create(bt_metrics_t *metrics)
 {
-    return calloc(1, sizeof(bt_xstats_t));
+    bt_xstats_t *xs = calloc(1, sizeof(bt_xstats_t));
+
+    if (xs != NULL) {
+        xs->metrics = metrics;
+    }
+    return xs;
+}
+
+/* Series live as long as the registry: a peer seen again (or taking an
+ * evicted peer's place) gets the same ones back. */
+static void bt_xstats_series(bt_xstats_t *xs, bt_xpeer_t *p)
+{
+    static const double tail_bounds[] = { 1e-4, 3e-4, 1e-3, 3e-3, 0.01,
+                                          0.03, 0.1, 0.3, 1, 3 };
+    char lab[160];
+
+    if (xs->metrics == NULL) {
+        return;
+    }
+    bt_metrics_labels(lab, sizeof(lab), "decode", p->peer, NULL);
+    p->m_bytes = bt_metrics_counter(xs->metrics,
+        "baton_node_kv_transfer_bytes_total",
+        "kv bytes written to a decode node", lab);
+    p->m_ops = bt_metrics_counter(xs->metrics, "baton_node_kv_transfers_total",
+        "kv transfers (one per prefill) completed to a decode node", lab);
+    p->m_errors = bt_metrics_counter(xs->metrics,
+        "baton_node_kv_transfer_errors_total",
+        "kv transfers to a decode node that failed", lab);
+    p->m_tail = bt_metrics_histogram(xs->metrics,
+        "baton_node_kv_transfer_tail_seconds",
+        "last layer computed to the transfer complete", lab, tail_bounds,
+        sizeof(tail_bounds) / sizeof(tail_bounds[0]));
 }
 
 void bt_xstats_destroy(bt_xstats_t *xs)
@@ -62,6 +96,7 @@ static bt_xpeer_t *bt_xstats_peer(bt_xstats_t *xs, const char *peer)
         return NULL;
     }
     snprintf(p->peer, sizeof(p->peer), "%s", peer);
+    bt_xstats_series(xs, p);
     return p;
 }
 
@@ -84,10 +119,20 @@ void bt_xstats_record(bt_xstats_t *xs, const char *peer, uint64_t bytes,
         snprintf(p->last_error, sizeof(p->last_error), "%s",
                  bt_status_str(status));
         p->last_error_ms = now_unix_ms;
+        if (p->m_errors != NULL) {
+            bt_counter_inc(p->m_errors);
+        }
         return;
     }
     p->ops++;
     p->bytes += bytes;
+    if (p->m_ops != NULL) {
+        bt_counter_inc(p->m_ops);
+        bt_counter_add(p->m_bytes, (double)bytes);
+    }
+    if (p->m_tail != NULL) {
+        bt_histogram_observe(p->m_tail, (double)tail_us / 1e6);
+    }
     p->lat_us[p->next] = tail_us > UINT32_MAX ? UINT32_MAX : (uint32_t)tail_us;
     p->act_us[p->next] = active_us;
     p->win_bytes[p->next] = bytes;

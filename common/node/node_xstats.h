@@ -11,6 +11,7 @@
 #define BT_NODE_XSTATS_H
 
 #include "base/status.h"
+#include "metrics/metrics.h"
 #include "registry.pb-c.h"
 
 #include <stddef.h>
@@ -21,7 +22,11 @@
 
 typedef struct bt_xstats bt_xstats_t;
 
-bt_xstats_t *bt_xstats_create(void);
+/* With `metrics` (may be NULL), each peer also gets Prometheus series
+ * labelled decode="<id>": baton_node_kv_transfer_bytes_total,
+ * baton_node_kv_transfers_total, baton_node_kv_transfer_errors_total and
+ * the histogram baton_node_kv_transfer_tail_seconds. */
+bt_xstats_t *bt_xstats_create(bt_metrics_t *metrics);
 void bt_xstats_destroy(bt_xstats_t *xs); /* NULL-safe */
 
 #define BT_XSTATS_PEER_MAX  64   /* bytes of a decode node id */

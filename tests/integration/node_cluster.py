@@ -387,6 +387,11 @@ def main():
         float(pair.get("bandwidth_gbps", 0)) > 0,
         "batonctl transfer-health: the prefill -> d1 pair with its bytes, "
         "transfers, no errors, latency and bandwidth (%s)" % pair)
+    ops_metric = gauge(ph, 'baton_node_kv_transfers_total{decode="d1"}')
+    tail_count = gauge(ph, 'baton_node_kv_transfer_tail_seconds_count{decode="d1"}')
+    tap(ops_metric is not None and ops_metric >= 3 and tail_count == ops_metric,
+        "the prefill node's /metrics count its transfers to d1 (%s, tail "
+        "histogram %s)" % (ops_metric, tail_count))
     th = subprocess.run([ctl, "--router", target, "transfer-health"],
                         capture_output=True, text=True, timeout=10)
     tap(th.returncode == 0 and " d1 " in th.stdout,
