@@ -1,15 +1,26 @@
 /* baton-xferbench: common/xfer between two processes against
  * ucx_perftest on the same transport and size, in the same run.
  *
- *   baton-xferbench [--tls shm|tcp] [--size BYTES] [--json]
+ *   baton-xferbench [--tls shm|tcp] [--size BYTES] [--spin-us N] [--json]
  *
- * For each transport and size: our bandwidth (writes of SIZE with the
- * completion message, 4 in flight), our latency (ping-pong of SIZE writes,
- * half the median round trip), ucx_perftest ucp_put_bw and ucp_put_lat
- * (and ucp_am_bw over tcp, where puts are emulated), and the ratio
- * ours / best perftest bandwidth. A KV-shaped pattern (layers x blocks of
- * slices, coalesced and not) follows per transport. Both our processes
- * busy-poll here, as ucx_perftest does. */
+ * For each transport and size, what each column measures:
+ *   ours GB/s     writes of SIZE, each with its flush and completion
+ *                 message, WINDOW in flight, until the last is reported
+ *   perftest GB/s ucp_put_bw (and ucp_am_bw over tcp, where puts are
+ *                 emulated): bare puts, no per-message completion
+ *   ratio         ours / the better perftest figure
+ *   lat rtt/2     half the median round trip of a write with completion
+ *                 message answered by one from the other side: what a
+ *                 transfer costs until the receiver knows it landed
+ *   lat put       median time from bt_xfer_write (no completion message)
+ *                 to its callback: put + flush, i.e. until the data is in
+ *                 the peer's memory (shm) or acknowledged (tcp)
+ *   perftest lat  ucp_put_lat p50: half the round trip of a put whose
+ *                 last byte the other side polls for in memory
+ * Our processes run their libevent loops through the library's own
+ * progress driver (its poll window, --spin-us, 0 = the default), as a
+ * node does; ucx_perftest busy-polls. A KV-shaped pattern (layers x
+ * blocks of slices, coalesced and not) follows per transport. */
 #include "xfer/xfer.h"
 
 #include "base/clock.h"
@@ -28,6 +39,7 @@
 #define PORT_BASE 13400
 
 static bool opt_json;
+static unsigned opt_spin_us;
 
 /* --- pipes ------------------------------------------------------------- */
 
@@ -98,17 +110,11 @@ typedef struct {
     int                errors;
 } side_t;
 
-/* Busy-poll: the worker often, the loop (epoll_wait, which delivers the
- * callbacks of transfers done inside bt_xfer_write) every few polls or
- * when the worker went quiet. */
+/* One pass of the loop, as a node runs it: the library polls within its
+ * window and arms the worker's fd (and sleeps) after it. */
 static void spin(side_t *s)
 {
-    for (int i = 0; i < 8; i++) {
-        if (bt_xfer_ctx_progress(s->ctx) == 0) {
-            break;
-        }
-    }
-    event_base_loop(s->base, EVLOOP_NONBLOCK);
+    event_base_loop(s->base, EVLOOP_ONCE);
 }
 
 static void done_cb(void *arg, bt_status_t st)
@@ -121,18 +127,24 @@ static void done_cb(void *arg, bt_status_t st)
     }
 }
 
-static bt_status_t post(side_t *s, const bt_xfer_slice_t *sl, size_t n,
-                        uint32_t layer)
+static bt_status_t post_ex(side_t *s, const bt_xfer_slice_t *sl, size_t n,
+                           uint32_t layer, bool notify)
 {
     bt_xfer_params_t p = {
         .remote = s->remote, .slices = sl, .n_slices = n,
-        .timeout_ms = 30000, .notify = true, .layer = layer,
+        .timeout_ms = 30000, .notify = notify, .layer = layer,
         .cb = done_cb, .arg = s,
     };
     bt_xfer_op_t *op;
 
     return bt_xfer_write(s->ctx, &p, &op) == BT_IN_PROGRESS ? BT_OK
                                                               : BT_ERR_INTERNAL;
+}
+
+static bt_status_t post(side_t *s, const bt_xfer_slice_t *sl, size_t n,
+                        uint32_t layer)
+{
+    return post_ex(s, sl, n, layer, true);
 }
 
 static void notify_cb(void *arg, const bt_xfer_notify_t *n)
@@ -168,8 +180,10 @@ static void side_init(side_t *s, size_t region_len, int fd_out, int fd_in,
     size_t len;
 
     memset(s, 0, sizeof(*s));
+    bt_xfer_ctx_params_t cp = {.spin_us = opt_spin_us};
+
     s->base = bt_loop_create();
-    if (bt_xfer_ctx_create(s->base, NULL, &s->ctx) != BT_OK ||
+    if (bt_xfer_ctx_create(s->base, &cp, &s->ctx) != BT_OK ||
         bt_xfer_region_alloc(s->ctx, region_len, &s->region) != BT_OK ||
         bt_xfer_region_export(s->region, &blob, &len) != BT_OK) {
         _exit(4);
@@ -195,6 +209,7 @@ static int cmp_u64(const void *a, const void *b)
 typedef struct {
     double bw_gbps;
     double lat_us;
+    double put_lat_us;
     double kv_coalesced_gbps;
     double kv_split_gbps;
     int    errors;
@@ -249,6 +264,34 @@ static double measure_lat(side_t *s, size_t size, int iters)
     return med;
 }
 
+/* Local completion of a bare write (put + flush), one at a time. */
+static double measure_put_lat(side_t *s, size_t size, int iters)
+{
+    bt_xfer_slice_t sl = {bt_xfer_region_base(s->region), 0, size};
+    uint64_t *t = calloc((size_t)iters, sizeof(*t));
+    double med;
+
+    for (int i = -10; i < iters; i++) {
+        uint64_t t0 = bt_now_ns();
+
+        s->done = 0;
+        if (post_ex(s, &sl, 1, 0, false) != BT_OK) {
+            s->errors++;
+            break;
+        }
+        while (s->done < 1) {
+            spin(s);
+        }
+        if (i >= 0) {
+            t[i] = bt_now_ns() - t0;
+        }
+    }
+    qsort(t, (size_t)iters, sizeof(*t), cmp_u64);
+    med = (double)t[iters / 2] / 1000.0;
+    free(t);
+    return med;
+}
+
 /* L layers x B blocks of `blk` bytes, the receiver's pool laid out
  * [layer][block]. Coalesced: the sender's blocks are consecutive too, so
  * each layer is one slice. Split: every other block, so no two merge. */
@@ -292,9 +335,12 @@ static ours_t run_ours(size_t size)
         while (!s.quit) {
             spin(&s);
         }
-        /* Let the last answers go out before leaving. */
-        for (int i = 0; i < 1000; i++) {
-            spin(&s);
+        /* Let the last answers go out before leaving (bounded: an idle
+         * loop pass would sleep). */
+        uint64_t end = bt_now_ns() + 50000000ull;
+        while (bt_now_ns() < end) {
+            bt_xfer_ctx_progress(s.ctx);
+            event_base_loop(s.base, EVLOOP_NONBLOCK);
         }
         _exit(s.errors ? 5 : 0);
     }
@@ -315,6 +361,7 @@ static ours_t run_ours(size_t size)
         o.bw_gbps = measure_bw(&s, &sl, 1, size, iters);
         lat_iters = size <= (1u << 20) ? 2000 : 50;
         o.lat_us = measure_lat(&s, size, lat_iters);
+        o.put_lat_us = measure_put_lat(&s, size, lat_iters);
         o.kv_coalesced_gbps = measure_kv(&s, true);
         o.kv_split_gbps = measure_kv(&s, false);
         post(&s, NULL, 0, 9);
@@ -428,20 +475,21 @@ static void run_case(const char *tls, size_t size, bool kv)
     if (opt_json) {
         printf("{\"transport\":\"%s\",\"size\":%zu,\"ours_gbps\":%.3f,"
                "\"perftest_gbps\":%.3f,\"ratio\":%.3f,\"ours_lat_us\":%.2f,"
-               "\"perftest_lat_us\":%.2f,\"perftest_put_gbps\":%.3f,"
+               "\"ours_put_lat_us\":%.2f,\"perftest_lat_us\":%.2f,\"perftest_put_gbps\":%.3f,"
                "\"perftest_am_gbps\":%.3f,\"errors\":%d}\n",
                tls, size, o.bw_gbps, best, best > 0 ? o.bw_gbps / best : 0,
-               o.lat_us, plat, pbw, pam, o.errors);
+               o.lat_us, o.put_lat_us, plat, pbw, pam, o.errors);
         if (kv) {
             printf("{\"transport\":\"%s\",\"pattern\":\"kv 32x16x16KiB\","
                    "\"coalesced_gbps\":%.3f,\"split_gbps\":%.3f}\n", tls,
                    o.kv_coalesced_gbps, o.kv_split_gbps);
         }
     } else {
-        printf("%-4s %9zu  ours %7.2f GB/s  perftest %7.2f GB/s (put %.2f%s)  "
-               "ratio %.2f   lat ours %8.2f us  perftest %8.2f us%s\n",
+        printf("%-4s %9zu  ours %7.2f GB/s  perftest %7.2f GB/s (put %.2f)  "
+               "ratio %.2f   lat rtt/2 %8.2f us  put %8.2f us  perftest "
+               "%8.2f us%s\n",
                tls, size, o.bw_gbps, best, pbw,
-               pam >= 0 ? "" : "", best > 0 ? o.bw_gbps / best : 0, o.lat_us,
+               best > 0 ? o.bw_gbps / best : 0, o.lat_us, o.put_lat_us,
                plat, o.errors ? "  ERRORS" : "");
         if (pam >= 0) {
             printf("     (tcp: perftest ucp_am_bw %.2f GB/s; puts are "
@@ -462,6 +510,7 @@ int main(int argc, char **argv)
         {"tls", required_argument, NULL, 't'},
         {"size", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
+        {"spin-us", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -471,7 +520,7 @@ int main(int argc, char **argv)
                                    16u << 20, 64u << 20};
     int c;
 
-    while ((c = getopt_long(argc, argv, "t:s:jh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:s:jp:h", lo, NULL)) != -1) {
         switch (c) {
         case 't':
             tls = optarg;
@@ -482,9 +531,15 @@ int main(int argc, char **argv)
         case 'j':
             opt_json = true;
             break;
+        case 'p':
+            /* "none" = arm at once (BT_XFER_SPIN_NONE) */
+            opt_spin_us = strcmp(optarg, "none") == 0
+                              ? BT_XFER_SPIN_NONE
+                              : (unsigned)strtoul(optarg, NULL, 0);
+            break;
         default:
             printf("usage: baton-xferbench [--tls shm|tcp] [--size BYTES] "
-                   "[--json]\n");
+                   "[--spin-us N|none] [--json]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -495,8 +550,10 @@ int main(int argc, char **argv)
     }
     bt_log_init("xferbench", BT_LOG_LEVEL_WARN, BT_LOG_FORMAT_TEXT);
     if (!opt_json) {
-        printf("# common/xfer vs ucx_perftest, same transport and size; both "
-               "busy-poll. Shared noisy machine: expect +-15%%.\n");
+        printf("# common/xfer vs ucx_perftest, same transport and size; ours "
+               "through its event loop (poll window %s us), perftest "
+               "busy-polls. Shared noisy machine: expect +-15%%.\n",
+               opt_spin_us == BT_XFER_SPIN_NONE ? "none" : "default/--spin-us");
     }
     fflush(stdout);
     for (int t = 0; t < 2; t++) {

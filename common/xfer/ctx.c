@@ -137,19 +137,40 @@ unsigned bt_xfer_ctx_progress(bt_xfer_ctx_t *ctx)
     return progress_all(ctx);
 }
 
+/* Polls until a transfer event or `until_ns`: a short stretch inside the
+ * callback saves most of the loop's epoll_wait calls while polling. */
+#define SPIN_SLICE_NS 10000ull
+
 static void progress_cb(evutil_socket_t fd, short what, void *arg)
 {
     bt_xfer_ctx_t *ctx = arg;
     ucs_status_t st;
 
     progress_all(ctx);
-    if (ctx->params.spin_us > 0 && ctx->n_active > 0) {
-        uint64_t end = bt_now_ns() + (uint64_t)ctx->params.spin_us * 1000;
+    if (ctx->spin_ns > 0) {
+        uint64_t now = bt_now_ns();
 
-        while (ctx->n_active > 0 && bt_now_ns() < end) {
-            if (progress_all(ctx) > 0) {
-                end = bt_now_ns() + (uint64_t)ctx->params.spin_us * 1000;
+        bool fresh = ctx->events != ctx->events_seen;
+
+        if (fresh) {
+            ctx->events_seen = ctx->events;
+            ctx->last_event_ns = now;
+        }
+        if (now - ctx->last_event_ns < ctx->spin_ns) {
+            uint64_t end = ctx->last_event_ns + ctx->spin_ns;
+
+            if (end > now + SPIN_SLICE_NS) {
+                end = now + SPIN_SLICE_NS;
             }
+            /* After an event, straight back to the loop: deferred reports
+             * and the user's other events run there. Quiet passes poll a
+             * stretch here, until the first event. */
+            while (!fresh && ctx->events == ctx->events_seen &&
+                   bt_now_ns() < end) {
+                progress_all(ctx);
+            }
+            bt_xfer_ctx_kick(ctx);
+            return;
         }
     }
     st = ucp_worker_arm(ctx->worker);
@@ -198,6 +219,11 @@ bt_status_t bt_xfer_ctx_create(struct event_base *base,
     if (params != NULL) {
         ctx->params = *params;
     }
+    if (ctx->params.spin_us == 0) {
+        ctx->params.spin_us = BT_XFER_SPIN_DEFAULT_US;
+    }
+    ctx->spin_ns = ctx->params.spin_us == BT_XFER_SPIN_NONE
+                       ? 0 : (uint64_t)ctx->params.spin_us * 1000;
     bt_xfer_link_init(&ctx->peers);
     bt_xfer_link_init(&ctx->regions);
     bt_xfer_link_init(&ctx->remotes);

@@ -122,6 +122,7 @@ static void req_done(bt_xfer_op_t *op, void *request, ucs_status_t status)
 
     op->reqs[r->slot] = NULL;
     op->n_live--;
+    bt_xfer_ctx_event(op->ctx);
     ucp_request_free(request);
     if (op->reported) {
         op->ctx->n_zombie_reqs--;
@@ -423,12 +424,13 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
         evtimer_add(op->ev, &tv);
     }
     /* From here on failures are reported through the callback. */
+    bt_xfer_ctx_event(ctx);
     ctx->in_api = true;
     op->err = post_data(op);
     op_step(op);
     ctx->in_api = false;
-    if (op->n_live > 0) {
-        bt_xfer_ctx_kick(ctx);   /* requests to progress */
+    if (op->n_live > 0 || ctx->spin_ns > 0) {
+        bt_xfer_ctx_kick(ctx);   /* requests to progress, or poll */
     }
     *op_p = op;
     return BT_IN_PROGRESS;

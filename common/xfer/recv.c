@@ -85,6 +85,7 @@ static void recv_done_cb(void *request, ucs_status_t status, size_t length,
     bt_xfer_ctx_t *ctx = r->ctx;
 
     ucp_request_free(request);
+    bt_xfer_ctx_event(ctx);
     if (status != UCS_OK) {
         r->failed = true;
         ctx->rx.rx_rejected++;
@@ -112,6 +113,7 @@ static ucs_status_t am_data_cb(void *arg, const void *header,
     bt_xfer_region_t *r;
 
     ctx->rx.rx_msgs++;
+    bt_xfer_ctx_event(ctx);
     if (header_length != sizeof(h)) {
         bt_warn("xfer data message with a %zu-byte header dropped",
                 header_length);
@@ -180,6 +182,7 @@ static ucs_status_t am_notify_cb(void *arg, const void *header,
     bt_xfer_am_notify_hdr_t h;
     rx_op_t *rx;
 
+    bt_xfer_ctx_event(ctx);
     if (header_length != sizeof(h) ||
         (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
         bt_warn("xfer completion message malformed (header %zu)",

@@ -64,11 +64,20 @@ typedef void (*bt_xfer_notify_cb)(void *arg, const bt_xfer_notify_t *n);
  * handle is invalid after the callback returns. */
 typedef void (*bt_xfer_done_cb)(void *arg, bt_status_t status);
 
+/* Default poll window of the progress driver, in microseconds (chosen
+ * by measurement, docs/internals/xfer.md "Figures"), and the spin_us
+ * value that turns polling off. */
+#define BT_XFER_SPIN_DEFAULT_US 50u
+#define BT_XFER_SPIN_NONE       UINT32_MAX
+
 typedef struct {
-    /* Extra wait, in microseconds, during which the loop keeps polling
-     * the worker before arming the event fd while transfers are
-     * outstanding (latency paths; the wake-up through the fd costs
-     * ~100 us on shm). 0 = arm at once. Never spins when idle. */
+    /* How long, in microseconds after the last transfer event (a post, a
+     * completion, a received message), the loop keeps polling the worker
+     * instead of arming its event fd: the wake-up through the fd costs
+     * ~100 us on shm, a poll ~1 us. The polling goes through the loop (a
+     * zero timer per pass), so other events are served meanwhile; an idle
+     * process sleeps. 0 = BT_XFER_SPIN_DEFAULT_US; BT_XFER_SPIN_NONE =
+     * arm at once. */
     unsigned       spin_us;
     bt_xfer_mode_t mode;          /* default for new peers */
     /* Log the lanes chosen for each new endpoint at info (always logged

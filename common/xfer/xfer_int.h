@@ -102,6 +102,10 @@ struct bt_xfer_ctx {
     size_t               n_zombie_reqs;
     void               **closing;    /* ep close requests in flight */
     size_t               n_closing, cap_closing;
+    uint64_t             spin_ns;      /* poll window, 0 = arm at once */
+    uint64_t             events;       /* transfer events, for the window */
+    uint64_t             events_seen;
+    uint64_t             last_event_ns;
     bool                 peer_failed;  /* some peer needs its cleanup */
     bool                 in_api;       /* inside bt_xfer_write/read */
     bt_xfer_notify_cb    notify_cb;
@@ -193,6 +197,12 @@ struct bt_xfer_op {
 
 /* ctx.c */
 void bt_xfer_ctx_kick(bt_xfer_ctx_t *ctx);
+/* Something happened (post, completion, receive): keeps the loop polling
+ * for the spin window. */
+static inline void bt_xfer_ctx_event(bt_xfer_ctx_t *ctx)
+{
+    ctx->events++;
+}
 void bt_xfer_ctx_closing_add(bt_xfer_ctx_t *ctx, void *req);
 bt_status_t bt_xfer_status_from_ucs(ucs_status_t st);
 
