@@ -1,0 +1,277 @@
+/* baton-kvstore: options, the slab in a UCX region, servers, metrics and
+ * the SIGTERM drain. */
+#include "kvstore.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/opts.h"
+#include "bt_config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define O(_f) offsetof(bt_kvsd_cfg_t, _f)
+static const bt_opt_t bt_kvsd_table[] = {
+    { "listen", 0, NULL, "127.0.0.1", "address the gRPC and HTTP servers "
+      "listen on", BT_OPT_STRING, 0, 0, NULL, O(listen) },
+    { "grpc-port", 0, NULL, "50071", "gRPC port (baton.v1.KvStore, health); "
+      "0 picks one", BT_OPT_INT, 0, 65535, NULL, O(grpc_port) },
+    { "http-port", 0, NULL, "8082", "HTTP port (healthz, readyz, metrics); 0 "
+      "picks one", BT_OPT_INT, 0, 65535, NULL, O(http_port) },
+    { "dram-bytes", 0, NULL, "1G", "DRAM tier: size of the slab (a UCX "
+      "region) holding blocks", BT_OPT_SIZE, 65536, 1e15, NULL,
+      O(dram_bytes) },
+    { "disk-dir", 0, NULL, NULL, "disk tier folder (blocks are written "
+      "through on commit); none: DRAM only, nothing survives a restart",
+      BT_OPT_STRING, 0, 0, NULL, O(disk_dir) },
+    { "disk-bytes", 0, NULL, "16G", "disk tier limit (LRU files deleted "
+      "beyond it)", BT_OPT_SIZE, 65536, 1e18, NULL, O(disk_bytes) },
+    { "reserve-ms", 0, NULL, "10s", "lifetime of a put's reservation "
+      "(uncommitted slots are freed after it)", BT_OPT_DURATION, 10, 3600000,
+      NULL, O(reserve_ms) },
+    { "pin-ms", 0, NULL, "30s", "default lifetime of a get's pin",
+      BT_OPT_DURATION, 10, 600000, NULL, O(pin_ms) },
+    { "land-wait-ms", 0, NULL, "2s", "longest a commit waits for the "
+      "writer's completion message before checking the slots anyway",
+      BT_OPT_DURATION, 0, 60000, NULL, O(land_wait_ms) },
+    { "threads", 'j', NULL, "2", "io threads (disk reads, writes, checksums)",
+      BT_OPT_INT, 1, 64, NULL, O(threads) },
+    { "max-message", 0, NULL, "64M", "largest gRPC message either way",
+      BT_OPT_SIZE, 65536, 1073741824.0, NULL, O(max_message) },
+    { "drain-timeout", 0, NULL, "30s", "on SIGTERM, how long calls in flight "
+      "may finish", BT_OPT_DURATION, 0, 3600000, NULL, O(drain_timeout_ms) },
+    { "log-level", 0, NULL, "info", "trace, debug, info, warn or error",
+      BT_OPT_STRING, 0, 0, NULL, O(log_level) },
+    { "log-format", 0, NULL, "text", "log lines as text or JSON",
+      BT_OPT_ENUM, 0, 0, "text|json", O(log_format) },
+};
+#undef O
+
+static const bt_opts_spec_t bt_kvsd_spec = {
+    "baton-kvstore", "[OPTIONS]",
+    "The Baton kvstore: KV blocks keyed by chained block hash, in a DRAM\n"
+    "slab registered with UCX and on disk, shared by every node.",
+    bt_kvsd_table, BT_OPTS_COUNT(bt_kvsd_table),
+};
+
+static bool bt_kvsd_ready(void *arg, const char **why_p)
+{
+    bt_kvsd_t *d = arg;
+
+    if (d->draining) {
+        *why_p = "draining";
+        return false;
+    }
+    return true;
+}
+
+static void bt_kvsd_metrics_init(bt_kvsd_t *d)
+{
+    bt_metrics_t *m = d->metrics;
+
+    d->m.dram_used = bt_metrics_gauge(m, "baton_kvstore_used_bytes",
+                                      "bytes held per tier", "tier=\"dram\"");
+    d->m.disk_used = bt_metrics_gauge(m, "baton_kvstore_used_bytes",
+                                      "bytes held per tier", "tier=\"disk\"");
+    d->m.dram_blocks = bt_metrics_gauge(m, "baton_kvstore_blocks",
+                                        "blocks held per tier", "tier=\"dram\"");
+    d->m.disk_blocks = bt_metrics_gauge(m, "baton_kvstore_blocks",
+                                        "blocks held per tier", "tier=\"disk\"");
+    d->m.evict_dram = bt_metrics_counter(m, "baton_kvstore_evictions_total",
+                                         "blocks evicted per tier", "tier=\"dram\"");
+    d->m.evict_disk = bt_metrics_counter(m, "baton_kvstore_evictions_total",
+                                         "blocks evicted per tier", "tier=\"disk\"");
+    d->m.pins = bt_metrics_gauge(m, "baton_kvstore_active_pins", "pins held", NULL);
+    d->m.reservations = bt_metrics_gauge(m, "baton_kvstore_active_reservations",
+                                         "reservations open", NULL);
+    d->m.lookups = bt_metrics_counter(m, "baton_kvstore_lookups_total",
+                                      "lookups answered", NULL);
+    d->m.hit_blocks = bt_metrics_counter(m, "baton_kvstore_lookup_blocks_total",
+                                         "blocks asked by lookups", "result=\"hit\"");
+    d->m.miss_blocks = bt_metrics_counter(m, "baton_kvstore_lookup_blocks_total",
+                                          "blocks asked by lookups", "result=\"miss\"");
+    d->m.puts = bt_metrics_counter(m, "baton_kvstore_put_blocks_total",
+                                   "blocks committed", NULL);
+    d->m.gets = bt_metrics_counter(m, "baton_kvstore_get_blocks_total",
+                                   "blocks pinned for reading", NULL);
+    d->m.rejected = bt_metrics_counter(m, "baton_kvstore_rejected_blocks_total",
+                                       "blocks refused at commit (checksum, hash chain)",
+                                       NULL);
+    d->m.corrupt = bt_metrics_counter(m, "baton_kvstore_corrupt_files_total",
+                                      "block files found corrupt and deleted", NULL);
+}
+
+static void bt_kvsd_metrics_update(bt_kvsd_t *d)
+{
+    bt_kvs_stats_t s, *l = &d->m.last;
+
+    bt_kvs_stats(d->store, &s);
+    bt_gauge_set(d->m.dram_used, (double)s.dram.used_bytes);
+    bt_gauge_set(d->m.disk_used, (double)s.disk.used_bytes);
+    bt_gauge_set(d->m.dram_blocks, (double)s.dram.blocks);
+    bt_gauge_set(d->m.disk_blocks, (double)s.disk.blocks);
+    bt_gauge_set(d->m.pins, (double)s.active_pins);
+    bt_gauge_set(d->m.reservations, (double)s.active_reservations);
+    bt_counter_add(d->m.evict_dram, (double)(s.dram.evictions - l->dram.evictions));
+    bt_counter_add(d->m.evict_disk, (double)(s.disk.evictions - l->disk.evictions));
+    bt_counter_add(d->m.lookups, (double)(s.lookups - l->lookups));
+    bt_counter_add(d->m.hit_blocks, (double)(s.lookup_hit_blocks - l->lookup_hit_blocks));
+    bt_counter_add(d->m.miss_blocks, (double)(s.lookup_miss_blocks - l->lookup_miss_blocks));
+    bt_counter_add(d->m.puts, (double)(s.puts - l->puts));
+    bt_counter_add(d->m.gets, (double)(s.gets - l->gets));
+    bt_counter_add(d->m.rejected, (double)(s.commit_rejected - l->commit_rejected));
+    bt_counter_add(d->m.corrupt, (double)(s.corrupt_files - l->corrupt_files));
+    *l = s;
+}
+
+/* 100 ms: expiry, metrics, waiting commits, the end of a drain. */
+static void bt_kvsd_tick(evutil_socket_t fd, short what, void *arg)
+{
+    bt_kvsd_t *d = arg;
+
+    (void)fd;
+    (void)what;
+    bt_kvs_expire(d->store);
+    bt_kvsd_service_tick(d);
+    bt_kvsd_metrics_update(d);
+    if (d->draining &&
+        (d->inflight == 0 ||
+         bt_now_ms() - d->drain_started_ms >= (uint64_t)d->cfg.drain_timeout_ms)) {
+        if (d->inflight > 0) {
+            bt_warn("drain timeout: %u calls still in flight", d->inflight);
+        }
+        event_base_loopexit(d->base, NULL);
+    }
+}
+
+static void bt_kvsd_sigterm(void *arg, int signo)
+{
+    bt_kvsd_t *d = arg;
+
+    (void)signo;
+    d->draining = true;
+    d->drain_started_ms = bt_now_ms();
+    bt_rpc_server_set_serving(d->grpc, "", false);
+    bt_info("draining: %u calls in flight", d->inflight);
+}
+
+static bt_status_t bt_kvsd_store_init(bt_kvsd_t *d)
+{
+    bt_kvs_config_t kc;
+
+    if (bt_xfer_ctx_create(d->base, NULL, &d->xfer) != BT_OK ||
+        bt_xfer_region_alloc(d->xfer, (size_t)d->cfg.dram_bytes,
+                             &d->region) != BT_OK ||
+        bt_xfer_region_export(d->region, &d->desc, &d->desc_len) != BT_OK) {
+        bt_error("cannot set up ucx for a %llu-byte slab",
+                 (unsigned long long)d->cfg.dram_bytes);
+        return BT_ERR_PEER_UNREACHABLE;
+    }
+    bt_xfer_ctx_set_notify_cb(d->xfer, bt_kvsd_landed, d);
+    d->io = bt_tpool_create(d->base, (int)d->cfg.threads, 65536);
+    if (d->io == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    memset(&kc, 0, sizeof(kc));
+    kc.slab = bt_xfer_region_base(d->region);
+    kc.slab_len = bt_xfer_region_length(d->region);
+    kc.disk_dir = d->cfg.disk_dir;
+    kc.disk_bytes = d->cfg.disk_bytes;
+    kc.reserve_ms = (uint64_t)d->cfg.reserve_ms;
+    kc.pin_ms = (uint64_t)d->cfg.pin_ms;
+    kc.io = d->io;
+    return bt_kvs_create(&kc, &d->store);
+}
+
+static void bt_kvsd_free(bt_kvsd_t *d)
+{
+    /* the pool's last `done` callbacks still answer calls and use the store */
+    bt_tpool_destroy(d->io);
+    bt_kvsd_service_cleanup(d);
+    bt_kvs_destroy(d->store);
+    bt_http_server_destroy(d->http);
+    bt_rpc_server_destroy(d->grpc);
+    if (d->tick_ev != NULL) {
+        event_free(d->tick_ev);
+    }
+    free(d->desc);
+    bt_xfer_region_destroy(d->region);
+    bt_xfer_ctx_destroy(d->xfer);
+    bt_metrics_destroy(d->metrics);
+    if (d->base != NULL) {
+        event_base_free(d->base);
+    }
+    free(d);
+}
+
+int main(int argc, char **argv)
+{
+    bt_kvsd_t *d = calloc(1, sizeof(*d));
+    bt_loop_signals_t *sig = NULL;
+    struct timeval tick = { 0, 100000 };
+    bt_log_level_t level;
+    char addr[320];
+    int rc = 1;
+
+    if (d == NULL) {
+        return 1;
+    }
+    bt_opts_parse_or_exit(&bt_kvsd_spec, &d->cfg, argc, argv);
+    if (!bt_log_level_parse(d->cfg.log_level, &level)) {
+        fprintf(stderr, "baton-kvstore: invalid value '%s' for --log-level\n",
+                d->cfg.log_level);
+        free(d);
+        return 2;
+    }
+    bt_log_init("kvstore", level, (bt_log_format_t)d->cfg.log_format);
+    d->base = bt_loop_create();
+    d->metrics = bt_metrics_create();
+    if (d->base == NULL || d->metrics == NULL ||
+        bt_kvsd_store_init(d) != BT_OK) {
+        goto out;
+    }
+    bt_kvsd_metrics_init(d);
+    d->grpc = bt_rpc_server_create(d->base, &(bt_rpc_server_opts_t){
+                                       (uint32_t)d->cfg.max_message, 64, 16 });
+    if (d->grpc == NULL) {
+        goto out;
+    }
+    snprintf(addr, sizeof(addr), "%s:%lld", d->cfg.listen,
+             (long long)d->cfg.grpc_port);
+    if (bt_rpc_server_listen(d->grpc, addr, NULL, &d->grpc_port) != BT_OK ||
+        bt_kvsd_service_register(d) != BT_OK ||
+        bt_rpc_server_start(d->grpc) != BT_OK) {
+        bt_error("cannot start the grpc server on %s", addr);
+        goto out;
+    }
+    bt_rpc_server_set_serving(d->grpc, "baton.v1.KvStore", true);
+    d->http = bt_http_server_create(d->base, d->cfg.listen,
+                                    (int)d->cfg.http_port, 1 << 16,
+                                    &d->http_port);
+    if (d->http == NULL ||
+        bt_http_add_standard(d->http, bt_kvsd_ready, d, d->metrics) != BT_OK) {
+        goto out;
+    }
+    d->tick_ev = event_new(d->base, -1, EV_PERSIST, bt_kvsd_tick, d);
+    if (d->tick_ev == NULL || event_add(d->tick_ev, &tick) != 0) {
+        goto out;
+    }
+    sig = bt_loop_signals_install(d->base, bt_kvsd_sigterm, d);
+    bt_info("baton-kvstore %s: grpc %s:%d http %s:%d dram %llu bytes disk %s "
+            "(%llu bytes)", BT_VERSION, d->cfg.listen, d->grpc_port,
+            d->cfg.listen, d->http_port, (unsigned long long)d->cfg.dram_bytes,
+            d->cfg.disk_dir != NULL ? d->cfg.disk_dir : "none",
+            (unsigned long long)d->cfg.disk_bytes);
+    printf("grpc_port=%d http_port=%d\n", d->grpc_port, d->http_port);
+    fflush(stdout);
+    event_base_dispatch(d->base);
+    rc = 0;
+    bt_info("stopped");
+out:
+    bt_loop_signals_remove(sig);
+    bt_kvsd_free(d);
+    return rc;
+}
