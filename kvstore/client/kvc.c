@@ -1,0 +1,758 @@
+/* The kvstore client: one state machine per operation, each step an RPC
+ * or a UCX transfer under what is left of the operation's deadline. */
+#include "kvc.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/sha256.h"
+#include "kvstore.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A store slab seen from here, keyed by its descriptor: a restarted store
+ * exports a new one. */
+typedef struct bt_kvc_remote {
+    void                 *desc;
+    size_t                len;
+    bt_xfer_remote_t     *remote;
+    uint32_t              users;
+    bool                  dead;     /* a transfer to it failed its peer */
+    struct bt_kvc_remote *next;
+} bt_kvc_remote_t;
+
+struct bt_kvc {
+    bt_rpc_client_t  *rpc;
+    bt_xfer_ctx_t    *xfer;
+    bt_rpc_channel_t *ch;
+    char             *model;
+    char             *node_id;
+    uint64_t          timeout_ms;
+    bt_kvc_remote_t  *remotes;
+    size_t            inflight;
+};
+
+typedef struct {
+    bt_kvc_t        *kvc;
+    bt_deadline_t    deadline;
+    size_t           n;
+    uint8_t         *hashes;       /* n * 32, copied */
+    uint32_t        *tokens;       /* n * block_size, copied (may be NULL) */
+    uint32_t         block_size;
+    uint64_t         block_bytes;
+    void           **mem;          /* put: sources; get: destinations */
+    uint8_t         *sums;         /* n * 32 checksums */
+    bt_kvc_remote_t *rm;
+    bt_xfer_op_t    *xop;          /* the transfer in flight */
+    /* put */
+    bt_kvs_geom_t    geom;
+    uint8_t          parent[BT_KVS_HASH_LEN];
+    uint64_t         resv_id;
+    bool            *write;        /* block i goes to the store */
+    void           (*reserved_cb)(void *arg);
+    bt_kvc_put_result_t res;
+    /* get */
+    uint64_t         pin_id;
+    size_t           n_pinned;
+    union {
+        bt_kvc_lookup_cb lookup;
+        bt_kvc_put_cb    put;
+        bt_kvc_get_cb    get;
+    } cb;
+    void            *arg;
+} bt_kvc_op_t;
+
+/* ---- kvc ---- */
+
+bt_status_t bt_kvc_create(struct event_base *base, bt_rpc_client_t *rpc,
+                          bt_xfer_ctx_t *xfer, const bt_kvc_opts_t *opts,
+                          bt_kvc_t **kvc_p)
+{
+    bt_kvc_t *kvc;
+
+    (void)base;
+    if (rpc == NULL || xfer == NULL || opts == NULL || opts->target == NULL) {
+        return BT_ERR_INVALID_ARG;
+    }
+    kvc = calloc(1, sizeof(*kvc));
+    if (kvc == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    kvc->rpc = rpc;
+    kvc->xfer = xfer;
+    kvc->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
+    kvc->model = strdup(opts->model != NULL ? opts->model : "");
+    kvc->node_id = strdup(opts->node_id != NULL ? opts->node_id : "");
+    kvc->ch = bt_rpc_channel_create(rpc, opts->target, NULL);
+    if (kvc->model == NULL || kvc->node_id == NULL || kvc->ch == NULL) {
+        bt_kvc_destroy(kvc);
+        return BT_ERR_NO_MEMORY;
+    }
+    *kvc_p = kvc;
+    return BT_OK;
+}
+
+void bt_kvc_destroy(bt_kvc_t *kvc)
+{
+    if (kvc == NULL) {
+        return;
+    }
+    if (kvc->inflight > 0) {
+        bt_error("kvstore client destroyed with %zu operations in flight",
+                 kvc->inflight);
+    }
+    while (kvc->remotes != NULL) {
+        bt_kvc_remote_t *rm = kvc->remotes;
+
+        kvc->remotes = rm->next;
+        bt_xfer_remote_destroy(rm->remote);
+        free(rm->desc);
+        free(rm);
+    }
+    bt_rpc_channel_destroy(kvc->ch);
+    free(kvc->model);
+    free(kvc->node_id);
+    free(kvc);
+}
+
+size_t bt_kvc_inflight(const bt_kvc_t *kvc)
+{
+    return kvc->inflight;
+}
+
+/* ---- remotes ---- */
+
+static void bt_kvc_remotes_gc(bt_kvc_t *kvc)
+{
+    bt_kvc_remote_t **pp = &kvc->remotes;
+
+    while (*pp != NULL) {
+        bt_kvc_remote_t *rm = *pp;
+
+        /* keep the newest; drop dead or superseded ones nobody uses */
+        if (rm->users == 0 && (rm->dead || rm != kvc->remotes)) {
+            *pp = rm->next;
+            bt_xfer_remote_destroy(rm->remote);
+            free(rm->desc);
+            free(rm);
+            continue;
+        }
+        pp = &rm->next;
+    }
+}
+
+static bt_status_t bt_kvc_remote_get(bt_kvc_t *kvc, const ProtobufCBinaryData *d,
+                                     bt_kvc_remote_t **rm_p)
+{
+    bt_kvc_remote_t *rm;
+    bt_status_t st;
+
+    if (d->len == 0) {
+        bt_error("the kvstore sent no region descriptor");
+        return BT_ERR_PEER_PROTOCOL;
+    }
+    for (rm = kvc->remotes; rm != NULL; rm = rm->next) {
+        if (!rm->dead && rm->len == d->len && memcmp(rm->desc, d->data, d->len) == 0) {
+            rm->users++;
+            *rm_p = rm;
+            return BT_OK;
+        }
+    }
+    rm = calloc(1, sizeof(*rm));
+    if (rm == NULL || (rm->desc = malloc(d->len)) == NULL) {
+        free(rm);
+        return BT_ERR_NO_MEMORY;
+    }
+    st = bt_xfer_remote_import(kvc->xfer, d->data, d->len, &rm->remote);
+    if (st != BT_OK) {
+        free(rm->desc);
+        free(rm);
+        return st;
+    }
+    memcpy(rm->desc, d->data, d->len);
+    rm->len = d->len;
+    rm->users = 1;
+    rm->next = kvc->remotes;
+    kvc->remotes = rm;
+    bt_kvc_remotes_gc(kvc);
+    *rm_p = rm;
+    return BT_OK;
+}
+
+/* ---- operations ---- */
+
+static bt_kvc_op_t *bt_kvc_op_new(bt_kvc_t *kvc, size_t n, uint64_t timeout_ms)
+{
+    bt_kvc_op_t *op = calloc(1, sizeof(*op));
+
+    if (op == NULL) {
+        return NULL;
+    }
+    op->kvc = kvc;
+    op->n = n;
+    op->deadline = bt_deadline_in_ms(timeout_ms > 0 ? timeout_ms : kvc->timeout_ms);
+    op->hashes = malloc(n * BT_KVS_HASH_LEN + 1);
+    op->sums = calloc(n + 1, BT_KVS_HASH_LEN);
+    op->mem = calloc(n + 1, sizeof(*op->mem));
+    op->write = calloc(n + 1, sizeof(*op->write));
+    if (op->hashes == NULL || op->sums == NULL || op->mem == NULL ||
+        op->write == NULL) {
+        free(op->hashes);
+        free(op->sums);
+        free(op->mem);
+        free(op->write);
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+static void bt_kvc_op_free(bt_kvc_op_t *op)
+{
+    bt_kvc_t *kvc = op->kvc;
+
+    if (op->rm != NULL) {
+        op->rm->users--;
+        bt_kvc_remotes_gc(kvc);
+    }
+    kvc->inflight--;
+    free(op->hashes);
+    free(op->tokens);
+    free(op->sums);
+    free(op->mem);
+    free(op->write);
+    free(op);
+}
+
+/* Milliseconds left for the next step; 0 when the deadline passed. */
+static uint64_t bt_kvc_left(const bt_kvc_op_t *op)
+{
+    uint64_t left = bt_deadline_left_ms(op->deadline);
+
+    return left == UINT64_MAX ? 0 : left;
+}
+
+static void bt_kvc_ignore_done(void *arg, const bt_rpc_result_t *r,
+                               const ProtobufCMessage *resp)
+{
+    (void)arg;
+    (void)resp;
+    if (r->code != BT_RPC_OK) {
+        bt_debug("kvstore cleanup call failed: %s", r->message);
+    }
+}
+
+/* Best effort: free the store's side of a failed operation. */
+static void bt_kvc_abort_reservation(bt_kvc_op_t *op)
+{
+    Baton__V1__CommitRequest req = BATON__V1__COMMIT_REQUEST__INIT;
+
+    if (op->resv_id == 0) {
+        return;
+    }
+    req.reservation_id = op->resv_id;
+    req.abort = true;
+    bt_rpc_client_unary(op->kvc->ch, "/baton.v1.KvStore/Commit", &req.base,
+                        &baton__v1__commit_response__descriptor,
+                        &(bt_rpc_call_opts_t){ .timeout_ms = 1000 },
+                        bt_kvc_ignore_done, NULL, NULL);
+}
+
+static void bt_kvc_unpin(bt_kvc_op_t *op)
+{
+    Baton__V1__UnpinRequest req = BATON__V1__UNPIN_REQUEST__INIT;
+
+    if (op->pin_id == 0) {
+        return;
+    }
+    req.pin_id = op->pin_id;
+    bt_rpc_client_unary(op->kvc->ch, "/baton.v1.KvStore/Unpin", &req.base,
+                        &baton__v1__unpin_response__descriptor,
+                        &(bt_rpc_call_opts_t){ .timeout_ms = 1000 },
+                        bt_kvc_ignore_done, NULL, NULL);
+}
+
+static void bt_kvc_xfer_failed(bt_kvc_op_t *op, bt_status_t st)
+{
+    if (bt_status_is_peer_err(st) && op->rm != NULL) {
+        op->rm->dead = true;   /* the next operation imports afresh */
+    }
+}
+
+/* ---- lookup ---- */
+
+static void bt_kvc_lookup_done(void *arg, const bt_rpc_result_t *r,
+                               const ProtobufCMessage *msg)
+{
+    bt_kvc_op_t *op = arg;
+    const Baton__V1__LookupResponse *resp = (const void *)msg;
+    size_t m = 0;
+
+    if (r->code != BT_RPC_OK) {
+        bt_debug("kvstore lookup failed: %s", r->message);
+        op->cb.lookup(op->arg, r->status, 0);
+        bt_kvc_op_free(op);
+        return;
+    }
+    /* the store's answer is checked, not trusted */
+    while (m < resp->matched_blocks && m < op->n && m < resp->n_locations) {
+        const Baton__V1__BlockLocation *l = resp->locations[m];
+
+        if (l->block_hash.len != BT_KVS_HASH_LEN ||
+            memcmp(l->block_hash.data, op->hashes + m * BT_KVS_HASH_LEN,
+                   BT_KVS_HASH_LEN) != 0 ||
+            (op->tokens != NULL &&
+             !bt_kvs_tokens_match(l->token_ids, (uint32_t)l->n_token_ids,
+                                  op->tokens + m * op->block_size,
+                                  op->block_size))) {
+            break;
+        }
+        m++;
+    }
+    op->cb.lookup(op->arg, BT_OK, m);
+    bt_kvc_op_free(op);
+}
+
+bt_status_t bt_kvc_lookup(bt_kvc_t *kvc, const uint8_t *hashes, size_t n,
+                          const uint32_t *tokens, size_t n_tokens,
+                          uint64_t timeout_ms, bt_kvc_lookup_cb cb, void *arg)
+{
+    Baton__V1__LookupRequest req = BATON__V1__LOOKUP_REQUEST__INIT;
+    ProtobufCBinaryData *hb;
+    bt_kvc_op_t *op;
+    bt_status_t st;
+
+    if (n > BT_KVS_MAX_HASHES || (tokens != NULL && (n == 0 || n_tokens % n != 0))) {
+        return BT_ERR_INVALID_ARG;
+    }
+    op = bt_kvc_op_new(kvc, n, timeout_ms);
+    hb = calloc(n + 1, sizeof(*hb));
+    if (op == NULL || hb == NULL ||
+        (tokens != NULL && (op->tokens = malloc(4 * n_tokens)) == NULL)) {
+        free(hb);
+        if (op != NULL) {
+            kvc->inflight++;
+            bt_kvc_op_free(op);
+        }
+        return BT_ERR_NO_MEMORY;
+    }
+    memcpy(op->hashes, hashes, n * BT_KVS_HASH_LEN);
+    if (tokens != NULL) {
+        memcpy(op->tokens, tokens, 4 * n_tokens);
+        op->block_size = (uint32_t)(n_tokens / n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        hb[i].data = op->hashes + i * BT_KVS_HASH_LEN;
+        hb[i].len = BT_KVS_HASH_LEN;
+    }
+    req.model = kvc->model;
+    req.n_block_hashes = n;
+    req.block_hashes = hb;
+    req.n_token_ids = tokens != NULL ? n_tokens : 0;
+    req.token_ids = op->tokens;
+    op->cb.lookup = cb;
+    op->arg = arg;
+    kvc->inflight++;
+    st = bt_rpc_client_unary(kvc->ch, "/baton.v1.KvStore/Lookup", &req.base,
+                             &baton__v1__lookup_response__descriptor,
+                             &(bt_rpc_call_opts_t){ .timeout_ms = bt_kvc_left(op) },
+                             bt_kvc_lookup_done, op, NULL);
+    free(hb);
+    if (st != BT_OK) {
+        bt_kvc_op_free(op);
+    }
+    return st;
+}
+
+/* ---- put ---- */
+
+static void bt_kvc_put_finish(bt_kvc_op_t *op, bt_status_t st)
+{
+    if (st != BT_OK) {
+        bt_kvc_abort_reservation(op);
+    }
+    op->cb.put(op->arg, st, st == BT_OK ? &op->res : NULL);
+    bt_kvc_op_free(op);
+}
+
+static void bt_kvc_commit_done(void *arg, const bt_rpc_result_t *r,
+                               const ProtobufCMessage *msg)
+{
+    bt_kvc_op_t *op = arg;
+    const Baton__V1__CommitResponse *resp = (const void *)msg;
+
+    if (r->code != BT_RPC_OK) {
+        bt_warn("kvstore commit of reservation %llu failed: %s",
+                (unsigned long long)op->resv_id, r->message);
+        op->resv_id = 0;   /* the store drops it by itself */
+        bt_kvc_put_finish(op, r->status);
+        return;
+    }
+    op->res.committed = resp->committed;
+    op->res.rejected = resp->rejected;
+    op->res.durable = resp->durable;
+    op->resv_id = 0;
+    bt_kvc_put_finish(op, BT_OK);
+}
+
+static void bt_kvc_commit_send(bt_kvc_op_t *op)
+{
+    Baton__V1__CommitRequest req = BATON__V1__COMMIT_REQUEST__INIT;
+    Baton__V1__CommittedBlock *blocks = calloc(op->n + 1, sizeof(*blocks));
+    Baton__V1__CommittedBlock **ptrs = calloc(op->n + 1, sizeof(*ptrs));
+    uint64_t left = bt_kvc_left(op);
+    bt_status_t st;
+    size_t k = 0;
+
+    if (blocks == NULL || ptrs == NULL || left == 0) {
+        free(blocks);
+        free(ptrs);
+        bt_kvc_put_finish(op, left == 0 ? BT_ERR_TIMED_OUT : BT_ERR_NO_MEMORY);
+        return;
+    }
+    for (size_t i = 0; i < op->n; i++) {
+        if (!op->write[i]) {
+            continue;
+        }
+        baton__v1__committed_block__init(&blocks[k]);
+        blocks[k].block_hash.data = op->hashes + i * BT_KVS_HASH_LEN;
+        blocks[k].block_hash.len = BT_KVS_HASH_LEN;
+        blocks[k].n_token_ids = op->block_size;
+        blocks[k].token_ids = op->tokens + i * op->block_size;
+        blocks[k].checksum.data = op->sums + i * BT_KVS_HASH_LEN;
+        blocks[k].checksum.len = BT_KVS_HASH_LEN;
+        ptrs[k] = &blocks[k];
+        k++;
+    }
+    req.reservation_id = op->resv_id;
+    req.n_blocks = k;
+    req.blocks = ptrs;
+    st = bt_rpc_client_unary(op->kvc->ch, "/baton.v1.KvStore/Commit", &req.base,
+                             &baton__v1__commit_response__descriptor,
+                             &(bt_rpc_call_opts_t){ .timeout_ms = left },
+                             bt_kvc_commit_done, op, NULL);
+    free(blocks);
+    free(ptrs);
+    if (st != BT_OK) {
+        bt_kvc_put_finish(op, st);
+    }
+}
+
+static void bt_kvc_write_done(void *arg, bt_status_t st)
+{
+    bt_kvc_op_t *op = arg;
+
+    if (st != BT_OK) {
+        bt_warn("kvstore put: transfer of reservation %llu failed: %s",
+                (unsigned long long)op->resv_id, bt_status_str(st));
+        bt_kvc_xfer_failed(op, st);
+        bt_kvc_put_finish(op, st);
+        return;
+    }
+    bt_kvc_commit_send(op);
+}
+
+static void bt_kvc_reserve_done(void *arg, const bt_rpc_result_t *r,
+                                const ProtobufCMessage *msg)
+{
+    bt_kvc_op_t *op = arg;
+    const Baton__V1__ReserveResponse *resp = (const void *)msg;
+    bt_xfer_slice_t *slices;
+    bt_xfer_params_t xp;
+    size_t k = 0;
+    bt_status_t st;
+
+    if (r->code != BT_RPC_OK) {
+        bt_debug("kvstore reserve failed: %s", r->message);
+        bt_kvc_put_finish(op, r->status);
+        return;
+    }
+    op->resv_id = resp->reservation_id;
+    if (resp->n_slots != op->n) {
+        bt_error("kvstore answered %zu slots for %zu blocks", resp->n_slots, op->n);
+        bt_kvc_put_finish(op, BT_ERR_PEER_PROTOCOL);
+        return;
+    }
+    slices = calloc(op->n + 1, sizeof(*slices));
+    if (slices == NULL) {
+        bt_kvc_put_finish(op, BT_ERR_NO_MEMORY);
+        return;
+    }
+    for (size_t i = 0; i < op->n; i++) {
+        const Baton__V1__BlockLocation *l = resp->slots[i];
+
+        if (l->tier == BATON__V1__KV_TIER__KV_TIER_UNSPECIFIED) {
+            op->res.stored++;
+            continue;
+        }
+        if (l->length != op->block_bytes) {
+            bt_error("kvstore slot %zu is %u bytes, a block is %llu", i,
+                     l->length, (unsigned long long)op->block_bytes);
+            free(slices);
+            bt_kvc_put_finish(op, BT_ERR_PEER_PROTOCOL);
+            return;
+        }
+        op->write[i] = true;
+        bt_sha256(op->mem[i], op->block_bytes, op->sums + i * BT_KVS_HASH_LEN);
+        slices[k].local = op->mem[i];
+        slices[k].remote_off = l->offset;
+        slices[k].len = op->block_bytes;
+        k++;
+    }
+    op->res.written = (uint32_t)k;
+    if (k == 0) {
+        free(slices);
+        bt_kvc_commit_send(op);   /* frees the reservation at once */
+        return;
+    }
+    st = bt_kvc_remote_get(op->kvc, &resp->region_descriptor, &op->rm);
+    if (st != BT_OK) {
+        free(slices);
+        bt_kvc_put_finish(op, st);
+        return;
+    }
+    if (op->reserved_cb != NULL) {
+        op->reserved_cb(op->arg);
+    }
+    memset(&xp, 0, sizeof(xp));
+    xp.remote = op->rm->remote;
+    xp.slices = slices;
+    xp.n_slices = k;
+    xp.timeout_ms = bt_kvc_left(op);
+    /* the completion message tells the store the bytes landed */
+    xp.notify = true;
+    xp.lease_id = op->resv_id;
+    xp.cb = bt_kvc_write_done;
+    xp.arg = op;
+    if (xp.timeout_ms == 0) {
+        st = BT_ERR_TIMED_OUT;
+    } else {
+        st = bt_xfer_write(op->kvc->xfer, &xp, &op->xop);
+    }
+    free(slices);
+    if (st != BT_IN_PROGRESS && st != BT_OK) {
+        bt_kvc_xfer_failed(op, st);
+        bt_kvc_put_finish(op, st);
+    }
+}
+
+bt_status_t bt_kvc_put(bt_kvc_t *kvc, const bt_kvc_put_t *p,
+                       bt_kvc_put_cb cb, void *arg)
+{
+    Baton__V1__ReserveRequest req = BATON__V1__RESERVE_REQUEST__INIT;
+    Baton__V1__KvGeometry geom = BATON__V1__KV_GEOMETRY__INIT;
+    ProtobufCBinaryData *hb;
+    bt_kvc_op_t *op;
+    bt_status_t st;
+    char err[256];
+
+    if (p->n == 0 || p->n > BT_KVS_MAX_HASHES || p->parent == NULL ||
+        p->tokens == NULL || p->data == NULL ||
+        bt_kvs_geom_check(&p->geom, p->block_bytes, err, sizeof(err)) != BT_OK) {
+        return BT_ERR_INVALID_ARG;
+    }
+    op = bt_kvc_op_new(kvc, p->n, p->timeout_ms);
+    hb = calloc(p->n, sizeof(*hb));
+    if (op == NULL || hb == NULL ||
+        (op->tokens = malloc(4ull * p->n * p->geom.block_size)) == NULL) {
+        free(hb);
+        if (op != NULL) {
+            kvc->inflight++;
+            bt_kvc_op_free(op);
+        }
+        return BT_ERR_NO_MEMORY;
+    }
+    op->geom = p->geom;
+    op->block_size = p->geom.block_size;
+    op->block_bytes = p->block_bytes;
+    op->reserved_cb = p->reserved_cb;
+    memcpy(op->parent, p->parent, BT_KVS_HASH_LEN);
+    memcpy(op->hashes, p->hashes, p->n * BT_KVS_HASH_LEN);
+    memcpy(op->tokens, p->tokens, 4ull * p->n * p->geom.block_size);
+    memcpy(op->mem, p->data, p->n * sizeof(*op->mem));
+    for (size_t i = 0; i < p->n; i++) {
+        hb[i].data = op->hashes + i * BT_KVS_HASH_LEN;
+        hb[i].len = BT_KVS_HASH_LEN;
+    }
+    geom.n_layers = p->geom.n_layers;
+    geom.n_kv_heads = p->geom.n_kv_heads;
+    geom.head_dim = p->geom.head_dim;
+    geom.block_size = p->geom.block_size;
+    geom.dtype = (Baton__V1__KvDtype)p->geom.dtype;
+    req.model = kvc->model;
+    req.node_id = kvc->node_id;
+    req.n_block_hashes = p->n;
+    req.block_hashes = hb;
+    req.geometry = &geom;
+    req.block_bytes = (uint32_t)p->block_bytes;
+    req.parent_hash.data = op->parent;
+    req.parent_hash.len = BT_KVS_HASH_LEN;
+    op->cb.put = cb;
+    op->arg = arg;
+    kvc->inflight++;
+    st = bt_rpc_client_unary(kvc->ch, "/baton.v1.KvStore/Reserve", &req.base,
+                             &baton__v1__reserve_response__descriptor,
+                             &(bt_rpc_call_opts_t){ .timeout_ms = bt_kvc_left(op) },
+                             bt_kvc_reserve_done, op, NULL);
+    free(hb);
+    if (st != BT_OK) {
+        bt_kvc_op_free(op);
+    }
+    return st;
+}
+
+/* ---- get ---- */
+
+static void bt_kvc_get_finish(bt_kvc_op_t *op, bt_status_t st, size_t n_got)
+{
+    bt_kvc_unpin(op);
+    op->cb.get(op->arg, st, n_got);
+    bt_kvc_op_free(op);
+}
+
+static void bt_kvc_read_done(void *arg, bt_status_t st)
+{
+    bt_kvc_op_t *op = arg;
+    size_t k = 0;
+
+    if (st != BT_OK) {
+        bt_warn("kvstore get: transfer failed: %s", bt_status_str(st));
+        bt_kvc_xfer_failed(op, st);
+        bt_kvc_get_finish(op, st, 0);
+        return;
+    }
+    /* a block is used only if its bytes are the ones committed */
+    for (; k < op->n_pinned; k++) {
+        uint8_t sum[BT_KVS_HASH_LEN];
+
+        bt_sha256(op->mem[k], op->block_bytes, sum);
+        if (memcmp(sum, op->sums + k * BT_KVS_HASH_LEN, BT_KVS_HASH_LEN) != 0) {
+            bt_warn("kvstore get: block %zu does not match its checksum; the "
+                    "prefix ends there", k);
+            break;
+        }
+    }
+    bt_kvc_get_finish(op, BT_OK, k);
+}
+
+static void bt_kvc_pin_done(void *arg, const bt_rpc_result_t *r,
+                            const ProtobufCMessage *msg)
+{
+    bt_kvc_op_t *op = arg;
+    const Baton__V1__PinResponse *resp = (const void *)msg;
+    bt_xfer_slice_t *slices;
+    bt_xfer_params_t xp;
+    size_t k = 0;
+    bt_status_t st;
+
+    if (r->code != BT_RPC_OK) {
+        bt_debug("kvstore pin failed: %s", r->message);
+        bt_kvc_get_finish(op, r->status, 0);
+        return;
+    }
+    op->pin_id = resp->pin_id;
+    /* the store's answer is checked, not trusted: hash, token ids, size */
+    while (k < resp->pinned_blocks && k < op->n && k < resp->n_locations) {
+        const Baton__V1__BlockLocation *l = resp->locations[k];
+
+        if (l->tier != BATON__V1__KV_TIER__KV_TIER_DRAM ||
+            l->block_hash.len != BT_KVS_HASH_LEN ||
+            memcmp(l->block_hash.data, op->hashes + k * BT_KVS_HASH_LEN,
+                   BT_KVS_HASH_LEN) != 0 ||
+            !bt_kvs_tokens_match(l->token_ids, (uint32_t)l->n_token_ids,
+                                 op->tokens + k * op->block_size,
+                                 op->block_size) ||
+            l->length != op->block_bytes || l->checksum.len != BT_KVS_HASH_LEN) {
+            break;
+        }
+        memcpy(op->sums + k * BT_KVS_HASH_LEN, l->checksum.data, BT_KVS_HASH_LEN);
+        k++;
+    }
+    op->n_pinned = k;
+    if (k == 0) {
+        bt_kvc_get_finish(op, BT_OK, 0);
+        return;
+    }
+    st = bt_kvc_remote_get(op->kvc, &resp->region_descriptor, &op->rm);
+    slices = calloc(k, sizeof(*slices));
+    if (st != BT_OK || slices == NULL) {
+        free(slices);
+        bt_kvc_get_finish(op, st != BT_OK ? st : BT_ERR_NO_MEMORY, 0);
+        return;
+    }
+    for (size_t i = 0; i < k; i++) {
+        slices[i].local = op->mem[i];
+        slices[i].remote_off = resp->locations[i]->offset;
+        slices[i].len = op->block_bytes;
+    }
+    memset(&xp, 0, sizeof(xp));
+    xp.remote = op->rm->remote;
+    xp.slices = slices;
+    xp.n_slices = k;
+    xp.timeout_ms = bt_kvc_left(op);
+    xp.cb = bt_kvc_read_done;
+    xp.arg = op;
+    st = xp.timeout_ms == 0 ? BT_ERR_TIMED_OUT
+                            : bt_xfer_read(op->kvc->xfer, &xp, &op->xop);
+    free(slices);
+    if (st != BT_IN_PROGRESS && st != BT_OK) {
+        bt_kvc_xfer_failed(op, st);
+        bt_kvc_get_finish(op, st, 0);
+    }
+}
+
+bt_status_t bt_kvc_get(bt_kvc_t *kvc, const bt_kvc_get_t *g,
+                       bt_kvc_get_cb cb, void *arg)
+{
+    Baton__V1__PinRequest req = BATON__V1__PIN_REQUEST__INIT;
+    ProtobufCBinaryData *hb;
+    bt_kvc_op_t *op;
+    bt_status_t st;
+
+    if (g->n == 0 || g->n > BT_KVS_MAX_HASHES || g->tokens == NULL ||
+        g->dst == NULL || g->block_size == 0 ||
+        g->block_size > BT_KVS_MAX_BLOCK_TOKENS || g->block_bytes == 0 ||
+        g->block_bytes > BT_KVS_MAX_BLOCK_BYTES) {
+        return BT_ERR_INVALID_ARG;
+    }
+    op = bt_kvc_op_new(kvc, g->n, g->timeout_ms);
+    hb = calloc(g->n, sizeof(*hb));
+    if (op == NULL || hb == NULL ||
+        (op->tokens = malloc(4ull * g->n * g->block_size)) == NULL) {
+        free(hb);
+        if (op != NULL) {
+            kvc->inflight++;
+            bt_kvc_op_free(op);
+        }
+        return BT_ERR_NO_MEMORY;
+    }
+    op->block_size = g->block_size;
+    op->block_bytes = g->block_bytes;
+    memcpy(op->hashes, g->hashes, g->n * BT_KVS_HASH_LEN);
+    memcpy(op->tokens, g->tokens, 4ull * g->n * g->block_size);
+    memcpy(op->mem, g->dst, g->n * sizeof(*op->mem));
+    for (size_t i = 0; i < g->n; i++) {
+        hb[i].data = op->hashes + i * BT_KVS_HASH_LEN;
+        hb[i].len = BT_KVS_HASH_LEN;
+    }
+    req.model = kvc->model;
+    req.node_id = kvc->node_id;
+    req.n_block_hashes = g->n;
+    req.block_hashes = hb;
+    req.n_token_ids = g->n * g->block_size;
+    req.token_ids = op->tokens;
+    /* the pin outlives the read by a margin; Unpin ends it sooner */
+    req.pin_ms = (uint32_t)(bt_kvc_left(op) + 1000);
+    op->cb.get = cb;
+    op->arg = arg;
+    kvc->inflight++;
+    st = bt_rpc_client_unary(kvc->ch, "/baton.v1.KvStore/Pin", &req.base,
+                             &baton__v1__pin_response__descriptor,
+                             &(bt_rpc_call_opts_t){ .timeout_ms = bt_kvc_left(op) },
+                             bt_kvc_pin_done, op, NULL);
+    free(hb);
+    if (st != BT_OK) {
+        bt_kvc_op_free(op);
+    }
+    return st;
+}
