@@ -50,6 +50,7 @@ typedef struct {
     uint64_t         resv_id;
     bool            *write;        /* block i goes to the store */
     void           (*reserved_cb)(void *arg);
+    void           (*pinned_cb)(void *arg);
     bt_kvc_put_result_t res;
     /* get */
     uint64_t         pin_id;
@@ -680,6 +681,9 @@ static void bt_kvc_pin_done(void *arg, const bt_rpc_result_t *r,
         bt_kvc_get_finish(op, st != BT_OK ? st : BT_ERR_NO_MEMORY, 0);
         return;
     }
+    if (op->pinned_cb != NULL) {
+        op->pinned_cb(op->arg);
+    }
     for (size_t i = 0; i < k; i++) {
         slices[i].local = op->mem[i];
         slices[i].remote_off = resp->locations[i]->offset;
@@ -728,6 +732,7 @@ bt_status_t bt_kvc_get(bt_kvc_t *kvc, const bt_kvc_get_t *g,
     }
     op->block_size = g->block_size;
     op->block_bytes = g->block_bytes;
+    op->pinned_cb = g->pinned_cb;
     memcpy(op->hashes, g->hashes, g->n * BT_KVS_HASH_LEN);
     memcpy(op->tokens, g->tokens, 4ull * g->n * g->block_size);
     memcpy(op->mem, g->dst, g->n * sizeof(*op->mem));

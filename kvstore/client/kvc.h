@@ -92,6 +92,8 @@ typedef struct {
     void *const     *dst;         /* n pointers to block_bytes each */
     size_t           n;
     uint64_t         timeout_ms;
+    /* Optional: called once the pin is in, before the read starts. */
+    void           (*pinned_cb)(void *arg);
 } bt_kvc_get_t;
 
 /* `n_got`: blocks 0 .. n_got-1 of `dst` hold verified bytes. */

@@ -220,6 +220,63 @@ static void test_corrupt_file_dropped_on_read(void **state)
     kt_fx_free(fx);
 }
 
+typedef struct {
+    bool   done;
+    size_t n;
+    uint64_t pin_id;
+} pin_wait_t;
+
+static void pin_cb(void *arg, bt_status_t st, const bt_kvs_pin_result_t *r)
+{
+    pin_wait_t *w = arg;
+
+    assert_int_equal(st, BT_OK);
+    w->n = r->n_pinned;
+    w->pin_id = r->pin_id;
+    w->done = true;
+}
+
+/* Two pins of the same disk-only blocks at once: the second waits for the
+ * first one's read instead of reading again; a file found corrupt by that
+ * read ends both prefixes. */
+static void test_concurrent_pins_share_a_read(void **state)
+{
+    kt_fx_t *fx = kt_fx_new(8, 32);
+    pin_wait_t a = { 0 }, b = { 0 };
+    bt_kvs_stats_t st;
+    char path[4300];
+    kt_chain_t c;
+
+    (void)state;
+    kt_chain_init(fx, &c, 4, 71);
+    kt_put(fx, &c, 0, 4, -1);
+    kt_fx_stop(fx);
+    kt_fx_start(fx);
+    kt_block_path(fx, c.hash[2], path, sizeof(path));
+    flip_byte(path, 3);
+    assert_int_equal(bt_kvs_pin(fx->s, c.hash[0], 4, NULL, 0, 0, pin_cb, &a),
+                     BT_IN_PROGRESS);
+    assert_int_equal(bt_kvs_pin(fx->s, c.hash[0], 4, NULL, 0, 0, pin_cb, &b),
+                     BT_IN_PROGRESS);
+    kt_wait(fx, &a.done);
+    kt_wait(fx, &b.done);
+    assert_int_equal(a.n, 2);
+    assert_int_equal(b.n, 2);
+    kt_drain(fx);
+    bt_kvs_stats(fx->s, &st);
+    assert_int_equal(st.corrupt_files, 1);
+    assert_int_equal(st.active_pins, 2);
+    /* 0, 1 and 3 were read once each (3 stays cached, unpinned); the
+     * corrupt block's slot went back */
+    assert_int_equal(st.dram.blocks, 3);
+    assert_int_equal(st.dram.used_bytes, 3 * fx->block_bytes);
+    assert_int_equal(bt_kvs_unpin(fx->s, a.pin_id), BT_OK);
+    assert_int_equal(bt_kvs_unpin(fx->s, b.pin_id), BT_OK);
+    assert_int_equal(kt_lookup(fx, &c, 4), 2);
+    kt_chain_free(&c);
+    kt_fx_free(fx);
+}
+
 static void test_file_read_rejects_every_cut(void **state)
 {
     kt_fx_t *fx = kt_fx_new(4, 8);
@@ -280,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_disk_byte_limit),
         cmocka_unit_test(test_corrupt_files_dropped_at_start),
         cmocka_unit_test(test_corrupt_file_dropped_on_read),
+        cmocka_unit_test(test_concurrent_pins_share_a_read),
         cmocka_unit_test(test_file_read_rejects_every_cut),
     };
 
