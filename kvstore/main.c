@@ -191,6 +191,9 @@ static void bt_kvsd_free(bt_kvsd_t *d)
     /* the pool's last `done` callbacks still answer calls and use the store */
     bt_tpool_destroy(d->io);
     bt_kvsd_service_cleanup(d);
+    if (d->xfer != NULL) {
+        bt_xfer_ctx_set_notify_cb(d->xfer, NULL, NULL);
+    }
     bt_kvs_destroy(d->store);
     bt_http_server_destroy(d->http);
     bt_rpc_server_destroy(d->grpc);
