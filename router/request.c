@@ -481,7 +481,19 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
         bt_rreq_retry_prefill(req, why);
         return;
     }
-    req->cached_tokens = pr->cached_tokens;
+    /* usage counts the prompt's cached tokens; a failover's re-prefill of
+     * prompt ++ generated may have cached more */
+    req->cached_tokens = pr->cached_tokens < req->n_prompt
+                         ? pr->cached_tokens : (uint32_t)req->n_prompt;
+    if (pr->stats != NULL) {
+        BT_LOG_REQ(INFO, req->id, "prefilled on %s: %u tokens, %u cached (%u "
+                   "node, %u kvstore), %u computed, %llu bytes in %llu us",
+                   req->p_id, pr->stats->computed_tokens + pr->cached_tokens,
+                   pr->cached_tokens, pr->stats->node_cached_tokens,
+                   pr->stats->kvstore_cached_tokens, pr->stats->computed_tokens,
+                   (unsigned long long)pr->stats->transfer_bytes,
+                   (unsigned long long)pr->stats->transfer_us);
+    }
     if (req->state == BT_RREQ_PREFILLING) {
         req->state = BT_RREQ_DECODING;
     }

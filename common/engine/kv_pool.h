@@ -242,6 +242,9 @@ uint32_t bt_kvseq_n_blocks(const bt_kvseq_t *seq);
 const uint32_t *bt_kvseq_blocks(const bt_kvseq_t *seq);
 /* Hash of full block i (i < n_computed / block_size), or NULL. */
 const uint8_t *bt_kvseq_block_hash(const bt_kvseq_t *seq, uint32_t i);
+/* The chain's parent of block i: the hash of block i - 1, or the root
+ * h_{-1} for block 0; NULL when block i - 1 is not hashed yet. */
+const uint8_t *bt_kvseq_parent_hash(const bt_kvseq_t *seq, uint32_t i);
 
 /* Blocks bt_kvseq_append would need to add n tokens. */
 uint32_t bt_kvseq_blocks_needed(const bt_kvseq_t *seq, uint32_t n);

@@ -80,6 +80,11 @@ const uint8_t *bt_kvseq_block_hash(const bt_kvseq_t *seq, uint32_t i)
     return i < seq->n_hashed ? seq->hashes[i] : NULL;
 }
 
+const uint8_t *bt_kvseq_parent_hash(const bt_kvseq_t *seq, uint32_t i)
+{
+    return i == 0 ? seq->root : bt_kvseq_block_hash(seq, i - 1);
+}
+
 /* Grows the table to hold `need` blocks; nothing else changes. */
 static bt_status_t bt_kvseq_reserve_table(bt_kvseq_t *seq, uint32_t need)
 {

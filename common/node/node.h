@@ -15,6 +15,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "node.pb-c.h"
+#include "node_kvs.h"
 #include "node_xstats.h"
 #include "registrar.h"
 #include "rpc/client.h"
@@ -50,6 +51,8 @@ typedef struct {
     int64_t     max_batch;
     int64_t     max_prefill_tokens;
     bool        prefix_cache;      /* reuse cached prefix blocks (prefill) */
+    const char *kvstore;           /* kvstore replicas, comma-separated */
+    int64_t     kvstore_timeout_ms;
     int64_t     lease_default_ms;
     int64_t     heartbeat_ms;
     int64_t     drain_timeout_ms;
@@ -76,6 +79,7 @@ struct bt_node {
     bt_fwd_t           *fwd;
     bt_xfer_ctx_t      *xfer;
     bt_xstats_t        *xstats;         /* prefill: transfers per decode peer */
+    bt_node_kvs_t      *kvs;            /* --kvstore clients, NULL: none */
     Baton__V1__TransferPeer *xstats_out[BT_XSTATS_MAX_PEERS];
     bt_xfer_region_t   *region;
     bt_kvpool_t        *pool;

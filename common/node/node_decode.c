@@ -503,6 +503,27 @@ int bt_node_decode_batch(bt_node_t *node, bt_step_seq_t *seqs, int max,
     return n;
 }
 
+/* A block that just filled goes to the kvstore, so that a failover's
+ * re-prefill of prompt ++ generated finds nearly all of it there. */
+static void bt_dreq_publish_filled(bt_node_t *node, bt_dreq_t *r)
+{
+    const uint32_t bs = (uint32_t)node->cfg.block_size;
+    const uint32_t n_tok = bt_kvseq_n_tokens(r->seq);
+    uint32_t ids[BT_KV_MAX_BLOCK_SIZE], b;
+
+    if (!bt_node_kvs_on(node) || n_tok == 0 || n_tok % bs != 0) {
+        return;
+    }
+    b = n_tok / bs - 1;
+    for (uint32_t t = 0; t < bs; t++) {
+        uint32_t pos = b * bs + t;
+
+        ids[t] = pos < r->n_prompt ? (uint32_t)r->prompt[pos]
+                                   : (uint32_t)r->out[pos - r->n_prompt];
+    }
+    bt_node_kvs_publish(node, r->seq, ids, b, b + 1);
+}
+
 void bt_node_decode_after(bt_node_t *node, bt_dreq_t **who, int n,
                           const float *logits, bt_status_t st)
 {
@@ -523,6 +544,7 @@ void bt_node_decode_after(bt_node_t *node, bt_dreq_t **who, int n,
             continue;
         }
         bt_kvseq_set_computed(r->seq, bt_kvseq_n_tokens(r->seq));
+        bt_dreq_publish_filled(node, r);
         ss.prompt = r->prompt;
         ss.n_prompt = r->n_prompt;
         ss.generated = r->out;

@@ -50,6 +50,12 @@ static const bt_opt_t bt_node_table[] = {
     { "prefix-cache", 0, NULL, "true", "reuse the prefix blocks this node's "
       "pool has cached (false: compute every prompt in full, a baseline for "
       "benchmarks)", BT_OPT_BOOL, 0, 0, NULL, O(prefix_cache) },
+    { "kvstore", 0, NULL, "", "gRPC targets of the kvstore replicas, comma-"
+      "separated, the same list on every node (empty: no kvstore tier)",
+      BT_OPT_STRING, 0, 0, NULL, O(kvstore) },
+    { "kvstore-timeout", 0, NULL, "2s", "deadline of a kvstore read on the "
+      "request path (then the node computes instead)", BT_OPT_DURATION, 10,
+      60000, NULL, O(kvstore_timeout_ms) },
     { "threads", 'j', NULL, "0", "compute threads (0: all cores)", BT_OPT_INT,
       0, 1024, NULL, O(threads) },
     { "max-batch", 0, NULL, "64", "sequences in one decode step", BT_OPT_INT,
@@ -243,6 +249,7 @@ static void bt_node_free(bt_node_t *node)
     bt_rpc_server_destroy(node->grpc);
     bt_node_decode_free_all(node);
     bt_rpc_channel_destroy(node->router_ch);
+    bt_node_kvs_destroy(node);
     bt_rpc_client_destroy(node->client);
     if (node->ev_flush != NULL) {
         event_free(node->ev_flush);
@@ -392,6 +399,7 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     if (node->http == NULL ||
         bt_http_add_standard(node->http, bt_node_ready, node,
                              node->metrics) != BT_OK ||
+        bt_node_kvs_init(node) != BT_OK ||
         bt_node_reg_start(node) != BT_OK) {
         goto out;
     }

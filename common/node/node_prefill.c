@@ -45,7 +45,9 @@ struct bt_pjob {
     bt_xfer_stream_t   *stream;
     uint32_t            next_tok;     /* first token of the next chunk */
     uint32_t            chunk_a, chunk_b;
-    uint32_t            cached;       /* tokens reused from this pool */
+    uint32_t            cached;       /* tokens reused: own pool + kvstore */
+    uint32_t            store_cached; /* of those, read from the kvstore */
+    uint32_t           *u32;          /* the token ids as the pool takes them */
     bool                in_step, cancelled, replied, freeing;
     uint32_t            first;
     bt_sample_result_t  first_lp;     /* when sp.logprobs >= 0 */
@@ -110,10 +112,24 @@ static void bt_pjob_free(bt_pjob_t *j)
     /* full blocks stay cached here (KV events announce them) */
     bt_kvseq_destroy(j->seq);
     free(j->tokens);
+    free(j->u32);
     free(j->dst);
     free(j);
     bt_node_inflight_done(node);
     bt_node_metrics_update(node);
+}
+
+/* The blocks this prefill computed go to the kvstore, off the critical
+ * path (after the reply). */
+static void bt_pjob_publish(bt_pjob_t *j)
+{
+    const uint32_t bs = bt_kvpool_geom(j->node->pool)->block_size;
+    uint32_t from = j->cached / bs, to = j->n / bs;
+
+    if (bt_node_kvs_on(j->node) && j->seq != NULL && to > from) {
+        bt_node_kvs_publish(j->node, j->seq, j->u32 + (size_t)from * bs,
+                            from, to);
+    }
 }
 
 static void bt_pjob_unqueue(bt_node_t *node, bt_pjob_t *j)
@@ -163,7 +179,8 @@ static void bt_pjob_reply(bt_pjob_t *j)
     Baton__V1__TopLogprob *top_ptrs[BT_SAMPLE_MAX_LOGPROBS];
 
     st.computed_tokens = j->n - j->cached;
-    st.node_cached_tokens = j->cached;
+    st.node_cached_tokens = j->cached - j->store_cached;
+    st.kvstore_cached_tokens = j->store_cached;
     st.queue_us = j->queue_us;
     st.compute_us = j->compute_us;
     st.transfer_us = bt_now_us() - j->xfer_start_us;
@@ -217,6 +234,7 @@ static void bt_pjob_stream_done(void *arg, bt_status_t status)
             j->replied = true;
         } else {
             bt_pjob_reply(j);
+            bt_pjob_publish(j);
         }
     }
     j->cancelled = true;
@@ -371,6 +389,7 @@ void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *j, const float *logits,
         bt_node_decode_kv_complete(node, j->lease_id, BT_OK, payload,
                                    payload_len);
         bt_pjob_reply(j);
+        bt_pjob_publish(j);
         bt_pjob_free(j);
         return;
     }
@@ -381,6 +400,50 @@ void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *j, const float *logits,
     /* the stream's callback replies */
 }
 
+/* The prefix is in place (own pool, then kvstore): the rest of the prompt
+ * joins the sequence and the job queues for compute. */
+static void bt_pjob_start(bt_pjob_t *j, uint32_t matched, uint32_t from_store)
+{
+    bt_node_t *node = j->node;
+    const bt_kv_geom_t *g = bt_kvpool_geom(node->pool);
+    const uint32_t bs = g->block_size;
+
+    if (bt_kvseq_append(j->seq, j->u32 + matched * bs,
+                        j->n - matched * bs) != BT_OK) {
+        bt_pjob_fail(j, BT_RPC_RESOURCE_EXHAUSTED,
+                     "the prefill node's kv pool is full");
+        return;
+    }
+    j->cached = matched * bs;
+    j->store_cached = from_store * bs;
+    j->next_tok = j->cached;
+    j->xfer_start_us = bt_now_us();
+    bt_rpc_call_set_cancel_cb(j->call, bt_pjob_cancel_cb, j);
+    /* the cached prefix goes out at once, every layer */
+    for (uint32_t l = 0; l < g->n_layers && matched > 0; l++) {
+        bt_pjob_post(j, l, 0, matched);
+    }
+    node->queued_prefill_tokens += j->n - j->next_tok;
+    if (node->pq_tail != NULL) {
+        node->pq_tail->next = j;
+    } else {
+        node->pq_head = j;
+    }
+    node->pq_tail = j;
+    bt_node_metrics_update(node);
+    bt_node_sched_kick(node);
+}
+
+static void bt_pjob_fetched(void *arg, uint32_t got)
+{
+    bt_pjob_t *j = arg;
+    const uint32_t bs = bt_kvpool_geom(j->node->pool)->block_size;
+    uint32_t own = j->cached / bs;
+
+    bt_pjob_start(j, own + got, got);
+}
+
+
 static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                        void *arg)
 {
@@ -389,7 +452,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     const Baton__V1__Reservation *rv = q->reservation;
     const bt_kv_geom_t *g = bt_kvpool_geom(node->pool);
     const uint32_t bs = g->block_size;
-    uint32_t need, matched = 0;
+    uint32_t need, matched = 0, full;
     uint32_t *u32 = NULL;
     bt_pjob_t *j;
     char why[256];
@@ -498,33 +561,30 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
             return;
         }
     }
+    j->u32 = u32;
     if (bt_kvseq_create(node->pool, q->tenant->root_hash.data, &j->seq) != BT_OK ||
         (node->cfg.prefix_cache &&
-         bt_kvseq_match_prefix(j->seq, u32, j->n - 1, NULL, &matched) != BT_OK) ||
-        bt_kvseq_append(j->seq, u32 + matched * bs, j->n - matched * bs) != BT_OK) {
-        free(u32);
+         bt_kvseq_match_prefix(j->seq, u32, j->n - 1, NULL, &matched) != BT_OK)) {
         bt_pjob_fail(j, BT_RPC_RESOURCE_EXHAUSTED,
                      "the prefill node's kv pool is full");
         return;
     }
-    free(u32);
-    j->cached = matched * bs;
-    j->next_tok = j->cached;
-    j->xfer_start_us = bt_now_us();
-    bt_rpc_call_set_cancel_cb(call, bt_pjob_cancel_cb, j);
-    /* the cached prefix goes out at once, every layer */
-    for (uint32_t l = 0; l < g->n_layers && matched > 0; l++) {
-        bt_pjob_post(j, l, 0, matched);
+    /* full blocks the own pool lacks, up to the last prompt token (always
+     * computed): ask the kvstore first, then compute what it lacks */
+    full = (j->n - 1) / bs;
+    if (bt_node_kvs_on(node) && node->cfg.prefix_cache && full > matched) {
+        uint64_t left = q->deadline_unix_ms > bt_wall_ms()
+                        ? q->deadline_unix_ms - bt_wall_ms() : 0;
+        uint64_t t = (uint64_t)node->cfg.kvstore_timeout_ms;
+
+        j->cached = matched * bs;
+        if (bt_node_kvs_fetch(node, j->seq, u32, matched, full,
+                              left > 0 && left < t ? left : t,
+                              bt_pjob_fetched, j) == BT_OK) {
+            return; /* bt_pjob_fetched goes on */
+        }
     }
-    node->queued_prefill_tokens += j->n - j->next_tok;
-    if (node->pq_tail != NULL) {
-        node->pq_tail->next = j;
-    } else {
-        node->pq_head = j;
-    }
-    node->pq_tail = j;
-    bt_node_metrics_update(node);
-    bt_node_sched_kick(node);
+    bt_pjob_start(j, matched, 0);
     return;
 
 err_nomem:

@@ -1,0 +1,489 @@
+/* The node side of the kvstore tier (node_kvs.h). */
+#include "node_kvs.h"
+
+#include "node.h"
+
+#include "base/log.h"
+#include "engine/kv_shard.h"
+#include "kvc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char      *target;
+    bt_kvc_t  *kvc;
+} bt_kvs_replica_t;
+
+struct bt_node_kvs {
+    bt_kvs_replica_t  rep[BT_NODE_KVS_MAX_REPLICAS];
+    size_t            n;
+    bt_kv_shard_t    *shard;       /* indexes follow the sorted targets */
+    bt_kvs_geom_t     geom;
+    uint64_t          block_bytes;
+    uint64_t          staged;      /* bytes of puts in flight */
+    bt_counter_t     *c_hit, *c_miss, *c_pub, *c_drop, *c_err;
+};
+
+/* ---- setup ---------------------------------------------------------- */
+
+static bt_status_t bt_kvs_parse(bt_node_t *node, char **targets, size_t *n_p)
+{
+    const char *s = node->cfg.kvstore;
+    size_t n = 0;
+
+    while (s != NULL && *s != '\0') {
+        const char *e = strchr(s, ',');
+        size_t len = e != NULL ? (size_t)(e - s) : strlen(s);
+
+        if (len == 0 || len > BT_KV_SHARD_MAX_ID ||
+            n == BT_NODE_KVS_MAX_REPLICAS) {
+            bt_error("--kvstore: expected 1 to %d comma-separated targets of "
+                     "at most %d bytes", BT_NODE_KVS_MAX_REPLICAS,
+                     BT_KV_SHARD_MAX_ID);
+            goto err;
+        }
+        if ((targets[n] = strndup(s, len)) == NULL) {
+            goto err;
+        }
+        n++;
+        s = e != NULL ? e + 1 : s + len;
+    }
+    *n_p = n;
+    return BT_OK;
+err:
+    while (n > 0) {
+        free(targets[--n]);
+    }
+    return BT_ERR_INVALID_ARG;
+}
+
+bt_status_t bt_node_kvs_init(bt_node_t *node)
+{
+    const bt_kv_geom_t *g = bt_kvpool_geom(node->pool);
+    char *targets[BT_NODE_KVS_MAX_REPLICAS];
+    bt_node_kvs_t *k;
+    size_t n = 0;
+    bt_status_t s;
+
+    if ((s = bt_kvs_parse(node, targets, &n)) != BT_OK || n == 0) {
+        return s;
+    }
+    k = calloc(1, sizeof(*k));
+    if (k == NULL ||
+        bt_kv_shard_create((const char *const *)targets, n, &k->shard) != BT_OK) {
+        s = k == NULL ? BT_ERR_NO_MEMORY : BT_ERR_INVALID_ARG;
+        goto err;
+    }
+    k->geom.n_layers = g->n_layers;
+    k->geom.n_kv_heads = g->n_kv_heads;
+    k->geom.head_dim = g->head_dim;
+    k->geom.block_size = g->block_size;
+    k->geom.dtype = g->dtype == BT_DTYPE_F32 ? BT_KVS_DTYPE_F32
+                    : g->dtype == BT_DTYPE_F16 ? BT_KVS_DTYPE_F16
+                                               : BT_KVS_DTYPE_BF16;
+    k->block_bytes = bt_kvpool_export_bytes(node->pool, 1);
+    /* replica i is the shard's i-th (sorted) id */
+    for (size_t i = 0; i < n; i++) {
+        bt_kvc_opts_t o = { bt_kv_shard_id(k->shard, i), node->model_name,
+                            node->node_id,
+                            (uint64_t)node->cfg.kvstore_timeout_ms };
+
+        k->rep[i].target = strdup(bt_kv_shard_id(k->shard, i));
+        if (k->rep[i].target == NULL ||
+            bt_kvc_create(node->base, node->client, node->xfer, &o,
+                          &k->rep[i].kvc) != BT_OK) {
+            s = BT_ERR_INVALID_ARG;
+            k->n = i + 1;
+            goto err;
+        }
+        k->n = i + 1;
+    }
+    k->c_hit = bt_metrics_counter(node->metrics,
+        "baton_node_kvstore_hit_blocks_total",
+        "prompt blocks read from the kvstore instead of computed", NULL);
+    k->c_miss = bt_metrics_counter(node->metrics,
+        "baton_node_kvstore_miss_blocks_total",
+        "prompt blocks asked of the kvstore and computed", NULL);
+    k->c_pub = bt_metrics_counter(node->metrics,
+        "baton_node_kvstore_published_blocks_total",
+        "blocks sent to the kvstore", NULL);
+    k->c_drop = bt_metrics_counter(node->metrics,
+        "baton_node_kvstore_publish_dropped_blocks_total",
+        "blocks not published: too many bytes in flight", NULL);
+    k->c_err = bt_metrics_counter(node->metrics,
+        "baton_node_kvstore_errors_total",
+        "kvstore operations that failed (a miss, never a request error)", NULL);
+    node->kvs = k;
+    for (size_t i = 0; i < n; i++) {
+        free(targets[i]);
+    }
+    bt_info("kvstore: %zu replica%s (%s%s), blocks of %llu bytes", k->n,
+            k->n == 1 ? "" : "s", k->rep[0].target, k->n > 1 ? ", ..." : "",
+            (unsigned long long)k->block_bytes);
+    return BT_OK;
+err:
+    for (size_t i = 0; i < n; i++) {
+        free(targets[i]);
+    }
+    if (k != NULL) {
+        node->kvs = k;
+        bt_node_kvs_destroy(node);
+    }
+    bt_error("kvstore: cannot set up the clients of --kvstore %s",
+             node->cfg.kvstore);
+    return s;
+}
+
+void bt_node_kvs_destroy(bt_node_t *node)
+{
+    bt_node_kvs_t *k = node->kvs;
+
+    if (k == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < k->n; i++) {
+        /* an operation still in flight keeps its client (exit path only) */
+        if (k->rep[i].kvc != NULL && bt_kvc_inflight(k->rep[i].kvc) == 0) {
+            bt_kvc_destroy(k->rep[i].kvc);
+        }
+        free(k->rep[i].target);
+    }
+    bt_kv_shard_destroy(k->shard);
+    free(k);
+    node->kvs = NULL;
+}
+
+bool bt_node_kvs_on(const bt_node_t *node)
+{
+    return node->kvs != NULL;
+}
+
+/* ---- fetch ---------------------------------------------------------- */
+
+typedef struct {
+    bt_node_t           *node;
+    bt_kvseq_t          *seq;
+    uint32_t             n;          /* blocks asked for */
+    uint8_t             *hashes;     /* n * 32 */
+    uint32_t            *tokens;     /* n * block_size */
+    uint8_t             *buf;        /* n * block_bytes */
+    uint32_t            *owner;      /* replica of block i */
+    uint32_t            *rank;       /* position of block i in its replica's list */
+    /* per replica: its blocks' hashes, tokens and destinations, in order */
+    uint8_t             *r_hashes[BT_NODE_KVS_MAX_REPLICAS];
+    uint32_t            *r_tokens[BT_NODE_KVS_MAX_REPLICAS];
+    void               **r_dst[BT_NODE_KVS_MAX_REPLICAS];
+    uint32_t             r_n[BT_NODE_KVS_MAX_REPLICAS];
+    size_t               r_got[BT_NODE_KVS_MAX_REPLICAS];
+    size_t               pending;
+    bt_node_kvs_fetch_cb cb;
+    void                *arg;
+} bt_kvs_fetch_t;
+
+typedef struct {
+    bt_kvs_fetch_t *f;
+    uint32_t        r;
+} bt_kvs_part_t;
+
+static void bt_kvs_fetch_free(bt_kvs_fetch_t *f)
+{
+    for (size_t r = 0; r < BT_NODE_KVS_MAX_REPLICAS; r++) {
+        free(f->r_hashes[r]);
+        free(f->r_tokens[r]);
+        free(f->r_dst[r]);
+    }
+    free(f->hashes);
+    free(f->tokens);
+    free(f->buf);
+    free(f->owner);
+    free(f->rank);
+    free(f);
+}
+
+/* Every replica answered: the run of blocks each owner has, in order,
+ * goes into reserved pool blocks and joins the sequence. */
+static void bt_kvs_fetch_finish(bt_kvs_fetch_t *f)
+{
+    bt_node_t *node = f->node;
+    bt_node_kvs_t *k = node->kvs;
+    const uint32_t bs = k->geom.block_size;
+    uint32_t got = 0, *ids = NULL;
+
+    while (got < f->n && f->rank[got] < f->r_got[f->owner[got]]) {
+        got++;
+    }
+    if (got > 0 && ((ids = malloc(got * sizeof(*ids))) == NULL ||
+                    bt_kvpool_reserve(node->pool, got, ids) != BT_OK)) {
+        bt_warn("kvstore: no room in the pool for %u fetched blocks", got);
+        got = 0;
+    }
+    for (uint32_t i = 0; i < got; i++) {
+        if (bt_kvpool_import(node->pool, &ids[i], 1,
+                             f->buf + (size_t)i * k->block_bytes,
+                             k->block_bytes) != BT_OK) {
+            bt_kvpool_reserve_abort(node->pool, ids, got);
+            got = 0;
+            break;
+        }
+    }
+    if (got > 0 && bt_kvseq_commit_reserved(f->seq, ids, got, f->tokens,
+                                            got * bs) != BT_OK) {
+        bt_kvpool_reserve_abort(node->pool, ids, got);
+        got = 0;
+    }
+    free(ids);
+    bt_counter_add(k->c_hit, got);
+    bt_counter_add(k->c_miss, f->n - got);
+    f->cb(f->arg, got);
+    bt_kvs_fetch_free(f);
+}
+
+static void bt_kvs_release_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_kvs_fetch_t *f = arg;
+
+    (void)fd;
+    (void)what;
+    if (--f->pending == 0) {
+        bt_kvs_fetch_finish(f);
+    }
+}
+
+static void bt_kvs_get_cb(void *arg, bt_status_t status, size_t n_got)
+{
+    bt_kvs_part_t *p = arg;
+    bt_kvs_fetch_t *f = p->f;
+
+    if (status != BT_OK) {
+        bt_counter_inc(f->node->kvs->c_err);
+        bt_debug("kvstore: get from %s: %s (a miss)",
+                 f->node->kvs->rep[p->r].target, bt_status_str(status));
+        n_got = 0;
+    }
+    f->r_got[p->r] = n_got;
+    free(p);
+    if (--f->pending == 0) {
+        bt_kvs_fetch_finish(f);
+    }
+}
+
+bt_status_t bt_node_kvs_fetch(bt_node_t *node, bt_kvseq_t *seq,
+                              const uint32_t *tokens, uint32_t from,
+                              uint32_t to, uint64_t timeout_ms,
+                              bt_node_kvs_fetch_cb cb, void *arg)
+{
+    bt_node_kvs_t *k = node->kvs;
+    const uint32_t bs = k != NULL ? k->geom.block_size : 0;
+    const uint8_t *parent;
+    bt_kvs_fetch_t *f;
+    uint32_t n = to > from ? to - from : 0;
+
+    if (k == NULL || n == 0 ||
+        (parent = bt_kvseq_parent_hash(seq, from)) == NULL) {
+        return BT_ERR_INVALID_ARG;
+    }
+    f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    f->node = node;
+    f->seq = seq;
+    f->n = n;
+    f->cb = cb;
+    f->arg = arg;
+    f->hashes = malloc((size_t)n * BT_KV_HASH_LEN);
+    f->tokens = malloc((size_t)n * bs * sizeof(uint32_t));
+    f->buf = malloc((size_t)n * k->block_bytes);
+    f->owner = malloc(n * sizeof(uint32_t));
+    f->rank = malloc(n * sizeof(uint32_t));
+    if (f->hashes == NULL || f->tokens == NULL || f->buf == NULL ||
+        f->owner == NULL || f->rank == NULL) {
+        goto err;
+    }
+    memcpy(f->tokens, tokens + (size_t)from * bs, (size_t)n * bs * sizeof(uint32_t));
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *h = f->hashes + (size_t)i * BT_KV_HASH_LEN;
+
+        if (bt_kv_hash_block(i == 0 ? parent : h - BT_KV_HASH_LEN,
+                             f->tokens + (size_t)i * bs, bs, h) != BT_OK) {
+            goto err;
+        }
+        f->owner[i] = (uint32_t)bt_kv_shard_owner(k->shard, h);
+        f->rank[i] = f->r_n[f->owner[i]]++;
+    }
+    for (uint32_t r = 0; r < k->n; r++) {
+        if (f->r_n[r] == 0) {
+            continue;
+        }
+        f->r_hashes[r] = malloc((size_t)f->r_n[r] * BT_KV_HASH_LEN);
+        f->r_tokens[r] = malloc((size_t)f->r_n[r] * bs * sizeof(uint32_t));
+        f->r_dst[r] = malloc(f->r_n[r] * sizeof(void *));
+        if (f->r_hashes[r] == NULL || f->r_tokens[r] == NULL ||
+            f->r_dst[r] == NULL) {
+            goto err;
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t r = f->owner[i], q = f->rank[i];
+
+        memcpy(f->r_hashes[r] + (size_t)q * BT_KV_HASH_LEN,
+               f->hashes + (size_t)i * BT_KV_HASH_LEN, BT_KV_HASH_LEN);
+        memcpy(f->r_tokens[r] + (size_t)q * bs, f->tokens + (size_t)i * bs,
+               bs * sizeof(uint32_t));
+        f->r_dst[r][q] = f->buf + (size_t)i * k->block_bytes;
+    }
+    /* one get per replica that owns blocks; each callback counts down,
+     * and so does this call's own hold, released from the loop so that
+     * `cb` never runs inside the call even when no get could start */
+    f->pending = 1;
+    for (uint32_t r = 0; r < k->n; r++) {
+        bt_kvc_get_t g;
+        bt_kvs_part_t *p;
+
+        if (f->r_n[r] == 0) {
+            continue;
+        }
+        memset(&g, 0, sizeof(g));
+        g.hashes = f->r_hashes[r];
+        g.tokens = f->r_tokens[r];
+        g.block_size = bs;
+        g.block_bytes = k->block_bytes;
+        g.dst = f->r_dst[r];
+        g.n = f->r_n[r];
+        g.timeout_ms = timeout_ms;
+        p = malloc(sizeof(*p));
+        if (p != NULL) {
+            p->f = f;
+            p->r = r;
+        }
+        if (p == NULL || bt_kvc_get(k->rep[r].kvc, &g, bt_kvs_get_cb, p) != BT_OK) {
+            free(p);
+            bt_counter_inc(k->c_err);
+            f->r_got[r] = 0;
+            continue;
+        }
+        f->pending++;
+    }
+    if (event_base_once(node->base, -1, EV_TIMEOUT, bt_kvs_release_cb, f,
+                        &(struct timeval){ 0, 0 }) != 0) {
+        f->pending--; /* cannot happen with a live base; the gets finish */
+    }
+    return BT_OK;
+err:
+    bt_kvs_fetch_free(f);
+    return BT_ERR_NO_MEMORY;
+}
+
+/* ---- publish -------------------------------------------------------- */
+
+typedef struct {
+    bt_node_t *node;
+    uint8_t   *buf;      /* n * block_bytes, the blocks' bytes */
+    void     **data;     /* n pointers into buf */
+    uint64_t   bytes;
+} bt_kvs_put_t;
+
+static void bt_kvs_put_cb(void *arg, bt_status_t status,
+                          const bt_kvc_put_result_t *r)
+{
+    bt_kvs_put_t *p = arg;
+    bt_node_kvs_t *k = p->node->kvs;
+
+    if (k != NULL) {
+        k->staged -= p->bytes;
+        if (status != BT_OK) {
+            bt_counter_inc(k->c_err);
+            bt_debug("kvstore: publish failed: %s", bt_status_str(status));
+        } else if (r != NULL) {
+            bt_counter_add(k->c_pub, r->committed);
+        }
+    }
+    free(p->buf);
+    free(p->data);
+    free(p);
+}
+
+/* One put of the consecutive blocks [i0, i1) of `seq`, all owned by
+ * replica r (a put is one hash chain). */
+static void bt_kvs_put_run(bt_node_t *node, const bt_kvseq_t *seq,
+                           const uint32_t *tokens, uint32_t from, uint32_t i0,
+                           uint32_t i1, uint32_t r)
+{
+    bt_node_kvs_t *k = node->kvs;
+    const uint32_t bs = k->geom.block_size, n = i1 - i0;
+    const uint32_t *ids = bt_kvseq_blocks(seq);
+    uint8_t hashes[64 * BT_KV_HASH_LEN];
+    bt_kvs_put_t *p;
+    bt_kvc_put_t put;
+
+    if (n > 64 || k->staged + (uint64_t)n * k->block_bytes >
+                  BT_NODE_KVS_MAX_STAGED) {
+        bt_counter_add(k->c_drop, n);
+        return;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->buf = malloc((size_t)n * k->block_bytes)) == NULL ||
+        (p->data = malloc(n * sizeof(void *))) == NULL) {
+        goto err;
+    }
+    p->node = node;
+    p->bytes = (uint64_t)n * k->block_bytes;
+    for (uint32_t i = 0; i < n; i++) {
+        p->data[i] = p->buf + (size_t)i * k->block_bytes;
+        memcpy(hashes + (size_t)i * BT_KV_HASH_LEN,
+               bt_kvseq_block_hash(seq, i0 + i), BT_KV_HASH_LEN);
+        if (bt_kvpool_export(node->pool, &ids[i0 + i], 1, p->data[i],
+                             k->block_bytes) != BT_OK) {
+            goto err;
+        }
+    }
+    memset(&put, 0, sizeof(put));
+    put.geom = k->geom;
+    put.block_bytes = k->block_bytes;
+    put.parent = bt_kvseq_parent_hash(seq, i0);
+    put.hashes = hashes;
+    put.tokens = tokens + (size_t)(i0 - from) * bs;
+    put.data = p->data;
+    put.n = n;
+    if (bt_kvc_put(k->rep[r].kvc, &put, bt_kvs_put_cb, p) != BT_OK) {
+        bt_counter_inc(k->c_err);
+        goto err;
+    }
+    k->staged += p->bytes;
+    return;
+err:
+    if (p != NULL) {
+        free(p->buf);
+        free(p->data);
+        free(p);
+    }
+}
+
+void bt_node_kvs_publish(bt_node_t *node, const bt_kvseq_t *seq,
+                         const uint32_t *tokens, uint32_t from, uint32_t to)
+{
+    bt_node_kvs_t *k = node->kvs;
+    uint32_t i0 = from, r0 = 0;
+
+    if (k == NULL || to <= from || bt_kvseq_block_hash(seq, to - 1) == NULL ||
+        bt_kvseq_parent_hash(seq, from) == NULL) {
+        return;
+    }
+    /* runs of consecutive blocks with one owner, at most 64 per put */
+    for (uint32_t i = from; i <= to; i++) {
+        uint32_t r = i < to ? (uint32_t)bt_kv_shard_owner(
+                                  k->shard, bt_kvseq_block_hash(seq, i))
+                            : UINT32_MAX;
+
+        if (i == from) {
+            r0 = r;
+            continue;
+        }
+        if (r != r0 || i - i0 == 64) {
+            bt_kvs_put_run(node, seq, tokens, from, i0, i, r0);
+            i0 = i;
+            r0 = r;
+        }
+    }
+}

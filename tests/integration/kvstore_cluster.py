@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""The kvstore tier in a real local cluster: baton-kvstore + baton-router +
+2 baton-prefill + 2 baton-decode on loopback, the nodes started with
+--kvstore. Checks, each with tokens identical to baton-run (outputs with
+and without a prefix hit are bit-identical):
+  - a prompt computed on one prefill node is read from the kvstore by the
+    other (its own pool misses);
+  - SIGTERM + restart of the kvstore on the same --disk-dir: the blocks
+    still hit;
+  - corrupt block files while the kvstore is down: dropped at start, a
+    miss, never garbage;
+  - SIGKILL of the kvstore while a request reads from it, and requests
+    with the kvstore gone: all served;
+  - a decode node killed mid-stream: the router's re-prefill of prompt ++
+    generated is >= 90% prefix hits (the decode node published each block
+    as it filled).
+
+usage: kvstore_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
+"""
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import node_cluster as nc  # noqa: E402  (tap, start, gen, run_ref, ...)
+
+BUILD = nc.BUILD
+MODE = nc.MODE
+
+
+def router_prefills(log):
+    """[(node, total, cached, kvstore)] of the router's 'prefilled on' lines."""
+    with open(log) as f:
+        return [(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(5)))
+                for m in re.finditer(r"prefilled on (\S+): (\d+) tokens, (\d+) "
+                                     r"cached \((\d+) node, (\d+) kvstore\)",
+                                     f.read())]
+
+
+def ctl(target, *args):
+    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
+                           target] + list(args), capture_output=True,
+                          text=True, timeout=10)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="baton-kvs-it-")
+    print("# logs in " + tmp, flush=True)
+    model = os.path.join(tmp, "tiny")
+    disk = os.path.join(tmp, "disk")
+    subprocess.run([os.path.join(BUILD, "tools/baton-mkmodel"), "builtin",
+                    "--out", model], check=True, capture_output=True,
+                   timeout=60)
+    env = dict(os.environ)
+    env["UCX_TLS"] = "posix,sysv,cma,self" if MODE == "shm" else "tcp,self"
+    if MODE == "tcp":
+        env["UCX_NET_DEVICES"] = "lo"
+    env["UCX_POSIX_ERROR_HANDLING"] = "y"
+    env["UCX_SYSV_ERROR_HANDLING"] = "y"
+    env.setdefault("BATON_LOG_LEVEL", "info")
+    kv_bin = os.path.join(BUILD, "kvstore/baton-kvstore")
+
+    def start_kv(name, port):
+        return nc.start(name, [kv_bin, "--grpc-port", str(port), "--http-port",
+                               "0", "--disk-dir", disk, "--dram-bytes", "16M"],
+                        env, tmp)
+
+    kv, kg, kh = start_kv("kvstore", 0)
+    _, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
+                                    "--model", model, "--grpc-port", "0",
+                                    "--http-port", "0", "--heartbeat", "100ms"],
+                         env, tmp)
+    target = "ipv4:127.0.0.1:%d" % rg
+    common = ["--model", model, "--router", target, "--threads", "1",
+              "--kvstore", "ipv4:127.0.0.1:%d" % kg]
+    prefill = os.path.join(BUILD, "prefill_node/baton-prefill")
+    decode = os.path.join(BUILD, "decode_node/baton-decode")
+    nc.start("p1", [prefill] + common + ["--node-id", "p1"], env, tmp)
+    nc.start("p2", [prefill] + common + ["--node-id", "p2"], env, tmp)
+    d1 = nc.start("d1", [decode] + common + ["--node-id", "d1"], env, tmp)
+    d2 = nc.start("d2", [decode] + common + ["--node-id", "d2"], env, tmp)
+    nc.tap(nc.wait_ready(rh), "router ready with 2 prefill and 2 decode nodes")
+    rlog = os.path.join(tmp, "router.err")
+
+    ids = [4091] + [(i * 53 + 7) % 4000 for i in range(1, 200)]
+    ref = nc.run_ref(model, ids, 16)
+
+    def served(what, want_kvstore=None, want_cached=None):
+        got = nc.gen(rg, ids, 16)
+        pf = router_prefills(rlog)
+        last = pf[-1] if pf else ("?", 0, 0, 0)
+        ok = ref is not None and got == ref
+        if want_kvstore is not None:
+            ok = ok and want_kvstore(last[3])
+        if want_cached is not None:
+            ok = ok and want_cached(last[2])
+        nc.tap(ok, "%s: tokens equal baton-run (prefill %s: %d tokens, %d "
+               "cached, %d from the kvstore)" % ((what,) + last))
+        return last
+
+    # 1. computed on one prefill node, then read by the other from the
+    # kvstore (the first is drained: the second's own pool misses)
+    first = served("first request computes")
+    time.sleep(0.5)   # the publish is off the critical path
+    other = "p2" if first[0] == "p1" else "p1"
+    ctl(target, "drain", first[0])
+    time.sleep(0.3)
+    second = served("the other prefill node", lambda k: k >= 0.9 * 192)
+    nc.tap(second[0] == other, "it ran on %s, not the drained %s"
+           % (second[0], first[0]))
+    ctl(target, "undrain", first[0])
+
+    # 2. restart the kvstore on the same disk: the blocks still hit
+    kv.send_signal(signal.SIGTERM)
+    try:
+        rc = kv.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    nc.tap(rc == 0, "kvstore exits 0 on SIGTERM")
+    kv, _, kh = start_kv("kvstore2", kg)
+    ctl(target, "flush-cache")
+    time.sleep(0.3)
+    served("after a kvstore restart", lambda k: k >= 0.9 * 192)
+
+    # 3. corrupt every block file while the kvstore is down: all dropped
+    kv.send_signal(signal.SIGTERM)
+    kv.wait(timeout=10)
+    files = glob.glob(os.path.join(disk, "**", "*.blk"), recursive=True)
+    for path in files:
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xff]))
+    kv, _, kh = start_kv("kvstore3", kg)
+    with open(os.path.join(tmp, "kvstore3.err")) as f:
+        m = re.search(r"(\d+) blocks \(\d+ bytes\) rebuilt, (\d+) files dropped",
+                      f.read())
+    nc.tap(len(files) > 0 and m is not None and m.group(1) == "0" and
+           int(m.group(2)) == len(files),
+           "%d corrupted block files are detected and dropped at start (%s)"
+           % (len(files), m.group(0) if m else "no rebuild line"))
+    ctl(target, "flush-cache")
+    time.sleep(0.3)
+    served("corrupt blocks are a miss", lambda k: k == 0)
+    time.sleep(0.5)
+
+    # 4. SIGKILL the kvstore while a request reads from it; then without it
+    ctl(target, "flush-cache")
+    time.sleep(0.3)
+    bg = subprocess.Popen([os.path.join(BUILD, "tests/integration/node_gen_client"),
+                           target, "tiny", ",".join(map(str, ids)), "16"],
+                          stdout=subprocess.PIPE, text=True)
+    nc.PROCS.append(bg)
+    time.sleep(0.02)
+    kv.kill()
+    kv.wait(timeout=10)
+    out = bg.communicate(timeout=60)[0]
+    m = re.search(r"^tokens:([0-9 ]*)$", out, re.M)
+    nc.tap(bg.returncode == 0 and m is not None and
+           [int(x) for x in m.group(1).split()] == ref,
+           "a request in flight when the kvstore is SIGKILLed is served")
+    ctl(target, "flush-cache")
+    t0 = time.time()
+    served("with the kvstore gone", lambda k: k == 0)
+    nc.tap(time.time() - t0 < 5, "served without waiting on the dead kvstore "
+           "(%.2f s)" % (time.time() - t0))
+
+    # 5. decode failover: the re-prefill is nearly all prefix hits
+    kv, _, kh = start_kv("kvstore4", kg)
+    time.sleep(0.3)
+    long_ref = nc.run_ref(model, ids, 1000)
+    published = {hp: nc.gauge(hp, "baton_node_kvstore_published_blocks_total")
+                 or 0 for hp in (d1[2], d2[2])}
+    fo = subprocess.Popen([os.path.join(BUILD, "tests/integration/node_gen_client"),
+                           target, "tiny", ",".join(map(str, ids)), "1000"],
+                          stdout=subprocess.PIPE, text=True)
+    nc.PROCS.append(fo)
+    victim = None
+    deadline = time.time() + 20
+    # kill the decode node once it has published a few generated blocks
+    while time.time() < deadline and victim is None:
+        for q, hp in ((d1[0], d1[2]), (d2[0], d2[2])):
+            if (nc.gauge(hp, "baton_node_kvstore_published_blocks_total") or 0) \
+                    >= published[hp] + 4:
+                victim = q
+                break
+    if victim is not None:
+        victim.kill()
+    out = fo.communicate(timeout=60)[0]
+    m = re.search(r"^tokens:([0-9 ]*)$", out, re.M)
+    toks = [int(x) for x in m.group(1).split()] if m else None
+    pf = router_prefills(rlog)
+    last = pf[-1] if pf else ("?", 0, 0, 0)
+    nc.tap(victim is not None and toks == long_ref,
+           "decode failover keeps baton-run's tokens")
+    nc.tap(last[1] > len(ids) and last[2] >= 0.9 * last[1],
+           "the failover's re-prefill of prompt ++ generated is >= 90%% "
+           "prefix hits (%d of %d cached, %d from the kvstore)"
+           % (last[2], last[1], last[3]))
+
+    nc.cleanup()
+    print("1..%d" % nc.N)
+    if nc.FAILED:
+        print("# logs in " + tmp)
+        sys.exit(1)
+    subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # a crash is a failure, never a hang
+        print("Bail out! %r" % (e,), flush=True)
+        nc.cleanup()
+        sys.exit(1)
