@@ -69,6 +69,9 @@ static const bt_opt_t ctl_global_opts[] = {
       BT_OPT_DURATION, 1, 3600000, NULL, O(timeout_ms) },
     { "json", 'j', "BATON_CTL_JSON", "false", "print the response as one JSON object",
       BT_OPT_BOOL, 0, 0, NULL, O(json) },
+    { "api-key", 0, "BATON_API_KEY", NULL, "an API key marked \"admin\" when the "
+      "router has --api-keys (sent as a bearer token; never printed)",
+      BT_OPT_STRING, 0, 0, NULL, O(api_key) },
     /* BATON_TLS_*: the same variables as the daemons', so batonctl run in
      * the router's environment uses the router's certificate */
     BT_RPC_TLS_OPTS_CLIENT(O(tls)),
@@ -117,7 +120,8 @@ static bool ctl_takes_value(const char *arg)
            strcmp(arg, "--node") == 0 || strcmp(arg, "-n") == 0 ||
            strcmp(arg, "--role") == 0 || strcmp(arg, "--limit") == 0 ||
            strcmp(arg, "--tls-ca") == 0 || strcmp(arg, "--tls-cert") == 0 ||
-           strcmp(arg, "--tls-key") == 0 || strcmp(arg, "--tls-server-name") == 0;
+           strcmp(arg, "--tls-key") == 0 || strcmp(arg, "--tls-server-name") == 0 ||
+           strcmp(arg, "--api-key") == 0;
 }
 
 /* Index of the command word, or 0 when there is none. */

@@ -28,6 +28,7 @@ typedef struct {
     bool        kvstore;     /* flush-cache --kvstore */
     int64_t     limit;       /* requests --limit */
     bt_rpc_tls_cfg_t tls;    /* --tls-ca, --tls-cert, ..., --insecure */
+    const char *api_key;     /* sent as "authorization: Bearer KEY" */
 } ctl_cfg_t;
 
 typedef struct ctl ctl_t;

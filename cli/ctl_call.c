@@ -69,6 +69,8 @@ bt_rpc_code_t ctl_call(ctl_t *ctl, const char *method,
     struct event *guard = NULL;
     struct timeval tv;
     bt_status_t s;
+    char bearer[600];
+    bt_rpc_md_t md = { "authorization", NULL };
 
     memset(&w, 0, sizeof(w));
     w.code = BT_RPC_INTERNAL;
@@ -87,9 +89,14 @@ bt_rpc_code_t ctl_call(ctl_t *ctl, const char *method,
                  ctl->cfg.router);
         goto out;
     }
+    if (ctl->cfg.api_key != NULL && ctl->cfg.api_key[0] != '\0') {
+        snprintf(bearer, sizeof(bearer), "Bearer %s", ctl->cfg.api_key);
+        md.value = bearer;
+    }
     s = bt_rpc_client_unary(ch, method, req, resp_desc,
-                            &(bt_rpc_call_opts_t){ .timeout_ms =
-                                                       (uint64_t)ctl->cfg.timeout_ms },
+                            &(bt_rpc_call_opts_t){
+                                .timeout_ms = (uint64_t)ctl->cfg.timeout_ms,
+                                .md = &md, .n_md = md.value != NULL ? 1 : 0 },
                             ctl_call_done, &w, NULL);
     if (s != BT_OK) {
         snprintf(w.message, sizeof(w.message), "cannot start the call: %s",

@@ -1,6 +1,7 @@
 /* baton.v1.Admin on the router: what `batonctl` talks to. Methods not
  * registered here answer UNIMPLEMENTED (cache statistics and placement
  * arrive with the kvstore). */
+#include "front.h"
 #include "model.h"
 #include "request.h"
 #include "router.h"
@@ -281,6 +282,36 @@ static void bt_admin_transfer_health(bt_rpc_call_t *call,
     free(list);
 }
 
+/* With API keys configured, Admin answers only keys marked "admin": an
+ * ordinary tenant's key cannot drain nodes or cancel others' requests. */
+typedef struct {
+    bt_router_t      *r;
+    bt_rpc_handler_cb cb;
+} bt_admin_method_t;
+
+static bt_admin_method_t bt_admin_methods[16];
+
+static void bt_admin_guard(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                           void *arg)
+{
+    const bt_admin_method_t *m = arg;
+    bt_front_auth_t auth;
+    char err[160];
+
+    if (bt_front_authenticate(m->r, bt_rpc_call_metadata(call, "authorization"),
+                              &auth, err, sizeof(err)) != BT_OK) {
+        bt_rpc_call_fail_code(call, BT_RPC_UNAUTHENTICATED, err);
+        return;
+    }
+    if (!auth.admin) {
+        bt_rpc_call_fail_code(call, BT_RPC_PERMISSION_DENIED,
+                              "admin methods need an api key marked "
+                              "\"admin\": true");
+        return;
+    }
+    m->cb(call, msg, m->r);
+}
+
 bt_status_t bt_router_admin_register(bt_router_t *r)
 {
     static const struct {
@@ -306,9 +337,15 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
     };
     size_t i;
 
+    _Static_assert(sizeof(methods) / sizeof(methods[0]) <=
+                   sizeof(bt_admin_methods) / sizeof(bt_admin_methods[0]),
+                   "room for every admin method");
     for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
-        bt_status_t s = bt_rpc_server_add_unary(r->grpc, methods[i].path,
-                                                methods[i].desc, methods[i].cb, r);
+        bt_status_t s;
+
+        bt_admin_methods[i] = (bt_admin_method_t){ r, methods[i].cb };
+        s = bt_rpc_server_add_unary(r->grpc, methods[i].path, methods[i].desc,
+                                    bt_admin_guard, &bt_admin_methods[i]);
 
         if (s != BT_OK) {
             return s;

@@ -15,6 +15,7 @@ typedef struct {
     char    tenant[BT_FRONT_TENANT_MAX + 1];
     uint8_t salt[BT_FRONT_SALT_MAX];
     size_t  salt_len;
+    bool    admin;
 } bt_front_key_t;
 
 typedef struct {
@@ -52,7 +53,13 @@ bt_status_t bt_front_auth_load(bt_router_t *r, const char *path, char *err,
         return s;
     }
     k = calloc(1, sizeof(*k));
-    k->keys = calloc(json_array_size(keys) + 1, sizeof(*k->keys));
+    if (k == NULL ||
+        (k->keys = calloc(json_array_size(keys) + 1, sizeof(*k->keys))) == NULL) {
+        free(k);
+        json_decref(root);
+        snprintf(err, err_size, "%s: out of memory", path);
+        return BT_ERR_NO_MEMORY;
+    }
     for (i = 0; i < json_array_size(keys); i++) {
         json_t *e = json_array_get(keys, i);
         const char *key = NULL, *tenant = NULL, *salt = "";
@@ -63,7 +70,16 @@ bt_status_t bt_front_auth_load(bt_router_t *r, const char *path, char *err,
             bt_json_get_string(e, "tenant", true, &tenant, err, err_size) != BT_OK) {
             goto err_bad;
         }
-        bt_json_get_string(e, "salt", false, &salt, err, err_size);
+        /* optional fields, but of the right type: a salt that is not a
+         * string must not silently become the empty (shared) salt */
+        s = bt_json_get_string(e, "salt", false, &salt, err, err_size);
+        if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
+            goto err_bad;
+        }
+        s = bt_json_get_bool(e, "admin", false, &dst->admin, err, err_size);
+        if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
+            goto err_bad;
+        }
         n = strlen(salt);
         if (strlen(key) < 8 || strlen(tenant) == 0 ||
             strlen(tenant) > BT_FRONT_TENANT_MAX || n % 2 != 0 ||
@@ -125,6 +141,7 @@ bt_status_t bt_front_authenticate(bt_router_t *r, const char *authorization,
     memset(auth_p, 0, sizeof(*auth_p));
     if (bt_front_keys == NULL) {
         snprintf(auth_p->tenant, sizeof(auth_p->tenant), "default");
+        auth_p->admin = true;
         return BT_OK;
     }
     if (authorization == NULL || strncmp(authorization, "Bearer ", 7) != 0) {
@@ -146,5 +163,6 @@ bt_status_t bt_front_authenticate(bt_router_t *r, const char *authorization,
     snprintf(auth_p->tenant, sizeof(auth_p->tenant), "%s", found->tenant);
     memcpy(auth_p->salt, found->salt, found->salt_len);
     auth_p->salt_len = found->salt_len;
+    auth_p->admin = found->admin;
     return BT_OK;
 }

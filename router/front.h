@@ -15,11 +15,13 @@ typedef struct {
     char    tenant[BT_FRONT_TENANT_MAX + 1];
     uint8_t salt[BT_FRONT_SALT_MAX];
     size_t  salt_len;
+    bool    admin;      /* may call baton.v1.Admin (always, with auth off) */
 } bt_front_auth_t;
 
-/* Loads the API keys file (JSON: {"keys": [{"key", "tenant", "salt"}]},
- * salt as hex). Without a file, authentication is off and every request
- * is tenant "default" with an empty salt. */
+/* Loads the API keys file (JSON: {"keys": [{"key", "tenant", "salt",
+ * "admin"}]}, salt as hex, admin a boolean, default false). Without a
+ * file, authentication is off and every request is tenant "default" with
+ * an empty salt, and Admin is open. */
 bt_status_t bt_front_auth_load(bt_router_t *r, const char *path, char *err,
                                size_t err_size);
 void bt_front_auth_free(bt_router_t *r);
