@@ -17,7 +17,7 @@
 #include "node.pb-c.h"
 #include "node_kvs.h"
 #include "node_xstats.h"
-#include "registrar.h"
+#include "registrar/registrar.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
 #include "rpc/tls_cfg.h"

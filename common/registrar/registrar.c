@@ -1,4 +1,4 @@
-#include "registrar.h"
+#include "registrar/registrar.h"
 
 #include "base/clock.h"
 #include "base/log.h"

@@ -1,5 +1,6 @@
-/* A node's registration with the router (DESIGN §2, registry.proto): one
- * Register stream for the node's whole life. Hello first; once the router
+/* A cluster member's registration with the router (DESIGN §2,
+ * registry.proto): serving nodes (common/node) and kvstore replicas
+ * (kvstore/reg.c) alike keep one Register stream for their whole life. Hello first; once the router
  * acknowledges, status heartbeats at the interval it asks for, KV events
  * as they happen, and commands (drain, undrain, flush, cancel) coming
  * down, each answered with an Ack. When the stream breaks (router
@@ -8,8 +9,8 @@
  * (KV event numbering restarts at 1 on every registration).
  *
  * Loop thread only, like common/rpc. */
-#ifndef BT_NODE_REGISTRAR_H
-#define BT_NODE_REGISTRAR_H
+#ifndef BT_REGISTRAR_H
+#define BT_REGISTRAR_H
 
 #include "base/status.h"
 #include "rpc/client.h"
