@@ -25,6 +25,16 @@ void bt_kvs_set_error(bt_kvs_t *s, const char *fmt, ...)
     va_end(ap);
 }
 
+void bt_kvs_emit(bt_kvs_t *s, bt_kvs_event_type_t type, bt_kvs_tier_t tier,
+                 const uint8_t *hash, const uint8_t *parent)
+{
+    bt_kvs_event_t ev = { type, tier, hash, parent };
+
+    if (s->cfg.event_cb != NULL && s->events_on) {
+        s->cfg.event_cb(s->cfg.event_arg, &ev);
+    }
+}
+
 const char *bt_kvs_last_error(const bt_kvs_t *s)
 {
     return s->err;
@@ -429,6 +439,11 @@ void bt_kvs_entry_kill(bt_kvs_t *s, bt_kvs_entry_t *e, bool unlink_file)
     bt_kvs_klru_remove(s, e);
     bt_kvs_unindex(s, e);
     e->dead = true;
+    if (!s->flushing) {
+        /* neither tier serves it any more */
+        bt_kvs_emit(s, BT_KVS_EVENT_REMOVED, BT_KVS_TIER_NONE, e->hash,
+                    e->parent);
+    }
     if (e->slot >= 0 && !e->loading) {
         s->dram_blocks--;
     }
@@ -649,6 +664,8 @@ bt_status_t bt_kvs_create(const bt_kvs_config_t *cfg, bt_kvs_t **store_p)
             goto err;
         }
     }
+    /* blocks found on disk are listed by bt_kvs_foreach, not reported */
+    s->events_on = true;
     *store_p = s;
     return BT_OK;
 err:
@@ -683,6 +700,45 @@ void bt_kvs_destroy(bt_kvs_t *s)
     free(s->free_slots);
     free(s->disk_dir);
     free(s);
+}
+
+size_t bt_kvs_foreach(const bt_kvs_t *s,
+                      void (*cb)(void *arg, const bt_kvs_block_info_t *b),
+                      void *arg)
+{
+    bt_kvs_block_info_t info;
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n_buckets; i++) {
+        for (const bt_kvs_entry_t *e = s->buckets[i]; e != NULL; e = e->hnext) {
+            if (e->dead) {
+                continue;
+            }
+            bt_kvs_entry_info(s, e, &info);
+            cb(arg, &info);
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t bt_kvs_flush(bt_kvs_t *s)
+{
+    size_t n = 0;
+
+    s->flushing = true;
+    for (size_t i = 0; i < s->n_buckets; i++) {
+        /* kill unlinks the entry from this bucket (and may free it) */
+        while (s->buckets[i] != NULL) {
+            bt_kvs_entry_kill(s, s->buckets[i], true);
+            n++;
+        }
+    }
+    s->flushing = false;
+    bt_kvs_emit(s, BT_KVS_EVENT_CLEARED, BT_KVS_TIER_DRAM, NULL, NULL);
+    bt_kvs_emit(s, BT_KVS_EVENT_CLEARED, BT_KVS_TIER_DISK, NULL, NULL);
+    bt_info("flushed %zu blocks from both tiers", n);
+    return n;
 }
 
 void bt_kvs_stats(const bt_kvs_t *s, bt_kvs_stats_t *stats_p)

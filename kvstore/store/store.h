@@ -85,6 +85,31 @@ bool bt_kvs_tokens_match(const uint32_t *stored, uint32_t n_stored,
 
 typedef struct bt_kvs bt_kvs_t;
 
+/* What the store can serve changed (docs/kv-spec.md "Events", the rules
+ * for a kvstore: the store as a whole is one cache). */
+typedef enum {
+    BT_KVS_EVENT_STORED = 1,   /* a block became servable (a commit) */
+    BT_KVS_EVENT_REMOVED = 2,  /* no tier can serve it any more */
+    BT_KVS_EVENT_CLEARED = 3,  /* every block of `tier` was dropped (flush) */
+} bt_kvs_event_type_t;
+
+typedef struct {
+    bt_kvs_event_type_t type;
+    /* STORED: where the block is now (DRAM after a commit); CLEARED: the
+     * tier cleared (a flush reports DRAM, then DISK); REMOVED: NONE */
+    bt_kvs_tier_t       tier;
+    const uint8_t      *hash;     /* 32 bytes; NULL for CLEARED */
+    const uint8_t      *parent;   /* 32 bytes; NULL for CLEARED */
+} bt_kvs_event_t;
+
+/* Called synchronously on the loop thread from inside the store call that
+ * made the change; `ev` and its hashes are valid during the call only.
+ * It must not call into the store. Moving a block between DRAM and disk
+ * (eviction of one copy, promotion on a pin) is not an event; blocks
+ * found on disk by bt_kvs_create are not reported (bt_kvs_foreach lists
+ * them). */
+typedef void (*bt_kvs_event_cb)(void *arg, const bt_kvs_event_t *ev);
+
 typedef struct {
     void       *slab;          /* DRAM tier: borrowed, outlives the store */
     size_t      slab_len;      /* slots = slab_len / block bytes */
@@ -97,6 +122,9 @@ typedef struct {
     /* Store clock in ms (tests fake it); NULL = bt_now_ms. */
     uint64_t  (*now_ms)(void *arg);
     void       *clock_arg;
+    /* Optional: changes of what the store serves (see above). */
+    bt_kvs_event_cb event_cb;
+    void           *event_arg;
 } bt_kvs_config_t;
 
 /* Creates the store; with a disk tier, rebuilds the index from the files
@@ -216,6 +244,19 @@ bt_status_t bt_kvs_pin(bt_kvs_t *s, const uint8_t *hashes,
                        size_t n, const uint32_t *tokens, size_t n_tokens,
                        uint64_t pin_ms, bt_kvs_pin_cb cb, void *arg);
 bt_status_t bt_kvs_unpin(bt_kvs_t *s, uint64_t pin_id);
+
+/* Calls `cb` once for every servable block (committed, not dropped), in
+ * no particular order; `b` is valid during the call only and `cb` must
+ * not call into the store. Returns the number of blocks. */
+size_t bt_kvs_foreach(const bt_kvs_t *s,
+                      void (*cb)(void *arg, const bt_kvs_block_info_t *b),
+                      void *arg);
+
+/* Drops every committed block from both tiers and deletes their files
+ * (pinned blocks stay readable until unpinned, then go); reservations
+ * and commits in progress are not affected. One CLEARED event per tier,
+ * no REMOVED events. Returns the number of blocks dropped. */
+size_t bt_kvs_flush(bt_kvs_t *s);
 
 /* Drops expired reservations and pins (call every ~100 ms). */
 void bt_kvs_expire(bt_kvs_t *s);

@@ -89,9 +89,14 @@ struct bt_kvs {
     uint32_t          tasks;        /* io tasks whose done has not run */
 
     bt_kvs_stats_t    st;
+    bool              events_on;    /* after the rebuild at create */
+    bool              flushing;     /* no REMOVED events during a flush */
 };
 
 /* store.c */
+/* Reports a change to cfg.event_cb (when set and events are on). */
+void bt_kvs_emit(bt_kvs_t *s, bt_kvs_event_type_t type, bt_kvs_tier_t tier,
+                 const uint8_t *hash, const uint8_t *parent);
 void bt_kvs_set_error(bt_kvs_t *s, const char *fmt, ...);
 bt_kvs_entry_t *bt_kvs_find(const bt_kvs_t *s, const uint8_t *hash);
 bt_status_t bt_kvs_insert(bt_kvs_t *s, bt_kvs_entry_t *e);

@@ -291,6 +291,7 @@ static bool bt_kvs_publish(bt_kvs_t *s, bt_kvs_resv_t *r, bt_kvs_citem_t *it)
         s->disk_blocks++;
     }
     bt_kvs_entry_relink(s, e);
+    bt_kvs_emit(s, BT_KVS_EVENT_STORED, BT_KVS_TIER_DRAM, e->hash, e->parent);
     return true;
 }
 

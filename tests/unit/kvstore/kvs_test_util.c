@@ -27,6 +27,7 @@ void kt_fx_start(kt_fx_t *fx)
         .disk_bytes = fx->disk_bytes,
         .reserve_ms = 1000, .pin_ms = 2000, .max_pin_ms = 10000,
         .now_ms = kt_clock, .clock_arg = fx,
+        .event_cb = fx->event_cb, .event_arg = fx->event_arg,
     };
 
     fx->io = bt_tpool_create(fx->base, 2, 1024);

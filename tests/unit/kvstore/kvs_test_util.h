@@ -25,6 +25,8 @@ typedef struct {
     uint64_t           now;          /* fake clock, ms */
     bt_kvs_geom_t      geom;
     uint64_t           block_bytes;
+    bt_kvs_event_cb    event_cb;     /* passed to the store by kt_fx_start */
+    void              *event_arg;
 } kt_fx_t;
 
 /* A chain of blocks: root, token ids, hashes and each block's bytes. */
