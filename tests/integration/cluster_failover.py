@@ -341,17 +341,8 @@ def main():
         t.join(120)
     nc.tap(all(t.final is not None for t in slow), "the admitted requests finished")
 
-    nc.cleanup()
-    print("1..%d" % nc.N)
-    if nc.FAILED:
-        print("# logs in " + tmp)
-        sys.exit(1)
-    subprocess.run(["rm", "-rf", tmp])
+    nc.finish(tmp)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *a: (nc.cleanup(), sys.exit(1)))
-    try:
-        main()
-    finally:
-        nc.cleanup()
+    nc.run(main)

@@ -14,16 +14,24 @@ and without a prefix hit are bit-identical):
   - a decode node killed mid-stream: the router's re-prefill of prompt ++
     generated is >= 90% prefix hits (the decode node published each block
     as it filled).
+The kvstore registers with the router (--router): it is listed by
+`batonctl nodes --role kvstore`; with the nodes' own caches flushed, the
+router's pair selection counts the kvstore's blocks (its KV events) and
+the prefill reads them from it; `batonctl flush-cache --kvstore` empties
+the store (the next request reads nothing from it, same tokens); after a
+restart it announces its disk blocks again; SIGKILLed, it leaves the
+router's node list at once. Files dropped at start are on /metrics from
+the first scrape.
 
 usage: kvstore_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
 import glob
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,34 +56,55 @@ def ctl(target, *args):
                           text=True, timeout=10)
 
 
+def router_pairs(log):
+    """[(prefill, matched blocks, blocks)] of the router's 'pair prefill' lines."""
+    with open(log) as f:
+        return [(m.group(1), int(m.group(2)), int(m.group(3)))
+                for m in re.finditer(r"pair prefill (\S+) \(score \S+, (\d+) of "
+                                     r"(\d+) blocks cached", f.read())]
+
+
+def kv_nodes(target):
+    """The kvstore entries of `batonctl --json nodes --role kvstore`."""
+    r = ctl(target, "--json", "nodes", "--role", "kvstore")
+    if r.returncode != 0:
+        return None
+    try:
+        return json.loads(r.stdout).get("nodes", [])
+    except ValueError:
+        return None
+
+
+def wait_for(fn, secs):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    return fn()
+
+
 def main():
-    tmp = tempfile.mkdtemp(prefix="baton-kvs-it-")
-    print("# logs in " + tmp, flush=True)
-    model = os.path.join(tmp, "tiny")
+    tmp, model, env = nc.setup("baton-kvs-it-")
     disk = os.path.join(tmp, "disk")
-    subprocess.run([os.path.join(BUILD, "tools/baton-mkmodel"), "builtin",
-                    "--out", model], check=True, capture_output=True,
-                   timeout=60)
-    env = dict(os.environ)
-    env["UCX_TLS"] = "posix,sysv,cma,self" if MODE == "shm" else "tcp,self"
-    if MODE == "tcp":
-        env["UCX_NET_DEVICES"] = "lo"
     env["UCX_POSIX_ERROR_HANDLING"] = "y"
     env["UCX_SYSV_ERROR_HANDLING"] = "y"
-    env.setdefault("BATON_LOG_LEVEL", "info")
     kv_bin = os.path.join(BUILD, "kvstore/baton-kvstore")
 
-    def start_kv(name, port):
-        return nc.start(name, [kv_bin, "--grpc-port", str(port), "--http-port",
-                               "0", "--disk-dir", disk, "--dram-bytes", "16M"],
-                        env, tmp)
-
-    kv, kg, kh = start_kv("kvstore", 0)
     _, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
                                     "--model", model, "--grpc-port", "0",
                                     "--http-port", "0", "--heartbeat", "100ms"],
                          env, tmp)
     target = "ipv4:127.0.0.1:%d" % rg
+
+    def start_kv(name, port):
+        return nc.start(name, [kv_bin, "--grpc-port", str(port), "--http-port",
+                               "0", "--disk-dir", disk, "--dram-bytes", "16M",
+                               "--router", target], env, tmp)
+
+    kv, kg, kh = start_kv("kvstore", 0)
+    kv_id = "ipv4:127.0.0.1:%d" % kg
     common = ["--model", model, "--router", target, "--threads", "1",
               "--kvstore", "ipv4:127.0.0.1:%d" % kg]
     prefill = os.path.join(BUILD, "prefill_node/baton-prefill")
@@ -86,6 +115,17 @@ def main():
     d2 = nc.start("d2", [decode] + common + ["--node-id", "d2"], env, tmp)
     nc.tap(nc.wait_ready(rh), "router ready with 2 prefill and 2 decode nodes")
     rlog = os.path.join(tmp, "router.err")
+    stores = wait_for(lambda: kv_nodes(target), 5)
+    nc.tap(stores is not None and len(stores) == 1 and
+           stores[0].get("role") == "NODE_ROLE_KVSTORE" and
+           stores[0].get("node_id") == kv_id and
+           stores[0].get("grpc_address") == kv_id,
+           "the kvstore registered: batonctl nodes --role kvstore lists it "
+           "with role KVSTORE (%s)" % (stores,))
+    r = ctl(target, "drain", kv_id)
+    nc.tap(r.returncode != 0 and "kvstore" in r.stderr,
+           "drain of a kvstore is refused with a clear error (%s)"
+           % r.stderr.strip())
 
     ids = [4091] + [(i * 53 + 7) % 4000 for i in range(1, 200)]
     ref = nc.run_ref(model, ids, 16)
@@ -115,6 +155,46 @@ def main():
            % (second[0], first[0]))
     ctl(target, "undrain", first[0])
 
+    # 1b. the nodes' own caches flushed (flush-cache leaves the kvstore
+    # alone): the router's pair selection counts the kvstore's blocks, and
+    # the prefill reads them from it
+    time.sleep(0.3)
+    dram_before = nc.gauge(kh, 'baton_kvstore_blocks{tier="dram"}') or 0
+    r = ctl(target, "--json", "flush-cache")
+    flushed = json.loads(r.stdout) if r.returncode == 0 else {}
+    time.sleep(0.3)
+    dram_after = nc.gauge(kh, 'baton_kvstore_blocks{tier="dram"}') or 0
+    nc.tap(flushed.get("nodes_flushed") == 4 and
+           not flushed.get("kvstores_flushed") and dram_before >= 12 and
+           dram_after == dram_before,
+           "flush-cache flushes the 4 nodes, not the kvstore (%s; %d blocks "
+           "in the store before, %d after)" % (flushed, dram_before, dram_after))
+    hit = served("the nodes' caches flushed: read from the kvstore",
+                 lambda k: k >= 0.9 * 192)
+    pairs = router_pairs(rlog)
+    nc.tap(pairs and pairs[-1][1] >= 11 and pairs[-1][0] == hit[0],
+           "the router's pair selection counts the kvstore's blocks (%s)"
+           % (pairs[-1:],))
+
+    # 1c. flush-cache --kvstore empties the store: nothing read from it next
+    r = ctl(target, "--json", "flush-cache", "--kvstore")
+    flushed = json.loads(r.stdout) if r.returncode == 0 else {}
+    emptied = wait_for(lambda: nc.gauge(kh, 'baton_kvstore_blocks{tier="dram"}')
+                       == 0 and nc.gauge(kh, 'baton_kvstore_blocks{tier="disk"}')
+                       == 0 and not glob.glob(os.path.join(disk, "**", "*.blk"),
+                                              recursive=True), 3)
+    nc.tap(flushed.get("kvstores_flushed") == 1 and
+           flushed.get("nodes_flushed") == 4 and emptied,
+           "flush-cache --kvstore empties the kvstore, both tiers and its "
+           "files (%s)" % (flushed,))
+    time.sleep(0.2)
+    served("after flush-cache --kvstore: nothing from the kvstore",
+           lambda k: k == 0, lambda c: c == 0)
+    pairs = router_pairs(rlog)
+    nc.tap(pairs and pairs[-1][1] == 0,
+           "the router's view of the kvstore was cleared (%s)" % (pairs[-1:],))
+    time.sleep(0.5)   # the prefill publishes the blocks again
+
     # 2. restart the kvstore on the same disk: the blocks still hit
     kv.send_signal(signal.SIGTERM)
     try:
@@ -124,8 +204,13 @@ def main():
     nc.tap(rc == 0, "kvstore exits 0 on SIGTERM")
     kv, _, kh = start_kv("kvstore2", kg)
     ctl(target, "flush-cache")
+    wait_for(lambda: kv_nodes(target), 5)
     time.sleep(0.3)
     served("after a kvstore restart", lambda k: k >= 0.9 * 192)
+    pairs = router_pairs(rlog)
+    nc.tap(pairs and pairs[-1][1] >= 11,
+           "the restarted kvstore announced its disk blocks to the router "
+           "(%s)" % (pairs[-1:],))
 
     # 3. corrupt every block file while the kvstore is down: all dropped
     kv.send_signal(signal.SIGTERM)
@@ -138,6 +223,10 @@ def main():
             f.seek(-1, 1)
             f.write(bytes([b[0] ^ 0xff]))
     kv, _, kh = start_kv("kvstore3", kg)
+    # scraped at once: the start-up drops are counted from the first scrape
+    corrupt = nc.gauge(kh, "baton_kvstore_corrupt_files_total")
+    nc.tap(corrupt == len(files), "baton_kvstore_corrupt_files_total counts "
+           "the %d files dropped at start (%s)" % (len(files), corrupt))
     with open(os.path.join(tmp, "kvstore3.err")) as f:
         m = re.search(r"(\d+) blocks \(\d+ bytes\) rebuilt, (\d+) files dropped",
                       f.read())
@@ -160,6 +249,14 @@ def main():
     time.sleep(0.02)
     kv.kill()
     kv.wait(timeout=10)
+    t_kill = time.time()
+    gone = wait_for(lambda: kv_nodes(target) == [], 4)
+    nc.tap(gone, "the SIGKILLed kvstore left the router's node list in %.2f s "
+           "(heartbeat timeout 3 s)" % (time.time() - t_kill))
+    r = ctl(target, "flush-cache", "--kvstore")
+    nc.tap(r.returncode != 0 and "no kvstore is registered" in r.stderr,
+           "flush-cache --kvstore without a kvstore is refused (%s)"
+           % r.stderr.strip())
     out = bg.communicate(timeout=60)[0]
     m = re.search(r"^tokens:([0-9 ]*)$", out, re.M)
     nc.tap(bg.returncode == 0 and m is not None and
@@ -204,18 +301,8 @@ def main():
            "prefix hits (%d of %d cached, %d from the kvstore)"
            % (last[2], last[1], last[3]))
 
-    nc.cleanup()
-    print("1..%d" % nc.N)
-    if nc.FAILED:
-        print("# logs in " + tmp)
-        sys.exit(1)
-    subprocess.run(["rm", "-rf", tmp])
+    nc.finish(tmp)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # a crash is a failure, never a hang
-        print("Bail out! %r" % (e,), flush=True)
-        nc.cleanup()
-        sys.exit(1)
+    nc.run(main)

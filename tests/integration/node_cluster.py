@@ -51,6 +51,42 @@ def cleanup():
             pass
 
 
+def setup(prefix):
+    """A temporary folder holding the tiny model (logs go there too) and
+    the environment for MODE's UCX transport: (tmp, model, env)."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    print("# logs in " + tmp, flush=True)
+    model = os.path.join(tmp, "tiny")
+    subprocess.run([os.path.join(BUILD, "tools/baton-mkmodel"), "builtin",
+                    "--out", model], check=True, capture_output=True,
+                   timeout=60)
+    env = dict(os.environ)
+    env["UCX_TLS"] = "posix,sysv,cma,self" if MODE == "shm" else "tcp,self"
+    if MODE == "tcp":
+        env["UCX_NET_DEVICES"] = "lo"
+    env.setdefault("BATON_LOG_LEVEL", "info")
+    return tmp, model, env
+
+
+def finish(tmp):
+    """Stops what is left, prints the TAP plan, keeps the logs on failure."""
+    cleanup()
+    print("1..%d" % N)
+    if FAILED:
+        print("# logs in " + tmp)
+        sys.exit(1)
+    subprocess.run(["rm", "-rf", tmp])
+
+
+def run(main_fn):
+    """Runs a test's main: no process outlives it, also on SIGTERM."""
+    signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
+    try:
+        main_fn()
+    finally:
+        cleanup()
+
+
 def start(name, args, env, logdir):
     err = open(os.path.join(logdir, name + ".err"), "w")
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=env,
@@ -257,17 +293,7 @@ def decode_only(node_grpc, ids, n, lease_ms):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="baton-node-it-")
-    print("# logs in " + tmp, flush=True)
-    model = os.path.join(tmp, "tiny")
-    subprocess.run([os.path.join(BUILD, "tools/baton-mkmodel"), "builtin",
-                    "--out", model], check=True, capture_output=True,
-                   timeout=60)
-    env = dict(os.environ)
-    env["UCX_TLS"] = "posix,sysv,cma,self" if MODE == "shm" else "tcp,self"
-    if MODE == "tcp":
-        env["UCX_NET_DEVICES"] = "lo"
-    env.setdefault("BATON_LOG_LEVEL", "info")
+    tmp, model, env = setup("baton-node-it-")
     # NODE_TEST_ROUTER: another router binary (e.g. a normal build's when
     # the nodes come from a sanitizer build)
     router_bin = os.environ.get("NODE_TEST_ROUTER",
@@ -557,17 +583,8 @@ def main():
     except subprocess.TimeoutExpired:
         rc = None
     tap(rc == 0, "--role both exits 0 on SIGTERM")
-    cleanup()
-    print("1..%d" % N)
-    if FAILED:
-        print("# logs in " + tmp)
-        sys.exit(1)
-    subprocess.run(["rm", "-rf", tmp])
+    finish(tmp)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
-    try:
-        main()
-    finally:
-        cleanup()
+    run(main)

@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,12 +48,7 @@ def complete(port, ids, key):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="baton-tenant-it-")
-    print("# logs in " + tmp, flush=True)
-    model = os.path.join(tmp, "tiny")
-    subprocess.run([os.path.join(BUILD, "tools/baton-mkmodel"), "builtin",
-                    "--out", model], check=True, capture_output=True,
-                   timeout=60)
+    tmp, model, env = nc.setup("baton-tenant-it-")
     keys = os.path.join(tmp, "keys.json")
     with open(keys, "w") as f:
         json.dump({"keys": [
@@ -73,13 +67,8 @@ def main():
     nc.tap(r.returncode != 0 and "salt" in r.stderr and KEY_A not in r.stderr,
            "a keys file with a non-string salt is refused at start (%s)"
            % r.stderr.strip().splitlines()[-1:])
-    env = dict(os.environ)
-    env["UCX_TLS"] = "posix,sysv,cma,self" if MODE == "shm" else "tcp,self"
-    if MODE == "tcp":
-        env["UCX_NET_DEVICES"] = "lo"
     env["UCX_POSIX_ERROR_HANDLING"] = "y"
     env["UCX_SYSV_ERROR_HANDLING"] = "y"
-    env.setdefault("BATON_LOG_LEVEL", "info")
     _, kg, kh = nc.start("kvstore", [os.path.join(BUILD, "kvstore/baton-kvstore"),
                                      "--grpc-port", "0", "--http-port", "0",
                                      "--disk-dir", os.path.join(tmp, "disk"),
@@ -156,18 +145,8 @@ def main():
                "tenant %s after a flush: its own blocks from the kvstore (%s "
                "cached, %s from the kvstore)" % (name, c, kv[-1] if kv else "?"))
 
-    nc.cleanup()
-    print("1..%d" % nc.N)
-    if nc.FAILED:
-        print("# logs in " + tmp)
-        sys.exit(1)
-    subprocess.run(["rm", "-rf", tmp])
+    nc.finish(tmp)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # a crash is a failure, never a hang
-        print("Bail out! %r" % (e,), flush=True)
-        nc.cleanup()
-        sys.exit(1)
+    nc.run(main)
