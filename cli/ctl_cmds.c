@@ -175,8 +175,12 @@ int ctl_cmd_undrain(ctl_t *ctl, int n_args, char **args)
 
 static void ctl_print_flush(const json_t *resp)
 {
-    printf("flushed the prefix cache of %lld node(s)\n",
+    printf("flushed the prefix cache of %lld node(s)",
            ctl_int(resp, "nodes_flushed"));
+    if (ctl_int(resp, "kvstores_flushed") > 0) {
+        printf(" and %lld kvstore(s)", ctl_int(resp, "kvstores_flushed"));
+    }
+    printf("\n");
 }
 
 int ctl_cmd_flush_cache(ctl_t *ctl, int n_args, char **args)

@@ -11,6 +11,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "rpc/server.h"
+#include "rpc/tls_cfg.h"
 #include "xfer/xfer.h"
 
 #include <event2/event.h>
@@ -32,9 +33,14 @@ typedef struct {
     int64_t     drain_timeout_ms;
     const char *log_level;
     int         log_format;
+    const char *router;        /* gRPC target of the router; NULL: none */
+    const char *advertise;     /* the target nodes use for this store */
+    const char *node_id;       /* registry id; NULL: the advertised target */
+    bt_rpc_tls_cfg_t tls;
 } bt_kvsd_cfg_t;
 
 typedef struct bt_kvsd_commit bt_kvsd_commit_t;
+typedef struct bt_kvsd_reg bt_kvsd_reg_t;
 
 typedef struct {
     bt_kvsd_cfg_t      cfg;
@@ -55,6 +61,9 @@ typedef struct {
     uint64_t           drain_started_ms;
     uint32_t           inflight;      /* calls answered from a callback */
     bt_kvsd_commit_t  *waiting;       /* commits waiting for their data */
+    bt_kvsd_reg_t     *reg;           /* registration (--router), or NULL */
+    char               advertise[320];
+    char               node_id[65];
 
     struct {
         bt_gauge_t   *dram_used, *dram_blocks, *disk_used, *disk_blocks;
@@ -72,5 +81,13 @@ void bt_kvsd_landed(void *arg, const bt_xfer_notify_t *n);
 /* Called every tick: commits that waited long enough for their data. */
 void bt_kvsd_service_tick(bt_kvsd_t *d);
 void bt_kvsd_service_cleanup(bt_kvsd_t *d);
+
+/* reg.c: the Register stream to the router (nothing without --router). */
+bt_status_t bt_kvsd_reg_start(bt_kvsd_t *d);
+/* The store's bt_kvs_event_cb (arg = the daemon). */
+void bt_kvsd_reg_event(void *arg, const bt_kvs_event_t *ev);
+void bt_kvsd_reg_send_status(bt_kvsd_t *d);
+/* Ends the stream and frees; safe without a registration. */
+void bt_kvsd_reg_stop(bt_kvsd_t *d);
 
 #endif

@@ -47,6 +47,16 @@ static const bt_opt_t bt_kvsd_table[] = {
       BT_OPT_STRING, 0, 0, NULL, O(log_level) },
     { "log-format", 0, NULL, "text", "log lines as text or JSON",
       BT_OPT_ENUM, 0, 0, "text|json", O(log_format) },
+    { "router", 0, NULL, NULL, "gRPC target of the router to register with "
+      "(its blocks then count for every prefill node in pair selection); "
+      "unset: no registration", BT_OPT_STRING, 0, 0, NULL, O(router) },
+    { "advertise", 0, NULL, NULL, "gRPC target the nodes use for this store, "
+      "as in their --kvstore (unset: ipv4:<listen>:<grpc-port>)",
+      BT_OPT_STRING, 0, 0, NULL, O(advertise) },
+    { "node-id", 0, NULL, NULL, "id in the router's registry, at most 64 "
+      "bytes (unset: the --advertise target)", BT_OPT_STRING, 0, 0, NULL,
+      O(node_id) },
+    BT_RPC_TLS_OPTS_DAEMON(O(tls)),
 };
 #undef O
 
@@ -156,6 +166,7 @@ static void bt_kvsd_sigterm(void *arg, int signo)
     d->drain_started_ms = bt_now_ms();
     bt_rpc_server_set_serving(d->grpc, "", false);
     bt_info("draining: %u calls in flight", d->inflight);
+    bt_kvsd_reg_send_status(d);
 }
 
 static bt_status_t bt_kvsd_store_init(bt_kvsd_t *d)
@@ -183,6 +194,8 @@ static bt_status_t bt_kvsd_store_init(bt_kvsd_t *d)
     kc.reserve_ms = (uint64_t)d->cfg.reserve_ms;
     kc.pin_ms = (uint64_t)d->cfg.pin_ms;
     kc.io = d->io;
+    kc.event_cb = bt_kvsd_reg_event;
+    kc.event_arg = d;
     return bt_kvs_create(&kc, &d->store);
 }
 
@@ -190,6 +203,7 @@ static void bt_kvsd_free(bt_kvsd_t *d)
 {
     /* the pool's last `done` callbacks still answer calls and use the store */
     bt_tpool_destroy(d->io);
+    bt_kvsd_reg_stop(d);
     bt_kvsd_service_cleanup(d);
     if (d->xfer != NULL) {
         bt_xfer_ctx_set_notify_cb(d->xfer, NULL, NULL);
@@ -216,20 +230,47 @@ int main(int argc, char **argv)
     bt_loop_signals_t *sig = NULL;
     struct timeval tick = { 0, 100000 };
     bt_log_level_t level;
-    char addr[320];
+    char addr[320], err[512];
+    bool has_router;
     int rc = 1;
 
     if (d == NULL) {
         return 1;
     }
     bt_opts_parse_or_exit(&bt_kvsd_spec, &d->cfg, argc, argv);
+    has_router = d->cfg.router != NULL && d->cfg.router[0] != '\0';
     if (!bt_log_level_parse(d->cfg.log_level, &level)) {
         fprintf(stderr, "baton-kvstore: invalid value '%s' for --log-level\n",
                 d->cfg.log_level);
         free(d);
         return 2;
     }
+    /* TLS: bad combinations, unreadable files and plaintext off loopback
+     * without --insecure end here (exit 2) */
+    if (bt_rpc_tls_cfg_check(&d->cfg.tls, true, err, sizeof(err)) != BT_OK ||
+        bt_rpc_tls_cfg_plain_check(&d->cfg.tls, d->cfg.listen, "listen", err,
+                                   sizeof(err)) != BT_OK ||
+        (has_router &&
+         bt_rpc_tls_cfg_plain_check(&d->cfg.tls, d->cfg.router, "router", err,
+                                    sizeof(err)) != BT_OK)) {
+        fprintf(stderr, "baton-kvstore: %s\n", err);
+        free(d);
+        return 2;
+    }
+    if (d->cfg.node_id != NULL &&
+        (d->cfg.node_id[0] == '\0' || strlen(d->cfg.node_id) > 64)) {
+        fprintf(stderr, "baton-kvstore: --node-id must be 1 to 64 bytes\n");
+        free(d);
+        return 2;
+    }
     bt_log_init("kvstore", level, (bt_log_format_t)d->cfg.log_format);
+    if (!d->cfg.tls.enabled &&
+        (!bt_rpc_addr_is_loopback(d->cfg.listen) ||
+         (has_router && !bt_rpc_addr_is_loopback(d->cfg.router)))) {
+        bt_warn("insecure: grpc on %s and to the router %s is plaintext "
+                "(--insecure): use --tls-*", d->cfg.listen,
+                has_router ? d->cfg.router : "(none)");
+    }
     d->base = bt_loop_create();
     d->metrics = bt_metrics_create();
     if (d->base == NULL || d->metrics == NULL ||
@@ -244,7 +285,8 @@ int main(int argc, char **argv)
     }
     snprintf(addr, sizeof(addr), "%s:%lld", d->cfg.listen,
              (long long)d->cfg.grpc_port);
-    if (bt_rpc_server_listen(d->grpc, addr, NULL, &d->grpc_port) != BT_OK ||
+    if (bt_rpc_server_listen(d->grpc, addr, bt_rpc_tls_cfg_server(&d->cfg.tls),
+                             &d->grpc_port) != BT_OK ||
         bt_kvsd_service_register(d) != BT_OK ||
         bt_rpc_server_start(d->grpc) != BT_OK) {
         bt_error("cannot start the grpc server on %s", addr);
@@ -262,12 +304,41 @@ int main(int argc, char **argv)
     if (d->tick_ev == NULL || event_add(d->tick_ev, &tick) != 0) {
         goto out;
     }
+    /* counters from the start (files dropped by the rebuild) are on
+     * /metrics from the first scrape, not only after the first tick */
+    bt_kvsd_metrics_update(d);
+    if (d->cfg.advertise != NULL && d->cfg.advertise[0] != '\0') {
+        snprintf(d->advertise, sizeof(d->advertise), "%s", d->cfg.advertise);
+    } else {
+        snprintf(d->advertise, sizeof(d->advertise), "%s%s:%d",
+                 strchr(d->cfg.listen, ':') != NULL ? "ipv6:" : "ipv4:",
+                 d->cfg.listen, d->grpc_port);
+    }
+    {
+        const char *id = d->cfg.node_id != NULL ? d->cfg.node_id : d->advertise;
+        size_t len = strlen(id);
+
+        if (has_router && len >= sizeof(d->node_id)) {
+            bt_error("the advertised target %s is longer than a registry id "
+                     "(64 bytes): set --node-id", d->advertise);
+            goto out;
+        }
+        len = len < sizeof(d->node_id) ? len : sizeof(d->node_id) - 1;
+        memcpy(d->node_id, id, len);
+        d->node_id[len] = '\0';
+    }
+    if (bt_kvsd_reg_start(d) != BT_OK) {
+        goto out;
+    }
     sig = bt_loop_signals_install(d->base, bt_kvsd_sigterm, d);
-    bt_info("baton-kvstore %s: grpc %s:%d http %s:%d dram %llu bytes disk %s "
-            "(%llu bytes)", BT_VERSION, d->cfg.listen, d->grpc_port,
+    bt_info("baton-kvstore %s: grpc %s:%d (%s) http %s:%d dram %llu bytes "
+            "disk %s (%llu bytes), advertised as %s, router %s", BT_VERSION,
+            d->cfg.listen, d->grpc_port, !d->cfg.tls.enabled ? "plaintext"
+            : d->cfg.tls.ca_file != NULL ? "mtls" : "tls",
             d->cfg.listen, d->http_port, (unsigned long long)d->cfg.dram_bytes,
             d->cfg.disk_dir != NULL ? d->cfg.disk_dir : "none",
-            (unsigned long long)d->cfg.disk_bytes);
+            (unsigned long long)d->cfg.disk_bytes, d->advertise,
+            has_router ? d->cfg.router : "none");
     printf("grpc_port=%d http_port=%d\n", d->grpc_port, d->http_port);
     fflush(stdout);
     event_base_dispatch(d->base);

@@ -1,6 +1,5 @@
 /* baton.v1.Admin on the router: what `batonctl` talks to. Methods not
- * registered here answer UNIMPLEMENTED (cache statistics and placement
- * arrive with the kvstore). */
+ * registered here answer UNIMPLEMENTED (cache statistics and placement). */
 #include "front.h"
 #include "model.h"
 #include "request.h"
@@ -73,6 +72,20 @@ static bt_node_t *bt_admin_node(bt_router_t *r, bt_rpc_call_t *call,
     return n;
 }
 
+/* A kvstore takes no requests from the router: draining it means
+ * nothing here (it drains on SIGTERM). */
+static bt_status_t bt_admin_not_store(bt_rpc_call_t *call, const bt_node_t *n,
+                                      const char *what)
+{
+    if (n->role != BT_NODE_ROLE_KVSTORE) {
+        return BT_OK;
+    }
+    bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "node %s is a kvstore: it takes "
+                     "no requests from the router, so there is nothing to %s "
+                     "(stop it with SIGTERM)", n->id, what);
+    return BT_ERR_INVALID_ARG;
+}
+
 static void bt_admin_drain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                            void *arg)
 {
@@ -81,7 +94,7 @@ static void bt_admin_drain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     Baton__V1__DrainResponse out = BATON__V1__DRAIN_RESPONSE__INIT;
     bt_node_t *n = bt_admin_node(r, call, in->node_id);
 
-    if (n == NULL) {
+    if (n == NULL || bt_admin_not_store(call, n, "drain") != BT_OK) {
         return;
     }
     if (bt_router_node_command(r, n, BATON__V1__ROUTER_COMMAND__KIND__KIND_DRAIN,
@@ -104,7 +117,7 @@ static void bt_admin_undrain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     Baton__V1__UndrainResponse out = BATON__V1__UNDRAIN_RESPONSE__INIT;
     bt_node_t *n = bt_admin_node(r, call, in->node_id);
 
-    if (n == NULL) {
+    if (n == NULL || bt_admin_not_store(call, n, "undrain") != BT_OK) {
         return;
     }
     if (bt_router_node_command(r, n, BATON__V1__ROUTER_COMMAND__KIND__KIND_UNDRAIN,
@@ -120,36 +133,59 @@ static void bt_admin_undrain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     bt_router_queue_kick(r);
 }
 
+/* Without include_kvstore, the serving nodes' own caches (a node named by
+ * node_id, else every one); with it, every registered kvstore too (or the
+ * one named). */
 static void bt_admin_flush(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                            void *arg)
 {
     bt_router_t *r = arg;
     const Baton__V1__FlushCacheRequest *in = (const Baton__V1__FlushCacheRequest *)msg;
     Baton__V1__FlushCacheResponse out = BATON__V1__FLUSH_CACHE_RESPONSE__INIT;
-    unsigned i;
+    bool named = in->node_id != NULL && in->node_id[0] != '\0';
+    unsigned i, n_stores = 0;
 
-    if (in->include_kvstore) {
-        bt_rpc_call_fail(call, BT_ERR_UNSUPPORTED,
-                         "no kvstore is attached to this router");
+    for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *n = bt_registry_slot(r->registry, i);
+
+        n_stores += n != NULL && n->role == BT_NODE_ROLE_KVSTORE;
+    }
+    if (named && bt_registry_find(r->registry, in->node_id) == NULL) {
+        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND, "no node '%s'", in->node_id);
+        return;
+    }
+    if (in->include_kvstore && n_stores == 0) {
+        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND,
+                         "include_kvstore: no kvstore is registered with this "
+                         "router (start baton-kvstore with --router)");
         return;
     }
     for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
         bt_node_t *n = bt_registry_slot(r->registry, i);
+        bool store, match;
 
-        if (n == NULL || (in->node_id && in->node_id[0] &&
-                          strcmp(in->node_id, n->id) != 0)) {
+        if (n == NULL) {
+            continue;
+        }
+        store = n->role == BT_NODE_ROLE_KVSTORE;
+        match = named && strcmp(in->node_id, n->id) == 0;
+        if (store ? !(in->include_kvstore || match)
+                  : named && !match) {
             continue;
         }
         if (bt_router_node_command(r, n,
                                    BATON__V1__ROUTER_COMMAND__KIND__KIND_FLUSH_CACHE,
-                                   NULL) == BT_OK) {
+                                   NULL) != BT_OK) {
+            continue;
+        }
+        if (store) {
+            out.kvstores_flushed++;
+        } else {
             out.nodes_flushed++;
         }
     }
-    if (in->node_id && in->node_id[0] && out.nodes_flushed == 0) {
-        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND, "no node '%s'", in->node_id);
-        return;
-    }
+    bt_info("admin: flushed %u node cache(s) and %u kvstore(s)",
+            out.nodes_flushed, out.kvstores_flushed);
     bt_rpc_call_reply(call, &out.base);
 }
 

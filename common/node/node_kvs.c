@@ -47,6 +47,17 @@ static bt_status_t bt_kvs_parse(bt_node_t *node, char **targets, size_t *n_p)
             goto err;
         }
         n++;
+        /* the same rule as --router: plaintext only on loopback or when
+         * asked for (--insecure); with --tls-* the store is called over TLS */
+        {
+            char why[256];
+
+            if (bt_rpc_tls_cfg_plain_check(&node->cfg.tls, targets[n - 1],
+                                           "kvstore", why, sizeof(why)) != BT_OK) {
+                bt_error("%s", why);
+                goto err;
+            }
+        }
         s = e != NULL ? e + 1 : s + len;
     }
     *n_p = n;
@@ -87,7 +98,8 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
     for (size_t i = 0; i < n; i++) {
         bt_kvc_opts_t o = { bt_kv_shard_id(k->shard, i), node->model_name,
                             node->node_id,
-                            (uint64_t)node->cfg.kvstore_timeout_ms };
+                            (uint64_t)node->cfg.kvstore_timeout_ms,
+                            bt_rpc_tls_cfg_client(&node->cfg.tls) };
 
         k->rep[i].target = strdup(bt_kv_shard_id(k->shard, i));
         if (k->rep[i].target == NULL ||

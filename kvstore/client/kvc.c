@@ -84,7 +84,7 @@ bt_status_t bt_kvc_create(struct event_base *base, bt_rpc_client_t *rpc,
     kvc->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
     kvc->model = strdup(opts->model != NULL ? opts->model : "");
     kvc->node_id = strdup(opts->node_id != NULL ? opts->node_id : "");
-    kvc->ch = bt_rpc_channel_create(rpc, opts->target, NULL);
+    kvc->ch = bt_rpc_channel_create(rpc, opts->target, opts->tls);
     if (kvc->model == NULL || kvc->node_id == NULL || kvc->ch == NULL) {
         bt_kvc_destroy(kvc);
         return BT_ERR_NO_MEMORY;

@@ -35,6 +35,9 @@ typedef struct {
     const char *model;       /* sent with requests (copied; may be NULL) */
     const char *node_id;     /* idem */
     uint64_t    timeout_ms;  /* default deadline per operation; 0 = 5000 */
+    /* Credentials of the channel to the store (bt_rpc_tls_cfg_client);
+     * NULL = plaintext. Used by bt_kvc_create only. */
+    const bt_rpc_tls_t *tls;
 } bt_kvc_opts_t;
 
 bt_status_t bt_kvc_create(struct event_base *base, bt_rpc_client_t *rpc,

@@ -441,8 +441,10 @@ void bt_kvs_entry_kill(bt_kvs_t *s, bt_kvs_entry_t *e, bool unlink_file)
     e->dead = true;
     if (!s->flushing) {
         /* neither tier serves it any more */
-        bt_kvs_emit(s, BT_KVS_EVENT_REMOVED, BT_KVS_TIER_NONE, e->hash,
-                    e->parent);
+        bt_kvs_emit(s, BT_KVS_EVENT_REMOVED,
+                    e->slot >= 0 && !e->loading ? BT_KVS_TIER_DRAM
+                                                : BT_KVS_TIER_DISK,
+                    e->hash, e->parent);
     }
     if (e->slot >= 0 && !e->loading) {
         s->dram_blocks--;

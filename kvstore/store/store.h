@@ -95,8 +95,9 @@ typedef enum {
 
 typedef struct {
     bt_kvs_event_type_t type;
-    /* STORED: where the block is now (DRAM after a commit); CLEARED: the
-     * tier cleared (a flush reports DRAM, then DISK); REMOVED: NONE */
+    /* STORED: where the block is now (DRAM after a commit); REMOVED:
+     * where its last copy was; CLEARED: the tier cleared (a flush reports
+     * DRAM, then DISK) */
     bt_kvs_tier_t       tier;
     const uint8_t      *hash;     /* 32 bytes; NULL for CLEARED */
     const uint8_t      *parent;   /* 32 bytes; NULL for CLEARED */

@@ -121,7 +121,7 @@ static void connect_store(void)
 
     snprintf(target, sizeof(target), "ipv4:127.0.0.1:%d", store_port);
     assert_int_equal(bt_kvc_create(base, rpc, xfer, &(bt_kvc_opts_t){
-                                       target, "test-model", "test-node", 5000 },
+                                       target, "test-model", "test-node", 5000, NULL },
                                    &kvc), BT_OK);
     raw = bt_rpc_channel_create(rpc, target, NULL);
     assert_non_null(raw);

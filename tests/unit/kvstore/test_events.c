@@ -154,6 +154,7 @@ static void test_removed_on_dram_eviction_without_disk(void **state)
     assert_int_equal(log.ev[2].type, BT_KVS_EVENT_REMOVED);
     assert_int_equal(log.ev[3].type, BT_KVS_EVENT_STORED);
     assert_memory_equal(log.ev[2].parent, c.root, BT_KVS_HASH_LEN);
+    assert_int_equal(log.ev[2].tier, BT_KVS_TIER_DRAM);
     kt_chain_free(&c);
     kt_fx_free(fx);
 }
