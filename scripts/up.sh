@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make up`: start Baton on the built-in model and answer a demo request.
-# With the node daemons built: a local cluster (router, 1 prefill, 1 decode)
+# With the node daemons built: a local cluster (kvstore, router, 1 prefill,
+# 1 decode)
 # and one request through the OpenAI API and one through gRPC. Without
 # them: the single-process engine (baton-run).
 set -euo pipefail

@@ -145,6 +145,7 @@ def main():
     prefill_bin = os.path.join(BUILD, "prefill_node/baton-prefill")
     decode_bin = os.path.join(BUILD, "decode_node/baton-decode")
     ctl_bin = os.path.join(BUILD, "cli/batonctl")
+    kv_bin = os.path.join(BUILD, "kvstore/baton-kvstore")
     c = lambda f: os.path.join(certs, f)
     tls = ["--tls-cert", c("node.pem"), "--tls-key", c("node.key"),
            "--tls-ca", c("ca.pem")]
@@ -173,6 +174,11 @@ def main():
             tap(out.returncode == 2 and len(lines) == 1 and re.search(pat, lines[0]),
                 "%s %s: exit 2, one line /%s/" % (name, " ".join(a.replace(tmp, "T") for a in args), pat),
                 "exit %d: %s" % (out.returncode, out.stderr.strip()))
+        out = run([kv_bin, "--grpc-port", "0", "--http-port", "0"] + args, env=env)
+        lines = out.stderr.strip().splitlines()
+        tap(out.returncode == 2 and len(lines) == 1 and re.search(pat, lines[0]),
+            "kvstore %s: exit 2, one line /%s/" % (" ".join(a.replace(tmp, "T") for a in args), pat),
+            "exit %d: %s" % (out.returncode, out.stderr.strip()))
     out = run([router_bin, "--model", model, "--grpc-port", "0", "--http-port", "0",
                "--tls-cert", c("node.pem"), "--tls-key", os.path.join(other, "node.key")],
               env=env)
@@ -188,7 +194,13 @@ def main():
                                  "--http-port", "0", "--heartbeat", "100ms"] + tls,
                       env, tmp)
     target = "ipv4:127.0.0.1:%d" % rg
-    node_args = ["--model", model, "--router", target, "--threads", "1"] + tls
+    # the kvstore over mTLS: its listener (the nodes' puts and gets) and its
+    # registration with the router
+    _, kg, kh = start("kvstore", [kv_bin, "--grpc-port", "0", "--http-port", "0",
+                                  "--dram-bytes", "16M", "--router", target] + tls,
+                      env, tmp)
+    node_args = ["--model", model, "--router", target, "--threads", "1",
+                 "--kvstore", "ipv4:127.0.0.1:%d" % kg] + tls
     start("prefill", [prefill_bin] + node_args, env, tmp)
     start("decode", [decode_bin] + node_args + ["--kv-blocks", "256"], env, tmp)
     tap(wait_ready(rh), "router ready: a prefill and a decode node registered over mTLS")
@@ -199,9 +211,9 @@ def main():
                                             private_key=rd(key),
                                             certificate_chain=rd(cert))
 
-    def generate(ch_creds, plain=False):
+    def generate(ch_creds, plain=False, prompt="hello over tls"):
         """(code name, number of tokens)"""
-        req = pb.GenerateRequest(model="tiny", prompt="hello over tls")
+        req = pb.GenerateRequest(model="tiny", prompt=prompt)
         req.sampling.max_tokens = 8
         req.sampling.ignore_eos = True
         addr = "127.0.0.1:%d" % rg
@@ -232,6 +244,15 @@ def main():
         tap(code == "UNAVAILABLE", "Generate with %s is refused: UNAVAILABLE (%s)" % (what, code))
     code, n = generate(good)
     tap(code == "OK" and n == 8, "the cluster still serves after the refusals (%s, %d)" % (code, n))
+    # a prompt of several blocks: the prefill node publishes them to the
+    # kvstore over mTLS
+    code, n = generate(good, prompt="the baton passes from prefill to decode " * 8)
+    deadline = time.time() + 5
+    while time.time() < deadline and not (gauge(kh, "baton_kvstore_put_blocks_total") or 0):
+        time.sleep(0.1)
+    puts = gauge(kh, "baton_kvstore_put_blocks_total") or 0
+    tap(code == "OK" and puts >= 2, "the nodes reach the kvstore over mTLS: %d blocks "
+        "put (%s)" % (puts, code))
 
     # 3. a node without TLS cannot register with the mTLS router
     plain_node, _, _ = start("plain-decode", [decode_bin, "--model", model, "--router", target,
@@ -261,6 +282,10 @@ def main():
     out = run([ctl_bin, "nodes"] + ctl_tls, env=env)
     tap(out.returncode == 0 and "both1" in out.stdout and out.stdout.count("\n") >= 4,
         "batonctl nodes over mTLS lists the three nodes", out.stdout, out.stderr)
+    out = run([ctl_bin, "--json", "nodes", "--role", "kvstore"] + ctl_tls, env=env)
+    tap(out.returncode == 0 and '"NODE_ROLE_KVSTORE"' in out.stdout and
+        ("ipv4:127.0.0.1:%d" % kg) in out.stdout,
+        "the kvstore registered with the router over mTLS", out.stdout, out.stderr)
     out = run([ctl_bin, "health"] + ctl_tls, env=env)
     tap(out.returncode == 0 and "SERVING" in out.stdout, "batonctl health over mTLS: SERVING",
         out.stdout, out.stderr)
