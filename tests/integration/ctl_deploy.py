@@ -206,6 +206,7 @@ router_flags = flags_of(os.environ.get("BATON_ROUTER_BIN") or
 node_bins = {r: os.path.join(BUILD, "%s_node" % r, "baton-%s" % r)
              for r in ("prefill", "decode")}
 node_flags = {r: flags_of(b) for r, b in node_bins.items()}
+kvstore_flags = flags_of(os.path.join(BUILD, "kvstore", "baton-kvstore"))
 
 problems = []
 for name, d in deps.items():
@@ -274,21 +275,46 @@ if router_flags is None:
 else:
     check("router default ports match the Service (50051, 8000)", problems)
 
-# ---- the kvstore component stays optional ----
+# ---- the kvstore component: optional, wired to the router and the nodes ----
 problems = []
-comp = docs[os.path.join(K8S, "components", "kvstore", "kustomization.yaml")][0]
+kv_dir = os.path.join(K8S, "components", "kvstore")
+comp = docs[os.path.join(kv_dir, "kustomization.yaml")][0]
 if comp.get("kind") != "Component":
     problems.append("components/kvstore is not a kustomize Component")
-kv = docs[os.path.join(K8S, "components", "kvstore", "kvstore.yaml")]
+kv = docs[os.path.join(kv_dir, "kvstore.yaml")]
 sts = [o for o in kv if o["kind"] == "StatefulSet"]
 if not sts or not sts[0]["spec"].get("volumeClaimTemplates"):
     problems.append("no kvstore StatefulSet with a volumeClaimTemplate (disk tier)")
 for ov in ("cpu", "gpu"):
     k = docs[os.path.join(K8S, "overlays", ov, "kustomization.yaml")][0]
-    if k.get("components"):
-        problems.append("overlay %s includes the kvstore, which does not exist yet" % ov)
-check("kvstore: StatefulSet with a disk-tier PVC, in an optional component only",
-      problems)
+    if "../../components/kvstore" in (k.get("components") or []):
+        problems.append("overlay %s includes the kvstore: it stays an optional component" % ov)
+kv_env = {}
+kv_node_env = {}
+if sts:
+    c = sts[0]["spec"]["template"]["spec"]["containers"][0]
+    kv_env = {e["name"]: e["value"] if "value" in e
+              else "<from %s>" % list(e.get("valueFrom", {"?": 0}))[0]
+              for e in c.get("env", [])}
+    if port(c, "grpc") != int(kv_env.get("BATON_GRPC_PORT", 0)) or \
+            port(c, "http") != int(kv_env.get("BATON_HTTP_PORT", 0)):
+        problems.append("kvstore: container ports differ from BATON_GRPC_PORT/BATON_HTTP_PORT")
+    if not kv_env.get("BATON_ROUTER", "").endswith(":50051"):
+        problems.append("kvstore: BATON_ROUTER is not the router's registry port")
+for p in comp.get("patches", []):
+    for d in docs[os.path.join(kv_dir, p["path"])]:
+        if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "baton-node":
+            kv_node_env = d.get("data", {})
+adv = kv_env.get("BATON_ADVERTISE", "").replace("$(POD_NAME)", "baton-kvstore-0")
+if not kv_node_env.get("BATON_KVSTORE") or kv_node_env.get("BATON_KVSTORE") != adv:
+    problems.append("the nodes' BATON_KVSTORE (%s) is not the kvstore's advertised "
+                    "target (%s)" % (kv_node_env.get("BATON_KVSTORE"), adv))
+check("kvstore: StatefulSet with a disk-tier PVC, registered with the router, "
+      "the nodes' BATON_KVSTORE, in an optional component only", problems)
+check_flags("every BATON_* variable of the kvstore pod is a baton-kvstore flag",
+            {"kvstore": (kv_env.keys(), kvstore_flags)})
+check_flags("the kvstore component's node variables are flags of baton-prefill/decode",
+            {r: (kv_node_env.keys(), node_flags[r]) for r in ("prefill", "decode")})
 
 # ---- the tls component: its variables are flags of every daemon ----
 problems = []
@@ -312,7 +338,8 @@ check("components/tls sets the TLS flags, the base asks for plaintext explicitly
 check_flags("every BATON_* variable of components/tls is a flag of every daemon",
             {"router": (tls_env.keys(), router_flags),
              "prefill": (tls_env.keys(), node_flags["prefill"]),
-             "decode": (tls_env.keys(), node_flags["decode"])})
+             "decode": (tls_env.keys(), node_flags["decode"]),
+             "kvstore": (tls_env.keys(), kvstore_flags)})
 
 # ---- overlays rendered by kubectl kustomize ----
 kubectl = shutil.which("kubectl")
@@ -370,8 +397,11 @@ else:
         with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
             f.write("resources:\n  - ../cpu\ncomponents:\n  - ../../components/kvstore\n")
         out = render(tmp)
-        check("kubectl kustomize overlays/cpu + the kvstore component",
-              [] if ("StatefulSet", "baton-kvstore") in out else ["no StatefulSet"])
+        problems = [] if ("StatefulSet", "baton-kvstore") in out else ["no StatefulSet"]
+        if not out[("ConfigMap", "baton-node")]["data"].get("BATON_KVSTORE"):
+            problems.append("the nodes have no BATON_KVSTORE")
+        check("kubectl kustomize overlays/cpu + the kvstore component (nodes' "
+              "BATON_KVSTORE set)", problems)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         not_ok("kubectl kustomize overlays/cpu + the kvstore component", e)
     finally:
@@ -379,13 +409,15 @@ else:
     tmp = tempfile.mkdtemp(prefix="ctl-deploy.", dir=os.path.join(K8S, "overlays"))
     try:
         with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
-            f.write("resources:\n  - ../cpu\ncomponents:\n  - ../../components/tls\n")
+            f.write("resources:\n  - ../cpu\ncomponents:\n  - ../../components/kvstore\n"
+                    "  - ../../components/tls\n")
         out = render(tmp)
         problems = []
         if out[("ConfigMap", "baton-common")]["data"].get("BATON_INSECURE") != "false":
             problems.append("BATON_INSECURE is not false")
-        for name in ("baton-router", "baton-prefill", "baton-decode"):
-            spec = out[("Deployment", name)]["spec"]["template"]["spec"]
+        for kind, name in (("Deployment", "baton-router"), ("Deployment", "baton-prefill"),
+                           ("Deployment", "baton-decode"), ("StatefulSet", "baton-kvstore")):
+            spec = out[(kind, name)]["spec"]["template"]["spec"]
             c = spec["containers"][0]
             for probe in ("startupProbe", "livenessProbe"):
                 pr = c.get(probe, {})
@@ -397,8 +429,8 @@ else:
                 problems.append("%s: the baton-tls secret is not required (%s)" % (name, sec))
             if not any(m.get("mountPath") == "/etc/baton/tls" for m in c.get("volumeMounts", [])):
                 problems.append("%s: /etc/baton/tls is not mounted" % name)
-        check("kubectl kustomize overlays/cpu + the tls component: secret required, "
-              "HTTP probes", problems)
+        check("kubectl kustomize overlays/cpu + the kvstore and tls components: "
+              "secret required, HTTP probes (kvstore too)", problems)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         not_ok("kubectl kustomize overlays/cpu + the tls component", e)
     finally:
@@ -451,7 +483,8 @@ def env_file_keys(daemon):
 check_flags("every BATON_* variable of the example env files is a flag of its daemon",
             {"router": (env_file_keys("router"), router_flags),
              "prefill": (env_file_keys("prefill"), node_flags["prefill"]),
-             "decode": (env_file_keys("decode"), node_flags["decode"])})
+             "decode": (env_file_keys("decode"), node_flags["decode"]),
+             "kvstore": (env_file_keys("kvstore"), kvstore_flags)})
 
 analyze = shutil.which("systemd-analyze")
 if analyze is None:
