@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # Prefix reuse on a real request trace (issue 9's benchmark): replays the
 # first $TRACE_N requests of a Mooncake-format trace through a local
-# disaggregated cluster (1 prefill + 1 decode over UCX shm) twice in this
-# one run, once with the nodes' prefix cache on and once with
-# --prefix-cache=false, and prints the hit ratio beside the trace's ideal
-# (an unbounded cache), TTFT p50/p90 and throughput, on / off.
+# disaggregated cluster ($PREFILL prefill + 1 decode over UCX shm, and the
+# kvstore baton-local starts) twice in this one run, once with prefix reuse
+# on (the nodes' pools and the kvstore) and once with --prefix-cache=false
+# (neither), and prints the hit ratio beside the trace's ideal (an
+# unbounded cache), TTFT p50/p90 and throughput, on / off.
 #   bench/cluster/run_trace_bench.sh BUILD_DIR [TRACE.jsonl]
 # Knobs: TRACE_N (requests, default 200), TRACE_C (closed-loop concurrency,
 # default 4), BLOCK_TOKENS (tokens per 512-token trace block, default 16),
-# MAX_OUTPUT (cap on scaled output lengths, default 16).
+# MAX_OUTPUT (cap on scaled output lengths, default 16), PREFILL (prefill
+# nodes, default 2).
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 BUILD=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TRACE=${2:-$ROOT/../shared/data/traces/conversation_trace.jsonl}
 LOCAL=$ROOT/deploy/local/baton-local
 BENCH=$BUILD/bench/cluster/baton-bench
-TRACE_N=${TRACE_N:-200} TRACE_C=${TRACE_C:-4}
+TRACE_N=${TRACE_N:-200} TRACE_C=${TRACE_C:-4} PREFILL=${PREFILL:-2}
 BLOCK_TOKENS=${BLOCK_TOKENS:-16} MAX_OUTPUT=${MAX_OUTPUT:-16}
 for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
   [ -x "$x" ] || { echo "run_trace_bench: $x is not built" >&2; exit 1; }
@@ -36,7 +38,7 @@ run() { # mode (on|off)
   local mode=$1 cache=true
   [ "$mode" = off ] && cache=false
   BATON_PREFIX_CACHE=$cache BUILD=$BUILD BATON_RUN_DIR=$TMP/run-$mode \
-    "$LOCAL" up --prefill 1 --decode 1 --ucx-tls shm --model "$MODEL" \
+    "$LOCAL" up --prefill "$PREFILL" --decode 1 --ucx-tls shm --model "$MODEL" \
     --http-port 0 --grpc-port 0 >"$TMP/$mode-up.log" 2>&1 ||
     { cat "$TMP/$mode-up.log" >&2; return 1; }
   local url name
