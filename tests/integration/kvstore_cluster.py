@@ -280,11 +280,19 @@ def main():
     nc.PROCS.append(fo)
     victim = None
     deadline = time.time() + 20
-    # kill the decode node once it has published a few generated blocks
+    # kill the decode node once it has published a few generated blocks and
+    # its publishes have caught up with its decoding (to within 2 blocks):
+    # on a loaded machine the store's write-through commits can lag the
+    # decode, and a failover then finds only what was committed
+    tokens0 = {hp: nc.gauge(hp, "baton_node_decode_tokens_total") or 0
+               for hp in (d1[2], d2[2])}
     while time.time() < deadline and victim is None:
         for q, hp in ((d1[0], d1[2]), (d2[0], d2[2])):
-            if (nc.gauge(hp, "baton_node_kvstore_published_blocks_total") or 0) \
-                    >= published[hp] + 4:
+            pub = (nc.gauge(hp, "baton_node_kvstore_published_blocks_total")
+                   or 0) - published[hp]
+            dec = (nc.gauge(hp, "baton_node_decode_tokens_total") or 0) \
+                - tokens0[hp]
+            if pub >= 4 and (pub + 2) * 16 >= dec:
                 victim = q
                 break
     if victim is not None:
