@@ -149,15 +149,24 @@ static void progress_cb(evutil_socket_t fd, short what, void *arg)
     progress_all(ctx);
     if (ctx->spin_ns > 0) {
         uint64_t now = bt_now_ns();
-
         bool fresh = ctx->events != ctx->events_seen;
+        uint64_t window = ctx->spin_ns;
 
         if (fresh) {
             ctx->events_seen = ctx->events;
             ctx->last_event_ns = now;
         }
-        if (now - ctx->last_event_ns < ctx->spin_ns) {
-            uint64_t end = ctx->last_event_ns + ctx->spin_ns;
+        /* While a transfer of ours or a rendezvous receive into our
+         * regions is in flight, UCX moves its bytes (tcp) only when
+         * progressed: keep polling rather than sleep on the fd between
+         * its completions, up to BT_XFER_BUSY_NS after the last event
+         * (a stalled peer then costs no more CPU than that). */
+        if ((ctx->n_active > 0 || ctx->rx_pending > 0) &&
+            BT_XFER_BUSY_NS > window) {
+            window = BT_XFER_BUSY_NS;
+        }
+        if (now - ctx->last_event_ns < window) {
+            uint64_t end = ctx->last_event_ns + window;
 
             if (end > now + SPIN_SLICE_NS) {
                 end = now + SPIN_SLICE_NS;

@@ -86,6 +86,7 @@ static void recv_done_cb(void *request, ucs_status_t status, size_t length,
 
     ucp_request_free(request);
     bt_xfer_ctx_event(ctx);
+    ctx->rx_pending--;
     if (status != UCS_OK) {
         r->failed = true;
         ctx->rx.rx_rejected++;
@@ -161,6 +162,7 @@ static ucs_status_t am_data_cb(void *arg, const void *header,
         ctx->rx.rx_bytes += length;
     } else {
         rx->pending++;
+        ctx->rx_pending++;
     }
     if (rx->pending == 0 && !rx->failed) {
         rx_op_free(rx);
