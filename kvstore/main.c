@@ -7,6 +7,7 @@
 #include "base/loop.h"
 #include "base/opts.h"
 #include "bt_config.h"
+#include "rpc/addr.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -283,8 +284,7 @@ int main(int argc, char **argv)
     if (d->grpc == NULL) {
         goto out;
     }
-    snprintf(addr, sizeof(addr), "%s:%lld", d->cfg.listen,
-             (long long)d->cfg.grpc_port);
+    bt_rpc_hostport(addr, sizeof(addr), d->cfg.listen, (int)d->cfg.grpc_port);
     if (bt_rpc_server_listen(d->grpc, addr, bt_rpc_tls_cfg_server(&d->cfg.tls),
                              &d->grpc_port) != BT_OK ||
         bt_kvsd_service_register(d) != BT_OK ||
@@ -310,9 +310,8 @@ int main(int argc, char **argv)
     if (d->cfg.advertise != NULL && d->cfg.advertise[0] != '\0') {
         snprintf(d->advertise, sizeof(d->advertise), "%s", d->cfg.advertise);
     } else {
-        snprintf(d->advertise, sizeof(d->advertise), "%s%s:%d",
-                 strchr(d->cfg.listen, ':') != NULL ? "ipv6:" : "ipv4:",
-                 d->cfg.listen, d->grpc_port);
+        bt_rpc_target(d->advertise, sizeof(d->advertise), d->cfg.listen,
+                      d->grpc_port);
     }
     {
         const char *id = d->cfg.node_id != NULL ? d->cfg.node_id : d->advertise;

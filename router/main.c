@@ -8,6 +8,7 @@
 #include "base/loop.h"
 #include "base/opts.h"
 #include "bt_config.h"
+#include "rpc/addr.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -246,7 +247,7 @@ int main(int argc, char **argv)
     if (r->client == NULL || r->grpc == NULL) {
         goto out;
     }
-    snprintf(addr, sizeof(addr), "%s:%lld", o.c.listen, (long long)o.c.grpc_port);
+    bt_rpc_hostport(addr, sizeof(addr), o.c.listen, (int)o.c.grpc_port);
     s = bt_rpc_server_listen(r->grpc, addr, bt_rpc_tls_cfg_server(&r->cfg.tls),
                              &r->grpc_bound_port);
     if (s == BT_OK) {

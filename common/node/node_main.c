@@ -9,6 +9,7 @@
 #include "base/opts.h"
 #include "bt_config.h"
 #include "engine/tokenizer.h"
+#include "rpc/addr.h"
 
 #include <libgen.h>
 #include <stddef.h>
@@ -369,8 +370,8 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     if (node->client == NULL || node->grpc == NULL) {
         goto out;
     }
-    snprintf(addr, sizeof(addr), "%s:%lld", node->cfg.listen,
-             (long long)node->cfg.grpc_port);
+    bt_rpc_hostport(addr, sizeof(addr), node->cfg.listen,
+                    (int)node->cfg.grpc_port);
     if (bt_rpc_server_listen(node->grpc, addr,
                              bt_rpc_tls_cfg_server(&node->cfg.tls),
                              &node->grpc_port) != BT_OK ||
@@ -382,9 +383,8 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
         bt_error("cannot start the grpc server on %s", addr);
         goto out;
     }
-    snprintf(node->grpc_addr, sizeof(node->grpc_addr), "%s%s:%d",
-             strchr(node->cfg.listen, ':') != NULL ? "ipv6:" : "ipv4:",
-             node->cfg.listen, node->grpc_port);
+    bt_rpc_target(node->grpc_addr, sizeof(node->grpc_addr), node->cfg.listen,
+                  node->grpc_port);
     if (node->cfg.node_id != NULL) {
         snprintf(node->node_id, sizeof(node->node_id), "%s", node->cfg.node_id);
     } else {
