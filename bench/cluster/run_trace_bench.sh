@@ -10,16 +10,18 @@
 # Knobs: TRACE_N (requests, default 200), TRACE_C (closed-loop concurrency,
 # default 4), BLOCK_TOKENS (tokens per 512-token trace block, default 16),
 # MAX_OUTPUT (cap on scaled output lengths, default 16), PREFILL (prefill
-# nodes, default 2).
+# nodes, default 2), TRACE_SPEED (replay at the trace's timestamps this many
+# times faster instead of closed loop; default 0 = closed loop).
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 BUILD=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TRACE=${2:-$ROOT/../shared/data/traces/conversation_trace.jsonl}
 LOCAL=$ROOT/deploy/local/baton-local
 BENCH=$BUILD/bench/cluster/baton-bench
 TRACE_N=${TRACE_N:-200} TRACE_C=${TRACE_C:-4} PREFILL=${PREFILL:-2}
+TRACE_SPEED=${TRACE_SPEED:-0}
 BLOCK_TOKENS=${BLOCK_TOKENS:-16} MAX_OUTPUT=${MAX_OUTPUT:-16}
 for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
   [ -x "$x" ] || { echo "run_trace_bench: $x is not built" >&2; exit 1; }
@@ -47,6 +49,7 @@ run() { # mode (on|off)
   echo "== cache $mode: $url, $TRACE_N requests of $(basename "$TRACE")" >&2
   "$BENCH" --url "$url" --model "$name" --json --timeout 120s --deadline 20m \
     --trace "$TRACE" --trace-requests "$TRACE_N" --concurrency "$TRACE_C" \
+    --trace-speed "$TRACE_SPEED" \
     --block-tokens "$BLOCK_TOKENS" --max-output "$MAX_OUTPUT" \
     >"$TMP/$mode.json" || true
   BUILD=$BUILD BATON_RUN_DIR=$TMP/run-$mode "$LOCAL" down >/dev/null 2>&1 || true
