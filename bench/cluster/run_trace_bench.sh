@@ -11,7 +11,7 @@
 # default 4), BLOCK_TOKENS (tokens per 512-token trace block, default 16),
 # MAX_OUTPUT (cap on scaled output lengths, default 16), PREFILL (prefill
 # nodes, default 2), TRACE_SPEED (replay at the trace's timestamps this many
-# times faster instead of closed loop; default 0 = closed loop).
+# times faster; default 4; 0 = closed loop at TRACE_C).
 set -euo pipefail
 
 [ $# -ge 1 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -21,7 +21,7 @@ TRACE=${2:-$ROOT/../shared/data/traces/conversation_trace.jsonl}
 LOCAL=$ROOT/deploy/local/baton-local
 BENCH=$BUILD/bench/cluster/baton-bench
 TRACE_N=${TRACE_N:-200} TRACE_C=${TRACE_C:-4} PREFILL=${PREFILL:-2}
-TRACE_SPEED=${TRACE_SPEED:-0}
+TRACE_SPEED=${TRACE_SPEED:-4}
 BLOCK_TOKENS=${BLOCK_TOKENS:-16} MAX_OUTPUT=${MAX_OUTPUT:-16}
 for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
   [ -x "$x" ] || { echo "run_trace_bench: $x is not built" >&2; exit 1; }
