@@ -26,12 +26,17 @@ N = 0
 FAILED = 0
 
 
-def tap(ok, what):
+def tap(ok, what, *why):
+    """One TAP line; on failure each `why` follows as comment lines."""
     global N, FAILED
     N += 1
     if not ok:
         FAILED += 1
     print(("ok %d - %s" if ok else "not ok %d - %s") % (N, what), flush=True)
+    if not ok:
+        for w in why:
+            for line in str(w).splitlines():
+                print("# " + line, flush=True)
 
 
 def bail(why):
@@ -87,11 +92,15 @@ def run(main_fn):
         cleanup()
 
 
-def start(name, args, env, logdir):
+def start(name, args, env, logdir, expect_line=True):
+    """Starts a daemon (stderr to logdir/NAME.err); unless expect_line is
+    False, waits for its "grpc_port=P http_port=Q" line: (proc, P, Q)."""
     err = open(os.path.join(logdir, name + ".err"), "w")
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=env,
                          text=True)
     PROCS.append(p)
+    if not expect_line:
+        return p, 0, 0
     # bounded: the line comes once serving
     deadline = time.time() + 30
     line = ""

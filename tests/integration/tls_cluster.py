@@ -14,7 +14,6 @@ and every daemon exits 0.
 
 Environment: BATON_BUILD_ROOT (the build folder), BATON_SOURCE_ROOT.
 """
-import http.client
 import os
 import re
 import shutil
@@ -24,89 +23,15 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import node_cluster as nc  # noqa: E402
+from node_cluster import (bail, cleanup, gauge, start, tap,  # noqa: E402
+                          wait_ready)
+
 BUILD = os.environ.get("BATON_BUILD_ROOT", "build")
 SRC = os.environ.get("BATON_SOURCE_ROOT") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CI = os.environ.get("CI") == "true"
-PROCS = []
-N = 0
-FAILED = 0
-
-
-def tap(ok, what, *why):
-    global N, FAILED
-    N += 1
-    if not ok:
-        FAILED += 1
-    print(("ok %d - %s" if ok else "not ok %d - %s") % (N, what), flush=True)
-    if not ok:
-        for w in why:
-            for line in str(w).splitlines():
-                print("# " + line, flush=True)
-
-
-def cleanup():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-    for p in PROCS:
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def bail(why):
-    print("Bail out! " + why, flush=True)
-    cleanup()
-    sys.exit(1)
-
-
-def start(name, args, env, logdir, expect_line=True):
-    err = open(os.path.join(logdir, name + ".err"), "w")
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=env,
-                         text=True)
-    PROCS.append(p)
-    if not expect_line:
-        return p, 0, 0
-    deadline = time.time() + 30
-    line = ""
-    while time.time() < deadline:
-        line = p.stdout.readline()
-        if line.startswith("grpc_port=") or p.poll() is not None:
-            break
-    m = re.match(r"grpc_port=(\d+) http_port=(\d+)", line)
-    if not m:
-        bail("%s did not start (see %s/%s.err)" % (name, logdir, name))
-    return p, int(m.group(1)), int(m.group(2))
-
-
-def http_get(port, path):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, r.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def wait_ready(port, secs=20):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        if http_get(port, "/readyz")[0] == 200:
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def gauge(port, name):
-    _, body = http_get(port, "/metrics")
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
 
 def run(args, env=None, timeout=30):
     return subprocess.run(args, capture_output=True, text=True, env=env,
@@ -307,7 +232,7 @@ def main():
         "batonctl --tls-cert without --tls-key: exit 2, one line", out.stderr)
 
     # 6. SIGTERM: every daemon drains and exits 0 (nodes first)
-    live = [p for p in PROCS if p.poll() is None]
+    live = [p for p in nc.PROCS if p.poll() is None]
     for p in live[1:] + live[:1]:
         p.send_signal(signal.SIGTERM)
         try:
@@ -318,10 +243,10 @@ def main():
     tap(all(x == 0 for x in codes), "SIGTERM: every daemon exits 0 (%s)" % codes)
 
     cleanup()
-    print("1..%d" % N, flush=True)
-    if FAILED == 0:
+    print("1..%d" % nc.N, flush=True)
+    if nc.FAILED == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if FAILED else 0
+    return 1 if nc.FAILED else 0
 
 
 if __name__ == "__main__":
