@@ -165,7 +165,10 @@ bool bt_kvs_reservation_is_landed(const bt_kvs_t *s, uint64_t id)
     return r != NULL && r->landed;
 }
 
-bt_status_t bt_kvs_abort(bt_kvs_t *s, uint64_t id)
+/* The live reservation `id` not yet being committed, or NULL with the
+ * error set and *st_p = NOT_FOUND / EXISTS (abort and commit alike). */
+static bt_kvs_resv_t *bt_kvs_resv_idle(bt_kvs_t *s, uint64_t id,
+                                       bt_status_t *st_p)
 {
     bt_kvs_resv_t *r = bt_kvs_resv_find(s, id);
 
@@ -173,12 +176,25 @@ bt_status_t bt_kvs_abort(bt_kvs_t *s, uint64_t id)
     if (r == NULL) {
         bt_kvs_set_error(s, "reservation %llu is unknown or expired",
                          (unsigned long long)id);
-        return BT_ERR_NOT_FOUND;
+        *st_p = BT_ERR_NOT_FOUND;
+        return NULL;
     }
     if (r->committing) {
-        bt_kvs_set_error(s, "reservation %llu is being committed",
+        bt_kvs_set_error(s, "reservation %llu is already being committed",
                          (unsigned long long)id);
-        return BT_ERR_EXISTS;
+        *st_p = BT_ERR_EXISTS;
+        return NULL;
+    }
+    return r;
+}
+
+bt_status_t bt_kvs_abort(bt_kvs_t *s, uint64_t id)
+{
+    bt_status_t st;
+    bt_kvs_resv_t *r = bt_kvs_resv_idle(s, id, &st);
+
+    if (r == NULL) {
+        return st;
     }
     bt_kvs_resv_free(s, r, true);
     return BT_OK;
@@ -342,23 +358,16 @@ bt_status_t bt_kvs_commit(bt_kvs_t *s, uint64_t id,
                           const bt_kvs_commit_block_t *blocks, size_t n,
                           bt_kvs_commit_cb cb, void *arg)
 {
-    bt_kvs_resv_t *r = bt_kvs_resv_find(s, id);
+    bt_status_t st = BT_ERR_INVALID_ARG;
+    bt_kvs_resv_t *r = bt_kvs_resv_idle(s, id, &st);
     bt_kvs_commit_t *c = NULL;
     bool *seen = NULL;
-    bt_status_t st = BT_ERR_INVALID_ARG;
     size_t k = 0;
 
-    s->err[0] = '\0';
     if (r == NULL) {
-        bt_kvs_set_error(s, "reservation %llu is unknown or expired",
-                         (unsigned long long)id);
-        return BT_ERR_NOT_FOUND;
+        return st;
     }
-    if (r->committing) {
-        bt_kvs_set_error(s, "reservation %llu is already being committed",
-                         (unsigned long long)id);
-        return BT_ERR_EXISTS;
-    }
+    st = BT_ERR_INVALID_ARG;
     if (n > r->n) {
         bt_kvs_set_error(s, "%zu blocks committed, %zu reserved", n, r->n);
         return BT_ERR_INVALID_ARG;
