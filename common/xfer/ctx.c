@@ -37,43 +37,68 @@ bt_status_t bt_xfer_status_from_ucs(ucs_status_t st)
     }
 }
 
-/* Defaults that make peer error handling keep shared memory (TOOLCHAIN:
- * without them UCX silently falls back to tcp, 50x slower) and detect a
- * dead shm peer within ~1 s. A value the user set wins. */
-static bool tls_has_shm(void)
+/* Whether UCX_TLS may pick a transport of the family whose names are
+ * `names` (NULL-terminated). */
+static bool tls_may_use(const char *const *names)
 {
     const char *t = getenv("UCX_TLS");
 
     if (t == NULL || *t == '\0' || strstr(t, "all") != NULL || t[0] == '^') {
         return true;
     }
-    return strstr(t, "shm") != NULL || strstr(t, "posix") != NULL ||
-           strstr(t, "sysv") != NULL || strstr(t, "sm") != NULL;
+    for (; *names != NULL; names++) {
+        if (strstr(t, *names) != NULL) {
+            return true;
+        }
+    }
+    return false;
 }
 
-/* UCX_ADAPTIVE_PROGRESS=n: in UCX 1.13 a failed endpoint "unprogresses"
- * its interfaces (ucp_worker_iface_unprogress_ep), and after a shm peer
- * died the posix interface that the live peers' endpoints still use
- * stopped being progressed: their flushes never completed (seen in the
+static const char *const shm_names[] = {"shm", "posix", "sysv", "sm", NULL};
+static const char *const tcp_names[] = {"tcp", NULL};
+
+/* Defaults, each for a reason measured here; a value the user set wins.
+ *
+ * POSIX/SYSV_ERROR_HANDLING=y: peer error handling then keeps shared
+ * memory (TOOLCHAIN: without them UCX silently falls back to tcp, 50x
+ * slower); KEEPALIVE_INTERVAL=1s detects a dead shm peer within ~1 s.
+ *
+ * ADAPTIVE_PROGRESS=n: in UCX 1.13 a failed endpoint "unprogresses" its
+ * interfaces (ucp_worker_iface_unprogress_ep), and after a shm peer died
+ * the posix interface that the live peers' endpoints still use stopped
+ * being progressed: their flushes never completed (seen in the
  * receiver-killed test; docs/internals/xfer.md). Progressing every
- * interface costs a poll of each shm FIFO. */
-static void set_env_defaults(void)
+ * interface costs a poll of each shm FIFO.
+ *
+ * TCP_RX_SEG_SIZE=512K: with peer error handling UCX 1.13 gives tcp no
+ * RMA lane (it lacks the error-handling flags wireup asks of one), so a
+ * rendezvous moves as active-message fragments of the receive segment
+ * size: at the default 64K that is ~19 sends and receives per MiB and
+ * 0.75-0.8 of ucx_perftest's ucp_am_bw; 256K-512K measured best (1.2-1.5x
+ * at 1-64 MiB), 4M worse again. Costs one such buffer per receiving
+ * connection. */
+void bt_xfer_env_defaults(void)
 {
-    static const char *const defaults[][2] = {
-        {"UCX_POSIX_ERROR_HANDLING", "y"},
-        {"UCX_SYSV_ERROR_HANDLING", "y"},
-        {"UCX_KEEPALIVE_INTERVAL", "1s"},
-        {"UCX_ADAPTIVE_PROGRESS", "n"},
+    static const struct {
+        const char        *name;
+        const char        *value;
+        const char *const *needs;   /* transports it concerns */
+    } defaults[] = {
+        {"UCX_POSIX_ERROR_HANDLING", "y", shm_names},
+        {"UCX_SYSV_ERROR_HANDLING", "y", shm_names},
+        {"UCX_KEEPALIVE_INTERVAL", "1s", NULL},
+        {"UCX_ADAPTIVE_PROGRESS", "n", NULL},
+        {"UCX_TCP_RX_SEG_SIZE", "512K", tcp_names},
     };
 
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-        /* Naming shm variables when UCX_TLS leaves shm out only makes UCX
-         * warn about unused variables. */
-        if (i < 2 && !tls_has_shm()) {
+        /* Naming a transport's variables when UCX_TLS leaves it out only
+         * makes UCX warn about unused variables. */
+        if (defaults[i].needs != NULL && !tls_may_use(defaults[i].needs)) {
             continue;
         }
-        if (getenv(defaults[i][0]) == NULL) {
-            setenv(defaults[i][0], defaults[i][1], 0);
+        if (getenv(defaults[i].name) == NULL) {
+            setenv(defaults[i].name, defaults[i].value, 0);
         }
     }
 }
@@ -154,7 +179,15 @@ static void progress_cb(evutil_socket_t fd, short what, void *arg)
 
         if (fresh) {
             ctx->events_seen = ctx->events;
+            ctx->last_gap_ns = now - ctx->last_event_ns;
             ctx->last_event_ns = now;
+        }
+        /* Events coming at a steady pace: stay awake for the next one
+         * (twice the last gap, bounded) rather than make its sender pay
+         * for waking us. */
+        if (ctx->last_gap_ns < BT_XFER_PACE_MAX_NS / 2 &&
+            2 * ctx->last_gap_ns > window) {
+            window = 2 * ctx->last_gap_ns;
         }
         /* While a transfer of ours or a rendezvous receive into our
          * regions is in flight, UCX moves its bytes (tcp) only when
@@ -247,7 +280,7 @@ bt_status_t bt_xfer_ctx_create(struct event_base *base,
         strcpy(ctx->host, "unknown");
     }
 
-    set_env_defaults();
+    bt_xfer_env_defaults();
     st = ucp_config_read(NULL, NULL, &config);
     if (st != UCS_OK) {
         bt_error("xfer ucx config read failed: %s", ucs_status_string(st));

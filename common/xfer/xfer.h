@@ -85,14 +85,20 @@ typedef struct {
     bool           log_lanes;
 } bt_xfer_ctx_params_t;
 
-/* Creates the UCP context (RMA + AM + WAKEUP) and worker and hooks the
- * worker's event fd into `base`. Before reading UCX's configuration it
- * sets, unless the user did, UCX_POSIX_ERROR_HANDLING=y,
+/* Sets in this process's environment, unless the user did, the UCX
+ * defaults the library runs with: UCX_POSIX_ERROR_HANDLING=y and
  * UCX_SYSV_ERROR_HANDLING=y (else peer error handling silently drops
- * shared memory for tcp), UCX_KEEPALIVE_INTERVAL=1s and
- * UCX_ADAPTIVE_PROGRESS=n (else a dead shm peer stalls the live ones,
- * docs/internals/xfer.md). `params` may be
- * NULL. */
+ * shared memory for tcp), UCX_KEEPALIVE_INTERVAL=1s,
+ * UCX_ADAPTIVE_PROGRESS=n (else a dead shm peer stalls the live ones) and
+ * UCX_TCP_RX_SEG_SIZE=512K (tcp rendezvous fragments; 64K costs ~1/3 of
+ * the bandwidth). Why each: docs/internals/xfer.md. bt_xfer_ctx_create()
+ * calls it; baton-xferbench runs ucx_perftest under the same settings
+ * too. */
+void bt_xfer_env_defaults(void);
+
+/* Creates the UCP context (RMA + AM + WAKEUP) and worker and hooks the
+ * worker's event fd into `base`, after bt_xfer_env_defaults(). `params`
+ * may be NULL. */
 bt_status_t bt_xfer_ctx_create(struct event_base *base,
                                const bt_xfer_ctx_params_t *params,
                                bt_xfer_ctx_t **ctx_p);

@@ -46,6 +46,14 @@ static inline void bt_xfer_link_del(bt_xfer_link_t *n)
  * completions of large transfers cost 5-15 % of bandwidth (Figures). */
 #define BT_XFER_BUSY_NS (20ull * 1000 * 1000)
 
+/* Upper bound of the poll window that follows the pace of arriving
+ * events (twice the last gap between two, ctx.c progress_cb): a receiver
+ * of back-to-back shm writes 80 us apart otherwise slept after the 50 us
+ * window, and each completion message then cost the sender a wake-up
+ * (a unix-socket signal and a cross-CPU wake) worth ~15 % of its
+ * bandwidth at 4 MiB. */
+#define BT_XFER_PACE_MAX_NS (1000ull * 1000)
+
 /* Active message ids. */
 enum {
     BT_XFER_AM_DATA   = 0x6270,
@@ -111,6 +119,7 @@ struct bt_xfer_ctx {
     uint64_t             events;       /* transfer events, for the window */
     uint64_t             events_seen;
     uint64_t             last_event_ns;
+    uint64_t             last_gap_ns;  /* between the last two events */
     size_t               rx_pending;   /* rendezvous receives in flight */
     bool                 peer_failed;  /* some peer needs its cleanup */
     bool                 in_api;       /* inside bt_xfer_write/read */

@@ -1,0 +1,97 @@
+/* The UCX defaults the library sets before UCX reads its configuration:
+ * each only where UCX_TLS may use its transport, never over a value the
+ * user set. */
+#include "xfer/xfer.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+static const char *const names[] = {
+    "UCX_POSIX_ERROR_HANDLING", "UCX_SYSV_ERROR_HANDLING",
+    "UCX_KEEPALIVE_INTERVAL", "UCX_ADAPTIVE_PROGRESS", "UCX_TCP_RX_SEG_SIZE",
+};
+
+static int clear_env(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        unsetenv(names[i]);
+    }
+    unsetenv("UCX_TLS");
+    return 0;
+}
+
+static void assert_env(const char *name, const char *want)
+{
+    const char *v = getenv(name);
+
+    if (want == NULL) {
+        assert_null(v);
+    } else {
+        assert_non_null(v);
+        assert_string_equal(v, want);
+    }
+}
+
+static void test_tcp_only(void **state)
+{
+    (void)state;
+    setenv("UCX_TLS", "tcp,self", 1);
+    bt_xfer_env_defaults();
+    assert_env("UCX_TCP_RX_SEG_SIZE", "512K");
+    assert_env("UCX_ADAPTIVE_PROGRESS", "n");
+    assert_env("UCX_KEEPALIVE_INTERVAL", "1s");
+    assert_env("UCX_POSIX_ERROR_HANDLING", NULL);
+    assert_env("UCX_SYSV_ERROR_HANDLING", NULL);
+}
+
+static void test_shm_only(void **state)
+{
+    (void)state;
+    setenv("UCX_TLS", "posix,sysv,cma,self", 1);
+    bt_xfer_env_defaults();
+    assert_env("UCX_POSIX_ERROR_HANDLING", "y");
+    assert_env("UCX_SYSV_ERROR_HANDLING", "y");
+    assert_env("UCX_TCP_RX_SEG_SIZE", NULL);
+}
+
+static void test_all_transports(void **state)
+{
+    (void)state;
+    bt_xfer_env_defaults();   /* UCX_TLS unset: UCX may pick any */
+    assert_env("UCX_POSIX_ERROR_HANDLING", "y");
+    assert_env("UCX_TCP_RX_SEG_SIZE", "512K");
+    clear_env(state);
+    setenv("UCX_TLS", "^ib", 1);
+    bt_xfer_env_defaults();
+    assert_env("UCX_SYSV_ERROR_HANDLING", "y");
+    assert_env("UCX_TCP_RX_SEG_SIZE", "512K");
+}
+
+static void test_user_value_wins(void **state)
+{
+    (void)state;
+    setenv("UCX_TLS", "tcp", 1);
+    setenv("UCX_TCP_RX_SEG_SIZE", "64K", 1);
+    setenv("UCX_ADAPTIVE_PROGRESS", "y", 1);
+    bt_xfer_env_defaults();
+    assert_env("UCX_TCP_RX_SEG_SIZE", "64K");
+    assert_env("UCX_ADAPTIVE_PROGRESS", "y");
+    assert_env("UCX_KEEPALIVE_INTERVAL", "1s");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_tcp_only, clear_env),
+        cmocka_unit_test_setup(test_shm_only, clear_env),
+        cmocka_unit_test_setup(test_all_transports, clear_env),
+        cmocka_unit_test_setup(test_user_value_wins, clear_env),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
