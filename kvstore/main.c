@@ -173,8 +173,11 @@ static void bt_kvsd_sigterm(void *arg, int signo)
 static bt_status_t bt_kvsd_store_init(bt_kvsd_t *d)
 {
     bt_kvs_config_t kc;
+    /* The lanes UCX picks per client are logged: it silently falls back
+     * to tcp where shared memory lacks error handling (TOOLCHAIN.md). */
+    bt_xfer_ctx_params_t xp = {.log_lanes = true};
 
-    if (bt_xfer_ctx_create(d->base, NULL, &d->xfer) != BT_OK ||
+    if (bt_xfer_ctx_create(d->base, &xp, &d->xfer) != BT_OK ||
         bt_xfer_region_alloc(d->xfer, (size_t)d->cfg.dram_bytes,
                              &d->region) != BT_OK ||
         bt_xfer_region_export(d->region, &d->desc, &d->desc_len) != BT_OK) {

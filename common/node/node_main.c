@@ -217,7 +217,11 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
         return BT_ERR_INVALID_ARG;
     }
     bytes = bt_kv_region_bytes(&pc.geom, n_blocks);
-    if (bt_xfer_ctx_create(node->base, NULL, &node->xfer) != BT_OK ||
+    /* The lanes UCX picks per peer are logged: it silently falls back to
+     * tcp where shared memory lacks error handling (TOOLCHAIN.md). */
+    bt_xfer_ctx_params_t xp = {.log_lanes = true};
+
+    if (bt_xfer_ctx_create(node->base, &xp, &node->xfer) != BT_OK ||
         bt_xfer_region_alloc(node->xfer, bytes, &node->region) != BT_OK ||
         (node->xstats = bt_xstats_create(node->metrics)) == NULL) {
         bt_error("cannot set up ucx for the kv pool");

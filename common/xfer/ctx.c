@@ -157,6 +157,11 @@ static unsigned progress_all(bt_xfer_ctx_t *ctx)
     return n;
 }
 
+bool bt_xfer_ctx_has_cuda(const bt_xfer_ctx_t *ctx)
+{
+    return (ctx->mem_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+}
+
 unsigned bt_xfer_ctx_progress(bt_xfer_ctx_t *ctx)
 {
     return progress_all(ctx);
@@ -249,6 +254,7 @@ bt_status_t bt_xfer_ctx_create(struct event_base *base,
     ucp_config_t *config;
     ucp_params_t up;
     ucp_worker_params_t wp;
+    ucp_context_attr_t ua;
     ucs_status_t st;
     bt_status_t bst = BT_ERR_INTERNAL;
     int efd;
@@ -297,6 +303,17 @@ bt_status_t bt_xfer_ctx_create(struct event_base *base,
     if (st != UCS_OK) {
         bt_error("xfer ucp init failed: %s", ucs_status_string(st));
         goto err_free;
+    }
+    memset(&ua, 0, sizeof(ua));
+    ua.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+    if (ucp_context_query(ctx->ucp, &ua) == UCS_OK) {
+        ctx->mem_types = ua.memory_types;
+    } else {
+        ctx->mem_types = UCS_BIT(UCS_MEMORY_TYPE_HOST);
+    }
+    if (ctx->params.log_lanes) {
+        bt_info("xfer UCX memory: host%s", bt_xfer_ctx_has_cuda(ctx)
+                    ? ", cuda" : " only (GPU data is staged through host)");
     }
     memset(&wp, 0, sizeof(wp));
     wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;

@@ -8,7 +8,8 @@
 #include <string.h>
 
 static bt_status_t region_map(bt_xfer_ctx_t *ctx, void *base, size_t length,
-                              bool alloc, bt_xfer_region_t **region_p)
+                              bool alloc, bt_xfer_mem_t mem,
+                              bt_xfer_region_t **region_p)
 {
     bt_xfer_region_t *r;
     ucp_mem_map_params_t mp;
@@ -18,6 +19,12 @@ static bt_status_t region_map(bt_xfer_ctx_t *ctx, void *base, size_t length,
     if (length == 0 || (!alloc && base == NULL)) {
         bt_error("xfer region needs a base and a length (len %zu)", length);
         return BT_ERR_INVALID_ARG;
+    }
+    if (mem == BT_XFER_MEM_CUDA && !bt_xfer_ctx_has_cuda(ctx)) {
+        bt_error("xfer cannot register %zu bytes of CUDA memory: this UCX "
+                 "has no CUDA support (no cuda_copy transport); stage GPU "
+                 "data through a pinned host region", length);
+        return BT_ERR_UNSUPPORTED;
     }
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
@@ -30,6 +37,10 @@ static bt_status_t region_map(bt_xfer_ctx_t *ctx, void *base, size_t length,
     mp.address = alloc ? NULL : base;
     mp.length = length;
     mp.flags = alloc ? UCP_MEM_MAP_ALLOCATE : 0;
+    if (mem == BT_XFER_MEM_CUDA) {
+        mp.field_mask |= UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+        mp.memory_type = UCS_MEMORY_TYPE_CUDA;
+    }
     st = ucp_mem_map(ctx->ucp, &mp, &r->memh);
     if (st != UCS_OK) {
         bt_error("xfer cannot %s a region of %zu bytes: %s",
@@ -54,6 +65,7 @@ static bt_status_t region_map(bt_xfer_ctx_t *ctx, void *base, size_t length,
     r->base = attr.address;
     r->length = length;
     r->ucx_alloc = alloc;
+    r->mem = mem;
     r->id = ctx->next_region_id++;
     bt_xfer_link_add(&ctx->regions, &r->link);
     *region_p = r;
@@ -68,14 +80,25 @@ err_unmap:
 bt_status_t bt_xfer_region_alloc(bt_xfer_ctx_t *ctx, size_t length,
                                  bt_xfer_region_t **region_p)
 {
-    return region_map(ctx, NULL, length, true, region_p);
+    return region_map(ctx, NULL, length, true, BT_XFER_MEM_HOST, region_p);
 }
 
 bt_status_t bt_xfer_region_register(bt_xfer_ctx_t *ctx, void *base,
                                     size_t length,
                                     bt_xfer_region_t **region_p)
 {
-    return region_map(ctx, base, length, false, region_p);
+    return region_map(ctx, base, length, false, BT_XFER_MEM_HOST, region_p);
+}
+
+bt_status_t bt_xfer_region_register_mem(bt_xfer_ctx_t *ctx, void *base,
+                                        size_t length, bt_xfer_mem_t mem,
+                                        bt_xfer_region_t **region_p)
+{
+    if (mem != BT_XFER_MEM_HOST && mem != BT_XFER_MEM_CUDA) {
+        bt_error("xfer region of unknown memory type %d", (int)mem);
+        return BT_ERR_INVALID_ARG;
+    }
+    return region_map(ctx, base, length, false, mem, region_p);
 }
 
 void bt_xfer_region_destroy(bt_xfer_region_t *r)

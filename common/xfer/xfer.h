@@ -130,6 +130,23 @@ bt_status_t bt_xfer_region_alloc(bt_xfer_ctx_t *ctx, size_t length,
 bt_status_t bt_xfer_region_register(bt_xfer_ctx_t *ctx, void *base,
                                     size_t length,
                                     bt_xfer_region_t **region_p);
+
+/* Where a region's memory lives. */
+typedef enum {
+    BT_XFER_MEM_HOST,
+    BT_XFER_MEM_CUDA,   /* device memory (cudaMalloc) */
+} bt_xfer_mem_t;
+
+/* Whether this process's UCX handles CUDA device memory (a UCX built
+ * with cuda_copy/cuda_ipc; Debian's 1.13 is not: stage GPU KV through a
+ * pinned host region, docs/internals/xfer.md "GPU memory"). */
+bool bt_xfer_ctx_has_cuda(const bt_xfer_ctx_t *ctx);
+/* bt_xfer_region_register for memory of type `mem`: a CUDA region is
+ * mapped as UCS_MEMORY_TYPE_CUDA, so UCX moves it with its CUDA
+ * transports; BT_ERR_UNSUPPORTED (one log line) where UCX has none. */
+bt_status_t bt_xfer_region_register_mem(bt_xfer_ctx_t *ctx, void *base,
+                                        size_t length, bt_xfer_mem_t mem,
+                                        bt_xfer_region_t **region_p);
 void bt_xfer_region_destroy(bt_xfer_region_t *region);
 
 void *bt_xfer_region_base(const bt_xfer_region_t *region);

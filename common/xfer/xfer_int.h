@@ -103,6 +103,7 @@ struct bt_xfer_ctx {
     struct event        *again_ev;    /* zero timer after arm said BUSY */
     bt_xfer_ctx_params_t params;
     uint64_t             id;
+    uint64_t             mem_types;    /* UCX's, bits of ucs_memory_type_t */
     uint64_t             next_op_id;
     uint32_t             next_region_id;
     char                 host[64];
@@ -157,6 +158,7 @@ struct bt_xfer_region {
     size_t          length;
     uint32_t        id;
     bool            ucx_alloc;
+    bt_xfer_mem_t   mem;
     void           *rkey_buf;
     size_t          rkey_len;
 };

@@ -476,6 +476,43 @@ static void test_chained_posts_yield(void **state)
     fx_free(c.fx);
 }
 
+/* A CUDA region needs a UCX with CUDA transports: without one (Debian's
+ * 1.13) the registration is refused with a clear status and nothing
+ * leaks; host memory through the same call works and exports. */
+static void test_memory_types(void **state)
+{
+    struct event_base *base = bt_loop_create();
+    bt_xfer_ctx_t *ctx;
+    bt_xfer_region_t *r = NULL;
+    static char host[65536];
+    void *blob;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(bt_xfer_ctx_create(base, NULL, &ctx), BT_OK);
+    assert_int_equal(bt_xfer_region_register_mem(ctx, host, sizeof(host),
+                                                 BT_XFER_MEM_HOST, &r), BT_OK);
+    assert_int_equal(bt_xfer_region_export(r, &blob, &len), BT_OK);
+    free(blob);
+    bt_xfer_region_destroy(r);
+    r = NULL;
+    assert_int_equal(bt_xfer_region_register_mem(ctx, host, sizeof(host),
+                                                 (bt_xfer_mem_t)7, &r),
+                     BT_ERR_INVALID_ARG);
+    assert_null(r);
+    if (bt_xfer_ctx_has_cuda(ctx)) {
+        /* Device memory would need the CUDA runtime in this test. */
+        print_message("# UCX has CUDA: the refusal path does not apply\n");
+    } else {
+        assert_int_equal(bt_xfer_region_register_mem(ctx, host, sizeof(host),
+                                                     BT_XFER_MEM_CUDA, &r),
+                         BT_ERR_UNSUPPORTED);
+        assert_null(r);
+    }
+    bt_xfer_ctx_destroy(ctx);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_counters),
         cmocka_unit_test(test_chained_posts_yield),
+        cmocka_unit_test(test_memory_types),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
