@@ -11,8 +11,6 @@
  *                 emulated): bare puts, no per-message completion; its
  *                 repetitions alternate between UCX's defaults and ours
  *   ratio         ours / the better perftest figure
- * Each case runs --repeat times (default 4), ours and perftest taking
- * turns over the same number of messages, and each keeps its best.
  *   lat rtt/2     half the median round trip of a write with completion
  *                 message answered by one from the other side: what a
  *                 transfer costs until the receiver knows it landed
@@ -21,6 +19,8 @@
  *                 the peer's memory (shm) or acknowledged (tcp)
  *   perftest lat  ucp_put_lat p50: half the round trip of a put whose
  *                 last byte the other side polls for in memory
+ * Each case runs --repeat times (default 4), ours and perftest taking
+ * turns over the same number of messages, and each keeps its best.
  * Our processes run their libevent loops through the library's own
  * progress driver (its poll window, --spin-us, 0 = the default), as a
  * node does; ucx_perftest busy-polls. A KV-shaped pattern (layers x

@@ -37,14 +37,15 @@ bt_status_t bt_xfer_status_from_ucs(ucs_status_t st)
     }
 }
 
-/* Whether UCX_TLS may pick a transport of the family whose names are
- * `names` (NULL-terminated). */
-static bool tls_may_use(const char *const *names)
+bool bt_xfer_tls_may_use(const char *const *names)
 {
     const char *t = getenv("UCX_TLS");
 
-    if (t == NULL || *t == '\0' || strstr(t, "all") != NULL || t[0] == '^') {
+    if (t == NULL || *t == '\0' || strstr(t, "all") != NULL) {
         return true;
+    }
+    if (t[0] == '^') {
+        return strstr(t, names[0]) == NULL;
     }
     for (; *names != NULL; names++) {
         if (strstr(t, *names) != NULL) {
@@ -54,7 +55,7 @@ static bool tls_may_use(const char *const *names)
     return false;
 }
 
-static const char *const shm_names[] = {"shm", "posix", "sysv", "sm", NULL};
+const char *const bt_xfer_shm_names[] = {"shm", "posix", "sysv", "sm", NULL};
 static const char *const tcp_names[] = {"tcp", NULL};
 
 /* Defaults, each for a reason measured here; a value the user set wins.
@@ -84,8 +85,8 @@ void bt_xfer_env_defaults(void)
         const char        *value;
         const char *const *needs;   /* transports it concerns */
     } defaults[] = {
-        {"UCX_POSIX_ERROR_HANDLING", "y", shm_names},
-        {"UCX_SYSV_ERROR_HANDLING", "y", shm_names},
+        {"UCX_POSIX_ERROR_HANDLING", "y", bt_xfer_shm_names},
+        {"UCX_SYSV_ERROR_HANDLING", "y", bt_xfer_shm_names},
         {"UCX_KEEPALIVE_INTERVAL", "1s", NULL},
         {"UCX_ADAPTIVE_PROGRESS", "n", NULL},
         {"UCX_TCP_RX_SEG_SIZE", "512K", tcp_names},
@@ -94,7 +95,7 @@ void bt_xfer_env_defaults(void)
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
         /* Naming a transport's variables when UCX_TLS leaves it out only
          * makes UCX warn about unused variables. */
-        if (defaults[i].needs != NULL && !tls_may_use(defaults[i].needs)) {
+        if (defaults[i].needs != NULL && !bt_xfer_tls_may_use(defaults[i].needs)) {
             continue;
         }
         if (getenv(defaults[i].name) == NULL) {

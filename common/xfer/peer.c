@@ -150,20 +150,6 @@ static void lanes_detect(bt_xfer_peer_t *peer)
     free(text);
 }
 
-static bool shm_expected(void)
-{
-    const char *t = getenv("UCX_TLS");
-
-    if (t == NULL || *t == '\0' || strstr(t, "all") != NULL) {
-        return true;
-    }
-    if (t[0] == '^') {
-        return strstr(t, "shm") == NULL;
-    }
-    return strstr(t, "shm") != NULL || strstr(t, "posix") != NULL ||
-           strstr(t, "sysv") != NULL || strstr(t, "sm") != NULL;
-}
-
 bt_status_t bt_xfer_peer_connect(bt_xfer_peer_t *peer)
 {
     bt_xfer_ctx_t *ctx = peer->ctx;
@@ -198,7 +184,8 @@ bt_status_t bt_xfer_peer_connect(bt_xfer_peer_t *peer)
                 bt_xfer_peer_mode(peer) == BT_XFER_MODE_PUT ? "put" : "am");
     }
     if (peer->same_host && strstr(peer->lanes, "posix") == NULL &&
-        strstr(peer->lanes, "sysv") == NULL && shm_expected()) {
+        strstr(peer->lanes, "sysv") == NULL &&
+        bt_xfer_tls_may_use(bt_xfer_shm_names)) {
         bt_warn("xfer WARNING: peer %s is on this host but UCX chose lanes "
                 "'%s', not shared memory: transfers will be ~50x slower; "
                 "check UCX_TLS and UCX_POSIX_ERROR_HANDLING/"

@@ -65,7 +65,6 @@ static bt_status_t region_map(bt_xfer_ctx_t *ctx, void *base, size_t length,
     r->base = attr.address;
     r->length = length;
     r->ucx_alloc = alloc;
-    r->mem = mem;
     r->id = ctx->next_region_id++;
     bt_xfer_link_add(&ctx->regions, &r->link);
     *region_p = r;

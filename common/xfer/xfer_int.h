@@ -158,7 +158,6 @@ struct bt_xfer_region {
     size_t          length;
     uint32_t        id;
     bool            ucx_alloc;
-    bt_xfer_mem_t   mem;
     void           *rkey_buf;
     size_t          rkey_len;
 };
@@ -222,6 +221,12 @@ static inline void bt_xfer_ctx_event(bt_xfer_ctx_t *ctx)
 }
 void bt_xfer_ctx_closing_add(bt_xfer_ctx_t *ctx, void *req);
 bt_status_t bt_xfer_status_from_ucs(ucs_status_t st);
+
+/* Whether UCX_TLS may pick a transport of the family `names` (its alias
+ * first, e.g. "shm", then its members; NULL-terminated): unset, empty or
+ * "all" may pick anything, a "^" list anything but an excluded alias. */
+bool bt_xfer_tls_may_use(const char *const *names);
+extern const char *const bt_xfer_shm_names[];
 
 /* peer.c */
 bt_status_t bt_xfer_peer_get(bt_xfer_ctx_t *ctx, const bt_xfer_desc_t *d,

@@ -72,6 +72,17 @@ static void test_all_transports(void **state)
     assert_env("UCX_TCP_RX_SEG_SIZE", "512K");
 }
 
+/* "^shm" excludes the whole family by its alias: no shm variables. */
+static void test_excluded_family(void **state)
+{
+    (void)state;
+    setenv("UCX_TLS", "^shm", 1);
+    bt_xfer_env_defaults();
+    assert_env("UCX_POSIX_ERROR_HANDLING", NULL);
+    assert_env("UCX_SYSV_ERROR_HANDLING", NULL);
+    assert_env("UCX_TCP_RX_SEG_SIZE", "512K");
+}
+
 static void test_user_value_wins(void **state)
 {
     (void)state;
@@ -90,6 +101,7 @@ int main(void)
         cmocka_unit_test_setup(test_tcp_only, clear_env),
         cmocka_unit_test_setup(test_shm_only, clear_env),
         cmocka_unit_test_setup(test_all_transports, clear_env),
+        cmocka_unit_test_setup(test_excluded_family, clear_env),
         cmocka_unit_test_setup(test_user_value_wins, clear_env),
     };
 
