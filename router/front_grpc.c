@@ -20,7 +20,14 @@ typedef struct {
 } bt_gen_lp_t;
 
 /* A Generate stream: token deltas are batched while the client's send
- * queue is busy, so a slow client never stalls the router or drops text. */
+ * queue is busy, so a slow client never stalls the router or drops text.
+ *
+ * Lifetime: three parties call into it (the request's sink, the call's
+ * sent and cancel callbacks) and any of them can end the others from
+ * inside its callback (a cancel ends the request, whose on_end ends the
+ * call). Each entry point holds the stream for its duration; it is freed
+ * when the request and the call are both over, no send is due and no
+ * entry point is still on the stack. */
 typedef struct {
     bt_router_t            *r;
     bt_rpc_call_t          *call;
@@ -35,18 +42,25 @@ typedef struct {
     bool                    ended;      /* the request ended */
     bool                    call_done;  /* the call was ended or failed */
     bool                    any_sent;
-    bool                    starting;   /* inside bt_front_start: do not free */
+    int                     holds;      /* entry points on the stack */
     bt_status_t             status;
     char                    message[256];
+    char                    request_id[BT_RREQ_ID_MAX + 1];
     Baton__V1__FinishReason finish;
     Baton__V1__Usage        usage;
 } bt_gen_stream_t;
 
 #define BT_GEN_MAX_IN_FLIGHT 2
 
-static void bt_gen_maybe_free(bt_gen_stream_t *g)
+static void bt_gen_hold(bt_gen_stream_t *g)
 {
-    if (!g->starting && g->call_done && g->ended && g->in_flight == 0) {
+    g->holds++;
+}
+
+static void bt_gen_release(bt_gen_stream_t *g)
+{
+    g->holds--;
+    if (g->holds == 0 && g->call_done && g->ended && g->in_flight == 0) {
         free(g->ids);
         free(g->lps);
         bt_buf_cleanup(&g->text);
@@ -61,12 +75,13 @@ static void bt_gen_sent_cb(bt_rpc_call_t *call, bool ok, void *arg)
     bt_gen_stream_t *g = arg;
 
     (void)call;
+    bt_gen_hold(g);
     g->in_flight--;
     if (!ok && !g->ended && g->req != NULL) {
         bt_rreq_cancel(g->req, "the client's stream broke");
     }
     bt_gen_flush(g);
-    bt_gen_maybe_free(g);
+    bt_gen_release(g);
 }
 
 /* The TokenLogprobs of the pending tokens, in heap arrays freed by
@@ -189,7 +204,7 @@ static void bt_gen_flush(bt_gen_stream_t *g)
         fin.finish_reason = g->finish;
         fin.usage = &g->usage;
         fin.error = (char *)(g->status == BT_OK ? "" : g->message);
-        fin.request_id = (char *)(g->req ? bt_rreq_id(g->req) : "");
+        fin.request_id = g->request_id;
         m.text = (char *)"";
         m.final = &fin;
         bt_rpc_call_send(g->call, &m.base, NULL, NULL);
@@ -198,6 +213,11 @@ static void bt_gen_flush(bt_gen_stream_t *g)
     g->call_done = true;
 }
 
+static void bt_gen_on_delta_held(bt_gen_stream_t *g, const uint32_t *ids,
+                                 size_t n,
+                                 const Baton__V1__TokenLogprobs *const *lps,
+                                 const char *text, size_t len);
+
 static void bt_gen_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
                             size_t n, const Baton__V1__TokenLogprobs *const *lps,
                             const char *text, size_t len)
@@ -205,6 +225,16 @@ static void bt_gen_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
     bt_gen_stream_t *g = arg;
 
     (void)req;
+    bt_gen_hold(g);
+    bt_gen_on_delta_held(g, ids, n, lps, text, len);
+    bt_gen_release(g);
+}
+
+static void bt_gen_on_delta_held(bt_gen_stream_t *g, const uint32_t *ids,
+                                 size_t n,
+                                 const Baton__V1__TokenLogprobs *const *lps,
+                                 const char *text, size_t len)
+{
     if (g->n_ids + n > g->cap_ids) {
         size_t cap = (g->n_ids + n) * 2 + 16;
         uint32_t *p = realloc(g->ids, cap * sizeof(*p));
@@ -259,15 +289,16 @@ static void bt_gen_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
 {
     bt_gen_stream_t *g = arg;
 
-    (void)req;
+    bt_gen_hold(g);
     g->ended = true;
     g->status = status;
     snprintf(g->message, sizeof(g->message), "%s", message);
+    snprintf(g->request_id, sizeof(g->request_id), "%s", bt_rreq_id(req));
     g->finish = finish;
     g->usage = *usage;
+    g->req = NULL;      /* the request is gone once on_end returns */
     bt_gen_flush(g);
-    g->req = NULL;
-    bt_gen_maybe_free(g);
+    bt_gen_release(g);
 }
 
 static const bt_rreq_sink_t bt_gen_sink = { bt_gen_on_delta, bt_gen_on_end };
@@ -276,6 +307,7 @@ static void bt_gen_cancel_cb(bt_rpc_call_t *call, void *arg)
 {
     bt_gen_stream_t *g = arg;
 
+    bt_gen_hold(g);
     if (g->req != NULL) {
         bt_rreq_cancel(g->req, "the client cancelled the call");
     }
@@ -283,7 +315,7 @@ static void bt_gen_cancel_cb(bt_rpc_call_t *call, void *arg)
         g->call_done = true;
         bt_rpc_call_fail(call, BT_ERR_CANCELLED, NULL);
     }
-    bt_gen_maybe_free(g);
+    bt_gen_release(g);
 }
 
 /* Turns the request's input into token ids. */
@@ -433,20 +465,15 @@ static void bt_grpc_generate(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     g->call = call;
     g->want_lp = bt_sampling_wants_logprobs(in->sampling);
     bt_buf_init(&g->text, 16u << 20);
-    g->starting = true;
+    bt_gen_hold(g);
     s = bt_front_start(r, in, &auth, &bt_gen_sink, g, &g->req, err, sizeof(err));
-    g->starting = false;
     if (s != BT_OK) {
         bt_rpc_call_fail(call, s, "%s", err);
         g->ended = g->call_done = true;
-        bt_gen_maybe_free(g);
-        return;
-    }
-    if (!g->ended) {
+    } else if (!g->ended) {
         bt_rpc_call_set_cancel_cb(call, bt_gen_cancel_cb, g);
-    } else {
-        bt_gen_maybe_free(g); /* ended inside start: the call is done */
     }
+    bt_gen_release(g);   /* frees it when the request ended inside start */
 }
 
 static void bt_grpc_tokenize(bt_rpc_call_t *call, const ProtobufCMessage *msg,
@@ -521,6 +548,16 @@ bt_status_t bt_front_grpc_register(bt_router_t *r)
         s = bt_rpc_server_add_unary(r->grpc, "/baton.v1.Generate/ListModels",
                                     &baton__v1__list_models_request__descriptor,
                                     bt_grpc_list_models, r);
+    }
+    /* The public API keeps gRPC's 4 MiB default; the server's own limit
+     * is larger for the nodes' Register streams. */
+    for (size_t i = 0; s == BT_OK && i < 3; i++) {
+        static const char *const paths[] = {
+            "/baton.v1.Generate/Generate", "/baton.v1.Generate/Tokenize",
+            "/baton.v1.Generate/ListModels",
+        };
+
+        s = bt_rpc_server_method_limit(r->grpc, paths[i], BT_RPC_DEFAULT_MAX_MESSAGE);
     }
     return s;
 }

@@ -181,6 +181,7 @@ static void bt_router_drain(void *arg, int signo)
     (void)signo;
     r->draining = true;
     bt_rpc_server_set_serving(r->grpc, "", false);
+    bt_rpc_server_set_serving(r->grpc, "baton.v1.Generate", false);
     bt_info("draining: %zu requests in flight", r->n_inflight);
     bt_router_drain_ev = evtimer_new(r->base, bt_router_drain_check, r);
     evtimer_add(bt_router_drain_ev, &tv);
@@ -261,6 +262,10 @@ int main(int argc, char **argv)
     }
     if (s == BT_OK) {
         s = bt_rpc_server_start(r->grpc);
+    }
+    if (s == BT_OK) {
+        /* Kubernetes gRPC probes and load balancers name the service */
+        bt_rpc_server_set_serving(r->grpc, "baton.v1.Generate", true);
     }
     if (s != BT_OK) {
         bt_error("cannot start the grpc server on %s: %s", addr, bt_status_str(s));

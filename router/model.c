@@ -143,12 +143,56 @@ bt_status_t bt_router_model_check_node(bt_router_t *r,
     return BT_OK;
 }
 
+/* A prompt over `out`'s limit: say how long it is against the context,
+ * as the token-id path does (a second, unbounded encode; rare). */
+static bt_status_t bt_router_model_too_long(bt_router_t *r, const char *text,
+                                            size_t len, unsigned flags,
+                                            const bt_tok_ids_t *out, char *err,
+                                            size_t err_size)
+{
+    bt_tok_ids_t all;
+    char ignored[64];
+
+    bt_tok_ids_init(&all, len + 64);   /* never more tokens than bytes + specials */
+    if (bt_tok_encode(r->model->tok, text, len, flags, &all, ignored,
+                      sizeof(ignored)) == BT_OK) {
+        snprintf(err, err_size, "the prompt has %zu tokens; the model's context "
+                 "is %u tokens", all.n, r->model->max_context);
+    } else {
+        snprintf(err, err_size, "the prompt has more than %zu tokens; the "
+                 "model's context is %u tokens", out->max, r->model->max_context);
+    }
+    bt_tok_ids_cleanup(&all);
+    return BT_ERR_INVALID_ARG;
+}
+
 bt_status_t bt_router_model_encode(bt_router_t *r, const char *text,
                                    size_t len, bt_tok_ids_t *out, char *err,
                                    size_t err_size)
 {
-    return bt_tok_encode(r->model->tok, text, len, BT_TOK_ADD_SPECIAL, out, err,
-                         err_size);
+    bt_status_t s = bt_tok_encode(r->model->tok, text, len, BT_TOK_ADD_SPECIAL,
+                                  out, err, err_size);
+
+    if (s == BT_ERR_TOO_LARGE) {
+        return bt_router_model_too_long(r, text, len, BT_TOK_ADD_SPECIAL, out,
+                                        err, err_size);
+    }
+    return s;
+}
+
+/* The chat roles of both APIs ("developer" is OpenAI's newer name for
+ * "system"; the HTTP front maps it before rendering). */
+static bool bt_router_chat_role_ok(const char *role)
+{
+    static const char *const roles[] = { "system", "developer", "user",
+                                         "assistant", "tool" };
+
+    for (size_t i = 0; role != NULL && i < sizeof(roles) / sizeof(roles[0]); i++) {
+        if (strcmp(role, roles[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 bt_status_t bt_router_model_encode_chat(bt_router_t *r,
@@ -171,7 +215,14 @@ bt_status_t bt_router_model_encode_chat(bt_router_t *r,
         return BT_ERR_NO_MEMORY;
     }
     for (i = 0; i < chat->n_messages; i++) {
-        msgs[i].role = chat->messages[i]->role ? chat->messages[i]->role : "";
+        if (!bt_router_chat_role_ok(chat->messages[i]->role)) {
+            snprintf(err, err_size, "messages[%zu].role: expected one of system, "
+                     "developer, user, assistant, tool", i);
+            free(msgs);
+            return BT_ERR_INVALID_ARG;
+        }
+        msgs[i].role = strcmp(chat->messages[i]->role, "developer") == 0
+                       ? "system" : chat->messages[i]->role;
         msgs[i].content = chat->messages[i]->content ? chat->messages[i]->content : "";
     }
     bt_buf_init(&text, 64u << 20);
@@ -182,6 +233,10 @@ bt_status_t bt_router_model_encode_chat(bt_router_t *r,
         /* the template wrote the special tokens (BOS, headers) as text */
         s = bt_tok_encode(m->tok, text.data ? text.data : "", text.len,
                           BT_TOK_PARSE_SPECIAL, out, err, err_size);
+        if (s == BT_ERR_TOO_LARGE) {
+            s = bt_router_model_too_long(r, text.data, text.len,
+                                         BT_TOK_PARSE_SPECIAL, out, err, err_size);
+        }
     }
     bt_buf_cleanup(&text);
     return s;

@@ -414,7 +414,8 @@ static void bt_rpc_call_on_recv(bt_rpc_tag_t *tag, bool ok)
         }
     } else if (live) {
         bt_status_t st;
-        size_t max = call->srv != NULL ? call->srv->max_message : 0;
+        size_t max = call->srv != NULL
+                     ? bt_rpc_method_max(call->method, call->srv) : 0;
         ProtobufCMessage *msg = bt_rpc_unpack(bb, call->method->desc, max,
                                               &st);
 
@@ -482,7 +483,7 @@ void bt_rpc_call_begin(bt_rpc_call_t *call)
 
         if (call->payload != NULL) {
             call->req = bt_rpc_unpack(call->payload, m->desc,
-                                      call->srv->max_message, &st);
+                                      bt_rpc_method_max(m, call->srv), &st);
             grpc_byte_buffer_destroy(call->payload);
             call->payload = NULL;
         }

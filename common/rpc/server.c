@@ -185,6 +185,18 @@ bt_status_t bt_rpc_server_add_bidi(bt_rpc_server_t *srv, const char *path,
                              recv, arg);
 }
 
+bt_status_t bt_rpc_server_method_limit(bt_rpc_server_t *srv, const char *path,
+                                       size_t max_message_bytes)
+{
+    for (bt_rpc_method_t *m = srv->methods; m != NULL; m = m->next) {
+        if (strcmp(m->path, path) == 0) {
+            m->max_message = max_message_bytes;
+            return BT_OK;
+        }
+    }
+    return BT_ERR_NOT_FOUND;
+}
+
 /* Posts one accept slot for `m`: a call struct gRPC fills when a call to
  * the method arrives. */
 static bt_status_t bt_rpc_server_post(bt_rpc_server_t *srv, bt_rpc_method_t *m)

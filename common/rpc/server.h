@@ -78,6 +78,14 @@ bt_status_t bt_rpc_server_add_bidi(bt_rpc_server_t *srv, const char *path,
                                    bt_rpc_handler_cb start, bt_rpc_recv_cb recv,
                                    void *arg);
 
+/* A smaller receive limit for one method than the server's (a public API
+ * on a server whose internal streams carry larger messages): a request
+ * over it ends with RESOURCE_EXHAUSTED before its handler runs. gRPC has
+ * read the bytes by then (up to the server's limit), but never decodes
+ * them. Before bt_rpc_server_start; BT_ERR_NOT_FOUND for an unknown path. */
+bt_status_t bt_rpc_server_method_limit(bt_rpc_server_t *srv, const char *path,
+                                       size_t max_message_bytes);
+
 bt_status_t bt_rpc_server_start(bt_rpc_server_t *srv);
 
 /* Health of `service` ("" = the whole server; a full service name such as

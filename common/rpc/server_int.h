@@ -23,7 +23,9 @@ typedef struct bt_rpc_method {
     bt_rpc_recv_cb                    recv;
     void                             *arg;
     void                             *handle;  /* grpc_server_register_method */
+    size_t                            max_message; /* 0: the server's */
 } bt_rpc_method_t;
+
 
 typedef struct {
     grpc_byte_buffer *bb;       /* NULL: the status entry (always last) */
@@ -115,5 +117,13 @@ void bt_rpc_call_maybe_free(bt_rpc_call_t *call);
 
 /* server.c */
 void bt_rpc_server_call_gone(bt_rpc_server_t *srv, bt_rpc_call_t *call);
+
+/* The receive limit of calls to `m`. */
+static inline size_t bt_rpc_method_max(const bt_rpc_method_t *m,
+                                       const bt_rpc_server_t *srv)
+{
+    return m->max_message != 0 && m->max_message < srv->max_message
+           ? m->max_message : srv->max_message;
+}
 
 #endif
