@@ -1,6 +1,7 @@
 # Baton front door: wraps meson + ninja (as QEMU does).
 #   make up      install what is missing, build, start a local system, demo request
-#   make test    install, build, run every test, then the unit tests under ASan+UBSan
+#   make test    install, build, run every test, then the unit, node and front-door
+#                tests under ASan+UBSan
 #   make down    stop what `make up` started
 #   make bench   build and run the benchmarks
 #   make deps | build | clean
@@ -41,7 +42,7 @@ test: deps build $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) -j $(JOBS) || rc=1; \
 	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs \
 		--num-processes $(JOBS) --timeout-multiplier 4 || rc=1; \
-	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite node --logbase testlog-node --print-errorlogs \
+	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite node --suite front --logbase testlog-node --print-errorlogs \
 		--num-processes 1 --timeout-multiplier 4 || rc=1; \
 	scripts/test-summary.py $(BUILD) $(ASAN_BUILD) || rc=1; \
 	exit $$rc
