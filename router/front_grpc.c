@@ -413,6 +413,15 @@ bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
     if (s != BT_OK) {
         return s;
     }
+    for (size_t i = 0; in->sampling != NULL && i < in->sampling->n_stop_token_ids; i++) {
+        uint32_t id = in->sampling->stop_token_ids[i];
+
+        if (id >= (uint32_t)bt_router_model_vocab_size(r)) {
+            snprintf(err, err_size, "stop_token_ids[%zu] = %u is outside the "
+                     "vocabulary of %d", i, id, bt_router_model_vocab_size(r));
+            return BT_ERR_INVALID_ARG;
+        }
+    }
     sampling = in->sampling ? *in->sampling : def;
     /* proto zero values that mean "off" */
     if (sampling.top_p == 0) {
@@ -493,8 +502,12 @@ static void bt_grpc_tokenize(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     }
     bt_tok_ids_init(&ids, 1u << 22);
     if (in->input_case == BATON__V1__TOKENIZE_REQUEST__INPUT_CHAT) {
-        s = in->chat ? bt_router_model_encode_chat(r, in->chat, &ids, err, sizeof(err))
-                     : BT_ERR_INVALID_ARG;
+        if (in->chat == NULL || in->chat->n_messages == 0) {
+            snprintf(err, sizeof(err), "the chat has no messages");
+            s = BT_ERR_INVALID_ARG;
+        } else {
+            s = bt_router_model_encode_chat(r, in->chat, &ids, err, sizeof(err));
+        }
     } else if (in->input_case == BATON__V1__TOKENIZE_REQUEST__INPUT_PROMPT) {
         s = bt_router_model_encode(r, in->prompt, strlen(in->prompt), &ids, err,
                                    sizeof(err));

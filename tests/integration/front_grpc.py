@@ -217,6 +217,20 @@ def main():
     c, _, _ = collect(stub, req)
     nc.tap(c == grpc.StatusCode.INVALID_ARGUMENT, "chat role 'wizard': INVALID_ARGUMENT (%s)" % c)
 
+    # 8b. ids outside the vocabulary are refused wherever they appear
+    req = request(pb, n=4)
+    req.sampling.stop_token_ids.append(99999999)
+    c, _, _ = collect(stub, req)
+    nc.tap(c == grpc.StatusCode.INVALID_ARGUMENT,
+           "a stop token id outside the vocabulary: INVALID_ARGUMENT (%s)" % c)
+    try:
+        stub.Tokenize(pb.TokenizeRequest(model="tiny", chat=pb.ChatMessages()), timeout=10)
+        c = None
+    except grpc.RpcError as e:
+        c = e.code()
+    nc.tap(c == grpc.StatusCode.INVALID_ARGUMENT,
+           "Tokenize of a chat with no messages: INVALID_ARGUMENT, as Generate (%s)" % c)
+
     # 9. a prompt over the context names both counts
     try:
         list(stub.Generate(request(pb, prompt="word " * 20000), timeout=30))
