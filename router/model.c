@@ -2,10 +2,10 @@
 #include "model.h"
 
 #include "base/log.h"
-#include "engine/chat_template.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/dtype.h"
-#include "engine/kv_pool.h"
-#include "engine/model_config.h"
+#include "engine/kv/kv_pool.h"
+#include "engine/model/model_config.h"
 
 #include <limits.h>
 #include <stdio.h>

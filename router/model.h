@@ -8,8 +8,8 @@
 
 #include "router.h"
 
-#include "engine/sample.h"
-#include "engine/tokenizer.h"
+#include "engine/sample/sample.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "generate.pb-c.h"
 
 /* `chat_template`: a family name to force, or NULL to detect it. */

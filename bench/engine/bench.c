@@ -10,10 +10,10 @@
  * Usage: baton-enginebench [--threads N] [--dir TMPDIR] */
 #include "base/clock.h"
 #include "base/log.h"
-#include "engine/forward.h"
-#include "engine/kv_pool.h"
-#include "engine/parallel.h"
-#include "engine/synth.h"
+#include "engine/model/forward.h"
+#include "engine/kv/kv_pool.h"
+#include "engine/model/parallel.h"
+#include "engine/model/synth.h"
 
 #include <cblas.h>
 #include <dirent.h>

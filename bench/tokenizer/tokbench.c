@@ -8,8 +8,8 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/opts.h"
-#include "engine/tok_int.h"
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tok_int.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

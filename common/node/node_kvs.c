@@ -4,7 +4,7 @@
 #include "node.h"
 
 #include "base/log.h"
-#include "engine/kv_shard.h"
+#include "engine/kv/kv_shard.h"
 #include "kvc.h"
 
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 
 #include "base/status.h"
 #include "common.pb-c.h"
-#include "engine/sample.h"
+#include "engine/sample/sample.h"
 
 #include <stddef.h>
 #include <stdint.h>

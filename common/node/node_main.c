@@ -8,7 +8,7 @@
 #include "base/loop.h"
 #include "base/opts.h"
 #include "bt_config.h"
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "rpc/addr.h"
 
 #include <libgen.h>

@@ -1,6 +1,6 @@
 /* libFuzzer: config.json -> bt_model_config_t. Whatever is accepted must
  * be self-consistent (the forward pass relies on these invariants). */
-#include "engine/model_config.h"
+#include "engine/model/model_config.h"
 
 #include "base/json.h"
 #include "base/log.h"

@@ -2,7 +2,7 @@
  * the size of the data section that would follow (little-endian, taken
  * modulo 2^32), the rest is the header JSON. Every tensor accepted must
  * lie inside the data section with a byte count that matches its shape. */
-#include "engine/safetensors.h"
+#include "engine/model/safetensors.h"
 
 #include "base/log.h"
 

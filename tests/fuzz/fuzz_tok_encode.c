@@ -3,7 +3,7 @@
  * byte fallback and added tokens with lstrip/rstrip/single_word). Invalid
  * UTF-8 must be refused; valid text must round-trip exactly through the
  * byte-level one, and the stream must equal decode. */
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include "base/log.h"
 

@@ -1,8 +1,8 @@
 /* libFuzzer: tokenizer.json (+ tokenizer_config.json) parsing. The input
  * is split at the first NUL: before it the tokenizer.json, after it the
  * config. Whatever loads is also used to encode and decode a little. */
-#include "engine/chat_template.h"
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include "base/log.h"
 

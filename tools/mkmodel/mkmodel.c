@@ -10,8 +10,8 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/opts.h"
-#include "engine/synth.h"
-#include "engine/tokenizer.h"
+#include "engine/model/synth.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include <limits.h>
 #include <stddef.h>

@@ -7,10 +7,10 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/opts.h"
-#include "engine/forward.h"
-#include "engine/kv_pool.h"
-#include "engine/sample.h"
-#include "engine/tokenizer.h"
+#include "engine/model/forward.h"
+#include "engine/kv/kv_pool.h"
+#include "engine/sample/sample.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -4,8 +4,8 @@
 #define ENG_TEST_UTIL_H
 
 #include "base/log.h"
-#include "engine/forward.h"
-#include "engine/synth.h"
+#include "engine/model/forward.h"
+#include "engine/model/synth.h"
 
 #include <dirent.h>
 #include <limits.h>

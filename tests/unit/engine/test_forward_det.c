@@ -4,7 +4,7 @@
  * a prefix coming from cached blocks, or on KV imported from another pool. */
 #include "eng_test_util.h"
 
-#include "engine/kv_pool.h"
+#include "engine/kv/kv_pool.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -256,7 +256,7 @@ static void test_refeed(void **state)
     bt_fwd_destroy(f);
 }
 
-/* ---- with the kv engineer's pool --------------------------------------- */
+/* ---- with the KV pool ------------------------------------------------- */
 
 static bt_kvpool_t *make_pool(const bt_model_t *m)
 {

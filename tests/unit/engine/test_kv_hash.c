@@ -1,6 +1,6 @@
 /* kv-spec v1 block hashes against an independent encoding built here with
  * base/sha256 directly, plus pinned vectors from docs/kv-spec.md. */
-#include "engine/kv_pool.h"
+#include "engine/kv/kv_pool.h"
 
 #include <string.h>
 

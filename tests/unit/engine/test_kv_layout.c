@@ -1,7 +1,7 @@
 /* KV pool geometry: slice offsets follow
  * [layer][block][k|v][block_size][n_kv_heads][head_dim] for every dtype,
  * region sizing, caller regions, and coalescing of block id runs. */
-#include "engine/kv_pool.h"
+#include "engine/kv/kv_pool.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* KV pool behaviour: refcounts and copy-free sharing, all-or-nothing
  * allocation, reservations, the LRU prefix cache, events, token checks on
  * hash hits, truncation, export/import. */
-#include "engine/kv_pool.h"
+#include "engine/kv/kv_pool.h"
 
 #include <stdlib.h>
 #include <string.h>

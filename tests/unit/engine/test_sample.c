@@ -1,7 +1,7 @@
 /* Sampling: greedy ties, counter-based determinism, the temperature
  * distribution, truncation (top-k, top-p, min-p), penalties, logprobs,
  * stop ids, parameter checks, Philox known answers, exp/log accuracy. */
-#include "engine/sample.h"
+#include "engine/sample/sample.h"
 
 #include <math.h>
 #include <stdlib.h>

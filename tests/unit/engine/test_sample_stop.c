@@ -1,6 +1,6 @@
 /* Stop strings over incremental text: partial matches are held back, the
  * output is cut right before the first stop string, across pieces. */
-#include "engine/sample.h"
+#include "engine/sample/sample.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 /* Chat templates: exact prompts per family (from each family's reference
  * template), detection from real tokenizer files, override by name, and the
  * errors. */
-#include "engine/chat_template.h"
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include "tok_test_util.h"
 

@@ -1,6 +1,6 @@
 /* Unsupported or malformed tokenizer files fail with a precise message
  * naming the field; truncated files never crash. */
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include "tok_test_util.h"
 

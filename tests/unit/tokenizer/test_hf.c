@@ -1,10 +1,10 @@
 /* Exact ids against Hugging Face `tokenizers` for real tokenizers
  * (BATON_SHARED_DATA/tokenizers/{llama3,qwen2,gpt2} and the expectation
  * files), plus decode and streaming round trips on the same texts. */
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include "base/json.h"
-#include "engine/tok_int.h"
+#include "engine/tokenizer/tok_int.h"
 #include "tok_test_util.h"
 
 #include <setjmp.h>

@@ -2,7 +2,7 @@
  * byte-level tokenizers (when the shared data is there) and a trained one;
  * the streaming detokenizer gives the same text and never splits a
  * character between two appends. */
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include "tok_test_util.h"
 

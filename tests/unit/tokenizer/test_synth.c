@@ -2,7 +2,7 @@
  * normalizers, byte fallback, unk, Metaspace, the Llama-2 decoder chain,
  * TemplateProcessing) and added-token options, with ids worked out by hand
  * from the Hugging Face algorithms. */
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* BPE trainer: deterministic, fast, complete HF-format output that the
  * loader accepts and round-trips. */
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 #include "base/clock.h"
 #include "base/json.h"

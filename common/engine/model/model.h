@@ -10,7 +10,7 @@
 #define BT_ENGINE_MODEL_H
 
 #include "base/status.h"
-#include "dtype.h"
+#include "engine/dtype.h"
 #include "model_config.h"
 #include "safetensors.h"
 

@@ -33,7 +33,7 @@
 
 #include "base/sha256.h"
 #include "base/status.h"
-#include "dtype.h"
+#include "engine/dtype.h"
 
 #include <stdbool.h>
 #include <stddef.h>

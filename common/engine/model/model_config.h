@@ -6,7 +6,7 @@
 #define BT_ENGINE_MODEL_CONFIG_H
 
 #include "base/status.h"
-#include "dtype.h"
+#include "engine/dtype.h"
 
 #include <jansson.h>
 #include <stdbool.h>

@@ -9,7 +9,7 @@
 #define BT_ENGINE_SYNTH_H
 
 #include "base/status.h"
-#include "dtype.h"
+#include "engine/dtype.h"
 #include "model_config.h"
 
 #include <stdint.h>

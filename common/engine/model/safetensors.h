@@ -9,7 +9,7 @@
 #define BT_ENGINE_SAFETENSORS_H
 
 #include "base/status.h"
-#include "dtype.h"
+#include "engine/dtype.h"
 
 #include <stddef.h>
 #include <stdint.h>

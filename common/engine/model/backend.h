@@ -10,7 +10,7 @@
 #define BT_ENGINE_BACKEND_H
 
 #include "base/status.h"
-#include "dtype.h"
+#include "engine/dtype.h"
 #include "model.h"
 
 #include <stdint.h>

@@ -1,7 +1,7 @@
-/* The forward pass's view of the kv engineer's pool (kv_pool.h): both use
+/* The forward pass's view of the KV pool (engine/kv/kv_pool.h): both use
  * [layer][block][k|v][block_size][n_kv_heads][head_dim]. */
 #include "backend.h"
-#include "kv_pool.h"
+#include "engine/kv/kv_pool.h"
 
 #include "base/log.h"
 
