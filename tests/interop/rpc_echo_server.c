@@ -1,4 +1,4 @@
-/* The echo service (tests/unit/rpc/echo_service.h) as a process, for
+/* The echo service (common/rpc/echo/echo_service.h) as a process, for
  * clients we did not write. Prints "PORT <n>" once serving; SIGTERM shuts
  * it down gracefully and it exits 0.
  *   rpc_echo_server [--listen ADDR] [--max-message BYTES] [--grace-ms MS] */

@@ -6,8 +6,8 @@
  *  - hierarchical: first pack expert groups onto nodes the same way (equal
  *    group counts per node), then replicate and pack within each node.
  * Like the original it does not keep two replicas of one expert apart. */
-#ifndef BT_TEST_EPLB_REF_H
-#define BT_TEST_EPLB_REF_H
+#ifndef BT_PLACEMENT_EPLB_REF_H
+#define BT_PLACEMENT_EPLB_REF_H
 
 #include <stdint.h>
 
