@@ -59,54 +59,11 @@ const char *bt_log_level_name(bt_log_level_t level)
     return bt_log_level_names[level];
 }
 
-/* Rewrite `fmt` with every `%m` replaced by strerror(err) (with any '%'
- * in that text doubled), then format. glibc's own %m is not ISO C and
- * trips -Wformat under -pedantic, hence this. */
-int bt_log_format_msg(char *out, int size, int err, const char *fmt,
-                      va_list ap)
+const char *bt_strerror(int err)
 {
-    char fmt2[BT_LOG_LINE_MAX];
-    char errbuf[128];
-    const char *errtext = NULL;
-    size_t o = 0;
-    const char *p;
-    int n;
+    static _Thread_local char buf[128];
 
-    for (p = fmt; *p != '\0' && o + 1 < sizeof(fmt2); p++) {
-        if (p[0] == '%' && p[1] == '%') {
-            if (o + 2 >= sizeof(fmt2)) {
-                break;
-            }
-            fmt2[o++] = '%';
-            fmt2[o++] = '%';
-            p++;
-            continue;
-        }
-        if (p[0] == '%' && p[1] == 'm') {
-            const char *e;
-
-            if (errtext == NULL) {
-                errtext = strerror_r(err, errbuf, sizeof(errbuf));
-            }
-            for (e = errtext; *e != '\0' && o + 2 < sizeof(fmt2); e++) {
-                if (*e == '%') {
-                    fmt2[o++] = '%';
-                }
-                fmt2[o++] = *e;
-            }
-            p++;
-            continue;
-        }
-        fmt2[o++] = *p;
-    }
-    fmt2[o] = '\0';
-
-    n = vsnprintf(out, (size_t)size, fmt2, ap);
-    if (n < 0) {
-        out[0] = '\0';
-        return 0;
-    }
-    return n >= size ? size - 1 : n;
+    return strerror_r(err, buf, sizeof(buf));
 }
 
 /* Appends `s` JSON-escaped; stops before overflowing `cap`. */
@@ -178,7 +135,9 @@ void bt_log_vwrite(bt_log_level_t level, const char *req_id, const char *file,
     const char *base;
     ssize_t wr;
 
-    bt_log_format_msg(msg, sizeof(msg), saved_errno, fmt, ap);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) {
+        msg[0] = '\0';
+    }
 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);

@@ -148,7 +148,7 @@ bt_tpool_t *bt_tpool_create(struct event_base *base, int n_threads,
     pool->max_queued = max_queued;
     pool->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (pool->efd < 0) {
-        bt_error("tpool: eventfd failed: %m");
+        bt_error("tpool: eventfd failed: %s", bt_strerror(errno));
         goto err_free;
     }
     pool->ev = event_new(base, pool->efd, EV_READ | EV_PERSIST,
@@ -167,8 +167,7 @@ bt_tpool_t *bt_tpool_create(struct event_base *base, int n_threads,
         int rc = pthread_create(&pool->threads[i], NULL, bt_tpool_worker, pool);
 
         if (rc != 0) {
-            errno = rc;
-            bt_error("tpool: pthread_create failed: %m");
+            bt_error("tpool: pthread_create failed: %s", bt_strerror(rc));
             pthread_mutex_lock(&pool->lock);
             pool->stopping = true;
             pthread_cond_broadcast(&pool->cond);

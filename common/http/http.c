@@ -5,6 +5,7 @@
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,7 +159,7 @@ bt_http_server_t *bt_http_server_create(struct event_base *base,
     evhttp_set_gencb(srv->http, bt_http_dispatch, srv);
     sock = evhttp_bind_socket_with_handle(srv->http, addr, (ev_uint16_t)port);
     if (sock == NULL) {
-        bt_error("http: cannot listen on %s:%d: %m", addr, port);
+        bt_error("http: cannot listen on %s:%d: %s", addr, port, bt_strerror(errno));
         evhttp_free(srv->http);
         free(srv);
         return NULL;

@@ -123,7 +123,7 @@ bt_status_t bt_rpc_bridge_init(bt_rpc_bridge_t *br, struct event_base *base)
     memset(br, 0, sizeof(*br));
     br->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (br->efd < 0) {
-        bt_error("rpc eventfd: %m");
+        bt_error("rpc eventfd: %s", bt_strerror(errno));
         return BT_ERR_IO;
     }
     pthread_mutex_init(&br->lock, NULL);

@@ -21,7 +21,7 @@ static char *bt_rpc_pem_read(const char *path)
 
     f = fopen(path, "rb");
     if (f == NULL) {
-        bt_error("tls file %s: %m", path);
+        bt_error("tls file %s: %s", path, bt_strerror(errno));
         return NULL;
     }
     if (fstat(fileno(f), &st) != 0 || st.st_size <= 0 ||

@@ -110,7 +110,7 @@ static bt_status_t bt_kvs_write_all(int fd, const void *p, size_t n,
             continue;
         }
         if (k <= 0) {
-            bt_error("cannot write %s: %m", path);
+            bt_error("cannot write %s: %s", path, bt_strerror(errno));
             return BT_ERR_IO;
         }
         b += k;
@@ -125,7 +125,7 @@ static void bt_kvs_fsync_dir(const char *dir)
 
     if (fd >= 0) {
         if (fsync(fd) != 0) {
-            bt_warn("cannot fsync %s: %m", dir);
+            bt_warn("cannot fsync %s: %s", dir, bt_strerror(errno));
         }
         close(fd);
     }
@@ -153,12 +153,12 @@ bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
     bt_kvs_file_path(dir, m->hash, path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s.tmp.%llu", path, (unsigned long long)m->gen);
     if (mkdir(sub, 0755) != 0 && errno != EEXIST) {
-        bt_error("cannot create %s: %m", sub);
+        bt_error("cannot create %s: %s", sub, bt_strerror(errno));
         goto out;
     }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        bt_error("cannot create %s: %m", tmp);
+        bt_error("cannot create %s: %s", tmp, bt_strerror(errno));
         goto out;
     }
     s = bt_kvs_write_all(fd, hdr, hlen, tmp);
@@ -166,14 +166,14 @@ bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
         s = bt_kvs_write_all(fd, data, (size_t)m->data_len, tmp);
     }
     if (s == BT_OK && fsync(fd) != 0) {
-        bt_error("cannot fsync %s: %m", tmp);
+        bt_error("cannot fsync %s: %s", tmp, bt_strerror(errno));
         s = BT_ERR_IO;
     }
     close(fd);
     if (s == BT_OK) {
         pthread_mutex_lock(mu);
         if (rename(tmp, path) != 0) {
-            bt_error("cannot rename %s: %m", tmp);
+            bt_error("cannot rename %s: %s", tmp, bt_strerror(errno));
             s = BT_ERR_IO;
         }
         pthread_mutex_unlock(mu);
@@ -275,11 +275,11 @@ bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
         if (errno == ENOENT) {
             return BT_ERR_NOT_FOUND;
         }
-        bt_error("cannot open %s: %m", path);
+        bt_error("cannot open %s: %s", path, bt_strerror(errno));
         return BT_ERR_IO;
     }
     if (fstat(fd, &st) != 0) {
-        bt_error("cannot stat %s: %m", path);
+        bt_error("cannot stat %s: %s", path, bt_strerror(errno));
         close(fd);
         return BT_ERR_IO;
     }
@@ -355,7 +355,7 @@ io:
         why = "truncated";
         goto bad;
     }
-    bt_error("cannot read %s: %m", path);
+    bt_error("cannot read %s: %s", path, bt_strerror(errno));
     s = BT_ERR_IO;
     goto out;
 bad:
@@ -391,7 +391,7 @@ void bt_kvs_file_unlink(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
         }
     }
     if (remove && unlink(path) != 0 && errno != ENOENT) {
-        bt_warn("cannot delete %s: %m", path);
+        bt_warn("cannot delete %s: %s", path, bt_strerror(errno));
     }
     pthread_mutex_unlock(mu);
 }

@@ -657,7 +657,7 @@ bt_status_t bt_kvs_create(const bt_kvs_config_t *cfg, bt_kvs_t **store_p)
             goto err;
         }
         if (mkdir(s->disk_dir, 0755) != 0 && errno != EEXIST) {
-            bt_error("cannot create the disk tier folder %s: %m", s->disk_dir);
+            bt_error("cannot create the disk tier folder %s: %s", s->disk_dir, bt_strerror(errno));
             st = BT_ERR_IO;
             goto err;
         }

@@ -7,6 +7,7 @@
 #include "disk.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@ static void bt_kvs_drop_file(bt_kvs_t *s, const char *path, const char *why)
     bt_warn("dropping block file %s: %s", path, why);
     s->st.corrupt_files++;
     if (unlink(path) != 0) {
-        bt_warn("cannot delete %s: %m", path);
+        bt_warn("cannot delete %s: %s", path, bt_strerror(errno));
     }
 }
 
@@ -148,7 +149,7 @@ bt_status_t bt_kvs_rebuild(bt_kvs_t *s)
     struct dirent *de;
 
     if (top == NULL) {
-        bt_error("cannot read the disk tier folder %s: %m", s->disk_dir);
+        bt_error("cannot read the disk tier folder %s: %s", s->disk_dir, bt_strerror(errno));
         return BT_ERR_IO;
     }
     while (rc == BT_OK && (de = readdir(top)) != NULL) {
@@ -167,7 +168,7 @@ bt_status_t bt_kvs_rebuild(bt_kvs_t *s)
         snprintf(sub, sizeof(sub), "%s/%s", s->disk_dir, de->d_name);
         d = opendir(sub);
         if (d == NULL) {
-            bt_warn("cannot read %s: %m", sub);
+            bt_warn("cannot read %s: %s", sub, bt_strerror(errno));
             continue;
         }
         while (rc == BT_OK && (fe = readdir(d)) != NULL) {

@@ -13,6 +13,7 @@
 #include "engine/model/synth.h"
 #include "engine/tokenizer/tokenizer.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -202,13 +203,13 @@ static bt_status_t write_file(const char *dir, const char *name,
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     f = fopen(path, "wb");
     if (f == NULL) {
-        bt_error("mkmodel: cannot create %s: %m", path);
+        bt_error("mkmodel: cannot create %s: %s", path, bt_strerror(errno));
         return BT_ERR_IO;
     }
     ok = fwrite(data, 1, len, f) == len;
     ok = fclose(f) == 0 && ok;
     if (!ok) {
-        bt_error("mkmodel: cannot write %s: %m", path);
+        bt_error("mkmodel: cannot write %s: %s", path, bt_strerror(errno));
         return BT_ERR_IO;
     }
     return BT_OK;

@@ -5,6 +5,7 @@
 #include "base/log.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -79,7 +80,7 @@ static bt_status_t bt_kvpool_map(bt_kvpool_t *pool)
     raw = mmap(NULL, over, PROT_READ | PROT_WRITE,
                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) {
-        bt_error("kv pool: mmap of %zu bytes failed: %m", over);
+        bt_error("kv pool: mmap of %zu bytes failed: %s", over, bt_strerror(errno));
         return BT_ERR_NO_MEMORY;
     }
     aligned = (uint8_t *)(((uintptr_t)raw + BT_KV_HUGE_PAGE - 1) &

@@ -104,6 +104,7 @@ bt_par_t *bt_par_create(int n_threads)
     }
     for (int i = 1; i < n_threads; i++) {
         par_arg_t *a = malloc(sizeof(*a));
+        int rc;
 
         if (a == NULL) {
             par->n_threads = i;
@@ -111,8 +112,9 @@ bt_par_t *bt_par_create(int n_threads)
         }
         a->par = par;
         a->id = i;
-        if (pthread_create(&par->workers[i], NULL, par_main, a) != 0) {
-            bt_error("engine threads: pthread_create failed: %m");
+        rc = pthread_create(&par->workers[i], NULL, par_main, a);
+        if (rc != 0) {
+            bt_error("engine threads: pthread_create failed: %s", bt_strerror(rc));
             free(a);
             par->n_threads = i;
             goto err;

@@ -226,11 +226,11 @@ static bt_status_t st_file_open(bt_st_set_t *set, const char *path)
     set->n_files++;  /* from here destroy cleans it up */
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        bt_error("file %s: cannot open: %m", path);
+        bt_error("file %s: cannot open: %s", path, bt_strerror(errno));
         return errno == ENOENT ? BT_ERR_NOT_FOUND : BT_ERR_IO;
     }
     if (fstat(fd, &st) != 0) {
-        bt_error("file %s: cannot stat: %m", path);
+        bt_error("file %s: cannot stat: %s", path, bt_strerror(errno));
         close(fd);
         return BT_ERR_IO;
     }
@@ -245,7 +245,7 @@ static bt_status_t st_file_open(bt_st_set_t *set, const char *path)
     close(fd);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
-        bt_error("file %s: mmap of %zu bytes failed: %m", path, f->size);
+        bt_error("file %s: mmap of %zu bytes failed: %s", path, f->size, bt_strerror(errno));
         return BT_ERR_IO;
     }
     for (int i = 7; i >= 0; i--) {

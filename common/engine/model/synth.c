@@ -326,7 +326,7 @@ static bt_status_t write_json(const char *dir, const char *name, json_t *v)
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     if (json_dump_file(v, path, JSON_INDENT(2)) != 0) {
-        bt_error("mkmodel: cannot write %s: %m", path);
+        bt_error("mkmodel: cannot write %s: %s", path, bt_strerror(errno));
         return BT_ERR_IO;
     }
     return BT_OK;
@@ -410,7 +410,7 @@ static bt_status_t write_shard(const bt_synth_spec_t *s, const char *path,
     }
     f = fopen(path, "wb");
     if (f == NULL) {
-        bt_error("mkmodel: cannot create %s: %m", path);
+        bt_error("mkmodel: cannot create %s: %s", path, bt_strerror(errno));
         free(text);
         return BT_ERR_IO;
     }
@@ -427,7 +427,7 @@ static bt_status_t write_shard(const bt_synth_spec_t *s, const char *path,
         st = BT_ERR_IO;
     }
     if (st != BT_OK) {
-        bt_error("mkmodel: writing %s failed: %m", path);
+        bt_error("mkmodel: writing %s failed: %s", path, bt_strerror(errno));
     }
     free(text);
     return st;
@@ -466,7 +466,7 @@ bt_status_t bt_synth_write(const bt_synth_spec_t *s, const char *dir)
     const int shards = s->n_shards > 1 ? s->n_shards : 1;
 
     if (mkdir_p(dir) != 0) {
-        bt_error("mkmodel: cannot create %s: %m", dir);
+        bt_error("mkmodel: cannot create %s: %s", dir, bt_strerror(errno));
         return BT_ERR_IO;
     }
     synth_tensors(s, &l);

@@ -93,7 +93,7 @@ static void test_errno_text(void **state)
     (void)state;
     bt_log_init("t", BT_LOG_LEVEL_INFO, BT_LOG_FORMAT_TEXT);
     errno = ENOENT;
-    bt_error("open %s: %m (100%% sure)", "/nope");
+    bt_error("open %s: %s (100%% sure)", "/nope", bt_strerror(errno));
     assert_int_equal(errno, ENOENT); /* logging preserves errno */
     drain(out, sizeof(out));
     assert_non_null(strstr(out, "open /nope: No such file or directory (100% sure)"));
