@@ -342,7 +342,10 @@ static const char *bt_metric_type_name(bt_metric_type_t t)
            t == BT_METRIC_GAUGE ? "gauge" : "histogram";
 }
 
-/* Prometheus number formatting: +Inf, -Inf, NaN, else shortest %g form. */
+/* Prometheus number formatting: +Inf, -Inf, NaN, else the shortest %g
+ * form that reads back as the same double, so a bucket bound of 0.025
+ * prints "0.025" (what dashboards write in le="..."), never
+ * "0.025000000000000001". */
 static void bt_metric_fmt(char *out, size_t size, double v)
 {
     if (isnan(v)) {
@@ -350,7 +353,12 @@ static void bt_metric_fmt(char *out, size_t size, double v)
     } else if (isinf(v)) {
         snprintf(out, size, v > 0 ? "+Inf" : "-Inf");
     } else {
-        snprintf(out, size, "%.17g", v);
+        for (int digits = 15; digits <= 17; digits++) {
+            snprintf(out, size, "%.*g", digits, v);
+            if (strtod(out, NULL) == v) {
+                break;
+            }
+        }
     }
 }
 

@@ -68,12 +68,26 @@ static void test_histogram(void **state)
     bt_histogram_observe(h, 0.5);
     bt_histogram_observe(h, 7);
     text = render(reg);
-    assert_non_null(strstr(text, "baton_ttft_seconds_bucket{model=\"m\",le=\"0.10000000000000001\"} 2\n"));
+    assert_non_null(strstr(text, "baton_ttft_seconds_bucket{model=\"m\",le=\"0.1\"} 2\n"));
     assert_non_null(strstr(text, "baton_ttft_seconds_bucket{model=\"m\",le=\"1\"} 3\n"));
     assert_non_null(strstr(text, "baton_ttft_seconds_bucket{model=\"m\",le=\"+Inf\"} 4\n"));
-    assert_non_null(strstr(text, "baton_ttft_seconds_sum{model=\"m\"} 7.6500000000000004\n"));
+    assert_non_null(strstr(text, "baton_ttft_seconds_sum{model=\"m\"} 7.65\n"));
     assert_non_null(strstr(text, "baton_ttft_seconds_count{model=\"m\"} 4\n"));
     free(text);
+    {
+        /* bounds print as written, as dashboards name them in le="..." */
+        const double fine[] = { 0.005, 0.025, 0.3, 2.5 };
+        bt_histogram_t *h3 = bt_metrics_histogram(reg, "baton_itl_seconds", "itl",
+                                                  NULL, fine, 4);
+
+        assert_non_null(h3);
+        text = render(reg);
+        assert_non_null(strstr(text, "baton_itl_seconds_bucket{le=\"0.005\"} 0\n"));
+        assert_non_null(strstr(text, "baton_itl_seconds_bucket{le=\"0.025\"} 0\n"));
+        assert_non_null(strstr(text, "baton_itl_seconds_bucket{le=\"0.3\"} 0\n"));
+        assert_non_null(strstr(text, "baton_itl_seconds_bucket{le=\"2.5\"} 0\n"));
+        free(text);
+    }
     {
         const double bad[] = { 1, 0.5 };
 
