@@ -93,6 +93,10 @@ bt_status_t bt_opts_parse_duration(const char *text, int64_t *ms_p)
     if (end == text || errno != 0 || !(v >= 0) || isinf(v)) {
         return BT_ERR_INVALID_ARG;
     }
+    if (*end == '\0' && v != 0) {
+        /* "30" could mean 30 ms or 30 s: say which */
+        return BT_ERR_INVALID_ARG;
+    }
     if (*end == '\0' || strcmp(end, "ms") == 0) {
         mult = 1;
     } else if (strcmp(end, "s") == 0) {
@@ -130,10 +134,36 @@ static const char *bt_opt_type_hint(const bt_opt_t *opt)
     return "?";
 }
 
+/* A bound of milliseconds in the largest unit that divides it. */
+static void bt_opt_ms_text(double ms, char *out, size_t size)
+{
+    static const struct { double ms; const char *unit; } units[] = {
+        { 3600000, "h" }, { 60000, "m" }, { 1000, "s" },
+    };
+
+    for (size_t i = 0; ms != 0 && i < sizeof(units) / sizeof(units[0]); i++) {
+        if (ms >= units[i].ms && ms / units[i].ms == (double)(int64_t)(ms / units[i].ms)) {
+            snprintf(out, size, "%.0f%s", ms / units[i].ms, units[i].unit);
+            return;
+        }
+    }
+    if (ms == 0) {
+        snprintf(out, size, "0");
+    } else {
+        snprintf(out, size, "%.0fms", ms);
+    }
+}
+
 static void bt_opt_range_text(const bt_opt_t *opt, char *out, size_t size)
 {
     if (!bt_opt_has_range(opt)) {
         out[0] = '\0';
+    } else if (opt->type == BT_OPT_DURATION) {
+        char lo[32], hi[32];
+
+        bt_opt_ms_text(opt->min, lo, sizeof(lo));
+        bt_opt_ms_text(opt->max, hi, sizeof(hi));
+        snprintf(out, size, " in [%s, %s]", lo, hi);
     } else if (opt->type == BT_OPT_DOUBLE) {
         snprintf(out, size, " in [%g, %g]", opt->min, opt->max);
     } else {
@@ -245,7 +275,7 @@ err_type:
     snprintf(err, err_size, "invalid value '%s' for %s: expected %s%s%s", text,
              source, bt_opt_type_hint(opt),
              opt->type == BT_OPT_SIZE ? " (e.g. 512M, 4GiB)" :
-             opt->type == BT_OPT_DURATION ? " (e.g. 500ms, 30s, 5m)" : "",
+             opt->type == BT_OPT_DURATION ? " with a unit (e.g. 500ms, 30s, 5m)" : "",
              range);
     return BT_ERR_INVALID_ARG;
 }

@@ -9,7 +9,8 @@
  *   BT_OPT_DOUBLE    double       range-checked
  *   BT_OPT_STRING    const char * borrowed from argv, environ or the table
  *   BT_OPT_SIZE      uint64_t     bytes, suffix K/M/G/T (binary, optional "iB"/"B")
- *   BT_OPT_DURATION  int64_t      milliseconds; suffix ms, s, m, h (bare = ms)
+ *   BT_OPT_DURATION  int64_t      milliseconds; a unit is required (ms, s, m, h):
+ *                                 a bare number other than 0 is refused
  *   BT_OPT_ENUM      int          index into `choices` ("text|json")
  */
 #ifndef BT_OPTS_H

@@ -56,6 +56,7 @@ static int clear_env(void **state)
     unsetenv("BATON_KV_POOL");
     unsetenv("BATON_TEST_MODEL_DIR");
     unsetenv("BATON_COLOCATED");
+    unsetenv("BATON_LEASE");
     return 0;
 }
 
@@ -173,6 +174,16 @@ static void test_bad_values_have_precise_errors(void **state)
         assert_int_equal(parse(&cfg, 1, a, &first, err), BT_ERR_INVALID_ARG);
         assert_non_null(strstr(err, "for BATON_PORT is out of range"));
     }
+    /* BATON_LEASE=30 meant 30 ms once; a duration now says its unit */
+    unsetenv("BATON_PORT");
+    setenv("BATON_LEASE", "30", 1);
+    {
+        const char *a[] = { "prog" };
+
+        assert_int_equal(parse(&cfg, 1, a, &first, err), BT_ERR_INVALID_ARG);
+        assert_string_equal(err, "invalid value '30' for BATON_LEASE: expected "
+                            "DURATION with a unit (e.g. 500ms, 30s, 5m) in [1ms, 1h]");
+    }
     clear_env(NULL);
 }
 
@@ -229,6 +240,10 @@ static void test_value_parsers(void **state)
     assert_int_equal(bt_opts_parse_duration("2m", &ms), BT_OK);
     assert_int_equal(ms, 120000);
     assert_int_equal(bt_opts_parse_duration("5 s", &ms), BT_ERR_INVALID_ARG);
+    /* "30" is 30 ms to one reader and 30 s to another: refused */
+    assert_int_equal(bt_opts_parse_duration("30", &ms), BT_ERR_INVALID_ARG);
+    assert_int_equal(bt_opts_parse_duration("0", &ms), BT_OK);
+    assert_int_equal(ms, 0);
     assert_int_equal(bt_opts_parse_bool("ON", &v), BT_OK);
     assert_true(v);
     assert_int_equal(bt_opts_parse_bool("nah", &v), BT_ERR_INVALID_ARG);
