@@ -143,12 +143,42 @@ bt_status_t bt_router_model_check_node(bt_router_t *r,
     return BT_OK;
 }
 
+/* A prompt over the context (`out` full): say how long it is, as the
+ * token-id path does. Encodes again without the bound (on errors only;
+ * a token is at least one byte, so len + a few specials bound it). */
+static bt_status_t bt_router_model_too_long(bt_router_t *r, const char *text,
+                                            size_t len, unsigned flags,
+                                            size_t max, char *err,
+                                            size_t err_size)
+{
+    bt_tok_ids_t all;
+    char ignored[64];
+
+    bt_tok_ids_init(&all, len + 64);
+    if (bt_tok_encode(r->model->tok, text, len, flags, &all, ignored,
+                      sizeof(ignored)) == BT_OK) {
+        snprintf(err, err_size, "the prompt has %zu tokens; the model's context "
+                 "is %zu tokens", all.n, max);
+    } else {
+        snprintf(err, err_size, "the prompt has more than %zu tokens, the "
+                 "model's context", max);
+    }
+    bt_tok_ids_cleanup(&all);
+    return BT_ERR_INVALID_ARG;
+}
+
 bt_status_t bt_router_model_encode(bt_router_t *r, const char *text,
                                    size_t len, bt_tok_ids_t *out, char *err,
                                    size_t err_size)
 {
-    return bt_tok_encode(r->model->tok, text, len, BT_TOK_ADD_SPECIAL, out, err,
-                         err_size);
+    bt_status_t s = bt_tok_encode(r->model->tok, text, len, BT_TOK_ADD_SPECIAL,
+                                  out, err, err_size);
+
+    if (s == BT_ERR_TOO_LARGE) {
+        s = bt_router_model_too_long(r, text, len, BT_TOK_ADD_SPECIAL, out->max,
+                                     err, err_size);
+    }
+    return s;
 }
 
 bt_status_t bt_router_model_encode_chat(bt_router_t *r,
@@ -182,6 +212,11 @@ bt_status_t bt_router_model_encode_chat(bt_router_t *r,
         /* the template wrote the special tokens (BOS, headers) as text */
         s = bt_tok_encode(m->tok, text.data ? text.data : "", text.len,
                           BT_TOK_PARSE_SPECIAL, out, err, err_size);
+        if (s == BT_ERR_TOO_LARGE) {
+            s = bt_router_model_too_long(r, text.data ? text.data : "", text.len,
+                                         BT_TOK_PARSE_SPECIAL, out->max, err,
+                                         err_size);
+        }
     }
     bt_buf_cleanup(&text);
     return s;

@@ -23,6 +23,7 @@ int bt_http_status_code(bt_status_t status)
     case BT_ERR_EXHAUSTED:        return 429;
     case BT_ERR_UNSUPPORTED:      return 501;
     case BT_ERR_SHUTDOWN:
+    case BT_ERR_PEER_DIED:        /* a node died before any output */
     case BT_ERR_PEER_UNREACHABLE: return 503;
     case BT_ERR_TIMED_OUT:        return 504;
     case BT_ERR_CANCELLED:        return 499;
