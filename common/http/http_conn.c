@@ -586,8 +586,9 @@ static void bt_http_refuse(bt_http_server_t *srv, evutil_socket_t fd)
         free(body);
     }
     shutdown(fd, SHUT_WR);
-    /* what already arrived, read so the close is not a reset */
-    while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0) {
+    /* what already arrived, read so the close is not a reset (bounded:
+     * a client sending fast must not hold the loop) */
+    for (int i = 0; i < 16 && recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0; i++) {
     }
     evutil_closesocket(fd);
 }
