@@ -313,7 +313,7 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
                        sizeof(err));
     g->starting = false;
     if (s != BT_OK) {
-        bt_http_fail(http, s, err, NULL);
+        bt_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model" : NULL);
         bt_http_gen_free(g);
         goto out;
     }

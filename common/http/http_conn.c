@@ -351,6 +351,12 @@ static int bt_http_read_chunked(bt_http_conn_t *conn, struct evbuffer *in)
                 if (n == 0) {
                     return 1;
                 }
+                conn->body_left += n;   /* trailer bytes, bounded */
+                if (conn->body_left > BT_HTTP_MAX_HEAD) {
+                    bt_http_conn_fail(conn, 431, "the request's trailers are "
+                                      "over 64 KiB");
+                    return -1;
+                }
                 continue;
             }
             errno = 0;

@@ -120,6 +120,13 @@ static int bt_http_request_line(char *line, bt_http_head_t *h,
     h->minor = sp2[8] - '0';
     h->method = bt_http_method(line);
     h->path = sp1 + 1;
+    /* absolute-form (RFC 9112 3.2.2), which a server must accept too */
+    if (strncasecmp(h->path, "http://", 7) == 0 ||
+        strncasecmp(h->path, "https://", 8) == 0) {
+        char *slash = strchr(strstr(h->path, "//") + 2, '/');
+
+        h->path = slash != NULL ? slash : (char *)"/";
+    }
     if (h->path[0] != '/') {
         return bt_http_bad(why_p, "the request target must be a path");
     }

@@ -284,7 +284,7 @@ static const char *const bad_requests[] = {
     "BREW /v1/echo HTTP/1.1\r\n\r\n",
     "GET /healthz HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
     "POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-    "GET http://x/healthz HTTP/1.1\r\n\r\n",
+    "GET x/healthz HTTP/1.1\r\n\r\n",
     "POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
 };
 static const char *const bad_status[] = {
@@ -355,6 +355,7 @@ static void client_framing(void)
         "Connection: close\r\n\r\n";
     static const char v10[] = "\r\nGET /healthz HTTP/1.0\r\n\r\n";
     static const char sse10[] = "GET /v1/sse HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    static const char absolute[] = "GET http://x:1/healthz?a=b HTTP/1.1\r\nConnection: close\r\n\r\n";
     int fd = dial(10);
 
     (void)!write(fd, two, sizeof(two) - 1);
@@ -370,6 +371,7 @@ static void client_framing(void)
     close(fd);
     results[5] = roundtrip(v10, sizeof(v10) - 1);
     results[6] = roundtrip(sse10, sizeof(sse10) - 1);
+    results[7] = roundtrip(absolute, sizeof(absolute) - 1);
 }
 
 static void test_framing(void **state)
@@ -393,7 +395,9 @@ static void test_framing(void **state)
     assert_non_null(strstr(results[6], "Connection: close"));
     assert_non_null(strstr(results[6], "\r\n\r\ndata: {\"i\":0}\n\ndata: {\"i\":1}"));
     assert_non_null(strstr(results[6], "data: [DONE]\n\n"));
-    for (int i = 0; i < 7; i++) {
+    assert_non_null(strstr(results[7], "HTTP/1.1 200"));
+    assert_non_null(strstr(results[7], "\r\n\r\nok\n"));
+    for (int i = 0; i < 8; i++) {
         free(results[i]);
     }
 }
