@@ -293,7 +293,7 @@ static const char *const bad_status[] = {
     "HTTP/1.1 501", "HTTP/1.1 400", "HTTP/1.1 400",
 };
 #define N_BAD (sizeof(bad_requests) / sizeof(bad_requests[0]))
-static char *bad_results[N_BAD + 3];
+static char *bad_results[N_BAD + 4];
 
 static void client_bad(void)
 {
@@ -313,6 +313,13 @@ static void client_bad(void)
     bad_results[N_BAD + 1] = roundtrip("GET /healthz HTTP/1.1\r\nX: a\0b\r\n\r\n", 33);
     /* the server still serves */
     bad_results[N_BAD + 2] = get("/healthz");
+    /* chunked trailers over 64 KiB */
+    n = (size_t)sprintf(big, "POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+                        "\r\n0\r\n");
+    for (int i = 0; i < 70; i++) {
+        n += (size_t)sprintf(big + n, "X-T: %01000d\r\n", 0);
+    }
+    bad_results[N_BAD + 3] = roundtrip(big, n);
     free(big);
 }
 
@@ -335,7 +342,8 @@ static void test_protocol_errors_are_json(void **state)
     }
     assert_non_null(strstr(bad_results[6], "Allow: POST"));
     assert_non_null(strstr(bad_results[N_BAD + 2], "HTTP/1.1 200"));
-    for (size_t i = 0; i < N_BAD + 3; i++) {
+    assert_non_null(strstr(bad_results[N_BAD + 3], "HTTP/1.1 431"));
+    for (size_t i = 0; i < N_BAD + 4; i++) {
         free(bad_results[i]);
     }
 }
