@@ -229,10 +229,11 @@ static void bt_http_conn_fail(bt_http_conn_t *conn, int code, const char *why)
 /* ---- reading ---- */
 
 /* Offset just past the empty line that ends a head in b[0..n); 0 when
- * it has not arrived. */
-static size_t bt_http_head_end(const unsigned char *b, size_t n)
+ * it has not arrived. Bytes before `from` were scanned already (a head
+ * dripping in byte by byte must not cost a scan of it all each time). */
+static size_t bt_http_head_end(const unsigned char *b, size_t n, size_t from)
 {
-    for (size_t i = 0; i + 1 < n; i++) {
+    for (size_t i = from > 2 ? from - 2 : 0; i + 1 < n; i++) {
         if (b[i] != '\n') {
             continue;
         }
@@ -252,12 +253,13 @@ static int bt_http_read_head(bt_http_conn_t *conn, struct evbuffer *in)
     size_t len = evbuffer_get_length(in);
     size_t n = len < BT_HTTP_MAX_HEAD ? len : BT_HTTP_MAX_HEAD;
     unsigned char *b = evbuffer_pullup(in, (ssize_t)n);
-    size_t end = b ? bt_http_head_end(b, n) : 0;
+    size_t end = b ? bt_http_head_end(b, n, conn->scanned) : 0;
     bt_http_head_t *h = &conn->req.head;
     const char *why;
     char *text;
     int code;
 
+    conn->scanned = end == 0 ? n : 0;
     if (end == 0) {
         if (len >= BT_HTTP_MAX_HEAD) {
             bt_http_conn_fail(conn, 431, "the request head is over 64 KiB");
@@ -438,6 +440,7 @@ static void bt_http_conn_process(bt_http_conn_t *conn)
                 goto out;
             }
             conn->state = BT_HTTP_CONN_HEAD;
+            conn->scanned = 0;
             if (!conn->head_clock) {
                 conn->head_clock = true;
                 bt_http_timer_arm(conn, conn->srv->limits.header_timeout_ms);

@@ -72,6 +72,7 @@ struct bt_http_conn {
     bool                  head_clock; /* the header timer runs */
     bool                  processing; /* inside bt_http_conn_process */
     bool                  freeing;
+    size_t                scanned;    /* head bytes searched for its end */
     /* body */
     uint64_t              body_left;  /* Content-Length bytes, or of the
                                          chunk being read */

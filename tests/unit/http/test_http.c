@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,7 +197,7 @@ static void with_server(client_fn fn)
     event_base_free(base);
 }
 
-static char *results[8];
+static char *results[12];
 
 static void client_standard(void)
 {
@@ -380,6 +381,23 @@ static void client_framing(void)
     results[5] = roundtrip(v10, sizeof(v10) - 1);
     results[6] = roundtrip(sse10, sizeof(sse10) - 1);
     results[7] = roundtrip(absolute, sizeof(absolute) - 1);
+    /* a head that arrives a byte at a time (each byte its own segment) */
+    {
+        static const char drip[] = "GET /healthz HTTP/1.1\r\nX-A: b\r\n"
+                                   "Connection: close\r\n\r\n";
+        int one = 1;
+
+        fd = dial(10);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        for (size_t i = 0; i < sizeof(drip) - 1; i++) {
+            struct timespec ts = { 0, 1000 * 1000 };
+
+            (void)!send(fd, drip + i, 1, MSG_NOSIGNAL);
+            nanosleep(&ts, NULL);
+        }
+        results[8] = read_until(fd, NULL);
+        close(fd);
+    }
 }
 
 static void test_framing(void **state)
@@ -405,7 +423,8 @@ static void test_framing(void **state)
     assert_non_null(strstr(results[6], "data: [DONE]\n\n"));
     assert_non_null(strstr(results[7], "HTTP/1.1 200"));
     assert_non_null(strstr(results[7], "\r\n\r\nok\n"));
-    for (int i = 0; i < 8; i++) {
+    assert_non_null(strstr(results[8], "HTTP/1.1 200"));
+    for (int i = 0; i < 9; i++) {
         free(results[i]);
     }
 }
