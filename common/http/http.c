@@ -392,6 +392,19 @@ bt_status_t bt_http_add_standard(bt_http_server_t *srv, bt_http_ready_cb ready,
     srv->ready = ready;
     srv->ready_arg = ready_arg;
     srv->metrics = reg;
+    if (reg != NULL) {
+        srv->m_open = bt_metrics_gauge(reg, "baton_http_connections",
+                                       "HTTP connections open", NULL);
+        srv->m_refused = bt_metrics_counter(reg, "baton_http_refused_total",
+                                            "HTTP connections refused over "
+                                            "the connection cap", NULL);
+        srv->m_timeouts = bt_metrics_counter(reg, "baton_http_timeouts_total",
+                                             "HTTP connections closed by the "
+                                             "header or idle timeout", NULL);
+        if (srv->m_open != NULL) {
+            bt_gauge_set(srv->m_open, (double)srv->n_conns);
+        }
+    }
     status = bt_http_route(srv, "/healthz", BT_HTTP_GET,
                            bt_http_healthz, srv);
     if (status == BT_OK) {

@@ -72,6 +72,9 @@ void bt_http_conn_free(bt_http_conn_t *conn)
         conn->next->prev = conn->prev;
     }
     srv->n_conns--;
+    if (srv->m_open != NULL) {
+        bt_gauge_set(srv->m_open, (double)srv->n_conns);
+    }
     event_free(conn->timer);
     event_free(conn->kick);
     bufferevent_free(conn->bev);
@@ -530,6 +533,13 @@ static void bt_http_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+static void bt_http_timeout_count(bt_http_server_t *srv)
+{
+    if (srv->m_timeouts != NULL) {
+        bt_counter_inc(srv->m_timeouts);
+    }
+}
+
 static void bt_http_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     bt_http_conn_t *conn = arg;
@@ -545,16 +555,19 @@ static void bt_http_timer_cb(evutil_socket_t fd, short what, void *arg)
                 bt_http_timer_arm(conn, conn->srv->limits.idle_timeout_ms);
                 return;
             }
+            bt_http_timeout_count(conn->srv);
             bt_http_conn_free(conn);
             return;
         }
         /* a new connection that sent nothing */
+        bt_http_timeout_count(conn->srv);
         snprintf(msg, sizeof(msg), "the request did not arrive within %lld ms",
                  (long long)conn->srv->limits.header_timeout_ms);
         bt_http_conn_fail(conn, 408, msg);
         return;
     case BT_HTTP_CONN_HEAD:
     case BT_HTTP_CONN_BODY:
+        bt_http_timeout_count(conn->srv);
         snprintf(msg, sizeof(msg), "the request did not arrive within %lld ms",
                  (long long)conn->srv->limits.header_timeout_ms);
         bt_http_conn_fail(conn, 408, msg);
@@ -579,6 +592,9 @@ static void bt_http_refuse(bt_http_server_t *srv, evutil_socket_t fd)
     uint64_t now = bt_now_ms();
     int n;
 
+    if (srv->m_refused != NULL) {
+        bt_counter_inc(srv->m_refused);
+    }
     if (now - (uint64_t)srv->last_full_log_ms >= 10000) {
         srv->last_full_log_ms = (int64_t)now;
         bt_warn("http: %zu connections open, the cap; refusing new ones",
@@ -671,6 +687,9 @@ void bt_http_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     }
     srv->conns = conn;
     srv->n_conns++;
+    if (srv->m_open != NULL) {
+        bt_gauge_set(srv->m_open, (double)srv->n_conns);
+    }
     conn->state = BT_HTTP_CONN_IDLE;
     conn->head_clock = true;    /* a new connection owes a request */
     bt_http_timer_arm(conn, srv->limits.header_timeout_ms);

@@ -101,6 +101,9 @@ struct bt_http_server {
     bt_http_ready_cb       ready;
     void                  *ready_arg;
     bt_metrics_t          *metrics;
+    bt_gauge_t            *m_open;      /* NULL until add_standard */
+    bt_counter_t          *m_refused;
+    bt_counter_t          *m_timeouts;
 };
 
 /* Called with a whole request: routes it (http.c). */

@@ -297,6 +297,9 @@ def test_slow_loris():
            "20 slow-loris connections are closed by the header timeout "
            "(%d closed, %d with a 408, %.1f s)" % (len(closed), got_408, took))
     nc.tap(served >= i, "normal requests were served meanwhile (%d of %d)" % (served, i))
+    timeouts = nc.gauge(RH, "baton_http_timeouts_total")
+    nc.tap(timeouts is not None and timeouts >= 20,
+           "baton_http_timeouts_total counts them (%s)" % timeouts)
     normal_ok("a slow-loris attack")
     # idle keep-alive: closed after --http-idle-timeout (2 s)
     s = socket.create_connection(("127.0.0.1", RH), timeout=15)
@@ -330,8 +333,20 @@ def test_connection_cap():
            is_openai_error(body) and took < 2,
            "over --http-max-connections: 503 with Retry-After and a JSON body "
            "at once (%d, %.2f s)" % (st, took), head, body[:200])
+    # one closes: /metrics itself takes its place
+    socks.pop().close()
+    opened = None
+    for _ in range(50):
+        opened = nc.gauge(RH, "baton_http_connections")
+        if opened is not None:
+            break
+        time.sleep(0.1)
+    refused = nc.gauge(RH, "baton_http_refused_total")
     for s in socks:
         s.close()
+    nc.tap(refused is not None and refused >= 1 and opened == 25,
+           "baton_http_refused_total (%s) and baton_http_connections (%s)"
+           % (refused, opened))
     st = 0
     for _ in range(50):
         st, _, _ = post_get("/v1/models")
