@@ -215,7 +215,8 @@ static void bt_http_conn_fail(bt_http_conn_t *conn, int code, const char *why)
                            code == 413 ? "request_too_large" :
                            code == 431 ? "headers_too_large" :
                            code == 505 ? "http_version_not_supported" :
-                           code == 501 ? "not_implemented" : "bad_request";
+                           code == 501 ? "not_implemented" :
+                           code == 415 ? "unsupported_media_type" : "bad_request";
 
     if (req->started) {
         conn->state = BT_HTTP_CONN_CLOSING;

@@ -22,6 +22,7 @@ const char *bt_http_reason(int code)
     case 408: return "Request Timeout";
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
@@ -226,6 +227,10 @@ static int bt_http_framing(bt_http_head_t *h, const char **why_p)
                 return 501;
             }
             have_te = true;
+        } else if (strcasecmp(n, "Content-Encoding") == 0 &&
+                   strcasecmp(v, "identity") != 0) {
+            *why_p = "compressed request bodies are not supported";
+            return 415;
         } else if (strcasecmp(n, "Connection") == 0) {
             conn = v;
         } else if (strcasecmp(n, "Expect") == 0) {

@@ -287,11 +287,12 @@ static const char *const bad_requests[] = {
     "POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
     "GET x/healthz HTTP/1.1\r\n\r\n",
     "POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "POST /v1/echo HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nab",
 };
 static const char *const bad_status[] = {
     "HTTP/1.1 400", "HTTP/1.1 505", "HTTP/1.1 413", "HTTP/1.1 400",
     "HTTP/1.1 400", "HTTP/1.1 400", "HTTP/1.1 405", "HTTP/1.1 400",
-    "HTTP/1.1 501", "HTTP/1.1 400", "HTTP/1.1 400",
+    "HTTP/1.1 501", "HTTP/1.1 400", "HTTP/1.1 400", "HTTP/1.1 415",
 };
 #define N_BAD (sizeof(bad_requests) / sizeof(bad_requests[0]))
 static char *bad_results[N_BAD + 4];
