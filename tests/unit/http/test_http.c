@@ -2,6 +2,7 @@
  * including what hostile or slow clients send. */
 #include "base/loop.h"
 #include "http/http.h"
+#include "http/http_int.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -537,6 +538,47 @@ static void test_connection_cap(void **state)
     results[1] = NULL;
 }
 
+/* The head parser on mutations of valid heads: never a crash, always 0
+ * or an HTTP error status, and what it accepts is consistent. */
+static void test_head_parse_mutations(void **state)
+{
+    static const char *const seeds[] = {
+        "POST /v1/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n"
+        "Connection: keep-alive\r\nExpect: 100-continue\r\n\r\n",
+        "GET http://h:1/p HTTP/1.0\nTransfer-Encoding: chunked\n\n",
+        "HEAD / HTTP/1.1\r\nX:\r\nY:  v \t\r\n\r\n",
+    };
+    unsigned seed = 12345;
+
+    (void)state;
+    for (int iter = 0; iter < 20000; iter++) {
+        const char *s = seeds[iter % 3];
+        size_t len = strlen(s);
+        char *text = malloc(len + 1);
+        bt_http_head_t h;
+        const char *why;
+        int code;
+
+        memcpy(text, s, len + 1);
+        for (int k = 0; k < 1 + iter % 4; k++) {
+            seed = seed * 1103515245u + 12345u;
+            text[(seed >> 8) % len] = (char)(seed >> 20);
+        }
+        /* keep the end a head's end, as the reader guarantees */
+        code = bt_http_head_parse(text, len, &h, &why);
+        if (code == 0) {
+            assert_true(h.minor == 0 || h.minor == 1);
+            assert_non_null(h.path);
+            assert_true(h.path[0] == '/');
+            assert_false(h.chunked && h.content_length > 0);
+        } else {
+            assert_true(code >= 400 && code < 600);
+            assert_non_null(why);
+        }
+        free(text);
+    }
+}
+
 static void test_status_mapping(void **state)
 {
     (void)state;
@@ -559,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_framing),
         cmocka_unit_test(test_slow_clients),
         cmocka_unit_test(test_connection_cap),
+        cmocka_unit_test(test_head_parse_mutations),
         cmocka_unit_test(test_status_mapping),
     };
 
