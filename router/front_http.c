@@ -57,14 +57,24 @@ static void bt_http_gen_free(bt_http_gen_t *g)
 #define BT_HTTP_RETRY_AFTER_BUSY        1   /* 429: the cluster is full */
 #define BT_HTTP_RETRY_AFTER_UNAVAILABLE 5   /* 503: no node, draining */
 
+/* OpenAI's error `code` for a status (NULL: none). */
+static const char *bt_http_err_code(bt_status_t s)
+{
+    switch (bt_http_status_code(s)) {
+    case 401: return "invalid_api_key";
+    case 404: return "model_not_found";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_exceeded";
+    case 501: return "unsupported";
+    case 503: return "service_unavailable";
+    default:  return NULL;
+    }
+}
+
 static void bt_http_fail(bt_http_req_t *http, bt_status_t s,
                          const char *message, const char *param)
 {
-    const char *code = s == BT_ERR_NOT_FOUND ? "model_not_found" :
-                       s == BT_ERR_EXHAUSTED ? "rate_limit_exceeded" :
-                       s == BT_ERR_PERMISSION ? "invalid_api_key" :
-                       s == BT_ERR_TOO_LARGE ? "request_too_large" :
-                       s == BT_ERR_UNSUPPORTED ? "unsupported" : NULL;
+    const char *code = bt_http_err_code(s);
     int status = bt_http_status_code(s);
 
     char after[16];
@@ -73,9 +83,6 @@ static void bt_http_fail(bt_http_req_t *http, bt_status_t s,
         snprintf(after, sizeof(after), "%d", status == 429
                  ? BT_HTTP_RETRY_AFTER_BUSY : BT_HTTP_RETRY_AFTER_UNAVAILABLE);
         bt_http_add_header(http, "Retry-After", after);
-        if (status == 503) {
-            code = "service_unavailable";
-        }
     }
     bt_http_reply_error(http, status, bt_http_error_type(s), message,
                         param && param[0] ? param : NULL, code);
@@ -213,7 +220,7 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
     if (status != BT_OK) {
         /* the stream has started: the error can only go in it */
         char *e = bt_http_error_body(bt_http_error_type(status), message, NULL,
-                                     NULL);
+                                     bt_http_err_code(status));
 
         if (e != NULL) {
             bt_http_sse_send(g->http, e, strlen(e));
