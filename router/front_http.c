@@ -1,6 +1,11 @@
 /* The OpenAI-compatible HTTP API: /v1/completions, /v1/chat/completions
- * (whole responses, or Server-Sent Events with `stream: true`) and
- * /v1/models; errors in OpenAI's shape. */
+ * (whole responses, or Server-Sent Events with `stream: true`),
+ * /v1/models and /v1/models/{id}; errors in OpenAI's shape.
+ *
+ * A stream's status line waits for its first token: whatever ends a
+ * request before any output (unknown model, prompt over the context, a
+ * full queue, no node) is a real HTTP status, never a 200 with an error
+ * inside. A client that goes away cancels its request, streamed or not. */
 #include "front.h"
 #include "model.h"
 #include "openai.h"
@@ -9,19 +14,20 @@
 #include "base/clock.h"
 #include "base/log.h"
 
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
     bt_router_t            *r;
-    struct evhttp_request  *http;
+    bt_http_req_t          *http;         /* NULL once the client left */
     bt_rreq_t              *req;
     bt_openai_kind_t        kind;
     bool                    stream;
     bool                    include_usage;
     bool                    first;        /* no chunk sent yet */
+    bool                    sse_started;  /* status line and headers out */
     bool                    ended;
     bool                    starting;
     bool                    want_lp;      /* logprobs asked for */
@@ -47,15 +53,48 @@ static void bt_http_gen_free(bt_http_gen_t *g)
     free(g);
 }
 
-static void bt_http_fail(struct evhttp_request *http, bt_status_t s,
+/* Retry-After (seconds) of our 429s and 503s. */
+#define BT_HTTP_RETRY_AFTER_BUSY        1   /* 429: the cluster is full */
+#define BT_HTTP_RETRY_AFTER_UNAVAILABLE 5   /* 503: no node, draining */
+
+/* OpenAI's error `code` for a status (NULL: none). */
+static const char *bt_http_err_code(bt_status_t s)
+{
+    switch (bt_http_status_code(s)) {
+    case 401: return "invalid_api_key";
+    case 404: return "model_not_found";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_exceeded";
+    case 501: return "unsupported";
+    case 503: return "service_unavailable";
+    default:  return NULL;
+    }
+}
+
+static void bt_http_fail(bt_http_req_t *http, bt_status_t s,
                          const char *message, const char *param)
 {
-    const char *code = s == BT_ERR_NOT_FOUND ? "model_not_found" :
-                       s == BT_ERR_EXHAUSTED ? "rate_limit_exceeded" :
-                       s == BT_ERR_PERMISSION ? "invalid_api_key" : NULL;
+    const char *code = bt_http_err_code(s);
+    int status = bt_http_status_code(s);
 
-    bt_http_reply_error(http, bt_http_status_code(s), bt_http_error_type(s),
-                        message, param && param[0] ? param : NULL, code);
+    char after[16];
+
+    if (status == 429 || status == 503) {
+        snprintf(after, sizeof(after), "%d", status == 429
+                 ? BT_HTTP_RETRY_AFTER_BUSY : BT_HTTP_RETRY_AFTER_UNAVAILABLE);
+        bt_http_add_header(http, "Retry-After", after);
+    }
+    bt_http_reply_error(http, status, bt_http_error_type(s), message,
+                        param && param[0] ? param : NULL, code);
+}
+
+/* Headers of a stream, sent with its first output. */
+static void bt_http_stream_start(bt_http_gen_t *g)
+{
+    if (!g->sse_started) {
+        g->sse_started = true;
+        bt_http_sse_start(g->http);
+    }
 }
 
 static void bt_http_send_chunk(bt_http_gen_t *g, const char *text, size_t len,
@@ -140,6 +179,7 @@ static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
          * when its text is still held back */
         if (len > 0 || g->first || g->lp != NULL) {
             g->lp_bytes = 0;
+            bt_http_stream_start(g);
             bt_http_send_chunk(g, text, len,
                                BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
         }
@@ -153,7 +193,6 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
                            const Baton__V1__Usage *usage)
 {
     bt_http_gen_t *g = arg;
-    struct evhttp_connection *conn;
 
     (void)req;
     g->ended = true;
@@ -161,11 +200,8 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
     if (g->http == NULL) {
         goto out; /* the client is gone */
     }
-    conn = evhttp_request_get_connection(g->http);
-    if (conn != NULL) {
-        evhttp_connection_set_closecb(conn, NULL, NULL);
-    }
-    if (!g->stream) {
+    bt_http_on_close(g->http, NULL, NULL);
+    if (!g->stream || (status != BT_OK && !g->sse_started)) {
         if (status != BT_OK) {
             bt_http_fail(g->http, status, message, NULL);
         } else {
@@ -180,13 +216,15 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
         }
         goto out;
     }
+    bt_http_stream_start(g);
     if (status != BT_OK) {
-        json_t *e = json_pack("{s:{s:s, s:s}}", "error", "message", message, "type",
-                              bt_http_error_type(status));
+        /* the stream has started: the error can only go in it */
+        char *e = bt_http_error_body(bt_http_error_type(status), message, NULL,
+                                     bt_http_err_code(status));
 
         if (e != NULL) {
-            bt_http_sse_send_json(g->http, e);
-            json_decref(e);
+            bt_http_sse_send(g->http, e, strlen(e));
+            free(e);
         }
     } else {
         bt_http_send_chunk(g, "", 0, finish);
@@ -208,21 +246,19 @@ out:
 static const bt_rreq_sink_t bt_http_sink = { bt_http_on_delta, bt_http_on_end };
 
 /* The client closed the connection before the end. */
-static void bt_http_closed(struct evhttp_connection *conn, void *arg)
+static void bt_http_closed(void *arg)
 {
     bt_http_gen_t *g = arg;
 
-    evhttp_connection_set_closecb(conn, NULL, NULL);
     g->http = NULL;
     if (g->req != NULL) {
         bt_rreq_cancel(g->req, "the client closed the connection");
     }
 }
 
-static void bt_http_generate(struct evhttp_request *http, bt_router_t *r,
+static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
                              bt_openai_kind_t kind)
 {
-    struct evkeyvalq *headers = evhttp_request_get_input_headers(http);
     bt_arena_t *arena = NULL;
     bt_openai_req_t oreq;
     bt_front_auth_t auth;
@@ -236,7 +272,7 @@ static void bt_http_generate(struct evhttp_request *http, bt_router_t *r,
         bt_http_fail(http, BT_ERR_SHUTDOWN, "the router is shutting down", NULL);
         goto out;
     }
-    s = bt_front_authenticate(r, evhttp_find_header(headers, "Authorization"),
+    s = bt_front_authenticate(r, bt_http_req_header(http, "Authorization"),
                               &auth, err, sizeof(err));
     if (s != BT_OK) {
         bt_http_fail(http, s, err, NULL);
@@ -259,7 +295,7 @@ static void bt_http_generate(struct evhttp_request *http, bt_router_t *r,
         goto out;
     }
     {
-        const char *rid = evhttp_find_header(headers, "X-Request-Id");
+        const char *rid = bt_http_req_header(http, "X-Request-Id");
 
         oreq.gen.request_id = (char *)(rid ? rid : "");
     }
@@ -279,24 +315,12 @@ static void bt_http_generate(struct evhttp_request *http, bt_router_t *r,
     snprintf(g->model, sizeof(g->model), "%s", oreq.gen.model);
     bt_buf_init(&g->text, 64u << 20);
     bt_buf_init(&g->tok_text, 1u << 20);
-    if (g->stream) {
-        bt_http_sse_start(http);
-    }
     g->starting = true;
     s = bt_front_start(r, &oreq.gen, &auth, &bt_http_sink, g, &g->req, err,
                        sizeof(err));
     g->starting = false;
     if (s != BT_OK) {
-        if (g->stream) { /* headers are out: report in the stream */
-            json_t *e = json_pack("{s:{s:s, s:s}}", "error", "message", err, "type",
-                                  bt_http_error_type(s));
-
-            bt_http_sse_send_json(http, e);
-            json_decref(e);
-            bt_http_sse_done(http);
-        } else {
-            bt_http_fail(http, s, err, NULL);
-        }
+        bt_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model" : NULL);
         bt_http_gen_free(g);
         goto out;
     }
@@ -306,31 +330,86 @@ static void bt_http_generate(struct evhttp_request *http, bt_router_t *r,
     }
     snprintf(g->id, sizeof(g->id), "%s-%s",
              kind == BT_OPENAI_CHAT ? "chatcmpl" : "cmpl", bt_rreq_id(g->req));
+    bt_http_add_header(http, "X-Request-Id", bt_rreq_id(g->req));
     bt_http_on_close(http, bt_http_closed, g);
 out:
     bt_buf_cleanup(&body);
     bt_arena_destroy(arena);
 }
 
-static void bt_http_completions(struct evhttp_request *http, void *arg)
+static void bt_http_completions(bt_http_req_t *http, void *arg)
 {
     bt_http_generate(http, arg, BT_OPENAI_COMPLETIONS);
 }
 
-static void bt_http_chat(struct evhttp_request *http, void *arg)
+static void bt_http_chat(bt_http_req_t *http, void *arg)
 {
     bt_http_generate(http, arg, BT_OPENAI_CHAT);
 }
 
-static void bt_http_models(struct evhttp_request *http, void *arg)
+/* When the router started: the `created` of its model. */
+static uint64_t bt_http_started_s;
+
+static json_t *bt_http_model_obj(bt_router_t *r)
+{
+    return json_pack("{s:s, s:s, s:I, s:s, s:I}", "id", bt_router_model_name(r),
+                     "object", "model", "created", (json_int_t)bt_http_started_s,
+                     "owned_by", "baton", "max_model_len",
+                     (json_int_t)bt_router_model_max_context(r));
+}
+
+static void bt_http_models(bt_http_req_t *http, void *arg)
+{
+    json_t *body = json_pack("{s:s, s:[o]}", "object", "list", "data",
+                             bt_http_model_obj(arg));
+
+    bt_http_reply_json(http, 200, body);
+    json_decref(body);
+}
+
+/* %XX decoded in place; false on a malformed escape or a NUL. */
+static bool bt_http_unescape(char *s)
+{
+    char *w = s;
+
+    for (const char *p = s; *p; p++) {
+        if (*p == '%') {
+            unsigned v;
+
+            if (sscanf(p + 1, "%2x", &v) != 1 || !isxdigit((unsigned char)p[1]) ||
+                !isxdigit((unsigned char)p[2]) || v == 0) {
+                return false;
+            }
+            *w++ = (char)v;
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return true;
+}
+
+/* GET /v1/models/{id}: ids may hold '/' (org/name). */
+static void bt_http_model(bt_http_req_t *http, void *arg)
 {
     bt_router_t *r = arg;
-    json_t *body = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:I}]}", "object", "list",
-                             "data", "id", bt_router_model_name(r), "object", "model",
-                             "created", (json_int_t)0, "owned_by", "baton",
-                             "max_model_len",
-                             (json_int_t)bt_router_model_max_context(r));
+    const char *path = bt_http_req_path(http) + strlen("/v1/models/");
+    char id[BT_NODE_MODEL_MAX + 1], msg[BT_NODE_MODEL_MAX + 96];
+    json_t *body;
 
+    if (strlen(path) > BT_NODE_MODEL_MAX) {
+        path = "";   /* longer than any name: unknown */
+    }
+    snprintf(id, sizeof(id), "%s", path);
+    if (!bt_http_unescape(id) || strcmp(id, bt_router_model_name(r)) != 0) {
+        snprintf(msg, sizeof(msg), "The model '%.*s' does not exist",
+                 BT_NODE_MODEL_MAX, id);
+        bt_http_reply_error(http, 404, "invalid_request_error", msg, "model",
+                            "model_not_found");
+        return;
+    }
+    body = bt_http_model_obj(r);
     bt_http_reply_json(http, 200, body);
     json_decref(body);
 }
@@ -339,14 +418,18 @@ bt_status_t bt_front_http_register(bt_router_t *r)
 {
     bt_status_t s;
 
-    s = bt_http_route(r->http, "/v1/completions", EVHTTP_REQ_POST,
+    bt_http_started_s = bt_wall_ms() / 1000;
+    s = bt_http_route(r->http, "/v1/completions", BT_HTTP_POST,
                       bt_http_completions, r);
     if (s == BT_OK) {
-        s = bt_http_route(r->http, "/v1/chat/completions", EVHTTP_REQ_POST,
+        s = bt_http_route(r->http, "/v1/chat/completions", BT_HTTP_POST,
                           bt_http_chat, r);
     }
     if (s == BT_OK) {
-        s = bt_http_route(r->http, "/v1/models", EVHTTP_REQ_GET, bt_http_models, r);
+        s = bt_http_route(r->http, "/v1/models", BT_HTTP_GET, bt_http_models, r);
+    }
+    if (s == BT_OK) {
+        s = bt_http_route(r->http, "/v1/models/*", BT_HTTP_GET, bt_http_model, r);
     }
     return s;
 }

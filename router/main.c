@@ -19,6 +19,7 @@ typedef struct {
     bt_router_cfg_t c;
     const char     *api_keys;
     const char     *chat_template;
+    bt_http_limits_t http;
 } bt_router_opts_t;
 
 #define O(_f) offsetof(bt_router_opts_t, _f)
@@ -68,6 +69,15 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_DURATION, 100, 3600000, NULL, O(c.lease_ms) },
     { "max-body", 0, NULL, "8M", "largest HTTP request body",
       BT_OPT_SIZE, 1024, 1073741824.0, NULL, O(c.max_body) },
+    { "http-header-timeout", 0, NULL, "10s", "an HTTP request's head (and each pause "
+      "in its body) must arrive within this, else 408 and close; 0 = none",
+      BT_OPT_DURATION, 0, 3600000, NULL, O(http.header_timeout_ms) },
+    { "http-idle-timeout", 0, NULL, "60s", "an idle keep-alive HTTP connection, or a "
+      "reply its client stops reading, is closed after this; 0 = none",
+      BT_OPT_DURATION, 0, 86400000, NULL, O(http.idle_timeout_ms) },
+    { "http-max-connections", 0, NULL, "1024", "open HTTP connections at most; more "
+      "get 503 with Retry-After and are closed; 0 = no cap",
+      BT_OPT_INT, 0, 1000000, NULL, O(http.max_connections) },
     { "prefix-index-entries", 0, NULL, "1000000", "block hashes the router tracks for prefix-aware routing",
       BT_OPT_INT, 16, 100000000, NULL, O(c.prefix_index_entries) },
     { "drain-timeout", 0, NULL, "30s", "on SIGTERM, how long requests in flight may finish",
@@ -273,6 +283,9 @@ int main(int argc, char **argv)
     }
     r->http = bt_http_server_create(r->base, o.c.listen, (int)o.c.http_port,
                                     o.c.max_body, &r->http_bound_port);
+    if (r->http != NULL) {
+        bt_http_server_set_limits(r->http, &o.http);
+    }
     if (r->http == NULL ||
         bt_http_add_standard(r->http, bt_router_ready, r, r->metrics) != BT_OK ||
         bt_front_http_register(r) != BT_OK) {

@@ -234,7 +234,7 @@ bt_status_t bt_router_model_encode_chat(bt_router_t *r,
         s = bt_tok_encode(m->tok, text.data ? text.data : "", text.len,
                           BT_TOK_PARSE_SPECIAL, out, err, err_size);
         if (s == BT_ERR_TOO_LARGE) {
-            s = bt_router_model_too_long(r, text.data, text.len,
+            s = bt_router_model_too_long(r, text.data ? text.data : "", text.len,
                                          BT_TOK_PARSE_SPECIAL, out, err, err_size);
         }
     }

@@ -45,6 +45,10 @@ static char *bt_openai_strdup(bt_openai_ctx_t *c, const char *s)
     return bt_arena_strdup(c->arena, s);
 }
 
+/* Every field a request may name: OpenAI's (read, refused with a 400
+ * naming it when we cannot honour it, or ignored when it cannot change
+ * the output) and vLLM's sampling extensions. Any other name is an
+ * error: a typo must not silently fall back to a default. */
 static const char *const bt_openai_completion_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k",
     "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty",
@@ -59,8 +63,52 @@ static const char *const bt_openai_chat_keys[] = {
     "repetition_penalty", "seed", "stop", "stop_token_ids", "stream",
     "stream_options", "logprobs", "top_logprobs", "n", "ignore_eos", "user",
     "logit_bias", "tools", "tool_choice", "response_format",
-    "add_generation_prompt", NULL,
+    "add_generation_prompt",
+    /* OpenAI's, ignored: they cannot change the text generated */
+    "store", "metadata", "service_tier", "parallel_tool_calls",
+    "prompt_cache_key", "safety_identifier", "prediction", "modalities",
+    /* OpenAI's, refused (400 naming the field) */
+    "audio", "functions", "function_call", "reasoning_effort", "verbosity",
+    "web_search_options",
+    NULL,
 };
+
+/* The first key of `obj` not in `allowed`: 400 with param = the key. */
+static bt_status_t bt_openai_check_keys(bt_openai_ctx_t *c, const json_t *obj,
+                                        const char *const *allowed,
+                                        const char *where)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)obj, key, v) {
+        size_t i;
+
+        (void)v;
+        for (i = 0; allowed[i] != NULL && strcmp(allowed[i], key) != 0; i++) {
+        }
+        if (allowed[i] == NULL) {
+            return bt_openai_fail(c, BT_ERR_INVALID_ARG, key,
+                                  "unknown field '%s%.64s'", where, key);
+        }
+    }
+    return BT_OK;
+}
+
+/* null means absent, for every optional field (the SDKs send null for
+ * what the caller left unset): such keys are dropped before reading. */
+static void bt_openai_drop_nulls(json_t *obj)
+{
+    const char *key;
+    json_t *v;
+    void *tmp;
+
+    json_object_foreach_safe(obj, tmp, key, v) {
+        if (json_is_null(v)) {
+            json_object_del(obj, key);
+        }
+    }
+}
 
 /* A float field in [min, max] (or (min, max] when `open_min`). */
 static bt_status_t bt_openai_float(bt_openai_ctx_t *c, const json_t *root,
@@ -181,14 +229,20 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
 
     s = bt_json_get_int(root, "max_tokens", false, 1, BT_OPENAI_MAX_TOKENS,
                         &i64, c->err, c->err_size);
-    if (s == BT_ERR_NOT_FOUND && kind == BT_OPENAI_CHAT) {
+    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
+        return bt_openai_json_err(c, s, "max_tokens");
+    }
+    if (kind == BT_OPENAI_CHAT) {
+        /* the newer name wins when both are given (OpenAI, vLLM) */
+        int64_t mct = 0;
+
         s = bt_json_get_int(root, "max_completion_tokens", false, 1,
-                            BT_OPENAI_MAX_TOKENS, &i64, c->err, c->err_size);
-        if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
+                            BT_OPENAI_MAX_TOKENS, &mct, c->err, c->err_size);
+        if (s == BT_OK) {
+            i64 = mct;
+        } else if (s != BT_ERR_NOT_FOUND) {
             return bt_openai_json_err(c, s, "max_completion_tokens");
         }
-    } else if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
-        return bt_openai_json_err(c, s, "max_tokens");
     }
     sp->max_tokens = (int32_t)i64;
 
@@ -280,12 +334,16 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
     return BT_OK;
 }
 
-/* Features we refuse rather than silently ignore. */
+/* Features we refuse rather than silently ignore; each 400 names the
+ * field in `param`. Values that ask for nothing (an empty logit_bias,
+ * tool_choice "none", response_format text, modalities ["text"]) pass. */
 static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
 {
     static const char *const refused[] = {
-        "logit_bias", "tools", "tool_choice", "suffix", "response_format",
+        "tools", "audio", "functions", "function_call", "reasoning_effort",
+        "verbosity", "web_search_options",
     };
+    const char *str;
     json_t *v;
     int64_t n = 1;
     bool b = false;
@@ -293,11 +351,48 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
     size_t i;
 
     for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
-        v = json_object_get(root, refused[i]);
-        if (v != NULL && !json_is_null(v)) {
+        if (json_object_get(root, refused[i]) != NULL) {
             return bt_openai_fail(c, BT_ERR_INVALID_ARG, refused[i],
                                   "field '%s' is not supported", refused[i]);
         }
+    }
+    v = json_object_get(root, "logit_bias");
+    if (v != NULL && !(json_is_object(v) && json_object_size(v) == 0)) {
+        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "logit_bias",
+                              "field 'logit_bias' is not supported");
+    }
+    v = json_object_get(root, "suffix");
+    if (v != NULL && !(json_is_string(v) && json_string_length(v) == 0)) {
+        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "suffix",
+                              "field 'suffix' is not supported");
+    }
+    v = json_object_get(root, "tool_choice");
+    if (v != NULL && !((str = json_string_value(v)) && strcmp(str, "none") == 0)) {
+        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "tool_choice",
+                              "field 'tool_choice': tools are not supported");
+    }
+    v = json_object_get(root, "response_format");
+    if (v != NULL) {
+        json_t *type = json_is_object(v) ? json_object_get(v, "type") : NULL;
+
+        if (!json_is_object(v) || !json_is_string(type)) {
+            return bt_openai_fail(c, BT_ERR_INVALID_ARG, "response_format",
+                                  "field 'response_format': expected an object "
+                                  "with a 'type'");
+        }
+        if (strcmp(json_string_value(type), "text") != 0 ||
+            json_object_size(v) != 1) {
+            return bt_openai_fail(c, BT_ERR_INVALID_ARG, "response_format",
+                                  "field 'response_format': only {\"type\": "
+                                  "\"text\"} is supported");
+        }
+    }
+    v = json_object_get(root, "modalities");
+    if (v != NULL && !(json_is_array(v) && json_array_size(v) == 1 &&
+                       (str = json_string_value(json_array_get(v, 0))) &&
+                       strcmp(str, "text") == 0)) {
+        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "modalities",
+                              "field 'modalities': only [\"text\"] is supported");
     }
     s = bt_json_get_int(root, "n", false, INT64_MIN, INT64_MAX, &n, c->err,
                         c->err_size);
@@ -325,6 +420,33 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
     if (b) {
         return bt_openai_fail(c, BT_ERR_INVALID_ARG, "echo",
                               "field 'echo' is not supported");
+    }
+    return BT_OK;
+}
+
+/* Fields read only to check their type: ignored otherwise. */
+static bt_status_t bt_openai_ignored(bt_openai_ctx_t *c, const json_t *root)
+{
+    static const struct { const char *key; json_type type; } ignored[] = {
+        { "user", JSON_STRING },           { "store", JSON_TRUE },
+        { "metadata", JSON_OBJECT },       { "service_tier", JSON_STRING },
+        { "parallel_tool_calls", JSON_TRUE }, { "prompt_cache_key", JSON_STRING },
+        { "safety_identifier", JSON_STRING }, { "prediction", JSON_OBJECT },
+    };
+
+    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++) {
+        json_t *v = json_object_get(root, ignored[i].key);
+        bool ok = v == NULL || json_typeof(v) == ignored[i].type ||
+                  (ignored[i].type == JSON_TRUE && json_is_boolean(v));
+
+        if (!ok) {
+            return bt_openai_fail(c, BT_ERR_INVALID_ARG, ignored[i].key,
+                                  "field '%s': expected %s, got %s",
+                                  ignored[i].key,
+                                  ignored[i].type == JSON_STRING ? "a string" :
+                                  ignored[i].type == JSON_OBJECT ? "an object" :
+                                  "a boolean", bt_json_type_name(v));
+        }
     }
     return BT_OK;
 }
@@ -456,6 +578,7 @@ static bt_status_t bt_openai_messages(bt_openai_ctx_t *c, const json_t *root,
     for (i = 0; i < n; i++) {
         json_t *m = json_array_get(arr, i);
         Baton__V1__ChatMessage *cm;
+        json_t *content;
         const char *role;
         size_t r;
 
@@ -482,7 +605,15 @@ static bt_status_t bt_openai_messages(bt_openai_ctx_t *c, const json_t *root,
         /* "developer" is OpenAI's newer name for the system role */
         cm->role = bt_openai_strdup(c, strcmp(role, "developer") == 0 ? "system"
                                                                        : role);
-        s = bt_openai_content(c, json_object_get(m, "content"), i, &cm->content);
+        content = json_object_get(m, "content");
+        if ((content == NULL || json_is_null(content)) &&
+            strcmp(role, "assistant") == 0) {
+            /* an assistant turn may have no content (OpenAI) */
+            cm->content = bt_openai_strdup(c, "");
+            s = cm->content ? BT_OK : BT_ERR_NO_MEMORY;
+        } else {
+            s = bt_openai_content(c, content, i, &cm->content);
+        }
         if (s != BT_OK) {
             return s;
         }
@@ -523,6 +654,10 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
 
     s = bt_json_parse(body, len, max_len, &root, err, err_size);
     if (s != BT_OK) {
+        if (strstr(err, "NUL") != NULL) {  /* jansson names its flag */
+            snprintf(err, err_size, "the request body has a NUL character "
+                     "(\\u0000) in a string; it is not accepted");
+        }
         return s;
     }
     if (!json_is_object(root)) {
@@ -530,9 +665,13 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
                            "the request body must be a JSON object");
         goto out;
     }
-    s = bt_json_check_keys(root, kind == BT_OPENAI_CHAT ? bt_openai_chat_keys
-                                                        : bt_openai_completion_keys,
-                           err, err_size);
+    bt_openai_drop_nulls(root);
+    s = bt_openai_check_keys(&c, root, kind == BT_OPENAI_CHAT
+                             ? bt_openai_chat_keys : bt_openai_completion_keys, "");
+    if (s != BT_OK) {
+        goto out;
+    }
+    s = bt_openai_ignored(&c, root);
     if (s != BT_OK) {
         goto out;
     }
@@ -571,12 +710,16 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
     if (s == BT_OK) {
         static const char *const opt_keys[] = { "include_usage", NULL };
 
+        bt_openai_drop_nulls(opts);
         if (!req->stream) {
             s = bt_openai_fail(&c, BT_ERR_INVALID_ARG, "stream_options",
                                "field 'stream_options' needs 'stream': true");
             goto out;
         }
-        s = bt_json_check_keys(opts, opt_keys, err, err_size);
+        s = bt_openai_check_keys(&c, opts, opt_keys, "stream_options.");
+        if (s != BT_OK) {
+            goto out;
+        }
         if (s == BT_OK) {
             b = false;
             s = bt_json_get_bool(opts, "include_usage", false, &b, err, err_size);

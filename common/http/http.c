@@ -1,32 +1,16 @@
-#include "http.h"
+/* Routes, JSON replies, errors and the standard endpoints. */
+#include "http_int.h"
 
 #include "base/json.h"
 #include "base/log.h"
 
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define BT_HTTP_MAX_ROUTES 64
-#define BT_HTTP_MAX_HEADERS (64 * 1024)
-
-typedef struct {
-    char              *path;
-    int                methods;
-    bt_http_handler_cb cb;
-    void              *arg;
-} bt_http_route_t;
-
-struct bt_http_server {
-    struct evhttp          *http;
-    bt_http_route_t         routes[BT_HTTP_MAX_ROUTES];
-    int                     n_routes;
-    bt_http_ready_cb        ready;
-    void                   *ready_arg;
-    bt_metrics_t           *metrics;
-};
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 int bt_http_status_code(bt_status_t status)
 {
@@ -40,6 +24,7 @@ int bt_http_status_code(bt_status_t status)
     case BT_ERR_EXHAUSTED:        return 429;
     case BT_ERR_UNSUPPORTED:      return 501;
     case BT_ERR_SHUTDOWN:
+    case BT_ERR_PEER_DIED:        /* a node died before any output */
     case BT_ERR_PEER_UNREACHABLE: return 503;
     case BT_ERR_TIMED_OUT:        return 504;
     case BT_ERR_CANCELLED:        return 499;
@@ -59,75 +44,127 @@ const char *bt_http_error_type(bt_status_t status)
     }
 }
 
-void bt_http_reply_json(struct evhttp_request *req, int code,
-                        const json_t *body)
+void bt_http_reply_json(bt_http_req_t *req, int code, const json_t *body)
 {
-    struct evbuffer *out = evbuffer_new();
     char *text = bt_json_dump(body);
+    size_t len;
 
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
-    if (out == NULL || text == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
-    } else {
-        evbuffer_add(out, text, strlen(text));
-        evbuffer_add(out, "\n", 1);
-        evhttp_send_reply(req, code, NULL, out);
+    if (text == NULL) {
+        static const char oom[] = "{\"error\":{\"message\":\"out of memory\","
+                                  "\"type\":\"server_error\",\"param\":null,"
+                                  "\"code\":null}}\n";
+
+        bt_http_reply(req, 500, "application/json", oom, sizeof(oom) - 1);
+        return;
     }
+    len = strlen(text);
+    /* a newline after the document, for people reading with curl */
+    {
+        char *t = realloc(text, len + 2);
+
+        if (t != NULL) {
+            text = t;
+            text[len++] = '\n';
+        }
+    }
+    bt_http_reply(req, code, "application/json", text, len);
     free(text);
-    if (out != NULL) {
-        evbuffer_free(out);
-    }
 }
 
-void bt_http_reply_error(struct evhttp_request *req, int code,
-                         const char *type, const char *message,
+char *bt_http_error_body(const char *type, const char *message,
                          const char *param, const char *err_code)
 {
     json_t *body = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error",
                              "message", message, "type", type,
                              "param", param, "code", err_code);
+    char *text;
 
     if (body == NULL) { /* e.g. invalid UTF-8 in the message */
         body = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message",
                          "request rejected", "type", type, "param", "code");
     }
-    bt_http_reply_json(req, code, body);
+    text = bt_json_dump(body);
     json_decref(body);
+    return text;
 }
 
-static bt_http_route_t *bt_http_find(bt_http_server_t *srv, const char *path)
+void bt_http_reply_error(bt_http_req_t *req, int code, const char *type,
+                         const char *message, const char *param,
+                         const char *err_code)
 {
-    int i;
+    char *text = bt_http_error_body(type, message, param, err_code);
 
-    for (i = 0; i < srv->n_routes; i++) {
-        if (strcmp(srv->routes[i].path, path) == 0) {
-            return &srv->routes[i];
+    if (text == NULL) {
+        bt_http_reply_json(req, code, NULL);
+        return;
+    }
+    bt_http_reply(req, code, "application/json", text, strlen(text));
+    free(text);
+}
+
+static bt_http_route_t *bt_http_find(bt_http_server_t *srv, const char *path,
+                                     bool exact)
+{
+    for (int i = 0; i < srv->n_routes; i++) {
+        bt_http_route_t *r = &srv->routes[i];
+
+        if (exact || !r->prefix) {
+            if (strcmp(r->path, path) == 0) {
+                return r;
+            }
+        } else if (strncmp(r->path, path, strlen(r->path)) == 0 &&
+                   path[strlen(r->path)] != '\0') {
+            return r;
         }
     }
     return NULL;
 }
 
-/* Every request enters here: route by exact path (the query is ignored). */
-static void bt_http_dispatch(struct evhttp_request *req, void *arg)
+static void bt_http_allow(bt_http_req_t *req, int methods)
 {
-    bt_http_server_t *srv = arg;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    static const struct { int bit; const char *name; } names[] = {
+        { BT_HTTP_GET, "GET" },       { BT_HTTP_HEAD, "HEAD" },
+        { BT_HTTP_POST, "POST" },     { BT_HTTP_PUT, "PUT" },
+        { BT_HTTP_DELETE, "DELETE" }, { BT_HTTP_OPTIONS, "OPTIONS" },
+        { BT_HTTP_PATCH, "PATCH" },
+    };
+    char allow[128] = "";
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (methods & names[i].bit) {
+            if (allow[0] != '\0') {
+                strcat(allow, ", ");
+            }
+            strcat(allow, names[i].name);
+        }
+    }
+    bt_http_add_header(req, "Allow", allow);
+}
+
+/* Every request enters here: route by path (the query is ignored). */
+void bt_http_dispatch(bt_http_server_t *srv, bt_http_req_t *req)
+{
+    const char *path = req->head.path;
+    int method = req->head.method;
     bt_http_route_t *route;
     char msg[256];
 
-    if (path == NULL || path[0] == '\0') {
-        path = "/";
+    route = bt_http_find(srv, path, true);
+    if (route == NULL) {
+        route = bt_http_find(srv, path, false);
     }
-    route = bt_http_find(srv, path);
     if (route == NULL) {
         snprintf(msg, sizeof(msg), "no such endpoint: %.200s", path);
         bt_http_reply_error(req, 404, "invalid_request_error", msg, NULL,
                             "not_found");
         return;
     }
-    if (!(evhttp_request_get_command(req) & route->methods)) {
+    /* HEAD is GET without the body */
+    if (method == BT_HTTP_HEAD && (route->methods & BT_HTTP_GET)) {
+        method = BT_HTTP_GET;
+    }
+    if (!(method & route->methods)) {
+        bt_http_allow(req, route->methods);
         bt_http_reply_error(req, 405, "invalid_request_error",
                             "method not allowed on this endpoint", NULL,
                             "method_not_allowed");
@@ -136,38 +173,103 @@ static void bt_http_dispatch(struct evhttp_request *req, void *arg)
     route->cb(req, route->arg);
 }
 
+int bt_http_req_method(const bt_http_req_t *req)
+{
+    return req->head.method;
+}
+
+const char *bt_http_req_path(const bt_http_req_t *req)
+{
+    return req->head.path;
+}
+
+const char *bt_http_req_header(const bt_http_req_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->head.n_hdr; i++) {
+        if (strcasecmp(req->head.hdr[i].name, name) == 0) {
+            return req->head.hdr[i].value;
+        }
+    }
+    return NULL;
+}
+
+void bt_http_on_close(bt_http_req_t *req, void (*cb)(void *arg), void *arg)
+{
+    req->close_cb = cb;
+    req->close_arg = arg;
+}
+
+static bool bt_http_listen(bt_http_server_t *srv, const char *addr, int port)
+{
+    struct evutil_addrinfo hints, *ai = NULL;
+    char port_s[16];
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    rc = evutil_getaddrinfo(addr, port_s, &hints, &ai);
+    if (rc != 0 || ai == NULL) {
+        bt_error("http: cannot resolve %s: %s", addr, evutil_gai_strerror(rc));
+        return false;
+    }
+    srv->listener = evconnlistener_new_bind(
+        srv->base, bt_http_accept_cb, srv,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        1024, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    if (srv->listener == NULL) {
+        bt_error("http: cannot listen on %s:%d: %s", addr, port,
+                 bt_strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* The connection cap needs descriptors: raise the soft limit to fit. */
+static void bt_http_fd_room(int64_t max_conns)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_conns + 256;
+
+    if (max_conns <= 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+        rl.rlim_cur >= want) {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want
+                  ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want) {
+        bt_warn("http: %lld connections allowed but only %llu file "
+                "descriptors", (long long)max_conns,
+                (unsigned long long)rl.rlim_cur);
+    }
+}
+
 bt_http_server_t *bt_http_server_create(struct event_base *base,
                                         const char *addr, int port,
                                         size_t max_body, int *bound_port_p)
 {
     bt_http_server_t *srv = calloc(1, sizeof(*srv));
-    struct evhttp_bound_socket *sock;
 
     if (srv == NULL) {
         return NULL;
     }
-    srv->http = evhttp_new(base);
-    if (srv->http == NULL) {
+    srv->base = base;
+    srv->max_body = max_body;
+    srv->limits.header_timeout_ms = BT_HTTP_HEADER_TIMEOUT_MS;
+    srv->limits.idle_timeout_ms = BT_HTTP_IDLE_TIMEOUT_MS;
+    srv->limits.max_connections = BT_HTTP_MAX_CONNECTIONS;
+    if (!bt_http_listen(srv, addr, port)) {
         free(srv);
         return NULL;
     }
-    evhttp_set_max_body_size(srv->http, (ev_ssize_t)max_body);
-    evhttp_set_max_headers_size(srv->http, BT_HTTP_MAX_HEADERS);
-    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-                                          EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE |
-                                          EVHTTP_REQ_PUT | EVHTTP_REQ_OPTIONS);
-    evhttp_set_gencb(srv->http, bt_http_dispatch, srv);
-    sock = evhttp_bind_socket_with_handle(srv->http, addr, (ev_uint16_t)port);
-    if (sock == NULL) {
-        bt_error("http: cannot listen on %s:%d: %s", addr, port, bt_strerror(errno));
-        evhttp_free(srv->http);
-        free(srv);
-        return NULL;
-    }
+    bt_http_fd_room(srv->limits.max_connections);
     if (bound_port_p != NULL) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        evutil_socket_t fd = evhttp_bound_socket_get_fd(sock);
+        evutil_socket_t fd = evconnlistener_get_fd(srv->listener);
 
         *bound_port_p = port;
         if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
@@ -181,15 +283,28 @@ bt_http_server_t *bt_http_server_create(struct event_base *base,
     return srv;
 }
 
+void bt_http_server_set_limits(bt_http_server_t *srv,
+                               const bt_http_limits_t *limits)
+{
+    srv->limits = *limits;
+    bt_http_fd_room(limits->max_connections);
+}
+
+size_t bt_http_server_connections(const bt_http_server_t *srv)
+{
+    return srv->n_conns;
+}
+
 void bt_http_server_destroy(bt_http_server_t *srv)
 {
-    int i;
-
     if (srv == NULL) {
         return;
     }
-    evhttp_free(srv->http);
-    for (i = 0; i < srv->n_routes; i++) {
+    evconnlistener_free(srv->listener);
+    while (srv->conns != NULL) {
+        bt_http_conn_free(srv->conns);
+    }
+    for (int i = 0; i < srv->n_routes; i++) {
         free(srv->routes[i].path);
     }
     free(srv);
@@ -198,19 +313,26 @@ void bt_http_server_destroy(bt_http_server_t *srv)
 bt_status_t bt_http_route(bt_http_server_t *srv, const char *path,
                           int methods, bt_http_handler_cb cb, void *arg)
 {
+    size_t len = strlen(path);
+    bool prefix = len >= 2 && strcmp(path + len - 2, "/*") == 0;
     bt_http_route_t *r;
 
-    if (bt_http_find(srv, path) != NULL) {
-        return BT_ERR_EXISTS;
-    }
     if (srv->n_routes == BT_HTTP_MAX_ROUTES) {
         return BT_ERR_EXHAUSTED;
     }
     r = &srv->routes[srv->n_routes];
-    r->path = strdup(path);
+    r->path = prefix ? strndup(path, len - 1) : strdup(path);
     if (r->path == NULL) {
         return BT_ERR_NO_MEMORY;
     }
+    for (int i = 0; i < srv->n_routes; i++) {
+        if (srv->routes[i].prefix == prefix &&
+            strcmp(srv->routes[i].path, r->path) == 0) {
+            free(r->path);
+            return BT_ERR_EXISTS;
+        }
+    }
+    r->prefix = prefix;
     r->methods = methods;
     r->cb = cb;
     r->arg = arg;
@@ -218,26 +340,20 @@ bt_status_t bt_http_route(bt_http_server_t *srv, const char *path,
     return BT_OK;
 }
 
-static void bt_http_reply_text(struct evhttp_request *req, int code,
+static void bt_http_reply_text(bt_http_req_t *req, int code,
                                const char *content_type, const char *text,
                                size_t len)
 {
-    struct evbuffer *out = evbuffer_new();
-
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      content_type);
-    evbuffer_add(out, text, len);
-    evhttp_send_reply(req, code, NULL, out);
-    evbuffer_free(out);
+    bt_http_reply(req, code, content_type, text, len);
 }
 
-static void bt_http_healthz(struct evhttp_request *req, void *arg)
+static void bt_http_healthz(bt_http_req_t *req, void *arg)
 {
     (void)arg;
     bt_http_reply_text(req, 200, "text/plain", "ok\n", 3);
 }
 
-static void bt_http_readyz(struct evhttp_request *req, void *arg)
+static void bt_http_readyz(bt_http_req_t *req, void *arg)
 {
     bt_http_server_t *srv = arg;
     const char *why = "not ready";
@@ -253,7 +369,7 @@ static void bt_http_readyz(struct evhttp_request *req, void *arg)
                        n < (int)sizeof(text) ? (size_t)n : sizeof(text) - 1);
 }
 
-static void bt_http_metrics(struct evhttp_request *req, void *arg)
+static void bt_http_metrics(bt_http_req_t *req, void *arg)
 {
     bt_http_server_t *srv = arg;
     bt_buf_t b;
@@ -261,7 +377,8 @@ static void bt_http_metrics(struct evhttp_request *req, void *arg)
     bt_buf_init(&b, 64u << 20);
     if (srv->metrics != NULL && bt_metrics_render(srv->metrics, &b) != BT_OK) {
         bt_buf_cleanup(&b);
-        evhttp_send_error(req, 500, "metrics too large");
+        bt_http_reply_error(req, 500, "server_error", "metrics too large",
+                            NULL, NULL);
         return;
     }
     bt_http_reply_text(req, 200, "text/plain; version=0.0.4",
@@ -277,83 +394,53 @@ bt_status_t bt_http_add_standard(bt_http_server_t *srv, bt_http_ready_cb ready,
     srv->ready = ready;
     srv->ready_arg = ready_arg;
     srv->metrics = reg;
-    status = bt_http_route(srv, "/healthz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD,
+    if (reg != NULL) {
+        srv->m_open = bt_metrics_gauge(reg, "baton_http_connections",
+                                       "HTTP connections open", NULL);
+        srv->m_refused = bt_metrics_counter(reg, "baton_http_refused_total",
+                                            "HTTP connections refused over "
+                                            "the connection cap", NULL);
+        srv->m_timeouts = bt_metrics_counter(reg, "baton_http_timeouts_total",
+                                             "HTTP connections closed by the "
+                                             "header or idle timeout", NULL);
+        if (srv->m_open != NULL) {
+            bt_gauge_set(srv->m_open, (double)srv->n_conns);
+        }
+    }
+    status = bt_http_route(srv, "/healthz", BT_HTTP_GET,
                            bt_http_healthz, srv);
     if (status == BT_OK) {
-        status = bt_http_route(srv, "/readyz", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD,
+        status = bt_http_route(srv, "/readyz", BT_HTTP_GET,
                                bt_http_readyz, srv);
     }
     if (status == BT_OK) {
-        status = bt_http_route(srv, "/metrics", EVHTTP_REQ_GET,
+        status = bt_http_route(srv, "/metrics", BT_HTTP_GET,
                                bt_http_metrics, srv);
     }
     return status;
 }
 
-bt_status_t bt_http_read_body(struct evhttp_request *req, bt_buf_t *out)
+bt_status_t bt_http_read_body(bt_http_req_t *req, bt_buf_t *out)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
+    size_t len = evbuffer_get_length(req->body);
     bt_status_t status;
 
     status = bt_buf_reserve(out, len);
     if (status != BT_OK) {
         return status;
     }
-    evbuffer_copyout(in, out->data + out->len, len);
+    evbuffer_copyout(req->body, out->data + out->len, len);
     out->len += len;
     out->data[out->len] = '\0';
     return BT_OK;
 }
 
-void bt_http_sse_start(struct evhttp_request *req)
-{
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-
-    evhttp_add_header(h, "Content-Type", "text/event-stream");
-    evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_send_reply_start(req, 200, "OK");
-}
-
-void bt_http_sse_send(struct evhttp_request *req, const char *data, size_t len)
-{
-    struct evbuffer *out = evbuffer_new();
-
-    if (out == NULL) {
-        return;
-    }
-    evbuffer_add(out, "data: ", 6);
-    evbuffer_add(out, data, len);
-    evbuffer_add(out, "\n\n", 2);
-    evhttp_send_reply_chunk(req, out);
-    evbuffer_free(out);
-}
-
-void bt_http_sse_send_json(struct evhttp_request *req, const json_t *event)
+void bt_http_sse_send_json(bt_http_req_t *req, const json_t *event)
 {
     char *text = bt_json_dump(event);
 
     if (text != NULL) {
         bt_http_sse_send(req, text, strlen(text));
         free(text);
-    }
-}
-
-void bt_http_sse_done(struct evhttp_request *req)
-{
-    static const char done[] = "[DONE]";
-
-    bt_http_sse_send(req, done, sizeof(done) - 1);
-    evhttp_send_reply_end(req);
-}
-
-void bt_http_on_close(struct evhttp_request *req,
-                      void (*cb)(struct evhttp_connection *conn, void *arg),
-                      void *arg)
-{
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-
-    if (conn != NULL) {
-        evhttp_connection_set_closecb(conn, cb, arg);
     }
 }

@@ -1,6 +1,12 @@
-/* HTTP server helpers over libevent's evhttp, shared by every daemon:
- * routes, bounded request bodies, JSON replies, OpenAI-shaped errors,
- * Server-Sent Events, /healthz, /readyz and /metrics.
+/* A small HTTP/1.x server shared by every daemon: routes, bounded request
+ * heads and bodies, JSON replies, OpenAI-shaped errors, Server-Sent
+ * Events, /healthz, /readyz and /metrics.
+ *
+ * It is our own (over libevent's bufferevents, not evhttp) so that every
+ * answer, protocol errors included, is JSON in OpenAI's error shape, and
+ * so that slow or idle clients are bounded: a request head must arrive
+ * within the header timeout, an idle keep-alive connection is closed after
+ * the idle timeout, and connections over the cap get a 503 at once.
  *
  * Everything runs on the loop thread that owns the event_base. */
 #ifndef BT_HTTP_H
@@ -11,26 +17,61 @@
 #include "metrics/metrics.h"
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct bt_http_server bt_http_server_t;
+typedef struct bt_http_req bt_http_req_t;
 
-typedef void (*bt_http_handler_cb)(struct evhttp_request *req, void *arg);
+/* Methods, as bits for bt_http_route. */
+enum {
+    BT_HTTP_GET     = 1 << 0,
+    BT_HTTP_POST    = 1 << 1,
+    BT_HTTP_HEAD    = 1 << 2,
+    BT_HTTP_PUT     = 1 << 3,
+    BT_HTTP_DELETE  = 1 << 4,
+    BT_HTTP_OPTIONS = 1 << 5,
+    BT_HTTP_PATCH   = 1 << 6,
+};
+
+typedef void (*bt_http_handler_cb)(bt_http_req_t *req, void *arg);
 /* Readiness for /readyz: true = ready; `why` (optional) says why not. */
 typedef bool (*bt_http_ready_cb)(void *arg, const char **why_p);
 
-/* Listens on addr:port (port 0 picks one; *bound_port_p gets it).
- * `max_body` bounds request bodies (413 beyond it), `max_headers` the
- * header bytes. NULL on failure (logged). */
+/* Limits on clients. A timeout or cap of 0 turns it off. */
+typedef struct {
+    int64_t header_timeout_ms;  /* a request head (and each pause in its
+                                   body) must arrive within this; 408 */
+    int64_t idle_timeout_ms;    /* keep-alive connection with no request,
+                                   or a reply the client does not read */
+    int64_t max_connections;    /* more get 503 and are closed */
+} bt_http_limits_t;
+
+#define BT_HTTP_HEADER_TIMEOUT_MS 10000
+#define BT_HTTP_IDLE_TIMEOUT_MS   60000
+#define BT_HTTP_MAX_CONNECTIONS   1024
+/* Retry-After (seconds) of a 503 for a connection over the cap. */
+#define BT_HTTP_RETRY_AFTER_FULL  1
+
+/* Listens on addr:port (port 0 picks one; *bound_port_p gets it), with
+ * the default limits above. `max_body` bounds request bodies (413
+ * beyond it). NULL on failure (logged). */
 bt_http_server_t *bt_http_server_create(struct event_base *base,
                                         const char *addr, int port,
                                         size_t max_body, int *bound_port_p);
+/* Closes every connection (their close callbacks run) and frees. */
 void bt_http_server_destroy(bt_http_server_t *srv);
+/* Applies to connections accepted from now on (and to timers armed from
+ * now on on existing ones). */
+void bt_http_server_set_limits(bt_http_server_t *srv,
+                               const bt_http_limits_t *limits);
+/* Connections open now. */
+size_t bt_http_server_connections(const bt_http_server_t *srv);
 
-/* `methods`: EVHTTP_REQ_GET | EVHTTP_REQ_POST ...; another method on the
- * same path gets 405. Unknown paths get 404 in the error shape below. */
+/* `methods`: BT_HTTP_GET | BT_HTTP_POST ...; another method on the same
+ * path gets 405. A path ending in "/" + "*" matches every path under it.
+ * Unknown paths get 404 in the error shape below. */
 bt_status_t bt_http_route(bt_http_server_t *srv, const char *path,
                           int methods, bt_http_handler_cb cb, void *arg);
 
@@ -39,38 +80,56 @@ bt_status_t bt_http_route(bt_http_server_t *srv, const char *path,
 bt_status_t bt_http_add_standard(bt_http_server_t *srv, bt_http_ready_cb ready,
                                  void *ready_arg, bt_metrics_t *reg);
 
+/* The request. Strings live as long as the request (until its reply
+ * ends or its close callback returns). */
+int bt_http_req_method(const bt_http_req_t *req);
+const char *bt_http_req_path(const bt_http_req_t *req);   /* no query */
+/* A request header's value (case-insensitive name); NULL when absent. */
+const char *bt_http_req_header(const bt_http_req_t *req, const char *name);
+
 /* Copies the body into `out` (bounded by out->max); BT_ERR_TOO_LARGE
  * when larger. */
-bt_status_t bt_http_read_body(struct evhttp_request *req, bt_buf_t *out);
+bt_status_t bt_http_read_body(bt_http_req_t *req, bt_buf_t *out);
+
+/* Adds a header to the reply (before it starts). Copied. */
+void bt_http_add_header(bt_http_req_t *req, const char *name,
+                        const char *value);
+
+/* The whole reply. `req` must not be used after a reply. */
+void bt_http_reply(bt_http_req_t *req, int code, const char *content_type,
+                   const void *body, size_t len);
 
 /* Replies `code` with `body` serialised (Content-Type: application/json).
  * Does not take the reference. */
-void bt_http_reply_json(struct evhttp_request *req, int code,
-                        const json_t *body);
+void bt_http_reply_json(bt_http_req_t *req, int code, const json_t *body);
 
 /* OpenAI's error shape:
  * {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
  * `param` and `err_code` may be NULL (rendered as null). */
-void bt_http_reply_error(struct evhttp_request *req, int code,
-                         const char *type, const char *message,
+void bt_http_reply_error(bt_http_req_t *req, int code, const char *type,
+                         const char *message, const char *param,
+                         const char *err_code);
+/* The same body, as text (for replies made outside a request); NULL on
+ * out of memory. Free with free(). */
+char *bt_http_error_body(const char *type, const char *message,
                          const char *param, const char *err_code);
 
 /* The HTTP status and OpenAI error type for a bt_status_t. */
 int bt_http_status_code(bt_status_t status);
 const char *bt_http_error_type(bt_status_t status);
 
-/* Server-Sent Events: start sends 200 with text/event-stream; each event
- * is one `data: <payload>\n\n` chunk; done sends `data: [DONE]` and ends
- * the reply. */
-void bt_http_sse_start(struct evhttp_request *req);
-void bt_http_sse_send(struct evhttp_request *req, const char *data, size_t len);
-void bt_http_sse_send_json(struct evhttp_request *req, const json_t *event);
-void bt_http_sse_done(struct evhttp_request *req);
+/* Server-Sent Events: start sends 200 with text/event-stream (chunked on
+ * HTTP/1.1; on HTTP/1.0 the body ends when the connection closes); each
+ * event is one `data: <payload>\n\n`; done sends `data: [DONE]` and ends
+ * the reply; end ends it without [DONE]. */
+void bt_http_sse_start(bt_http_req_t *req);
+void bt_http_sse_send(bt_http_req_t *req, const char *data, size_t len);
+void bt_http_sse_send_json(bt_http_req_t *req, const json_t *event);
+void bt_http_sse_done(bt_http_req_t *req);
 
-/* Called once if the client's connection closes before the reply ends
- * (client cancel). */
-void bt_http_on_close(struct evhttp_request *req,
-                      void (*cb)(struct evhttp_connection *conn, void *arg),
-                      void *arg);
+/* `cb` is called once if the client's connection closes (or the server
+ * is destroyed) before the reply ends; `req` is gone once it returns.
+ * NULL clears it. */
+void bt_http_on_close(bt_http_req_t *req, void (*cb)(void *arg), void *arg);
 
 #endif

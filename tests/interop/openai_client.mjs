@@ -109,5 +109,86 @@ await expectError(() => client.completions.create({ model, prompt: "", max_token
 await expectError(() => client.completions.create({ model, prompt: "x", max_tokens: 5000 }), 400,
                   "max_tokens past the context");
 
+
+// ---- SDK conventions (issue 15) ----
+check(Math.abs(c.created - Date.now() / 1000) < 600, `completion created is the Unix time (${c.created})`);
+check(Math.abs(chat.created - Date.now() / 1000) < 600, `chat created is the Unix time (${chat.created})`);
+const m = await client.models.retrieve(model);
+check(m.id === model && m.object === "model" && m.created > 1e9, `models.retrieve (${JSON.stringify(m)})`);
+await expectError(() => client.models.retrieve("no-such-model"), 404, "models.retrieve of an unknown model");
+
+// null means absent, for every field
+const cn = await client.completions.create({
+  model, prompt: "Hello, Baton", max_tokens: 4, temperature: null, top_p: null, seed: null, n: null, logprobs: null,
+  stream: null, stream_options: null, presence_penalty: null, frequency_penalty: null, echo: null, best_of: null,
+  stop: null, user: null, suffix: null, logit_bias: null,
+});
+check(cn.usage.completion_tokens > 0, "completion with null for every optional field");
+const chn = await client.chat.completions.create({
+  model, messages: [{ role: "user", content: "Hi!" }], max_tokens: 4, max_completion_tokens: 2,
+  temperature: null, top_p: null, seed: null, n: null, logprobs: null, top_logprobs: null, stream: null,
+  stream_options: null, stop: null, presence_penalty: null, frequency_penalty: null, tools: null, tool_choice: null,
+  store: false, metadata: { team: "a" }, service_tier: "auto", parallel_tool_calls: false, modalities: ["text"],
+  user: "u", response_format: { type: "text" },
+});
+check(chn.usage.completion_tokens <= 2,
+      `chat with nulls and OpenAI's output-neutral fields; max_completion_tokens wins (${chn.usage.completion_tokens})`);
+try {
+  await client.chat.completions.create({ model, max_tokens: 4, messages: [{ role: "user", content: "x" }],
+                                         response_format: { type: "json_object" } });
+  check(false, "response_format json_object: no error");
+} catch (e) {
+  check(e.status === 400 && e.param === "response_format", `response_format json_object: 400, param ${e.param}`);
+}
+
+// errors known before a stream's first token are real statuses
+await expectError(async () => {
+  const s = await client.completions.create({ model: "no-such-model", prompt: "x", max_tokens: 4, stream: true });
+  for await (const _ of s) { /* none */ }
+}, 404, "streamed completion of an unknown model");
+await expectError(async () => {
+  const s = await client.chat.completions.create({ model, max_tokens: 4, stream: true,
+                                                   messages: [{ role: "user", content: "w ".repeat(5000) }] });
+  for await (const _ of s) { /* none */ }
+}, 400, "streamed chat over the context");
+
+async function stillServes(what) {
+  const r = await client.completions.create({ model, prompt: "Hello, Baton", max_tokens: 4, temperature: 0 });
+  check(r.usage.completion_tokens > 0, `the cluster still serves after ${what}`);
+}
+
+// the SDK's timeout: the request is abandoned; the router cancels it
+const long = { model, prompt: "a long story", max_tokens: 900, ignore_eos: true };
+try {
+  await client.completions.create(long, { timeout: 300 });
+  check(false, "timeout 300 ms: no error");
+} catch (e) {
+  check(e instanceof OpenAI.APIConnectionTimeoutError, `timeout 300 ms: ${e.constructor.name}`);
+}
+await stillServes("a client timeout");
+
+// AbortController: a non-streamed request, then a stream after its first chunk
+let ac = new AbortController();
+setTimeout(() => ac.abort(), 300);
+try {
+  await client.completions.create(long, { signal: ac.signal });
+  check(false, "abort: no error");
+} catch (e) {
+  check(e instanceof OpenAI.APIUserAbortError, `AbortController on a non-streamed request: ${e.constructor.name}`);
+}
+await stillServes("an aborted request");
+ac = new AbortController();
+let chunks = 0;
+try {
+  const s = await client.completions.create({ ...long, stream: true }, { signal: ac.signal });
+  for await (const _ of s) {
+    if (++chunks === 2) ac.abort();
+  }
+} catch (e) {
+  if (!(e instanceof OpenAI.APIUserAbortError)) throw e;
+}
+check(chunks >= 2 && chunks < 900, `AbortController mid-stream (${chunks} chunks)`);
+await stillServes("an aborted stream");
+
 console.log(`1..${n}`);
 process.exit(failed ? 1 : 0);

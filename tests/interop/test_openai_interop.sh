@@ -39,6 +39,36 @@ if timeout 60 /usr/bin/python3 "$SRC/scripts/grpc_generate.py" --target "$GRPC" 
 else
   echo "not ok 100 - python3-grpcio Generate"; sed 's/^/# /' "$BATON_RUN_DIR/grpc.txt"; rc=1
 fi
+# the clients that left (SDK timeout, two aborts) were cancelled, not
+# generated to max_tokens, and the decode node freed their blocks
+n_cancel=$(grep -c "cancelled: the client closed the connection" "$BATON_RUN_DIR/router.log")
+if [ "$n_cancel" -ge 3 ] && ! grep -q "generated 900 " "$BATON_RUN_DIR/router.log"; then
+  echo "ok 101 - the router cancelled the requests whose clients left ($n_cancel)"
+else
+  echo "not ok 101 - the router cancelled the requests whose clients left ($n_cancel)"; rc=1
+fi
+DH=$(sed -n 's/.*http_port=\([0-9]*\).*/\1/p' "$BATON_RUN_DIR"/node*-decode.out | head -1)
+used=x
+for _ in $(seq 1 100); do
+  used=$(curl -s "http://127.0.0.1:$DH/metrics" | sed -n 's/^baton_node_kv_used_blocks \([0-9.]*\)$/\1/p')
+  [ "$used" = 0 ] && break
+  sleep 0.1
+done
+if [ "$used" = 0 ]; then echo "ok 102 - the decode node holds no blocks afterwards"
+else echo "not ok 102 - the decode node holds $used blocks afterwards"; rc=1; fi
+# baton-local: status is 0 while up, non-zero once down; --help is usage
+if "$SRC/deploy/local/baton-local" status >/dev/null; then echo "ok 103 - baton-local status: 0 while up"
+else echo "not ok 103 - baton-local status: non-zero while up"; rc=1; fi
+"$SRC/deploy/local/baton-local" --help | grep -q '^set \|pipefail' && { echo "not ok 104 - baton-local --help prints script lines"; rc=1; } \
+  || echo "ok 104 - baton-local --help prints only its usage"
+kill -TERM "$(awk '$1 == "router" {print $2}' "$BATON_RUN_DIR/pids")"
+for _ in $(seq 1 100); do
+  kill -0 "$(awk '$1 == "router" {print $2}' "$BATON_RUN_DIR/pids")" 2>/dev/null || break
+  sleep 0.1
+done
+"$SRC/deploy/local/baton-local" status >/dev/null; st=$?
+if [ $st != 0 ]; then echo "ok 105 - baton-local status with the router stopped: exit $st"
+else echo "not ok 105 - baton-local status with the router stopped: exit 0"; rc=1; fi
 if [ $rc != 0 ]; then
   for f in "$BATON_RUN_DIR"/*.log; do echo "# == $f"; tail -20 "$f" | sed 's/^/# /'; done
 fi

@@ -98,6 +98,88 @@ static void test_defaults_and_token_prompt(void **state)
     assert_int_equal(req.sampling.n_stop, 1);
 }
 
+#define CHAT_MSG "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
+
+/* null means absent, for every optional field, in both APIs. */
+static void test_nulls_mean_absent(void **state)
+{
+    static const char *const common_fields[] = {
+        "max_tokens", "temperature", "top_p", "top_k", "min_p",
+        "presence_penalty", "frequency_penalty", "repetition_penalty", "seed",
+        "stop", "stop_token_ids", "stream", "stream_options", "logprobs", "n",
+        "ignore_eos", "user", "logit_bias",
+    };
+    static const char *const completion_fields[] = { "echo", "best_of", "suffix" };
+    static const char *const chat_fields[] = {
+        "max_completion_tokens", "top_logprobs", "tools", "tool_choice",
+        "response_format", "add_generation_prompt", "store", "metadata",
+        "service_tier", "parallel_tool_calls", "modalities", "prediction",
+        "audio", "functions", "function_call", "reasoning_effort",
+    };
+    char body[1024];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(common_fields) / sizeof(common_fields[0]); i++) {
+        snprintf(body, sizeof(body), "{\"model\":\"m\",\"prompt\":\"x\",\"%s\":null}",
+                 common_fields[i]);
+        if (parse(BT_OPENAI_COMPLETIONS, body) != BT_OK) {
+            fail_msg("completions %s: null refused: %s", common_fields[i], err);
+        }
+        snprintf(body, sizeof(body), CHAT_MSG ",\"%s\":null}", common_fields[i]);
+        if (parse(BT_OPENAI_CHAT, body) != BT_OK) {
+            fail_msg("chat %s: null refused: %s", common_fields[i], err);
+        }
+        assert_true(req.sampling.temperature == 1.0f);
+        assert_true(req.sampling.top_p == 1.0f);
+        assert_int_equal(req.sampling.max_tokens, 0);
+    }
+    for (size_t i = 0; i < sizeof(completion_fields) / sizeof(completion_fields[0]); i++) {
+        snprintf(body, sizeof(body), "{\"model\":\"m\",\"prompt\":\"x\",\"%s\":null}",
+                 completion_fields[i]);
+        if (parse(BT_OPENAI_COMPLETIONS, body) != BT_OK) {
+            fail_msg("completions %s: null refused: %s", completion_fields[i], err);
+        }
+    }
+    for (size_t i = 0; i < sizeof(chat_fields) / sizeof(chat_fields[0]); i++) {
+        snprintf(body, sizeof(body), CHAT_MSG ",\"%s\":null}", chat_fields[i]);
+        if (parse(BT_OPENAI_CHAT, body) != BT_OK) {
+            fail_msg("chat %s: null refused: %s", chat_fields[i], err);
+        }
+    }
+    /* inside stream_options too; an assistant turn with null content */
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"stream\":true,"
+                           "\"stream_options\":{\"include_usage\":null}}"), BT_OK);
+    assert_false(req.include_usage);
+    assert_int_equal(parse(BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":["
+                           "{\"role\":\"user\",\"content\":\"x\"},"
+                           "{\"role\":\"assistant\",\"content\":null},"
+                           "{\"role\":\"user\",\"content\":\"y\"}]}"), BT_OK);
+    assert_string_equal(req.chat.messages[1]->content, "");
+}
+
+/* OpenAI's fields that cannot change the output are accepted. */
+static void test_ignored_fields(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"store\":false,"
+        "\"metadata\":{\"a\":\"b\"},\"service_tier\":\"auto\","
+        "\"parallel_tool_calls\":true,\"modalities\":[\"text\"],\"user\":\"u\","
+        "\"prompt_cache_key\":\"k\",\"safety_identifier\":\"s\","
+        "\"prediction\":{\"type\":\"content\",\"content\":\"x\"},"
+        "\"response_format\":{\"type\":\"text\"},\"tool_choice\":\"none\","
+        "\"logit_bias\":{}}"), BT_OK);
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
+        "{\"model\":\"m\",\"prompt\":\"x\",\"suffix\":\"\",\"echo\":false,"
+        "\"best_of\":1,\"user\":\"u\",\"logit_bias\":{}}"), BT_OK);
+    /* max_completion_tokens wins over max_tokens */
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"max_tokens\":5,"
+                           "\"max_completion_tokens\":9}"), BT_OK);
+    assert_int_equal(req.sampling.max_tokens, 9);
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"max_completion_tokens\":9,"
+                           "\"max_tokens\":5}"), BT_OK);
+    assert_int_equal(req.sampling.max_tokens, 9);
+}
+
 static void test_chat(void **state)
 {
     (void)state;
@@ -162,11 +244,17 @@ static void test_bad_requests(void **state)
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"top_p\":0}",
           BT_ERR_INVALID_ARG, "top_p", "greater than 0" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"frobnicate\":1}",
-          BT_ERR_INVALID_ARG, "", "unknown field 'frobnicate'" },
+          BT_ERR_INVALID_ARG, "frobnicate", "unknown field 'frobnicate'" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":2}",
           BT_ERR_INVALID_ARG, "n", "only 1 choice" },
-        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{}}",
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"5\":1}}",
           BT_ERR_INVALID_ARG, "logit_bias", "not supported" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"store\":true}",
+          BT_ERR_INVALID_ARG, "store", "unknown field 'store'" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":null,\"prompt\":\"x\"}",
+          BT_ERR_INVALID_ARG, "model", "missing required field 'model'" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"a\\u0000b\"}",
+          BT_ERR_INVALID_ARG, "", "NUL character" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"]}",
           BT_ERR_INVALID_ARG, "prompt", "batched prompts" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":[1,-2]}",
@@ -195,8 +283,28 @@ static void test_bad_requests(void **state)
           "\"tools\":[]}", BT_ERR_INVALID_ARG, "tools", "not supported" },
         { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
           "\"top_logprobs\":2}", BT_ERR_INVALID_ARG, "top_logprobs", "needs 'logprobs': true" },
-        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"prompt\":\"x\"}", BT_ERR_INVALID_ARG, "",
-          "unknown field 'prompt'" },
+        { BT_OPENAI_CHAT, "{\"model\":\"m\",\"prompt\":\"x\"}", BT_ERR_INVALID_ARG,
+          "prompt", "unknown field 'prompt'" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"json_object\"}}",
+          BT_ERR_INVALID_ARG, "response_format", "only {\"type\": \"text\"}" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"json_schema\","
+          "\"json_schema\":{}}}", BT_ERR_INVALID_ARG, "response_format", "only" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"modalities\":[\"text\",\"audio\"]}",
+          BT_ERR_INVALID_ARG, "modalities", "only [\"text\"]" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"audio\":{}}", BT_ERR_INVALID_ARG, "audio",
+          "not supported" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"functions\":[]}", BT_ERR_INVALID_ARG,
+          "functions", "not supported" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"tool_choice\":\"auto\"}", BT_ERR_INVALID_ARG,
+          "tool_choice", "not supported" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"store\":\"yes\"}", BT_ERR_INVALID_ARG,
+          "store", "expected a boolean" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"metadata\":[]}", BT_ERR_INVALID_ARG,
+          "metadata", "expected an object" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"stream\":true,\"stream_options\":{\"x\":1}}",
+          BT_ERR_INVALID_ARG, "x", "unknown field 'stream_options.x'" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"max_completion_tokens\":0,\"max_tokens\":5}",
+          BT_ERR_INVALID_ARG, "max_completion_tokens", "out of range" },
     };
     size_t i;
 
@@ -338,6 +446,8 @@ int main(void)
         cmocka_unit_test(test_defaults_and_token_prompt),
         cmocka_unit_test(test_chat),
         cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_nulls_mean_absent),
+        cmocka_unit_test(test_ignored_fields),
         cmocka_unit_test(test_oversized_body),
         cmocka_unit_test(test_response_shapes),
         cmocka_unit_test(test_logprobs_shapes),
