@@ -347,6 +347,10 @@ static void bt_http_reply_text(bt_http_req_t *req, int code,
     bt_http_reply(req, code, content_type, text, len);
 }
 
+/* Liveness: answered on the loop thread, so a reply means the process is
+ * up and its loop turns. Draining changes readiness, never this: a
+ * liveness probe that followed readiness would have Kubernetes restart
+ * every drained pod. */
 static void bt_http_healthz(bt_http_req_t *req, void *arg)
 {
     (void)arg;
@@ -409,6 +413,9 @@ bt_status_t bt_http_add_standard(bt_http_server_t *srv, bt_http_ready_cb ready,
     }
     status = bt_http_route(srv, "/healthz", BT_HTTP_GET,
                            bt_http_healthz, srv);
+    if (status == BT_OK) {
+        status = bt_http_route(srv, "/livez", BT_HTTP_GET, bt_http_healthz, srv);
+    }
     if (status == BT_OK) {
         status = bt_http_route(srv, "/readyz", BT_HTTP_GET,
                                bt_http_readyz, srv);

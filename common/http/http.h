@@ -1,6 +1,6 @@
 /* A small HTTP/1.x server shared by every daemon: routes, bounded request
  * heads and bodies, JSON replies, OpenAI-shaped errors, Server-Sent
- * Events, /healthz, /readyz and /metrics.
+ * Events, /livez, /healthz, /readyz and /metrics.
  *
  * It is our own (over libevent's bufferevents, not evhttp) so that every
  * answer, protocol errors included, is JSON in OpenAI's error shape, and
@@ -75,8 +75,9 @@ size_t bt_http_server_connections(const bt_http_server_t *srv);
 bt_status_t bt_http_route(bt_http_server_t *srv, const char *path,
                           int methods, bt_http_handler_cb cb, void *arg);
 
-/* /healthz (200 while the process runs), /readyz (200 or 503 from
- * `ready`), /metrics (Prometheus text from `reg`, may be NULL). */
+/* /livez and /healthz (liveness: 200 while the process runs and its loop
+ * turns; draining never changes it), /readyz (200 or 503 from `ready`:
+ * "send me work"), /metrics (Prometheus text from `reg`, may be NULL). */
 bt_status_t bt_http_add_standard(bt_http_server_t *srv, bt_http_ready_cb ready,
                                  void *ready_arg, bt_metrics_t *reg);
 

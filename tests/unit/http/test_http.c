@@ -209,6 +209,8 @@ static void client_standard(void)
     results[2] = get("/readyz");
     results[3] = get("/metrics");
     results[4] = get("/nope?x=1");
+    ready_flag = false;     /* drained: not ready, still alive */
+    results[5] = get("/livez");
 }
 
 static void test_standard_endpoints(void **state)
@@ -225,7 +227,8 @@ static void test_standard_endpoints(void **state)
     assert_non_null(strstr(results[3], "text/plain; version=0.0.4"));
     assert_non_null(strstr(results[4], "HTTP/1.1 404"));
     assert_non_null(strstr(results[4], "\"error\":{\"message\":\"no such endpoint: /nope\""));
-    for (i = 0; i < 5; i++) {
+    assert_non_null(strstr(results[5], "HTTP/1.1 200"));
+    for (i = 0; i < 6; i++) {
         free(results[i]);
     }
 }
