@@ -4,6 +4,7 @@
  * grpc_call_start_batch() calls stay on the loop thread. */
 #include "rpc_int.h"
 
+#include "base/array.h"
 #include "base/clock.h"
 #include "base/log.h"
 
@@ -29,15 +30,8 @@ static void bt_rpc_bridge_wake(bt_rpc_bridge_t *br)
 static bool bt_rpc_bridge_push(bt_rpc_bridge_t *br, bt_rpc_event_t ev,
                                bool *was_empty_p)
 {
-    if (br->n_items == br->cap_items) {
-        size_t cap = br->cap_items ? br->cap_items * 2 : 64;
-        bt_rpc_event_t *items = realloc(br->items, cap * sizeof(*items));
-
-        if (items == NULL) {
-            return false;
-        }
-        br->items = items;
-        br->cap_items = cap;
+    if (BT_ARRAY_RESERVE(br->items, br->cap_items, br->n_items + 1, 64) != BT_OK) {
+        return false;
     }
     *was_empty_p = br->n_items == 0;
     br->items[br->n_items++] = ev;

@@ -2,6 +2,7 @@
  * (ucp_worker_get_efd + ucp_worker_arm: never a busy loop when idle). */
 #include "xfer_int.h"
 
+#include "base/array.h"
 #include "base/clock.h"
 #include "base/log.h"
 
@@ -120,17 +121,11 @@ static void closing_reap(bt_xfer_ctx_t *ctx)
 
 void bt_xfer_ctx_closing_add(bt_xfer_ctx_t *ctx, void *req)
 {
-    if (ctx->n_closing == ctx->cap_closing) {
-        size_t cap = ctx->cap_closing ? ctx->cap_closing * 2 : 8;
-        void **n = realloc(ctx->closing, cap * sizeof(*n));
-
-        if (n == NULL) {
-            /* Lose track rather than crash: UCX frees it with the worker. */
-            bt_warn("xfer cannot track an endpoint close request");
-            return;
-        }
-        ctx->closing = n;
-        ctx->cap_closing = cap;
+    if (BT_ARRAY_RESERVE(ctx->closing, ctx->cap_closing, ctx->n_closing + 1, 8)
+        != BT_OK) {
+        /* Lose track rather than crash: UCX frees it with the worker. */
+        bt_warn("xfer cannot track an endpoint close request");
+        return;
     }
     ctx->closing[ctx->n_closing++] = req;
 }
@@ -273,11 +268,11 @@ bt_status_t bt_xfer_ctx_create(struct event_base *base,
     }
     ctx->spin_ns = ctx->params.spin_us == BT_XFER_SPIN_NONE
                        ? 0 : (uint64_t)ctx->params.spin_us * 1000;
-    bt_xfer_link_init(&ctx->peers);
-    bt_xfer_link_init(&ctx->regions);
-    bt_xfer_link_init(&ctx->remotes);
-    bt_xfer_link_init(&ctx->zombies);
-    bt_xfer_link_init(&ctx->rx_ops);
+    bt_list_init(&ctx->peers);
+    bt_list_init(&ctx->regions);
+    bt_list_init(&ctx->remotes);
+    bt_list_init(&ctx->zombies);
+    bt_list_init(&ctx->rx_ops);
     if (getrandom(&ctx->id, sizeof(ctx->id), 0) != sizeof(ctx->id)) {
         ctx->id = bt_now_ns() ^ ((uint64_t)getpid() << 32);
     }
@@ -377,7 +372,7 @@ err_free:
 
 void bt_xfer_ctx_destroy(bt_xfer_ctx_t *ctx)
 {
-    bt_xfer_link_t *l;
+    bt_list_t *l;
 
     if (ctx == NULL) {
         return;
@@ -385,34 +380,34 @@ void bt_xfer_ctx_destroy(bt_xfer_ctx_t *ctx)
     /* Report every active transfer, then drop endpoints: that completes
      * the requests the reported ones still hold. */
     for (l = ctx->peers.next; l != &ctx->peers; l = l->next) {
-        bt_xfer_peer_t *peer = BT_XFER_CONTAINER(l, bt_xfer_peer_t, link);
+        bt_xfer_peer_t *peer = BT_CONTAINER_OF(l, bt_xfer_peer_t, link);
 
-        while (!bt_xfer_link_empty(&peer->ops)) {
-            bt_xfer_op_t *op = BT_XFER_CONTAINER(peer->ops.next,
+        while (!bt_list_empty(&peer->ops)) {
+            bt_xfer_op_t *op = BT_CONTAINER_OF(peer->ops.next,
                                                  bt_xfer_op_t, link);
             bt_xfer_op_finish(op, BT_ERR_SHUTDOWN);
         }
     }
-    while (!bt_xfer_link_empty(&ctx->remotes)) {
-        bt_xfer_remote_destroy(BT_XFER_CONTAINER(ctx->remotes.next,
+    while (!bt_list_empty(&ctx->remotes)) {
+        bt_xfer_remote_destroy(BT_CONTAINER_OF(ctx->remotes.next,
                                                  bt_xfer_remote_t, link));
     }
-    while (!bt_xfer_link_empty(&ctx->peers)) {
-        bt_xfer_peer_destroy(BT_XFER_CONTAINER(ctx->peers.next,
+    while (!bt_list_empty(&ctx->peers)) {
+        bt_xfer_peer_destroy(BT_CONTAINER_OF(ctx->peers.next,
                                                bt_xfer_peer_t, link));
     }
     /* Bounded wait for closes and cancelled requests to come back. */
     uint64_t end = bt_now_ns() + 2000000000ull;
-    while ((ctx->n_closing > 0 || !bt_xfer_link_empty(&ctx->zombies)) &&
+    while ((ctx->n_closing > 0 || !bt_list_empty(&ctx->zombies)) &&
            bt_now_ns() < end) {
         progress_all(ctx);
     }
-    while (!bt_xfer_link_empty(&ctx->zombies)) {
-        bt_xfer_op_t *op = BT_XFER_CONTAINER(ctx->zombies.next, bt_xfer_op_t,
+    while (!bt_list_empty(&ctx->zombies)) {
+        bt_xfer_op_t *op = BT_CONTAINER_OF(ctx->zombies.next, bt_xfer_op_t,
                                              link);
         bt_warn("xfer op %llu still holds %zu requests at shutdown",
                 (unsigned long long)op->id, op->n_live);
-        bt_xfer_link_del(&op->link);
+        bt_list_del(&op->link);
         bt_xfer_op_free(op);
     }
     for (size_t i = 0; i < ctx->n_closing; i++) {
@@ -420,8 +415,8 @@ void bt_xfer_ctx_destroy(bt_xfer_ctx_t *ctx)
     }
     free(ctx->closing);
     bt_xfer_recv_cleanup(ctx);
-    while (!bt_xfer_link_empty(&ctx->regions)) {
-        bt_xfer_region_destroy(BT_XFER_CONTAINER(ctx->regions.next,
+    while (!bt_list_empty(&ctx->regions)) {
+        bt_xfer_region_destroy(BT_CONTAINER_OF(ctx->regions.next,
                                                  bt_xfer_region_t, link));
     }
     event_free(ctx->again_ev);
@@ -462,8 +457,8 @@ void bt_xfer_ctx_rx_stats(const bt_xfer_ctx_t *ctx, bt_xfer_rx_stats_t *s_p)
 void bt_xfer_ctx_peers_foreach(bt_xfer_ctx_t *ctx, bt_xfer_peer_stats_cb cb,
                                void *arg)
 {
-    for (bt_xfer_link_t *l = ctx->peers.next; l != &ctx->peers;) {
-        bt_xfer_peer_t *p = BT_XFER_CONTAINER(l, bt_xfer_peer_t, link);
+    for (bt_list_t *l = ctx->peers.next; l != &ctx->peers;) {
+        bt_xfer_peer_t *p = BT_CONTAINER_OF(l, bt_xfer_peer_t, link);
         bt_xfer_peer_stats_t s;
 
         l = l->next;

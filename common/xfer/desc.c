@@ -1,56 +1,12 @@
 /* Region descriptor encoding and validation (desc.h). */
 #include "desc.h"
 
+#include "base/endian.h"
 #include "base/log.h"
 #include "base/sha256.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-
-    for (int i = 3; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 static bt_status_t checksum(const uint8_t *p, size_t len,
                             uint8_t out[BT_XFER_DESC_SUM_LEN])
@@ -84,16 +40,16 @@ bt_status_t bt_xfer_desc_encode(const bt_xfer_desc_t *d, void **blob_p,
     if (p == NULL) {
         return BT_ERR_NO_MEMORY;
     }
-    put_u32(p, BT_XFER_DESC_MAGIC);
-    put_u16(p + 4, BT_XFER_DESC_VERSION);
-    put_u16(p + 6, d->flags);
-    put_u64(p + 8, d->base);
-    put_u64(p + 16, d->length);
-    put_u32(p + 24, d->region_id);
-    put_u32(p + 28, (uint32_t)d->addr_len);
-    put_u32(p + 32, (uint32_t)d->rkey_len);
-    put_u32(p + 36, (uint32_t)d->host_len);
-    put_u64(p + 40, d->owner_id);
+    bt_put_le32(p, BT_XFER_DESC_MAGIC);
+    bt_put_le16(p + 4, BT_XFER_DESC_VERSION);
+    bt_put_le16(p + 6, d->flags);
+    bt_put_le64(p + 8, d->base);
+    bt_put_le64(p + 16, d->length);
+    bt_put_le32(p + 24, d->region_id);
+    bt_put_le32(p + 28, (uint32_t)d->addr_len);
+    bt_put_le32(p + 32, (uint32_t)d->rkey_len);
+    bt_put_le32(p + 36, (uint32_t)d->host_len);
+    bt_put_le64(p + 40, d->owner_id);
     size_t off = BT_XFER_DESC_HDR_LEN;
     memcpy(p + off, d->addr, d->addr_len);
     off += d->addr_len;
@@ -128,30 +84,30 @@ bt_status_t bt_xfer_desc_decode(const void *blob, size_t len,
         bt_error("xfer descriptor truncated len %zu", len);
         return BT_ERR_TRUNCATED;
     }
-    if (get_u32(p) != BT_XFER_DESC_MAGIC) {
+    if (bt_get_le32(p) != BT_XFER_DESC_MAGIC) {
         bt_error("xfer descriptor has a foreign magic 0x%08x len %zu",
-                 get_u32(p), len);
+                 bt_get_le32(p), len);
         return BT_ERR_CORRUPT;
     }
     if (len < BT_XFER_DESC_HDR_LEN + BT_XFER_DESC_SUM_LEN) {
         bt_error("xfer descriptor truncated len %zu", len);
         return BT_ERR_TRUNCATED;
     }
-    version = get_u16(p + 4);
+    version = bt_get_le16(p + 4);
     if (version != BT_XFER_DESC_VERSION) {
         bt_error("xfer descriptor version %u unsupported (want %u)",
                  version, BT_XFER_DESC_VERSION);
         return BT_ERR_UNSUPPORTED;
     }
     memset(&d, 0, sizeof(d));
-    d.flags = get_u16(p + 6);
-    d.base = get_u64(p + 8);
-    d.length = get_u64(p + 16);
-    d.region_id = get_u32(p + 24);
-    d.addr_len = get_u32(p + 28);
-    d.rkey_len = get_u32(p + 32);
-    d.host_len = get_u32(p + 36);
-    d.owner_id = get_u64(p + 40);
+    d.flags = bt_get_le16(p + 6);
+    d.base = bt_get_le64(p + 8);
+    d.length = bt_get_le64(p + 16);
+    d.region_id = bt_get_le32(p + 24);
+    d.addr_len = bt_get_le32(p + 28);
+    d.rkey_len = bt_get_le32(p + 32);
+    d.host_len = bt_get_le32(p + 36);
+    d.owner_id = bt_get_le64(p + 40);
     if (d.addr_len == 0 || d.addr_len > BT_XFER_DESC_ADDR_MAX ||
         d.rkey_len > BT_XFER_DESC_RKEY_MAX ||
         d.host_len > BT_XFER_DESC_HOST_MAX) {

@@ -47,7 +47,7 @@ void bt_xfer_op_free(bt_xfer_op_t *op)
 static void zombie_check(bt_xfer_op_t *op)
 {
     if (op->reported && !op->cancelling && op->n_live == 0) {
-        bt_xfer_link_del(&op->link);
+        bt_list_del(&op->link);
         bt_xfer_op_free(op);
     }
 }
@@ -66,8 +66,8 @@ void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status)
     op->phase = BT_XFER_PHASE_DONE;
     ctx->n_active--;
     evtimer_del(op->ev);
-    bt_xfer_link_del(&op->link);
-    bt_xfer_link_add(&ctx->zombies, &op->link);
+    bt_list_del(&op->link);
+    bt_list_add_tail(&ctx->zombies, &op->link);
     ctx->n_zombie_reqs += op->n_live;
     if (status == BT_OK) {
         peer->n_ok++;
@@ -360,7 +360,7 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
     op->arg = p->arg;
     op->notify = p->notify && !is_read;
     op->mode = is_read ? BT_XFER_MODE_PUT : bt_xfer_peer_mode(rm->peer);
-    bt_xfer_link_init(&op->link);
+    bt_list_init(&op->link);
     op->ev = evtimer_new(ctx->base, op_ev_cb, op);
     if (op->ev == NULL) {
         goto err_nomem;
@@ -411,7 +411,7 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
     op->peer = rm->peer;
     op->remote = rm;
     rm->peer->refs++;
-    bt_xfer_link_add(&rm->peer->ops, &op->link);
+    bt_list_add_tail(&rm->peer->ops, &op->link);
     ctx->n_active++;
     if (p->timeout_ms > 0) {
         struct timeval tv = {

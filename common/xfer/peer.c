@@ -64,12 +64,12 @@ static void ep_close_force(bt_xfer_peer_t *peer)
 
 void bt_xfer_peers_cleanup_failed(bt_xfer_ctx_t *ctx)
 {
-    bt_xfer_link_t *l;
+    bt_list_t *l;
 
     ctx->peer_failed = false;
 restart:
     for (l = ctx->peers.next; l != &ctx->peers; l = l->next) {
-        bt_xfer_peer_t *peer = BT_XFER_CONTAINER(l, bt_xfer_peer_t, link);
+        bt_xfer_peer_t *peer = BT_CONTAINER_OF(l, bt_xfer_peer_t, link);
 
         if (!peer->failed) {
             continue;
@@ -77,8 +77,8 @@ restart:
         /* Fail exactly the transfers that involve this peer. A callback
          * may drop the last reference, so hold one meanwhile. */
         peer->refs++;
-        while (!bt_xfer_link_empty(&peer->ops)) {
-            bt_xfer_op_t *op = BT_XFER_CONTAINER(peer->ops.next,
+        while (!bt_list_empty(&peer->ops)) {
+            bt_xfer_op_t *op = BT_CONTAINER_OF(peer->ops.next,
                                                  bt_xfer_op_t, link);
             bt_xfer_op_finish(op, peer->fail_status);
         }
@@ -200,8 +200,8 @@ bt_status_t bt_xfer_peer_get(bt_xfer_ctx_t *ctx, const bt_xfer_desc_t *d,
     bt_xfer_peer_t *peer;
     bt_status_t st;
 
-    for (bt_xfer_link_t *l = ctx->peers.next; l != &ctx->peers; l = l->next) {
-        peer = BT_XFER_CONTAINER(l, bt_xfer_peer_t, link);
+    for (bt_list_t *l = ctx->peers.next; l != &ctx->peers; l = l->next) {
+        peer = BT_CONTAINER_OF(l, bt_xfer_peer_t, link);
         if (peer->addr_len == d->addr_len &&
             memcmp(peer->addr, d->addr, d->addr_len) == 0) {
             st = bt_xfer_peer_connect(peer);
@@ -231,7 +231,7 @@ bt_status_t bt_xfer_peer_get(bt_xfer_ctx_t *ctx, const bt_xfer_desc_t *d,
              d->host_len ? d->host : "?");
     peer->same_host = d->host_len == strlen(ctx->host) &&
                       memcmp(d->host, ctx->host, d->host_len) == 0;
-    bt_xfer_link_init(&peer->ops);
+    bt_list_init(&peer->ops);
     st = bt_xfer_peer_connect(peer);
     if (st != BT_OK) {
         free(peer->addr);
@@ -239,14 +239,14 @@ bt_status_t bt_xfer_peer_get(bt_xfer_ctx_t *ctx, const bt_xfer_desc_t *d,
         return st;
     }
     peer->refs = 1;
-    bt_xfer_link_add(&ctx->peers, &peer->link);
+    bt_list_add_tail(&ctx->peers, &peer->link);
     *peer_p = peer;
     return BT_OK;
 }
 
 void bt_xfer_peer_destroy(bt_xfer_peer_t *peer)
 {
-    bt_xfer_link_del(&peer->link);
+    bt_list_del(&peer->link);
     ep_close_force(peer);
     free(peer->addr);
     free(peer);

@@ -12,7 +12,7 @@
 /* A sender's transfer whose rendezvous receives are still in flight; a
  * completion message that overtakes them waits here. */
 typedef struct {
-    bt_xfer_link_t          link;
+    bt_list_t          link;
     bt_xfer_ctx_t          *ctx;
     uint64_t                sender_id;
     uint64_t                op_id;
@@ -25,9 +25,9 @@ typedef struct {
 
 static bt_xfer_region_t *region_find(bt_xfer_ctx_t *ctx, uint32_t id)
 {
-    for (bt_xfer_link_t *l = ctx->regions.next; l != &ctx->regions;
+    for (bt_list_t *l = ctx->regions.next; l != &ctx->regions;
          l = l->next) {
-        bt_xfer_region_t *r = BT_XFER_CONTAINER(l, bt_xfer_region_t, link);
+        bt_xfer_region_t *r = BT_CONTAINER_OF(l, bt_xfer_region_t, link);
 
         if (r->id == id) {
             return r;
@@ -38,9 +38,9 @@ static bt_xfer_region_t *region_find(bt_xfer_ctx_t *ctx, uint32_t id)
 
 static rx_op_t *rx_op_find(bt_xfer_ctx_t *ctx, uint64_t sender, uint64_t op)
 {
-    for (bt_xfer_link_t *l = ctx->rx_ops.next; l != &ctx->rx_ops;
+    for (bt_list_t *l = ctx->rx_ops.next; l != &ctx->rx_ops;
          l = l->next) {
-        rx_op_t *r = BT_XFER_CONTAINER(l, rx_op_t, link);
+        rx_op_t *r = BT_CONTAINER_OF(l, rx_op_t, link);
 
         if (r->sender_id == sender && r->op_id == op) {
             return r;
@@ -51,7 +51,7 @@ static rx_op_t *rx_op_find(bt_xfer_ctx_t *ctx, uint64_t sender, uint64_t op)
 
 static void rx_op_free(rx_op_t *r)
 {
-    bt_xfer_link_del(&r->link);
+    bt_list_del(&r->link);
     free(r->user);
     free(r);
 }
@@ -143,7 +143,7 @@ static ucs_status_t am_data_cb(void *arg, const void *header,
         rx->ctx = ctx;
         rx->sender_id = h.sender_id;
         rx->op_id = h.op_id;
-        bt_xfer_link_add(&ctx->rx_ops, &rx->link);
+        bt_list_add_tail(&ctx->rx_ops, &rx->link);
     }
     ucp_request_param_t p;
     memset(&p, 0, sizeof(p));
@@ -260,7 +260,7 @@ bt_status_t bt_xfer_recv_register(bt_xfer_ctx_t *ctx)
 
 void bt_xfer_recv_cleanup(bt_xfer_ctx_t *ctx)
 {
-    while (!bt_xfer_link_empty(&ctx->rx_ops)) {
-        rx_op_free(BT_XFER_CONTAINER(ctx->rx_ops.next, rx_op_t, link));
+    while (!bt_list_empty(&ctx->rx_ops)) {
+        rx_op_free(BT_CONTAINER_OF(ctx->rx_ops.next, rx_op_t, link));
     }
 }

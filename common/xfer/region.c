@@ -66,7 +66,7 @@ static bt_status_t region_map(bt_xfer_ctx_t *ctx, void *base, size_t length,
     r->length = length;
     r->ucx_alloc = alloc;
     r->id = ctx->next_region_id++;
-    bt_xfer_link_add(&ctx->regions, &r->link);
+    bt_list_add_tail(&ctx->regions, &r->link);
     *region_p = r;
     return BT_OK;
 
@@ -105,7 +105,7 @@ void bt_xfer_region_destroy(bt_xfer_region_t *r)
     if (r == NULL) {
         return;
     }
-    bt_xfer_link_del(&r->link);
+    bt_list_del(&r->link);
     ucp_rkey_buffer_release(r->rkey_buf);
     ucp_mem_unmap(r->ctx->ucp, r->memh);
     free(r);
@@ -181,7 +181,7 @@ bt_status_t bt_xfer_remote_import(bt_xfer_ctx_t *ctx, const void *blob,
         goto err_free;
     }
     rm->ctx = ctx;
-    bt_xfer_link_add(&ctx->remotes, &rm->link);
+    bt_list_add_tail(&ctx->remotes, &rm->link);
     *remote_p = rm;
     return BT_OK;
 
@@ -196,7 +196,7 @@ void bt_xfer_remote_destroy(bt_xfer_remote_t *rm)
     if (rm == NULL) {
         return;
     }
-    bt_xfer_link_del(&rm->link);
+    bt_list_del(&rm->link);
     if (rm->rkey != NULL) {
         ucp_rkey_destroy(rm->rkey);
     }

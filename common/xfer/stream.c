@@ -3,6 +3,7 @@
  * completion message once every layer landed. */
 #include "xfer_int.h"
 
+#include "base/array.h"
 #include "base/clock.h"
 #include "base/log.h"
 
@@ -122,15 +123,8 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
     bt_xfer_params_t xp;
     bt_status_t st;
 
-    if (s->n_slots == s->cap_slots) {
-        size_t cap = s->cap_slots ? s->cap_slots * 2 : 16;
-        stream_slot_t **ns = realloc(s->slots, cap * sizeof(*ns));
-
-        if (ns == NULL) {
-            return BT_ERR_NO_MEMORY;
-        }
-        s->slots = ns;
-        s->cap_slots = cap;
+    if (BT_ARRAY_RESERVE(s->slots, s->cap_slots, s->n_slots + 1, 16) != BT_OK) {
+        return BT_ERR_NO_MEMORY;
     }
     sl = calloc(1, sizeof(*sl));
     if (sl == NULL) {

@@ -6,40 +6,9 @@
 #include "xfer.h"
 #include "desc.h"
 
+#include "base/list.h"
+
 #include <ucp/api/ucp.h>
-
-/* Intrusive doubly linked list (circular, with a head node). */
-typedef struct bt_xfer_link {
-    struct bt_xfer_link *prev, *next;
-} bt_xfer_link_t;
-
-static inline void bt_xfer_link_init(bt_xfer_link_t *h)
-{
-    h->prev = h->next = h;
-}
-
-static inline int bt_xfer_link_empty(const bt_xfer_link_t *h)
-{
-    return h->next == h;
-}
-
-static inline void bt_xfer_link_add(bt_xfer_link_t *h, bt_xfer_link_t *n)
-{
-    n->prev = h->prev;
-    n->next = h;
-    h->prev->next = n;
-    h->prev = n;
-}
-
-static inline void bt_xfer_link_del(bt_xfer_link_t *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = n;
-}
-
-#define BT_XFER_CONTAINER(_ptr, _type, _member) \
-    ((_type *)(void *)((char *)(_ptr) - offsetof(_type, _member)))
 
 /* Poll window while a transfer or a rendezvous receive is in flight
  * (ctx.c progress_cb): over tcp a sleep on the worker's fd between the
@@ -107,11 +76,11 @@ struct bt_xfer_ctx {
     uint64_t             next_op_id;
     uint32_t             next_region_id;
     char                 host[64];
-    bt_xfer_link_t       peers;
-    bt_xfer_link_t       regions;
-    bt_xfer_link_t       remotes;
-    bt_xfer_link_t       zombies;    /* reported ops still holding reqs */
-    bt_xfer_link_t       rx_ops;     /* receiver: ops with data in flight */
+    bt_list_t       peers;
+    bt_list_t       regions;
+    bt_list_t       remotes;
+    bt_list_t       zombies;    /* reported ops still holding reqs */
+    bt_list_t       rx_ops;     /* receiver: ops with data in flight */
     size_t               n_active;
     size_t               n_zombie_reqs;
     void               **closing;    /* ep close requests in flight */
@@ -130,7 +99,7 @@ struct bt_xfer_ctx {
 };
 
 struct bt_xfer_peer {
-    bt_xfer_link_t  link;        /* ctx->peers */
+    bt_list_t  link;        /* ctx->peers */
     bt_xfer_ctx_t  *ctx;
     uint8_t        *addr;
     size_t          addr_len;
@@ -142,7 +111,7 @@ struct bt_xfer_peer {
     bool            has_rma;     /* a one-sided rma_bw lane */
     bt_xfer_mode_t  mode_cfg;    /* what was asked (AUTO...) */
     int             refs;        /* remotes + active ops */
-    bt_xfer_link_t  ops;         /* active ops */
+    bt_list_t  ops;         /* active ops */
     char            host[64];
     uint64_t        owner_id;
     char            lanes[96];
@@ -151,7 +120,7 @@ struct bt_xfer_peer {
 };
 
 struct bt_xfer_region {
-    bt_xfer_link_t  link;
+    bt_list_t  link;
     bt_xfer_ctx_t  *ctx;
     ucp_mem_h       memh;
     void           *base;
@@ -163,7 +132,7 @@ struct bt_xfer_region {
 };
 
 struct bt_xfer_remote {
-    bt_xfer_link_t  link;
+    bt_list_t  link;
     bt_xfer_ctx_t  *ctx;
     bt_xfer_peer_t *peer;
     uint8_t        *blob;
@@ -185,7 +154,7 @@ typedef enum {
 } bt_xfer_phase_t;
 
 struct bt_xfer_op {
-    bt_xfer_link_t    link;      /* peer->ops, then ctx->zombies */
+    bt_list_t    link;      /* peer->ops, then ctx->zombies */
     bt_xfer_ctx_t    *ctx;
     bt_xfer_peer_t   *peer;      /* NULL once reported */
     bt_xfer_remote_t *remote;    /* NULL once reported */

@@ -1,6 +1,7 @@
 /* Block files: format, durable writes, checked reads, guarded deletes. */
 #include "disk.h"
 
+#include "base/endian.h"
 #include "base/log.h"
 #include "base/sha256.h"
 
@@ -32,31 +33,6 @@ static pthread_mutex_t *bt_kvs_lock_of(const uint8_t hash[BT_KVS_HASH_LEN])
     return &bt_kvs_locks[hash[BT_KVS_HASH_LEN - 1] % BT_KVS_LOCKS];
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 void bt_kvs_file_dir(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
                      char *out, size_t size)
 {
@@ -79,20 +55,20 @@ static size_t bt_kvs_header_encode(const bt_kvs_file_meta_t *m, uint8_t *h)
 
     memset(h, 0, BT_KVS_FILE_FIXED);
     memcpy(h, BT_KVS_FILE_MAGIC, 8);
-    put32(h + 8, BT_KVS_FILE_VERSION);
-    put32(h + 12, m->n_tokens);
-    put64(h + 16, m->data_len);
-    put64(h + 24, m->gen);
-    put32(h + 32, m->geom.n_layers);
-    put32(h + 36, m->geom.n_kv_heads);
-    put32(h + 40, m->geom.head_dim);
-    put32(h + 44, m->geom.block_size);
-    put32(h + 48, m->geom.dtype);
+    bt_put_le32(h + 8, BT_KVS_FILE_VERSION);
+    bt_put_le32(h + 12, m->n_tokens);
+    bt_put_le64(h + 16, m->data_len);
+    bt_put_le64(h + 24, m->gen);
+    bt_put_le32(h + 32, m->geom.n_layers);
+    bt_put_le32(h + 36, m->geom.n_kv_heads);
+    bt_put_le32(h + 40, m->geom.head_dim);
+    bt_put_le32(h + 44, m->geom.block_size);
+    bt_put_le32(h + 48, m->geom.dtype);
     memcpy(h + 56, m->hash, BT_KVS_HASH_LEN);
     memcpy(h + 88, m->parent, BT_KVS_HASH_LEN);
     memcpy(h + 120, m->checksum, BT_KVS_HASH_LEN);
     for (uint32_t i = 0; i < m->n_tokens; i++, off += 4) {
-        put32(h + off, m->tokens[i]);
+        bt_put_le32(h + off, m->tokens[i]);
     }
     bt_sha256(h, off, h + off);
     return off + BT_KVS_HASH_LEN;
@@ -221,18 +197,18 @@ static bt_status_t bt_kvs_header_decode(const uint8_t *h, uint64_t file_size,
         *why = "bad magic";
         return BT_ERR_CORRUPT;
     }
-    if (get32(h + 8) != BT_KVS_FILE_VERSION) {
+    if (bt_get_le32(h + 8) != BT_KVS_FILE_VERSION) {
         *why = "unknown version";
         return BT_ERR_CORRUPT;
     }
-    m->n_tokens = get32(h + 12);
-    m->data_len = get64(h + 16);
-    m->gen = get64(h + 24);
-    m->geom.n_layers = get32(h + 32);
-    m->geom.n_kv_heads = get32(h + 36);
-    m->geom.head_dim = get32(h + 40);
-    m->geom.block_size = get32(h + 44);
-    m->geom.dtype = get32(h + 48);
+    m->n_tokens = bt_get_le32(h + 12);
+    m->data_len = bt_get_le64(h + 16);
+    m->gen = bt_get_le64(h + 24);
+    m->geom.n_layers = bt_get_le32(h + 32);
+    m->geom.n_kv_heads = bt_get_le32(h + 36);
+    m->geom.head_dim = bt_get_le32(h + 40);
+    m->geom.block_size = bt_get_le32(h + 44);
+    m->geom.dtype = bt_get_le32(h + 48);
     memcpy(m->hash, h + 56, BT_KVS_HASH_LEN);
     memcpy(m->parent, h + 88, BT_KVS_HASH_LEN);
     memcpy(m->checksum, h + 120, BT_KVS_HASH_LEN);
@@ -321,7 +297,7 @@ bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
         goto bad;
     }
     for (uint32_t i = 0; i < m.n_tokens; i++) {
-        m.tokens[i] = get32(hdr + BT_KVS_FILE_FIXED + 4u * i);
+        m.tokens[i] = bt_get_le32(hdr + BT_KVS_FILE_FIXED + 4u * i);
     }
     bt_kvs_chain_hash(m.parent, m.tokens, m.n_tokens, h);
     if (memcmp(h, m.hash, BT_KVS_HASH_LEN) != 0) {
@@ -385,7 +361,7 @@ void bt_kvs_file_unlink(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
         remove = fd >= 0 &&
                  (bt_kvs_read_all(fd, fixed, sizeof(fixed), 0) != BT_OK ||
                   memcmp(fixed, BT_KVS_FILE_MAGIC, 8) != 0 ||
-                  get64(fixed + 24) == gen);
+                  bt_get_le64(fixed + 24) == gen);
         if (fd >= 0) {
             close(fd);
         }

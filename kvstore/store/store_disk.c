@@ -3,6 +3,7 @@
  * order, bad ones are logged and deleted. */
 #include "store_int.h"
 
+#include "base/array.h"
 #include "base/log.h"
 #include "disk.h"
 
@@ -142,7 +143,7 @@ static int bt_kvs_by_age(const void *a, const void *b)
 
 bt_status_t bt_kvs_rebuild(bt_kvs_t *s)
 {
-    bt_kvs_entry_t **found = NULL, **grown;
+    bt_kvs_entry_t **found = NULL;
     size_t n_found = 0, cap = 0;
     bt_status_t rc = BT_OK;
     DIR *top = opendir(s->disk_dir);
@@ -183,14 +184,9 @@ bt_status_t bt_kvs_rebuild(bt_kvs_t *s)
             if (rc != BT_OK || e == NULL) {
                 continue;
             }
-            if (n_found == cap) {
-                cap = cap == 0 ? 256 : cap * 2;
-                grown = realloc(found, cap * sizeof(*found));
-                if (grown == NULL) {
-                    rc = BT_ERR_NO_MEMORY;
-                    continue;
-                }
-                found = grown;
+            if (BT_ARRAY_RESERVE(found, cap, n_found + 1, 256) != BT_OK) {
+                rc = BT_ERR_NO_MEMORY;
+                continue;
             }
             found[n_found++] = e;
         }

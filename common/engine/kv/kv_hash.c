@@ -1,20 +1,13 @@
 /* Chained SHA-256 block hashes, kv-spec v1 (docs/kv-spec.md). */
 #include "kv_pool.h"
 
+#include "base/endian.h"
 #include "base/log.h"
 
 #include <string.h>
 
 #define BT_KV_ROOT_TAG "baton-kv-v1"
 #define BT_KV_ROOT_MAX_STR 4096
-
-static void bt_kv_u32le(uint32_t v, uint8_t out[4])
-{
-    out[0] = (uint8_t)v;
-    out[1] = (uint8_t)(v >> 8);
-    out[2] = (uint8_t)(v >> 16);
-    out[3] = (uint8_t)(v >> 24);
-}
 
 /* u32le(len) || bytes */
 static bt_status_t bt_kv_hash_put_str(bt_sha256_t *ctx, const void *s,
@@ -23,7 +16,7 @@ static bt_status_t bt_kv_hash_put_str(bt_sha256_t *ctx, const void *s,
     uint8_t le[4];
     bt_status_t st;
 
-    bt_kv_u32le((uint32_t)len, le);
+    bt_put_le32(le, (uint32_t)len);
     st = bt_sha256_update(ctx, le, sizeof(le));
     if (st == BT_OK && len > 0) {
         st = bt_sha256_update(ctx, s, len);
@@ -74,7 +67,7 @@ bt_status_t bt_kv_hash_root(const char *model_id, const char *revision,
     if (st != BT_OK) {
         return st;
     }
-    bt_kv_u32le(block_size, le);
+    bt_put_le32(le, block_size);
     if ((st = bt_kv_hash_put_str(&ctx, BT_KV_ROOT_TAG,
                                  strlen(BT_KV_ROOT_TAG))) != BT_OK ||
         (st = bt_kv_hash_put_str(&ctx, model_id, model_len)) != BT_OK ||
@@ -105,7 +98,7 @@ bt_status_t bt_kv_hash_block(const uint8_t parent[BT_KV_HASH_LEN],
     while (st == BT_OK && i < n_tokens) {
         size_t n = 0;
         for (; i < n_tokens && n + 4 <= sizeof(buf); i++, n += 4) {
-            bt_kv_u32le(tokens[i], buf + n);
+            bt_put_le32(buf + n, tokens[i]);
         }
         st = bt_sha256_update(&ctx, buf, n);
     }

@@ -1,6 +1,7 @@
 /* Rendezvous hashing of block hashes onto kvstore replicas (kv_shard.h). */
 #include "kv_shard.h"
 
+#include "base/endian.h"
 #include "base/log.h"
 #include "base/sha256.h"
 
@@ -81,14 +82,6 @@ const char *bt_kv_shard_id(const bt_kv_shard_t *shard, size_t i)
     return i < shard->n ? shard->ids[i] : NULL;
 }
 
-static void put_u32le(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 uint64_t bt_kv_shard_weight(const bt_kv_shard_t *shard, size_t i,
                             const uint8_t hash[32])
 {
@@ -98,10 +91,10 @@ uint64_t bt_kv_shard_weight(const bt_kv_shard_t *shard, size_t i,
     size_t  tl = sizeof(SHARD_TAG) - 1, il = strlen(shard->ids[i]), n = 0;
     uint64_t w = 0;
 
-    put_u32le(msg, (uint32_t)tl);
+    bt_put_le32(msg, (uint32_t)tl);
     memcpy(msg + 4, SHARD_TAG, tl);
     n = 4 + tl;
-    put_u32le(msg + n, (uint32_t)il);
+    bt_put_le32(msg + n, (uint32_t)il);
     memcpy(msg + n + 4, shard->ids[i], il);
     n += 4 + il;
     memcpy(msg + n, hash, 32);

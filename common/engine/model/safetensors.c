@@ -1,5 +1,6 @@
 #include "safetensors.h"
 
+#include "base/array.h"
 #include "base/json.h"
 #include "base/log.h"
 
@@ -185,17 +186,10 @@ static bt_status_t st_add(void *vctx, const char *name,
     bt_st_set_t *set = c->set;
     bt_st_tensor_t *dst;
 
-    if (set->n_tensors == set->cap_tensors) {
-        size_t cap = set->cap_tensors ? set->cap_tensors * 2 : 256;
-        bt_st_tensor_t *nt = realloc(set->tensors, cap * sizeof(*nt));
-
-        if (nt == NULL) {
-            bt_error("file %s: out of memory for the tensor table",
-                     c->file->path);
-            return BT_ERR_NO_MEMORY;
-        }
-        set->tensors = nt;
-        set->cap_tensors = cap;
+    if (BT_ARRAY_RESERVE(set->tensors, set->cap_tensors, set->n_tensors + 1, 256)
+        != BT_OK) {
+        bt_error("file %s: out of memory for the tensor table", c->file->path);
+        return BT_ERR_NO_MEMORY;
     }
     dst = &set->tensors[set->n_tensors];
     *dst = *t;
