@@ -74,6 +74,45 @@ static void test_prefix_index_churn(void **state)
     bt_prefix_index_destroy(idx);
 }
 
+/* The table grows with its entries: a router configured for a million
+ * entries that sees a few thousand holds kilobytes, not 144 MiB. */
+static void test_prefix_index_grows_lazily(void **state)
+{
+    bt_prefix_index_t *idx = bt_prefix_index_create(1000000);
+    uint8_t h[32];
+    uint32_t i;
+
+    (void)state;
+    assert_true(bt_prefix_index_bytes(idx) <= 128 * 1024);
+    for (i = 0; i < 20000; i++) {
+        make_hash(h, i);
+        bt_prefix_index_add(idx, h, i % 7);
+    }
+    assert_int_equal(bt_prefix_index_size(idx), 20000);
+    assert_int_equal(bt_prefix_index_dropped(idx), 0);
+    /* at most half full: <= 4 slots per entry after doubling */
+    assert_true(bt_prefix_index_bytes(idx) <= 20000 * 4 * 72 + 4096);
+    for (i = 0; i < 20000; i++) {
+        make_hash(h, i);
+        assert_int_equal(bt_prefix_index_match(idx, h, 1, i % 7), 1);
+        assert_int_equal(bt_prefix_index_match(idx, h, 1, (i + 1) % 7), 0);
+    }
+    bt_prefix_index_remove_node(idx, 3);
+    make_hash(h, 3);
+    assert_int_equal(bt_prefix_index_match(idx, h, 1, 3), 0);
+    bt_prefix_index_destroy(idx);
+
+    /* the bound still holds once grown to it */
+    idx = bt_prefix_index_create(3000);
+    for (i = 0; i < 5000; i++) {
+        make_hash(h, i);
+        bt_prefix_index_add(idx, h, 1);
+    }
+    assert_int_equal(bt_prefix_index_size(idx), 3000);
+    assert_int_equal(bt_prefix_index_dropped(idx), 2000);
+    bt_prefix_index_destroy(idx);
+}
+
 static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t role,
                            const char *model, uint32_t blocks)
 {
@@ -321,6 +360,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefix_index),
         cmocka_unit_test(test_prefix_index_churn),
+        cmocka_unit_test(test_prefix_index_grows_lazily),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_select_prefix_and_load),
         cmocka_unit_test(test_select_kvstore_hits),
