@@ -64,7 +64,7 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_DURATION, 100, 86400000, NULL, O(c.request_timeout_ms) },
     { "default-max-tokens", 0, NULL, "256", "max_tokens when a request sets none",
       BT_OPT_INT, 1, 1 << 20, NULL, O(c.default_max_tokens) },
-    { "lease", 0, NULL, "30s", "KV reservation lease asked of decode nodes",
+    { "lease", 0, NULL, "30s", "KV reservation lease asked of decode nodes; renewed every third of it while a request waits for its prefill",
       BT_OPT_DURATION, 100, 3600000, NULL, O(c.lease_ms) },
     { "max-body", 0, NULL, "8M", "largest HTTP request body",
       BT_OPT_SIZE, 1024, 1073741824.0, NULL, O(c.max_body) },

@@ -84,6 +84,12 @@ struct bt_rreq {
      * until it comes back (d_pending) */
     uint32_t                   d_blocks;
     bool                       d_pending;
+    /* lease renewal while the prefill waits (DESIGN §2) */
+    struct event              *renew_ev;
+    bt_rpc_client_call_t      *renew_call;
+    uint64_t                   renew_seq;
+    bool                       renew_off;        /* the node has no RenewLease */
+    bool                       lease_gone;       /* a renewal got NOT_FOUND */
     /* why the router cancelled the current call (its node left) */
     char                       gone_why[192];
 };
@@ -143,6 +149,9 @@ static void bt_rreq_maybe_free(bt_rreq_t *req)
     }
     if (req->go_ev != NULL) {
         event_free(req->go_ev);
+    }
+    if (req->renew_ev != NULL) {
+        event_free(req->renew_ev);
     }
     if (req->sampling != NULL) {
         baton__v1__sampling_params__free_unpacked(req->sampling, NULL);
@@ -339,6 +348,18 @@ static void bt_rreq_queue_unlink(bt_rreq_t *req)
     }
 }
 
+static void bt_rreq_renew_stop(bt_rreq_t *req)
+{
+    if (req->renew_ev != NULL) {
+        event_del(req->renew_ev);
+    }
+    if (req->renew_call != NULL) {
+        bt_rpc_client_call_cancel(req->renew_call);
+        req->renew_seq++; /* its callback is stale now */
+        req->renew_call = NULL;
+    }
+}
+
 static void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
                         Baton__V1__FinishReason finish)
 {
@@ -360,6 +381,7 @@ static void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
     bt_gauge_set(r->m.inflight, (double)r->n_inflight);
     bt_rreq_release_nodes(req);
     bt_rreq_unlink(req);
+    bt_rreq_renew_stop(req);
     if (req->queue_ev != NULL) {
         event_del(req->queue_ev);
     }
@@ -416,6 +438,123 @@ static uint64_t bt_rreq_time_left_ms(const bt_rreq_t *req)
     uint64_t now = bt_now_ms();
 
     return req->deadline_ms > now ? req->deadline_ms - now : 1;
+}
+
+/* ---- lease renewal ----
+ *
+ * The decode node frees a reservation whose KV has not arrived when its
+ * lease ends. A prefill node with a backlog may start the request later
+ * than that, so while the request waits for its prefill (PREFILLING) the
+ * router renews the lease every lease/3 (Decode/RenewLease). */
+
+static void bt_rreq_renew_done(void *arg, const bt_rpc_result_t *result,
+                               const ProtobufCMessage *resp)
+{
+    bt_rreq_cb_t *cb = arg;
+    bt_rreq_t *req = cb->req;
+    bool current = cb->seq == req->renew_seq;
+
+    (void)resp;
+    free(cb);
+    req->pending_cbs--;
+    if (current) {
+        req->renew_call = NULL;
+    }
+    if (req->ended || !current) {
+        bt_rreq_maybe_free(req);
+        return;
+    }
+    switch (result->code) {
+    case BT_RPC_OK:
+        BT_LOG_REQ(DEBUG, req->id, "lease %llu on %s renewed",
+                   (unsigned long long)req->resv->lease_id, req->d_id);
+        return;
+    case BT_RPC_NOT_FOUND:
+        /* the lease is gone, or the KV arrived a moment ago and D admitted
+         * the sequence (its first token is on its way): the next tick
+         * decides, if neither the first token nor the stream's end came */
+        req->lease_gone = true;
+        BT_LOG_REQ(DEBUG, req->id, "lease %llu on %s not found: %s",
+                   (unsigned long long)req->resv->lease_id, req->d_id,
+                   result->message);
+        return;
+    case BT_RPC_UNIMPLEMENTED:
+        /* an older node: its lease runs its course, as before */
+        bt_rreq_renew_stop(req);
+        req->renew_off = true;
+        BT_LOG_REQ(INFO, req->id, "decode node %s cannot renew leases: the "
+                   "lease is not renewed", req->d_id);
+        return;
+    default:
+        /* a slow or restarting node: the decode stream says if it died */
+        BT_LOG_REQ(WARN, req->id, "renewing lease on %s: %s: %s", req->d_id,
+                   bt_rpc_code_name(result->code), result->message);
+        return;
+    }
+}
+
+static void bt_rreq_renew_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_rreq_t *req = arg;
+    bt_router_t *r = req->r;
+    Baton__V1__RenewLeaseRequest rq = BATON__V1__RENEW_LEASE_REQUEST__INIT;
+    bt_rpc_channel_t *ch;
+    bt_rpc_call_opts_t opts = { 0, NULL, 0 };
+    bt_rreq_cb_t *cb;
+
+    (void)fd;
+    (void)what;
+    if (req->ended || req->state != BT_RREQ_PREFILLING || req->resv == NULL ||
+        req->renew_off) {
+        bt_rreq_renew_stop(req);
+        return;
+    }
+    if (req->renew_call != NULL) {
+        return; /* the last one is still out */
+    }
+    if (req->lease_gone) {
+        /* D freed the blocks: the prefill has nowhere to go */
+        char why[256];
+
+        snprintf(why, sizeof(why), "decode node %s: lease %llu is gone "
+                 "(RenewLease: NOT_FOUND)", req->d_id,
+                 (unsigned long long)req->resv->lease_id);
+        bt_rreq_renew_stop(req);
+        bt_rreq_failover(req, why);
+        return;
+    }
+    ch = bt_router_node_channel(r, bt_rreq_node(req, req->d_slot, req->d_gen));
+    if (ch == NULL || (cb = malloc(sizeof(*cb))) == NULL) {
+        return; /* the decode stream's end reports a node that left */
+    }
+    rq.lease_id = req->resv->lease_id;
+    rq.request_id = req->id;
+    rq.lease_ms = (uint32_t)r->cfg.lease_ms;
+    opts.timeout_ms = (uint64_t)r->cfg.lease_ms / 3 > 0 ? (uint64_t)r->cfg.lease_ms / 3 : 1;
+    cb->req = req;
+    cb->seq = ++req->renew_seq;
+    if (bt_rpc_client_unary(ch, "/baton.v1.Decode/RenewLease", &rq.base,
+                            &baton__v1__renew_lease_response__descriptor, &opts,
+                            bt_rreq_renew_done, cb, &req->renew_call) == BT_OK) {
+        req->pending_cbs++;
+    } else {
+        free(cb);
+        req->renew_call = NULL;
+    }
+}
+
+/* Renews every lease/3 from now on while the request stays PREFILLING. */
+static void bt_rreq_renew_arm(bt_rreq_t *req)
+{
+    uint64_t period = (uint64_t)req->r->cfg.lease_ms / 3;
+    struct timeval tv = { (time_t)(period / 1000),
+                          (suseconds_t)((period % 1000) * 1000) };
+
+    if (req->renew_off || req->renew_ev == NULL ||
+        event_pending(req->renew_ev, EV_TIMEOUT, NULL)) {
+        return;
+    }
+    event_add(req->renew_ev, &tv);
 }
 
 /* ---- prefill ---- */
@@ -481,7 +620,7 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
                     BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
         return;
     }
-
+    bt_rreq_renew_arm(req);
     BT_LOG_REQ(DEBUG, req->id, "prefill on %s, %zu tokens", req->p_id,
                req->n_prompt + req->n_gen);
 }
@@ -575,6 +714,7 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
     if (req->state == BT_RREQ_PREFILLING) {
         req->state = BT_RREQ_DECODING;
     }
+    bt_rreq_renew_stop(req); /* the KV is on the decode node */
     /* the decode stream may have delivered this token already */
     if (req->n_gen == req->d_base) {
         bt_rreq_emit_token(req, pr->first_token, pr->first_logprobs);
@@ -617,6 +757,7 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
         }
         req->resv = baton__v1__reservation__unpack(NULL, len, buf);
         free(buf);
+        req->lease_gone = false;
         if (req->d_pending) {
             bt_select_resv_answered(bt_rreq_node(req, req->d_slot, req->d_gen),
                                     req->d_blocks);
@@ -629,6 +770,7 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
         return;
     }
     case BATON__V1__DECODE_RESPONSE__KIND_TOKENS:
+        bt_rreq_renew_stop(req); /* the decode node has the KV */
         for (i = 0; i < msg->tokens->n_token_ids && !req->ended; i++) {
             uint32_t t = msg->tokens->token_ids[i];
             size_t idx = req->d_next++;
@@ -773,6 +915,7 @@ static void bt_rreq_failover(bt_rreq_t *req, const char *why)
         req->d_call_seq++;
         req->d_call = NULL;
     }
+    bt_rreq_renew_stop(req);
     bt_rreq_release_nodes(req);
     if (++req->decode_attempts > r->cfg.decode_failovers) {
         bt_rreq_end(req, BT_ERR_PEER_DIED, why,
@@ -1217,7 +1360,8 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
     }
     req->queue_ev = evtimer_new(r->base, bt_rreq_queue_timeout_cb, req);
     req->go_ev = event_new(r->base, -1, 0, bt_rreq_go_cb, req);
-    if (req->queue_ev == NULL || req->go_ev == NULL) {
+    req->renew_ev = event_new(r->base, -1, EV_PERSIST, bt_rreq_renew_cb, req);
+    if (req->queue_ev == NULL || req->go_ev == NULL || req->renew_ev == NULL) {
         s = BT_ERR_NO_MEMORY;
         goto err_free;
     }

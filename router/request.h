@@ -16,7 +16,15 @@
  * given the client nothing: that spends no failover attempt. A full queue
  * or a wait past the timeout ends it with BT_ERR_EXHAUSTED (429); no node
  * serving the model at all, with BT_ERR_PEER_UNREACHABLE (503). These are
- * counted in baton_router_rejected_total. */
+ * counted in baton_router_rejected_total.
+ *
+ * Lease: the decode node frees a reservation whose KV has not come when
+ * its lease (--lease) ends; while the request waits for its prefill the
+ * router renews it every lease/3 (Decode/RenewLease). NOT_FOUND (the
+ * lease is gone) counts as that decode node failing, unless the first
+ * token or the stream's end comes before the next tick (D may have
+ * admitted the sequence just then); UNIMPLEMENTED (an older node) stops
+ * the renewals. */
 #ifndef BT_ROUTER_REQUEST_H
 #define BT_ROUTER_REQUEST_H
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Bursts against a real local cluster (baton-router, baton-prefill,
-baton-decode on the tiny model from baton-mkmodel), issue 15 items 10
-and 14:
+baton-decode on the tiny model from baton-mkmodel), issue 15 items 10,
+11 and 14:
 
   burst   1 prefill + 1 decode node with room for a few requests at a
           time: a burst of concurrent requests all complete (they wait in
@@ -13,10 +13,13 @@ and 14:
   hb      a decode node that stops answering heartbeats (SIGSTOP): its
           request moves to the other decode node and completes; with no
           other node the error names the node and the heartbeats.
+  lease   the router's --lease shorter than the prefill queue's wait: the
+          router renews the leases of waiting requests (Decode/RenewLease)
+          and every request completes.
   bench   baton-bench counts a token that decodes to U+0000 as a token, not
           an error (a scripted SSE server sends "\\u0000").
 
-usage: front_burst.py burst|hb|bench   (BATON_BUILD_ROOT = build)
+usage: front_burst.py burst|hb|lease|bench   (BATON_BUILD_ROOT = build)
 """
 import concurrent.futures
 import http.client
@@ -284,6 +287,28 @@ def test_hb():
     nc.finish(tmp)
 
 
+def test_lease():
+    tmp, model, env = nc.setup("baton-lease-")
+    # leases of 400 ms; the prefill node computes 64 tokens a chunk, so 12
+    # prompts of 1500 tokens queue for longer than that
+    _, rg, rh = router(tmp, model, env, "router",
+                       ["--lease", "400ms", "--max-queue", "1000",
+                        "--queue-timeout", "150s"])
+    node(tmp, model, env, "prefill", "p1", rg, ["--max-prefill-tokens", "64"])
+    node(tmp, model, env, "decode", "d1", rg, ["--kv-blocks", "4096"])
+    nc.tap(wait_nodes(rh, 1, 1), "cluster up with --lease 400ms")
+    n = 12
+    t0 = time.time()
+    res = burst(rh, n, 1500, 8)
+    took = time.time() - t0
+    nc.tap(took > 1.5, "the prefill queue held requests for longer than "
+           "the lease (%.1fs)" % took)
+    nc.tap(sum(1 for r in res if r[4]) == n,
+           "every request completes: waiting ones keep their leases "
+           "(%s)" % summary(res))
+    nc.finish(tmp)
+
+
 class NulSse(http.server.BaseHTTPRequestHandler):
     """Streams completions whose second token's text is U+0000."""
     protocol_version = "HTTP/1.1"
@@ -331,4 +356,5 @@ def test_bench():
 
 
 if __name__ == "__main__":
-    nc.run({"burst": test_burst, "hb": test_hb, "bench": test_bench}[WHAT])
+    nc.run({"burst": test_burst, "hb": test_hb, "lease": test_lease,
+            "bench": test_bench}[WHAT])
