@@ -1098,8 +1098,8 @@ static void bt_rreq_dispatch(bt_rreq_t *req, const char *why)
     if (s == BT_ERR_EXHAUSTED && req->n_gen == 0) {
         s = bt_rreq_enqueue(req, err, sizeof(err));
         if (s == BT_OK) {
-            BT_LOG_REQ(INFO, req->id, "waiting for a decode node with room");
-            bt_router_queue_kick(req->r);
+            BT_LOG_REQ(INFO, req->id, "%s: waiting for a decode node with room",
+                       why);
             return;
         }
     }
