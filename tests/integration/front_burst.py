@@ -10,8 +10,9 @@ baton-decode on the tiny model from baton-mkmodel), issue 15 items 10,
           baton_router_rejected_total counts exactly those, and the cluster
           answers normally afterwards. A decode node whose stale report
           promised room refuses the router's reservations: the requests
-          wait and complete. Then 2 decode nodes of unequal size: a burst
-          gives both work.
+          wait and complete. No node at all: 503 at once; a wait past
+          --queue-timeout: 429. Then 2 decode nodes of unequal size: a
+          burst gives both work.
   hb      a decode node that stops answering heartbeats (SIGSTOP): its
           request moves to the other decode node and completes; with no
           other node the error names the node and the heartbeats.
@@ -198,6 +199,30 @@ def test_burst():
     st, text, _, _, ok = complete(rh2, prompt(999, 100), 16)
     nc.tap(ok, "the cluster answers normally afterwards "
            "(%s %s)" % (st, str(text)[:60]))
+
+    # no node at all: 503 at once; then a queue wait past --queue-timeout
+    # ends in 429 (the message says so), counted as a rejection
+    _, rg5, rh5 = router(tmp, model, env, "router-timeout",
+                         ["--max-queue", "100", "--queue-timeout", "1s"])
+    t0 = time.time()
+    st, text, _, _, _ = complete(rh5, prompt(3, 20), 4)
+    nc.tap(st == 503 and time.time() - t0 < 5 and
+           nc.gauge(rh5, "baton_router_rejected_total") == 1,
+           "no node serves the model: 503 at once, counted (%s %s)"
+           % (st, text[:100]))
+    node(tmp, model, env, "prefill", "p5", rg5)
+    node(tmp, model, env, "decode", "d5", rg5, ["--kv-blocks", "48"])
+    nc.tap(wait_nodes(rh5, 1, 1), "fifth cluster up: --queue-timeout 1s")
+    n = 30
+    res = burst(rh5, n, 100, 400)   # 32 blocks: one request at a time
+    done = [r for r in res if r[4]]
+    late = [r for r in res if r[0] == 429 and "within 1000 ms" in r[1]]
+    nc.tap(len(done) + len(late) == n and done and late,
+           "a burst whose wait exceeds --queue-timeout: each completes or "
+           "gets 429 saying it waited too long (%s)" % summary(res))
+    rej = nc.gauge(rh5, "baton_router_rejected_total")
+    nc.tap(rej == 1 + len(late), "baton_router_rejected_total counts them "
+           "(%s vs 1 + %d)" % (rej, len(late)))
 
     # the decode node's report is stale (reports every 5 s) and another
     # client holds most of its blocks: it refuses the router's
