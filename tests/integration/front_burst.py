@@ -8,7 +8,8 @@ baton-decode on the tiny model from baton-mkmodel), issue 15 items 10,
           the router's queue); with a tiny --max-queue each request either
           completes or gets 429/503 with Retry-After before any output,
           baton_router_rejected_total counts exactly those, and the cluster
-          answers normally afterwards. A decode node whose stale report
+          answers normally afterwards. Clients of queued streams leave:
+          their requests leave the queue. A decode node whose stale report
           promised room refuses the router's reservations: the requests
           wait and complete. No node at all: 503 at once; a wait past
           --queue-timeout: 429. Then 2 decode nodes of unequal size: a
@@ -30,6 +31,7 @@ import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -168,6 +170,43 @@ def test_burst():
         time.sleep(0.1)
     nc.tap(free == 48, "every KV block of the decode node is free again "
            "(%s of 48)" % free)
+
+    # clients of queued streams go away: their requests leave the queue
+    # (cancelled, not rejected) and nothing else is disturbed
+    hold = []
+    th = threading.Thread(target=lambda: hold.append(
+        complete(rh, prompt(77, 100), 600)))   # 44 of the 48 blocks
+    th.start()
+    deadline = time.time() + 10
+    while time.time() < deadline and \
+            (nc.gauge(dh, "baton_node_kv_free_blocks") or 48) > 8:
+        time.sleep(0.02)
+    socks = []
+    for k in range(10):
+        body = json.dumps({"model": "tiny", "prompt": prompt(300 + k, 100),
+                           "max_tokens": 16, "stream": True})
+        sk = socket.create_connection(("127.0.0.1", rh), timeout=10)
+        sk.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Type: application/json\r\nContent-Length: %d"
+                    "\r\n\r\n%s" % (len(body), body)).encode())
+        socks.append(sk)
+    deadline = time.time() + 10
+    while time.time() < deadline and \
+            nc.gauge(rh, "baton_router_queued_requests") != 10:
+        time.sleep(0.02)
+    queued = nc.gauge(rh, "baton_router_queued_requests")
+    for sk in socks:
+        sk.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and \
+            nc.gauge(rh, "baton_router_queued_requests") != 0:
+        time.sleep(0.02)
+    th.join(60)
+    nc.tap(queued == 10 and nc.gauge(rh, "baton_router_queued_requests") == 0
+           and hold and hold[0][4] and
+           nc.gauge(rh, "baton_router_rejected_total") == 0,
+           "10 queued streams whose clients left leave the queue; the "
+           "running request completes (queued %s)" % queued)
 
     # a tiny queue: each request completes, or is refused (429 when the
     # queue is full, 503 when no node can serve) before any output
