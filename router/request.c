@@ -84,14 +84,16 @@ struct bt_rreq {
      * until it comes back (d_pending) */
     uint32_t                   d_blocks;
     bool                       d_pending;
-    /* lease renewal while the prefill waits (DESIGN §2) */
+    /* lease renewal while the prefill waits (request.h) */
     struct event              *renew_ev;
     bt_rpc_client_call_t      *renew_call;
     uint64_t                   renew_seq;
     bool                       renew_off;        /* the node has no RenewLease */
     bool                       lease_gone;       /* a renewal got NOT_FOUND */
-    /* why the router cancelled the current call (its node left) */
-    char                       gone_why[192];
+    /* why the router cancelled the current prefill / decode call (its
+     * node left) */
+    char                       p_gone_why[160];
+    char                       d_gone_why[160];
 };
 
 /* A call's done callback gets one of these: the request may have moved
@@ -606,6 +608,7 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     opts.timeout_ms = bt_rreq_time_left_ms(req);
     cb->req = req;
     cb->seq = ++req->p_call_seq;
+    req->p_gone_why[0] = '\0';
     req->state = BT_RREQ_PREFILLING;
     s = bt_rpc_client_unary(ch, "/baton.v1.Prefill/Prefill", &pr.base,
                             &baton__v1__prefill_result__descriptor, &opts,
@@ -682,9 +685,9 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
     if (result->code != BT_RPC_OK) {
         char why[256];
 
-        if (req->gone_why[0] != '\0') {
-            snprintf(why, sizeof(why), "%s", req->gone_why);
-            req->gone_why[0] = '\0';
+        if (req->p_gone_why[0] != '\0') {
+            snprintf(why, sizeof(why), "%s", req->p_gone_why);
+            req->p_gone_why[0] = '\0';
         } else {
             snprintf(why, sizeof(why), "prefill node %s: %s: %s", req->p_id,
                      bt_rpc_code_name(result->code), result->message);
@@ -825,9 +828,9 @@ static void bt_rreq_on_decode_done(void *arg, const bt_rpc_result_t *result)
     if (result->code == BT_RPC_OK && req->d_final) {
         return; /* ended already by the final message */
     }
-    if (req->gone_why[0] != '\0') {
-        snprintf(why, sizeof(why), "%s", req->gone_why);
-        req->gone_why[0] = '\0';
+    if (req->d_gone_why[0] != '\0') {
+        snprintf(why, sizeof(why), "%s", req->d_gone_why);
+        req->d_gone_why[0] = '\0';
     } else {
         snprintf(why, sizeof(why), "decode node %s: %s: %s", req->d_id,
                  bt_rpc_code_name(result->code),
@@ -882,6 +885,7 @@ static void bt_rreq_open_decode(bt_rreq_t *req)
     opts.timeout_ms = bt_rreq_time_left_ms(req);
     cb->req = req;
     cb->seq = ++req->d_call_seq;
+    req->d_gone_why[0] = '\0';
     req->d_base = req->n_gen;
     req->d_next = req->n_gen;
     req->d_final = false;
@@ -1418,15 +1422,13 @@ void bt_router_requests_node_gone(bt_router_t *r, bt_node_t *node,
         /* cancelling the calls makes their callbacks retry or fail over;
          * they tell why instead of the bare CANCELLED they get */
         if (req->d_slot == node->slot && req->d_gen == gen && req->d_call != NULL) {
-            snprintf(req->gone_why, sizeof(req->gone_why), "decode node %s %s",
-                     node->id, why);
+            snprintf(req->d_gone_why, sizeof(req->d_gone_why),
+                     "decode node %s %s", node->id, why);
             bt_rpc_client_call_cancel(req->d_call);
         }
         if (req->p_slot == node->slot && req->p_gen == gen && req->p_call != NULL) {
-            if (req->d_slot != node->slot || req->d_gen != gen) {
-                snprintf(req->gone_why, sizeof(req->gone_why),
-                         "prefill node %s %s", node->id, why);
-            }
+            snprintf(req->p_gone_why, sizeof(req->p_gone_why),
+                     "prefill node %s %s", node->id, why);
             bt_rpc_client_call_cancel(req->p_call);
         }
     }
