@@ -1254,8 +1254,15 @@ static bt_status_t bt_rreq_admit(bt_rreq_t *req, char *err, size_t err_size)
         if (s != BT_ERR_EXHAUSTED) {
             return bt_rreq_place_status(s);
         }
+        return bt_rreq_enqueue(req, err, err_size);
     }
-    return bt_rreq_enqueue(req, err, err_size);
+    s = bt_rreq_enqueue(req, err, err_size);
+    if (s == BT_OK) {
+        /* those ahead may wait for nodes they cannot fit (a kick steps
+         * over them); placing never ends a request, so this is safe here */
+        bt_router_queue_kick(r);
+    }
+    return s;
 }
 
 bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
