@@ -12,9 +12,14 @@ typedef struct {
     uint8_t  used;          /* 0 empty, 1 live, 2 tombstone */
 } bt_prefix_slot_t;
 
+/* The table starts this small and doubles as entries come, up to
+ * cap_max: a router that tracks few blocks holds little memory. */
+#define BT_PREFIX_CAP_MIN 1024
+
 struct bt_prefix_index {
     bt_prefix_slot_t *slots;
-    size_t            cap;       /* power of two, >= 2 * max_entries */
+    size_t            cap;       /* power of two, <= cap_max */
+    size_t            cap_max;   /* power of two, >= 2 * max_entries */
     size_t            live;
     size_t            tombs;
     size_t            max_entries;
@@ -35,12 +40,13 @@ bt_prefix_index_t *bt_prefix_index_create(size_t max_entries)
     while (cap < 2 * max_entries) {
         cap *= 2;
     }
-    idx->slots = calloc(cap, sizeof(*idx->slots));
+    idx->cap_max = cap;
+    idx->cap = cap < BT_PREFIX_CAP_MIN ? cap : BT_PREFIX_CAP_MIN;
+    idx->slots = calloc(idx->cap, sizeof(*idx->slots));
     if (idx->slots == NULL) {
         free(idx);
         return NULL;
     }
-    idx->cap = cap;
     idx->max_entries = max_entries;
     return idx;
 }
@@ -116,19 +122,22 @@ static void bt_prefix_release(bt_prefix_index_t *idx, bt_prefix_slot_t *s)
     idx->tombs++;
 }
 
-/* Rebuilds the table without tombstones so probe chains stay short under
- * churn. On allocation failure the table is left as it was. */
-static void bt_prefix_rebuild(bt_prefix_index_t *idx)
+/* Rebuilds the table at `cap` slots without tombstones: to grow, or so
+ * probe chains stay short under churn. On allocation failure the table is
+ * left as it was. */
+static void bt_prefix_rebuild(bt_prefix_index_t *idx, size_t cap)
 {
     bt_prefix_slot_t *old = idx->slots;
-    bt_prefix_slot_t *fresh = calloc(idx->cap, sizeof(*fresh));
+    bt_prefix_slot_t *fresh = calloc(cap, sizeof(*fresh));
+    size_t old_cap = idx->cap;
     size_t i;
 
     if (fresh == NULL) {
         return;
     }
     idx->slots = fresh;
-    for (i = 0; i < idx->cap; i++) {
+    idx->cap = cap;
+    for (i = 0; i < old_cap; i++) {
         size_t j;
 
         if (old[i].used != 1) {
@@ -153,6 +162,12 @@ void bt_prefix_index_add(bt_prefix_index_t *idx, const uint8_t *hash,
     if (node >= BT_ROUTER_MAX_NODES) {
         return;
     }
+    if (s == NULL && idx->live < idx->max_entries &&
+        2 * (idx->live + idx->tombs + 1) > idx->cap && idx->cap < idx->cap_max) {
+        /* keep the table at most half full: grow, then probe again */
+        bt_prefix_rebuild(idx, idx->cap * 2);
+        s = bt_prefix_find(idx, hash, &free_slot);
+    }
     if (s == NULL) {
         if (idx->live >= idx->max_entries || free_slot == NULL) {
             idx->dropped++;
@@ -169,7 +184,7 @@ void bt_prefix_index_add(bt_prefix_index_t *idx, const uint8_t *hash,
     }
     s->nodes[node / 64] |= 1ull << (node % 64);
     if (idx->tombs > idx->cap / 4) {
-        bt_prefix_rebuild(idx);
+        bt_prefix_rebuild(idx, idx->cap);
     }
 }
 
@@ -248,4 +263,9 @@ size_t bt_prefix_index_size(const bt_prefix_index_t *idx)
 uint64_t bt_prefix_index_dropped(const bt_prefix_index_t *idx)
 {
     return idx->dropped;
+}
+
+size_t bt_prefix_index_bytes(const bt_prefix_index_t *idx)
+{
+    return sizeof(*idx) + idx->cap * sizeof(*idx->slots);
 }

@@ -2,7 +2,9 @@
  * nodes' KV events (DESIGN §5). Keys are 32-byte chained block hashes
  * (docs/kv-spec.md); each key maps to a bitmask of node slots. Bounded: at
  * most `max_entries` hashes; a `stored` event for a new hash when full is
- * dropped (the index is a hint: a miss only costs a recompute). */
+ * dropped (the index is a hint: a miss only costs a recompute). Its table
+ * grows with the entries (at most half full), so memory follows the
+ * blocks the nodes hold, up to about 144 bytes per entry of max_entries. */
 #ifndef BT_ROUTER_PREFIX_INDEX_H
 #define BT_ROUTER_PREFIX_INDEX_H
 
@@ -40,6 +42,8 @@ size_t bt_prefix_index_match_any(const bt_prefix_index_t *idx,
                                  const uint64_t *mask);
 
 size_t bt_prefix_index_size(const bt_prefix_index_t *idx);
+/* Memory the index holds now. */
+size_t bt_prefix_index_bytes(const bt_prefix_index_t *idx);
 uint64_t bt_prefix_index_dropped(const bt_prefix_index_t *idx);
 
 #endif

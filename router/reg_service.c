@@ -44,7 +44,7 @@ static void bt_reg_stream_drop(bt_reg_stream_t *st, const char *why)
     }
     slot = node->slot;
     bt_warn("node %s left the pool: %s", node->id, why);
-    bt_router_requests_node_gone(r, node);
+    bt_router_requests_node_gone(r, node, why);
     bt_registry_remove(r->registry, node);
     bt_rpc_channel_destroy(r->node_ch[slot]);
     r->node_ch[slot] = NULL;
@@ -202,7 +202,7 @@ static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *ar
 
     (void)arg;
     if (msg == NULL) { /* the node closed its side: a clean leave */
-        bt_reg_stream_drop(st, "it closed its registration");
+        bt_reg_stream_drop(st, "closed its registration");
         bt_rpc_call_set_ctx(call, NULL);
         bt_rpc_call_finish(call);
         free(st);
@@ -264,7 +264,7 @@ static void bt_reg_cancel(bt_rpc_call_t *call, void *arg)
     if (st == NULL) {
         return;
     }
-    bt_reg_stream_drop(st, "its registration stream broke");
+    bt_reg_stream_drop(st, "lost its registration stream");
     bt_rpc_call_set_ctx(call, NULL);
     bt_rpc_call_fail(call, BT_ERR_CANCELLED, NULL);
     free(st);
@@ -292,7 +292,7 @@ static void bt_reg_expired(bt_node_t *node, void *arg)
     bt_reg_stream_t *st = call ? bt_rpc_call_ctx(call) : NULL;
     unsigned slot = node->slot;
 
-    bt_router_requests_node_gone(r, node);
+    bt_router_requests_node_gone(r, node, "stopped answering heartbeats");
     bt_rpc_channel_destroy(r->node_ch[slot]);
     r->node_ch[slot] = NULL;
     r->node_gen[slot] = 0;

@@ -179,6 +179,8 @@ void bt_registry_update_load(bt_registry_t *reg, bt_node_t *node,
     node->last_seen_ms = now_ms;
     /* the report covers what the router had assigned before it */
     node->assigned_prefill_tokens = 0;
+    node->resv_unreported_blocks = 0;
+    node->refused_blocks = 0;
 }
 
 void bt_registry_update_transfers(bt_registry_t *reg, bt_node_t *node,

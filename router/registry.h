@@ -62,6 +62,16 @@ typedef struct {
     bt_node_load_t load;                      /* as last reported */
     uint32_t       assigned;                  /* requests the router has in flight on it */
     uint64_t       assigned_prefill_tokens;   /* not yet reflected in a report */
+    /* Decode reservations the last report may not show (select.c): blocks
+     * asked of the node whose reservation has not come back yet, and
+     * blocks reserved since the last report. A report clears the second;
+     * the first stays until each answer comes (the node may take the
+     * request after it reported). */
+    uint32_t       resv_pending_blocks;
+    uint32_t       resv_unreported_blocks;
+    /* The node refused a reservation of this many blocks since its last
+     * report (0: none): requests as large wait for the next report. */
+    uint32_t       refused_blocks;
     uint64_t       registered_ms;
     uint64_t       last_seen_ms;
     uint64_t       last_chosen;               /* tie-break: least recently chosen first */

@@ -25,6 +25,8 @@ static const char *const bt_rreq_state_names[] = {
 struct bt_rreq {
     bt_rreq_t                 *next;
     bt_rreq_t                 *prev;
+    bt_rreq_t                 *qnext;            /* the wait queue, oldest first */
+    bt_rreq_t                 *qprev;
     bt_router_t               *r;
     char                       id[BT_RREQ_ID_MAX + 1];
     bt_rreq_state_t            state;
@@ -74,7 +76,24 @@ struct bt_rreq {
     bool                       ended;
     bool                       stopped;          /* a stop string matched */
     int                        pending_cbs;      /* RPC callbacks still to come */
-    struct event              *queue_ev;
+    struct event              *queue_ev;         /* the queue timeout */
+    uint64_t                   queue_deadline_ms; /* 0 until first queued */
+    struct event              *go_ev;            /* opens the placed pair from the loop */
+
+    /* the reservation asked of the decode node, counted there by select.c
+     * until it comes back (d_pending) */
+    uint32_t                   d_blocks;
+    bool                       d_pending;
+    /* lease renewal while the prefill waits (request.h) */
+    struct event              *renew_ev;
+    bt_rpc_client_call_t      *renew_call;
+    uint64_t                   renew_seq;
+    bool                       renew_off;        /* the node has no RenewLease */
+    bool                       lease_gone;       /* a renewal got NOT_FOUND */
+    /* why the router cancelled the current prefill / decode call (its
+     * node left) */
+    char                       p_gone_why[160];
+    char                       d_gone_why[160];
 };
 
 /* A call's done callback gets one of these: the request may have moved
@@ -84,7 +103,8 @@ typedef struct {
     uint64_t   seq;
 } bt_rreq_cb_t;
 
-static void bt_rreq_dispatch(bt_rreq_t *req);
+static void bt_rreq_dispatch(bt_rreq_t *req, const char *why);
+static void bt_rreq_requeue(bt_rreq_t *req, const char *why);
 static void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
                         Baton__V1__FinishReason finish);
 static void bt_rreq_failover(bt_rreq_t *req, const char *why);
@@ -108,6 +128,11 @@ static bt_node_t *bt_rreq_node(bt_rreq_t *req, unsigned slot, uint64_t gen)
 
 static void bt_rreq_release_nodes(bt_rreq_t *req)
 {
+    if (req->d_pending) {
+        bt_select_resv_dropped(bt_rreq_node(req, req->d_slot, req->d_gen),
+                               req->d_blocks);
+        req->d_pending = false;
+    }
     if (req->assigned) {
         bt_select_release(bt_rreq_node(req, req->p_slot, req->p_gen),
                           bt_rreq_node(req, req->d_slot, req->d_gen),
@@ -123,6 +148,12 @@ static void bt_rreq_maybe_free(bt_rreq_t *req)
     }
     if (req->queue_ev != NULL) {
         event_free(req->queue_ev);
+    }
+    if (req->go_ev != NULL) {
+        event_free(req->go_ev);
+    }
+    if (req->renew_ev != NULL) {
+        event_free(req->renew_ev);
     }
     if (req->sampling != NULL) {
         baton__v1__sampling_params__free_unpacked(req->sampling, NULL);
@@ -269,6 +300,68 @@ static void bt_rreq_unlink(bt_rreq_t *req)
     req->next = req->prev = NULL;
 }
 
+/* ---- the wait queue: oldest first, so a burst is served in order ---- */
+
+static void bt_rreq_queue_link(bt_rreq_t *req)
+{
+    bt_router_t *r = req->r;
+    bt_rreq_t *after = r->queue_tail;
+
+    /* a request put back (its node refused it) keeps its age */
+    while (after != NULL && after->created_ns > req->created_ns) {
+        after = after->qprev;
+    }
+    req->qprev = after;
+    req->qnext = after != NULL ? after->qnext : r->queue_head;
+    if (req->qnext != NULL) {
+        req->qnext->qprev = req;
+    } else {
+        r->queue_tail = req;
+    }
+    if (after != NULL) {
+        after->qnext = req;
+    } else {
+        r->queue_head = req;
+    }
+    r->n_queued++;
+    bt_gauge_set(r->m.queued, (double)r->n_queued);
+}
+
+static void bt_rreq_queue_unlink(bt_rreq_t *req)
+{
+    bt_router_t *r = req->r;
+
+    if (req->qprev != NULL) {
+        req->qprev->qnext = req->qnext;
+    } else {
+        r->queue_head = req->qnext;
+    }
+    if (req->qnext != NULL) {
+        req->qnext->qprev = req->qprev;
+    } else {
+        r->queue_tail = req->qprev;
+    }
+    req->qnext = req->qprev = NULL;
+    r->n_queued--;
+    r->queue_epoch++;
+    bt_gauge_set(r->m.queued, (double)r->n_queued);
+    if (req->queue_ev != NULL) {
+        event_del(req->queue_ev);
+    }
+}
+
+static void bt_rreq_renew_stop(bt_rreq_t *req)
+{
+    if (req->renew_ev != NULL) {
+        event_del(req->renew_ev);
+    }
+    if (req->renew_call != NULL) {
+        bt_rpc_client_call_cancel(req->renew_call);
+        req->renew_seq++; /* its callback is stale now */
+        req->renew_call = NULL;
+    }
+}
+
 static void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
                         Baton__V1__FinishReason finish)
 {
@@ -283,16 +376,19 @@ static void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
     }
     req->ended = true;
     if (req->state == BT_RREQ_QUEUED) {
-        r->n_queued--;
-        bt_gauge_set(r->m.queued, (double)r->n_queued);
+        bt_rreq_queue_unlink(req);
     }
     req->state = BT_RREQ_DONE;
     r->n_inflight--;
     bt_gauge_set(r->m.inflight, (double)r->n_inflight);
     bt_rreq_release_nodes(req);
     bt_rreq_unlink(req);
+    bt_rreq_renew_stop(req);
     if (req->queue_ev != NULL) {
         event_del(req->queue_ev);
+    }
+    if (req->go_ev != NULL) {
+        event_del(req->go_ev);
     }
 
     usage.prompt_tokens = (uint32_t)req->n_prompt;
@@ -346,6 +442,123 @@ static uint64_t bt_rreq_time_left_ms(const bt_rreq_t *req)
     return req->deadline_ms > now ? req->deadline_ms - now : 1;
 }
 
+/* ---- lease renewal ----
+ *
+ * The decode node frees a reservation whose KV has not arrived when its
+ * lease ends. A prefill node with a backlog may start the request later
+ * than that, so while the request waits for its prefill (PREFILLING) the
+ * router renews the lease every lease/3 (Decode/RenewLease). */
+
+static void bt_rreq_renew_done(void *arg, const bt_rpc_result_t *result,
+                               const ProtobufCMessage *resp)
+{
+    bt_rreq_cb_t *cb = arg;
+    bt_rreq_t *req = cb->req;
+    bool current = cb->seq == req->renew_seq;
+
+    (void)resp;
+    free(cb);
+    req->pending_cbs--;
+    if (current) {
+        req->renew_call = NULL;
+    }
+    if (req->ended || !current) {
+        bt_rreq_maybe_free(req);
+        return;
+    }
+    switch (result->code) {
+    case BT_RPC_OK:
+        BT_LOG_REQ(DEBUG, req->id, "lease %llu on %s renewed",
+                   (unsigned long long)req->resv->lease_id, req->d_id);
+        return;
+    case BT_RPC_NOT_FOUND:
+        /* the lease is gone, or the KV arrived a moment ago and D admitted
+         * the sequence (its first token is on its way): the next tick
+         * decides, if neither the first token nor the stream's end came */
+        req->lease_gone = true;
+        BT_LOG_REQ(DEBUG, req->id, "lease %llu on %s not found: %s",
+                   (unsigned long long)req->resv->lease_id, req->d_id,
+                   result->message);
+        return;
+    case BT_RPC_UNIMPLEMENTED:
+        /* an older node: its lease runs its course, as before */
+        bt_rreq_renew_stop(req);
+        req->renew_off = true;
+        BT_LOG_REQ(INFO, req->id, "decode node %s cannot renew leases: the "
+                   "lease is not renewed", req->d_id);
+        return;
+    default:
+        /* a slow or restarting node: the decode stream says if it died */
+        BT_LOG_REQ(WARN, req->id, "renewing lease on %s: %s: %s", req->d_id,
+                   bt_rpc_code_name(result->code), result->message);
+        return;
+    }
+}
+
+static void bt_rreq_renew_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_rreq_t *req = arg;
+    bt_router_t *r = req->r;
+    Baton__V1__RenewLeaseRequest rq = BATON__V1__RENEW_LEASE_REQUEST__INIT;
+    bt_rpc_channel_t *ch;
+    bt_rpc_call_opts_t opts = { 0, NULL, 0 };
+    bt_rreq_cb_t *cb;
+
+    (void)fd;
+    (void)what;
+    if (req->ended || req->state != BT_RREQ_PREFILLING || req->resv == NULL ||
+        req->renew_off) {
+        bt_rreq_renew_stop(req);
+        return;
+    }
+    if (req->renew_call != NULL) {
+        return; /* the last one is still out */
+    }
+    if (req->lease_gone) {
+        /* D freed the blocks: the prefill has nowhere to go */
+        char why[256];
+
+        snprintf(why, sizeof(why), "decode node %s: lease %llu is gone "
+                 "(RenewLease: NOT_FOUND)", req->d_id,
+                 (unsigned long long)req->resv->lease_id);
+        bt_rreq_renew_stop(req);
+        bt_rreq_failover(req, why);
+        return;
+    }
+    ch = bt_router_node_channel(r, bt_rreq_node(req, req->d_slot, req->d_gen));
+    if (ch == NULL || (cb = malloc(sizeof(*cb))) == NULL) {
+        return; /* the decode stream's end reports a node that left */
+    }
+    rq.lease_id = req->resv->lease_id;
+    rq.request_id = req->id;
+    rq.lease_ms = (uint32_t)r->cfg.lease_ms;
+    opts.timeout_ms = (uint64_t)r->cfg.lease_ms / 3 > 0 ? (uint64_t)r->cfg.lease_ms / 3 : 1;
+    cb->req = req;
+    cb->seq = ++req->renew_seq;
+    if (bt_rpc_client_unary(ch, "/baton.v1.Decode/RenewLease", &rq.base,
+                            &baton__v1__renew_lease_response__descriptor, &opts,
+                            bt_rreq_renew_done, cb, &req->renew_call) == BT_OK) {
+        req->pending_cbs++;
+    } else {
+        free(cb);
+        req->renew_call = NULL;
+    }
+}
+
+/* Renews every lease/3 from now on while the request stays PREFILLING. */
+static void bt_rreq_renew_arm(bt_rreq_t *req)
+{
+    uint64_t period = (uint64_t)req->r->cfg.lease_ms / 3;
+    struct timeval tv = { (time_t)(period / 1000),
+                          (suseconds_t)((period % 1000) * 1000) };
+
+    if (req->renew_off || req->renew_ev == NULL ||
+        event_pending(req->renew_ev, EV_TIMEOUT, NULL)) {
+        return;
+    }
+    event_add(req->renew_ev, &tv);
+}
+
 /* ---- prefill ---- */
 
 static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
@@ -395,6 +608,7 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     opts.timeout_ms = bt_rreq_time_left_ms(req);
     cb->req = req;
     cb->seq = ++req->p_call_seq;
+    req->p_gone_why[0] = '\0';
     req->state = BT_RREQ_PREFILLING;
     s = bt_rpc_client_unary(ch, "/baton.v1.Prefill/Prefill", &pr.base,
                             &baton__v1__prefill_result__descriptor, &opts,
@@ -409,6 +623,7 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
                     BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
         return;
     }
+    bt_rreq_renew_arm(req);
     BT_LOG_REQ(DEBUG, req->id, "prefill on %s, %zu tokens", req->p_id,
                req->n_prompt + req->n_gen);
 }
@@ -470,8 +685,13 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
     if (result->code != BT_RPC_OK) {
         char why[256];
 
-        snprintf(why, sizeof(why), "prefill node %s: %s: %s", req->p_id,
-                 bt_rpc_code_name(result->code), result->message);
+        if (req->p_gone_why[0] != '\0') {
+            snprintf(why, sizeof(why), "%s", req->p_gone_why);
+            req->p_gone_why[0] = '\0';
+        } else {
+            snprintf(why, sizeof(why), "prefill node %s: %s: %s", req->p_id,
+                     bt_rpc_code_name(result->code), result->message);
+        }
         if (result->code == BT_RPC_INVALID_ARGUMENT ||
             result->code == BT_RPC_OUT_OF_RANGE) {
             bt_rreq_end(req, BT_ERR_INVALID_ARG, why,
@@ -497,6 +717,7 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
     if (req->state == BT_RREQ_PREFILLING) {
         req->state = BT_RREQ_DECODING;
     }
+    bt_rreq_renew_stop(req); /* the KV is on the decode node */
     /* the decode stream may have delivered this token already */
     if (req->n_gen == req->d_base) {
         bt_rreq_emit_token(req, pr->first_token, pr->first_logprobs);
@@ -539,6 +760,12 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
         }
         req->resv = baton__v1__reservation__unpack(NULL, len, buf);
         free(buf);
+        req->lease_gone = false;
+        if (req->d_pending) {
+            bt_select_resv_answered(bt_rreq_node(req, req->d_slot, req->d_gen),
+                                    req->d_blocks);
+            req->d_pending = false;
+        }
         BT_LOG_REQ(DEBUG, req->id, "reserved %zu blocks on %s (lease %llu)",
                    req->resv ? req->resv->n_block_ids : 0, req->d_id,
                    req->resv ? (unsigned long long)req->resv->lease_id : 0ull);
@@ -546,6 +773,7 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
         return;
     }
     case BATON__V1__DECODE_RESPONSE__KIND_TOKENS:
+        bt_rreq_renew_stop(req); /* the decode node has the KV */
         for (i = 0; i < msg->tokens->n_token_ids && !req->ended; i++) {
             uint32_t t = msg->tokens->token_ids[i];
             size_t idx = req->d_next++;
@@ -600,9 +828,14 @@ static void bt_rreq_on_decode_done(void *arg, const bt_rpc_result_t *result)
     if (result->code == BT_RPC_OK && req->d_final) {
         return; /* ended already by the final message */
     }
-    snprintf(why, sizeof(why), "decode node %s: %s: %s", req->d_id,
-             bt_rpc_code_name(result->code),
-             result->code == BT_RPC_OK ? "stream ended early" : result->message);
+    if (req->d_gone_why[0] != '\0') {
+        snprintf(why, sizeof(why), "%s", req->d_gone_why);
+        req->d_gone_why[0] = '\0';
+    } else {
+        snprintf(why, sizeof(why), "decode node %s: %s: %s", req->d_id,
+                 bt_rpc_code_name(result->code),
+                 result->code == BT_RPC_OK ? "stream ended early" : result->message);
+    }
     if (result->code == BT_RPC_INVALID_ARGUMENT ||
         result->code == BT_RPC_OUT_OF_RANGE) {
         bt_rreq_end(req, BT_ERR_INVALID_ARG, why,
@@ -610,7 +843,15 @@ static void bt_rreq_on_decode_done(void *arg, const bt_rpc_result_t *result)
         return;
     }
     if (result->code == BT_RPC_RESOURCE_EXHAUSTED && req->state == BT_RREQ_RESERVING) {
-        /* the node filled up since its last report: try another */
+        /* the node filled up since its last report: no failure of the
+         * node, so no failover attempt is spent */
+        bt_select_resv_refused(bt_rreq_node(req, req->d_slot, req->d_gen),
+                               req->d_blocks);
+        req->d_pending = false;
+        if (req->n_gen == 0) {
+            bt_rreq_requeue(req, why);
+            return;
+        }
         bt_node_set_add(&req->exclude_d, req->d_slot);
     }
     bt_rreq_failover(req, why);
@@ -644,6 +885,7 @@ static void bt_rreq_open_decode(bt_rreq_t *req)
     opts.timeout_ms = bt_rreq_time_left_ms(req);
     cb->req = req;
     cb->seq = ++req->d_call_seq;
+    req->d_gone_why[0] = '\0';
     req->d_base = req->n_gen;
     req->d_next = req->n_gen;
     req->d_final = false;
@@ -677,6 +919,7 @@ static void bt_rreq_failover(bt_rreq_t *req, const char *why)
         req->d_call_seq++;
         req->d_call = NULL;
     }
+    bt_rreq_renew_stop(req);
     bt_rreq_release_nodes(req);
     if (++req->decode_attempts > r->cfg.decode_failovers) {
         bt_rreq_end(req, BT_ERR_PEER_DIED, why,
@@ -693,37 +936,103 @@ static void bt_rreq_failover(bt_rreq_t *req, const char *why)
         baton__v1__reservation__free_unpacked(req->resv, NULL);
         req->resv = NULL;
     }
-    bt_rreq_dispatch(req);
+    bt_rreq_dispatch(req, why);
 }
 
-/* ---- placement and the wait queue ---- */
+/* ---- placement and the wait queue ----
+ *
+ * A request the cluster cannot place now (no decode node has room) waits
+ * in a FIFO queue of at most --max-queue requests for at most
+ * --queue-timeout in all, then ends with BT_ERR_EXHAUSTED (429). Kicks
+ * (a node reported, a request ended, a node joined or left) place the
+ * queue's head while it fits. A request no node serves at all gets
+ * BT_ERR_PEER_UNREACHABLE (503). Both count as rejected. */
+
+/* A rejection before any token: counted, and the sink learns it first. */
+static void bt_rreq_reject(bt_rreq_t *req, bt_status_t s, const char *msg)
+{
+    bt_counter_inc(req->r->m.requests_rejected);
+    bt_rreq_end(req, s, msg, BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
+}
+
+/* What a failed placement means for a request: select's statuses mapped
+ * to the ones clients see. */
+static bt_status_t bt_rreq_place_status(bt_status_t s)
+{
+    switch (s) {
+    case BT_ERR_NOT_FOUND:        return BT_ERR_PEER_UNREACHABLE;
+    case BT_ERR_TOO_LARGE:        return BT_ERR_INVALID_ARG;
+    default:                      return s;
+    }
+}
 
 static void bt_rreq_queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     bt_rreq_t *req = arg;
+    bt_router_t *r = req->r;
+    char msg[256];
+    bool any = bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL,
+                                 bt_router_model_name(r)) > 0 &&
+               bt_registry_count(r->registry, BT_NODE_ROLE_DECODE,
+                                 bt_router_model_name(r)) > 0;
 
     (void)fd;
     (void)what;
-    if (req->state == BT_RREQ_QUEUED) {
-        bt_counter_inc(req->r->m.requests_rejected);
-        bt_rreq_end(req, bt_registry_count(req->r->registry, BT_NODE_ROLE_BOTH,
-                                           bt_router_model_name(req->r)) ?
-                         BT_ERR_EXHAUSTED : BT_ERR_PEER_UNREACHABLE,
-                    "no node could take the request in time",
-                    BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
+    if (req->state != BT_RREQ_QUEUED) {
+        return;
     }
+    snprintf(msg, sizeof(msg), any ?
+             "no decode node had room for the request within %lld ms; retry later" :
+             "no node serves the model; none joined within %lld ms",
+             (long long)r->cfg.queue_timeout_ms);
+    bt_rreq_reject(req, any ? BT_ERR_EXHAUSTED : BT_ERR_PEER_UNREACHABLE, msg);
 }
 
-static void bt_rreq_dispatch(bt_rreq_t *req)
+/* Puts the request in the wait queue (its age decides its place).
+ * BT_ERR_EXHAUSTED with err when the queue is full or the request has
+ * waited its --queue-timeout already; BT_ERR_SHUTDOWN while draining. */
+static bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size)
+{
+    bt_router_t *r = req->r;
+    uint64_t now = bt_now_ms(), left;
+    struct timeval tv;
+
+    if (r->draining) {
+        snprintf(err, err_size, "the router is shutting down");
+        return BT_ERR_SHUTDOWN;
+    }
+    if (r->n_queued >= (size_t)r->cfg.max_queue) {
+        snprintf(err, err_size, "no decode node has room and the queue holds "
+                 "%zu requests, its maximum; retry later", r->n_queued);
+        return BT_ERR_EXHAUSTED;
+    }
+    if (req->queue_deadline_ms == 0) {
+        req->queue_deadline_ms = now + (uint64_t)r->cfg.queue_timeout_ms;
+    } else if (now >= req->queue_deadline_ms) {
+        snprintf(err, err_size, "no decode node had room for the request "
+                 "within %lld ms; retry later", (long long)r->cfg.queue_timeout_ms);
+        return BT_ERR_EXHAUSTED;
+    }
+    left = req->queue_deadline_ms - now;
+    tv.tv_sec = (time_t)(left / 1000);
+    tv.tv_usec = (suseconds_t)((left % 1000) * 1000);
+    req->state = BT_RREQ_QUEUED;
+    bt_rreq_queue_link(req);
+    evtimer_add(req->queue_ev, &tv);
+    return BT_OK;
+}
+
+/* Picks (P, D) for the request now and opens the decode stream from the
+ * loop (go_ev): this never ends or frees a request, so callers may hold
+ * pointers across it. BT_OK, or bt_select_pair's status with err. */
+static bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
 {
     bt_router_t *r = req->r;
     size_t n_blocks = 0;
     uint8_t (*hashes)[BT_BLOCK_HASH_LEN] = NULL;
     bt_select_result_t sel;
     bt_select_req_t sreq;
-    char err[256];
     bt_status_t s;
-    bool was_queued = req->state == BT_RREQ_QUEUED;
 
     memset(&sreq, 0, sizeof(sreq));
     sreq.model = bt_router_model_name(r);
@@ -741,38 +1050,13 @@ static void bt_rreq_dispatch(bt_rreq_t *req)
                            req->n_gen, &hashes, &n_blocks);
     sreq.block_hashes = hashes ? &hashes[0][0] : NULL;
     sreq.n_blocks = n_blocks;
-    s = bt_select_pair(r->registry, &r->weights, &sreq, &sel, err, sizeof(err));
+    s = bt_select_pair(r->registry, &r->weights, &sreq, &sel, err, err_size);
     free(hashes);
     if (s != BT_OK) {
-        if (was_queued) {
-            return; /* still waiting */
-        }
-        if ((s == BT_ERR_EXHAUSTED || s == BT_ERR_NOT_FOUND) && !r->draining &&
-            r->n_queued < (size_t)r->cfg.max_queue && req->decode_attempts == 0 &&
-            req->n_gen == 0) {
-            struct timeval tv = { r->cfg.queue_timeout_ms / 1000,
-                                  (r->cfg.queue_timeout_ms % 1000) * 1000 };
-
-            req->state = BT_RREQ_QUEUED;
-            r->n_queued++;
-            bt_gauge_set(r->m.queued, (double)r->n_queued);
-            BT_LOG_REQ(INFO, req->id, "waiting for a node: %s", err);
-            if (req->queue_ev == NULL) {
-                req->queue_ev = evtimer_new(r->base, bt_rreq_queue_timeout_cb, req);
-            }
-            if (req->queue_ev != NULL) {
-                evtimer_add(req->queue_ev, &tv);
-            }
-            return;
-        }
-        bt_rreq_end(req, s == BT_ERR_NOT_FOUND ? BT_ERR_PEER_UNREACHABLE : s, err,
-                    BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
-        return;
+        return s;
     }
-    if (was_queued) {
-        r->n_queued--;
-        bt_gauge_set(r->m.queued, (double)r->n_queued);
-        event_del(req->queue_ev);
+    if (req->state == BT_RREQ_QUEUED) {
+        bt_rreq_queue_unlink(req);
     }
     req->assigned = true;
     req->p_slot = sel.prefill->slot;
@@ -780,6 +1064,8 @@ static void bt_rreq_dispatch(bt_rreq_t *req)
     req->d_slot = sel.decode->slot;
     req->d_gen = r->node_gen[sel.decode->slot];
     req->p_assigned_tokens = sreq.prompt_tokens;
+    req->d_blocks = sel.decode_blocks;
+    req->d_pending = true;
     snprintf(req->p_id, sizeof(req->p_id), "%s", sel.prefill->id);
     snprintf(req->d_id, sizeof(req->d_id), "%s", sel.decode->id);
     BT_LOG_REQ(INFO, req->id, "pair prefill %s (score %.1f, %zu of %zu blocks cached, "
@@ -787,19 +1073,107 @@ static void bt_rreq_dispatch(bt_rreq_t *req)
                sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
                sel.prefill_candidates, sel.decode->id, sel.decode_score,
                sel.decode_candidates);
-    bt_rreq_open_decode(req);
+    req->state = BT_RREQ_RESERVING;
+    event_active(req->go_ev, EV_TIMEOUT, 1);
+    return BT_OK;
 }
 
-void bt_router_queue_kick(bt_router_t *r)
+static void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg)
 {
-    bt_rreq_t *req, *next;
+    bt_rreq_t *req = arg;
 
-    for (req = r->requests; req != NULL && r->n_queued > 0; req = next) {
-        next = req->next;
-        if (req->state == BT_RREQ_QUEUED) {
-            bt_rreq_dispatch(req);
+    (void)fd;
+    (void)what;
+    if (!req->ended && req->state == BT_RREQ_RESERVING && req->d_call == NULL) {
+        bt_rreq_open_decode(req);
+    }
+}
+
+/* Places a request that lost its decode node (`why`), or waits for room
+ * when it has given the client nothing yet; otherwise it ends. */
+static void bt_rreq_dispatch(bt_rreq_t *req, const char *why)
+{
+    char err[256], msg[640];
+    bt_status_t s = bt_rreq_place(req, err, sizeof(err));
+
+    if (s == BT_OK) {
+        return;
+    }
+    if (s == BT_ERR_EXHAUSTED && req->n_gen == 0) {
+        s = bt_rreq_enqueue(req, err, sizeof(err));
+        if (s == BT_OK) {
+            BT_LOG_REQ(INFO, req->id, "%s: waiting for a decode node with room",
+                       why);
+            return;
         }
     }
+    snprintf(msg, sizeof(msg), "%s; %s", why, err);
+    if (req->n_gen > 0) {
+        bt_rreq_end(req, BT_ERR_PEER_DIED, msg,
+                    BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
+    } else {
+        bt_rreq_reject(req, bt_rreq_place_status(s), msg);
+    }
+}
+
+/* The decode node refused the reservation for lack of room (its report
+ * was stale): back to the queue, no failover attempt spent. */
+static void bt_rreq_requeue(bt_rreq_t *req, const char *why)
+{
+    char err[256], msg[640];
+    bt_status_t s;
+
+    bt_rreq_release_nodes(req);
+    if (req->resv != NULL) {
+        baton__v1__reservation__free_unpacked(req->resv, NULL);
+        req->resv = NULL;
+    }
+    s = bt_rreq_enqueue(req, err, sizeof(err));
+    if (s != BT_OK) {
+        snprintf(msg, sizeof(msg), "%s; %s", why, err);
+        bt_rreq_reject(req, s, msg);
+        return;
+    }
+    BT_LOG_REQ(INFO, req->id, "%s: waiting for room", why);
+    bt_router_queue_kick(req->r);
+}
+
+/* Places queued requests, oldest first, while the oldest fits. Safe to
+ * call from anywhere, also from inside itself (an ending request kicks):
+ * a nested call only asks the running one to go round again, and no
+ * pointer into the queue is kept across a placement. */
+void bt_router_queue_kick(bt_router_t *r)
+{
+    char err[256];
+
+    if (r->kicking) {
+        r->kick_again = true;
+        return;
+    }
+    r->kicking = true;
+    do {
+        bt_rreq_t *req = r->queue_head;
+
+        r->kick_again = false;
+        while (req != NULL) {
+            uint64_t epoch = r->queue_epoch;
+            bt_rreq_t *next = req->qnext;
+            bt_status_t s = bt_rreq_place(req, err, sizeof(err));
+
+            if (s == BT_ERR_EXHAUSTED || s == BT_ERR_NOT_FOUND) {
+                break; /* no room (or no node) for the oldest: all wait */
+            }
+            /* placed (it left the queue) or it cannot fit the nodes there
+             * are now (it waits for others or its timeout); if anything
+             * else left the queue meanwhile, start again from the head */
+            if (r->queue_epoch != epoch + (s == BT_OK)) {
+                r->kick_again = true;
+                break;
+            }
+            req = next;
+        }
+    } while (r->kick_again);
+    r->kicking = false;
 }
 
 /* ---- start, cancel, admin ---- */
@@ -858,6 +1232,37 @@ static Baton__V1__SamplingParams *bt_rreq_copy_sampling(
     out = baton__v1__sampling_params__unpack(NULL, len, buf);
     free(buf);
     return out;
+}
+
+/* The first placement: now, or in the queue. A request never jumps the
+ * queue: while others wait it waits behind them. */
+static bt_status_t bt_rreq_admit(bt_rreq_t *req, char *err, size_t err_size)
+{
+    bt_router_t *r = req->r;
+    const char *model = bt_router_model_name(r);
+    bt_status_t s;
+
+    if (bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL, model) == 0 ||
+        bt_registry_count(r->registry, BT_NODE_ROLE_DECODE, model) == 0) {
+        snprintf(err, err_size, "no %s node serves model '%s' now; retry later",
+                 bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL, model) == 0
+                 ? "prefill" : "decode", model);
+        return BT_ERR_PEER_UNREACHABLE;
+    }
+    if (r->n_queued == 0) {
+        s = bt_rreq_place(req, err, err_size);
+        if (s != BT_ERR_EXHAUSTED) {
+            return bt_rreq_place_status(s);
+        }
+        return bt_rreq_enqueue(req, err, err_size);
+    }
+    s = bt_rreq_enqueue(req, err, err_size);
+    if (s == BT_OK) {
+        /* those ahead may wait for nodes they cannot fit (a kick steps
+         * over them); placing never ends a request, so this is safe here */
+        bt_router_queue_kick(r);
+    }
+    return s;
 }
 
 bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
@@ -964,7 +1369,26 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
     if (s != BT_OK) {
         goto err_free;
     }
+    req->queue_ev = evtimer_new(r->base, bt_rreq_queue_timeout_cb, req);
+    req->go_ev = event_new(r->base, -1, 0, bt_rreq_go_cb, req);
+    req->renew_ev = event_new(r->base, -1, EV_PERSIST, bt_rreq_renew_cb, req);
+    if (req->queue_ev == NULL || req->go_ev == NULL || req->renew_ev == NULL) {
+        s = BT_ERR_NO_MEMORY;
+        goto err_free;
+    }
 
+    /* placed now, queued, or refused here: nothing reaches the sink
+     * before this function returns (request.h) */
+    req->state = BT_RREQ_RESERVING; /* placement sets the real state */
+    s = bt_rreq_admit(req, err, err_size);
+    if (s != BT_OK) {
+        if (s == BT_ERR_EXHAUSTED || s == BT_ERR_PEER_UNREACHABLE ||
+            s == BT_ERR_SHUTDOWN) {
+            bt_counter_inc(r->m.requests_rejected);
+        }
+        BT_LOG_REQ(INFO, req->id, "refused: %s", err);
+        goto err_free;
+    }
     req->next = r->requests;
     if (r->requests != NULL) {
         r->requests->prev = req;
@@ -972,12 +1396,11 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
     r->requests = req;
     r->n_inflight++;
     bt_gauge_set(r->m.inflight, (double)r->n_inflight);
-    req->state = BT_RREQ_RESERVING; /* dispatch sets the real state */
-    BT_LOG_REQ(INFO, req->id, "admitted: tenant %s prompt %zu tokens max_tokens %d",
+    BT_LOG_REQ(INFO, req->id, "admitted: tenant %s prompt %zu tokens max_tokens %d%s",
                req->tenant[0] ? req->tenant : "-", req->n_prompt,
-               req->sampling->max_tokens);
+               req->sampling->max_tokens,
+               req->state == BT_RREQ_QUEUED ? ", waiting for a decode node with room" : "");
     *req_p = req;
-    bt_rreq_dispatch(req);
     return BT_OK;
 
 err_free:
@@ -996,17 +1419,23 @@ void bt_rreq_cancel(bt_rreq_t *req, const char *why)
                 BATON__V1__FINISH_REASON__FINISH_REASON_CANCELLED);
 }
 
-void bt_router_requests_node_gone(bt_router_t *r, bt_node_t *node)
+void bt_router_requests_node_gone(bt_router_t *r, bt_node_t *node,
+                                  const char *why)
 {
     uint64_t gen = r->node_gen[node->slot];
     bt_rreq_t *req;
 
     for (req = r->requests; req != NULL; req = req->next) {
-        /* cancelling the calls makes their callbacks retry or fail over */
+        /* cancelling the calls makes their callbacks retry or fail over;
+         * they tell why instead of the bare CANCELLED they get */
         if (req->d_slot == node->slot && req->d_gen == gen && req->d_call != NULL) {
+            snprintf(req->d_gone_why, sizeof(req->d_gone_why),
+                     "decode node %s %s", node->id, why);
             bt_rpc_client_call_cancel(req->d_call);
         }
         if (req->p_slot == node->slot && req->p_gen == gen && req->p_call != NULL) {
+            snprintf(req->p_gone_why, sizeof(req->p_gone_why),
+                     "prefill node %s %s", node->id, why);
             bt_rpc_client_call_cancel(req->p_call);
         }
     }

@@ -7,8 +7,24 @@
  * request calls the sink with text deltas and exactly once with the end.
  * Failures: P fails → retry on another P with the same reservation; D
  * fails → reserve on another D and re-prefill prompt + generated tokens
- * (the text continues exactly: sampling is keyed by position); no node
- * has room → wait in a bounded queue, then 429. */
+ * (the text continues exactly: sampling is keyed by position).
+ *
+ * Room: selection counts the decode blocks reserved since a node's last
+ * report (select.h). A request no decode node has room for now waits in a
+ * FIFO queue (--max-queue requests, --queue-timeout in all); so does one
+ * whose reservation the node refused (RESOURCE_EXHAUSTED) while it has
+ * given the client nothing: that spends no failover attempt. A full queue
+ * or a wait past the timeout ends it with BT_ERR_EXHAUSTED (429); no node
+ * serving the model at all, with BT_ERR_PEER_UNREACHABLE (503). These are
+ * counted in baton_router_rejected_total.
+ *
+ * Lease: the decode node frees a reservation whose KV has not come when
+ * its lease (--lease) ends; while the request waits for its prefill the
+ * router renews it every lease/3 (Decode/RenewLease). NOT_FOUND (the
+ * lease is gone) counts as that decode node failing, unless the first
+ * token or the stream's end comes before the next tick (D may have
+ * admitted the sequence just then); UNIMPLEMENTED (an older node) stops
+ * the renewals. */
 #ifndef BT_ROUTER_REQUEST_H
 #define BT_ROUTER_REQUEST_H
 
@@ -49,15 +65,27 @@ typedef struct {
     const Baton__V1__SamplingParams *sampling;  /* copied */
 } bt_rreq_params_t;
 
-/* Starts the request. On failure nothing was started, the sink is never
- * called, and `err` says why (BT_ERR_INVALID_ARG, BT_ERR_EXHAUSTED when
- * the router is full, BT_ERR_SHUTDOWN while draining). */
+/* Starts the request.
+ *
+ * On failure nothing was started, the sink is never called, *req_p is
+ * untouched, and `err` says why: BT_ERR_INVALID_ARG (also a request more
+ * than any decode node can hold), BT_ERR_EXHAUSTED when the router is at
+ * --max-inflight or no decode node has room and the queue is full,
+ * BT_ERR_PEER_UNREACHABLE when no node serves the model, BT_ERR_SHUTDOWN
+ * while draining, BT_ERR_NO_MEMORY.
+ *
+ * On BT_OK, *req_p is the request and stays valid until the sink's on_end
+ * returns; on_end is never called before bt_rreq_start returns (all work
+ * runs from the event loop), so the caller may finish its own set-up
+ * after the call. A request refused later (queue timeout) gets on_end
+ * before any on_delta. */
 bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
                           const bt_rreq_sink_t *sink, void *sink_arg,
                           bt_rreq_t **req_p, char *err, size_t err_size);
 
-/* The client went away: stop everything; the sink's on_end still runs
- * (with BT_ERR_CANCELLED). */
+/* The client went away: stop everything; the sink's on_end runs inside
+ * this call (with BT_ERR_CANCELLED) unless it ran already, and the
+ * request must not be used after it. */
 void bt_rreq_cancel(bt_rreq_t *req, const char *why);
 
 const char *bt_rreq_id(const bt_rreq_t *req);
@@ -66,9 +94,14 @@ const char *bt_rreq_id(const bt_rreq_t *req);
  * logprobs_chosen). */
 bool bt_sampling_wants_logprobs(const Baton__V1__SamplingParams *sp);
 
-/* Called by the registry when a node leaves: its requests fail over. */
-void bt_router_requests_node_gone(bt_router_t *r, bt_node_t *node);
-/* A node reported free room, or a request ended: retry queued ones. */
+/* Called by the registry when a node leaves: its requests fail over (or
+ * end with a message that starts "<role> node <id> <why>", e.g. why =
+ * "stopped answering heartbeats"). */
+void bt_router_requests_node_gone(bt_router_t *r, bt_node_t *node,
+                                  const char *why);
+/* A node reported free room, or a request ended: place queued requests,
+ * oldest first, while the oldest fits. Safe from any callback, also
+ * re-entered. */
 void bt_router_queue_kick(bt_router_t *r);
 /* Cancels the request with that id (admin); BT_ERR_NOT_FOUND. */
 bt_status_t bt_router_request_cancel_by_id(bt_router_t *r, const char *id);

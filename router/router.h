@@ -90,7 +90,13 @@ typedef struct bt_router {
     uint64_t             next_gen;
     bt_rreq_t           *requests;     /* every live request (list) */
     size_t               n_inflight;
+    /* requests waiting for a node with room, oldest first (request.c) */
+    bt_rreq_t           *queue_head;
+    bt_rreq_t           *queue_tail;
     size_t               n_queued;
+    uint64_t             queue_epoch;  /* bumped whenever one leaves the queue */
+    bool                 kicking;      /* bt_router_queue_kick is running */
+    bool                 kick_again;   /* ... and was asked to run again */
     uint64_t             next_command_id;
     struct event        *expire_ev;
     bool                 draining;

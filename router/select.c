@@ -28,18 +28,37 @@ static uint32_t bt_select_blocks_needed(const bt_node_t *node,
     return (uint32_t)((tokens + node->block_size - 1) / node->block_size);
 }
 
+uint32_t bt_select_free_blocks(const bt_node_t *node)
+{
+    uint64_t held = (uint64_t)node->resv_pending_blocks +
+                    node->resv_unreported_blocks;
+
+    return node->load.free_blocks > held
+           ? (uint32_t)(node->load.free_blocks - held) : 0;
+}
+
+/* A decode node that may take the request at all (its room aside). */
+static bool bt_select_decode_usable(const bt_node_t *node,
+                                    const bt_select_req_t *req)
+{
+    return !node->load.draining &&
+           !bt_node_set_has(&req->exclude_decode, node->slot);
+}
+
 static bool bt_select_decode_ok(const bt_node_t *node,
                                 const bt_select_req_t *req)
 {
-    return !node->load.draining &&
-           !bt_node_set_has(&req->exclude_decode, node->slot) &&
-           node->load.free_blocks >= bt_select_blocks_needed(node, req);
+    uint32_t need = bt_select_blocks_needed(node, req);
+
+    return bt_select_decode_usable(node, req) &&
+           bt_select_free_blocks(node) >= need &&
+           (node->refused_blocks == 0 || need < node->refused_blocks);
 }
 
 static double bt_select_decode_score(const bt_node_t *node,
                                      const bt_select_weights_t *w)
 {
-    return (double)node->load.free_blocks * w->w_free -
+    return (double)bt_select_free_blocks(node) * w->w_free -
            ((double)node->load.running_sequences + node->assigned) * w->w_batch;
 }
 
@@ -136,7 +155,8 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                            size_t err_size)
 {
     bt_select_result_t r;
-    size_t n_prefill = 0, n_decode = 0;
+    size_t n_prefill = 0, n_decode = 0, n_usable = 0, n_fit = 0;
+    uint32_t largest = 0;
     unsigned i;
 
     memset(&r, 0, sizeof(r));
@@ -150,6 +170,11 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
         }
         if (node->role & BT_NODE_ROLE_DECODE) {
             n_decode++;
+            if (bt_select_decode_usable(node, req)) {
+                n_usable++;
+                n_fit += node->total_blocks >= bt_select_blocks_needed(node, req);
+                largest = node->total_blocks > largest ? node->total_blocks : largest;
+            }
             if (bt_select_decode_ok(node, req)) {
                 r.decode_candidates++;
                 score = bt_select_decode_score(node, w);
@@ -185,11 +210,22 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
     if (r.prefill == NULL) {
         snprintf(err, err_size, "all %zu prefill nodes of model '%s' are "
                  "draining or failed this request", n_prefill, req->model);
-        return BT_ERR_EXHAUSTED;
+        return BT_ERR_PEER_UNREACHABLE;
+    }
+    if (n_usable == 0) {
+        snprintf(err, err_size, "all %zu decode nodes of model '%s' are "
+                 "draining or failed this request", n_decode, req->model);
+        return BT_ERR_PEER_UNREACHABLE;
+    }
+    if (n_fit == 0) {
+        snprintf(err, err_size, "%u tokens need more KV blocks than the "
+                 "largest decode node of model '%s' holds (%u)",
+                 req->prompt_tokens + req->max_new_tokens, req->model, largest);
+        return BT_ERR_TOO_LARGE;
     }
     if (r.decode == NULL) {
         snprintf(err, err_size, "no decode node of model '%s' has room for "
-                 "%u tokens", req->model,
+                 "%u tokens now", req->model,
                  req->prompt_tokens + req->max_new_tokens);
         return BT_ERR_EXHAUSTED;
     }
@@ -203,6 +239,8 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
     bt_select_record_prefill(&r, req);
     r.decode->last_chosen = ++bt_select_clock;
     r.decode->assigned++;
+    r.decode_blocks = bt_select_blocks_needed(r.decode, req);
+    r.decode->resv_pending_blocks += r.decode_blocks;
     *result_p = r;
     return BT_OK;
 }
@@ -217,5 +255,36 @@ void bt_select_release(bt_node_t *prefill, bt_node_t *decode,
     }
     if (decode != NULL && decode->live && decode->assigned > 0) {
         decode->assigned--;
+    }
+}
+
+static void bt_select_resv_unpend(bt_node_t *decode, uint32_t blocks)
+{
+    decode->resv_pending_blocks = decode->resv_pending_blocks > blocks
+                                  ? decode->resv_pending_blocks - blocks : 0;
+}
+
+void bt_select_resv_answered(bt_node_t *decode, uint32_t blocks)
+{
+    if (decode != NULL && decode->live) {
+        bt_select_resv_unpend(decode, blocks);
+        decode->resv_unreported_blocks += blocks;
+    }
+}
+
+void bt_select_resv_dropped(bt_node_t *decode, uint32_t blocks)
+{
+    if (decode != NULL && decode->live) {
+        bt_select_resv_unpend(decode, blocks);
+    }
+}
+
+void bt_select_resv_refused(bt_node_t *decode, uint32_t blocks)
+{
+    if (decode != NULL && decode->live) {
+        bt_select_resv_unpend(decode, blocks);
+        if (decode->refused_blocks == 0 || blocks < decode->refused_blocks) {
+            decode->refused_blocks = blocks;
+        }
     }
 }

@@ -9,6 +9,10 @@
  * node.
  * Decode score   = free_blocks * w_free - running_sequences * w_batch
  *                - assigned * w_batch
+ * where free_blocks is the node's last report less the reservations the
+ * report may not show yet (asked and unanswered, or answered since the
+ * report: bt_node_t.resv_*), so a burst between two reports spreads over
+ * the decode nodes instead of piling onto the one that looked emptiest.
  * A decode node must have room for the whole request (prompt + max new
  * tokens, in blocks). Draining nodes and excluded nodes (ones that already
  * failed this request) are skipped. When the chosen prefill node also
@@ -60,12 +64,16 @@ typedef struct {
     double     decode_score;
     unsigned   prefill_candidates;
     unsigned   decode_candidates;
+    uint32_t   decode_blocks;    /* the reservation asked of the decode node */
 } bt_select_result_t;
 
 /* BT_ERR_NOT_FOUND: no live node serves the model in that role;
- * BT_ERR_EXHAUSTED: nodes exist but none has room or all are draining /
- * excluded. On success the choice is recorded (least-recently-chosen
- * order, assigned counts). */
+ * BT_ERR_PEER_UNREACHABLE: every node of a role is draining or excluded;
+ * BT_ERR_TOO_LARGE: no usable decode node's whole pool holds the request;
+ * BT_ERR_EXHAUSTED: usable nodes exist but none has room now (waiting for
+ * one helps). On success the choice is recorded (least-recently-chosen
+ * order, assigned counts, result.decode_blocks pending on the decode
+ * node until bt_select_resv_answered / _dropped / _refused). */
 bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                            const bt_select_req_t *req,
                            bt_select_result_t *result_p, char *err,
@@ -80,5 +88,18 @@ bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
 /* Undo the assigned counts when the request ends. */
 void bt_select_release(bt_node_t *prefill, bt_node_t *decode,
                        uint32_t prefill_tokens);
+
+/* The decode node's free blocks as the router sees them now: its last
+ * report less the reservations the report may not show. */
+uint32_t bt_select_free_blocks(const bt_node_t *node);
+
+/* What became of a reservation of `blocks` asked of `decode` (NULL: the
+ * node left; nothing to do): it came back (the blocks count as reserved
+ * until the node's next report), the call ended without one, or the node
+ * refused it for lack of room (requests as large skip the node until its
+ * next report). */
+void bt_select_resv_answered(bt_node_t *decode, uint32_t blocks);
+void bt_select_resv_dropped(bt_node_t *decode, uint32_t blocks);
+void bt_select_resv_refused(bt_node_t *decode, uint32_t blocks);
 
 #endif

@@ -74,6 +74,45 @@ static void test_prefix_index_churn(void **state)
     bt_prefix_index_destroy(idx);
 }
 
+/* The table grows with its entries: a router configured for a million
+ * entries that sees a few thousand holds kilobytes, not 144 MiB. */
+static void test_prefix_index_grows_lazily(void **state)
+{
+    bt_prefix_index_t *idx = bt_prefix_index_create(1000000);
+    uint8_t h[32];
+    uint32_t i;
+
+    (void)state;
+    assert_true(bt_prefix_index_bytes(idx) <= 128 * 1024);
+    for (i = 0; i < 20000; i++) {
+        make_hash(h, i);
+        bt_prefix_index_add(idx, h, i % 7);
+    }
+    assert_int_equal(bt_prefix_index_size(idx), 20000);
+    assert_int_equal(bt_prefix_index_dropped(idx), 0);
+    /* at most half full: <= 4 slots per entry after doubling */
+    assert_true(bt_prefix_index_bytes(idx) <= 20000 * 4 * 72 + 4096);
+    for (i = 0; i < 20000; i++) {
+        make_hash(h, i);
+        assert_int_equal(bt_prefix_index_match(idx, h, 1, i % 7), 1);
+        assert_int_equal(bt_prefix_index_match(idx, h, 1, (i + 1) % 7), 0);
+    }
+    bt_prefix_index_remove_node(idx, 3);
+    make_hash(h, 3);
+    assert_int_equal(bt_prefix_index_match(idx, h, 1, 3), 0);
+    bt_prefix_index_destroy(idx);
+
+    /* the bound still holds once grown to it */
+    idx = bt_prefix_index_create(3000);
+    for (i = 0; i < 5000; i++) {
+        make_hash(h, i);
+        bt_prefix_index_add(idx, h, 1);
+    }
+    assert_int_equal(bt_prefix_index_size(idx), 3000);
+    assert_int_equal(bt_prefix_index_dropped(idx), 2000);
+    bt_prefix_index_destroy(idx);
+}
+
 static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t role,
                            const char *model, uint32_t blocks)
 {
@@ -178,11 +217,13 @@ static void test_select_prefix_and_load(void **state)
     assert_int_equal(r.matched_blocks, 3);
     assert_int_equal(r.prefill_candidates, 2);
     bt_select_release(r.prefill, r.decode, 0);
+    bt_select_resv_dropped(r.decode, r.decode_blocks);
 
     /* ... unless its queue outweighs the saved work */
     p1->load.queued_prefill_tokens = 1000;
     assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
     assert_ptr_equal(r.prefill, p0);
+    bt_select_resv_dropped(r.decode, r.decode_blocks);
     p1->load.queued_prefill_tokens = 0;
 
     /* decode: more free blocks and a smaller batch win */
@@ -190,6 +231,7 @@ static void test_select_prefix_and_load(void **state)
     d1->load.free_blocks = 80;
     assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
     assert_ptr_equal(r.decode, d1);
+    bt_select_resv_dropped(r.decode, r.decode_blocks);
     /* room: 4 blocks of prompt + 2 of output > 5 free */
     d1->load.free_blocks = 5;
     d0->load.free_blocks = 5;
@@ -203,7 +245,7 @@ static void test_select_prefix_and_load(void **state)
     p0->load.draining = true;
     bt_node_set_add(&req.exclude_prefill, p1->slot);
     assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
-                     BT_ERR_EXHAUSTED);
+                     BT_ERR_PEER_UNREACHABLE);
     assert_non_null(strstr(err, "draining or failed"));
     p0->load.draining = false;
     assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
@@ -214,6 +256,85 @@ static void test_select_prefix_and_load(void **state)
     assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
                      BT_ERR_NOT_FOUND);
     assert_string_equal(err, "no prefill node serves model 'nope'");
+    bt_registry_destroy(reg);
+}
+
+/* Reservations the last report cannot show yet count against a decode
+ * node's room: asked (pending), answered (until the next report), refused
+ * (requests as large skip the node until the next report). */
+static void test_select_reservations_count(void **state)
+{
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    bt_select_req_t req = make_req(NULL, 0);
+    bt_node_load_t load = { 0, 0, 20, 0, false, false };
+    bt_select_result_t r;
+    bt_node_t *d0;
+    char err[256];
+
+    (void)state;
+    req.prompt_tokens = 67;   /* + 32 new tokens: 7 blocks */
+    add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    d0 = add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
+    bt_registry_update_load(reg, d0, &load, 1100);
+    /* 20 free blocks hold two 7-block requests, not three */
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+    assert_int_equal(r.decode_blocks, 7);
+    assert_int_equal(bt_select_free_blocks(d0), 13);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_EXHAUSTED);
+    assert_non_null(strstr(err, "has room"));
+    /* one answered, one refused: a report clears what it covers */
+    bt_select_resv_answered(d0, 7);
+    bt_select_resv_refused(d0, 7);
+    assert_int_equal(bt_select_free_blocks(d0), 13);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_EXHAUSTED);   /* refused at 7 blocks */
+    load.free_blocks = 13;
+    bt_registry_update_load(reg, d0, &load, 1200);
+    assert_int_equal(bt_select_free_blocks(d0), 13);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)), BT_OK);
+    bt_select_resv_dropped(d0, 7);
+    assert_int_equal(bt_select_free_blocks(d0), 13);
+    /* more than any decode node holds: waiting cannot help */
+    req.max_new_tokens = 2000;
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_TOO_LARGE);
+    assert_non_null(strstr(err, "largest decode node"));
+    bt_registry_destroy(reg);
+}
+
+/* A burst between two reports spreads over the decode nodes although one
+ * reported more free blocks (issue 15: a 16/0 split with the stale
+ * counts): 1024 + 256 tokens = 80 blocks a request, default weights. */
+static void test_select_burst_spreads(void **state)
+{
+    static const bt_select_weights_t defaults = { 1.0, 1.0, 1.0, 8.0, 0.9 };
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    bt_select_req_t req = make_req(NULL, 0);
+    bt_node_load_t load = { 0, 0, 4096, 0, false, false };
+    bt_select_result_t r;
+    bt_node_t *d0, *d1;
+    int counts[2] = { 0, 0 };
+    char err[256];
+
+    (void)state;
+    req.prompt_tokens = 1024;
+    req.max_new_tokens = 256;
+    add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    d0 = add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 4096);
+    d1 = add_node(reg, "d1", BT_NODE_ROLE_DECODE, "m", 4096);
+    bt_registry_update_load(reg, d0, &load, 1100);
+    load.free_blocks = 3800;
+    bt_registry_update_load(reg, d1, &load, 1100);
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(bt_select_pair(reg, &defaults, &req, &r, err, sizeof(err)),
+                         BT_OK);
+        counts[r.decode == d1]++;
+    }
+    assert_true(counts[0] >= 6 && counts[1] >= 6);
+    assert_int_equal(bt_select_free_blocks(d0) + bt_select_free_blocks(d1),
+                     4096 + 3800 - 16 * 80);
     bt_registry_destroy(reg);
 }
 
@@ -321,10 +442,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefix_index),
         cmocka_unit_test(test_prefix_index_churn),
+        cmocka_unit_test(test_prefix_index_grows_lazily),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_select_prefix_and_load),
         cmocka_unit_test(test_select_kvstore_hits),
         cmocka_unit_test(test_select_ties_rotate_and_colocate),
+        cmocka_unit_test(test_select_reservations_count),
+        cmocka_unit_test(test_select_burst_spreads),
     };
 
     return cmocka_run_group_tests_name("router_select", tests, NULL, NULL);
