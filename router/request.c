@@ -1364,6 +1364,8 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
         if (s != BT_OK) {
             snprintf(err, err_size, "invalid stop strings (at most %d of 1 to %d bytes)",
                      BT_STOPSTR_MAX, BT_STOPSTR_MAX_LEN);
+            /* the client's input, not a resource of ours */
+            s = s == BT_ERR_NO_MEMORY ? s : BT_ERR_INVALID_ARG;
         }
     }
     if (s != BT_OK) {

@@ -231,6 +231,13 @@ def main():
     nc.tap(c == grpc.StatusCode.INVALID_ARGUMENT,
            "Tokenize of a chat with no messages: INVALID_ARGUMENT, as Generate (%s)" % c)
 
+    # 8c. a stop string over the limit is the client's mistake
+    req = request(pb, n=4)
+    req.sampling.stop.append("a" * 10000)
+    c, _, _ = collect(stub, req)
+    nc.tap(c == grpc.StatusCode.INVALID_ARGUMENT,
+           "a 10000-byte stop string: INVALID_ARGUMENT (%s)" % c)
+
     # 9. a prompt over the context names both counts
     try:
         list(stub.Generate(request(pb, prompt="word " * 20000), timeout=30))
