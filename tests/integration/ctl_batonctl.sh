@@ -308,7 +308,7 @@ if [ -x "$PREFILL" ] && [ -x "$DECODE" ] && [ -x "$KVSTORE" ]; then
       not_ok "drain --wait --timeout: exit 4 while the node still holds a request" "exit $rc" "$out" "$err"
     fi
     ctl get requests -o wide
-    expect "get requests -o wide: age, tenant and start time" 0 "^$rid +[a-z]+ +model +ctl-p0 +ctl-d1 +[0-9]+ +[0-9]+ +[0-9]+s +- +20[0-9-]+T[0-9:]+Z " ''
+    expect "get requests -o wide: age, tenant and start time" 0 "^$rid +[a-z]+ +model +ctl-p0 +ctl-d1 +[0-9]+ +[0-9]+ +[0-9]+s +[^ ]+ +20[0-9-]+T[0-9:]+Z " ''
     ctl get leases
     expect "get leases: the request holds ctl-d1" 0 "^ctl-d1 +$rid " ''
     ctl describe request "$rid"
