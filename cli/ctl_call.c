@@ -58,6 +58,15 @@ static void ctl_call_report(const ctl_t *ctl, bt_rpc_code_t code,
             message[0] ? message : "(no message)");
 }
 
+int ctl_exit_for(bt_rpc_code_t code)
+{
+    /* no answer at all (refused, TLS failed, silent past the deadline) is
+     * told apart from an answer that says no: scripts retry only the first */
+    return code == BT_RPC_OK ? CTL_EXIT_OK
+           : code == BT_RPC_UNAVAILABLE || code == BT_RPC_DEADLINE_EXCEEDED
+               ? CTL_EXIT_UNREACHABLE : CTL_EXIT_FAIL;
+}
+
 bt_rpc_code_t ctl_call(ctl_t *ctl, const char *method,
                        const ProtobufCMessage *req,
                        const ProtobufCMessageDescriptor *resp_desc,
@@ -95,7 +104,7 @@ bt_rpc_code_t ctl_call(ctl_t *ctl, const char *method,
     }
     s = bt_rpc_client_unary(ch, method, req, resp_desc,
                             &(bt_rpc_call_opts_t){
-                                .timeout_ms = (uint64_t)ctl->cfg.timeout_ms,
+                                .timeout_ms = (uint64_t)ctl->call_ms,
                                 .md = &md, .n_md = md.value != NULL ? 1 : 0 },
                             ctl_call_done, &w, NULL);
     if (s != BT_OK) {
@@ -103,8 +112,8 @@ bt_rpc_code_t ctl_call(ctl_t *ctl, const char *method,
                  bt_status_str(s));
         goto out;
     }
-    tv.tv_sec = (time_t)(ctl->cfg.timeout_ms / 1000) + 5;
-    tv.tv_usec = (suseconds_t)(ctl->cfg.timeout_ms % 1000) * 1000;
+    tv.tv_sec = (time_t)(ctl->call_ms / 1000) + 5;
+    tv.tv_usec = (suseconds_t)(ctl->call_ms % 1000) * 1000;
     evtimer_add(guard, &tv);
     event_base_dispatch(w.base);
     if (!w.done) {

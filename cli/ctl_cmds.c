@@ -10,55 +10,7 @@
 
 #define ADMIN "/baton.v1.Admin/"
 
-static const char *ctl_str(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-
-    return s != NULL ? s : "";
-}
-
-static long long ctl_int(const json_t *obj, const char *key)
-{
-    return (long long)json_integer_value(json_object_get(obj, key));
-}
-
-static double ctl_real(const json_t *obj, const char *key)
-{
-    return json_number_value(json_object_get(obj, key));
-}
-
-/* "NODE_STATE_DRAINING" -> "draining" (enum names without their prefix). */
-static const char *ctl_enum(const json_t *obj, const char *key,
-                            const char *prefix, char *out, size_t size)
-{
-    const char *s = ctl_str(obj, key);
-    size_t i, plen = strlen(prefix);
-
-    if (strncmp(s, prefix, plen) == 0) {
-        s += plen;
-    }
-    for (i = 0; s[i] != '\0' && i + 1 < size; i++) {
-        out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
-    }
-    out[i] = '\0';
-    return out;
-}
-
-/* Ends a command: --json prints the response, otherwise `print` does. */
-static int ctl_finish(ctl_t *ctl, json_t *resp, void (*print)(const json_t *))
-{
-    int rc = CTL_EXIT_OK;
-
-    if (ctl->cfg.json) {
-        rc = ctl_json_print(resp);
-    } else {
-        print(resp);
-    }
-    json_decref(resp);
-    return rc;
-}
-
-static int ctl_role_parse(ctl_t *ctl, Baton__V1__NodeRole *role_p)
+int ctl_role_parse(ctl_t *ctl, bool kvstore_ok, int *role_p)
 {
     const char *r = ctl->cfg.role;
 
@@ -68,72 +20,21 @@ static int ctl_role_parse(ctl_t *ctl, Baton__V1__NodeRole *role_p)
         *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_PREFILL;
     } else if (strcmp(r, "decode") == 0) {
         *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_DECODE;
-    } else if (strcmp(r, "kvstore") == 0 && strcmp(ctl->cmd, "nodes") == 0) {
+    } else if (strcmp(r, "kvstore") == 0 && kvstore_ok) {
         *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_KVSTORE;
     } else {
         fprintf(stderr, "batonctl: %s: --role must be prefill or decode%s, not '%s'\n",
-                ctl->cmd, strcmp(ctl->cmd, "nodes") == 0 ? " or kvstore" : "", r);
+                ctl->cmd, kvstore_ok ? " or kvstore" : "", r);
         return CTL_EXIT_USAGE;
     }
     return CTL_EXIT_OK;
-}
-
-/* ---- nodes ---- */
-
-static void ctl_print_nodes(const json_t *resp)
-{
-    const json_t *nodes = json_object_get(resp, "nodes");
-    const json_t *n;
-    size_t i;
-
-    int w = 16;
-
-    /* the id column fits the longest id (pod names run long) */
-    json_array_foreach(nodes, i, n) {
-        size_t len = strlen(ctl_str(n, "node_id"));
-
-        if (len > (size_t)w) {
-            w = len > 64 ? 64 : (int)len;
-        }
-    }
-    printf("%-*s %-8s %-9s %15s %8s %14s  %s\n", w, "ID", "ROLE", "STATE",
-           "FREE/TOTAL", "RUNNING", "QUEUED_TOKENS", "ADDRESS");
-    json_array_foreach(nodes, i, n) {
-        char role[16], state[16], blocks[32];
-
-        snprintf(blocks, sizeof(blocks), "%lld/%lld", ctl_int(n, "free_blocks"),
-                 ctl_int(n, "total_blocks"));
-        printf("%-*s %-8s %-9s %15s %8lld %14lld  %s\n", w, ctl_str(n, "node_id"),
-               ctl_enum(n, "role", "NODE_ROLE_", role, sizeof(role)),
-               ctl_enum(n, "state", "NODE_STATE_", state, sizeof(state)), blocks,
-               ctl_int(n, "running_sequences"), ctl_int(n, "queued_prefill_tokens"),
-               ctl_str(n, "grpc_address"));
-    }
-}
-
-int ctl_cmd_nodes(ctl_t *ctl, int n_args, char **args)
-{
-    Baton__V1__ListNodesRequest req = BATON__V1__LIST_NODES_REQUEST__INIT;
-    json_t *resp;
-    int rc = ctl_role_parse(ctl, &req.role);
-
-    (void)n_args;
-    (void)args;
-    if (rc != CTL_EXIT_OK) {
-        return rc;
-    }
-    if (ctl_call(ctl, ADMIN "ListNodes", &req.base,
-                 &baton__v1__list_nodes_response__descriptor, &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
-    }
-    return ctl_finish(ctl, resp, ctl_print_nodes);
 }
 
 /* ---- drain / undrain ---- */
 
 static const char *ctl_node_arg;
 
-static void ctl_print_state(const json_t *resp)
+static void ctl_print_state(const ctl_t *ctl, const json_t *resp)
 {
     char state[16];
 
@@ -145,35 +46,59 @@ int ctl_cmd_drain(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__DrainRequest req = BATON__V1__DRAIN_REQUEST__INIT;
     json_t *resp;
+    bt_rpc_code_t code;
+    int rc;
 
     (void)n_args;
     req.node_id = args[0];
     ctl_node_arg = args[0];
-    if (ctl_call(ctl, ADMIN "Drain", &req.base,
-                 &baton__v1__drain_response__descriptor, &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+    if ((code = ctl_call(ctl, ADMIN "Drain", &req.base,
+                 &baton__v1__drain_response__descriptor, &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
-    return ctl_finish(ctl, resp, ctl_print_state);
+    rc = ctl_finish(ctl, resp, ctl_print_state);
+    return rc == CTL_EXIT_OK && ctl->cfg.wait ? ctl_drain_wait(ctl, args[0]) : rc;
 }
 
 int ctl_cmd_undrain(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__UndrainRequest req = BATON__V1__UNDRAIN_REQUEST__INIT;
     json_t *resp;
+    bt_rpc_code_t code;
 
     (void)n_args;
     req.node_id = args[0];
     ctl_node_arg = args[0];
-    if (ctl_call(ctl, ADMIN "Undrain", &req.base,
-                 &baton__v1__undrain_response__descriptor, &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+    if ((code = ctl_call(ctl, ADMIN "Undrain", &req.base,
+                 &baton__v1__undrain_response__descriptor, &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
     return ctl_finish(ctl, resp, ctl_print_state);
 }
 
+int ctl_cmd_forget(ctl_t *ctl, int n_args, char **args)
+{
+    Baton__V1__ForgetRequest req = BATON__V1__FORGET_REQUEST__INIT;
+    json_t *resp;
+    bt_rpc_code_t code;
+
+    req.node_id = args[0];
+    if ((code = ctl_call(ctl, ADMIN "Forget", &req.base,
+                 &baton__v1__forget_response__descriptor, &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
+    }
+    if (ctl->out == CTL_OUT_JSON || ctl->out == CTL_OUT_YAML) {
+        ctl_emit(ctl, resp);
+    } else {
+        printf("%s: forgotten\n", args[0]);
+    }
+    json_decref(resp);
+    return CTL_EXIT_OK;
+}
+
 /* ---- flush-cache ---- */
 
-static void ctl_print_flush(const json_t *resp)
+static void ctl_print_flush(const ctl_t *ctl, const json_t *resp)
 {
     printf("flushed the prefix cache of %lld node(s)",
            ctl_int(resp, "nodes_flushed"));
@@ -187,65 +112,35 @@ int ctl_cmd_flush_cache(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__FlushCacheRequest req = BATON__V1__FLUSH_CACHE_REQUEST__INIT;
     json_t *resp;
+    bt_rpc_code_t code;
 
     req.node_id = n_args > 0 ? args[0] : (char *)"";
     req.include_kvstore = ctl->cfg.kvstore;
-    if (ctl_call(ctl, ADMIN "FlushCache", &req.base,
-                 &baton__v1__flush_cache_response__descriptor, &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+    if ((code = ctl_call(ctl, ADMIN "FlushCache", &req.base,
+                 &baton__v1__flush_cache_response__descriptor, &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
     return ctl_finish(ctl, resp, ctl_print_flush);
 }
 
-/* ---- requests / cancel ---- */
-
-static void ctl_print_requests(const json_t *resp)
-{
-    const json_t *reqs = json_object_get(resp, "requests");
-    const json_t *q;
-    size_t i;
-
-    printf("%-36s %-8s %-20s %-20s %-20s %7s %10s\n", "ID", "PHASE", "MODEL",
-           "PREFILL", "DECODE", "PROMPT", "GENERATED");
-    json_array_foreach(reqs, i, q) {
-        printf("%-36s %-8s %-20s %-20s %-20s %7lld %10lld\n", ctl_str(q, "request_id"),
-               ctl_str(q, "phase"), ctl_str(q, "model"), ctl_str(q, "prefill_node"),
-               ctl_str(q, "decode_node"), ctl_int(q, "prompt_tokens"),
-               ctl_int(q, "completion_tokens"));
-    }
-}
-
-int ctl_cmd_requests(ctl_t *ctl, int n_args, char **args)
-{
-    Baton__V1__ListRequestsRequest req = BATON__V1__LIST_REQUESTS_REQUEST__INIT;
-    json_t *resp;
-
-    (void)n_args;
-    (void)args;
-    req.node_id = ctl->cfg.node != NULL ? (char *)ctl->cfg.node : (char *)"";
-    req.limit = (uint32_t)ctl->cfg.limit;
-    if (ctl_call(ctl, ADMIN "ListRequests", &req.base,
-                 &baton__v1__list_requests_response__descriptor, &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
-    }
-    return ctl_finish(ctl, resp, ctl_print_requests);
-}
+/* ---- cancel ---- */
 
 int ctl_cmd_cancel(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__CancelRequestRequest req = BATON__V1__CANCEL_REQUEST_REQUEST__INIT;
     json_t *resp;
+    bt_rpc_code_t code;
     bool found;
 
     (void)n_args;
     req.request_id = args[0];
-    if (ctl_call(ctl, ADMIN "CancelRequest", &req.base,
-                 &baton__v1__cancel_request_response__descriptor, &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+    if ((code = ctl_call(ctl, ADMIN "CancelRequest", &req.base,
+                 &baton__v1__cancel_request_response__descriptor, &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
     found = json_is_true(json_object_get(resp, "found"));
-    if (ctl->cfg.json) {
-        ctl_json_print(resp);
+    if (ctl->out == CTL_OUT_JSON || ctl->out == CTL_OUT_YAML) {
+        ctl_emit(ctl, resp);
     } else if (found) {
         printf("cancelled %s\n", args[0]);
     } else {
@@ -258,7 +153,7 @@ int ctl_cmd_cancel(ctl_t *ctl, int n_args, char **args)
 
 /* ---- cache-stats ---- */
 
-static void ctl_print_cache(const json_t *resp)
+static void ctl_print_cache(const ctl_t *ctl, const json_t *resp)
 {
     const json_t *caches = json_object_get(resp, "caches");
     const json_t *c;
@@ -283,13 +178,14 @@ int ctl_cmd_cache_stats(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__CacheStatsRequest req = BATON__V1__CACHE_STATS_REQUEST__INIT;
     json_t *resp;
+    bt_rpc_code_t code;
 
     (void)n_args;
     (void)args;
     req.node_id = ctl->cfg.node != NULL ? (char *)ctl->cfg.node : (char *)"";
-    if (ctl_call(ctl, ADMIN "CacheStats", &req.base,
-                 &baton__v1__cache_stats_response__descriptor, &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+    if ((code = ctl_call(ctl, ADMIN "CacheStats", &req.base,
+                 &baton__v1__cache_stats_response__descriptor, &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
     return ctl_finish(ctl, resp, ctl_print_cache);
 }
@@ -319,7 +215,7 @@ static void ctl_print_plan(const json_t *plan)
     }
 }
 
-static void ctl_print_placement(const json_t *resp)
+static void ctl_print_placement(const ctl_t *ctl, const json_t *resp)
 {
     ctl_print_plan(json_object_get(resp, "plan"));
     printf("predicted imbalance (max/mean expert load): %.3f\n",
@@ -330,22 +226,24 @@ int ctl_cmd_placement(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__AdminGetPlacementRequest req = BATON__V1__ADMIN_GET_PLACEMENT_REQUEST__INIT;
     json_t *resp;
-    int rc = ctl_role_parse(ctl, &req.role);
+    bt_rpc_code_t code;
+    int role = 0;
+    int rc = ctl_role_parse(ctl, false, &role);
 
-    (void)n_args;
     if (rc != CTL_EXIT_OK) {
         return rc;
     }
+    req.role = (Baton__V1__NodeRole)role;
     req.model = args[0];
-    if (ctl_call(ctl, ADMIN "GetPlacement", &req.base,
+    if ((code = ctl_call(ctl, ADMIN "GetPlacement", &req.base,
                  &baton__v1__admin_get_placement_response__descriptor,
-                 &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+                 &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
     return ctl_finish(ctl, resp, ctl_print_placement);
 }
 
-static void ctl_print_rebalance(const json_t *resp)
+static void ctl_print_rebalance(const ctl_t *ctl, const json_t *resp)
 {
     ctl_print_plan(json_object_get(resp, "plan"));
     printf("imbalance %.3f -> %.3f\n", ctl_real(resp, "imbalance_before"),
@@ -356,17 +254,19 @@ int ctl_cmd_rebalance(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__RebalanceRequest req = BATON__V1__REBALANCE_REQUEST__INIT;
     json_t *resp;
-    int rc = ctl_role_parse(ctl, &req.role);
+    bt_rpc_code_t code;
+    int role = 0;
+    int rc = ctl_role_parse(ctl, false, &role);
 
-    (void)n_args;
     if (rc != CTL_EXIT_OK) {
         return rc;
     }
+    req.role = (Baton__V1__NodeRole)role;
     req.model = args[0];
     req.dry_run = ctl->cfg.dry_run;
-    if (ctl_call(ctl, ADMIN "Rebalance", &req.base,
-                 &baton__v1__rebalance_response__descriptor, &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+    if ((code = ctl_call(ctl, ADMIN "Rebalance", &req.base,
+                 &baton__v1__rebalance_response__descriptor, &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
     if (!ctl->cfg.json && ctl->cfg.dry_run) {
         printf("dry run: the plan below was not published\n");
@@ -376,7 +276,7 @@ int ctl_cmd_rebalance(ctl_t *ctl, int n_args, char **args)
 
 /* ---- transfer-health ---- */
 
-static void ctl_print_transfer(const json_t *resp)
+static void ctl_print_transfer(const ctl_t *ctl, const json_t *resp)
 {
     const json_t *pairs = json_object_get(resp, "pairs");
     const json_t *p;
@@ -397,13 +297,14 @@ int ctl_cmd_transfer_health(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__TransferHealthRequest req = BATON__V1__TRANSFER_HEALTH_REQUEST__INIT;
     json_t *resp;
+    bt_rpc_code_t code;
 
     (void)n_args;
     (void)args;
-    if (ctl_call(ctl, ADMIN "TransferHealth", &req.base,
+    if ((code = ctl_call(ctl, ADMIN "TransferHealth", &req.base,
                  &baton__v1__transfer_health_response__descriptor,
-                 &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+                 &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
     return ctl_finish(ctl, resp, ctl_print_transfer);
 }
@@ -414,21 +315,22 @@ int ctl_cmd_health(ctl_t *ctl, int n_args, char **args)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     json_t *resp;
+    bt_rpc_code_t code;
     const char *status;
     int rc;
 
     (void)n_args;
     (void)args;
     req.service = (char *)"";
-    if (ctl_call(ctl, "/grpc.health.v1.Health/Check", &req.base,
+    if ((code = ctl_call(ctl, "/grpc.health.v1.Health/Check", &req.base,
                  &grpc__health__v1__health_check_response__descriptor,
-                 &resp) != BT_RPC_OK) {
-        return CTL_EXIT_FAIL;
+                 &resp)) != BT_RPC_OK) {
+        return ctl_exit_for(code);
     }
     status = ctl_str(resp, "status");
     rc = strcmp(status, "SERVING") == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
-    if (ctl->cfg.json) {
-        ctl_json_print(resp);
+    if (ctl->out == CTL_OUT_JSON || ctl->out == CTL_OUT_YAML) {
+        ctl_emit(ctl, resp);
     } else {
         printf("%s\n", status);
     }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define O(_f) offsetof(bt_kvsd_cfg_t, _f)
 static const bt_opt_t bt_kvsd_table[] = {
@@ -38,8 +39,9 @@ static const bt_opt_t bt_kvsd_table[] = {
     { "land-wait-ms", 0, NULL, "2s", "longest a commit waits for the "
       "writer's completion message before checking the slots anyway",
       BT_OPT_DURATION, 0, 60000, NULL, O(land_wait_ms) },
-    { "threads", 'j', NULL, "2", "io threads (disk reads, writes, checksums)",
-      BT_OPT_INT, 1, 64, NULL, O(threads) },
+    { "threads", 'j', NULL, "2", "io threads (disk reads, writes, checksums); "
+      "0: one per core (at most 64), as for the nodes", BT_OPT_INT, 0, 1024, NULL,
+      O(threads) },
     { "max-message", 0, NULL, "64M", "largest gRPC message either way",
       BT_OPT_SIZE, 65536, 1073741824.0, NULL, O(max_message) },
     { "drain-timeout", 0, NULL, "30s", "on SIGTERM, how long calls in flight "
@@ -170,6 +172,20 @@ static void bt_kvsd_sigterm(void *arg, int signo)
     bt_kvsd_reg_send_status(d);
 }
 
+/* --threads 0 (BATON_THREADS=0) means "all cores", as it does for the
+ * nodes, so one environment can serve both; io threads past 64 only wait
+ * on the same disk, hence the cap. */
+static int bt_kvsd_io_threads(int64_t threads)
+{
+    long n;
+
+    if (threads > 0) {
+        return (int)threads;
+    }
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
 static bt_status_t bt_kvsd_store_init(bt_kvsd_t *d)
 {
     bt_kvs_config_t kc;
@@ -186,7 +202,7 @@ static bt_status_t bt_kvsd_store_init(bt_kvsd_t *d)
         return BT_ERR_PEER_UNREACHABLE;
     }
     bt_xfer_ctx_set_notify_cb(d->xfer, bt_kvsd_landed, d);
-    d->io = bt_tpool_create(d->base, (int)d->cfg.threads, 65536);
+    d->io = bt_tpool_create(d->base, bt_kvsd_io_threads(d->cfg.threads), 65536);
     if (d->io == NULL) {
         return BT_ERR_NO_MEMORY;
     }
@@ -334,13 +350,14 @@ int main(int argc, char **argv)
     }
     sig = bt_loop_signals_install(d->base, bt_kvsd_sigterm, d);
     bt_info("baton-kvstore %s: grpc %s:%d (%s) http %s:%d dram %llu bytes "
-            "disk %s (%llu bytes), advertised as %s, router %s", BT_VERSION,
+            "disk %s (%llu bytes), %d io threads, advertised as %s, router %s",
+            BT_VERSION,
             d->cfg.listen, d->grpc_port, !d->cfg.tls.enabled ? "plaintext"
             : d->cfg.tls.ca_file != NULL ? "mtls" : "tls",
             d->cfg.listen, d->http_port, (unsigned long long)d->cfg.dram_bytes,
             d->cfg.disk_dir != NULL ? d->cfg.disk_dir : "none",
-            (unsigned long long)d->cfg.disk_bytes, d->advertise,
-            has_router ? d->cfg.router : "none");
+            (unsigned long long)d->cfg.disk_bytes,
+            bt_kvsd_io_threads(d->cfg.threads), d->advertise, has_router ? d->cfg.router : "none");
     printf("grpc_port=%d http_port=%d\n", d->grpc_port, d->http_port);
     fflush(stdout);
     event_base_dispatch(d->base);

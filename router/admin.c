@@ -6,15 +6,46 @@
 #include "router.h"
 
 #include "admin.pb-c.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "bt_config.h"
 #include "registry.pb-c.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* When the Admin service started: GetVersion's started_unix_ms. */
+static uint64_t bt_admin_started_unix_ms;
+
+/* The registry keeps monotonic times; the wire carries wall times. */
+static uint64_t bt_admin_wall(uint64_t mono_ms, uint64_t now_mono, uint64_t now_wall)
+{
+    if (mono_ms == 0 || mono_ms > now_mono || now_mono - mono_ms > now_wall) {
+        return 0;
+    }
+    return now_wall - (now_mono - mono_ms);
+}
+
+/* What the registry does not keep yet (issue 18): the version from the
+ * node's hello, and nodes whose heartbeats stopped (LOST until forgotten).
+ * Until it does, every listed node is live and its version unknown. */
+static const char *bt_admin_node_version(const bt_node_t *n)
+{
+    (void)n;
+    return "";
+}
+
+static bool bt_admin_node_lost(const bt_node_t *n)
+{
+    (void)n;
+    return false;
+}
+
 static Baton__V1__NodeState bt_admin_state(const bt_node_t *n)
 {
-    return n->load.drained ? BATON__V1__NODE_STATE__NODE_STATE_DRAINED :
+    return bt_admin_node_lost(n) ? BATON__V1__NODE_STATE__NODE_STATE_LOST :
+           n->load.drained ? BATON__V1__NODE_STATE__NODE_STATE_DRAINED :
            n->load.draining ? BATON__V1__NODE_STATE__NODE_STATE_DRAINING :
            BATON__V1__NODE_STATE__NODE_STATE_READY;
 }
@@ -27,6 +58,7 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
     Baton__V1__ListNodesResponse out = BATON__V1__LIST_NODES_RESPONSE__INIT;
     Baton__V1__NodeInfo *infos = calloc(BT_ROUTER_MAX_NODES, sizeof(*infos));
     Baton__V1__NodeInfo **list = calloc(BT_ROUTER_MAX_NODES, sizeof(*list));
+    uint64_t now_mono = bt_now_ms(), now_wall = bt_wall_ms();
     unsigned i;
 
     if (infos == NULL || list == NULL) {
@@ -52,10 +84,13 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         ni->free_blocks = n->load.free_blocks;
         ni->running_sequences = n->load.running_sequences;
         ni->queued_prefill_tokens = n->load.queued_prefill_tokens;
-        ni->version = (char *)"";
+        ni->registered_unix_ms = bt_admin_wall(n->registered_ms, now_mono, now_wall);
+        ni->last_heartbeat_unix_ms = bt_admin_wall(n->last_seen_ms, now_mono, now_wall);
+        ni->version = (char *)bt_admin_node_version(n);
         list[out.n_nodes++] = ni;
     }
     out.nodes = list;
+    out.now_unix_ms = now_wall;
     bt_rpc_call_reply(call, &out.base);
     free(infos);
     free(list);
@@ -196,6 +231,7 @@ typedef struct {
     size_t                   max;
     const char              *node;
     const char              *model;
+    uint64_t                 now_wall;
 } bt_admin_reqs_t;
 
 static void bt_admin_collect(void *arg, const bt_rreq_info_t *info)
@@ -220,6 +256,7 @@ static void bt_admin_collect(void *arg, const bt_rreq_info_t *info)
     ri->phase = (char *)info->state;
     ri->prompt_tokens = info->prompt_tokens;
     ri->completion_tokens = info->generated_tokens;
+    ri->started_unix_ms = info->age_ms < c->now_wall ? c->now_wall - info->age_ms : 0;
     c->list[c->n++] = ri;
 }
 
@@ -238,6 +275,7 @@ static void bt_admin_list_requests(bt_rpc_call_t *call, const ProtobufCMessage *
     }
     c.node = in->node_id;
     c.model = bt_router_model_name(r);
+    c.now_wall = bt_wall_ms();
     c.infos = calloc(c.max + 1, sizeof(*c.infos));
     c.list = calloc(c.max + 1, sizeof(*c.list));
     if (c.infos == NULL || c.list == NULL) {
@@ -249,6 +287,7 @@ static void bt_admin_list_requests(bt_rpc_call_t *call, const ProtobufCMessage *
     bt_router_requests_foreach(r, bt_admin_collect, &c);
     out.n_requests = c.n;
     out.requests = c.list;
+    out.now_unix_ms = c.now_wall;
     bt_rpc_call_reply(call, &out.base);
     free(c.infos);
     free(c.list);
@@ -318,6 +357,46 @@ static void bt_admin_transfer_health(bt_rpc_call_t *call,
     free(list);
 }
 
+static void bt_admin_version(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                             void *arg)
+{
+    bt_router_t *r = arg;
+    Baton__V1__GetVersionResponse out = BATON__V1__GET_VERSION_RESPONSE__INIT;
+
+    (void)msg;
+    out.version = (char *)BT_VERSION;
+    out.model = (char *)bt_router_model_name(r);
+    out.started_unix_ms = bt_admin_started_unix_ms;
+    out.now_unix_ms = bt_wall_ms();
+    bt_rpc_call_reply(call, &out.base);
+}
+
+/* Only a LOST node may be forgotten: a live one leaves when its Register
+ * stream ends (drain it, then stop it). */
+static void bt_admin_forget(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                            void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__ForgetRequest *in = (const Baton__V1__ForgetRequest *)msg;
+    Baton__V1__ForgetResponse out = BATON__V1__FORGET_RESPONSE__INIT;
+    bt_node_t *n = bt_admin_node(r, call, in->node_id);
+
+    if (n == NULL) {
+        return;
+    }
+    if (!bt_admin_node_lost(n)) {
+        char why[BT_NODE_ID_MAX + 96];
+
+        snprintf(why, sizeof(why), "node %s is not lost: it leaves by itself "
+                 "when it stops (drain it first)", n->id);
+        bt_rpc_call_fail_code(call, BT_RPC_FAILED_PRECONDITION, why);
+        return;
+    }
+    bt_info("admin: forgetting lost node %s", n->id);
+    bt_registry_remove(r->registry, n);
+    bt_rpc_call_reply(call, &out.base);
+}
+
 /* With API keys configured, Admin answers only keys marked "admin": an
  * ordinary tenant's key cannot drain nodes or cancel others' requests. */
 typedef struct {
@@ -370,9 +449,14 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
         { "/baton.v1.Admin/TransferHealth",
           &baton__v1__transfer_health_request__descriptor,
           bt_admin_transfer_health },
+        { "/baton.v1.Admin/GetVersion", &baton__v1__get_version_request__descriptor,
+          bt_admin_version },
+        { "/baton.v1.Admin/Forget", &baton__v1__forget_request__descriptor,
+          bt_admin_forget },
     };
     size_t i;
 
+    bt_admin_started_unix_ms = bt_wall_ms();
     _Static_assert(sizeof(methods) / sizeof(methods[0]) <=
                    sizeof(bt_admin_methods) / sizeof(bt_admin_methods[0]),
                    "room for every admin method");

@@ -4,12 +4,15 @@
 #   env: BATONCTL, BATON_ROUTER_BIN, BATON_MKMODEL, BATON_BUILD_ROOT
 set -u
 # the test sets what it needs; an operator's settings must not leak in
-unset BATON_CTL_JSON BATON_CTL_NODE BATON_CTL_ROLE BATON_CTL_DRY_RUN BATON_CTL_KVSTORE BATON_CTL_LIMIT
+unset BATON_CTL_JSON BATON_CTL_NODE BATON_CTL_ROLE BATON_CTL_DRY_RUN BATON_CTL_KVSTORE BATON_CTL_LIMIT \
+  BATON_CTL_OUTPUT BATON_CTL_WATCH BATON_CTL_INTERVAL BATON_CTL_WAIT BATON_THREADS
 
 CTL=${BATONCTL:?}
 ROUTER=${BATON_ROUTER_BIN:?}
 MKMODEL=${BATON_MKMODEL:?}
 PREFILL=${BATON_BUILD_ROOT:-/nonexistent}/prefill_node/baton-prefill
+DECODE=${BATON_BUILD_ROOT:-/nonexistent}/decode_node/baton-decode
+KVSTORE=${BATON_BUILD_ROOT:-/nonexistent}/kvstore/baton-kvstore
 TMP=$(mktemp -d /tmp/ctl-test.XXXXXX)
 PIDS=()
 n=0
@@ -55,9 +58,30 @@ wait_line() {
   return 1
 }
 
-echo "1..22"
+# same PYTHON: yaml vs json (python3-yaml, as ctl_deploy.py)
+yaml_equals_json() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys, yaml
+def strip(v):
+    # what moves between two calls (wall times converted from the
+    # router's monotonic clock move by a millisecond)
+    if isinstance(v, dict):
+        return {k: strip(x) for k, x in v.items()
+                if not k.endswith("_unix_ms")}
+    if isinstance(v, list):
+        return [strip(x) for x in v]
+    return v
+a = yaml.safe_load(open(sys.argv[1]))
+b = json.load(open(sys.argv[2]))
+sys.exit(0 if strip(a) == strip(b) else 1)
+PY
+}
 
-"$MKMODEL" builtin --out "$TMP/model" >/dev/null 2>"$TMP/mkmodel.log" || {
+echo "1..74"
+
+# wider than the builtin model: a long completion then lasts seconds (~230
+# tokens/s on one idle core), time for batonctl to see it in flight
+"$MKMODEL" builtin --hidden 1024 --layers 4 --ffn 2048 --out "$TMP/model" >/dev/null 2>"$TMP/mkmodel.log" || {
   echo "Bail out! baton-mkmodel failed: $(cat "$TMP/mkmodel.log")"; exit 1; }
 "$ROUTER" --model "$TMP/model" --grpc-port 0 --http-port 0 --drain-timeout 2s \
   >"$TMP/router.out" 2>"$TMP/router.log" &
@@ -77,9 +101,90 @@ expect "nodes on an empty cluster prints only the header" 0 '^ID +ROLE +STATE +F
 [ "$(wc -l <<<"$out")" = 1 ] && ok "the table has no rows" || not_ok "the table has no rows" "$out"
 
 ctl --json nodes
-expect "--json nodes is one object with an empty list" 0 '^\{"nodes":\[\]\}$' ''
+expect "--json nodes is one object with an empty list and the router's clock" 0 '^\{"nodes":\[\],"now_unix_ms":[1-9][0-9]*\}$' ''
 ctl nodes --json
-expect "--json may follow the command" 0 '^\{"nodes":\[\]\}$' ''
+expect "--json may follow the command" 0 '^\{"nodes":\[\],"now_unix_ms":[1-9][0-9]*\}$' ''
+ctl get nodes -o json
+expect "get nodes -o json is the same object" 0 '^\{"nodes":\[\],"now_unix_ms":[1-9][0-9]*\}$' ''
+ctl -o yaml get nodes
+expect "-o yaml: an empty list is []" 0 '^nodes: \[\]$' ''
+ctl get nodes -o wide
+expect "-o wide adds columns" 0 '^ID +ROLE +STATE +FREE/TOTAL +RUNNING +QUEUED_TOKENS +REQUESTS +AGE +HEARTBEAT +VERSION +MODEL +ADDRESS$' ''
+ctl get nodes -o xml
+expect "-o takes table, wide, json or yaml only" 2 '' 'output'
+ctl -j nodes
+expect "-j is no longer a short flag (it is --threads in the daemons)" 2 '' "-- 'j'|'-j'|invalid option"
+ctl requests -n x
+expect "-n is no longer a short flag" 2 '' "-- 'n'|'-n'|invalid option"
+ctl get pods
+expect "get of an unknown kind is bad usage" 2 '' "unknown kind 'pods'"
+ctl get
+expect "get without a kind is bad usage" 2 '' 'wrong number of arguments'
+ctl describe node nosuch
+expect "describe of an unknown node exits 1 with NOT_FOUND" 1 '' "^batonctl: describe: NOT_FOUND: no node 'nosuch'"
+ctl describe request nosuch
+expect "describe of an unknown request exits 1 with NOT_FOUND" 1 '' "NOT_FOUND: no request 'nosuch'"
+ctl describe node
+expect "describe without a name is bad usage" 2 '' 'wrong number of arguments'
+ctl get node nosuch
+expect "get node NAME of an unknown node exits 1" 1 '' "NOT_FOUND: no node 'nosuch'"
+ctl version
+expect "version prints the client's and the router's version" 0 '^Router version: +[0-9]+\.[0-9]+' ''
+grep -Eq '^Client version: +[0-9]+\.[0-9]+' <<<"$out" && ok "version prints the client version" || not_ok "version prints the client version" "$out"
+ctl -o json version
+expect "-o json version: client_version, router.version, nodes" 0 '^\{"client_version":"[^"]+","router":\{"version":"[^"]+",.*"nodes":\[\]\}$' ''
+ctl get leases
+expect "get leases on an idle cluster prints only the header" 0 '^DECODE +REQUEST +PHASE +BLOCKS +EXPIRES +AGE$' ''
+ctl forget nosuch
+expect "forget of an unknown node exits 1 with NOT_FOUND" 1 '' 'NOT_FOUND'
+ctl --timeout 5 nodes
+expect "a duration without a unit is bad usage" 2 '' 'timeout'
+ctl get nodes -w --interval 10ms
+expect "--interval below 200ms is refused (bounded refresh)" 2 '' 'interval'
+
+# completion: a script bash accepts, whose words come from the tables
+"$CTL" completion bash >"$TMP/compl.bash" 2>"$TMP/err"; rc=$?
+if [ $rc = 0 ] && bash -n "$TMP/compl.bash"; then ok "completion bash is valid bash"
+else not_ok "completion bash is valid bash" "exit $rc: $(cat "$TMP/err")"; fi
+compl() { bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _batonctl; echo "${COMPREPLY[*]}"' _ "$TMP/compl.bash" "$@"; }
+c=$(compl batonctl ge)
+[ "$c" = get ] && ok "completion: 'ge' -> get" || not_ok "completion: 'ge' -> get" "got '$c'"
+c=$(compl batonctl get nodes -o "")
+[ "$c" = "table wide json yaml" ] && ok "completion: -o offers the formats" || not_ok "completion: -o offers the formats" "got '$c'"
+c=$(compl batonctl describe "")
+[ "$c" = "node request" ] && ok "completion: describe offers node and request" || not_ok "completion: describe offers node and request" "got '$c'"
+c=$(compl batonctl nodes --wat)
+[ "$c" = "--watch" ] && ok "completion: options too" || not_ok "completion: options too" "got '$c'"
+ctl completion zsh
+expect "completion of another shell is bad usage" 2 '' 'only bash'
+
+# --watch: a table per round until SIGINT, then exit 0
+"$CTL" get nodes -w --interval 200ms >"$TMP/watch.out" 2>"$TMP/watch.err" &
+WPID=$!
+PIDS+=("$WPID")
+for i in $(seq 1 100); do
+  [ "$(grep -c '^ID ' "$TMP/watch.out")" -ge 3 ] && break
+  sleep 0.1
+done
+kill -INT "$WPID"
+wrc=124
+for i in $(seq 1 100); do
+  if ! kill -0 "$WPID" 2>/dev/null; then wait "$WPID"; wrc=$?; break; fi
+  sleep 0.1
+done
+if [ "$wrc" = 0 ] && [ "$(grep -c '^ID ' "$TMP/watch.out")" -ge 3 ]; then
+  ok "get nodes --watch lists every --interval and exits 0 on SIGINT"
+else
+  not_ok "get nodes --watch lists every --interval and exits 0 on SIGINT" "exit $wrc" "$(cat "$TMP/watch.out" "$TMP/watch.err")"
+fi
+# a reader that stops (| head) ends the watch quietly
+timeout 30 "$CTL" get nodes -o json -w --interval 200ms 2>"$TMP/err" | head -n 2 >"$TMP/head.out"
+st=("${PIPESTATUS[@]}")
+if [ "${st[0]}" = 0 ] && [ "$(wc -l <"$TMP/head.out")" = 2 ] && [ ! -s "$TMP/err" ]; then
+  ok "--watch -o json | head: one object per line, then a quiet exit 0 (EPIPE)"
+else
+  not_ok "--watch -o json | head: one object per line, then a quiet exit 0 (EPIPE)" "exit ${st[0]}" "$(cat "$TMP/head.out" "$TMP/err")"
+fi
 
 ctl drain nosuch
 expect "drain of an unknown node exits 1 with NOT_FOUND" 1 '' '^batonctl: drain: NOT_FOUND: .*nosuch'
@@ -93,7 +198,7 @@ expect "--json cancel prints found=false" 1 '^\{"found":false\}$' ''
 ctl requests
 expect "requests on an idle cluster prints only the header" 0 '^ID +PHASE' ''
 ctl --json requests --node x --limit 5
-expect "--json requests with --node and --limit" 0 '^\{"requests":\[\]\}$' ''
+expect "--json requests with --node and --limit" 0 '^\{"requests":\[\],"now_unix_ms":[1-9][0-9]*\}$' ''
 
 ctl cache-stats
 expect "cache-stats: UNIMPLEMENTED is explained, exit 1" 1 '' \
@@ -113,29 +218,136 @@ expect "an unknown command is bad usage" 2 '' "unknown command 'frobnicate'"
 ctl --timeout 5x nodes
 expect "a bad duration is bad usage" 2 '' 'timeout'
 
-if [ -x "$PREFILL" ]; then
-  "$PREFILL" --role prefill --node-id ctl-p0 --router "$BATON_ROUTER" --model "$TMP/model" \
-    --grpc-port 0 --http-port 0 >"$TMP/prefill.out" 2>"$TMP/prefill.log" &
-  PIDS+=("$!")
-  seen=0
-  for i in $(seq 1 100); do
-    ctl nodes
-    if grep -q '^ctl-p0 ' <<<"$out"; then seen=1; break; fi
+# wait_rows PATTERN...: until `get nodes` has a row for each, within 20 s
+wait_rows() {
+  local i p all
+  for i in $(seq 1 200); do
+    ctl get nodes
+    all=1
+    for p in "$@"; do grep -q "^$p " <<<"$out" || all=0; done
+    [ $all = 1 ] && return 0
     sleep 0.1
   done
-  if [ $seen = 1 ]; then
-    ctl drain ctl-p0
-    if [ $rc = 0 ] && grep -Eq '^ctl-p0: (draining|drained)$' <<<"$out"; then
-      ctl undrain ctl-p0
-      expect "a registered node drains and undrains" 0 '^ctl-p0: ready$' ''
-    else
-      not_ok "a registered node drains and undrains" "drain: exit $rc: $out $err"
-    fi
+  return 1
+}
+
+N_CLUSTER=24
+if [ -x "$PREFILL" ] && [ -x "$DECODE" ] && [ -x "$KVSTORE" ]; then
+  export UCX_TLS=posix,sysv,cma,self
+  "$PREFILL" --role prefill --node-id ctl-p0 --router "$BATON_ROUTER" --model "$TMP/model" \
+    --threads 1 --grpc-port 0 --http-port 0 >"$TMP/prefill.out" 2>"$TMP/prefill.log" &
+  PIDS+=("$!")
+  "$DECODE" --node-id ctl-d1 --router "$BATON_ROUTER" --model "$TMP/model" --threads 1 \
+    --kv-blocks 512 --grpc-port 0 --http-port 0 >"$TMP/decode.out" 2>"$TMP/decode.log" &
+  PIDS+=("$!")
+  # BATON_THREADS=0 means "all cores" for the kvstore too (it was refused)
+  BATON_THREADS=0 "$KVSTORE" --grpc-port 0 --http-port 0 --dram-bytes 16M \
+    --node-id ctl-kv --router "$BATON_ROUTER" >"$TMP/kv.out" 2>"$TMP/kv.log" &
+  KVPID=$!
+  PIDS+=("$KVPID")
+  if wait_rows ctl-p0 ctl-d1 ctl-kv; then
+    ok "a prefill, a decode and a kvstore started with BATON_THREADS=0 register"
   else
-    not_ok "a registered node drains and undrains" "ctl-p0 never listed: $(tail -5 "$TMP/prefill.log")"
+    not_ok "a prefill, a decode and a kvstore started with BATON_THREADS=0 register" "$out" \
+      "$(tail -3 "$TMP/prefill.log" "$TMP/decode.log" "$TMP/kv.log")"
   fi
+  cores=$(nproc); [ "$cores" -gt 64 ] && cores=64
+  grep -q ", $cores io threads," "$TMP/kv.log" && ok "kvstore: BATON_THREADS=0 gives one io thread per core ($cores)" \
+    || not_ok "kvstore: BATON_THREADS=0 gives one io thread per core ($cores)" "$(grep -m1 'io threads' "$TMP/kv.log")"
+
+  ctl get nodes
+  expect "node rows carry their age and heartbeat age" 0 '^ctl-d1 +decode +ready +512/512 +0 +0 +[0-9]+s +[0-9]+s +ipv4:' ''
+  ctl get node ctl-p0 -o json
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); n=d["nodes"]; sys.exit(0 if len(n)==1 and n[0]["node_id"]=="ctl-p0" and n[0]["registered_unix_ms"]>0 and n[0]["last_heartbeat_unix_ms"]>=n[0]["registered_unix_ms"] and abs(d["now_unix_ms"]-n[0]["last_heartbeat_unix_ms"])<60000 else 1)' "$out" \
+    && ok "get node NAME -o json: that node, with registered and heartbeat times" \
+    || not_ok "get node NAME -o json: that node, with registered and heartbeat times" "$out"
+  ctl get nodes --role kvstore
+  expect "get nodes --role kvstore lists the kvstore" 0 '^ctl-kv +kvstore ' ''
+  "$CTL" get nodes -o yaml >"$TMP/n.yaml" 2>"$TMP/err"
+  "$CTL" get nodes -o json >"$TMP/n.json" 2>>"$TMP/err"
+  if yaml_equals_json "$TMP/n.yaml" "$TMP/n.json"; then ok "-o yaml reads back as the -o json answer"
+  else not_ok "-o yaml reads back as the -o json answer" "$(cat "$TMP/n.yaml" "$TMP/err")"; fi
+  ctl describe node ctl-d1
+  if [ $rc = 0 ] && grep -q '^Name: *ctl-d1$' <<<"$out" && grep -q '^Role: *decode$' <<<"$out" &&
+     grep -Eq '^Registered: *20[0-9-]+T[0-9:]+Z \([0-9]+s ago\)$' <<<"$out" &&
+     grep -Eq '^Last heartbeat: *20.*ago\)$' <<<"$out" && grep -q '^Leases: *0$' <<<"$out"; then
+    ok "describe node: name, role, registered and heartbeat times, leases"
+  else
+    not_ok "describe node: name, role, registered and heartbeat times, leases" "exit $rc" "$out" "$err"
+  fi
+  ctl -o json describe node ctl-d1
+  expect "describe -o json gathers node, requests, leases, transfers" 0 '^\{"node":\{"node_id":"ctl-d1".*"requests":\[\],"leases":\{"leases":\[\].*"transfers":\[' ''
+  ctl version
+  expect "version lists every node" 0 'ctl-d1' ''
+  ctl forget ctl-p0
+  expect "forget of a live node is refused (FAILED_PRECONDITION)" 1 '' 'FAILED_PRECONDITION: node ctl-p0 is not lost'
+
+  # a long streamed completion keeps ctl-d1 busy for a while
+  HPORT=$(sed -n 's/.*http_port=\([0-9]*\).*/\1/p' "$TMP/router.out")
+  curl -s -N -m 120 "http://127.0.0.1:$HPORT/v1/completions" -H 'content-type: application/json' \
+    -d '{"model":"model","prompt":"hello world","max_tokens":1500,"temperature":0,"ignore_eos":true,"stream":true}' \
+    >"$TMP/long.out" 2>&1 &
+  CURL=$!
+  PIDS+=("$CURL")
+  rid=""
+  for i in $(seq 1 300); do
+    ctl get requests
+    rid=$(awk 'NR == 2 && $4 == "ctl-p0" && $5 == "ctl-d1" { print $1 }' <<<"$out")
+    [ -n "$rid" ] && break
+    kill -0 "$CURL" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -n "$rid" ]; then
+    ok "get requests shows the request on ctl-p0 -> ctl-d1"
+    ctl drain ctl-d1 --wait --timeout 300ms --interval 200ms
+    if [ $rc = 4 ] && grep -q 'timed out' <<<"$err" && grep -q '^ctl-d1: draining, 1 request' <<<"$out"; then
+      ok "drain --wait --timeout: exit 4 while the node still holds a request"
+    elif ! kill -0 "$CURL" 2>/dev/null; then
+      skip "the request ended before drain --wait --timeout 300ms could time out"
+    else
+      not_ok "drain --wait --timeout: exit 4 while the node still holds a request" "exit $rc" "$out" "$err"
+    fi
+    ctl get requests -o wide
+    expect "get requests -o wide: age, tenant and start time" 0 "^$rid +[a-z]+ +model +ctl-p0 +ctl-d1 +[0-9]+ +[0-9]+ +[0-9]+s +[^ ]+ +20[0-9-]+T[0-9:]+Z " ''
+    ctl get leases
+    expect "get leases: the request holds ctl-d1" 0 "^ctl-d1 +$rid " ''
+    ctl describe request "$rid"
+    if [ $rc = 0 ] && grep -q "^ID: *$rid$" <<<"$out" && grep -q '^Decode node: *ctl-d1$' <<<"$out" &&
+       grep -Eq '^Started: *20.*ago\)$' <<<"$out"; then
+      ok "describe request: id, decode node, start time"
+    else
+      not_ok "describe request: id, decode node, start time" "exit $rc" "$out" "$err"
+    fi
+    ctl describe node ctl-d1
+    expect "describe node lists its request" 0 "^  $rid +[a-z]+ +decode " ''
+    ctl drain ctl-d1 --wait --timeout 100s --interval 200ms
+    if [ $rc = 0 ] && [ "$(tail -n 1 <<<"$out")" = "ctl-d1: drained" ] && ! kill -0 "$CURL" 2>/dev/null; then
+      ok "drain --wait returns 0 once the request finished"
+    else
+      not_ok "drain --wait returns 0 once the request finished" "exit $rc" "$out" "$err"
+    fi
+    wait "$CURL" 2>/dev/null
+    grep -q '"finish_reason":"length"' "$TMP/long.out" && ok "the drained node finished the stream" \
+      || not_ok "the drained node finished the stream" "$(tail -c 300 "$TMP/long.out")"
+    ctl undrain ctl-d1
+    expect "undrain after drain --wait" 0 '^ctl-d1: ready$' ''
+  else
+    not_ok "get requests shows the request on ctl-p0 -> ctl-d1" "$out" "$(tail -c 300 "$TMP/long.out")"
+    for i in 1 2 3 4 5 6 7 8; do skip "no request in flight"; done
+  fi
+  ctl drain ctl-p0 --wait --timeout 30s --interval 200ms
+  expect "drain --wait of an idle node returns at once" 0 '^ctl-p0: drained$' ''
+  ctl undrain ctl-p0
+  expect "a registered node drains and undrains" 0 '^ctl-p0: ready$' ''
+  ctl -o yaml drain ctl-p0
+  expect "drain -o yaml prints the answer" 0 '^state: "NODE_STATE_(DRAINING|DRAINED)"$' ''
+  ctl undrain ctl-p0 -o json
+  expect "undrain -o json prints the answer" 0 '^\{"state":"NODE_STATE_READY"\}$' ''
+  ctl drain ctl-kv
+  expect "drain of a kvstore is refused" 1 '' 'kvstore'
+  kill -TERM "$KVPID"
 else
-  skip "baton-prefill is not built yet: node drain/undrain not tested"
+  for i in $(seq 1 $N_CLUSTER); do skip "baton-prefill, baton-decode or baton-kvstore is not built"; done
 fi
 
 # SIGTERM: the router drains and exits; batonctl then fails fast
@@ -149,10 +361,14 @@ fi
 start=$(date +%s%N)
 ctl --timeout 3s nodes
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
-if [ $rc = 1 ] && grep -Eq '^batonctl: nodes: UNAVAILABLE:' <<<"$err" && [ $ms -lt 4000 ]; then
-  ok "nodes fails with UNAVAILABLE after the router left (${ms} ms)"
+if [ $rc = 3 ] && grep -Eq '^batonctl: nodes: UNAVAILABLE:' <<<"$err" && [ $ms -lt 4000 ]; then
+  ok "nodes fails with UNAVAILABLE, exit 3 (not reachable), after the router left (${ms} ms)"
 else
-  not_ok "nodes fails with UNAVAILABLE after the router left" "exit $rc after $ms ms: $err"
+  not_ok "nodes fails with UNAVAILABLE, exit 3 (not reachable), after the router left" "exit $rc after $ms ms: $err"
 fi
+ctl drain x --wait --timeout 2s
+expect "drain --wait with the router gone: exit 3" 3 '' 'UNAVAILABLE'
+ctl version
+expect "version with the router gone still prints the client's, exit 3" 3 '^Client version: ' 'UNAVAILABLE'
 
 [ $failed = 0 ]

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -33,7 +34,7 @@ static void test_empty_list_is_present(void **state)
     Baton__V1__ListNodesResponse r = BATON__V1__LIST_NODES_RESPONSE__INIT;
 
     (void)state;
-    expect_json(&r.base, "{\"nodes\":[]}");
+    expect_json(&r.base, "{\"nodes\":[],\"now_unix_ms\":0}");
 }
 
 static void test_node_enums_by_name(void **state)
@@ -61,7 +62,8 @@ static void test_node_enums_by_name(void **state)
                 "\"state\":\"NODE_STATE_DRAINING\",\"total_blocks\":4096,"
                 "\"free_blocks\":17,\"running_sequences\":3,"
                 "\"queued_prefill_tokens\":5000000000,\"registered_unix_ms\":0,"
-                "\"last_heartbeat_unix_ms\":0,\"version\":\"0.1.0\"}]}");
+                "\"last_heartbeat_unix_ms\":0,\"version\":\"0.1.0\"}],"
+                "\"now_unix_ms\":0}");
 }
 
 static void test_unknown_enum_value_is_a_number(void **state)
@@ -170,6 +172,75 @@ static void test_oneof_only_the_chosen_member(void **state)
     json_decref(obj);
 }
 
+/* ---- YAML (cli/ctl_yaml.c) ---- */
+
+static void expect_yaml(const char *json_text, const char *want)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(json_text, JSON_DECODE_ANY, &jerr);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    assert_non_null(v);
+    f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_equal(ctl_yaml_write(f, v), 0);
+    fclose(f);
+    assert_string_equal(buf, want);
+    free(buf);
+    json_decref(v);
+}
+
+static void test_yaml_block_style(void **state)
+{
+    (void)state;
+    expect_yaml("{\"nodes\":[{\"node_id\":\"d0\",\"free\":17,\"ok\":true},"
+                "{\"node_id\":\"d1\",\"tags\":[]}],\"hit_rate\":0.5,"
+                "\"plan\":{\"layers\":[[1,2],[3]]},\"empty\":{},\"none\":null}",
+                "nodes:\n"
+                "  - node_id: \"d0\"\n"
+                "    free: 17\n"
+                "    ok: true\n"
+                "  - node_id: \"d1\"\n"
+                "    tags: []\n"
+                "hit_rate: 0.5\n"
+                "plan:\n"
+                "  layers:\n"
+                "    - - 1\n"
+                "      - 2\n"
+                "    - - 3\n"
+                "empty: {}\n"
+                "none: null\n");
+}
+
+/* Strings YAML would otherwise read as something else, or break on: all
+ * double-quoted with JSON's escapes; an odd key is quoted too. */
+static void test_yaml_strings_are_quoted(void **state)
+{
+    (void)state;
+    expect_yaml("{\"a\":\"yes\",\"b\":\"null\",\"c\":\"1e3\",\"d\":\"key: value # x\","
+                "\"e\":\"- item\",\"f\":\"line\\nbreak \\\"q\\\" \\\\\",\"g\":\"\","
+                "\"h\":\"\\u0001\",\"odd key: x\":1}",
+                "a: \"yes\"\n"
+                "b: \"null\"\n"
+                "c: \"1e3\"\n"
+                "d: \"key: value # x\"\n"
+                "e: \"- item\"\n"
+                "f: \"line\\nbreak \\\"q\\\" \\\\\"\n"
+                "g: \"\"\n"
+                "h: \"\\u0001\"\n"
+                "\"odd key: x\": 1\n");
+}
+
+static void test_yaml_scalars_alone(void **state)
+{
+    (void)state;
+    expect_yaml("{}", "{}\n");
+    expect_yaml("[]", "[]\n");
+    expect_yaml("\"x\"", "\"x\"\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +251,9 @@ int main(void)
         cmocka_unit_test(test_absent_message_is_null),
         cmocka_unit_test(test_bytes_as_hex),
         cmocka_unit_test(test_oneof_only_the_chosen_member),
+        cmocka_unit_test(test_yaml_block_style),
+        cmocka_unit_test(test_yaml_strings_are_quoted),
+        cmocka_unit_test(test_yaml_scalars_alone),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
