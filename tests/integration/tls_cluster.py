@@ -221,11 +221,12 @@ def main():
         "batonctl takes the certificates from BATON_TLS_*", out.stdout, out.stderr)
     out = run([ctl_bin, "nodes", "--router", target, "--tls-ca", c("ca.pem"),
                "--timeout", "3s"], env=env)
-    tap(out.returncode == 1 and "UNAVAILABLE" in out.stderr,
-        "batonctl without a client certificate: exit 1, UNAVAILABLE", out.stderr)
+    tap(out.returncode == 3 and "UNAVAILABLE" in out.stderr,
+        "batonctl without a client certificate: exit 3 (not reachable), UNAVAILABLE",
+        out.stderr)
     out = run([ctl_bin, "nodes", "--router", target, "--timeout", "3s"], env=env)
-    tap(out.returncode == 1 and "UNAVAILABLE" in out.stderr,
-        "batonctl in plaintext: exit 1, UNAVAILABLE", out.stderr)
+    tap(out.returncode == 3 and "UNAVAILABLE" in out.stderr,
+        "batonctl in plaintext: exit 3 (not reachable), UNAVAILABLE", out.stderr)
     out = run([ctl_bin, "nodes", "--router", target, "--tls-cert", c("client.pem")], env=env)
     tap(out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and
         "--tls-cert and --tls-key go together" in out.stderr,
