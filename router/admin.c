@@ -27,25 +27,9 @@ static uint64_t bt_admin_wall(uint64_t mono_ms, uint64_t now_mono, uint64_t now_
     return now_wall - (now_mono - mono_ms);
 }
 
-/* What the registry does not keep yet (issue 18): the version from the
- * node's hello, and nodes whose heartbeats stopped (LOST until forgotten).
- * Until it does, every listed node is live and its version unknown. */
-static const char *bt_admin_node_version(const bt_node_t *n)
-{
-    (void)n;
-    return "";
-}
-
-static bool bt_admin_node_lost(const bt_node_t *n)
-{
-    (void)n;
-    return false;
-}
-
 static Baton__V1__NodeState bt_admin_state(const bt_node_t *n)
 {
-    return bt_admin_node_lost(n) ? BATON__V1__NODE_STATE__NODE_STATE_LOST :
-           n->load.drained ? BATON__V1__NODE_STATE__NODE_STATE_DRAINED :
+    return n->load.drained ? BATON__V1__NODE_STATE__NODE_STATE_DRAINED :
            n->load.draining ? BATON__V1__NODE_STATE__NODE_STATE_DRAINING :
            BATON__V1__NODE_STATE__NODE_STATE_READY;
 }
@@ -56,8 +40,10 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
     bt_router_t *r = arg;
     const Baton__V1__ListNodesRequest *in = (const Baton__V1__ListNodesRequest *)msg;
     Baton__V1__ListNodesResponse out = BATON__V1__LIST_NODES_RESPONSE__INIT;
-    Baton__V1__NodeInfo *infos = calloc(BT_ROUTER_MAX_NODES, sizeof(*infos));
-    Baton__V1__NodeInfo **list = calloc(BT_ROUTER_MAX_NODES, sizeof(*list));
+    const size_t max = BT_ROUTER_MAX_NODES + BT_REGISTRY_MAX_LOST;
+    Baton__V1__NodeInfo *infos = calloc(max, sizeof(*infos));
+    Baton__V1__NodeInfo **list = calloc(max, sizeof(*list));
+    const bt_node_lost_t *lost;
     uint64_t now_mono = bt_now_ms(), now_wall = bt_wall_ms();
     unsigned i;
 
@@ -86,7 +72,26 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         ni->queued_prefill_tokens = n->load.queued_prefill_tokens;
         ni->registered_unix_ms = bt_admin_wall(n->registered_ms, now_mono, now_wall);
         ni->last_heartbeat_unix_ms = bt_admin_wall(n->last_seen_ms, now_mono, now_wall);
-        ni->version = (char *)bt_admin_node_version(n);
+        ni->version = n->version;
+        list[out.n_nodes++] = ni;
+    }
+    /* LOST nodes until they register again or are forgotten */
+    for (size_t k = 0; (lost = bt_registry_lost(r->registry, k)) != NULL; k++) {
+        Baton__V1__NodeInfo *ni = &infos[out.n_nodes];
+
+        if (in->role != 0 && !((unsigned)lost->role & (unsigned)in->role)) {
+            continue;
+        }
+        baton__v1__node_info__init(ni);
+        ni->node_id = (char *)lost->id;
+        ni->role = (Baton__V1__NodeRole)lost->role;
+        ni->model = (char *)lost->model;
+        ni->grpc_address = (char *)lost->grpc_address;
+        ni->state = BATON__V1__NODE_STATE__NODE_STATE_LOST;
+        ni->total_blocks = lost->total_blocks;
+        ni->registered_unix_ms = bt_admin_wall(lost->registered_ms, now_mono, now_wall);
+        ni->last_heartbeat_unix_ms = bt_admin_wall(lost->last_seen_ms, now_mono, now_wall);
+        ni->version = (char *)lost->version;
         list[out.n_nodes++] = ni;
     }
     out.nodes = list;
@@ -249,7 +254,10 @@ static void bt_admin_collect(void *arg, const bt_rreq_info_t *info)
     ri = &c->infos[c->n];
     baton__v1__request_info__init(ri);
     ri->request_id = (char *)info->id;
-    ri->tenant = (char *)"";
+    ri->tenant = (char *)(info->tenant ? info->tenant : "");
+    ri->lease_id = info->lease_id;
+    ri->lease_blocks = info->lease_blocks;
+    ri->lease_expiry_unix_ms = info->lease_expiry_unix_ms;
     ri->model = (char *)c->model;
     ri->prefill_node = (char *)info->prefill_node;
     ri->decode_node = (char *)info->decode_node;
@@ -379,12 +387,9 @@ static void bt_admin_forget(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     bt_router_t *r = arg;
     const Baton__V1__ForgetRequest *in = (const Baton__V1__ForgetRequest *)msg;
     Baton__V1__ForgetResponse out = BATON__V1__FORGET_RESPONSE__INIT;
-    bt_node_t *n = bt_admin_node(r, call, in->node_id);
+    bt_node_t *n = in->node_id ? bt_registry_find(r->registry, in->node_id) : NULL;
 
-    if (n == NULL) {
-        return;
-    }
-    if (!bt_admin_node_lost(n)) {
+    if (n != NULL) {
         char why[BT_NODE_ID_MAX + 96];
 
         snprintf(why, sizeof(why), "node %s is not lost: it leaves by itself "
@@ -392,8 +397,12 @@ static void bt_admin_forget(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         bt_rpc_call_fail_code(call, BT_RPC_FAILED_PRECONDITION, why);
         return;
     }
-    bt_info("admin: forgetting lost node %s", n->id);
-    bt_registry_remove(r->registry, n);
+    if (in->node_id == NULL || !bt_registry_forget(r->registry, in->node_id)) {
+        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND, "no node '%s'",
+                         in->node_id ? in->node_id : "");
+        return;
+    }
+    bt_info("admin: forgot lost node %s", in->node_id);
     bt_rpc_call_reply(call, &out.base);
 }
 

@@ -8,6 +8,8 @@
 
 struct bt_registry {
     bt_node_t          nodes[BT_ROUTER_MAX_NODES];
+    bt_node_lost_t     lost[BT_REGISTRY_MAX_LOST];   /* oldest first */
+    size_t             n_lost;
     bt_prefix_index_t *index;
     uint64_t           heartbeat_timeout_ms;
     uint64_t           store_mask[BT_PREFIX_WORDS]; /* kvstore slots */
@@ -106,6 +108,7 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
         return BT_ERR_INVALID_ARG;
     }
 
+    bt_registry_forget(reg, hello->id);   /* back from LOST */
     old = bt_registry_find(reg, hello->id);
     if (old != NULL) {
         bt_info("node %s registered again: replacing its old entry", hello->id);
@@ -144,6 +147,8 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
     node->max_batch = hello->max_batch;
     node->max_prefill_tokens = hello->max_prefill_tokens;
     node->kv_dtype = hello->kv_dtype;
+    snprintf(node->version, sizeof(node->version), "%s",
+             hello->version != NULL ? hello->version : "");
     node->load.free_blocks = hello->total_blocks;
     node->registered_ms = now_ms;
     node->last_seen_ms = now_ms;
@@ -243,6 +248,45 @@ void bt_registry_kv_cleared(bt_registry_t *reg, bt_node_t *node)
     bt_prefix_index_remove_node(reg->index, node->slot);
 }
 
+static void bt_registry_keep_lost(bt_registry_t *reg, const bt_node_t *node)
+{
+    bt_node_lost_t *l;
+
+    bt_registry_forget(reg, node->id);
+    if (reg->n_lost == BT_REGISTRY_MAX_LOST) {
+        memmove(&reg->lost[0], &reg->lost[1], (reg->n_lost - 1) * sizeof(reg->lost[0]));
+        reg->n_lost--;
+    }
+    l = &reg->lost[reg->n_lost++];
+    memset(l, 0, sizeof(*l));
+    snprintf(l->id, sizeof(l->id), "%s", node->id);
+    snprintf(l->model, sizeof(l->model), "%s", node->model);
+    snprintf(l->grpc_address, sizeof(l->grpc_address), "%s", node->grpc_address);
+    snprintf(l->version, sizeof(l->version), "%s", node->version);
+    l->role = node->role;
+    l->total_blocks = node->total_blocks;
+    l->registered_ms = node->registered_ms;
+    l->last_seen_ms = node->last_seen_ms;
+}
+
+const bt_node_lost_t *bt_registry_lost(const bt_registry_t *reg, size_t i)
+{
+    return i < reg->n_lost ? &reg->lost[i] : NULL;
+}
+
+bool bt_registry_forget(bt_registry_t *reg, const char *id)
+{
+    for (size_t i = 0; i < reg->n_lost; i++) {
+        if (strcmp(reg->lost[i].id, id) == 0) {
+            memmove(&reg->lost[i], &reg->lost[i + 1],
+                    (reg->n_lost - i - 1) * sizeof(reg->lost[0]));
+            reg->n_lost--;
+            return true;
+        }
+    }
+    return false;
+}
+
 size_t bt_registry_expire(bt_registry_t *reg, uint64_t now_ms,
                           void (*expired)(bt_node_t *node, void *arg),
                           void *arg)
@@ -262,6 +306,7 @@ size_t bt_registry_expire(bt_registry_t *reg, uint64_t now_ms,
         if (expired != NULL) {
             expired(node, arg);
         }
+        bt_registry_keep_lost(reg, node);
         bt_registry_remove(reg, node);
         n++;
     }

@@ -17,6 +17,9 @@
 #define BT_NODE_MODEL_MAX 128
 #define BT_NODE_ADDR_MAX  256
 #define BT_NODE_UCX_MAX   4096
+#define BT_NODE_VERSION_MAX 64
+/* Nodes that stopped heartbeating, kept for operators (LOST). */
+#define BT_REGISTRY_MAX_LOST 64
 
 typedef enum {
     BT_NODE_ROLE_PREFILL = 1,
@@ -59,6 +62,7 @@ typedef struct {
     uint32_t       max_batch;
     uint32_t       max_prefill_tokens;
     uint32_t       kv_dtype;                  /* baton.v1.KvDtype */
+    char           version[BT_NODE_VERSION_MAX + 1];
     bt_node_load_t load;                      /* as last reported */
     uint32_t       assigned;                  /* requests the router has in flight on it */
     uint64_t       assigned_prefill_tokens;   /* not yet reflected in a report */
@@ -99,7 +103,21 @@ typedef struct {
     uint32_t       max_batch;
     uint32_t       max_prefill_tokens;
     uint32_t       kv_dtype;                  /* baton.v1.KvDtype */
+    const char    *version;                   /* the daemon's; NULL: unknown */
 } bt_node_hello_t;
+
+/* A node that missed its heartbeats: gone from selection and counts, kept
+ * here until it registers again or an operator forgets it. */
+typedef struct {
+    char           id[BT_NODE_ID_MAX + 1];
+    bt_node_role_t role;
+    char           model[BT_NODE_MODEL_MAX + 1];
+    char           grpc_address[BT_NODE_ADDR_MAX + 1];
+    char           version[BT_NODE_VERSION_MAX + 1];
+    uint32_t       total_blocks;
+    uint64_t       registered_ms;
+    uint64_t       last_seen_ms;
+} bt_node_lost_t;
 
 /* Registers (or re-registers: an id seen again replaces its old entry,
  * e.g. after a node restart) a node. BT_ERR_INVALID_ARG with a message for
@@ -129,13 +147,19 @@ void bt_registry_kv_removed(bt_registry_t *reg, bt_node_t *node,
 void bt_registry_kv_cleared(bt_registry_t *reg, bt_node_t *node);
 
 /* Nodes whose last heartbeat is older than the timeout: calls `expired`
- * for each (which must not touch other nodes), then removes them.
- * Returns how many. */
+ * for each (which must not touch other nodes), then removes them and
+ * keeps each as LOST (the oldest lost one makes room when the list is
+ * full). Returns how many. */
 size_t bt_registry_expire(bt_registry_t *reg, uint64_t now_ms,
                           void (*expired)(bt_node_t *node, void *arg),
                           void *arg);
 
 bt_node_t *bt_registry_find(bt_registry_t *reg, const char *id);
+
+/* The i-th LOST node (0, 1, ...); NULL past the last. */
+const bt_node_lost_t *bt_registry_lost(const bt_registry_t *reg, size_t i);
+/* Drops a LOST node; false when none has that id. */
+bool bt_registry_forget(bt_registry_t *reg, const char *id);
 /* Iteration: slots 0 .. BT_ROUTER_MAX_NODES-1, skipping dead ones. */
 bt_node_t *bt_registry_slot(bt_registry_t *reg, unsigned slot);
 size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,

@@ -456,7 +456,6 @@ static void bt_rreq_renew_done(void *arg, const bt_rpc_result_t *result,
     bt_rreq_t *req = cb->req;
     bool current = cb->seq == req->renew_seq;
 
-    (void)resp;
     free(cb);
     req->pending_cbs--;
     if (current) {
@@ -468,6 +467,10 @@ static void bt_rreq_renew_done(void *arg, const bt_rpc_result_t *result,
     }
     switch (result->code) {
     case BT_RPC_OK:
+        if (resp != NULL && req->resv != NULL) {   /* for ListRequests */
+            req->resv->expiry_unix_ms =
+                ((const Baton__V1__RenewLeaseResponse *)resp)->expiry_unix_ms;
+        }
         BT_LOG_REQ(DEBUG, req->id, "lease %llu on %s renewed",
                    (unsigned long long)req->resv->lease_id, req->d_id);
         return;
@@ -1473,6 +1476,10 @@ void bt_router_requests_foreach(bt_router_t *r,
         info.prompt_tokens = (uint32_t)req->n_prompt;
         info.generated_tokens = (uint32_t)req->n_gen;
         info.age_ms = (now - req->created_ns) / 1000000u;
+        info.tenant = req->tenant;
+        info.lease_id = req->resv != NULL ? req->resv->lease_id : 0;
+        info.lease_blocks = req->resv != NULL ? (uint32_t)req->resv->n_block_ids : 0;
+        info.lease_expiry_unix_ms = req->resv != NULL ? req->resv->expiry_unix_ms : 0;
         cb(arg, &info);
     }
 }

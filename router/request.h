@@ -115,6 +115,10 @@ typedef struct {
     uint32_t    prompt_tokens;
     uint32_t    generated_tokens;
     uint64_t    age_ms;
+    const char *tenant;
+    uint64_t    lease_id;              /* 0: no lease held now */
+    uint32_t    lease_blocks;
+    uint64_t    lease_expiry_unix_ms;
 } bt_rreq_info_t;
 void bt_router_requests_foreach(bt_router_t *r,
                                 void (*cb)(void *arg, const bt_rreq_info_t *info),

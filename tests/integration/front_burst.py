@@ -325,6 +325,22 @@ def test_burst():
     nc.finish(tmp)
 
 
+def ctl(rg, *args):
+    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
+                           "ipv4:127.0.0.1:%d" % rg, "--timeout", "5s"] + list(args),
+                          capture_output=True, text=True, timeout=30)
+
+
+def node_states(rg):
+    """{node id: state} from batonctl -o json nodes."""
+    r = ctl(rg, "-o", "json", "nodes")
+    try:
+        return {n["node_id"]: n["state"].replace("NODE_STATE_", "")
+                for n in json.loads(r.stdout).get("nodes", [])}
+    except (ValueError, KeyError):
+        return {"error": r.stdout + r.stderr}
+
+
 def test_hb():
     tmp, model, env = nc.setup("baton-hb-")
     _, rg, rh = router(tmp, model, env, "router",
@@ -353,6 +369,11 @@ def test_hb():
     if victim is not None:
         victim.send_signal(signal.SIGSTOP)
     t.join(130)
+    vid = "da" if victim is da else "db"
+    # operators see the silent node as LOST until it comes back (batonctl)
+    states = node_states(rg)
+    nc.tap(states.get(vid) == "LOST" and states.get("p1") == "READY",
+           "batonctl lists the silent node as LOST (%s)" % states)
     if victim is not None:
         victim.send_signal(signal.SIGCONT)
     st, text = (out[0][0], out[0][1]) if out else (0, "no answer")
@@ -361,6 +382,9 @@ def test_hb():
            "completes (%s %s)" % (st, str(text)[:80]))
     # the stopped node comes back; now stop the other with no spare
     nc.tap(wait_nodes(rh, 1, 2), "the resumed node registers again")
+    states = node_states(rg)
+    nc.tap(states.get(vid) == "READY", "back, it is READY and no longer LOST (%s)"
+           % states)
     other = db if victim is da else da
     victim.send_signal(signal.SIGSTOP)
     out = []
@@ -376,14 +400,24 @@ def test_hb():
         time.sleep(0.01)
     other.send_signal(signal.SIGSTOP)
     t.join(130)
-    other.send_signal(signal.SIGCONT)
-    victim.send_signal(signal.SIGCONT)
     st, text = (out[0][0], out[0][1]) if out else (0, "no answer")
     nc.tap(st >= 500 and "stopped answering heartbeats" in text and
            "CANCELLED" not in text,
            "with no decode node left the error says which node stopped "
            "answering heartbeats (%s %s)" % (st, text[:160]))
+    # a LOST node can be forgotten; a live one cannot
+    states = node_states(rg)
+    r = ctl(rg, "forget", vid)
+    after = node_states(rg)
+    nc.tap(states.get(vid) == "LOST" and r.returncode == 0 and vid not in after,
+           "batonctl forget drops a LOST node (%s -> %s, rc %d)"
+           % (states, after, r.returncode))
+    other.send_signal(signal.SIGCONT)
+    victim.send_signal(signal.SIGCONT)
     nc.tap(wait_nodes(rh, 1, 2), "both nodes register again")
+    r = ctl(rg, "forget", "p1")
+    nc.tap(r.returncode == 1 and "FAILED_PRECONDITION" in r.stderr,
+           "batonctl forget refuses a live node (%d %s)" % (r.returncode, r.stderr.strip()))
     st, text, _, _, ok = complete(rh, prompt(9, 30), 8)
     nc.tap(ok, "the cluster answers normally afterwards (%s %s)"
            % (st, text[:80]))

@@ -70,7 +70,7 @@ typedef struct {
 static bt_node_t *add_node(bt_router_t *r, const char *id, bt_node_role_t role)
 {
     bt_node_hello_t hello = { id, role, "tiny", "ipv4:127.0.0.1:1", NULL, 0,
-                              1000, 16, 8, 512, 3 };
+                              1000, 16, 8, 512, 3, NULL };
     bt_node_t *node = NULL;
     char err[256];
 
