@@ -22,10 +22,10 @@ typedef struct {
 } bench_cfg_t;
 
 static const bt_opt_t opts[] = {
-    {"tokenizer", 't', "BATON_TOKENIZER", NULL,
+    {"tokenizer", 0, "BATON_TOKENIZER", NULL,
      "tokenizer folder (default: $BATON_SHARED_DATA/tokenizers/llama3)",
      BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, tokenizer)},
-    {"size", 's', "-", "12M", "bytes of text to encode", BT_OPT_SIZE, 1024,
+    {"size", 0, "-", "12M", "bytes of text to encode", BT_OPT_SIZE, 1024,
      1024.0 * 1024 * 1024, NULL, offsetof(bench_cfg_t, size)},
     {"loads", 0, "-", "3", "loads to time (the best is reported)",
      BT_OPT_INT, 1, 100, NULL, offsetof(bench_cfg_t, loads)},

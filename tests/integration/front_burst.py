@@ -475,7 +475,7 @@ def test_bench():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     out = subprocess.run([os.path.join(BUILD, "bench/cluster/baton-bench"),
                           "--url", "http://127.0.0.1:%d" % srv.server_port,
-                          "-n", "4", "-c", "2", "-o", "3", "--json", "true",
+                          "--requests", "4", "-c", "2", "--output-tokens", "3", "--json", "true",
                           "--deadline", "30s"],
                          capture_output=True, text=True, timeout=60)
     srv.shutdown()

@@ -55,7 +55,7 @@ static const bt_opt_t gen_opts[] = {
      0, 0, NULL, O(prompt_ids)},
     {"max-tokens", 'n', "-", "16", "tokens to generate", BT_OPT_INT, 1,
      1 << 20, NULL, O(max_tokens)},
-    {"temperature", 't', "-", "0", "0: greedy", BT_OPT_DOUBLE, 0, 100, NULL,
+    {"temperature", 0, "-", "0", "0: greedy", BT_OPT_DOUBLE, 0, 100, NULL,
      O(temperature)},
     {"top-k", 0, "-", "0", "0: off", BT_OPT_INT, 0, 1 << 22, NULL, O(top_k)},
     {"top-p", 0, "-", "1", "1: off", BT_OPT_DOUBLE, 0, 1, NULL, O(top_p)},

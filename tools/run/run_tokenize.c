@@ -23,7 +23,7 @@ typedef struct {
 
 #define O(f) offsetof(tok_cfg_t, f)
 static const bt_opt_t tokenize_opts[] = {
-    {"tokenizer", 't', "BATON_TOKENIZER", NULL,
+    {"tokenizer", 0, "BATON_TOKENIZER", NULL,
      "folder with tokenizer.json (and tokenizer_config.json)", BT_OPT_STRING,
      0, 0, NULL, O(tokenizer)},
     {"bos", 0, "-", "false", "add the BOS/EOS of the post-processor",
@@ -36,7 +36,7 @@ static const bt_opt_t tokenize_opts[] = {
 };
 
 static const bt_opt_t detokenize_opts[] = {
-    {"tokenizer", 't', "BATON_TOKENIZER", NULL,
+    {"tokenizer", 0, "BATON_TOKENIZER", NULL,
      "folder with tokenizer.json (and tokenizer_config.json)", BT_OPT_STRING,
      0, 0, NULL, O(tokenizer)},
     {"skip-special", 0, "-", "false", "leave special tokens out",
