@@ -22,6 +22,7 @@ usage: node_faults.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -180,39 +181,72 @@ def check_fairness(model, env, tmp):
 
 
 def check_kvstore_down(model, env, tmp):
-    """A node with --kvstore at a port where nothing listens: the first
-    prefill may wait for the connect to fail, the next ones must not wait
-    --kvstore-timeout each."""
+    """A prefill node with --kvstore and a store that is stopped (SIGSTOP:
+    its socket still accepts, nothing answers): the first prefill that
+    meets it waits --kvstore-timeout, the next ones skip it at once
+    (counted); once it runs again (SIGCONT) a probe finds it and the node
+    reads from it again."""
     kv_bin = os.path.join(BUILD, "kvstore/baton-kvstore")
     if not os.path.exists(kv_bin):
         nc.tap(True, "# SKIP no baton-kvstore")
         return
-    # a port that refuses: bind, then close
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    disk = os.path.join(tmp, "kv-disk")
+    os.makedirs(disk, exist_ok=True)
+    kv, kg, kh = nc.start("kvstore", [kv_bin, "--grpc-port", "0", "--http-port",
+                                      "0", "--disk-dir", disk, "--dram-bytes",
+                                      "16M"], env, tmp)
+    kv_target = "ipv4:127.0.0.1:%d" % kg
     _, dec, _ = node("d-kv", "decode_node/baton-decode", model, env, tmp,
                      "--kv-blocks", "256")
     _, pre, ph = node("p-kv", "prefill_node/baton-prefill", model, env, tmp,
-                      "--kvstore", "ipv4:127.0.0.1:%d" % port,
-                      "--kvstore-timeout", "2s")
-    times = []
-    for k in range(6):
-        ids = [4091] + [(i * (k + 5) + 3 * k) % 4000 for i in range(1, 70)]
-        t0 = time.time()
-        r = pd(dec, pre, ids, 4, 5000)
-        times.append(time.time() - t0)
-        if r["rc"] != 0:
-            times[-1] = 99
-    nc.tap(all(t < 1.5 for t in times[1:]),
-           "kvstore down: prefills after the first do not wait for it "
-           "(%s s)" % ", ".join("%.2f" % t for t in times))
-    skipped = nc.gauge(ph, "baton_node_kvstore_skipped_total")
-    nc.tap(skipped is not None and skipped >= 4,
-           "the skips are counted (baton_node_kvstore_skipped_total %s)"
-           % skipped)
+                      "--kvstore", kv_target, "--kvstore-timeout", "2s")
+    _, pre2, ph2 = node("p-kv2", "prefill_node/baton-prefill", model, env, tmp,
+                        "--kvstore", kv_target, "--kvstore-timeout", "2s")
+
+    def prompt(k):
+        return [4091] + [(i * (k + 5) + 3 * k) % 4000 for i in range(1, 70)]
+
+    # the store works: p-kv publishes, p-kv2 reads it
+    r = pd(dec, pre, prompt(0), 4, 5000)
+    deadline = time.time() + 10
+    while time.time() < deadline and not nc.gauge(
+            ph, "baton_node_kvstore_published_blocks_total"):
+        time.sleep(0.1)
+    r2 = pd(dec, pre2, prompt(0), 4, 5000)
+    hits = nc.gauge(ph2, "baton_node_kvstore_hit_blocks_total") or 0
+    nc.tap(r["rc"] == 0 and r2["rc"] == 0 and r2["tokens"] == r["tokens"]
+           and hits > 0, "kvstore up: a prompt published by one prefill node "
+           "is read by the other (%s blocks)" % hits)
+    os.kill(kv.pid, signal.SIGSTOP)
+    try:
+        times = []
+        for k in range(1, 7):
+            t0 = time.time()
+            r = pd(dec, pre, prompt(k), 4, 10000)
+            times.append(time.time() - t0 if r["rc"] == 0 else 99)
+        skipped = nc.gauge(ph, "baton_node_kvstore_skipped_total")
+        lost = nc.gauge(ph, "baton_node_kvstore_publish_failed_total")
+    finally:
+        os.kill(kv.pid, signal.SIGCONT)
+    nc.tap(times[0] < 5 and all(t < 1.5 for t in times[1:]),
+           "kvstore stopped: one prefill waits --kvstore-timeout, the next "
+           "ones do not (%s s)" % ", ".join("%.2f" % t for t in times))
+    nc.tap(skipped is not None and skipped >= 4 and lost is not None and
+           lost > 0, "the skips and the lost publishes are counted "
+           "(skipped %s, publish failed %s)" % (skipped, lost))
+    # running again: a probe finds it; p-kv reads what p-kv2 published
+    hits0 = nc.gauge(ph, "baton_node_kvstore_hit_blocks_total") or 0
+    deadline = time.time() + 60
+    back = False
+    k = 100
+    while time.time() < deadline and not back:
+        k += 1
+        pd(dec, pre2, prompt(k), 4, 10000)
+        time.sleep(0.3)   # the publish is after the reply
+        r = pd(dec, pre, prompt(k), 4, 10000)
+        back = (nc.gauge(ph, "baton_node_kvstore_hit_blocks_total") or 0) > hits0
+    nc.tap(back and r["rc"] == 0, "kvstore running again: the node that "
+           "skipped it reads from it again (%d tries)" % (k - 100))
 
 
 def main():
@@ -221,7 +255,7 @@ def main():
     check_fence(model, env, tmp, cancel=False)
     check_fence(model, env, tmp, cancel=True)
     check_fairness(model, env, tmp)
-    # check_kvstore_down(model, env, tmp)
+    check_kvstore_down(model, env, tmp)
     nc.finish(tmp)
 
 
