@@ -12,6 +12,7 @@ scheduler's fairness):
     that needs the whole pool gets the blocks only once the writer is done
     and its tokens are baton-run's bit for bit; the same with the writer
     cancelled (as the router does), which then sends a fence;
+  - --role both: renewal, and an expiry racing its own slow prefill;
   - fairness: with more sequences than --max-batch, the oldest finish
     first and every one gets baton-run's tokens;
   - a stopped kvstore: after the first miss, prefills no longer wait
@@ -57,7 +58,7 @@ def pd(dec, pre, ids, n, lease_ms, *args, wait=True):
 def parse(text, rc):
     r = {"rc": rc, "text": text}
     for key in ("reserved", "renewed", "decode-end", "prefill-end", "probe",
-                "probe-after"):
+                "probe-after", "probe-admitted"):
         m = re.search(r"^%s: (.*)$" % key, text, re.M)
         r[key] = m.group(1) if m else None
     m = re.search(r"^tokens:([0-9 ]*)$", text, re.M)
@@ -87,6 +88,8 @@ def check_renewal(model, env, tmp):
     nc.tap(r["probe"] == "5 5" and r["probe-after"] == "5",
            "RenewLease: wrong lease id, wrong request id, ended lease -> "
            "NOT_FOUND (%s, after %s)" % (r["probe"], r["probe-after"]))
+    nc.tap(r["probe-admitted"] == "0 0", "RenewLease once the KV arrived: "
+           "OK, expiry 0 (%s)" % r["probe-admitted"])
     r = pd(dec, pre, ids, 24, 300, "--wait", 1500)
     nc.tap(code(r["decode-end"]) == 4 and r["prefill-end"] is None,
            "the same without renewals: DEADLINE_EXCEEDED (%s)"
@@ -145,6 +148,42 @@ def check_fence(model, env, tmp, cancel):
            "%s: the pool is whole again" % tag)
 
 
+def check_both(model, env, tmp):
+    """--role both: RenewLease there too; a lease that expires while the
+    node's own slow prefill still copies into it: the copies stop, the
+    prefill fails, its blocks come back on its (direct) fence and the next
+    request on them equals baton-run."""
+    slow_env = dict(env, BATON_TEST_LAYER_DELAY_MS="100")
+    # 69 blocks per request, + its own prefill sequence's 7, + room
+    _, both, bh = node("both", "prefill_node/baton-prefill", model, slow_env,
+                       tmp, "--role", "both", "--kv-blocks", "80")
+    ids = [4091] + [(i * 29 + 3) % 4000 for i in range(1, 40)]
+    ref = nc.run_ref(model, ids, 24)
+    r = pd(both, both, ids, 24, 300, "--wait", 1200, "--renew", 100)
+    nc.tap(r["rc"] == 0 and int(r["renewed"] or 0) >= 5 and r["tokens"] == ref,
+           "--role both: a 300 ms lease renewed for 1.2 s completes, tokens "
+           "equal baton-run (renewed %s)" % r["renewed"], r["text"])
+    a_ids = [4091] + [(i * 13 + 7) % 4000 for i in range(1, 100)]
+    b_ids = [4091] + [(i * 31 + 1) % 4000 for i in range(1, 100)]
+    ref = nc.run_ref(model, b_ids, 1000)
+    a = pd(both, both, a_ids, 1000, 30, wait=False)
+    line = a.stdout.readline()
+    while line and not line.startswith("decode-end:"):
+        line = a.stdout.readline()
+    b = pd(both, both, b_ids, 1000, 5000, "--retry-s", 30)
+    try:
+        rest = a.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        rest = ""
+    ra = parse(line + rest, a.returncode)
+    nc.tap(code(ra["decode-end"]) == 4 and code(ra["prefill-end"]) == 10 and
+           b["rc"] == 0 and b["tokens"] == ref and
+           nc.gauge(bh, "baton_node_lease_fence_timeouts_total") == 0,
+           "--role both: the expired lease's prefill stops (%s), the next "
+           "request on its blocks equals baton-run" % ra["prefill-end"],
+           ra["text"], b["text"][-300:])
+
+
 def check_fairness(model, env, tmp):
     """4 sequences of equal length on --max-batch 2, started in order: the
     first two finish before the last two (none starves)."""
@@ -198,8 +237,9 @@ def check_kvstore_down(model, env, tmp):
     kv_target = "ipv4:127.0.0.1:%d" % kg
     _, dec, _ = node("d-kv", "decode_node/baton-decode", model, env, tmp,
                      "--kv-blocks", "256")
+    # 4 s: far above a prefill's own time on a loaded machine
     _, pre, ph = node("p-kv", "prefill_node/baton-prefill", model, env, tmp,
-                      "--kvstore", kv_target, "--kvstore-timeout", "2s")
+                      "--kvstore", kv_target, "--kvstore-timeout", "4s")
     _, pre2, ph2 = node("p-kv2", "prefill_node/baton-prefill", model, env, tmp,
                         "--kvstore", kv_target, "--kvstore-timeout", "2s")
 
@@ -228,7 +268,7 @@ def check_kvstore_down(model, env, tmp):
         lost = nc.gauge(ph, "baton_node_kvstore_publish_failed_total")
     finally:
         os.kill(kv.pid, signal.SIGCONT)
-    nc.tap(times[0] < 5 and all(t < 1.5 for t in times[1:]),
+    nc.tap(times[0] < 10 and all(t < 3 for t in times[1:]),
            "kvstore stopped: one prefill waits --kvstore-timeout, the next "
            "ones do not (%s s)" % ", ".join("%.2f" % t for t in times))
     nc.tap(skipped is not None and skipped >= 4 and lost is not None and
@@ -254,6 +294,7 @@ def main():
     check_renewal(model, env, tmp)
     check_fence(model, env, tmp, cancel=False)
     check_fence(model, env, tmp, cancel=True)
+    check_both(model, env, tmp)
     check_fairness(model, env, tmp)
     check_kvstore_down(model, env, tmp)
     nc.finish(tmp)

@@ -10,17 +10,20 @@
  *
  * --wait MS      call Prefill MS after the reservation (default 0); not at
  *                all when the decode stream ended before
- * --renew MS     meanwhile RenewLease every MS (lease_ms = LEASE_MS)
+ * --renew MS     RenewLease every MS (lease_ms = LEASE_MS) until the
+ *                prefill answered
  * --retry-s S    a reservation refused RESOURCE_EXHAUSTED is asked again
  *                every 50 ms for up to S seconds
  * --probe        RenewLease with a wrong lease id, with the wrong request
- *                id, and once the stream ended: prints their codes
+ *                id, at the first token (admitted) and once the stream
+ *                ended: prints their codes
  * --cancel-prefill  cancel the Prefill call when the decode stream fails
  *                (what the router does)
  *
  * Prints, as they happen: "reserved: N blocks", "probe: BOGUS WRONG_ID",
- * "renewed: K", "decode-end: CODE MSG", "prefill-end: CODE MSG",
- * "probe-after: CODE", then "tokens: ...". Exit 0 when the stream ended OK
+ * "renewed: K" (when the prefill starts), "decode-end: CODE MSG", "prefill-end: CODE MSG",
+ * "probe-admitted: CODE EXPIRY", "probe-after: CODE", then "renewed-admitted: K" (renewals answered
+ * with expiry 0: the KV had arrived) and "tokens: ...". Exit 0 when the stream ended OK
  * with a final message. Greedy, ignore_eos. */
 #include "base/clock.h"
 #include "base/loop.h"
@@ -50,6 +53,7 @@ typedef struct {
     int                     pending_probes;
     int                     probe_codes[2];
     unsigned                renewed;
+    unsigned                renewed_admitted;  /* answered expiry 0 */
     uint32_t                toks[8192];
     size_t                  n_toks;
     int                     code;
@@ -88,9 +92,11 @@ static void pd_renew_done(void *arg, const bt_rpc_result_t *res,
     renew_ctx_t *c = arg;
     pd_t *pd = c->pd;
 
-    (void)resp;
     if (c->slot < 0) {
-        if (res->code == 0) {
+        if (res->code == 0 && resp != NULL &&
+            ((const Baton__V1__RenewLeaseResponse *)resp)->expiry_unix_ms == 0) {
+            pd->renewed_admitted++;
+        } else if (res->code == 0) {
             pd->renewed++;
         } else {
             printf("renew-fail: %d %s\n", (int)res->code, res->message);
@@ -103,6 +109,13 @@ static void pd_renew_done(void *arg, const bt_rpc_result_t *res,
             printf("probe: %d %d\n", pd->probe_codes[0], pd->probe_codes[1]);
             fflush(stdout);
         }
+    } else if (c->slot == 3) {
+        printf("probe-admitted: %d %llu\n", (int)res->code,
+               resp != NULL ? (unsigned long long)
+               ((const Baton__V1__RenewLeaseResponse *)resp)->expiry_unix_ms
+               : 0ull);
+        fflush(stdout);
+        pd->pending_probes--;
     } else {
         printf("probe-after: %d\n", (int)res->code);
         fflush(stdout);
@@ -146,7 +159,7 @@ static void pd_renew_ev(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (pd->decode_done || pd->prefill_started) {
+    if (pd->decode_done || pd->prefill_done) {
         return;
     }
     pd_renew(pd, pd->resv->lease_id, pd->rid, -1);
@@ -242,6 +255,11 @@ static void pd_decode_msg(void *arg, const ProtobufCMessage *m)
         }
         evtimer_add(pd->prefill_ev, &w);
         return;
+    }
+    if (r->kind_case == BATON__V1__DECODE_RESPONSE__KIND_TOKENS &&
+        pd->n_toks == 0 && pd->probe && pd->resv != NULL) {
+        pd->pending_probes++;   /* admitted: the lease no longer expires */
+        pd_renew(pd, pd->resv->lease_id, pd->rid, 3);
     }
     if (r->kind_case == BATON__V1__DECODE_RESPONSE__KIND_TOKENS) {
         for (size_t i = 0; i < r->tokens->n_token_ids && pd->n_toks < 8192; i++) {
@@ -360,6 +378,7 @@ int main(int argc, char **argv)
     }
     pd_decode_start(pd);
     event_base_dispatch(pd->base);
+    printf("renewed-admitted: %u\n", pd->renewed_admitted);
     printf("tokens:");
     for (size_t i = 0; i < pd->n_toks; i++) {
         printf(" %u", pd->toks[i]);
