@@ -453,6 +453,8 @@ void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
     bt_status_t s;
 
     if (r != NULL && r->held) {
+        bt_debug("request %s: the writer of lease %llu is done: its blocks "
+                 "go back", r->id, (unsigned long long)lease_id);
         r->held = false;
         bt_dreq_put(r);   /* the writer is done: the blocks can go */
         return;

@@ -77,11 +77,11 @@ def check_renewal(model, env, tmp):
     ids = [4091] + [(i * 29 + 3) % 4000 for i in range(1, 40)]
     ref = nc.run_ref(model, ids, 24)
     # a 300 ms lease, the prefill "queued" for 1.5 s, renewed every 100 ms
-    r = pd(dec, pre, ids, 24, 300, "--wait", 1500, "--renew", 100, "--probe")
+    r = pd(dec, pre, ids, 24, 600, "--wait", 2400, "--renew", 150, "--probe")
     nc.tap(r["rc"] == 0 and code(r["decode-end"]) == 0 and
            code(r["prefill-end"]) == 0 and int(r["renewed"] or 0) >= 5 and
            r["tokens"] == ref,
-           "a 300 ms lease renewed for 1.5 s: the request completes, tokens "
+           "a 600 ms lease renewed for 2.4 s: the request completes, tokens "
            "equal baton-run (renewed %s, decode %s)" % (r["renewed"],
                                                       r["decode-end"]),
            r["text"])
@@ -90,21 +90,21 @@ def check_renewal(model, env, tmp):
            "NOT_FOUND (%s, after %s)" % (r["probe"], r["probe-after"]))
     nc.tap(r["probe-admitted"] == "0 0", "RenewLease once the KV arrived: "
            "OK, expiry 0 (%s)" % r["probe-admitted"])
-    r = pd(dec, pre, ids, 24, 300, "--wait", 1500)
+    r = pd(dec, pre, ids, 24, 600, "--wait", 2400)
     nc.tap(code(r["decode-end"]) == 4 and r["prefill-end"] is None,
            "the same without renewals: DEADLINE_EXCEEDED (%s)"
            % r["decode-end"], r["text"])
 
 
 def check_fence(model, env, tmp, cancel):
-    """A's lease (30 ms) expires while the slow prefill node still writes
-    (100 ms per layer); B needs the whole pool, so it can only get A's
+    """A's lease (400 ms) expires while the slow prefill node still writes
+    (300 ms per layer); B needs the whole pool, so it can only get A's
     blocks: it must get them only after the writer is done."""
     tag = "cancel" if cancel else "late"
     # 100 prompt tokens + 1000 out = 69 blocks of 16: the pool is one request
     _, dec, dh = node("d-fence-" + tag, "decode_node/baton-decode", model,
                       env, tmp, "--kv-blocks", "69")
-    slow_env = dict(env, BATON_TEST_LAYER_DELAY_MS="100")
+    slow_env = dict(env, BATON_TEST_LAYER_DELAY_MS="300")
     _, slow, _ = node("p-slow-" + tag, "prefill_node/baton-prefill", model,
                       slow_env, tmp)
     _, fast, _ = node("p-fast-" + tag, "prefill_node/baton-prefill", model,
@@ -113,22 +113,24 @@ def check_fence(model, env, tmp, cancel):
     b_ids = [4091] + [(i * 31 + 1) % 4000 for i in range(1, 100)]
     ref = nc.run_ref(model, b_ids, 1000)
     args = ["--cancel-prefill"] if cancel else []
-    a = pd(dec, slow, a_ids, 1000, 30, *args, wait=False)
+    a = pd(dec, slow, a_ids, 1000, 400, *args, wait=False)
     line = a.stdout.readline()
     while line and not line.startswith("decode-end:"):
         line = a.stdout.readline()
     t0 = time.time()
     # B right away, as a router would with the blocks back in the pool
     b = pd(dec, fast, b_ids, 1000, 5000, "--retry-s", 30)
-    waited = time.time() - t0
+    waited = time.time() - t0   # B's whole run
     try:
         rest = a.communicate(timeout=60)[0]
     except subprocess.TimeoutExpired:
         rest = ""
     ra = parse(line + rest, a.returncode)
-    nc.tap(code(ra["decode-end"]) == 4,
-           "%s: the expired lease ends DEADLINE_EXCEEDED (%s; prefill %s)"
-           % (tag, ra["decode-end"], ra["prefill-end"]), ra["text"])
+    started = code(ra["prefill-end"]) == (1 if cancel else 0)
+    nc.tap(code(ra["decode-end"]) == 4 and started,
+           "%s: the expired lease ends DEADLINE_EXCEEDED while its prefill "
+           "runs (%s; prefill %s)" % (tag, ra["decode-end"], ra["prefill-end"]),
+           ra["text"])
     nc.tap(b["rc"] == 0 and b["tokens"] == ref,
            "%s: the next request on the expired lease's blocks equals "
            "baton-run bit for bit (%d tokens, done %.2fs after A ended)"
@@ -136,10 +138,12 @@ def check_fence(model, env, tmp, cancel):
            "first difference at %s" % next(
                (i for i, (x, y) in enumerate(zip(b["tokens"] or [], ref or []))
                 if x != y), None), b["text"][-300:])
+    # the hold ended on the writer's message (so a writer had the lease)
+    with open(os.path.join(tmp, "d-fence-%s.err" % tag)) as f:
+        by_writer = "the writer of lease" in f.read()
     nc.tap(nc.gauge(dh, "baton_node_lease_fence_timeouts_total") == 0 and
-           waited < 9.0,
-           "%s: the blocks came back on the writer's %s, not the bound"
-           % (tag, "fence" if cancel else "kv-complete"))
+           by_writer, "%s: the blocks came back on the writer's %s, not the "
+           "bound" % (tag, "fence" if cancel else "kv-complete"))
     deadline = time.time() + 10
     while time.time() < deadline and nc.gauge(dh, "baton_node_kv_used_blocks"):
         time.sleep(0.1)
@@ -153,20 +157,20 @@ def check_both(model, env, tmp):
     node's own slow prefill still copies into it: the copies stop, the
     prefill fails, its blocks come back on its (direct) fence and the next
     request on them equals baton-run."""
-    slow_env = dict(env, BATON_TEST_LAYER_DELAY_MS="100")
+    slow_env = dict(env, BATON_TEST_LAYER_DELAY_MS="300")
     # 69 blocks per request, + its own prefill sequence's 7, + room
     _, both, bh = node("both", "prefill_node/baton-prefill", model, slow_env,
                        tmp, "--role", "both", "--kv-blocks", "80")
     ids = [4091] + [(i * 29 + 3) % 4000 for i in range(1, 40)]
     ref = nc.run_ref(model, ids, 24)
-    r = pd(both, both, ids, 24, 300, "--wait", 1200, "--renew", 100)
+    r = pd(both, both, ids, 24, 600, "--wait", 2400, "--renew", 150)
     nc.tap(r["rc"] == 0 and int(r["renewed"] or 0) >= 5 and r["tokens"] == ref,
-           "--role both: a 300 ms lease renewed for 1.2 s completes, tokens "
+           "--role both: a 600 ms lease renewed for 2.4 s completes, tokens "
            "equal baton-run (renewed %s)" % r["renewed"], r["text"])
     a_ids = [4091] + [(i * 13 + 7) % 4000 for i in range(1, 100)]
     b_ids = [4091] + [(i * 31 + 1) % 4000 for i in range(1, 100)]
     ref = nc.run_ref(model, b_ids, 1000)
-    a = pd(both, both, a_ids, 1000, 30, wait=False)
+    a = pd(both, both, a_ids, 1000, 400, wait=False)
     line = a.stdout.readline()
     while line and not line.startswith("decode-end:"):
         line = a.stdout.readline()
