@@ -66,6 +66,17 @@ def parse(text, rc):
     return r
 
 
+def finish_read(q):
+    """The rest of a client's stdout, after readline() calls: read through
+    the same buffered file (communicate(timeout) reads the raw pipe and
+    would lose what readline() already buffered)."""
+    try:
+        q.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        q.kill()
+    return q.stdout.read()
+
+
 def code(s):
     return int(s.split()[0]) if s else None
 
@@ -115,17 +126,16 @@ def check_fence(model, env, tmp, cancel):
     args = ["--cancel-prefill"] if cancel else []
     a = pd(dec, slow, a_ids, 1000, 400, *args, wait=False)
     line = a.stdout.readline()
+    seen = line
     while line and not line.startswith("decode-end:"):
         line = a.stdout.readline()
+        seen += line
     t0 = time.time()
     # B right away, as a router would with the blocks back in the pool
     b = pd(dec, fast, b_ids, 1000, 5000, "--retry-s", 30)
     waited = time.time() - t0   # B's whole run
-    try:
-        rest = a.communicate(timeout=60)[0]
-    except subprocess.TimeoutExpired:
-        rest = ""
-    ra = parse(line + rest, a.returncode)
+    rest = finish_read(a)
+    ra = parse(seen + rest, a.returncode)
     started = code(ra["prefill-end"]) == (1 if cancel else 0)
     nc.tap(code(ra["decode-end"]) == 4 and started,
            "%s: the expired lease ends DEADLINE_EXCEEDED while its prefill "
@@ -172,14 +182,13 @@ def check_both(model, env, tmp):
     ref = nc.run_ref(model, b_ids, 1000)
     a = pd(both, both, a_ids, 1000, 400, wait=False)
     line = a.stdout.readline()
+    seen = line
     while line and not line.startswith("decode-end:"):
         line = a.stdout.readline()
+        seen += line
     b = pd(both, both, b_ids, 1000, 5000, "--retry-s", 30)
-    try:
-        rest = a.communicate(timeout=60)[0]
-    except subprocess.TimeoutExpired:
-        rest = ""
-    ra = parse(line + rest, a.returncode)
+    rest = finish_read(a)
+    ra = parse(seen + rest, a.returncode)
     nc.tap(code(ra["decode-end"]) == 4 and code(ra["prefill-end"]) == 10 and
            b["rc"] == 0 and b["tokens"] == ref and
            nc.gauge(bh, "baton_node_lease_fence_timeouts_total") == 0,
