@@ -467,7 +467,8 @@ static void bt_rreq_renew_done(void *arg, const bt_rpc_result_t *result,
     }
     switch (result->code) {
     case BT_RPC_OK:
-        if (resp != NULL && req->resv != NULL) {   /* for ListRequests */
+        /* for ListRequests; 0: the KV arrived, the lease no longer ends */
+        if (resp != NULL && req->resv != NULL) {
             req->resv->expiry_unix_ms =
                 ((const Baton__V1__RenewLeaseResponse *)resp)->expiry_unix_ms;
         }

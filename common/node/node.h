@@ -7,10 +7,11 @@
 
 #include "base/status.h"
 #include "base/tpool.h"
+#include "engine/kv/kv_pool.h"
 #include "engine/model/backend.h"
 #include "engine/model/forward.h"
-#include "engine/kv/kv_pool.h"
 #include "engine/model/model.h"
+#include "engine/model/model_config.h"
 #include "engine/sample/sample.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -54,6 +55,7 @@ typedef struct {
     const char *kvstore;           /* kvstore replicas, comma-separated */
     int64_t     kvstore_timeout_ms;
     int64_t     lease_default_ms;
+    int64_t     lease_fence_ms;    /* hold of a dead lease's blocks, at most */
     int64_t     heartbeat_ms;
     int64_t     drain_timeout_ms;
     const char *log_level;
@@ -65,8 +67,16 @@ typedef struct bt_dreq bt_dreq_t;
 typedef struct bt_pjob bt_pjob_t;
 typedef struct bt_node bt_node_t;
 
-/* Payload of the kv-complete message, little-endian. */
+/* Entries of the layer queue: every layer of one step. */
+#define BT_NODE_LAYER_Q BT_MODEL_MAX_LAYERS
+
+/* Payload of the kv-complete message, little-endian: first token, tokens
+ * written, status (u32, u32, i32). */
 #define BT_NODE_DONE_PAYLOAD 12
+/* A fence is a kv-complete whose first token is this and whose status is
+ * an error: a prefill that stopped writing the lease (its endpoint flushed
+ * first), so the decode node may reuse a dead lease's blocks. */
+#define BT_NODE_FENCE_FIRST UINT32_MAX
 
 struct bt_node {
     bt_node_cfg_t       cfg;
@@ -101,13 +111,16 @@ struct bt_node {
     bool                busy;           /* a step is on the worker */
     bool                last_was_prefill;
     bt_pjob_t          *pq_head, *pq_tail;   /* prefill jobs, FIFO */
-    bt_dreq_t          *dreqs;          /* every decode request */
+    bt_dreq_t          *dreqs, *dreqs_tail; /* every decode request, oldest
+                                         * first */
     uint64_t            queued_prefill_tokens;
     uint32_t            running;
-    /* layer hand-off from the worker */
+    /* layer hand-off from the worker: one step's layers at most */
     pthread_mutex_t     layer_mu;
-    int                 layer_q[1024];
+    int                 layer_q[BT_NODE_LAYER_Q];
     int                 layer_n;
+    bool                layer_lost;      /* the queue was full (a bug) */
+    long                test_layer_delay_ms; /* BATON_TEST_LAYER_DELAY_MS */
     struct event       *layer_ev;
 
     /* remotes imported, per decode node */
@@ -120,18 +133,21 @@ struct bt_node {
 
     bool                draining;
     bool                stopping;        /* SIGTERM: exit once drained */
+    bool                no_fence;        /* tearing down: end jobs at once */
     uint32_t            inflight;        /* prefill calls + decode streams */
     struct event       *tick_ev;
     uint64_t            drain_started_ms;
 
     bt_gauge_t         *g_free, *g_used, *g_running, *g_reserved;
     bt_counter_t       *c_prefills, *c_tokens;
+    bt_counter_t       *c_fence_timeouts;   /* dead leases freed unfenced */
 };
 
 /* node_sched.c */
 void bt_node_sched_kick(bt_node_t *node);
 void bt_node_layers_drain(bt_node_t *node);
 bt_status_t bt_node_sched_init(bt_node_t *node);
+void bt_node_sched_cleanup(bt_node_t *node);
 
 /* node_decode.c */
 bt_status_t bt_node_decode_register(bt_node_t *node);
@@ -158,6 +174,8 @@ bt_status_t bt_node_prefill_register(bt_node_t *node);
 bool bt_node_prefill_chunk(bt_node_t *node, bt_step_seq_t *seq,
                            bt_pjob_t **job_p);
 void bt_node_prefill_layer(bt_node_t *node, bt_pjob_t *job, int layer);
+/* Fails the job in the step (a layer of it was lost). */
+void bt_node_prefill_job_fail(bt_node_t *node, bt_pjob_t *job);
 void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *job,
                            const float *logits, bt_status_t st);
 void bt_node_prefill_destroy_all(bt_node_t *node);

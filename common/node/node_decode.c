@@ -13,6 +13,9 @@
 #include <sys/random.h>
 
 #define BT_DREQ_MAX_TOKENS (1u << 20)
+/* The longest lease a request or a renewal may ask (--lease-default's
+ * maximum too). */
+#define BT_DREQ_LEASE_MAX_MS 3600000u
 
 typedef enum {
     BT_DREQ_RESERVED = 0,  /* waiting for kv-complete */
@@ -39,12 +42,16 @@ struct bt_dreq {
     uint32_t           n_resv;
     uint32_t           resv_next;  /* first id of resv still held */
     uint64_t           lease_id;
+    uint64_t           expiry_ms;  /* wall time the lease ends (reserved) */
+    bool               leased;     /* the reservation went out: a prefill
+                                    * node may write into its blocks */
     struct event      *lease_ev;
     bt_kvseq_t        *seq;
     bool               in_step;
     bool               gone;       /* cancelled or failed: free after step */
-    bool               held;       /* call ended while reserved: the blocks
-                                    * wait for kv-complete or the grace */
+    bool               held;       /* lease ended while reserved: the blocks
+                                    * wait for the writer's end-of-writes
+                                    * message or --lease-fence-timeout */
     bool               released;   /* blocks given back */
     uint32_t           sends_out;  /* sent callbacks still to come */
     uint32_t          *pending;    /* tokens not yet sent */
@@ -56,6 +63,9 @@ struct bt_dreq {
     uint32_t           cached;
 };
 
+/* node->dreqs is in arrival order, oldest first: the batch is built from
+ * the head, so with more sequences running than --max-batch the oldest
+ * ones step and the newer wait, in order (none starves). */
 static void bt_dreq_unlink(bt_node_t *node, bt_dreq_t *r)
 {
     if (r->prev != NULL) {
@@ -65,8 +75,22 @@ static void bt_dreq_unlink(bt_node_t *node, bt_dreq_t *r)
     }
     if (r->next != NULL) {
         r->next->prev = r->prev;
+    } else if (node->dreqs_tail == r) {
+        node->dreqs_tail = r->prev;
     }
     r->next = r->prev = NULL;
+}
+
+static void bt_dreq_append(bt_node_t *node, bt_dreq_t *r)
+{
+    r->next = NULL;
+    r->prev = node->dreqs_tail;
+    if (node->dreqs_tail != NULL) {
+        node->dreqs_tail->next = r;
+    } else {
+        node->dreqs = r;
+    }
+    node->dreqs_tail = r;
 }
 
 /* Gives every block back: the sequence's and what is still reserved. */
@@ -117,19 +141,23 @@ static void bt_dreq_put(bt_dreq_t *r)
     free(r);
 }
 
-/* A lease cancelled before kv-complete keeps its blocks this long: the
- * prefill node may still be writing into them (its aborted puts can land
- * late), and reusing them at once could corrupt another sequence. */
-#define BT_DREQ_HOLD_MS 500
-
+/* A lease that ends before its KV arrived (cancelled, expired, failed)
+ * keeps its blocks until no prefill node can still write into them: until
+ * a writer's end-of-writes message for the lease arrives (kv-complete or
+ * the fence of an aborted prefill; both go out after a flush of the
+ * writer's endpoint, so every byte it posted has landed), or at most
+ * --lease-fence-timeout for a lease whose writer never got it or died.
+ * docs/internals/node.md "Lease fence" says what this guarantees. */
 static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Ends the call with an error (once) and frees when no step holds it. */
 static void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg)
 {
-    if (r->state == BT_DREQ_RESERVED && code != BT_RPC_DEADLINE_EXCEEDED &&
-        r->lease_ev != NULL && !r->held) {
-        struct timeval tv = { 0, BT_DREQ_HOLD_MS * 1000 };
+    if (r->state == BT_DREQ_RESERVED && r->leased && r->lease_ev != NULL &&
+        !r->held) {
+        const int64_t ms = r->node->cfg.lease_fence_ms;
+        struct timeval tv = { (time_t)(ms / 1000),
+                              (suseconds_t)((ms % 1000) * 1000) };
 
         bt_rpc_call_fail_code(r->call, code, msg);
         r->state = BT_DREQ_DONE;
@@ -137,6 +165,9 @@ static void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg)
         r->gone = true;
         event_del(r->lease_ev);
         evtimer_add(r->lease_ev, &tv);
+        bt_debug("request %s: lease %llu ended before its kv cache; its %u "
+                 "blocks wait for the writer's fence", r->id,
+                 (unsigned long long)r->lease_id, r->n_resv - r->resv_next);
         return;
     }
     if (r->state != BT_DREQ_DONE) {
@@ -347,6 +378,10 @@ static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (r->held) {
+        bt_warn("request %s: no fence for lease %llu within %lld ms: its "
+                "blocks go back", r->id, (unsigned long long)r->lease_id,
+                (long long)r->node->cfg.lease_fence_ms);
+        bt_counter_inc(r->node->c_fence_timeouts);
         r->held = false;
         bt_dreq_put(r);
         return;
@@ -357,6 +392,24 @@ static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
         bt_dreq_fail(r, BT_RPC_DEADLINE_EXCEEDED,
                      "lease expired before the kv cache arrived");
     }
+}
+
+/* (Re)starts the lease timer: `ask_ms` from now (0: --lease-default),
+ * at most BT_DREQ_LEASE_MAX_MS. Returns the lease's length. */
+static uint64_t bt_dreq_lease_arm(bt_dreq_t *r, uint64_t ask_ms)
+{
+    uint64_t ms = ask_ms > 0 ? ask_ms : (uint64_t)r->node->cfg.lease_default_ms;
+    struct timeval tv;
+
+    if (ms > BT_DREQ_LEASE_MAX_MS) {
+        ms = BT_DREQ_LEASE_MAX_MS;
+    }
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+    event_del(r->lease_ev);
+    evtimer_add(r->lease_ev, &tv);
+    r->expiry_ms = bt_wall_ms() + ms;
+    return ms;
 }
 
 static bt_dreq_t *bt_dreq_find_lease(bt_node_t *node, uint64_t lease)
@@ -400,9 +453,23 @@ void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
     bt_status_t s;
 
     if (r != NULL && r->held) {
+        bt_debug("request %s: the writer of lease %llu is done: its blocks "
+                 "go back", r->id, (unsigned long long)lease_id);
         r->held = false;
         bt_dreq_put(r);   /* the writer is done: the blocks can go */
         return;
+    }
+    if (r != NULL && r->state == BT_DREQ_RESERVED && status == BT_OK &&
+        user_len == BT_NODE_DONE_PAYLOAD) {
+        memcpy(&first, u, 4);
+        memcpy(&pst, u + 8, 4);
+        if (first == BT_NODE_FENCE_FIRST && pst != BT_OK) {
+            /* a prefill attempt gave up; the router may retry another
+             * with the same lease, which stays */
+            bt_debug("request %s: a writer of lease %llu stopped", r->id,
+                     (unsigned long long)lease_id);
+            return;
+        }
     }
     if (r == NULL || r->state != BT_DREQ_RESERVED) {
         bt_debug("kv-complete for unknown lease %llu",
@@ -582,7 +649,6 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     size_t desc_len = 0;
     uint64_t lease_ms;
     char why[256];
-    struct timeval tv;
 
     if (node->draining) {
         bt_rpc_call_fail_code(call, BT_RPC_UNAVAILABLE, "the node is draining");
@@ -674,17 +740,10 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         (ssize_t)sizeof(r->lease_id) || r->lease_id == 0) {
         r->lease_id = bt_now_ns() | 1;
     }
-    r->next = node->dreqs;
-    if (node->dreqs != NULL) {
-        node->dreqs->prev = r;
-    }
-    node->dreqs = r;
+    bt_dreq_append(node, r);
     node->inflight++;
     bt_rpc_call_set_cancel_cb(call, bt_dreq_cancel_cb, r);
-    lease_ms = q->lease_ms > 0 ? q->lease_ms : (uint64_t)node->cfg.lease_default_ms;
-    tv.tv_sec = (time_t)(lease_ms / 1000);
-    tv.tv_usec = (suseconds_t)((lease_ms % 1000) * 1000);
-    evtimer_add(r->lease_ev, &tv);
+    lease_ms = bt_dreq_lease_arm(r, q->lease_ms);
 
     if (node->region != NULL &&
         bt_xfer_region_export(node->region, &desc, &desc_len) != BT_OK) {
@@ -705,7 +764,7 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     rv.block_size = bs;
     rv.geometry = &g;
     rv.lease_id = r->lease_id;
-    rv.expiry_unix_ms = bt_wall_ms() + lease_ms;
+    rv.expiry_unix_ms = r->expiry_ms;
     rv.decode_node_id = node->node_id;
     rv.pool_base = node->region != NULL
                    ? (uint64_t)(uintptr_t)bt_xfer_region_base(node->region) : 0;
@@ -717,8 +776,10 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         return;
     }
     free(desc);
-    bt_debug("request %s: reserved %u blocks (lease %llu)", r->id, n_blocks,
-             (unsigned long long)r->lease_id);
+    r->leased = true;
+    bt_debug("request %s: reserved %u blocks (lease %llu, %llu ms)", r->id,
+             n_blocks, (unsigned long long)r->lease_id,
+             (unsigned long long)lease_ms);
     bt_node_metrics_update(node);
     return;
 
@@ -734,6 +795,42 @@ err_nomem:
     bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
 }
 
+/* RenewLease: a lease still waiting for its KV gets lease_ms more from
+ * now. Only the request that holds the lease may renew it, and every
+ * other case answers NOT_FOUND alike, so lease ids cannot be probed. */
+static void bt_renew_lease(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                           void *arg)
+{
+    bt_node_t *node = arg;
+    const Baton__V1__RenewLeaseRequest *q =
+        (const Baton__V1__RenewLeaseRequest *)msg;
+    Baton__V1__RenewLeaseResponse res = BATON__V1__RENEW_LEASE_RESPONSE__INIT;
+    const char *rid = q->request_id != NULL ? q->request_id : "";
+    bt_dreq_t *r = NULL;
+
+    for (bt_dreq_t *x = node->dreqs; x != NULL; x = x->next) {
+        if (x->lease_id == q->lease_id && q->lease_id != 0 && !x->gone &&
+            x->leased && strcmp(x->id, rid) == 0) {
+            r = x;
+            break;
+        }
+    }
+    if (r == NULL) {
+        bt_rpc_call_fail_code(call, BT_RPC_NOT_FOUND, "no live lease with "
+                              "that id for that request");
+        return;
+    }
+    if (r->state == BT_DREQ_RESERVED) {
+        uint64_t ms = bt_dreq_lease_arm(r, q->lease_ms);
+
+        bt_debug("request %s: lease %llu renewed for %llu ms", r->id,
+                 (unsigned long long)r->lease_id, (unsigned long long)ms);
+        res.expiry_unix_ms = r->expiry_ms;
+    }
+    /* admitted: the KV is here and the lease no longer expires (0) */
+    bt_rpc_call_reply(call, &res.base);
+}
+
 static void bt_decode_notify(void *arg, const bt_xfer_notify_t *n)
 {
     if (n->layer != UINT32_MAX) {
@@ -747,6 +844,11 @@ bt_status_t bt_node_decode_register(bt_node_t *node)
 {
     if (node->xfer != NULL) {
         bt_xfer_ctx_set_notify_cb(node->xfer, bt_decode_notify, node);
+    }
+    if (bt_rpc_server_add_unary(node->grpc, "/baton.v1.Decode/RenewLease",
+                                &baton__v1__renew_lease_request__descriptor,
+                                bt_renew_lease, node) != BT_OK) {
+        return BT_ERR_NO_MEMORY;
     }
     return bt_rpc_server_add_stream(node->grpc, "/baton.v1.Decode/DecodeStream",
                                     &baton__v1__decode_request__descriptor,

@@ -3,6 +3,7 @@
 
 #include "node.h"
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "engine/kv/kv_shard.h"
 #include "kvc.h"
@@ -10,10 +11,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A replica and its circuit breaker: once an operation finds it
+ * unreachable (deadline, refused, connection lost) it is skipped, every
+ * read a miss and every publish lost at once, while a background probe (a
+ * one-hash Lookup) asks it again after a backoff that doubles on each
+ * failed probe (BT_NODE_KVS_BACKOFF_MIN_MS .. _MAX_MS); the probe's
+ * answer closes the breaker. So a stopped store costs the requests that
+ * met it before it was known down one --kvstore-timeout, and no request
+ * after that. */
 typedef struct {
+    struct bt_node_kvs *k;
+    uint32_t   idx;
     char      *target;
     bt_kvc_t  *kvc;
+    bool       down;           /* skipped until a probe answers */
+    bool       probe_out;      /* a probe is in flight */
+    uint64_t   backoff_ms;
+    struct event *probe_ev;
 } bt_kvs_replica_t;
+
+#define BT_NODE_KVS_BACKOFF_MIN_MS 1000u
+#define BT_NODE_KVS_BACKOFF_MAX_MS 30000u
+/* Publishing is off the request path: a put gets this long, not
+ * --kvstore-timeout (a put is three steps: Reserve, the UCX write,
+ * Commit, each queued behind the store's other work under load; with the
+ * read deadline of 2 s, commits timed out in bursts). The bytes in flight
+ * stay bounded by BT_NODE_KVS_MAX_STAGED. */
+#define BT_NODE_KVS_PUT_TIMEOUT_MS 15000u
+/* At most one warning about lost publishes per this long. */
+#define BT_NODE_KVS_WARN_EVERY_MS  10000u
 
 struct bt_node_kvs {
     bt_kvs_replica_t  rep[BT_NODE_KVS_MAX_REPLICAS];
@@ -22,8 +48,114 @@ struct bt_node_kvs {
     bt_kvs_geom_t     geom;
     uint64_t          block_bytes;
     uint64_t          staged;      /* bytes of puts in flight */
+    int64_t           timeout_ms;  /* --kvstore-timeout */
+    uint64_t          lost_since;  /* blocks of failed publishes, unlogged */
+    uint64_t          lost_warned_ms;
     bt_counter_t     *c_hit, *c_miss, *c_pub, *c_drop, *c_err;
+    bt_counter_t     *c_skip, *c_pub_failed;
 };
+
+/* ---- circuit breaker ------------------------------------------------ */
+
+/* Whether an operation may go to replica r now (else it is counted). */
+static bool bt_kvs_rep_allow(bt_node_kvs_t *k, uint32_t r)
+{
+    if (!k->rep[r].down) {
+        return true;
+    }
+    bt_counter_inc(k->c_skip);
+    return false;
+}
+
+static bool bt_kvs_unreachable(bt_status_t st)
+{
+    return st == BT_ERR_TIMED_OUT || st == BT_ERR_PEER_UNREACHABLE ||
+           st == BT_ERR_PEER_DIED;
+}
+
+static void bt_kvs_probe_arm(bt_kvs_replica_t *rep)
+{
+    struct timeval tv = { (time_t)(rep->backoff_ms / 1000),
+                          (suseconds_t)((rep->backoff_ms % 1000) * 1000) };
+
+    evtimer_add(rep->probe_ev, &tv);
+}
+
+/* An operation on replica r ended with `st`: opens the breaker when it
+ * found the replica unreachable. */
+static void bt_kvs_rep_result(bt_node_kvs_t *k, uint32_t r, bt_status_t st)
+{
+    bt_kvs_replica_t *rep = &k->rep[r];
+
+    if (!bt_kvs_unreachable(st) || rep->down) {
+        return;
+    }
+    rep->down = true;
+    rep->backoff_ms = BT_NODE_KVS_BACKOFF_MIN_MS;
+    bt_kvs_probe_arm(rep);
+    bt_warn("kvstore %s: unreachable (%s): skipped until it answers a probe "
+            "(first in %llu ms)", rep->target, bt_status_str(st),
+            (unsigned long long)rep->backoff_ms);
+}
+
+static void bt_kvs_probe_done(void *arg, bt_status_t st, size_t n_matched)
+{
+    bt_kvs_replica_t *rep = arg;
+
+    (void)n_matched;
+    rep->probe_out = false;
+    if (rep->k == NULL) {
+        return;   /* shutting down */
+    }
+    if (!bt_kvs_unreachable(st)) {
+        rep->down = false;
+        bt_info("kvstore %s: reachable again", rep->target);
+        return;
+    }
+    rep->backoff_ms = rep->backoff_ms * 2 > BT_NODE_KVS_BACKOFF_MAX_MS
+                      ? BT_NODE_KVS_BACKOFF_MAX_MS : rep->backoff_ms * 2;
+    bt_debug("kvstore %s: probe: %s, next in %llu ms", rep->target,
+             bt_status_str(st), (unsigned long long)rep->backoff_ms);
+    bt_kvs_probe_arm(rep);
+}
+
+static void bt_kvs_probe_ev(evutil_socket_t fd, short what, void *arg)
+{
+    bt_kvs_replica_t *rep = arg;
+    static const uint8_t zero[BT_KV_HASH_LEN];
+
+    (void)fd;
+    (void)what;
+    if (!rep->down || rep->probe_out) {
+        return;
+    }
+    if (bt_kvc_lookup(rep->kvc, zero, 1, NULL, 0,
+                      (uint64_t)rep->k->timeout_ms, bt_kvs_probe_done,
+                      rep) == BT_OK) {
+        rep->probe_out = true;
+    } else {
+        bt_kvs_probe_arm(rep);
+    }
+}
+
+/* Blocks that a publish lost: counted, and one warning per
+ * BT_NODE_KVS_WARN_EVERY_MS with how many since the last. */
+static void bt_kvs_pub_lost(bt_node_kvs_t *k, uint32_t n, const char *why)
+{
+    const uint64_t now = bt_now_ms();
+
+    bt_counter_add(k->c_pub_failed, n);
+    k->lost_since += n;
+    if (now - k->lost_warned_ms >= BT_NODE_KVS_WARN_EVERY_MS) {
+        bt_warn("kvstore: %llu blocks not published in the last %llu s "
+                "(last: %s)", (unsigned long long)k->lost_since,
+                (unsigned long long)(k->lost_warned_ms != 0
+                                     ? (now - k->lost_warned_ms) / 1000 : 0),
+                why);
+        k->lost_since = 0;
+        k->lost_warned_ms = now;
+    }
+}
 
 /* ---- setup ---------------------------------------------------------- */
 
@@ -94,6 +226,7 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
                     : g->dtype == BT_DTYPE_F16 ? BT_KVS_DTYPE_F16
                                                : BT_KVS_DTYPE_BF16;
     k->block_bytes = bt_kvpool_export_bytes(node->pool, 1);
+    k->timeout_ms = node->cfg.kvstore_timeout_ms;
     /* replica i is the shard's i-th (sorted) id */
     for (size_t i = 0; i < n; i++) {
         bt_kvc_opts_t o = { bt_kv_shard_id(k->shard, i), node->model_name,
@@ -102,7 +235,12 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
                             bt_rpc_tls_cfg_client(&node->cfg.tls) };
 
         k->rep[i].target = strdup(bt_kv_shard_id(k->shard, i));
-        if (k->rep[i].target == NULL ||
+        k->rep[i].k = k;
+        k->rep[i].idx = (uint32_t)i;
+        k->rep[i].backoff_ms = BT_NODE_KVS_BACKOFF_MIN_MS;
+        k->rep[i].probe_ev = evtimer_new(node->base, bt_kvs_probe_ev,
+                                         &k->rep[i]);
+        if (k->rep[i].target == NULL || k->rep[i].probe_ev == NULL ||
             bt_kvc_create(node->base, node->client, node->xfer, &o,
                           &k->rep[i].kvc) != BT_OK) {
             s = BT_ERR_INVALID_ARG;
@@ -126,6 +264,14 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
     k->c_err = bt_metrics_counter(node->metrics,
         "baton_node_kvstore_errors_total",
         "kvstore operations that failed (a miss, never a request error)", NULL);
+    k->c_skip = bt_metrics_counter(node->metrics,
+        "baton_node_kvstore_skipped_total",
+        "kvstore operations not tried: the replica was found unreachable "
+        "and waits for its backoff", NULL);
+    k->c_pub_failed = bt_metrics_counter(node->metrics,
+        "baton_node_kvstore_publish_failed_total",
+        "blocks whose publish failed or was skipped (store unreachable, "
+        "deadline, error)", NULL);
     node->kvs = k;
     for (size_t i = 0; i < n; i++) {
         free(targets[i]);
@@ -155,15 +301,28 @@ void bt_node_kvs_destroy(bt_node_t *node)
         return;
     }
     for (size_t i = 0; i < k->n; i++) {
+        if (k->rep[i].probe_ev != NULL) {
+            event_free(k->rep[i].probe_ev);
+        }
         /* an operation still in flight keeps its client (exit path only) */
         if (k->rep[i].kvc != NULL && bt_kvc_inflight(k->rep[i].kvc) == 0) {
             bt_kvc_destroy(k->rep[i].kvc);
         }
         free(k->rep[i].target);
+        k->rep[i].target = NULL;
     }
     bt_kv_shard_destroy(k->shard);
-    free(k);
     node->kvs = NULL;
+    for (size_t i = 0; i < k->n; i++) {
+        if (k->rep[i].probe_out) {
+            /* its callback still names the replica (exit path only) */
+            for (size_t j = 0; j < k->n; j++) {
+                k->rep[j].k = NULL;
+            }
+            return;
+        }
+    }
+    free(k);
 }
 
 bool bt_node_kvs_on(const bt_node_t *node)
@@ -267,6 +426,7 @@ static void bt_kvs_get_cb(void *arg, bt_status_t status, size_t n_got)
     bt_kvs_part_t *p = arg;
     bt_kvs_fetch_t *f = p->f;
 
+    bt_kvs_rep_result(f->node->kvs, p->r, status);
     if (status != BT_OK) {
         bt_counter_inc(f->node->kvs->c_err);
         bt_debug("kvstore: get from %s: %s (a miss)",
@@ -356,6 +516,10 @@ bt_status_t bt_node_kvs_fetch(bt_node_t *node, bt_kvseq_t *seq,
         if (f->r_n[r] == 0) {
             continue;
         }
+        if (!bt_kvs_rep_allow(k, r)) {
+            f->r_got[r] = 0;   /* a miss, at once */
+            continue;
+        }
         memset(&g, 0, sizeof(g));
         g.hashes = f->r_hashes[r];
         g.tokens = f->r_tokens[r];
@@ -394,6 +558,8 @@ typedef struct {
     uint8_t   *buf;      /* n * block_bytes, the blocks' bytes */
     void     **data;     /* n pointers into buf */
     uint64_t   bytes;
+    uint32_t   n;
+    uint32_t   r;        /* the replica */
 } bt_kvs_put_t;
 
 static void bt_kvs_put_cb(void *arg, bt_status_t status,
@@ -404,9 +570,12 @@ static void bt_kvs_put_cb(void *arg, bt_status_t status,
 
     if (k != NULL) {
         k->staged -= p->bytes;
+        bt_kvs_rep_result(k, p->r, status);
         if (status != BT_OK) {
             bt_counter_inc(k->c_err);
-            bt_debug("kvstore: publish failed: %s", bt_status_str(status));
+            bt_debug("kvstore: publish to %s failed: %s", k->rep[p->r].target,
+                     bt_status_str(status));
+            bt_kvs_pub_lost(k, p->n, bt_status_str(status));
         } else if (r != NULL) {
             bt_counter_add(k->c_pub, r->committed);
         }
@@ -434,6 +603,10 @@ static void bt_kvs_put_run(bt_node_t *node, const bt_kvseq_t *seq,
         bt_counter_add(k->c_drop, n);
         return;
     }
+    if (!bt_kvs_rep_allow(k, r)) {
+        bt_kvs_pub_lost(k, n, "the replica is unreachable (backoff)");
+        return;
+    }
     p = calloc(1, sizeof(*p));
     if (p == NULL || (p->buf = malloc((size_t)n * k->block_bytes)) == NULL ||
         (p->data = malloc(n * sizeof(void *))) == NULL) {
@@ -441,6 +614,8 @@ static void bt_kvs_put_run(bt_node_t *node, const bt_kvseq_t *seq,
     }
     p->node = node;
     p->bytes = (uint64_t)n * k->block_bytes;
+    p->n = n;
+    p->r = r;
     for (uint32_t i = 0; i < n; i++) {
         p->data[i] = p->buf + (size_t)i * k->block_bytes;
         memcpy(hashes + (size_t)i * BT_KV_HASH_LEN,
@@ -458,8 +633,10 @@ static void bt_kvs_put_run(bt_node_t *node, const bt_kvseq_t *seq,
     put.tokens = tokens + (size_t)(i0 - from) * bs;
     put.data = p->data;
     put.n = n;
+    put.timeout_ms = BT_NODE_KVS_PUT_TIMEOUT_MS;
     if (bt_kvc_put(k->rep[r].kvc, &put, bt_kvs_put_cb, p) != BT_OK) {
         bt_counter_inc(k->c_err);
+        bt_kvs_pub_lost(k, n, "the put was refused");
         goto err;
     }
     k->staged += p->bytes;

@@ -66,6 +66,10 @@ static const bt_opt_t bt_node_table[] = {
       NULL, O(max_prefill_tokens) },
     { "lease-default", 0, NULL, "30s", "kv lease when the router asks none",
       BT_OPT_DURATION, 10, 3600000, NULL, O(lease_default_ms) },
+    { "lease-fence-timeout", 0, NULL, "10s", "how long the blocks of a lease "
+      "that ended before its kv cache arrived wait for the prefill node's "
+      "fence (its last write landed) before they are reused anyway",
+      BT_OPT_DURATION, 100, 600000, NULL, O(lease_fence_ms) },
     { "heartbeat", 0, NULL, "1s", "status interval until the router sets one",
       BT_OPT_DURATION, 10, 60000, NULL, O(heartbeat_ms) },
     { "drain-timeout", 0, NULL, "30s", "on SIGTERM, how long requests in "
@@ -281,6 +285,7 @@ static void bt_node_free(bt_node_t *node)
         event_base_free(node->base);
     }
     pthread_mutex_destroy(&node->layer_mu);
+    bt_node_sched_cleanup(node);
     free(node);
 }
 

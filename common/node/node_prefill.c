@@ -15,6 +15,9 @@
 #include <string.h>
 
 #define BT_PJOB_MAX_TOKENS (1u << 20)
+/* How long a fence may wait for the endpoint's flush; past it the
+ * endpoint is failed and nothing more of ours lands. */
+#define BT_PJOB_FENCE_MS 10000
 
 /* An imported decode pool, kept per decode node while its descriptor is
  * unchanged. */
@@ -49,6 +52,11 @@ struct bt_pjob {
     uint32_t            store_cached; /* of those, read from the kvstore */
     uint32_t           *u32;          /* the token ids as the pool takes them */
     bool                in_step, cancelled, replied, freeing;
+    bool                kv_ok;        /* kv-complete went out and landed */
+    bool                fencing;      /* the fence is in flight (ends the job) */
+    bt_rpc_code_t       err_code;     /* the error to answer, once ended */
+    char                err_msg[96];
+    struct event       *end_ev;       /* ends the job outside a callback */
     uint32_t            first;
     bt_sample_result_t  first_lp;     /* when sp.logprobs >= 0 */
     bt_finish_t         finish;
@@ -108,6 +116,9 @@ static void bt_pjob_free(bt_pjob_t *j)
         return;
     }
     j->freeing = true;
+    if (j->end_ev != NULL) {
+        event_free(j->end_ev);
+    }
     bt_xfer_stream_destroy(j->stream);
     /* full blocks stay cached here (KV events announce them) */
     bt_kvseq_destroy(j->seq);
@@ -151,23 +162,17 @@ static void bt_pjob_unqueue(bt_node_t *node, bt_pjob_t *j)
     j->next = NULL;
 }
 
+static void bt_pjob_end(bt_pjob_t *j, bt_rpc_code_t code, const char *msg);
+
 static void bt_pjob_fail(bt_pjob_t *j, bt_rpc_code_t code, const char *msg)
 {
-    if (!j->replied) {
-        bt_rpc_call_fail_code(j->call, code, msg);
-        j->replied = true;
-    }
-    j->cancelled = true;
-    bt_pjob_unqueue(j->node, j);
-    if (!j->in_step) {
-        bt_pjob_free(j);
-    }
+    bt_pjob_end(j, code, msg);
 }
 
 static void bt_pjob_cancel_cb(bt_rpc_call_t *call, void *arg)
 {
     (void)call;
-    bt_pjob_fail(arg, BT_RPC_CANCELLED, "cancelled");
+    bt_pjob_end(arg, BT_RPC_CANCELLED, "cancelled");
 }
 
 static void bt_pjob_reply(bt_pjob_t *j)
@@ -202,46 +207,146 @@ static void bt_pjob_reply(bt_pjob_t *j)
     bt_counter_inc(j->node->c_prefills);
 }
 
-static void bt_pjob_free_later(evutil_socket_t fd, short what, void *arg)
+static void bt_pjob_reply_err(bt_pjob_t *j)
 {
+    if (!j->replied && j->err_code != BT_RPC_OK) {
+        bt_rpc_call_fail_code(j->call, j->err_code, j->err_msg);
+        j->replied = true;
+    }
+}
+
+static void bt_pjob_fence_cb(void *arg, bt_status_t status)
+{
+    bt_pjob_t *j = arg;
+
+    if (j->node->no_fence) {
+        return;   /* the process is going away; so is the pool */
+    }
+    if (status != BT_OK) {
+        /* the endpoint failed: nothing of this job can land any more */
+        bt_debug("request %s: fence of lease %llu: %s", j->id,
+                 (unsigned long long)j->lease_id, bt_status_str(status));
+    }
+    bt_pjob_reply_err(j);
+    bt_pjob_free(j);
+}
+
+/* Tells the decode node that this job writes its lease no more: the
+ * stream is aborted, then a write of no data flushes the endpoint (every
+ * put or data message posted before it has landed) and carries a
+ * kv-complete with BT_NODE_FENCE_FIRST. The job ends in the callback. */
+static bt_status_t bt_pjob_fence(bt_pjob_t *j)
+{
+    uint8_t payload[BT_NODE_DONE_PAYLOAD];
+    const uint32_t first = BT_NODE_FENCE_FIRST, written = 0;
+    const int32_t st = BT_ERR_CANCELLED;
+    bt_xfer_params_t xp;
+    bt_xfer_op_t *op;
+
+    j->fencing = true;
+    bt_xfer_stream_destroy(j->stream);
+    j->stream = NULL;
+    memcpy(payload, &first, 4);
+    memcpy(payload + 4, &written, 4);
+    memcpy(payload + 8, &st, 4);
+    memset(&xp, 0, sizeof(xp));
+    xp.remote = j->rem->remote;
+    xp.timeout_ms = BT_PJOB_FENCE_MS;
+    xp.notify = true;
+    xp.lease_id = j->lease_id;
+    xp.layer = UINT32_MAX;
+    xp.user = payload;
+    xp.user_len = sizeof(payload);
+    xp.cb = bt_pjob_fence_cb;
+    xp.arg = j;
+    if (bt_xfer_write(j->node->xfer, &xp, &op) != BT_IN_PROGRESS) {
+        j->fencing = false;   /* refused: the endpoint is dead */
+        return BT_ERR_PEER_DIED;
+    }
+    return BT_OK;
+}
+
+/* The one way a job ends: answer its error unless it replied, fence the
+ * lease unless its kv-complete landed, then free. Waits for a step that
+ * holds the job (bt_node_prefill_after calls it again). */
+static void bt_pjob_end(bt_pjob_t *j, bt_rpc_code_t code, const char *msg)
+{
+    bt_node_t *node = j->node;
+
+    j->cancelled = true;
+    bt_pjob_unqueue(node, j);
+    if (j->err_code == BT_RPC_OK && !j->replied && code != BT_RPC_OK) {
+        j->err_code = code;
+        snprintf(j->err_msg, sizeof(j->err_msg), "%s", msg);
+    }
+    if (j->in_step || j->fencing || j->freeing) {
+        return;
+    }
+    if (!j->kv_ok && !node->no_fence) {
+        if (j->local) {
+            uint8_t payload[BT_NODE_DONE_PAYLOAD];
+            const uint32_t first = BT_NODE_FENCE_FIRST, written = 0;
+            const int32_t st = BT_ERR_CANCELLED;
+
+            /* copies stop with the lease (bt_pjob_post): none is late */
+            memcpy(payload, &first, 4);
+            memcpy(payload + 4, &written, 4);
+            memcpy(payload + 8, &st, 4);
+            bt_node_decode_kv_complete(node, j->lease_id, BT_OK, payload,
+                                       sizeof(payload));
+        } else if (j->stream != NULL && bt_pjob_fence(j) == BT_OK) {
+            return;
+        }
+    }
+    bt_pjob_reply_err(j);
+    bt_pjob_free(j);
+}
+
+static void bt_pjob_end_ev(evutil_socket_t fd, short what, void *arg)
+{
+    bt_pjob_t *j = arg;
+
     (void)fd;
     (void)what;
-    bt_pjob_free(arg);
+    bt_pjob_end(j, BT_RPC_UNAVAILABLE, "kv transfer to the decode node failed");
 }
 
 /* The stream is destroyed outside its own callback. */
 static void bt_pjob_stream_done(void *arg, bt_status_t status)
 {
     bt_pjob_t *j = arg;
+    static const struct timeval now = { 0, 0 };
 
-    if (j->freeing) {
+    if (j->freeing || j->fencing) {
         return;
     }
     if (j->rem != NULL) {
-        uint64_t now = bt_now_us();
+        uint64_t t = bt_now_us();
 
         bt_xstats_record(j->node->xstats, j->rem->node_id, j->bytes,
-                         j->t_post_us > 0 ? now - j->t_post_us : 0,
-                         j->t_complete_us > 0 ? now - j->t_complete_us : 0,
+                         j->t_post_us > 0 ? t - j->t_post_us : 0,
+                         j->t_complete_us > 0 ? t - j->t_complete_us : 0,
                          status, bt_wall_ms());
     }
-    if (!j->replied) {
-        if (status != BT_OK) {
-            bt_warn("request %s: kv transfer failed: %s", j->id,
-                    bt_status_str(status));
-            bt_rpc_call_fail_code(j->call, BT_RPC_UNAVAILABLE,
-                                  "kv transfer to the decode node failed");
-            j->replied = true;
-        } else {
+    if (status == BT_OK) {
+        j->kv_ok = true;
+        if (!j->replied) {
             bt_pjob_reply(j);
             bt_pjob_publish(j);
+        }
+    } else if (!j->replied) {
+        bt_warn("request %s: kv transfer failed: %s", j->id,
+                bt_status_str(status));
+        if (j->err_code == BT_RPC_OK) {
+            j->err_code = BT_RPC_UNAVAILABLE;
+            snprintf(j->err_msg, sizeof(j->err_msg),
+                     "kv transfer to the decode node failed");
         }
     }
     j->cancelled = true;
     bt_pjob_unqueue(j->node, j);
     if (!j->in_step) {
-        event_base_once(j->node->base, -1, EV_TIMEOUT, bt_pjob_free_later, j,
-                        NULL);
+        evtimer_add(j->end_ev, &now);
     }
 }
 
@@ -302,6 +407,12 @@ void bt_node_prefill_layer(bt_node_t *node, bt_pjob_t *j, int layer)
                  (j->chunk_b + bs - 1) / bs);
 }
 
+void bt_node_prefill_job_fail(bt_node_t *node, bt_pjob_t *j)
+{
+    (void)node;
+    bt_pjob_end(j, BT_RPC_INTERNAL, "a layer of the kv cache was lost");
+}
+
 bool bt_node_prefill_chunk(bt_node_t *node, bt_step_seq_t *seq,
                            bt_pjob_t **job_p)
 {
@@ -345,13 +456,9 @@ void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *j, const float *logits,
     j->in_step = false;
     j->compute_us += bt_now_us();
     if (j->cancelled) {
-        bt_pjob_unqueue(node, j);
-        if (j->replied) {
-            bt_pjob_free(j);
-        } else if (j->local) {
-            bt_pjob_fail(j, BT_RPC_ABORTED, "the reservation was released");
-        }
-        /* else the stream's callback reports the failure and frees */
+        bt_pjob_end(j, j->local ? BT_RPC_ABORTED : BT_RPC_UNAVAILABLE,
+                    j->local ? "the reservation was released"
+                             : "kv transfer to the decode node failed");
         return;
     }
     if (st != BT_OK) {
@@ -388,6 +495,7 @@ void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *j, const float *logits,
     if (j->local) {
         bt_node_decode_kv_complete(node, j->lease_id, BT_OK, payload,
                                    payload_len);
+        j->kv_ok = true;
         bt_pjob_reply(j);
         bt_pjob_publish(j);
         bt_pjob_free(j);
@@ -499,12 +607,19 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     j->node = node;
     j->call = call;
     j->t_start_us = bt_now_us();
+    j->end_ev = evtimer_new(node->base, bt_pjob_end_ev, j);
+    if (j->end_ev == NULL) {
+        free(j);
+        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
     snprintf(j->id, sizeof(j->id), "%s", q->request_id ? q->request_id : "");
     j->n = (uint32_t)q->n_token_ids;
     j->n_gen = q->generated_count;
     j->lease_id = rv->lease_id;
     bt_node_sampling_from_proto(node, q->sampling, &j->sp);
     if (bt_node_lp_param(q->sampling, &j->sp.logprobs) != BT_OK) {
+        event_free(j->end_ev);
         free(j);
         bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
                               "sampling.logprobs must be in [0, 20]");
@@ -591,6 +706,7 @@ err_nomem:
     free(u32);
     free(j->tokens);
     free(j->dst);
+    event_free(j->end_ev);
     free(j);
     bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
 }
@@ -604,6 +720,7 @@ bt_status_t bt_node_prefill_register(bt_node_t *node)
 
 void bt_node_prefill_destroy_all(bt_node_t *node)
 {
+    node->no_fence = true;
     while (node->pq_head != NULL) {
         bt_pjob_t *j = node->pq_head;
 

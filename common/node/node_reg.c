@@ -182,6 +182,9 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
                                           "prefills answered", NULL);
     node->c_tokens = bt_metrics_counter(m, "baton_node_decode_tokens_total",
                                         "tokens sampled by decode steps", NULL);
+    node->c_fence_timeouts = bt_metrics_counter(
+        m, "baton_node_lease_fence_timeouts_total",
+        "dead leases whose blocks went back with no fence from a writer", NULL);
     bt_node_metrics_update(node);
     node->ev_flush = event_new(node->base, -1, 0, bt_node_ev_flush, node);
     if (node->cfg.router == NULL || node->cfg.router[0] == '\0') {

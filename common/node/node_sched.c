@@ -10,27 +10,45 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+/* One step. There is one at a time (node->busy), so its buffers are the
+ * node's, allocated once for --max-batch sequences: a decode step of 64
+ * sequences over a 128k vocabulary has 32 MiB of logits. */
 typedef struct {
     bt_node_t     *node;
     bool           prefill;
     bt_pjob_t     *job;
     int            n;
-    bt_step_seq_t *seqs;
-    int32_t       *toks;
-    bt_dreq_t    **who;
-    float         *logits;
+    bt_step_seq_t *seqs;       /* [max_batch] */
+    int32_t       *toks;       /* [max_batch] */
+    bt_dreq_t    **who;        /* [max_batch] */
+    float         *logits;     /* [max_batch][vocab] */
     bt_status_t    st;
 } bt_step_t;
 
-/* Worker thread: hand the layer to the loop. */
+static bt_step_t bt_node_step;
+
+/* Worker thread: hand the layer to the loop. The queue holds every layer
+ * of one step (BT_MODEL_MAX_LAYERS) and is emptied before the next step
+ * starts, so it cannot fill; if it ever did, the step fails rather than
+ * leave the decode node with a layer missing. */
 static void bt_node_layer_hook(void *ctx, int layer)
 {
     bt_node_t *node = ctx;
 
+    if (node->test_layer_delay_ms > 0) {
+        /* tests: a slow prefill whose writes come late */
+        struct timespec ts = { node->test_layer_delay_ms / 1000,
+                               (node->test_layer_delay_ms % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);
+    }
     pthread_mutex_lock(&node->layer_mu);
-    if (node->layer_n < (int)(sizeof(node->layer_q) / sizeof(int))) {
+    if (node->layer_n < BT_NODE_LAYER_Q) {
         node->layer_q[node->layer_n++] = layer;
+    } else {
+        node->layer_lost = true;
     }
     pthread_mutex_unlock(&node->layer_mu);
     event_active(node->layer_ev, EV_READ, 0);
@@ -40,14 +58,21 @@ static bt_pjob_t *bt_node_cur_job;
 
 void bt_node_layers_drain(bt_node_t *node)
 {
-    int q[1024];
+    int q[BT_NODE_LAYER_Q];
     int n;
+    bool lost;
 
     pthread_mutex_lock(&node->layer_mu);
     n = node->layer_n;
     memcpy(q, node->layer_q, (size_t)n * sizeof(int));
     node->layer_n = 0;
+    lost = node->layer_lost;
+    node->layer_lost = false;
     pthread_mutex_unlock(&node->layer_mu);
+    if (lost && bt_node_cur_job != NULL) {
+        bt_error("scheduler: the layer queue overflowed: the prefill fails");
+        bt_node_prefill_job_fail(node, bt_node_cur_job);
+    }
     for (int i = 0; i < n && bt_node_cur_job != NULL; i++) {
         bt_node_prefill_layer(node, bt_node_cur_job, q[i]);
     }
@@ -71,11 +96,7 @@ static void bt_node_step_work(void *ctx)
 
 static void bt_step_free(bt_step_t *s)
 {
-    free(s->seqs);
-    free(s->toks);
-    free(s->who);
-    free(s->logits);
-    free(s);
+    (void)s;   /* the node's; reused by the next step */
 }
 
 static void bt_node_step_done(void *ctx, bt_status_t status)
@@ -101,22 +122,18 @@ static void bt_node_step_done(void *ctx, bt_status_t status)
 
 static bt_step_t *bt_step_new(bt_node_t *node, int max, bool prefill)
 {
-    bt_step_t *s = calloc(1, sizeof(*s));
+    bt_step_t *s = &bt_node_step;
 
-    if (s == NULL) {
+    (void)max;
+    if (s->logits == NULL) {
         return NULL;
     }
     s->node = node;
     s->prefill = prefill;
-    s->seqs = calloc((size_t)max, sizeof(*s->seqs));
-    s->toks = calloc((size_t)max, sizeof(*s->toks));
-    s->who = calloc((size_t)max, sizeof(*s->who));
-    s->logits = malloc((size_t)max * node->vocab * sizeof(float));
-    if (s->seqs == NULL || s->toks == NULL || s->who == NULL ||
-        s->logits == NULL) {
-        bt_step_free(s);
-        return NULL;
-    }
+    s->job = NULL;
+    s->n = 0;
+    s->st = BT_OK;
+    memset(s->seqs, 0, (size_t)node->cfg.max_batch * sizeof(*s->seqs));
     return s;
 }
 
@@ -133,7 +150,7 @@ void bt_node_sched_kick(bt_node_t *node)
     prefill = want_prefill && (!want_decode || !node->last_was_prefill);
     s = bt_step_new(node, prefill ? 1 : (int)node->cfg.max_batch, prefill);
     if (s == NULL) {
-        bt_error("scheduler: out of memory");
+        bt_error("scheduler: no step buffers");
         return;
     }
     if (prefill) {
@@ -170,6 +187,23 @@ void bt_node_sched_kick(bt_node_t *node)
 
 bt_status_t bt_node_sched_init(bt_node_t *node)
 {
+    const size_t mb = (size_t)node->cfg.max_batch;
+    const char *delay = getenv("BATON_TEST_LAYER_DELAY_MS");
+    bt_step_t *s = &bt_node_step;
+
+    if (delay != NULL) {
+        node->test_layer_delay_ms = atol(delay);
+    }
+    s->seqs = calloc(mb, sizeof(*s->seqs));
+    s->toks = calloc(mb, sizeof(*s->toks));
+    s->who = calloc(mb, sizeof(*s->who));
+    s->logits = malloc(mb * node->vocab * sizeof(float));
+    if (s->seqs == NULL || s->toks == NULL || s->who == NULL ||
+        s->logits == NULL) {
+        bt_error("scheduler: cannot allocate the step buffers (%zu x %u "
+                 "logits)", mb, node->vocab);
+        return BT_ERR_NO_MEMORY;
+    }
     pthread_mutex_init(&node->layer_mu, NULL);
     node->layer_ev = event_new(node->base, -1, 0, bt_node_layer_ev, node);
     node->worker = bt_tpool_create(node->base, 1, 4);
@@ -178,4 +212,16 @@ bt_status_t bt_node_sched_init(bt_node_t *node)
         return BT_ERR_NO_MEMORY;
     }
     return BT_OK;
+}
+
+void bt_node_sched_cleanup(bt_node_t *node)
+{
+    bt_step_t *s = &bt_node_step;
+
+    (void)node;
+    free(s->seqs);
+    free(s->toks);
+    free(s->who);
+    free(s->logits);
+    memset(s, 0, sizeof(*s));
 }

@@ -35,6 +35,8 @@ struct bt_kvc {
 typedef struct {
     bt_kvc_t        *kvc;
     bt_deadline_t    deadline;
+    uint64_t         t0_ms;        /* start, and when each put step ended: */
+    uint64_t         t_resv_ms, t_write_ms;   /* why a deadline passed */
     size_t           n;
     uint8_t         *hashes;       /* n * 32, copied */
     uint32_t        *tokens;       /* n * block_size, copied (may be NULL) */
@@ -191,6 +193,7 @@ static bt_kvc_op_t *bt_kvc_op_new(bt_kvc_t *kvc, size_t n, uint64_t timeout_ms)
     }
     op->kvc = kvc;
     op->n = n;
+    op->t0_ms = bt_now_ms();
     op->deadline = bt_deadline_in_ms(timeout_ms > 0 ? timeout_ms : kvc->timeout_ms);
     op->hashes = malloc(n * BT_KVS_HASH_LEN + 1);
     op->sums = calloc(n + 1, BT_KVS_HASH_LEN);
@@ -383,8 +386,16 @@ static void bt_kvc_commit_done(void *arg, const bt_rpc_result_t *r,
     const Baton__V1__CommitResponse *resp = (const void *)msg;
 
     if (r->code != BT_RPC_OK) {
-        bt_warn("kvstore commit of reservation %llu failed: %s",
-                (unsigned long long)op->resv_id, r->message);
+        /* the steps' times say where the deadline went: a commit waits
+         * for the store's io threads (checksums, block files, fsync) */
+        bt_warn("kvstore commit of reservation %llu failed after %llu ms "
+                "(reserve %llu ms, write %llu ms, commit %llu ms): %s",
+                (unsigned long long)op->resv_id,
+                (unsigned long long)(bt_now_ms() - op->t0_ms),
+                (unsigned long long)(op->t_resv_ms - op->t0_ms),
+                (unsigned long long)(op->t_write_ms - op->t_resv_ms),
+                (unsigned long long)(bt_now_ms() - op->t_write_ms),
+                r->message);
         op->resv_id = 0;   /* the store drops it by itself */
         bt_kvc_put_finish(op, r->status);
         return;
@@ -443,6 +454,7 @@ static void bt_kvc_write_done(void *arg, bt_status_t st)
 {
     bt_kvc_op_t *op = arg;
 
+    op->t_write_ms = bt_now_ms();
     if (st != BT_OK) {
         bt_warn("kvstore put: transfer of reservation %llu failed: %s",
                 (unsigned long long)op->resv_id, bt_status_str(st));
@@ -463,6 +475,7 @@ static void bt_kvc_reserve_done(void *arg, const bt_rpc_result_t *r,
     size_t k = 0;
     bt_status_t st;
 
+    op->t_resv_ms = op->t_write_ms = bt_now_ms();
     if (r->code != BT_RPC_OK) {
         bt_debug("kvstore reserve failed: %s", r->message);
         bt_kvc_put_finish(op, r->status);

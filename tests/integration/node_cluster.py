@@ -316,7 +316,8 @@ def main():
     p, _, ph = start("prefill", [os.path.join(BUILD, "prefill_node/baton-prefill")]
                      + common + ["--max-prefill-tokens", "32"], env, tmp)
     d, dg, dh = start("decode", [os.path.join(BUILD, "decode_node/baton-decode")]
-                      + common + ["--kv-blocks", "512", "--node-id", "d1"],
+                      + common + ["--kv-blocks", "512", "--node-id", "d1",
+                                  "--lease-fence-timeout", "1s"],
                       env, tmp)
     tap(wait_ready(rh), "router ready with a prefill and a decode node")
 
@@ -467,12 +468,20 @@ def main():
         "disconnect frees every block (%s used while streaming, freed %s "
         "after %.2fs)" % (used, freed, time.time() - t0))
 
-    # 7. a lease whose kv cache never comes ends DEADLINE_EXCEEDED and
-    # frees its blocks; a request too big for the pool is refused
+    # 7. a lease whose kv cache never comes ends DEADLINE_EXCEEDED; its
+    # blocks wait for a writer's fence, and with no writer at all go back
+    # after --lease-fence-timeout (1s here); a request too big for the
+    # pool is refused
     nb, code, msg = decode_only(dg, short, 8, 300)
-    tap(nb == 1 and code == 4 and gauge(dh, "baton_node_kv_used_blocks") == 0,
-        "lease expiry: DEADLINE_EXCEEDED, blocks freed (%s %s %s)"
-        % (nb, code, msg))
+    held = gauge(dh, "baton_node_kv_used_blocks")
+    deadline = time.time() + 15
+    while time.time() < deadline and gauge(dh, "baton_node_kv_used_blocks"):
+        time.sleep(0.1)
+    tap(nb == 1 and code == 4 and held and held > 0 and
+        gauge(dh, "baton_node_kv_used_blocks") == 0 and
+        gauge(dh, "baton_node_lease_fence_timeouts_total") == 1,
+        "lease expiry: DEADLINE_EXCEEDED, blocks held for a fence, then "
+        "freed (%s %s %s, %s held)" % (nb, code, msg, held))
     nb, code, msg = decode_only(dg, short, 100000, 1000)
     tap(nb == -1 and code == 8 and "reserve" in msg,
         "too large for the pool: RESOURCE_EXHAUSTED (%s)" % msg)
@@ -498,7 +507,9 @@ def main():
 
     # 9. --role both alone: the same tokens without the UCX hop
     # SIGTERM while a request streams: it still finishes, then exit 0
-    time.sleep(1.0)
+    deadline = time.time() + 10   # leases of the drain loop: fence bound
+    while time.time() < deadline and gauge(dh, "baton_node_kv_used_blocks"):
+        time.sleep(0.1)
     tap(gauge(dh, "baton_node_kv_used_blocks") == 0 and
         http_get(rh, "/readyz")[0] == 200, "idle again after the tests above")
     # a decode node killed mid-stream: the router re-prefills prompt ++
