@@ -24,11 +24,13 @@ bool bt_kv_dtype_elem(bt_kv_dtype_t dtype, bt_dtype_t *elem_p)
 
 bool bt_kv_dtype_parse(const char *text, bt_kv_dtype_t *dtype_p)
 {
+    bt_kv_dtype_t dtype;
     bt_dtype_t elem;
 
-    if (!bt_dtype_parse(text, &elem)) {
+    if (!bt_dtype_parse(text, &elem) ||
+        (dtype = bt_kv_dtype_of_elem(elem)) == BT_KV_DTYPE_UNSPECIFIED) {
         return false;
     }
-    *dtype_p = bt_kv_dtype_of_elem(elem);
-    return *dtype_p != BT_KV_DTYPE_UNSPECIFIED;
+    *dtype_p = dtype;
+    return true;
 }

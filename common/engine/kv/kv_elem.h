@@ -11,7 +11,8 @@
 bt_kv_dtype_t bt_kv_dtype_of_elem(bt_dtype_t elem);
 /* False (and *elem_p untouched) for an unknown id. */
 bool bt_kv_dtype_elem(bt_kv_dtype_t dtype, bt_dtype_t *elem_p);
-/* A --kv-dtype option: the spellings of bt_dtype_parse, as a kv-spec id. */
+/* A --kv-dtype option: the spellings of bt_dtype_parse, as a kv-spec id;
+ * false (and *dtype_p untouched) for anything else. */
 bool bt_kv_dtype_parse(const char *text, bt_kv_dtype_t *dtype_p);
 
 #endif
