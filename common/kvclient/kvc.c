@@ -48,7 +48,7 @@ typedef struct {
     bt_kvc_remote_t *rm;
     bt_xfer_op_t    *xop;          /* the transfer in flight */
     /* put */
-    bt_kv_geom_t    geom;
+    bt_kv_geom_t     geom;
     uint8_t          parent[BT_KV_HASH_LEN];
     uint64_t         resv_id;
     bool            *write;        /* block i goes to the store */
@@ -308,7 +308,7 @@ static void bt_kvc_lookup_done(void *arg, const bt_rpc_result_t *r,
                    BT_KV_HASH_LEN) != 0 ||
             (op->tokens != NULL &&
              !bt_kv_tokens_match(l->token_ids, (uint32_t)l->n_token_ids,
-                                  op->tokens + m * op->block_size,
+                                 op->tokens + m * op->block_size,
                                   op->block_size))) {
             break;
         }
@@ -671,7 +671,7 @@ static void bt_kvc_pin_done(void *arg, const bt_rpc_result_t *r,
             memcmp(l->block_hash.data, op->hashes + k * BT_KV_HASH_LEN,
                    BT_KV_HASH_LEN) != 0 ||
             !bt_kv_tokens_match(l->token_ids, (uint32_t)l->n_token_ids,
-                                 op->tokens + k * op->block_size,
+                                op->tokens + k * op->block_size,
                                  op->block_size) ||
             l->length != op->block_bytes || l->checksum.len != BT_KV_HASH_LEN) {
             break;

@@ -58,7 +58,7 @@ bt_status_t bt_kvc_lookup(bt_kvc_t *kvc, const uint8_t *hashes, size_t n,
                           uint64_t timeout_ms, bt_kvc_lookup_cb cb, void *arg);
 
 typedef struct {
-    bt_kv_geom_t    geom;
+    bt_kv_geom_t     geom;
     uint64_t         block_bytes;
     const uint8_t   *parent;      /* 32 bytes: the hash before hashes[0] */
     const uint8_t   *hashes;      /* n * 32 */

@@ -37,7 +37,7 @@ typedef struct {
     uint8_t       hash[BT_KV_HASH_LEN];
     uint8_t       parent[BT_KV_HASH_LEN];
     uint8_t       checksum[BT_KV_HASH_LEN];
-    bt_kv_geom_t geom;
+    bt_kv_geom_t  geom;
     uint64_t      data_len;
     uint64_t      gen;
     uint32_t      n_tokens;

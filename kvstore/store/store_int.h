@@ -58,7 +58,7 @@ struct bt_kvs {
     char              err[512];
 
     bool              geom_set;
-    bt_kv_geom_t     geom;
+    bt_kv_geom_t      geom;
     uint64_t          block_bytes;
     uint64_t          file_bytes;   /* one block's file */
 

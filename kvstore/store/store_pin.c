@@ -158,7 +158,7 @@ static void bt_kvs_load_done(void *arg, bt_status_t status)
         e->loading = false;
         if (l->status == BT_OK &&
             !bt_kv_tokens_match(e->tokens, s->geom.block_size, l->tokens,
-                                 s->geom.block_size)) {
+                                s->geom.block_size)) {
             bt_warn("block file of a stored hash holds other token ids");
             l->status = BT_ERR_CORRUPT;
         }

@@ -419,7 +419,7 @@ bt_status_t bt_kvs_commit(bt_kvs_t *s, uint64_t id,
         memcpy(it->tokens, b->tokens, 4u * b->n_tokens);
         memcpy(it->checksum, b->checksum, BT_KV_HASH_LEN);
         it->chain_ok = bt_kv_hash_block(r->parents[idx], b->tokens,
-                                         b->n_tokens, h) == BT_OK &&
+                                        b->n_tokens, h) == BT_OK &&
                        memcmp(h, b->hash, BT_KV_HASH_LEN) == 0;
     }
     c->n = k;

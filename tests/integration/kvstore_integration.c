@@ -92,7 +92,7 @@ static void chain_init(chain_t *c, size_t n, uint32_t seed)
             c->tokens[i * BLOCK_TOKENS + t] = x >> 12;
         }
         bt_kv_hash_block(i == 0 ? c->root : c->hash + (i - 1) * 32,
-                          c->tokens + i * BLOCK_TOKENS, BLOCK_TOKENS,
+                         c->tokens + i * BLOCK_TOKENS, BLOCK_TOKENS,
                           c->hash + i * 32);
     }
     for (size_t b = 0; b < n * block_bytes; b++) {

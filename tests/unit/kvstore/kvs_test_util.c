@@ -115,7 +115,7 @@ void kt_chain_init(kt_fx_t *fx, kt_chain_t *c, size_t n, uint32_t seed)
             c->tokens[i][t] = x >> 8;
         }
         assert_int_equal(bt_kv_hash_block(i == 0 ? c->root : c->hash[i - 1],
-                                           c->tokens[i], KT_BLOCK_TOKENS,
+                                          c->tokens[i], KT_BLOCK_TOKENS,
                                            c->hash[i]), BT_OK);
         c->data[i] = malloc(fx->block_bytes);
         assert_non_null(c->data[i]);
@@ -246,7 +246,7 @@ kt_pin_t kt_pin(kt_fx_t *fx, const kt_chain_t *c, size_t n, bool verify)
         assert_memory_equal(b->parent, i == 0 ? c->root : c->hash[i - 1],
                             BT_KV_HASH_LEN);
         assert_true(bt_kv_tokens_match(b->tokens, b->n_tokens, c->tokens[i],
-                                        KT_BLOCK_TOKENS));
+                                       KT_BLOCK_TOKENS));
         assert_memory_equal(fx->slab + b->offset, c->data[i], fx->block_bytes);
         bt_sha256(c->data[i], fx->block_bytes, sum);
         assert_memory_equal(b->checksum, sum, BT_KV_HASH_LEN);

@@ -23,7 +23,7 @@ typedef struct {
     char               dir[256];     /* "" = no disk tier */
     uint64_t           disk_bytes;
     uint64_t           now;          /* fake clock, ms */
-    bt_kv_geom_t      geom;
+    bt_kv_geom_t       geom;
     uint64_t           block_bytes;
     bt_kvs_event_cb    event_cb;     /* passed to the store by kt_fx_start */
     void              *event_arg;

@@ -82,7 +82,7 @@ static void test_lookup_longest_prefix(void **state)
         assert_memory_equal(info[i].hash, c.hash[i], 32);
         assert_memory_equal(fx->slab + info[i].offset, c.data[i], fx->block_bytes);
         assert_true(bt_kv_tokens_match(info[i].tokens, info[i].n_tokens,
-                                        c.tokens[i], KT_BLOCK_TOKENS));
+                                       c.tokens[i], KT_BLOCK_TOKENS));
     }
     /* the request's own token ids: a mismatch in block 1 ends the prefix */
     memcpy(toks, c.tokens, 3 * sizeof(c.tokens[0]));
