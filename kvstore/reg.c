@@ -56,7 +56,7 @@ static Baton__V1__KvEvent *bt_kvsd_ev_new(Baton__V1__KvEvent__Kind kind,
     ProtobufCBinaryData *hp;
     uint8_t *bytes;
 
-    m = calloc(1, sizeof(*m) + sizeof(*hp) + 2 * BT_KVS_HASH_LEN);
+    m = calloc(1, sizeof(*m) + sizeof(*hp) + 2 * BT_KV_HASH_LEN);
     if (m == NULL) {
         return NULL;
     }
@@ -67,16 +67,16 @@ static Baton__V1__KvEvent *bt_kvsd_ev_new(Baton__V1__KvEvent__Kind kind,
     m->tier = tier == BT_KVS_TIER_DISK ? BATON__V1__KV_TIER__KV_TIER_DISK
                                        : BATON__V1__KV_TIER__KV_TIER_DRAM;
     if (hash != NULL) {
-        memcpy(bytes, hash, BT_KVS_HASH_LEN);
+        memcpy(bytes, hash, BT_KV_HASH_LEN);
         hp->data = bytes;
-        hp->len = BT_KVS_HASH_LEN;
+        hp->len = BT_KV_HASH_LEN;
         m->block_hashes = hp;
         m->n_block_hashes = 1;
     }
     if (parent != NULL) {
-        memcpy(bytes + BT_KVS_HASH_LEN, parent, BT_KVS_HASH_LEN);
-        m->parent_hash.data = bytes + BT_KVS_HASH_LEN;
-        m->parent_hash.len = BT_KVS_HASH_LEN;
+        memcpy(bytes + BT_KV_HASH_LEN, parent, BT_KV_HASH_LEN);
+        m->parent_hash.data = bytes + BT_KV_HASH_LEN;
+        m->parent_hash.len = BT_KV_HASH_LEN;
     }
     return m;
 }

@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "kvspec/kv_proto.h"
 #include "kvstore.pb-c.h"
 
 #include <stdlib.h>
@@ -36,25 +37,25 @@ static bool bt_kvsd_hashes(bt_rpc_call_t *call, const ProtobufCBinaryData *h,
 {
     uint8_t *out;
 
-    if (n > BT_KVS_MAX_HASHES) {
+    if (n > BT_KV_MAX_HASHES) {
         bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "%zu %s (at most %u per call)",
-                         n, field, BT_KVS_MAX_HASHES);
+                         n, field, BT_KV_MAX_HASHES);
         return false;
     }
-    out = malloc(n > 0 ? n * BT_KVS_HASH_LEN : 1);
+    out = malloc(n > 0 ? n * BT_KV_HASH_LEN : 1);
     if (out == NULL) {
         bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, "out of memory");
         return false;
     }
     for (size_t i = 0; i < n; i++) {
-        if (h[i].len != BT_KVS_HASH_LEN) {
+        if (h[i].len != BT_KV_HASH_LEN) {
             bt_rpc_call_fail(call, BT_ERR_INVALID_ARG,
                              "%s[%zu] is %zu bytes, a block hash is 32", field,
                              i, h[i].len);
             free(out);
             return false;
         }
-        memcpy(out + i * BT_KVS_HASH_LEN, h[i].data, BT_KVS_HASH_LEN);
+        memcpy(out + i * BT_KV_HASH_LEN, h[i].data, BT_KV_HASH_LEN);
     }
     *out_p = out;
     return true;
@@ -87,7 +88,7 @@ static void bt_kvsd_locations(const bt_kvs_block_info_t *info, size_t n,
 
         baton__v1__block_location__init(l);
         l->block_hash.data = (uint8_t *)info[i].hash;
-        l->block_hash.len = BT_KVS_HASH_LEN;
+        l->block_hash.len = BT_KV_HASH_LEN;
         l->tier = info[i].tier == BT_KVS_TIER_DRAM
                   ? BATON__V1__KV_TIER__KV_TIER_DRAM
                   : BATON__V1__KV_TIER__KV_TIER_DISK;
@@ -97,9 +98,9 @@ static void bt_kvsd_locations(const bt_kvs_block_info_t *info, size_t n,
         l->n_token_ids = info[i].n_tokens;
         l->token_ids = (uint32_t *)info[i].tokens;
         l->parent_hash.data = (uint8_t *)info[i].parent;
-        l->parent_hash.len = BT_KVS_HASH_LEN;
+        l->parent_hash.len = BT_KV_HASH_LEN;
         l->checksum.data = (uint8_t *)info[i].checksum;
-        l->checksum.len = BT_KVS_HASH_LEN;
+        l->checksum.len = BT_KV_HASH_LEN;
         ptrs[i] = l;
     }
 }
@@ -161,7 +162,7 @@ static void bt_kvsd_reserve(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     uint8_t *hashes = NULL;
     size_t n = req->n_block_hashes;
     uint64_t id, expiry, base;
-    bt_kvs_geom_t g;
+    bt_kv_geom_t g;
     bt_status_t st;
 
     if (d->draining) {
@@ -180,7 +181,7 @@ static void bt_kvsd_reserve(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "geometry is required");
         return;
     }
-    if (req->parent_hash.len != BT_KVS_HASH_LEN) {
+    if (req->parent_hash.len != BT_KV_HASH_LEN) {
         bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "parent_hash is %zu bytes, "
                          "want 32 (the hash before block_hashes[0], the root "
                          "for a chain's first block)", req->parent_hash.len);
@@ -189,11 +190,7 @@ static void bt_kvsd_reserve(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     if (!bt_kvsd_hashes(call, req->block_hashes, n, "block_hashes", &hashes)) {
         return;
     }
-    g.n_layers = req->geometry->n_layers;
-    g.n_kv_heads = req->geometry->n_kv_heads;
-    g.head_dim = req->geometry->head_dim;
-    g.block_size = req->geometry->block_size;
-    g.dtype = (uint32_t)req->geometry->dtype;
+    bt_kv_geom_from_proto(req->geometry, &g);
     slots = calloc(n, sizeof(*slots));
     locs = calloc(n, sizeof(*locs));
     ptrs = calloc(n, sizeof(*ptrs));
@@ -293,9 +290,9 @@ static void bt_kvsd_commit(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         }
         return;
     }
-    if (n > BT_KVS_MAX_HASHES) {
+    if (n > BT_KV_MAX_HASHES) {
         bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "%zu blocks (at most %u per "
-                         "call)", n, BT_KVS_MAX_HASHES);
+                         "call)", n, BT_KV_MAX_HASHES);
         return;
     }
     c = calloc(1, sizeof(*c));
@@ -307,8 +304,8 @@ static void bt_kvsd_commit(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     for (size_t i = 0; i < n; i++) {
         const Baton__V1__CommittedBlock *b = req->blocks[i];
 
-        if (b->block_hash.len != BT_KVS_HASH_LEN ||
-            b->checksum.len != BT_KVS_HASH_LEN) {
+        if (b->block_hash.len != BT_KV_HASH_LEN ||
+            b->checksum.len != BT_KV_HASH_LEN) {
             bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "blocks[%zu]: block_hash "
                              "is %zu bytes and checksum %zu, both must be 32 "
                              "(sha256)", i, b->block_hash.len, b->checksum.len);
@@ -316,16 +313,16 @@ static void bt_kvsd_commit(bt_rpc_call_t *call, const ProtobufCMessage *msg,
             free(c);
             return;
         }
-        if (b->n_token_ids > BT_KVS_MAX_BLOCK_TOKENS) {
+        if (b->n_token_ids > BT_KV_MAX_BLOCK_TOKENS) {
             bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "blocks[%zu]: %zu token "
                              "ids (at most %u)", i, b->n_token_ids,
-                             BT_KVS_MAX_BLOCK_TOKENS);
+                             BT_KV_MAX_BLOCK_TOKENS);
             free(c->blocks);
             free(c);
             return;
         }
-        memcpy(c->blocks[i].hash, b->block_hash.data, BT_KVS_HASH_LEN);
-        memcpy(c->blocks[i].checksum, b->checksum.data, BT_KVS_HASH_LEN);
+        memcpy(c->blocks[i].hash, b->block_hash.data, BT_KV_HASH_LEN);
+        memcpy(c->blocks[i].checksum, b->checksum.data, BT_KV_HASH_LEN);
         c->blocks[i].tokens = b->token_ids;
         c->blocks[i].n_tokens = (uint32_t)b->n_token_ids;
     }

@@ -3,9 +3,8 @@
 
 #include "base/log.h"
 #include "engine/tokenizer/chat_template.h"
-#include "engine/dtype.h"
-#include "engine/kv/kv_pool.h"
 #include "engine/model/model_config.h"
+#include "kvspec/kv_hash.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -20,7 +19,7 @@ struct bt_router_model {
     int32_t     vocab;
     bool        kv_known;
     uint32_t    block_size;
-    uint32_t    kv_dtype;      /* baton.v1.KvDtype */
+    bt_kv_dtype_t kv_dtype;
     bool        has_chat;
     bt_chat_family_t chat;
     char        chat_err[256]; /* why chat is unavailable */
@@ -124,7 +123,7 @@ bt_status_t bt_router_model_check_node(bt_router_t *r,
                  hello->model ? hello->model : "", m->name);
         return BT_ERR_INVALID_ARG;
     }
-    if (hello->kv_dtype < 1 || hello->kv_dtype > 3) {
+    if (bt_kv_dtype_name(hello->kv_dtype) == NULL) {
         snprintf(err, err_size, "node reports no valid KV dtype");
         return BT_ERR_INVALID_ARG;
     }
@@ -132,7 +131,8 @@ bt_status_t bt_router_model_check_node(bt_router_t *r,
                         hello->kv_dtype != m->kv_dtype)) {
         snprintf(err, err_size, "node uses blocks of %u tokens and KV dtype %u; "
                  "the cluster uses %u and %u", hello->block_size,
-                 hello->kv_dtype, m->block_size, m->kv_dtype);
+                 (unsigned)hello->kv_dtype, m->block_size,
+                 (unsigned)m->kv_dtype);
         return BT_ERR_INVALID_ARG;
     }
     if (!m->kv_known) {
@@ -285,12 +285,6 @@ void bt_router_model_token_text(bt_router_t *r, uint32_t id, bool raw,
     }
 }
 
-static bt_dtype_t bt_router_dtype(uint32_t kv_dtype)
-{
-    return kv_dtype == 1 ? BT_DTYPE_F32 : kv_dtype == 2 ? BT_DTYPE_F16
-                                                        : BT_DTYPE_BF16;
-}
-
 bt_status_t bt_router_model_root(bt_router_t *r, const uint8_t *salt,
                                  size_t salt_len,
                                  uint8_t root[BT_BLOCK_HASH_LEN])
@@ -300,7 +294,7 @@ bt_status_t bt_router_model_root(bt_router_t *r, const uint8_t *salt,
     if (!m->kv_known) {
         return BT_ERR_NOT_FOUND;
     }
-    return bt_kv_hash_root(m->name, "", bt_router_dtype(m->kv_dtype),
+    return bt_kv_hash_root(m->name, "", m->kv_dtype,
                            m->block_size, salt, salt_len, root);
 }
 

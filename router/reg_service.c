@@ -7,6 +7,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "kvspec/kv_proto.h"
 #include "registry.pb-c.h"
 
 #include <stdlib.h>
@@ -87,7 +88,9 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
         hello.block_size = h->capacity->block_size;
         hello.max_batch = h->capacity->max_batch;
         hello.max_prefill_tokens = h->capacity->max_prefill_tokens;
-        hello.kv_dtype = h->capacity->geometry ? (uint32_t)h->capacity->geometry->dtype : 0;
+        hello.kv_dtype = h->capacity->geometry
+            ? bt_kv_dtype_from_proto(h->capacity->geometry->dtype)
+            : BT_KV_DTYPE_UNSPECIFIED;
     }
     /* a kvstore replica serves every model: its blocks carry the model in
      * their hashes, so there is nothing to match */

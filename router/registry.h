@@ -7,6 +7,7 @@
 #define BT_ROUTER_REGISTRY_H
 
 #include "base/status.h"
+#include "kvspec/kv_spec.h"
 #include "prefix_index.h"
 
 #include <stdbool.h>
@@ -61,7 +62,7 @@ typedef struct {
     uint32_t       block_size;
     uint32_t       max_batch;
     uint32_t       max_prefill_tokens;
-    uint32_t       kv_dtype;                  /* baton.v1.KvDtype */
+    bt_kv_dtype_t  kv_dtype;                  /* = baton.v1.KvDtype */
     char           version[BT_NODE_VERSION_MAX + 1];
     bt_node_load_t load;                      /* as last reported */
     uint32_t       assigned;                  /* requests the router has in flight on it */
@@ -102,7 +103,7 @@ typedef struct {
     uint32_t       block_size;
     uint32_t       max_batch;
     uint32_t       max_prefill_tokens;
-    uint32_t       kv_dtype;                  /* baton.v1.KvDtype */
+    bt_kv_dtype_t  kv_dtype;                  /* = baton.v1.KvDtype */
     const char    *version;                   /* the daemon's; NULL: unknown */
 } bt_node_hello_t;
 

@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "kvspec/kv_proto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -576,7 +577,7 @@ static void bt_dreq_publish_filled(bt_node_t *node, bt_dreq_t *r)
 {
     const uint32_t bs = (uint32_t)node->cfg.block_size;
     const uint32_t n_tok = bt_kvseq_n_tokens(r->seq);
-    uint32_t ids[BT_KV_MAX_BLOCK_SIZE], b;
+    uint32_t ids[BT_KV_MAX_BLOCK_TOKENS], b;
 
     if (!bt_node_kvs_on(node) || n_tok == 0 || n_tok % bs != 0) {
         return;
@@ -754,9 +755,7 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     g.n_kv_heads = geom->n_kv_heads;
     g.head_dim = geom->head_dim;
     g.block_size = bs;
-    g.dtype = geom->dtype == BT_DTYPE_F32 ? BATON__V1__KV_DTYPE__KV_DTYPE_F32
-              : geom->dtype == BT_DTYPE_F16 ? BATON__V1__KV_DTYPE__KV_DTYPE_F16
-                                            : BATON__V1__KV_DTYPE__KV_DTYPE_BF16;
+    g.dtype = bt_kv_dtype_to_proto(geom->dtype);
     rv.pool_descriptor.data = desc;
     rv.pool_descriptor.len = desc_len;
     rv.block_ids = r->resv;

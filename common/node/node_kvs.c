@@ -5,8 +5,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "engine/kv/kv_shard.h"
-#include "kvc.h"
+#include "kvclient/kvc.h"
+#include "kvspec/kv_shard.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +45,7 @@ struct bt_node_kvs {
     bt_kvs_replica_t  rep[BT_NODE_KVS_MAX_REPLICAS];
     size_t            n;
     bt_kv_shard_t    *shard;       /* indexes follow the sorted targets */
-    bt_kvs_geom_t     geom;
+    bt_kv_geom_t      geom;
     uint64_t          block_bytes;
     uint64_t          staged;      /* bytes of puts in flight */
     int64_t           timeout_ms;  /* --kvstore-timeout */
@@ -218,13 +218,7 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
         s = k == NULL ? BT_ERR_NO_MEMORY : BT_ERR_INVALID_ARG;
         goto err;
     }
-    k->geom.n_layers = g->n_layers;
-    k->geom.n_kv_heads = g->n_kv_heads;
-    k->geom.head_dim = g->head_dim;
-    k->geom.block_size = g->block_size;
-    k->geom.dtype = g->dtype == BT_DTYPE_F32 ? BT_KVS_DTYPE_F32
-                    : g->dtype == BT_DTYPE_F16 ? BT_KVS_DTYPE_F16
-                                               : BT_KVS_DTYPE_BF16;
+    k->geom = *g;
     k->block_bytes = bt_kvpool_export_bytes(node->pool, 1);
     k->timeout_ms = node->cfg.kvstore_timeout_ms;
     /* replica i is the shard's i-th (sorted) id */

@@ -1,6 +1,6 @@
 /* A serving node's use of the kvstore, the tier-2 prefix cache (DESIGN §5,
  * docs/internals/node.md "kvstore"): blocks are sharded over the replicas
- * of --kvstore by rendezvous hashing (common/engine/kv/kv_shard.h), read into
+ * of --kvstore by rendezvous hashing (common/kvspec/kv_shard.h), read into
  * the pool on a prefill (after the node's own cache) and published in the
  * background as they fill. The kvstore is only ever an optimisation: any
  * failure (a replica down, a deadline, a checksum or token mismatch) is a

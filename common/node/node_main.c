@@ -47,7 +47,7 @@ static const bt_opt_t bt_node_table[] = {
       "f16 or bf16; every node of a cluster must use the same",
       BT_OPT_STRING, 0, 0, NULL, O(kv_dtype) },
     { "block-size", 0, NULL, "16", "tokens per kv block", BT_OPT_INT, 1,
-      BT_KV_MAX_BLOCK_SIZE, NULL, O(block_size) },
+      BT_KV_MAX_BLOCK_TOKENS, NULL, O(block_size) },
     { "prefix-cache", 0, NULL, "true", "reuse the prefix blocks this node's "
       "pool has cached (false: compute every prompt in full, a baseline for "
       "benchmarks)", BT_OPT_BOOL, 0, 0, NULL, O(prefix_cache) },
@@ -205,9 +205,7 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
     pc.geom.n_kv_heads = (uint32_t)node->model->cfg.n_kv_heads;
     pc.geom.head_dim = (uint32_t)node->model->cfg.head_dim;
     pc.geom.block_size = (uint32_t)c->block_size;
-    if (!bt_dtype_parse(c->kv_dtype, &pc.geom.dtype) ||
-        (pc.geom.dtype != BT_DTYPE_F32 && pc.geom.dtype != BT_DTYPE_F16 &&
-         pc.geom.dtype != BT_DTYPE_BF16) ||
+    if (!bt_kv_dtype_parse(c->kv_dtype, &pc.geom.dtype) ||
         bt_kv_geom_check(&pc.geom) != BT_OK) {
         bt_error("--kv-dtype must be f32, f16 or bf16");
         return BT_ERR_INVALID_ARG;

@@ -9,6 +9,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "kvspec/kv_proto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -564,7 +565,6 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     uint32_t *u32 = NULL;
     bt_pjob_t *j;
     char why[256];
-    int dt;
 
     if (node->draining) {
         bt_rpc_call_fail_code(call, BT_RPC_UNAVAILABLE, "the node is draining");
@@ -580,12 +580,12 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         return;
     }
     need = ((uint32_t)q->n_token_ids + bs - 1) / bs;
-    dt = g->dtype == BT_DTYPE_F32 ? 1 : g->dtype == BT_DTYPE_F16 ? 2 : 3;
     if (rv->block_size != bs || rv->geometry->block_size != bs ||
         rv->geometry->n_layers != g->n_layers ||
         rv->geometry->n_kv_heads != g->n_kv_heads ||
         rv->geometry->head_dim != g->head_dim ||
-        (int)rv->geometry->dtype != dt || rv->n_block_ids < need) {
+        bt_kv_dtype_from_proto(rv->geometry->dtype) != g->dtype ||
+        rv->n_block_ids < need) {
         snprintf(why, sizeof(why), "reservation does not fit: %zu blocks for "
                  "%zu tokens, or another kv geometry", rv->n_block_ids,
                  q->n_token_ids);

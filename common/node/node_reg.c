@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "bt_config.h"
+#include "kvspec/kv_proto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,13 +192,7 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
         bt_warn("no --router: serving without registration");
         return BT_OK;
     }
-    g.n_layers = geom->n_layers;
-    g.n_kv_heads = geom->n_kv_heads;
-    g.head_dim = geom->head_dim;
-    g.block_size = geom->block_size;
-    g.dtype = geom->dtype == BT_DTYPE_F32 ? BATON__V1__KV_DTYPE__KV_DTYPE_F32
-              : geom->dtype == BT_DTYPE_F16 ? BATON__V1__KV_DTYPE__KV_DTYPE_F16
-                                            : BATON__V1__KV_DTYPE__KV_DTYPE_BF16;
+    bt_kv_geom_to_proto(geom, &g);
     cap.total_blocks = bt_kvpool_n_blocks(node->pool);
     cap.block_size = geom->block_size;
     cap.max_batch = (uint32_t)node->cfg.max_batch;

@@ -27,19 +27,19 @@ static void bt_kvs_locks_init(void)
 }
 
 /* Writes and deletes of one path take the same lock. */
-static pthread_mutex_t *bt_kvs_lock_of(const uint8_t hash[BT_KVS_HASH_LEN])
+static pthread_mutex_t *bt_kvs_lock_of(const uint8_t hash[BT_KV_HASH_LEN])
 {
     pthread_once(&bt_kvs_locks_once, bt_kvs_locks_init);
-    return &bt_kvs_locks[hash[BT_KVS_HASH_LEN - 1] % BT_KVS_LOCKS];
+    return &bt_kvs_locks[hash[BT_KV_HASH_LEN - 1] % BT_KVS_LOCKS];
 }
 
-void bt_kvs_file_dir(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+void bt_kvs_file_dir(const char *dir, const uint8_t hash[BT_KV_HASH_LEN],
                      char *out, size_t size)
 {
     snprintf(out, size, "%s/%02x", dir, hash[0]);
 }
 
-void bt_kvs_file_path(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+void bt_kvs_file_path(const char *dir, const uint8_t hash[BT_KV_HASH_LEN],
                       char *out, size_t size)
 {
     char hex[BT_SHA256_HEX_LEN + 1];
@@ -63,15 +63,15 @@ static size_t bt_kvs_header_encode(const bt_kvs_file_meta_t *m, uint8_t *h)
     bt_put_le32(h + 36, m->geom.n_kv_heads);
     bt_put_le32(h + 40, m->geom.head_dim);
     bt_put_le32(h + 44, m->geom.block_size);
-    bt_put_le32(h + 48, m->geom.dtype);
-    memcpy(h + 56, m->hash, BT_KVS_HASH_LEN);
-    memcpy(h + 88, m->parent, BT_KVS_HASH_LEN);
-    memcpy(h + 120, m->checksum, BT_KVS_HASH_LEN);
+    bt_put_le32(h + 48, (uint32_t)m->geom.dtype);
+    memcpy(h + 56, m->hash, BT_KV_HASH_LEN);
+    memcpy(h + 88, m->parent, BT_KV_HASH_LEN);
+    memcpy(h + 120, m->checksum, BT_KV_HASH_LEN);
     for (uint32_t i = 0; i < m->n_tokens; i++, off += 4) {
         bt_put_le32(h + off, m->tokens[i]);
     }
     bt_sha256(h, off, h + off);
-    return off + BT_KVS_HASH_LEN;
+    return off + BT_KV_HASH_LEN;
 }
 
 static bt_status_t bt_kvs_write_all(int fd, const void *p, size_t n,
@@ -117,10 +117,10 @@ bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
     size_t hlen;
     int fd;
 
-    if (m->n_tokens > BT_KVS_MAX_BLOCK_TOKENS) {
+    if (m->n_tokens > BT_KV_MAX_BLOCK_TOKENS) {
         return BT_ERR_INVALID_ARG;
     }
-    hdr = malloc(BT_KVS_FILE_FIXED + 4u * m->n_tokens + BT_KVS_HASH_LEN);
+    hdr = malloc(BT_KVS_FILE_FIXED + 4u * m->n_tokens + BT_KV_HASH_LEN);
     if (hdr == NULL) {
         return BT_ERR_NO_MEMORY;
     }
@@ -208,17 +208,17 @@ static bt_status_t bt_kvs_header_decode(const uint8_t *h, uint64_t file_size,
     m->geom.n_kv_heads = bt_get_le32(h + 36);
     m->geom.head_dim = bt_get_le32(h + 40);
     m->geom.block_size = bt_get_le32(h + 44);
-    m->geom.dtype = bt_get_le32(h + 48);
-    memcpy(m->hash, h + 56, BT_KVS_HASH_LEN);
-    memcpy(m->parent, h + 88, BT_KVS_HASH_LEN);
-    memcpy(m->checksum, h + 120, BT_KVS_HASH_LEN);
-    if (m->n_tokens == 0 || m->n_tokens > BT_KVS_MAX_BLOCK_TOKENS ||
+    m->geom.dtype = (bt_kv_dtype_t)bt_get_le32(h + 48);
+    memcpy(m->hash, h + 56, BT_KV_HASH_LEN);
+    memcpy(m->parent, h + 88, BT_KV_HASH_LEN);
+    memcpy(m->checksum, h + 120, BT_KV_HASH_LEN);
+    if (m->n_tokens == 0 || m->n_tokens > BT_KV_MAX_BLOCK_TOKENS ||
         m->n_tokens != m->geom.block_size) {
         *why = "bad token count";
         return BT_ERR_CORRUPT;
     }
-    if (m->data_len == 0 || m->data_len > BT_KVS_MAX_BLOCK_BYTES ||
-        m->data_len != bt_kvs_geom_block_bytes(&m->geom)) {
+    if (m->data_len == 0 || m->data_len > BT_KV_MAX_BLOCK_BYTES ||
+        m->data_len != bt_kv_geom_block_bytes(&m->geom)) {
         *why = "bad data length";
         return BT_ERR_CORRUPT;
     }
@@ -237,7 +237,7 @@ bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
                              bt_kvs_file_meta_t *m_p)
 {
     bt_kvs_file_meta_t m;
-    uint8_t fixed[BT_KVS_FILE_FIXED], sum[BT_KVS_HASH_LEN], h[BT_KVS_HASH_LEN];
+    uint8_t fixed[BT_KVS_FILE_FIXED], sum[BT_KV_HASH_LEN], h[BT_KV_HASH_LEN];
     uint8_t *hdr = NULL, *scratch = NULL;
     const char *why = NULL;
     struct stat st;
@@ -277,7 +277,7 @@ bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
         goto bad;
     }
     hlen = BT_KVS_FILE_FIXED + 4u * m.n_tokens;
-    hdr = malloc(hlen + BT_KVS_HASH_LEN);
+    hdr = malloc(hlen + BT_KV_HASH_LEN);
     m.tokens = malloc(4u * m.n_tokens);
     if (hdr == NULL || m.tokens == NULL) {
         s = BT_ERR_NO_MEMORY;
@@ -285,13 +285,13 @@ bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
     }
     memcpy(hdr, fixed, BT_KVS_FILE_FIXED);
     s = bt_kvs_read_all(fd, hdr + BT_KVS_FILE_FIXED,
-                        hlen - BT_KVS_FILE_FIXED + BT_KVS_HASH_LEN,
+                        hlen - BT_KVS_FILE_FIXED + BT_KV_HASH_LEN,
                         BT_KVS_FILE_FIXED);
     if (s != BT_OK) {
         goto io;
     }
     bt_sha256(hdr, hlen, sum);
-    if (memcmp(sum, hdr + hlen, BT_KVS_HASH_LEN) != 0) {
+    if (memcmp(sum, hdr + hlen, BT_KV_HASH_LEN) != 0) {
         why = "header checksum mismatch";
         s = BT_ERR_CORRUPT;
         goto bad;
@@ -299,8 +299,8 @@ bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
     for (uint32_t i = 0; i < m.n_tokens; i++) {
         m.tokens[i] = bt_get_le32(hdr + BT_KVS_FILE_FIXED + 4u * i);
     }
-    bt_kvs_chain_hash(m.parent, m.tokens, m.n_tokens, h);
-    if (memcmp(h, m.hash, BT_KVS_HASH_LEN) != 0) {
+    bt_kv_hash_block(m.parent, m.tokens, m.n_tokens, h);
+    if (memcmp(h, m.hash, BT_KV_HASH_LEN) != 0) {
         why = "hash is not sha256(parent, tokens)";
         s = BT_ERR_CORRUPT;
         goto bad;
@@ -313,12 +313,12 @@ bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
         }
     }
     s = bt_kvs_read_all(fd, data, (size_t)m.data_len,
-                        (off_t)(hlen + BT_KVS_HASH_LEN));
+                        (off_t)(hlen + BT_KV_HASH_LEN));
     if (s != BT_OK) {
         goto io;
     }
     bt_sha256(data, (size_t)m.data_len, sum);
-    if (memcmp(sum, m.checksum, BT_KVS_HASH_LEN) != 0) {
+    if (memcmp(sum, m.checksum, BT_KV_HASH_LEN) != 0) {
         why = "data checksum mismatch";
         s = BT_ERR_CORRUPT;
         goto bad;
@@ -344,7 +344,7 @@ out:
     return s;
 }
 
-void bt_kvs_file_unlink(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+void bt_kvs_file_unlink(const char *dir, const uint8_t hash[BT_KV_HASH_LEN],
                         uint64_t gen)
 {
     pthread_mutex_t *mu = bt_kvs_lock_of(hash);

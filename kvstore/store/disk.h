@@ -34,10 +34,10 @@
 #define BT_KVS_PATH_MAX 4200
 
 typedef struct {
-    uint8_t       hash[BT_KVS_HASH_LEN];
-    uint8_t       parent[BT_KVS_HASH_LEN];
-    uint8_t       checksum[BT_KVS_HASH_LEN];
-    bt_kvs_geom_t geom;
+    uint8_t       hash[BT_KV_HASH_LEN];
+    uint8_t       parent[BT_KV_HASH_LEN];
+    uint8_t       checksum[BT_KV_HASH_LEN];
+    bt_kv_geom_t  geom;
     uint64_t      data_len;
     uint64_t      gen;
     uint32_t      n_tokens;
@@ -47,13 +47,13 @@ typedef struct {
 /* Bytes of a block's file. */
 static inline uint64_t bt_kvs_file_size(uint32_t n_tokens, uint64_t data_len)
 {
-    return BT_KVS_FILE_FIXED + 4ull * n_tokens + BT_KVS_HASH_LEN + data_len;
+    return BT_KVS_FILE_FIXED + 4ull * n_tokens + BT_KV_HASH_LEN + data_len;
 }
 
 /* "<dir>/ab" and "<dir>/ab/<hex>.blk". */
-void bt_kvs_file_dir(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+void bt_kvs_file_dir(const char *dir, const uint8_t hash[BT_KV_HASH_LEN],
                      char *out, size_t size);
-void bt_kvs_file_path(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+void bt_kvs_file_path(const char *dir, const uint8_t hash[BT_KV_HASH_LEN],
                       char *out, size_t size);
 
 /* Writes the block durably (see above). BT_ERR_IO with a log line. */
@@ -62,7 +62,7 @@ bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
 
 /* Reads and checks `path`: exact size, magic, version, header checksum,
  * token count equal to the block size, the chain hash (hash == SHA-256 of
- * parent and tokens), data_len within BT_KVS_MAX_BLOCK_BYTES and equal to
+ * parent and tokens), data_len within BT_KV_MAX_BLOCK_BYTES and equal to
  * `want_len` when nonzero, then the sha256 of the data. Data goes to
  * `data` (at least data_len bytes) or, when NULL, to a scratch buffer.
  * BT_ERR_CORRUPT or BT_ERR_TRUNCATED (logged with the reason),
@@ -73,7 +73,7 @@ bt_status_t bt_kvs_file_read(const char *path, void *data, uint64_t want_len,
 
 /* Deletes the block's file if its generation is `gen` (0 = any): a
  * newer write of the same hash is never removed by a stale delete. */
-void bt_kvs_file_unlink(const char *dir, const uint8_t hash[BT_KVS_HASH_LEN],
+void bt_kvs_file_unlink(const char *dir, const uint8_t hash[BT_KV_HASH_LEN],
                         uint64_t gen);
 
 #endif

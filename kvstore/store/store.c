@@ -45,94 +45,9 @@ uint64_t bt_kvs_now_ms(const bt_kvs_t *s)
     return s->cfg.now_ms != NULL ? s->cfg.now_ms(s->cfg.clock_arg) : bt_now_ms();
 }
 
-/* ---- geometry and helpers ---- */
+/* ---- geometry ---- */
 
-uint64_t bt_kvs_geom_block_bytes(const bt_kvs_geom_t *g)
-{
-    uint64_t esz, b;
-
-    switch (g->dtype) {
-    case BT_KVS_DTYPE_F32:
-        esz = 4;
-        break;
-    case BT_KVS_DTYPE_F16:
-    case BT_KVS_DTYPE_BF16:
-        esz = 2;
-        break;
-    default:
-        return 0;
-    }
-    if (g->n_layers == 0 || g->n_layers > 4096 || g->n_kv_heads == 0 ||
-        g->n_kv_heads > 4096 || g->head_dim == 0 || g->head_dim > 4096 ||
-        g->block_size == 0 || g->block_size > BT_KVS_MAX_BLOCK_TOKENS) {
-        return 0;
-    }
-    /* each factor is < 2^13, so the product stays far below 2^64 */
-    b = (uint64_t)g->n_layers * 2 * g->block_size * g->n_kv_heads *
-        g->head_dim * esz;
-    return b > BT_KVS_MAX_BLOCK_BYTES ? 0 : b;
-}
-
-bt_status_t bt_kvs_geom_check(const bt_kvs_geom_t *g, uint64_t block_bytes,
-                              char *err, size_t err_size)
-{
-    uint64_t want = bt_kvs_geom_block_bytes(g);
-
-    if (want == 0) {
-        snprintf(err, err_size, "insane kv geometry: n_layers %u n_kv_heads %u "
-                 "head_dim %u block_size %u dtype %u (each 1..4096, block_size "
-                 "<= %u, dtype f32|f16|bf16, block <= 1 GiB)", g->n_layers,
-                 g->n_kv_heads, g->head_dim, g->block_size, g->dtype,
-                 BT_KVS_MAX_BLOCK_TOKENS);
-        return BT_ERR_INVALID_ARG;
-    }
-    if (block_bytes != want) {
-        snprintf(err, err_size, "block_bytes %llu does not match the geometry "
-                 "(%llu bytes per block)", (unsigned long long)block_bytes,
-                 (unsigned long long)want);
-        return BT_ERR_INVALID_ARG;
-    }
-    return BT_OK;
-}
-
-bt_status_t bt_kvs_chain_hash(const uint8_t parent[BT_KVS_HASH_LEN],
-                              const uint32_t *tokens, uint32_t n_tokens,
-                              uint8_t hash_p[BT_KVS_HASH_LEN])
-{
-    bt_sha256_t c;
-    uint8_t le[4 * 64];
-    uint32_t i = 0;
-
-    if (bt_sha256_init(&c) != BT_OK ||
-        bt_sha256_update(&c, parent, BT_KVS_HASH_LEN) != BT_OK) {
-        bt_sha256_cleanup(&c);
-        return BT_ERR_INTERNAL;
-    }
-    while (i < n_tokens) {
-        uint32_t k = 0;
-
-        for (; k < 64 && i < n_tokens; k++, i++) {
-            le[4 * k] = (uint8_t)tokens[i];
-            le[4 * k + 1] = (uint8_t)(tokens[i] >> 8);
-            le[4 * k + 2] = (uint8_t)(tokens[i] >> 16);
-            le[4 * k + 3] = (uint8_t)(tokens[i] >> 24);
-        }
-        if (bt_sha256_update(&c, le, 4u * k) != BT_OK) {
-            bt_sha256_cleanup(&c);
-            return BT_ERR_INTERNAL;
-        }
-    }
-    return bt_sha256_final(&c, hash_p);
-}
-
-bool bt_kvs_tokens_match(const uint32_t *stored, uint32_t n_stored,
-                         const uint32_t *want, uint32_t n_want)
-{
-    return n_stored == n_want &&
-           (n_stored == 0 || memcmp(stored, want, 4u * n_stored) == 0);
-}
-
-bt_status_t bt_kvs_set_geometry(bt_kvs_t *s, const bt_kvs_geom_t *g,
+bt_status_t bt_kvs_set_geometry(bt_kvs_t *s, const bt_kv_geom_t *g,
                                 uint64_t block_bytes)
 {
     uint64_t n;
@@ -144,13 +59,14 @@ bt_status_t bt_kvs_set_geometry(bt_kvs_t *s, const bt_kvs_geom_t *g,
                              "%u dtype %u, the request has %u %u %u %u %u",
                              s->geom.n_layers, s->geom.n_kv_heads,
                              s->geom.head_dim, s->geom.block_size,
-                             s->geom.dtype, g->n_layers, g->n_kv_heads,
-                             g->head_dim, g->block_size, g->dtype);
+                             (unsigned)s->geom.dtype, g->n_layers,
+                             g->n_kv_heads, g->head_dim, g->block_size,
+                             (unsigned)g->dtype);
             return BT_ERR_INVALID_ARG;
         }
         return BT_OK;
     }
-    if (bt_kvs_geom_check(g, block_bytes, s->err, sizeof(s->err)) != BT_OK) {
+    if (bt_kv_geom_check_block(g, block_bytes, s->err, sizeof(s->err)) != BT_OK) {
         return BT_ERR_INVALID_ARG;
     }
     n = s->cfg.slab_len / block_bytes;
@@ -174,7 +90,7 @@ bt_status_t bt_kvs_set_geometry(bt_kvs_t *s, const bt_kvs_geom_t *g,
     s->geom_set = true;
     bt_info("kv geometry: n_layers %u n_kv_heads %u head_dim %u block_size %u "
             "dtype %u, %llu bytes per block, %u dram slots", g->n_layers,
-            g->n_kv_heads, g->head_dim, g->block_size, g->dtype,
+            g->n_kv_heads, g->head_dim, g->block_size, (unsigned)g->dtype,
             (unsigned long long)block_bytes, s->n_slots);
     if (s->n_slots == 0) {
         bt_warn("the dram tier (%zu bytes) holds no block of %llu bytes",
@@ -183,7 +99,7 @@ bt_status_t bt_kvs_set_geometry(bt_kvs_t *s, const bt_kvs_geom_t *g,
     return BT_OK;
 }
 
-bool bt_kvs_geometry(const bt_kvs_t *s, bt_kvs_geom_t *g_p,
+bool bt_kvs_geometry(const bt_kvs_t *s, bt_kv_geom_t *g_p,
                      uint64_t *block_bytes_p)
 {
     if (!s->geom_set) {
@@ -220,7 +136,7 @@ bt_kvs_entry_t *bt_kvs_find(const bt_kvs_t *s, const uint8_t *hash)
 {
     bt_kvs_entry_t *e = s->buckets[bt_kvs_bucket(s, hash)];
 
-    while (e != NULL && memcmp(e->hash, hash, BT_KVS_HASH_LEN) != 0) {
+    while (e != NULL && memcmp(e->hash, hash, BT_KV_HASH_LEN) != 0) {
         e = e->hnext;
     }
     return e;
@@ -470,9 +386,9 @@ void bt_kvs_entry_kill(bt_kvs_t *s, bt_kvs_entry_t *e, bool unlink_file)
 void bt_kvs_entry_info(const bt_kvs_t *s, const bt_kvs_entry_t *e,
                        bt_kvs_block_info_t *info)
 {
-    memcpy(info->hash, e->hash, BT_KVS_HASH_LEN);
-    memcpy(info->parent, e->parent, BT_KVS_HASH_LEN);
-    memcpy(info->checksum, e->checksum, BT_KVS_HASH_LEN);
+    memcpy(info->hash, e->hash, BT_KV_HASH_LEN);
+    memcpy(info->parent, e->parent, BT_KV_HASH_LEN);
+    memcpy(info->checksum, e->checksum, BT_KV_HASH_LEN);
     if (e->slot >= 0 && !e->loading) {
         info->tier = BT_KVS_TIER_DRAM;
         info->offset = (uint64_t)e->slot * s->block_bytes;
@@ -490,7 +406,7 @@ void bt_kvs_entry_info(const bt_kvs_t *s, const bt_kvs_entry_t *e,
 
 typedef struct {
     char    *dir;
-    uint8_t  hash[BT_KVS_HASH_LEN];
+    uint8_t  hash[BT_KV_HASH_LEN];
     uint64_t gen;
     bt_kvs_t *s;
 } bt_kvs_unlink_t;
@@ -521,7 +437,7 @@ void bt_kvs_unlink_async(bt_kvs_t *s, const uint8_t *hash, uint64_t gen)
     }
     u->dir = s->disk_dir;
     u->s = s;
-    memcpy(u->hash, hash, BT_KVS_HASH_LEN);
+    memcpy(u->hash, hash, BT_KV_HASH_LEN);
     u->gen = gen;
     if (bt_tpool_submit(s->cfg.io, bt_kvs_unlink_work, bt_kvs_unlink_done,
                         u) != BT_OK) {
@@ -560,9 +476,9 @@ bool bt_kvs_disk_make_room(bt_kvs_t *s, uint64_t bytes)
 
 bt_status_t bt_kvs_check_hashes(bt_kvs_t *s, size_t n, size_t n_tokens)
 {
-    if (n > BT_KVS_MAX_HASHES) {
+    if (n > BT_KV_MAX_HASHES) {
         bt_kvs_set_error(s, "%zu block hashes in one call (at most %u)", n,
-                         BT_KVS_MAX_HASHES);
+                         BT_KV_MAX_HASHES);
         return BT_ERR_INVALID_ARG;
     }
     if (n_tokens != 0 &&
@@ -582,7 +498,7 @@ bool bt_kvs_check_tokens(bt_kvs_t *s, const bt_kvs_entry_t *e,
     if (n_tokens == 0) {
         return true;
     }
-    if (!bt_kvs_tokens_match(e->tokens, b, tokens + i * b, b)) {
+    if (!bt_kv_tokens_match(e->tokens, b, tokens + i * b, b)) {
         s->st.token_mismatches++;
         return false;
     }
@@ -600,7 +516,7 @@ bt_status_t bt_kvs_lookup(bt_kvs_t *s, const uint8_t *hashes,
         return BT_ERR_INVALID_ARG;
     }
     for (i = 0; i < n; i++) {
-        bt_kvs_entry_t *e = bt_kvs_find(s, (hashes + (i) * BT_KVS_HASH_LEN));
+        bt_kvs_entry_t *e = bt_kvs_find(s, (hashes + (i) * BT_KV_HASH_LEN));
 
         if (e == NULL || !bt_kvs_check_tokens(s, e, tokens, n_tokens, i)) {
             break;

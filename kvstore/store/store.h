@@ -26,62 +26,27 @@
 
 #include "base/status.h"
 #include "base/tpool.h"
+#include "kvspec/kv_hash.h"
+#include "kvspec/kv_spec.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define BT_KVS_HASH_LEN 32
-/* Hashes in one Lookup / Reserve / Commit / Pin. */
-#define BT_KVS_MAX_HASHES 1024u
-#define BT_KVS_MAX_BLOCK_TOKENS 1024u
-/* One block (every layer's K and V of block_size tokens). */
-#define BT_KVS_MAX_BLOCK_BYTES (1ull << 30)
+/* The hash chain, geometry (bt_kv_geom_t), dtype ids and request limits
+ * (BT_KV_MAX_HASHES, BT_KV_MAX_BLOCK_TOKENS, BT_KV_MAX_BLOCK_BYTES) are
+ * kv-spec's (common/kvspec). One store holds blocks of one geometry: the
+ * first reservation (or the files found at start) fixes it and other
+ * geometries are refused. */
 #define BT_KVS_MAX_RESERVATIONS 4096u
 #define BT_KVS_MAX_PINS 16384u
 
-/* Same values as baton.v1.KvTier. */
+/* Same values as baton.v1.KvTier (kv-spec's event tiers). */
 typedef enum {
     BT_KVS_TIER_NONE = 0,
-    BT_KVS_TIER_DRAM = 2,
-    BT_KVS_TIER_DISK = 3,
+    BT_KVS_TIER_DRAM = BT_KV_TIER_STORE_DRAM,
+    BT_KVS_TIER_DISK = BT_KV_TIER_STORE_DISK,
 } bt_kvs_tier_t;
-
-/* Same values as baton.v1.KvDtype. */
-typedef enum {
-    BT_KVS_DTYPE_F32 = 1,
-    BT_KVS_DTYPE_F16 = 2,
-    BT_KVS_DTYPE_BF16 = 3,
-} bt_kvs_dtype_t;
-
-/* The node's KV geometry (baton.v1.KvGeometry). One store holds blocks of
- * one geometry: the first reservation (or the files found at start) fixes
- * it and other geometries are refused. */
-typedef struct {
-    uint32_t n_layers;
-    uint32_t n_kv_heads;
-    uint32_t head_dim;
-    uint32_t block_size;   /* tokens per block */
-    uint32_t dtype;        /* bt_kvs_dtype_t */
-} bt_kvs_geom_t;
-
-/* Bytes of one block: n_layers * 2 * block_size * n_kv_heads * head_dim *
- * sizeof(dtype); 0 when a field is 0, out of range or the size exceeds
- * BT_KVS_MAX_BLOCK_BYTES. */
-uint64_t bt_kvs_geom_block_bytes(const bt_kvs_geom_t *g);
-/* BT_OK when `g` is sane and `block_bytes` is its block size; else
- * BT_ERR_INVALID_ARG with the reason in `err`. */
-bt_status_t bt_kvs_geom_check(const bt_kvs_geom_t *g, uint64_t block_bytes,
-                              char *err, size_t err_size);
-
-/* h = SHA-256(parent || u32le(tokens[0]) || ...) (kv-spec v1). */
-bt_status_t bt_kvs_chain_hash(const uint8_t parent[BT_KVS_HASH_LEN],
-                              const uint32_t *tokens, uint32_t n_tokens,
-                              uint8_t hash_p[BT_KVS_HASH_LEN]);
-/* The check made on every hit before a block is used: same count, same
- * ids. */
-bool bt_kvs_tokens_match(const uint32_t *stored, uint32_t n_stored,
-                         const uint32_t *want, uint32_t n_want);
 
 typedef struct bt_kvs bt_kvs_t;
 
@@ -143,7 +108,7 @@ void bt_kvs_destroy(bt_kvs_t *s);
 /* The reason of the last failed call (lowercase, precise), "" if none. */
 const char *bt_kvs_last_error(const bt_kvs_t *s);
 /* False until a geometry is fixed. */
-bool bt_kvs_geometry(const bt_kvs_t *s, bt_kvs_geom_t *g_p,
+bool bt_kvs_geometry(const bt_kvs_t *s, bt_kv_geom_t *g_p,
                      uint64_t *block_bytes_p);
 uint64_t bt_kvs_now_ms(const bt_kvs_t *s);
 
@@ -151,9 +116,9 @@ uint64_t bt_kvs_now_ms(const bt_kvs_t *s);
  * until the next store call); `offset`/`length` locate the bytes in the
  * slab when tier is DRAM. */
 typedef struct {
-    uint8_t         hash[BT_KVS_HASH_LEN];
-    uint8_t         parent[BT_KVS_HASH_LEN];
-    uint8_t         checksum[BT_KVS_HASH_LEN];  /* sha256 of the bytes */
+    uint8_t         hash[BT_KV_HASH_LEN];
+    uint8_t         parent[BT_KV_HASH_LEN];
+    uint8_t         checksum[BT_KV_HASH_LEN];  /* sha256 of the bytes */
     bt_kvs_tier_t   tier;
     uint64_t        offset;
     uint32_t        length;
@@ -161,7 +126,7 @@ typedef struct {
     uint32_t        n_tokens;
 } bt_kvs_block_info_t;
 
-/* Hash arguments are n * BT_KVS_HASH_LEN bytes, hash i at i * 32. */
+/* Hash arguments are n * BT_KV_HASH_LEN bytes, hash i at i * 32. */
 
 /* Longest stored prefix of `hashes` (chain order). With `tokens` (n *
  * block_size ids, the request's own), a block whose stored ids differ ends
@@ -186,9 +151,9 @@ typedef struct {
  * block_bytes, duplicate hash, n out of range), BT_ERR_EXHAUSTED (not
  * enough slots even after eviction, too many reservations); nothing
  * changes on failure. *expiry_ms_p is on the store clock. */
-bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kvs_geom_t *g,
+bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kv_geom_t *g,
                            uint64_t block_bytes,
-                           const uint8_t parent[BT_KVS_HASH_LEN],
+                           const uint8_t parent[BT_KV_HASH_LEN],
                            const uint8_t *hashes, size_t n,
                            bt_kvs_slot_t *slots, uint64_t *id_p,
                            uint64_t *expiry_ms_p);
@@ -199,10 +164,10 @@ bt_status_t bt_kvs_reservation_landed(bt_kvs_t *s, uint64_t id);
 bool bt_kvs_reservation_is_landed(const bt_kvs_t *s, uint64_t id);
 
 typedef struct {
-    uint8_t         hash[BT_KVS_HASH_LEN];
+    uint8_t         hash[BT_KV_HASH_LEN];
     const uint32_t *tokens;      /* block_size ids (copied by commit) */
     uint32_t        n_tokens;
-    uint8_t         checksum[BT_KVS_HASH_LEN];
+    uint8_t         checksum[BT_KV_HASH_LEN];
 } bt_kvs_commit_block_t;
 
 typedef struct {

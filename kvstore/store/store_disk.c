@@ -27,13 +27,13 @@ static int bt_kvs_hexval(char c)
 }
 
 /* "<64 lowercase hex>.blk" -> hash; false for any other name. */
-static bool bt_kvs_parse_name(const char *name, uint8_t hash[BT_KVS_HASH_LEN])
+static bool bt_kvs_parse_name(const char *name, uint8_t hash[BT_KV_HASH_LEN])
 {
-    if (strlen(name) != 2 * BT_KVS_HASH_LEN + 4 ||
-        strcmp(name + 2 * BT_KVS_HASH_LEN, ".blk") != 0) {
+    if (strlen(name) != 2 * BT_KV_HASH_LEN + 4 ||
+        strcmp(name + 2 * BT_KV_HASH_LEN, ".blk") != 0) {
         return false;
     }
-    for (int i = 0; i < BT_KVS_HASH_LEN; i++) {
+    for (int i = 0; i < BT_KV_HASH_LEN; i++) {
         int hi = bt_kvs_hexval(name[2 * i]), lo = bt_kvs_hexval(name[2 * i + 1]);
 
         if (hi < 0 || lo < 0) {
@@ -58,7 +58,7 @@ static bt_status_t bt_kvs_rebuild_file(bt_kvs_t *s, const char *path,
                                        const char *sub, const char *name,
                                        bt_kvs_entry_t **e_p)
 {
-    uint8_t want[BT_KVS_HASH_LEN];
+    uint8_t want[BT_KV_HASH_LEN];
     bt_kvs_file_meta_t m;
     bt_kvs_entry_t *e;
     struct stat st;
@@ -89,7 +89,7 @@ static bt_status_t bt_kvs_rebuild_file(bt_kvs_t *s, const char *path,
         bt_kvs_drop_file(s, path, rc == BT_ERR_TRUNCATED ? "truncated" : "corrupt");
         return BT_OK;
     }
-    if (memcmp(m.hash, want, BT_KVS_HASH_LEN) != 0) {
+    if (memcmp(m.hash, want, BT_KV_HASH_LEN) != 0) {
         free(m.tokens);
         bt_kvs_drop_file(s, path, "its header names another hash");
         return BT_OK;
@@ -108,9 +108,9 @@ static bt_status_t bt_kvs_rebuild_file(bt_kvs_t *s, const char *path,
         free(m.tokens);
         return BT_ERR_NO_MEMORY;
     }
-    memcpy(e->hash, m.hash, BT_KVS_HASH_LEN);
-    memcpy(e->parent, m.parent, BT_KVS_HASH_LEN);
-    memcpy(e->checksum, m.checksum, BT_KVS_HASH_LEN);
+    memcpy(e->hash, m.hash, BT_KV_HASH_LEN);
+    memcpy(e->parent, m.parent, BT_KV_HASH_LEN);
+    memcpy(e->checksum, m.checksum, BT_KV_HASH_LEN);
     e->tokens = m.tokens;
     e->slot = -1;
     e->gen = m.gen;
@@ -138,7 +138,7 @@ static int bt_kvs_by_age(const void *a, const void *b)
     if (x->mtime != y->mtime) {
         return x->mtime < y->mtime ? -1 : 1;
     }
-    return memcmp(x->hash, y->hash, BT_KVS_HASH_LEN);
+    return memcmp(x->hash, y->hash, BT_KV_HASH_LEN);
 }
 
 bt_status_t bt_kvs_rebuild(bt_kvs_t *s)

@@ -13,9 +13,9 @@ typedef struct bt_kvs_entry bt_kvs_entry_t;
  * disk LRU when it has a file, in both cases only while unpinned, not
  * loading and not dead (bt_kvs_entry_relink keeps that true). */
 struct bt_kvs_entry {
-    uint8_t          hash[BT_KVS_HASH_LEN];
-    uint8_t          parent[BT_KVS_HASH_LEN];
-    uint8_t          checksum[BT_KVS_HASH_LEN];
+    uint8_t          hash[BT_KV_HASH_LEN];
+    uint8_t          parent[BT_KV_HASH_LEN];
+    uint8_t          checksum[BT_KV_HASH_LEN];
     uint32_t        *tokens;        /* block_size ids */
     bt_kvs_entry_t  *hnext;         /* hash bucket chain */
     bt_kvs_entry_t  *dprev, *dnext; /* DRAM LRU (head = most recent) */
@@ -34,8 +34,8 @@ typedef struct bt_kvs_resv {
     uint64_t            id;
     uint64_t            expiry_ms;
     size_t              n;
-    uint8_t           (*hashes)[BT_KVS_HASH_LEN];
-    uint8_t           (*parents)[BT_KVS_HASH_LEN];
+    uint8_t           (*hashes)[BT_KV_HASH_LEN];
+    uint8_t           (*parents)[BT_KV_HASH_LEN];
     int64_t            *slots;      /* -1: already stored, not reserved */
     bool                committing;
     bool                landed;
@@ -58,7 +58,7 @@ struct bt_kvs {
     char              err[512];
 
     bool              geom_set;
-    bt_kvs_geom_t     geom;
+    bt_kv_geom_t      geom;
     uint64_t          block_bytes;
     uint64_t          file_bytes;   /* one block's file */
 
@@ -116,7 +116,7 @@ void *bt_kvs_slot_ptr(const bt_kvs_t *s, int64_t slot);
 /* Makes `bytes` room on disk by evicting its LRU; false if impossible. */
 bool bt_kvs_disk_make_room(bt_kvs_t *s, uint64_t bytes);
 void bt_kvs_unlink_async(bt_kvs_t *s, const uint8_t *hash, uint64_t gen);
-bt_status_t bt_kvs_set_geometry(bt_kvs_t *s, const bt_kvs_geom_t *g,
+bt_status_t bt_kvs_set_geometry(bt_kvs_t *s, const bt_kv_geom_t *g,
                                 uint64_t block_bytes);
 bool bt_kvs_check_tokens(bt_kvs_t *s, const bt_kvs_entry_t *e,
                          const uint32_t *tokens, size_t n_tokens, size_t i);

@@ -10,10 +10,10 @@
 
 typedef struct {
     bt_kvs_entry_t *e;
-    uint8_t         hash[BT_KVS_HASH_LEN];
+    uint8_t         hash[BT_KV_HASH_LEN];
     void           *dst;
     bt_status_t     status;
-    uint8_t         checksum[BT_KVS_HASH_LEN];  /* from the file */
+    uint8_t         checksum[BT_KV_HASH_LEN];  /* from the file */
     uint32_t       *tokens;                     /* from the file */
 } bt_kvs_load_t;
 
@@ -59,13 +59,13 @@ static void bt_kvs_load_work(void *arg)
         if (l->status != BT_OK) {
             continue;
         }
-        if (memcmp(m.hash, l->hash, BT_KVS_HASH_LEN) != 0) {
+        if (memcmp(m.hash, l->hash, BT_KV_HASH_LEN) != 0) {
             bt_warn("block file %s holds another hash", path);
             l->status = BT_ERR_CORRUPT;
             free(m.tokens);
             continue;
         }
-        memcpy(l->checksum, m.checksum, BT_KVS_HASH_LEN);
+        memcpy(l->checksum, m.checksum, BT_KV_HASH_LEN);
         l->tokens = m.tokens;
     }
 }
@@ -157,15 +157,15 @@ static void bt_kvs_load_done(void *arg, bt_status_t status)
 
         e->loading = false;
         if (l->status == BT_OK &&
-            !bt_kvs_tokens_match(e->tokens, s->geom.block_size, l->tokens,
-                                 s->geom.block_size)) {
+            !bt_kv_tokens_match(e->tokens, s->geom.block_size, l->tokens,
+                                s->geom.block_size)) {
             bt_warn("block file of a stored hash holds other token ids");
             l->status = BT_ERR_CORRUPT;
         }
         if (l->status == BT_OK && !e->dead) {
             /* the file is the reference now (a concurrent commit of the
              * same hash may have replaced it) */
-            memcpy(e->checksum, l->checksum, BT_KVS_HASH_LEN);
+            memcpy(e->checksum, l->checksum, BT_KV_HASH_LEN);
             s->dram_blocks++;
             continue;
         }
@@ -218,7 +218,7 @@ bt_status_t bt_kvs_pin(bt_kvs_t *s, const uint8_t *hashes,
      * first gets a slot (evicting an unpinned block not in this prefix);
      * where none is left the prefix ends */
     for (; k < n; k++) {
-        bt_kvs_entry_t *e = bt_kvs_find(s, hashes + k * BT_KVS_HASH_LEN);
+        bt_kvs_entry_t *e = bt_kvs_find(s, hashes + k * BT_KV_HASH_LEN);
         int64_t slot;
 
         if (e == NULL || !bt_kvs_check_tokens(s, e, tokens, n_tokens, k)) {
@@ -232,7 +232,7 @@ bt_status_t bt_kvs_pin(bt_kvs_t *s, const uint8_t *hashes,
             e->slot = slot;
             e->loading = true;
             op->loads[op->n_loads].e = e;
-            memcpy(op->loads[op->n_loads].hash, e->hash, BT_KVS_HASH_LEN);
+            memcpy(op->loads[op->n_loads].hash, e->hash, BT_KV_HASH_LEN);
             op->loads[op->n_loads].dst = bt_kvs_slot_ptr(s, slot);
             op->n_loads++;
         }

@@ -40,9 +40,9 @@ static void bt_kvs_resv_free(bt_kvs_t *s, bt_kvs_resv_t *r, bool free_slots)
     free(r);
 }
 
-bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kvs_geom_t *g,
+bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kv_geom_t *g,
                            uint64_t block_bytes,
-                           const uint8_t parent[BT_KVS_HASH_LEN],
+                           const uint8_t parent[BT_KV_HASH_LEN],
                            const uint8_t *hashes, size_t n,
                            bt_kvs_slot_t *slots, uint64_t *id_p,
                            uint64_t *expiry_ms_p)
@@ -53,9 +53,9 @@ bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kvs_geom_t *g,
     bt_status_t st;
 
     s->err[0] = '\0';
-    if (n == 0 || n > BT_KVS_MAX_HASHES) {
+    if (n == 0 || n > BT_KV_MAX_HASHES) {
         bt_kvs_set_error(s, "%zu block hashes to reserve (1 to %u)", n,
-                         BT_KVS_MAX_HASHES);
+                         BT_KV_MAX_HASHES);
         return BT_ERR_INVALID_ARG;
     }
     st = bt_kvs_set_geometry(s, g, block_bytes);
@@ -70,7 +70,7 @@ bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kvs_geom_t *g,
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < i; j++) {
-            if (memcmp((hashes + (i) * BT_KVS_HASH_LEN), (hashes + (j) * BT_KVS_HASH_LEN), BT_KVS_HASH_LEN) == 0) {
+            if (memcmp((hashes + (i) * BT_KV_HASH_LEN), (hashes + (j) * BT_KV_HASH_LEN), BT_KV_HASH_LEN) == 0) {
                 bt_kvs_set_error(s, "block hash %zu repeats hash %zu", i, j);
                 return BT_ERR_INVALID_ARG;
             }
@@ -83,8 +83,8 @@ bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kvs_geom_t *g,
     r = calloc(1, sizeof(*r));
     held = calloc(n, sizeof(*held));
     if (r == NULL || held == NULL ||
-        (r->hashes = malloc(n * BT_KVS_HASH_LEN)) == NULL ||
-        (r->parents = malloc(n * BT_KVS_HASH_LEN)) == NULL ||
+        (r->hashes = malloc(n * BT_KV_HASH_LEN)) == NULL ||
+        (r->parents = malloc(n * BT_KV_HASH_LEN)) == NULL ||
         (r->slots = malloc(n * sizeof(*r->slots))) == NULL) {
         bt_kvs_set_error(s, "out of memory");
         st = BT_ERR_NO_MEMORY;
@@ -93,7 +93,7 @@ bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kvs_geom_t *g,
     /* blocks already stored are held while slots are taken, so making
      * room cannot evict what this answer calls stored */
     for (size_t i = 0; i < n; i++) {
-        bt_kvs_entry_t *e = bt_kvs_find(s, (hashes + (i) * BT_KVS_HASH_LEN));
+        bt_kvs_entry_t *e = bt_kvs_find(s, (hashes + (i) * BT_KV_HASH_LEN));
 
         if (e != NULL) {
             e->pins++;
@@ -111,10 +111,10 @@ bt_status_t bt_kvs_reserve(bt_kvs_t *s, const bt_kvs_geom_t *g,
         goto err;
     }
     for (size_t i = 0; i < n; i++) {
-        bool stored = bt_kvs_find(s, (hashes + (i) * BT_KVS_HASH_LEN)) != NULL;
+        bool stored = bt_kvs_find(s, (hashes + (i) * BT_KV_HASH_LEN)) != NULL;
 
-        memcpy(r->hashes[i], (hashes + (i) * BT_KVS_HASH_LEN), BT_KVS_HASH_LEN);
-        memcpy(r->parents[i], i == 0 ? parent : (hashes + (i - 1) * BT_KVS_HASH_LEN), BT_KVS_HASH_LEN);
+        memcpy(r->hashes[i], (hashes + (i) * BT_KV_HASH_LEN), BT_KV_HASH_LEN);
+        memcpy(r->parents[i], i == 0 ? parent : (hashes + (i - 1) * BT_KV_HASH_LEN), BT_KV_HASH_LEN);
         r->slots[i] = stored ? -1 : bt_kvs_slot_take(s);
         slots[i].stored = stored;
         slots[i].offset = stored ? 0 : (uint64_t)r->slots[i] * s->block_bytes;
@@ -205,7 +205,7 @@ bt_status_t bt_kvs_abort(bt_kvs_t *s, uint64_t id)
 typedef struct {
     size_t    idx;          /* in the reservation */
     uint32_t *tokens;
-    uint8_t   checksum[BT_KVS_HASH_LEN];
+    uint8_t   checksum[BT_KV_HASH_LEN];
     uint64_t  gen;
     bool      chain_ok;     /* hash == sha256(parent, tokens) */
     bool      write;        /* disk room was made: write it */
@@ -225,7 +225,7 @@ typedef struct {
     const char      *dir;
     uint8_t         *slab;
     uint64_t         block_bytes;
-    bt_kvs_geom_t    geom;
+    bt_kv_geom_t    geom;
 } bt_kvs_commit_t;
 
 static void bt_kvs_commit_work(void *arg)
@@ -236,11 +236,11 @@ static void bt_kvs_commit_work(void *arg)
         bt_kvs_citem_t *it = &c->items[i];
         const uint8_t *bytes = c->slab +
                                (uint64_t)c->r->slots[it->idx] * c->block_bytes;
-        uint8_t sum[BT_KVS_HASH_LEN];
+        uint8_t sum[BT_KV_HASH_LEN];
         bt_kvs_file_meta_t m;
 
         if (!it->chain_ok || bt_sha256(bytes, c->block_bytes, sum) != BT_OK ||
-            memcmp(sum, it->checksum, BT_KVS_HASH_LEN) != 0) {
+            memcmp(sum, it->checksum, BT_KV_HASH_LEN) != 0) {
             continue;
         }
         it->ok = true;
@@ -248,9 +248,9 @@ static void bt_kvs_commit_work(void *arg)
             continue;
         }
         memset(&m, 0, sizeof(m));
-        memcpy(m.hash, c->r->hashes[it->idx], BT_KVS_HASH_LEN);
-        memcpy(m.parent, c->r->parents[it->idx], BT_KVS_HASH_LEN);
-        memcpy(m.checksum, it->checksum, BT_KVS_HASH_LEN);
+        memcpy(m.hash, c->r->hashes[it->idx], BT_KV_HASH_LEN);
+        memcpy(m.parent, c->r->parents[it->idx], BT_KV_HASH_LEN);
+        memcpy(m.checksum, it->checksum, BT_KV_HASH_LEN);
         m.geom = c->geom;
         m.data_len = c->block_bytes;
         m.gen = it->gen;
@@ -283,7 +283,7 @@ static bool bt_kvs_publish(bt_kvs_t *s, bt_kvs_resv_t *r, bt_kvs_citem_t *it)
     }
     e = calloc(1, sizeof(*e));
     if (e != NULL) {
-        memcpy(e->hash, r->hashes[it->idx], BT_KVS_HASH_LEN);
+        memcpy(e->hash, r->hashes[it->idx], BT_KV_HASH_LEN);
     }
     if (e == NULL || bt_kvs_insert(s, e) != BT_OK) {
         bt_error("out of memory publishing a block");
@@ -295,8 +295,8 @@ static bool bt_kvs_publish(bt_kvs_t *s, bt_kvs_resv_t *r, bt_kvs_citem_t *it)
         }
         return false;
     }
-    memcpy(e->parent, r->parents[it->idx], BT_KVS_HASH_LEN);
-    memcpy(e->checksum, it->checksum, BT_KVS_HASH_LEN);
+    memcpy(e->parent, r->parents[it->idx], BT_KV_HASH_LEN);
+    memcpy(e->checksum, it->checksum, BT_KV_HASH_LEN);
     e->tokens = it->tokens;
     it->tokens = NULL;
     e->slot = r->slots[it->idx];
@@ -384,7 +384,7 @@ bt_status_t bt_kvs_commit(bt_kvs_t *s, uint64_t id,
         const bt_kvs_commit_block_t *b = &blocks[i];
         size_t idx = 0;
 
-        while (idx < r->n && memcmp(r->hashes[idx], b->hash, BT_KVS_HASH_LEN) != 0) {
+        while (idx < r->n && memcmp(r->hashes[idx], b->hash, BT_KV_HASH_LEN) != 0) {
             idx++;
         }
         if (idx == r->n) {
@@ -408,7 +408,7 @@ bt_status_t bt_kvs_commit(bt_kvs_t *s, uint64_t id,
             continue;
         }
         bt_kvs_citem_t *it = &c->items[k++];
-        uint8_t h[BT_KVS_HASH_LEN];
+        uint8_t h[BT_KV_HASH_LEN];
 
         it->idx = idx;
         it->tokens = malloc(4u * b->n_tokens);
@@ -417,10 +417,10 @@ bt_status_t bt_kvs_commit(bt_kvs_t *s, uint64_t id,
             goto err;
         }
         memcpy(it->tokens, b->tokens, 4u * b->n_tokens);
-        memcpy(it->checksum, b->checksum, BT_KVS_HASH_LEN);
-        it->chain_ok = bt_kvs_chain_hash(r->parents[idx], b->tokens,
-                                         b->n_tokens, h) == BT_OK &&
-                       memcmp(h, b->hash, BT_KVS_HASH_LEN) == 0;
+        memcpy(it->checksum, b->checksum, BT_KV_HASH_LEN);
+        it->chain_ok = bt_kv_hash_block(r->parents[idx], b->tokens,
+                                        b->n_tokens, h) == BT_OK &&
+                       memcmp(h, b->hash, BT_KV_HASH_LEN) == 0;
     }
     c->n = k;
     /* room on disk is made (and counted) before the writes start */

@@ -34,10 +34,10 @@ static void read_back(const uint8_t *bytes, size_t size)
     }
     if (write(fd, bytes, size) == (ssize_t)size &&
         bt_kvs_file_read(path, NULL, 0, &m) == BT_OK) {
-        uint8_t h[BT_KVS_HASH_LEN];
+        uint8_t h[BT_KV_HASH_LEN];
 
         if (bt_kvs_file_size(m.n_tokens, m.data_len) != size ||
-            bt_kvs_chain_hash(m.parent, m.tokens, m.n_tokens, h) != BT_OK ||
+            bt_kv_hash_block(m.parent, m.tokens, m.n_tokens, h) != BT_OK ||
             memcmp(h, m.hash, sizeof(h)) != 0) {
             abort();
         }
@@ -66,11 +66,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     n = get32(data + 12);
-    if (n > BT_KVS_MAX_BLOCK_TOKENS) {
+    if (n > BT_KV_MAX_BLOCK_TOKENS) {
         return 0;
     }
     hlen = BT_KVS_FILE_FIXED + 4u * n;
-    if (size < hlen + BT_KVS_HASH_LEN) {
+    if (size < hlen + BT_KV_HASH_LEN) {
         return 0;
     }
     f = malloc(size);
@@ -85,11 +85,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (uint32_t i = 0; i < n; i++) {
                 tokens[i] = get32(f + BT_KVS_FILE_FIXED + 4u * i);
             }
-            bt_kvs_chain_hash(f + 88, tokens, n, f + 56);
+            bt_kv_hash_block(f + 88, tokens, n, f + 56);
             free(tokens);
         }
     }
-    bt_sha256(f + hlen + BT_KVS_HASH_LEN, size - hlen - BT_KVS_HASH_LEN, f + 120);
+    bt_sha256(f + hlen + BT_KV_HASH_LEN, size - hlen - BT_KV_HASH_LEN, f + 120);
     bt_sha256(f, hlen, f + hlen);
     read_back(f, size);
     free(f);

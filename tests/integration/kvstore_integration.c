@@ -1,5 +1,5 @@
 /* baton-kvstore as a real process on loopback, driven through the client
- * library (kvstore/client) over the transport the environment names
+ * library (common/kvclient) over the transport the environment names
  * (meson runs this over shared memory and over tcp): puts, longest-prefix
  * lookups and gets byte for byte; a restart on the same --disk-dir serves
  * every committed block; a block file corrupted while the store is down is
@@ -10,7 +10,7 @@
  *
  * Every wait is bounded; the store is killed at the end of each test, also
  * when an assertion fails. */
-#include "kvc.h"
+#include "kvclient/kvc.h"
 
 #include "base/clock.h"
 #include "base/loop.h"
@@ -42,7 +42,7 @@
 #define MAX_BLOCKS 64
 
 /* 4 layers, 2 kv heads, head_dim 64, 16 tokens, f16: 32 KiB a block */
-static const bt_kvs_geom_t geom = { 4, 2, 64, BLOCK_TOKENS, BT_KVS_DTYPE_F16 };
+static const bt_kv_geom_t geom = { 4, 2, 64, BLOCK_TOKENS, BT_KV_DTYPE_F16 };
 static uint64_t block_bytes;
 
 static struct event_base *base;
@@ -91,8 +91,8 @@ static void chain_init(chain_t *c, size_t n, uint32_t seed)
             x = x * 1103515245u + 12345u;
             c->tokens[i * BLOCK_TOKENS + t] = x >> 12;
         }
-        bt_kvs_chain_hash(i == 0 ? c->root : c->hash + (i - 1) * 32,
-                          c->tokens + i * BLOCK_TOKENS, BLOCK_TOKENS,
+        bt_kv_hash_block(i == 0 ? c->root : c->hash + (i - 1) * 32,
+                         c->tokens + i * BLOCK_TOKENS, BLOCK_TOKENS,
                           c->hash + i * 32);
     }
     for (size_t b = 0; b < n * block_bytes; b++) {
@@ -675,7 +675,7 @@ static void test_hostile_input(void **state)
 static int setup_all(void **state)
 {
     (void)state;
-    block_bytes = bt_kvs_geom_block_bytes(&geom);
+    block_bytes = bt_kv_geom_block_bytes(&geom);
     assert_int_equal(block_bytes, 32768);
     snprintf(dir, sizeof(dir), "/tmp/kvstore-it-XXXXXX");
     assert_non_null(mkdtemp(dir));

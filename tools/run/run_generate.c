@@ -74,7 +74,7 @@ static const bt_opt_t gen_opts[] = {
      "free memory (0.25), or auto (what the request needs)", BT_OPT_STRING, 0,
      0, NULL, O(kv_size)},
     {"block-size", 0, "-", "16", "tokens per KV block", BT_OPT_INT, 1,
-     BT_KV_MAX_BLOCK_SIZE, NULL, O(block_size)},
+     BT_KV_MAX_BLOCK_TOKENS, NULL, O(block_size)},
     {"chunk", 0, "-", "512", "prefill chunk in tokens", BT_OPT_INT, 1,
      1 << 16, NULL, O(chunk)},
     {"logits-out", 0, "-", NULL, "write raw little-endian f32 logits, one "
@@ -341,7 +341,7 @@ static int gen_setup(gen_t *g, bt_kv_view_t *kv)
     pc.geom.n_kv_heads = (uint32_t)g->model->cfg.n_kv_heads;
     pc.geom.head_dim = (uint32_t)g->model->cfg.head_dim;
     pc.geom.block_size = (uint32_t)c->block_size;
-    if (!bt_dtype_parse(c->kv_dtype, &pc.geom.dtype)) {
+    if (!bt_kv_dtype_parse(c->kv_dtype, &pc.geom.dtype)) {
         fprintf(stderr, "baton-run: --kv-dtype must be bf16, f16 or f32\n");
         return -1;
     }

@@ -16,7 +16,7 @@ size_t bt_kv_slice_bytes(const bt_kv_geom_t *geom)
 {
     /* each factor is bounded by bt_kv_geom_check; u64 cannot overflow */
     return (size_t)2 * geom->block_size * geom->n_kv_heads * geom->head_dim *
-           bt_dtype_size(geom->dtype);
+           bt_kv_dtype_size(geom->dtype);
 }
 
 bt_status_t bt_kv_geom_check(const bt_kv_geom_t *geom)
@@ -28,12 +28,11 @@ bt_status_t bt_kv_geom_check(const bt_kv_geom_t *geom)
                  geom->head_dim, geom->block_size);
         return BT_ERR_INVALID_ARG;
     }
-    if (geom->dtype != BT_DTYPE_F32 && geom->dtype != BT_DTYPE_F16 &&
-        geom->dtype != BT_DTYPE_BF16) {
+    if (bt_kv_dtype_size(geom->dtype) == 0) {
         bt_error("kv pool: unknown dtype %d", (int)geom->dtype);
         return BT_ERR_INVALID_ARG;
     }
-    if (geom->block_size > BT_KV_MAX_BLOCK_SIZE ||
+    if (geom->block_size > BT_KV_MAX_BLOCK_TOKENS ||
         geom->n_layers > 65536 || geom->n_kv_heads > 65536 ||
         geom->head_dim > 65536 ||
         (uint64_t)geom->n_kv_heads * geom->head_dim > (1u << 20)) {
@@ -267,7 +266,7 @@ void *bt_kvpool_token_ptr(const bt_kvpool_t *pool, uint32_t layer,
                           uint32_t block, uint32_t slot, bool is_v)
 {
     size_t row = (size_t)pool->geom.n_kv_heads * pool->geom.head_dim *
-                 bt_dtype_size(pool->geom.dtype);
+                 bt_kv_dtype_size(pool->geom.dtype);
 
     assert(slot < pool->geom.block_size);
     return pool->base + bt_kvpool_slice_offset(pool, layer, block) +

@@ -31,56 +31,21 @@
 #ifndef BT_KV_POOL_H
 #define BT_KV_POOL_H
 
-#include "base/sha256.h"
 #include "base/status.h"
-#include "engine/dtype.h"
+#include "engine/kv/kv_elem.h"
+#include "kvspec/kv_hash.h"
+#include "kvspec/kv_spec.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define BT_KV_HASH_LEN BT_SHA256_LEN /* 32 */
-#define BT_KV_SPEC_VERSION 1         /* docs/kv-spec.md "kv-spec v1" */
+/* The geometry (bt_kv_geom_t, its dtype a kv-spec id: engine/kv/kv_elem.h
+ * gives the element type), the hash chain (bt_kv_hash_*), the tiers and
+ * BT_KV_MAX_BLOCK_TOKENS are kv-spec's: kvspec/kv_spec.h, kvspec/kv_hash.h. */
 
-/* Tiers named in KV events (kv-spec v1). */
-#define BT_KV_TIER_NODE 1     /* a node's own pool (tier 1) */
-#define BT_KV_TIER_STORE_DRAM 2
-#define BT_KV_TIER_STORE_DISK 3
-
-/* Bounds that keep sizes in range of 64-bit offsets and u32 ids. */
-#define BT_KV_MAX_BLOCK_SIZE 1024
+/* Bound that keeps sizes in range of 64-bit offsets and u32 ids. */
 #define BT_KV_MAX_BLOCKS (1u << 30)
-
-typedef struct {
-    uint32_t n_layers;
-    uint32_t n_kv_heads;
-    uint32_t head_dim;
-    uint32_t block_size; /* tokens per block (default 16) */
-    bt_dtype_t dtype;
-} bt_kv_geom_t;
-
-/* ---- hashing (kv-spec v1; pure functions, no pool needed) ---- */
-
-/* h_{-1} = SHA-256(enc(model_id) || enc(revision) || enc(dtype name) ||
- * u32le(block_size) || enc(salt)) with enc(x) = u32le(len) || bytes, and a
- * leading domain tag; see docs/kv-spec.md. `revision` and `salt` may be
- * NULL (= empty). Strings are length-limited to 4096 bytes. */
-bt_status_t bt_kv_hash_root(const char *model_id, const char *revision,
-                            bt_dtype_t dtype, uint32_t block_size,
-                            const void *salt, size_t salt_len,
-                            uint8_t root_p[BT_KV_HASH_LEN]);
-
-/* h_i = SHA-256(h_{i-1} || u32le(tokens[0]) || ... || u32le(tokens[n-1])). */
-bt_status_t bt_kv_hash_block(const uint8_t parent[BT_KV_HASH_LEN],
-                             const uint32_t *tokens, uint32_t n_tokens,
-                             uint8_t hash_p[BT_KV_HASH_LEN]);
-
-/* Hashes of the full blocks of `tokens` (n_tokens / block_size of them,
- * at most `max_hashes`) chained from `root`; *n_hashes_p gets the count. */
-bt_status_t bt_kv_hash_chain(const uint8_t root[BT_KV_HASH_LEN],
-                             uint32_t block_size, const uint32_t *tokens,
-                             size_t n_tokens, uint8_t (*hashes)[BT_KV_HASH_LEN],
-                             size_t max_hashes, size_t *n_hashes_p);
 
 /* ---- events ---- */
 

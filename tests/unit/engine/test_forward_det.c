@@ -268,7 +268,7 @@ static bt_kvpool_t *make_pool(const bt_model_t *m)
     c.geom.n_kv_heads = (uint32_t)m->cfg.n_kv_heads;
     c.geom.head_dim = (uint32_t)m->cfg.head_dim;
     c.geom.block_size = BS;
-    c.geom.dtype = BT_DTYPE_BF16;
+    c.geom.dtype = BT_KV_DTYPE_BF16;
     c.n_blocks = 32;
     assert_int_equal(bt_kvpool_create(&c, &pool), BT_OK);
     return pool;
@@ -312,7 +312,7 @@ static void test_pool_prefix_cache(void **state)
         u[i] = (uint32_t)toks[i];
     }
     assert_int_equal(bt_fwd_create(fx->m, NULL, 2, &f), BT_OK);
-    assert_int_equal(bt_kv_hash_root("test", NULL, BT_DTYPE_BF16, BS, NULL, 0,
+    assert_int_equal(bt_kv_hash_root("test", NULL, BT_KV_DTYPE_BF16, BS, NULL, 0,
                                      root), BT_OK);
     assert_int_equal(bt_kvseq_create(pool, root, &s1), BT_OK);
     seq_run(f, pool, s1, toks, n, ref);
@@ -352,7 +352,7 @@ static void test_pool_export_import(void **state)
         u[i] = (uint32_t)toks[i];
     }
     assert_int_equal(bt_fwd_create(fx->m, NULL, 2, &f), BT_OK);
-    assert_int_equal(bt_kv_hash_root("test", NULL, BT_DTYPE_BF16, BS, NULL, 0,
+    assert_int_equal(bt_kv_hash_root("test", NULL, BT_KV_DTYPE_BF16, BS, NULL, 0,
                                      root), BT_OK);
     /* pool A: prefill, then export; keep decoding there for reference */
     assert_int_equal(bt_kvseq_create(pa, root, &sa), BT_OK);

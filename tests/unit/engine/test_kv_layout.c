@@ -22,7 +22,7 @@ static bt_kvpool_t *make_pool(bt_dtype_t dtype, uint32_t n_blocks)
     cfg.geom.n_kv_heads = 2;
     cfg.geom.head_dim = 8;
     cfg.geom.block_size = 4;
-    cfg.geom.dtype = dtype;
+    cfg.geom.dtype = bt_kv_dtype_of_elem(dtype);
     cfg.n_blocks = n_blocks;
     assert_int_equal(bt_kvpool_create(&cfg, &pool), BT_OK);
     return pool;
@@ -81,7 +81,7 @@ static void test_sizing(void **state)
 
     (void)state;
     memset(&cfg, 0, sizeof(cfg));
-    cfg.geom = (bt_kv_geom_t){2, 4, 16, 16, BT_DTYPE_BF16};
+    cfg.geom = (bt_kv_geom_t){2, 4, 16, 16, BT_KV_DTYPE_BF16};
     per_block = bt_kv_region_bytes(&cfg.geom, 1);
     assert_int_equal(per_block, 2 * 2 * 16 * 4 * 16 * 2);
     assert_int_equal(bt_kv_region_bytes(&cfg.geom, 7), 7 * per_block);
@@ -124,10 +124,10 @@ static void test_sizing(void **state)
     cfg.geom.head_dim = 0;
     assert_int_equal(bt_kvpool_create(&cfg, &pool), BT_ERR_INVALID_ARG);
     cfg.geom.head_dim = 16;
-    cfg.geom.block_size = BT_KV_MAX_BLOCK_SIZE + 1;
+    cfg.geom.block_size = BT_KV_MAX_BLOCK_TOKENS + 1;
     assert_int_equal(bt_kvpool_create(&cfg, &pool), BT_ERR_INVALID_ARG);
     cfg.geom.block_size = 16;
-    cfg.geom.dtype = (bt_dtype_t)7;
+    cfg.geom.dtype = (bt_kv_dtype_t)7;
     assert_int_equal(bt_kvpool_create(&cfg, &pool), BT_ERR_INVALID_ARG);
 }
 

@@ -49,12 +49,12 @@ static bt_kvpool_t *make_pool(bt_dtype_t dtype, uint32_t n_blocks)
     bt_kvpool_t *pool = NULL;
 
     memset(&cfg, 0, sizeof(cfg));
-    cfg.geom = (bt_kv_geom_t){2, 1, 4, BS, dtype};
+    cfg.geom = (bt_kv_geom_t){2, 1, 4, BS, bt_kv_dtype_of_elem(dtype)};
     cfg.n_blocks = n_blocks;
     cfg.event_cb = on_event;
     cfg.event_ctx = &ev;
     memset(&ev, 0, sizeof(ev));
-    assert_int_equal(bt_kv_hash_root("m", "r", dtype, BS, "t", 1, root),
+    assert_int_equal(bt_kv_hash_root("m", "r", cfg.geom.dtype, BS, "t", 1, root),
                      BT_OK);
     assert_int_equal(bt_kvpool_create(&cfg, &pool), BT_OK);
     return pool;

@@ -42,8 +42,8 @@ kt_fx_t *kt_fx_new(uint32_t slots, uint32_t disk_blocks)
 
     assert_non_null(fx);
     fx->base = bt_loop_create();
-    fx->geom = (bt_kvs_geom_t){ 2, 1, 8, KT_BLOCK_TOKENS, BT_KVS_DTYPE_F32 };
-    fx->block_bytes = bt_kvs_geom_block_bytes(&fx->geom);
+    fx->geom = (bt_kv_geom_t){ 2, 1, 8, KT_BLOCK_TOKENS, BT_KV_DTYPE_F32 };
+    fx->block_bytes = bt_kv_geom_block_bytes(&fx->geom);
     assert_int_equal(fx->block_bytes, 2 * 2 * KT_BLOCK_TOKENS * 8 * 4);
     fx->slab_len = slots * fx->block_bytes;
     fx->slab = malloc(fx->slab_len > 0 ? fx->slab_len : 1);
@@ -114,8 +114,8 @@ void kt_chain_init(kt_fx_t *fx, kt_chain_t *c, size_t n, uint32_t seed)
             x = x * 1103515245u + 12345u;
             c->tokens[i][t] = x >> 8;
         }
-        assert_int_equal(bt_kvs_chain_hash(i == 0 ? c->root : c->hash[i - 1],
-                                           c->tokens[i], KT_BLOCK_TOKENS,
+        assert_int_equal(bt_kv_hash_block(i == 0 ? c->root : c->hash[i - 1],
+                                          c->tokens[i], KT_BLOCK_TOKENS,
                                            c->hash[i]), BT_OK);
         c->data[i] = malloc(fx->block_bytes);
         assert_non_null(c->data[i]);
@@ -184,7 +184,7 @@ bt_kvs_commit_result_t kt_put(kt_fx_t *fx, const kt_chain_t *c, size_t from,
         }
         assert_int_equal(slots[i].length, fx->block_bytes);
         memcpy(fx->slab + slots[i].offset, c->data[from + i], fx->block_bytes);
-        memcpy(blocks[k].hash, c->hash[from + i], BT_KVS_HASH_LEN);
+        memcpy(blocks[k].hash, c->hash[from + i], BT_KV_HASH_LEN);
         blocks[k].tokens = c->tokens[from + i];
         blocks[k].n_tokens = KT_BLOCK_TOKENS;
         bt_sha256(c->data[from + i], fx->block_bytes, blocks[k].checksum);
@@ -239,17 +239,17 @@ kt_pin_t kt_pin(kt_fx_t *fx, const kt_chain_t *c, size_t n, bool verify)
     kt_wait(fx, &w.done);
     for (size_t i = 0; verify && i < w.pin.n; i++) {
         const bt_kvs_block_info_t *b = &w.pin.info[i];
-        uint8_t sum[BT_KVS_HASH_LEN];
+        uint8_t sum[BT_KV_HASH_LEN];
 
         assert_int_equal(b->tier, BT_KVS_TIER_DRAM);
-        assert_memory_equal(b->hash, c->hash[i], BT_KVS_HASH_LEN);
+        assert_memory_equal(b->hash, c->hash[i], BT_KV_HASH_LEN);
         assert_memory_equal(b->parent, i == 0 ? c->root : c->hash[i - 1],
-                            BT_KVS_HASH_LEN);
-        assert_true(bt_kvs_tokens_match(b->tokens, b->n_tokens, c->tokens[i],
-                                        KT_BLOCK_TOKENS));
+                            BT_KV_HASH_LEN);
+        assert_true(bt_kv_tokens_match(b->tokens, b->n_tokens, c->tokens[i],
+                                       KT_BLOCK_TOKENS));
         assert_memory_equal(fx->slab + b->offset, c->data[i], fx->block_bytes);
         bt_sha256(c->data[i], fx->block_bytes, sum);
-        assert_memory_equal(b->checksum, sum, BT_KVS_HASH_LEN);
+        assert_memory_equal(b->checksum, sum, BT_KV_HASH_LEN);
     }
     return w.pin;
 }

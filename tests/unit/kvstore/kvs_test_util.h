@@ -23,7 +23,7 @@ typedef struct {
     char               dir[256];     /* "" = no disk tier */
     uint64_t           disk_bytes;
     uint64_t           now;          /* fake clock, ms */
-    bt_kvs_geom_t      geom;
+    bt_kv_geom_t       geom;
     uint64_t           block_bytes;
     bt_kvs_event_cb    event_cb;     /* passed to the store by kt_fx_start */
     void              *event_arg;
@@ -31,9 +31,9 @@ typedef struct {
 
 /* A chain of blocks: root, token ids, hashes and each block's bytes. */
 typedef struct {
-    uint8_t  root[BT_KVS_HASH_LEN];
+    uint8_t  root[BT_KV_HASH_LEN];
     uint32_t tokens[KT_MAX_BLOCKS][KT_BLOCK_TOKENS];
-    uint8_t  hash[KT_MAX_BLOCKS][BT_KVS_HASH_LEN];
+    uint8_t  hash[KT_MAX_BLOCKS][BT_KV_HASH_LEN];
     uint8_t *data[KT_MAX_BLOCKS];
     size_t   n;
 } kt_chain_t;

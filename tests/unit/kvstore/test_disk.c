@@ -62,8 +62,8 @@ static void test_restart_serves_committed(void **state)
     assert_int_equal(m, 6);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(info[i].tier, BT_KVS_TIER_DISK);
-        assert_true(bt_kvs_tokens_match(info[i].tokens, info[i].n_tokens,
-                                        c.tokens[i], KT_BLOCK_TOKENS));
+        assert_true(bt_kv_tokens_match(info[i].tokens, info[i].n_tokens,
+                                       c.tokens[i], KT_BLOCK_TOKENS));
     }
     /* a pin reads them back into DRAM, byte for byte */
     p = kt_pin(fx, &c, 6, true);

@@ -20,8 +20,8 @@
 typedef struct {
     bt_kvs_event_type_t type;
     bt_kvs_tier_t       tier;
-    uint8_t             hash[BT_KVS_HASH_LEN];
-    uint8_t             parent[BT_KVS_HASH_LEN];
+    uint8_t             hash[BT_KV_HASH_LEN];
+    uint8_t             parent[BT_KV_HASH_LEN];
 } ev_rec_t;
 
 typedef struct {
@@ -45,8 +45,8 @@ static void ev_cb(void *arg, const bt_kvs_event_t *e)
     }
     assert_non_null(e->hash);
     assert_non_null(e->parent);
-    memcpy(r->hash, e->hash, BT_KVS_HASH_LEN);
-    memcpy(r->parent, e->parent, BT_KVS_HASH_LEN);
+    memcpy(r->hash, e->hash, BT_KV_HASH_LEN);
+    memcpy(r->parent, e->parent, BT_KV_HASH_LEN);
 }
 
 /* A fixture whose store reports to `log` (restarted on its empty folder). */
@@ -77,7 +77,7 @@ static bool ev_has(const ev_log_t *log, bt_kvs_event_type_t type,
 {
     for (size_t i = 0; i < log->n; i++) {
         if (log->ev[i].type == type &&
-            memcmp(log->ev[i].hash, hash, BT_KVS_HASH_LEN) == 0) {
+            memcmp(log->ev[i].hash, hash, BT_KV_HASH_LEN) == 0) {
             return true;
         }
     }
@@ -107,9 +107,9 @@ static void test_stored_on_commit(void **state)
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(log.ev[i].type, BT_KVS_EVENT_STORED);
         assert_int_equal(log.ev[i].tier, BT_KVS_TIER_DRAM);
-        assert_memory_equal(log.ev[i].hash, c.hash[i], BT_KVS_HASH_LEN);
+        assert_memory_equal(log.ev[i].hash, c.hash[i], BT_KV_HASH_LEN);
         assert_memory_equal(log.ev[i].parent, i == 0 ? c.root : c.hash[i - 1],
-                            BT_KVS_HASH_LEN);
+                            BT_KV_HASH_LEN);
     }
     /* already stored: reserved as "stored", no second event */
     r = kt_put(fx, &c, 0, 3, -1);
@@ -153,7 +153,7 @@ static void test_removed_on_dram_eviction_without_disk(void **state)
     /* the removed event comes before the stored event of its evictor */
     assert_int_equal(log.ev[2].type, BT_KVS_EVENT_REMOVED);
     assert_int_equal(log.ev[3].type, BT_KVS_EVENT_STORED);
-    assert_memory_equal(log.ev[2].parent, c.root, BT_KVS_HASH_LEN);
+    assert_memory_equal(log.ev[2].parent, c.root, BT_KV_HASH_LEN);
     assert_int_equal(log.ev[2].tier, BT_KVS_TIER_DRAM);
     kt_chain_free(&c);
     kt_fx_free(fx);

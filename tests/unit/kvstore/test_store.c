@@ -36,7 +36,7 @@ static void test_chain_hash_vector(void **state)
     for (uint32_t i = 0; i < 16; i++) {
         t[i] = i;
     }
-    assert_int_equal(bt_kvs_chain_hash(root, t, 16, h), BT_OK);
+    assert_int_equal(bt_kv_hash_block(root, t, 16, h), BT_OK);
     bt_sha256_hex(h, hex);
     assert_string_equal(hex, h0_hex);
 }
@@ -46,10 +46,10 @@ static void test_tokens_match(void **state)
     uint32_t a[4] = { 1, 2, 3, 4 }, b[4] = { 1, 2, 3, 5 };
 
     (void)state;
-    assert_true(bt_kvs_tokens_match(a, 4, a, 4));
-    assert_false(bt_kvs_tokens_match(a, 4, b, 4));
-    assert_false(bt_kvs_tokens_match(a, 4, a, 3));
-    assert_true(bt_kvs_tokens_match(a, 0, b, 0));
+    assert_true(bt_kv_tokens_match(a, 4, a, 4));
+    assert_false(bt_kv_tokens_match(a, 4, b, 4));
+    assert_false(bt_kv_tokens_match(a, 4, a, 3));
+    assert_true(bt_kv_tokens_match(a, 0, b, 0));
 }
 
 static void test_lookup_longest_prefix(void **state)
@@ -81,8 +81,8 @@ static void test_lookup_longest_prefix(void **state)
         assert_int_equal(info[i].tier, BT_KVS_TIER_DRAM);
         assert_memory_equal(info[i].hash, c.hash[i], 32);
         assert_memory_equal(fx->slab + info[i].offset, c.data[i], fx->block_bytes);
-        assert_true(bt_kvs_tokens_match(info[i].tokens, info[i].n_tokens,
-                                        c.tokens[i], KT_BLOCK_TOKENS));
+        assert_true(bt_kv_tokens_match(info[i].tokens, info[i].n_tokens,
+                                       c.tokens[i], KT_BLOCK_TOKENS));
     }
     /* the request's own token ids: a mismatch in block 1 ends the prefix */
     memcpy(toks, c.tokens, 3 * sizeof(c.tokens[0]));
@@ -289,19 +289,19 @@ static void test_lru_order(void **state)
 static void test_bad_input(void **state)
 {
     kt_fx_t *fx = kt_fx_new(4, 0);
-    static uint8_t many[BT_KVS_MAX_HASHES + 1][32];
-    bt_kvs_slot_t *slots = calloc(BT_KVS_MAX_HASHES + 1, sizeof(*slots));
-    bt_kvs_geom_t g = fx->geom;
+    static uint8_t many[BT_KV_MAX_HASHES + 1][32];
+    bt_kvs_slot_t *slots = calloc(BT_KV_MAX_HASHES + 1, sizeof(*slots));
+    bt_kv_geom_t g = fx->geom;
     uint64_t id, exp;
     size_t m;
     kt_chain_t c;
 
     (void)state;
     kt_chain_init(fx, &c, 2, 14);
-    assert_int_equal(bt_kvs_lookup(fx->s, many[0], BT_KVS_MAX_HASHES + 1, NULL, 0,
+    assert_int_equal(bt_kvs_lookup(fx->s, many[0], BT_KV_MAX_HASHES + 1, NULL, 0,
                                    NULL, &m), BT_ERR_INVALID_ARG);
     assert_int_equal(bt_kvs_reserve(fx->s, &g, fx->block_bytes, c.root, many[0],
-                                    BT_KVS_MAX_HASHES + 1, slots, &id, &exp),
+                                    BT_KV_MAX_HASHES + 1, slots, &id, &exp),
                      BT_ERR_INVALID_ARG);
     /* insane geometry and a block size that does not match it */
     g.head_dim = 0;
@@ -317,7 +317,7 @@ static void test_bad_input(void **state)
                                     c.hash[0], 1, slots, &id, &exp), BT_OK);
     assert_true(bt_kvs_geometry(fx->s, NULL, NULL));
     g = fx->geom;
-    g.dtype = BT_KVS_DTYPE_F16;
+    g.dtype = BT_KV_DTYPE_F16;
     assert_int_equal(bt_kvs_reserve(fx->s, &g, fx->block_bytes / 2, c.root,
                                     c.hash[1], 1, slots, &id, &exp),
                      BT_ERR_INVALID_ARG);

@@ -19,8 +19,8 @@
 #ifndef BT_KVC_H
 #define BT_KVC_H
 
-#include "store/store.h"
-
+#include "kvspec/kv_hash.h"
+#include "kvspec/kv_spec.h"
 #include "rpc/client.h"
 #include "xfer/xfer.h"
 
@@ -58,7 +58,7 @@ bt_status_t bt_kvc_lookup(bt_kvc_t *kvc, const uint8_t *hashes, size_t n,
                           uint64_t timeout_ms, bt_kvc_lookup_cb cb, void *arg);
 
 typedef struct {
-    bt_kvs_geom_t    geom;
+    bt_kv_geom_t     geom;
     uint64_t         block_bytes;
     const uint8_t   *parent;      /* 32 bytes: the hash before hashes[0] */
     const uint8_t   *hashes;      /* n * 32 */

@@ -5,6 +5,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/sha256.h"
+#include "kvspec/kv_proto.h"
 #include "kvstore.pb-c.h"
 
 #include <stdlib.h>
@@ -47,8 +48,8 @@ typedef struct {
     bt_kvc_remote_t *rm;
     bt_xfer_op_t    *xop;          /* the transfer in flight */
     /* put */
-    bt_kvs_geom_t    geom;
-    uint8_t          parent[BT_KVS_HASH_LEN];
+    bt_kv_geom_t     geom;
+    uint8_t          parent[BT_KV_HASH_LEN];
     uint64_t         resv_id;
     bool            *write;        /* block i goes to the store */
     void           (*reserved_cb)(void *arg);
@@ -195,8 +196,8 @@ static bt_kvc_op_t *bt_kvc_op_new(bt_kvc_t *kvc, size_t n, uint64_t timeout_ms)
     op->n = n;
     op->t0_ms = bt_now_ms();
     op->deadline = bt_deadline_in_ms(timeout_ms > 0 ? timeout_ms : kvc->timeout_ms);
-    op->hashes = malloc(n * BT_KVS_HASH_LEN + 1);
-    op->sums = calloc(n + 1, BT_KVS_HASH_LEN);
+    op->hashes = malloc(n * BT_KV_HASH_LEN + 1);
+    op->sums = calloc(n + 1, BT_KV_HASH_LEN);
     op->mem = calloc(n + 1, sizeof(*op->mem));
     op->write = calloc(n + 1, sizeof(*op->write));
     if (op->hashes == NULL || op->sums == NULL || op->mem == NULL ||
@@ -302,12 +303,12 @@ static void bt_kvc_lookup_done(void *arg, const bt_rpc_result_t *r,
     while (m < resp->matched_blocks && m < op->n && m < resp->n_locations) {
         const Baton__V1__BlockLocation *l = resp->locations[m];
 
-        if (l->block_hash.len != BT_KVS_HASH_LEN ||
-            memcmp(l->block_hash.data, op->hashes + m * BT_KVS_HASH_LEN,
-                   BT_KVS_HASH_LEN) != 0 ||
+        if (l->block_hash.len != BT_KV_HASH_LEN ||
+            memcmp(l->block_hash.data, op->hashes + m * BT_KV_HASH_LEN,
+                   BT_KV_HASH_LEN) != 0 ||
             (op->tokens != NULL &&
-             !bt_kvs_tokens_match(l->token_ids, (uint32_t)l->n_token_ids,
-                                  op->tokens + m * op->block_size,
+             !bt_kv_tokens_match(l->token_ids, (uint32_t)l->n_token_ids,
+                                 op->tokens + m * op->block_size,
                                   op->block_size))) {
             break;
         }
@@ -326,7 +327,7 @@ bt_status_t bt_kvc_lookup(bt_kvc_t *kvc, const uint8_t *hashes, size_t n,
     bt_kvc_op_t *op;
     bt_status_t st;
 
-    if (n > BT_KVS_MAX_HASHES || (tokens != NULL && (n == 0 || n_tokens % n != 0))) {
+    if (n > BT_KV_MAX_HASHES || (tokens != NULL && (n == 0 || n_tokens % n != 0))) {
         return BT_ERR_INVALID_ARG;
     }
     op = bt_kvc_op_new(kvc, n, timeout_ms);
@@ -340,14 +341,14 @@ bt_status_t bt_kvc_lookup(bt_kvc_t *kvc, const uint8_t *hashes, size_t n,
         }
         return BT_ERR_NO_MEMORY;
     }
-    memcpy(op->hashes, hashes, n * BT_KVS_HASH_LEN);
+    memcpy(op->hashes, hashes, n * BT_KV_HASH_LEN);
     if (tokens != NULL) {
         memcpy(op->tokens, tokens, 4 * n_tokens);
         op->block_size = (uint32_t)(n_tokens / n);
     }
     for (size_t i = 0; i < n; i++) {
-        hb[i].data = op->hashes + i * BT_KVS_HASH_LEN;
-        hb[i].len = BT_KVS_HASH_LEN;
+        hb[i].data = op->hashes + i * BT_KV_HASH_LEN;
+        hb[i].len = BT_KV_HASH_LEN;
     }
     req.model = kvc->model;
     req.n_block_hashes = n;
@@ -427,12 +428,12 @@ static void bt_kvc_commit_send(bt_kvc_op_t *op)
             continue;
         }
         baton__v1__committed_block__init(&blocks[k]);
-        blocks[k].block_hash.data = op->hashes + i * BT_KVS_HASH_LEN;
-        blocks[k].block_hash.len = BT_KVS_HASH_LEN;
+        blocks[k].block_hash.data = op->hashes + i * BT_KV_HASH_LEN;
+        blocks[k].block_hash.len = BT_KV_HASH_LEN;
         blocks[k].n_token_ids = op->block_size;
         blocks[k].token_ids = op->tokens + i * op->block_size;
-        blocks[k].checksum.data = op->sums + i * BT_KVS_HASH_LEN;
-        blocks[k].checksum.len = BT_KVS_HASH_LEN;
+        blocks[k].checksum.data = op->sums + i * BT_KV_HASH_LEN;
+        blocks[k].checksum.len = BT_KV_HASH_LEN;
         ptrs[k] = &blocks[k];
         k++;
     }
@@ -507,7 +508,7 @@ static void bt_kvc_reserve_done(void *arg, const bt_rpc_result_t *r,
             return;
         }
         op->write[i] = true;
-        bt_sha256(op->mem[i], op->block_bytes, op->sums + i * BT_KVS_HASH_LEN);
+        bt_sha256(op->mem[i], op->block_bytes, op->sums + i * BT_KV_HASH_LEN);
         slices[k].local = op->mem[i];
         slices[k].remote_off = l->offset;
         slices[k].len = op->block_bytes;
@@ -560,9 +561,9 @@ bt_status_t bt_kvc_put(bt_kvc_t *kvc, const bt_kvc_put_t *p,
     bt_status_t st;
     char err[256];
 
-    if (p->n == 0 || p->n > BT_KVS_MAX_HASHES || p->parent == NULL ||
+    if (p->n == 0 || p->n > BT_KV_MAX_HASHES || p->parent == NULL ||
         p->tokens == NULL || p->data == NULL ||
-        bt_kvs_geom_check(&p->geom, p->block_bytes, err, sizeof(err)) != BT_OK) {
+        bt_kv_geom_check_block(&p->geom, p->block_bytes, err, sizeof(err)) != BT_OK) {
         return BT_ERR_INVALID_ARG;
     }
     op = bt_kvc_op_new(kvc, p->n, p->timeout_ms);
@@ -580,19 +581,15 @@ bt_status_t bt_kvc_put(bt_kvc_t *kvc, const bt_kvc_put_t *p,
     op->block_size = p->geom.block_size;
     op->block_bytes = p->block_bytes;
     op->reserved_cb = p->reserved_cb;
-    memcpy(op->parent, p->parent, BT_KVS_HASH_LEN);
-    memcpy(op->hashes, p->hashes, p->n * BT_KVS_HASH_LEN);
+    memcpy(op->parent, p->parent, BT_KV_HASH_LEN);
+    memcpy(op->hashes, p->hashes, p->n * BT_KV_HASH_LEN);
     memcpy(op->tokens, p->tokens, 4ull * p->n * p->geom.block_size);
     memcpy(op->mem, p->data, p->n * sizeof(*op->mem));
     for (size_t i = 0; i < p->n; i++) {
-        hb[i].data = op->hashes + i * BT_KVS_HASH_LEN;
-        hb[i].len = BT_KVS_HASH_LEN;
+        hb[i].data = op->hashes + i * BT_KV_HASH_LEN;
+        hb[i].len = BT_KV_HASH_LEN;
     }
-    geom.n_layers = p->geom.n_layers;
-    geom.n_kv_heads = p->geom.n_kv_heads;
-    geom.head_dim = p->geom.head_dim;
-    geom.block_size = p->geom.block_size;
-    geom.dtype = (Baton__V1__KvDtype)p->geom.dtype;
+    bt_kv_geom_to_proto(&p->geom, &geom);
     req.model = kvc->model;
     req.node_id = kvc->node_id;
     req.n_block_hashes = p->n;
@@ -600,7 +597,7 @@ bt_status_t bt_kvc_put(bt_kvc_t *kvc, const bt_kvc_put_t *p,
     req.geometry = &geom;
     req.block_bytes = (uint32_t)p->block_bytes;
     req.parent_hash.data = op->parent;
-    req.parent_hash.len = BT_KVS_HASH_LEN;
+    req.parent_hash.len = BT_KV_HASH_LEN;
     op->cb.put = cb;
     op->arg = arg;
     kvc->inflight++;
@@ -637,10 +634,10 @@ static void bt_kvc_read_done(void *arg, bt_status_t st)
     }
     /* a block is used only if its bytes are the ones committed */
     for (; k < op->n_pinned; k++) {
-        uint8_t sum[BT_KVS_HASH_LEN];
+        uint8_t sum[BT_KV_HASH_LEN];
 
         bt_sha256(op->mem[k], op->block_bytes, sum);
-        if (memcmp(sum, op->sums + k * BT_KVS_HASH_LEN, BT_KVS_HASH_LEN) != 0) {
+        if (memcmp(sum, op->sums + k * BT_KV_HASH_LEN, BT_KV_HASH_LEN) != 0) {
             bt_warn("kvstore get: block %zu does not match its checksum; the "
                     "prefix ends there", k);
             break;
@@ -670,16 +667,16 @@ static void bt_kvc_pin_done(void *arg, const bt_rpc_result_t *r,
         const Baton__V1__BlockLocation *l = resp->locations[k];
 
         if (l->tier != BATON__V1__KV_TIER__KV_TIER_DRAM ||
-            l->block_hash.len != BT_KVS_HASH_LEN ||
-            memcmp(l->block_hash.data, op->hashes + k * BT_KVS_HASH_LEN,
-                   BT_KVS_HASH_LEN) != 0 ||
-            !bt_kvs_tokens_match(l->token_ids, (uint32_t)l->n_token_ids,
-                                 op->tokens + k * op->block_size,
+            l->block_hash.len != BT_KV_HASH_LEN ||
+            memcmp(l->block_hash.data, op->hashes + k * BT_KV_HASH_LEN,
+                   BT_KV_HASH_LEN) != 0 ||
+            !bt_kv_tokens_match(l->token_ids, (uint32_t)l->n_token_ids,
+                                op->tokens + k * op->block_size,
                                  op->block_size) ||
-            l->length != op->block_bytes || l->checksum.len != BT_KVS_HASH_LEN) {
+            l->length != op->block_bytes || l->checksum.len != BT_KV_HASH_LEN) {
             break;
         }
-        memcpy(op->sums + k * BT_KVS_HASH_LEN, l->checksum.data, BT_KVS_HASH_LEN);
+        memcpy(op->sums + k * BT_KV_HASH_LEN, l->checksum.data, BT_KV_HASH_LEN);
         k++;
     }
     op->n_pinned = k;
@@ -726,10 +723,10 @@ bt_status_t bt_kvc_get(bt_kvc_t *kvc, const bt_kvc_get_t *g,
     bt_kvc_op_t *op;
     bt_status_t st;
 
-    if (g->n == 0 || g->n > BT_KVS_MAX_HASHES || g->tokens == NULL ||
+    if (g->n == 0 || g->n > BT_KV_MAX_HASHES || g->tokens == NULL ||
         g->dst == NULL || g->block_size == 0 ||
-        g->block_size > BT_KVS_MAX_BLOCK_TOKENS || g->block_bytes == 0 ||
-        g->block_bytes > BT_KVS_MAX_BLOCK_BYTES) {
+        g->block_size > BT_KV_MAX_BLOCK_TOKENS || g->block_bytes == 0 ||
+        g->block_bytes > BT_KV_MAX_BLOCK_BYTES) {
         return BT_ERR_INVALID_ARG;
     }
     op = bt_kvc_op_new(kvc, g->n, g->timeout_ms);
@@ -746,12 +743,12 @@ bt_status_t bt_kvc_get(bt_kvc_t *kvc, const bt_kvc_get_t *g,
     op->block_size = g->block_size;
     op->block_bytes = g->block_bytes;
     op->pinned_cb = g->pinned_cb;
-    memcpy(op->hashes, g->hashes, g->n * BT_KVS_HASH_LEN);
+    memcpy(op->hashes, g->hashes, g->n * BT_KV_HASH_LEN);
     memcpy(op->tokens, g->tokens, 4ull * g->n * g->block_size);
     memcpy(op->mem, g->dst, g->n * sizeof(*op->mem));
     for (size_t i = 0; i < g->n; i++) {
-        hb[i].data = op->hashes + i * BT_KVS_HASH_LEN;
-        hb[i].len = BT_KVS_HASH_LEN;
+        hb[i].data = op->hashes + i * BT_KV_HASH_LEN;
+        hb[i].len = BT_KV_HASH_LEN;
     }
     req.model = kvc->model;
     req.node_id = kvc->node_id;

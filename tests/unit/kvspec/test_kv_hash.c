@@ -1,6 +1,6 @@
 /* kv-spec v1 block hashes against an independent encoding built here with
  * base/sha256 directly, plus pinned vectors from docs/kv-spec.md. */
-#include "engine/kv/kv_pool.h"
+#include "kvspec/kv_hash.h"
 
 #include <string.h>
 
@@ -68,18 +68,18 @@ static void test_root_matches_reference(void **state)
     uint8_t a[32], b[32];
 
     (void)state;
-    assert_int_equal(bt_kv_hash_root("llama-3-8b", "main", BT_DTYPE_BF16, 16,
+    assert_int_equal(bt_kv_hash_root("llama-3-8b", "main", BT_KV_DTYPE_BF16, 16,
                                      "tenant-a", 8, a), BT_OK);
     ref_root("llama-3-8b", "main", "bf16", 16, "tenant-a", 8, b);
     assert_memory_equal(a, b, 32);
     /* NULL revision and salt are the empty string */
-    assert_int_equal(bt_kv_hash_root("m", NULL, BT_DTYPE_F16, 32, NULL, 0, a),
+    assert_int_equal(bt_kv_hash_root("m", NULL, BT_KV_DTYPE_F16, 32, NULL, 0, a),
                      BT_OK);
     ref_root("m", "", "f16", 32, "", 0, b);
     assert_memory_equal(a, b, 32);
-    assert_int_equal(bt_kv_hash_root(NULL, NULL, BT_DTYPE_F16, 32, NULL, 0,
+    assert_int_equal(bt_kv_hash_root(NULL, NULL, BT_KV_DTYPE_F16, 32, NULL, 0,
                                      a), BT_ERR_INVALID_ARG);
-    assert_int_equal(bt_kv_hash_root("m", NULL, BT_DTYPE_F16, 0, NULL, 0, a),
+    assert_int_equal(bt_kv_hash_root("m", NULL, BT_KV_DTYPE_F16, 0, NULL, 0, a),
                      BT_ERR_INVALID_ARG);
 }
 
@@ -91,21 +91,21 @@ static void test_root_fields_separate(void **state)
     int i, j;
 
     (void)state;
-    assert_int_equal(bt_kv_hash_root("ab", "c", BT_DTYPE_BF16, 16, "s", 1,
+    assert_int_equal(bt_kv_hash_root("ab", "c", BT_KV_DTYPE_BF16, 16, "s", 1,
                                      r[0]), BT_OK);
-    assert_int_equal(bt_kv_hash_root("a", "bc", BT_DTYPE_BF16, 16, "s", 1,
+    assert_int_equal(bt_kv_hash_root("a", "bc", BT_KV_DTYPE_BF16, 16, "s", 1,
                                      r[1]), BT_OK);
-    assert_int_equal(bt_kv_hash_root("ab", "c", BT_DTYPE_F16, 16, "s", 1,
+    assert_int_equal(bt_kv_hash_root("ab", "c", BT_KV_DTYPE_F16, 16, "s", 1,
                                      r[2]), BT_OK);
-    assert_int_equal(bt_kv_hash_root("ab", "c", BT_DTYPE_BF16, 32, "s", 1,
+    assert_int_equal(bt_kv_hash_root("ab", "c", BT_KV_DTYPE_BF16, 32, "s", 1,
                                      r[3]), BT_OK);
-    assert_int_equal(bt_kv_hash_root("ab", "c", BT_DTYPE_BF16, 16, "t", 1,
+    assert_int_equal(bt_kv_hash_root("ab", "c", BT_KV_DTYPE_BF16, 16, "t", 1,
                                      r[4]), BT_OK);
-    assert_int_equal(bt_kv_hash_root("ab", "c", BT_DTYPE_BF16, 16, NULL, 0,
+    assert_int_equal(bt_kv_hash_root("ab", "c", BT_KV_DTYPE_BF16, 16, NULL, 0,
                                      r[5]), BT_OK);
-    assert_int_equal(bt_kv_hash_root("ab", "", BT_DTYPE_BF16, 16, "cs", 2,
+    assert_int_equal(bt_kv_hash_root("ab", "", BT_KV_DTYPE_BF16, 16, "cs", 2,
                                      r[6]), BT_OK);
-    assert_int_equal(bt_kv_hash_root("ab", "c", BT_DTYPE_F32, 16, "s", 1,
+    assert_int_equal(bt_kv_hash_root("ab", "c", BT_KV_DTYPE_F32, 16, "s", 1,
                                      r[7]), BT_OK);
     for (i = 0; i < 8; i++) {
         for (j = i + 1; j < 8; j++) {
@@ -125,7 +125,7 @@ static void test_chain_matches_reference(void **state)
     for (i = 0; i < 50; i++) {
         toks[i] = (uint32_t)(i * 2654435761u); /* all four bytes used */
     }
-    assert_int_equal(bt_kv_hash_root("m", "r", BT_DTYPE_BF16, 16, "x", 1,
+    assert_int_equal(bt_kv_hash_root("m", "r", BT_KV_DTYPE_BF16, 16, "x", 1,
                                      root), BT_OK);
     assert_int_equal(bt_kv_hash_chain(root, 16, toks, 50, chain, 4, &n),
                      BT_OK);
@@ -157,9 +157,9 @@ static void test_salt_changes_every_hash(void **state)
     for (i = 0; i < 64; i++) {
         toks[i] = (uint32_t)i;
     }
-    assert_int_equal(bt_kv_hash_root("m", "r", BT_DTYPE_BF16, 16, "tenant-a",
+    assert_int_equal(bt_kv_hash_root("m", "r", BT_KV_DTYPE_BF16, 16, "tenant-a",
                                      8, ra), BT_OK);
-    assert_int_equal(bt_kv_hash_root("m", "r", BT_DTYPE_BF16, 16, "tenant-b",
+    assert_int_equal(bt_kv_hash_root("m", "r", BT_KV_DTYPE_BF16, 16, "tenant-b",
                                      8, rb), BT_OK);
     assert_int_equal(bt_kv_hash_chain(ra, 16, toks, 64, ca, 4, &n), BT_OK);
     assert_int_equal(bt_kv_hash_chain(rb, 16, toks, 64, cb, 4, &n), BT_OK);
@@ -183,7 +183,7 @@ static void test_spec_vectors(void **state)
     for (i = 0; i < 16; i++) {
         toks[i] = (uint32_t)i;
     }
-    assert_int_equal(bt_kv_hash_root("baton-tiny", "v1", BT_DTYPE_BF16, 16,
+    assert_int_equal(bt_kv_hash_root("baton-tiny", "v1", BT_KV_DTYPE_BF16, 16,
                                      "", 0, root), BT_OK);
     bt_sha256_hex(root, hex);
     assert_string_equal(hex, ROOT_VECTOR);

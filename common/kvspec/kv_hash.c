@@ -1,5 +1,5 @@
-/* Chained SHA-256 block hashes, kv-spec v1 (docs/kv-spec.md). */
-#include "kv_pool.h"
+/* Chained SHA-256 block hashes, kv-spec v1 (kv_hash.h, docs/kv-spec.md). */
+#include "kv_hash.h"
 
 #include "base/endian.h"
 #include "base/log.h"
@@ -24,24 +24,12 @@ static bt_status_t bt_kv_hash_put_str(bt_sha256_t *ctx, const void *s,
     return st;
 }
 
-/* The names are part of kv-spec v1, fixed here rather than borrowed from
- * another module's spelling. */
-static const char *bt_kv_dtype_spec_name(bt_dtype_t dtype)
-{
-    switch (dtype) {
-    case BT_DTYPE_F32:  return "f32";
-    case BT_DTYPE_F16:  return "f16";
-    case BT_DTYPE_BF16: return "bf16";
-    }
-    return NULL;
-}
-
 bt_status_t bt_kv_hash_root(const char *model_id, const char *revision,
-                            bt_dtype_t dtype, uint32_t block_size,
+                            bt_kv_dtype_t dtype, uint32_t block_size,
                             const void *salt, size_t salt_len,
                             uint8_t root_p[BT_KV_HASH_LEN])
 {
-    const char *dname = bt_kv_dtype_spec_name(dtype);
+    const char *dname = bt_kv_dtype_name(dtype);
     size_t model_len, rev_len;
     uint8_t le[4];
     bt_sha256_t ctx;
@@ -134,4 +122,11 @@ bt_status_t bt_kv_hash_chain(const uint8_t root[BT_KV_HASH_LEN],
     }
     *n_hashes_p = n;
     return BT_OK;
+}
+
+bool bt_kv_tokens_match(const uint32_t *stored, uint32_t n_stored,
+                        const uint32_t *want, uint32_t n_want)
+{
+    return n_stored == n_want &&
+           (n_stored == 0 || memcmp(stored, want, 4u * n_stored) == 0);
 }

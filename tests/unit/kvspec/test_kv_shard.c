@@ -1,6 +1,6 @@
 /* Rendezvous sharding of block hashes (kv_shard.h, docs/kv-spec.md). */
 #include "base/sha256.h"
-#include "engine/kv/kv_shard.h"
+#include "kvspec/kv_shard.h"
 
 #include <stdint.h>
 #include <string.h>

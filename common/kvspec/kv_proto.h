@@ -1,0 +1,21 @@
+/* kv-spec values to and from their protobuf messages (baton.v1.KvDtype,
+ * baton.v1.KvGeometry). Apart from kv_spec.h so that the spec itself
+ * stays free of generated code: link kvspec_proto_dep to use these. */
+#ifndef BT_KV_PROTO_H
+#define BT_KV_PROTO_H
+
+#include "kv_spec.h"
+
+#include "common.pb-c.h"
+
+/* The ids are the proto's values; these only change the C type. */
+Baton__V1__KvDtype bt_kv_dtype_to_proto(bt_kv_dtype_t dtype);
+bt_kv_dtype_t bt_kv_dtype_from_proto(Baton__V1__KvDtype dtype);
+
+/* Fills `pb` (initialised by the caller) from `g`. */
+void bt_kv_geom_to_proto(const bt_kv_geom_t *g, Baton__V1__KvGeometry *pb);
+/* Copies the fields as they are: check the result (bt_kv_geom_check_block)
+ * before trusting it. */
+void bt_kv_geom_from_proto(const Baton__V1__KvGeometry *pb, bt_kv_geom_t *g);
+
+#endif
