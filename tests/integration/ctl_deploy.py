@@ -563,6 +563,15 @@ for u in units[:4]:
             problems.append("%s: no %s=" % (u, want))
     if k.get("Restart") != ["on-failure"] or k.get("KillSignal") != ["SIGTERM"]:
         problems.append("%s: wants Restart=on-failure and KillSignal=SIGTERM" % u)
+    # ordering waits for a daemon that serves (sd_notify READY=1, which
+    # needs an AF_UNIX datagram socket)
+    if k.get("Type") != ["notify"] or k.get("NotifyAccess") != ["main"]:
+        problems.append("%s: Type=%s NotifyAccess=%s, wants notify/main" %
+                        (u, k.get("Type"), k.get("NotifyAccess")))
+    if "AF_UNIX" not in " ".join(k.get("RestrictAddressFamilies", ["AF_UNIX"])):
+        problems.append("%s: RestrictAddressFamilies leaves out AF_UNIX (sd_notify)" % u)
+    if "@system-service" not in k.get("SystemCallFilter", []):
+        problems.append("%s: no SystemCallFilter=@system-service" % u)
     daemon = re.match(r"baton-([a-z]+)", u).group(1)
     if "/etc/baton/%s.env" % daemon not in k.get("EnvironmentFile", []):
         problems.append("%s: EnvironmentFile is not /etc/baton/%s.env" % (u, daemon))
@@ -573,7 +582,8 @@ for u in units[:4]:
     if stop < drain + 5:
         problems.append("%s: TimeoutStopSec=%ss leaves no room after a %ss drain" %
                         (u, stop, drain))
-check("systemd units: env file, restart, SIGTERM with room for the drain, hardening",
+check("systemd units: Type=notify, env file, restart, SIGTERM with room for the drain, "
+      "hardening with SystemCallFilter=@system-service",
       problems)
 
 
