@@ -203,7 +203,7 @@ else:
             problems.append("%s: %s" % (label, e))
     check("kubectl kustomize renders %s" % ", ".join(
         "+".join([o] + c) for o, c in RENDERS), problems)
-    # written for the schema check (deploy_schema.sh) and for a reader
+    # what was checked, for a reader (BUILD/deploy-rendered/*.yaml)
     out_dir = os.path.join(BUILD or tempfile.gettempdir(), "deploy-rendered")
     os.makedirs(out_dir, exist_ok=True)
     for label, text in texts.items():
