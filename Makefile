@@ -4,6 +4,7 @@
 #                tests under ASan+UBSan
 #   make down    stop what `make up` started
 #   make bench   build and run the benchmarks
+#   make image   build the container image baton:<version> (deploy/image/Containerfile)
 #   make deps | build | clean
 
 BUILD      ?= build
@@ -19,7 +20,7 @@ SANITIZER_ENV = \
 	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test test-unit test-asan up down bench clean
+.PHONY: all deps build test test-unit test-asan up down bench image clean
 
 all: build
 
@@ -58,6 +59,11 @@ down:
 
 bench: deps build
 	@scripts/bench.sh $(BUILD)
+
+# podman, buildah or docker (with an engine), whichever works here; a clear
+# message and exit 1 when none does
+image:
+	@deploy/image/build-image
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

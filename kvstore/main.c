@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/opts.h"
+#include "base/sdnotify.h"
 #include "bt_config.h"
 #include "rpc/addr.h"
 
@@ -164,6 +165,7 @@ static void bt_kvsd_sigterm(void *arg, int signo)
 {
     bt_kvsd_t *d = arg;
 
+    bt_sdnotify("STOPPING=1");
     (void)signo;
     d->draining = true;
     d->drain_started_ms = bt_now_ms();
@@ -360,6 +362,7 @@ int main(int argc, char **argv)
             bt_kvsd_io_threads(d->cfg.threads), d->advertise, has_router ? d->cfg.router : "none");
     printf("grpc_port=%d http_port=%d\n", d->grpc_port, d->http_port);
     fflush(stdout);
+    bt_sdnotify("READY=1");
     event_base_dispatch(d->base);
     rc = 0;
     bt_info("stopped");

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/opts.h"
+#include "base/sdnotify.h"
 #include "bt_config.h"
 #include "rpc/addr.h"
 
@@ -188,6 +189,7 @@ static void bt_router_drain(void *arg, int signo)
     bt_router_t *r = arg;
     struct timeval tv = { 0, 0 };
 
+    bt_sdnotify("STOPPING=1");
     (void)signo;
     r->draining = true;
     bt_rpc_server_set_serving(r->grpc, "", false);
@@ -300,6 +302,7 @@ int main(int argc, char **argv)
     /* a line for launchers and tests that pick port 0 */
     printf("grpc_port=%d http_port=%d\n", r->grpc_bound_port, r->http_bound_port);
     fflush(stdout);
+    bt_sdnotify("READY=1");
 
     event_base_dispatch(r->base);
     rc = 0;

@@ -138,7 +138,7 @@ struct bt_node {
     struct event       *tick_ev;
     uint64_t            drain_started_ms;
 
-    bt_gauge_t         *g_free, *g_used, *g_running, *g_reserved;
+    bt_gauge_t         *g_free, *g_used, *g_running, *g_reserved, *g_queued;
     bt_counter_t       *c_prefills, *c_tokens;
     bt_counter_t       *c_fence_timeouts;   /* dead leases freed unfenced */
 };

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/opts.h"
+#include "base/sdnotify.h"
 #include "bt_config.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "rpc/addr.h"
@@ -159,6 +160,7 @@ static void bt_node_sigterm(void *arg, int signo)
 {
     bt_node_t *node = arg;
 
+    bt_sdnotify("STOPPING=1");
     (void)signo;
     node->draining = true;
     node->stopping = true;
@@ -424,6 +426,7 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
             node->cfg.kv_dtype);
     printf("grpc_port=%d http_port=%d\n", node->grpc_port, node->http_port);
     fflush(stdout);
+    bt_sdnotify("READY=1");
     event_base_dispatch(node->base);
     rc = 0;
     bt_info("stopped");

@@ -158,6 +158,7 @@ void bt_node_metrics_update(bt_node_t *node)
     bt_gauge_set(node->g_used, (double)st.used);
     bt_gauge_set(node->g_reserved, (double)st.reserved);
     bt_gauge_set(node->g_running, (double)node->running);
+    bt_gauge_set(node->g_queued, (double)node->queued_prefill_tokens);
 }
 
 bt_status_t bt_node_reg_start(bt_node_t *node)
@@ -179,6 +180,9 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
                                         "kv blocks held by leases not yet filled", NULL);
     node->g_running = bt_metrics_gauge(m, "baton_node_running_sequences",
                                        "sequences in the decode batch", NULL);
+    node->g_queued = bt_metrics_gauge(m, "baton_node_queued_prefill_tokens",
+                                      "prompt tokens waiting in the prefill queue "
+                                      "(what the prefill HPA scales on)", NULL);
     node->c_prefills = bt_metrics_counter(m, "baton_node_prefills_total",
                                           "prefills answered", NULL);
     node->c_tokens = bt_metrics_counter(m, "baton_node_decode_tokens_total",

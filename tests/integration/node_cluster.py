@@ -512,6 +512,10 @@ def main():
         time.sleep(0.1)
     tap(gauge(dh, "baton_node_kv_used_blocks") == 0 and
         http_get(rh, "/readyz")[0] == 200, "idle again after the tests above")
+    # the prefill queue the HPA scales on is exported, and empty when idle
+    tap(gauge(ph, "baton_node_queued_prefill_tokens") == 0,
+        "the prefill node exports baton_node_queued_prefill_tokens, 0 when idle (%s)"
+        % gauge(ph, "baton_node_queued_prefill_tokens"))
     # a decode node killed mid-stream: the router re-prefills prompt ++
     # generated on another one and the tokens stay those of baton-run
     d2, _, d2h = start("decode2", [os.path.join(BUILD, "decode_node/baton-decode")]
