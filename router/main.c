@@ -234,6 +234,7 @@ int main(int argc, char **argv)
     r->cfg = o.c;
     r->weights = (bt_select_weights_t){ o.c.w_hit, o.c.w_load, o.c.w_free,
                                         o.c.w_batch, o.c.w_store_hit };
+    bt_router_requests_init(r);
 
     r->base = bt_loop_create();
     r->metrics = bt_metrics_create();

@@ -3,8 +3,9 @@
  *   main.c         options, start-up, drain and shutdown
  *   reg_service.c  baton.v1.Registry/Register: nodes join, report, leave
  *   model.c        the served model: tokenizer, chat template, context, hashing
- *   request.c      one request's life: pick (P, D), DecodeStream, Prefill,
- *                  relay, retries and failover (DESIGN §2)
+ *   request*.c     one request's life: pick (P, D), DecodeStream, Prefill,
+ *                  relay, retries and failover (DESIGN §2; request_priv.h)
+ *   node_ops.c     the calls on nodes, over gRPC
  *   front_grpc.c   baton.v1.Generate (Generate, Tokenize, ListModels)
  *   front_http.c   the OpenAI-compatible HTTP API
  *   admin.c        baton.v1.Admin
@@ -12,6 +13,7 @@
 #ifndef BT_ROUTER_ROUTER_H
 #define BT_ROUTER_ROUTER_H
 
+#include "base/list.h"
 #include "base/status.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -88,11 +90,15 @@ typedef struct bt_router {
     bt_rpc_channel_t    *node_ch[BT_ROUTER_MAX_NODES];
     uint64_t             node_gen[BT_ROUTER_MAX_NODES];
     uint64_t             next_gen;
-    bt_rreq_t           *requests;     /* every live request (list) */
+    /* how requests call nodes (node_ops.h; NULL: gRPC) and the table's
+     * own state (a test's fake nodes) */
+    const struct bt_node_ops *node_ops;
+    void                *node_ops_ctx;
+    /* request.c's state machine keeps these (bt_rreq_set_state) */
+    bt_list_t            requests;     /* every admitted live request */
     size_t               n_inflight;
-    /* requests waiting for a node with room, oldest first (request.c) */
-    bt_rreq_t           *queue_head;
-    bt_rreq_t           *queue_tail;
+    /* requests waiting for a node with room, oldest first */
+    bt_list_t            queue;
     size_t               n_queued;
     uint64_t             queue_epoch;  /* bumped whenever one leaves the queue */
     bool                 kicking;      /* bt_router_queue_kick is running */
