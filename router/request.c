@@ -1,22 +1,25 @@
 /* The request object and its state machine; see request.h and DESIGN §2.
  *
- *            bt_rreq_start
- *                 │
- *                NEW ──────────────────────────────┐ refused at admission
- *          placed │ │ no room                      │ (freed, no on_end)
- *                 │ ▼                              │
- *                 │ QUEUED ◀───────────────┐       │
- *                 │ │ placed by a kick     │ RESOURCE_EXHAUSTED, or
- *                 ▼ ▼                      │ failover with nothing sent
- *               RESERVING ◀──(failover)────┤       │
- *        reservation │ ▲                   │       │
- *                    ▼ │ failover          │       │
- *     retry ──▶ PREFILLING ────────────────┘       │
- *                    │ first token                  │
- *                    ▼                              │
- *                DECODING ──▶ RESERVING (failover)  │
- *                                                   ▼
- *   any state ── end / cancel / timeout / stop ──▶ DONE
+ *   bt_rreq_start
+ *    │
+ *    ▼      no room                  RESOURCE_EXHAUSTED, or a failover
+ *   NEW ─────────────▶ QUEUED ◀───── with no token sent yet (from
+ *    │                   │           RESERVING or PREFILLING)
+ *    │ placed            │ placed by a kick
+ *    ▼                   ▼
+ *   RESERVING ◀──────────┴────────── failover: another decode node (from
+ *    │                               RESERVING, PREFILLING or DECODING)
+ *    │ the reservation
+ *    ▼
+ *   PREFILLING ◀──── retry on another prefill node
+ *    │
+ *    │ the prefill's answer (the first token)
+ *    ▼
+ *   DECODING
+ *
+ *   any state but NEW ──▶ DONE: the end (the final message, a stop
+ *   string, an error, a cancel, the queue timeout); on_end runs once.
+ *   NEW ──▶ DONE: refused at admission (never counted, no on_end).
  *
  * bt_rreq_set_state is the only writer of req->state: it links the
  * request into r->requests on admission (n_inflight), into r->queue while

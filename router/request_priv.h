@@ -14,9 +14,9 @@
 #define BT_ROUTER_REQUEST_PRIV_H
 
 #include "base/list.h"
+#include "model.h"
 #include "node_ops.h"
 #include "request.h"
-#include "model.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -27,6 +27,8 @@
 
 typedef struct bt_rreq bt_rreq_t;
 typedef struct bt_router_model bt_router_model_t;
+typedef struct bt_front_keys bt_front_keys_t;      /* auth.c */
+typedef struct bt_router_admin bt_router_admin_t;  /* admin.c */
 
 typedef struct {
     const char *listen;              /* host for both servers */
@@ -105,7 +107,12 @@ typedef struct bt_router {
     bool                 kick_again;   /* ... and was asked to run again */
     uint64_t             next_command_id;
     struct event        *expire_ev;
+    bt_front_keys_t     *front_keys;   /* the API keys; NULL: auth is off */
+    bt_router_admin_t   *admin;        /* baton.v1.Admin's handlers */
+    uint64_t             http_started_s; /* the `created` of /v1/models */
     bool                 draining;
+    struct event        *drain_ev;     /* checks for the last request */
+    uint64_t             drain_waited_ms;
     int                  grpc_bound_port;
     int                  http_bound_port;
 } bt_router_t;
@@ -119,6 +126,8 @@ bt_rpc_channel_t *bt_router_node_channel(bt_router_t *r, const bt_node_t *node);
 
 /* admin.c */
 bt_status_t bt_router_admin_register(bt_router_t *r);
+/* After the gRPC server is gone. NULL-safe. */
+void bt_router_admin_free(bt_router_t *r);
 
 /* request.c: see request.h */
 
