@@ -27,6 +27,21 @@ static uint64_t bt_rreq_time_left_ms(const bt_rreq_t *req)
     return req->deadline_ms > now ? req->deadline_ms - now : 1;
 }
 
+/* A token for the client; the request ends when it was the last (a stop
+ * string) or could not be given. */
+static void bt_rreq_give_token(bt_rreq_t *req, uint32_t token,
+                               const Baton__V1__TokenLogprobs *lp)
+{
+    const char *why = NULL;
+    bt_status_t s = bt_rreq_emit_token(req, token, lp, &why);
+
+    if (s != BT_OK) {
+        bt_rreq_end(req, s, why, BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
+    } else if (req->stopped) {
+        bt_rreq_end(req, BT_OK, NULL, BATON__V1__FINISH_REASON__FINISH_REASON_STOP);
+    }
+}
+
 /* prefill */
 
 static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
@@ -131,18 +146,10 @@ static void bt_rreq_retry_prefill(bt_rreq_t *req, const char *why)
 static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
                                  const ProtobufCMessage *resp)
 {
-    bt_rreq_cb_t *cb = arg;
-    bt_rreq_t *req = cb->req;
+    bt_rreq_t *req = ((bt_rreq_cb_t *)arg)->req;
     const Baton__V1__PrefillResult *pr = (const Baton__V1__PrefillResult *)resp;
-    bool current = cb->seq == req->p_call_seq;
 
-    free(cb);
-    req->pending_cbs--;
-    if (current) {
-        req->p_call = NULL;
-    }
-    if (bt_rreq_ended(req) || !current) {
-        bt_rreq_maybe_free(req);
+    if (!bt_rreq_call_done(arg, req->p_call_seq, &req->p_call)) {
         return;
     }
     if (result->code != BT_RPC_OK) {
@@ -183,7 +190,7 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
     bt_rreq_renew_stop(req); /* the KV is on the decode node */
     /* the decode stream may have delivered this token already */
     if (req->n_gen == req->d_base) {
-        bt_rreq_emit_token(req, pr->first_token, pr->first_logprobs);
+        bt_rreq_give_token(req, pr->first_token, pr->first_logprobs);
     } else if (req->gen[req->d_base] != pr->first_token) {
         BT_LOG_REQ(ERROR, req->id, "prefill's first token %u differs from the "
                    "decode node's %u", pr->first_token, req->gen[req->d_base]);
@@ -252,7 +259,7 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
                 }
                 continue;
             }
-            bt_rreq_emit_token(req, t, lp);
+            bt_rreq_give_token(req, t, lp);
         }
         return;
     case BATON__V1__DECODE_RESPONSE__KIND_FINAL:
@@ -274,18 +281,10 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
 
 static void bt_rreq_on_decode_done(void *arg, const bt_rpc_result_t *result)
 {
-    bt_rreq_cb_t *cb = arg;
-    bt_rreq_t *req = cb->req;
-    bool current = cb->seq == req->d_call_seq;
+    bt_rreq_t *req = ((bt_rreq_cb_t *)arg)->req;
     char why[256];
 
-    free(cb);
-    req->pending_cbs--;
-    if (current) {
-        req->d_call = NULL;
-    }
-    if (bt_rreq_ended(req) || !current) {
-        bt_rreq_maybe_free(req);
+    if (!bt_rreq_call_done(arg, req->d_call_seq, &req->d_call)) {
         return;
     }
     if (result->code == BT_RPC_OK && req->d_final) {
@@ -360,6 +359,18 @@ void bt_rreq_open_decode(bt_rreq_t *req)
         req->d_call = NULL;
         bt_rreq_failover(req, s == BT_ERR_NOT_FOUND ? "the decode node left"
                                                     : "cannot call the decode node");
+    }
+}
+
+/* The placed pair is opened from the loop (request_queue.c sets go_ev). */
+void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_rreq_t *req = arg;
+
+    (void)fd;
+    (void)what;
+    if (!bt_rreq_ended(req) && req->state == BT_RREQ_RESERVING && req->d_call == NULL) {
+        bt_rreq_open_decode(req);
     }
 }
 

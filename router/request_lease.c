@@ -9,32 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void bt_rreq_renew_stop(bt_rreq_t *req)
-{
-    if (req->renew_ev != NULL) {
-        event_del(req->renew_ev);
-    }
-    if (req->renew_call != NULL) {
-        bt_rreq_call_cancel(req, req->renew_call);
-        req->renew_seq++; /* its callback is stale now */
-        req->renew_call = NULL;
-    }
-}
-
 static void bt_rreq_renew_done(void *arg, const bt_rpc_result_t *result,
                                const ProtobufCMessage *resp)
 {
-    bt_rreq_cb_t *cb = arg;
-    bt_rreq_t *req = cb->req;
-    bool current = cb->seq == req->renew_seq;
+    bt_rreq_t *req = ((bt_rreq_cb_t *)arg)->req;
 
-    free(cb);
-    req->pending_cbs--;
-    if (current) {
-        req->renew_call = NULL;
-    }
-    if (bt_rreq_ended(req) || !current) {
-        bt_rreq_maybe_free(req);
+    if (!bt_rreq_call_done(arg, req->renew_seq, &req->renew_call)) {
         return;
     }
     switch (result->code) {
@@ -117,19 +97,5 @@ void bt_rreq_renew_cb(evutil_socket_t fd, short what, void *arg)
         free(cb);
         req->renew_call = NULL;
     }
-}
-
-/* Renews every lease/3 from now on while the request stays PREFILLING. */
-void bt_rreq_renew_arm(bt_rreq_t *req)
-{
-    uint64_t period = (uint64_t)req->r->cfg.lease_ms / 3;
-    struct timeval tv = { (time_t)(period / 1000),
-                          (suseconds_t)((period % 1000) * 1000) };
-
-    if (req->renew_off || req->renew_ev == NULL ||
-        event_pending(req->renew_ev, EV_TIMEOUT, NULL)) {
-        return;
-    }
-    event_add(req->renew_ev, &tv);
 }
 

@@ -7,6 +7,11 @@
 #include "base/clock.h"
 #include "base/log.h"
 
+bool bt_sampling_wants_logprobs(const Baton__V1__SamplingParams *sp)
+{
+    return sp != NULL && (sp->logprobs > 0 || sp->logprobs_chosen);
+}
+
 /* Flushes `text` (held back by the stop-string matcher or the detokenizer)
  * to the sink with the token ids of this step. */
 static void bt_rreq_emit_text(bt_rreq_t *req, const uint32_t *ids, size_t n,
@@ -37,10 +42,9 @@ static bool bt_rreq_lp_ok(const bt_rreq_t *req, uint32_t token,
     return true;
 }
 
-/* Gives token (the next output index) to the client. `lp`: its logprobs
- * from the node (NULL when none came). */
-void bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
-                        const Baton__V1__TokenLogprobs *lp)
+bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
+                               const Baton__V1__TokenLogprobs *lp,
+                               const char **why)
 {
     const char *out = NULL;
     size_t out_len = 0;
@@ -52,15 +56,13 @@ void bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
         BT_LOG_REQ(ERROR, req->id, "node %s sent no valid logprobs for output "
                    "token %zu", req->state == BT_RREQ_PREFILLING ? req->p_id
                    : req->d_id, req->n_gen);
-        bt_rreq_end(req, BT_ERR_PEER_PROTOCOL, "a node returned no valid "
-                    "logprobs", BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
-        return;
+        *why = "a node returned no valid logprobs";
+        return BT_ERR_PEER_PROTOCOL;
     }
 
     if (BT_ARRAY_RESERVE(req->gen, req->cap_gen, req->n_gen + 1, 64) != BT_OK) {
-        bt_rreq_end(req, BT_ERR_NO_MEMORY, "out of memory",
-                    BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
-        return;
+        *why = "out of memory";
+        return BT_ERR_NO_MEMORY;
     }
     req->gen[req->n_gen++] = token;
     if (req->first_token_ns == 0) {
@@ -84,10 +86,8 @@ void bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
         out_len = req->text.len;
     }
     bt_rreq_emit_text(req, &token, 1, want_lp ? &lp : NULL, out, out_len);
-    if (stopped) {
-        req->stopped = true;
-        bt_rreq_end(req, BT_OK, NULL, BATON__V1__FINISH_REASON__FINISH_REASON_STOP);
-    }
+    req->stopped = stopped;
+    return BT_OK;
 }
 
 void bt_rreq_flush(bt_rreq_t *req)

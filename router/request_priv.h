@@ -1,15 +1,16 @@
-/* What the request machinery's files share (request.h is the API):
+/* What the request machinery's files share (request.h is the API), lowest
+ * first; each file calls only the ones above it:
  *
- *   request.c         the request object: its state machine, start, end,
- *                     cancel, the admin views
+ *   request_state.c   the request object's state machine (the diagram),
+ *                     the lists and counters it keeps, freeing
  *   request_output.c  output shaping: tokens to text, stop strings, logprobs
+ *   request_queue.c   placement and the wait queue (admission, the kick)
+ *   request_end.c     outcomes: end, reject, re-placement, cancel, admin views
  *   request_calls.c   node calls: DecodeStream, Prefill, prefill retry,
  *                     decode failover
- *   request_queue.c   placement and the wait queue (admission, the kick)
  *   request_lease.c   lease renewal while the prefill waits
- *   node_ops.c        the calls themselves, over gRPC (node_ops.h)
- *
- * The state diagram is at the top of request.c. */
+ *   request_start.c   bt_rreq_start
+ *   node_ops.c        the calls on nodes over gRPC (node_ops.h) */
 #ifndef BT_ROUTER_REQUEST_PRIV_H
 #define BT_ROUTER_REQUEST_PRIV_H
 
@@ -108,45 +109,66 @@ typedef struct {
     uint64_t   seq;
 } bt_rreq_cb_t;
 
-/* request.c */
+/* The files, lowest first: each calls only those above it in this list.
+ *
+ * request_state.c: the state machine and what the request holds */
 /* The one place a request changes state: keeps r->n_inflight, r->n_queued,
  * their gauges, r->requests and r->queue; aborts on a transition the
  * diagram does not have. */
 void bt_rreq_set_state(bt_rreq_t *req, bt_rreq_state_t to);
+const char *bt_rreq_state_name(bt_rreq_state_t state);
 static inline bool bt_rreq_ended(const bt_rreq_t *req)
 {
     return req->state == BT_RREQ_DONE;
 }
 bt_node_t *bt_rreq_node(bt_rreq_t *req, unsigned slot, uint64_t gen);
 void bt_rreq_release_nodes(bt_rreq_t *req);
-/* Frees an ended request once no node callback is still to come. */
-void bt_rreq_maybe_free(bt_rreq_t *req);
-void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
-                 Baton__V1__FinishReason finish);
 /* Cancels a node call through r's node ops. */
 void bt_rreq_call_cancel(bt_rreq_t *req, bt_node_call_t *call);
+/* Renews every lease/3 from now on while the request stays PREFILLING;
+ * stop: no more renewals, the one in flight cancelled. */
+void bt_rreq_renew_arm(bt_rreq_t *req);
+void bt_rreq_renew_stop(bt_rreq_t *req);
+/* Frees an ended request once no node callback is still to come. */
+void bt_rreq_maybe_free(bt_rreq_t *req);
+/* A node call's done callback starts here: `cb` (freed) was for the call
+ * of sequence `seq` kept in *call. True: act on the result; false: the
+ * request ended or moved on to another call (and may be freed now). */
+bool bt_rreq_call_done(bt_rreq_cb_t *cb, uint64_t seq, bt_node_call_t **call);
 
 /* request_output.c */
-void bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
-                        const Baton__V1__TokenLogprobs *lp);
+/* Gives `token` (the next output index) to the client; `lp` its logprobs
+ * from the node (NULL when none came). BT_OK (req->stopped set when a
+ * stop string matched: the request is to end with STOP), or an error
+ * with *why: the request is to end with it. */
+bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
+                               const Baton__V1__TokenLogprobs *lp,
+                               const char **why);
+/* Flushes what the detokenizer and the stop-string matcher hold. */
 void bt_rreq_flush(bt_rreq_t *req);
 
-/* request_calls.c */
-void bt_rreq_open_decode(bt_rreq_t *req);
-void bt_rreq_failover(bt_rreq_t *req, const char *why);
-
-/* request_queue.c */
-void bt_rreq_queue_link(bt_rreq_t *req);
-void bt_rreq_queue_unlink(bt_rreq_t *req);
-void bt_rreq_queue_timeout_cb(evutil_socket_t fd, short what, void *arg);
-void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg);
+/* request_queue.c: placement and the queue (never ends a request) */
+bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size);
+bt_status_t bt_rreq_place_status(bt_status_t s);
+bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size);
 bt_status_t bt_rreq_admit(bt_rreq_t *req, char *err, size_t err_size);
+
+/* request_end.c: outcomes */
+void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
+                 Baton__V1__FinishReason finish);
+void bt_rreq_reject(bt_rreq_t *req, bt_status_t s, const char *msg);
+void bt_rreq_queue_timeout_cb(evutil_socket_t fd, short what, void *arg);
 void bt_rreq_dispatch(bt_rreq_t *req, const char *why);
 void bt_rreq_requeue(bt_rreq_t *req, const char *why);
 
+/* request_calls.c: node calls */
+void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg);
+void bt_rreq_open_decode(bt_rreq_t *req);
+void bt_rreq_failover(bt_rreq_t *req, const char *why);
+
 /* request_lease.c */
 void bt_rreq_renew_cb(evutil_socket_t fd, short what, void *arg);
-void bt_rreq_renew_arm(bt_rreq_t *req);
-void bt_rreq_renew_stop(bt_rreq_t *req);
+
+/* request_start.c: bt_rreq_start (request.h) */
 
 #endif

@@ -16,51 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size);
 
-/* r->queue, oldest first (bt_rreq_set_state calls these) */
-
-void bt_rreq_queue_link(bt_rreq_t *req)
-{
-    bt_router_t *r = req->r;
-    bt_list_t *after = r->queue.prev;
-
-    /* a request put back (its node refused it) keeps its age */
-    while (after != &r->queue &&
-           BT_CONTAINER_OF(after, bt_rreq_t, qlink)->created_ns > req->created_ns) {
-        after = after->prev;
-    }
-    bt_list_add_tail(after->next, &req->qlink);
-    r->n_queued++;
-    bt_gauge_set(r->m.queued, (double)r->n_queued);
-}
-
-void bt_rreq_queue_unlink(bt_rreq_t *req)
-{
-    bt_router_t *r = req->r;
-
-    assert(r->n_queued > 0);
-    bt_list_del(&req->qlink);
-    r->n_queued--;
-    r->queue_epoch++;
-    bt_gauge_set(r->m.queued, (double)r->n_queued);
-    if (req->queue_ev != NULL) {
-        event_del(req->queue_ev);
-    }
-}
-
-
-
-/* A rejection before any token: counted, and the sink learns it first. */
-static void bt_rreq_reject(bt_rreq_t *req, bt_status_t s, const char *msg)
-{
-    bt_counter_inc(req->r->m.requests_rejected);
-    bt_rreq_end(req, s, msg, BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
-}
 
 /* What a failed placement means for a request: select's statuses mapped
  * to the ones clients see. */
-static bt_status_t bt_rreq_place_status(bt_status_t s)
+bt_status_t bt_rreq_place_status(bt_status_t s)
 {
     switch (s) {
     case BT_ERR_NOT_FOUND:        return BT_ERR_PEER_UNREACHABLE;
@@ -69,32 +29,10 @@ static bt_status_t bt_rreq_place_status(bt_status_t s)
     }
 }
 
-void bt_rreq_queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-    bt_rreq_t *req = arg;
-    bt_router_t *r = req->r;
-    char msg[256];
-    bool any = bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL,
-                                 bt_router_model_name(r)) > 0 &&
-               bt_registry_count(r->registry, BT_NODE_ROLE_DECODE,
-                                 bt_router_model_name(r)) > 0;
-
-    (void)fd;
-    (void)what;
-    if (req->state != BT_RREQ_QUEUED) {
-        return;
-    }
-    snprintf(msg, sizeof(msg), any ?
-             "no decode node had room for the request within %lld ms; retry later" :
-             "no node serves the model; none joined within %lld ms",
-             (long long)r->cfg.queue_timeout_ms);
-    bt_rreq_reject(req, any ? BT_ERR_EXHAUSTED : BT_ERR_PEER_UNREACHABLE, msg);
-}
-
 /* Puts the request in the wait queue (its age decides its place).
  * BT_ERR_EXHAUSTED with err when the queue is full or the request has
  * waited its --queue-timeout already; BT_ERR_SHUTDOWN while draining. */
-static bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size)
+bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size)
 {
     bt_router_t *r = req->r;
     uint64_t now = bt_now_ms(), left;
@@ -127,7 +65,7 @@ static bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size)
 /* Picks (P, D) for the request now and opens the decode stream from the
  * loop (go_ev): this never ends or frees a request, so callers may hold
  * pointers across it. BT_OK, or bt_select_pair's status with err. */
-static bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
+bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
 {
     bt_router_t *r = req->r;
     size_t n_blocks = 0;
@@ -175,66 +113,6 @@ static bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
     bt_rreq_set_state(req, BT_RREQ_RESERVING);
     event_active(req->go_ev, EV_TIMEOUT, 1);
     return BT_OK;
-}
-
-void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg)
-{
-    bt_rreq_t *req = arg;
-
-    (void)fd;
-    (void)what;
-    if (!bt_rreq_ended(req) && req->state == BT_RREQ_RESERVING && req->d_call == NULL) {
-        bt_rreq_open_decode(req);
-    }
-}
-
-/* Places a request that lost its decode node (`why`), or waits for room
- * when it has given the client nothing yet; otherwise it ends. */
-void bt_rreq_dispatch(bt_rreq_t *req, const char *why)
-{
-    char err[256], msg[640];
-    bt_status_t s = bt_rreq_place(req, err, sizeof(err));
-
-    if (s == BT_OK) {
-        return;
-    }
-    if (s == BT_ERR_EXHAUSTED && req->n_gen == 0) {
-        s = bt_rreq_enqueue(req, err, sizeof(err));
-        if (s == BT_OK) {
-            BT_LOG_REQ(INFO, req->id, "%s: waiting for a decode node with room",
-                       why);
-            return;
-        }
-    }
-    snprintf(msg, sizeof(msg), "%s; %s", why, err);
-    if (req->n_gen > 0) {
-        bt_rreq_end(req, BT_ERR_PEER_DIED, msg,
-                    BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
-    } else {
-        bt_rreq_reject(req, bt_rreq_place_status(s), msg);
-    }
-}
-
-/* The decode node refused the reservation for lack of room (its report
- * was stale): back to the queue, no failover attempt spent. */
-void bt_rreq_requeue(bt_rreq_t *req, const char *why)
-{
-    char err[256], msg[640];
-    bt_status_t s;
-
-    bt_rreq_release_nodes(req);
-    if (req->resv != NULL) {
-        baton__v1__reservation__free_unpacked(req->resv, NULL);
-        req->resv = NULL;
-    }
-    s = bt_rreq_enqueue(req, err, sizeof(err));
-    if (s != BT_OK) {
-        snprintf(msg, sizeof(msg), "%s; %s", why, err);
-        bt_rreq_reject(req, s, msg);
-        return;
-    }
-    BT_LOG_REQ(INFO, req->id, "%s: waiting for room", why);
-    bt_router_queue_kick(req->r);
 }
 
 /* Places queued requests, oldest first, while the oldest fits. Safe to

@@ -3,7 +3,7 @@
  *   main.c         options, start-up, drain and shutdown
  *   reg_service.c  baton.v1.Registry/Register: nodes join, report, leave
  *   model.c        the served model: tokenizer, chat template, context, hashing
- *   request*.c     one request's life: pick (P, D), DecodeStream, Prefill,
+ *   request_*.c    one request's life: pick (P, D), DecodeStream, Prefill,
  *                  relay, retries and failover (DESIGN §2; request_priv.h)
  *   node_ops.c     the calls on nodes, over gRPC
  *   front_grpc.c   baton.v1.Generate (Generate, Tokenize, ListModels)
@@ -96,7 +96,7 @@ typedef struct bt_router {
      * own state (a test's fake nodes) */
     const struct bt_node_ops *node_ops;
     void                *node_ops_ctx;
-    /* request.c's state machine keeps these (bt_rreq_set_state) */
+    /* the request state machine keeps these (request_state.c) */
     bt_list_t            requests;     /* every admitted live request */
     size_t               n_inflight;
     /* requests waiting for a node with room, oldest first */
@@ -129,6 +129,6 @@ bt_status_t bt_router_admin_register(bt_router_t *r);
 /* After the gRPC server is gone. NULL-safe. */
 void bt_router_admin_free(bt_router_t *r);
 
-/* request.c: see request.h */
+/* request_*.c: see request.h */
 
 #endif

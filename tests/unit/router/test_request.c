@@ -1,7 +1,7 @@
-/* router/request.c on the test router of rreq_fixture.h with the real
- * (gRPC) node ops and no node processes: a decode node
- * without a channel fails every request placed on it at once, the path
- * where a placement used to end requests synchronously.
+/* The request machinery (router/request_*.c) on the test router of
+ * rreq_fixture.h with the real (gRPC) node ops and no node processes: a
+ * decode node without a channel fails every request placed on it at
+ * once, the path where a placement used to end requests synchronously.
  *
  * - bt_rreq_start never calls the sink: a refusal known at admission is
  *   its status, and on BT_OK the request lives until on_end.
