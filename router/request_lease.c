@@ -1,7 +1,8 @@
 /* Lease renewal. The decode node frees a reservation whose KV has not
- * arrived when its lease ends. A prefill node with a backlog may start the request later
- * than that, so while the request waits for its prefill (PREFILLING) the
- * router renews the lease every lease/3 (Decode/RenewLease). */
+ * arrived when its lease ends. A prefill node with a backlog may start
+ * the request later than that, so while the request waits for its
+ * prefill (PREFILLING) the router renews the lease every lease/3
+ * (Decode/RenewLease); the timer itself is request_state.c's. */
 #include "request_priv.h"
 
 #include "base/log.h"

@@ -1,11 +1,12 @@
 /* Placement and the wait queue; see request.h, docs/internals/router.md.
  *
- * The queue is oldest first, so a burst is served in order. A request the cluster cannot place now (no decode node has room) waits
- * in a FIFO queue of at most --max-queue requests for at most
- * --queue-timeout in all, then ends with BT_ERR_EXHAUSTED (429). Kicks
- * (a node reported, a request ended, a node joined or left) place the
- * queue's head while it fits. A request no node serves at all gets
- * BT_ERR_PEER_UNREACHABLE (503). Both count as rejected. */
+ * A request the cluster cannot place now (no decode node has room) waits
+ * in a FIFO queue, oldest first so a burst is served in order, of at most
+ * --max-queue requests for at most --queue-timeout in all, then ends with
+ * BT_ERR_EXHAUSTED (429). Kicks (a node reported, a request ended, a node
+ * joined or left) place the queue's head while it fits. A request no node
+ * serves at all gets BT_ERR_PEER_UNREACHABLE (503). Both count as
+ * rejected (request_end.c ends them: nothing here ends a request). */
 #include "request_priv.h"
 
 #include "base/clock.h"
@@ -15,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-
 
 /* What a failed placement means for a request: select's statuses mapped
  * to the ones clients see. */
