@@ -49,6 +49,7 @@ static const bt_rreq_sink_t fx_sink = { fx_on_delta, fx_on_end };
 
 /* ---- fake nodes ---- */
 
+/* The call kept for the test to answer; NULL for a node that left. */
 static fx_call_t *fx_new_call(bt_router_t *r, fx_kind_t kind,
                               const bt_node_t *node, const char *request_id,
                               void *arg, bt_node_call_t **call_p)
@@ -56,6 +57,9 @@ static fx_call_t *fx_new_call(bt_router_t *r, fx_kind_t kind,
     fixture_t *f = r->node_ops_ctx;
     fx_call_t *c;
 
+    if (node == NULL) {
+        return NULL;
+    }
     assert_true(f->n_calls < FX_MAX_CALLS);
     c = &f->calls[f->n_calls++];
     memset(c, 0, sizeof(*c));
@@ -73,13 +77,12 @@ static bt_status_t fx_decode_stream(bt_router_t *r, const bt_node_t *node,
                                     bt_rpc_done_cb done, void *arg,
                                     bt_node_call_t **call_p)
 {
-    fx_call_t *c;
+    fx_call_t *c = fx_new_call(r, FX_DECODE, node, rq->request_id, arg, call_p);
 
     (void)timeout_ms;
-    if (node == NULL) {
+    if (c == NULL) {
         return BT_ERR_NOT_FOUND;
     }
-    c = fx_new_call(r, FX_DECODE, node, rq->request_id, arg, call_p);
     c->on_msg = on_msg;
     c->stream_done = done;
     c->n_tokens = rq->n_token_ids;
@@ -92,13 +95,12 @@ static bt_status_t fx_prefill(bt_router_t *r, const bt_node_t *node,
                               uint64_t timeout_ms, bt_rpc_unary_done_cb done,
                               void *arg, bt_node_call_t **call_p)
 {
-    fx_call_t *c;
+    fx_call_t *c = fx_new_call(r, FX_PREFILL, node, rq->request_id, arg, call_p);
 
     (void)timeout_ms;
-    if (node == NULL) {
+    if (c == NULL) {
         return BT_ERR_NOT_FOUND;
     }
-    c = fx_new_call(r, FX_PREFILL, node, rq->request_id, arg, call_p);
     c->unary_done = done;
     c->n_tokens = rq->n_token_ids;
     c->n_generated = rq->generated_count;
@@ -111,13 +113,12 @@ static bt_status_t fx_renew_lease(bt_router_t *r, const bt_node_t *node,
                                   uint64_t timeout_ms, bt_rpc_unary_done_cb done,
                                   void *arg, bt_node_call_t **call_p)
 {
-    fx_call_t *c;
+    fx_call_t *c = fx_new_call(r, FX_RENEW, node, rq->request_id, arg, call_p);
 
     (void)timeout_ms;
-    if (node == NULL) {
+    if (c == NULL) {
         return BT_ERR_NOT_FOUND;
     }
-    c = fx_new_call(r, FX_RENEW, node, rq->request_id, arg, call_p);
     c->unary_done = done;
     c->lease_id = rq->lease_id;
     return BT_OK;
