@@ -15,8 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* When the Admin service started: GetVersion's started_unix_ms. */
-static uint64_t bt_admin_started_unix_ms;
+typedef struct {
+    bt_router_t      *r;
+    bt_rpc_handler_cb cb;
+} bt_admin_method_t;
+
+/* r->admin: what the gRPC server hands each handler */
+struct bt_router_admin {
+    bt_admin_method_t methods[16];
+    uint64_t          started_unix_ms;  /* GetVersion's started_unix_ms */
+};
 
 /* The registry keeps monotonic times; the wire carries wall times. */
 static uint64_t bt_admin_wall(uint64_t mono_ms, uint64_t now_mono, uint64_t now_wall)
@@ -374,7 +382,7 @@ static void bt_admin_version(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     (void)msg;
     out.version = (char *)BT_VERSION;
     out.model = (char *)bt_router_model_name(r);
-    out.started_unix_ms = bt_admin_started_unix_ms;
+    out.started_unix_ms = r->admin->started_unix_ms;
     out.now_unix_ms = bt_wall_ms();
     bt_rpc_call_reply(call, &out.base);
 }
@@ -406,15 +414,9 @@ static void bt_admin_forget(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     bt_rpc_call_reply(call, &out.base);
 }
 
+
 /* With API keys configured, Admin answers only keys marked "admin": an
  * ordinary tenant's key cannot drain nodes or cancel others' requests. */
-typedef struct {
-    bt_router_t      *r;
-    bt_rpc_handler_cb cb;
-} bt_admin_method_t;
-
-static bt_admin_method_t bt_admin_methods[16];
-
 static void bt_admin_guard(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                            void *arg)
 {
@@ -463,22 +465,33 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
         { "/baton.v1.Admin/Forget", &baton__v1__forget_request__descriptor,
           bt_admin_forget },
     };
+    bt_router_admin_t *a = calloc(1, sizeof(*a));
     size_t i;
 
-    bt_admin_started_unix_ms = bt_wall_ms();
+    if (a == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    r->admin = a;
+    a->started_unix_ms = bt_wall_ms();
     _Static_assert(sizeof(methods) / sizeof(methods[0]) <=
-                   sizeof(bt_admin_methods) / sizeof(bt_admin_methods[0]),
+                   sizeof(a->methods) / sizeof(a->methods[0]),
                    "room for every admin method");
     for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
         bt_status_t s;
 
-        bt_admin_methods[i] = (bt_admin_method_t){ r, methods[i].cb };
+        a->methods[i] = (bt_admin_method_t){ r, methods[i].cb };
         s = bt_rpc_server_add_unary(r->grpc, methods[i].path, methods[i].desc,
-                                    bt_admin_guard, &bt_admin_methods[i]);
+                                    bt_admin_guard, &a->methods[i]);
 
         if (s != BT_OK) {
             return s;
         }
     }
     return BT_OK;
+}
+
+void bt_router_admin_free(bt_router_t *r)
+{
+    free(r->admin);
+    r->admin = NULL;
 }

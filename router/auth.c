@@ -18,12 +18,11 @@ typedef struct {
     bool    admin;
 } bt_front_key_t;
 
-typedef struct {
+/* r->front_keys: NULL while authentication is off */
+struct bt_front_keys {
     bt_front_key_t *keys;
     size_t          n;
-} bt_front_keys_t;
-
-static bt_front_keys_t *bt_front_keys;
+};
 
 static int bt_front_hex(char c)
 {
@@ -105,7 +104,7 @@ bt_status_t bt_front_auth_load(bt_router_t *r, const char *path, char *err,
     k->n = json_array_size(keys);
     json_decref(root);
     bt_front_auth_free(r);
-    bt_front_keys = k;
+    r->front_keys = k;
     bt_info("authentication on: %zu api keys", k->n);
     return BT_OK;
 
@@ -118,13 +117,13 @@ err_bad:
 
 void bt_front_auth_free(bt_router_t *r)
 {
-    (void)r;
-    if (bt_front_keys != NULL) {
-        OPENSSL_cleanse(bt_front_keys->keys,
-                        bt_front_keys->n * sizeof(bt_front_key_t));
-        free(bt_front_keys->keys);
-        free(bt_front_keys);
-        bt_front_keys = NULL;
+    bt_front_keys_t *k = r->front_keys;
+
+    if (k != NULL) {
+        OPENSSL_cleanse(k->keys, k->n * sizeof(bt_front_key_t));
+        free(k->keys);
+        free(k);
+        r->front_keys = NULL;
     }
 }
 
@@ -136,10 +135,10 @@ bt_status_t bt_front_authenticate(bt_router_t *r, const char *authorization,
     const char *key;
     size_t i;
     const bt_front_key_t *found = NULL;
+    const bt_front_keys_t *keys = r->front_keys;
 
-    (void)r;
     memset(auth_p, 0, sizeof(*auth_p));
-    if (bt_front_keys == NULL) {
+    if (keys == NULL) {
         snprintf(auth_p->tenant, sizeof(auth_p->tenant), "default");
         auth_p->admin = true;
         return BT_OK;
@@ -150,10 +149,10 @@ bt_status_t bt_front_authenticate(bt_router_t *r, const char *authorization,
     }
     key = authorization + 7;
     SHA256((const unsigned char *)key, strlen(key), h);
-    for (i = 0; i < bt_front_keys->n; i++) {
+    for (i = 0; i < keys->n; i++) {
         /* constant time per key: no early exit on a prefix match */
-        if (CRYPTO_memcmp(h, bt_front_keys->keys[i].key_hash, sizeof(h)) == 0) {
-            found = &bt_front_keys->keys[i];
+        if (CRYPTO_memcmp(h, keys->keys[i].key_hash, sizeof(h)) == 0) {
+            found = &keys->keys[i];
         }
     }
     if (found == NULL) {

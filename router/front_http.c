@@ -347,13 +347,10 @@ static void bt_http_chat(bt_http_req_t *http, void *arg)
     bt_http_generate(http, arg, BT_OPENAI_CHAT);
 }
 
-/* When the router started: the `created` of its model. */
-static uint64_t bt_http_started_s;
-
 static json_t *bt_http_model_obj(bt_router_t *r)
 {
     return json_pack("{s:s, s:s, s:I, s:s, s:I}", "id", bt_router_model_name(r),
-                     "object", "model", "created", (json_int_t)bt_http_started_s,
+                     "object", "model", "created", (json_int_t)r->http_started_s,
                      "owned_by", "baton", "max_model_len",
                      (json_int_t)bt_router_model_max_context(r));
 }
@@ -418,7 +415,7 @@ bt_status_t bt_front_http_register(bt_router_t *r)
 {
     bt_status_t s;
 
-    bt_http_started_s = bt_wall_ms() / 1000;
+    r->http_started_s = bt_wall_ms() / 1000;
     s = bt_http_route(r->http, "/v1/completions", BT_HTTP_POST,
                       bt_http_completions, r);
     if (s == BT_OK) {

@@ -160,17 +160,15 @@ static void bt_router_metrics_init(bt_router_t *r)
                                     bt_metrics_latency_n_bounds);
 }
 
-static struct event *bt_router_drain_ev;
-
 static void bt_router_drain_check(evutil_socket_t fd, short what, void *arg)
 {
     bt_router_t *r = arg;
-    static uint64_t waited_ms;
 
     (void)fd;
     (void)what;
-    waited_ms += 100;
-    if (r->n_inflight == 0 || (int64_t)waited_ms >= r->cfg.drain_timeout_ms) {
+    r->drain_waited_ms += 100;
+    if (r->n_inflight == 0 ||
+        (int64_t)r->drain_waited_ms >= r->cfg.drain_timeout_ms) {
         if (r->n_inflight > 0) {
             bt_warn("drain timeout: %zu requests still in flight", r->n_inflight);
         }
@@ -180,7 +178,7 @@ static void bt_router_drain_check(evutil_socket_t fd, short what, void *arg)
     {
         struct timeval tv = { 0, 100000 };
 
-        evtimer_add(bt_router_drain_ev, &tv);
+        evtimer_add(r->drain_ev, &tv);
     }
 }
 
@@ -195,8 +193,8 @@ static void bt_router_drain(void *arg, int signo)
     bt_rpc_server_set_serving(r->grpc, "", false);
     bt_rpc_server_set_serving(r->grpc, "baton.v1.Generate", false);
     bt_info("draining: %zu requests in flight", r->n_inflight);
-    bt_router_drain_ev = evtimer_new(r->base, bt_router_drain_check, r);
-    evtimer_add(bt_router_drain_ev, &tv);
+    r->drain_ev = evtimer_new(r->base, bt_router_drain_check, r);
+    evtimer_add(r->drain_ev, &tv);
 }
 
 int main(int argc, char **argv)
@@ -236,6 +234,7 @@ int main(int argc, char **argv)
     r->cfg = o.c;
     r->weights = (bt_select_weights_t){ o.c.w_hit, o.c.w_load, o.c.w_free,
                                         o.c.w_batch, o.c.w_store_hit };
+    bt_router_requests_init(r);
 
     r->base = bt_loop_create();
     r->metrics = bt_metrics_create();
@@ -310,11 +309,12 @@ int main(int argc, char **argv)
 
 out:
     bt_loop_signals_remove(sig);
-    if (bt_router_drain_ev != NULL) {
-        event_free(bt_router_drain_ev);
+    if (r->drain_ev != NULL) {
+        event_free(r->drain_ev);
     }
     bt_http_server_destroy(r->http);
     bt_rpc_server_destroy(r->grpc);
+    bt_router_admin_free(r);
     bt_rpc_client_destroy(r->client);
     if (r->expire_ev != NULL) {
         event_free(r->expire_ev);

@@ -27,11 +27,6 @@ static void bt_router_update_node_gauges(bt_router_t *r)
                  (double)bt_registry_count(r->registry, BT_NODE_ROLE_DECODE, NULL));
 }
 
-bt_rpc_channel_t *bt_router_node_channel(bt_router_t *r, const bt_node_t *node)
-{
-    return node != NULL && node->live ? r->node_ch[node->slot] : NULL;
-}
-
 /* Takes the node out of the pool: requests on it fail over. */
 static void bt_reg_stream_drop(bt_reg_stream_t *st, const char *why)
 {

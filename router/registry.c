@@ -13,6 +13,7 @@ struct bt_registry {
     bt_prefix_index_t *index;
     uint64_t           heartbeat_timeout_ms;
     uint64_t           store_mask[BT_PREFIX_WORDS]; /* kvstore slots */
+    uint64_t           choices;     /* bt_registry_next_choice's clock */
 };
 
 bt_registry_t *bt_registry_create(size_t prefix_index_entries,
@@ -323,6 +324,11 @@ bt_node_t *bt_registry_find(bt_registry_t *reg, const char *id)
         }
     }
     return NULL;
+}
+
+uint64_t bt_registry_next_choice(bt_registry_t *reg)
+{
+    return ++reg->choices;
 }
 
 bt_node_t *bt_registry_slot(bt_registry_t *reg, unsigned slot)

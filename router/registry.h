@@ -163,6 +163,8 @@ const bt_node_lost_t *bt_registry_lost(const bt_registry_t *reg, size_t i);
 bool bt_registry_forget(bt_registry_t *reg, const char *id);
 /* Iteration: slots 0 .. BT_ROUTER_MAX_NODES-1, skipping dead ones. */
 bt_node_t *bt_registry_slot(bt_registry_t *reg, unsigned slot);
+/* The next stamp for bt_node_t.last_chosen (select.c), from 1 up. */
+uint64_t bt_registry_next_choice(bt_registry_t *reg);
 size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,
                          const char *model);
 

@@ -94,6 +94,10 @@ const char *bt_rreq_id(const bt_rreq_t *req);
  * logprobs_chosen). */
 bool bt_sampling_wants_logprobs(const Baton__V1__SamplingParams *sp);
 
+/* Sets up r's request lists, and r->node_ops to the gRPC table unless
+ * set already (tests give fake nodes). Before any other call here. */
+void bt_router_requests_init(bt_router_t *r);
+
 /* Called by the registry when a node leaves: its requests fail over (or
  * end with a message that starts "<role> node <id> <why>", e.g. why =
  * "stopped answering heartbeats"). */

@@ -3,8 +3,9 @@
  *   main.c         options, start-up, drain and shutdown
  *   reg_service.c  baton.v1.Registry/Register: nodes join, report, leave
  *   model.c        the served model: tokenizer, chat template, context, hashing
- *   request.c      one request's life: pick (P, D), DecodeStream, Prefill,
- *                  relay, retries and failover (DESIGN §2)
+ *   request_*.c    one request's life: pick (P, D), DecodeStream, Prefill,
+ *                  relay, retries and failover (DESIGN §2; request_priv.h)
+ *   node_ops.c     the calls on nodes, over gRPC
  *   front_grpc.c   baton.v1.Generate (Generate, Tokenize, ListModels)
  *   front_http.c   the OpenAI-compatible HTTP API
  *   admin.c        baton.v1.Admin
@@ -12,6 +13,7 @@
 #ifndef BT_ROUTER_ROUTER_H
 #define BT_ROUTER_ROUTER_H
 
+#include "base/list.h"
 #include "base/status.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -25,6 +27,8 @@
 
 typedef struct bt_rreq bt_rreq_t;
 typedef struct bt_router_model bt_router_model_t;
+typedef struct bt_front_keys bt_front_keys_t;      /* auth.c */
+typedef struct bt_router_admin bt_router_admin_t;  /* admin.c */
 
 typedef struct {
     const char *listen;              /* host for both servers */
@@ -88,18 +92,27 @@ typedef struct bt_router {
     bt_rpc_channel_t    *node_ch[BT_ROUTER_MAX_NODES];
     uint64_t             node_gen[BT_ROUTER_MAX_NODES];
     uint64_t             next_gen;
-    bt_rreq_t           *requests;     /* every live request (list) */
+    /* how requests call nodes (node_ops.h; NULL: gRPC) and the table's
+     * own state (a test's fake nodes) */
+    const struct bt_node_ops *node_ops;
+    void                *node_ops_ctx;
+    /* the request state machine keeps these (request_state.c) */
+    bt_list_t            requests;     /* every admitted live request */
     size_t               n_inflight;
-    /* requests waiting for a node with room, oldest first (request.c) */
-    bt_rreq_t           *queue_head;
-    bt_rreq_t           *queue_tail;
+    /* requests waiting for a node with room, oldest first */
+    bt_list_t            queue;
     size_t               n_queued;
     uint64_t             queue_epoch;  /* bumped whenever one leaves the queue */
     bool                 kicking;      /* bt_router_queue_kick is running */
     bool                 kick_again;   /* ... and was asked to run again */
     uint64_t             next_command_id;
     struct event        *expire_ev;
+    bt_front_keys_t     *front_keys;   /* the API keys; NULL: auth is off */
+    bt_router_admin_t   *admin;        /* baton.v1.Admin's handlers */
+    uint64_t             http_started_s; /* the `created` of /v1/models */
     bool                 draining;
+    struct event        *drain_ev;     /* checks for the last request */
+    uint64_t             drain_waited_ms;
     int                  grpc_bound_port;
     int                  http_bound_port;
 } bt_router_t;
@@ -113,7 +126,9 @@ bt_rpc_channel_t *bt_router_node_channel(bt_router_t *r, const bt_node_t *node);
 
 /* admin.c */
 bt_status_t bt_router_admin_register(bt_router_t *r);
+/* After the gRPC server is gone. NULL-safe. */
+void bt_router_admin_free(bt_router_t *r);
 
-/* request.c: see request.h */
+/* request_*.c: see request.h */
 
 #endif

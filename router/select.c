@@ -3,8 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static uint64_t bt_select_clock;
-
 static bool bt_select_better(double score, const bt_node_t *node,
                              double best_score, const bt_node_t *best)
 {
@@ -94,13 +92,13 @@ static double bt_select_prefill_score(bt_registry_t *reg, bt_node_t *node,
                     node->assigned_prefill_tokens) * w->w_load;
 }
 
-static void bt_select_record_prefill(bt_select_result_t *r,
+static void bt_select_record_prefill(bt_registry_t *reg, bt_select_result_t *r,
                                      const bt_select_req_t *req)
 {
     uint64_t computed = req->prompt_tokens -
                         r->matched_blocks * r->prefill->block_size;
 
-    r->prefill->last_chosen = ++bt_select_clock;
+    r->prefill->last_chosen = bt_registry_next_choice(reg);
     r->prefill->assigned_prefill_tokens += computed;
 }
 
@@ -144,7 +142,7 @@ bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
                  req->model);
         return n_prefill == 0 ? BT_ERR_NOT_FOUND : BT_ERR_EXHAUSTED;
     }
-    bt_select_record_prefill(&r, req);
+    bt_select_record_prefill(reg, &r, req);
     *result_p = r;
     return BT_OK;
 }
@@ -236,8 +234,8 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
         r.decode_score = bt_select_decode_score(r.prefill, w);
     }
 
-    bt_select_record_prefill(&r, req);
-    r.decode->last_chosen = ++bt_select_clock;
+    bt_select_record_prefill(reg, &r, req);
+    r.decode->last_chosen = bt_registry_next_choice(reg);
     r.decode->assigned++;
     r.decode_blocks = bt_select_blocks_needed(r.decode, req);
     r.decode->resv_pending_blocks += r.decode_blocks;

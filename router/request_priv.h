@@ -1,0 +1,174 @@
+/* What the request machinery's files share (request.h is the API), lowest
+ * first; each file calls only the ones above it:
+ *
+ *   request_state.c   the request object's state machine (the diagram),
+ *                     the lists and counters it keeps, freeing
+ *   request_output.c  output shaping: tokens to text, stop strings, logprobs
+ *   request_queue.c   placement and the wait queue (admission, the kick)
+ *   request_end.c     outcomes: end, reject, re-placement, cancel, admin views
+ *   request_calls.c   node calls: DecodeStream, Prefill, prefill retry,
+ *                     decode failover
+ *   request_lease.c   lease renewal while the prefill waits
+ *   request_start.c   bt_rreq_start
+ *   node_ops.c        the calls on nodes over gRPC (node_ops.h) */
+#ifndef BT_ROUTER_REQUEST_PRIV_H
+#define BT_ROUTER_REQUEST_PRIV_H
+
+#include "base/list.h"
+#include "model.h"
+#include "node_ops.h"
+#include "request.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    BT_RREQ_NEW,         /* made, not admitted yet */
+    BT_RREQ_QUEUED,      /* waiting for a node with room */
+    BT_RREQ_RESERVING,   /* DecodeStream open, waiting for the reservation */
+    BT_RREQ_PREFILLING,  /* Prefill in flight */
+    BT_RREQ_DECODING,    /* the decode node generates */
+    BT_RREQ_DONE,        /* the sink's on_end ran (or it was never admitted) */
+} bt_rreq_state_t;
+
+struct bt_rreq {
+    bt_list_t                  link;             /* r->requests */
+    bt_list_t                  qlink;            /* r->queue, oldest first */
+    bt_router_t               *r;
+    char                       id[BT_RREQ_ID_MAX + 1];
+    bt_rreq_state_t            state;            /* bt_rreq_set_state only */
+    uint64_t                   created_ns;
+    uint64_t                   first_token_ns;
+    uint64_t                   last_token_ns;
+    uint64_t                   deadline_ms;       /* monotonic */
+
+    uint32_t                  *prompt;
+    size_t                     n_prompt;
+    uint32_t                  *gen;               /* tokens given to the client */
+    size_t                     n_gen;
+    size_t                     cap_gen;
+    Baton__V1__SamplingParams *sampling;          /* owned (unpacked copy) */
+    char                       tenant[65];
+    uint8_t                    salt[64];
+    size_t                     salt_len;
+    uint8_t                    root[BT_BLOCK_HASH_LEN];
+    bool                       root_known;       /* once a node told the layout */
+
+    /* the current pair; a node is identified by slot + generation */
+    unsigned                   p_slot, d_slot;
+    uint64_t                   p_gen, d_gen;
+    char                       p_id[BT_NODE_ID_MAX + 1];
+    char                       d_id[BT_NODE_ID_MAX + 1];
+    uint32_t                   p_assigned_tokens;
+    bool                       assigned;
+    bt_node_set_t              exclude_p, exclude_d;
+    int                        prefill_attempts;
+    int                        decode_attempts;
+    bt_node_call_t            *d_call;
+    bt_node_call_t            *p_call;
+    uint64_t                   d_call_seq;        /* tells stale callbacks apart */
+    uint64_t                   p_call_seq;
+    Baton__V1__Reservation    *resv;              /* owned (unpacked copy) */
+    size_t                     d_base;            /* first index this D generates */
+    size_t                     d_next;            /* next index expected from D */
+    bool                       d_final;
+    Baton__V1__FinishReason    d_finish;
+    uint32_t                   cached_tokens;
+
+    bt_tok_stream_t           *detok;
+    bt_stopstr_t              *stops;
+    bt_buf_t                   text;
+    const bt_rreq_sink_t      *sink;
+    void                      *sink_arg;
+    bool                       stopped;          /* a stop string matched */
+    int                        pending_cbs;      /* node callbacks still to come */
+    struct event              *queue_ev;         /* the queue timeout */
+    uint64_t                   queue_deadline_ms; /* 0 until first queued */
+    struct event              *go_ev;            /* opens the placed pair from the loop */
+
+    /* the reservation asked of the decode node, counted there by select.c
+     * until it comes back (d_pending) */
+    uint32_t                   d_blocks;
+    bool                       d_pending;
+    /* lease renewal while the prefill waits (request.h) */
+    struct event              *renew_ev;
+    bt_node_call_t            *renew_call;
+    uint64_t                   renew_seq;
+    bool                       renew_off;        /* the node has no RenewLease */
+    bool                       lease_gone;       /* a renewal got NOT_FOUND */
+    /* why the router cancelled the current prefill / decode call (its
+     * node left) */
+    char                       p_gone_why[160];
+    char                       d_gone_why[160];
+};
+
+/* A call's done callback gets one of these: the request may have moved
+ * on to another call of the same kind since (a retry). */
+typedef struct {
+    bt_rreq_t *req;
+    uint64_t   seq;
+} bt_rreq_cb_t;
+
+/* The files, lowest first: each calls only those above it in this list.
+ *
+ * request_state.c: the state machine and what the request holds */
+/* The one place a request changes state: keeps r->n_inflight, r->n_queued,
+ * their gauges, r->requests and r->queue; aborts on a transition the
+ * diagram does not have. */
+void bt_rreq_set_state(bt_rreq_t *req, bt_rreq_state_t to);
+const char *bt_rreq_state_name(bt_rreq_state_t state);
+static inline bool bt_rreq_ended(const bt_rreq_t *req)
+{
+    return req->state == BT_RREQ_DONE;
+}
+bt_node_t *bt_rreq_node(bt_rreq_t *req, unsigned slot, uint64_t gen);
+void bt_rreq_release_nodes(bt_rreq_t *req);
+/* Cancels a node call through r's node ops. */
+void bt_rreq_call_cancel(bt_rreq_t *req, bt_node_call_t *call);
+/* Renews every lease/3 from now on while the request stays PREFILLING;
+ * stop: no more renewals, the one in flight cancelled. */
+void bt_rreq_renew_arm(bt_rreq_t *req);
+void bt_rreq_renew_stop(bt_rreq_t *req);
+/* Frees an ended request once no node callback is still to come. */
+void bt_rreq_maybe_free(bt_rreq_t *req);
+/* A node call's done callback starts here: `cb` (freed) was for the call
+ * of sequence `seq` kept in *call. True: act on the result; false: the
+ * request ended or moved on to another call (and may be freed now). */
+bool bt_rreq_call_done(bt_rreq_cb_t *cb, uint64_t seq, bt_node_call_t **call);
+
+/* request_output.c */
+/* Gives `token` (the next output index) to the client; `lp` its logprobs
+ * from the node (NULL when none came). BT_OK (req->stopped set when a
+ * stop string matched: the request is to end with STOP), or an error
+ * with *why: the request is to end with it. */
+bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
+                               const Baton__V1__TokenLogprobs *lp,
+                               const char **why);
+/* Flushes what the detokenizer and the stop-string matcher hold. */
+void bt_rreq_flush(bt_rreq_t *req);
+
+/* request_queue.c: placement and the queue (never ends a request) */
+bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size);
+bt_status_t bt_rreq_place_status(bt_status_t s);
+bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size);
+bt_status_t bt_rreq_admit(bt_rreq_t *req, char *err, size_t err_size);
+
+/* request_end.c: outcomes */
+void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
+                 Baton__V1__FinishReason finish);
+void bt_rreq_reject(bt_rreq_t *req, bt_status_t s, const char *msg);
+void bt_rreq_queue_timeout_cb(evutil_socket_t fd, short what, void *arg);
+void bt_rreq_dispatch(bt_rreq_t *req, const char *why);
+void bt_rreq_requeue(bt_rreq_t *req, const char *why);
+
+/* request_calls.c: node calls */
+void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg);
+void bt_rreq_open_decode(bt_rreq_t *req);
+void bt_rreq_failover(bt_rreq_t *req, const char *why);
+
+/* request_lease.c */
+void bt_rreq_renew_cb(evutil_socket_t fd, short what, void *arg);
+
+/* request_start.c: bt_rreq_start (request.h) */
+
+#endif

@@ -1,0 +1,186 @@
+/* Placement and the wait queue; see request.h, docs/internals/router.md.
+ *
+ * A request the cluster cannot place now (no decode node has room) waits
+ * in a FIFO queue, oldest first so a burst is served in order, of at most
+ * --max-queue requests for at most --queue-timeout in all, then ends with
+ * BT_ERR_EXHAUSTED (429). Kicks (a node reported, a request ended, a node
+ * joined or left) place the queue's head while it fits. A request no node
+ * serves at all gets BT_ERR_PEER_UNREACHABLE (503). Both count as
+ * rejected (request_end.c ends them: nothing here ends a request). */
+#include "request_priv.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What a failed placement means for a request: select's statuses mapped
+ * to the ones clients see. */
+bt_status_t bt_rreq_place_status(bt_status_t s)
+{
+    switch (s) {
+    case BT_ERR_NOT_FOUND:        return BT_ERR_PEER_UNREACHABLE;
+    case BT_ERR_TOO_LARGE:        return BT_ERR_INVALID_ARG;
+    default:                      return s;
+    }
+}
+
+/* Puts the request in the wait queue (its age decides its place).
+ * BT_ERR_EXHAUSTED with err when the queue is full or the request has
+ * waited its --queue-timeout already; BT_ERR_SHUTDOWN while draining. */
+bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size)
+{
+    bt_router_t *r = req->r;
+    uint64_t now = bt_now_ms(), left;
+    struct timeval tv;
+
+    if (r->draining) {
+        snprintf(err, err_size, "the router is shutting down");
+        return BT_ERR_SHUTDOWN;
+    }
+    if (r->n_queued >= (size_t)r->cfg.max_queue) {
+        snprintf(err, err_size, "no decode node has room and the queue holds "
+                 "%zu requests, its maximum; retry later", r->n_queued);
+        return BT_ERR_EXHAUSTED;
+    }
+    if (req->queue_deadline_ms == 0) {
+        req->queue_deadline_ms = now + (uint64_t)r->cfg.queue_timeout_ms;
+    } else if (now >= req->queue_deadline_ms) {
+        snprintf(err, err_size, "no decode node had room for the request "
+                 "within %lld ms; retry later", (long long)r->cfg.queue_timeout_ms);
+        return BT_ERR_EXHAUSTED;
+    }
+    left = req->queue_deadline_ms - now;
+    tv.tv_sec = (time_t)(left / 1000);
+    tv.tv_usec = (suseconds_t)((left % 1000) * 1000);
+    bt_rreq_set_state(req, BT_RREQ_QUEUED);
+    evtimer_add(req->queue_ev, &tv);
+    return BT_OK;
+}
+
+/* Picks (P, D) for the request now and opens the decode stream from the
+ * loop (go_ev): this never ends or frees a request, so callers may hold
+ * pointers across it. BT_OK, or bt_select_pair's status with err. */
+bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
+{
+    bt_router_t *r = req->r;
+    size_t n_blocks = 0;
+    uint8_t (*hashes)[BT_BLOCK_HASH_LEN] = NULL;
+    bt_select_result_t sel;
+    bt_select_req_t sreq;
+    bt_status_t s;
+
+    memset(&sreq, 0, sizeof(sreq));
+    sreq.model = bt_router_model_name(r);
+    sreq.prompt_tokens = (uint32_t)(req->n_prompt + req->n_gen);
+    sreq.max_new_tokens = (uint32_t)req->sampling->max_tokens -
+                          (uint32_t)(req->n_gen < (size_t)req->sampling->max_tokens ?
+                                     req->n_gen : (size_t)req->sampling->max_tokens);
+    sreq.exclude_prefill = req->exclude_p;
+    sreq.exclude_decode = req->exclude_d;
+    if (!req->root_known &&
+        bt_router_model_root(r, req->salt, req->salt_len, req->root) == BT_OK) {
+        req->root_known = true;
+    }
+    bt_router_model_hashes(r, req->root, req->prompt, req->n_prompt, req->gen,
+                           req->n_gen, &hashes, &n_blocks);
+    sreq.block_hashes = hashes ? &hashes[0][0] : NULL;
+    sreq.n_blocks = n_blocks;
+    s = bt_select_pair(r->registry, &r->weights, &sreq, &sel, err, err_size);
+    free(hashes);
+    if (s != BT_OK) {
+        return s;
+    }
+    req->assigned = true;
+    req->p_slot = sel.prefill->slot;
+    req->p_gen = r->node_gen[sel.prefill->slot];
+    req->d_slot = sel.decode->slot;
+    req->d_gen = r->node_gen[sel.decode->slot];
+    req->p_assigned_tokens = sreq.prompt_tokens;
+    req->d_blocks = sel.decode_blocks;
+    req->d_pending = true;
+    snprintf(req->p_id, sizeof(req->p_id), "%s", sel.prefill->id);
+    snprintf(req->d_id, sizeof(req->d_id), "%s", sel.decode->id);
+    BT_LOG_REQ(INFO, req->id, "pair prefill %s (score %.1f, %zu of %zu blocks cached, "
+               "%u candidates) decode %s (score %.1f, %u candidates)",
+               sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
+               sel.prefill_candidates, sel.decode->id, sel.decode_score,
+               sel.decode_candidates);
+    bt_rreq_set_state(req, BT_RREQ_RESERVING);
+    event_active(req->go_ev, EV_TIMEOUT, 1);
+    return BT_OK;
+}
+
+/* Places queued requests, oldest first, while the oldest fits. Safe to
+ * call from anywhere, also from inside itself (an ending request kicks):
+ * a nested call only asks the running one to go round again, and no
+ * pointer into the queue is kept across a placement. */
+void bt_router_queue_kick(bt_router_t *r)
+{
+    char err[256];
+
+    if (r->kicking) {
+        r->kick_again = true;
+        return;
+    }
+    r->kicking = true;
+    do {
+        bt_list_t *it = r->queue.next;
+
+        r->kick_again = false;
+        while (it != &r->queue) {
+            bt_rreq_t *req = BT_CONTAINER_OF(it, bt_rreq_t, qlink);
+            uint64_t epoch = r->queue_epoch;
+            bt_list_t *next = it->next;
+            bt_status_t s = bt_rreq_place(req, err, sizeof(err));
+
+            if (s == BT_ERR_EXHAUSTED || s == BT_ERR_NOT_FOUND) {
+                break; /* no room (or no node) for the oldest: all wait */
+            }
+            /* placed (it left the queue) or it cannot fit the nodes there
+             * are now (it waits for others or its timeout); if anything
+             * else left the queue meanwhile, start again from the head */
+            if (r->queue_epoch != epoch + (s == BT_OK)) {
+                r->kick_again = true;
+                break;
+            }
+            it = next;
+        }
+    } while (r->kick_again);
+    r->kicking = false;
+}
+
+/* The first placement: now, or in the queue. A request never jumps the
+ * queue: while others wait it waits behind them. */
+bt_status_t bt_rreq_admit(bt_rreq_t *req, char *err, size_t err_size)
+{
+    bt_router_t *r = req->r;
+    const char *model = bt_router_model_name(r);
+    bt_status_t s;
+
+    if (bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL, model) == 0 ||
+        bt_registry_count(r->registry, BT_NODE_ROLE_DECODE, model) == 0) {
+        snprintf(err, err_size, "no %s node serves model '%s' now; retry later",
+                 bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL, model) == 0
+                 ? "prefill" : "decode", model);
+        return BT_ERR_PEER_UNREACHABLE;
+    }
+    if (r->n_queued == 0) {
+        s = bt_rreq_place(req, err, err_size);
+        if (s != BT_ERR_EXHAUSTED) {
+            return bt_rreq_place_status(s);
+        }
+        return bt_rreq_enqueue(req, err, err_size);
+    }
+    s = bt_rreq_enqueue(req, err, err_size);
+    if (s == BT_OK) {
+        /* those ahead may wait for nodes they cannot fit (a kick steps
+         * over them); placing never ends a request, so this is safe here */
+        bt_router_queue_kick(r);
+    }
+    return s;
+}
+
