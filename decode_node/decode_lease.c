@@ -50,15 +50,11 @@ static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
 static uint64_t bt_dreq_lease_arm(bt_dreq_t *r, uint64_t ask_ms)
 {
     uint64_t ms = ask_ms > 0 ? ask_ms : (uint64_t)r->node->cfg.lease_default_ms;
-    struct timeval tv;
 
     if (ms > BT_DREQ_LEASE_MAX_MS) {
         ms = BT_DREQ_LEASE_MAX_MS;
     }
-    tv.tv_sec = (time_t)(ms / 1000);
-    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-    event_del(r->lease_ev);
-    evtimer_add(r->lease_ev, &tv);
+    bt_node_timer_arm(r->lease_ev, ms);
     r->expiry_ms = bt_wall_ms() + ms;
     return ms;
 }
@@ -230,12 +226,10 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT, why);
         return;
     }
-    for (size_t i = 0; i < q->n_token_ids; i++) {
-        if (q->token_ids[i] >= node->vocab) {
-            bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                                  "token id outside the vocabulary");
-            return;
-        }
+    if (!bt_node_tokens_in_vocab(node, q->token_ids, q->n_token_ids)) {
+        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
+                              "token id outside the vocabulary");
+        return;
     }
     r = calloc(1, sizeof(*r));
     if (r == NULL) {

@@ -140,20 +140,14 @@ void bt_dreq_hold_end(bt_dreq_t *r)
 void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg)
 {
     switch (r->state) {
-    case BT_DREQ_LEASED: {
-        const int64_t ms = r->node->cfg.lease_fence_ms;
-        struct timeval tv = { (time_t)(ms / 1000),
-                              (suseconds_t)((ms % 1000) * 1000) };
-
+    case BT_DREQ_LEASED:
         bt_rpc_call_fail_code(r->call, code, msg);
         bt_dreq_to(r, BT_DREQ_HELD);
-        event_del(r->lease_ev);
-        evtimer_add(r->lease_ev, &tv);
+        bt_node_timer_arm(r->lease_ev, (uint64_t)r->node->cfg.lease_fence_ms);
         bt_debug("request %s: lease %llu ended before its kv cache; its %u "
                  "blocks wait for the writer's fence", r->id,
                  (unsigned long long)r->lease_id, r->n_resv - r->resv_next);
         return;
-    }
     case BT_DREQ_NEW:
     case BT_DREQ_RUNNING:
     case BT_DREQ_FINISHING:

@@ -162,12 +162,10 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         bt_rpc_call_fail_code(call, BT_RPC_FAILED_PRECONDITION, why);
         return;
     }
-    for (size_t i = 0; i < q->n_token_ids; i++) {
-        if (q->token_ids[i] >= node->vocab) {
-            bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                                  "token id outside the vocabulary");
-            return;
-        }
+    if (!bt_node_tokens_in_vocab(node, q->token_ids, q->n_token_ids)) {
+        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
+                              "token id outside the vocabulary");
+        return;
     }
     j = calloc(1, sizeof(*j));
     if (j == NULL) {
@@ -215,9 +213,9 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
 
         j->rem = node->xfer == NULL ? NULL
                  : bt_prefill_remote_get(pf, rv->decode_node_id ?
-                                      rv->decode_node_id : "",
-                                      rv->pool_descriptor.data,
-                                      rv->pool_descriptor.len);
+                                         rv->decode_node_id : "",
+                                         rv->pool_descriptor.data,
+                                         rv->pool_descriptor.len);
         if (j->rem == NULL) {
             free(u32);
             bt_pjob_end(j, BT_RPC_UNAVAILABLE,
@@ -228,7 +226,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
             if (j->dst[i] >= j->rem->n_blocks) {
                 free(u32);
                 bt_pjob_end(j, BT_RPC_INVALID_ARGUMENT,
-                             "reserved block id outside the decode pool");
+                            "reserved block id outside the decode pool");
                 return;
             }
         }
@@ -250,7 +248,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         (node->cfg.prefix_cache &&
          bt_kvseq_match_prefix(j->seq, u32, j->n - 1, NULL, &matched) != BT_OK)) {
         bt_pjob_end(j, BT_RPC_RESOURCE_EXHAUSTED,
-                     "the prefill node's kv pool is full");
+                    "the prefill node's kv pool is full");
         return;
     }
     /* full blocks the own pool lacks, up to the last prompt token (always

@@ -195,6 +195,12 @@ void bt_node_metrics_update(bt_node_t *node);
 void bt_node_sampling_from_proto(const bt_node_t *node,
                                  const Baton__V1__SamplingParams *p,
                                  bt_sample_params_t *sp_p);
+/* (Re)starts the one-shot timer `ev` to fire `ms` from now: the leases'
+ * and the fence holds' clock. */
+void bt_node_timer_arm(struct event *ev, uint64_t ms);
+/* True when every id is inside the model's vocabulary. */
+bool bt_node_tokens_in_vocab(const bt_node_t *node, const uint32_t *ids,
+                             size_t n);
 /* A prefill call or decode stream starts / ends (drain waits for them). */
 void bt_node_inflight_begin(bt_node_t *node);
 void bt_node_inflight_done(bt_node_t *node);

@@ -112,6 +112,26 @@ void bt_node_sampling_from_proto(const bt_node_t *node,
     }
 }
 
+void bt_node_timer_arm(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000),
+                          (suseconds_t)((ms % 1000) * 1000) };
+
+    event_del(ev);
+    evtimer_add(ev, &tv);
+}
+
+bool bt_node_tokens_in_vocab(const bt_node_t *node, const uint32_t *ids,
+                             size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] >= node->vocab) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool bt_node_ready(void *arg, const char **why_p)
 {
     bt_node_t *node = arg;
