@@ -5,6 +5,7 @@
  * none starves. After the step each gets its token sampled on the loop
  * thread, and each block that filled goes to the kvstore. */
 #include "decode_int.h"
+#include "node_kvs.h"
 
 int bt_decode_next_step(void *self, bt_node_step_t *step, int max)
 {

@@ -21,6 +21,7 @@
  * landed fences the lease first, and answers its error only after the
  * fence (docs/internals/node.md "Lease fence"). */
 #include "prefill_int.h"
+#include "node_kvs.h"
 #include "node_lp.h"
 
 #include "base/clock.h"

@@ -6,6 +6,7 @@
  * inside the pool and hands its kv-complete to the decode role through
  * the core's hook (node_local.c). */
 #include "prefill_int.h"
+#include "node_kvs.h"
 #include "node_lp.h"
 
 #include "base/clock.h"

@@ -19,7 +19,6 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "node.pb-c.h"
-#include "node_kvs.h"
 #include "node_role.h"
 #include "node_xstats.h"
 #include "registrar/registrar.h"
@@ -68,6 +67,7 @@ typedef struct {
 } bt_node_cfg_t;
 
 typedef struct bt_node bt_node_t;
+typedef struct bt_node_kvs bt_node_kvs_t;   /* node_kvs.h */
 
 /* Roles a process runs at most (prefill, decode). */
 #define BT_NODE_MAX_ROLES 2

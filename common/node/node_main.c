@@ -3,6 +3,7 @@
  * ops tables the binary passes), serve gRPC and HTTP, register, drain on
  * SIGTERM or the router's command, tear down. */
 #include "node.h"
+#include "node_kvs.h"
 
 #include "base/clock.h"
 #include "base/log.h"
