@@ -83,6 +83,7 @@ typedef struct bt_node_kvs bt_node_kvs_t;   /* node_kvs.h */
  * first), so the decode node may reuse a dead lease's blocks. */
 #define BT_NODE_FENCE_FIRST UINT32_MAX
 
+/* Writes / reads the BT_NODE_DONE_PAYLOAD bytes of a kv-complete. */
 static inline void bt_node_done_put(uint8_t *p, uint32_t first,
                                     uint32_t written, int32_t status)
 {
