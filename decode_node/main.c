@@ -1,7 +1,12 @@
-/* baton-decode: a decode node (DESIGN §2; docs/internals/node.md). */
+/* baton-decode: a decode node (DESIGN §2; docs/internals/node.md). It
+ * carries the prefill role too, so --role prefill|both work as well. */
+#include "decode.h"
 #include "node.h"
+#include "prefill.h"
 
 int main(int argc, char **argv)
 {
-    return bt_node_main(argc, argv, BT_NODE_DECODE, "baton-decode");
+    const bt_node_roles_t roles = { &bt_prefill_role_ops, &bt_decode_role_ops };
+
+    return bt_node_main(argc, argv, BT_NODE_DECODE, "baton-decode", &roles);
 }

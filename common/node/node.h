@@ -1,10 +1,13 @@
-/* A serving node of Baton (DESIGN §2; docs/internals/node.md): prefill,
- * decode or both in one process. The loop thread owns RPC, UCX, the KV
- * pool and every request; one worker thread (base/tpool) runs the forward
- * steps the scheduler hands it. */
+/* The core of a serving node of Baton (DESIGN §2; docs/internals/node.md):
+ * options, engine hosting, registration, the scheduler loop, drain and
+ * teardown. The roles (prefill_node/, decode_node/) plug in through the
+ * ops table of node_role.h; one process runs prefill, decode or both. The
+ * loop thread owns RPC, UCX, the KV pool and every request; one worker
+ * thread (base/tpool) runs the forward steps the scheduler hands it. */
 #ifndef BT_NODE_H
 #define BT_NODE_H
 
+#include "base/endian.h"
 #include "base/status.h"
 #include "base/tpool.h"
 #include "engine/kv/kv_pool.h"
@@ -16,7 +19,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "node.pb-c.h"
-#include "node_kvs.h"
+#include "node_role.h"
 #include "node_xstats.h"
 #include "registrar/registrar.h"
 #include "rpc/client.h"
@@ -63,9 +66,11 @@ typedef struct {
     bt_rpc_tls_cfg_t tls;          /* gRPC listener and the router channel */
 } bt_node_cfg_t;
 
-typedef struct bt_dreq bt_dreq_t;
-typedef struct bt_pjob bt_pjob_t;
 typedef struct bt_node bt_node_t;
+typedef struct bt_node_kvs bt_node_kvs_t;   /* node_kvs.h */
+
+/* Roles a process runs at most (prefill, decode). */
+#define BT_NODE_MAX_ROLES 2
 
 /* Entries of the layer queue: every layer of one step. */
 #define BT_NODE_LAYER_Q BT_MODEL_MAX_LAYERS
@@ -77,6 +82,23 @@ typedef struct bt_node bt_node_t;
  * an error: a prefill that stopped writing the lease (its endpoint flushed
  * first), so the decode node may reuse a dead lease's blocks. */
 #define BT_NODE_FENCE_FIRST UINT32_MAX
+
+/* Writes / reads the BT_NODE_DONE_PAYLOAD bytes of a kv-complete. */
+static inline void bt_node_done_put(uint8_t *p, uint32_t first,
+                                    uint32_t written, int32_t status)
+{
+    bt_put_le32(p, first);
+    bt_put_le32(p + 4, written);
+    bt_put_le32(p + 8, (uint32_t)status);
+}
+
+static inline void bt_node_done_get(const uint8_t *p, uint32_t *first_p,
+                                    uint32_t *written_p, int32_t *status_p)
+{
+    *first_p = bt_get_le32(p);
+    *written_p = bt_get_le32(p + 4);
+    *status_p = (int32_t)bt_get_le32(p + 8);
+}
 
 struct bt_node {
     bt_node_cfg_t       cfg;
@@ -107,14 +129,22 @@ struct bt_node {
     uint32_t            vocab;
     int32_t             eos_id;         /* -1: none */
 
-    /* scheduler */
+    /* roles, in the order the scheduler takes turns (prefill first) */
+    const bt_node_role_ops_t *roles[BT_NODE_MAX_ROLES];
+    void               *role_self[BT_NODE_MAX_ROLES];
+    int                 n_roles;
+    bt_node_local_t     local;          /* --role both: the decode role's */
+
+    /* scheduler (node_sched.c) */
     bool                busy;           /* a step is on the worker */
-    bool                last_was_prefill;
-    bt_pjob_t          *pq_head, *pq_tail;   /* prefill jobs, FIFO */
-    bt_dreq_t          *dreqs, *dreqs_tail; /* every decode request, oldest
-                                         * first */
-    uint64_t            queued_prefill_tokens;
-    uint32_t            running;
+    int                 last_role;      /* role of the last step */
+    int                 step_role;      /* role of the step in flight */
+    bool                step_layers;    /* it has the layer hook */
+    bt_node_step_t      step;           /* the one step's buffers */
+    bt_status_t         step_st;        /* the forward pass's status */
+    /* owned by the roles' transition functions, reported by the core */
+    uint64_t            queued_prefill_tokens;  /* prefill jobs queued */
+    uint32_t            running;        /* decode sequences admitted */
     /* layer hand-off from the worker: one step's layers at most */
     pthread_mutex_t     layer_mu;
     int                 layer_q[BT_NODE_LAYER_Q];
@@ -122,9 +152,6 @@ struct bt_node {
     bool                layer_lost;      /* the queue was full (a bug) */
     long                test_layer_delay_ms; /* BATON_TEST_LAYER_DELAY_MS */
     struct event       *layer_ev;
-
-    /* remotes imported, per decode node */
-    struct bt_node_remote *remotes;
 
     /* kv events waiting to go out */
     Baton__V1__KvEvent **ev_q;
@@ -134,7 +161,8 @@ struct bt_node {
     bool                draining;
     bool                stopping;        /* SIGTERM: exit once drained */
     bool                no_fence;        /* tearing down: end jobs at once */
-    uint32_t            inflight;        /* prefill calls + decode streams */
+    uint32_t            inflight;        /* prefill calls + decode streams
+                                          * (bt_node_inflight_begin/end) */
     struct event       *tick_ev;
     uint64_t            drain_started_ms;
 
@@ -149,36 +177,15 @@ void bt_node_layers_drain(bt_node_t *node);
 bt_status_t bt_node_sched_init(bt_node_t *node);
 void bt_node_sched_cleanup(bt_node_t *node);
 
-/* node_decode.c */
-bt_status_t bt_node_decode_register(bt_node_t *node);
-void bt_node_decode_kv_complete(bt_node_t *node, uint64_t lease_id,
-                                int32_t status, const void *user,
-                                size_t user_len);
-/* Scheduler side: builds the decode batch / takes its results. */
-int bt_node_decode_batch(bt_node_t *node, bt_step_seq_t *seqs, int max,
-                         int32_t *toks, bt_dreq_t **who);
-void bt_node_decode_after(bt_node_t *node, bt_dreq_t **who, int n,
-                          const float *logits, bt_status_t st);
-/* True while the lease waits for its kv cache (--role both writes into
- * it directly only then). */
-bool bt_node_decode_lease_live(bt_node_t *node, uint64_t lease_id);
-bool bt_node_decode_cancel_id(bt_node_t *node, const char *request_id);
-/* Ends every call and gives every block back (before the gRPC server is
- * destroyed); free_all frees what is left after it. */
-void bt_node_decode_destroy_all(bt_node_t *node);
-void bt_node_decode_free_all(bt_node_t *node);
-
-/* node_prefill.c */
-bt_status_t bt_node_prefill_register(bt_node_t *node);
-/* The next chunk of the head job; false when none. */
-bool bt_node_prefill_chunk(bt_node_t *node, bt_step_seq_t *seq,
-                           bt_pjob_t **job_p);
-void bt_node_prefill_layer(bt_node_t *node, bt_pjob_t *job, int layer);
-/* Fails the job in the step (a layer of it was lost). */
-void bt_node_prefill_job_fail(bt_node_t *node, bt_pjob_t *job);
-void bt_node_prefill_after(bt_node_t *node, bt_pjob_t *job,
-                           const float *logits, bt_status_t st);
-void bt_node_prefill_destroy_all(bt_node_t *node);
+/* node_local.c: --role both, prefill to decode inside one process */
+void bt_node_local_set(bt_node_t *node, const bt_node_local_t *local);
+/* True when a reservation of `decode_node_id` is this process's own
+ * decode role (--role both). */
+bool bt_node_local_is(const bt_node_t *node, const char *decode_node_id);
+bool bt_node_local_lease_live(bt_node_t *node, uint64_t lease_id);
+void bt_node_local_kv_complete(bt_node_t *node, uint64_t lease_id,
+                               int32_t status, const void *user,
+                               size_t user_len);
 
 /* node_reg.c */
 bt_status_t bt_node_reg_start(bt_node_t *node);
@@ -189,8 +196,16 @@ void bt_node_metrics_update(bt_node_t *node);
 void bt_node_sampling_from_proto(const bt_node_t *node,
                                  const Baton__V1__SamplingParams *p,
                                  bt_sample_params_t *sp_p);
+/* (Re)starts the one-shot timer `ev` to fire `ms` from now: the leases'
+ * and the fence holds' clock. */
+void bt_node_timer_arm(struct event *ev, uint64_t ms);
+/* True when every id is inside the model's vocabulary. */
+bool bt_node_tokens_in_vocab(const bt_node_t *node, const uint32_t *ids,
+                             size_t n);
+/* A prefill call or decode stream starts / ends (drain waits for them). */
+void bt_node_inflight_begin(bt_node_t *node);
 void bt_node_inflight_done(bt_node_t *node);
 int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
-                 const char *prog);
+                 const char *prog, const bt_node_roles_t *roles);
 
 #endif

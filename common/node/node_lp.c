@@ -1,6 +1,8 @@
 /* Logprobs on the nodes; see node_lp.h. */
 #include "node_lp.h"
 
+#include "base/endian.h"
+
 #include <string.h>
 
 bt_status_t bt_node_lp_param(const Baton__V1__SamplingParams *p,
@@ -11,20 +13,6 @@ bt_status_t bt_node_lp_param(const Baton__V1__SamplingParams *p,
     }
     *logprobs_p = p->logprobs > 0 || p->logprobs_chosen ? p->logprobs : -1;
     return BT_OK;
-}
-
-static void bt_node_lp_put32(uint8_t *out, uint32_t v)
-{
-    out[0] = (uint8_t)v;
-    out[1] = (uint8_t)(v >> 8);
-    out[2] = (uint8_t)(v >> 16);
-    out[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t bt_node_lp_get32(const uint8_t *in)
-{
-    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 |
-           (uint32_t)in[3] << 24;
 }
 
 static uint32_t bt_node_lp_fbits(float f)
@@ -48,11 +36,11 @@ size_t bt_node_lp_pack(const bt_sample_result_t *res, uint8_t *out)
     uint32_t n = res->n_top <= BT_SAMPLE_MAX_LOGPROBS ? res->n_top
                                                       : BT_SAMPLE_MAX_LOGPROBS;
 
-    bt_node_lp_put32(out, bt_node_lp_fbits(res->logprob));
-    bt_node_lp_put32(out + 4, n);
+    bt_put_le32(out, bt_node_lp_fbits(res->logprob));
+    bt_put_le32(out + 4, n);
     for (uint32_t i = 0; i < n; i++) {
-        bt_node_lp_put32(out + 8 + 8 * i, (uint32_t)res->top_ids[i]);
-        bt_node_lp_put32(out + 12 + 8 * i, bt_node_lp_fbits(res->top_logprobs[i]));
+        bt_put_le32(out + 8 + 8 * i, (uint32_t)res->top_ids[i]);
+        bt_put_le32(out + 12 + 8 * i, bt_node_lp_fbits(res->top_logprobs[i]));
     }
     return BT_NODE_LP_BYTES(n);
 }
@@ -66,22 +54,22 @@ bt_status_t bt_node_lp_unpack(const uint8_t *in, size_t len, int32_t token,
     if (len < BT_NODE_LP_BYTES(0) || want < 0) {
         return BT_ERR_INVALID_ARG;
     }
-    n = bt_node_lp_get32(in + 4);
+    n = bt_get_le32(in + 4);
     if (n > (uint32_t)want || len != BT_NODE_LP_BYTES(n)) {
         return BT_ERR_INVALID_ARG;
     }
     memset(res_p, 0, sizeof(*res_p));
     res_p->token = token;
-    res_p->logprob = bt_node_lp_bitsf(bt_node_lp_get32(in));
+    res_p->logprob = bt_node_lp_bitsf(bt_get_le32(in));
     res_p->n_top = n;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t id = bt_node_lp_get32(in + 8 + 8 * i);
+        uint32_t id = bt_get_le32(in + 8 + 8 * i);
 
         if (id >= vocab) {
             return BT_ERR_INVALID_ARG;
         }
         res_p->top_ids[i] = (int32_t)id;
-        res_p->top_logprobs[i] = bt_node_lp_bitsf(bt_node_lp_get32(in + 12 + 8 * i));
+        res_p->top_logprobs[i] = bt_node_lp_bitsf(bt_get_le32(in + 12 + 8 * i));
     }
     res_p->finish = BT_FINISH_NONE;
     return BT_OK;

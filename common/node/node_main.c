@@ -1,7 +1,9 @@
 /* Options, engine hosting and the life of a node process: load the model,
- * put the KV pool in a UCX region, serve gRPC and HTTP, register, drain on
- * SIGTERM or the router's command. */
+ * put the KV pool in a UCX region, start the roles --role asks for (the
+ * ops tables the binary passes), serve gRPC and HTTP, register, drain on
+ * SIGTERM or the router's command, tear down. */
 #include "node.h"
+#include "node_kvs.h"
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -12,6 +14,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "rpc/addr.h"
 
+#include <assert.h>
 #include <libgen.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -111,6 +114,26 @@ void bt_node_sampling_from_proto(const bt_node_t *node,
     }
 }
 
+void bt_node_timer_arm(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000),
+                          (suseconds_t)((ms % 1000) * 1000) };
+
+    event_del(ev);
+    evtimer_add(ev, &tv);
+}
+
+bool bt_node_tokens_in_vocab(const bt_node_t *node, const uint32_t *ids,
+                             size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] >= node->vocab) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool bt_node_ready(void *arg, const char **why_p)
 {
     bt_node_t *node = arg;
@@ -126,11 +149,15 @@ static bool bt_node_ready(void *arg, const char **why_p)
     return true;
 }
 
+void bt_node_inflight_begin(bt_node_t *node)
+{
+    node->inflight++;
+}
+
 void bt_node_inflight_done(bt_node_t *node)
 {
-    if (node->inflight > 0) {
-        node->inflight--;
-    }
+    assert(node->inflight > 0);
+    node->inflight--;
     if (node->draining && node->inflight == 0 && node->reg != NULL) {
         bt_registrar_send_status(node->reg);
     }
@@ -251,12 +278,21 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
 static void bt_node_free(bt_node_t *node)
 {
     bt_tpool_destroy(node->worker);
-    bt_node_decode_destroy_all(node);
-    bt_node_prefill_destroy_all(node);
+    /* the process is going away, and the pool with it: no fences */
+    node->no_fence = true;
+    for (int r = node->n_roles - 1; r >= 0; r--) {
+        if (node->role_self[r] != NULL) {
+            node->roles[r]->end_all(node->role_self[r]);
+        }
+    }
     bt_registrar_destroy(node->reg);
     bt_http_server_destroy(node->http);
     bt_rpc_server_destroy(node->grpc);
-    bt_node_decode_free_all(node);
+    for (int r = node->n_roles - 1; r >= 0; r--) {
+        if (node->role_self[r] != NULL) {
+            node->roles[r]->destroy(node->role_self[r]);
+        }
+    }
     bt_rpc_channel_destroy(node->router_ch);
     bt_node_kvs_destroy(node);
     bt_rpc_client_destroy(node->client);
@@ -289,8 +325,30 @@ static void bt_node_free(bt_node_t *node)
     free(node);
 }
 
+/* The roles this process runs, in the order the scheduler takes turns. */
+static void bt_node_roles_pick(bt_node_t *node, const bt_node_roles_t *roles)
+{
+    if (node->role != BT_NODE_DECODE) {
+        node->roles[node->n_roles++] = roles->prefill;
+    }
+    if (node->role != BT_NODE_PREFILL) {
+        node->roles[node->n_roles++] = roles->decode;
+    }
+}
+
+static bt_status_t bt_node_roles_create(bt_node_t *node)
+{
+    for (int r = 0; r < node->n_roles; r++) {
+        if (node->roles[r]->create(node, &node->role_self[r]) != BT_OK) {
+            bt_error("cannot start the %s role", node->roles[r]->name);
+            return BT_ERR_NO_MEMORY;
+        }
+    }
+    return BT_OK;
+}
+
 int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
-                 const char *prog)
+                 const char *prog, const bt_node_roles_t *roles)
 {
     static const char *const role_names[] = { "prefill", "decode", "both" };
     bt_opt_t table[BT_OPTS_COUNT(bt_node_table)];
@@ -316,6 +374,7 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     table[0].defval = role_names[default_role];
     bt_opts_parse_only_or_exit(&spec, &node->cfg, argc, argv);
     node->role = (bt_node_role_t)node->cfg.role;
+    bt_node_roles_pick(node, roles);
     if (!bt_log_level_parse(node->cfg.log_level, &level)) {
         fprintf(stderr, "%s: invalid value '%s' for --log-level\n", prog,
                 node->cfg.log_level);
@@ -384,10 +443,7 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     if (bt_rpc_server_listen(node->grpc, addr,
                              bt_rpc_tls_cfg_server(&node->cfg.tls),
                              &node->grpc_port) != BT_OK ||
-        (node->role != BT_NODE_DECODE &&
-         bt_node_prefill_register(node) != BT_OK) ||
-        (node->role != BT_NODE_PREFILL &&
-         bt_node_decode_register(node) != BT_OK) ||
+        bt_node_roles_create(node) != BT_OK ||
         bt_rpc_server_start(node->grpc) != BT_OK) {
         bt_error("cannot start the grpc server on %s", addr);
         goto out;

@@ -3,6 +3,7 @@
  * node's metrics. */
 #include "node.h"
 
+#include "base/array.h"
 #include "base/log.h"
 #include "bt_config.h"
 #include "kvspec/kv_proto.h"
@@ -10,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* KV events waiting for the next loop turn, at most. */
+#define BT_NODE_EV_MAX 65536
 
 static void bt_node_status_cb(void *arg, Baton__V1__NodeStatus *st)
 {
@@ -52,9 +56,11 @@ static bt_status_t bt_node_command_cb(void *arg,
         bt_kvpool_clear_cache(node->pool);
         return BT_OK;
     case BATON__V1__ROUTER_COMMAND__KIND__KIND_CANCEL_REQUEST:
-        if (cmd->request_id != NULL &&
-            bt_node_decode_cancel_id(node, cmd->request_id)) {
-            return BT_OK;
+        for (int r = 0; r < node->n_roles && cmd->request_id != NULL; r++) {
+            if (node->roles[r]->cancel != NULL &&
+                node->roles[r]->cancel(node->role_self[r], cmd->request_id)) {
+                return BT_OK;
+            }
         }
         snprintf(err, err_size, "no such request");
         return BT_ERR_NOT_FOUND;
@@ -101,16 +107,10 @@ void bt_node_kv_event(const bt_kv_event_t *e, void *ctx)
     uint8_t *bytes;
     ProtobufCBinaryData *hp;
 
-    if (node->ev_n == node->ev_cap) {
-        size_t cap = node->ev_cap ? node->ev_cap * 2 : 64;
-        Baton__V1__KvEvent **q;
-
-        if (cap > 65536 ||
-            (q = realloc(node->ev_q, cap * sizeof(*q))) == NULL) {
-            return;   /* the router re-learns on the next registration */
-        }
-        node->ev_q = q;
-        node->ev_cap = cap;
+    if (node->ev_n >= BT_NODE_EV_MAX ||
+        BT_ARRAY_RESERVE(node->ev_q, node->ev_cap, node->ev_n + 1, 64) !=
+            BT_OK) {
+        return;   /* the router re-learns on the next registration */
     }
     m = calloc(1, sizeof(*m) + sizeof(*hp) + 2 * BT_KV_HASH_LEN);
     if (m == NULL) {

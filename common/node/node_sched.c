@@ -1,9 +1,12 @@
 /* The scheduler: at most one forward step at a time on the worker thread.
- * A step is either one prefill chunk or the whole decode batch; when both
- * kinds wait they alternate, so decode never starves behind a long prompt
- * and prefill never behind a full batch. The layer_done hook queues the
- * layer index for the loop thread, which posts that layer's KV while the
- * worker computes the next one. */
+ * A step is what one role's next_step builds (a prefill chunk, the decode
+ * batch); the roles with work take turns, so decode never starves behind
+ * a long prompt and prefill never behind a full batch. The worker's layer
+ * hook queues the layer index for the loop thread, which hands it to the
+ * role's layer_done (posting that layer's KV) while the worker computes
+ * the next one. The step's buffers are the node's, allocated once for
+ * --max-batch sequences: a decode step of 64 sequences over a 128k
+ * vocabulary has 32 MiB of logits. */
 #include "node.h"
 
 #include "base/log.h"
@@ -11,23 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* One step. There is one at a time (node->busy), so its buffers are the
- * node's, allocated once for --max-batch sequences: a decode step of 64
- * sequences over a 128k vocabulary has 32 MiB of logits. */
-typedef struct {
-    bt_node_t     *node;
-    bool           prefill;
-    bt_pjob_t     *job;
-    int            n;
-    bt_step_seq_t *seqs;       /* [max_batch] */
-    int32_t       *toks;       /* [max_batch] */
-    bt_dreq_t    **who;        /* [max_batch] */
-    float         *logits;     /* [max_batch][vocab] */
-    bt_status_t    st;
-} bt_step_t;
-
-static bt_step_t bt_node_step;
 
 /* Worker thread: hand the layer to the loop. The queue holds every layer
  * of one step (BT_MODEL_MAX_LAYERS) and is emptied before the next step
@@ -54,10 +40,10 @@ static void bt_node_layer_hook(void *ctx, int layer)
     event_active(node->layer_ev, EV_READ, 0);
 }
 
-static bt_pjob_t *bt_node_cur_job;
-
 void bt_node_layers_drain(bt_node_t *node)
 {
+    const bt_node_role_ops_t *ops;
+    void *self;
     int q[BT_NODE_LAYER_Q];
     int n;
     bool lost;
@@ -69,12 +55,18 @@ void bt_node_layers_drain(bt_node_t *node)
     lost = node->layer_lost;
     node->layer_lost = false;
     pthread_mutex_unlock(&node->layer_mu);
-    if (lost && bt_node_cur_job != NULL) {
-        bt_error("scheduler: the layer queue overflowed: the prefill fails");
-        bt_node_prefill_job_fail(node, bt_node_cur_job);
+    if (!node->step_layers) {
+        return;
     }
-    for (int i = 0; i < n && bt_node_cur_job != NULL; i++) {
-        bt_node_prefill_layer(node, bt_node_cur_job, q[i]);
+    ops = node->roles[node->step_role];
+    self = node->role_self[node->step_role];
+    if (lost && ops->layer_lost != NULL) {
+        bt_error("scheduler: the layer queue overflowed: the %s step fails",
+                 ops->name);
+        ops->layer_lost(self, &node->step);
+    }
+    for (int i = 0; i < n; i++) {
+        ops->layer_done(self, &node->step, q[i]);
     }
 }
 
@@ -87,101 +79,77 @@ static void bt_node_layer_ev(evutil_socket_t fd, short what, void *arg)
 
 static void bt_node_step_work(void *ctx)
 {
-    bt_step_t *s = ctx;
-    bt_step_hooks_t hooks = { bt_node_layer_hook, s->node };
+    bt_node_t *node = ctx;
+    bt_step_hooks_t hooks = { bt_node_layer_hook, node };
 
-    s->st = bt_fwd_step(s->node->fwd, &s->node->kv, s->seqs, s->n,
-                        s->prefill ? &hooks : NULL);
-}
-
-static void bt_step_free(bt_step_t *s)
-{
-    (void)s;   /* the node's; reused by the next step */
+    node->step_st = bt_fwd_step(node->fwd, &node->kv, node->step.seqs,
+                                node->step.n,
+                                node->step_layers ? &hooks : NULL);
 }
 
 static void bt_node_step_done(void *ctx, bt_status_t status)
 {
-    bt_step_t *s = ctx;
-    bt_node_t *node = s->node;
+    bt_node_t *node = ctx;
+    const int r = node->step_role;
 
-    if (status != BT_OK && s->st == BT_OK) {
-        s->st = status;
+    if (status != BT_OK && node->step_st == BT_OK) {
+        node->step_st = status;
     }
-    /* every layer is posted before the chunk's results are used */
+    /* every layer is handed over before the step's results are used */
     bt_node_layers_drain(node);
     node->busy = false;
-    if (s->prefill) {
-        bt_node_cur_job = NULL;
-        bt_node_prefill_after(node, s->job, s->logits, s->st);
-    } else {
-        bt_node_decode_after(node, s->who, s->n, s->logits, s->st);
-    }
-    bt_step_free(s);
+    node->step_layers = false;
+    node->roles[r]->step_done(node->role_self[r], &node->step,
+                              node->step_st);
     bt_node_sched_kick(node);
 }
 
-static bt_step_t *bt_step_new(bt_node_t *node, int max, bool prefill)
+/* The next role with work after the last step's, so that they alternate. */
+static int bt_node_next_role(bt_node_t *node)
 {
-    bt_step_t *s = &bt_node_step;
+    for (int k = 1; k <= node->n_roles; k++) {
+        int r = (node->last_role + k) % node->n_roles;
 
-    (void)max;
-    if (s->logits == NULL) {
-        return NULL;
+        if (node->roles[r]->has_work(node->role_self[r])) {
+            return r;
+        }
     }
-    s->node = node;
-    s->prefill = prefill;
-    s->job = NULL;
-    s->n = 0;
-    s->st = BT_OK;
-    memset(s->seqs, 0, (size_t)node->cfg.max_batch * sizeof(*s->seqs));
-    return s;
+    return -1;
 }
 
 void bt_node_sched_kick(bt_node_t *node)
 {
-    bt_step_t *s;
-    const bool want_prefill = node->pq_head != NULL;
-    const bool want_decode = node->running > 0;
-    bool prefill;
+    bt_node_step_t *s = &node->step;
+    const bt_node_role_ops_t *ops;
+    int r;
 
-    if (node->busy || (!want_prefill && !want_decode)) {
+    if (node->busy || (r = bt_node_next_role(node)) < 0) {
         return;
     }
-    prefill = want_prefill && (!want_decode || !node->last_was_prefill);
-    s = bt_step_new(node, prefill ? 1 : (int)node->cfg.max_batch, prefill);
-    if (s == NULL) {
+    if (s->logits == NULL) {
         bt_error("scheduler: no step buffers");
         return;
     }
-    if (prefill) {
-        if (!bt_node_prefill_chunk(node, &s->seqs[0], &s->job)) {
-            bt_step_free(s);
-            bt_node_sched_kick(node);
-            return;
-        }
-        s->seqs[0].logits = s->logits;
-        s->n = 1;
-        bt_node_cur_job = s->job;
-    } else {
-        s->n = bt_node_decode_batch(node, s->seqs, (int)node->cfg.max_batch,
-                                    s->toks, s->who);
-        if (s->n == 0) {
-            bt_step_free(s);
-            return;
-        }
-        for (int i = 0; i < s->n; i++) {
-            s->seqs[i].logits = s->logits + (size_t)i * node->vocab;
-        }
+    ops = node->roles[r];
+    memset(s->seqs, 0, (size_t)node->cfg.max_batch * sizeof(*s->seqs));
+    s->n = ops->next_step(node->role_self[r], s, (int)node->cfg.max_batch);
+    if (s->n == 0) {
+        return;
     }
-    node->last_was_prefill = prefill;
+    for (int i = 0; i < s->n; i++) {
+        s->seqs[i].logits = s->logits + (size_t)i * node->vocab;
+    }
+    node->last_role = r;
+    node->step_role = r;
+    node->step_layers = ops->layer_done != NULL;
+    node->step_st = BT_OK;
     node->busy = true;
     if (bt_tpool_submit(node->worker, bt_node_step_work, bt_node_step_done,
-                        s) != BT_OK) {
+                        node) != BT_OK) {
         /* the queue holds one step at most: this is a broken invariant */
         bt_error("scheduler: cannot submit a step");
-        node->busy = false;
-        s->st = BT_ERR_INTERNAL;
-        bt_node_step_done(s, BT_ERR_INTERNAL);
+        node->step_st = BT_ERR_INTERNAL;
+        bt_node_step_done(node, BT_ERR_INTERNAL);
     }
 }
 
@@ -189,11 +157,13 @@ bt_status_t bt_node_sched_init(bt_node_t *node)
 {
     const size_t mb = (size_t)node->cfg.max_batch;
     const char *delay = getenv("BATON_TEST_LAYER_DELAY_MS");
-    bt_step_t *s = &bt_node_step;
+    bt_node_step_t *s = &node->step;
 
     if (delay != NULL) {
         node->test_layer_delay_ms = atol(delay);
     }
+    /* the first turn is the first role's (prefill) */
+    node->last_role = node->n_roles - 1;
     s->seqs = calloc(mb, sizeof(*s->seqs));
     s->toks = calloc(mb, sizeof(*s->toks));
     s->who = calloc(mb, sizeof(*s->who));
@@ -216,9 +186,8 @@ bt_status_t bt_node_sched_init(bt_node_t *node)
 
 void bt_node_sched_cleanup(bt_node_t *node)
 {
-    bt_step_t *s = &bt_node_step;
+    bt_node_step_t *s = &node->step;
 
-    (void)node;
     free(s->seqs);
     free(s->toks);
     free(s->who);
