@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "process_metrics.h"
 
 #include "base/log.h"
 
@@ -40,9 +41,10 @@ typedef struct bt_metric_family {
 } bt_metric_family_t;
 
 struct bt_metrics {
-    pthread_mutex_t     lock;      /* guards the lists, not the values */
-    bt_metric_family_t *families;
-    bt_metric_family_t *last;
+    pthread_mutex_t       lock;      /* guards the lists, not the values */
+    bt_metric_family_t   *families;
+    bt_metric_family_t   *last;
+    bt_process_metrics_t *process;   /* NULL in a bare registry */
 };
 
 const double bt_metrics_latency_bounds[] = {
@@ -78,12 +80,22 @@ static void bt_atomic_double_add(bt_atomic_double_t *a, double v)
     }
 }
 
-bt_metrics_t *bt_metrics_create(void)
+bt_metrics_t *bt_metrics_create_bare(void)
 {
     bt_metrics_t *reg = calloc(1, sizeof(*reg));
 
     if (reg != NULL) {
         pthread_mutex_init(&reg->lock, NULL);
+    }
+    return reg;
+}
+
+bt_metrics_t *bt_metrics_create(void)
+{
+    bt_metrics_t *reg = bt_metrics_create_bare();
+
+    if (reg != NULL) {
+        reg->process = bt_process_metrics_register(reg);
     }
     return reg;
 }
@@ -114,6 +126,7 @@ void bt_metrics_destroy(bt_metrics_t *reg)
         free(f->help);
         free(f);
     }
+    bt_process_metrics_free(reg->process);
     pthread_mutex_destroy(&reg->lock);
     free(reg);
 }
@@ -419,6 +432,7 @@ bt_status_t bt_metrics_render(bt_metrics_t *reg, bt_buf_t *out)
     bt_status_t status = BT_OK;
     char num[64];
 
+    bt_process_metrics_update(reg->process);
     pthread_mutex_lock(&reg->lock);
     for (f = reg->families; f != NULL && status == BT_OK; f = f->next) {
         status = bt_buf_printf(out, "# HELP %s ", f->name);

@@ -22,7 +22,12 @@ typedef struct bt_metric_series bt_counter_t;
 typedef struct bt_metric_series bt_gauge_t;
 typedef struct bt_metric_series bt_histogram_t;
 
+/* A daemon's registry: it already holds `baton_build_info{version}` and
+ * the process_* series (resident memory, open fds, CPU seconds, start
+ * time), refreshed from /proc at each render. */
 bt_metrics_t *bt_metrics_create(void);
+/* An empty registry (tests that compare whole expositions). */
+bt_metrics_t *bt_metrics_create_bare(void);
 void bt_metrics_destroy(bt_metrics_t *reg);
 
 /* Renders `k1="v1",k2="v2"` from NULL-terminated key/value pairs with
