@@ -1,5 +1,4 @@
 #include "metrics.h"
-#include "process_metrics.h"
 
 #include "base/log.h"
 
@@ -44,7 +43,9 @@ struct bt_metrics {
     pthread_mutex_t       lock;      /* guards the lists, not the values */
     bt_metric_family_t   *families;
     bt_metric_family_t   *last;
-    bt_process_metrics_t *process;   /* NULL in a bare registry */
+    void                (*collect)(void *arg);   /* before each render */
+    void                (*collect_free)(void *arg);
+    void                 *collect_arg;
 };
 
 const double bt_metrics_latency_bounds[] = {
@@ -90,14 +91,12 @@ bt_metrics_t *bt_metrics_create_bare(void)
     return reg;
 }
 
-bt_metrics_t *bt_metrics_create(void)
+void bt_metrics_on_render(bt_metrics_t *reg, void (*collect)(void *arg),
+                          void (*collect_free)(void *arg), void *arg)
 {
-    bt_metrics_t *reg = bt_metrics_create_bare();
-
-    if (reg != NULL) {
-        reg->process = bt_process_metrics_register(reg);
-    }
-    return reg;
+    reg->collect = collect;
+    reg->collect_free = collect_free;
+    reg->collect_arg = arg;
 }
 
 static void bt_metric_series_free(struct bt_metric_series *s)
@@ -126,7 +125,9 @@ void bt_metrics_destroy(bt_metrics_t *reg)
         free(f->help);
         free(f);
     }
-    bt_process_metrics_free(reg->process);
+    if (reg->collect_free != NULL) {
+        reg->collect_free(reg->collect_arg);
+    }
     pthread_mutex_destroy(&reg->lock);
     free(reg);
 }
@@ -432,7 +433,9 @@ bt_status_t bt_metrics_render(bt_metrics_t *reg, bt_buf_t *out)
     bt_status_t status = BT_OK;
     char num[64];
 
-    bt_process_metrics_update(reg->process);
+    if (reg->collect != NULL) {
+        reg->collect(reg->collect_arg);
+    }
     pthread_mutex_lock(&reg->lock);
     for (f = reg->families; f != NULL && status == BT_OK; f = f->next) {
         status = bt_buf_printf(out, "# HELP %s ", f->name);

@@ -61,6 +61,32 @@ void bt_process_metrics_free(bt_process_metrics_t *p)
     free(p);
 }
 
+static void bt_process_metrics_collect(void *arg)
+{
+    bt_process_metrics_update(arg);
+}
+
+static void bt_process_metrics_release(void *arg)
+{
+    bt_process_metrics_free(arg);
+}
+
+bt_metrics_t *bt_metrics_create(void)
+{
+    bt_metrics_t *reg = bt_metrics_create_bare();
+    bt_process_metrics_t *p;
+
+    if (reg == NULL) {
+        return NULL;
+    }
+    p = bt_process_metrics_register(reg);
+    if (p != NULL) {
+        bt_metrics_on_render(reg, bt_process_metrics_collect,
+                             bt_process_metrics_release, p);
+    }
+    return reg;
+}
+
 static int bt_count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");

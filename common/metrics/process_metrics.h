@@ -1,6 +1,6 @@
 /* Process and build-info metrics (process_* from /proc, baton_build_info),
- * registered by bt_metrics_create() in every daemon's registry and read
- * again at each render. */
+ * registered by bt_metrics_create() (defined here) in every daemon's
+ * registry and read again at each render. */
 #ifndef BT_PROCESS_METRICS_H
 #define BT_PROCESS_METRICS_H
 
