@@ -77,6 +77,9 @@ typedef struct {
     bt_counter_t   *success_length;     /* finished_reason="length" */
     bt_counter_t   *success_abort;      /* finished_reason="abort" */
     bt_counter_t   *node_expiries;      /* nodes dropped for missed heartbeats */
+    bt_counter_t   *leases_lost;        /* a decode lease gone before the prefill */
+    bt_counter_t   *hits_node;          /* prefix hits from the prefill node's pool */
+    bt_counter_t   *hits_kvstore;       /* prefix hits read from the kvstore */
     bt_gauge_t     *inflight;
     bt_gauge_t     *queued;
     bt_gauge_t     *running;            /* admitted and not queued */

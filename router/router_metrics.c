@@ -42,6 +42,9 @@ static void bt_router_metrics_node_init(bt_router_t *r, const char *model)
     }
     r->m.node_expiries = bt_metrics_counter(m, "baton_router_node_expiries_total",
                                             "nodes dropped for missed heartbeats", NULL);
+    r->m.leases_lost = bt_metrics_counter(m, "baton_router_leases_lost_total",
+                                          "decode leases that ended before their "
+                                          "prefill (the request failed over)", NULL);
 }
 
 void bt_router_metrics_init(bt_router_t *r)
@@ -93,6 +96,16 @@ void bt_router_metrics_init(bt_router_t *r)
                                           "prompt tokens found in a prefix cache, the "
                                           "node's or the kvstore's "
                                           "(vllm:prefix_cache_hits_total)", ml);
+    r->m.hits_node = bt_metrics_counter(
+        m, "baton_router_prefix_cache_hits_by_source_total",
+        "prompt tokens found in a prefix cache, per cache: the prefill node's "
+        "pool or the kvstore",
+        bt_metrics_labels(labels, sizeof(labels), "model_name", model, "source", "node",
+                          NULL));
+    r->m.hits_kvstore = bt_metrics_counter(
+        m, "baton_router_prefix_cache_hits_by_source_total", "",
+        bt_metrics_labels(labels, sizeof(labels), "model_name", model, "source",
+                          "kvstore", NULL));
     r->m.inflight = bt_metrics_gauge(m, "baton_router_inflight_requests",
                                      "requests in progress", NULL);
     r->m.queued = bt_metrics_gauge(m, "baton_router_queued_requests",

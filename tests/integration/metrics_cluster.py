@@ -259,6 +259,10 @@ def main():
     h = sample(rt, "baton_router_prefix_cache_hits_total", [])
     nc.tap(q == 2 * len(ids) and h is not None and h > 0,
            "prefix cache queries and hits (%s, %s)" % (q, h))
+    kv = sample(rt, "baton_router_prefix_cache_hits_by_source_total",
+                ['source="kvstore"'])
+    nc.tap(kv is not None and kv > 0, "prefix hits read from the kvstore "
+           "(%s tokens)" % kv)
     ready = sample(rt, "baton_router_nodes_by_state",
                    ['role="decode"', 'state="ready"'])
     drained = sample(rt, "baton_router_nodes_by_state",
