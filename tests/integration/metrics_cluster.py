@@ -292,6 +292,27 @@ def main():
            "unknown: %s" % unknown)
 
     prometheus_queries(tmp, ports, exprs)
+
+    # a drained node still counts in baton_router_nodes; by state it is not
+    # ready any more
+    r = subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router", target,
+                        "drain", "d1", "--wait", "--timeout", "10s"],
+                       capture_output=True, text=True, timeout=20)
+    nc.tap(r.returncode == 0, "batonctl drain d1 --wait (%s)" % r.stderr.strip())
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        rt = nc.http_get(rh, "/metrics")[1]
+        drained = sample(rt, "baton_router_nodes_by_state",
+                         ['role="decode"', 'state="drained"'])
+        if drained == 1:
+            break
+        time.sleep(0.2)
+    ready = sample(rt, "baton_router_nodes_by_state",
+                   ['role="decode"', 'state="ready"'])
+    nc.tap(drained == 1 and ready == 0 and
+           nc.gauge(rh, 'baton_router_nodes{role="decode"}') == 1,
+           "a drained decode node: state=\"drained\" 1, state=\"ready\" 0, "
+           "baton_router_nodes{role=\"decode\"} still 1 (%s, %s)" % (drained, ready))
     nc.finish(tmp)
 
 
