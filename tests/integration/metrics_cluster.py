@@ -191,12 +191,13 @@ def prometheus_queries(tmp, ports, exprs):
                 ok = r["status"] == "success" and len(r["data"]) > 0
             else:
                 r = api("query", query=q)
-                ok = r["status"] == "success"
+                ok = r["status"] == "success" and len(r["data"]["result"]) > 0
         except (OSError, ValueError) as ex:
             ok, r = False, str(ex)
         if not ok:
             bad.append("%s: %s" % (q, r))
-    nc.tap(not bad, "prometheus answers all %d dashboard queries" % len(exprs),
+    nc.tap(not bad, "prometheus answers all %d dashboard queries, each with "
+           "data" % len(exprs),
            *bad[:5])
 
 
