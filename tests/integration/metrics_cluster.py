@@ -252,6 +252,13 @@ def main():
                if sample(rt, m, ['model_name="tiny"']) is None]
     nc.tap(not missing, "the router has every vLLM-equivalent metric with "
            "model_name", "missing: %s" % missing)
+    counts = [sample(rt, "baton_router_%s_seconds_count" % h, [])
+              for h in ("ttft", "e2e", "queue_time", "prefill_time", "decode_time")]
+    nc.tap(counts == [2.0] * 5, "ttft, e2e, queue, prefill and decode time: one "
+           "observation per request (%s)" % counts)
+    idle = [sample(rt, "baton_router_requests_%s" % g, []) for g in ("running", "waiting")]
+    nc.tap(idle == [0.0, 0.0], "no request running or waiting after both "
+           "ended (%s)" % idle)
     ok = sample(rt, "baton_router_request_success_total",
                 ['finished_reason="length"'])
     nc.tap(ok == 2, "request_success_total{finished_reason=\"length\"} counts "
