@@ -70,6 +70,7 @@ typedef struct {
         bt_gauge_t   *pins, *reservations;
         bt_counter_t *lookups, *hit_blocks, *miss_blocks, *puts, *gets;
         bt_counter_t *rejected, *corrupt, *evict_dram, *evict_disk;
+        bt_counter_t *pin_calls, *tier_hit_dram, *tier_hit_disk;
         bt_kvs_stats_t last;
     } m;
 } bt_kvsd_t;

@@ -104,9 +104,19 @@ static void bt_kvsd_metrics_init(bt_kvsd_t *d)
     d->m.lookups = bt_metrics_counter(m, "baton_kvstore_lookups_total",
                                       "lookups answered", NULL);
     d->m.hit_blocks = bt_metrics_counter(m, "baton_kvstore_lookup_blocks_total",
-                                         "blocks asked by lookups", "result=\"hit\"");
+                                         "blocks asked by Lookup and Pin calls",
+                                         "result=\"hit\"");
     d->m.miss_blocks = bt_metrics_counter(m, "baton_kvstore_lookup_blocks_total",
-                                          "blocks asked by lookups", "result=\"miss\"");
+                                          "blocks asked by Lookup and Pin calls",
+                                          "result=\"miss\"");
+    d->m.pin_calls = bt_metrics_counter(m, "baton_kvstore_pins_total",
+                                        "Pin calls answered", NULL);
+    d->m.tier_hit_dram = bt_metrics_counter(m, "baton_kvstore_tier_hit_blocks_total",
+                                            "blocks pinned, per tier they were found in",
+                                            "tier=\"dram\"");
+    d->m.tier_hit_disk = bt_metrics_counter(m, "baton_kvstore_tier_hit_blocks_total",
+                                            "blocks pinned, per tier they were found in",
+                                            "tier=\"disk\"");
     d->m.puts = bt_metrics_counter(m, "baton_kvstore_put_blocks_total",
                                    "blocks committed", NULL);
     d->m.gets = bt_metrics_counter(m, "baton_kvstore_get_blocks_total",
@@ -132,8 +142,19 @@ static void bt_kvsd_metrics_update(bt_kvsd_t *d)
     bt_counter_add(d->m.evict_dram, (double)(s.dram.evictions - l->dram.evictions));
     bt_counter_add(d->m.evict_disk, (double)(s.disk.evictions - l->disk.evictions));
     bt_counter_add(d->m.lookups, (double)(s.lookups - l->lookups));
-    bt_counter_add(d->m.hit_blocks, (double)(s.lookup_hit_blocks - l->lookup_hit_blocks));
-    bt_counter_add(d->m.miss_blocks, (double)(s.lookup_miss_blocks - l->lookup_miss_blocks));
+    /* nodes read the store with Pin: its hits count as Lookup's do */
+    bt_counter_add(d->m.hit_blocks,
+                   (double)(s.lookup_hit_blocks - l->lookup_hit_blocks +
+                            s.pin_hit_dram_blocks - l->pin_hit_dram_blocks +
+                            s.pin_hit_disk_blocks - l->pin_hit_disk_blocks));
+    bt_counter_add(d->m.miss_blocks,
+                   (double)(s.lookup_miss_blocks - l->lookup_miss_blocks +
+                            s.pin_miss_blocks - l->pin_miss_blocks));
+    bt_counter_add(d->m.pin_calls, (double)(s.pins - l->pins));
+    bt_counter_add(d->m.tier_hit_dram,
+                   (double)(s.pin_hit_dram_blocks - l->pin_hit_dram_blocks));
+    bt_counter_add(d->m.tier_hit_disk,
+                   (double)(s.pin_hit_disk_blocks - l->pin_hit_disk_blocks));
     bt_counter_add(d->m.puts, (double)(s.puts - l->puts));
     bt_counter_add(d->m.gets, (double)(s.gets - l->gets));
     bt_counter_add(d->m.rejected, (double)(s.commit_rejected - l->commit_rejected));

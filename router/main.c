@@ -119,47 +119,6 @@ static bool bt_router_ready(void *arg, const char **why_p)
     return true;
 }
 
-static void bt_router_metrics_init(bt_router_t *r)
-{
-    bt_metrics_t *m = r->metrics;
-
-    r->m.requests_ok = bt_metrics_counter(m, "baton_router_requests_total",
-                                          "requests ended", "result=\"ok\"");
-    r->m.requests_failed = bt_metrics_counter(m, "baton_router_requests_total",
-                                              "requests ended", "result=\"error\"");
-    r->m.requests_rejected = bt_metrics_counter(m, "baton_router_rejected_total",
-                                                "requests refused for lack of room", NULL);
-    r->m.prefill_retries = bt_metrics_counter(m, "baton_router_prefill_retries_total",
-                                              "prefills retried on another node", NULL);
-    r->m.decode_failovers = bt_metrics_counter(m, "baton_router_decode_failovers_total",
-                                               "requests moved to another decode node", NULL);
-    r->m.tokens_out = bt_metrics_counter(m, "baton_router_generated_tokens_total",
-                                         "tokens streamed to clients", NULL);
-    r->m.prompt_tokens = bt_metrics_counter(m, "baton_router_prompt_tokens_total",
-                                            "prompt tokens of finished requests", NULL);
-    r->m.cached_tokens = bt_metrics_counter(m, "baton_router_cached_prompt_tokens_total",
-                                            "prompt tokens served from a prefix cache", NULL);
-    r->m.inflight = bt_metrics_gauge(m, "baton_router_inflight_requests",
-                                     "requests in progress", NULL);
-    r->m.queued = bt_metrics_gauge(m, "baton_router_queued_requests",
-                                   "requests waiting for a node", NULL);
-    r->m.nodes_prefill = bt_metrics_gauge(m, "baton_router_nodes",
-                                          "registered nodes", "role=\"prefill\"");
-    r->m.nodes_decode = bt_metrics_gauge(m, "baton_router_nodes",
-                                         "registered nodes", "role=\"decode\"");
-    r->m.ttft = bt_metrics_histogram(m, "baton_router_ttft_seconds",
-                                     "time to first token", NULL,
-                                     bt_metrics_latency_bounds,
-                                     bt_metrics_latency_n_bounds);
-    r->m.e2e = bt_metrics_histogram(m, "baton_router_e2e_seconds",
-                                    "request latency", NULL, bt_metrics_latency_bounds,
-                                    bt_metrics_latency_n_bounds);
-    r->m.itl = bt_metrics_histogram(m, "baton_router_itl_seconds",
-                                    "time between tokens", NULL,
-                                    bt_metrics_latency_bounds,
-                                    bt_metrics_latency_n_bounds);
-}
-
 static void bt_router_drain_check(evutil_socket_t fd, short what, void *arg)
 {
     bt_router_t *r = arg;
@@ -243,10 +202,10 @@ int main(int argc, char **argv)
     if (r->base == NULL || r->metrics == NULL || r->registry == NULL) {
         goto out;
     }
-    bt_router_metrics_init(r);
     s = bt_router_model_load(r, o.c.model_dir, o.c.model_name, o.chat_template,
                              err, sizeof(err));
     if (s == BT_OK) {
+        bt_router_metrics_init(r);
         s = bt_front_auth_load(r, o.api_keys, err, sizeof(err));
     }
     if (s != BT_OK) {

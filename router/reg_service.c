@@ -21,6 +21,7 @@ typedef struct {
 
 static void bt_router_update_node_gauges(bt_router_t *r)
 {
+    bt_router_metrics_nodes(r);
     bt_gauge_set(r->m.nodes_prefill,
                  (double)bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL, NULL));
     bt_gauge_set(r->m.nodes_decode,
@@ -235,6 +236,7 @@ static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *ar
         load.drained = msg->status->drained;
         bt_registry_update_load(st->r->registry, st->node, &load, bt_now_ms());
         bt_reg_transfers(st, msg->status);
+        bt_router_metrics_nodes(st->r);
         bt_router_queue_kick(st->r);
         break;
     }
@@ -306,10 +308,13 @@ static void bt_reg_expired(bt_node_t *node, void *arg)
 static void bt_reg_expire_cb(evutil_socket_t fd, short what, void *arg)
 {
     bt_router_t *r = arg;
+    size_t expired;
 
     (void)fd;
     (void)what;
-    if (bt_registry_expire(r->registry, bt_now_ms(), bt_reg_expired, r) > 0) {
+    expired = bt_registry_expire(r->registry, bt_now_ms(), bt_reg_expired, r);
+    if (expired > 0) {
+        bt_counter_add(r->m.node_expiries, (double)expired);
         bt_router_update_node_gauges(r);
     }
 }

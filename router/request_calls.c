@@ -175,7 +175,11 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
      * prompt ++ generated may have cached more */
     req->cached_tokens = pr->cached_tokens < req->n_prompt
                          ? pr->cached_tokens : (uint32_t)req->n_prompt;
+    bt_counter_add(req->r->m.prefix_queries, (double)req->n_prompt);
+    bt_counter_add(req->r->m.prefix_hits, (double)req->cached_tokens);
     if (pr->stats != NULL) {
+        bt_counter_add(req->r->m.hits_node, (double)pr->stats->node_cached_tokens);
+        bt_counter_add(req->r->m.hits_kvstore, (double)pr->stats->kvstore_cached_tokens);
         BT_LOG_REQ(INFO, req->id, "prefilled on %s: %u tokens, %u cached (%u "
                    "node, %u kvstore), %u computed, %llu bytes in %llu us",
                    req->p_id, pr->stats->computed_tokens + pr->cached_tokens,

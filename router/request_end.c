@@ -39,10 +39,19 @@ void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
         bt_counter_add(r->m.prompt_tokens, (double)req->n_prompt);
         bt_counter_add(r->m.cached_tokens, (double)req->cached_tokens);
         bt_histogram_observe(r->m.e2e, bt_elapsed_s(req->created_ns, bt_now_ns()));
+        if (req->first_token_ns != 0) {
+            bt_histogram_observe(r->m.decode_time,
+                                 bt_elapsed_s(req->first_token_ns, req->last_token_ns));
+        }
+        bt_counter_inc(finish == BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH
+                       ? r->m.success_length : r->m.success_stop);
         BT_LOG_REQ(INFO, req->id, "done: prompt %zu generated %zu cached %u finish %d",
                    req->n_prompt, req->n_gen, req->cached_tokens, (int)finish);
     } else {
         bt_counter_inc(r->m.requests_failed);
+        if (status == BT_ERR_CANCELLED) {
+            bt_counter_inc(r->m.success_abort);
+        }
         BT_LOG_REQ(WARN, req->id, "failed after %zu tokens: %s (%s)", req->n_gen,
                    msg ? msg : "", bt_status_str(status));
     }

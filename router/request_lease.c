@@ -77,6 +77,7 @@ void bt_rreq_renew_cb(evutil_socket_t fd, short what, void *arg)
                  "(RenewLease: NOT_FOUND)", req->d_id,
                  (unsigned long long)req->resv->lease_id);
         bt_rreq_renew_stop(req);
+        bt_counter_inc(r->m.leases_lost);
         bt_rreq_failover(req, why);
         return;
     }

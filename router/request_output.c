@@ -68,6 +68,9 @@ bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
     if (req->first_token_ns == 0) {
         req->first_token_ns = now;
         bt_histogram_observe(req->r->m.ttft, bt_elapsed_s(req->created_ns, now));
+        if (req->sent_ns != 0) {
+            bt_histogram_observe(req->r->m.prefill_time, bt_elapsed_s(req->sent_ns, now));
+        }
     } else {
         bt_histogram_observe(req->r->m.itl, bt_elapsed_s(req->last_token_ns, now));
     }

@@ -38,6 +38,7 @@ struct bt_rreq {
     char                       id[BT_RREQ_ID_MAX + 1];
     bt_rreq_state_t            state;            /* bt_rreq_set_state only */
     uint64_t                   created_ns;
+    uint64_t                   sent_ns;          /* first sent to nodes (metrics) */
     uint64_t                   first_token_ns;
     uint64_t                   last_token_ns;
     uint64_t                   deadline_ms;       /* monotonic */

@@ -112,6 +112,12 @@ void bt_rreq_set_state(bt_rreq_t *req, bt_rreq_state_t to)
         r->n_inflight--;
         bt_gauge_set(r->m.inflight, (double)r->n_inflight);
     }
+    if (req->sent_ns == 0 && (to == BT_RREQ_RESERVING || to == BT_RREQ_PREFILLING)) {
+        req->sent_ns = bt_now_ns();
+        bt_histogram_observe(r->m.queue_time, bt_elapsed_s(req->created_ns, req->sent_ns));
+    }
+    bt_gauge_set(r->m.running, (double)(r->n_inflight - r->n_queued));
+    bt_gauge_set(r->m.waiting, (double)r->n_queued);
 }
 
 void bt_router_requests_init(bt_router_t *r)

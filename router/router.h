@@ -2,6 +2,7 @@
  *
  *   main.c         options, start-up, drain and shutdown
  *   reg_service.c  baton.v1.Registry/Register: nodes join, report, leave
+ *   router_metrics.c  the metrics' definitions and the node gauges
  *   model.c        the served model: tokenizer, chat template, context, hashing
  *   request_*.c    one request's life: pick (P, D), DecodeStream, Prefill,
  *                  relay, retries and failover (DESIGN §2; request_priv.h)
@@ -59,6 +60,8 @@ typedef struct {
     bt_rpc_tls_cfg_t tls;            /* gRPC listener and channels to nodes */
 } bt_router_cfg_t;
 
+/* The router's metrics (router_metrics.c). Those with a vLLM equivalent
+ * carry `model_name` and vLLM's meaning and unit (docs/operations.md). */
 typedef struct {
     bt_counter_t   *requests_ok;
     bt_counter_t   *requests_failed;
@@ -68,13 +71,29 @@ typedef struct {
     bt_counter_t   *tokens_out;
     bt_counter_t   *prompt_tokens;
     bt_counter_t   *cached_tokens;
+    bt_counter_t   *prefix_queries;     /* prompt tokens looked up */
+    bt_counter_t   *prefix_hits;        /* of those, found in a cache */
+    bt_counter_t   *success_stop;       /* finished_reason="stop" */
+    bt_counter_t   *success_length;     /* finished_reason="length" */
+    bt_counter_t   *success_abort;      /* finished_reason="abort" */
+    bt_counter_t   *node_expiries;      /* nodes dropped for missed heartbeats */
+    bt_counter_t   *leases_lost;        /* a decode lease gone before the prefill */
+    bt_counter_t   *hits_node;          /* prefix hits from the prefill node's pool */
+    bt_counter_t   *hits_kvstore;       /* prefix hits read from the kvstore */
     bt_gauge_t     *inflight;
     bt_gauge_t     *queued;
+    bt_gauge_t     *running;            /* admitted and not queued */
+    bt_gauge_t     *waiting;            /* = queued, with model_name */
     bt_gauge_t     *nodes_prefill;
     bt_gauge_t     *nodes_decode;
+    bt_gauge_t     *node_state[2][3];   /* [prefill, decode][ready, draining, drained] */
+    bt_gauge_t     *kv_usage[2];        /* [prefill, decode]: used / total blocks */
     bt_histogram_t *ttft;
     bt_histogram_t *e2e;
     bt_histogram_t *itl;
+    bt_histogram_t *queue_time;         /* admitted → first sent to nodes */
+    bt_histogram_t *prefill_time;       /* first sent to nodes → first token */
+    bt_histogram_t *decode_time;        /* first token → last token */
 } bt_router_metrics_t;
 
 typedef struct bt_router {
@@ -130,5 +149,10 @@ bt_status_t bt_router_admin_register(bt_router_t *r);
 void bt_router_admin_free(bt_router_t *r);
 
 /* request_*.c: see request.h */
+
+/* router_metrics.c: creates r->m in r->metrics (the model is loaded:
+ * its name is the `model_name` label); the node gauges follow the registry. */
+void bt_router_metrics_init(bt_router_t *r);
+void bt_router_metrics_nodes(bt_router_t *r);
 
 #endif

@@ -40,9 +40,12 @@ typedef struct bt_metric_family {
 } bt_metric_family_t;
 
 struct bt_metrics {
-    pthread_mutex_t     lock;      /* guards the lists, not the values */
-    bt_metric_family_t *families;
-    bt_metric_family_t *last;
+    pthread_mutex_t       lock;      /* guards the lists, not the values */
+    bt_metric_family_t   *families;
+    bt_metric_family_t   *last;
+    void                (*collect)(void *arg);   /* before each render */
+    void                (*collect_free)(void *arg);
+    void                 *collect_arg;
 };
 
 const double bt_metrics_latency_bounds[] = {
@@ -78,7 +81,7 @@ static void bt_atomic_double_add(bt_atomic_double_t *a, double v)
     }
 }
 
-bt_metrics_t *bt_metrics_create(void)
+bt_metrics_t *bt_metrics_create_bare(void)
 {
     bt_metrics_t *reg = calloc(1, sizeof(*reg));
 
@@ -86,6 +89,14 @@ bt_metrics_t *bt_metrics_create(void)
         pthread_mutex_init(&reg->lock, NULL);
     }
     return reg;
+}
+
+void bt_metrics_on_render(bt_metrics_t *reg, void (*collect)(void *arg),
+                          void (*collect_free)(void *arg), void *arg)
+{
+    reg->collect = collect;
+    reg->collect_free = collect_free;
+    reg->collect_arg = arg;
 }
 
 static void bt_metric_series_free(struct bt_metric_series *s)
@@ -113,6 +124,9 @@ void bt_metrics_destroy(bt_metrics_t *reg)
         free(f->name);
         free(f->help);
         free(f);
+    }
+    if (reg->collect_free != NULL) {
+        reg->collect_free(reg->collect_arg);
     }
     pthread_mutex_destroy(&reg->lock);
     free(reg);
@@ -419,6 +433,9 @@ bt_status_t bt_metrics_render(bt_metrics_t *reg, bt_buf_t *out)
     bt_status_t status = BT_OK;
     char num[64];
 
+    if (reg->collect != NULL) {
+        reg->collect(reg->collect_arg);
+    }
     pthread_mutex_lock(&reg->lock);
     for (f = reg->families; f != NULL && status == BT_OK; f = f->next) {
         status = bt_buf_printf(out, "# HELP %s ", f->name);

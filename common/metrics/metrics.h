@@ -22,7 +22,16 @@ typedef struct bt_metric_series bt_counter_t;
 typedef struct bt_metric_series bt_gauge_t;
 typedef struct bt_metric_series bt_histogram_t;
 
+/* A daemon's registry (process_metrics.c): it already holds
+ * `baton_build_info{version}` and the process_* series (resident memory,
+ * open fds, CPU seconds, start time), refreshed from /proc at each render. */
 bt_metrics_t *bt_metrics_create(void);
+/* An empty registry (tests that compare whole expositions). */
+bt_metrics_t *bt_metrics_create_bare(void);
+/* `collect(arg)` runs at the start of each render (to refresh gauges read
+ * from elsewhere); `collect_free(arg)` when the registry is destroyed. */
+void bt_metrics_on_render(bt_metrics_t *reg, void (*collect)(void *arg),
+                          void (*collect_free)(void *arg), void *arg);
 void bt_metrics_destroy(bt_metrics_t *reg);
 
 /* Renders `k1="v1",k2="v2"` from NULL-terminated key/value pairs with

@@ -240,6 +240,10 @@ typedef struct {
     uint64_t lookups;
     uint64_t lookup_hit_blocks;
     uint64_t lookup_miss_blocks;
+    uint64_t pins;                /* Pin calls admitted */
+    uint64_t pin_hit_dram_blocks; /* pinned blocks found in DRAM */
+    uint64_t pin_hit_disk_blocks; /* pinned blocks read back from disk */
+    uint64_t pin_miss_blocks;     /* asked for, past the pinned prefix */
     uint64_t puts;                /* blocks committed */
     uint64_t gets;                /* blocks pinned */
     uint64_t commit_rejected;     /* checksum / chain mismatches */

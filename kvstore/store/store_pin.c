@@ -259,6 +259,10 @@ bt_status_t bt_kvs_pin(bt_kvs_t *s, const uint8_t *hashes,
         return BT_ERR_EXHAUSTED;
     }
     s->tasks++;
+    s->st.pins++;
+    s->st.pin_hit_dram_blocks += k - op->n_loads;
+    s->st.pin_hit_disk_blocks += op->n_loads;
+    s->st.pin_miss_blocks += n - k;
     op->next = s->pinops;
     s->pinops = op;
     return BT_IN_PROGRESS;

@@ -106,6 +106,31 @@ static void test_lookup_longest_prefix(void **state)
     kt_fx_free(fx);
 }
 
+/* Pin is how nodes read the store: its hits and misses count, per tier,
+ * besides Lookup's (the hit rate stayed 0 while only Lookup counted). */
+static void test_pin_counts_hits(void **state)
+{
+    kt_fx_t *fx = kt_fx_new(16, 0);
+    kt_chain_t c;
+    bt_kvs_stats_t st;
+    kt_pin_t p;
+
+    (void)state;
+    kt_chain_init(fx, &c, 5, 7);
+    kt_put(fx, &c, 0, 3, -1);
+    p = kt_pin(fx, &c, 5, false);
+    assert_int_equal(p.n, 3);
+    bt_kvs_stats(fx->s, &st);
+    assert_int_equal(st.pins, 1);
+    assert_int_equal(st.pin_hit_dram_blocks, 3);
+    assert_int_equal(st.pin_hit_disk_blocks, 0);
+    assert_int_equal(st.pin_miss_blocks, 2);
+    assert_int_equal(st.lookups, 0);
+    assert_int_equal(bt_kvs_unpin(fx->s, p.pin_id), BT_OK);
+    kt_chain_free(&c);
+    kt_fx_free(fx);
+}
+
 static void test_reserved_invisible_and_expiry(void **state)
 {
     kt_fx_t *fx = kt_fx_new(4, 0);
@@ -357,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_chain_hash_vector),
         cmocka_unit_test(test_tokens_match),
         cmocka_unit_test(test_lookup_longest_prefix),
+        cmocka_unit_test(test_pin_counts_hits),
         cmocka_unit_test(test_reserved_invisible_and_expiry),
         cmocka_unit_test(test_checksum_and_chain_rejected),
         cmocka_unit_test(test_pinned_never_evicted),

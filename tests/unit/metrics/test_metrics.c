@@ -1,8 +1,11 @@
 #include "metrics/metrics.h"
 
+#include "bt_config.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,7 +24,7 @@ static char *render(bt_metrics_t *reg)
 
 static void test_exposition_format(void **state)
 {
-    bt_metrics_t *reg = bt_metrics_create();
+    bt_metrics_t *reg = bt_metrics_create_bare();
     char labels[128];
     bt_counter_t *c;
     bt_gauge_t *g;
@@ -49,6 +52,35 @@ static void test_exposition_format(void **state)
     free(text);
     /* same name + labels → same series */
     assert_ptr_equal(c, bt_metrics_counter(reg, "baton_requests_total", "x", labels));
+    bt_metrics_destroy(reg);
+}
+
+/* A daemon's registry carries build info and the standard process_*
+ * series, read from /proc at each render. */
+static void test_process_and_build_info(void **state)
+{
+    bt_metrics_t *reg = bt_metrics_create();
+    char *text, *p;
+    double v;
+
+    (void)state;
+    text = render(reg);
+    assert_non_null(strstr(text, "# TYPE baton_build_info gauge\n"
+                                 "baton_build_info{version=\"" BT_VERSION "\"} 1\n"));
+    assert_non_null(strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
+    p = strstr(text, "\nprocess_resident_memory_bytes ");
+    assert_non_null(p);
+    assert_true(strtod(p + strlen("\nprocess_resident_memory_bytes "), NULL) > 0);
+    p = strstr(text, "\nprocess_open_fds ");
+    assert_non_null(p);
+    assert_true(strtod(p + strlen("\nprocess_open_fds "), NULL) >= 3);
+    p = strstr(text, "\nprocess_start_time_seconds ");
+    assert_non_null(p);
+    v = strtod(p + strlen("\nprocess_start_time_seconds "), NULL);
+    assert_true(v > (double)time(NULL) - 3600 && v <= (double)time(NULL) + 1);
+    assert_non_null(strstr(text, "\nprocess_max_fds "));
+    assert_non_null(strstr(text, "\nprocess_virtual_memory_bytes "));
+    free(text);
     bt_metrics_destroy(reg);
 }
 
@@ -150,6 +182,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exposition_format),
+        cmocka_unit_test(test_process_and_build_info),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_bad_names_and_type_clash),
         cmocka_unit_test(test_concurrent_updates_are_not_lost),

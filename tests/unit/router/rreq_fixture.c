@@ -314,18 +314,11 @@ void fx_set_free(fixture_t *f, bt_node_t *d, uint32_t free_blocks)
     bt_registry_update_load(f->r.registry, d, &load, 2000);
 }
 
-static bt_histogram_t *fx_latency(bt_metrics_t *m, const char *name)
-{
-    return bt_metrics_histogram(m, name, "", NULL, bt_metrics_latency_bounds,
-                                bt_metrics_latency_n_bounds);
-}
-
 static int fx_setup_with(void **state, bool fake)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     const char *build = getenv("BATON_BUILD_ROOT");
     bt_router_t *r;
-    bt_metrics_t *m;
     char cmd[512], err[256];
 
     assert_non_null(f);
@@ -352,27 +345,15 @@ static int fx_setup_with(void **state, bool fake)
     }
     bt_router_requests_init(r);
     r->base = event_base_new();
-    r->metrics = m = bt_metrics_create();
+    r->metrics = bt_metrics_create();
     r->registry = bt_registry_create(1024, 1000000);
     assert_non_null(r->base);
-    assert_non_null(m);
+    assert_non_null(r->metrics);
     assert_non_null(r->registry);
-    r->m.requests_ok = bt_metrics_counter(m, "ok_total", "", NULL);
-    r->m.requests_failed = bt_metrics_counter(m, "failed_total", "", NULL);
-    r->m.requests_rejected = bt_metrics_counter(m, "rejected_total", "", NULL);
-    r->m.prefill_retries = bt_metrics_counter(m, "pr_total", "", NULL);
-    r->m.decode_failovers = bt_metrics_counter(m, "df_total", "", NULL);
-    r->m.tokens_out = bt_metrics_counter(m, "tok_total", "", NULL);
-    r->m.prompt_tokens = bt_metrics_counter(m, "pt_total", "", NULL);
-    r->m.cached_tokens = bt_metrics_counter(m, "ct_total", "", NULL);
-    r->m.inflight = bt_metrics_gauge(m, "inflight", "", NULL);
-    r->m.queued = bt_metrics_gauge(m, "queued", "", NULL);
-    r->m.ttft = fx_latency(m, "ttft");
-    r->m.e2e = fx_latency(m, "e2e");
-    r->m.itl = fx_latency(m, "itl");
     snprintf(cmd, sizeof(cmd), "%s/tiny", f->dir);
     assert_int_equal(bt_router_model_load(r, cmd, NULL, NULL, err, sizeof(err)),
                      BT_OK);
+    bt_router_metrics_init(r);
     f->p[0] = fx_add_node(r, "p0", BT_NODE_ROLE_PREFILL);
     f->p[1] = fx_add_node(r, "p1", BT_NODE_ROLE_PREFILL);
     f->d[0] = fx_add_node(r, "d0", BT_NODE_ROLE_DECODE);
