@@ -153,6 +153,7 @@ static void bt_admin_drain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     /* route nothing new to it from now on, before its next report */
     n->load.draining = true;
     bt_info("admin: draining node %s", n->id);
+    bt_router_readiness_sync(r);
     out.state = bt_admin_state(n);
     bt_rpc_call_reply(call, &out.base);
 }
@@ -176,6 +177,7 @@ static void bt_admin_undrain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     n->load.draining = false;
     n->load.drained = false;
     bt_info("admin: undraining node %s", n->id);
+    bt_router_readiness_sync(r);
     out.state = bt_admin_state(n);
     bt_rpc_call_reply(call, &out.base);
     bt_router_queue_kick(r);

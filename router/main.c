@@ -100,25 +100,6 @@ static const bt_opts_spec_t bt_router_spec = {
     bt_router_table, BT_OPTS_COUNT(bt_router_table),
 };
 
-static bool bt_router_ready(void *arg, const char **why_p)
-{
-    bt_router_t *r = arg;
-
-    if (r->draining) {
-        *why_p = "draining";
-        return false;
-    }
-    if (bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL, NULL) == 0) {
-        *why_p = "no prefill node registered";
-        return false;
-    }
-    if (bt_registry_count(r->registry, BT_NODE_ROLE_DECODE, NULL) == 0) {
-        *why_p = "no decode node registered";
-        return false;
-    }
-    return true;
-}
-
 static void bt_router_metrics_init(bt_router_t *r)
 {
     bt_metrics_t *m = r->metrics;
@@ -191,7 +172,7 @@ static void bt_router_drain(void *arg, int signo)
     (void)signo;
     r->draining = true;
     bt_rpc_server_set_serving(r->grpc, "", false);
-    bt_rpc_server_set_serving(r->grpc, "baton.v1.Generate", false);
+    bt_router_readiness_sync(r); /* baton.v1.Generate: NOT_SERVING */
     bt_info("draining: %zu requests in flight", r->n_inflight);
     r->drain_ev = evtimer_new(r->base, bt_router_drain_check, r);
     evtimer_add(r->drain_ev, &tv);
@@ -275,8 +256,9 @@ int main(int argc, char **argv)
         s = bt_rpc_server_start(r->grpc);
     }
     if (s == BT_OK) {
-        /* Kubernetes gRPC probes and load balancers name the service */
-        bt_rpc_server_set_serving(r->grpc, "baton.v1.Generate", true);
+        /* Kubernetes gRPC probes and load balancers name the service:
+         * SERVING while nodes give the model capacity */
+        s = bt_router_readiness_start(r);
     }
     if (s != BT_OK) {
         bt_error("cannot start the grpc server on %s: %s", addr, bt_status_str(s));
@@ -309,6 +291,7 @@ int main(int argc, char **argv)
 
 out:
     bt_loop_signals_remove(sig);
+    bt_router_readiness_stop(r);
     if (r->drain_ev != NULL) {
         event_free(r->drain_ev);
     }

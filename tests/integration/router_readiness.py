@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""The router's readiness follows its capacity (TAP; issue 18, item 2).
+
+A real router with a prefill and a decode node: /readyz answers 200 and
+the gRPC health of baton.v1.Generate SERVING. `batonctl drain` of the only
+decode node turns both (503 with the reason, NOT_SERVING), and a request
+meanwhile gets 503 with Retry-After at once (no capacity is not 429);
+`batonctl undrain` makes the router ready again. With the decode node gone
+the router is not ready either. /livez stays 200 all along.
+
+BATON_BUILD_ROOT = the build folder.
+"""
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import node_cluster as nc  # noqa: E402
+
+BUILD = nc.BUILD
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def health_stubs(out):
+    hdir = os.path.join(ROOT, "proto", "grpc", "health", "v1")
+    subprocess.run(["protoc", "-I", hdir, "--python_out=" + out, "--grpc_out=" + out,
+                    "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
+                    os.path.join(hdir, "health.proto")], check=True, timeout=60)
+    sys.path.insert(0, out)
+    import health_pb2
+    import health_pb2_grpc
+    return health_pb2, health_pb2_grpc
+
+
+def ctl(rg, *args):
+    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
+                           "127.0.0.1:%d" % rg] + list(args),
+                          capture_output=True, text=True, timeout=60)
+
+
+def wait_http(port, path, want, secs=20):
+    deadline = time.time() + secs
+    got = (None, "")
+    while time.time() < deadline:
+        got = nc.http_get(port, path)
+        if got[0] == want:
+            break
+        time.sleep(0.05)
+    return got
+
+
+def completion(port):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("POST", "/v1/completions",
+              json.dumps({"model": "tiny", "prompt": "Hello", "max_tokens": 2}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    body = r.read().decode()
+    return r.status, r.getheader("Retry-After"), body
+
+
+def main():
+    try:
+        import grpc
+        hpb, hgrpc = health_stubs(tempfile.mkdtemp(prefix="baton-ready-pb-"))
+    except Exception as e:  # noqa: BLE001
+        print("1..0 # SKIP python3-grpcio or protoc missing (%s)" % e)
+        return
+    tmp, model, env = nc.setup("baton-readiness-")
+    _, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
+                                    "--model", model, "--grpc-port", "0",
+                                    "--http-port", "0", "--heartbeat", "100ms",
+                                    "--heartbeat-timeout", "1s"], env, tmp)
+    hstub = hgrpc.HealthStub(grpc.insecure_channel("127.0.0.1:%d" % rg))
+    SERVING = hpb.HealthCheckResponse.SERVING
+    NOT_SERVING = hpb.HealthCheckResponse.NOT_SERVING
+
+    def gen_health():
+        return hstub.Check(hpb.HealthCheckRequest(service="baton.v1.Generate"),
+                           timeout=5).status
+
+    def wait_health(want, secs=10):
+        deadline = time.time() + secs
+        st = None
+        while time.time() < deadline:
+            st = gen_health()
+            if st == want:
+                break
+            time.sleep(0.05)
+        return st
+
+    st, body = nc.http_get(rh, "/readyz")
+    nc.tap(st == 503 and "no prefill node" in body,
+           "no node yet: /readyz 503 with the reason", st, body)
+    nc.tap(wait_health(NOT_SERVING) == NOT_SERVING,
+           "no node yet: baton.v1.Generate NOT_SERVING")
+
+    common = ["--model", model, "--router", "ipv4:127.0.0.1:%d" % rg, "--threads", "1",
+              "--heartbeat", "100ms"]
+    procs = {}
+    for role in ("prefill", "decode"):
+        extra = ["--node-id", "rd-" + role] + (["--kv-blocks", "256"] if role == "decode" else [])
+        procs[role], _, _ = nc.start(role, [os.path.join(
+            BUILD, "%s_node/baton-%s" % (role, role))] + common + extra, env, tmp)
+    nc.tap(nc.wait_ready(rh, 60), "a prefill and a decode node: /readyz 200")
+    nc.tap(wait_health(SERVING) == SERVING, "... and baton.v1.Generate SERVING")
+
+    r = ctl(rg, "drain", "rd-decode")
+    nc.tap(r.returncode == 0, "batonctl drain rd-decode", r.stdout + r.stderr)
+    st, body = wait_http(rh, "/readyz", 503)
+    nc.tap(st == 503 and "decode" in body and "drain" in body,
+           "the only decode node drains: /readyz 503 with the reason", st, body)
+    nc.tap(wait_health(NOT_SERVING) == NOT_SERVING,
+           "... and baton.v1.Generate NOT_SERVING")
+    nc.tap(nc.http_get(rh, "/livez")[0] == 200, "... while /livez stays 200")
+    t0 = time.time()
+    st, after, body = completion(rh)
+    nc.tap(st == 503 and after is not None and time.time() - t0 < 5,
+           "a request meanwhile: 503 with Retry-After at once (no capacity)",
+           st, after, body)
+
+    r = ctl(rg, "undrain", "rd-decode")
+    nc.tap(r.returncode == 0, "batonctl undrain rd-decode", r.stdout + r.stderr)
+    st, body = wait_http(rh, "/readyz", 200)
+    nc.tap(st == 200, "undrained: /readyz 200 again", st, body)
+    nc.tap(wait_health(SERVING) == SERVING, "... and baton.v1.Generate SERVING")
+    st, _, body = completion(rh)
+    nc.tap(st == 200, "a request is served again", st, body)
+
+    procs["decode"].terminate()
+    procs["decode"].wait(timeout=60)
+    st, body = wait_http(rh, "/readyz", 503)
+    nc.tap(st == 503 and "no decode node" in body,
+           "the decode node left: /readyz 503 with the reason", st, body)
+    nc.tap(wait_health(NOT_SERVING) == NOT_SERVING,
+           "... and baton.v1.Generate NOT_SERVING")
+    nc.finish(tmp)
+
+
+if __name__ == "__main__":
+    nc.run(main)
