@@ -356,6 +356,17 @@ size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,
     return n;
 }
 
+const char *bt_node_role_str(bt_node_role_t role)
+{
+    switch (role) {
+    case BT_NODE_ROLE_PREFILL: return "prefill";
+    case BT_NODE_ROLE_DECODE:  return "decode";
+    case BT_NODE_ROLE_BOTH:    return "prefill+decode";
+    case BT_NODE_ROLE_KVSTORE: return "kvstore";
+    default:                   return "unknown";
+    }
+}
+
 size_t bt_registry_count_usable(const bt_registry_t *reg, bt_node_role_t role,
                                 const char *model)
 {

@@ -29,6 +29,9 @@ typedef enum {
     BT_NODE_ROLE_KVSTORE = 4,   /* a kvstore replica: KV events, no requests */
 } bt_node_role_t;
 
+/* "prefill", "decode", "prefill+decode", "kvstore" ("unknown" otherwise) */
+const char *bt_node_role_str(bt_node_role_t role);
+
 typedef struct {
     uint64_t queued_prefill_tokens;
     uint32_t running_sequences;

@@ -9,6 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The finish reason by name, for log lines. */
+static const char *bt_rreq_finish_str(Baton__V1__FinishReason finish)
+{
+    switch (finish) {
+    case BATON__V1__FINISH_REASON__FINISH_REASON_STOP:      return "stop";
+    case BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH:    return "length";
+    case BATON__V1__FINISH_REASON__FINISH_REASON_CANCELLED: return "cancelled";
+    case BATON__V1__FINISH_REASON__FINISH_REASON_ERROR:     return "error";
+    default:                                                return "unspecified";
+    }
+}
+
 void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
                  Baton__V1__FinishReason finish)
 {
@@ -39,8 +52,9 @@ void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
         bt_counter_add(r->m.prompt_tokens, (double)req->n_prompt);
         bt_counter_add(r->m.cached_tokens, (double)req->cached_tokens);
         bt_histogram_observe(r->m.e2e, bt_elapsed_s(req->created_ns, bt_now_ns()));
-        BT_LOG_REQ(INFO, req->id, "done: prompt %zu generated %zu cached %u finish %d",
-                   req->n_prompt, req->n_gen, req->cached_tokens, (int)finish);
+        BT_LOG_REQ(INFO, req->id, "done: prompt %zu generated %zu cached %u finish %s",
+                   req->n_prompt, req->n_gen, req->cached_tokens,
+                   bt_rreq_finish_str(finish));
     } else {
         bt_counter_inc(r->m.requests_failed);
         BT_LOG_REQ(WARN, req->id, "failed after %zu tokens: %s (%s)", req->n_gen,
