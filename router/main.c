@@ -87,6 +87,8 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_STRING, 0, 0, NULL, O(api_keys) },
     { "log-level", 0, NULL, "info", "trace, debug, info, warn or error",
       BT_OPT_STRING, 0, 0, NULL, O(c.log_level) },
+    { "access-log", 0, NULL, "on", "a log line per HTTP request (method, path, status, bytes, duration, request id)",
+      BT_OPT_BOOL, 0, 0, NULL, O(c.access_log) },
     { "log-format", 0, NULL, "text", "log lines as text or JSON",
       BT_OPT_ENUM, 0, 0, "text|json", O(c.log_format) },
     BT_RPC_TLS_OPTS_DAEMON(O(c.tls)),
@@ -268,6 +270,7 @@ int main(int argc, char **argv)
                                     o.c.max_body, &r->http_bound_port);
     if (r->http != NULL) {
         bt_http_server_set_limits(r->http, &o.http);
+        bt_http_server_set_access_log(r->http, o.c.access_log);
     }
     if (r->http == NULL ||
         bt_http_add_standard(r->http, bt_router_ready, r, r->metrics) != BT_OK ||

@@ -57,6 +57,7 @@ typedef struct {
     int64_t     drain_timeout_ms;
     const char *log_level;
     int         log_format;
+    bool        access_log;          /* a log line per HTTP request */
     bt_rpc_tls_cfg_t tls;            /* gRPC listener and channels to nodes */
 } bt_router_cfg_t;
 

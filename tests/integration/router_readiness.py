@@ -53,14 +53,16 @@ def wait_http(port, path, want, secs=20):
     return got
 
 
-def completion(port):
+def completion(port, rid=None, hdr="Retry-After"):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = {"Content-Type": "application/json"}
+    if rid:
+        h["X-Request-Id"] = rid
     c.request("POST", "/v1/completions",
-              json.dumps({"model": "tiny", "prompt": "Hello", "max_tokens": 2}),
-              {"Content-Type": "application/json"})
+              json.dumps({"model": "tiny", "prompt": "Hello", "max_tokens": 2}), h)
     r = c.getresponse()
     body = r.read().decode()
-    return r.status, r.getheader("Retry-After"), body
+    return r.status, r.getheader(hdr), body
 
 
 def main():
@@ -130,6 +132,32 @@ def main():
     nc.tap(wait_health(SERVING) == SERVING, "... and baton.v1.Generate SERVING")
     st, _, body = completion(rh)
     nc.tap(st == 200, "a request is served again", st, body)
+    st, echoed, body = completion(rh, "client-rid-7", "X-Request-Id")
+    nc.tap(st == 200 and echoed == "client-rid-7",
+           "a client's X-Request-Id is the request id and comes back", st, echoed)
+    st, echoed, _ = completion(rh, "bad id!", "X-Request-Id")
+    nc.tap(st == 400 and echoed is None, "an invalid X-Request-Id: 400, not echoed",
+           st, echoed)
+    c = http.client.HTTPConnection("127.0.0.1", rh, timeout=10)
+    c.request("GET", "/v1/nope", headers={"X-Request-Id": "probe-rid-1"})
+    r = c.getresponse()
+    r.read()
+    nc.tap(r.status == 404 and r.getheader("X-Request-Id") == "probe-rid-1",
+           "an error reply echoes the client's X-Request-Id", r.status,
+           r.getheader("X-Request-Id"))
+    time.sleep(0.2)
+    with open(os.path.join(tmp, "router.err")) as f:
+        log = f.read()
+    access = [ln for ln in log.splitlines()
+              if "http POST /v1/completions 200" in ln and "client-rid-7" in ln]
+    nc.tap(len(access) == 1 and " bytes " in access[0] and " ms" in access[0],
+           "an access log line: method, path, status, bytes, duration, request id",
+           access, log[-2000:])
+    done = [ln for ln in log.splitlines() if "client-rid-7" in ln and "done:" in ln]
+    nc.tap(len(done) == 1 and "finish length" in done[0],
+           "the end line names the finish reason", done)
+    nc.tap(any("rpc listening on 127.0.0.1:%d" % rg in ln for ln in log.splitlines()),
+           "'rpc listening' names the bound port", rg)
 
     procs["decode"].terminate()
     procs["decode"].wait(timeout=60)
