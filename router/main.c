@@ -221,9 +221,11 @@ int main(int argc, char **argv)
 
     r->base = bt_loop_create();
     r->metrics = bt_metrics_create();
+    r->traces = bt_traces_create(BT_TRACE_KEEP);
     r->registry = bt_registry_create((size_t)o.c.prefix_index_entries,
                                      (uint64_t)o.c.heartbeat_timeout_ms);
-    if (r->base == NULL || r->metrics == NULL || r->registry == NULL) {
+    if (r->base == NULL || r->metrics == NULL || r->registry == NULL ||
+        r->traces == NULL) {
         goto out;
     }
     bt_router_metrics_init(r);
@@ -306,6 +308,7 @@ out:
         event_free(r->expire_ev);
     }
     bt_registry_destroy(r->registry);
+    bt_traces_destroy(r->traces);
     if (r->model != NULL) {
         bt_router_model_free(r);
     }

@@ -23,6 +23,7 @@
 #include "rpc/server.h"
 #include "rpc/tls_cfg.h"
 #include "select.h"
+#include "trace.h"
 
 #include <event2/event.h>
 
@@ -117,6 +118,7 @@ typedef struct bt_router {
     uint64_t             drain_waited_ms;
     int                  grpc_bound_port;
     int                  http_bound_port;
+    bt_traces_t         *traces;       /* request traces (trace.h); NULL: off */
     /* readiness.c: the last answer, kept in the gRPC health */
     struct event        *ready_ev;
     bool                 ready;

@@ -1,12 +1,21 @@
 #!/usr/bin/python3
-"""The router's readiness follows its capacity (TAP; issue 18, item 2).
+"""The router's operator surface on a real cluster (TAP; issue 18).
 
+Readiness follows capacity (item 2):
 A real router with a prefill and a decode node: /readyz answers 200 and
 the gRPC health of baton.v1.Generate SERVING. `batonctl drain` of the only
 decode node turns both (503 with the reason, NOT_SERVING), and a request
 meanwhile gets 503 with Retry-After at once (no capacity is not 429);
 `batonctl undrain` makes the router ready again. With the decode node gone
 the router is not ready either. /livez stays 200 all along.
+
+Logs (item 7): a client's X-Request-Id is the request id and is echoed
+(error replies too), an access log line per request, the finish reason
+by name, 'rpc listening' with the bound port.
+
+Tracing: `batonctl trace ID -o json` gives the request's events in
+order; an unknown id is NOT_FOUND. (A failover in a trace:
+cluster_failover.py.)
 
 BATON_BUILD_ROOT = the build folder.
 """
@@ -158,6 +167,40 @@ def main():
            "the end line names the finish reason", done)
     nc.tap(any("rpc listening on 127.0.0.1:%d" % rg in ln for ln in log.splitlines()),
            "'rpc listening' names the bound port", rg)
+
+    r = ctl(rg, "trace", "client-rid-7", "-o", "json")
+    kinds = []
+    try:
+        tr = json.loads(r.stdout)
+        kinds = [e["kind"] for e in tr["events"]]
+        offs = [int(e["offset_us"]) for e in tr["events"]]
+    except (ValueError, KeyError) as e:
+        tr, offs = {}, []
+    # the decode stream may give the first token before Prefill answers
+    pos = {k: kinds.index(k) for k in set(kinds)}
+    ordered = all(k in pos for k in ("admitted", "pair", "reserved", "prefill",
+                                      "prefill_done", "first_token", "end")) and \
+        kinds[0] == "admitted" and kinds[-1] == "end" and \
+        pos["pair"] < pos["reserved"] < pos["prefill"] < pos["prefill_done"] and \
+        pos["prefill"] < pos["first_token"]
+    nc.tap(r.returncode == 0 and ordered and offs == sorted(offs) and not tr.get("live"),
+           "batonctl trace -o json: the request's events in order", kinds, r.stderr)
+    pair = [e for e in tr.get("events", []) if e["kind"] == "pair"]
+    nc.tap(pair and "score" in pair[0]["detail"] and "rd-decode" in pair[0]["detail"],
+           "the pair event names the nodes and their scores", pair)
+    end = [e for e in tr.get("events", []) if e["kind"] == "end"]
+    nc.tap(end and "finish length" in end[0]["detail"], "the end event has the status",
+           end)
+    r = ctl(rg, "trace", "client-rid-7")
+    nc.tap(r.returncode == 0 and "OFFSET_MS" in r.stdout and "first_token" in r.stdout,
+           "batonctl trace prints the waterfall", r.stdout, r.stderr)
+    print("# " + r.stdout.replace("\n", "\n# "))
+    r = ctl(rg, "trace", "client-rid-7", "-o", "yaml")
+    nc.tap(r.returncode == 0 and "events:" in r.stdout, "batonctl trace -o yaml",
+           r.stdout[:300], r.stderr)
+    r = ctl(rg, "trace", "no-such-request")
+    nc.tap(r.returncode != 0 and "NOT_FOUND" in r.stderr,
+           "an unknown request id: NOT_FOUND", r.returncode, r.stderr)
 
     procs["decode"].terminate()
     procs["decode"].wait(timeout=60)
