@@ -198,6 +198,17 @@ def main():
     r = ctl(rg, "trace", "client-rid-7", "-o", "yaml")
     nc.tap(r.returncode == 0 and "events:" in r.stdout, "batonctl trace -o yaml",
            r.stdout[:300], r.stderr)
+    _, _, rh2 = nc.start("router-quiet", [os.path.join(BUILD, "router/baton-router"),
+                                           "--model", model, "--grpc-port", "0",
+                                           "--http-port", "0", "--access-log", "off"],
+                         env, tmp)
+    st, _ = nc.http_get(rh2, "/v1/models")
+    time.sleep(0.2)
+    with open(os.path.join(tmp, "router-quiet.err")) as f:
+        quiet = f.read()
+    nc.tap(st == 200 and "http GET" not in quiet, "--access-log off: no access lines",
+           st, quiet[-500:])
+
     r = ctl(rg, "trace", "no-such-request")
     nc.tap(r.returncode != 0 and "NOT_FOUND" in r.stderr,
            "an unknown request id: NOT_FOUND", r.returncode, r.stderr)
