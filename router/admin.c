@@ -348,7 +348,7 @@ static void bt_admin_get_trace(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         evp[i] = &ev[i];
     }
     out.request_id = (char *)t->id;
-    out.live = t->live;
+    out.live = t->live && !t->ended;   /* ended: its callbacks may still run */
     out.admitted_unix_ms = t->admitted_unix_ms;
     out.n_events = t->n_events;
     out.events = evp;

@@ -80,12 +80,14 @@ void bt_trace_add(bt_trace_t *t, const char *kind, const char *fmt, ...)
     if (t == NULL) {
         return;
     }
+    end = end && !t->ended;   /* a second end is an ordinary event */
     /* the last slot is the end's */
     if (t->n_events >= BT_TRACE_MAX_EVENTS ||
         (!end && t->n_events >= BT_TRACE_MAX_EVENTS - 1)) {
         t->dropped++;
         return;
     }
+    t->ended |= end;
     e = &t->events[t->n_events++];
     e->offset_us = (bt_now_ns() - t->t0_ns) / 1000;
     snprintf(e->kind, sizeof(e->kind), "%s", kind);

@@ -28,7 +28,8 @@ typedef struct bt_trace {
     char              id[65];
     uint64_t          t0_ns;
     uint64_t          admitted_unix_ms;
-    bool              live;
+    bool              live;                    /* on the live list */
+    bool              ended;                   /* its "end" event came */
     uint32_t          dropped;                 /* events past the bound */
     uint32_t          n_events;
     bt_trace_event_t  events[BT_TRACE_MAX_EVENTS];

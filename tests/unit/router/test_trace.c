@@ -36,6 +36,7 @@ static void test_trace_events_bounded(void **state)
     f = bt_traces_find(ts, "req-a");
     assert_ptr_equal(f, t);
     assert_true(f->live);
+    assert_true(f->ended);
     bt_trace_finish(ts, t);
     f = bt_traces_find(ts, "req-a");
     assert_non_null(f);
