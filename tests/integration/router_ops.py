@@ -82,7 +82,7 @@ def main():
         print("1..0 # SKIP python3-grpcio or protoc missing (%s)" % e)
         return
     tmp, model, env = nc.setup("baton-readiness-")
-    _, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
+    router, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
                                     "--model", model, "--grpc-port", "0",
                                     "--http-port", "0", "--heartbeat", "100ms",
                                     "--heartbeat-timeout", "1s"], env, tmp)
@@ -220,6 +220,13 @@ def main():
            "the decode node left: /readyz 503 with the reason", st, body)
     nc.tap(wait_health(NOT_SERVING) == NOT_SERVING,
            "... and baton.v1.Generate NOT_SERVING")
+    router.terminate()
+    rc = router.wait(timeout=120)
+    with open(os.path.join(tmp, "router.err")) as f:
+        log = f.read()
+    nc.tap(rc == 0 and "Sanitizer" not in log and "stopped" in log,
+           "SIGTERM: the router stops cleanly (traces and timers freed)", rc,
+           log[-1500:])
     nc.finish(tmp)
 
 
