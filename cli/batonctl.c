@@ -69,6 +69,11 @@ static const ctl_cmd_t ctl_cmds[] = {
       "drop the prefix cache of NODE (default: every node)", ctl_cmd_flush_cache },
     { "cancel", "REQUEST_ID", 1, 1, 0, "cancelling requests",
       "cancel a request in flight", ctl_cmd_cancel },
+    { "trace", "REQUEST_ID", 1, 1, 0, "tracing requests",
+      "a request's waterfall: its timed events from admission (queued, pair "
+      "chosen with the scores, reservation, prefill, first token, failovers, "
+      "end), live or among the router's last 1024 finished",
+      ctl_cmd_trace },
     { "cache-stats", "[--node NODE]", 0, 0, CO_NODE, "cache statistics",
       "prefix cache occupancy and hit rate per node and kvstore tier",
       ctl_cmd_cache_stats },

@@ -157,6 +157,7 @@ int ctl_cmd_undrain(ctl_t *ctl, int n_args, char **args);
 int ctl_cmd_forget(ctl_t *ctl, int n_args, char **args);
 int ctl_cmd_flush_cache(ctl_t *ctl, int n_args, char **args);
 int ctl_cmd_cancel(ctl_t *ctl, int n_args, char **args);
+int ctl_cmd_trace(ctl_t *ctl, int n_args, char **args);   /* ctl_trace.c */
 int ctl_cmd_cache_stats(ctl_t *ctl, int n_args, char **args);
 int ctl_cmd_placement(ctl_t *ctl, int n_args, char **args);
 int ctl_cmd_rebalance(ctl_t *ctl, int n_args, char **args);

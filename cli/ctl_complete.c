@@ -63,7 +63,7 @@ int ctl_completion_bash(FILE *out, const ctl_words_t *words)
                 "            local names\n"
                 "            names=$(batonctl get \"$kind\" 2>/dev/null | awk 'NR > 1 { print $1 }')\n"
                 "            COMPREPLY=( $(compgen -W \"$names\" -- \"$cur\") ) ;;\n"
-                "        cancel:0)\n"
+                "        cancel:0|trace:0)\n"
                 "            COMPREPLY=( $(compgen -W \"$(batonctl get requests 2>/dev/null | awk 'NR > 1 { print $1 }')\" -- \"$cur\") ) ;;\n"
                 "    esac\n"
                 "}\n"

@@ -33,6 +33,7 @@ typedef struct {
     int64_t     drain_timeout_ms;
     const char *log_level;
     int         log_format;
+    bool        access_log;    /* a log line per HTTP request */
     const char *router;        /* gRPC target of the router; NULL: none */
     const char *advertise;     /* the target nodes use for this store */
     const char *node_id;       /* registry id; NULL: the advertised target */

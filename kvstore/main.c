@@ -51,6 +51,8 @@ static const bt_opt_t bt_kvsd_table[] = {
       BT_OPT_STRING, 0, 0, NULL, O(log_level) },
     { "log-format", 0, NULL, "text", "log lines as text or JSON",
       BT_OPT_ENUM, 0, 0, "text|json", O(log_format) },
+    { "access-log", 0, NULL, "on", "a log line per HTTP request (method, path, status, bytes, duration)",
+      BT_OPT_BOOL, 0, 0, NULL, O(access_log) },
     { "router", 0, NULL, NULL, "gRPC target of the router to register with "
       "(its blocks then count for every prefill node in pair selection); "
       "unset: no registration", BT_OPT_STRING, 0, 0, NULL, O(router) },
@@ -338,6 +340,9 @@ int main(int argc, char **argv)
     d->http = bt_http_server_create(d->base, d->cfg.listen,
                                     (int)d->cfg.http_port, 1 << 16,
                                     &d->http_port);
+    if (d->http != NULL) {
+        bt_http_server_set_access_log(d->http, d->cfg.access_log);
+    }
     if (d->http == NULL ||
         bt_http_add_standard(d->http, bt_kvsd_ready, d, d->metrics) != BT_OK) {
         goto out;

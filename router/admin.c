@@ -153,6 +153,7 @@ static void bt_admin_drain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     /* route nothing new to it from now on, before its next report */
     n->load.draining = true;
     bt_info("admin: draining node %s", n->id);
+    bt_router_readiness_sync(r);
     out.state = bt_admin_state(n);
     bt_rpc_call_reply(call, &out.base);
 }
@@ -176,6 +177,7 @@ static void bt_admin_undrain(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     n->load.draining = false;
     n->load.drained = false;
     bt_info("admin: undraining node %s", n->id);
+    bt_router_readiness_sync(r);
     out.state = bt_admin_state(n);
     bt_rpc_call_reply(call, &out.base);
     bt_router_queue_kick(r);
@@ -318,6 +320,39 @@ static void bt_admin_cancel(bt_rpc_call_t *call, const ProtobufCMessage *msg,
 
     out.found = in->request_id != NULL &&
                 bt_router_request_cancel_by_id(r, in->request_id) == BT_OK;
+    bt_rpc_call_reply(call, &out.base);
+}
+
+static void bt_admin_get_trace(bt_rpc_call_t *call, const ProtobufCMessage *msg,
+                               void *arg)
+{
+    bt_router_t *r = arg;
+    const Baton__V1__GetTraceRequest *in = (const Baton__V1__GetTraceRequest *)msg;
+    Baton__V1__GetTraceResponse out = BATON__V1__GET_TRACE_RESPONSE__INIT;
+    Baton__V1__TraceEvent ev[BT_TRACE_MAX_EVENTS];
+    Baton__V1__TraceEvent *evp[BT_TRACE_MAX_EVENTS];
+    const bt_trace_t *t = bt_traces_find(r->traces, in->request_id);
+    uint32_t i;
+
+    if (t == NULL) {
+        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND, "no trace of request %s (the "
+                         "router keeps live requests and the last %d finished)",
+                         in->request_id ? in->request_id : "", BT_TRACE_KEEP);
+        return;
+    }
+    for (i = 0; i < t->n_events; i++) {
+        baton__v1__trace_event__init(&ev[i]);
+        ev[i].offset_us = t->events[i].offset_us;
+        ev[i].kind = (char *)t->events[i].kind;
+        ev[i].detail = (char *)t->events[i].detail;
+        evp[i] = &ev[i];
+    }
+    out.request_id = (char *)t->id;
+    out.live = t->live && !t->ended;   /* ended: its callbacks may still run */
+    out.admitted_unix_ms = t->admitted_unix_ms;
+    out.n_events = t->n_events;
+    out.events = evp;
+    out.dropped_events = t->dropped;
     bt_rpc_call_reply(call, &out.base);
 }
 
@@ -464,6 +499,8 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
           bt_admin_version },
         { "/baton.v1.Admin/Forget", &baton__v1__forget_request__descriptor,
           bt_admin_forget },
+        { "/baton.v1.Admin/GetTrace", &baton__v1__get_trace_request__descriptor,
+          bt_admin_get_trace },
     };
     bt_router_admin_t *a = calloc(1, sizeof(*a));
     size_t i;

@@ -87,6 +87,8 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_STRING, 0, 0, NULL, O(api_keys) },
     { "log-level", 0, NULL, "info", "trace, debug, info, warn or error",
       BT_OPT_STRING, 0, 0, NULL, O(c.log_level) },
+    { "access-log", 0, NULL, "on", "a log line per HTTP request (method, path, status, bytes, duration, request id)",
+      BT_OPT_BOOL, 0, 0, NULL, O(c.access_log) },
     { "log-format", 0, NULL, "text", "log lines as text or JSON",
       BT_OPT_ENUM, 0, 0, "text|json", O(c.log_format) },
     BT_RPC_TLS_OPTS_DAEMON(O(c.tls)),
@@ -99,25 +101,6 @@ static const bt_opts_spec_t bt_router_spec = {
     "the node registry, and (prefill, decode) pair selection.",
     bt_router_table, BT_OPTS_COUNT(bt_router_table),
 };
-
-static bool bt_router_ready(void *arg, const char **why_p)
-{
-    bt_router_t *r = arg;
-
-    if (r->draining) {
-        *why_p = "draining";
-        return false;
-    }
-    if (bt_registry_count(r->registry, BT_NODE_ROLE_PREFILL, NULL) == 0) {
-        *why_p = "no prefill node registered";
-        return false;
-    }
-    if (bt_registry_count(r->registry, BT_NODE_ROLE_DECODE, NULL) == 0) {
-        *why_p = "no decode node registered";
-        return false;
-    }
-    return true;
-}
 
 static void bt_router_drain_check(evutil_socket_t fd, short what, void *arg)
 {
@@ -150,7 +133,7 @@ static void bt_router_drain(void *arg, int signo)
     (void)signo;
     r->draining = true;
     bt_rpc_server_set_serving(r->grpc, "", false);
-    bt_rpc_server_set_serving(r->grpc, "baton.v1.Generate", false);
+    bt_router_readiness_sync(r); /* baton.v1.Generate: NOT_SERVING */
     bt_info("draining: %zu requests in flight", r->n_inflight);
     r->drain_ev = evtimer_new(r->base, bt_router_drain_check, r);
     evtimer_add(r->drain_ev, &tv);
@@ -197,9 +180,11 @@ int main(int argc, char **argv)
 
     r->base = bt_loop_create();
     r->metrics = bt_metrics_create();
+    r->traces = bt_traces_create(BT_TRACE_KEEP);
     r->registry = bt_registry_create((size_t)o.c.prefix_index_entries,
                                      (uint64_t)o.c.heartbeat_timeout_ms);
-    if (r->base == NULL || r->metrics == NULL || r->registry == NULL) {
+    if (r->base == NULL || r->metrics == NULL || r->registry == NULL ||
+        r->traces == NULL) {
         goto out;
     }
     s = bt_router_model_load(r, o.c.model_dir, o.c.model_name, o.chat_template,
@@ -234,8 +219,9 @@ int main(int argc, char **argv)
         s = bt_rpc_server_start(r->grpc);
     }
     if (s == BT_OK) {
-        /* Kubernetes gRPC probes and load balancers name the service */
-        bt_rpc_server_set_serving(r->grpc, "baton.v1.Generate", true);
+        /* Kubernetes gRPC probes and load balancers name the service:
+         * SERVING while nodes give the model capacity */
+        s = bt_router_readiness_start(r);
     }
     if (s != BT_OK) {
         bt_error("cannot start the grpc server on %s: %s", addr, bt_status_str(s));
@@ -245,6 +231,7 @@ int main(int argc, char **argv)
                                     o.c.max_body, &r->http_bound_port);
     if (r->http != NULL) {
         bt_http_server_set_limits(r->http, &o.http);
+        bt_http_server_set_access_log(r->http, o.c.access_log);
     }
     if (r->http == NULL ||
         bt_http_add_standard(r->http, bt_router_ready, r, r->metrics) != BT_OK ||
@@ -268,6 +255,7 @@ int main(int argc, char **argv)
 
 out:
     bt_loop_signals_remove(sig);
+    bt_router_readiness_stop(r);
     if (r->drain_ev != NULL) {
         event_free(r->drain_ev);
     }
@@ -279,6 +267,7 @@ out:
         event_free(r->expire_ev);
     }
     bt_registry_destroy(r->registry);
+    bt_traces_destroy(r->traces);
     if (r->model != NULL) {
         bt_router_model_free(r);
     }

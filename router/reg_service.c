@@ -29,7 +29,7 @@ static void bt_router_update_node_gauges(bt_router_t *r)
 }
 
 /* Takes the node out of the pool: requests on it fail over. */
-static void bt_reg_stream_drop(bt_reg_stream_t *st, const char *why)
+static void bt_reg_stream_drop(bt_reg_stream_t *st, const char *why, bool planned)
 {
     bt_router_t *r = st->r;
     bt_node_t *node = st->node;
@@ -40,7 +40,13 @@ static void bt_reg_stream_drop(bt_reg_stream_t *st, const char *why)
         return;
     }
     slot = node->slot;
-    bt_warn("node %s left the pool: %s", node->id, why);
+    /* a node that closed its side left on purpose (its drain, SIGTERM);
+     * a stream that broke is a failure */
+    if (planned) {
+        bt_info("node %s left the pool: %s", node->id, why);
+    } else {
+        bt_warn("node %s left the pool: %s", node->id, why);
+    }
     bt_router_requests_node_gone(r, node, why);
     bt_registry_remove(r->registry, node);
     bt_rpc_channel_destroy(r->node_ch[slot]);
@@ -117,8 +123,8 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
     }
     st->node = node;
     st->gen = r->node_gen[node->slot] = ++r->next_gen;
-    bt_info("node %s joined: role %d model %s at %s, %u blocks of %u tokens",
-            node->id, (int)node->role, node->model, node->grpc_address,
+    bt_info("node %s joined: role %s model %s at %s, %u blocks of %u tokens",
+            node->id, bt_node_role_str(node->role), node->model, node->grpc_address,
             node->total_blocks, node->block_size);
     ack.ok = true;
     ack.command_id = 0;
@@ -202,7 +208,7 @@ static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *ar
 
     (void)arg;
     if (msg == NULL) { /* the node closed its side: a clean leave */
-        bt_reg_stream_drop(st, "closed its registration");
+        bt_reg_stream_drop(st, "closed its registration", true);
         bt_rpc_call_set_ctx(call, NULL);
         bt_rpc_call_finish(call);
         free(st);
@@ -265,7 +271,7 @@ static void bt_reg_cancel(bt_rpc_call_t *call, void *arg)
     if (st == NULL) {
         return;
     }
-    bt_reg_stream_drop(st, "lost its registration stream");
+    bt_reg_stream_drop(st, "lost its registration stream", false);
     bt_rpc_call_set_ctx(call, NULL);
     bt_rpc_call_fail(call, BT_ERR_CANCELLED, NULL);
     free(st);

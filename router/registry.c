@@ -356,6 +356,35 @@ size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,
     return n;
 }
 
+const char *bt_node_role_str(bt_node_role_t role)
+{
+    switch (role) {
+    case BT_NODE_ROLE_PREFILL: return "prefill";
+    case BT_NODE_ROLE_DECODE:  return "decode";
+    case BT_NODE_ROLE_BOTH:    return "prefill+decode";
+    case BT_NODE_ROLE_KVSTORE: return "kvstore";
+    default:                   return "unknown";
+    }
+}
+
+size_t bt_registry_count_usable(const bt_registry_t *reg, bt_node_role_t role,
+                                const char *model)
+{
+    size_t n = 0;
+    unsigned i;
+
+    for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        const bt_node_t *node = &reg->nodes[i];
+
+        if (node->live && (node->role & role) && !node->load.draining &&
+            !node->load.drained &&
+            (model == NULL || strcmp(node->model, model) == 0)) {
+            n++;
+        }
+    }
+    return n;
+}
+
 const bt_prefix_index_t *bt_registry_index(const bt_registry_t *reg)
 {
     return reg->index;

@@ -29,6 +29,9 @@ typedef enum {
     BT_NODE_ROLE_KVSTORE = 4,   /* a kvstore replica: KV events, no requests */
 } bt_node_role_t;
 
+/* "prefill", "decode", "prefill+decode", "kvstore" ("unknown" otherwise) */
+const char *bt_node_role_str(bt_node_role_t role);
+
 typedef struct {
     uint64_t queued_prefill_tokens;
     uint32_t running_sequences;
@@ -167,6 +170,10 @@ bt_node_t *bt_registry_slot(bt_registry_t *reg, unsigned slot);
 uint64_t bt_registry_next_choice(bt_registry_t *reg);
 size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,
                          const char *model);
+/* As bt_registry_count, without the nodes that drain (or drained): the
+ * ones that may take a new request. */
+size_t bt_registry_count_usable(const bt_registry_t *reg, bt_node_role_t role,
+                                const char *model);
 
 const bt_prefix_index_t *bt_registry_index(const bt_registry_t *reg);
 /* Slots of the live kvstore replicas (BT_PREFIX_WORDS words, bit = slot). */

@@ -102,6 +102,8 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     req->pending_cbs++;
     bt_rreq_set_state(req, BT_RREQ_PREFILLING);
     bt_rreq_renew_arm(req);
+    BT_RREQ_TRACE(req, "prefill", "on %s, %zu tokens", req->p_id,
+                  req->n_prompt + req->n_gen);
     BT_LOG_REQ(DEBUG, req->id, "prefill on %s, %zu tokens", req->p_id,
                req->n_prompt + req->n_gen);
 }
@@ -134,6 +136,8 @@ static void bt_rreq_retry_prefill(bt_rreq_t *req, const char *why)
     bt_counter_inc(r->m.prefill_retries);
     BT_LOG_REQ(WARN, req->id, "prefill on %s failed (%s): retrying on %s", req->p_id,
                why, sel.prefill->id);
+    BT_RREQ_TRACE(req, "prefill_retry", "%s failed (%s): retrying on %s", req->p_id,
+                  why, sel.prefill->id);
     bt_select_release(bt_rreq_node(req, req->p_slot, req->p_gen), NULL,
                       req->p_assigned_tokens);
     req->p_slot = sel.prefill->slot;
@@ -180,6 +184,17 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
     if (pr->stats != NULL) {
         bt_counter_add(req->r->m.hits_node, (double)pr->stats->node_cached_tokens);
         bt_counter_add(req->r->m.hits_kvstore, (double)pr->stats->kvstore_cached_tokens);
+        BT_RREQ_TRACE(req, "prefill_done", "%s: %u cached (%u node, %u kvstore), "
+                      "%u computed, %llu bytes sent in %llu us",
+                      req->p_id, pr->cached_tokens, pr->stats->node_cached_tokens,
+                      pr->stats->kvstore_cached_tokens, pr->stats->computed_tokens,
+                      (unsigned long long)pr->stats->transfer_bytes,
+                      (unsigned long long)pr->stats->transfer_us);
+    } else {
+        BT_RREQ_TRACE(req, "prefill_done", "%s: %u cached", req->p_id,
+                      pr->cached_tokens);
+    }
+    if (pr->stats != NULL) {
         BT_LOG_REQ(INFO, req->id, "prefilled on %s: %u tokens, %u cached (%u "
                    "node, %u kvstore), %u computed, %llu bytes in %llu us",
                    req->p_id, pr->stats->computed_tokens + pr->cached_tokens,
@@ -240,6 +255,9 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
                                     req->d_blocks);
             req->d_pending = false;
         }
+        BT_RREQ_TRACE(req, "reserved", "%zu blocks on %s (lease %llu)",
+                      req->resv ? req->resv->n_block_ids : 0, req->d_id,
+                      req->resv ? (unsigned long long)req->resv->lease_id : 0ull);
         BT_LOG_REQ(DEBUG, req->id, "reserved %zu blocks on %s (lease %llu)",
                    req->resv ? req->resv->n_block_ids : 0, req->d_id,
                    req->resv ? (unsigned long long)req->resv->lease_id : 0ull);
@@ -406,6 +424,8 @@ void bt_rreq_failover(bt_rreq_t *req, const char *why)
     }
     BT_LOG_REQ(WARN, req->id, "%s: moving to another decode node after %zu tokens",
                why, req->n_gen);
+    BT_RREQ_TRACE(req, "failover", "decode %s: %s, after %zu tokens", req->d_id, why,
+                  req->n_gen);
     bt_node_set_add(&req->exclude_d, req->d_slot);
     if (req->resv != NULL) {
         baton__v1__reservation__free_unpacked(req->resv, NULL);

@@ -9,6 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The finish reason by name, for log lines. */
+static const char *bt_rreq_finish_str(Baton__V1__FinishReason finish)
+{
+    switch (finish) {
+    case BATON__V1__FINISH_REASON__FINISH_REASON_STOP:      return "stop";
+    case BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH:    return "length";
+    case BATON__V1__FINISH_REASON__FINISH_REASON_CANCELLED: return "cancelled";
+    case BATON__V1__FINISH_REASON__FINISH_REASON_ERROR:     return "error";
+    default:                                                return "unspecified";
+    }
+}
+
 void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
                  Baton__V1__FinishReason finish)
 {
@@ -31,6 +44,20 @@ void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
         event_del(req->go_ev);
     }
 
+    if (req->n_gen > 1 && req->last_token_ns > req->first_token_ns) {
+        BT_RREQ_TRACE(req, "decode", "%zu tokens after the first on %s, %.2f ms "
+                      "per token", req->n_gen - 1, req->d_id,
+                      (double)(req->last_token_ns - req->first_token_ns) / 1e6 /
+                      (double)(req->n_gen - 1));
+    }
+    if (status == BT_OK) {
+        BT_RREQ_TRACE(req, "end", "ok: finish %s, prompt %zu, generated %zu, cached %u",
+                      bt_rreq_finish_str(finish), req->n_prompt, req->n_gen,
+                      req->cached_tokens);
+    } else {
+        BT_RREQ_TRACE(req, "end", "%s: %s, after %zu tokens", bt_status_str(status),
+                      msg ? msg : "", req->n_gen);
+    }
     usage.prompt_tokens = (uint32_t)req->n_prompt;
     usage.completion_tokens = (uint32_t)req->n_gen;
     usage.cached_tokens = req->cached_tokens;
@@ -45,8 +72,9 @@ void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
         }
         bt_counter_inc(finish == BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH
                        ? r->m.success_length : r->m.success_stop);
-        BT_LOG_REQ(INFO, req->id, "done: prompt %zu generated %zu cached %u finish %d",
-                   req->n_prompt, req->n_gen, req->cached_tokens, (int)finish);
+        BT_LOG_REQ(INFO, req->id, "done: prompt %zu generated %zu cached %u finish %s",
+                   req->n_prompt, req->n_gen, req->cached_tokens,
+                   bt_rreq_finish_str(finish));
     } else {
         bt_counter_inc(r->m.requests_failed);
         if (status == BT_ERR_CANCELLED) {

@@ -25,6 +25,8 @@ static void bt_rreq_renew_done(void *arg, const bt_rpc_result_t *result,
             req->resv->expiry_unix_ms =
                 ((const Baton__V1__RenewLeaseResponse *)resp)->expiry_unix_ms;
         }
+        BT_RREQ_TRACE(req, "lease_renewed", "lease %llu on %s",
+                      (unsigned long long)req->resv->lease_id, req->d_id);
         BT_LOG_REQ(DEBUG, req->id, "lease %llu on %s renewed",
                    (unsigned long long)req->resv->lease_id, req->d_id);
         return;

@@ -67,6 +67,7 @@ bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
     req->gen[req->n_gen++] = token;
     if (req->first_token_ns == 0) {
         req->first_token_ns = now;
+        BT_RREQ_TRACE(req, "first_token", "token %u", token);
         bt_histogram_observe(req->r->m.ttft, bt_elapsed_s(req->created_ns, now));
         if (req->sent_ns != 0) {
             bt_histogram_observe(req->r->m.prefill_time, bt_elapsed_s(req->sent_ns, now));

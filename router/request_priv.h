@@ -101,7 +101,12 @@ struct bt_rreq {
      * node left) */
     char                       p_gone_why[160];
     char                       d_gone_why[160];
+    bt_trace_t                *trace;            /* r->traces' (trace.h) */
 };
+
+/* A timed event on the request's trace (trace.h); best effort. */
+#define BT_RREQ_TRACE(_req, _kind, ...) \
+    bt_trace_add((_req)->trace, (_kind), __VA_ARGS__)
 
 /* A call's done callback gets one of these: the request may have moved
  * on to another call of the same kind since (a retry). */

@@ -57,6 +57,8 @@ bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size)
     tv.tv_sec = (time_t)(left / 1000);
     tv.tv_usec = (suseconds_t)((left % 1000) * 1000);
     bt_rreq_set_state(req, BT_RREQ_QUEUED);
+    BT_RREQ_TRACE(req, "queued", "%zu waiting, deadline in %llu ms", r->n_queued,
+                  (unsigned long long)left);
     evtimer_add(req->queue_ev, &tv);
     return BT_OK;
 }
@@ -109,6 +111,11 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
                sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
                sel.prefill_candidates, sel.decode->id, sel.decode_score,
                sel.decode_candidates);
+    BT_RREQ_TRACE(req, "pair", "prefill %s (score %.2f, %zu of %zu blocks cached, "
+                  "%u candidates) decode %s (score %.2f, %u candidates, %u blocks)",
+                  sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
+                  sel.prefill_candidates, sel.decode->id, sel.decode_score,
+                  sel.decode_candidates, sel.decode_blocks);
     bt_rreq_set_state(req, BT_RREQ_RESERVING);
     event_active(req->go_ev, EV_TIMEOUT, 1);
     return BT_OK;

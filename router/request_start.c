@@ -186,8 +186,13 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
     /* placed now, queued, or refused here: nothing reaches the sink
      * before this function returns (request.h); admission (NEW to QUEUED
      * or RESERVING) counts it in flight */
+    req->trace = bt_trace_begin(r->traces, req->id);
+    BT_RREQ_TRACE(req, "admitted", "tenant %s, prompt %zu tokens, max_tokens %d",
+                  req->tenant[0] ? req->tenant : "-", req->n_prompt,
+                  req->sampling->max_tokens);
     s = bt_rreq_admit(req, err, err_size);
     if (s != BT_OK) {
+        BT_RREQ_TRACE(req, "end", "refused: %s (%s)", err, bt_status_str(s));
         if (s == BT_ERR_EXHAUSTED || s == BT_ERR_PEER_UNREACHABLE ||
             s == BT_ERR_SHUTDOWN) {
             bt_counter_inc(r->m.requests_rejected);

@@ -184,6 +184,7 @@ void bt_rreq_maybe_free(bt_rreq_t *req)
     bt_tok_stream_destroy(req->detok);
     bt_stopstr_destroy(req->stops);
     bt_buf_cleanup(&req->text);
+    bt_trace_finish(req->r->traces, req->trace);
     free(req->prompt);
     free(req->gen);
     free(req);

@@ -1,6 +1,7 @@
 /* baton-router internals: the daemon's state shared by its files.
  *
  *   main.c         options, start-up, drain and shutdown
+ *   readiness.c    /readyz and baton.v1.Generate's gRPC health: capacity
  *   reg_service.c  baton.v1.Registry/Register: nodes join, report, leave
  *   router_metrics.c  the metrics' definitions and the node gauges
  *   model.c        the served model: tokenizer, chat template, context, hashing
@@ -23,6 +24,7 @@
 #include "rpc/server.h"
 #include "rpc/tls_cfg.h"
 #include "select.h"
+#include "trace.h"
 
 #include <event2/event.h>
 
@@ -57,6 +59,7 @@ typedef struct {
     int64_t     drain_timeout_ms;
     const char *log_level;
     int         log_format;
+    bool        access_log;          /* a log line per HTTP request */
     bt_rpc_tls_cfg_t tls;            /* gRPC listener and channels to nodes */
 } bt_router_cfg_t;
 
@@ -134,6 +137,11 @@ typedef struct bt_router {
     uint64_t             drain_waited_ms;
     int                  grpc_bound_port;
     int                  http_bound_port;
+    bt_traces_t         *traces;       /* request traces (trace.h); NULL: off */
+    /* readiness.c: the last answer, kept in the gRPC health */
+    struct event        *ready_ev;
+    bool                 ready;
+    char                 ready_why[256];
 } bt_router_t;
 
 /* reg_service.c */
@@ -142,6 +150,16 @@ bt_status_t bt_router_registry_register(bt_router_t *r);
 bt_status_t bt_router_node_command(bt_router_t *r, bt_node_t *node, int kind,
                                    const char *request_id);
 bt_rpc_channel_t *bt_router_node_channel(bt_router_t *r, const bt_node_t *node);
+
+/* readiness.c: ready means "send me work": the router does not drain and
+ * a live, undrained prefill-capable and decode-capable node serve the
+ * model. bt_router_ready is /readyz's callback (arg: the router; *why_p
+ * the reason when not ready). bt_router_readiness_sync sets the gRPC
+ * health of baton.v1.Generate to match (a timer calls it too). */
+bool bt_router_ready(void *arg, const char **why_p);
+void bt_router_readiness_sync(bt_router_t *r);
+bt_status_t bt_router_readiness_start(bt_router_t *r);
+void bt_router_readiness_stop(bt_router_t *r);
 
 /* admin.c */
 bt_status_t bt_router_admin_register(bt_router_t *r);

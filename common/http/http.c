@@ -261,6 +261,7 @@ bt_http_server_t *bt_http_server_create(struct event_base *base,
     srv->limits.header_timeout_ms = BT_HTTP_HEADER_TIMEOUT_MS;
     srv->limits.idle_timeout_ms = BT_HTTP_IDLE_TIMEOUT_MS;
     srv->limits.max_connections = BT_HTTP_MAX_CONNECTIONS;
+    srv->access_log = true;
     if (!bt_http_listen(srv, addr, port)) {
         free(srv);
         return NULL;
@@ -281,6 +282,11 @@ bt_http_server_t *bt_http_server_create(struct event_base *base,
         }
     }
     return srv;
+}
+
+void bt_http_server_set_access_log(bt_http_server_t *srv, bool on)
+{
+    srv->access_log = on;
 }
 
 void bt_http_server_set_limits(bt_http_server_t *srv,

@@ -66,6 +66,10 @@ void bt_http_server_destroy(bt_http_server_t *srv);
  * now on on existing ones). */
 void bt_http_server_set_limits(bt_http_server_t *srv,
                                const bt_http_limits_t *limits);
+/* The access log: a line per request (method, path, status, body bytes,
+ * duration, request id) at info, or debug for the probes and /metrics.
+ * On by default. */
+void bt_http_server_set_access_log(bt_http_server_t *srv, bool on);
 /* Connections open now. */
 size_t bt_http_server_connections(const bt_http_server_t *srv);
 

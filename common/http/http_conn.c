@@ -15,6 +15,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,6 +49,71 @@ static void bt_http_req_reset(bt_http_req_t *req)
     req->streaming = false;
     req->close_cb = NULL;
     req->close_arg = NULL;
+    req->t0_ns = 0;
+    req->status = 0;
+    req->bytes = 0;
+    req->rid_sent = false;
+    req->logged = false;
+    req->rid[0] = '\0';
+}
+
+/* An X-Request-Id worth echoing and logging: 1 to 64 letters, digits,
+ * '-', '_' or '.' (the router's own rule for request ids). */
+static bool bt_http_rid_valid(const char *v)
+{
+    size_t n = 0;
+
+    for (; v[n] != '\0'; n++) {
+        char c = v[n];
+
+        if (n >= BT_HTTP_RID_MAX ||
+            !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.')) {
+            return false;
+        }
+    }
+    return n > 0;
+}
+
+static bool bt_http_is_probe(const char *path)
+{
+    return path != NULL && (strcmp(path, "/livez") == 0 ||
+                            strcmp(path, "/healthz") == 0 ||
+                            strcmp(path, "/readyz") == 0 ||
+                            strcmp(path, "/metrics") == 0);
+}
+
+/* One line per request, once: when its reply ended, or when the
+ * connection closed under it (`how`). */
+static void bt_http_access_log(bt_http_req_t *req, const char *how)
+{
+    /* BT_HTTP_* bit i is names[i] */
+    static const char *const names[] = { "GET", "POST", "HEAD", "PUT",
+                                         "DELETE", "OPTIONS", "PATCH" };
+    const char *method = "-";
+    double ms;
+    unsigned i;
+
+    if (req->logged || !req->conn->srv->access_log) {
+        return;
+    }
+    req->logged = true;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (req->head.method == 1 << i) {
+            method = names[i];
+        }
+    }
+    ms = req->t0_ns == 0 ? 0.0 : (double)(bt_now_ns() - req->t0_ns) / 1e6;
+    if (bt_http_is_probe(req->head.path)) {
+        BT_LOG_REQ(DEBUG, req->rid[0] ? req->rid : NULL,
+                   "http %s %s %d %llu bytes %.1f ms%s", method, req->head.path,
+                   req->status, (unsigned long long)req->bytes, ms, how);
+    } else {
+        BT_LOG_REQ(INFO, req->rid[0] ? req->rid : NULL,
+                   "http %s %s %d %llu bytes %.1f ms%s", method,
+                   req->head.path ? req->head.path : "-", req->status,
+                   (unsigned long long)req->bytes, ms, how);
+    }
 }
 
 void bt_http_conn_free(bt_http_conn_t *conn)
@@ -57,6 +124,9 @@ void bt_http_conn_free(bt_http_conn_t *conn)
         return;
     }
     conn->freeing = true;
+    if (conn->req.started) {
+        bt_http_access_log(&conn->req, " (closed early)");
+    }
     if (conn->req.close_cb != NULL) {
         void (*cb)(void *) = conn->req.close_cb;
 
@@ -97,6 +167,7 @@ static void bt_http_reply_end(bt_http_req_t *req, bool keep_alive)
 {
     bt_http_conn_t *conn = req->conn;
 
+    bt_http_access_log(req, "");
     req->close_cb = NULL;
     if (!keep_alive) {
         conn->state = BT_HTTP_CONN_CLOSING;
@@ -119,7 +190,16 @@ static bool bt_http_write_head(bt_http_req_t *req, int code,
                       !(len < 0 && req->head.minor == 0) &&
                       req->conn->state == BT_HTTP_CONN_BUSY;
 
+    if (!req->rid_sent) {
+        /* echo the client's id when the handler set none */
+        const char *rid = bt_http_req_header(req, "X-Request-Id");
+
+        if (rid != NULL && bt_http_rid_valid(rid)) {
+            bt_http_add_header(req, "X-Request-Id", rid);
+        }
+    }
     req->started = true;
+    req->status = code;
     evbuffer_add_printf(o, "HTTP/1.%d %d %s\r\n", req->head.minor, code,
                         bt_http_reason(code));
     if (content_type != NULL) {
@@ -145,6 +225,10 @@ void bt_http_add_header(bt_http_req_t *req, const char *name,
 {
     if (bt_http_req_live(req) && !req->started) {
         evbuffer_add_printf(req->out_hdrs, "%s: %s\r\n", name, value);
+        if (strcasecmp(name, "X-Request-Id") == 0) {
+            req->rid_sent = true;
+            snprintf(req->rid, sizeof(req->rid), "%s", value);
+        }
     }
 }
 
@@ -159,6 +243,7 @@ void bt_http_reply(bt_http_req_t *req, int code, const char *content_type,
     keep_alive = bt_http_write_head(req, code, content_type, (ssize_t)len);
     if (req->head.method != BT_HTTP_HEAD) {
         bufferevent_write(req->conn->bev, body, len);
+        req->bytes += len;
     }
     bt_http_reply_end(req, keep_alive);
 }
@@ -185,6 +270,7 @@ void bt_http_sse_send(bt_http_req_t *req, const char *data, size_t len)
     if (req->head.minor == 1) {
         evbuffer_add_printf(o, "%zx\r\n", len + 8);
     }
+    req->bytes += len + 8;
     evbuffer_add(o, "data: ", 6);
     evbuffer_add(o, data, len);
     evbuffer_add(o, "\n\n", 2);
@@ -297,6 +383,7 @@ static int bt_http_read_head(bt_http_conn_t *conn, struct evbuffer *in)
         bt_http_conn_fail(conn, 413, msg);
         return -1;
     }
+    conn->req.t0_ns = bt_now_ns();
     conn->body_left = h->chunked ? 0 : h->content_length;
     conn->chunk_state = BT_CHUNK_SIZE;
     if (h->expect_continue && (h->chunked || h->content_length > 0)) {

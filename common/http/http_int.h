@@ -51,6 +51,8 @@ typedef enum {
 
 typedef struct bt_http_conn bt_http_conn_t;
 
+#define BT_HTTP_RID_MAX 64   /* an X-Request-Id we echo or log */
+
 struct bt_http_req {
     bt_http_conn_t    *conn;
     bt_http_head_t     head;
@@ -60,6 +62,13 @@ struct bt_http_req {
     bool               streaming;    /* sse_start'ed */
     void             (*close_cb)(void *arg);
     void              *close_arg;
+    /* the access log line (http_conn.c) */
+    uint64_t           t0_ns;        /* the head arrived */
+    int                status;       /* sent in the status line */
+    uint64_t           bytes;        /* body bytes queued for the client */
+    bool               rid_sent;     /* the reply carries X-Request-Id */
+    bool               logged;
+    char               rid[BT_HTTP_RID_MAX + 1];
 };
 
 struct bt_http_conn {
@@ -98,6 +107,7 @@ struct bt_http_server {
     int64_t                last_full_log_ms;
     bt_http_route_t        routes[BT_HTTP_MAX_ROUTES];
     int                    n_routes;
+    bool                   access_log;  /* a line per request (default on) */
     bt_http_ready_cb       ready;
     void                  *ready_arg;
     bt_metrics_t          *metrics;

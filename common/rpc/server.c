@@ -109,7 +109,13 @@ bt_status_t bt_rpc_server_listen(bt_rpc_server_t *srv, const char *addr,
     if (port_p != NULL) {
         *port_p = strncmp(bind_addr, "unix:", 5) == 0 ? 0 : port;
     }
-    bt_info("rpc listening on %s%s", addr, tls != NULL ? " (tls)" : "");
+    if (strncmp(bind_addr, "unix:", 5) == 0 || strrchr(addr, ':') == NULL) {
+        bt_info("rpc listening on %s%s", addr, tls != NULL ? " (tls)" : "");
+    } else {
+        /* the bound port, not the asked one (port 0 picks a free one) */
+        bt_info("rpc listening on %.*s:%d%s", (int)(strrchr(addr, ':') - addr),
+                addr, port, tls != NULL ? " (tls)" : "");
+    }
     return BT_OK;
 }
 

@@ -209,6 +209,20 @@ def main():
     _, body = nc.http_get(cl.rh, "/metrics")
     m = re.search(r"^baton_router_decode_failovers_total (\S+)", body, re.M)
     nc.tap(m is not None and float(m.group(1)) >= 1, "the router counted the failover")
+    tr = subprocess.run([os.path.join(nc.BUILD, "cli/batonctl"), "--router", target,
+                         "trace", "fo-decode", "-o", "json"],
+                        capture_output=True, text=True, timeout=60)
+    try:
+        events = json.loads(tr.stdout)["events"]
+    except (ValueError, KeyError):
+        events = []
+    kinds = [e["kind"] for e in events]
+    fo = [e for e in events if e["kind"] == "failover"]
+    nc.tap(fo and d_id in fo[0]["detail"] and kinds[-1:] == ["end"] and
+           kinds.count("pair") >= 2 and kinds.index("failover") < len(kinds) - 1 and
+           "ok" in events[-1]["detail"],
+           "batonctl trace fo-decode: the failover from %s, a second pair, the end"
+           % d_id, kinds, tr.stderr)
 
     # 3. determinism: the same request alone and among 8 concurrent others
     cl.node("decode", "d3")
