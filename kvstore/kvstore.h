@@ -59,7 +59,6 @@ typedef struct {
     int                grpc_port;
     int                http_port;
     bool               draining;
-    uint64_t           drain_started_ms;
     uint32_t           inflight;      /* calls answered from a callback */
     bt_kvsd_commit_t  *waiting;       /* commits waiting for their data */
     bt_kvsd_reg_t     *reg;           /* registration (--router), or NULL */

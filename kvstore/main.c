@@ -1,13 +1,11 @@
-/* baton-kvstore: options, the slab in a UCX region, servers, metrics and
- * the SIGTERM drain. */
+/* baton-kvstore: options, the slab in a UCX region, metrics, and its
+ * hooks on the daemon skeleton (daemon/daemon.h: servers, drain). */
 #include "kvstore.h"
 
-#include "base/clock.h"
 #include "base/log.h"
-#include "base/loop.h"
 #include "base/opts.h"
-#include "base/sdnotify.h"
 #include "bt_config.h"
+#include "daemon/daemon.h"
 #include "rpc/addr.h"
 
 #include <stddef.h>
@@ -164,7 +162,7 @@ static void bt_kvsd_metrics_update(bt_kvsd_t *d)
     *l = s;
 }
 
-/* 100 ms: expiry, metrics, waiting commits, the end of a drain. */
+/* 100 ms: expiry, metrics, waiting commits. */
 static void bt_kvsd_tick(evutil_socket_t fd, short what, void *arg)
 {
     bt_kvsd_t *d = arg;
@@ -174,27 +172,6 @@ static void bt_kvsd_tick(evutil_socket_t fd, short what, void *arg)
     bt_kvs_expire(d->store);
     bt_kvsd_service_tick(d);
     bt_kvsd_metrics_update(d);
-    if (d->draining &&
-        (d->inflight == 0 ||
-         bt_now_ms() - d->drain_started_ms >= (uint64_t)d->cfg.drain_timeout_ms)) {
-        if (d->inflight > 0) {
-            bt_warn("drain timeout: %u calls still in flight", d->inflight);
-        }
-        event_base_loopexit(d->base, NULL);
-    }
-}
-
-static void bt_kvsd_sigterm(void *arg, int signo)
-{
-    bt_kvsd_t *d = arg;
-
-    bt_sdnotify("STOPPING=1");
-    (void)signo;
-    d->draining = true;
-    d->drain_started_ms = bt_now_ms();
-    bt_rpc_server_set_serving(d->grpc, "", false);
-    bt_info("draining: %u calls in flight", d->inflight);
-    bt_kvsd_reg_send_status(d);
 }
 
 /* --threads 0 (BATON_THREADS=0) means "all cores", as it does for the
@@ -244,112 +221,37 @@ static bt_status_t bt_kvsd_store_init(bt_kvsd_t *d)
     return bt_kvs_create(&kc, &d->store);
 }
 
-static void bt_kvsd_free(bt_kvsd_t *d)
+/* The skeleton's hooks (daemon/daemon.h). */
+static bt_status_t bt_kvsd_grpc_register(void *arg, bt_daemon_t *dm)
 {
-    /* the pool's last `done` callbacks still answer calls and use the store */
-    bt_tpool_destroy(d->io);
-    bt_kvsd_reg_stop(d);
-    bt_kvsd_service_cleanup(d);
-    if (d->xfer != NULL) {
-        bt_xfer_ctx_set_notify_cb(d->xfer, NULL, NULL);
-    }
-    bt_kvs_destroy(d->store);
-    bt_http_server_destroy(d->http);
-    bt_rpc_server_destroy(d->grpc);
-    if (d->tick_ev != NULL) {
-        event_free(d->tick_ev);
-    }
-    free(d->desc);
-    bt_xfer_region_destroy(d->region);
-    bt_xfer_ctx_destroy(d->xfer);
-    bt_metrics_destroy(d->metrics);
-    if (d->base != NULL) {
-        event_base_free(d->base);
-    }
-    free(d);
+    bt_kvsd_t *d = arg;
+
+    d->grpc = dm->grpc;
+    d->grpc_port = dm->grpc_port;
+    return bt_kvsd_service_register(d);
 }
 
-int main(int argc, char **argv)
+static bt_status_t bt_kvsd_grpc_started(void *arg, bt_daemon_t *dm)
 {
-    bt_kvsd_t *d = calloc(1, sizeof(*d));
-    bt_loop_signals_t *sig = NULL;
-    struct timeval tick = { 0, 100000 };
-    bt_log_level_t level;
-    char addr[320], err[512];
-    bool has_router;
-    int rc = 1;
+    bt_rpc_server_set_serving(dm->grpc, "baton.v1.KvStore", true);
+    (void)arg;
+    return BT_OK;
+}
 
-    if (d == NULL) {
-        return 1;
-    }
-    bt_opts_parse_or_exit(&bt_kvsd_spec, &d->cfg, argc, argv);
-    has_router = d->cfg.router != NULL && d->cfg.router[0] != '\0';
-    if (!bt_log_level_parse(d->cfg.log_level, &level)) {
-        fprintf(stderr, "baton-kvstore: invalid value '%s' for --log-level\n",
-                d->cfg.log_level);
-        free(d);
-        return 2;
-    }
-    /* TLS: bad combinations, unreadable files and plaintext off loopback
-     * without --insecure end here (exit 2) */
-    if (bt_rpc_tls_cfg_check(&d->cfg.tls, true, err, sizeof(err)) != BT_OK ||
-        bt_rpc_tls_cfg_plain_check(&d->cfg.tls, d->cfg.listen, "listen", err,
-                                   sizeof(err)) != BT_OK ||
-        (has_router &&
-         bt_rpc_tls_cfg_plain_check(&d->cfg.tls, d->cfg.router, "router", err,
-                                    sizeof(err)) != BT_OK)) {
-        fprintf(stderr, "baton-kvstore: %s\n", err);
-        free(d);
-        return 2;
-    }
-    if (d->cfg.node_id != NULL &&
-        (d->cfg.node_id[0] == '\0' || strlen(d->cfg.node_id) > 64)) {
-        fprintf(stderr, "baton-kvstore: --node-id must be 1 to 64 bytes\n");
-        free(d);
-        return 2;
-    }
-    bt_log_init("kvstore", level, (bt_log_format_t)d->cfg.log_format);
-    if (!d->cfg.tls.enabled &&
-        (!bt_rpc_addr_is_loopback(d->cfg.listen) ||
-         (has_router && !bt_rpc_addr_is_loopback(d->cfg.router)))) {
-        bt_warn("insecure: grpc on %s and to the router %s is plaintext "
-                "(--insecure): use --tls-*", d->cfg.listen,
-                has_router ? d->cfg.router : "(none)");
-    }
-    d->base = bt_loop_create();
-    d->metrics = bt_metrics_create();
-    if (d->base == NULL || d->metrics == NULL ||
-        bt_kvsd_store_init(d) != BT_OK) {
-        goto out;
-    }
-    bt_kvsd_metrics_init(d);
-    d->grpc = bt_rpc_server_create(d->base, &(bt_rpc_server_opts_t){
-                                       (uint32_t)d->cfg.max_message, 64, 16 });
-    if (d->grpc == NULL) {
-        goto out;
-    }
-    bt_rpc_hostport(addr, sizeof(addr), d->cfg.listen, (int)d->cfg.grpc_port);
-    if (bt_rpc_server_listen(d->grpc, addr, bt_rpc_tls_cfg_server(&d->cfg.tls),
-                             &d->grpc_port) != BT_OK ||
-        bt_kvsd_service_register(d) != BT_OK ||
-        bt_rpc_server_start(d->grpc) != BT_OK) {
-        bt_error("cannot start the grpc server on %s", addr);
-        goto out;
-    }
-    bt_rpc_server_set_serving(d->grpc, "baton.v1.KvStore", true);
-    d->http = bt_http_server_create(d->base, d->cfg.listen,
-                                    (int)d->cfg.http_port, 1 << 16,
-                                    &d->http_port);
-    if (d->http != NULL) {
-        bt_http_server_set_access_log(d->http, d->cfg.access_log);
-    }
-    if (d->http == NULL ||
-        bt_http_add_standard(d->http, bt_kvsd_ready, d, d->metrics) != BT_OK) {
-        goto out;
-    }
+/* The advertised target and the registry id, then registration. */
+static bt_status_t bt_kvsd_started(void *arg, bt_daemon_t *dm)
+{
+    bt_kvsd_t *d = arg;
+    struct timeval tick = { 0, 100000 };
+    bool has_router = d->cfg.router != NULL && d->cfg.router[0] != '\0';
+    const char *id;
+    size_t len;
+
+    d->http = dm->http;
+    d->http_port = dm->http_port;
     d->tick_ev = event_new(d->base, -1, EV_PERSIST, bt_kvsd_tick, d);
     if (d->tick_ev == NULL || event_add(d->tick_ev, &tick) != 0) {
-        goto out;
+        return BT_ERR_NO_MEMORY;
     }
     /* counters from the start (files dropped by the rebuild) are on
      * /metrics from the first scrape, not only after the first tick */
@@ -360,40 +262,132 @@ int main(int argc, char **argv)
         bt_rpc_target(d->advertise, sizeof(d->advertise), d->cfg.listen,
                       d->grpc_port);
     }
-    {
-        const char *id = d->cfg.node_id != NULL ? d->cfg.node_id : d->advertise;
-        size_t len = strlen(id);
-
-        if (has_router && len >= sizeof(d->node_id)) {
-            bt_error("the advertised target %s is longer than a registry id "
-                     "(64 bytes): set --node-id", d->advertise);
-            goto out;
-        }
-        len = len < sizeof(d->node_id) ? len : sizeof(d->node_id) - 1;
-        memcpy(d->node_id, id, len);
-        d->node_id[len] = '\0';
+    id = d->cfg.node_id != NULL ? d->cfg.node_id : d->advertise;
+    len = strlen(id);
+    if (has_router && len >= sizeof(d->node_id)) {
+        bt_error("the advertised target %s is longer than a registry id "
+                 "(64 bytes): set --node-id", d->advertise);
+        return BT_ERR_INVALID_ARG;
     }
-    if (bt_kvsd_reg_start(d) != BT_OK) {
+    len = len < sizeof(d->node_id) ? len : sizeof(d->node_id) - 1;
+    memcpy(d->node_id, id, len);
+    d->node_id[len] = '\0';
+    return bt_kvsd_reg_start(d);
+}
+
+static void bt_kvsd_drain(void *arg)
+{
+    bt_kvsd_t *d = arg;
+
+    d->draining = true;
+    bt_kvsd_reg_send_status(d);
+}
+
+static size_t bt_kvsd_inflight(void *arg)
+{
+    return ((bt_kvsd_t *)arg)->inflight;
+}
+
+static void bt_kvsd_stop(void *arg)
+{
+    bt_kvsd_t *d = arg;
+
+    /* the pool's last `done` callbacks still answer calls and use the store */
+    bt_tpool_destroy(d->io);
+    bt_kvsd_reg_stop(d);
+    bt_kvsd_service_cleanup(d);
+    if (d->xfer != NULL) {
+        bt_xfer_ctx_set_notify_cb(d->xfer, NULL, NULL);
+    }
+    bt_kvs_destroy(d->store);
+    d->http = NULL;
+    d->grpc = NULL;
+}
+
+static void bt_kvsd_free(void *arg)
+{
+    bt_kvsd_t *d = arg;
+
+    if (d->tick_ev != NULL) {
+        event_free(d->tick_ev);
+    }
+    free(d->desc);
+    bt_xfer_region_destroy(d->region);
+    bt_xfer_ctx_destroy(d->xfer);
+    d->metrics = NULL;
+    d->base = NULL;
+}
+
+static const bt_daemon_ops_t bt_kvsd_daemon_ops = {
+    .grpc_register = bt_kvsd_grpc_register,
+    .grpc_started = bt_kvsd_grpc_started,
+    .started = bt_kvsd_started,
+    .ready = bt_kvsd_ready,
+    .drain = bt_kvsd_drain,
+    .inflight = bt_kvsd_inflight,
+    .stop = bt_kvsd_stop,
+    .free = bt_kvsd_free,
+};
+
+int main(int argc, char **argv)
+{
+    bt_kvsd_t *d = calloc(1, sizeof(*d));
+    bt_daemon_t dm;
+    bt_log_level_t level;
+    bool has_router;
+    int rc = 1;
+
+    if (d == NULL) {
+        return 1;
+    }
+    bt_opts_parse_or_exit(&bt_kvsd_spec, &d->cfg, argc, argv);
+    has_router = d->cfg.router != NULL && d->cfg.router[0] != '\0';
+    if (!bt_daemon_level_parse("baton-kvstore", d->cfg.log_level, &level) ||
+        !bt_daemon_tls_check("baton-kvstore", &d->cfg.tls, d->cfg.listen,
+                             d->cfg.router)) {
+        free(d);
+        return 2;
+    }
+    if (d->cfg.node_id != NULL &&
+        (d->cfg.node_id[0] == '\0' || strlen(d->cfg.node_id) > 64)) {
+        fprintf(stderr, "baton-kvstore: --node-id must be 1 to 64 bytes\n");
+        free(d);
+        return 2;
+    }
+    bt_log_init("kvstore", level, (bt_log_format_t)d->cfg.log_format);
+    bt_daemon_warn_plaintext(&d->cfg.tls, d->cfg.listen, d->cfg.router);
+    if (bt_daemon_init(&dm, &(bt_daemon_cfg_t){
+                           .listen = d->cfg.listen,
+                           .grpc_port = d->cfg.grpc_port,
+                           .http_port = d->cfg.http_port, .tls = &d->cfg.tls,
+                           .max_message = (uint32_t)d->cfg.max_message,
+                           .send_queue_max = 64, .max_body = 1 << 16,
+                           .access_log = d->cfg.access_log,
+                           .drain_timeout_ms = d->cfg.drain_timeout_ms,
+                           .work = "calls" },
+                       &bt_kvsd_daemon_ops, d) != BT_OK) {
         goto out;
     }
-    sig = bt_loop_signals_install(d->base, bt_kvsd_sigterm, d);
+    d->base = dm.base;
+    d->metrics = dm.metrics;
+    if (bt_kvsd_store_init(d) != BT_OK) {
+        goto out;
+    }
+    bt_kvsd_metrics_init(d);
+    if (bt_daemon_serve(&dm) != BT_OK) {
+        goto out;
+    }
     bt_info("baton-kvstore %s: grpc %s:%d (%s) http %s:%d dram %llu bytes "
             "disk %s (%llu bytes), %d io threads, advertised as %s, router %s",
             BT_VERSION,
-            d->cfg.listen, d->grpc_port, !d->cfg.tls.enabled ? "plaintext"
-            : d->cfg.tls.ca_file != NULL ? "mtls" : "tls",
+            d->cfg.listen, d->grpc_port, bt_daemon_tls_mode(&d->cfg.tls),
             d->cfg.listen, d->http_port, (unsigned long long)d->cfg.dram_bytes,
             d->cfg.disk_dir != NULL ? d->cfg.disk_dir : "none",
             (unsigned long long)d->cfg.disk_bytes,
             bt_kvsd_io_threads(d->cfg.threads), d->advertise, has_router ? d->cfg.router : "none");
-    printf("grpc_port=%d http_port=%d\n", d->grpc_port, d->http_port);
-    fflush(stdout);
-    bt_sdnotify("READY=1");
-    event_base_dispatch(d->base);
-    rc = 0;
-    bt_info("stopped");
+    rc = bt_daemon_run(&dm);
 out:
-    bt_loop_signals_remove(sig);
-    bt_kvsd_free(d);
+    bt_daemon_cleanup(&dm);
+    free(d);
     return rc;
 }

@@ -5,10 +5,9 @@
 #include "router.h"
 
 #include "base/log.h"
-#include "base/loop.h"
 #include "base/opts.h"
-#include "base/sdnotify.h"
 #include "bt_config.h"
+#include "daemon/daemon.h"
 #include "rpc/addr.h"
 
 #include <stddef.h>
@@ -102,69 +101,120 @@ static const bt_opts_spec_t bt_router_spec = {
     bt_router_table, BT_OPTS_COUNT(bt_router_table),
 };
 
-static void bt_router_drain_check(evutil_socket_t fd, short what, void *arg)
+/* The skeleton's hooks (daemon/daemon.h). */
+static bt_status_t bt_router_grpc_register(void *arg, bt_daemon_t *d)
 {
     bt_router_t *r = arg;
+    bt_status_t s;
 
-    (void)fd;
-    (void)what;
-    r->drain_waited_ms += 100;
-    if (r->n_inflight == 0 ||
-        (int64_t)r->drain_waited_ms >= r->cfg.drain_timeout_ms) {
-        if (r->n_inflight > 0) {
-            bt_warn("drain timeout: %zu requests still in flight", r->n_inflight);
-        }
-        event_base_loopexit(r->base, NULL);
-        return;
+    r->client = d->client;
+    r->grpc = d->grpc;
+    r->grpc_bound_port = d->grpc_port;
+    s = bt_router_registry_register(r);
+    if (s == BT_OK) {
+        s = bt_front_grpc_register(r);
     }
-    {
-        struct timeval tv = { 0, 100000 };
-
-        evtimer_add(r->drain_ev, &tv);
+    if (s == BT_OK) {
+        s = bt_router_admin_register(r);
     }
+    return s;
 }
 
-static void bt_router_drain(void *arg, int signo)
+/* Kubernetes gRPC probes and load balancers name the service: SERVING
+ * while nodes give the model capacity */
+static bt_status_t bt_router_grpc_started(void *arg, bt_daemon_t *d)
+{
+    (void)d;
+    return bt_router_readiness_start(arg);
+}
+
+static bt_status_t bt_router_started(void *arg, bt_daemon_t *d)
 {
     bt_router_t *r = arg;
-    struct timeval tv = { 0, 0 };
 
-    bt_sdnotify("STOPPING=1");
-    (void)signo;
+    r->http = d->http;
+    r->http_bound_port = d->http_port;
+    return bt_front_http_register(r);
+}
+
+static void bt_router_drain(void *arg)
+{
+    bt_router_t *r = arg;
+
     r->draining = true;
-    bt_rpc_server_set_serving(r->grpc, "", false);
     bt_router_readiness_sync(r); /* baton.v1.Generate: NOT_SERVING */
-    bt_info("draining: %zu requests in flight", r->n_inflight);
-    r->drain_ev = evtimer_new(r->base, bt_router_drain_check, r);
-    evtimer_add(r->drain_ev, &tv);
 }
+
+static size_t bt_router_inflight(void *arg)
+{
+    return ((bt_router_t *)arg)->n_inflight;
+}
+
+static void bt_router_stop(void *arg)
+{
+    bt_router_readiness_stop(arg);
+}
+
+static void bt_router_release(void *arg)
+{
+    bt_router_t *r = arg;
+
+    r->http = NULL;
+    r->grpc = NULL;
+    bt_router_admin_free(r);
+}
+
+static void bt_router_free(void *arg)
+{
+    bt_router_t *r = arg;
+
+    r->client = NULL;
+    if (r->expire_ev != NULL) {
+        event_free(r->expire_ev);
+    }
+    bt_registry_destroy(r->registry);
+    bt_traces_destroy(r->traces);
+    if (r->model != NULL) {
+        bt_router_model_free(r);
+    }
+    bt_front_auth_free(r);
+    r->metrics = NULL;
+    r->base = NULL;
+}
+
+static const bt_daemon_ops_t bt_router_daemon_ops = {
+    .grpc_register = bt_router_grpc_register,
+    .grpc_started = bt_router_grpc_started,
+    .started = bt_router_started,
+    .ready = bt_router_ready,
+    .drain = bt_router_drain,
+    .inflight = bt_router_inflight,
+    .stop = bt_router_stop,
+    .release = bt_router_release,
+    .free = bt_router_free,
+};
 
 int main(int argc, char **argv)
 {
     bt_router_opts_t o;
     bt_router_t *r = calloc(1, sizeof(*r));
-    bt_loop_signals_t *sig = NULL;
+    bt_daemon_t d;
     bt_log_level_t level;
-    char addr[320], err[512];
+    char err[512];
     bt_status_t s;
     int rc = 1;
 
     memset(&o, 0, sizeof(o));
+    memset(&d, 0, sizeof(d));
     bt_opts_parse_only_or_exit(&bt_router_spec, &o, argc, argv);
-    if (!bt_log_level_parse(o.c.log_level, &level)) {
-        fprintf(stderr, "baton-router: invalid value '%s' for --log-level\n",
-                o.c.log_level);
+    if (!bt_daemon_level_parse("baton-router", o.c.log_level, &level)) {
         return 2;
     }
     if (o.c.model_dir == NULL) {
         fprintf(stderr, "baton-router: --model is required (a model folder)\n");
         return 2;
     }
-    /* TLS: bad combinations and unreadable files end here (exit 2) */
-    if (bt_rpc_tls_cfg_check(&o.c.tls, true, err, sizeof(err)) != BT_OK ||
-        bt_rpc_tls_cfg_plain_check(&o.c.tls, o.c.listen, "listen", err,
-                                   sizeof(err)) != BT_OK) {
-        fprintf(stderr, "baton-router: %s\n", err);
+    if (!bt_daemon_tls_check("baton-router", &o.c.tls, o.c.listen, NULL)) {
         return 2;
     }
     bt_log_init("router", level, (bt_log_format_t)o.c.log_format);
@@ -178,13 +228,22 @@ int main(int argc, char **argv)
                                         o.c.w_batch, o.c.w_store_hit };
     bt_router_requests_init(r);
 
-    r->base = bt_loop_create();
-    r->metrics = bt_metrics_create();
+    s = bt_daemon_init(&d, &(bt_daemon_cfg_t){
+                           .listen = o.c.listen, .grpc_port = o.c.grpc_port,
+                           .http_port = o.c.http_port, .tls = &r->cfg.tls,
+                           .max_message = 64u << 20, .send_queue_max = 1024,
+                           .client = true, .max_body = o.c.max_body,
+                           .http_limits = &o.http,
+                           .access_log = o.c.access_log,
+                           .drain_timeout_ms = o.c.drain_timeout_ms,
+                           .work = "requests" },
+                       &bt_router_daemon_ops, r);
+    r->base = d.base;
+    r->metrics = d.metrics;
     r->traces = bt_traces_create(BT_TRACE_KEEP);
     r->registry = bt_registry_create((size_t)o.c.prefix_index_entries,
                                      (uint64_t)o.c.heartbeat_timeout_ms);
-    if (r->base == NULL || r->metrics == NULL || r->registry == NULL ||
-        r->traces == NULL) {
+    if (s != BT_OK || r->registry == NULL || r->traces == NULL) {
         goto out;
     }
     s = bt_router_model_load(r, o.c.model_dir, o.c.model_name, o.chat_template,
@@ -197,85 +256,16 @@ int main(int argc, char **argv)
         bt_error("%s", err);
         goto out;
     }
-
-    r->client = bt_rpc_client_create(r->base, &(bt_rpc_client_opts_t){ 64u << 20, 0 });
-    r->grpc = bt_rpc_server_create(r->base, &(bt_rpc_server_opts_t){ 64u << 20, 1024, 16 });
-    if (r->client == NULL || r->grpc == NULL) {
+    if (bt_daemon_serve(&d) != BT_OK) {
         goto out;
     }
-    bt_rpc_hostport(addr, sizeof(addr), o.c.listen, (int)o.c.grpc_port);
-    s = bt_rpc_server_listen(r->grpc, addr, bt_rpc_tls_cfg_server(&r->cfg.tls),
-                             &r->grpc_bound_port);
-    if (s == BT_OK) {
-        s = bt_router_registry_register(r);
-    }
-    if (s == BT_OK) {
-        s = bt_front_grpc_register(r);
-    }
-    if (s == BT_OK) {
-        s = bt_router_admin_register(r);
-    }
-    if (s == BT_OK) {
-        s = bt_rpc_server_start(r->grpc);
-    }
-    if (s == BT_OK) {
-        /* Kubernetes gRPC probes and load balancers name the service:
-         * SERVING while nodes give the model capacity */
-        s = bt_router_readiness_start(r);
-    }
-    if (s != BT_OK) {
-        bt_error("cannot start the grpc server on %s: %s", addr, bt_status_str(s));
-        goto out;
-    }
-    r->http = bt_http_server_create(r->base, o.c.listen, (int)o.c.http_port,
-                                    o.c.max_body, &r->http_bound_port);
-    if (r->http != NULL) {
-        bt_http_server_set_limits(r->http, &o.http);
-        bt_http_server_set_access_log(r->http, o.c.access_log);
-    }
-    if (r->http == NULL ||
-        bt_http_add_standard(r->http, bt_router_ready, r, r->metrics) != BT_OK ||
-        bt_front_http_register(r) != BT_OK) {
-        goto out;
-    }
-    sig = bt_loop_signals_install(r->base, bt_router_drain, r);
     bt_info("baton-router %s: grpc %s:%d (%s) http %s:%d model %s", BT_VERSION,
-            o.c.listen, r->grpc_bound_port,
-            !r->cfg.tls.enabled ? "plaintext"
-            : r->cfg.tls.ca_file != NULL ? "mtls" : "tls",
-            o.c.listen, r->http_bound_port, bt_router_model_name(r));
-    /* a line for launchers and tests that pick port 0 */
-    printf("grpc_port=%d http_port=%d\n", r->grpc_bound_port, r->http_bound_port);
-    fflush(stdout);
-    bt_sdnotify("READY=1");
-
-    event_base_dispatch(r->base);
-    rc = 0;
-    bt_info("stopped");
+            o.c.listen, d.grpc_port, bt_daemon_tls_mode(&r->cfg.tls),
+            o.c.listen, d.http_port, bt_router_model_name(r));
+    rc = bt_daemon_run(&d);
 
 out:
-    bt_loop_signals_remove(sig);
-    bt_router_readiness_stop(r);
-    if (r->drain_ev != NULL) {
-        event_free(r->drain_ev);
-    }
-    bt_http_server_destroy(r->http);
-    bt_rpc_server_destroy(r->grpc);
-    bt_router_admin_free(r);
-    bt_rpc_client_destroy(r->client);
-    if (r->expire_ev != NULL) {
-        event_free(r->expire_ev);
-    }
-    bt_registry_destroy(r->registry);
-    bt_traces_destroy(r->traces);
-    if (r->model != NULL) {
-        bt_router_model_free(r);
-    }
-    bt_front_auth_free(r);
-    bt_metrics_destroy(r->metrics);
-    if (r->base != NULL) {
-        event_base_free(r->base);
-    }
+    bt_daemon_cleanup(&d);
     free(r);
     return rc;
 }

@@ -133,8 +133,6 @@ typedef struct bt_router {
     bt_router_admin_t   *admin;        /* baton.v1.Admin's handlers */
     uint64_t             http_started_s; /* the `created` of /v1/models */
     bool                 draining;
-    struct event        *drain_ev;     /* checks for the last request */
-    uint64_t             drain_waited_ms;
     int                  grpc_bound_port;
     int                  http_bound_port;
     bt_traces_t         *traces;       /* request traces (trace.h); NULL: off */

@@ -63,6 +63,7 @@ typedef struct {
     int64_t     drain_timeout_ms;
     const char *log_level;
     int         log_format;
+    bool        access_log;
     bt_rpc_tls_cfg_t tls;          /* gRPC listener and the router channel */
 } bt_node_cfg_t;
 

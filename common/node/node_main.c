@@ -1,16 +1,15 @@
 /* Options, engine hosting and the life of a node process: load the model,
  * put the KV pool in a UCX region, start the roles --role asks for (the
- * ops tables the binary passes), serve gRPC and HTTP, register, drain on
- * SIGTERM or the router's command, tear down. */
+ * ops tables the binary passes), and its hooks on the daemon skeleton
+ * (daemon/daemon.h: servers, SIGTERM drain, teardown in order). */
 #include "node.h"
 #include "node_kvs.h"
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "base/loop.h"
 #include "base/opts.h"
-#include "base/sdnotify.h"
 #include "bt_config.h"
+#include "daemon/daemon.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "rpc/addr.h"
 
@@ -83,6 +82,8 @@ static const bt_opt_t bt_node_table[] = {
       BT_OPT_STRING, 0, 0, NULL, O(log_level) },
     { "log-format", 0, NULL, "text", "log lines as text or JSON",
       BT_OPT_ENUM, 0, 0, "text|json", O(log_format) },
+    { "access-log", 0, NULL, "on", "a log line per HTTP request (method, path, status, bytes, duration)",
+      BT_OPT_BOOL, 0, 0, NULL, O(access_log) },
     BT_RPC_TLS_OPTS_DAEMON(O(tls)),
 };
 #undef O
@@ -163,7 +164,7 @@ void bt_node_inflight_done(bt_node_t *node)
     }
 }
 
-/* 100 ms: metrics, and the end of a SIGTERM drain. */
+/* 100 ms: metrics. */
 static void bt_node_tick(evutil_socket_t fd, short what, void *arg)
 {
     bt_node_t *node = arg;
@@ -171,32 +172,6 @@ static void bt_node_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     bt_node_metrics_update(node);
-    if (node->stopping &&
-        (node->inflight == 0 ||
-         bt_now_ms() - node->drain_started_ms >=
-             (uint64_t)node->cfg.drain_timeout_ms)) {
-        if (node->inflight > 0) {
-            bt_warn("drain timeout: %u requests still in flight",
-                    node->inflight);
-        }
-        event_base_loopexit(node->base, NULL);
-    }
-}
-
-static void bt_node_sigterm(void *arg, int signo)
-{
-    bt_node_t *node = arg;
-
-    bt_sdnotify("STOPPING=1");
-    (void)signo;
-    node->draining = true;
-    node->stopping = true;
-    node->drain_started_ms = bt_now_ms();
-    bt_rpc_server_set_serving(node->grpc, "", false);
-    bt_info("draining: %u requests in flight", node->inflight);
-    if (node->reg != NULL) {
-        bt_registrar_send_status(node->reg);
-    }
 }
 
 static bt_status_t bt_node_engine_init(bt_node_t *node)
@@ -275,56 +250,6 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
     return BT_OK;
 }
 
-static void bt_node_free(bt_node_t *node)
-{
-    bt_tpool_destroy(node->worker);
-    /* the process is going away, and the pool with it: no fences */
-    node->no_fence = true;
-    for (int r = node->n_roles - 1; r >= 0; r--) {
-        if (node->role_self[r] != NULL) {
-            node->roles[r]->end_all(node->role_self[r]);
-        }
-    }
-    bt_registrar_destroy(node->reg);
-    bt_http_server_destroy(node->http);
-    bt_rpc_server_destroy(node->grpc);
-    for (int r = node->n_roles - 1; r >= 0; r--) {
-        if (node->role_self[r] != NULL) {
-            node->roles[r]->destroy(node->role_self[r]);
-        }
-    }
-    bt_rpc_channel_destroy(node->router_ch);
-    bt_node_kvs_destroy(node);
-    bt_rpc_client_destroy(node->client);
-    if (node->ev_flush != NULL) {
-        event_free(node->ev_flush);
-    }
-    for (size_t i = 0; i < node->ev_n; i++) {
-        free(node->ev_q[i]);
-    }
-    free(node->ev_q);
-    if (node->layer_ev != NULL) {
-        event_free(node->layer_ev);
-    }
-    if (node->tick_ev != NULL) {
-        event_free(node->tick_ev);
-    }
-    bt_kvpool_destroy(node->pool);
-    bt_xfer_region_destroy(node->region);
-    bt_xfer_ctx_destroy(node->xfer);
-    bt_xstats_destroy(node->xstats);
-    bt_sampler_destroy(node->sampler);
-    bt_fwd_destroy(node->fwd);
-    bt_model_destroy(node->model);
-    bt_metrics_destroy(node->metrics);
-    if (node->base != NULL) {
-        event_base_free(node->base);
-    }
-    pthread_mutex_destroy(&node->layer_mu);
-    bt_node_sched_cleanup(node);
-    free(node);
-}
-
 /* The roles this process runs, in the order the scheduler takes turns. */
 static void bt_node_roles_pick(bt_node_t *node, const bt_node_roles_t *roles)
 {
@@ -347,6 +272,141 @@ static bt_status_t bt_node_roles_create(bt_node_t *node)
     return BT_OK;
 }
 
+/* The skeleton's hooks (daemon/daemon.h). */
+static bt_status_t bt_node_grpc_register(void *arg, bt_daemon_t *d)
+{
+    bt_node_t *node = arg;
+
+    node->client = d->client;
+    node->grpc = d->grpc;
+    node->grpc_port = d->grpc_port;
+    return bt_node_roles_create(node);
+}
+
+/* The address the router reaches and the node id. */
+static bt_status_t bt_node_grpc_started(void *arg, bt_daemon_t *d)
+{
+    bt_node_t *node = arg;
+
+    (void)d;
+    bt_rpc_target(node->grpc_addr, sizeof(node->grpc_addr), node->cfg.listen,
+                  node->grpc_port);
+    if (node->cfg.node_id != NULL) {
+        snprintf(node->node_id, sizeof(node->node_id), "%s", node->cfg.node_id);
+    } else {
+        snprintf(node->node_id, sizeof(node->node_id), "%s-%d-%d",
+                 node->role == BT_NODE_PREFILL ? "prefill"
+                 : node->role == BT_NODE_DECODE ? "decode" : "both",
+                 node->grpc_port, (int)getpid());
+    }
+    return BT_OK;
+}
+
+static bt_status_t bt_node_started(void *arg, bt_daemon_t *d)
+{
+    bt_node_t *node = arg;
+    struct timeval tick = { 0, 100000 };
+
+    node->http = d->http;
+    node->http_port = d->http_port;
+    if (bt_node_kvs_init(node) != BT_OK || bt_node_reg_start(node) != BT_OK) {
+        return BT_ERR_INVALID_ARG;
+    }
+    node->tick_ev = event_new(node->base, -1, EV_PERSIST, bt_node_tick, node);
+    if (node->tick_ev == NULL || event_add(node->tick_ev, &tick) != 0) {
+        return BT_ERR_NO_MEMORY;
+    }
+    return BT_OK;
+}
+
+static void bt_node_drain(void *arg)
+{
+    bt_node_t *node = arg;
+
+    node->draining = true;
+    node->stopping = true;
+    node->drain_started_ms = bt_now_ms();
+    if (node->reg != NULL) {
+        bt_registrar_send_status(node->reg);
+    }
+}
+
+static size_t bt_node_inflight(void *arg)
+{
+    return ((bt_node_t *)arg)->inflight;
+}
+
+static void bt_node_stop(void *arg)
+{
+    bt_node_t *node = arg;
+
+    bt_tpool_destroy(node->worker);
+    /* the process is going away, and the pool with it: no fences */
+    node->no_fence = true;
+    for (int r = node->n_roles - 1; r >= 0; r--) {
+        if (node->role_self[r] != NULL) {
+            node->roles[r]->end_all(node->role_self[r]);
+        }
+    }
+    bt_registrar_destroy(node->reg);
+    node->http = NULL;
+    node->grpc = NULL;
+}
+
+static void bt_node_release(void *arg)
+{
+    bt_node_t *node = arg;
+
+    for (int r = node->n_roles - 1; r >= 0; r--) {
+        if (node->role_self[r] != NULL) {
+            node->roles[r]->destroy(node->role_self[r]);
+        }
+    }
+    bt_rpc_channel_destroy(node->router_ch);
+    bt_node_kvs_destroy(node);
+}
+
+static void bt_node_free(void *arg)
+{
+    bt_node_t *node = arg;
+
+    node->client = NULL;
+    if (node->ev_flush != NULL) {
+        event_free(node->ev_flush);
+    }
+    for (size_t i = 0; i < node->ev_n; i++) {
+        free(node->ev_q[i]);
+    }
+    free(node->ev_q);
+    if (node->layer_ev != NULL) {
+        event_free(node->layer_ev);
+    }
+    if (node->tick_ev != NULL) {
+        event_free(node->tick_ev);
+    }
+    bt_kvpool_destroy(node->pool);
+    bt_xfer_region_destroy(node->region);
+    bt_xfer_ctx_destroy(node->xfer);
+    bt_xstats_destroy(node->xstats);
+    bt_sampler_destroy(node->sampler);
+    bt_fwd_destroy(node->fwd);
+    bt_model_destroy(node->model);
+    node->metrics = NULL;
+    node->base = NULL;
+}
+
+static const bt_daemon_ops_t bt_node_daemon_ops = {
+    .grpc_register = bt_node_grpc_register,
+    .grpc_started = bt_node_grpc_started,
+    .started = bt_node_started,
+    .ready = bt_node_ready,
+    .drain = bt_node_drain,
+    .inflight = bt_node_inflight,
+    .stop = bt_node_stop,
+    .release = bt_node_release,
+    .free = bt_node_free,
+};
+
 int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
                  const char *prog, const bt_node_roles_t *roles)
 {
@@ -360,10 +420,9 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
         table, BT_OPTS_COUNT(bt_node_table),
     };
     bt_node_t *node = calloc(1, sizeof(*node));
-    bt_loop_signals_t *sig = NULL;
+    bt_daemon_t d;
     bt_log_level_t level;
-    char addr[320], dir[4096], err[512];
-    struct timeval tick = { 0, 100000 };
+    char dir[4096];
     int rc = 1;
 
     if (node == NULL) {
@@ -375,9 +434,7 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     bt_opts_parse_only_or_exit(&spec, &node->cfg, argc, argv);
     node->role = (bt_node_role_t)node->cfg.role;
     bt_node_roles_pick(node, roles);
-    if (!bt_log_level_parse(node->cfg.log_level, &level)) {
-        fprintf(stderr, "%s: invalid value '%s' for --log-level\n", prog,
-                node->cfg.log_level);
+    if (!bt_daemon_level_parse(prog, node->cfg.log_level, &level)) {
         free(node);
         return 2;
     }
@@ -386,29 +443,15 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
         free(node);
         return 2;
     }
-    /* TLS: bad combinations, unreadable files and plaintext off loopback
-     * without --insecure end here (exit 2) */
-    if (bt_rpc_tls_cfg_check(&node->cfg.tls, true, err, sizeof(err)) != BT_OK ||
-        bt_rpc_tls_cfg_plain_check(&node->cfg.tls, node->cfg.listen, "listen",
-                                   err, sizeof(err)) != BT_OK ||
-        (node->cfg.router != NULL && node->cfg.router[0] != '\0' &&
-         bt_rpc_tls_cfg_plain_check(&node->cfg.tls, node->cfg.router, "router",
-                                    err, sizeof(err)) != BT_OK)) {
-        fprintf(stderr, "%s: %s\n", prog, err);
+    if (!bt_daemon_tls_check(prog, &node->cfg.tls, node->cfg.listen,
+                             node->cfg.router)) {
         free(node);
         return 2;
     }
     bt_log_init(node->role == BT_NODE_PREFILL ? "prefill"
                 : node->role == BT_NODE_DECODE ? "decode" : "node",
                 level, (bt_log_format_t)node->cfg.log_format);
-    if (!node->cfg.tls.enabled &&
-        (!bt_rpc_addr_is_loopback(node->cfg.listen) ||
-         (node->cfg.router != NULL && node->cfg.router[0] != '\0' &&
-          !bt_rpc_addr_is_loopback(node->cfg.router)))) {
-        bt_warn("insecure: grpc on %s and to the router %s is plaintext "
-                "(--insecure): use --tls-*", node->cfg.listen,
-                node->cfg.router != NULL ? node->cfg.router : "(none)");
-    }
+    bt_daemon_warn_plaintext(&node->cfg.tls, node->cfg.listen, node->cfg.router);
     /* chunks start on block boundaries, so no block is written by two
      * chunks (the first one's posted slices stay final) */
     if (node->cfg.max_prefill_tokens >= node->cfg.block_size) {
@@ -424,70 +467,37 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
     snprintf(node->model_name, sizeof(node->model_name), "%s",
              node->cfg.served_model_name != NULL
              ? node->cfg.served_model_name : basename(dir));
-    node->base = bt_loop_create();
-    node->metrics = bt_metrics_create();
-    if (node->base == NULL || node->metrics == NULL ||
-        bt_node_engine_init(node) != BT_OK ||
-        bt_node_sched_init(node) != BT_OK) {
+    if (bt_daemon_init(&d, &(bt_daemon_cfg_t){
+                           .listen = node->cfg.listen,
+                           .grpc_port = node->cfg.grpc_port,
+                           .http_port = node->cfg.http_port,
+                           .tls = &node->cfg.tls, .max_message = 64u << 20,
+                           .send_queue_max = 64, .client = true,
+                           .max_body = 1 << 16,
+                           .access_log = node->cfg.access_log,
+                           .drain_timeout_ms = node->cfg.drain_timeout_ms,
+                           .work = "requests" },
+                       &bt_node_daemon_ops, node) != BT_OK) {
         goto out;
     }
-    node->client = bt_rpc_client_create(node->base,
-                                        &(bt_rpc_client_opts_t){ 64u << 20, 0 });
-    node->grpc = bt_rpc_server_create(node->base,
-                                      &(bt_rpc_server_opts_t){ 64u << 20, 64, 16 });
-    if (node->client == NULL || node->grpc == NULL) {
+    node->base = d.base;
+    node->metrics = d.metrics;
+    if (bt_node_engine_init(node) != BT_OK ||
+        bt_node_sched_init(node) != BT_OK ||
+        bt_daemon_serve(&d) != BT_OK) {
         goto out;
     }
-    bt_rpc_hostport(addr, sizeof(addr), node->cfg.listen,
-                    (int)node->cfg.grpc_port);
-    if (bt_rpc_server_listen(node->grpc, addr,
-                             bt_rpc_tls_cfg_server(&node->cfg.tls),
-                             &node->grpc_port) != BT_OK ||
-        bt_node_roles_create(node) != BT_OK ||
-        bt_rpc_server_start(node->grpc) != BT_OK) {
-        bt_error("cannot start the grpc server on %s", addr);
-        goto out;
-    }
-    bt_rpc_target(node->grpc_addr, sizeof(node->grpc_addr), node->cfg.listen,
-                  node->grpc_port);
-    if (node->cfg.node_id != NULL) {
-        snprintf(node->node_id, sizeof(node->node_id), "%s", node->cfg.node_id);
-    } else {
-        snprintf(node->node_id, sizeof(node->node_id), "%s-%d-%d",
-                 node->role == BT_NODE_PREFILL ? "prefill"
-                 : node->role == BT_NODE_DECODE ? "decode" : "both",
-                 node->grpc_port, (int)getpid());
-    }
-    node->http = bt_http_server_create(node->base, node->cfg.listen,
-                                       (int)node->cfg.http_port, 1 << 16,
-                                       &node->http_port);
-    if (node->http == NULL ||
-        bt_http_add_standard(node->http, bt_node_ready, node,
-                             node->metrics) != BT_OK ||
-        bt_node_kvs_init(node) != BT_OK ||
-        bt_node_reg_start(node) != BT_OK) {
-        goto out;
-    }
-    node->tick_ev = event_new(node->base, -1, EV_PERSIST, bt_node_tick, node);
-    if (node->tick_ev == NULL || event_add(node->tick_ev, &tick) != 0) {
-        goto out;
-    }
-    sig = bt_loop_signals_install(node->base, bt_node_sigterm, node);
     bt_info("%s %s: node %s model %s grpc %s (%s) http %s:%d, %u kv blocks of "
             "%lld tokens (%s)", prog, BT_VERSION, node->node_id, node->model_name,
-            node->grpc_addr, !node->cfg.tls.enabled ? "plaintext"
-            : node->cfg.tls.ca_file != NULL ? "mtls" : "tls",
+            node->grpc_addr, bt_daemon_tls_mode(&node->cfg.tls),
             node->cfg.listen, node->http_port,
             bt_kvpool_n_blocks(node->pool), (long long)node->cfg.block_size,
             node->cfg.kv_dtype);
-    printf("grpc_port=%d http_port=%d\n", node->grpc_port, node->http_port);
-    fflush(stdout);
-    bt_sdnotify("READY=1");
-    event_base_dispatch(node->base);
-    rc = 0;
-    bt_info("stopped");
+    rc = bt_daemon_run(&d);
 out:
-    bt_loop_signals_remove(sig);
-    bt_node_free(node);
+    bt_daemon_cleanup(&d);
+    pthread_mutex_destroy(&node->layer_mu);
+    bt_node_sched_cleanup(node);
+    free(node);
     return rc;
 }

@@ -1,0 +1,53 @@
+/* The option checks every daemon runs before its log starts (level, TLS)
+ * and the plaintext warning after it. */
+#include "daemon.h"
+
+#include "rpc/addr.h"
+
+#include <stdio.h>
+
+bool bt_daemon_level_parse(const char *prog, const char *s,
+                           bt_log_level_t *level_p)
+{
+    if (!bt_log_level_parse(s, level_p)) {
+        fprintf(stderr, "%s: invalid value '%s' for --log-level\n", prog, s);
+        return false;
+    }
+    return true;
+}
+
+bool bt_daemon_tls_check(const char *prog, bt_rpc_tls_cfg_t *tls,
+                         const char *listen, const char *router)
+{
+    char err[512];
+
+    if (bt_rpc_tls_cfg_check(tls, true, err, sizeof(err)) != BT_OK ||
+        bt_rpc_tls_cfg_plain_check(tls, listen, "listen", err,
+                                   sizeof(err)) != BT_OK ||
+        (router != NULL && router[0] != '\0' &&
+         bt_rpc_tls_cfg_plain_check(tls, router, "router", err,
+                                    sizeof(err)) != BT_OK)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return false;
+    }
+    return true;
+}
+
+void bt_daemon_warn_plaintext(const bt_rpc_tls_cfg_t *tls, const char *listen,
+                              const char *router)
+{
+    bool has_router = router != NULL && router[0] != '\0';
+
+    if (!tls->enabled &&
+        (!bt_rpc_addr_is_loopback(listen) ||
+         (has_router && !bt_rpc_addr_is_loopback(router)))) {
+        bt_warn("insecure: grpc on %s and to the router %s is plaintext "
+                "(--insecure): use --tls-*", listen,
+                router != NULL ? router : "(none)");
+    }
+}
+
+const char *bt_daemon_tls_mode(const bt_rpc_tls_cfg_t *tls)
+{
+    return !tls->enabled ? "plaintext" : tls->ca_file != NULL ? "mtls" : "tls";
+}
