@@ -109,6 +109,9 @@ static void bt_pjob_start(bt_pjob_t *j, uint32_t matched, uint32_t from_store)
         bt_pjob_post(j, l, 0, matched);
     }
     bt_pjob_to(j, BT_PJOB_QUEUED);
+    BT_LOG_REQ(INFO, j->id, "prefill accepted: %u prompt tokens, %u cached "
+               "(%u from the kvstore), %u to compute", j->n, j->cached,
+               j->store_cached, j->n - j->cached);
     bt_node_metrics_update(node);
     bt_node_sched_kick(node);
 }

@@ -74,7 +74,11 @@ static void bt_node_registered_cb(void *arg, bool up)
 {
     bt_node_t *node = arg;
 
-    bt_info("%s the router", up ? "registered with" : "lost");
+    if (up) {
+        bt_info("registered with the router");
+    } else {
+        bt_warn("lost the router");
+    }
     if (!up) {
         /* events are renumbered on the next registration */
         for (size_t i = 0; i < node->ev_n; i++) {
