@@ -41,6 +41,7 @@ static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
     if (r->state == BT_DREQ_LEASED) {
         BT_LOG_REQ(WARN, r->id, "lease %llu expired before kv-complete",
                    (unsigned long long)r->lease_id);
+        bt_counter_inc(r->node->c_leases_expired);
         bt_dreq_fail(r, BT_RPC_DEADLINE_EXCEEDED,
                      "lease expired before the kv cache arrived");
     }

@@ -75,8 +75,14 @@ void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
         assert(node->running > 0);
         node->running--;
     }
+    if (from == BT_DREQ_LEASED) {
+        bt_gauge_add(node->g_waiting, -1.0);
+    }
     r->state = to;
     switch (to) {
+    case BT_DREQ_LEASED:
+        bt_gauge_add(node->g_waiting, 1.0);
+        break;
     case BT_DREQ_RUNNING:
         node->running++;
         break;

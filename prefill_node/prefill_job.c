@@ -81,12 +81,14 @@ void bt_pjob_to(bt_pjob_t *j, bt_pjob_state_t to)
         assert(node->queued_prefill_tokens >= j->n - j->next_tok);
         node->queued_prefill_tokens -= j->n - j->next_tok;
         bt_list_del(&j->link);
+        bt_gauge_add(node->g_waiting, -1.0);
     }
     j->state = to;
     switch (to) {
     case BT_PJOB_QUEUED:
         node->queued_prefill_tokens += j->n - j->next_tok;
         bt_list_add_tail(&j->pf->queue, &j->link);
+        bt_gauge_add(node->g_waiting, 1.0);
         break;
     case BT_PJOB_FREED:
         /* callbacks of the teardown see FREED and return */
@@ -147,6 +149,7 @@ void bt_pjob_reply(bt_pjob_t *j)
                         : BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
     bt_rpc_call_reply(j->call, &res.base);
     j->replied = true;
+    bt_histogram_observe(j->node->h_prefill, (double)j->compute_us / 1e6);
     BT_LOG_REQ(INFO, j->id, "prefill answered: %u tokens computed, %u cached, "
                "%llu bytes transferred in %llu us (queued %llu us, compute "
                "%llu us)", st.computed_tokens, j->cached,

@@ -103,6 +103,10 @@ static void bt_pjob_start(bt_pjob_t *j, uint32_t matched, uint32_t from_store)
     j->store_cached = from_store * bs;
     j->next_tok = j->cached;
     j->xfer_start_us = bt_now_us();
+    if (node->cfg.prefix_cache) {
+        bt_counter_add(node->c_prefix_queries, (double)j->n);
+        bt_counter_add(node->c_prefix_hits, (double)j->cached);
+    }
     bt_rpc_call_set_cancel_cb(j->call, bt_pjob_cancel_cb, j);
     /* the cached prefix goes out at once, every layer */
     for (uint32_t l = 0; l < g->n_layers && matched > 0; l++) {

@@ -169,6 +169,12 @@ struct bt_node {
     bt_gauge_t         *g_free, *g_used, *g_running, *g_reserved, *g_queued;
     bt_counter_t       *c_prefills, *c_tokens;
     bt_counter_t       *c_fence_timeouts;   /* dead leases freed unfenced */
+    /* with model_name (docs/operations.md, Metrics) */
+    bt_gauge_t         *g_waiting;          /* kept by the roles' transitions */
+    bt_gauge_t         *g_kv_usage;
+    bt_counter_t       *c_prefix_queries, *c_prefix_hits;
+    bt_histogram_t     *h_prefill, *h_decode_step;
+    bt_counter_t       *c_leases_expired;
 };
 
 /* node_sched.c */
