@@ -4,7 +4,11 @@ node with --kvstore, and a baton-kvstore on loopback. Checks: every
 daemon's /metrics passes `promtool check metrics` and has baton_build_info
 and the process_* series; the router has each vLLM-equivalent metric with
 `model_name`; the kvstore counts the nodes' Pin reads as hits; nodes by
-state; every query of deploy/grafana/baton-dashboard.json names only
+state; both nodes' per-request series with `model_name` (waiting, KV
+usage, prefix queries and hits, prefill and decode-step times, lease
+expiries); the request id as the nodes' log field (a JSON line of the
+prefill, text lines of the decode); every query of
+deploy/grafana/baton-dashboard.json names only
 metrics the cluster exports; and, with Debian's prometheus installed, a
 real Prometheus scraping the cluster answers every query.
 
