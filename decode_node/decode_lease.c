@@ -212,32 +212,37 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     char why[256];
 
     if (node->draining) {
-        bt_rpc_call_fail_code(call, BT_RPC_UNAVAILABLE, "the node is draining");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_UNAVAILABLE, "the node is draining");
         return;
     }
     if (q->n_token_ids == 0 || q->n_token_ids > BT_DREQ_MAX_TOKENS ||
         q->n_generated_ids > BT_DREQ_MAX_TOKENS || q->sampling == NULL ||
         q->tenant == NULL || q->tenant->root_hash.len != BT_KV_HASH_LEN) {
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "token_ids, sampling and a 32-byte "
-                              "tenant.root_hash are required");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "token_ids, sampling and a 32-byte "
+                            "tenant.root_hash are required");
         return;
     }
     if (q->model != NULL && q->model[0] != '\0' &&
         strcmp(q->model, node->model_name) != 0) {
         snprintf(why, sizeof(why), "model %.100s is not served here (%.100s)",
                  q->model, node->model_name);
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT, why);
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT, why);
         return;
     }
     if (!bt_node_tokens_in_vocab(node, q->token_ids, q->n_token_ids)) {
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "token id outside the vocabulary");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "token id outside the vocabulary");
         return;
     }
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
-        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     r->node = node;
@@ -247,15 +252,17 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     if (bt_node_lp_param(q->sampling, &r->sp.logprobs) != BT_OK ||
         bt_sample_params_check(&r->sp) != BT_OK) {
         free(r);
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "sampling parameters out of range");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "sampling parameters out of range");
         return;
     }
     max_out = (uint32_t)r->sp.max_tokens;
     if (q->n_generated_ids >= max_out) {
         free(r);
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "generated_ids already reach max_tokens");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "generated_ids already reach max_tokens");
         return;
     }
     r->n_prompt = (uint32_t)q->n_token_ids;
@@ -286,7 +293,8 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                  "of %u)", n_blocks, bt_kvpool_available(node->pool),
                  bt_kvpool_n_blocks(node->pool));
         bt_dreq_free(r);
-        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, why);
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_RESOURCE_EXHAUSTED, why);
         return;
     }
     r->n_resv = n_blocks;
@@ -337,7 +345,8 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
 
 err_nomem:
     bt_dreq_free(r);
-    bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    bt_node_call_refuse(call, "decode", q->request_id,
+                        BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
 }
 
 /* RenewLease: a lease still waiting for its KV gets lease_ms more from

@@ -193,6 +193,13 @@ void bt_node_local_kv_complete(bt_node_t *node, uint64_t lease_id,
                                int32_t status, const void *user,
                                size_t user_len);
 
+/* node_call.c: answers `code`/`msg` to a call refused before it became a
+ * request, with an info line "WHAT refused" naming `req_id` (may be NULL
+ * or empty). */
+void bt_node_call_refuse(bt_rpc_call_t *call, const char *what,
+                         const char *req_id, bt_rpc_code_t code,
+                         const char *msg);
+
 /* node_reg.c */
 bt_status_t bt_node_reg_start(bt_node_t *node);
 void bt_node_kv_event(const bt_kv_event_t *event, void *ctx);
