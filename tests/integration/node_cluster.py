@@ -501,6 +501,14 @@ def main():
     t.join()
     nb, code, msg = waiting[0]
     held = gauge(dh, "baton_node_kv_used_blocks")
+    with open(os.path.join(tmp, "decode.err")) as f:
+        dlog = f.read()
+    tap(re.search(r" warn +decode req=\S+ lease \d+ expired before "
+                  r"kv-complete", dlog) and
+        re.search(r" info +decode req=\S+ decode failed: lease expired "
+                  r"before the kv cache arrived \(DEADLINE_EXCEEDED\)", dlog),
+        "the expiry is a warn line and the request's end an info line, "
+        "both with req=")
     tap(expired0 == 0 and seen_waiting == 1 and
         model_gauge(dh, "baton_node_requests_waiting") == 0 and
         model_gauge(dh, "baton_node_leases_expired_total") == 1,
@@ -539,6 +547,11 @@ def main():
         tap(code == 14 and got is not None,
             "drain command refuses new work (UNAVAILABLE), undrain serves "
             "again (%s %s)" % (code, msg))
+        with open(os.path.join(tmp, "decode.err")) as f:
+            refused = [x for x in f if "decode refused: the node is "
+                       "draining (UNAVAILABLE)" in x and " info " in x]
+        tap(refused, "the refusal is an info line of the decode node (%s)"
+            % (refused[:1] or "none"))
 
     # 9. --role both alone: the same tokens without the UCX hop
     # SIGTERM while a request streams: it still finishes, then exit 0
