@@ -7,6 +7,8 @@
 #include "decode_int.h"
 #include "node_kvs.h"
 
+#include "base/clock.h"
+
 int bt_decode_next_step(void *self, bt_node_step_t *step, int max)
 {
     bt_decode_t *dec = self;
@@ -47,6 +49,7 @@ int bt_decode_next_step(void *self, bt_node_step_t *step, int max)
         r->in_step = true;
         step->who[n++] = r;
     }
+    dec->step_start_us = bt_now_us();
     return n;
 }
 
@@ -111,6 +114,8 @@ void bt_decode_step_done(void *self, bt_node_step_t *step, bt_status_t st)
         }
         bt_dreq_flush(r);
     }
+    bt_histogram_observe(node->h_decode_step,
+                         (double)(bt_now_us() - dec->step_start_us) / 1e6);
     bt_node_metrics_update(node);
 }
 

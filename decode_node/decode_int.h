@@ -22,6 +22,7 @@
 typedef struct bt_decode {
     bt_node_t *node;
     bt_list_t  reqs;    /* every bt_dreq_t, in arrival order, oldest first */
+    uint64_t   step_start_us;   /* of the step in flight */
 } bt_decode_t;
 
 /* A request's lifecycle (the diagram is in decode_req.c). The order

@@ -31,16 +31,17 @@ static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (r->state == BT_DREQ_HELD) {
-        bt_warn("request %s: no fence for lease %llu within %lld ms: its "
-                "blocks go back", r->id, (unsigned long long)r->lease_id,
-                (long long)r->node->cfg.lease_fence_ms);
+        BT_LOG_REQ(WARN, r->id, "no fence for lease %llu within %lld ms: its "
+                   "blocks go back", (unsigned long long)r->lease_id,
+                   (long long)r->node->cfg.lease_fence_ms);
         bt_counter_inc(r->node->c_fence_timeouts);
         bt_dreq_hold_end(r);
         return;
     }
     if (r->state == BT_DREQ_LEASED) {
-        bt_warn("request %s: lease %llu expired before kv-complete", r->id,
-                (unsigned long long)r->lease_id);
+        BT_LOG_REQ(WARN, r->id, "lease %llu expired before kv-complete",
+                   (unsigned long long)r->lease_id);
+        bt_counter_inc(r->node->c_leases_expired);
         bt_dreq_fail(r, BT_RPC_DEADLINE_EXCEEDED,
                      "lease expired before the kv cache arrived");
     }
@@ -113,8 +114,8 @@ void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
     bt_status_t s;
 
     if (r != NULL && r->state == BT_DREQ_HELD) {
-        bt_debug("request %s: the writer of lease %llu is done: its blocks "
-                 "go back", r->id, (unsigned long long)lease_id);
+        BT_LOG_REQ(DEBUG, r->id, "the writer of lease %llu is done: its blocks "
+                   "go back", (unsigned long long)lease_id);
         bt_dreq_hold_end(r);   /* the writer is done: the blocks can go */
         return;
     }
@@ -124,14 +125,16 @@ void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
         if (first == BT_NODE_FENCE_FIRST && pst != BT_OK) {
             /* a prefill attempt gave up; the router may retry another
              * with the same lease, which stays */
-            bt_debug("request %s: a writer of lease %llu stopped", r->id,
-                     (unsigned long long)lease_id);
+            BT_LOG_REQ(DEBUG, r->id, "a writer of lease %llu stopped",
+                       (unsigned long long)lease_id);
             return;
         }
     }
     if (r == NULL || r->state != BT_DREQ_LEASED) {
-        bt_debug("kv-complete for unknown lease %llu",
-                 (unsigned long long)lease_id);
+        BT_LOG_REQ(DEBUG, r != NULL ? r->id : NULL,
+                   "kv-complete for %s lease %llu",
+                   r != NULL ? "an ended" : "an unknown",
+                   (unsigned long long)lease_id);
         return;
     }
     if (status != BT_OK || user_len < BT_NODE_DONE_PAYLOAD) {
@@ -150,8 +153,8 @@ void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
                             user_len - BT_NODE_DONE_PAYLOAD, (int32_t)first,
                             r->sp.logprobs, node->vocab, &lp) != BT_OK
         : user_len != BT_NODE_DONE_PAYLOAD) {
-        bt_warn("request %s: kv-complete of %zu bytes does not match the "
-                "request's logprobs", r->id, user_len);
+        BT_LOG_REQ(WARN, r->id, "kv-complete of %zu bytes does not match the "
+                   "request's logprobs", user_len);
         bt_dreq_fail(r, BT_RPC_ABORTED, "the prefill node sent a malformed "
                      "kv-complete");
         return;
@@ -209,32 +212,37 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     char why[256];
 
     if (node->draining) {
-        bt_rpc_call_fail_code(call, BT_RPC_UNAVAILABLE, "the node is draining");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_UNAVAILABLE, "the node is draining");
         return;
     }
     if (q->n_token_ids == 0 || q->n_token_ids > BT_DREQ_MAX_TOKENS ||
         q->n_generated_ids > BT_DREQ_MAX_TOKENS || q->sampling == NULL ||
         q->tenant == NULL || q->tenant->root_hash.len != BT_KV_HASH_LEN) {
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "token_ids, sampling and a 32-byte "
-                              "tenant.root_hash are required");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "token_ids, sampling and a 32-byte "
+                            "tenant.root_hash are required");
         return;
     }
     if (q->model != NULL && q->model[0] != '\0' &&
         strcmp(q->model, node->model_name) != 0) {
         snprintf(why, sizeof(why), "model %.100s is not served here (%.100s)",
                  q->model, node->model_name);
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT, why);
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT, why);
         return;
     }
     if (!bt_node_tokens_in_vocab(node, q->token_ids, q->n_token_ids)) {
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "token id outside the vocabulary");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "token id outside the vocabulary");
         return;
     }
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
-        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     r->node = node;
@@ -244,15 +252,17 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     if (bt_node_lp_param(q->sampling, &r->sp.logprobs) != BT_OK ||
         bt_sample_params_check(&r->sp) != BT_OK) {
         free(r);
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "sampling parameters out of range");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "sampling parameters out of range");
         return;
     }
     max_out = (uint32_t)r->sp.max_tokens;
     if (q->n_generated_ids >= max_out) {
         free(r);
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "generated_ids already reach max_tokens");
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "generated_ids already reach max_tokens");
         return;
     }
     r->n_prompt = (uint32_t)q->n_token_ids;
@@ -283,7 +293,8 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                  "of %u)", n_blocks, bt_kvpool_available(node->pool),
                  bt_kvpool_n_blocks(node->pool));
         bt_dreq_free(r);
-        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, why);
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_RESOURCE_EXHAUSTED, why);
         return;
     }
     r->n_resv = n_blocks;
@@ -325,15 +336,17 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     }
     free(desc);
     bt_dreq_to(r, BT_DREQ_LEASED);
-    bt_debug("request %s: reserved %u blocks (lease %llu, %llu ms)", r->id,
-             n_blocks, (unsigned long long)r->lease_id,
-             (unsigned long long)lease_ms);
+    BT_LOG_REQ(INFO, r->id, "decode admitted: %u prompt tokens, reserved %u "
+               "blocks (lease %llu, %llu ms)", r->n_prompt,
+               n_blocks, (unsigned long long)r->lease_id,
+               (unsigned long long)lease_ms);
     bt_node_metrics_update(node);
     return;
 
 err_nomem:
     bt_dreq_free(r);
-    bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    bt_node_call_refuse(call, "decode", q->request_id,
+                        BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
 }
 
 /* RenewLease: a lease still waiting for its KV gets lease_ms more from
@@ -369,8 +382,8 @@ static void bt_renew_lease(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     if (r->state == BT_DREQ_LEASED) {
         uint64_t ms = bt_dreq_lease_arm(r, q->lease_ms);
 
-        bt_debug("request %s: lease %llu renewed for %llu ms", r->id,
-                 (unsigned long long)r->lease_id, (unsigned long long)ms);
+        BT_LOG_REQ(DEBUG, r->id, "lease %llu renewed for %llu ms",
+                   (unsigned long long)r->lease_id, (unsigned long long)ms);
         res.expiry_unix_ms = r->expiry_ms;
     }
     /* admitted: the KV is here and the lease no longer expires (0) */

@@ -75,8 +75,14 @@ void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
         assert(node->running > 0);
         node->running--;
     }
+    if (from == BT_DREQ_LEASED) {
+        bt_gauge_add(node->g_waiting, -1.0);
+    }
     r->state = to;
     switch (to) {
+    case BT_DREQ_LEASED:
+        bt_gauge_add(node->g_waiting, 1.0);
+        break;
     case BT_DREQ_RUNNING:
         node->running++;
         break;
@@ -139,14 +145,18 @@ void bt_dreq_hold_end(bt_dreq_t *r)
  * docs/internals/node.md "Lease fence" says what this guarantees. */
 void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg)
 {
+    if (bt_dreq_open(r)) {
+        BT_LOG_REQ(INFO, r->id, "decode failed: %s (%s) after %u tokens", msg,
+                   bt_rpc_code_name(code), r->n_out);
+    }
     switch (r->state) {
     case BT_DREQ_LEASED:
         bt_rpc_call_fail_code(r->call, code, msg);
         bt_dreq_to(r, BT_DREQ_HELD);
         bt_node_timer_arm(r->lease_ev, (uint64_t)r->node->cfg.lease_fence_ms);
-        bt_debug("request %s: lease %llu ended before its kv cache; its %u "
-                 "blocks wait for the writer's fence", r->id,
-                 (unsigned long long)r->lease_id, r->n_resv - r->resv_next);
+        BT_LOG_REQ(DEBUG, r->id, "lease %llu ended before its kv cache; its %u "
+                   "blocks wait for the writer's fence",
+                   (unsigned long long)r->lease_id, r->n_resv - r->resv_next);
         return;
     case BT_DREQ_NEW:
     case BT_DREQ_RUNNING:

@@ -8,6 +8,7 @@
 #include "node_lp.h"
 
 #include "base/array.h"
+#include "base/log.h"
 
 #include <stdlib.h>
 
@@ -134,6 +135,10 @@ void bt_dreq_flush(bt_dreq_t *r)
             bt_rpc_call_fail_code(r->call, BT_RPC_CANCELLED, "stream gone");
         }
         bt_dreq_to(r, BT_DREQ_ENDED);
+        BT_LOG_REQ(INFO, r->id, "decode ended: %u prompt tokens, %u "
+                   "generated, finish %s", r->n_prompt, r->n_out,
+                   r->finish == BATON__V1__FINISH_REASON__FINISH_REASON_STOP
+                   ? "stop" : "length");
         /* blocks go back now; the call itself is done */
         if (!r->in_step) {
             bt_dreq_put(r);

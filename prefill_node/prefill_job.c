@@ -81,12 +81,14 @@ void bt_pjob_to(bt_pjob_t *j, bt_pjob_state_t to)
         assert(node->queued_prefill_tokens >= j->n - j->next_tok);
         node->queued_prefill_tokens -= j->n - j->next_tok;
         bt_list_del(&j->link);
+        bt_gauge_add(node->g_waiting, -1.0);
     }
     j->state = to;
     switch (to) {
     case BT_PJOB_QUEUED:
         node->queued_prefill_tokens += j->n - j->next_tok;
         bt_list_add_tail(&j->pf->queue, &j->link);
+        bt_gauge_add(node->g_waiting, 1.0);
         break;
     case BT_PJOB_FREED:
         /* callbacks of the teardown see FREED and return */
@@ -147,6 +149,14 @@ void bt_pjob_reply(bt_pjob_t *j)
                         : BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
     bt_rpc_call_reply(j->call, &res.base);
     j->replied = true;
+    bt_histogram_observe(j->node->h_prefill, (double)j->compute_us / 1e6);
+    BT_LOG_REQ(INFO, j->id, "prefill answered: %u tokens computed, %u cached, "
+               "%llu bytes transferred in %llu us (queued %llu us, compute "
+               "%llu us)", st.computed_tokens, j->cached,
+               (unsigned long long)st.transfer_bytes,
+               (unsigned long long)st.transfer_us,
+               (unsigned long long)st.queue_us,
+               (unsigned long long)st.compute_us);
     bt_counter_inc(j->node->c_prefills);
 }
 
@@ -155,6 +165,8 @@ static void bt_pjob_reply_err(bt_pjob_t *j)
     if (!j->replied && j->err_code != BT_RPC_OK) {
         bt_rpc_call_fail_code(j->call, j->err_code, j->err_msg);
         j->replied = true;
+        BT_LOG_REQ(INFO, j->id, "prefill failed: %s (%s)", j->err_msg,
+                   bt_rpc_code_name(j->err_code));
     }
 }
 
@@ -167,8 +179,8 @@ static void bt_pjob_fence_cb(void *arg, bt_status_t status)
     }
     if (status != BT_OK) {
         /* the endpoint failed: nothing of this job can land any more */
-        bt_debug("request %s: fence of lease %llu: %s", j->id,
-                 (unsigned long long)j->lease_id, bt_status_str(status));
+        BT_LOG_REQ(DEBUG, j->id, "fence of lease %llu: %s",
+                   (unsigned long long)j->lease_id, bt_status_str(status));
     }
     bt_pjob_reply_err(j);
     bt_pjob_to(j, BT_PJOB_FREED);

@@ -103,12 +103,19 @@ static void bt_pjob_start(bt_pjob_t *j, uint32_t matched, uint32_t from_store)
     j->store_cached = from_store * bs;
     j->next_tok = j->cached;
     j->xfer_start_us = bt_now_us();
+    if (node->cfg.prefix_cache) {
+        bt_counter_add(node->c_prefix_queries, (double)j->n);
+        bt_counter_add(node->c_prefix_hits, (double)j->cached);
+    }
     bt_rpc_call_set_cancel_cb(j->call, bt_pjob_cancel_cb, j);
     /* the cached prefix goes out at once, every layer */
     for (uint32_t l = 0; l < g->n_layers && matched > 0; l++) {
         bt_pjob_post(j, l, 0, matched);
     }
     bt_pjob_to(j, BT_PJOB_QUEUED);
+    BT_LOG_REQ(INFO, j->id, "prefill accepted: %u prompt tokens, %u cached "
+               "(%u from the kvstore), %u to compute", j->n, j->cached,
+               j->store_cached, j->n - j->cached);
     bt_node_metrics_update(node);
     bt_node_sched_kick(node);
 }
@@ -138,16 +145,18 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     char why[256];
 
     if (node->draining) {
-        bt_rpc_call_fail_code(call, BT_RPC_UNAVAILABLE, "the node is draining");
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_UNAVAILABLE, "the node is draining");
         return;
     }
     if (q->n_token_ids == 0 || q->n_token_ids > BT_PJOB_MAX_TOKENS ||
         q->generated_count > q->n_token_ids || q->sampling == NULL ||
         rv == NULL || rv->geometry == NULL || q->tenant == NULL ||
         q->tenant->root_hash.len != BT_KV_HASH_LEN) {
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "token_ids, sampling, reservation and a 32-byte "
-                              "tenant.root_hash are required");
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "token_ids, sampling, reservation and a 32-byte "
+                            "tenant.root_hash are required");
         return;
     }
     need = ((uint32_t)q->n_token_ids + bs - 1) / bs;
@@ -160,17 +169,20 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         snprintf(why, sizeof(why), "reservation does not fit: %zu blocks for "
                  "%zu tokens, or another kv geometry", rv->n_block_ids,
                  q->n_token_ids);
-        bt_rpc_call_fail_code(call, BT_RPC_FAILED_PRECONDITION, why);
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_FAILED_PRECONDITION, why);
         return;
     }
     if (!bt_node_tokens_in_vocab(node, q->token_ids, q->n_token_ids)) {
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "token id outside the vocabulary");
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "token id outside the vocabulary");
         return;
     }
     j = calloc(1, sizeof(*j));
     if (j == NULL) {
-        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     j->node = node;
@@ -179,7 +191,8 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     j->end_ev = evtimer_new(node->base, bt_pjob_end_ev, j);
     if (j->end_ev == NULL) {
         free(j);
-        bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     snprintf(j->id, sizeof(j->id), "%s", q->request_id ? q->request_id : "");
@@ -190,8 +203,9 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     if (bt_node_lp_param(q->sampling, &j->sp.logprobs) != BT_OK) {
         event_free(j->end_ev);
         free(j);
-        bt_rpc_call_fail_code(call, BT_RPC_INVALID_ARGUMENT,
-                              "sampling.logprobs must be in [0, 20]");
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "sampling.logprobs must be in [0, 20]");
         return;
     }
     j->tokens = malloc(j->n * sizeof(int32_t));
@@ -276,7 +290,8 @@ err_nomem:
     free(j->dst);
     event_free(j->end_ev);
     free(j);
-    bt_rpc_call_fail_code(call, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+    bt_node_call_refuse(call, "prefill", q->request_id,
+                        BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
 }
 
 bt_status_t bt_prefill_rpc_register(bt_prefill_t *pf)

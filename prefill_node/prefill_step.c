@@ -38,8 +38,8 @@ void bt_pjob_stream_done(void *arg, bt_status_t status)
             bt_pjob_publish(j);
         }
     } else if (!j->replied) {
-        bt_warn("request %s: kv transfer failed: %s", j->id,
-                bt_status_str(status));
+        BT_LOG_REQ(WARN, j->id, "kv transfer failed: %s",
+                   bt_status_str(status));
         if (j->err_code == BT_RPC_OK) {
             j->err_code = BT_RPC_UNAVAILABLE;
             snprintf(j->err_msg, sizeof(j->err_msg),
@@ -114,8 +114,12 @@ void bt_prefill_layer_done(void *self, bt_node_step_t *step, int layer)
 
 void bt_prefill_layer_lost(void *self, bt_node_step_t *step)
 {
+    bt_pjob_t *j = step->who[0];
+
     (void)self;
-    bt_pjob_end(step->who[0], BT_RPC_INTERNAL,
+    BT_LOG_REQ(ERROR, j->id, "the layer queue overflowed: a layer of the "
+               "chunk at token %u was not sent", j->chunk_a);
+    bt_pjob_end(j, BT_RPC_INTERNAL,
                 "a layer of the kv cache was lost");
 }
 

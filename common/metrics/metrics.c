@@ -310,6 +310,33 @@ bt_histogram_t *bt_metrics_histogram(bt_metrics_t *reg, const char *name,
                           bounds, n_bounds);
 }
 
+void bt_metrics_remove(bt_metrics_t *reg, struct bt_metric_series *series)
+{
+    bt_metric_family_t *f;
+    struct bt_metric_series **pp, *prev;
+
+    if (series == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&reg->lock);
+    for (f = reg->families; f != NULL; f = f->next) {
+        prev = NULL;
+        for (pp = &f->series; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+            if (*pp != series) {
+                continue;
+            }
+            *pp = series->next;
+            if (f->last == series) {
+                f->last = prev;
+            }
+            pthread_mutex_unlock(&reg->lock);
+            bt_metric_series_free(series);
+            return;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+}
+
 void bt_counter_add(bt_counter_t *c, double v)
 {
     if (v > 0) {

@@ -5,8 +5,8 @@
  * A series is a (family name, label set) pair. Labels are given already
  * rendered as `key="value",key2="value2"` through bt_metrics_labels(), so
  * the hot path never formats strings. Series are created once (under a
- * lock) and live as long as the registry; the returned pointers are
- * stable and updates are atomic.
+ * lock) and live as long as the registry or until bt_metrics_remove; the
+ * returned pointers are stable and updates are atomic.
  */
 #ifndef BT_METRICS_H
 #define BT_METRICS_H
@@ -50,6 +50,11 @@ bt_gauge_t *bt_metrics_gauge(bt_metrics_t *reg, const char *name,
 bt_histogram_t *bt_metrics_histogram(bt_metrics_t *reg, const char *name,
                                      const char *help, const char *labels,
                                      const double *bounds, size_t n_bounds);
+
+/* Removes a series from its family and frees it (a family left with no
+ * series still renders its HELP and TYPE). The caller makes sure nothing
+ * updates it any more; `series` is gone after this. NULL is ignored. */
+void bt_metrics_remove(bt_metrics_t *reg, struct bt_metric_series *series);
 
 void bt_counter_add(bt_counter_t *c, double v);   /* v >= 0 */
 void bt_counter_inc(bt_counter_t *c);

@@ -170,6 +170,12 @@ struct bt_node {
     bt_gauge_t         *g_free, *g_used, *g_running, *g_reserved, *g_queued;
     bt_counter_t       *c_prefills, *c_tokens;
     bt_counter_t       *c_fence_timeouts;   /* dead leases freed unfenced */
+    /* with model_name (docs/operations.md, Metrics) */
+    bt_gauge_t         *g_waiting;          /* kept by the roles' transitions */
+    bt_gauge_t         *g_kv_usage;
+    bt_counter_t       *c_prefix_queries, *c_prefix_hits;
+    bt_histogram_t     *h_prefill, *h_decode_step;
+    bt_counter_t       *c_leases_expired;
 };
 
 /* node_sched.c */
@@ -187,6 +193,13 @@ bool bt_node_local_lease_live(bt_node_t *node, uint64_t lease_id);
 void bt_node_local_kv_complete(bt_node_t *node, uint64_t lease_id,
                                int32_t status, const void *user,
                                size_t user_len);
+
+/* node_call.c: answers `code`/`msg` to a call refused before it became a
+ * request, with an info line "WHAT refused" naming `req_id` (may be NULL
+ * or empty). */
+void bt_node_call_refuse(bt_rpc_call_t *call, const char *what,
+                         const char *req_id, bt_rpc_code_t code,
+                         const char *msg);
 
 /* node_reg.c */
 bt_status_t bt_node_reg_start(bt_node_t *node);

@@ -74,7 +74,11 @@ static void bt_node_registered_cb(void *arg, bool up)
 {
     bt_node_t *node = arg;
 
-    bt_info("%s the router", up ? "registered with" : "lost");
+    if (up) {
+        bt_info("registered with the router");
+    } else {
+        bt_warn("lost the router");
+    }
     if (!up) {
         /* events are renumbered on the next registration */
         for (size_t i = 0; i < node->ev_n; i++) {
@@ -159,6 +163,46 @@ void bt_node_metrics_update(bt_node_t *node)
     bt_gauge_set(node->g_reserved, (double)st.reserved);
     bt_gauge_set(node->g_running, (double)node->running);
     bt_gauge_set(node->g_queued, (double)node->queued_prefill_tokens);
+    bt_gauge_set(node->g_kv_usage,
+                 st.total > 0 ? (double)st.used / (double)st.total : 0.0);
+}
+
+/* The series with a vLLM equivalent (or one per request), labelled with
+ * the served model's name. */
+static void bt_node_model_metrics(bt_node_t *node)
+{
+    bt_metrics_t *m = node->metrics;
+    char ml[320];
+
+    bt_metrics_labels(ml, sizeof(ml), "model_name", node->model_name, NULL);
+    node->g_waiting = bt_metrics_gauge(
+        m, "baton_node_requests_waiting",
+        "requests accepted and not yet computing: prefill jobs queued, decode "
+        "leases waiting for their kv cache (vllm:num_requests_waiting)", ml);
+    node->g_kv_usage = bt_metrics_gauge(
+        m, "baton_node_kv_cache_usage_ratio",
+        "kv blocks in use over all blocks, 0 to 1 (vllm:kv_cache_usage_perc)",
+        ml);
+    node->c_prefix_queries = bt_metrics_counter(
+        m, "baton_node_prefix_cache_queries_total",
+        "prompt tokens the prefill looked up in its prefix cache "
+        "(vllm:prefix_cache_queries)", ml);
+    node->c_prefix_hits = bt_metrics_counter(
+        m, "baton_node_prefix_cache_hits_total",
+        "of those, tokens found cached: own pool or kvstore "
+        "(vllm:prefix_cache_hits)", ml);
+    node->h_prefill = bt_metrics_histogram(
+        m, "baton_node_prefill_seconds",
+        "compute time of a prefill, its chunks together "
+        "(vllm:request_prefill_time_seconds)", ml,
+        bt_metrics_latency_bounds, bt_metrics_latency_n_bounds);
+    node->h_decode_step = bt_metrics_histogram(
+        m, "baton_node_decode_step_seconds",
+        "time of one decode step of the batch, sampling included", ml,
+        bt_metrics_latency_bounds, bt_metrics_latency_n_bounds);
+    node->c_leases_expired = bt_metrics_counter(
+        m, "baton_node_leases_expired_total",
+        "decode leases that expired before their kv cache arrived", ml);
 }
 
 bt_status_t bt_node_reg_start(bt_node_t *node)
@@ -190,6 +234,7 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     node->c_fence_timeouts = bt_metrics_counter(
         m, "baton_node_lease_fence_timeouts_total",
         "dead leases whose blocks went back with no fence from a writer", NULL);
+    bt_node_model_metrics(node);
     bt_node_metrics_update(node);
     node->ev_flush = event_new(node->base, -1, 0, bt_node_ev_flush, node);
     if (node->cfg.router == NULL || node->cfg.router[0] == '\0') {

@@ -37,8 +37,10 @@ bt_xstats_t *bt_xstats_create(bt_metrics_t *metrics)
     return xs;
 }
 
-/* Series live as long as the registry: a peer seen again (or taking an
- * evicted peer's place) gets the same ones back. */
+/* A peer's series live while it is held: the peer dropped for a newer
+ * one (bt_xstats_peer) takes its series out of /metrics, so the
+ * exposition does not grow with every decode node ever seen; one seen
+ * again starts its counters from 0 (a counter reset to Prometheus). */
 static void bt_xstats_series(bt_xstats_t *xs, bt_xpeer_t *p)
 {
     static const double tail_bounds[] = { 1e-4, 3e-4, 1e-3, 3e-3, 0.01,
@@ -61,6 +63,19 @@ static void bt_xstats_series(bt_xstats_t *xs, bt_xpeer_t *p)
         "baton_node_kv_transfer_tail_seconds",
         "last layer computed to the transfer complete", lab, tail_bounds,
         sizeof(tail_bounds) / sizeof(tail_bounds[0]));
+}
+
+static void bt_xstats_series_drop(bt_xstats_t *xs, bt_xpeer_t *p)
+{
+    if (xs->metrics == NULL) {
+        return;
+    }
+    bt_metrics_remove(xs->metrics, p->m_bytes);
+    bt_metrics_remove(xs->metrics, p->m_ops);
+    bt_metrics_remove(xs->metrics, p->m_errors);
+    bt_metrics_remove(xs->metrics, p->m_tail);
+    p->m_bytes = p->m_ops = p->m_errors = NULL;
+    p->m_tail = NULL;
 }
 
 void bt_xstats_destroy(bt_xstats_t *xs)
@@ -89,6 +104,7 @@ static bt_xpeer_t *bt_xstats_peer(bt_xstats_t *xs, const char *peer)
     }
     if (xs->n == BT_XSTATS_MAX_PEERS) {
         p = xs->peers[oldest];
+        bt_xstats_series_drop(xs, p);
         memset(p, 0, sizeof(*p));
     } else if ((p = calloc(1, sizeof(*p))) != NULL) {
         xs->peers[xs->n++] = p;

@@ -25,7 +25,8 @@ typedef struct bt_xstats bt_xstats_t;
 /* With `metrics` (may be NULL), each peer also gets Prometheus series
  * labelled decode="<id>": baton_node_kv_transfer_bytes_total,
  * baton_node_kv_transfers_total, baton_node_kv_transfer_errors_total and
- * the histogram baton_node_kv_transfer_tail_seconds. */
+ * the histogram baton_node_kv_transfer_tail_seconds; the peer that makes
+ * room for a newer one takes its series out of the registry. */
 bt_xstats_t *bt_xstats_create(bt_metrics_t *metrics);
 void bt_xstats_destroy(bt_xstats_t *xs); /* NULL-safe */
 

@@ -4,7 +4,11 @@ node with --kvstore, and a baton-kvstore on loopback. Checks: every
 daemon's /metrics passes `promtool check metrics` and has baton_build_info
 and the process_* series; the router has each vLLM-equivalent metric with
 `model_name`; the kvstore counts the nodes' Pin reads as hits; nodes by
-state; every query of deploy/grafana/baton-dashboard.json names only
+state; both nodes' per-request series with `model_name` (waiting, KV
+usage, prefix queries and hits, prefill and decode-step times, lease
+expiries); the request id as the nodes' log field (a JSON line of the
+prefill, text lines of the decode); every query of
+deploy/grafana/baton-dashboard.json names only
 metrics the cluster exports; and, with Debian's prometheus installed, a
 real Prometheus scraping the cluster answers every query.
 
@@ -39,6 +43,14 @@ VLLM_EQUIVALENTS = [
     "baton_router_prefix_cache_hits_total",
     "baton_router_prompt_tokens_total", "baton_router_generated_tokens_total",
     "baton_router_request_success_total",
+]
+# the nodes' series labelled with model_name
+NODE_MODEL_SERIES = [
+    "baton_node_requests_waiting", "baton_node_kv_cache_usage_ratio",
+    "baton_node_prefix_cache_queries_total",
+    "baton_node_prefix_cache_hits_total",
+    "baton_node_prefill_seconds_count", "baton_node_decode_step_seconds_count",
+    "baton_node_leases_expired_total",
 ]
 PROCESS = ["baton_build_info", "process_resident_memory_bytes",
            "process_open_fds", "process_cpu_seconds_total",
@@ -217,7 +229,8 @@ def main():
     common = ["--model", model, "--router", target, "--threads", "1",
               "--http-port", "0", "--kvstore", "ipv4:127.0.0.1:%d" % kg]
     _, _, ph = nc.start("p1", [os.path.join(BUILD, "prefill_node/baton-prefill")]
-                        + common + ["--node-id", "p1"], env, tmp)
+                        + common + ["--node-id", "p1", "--log-format", "json"],
+                        env, tmp)
     _, _, dh = nc.start("d1", [os.path.join(BUILD, "decode_node/baton-decode")]
                         + common + ["--node-id", "d1"], env, tmp)
     nc.tap(nc.wait_ready(rh), "router ready with a prefill and a decode node "
@@ -279,6 +292,54 @@ def main():
            nc.gauge(rh, 'baton_router_nodes{role="decode"}') == 1,
            "nodes by state: the decode node is ready (%s ready, %s drained)"
            % (ready, drained))
+
+    # the nodes' series with model_name (docs/operations.md, Metrics)
+    pt, dt = texts["prefill"], texts["decode"]
+    tiny = ['model_name="tiny"']
+    missing = [("prefill", m) for m in NODE_MODEL_SERIES
+               if sample(pt, m, tiny) is None]
+    missing += [("decode", m) for m in NODE_MODEL_SERIES
+                if sample(dt, m, tiny) is None]
+    nc.tap(not missing, "both nodes have every per-request series with "
+           "model_name", "missing: %s" % missing)
+    pq = sample(pt, "baton_node_prefix_cache_queries_total", tiny)
+    phits = sample(pt, "baton_node_prefix_cache_hits_total", tiny)
+    pcount = sample(pt, "baton_node_prefill_seconds_count", tiny)
+    nc.tap(pq == 2 * len(ids) and phits is not None and phits > 0 and
+           pcount == 2, "the prefill node: prefix cache queries and hits "
+           "(%s, %s), two prefills timed (%s)" % (pq, phits, pcount))
+    steps = sample(dt, "baton_node_decode_step_seconds_count", tiny)
+    idle = [sample(t, m, tiny) for t in (pt, dt)
+            for m in ("baton_node_requests_waiting",
+                      "baton_node_leases_expired_total")]
+    usage = [sample(t, "baton_node_kv_cache_usage_ratio", tiny) for t in (pt, dt)]
+    nc.tap(steps is not None and steps >= 14 and idle == [0.0] * 4 and
+           all(u is not None and 0 <= u <= 1 for u in usage),
+           "the decode node times its steps (%s); nothing waiting, no lease "
+           "expired (%s); kv usage ratios in [0, 1] (%s)" % (steps, idle, usage))
+
+    # the request id is the log field: a JSON line of the prefill carries
+    # "req", and the decode's text lines "req="
+    lines = []
+    with open(os.path.join(tmp, "p1.err")) as f:
+        for line in f:
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+    answered = [x for x in lines if "prefill answered" in x.get("msg", "")]
+    nc.tap(len(answered) == 2 and all(x.get("req") for x in answered) and
+           all(x.get("level") == "info" for x in answered),
+           "the prefill's JSON log: an info line per answered request, "
+           "carrying req (%s)" % answered[:1])
+    with open(os.path.join(tmp, "d1.err")) as f:
+        dlog = f.read()
+    ended = re.findall(r"^.*req=\S+.*decode ended: .*finish length$", dlog, re.M)
+    admitted = re.findall(r"^.*req=\S+.*decode admitted: ", dlog, re.M)
+    same = answered and any(answered[0]["req"] in x for x in ended)
+    nc.tap(len(ended) == 2 and len(admitted) == 2 and same,
+           "the decode's log: admitted and ended (finish by name) per request, "
+           "req= the prefill's request id (%s)" % ended[:1])
 
     kt = texts["kvstore"]
     hits = sample(kt, "baton_kvstore_lookup_blocks_total", ['result="hit"'])

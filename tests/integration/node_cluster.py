@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BUILD = os.environ.get("BATON_BUILD_ROOT", "build-node")
@@ -129,6 +130,16 @@ def gauge(port, name):
     for line in body.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
+    return None
+
+
+def model_gauge(port, name):
+    """The value of `name`'s series labelled with a model_name (the nodes'
+    per-request series), None when there is none."""
+    _, body = http_get(port, "/metrics")
+    for line in body.splitlines():
+        if line.startswith(name + "{") and 'model_name="' in line:
+            return float(line.rsplit(" ", 1)[1])
     return None
 
 
@@ -454,6 +465,7 @@ def main():
     r = c.getresponse()
     r.fp.readline()
     used = gauge(dh, "baton_node_kv_used_blocks")
+    ratio = model_gauge(dh, "baton_node_kv_cache_usage_ratio")
     c.sock.close()
     c.close()
     t0 = time.time()
@@ -467,13 +479,44 @@ def main():
         gauge(dh, "baton_node_kv_free_blocks") == total,
         "disconnect frees every block (%s used while streaming, freed %s "
         "after %.2fs)" % (used, freed, time.time() - t0))
+    steps = model_gauge(dh, "baton_node_decode_step_seconds_count")
+    tap(ratio is not None and 0 < ratio <= 1 and
+        model_gauge(dh, "baton_node_kv_cache_usage_ratio") == 0 and
+        steps is not None and steps > 0,
+        "baton_node_kv_cache_usage_ratio{model_name} moves (%s while "
+        "streaming, 0 after); decode steps timed (%s)" % (ratio, steps))
 
     # 7. a lease whose kv cache never comes ends DEADLINE_EXCEEDED; its
     # blocks wait for a writer's fence, and with no writer at all go back
     # after --lease-fence-timeout (1s here); a request too big for the
     # pool is refused
-    nb, code, msg = decode_only(dg, short, 8, 300)
+    expired0 = model_gauge(dh, "baton_node_leases_expired_total")
+    waiting = []
+    t = threading.Thread(target=lambda: waiting.append(decode_only(dg, short, 8, 300)))
+    t.start()
+    seen_waiting = None
+    while t.is_alive() and not seen_waiting:
+        seen_waiting = model_gauge(dh, "baton_node_requests_waiting")
+        time.sleep(0.02)
+    t.join()
+    nb, code, msg = waiting[0]
     held = gauge(dh, "baton_node_kv_used_blocks")
+    with open(os.path.join(tmp, "decode.err")) as f:
+        dlog = f.read()
+    tap(re.search(r" warn +decode req=\S+ lease \d+ expired before "
+                  r"kv-complete", dlog) and
+        re.search(r" info +decode req=\S+ decode failed: lease expired "
+                  r"before the kv cache arrived \(DEADLINE_EXCEEDED\)", dlog),
+        "the expiry is a warn line and the request's end an info line, "
+        "both with req=")
+    tap(expired0 == 0 and seen_waiting == 1 and
+        model_gauge(dh, "baton_node_requests_waiting") == 0 and
+        model_gauge(dh, "baton_node_leases_expired_total") == 1,
+        "a lease waiting for its kv cache counts in "
+        "baton_node_requests_waiting (%s), its expiry in "
+        "baton_node_leases_expired_total (%s -> %s)" % (
+            seen_waiting, expired0,
+            model_gauge(dh, "baton_node_leases_expired_total")))
     deadline = time.time() + 15
     while time.time() < deadline and gauge(dh, "baton_node_kv_used_blocks"):
         time.sleep(0.1)
@@ -504,6 +547,11 @@ def main():
         tap(code == 14 and got is not None,
             "drain command refuses new work (UNAVAILABLE), undrain serves "
             "again (%s %s)" % (code, msg))
+        with open(os.path.join(tmp, "decode.err")) as f:
+            refused = [x for x in f if "decode refused: the node is "
+                       "draining (UNAVAILABLE)" in x and " info " in x]
+        tap(refused, "the refusal is an info line of the decode node (%s)"
+            % (refused[:1] or "none"))
 
     # 9. --role both alone: the same tokens without the UCX hop
     # SIGTERM while a request streams: it still finishes, then exit 0

@@ -178,6 +178,51 @@ static void test_concurrent_updates_are_not_lost(void **state)
     bt_metrics_destroy(reg);
 }
 
+/* A removed series leaves the exposition; the others, the family's
+ * HELP/TYPE and a series created again with the same labels stay right. */
+static void test_remove(void **state)
+{
+    bt_metrics_t *reg = bt_metrics_create_bare();
+    bt_counter_t *a, *b, *c;
+    bt_histogram_t *h;
+    const double bounds[] = { 1, 2 };
+    char *text;
+
+    (void)state;
+    a = bt_metrics_counter(reg, "x_total", "x", "peer=\"a\"");
+    b = bt_metrics_counter(reg, "x_total", "x", "peer=\"b\"");
+    c = bt_metrics_counter(reg, "x_total", "x", "peer=\"c\"");
+    h = bt_metrics_histogram(reg, "x_seconds", "t", "peer=\"c\"", bounds, 2);
+    bt_counter_inc(a);
+    bt_counter_inc(b);
+    bt_counter_inc(c);
+    bt_histogram_observe(h, 1.5);
+    bt_metrics_remove(reg, c);        /* the last of its family */
+    bt_metrics_remove(reg, a);        /* the first */
+    bt_metrics_remove(reg, h);        /* the only one */
+    bt_metrics_remove(reg, NULL);
+    text = render(reg);
+    assert_null(strstr(text, "peer=\"a\""));
+    assert_null(strstr(text, "peer=\"c\""));
+    assert_non_null(strstr(text, "x_total{peer=\"b\"} 1\n"));
+    assert_non_null(strstr(text, "# TYPE x_seconds histogram\n"));
+    free(text);
+    /* the family's tail is right: a new series goes after b */
+    c = bt_metrics_counter(reg, "x_total", "x", "peer=\"c\"");
+    assert_non_null(c);
+    assert_true(bt_metric_value(c) == 0);
+    text = render(reg);
+    assert_non_null(strstr(text, "x_total{peer=\"b\"} 1\n"
+                                 "x_total{peer=\"c\"} 0\n"));
+    free(text);
+    bt_metrics_remove(reg, b);
+    bt_metrics_remove(reg, c);
+    text = render(reg);
+    assert_null(strstr(text, "x_total{"));
+    free(text);
+    bt_metrics_destroy(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_bad_names_and_type_clash),
         cmocka_unit_test(test_concurrent_updates_are_not_lost),
+        cmocka_unit_test(test_remove),
     };
 
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);

@@ -52,6 +52,10 @@ static int setup(void **state)
     f->node->g_reserved = bt_metrics_gauge(f->node->metrics, "r", "r", NULL);
     f->node->g_running = bt_metrics_gauge(f->node->metrics, "n", "n", NULL);
     f->node->g_queued = bt_metrics_gauge(f->node->metrics, "q", "q", NULL);
+    f->node->g_waiting = bt_metrics_gauge(f->node->metrics, "w", "w", NULL);
+    f->node->g_kv_usage = bt_metrics_gauge(f->node->metrics, "k", "k", NULL);
+    f->node->c_leases_expired = bt_metrics_counter(f->node->metrics, "e", "e",
+                                                   NULL);
     f->dec.node = f->node;
     bt_list_init(&f->dec.reqs);
     f->pf.node = f->node;
@@ -106,7 +110,9 @@ static void test_dreq_runs_and_ends(void **state)
     assert_int_equal(f->node->inflight, 1);
     assert_int_equal(bt_kvpool_available(f->node->pool), POOL_BLOCKS - 3);
     bt_dreq_to(r, BT_DREQ_LEASED);
+    assert_true(bt_metric_value(f->node->g_waiting) == 1);
     bt_dreq_to(r, BT_DREQ_RUNNING);
+    assert_true(bt_metric_value(f->node->g_waiting) == 0);
     assert_int_equal(f->node->running, 1);
     bt_dreq_to(r, BT_DREQ_FINISHING);
     assert_int_equal(f->node->running, 0);
@@ -264,6 +270,7 @@ static void test_pjob_queue_counts_tokens(void **state)
     bt_pjob_to(a, BT_PJOB_QUEUED);
     bt_pjob_to(b, BT_PJOB_QUEUED);
     assert_int_equal(f->node->queued_prefill_tokens, 80 + 10);
+    assert_true(bt_metric_value(f->node->g_waiting) == 2);
     assert_ptr_equal(BT_CONTAINER_OF(f->pf.queue.next, bt_pjob_t, link), a);
     a->chunk_a = 20;
     a->chunk_b = 52;
@@ -272,6 +279,7 @@ static void test_pjob_queue_counts_tokens(void **state)
     assert_int_equal(f->node->queued_prefill_tokens, 48 + 10);
     bt_pjob_to(a, BT_PJOB_ENDING);   /* cancelled: the rest leaves too */
     assert_int_equal(f->node->queued_prefill_tokens, 10);
+    assert_true(bt_metric_value(f->node->g_waiting) == 1);
     assert_ptr_equal(BT_CONTAINER_OF(f->pf.queue.next, bt_pjob_t, link), b);
     bt_pjob_to(a, BT_PJOB_FREED);
     b->chunk_a = 0;
@@ -280,6 +288,7 @@ static void test_pjob_queue_counts_tokens(void **state)
     bt_pjob_to(b, BT_PJOB_SENT);
     assert_true(bt_list_empty(&f->pf.queue));
     assert_int_equal(f->node->queued_prefill_tokens, 0);
+    assert_true(bt_metric_value(f->node->g_waiting) == 0);
     bt_pjob_to(b, BT_PJOB_FREED);
     assert_int_equal(f->node->inflight, 0);
 }
