@@ -42,6 +42,7 @@ bt_rpc_call_t *bt_rpc_call_new(bt_rpc_server_t *srv, bt_rpc_method_t *method)
     }
     call->srv = srv;
     call->method = method;
+    bt_list_init(&call->link);
     call->tag_close.cb = bt_rpc_call_on_close;
     call->tag_send.cb = bt_rpc_call_on_send;
     call->tag_recv.cb = bt_rpc_call_on_recv;

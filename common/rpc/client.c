@@ -4,6 +4,7 @@
 #include "client.h"
 #include "rpc_int.h"
 
+#include "base/list.h"
 #include "base/log.h"
 
 #include <grpc/grpc_security.h>
@@ -23,8 +24,8 @@ struct bt_rpc_client {
     bt_rpc_bridge_t       bridge;
     uint32_t              max_message;
     uint32_t              send_queue_max;
-    bt_rpc_channel_t     *channels;
-    bt_rpc_client_call_t *calls;
+    bt_list_t             channels; /* bt_rpc_channel_t.link */
+    bt_list_t             calls;    /* bt_rpc_client_call_t.link */
     int                   ops;      /* batches in flight */
 };
 
@@ -32,7 +33,7 @@ struct bt_rpc_channel {
     bt_rpc_client_t  *cli;
     grpc_channel     *ch;
     char             *target;
-    bt_rpc_channel_t *prev, *next;
+    bt_list_t         link;     /* cli->channels */
 };
 
 struct bt_rpc_client_call {
@@ -44,7 +45,7 @@ struct bt_rpc_client_call {
     bt_rpc_msg_cb                     on_msg;
     bt_rpc_done_cb                    done;
     void                             *arg;
-    bt_rpc_client_call_t             *prev, *next;
+    bt_list_t                         link;     /* cli->calls */
     grpc_metadata                    *md;
     size_t                            n_md;
     grpc_byte_buffer                 *req_bb;
@@ -82,6 +83,8 @@ bt_rpc_client_t *bt_rpc_client_create(struct event_base *base,
         return NULL;
     }
     cli->base = base;
+    bt_list_init(&cli->channels);
+    bt_list_init(&cli->calls);
     cli->max_message = opts != NULL && opts->max_message_bytes != 0
                            ? opts->max_message_bytes
                            : BT_RPC_DEFAULT_MAX_MESSAGE;
@@ -147,11 +150,7 @@ bt_rpc_channel_t *bt_rpc_channel_create(bt_rpc_client_t *cli,
         goto err_ch;
     }
     ch->cli = cli;
-    ch->next = cli->channels;
-    if (cli->channels != NULL) {
-        cli->channels->prev = ch;
-    }
-    cli->channels = ch;
+    bt_list_add_head(&cli->channels, &ch->link);
     return ch;
 
 err_ch:
@@ -165,14 +164,7 @@ void bt_rpc_channel_destroy(bt_rpc_channel_t *ch)
     if (ch == NULL) {
         return;
     }
-    if (ch->prev != NULL) {
-        ch->prev->next = ch->next;
-    } else {
-        ch->cli->channels = ch->next;
-    }
-    if (ch->next != NULL) {
-        ch->next->prev = ch->prev;
-    }
+    bt_list_del(&ch->link);
     grpc_channel_destroy(ch->ch);
     free(ch->target);
     free(ch);
@@ -195,16 +187,7 @@ bool bt_rpc_channel_is_ready(bt_rpc_channel_t *ch, bool try_connect)
 
 static void bt_rpc_ccall_free(bt_rpc_client_call_t *c)
 {
-    bt_rpc_client_t *cli = c->cli;
-
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
-    } else {
-        cli->calls = c->next;
-    }
-    if (c->next != NULL) {
-        c->next->prev = c->prev;
-    }
+    bt_list_del(&c->link);   /* safe when it never joined the list */
     for (size_t i = 0; i < c->n_md; i++) {
         grpc_slice_unref(c->md[i].key);
         grpc_slice_unref(c->md[i].value);
@@ -481,6 +464,7 @@ static bt_status_t bt_rpc_ccall_create(bt_rpc_channel_t *ch,
         return BT_ERR_NO_MEMORY;
     }
     c->cli = cli;
+    bt_list_init(&c->link);
     c->kind = kind;
     c->desc = desc;
     c->details = grpc_empty_slice();
@@ -490,11 +474,7 @@ static bt_status_t bt_rpc_ccall_create(bt_rpc_channel_t *ch,
     c->tag_send.cb = bt_rpc_ccall_on_send;
     grpc_metadata_array_init(&c->initial_md);
     grpc_metadata_array_init(&c->trailing_md);
-    c->next = cli->calls;
-    if (cli->calls != NULL) {
-        cli->calls->prev = c;
-    }
-    cli->calls = c;
+    bt_list_add_head(&cli->calls, &c->link);
     st = bt_rpc_ccall_md(c, opts);
     if (st != BT_OK) {
         goto err;
@@ -712,12 +692,13 @@ void bt_rpc_client_call_cancel(bt_rpc_client_call_t *c)
 void bt_rpc_client_destroy(bt_rpc_client_t *cli)
 {
     uint64_t waited_ms = 0;
+    bt_list_t *it, *next;
 
     if (cli == NULL) {
         return;
     }
-    for (bt_rpc_client_call_t *c = cli->calls; c != NULL; c = c->next) {
-        grpc_call_cancel(c->call, NULL);
+    bt_list_foreach_safe(it, next, &cli->calls) {
+        grpc_call_cancel(BT_CONTAINER_OF(it, bt_rpc_client_call_t, link)->call, NULL);
     }
     while (cli->ops > 0 && waited_ms < 30000) {
         if (bt_rpc_bridge_run(&cli->bridge, 100) == 0) {
@@ -727,8 +708,9 @@ void bt_rpc_client_destroy(bt_rpc_client_t *cli)
     if (cli->ops > 0) {
         bt_error("rpc client destroy: %d operations never came back", cli->ops);
     }
-    while (cli->channels != NULL) {
-        bt_rpc_channel_destroy(cli->channels);
+    while (!bt_list_empty(&cli->channels)) {
+        bt_rpc_channel_destroy(BT_CONTAINER_OF(cli->channels.next, bt_rpc_channel_t,
+                                               link));
     }
     bt_rpc_bridge_cleanup(&cli->bridge);
     grpc_shutdown();

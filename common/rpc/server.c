@@ -24,6 +24,7 @@ bt_rpc_server_t *bt_rpc_server_create(struct event_base *base,
         return NULL;
     }
     srv->base = base;
+    bt_list_init(&srv->calls);
     srv->max_message = opts != NULL && opts->max_message_bytes != 0
                            ? opts->max_message_bytes
                            : BT_RPC_DEFAULT_MAX_MESSAGE;
@@ -254,11 +255,7 @@ static void bt_rpc_server_on_new(bt_rpc_tag_t *tag, bool ok)
         call->deadline = call->details.deadline;
     }
     call->accepted = true;
-    call->next = srv->calls;
-    if (srv->calls != NULL) {
-        srv->calls->prev = call;
-    }
-    srv->calls = call;
+    bt_list_add_head(&srv->calls, &call->link);
     srv->stats.calls_started++;
     srv->stats.calls_live++;
     bt_rpc_call_begin(call);
@@ -308,7 +305,7 @@ static void bt_rpc_server_on_done_event(evutil_socket_t fd, short what,
  * owner, from a fresh loop callback so it may destroy the server. */
 static void bt_rpc_server_check_done(bt_rpc_server_t *srv)
 {
-    if (!srv->shutdown_notified || srv->calls != NULL || srv->done_called) {
+    if (!srv->shutdown_notified || !bt_list_empty(&srv->calls) || srv->done_called) {
         return;
     }
     srv->done_called = true;
@@ -325,15 +322,7 @@ void bt_rpc_server_call_gone(bt_rpc_server_t *srv, bt_rpc_call_t *call)
     if (!call->accepted) {
         return;
     }
-    if (call->prev != NULL) {
-        call->prev->next = call->next;
-    } else {
-        srv->calls = call->next;
-    }
-    if (call->next != NULL) {
-        call->next->prev = call->prev;
-    }
-    call->prev = call->next = NULL;
+    bt_list_del(&call->link);
     srv->stats.calls_live--;
     bt_rpc_server_check_done(srv);
 }
@@ -352,7 +341,7 @@ static void bt_rpc_server_on_grace(evutil_socket_t fd, short what, void *arg)
 {
     bt_rpc_server_t *srv = arg;
 
-    if (srv->calls != NULL) {
+    if (!bt_list_empty(&srv->calls)) {
         bt_info("rpc shutdown: grace over, cancelling %u calls",
                 srv->stats.calls_live);
     }
@@ -412,7 +401,8 @@ void bt_rpc_server_destroy(bt_rpc_server_t *srv)
         bt_error("rpc server destroy: %d operations never came back", srv->ops);
     }
     /* Calls a handler still holds live on, detached, until it ends them. */
-    while ((call = srv->calls) != NULL) {
+    while (!bt_list_empty(&srv->calls)) {
+        call = BT_CONTAINER_OF(srv->calls.next, bt_rpc_call_t, link);
         bt_rpc_server_call_gone(srv, call);
         call->srv = NULL;
         call->cancelled = true;

@@ -6,6 +6,8 @@
 #include "rpc_int.h"
 #include "server.h"
 
+#include "base/list.h"
+
 typedef enum {
     BT_RPC_KIND_UNARY,
     BT_RPC_KIND_STREAM,
@@ -42,7 +44,7 @@ typedef struct bt_rpc_md_copy {
 struct bt_rpc_call {
     bt_rpc_server_t        *srv;       /* NULL once detached by destroy */
     bt_rpc_method_t        *method;
-    struct bt_rpc_call     *prev, *next;  /* srv->calls (accepted calls) */
+    bt_list_t               link;      /* srv->calls once accepted */
     grpc_call              *call;
     gpr_timespec            deadline;
     grpc_metadata_array     md;
@@ -103,7 +105,7 @@ struct bt_rpc_server {
     struct event           *done_event;
     bt_rpc_server_done_cb   done_cb;
     void                   *done_arg;
-    bt_rpc_call_t          *calls;       /* accepted, not yet freed */
+    bt_list_t               calls;       /* accepted, not yet freed */
     bt_rpc_server_stats_t   stats;
 };
 
