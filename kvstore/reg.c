@@ -7,6 +7,7 @@
  * drains it). */
 #include "kvstore.h"
 
+#include "base/array.h"
 #include "base/log.h"
 #include "bt_config.h"
 #include "registrar/registrar.h"
@@ -192,22 +193,13 @@ void bt_kvsd_reg_event(void *arg, const bt_kvs_event_t *ev)
     kind = ev->type == BT_KVS_EVENT_STORED ? BATON__V1__KV_EVENT__KIND__KIND_STORED
            : ev->type == BT_KVS_EVENT_REMOVED ? BATON__V1__KV_EVENT__KIND__KIND_REMOVED
            : BATON__V1__KV_EVENT__KIND__KIND_CLEARED;
-    if (g->n == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 256;
-        Baton__V1__KvEvent **q = NULL;
-
-        if (cap <= BT_KVSD_EV_QUEUE_MAX) {
-            q = realloc(g->q, cap * sizeof(*q));
-        }
-        if (q == NULL) {
-            bt_warn("registration: %zu kv events in one loop turn; the router "
-                    "gets the whole store again", g->n);
-            g->resync = true;
-            event_active(g->flush_ev, EV_TIMEOUT, 0);
-            return;
-        }
-        g->q = q;
-        g->cap = cap;
+    if (g->n >= BT_KVSD_EV_QUEUE_MAX ||
+        BT_ARRAY_RESERVE(g->q, g->cap, g->n + 1, 256) != BT_OK) {
+        bt_warn("registration: %zu kv events in one loop turn; the router "
+                "gets the whole store again", g->n);
+        g->resync = true;
+        event_active(g->flush_ev, EV_TIMEOUT, 0);
+        return;
     }
     m = bt_kvsd_ev_new(kind, ev->tier, ev->hash, ev->parent);
     if (m == NULL) {

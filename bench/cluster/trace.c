@@ -1,6 +1,7 @@
 /* Mooncake trace reader and scaler for baton-bench (trace.h). */
 #include "trace.h"
 
+#include "base/array.h"
 #include "base/json.h"
 
 #include <stdio.h>
@@ -201,16 +202,9 @@ int bt_trace_load(const char *path, const bt_trace_opts_t *opts,
         if (strspn(line, " \t\r\n") == len) {
             continue;
         }
-        if (t.n == cap) {
-            size_t          ncap = cap == 0 ? 256 : cap * 2;
-            bt_trace_req_t *r = realloc(t.reqs, ncap * sizeof(*r));
-
-            if (r == NULL) {
-                snprintf(err, err_size, "out of memory");
-                goto err_out;
-            }
-            t.reqs = r;
-            cap = ncap;
+        if (BT_ARRAY_RESERVE(t.reqs, cap, t.n + 1, 256) != BT_OK) {
+            snprintf(err, err_size, "out of memory");
+            goto err_out;
         }
         memset(&t.reqs[t.n], 0, sizeof(t.reqs[t.n]));
         if (bt_json_parse(line, len, BT_TRACE_MAX_LINE, &root, why,

@@ -3,6 +3,7 @@
  * forward step, KV pool, sampler, tokenizer). */
 #include "run_generate.h"
 
+#include "base/array.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -119,16 +120,10 @@ static int parse_ids(const char *text, int vocab, int32_t **ids_p, int *n_p)
             free(ids);
             return -1;
         }
-        if ((size_t)n == cap) {
-            int32_t *nid;
-
-            if (cap >= GEN_MAX_PROMPT ||
-                (nid = realloc(ids, cap * 2 * sizeof(*ids))) == NULL) {
-                free(ids);
-                return -1;
-            }
-            ids = nid;
-            cap *= 2;
+        if ((size_t)n >= GEN_MAX_PROMPT ||
+            BT_ARRAY_RESERVE(ids, cap, (size_t)n + 1, 16) != BT_OK) {
+            free(ids);
+            return -1;
         }
         ids[n++] = (int32_t)v;
         p = end;

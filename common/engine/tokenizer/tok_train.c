@@ -9,6 +9,7 @@
  * input. */
 #include "tok_int.h"
 
+#include "base/array.h"
 #include "base/json.h"
 #include "base/log.h"
 
@@ -64,23 +65,6 @@ static size_t pair_hash(int32_t a, int32_t b, size_t mask)
     return (size_t)(k >> 32) & mask;
 }
 
-static bt_status_t grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    size_t c = *cap ? *cap : 16;
-    void *n;
-
-    if (need <= *cap)
-        return BT_OK;
-    while (c < need)
-        c *= 2;
-    n = realloc(*p, c * elem);
-    if (n == NULL)
-        return BT_ERR_NO_MEMORY;
-    *p = n;
-    *cap = c;
-    return BT_OK;
-}
-
 static bt_status_t pairs_rehash(trainer_t *t)
 {
     size_t size = (t->pair_mask + 1) * 2;
@@ -115,8 +99,7 @@ static int32_t pair_get(trainer_t *t, int32_t a, int32_t b)
             return slot - 1;
         s = (s + 1) & t->pair_mask;
     }
-    if (grow((void **)&t->pairs, &t->cap_pairs, t->n_pairs + 1,
-             sizeof(*t->pairs)) != BT_OK)
+    if (BT_ARRAY_RESERVE(t->pairs, t->cap_pairs, t->n_pairs + 1, 16) != BT_OK)
         return -1;
     p = &t->pairs[t->n_pairs];
     memset(p, 0, sizeof(*p));
@@ -144,8 +127,7 @@ static bt_status_t heap_push(trainer_t *t, int64_t count, int32_t a,
 {
     size_t i;
 
-    if (grow((void **)&t->heap, &t->cap_heap, t->n_heap + 1,
-             sizeof(*t->heap)) != BT_OK)
+    if (BT_ARRAY_RESERVE(t->heap, t->cap_heap, t->n_heap + 1, 16) != BT_OK)
         return BT_ERR_NO_MEMORY;
     i = t->n_heap++;
     t->heap[i] = (heap_ent_t){count, a, b};
@@ -199,16 +181,14 @@ static bt_status_t word_pairs_add(trainer_t *t, int32_t w, int64_t delta,
         if (delta > 0 &&
             (p->n_words == 0 || p->words[p->n_words - 1] != w)) {
             size_t cap = (size_t)p->cap_words;
-            if (grow((void **)&p->words, &cap, (size_t)p->n_words + 1,
-                     sizeof(*p->words)) != BT_OK)
+            if (BT_ARRAY_RESERVE(p->words, cap, (size_t)p->n_words + 1, 16) != BT_OK)
                 return BT_ERR_NO_MEMORY;
             p->cap_words = (int32_t)cap;
             p->words[p->n_words++] = w;
         }
         if (p->touched != step) {
             p->touched = step;
-            if (grow((void **)&t->touched, &t->cap_touched,
-                     t->n_touched + 1, sizeof(*t->touched)) != BT_OK)
+            if (BT_ARRAY_RESERVE(t->touched, t->cap_touched, t->n_touched + 1, 16) != BT_OK)
                 return BT_ERR_NO_MEMORY;
             t->touched[t->n_touched++] = pi;
         }
@@ -270,11 +250,9 @@ static bt_status_t count_words(trainer_t *t, const char *corpus, size_t len)
         for (int k = 0; k < 2; k++) {
             if (end > start) {
                 int32_t w = (int32_t)t->n_words;
-                st = grow((void **)&wstr, &cap_wstr, t->n_words + 1,
-                          sizeof(*wstr));
+                st = BT_ARRAY_RESERVE(wstr, cap_wstr, t->n_words + 1, 16);
                 if (st == BT_OK)
-                    st = grow((void **)&t->words, &t->cap_words,
-                              t->n_words + 1, sizeof(*t->words));
+                    st = BT_ARRAY_RESERVE(t->words, t->cap_words, t->n_words + 1, 16);
                 if (st != BT_OK)
                     goto out;
                 wstr[w].off = (uint32_t)start;
