@@ -1,5 +1,6 @@
 /* The served model on the router; see model.h. */
 #include "model.h"
+#include "openai.h"
 
 #include "base/log.h"
 #include "engine/tokenizer/chat_template.h"
@@ -180,21 +181,6 @@ bt_status_t bt_router_model_encode(bt_router_t *r, const char *text,
     return s;
 }
 
-/* The chat roles of both APIs ("developer" is OpenAI's newer name for
- * "system"; the HTTP front maps it before rendering). */
-static bool bt_router_chat_role_ok(const char *role)
-{
-    static const char *const roles[] = { "system", "developer", "user",
-                                         "assistant", "tool" };
-
-    for (size_t i = 0; role != NULL && i < sizeof(roles) / sizeof(roles[0]); i++) {
-        if (strcmp(role, roles[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 bt_status_t bt_router_model_encode_chat(bt_router_t *r,
                                         const Baton__V1__ChatMessages *chat,
                                         bt_tok_ids_t *out, char *err,
@@ -215,7 +201,7 @@ bt_status_t bt_router_model_encode_chat(bt_router_t *r,
         return BT_ERR_NO_MEMORY;
     }
     for (i = 0; i < chat->n_messages; i++) {
-        if (!bt_router_chat_role_ok(chat->messages[i]->role)) {
+        if (!bt_openai_role_ok(chat->messages[i]->role)) {
             snprintf(err, err_size, "messages[%zu].role: expected one of system, "
                      "developer, user, assistant, tool", i);
             free(msgs);

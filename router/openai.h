@@ -54,6 +54,10 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
                             bt_openai_req_t *req, char *err, size_t err_size,
                             char *param, size_t param_size);
 
+/* A chat role both APIs accept: system, developer (OpenAI's newer name
+ * for system), user, assistant, tool. */
+bool bt_openai_role_ok(const char *role);
+
 /* "stop", "length", "cancelled"→null-ish, as OpenAI names them. */
 const char *bt_openai_finish_reason(Baton__V1__FinishReason reason);
 

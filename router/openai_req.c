@@ -547,11 +547,22 @@ static bt_status_t bt_openai_content(bt_openai_ctx_t *c, const json_t *content,
     return BT_OK;
 }
 
-static bt_status_t bt_openai_messages(bt_openai_ctx_t *c, const json_t *root,
-                                      bt_openai_req_t *req)
+bool bt_openai_role_ok(const char *role)
 {
     static const char *const roles[] = { "system", "developer", "user",
                                          "assistant", "tool" };
+
+    for (size_t i = 0; role != NULL && i < sizeof(roles) / sizeof(roles[0]); i++) {
+        if (strcmp(role, roles[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bt_status_t bt_openai_messages(bt_openai_ctx_t *c, const json_t *root,
+                                      bt_openai_req_t *req)
+{
     json_t *arr = NULL;
     bt_status_t s;
     size_t i, n;
@@ -580,19 +591,13 @@ static bt_status_t bt_openai_messages(bt_openai_ctx_t *c, const json_t *root,
         Baton__V1__ChatMessage *cm;
         json_t *content;
         const char *role;
-        size_t r;
 
         if (!json_is_object(m)) {
             return bt_openai_fail(c, BT_ERR_INVALID_ARG, "messages",
                                   "field 'messages[%zu]': expected an object", i);
         }
         role = json_string_value(json_object_get(m, "role"));
-        for (r = 0; role != NULL && r < sizeof(roles) / sizeof(roles[0]); r++) {
-            if (strcmp(role, roles[r]) == 0) {
-                break;
-            }
-        }
-        if (role == NULL || r == sizeof(roles) / sizeof(roles[0])) {
+        if (!bt_openai_role_ok(role)) {
             return bt_openai_fail(c, BT_ERR_INVALID_ARG, "messages",
                                   "field 'messages[%zu].role': expected one of "
                                   "system, developer, user, assistant, tool", i);
