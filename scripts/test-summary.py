@@ -11,6 +11,7 @@ import re
 import sys
 
 passed = failed = skipped = 0
+failures = []
 paths = [p for build in sys.argv[1:]
          for p in sorted(glob.glob(f"{build}/meson-logs/testlog*.json"))]
 lines = []
@@ -28,6 +29,7 @@ for line in lines:
         for status, rest in cases:
             if status == "not ok" and "# TODO" not in rest:
                 failed += 1
+                failures.append(f"{t.get('name')}: not ok{rest}")
             elif "# SKIP" in rest:
                 skipped += 1
             else:
@@ -35,11 +37,16 @@ for line in lines:
         if result not in ("OK", "SKIP", "EXPECTEDFAIL") and \
                 all(s == "ok" for s, _ in cases):
             failed += 1  # crashed or timed out after its last case
+            failures.append(f"{t.get('name')}: {result} after its last case")
     elif result == "SKIP":
         skipped += 1
     elif result in ("OK", "EXPECTEDFAIL"):
         passed += 1
     else:
         failed += 1
+        failures.append(f"{t.get('name')}: {result}")
+# Named last so that a CI log's tail says which test failed.
+for f in failures:
+    print(f"FAILED {f}")
 print(f"baton: {passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed else 0)
