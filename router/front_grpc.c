@@ -412,7 +412,8 @@ bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
     }
     s = bt_front_check_sampling(in->sampling, err, err_size);
     if (s == BT_OK && in->sampling != NULL) {
-        s = bt_response_format_check(in->sampling->response_format, err, err_size);
+        s = bt_response_format_check(in->sampling->response_format, err, err_size,
+                                     in->sampling->ignore_eos);
     }
     if (s != BT_OK) {
         return s;

@@ -8,7 +8,8 @@
 #include <string.h>
 
 bt_status_t bt_response_format_check(const Baton__V1__ResponseFormat *rf,
-                                     char *err, size_t err_size)
+                                     char *err, size_t err_size,
+                                     bool ignore_eos)
 {
     char gerr[BT_GRAMMAR_ERR_SIZE];
     bt_grammar_t *g = NULL;
@@ -16,6 +17,11 @@ bt_status_t bt_response_format_check(const Baton__V1__ResponseFormat *rf,
 
     if (rf == NULL || rf->type == BATON__V1__RESPONSE_FORMAT__TYPE__TYPE_TEXT) {
         return BT_OK;
+    }
+    if (ignore_eos) {
+        snprintf(err, err_size, "response_format cannot be combined with "
+                 "ignore_eos: the document ends with the end-of-sequence token");
+        return BT_ERR_INVALID_ARG;
     }
     if (rf->type != BATON__V1__RESPONSE_FORMAT__TYPE__TYPE_JSON_OBJECT &&
         rf->type != BATON__V1__RESPONSE_FORMAT__TYPE__TYPE_JSON_SCHEMA) {
@@ -124,5 +130,5 @@ bt_status_t bt_response_format_parse(const json_t *v, bt_arena_t *arena,
     }
     rf->type = BATON__V1__RESPONSE_FORMAT__TYPE__TYPE_JSON_SCHEMA;
     *rf_p = rf;
-    return bt_response_format_check(rf, err, err_size);
+    return bt_response_format_check(rf, err, err_size, false);
 }

@@ -10,6 +10,7 @@
 #include "common.pb-c.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 
 /* `v`: the request's "response_format" value (NULL: absent). {"type":
  * "text"} and absent leave *rf_p NULL; "json_object" and "json_schema"
@@ -21,8 +22,11 @@ bt_status_t bt_response_format_parse(const json_t *v, bt_arena_t *arena,
                                      char *err, size_t err_size);
 
 /* BT_OK when rf is NULL, TEXT, JSON_OBJECT or a JSON_SCHEMA whose schema
- * compiles; else the compiler's error, prefixed "response_format: ". */
+ * compiles; else the compiler's error, prefixed "response_format: ".
+ * A format with `ignore_eos` is refused: the document ends with the
+ * end-of-sequence token, nothing may follow it. */
 bt_status_t bt_response_format_check(const Baton__V1__ResponseFormat *rf,
-                                     char *err, size_t err_size);
+                                     char *err, size_t err_size,
+                                     bool ignore_eos);
 
 #endif

@@ -147,6 +147,16 @@ def main():
         code, msg = e.code().name, e.details()
     nc.tap(code == "INVALID_ARGUMENT" and "'format' at /properties/when" in msg,
            "grpc unsupported keyword -> INVALID_ARGUMENT (%s: %s)" % (code, msg))
+    r.sampling.response_format.type = common.ResponseFormat.TYPE_JSON_OBJECT
+    r.sampling.ignore_eos = True
+    try:
+        with grpc.insecure_channel(target) as ch:
+            list(pb_grpc.GenerateStub(ch).Generate(r, timeout=30))
+        code, msg = "OK", ""
+    except grpc.RpcError as e:
+        code, msg = e.code().name, e.details()
+    nc.tap(code == "INVALID_ARGUMENT" and "ignore_eos" in msg,
+           "grpc response_format with ignore_eos -> INVALID_ARGUMENT (%s: %s)" % (code, msg))
     nc.finish(tmp)
 
 

@@ -22,6 +22,8 @@ struct bt_gmasker {
     const bt_gvocab_t  *v;
     size_t              words;      /* mask words, eos included */
     bt_gstate_t        *levels;     /* [max_len + 1] trie walk states */
+    const bt_gstate_t **lp;         /* [max_len + 1] the state at each depth */
+    bool               *idle;       /* [max_len + 1] bt_gstate_string_idle */
     bt_gmentry_t       *tab;        /* open addressing, power of two */
     size_t              tab_cap, tab_n, max_entries;
     uint8_t            *key;        /* scratch key */
@@ -56,6 +58,8 @@ void bt_gmasker_destroy(bt_gmasker_t *m)
     }
     free(m->tab);
     free(m->levels);
+    free(m->lp);
+    free(m->idle);
     free(m->key);
     free(m);
 }
@@ -84,8 +88,11 @@ bt_status_t bt_gmasker_create(const bt_grammar_t *g, const bt_gvocab_t *v,
     }
     m->tab = calloc(m->tab_cap, sizeof(*m->tab));
     m->levels = malloc(((size_t)v->max_len + 1) * sizeof(bt_gstate_t));
+    m->lp = malloc(((size_t)v->max_len + 1) * sizeof(*m->lp));
+    m->idle = malloc(((size_t)v->max_len + 1) * sizeof(*m->idle));
     m->key = malloc(BT_GMASK_KEY_MAX);
-    if (m->tab == NULL || m->levels == NULL || m->key == NULL) {
+    if (m->tab == NULL || m->levels == NULL || m->lp == NULL ||
+        m->idle == NULL || m->key == NULL) {
         bt_gmasker_destroy(m);
         return BT_ERR_NO_MEMORY;
     }
@@ -109,21 +116,34 @@ static void bt_gmask_flush(bt_gmasker_t *m)
     m->stats.flushes++;
 }
 
-/* Walks the trie from state s into mask (cleared first). */
+/* Walks the trie from state s into mask (cleared first). lp[d] is the
+ * state after the first d bytes of the current path: a plain string byte
+ * in an idle string leaves it as it is (no step, no copy). */
 static void bt_gmask_walk(bt_gmasker_t *m, const bt_gstate_t *s, uint64_t *mask)
 {
     const bt_gvocab_t *v = m->v;
     bt_gstate_t *lv = m->levels;
+    const bt_gstate_t **lp = m->lp;
+    bool *idle = m->idle;
 
     memset(mask, 0, m->words * 8);
-    memcpy(&lv[0], s, bt_gstate_size(s));
+    lp[0] = s;
+    idle[0] = bt_gstate_string_idle(m->g, s);
     for (uint32_t i = 0; i < v->n_nodes;) {
         const bt_gtrie_t *nd = &v->nodes[i];
+        const uint16_t d = nd->depth;
 
-        bt_gstate_step(m->g, &lv[nd->depth - 1], nd->byte, &lv[nd->depth]);
-        if (lv[nd->depth].n_stacks == 0) {
-            i = nd->skip;
-            continue;
+        if (idle[d - 1] && bt_gbyte_plain(nd->byte)) {
+            lp[d] = lp[d - 1];
+            idle[d] = true;
+        } else {
+            bt_gstate_step(m->g, lp[d - 1], nd->byte, &lv[d]);
+            if (lv[d].n_stacks == 0) {
+                i = nd->skip;
+                continue;
+            }
+            lp[d] = &lv[d];
+            idle[d] = bt_gstate_string_idle(m->g, &lv[d]);
         }
         for (uint32_t k = 0; k < nd->n_tok; k++) {
             uint32_t id = v->toks[nd->tok_first + k];

@@ -126,6 +126,14 @@ void bt_gstate_init(const bt_grammar_t *g, bt_gstate_t *s);
 /* out = s after byte `c`; out->n_stacks == 0 means rejected. */
 void bt_gstate_step(const bt_grammar_t *g, const bt_gstate_t *s, uint8_t c,
                     bt_gstate_t *out);
+/* Whether every plain ASCII string byte (0x20..0x7F but '"' and '\\')
+ * leaves s unchanged: one stack, inside a string with no length bound
+ * and no pending UTF-8 byte. The mask walk skips the step there. */
+bool bt_gstate_string_idle(const bt_grammar_t *g, const bt_gstate_t *s);
+static inline bool bt_gbyte_plain(uint8_t c)
+{
+    return c >= 0x20 && c <= 0x7F && c != '"' && c != '\\';
+}
 /* Whether the bytes so far form a whole document. */
 bool bt_gstate_complete(const bt_grammar_t *g, const bt_gstate_t *s);
 /* Bytes of s written to key (at most key_cap; returns the length, or 0

@@ -504,6 +504,18 @@ void bt_gstate_step(const bt_grammar_t *g, const bt_gstate_t *s, uint8_t c,
     }
 }
 
+bool bt_gstate_string_idle(const bt_grammar_t *g, const bt_gstate_t *s)
+{
+    const bt_gframe_t *t;
+
+    if (s->n_stacks != 1 || s->n_frames == 0) {
+        return false;
+    }
+    t = &s->f[s->n_frames - 1];
+    return t->phase == BT_GP_STR && (t->x & 3) == 0 &&
+           !bt_gcounted(&g->nodes[t->node]);
+}
+
 bool bt_gstate_complete(const bt_grammar_t *g, const bt_gstate_t *s)
 {
     for (uint16_t i = 0; i < s->n_stacks; i++) {
