@@ -32,8 +32,9 @@ struct bt_node_gram {
     bt_gmatcher_t    *matcher;
 };
 
-/* Masks per format: 32 MiB over the whole cache */
-#define BT_NODE_GMASK_BYTES ((32u << 20) / BT_NODE_GCACHE_ENTRIES)
+/* Masks per format (allocated as states are met): about a thousand masks
+ * at a 128k vocabulary, so a schema's states stay cached */
+#define BT_NODE_GMASK_BYTES (16u << 20)
 
 static void bt_node_gfmt_free(bt_node_gfmt_t *f)
 {
