@@ -49,6 +49,7 @@ function invalid(s, v, at = "/") {
   }
   if (typeof v === "string") {
     const len = [...v].length;
+    if ("pattern" in s && !new RegExp(s.pattern, "u").test(v)) return `${at}: does not match the pattern`;
     if ("minLength" in s && len < s.minLength) return `${at}: shorter than minLength`;
     if ("maxLength" in s && len > s.maxLength) return `${at}: longer than maxLength`;
   }
@@ -92,6 +93,7 @@ const person = {
   type: "object",
   properties: {
     name: { type: "string", maxLength: 24 },
+    code: { type: "string", pattern: "^[A-Z]{3}-\\d{2,4}$" },
     age: { type: "integer", minimum: 0, maximum: 120 },
     email: { type: ["string", "null"], maxLength: 30 },
     tags: { type: "array", items: { enum: ["red", "green", "blue"] }, minItems: 1, maxItems: 3 },
@@ -101,7 +103,7 @@ const person = {
       required: ["city"], additionalProperties: false,
     },
   },
-  required: ["name", "age", "tags", "address"],
+  required: ["name", "code", "age", "tags", "address"],
   additionalProperties: false,
 };
 
@@ -184,8 +186,12 @@ async function expect400(body, needle, what) {
   }
 }
 await expect400({ response_format: { type: "json_schema", json_schema: { name: "x", schema:
-                  { type: "object", properties: { id: { type: "string", pattern: "^[a-z]+$" } } } } } },
-                "'pattern' at /properties/id", "unsupported keyword pattern");
+                  { type: "object", properties: { id: { type: "string", pattern: "^(?!x)[a-z]+$" } } } } } },
+                "'pattern': the pattern uses lookaround or named groups at /properties/id",
+                "a pattern outside the supported subset");
+await expect400({ response_format: { type: "json_schema", json_schema: { name: "x", schema:
+                  { type: "object", properties: { id: { type: "string", format: "uuid" } } } } } },
+                "'format' at /properties/id", "unsupported keyword format");
 await expect400({ response_format: { type: "json_schema", json_schema: { name: "x", schema: { $ref: "#/x" } } } },
                 "'$ref'", "unsupported keyword $ref");
 await expect400({ response_format: { type: "json_schema", json_schema: { name: "x" } } },

@@ -37,6 +37,8 @@ typedef struct {
                                 the key string node */
     uint32_t items;          /* ARRAY, OBJECT_ANY: the value node */
     uint32_t min, max;       /* ARRAY: items; STRING: characters */
+    uint32_t regex;          /* STRING: pattern, grammar->regexes[regex - 1];
+                                0: none */
     bool     integer;        /* NUMBER */
     bool     has_lo, has_hi; /* NUMBER range */
     bool     lo_excl, hi_excl;
@@ -46,6 +48,25 @@ typedef struct {
 typedef struct {
     uint32_t off, len;       /* in grammar->bytes */
 } bt_glit_t;
+
+/* A string pattern as a position automaton (gregex.c): a state is the
+ * set of positions just matched, bit 63 = nothing matched yet. */
+typedef struct {
+    uint32_t n;              /* positions, at most 63 */
+    bool     nullable;       /* the empty string matches */
+    uint64_t first, last;
+    uint64_t follow[63];
+    uint8_t  cls[63][32];    /* the bytes each position matches */
+} bt_gregex_t;
+
+/* BT_ERR_INVALID_ARG with *why_p ("uses lookaround or named groups", ...)
+ * for what the subset lacks. */
+bt_status_t bt_gregex_compile(const char *pattern, size_t len,
+                              bt_gregex_t *rx, const char **why_p);
+uint64_t bt_gregex_start(void);
+/* The set after byte c (0: no match can continue). */
+uint64_t bt_gregex_step(const bt_gregex_t *rx, uint64_t set, uint8_t c);
+bool bt_gregex_accepts(const bt_gregex_t *rx, uint64_t set);
 
 struct bt_grammar {
     bt_gnode_t *nodes;
@@ -63,6 +84,9 @@ struct bt_grammar {
     uint8_t    *bytes;
     uint32_t    n_bytes;
     size_t      cap_bytes;
+    bt_gregex_t *regexes;
+    uint32_t    n_regexes;
+    size_t      cap_regexes;
     uint32_t    root;
     uint32_t    any;      /* the any-value node, UINT32_MAX until built */
 };
@@ -77,7 +101,8 @@ typedef enum {
     BT_GP_START_WS,   /* a value; one space may come first */
     BT_GP_START,      /* a value */
     BT_GP_LIT,        /* a = literal index, v = bytes matched */
-    BT_GP_STR,        /* in a string; a = characters; x = UTF-8 state */
+    BT_GP_STR,        /* in a string; a = characters; x = UTF-8 state;
+                         v = pattern state */
     BT_GP_STR_ESC,    /* after a backslash */
     BT_GP_NUM_SIGN,   /* after '-' */
     BT_GP_NUM_ZERO,   /* integer part "0" */

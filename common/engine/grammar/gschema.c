@@ -280,6 +280,7 @@ static bt_status_t bt_gc_number(bt_gc_t *c, const json_t *s, bool integer,
 
 static bt_status_t bt_gc_string(bt_gc_t *c, const json_t *s, uint32_t *idx_p)
 {
+    const json_t *pat = json_object_get(s, "pattern");
     uint32_t lo = 0, hi = UINT32_MAX, idx;
     bt_status_t st;
 
@@ -290,10 +291,35 @@ static bt_status_t bt_gc_string(bt_gc_t *c, const json_t *s, uint32_t *idx_p)
     if (lo > hi) {
         return bt_gc_fail(c, BT_ERR_INVALID_ARG, "minLength above maxLength");
     }
+    if (pat != NULL) {
+        bt_grammar_t *g = c->g;
+        const char *why = NULL;
+
+        if (!json_is_string(pat)) {
+            return bt_gc_fail(c, BT_ERR_INVALID_ARG, "'pattern' must be a string");
+        }
+        if (lo > 0 || hi != UINT32_MAX) {
+            return bt_gc_fail(c, BT_ERR_INVALID_ARG, "unsupported schema keyword "
+                              "'pattern' beside minLength/maxLength");
+        }
+        if (g->n_regexes >= 64) {
+            return bt_gc_fail(c, BT_ERR_TOO_LARGE, "more than 64 patterns");
+        }
+        if (BT_ARRAY_RESERVE(g->regexes, g->cap_regexes, g->n_regexes + 1, 4) != BT_OK) {
+            return BT_ERR_NO_MEMORY;
+        }
+        if (bt_gregex_compile(json_string_value(pat), json_string_length(pat),
+                              &g->regexes[g->n_regexes], &why) != BT_OK) {
+            return bt_gc_fail(c, BT_ERR_INVALID_ARG, "unsupported schema keyword "
+                              "'pattern': the pattern %s", why);
+        }
+        g->n_regexes++;
+    }
     st = bt_gc_node(c, BT_GN_STRING, &idx);
     if (st == BT_OK) {
         c->g->nodes[idx].min = lo;
         c->g->nodes[idx].max = hi;
+        c->g->nodes[idx].regex = pat != NULL ? c->g->n_regexes : 0;
         *idx_p = idx;
     }
     return st;
@@ -448,7 +474,8 @@ static bt_status_t bt_gc_object(bt_gc_t *c, const json_t *s, int depth,
 static const char *const bt_gc_known[] = {
     "type", "enum", "const", "anyOf", "properties", "required",
     "additionalProperties", "items", "minItems", "maxItems", "minLength",
-    "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum",
     /* annotations */
     "title", "description", "default", "examples", "$schema", "$id",
     "$comment", "deprecated", "readOnly", "writeOnly", NULL,
@@ -506,7 +533,8 @@ static const char *bt_gc_infer_type(const json_t *s)
         json_object_get(s, "additionalProperties")) return "object";
     if (json_object_get(s, "items") || json_object_get(s, "minItems") ||
         json_object_get(s, "maxItems")) return "array";
-    if (json_object_get(s, "minLength") || json_object_get(s, "maxLength"))
+    if (json_object_get(s, "minLength") || json_object_get(s, "maxLength") ||
+        json_object_get(s, "pattern"))
         return "string";
     if (json_object_get(s, "minimum") || json_object_get(s, "maximum") ||
         json_object_get(s, "exclusiveMinimum") ||
@@ -668,6 +696,7 @@ void bt_grammar_destroy(bt_grammar_t *g)
     free(g->lits);
     free(g->props);
     free(g->bytes);
+    free(g->regexes);
     free(g);
 }
 

@@ -135,14 +135,32 @@ static bool bt_gutf8_lead(uint8_t c, uint8_t *x_p)
     return false;
 }
 
-static void bt_gstring(const bt_gnode_t *n, bt_gstack_t *s, uint8_t c,
-                       bt_gstate_t *out)
+static void bt_gstring(const bt_grammar_t *g, const bt_gnode_t *n,
+                       bt_gstack_t *s, uint8_t c, bt_gstate_t *out)
 {
     bt_gframe_t *t = &s->f[s->depth - 1];
     const bool counted = bt_gcounted(n);
     const bool room = !counted || t->a < n->max;
     uint8_t pending = t->x & 3, range = t->x >> 2, x;
 
+    if (n->regex != 0) {
+        /* a patterned string: printable ASCII the pattern can still take */
+        const bt_gregex_t *rx = &g->regexes[n->regex - 1];
+
+        if (c == '"') {
+            if (bt_gregex_accepts(rx, (uint64_t)t->v)) {
+                bt_gpop_emit(out, s);
+            }
+        } else if (c >= 0x20 && c <= 0x7E && c != '\\') {
+            uint64_t next = bt_gregex_step(rx, (uint64_t)t->v, c);
+
+            if (next != 0) {
+                t->v = (int64_t)next;
+                bt_gemit(out, s);
+            }
+        }
+        return;
+    }
     if (t->phase == BT_GP_STR_ESC) {
         if (strchr("\"\\/bfnrt", c) != NULL && c != '\0') {
             t->phase = BT_GP_STR;
@@ -221,6 +239,7 @@ static void bt_gstart(const bt_grammar_t *g, bt_gstack_t *s, uint8_t c,
     case BT_GN_STRING:
         if (c == '"') {
             t->phase = BT_GP_STR;
+            t->v = n->regex != 0 ? (int64_t)bt_gregex_start() : 0;
             bt_gemit(out, s);
         }
         return;
@@ -446,7 +465,7 @@ static void bt_gfeed(const bt_grammar_t *g, bt_gstack_t *s, uint8_t c,
     }
     case BT_GP_STR:
     case BT_GP_STR_ESC:
-        bt_gstring(n, s, c, out);
+        bt_gstring(g, n, s, c, out);
         return;
     case BT_GP_NUM_SIGN:
     case BT_GP_NUM_ZERO:
@@ -513,7 +532,7 @@ bool bt_gstate_string_idle(const bt_grammar_t *g, const bt_gstate_t *s)
     }
     t = &s->f[s->n_frames - 1];
     return t->phase == BT_GP_STR && (t->x & 3) == 0 &&
-           !bt_gcounted(&g->nodes[t->node]);
+           !bt_gcounted(&g->nodes[t->node]) && g->nodes[t->node].regex == 0;
 }
 
 bool bt_gstate_complete(const bt_grammar_t *g, const bt_gstate_t *s)

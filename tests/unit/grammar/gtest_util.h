@@ -6,7 +6,9 @@
 
 #include "engine/grammar/grammar.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
+#include <pcre2.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -151,6 +153,20 @@ static inline bool gt_valid(const json_t *s, const json_t *v)
         if ((k = json_object_get(s, "maximum")) && d > json_number_value(k)) return false;
         if ((k = json_object_get(s, "exclusiveMinimum")) && d <= json_number_value(k)) return false;
         if ((k = json_object_get(s, "exclusiveMaximum")) && d >= json_number_value(k)) return false;
+    }
+    if (json_is_string(v) && (k = json_object_get(s, "pattern")) != NULL) {
+        int err;
+        PCRE2_SIZE off;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)json_string_value(k),
+                                       PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err,
+                                       &off, NULL);
+        pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
+        int rc = md ? pcre2_match(re, (PCRE2_SPTR)json_string_value(v),
+                                  json_string_length(v), 0, 0, md, NULL) : -1;
+
+        pcre2_match_data_free(md);
+        pcre2_code_free(re);
+        if (rc < 0) return false;
     }
     if (json_is_string(v)) {
         size_t n = gt_utf8_chars(json_string_value(v));

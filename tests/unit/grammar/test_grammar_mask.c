@@ -27,6 +27,8 @@ static const char *const schemas[] = {
     "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},"
     "{\"type\":\"object\",\"properties\":{\"ab\":{\"type\":\"null\"}},\"required\":[\"ab\"]},"
     "{\"type\":\"string\",\"minLength\":1,\"maxLength\":3},{\"type\":\"number\"}]}}",
+    "{\"type\":\"array\",\"maxItems\":3,\"items\":{\"anyOf\":[{\"type\":\"string\","
+    "\"pattern\":\"^[a-f]{2,4}(-\\\\d+)?$\"},{\"type\":\"string\",\"pattern\":\"b[^a-z]\"}]}}",
     "{\"type\":\"object\",\"properties\":{\"x\":{\"type\":[\"integer\",\"null\"]},"
     "\"y\":{\"const\":{\"k\":[1,2]}},\"z\":{\"type\":\"object\",\"additionalProperties\":"
     "{\"type\":\"string\",\"maxLength\":2}}},\"required\":[\"y\",\"z\"]}",

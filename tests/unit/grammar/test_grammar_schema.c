@@ -96,6 +96,13 @@ static const case_t cases[] = {
     { "{\"title\":\"t\",\"description\":\"d\",\"type\":\"integer\",\"default\":1}",
       { "1", NULL }, { "\"a\"", NULL } },
     { "{}", { "1", "\"a\"", "{\"a\":[]}", "null", NULL }, { "", NULL } },
+    { "{\"type\":\"string\",\"pattern\":\"^[A-Z]{2}-\\\\d{3,4}$\"}",
+      { "\"AB-123\"", "\"ZZ-0000\"", NULL },
+      { "\"AB-12\"", "\"ab-123\"", "\"AB-12345\"", "\"AB_123\"", "\"XAB-123\"", NULL } },
+    { "{\"pattern\":\"(cat|dog)s?\"}",
+      { "\"cat\"", "\"hotdogs!\"", "\"a cat\"", NULL }, { "\"cow\"", "\"\"", NULL } },
+    { "{\"type\":\"string\",\"pattern\":\"^(?:[a-z]+\\\\.)*com$\"}",
+      { "\"com\"", "\"a.b.com\"", NULL }, { "\"a.b\"", "\".com\"", NULL } },
 };
 
 static void test_keywords(void **state)
@@ -121,12 +128,17 @@ static const struct {
     const char *schema;
     const char *err;   /* a substring of the error */
 } bad[] = {
-    { "{\"type\":\"string\",\"pattern\":\"^a\"}", "'pattern'" },
+    { "{\"type\":\"string\",\"pattern\":\"^(?=a)\"}", "lookaround" },
+    { "{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "escape" },
+    { "{\"type\":\"string\",\"pattern\":\"^a$\",\"maxLength\":3}", "minLength/maxLength" },
+    { "{\"type\":\"string\",\"pattern\":\"^[\\u00e9]$\"}", "pattern" },
+    { "{\"type\":\"string\",\"pattern\":\"a{99}\"}", "32 times" },
+    { "{\"type\":\"string\",\"pattern\":\"(a\"}", "unclosed group" },
     { "{\"type\":\"string\",\"format\":\"date\"}", "'format'" },
     { "{\"oneOf\":[{\"type\":\"string\"}]}", "'oneOf'" },
     { "{\"allOf\":[{\"type\":\"string\"}]}", "'allOf'" },
     { "{\"$ref\":\"#/$defs/a\"}", "'$ref'" },
-    { "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"x\"}}}",
+    { "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"x\"}}}",
       "/properties/a" },
     { "{\"type\":\"array\",\"items\":[{\"type\":\"string\"}]}", "'items'" },
     { "{\"type\":\"array\",\"uniqueItems\":true}", "'uniqueItems'" },

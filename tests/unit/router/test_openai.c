@@ -317,9 +317,9 @@ static void test_bad_requests(void **state)
           "'json_schema.schema' must be" },
         { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"json_schema\","
           "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\","
-          "\"properties\":{\"id\":{\"type\":\"string\",\"pattern\":\"^a\"}}}}}}",
+          "\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uri\"}}}}}}",
           BT_ERR_INVALID_ARG, "response_format",
-          "unsupported schema keyword 'pattern' at /properties/id" },
+          "unsupported schema keyword 'format' at /properties/id" },
         { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"json_object\","
           "\"schema\":{}}}", BT_ERR_INVALID_ARG, "response_format", "unknown field 'schema'" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"response_format\":"
