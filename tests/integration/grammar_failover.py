@@ -3,8 +3,9 @@
 prefill node, two decode nodes): a constrained request completes with a
 document that parses and validates; the same request with the decode node
 killed mid-way continues on the other one with the same grammar state and
-yields the identical, valid document; a bad schema is INVALID_ARGUMENT
-naming the keyword.
+yields the identical, valid document, as does the request batched among
+other constrained ones; a bad schema is INVALID_ARGUMENT naming the
+keyword, as is a format with ignore_eos.
 
 usage: grammar_failover.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
@@ -134,7 +135,18 @@ def main():
     m = re.search(r"^baton_router_decode_failovers_total (\S+)", body, re.M)
     nc.tap(m is not None and float(m.group(1)) >= 1, "the router counted the failover")
 
-    # 3. a schema the compiler refuses: INVALID_ARGUMENT naming the keyword
+    # 3. batch invariance: the same request among 4 other constrained ones
+    crowd = [Stream(stubs, target, "gr-crowd-%d" % k, schema_text, 100 + k)
+             for k in range(4)]
+    again = Stream(stubs, target, "gr-again", schema_text, 31)
+    for t in crowd + [again]:
+        t.join(180)
+    nc.tap(again.ids == ref.ids and all(t.final is not None and valid(t.text)[0]
+                                        for t in crowd),
+           "the request batched among 4 other constrained requests is identical; "
+           "theirs validate too", [t.error for t in crowd + [again]])
+
+    # 4. a schema the compiler refuses: INVALID_ARGUMENT naming the keyword
     r = pb.GenerateRequest(model="tiny", prompt="hi")
     r.sampling.response_format.type = common.ResponseFormat.TYPE_JSON_SCHEMA
     r.sampling.response_format.schema = json.dumps(
