@@ -101,6 +101,12 @@ void bt_decode_step_done(void *self, bt_node_step_t *step, bt_status_t st)
         ss.generated = r->out;
         ss.n_generated = r->n_out;
         ss.position = (uint64_t)r->n_prompt + r->n_out;
+        if (r->gram != NULL &&
+            bt_node_gram_mask(r->gram, step->logits + (size_t)i * node->vocab,
+                              node->vocab) != BT_OK) {
+            bt_dreq_fail(r, BT_RPC_INTERNAL, "no token fits the response_format");
+            continue;
+        }
         if (bt_sampler_sample(node->sampler, &r->sp,
                               logits + (size_t)i * node->vocab, &ss,
                               &res) != BT_OK) {

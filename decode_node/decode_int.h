@@ -7,6 +7,7 @@
 
 #include "decode.h"
 #include "node.h"
+#include "node_grammar.h"
 
 #include "base/list.h"
 
@@ -56,6 +57,7 @@ typedef struct bt_dreq {
     uint32_t           n_given;    /* len(generated_ids) */
     uint32_t           max_out;
     bt_sample_params_t sp;
+    bt_node_gram_t    *gram;       /* response_format, NULL: free text */
     uint8_t            root[BT_KV_HASH_LEN];
     uint32_t          *resv;       /* reserved ids not yet in the sequence */
     uint32_t           n_resv;

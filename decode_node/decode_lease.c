@@ -288,6 +288,13 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         r->out[i] = (int32_t)q->generated_ids[i];
     }
     r->n_out = r->n_given;
+    if (bt_node_gram_open(node, q->sampling, r->out, r->n_given, &r->gram, why,
+                          sizeof(why)) != BT_OK) {
+        bt_dreq_free(r);
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT, why);
+        return;
+    }
     if (bt_kvpool_reserve(node->pool, n_blocks, r->resv) != BT_OK) {
         snprintf(why, sizeof(why), "cannot reserve %u kv blocks (%u available "
                  "of %u)", n_blocks, bt_kvpool_available(node->pool),

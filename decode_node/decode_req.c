@@ -104,6 +104,7 @@ bool bt_dreq_open(const bt_dreq_t *r)
 
 void bt_dreq_free(bt_dreq_t *r)
 {
+    bt_node_gram_close(r->gram);
     free(r->prompt);
     free(r->out);
     free(r->resv);

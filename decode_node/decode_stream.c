@@ -167,6 +167,9 @@ bt_status_t bt_dreq_token(bt_dreq_t *r, int32_t tok,
         }
         r->pending_lp[r->n_pending] = *lp;
     }
+    if (r->gram != NULL && bt_node_gram_accept(r->gram, tok) != BT_OK) {
+        return BT_ERR_INVALID_ARG;   /* the response_format does not allow it */
+    }
     r->out[r->n_out++] = tok;
     r->pending[r->n_pending++] = (uint32_t)tok;
     f = bt_sample_finish(&r->sp, tok, r->n_out);

@@ -6,6 +6,7 @@
 #define BT_PREFILL_INT_H
 
 #include "node.h"
+#include "node_grammar.h"
 #include "prefill.h"
 
 #include "base/list.h"
@@ -59,6 +60,7 @@ typedef struct bt_pjob {
     uint32_t            n;
     uint32_t            n_gen;        /* generated_count */
     bt_sample_params_t  sp;
+    bt_node_gram_t     *gram;      /* response_format, NULL: free text */
     bt_kvseq_t         *seq;
     uint32_t           *dst;          /* reservation's block ids */
     uint32_t            n_dst;

@@ -55,6 +55,7 @@ static void bt_pjob_free(bt_pjob_t *j)
     bt_xfer_stream_destroy(j->stream);
     /* full blocks stay cached here (KV events announce them) */
     bt_kvseq_destroy(j->seq);
+    bt_node_gram_close(j->gram);
     free(j->tokens);
     free(j->u32);
     free(j->dst);

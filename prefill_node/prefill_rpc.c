@@ -221,6 +221,14 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     memcpy(j->dst, rv->block_ids, need * sizeof(uint32_t));
     j->n_dst = need;
     bt_pjob_enter(pf, j);
+    /* the first token is sampled here: under the format, replayed past
+     * the tokens already generated */
+    if (bt_node_gram_open(node, q->sampling, j->tokens + (j->n - j->n_gen),
+                          j->n_gen, &j->gram, why, sizeof(why)) != BT_OK) {
+        free(u32);
+        bt_pjob_end(j, BT_RPC_INVALID_ARGUMENT, why);
+        return;
+    }
     if (bt_node_local_is(node, rv->decode_node_id)) {
         j->local = true;
     } else {

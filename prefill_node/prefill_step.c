@@ -191,6 +191,11 @@ void bt_prefill_step_done(void *self, bt_node_step_t *step, bt_status_t st)
     ss.generated = j->tokens + ss.n_prompt;
     ss.n_generated = j->n_gen;
     ss.position = j->n;
+    if (j->gram != NULL &&
+        bt_node_gram_mask(j->gram, step->logits, node->vocab) != BT_OK) {
+        bt_pjob_end(j, BT_RPC_INTERNAL, "no token fits the response_format");
+        return;
+    }
     if (bt_sampler_sample(node->sampler, &j->sp, logits, &ss, &res) != BT_OK) {
         bt_pjob_end(j, BT_RPC_INTERNAL, "sampling failed");
         return;

@@ -3,6 +3,7 @@
 #include "front.h"
 #include "model.h"
 #include "request.h"
+#include "response_format.h"
 
 #include "base/log.h"
 
@@ -410,6 +411,10 @@ bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
         return BT_ERR_NOT_FOUND;
     }
     s = bt_front_check_sampling(in->sampling, err, err_size);
+    if (s == BT_OK && in->sampling != NULL) {
+        s = bt_response_format_check(in->sampling->response_format, err, err_size,
+                                     in->sampling->ignore_eos);
+    }
     if (s != BT_OK) {
         return s;
     }

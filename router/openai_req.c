@@ -2,6 +2,7 @@
 #include "openai.h"
 
 #include "base/json.h"
+#include "response_format.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -54,6 +55,7 @@ static const char *const bt_openai_completion_keys[] = {
     "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty",
     "seed", "stop", "stop_token_ids", "stream", "stream_options", "logprobs",
     "n", "ignore_eos", "user", "echo", "best_of", "suffix", "logit_bias",
+    "response_format",
     NULL,
 };
 
@@ -336,7 +338,7 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
 
 /* Features we refuse rather than silently ignore; each 400 names the
  * field in `param`. Values that ask for nothing (an empty logit_bias,
- * tool_choice "none", response_format text, modalities ["text"]) pass. */
+ * tool_choice "none", modalities ["text"]) pass. */
 static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
 {
     static const char *const refused[] = {
@@ -370,22 +372,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
     if (v != NULL && !((str = json_string_value(v)) && strcmp(str, "none") == 0)) {
         return bt_openai_fail(c, BT_ERR_INVALID_ARG, "tool_choice",
                               "field 'tool_choice': tools are not supported");
-    }
-    v = json_object_get(root, "response_format");
-    if (v != NULL) {
-        json_t *type = json_is_object(v) ? json_object_get(v, "type") : NULL;
-
-        if (!json_is_object(v) || !json_is_string(type)) {
-            return bt_openai_fail(c, BT_ERR_INVALID_ARG, "response_format",
-                                  "field 'response_format': expected an object "
-                                  "with a 'type'");
-        }
-        if (strcmp(json_string_value(type), "text") != 0 ||
-            json_object_size(v) != 1) {
-            return bt_openai_fail(c, BT_ERR_INVALID_ARG, "response_format",
-                                  "field 'response_format': only {\"type\": "
-                                  "\"text\"} is supported");
-        }
     }
     v = json_object_get(root, "modalities");
     if (v != NULL && !(json_is_array(v) && json_array_size(v) == 1 &&
@@ -703,6 +689,13 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
     }
     s = bt_openai_sampling(&c, kind, root, req);
     if (s != BT_OK) {
+        goto out;
+    }
+    s = bt_response_format_parse(json_object_get(root, "response_format"),
+                                 arena, &req->sampling.response_format, err,
+                                 err_size);
+    if (s != BT_OK) {
+        bt_openai_json_err(&c, s, "response_format");
         goto out;
     }
     s = bt_json_get_bool(root, "stream", false, &b, err, err_size);

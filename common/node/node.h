@@ -129,6 +129,9 @@ struct bt_node {
     int                 http_port;
     uint32_t            vocab;
     int32_t             eos_id;         /* -1: none */
+    /* structured output (node_grammar.h) */
+    struct bt_gvocab   *gvocab;         /* NULL: no tokenizer */
+    struct bt_node_gcache *gcache;
 
     /* roles, in the order the scheduler takes turns (prefill first) */
     const bt_node_role_ops_t *roles[BT_NODE_MAX_ROLES];

@@ -3,6 +3,7 @@
  * ops tables the binary passes), and its hooks on the daemon skeleton
  * (daemon/daemon.h: servers, SIGTERM drain, teardown in order). */
 #include "node.h"
+#include "node_grammar.h"
 #include "node_kvs.h"
 
 #include "base/clock.h"
@@ -197,8 +198,11 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
             if (bt_tok_eos_id(tok) >= 0) {
                 node->eos_id = bt_tok_eos_id(tok);
             }
-            bt_tok_destroy(tok);
         }
+        /* the tokens' bytes, for structured output (logged and refused
+         * per request when this fails) */
+        (void)bt_node_grammar_init(node, tok);
+        bt_tok_destroy(tok);
     }
     if (bt_fwd_create(node->model, NULL, (int)c->threads, &node->fwd) != BT_OK ||
         bt_sampler_create(node->vocab, &node->sampler) != BT_OK) {
@@ -389,6 +393,7 @@ static void bt_node_free(void *arg)
     bt_xfer_ctx_destroy(node->xfer);
     bt_xstats_destroy(node->xstats);
     bt_sampler_destroy(node->sampler);
+    bt_node_grammar_cleanup(node);
     bt_fwd_destroy(node->fwd);
     bt_model_destroy(node->model);
     node->metrics = NULL;

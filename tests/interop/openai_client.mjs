@@ -135,10 +135,12 @@ check(chn.usage.completion_tokens <= 2,
       `chat with nulls and OpenAI's output-neutral fields; max_completion_tokens wins (${chn.usage.completion_tokens})`);
 try {
   await client.chat.completions.create({ model, max_tokens: 4, messages: [{ role: "user", content: "x" }],
-                                         response_format: { type: "json_object" } });
-  check(false, "response_format json_object: no error");
+                                         response_format: { type: "json_schema", json_schema:
+                                           { name: "x", schema: { type: "string", format: "email" } } } });
+  check(false, "response_format with an unsupported keyword: no error");
 } catch (e) {
-  check(e.status === 400 && e.param === "response_format", `response_format json_object: 400, param ${e.param}`);
+  check(e.status === 400 && e.param === "response_format",
+        `response_format with an unsupported keyword: 400, param ${e.param}`);
 }
 
 // errors known before a stream's first token are real statuses

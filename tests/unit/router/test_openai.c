@@ -180,6 +180,31 @@ static void test_ignored_fields(void **state)
     assert_int_equal(req.sampling.max_tokens, 9);
 }
 
+/* response_format: json_object and json_schema travel in the sampling
+ * parameters (the schema as compact JSON text); text means none. */
+static void test_response_format(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":"
+                           "{\"type\":\"text\"}}"), BT_OK);
+    assert_null(req.sampling.response_format);
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":"
+                           "{\"type\":\"json_object\"}}"), BT_OK);
+    assert_non_null(req.sampling.response_format);
+    assert_int_equal(req.sampling.response_format->type,
+                     BATON__V1__RESPONSE_FORMAT__TYPE__TYPE_JSON_OBJECT);
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\","
+                           "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                           "{\"name\":\"p\",\"strict\":true,\"schema\":{\"type\": \"object\","
+                           "\"properties\":{\"a\":{\"type\":\"integer\"}}}}}}"), BT_OK);
+    assert_int_equal(req.sampling.response_format->type,
+                     BATON__V1__RESPONSE_FORMAT__TYPE__TYPE_JSON_SCHEMA);
+    assert_string_equal(req.sampling.response_format->name, "p");
+    assert_true(req.sampling.response_format->strict);
+    assert_string_equal(req.sampling.response_format->schema,
+                        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}");
+}
+
 static void test_chat(void **state)
 {
     (void)state;
@@ -285,10 +310,21 @@ static void test_bad_requests(void **state)
           "\"top_logprobs\":2}", BT_ERR_INVALID_ARG, "top_logprobs", "needs 'logprobs': true" },
         { BT_OPENAI_CHAT, "{\"model\":\"m\",\"prompt\":\"x\"}", BT_ERR_INVALID_ARG,
           "prompt", "unknown field 'prompt'" },
-        { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"json_object\"}}",
-          BT_ERR_INVALID_ARG, "response_format", "only {\"type\": \"text\"}" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"xml\"}}",
+          BT_ERR_INVALID_ARG, "response_format", "'type' must be text, json_object" },
         { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"json_schema\","
-          "\"json_schema\":{}}}", BT_ERR_INVALID_ARG, "response_format", "only" },
+          "\"json_schema\":{}}}", BT_ERR_INVALID_ARG, "response_format",
+          "'json_schema.schema' must be" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"json_schema\","
+          "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\","
+          "\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uri\"}}}}}}",
+          BT_ERR_INVALID_ARG, "response_format",
+          "unsupported schema keyword 'format' at /properties/id" },
+        { BT_OPENAI_CHAT, CHAT_MSG ",\"response_format\":{\"type\":\"json_object\","
+          "\"schema\":{}}}", BT_ERR_INVALID_ARG, "response_format", "unknown field 'schema'" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"response_format\":"
+          "{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"oneOf\":[]}}}}",
+          BT_ERR_INVALID_ARG, "response_format", "'oneOf'" },
         { BT_OPENAI_CHAT, CHAT_MSG ",\"modalities\":[\"text\",\"audio\"]}",
           BT_ERR_INVALID_ARG, "modalities", "only [\"text\"]" },
         { BT_OPENAI_CHAT, CHAT_MSG ",\"audio\":{}}", BT_ERR_INVALID_ARG, "audio",
@@ -445,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_completion_full),
         cmocka_unit_test(test_defaults_and_token_prompt),
         cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_response_format),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_nulls_mean_absent),
         cmocka_unit_test(test_ignored_fields),
