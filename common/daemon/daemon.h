@@ -48,6 +48,8 @@ typedef struct {
     size_t      max_body;              /* HTTP request bodies */
     const bt_http_limits_t *http_limits; /* NULL: http.h's defaults */
     bool        access_log;            /* --access-log */
+    const char *http_tls_cert;         /* HTTPS when set (with the key) */
+    const char *http_tls_key;
     int64_t     drain_timeout_ms;      /* --drain-timeout */
     const char *work;                  /* what is in flight, for the drain
                                           lines: "requests", "calls" */

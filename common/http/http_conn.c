@@ -10,6 +10,9 @@
 #include "base/clock.h"
 #include "base/log.h"
 
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -601,7 +604,10 @@ static void bt_http_write_cb(struct bufferevent *bev, void *arg)
     }
     /* lingering close: our FIN first, then drain what the client still
      * sends, so that unread input does not turn our close into a reset
-     * that destroys the reply */
+     * that destroys the reply; over https a close_notify before the FIN */
+    if (bufferevent_openssl_get_ssl(bev) != NULL) {
+        (void)SSL_shutdown(bufferevent_openssl_get_ssl(bev));
+    }
     if (shutdown(bufferevent_getfd(bev), SHUT_WR) != 0) {
         bt_http_conn_free(conn);
         return;
@@ -710,26 +716,49 @@ void bt_http_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
                        struct sockaddr *sa, int socklen, void *arg)
 {
     bt_http_server_t *srv = arg;
-    bt_http_conn_t *conn;
     int one = 1;
 
     (void)l;
     (void)socklen;
     if (srv->limits.max_connections > 0 &&
-        srv->n_conns >= (size_t)srv->limits.max_connections) {
+        srv->n_conns + srv->n_sniffs >= (size_t)srv->limits.max_connections) {
         bt_http_refuse(srv, fd);
         return;
     }
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    if (srv->ssl_ctx != NULL) {
+        bt_http_tls_accept(srv, fd);   /* then bt_http_conn_open */
+        return;
+    }
+    bt_http_conn_open(srv, fd, NULL);
+}
+
+void bt_http_conn_open(bt_http_server_t *srv, evutil_socket_t fd, SSL *ssl)
+{
+    bt_http_conn_t *conn;
+
     conn = calloc(1, sizeof(*conn));
     if (conn == NULL) {
+        SSL_free(ssl);
         evutil_closesocket(fd);
         return;
     }
     conn->srv = srv;
-    conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (ssl != NULL) {
+        conn->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl,
+                                                   BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE);
+        if (conn->bev == NULL) {
+            SSL_free(ssl);
+        } else {
+            /* a client closing without close_notify is an EOF, not an error */
+            bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
+        }
+    } else {
+        conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     conn->timer = evtimer_new(srv->base, bt_http_timer_cb, conn);
     conn->kick = event_new(srv->base, -1, 0, bt_http_kick_cb, conn);
     conn->req.body = evbuffer_new();
