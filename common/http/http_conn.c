@@ -676,15 +676,38 @@ static void bt_http_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accepting ---- */
 
+void bt_http_answer_close(evutil_socket_t fd, const char *status,
+                          const char *headers, const char *body)
+{
+    char head[256], drain[4096];
+    int n;
+
+    if (body != NULL) {
+        n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n",
+                     status, strlen(body), headers);
+        if (n > 0 && (size_t)n < sizeof(head)) {
+            (void)!send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)!send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+    }
+    shutdown(fd, SHUT_WR);
+    /* what already arrived, read so the close is not a reset (bounded:
+     * a client sending fast must not hold the loop) */
+    for (int i = 0; i < 16 && recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0; i++) {
+    }
+    evutil_closesocket(fd);
+}
+
 /* Over the cap: a 503 at once, without a connection object. */
 static void bt_http_refuse(bt_http_server_t *srv, evutil_socket_t fd)
 {
     char *body = bt_http_error_body("server_error",
                                     "the server has too many open connections; "
                                     "retry later", NULL, "too_many_connections");
-    char head[256], drain[4096];
+    char retry[64];
     uint64_t now = bt_now_ms();
-    int n;
 
     if (srv->m_refused != NULL) {
         bt_counter_inc(srv->m_refused);
@@ -694,22 +717,10 @@ static void bt_http_refuse(bt_http_server_t *srv, evutil_socket_t fd)
         bt_warn("http: %zu connections open, the cap; refusing new ones",
                 srv->n_conns);
     }
-    if (body != NULL) {
-        n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 503 Service Unavailable\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Retry-After: %d\r\nConnection: close\r\n\r\n",
-                     strlen(body), BT_HTTP_RETRY_AFTER_FULL);
-        (void)!send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)!send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
-        free(body);
-    }
-    shutdown(fd, SHUT_WR);
-    /* what already arrived, read so the close is not a reset (bounded:
-     * a client sending fast must not hold the loop) */
-    for (int i = 0; i < 16 && recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0; i++) {
-    }
-    evutil_closesocket(fd);
+    snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+             BT_HTTP_RETRY_AFTER_FULL);
+    bt_http_answer_close(fd, "503 Service Unavailable", retry, body);
+    free(body);
 }
 
 void bt_http_accept_cb(struct evconnlistener *l, evutil_socket_t fd,

@@ -136,6 +136,12 @@ void bt_http_conn_free(bt_http_conn_t *conn);
 void bt_http_conn_open(bt_http_server_t *srv, evutil_socket_t fd,
                        struct ssl_st *ssl);
 
+/* A whole reply on a socket without a connection object (`body` JSON,
+ * NULL: none; `headers` "" or lines ending in CRLF), then a lingering
+ * close: what the client sent is read (bounded) so the close is no reset. */
+void bt_http_answer_close(evutil_socket_t fd, const char *status,
+                          const char *headers, const char *body);
+
 /* http_tls.c: an accepted socket of an https server waits for its first
  * byte there; cleanup closes those and frees the context. */
 void bt_http_tls_accept(bt_http_server_t *srv, evutil_socket_t fd);

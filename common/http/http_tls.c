@@ -106,22 +106,9 @@ static void bt_http_tls_refuse_plain(evutil_socket_t fd)
     char *body = bt_http_error_body("invalid_request_error",
                                     "this port speaks https: use https://",
                                     NULL, "https_required");
-    char head[256], drain[4096];
-    int n;
 
-    if (body != NULL) {
-        n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 400 Bad Request\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n", strlen(body));
-        (void)!send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)!send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
-        free(body);
-    }
-    shutdown(fd, SHUT_WR);
-    /* what arrived, read so the close is not a reset (bounded) */
-    for (int i = 0; i < 16 && recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0; i++) {
-    }
+    bt_http_answer_close(fd, "400 Bad Request", "", body);
+    free(body);
 }
 
 static void bt_http_sniff_cb(evutil_socket_t fd, short what, void *arg)
@@ -146,8 +133,8 @@ static void bt_http_sniff_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (b != BT_HTTP_TLS_HANDSHAKE) {
         bt_debug("http: plain http on the https port; refused");
-        bt_http_tls_refuse_plain(fd);
-        bt_http_sniff_free(s, true);
+        bt_http_sniff_free(s, false);
+        bt_http_tls_refuse_plain(fd);   /* closes it */
         return;
     }
     bt_http_sniff_free(s, false);
