@@ -226,6 +226,10 @@ def main():
     tap("impostor may not register as decode" in open(rlog).read()
         and gauge(rh, 'baton_router_nodes{role="decode"}') == n_decode,
         "baton-decode with the prefill token is refused and never joins")
+    flog = open(os.path.join(tmp, "fake-decode.err")).read()
+    n_warn = flog.count("registrar: the router refuses this node (PERMISSION_DENIED")
+    tap(n_warn == 1 and "may not register as decode" in flog,
+        "the refused node says why, once, while it retries (%d lines)" % n_warn)
 
     def refused(port, reason):
         _, text = nc.http_get(port, "/metrics")
