@@ -279,9 +279,10 @@ int main(int argc, char **argv)
     if (bt_daemon_serve(&d) != BT_OK) {
         goto out;
     }
-    bt_info("baton-router %s: grpc %s:%d (%s) http %s:%d model %s", BT_VERSION,
-            o.c.listen, d.grpc_port, bt_daemon_tls_mode(&r->cfg.tls),
-            o.c.listen, d.http_port, bt_router_model_name(r));
+    bt_info("baton-router %s: grpc %s:%d (%s) http %s:%d (%s) model %s",
+            BT_VERSION, o.c.listen, d.grpc_port, bt_daemon_tls_mode(&r->cfg.tls),
+            o.c.listen, d.http_port, o.http_tls_cert != NULL ? "https" : "plain",
+            bt_router_model_name(r));
     rc = bt_daemon_run(&d);
 
 out:
