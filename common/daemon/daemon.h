@@ -92,6 +92,8 @@ struct bt_daemon {
     bt_loop_signals_t     *signals;
     struct event          *drain_ev;    /* polls `inflight` while draining */
     uint64_t               drain_started_ms;
+    bt_counter_t          *m_refused_unauth;  /* baton_rpc_auth_refused_total */
+    bt_counter_t          *m_refused_perm;
 };
 
 /* --log-level: false after "<prog>: invalid value '<s>' for --log-level"

@@ -21,6 +21,13 @@ void bt_rpc_server_set_auth(bt_rpc_server_t *srv, const bt_rpc_auth_t *auth,
     srv->cert_roles = cert_roles;
 }
 
+void bt_rpc_server_on_refusal(bt_rpc_server_t *srv, bt_rpc_refusal_cb cb,
+                              void *arg)
+{
+    srv->refusal_cb = cb;
+    srv->refusal_arg = arg;
+}
+
 bool bt_rpc_server_auth_on(const bt_rpc_server_t *srv)
 {
     return srv->auth != NULL || srv->cert_roles;
@@ -103,6 +110,9 @@ static void bt_rpc_call_refuse(bt_rpc_call_t *call, bt_rpc_code_t code,
         call->srv->stats.refused_unauthenticated++;
     } else {
         call->srv->stats.refused_permission++;
+    }
+    if (call->srv->refusal_cb != NULL) {
+        call->srv->refusal_cb(call->srv->refusal_arg, code);
     }
     if (last_ms == 0 || now - last_ms >= 1000) {
         last_ms = now;

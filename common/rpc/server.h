@@ -99,6 +99,11 @@ bt_status_t bt_rpc_server_start(bt_rpc_server_t *srv);
 void bt_rpc_server_set_auth(bt_rpc_server_t *srv, const bt_rpc_auth_t *auth,
                             bool cert_roles);
 bool bt_rpc_server_auth_on(const bt_rpc_server_t *srv);
+/* Called on the loop for each call the admission (or bt_rpc_call_deny)
+ * refused, with its code; NULL clears it. */
+typedef void (*bt_rpc_refusal_cb)(void *arg, bt_rpc_code_t code);
+void bt_rpc_server_on_refusal(bt_rpc_server_t *srv, bt_rpc_refusal_cb cb,
+                              void *arg);
 
 /* Health of `service` ("" = the whole server; a full service name such as
  * "baton.v1.Generate" otherwise). Check on a service never set answers

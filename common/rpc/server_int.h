@@ -110,6 +110,8 @@ struct bt_rpc_server {
     bt_rpc_server_stats_t   stats;
     const bt_rpc_auth_t    *auth;        /* cluster tokens (borrowed) */
     bool                    cert_roles;  /* roles from client certificates */
+    bt_rpc_refusal_cb       refusal_cb;  /* each refusal, for metrics */
+    void                   *refusal_arg;
 };
 
 /* call.c */

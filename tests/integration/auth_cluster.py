@@ -241,6 +241,9 @@ def main():
         "the router counts its refusals (unauthenticated %s, permission_denied %s)" % (ru, rp))
     du = refused(dh, "unauthenticated")
     tap(du is not None and du >= 1, "the decode node counts its refusal (%s)" % du)
+    rss = gauge(rh, "process_resident_memory_bytes")
+    tap(rss is not None and rss > 0, "the process metrics still refresh beside the "
+        "refusal counter (router rss %s)" % rss)
 
     # the tokens never reach a log or a command line
     leaks = []
