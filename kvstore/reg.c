@@ -279,6 +279,7 @@ bt_status_t bt_kvsd_reg_start(bt_kvsd_t *d)
     if (g->rpc == NULL || g->flush_ev == NULL) {
         return BT_ERR_NO_MEMORY;
     }
+    bt_rpc_client_set_token(g->rpc, bt_rpc_auth_token(d->cfg.tls.auth));
     g->router_ch = bt_rpc_channel_create(g->rpc, d->cfg.router,
                                          bt_rpc_tls_cfg_client(&d->cfg.tls));
     if (g->router_ch == NULL) {

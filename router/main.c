@@ -18,6 +18,8 @@
 typedef struct {
     bt_router_cfg_t c;
     const char     *api_keys;
+    const char     *http_tls_cert;
+    const char     *http_tls_key;
     const char     *chat_template;
     bt_http_limits_t http;
 } bt_router_opts_t;
@@ -91,6 +93,11 @@ static const bt_opt_t bt_router_table[] = {
     { "log-format", 0, NULL, "text", "log lines as text or JSON",
       BT_OPT_ENUM, 0, 0, "text|json", O(c.log_format) },
     BT_RPC_TLS_OPTS_DAEMON(O(c.tls)),
+    { "http-tls-cert", 0, NULL, NULL, "PEM certificate chain: the HTTP API "
+      "(OpenAI, probes, /metrics) serves HTTPS only; plain HTTP there gets a "
+      "400", BT_OPT_STRING, 0, 0, NULL, O(http_tls_cert) },
+    { "http-tls-key", 0, NULL, NULL, "PEM private key of --http-tls-cert",
+      BT_OPT_STRING, 0, 0, NULL, O(http_tls_key) },
 };
 #undef O
 
@@ -217,6 +224,17 @@ int main(int argc, char **argv)
     if (!bt_daemon_tls_check("baton-router", &o.c.tls, o.c.listen, NULL)) {
         return 2;
     }
+    if ((o.http_tls_cert != NULL) != (o.http_tls_key != NULL)) {
+        fprintf(stderr, "baton-router: --http-tls-cert and --http-tls-key go "
+                "together\n");
+        return 2;
+    }
+    if (o.http_tls_cert != NULL &&
+        bt_http_tls_check(o.http_tls_cert, o.http_tls_key, err,
+                          sizeof(err)) != BT_OK) {
+        fprintf(stderr, "baton-router: --http-tls-cert: %s\n", err);
+        return 2;
+    }
     bt_log_init("router", level, (bt_log_format_t)o.c.log_format);
     if (!o.c.tls.enabled && !bt_rpc_addr_is_loopback(o.c.listen)) {
         bt_warn("insecure: grpc on %s is plaintext (--insecure): anyone on the "
@@ -235,6 +253,8 @@ int main(int argc, char **argv)
                            .client = true, .max_body = o.c.max_body,
                            .http_limits = &o.http,
                            .access_log = o.c.access_log,
+                           .http_tls_cert = o.http_tls_cert,
+                           .http_tls_key = o.http_tls_key,
                            .drain_timeout_ms = o.c.drain_timeout_ms,
                            .work = "requests" },
                        &bt_router_daemon_ops, r);
@@ -259,9 +279,10 @@ int main(int argc, char **argv)
     if (bt_daemon_serve(&d) != BT_OK) {
         goto out;
     }
-    bt_info("baton-router %s: grpc %s:%d (%s) http %s:%d model %s", BT_VERSION,
-            o.c.listen, d.grpc_port, bt_daemon_tls_mode(&r->cfg.tls),
-            o.c.listen, d.http_port, bt_router_model_name(r));
+    bt_info("baton-router %s: grpc %s:%d (%s) http %s:%d (%s) model %s",
+            BT_VERSION, o.c.listen, d.grpc_port, bt_daemon_tls_mode(&r->cfg.tls),
+            o.c.listen, d.http_port, o.http_tls_cert != NULL ? "https" : "plain",
+            bt_router_model_name(r));
     rc = bt_daemon_run(&d);
 
 out:

@@ -66,6 +66,19 @@ static void bt_reg_send(bt_rpc_call_t *call, const Baton__V1__RouterMessage *m)
     }
 }
 
+/* The credential roles (rpc/auth.h) registering as `role` needs: 0 for a
+ * role the registry refuses anyway. */
+static unsigned bt_reg_role_needs(bt_node_role_t role)
+{
+    switch (role) {
+    case BT_NODE_ROLE_PREFILL: return BT_RPC_ROLE_PREFILL;
+    case BT_NODE_ROLE_DECODE:  return BT_RPC_ROLE_DECODE;
+    case BT_NODE_ROLE_BOTH:    return BT_RPC_ROLE_PREFILL | BT_RPC_ROLE_DECODE;
+    case BT_NODE_ROLE_KVSTORE: return BT_RPC_ROLE_KVSTORE;
+    default:                   return 0;
+    }
+}
+
 static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
                          const Baton__V1__NodeHello *h)
 {
@@ -74,7 +87,8 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
     Baton__V1__Ack ack = BATON__V1__ACK__INIT;
     bt_node_hello_t hello;
     bt_node_t *node = NULL;
-    char err[256];
+    char err[256], want[64], have[64];
+    unsigned need;
     bt_status_t s;
 
     memset(&hello, 0, sizeof(hello));
@@ -93,6 +107,17 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
         hello.kv_dtype = h->capacity->geometry
             ? bt_kv_dtype_from_proto(h->capacity->geometry->dtype)
             : BT_KV_DTYPE_UNSPECIFIED;
+    }
+    need = bt_reg_role_needs(hello.role);
+    if ((bt_rpc_call_roles(call) & need) != need) {
+        /* a node registers only the role its token or certificate grants */
+        snprintf(err, sizeof(err), "node %.64s may not register as %s: "
+                 "needs role %s, the credential grants %s",
+                 h->node_id ? h->node_id : "?", bt_node_role_str(hello.role),
+                 bt_rpc_roles_str(need, want, sizeof(want)),
+                 bt_rpc_roles_str(bt_rpc_call_roles(call), have, sizeof(have)));
+        bt_rpc_call_deny(call, err);
+        return;
     }
     /* a kvstore replica serves every model: its blocks carry the model in
      * their hashes, so there is nothing to match */

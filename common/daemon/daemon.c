@@ -38,6 +38,7 @@ static bt_status_t bt_daemon_grpc_start(bt_daemon_t *d)
     if ((d->cfg.client && d->client == NULL) || d->grpc == NULL) {
         return BT_ERR_NO_MEMORY; /* logged by rpc/ */
     }
+    bt_daemon_auth_apply(d);
     bt_rpc_hostport(addr, sizeof(addr), d->cfg.listen, (int)d->cfg.grpc_port);
     s = bt_rpc_server_listen(d->grpc, addr, bt_rpc_tls_cfg_server(d->cfg.tls),
                              &d->grpc_port);
@@ -69,6 +70,16 @@ static bt_status_t bt_daemon_http_start(bt_daemon_t *d)
         bt_http_server_set_limits(d->http, d->cfg.http_limits);
     }
     bt_http_server_set_access_log(d->http, d->cfg.access_log);
+    if (d->cfg.http_tls_cert != NULL) {
+        char err[512];
+
+        if (bt_http_server_set_tls(d->http, d->cfg.http_tls_cert,
+                                   d->cfg.http_tls_key, err,
+                                   sizeof(err)) != BT_OK) {
+            bt_error("https: %s", err);
+            return BT_ERR_INVALID_ARG;
+        }
+    }
     return bt_http_add_standard(d->http, d->ops->ready, d->arg, d->metrics);
 }
 
@@ -121,6 +132,10 @@ void bt_daemon_cleanup(bt_daemon_t *d)
     }
     bt_metrics_destroy(d->metrics);
     d->metrics = NULL;
+    if (d->cfg.tls != NULL) {
+        /* the daemon's from bt_daemon_tls_check on; the servers are gone */
+        bt_rpc_auth_destroy(d->cfg.tls->auth);
+    }
     if (d->base != NULL) {
         event_base_free(d->base);
         d->base = NULL;

@@ -48,6 +48,8 @@ typedef struct {
     size_t      max_body;              /* HTTP request bodies */
     const bt_http_limits_t *http_limits; /* NULL: http.h's defaults */
     bool        access_log;            /* --access-log */
+    const char *http_tls_cert;         /* HTTPS when set (with the key) */
+    const char *http_tls_key;
     int64_t     drain_timeout_ms;      /* --drain-timeout */
     const char *work;                  /* what is in flight, for the drain
                                           lines: "requests", "calls" */
@@ -90,6 +92,8 @@ struct bt_daemon {
     bt_loop_signals_t     *signals;
     struct event          *drain_ev;    /* polls `inflight` while draining */
     uint64_t               drain_started_ms;
+    bt_counter_t          *m_refused_unauth;  /* baton_rpc_auth_refused_total */
+    bt_counter_t          *m_refused_perm;
 };
 
 /* --log-level: false after "<prog>: invalid value '<s>' for --log-level"

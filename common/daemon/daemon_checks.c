@@ -30,6 +30,13 @@ bool bt_daemon_tls_check(const char *prog, bt_rpc_tls_cfg_t *tls,
         fprintf(stderr, "%s: %s\n", prog, err);
         return false;
     }
+    tls->auth = NULL;
+    if (tls->cluster_token_file != NULL &&
+        bt_rpc_auth_load(tls->cluster_token_file, &tls->auth, err,
+                         sizeof(err)) != BT_OK) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return false;
+    }
     return true;
 }
 
@@ -44,6 +51,11 @@ void bt_daemon_warn_plaintext(const bt_rpc_tls_cfg_t *tls, const char *listen,
         bt_warn("insecure: grpc on %s and to the router %s is plaintext "
                 "(--insecure): use --tls-*", listen,
                 router != NULL ? router : "(none)");
+    }
+    if (tls->auth == NULL && !(tls->enabled && tls->ca_file != NULL)) {
+        bt_warn("control plane unauthenticated: no --cluster-token-file and "
+                "no mtls, so whoever reaches the grpc port may register nodes "
+                "and call node services (docs/security.md)");
     }
 }
 

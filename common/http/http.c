@@ -310,6 +310,7 @@ void bt_http_server_destroy(bt_http_server_t *srv)
     while (srv->conns != NULL) {
         bt_http_conn_free(srv->conns);
     }
+    bt_http_tls_cleanup(srv);
     for (int i = 0; i < srv->n_routes; i++) {
         free(srv->routes[i].path);
     }

@@ -60,6 +60,18 @@ typedef struct {
 bt_http_server_t *bt_http_server_create(struct event_base *base,
                                         const char *addr, int port,
                                         size_t max_body, int *bound_port_p);
+/* Serves HTTPS (TLS 1.2+) with a PEM certificate chain and key instead of
+ * plain HTTP, for connections accepted from now on; a client speaking plain
+ * HTTP to it gets a 400 saying to use https and the connection closes.
+ * BT_ERR_INVALID_ARG with one line in `err` when OpenSSL refuses the files
+ * (unreadable, not PEM, key not of the certificate). */
+bt_status_t bt_http_server_set_tls(bt_http_server_t *srv, const char *cert_file,
+                                   const char *key_file, char *err,
+                                   size_t err_size);
+bool bt_http_server_is_tls(const bt_http_server_t *srv);
+/* The same checks of the files without a server (option checks). */
+bt_status_t bt_http_tls_check(const char *cert_file, const char *key_file,
+                              char *err, size_t err_size);
 /* Closes every connection (their close callbacks run) and frees. */
 void bt_http_server_destroy(bt_http_server_t *srv);
 /* Applies to connections accepted from now on (and to timers armed from

@@ -10,6 +10,9 @@
 #include "base/clock.h"
 #include "base/log.h"
 
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -601,7 +604,10 @@ static void bt_http_write_cb(struct bufferevent *bev, void *arg)
     }
     /* lingering close: our FIN first, then drain what the client still
      * sends, so that unread input does not turn our close into a reset
-     * that destroys the reply */
+     * that destroys the reply; over https a close_notify before the FIN */
+    if (bufferevent_openssl_get_ssl(bev) != NULL) {
+        (void)SSL_shutdown(bufferevent_openssl_get_ssl(bev));
+    }
     if (shutdown(bufferevent_getfd(bev), SHUT_WR) != 0) {
         bt_http_conn_free(conn);
         return;
@@ -670,33 +676,21 @@ static void bt_http_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accepting ---- */
 
-/* Over the cap: a 503 at once, without a connection object. */
-static void bt_http_refuse(bt_http_server_t *srv, evutil_socket_t fd)
+void bt_http_answer_close(evutil_socket_t fd, const char *status,
+                          const char *headers, const char *body)
 {
-    char *body = bt_http_error_body("server_error",
-                                    "the server has too many open connections; "
-                                    "retry later", NULL, "too_many_connections");
     char head[256], drain[4096];
-    uint64_t now = bt_now_ms();
     int n;
 
-    if (srv->m_refused != NULL) {
-        bt_counter_inc(srv->m_refused);
-    }
-    if (now - (uint64_t)srv->last_full_log_ms >= 10000) {
-        srv->last_full_log_ms = (int64_t)now;
-        bt_warn("http: %zu connections open, the cap; refusing new ones",
-                srv->n_conns);
-    }
     if (body != NULL) {
         n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 503 Service Unavailable\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Retry-After: %d\r\nConnection: close\r\n\r\n",
-                     strlen(body), BT_HTTP_RETRY_AFTER_FULL);
-        (void)!send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)!send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
-        free(body);
+                     "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n",
+                     status, strlen(body), headers);
+        if (n > 0 && (size_t)n < sizeof(head)) {
+            (void)!send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)!send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
     }
     shutdown(fd, SHUT_WR);
     /* what already arrived, read so the close is not a reset (bounded:
@@ -706,30 +700,76 @@ static void bt_http_refuse(bt_http_server_t *srv, evutil_socket_t fd)
     evutil_closesocket(fd);
 }
 
+/* Over the cap: a 503 at once, without a connection object. */
+static void bt_http_refuse(bt_http_server_t *srv, evutil_socket_t fd)
+{
+    char *body = bt_http_error_body("server_error",
+                                    "the server has too many open connections; "
+                                    "retry later", NULL, "too_many_connections");
+    char retry[64];
+    uint64_t now = bt_now_ms();
+
+    if (srv->m_refused != NULL) {
+        bt_counter_inc(srv->m_refused);
+    }
+    if (now - (uint64_t)srv->last_full_log_ms >= 10000) {
+        srv->last_full_log_ms = (int64_t)now;
+        bt_warn("http: %zu connections open, the cap; refusing new ones",
+                srv->n_conns);
+    }
+    snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+             BT_HTTP_RETRY_AFTER_FULL);
+    bt_http_answer_close(fd, "503 Service Unavailable", retry, body);
+    free(body);
+}
+
 void bt_http_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
                        struct sockaddr *sa, int socklen, void *arg)
 {
     bt_http_server_t *srv = arg;
-    bt_http_conn_t *conn;
     int one = 1;
 
     (void)l;
     (void)socklen;
     if (srv->limits.max_connections > 0 &&
-        srv->n_conns >= (size_t)srv->limits.max_connections) {
+        srv->n_conns + srv->n_sniffs >= (size_t)srv->limits.max_connections) {
         bt_http_refuse(srv, fd);
         return;
     }
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    if (srv->ssl_ctx != NULL) {
+        bt_http_tls_accept(srv, fd);   /* then bt_http_conn_open */
+        return;
+    }
+    bt_http_conn_open(srv, fd, NULL);
+}
+
+void bt_http_conn_open(bt_http_server_t *srv, evutil_socket_t fd, SSL *ssl)
+{
+    bt_http_conn_t *conn;
+
     conn = calloc(1, sizeof(*conn));
     if (conn == NULL) {
+        SSL_free(ssl);
         evutil_closesocket(fd);
         return;
     }
     conn->srv = srv;
-    conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (ssl != NULL) {
+        conn->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl,
+                                                   BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE);
+        if (conn->bev == NULL) {
+            SSL_free(ssl);
+        } else {
+            /* a client closing without close_notify is an EOF, not an error */
+            bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
+        }
+    } else {
+        conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     conn->timer = evtimer_new(srv->base, bt_http_timer_cb, conn);
     conn->kick = event_new(srv->base, -1, 0, bt_http_kick_cb, conn);
     conn->req.body = evbuffer_new();

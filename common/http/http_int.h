@@ -97,6 +97,10 @@ typedef struct {
     void              *arg;
 } bt_http_route_t;
 
+typedef struct bt_http_sniff bt_http_sniff_t;
+struct ssl_st;
+struct ssl_ctx_st;
+
 struct bt_http_server {
     struct event_base     *base;
     struct evconnlistener *listener;
@@ -114,6 +118,10 @@ struct bt_http_server {
     bt_gauge_t            *m_open;      /* NULL until add_standard */
     bt_counter_t          *m_refused;
     bt_counter_t          *m_timeouts;
+    /* https (http_tls.c): NULL for plain http */
+    struct ssl_ctx_st     *ssl_ctx;
+    bt_http_sniff_t       *sniffs;      /* first byte not seen yet */
+    size_t                 n_sniffs;
 };
 
 /* Called with a whole request: routes it (http.c). */
@@ -123,5 +131,20 @@ void bt_http_dispatch(bt_http_server_t *srv, bt_http_req_t *req);
 void bt_http_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
                        struct sockaddr *sa, int socklen, void *arg);
 void bt_http_conn_free(bt_http_conn_t *conn);
+/* A connection accepted (and for https sniffed): `ssl` NULL for plain
+ * http, else an SSL the connection then owns (http_conn.c). */
+void bt_http_conn_open(bt_http_server_t *srv, evutil_socket_t fd,
+                       struct ssl_st *ssl);
+
+/* A whole reply on a socket without a connection object (`body` JSON,
+ * NULL: none; `headers` "" or lines ending in CRLF), then a lingering
+ * close: what the client sent is read (bounded) so the close is no reset. */
+void bt_http_answer_close(evutil_socket_t fd, const char *status,
+                          const char *headers, const char *body);
+
+/* http_tls.c: an accepted socket of an https server waits for its first
+ * byte there; cleanup closes those and frees the context. */
+void bt_http_tls_accept(bt_http_server_t *srv, evutil_socket_t fd);
+void bt_http_tls_cleanup(bt_http_server_t *srv);
 
 #endif

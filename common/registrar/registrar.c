@@ -18,6 +18,7 @@ struct bt_registrar {
     uint32_t               heartbeat_ms;
     uint32_t               default_heartbeat_ms;
     uint32_t               backoff_ms;
+    bool                   refusal_logged; /* since the last registration */
     uint32_t               reconnect_max_ms;
     bt_rpc_client_call_t  *call;          /* the live stream, or NULL */
     bool                   registered;
@@ -119,6 +120,7 @@ static void bt_registrar_on_msg(void *arg, const ProtobufCMessage *m)
         reg->registered = true;
         reg->kv_seq = 0;
         reg->backoff_ms = 0;
+        reg->refusal_logged = false;
         if (msg->heartbeat_interval_ms >= 10 && msg->heartbeat_interval_ms <= 60000) {
             reg->heartbeat_ms = msg->heartbeat_interval_ms;
         }
@@ -172,6 +174,13 @@ static void bt_registrar_on_done(void *arg, const bt_rpc_result_t *result)
         if (reg->cbs.registered_cb != NULL) {
             reg->cbs.registered_cb(reg->cbs.arg, false);
         }
+    } else if ((result->code == BT_RPC_UNAUTHENTICATED ||
+                result->code == BT_RPC_PERMISSION_DENIED) &&
+               !reg->refusal_logged) {
+        /* the credential (docs/security.md): say it once, retries go on */
+        reg->refusal_logged = true;
+        bt_warn("registrar: the router refuses this node (%s: %s); retrying",
+                bt_rpc_code_name(result->code), result->message);
     } else {
         bt_debug("registrar: cannot register yet (%s: %s)",
                  bt_rpc_code_name(result->code), result->message);

@@ -466,6 +466,11 @@ void bt_rpc_call_begin(bt_rpc_call_t *call)
         return;
     }
     call->ops++;   /* hold across the handler */
+    if (m->kind != BT_RPC_KIND_GENERIC && !bt_rpc_call_admit(call)) {
+        call->ops--;
+        bt_rpc_call_maybe_free(call);
+        return;
+    }
     switch (m->kind) {
     case BT_RPC_KIND_GENERIC: {
         char text[300];

@@ -27,6 +27,7 @@ struct bt_rpc_client {
     bt_list_t             channels; /* bt_rpc_channel_t.link */
     bt_list_t             calls;    /* bt_rpc_client_call_t.link */
     int                   ops;      /* batches in flight */
+    const char           *token;    /* cluster token sent on every call */
 };
 
 struct bt_rpc_channel {
@@ -101,6 +102,11 @@ bt_rpc_client_t *bt_rpc_client_create(struct event_base *base,
         return NULL;
     }
     return cli;
+}
+
+void bt_rpc_client_set_token(bt_rpc_client_t *cli, const char *token)
+{
+    cli->token = token;
 }
 
 bt_rpc_channel_t *bt_rpc_channel_create(bt_rpc_client_t *cli,
@@ -414,18 +420,20 @@ static void bt_rpc_ccall_pump(bt_rpc_client_call_t *c)
 static bt_status_t bt_rpc_ccall_md(bt_rpc_client_call_t *c,
                                    const bt_rpc_call_opts_t *opts)
 {
-    if (opts == NULL || opts->n_md == 0) {
+    size_t n = opts != NULL ? opts->n_md : 0;
+
+    if (n == 0 && c->cli->token == NULL) {
         return BT_OK;
     }
-    if (opts->n_md > 64) {
-        bt_error("rpc client: %zu metadata entries, at most 64", opts->n_md);
+    if (n > 64) {
+        bt_error("rpc client: %zu metadata entries, at most 64", n);
         return BT_ERR_INVALID_ARG;
     }
-    c->md = calloc(opts->n_md, sizeof(*c->md));
+    c->md = calloc(n + 1, sizeof(*c->md));
     if (c->md == NULL) {
         return BT_ERR_NO_MEMORY;
     }
-    for (size_t i = 0; i < opts->n_md; i++) {
+    for (size_t i = 0; i < n; i++) {
         grpc_slice key = grpc_slice_from_copied_string(opts->md[i].key);
 
         if (!grpc_header_key_is_legal(key) ||
@@ -438,6 +446,12 @@ static bt_status_t bt_rpc_ccall_md(bt_rpc_client_call_t *c,
         }
         c->md[i].key = key;
         c->md[i].value = grpc_slice_from_copied_string(opts->md[i].value);
+        c->n_md++;
+    }
+    if (c->cli->token != NULL) {
+        /* the client's, borrowed: it outlives its calls (auth.h) */
+        c->md[c->n_md].key = grpc_slice_from_static_string(BT_RPC_AUTH_MD_KEY);
+        c->md[c->n_md].value = grpc_slice_from_static_string(c->cli->token);
         c->n_md++;
     }
     return BT_OK;

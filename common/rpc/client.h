@@ -14,6 +14,7 @@
 #ifndef BT_RPC_CLIENT_H
 #define BT_RPC_CLIENT_H
 
+#include "auth.h"
 #include "rpc.h"
 
 #include <event2/event.h>
@@ -46,6 +47,11 @@ bt_rpc_client_t *bt_rpc_client_create(struct event_base *base,
  * gRPC, destroys channels still open, frees. NULL-safe; not from inside a
  * callback of this client. */
 void bt_rpc_client_destroy(bt_rpc_client_t *cli);
+
+/* The cluster token (auth.h) sent as BT_RPC_AUTH_MD_KEY metadata on every
+ * later call of this client; NULL: none. Borrowed: it must outlive the
+ * client. */
+void bt_rpc_client_set_token(bt_rpc_client_t *cli, const char *token);
 
 /* `target`: "ipv4:127.0.0.1:7000", "dns:host:port", "unix:/path".
  * `tls` NULL = insecure. */

@@ -21,6 +21,7 @@
 #ifndef BT_RPC_SERVER_H
 #define BT_RPC_SERVER_H
 
+#include "auth.h"
 #include "rpc.h"
 
 #include <event2/event.h>
@@ -88,6 +89,22 @@ bt_status_t bt_rpc_server_method_limit(bt_rpc_server_t *srv, const char *path,
 
 bt_status_t bt_rpc_server_start(bt_rpc_server_t *srv);
 
+/* The control plane's admission (auth.h): once set, a call to a method of
+ * bt_rpc_auth_method_roles() needs a credential granting one of its roles:
+ * a token of `auth` (may be NULL) in the call's metadata or, with
+ * `cert_roles`, a role URI in the verified client certificate. Else it ends
+ * before its handler with UNAUTHENTICATED (no or unknown credential) or
+ * PERMISSION_DENIED (another role), counted in the stats. Neither set: every
+ * call is admitted with every role. `auth` must outlive the server. */
+void bt_rpc_server_set_auth(bt_rpc_server_t *srv, const bt_rpc_auth_t *auth,
+                            bool cert_roles);
+bool bt_rpc_server_auth_on(const bt_rpc_server_t *srv);
+/* Called on the loop for each call the admission (or bt_rpc_call_deny)
+ * refused, with its code; NULL clears it. */
+typedef void (*bt_rpc_refusal_cb)(void *arg, bt_rpc_code_t code);
+void bt_rpc_server_on_refusal(bt_rpc_server_t *srv, bt_rpc_refusal_cb cb,
+                              void *arg);
+
 /* Health of `service` ("" = the whole server; a full service name such as
  * "baton.v1.Generate" otherwise). Check on a service never set answers
  * NOT_FOUND. Watchers get the change. A new server is SERVING for "". */
@@ -114,6 +131,8 @@ typedef struct {
     uint64_t calls_failed;         /* ended with a status other than OK */
     uint64_t decode_errors;
     uint64_t unimplemented;
+    uint64_t refused_unauthenticated; /* no or unknown cluster credential */
+    uint64_t refused_permission;      /* a credential without the role */
     uint32_t calls_live;
 } bt_rpc_server_stats_t;
 
@@ -159,5 +178,12 @@ const char *bt_rpc_call_metadata(bt_rpc_call_t *call, const char *key);
 /* The method path ("/baton.v1.Generate/Tokenize"). */
 const char *bt_rpc_call_method(const bt_rpc_call_t *call);
 bt_rpc_server_t *bt_rpc_call_server(const bt_rpc_call_t *call);
+/* The roles the call's credentials grant (BT_RPC_ROLE_*): every role when
+ * the server's admission is off. */
+unsigned bt_rpc_call_roles(const bt_rpc_call_t *call);
+/* Ends the call with PERMISSION_DENIED and `text`, counted and logged as
+ * the admission's refusals are (a request for more than the credential
+ * grants, found by the handler). */
+bt_status_t bt_rpc_call_deny(bt_rpc_call_t *call, const char *text);
 
 #endif

@@ -66,6 +66,7 @@ struct bt_rpc_call {
     bool                    send_busy;
     bool                    recv_busy;
     bool                    failed;    /* ended with a status other than OK */
+    unsigned                roles;     /* granted by its credentials (auth.h) */
     /* send queue (ring) */
     bt_rpc_sendq_entry_t   *q;
     uint32_t                q_head, q_len, q_cap, q_msgs;
@@ -107,6 +108,10 @@ struct bt_rpc_server {
     void                   *done_arg;
     bt_list_t               calls;       /* accepted, not yet freed */
     bt_rpc_server_stats_t   stats;
+    const bt_rpc_auth_t    *auth;        /* cluster tokens (borrowed) */
+    bool                    cert_roles;  /* roles from client certificates */
+    bt_rpc_refusal_cb       refusal_cb;  /* each refusal, for metrics */
+    void                   *refusal_arg;
 };
 
 /* call.c */
@@ -116,6 +121,9 @@ void bt_rpc_call_free(bt_rpc_call_t *call);
 void bt_rpc_call_begin(bt_rpc_call_t *call);
 /* Frees the call when the handler gave it back and nothing is in flight. */
 void bt_rpc_call_maybe_free(bt_rpc_call_t *call);
+
+/* call_auth.c: false when the call was refused (and ended). */
+bool bt_rpc_call_admit(bt_rpc_call_t *call);
 
 /* server.c */
 void bt_rpc_server_call_gone(bt_rpc_server_t *srv, bt_rpc_call_t *call);

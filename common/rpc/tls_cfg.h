@@ -19,6 +19,7 @@
 
 #include "base/opts.h"
 #include "base/status.h"
+#include "auth.h"
 #include "rpc.h"
 
 #include <stdbool.h>
@@ -33,10 +34,14 @@ typedef struct {
     const char  *client_key_file;   /* --tls-client-key (daemons) */
     const char  *server_name;       /* --tls-server-name */
     bool         insecure;          /* --insecure */
+    const char  *cluster_token_file; /* --cluster-token-file (daemons) */
     /* filled by bt_rpc_tls_cfg_check */
     bool         enabled;
     bt_rpc_tls_t server;            /* for bt_rpc_server_listen */
     bt_rpc_tls_t client;            /* for bt_rpc_channel_create */
+    /* loaded by bt_daemon_tls_check from cluster_token_file (auth.h);
+     * bt_daemon_cleanup frees it */
+    bt_rpc_auth_t *auth;
 } bt_rpc_tls_cfg_t;
 
 #define BT_RPC_TLS_OFF_(_off, _f) ((_off) + offsetof(bt_rpc_tls_cfg_t, _f))
@@ -63,7 +68,11 @@ typedef struct {
       0, NULL, BT_RPC_TLS_OFF_(_off, server_name) },                           \
     { "insecure", 0, NULL, "false", "allow plaintext gRPC on addresses that "  \
       "are not loopback (without it they need the --tls-* options)",           \
-      BT_OPT_BOOL, 0, 0, NULL, BT_RPC_TLS_OFF_(_off, insecure) }
+      BT_OPT_BOOL, 0, 0, NULL, BT_RPC_TLS_OFF_(_off, insecure) },             \
+    { "cluster-token-file", 0, NULL, NULL, "file of cluster tokens: the one "  \
+      "this daemon sends on its calls to other daemons and those it admits "   \
+      "(docs/security.md); with mTLS, certificate roles count too",           \
+      BT_OPT_STRING, 0, 0, NULL, BT_RPC_TLS_OFF_(_off, cluster_token_file) }
 
 /* Options of a client only (batonctl). */
 #define BT_RPC_TLS_OPTS_CLIENT(_off)                                          \
@@ -80,7 +89,7 @@ typedef struct {
     { "insecure", 0, NULL, "false", "allow plaintext gRPC to a target that is "\
       "not loopback", BT_OPT_BOOL, 0, 0, NULL, BT_RPC_TLS_OFF_(_off, insecure) }
 
-#define BT_RPC_TLS_N_OPTS_DAEMON 7
+#define BT_RPC_TLS_N_OPTS_DAEMON 8
 #define BT_RPC_TLS_N_OPTS_CLIENT 5
 
 /* Validates what the options say and fills enabled / server / client.

@@ -132,6 +132,8 @@ static int decode_only(char **argv)
     bt_rpc_call_opts_t opts = { 30000, NULL, 0 };
     static uint8_t root[32];
     bt_rpc_client_t *cli;
+    bt_rpc_auth_t *auth = NULL;
+    char aerr[256];
     bt_rpc_channel_t *ch;
     gen_t g;
 
@@ -146,8 +148,17 @@ static int decode_only(char **argv)
     tenant.root_hash.data = root;
     tenant.root_hash.len = sizeof(root);
     req.tenant = &tenant;
+    /* the node admits the router's role only: the token of
+     * BATON_CLUSTER_TOKEN_FILE when the cluster has tokens */
+    if (bt_rpc_auth_load_env(&auth, aerr, sizeof(aerr)) != BT_OK) {
+        fprintf(stderr, "%s\n", aerr);
+        return 1;
+    }
     g.base = bt_loop_create();
     cli = bt_rpc_client_create(g.base, NULL);
+    if (cli != NULL) {
+        bt_rpc_client_set_token(cli, bt_rpc_auth_token(auth));
+    }
     ch = cli != NULL ? bt_rpc_channel_create(cli, argv[2], NULL) : NULL;
     if (ch == NULL ||
         bt_rpc_client_stream(ch, "/baton.v1.Decode/DecodeStream", &req.base,
@@ -161,6 +172,7 @@ static int decode_only(char **argv)
            g.msg);
     bt_rpc_channel_destroy(ch);
     bt_rpc_client_destroy(cli);
+    bt_rpc_auth_destroy(auth);
     event_base_free(g.base);
     return 0;
 }

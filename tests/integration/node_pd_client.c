@@ -332,6 +332,8 @@ int main(int argc, char **argv)
 {
     pd_t *pd = calloc(1, sizeof(*pd));
     bt_rpc_client_t *cli;
+    bt_rpc_auth_t *auth = NULL;
+    char aerr[256];
     char *p;
 
     if (pd == NULL || argc < 6) {
@@ -369,7 +371,14 @@ int main(int argc, char **argv)
     pd->renew_ev = evtimer_new(pd->base, pd_renew_ev, pd);
     pd->prefill_ev = evtimer_new(pd->base, pd_prefill_ev, pd);
     pd->retry_ev = evtimer_new(pd->base, pd_retry_ev, pd);
+    if (bt_rpc_auth_load_env(&auth, aerr, sizeof(aerr)) != BT_OK) {
+        fprintf(stderr, "%s\n", aerr);
+        return 1;
+    }
     cli = bt_rpc_client_create(pd->base, NULL);
+    if (cli != NULL) {   /* a cluster with tokens: the router's role */
+        bt_rpc_client_set_token(cli, bt_rpc_auth_token(auth));
+    }
     pd->dch = cli != NULL ? bt_rpc_channel_create(cli, argv[1], NULL) : NULL;
     pd->pch = cli != NULL ? bt_rpc_channel_create(cli, argv[2], NULL) : NULL;
     if (pd->dch == NULL || pd->pch == NULL) {
@@ -388,6 +397,7 @@ int main(int argc, char **argv)
     event_free(pd->prefill_ev);
     event_free(pd->retry_ev);
     bt_rpc_client_destroy(cli);
+    bt_rpc_auth_destroy(auth);
     event_base_free(pd->base);
     if (pd->resv != NULL) {
         baton__v1__reservation__free_unpacked(pd->resv, NULL);

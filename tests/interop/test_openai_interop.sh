@@ -61,6 +61,11 @@ for _ in $(seq 1 100); do
 done
 if [ "$used" = 0 ]; then echo "ok 102 - the decode node holds no blocks afterwards"
 else echo "not ok 102 - the decode node holds $used blocks afterwards"; rc=1; fi
+# baton-local made cluster tokens: every daemon has its file and none runs
+# an open control plane
+if [ -r "$BATON_RUN_DIR/tokens/router.tokens" ] && ! grep -l "control plane unauthenticated" "$BATON_RUN_DIR"/*.log >/dev/null; then
+  echo "ok 106 - baton-local: the control plane is authenticated (cluster tokens)"
+else echo "not ok 106 - baton-local: a daemon runs without cluster tokens"; rc=1; fi
 # baton-local: status is 0 while up, non-zero once down; --help is usage
 if "$SRC/deploy/local/baton-local" status >/dev/null; then echo "ok 103 - baton-local status: 0 while up"
 else echo "not ok 103 - baton-local status: non-zero while up"; rc=1; fi
