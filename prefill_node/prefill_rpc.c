@@ -6,6 +6,7 @@
  * inside the pool and hands its kv-complete to the decode role through
  * the core's hook (node_local.c). */
 #include "prefill_int.h"
+#include "node_bias.h"
 #include "node_kvs.h"
 #include "node_lp.h"
 
@@ -206,6 +207,14 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         bt_node_call_refuse(call, "prefill", q->request_id,
                             BT_RPC_INVALID_ARGUMENT,
                             "sampling.logprobs must be in [0, 20]");
+        return;
+    }
+    if (bt_node_bias_from_proto(q->sampling, node->vocab, &j->sp, why,
+                                sizeof(why)) != BT_OK) {
+        event_free(j->end_ev);
+        free(j);
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT, why);
         return;
     }
     j->tokens = malloc(j->n * sizeof(int32_t));

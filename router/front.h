@@ -36,6 +36,12 @@ bt_status_t bt_front_authenticate(bt_router_t *r, const char *authorization,
 bt_status_t bt_front_check_sampling(const Baton__V1__SamplingParams *sp,
                                     char *err, size_t err_size);
 
+/* front_bias.c: sp->logit_bias (ids in [0, vocab), distinct, biases in
+ * [-100, 100], at most 300); BT_ERR_INVALID_ARG with a message that
+ * starts with "logit_bias". */
+bt_status_t bt_front_check_bias(const Baton__V1__SamplingParams *sp,
+                                uint32_t vocab, char *err, size_t err_size);
+
 /* Validates, tokenizes and starts a request (both fronts). */
 bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
                            const bt_front_auth_t *auth, const bt_rreq_sink_t *sink,

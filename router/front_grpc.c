@@ -422,6 +422,11 @@ bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
             return BT_ERR_INVALID_ARG;
         }
     }
+    s = bt_front_check_bias(in->sampling, (uint32_t)bt_router_model_vocab_size(r),
+                            err, err_size);
+    if (s != BT_OK) {
+        return s;
+    }
     sampling = in->sampling ? *in->sampling : def;
     /* proto zero values that mean "off" */
     if (sampling.top_p == 0) {

@@ -320,7 +320,8 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
                        sizeof(err));
     g->starting = false;
     if (s != BT_OK) {
-        bt_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model" : NULL);
+        bt_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model"
+                     : strncmp(err, "logit_bias", 10) == 0 ? "logit_bias" : NULL);
         bt_http_gen_free(g);
         goto out;
     }

@@ -29,6 +29,7 @@ typedef enum {
 #define BT_OPENAI_MAX_LOGPROBS   20
 #define BT_OPENAI_MAX_TOKENS     (1 << 20)
 #define BT_OPENAI_MAX_PROMPT_IDS (1 << 20)
+#define BT_OPENAI_MAX_LOGIT_BIAS 300   /* = BT_SAMPLE_MAX_BIAS */
 
 typedef struct {
     bt_openai_kind_t            kind;
@@ -53,6 +54,15 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
                             size_t len, size_t max_len, bt_arena_t *arena,
                             bt_openai_req_t *req, char *err, size_t err_size,
                             char *param, size_t param_size);
+
+/* openai_bias.c: `logit_bias` of `root` (absent: nothing) into
+ * sp->logit_bias, allocated from `arena`: keys are decimal token ids,
+ * values numbers in [-100, 100], at most BT_OPENAI_MAX_LOGIT_BIAS. The
+ * vocabulary is checked when the request starts. BT_ERR_INVALID_ARG with
+ * a message in err, or BT_ERR_NO_MEMORY. */
+bt_status_t bt_openai_logit_bias(const json_t *root, bt_arena_t *arena,
+                                 Baton__V1__SamplingParams *sp, char *err,
+                                 size_t err_size);
 
 /* A chat role both APIs accept: system, developer (OpenAI's newer name
  * for system), user, assistant, tool. */

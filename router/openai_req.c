@@ -335,8 +335,7 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
 }
 
 /* Features we refuse rather than silently ignore; each 400 names the
- * field in `param`. Values that ask for nothing (an empty logit_bias,
- * tool_choice "none", response_format text, modalities ["text"]) pass. */
+ * field in `param`. Values that ask for nothing (tool_choice "none", response_format text, modalities ["text"]) pass. */
 static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
 {
     static const char *const refused[] = {
@@ -355,11 +354,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
             return bt_openai_fail(c, BT_ERR_INVALID_ARG, refused[i],
                                   "field '%s' is not supported", refused[i]);
         }
-    }
-    v = json_object_get(root, "logit_bias");
-    if (v != NULL && !(json_is_object(v) && json_object_size(v) == 0)) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "logit_bias",
-                              "field 'logit_bias' is not supported");
     }
     v = json_object_get(root, "suffix");
     if (v != NULL && !(json_is_string(v) && json_string_length(v) == 0)) {
@@ -703,6 +697,11 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
     }
     s = bt_openai_sampling(&c, kind, root, req);
     if (s != BT_OK) {
+        goto out;
+    }
+    s = bt_openai_logit_bias(root, arena, &req->sampling, err, err_size);
+    if (s != BT_OK) {
+        bt_openai_json_err(&c, s, "logit_bias");
         goto out;
     }
     s = bt_json_get_bool(root, "stream", false, &b, err, err_size);

@@ -33,6 +33,8 @@ MODEL=$(sed -n 's/.*"model": "\([^"]*\)".*/\1/p' "$BATON_RUN_DIR/endpoints.json"
 cp "$SRC/tests/interop/openai_client.mjs" "$NPM_DIR/"
 timeout 120 node "$NPM_DIR/openai_client.mjs" "$HTTP/v1" "$MODEL"
 rc=$?
+cp "$SRC/tests/interop/openai_choices.mjs" "$NPM_DIR/"
+timeout 300 node "$NPM_DIR/openai_choices.mjs" "$HTTP/v1" "$MODEL" 200 || rc=1
 if timeout 60 /usr/bin/python3 "$SRC/scripts/grpc_generate.py" --target "$GRPC" --model "$MODEL" \
      --prompt "Hello, Baton" --max-tokens 8 > "$BATON_RUN_DIR/grpc.txt" 2>&1; then
   echo "ok 100 - python3-grpcio Generate: $(head -c 80 "$BATON_RUN_DIR/grpc.txt" | tr '\n' ' ')"

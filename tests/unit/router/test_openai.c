@@ -180,6 +180,26 @@ static void test_ignored_fields(void **state)
     assert_int_equal(req.sampling.max_tokens, 9);
 }
 
+/* logit_bias: decimal ids to biases, in order, bounds included. */
+static void test_logit_bias(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
+        "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":"
+        "{\"7\":-100,\"0\":100,\"4095\":0.5}}"), BT_OK);
+    assert_int_equal(req.sampling.n_logit_bias, 3);
+    assert_int_equal(req.sampling.logit_bias[0]->token_id, 7);
+    assert_true(req.sampling.logit_bias[0]->bias == -100.0f);
+    assert_int_equal(req.sampling.logit_bias[1]->token_id, 0);
+    assert_true(req.sampling.logit_bias[1]->bias == 100.0f);
+    assert_int_equal(req.sampling.logit_bias[2]->token_id, 4095);
+    assert_true(req.sampling.logit_bias[2]->bias == 0.5f);
+    assert_ptr_equal(req.gen.sampling, &req.sampling);
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"logit_bias\":{\"1\":2}}"),
+                     BT_OK);
+    assert_int_equal(req.sampling.n_logit_bias, 1);
+}
+
 static void test_chat(void **state)
 {
     (void)state;
@@ -247,8 +267,16 @@ static void test_bad_requests(void **state)
           BT_ERR_INVALID_ARG, "frobnicate", "unknown field 'frobnicate'" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":2}",
           BT_ERR_INVALID_ARG, "n", "only 1 choice" },
-        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"5\":1}}",
-          BT_ERR_INVALID_ARG, "logit_bias", "not supported" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"5\":101}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "must be in [-100, 100]" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\" 5\":1}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "key ' 5' is not a token id" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"5\":true}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "must be a number" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":[5]}",
+          BT_ERR_INVALID_ARG, "logit_bias", "must be an object" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"2147483648\":1}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "is not a token id" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"store\":true}",
           BT_ERR_INVALID_ARG, "store", "unknown field 'store'" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":null,\"prompt\":\"x\"}",
@@ -444,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_completion_full),
         cmocka_unit_test(test_defaults_and_token_prompt),
+        cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_chat),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_nulls_mean_absent),

@@ -1,0 +1,80 @@
+// logit_bias, echo, n > 1 and best_of through the official `openai` npm
+// client (issue 21). Exits non-zero on any failed check; TAP numbers start
+// at FIRST so the output joins openai_client.mjs's.
+// Usage: node openai_choices.mjs BASE_URL MODEL FIRST
+import OpenAI from "openai";
+
+const [baseURL, model, first] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey: "unused-on-loopback", maxRetries: 0, timeout: 60000 });
+let failed = 0;
+let n = Number(first ?? 1) - 1;
+const start = n;
+
+function check(cond, what) {
+  n++;
+  console.log(`${cond ? "ok" : "not ok"} ${n} - ${what}`);
+  if (!cond) failed++;
+}
+
+async function expect400(fn, param, what) {
+  try {
+    await fn();
+    check(false, `${what}: no error`);
+  } catch (e) {
+    check(e instanceof OpenAI.APIError && e.status === 400 && e.param === param,
+          `${what}: HTTP ${e.status} param ${e.param}: ${e.message}`);
+  }
+}
+
+const prompt = "Hello, Baton";
+
+// ---- logit_bias ----
+// +100 forces a token, greedy or not: every generated token is its text
+async function forced(id, extra = {}) {
+  return client.completions.create({ model, prompt, max_tokens: 6, logprobs: 0, logit_bias: { [id]: 100 },
+                                     ignore_eos: true, ...extra });
+}
+const fa = await forced(65, { temperature: 0 });
+const fb = await forced(66, { temperature: 1, seed: 5 });
+const ta = fa.choices[0].logprobs.tokens, tb = fb.choices[0].logprobs.tokens;
+check(ta.length === 6 && ta.every((t) => t === ta[0]) && fa.choices[0].text === ta[0].repeat(6),
+      `logit_bias +100 forces token 65 (greedy): ${JSON.stringify(fa.choices[0].text)}`);
+check(tb.length === 6 && tb.every((t) => t === tb[0]) && tb[0] !== ta[0],
+      `logit_bias +100 forces token 66 (temperature 1): ${JSON.stringify(fb.choices[0].text)}`);
+// -100 bans: of two tokens both pushed up by +100, greedy takes one; with
+// that one at -100 instead, the other comes
+const both = await client.completions.create({ model, prompt, max_tokens: 1, temperature: 0,
+                                               logit_bias: { 65: 100, 66: 100 } });
+const winner = both.choices[0].text === ta[0] ? 65 : both.choices[0].text === tb[0] ? 66 : -1;
+check(winner > 0, `logit_bias on two tokens: greedy takes one of them (${winner})`);
+const loser = winner === 65 ? 66 : 65;
+const banned = await client.completions.create({ model, prompt, max_tokens: 1, temperature: 0,
+                                                 logit_bias: { [winner]: -100, [loser]: 100 } });
+check(banned.choices[0].text === (loser === 65 ? ta[0] : tb[0]),
+      `logit_bias -100 bans token ${winner}: token ${loser} comes instead`);
+// streamed and chat
+let st = "";
+const fs = await client.completions.create({ model, prompt, max_tokens: 6, temperature: 0, ignore_eos: true,
+                                             logit_bias: { 65: 100 }, stream: true });
+for await (const ch of fs) st += ch.choices[0]?.text ?? "";
+check(st === fa.choices[0].text, "logit_bias streamed equals the whole response");
+const fc = await client.chat.completions.create({ model, max_tokens: 3, temperature: 0, logit_bias: { 65: 100 },
+                                                  messages: [{ role: "user", content: "Hi!" }] });
+check(fc.choices[0].message.content === ta[0].repeat(3), `chat logit_bias forces token 65`);
+// the same request twice (temperature 1, a seed): the same text
+const fb2 = await forced(66, { temperature: 1, seed: 5 });
+check(fb2.choices[0].text === fb.choices[0].text, "logit_bias request reproducible");
+await expect400(() => forced(1 << 30), "logit_bias", "logit_bias id outside the vocabulary");
+await expect400(() => client.completions.create({ model, prompt, max_tokens: 2, logit_bias: { 5: 100.5 } }),
+                "logit_bias", "logit_bias value 100.5");
+await expect400(() => client.completions.create({ model, prompt, max_tokens: 2, logit_bias: { "-3": 1 } }),
+                "logit_bias", "logit_bias key -3");
+await expect400(() => client.completions.create({ model, prompt, max_tokens: 2, logit_bias: { 5: "x" } }),
+                "logit_bias", "logit_bias value a string");
+const many = {};
+for (let i = 0; i < 301; i++) many[i] = 1;
+await expect400(() => client.completions.create({ model, prompt, max_tokens: 2, logit_bias: many }),
+                "logit_bias", "logit_bias with 301 entries");
+
+console.log(`# openai_choices: ${n - start} checks`);
+process.exit(failed ? 1 : 0);
