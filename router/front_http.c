@@ -37,6 +37,11 @@ typedef struct {
     size_t                  text_offset;  /* bytes of the tokens so far */
     bt_buf_t                tok_text;     /* scratch: one token's text */
     bt_buf_t                text;         /* whole response (non-streaming) */
+    bool                    echo;         /* completions' echo */
+    bool                    echo_sent;    /* a stream's prompt chunk is out */
+    bool                    plp_got;      /* the prompt's logprobs came */
+    json_t                 *plp;          /* the prompt's logprobs (echo) */
+    bt_buf_t                echo_text;    /* the prompt, as echoed */
     char                    id[80];
     char                    model[BT_NODE_MODEL_MAX + 1];
     uint64_t                created;
@@ -48,6 +53,8 @@ typedef struct {
 static void bt_http_gen_free(bt_http_gen_t *g)
 {
     json_decref(g->lp);
+    json_decref(g->plp);
+    bt_buf_cleanup(&g->echo_text);
     bt_buf_cleanup(&g->tok_text);
     bt_buf_cleanup(&g->text);
     free(g);
@@ -157,6 +164,25 @@ static bt_status_t bt_http_add_logprobs(bt_http_gen_t *g, size_t n,
     return BT_OK;
 }
 
+/* A stream's first chunk with echo: the prompt, what was held back
+ * waiting for the prompt's logprobs, and `text`. */
+static void bt_http_send_echo(bt_http_gen_t *g, const char *text, size_t len)
+{
+    if (bt_buf_append(&g->echo_text, g->text.data, g->text.len) != BT_OK ||
+        bt_buf_append(&g->echo_text, text, len) != BT_OK) {
+        bt_rreq_cancel(g->req, "response over the size limit");
+        return;
+    }
+    bt_buf_reset(&g->text);
+    g->lp = bt_openai_logprobs_join(g->plp, g->lp);
+    g->plp = NULL;
+    g->echo_sent = true;
+    bt_http_stream_start(g);
+    bt_http_send_chunk(g, g->echo_text.data ? g->echo_text.data : "",
+                       g->echo_text.len,
+                       BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+}
+
 static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
                              size_t n, const Baton__V1__TokenLogprobs *const *lps,
                              const char *text, size_t len)
@@ -174,7 +200,16 @@ static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
             return;
         }
     }
-    if (g->stream) {
+    if (g->stream && g->echo && !g->echo_sent) {
+        if (g->want_lp && !g->plp_got) {
+            /* the prompt's logprobs go first: hold this back */
+            if (bt_buf_append(&g->text, text, len) != BT_OK) {
+                bt_rreq_cancel(g->req, "response over the size limit");
+            }
+        } else {
+            bt_http_send_echo(g, text, len);
+        }
+    } else if (g->stream) {
         /* a token's logprobs go out with the chunk of its turn, also
          * when its text is still held back */
         if (len > 0 || g->first || g->lp != NULL) {
@@ -205,10 +240,13 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
         if (status != BT_OK) {
             bt_http_fail(g->http, status, message, NULL);
         } else {
-            json_t *resp = bt_openai_response(g->kind, g->id, g->model, g->created,
-                                              g->text.data ? g->text.data : "",
-                                              g->text.len, g->lp, finish, usage);
+            json_t *resp;
 
+            g->lp = bt_openai_logprobs_join(g->plp, g->lp);
+            g->plp = NULL;
+            resp = bt_openai_response(g->kind, g->id, g->model, g->created,
+                                      g->text.data ? g->text.data : "",
+                                      g->text.len, g->lp, finish, usage);
             g->lp = NULL;   /* the response took it */
 
             bt_http_reply_json(g->http, 200, resp);
@@ -227,6 +265,9 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
             free(e);
         }
     } else {
+        if (g->echo && !g->echo_sent) {
+            bt_http_send_echo(g, "", 0);
+        }
         bt_http_send_chunk(g, "", 0, finish);
         if (g->include_usage) {
             json_t *u = bt_openai_usage_chunk(g->kind, g->id, g->model, g->created,
@@ -243,7 +284,71 @@ out:
     }
 }
 
-static const bt_rreq_sink_t bt_http_sink = { bt_http_on_delta, bt_http_on_end };
+/* The prompt's logprobs (echo): the first token's entry is null. They
+ * are kept apart from the generated tokens' (which may have come first)
+ * and joined before them when sent. */
+static void bt_http_on_prompt(bt_rreq_t *req, void *arg,
+                              const Baton__V1__TokenLogprobs *const *lps,
+                              size_t n)
+{
+    bt_http_gen_t *g = arg;
+    size_t n_prompt = 0;
+    const uint32_t *prompt = bt_rreq_prompt(req, &n_prompt);
+    json_t *gen_lp = g->lp;
+    size_t gen_offset = g->text_offset;
+    bt_status_t s;
+
+    g->plp_got = true;
+    g->lp = NULL;
+    bt_buf_reset(&g->tok_text);
+    bt_router_model_token_text(g->r, prompt[0], true, &g->tok_text);
+    s = bt_openai_logprobs_add_first(&g->lp, g->tok_text.data ? g->tok_text.data
+                                     : "", g->tok_text.len);
+    g->text_offset = g->tok_text.len;
+    if (s == BT_OK) {
+        s = bt_http_add_logprobs(g, n, lps);
+    }
+    g->plp = g->lp;
+    g->lp = gen_lp;
+    g->text_offset = gen_offset;
+    if (s != BT_OK) {
+        bt_rreq_cancel(req, s == BT_ERR_TOO_LARGE ? "response over the size "
+                       "limit" : "out of memory");
+        return;
+    }
+    if (g->stream && !g->echo_sent) {
+        bt_http_send_echo(g, "", 0);
+    }
+}
+
+/* The prompt as echoed: with logprobs the tokens' texts end to end (their
+ * text_offset adds up), else the prompt string as given, or the token
+ * ids decoded. Generated text follows it. */
+static bt_status_t bt_http_echo_start(bt_http_gen_t *g,
+                                      const Baton__V1__GenerateRequest *in)
+{
+    size_t n = 0;
+    const uint32_t *ids = bt_rreq_prompt(g->req, &n);
+    bt_status_t s = BT_OK;
+
+    if (g->want_lp) {
+        for (size_t i = 0; i < n; i++) {
+            bt_router_model_token_text(g->r, ids[i], true, &g->echo_text);
+        }
+        g->text_offset = g->echo_text.len;
+    } else if (in->input_case == BATON__V1__GENERATE_REQUEST__INPUT_PROMPT) {
+        s = bt_buf_append(&g->echo_text, in->prompt, strlen(in->prompt));
+    } else {
+        s = bt_router_model_decode(g->r, ids, n, &g->echo_text);
+    }
+    if (s == BT_OK && !g->stream) {
+        s = bt_buf_append(&g->text, g->echo_text.data, g->echo_text.len);
+    }
+    return s;
+}
+
+static const bt_rreq_sink_t bt_http_sink = { bt_http_on_delta, bt_http_on_end,
+                                             bt_http_on_prompt };
 
 /* The client closed the connection before the end. */
 static void bt_http_closed(void *arg)
@@ -315,6 +420,8 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
     snprintf(g->model, sizeof(g->model), "%s", oreq.gen.model);
     bt_buf_init(&g->text, 64u << 20);
     bt_buf_init(&g->tok_text, 1u << 20);
+    bt_buf_init(&g->echo_text, 64u << 20);
+    g->echo = oreq.gen.echo;
     g->starting = true;
     s = bt_front_start(r, &oreq.gen, &auth, &bt_http_sink, g, &g->req, err,
                        sizeof(err));
@@ -327,6 +434,10 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
     }
     if (g->ended) {
         bt_http_gen_free(g);
+        goto out;
+    }
+    if (g->echo && bt_http_echo_start(g, &oreq.gen) != BT_OK) {
+        bt_rreq_cancel(g->req, "response over the size limit"); /* frees g */
         goto out;
     }
     snprintf(g->id, sizeof(g->id), "%s-%s",

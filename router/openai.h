@@ -97,6 +97,14 @@ bt_status_t bt_openai_logprobs_add(bt_openai_kind_t kind, json_t **lp_p,
                                    const bt_openai_tok_lp_t *top, size_t n_top,
                                    size_t text_offset);
 
+/* openai_echo.c (completions' echo with logprobs): appends the prompt's
+ * first token, whose logprob and top_logprobs are null, at text_offset 0;
+ * BT_ERR_NO_MEMORY. join: `first`'s entries, then `then`'s (both stolen;
+ * either may be NULL); NULL on out of memory. */
+bt_status_t bt_openai_logprobs_add_first(json_t **lp_p, const char *text,
+                                         size_t len);
+json_t *bt_openai_logprobs_join(json_t *first, json_t *then);
+
 /* A whole (non-streaming) response. `text` is the full completion;
  * `logprobs` (stolen; NULL: null) the choice's logprobs object. New
  * reference; NULL on out of memory. */

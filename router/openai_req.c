@@ -345,7 +345,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
     const char *str;
     json_t *v;
     int64_t n = 1;
-    bool b = false;
     bt_status_t s;
     size_t i;
 
@@ -406,14 +405,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
     if (n != 1) {
         return bt_openai_fail(c, BT_ERR_INVALID_ARG, "best_of",
                               "field 'best_of': only 1 is supported");
-    }
-    s = bt_json_get_bool(root, "echo", false, &b, c->err, c->err_size);
-    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
-        return bt_openai_json_err(c, s, "echo");
-    }
-    if (b) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "echo",
-                              "field 'echo' is not supported");
     }
     return BT_OK;
 }
@@ -699,6 +690,13 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
     if (s != BT_OK) {
         goto out;
     }
+    s = bt_json_get_bool(root, "echo", false, &b, err, err_size);
+    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
+        bt_openai_json_err(&c, s, "echo");
+        goto out;
+    }
+    req->gen.echo = s == BT_OK && b;
+    b = false;
     s = bt_openai_logit_bias(root, arena, &req->sampling, err, err_size);
     if (s != BT_OK) {
         bt_openai_json_err(&c, s, "logit_bias");

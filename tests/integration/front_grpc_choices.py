@@ -2,7 +2,9 @@
 """The gRPC equivalents of OpenAI's logit_bias, echo and n > 1 (issue 21),
 driven by Debian's python3-grpcio against a router, a prefill node and two
 decode nodes: logit_bias forces and bans token ids and refuses bad entries
-with INVALID_ARGUMENT naming them.
+with INVALID_ARGUMENT naming them; echo sends the prompt first, and its
+prompt logprobs equal, bit for bit, the logprobs the same tokens got when
+they were generated.
 
 usage: front_grpc_choices.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
@@ -73,6 +75,55 @@ def check_logit_bias(pb, stub):
            "logit_bias with 301 entries: INVALID_ARGUMENT (%s)" % details)
 
 
+def messages(stub, req, timeout=60):
+    return list(stub.Generate(req, timeout=timeout))
+
+
+def check_echo(pb, stub):
+    import struct
+    f32 = lambda x: struct.pack("<f", x)  # noqa: E731
+    tok = stub.Tokenize(pb.TokenizeRequest(model="tiny", prompt="Hello, Baton",
+                                          add_special_tokens=True), timeout=30)
+    prompt = list(tok.token_ids)
+    req = request(pb)
+    req.sampling.logprobs = 3
+    gen = messages(stub, req)
+    ids = [t for m in gen for t in m.token_ids]
+    lps = [lp for m in gen for lp in m.logprobs]
+    nc.tap(len(ids) == 8 and len(lps) == 8 and not gen[0].prompt_text,
+           "logprobs reference: 8 tokens, no prompt without echo")
+    req = request(pb, echo=True)
+    ms = messages(stub, req)
+    nc.tap(ms[0].prompt_text.endswith("Hello, Baton") and not ms[0].token_ids
+           and [t for m in ms for t in m.token_ids] == ids
+           and all(not m.prompt_text for m in ms[1:]),
+           "echo: the first message is the prompt alone (%r), then the same tokens"
+           % ms[0].prompt_text)
+    # the prompt is the first prompt ++ the 8 generated tokens: the logprobs
+    # of those 8 as prompt tokens are those they had when generated
+    req = pb.GenerateRequest(model="tiny", echo=True)
+    req.tokens.ids.extend(prompt + ids)
+    req.sampling.max_tokens = 1
+    req.sampling.temperature = 0
+    req.sampling.logprobs = 3
+    ms = messages(stub, req)
+    plp = list(ms[0].prompt_logprobs)
+    tail = plp[len(prompt) - 1:]
+    same = len(plp) == len(prompt) + len(ids) - 1 and len(tail) == 8 and all(
+        a.token_id == b.token_id and f32(a.logprob) == f32(b.logprob)
+        and [(t.token_id, f32(t.logprob)) for t in a.top]
+        == [(t.token_id, f32(t.logprob)) for t in b.top]
+        for a, b in zip(tail, lps))
+    nc.tap(same and all(e.token_id == t for e, t in zip(plp, (prompt + ids)[1:])),
+           "echo with logprobs: one entry per prompt token after the first; "
+           "those of generated tokens equal their generation's bit for bit",
+           "prompt %s" % [(e.token_id, e.logprob) for e in plp],
+           "generated %s" % [(e.token_id, e.logprob) for e in lps])
+    ms2 = messages(stub, req)
+    nc.tap(ms2[0].SerializeToString() == ms[0].SerializeToString(),
+           "echo with logprobs twice: the same prompt message")
+
+
 def main():
     import grpc
     tmp, model, env = nc.setup("baton-grpc-choices-")
@@ -91,6 +142,7 @@ def main():
     nc.tap(nc.wait_ready(rh), "router ready with a prefill and two decode nodes")
     stub = pb_grpc.GenerateStub(grpc.insecure_channel("127.0.0.1:%d" % rg))
     check_logit_bias(pb, stub)
+    check_echo(pb, stub)
     nc.finish(tmp)
 
 

@@ -76,5 +76,54 @@ for (let i = 0; i < 301; i++) many[i] = 1;
 await expect400(() => client.completions.create({ model, prompt, max_tokens: 2, logit_bias: many }),
                 "logit_bias", "logit_bias with 301 entries");
 
+// ---- echo ----
+const plain = await client.completions.create({ model, prompt, max_tokens: 5, temperature: 0, ignore_eos: true,
+                                                logprobs: 2 });
+const echoed = await client.completions.create({ model, prompt, max_tokens: 5, temperature: 0, ignore_eos: true,
+                                                 echo: true });
+check(echoed.choices[0].text === prompt + plain.choices[0].text,
+      `echo: the prompt, then the same completion (${JSON.stringify(echoed.choices[0].text)})`);
+check(echoed.usage.prompt_tokens === plain.usage.prompt_tokens &&
+      echoed.usage.completion_tokens === plain.usage.completion_tokens, "echo: usage unchanged");
+let es = "";
+const echoStream = await client.completions.create({ model, prompt, max_tokens: 5, temperature: 0, ignore_eos: true,
+                                                     echo: true, stream: true });
+for await (const ch of echoStream) es += ch.choices[0]?.text ?? "";
+check(es === echoed.choices[0].text, "echo streamed equals the whole response");
+const el = await client.completions.create({ model, prompt, max_tokens: 5, temperature: 0, ignore_eos: true,
+                                             echo: true, logprobs: 2 });
+const elp = el.choices[0].logprobs;
+const np = el.usage.prompt_tokens;
+check(elp.tokens.length === np + 5 && elp.token_logprobs[0] === null && elp.top_logprobs[0] === null &&
+      elp.token_logprobs.slice(1).every((x) => typeof x === "number" && x <= 0) &&
+      elp.top_logprobs.slice(1).every((d) => Object.keys(d).length >= 1 && Object.keys(d).length <= 2),
+      `echo with logprobs: one entry per prompt and generated token, the first null (${JSON.stringify(elp.token_logprobs)})`);
+check(el.choices[0].text === elp.tokens.join("") && el.choices[0].text.endsWith(prompt + plain.choices[0].text),
+      "echo with logprobs: the text is the tokens end to end");
+check(JSON.stringify(elp.token_logprobs.slice(np)) === JSON.stringify(plain.choices[0].logprobs.token_logprobs) &&
+      JSON.stringify(elp.top_logprobs.slice(np)) === JSON.stringify(plain.choices[0].logprobs.top_logprobs),
+      "echo with logprobs: the generated tokens' logprobs are those without echo");
+check(elp.text_offset.every((o, i) => o === elp.tokens.slice(0, i).join("").length),
+      "echo with logprobs: text_offset adds up over prompt and completion");
+const els = await client.completions.create({ model, prompt, max_tokens: 5, temperature: 0, ignore_eos: true,
+                                              echo: true, logprobs: 2, stream: true });
+let esText = "", esLp = [], esTop = [];
+for await (const ch of els) {
+  esText += ch.choices[0]?.text ?? "";
+  if (ch.choices[0]?.logprobs) {
+    esLp.push(...ch.choices[0].logprobs.token_logprobs);
+    esTop.push(...ch.choices[0].logprobs.top_logprobs);
+  }
+}
+check(esText === el.choices[0].text && JSON.stringify(esLp) === JSON.stringify(elp.token_logprobs) &&
+      JSON.stringify(esTop) === JSON.stringify(elp.top_logprobs),
+      "echo with logprobs streamed equals the whole response");
+// twice: the prompt logprobs are computed again, bit for bit
+const el2 = await client.completions.create({ model, prompt, max_tokens: 5, temperature: 0, ignore_eos: true,
+                                              echo: true, logprobs: 2 });
+check(JSON.stringify(el2.choices[0].logprobs) === JSON.stringify(elp), "echo with logprobs reproducible");
+await expect400(() => client.completions.create({ model, prompt, max_tokens: 2, echo: "yes" }), "echo",
+                "echo a string");
+
 console.log(`# openai_choices: ${n - start} checks`);
 process.exit(failed ? 1 : 0);

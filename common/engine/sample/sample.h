@@ -120,6 +120,16 @@ bt_status_t bt_sample_bias_check(const bt_sample_params_t *params,
 void bt_sample_bias_apply(const bt_sample_params_t *params, float *logits,
                           uint32_t n_vocab);
 
+/* sample_lp.c: the logprob of `token` and the top n_top (0..20) by
+ * (logit desc, id asc) under the log-softmax of the raw `logits` (no
+ * penalties, bias or temperature): a prompt token's logprobs given its
+ * prefix (echo). Bit-equal to bt_sampler_sample's logprobs at temperature
+ * 1 without penalties or bias. finish is NONE. BT_ERR_INVALID_ARG for a
+ * token outside the vocabulary, n_top out of range, or logits all -inf. */
+bt_status_t bt_sample_token_logprobs(const float *logits, uint32_t n_vocab,
+                                     int32_t token, int32_t n_top,
+                                     bt_sample_result_t *res_p);
+
 /* STOP if token is one of params->stop_ids, else LENGTH when n_generated
  * (counting this token) >= max_tokens, else NONE. */
 bt_finish_t bt_sample_finish(const bt_sample_params_t *params, int32_t token,

@@ -45,7 +45,7 @@ static void fx_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
     }
 }
 
-static const bt_rreq_sink_t fx_sink = { fx_on_delta, fx_on_end };
+static const bt_rreq_sink_t fx_sink = { fx_on_delta, fx_on_end, NULL };
 
 /* ---- fake nodes ---- */
 
