@@ -47,9 +47,6 @@ typedef struct {
     uint64_t                created;
 } bt_http_gen_t;
 
-/* Logprobs of a whole response are bounded like its text. */
-#define BT_HTTP_MAX_LP_BYTES (64u << 20)
-
 static void bt_http_gen_free(bt_http_gen_t *g)
 {
     json_decref(g->lp);
@@ -78,8 +75,8 @@ static const char *bt_http_err_code(bt_status_t s)
     }
 }
 
-static void bt_http_fail(bt_http_req_t *http, bt_status_t s,
-                         const char *message, const char *param)
+void bt_front_http_fail(bt_http_req_t *http, bt_status_t s,
+                        const char *message, const char *param)
 {
     const char *code = bt_http_err_code(s);
     int status = bt_http_status_code(s);
@@ -123,45 +120,13 @@ static void bt_http_send_chunk(bt_http_gen_t *g, const char *text, size_t len,
 static bt_status_t bt_http_add_logprobs(bt_http_gen_t *g, size_t n,
                                         const Baton__V1__TokenLogprobs *const *lps)
 {
-    bt_openai_tok_lp_t chosen, top[BT_OPENAI_MAX_LOGPROBS];
-    size_t off[BT_OPENAI_MAX_LOGPROBS + 1];
+    bt_front_lp_t st = { g->lp, g->lp_bytes, g->text_offset, &g->tok_text };
+    bt_status_t s = bt_front_lp_add(g->r, g->kind, &st, n, lps);
 
-    for (size_t i = 0; i < n; i++) {
-        const Baton__V1__TokenLogprobs *lp = lps[i];
-        /* the request checked n_top against the request's <= 20 */
-        const size_t n_top = lp->n_top <= BT_OPENAI_MAX_LOGPROBS
-                             ? lp->n_top : BT_OPENAI_MAX_LOGPROBS;
-        bt_status_t s;
-
-        bt_buf_reset(&g->tok_text);
-        bt_router_model_token_text(g->r, lp->token_id, true, &g->tok_text);
-        off[0] = g->tok_text.len;
-        for (size_t t = 0; t < n_top; t++) {
-            bt_router_model_token_text(g->r, lp->top[t]->token_id, true,
-                                       &g->tok_text);
-            off[t + 1] = g->tok_text.len;
-        }
-        chosen.text = g->tok_text.data ? g->tok_text.data : "";
-        chosen.len = off[0];
-        chosen.logprob = lp->logprob;
-        for (size_t t = 0; t < n_top; t++) {
-            top[t].text = chosen.text + off[t];
-            top[t].len = off[t + 1] - off[t];
-            top[t].logprob = lp->top[t]->logprob;
-        }
-        s = bt_openai_logprobs_add(g->kind, &g->lp, &chosen, top, n_top,
-                                   g->text_offset);
-        if (s != BT_OK) {
-            return s;
-        }
-        g->text_offset += chosen.len;
-        /* a rough bound on the JSON (bytes arrays are ~4 chars a byte) */
-        g->lp_bytes += 64 * (n_top + 1) + 5 * g->tok_text.len;
-        if (g->lp_bytes > BT_HTTP_MAX_LP_BYTES) {
-            return BT_ERR_TOO_LARGE;
-        }
-    }
-    return BT_OK;
+    g->lp = st.lp;
+    g->lp_bytes = st.lp_bytes;
+    g->text_offset = st.text_offset;
+    return s;
 }
 
 /* A stream's first chunk with echo: the prompt, what was held back
@@ -238,7 +203,7 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
     bt_http_on_close(g->http, NULL, NULL);
     if (!g->stream || (status != BT_OK && !g->sse_started)) {
         if (status != BT_OK) {
-            bt_http_fail(g->http, status, message, NULL);
+            bt_front_http_fail(g->http, status, message, NULL);
         } else {
             json_t *resp;
 
@@ -374,29 +339,29 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
 
     bt_buf_init(&body, r->cfg.max_body);
     if (r->draining) {
-        bt_http_fail(http, BT_ERR_SHUTDOWN, "the router is shutting down", NULL);
+        bt_front_http_fail(http, BT_ERR_SHUTDOWN, "the router is shutting down", NULL);
         goto out;
     }
     s = bt_front_authenticate(r, bt_http_req_header(http, "Authorization"),
                               &auth, err, sizeof(err));
     if (s != BT_OK) {
-        bt_http_fail(http, s, err, NULL);
+        bt_front_http_fail(http, s, err, NULL);
         goto out;
     }
     s = bt_http_read_body(http, &body);
     if (s != BT_OK) {
-        bt_http_fail(http, s, "the request body is too large", NULL);
+        bt_front_http_fail(http, s, "the request body is too large", NULL);
         goto out;
     }
     arena = bt_arena_create(16384, r->cfg.max_body * 4 + (1 << 20));
     if (arena == NULL) {
-        bt_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
+        bt_front_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
         goto out;
     }
     s = bt_openai_parse(kind, body.data ? body.data : "", body.len, r->cfg.max_body,
                         arena, &oreq, err, sizeof(err), param, sizeof(param));
     if (s != BT_OK) {
-        bt_http_fail(http, s, err, param);
+        bt_front_http_fail(http, s, err, param);
         goto out;
     }
     {
@@ -404,9 +369,13 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
 
         oreq.gen.request_id = (char *)(rid ? rid : "");
     }
+    if (oreq.best_of > 1) {
+        bt_front_http_choices(r, http, &oreq, &auth);
+        goto out;
+    }
     g = calloc(1, sizeof(*g));
     if (g == NULL) {
-        bt_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
+        bt_front_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
         goto out;
     }
     g->r = r;
@@ -427,7 +396,7 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
                        sizeof(err));
     g->starting = false;
     if (s != BT_OK) {
-        bt_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model"
+        bt_front_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model"
                      : strncmp(err, "logit_bias", 10) == 0 ? "logit_bias" : NULL);
         bt_http_gen_free(g);
         goto out;

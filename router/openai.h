@@ -38,6 +38,8 @@ typedef struct {
     bool                        logprobs;      /* logprobs asked for (completions:
                                                   `logprobs` set; chat:
                                                   `logprobs: true`) */
+    uint32_t                    n;             /* choices returned, >= 1 */
+    uint32_t                    best_of;       /* choices generated, >= n */
     Baton__V1__GenerateRequest  gen;           /* everything in `arena` */
     Baton__V1__SamplingParams   sampling;
     Baton__V1__ChatMessages     chat;
@@ -63,6 +65,14 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
 bt_status_t bt_openai_logit_bias(const json_t *root, bt_arena_t *arena,
                                  Baton__V1__SamplingParams *sp, char *err,
                                  size_t err_size);
+
+/* openai_choices.c: `n` and `best_of` (both 1..128, best_of >= n, absent
+ * = n) into req->n and req->best_of; best_of > n is not streamed and
+ * echo takes one choice only. Reads req->stream and req->gen.echo.
+ * BT_ERR_INVALID_ARG with err and param. */
+bt_status_t bt_openai_choices(const json_t *root, bt_openai_req_t *req,
+                              char *err, size_t err_size, char *param,
+                              size_t param_size);
 
 /* A chat role both APIs accept: system, developer (OpenAI's newer name
  * for system), user, assistant, tool. */

@@ -344,8 +344,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
     };
     const char *str;
     json_t *v;
-    int64_t n = 1;
-    bt_status_t s;
     size_t i;
 
     for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
@@ -386,25 +384,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
                        strcmp(str, "text") == 0)) {
         return bt_openai_fail(c, BT_ERR_INVALID_ARG, "modalities",
                               "field 'modalities': only [\"text\"] is supported");
-    }
-    s = bt_json_get_int(root, "n", false, INT64_MIN, INT64_MAX, &n, c->err,
-                        c->err_size);
-    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
-        return bt_openai_json_err(c, s, "n");
-    }
-    if (n != 1) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "n",
-                              "field 'n': only 1 choice per request is supported");
-    }
-    n = 1;
-    s = bt_json_get_int(root, "best_of", false, INT64_MIN, INT64_MAX, &n,
-                        c->err, c->err_size);
-    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
-        return bt_openai_json_err(c, s, "best_of");
-    }
-    if (n != 1) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "best_of",
-                              "field 'best_of': only 1 is supported");
     }
     return BT_OK;
 }
@@ -738,7 +717,7 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
         bt_openai_json_err(&c, s, "stream_options");
         goto out;
     }
-    s = BT_OK;
+    s = bt_openai_choices(root, req, err, err_size, param, param_size);
 
 out:
     json_decref(root);
