@@ -125,5 +125,81 @@ check(JSON.stringify(el2.choices[0].logprobs) === JSON.stringify(elp), "echo wit
 await expect400(() => client.completions.create({ model, prompt, max_tokens: 2, echo: "yes" }), "echo",
                 "echo a string");
 
+// ---- n > 1 and best_of ----
+// choice i's seed (docs/api.md): choice 0 keeps the request's, choice i > 0
+// takes splitmix64 of seed + i * 0x9e3779b97f4a7c15
+function choiceSeed(seed, i) {
+  if (i === 0) return BigInt(seed);
+  const M = (1n << 64n) - 1n;
+  let z = (BigInt(seed) + BigInt(i) * 0x9e3779b97f4a7c15n) & M;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & M;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & M;
+  return z ^ (z >> 31n);
+}
+const seed = 1234;
+const four = { model, prompt, max_tokens: 12, temperature: 1, seed, n: 4, ignore_eos: true };
+const r1 = await client.completions.create(four);
+const r2 = await client.completions.create(four);
+const texts = r1.choices.map((c) => c.text);
+check(r1.choices.length === 4 && r1.choices.every((c, i) => c.index === i && c.finish_reason === "length"),
+      "n = 4: four choices, indexed 0..3");
+check(new Set(texts).size === 4, `n = 4: four different texts (${JSON.stringify(texts)})`);
+check(JSON.stringify(r2.choices.map((c) => c.text)) === JSON.stringify(texts), "n = 4 twice: the same four texts");
+check(r1.usage.prompt_tokens === fa.usage.prompt_tokens && r1.usage.completion_tokens === 48,
+      `n = 4: usage counts the prompt once and 4 x 12 tokens (${JSON.stringify(r1.usage)})`);
+// each choice is what a request with its derived seed gives alone; the
+// seed goes as JSON text (past 2^53 it is not a JS number)
+const singles = [];
+for (let i = 0; i < 4; i++) {
+  const u = choiceSeed(seed, i);   // HTTP's seed is an int64: the same 64 bits
+  const signed = u >= (1n << 63n) ? u - (1n << 64n) : u;
+  const body = JSON.stringify({ ...four, n: 1, seed: 0 }).replace('"seed":0', `"seed":${signed}`);
+  const res = await fetch(`${baseURL}/completions`, { method: "POST", body,
+                                                       headers: { "Content-Type": "application/json" } });
+  singles.push((await res.json()).choices[0].text);
+}
+check(JSON.stringify(singles) === JSON.stringify(texts),
+      `choice i equals a single request with seed choiceSeed(seed, i) (${JSON.stringify(singles)})`);
+// streamed: chunks carry the index; joined per index they are the texts
+const joined = ["", "", "", ""];
+const finishes = [null, null, null, null];
+let usageChunk = null;
+const st4 = await client.completions.create({ ...four, stream: true, stream_options: { include_usage: true } });
+for await (const ch of st4) {
+  for (const c of ch.choices) {
+    joined[c.index] += c.text;
+    if (c.finish_reason) finishes[c.index] = c.finish_reason;
+  }
+  if (ch.usage) usageChunk = ch.usage;
+}
+check(JSON.stringify(joined) === JSON.stringify(texts) && finishes.every((f) => f === "length"),
+      "n = 4 streamed: the chunks of each index join into that choice, each with its finish_reason");
+check(usageChunk && usageChunk.completion_tokens === 48, "n = 4 streamed: the usage chunk");
+// chat
+const chat4 = await client.chat.completions.create({ model, max_tokens: 6, temperature: 1, seed, n: 3,
+                                                     messages: [{ role: "user", content: "Hi!" }] });
+const chatJoined = ["", "", ""];
+const cs4 = await client.chat.completions.create({ model, max_tokens: 6, temperature: 1, seed, n: 3, stream: true,
+                                                   messages: [{ role: "user", content: "Hi!" }] });
+for await (const ch of cs4) for (const c of ch.choices) chatJoined[c.index] += c.delta?.content ?? "";
+check(chat4.choices.length === 3 && chat4.choices.every((c, i) => c.index === i && c.message.role === "assistant") &&
+      JSON.stringify(chatJoined) === JSON.stringify(chat4.choices.map((c) => c.message.content)),
+      "chat n = 3, streamed and not: the same three messages");
+// logprobs per choice
+const lp4 = await client.completions.create({ ...four, logprobs: 1 });
+check(lp4.choices.every((c, i) => c.text === texts[i] && c.logprobs.tokens.length === 12),
+      "n = 4 with logprobs: each choice has its own 12 entries");
+// best_of: the n with the highest cumulative logprob of best_of choices
+const bo = await client.completions.create({ ...four, n: 2, best_of: 4 });
+const cumOf = lp4.choices.map((c) => c.logprobs.token_logprobs.reduce((a, b) => a + b, 0));
+const order = [0, 1, 2, 3].sort((a, b) => cumOf[b] - cumOf[a] || a - b);
+check(bo.choices.length === 2 && bo.choices[0].text === texts[order[0]] && bo.choices[1].text === texts[order[1]] &&
+      bo.usage.completion_tokens === 48,
+      `best_of 4, n 2: the two best of the four by cumulative logprob (${order.slice(0, 2)})`);
+await expect400(() => client.completions.create({ ...four, n: 17 }), "n", "n over --max-choices");
+await expect400(() => client.completions.create({ ...four, n: 2, best_of: 1 }), "best_of", "best_of < n");
+await expect400(() => client.completions.create({ ...four, n: 1, best_of: 2, stream: true }), "best_of",
+                "best_of > n streamed");
+
 console.log(`# openai_choices: ${n - start} checks`);
 process.exit(failed ? 1 : 0);
