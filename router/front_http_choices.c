@@ -213,12 +213,17 @@ static void bt_hc_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
         m->failed = true;
         m->status = status;
         snprintf(m->message, sizeof(m->message), "%s", message ? message : "");
-        /* one choice failed: the response cannot be whole */
+        bool starting = m->starting;
+
+        /* one choice failed: the response cannot be whole. Their ends
+         * come inside the cancels; the last frees m, here, once. */
+        m->starting = true;
         for (uint32_t i = 0; i < m->best_of; i++) {
             if (m->c[i].req != NULL) {
                 bt_rreq_cancel(m->c[i].req, "another choice of the request failed");
             }
         }
+        m->starting = starting;
     } else if (status == BT_OK && m->stream && m->http != NULL && !m->failed) {
         bt_hc_send(m, c, "", 0, finish);
     }

@@ -201,5 +201,18 @@ await expect400(() => client.completions.create({ ...four, n: 2, best_of: 1 }), 
 await expect400(() => client.completions.create({ ...four, n: 1, best_of: 2, stream: true }), "best_of",
                 "best_of > n streamed");
 
+// a client that leaves mid-stream cancels every choice; the cluster serves on
+const ac = new AbortController();
+let got = 0;
+try {
+  const s = await client.completions.create({ ...four, max_tokens: 400, stream: true }, { signal: ac.signal });
+  for await (const _ of s) if (++got === 6) ac.abort();
+} catch (e) {
+  if (!(e instanceof OpenAI.APIUserAbortError)) throw e;
+}
+const after = await client.completions.create(four);
+check(got >= 6 && got < 1600 && JSON.stringify(after.choices.map((c) => c.text)) === JSON.stringify(texts),
+      `n = 4 aborted mid-stream (${got} chunks): the cluster still answers the same four texts`);
+
 console.log(`# openai_choices: ${n - start} checks`);
 process.exit(failed ? 1 : 0);
