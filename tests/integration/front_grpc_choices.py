@@ -2,7 +2,7 @@
 """The gRPC equivalents of OpenAI's logit_bias, echo and n > 1 (issue 21),
 driven by Debian's python3-grpcio against a router, a prefill node and two
 decode nodes: logit_bias forces and bans token ids and refuses bad entries
-with INVALID_ARGUMENT naming them; echo sends the prompt first, and its
+with INVALID_ARGUMENT naming them (a decode node called directly too); echo sends the prompt first, and its
 prompt logprobs equal, bit for bit, the logprobs the same tokens got when
 they were generated.
 
@@ -75,6 +75,34 @@ def check_logit_bias(pb, stub):
            "logit_bias with 301 entries: INVALID_ARGUMENT (%s)" % details)
 
 
+def check_node_bias(out, decode_port):
+    """A decode node called directly checks logit_bias itself."""
+    import subprocess
+    import grpc
+    proto = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "proto")
+    subprocess.run(["protoc", "-I", proto, "--python_out=" + out, "--grpc_out=" + out,
+                    "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
+                    "node.proto"], check=True, timeout=60)
+    import node_pb2
+    import node_pb2_grpc
+    stub = node_pb2_grpc.DecodeStub(grpc.insecure_channel("127.0.0.1:%d" % decode_port))
+    for entries, what in (({5000: 1.0}, "outside the vocabulary"),
+                          ({7: -100.5}, "[-100, 100]")):
+        req = node_pb2.DecodeRequest(request_id="bias-direct", token_ids=[1, 2, 3])
+        req.sampling.max_tokens = 4
+        req.tenant.root_hash = b"\0" * 32
+        bias(req, entries)
+        try:
+            list(stub.DecodeStream(req, timeout=30))
+            code, details = None, ""
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details()
+        nc.tap(code == grpc.StatusCode.INVALID_ARGUMENT and what in details,
+               "decode node called directly, logit_bias %s: INVALID_ARGUMENT (%s)"
+               % (entries, details))
+
+
 def messages(stub, req, timeout=60):
     return list(stub.Generate(req, timeout=timeout))
 
@@ -127,7 +155,8 @@ def check_echo(pb, stub):
 def main():
     import grpc
     tmp, model, env = nc.setup("baton-grpc-choices-")
-    pb, pb_grpc, _, _ = stubs(tempfile.mkdtemp(dir=tmp))
+    stub_dir = tempfile.mkdtemp(dir=tmp)
+    pb, pb_grpc, _, _ = stubs(stub_dir)
     _, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
                                     "--model", model, "--grpc-port", "0",
                                     "--http-port", "0", "--heartbeat", "100ms"],
@@ -136,13 +165,15 @@ def main():
     common = ["--model", model, "--router", target, "--threads", "1"]
     nc.start("p1", [os.path.join(BUILD, "prefill_node/baton-prefill")] + common
              + ["--node-id", "p1"], env, tmp)
+    dports = []
     for d in ("d1", "d2"):
-        nc.start(d, [os.path.join(BUILD, "decode_node/baton-decode")] + common
-                 + ["--node-id", d], env, tmp)
+        dports.append(nc.start(d, [os.path.join(BUILD, "decode_node/baton-decode")]
+                               + common + ["--node-id", d], env, tmp)[1])
     nc.tap(nc.wait_ready(rh), "router ready with a prefill and two decode nodes")
     stub = pb_grpc.GenerateStub(grpc.insecure_channel("127.0.0.1:%d" % rg))
     check_logit_bias(pb, stub)
     check_echo(pb, stub)
+    check_node_bias(stub_dir, dports[0])
     nc.finish(tmp)
 
 
