@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""The gRPC equivalents of OpenAI's logit_bias, echo and n > 1 (issue 21),
-driven by Debian's python3-grpcio against a router, a prefill node and two
-decode nodes: logit_bias forces and bans token ids and refuses bad entries
-with INVALID_ARGUMENT naming them (a decode node called directly too); echo sends the prompt first, and its
-prompt logprobs equal, bit for bit, the logprobs the same tokens got when
-they were generated.
+"""The gRPC equivalents of OpenAI's logit_bias and echo (issue 21), driven
+by Debian's python3-grpcio against a router, a prefill node and two decode
+nodes: logit_bias forces and bans token ids and refuses bad entries with
+INVALID_ARGUMENT naming them (a decode node called directly too); echo
+sends the prompt first, and its prompt logprobs equal, bit for bit, the
+logprobs the same tokens got when they were generated.
 
 usage: front_grpc_choices.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
