@@ -335,7 +335,8 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
 }
 
 /* Features we refuse rather than silently ignore; each 400 names the
- * field in `param`. Values that ask for nothing (tool_choice "none", response_format text, modalities ["text"]) pass. */
+ * field in `param`. Values that ask for nothing (tool_choice "none",
+ * response_format text, modalities ["text"]) pass. */
 static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
 {
     static const char *const refused[] = {
