@@ -5,6 +5,7 @@
  * docs/architecture.md "The request protocol between router and nodes"
  * and docs/internals/node.md "Decode: lease lifecycle", "Lease fence". */
 #include "decode_int.h"
+#include "node_bias.h"
 #include "node_lp.h"
 
 #include "base/clock.h"
@@ -255,6 +256,13 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         bt_node_call_refuse(call, "decode", q->request_id,
                             BT_RPC_INVALID_ARGUMENT,
                             "sampling parameters out of range");
+        return;
+    }
+    if (bt_node_bias_from_proto(q->sampling, node->vocab, &r->sp, why,
+                                sizeof(why)) != BT_OK) {
+        free(r);
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT, why);
         return;
     }
     max_out = (uint32_t)r->sp.max_tokens;

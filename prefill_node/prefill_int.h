@@ -86,7 +86,24 @@ typedef struct bt_pjob {
     bt_finish_t         finish;
     uint64_t            t_start_us, queue_us, compute_us, xfer_start_us, bytes;
     uint64_t            t_post_us, t_complete_us; /* first post, completion sent */
+    bool                prompt_lp;    /* PrefillRequest.prompt_logprobs */
+    uint32_t            plp_rows;     /* tokens per chunk with prompt_lp */
+    float              *plogits;      /* [plp_rows][vocab] */
+    bt_sample_result_t *plp;          /* [n - 1]: token i + 1's logprobs */
 } bt_pjob_t;
+
+/* prefill_plp.c: prompt logprobs (echo). init allocates the job's logits
+ * rows and results (BT_ERR_NO_MEMORY); free is NULL-safe; chunk bounds a
+ * chunk's length and points its logits at the job's rows; chunk_done
+ * keeps the chunk's prompt logprobs and returns the last row (the first
+ * token's logits), NULL on a bad logit row; to_proto fills
+ * res->prompt_logprobs from one allocation (*mem_p, the caller frees). */
+bt_status_t bt_plp_init(bt_pjob_t *j);
+void bt_plp_free(bt_pjob_t *j);
+uint32_t bt_plp_chunk(bt_pjob_t *j, bt_step_seq_t *seq, uint32_t len);
+const float *bt_plp_chunk_done(bt_pjob_t *j);
+bt_status_t bt_plp_to_proto(const bt_pjob_t *j, Baton__V1__PrefillResult *res,
+                            void **mem_p);
 
 /* prefill_job.c: the lifecycle */
 /* A new job (NEW) joins the role: counted in flight. */

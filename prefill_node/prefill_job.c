@@ -59,6 +59,7 @@ static void bt_pjob_free(bt_pjob_t *j)
     free(j->tokens);
     free(j->u32);
     free(j->dst);
+    bt_plp_free(j);
     free(j);
     bt_node_inflight_done(node);
     bt_node_metrics_update(node);
@@ -128,6 +129,7 @@ void bt_pjob_reply(bt_pjob_t *j)
     Baton__V1__TokenLogprobs lp;
     Baton__V1__TopLogprob tops[BT_SAMPLE_MAX_LOGPROBS];
     Baton__V1__TopLogprob *top_ptrs[BT_SAMPLE_MAX_LOGPROBS];
+    void *plp_mem = NULL;
 
     st.computed_tokens = j->n - j->cached;
     st.node_cached_tokens = j->cached - j->store_cached;
@@ -141,6 +143,12 @@ void bt_pjob_reply(bt_pjob_t *j)
         bt_node_lp_to_proto(&j->first_lp, &lp, tops, top_ptrs);
         res.first_logprobs = &lp;
     }
+    if (j->prompt_lp && bt_plp_to_proto(j, &res, &plp_mem) != BT_OK) {
+        bt_rpc_call_fail_code(j->call, BT_RPC_RESOURCE_EXHAUSTED,
+                              "out of memory for the prompt logprobs");
+        j->replied = true;
+        return;
+    }
     res.stats = &st;
     res.cached_tokens = j->cached;
     res.finish_reason = j->finish == BT_FINISH_STOP
@@ -149,6 +157,7 @@ void bt_pjob_reply(bt_pjob_t *j)
                         ? BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH
                         : BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
     bt_rpc_call_reply(j->call, &res.base);
+    free(plp_mem);
     j->replied = true;
     bt_histogram_observe(j->node->h_prefill, (double)j->compute_us / 1e6);
     BT_LOG_REQ(INFO, j->id, "prefill answered: %u tokens computed, %u cached, "

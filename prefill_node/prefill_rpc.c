@@ -6,6 +6,7 @@
  * inside the pool and hands its kv-complete to the decode role through
  * the core's hook (node_local.c). */
 #include "prefill_int.h"
+#include "node_bias.h"
 #include "node_kvs.h"
 #include "node_lp.h"
 
@@ -140,6 +141,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     const bt_kv_geom_t *g = bt_kvpool_geom(node->pool);
     const uint32_t bs = g->block_size;
     uint32_t need, matched = 0, full;
+    bool reuse;
     uint32_t *u32 = NULL;
     bt_pjob_t *j;
     char why[256];
@@ -208,6 +210,23 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                             "sampling.logprobs must be in [0, 20]");
         return;
     }
+    if (bt_node_bias_from_proto(q->sampling, node->vocab, &j->sp, why,
+                                sizeof(why)) != BT_OK) {
+        event_free(j->end_ev);
+        free(j);
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT, why);
+        return;
+    }
+    j->prompt_lp = q->prompt_logprobs;
+    if (j->prompt_lp && bt_plp_init(j) != BT_OK) {
+        bt_plp_free(j);
+        event_free(j->end_ev);
+        free(j);
+        bt_node_call_refuse(call, "prefill", q->request_id,
+                            BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
     j->tokens = malloc(j->n * sizeof(int32_t));
     j->dst = malloc(need * sizeof(uint32_t));
     u32 = malloc(j->n * sizeof(uint32_t));
@@ -267,8 +286,10 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         }
     }
     j->u32 = u32;
+    /* prompt logprobs need every prompt token's logits: no reuse */
+    reuse = node->cfg.prefix_cache && !j->prompt_lp;
     if (bt_kvseq_create(node->pool, q->tenant->root_hash.data, &j->seq) != BT_OK ||
-        (node->cfg.prefix_cache &&
+        (reuse &&
          bt_kvseq_match_prefix(j->seq, u32, j->n - 1, NULL, &matched) != BT_OK)) {
         bt_pjob_end(j, BT_RPC_RESOURCE_EXHAUSTED,
                     "the prefill node's kv pool is full");
@@ -277,7 +298,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     /* full blocks the own pool lacks, up to the last prompt token (always
      * computed): ask the kvstore first, then compute what it lacks */
     full = (j->n - 1) / bs;
-    if (bt_node_kvs_on(node) && node->cfg.prefix_cache && full > matched) {
+    if (bt_node_kvs_on(node) && reuse && full > matched) {
         uint64_t left = q->deadline_unix_ms > bt_wall_ms()
                         ? q->deadline_unix_ms - bt_wall_ms() : 0;
         uint64_t t = (uint64_t)node->cfg.kvstore_timeout_ms;
@@ -294,6 +315,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
 
 err_nomem:
     free(u32);
+    bt_plp_free(j);
     free(j->tokens);
     free(j->dst);
     event_free(j->end_ev);

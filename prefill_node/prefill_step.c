@@ -143,6 +143,9 @@ int bt_prefill_next_step(void *self, bt_node_step_t *step, int max)
     if (j->next_tok == j->cached) {
         j->queue_us = bt_now_us() - j->t_start_us;   /* first chunk */
     }
+    if (j->prompt_lp) {
+        len = bt_plp_chunk(j, seq, len);
+    }
     j->chunk_a = j->next_tok;
     j->chunk_b = j->next_tok + len;
     seq->tokens = j->tokens + j->chunk_a;
@@ -150,7 +153,9 @@ int bt_prefill_next_step(void *self, bt_node_step_t *step, int max)
     seq->pos = (int)j->chunk_a;
     seq->block_table = bt_kvseq_blocks(j->seq);
     seq->n_blocks = (int)bt_kvseq_n_blocks(j->seq);
-    seq->n_logits = j->chunk_b == j->n ? 1 : 0;
+    if (!j->prompt_lp) {
+        seq->n_logits = j->chunk_b == j->n ? 1 : 0;
+    }
     j->in_step = true;
     j->compute_us -= bt_now_us();
     step->who[0] = j;
@@ -178,6 +183,10 @@ void bt_prefill_step_done(void *self, bt_node_step_t *step, bt_status_t st)
     }
     if (st != BT_OK) {
         bt_pjob_end(j, BT_RPC_INTERNAL, "forward step failed");
+        return;
+    }
+    if (j->prompt_lp && (logits = bt_plp_chunk_done(j)) == NULL) {
+        bt_pjob_end(j, BT_RPC_INTERNAL, "prompt logprobs failed");
         return;
     }
     bt_pjob_advance(j);

@@ -7,6 +7,9 @@
 #include "router.h"
 
 #include "generate.pb-c.h"
+#include "openai.h"
+
+#include "base/buf.h"
 
 #define BT_FRONT_TENANT_MAX 64
 #define BT_FRONT_SALT_MAX   64
@@ -36,11 +39,41 @@ bt_status_t bt_front_authenticate(bt_router_t *r, const char *authorization,
 bt_status_t bt_front_check_sampling(const Baton__V1__SamplingParams *sp,
                                     char *err, size_t err_size);
 
+/* front_bias.c: sp->logit_bias (ids in [0, vocab), distinct, biases in
+ * [-100, 100], at most 300); BT_ERR_INVALID_ARG with a message that
+ * starts with "logit_bias". */
+bt_status_t bt_front_check_bias(const Baton__V1__SamplingParams *sp,
+                                uint32_t vocab, char *err, size_t err_size);
+
 /* Validates, tokenizes and starts a request (both fronts). */
 bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
                            const bt_front_auth_t *auth, const bt_rreq_sink_t *sink,
                            void *sink_arg, bt_rreq_t **req_p, char *err,
                            size_t err_size);
+
+/* front_lp.c: a choice's logprobs object (lp, created when NULL) and
+ * where it stands: the JSON's rough size and the next token's
+ * text_offset; tok_text is scratch. */
+typedef struct {
+    json_t   *lp;
+    size_t    lp_bytes;
+    size_t    text_offset;
+    bt_buf_t *tok_text;
+} bt_front_lp_t;
+/* Appends the tokens' logprobs with their texts. BT_ERR_TOO_LARGE past
+ * 64 MiB of JSON, BT_ERR_NO_MEMORY. */
+bt_status_t bt_front_lp_add(bt_router_t *r, bt_openai_kind_t kind,
+                            bt_front_lp_t *st, size_t n,
+                            const Baton__V1__TokenLogprobs *const *lps);
+
+/* front_http.c: an error reply in OpenAI's shape (param NULL or ""
+ * for none), with Retry-After on 429 and 503. */
+void bt_front_http_fail(bt_http_req_t *http, bt_status_t s,
+                        const char *message, const char *param);
+/* front_http_choices.c: a parsed request with best_of > 1 (n > 1 or
+ * best_of > 1): starts its choices and answers when they end. */
+void bt_front_http_choices(bt_router_t *r, bt_http_req_t *http,
+                           bt_openai_req_t *oreq, const bt_front_auth_t *auth);
 
 bt_status_t bt_front_grpc_register(bt_router_t *r);
 bt_status_t bt_front_http_register(bt_router_t *r);

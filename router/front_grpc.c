@@ -49,6 +49,9 @@ typedef struct {
     char                    request_id[BT_RREQ_ID_MAX + 1];
     Baton__V1__FinishReason finish;
     Baton__V1__Usage        usage;
+    bool                    echo;       /* GenerateRequest.echo */
+    bool                    echo_sent;  /* the prompt's message is out */
+    Baton__V1__GenerateResponse *echo_msg;  /* ready to send (unpacked) */
 } bt_gen_stream_t;
 
 #define BT_GEN_MAX_IN_FLIGHT 2
@@ -65,6 +68,9 @@ static void bt_gen_release(bt_gen_stream_t *g)
         free(g->ids);
         free(g->lps);
         bt_buf_cleanup(&g->text);
+        if (g->echo_msg != NULL) {
+            baton__v1__generate_response__free_unpacked(g->echo_msg, NULL);
+        }
         free(g);
     }
 }
@@ -155,9 +161,55 @@ static bt_status_t bt_gen_lp_msgs(bt_gen_stream_t *g, bt_gen_lp_msgs_t *lm)
     return BT_OK;
 }
 
+/* echo: the prompt goes first, alone, once it is ready (with logprobs:
+ * once the prefill sent them); tokens wait behind it. False while it
+ * waits. */
+static bool bt_gen_echo_flush(bt_gen_stream_t *g)
+{
+    if (!g->echo || g->echo_sent || (g->ended && g->status != BT_OK)) {
+        return true;
+    }
+    if (g->echo_msg == NULL || g->in_flight >= BT_GEN_MAX_IN_FLIGHT) {
+        return false;
+    }
+    if (bt_rpc_call_send(g->call, &g->echo_msg->base, bt_gen_sent_cb, g) != BT_OK) {
+        return false;
+    }
+    g->in_flight++;
+    g->any_sent = true;
+    g->echo_sent = true;
+    return true;
+}
+
+/* The prompt's message: its text and (lps, n; NULL: none) its logprobs,
+ * packed and unpacked into a copy the stream owns. */
+static void bt_gen_echo_ready(bt_gen_stream_t *g, const char *text,
+                              const Baton__V1__TokenLogprobs *const *lps,
+                              size_t n)
+{
+    Baton__V1__GenerateResponse m = BATON__V1__GENERATE_RESPONSE__INIT;
+    uint8_t *buf;
+    size_t len;
+
+    m.text = (char *)"";
+    m.prompt_text = (char *)text;
+    m.n_prompt_logprobs = n;
+    m.prompt_logprobs = (Baton__V1__TokenLogprobs **)lps;
+    len = baton__v1__generate_response__get_packed_size(&m);
+    buf = malloc(len ? len : 1);
+    if (buf != NULL) {
+        baton__v1__generate_response__pack(&m, buf);
+        g->echo_msg = baton__v1__generate_response__unpack(NULL, len, buf);
+        free(buf);
+    }
+    if (g->echo_msg == NULL && g->req != NULL) {
+        bt_rreq_cancel(g->req, "out of memory");
+    }
+}
+
 static void bt_gen_flush(bt_gen_stream_t *g)
 {
-    if (g->call_done) {
+    if (g->call_done || !bt_gen_echo_flush(g)) {
         return;
     }
     if ((g->n_ids > 0 || g->text.len > 0) && g->in_flight < BT_GEN_MAX_IN_FLIGHT) {
@@ -302,7 +354,31 @@ static void bt_gen_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
     bt_gen_release(g);
 }
 
-static const bt_rreq_sink_t bt_gen_sink = { bt_gen_on_delta, bt_gen_on_end };
+/* echo with logprobs: the prompt's message can go now */
+static void bt_gen_on_prompt(bt_rreq_t *req, void *arg,
+                             const Baton__V1__TokenLogprobs *const *lps,
+                             size_t n)
+{
+    bt_gen_stream_t *g = arg;
+    size_t n_prompt = 0;
+    const uint32_t *ids = bt_rreq_prompt(req, &n_prompt);
+    bt_buf_t text;
+
+    bt_gen_hold(g);
+    bt_buf_init(&text, 64u << 20);
+    if (bt_router_model_decode(g->r, ids, n_prompt, &text) == BT_OK &&
+        bt_buf_append_byte(&text, '\0') == BT_OK) {
+        bt_gen_echo_ready(g, text.data, lps, n);
+    } else {
+        bt_rreq_cancel(req, "out of memory");
+    }
+    bt_buf_cleanup(&text);
+    bt_gen_flush(g);
+    bt_gen_release(g);
+}
+
+static const bt_rreq_sink_t bt_gen_sink = { bt_gen_on_delta, bt_gen_on_end,
+                                            bt_gen_on_prompt };
 
 static void bt_gen_cancel_cb(bt_rpc_call_t *call, void *arg)
 {
@@ -427,6 +503,11 @@ bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
             return BT_ERR_INVALID_ARG;
         }
     }
+    s = bt_front_check_bias(in->sampling, (uint32_t)bt_router_model_vocab_size(r),
+                            err, err_size);
+    if (s != BT_OK) {
+        return s;
+    }
     sampling = in->sampling ? *in->sampling : def;
     /* proto zero values that mean "off" */
     if (sampling.top_p == 0) {
@@ -449,6 +530,7 @@ bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
     p.prompt = (const uint32_t *)ids.ids;
     p.n_prompt = ids.n;
     p.sampling = &sampling;
+    p.prompt_logprobs = in->echo && bt_sampling_wants_logprobs(in->sampling);
     s = bt_rreq_start(r, &p, sink, sink_arg, req_p, err, err_size);
     bt_tok_ids_cleanup(&ids);
     return s;
@@ -478,6 +560,7 @@ static void bt_grpc_generate(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     g->r = r;
     g->call = call;
     g->want_lp = bt_sampling_wants_logprobs(in->sampling);
+    g->echo = in->echo;
     bt_buf_init(&g->text, 16u << 20);
     bt_gen_hold(g);
     s = bt_front_start(r, in, &auth, &bt_gen_sink, g, &g->req, err, sizeof(err));
@@ -486,6 +569,9 @@ static void bt_grpc_generate(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         g->ended = g->call_done = true;
     } else if (!g->ended) {
         bt_rpc_call_set_cancel_cb(call, bt_gen_cancel_cb, g);
+        if (g->echo && !g->want_lp) {
+            bt_gen_on_prompt(g->req, g, NULL, 0);   /* the prompt is ready */
+        }
     }
     bt_gen_release(g);   /* frees it when the request ended inside start */
 }

@@ -37,17 +37,21 @@ typedef struct {
     size_t                  text_offset;  /* bytes of the tokens so far */
     bt_buf_t                tok_text;     /* scratch: one token's text */
     bt_buf_t                text;         /* whole response (non-streaming) */
+    bool                    echo;         /* completions' echo */
+    bool                    echo_sent;    /* a stream's prompt chunk is out */
+    bool                    plp_got;      /* the prompt's logprobs came */
+    json_t                 *plp;          /* the prompt's logprobs (echo) */
+    bt_buf_t                echo_text;    /* the prompt, as echoed */
     char                    id[80];
     char                    model[BT_NODE_MODEL_MAX + 1];
     uint64_t                created;
 } bt_http_gen_t;
 
-/* Logprobs of a whole response are bounded like its text. */
-#define BT_HTTP_MAX_LP_BYTES (64u << 20)
-
 static void bt_http_gen_free(bt_http_gen_t *g)
 {
     json_decref(g->lp);
+    json_decref(g->plp);
+    bt_buf_cleanup(&g->echo_text);
     bt_buf_cleanup(&g->tok_text);
     bt_buf_cleanup(&g->text);
     free(g);
@@ -71,8 +75,8 @@ static const char *bt_http_err_code(bt_status_t s)
     }
 }
 
-static void bt_http_fail(bt_http_req_t *http, bt_status_t s,
-                         const char *message, const char *param)
+void bt_front_http_fail(bt_http_req_t *http, bt_status_t s,
+                        const char *message, const char *param)
 {
     const char *code = bt_http_err_code(s);
     int status = bt_http_status_code(s);
@@ -116,45 +120,32 @@ static void bt_http_send_chunk(bt_http_gen_t *g, const char *text, size_t len,
 static bt_status_t bt_http_add_logprobs(bt_http_gen_t *g, size_t n,
                                         const Baton__V1__TokenLogprobs *const *lps)
 {
-    bt_openai_tok_lp_t chosen, top[BT_OPENAI_MAX_LOGPROBS];
-    size_t off[BT_OPENAI_MAX_LOGPROBS + 1];
+    bt_front_lp_t st = { g->lp, g->lp_bytes, g->text_offset, &g->tok_text };
+    bt_status_t s = bt_front_lp_add(g->r, g->kind, &st, n, lps);
 
-    for (size_t i = 0; i < n; i++) {
-        const Baton__V1__TokenLogprobs *lp = lps[i];
-        /* the request checked n_top against the request's <= 20 */
-        const size_t n_top = lp->n_top <= BT_OPENAI_MAX_LOGPROBS
-                             ? lp->n_top : BT_OPENAI_MAX_LOGPROBS;
-        bt_status_t s;
+    g->lp = st.lp;
+    g->lp_bytes = st.lp_bytes;
+    g->text_offset = st.text_offset;
+    return s;
+}
 
-        bt_buf_reset(&g->tok_text);
-        bt_router_model_token_text(g->r, lp->token_id, true, &g->tok_text);
-        off[0] = g->tok_text.len;
-        for (size_t t = 0; t < n_top; t++) {
-            bt_router_model_token_text(g->r, lp->top[t]->token_id, true,
-                                       &g->tok_text);
-            off[t + 1] = g->tok_text.len;
-        }
-        chosen.text = g->tok_text.data ? g->tok_text.data : "";
-        chosen.len = off[0];
-        chosen.logprob = lp->logprob;
-        for (size_t t = 0; t < n_top; t++) {
-            top[t].text = chosen.text + off[t];
-            top[t].len = off[t + 1] - off[t];
-            top[t].logprob = lp->top[t]->logprob;
-        }
-        s = bt_openai_logprobs_add(g->kind, &g->lp, &chosen, top, n_top,
-                                   g->text_offset);
-        if (s != BT_OK) {
-            return s;
-        }
-        g->text_offset += chosen.len;
-        /* a rough bound on the JSON (bytes arrays are ~4 chars a byte) */
-        g->lp_bytes += 64 * (n_top + 1) + 5 * g->tok_text.len;
-        if (g->lp_bytes > BT_HTTP_MAX_LP_BYTES) {
-            return BT_ERR_TOO_LARGE;
-        }
+/* A stream's first chunk with echo: the prompt, what was held back
+ * waiting for the prompt's logprobs, and `text`. */
+static void bt_http_send_echo(bt_http_gen_t *g, const char *text, size_t len)
+{
+    if (bt_buf_append(&g->echo_text, g->text.data, g->text.len) != BT_OK ||
+        bt_buf_append(&g->echo_text, text, len) != BT_OK) {
+        bt_rreq_cancel(g->req, "response over the size limit");
+        return;
     }
-    return BT_OK;
+    bt_buf_reset(&g->text);
+    g->lp = bt_openai_logprobs_join(g->plp, g->lp);
+    g->plp = NULL;
+    g->echo_sent = true;
+    bt_http_stream_start(g);
+    bt_http_send_chunk(g, g->echo_text.data ? g->echo_text.data : "",
+                       g->echo_text.len,
+                       BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
 }
 
 static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
@@ -174,7 +165,16 @@ static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
             return;
         }
     }
-    if (g->stream) {
+    if (g->stream && g->echo && !g->echo_sent) {
+        if (g->want_lp && !g->plp_got) {
+            /* the prompt's logprobs go first: hold this back */
+            if (bt_buf_append(&g->text, text, len) != BT_OK) {
+                bt_rreq_cancel(g->req, "response over the size limit");
+            }
+        } else {
+            bt_http_send_echo(g, text, len);
+        }
+    } else if (g->stream) {
         /* a token's logprobs go out with the chunk of its turn, also
          * when its text is still held back */
         if (len > 0 || g->first || g->lp != NULL) {
@@ -203,12 +203,15 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
     bt_http_on_close(g->http, NULL, NULL);
     if (!g->stream || (status != BT_OK && !g->sse_started)) {
         if (status != BT_OK) {
-            bt_http_fail(g->http, status, message, NULL);
+            bt_front_http_fail(g->http, status, message, NULL);
         } else {
-            json_t *resp = bt_openai_response(g->kind, g->id, g->model, g->created,
-                                              g->text.data ? g->text.data : "",
-                                              g->text.len, g->lp, finish, usage);
+            json_t *resp;
 
+            g->lp = bt_openai_logprobs_join(g->plp, g->lp);
+            g->plp = NULL;
+            resp = bt_openai_response(g->kind, g->id, g->model, g->created,
+                                      g->text.data ? g->text.data : "",
+                                      g->text.len, g->lp, finish, usage);
             g->lp = NULL;   /* the response took it */
 
             bt_http_reply_json(g->http, 200, resp);
@@ -227,6 +230,9 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
             free(e);
         }
     } else {
+        if (g->echo && !g->echo_sent) {
+            bt_http_send_echo(g, "", 0);
+        }
         bt_http_send_chunk(g, "", 0, finish);
         if (g->include_usage) {
             json_t *u = bt_openai_usage_chunk(g->kind, g->id, g->model, g->created,
@@ -243,7 +249,71 @@ out:
     }
 }
 
-static const bt_rreq_sink_t bt_http_sink = { bt_http_on_delta, bt_http_on_end };
+/* The prompt's logprobs (echo): the first token's entry is null. They
+ * are kept apart from the generated tokens' (which may have come first)
+ * and joined before them when sent. */
+static void bt_http_on_prompt(bt_rreq_t *req, void *arg,
+                              const Baton__V1__TokenLogprobs *const *lps,
+                              size_t n)
+{
+    bt_http_gen_t *g = arg;
+    size_t n_prompt = 0;
+    const uint32_t *prompt = bt_rreq_prompt(req, &n_prompt);
+    json_t *gen_lp = g->lp;
+    size_t gen_offset = g->text_offset;
+    bt_status_t s;
+
+    g->plp_got = true;
+    g->lp = NULL;
+    bt_buf_reset(&g->tok_text);
+    bt_router_model_token_text(g->r, prompt[0], true, &g->tok_text);
+    s = bt_openai_logprobs_add_first(&g->lp, g->tok_text.data ? g->tok_text.data
+                                     : "", g->tok_text.len);
+    g->text_offset = g->tok_text.len;
+    if (s == BT_OK) {
+        s = bt_http_add_logprobs(g, n, lps);
+    }
+    g->plp = g->lp;
+    g->lp = gen_lp;
+    g->text_offset = gen_offset;
+    if (s != BT_OK) {
+        bt_rreq_cancel(req, s == BT_ERR_TOO_LARGE ? "response over the size "
+                       "limit" : "out of memory");
+        return;
+    }
+    if (g->stream && !g->echo_sent) {
+        bt_http_send_echo(g, "", 0);
+    }
+}
+
+/* The prompt as echoed: with logprobs the tokens' texts end to end (their
+ * text_offset adds up), else the prompt string as given, or the token
+ * ids decoded. Generated text follows it. */
+static bt_status_t bt_http_echo_start(bt_http_gen_t *g,
+                                      const Baton__V1__GenerateRequest *in)
+{
+    size_t n = 0;
+    const uint32_t *ids = bt_rreq_prompt(g->req, &n);
+    bt_status_t s = BT_OK;
+
+    if (g->want_lp) {
+        for (size_t i = 0; i < n; i++) {
+            bt_router_model_token_text(g->r, ids[i], true, &g->echo_text);
+        }
+        g->text_offset = g->echo_text.len;
+    } else if (in->input_case == BATON__V1__GENERATE_REQUEST__INPUT_PROMPT) {
+        s = bt_buf_append(&g->echo_text, in->prompt, strlen(in->prompt));
+    } else {
+        s = bt_router_model_decode(g->r, ids, n, &g->echo_text);
+    }
+    if (s == BT_OK && !g->stream) {
+        s = bt_buf_append(&g->text, g->echo_text.data, g->echo_text.len);
+    }
+    return s;
+}
+
+static const bt_rreq_sink_t bt_http_sink = { bt_http_on_delta, bt_http_on_end,
+                                             bt_http_on_prompt };
 
 /* The client closed the connection before the end. */
 static void bt_http_closed(void *arg)
@@ -269,29 +339,29 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
 
     bt_buf_init(&body, r->cfg.max_body);
     if (r->draining) {
-        bt_http_fail(http, BT_ERR_SHUTDOWN, "the router is shutting down", NULL);
+        bt_front_http_fail(http, BT_ERR_SHUTDOWN, "the router is shutting down", NULL);
         goto out;
     }
     s = bt_front_authenticate(r, bt_http_req_header(http, "Authorization"),
                               &auth, err, sizeof(err));
     if (s != BT_OK) {
-        bt_http_fail(http, s, err, NULL);
+        bt_front_http_fail(http, s, err, NULL);
         goto out;
     }
     s = bt_http_read_body(http, &body);
     if (s != BT_OK) {
-        bt_http_fail(http, s, "the request body is too large", NULL);
+        bt_front_http_fail(http, s, "the request body is too large", NULL);
         goto out;
     }
     arena = bt_arena_create(16384, r->cfg.max_body * 4 + (1 << 20));
     if (arena == NULL) {
-        bt_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
+        bt_front_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
         goto out;
     }
     s = bt_openai_parse(kind, body.data ? body.data : "", body.len, r->cfg.max_body,
                         arena, &oreq, err, sizeof(err), param, sizeof(param));
     if (s != BT_OK) {
-        bt_http_fail(http, s, err, param);
+        bt_front_http_fail(http, s, err, param);
         goto out;
     }
     {
@@ -299,9 +369,13 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
 
         oreq.gen.request_id = (char *)(rid ? rid : "");
     }
+    if (oreq.best_of > 1) {
+        bt_front_http_choices(r, http, &oreq, &auth);
+        goto out;
+    }
     g = calloc(1, sizeof(*g));
     if (g == NULL) {
-        bt_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
+        bt_front_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
         goto out;
     }
     g->r = r;
@@ -315,17 +389,24 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
     snprintf(g->model, sizeof(g->model), "%s", oreq.gen.model);
     bt_buf_init(&g->text, 64u << 20);
     bt_buf_init(&g->tok_text, 1u << 20);
+    bt_buf_init(&g->echo_text, 64u << 20);
+    g->echo = oreq.gen.echo;
     g->starting = true;
     s = bt_front_start(r, &oreq.gen, &auth, &bt_http_sink, g, &g->req, err,
                        sizeof(err));
     g->starting = false;
     if (s != BT_OK) {
-        bt_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model" : NULL);
+        bt_front_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model"
+                     : strncmp(err, "logit_bias", 10) == 0 ? "logit_bias" : NULL);
         bt_http_gen_free(g);
         goto out;
     }
     if (g->ended) {
         bt_http_gen_free(g);
+        goto out;
+    }
+    if (g->echo && bt_http_echo_start(g, &oreq.gen) != BT_OK) {
+        bt_rreq_cancel(g->req, "response over the size limit"); /* frees g */
         goto out;
     }
     snprintf(g->id, sizeof(g->id), "%s-%s",

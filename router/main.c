@@ -67,6 +67,8 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_DURATION, 100, 86400000, NULL, O(c.request_timeout_ms) },
     { "default-max-tokens", 0, NULL, "256", "max_tokens when a request sets none",
       BT_OPT_INT, 1, 1 << 20, NULL, O(c.default_max_tokens) },
+    { "max-choices", 0, NULL, "16", "largest n and best_of of one OpenAI request (400 above)",
+      BT_OPT_INT, 1, 128, NULL, O(c.max_choices) },
     { "lease", 0, NULL, "30s", "KV reservation lease asked of decode nodes; renewed every third of it while a request waits for its prefill",
       BT_OPT_DURATION, 100, 3600000, NULL, O(c.lease_ms) },
     { "max-body", 0, NULL, "8M", "largest HTTP request body",

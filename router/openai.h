@@ -29,6 +29,7 @@ typedef enum {
 #define BT_OPENAI_MAX_LOGPROBS   20
 #define BT_OPENAI_MAX_TOKENS     (1 << 20)
 #define BT_OPENAI_MAX_PROMPT_IDS (1 << 20)
+#define BT_OPENAI_MAX_LOGIT_BIAS 300   /* = BT_SAMPLE_MAX_BIAS */
 
 typedef struct {
     bt_openai_kind_t            kind;
@@ -37,6 +38,8 @@ typedef struct {
     bool                        logprobs;      /* logprobs asked for (completions:
                                                   `logprobs` set; chat:
                                                   `logprobs: true`) */
+    uint32_t                    n;             /* choices returned, >= 1 */
+    uint32_t                    best_of;       /* choices generated, >= n */
     Baton__V1__GenerateRequest  gen;           /* everything in `arena` */
     Baton__V1__SamplingParams   sampling;
     Baton__V1__ChatMessages     chat;
@@ -53,6 +56,23 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
                             size_t len, size_t max_len, bt_arena_t *arena,
                             bt_openai_req_t *req, char *err, size_t err_size,
                             char *param, size_t param_size);
+
+/* openai_bias.c: `logit_bias` of `root` (absent: nothing) into
+ * sp->logit_bias, allocated from `arena`: keys are decimal token ids,
+ * values numbers in [-100, 100], at most BT_OPENAI_MAX_LOGIT_BIAS. The
+ * vocabulary is checked when the request starts. BT_ERR_INVALID_ARG with
+ * a message in err, or BT_ERR_NO_MEMORY. */
+bt_status_t bt_openai_logit_bias(const json_t *root, bt_arena_t *arena,
+                                 Baton__V1__SamplingParams *sp, char *err,
+                                 size_t err_size);
+
+/* openai_choices.c: `n` and `best_of` (both 1..128, best_of >= n, absent
+ * = n) into req->n and req->best_of; best_of > n is not streamed and
+ * echo takes one choice only. Reads req->stream and req->gen.echo.
+ * BT_ERR_INVALID_ARG with err and param. */
+bt_status_t bt_openai_choices(const json_t *root, bt_openai_req_t *req,
+                              char *err, size_t err_size, char *param,
+                              size_t param_size);
 
 /* A chat role both APIs accept: system, developer (OpenAI's newer name
  * for system), user, assistant, tool. */
@@ -86,6 +106,14 @@ bt_status_t bt_openai_logprobs_add(bt_openai_kind_t kind, json_t **lp_p,
                                    const bt_openai_tok_lp_t *chosen,
                                    const bt_openai_tok_lp_t *top, size_t n_top,
                                    size_t text_offset);
+
+/* openai_echo.c (completions' echo with logprobs): appends the prompt's
+ * first token, whose logprob and top_logprobs are null, at text_offset 0;
+ * BT_ERR_NO_MEMORY. join: `first`'s entries, then `then`'s (both stolen;
+ * either may be NULL); NULL on out of memory. */
+bt_status_t bt_openai_logprobs_add_first(json_t **lp_p, const char *text,
+                                         size_t len);
+json_t *bt_openai_logprobs_join(json_t *first, json_t *then);
 
 /* A whole (non-streaming) response. `text` is the full completion;
  * `logprobs` (stolen; NULL: null) the choice's logprobs object. New

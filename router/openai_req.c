@@ -337,8 +337,8 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
 }
 
 /* Features we refuse rather than silently ignore; each 400 names the
- * field in `param`. Values that ask for nothing (an empty logit_bias,
- * tool_choice "none", modalities ["text"]) pass. */
+ * field in `param`. Values that ask for nothing (tool_choice "none",
+ * modalities ["text"]) pass. */
 static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
 {
     static const char *const refused[] = {
@@ -347,9 +347,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
     };
     const char *str;
     json_t *v;
-    int64_t n = 1;
-    bool b = false;
-    bt_status_t s;
     size_t i;
 
     for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
@@ -357,11 +354,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
             return bt_openai_fail(c, BT_ERR_INVALID_ARG, refused[i],
                                   "field '%s' is not supported", refused[i]);
         }
-    }
-    v = json_object_get(root, "logit_bias");
-    if (v != NULL && !(json_is_object(v) && json_object_size(v) == 0)) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "logit_bias",
-                              "field 'logit_bias' is not supported");
     }
     v = json_object_get(root, "suffix");
     if (v != NULL && !(json_is_string(v) && json_string_length(v) == 0)) {
@@ -379,33 +371,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
                        strcmp(str, "text") == 0)) {
         return bt_openai_fail(c, BT_ERR_INVALID_ARG, "modalities",
                               "field 'modalities': only [\"text\"] is supported");
-    }
-    s = bt_json_get_int(root, "n", false, INT64_MIN, INT64_MAX, &n, c->err,
-                        c->err_size);
-    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
-        return bt_openai_json_err(c, s, "n");
-    }
-    if (n != 1) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "n",
-                              "field 'n': only 1 choice per request is supported");
-    }
-    n = 1;
-    s = bt_json_get_int(root, "best_of", false, INT64_MIN, INT64_MAX, &n,
-                        c->err, c->err_size);
-    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
-        return bt_openai_json_err(c, s, "best_of");
-    }
-    if (n != 1) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "best_of",
-                              "field 'best_of': only 1 is supported");
-    }
-    s = bt_json_get_bool(root, "echo", false, &b, c->err, c->err_size);
-    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
-        return bt_openai_json_err(c, s, "echo");
-    }
-    if (b) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "echo",
-                              "field 'echo' is not supported");
     }
     return BT_OK;
 }
@@ -698,6 +663,18 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
         bt_openai_json_err(&c, s, "response_format");
         goto out;
     }
+    s = bt_json_get_bool(root, "echo", false, &b, err, err_size);
+    if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
+        bt_openai_json_err(&c, s, "echo");
+        goto out;
+    }
+    req->gen.echo = s == BT_OK && b;
+    b = false;
+    s = bt_openai_logit_bias(root, arena, &req->sampling, err, err_size);
+    if (s != BT_OK) {
+        bt_openai_json_err(&c, s, "logit_bias");
+        goto out;
+    }
     s = bt_json_get_bool(root, "stream", false, &b, err, err_size);
     if (s != BT_OK && s != BT_ERR_NOT_FOUND) {
         bt_openai_json_err(&c, s, "stream");
@@ -734,7 +711,7 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
         bt_openai_json_err(&c, s, "stream_options");
         goto out;
     }
-    s = BT_OK;
+    s = bt_openai_choices(root, req, err, err_size, param, param_size);
 
 out:
     json_decref(root);

@@ -53,6 +53,13 @@ typedef struct {
     void (*on_end)(bt_rreq_t *req, void *arg, bt_status_t status,
                    const char *message, Baton__V1__FinishReason finish,
                    const Baton__V1__Usage *usage);
+    /* With params.prompt_logprobs (may be NULL otherwise): once, before an
+     * on_end with BT_OK, the logprobs of prompt tokens 1..n-1 (n - 1
+     * entries, checked; borrowed for the call). on_delta calls may come
+     * before it (the decode node can be faster than the prefill's
+     * answer): a front that must put the prompt first holds them. */
+    void (*on_prompt)(bt_rreq_t *req, void *arg,
+                      const Baton__V1__TokenLogprobs *const *lps, size_t n);
 } bt_rreq_sink_t;
 
 typedef struct {
@@ -63,6 +70,8 @@ typedef struct {
     const uint32_t          *prompt;       /* copied */
     size_t                   n_prompt;
     const Baton__V1__SamplingParams *sampling;  /* copied */
+    bool                     prompt_logprobs;  /* echo with logprobs: the
+                                                  sink's on_prompt */
 } bt_rreq_params_t;
 
 /* Starts the request.
@@ -89,6 +98,8 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
 void bt_rreq_cancel(bt_rreq_t *req, const char *why);
 
 const char *bt_rreq_id(const bt_rreq_t *req);
+/* The prompt's token ids (*n_p of them; valid while req is). */
+const uint32_t *bt_rreq_prompt(const bt_rreq_t *req, size_t *n_p);
 
 /* The request's sampling parameters ask for logprobs (logprobs > 0 or
  * logprobs_chosen). */

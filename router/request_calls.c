@@ -81,6 +81,7 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     bt_rreq_fill_tenant(req, &tenant);
     pr.tenant = &tenant;
     pr.generated_count = (uint32_t)req->n_gen;
+    pr.prompt_logprobs = req->plp_want && !req->plp_done;
     cb->req = req;
     cb->seq = ++req->p_call_seq;
     req->p_gone_why[0] = '\0';
@@ -207,12 +208,18 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
         bt_rreq_set_state(req, BT_RREQ_DECODING);
     }
     bt_rreq_renew_stop(req); /* the KV is on the decode node */
+    if (req->plp_want && !req->plp_done && !bt_rreq_prompt_lp(req, pr)) {
+        return;
+    }
     /* the decode stream may have delivered this token already */
     if (req->n_gen == req->d_base) {
         bt_rreq_give_token(req, pr->first_token, pr->first_logprobs);
     } else if (req->gen[req->d_base] != pr->first_token) {
         BT_LOG_REQ(ERROR, req->id, "prefill's first token %u differs from the "
                    "decode node's %u", pr->first_token, req->gen[req->d_base]);
+    }
+    if (req->plp_end_held && !bt_rreq_ended(req)) {
+        bt_rreq_end(req, BT_OK, NULL, req->d_finish);
     }
 }
 
@@ -292,6 +299,10 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
                         msg->final->error && msg->final->error[0] ?
                         msg->final->error : "the decode node failed",
                         BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
+            return;
+        }
+        if (req->plp_want && !req->plp_done) {
+            req->plp_end_held = true;   /* the prompt's logprobs come first */
             return;
         }
         bt_rreq_end(req, BT_OK, NULL, msg->final->finish_reason);

@@ -118,3 +118,37 @@ void bt_rreq_flush(bt_rreq_t *req)
     }
 }
 
+
+bool bt_rreq_prompt_lp(bt_rreq_t *req, const Baton__V1__PrefillResult *pr)
+{
+    const size_t n = req->n_prompt - 1;
+
+    if (pr->n_prompt_logprobs < n) {
+        goto bad;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!bt_rreq_lp_ok(req, req->prompt[i + 1], pr->prompt_logprobs[i])) {
+            goto bad;
+        }
+    }
+    req->plp_done = true;
+    if (req->sink->on_prompt != NULL) {
+        req->sink->on_prompt(req, req->sink_arg,
+                             (const Baton__V1__TokenLogprobs *const *)pr->prompt_logprobs,
+                             n);
+    }
+    return true;
+
+bad:
+    BT_LOG_REQ(ERROR, req->id, "prefill node %s sent no valid prompt logprobs",
+               req->p_id);
+    bt_rreq_end(req, BT_ERR_PEER_PROTOCOL, "a node returned no valid prompt "
+                "logprobs", BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
+    return false;
+}
+
+const uint32_t *bt_rreq_prompt(const bt_rreq_t *req, size_t *n_p)
+{
+    *n_p = req->n_prompt;
+    return req->prompt;
+}

@@ -102,6 +102,9 @@ struct bt_rreq {
     char                       p_gone_why[160];
     char                       d_gone_why[160];
     bt_trace_t                *trace;            /* r->traces' (trace.h) */
+    /* prompt logprobs (echo): asked of the prefill until one answers with
+     * them; the decode node's end waits for them */
+    bool                       plp_want, plp_done, plp_end_held;
 };
 
 /* A timed event on the request's trace (trace.h); best effort. */
@@ -152,6 +155,9 @@ bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
                                const char **why);
 /* Flushes what the detokenizer and the stop-string matcher hold. */
 void bt_rreq_flush(bt_rreq_t *req);
+/* The prefill's prompt logprobs (pr) to the sink; false when they are
+ * missing or wrong: the request ended. */
+bool bt_rreq_prompt_lp(bt_rreq_t *req, const Baton__V1__PrefillResult *pr);
 
 /* request_queue.c: placement and the queue (never ends a request) */
 bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size);

@@ -135,6 +135,7 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
     }
     memcpy(req->prompt, p->prompt, p->n_prompt * sizeof(uint32_t));
     req->n_prompt = p->n_prompt;
+    req->plp_want = p->prompt_logprobs;
 
     /* the router decides what "default" means, once, so that a failover
      * continues under the same parameters */

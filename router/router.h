@@ -53,6 +53,7 @@ typedef struct {
     int64_t     decode_failovers;
     int64_t     request_timeout_ms;
     int64_t     default_max_tokens;
+    int64_t     max_choices;         /* n and best_of of one request */
     int64_t     lease_ms;
     uint64_t    max_body;
     int64_t     prefix_index_entries;

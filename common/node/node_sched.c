@@ -137,7 +137,9 @@ void bt_node_sched_kick(bt_node_t *node)
         return;
     }
     for (int i = 0; i < s->n; i++) {
-        s->seqs[i].logits = s->logits + (size_t)i * node->vocab;
+        if (s->seqs[i].logits == NULL) {   /* a role may bring its own */
+            s->seqs[i].logits = s->logits + (size_t)i * node->vocab;
+        }
     }
     node->last_role = r;
     node->step_role = r;

@@ -403,6 +403,9 @@ bt_status_t bt_sampler_sample(bt_sampler_t *s, const bt_sample_params_t *p,
     bt_status_t st;
 
     st = bt_sample_params_check(p);
+    if (st == BT_OK) {
+        st = bt_sample_bias_check(p, V, NULL, 0);
+    }
     if (st != BT_OK) {
         return st;
     }
@@ -411,6 +414,7 @@ bt_status_t bt_sampler_sample(bt_sampler_t *s, const bt_sample_params_t *p,
         s->logits[i] = logits[i] != logits[i] ? -INFINITY : logits[i];
     }
     bt_sample_penalties(s, p, seq);
+    bt_sample_bias_apply(p, s->logits, V);
     if (p->temperature > 0.0f) {
         for (i = 0; i < V; i++) {
             s->logits[i] /= p->temperature;

@@ -11,7 +11,7 @@
  *   1. penalties on the raw logits: repetition (over prompt and generated
  *      tokens: a positive logit is divided by r, a negative one multiplied),
  *      then frequency (- f * count in generated) and presence (- p if it
- *      occurs in generated);
+ *      occurs in generated); then logit_bias (added);
  *   2. temperature (logits / T; T == 0 means greedy: argmax, lowest id on
  *      ties, steps 3-4 skipped);
  *   3. truncation: top-k, then top-p (smallest prefix of the sorted
@@ -35,6 +35,8 @@
 
 #define BT_SAMPLE_MAX_STOP_IDS 32
 #define BT_SAMPLE_MAX_LOGPROBS 20
+#define BT_SAMPLE_MAX_BIAS 300     /* logit_bias entries per request */
+#define BT_SAMPLE_BIAS_LIMIT 100.0f /* |bias| <= this, as OpenAI */
 
 typedef struct {
     float temperature;        /* 0: greedy; else > 0 */
@@ -52,6 +54,11 @@ typedef struct {
     uint32_t n_stop_ids;      /* stop token ids (EOS included by the caller
                                  unless ignore_eos) */
     int32_t stop_ids[BT_SAMPLE_MAX_STOP_IDS];
+    uint32_t n_bias;          /* logit_bias: bias_values[i] is added to the
+                                 logit of bias_ids[i] (distinct ids, each in
+                                 the vocabulary, |value| <= 100) */
+    int32_t bias_ids[BT_SAMPLE_MAX_BIAS];
+    float bias_values[BT_SAMPLE_MAX_BIAS];
 } bt_sample_params_t;
 
 /* temperature 1, top_k 0, top_p 1, min_p 0, penalties off, seed 0,
@@ -101,6 +108,27 @@ bt_status_t bt_sampler_sample(bt_sampler_t *sampler,
                               const bt_sample_params_t *params,
                               const float *logits, const bt_sample_seq_t *seq,
                               bt_sample_result_t *result_p);
+
+/* logit_bias (sample_bias.c): checks the entries (count, ids in
+ * [0, n_vocab), distinct, values finite in [-100, 100]); on error writes
+ * a message naming the entry into err and returns BT_ERR_INVALID_ARG. */
+bt_status_t bt_sample_bias_check(const bt_sample_params_t *params,
+                                 uint32_t n_vocab, char *err, size_t err_size);
+/* Adds each bias to its token's logit (entries already checked; ids
+ * outside [0, n_vocab) are skipped). One addition per token, so the result
+ * depends on nothing but the logits and the entries. */
+void bt_sample_bias_apply(const bt_sample_params_t *params, float *logits,
+                          uint32_t n_vocab);
+
+/* sample_lp.c: the logprob of `token` and the top n_top (0..20) by
+ * (logit desc, id asc) under the log-softmax of the raw `logits` (no
+ * penalties, bias or temperature): a prompt token's logprobs given its
+ * prefix (echo). Bit-equal to bt_sampler_sample's logprobs at temperature
+ * 1 without penalties or bias. finish is NONE. BT_ERR_INVALID_ARG for a
+ * token outside the vocabulary, n_top out of range, or logits all -inf. */
+bt_status_t bt_sample_token_logprobs(const float *logits, uint32_t n_vocab,
+                                     int32_t token, int32_t n_top,
+                                     bt_sample_result_t *res_p);
 
 /* STOP if token is one of params->stop_ids, else LENGTH when n_generated
  * (counting this token) >= max_tokens, else NONE. */

@@ -45,7 +45,21 @@ static void fx_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
     }
 }
 
-static const bt_rreq_sink_t fx_sink = { fx_on_delta, fx_on_end };
+static void fx_on_prompt(bt_rreq_t *req, void *arg,
+                         const Baton__V1__TokenLogprobs *const *lps, size_t n)
+{
+    fx_rec_t *rec = arg;
+
+    (void)req; (void)lps;
+    rec->prompts++;
+    rec->n_prompt_lps = n;
+    rec->ends_at_prompt = rec->ends;
+}
+
+static const bt_rreq_sink_t fx_sink = { fx_on_delta, fx_on_end, fx_on_prompt };
+
+static const uint32_t fx_prompt[] = { 4091, 104, 262, 310, 554, 44, 607 };
+#define FX_N_PROMPT (sizeof(fx_prompt) / sizeof(fx_prompt[0]))
 
 /* ---- fake nodes ---- */
 
@@ -104,6 +118,7 @@ static bt_status_t fx_prefill(bt_router_t *r, const bt_node_t *node,
     c->unary_done = done;
     c->n_tokens = rq->n_token_ids;
     c->n_generated = rq->generated_count;
+    c->prompt_logprobs = rq->prompt_logprobs;
     c->lease_id = rq->reservation != NULL ? rq->reservation->lease_id : 0;
     return BT_OK;
 }
@@ -200,6 +215,26 @@ void fx_prefill_ok(fx_call_t *c, uint32_t first_token)
 
     assert_false(c->ended);
     pr.first_token = first_token;
+    c->ended = true;
+    c->unary_done(c->arg, &res, &pr.base);
+}
+
+void fx_prefill_ok_plp(fx_call_t *c, uint32_t first_token, bool wrong)
+{
+    Baton__V1__PrefillResult pr = BATON__V1__PREFILL_RESULT__INIT;
+    Baton__V1__TokenLogprobs lps[FX_N_PROMPT - 1], *ptrs[FX_N_PROMPT - 1];
+    bt_rpc_result_t res = { BT_RPC_OK, BT_OK, "" };
+
+    assert_false(c->ended);
+    for (size_t i = 0; i + 1 < FX_N_PROMPT; i++) {
+        baton__v1__token_logprobs__init(&lps[i]);
+        lps[i].token_id = fx_prompt[i + 1] + (wrong && i == 1 ? 1 : 0);
+        lps[i].logprob = -1.0f - (float)i;
+        ptrs[i] = &lps[i];
+    }
+    pr.first_token = first_token;
+    pr.n_prompt_logprobs = FX_N_PROMPT - 1;
+    pr.prompt_logprobs = ptrs;
     c->ended = true;
     c->unary_done(c->arg, &res, &pr.base);
 }
@@ -397,17 +432,29 @@ int fx_teardown(void **state)
     return 0;
 }
 
-bt_status_t fx_start(fixture_t *f, fx_rec_t *rec, int max_tokens,
-                     char *err, size_t err_size)
+static bt_status_t fx_start_with(fixture_t *f, fx_rec_t *rec, int max_tokens,
+                                 bool echo, char *err, size_t err_size)
 {
-    static const uint32_t prompt[] = { 4091, 104, 262, 310, 554, 44, 607 };
     Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
     bt_rreq_params_t p;
 
     memset(&p, 0, sizeof(p));
     sp.max_tokens = max_tokens;
-    p.prompt = prompt;
-    p.n_prompt = sizeof(prompt) / sizeof(prompt[0]);
+    p.prompt = fx_prompt;
+    p.n_prompt = FX_N_PROMPT;
     p.sampling = &sp;
+    p.prompt_logprobs = echo;
     return bt_rreq_start(&f->r, &p, &fx_sink, rec, &rec->req, err, err_size);
+}
+
+bt_status_t fx_start(fixture_t *f, fx_rec_t *rec, int max_tokens,
+                     char *err, size_t err_size)
+{
+    return fx_start_with(f, rec, max_tokens, false, err, err_size);
+}
+
+bt_status_t fx_start_echo(fixture_t *f, fx_rec_t *rec, int max_tokens,
+                          char *err, size_t err_size)
+{
+    return fx_start_with(f, rec, max_tokens, true, err, err_size);
 }

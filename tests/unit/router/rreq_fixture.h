@@ -36,6 +36,7 @@ typedef struct {
                                             * generated_count */
     uint64_t              lease_id;        /* prefill: its reservation's;
                                             * renew: the one renewed */
+    bool                  prompt_logprobs; /* prefill: asked for them */
 } fx_call_t;
 
 /* What the client saw of one request. */
@@ -48,6 +49,9 @@ typedef struct fx_rec {
     Baton__V1__FinishReason finish;
     char        msg[256];
     bt_rreq_t  *req;
+    size_t      n_prompt_lps;      /* on_prompt: entries (echo) */
+    int         prompts;           /* on_prompt calls */
+    int         ends_at_prompt;    /* ends seen when on_prompt ran */
     /* runs inside on_end, after the record */
     void      (*on_end_hook)(struct fx_rec *rec);
     void       *hook_arg;
@@ -71,6 +75,9 @@ int fx_teardown(void **state);
 /* Starts a request of the 7-token prompt with max_tokens; rec records. */
 bt_status_t fx_start(fixture_t *f, fx_rec_t *rec, int max_tokens,
                      char *err, size_t err_size);
+/* The same with prompt logprobs (echo): the sink's on_prompt records. */
+bt_status_t fx_start_echo(fixture_t *f, fx_rec_t *rec, int max_tokens,
+                          char *err, size_t err_size);
 /* The decode node's report: free blocks (clears refusals). */
 void fx_set_free(fixture_t *f, bt_node_t *d, uint32_t free_blocks);
 /* Runs the loop without waiting, and ends cancelled calls, till quiet. */
@@ -88,6 +95,9 @@ void fx_reserve(fx_call_t *c, uint64_t lease_id);
 void fx_tokens(fx_call_t *c, const uint32_t *ids, size_t n);
 void fx_final(fx_call_t *c, Baton__V1__FinishReason finish);
 void fx_prefill_ok(fx_call_t *c, uint32_t first_token);
+/* ... with prompt logprobs for fx_start's prompt (one per token after the
+ * first); `wrong`: the second entry names another token. */
+void fx_prefill_ok_plp(fx_call_t *c, uint32_t first_token, bool wrong);
 void fx_renew_ok(fx_call_t *c);
 /* Ends the call with that gRPC code. */
 void fx_fail(fx_call_t *c, bt_rpc_code_t code, const char *message);

@@ -205,6 +205,47 @@ static void test_response_format(void **state)
                         "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}");
 }
 
+/* n and best_of: absent = 1, best_of absent = n, n streamed. */
+static void test_choices(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\"}"),
+                     BT_OK);
+    assert_int_equal(req.n, 1);
+    assert_int_equal(req.best_of, 1);
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\","
+                           "\"n\":4,\"stream\":true}"), BT_OK);
+    assert_int_equal(req.n, 4);
+    assert_int_equal(req.best_of, 4);
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\","
+                           "\"n\":2,\"best_of\":5}"), BT_OK);
+    assert_int_equal(req.n, 2);
+    assert_int_equal(req.best_of, 5);
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"n\":3}"), BT_OK);
+    assert_int_equal(req.n, 3);
+    assert_int_equal(req.best_of, 3);
+}
+
+/* logit_bias: decimal ids to biases, in order, bounds included. */
+static void test_logit_bias(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BT_OPENAI_COMPLETIONS,
+        "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":"
+        "{\"7\":-100,\"0\":100,\"4095\":0.5}}"), BT_OK);
+    assert_int_equal(req.sampling.n_logit_bias, 3);
+    assert_int_equal(req.sampling.logit_bias[0]->token_id, 7);
+    assert_true(req.sampling.logit_bias[0]->bias == -100.0f);
+    assert_int_equal(req.sampling.logit_bias[1]->token_id, 0);
+    assert_true(req.sampling.logit_bias[1]->bias == 100.0f);
+    assert_int_equal(req.sampling.logit_bias[2]->token_id, 4095);
+    assert_true(req.sampling.logit_bias[2]->bias == 0.5f);
+    assert_ptr_equal(req.gen.sampling, &req.sampling);
+    assert_int_equal(parse(BT_OPENAI_CHAT, CHAT_MSG ",\"logit_bias\":{\"1\":2}}"),
+                     BT_OK);
+    assert_int_equal(req.sampling.n_logit_bias, 1);
+}
+
 static void test_chat(void **state)
 {
     (void)state;
@@ -270,10 +311,26 @@ static void test_bad_requests(void **state)
           BT_ERR_INVALID_ARG, "top_p", "greater than 0" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"frobnicate\":1}",
           BT_ERR_INVALID_ARG, "frobnicate", "unknown field 'frobnicate'" },
-        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":2}",
-          BT_ERR_INVALID_ARG, "n", "only 1 choice" },
-        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"5\":1}}",
-          BT_ERR_INVALID_ARG, "logit_bias", "not supported" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":0}",
+          BT_ERR_INVALID_ARG, "n", "out of range" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":129}",
+          BT_ERR_INVALID_ARG, "n", "out of range" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":3,\"best_of\":2}",
+          BT_ERR_INVALID_ARG, "best_of", "at least 'n'" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"best_of\":2,"
+          "\"stream\":true}", BT_ERR_INVALID_ARG, "best_of", "cannot be streamed" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":2,\"echo\":true}",
+          BT_ERR_INVALID_ARG, "echo", "one choice only" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"5\":101}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "must be in [-100, 100]" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\" 5\":1}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "key ' 5' is not a token id" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"5\":true}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "must be a number" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":[5]}",
+          BT_ERR_INVALID_ARG, "logit_bias", "must be an object" },
+        { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"logit_bias\":{\"2147483648\":1}}",
+          BT_ERR_INVALID_ARG, "logit_bias", "is not a token id" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"store\":true}",
           BT_ERR_INVALID_ARG, "store", "unknown field 'store'" },
         { BT_OPENAI_COMPLETIONS, "{\"model\":null,\"prompt\":\"x\"}",
@@ -480,6 +537,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_completion_full),
         cmocka_unit_test(test_defaults_and_token_prompt),
+        cmocka_unit_test(test_logit_bias),
+        cmocka_unit_test(test_choices),
         cmocka_unit_test(test_chat),
         cmocka_unit_test(test_response_format),
         cmocka_unit_test(test_bad_requests),

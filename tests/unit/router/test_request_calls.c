@@ -156,6 +156,79 @@ static void test_decode_failover(void **state)
     assert_ids(&rec, out, 5);
 }
 
+/* Echo's prompt logprobs: asked of the prefill; the decode node's tokens
+ * and its end may come first, but the end waits for them; after a
+ * failover they are not asked again; wrong ones fail the request. */
+static void test_prompt_logprobs(void **state)
+{
+    fixture_t *f = *state;
+    fx_rec_t rec = { 0 }, bad = { 0 };
+    static const uint32_t first[] = { T0, T1 };
+    static const uint32_t out[] = { T0, T1, T2 };
+    char err[256];
+    fx_call_t *dc, *pc, *dc2, *pc2;
+
+    f->r.cfg.decode_failovers = 1;
+    assert_int_equal(fx_start_echo(f, &rec, 3, err, sizeof(err)), BT_OK);
+    fx_pump(f);
+    dc = fx_open(f, FX_DECODE);
+    fx_reserve(dc, 7);
+    pc = fx_open(f, FX_PREFILL);
+    assert_true(pc->prompt_logprobs);
+    /* the decode node is faster than the prefill's answer */
+    fx_prefill_ok_plp(pc, T0, false);
+    assert_int_equal(rec.prompts, 1);
+    assert_int_equal(rec.n_prompt_lps, 6);
+    fx_tokens(dc, first, 2);
+    fx_fail(dc, BT_RPC_UNAVAILABLE, "decode down");
+    fx_pump(f);
+    dc2 = fx_open(f, FX_DECODE);
+    assert_non_null(dc2);
+    fx_reserve(dc2, 8);
+    pc2 = fx_open(f, FX_PREFILL);
+    assert_false(pc2->prompt_logprobs);   /* they came already */
+    fx_tokens(dc2, out + 2, 1);
+    fx_prefill_ok(pc2, T2);
+    fx_final(dc2, LENGTH);
+    assert_int_equal(rec.ends, 1);
+    assert_int_equal(rec.prompts, 1);
+    assert_int_equal(rec.status, BT_OK);
+    assert_ids(&rec, out, 3);
+
+    /* tokens and the decode node's end before the prefill's answer: the
+     * end waits for the prompt logprobs */
+    memset(&rec, 0, sizeof(rec));
+    assert_int_equal(fx_start_echo(f, &rec, 3, err, sizeof(err)), BT_OK);
+    fx_pump(f);
+    dc = fx_open(f, FX_DECODE);
+    fx_reserve(dc, 9);
+    pc = fx_open(f, FX_PREFILL);
+    fx_tokens(dc, out, 3);
+    fx_final(dc, LENGTH);
+    assert_int_equal(rec.ends, 0);
+    assert_int_equal(rec.n_ids, 3);
+    fx_prefill_ok_plp(pc, T0, false);
+    assert_int_equal(rec.prompts, 1);
+    assert_int_equal(rec.ends_at_prompt, 0);
+    assert_int_equal(rec.ends, 1);
+    assert_int_equal(rec.status, BT_OK);
+    assert_int_equal(rec.finish, LENGTH);
+    assert_ids(&rec, out, 3);
+
+    /* a prompt logprob about another token: the request fails */
+    assert_int_equal(fx_start_echo(f, &bad, 3, err, sizeof(err)), BT_OK);
+    fx_pump(f);
+    dc = fx_open(f, FX_DECODE);
+    fx_reserve(dc, 10);
+    pc = fx_open(f, FX_PREFILL);
+    fx_prefill_ok_plp(pc, T0, true);
+    fx_pump(f);
+    assert_int_equal(bad.prompts, 0);
+    assert_int_equal(bad.ends, 1);
+    assert_int_equal(bad.status, BT_ERR_PEER_PROTOCOL);
+    assert_non_null(strstr(bad.msg, "prompt logprobs"));
+}
+
 /* No failover left: the error names the node and why. */
 static void test_decode_failovers_spent(void **state)
 {
@@ -378,6 +451,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prefill_retries_spent, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_decode_failover, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_prompt_logprobs, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_decode_failovers_spent, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_lease_not_found, fx_setup, fx_teardown),
