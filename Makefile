@@ -4,6 +4,7 @@
 #                tests under ASan+UBSan
 #   make down    stop what `make up` started
 #   make fault   the fault matrix: TRIALS (100) per fault kind, SEED (1)
+#   make soak    load with a fault every 30s for DURATION (30m); fails on growth
 #   make asan    the whole integration suite under ASan+UBSan (build-asan)
 #   make tsan    the threaded code's tests under ThreadSanitizer (build-tsan)
 #   make bench   build and run the benchmarks
@@ -15,6 +16,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 TRIALS     ?= 100
 SEED       ?= 1
+DURATION   ?= 30m
 MESON_ARGS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -38,7 +40,7 @@ TSAN_TESTS = base/loop rpc/rpc rpc/stress rpc/tls kvstore/store kvstore/disk \
 	kvstore/events node/lifecycle node/xstats daemon/daemon engine/forward_det \
 	node/cluster-shm kvstore/cluster-shm
 
-.PHONY: all deps build test test-unit test-asan fault asan tsan up down bench image clean
+.PHONY: all deps build test test-unit test-asan fault soak asan tsan up down bench image clean
 
 all: build
 
@@ -68,6 +70,10 @@ test: deps build $(ASAN_BUILD)/build.ninja
 
 fault: deps build
 	BATON_BUILD_ROOT=$(CURDIR)/$(BUILD) tests/fault/fault_matrix.py --trials $(TRIALS) \
+		--seed $(SEED)
+
+soak: deps build
+	BATON_BUILD_ROOT=$(CURDIR)/$(BUILD) tests/fault/soak.py --duration $(DURATION) \
 		--seed $(SEED)
 
 asan: deps build $(ASAN_BUILD)/build.ninja

@@ -137,7 +137,8 @@ def serves(cl, victim, rnd, pb):
     return bad
 
 
-def trial(cl, pb, pool, refs, kind, seed, load_s, nreq):
+def trial(cl, pb, pool, refs, kind, seed, load_s, nreq, victim=None):
+    """One trial: (victim, moment, pause, outcome counts, violations)."""
     rnd = random.Random(seed)
     runs = [fl.vary(rnd, rnd.choice(pool)) for _ in range(rnd.randrange(*nreq))]
     # the reference load's time scaled to this trial's share of the pool:
@@ -147,7 +148,7 @@ def trial(cl, pb, pool, refs, kind, seed, load_s, nreq):
     offsets = [rnd.uniform(0, span * 0.5) for _ in runs]
     t_fault = rnd.uniform(0.02, span * 0.5)
     pause = rnd.uniform(0.2, 4.0)
-    victim = pick_victim(rnd, kind)
+    victim = victim or pick_victim(rnd, kind)
     killed = kind.startswith("kill")
     g = fl.Grpc(pb[0], pb[1], cl.grpc["router"])
     t0 = time.time()
@@ -235,6 +236,26 @@ def print_table(table, times, skipped):
     sys.stdout.flush()
 
 
+def bring_up(seed, pool_n, prefix):
+    """The cluster, ready, and the pool's reference: (cluster, stubs, pool,
+    reference outputs, the reference load's seconds)."""
+    tmp, model, env = nc.setup(prefix)
+    env["UCX_POSIX_ERROR_HANDLING"] = "y"
+    env["UCX_SYSV_ERROR_HANDLING"] = "y"
+    import front_grpc   # on the path with node_cluster
+    stubs = front_grpc.stubs(tempfile.mkdtemp(dir=tmp))
+    pb = (stubs[0], stubs[1])
+    cl = fc.Cluster(tmp, model, env)
+    failed = cl.start_all()
+    if failed:
+        nc.bail("%s did not start (see %s/%s.err)" % (failed, tmp, failed))
+    nc.tap(cl.ready(), "the cluster is ready: router, kvstore, 2 prefill, 2 decode")
+    pool = fl.make_pool(seed, pool_n)
+    refs, load_s = reference(cl, pb, pool)
+    print("# reference load: %d requests in %.1fs" % (pool_n, load_s))
+    return cl, pb, pool, refs, min(max(load_s, 0.5), 10.0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=int(os.environ.get("TRIALS", 100)))
@@ -260,23 +281,7 @@ def main():
                 skipped[k] = why
                 print("# %s skipped: %s" % (k, why))
         kinds = [k for k in kinds if k not in NET_KINDS]
-    tmp, model, env = nc.setup("baton-fault-")
-    env["UCX_POSIX_ERROR_HANDLING"] = "y"
-    env["UCX_SYSV_ERROR_HANDLING"] = "y"
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "integration"))
-    import front_grpc
-    stubs = front_grpc.stubs(tempfile.mkdtemp(dir=tmp))
-    pb = (stubs[0], stubs[1])
-    cl = fc.Cluster(tmp, model, env)
-    failed = cl.start_all()
-    if failed:
-        nc.bail("%s did not start (see %s/%s.err)" % (failed, tmp, failed))
-    nc.tap(cl.ready(), "the cluster is ready: router, kvstore, 2 prefill, 2 decode")
-    pool = fl.make_pool(a.seed, a.pool)
-    refs, load_s = reference(cl, pb, pool)
-    print("# reference load: %d requests in %.1fs" % (a.pool, load_s))
-    load_s = min(max(load_s, 0.5), 10.0)
+    cl, pb, pool, refs, load_s = bring_up(a.seed, a.pool, "baton-fault-")
     table, times = {}, {}
     for kind in kinds:
         row = table.setdefault(kind, {"trials": 0, "violations": 0})
