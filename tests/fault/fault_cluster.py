@@ -35,7 +35,7 @@ class Cluster:
             # not shorter: a loaded machine delays heartbeats by a second
             return [b("router/baton-router"), "--model", self.model,
                     "--grpc-port", gp, "--http-port", hp, "--heartbeat", "100ms",
-                    "--heartbeat-timeout", "2s"]
+                    "--heartbeat-timeout", "3s"]
         router = "ipv4:127.0.0.1:%d" % self.grpc["router"]
         if name == "kvstore":
             # short pin and reservation lifetimes: what a killed node held

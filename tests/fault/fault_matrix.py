@@ -40,6 +40,7 @@ nc = fc.nc
 
 SIGNAL_KINDS = ["%s-%s" % (a, v) for v in ("prefill", "decode", "kvstore", "router")
                 for a in ("kill", "stop")]
+VERBOSE = False
 NET_KINDS = ["net-delay", "net-loss", "net-partition"]
 OUTCOMES = ["done", "error", "cancelled", "deadline", "dropped", "hang", "client-bug"]
 
@@ -147,9 +148,10 @@ def trial(cl, pb, pool, refs, kind, seed, load_s, nreq, victim=None):
     span = load_s * len(runs) / len(pool)
     offsets = [rnd.uniform(0, span * 0.5) for _ in runs]
     t_fault = rnd.uniform(0.02, span * 0.5)
-    pause = rnd.uniform(0.2, 4.0)
+    pause = rnd.uniform(0.2, 5.0)
     victim = victim or pick_victim(rnd, kind)
     killed = kind.startswith("kill")
+    expiries = cl.metrics("router").get("baton_router_node_expiries_total")
     g = fl.Grpc(pb[0], pb[1], cl.grpc["router"])
     t0 = time.time()
     threads, out = fl.run_load(g, cl.http["router"], runs, offsets)
@@ -175,6 +177,12 @@ def trial(cl, pb, pool, refs, kind, seed, load_s, nreq, victim=None):
                 r["id"], r["api"], " stream" if r["stream"] and r["api"] != "grpc" else "",
                 " cancel@%d" % r["cancel_after"] if r["cancel_after"] else
                 " deadline %.2fs" % r["deadline"] if r["deadline"] else "", v))
+    if kind == "stop-router":
+        # its own stop is no node's silence: every node stays in the pool
+        now = cl.metrics("router").get("baton_router_node_expiries_total")
+        if now != expiries:
+            violations.append("the router, stopped for %.2fs, expired nodes on "
+                              "resuming (node expiries %s -> %s)" % (pause, expiries, now))
     dead = [n for n in cl.proc if n != victim and not cl.alive(n)]
     if dead:
         violations.append("died besides the victim: %s" % dead)
@@ -186,6 +194,10 @@ def trial(cl, pb, pool, refs, kind, seed, load_s, nreq, victim=None):
         violations.append("the victim %s did not restart" % victim)
     else:
         violations += serves(cl, victim, rnd, pb)
+    if VERBOSE:
+        for r, o in zip(runs, out):
+            if o[0] != "done":
+                print("#   request %d (%s): %s %s" % (r["id"], r["api"], o[0], o[2]))
     counts = {k: sum(1 for o in out if o[0] == k) for k in OUTCOMES}
     counts["in-flight"] = in_flight
     return victim, t_fault, pause if not killed else None, counts, violations
@@ -196,6 +208,7 @@ def reference(cl, pb, pool):
     load's duration; bails when one does not complete."""
     runs = [dict(s, cancel_after=None, deadline=None) for s in pool]
     rnd = random.Random(0)
+    expiries = cl.metrics("router").get("baton_router_node_expiries_total")
     g = fl.Grpc(pb[0], pb[1], cl.grpc["router"])
     t0 = time.time()
     threads, out = fl.run_load(g, cl.http["router"], runs,
@@ -264,7 +277,11 @@ def main():
     ap.add_argument("--mode", default="tcp", choices=["tcp", "shm"])
     ap.add_argument("--requests", default="6,14", help="min,max requests of a trial")
     ap.add_argument("--pool", type=int, default=24, help="requests in the seeded pool")
+    ap.add_argument("--verbose", action="store_true",
+                    help="print each request that did not complete, with why")
     a = ap.parse_args()
+    global VERBOSE
+    VERBOSE = a.verbose
     nc.MODE = a.mode
     kinds = [k for k in a.kinds.split(",") if k]
     bad = [k for k in kinds if k not in SIGNAL_KINDS + NET_KINDS]
@@ -302,7 +319,7 @@ def main():
                 " ".join("%d %s" % (v, k) for k, v in counts.items() if v)),
                 *violations)
     print_table(table, times, skipped)
-    nc.finish(tmp)
+    nc.finish(cl.tmp)
 
 
 if __name__ == "__main__":
