@@ -124,10 +124,18 @@ def serves(cl, victim, rnd, pb):
                "decode": "baton_node_decode_tokens_total",
                "kvstore": "baton_kvstore_put_blocks_total"}.get(fc.ROLE[victim])
     if counter:
-        deadline = time.time() + 10   # the kvstore's puts land after the reply
+        # the kvstore's puts land after the reply; a node that found the
+        # store unreachable skips it until a probe answers (1 s), so more
+        # fresh prompts go until one is published
+        deadline = time.time() + 15
         while time.time() < deadline and \
                 cl.metrics(victim).get(counter, 0) <= before.get(counter, 0):
-            time.sleep(0.1)
+            time.sleep(0.5)
+            if fc.ROLE[victim] == "kvstore":
+                g = fl.Grpc(pb[0], pb[1], cl.grpc["router"])
+                g.run({"ids": fresh_prompt(rnd), "max_tokens": 2, "temperature": 0.0,
+                       "seed": 1, "deadline": None, "cancel_after": None})
+                g.close()
         after = cl.metrics(victim).get(counter, 0)
         if after <= before.get(counter, 0):
             bad.append("%s took no work: %s stayed %s" % (victim, counter, after))
