@@ -3,12 +3,20 @@
 #   make test    install, build, run every test, then the unit, node and front-door
 #                tests under ASan+UBSan
 #   make down    stop what `make up` started
+#   make fault   the fault matrix: TRIALS (100) per fault kind, SEED (1)
+#   make soak    load with a fault every 30s for DURATION (30m); fails on growth
+#   make asan    the whole integration suite under ASan+UBSan (build-asan)
+#   make tsan    the threaded code's tests under ThreadSanitizer (build-tsan)
 #   make bench   build and run the benchmarks
 #   make image   build the container image baton:<version> (deploy/image/Containerfile)
 #   make deps | build | clean
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+TRIALS     ?= 100
+SEED       ?= 1
+DURATION   ?= 30m
 MESON_ARGS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -20,7 +28,19 @@ SANITIZER_ENV = \
 	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test test-unit test-asan up down bench image clean
+# halt_on_error: the first race fails the test; the suppressions file
+# says why each entry is there
+TSAN_ENV = \
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp
+
+# the tests whose code runs threads: the thread pool (base/loop's
+# workers), the gRPC completion-queue bridge (rpc/*), the kvstore's io
+# threads, the node's scheduler worker (node/*, and a real cluster)
+TSAN_TESTS = base/loop rpc/rpc rpc/stress rpc/tls kvstore/store kvstore/disk \
+	kvstore/events node/lifecycle node/xstats daemon/daemon engine/forward_det \
+	node/cluster-shm kvstore/cluster-shm
+
+.PHONY: all deps build test test-unit test-asan fault soak asan tsan up down bench image clean
 
 all: build
 
@@ -48,6 +68,29 @@ test: deps build $(ASAN_BUILD)/build.ninja
 	scripts/test-summary.py $(BUILD) $(ASAN_BUILD) || rc=1; \
 	exit $$rc
 
+fault: deps build
+	BATON_BUILD_ROOT=$(CURDIR)/$(BUILD) tests/fault/fault_matrix.py --trials $(TRIALS) \
+		--seed $(SEED)
+
+soak: deps build
+	BATON_BUILD_ROOT=$(CURDIR)/$(BUILD) tests/fault/soak.py --duration $(DURATION) \
+		--seed $(SEED)
+
+asan: deps build $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD) -j $(JOBS)
+	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite integration \
+		--logbase testlog-integration --print-errorlogs --num-processes 1 \
+		--timeout-multiplier 4
+
+$(TSAN_BUILD)/build.ninja:
+	meson setup $(TSAN_BUILD) --buildtype=debug -Dwerror=true -Dcuda=disabled \
+		-Db_sanitize=thread $(MESON_ARGS)
+
+tsan: deps $(TSAN_BUILD)/build.ninja
+	ninja -C $(TSAN_BUILD) -j $(JOBS)
+	$(TSAN_ENV) meson test -C $(TSAN_BUILD) --print-errorlogs --num-processes 1 \
+		--timeout-multiplier 6 $(TSAN_TESTS)
+
 test-unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
@@ -66,4 +109,4 @@ image:
 	@deploy/image/build-image
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

@@ -206,7 +206,7 @@ static const bt_daemon_ops_t bt_router_daemon_ops = {
 int main(int argc, char **argv)
 {
     bt_router_opts_t o;
-    bt_router_t *r = calloc(1, sizeof(*r));
+    bt_router_t *r;
     bt_daemon_t d;
     bt_log_level_t level;
     char err[512];
@@ -236,6 +236,13 @@ int main(int argc, char **argv)
                           sizeof(err)) != BT_OK) {
         fprintf(stderr, "baton-router: --http-tls-cert: %s\n", err);
         return 2;
+    }
+    /* after the checks above, which exit with 2 and must leave nothing
+     * allocated (LeakSanitizer: make asan's tls/cluster) */
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        fprintf(stderr, "baton-router: out of memory\n");
+        return 1;
     }
     bt_log_init("router", level, (bt_log_format_t)o.c.log_format);
     if (!o.c.tls.enabled && !bt_rpc_addr_is_loopback(o.c.listen)) {

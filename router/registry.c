@@ -12,6 +12,7 @@ struct bt_registry {
     size_t             n_lost;
     bt_prefix_index_t *index;
     uint64_t           heartbeat_timeout_ms;
+    uint64_t           last_expire_ms;  /* bt_registry_expire's last call */
     uint64_t           store_mask[BT_PREFIX_WORDS]; /* kvstore slots */
     uint64_t           choices;     /* bt_registry_next_choice's clock */
 };
@@ -153,6 +154,7 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
     node->load.free_blocks = hello->total_blocks;
     node->registered_ms = now_ms;
     node->last_seen_ms = now_ms;
+    node->grace_ms = 0;
     node->conn = conn;
     if (node->role == BT_NODE_ROLE_KVSTORE) {
         reg->store_mask[i / 64] |= 1ull << (i % 64);
@@ -183,6 +185,7 @@ void bt_registry_update_load(bt_registry_t *reg, bt_node_t *node,
     (void)reg;
     node->load = *load;
     node->last_seen_ms = now_ms;
+    node->grace_ms = 0;
     /* the report covers what the router had assigned before it */
     node->assigned_prefill_tokens = 0;
     node->resv_unreported_blocks = 0;
@@ -292,14 +295,28 @@ size_t bt_registry_expire(bt_registry_t *reg, uint64_t now_ms,
                           void (*expired)(bt_node_t *node, void *arg),
                           void *arg)
 {
+    uint64_t half = reg->heartbeat_timeout_ms / 2;
+    uint64_t stall = 0;
     size_t n = 0;
     unsigned i;
 
+    if (reg->last_expire_ms != 0 && now_ms > reg->last_expire_ms + half) {
+        stall = now_ms - reg->last_expire_ms - half;
+        bt_warn("the heartbeat check ran %llu ms late (the router was stopped "
+                "or starved): nodes get %llu ms more",
+                (unsigned long long)(now_ms - reg->last_expire_ms),
+                (unsigned long long)stall);
+    }
+    reg->last_expire_ms = now_ms;
     for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
         bt_node_t *node = &reg->nodes[i];
 
-        if (!node->live || now_ms < node->last_seen_ms ||
-            now_ms - node->last_seen_ms <= reg->heartbeat_timeout_ms) {
+        if (!node->live) {
+            continue;
+        }
+        node->grace_ms += stall;
+        if (now_ms < node->last_seen_ms ||
+            now_ms - node->last_seen_ms <= reg->heartbeat_timeout_ms + node->grace_ms) {
             continue;
         }
         bt_warn("node %s missed heartbeats for %llu ms: leaving the pool",

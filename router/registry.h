@@ -82,6 +82,7 @@ typedef struct {
     uint32_t       refused_blocks;
     uint64_t       registered_ms;
     uint64_t       last_seen_ms;
+    uint64_t       grace_ms;                  /* the router's own stalls since then */
     uint64_t       last_chosen;               /* tie-break: least recently chosen first */
     uint64_t       kv_seq;                    /* last KvEvents.seq */
     bt_node_xfer_t *xfers;                    /* owned; as last reported */
@@ -153,7 +154,10 @@ void bt_registry_kv_cleared(bt_registry_t *reg, bt_node_t *node);
 /* Nodes whose last heartbeat is older than the timeout: calls `expired`
  * for each (which must not touch other nodes), then removes them and
  * keeps each as LOST (the oldest lost one makes room when the list is
- * full). Returns how many. */
+ * full). Returns how many. A call more than half a timeout after the
+ * previous one means the router itself did not run (stopped, starved):
+ * that time beyond half a timeout does not count against the nodes,
+ * whose heartbeats of then still wait in the router's sockets. */
 size_t bt_registry_expire(bt_registry_t *reg, uint64_t now_ms,
                           void (*expired)(bt_node_t *node, void *arg),
                           void *arg);

@@ -173,6 +173,22 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
                         BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
             return;
         }
+        if (req->n_gen > req->d_base) {
+            /* the decode node already streams tokens: the KV cache arrived
+             * and only the answer was lost with the prefill node. Another
+             * prefill would write into the blocks it decodes from (the
+             * fault matrix's kill-prefill found tokens changed mid-stream) */
+            BT_LOG_REQ(WARN, req->id, "prefill on %s failed (%s) after the decode "
+                       "node began: its kv cache had arrived, not retried",
+                       req->p_id, why);
+            BT_RREQ_TRACE(req, "prefill_lost", "%s: %s, decode already began",
+                          req->p_id, why);
+            if (req->state == BT_RREQ_PREFILLING) {
+                bt_rreq_set_state(req, BT_RREQ_DECODING);
+            }
+            bt_rreq_renew_stop(req);
+            return;
+        }
         bt_rreq_retry_prefill(req, why);
         return;
     }

@@ -2,7 +2,8 @@
  * retried on the other prefill node with the same reservation; a decode
  * node's failover, after which the tokens continue exactly, each once;
  * lease renewal (NOT_FOUND fails the decode node over at the next tick
- * unless the first token came, UNIMPLEMENTED stops the renewals); cancel
+ * unless the first token came, UNIMPLEMENTED stops the renewals); a
+ * prefill answer lost after the decode node began is not retried; cancel
  * in each state, with every call to a node cancelled and ended. */
 #include "rreq_fixture.h"
 
@@ -93,6 +94,34 @@ static void test_prefill_retry(void **state)
     assert_int_equal(rec.status, BT_OK);
     assert_int_equal(rec.finish, LENGTH);
     assert_ids(&rec, out, 3);
+}
+
+/* The prefill node dies after its KV cache arrived and the decode node
+ * began (tokens come), before its answer: no second prefill writes into
+ * the blocks the decode node is using; the stream goes on, each token once. */
+static void test_prefill_lost_after_decode_began(void **state)
+{
+    fixture_t *f = *state;
+    fx_rec_t rec = { 0 };
+    static const uint32_t first[] = { T0, T1 };
+    static const uint32_t rest[] = { T2, T3 };
+    static const uint32_t out[] = { T0, T1, T2, T3 };
+    fx_call_t *dc, *pc;
+
+    f->r.cfg.prefill_retries = 1;
+    dc = start_to_reserving(f, &rec);
+    pc = reserve(f, &rec, dc, 7);
+    fx_tokens(dc, first, 2);
+    fx_fail(pc, BT_RPC_UNAVAILABLE, "recvmsg:Connection reset by peer");
+    assert_null(fx_open(f, FX_PREFILL));
+    assert_true(counter(f->r.m.prefill_retries) == 0.0);
+    assert_false(dc->cancelled);
+    assert_string_equal(fx_state(f, bt_rreq_id(rec.req)), "decoding");
+    fx_tokens(dc, rest, 2);
+    fx_final(dc, LENGTH);
+    assert_int_equal(rec.ends, 1);
+    assert_int_equal(rec.status, BT_OK);
+    assert_ids(&rec, out, 4);
 }
 
 /* Retries spent: the request ends, its decode stream is cancelled. */
@@ -448,6 +477,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_prefill_retry, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_prefill_lost_after_decode_began,
+                                        fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_prefill_retries_spent, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_decode_failover, fx_setup, fx_teardown),

@@ -174,6 +174,43 @@ static void test_registry(void **state)
     bt_registry_destroy(reg);
 }
 
+/* The router stopped (SIGSTOP, a starved host) for longer than the
+ * heartbeat timeout: its first check after that expires nobody, since the
+ * nodes' reports of that time wait in its sockets; a node that then stays
+ * silent for a whole timeout of the router's running time still goes. */
+static void test_registry_router_stall(void **state)
+{
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    bt_node_load_t load = { 0, 0, 90, 0, false, false };
+
+    (void)state;
+    add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);   /* seen at 1000 */
+    add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
+    for (uint64_t t = 1100; t <= 2000; t += 100) {
+        assert_int_equal(bt_registry_expire(reg, t, NULL, NULL), 0);
+    }
+    /* stopped from 2000 to 9000: seven seconds without a check */
+    assert_int_equal(bt_registry_expire(reg, 9000, NULL, NULL), 0);
+    assert_non_null(bt_registry_find(reg, "p0"));
+    /* d0's queued heartbeat is read; p0 has none */
+    bt_registry_update_load(reg, bt_registry_find(reg, "d0"), &load, 9010);
+    for (uint64_t t = 9100; t <= 9500; t += 100) {
+        assert_int_equal(bt_registry_expire(reg, t, NULL, NULL), 0);
+    }
+    /* p0: a second before the stop, half a timeout of it and 600 ms after */
+    assert_int_equal(bt_registry_expire(reg, 9600, NULL, NULL), 1);
+    assert_null(bt_registry_find(reg, "p0"));
+    assert_non_null(bt_registry_find(reg, "d0"));
+    /* d0 silent from 9010: a timeout of running time later it goes too */
+    for (uint64_t t = 9700; t <= 12000; t += 100) {
+        assert_int_equal(bt_registry_expire(reg, t, NULL, NULL), 0);
+    }
+    assert_non_null(bt_registry_find(reg, "d0"));
+    assert_int_equal(bt_registry_expire(reg, 12100, NULL, NULL), 1);
+    assert_null(bt_registry_find(reg, "d0"));
+    bt_registry_destroy(reg);
+}
+
 static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0, 0.5 };
 
 static bt_select_req_t make_req(const uint8_t *hashes, size_t n)
@@ -444,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_prefix_index_churn),
         cmocka_unit_test(test_prefix_index_grows_lazily),
         cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_registry_router_stall),
         cmocka_unit_test(test_select_prefix_and_load),
         cmocka_unit_test(test_select_kvstore_hits),
         cmocka_unit_test(test_select_ties_rotate_and_colocate),

@@ -1,0 +1,131 @@
+"""The fault matrix's cluster: baton-router, baton-kvstore, 2 baton-prefill
+and 2 baton-decode on loopback, each a named process that can be killed,
+stopped, continued and restarted on the same ports (so the others find it
+again), and the reads the checks need: every daemon's /metrics, the
+router's node list."""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "integration"))
+import node_cluster as nc  # noqa: E402  (setup, cleanup, http_get, PROCS)
+
+BUILD = nc.BUILD
+NODES = ("p1", "p2", "d1", "d2")
+ROLE = {"router": "router", "kvstore": "kvstore", "p1": "prefill",
+        "p2": "prefill", "d1": "decode", "d2": "decode"}
+
+
+class Cluster:
+    def __init__(self, tmp, model, env):
+        self.tmp, self.model, self.env = tmp, model, env
+        self.proc, self.grpc, self.http = {}, {}, {}
+        self.disk = os.path.join(tmp, "kvdisk")
+
+    def _args(self, name):
+        b = lambda *p: os.path.join(BUILD, *p)   # noqa: E731
+        gp, hp = str(self.grpc.get(name, 0)), str(self.http.get(name, 0))
+        if name == "router":
+            # heartbeats often and a timeout shorter than the longest stop:
+            # a stopped node may leave the pool (and come back) in a trial;
+            # not shorter: a loaded machine delays heartbeats by a second
+            return [b("router/baton-router"), "--model", self.model,
+                    "--grpc-port", gp, "--http-port", hp, "--heartbeat", "100ms",
+                    "--heartbeat-timeout", "3s"]
+        router = "ipv4:127.0.0.1:%d" % self.grpc["router"]
+        if name == "kvstore":
+            # short pin and reservation lifetimes: what a killed node held
+            # goes back within a trial
+            return [b("kvstore/baton-kvstore"), "--grpc-port", gp, "--http-port", hp,
+                    "--disk-dir", self.disk, "--dram-bytes", "16M", "--router", router,
+                    "--pin-ms", "3s", "--reserve-ms", "3s", "--node-id", "kv1"]
+        exe = b("prefill_node/baton-prefill") if ROLE[name] == "prefill" \
+            else b("decode_node/baton-decode")
+        return [exe, "--model", self.model, "--router", router, "--threads", "1",
+                "--node-id", name, "--grpc-port", gp, "--http-port", hp,
+                "--kvstore", "ipv4:127.0.0.1:%d" % self.grpc["kvstore"],
+                "--kv-blocks", "256", "--lease-fence-timeout", "2s",
+                "--kvstore-timeout", "1s", "--max-prefill-tokens", "32"]
+
+    def start(self, name):
+        """Starts (or restarts, on the same ports) one daemon; False when it
+        printed no port line within the bound."""
+        err = open(os.path.join(self.tmp, name + ".err"), "a")
+        p = subprocess.Popen(self._args(name), stdout=subprocess.PIPE, stderr=err,
+                             env=self.env, text=True)
+        err.close()
+        nc.PROCS.append(p)
+        self.proc[name] = p
+        deadline = time.time() + 60
+        line = ""
+        while time.time() < deadline:
+            line = p.stdout.readline()
+            if line.startswith("grpc_port=") or p.poll() is not None:
+                break
+        m = re.match(r"grpc_port=(\d+) http_port=(\d+)", line)
+        if not m:
+            return False
+        self.grpc[name], self.http[name] = int(m.group(1)), int(m.group(2))
+        return True
+
+    def start_all(self):
+        for name in ("router", "kvstore") + NODES:
+            if not self.start(name):
+                return name
+        return None
+
+    def alive(self, name):
+        return self.proc[name].poll() is None
+
+    def signal(self, name, sig):
+        self.proc[name].send_signal(sig)
+
+    def metrics(self, name):
+        """{series: value} of a daemon's /metrics ({} when it does not answer)."""
+        st, body = nc.http_get(self.http[name], "/metrics")
+        out = {}
+        if st != 200:
+            return out
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    pass
+        return out
+
+    def ctl(self, *args):
+        return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
+                               "ipv4:127.0.0.1:%d" % self.grpc["router"]] + list(args),
+                              capture_output=True, text=True, timeout=30)
+
+    def registered(self):
+        """{node id: state} of the router's node list (kvstore included)."""
+        r = self.ctl("--json", "nodes")
+        try:
+            nodes = json.loads(r.stdout).get("nodes", [])
+        except ValueError:
+            return {}
+        return {n.get("node_id"): n.get("state", "") for n in nodes}
+
+    def ready(self, secs=60):
+        """The router answers /readyz 200 and lists the four nodes and the
+        kvstore as serving."""
+        deadline = time.time() + secs
+        while time.time() < deadline:
+            if nc.http_get(self.http["router"], "/readyz")[0] == 200:
+                reg = self.registered()
+                if all(_serving(reg.get(n)) for n in NODES + ("kv1",)):
+                    return True
+            time.sleep(0.2)
+        return False
+
+
+def _serving(state):
+    return state is not None and "LOST" not in state.upper() and \
+        "DRAIN" not in state.upper()
