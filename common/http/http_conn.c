@@ -133,14 +133,7 @@ void bt_http_conn_free(bt_http_conn_t *conn)
         conn->req.close_cb = NULL;
         cb(conn->req.close_arg);
     }
-    if (conn->prev != NULL) {
-        conn->prev->next = conn->next;
-    } else {
-        srv->conns = conn->next;
-    }
-    if (conn->next != NULL) {
-        conn->next->prev = conn->prev;
-    }
+    bt_list_del(&conn->link);
     srv->n_conns--;
     if (srv->m_open != NULL) {
         bt_gauge_set(srv->m_open, (double)srv->n_conns);
@@ -729,6 +722,7 @@ void bt_http_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
         return;
     }
     conn->srv = srv;
+    bt_list_init(&conn->link);
     conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     conn->timer = evtimer_new(srv->base, bt_http_timer_cb, conn);
     conn->kick = event_new(srv->base, -1, 0, bt_http_kick_cb, conn);
@@ -769,11 +763,7 @@ void bt_http_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
         bufferevent_set_timeouts(conn->bev, NULL, &tv);
     }
     bufferevent_enable(conn->bev, EV_READ);
-    conn->next = srv->conns;
-    if (srv->conns != NULL) {
-        srv->conns->prev = conn;
-    }
-    srv->conns = conn;
+    bt_list_add_head(&srv->conns, &conn->link);
     srv->n_conns++;
     if (srv->m_open != NULL) {
         bt_gauge_set(srv->m_open, (double)srv->n_conns);
