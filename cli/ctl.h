@@ -111,16 +111,18 @@ bool ctl_stdout_gone(void);
 int ctl_finish(ctl_t *ctl, json_t *resp,
                void (*print)(const ctl_t *ctl, const json_t *resp));
 
+/* ---- ctl_list.c ---- */
+
 /* --role: prefill, decode (and kvstore where `kvstore_ok`); else a usage
  * line and CTL_EXIT_USAGE. */
 int ctl_role_parse(ctl_t *ctl, bool kvstore_ok, int *role_p);
-
-/* ---- ctl_get.c ---- */
-
 /* ListNodes (role 0: all) / ListRequests (node NULL: all): an exit status;
  * on CTL_EXIT_OK *resp_p is the answer (json_decref it). */
 int ctl_list_nodes(ctl_t *ctl, int role, json_t **resp_p);
 int ctl_list_requests(ctl_t *ctl, const char *node, json_t **resp_p);
+
+/* ---- ctl_get.c ---- */
+
 /* {"leases": [...], "now_unix_ms"} from a ListRequests answer: one entry
  * per request holding blocks on a decode node (`node`, or any), by node. */
 json_t *ctl_leases_from(const json_t *reqs, const char *node);

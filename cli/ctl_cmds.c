@@ -10,26 +10,6 @@
 
 #define ADMIN "/baton.v1.Admin/"
 
-int ctl_role_parse(ctl_t *ctl, bool kvstore_ok, int *role_p)
-{
-    const char *r = ctl->cfg.role;
-
-    if (r == NULL || r[0] == '\0') {
-        *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_UNSPECIFIED;
-    } else if (strcmp(r, "prefill") == 0) {
-        *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_PREFILL;
-    } else if (strcmp(r, "decode") == 0) {
-        *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_DECODE;
-    } else if (strcmp(r, "kvstore") == 0 && kvstore_ok) {
-        *role_p = BATON__V1__NODE_ROLE__NODE_ROLE_KVSTORE;
-    } else {
-        fprintf(stderr, "batonctl: %s: --role must be prefill or decode%s, not '%s'\n",
-                ctl->cmd, kvstore_ok ? " or kvstore" : "", r);
-        return CTL_EXIT_USAGE;
-    }
-    return CTL_EXIT_OK;
-}
-
 /* ---- drain / undrain ---- */
 
 static const char *ctl_node_arg;

@@ -47,31 +47,6 @@ static int ctl_not_found(const ctl_t *ctl, const char *kind, const char *name)
     return CTL_EXIT_FAIL;
 }
 
-/* ---- the calls ---- */
-
-int ctl_list_nodes(ctl_t *ctl, int role, json_t **resp_p)
-{
-    Baton__V1__ListNodesRequest req = BATON__V1__LIST_NODES_REQUEST__INIT;
-    bt_rpc_code_t code;
-
-    req.role = (Baton__V1__NodeRole)role;
-    code = ctl_call(ctl, ADMIN "ListNodes", &req.base,
-                    &baton__v1__list_nodes_response__descriptor, resp_p);
-    return ctl_exit_for(code);
-}
-
-int ctl_list_requests(ctl_t *ctl, const char *node, json_t **resp_p)
-{
-    Baton__V1__ListRequestsRequest req = BATON__V1__LIST_REQUESTS_REQUEST__INIT;
-    bt_rpc_code_t code;
-
-    req.node_id = node != NULL ? (char *)node : (char *)"";
-    req.limit = (uint32_t)ctl->cfg.limit;
-    code = ctl_call(ctl, ADMIN "ListRequests", &req.base,
-                    &baton__v1__list_requests_response__descriptor, resp_p);
-    return ctl_exit_for(code);
-}
-
 /* ---- nodes ---- */
 
 /* How many requests in flight name `id` as their prefill or decode node. */

@@ -5,6 +5,7 @@
 #include "request.h"
 #include "response_format.h"
 
+#include "base/array.h"
 #include "base/log.h"
 
 #include <stdlib.h>
@@ -36,7 +37,8 @@ typedef struct {
     uint32_t               *ids;        /* pending, not yet sent */
     size_t                  n_ids;
     size_t                  cap_ids;
-    bt_gen_lp_t            *lps;        /* [cap_ids] when logprobs are asked */
+    bt_gen_lp_t            *lps;        /* [n_ids] when logprobs are asked */
+    size_t                  cap_lps;
     bool                    want_lp;
     bt_buf_t                text;       /* pending text */
     int                     in_flight;  /* sends whose sent_cb is due */
@@ -288,25 +290,11 @@ static void bt_gen_on_delta_held(bt_gen_stream_t *g, const uint32_t *ids,
                                  const Baton__V1__TokenLogprobs *const *lps,
                                  const char *text, size_t len)
 {
-    if (g->n_ids + n > g->cap_ids) {
-        size_t cap = (g->n_ids + n) * 2 + 16;
-        uint32_t *p = realloc(g->ids, cap * sizeof(*p));
-        bt_gen_lp_t *q;
-
-        if (p == NULL) {
-            bt_rreq_cancel(g->req, "out of memory");
-            return;
-        }
-        g->ids = p;
-        if (g->want_lp) {
-            q = realloc(g->lps, cap * sizeof(*q));
-            if (q == NULL) {
-                bt_rreq_cancel(g->req, "out of memory");
-                return;
-            }
-            g->lps = q;
-        }
-        g->cap_ids = cap;
+    if (BT_ARRAY_RESERVE(g->ids, g->cap_ids, g->n_ids + n, 16) != BT_OK ||
+        (g->want_lp &&
+         BT_ARRAY_RESERVE(g->lps, g->cap_lps, g->n_ids + n, 16) != BT_OK)) {
+        bt_rreq_cancel(g->req, "out of memory");
+        return;
     }
     for (size_t i = 0; i < n && g->want_lp; i++) {
         bt_gen_lp_t *lp = &g->lps[g->n_ids + i];

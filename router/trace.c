@@ -10,7 +10,7 @@
 #include <string.h>
 
 struct bt_traces {
-    bt_trace_t  *live;          /* newest first */
+    bt_list_t    live;          /* bt_trace_t.link, newest first */
     bt_trace_t **done;          /* ring of `keep` */
     size_t       keep;
     size_t       next;          /* the ring slot written next */
@@ -23,6 +23,7 @@ bt_traces_t *bt_traces_create(size_t keep)
     if (ts == NULL) {
         return NULL;
     }
+    bt_list_init(&ts->live);
     ts->keep = keep > 0 ? keep : BT_TRACE_KEEP;
     ts->done = calloc(ts->keep, sizeof(*ts->done));
     if (ts->done == NULL) {
@@ -34,16 +35,14 @@ bt_traces_t *bt_traces_create(size_t keep)
 
 void bt_traces_destroy(bt_traces_t *ts)
 {
+    bt_list_t *it, *next;
     size_t i;
 
     if (ts == NULL) {
         return;
     }
-    while (ts->live != NULL) {
-        bt_trace_t *t = ts->live;
-
-        ts->live = t->next;
-        free(t);
+    bt_list_foreach_safe(it, next, &ts->live) {
+        free(BT_CONTAINER_OF(it, bt_trace_t, link));
     }
     for (i = 0; i < ts->keep; i++) {
         free(ts->done[i]);
@@ -63,11 +62,7 @@ bt_trace_t *bt_trace_begin(bt_traces_t *ts, const char *id)
     t->t0_ns = bt_now_ns();
     t->admitted_unix_ms = bt_wall_ms();
     t->live = true;
-    t->next = ts->live;
-    if (ts->live != NULL) {
-        ts->live->prev = t;
-    }
-    ts->live = t;
+    bt_list_add_head(&ts->live, &t->link);
     return t;
 }
 
@@ -101,15 +96,7 @@ void bt_trace_finish(bt_traces_t *ts, bt_trace_t *t)
     if (ts == NULL || t == NULL || !t->live) {
         return;
     }
-    if (t->prev != NULL) {
-        t->prev->next = t->next;
-    } else {
-        ts->live = t->next;
-    }
-    if (t->next != NULL) {
-        t->next->prev = t->prev;
-    }
-    t->prev = t->next = NULL;
+    bt_list_del(&t->link);
     t->live = false;
     free(ts->done[ts->next]);
     ts->done[ts->next] = t;
@@ -118,13 +105,15 @@ void bt_trace_finish(bt_traces_t *ts, bt_trace_t *t)
 
 const bt_trace_t *bt_traces_find(const bt_traces_t *ts, const char *id)
 {
+    const bt_list_t *it;
     const bt_trace_t *t;
     size_t i;
 
     if (ts == NULL || id == NULL) {
         return NULL;
     }
-    for (t = ts->live; t != NULL; t = t->next) {
+    for (it = ts->live.next; it != &ts->live; it = it->next) {
+        t = BT_CONTAINER_OF(it, bt_trace_t, link);
         if (strcmp(t->id, id) == 0) {
             return t;
         }

@@ -8,6 +8,8 @@
 #ifndef BT_ROUTER_TRACE_H
 #define BT_ROUTER_TRACE_H
 
+#include "base/list.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +26,7 @@ typedef struct {
 } bt_trace_event_t;
 
 typedef struct bt_trace {
-    struct bt_trace  *prev, *next;             /* the live list */
+    bt_list_t         link;                    /* the live list */
     char              id[65];
     uint64_t          t0_ns;
     uint64_t          admitted_unix_ms;

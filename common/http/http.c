@@ -257,6 +257,7 @@ bt_http_server_t *bt_http_server_create(struct event_base *base,
         return NULL;
     }
     srv->base = base;
+    bt_list_init(&srv->conns);
     srv->max_body = max_body;
     srv->limits.header_timeout_ms = BT_HTTP_HEADER_TIMEOUT_MS;
     srv->limits.idle_timeout_ms = BT_HTTP_IDLE_TIMEOUT_MS;
@@ -307,8 +308,9 @@ void bt_http_server_destroy(bt_http_server_t *srv)
         return;
     }
     evconnlistener_free(srv->listener);
-    while (srv->conns != NULL) {
-        bt_http_conn_free(srv->conns);
+    while (!bt_list_empty(&srv->conns)) {
+        bt_http_conn_free(BT_CONTAINER_OF(srv->conns.next, bt_http_conn_t,
+                                          link));
     }
     bt_http_tls_cleanup(srv);
     for (int i = 0; i < srv->n_routes; i++) {

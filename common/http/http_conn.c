@@ -136,14 +136,7 @@ void bt_http_conn_free(bt_http_conn_t *conn)
         conn->req.close_cb = NULL;
         cb(conn->req.close_arg);
     }
-    if (conn->prev != NULL) {
-        conn->prev->next = conn->next;
-    } else {
-        srv->conns = conn->next;
-    }
-    if (conn->next != NULL) {
-        conn->next->prev = conn->prev;
-    }
+    bt_list_del(&conn->link);
     srv->n_conns--;
     if (srv->m_open != NULL) {
         bt_gauge_set(srv->m_open, (double)srv->n_conns);
@@ -757,6 +750,7 @@ void bt_http_conn_open(bt_http_server_t *srv, evutil_socket_t fd, SSL *ssl)
         return;
     }
     conn->srv = srv;
+    bt_list_init(&conn->link);
     if (ssl != NULL) {
         conn->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl,
                                                    BUFFEREVENT_SSL_ACCEPTING,
@@ -809,11 +803,7 @@ void bt_http_conn_open(bt_http_server_t *srv, evutil_socket_t fd, SSL *ssl)
         bufferevent_set_timeouts(conn->bev, NULL, &tv);
     }
     bufferevent_enable(conn->bev, EV_READ);
-    conn->next = srv->conns;
-    if (srv->conns != NULL) {
-        srv->conns->prev = conn;
-    }
-    srv->conns = conn;
+    bt_list_add_head(&srv->conns, &conn->link);
     srv->n_conns++;
     if (srv->m_open != NULL) {
         bt_gauge_set(srv->m_open, (double)srv->n_conns);

@@ -5,6 +5,8 @@
 
 #include "http.h"
 
+#include "base/list.h"
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
@@ -73,7 +75,7 @@ struct bt_http_req {
 
 struct bt_http_conn {
     bt_http_server_t     *srv;
-    bt_http_conn_t       *prev, *next;
+    bt_list_t             link;      /* srv->conns */
     struct bufferevent   *bev;
     struct event         *timer;     /* header / idle / body timeout */
     struct event         *kick;      /* parse pipelined input later */
@@ -104,7 +106,7 @@ struct ssl_ctx_st;
 struct bt_http_server {
     struct event_base     *base;
     struct evconnlistener *listener;
-    bt_http_conn_t        *conns;
+    bt_list_t              conns;    /* bt_http_conn_t.link */
     size_t                 n_conns;
     size_t                 max_body;
     bt_http_limits_t       limits;

@@ -43,6 +43,7 @@ bt_rpc_call_t *bt_rpc_call_new(bt_rpc_server_t *srv, bt_rpc_method_t *method)
     call->srv = srv;
     call->method = method;
     bt_list_init(&call->link);
+    bt_ring_init(&call->q, sizeof(bt_rpc_sendq_entry_t));
     call->tag_close.cb = bt_rpc_call_on_close;
     call->tag_send.cb = bt_rpc_call_on_send;
     call->tag_recv.cb = bt_rpc_call_on_recv;
@@ -53,11 +54,9 @@ bt_rpc_call_t *bt_rpc_call_new(bt_rpc_server_t *srv, bt_rpc_method_t *method)
 
 static void bt_rpc_call_drop_queue(bt_rpc_call_t *call)
 {
-    while (call->q_len > 0) {
-        bt_rpc_sendq_entry_t e = call->q[call->q_head];
+    bt_rpc_sendq_entry_t e;
 
-        call->q_head = (call->q_head + 1) % call->q_cap;
-        call->q_len--;
+    while (bt_ring_pop(&call->q, &e)) {
         if (e.bb != NULL) {
             call->q_msgs--;
             grpc_byte_buffer_destroy(e.bb);
@@ -81,7 +80,7 @@ void bt_rpc_call_free(bt_rpc_call_t *call)
         free(c->value);
         free(c);
     }
-    free(call->q);
+    bt_ring_cleanup(&call->q);
     if (call->has_details) {
         grpc_slice_unref(call->status_details);
     }
@@ -169,15 +168,14 @@ static void bt_rpc_call_pump(bt_rpc_call_t *call)
     grpc_op ops[3];
     size_t n = 0;
     bt_rpc_sendq_entry_t e;
+    const bt_rpc_sendq_entry_t *next;
 
-    if (call->send_busy || call->q_len == 0 || call->broken ||
+    if (call->send_busy || bt_ring_len(&call->q) == 0 || call->broken ||
         call->call == NULL) {
         return;
     }
     memset(ops, 0, sizeof(ops));
-    e = call->q[call->q_head];
-    call->q_head = (call->q_head + 1) % call->q_cap;
-    call->q_len--;
+    bt_ring_pop(&call->q, &e);
     call->inflight = e;
     call->inflight_status = e.bb == NULL;
     if (!call->md_sent) {
@@ -191,13 +189,13 @@ static void bt_rpc_call_pump(bt_rpc_call_t *call)
         ops[n].data.send_message.send_message = e.bb;
         /* More messages queued behind this one: let gRPC coalesce the
          * writes (the last one of a burst flushes). */
-        if (call->q_len > 0 && call->q[call->q_head].bb != NULL) {
+        next = bt_ring_at(&call->q, 0);
+        if (next != NULL && next->bb != NULL) {
             ops[n].flags = GRPC_WRITE_BUFFER_HINT;
         }
         n++;
-        if (call->q_len == 1 && call->q[call->q_head].bb == NULL) {
-            call->q_head = (call->q_head + 1) % call->q_cap;
-            call->q_len--;
+        if (bt_ring_len(&call->q) == 1 && next->bb == NULL) {
+            bt_ring_pop(&call->q, NULL);
             call->inflight_status = true;
         }
     }
@@ -223,23 +221,11 @@ static void bt_rpc_call_pump(bt_rpc_call_t *call)
 static bt_status_t bt_rpc_call_push(bt_rpc_call_t *call,
                                     bt_rpc_sendq_entry_t e)
 {
-    if (call->q_len == call->q_cap) {
-        uint32_t cap = call->q_cap ? call->q_cap * 2 : 4;
-        bt_rpc_sendq_entry_t *q = malloc(cap * sizeof(*q));
+    bt_status_t st = bt_ring_push(&call->q, &e);
 
-        if (q == NULL) {
-            return BT_ERR_NO_MEMORY;
-        }
-        for (uint32_t i = 0; i < call->q_len; i++) {
-            q[i] = call->q[(call->q_head + i) % call->q_cap];
-        }
-        free(call->q);
-        call->q = q;
-        call->q_head = 0;
-        call->q_cap = cap;
+    if (st != BT_OK) {
+        return st;
     }
-    call->q[(call->q_head + call->q_len) % call->q_cap] = e;
-    call->q_len++;
     if (e.bb != NULL) {
         call->q_msgs++;
     }

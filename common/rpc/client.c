@@ -6,6 +6,7 @@
 
 #include "base/list.h"
 #include "base/log.h"
+#include "base/ring.h"
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
@@ -67,8 +68,7 @@ struct bt_rpc_client_call {
     bt_rpc_code_t                     local_code;  /* our own failure, if any */
     const char                       *local_msg;
     /* bidi sends */
-    grpc_byte_buffer                **q;
-    uint32_t                          q_head, q_len, q_cap;
+    bt_ring_t                         q;  /* grpc_byte_buffer *, to send */
     grpc_byte_buffer                 *send_bb;
     bool                              send_busy;
     bool                              close_wanted;
@@ -193,6 +193,8 @@ bool bt_rpc_channel_is_ready(bt_rpc_channel_t *ch, bool try_connect)
 
 static void bt_rpc_ccall_free(bt_rpc_client_call_t *c)
 {
+    grpc_byte_buffer *bb;
+
     bt_list_del(&c->link);   /* safe when it never joined the list */
     for (size_t i = 0; i < c->n_md; i++) {
         grpc_slice_unref(c->md[i].key);
@@ -208,12 +210,10 @@ static void bt_rpc_ccall_free(bt_rpc_client_call_t *c)
     if (c->send_bb != NULL) {
         grpc_byte_buffer_destroy(c->send_bb);
     }
-    while (c->q_len > 0) {
-        grpc_byte_buffer_destroy(c->q[c->q_head]);
-        c->q_head = (c->q_head + 1) % c->q_cap;
-        c->q_len--;
+    while (bt_ring_pop(&c->q, &bb)) {
+        grpc_byte_buffer_destroy(bb);
     }
-    free(c->q);
+    bt_ring_cleanup(&c->q);
     if (c->resp != NULL) {
         protobuf_c_message_free_unpacked(c->resp, NULL);
     }
@@ -402,10 +402,7 @@ static void bt_rpc_ccall_pump(bt_rpc_client_call_t *c)
         return;
     }
     memset(&op, 0, sizeof(op));
-    if (c->q_len > 0) {
-        c->send_bb = c->q[c->q_head];
-        c->q_head = (c->q_head + 1) % c->q_cap;
-        c->q_len--;
+    if (bt_ring_pop(&c->q, &c->send_bb)) {
         op.op = GRPC_OP_SEND_MESSAGE;
         op.data.send_message.send_message = c->send_bb;
     } else if (c->close_wanted) {
@@ -479,6 +476,7 @@ static bt_status_t bt_rpc_ccall_create(bt_rpc_channel_t *ch,
     }
     c->cli = cli;
     bt_list_init(&c->link);
+    bt_ring_init(&c->q, sizeof(grpc_byte_buffer *));
     c->kind = kind;
     c->desc = desc;
     c->details = grpc_empty_slice();
@@ -658,31 +656,18 @@ bt_status_t bt_rpc_client_call_send(bt_rpc_client_call_t *c,
         c->status_done) {
         return BT_ERR_CANCELLED;
     }
-    if (c->q_len >= c->cli->send_queue_max) {
+    if (bt_ring_len(&c->q) >= c->cli->send_queue_max) {
         return BT_ERR_EXHAUSTED;
     }
     bb = bt_rpc_pack(msg, c->cli->max_message, &st);
     if (bb == NULL) {
         return st;
     }
-    if (c->q_len == c->q_cap) {
-        uint32_t cap = c->q_cap ? c->q_cap * 2 : 4;
-        grpc_byte_buffer **q = malloc(cap * sizeof(*q));
-
-        if (q == NULL) {
-            grpc_byte_buffer_destroy(bb);
-            return BT_ERR_NO_MEMORY;
-        }
-        for (uint32_t i = 0; i < c->q_len; i++) {
-            q[i] = c->q[(c->q_head + i) % c->q_cap];
-        }
-        free(c->q);
-        c->q = q;
-        c->q_head = 0;
-        c->q_cap = cap;
+    st = bt_ring_push(&c->q, &bb);
+    if (st != BT_OK) {
+        grpc_byte_buffer_destroy(bb);
+        return st;
     }
-    c->q[(c->q_head + c->q_len) % c->q_cap] = bb;
-    c->q_len++;
     bt_rpc_ccall_pump(c);
     return BT_OK;
 }

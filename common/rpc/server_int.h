@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include "base/list.h"
+#include "base/ring.h"
 
 typedef enum {
     BT_RPC_KIND_UNARY,
@@ -67,9 +68,8 @@ struct bt_rpc_call {
     bool                    recv_busy;
     bool                    failed;    /* ended with a status other than OK */
     unsigned                roles;     /* granted by its credentials (auth.h) */
-    /* send queue (ring) */
-    bt_rpc_sendq_entry_t   *q;
-    uint32_t                q_head, q_len, q_cap, q_msgs;
+    bt_ring_t               q;         /* the send queue: sendq entries */
+    uint32_t                q_msgs;    /* its entries that carry a message */
     /* the batch in flight */
     bt_rpc_sendq_entry_t    inflight;
     bool                    inflight_status;

@@ -2,6 +2,7 @@
  * hashing, prefix matching, commit of reserved blocks, truncation. */
 #include "kv_pool_int.h"
 
+#include "base/array.h"
 #include "base/log.h"
 
 #include <stdlib.h>
@@ -10,10 +11,12 @@
 struct bt_kvseq {
     bt_kvpool_t *pool;
     uint8_t root[BT_KV_HASH_LEN];
+    /* Two arrays of n_blocks, not one of structs: the block table is
+     * handed to the forward pass as it is (bt_kvseq_blocks). */
     uint32_t *blocks;                 /* block table */
     uint8_t (*hashes)[BT_KV_HASH_LEN]; /* hash of full computed block i */
     uint32_t n_blocks;
-    uint32_t cap;
+    size_t   cap_blocks, cap_hashes;
     uint32_t n_tokens;
     uint32_t n_computed;
     uint32_t n_hashed;                /* leading full blocks hashed */
@@ -88,32 +91,13 @@ const uint8_t *bt_kvseq_parent_hash(const bt_kvseq_t *seq, uint32_t i)
 /* Grows the table to hold `need` blocks; nothing else changes. */
 static bt_status_t bt_kvseq_reserve_table(bt_kvseq_t *seq, uint32_t need)
 {
-    uint32_t cap = seq->cap ? seq->cap : 8;
-    uint32_t *blocks;
-    uint8_t (*hashes)[BT_KV_HASH_LEN];
-
-    if (need <= seq->cap) {
-        return BT_OK;
+    /* the block table may grow alone: harmless, each keeps its capacity */
+    if (BT_ARRAY_RESERVE(seq->blocks, seq->cap_blocks, need, 8) != BT_OK ||
+        BT_ARRAY_RESERVE(seq->hashes, seq->cap_hashes, need, 8) != BT_OK) {
+        bt_error("kv seq: out of memory for a table of %u blocks", need);
+        return BT_ERR_NO_MEMORY;
     }
-    while (cap < need) {
-        cap = cap > UINT32_MAX / 2 ? need : cap * 2;
-    }
-    blocks = realloc(seq->blocks, (size_t)cap * sizeof(*blocks));
-    if (blocks == NULL) {
-        goto err_nomem;
-    }
-    seq->blocks = blocks;
-    hashes = realloc(seq->hashes, (size_t)cap * sizeof(*hashes));
-    if (hashes == NULL) {
-        goto err_nomem; /* blocks grew: harmless, cap stays */
-    }
-    seq->hashes = hashes;
-    seq->cap = cap;
     return BT_OK;
-
-err_nomem:
-    bt_error("kv seq: out of memory for a table of %u blocks", need);
-    return BT_ERR_NO_MEMORY;
 }
 
 uint32_t bt_kvseq_blocks_needed(const bt_kvseq_t *seq, uint32_t n)

@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include "base/array.h"
+#include "base/endian.h"
 #include "base/json.h"
 #include "base/log.h"
 
@@ -242,9 +243,7 @@ static bt_status_t st_file_open(bt_st_set_t *set, const char *path)
         bt_error("file %s: mmap of %zu bytes failed: %s", path, f->size, bt_strerror(errno));
         return BT_ERR_IO;
     }
-    for (int i = 7; i >= 0; i--) {
-        hlen = (hlen << 8) | ((const uint8_t *)f->map)[i];
-    }
+    hlen = bt_get_le64(f->map);
     if (hlen > f->size - 8 || hlen > BT_ST_MAX_HEADER) {
         bt_error("file %s: header length %llu past the end of the %zu-byte "
                  "file (truncated or not safetensors)", path,

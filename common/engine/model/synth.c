@@ -1,5 +1,6 @@
 #include "synth.h"
 
+#include "base/array.h"
 #include "base/log.h"
 
 #include <errno.h>
@@ -27,7 +28,7 @@ typedef struct {
 typedef struct {
     synth_tensor_t *t;
     int             n;
-    int             cap;
+    size_t          cap;
     bt_status_t     status;
 } synth_list_t;
 
@@ -104,17 +105,10 @@ static void add(synth_list_t *l, float scale, float offset, int n_dims,
     if (l->status != BT_OK) {
         return;
     }
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 64;
-        synth_tensor_t *nt;
-
-        if (cap > SYNTH_MAX_TENSORS ||
-            (nt = realloc(l->t, (size_t)cap * sizeof(*nt))) == NULL) {
-            l->status = BT_ERR_NO_MEMORY;
-            return;
-        }
-        l->t = nt;
-        l->cap = cap;
+    if (l->n >= SYNTH_MAX_TENSORS ||
+        BT_ARRAY_RESERVE(l->t, l->cap, (size_t)l->n + 1, 64) != BT_OK) {
+        l->status = BT_ERR_NO_MEMORY;
+        return;
     }
     t = &l->t[l->n++];
     memset(t, 0, sizeof(*t));

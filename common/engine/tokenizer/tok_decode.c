@@ -3,6 +3,8 @@
  * list of strings); and the incremental detokenizer built on it. */
 #include "tok_int.h"
 
+#include "base/array.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,12 +38,9 @@ static void strs_reset(strs_t *l)
 static bt_status_t strs_open(strs_t *l)
 {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 32;
-        tok_str_t *v = realloc(l->v, cap * sizeof(*v));
-        if (v == NULL)
-            return BT_ERR_NO_MEMORY;
-        l->v = v;
-        l->cap = cap;
+        bt_status_t st = BT_ARRAY_RESERVE(l->v, l->cap, l->n + 1, 32);
+        if (st != BT_OK)
+            return st;
     }
     if (l->text.len > UINT32_MAX)
         return BT_ERR_TOO_LARGE;

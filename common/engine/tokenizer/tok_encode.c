@@ -3,6 +3,8 @@
  * and BPE on the text between them, then the post-processor's BOS/EOS. */
 #include "tok_int.h"
 
+#include "base/array.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -25,18 +27,12 @@ void bt_tok_ids_cleanup(bt_tok_ids_t *v)
 
 bt_status_t bt_tok_ids_push(bt_tok_ids_t *v, int32_t id)
 {
+    if (v->n >= v->max)
+        return BT_ERR_TOO_LARGE;
     if (v->n == v->cap) {
-        size_t cap = v->cap ? 2 * v->cap : 64;
-        int32_t *n;
-        if (v->n >= v->max)
-            return BT_ERR_TOO_LARGE;
-        if (cap > v->max)
-            cap = v->max;
-        n = realloc(v->ids, cap * sizeof(*n));
-        if (n == NULL)
-            return BT_ERR_NO_MEMORY;
-        v->ids = n;
-        v->cap = cap;
+        bt_status_t st = BT_ARRAY_RESERVE(v->ids, v->cap, v->n + 1, 64);
+        if (st != BT_OK)
+            return st;
     }
     v->ids[v->n++] = id;
     return BT_OK;

@@ -2,6 +2,8 @@
  * the added-token split through the normalizer and pre-tokenizers. */
 #include "tok_int.h"
 
+#include "base/array.h"
+
 #include <stdlib.h>
 
 void tok_pieces_init(tok_pieces_t *p, size_t max_bytes)
@@ -29,12 +31,9 @@ void tok_pieces_reset(tok_pieces_t *p)
 bt_status_t tok_pieces_open(tok_pieces_t *p, bool first)
 {
     if (p->n == p->cap) {
-        size_t cap = p->cap ? 2 * p->cap : 16;
-        tok_piece_t *v = realloc(p->v, cap * sizeof(*v));
-        if (v == NULL)
-            return BT_ERR_NO_MEMORY;
-        p->v = v;
-        p->cap = cap;
+        bt_status_t st = BT_ARRAY_RESERVE(p->v, p->cap, p->n + 1, 16);
+        if (st != BT_OK)
+            return st;
     }
     p->v[p->n].off = p->text.len;
     p->v[p->n].len = 0;

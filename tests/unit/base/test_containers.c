@@ -1,7 +1,8 @@
-/* base/list.h, base/array.h, base/endian.h. */
+/* base/list.h, base/array.h, base/ring.h, base/endian.h. */
 #include "base/array.h"
 #include "base/endian.h"
 #include "base/list.h"
+#include "base/ring.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -72,6 +73,42 @@ static void test_array_grows_and_refuses_overflow(void **state)
     free(a);
 }
 
+/* FIFO order holds across growth while the ring has wrapped around. */
+static void test_ring_keeps_order_across_growth(void **state)
+{
+    bt_ring_t r;
+    uint64_t v, next_in = 0, next_out = 0;
+
+    (void)state;
+    bt_ring_init(&r, sizeof(uint64_t));
+    assert_false(bt_ring_pop(&r, &v));
+    assert_null(bt_ring_at(&r, 0));
+    for (int round = 0; round < 50; round++) {
+        /* push 3, pop 2: the head walks round the storage while it grows */
+        for (int i = 0; i < 3; i++, next_in++) {
+            assert_int_equal(bt_ring_push(&r, &next_in), BT_OK);
+        }
+        assert_int_equal(*(uint64_t *)bt_ring_at(&r, 0), next_out);
+        assert_int_equal(*(uint64_t *)bt_ring_at(&r, bt_ring_len(&r) - 1),
+                         next_in - 1);
+        for (int i = 0; i < 2; i++, next_out++) {
+            assert_true(bt_ring_pop(&r, &v));
+            assert_int_equal(v, next_out);
+        }
+    }
+    assert_int_equal(bt_ring_len(&r), next_in - next_out);
+    assert_null(bt_ring_at(&r, bt_ring_len(&r)));
+    while (bt_ring_pop(&r, &v)) {
+        assert_int_equal(v, next_out++);
+    }
+    assert_int_equal(next_out, next_in);
+    bt_ring_cleanup(&r);
+    assert_int_equal(bt_ring_len(&r), 0);
+    assert_int_equal(bt_ring_push(&r, &next_in), BT_OK);    /* usable again */
+    assert_true(bt_ring_pop(&r, NULL));
+    bt_ring_cleanup(&r);
+}
+
 static void test_endian_round_trip(void **state)
 {
     uint8_t b[8];
@@ -95,6 +132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_order_and_delete_while_walking),
         cmocka_unit_test(test_array_grows_and_refuses_overflow),
+        cmocka_unit_test(test_ring_keeps_order_across_growth),
         cmocka_unit_test(test_endian_round_trip),
     };
 
