@@ -3,6 +3,18 @@
 
 #include <stdlib.h>
 
+/* Weighs a row by 1/y: the fit minimizes relative errors, so a 2 s
+ * sample does not drown the 50 ms ones (both matter to a TTFT p50). */
+static void fit_relative(double *row, double *y, size_t k)
+{
+    double w = *y > 1e-3 ? 1 / *y : 1e3;
+
+    for (size_t j = 0; j < k; j++) {
+        row[j] *= w;
+    }
+    *y *= w;
+}
+
 void bt_fit_prefill_features(const bt_sim_cost_t *c, uint32_t prompt,
                              uint32_t cached, double f[4])
 {
@@ -34,6 +46,7 @@ double bt_fit_prefill(bt_sim_cost_t *c, const bt_fit_prefill_t *s, size_t n)
         for (size_t i = 0; i < n; i++) {
             bt_fit_prefill_features(c, s[i].prompt, s[i].cached, &x[i * 4]);
             y[i] = s[i].ttft_ms;
+            fit_relative(&x[i * 4], &y[i], 4);
         }
         rms = bt_sim_lsq(x, y, n, 4, beta);
         if (rms >= 0) {
@@ -65,6 +78,7 @@ double bt_fit_decode(bt_sim_cost_t *c, const bt_fit_decode_t *s, size_t n)
             x[i * 3 + 1] = s[i].batch;
             x[i * 3 + 2] = (double)s[i].batch * s[i].ctx / 1000;
             y[i] = s[i].tpot_ms;
+            fit_relative(&x[i * 3], &y[i], 3);
         }
         rms = bt_sim_lsq(x, y, n, 3, beta);
         if (rms >= 0) {

@@ -6,7 +6,8 @@
  *            decode node, each holding ctx tokens on average;
  *   lines:   transfer (extra TTFT of the disaggregated hop vs bytes) and
  *            kvstore fetch (extra TTFT vs blocks fetched).
- * Every coefficient comes out >= 0 (bt_sim_lsq). */
+ * Every coefficient comes out >= 0 (bt_sim_lsq); prefill and decode
+ * minimize relative errors (each sample weighed by 1 / its value). */
 #ifndef BT_SIM_FIT_H
 #define BT_SIM_FIT_H
 
@@ -29,10 +30,11 @@ void bt_fit_prefill_features(const bt_sim_cost_t *c, uint32_t prompt,
                              uint32_t cached, double f[4]);
 
 /* Sets c's ttft_overhead_ms and p_* (c->block_size, max_prefill_tokens
- * given). Returns the RMS error in ms, or -1 (fewer than 4 samples, or
- * singular). */
+ * given). Returns the relative RMS error, or -1 (fewer than 4 samples,
+ * or singular). */
 double bt_fit_prefill(bt_sim_cost_t *c, const bt_fit_prefill_t *s, size_t n);
-/* Sets c's d_*; RMS error or -1 (fewer than 3 samples, or singular). */
+/* Sets c's d_*; relative RMS error or -1 (fewer than 3 samples, or
+ * singular). */
 double bt_fit_decode(bt_sim_cost_t *c, const bt_fit_decode_t *s, size_t n);
 /* y = a + b x with a, b >= 0; RMS error or -1 (fewer than 2 samples). */
 double bt_fit_line(const double *x, const double *y, size_t n, double *a,

@@ -2,7 +2,7 @@
  * by bench/sim/fit.sh with deploy/local/baton-local), sent by baton-bench
  * (one run per point, its JSON read back), then the cost functions
  * fitted (fit.c) and written as a cost file (--out):
- *   prefill:  single requests of 32..2048 prompt tokens, 1 output token,
+ *   prefill:  single requests of 16..1024 prompt tokens, 1 output token,
  *             on the colocated cluster, cold and again with the prompt
  *             cached (TTFT vs tokens computed and cached);
  *   decode:   1..16 equal requests decoding together on the disaggregated
@@ -22,7 +22,7 @@
 
 #define FIT_MAX 64
 
-static const uint32_t fit_prompts[] = {32, 256, 1024, 2048};
+static const uint32_t fit_prompts[] = {16, 64, 256, 1024};
 #define FIT_NP (sizeof(fit_prompts) / sizeof(fit_prompts[0]))
 
 /* One baton-bench run; the parsed JSON report or NULL (said). */
@@ -145,8 +145,15 @@ static int fit_prefill(const sim_cli_t *cli, bt_sim_cost_t *c, double *cold)
                 json_decref(a);
                 return -1;
             }
-            s[n++] = (bt_fit_prefill_t){fit_prompts[i],
-                                        (uint32_t)fit_get(b, "cached_tokens", NULL),
+            double cached = fit_get(b, "cached_tokens", NULL);
+
+            /* a router that does not report it: the node reuses every
+             * full block of a repeated prompt but the last token's */
+            if (cached <= 0) {
+                cached = (double)((fit_prompts[i] - 1) / c->block_size *
+                                  c->block_size);
+            }
+            s[n++] = (bt_fit_prefill_t){fit_prompts[i], (uint32_t)cached,
                                         fit_get(b, "ttft_ms", "p50")};
             fprintf(stderr, "  prefill %u tokens, %u cached: ttft %.2f ms\n",
                     s[n - 1].prompt, s[n - 1].cached, s[n - 1].ttft_ms);
@@ -156,7 +163,7 @@ static int fit_prefill(const sim_cli_t *cli, bt_sim_cost_t *c, double *cold)
     }
     rms = bt_fit_prefill(c, s, n);
     fprintf(stderr, "  prefill fit: overhead %.3f ms, chunk %.3f ms, %.5f ms/token, "
-            "%.5f us/token/ctx token; rms %.2f ms\n", c->ttft_overhead_ms,
+            "%.5f us/token/ctx token; relative rms %.3f\n", c->ttft_overhead_ms,
             c->p_base_ms, c->p_token_ms, c->p_ctx_us, rms);
     return rms < 0 ? -1 : 0;
 }
@@ -185,7 +192,7 @@ static int fit_decode(const sim_cli_t *cli, bt_sim_cost_t *c)
     }
     rms = bt_fit_decode(c, s, n);
     fprintf(stderr, "  decode fit: %.3f ms + %.4f ms/seq + %.5f us/ctx token; "
-            "rms %.2f ms\n", c->d_base_ms, c->d_seq_ms, c->d_ctx_us, rms);
+            "relative rms %.3f\n", c->d_base_ms, c->d_seq_ms, c->d_ctx_us, rms);
     return rms < 0 ? -1 : 0;
 }
 
@@ -221,7 +228,7 @@ static int fit_transfer(const sim_cli_t *cli, bt_sim_cost_t *c,
 
 static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
 {
-    static const uint32_t prompt[] = {512, 2048};
+    static const uint32_t prompt[] = {512, 1024};
     double x[2 * 100], y[2 * 100], a = 0, b = 0;
     size_t n = 0;
     char cmd[1024];
@@ -244,6 +251,14 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
                 return -1;
             }
             cached = fit_get(o, "cached_tokens", NULL);
+            json_decref(o);
+            if (cached <= 0) {
+                /* no fetch (the read timed out, or the router did not
+                 * say): nothing to fit in this point */
+                fprintf(stderr, "  kvstore: no blocks reported reused: "
+                        "point skipped\n");
+                continue;
+            }
             x[n] = cached / c->block_size;
             y[n] = fit_get(o, "ttft_ms", "p50") -
                    fit_ms(c, prompt[i], (uint32_t)cached);
@@ -251,11 +266,12 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
             fprintf(stderr, "  kvstore fetch of %.0f blocks: +%.2f ms\n", x[n],
                     y[n]);
             n++;
-            json_decref(o);
         }
     }
-    if (bt_fit_line(x, y, n, &a, &b) < 0) {
-        return -1;
+    if (n < 2 || bt_fit_line(x, y, n, &a, &b) < 0) {
+        fprintf(stderr, "  kvstore: too few points: its fetch costs nothing "
+                "in this fit\n");
+        return 0;
     }
     c->k_base_ms = a;
     c->k_block_ms = b;
@@ -290,6 +306,12 @@ int sim_cmd_fit(sim_cli_t *cli)
     c.kv_bytes_per_token = cli->kv_bytes_per_token;
     fprintf(stderr, "baton-sim fit: calibrating (%lld runs per point)\n",
             (long long)cli->fit_repeats);
+    /* the first requests of a fresh cluster pay its warm-up (connections,
+     * page faults of the model): not what is fitted */
+    for (int k = 0; k < 2; k++) {
+        json_decref(fit_bench(cli, cli->url_colocated, 2, 64, 4, 9 + k));
+        json_decref(fit_bench(cli, cli->url_disagg, 2, 64, 4, 9 + k));
+    }
     if (fit_prefill(cli, &c, cold) != 0 || fit_decode(cli, &c) != 0 ||
         fit_transfer(cli, &c, cold) != 0) {
         return 1;

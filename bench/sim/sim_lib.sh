@@ -12,10 +12,6 @@ sim_up() { # mode, model dir, then baton-local up flags; sets URL_<mode>, GRPC_<
   MODEL_NAME=$(field "$TMP/run-$mode/endpoints.json" 'j["model"]')
 }
 
-sim_down() { # mode
-  BUILD=$BUILD BATON_RUN_DIR=$TMP/run-$1 "$LOCAL" down >/dev/null 2>&1 || true
-}
-
 sim_shape() { # mode, model dir: baton-sim fit's shape flags
   local grpc="GRPC_$1"
   "$BUILD/cli/batonctl" --router "${!grpc}" nodes -o json >"$TMP/nodes.json"
