@@ -35,27 +35,35 @@ void bt_fit_prefill_features(const bt_sim_cost_t *c, uint32_t prompt,
 
 double bt_fit_prefill(bt_sim_cost_t *c, const bt_fit_prefill_t *s, size_t n)
 {
-    double *x, *y, beta[4], rms = -1;
+    double *x, *y, beta[3], rms = -1;
 
     if (n < 4 || c->max_prefill_tokens == 0) {
         return -1;
     }
-    x = malloc(n * 4 * sizeof(*x));
+    x = malloc(n * 3 * sizeof(*x));
     y = malloc(n * sizeof(*y));
     if (x != NULL && y != NULL) {
         for (size_t i = 0; i < n; i++) {
-            bt_fit_prefill_features(c, s[i].prompt, s[i].cached, &x[i * 4]);
+            double f[4];
+
+            /* the per-chunk base is left out: calibration prompts of one
+             * chunk cannot tell it from the request overhead, and only
+             * the base would slow a colocated node's decode steps */
+            bt_fit_prefill_features(c, s[i].prompt, s[i].cached, f);
+            x[i * 3] = f[0];
+            x[i * 3 + 1] = f[2];
+            x[i * 3 + 2] = f[3];
             y[i] = s[i].ttft_ms;
-            fit_relative(&x[i * 4], &y[i], 4);
+            fit_relative(&x[i * 3], &y[i], 3);
         }
-        rms = bt_sim_lsq(x, y, n, 4, beta);
+        rms = bt_sim_lsq(x, y, n, 3, beta);
         if (rms >= 0) {
             c->ttft_overhead_ms = beta[0];
-            c->p_base_ms = beta[1];
-            c->p_token_ms = beta[2];
+            c->p_base_ms = 0;
+            c->p_token_ms = beta[1];
             /* per_token_ctx_us is us per token per 1000 tokens of context:
              * the feature is already divided by 1000 */
-            c->p_ctx_us = beta[3];
+            c->p_ctx_us = beta[2];
         }
     }
     free(x);

@@ -29,7 +29,8 @@ typedef struct {
 void bt_fit_prefill_features(const bt_sim_cost_t *c, uint32_t prompt,
                              uint32_t cached, double f[4]);
 
-/* Sets c's ttft_overhead_ms and p_* (c->block_size, max_prefill_tokens
+/* Sets c's ttft_overhead_ms, p_token_ms and p_ctx_us, and p_base_ms to 0
+ * (c->block_size, max_prefill_tokens
  * given). Returns the relative RMS error, or -1 (fewer than 4 samples,
  * or singular). */
 double bt_fit_prefill(bt_sim_cost_t *c, const bt_fit_prefill_t *s, size_t n);
