@@ -10,3 +10,11 @@ for b in "$BUILD"/bench/*/baton-* "$BUILD"/bench/baton-*; do
   "$b" || echo "bench: $(basename "$b") failed with status $?"
 done
 [ $found = 1 ] || echo "bench: no benchmark built yet"
+# the simulator: validated against a real local cluster, then at scale
+# (docs/internals/sim.md)
+if [ -x "$BUILD/bench/sim/baton-sim" ]; then
+  for s in validate scale; do
+    echo "== bench/sim/$s.sh"
+    bench/sim/$s.sh "$BUILD" || echo "bench: bench/sim/$s.sh failed with status $?"
+  done
+fi

@@ -13,6 +13,8 @@ PACKAGES=(
   # tests
   libcmocka-dev python3 python3-grpcio python3-protobuf protobuf-compiler
   protobuf-compiler-grpc python3-numpy curl procps openssl nodejs python3-yaml
+  # benchmark plots (bench/workload/plot.sh)
+  gnuplot-nox
   # tests of /metrics: promtool check metrics, a real Prometheus (metrics/cluster)
   prometheus
   # tests of deploy/: the units' system call filter (strace, systemd-analyze)

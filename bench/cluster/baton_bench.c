@@ -2,25 +2,30 @@
  *
  * One libevent loop drives every stream (evhttp client, one connection per
  * request, Server-Sent Events read as they arrive through the chunk
- * callback). Requests are issued either closed-loop (--concurrency C) or
- * open-loop with seeded Poisson arrivals (--rate R). Prompts are P random
- * token ids in [100, 4000) from a seeded generator, so runs repeat.
- * With --trace FILE the requests replay a Mooncake-format trace instead
- * (trace.h: shared prefixes kept, lengths scaled), at its timestamps sped
- * up by --trace-speed or closed-loop, and the report adds the prefix-cache
- * hit ratio (usage.prompt_tokens_details.cached_tokens) beside the trace's
- * ideal.
- * Records TTFT (first token chunk), inter-token latencies and
- * end-to-end latency; prints percentiles and throughput, or one JSON
- * object with --json. Everything is bounded: per-connection inactivity
- * timeout, a whole-run deadline, SSE line and response size limits.
+ * callback). The requests are a workload (bench/workload/workload.h, the
+ * one baton-sim replays too): closed loop (--concurrency C), seeded
+ * Poisson arrivals (--rate R), prompt and output lengths fixed or drawn
+ * from a distribution, or a Mooncake-format trace (--trace FILE, shared
+ * prefixes kept, lengths scaled) at its timestamps sped up by
+ * --trace-speed or closed loop, with the prefix-cache hit ratio
+ * (usage.prompt_tokens_details.cached_tokens) beside the trace's ideal.
+ * Records TTFT (first token chunk), inter-token latencies and end-to-end
+ * latency; the report (bench/workload/report.h) adds the fraction of
+ * requests meeting --slo-ttft and --slo-tpot and the goodput, as text,
+ * one JSON object (--json) and, with --out DIR, report.json, report.md and
+ * the TTFT/TPOT CDFs that bench/workload/plot.sh draws. A long run shows
+ * its progress on stderr (a terminal, or --progress). Everything is
+ * bounded: per-connection inactivity timeout, a whole-run deadline, SSE
+ * line and response size limits.
  *   baton-bench --url http://127.0.0.1:8000 --model M --requests N
  *               (--concurrency C | --rate R) --prompt-tokens P
- *               --output-tokens O [--json] */
+ *               --output-tokens O [--slo-ttft MS --slo-tpot MS] [--json]
+ *               [--out DIR] */
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/opts.h"
-#include "trace.h"
+#include "report.h"
+#include "workload.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -32,31 +37,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BENCH_MAX_LINE     (64 * 1024)        /* one SSE line */
 #define BENCH_MAX_RESPONSE (16 * 1024 * 1024) /* one whole response */
-#define BENCH_MAX_REQUESTS 100000
-#define BENCH_TOKEN_LO     100
-#define BENCH_TOKEN_HI     4000
+#define BENCH_MAX_REQUESTS 1000000
 
 typedef struct {
     const char *url;
     const char *model;
-    int64_t     requests;
-    int64_t     concurrency;
-    double      rate;
-    int64_t     prompt_tokens;
-    int64_t     output_tokens;
-    int64_t     seed;
+    bt_wl_cfg_t wl;
     int64_t     timeout_ms;   /* inactivity, per connection */
     int64_t     deadline_ms;  /* the whole run */
     bool        json;
-    const char *trace;        /* Mooncake trace file, NULL: synthetic */
-    int64_t     trace_requests;
-    int64_t     block_tokens;
-    double      trace_speed;
-    int64_t     max_output;
-    int64_t     kv_block;
+    double      slo_ttft_ms;
+    double      slo_tpot_ms;
+    const char *out;          /* folder for report.json, report.md, CDFs */
+    const char *title;
+    bool        progress;
 } bench_cfg_t;
 
 static const bt_opt_t bench_opts[] = {
@@ -64,43 +62,27 @@ static const bt_opt_t bench_opts[] = {
      BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, url)},
     {"model", 0, "BATON_BENCH_MODEL", "builtin", "model name sent in each request",
      BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, model)},
-    {"requests", 0, "BATON_BENCH_REQUESTS", "16", "number of requests", BT_OPT_INT, 1,
-     BENCH_MAX_REQUESTS, NULL, offsetof(bench_cfg_t, requests)},
-    {"concurrency", 'c', "BATON_BENCH_CONCURRENCY", "1", "streams in flight (closed loop)",
-     BT_OPT_INT, 1, 4096, NULL, offsetof(bench_cfg_t, concurrency)},
-    {"rate", 0, "BATON_BENCH_RATE", "0", "poisson arrivals per second (0: closed loop)",
-     BT_OPT_DOUBLE, 0, 100000, NULL, offsetof(bench_cfg_t, rate)},
-    {"prompt-tokens", 0, "BATON_BENCH_PROMPT_TOKENS", "128", "prompt length in token ids",
-     BT_OPT_INT, 1, 1 << 20, NULL, offsetof(bench_cfg_t, prompt_tokens)},
-    {"output-tokens", 0, "BATON_BENCH_OUTPUT_TOKENS", "16", "max_tokens per request (ignore_eos)",
-     BT_OPT_INT, 1, 1 << 20, NULL, offsetof(bench_cfg_t, output_tokens)},
-    {"seed", 0, "BATON_BENCH_SEED", "1", "seed of prompts and arrivals", BT_OPT_INT, 0,
-     INT64_MAX, NULL, offsetof(bench_cfg_t, seed)},
+    BT_WL_OPTS(bench_cfg_t, wl),
     {"timeout", 0, "BATON_BENCH_TIMEOUT", "60s", "per-connection inactivity timeout",
      BT_OPT_DURATION, 1, 3600000, NULL, offsetof(bench_cfg_t, timeout_ms)},
     {"deadline", 0, "BATON_BENCH_DEADLINE", "10m", "the whole run; unfinished count as errors",
      BT_OPT_DURATION, 1, 86400000, NULL, offsetof(bench_cfg_t, deadline_ms)},
     {"json", 0, "BATON_BENCH_JSON", "false", "print one json object", BT_OPT_BOOL, 0, 0,
      NULL, offsetof(bench_cfg_t, json)},
-    {"trace", 0, "BATON_BENCH_TRACE", NULL,
-     "replay this Mooncake-format trace (jsonl) instead of random prompts",
-     BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, trace)},
-    {"trace-requests", 0, "BATON_BENCH_TRACE_REQUESTS", "0",
-     "replay only the first N trace requests (0: all)", BT_OPT_INT, 0,
-     BENCH_MAX_REQUESTS, NULL, offsetof(bench_cfg_t, trace_requests)},
-    {"block-tokens", 0, "BATON_BENCH_BLOCK_TOKENS", "32",
-     "tokens per 512-token trace block (lengths scale by this / 512)",
-     BT_OPT_INT, 1, 512, NULL, offsetof(bench_cfg_t, block_tokens)},
-    {"trace-speed", 0, "BATON_BENCH_TRACE_SPEED", "0",
-     "replay at the trace's timestamps this many times faster (0: closed "
-     "loop at --concurrency, in trace order)", BT_OPT_DOUBLE, 0, 1e6, NULL,
-     offsetof(bench_cfg_t, trace_speed)},
-    {"max-output", 0, "BATON_BENCH_MAX_OUTPUT", "64",
-     "cap on a trace request's scaled output length", BT_OPT_INT, 1, 1 << 20,
-     NULL, offsetof(bench_cfg_t, max_output)},
-    {"kv-block", 0, "BATON_BENCH_KV_BLOCK", "16",
-     "the cluster's kv block size (the ideal counts reuse in whole blocks)",
-     BT_OPT_INT, 1, 4096, NULL, offsetof(bench_cfg_t, kv_block)},
+    {"slo-ttft", 0, "BATON_BENCH_SLO_TTFT", "0",
+     "time-to-first-token objective in ms (0: none)", BT_OPT_DOUBLE, 0, 1e9,
+     NULL, offsetof(bench_cfg_t, slo_ttft_ms)},
+    {"slo-tpot", 0, "BATON_BENCH_SLO_TPOT", "0",
+     "time-per-output-token objective in ms (0: none)", BT_OPT_DOUBLE, 0, 1e9,
+     NULL, offsetof(bench_cfg_t, slo_tpot_ms)},
+    {"out", 0, "BATON_BENCH_OUT", NULL,
+     "write report.json, report.md, ttft_cdf.dat and tpot_cdf.dat here",
+     BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, out)},
+    {"title", 0, "BATON_BENCH_TITLE", "baton-bench", "the Markdown report's title",
+     BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, title)},
+    {"progress", 0, "BATON_BENCH_PROGRESS", "false",
+     "show progress on stderr even when it is not a terminal", BT_OPT_BOOL,
+     0, 0, NULL, offsetof(bench_cfg_t, progress)},
 };
 
 typedef struct bench bench_t;
@@ -127,32 +109,18 @@ struct bench {
     char              *host;
     int                port;
     char               path[64];
-    uint64_t           rng;
+    bt_wl_t            wl;
+    int64_t            n;            /* requests in the workload */
     stream_t          *streams;
-    int64_t            issued, finished, ok, errors, in_flight;
+    bt_rep_rec_t      *recs;         /* per request, by index */
+    int64_t            issued, finished, ok, in_flight;
     uint64_t           t0, t_end;
-    double            *ttft, *e2e, *tpot, *itl;
-    size_t             n_ttft, n_e2e, n_tpot, n_itl, cap_itl;
-    int64_t            out_tokens;
+    double            *itl;
+    size_t             n_itl, cap_itl;
     char               first_error[160];
-    bt_trace_t         trace;        /* --trace: the requests to replay */
-    uint64_t           ok_prompt, ok_cached, ok_ideal; /* over ok requests */
+    bool               show_progress;
+    struct event      *progress_ev;
 };
-
-static uint64_t rng_next(uint64_t *s)
-{
-    /* splitmix64: small, seedable, good enough for ids and arrivals */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(uint64_t *s) /* (0, 1] */
-{
-    return ((double)(rng_next(s) >> 11) + 1.0) / 9007199254740992.0;
-}
 
 static void note_error(bench_t *b, const char *what)
 {
@@ -175,6 +143,7 @@ static void stream_finish(stream_t *s, bool ok)
 {
     bench_t *b = s->b;
     uint64_t now = bt_now_ns();
+    bt_rep_rec_t *r = &b->recs[s->idx];
 
     if (s->finished) {
         return;
@@ -182,26 +151,21 @@ static void stream_finish(stream_t *s, bool ok)
     s->finished = true;
     b->finished++;
     b->in_flight--;
+    r->prompt_tokens = b->wl.reqs[s->idx].n_prompt;
+    r->ideal_cached = b->wl.reqs[s->idx].ideal_cached;
     if (ok && s->tokens > 0) {
         b->ok++;
+        r->ok = true;
         /* the server's count when it sent one: chunks can merge tokens */
-        b->out_tokens += s->usage_tokens >= 0 ? s->usage_tokens : s->tokens;
-        if (b->cfg.trace != NULL) {
-            b->ok_prompt += b->trace.reqs[s->idx].n_prompt;
-            b->ok_ideal += b->trace.reqs[s->idx].ideal_cached;
-            b->ok_cached += (uint64_t)s->cached;
-        }
-        b->ttft[b->n_ttft++] = (double)(s->t_first - s->t_start) / 1e6;
-        b->e2e[b->n_e2e++] = (double)(now - s->t_start) / 1e6;
-        if (s->tokens > 1) {
-            b->tpot[b->n_tpot++] = (double)(s->t_last - s->t_first) / 1e6 /
-                                   (double)(s->tokens - 1);
-        }
-    } else {
-        if (ok) {
-            note_error(b, "stream ended without tokens");
-        }
-        b->errors++;
+        r->out_tokens = (uint32_t)(s->usage_tokens >= 0 ? s->usage_tokens
+                                                        : s->tokens);
+        r->cached_tokens = (uint32_t)s->cached;
+        r->ttft_ms = (double)(s->t_first - s->t_start) / 1e6;
+        r->e2e_ms = (double)(now - s->t_start) / 1e6;
+        r->tpot_ms = s->tokens > 1 ? (double)(s->t_last - s->t_first) / 1e6 /
+                                     (double)(s->tokens - 1) : 0;
+    } else if (ok) {
+        note_error(b, "stream ended without tokens");
     }
     free(s->line);
     s->line = NULL;
@@ -210,11 +174,10 @@ static void stream_finish(stream_t *s, bool ok)
         event_base_once(b->base, -1, EV_TIMEOUT, free_conn_cb, s->conn, NULL);
         s->conn = NULL;
     }
-    if (b->finished == b->cfg.requests) {
+    if (b->finished == b->n) {
         b->t_end = now;
         event_base_loopexit(b->base, NULL);
-    } else if (b->cfg.rate == 0 &&
-               (b->cfg.trace == NULL || b->cfg.trace_speed == 0)) {
+    } else if (!b->wl.open) {
         issue_next(b);
     }
 }
@@ -371,30 +334,20 @@ static void done_cb(struct evhttp_request *req, void *arg)
 static char *build_body(bench_t *b, int64_t idx)
 {
     json_t *root = json_object(), *ids = json_array();
+    const bt_wl_req_t *r = &b->wl.reqs[idx];
+    int32_t *prompt = malloc((size_t)r->n_prompt * sizeof(int32_t));
     char   *text = NULL;
-    int64_t max_tokens = b->cfg.output_tokens;
 
-    if (root == NULL || ids == NULL) {
+    if (root == NULL || ids == NULL || prompt == NULL) {
         goto err_out;
     }
-    if (b->cfg.trace != NULL) {
-        const bt_trace_req_t *r = &b->trace.reqs[idx];
-
-        for (uint32_t i = 0; i < r->n_prompt; i++) {
-            json_array_append_new(ids, json_integer(r->prompt[i]));
-        }
-        max_tokens = r->max_tokens;
-    } else {
-        for (int64_t i = 0; i < b->cfg.prompt_tokens; i++) {
-            int64_t id = BENCH_TOKEN_LO +
-                         (int64_t)(rng_next(&b->rng) %
-                                   (BENCH_TOKEN_HI - BENCH_TOKEN_LO));
-            json_array_append_new(ids, json_integer(id));
-        }
+    bt_wl_prompt(&b->wl, (size_t)idx, prompt);
+    for (uint32_t i = 0; i < r->n_prompt; i++) {
+        json_array_append_new(ids, json_integer(prompt[i]));
     }
     json_object_set_new(root, "model", json_string(b->cfg.model));
     json_object_set(root, "prompt", ids);
-    json_object_set_new(root, "max_tokens", json_integer(max_tokens));
+    json_object_set_new(root, "max_tokens", json_integer(r->max_tokens));
     json_object_set_new(root, "temperature", json_real(0.0));
     json_object_set_new(root, "ignore_eos", json_true());
     json_object_set_new(root, "stream", json_true());
@@ -402,6 +355,7 @@ static char *build_body(bench_t *b, int64_t idx)
                         json_pack("{s:b}", "include_usage", 1));
     text = bt_json_dump(root);
 err_out:
+    free(prompt);
     json_decref(ids);
     json_decref(root);
     return text;
@@ -415,7 +369,7 @@ static void issue_next(bench_t *b)
     char                  *body;
     char                   len[32];
 
-    if (b->issued >= b->cfg.requests) {
+    if (b->issued >= b->n) {
         return;
     }
     s = &b->streams[b->issued];
@@ -460,42 +414,35 @@ static void issue_next(bench_t *b)
     }
 }
 
+/* Open loop: issue the next request, then wait for the one after it, at
+ * its arrival time from the start of the run. */
 static void arrival_cb(evutil_socket_t fd, short ev, void *arg)
-{
-    bench_t       *b = arg;
-    double         gap = -log(rng_unit(&b->rng)) / b->cfg.rate;
-    struct timeval tv;
-
-    (void)fd;
-    (void)ev;
-    issue_next(b);
-    if (b->issued < b->cfg.requests) {
-        tv.tv_sec = (time_t)gap;
-        tv.tv_usec = (suseconds_t)((gap - (double)tv.tv_sec) * 1e6);
-        event_base_once(b->base, -1, EV_TIMEOUT, arrival_cb, b, &tv);
-    }
-}
-
-/* --trace-speed > 0: issue the next trace request and wait for the one
- * after it, at its timestamp / speed from the start of the run */
-static void trace_arrival_cb(evutil_socket_t fd, short ev, void *arg)
 {
     bench_t *b = arg;
 
     (void)fd;
     (void)ev;
     issue_next(b);
-    if (b->issued < b->cfg.requests) {
-        double         at = (double)b->trace.reqs[b->issued].t_ms /
-                            b->cfg.trace_speed / 1e3;
+    if (b->issued < b->n) {
+        double         at = b->wl.reqs[b->issued].t_s;
         double         now = (double)(bt_now_ns() - b->t0) / 1e9;
         double         gap = at > now ? at - now : 0;
         struct timeval tv;
 
         tv.tv_sec = (time_t)gap;
         tv.tv_usec = (suseconds_t)((gap - (double)tv.tv_sec) * 1e6);
-        event_base_once(b->base, -1, EV_TIMEOUT, trace_arrival_cb, b, &tv);
+        event_base_once(b->base, -1, EV_TIMEOUT, arrival_cb, b, &tv);
     }
+}
+
+static void progress_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    bench_t *b = arg;
+
+    (void)fd;
+    (void)ev;
+    bt_rep_progress(stderr, (size_t)b->finished, (size_t)b->n, (size_t)b->ok,
+                    (double)(bt_now_ns() - b->t0) / 1e9, "baton-bench");
 }
 
 static void deadline_cb(evutil_socket_t fd, short ev, void *arg)
@@ -508,126 +455,79 @@ static void deadline_cb(evutil_socket_t fd, short ev, void *arg)
     event_base_loopbreak(b->base);
 }
 
-static int cmp_double(const void *x, const void *y)
+static json_t *trace_json(const bench_t *b, const bt_rep_t *rep)
 {
-    double a = *(const double *)x, c = *(const double *)y;
-
-    return a < c ? -1 : a > c;
-}
-
-typedef struct {
-    double p50, p90, p99, mean;
-    size_t n;
-} dist_t;
-
-static dist_t summarize(double *v, size_t n)
-{
-    dist_t d = {0, 0, 0, 0, n};
-    double sum = 0;
-
-    if (n == 0) {
-        return d;
-    }
-    qsort(v, n, sizeof(*v), cmp_double);
-    for (size_t i = 0; i < n; i++) {
-        sum += v[i];
-    }
-    /* nearest rank */
-    d.p50 = v[(size_t)ceil(0.50 * (double)n) - 1];
-    d.p90 = v[(size_t)ceil(0.90 * (double)n) - 1];
-    d.p99 = v[(size_t)ceil(0.99 * (double)n) - 1];
-    d.mean = sum / (double)n;
-    return d;
-}
-
-static json_t *dist_json(dist_t d)
-{
-    return json_pack("{s:f,s:f,s:f,s:f,s:I}", "p50", d.p50, "p90", d.p90,
-                     "p99", d.p99, "mean", d.mean, "n", (json_int_t)d.n);
-}
-
-static json_t *trace_json(const bench_t *b)
-{
-    double hit = b->ok_prompt > 0 ? (double)b->ok_cached /
-                                    (double)b->ok_prompt : 0;
-    double ideal = b->ok_prompt > 0 ? (double)b->ok_ideal /
-                                      (double)b->ok_prompt : 0;
+    double hit = rep->prompt_tokens > 0 ? (double)rep->cached_tokens /
+                                          (double)rep->prompt_tokens : 0;
+    double ideal = rep->prompt_tokens > 0 ? (double)rep->ideal_cached /
+                                            (double)rep->prompt_tokens : 0;
 
     return json_pack("{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:I,s:I}",
-                     "file", b->cfg.trace,
-                     "block_tokens", (json_int_t)b->cfg.block_tokens,
-                     "prompt_tokens", (json_int_t)b->ok_prompt,
-                     "cached_tokens", (json_int_t)b->ok_cached,
-                     "ideal_cached_tokens", (json_int_t)b->ok_ideal,
+                     "file", b->cfg.wl.trace,
+                     "block_tokens", (json_int_t)b->cfg.wl.block_tokens,
+                     "prompt_tokens", (json_int_t)rep->prompt_tokens,
+                     "cached_tokens", (json_int_t)rep->cached_tokens,
+                     "ideal_cached_tokens", (json_int_t)rep->ideal_cached,
                      "hit_ratio", hit, "ideal_hit_ratio", ideal,
                      "hit_vs_ideal", ideal > 0 ? hit / ideal : 0.0,
-                     "speed", b->cfg.trace_speed,
-                     "trace_blocks", (json_int_t)b->trace.blocks,
-                     "trace_hit_blocks", (json_int_t)b->trace.hit_blocks);
+                     "speed", b->cfg.wl.trace_speed,
+                     "trace_blocks", (json_int_t)b->wl.trace.blocks,
+                     "trace_hit_blocks", (json_int_t)b->wl.trace.hit_blocks);
 }
 
-static void report(bench_t *b)
+static int report(bench_t *b)
 {
-    double wall = (double)(b->t_end - b->t0) / 1e9;
-    dist_t ttft = summarize(b->ttft, b->n_ttft);
-    dist_t tpot = summarize(b->tpot, b->n_tpot);
-    dist_t itl = summarize(b->itl, b->n_itl);
-    dist_t e2e = summarize(b->e2e, b->n_e2e);
-    double tok_s = wall > 0 ? (double)b->out_tokens / wall : 0;
-    double req_s = wall > 0 ? (double)b->ok / wall : 0;
+    bt_rep_slo_t slo = {b->cfg.slo_ttft_ms, b->cfg.slo_tpot_ms};
+    bt_rep_t     rep;
+    char         err[256];
 
+    bt_rep_compute(b->recs, (size_t)b->n, (double)(b->t_end - b->t0) / 1e9,
+                   &slo, b->itl, b->n_itl, &rep);
+    if (b->cfg.out != NULL &&
+        bt_rep_write_dir(b->cfg.out, b->recs, (size_t)b->n, &rep,
+                         b->cfg.title, err, sizeof(err)) != 0) {
+        fprintf(stderr, "baton-bench: %s\n", err);
+        return -1;
+    }
     if (b->cfg.json) {
-        json_t *o = json_pack(
-            "{s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:f,s:f,s:f,s:o,s:o,s:o,s:o,s:s}",
-            "requests", (json_int_t)b->cfg.requests, "ok", (json_int_t)b->ok,
-            "errors", (json_int_t)(b->cfg.requests - b->ok), "rate",
-            b->cfg.rate, "concurrency", (json_int_t)b->cfg.concurrency,
-            "prompt_tokens", (json_int_t)b->cfg.prompt_tokens,
-            "output_tokens", (json_int_t)b->out_tokens, "wall_s", wall,
-            "output_tok_s", tok_s, "req_s", req_s, "ttft_ms",
-            dist_json(ttft), "tpot_ms", dist_json(tpot), "itl_ms",
-            dist_json(itl), "e2e_ms", dist_json(e2e), "first_error",
-            b->first_error);
-        char *text;
+        json_t *o = bt_rep_json(&rep);
+        char   *text;
 
-        if (o != NULL && b->cfg.trace != NULL) {
-            json_object_set_new(o, "trace", trace_json(b));
+        if (o != NULL) {
+            json_object_set_new(o, "rate", json_real(b->cfg.wl.rate));
+            json_object_set_new(o, "concurrency",
+                                json_integer(b->cfg.wl.concurrency));
+            json_object_set_new(o, "prompt_tokens",
+                                json_string(b->cfg.wl.prompt_tokens));
+            json_object_set_new(o, "first_error",
+                                json_string(b->first_error));
+            if (b->wl.has_trace) {
+                json_object_set_new(o, "trace", trace_json(b, &rep));
+            }
         }
         text = o != NULL ? bt_json_dump(o) : NULL;
-
         printf("%s\n", text != NULL ? text : "{}");
         free(text);
         json_decref(o);
-        return;
+        return 0;
     }
-    printf("requests %lld  ok %lld  errors %lld  wall %.3f s\n",
-           (long long)b->cfg.requests, (long long)b->ok,
-           (long long)(b->cfg.requests - b->ok), wall);
-    printf("%-6s %10s %10s %10s %10s\n", "ms", "p50", "p90", "p99", "mean");
-    printf("%-6s %10.2f %10.2f %10.2f %10.2f\n", "ttft", ttft.p50, ttft.p90,
-           ttft.p99, ttft.mean);
-    printf("%-6s %10.2f %10.2f %10.2f %10.2f\n", "tpot", tpot.p50, tpot.p90,
-           tpot.p99, tpot.mean);
-    printf("%-6s %10.2f %10.2f %10.2f %10.2f\n", "itl", itl.p50, itl.p90,
-           itl.p99, itl.mean);
-    printf("%-6s %10.2f %10.2f %10.2f %10.2f\n", "e2e", e2e.p50, e2e.p90,
-           e2e.p99, e2e.mean);
-    printf("throughput %.1f output tok/s  %.2f req/s\n", tok_s, req_s);
-    if (b->cfg.trace != NULL) {
-        double hit = b->ok_prompt > 0 ? (double)b->ok_cached /
-                                        (double)b->ok_prompt : 0;
-        double ideal = b->ok_prompt > 0 ? (double)b->ok_ideal /
-                                          (double)b->ok_prompt : 0;
+    bt_rep_print_text(stdout, &rep);
+    if (b->wl.has_trace) {
+        double hit = rep.prompt_tokens > 0 ? (double)rep.cached_tokens /
+                                             (double)rep.prompt_tokens : 0;
+        double ideal = rep.prompt_tokens > 0 ? (double)rep.ideal_cached /
+                                               (double)rep.prompt_tokens : 0;
 
         printf("prefix cache: %llu of %llu prompt tokens cached, hit ratio "
                "%.4f; ideal %.4f (unbounded cache, in %lld-token blocks); "
-               "ours / ideal %.3f\n", (unsigned long long)b->ok_cached,
-               (unsigned long long)b->ok_prompt, hit, ideal,
-               (long long)b->cfg.kv_block, ideal > 0 ? hit / ideal : 0);
+               "ours / ideal %.3f\n", (unsigned long long)rep.cached_tokens,
+               (unsigned long long)rep.prompt_tokens, hit, ideal,
+               (long long)b->cfg.wl.kv_block, ideal > 0 ? hit / ideal : 0);
     }
     if (b->first_error[0] != '\0') {
         printf("first error: %s\n", b->first_error);
     }
+    return 0;
 }
 
 static bool parse_url(bench_t *b)
@@ -678,32 +578,25 @@ int main(int argc, char **argv)
     if (!parse_url(&b)) {
         return 2;
     }
-    if (b.cfg.trace != NULL) {
-        bt_trace_opts_t to = {
-            (uint32_t)b.cfg.block_tokens, (uint32_t)b.cfg.kv_block,
-            (uint32_t)b.cfg.max_output, BENCH_TOKEN_LO, BENCH_TOKEN_HI,
-            (uint64_t)b.cfg.seed,
-            b.cfg.trace_requests > 0 ? (size_t)b.cfg.trace_requests
-                                     : BENCH_MAX_REQUESTS};
+    {
         char err[256];
 
-        if (bt_trace_load(b.cfg.trace, &to, &b.trace, err, sizeof(err)) != 0) {
+        if (bt_wl_build(&b.cfg.wl, &b.wl, err, sizeof(err)) != 0) {
             fprintf(stderr, "baton-bench: %s\n", err);
             free(b.host);
-            return 1;
+            return 2;
         }
-        b.cfg.requests = (int64_t)b.trace.n;
     }
-    b.rng = (uint64_t)b.cfg.seed;
-    b.cap_itl = (size_t)b.cfg.requests * 256;
-    b.streams = calloc((size_t)b.cfg.requests, sizeof(*b.streams));
-    b.ttft = calloc((size_t)b.cfg.requests, sizeof(double));
-    b.e2e = calloc((size_t)b.cfg.requests, sizeof(double));
-    b.tpot = calloc((size_t)b.cfg.requests, sizeof(double));
+    b.n = (int64_t)b.wl.n;
+    b.show_progress = b.cfg.progress || isatty(STDERR_FILENO);
+    /* inter-token gaps kept: 256 per request, 16M at most (128 MiB) */
+    b.cap_itl = (size_t)b.n * 256 < (1u << 24) ? (size_t)b.n * 256 : (1u << 24);
+    b.streams = calloc((size_t)b.n, sizeof(*b.streams));
+    b.recs = calloc((size_t)b.n, sizeof(*b.recs));
     b.itl = calloc(b.cap_itl, sizeof(double));
     b.base = event_base_new();
-    if (b.streams == NULL || b.ttft == NULL || b.e2e == NULL ||
-        b.tpot == NULL || b.itl == NULL || b.base == NULL) {
+    if (b.streams == NULL || b.recs == NULL || b.itl == NULL ||
+        b.base == NULL) {
         fprintf(stderr, "baton-bench: out of memory\n");
         goto err_free;
     }
@@ -714,23 +607,32 @@ int main(int argc, char **argv)
         goto err_free;
     }
     b.t0 = bt_now_ns();
-    if (b.cfg.trace != NULL && b.cfg.trace_speed > 0) {
-        trace_arrival_cb(-1, 0, &b);
-    } else if (b.cfg.rate > 0 && b.cfg.trace == NULL) {
+    if (b.show_progress) {
+        struct timeval sec = {1, 0};
+
+        b.progress_ev = event_new(b.base, -1, EV_PERSIST, progress_cb, &b);
+        if (b.progress_ev != NULL) {
+            evtimer_add(b.progress_ev, &sec);
+        }
+    }
+    if (b.wl.open) {
         arrival_cb(-1, 0, &b);
     } else {
-        for (int64_t i = 0; i < b.cfg.concurrency; i++) {
+        for (size_t i = 0; i < b.wl.concurrency; i++) {
             issue_next(&b);
         }
     }
-    if (b.finished < b.cfg.requests) {
+    if (b.finished < b.n) {
         event_base_dispatch(b.base);
     }
     if (b.t_end == 0) {
         b.t_end = bt_now_ns();
     }
-    report(&b);
-    rc = b.ok == b.cfg.requests ? 0 : 1;
+    if (b.show_progress) {
+        progress_cb(-1, 0, &b);
+        fputc('\n', stderr);
+    }
+    rc = report(&b) == 0 && b.ok == b.n ? 0 : 1;
 err_free:
     if (b.streams != NULL) {
         for (int64_t i = 0; i < b.issued; i++) {
@@ -743,15 +645,16 @@ err_free:
     if (deadline != NULL) {
         event_free(deadline);
     }
+    if (b.progress_ev != NULL) {
+        event_free(b.progress_ev);
+    }
     if (b.base != NULL) {
         event_base_free(b.base);
     }
     free(b.streams);
-    free(b.ttft);
-    free(b.e2e);
-    free(b.tpot);
+    free(b.recs);
     free(b.itl);
     free(b.host);
-    bt_trace_free(&b.trace);
+    bt_wl_free(&b.wl);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* Mooncake-format request traces for baton-bench (--trace).
+/* Mooncake-format request traces for baton-bench and baton-sim (--trace),
+ * part of the workload library (workload.h).
  *
  * One JSON object per line: {"timestamp": ms, "input_length": tokens,
  * "output_length": tokens, "hash_ids": [ids of consecutive 512-token

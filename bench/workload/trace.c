@@ -1,4 +1,4 @@
-/* Mooncake trace reader and scaler for baton-bench (trace.h). */
+/* Mooncake trace reader and scaler (trace.h). */
 #include "trace.h"
 
 #include "base/array.h"

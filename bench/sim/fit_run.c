@@ -1,0 +1,330 @@
+/* baton-sim fit: short calibration loads against local clusters (started
+ * by bench/sim/fit.sh with deploy/local/baton-local), sent by baton-bench
+ * (one run per point, its JSON read back), then the cost functions
+ * fitted (fit.c) and written as a cost file (--out):
+ *   prefill:  single requests of 16..1024 prompt tokens, 1 output token,
+ *             on the colocated cluster, cold and again with the prompt
+ *             cached (TTFT vs tokens computed and cached);
+ *   decode:   1..16 equal requests decoding together on the disaggregated
+ *             cluster's decode node (TPOT vs batch and context);
+ *   transfer: the same single requests on the disaggregated cluster: the
+ *             extra TTFT of the hop vs the prompt's KV bytes;
+ *   kvstore:  (with --ctl) a prompt, the nodes' caches flushed, the prompt
+ *             again: the extra TTFT vs the blocks fetched.
+ * Each point is the median of --fit-repeats runs. */
+#include "fit.h"
+#include "sim_cli.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIT_MAX 64
+
+static const uint32_t fit_prompts[] = {16, 64, 256, 1024};
+#define FIT_NP (sizeof(fit_prompts) / sizeof(fit_prompts[0]))
+
+/* One baton-bench run; the parsed JSON report or NULL (said). */
+static json_t *fit_bench(const sim_cli_t *cli, const char *url, uint32_t n,
+                         uint32_t prompt, uint32_t output, uint64_t seed)
+{
+    char cmd[2048];
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *p, *m;
+    json_t *o = NULL;
+    json_error_t jerr;
+    char chunk[4096];
+    size_t got;
+
+    snprintf(cmd, sizeof(cmd), "'%s' --url '%s' --model '%s' --requests %u "
+             "--concurrency %u --prompt-tokens %u --output-tokens %u --seed "
+             "%llu --json --timeout 120s --deadline 5m", cli->bench, url,
+             cli->model, n, n, prompt, output, (unsigned long long)seed);
+    if ((p = popen(cmd, "r")) == NULL || (m = open_memstream(&buf, &len)) == NULL) {
+        if (p != NULL) {
+            pclose(p);
+        }
+        return NULL;
+    }
+    while ((got = fread(chunk, 1, sizeof(chunk), p)) > 0) {
+        fwrite(chunk, 1, got, m);
+    }
+    fclose(m);
+    if (pclose(p) == 0 && buf != NULL) {
+        o = json_loadb(buf, len, 0, &jerr);
+    }
+    if (o == NULL || json_integer_value(json_object_get(o, "ok")) != (json_int_t)n) {
+        fprintf(stderr, "baton-sim fit: a calibration run failed: %s\n", cmd);
+        json_decref(o);
+        o = NULL;
+    }
+    free(buf);
+    return o;
+}
+
+static double fit_get(json_t *o, const char *a, const char *b)
+{
+    json_t *v = json_object_get(o, a);
+
+    v = b != NULL ? json_object_get(v, b) : v;
+    return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+static int fit_cmp(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+
+    return a < b ? -1 : a > b;
+}
+
+static double fit_median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), fit_cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The median TTFT (or TPOT with tpot) of --fit-repeats runs with fresh
+ * prompts; -1 when a run failed. */
+static double fit_point(const sim_cli_t *cli, const char *url, uint32_t n,
+                        uint32_t prompt, uint32_t output, uint64_t seed,
+                        bool tpot)
+{
+    double v[100];
+    size_t k = 0;
+
+    for (int64_t r = 0; r < cli->fit_repeats; r++) {
+        json_t *o = fit_bench(cli, url, n, prompt, output,
+                              seed * 1000 + (uint64_t)r);
+
+        if (o == NULL) {
+            return -1;
+        }
+        v[k++] = fit_get(o, tpot ? "tpot_ms" : "ttft_ms", "p50");
+        json_decref(o);
+    }
+    return fit_median(v, k);
+}
+
+static double fit_ms(const bt_sim_cost_t *c, uint32_t prompt, uint32_t cached)
+{
+    double f[4];
+
+    bt_fit_prefill_features(c, prompt, cached, f);
+    return c->ttft_overhead_ms + c->p_base_ms * f[1] + c->p_token_ms * f[2] +
+           c->p_ctx_us * f[3];
+}
+
+/* Prefill: cold prompts, then warm ones (the same seed twice). */
+static int fit_prefill(const sim_cli_t *cli, bt_sim_cost_t *c, double *cold)
+{
+    bt_fit_prefill_t s[FIT_MAX];
+    size_t n = 0;
+    double rms;
+
+    for (size_t i = 0; i < FIT_NP; i++) {
+        cold[i] = fit_point(cli, cli->url_colocated, 1, fit_prompts[i], 1,
+                            100 + i, false);
+        if (cold[i] < 0) {
+            return -1;
+        }
+        s[n++] = (bt_fit_prefill_t){fit_prompts[i], 0, cold[i]};
+        fprintf(stderr, "  prefill %u tokens: ttft %.2f ms\n", fit_prompts[i],
+                cold[i]);
+    }
+    for (size_t i = 2; i < FIT_NP; i++) {
+        for (int64_t r = 0; r < cli->fit_repeats; r++) {
+            uint64_t seed = 500000 + i * 100 + (uint64_t)r;
+            json_t *a = fit_bench(cli, cli->url_colocated, 1, fit_prompts[i], 1,
+                                  seed);
+            json_t *b = a != NULL ? fit_bench(cli, cli->url_colocated, 1,
+                                              fit_prompts[i], 1, seed) : NULL;
+
+            if (b == NULL) {
+                json_decref(a);
+                return -1;
+            }
+            double cached = fit_get(b, "cached_tokens", NULL);
+
+            /* a router that does not report it: the node reuses every
+             * full block of a repeated prompt but the last token's */
+            if (cached <= 0) {
+                cached = (double)((fit_prompts[i] - 1) / c->block_size *
+                                  c->block_size);
+            }
+            s[n++] = (bt_fit_prefill_t){fit_prompts[i], (uint32_t)cached,
+                                        fit_get(b, "ttft_ms", "p50")};
+            fprintf(stderr, "  prefill %u tokens, %u cached: ttft %.2f ms\n",
+                    s[n - 1].prompt, s[n - 1].cached, s[n - 1].ttft_ms);
+            json_decref(a);
+            json_decref(b);
+        }
+    }
+    rms = bt_fit_prefill(c, s, n);
+    fprintf(stderr, "  prefill fit: overhead %.3f ms, chunk %.3f ms, %.5f ms/token, "
+            "%.5f us/token/ctx token; relative rms %.3f\n", c->ttft_overhead_ms,
+            c->p_base_ms, c->p_token_ms, c->p_ctx_us, rms);
+    return rms < 0 ? -1 : 0;
+}
+
+static int fit_decode(const sim_cli_t *cli, bt_sim_cost_t *c)
+{
+    static const uint32_t batch[] = {1, 4, 8, 16};
+    static const uint32_t prompt[] = {32, 512};
+    const uint32_t out = 32;
+    bt_fit_decode_t s[FIT_MAX];
+    size_t n = 0;
+    double rms;
+
+    for (size_t j = 0; j < 2; j++) {
+        for (size_t i = 0; i < sizeof(batch) / sizeof(batch[0]); i++) {
+            double t = fit_point(cli, cli->url_disagg, batch[i], prompt[j], out,
+                                 200 + i + 10 * j, true);
+
+            if (t < 0) {
+                return -1;
+            }
+            s[n++] = (bt_fit_decode_t){batch[i], prompt[j] + out / 2.0, t};
+            fprintf(stderr, "  decode batch %u, %u prompt: tpot %.2f ms\n",
+                    batch[i], prompt[j], t);
+        }
+    }
+    rms = bt_fit_decode(c, s, n);
+    fprintf(stderr, "  decode fit: %.3f ms + %.4f ms/seq + %.5f us/ctx token; "
+            "relative rms %.3f\n", c->d_base_ms, c->d_seq_ms, c->d_ctx_us, rms);
+    return rms < 0 ? -1 : 0;
+}
+
+static int fit_transfer(const sim_cli_t *cli, bt_sim_cost_t *c,
+                        const double *cold)
+{
+    double x[FIT_NP], y[FIT_NP], a = 0, b = 0;
+
+    for (size_t i = 0; i < FIT_NP; i++) {
+        double t = fit_point(cli, cli->url_disagg, 1, fit_prompts[i], 1,
+                             300 + i, false);
+
+        if (t < 0) {
+            return -1;
+        }
+        x[i] = fit_prompts[i] * c->kv_bytes_per_token / 1048576.0;
+        y[i] = t - cold[i] > 0 ? t - cold[i] : 0;
+        fprintf(stderr, "  disaggregated %u tokens: ttft %.2f ms (+%.2f)\n",
+                fit_prompts[i], t, y[i]);
+    }
+    if (bt_fit_line(x, y, FIT_NP, &a, &b) < 0) {
+        return -1;
+    }
+    c->n_xfer = 1;
+    snprintf(c->xfer[0].name, sizeof(c->xfer[0].name), "%s",
+             cli->transport != NULL ? cli->transport : "shm");
+    c->xfer[0].base_ms = a;
+    c->xfer[0].ms_per_mb = b;
+    fprintf(stderr, "  transfer fit (%s): %.3f ms + %.4f ms/MiB\n",
+            c->xfer[0].name, a, b);
+    return 0;
+}
+
+static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
+{
+    static const uint32_t prompt[] = {512, 1024};
+    double x[2 * 100], y[2 * 100], a = 0, b = 0;
+    size_t n = 0;
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "'%s' --router '%s' flush-cache >/dev/null",
+             cli->ctl, cli->grpc);
+    for (size_t i = 0; i < 2; i++) {
+        for (int64_t r = 0; r < cli->fit_repeats; r++) {
+            uint64_t seed = 700000 + i * 100 + (uint64_t)r;
+            json_t *w = fit_bench(cli, cli->url_colocated, 1, prompt[i], 1, seed);
+            json_t *o = NULL;
+            double cached;
+
+            json_decref(w);
+            if (w == NULL || system(cmd) != 0 ||
+                (o = fit_bench(cli, cli->url_colocated, 1, prompt[i], 1,
+                               seed)) == NULL) {
+                fprintf(stderr, "baton-sim fit: kvstore calibration failed "
+                        "(%s)\n", cmd);
+                return -1;
+            }
+            cached = fit_get(o, "cached_tokens", NULL);
+            json_decref(o);
+            if (cached <= 0) {
+                /* no fetch (the read timed out, or the router did not
+                 * say): nothing to fit in this point */
+                fprintf(stderr, "  kvstore: no blocks reported reused: "
+                        "point skipped\n");
+                continue;
+            }
+            x[n] = cached / c->block_size;
+            y[n] = fit_get(o, "ttft_ms", "p50") -
+                   fit_ms(c, prompt[i], (uint32_t)cached);
+            y[n] = y[n] > 0 ? y[n] : 0;
+            fprintf(stderr, "  kvstore fetch of %.0f blocks: +%.2f ms\n", x[n],
+                    y[n]);
+            n++;
+        }
+    }
+    if (n < 2 || bt_fit_line(x, y, n, &a, &b) < 0) {
+        fprintf(stderr, "  kvstore: too few points: its fetch costs nothing "
+                "in this fit\n");
+        return 0;
+    }
+    c->k_base_ms = a;
+    c->k_block_ms = b;
+    fprintf(stderr, "  kvstore fit: %.3f ms + %.4f ms/block\n", a, b);
+    return 0;
+}
+
+int sim_cmd_fit(sim_cli_t *cli)
+{
+    bt_sim_cost_t c;
+    double cold[FIT_NP];
+    char err[256], src[512];
+
+    if (cli->url_colocated == NULL || cli->url_disagg == NULL ||
+        cli->bench == NULL || cli->out == NULL || cli->total_blocks < 1 ||
+        cli->kv_bytes_per_token <= 0) {
+        fprintf(stderr, "baton-sim fit: needs --url-colocated, --url-disagg, "
+                "--bench, --out, --total-blocks and --kv-bytes-per-token "
+                "(bench/sim/fit.sh sets them)\n");
+        return 2;
+    }
+    memset(&c, 0, sizeof(c));
+    snprintf(c.name, sizeof(c.name), "local cluster, model %s (fitted)",
+             cli->model);
+    c.block_size = (uint32_t)cli->block_size;
+    c.total_blocks = (uint32_t)cli->total_blocks;
+    c.max_batch = (uint32_t)cli->max_batch;
+    c.max_prefill_tokens = (uint32_t)cli->max_prefill_tokens;
+    c.max_prefill_tokens -= c.max_prefill_tokens % c.block_size;
+    c.max_prefill_tokens = c.max_prefill_tokens > 0 ? c.max_prefill_tokens
+                                                    : c.block_size;
+    c.kv_bytes_per_token = cli->kv_bytes_per_token;
+    fprintf(stderr, "baton-sim fit: calibrating (%lld runs per point)\n",
+            (long long)cli->fit_repeats);
+    /* the first requests of a fresh cluster pay its warm-up (connections,
+     * page faults of the model): not what is fitted */
+    for (int k = 0; k < 2; k++) {
+        json_decref(fit_bench(cli, cli->url_colocated, 2, 64, 4, 9 + k));
+        json_decref(fit_bench(cli, cli->url_disagg, 2, 64, 4, 9 + k));
+    }
+    if (fit_prefill(cli, &c, cold) != 0 || fit_decode(cli, &c) != 0 ||
+        fit_transfer(cli, &c, cold) != 0) {
+        return 1;
+    }
+    if (cli->ctl != NULL && cli->grpc != NULL && fit_kvstore(cli, &c) != 0) {
+        return 1;
+    }
+    snprintf(src, sizeof(src), "baton-sim fit against %s and %s",
+             cli->url_colocated, cli->url_disagg);
+    if (bt_sim_cost_save(cli->out, &c, src, err, sizeof(err)) != 0) {
+        fprintf(stderr, "baton-sim fit: %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "baton-sim fit: wrote %s\n", cli->out);
+    return 0;
+}

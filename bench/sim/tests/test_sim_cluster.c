@@ -1,0 +1,255 @@
+/* Small simulations on the router's real selection and prefix index and
+ * the kvstore's real store: timings that follow the cost functions
+ * exactly, prefix reuse steered by the index, kvstore fetches, the wait
+ * queue, routers past 255 nodes, and runs that repeat bit for bit. */
+#include "sim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+static bt_sim_cost_t cost(void)
+{
+    bt_sim_cost_t c;
+
+    memset(&c, 0, sizeof(c));
+    snprintf(c.name, sizeof(c.name), "unit");
+    c.block_size = 16;
+    c.total_blocks = 4096;
+    c.max_batch = 8;
+    c.max_prefill_tokens = 256;
+    c.kv_bytes_per_token = 1 << 20;     /* 1 MiB: transfers are visible */
+    c.p_base_ms = 1;
+    c.p_token_ms = 0.01;
+    c.p_ctx_us = 0.5;
+    c.d_base_ms = 5;
+    c.d_seq_ms = 0.5;
+    c.d_ctx_us = 1;
+    c.n_xfer = 1;
+    c.xfer[0] = (bt_sim_xfer_cost_t){"shm", 2, 0.01};
+    c.k_base_ms = 0.5;
+    c.k_block_ms = 0.1;
+    c.ttft_overhead_ms = 3;
+    return c;
+}
+
+static bt_wl_t synth(size_t n, const char *prompt, const char *out,
+                     int64_t conc, double rate)
+{
+    bt_wl_cfg_t c;
+    bt_wl_t w;
+    char err[128];
+
+    memset(&c, 0, sizeof(c));
+    c.requests = (int64_t)n;
+    c.concurrency = conc;
+    c.rate = rate;
+    c.prompt_tokens = prompt;
+    c.output_tokens = out;
+    c.seed = 3;
+    c.block_tokens = 32;
+    c.max_output = 64;
+    c.kv_block = 16;
+    assert_int_equal(bt_wl_build(&c, &w, err, sizeof(err)), 0);
+    return w;
+}
+
+static int run(bt_sim_cfg_t *cfg, const bt_wl_t *w, bt_rep_rec_t *recs,
+               bt_sim_stats_t *st)
+{
+    char err[256];
+    int rc = bt_sim_run(cfg, w, recs, st, err, sizeof(err));
+
+    if (rc != 0) {
+        print_message("sim: %s\n", err);
+    }
+    return rc;
+}
+
+static void test_one_request_colocated(void **state)
+{
+    bt_sim_cost_t c = cost();
+    bt_sim_cfg_t cfg;
+    bt_wl_t w = synth(1, "600", "11", 1, 0);
+    bt_rep_rec_t rec;
+    bt_sim_stats_t st;
+    double prefill, step;
+
+    (void)state;
+    bt_sim_cfg_default(&cfg);
+    cfg.cost = &c;
+    cfg.n_colocated = 1;
+    assert_int_equal(run(&cfg, &w, &rec, &st), 0);
+    assert_true(rec.ok);
+    /* 600 tokens in chunks of 256, 256, 88 */
+    prefill = bt_sim_prefill_ms(&c, 256, 0) + bt_sim_prefill_ms(&c, 256, 256) +
+              bt_sim_prefill_ms(&c, 88, 512);
+    assert_true(fabs(rec.ttft_ms - (3 + prefill)) < 1e-6);
+    /* 10 decode steps of one sequence whose context grows 601 .. 610 */
+    step = 0;
+    for (int k = 0; k < 10; k++) {
+        step += bt_sim_decode_ms(&c, 1, 601 + (uint64_t)k);
+    }
+    assert_true(fabs(rec.tpot_ms - step / 10) < 1e-6);
+    assert_int_equal(rec.out_tokens, 11);
+    assert_true(fabs(rec.e2e_ms - (3 + prefill + step)) < 1e-6);
+    /* disaggregated: the same plus the hop of 600 MiB */
+    bt_sim_cfg_default(&cfg);
+    cfg.cost = &c;
+    cfg.n_prefill = 1;
+    cfg.n_decode = 1;
+    assert_int_equal(run(&cfg, &w, &rec, &st), 0);
+    assert_true(fabs(rec.ttft_ms - (3 + prefill + 2 + 0.01 * 600)) < 1e-6);
+    bt_wl_free(&w);
+}
+
+/* Two prompts of 4 blocks each repeated: hash ids 1-4 and 5-8. */
+static bt_wl_t trace_repeats(char *path, size_t n)
+{
+    FILE *f;
+    bt_wl_cfg_t c;
+    bt_wl_t w;
+    char err[128];
+    int fd = mkstemp(path);
+
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    for (size_t i = 0; i < n; i++) {
+        int b = i % 2 ? 5 : 1;
+
+        fprintf(f, "{\"timestamp\": %zu, \"input_length\": 2048, "
+                "\"output_length\": 64, \"hash_ids\": [%d, %d, %d, %d]}\n",
+                i * 1000, b, b + 1, b + 2, b + 3);
+    }
+    fclose(f);
+    memset(&c, 0, sizeof(c));
+    c.trace = path;
+    c.trace_speed = 1;
+    c.concurrency = 1;
+    c.seed = 5;
+    c.block_tokens = 64;
+    c.max_output = 4;
+    c.kv_block = 16;
+    assert_int_equal(bt_wl_build(&c, &w, err, sizeof(err)), 0);
+    unlink(path);
+    return w;
+}
+
+static void test_prefix_reuse_follows_index(void **state)
+{
+    bt_sim_cost_t c = cost();
+    bt_sim_cfg_t cfg;
+    char path[] = "/tmp/test_sim_trace.XXXXXX";
+    bt_wl_t w = trace_repeats(path, 10);
+    bt_rep_rec_t recs[10];
+    bt_sim_stats_t st;
+
+    (void)state;
+    bt_sim_cfg_default(&cfg);
+    cfg.cost = &c;
+    cfg.n_prefill = 2;
+    cfg.n_decode = 1;
+    assert_int_equal(run(&cfg, &w, recs, &st), 0);
+    /* 256 tokens each; after the first of each prompt, the router sends a
+     * repeat to the node holding it: 240 tokens (15 blocks) reused */
+    for (int i = 0; i < 10; i++) {
+        assert_true(recs[i].ok);
+        assert_int_equal(recs[i].cached_tokens, i < 2 ? 0 : 240);
+        if (i >= 2) {
+            assert_true(recs[i].ttft_ms < recs[i % 2].ttft_ms);
+        }
+    }
+    /* without the nodes' caches nothing is reused */
+    cfg.prefix_cache = false;
+    assert_int_equal(run(&cfg, &w, recs, &st), 0);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(recs[i].cached_tokens, 0);
+    }
+    /* a kvstore serves the repeats instead, fetched at its cost */
+    cfg.kvstore_bytes = 64ull << 30;
+    assert_int_equal(run(&cfg, &w, recs, &st), 0);
+    for (int i = 2; i < 10; i++) {
+        assert_int_equal(recs[i].cached_tokens, 240);
+    }
+    assert_int_equal(st.store_tokens, 8 * 240);
+    /* a kvstore of 20 blocks of 16 MiB holds one prompt of 16: the next evicts */
+    cfg.kvstore_bytes = 320ull << 20;
+    assert_int_equal(run(&cfg, &w, recs, &st), 0);
+    assert_true(st.kvstore_evictions > 0);
+    bt_wl_free(&w);
+}
+
+static void test_overload_queues_and_repeats(void **state)
+{
+    bt_sim_cost_t c = cost();
+    bt_sim_cfg_t cfg;
+    bt_wl_t w = synth(400, "uniform:32:300", "uniform:2:40", 1, 500);
+    bt_rep_rec_t *a = calloc(400, sizeof(*a)), *b = calloc(400, sizeof(*b));
+    bt_sim_stats_t st;
+
+    (void)state;
+    c.total_blocks = 64;     /* a few requests at a time */
+    bt_sim_cfg_default(&cfg);
+    cfg.cost = &c;
+    cfg.n_prefill = 1;
+    cfg.n_decode = 2;
+    assert_int_equal(run(&cfg, &w, a, &st), 0);
+    assert_true(st.queued > 0);
+    /* the same run again: bit for bit */
+    assert_int_equal(run(&cfg, &w, b, &st), 0);
+    assert_memory_equal(a, b, 400 * sizeof(*a));
+    /* a queue of 8: more rejected than none */
+    cfg.max_queue = 8;
+    assert_int_equal(run(&cfg, &w, b, &st), 0);
+    assert_true(st.rejected > 0);
+    free(a);
+    free(b);
+    bt_wl_free(&w);
+}
+
+static void test_routers_past_255_nodes(void **state)
+{
+    bt_sim_cost_t c = cost();
+    bt_sim_cfg_t cfg;
+    bt_wl_t w = synth(3000, "64", "4", 1, 2000);
+    bt_rep_rec_t *r = calloc(3000, sizeof(*r));
+    bt_sim_stats_t st;
+    char err[256];
+
+    (void)state;
+    bt_sim_cfg_default(&cfg);
+    cfg.cost = &c;
+    cfg.n_prefill = 200;
+    cfg.n_decode = 400;
+    assert_int_equal(run(&cfg, &w, r, &st), 0);
+    assert_int_equal(st.routers, 3);
+    for (int i = 0; i < 3000; i++) {
+        assert_true(r[i].ok);
+    }
+    /* no decode node: refused with a reason */
+    cfg.n_decode = 0;
+    assert_int_equal(bt_sim_run(&cfg, &w, r, &st, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "prefill and decode"));
+    free(r);
+    bt_wl_free(&w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_request_colocated),
+        cmocka_unit_test(test_prefix_reuse_follows_index),
+        cmocka_unit_test(test_overload_queues_and_repeats),
+        cmocka_unit_test(test_routers_past_255_nodes),
+    };
+
+    return cmocka_run_group_tests_name("sim_cluster", tests, NULL, NULL);
+}
