@@ -1,7 +1,8 @@
-/* The kvstore's registration with the router (--router): one Register
- * stream through common/registrar with role NODE_ROLE_KVSTORE, the
- * store's events as KvEvents (docs/kv-spec.md "Events", the rules for a
- * kvstore), every servable block re-announced on each registration, and
+/* The kvstore's registration with the routers (--router): one Register
+ * stream to each router through common/registrar with role
+ * NODE_ROLE_KVSTORE, the store's events as KvEvents (docs/kv-spec.md
+ * "Events", the rules for a kvstore), every servable block re-announced to
+ * a router on each of its registrations, and
  * the router's commands: FLUSH_CACHE empties the store, DRAIN and UNDRAIN
  * are refused (a kvstore takes no requests from the router; SIGTERM
  * drains it). */
@@ -31,7 +32,6 @@
 struct bt_kvsd_reg {
     bt_kvsd_t           *d;
     bt_rpc_client_t     *rpc;
-    bt_rpc_channel_t    *router_ch;
     bt_registrar_t      *registrar;
     struct event        *flush_ev;
     Baton__V1__KvEvent **q;         /* events of this loop turn */
@@ -106,8 +106,9 @@ static void bt_kvsd_snap_cb(void *arg, const bt_kvs_block_info_t *b)
     sn->ev[sn->n++] = m;
 }
 
-static void bt_kvsd_send_batched(bt_kvsd_reg_t *g, Baton__V1__KvEvent **ev,
-                                 size_t n)
+/* To `link`, or to every registered router when NULL. */
+static void bt_kvsd_send_batched(bt_kvsd_reg_t *g, bt_registrar_link_t *link,
+                                 Baton__V1__KvEvent **ev, size_t n)
 {
     size_t per = n / (BT_KVSD_SEND_QUEUE / 2) + 1;
 
@@ -116,15 +117,17 @@ static void bt_kvsd_send_batched(bt_kvsd_reg_t *g, Baton__V1__KvEvent **ev,
     for (size_t i = 0; i < n; i += per) {
         size_t k = n - i < per ? n - i : per;
 
-        if (bt_registrar_send_kv_events(g->registrar, ev + i, k) != BT_OK) {
+        if (bt_registrar_send_kv_events(g->registrar, link, ev + i, k) != BT_OK) {
             break;
         }
     }
 }
 
-/* The router learns the whole store again: on every registration (event
- * numbering restarted) and after a queue overflow (cleared first). */
-static void bt_kvsd_reg_announce(bt_kvsd_reg_t *g, bool clear_first)
+/* A router learns the whole store again: `link` on each of its
+ * registrations (event numbering restarted), every router (NULL) after a
+ * queue overflow (cleared first). */
+static void bt_kvsd_reg_announce(bt_kvsd_reg_t *g, bt_registrar_link_t *link,
+                                 bool clear_first)
 {
     bt_kvsd_snap_t sn = { NULL, 0, 0, false };
     bt_kvs_stats_t st;
@@ -147,8 +150,9 @@ static void bt_kvsd_reg_announce(bt_kvsd_reg_t *g, bool clear_first)
     if (sn.failed) {
         bt_error("registration: cannot list the store's blocks (out of memory)");
     } else {
-        bt_kvsd_send_batched(g, sn.ev, sn.n);
-        bt_info("announced %zu blocks to the router", sn.n - (clear_first ? 2 : 0));
+        bt_kvsd_send_batched(g, link, sn.ev, sn.n);
+        bt_info("announced %zu blocks to %s", sn.n - (clear_first ? 2 : 0),
+                link != NULL ? bt_registrar_link_target(link) : "every router");
     }
     for (size_t i = 0; i < sn.n; i++) {
         free(sn.ev[i]);
@@ -170,11 +174,11 @@ static void bt_kvsd_reg_flush_cb(evutil_socket_t fd, short what, void *arg)
     if (g->resync) {
         bt_kvsd_reg_q_clear(g);
         g->resync = false;
-        bt_kvsd_reg_announce(g, true);
+        bt_kvsd_reg_announce(g, NULL, true);
         return;
     }
     if (g->n > 0) {
-        bt_kvsd_send_batched(g, g->q, g->n);
+        bt_kvsd_send_batched(g, NULL, g->q, g->n);
     }
     bt_kvsd_reg_q_clear(g);
 }
@@ -243,17 +247,18 @@ static bt_status_t bt_kvsd_reg_command_cb(void *arg,
     }
 }
 
-static void bt_kvsd_reg_registered_cb(void *arg, bool up)
+static void bt_kvsd_reg_registered_cb(void *arg, bt_registrar_link_t *link,
+                                      bool up)
 {
     bt_kvsd_t *d = arg;
     bt_kvsd_reg_t *g = d->reg;
 
-    /* events are renumbered on each registration: drop what was queued
-     * and announce every servable block, in batches */
-    bt_kvsd_reg_q_clear(g);
-    g->resync = false;
+    /* events are renumbered on each registration: the router learns every
+     * servable block, in batches; the events queued this loop turn still
+     * go to every router (the store already holds their outcome, so the
+     * new router sees them twice, which changes nothing) */
     if (up) {
-        bt_kvsd_reg_announce(g, false);
+        bt_kvsd_reg_announce(g, link, false);
     }
 }
 
@@ -280,19 +285,15 @@ bt_status_t bt_kvsd_reg_start(bt_kvsd_t *d)
         return BT_ERR_NO_MEMORY;
     }
     bt_rpc_client_set_token(g->rpc, bt_rpc_auth_token(d->cfg.tls.auth));
-    g->router_ch = bt_rpc_channel_create(g->rpc, d->cfg.router,
-                                         bt_rpc_tls_cfg_client(&d->cfg.tls));
-    if (g->router_ch == NULL) {
-        bt_error("cannot create a channel to the router %s", d->cfg.router);
-        return BT_ERR_INVALID_ARG;
-    }
     hello.node_id = d->node_id;
     hello.role = BATON__V1__NODE_ROLE__NODE_ROLE_KVSTORE;
     hello.model = (char *)"";
     hello.grpc_address = d->advertise;
     hello.version = (char *)BT_VERSION;
     memset(&p, 0, sizeof(p));
-    p.router = g->router_ch;
+    p.client = g->rpc;
+    p.routers = d->cfg.router;
+    p.tls = bt_rpc_tls_cfg_client(&d->cfg.tls);
     p.hello = &hello;
     p.cbs.status_cb = bt_kvsd_reg_status_cb;
     p.cbs.command_cb = bt_kvsd_reg_command_cb;

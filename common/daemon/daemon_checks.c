@@ -2,9 +2,67 @@
  * and the plaintext warning after it. */
 #include "daemon.h"
 
+#include "registrar/resolve.h"
 #include "rpc/addr.h"
 
+#include <ctype.h>
 #include <stdio.h>
+#include <string.h>
+
+/* Calls `fn` on each entry of a --router list (trimmed) until it returns
+ * false. */
+static bool bt_daemon_each_router(const char *list,
+                                  bool (*fn)(const char *one, void *arg),
+                                  void *arg)
+{
+    const char *p = list;
+
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        char one[320];
+
+        while (len > 0 && isspace((unsigned char)*p)) {
+            p++;
+            len--;
+        }
+        while (len > 0 && isspace((unsigned char)p[len - 1])) {
+            len--;
+        }
+        if (len >= sizeof(one)) {
+            len = sizeof(one) - 1;
+        }
+        memcpy(one, p, len);
+        one[len] = '\0';
+        if (!fn(one, arg)) {
+            return false;
+        }
+        if (end == NULL) {
+            return true;
+        }
+        p = end + 1;
+    }
+}
+
+typedef struct {
+    bt_rpc_tls_cfg_t *tls;
+    char             *err;
+    size_t            err_size;
+} bt_plain_arg_t;
+
+static bool bt_daemon_router_plain_ok(const char *one, void *arg)
+{
+    bt_plain_arg_t *a = arg;
+
+    return bt_rpc_tls_cfg_plain_check(a->tls, one, "router", a->err,
+                                      a->err_size) == BT_OK;
+}
+
+static bool bt_daemon_router_loopback(const char *one, void *arg)
+{
+    (void)arg;
+    return bt_rpc_addr_is_loopback(one);
+}
 
 bool bt_daemon_level_parse(const char *prog, const char *s,
                            bt_log_level_t *level_p)
@@ -20,13 +78,18 @@ bool bt_daemon_tls_check(const char *prog, bt_rpc_tls_cfg_t *tls,
                          const char *listen, const char *router)
 {
     char err[512];
+    bt_plain_arg_t pa = { tls, err, sizeof(err) };
 
+    if (router != NULL && router[0] != '\0' &&
+        bt_router_list_check(router, err, sizeof(err)) != BT_OK) {
+        fprintf(stderr, "%s: --router: %s\n", prog, err);
+        return false;
+    }
     if (bt_rpc_tls_cfg_check(tls, true, err, sizeof(err)) != BT_OK ||
         bt_rpc_tls_cfg_plain_check(tls, listen, "listen", err,
                                    sizeof(err)) != BT_OK ||
         (router != NULL && router[0] != '\0' &&
-         bt_rpc_tls_cfg_plain_check(tls, router, "router", err,
-                                    sizeof(err)) != BT_OK)) {
+         !bt_daemon_each_router(router, bt_daemon_router_plain_ok, &pa))) {
         fprintf(stderr, "%s: %s\n", prog, err);
         return false;
     }
@@ -47,7 +110,8 @@ void bt_daemon_warn_plaintext(const bt_rpc_tls_cfg_t *tls, const char *listen,
 
     if (!tls->enabled &&
         (!bt_rpc_addr_is_loopback(listen) ||
-         (has_router && !bt_rpc_addr_is_loopback(router)))) {
+         (has_router &&
+          !bt_daemon_each_router(router, bt_daemon_router_loopback, NULL)))) {
         bt_warn("insecure: grpc on %s and to the router %s is plaintext "
                 "(--insecure): use --tls-*", listen,
                 router != NULL ? router : "(none)");

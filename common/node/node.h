@@ -121,7 +121,6 @@ struct bt_node {
     bt_tpool_t         *worker;
     bt_rpc_server_t    *grpc;
     bt_rpc_client_t    *client;
-    bt_rpc_channel_t   *router_ch;
     bt_registrar_t     *reg;
     bt_http_server_t   *http;
     bt_metrics_t       *metrics;

@@ -366,7 +366,6 @@ static void bt_node_release(void *arg)
             node->roles[r]->destroy(node->role_self[r]);
         }
     }
-    bt_rpc_channel_destroy(node->router_ch);
     bt_node_kvs_destroy(node);
 }
 

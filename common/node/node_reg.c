@@ -70,55 +70,16 @@ static bt_status_t bt_node_command_cb(void *arg,
     }
 }
 
-static void bt_node_registered_cb(void *arg, bool up)
-{
-    bt_node_t *node = arg;
-
-    if (up) {
-        bt_info("registered with the router");
-    } else {
-        bt_warn("lost the router");
-    }
-    if (!up) {
-        /* events are renumbered on the next registration */
-        for (size_t i = 0; i < node->ev_n; i++) {
-            free(node->ev_q[i]);
-        }
-        node->ev_n = 0;
-    }
-}
-
-static void bt_node_ev_flush(evutil_socket_t fd, short what, void *arg)
-{
-    bt_node_t *node = arg;
-
-    (void)fd;
-    (void)what;
-    if (node->ev_n > 0 && node->reg != NULL) {
-        bt_registrar_send_kv_events(node->reg, node->ev_q, node->ev_n);
-    }
-    for (size_t i = 0; i < node->ev_n; i++) {
-        free(node->ev_q[i]);
-    }
-    node->ev_n = 0;
-}
-
 /* One allocation per event: the message, its hash array and bytes. */
-void bt_node_kv_event(const bt_kv_event_t *e, void *ctx)
+static Baton__V1__KvEvent *bt_node_kv_event_msg(const bt_kv_event_t *e)
 {
-    bt_node_t *node = ctx;
     Baton__V1__KvEvent *m;
     uint8_t *bytes;
     ProtobufCBinaryData *hp;
 
-    if (node->ev_n >= BT_NODE_EV_MAX ||
-        BT_ARRAY_RESERVE(node->ev_q, node->ev_cap, node->ev_n + 1, 64) !=
-            BT_OK) {
-        return;   /* the router re-learns on the next registration */
-    }
     m = calloc(1, sizeof(*m) + sizeof(*hp) + 2 * BT_KV_HASH_LEN);
     if (m == NULL) {
-        return;
+        return NULL;
     }
     baton__v1__kv_event__init(m);
     hp = (ProtobufCBinaryData *)(m + 1);
@@ -146,6 +107,106 @@ void bt_node_kv_event(const bt_kv_event_t *e, void *ctx)
         memcpy(bytes + BT_KV_HASH_LEN, e->parent_hash, BT_KV_HASH_LEN);
         m->parent_hash.data = bytes + BT_KV_HASH_LEN;
         m->parent_hash.len = BT_KV_HASH_LEN;
+    }
+    return m;
+}
+
+typedef struct {
+    Baton__V1__KvEvent **ev;
+    size_t               n, cap;
+    bool                 failed;
+} bt_node_replay_t;
+
+static void bt_node_replay_cb(const bt_kv_event_t *e, void *ctx)
+{
+    bt_node_replay_t *rp = ctx;
+    Baton__V1__KvEvent *m;
+
+    if (rp->failed ||
+        BT_ARRAY_RESERVE(rp->ev, rp->cap, rp->n + 1, 256) != BT_OK ||
+        (m = bt_node_kv_event_msg(e)) == NULL) {
+        rp->failed = true;
+        return;
+    }
+    rp->ev[rp->n++] = m;
+}
+
+/* A router that registers (first, or again after a restart) knows nothing
+ * of this node's cache: it learns every block the pool indexes, in
+ * messages of at most BT_NODE_REPLAY_BATCH events. */
+#define BT_NODE_REPLAY_BATCH 4096u
+
+static void bt_node_replay(bt_node_t *node, bt_registrar_link_t *link)
+{
+    bt_node_replay_t rp = { NULL, 0, 0, false };
+
+    bt_kvpool_foreach_indexed(node->pool, bt_node_replay_cb, &rp);
+    if (rp.failed) {
+        bt_warn("cannot list the cache for the router %s (out of memory): it "
+                "learns the blocks stored from now on",
+                bt_registrar_link_target(link));
+    } else {
+        for (size_t i = 0; i < rp.n; i += BT_NODE_REPLAY_BATCH) {
+            size_t k = rp.n - i < BT_NODE_REPLAY_BATCH ? rp.n - i
+                                                       : BT_NODE_REPLAY_BATCH;
+
+            bt_registrar_send_kv_events(node->reg, link, rp.ev + i, k);
+        }
+        if (rp.n > 0) {
+            bt_info("announced %zu cached blocks to the router %s", rp.n,
+                    bt_registrar_link_target(link));
+        }
+    }
+    for (size_t i = 0; i < rp.n; i++) {
+        free(rp.ev[i]);
+    }
+    free(rp.ev);
+}
+
+static void bt_node_registered_cb(void *arg, bt_registrar_link_t *link,
+                                  bool up)
+{
+    bt_node_t *node = arg;
+    size_t all = 0, n = bt_registrar_n_registered(node->reg, &all);
+
+    if (up) {
+        bt_info("registered with the router %s (%zu of %zu routers)",
+                bt_registrar_link_target(link), n, all);
+        bt_node_replay(node, link);
+    } else {
+        bt_warn("lost the router %s (%zu of %zu routers left)",
+                bt_registrar_link_target(link), n, all);
+    }
+}
+
+static void bt_node_ev_flush(evutil_socket_t fd, short what, void *arg)
+{
+    bt_node_t *node = arg;
+
+    (void)fd;
+    (void)what;
+    if (node->ev_n > 0 && node->reg != NULL) {
+        bt_registrar_send_kv_events(node->reg, NULL, node->ev_q, node->ev_n);
+    }
+    for (size_t i = 0; i < node->ev_n; i++) {
+        free(node->ev_q[i]);
+    }
+    node->ev_n = 0;
+}
+
+void bt_node_kv_event(const bt_kv_event_t *e, void *ctx)
+{
+    bt_node_t *node = ctx;
+    Baton__V1__KvEvent *m;
+
+    if (node->ev_n >= BT_NODE_EV_MAX ||
+        BT_ARRAY_RESERVE(node->ev_q, node->ev_cap, node->ev_n + 1, 64) !=
+            BT_OK) {
+        return;   /* the router re-learns on the next registration */
+    }
+    m = bt_node_kv_event_msg(e);
+    if (m == NULL) {
+        return;
     }
     node->ev_q[node->ev_n++] = m;
     if (node->ev_flush != NULL) {
@@ -264,14 +325,10 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
         hello.ucx_address.data = desc;
         hello.ucx_address.len = desc_len;
     }
-    node->router_ch = bt_rpc_channel_create(node->client, node->cfg.router,
-                                            bt_rpc_tls_cfg_client(&node->cfg.tls));
-    if (node->router_ch == NULL) {
-        free(desc);
-        return BT_ERR_INVALID_ARG;
-    }
     memset(&p, 0, sizeof(p));
-    p.router = node->router_ch;
+    p.client = node->client;
+    p.routers = node->cfg.router;
+    p.tls = bt_rpc_tls_cfg_client(&node->cfg.tls);
     p.hello = &hello;
     p.heartbeat_ms = (uint32_t)node->cfg.heartbeat_ms;
     p.cbs.status_cb = bt_node_status_cb;

@@ -1,6 +1,8 @@
-#include "registrar/registrar.h"
+/* The routers as a set: the resolver's answer turned into one link per
+ * router (links for routers that went away are closed, new ones opened),
+ * and status and KV events fanned out to every registered link. */
+#include "registrar_int.h"
 
-#include "base/clock.h"
 #include "base/log.h"
 
 #include <stdlib.h>
@@ -8,216 +10,52 @@
 
 #define BT_REGISTRAR_MAX_HELLO (1u << 20)
 
-struct bt_registrar {
-    struct event_base     *base;
-    bt_rpc_channel_t      *router;
-    uint8_t               *hello_buf;     /* the packed hello */
-    size_t                 hello_len;
-    char                   node_id[65];
-    bt_registrar_cbs_t     cbs;
-    uint32_t               heartbeat_ms;
-    uint32_t               default_heartbeat_ms;
-    uint32_t               backoff_ms;
-    bool                   refusal_logged; /* since the last registration */
-    uint32_t               reconnect_max_ms;
-    bt_rpc_client_call_t  *call;          /* the live stream, or NULL */
-    bool                   registered;
-    bool                   closing;
-    uint64_t               kv_seq;
-    struct event          *heartbeat_ev;
-    struct event          *reconnect_ev;
-};
-
-static void bt_registrar_connect(bt_registrar_t *reg);
-
-static void bt_registrar_free(bt_registrar_t *reg)
+static bt_registrar_link_t *bt_registrar_find(bt_registrar_t *reg,
+                                              const char *target)
 {
-    if (reg->heartbeat_ev != NULL) {
-        event_free(reg->heartbeat_ev);
+    bt_list_t *it, *next;
+
+    bt_list_foreach_safe(it, next, &reg->links) {
+        bt_registrar_link_t *l = BT_CONTAINER_OF(it, bt_registrar_link_t, node);
+
+        if (strcmp(l->target, target) == 0) {
+            return l;
+        }
     }
-    if (reg->reconnect_ev != NULL) {
-        event_free(reg->reconnect_ev);
-    }
-    free(reg->hello_buf);
-    free(reg);
+    return NULL;
 }
 
-static void bt_registrar_send(bt_registrar_t *reg, const Baton__V1__NodeMessage *msg)
-{
-    bt_status_t s;
-
-    if (reg->call == NULL) {
-        return;
-    }
-    s = bt_rpc_client_call_send(reg->call, &msg->base);
-    if (s != BT_OK) {
-        bt_warn("registrar: send to the router failed: %s", bt_status_str(s));
-    }
-}
-
-void bt_registrar_send_status(bt_registrar_t *reg)
-{
-    Baton__V1__NodeMessage msg = BATON__V1__NODE_MESSAGE__INIT;
-    Baton__V1__NodeStatus st = BATON__V1__NODE_STATUS__INIT;
-
-    if (!reg->registered) {
-        return;
-    }
-    if (reg->cbs.status_cb != NULL) {
-        reg->cbs.status_cb(reg->cbs.arg, &st);
-    }
-    st.unix_ms = bt_wall_ms();
-    msg.kind_case = BATON__V1__NODE_MESSAGE__KIND_STATUS;
-    msg.status = &st;
-    bt_registrar_send(reg, &msg);
-}
-
-static void bt_registrar_heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+static void bt_registrar_resolved(void *arg, const bt_router_addr_t *addrs,
+                                  size_t n)
 {
     bt_registrar_t *reg = arg;
-    struct timeval tv = { reg->heartbeat_ms / 1000,
-                          (reg->heartbeat_ms % 1000) * 1000 };
+    bt_list_t *it, *next;
 
-    (void)fd;
-    (void)what;
-    bt_registrar_send_status(reg);
-    if (reg->registered) {
-        evtimer_add(reg->heartbeat_ev, &tv);
-    }
-}
+    bt_list_foreach_safe(it, next, &reg->links) {
+        bt_registrar_link_t *l = BT_CONTAINER_OF(it, bt_registrar_link_t, node);
+        bool kept = false;
 
-static void bt_registrar_ack(bt_registrar_t *reg, uint64_t command_id,
-                             bt_status_t status, const char *err)
-{
-    Baton__V1__NodeMessage msg = BATON__V1__NODE_MESSAGE__INIT;
-    Baton__V1__Ack ack = BATON__V1__ACK__INIT;
-
-    ack.command_id = command_id;
-    ack.ok = status == BT_OK;
-    ack.error = (char *)(status == BT_OK ? "" : err);
-    msg.kind_case = BATON__V1__NODE_MESSAGE__KIND_ACK;
-    msg.ack = &ack;
-    bt_registrar_send(reg, &msg);
-}
-
-static void bt_registrar_on_msg(void *arg, const ProtobufCMessage *m)
-{
-    bt_registrar_t *reg = arg;
-    const Baton__V1__RouterMessage *msg = (const Baton__V1__RouterMessage *)m;
-
-    if (msg->kind_case == BATON__V1__ROUTER_MESSAGE__KIND_ACK) {
-        struct timeval tv;
-
-        if (!msg->ack->ok) {
-            bt_error("registrar: the router refused node %s: %s", reg->node_id,
-                     msg->ack->error ? msg->ack->error : "");
-            bt_rpc_client_call_cancel(reg->call);
-            return;
+        for (size_t i = 0; i < n && !kept; i++) {
+            kept = strcmp(addrs[i].target, l->target) == 0;
         }
-        if (reg->registered) {
-            return;
+        if (!kept) {
+            bt_info("router %s is gone from the router list: leaving it",
+                    l->target);
+            bt_registrar_link_close(l);
         }
-        reg->registered = true;
-        reg->kv_seq = 0;
-        reg->backoff_ms = 0;
-        reg->refusal_logged = false;
-        if (msg->heartbeat_interval_ms >= 10 && msg->heartbeat_interval_ms <= 60000) {
-            reg->heartbeat_ms = msg->heartbeat_interval_ms;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (bt_registrar_find(reg, addrs[i].target) != NULL) {
+            continue;
         }
-        bt_info("registered node %s with the router (heartbeat %u ms)",
-                reg->node_id, reg->heartbeat_ms);
-        if (reg->cbs.registered_cb != NULL) {
-            reg->cbs.registered_cb(reg->cbs.arg, true);
+        if (!bt_list_empty(&reg->links) || i > 0) {
+            bt_info("router %s found: registering with it", addrs[i].target);
         }
-        bt_registrar_send_status(reg);
-        tv.tv_sec = reg->heartbeat_ms / 1000;
-        tv.tv_usec = (reg->heartbeat_ms % 1000) * 1000;
-        evtimer_add(reg->heartbeat_ev, &tv);
-        return;
-    }
-    if (msg->kind_case == BATON__V1__ROUTER_MESSAGE__KIND_COMMAND) {
-        char err[256] = "";
-        bt_status_t s = BT_ERR_UNSUPPORTED;
-
-        if (reg->cbs.command_cb != NULL) {
-            s = reg->cbs.command_cb(reg->cbs.arg, msg->command, err, sizeof(err));
-        } else {
-            snprintf(err, sizeof(err), "commands are not handled here");
+        if (bt_registrar_link_create(reg, &addrs[i]) == NULL) {
+            bt_warn("cannot register with the router %s now; trying again "
+                    "on the next resolution", addrs[i].target);
         }
-        bt_registrar_ack(reg, msg->command->command_id, s, err);
     }
-}
-
-static void bt_registrar_reconnect_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    bt_registrar_connect(arg);
-}
-
-static void bt_registrar_on_done(void *arg, const bt_rpc_result_t *result)
-{
-    bt_registrar_t *reg = arg;
-    bool was = reg->registered;
-    struct timeval tv;
-
-    reg->call = NULL;
-    reg->registered = false;
-    if (reg->closing) { /* destroy was waiting for this callback */
-        bt_registrar_free(reg);
-        return;
-    }
-    evtimer_del(reg->heartbeat_ev);
-    if (was) {
-        bt_warn("registrar: stream to the router ended (%s: %s); reconnecting",
-                bt_rpc_code_name(result->code), result->message);
-        if (reg->cbs.registered_cb != NULL) {
-            reg->cbs.registered_cb(reg->cbs.arg, false);
-        }
-    } else if ((result->code == BT_RPC_UNAUTHENTICATED ||
-                result->code == BT_RPC_PERMISSION_DENIED) &&
-               !reg->refusal_logged) {
-        /* the credential (docs/security.md): say it once, retries go on */
-        reg->refusal_logged = true;
-        bt_warn("registrar: the router refuses this node (%s: %s); retrying",
-                bt_rpc_code_name(result->code), result->message);
-    } else {
-        bt_debug("registrar: cannot register yet (%s: %s)",
-                 bt_rpc_code_name(result->code), result->message);
-    }
-    reg->backoff_ms = reg->backoff_ms == 0 ? 100 : reg->backoff_ms * 2;
-    if (reg->backoff_ms > reg->reconnect_max_ms) {
-        reg->backoff_ms = reg->reconnect_max_ms;
-    }
-    tv.tv_sec = reg->backoff_ms / 1000;
-    tv.tv_usec = (reg->backoff_ms % 1000) * 1000;
-    evtimer_add(reg->reconnect_ev, &tv);
-}
-
-static void bt_registrar_connect(bt_registrar_t *reg)
-{
-    Baton__V1__NodeMessage *hello;
-    bt_status_t s;
-
-    s = bt_rpc_client_bidi(reg->router, "/baton.v1.Registry/Register",
-                           &baton__v1__router_message__descriptor, NULL,
-                           bt_registrar_on_msg, bt_registrar_on_done, reg,
-                           &reg->call);
-    if (s != BT_OK) {
-        bt_rpc_result_t r = { BT_RPC_UNAVAILABLE, s, "cannot start the call" };
-
-        reg->call = NULL;
-        bt_registrar_on_done(reg, &r);
-        return;
-    }
-    hello = baton__v1__node_message__unpack(NULL, reg->hello_len, reg->hello_buf);
-    if (hello == NULL) {
-        bt_error("registrar: cannot unpack the hello");
-        bt_rpc_client_call_cancel(reg->call);
-        return;
-    }
-    bt_registrar_send(reg, hello);
-    baton__v1__node_message__free_unpacked(hello, NULL);
 }
 
 bt_registrar_t *bt_registrar_create(struct event_base *base,
@@ -229,11 +67,15 @@ bt_registrar_t *bt_registrar_create(struct event_base *base,
     if (reg == NULL) {
         return NULL;
     }
+    bt_list_init(&reg->links);
     reg->base = base;
-    reg->router = params->router;
+    reg->client = params->client;
+    if (params->tls != NULL) {
+        reg->tls = *params->tls;
+        reg->tls_on = true;
+    }
     reg->cbs = params->cbs;
     reg->default_heartbeat_ms = params->heartbeat_ms ? params->heartbeat_ms : 1000;
-    reg->heartbeat_ms = reg->default_heartbeat_ms;
     reg->reconnect_max_ms = params->reconnect_max_ms ? params->reconnect_max_ms
                                                      : 2000;
     snprintf(reg->node_id, sizeof(reg->node_id), "%s",
@@ -247,54 +89,89 @@ bt_registrar_t *bt_registrar_create(struct event_base *base,
         return NULL;
     }
     reg->hello_buf = malloc(reg->hello_len ? reg->hello_len : 1);
-    reg->heartbeat_ev = evtimer_new(base, bt_registrar_heartbeat_cb, reg);
-    reg->reconnect_ev = evtimer_new(base, bt_registrar_reconnect_cb, reg);
-    if (reg->hello_buf == NULL || reg->heartbeat_ev == NULL ||
-        reg->reconnect_ev == NULL) {
-        bt_registrar_destroy(reg);
+    if (reg->hello_buf == NULL) {
+        free(reg);
         return NULL;
     }
     baton__v1__node_message__pack(&msg, reg->hello_buf);
-    bt_registrar_connect(reg);
+    reg->resolver = bt_resolver_create(base, params->routers, params->resolve_ms,
+                                       bt_registrar_resolved, reg);
+    if (reg->resolver == NULL) {
+        free(reg->hello_buf);
+        free(reg);
+        return NULL;
+    }
     return reg;
 }
 
 void bt_registrar_destroy(bt_registrar_t *reg)
 {
+    bt_list_t *it, *next;
+
     if (reg == NULL) {
         return;
     }
-    reg->closing = true;
-    if (reg->call != NULL) {
-        /* the call's done callback follows (after the cancel, or from
-         * bt_rpc_client_destroy) and frees the registrar then */
-        evtimer_del(reg->heartbeat_ev);
-        evtimer_del(reg->reconnect_ev);
-        bt_rpc_client_call_cancel(reg->call);
-        return;
+    bt_resolver_destroy(reg->resolver);
+    /* each link frees itself once its call ended; none calls back into
+     * the registrar after close */
+    bt_list_foreach_safe(it, next, &reg->links) {
+        bt_registrar_link_close(BT_CONTAINER_OF(it, bt_registrar_link_t, node));
     }
-    bt_registrar_free(reg);
+    free(reg->hello_buf);
+    free(reg);
+}
+
+size_t bt_registrar_n_registered(const bt_registrar_t *reg, size_t *n_routers)
+{
+    const bt_list_t *it;
+    size_t n = 0, all = 0;
+
+    for (it = reg->links.next; it != &reg->links; it = it->next) {
+        all++;
+        n += BT_CONTAINER_OF(it, bt_registrar_link_t, node)->registered;
+    }
+    if (n_routers != NULL) {
+        *n_routers = all;
+    }
+    return n;
 }
 
 bool bt_registrar_is_registered(const bt_registrar_t *reg)
 {
-    return reg->registered;
+    return bt_registrar_n_registered(reg, NULL) > 0;
+}
+
+void bt_registrar_send_status(bt_registrar_t *reg)
+{
+    bt_list_t *it, *next;
+
+    bt_list_foreach_safe(it, next, &reg->links) {
+        bt_registrar_link_send_status(
+            BT_CONTAINER_OF(it, bt_registrar_link_t, node));
+    }
 }
 
 bt_status_t bt_registrar_send_kv_events(bt_registrar_t *reg,
+                                        bt_registrar_link_t *link,
                                         Baton__V1__KvEvent **events, size_t n)
 {
-    Baton__V1__NodeMessage msg = BATON__V1__NODE_MESSAGE__INIT;
-    Baton__V1__KvEvents kv = BATON__V1__KV_EVENTS__INIT;
+    bt_list_t *it, *next;
+    bool sent = false;
 
-    if (!reg->registered) {
-        return BT_ERR_SHUTDOWN;
+    if (link != NULL) {
+        if (!link->registered) {
+            return BT_ERR_SHUTDOWN;
+        }
+        bt_registrar_link_send_kv_events(link, events, n);
+        return BT_OK;
     }
-    kv.seq = ++reg->kv_seq;
-    kv.n_events = n;
-    kv.events = events;
-    msg.kind_case = BATON__V1__NODE_MESSAGE__KIND_KV_EVENTS;
-    msg.kv_events = &kv;
-    bt_registrar_send(reg, &msg);
-    return BT_OK;
+    bt_list_foreach_safe(it, next, &reg->links) {
+        bt_registrar_link_t *l = BT_CONTAINER_OF(it, bt_registrar_link_t, node);
+
+        if (l->registered) {
+            bt_registrar_link_send_kv_events(l, events, n);
+            sent = true;
+        }
+    }
+    return sent ? BT_OK : BT_ERR_SHUTDOWN;
 }

@@ -158,3 +158,26 @@ void bt_kvpool_clear_cache(bt_kvpool_t *pool)
     }
     bt_kvpool_emit(pool, BT_KV_EVENT_CLEARED, 0);
 }
+
+void bt_kvpool_foreach_indexed(const bt_kvpool_t *pool, bt_kv_event_cb cb,
+                               void *ctx)
+{
+    bt_kv_event_t ev;
+
+    for (uint32_t b = 0; b < pool->n_blocks; b++) {
+        const bt_kvblock_t *blk = &pool->blocks[b];
+
+        if (!blk->indexed) {
+            continue;
+        }
+        memset(&ev, 0, sizeof(ev));
+        ev.type = BT_KV_EVENT_STORED;
+        ev.tier = pool->tier;
+        ev.hash = blk->hash;
+        ev.parent_hash = blk->parent;
+        ev.tokens = bt_kvpool_block_tokens(pool, b);
+        ev.n_tokens = pool->geom.block_size;
+        ev.block_id = b;
+        cb(&ev, ctx);
+    }
+}

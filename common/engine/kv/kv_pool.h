@@ -152,6 +152,11 @@ uint32_t bt_kvpool_available(const bt_kvpool_t *pool);
  * (they go to the free list when released). Emits one CLEARED event
  * (FlushCache). */
 void bt_kvpool_clear_cache(bt_kvpool_t *pool);
+/* A STORED event for every block in the hash index now (held or cached),
+ * in block order: what a router that registers anew must learn. The pool's
+ * own event callback is not called. */
+void bt_kvpool_foreach_indexed(const bt_kvpool_t *pool, bt_kv_event_cb cb,
+                               void *ctx);
 
 /* How many leading blocks of `hashes` are cached or in use and indexed
  * with the same token ids; takes no references and does not touch the
