@@ -189,9 +189,9 @@ static void bt_registrar_link_on_done(void *arg, const bt_rpc_result_t *result)
                !link->refusal_logged) {
         /* the credential (docs/security.md): say it once, retries go on */
         link->refusal_logged = true;
-        bt_warn("registrar: the router %s refuses this node (%s: %s); "
-                "retrying", link->target, bt_rpc_code_name(result->code),
-                result->message);
+        bt_warn("registrar: the router refuses this node (%s: %s) at %s; "
+                "retrying", bt_rpc_code_name(result->code), result->message,
+                link->target);
     } else {
         bt_debug("registrar: cannot register with %s yet (%s: %s)",
                  link->target, bt_rpc_code_name(result->code), result->message);
