@@ -370,6 +370,7 @@ if objs:
             ("Deployment", "baton-prefill"), ("Deployment", "baton-decode"),
             ("Service", "baton-router"), ("Service", "baton-router-internal"),
             ("PodDisruptionBudget", "baton-prefill"), ("PodDisruptionBudget", "baton-decode"),
+            ("PodDisruptionBudget", "baton-router"),
             ("HorizontalPodAutoscaler", "baton-prefill"),
             ("HorizontalPodAutoscaler", "baton-decode"),
             ("ServiceMonitor", "baton"), ("NetworkPolicy", "baton-router"),
@@ -384,20 +385,37 @@ if objs:
             problems.append("no ConfigMap %s" % cm)
     check("the cpu overlay has every object DESIGN §10 asks for", problems)
 
-    # the router: one replica, never two at once
+    # the routers: two or more, rolled one at a time with a new one first,
+    # a budget that keeps one, nodes registered with every router pod
     problems = []
     r = objs[("Deployment", "baton-router")]["spec"]
     st = r.get("strategy", {})
     ru = st.get("rollingUpdate", {})
-    if r.get("replicas", 1) != 1:
-        problems.append("baton-router runs %s replicas; one router is supported" % r["replicas"])
-    if st.get("type") != "Recreate" and not (st.get("type") == "RollingUpdate" and
-                                             str(ru.get("maxSurge")) == "0"):
-        problems.append("baton-router's rollout surges a second router (%s)" % st)
+    if r.get("replicas", 1) < 2:
+        problems.append("baton-router runs %s replica(s): a restart stops the "
+                        "service" % r.get("replicas", 1))
+    if st.get("type") != "RollingUpdate" or str(ru.get("maxUnavailable")) != "0" \
+            or str(ru.get("maxSurge")) in ("0", "None"):
+        problems.append("baton-router's rollout does not start a new router "
+                        "before stopping an old one (%s)" % st)
+    pdb = objs.get(("PodDisruptionBudget", "baton-router"), {}).get("spec", {})
+    if pdb.get("minAvailable") != 1:
+        problems.append("no PDB keeps one router (%s)" % pdb)
     if any(k == "HorizontalPodAutoscaler" and o["spec"]["scaleTargetRef"]["name"] ==
            "baton-router" for (k, nm), o in objs.items()):
         problems.append("an HPA scales the router")
-    check("the router rolls out without a second router (Recreate), one replica, no HPA",
+    internal = objs.get(("Service", "baton-router-internal"), {}).get("spec", {})
+    if internal.get("clusterIP") != "None" or not internal.get("publishNotReadyAddresses"):
+        problems.append("baton-router-internal is not a headless Service with "
+                        "not-ready addresses: nodes would register with one "
+                        "router, or not with a new one")
+    for role in ("prefill", "decode"):
+        router_env = env_in("cpu", "baton-" + role).get("BATON_ROUTER", "")
+        if "baton-router-internal" not in router_env:
+            problems.append("baton-%s registers with %r, not with every router "
+                            "pod (baton-router-internal)" % (role, router_env))
+    check("two routers, rolled one at a time with the new one first, a PDB "
+          "keeping one, every node registered with each (headless Service)",
           problems)
 
     # each pool scales on its own signal
