@@ -28,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_MAX_FILES 8
 
 static struct event_base *base;
+static bt_tpool_t *io;   /* one for every run: a thread per run is slow */
 
 static int rm_cb(const char *path, const struct stat *st, int flag,
                  struct FTW *ftw)
@@ -148,14 +149,10 @@ static size_t count_blk(const char *dir)
 static bt_status_t start(const char *dir, uint64_t disk_bytes, listed_t *l,
                          bt_kvs_stats_t *st)
 {
-    bt_tpool_t *io = bt_tpool_create(base, 1, 1024);
     bt_kvs_config_t cfg;
     bt_kvs_t *s = NULL;
     bt_status_t rc;
 
-    if (io == NULL) {
-        abort();
-    }
     memset(&cfg, 0, sizeof(cfg));
     cfg.disk_dir = dir;
     cfg.disk_bytes = disk_bytes;
@@ -163,7 +160,10 @@ static bt_status_t start(const char *dir, uint64_t disk_bytes, listed_t *l,
     cfg.pin_ms = 1000;
     cfg.io = io;
     rc = bt_kvs_create(&cfg, &s);
-    bt_tpool_destroy(io);   /* runs the deletions the rebuild queued */
+    /* the deletions the rebuild queued, done before the store goes */
+    while (bt_tpool_pending(io) > 0) {
+        event_base_loop(base, EVLOOP_ONCE);
+    }
     if (rc == BT_OK) {
         memset(l, 0, sizeof(*l));
         l->dir = dir;
@@ -188,6 +188,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (base == NULL) {
         bt_log_init("fuzz", BT_LOG_LEVEL_OFF, BT_LOG_FORMAT_TEXT);
         base = event_base_new();
+        io = base != NULL ? bt_tpool_create(base, 1, 1024) : NULL;
+        if (io == NULL) {
+            abort();
+        }
     }
     if (size < 1 || size > (1u << 20) || mkdtemp(dir) == NULL) {
         return 0;
