@@ -4,6 +4,8 @@
 #                tests under ASan+UBSan
 #   make down    stop what `make up` started
 #   make bench   build and run the benchmarks
+#   make fuzz    build the libFuzzer targets (clang) and run each for FUZZ_TIME
+#                seconds (default 300); prints executions, exec/s, crashes
 #   make image   build the container image baton:<version> (deploy/image/Containerfile)
 #   make deps | build | clean
 
@@ -11,6 +13,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 MESON_ARGS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_TIME  ?= 300
 
 # nvcc is found on PATH; CUDA 13 lives here on Debian machines with CUDA.
 export PATH := $(PATH):/usr/local/cuda/bin
@@ -20,7 +23,7 @@ SANITIZER_ENV = \
 	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test test-unit test-asan up down bench image clean
+.PHONY: all deps build test test-unit test-asan up down bench fuzz image clean
 
 all: build
 
@@ -59,6 +62,9 @@ down:
 
 bench: deps build
 	@scripts/bench.sh $(BUILD)
+
+fuzz: build
+	@scripts/fuzz.sh $(BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
 
 # podman, buildah or docker (with an engine), whichever works here; a clear
 # message and exit 1 when none does
