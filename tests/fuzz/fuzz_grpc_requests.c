@@ -5,7 +5,11 @@
  * server (common/rpc) does. A message that decodes must encode to bytes
  * that decode again and encode the same (no field lost or invented); its
  * sampling parameters go through the nodes' logprobs check
- * (bt_node_lp_param) and its KV geometry through kv-spec's conversion. */
+ * (bt_node_lp_param), its KV geometry through kv-spec's conversion, and
+ * the kvstore's requests through the service's field checks
+ * (kvstore/request_check.h) and then, as the handlers do, into a real
+ * in-memory store (lookup, reserve). The type list below is every message
+ * protoc-c generates for proto/: a new message type joins it by hand. */
 #include "admin.pb-c.h"
 #include "common.pb-c.h"
 #include "generate.pb-c.h"
@@ -13,8 +17,11 @@
 #include "node.pb-c.h"
 #include "registry.pb-c.h"
 
+#include "base/log.h"
 #include "kvspec/kv_proto.h"
 #include "node/node_lp.h"
+#include "request_check.h"
+#include "store/store.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -149,6 +156,155 @@ static void check_geometry(const Baton__V1__KvGeometry *pb)
     }
 }
 
+static struct event_base *base;
+static bt_tpool_t *io;
+static uint8_t slab[1u << 20];
+
+/* A fresh store per input: the first reservation fixes its geometry. */
+static bt_kvs_t *store_new(void)
+{
+    bt_kvs_config_t cfg;
+    bt_kvs_t *s = NULL;
+
+    if (io == NULL) {
+        base = event_base_new();
+        io = base != NULL ? bt_tpool_create(base, 1, 64) : NULL;
+        if (io == NULL) {
+            abort();
+        }
+    }
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.slab = slab;
+    cfg.slab_len = sizeof(slab);
+    cfg.reserve_ms = 1000;
+    cfg.pin_ms = 1000;
+    cfg.io = io;
+    if (bt_kvs_create(&cfg, &s) != BT_OK) {
+        abort();
+    }
+    return s;
+}
+
+/* A failed check must say why. */
+static void failed(bt_status_t st, const char *err)
+{
+    if (st != BT_ERR_INVALID_ARG && st != BT_ERR_NO_MEMORY) {
+        abort();
+    }
+    if (err[0] == '\0') {
+        abort();
+    }
+}
+
+static void kv_lookup(const Baton__V1__LookupRequest *req)
+{
+    uint8_t *hashes = NULL;
+    char err[256] = "";
+    bt_status_t st = bt_kvsd_check_name(req->model, "model", err, sizeof(err));
+    size_t matched = SIZE_MAX;
+
+    if (st == BT_OK) {
+        st = bt_kvsd_copy_hashes(req->block_hashes, req->n_block_hashes,
+                                 "block_hashes", &hashes, err, sizeof(err));
+    }
+    if (st != BT_OK) {
+        failed(st, err);
+        return;
+    }
+    bt_kvs_t *s = store_new();
+
+    if (bt_kvs_lookup(s, hashes, req->n_block_hashes, req->token_ids,
+                      req->n_token_ids, NULL, &matched) == BT_OK &&
+        matched != 0) {
+        abort();   /* an empty store holds nothing */
+    }
+    bt_kvs_destroy(s);
+    free(hashes);
+}
+
+static void kv_reserve(const Baton__V1__ReserveRequest *req)
+{
+    uint8_t *hashes = NULL;
+    char err[256] = "";
+    bt_status_t st = bt_kvsd_check_reserve(req, err, sizeof(err));
+    bt_kvs_slot_t *slots;
+    uint64_t id, expiry;
+    bt_kv_geom_t g;
+
+    if (st == BT_OK) {
+        st = bt_kvsd_copy_hashes(req->block_hashes, req->n_block_hashes,
+                                 "block_hashes", &hashes, err, sizeof(err));
+    }
+    if (st != BT_OK) {
+        failed(st, err);
+        return;
+    }
+    bt_kv_geom_from_proto(req->geometry, &g);
+    slots = calloc(req->n_block_hashes, sizeof(*slots));
+    if (slots != NULL) {
+        bt_kvs_t *s = store_new();
+
+        st = bt_kvs_reserve(s, &g, req->block_bytes, req->parent_hash.data,
+                            hashes, req->n_block_hashes, slots, &id, &expiry);
+        if (st == BT_OK) {
+            for (size_t i = 0; i < req->n_block_hashes; i++) {
+                if (!slots[i].stored &&
+                    (slots[i].length != req->block_bytes ||
+                     slots[i].offset + slots[i].length > sizeof(slab))) {
+                    abort();   /* a slot outside the slab */
+                }
+            }
+            if (bt_kvs_abort(s, id) != BT_OK) {
+                abort();
+            }
+        } else if (bt_kvs_last_error(s)[0] == '\0') {
+            abort();
+        }
+        bt_kvs_destroy(s);
+        free(slots);
+    }
+    free(hashes);
+}
+
+static void kv_commit(const Baton__V1__CommitRequest *req)
+{
+    bt_kvs_commit_block_t *blocks;
+    char err[256] = "";
+    bt_status_t st;
+
+    if (req->n_blocks > BT_KV_MAX_HASHES) {
+        return;   /* the handler refuses it before it allocates */
+    }
+    blocks = calloc(req->n_blocks + 1, sizeof(*blocks));
+    if (blocks == NULL) {
+        return;
+    }
+    st = bt_kvsd_commit_blocks(req, blocks, err, sizeof(err));
+    if (st != BT_OK) {
+        failed(st, err);
+    }
+    free(blocks);
+}
+
+static void kv_pin(const Baton__V1__PinRequest *req)
+{
+    uint8_t *hashes = NULL;
+    char err[256] = "";
+    bt_status_t st = bt_kvsd_check_name(req->model, "model", err, sizeof(err));
+
+    if (st == BT_OK) {
+        st = bt_kvsd_check_name(req->node_id, "node_id", err, sizeof(err));
+    }
+    if (st == BT_OK) {
+        st = bt_kvsd_copy_hashes(req->block_hashes, req->n_block_hashes,
+                                 "block_hashes", &hashes, err, sizeof(err));
+    }
+    if (st != BT_OK) {
+        failed(st, err);
+    }
+    free(hashes);
+}
+
 /* The checks the handlers run that are callable alone. */
 static void check_fields(const ProtobufCMessage *m)
 {
@@ -167,6 +323,13 @@ static void check_fields(const ProtobufCMessage *m)
         check_sampling(((const Baton__V1__DecodeRequest *)m)->sampling);
     } else if (d == &baton__v1__reserve_request__descriptor) {
         check_geometry(((const Baton__V1__ReserveRequest *)m)->geometry);
+        kv_reserve((const Baton__V1__ReserveRequest *)m);
+    } else if (d == &baton__v1__lookup_request__descriptor) {
+        kv_lookup((const Baton__V1__LookupRequest *)m);
+    } else if (d == &baton__v1__commit_request__descriptor) {
+        kv_commit((const Baton__V1__CommitRequest *)m);
+    } else if (d == &baton__v1__pin_request__descriptor) {
+        kv_pin((const Baton__V1__PinRequest *)m);
     } else if (d == &baton__v1__node_capacity__descriptor) {
         check_geometry(((const Baton__V1__NodeCapacity *)m)->geometry);
     } else if (d == &baton__v1__sampling_params__descriptor) {
@@ -242,6 +405,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1 || size > (1u << 20)) {
         return 0;
+    }
+    if (io == NULL) {
+        bt_log_init("fuzz", BT_LOG_LEVEL_OFF, BT_LOG_FORMAT_TEXT);
     }
     d = types[data[0] % N_TYPES];
     m = protobuf_c_message_unpack(d, NULL, size - 1, data + 1);
