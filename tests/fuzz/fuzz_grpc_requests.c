@@ -196,22 +196,33 @@ static void failed(bt_status_t st, const char *err)
     }
 }
 
+/* After the checks st sums up: the hashes copied as the handlers do. */
+static bool kv_hashes(bt_status_t st, const ProtobufCBinaryData *h, size_t n,
+                      uint8_t **out_p, char *err, size_t err_size)
+{
+    if (st == BT_OK) {
+        st = bt_kvsd_copy_hashes(h, n, "block_hashes", out_p, err, err_size);
+    }
+    if (st != BT_OK) {
+        failed(st, err);
+        return false;
+    }
+    return true;
+}
+
 static void kv_lookup(const Baton__V1__LookupRequest *req)
 {
     uint8_t *hashes = NULL;
     char err[256] = "";
     bt_status_t st = bt_kvsd_check_name(req->model, "model", err, sizeof(err));
     size_t matched = SIZE_MAX;
+    bt_kvs_t *s;
 
-    if (st == BT_OK) {
-        st = bt_kvsd_copy_hashes(req->block_hashes, req->n_block_hashes,
-                                 "block_hashes", &hashes, err, sizeof(err));
-    }
-    if (st != BT_OK) {
-        failed(st, err);
+    if (!kv_hashes(st, req->block_hashes, req->n_block_hashes, &hashes, err,
+                   sizeof(err))) {
         return;
     }
-    bt_kvs_t *s = store_new();
+    s = store_new();
 
     if (bt_kvs_lookup(s, hashes, req->n_block_hashes, req->token_ids,
                       req->n_token_ids, NULL, &matched) == BT_OK &&
@@ -231,12 +242,8 @@ static void kv_reserve(const Baton__V1__ReserveRequest *req)
     uint64_t id, expiry;
     bt_kv_geom_t g;
 
-    if (st == BT_OK) {
-        st = bt_kvsd_copy_hashes(req->block_hashes, req->n_block_hashes,
-                                 "block_hashes", &hashes, err, sizeof(err));
-    }
-    if (st != BT_OK) {
-        failed(st, err);
+    if (!kv_hashes(st, req->block_hashes, req->n_block_hashes, &hashes, err,
+                   sizeof(err))) {
         return;
     }
     bt_kv_geom_from_proto(req->geometry, &g);
@@ -295,14 +302,10 @@ static void kv_pin(const Baton__V1__PinRequest *req)
     if (st == BT_OK) {
         st = bt_kvsd_check_name(req->node_id, "node_id", err, sizeof(err));
     }
-    if (st == BT_OK) {
-        st = bt_kvsd_copy_hashes(req->block_hashes, req->n_block_hashes,
-                                 "block_hashes", &hashes, err, sizeof(err));
+    if (kv_hashes(st, req->block_hashes, req->n_block_hashes, &hashes, err,
+                  sizeof(err))) {
+        free(hashes);
     }
-    if (st != BT_OK) {
-        failed(st, err);
-    }
-    free(hashes);
 }
 
 /* The checks the handlers run that are callable alone. */
