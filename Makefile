@@ -8,6 +8,8 @@
 #   make asan    the whole integration suite under ASan+UBSan (build-asan)
 #   make tsan    the threaded code's tests under ThreadSanitizer (build-tsan)
 #   make bench   build and run the benchmarks
+#   make fuzz    build the libFuzzer targets (clang) and run each for FUZZ_TIME
+#                seconds (default 300); prints executions, exec/s, crashes
 #   make image   build the container image baton:<version> (deploy/image/Containerfile)
 #   make deps | build | clean
 
@@ -19,6 +21,7 @@ SEED       ?= 1
 DURATION   ?= 30m
 MESON_ARGS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_TIME  ?= 300
 
 # nvcc is found on PATH; CUDA 13 lives here on Debian machines with CUDA.
 export PATH := $(PATH):/usr/local/cuda/bin
@@ -40,7 +43,7 @@ TSAN_TESTS = base/loop rpc/rpc rpc/stress rpc/tls kvstore/store kvstore/disk \
 	kvstore/events node/lifecycle node/xstats daemon/daemon engine/forward_det \
 	node/cluster-shm kvstore/cluster-shm
 
-.PHONY: all deps build test test-unit test-asan fault soak asan tsan up down bench image clean
+.PHONY: all deps build test test-unit test-asan fault soak asan tsan up down bench fuzz image clean
 
 all: build
 
@@ -102,6 +105,9 @@ down:
 
 bench: deps build
 	@scripts/bench.sh $(BUILD)
+
+fuzz: build
+	@scripts/fuzz.sh $(BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
 
 # podman, buildah or docker (with an engine), whichever works here; a clear
 # message and exit 1 when none does

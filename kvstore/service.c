@@ -8,11 +8,10 @@
 #include "base/log.h"
 #include "kvspec/kv_proto.h"
 #include "kvstore.pb-c.h"
+#include "request_check.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define BT_KVSD_MAX_NAME 4096
 
 struct bt_kvsd_commit {
     bt_kvsd_t                      *d;
@@ -35,37 +34,23 @@ static void bt_kvsd_fail(bt_kvsd_t *d, bt_rpc_call_t *call, bt_status_t st)
 static bool bt_kvsd_hashes(bt_rpc_call_t *call, const ProtobufCBinaryData *h,
                            size_t n, const char *field, uint8_t **out_p)
 {
-    uint8_t *out;
+    char err[160];
+    bt_status_t st = bt_kvsd_copy_hashes(h, n, field, out_p, err, sizeof(err));
 
-    if (n > BT_KV_MAX_HASHES) {
-        bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "%zu %s (at most %u per call)",
-                         n, field, BT_KV_MAX_HASHES);
+    if (st != BT_OK) {
+        bt_rpc_call_fail(call, st, "%s", err);
         return false;
     }
-    out = malloc(n > 0 ? n * BT_KV_HASH_LEN : 1);
-    if (out == NULL) {
-        bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, "out of memory");
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (h[i].len != BT_KV_HASH_LEN) {
-            bt_rpc_call_fail(call, BT_ERR_INVALID_ARG,
-                             "%s[%zu] is %zu bytes, a block hash is 32", field,
-                             i, h[i].len);
-            free(out);
-            return false;
-        }
-        memcpy(out + i * BT_KV_HASH_LEN, h[i].data, BT_KV_HASH_LEN);
-    }
-    *out_p = out;
     return true;
 }
 
 static bool bt_kvsd_name_ok(bt_rpc_call_t *call, const char *s, const char *field)
 {
-    if (s != NULL && strlen(s) > BT_KVSD_MAX_NAME) {
-        bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "%s longer than %d bytes",
-                         field, BT_KVSD_MAX_NAME);
+    char err[160];
+    bt_status_t st = bt_kvsd_check_name(s, field, err, sizeof(err));
+
+    if (st != BT_OK) {
+        bt_rpc_call_fail(call, st, "%s", err);
         return false;
     }
     return true;
@@ -164,27 +149,15 @@ static void bt_kvsd_reserve(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     uint64_t id, expiry, base;
     bt_kv_geom_t g;
     bt_status_t st;
+    char err[256];
 
     if (d->draining) {
         bt_rpc_call_fail(call, BT_ERR_SHUTDOWN, "the kvstore is draining");
         return;
     }
-    if (!bt_kvsd_name_ok(call, req->model, "model") ||
-        !bt_kvsd_name_ok(call, req->node_id, "node_id")) {
-        return;
-    }
-    if (n == 0) {
-        bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "no block_hashes to reserve");
-        return;
-    }
-    if (req->geometry == NULL) {
-        bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "geometry is required");
-        return;
-    }
-    if (req->parent_hash.len != BT_KV_HASH_LEN) {
-        bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "parent_hash is %zu bytes, "
-                         "want 32 (the hash before block_hashes[0], the root "
-                         "for a chain's first block)", req->parent_hash.len);
+    st = bt_kvsd_check_reserve(req, err, sizeof(err));
+    if (st != BT_OK) {
+        bt_rpc_call_fail(call, st, "%s", err);
         return;
     }
     if (!bt_kvsd_hashes(call, req->block_hashes, n, "block_hashes", &hashes)) {
@@ -278,6 +251,7 @@ static void bt_kvsd_commit(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     bt_kvsd_commit_t *c;
     size_t n = req->n_blocks;
     bt_status_t st;
+    char err[256];
 
     if (req->abort) {
         Baton__V1__CommitResponse resp = BATON__V1__COMMIT_RESPONSE__INIT;
@@ -301,30 +275,12 @@ static void bt_kvsd_commit(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, "out of memory");
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        const Baton__V1__CommittedBlock *b = req->blocks[i];
-
-        if (b->block_hash.len != BT_KV_HASH_LEN ||
-            b->checksum.len != BT_KV_HASH_LEN) {
-            bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "blocks[%zu]: block_hash "
-                             "is %zu bytes and checksum %zu, both must be 32 "
-                             "(sha256)", i, b->block_hash.len, b->checksum.len);
-            free(c->blocks);
-            free(c);
-            return;
-        }
-        if (b->n_token_ids > BT_KV_MAX_BLOCK_TOKENS) {
-            bt_rpc_call_fail(call, BT_ERR_INVALID_ARG, "blocks[%zu]: %zu token "
-                             "ids (at most %u)", i, b->n_token_ids,
-                             BT_KV_MAX_BLOCK_TOKENS);
-            free(c->blocks);
-            free(c);
-            return;
-        }
-        memcpy(c->blocks[i].hash, b->block_hash.data, BT_KV_HASH_LEN);
-        memcpy(c->blocks[i].checksum, b->checksum.data, BT_KV_HASH_LEN);
-        c->blocks[i].tokens = b->token_ids;
-        c->blocks[i].n_tokens = (uint32_t)b->n_token_ids;
+    st = bt_kvsd_commit_blocks(req, c->blocks, err, sizeof(err));
+    if (st != BT_OK) {
+        bt_rpc_call_fail(call, st, "%s", err);
+        free(c->blocks);
+        free(c);
+        return;
     }
     c->d = d;
     c->call = call;

@@ -120,10 +120,11 @@ static ucs_status_t am_data_cb(void *arg, const void *header,
                 header_length);
         goto reject;
     }
-    memcpy(&h, header, sizeof(h));
-    r = region_find(ctx, h.region_id);
-    if (h.magic != BT_XFER_AM_MAGIC || r == NULL || h.len != length ||
-        h.len > r->length || h.offset > r->length - h.len) {
+    r = NULL;
+    if (bt_xfer_am_data_hdr_read(header, header_length, length, &h)) {
+        r = region_find(ctx, h.region_id);
+    }
+    if (r == NULL || !bt_xfer_am_data_fits(&h, r->length)) {
         bt_warn("xfer data message rejected region %u off %llu len %llu "
                 "(payload %zu)", h.region_id, (unsigned long long)h.offset,
                 (unsigned long long)h.len, length);
@@ -193,9 +194,7 @@ static ucs_status_t am_notify_cb(void *arg, const void *header,
         return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)
                    ? UCS_ERR_INVALID_PARAM : UCS_OK;
     }
-    memcpy(&h, header, sizeof(h));
-    if (h.magic != BT_XFER_AM_MAGIC || h.user_len != length ||
-        h.user_len > BT_XFER_USER_MAX) {
+    if (!bt_xfer_am_notify_hdr_read(header, header_length, length, &h)) {
         bt_warn("xfer completion message rejected user %u payload %zu",
                 h.user_len, length);
         ctx->rx.rx_rejected++;

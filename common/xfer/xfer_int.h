@@ -4,6 +4,7 @@
 #define BT_XFER_INT_H
 
 #include "xfer.h"
+#include "am_hdr.h"
 #include "desc.h"
 
 #include "base/list.h"
@@ -29,36 +30,9 @@ enum {
     BT_XFER_AM_NOTIFY = 0x6271,
 };
 
-#define BT_XFER_AM_MAGIC 0x42544d31u   /* "1MTB": same-build peers */
-
 /* Slices at least this long go rendezvous, so the receiver lands them in
  * place with ucp_am_recv_data_nbx (no copy); shorter ones go eager. */
 #define BT_XFER_AM_RNDV_MIN (16u * 1024u)
-
-/* Header of a data active message (AM mode). Native byte order: both
- * ends run the same build (the magic checks it). */
-typedef struct {
-    uint32_t magic;
-    uint32_t region_id;
-    uint64_t sender_id;
-    uint64_t op_id;
-    uint64_t offset;
-    uint64_t len;
-} bt_xfer_am_data_hdr_t;
-
-/* Header of a completion message; the user bytes are its payload. */
-typedef struct {
-    uint32_t magic;
-    uint32_t region_id;
-    uint64_t sender_id;
-    uint64_t op_id;
-    uint64_t lease_id;
-    uint64_t bytes;
-    uint32_t layer;
-    int32_t  status;
-    uint32_t user_len;
-    uint32_t pad;
-} bt_xfer_am_notify_hdr_t;
 
 typedef struct bt_xfer_peer bt_xfer_peer_t;
 
