@@ -73,6 +73,7 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         ni->role = (Baton__V1__NodeRole)n->role;
         ni->model = n->model;
         ni->grpc_address = n->grpc_address;
+        ni->http_address = n->http_address;
         ni->state = bt_admin_state(n);
         ni->total_blocks = n->total_blocks;
         ni->free_blocks = n->load.free_blocks;
@@ -95,6 +96,7 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         ni->role = (Baton__V1__NodeRole)lost->role;
         ni->model = (char *)lost->model;
         ni->grpc_address = (char *)lost->grpc_address;
+        ni->http_address = (char *)lost->http_address;
         ni->state = BATON__V1__NODE_STATE__NODE_STATE_LOST;
         ni->total_blocks = lost->total_blocks;
         ni->registered_unix_ms = bt_admin_wall(lost->registered_ms, now_mono, now_wall);
