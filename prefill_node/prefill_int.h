@@ -7,6 +7,7 @@
 
 #include "node.h"
 #include "prefill.h"
+#include "prefill_timeline.h"
 
 #include "base/list.h"
 
@@ -84,6 +85,7 @@ typedef struct bt_pjob {
     bt_finish_t         finish;
     uint64_t            t_start_us, queue_us, compute_us, xfer_start_us, bytes;
     uint64_t            t_post_us, t_complete_us; /* first post, completion sent */
+    bt_ptl_t            tl;           /* chunk and layer times (the trace) */
 } bt_pjob_t;
 
 /* prefill_job.c: the lifecycle */
@@ -112,6 +114,8 @@ void bt_pjob_post(bt_pjob_t *j, uint32_t layer, uint32_t b0, uint32_t b1);
 /* The xfer stream's completion (every post and kv-complete landed, or
  * not). */
 void bt_pjob_stream_done(void *arg, bt_status_t status);
+/* A post of layer `layer` landed (the timeline). */
+void bt_pjob_landed(void *arg, uint32_t layer);
 int bt_prefill_next_step(void *self, bt_node_step_t *step, int max);
 void bt_prefill_layer_done(void *self, bt_node_step_t *step, int layer);
 void bt_prefill_layer_lost(void *self, bt_node_step_t *step);

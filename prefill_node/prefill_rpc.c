@@ -220,6 +220,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     }
     memcpy(j->dst, rv->block_ids, need * sizeof(uint32_t));
     j->n_dst = need;
+    bt_ptl_init(&j->tl, j->t_start_us, g->n_layers);
     bt_pjob_enter(pf, j);
     if (bt_node_local_is(node, rv->decode_node_id)) {
         j->local = true;
@@ -251,6 +252,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         sp.timeout_ms = q->deadline_unix_ms > bt_wall_ms()
                         ? q->deadline_unix_ms - bt_wall_ms() : 0;
         sp.cb = bt_pjob_stream_done;
+        sp.landed_cb = bt_pjob_landed;
         sp.arg = j;
         if (bt_xfer_stream_create(node->xfer, &sp, &j->stream) != BT_OK) {
             free(u32);
