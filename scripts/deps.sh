@@ -13,6 +13,8 @@ PACKAGES=(
   # tests
   libcmocka-dev python3 python3-grpcio python3-protobuf protobuf-compiler
   protobuf-compiler-grpc python3-numpy curl procps openssl nodejs python3-yaml
+  # tests of deploy/k8s: the API's field names (unknown fields)
+  python3-kubernetes
   # tests of /metrics: promtool check metrics, a real Prometheus (metrics/cluster)
   prometheus
   # tests of deploy/: the units' system call filter (strace, systemd-analyze)
