@@ -5,6 +5,7 @@
 #   make down    stop what `make up` started
 #   make bench   build and run the benchmarks
 #   make image   build the container image baton:<version> (deploy/image/Containerfile)
+#   make image-test  build it and run a smoke test inside (slow; not in make test)
 #   make deps | build | clean
 
 BUILD      ?= build
@@ -20,7 +21,7 @@ SANITIZER_ENV = \
 	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test test-unit test-asan up down bench image clean
+.PHONY: all deps build test test-unit test-asan up down bench image image-test clean
 
 all: build
 
@@ -64,6 +65,11 @@ bench: deps build
 # message and exit 1 when none does
 image:
 	@deploy/image/build-image
+
+# the image, its build time and size, then every binary's --help and a
+# tiny cluster serving a completion inside it (deploy/image/smoke.sh)
+image-test:
+	@deploy/image/test-image
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
