@@ -11,6 +11,7 @@
 #   make fuzz    build the libFuzzer targets (clang) and run each for FUZZ_TIME
 #                seconds (default 300); prints executions, exec/s, crashes
 #   make image   build the container image baton:<version> (deploy/image/Containerfile)
+#   make image-test  build it and run a smoke test inside (slow; not in make test)
 #   make deps | build | clean
 
 BUILD      ?= build
@@ -43,7 +44,7 @@ TSAN_TESTS = base/loop rpc/rpc rpc/stress rpc/tls kvstore/store kvstore/disk \
 	kvstore/events node/lifecycle node/xstats daemon/daemon engine/forward_det \
 	node/cluster-shm kvstore/cluster-shm
 
-.PHONY: all deps build test test-unit test-asan fault soak asan tsan up down bench fuzz image clean
+.PHONY: all deps build test test-unit test-asan fault soak asan tsan up down bench fuzz image image-test clean
 
 all: build
 
@@ -113,6 +114,11 @@ fuzz: build
 # message and exit 1 when none does
 image:
 	@deploy/image/build-image
+
+# the image, its build time and size, then every binary's --help and a
+# tiny cluster serving a completion inside it (deploy/image/smoke.sh)
+image-test:
+	@deploy/image/test-image
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

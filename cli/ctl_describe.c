@@ -60,6 +60,8 @@ static void ctl_describe_node_text(const ctl_t *ctl, const json_t *all)
            ctl_enum(n, "state", "NODE_STATE_", state, sizeof(state)));
     printf("Model:             %s\n", ctl_str(n, "model"));
     printf("Address:           %s\n", ctl_str(n, "grpc_address"));
+    printf("HTTP (metrics):    %s\n",
+           ctl_str(n, "http_address")[0] ? ctl_str(n, "http_address") : "-");
     printf("Version:           %s\n", version[0] ? version : "-");
     printf("Registered:        %s\n",
            ctl_when(now, (uint64_t)ctl_int(n, "registered_unix_ms"), when, sizeof(when)));

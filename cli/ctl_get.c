@@ -89,7 +89,11 @@ static void ctl_print_nodes(const ctl_t *ctl, const json_t *resp, const json_t *
     if (wide) {
         printf(" %-10s %-16s", "VERSION", "MODEL");
     }
-    printf("  %s\n", "ADDRESS");
+    if (wide) {
+        printf("  %-26s %s\n", "ADDRESS", "HTTP");   /* HTTP: where /metrics is */
+    } else {
+        printf("  %s\n", "ADDRESS");
+    }
     json_array_foreach(nodes, i, n) {
         char role[16], state[16], blocks[32], age[24], hb[24];
         const char *version = ctl_str(n, "version");
@@ -110,7 +114,13 @@ static void ctl_print_nodes(const ctl_t *ctl, const json_t *resp, const json_t *
         if (wide) {
             printf(" %-10s %-16s", version[0] ? version : "-", ctl_str(n, "model"));
         }
-        printf("  %s\n", ctl_str(n, "grpc_address"));
+        if (wide) {
+            const char *http = ctl_str(n, "http_address");
+
+            printf("  %-26s %s\n", ctl_str(n, "grpc_address"), http[0] ? http : "-");
+        } else {
+            printf("  %s\n", ctl_str(n, "grpc_address"));
+        }
     }
 }
 

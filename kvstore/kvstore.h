@@ -63,6 +63,7 @@ typedef struct {
     bt_kvsd_commit_t  *waiting;       /* commits waiting for their data */
     bt_kvsd_reg_t     *reg;           /* registration (--router), or NULL */
     char               advertise[320];
+    char               http_addr[320];  /* "HOST:PORT", told the router */
     char               node_id[65];
 
     struct {

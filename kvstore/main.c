@@ -249,6 +249,8 @@ static bt_status_t bt_kvsd_started(void *arg, bt_daemon_t *dm)
 
     d->http = dm->http;
     d->http_port = dm->http_port;
+    bt_rpc_hostport(d->http_addr, sizeof(d->http_addr), d->cfg.listen,
+                    d->http_port);
     d->tick_ev = event_new(d->base, -1, EV_PERSIST, bt_kvsd_tick, d);
     if (d->tick_ev == NULL || event_add(d->tick_ev, &tick) != 0) {
         return BT_ERR_NO_MEMORY;

@@ -289,6 +289,7 @@ bt_status_t bt_kvsd_reg_start(bt_kvsd_t *d)
     hello.role = BATON__V1__NODE_ROLE__NODE_ROLE_KVSTORE;
     hello.model = (char *)"";
     hello.grpc_address = d->advertise;
+    hello.http_address = d->http_addr;
     hello.version = (char *)BT_VERSION;
     memset(&p, 0, sizeof(p));
     p.client = g->rpc;

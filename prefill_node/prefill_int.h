@@ -8,6 +8,7 @@
 #include "node.h"
 #include "node_grammar.h"
 #include "prefill.h"
+#include "prefill_timeline.h"
 
 #include "base/list.h"
 
@@ -90,6 +91,7 @@ typedef struct bt_pjob {
     uint32_t            plp_rows;     /* tokens per chunk with prompt_lp */
     float              *plogits;      /* [plp_rows][vocab] */
     bt_sample_result_t *plp;          /* [n - 1]: token i + 1's logprobs */
+    bt_ptl_t            tl;           /* chunk and layer times (the trace) */
 } bt_pjob_t;
 
 /* prefill_plp.c: prompt logprobs (echo). init allocates the job's logits
@@ -131,6 +133,8 @@ void bt_pjob_post(bt_pjob_t *j, uint32_t layer, uint32_t b0, uint32_t b1);
 /* The xfer stream's completion (every post and kv-complete landed, or
  * not). */
 void bt_pjob_stream_done(void *arg, bt_status_t status);
+/* A post of layer `layer` landed (the timeline). */
+void bt_pjob_landed(void *arg, uint32_t layer);
 int bt_prefill_next_step(void *self, bt_node_step_t *step, int max);
 void bt_prefill_layer_done(void *self, bt_node_step_t *step, int layer);
 void bt_prefill_layer_lost(void *self, bt_node_step_t *step);

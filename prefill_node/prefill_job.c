@@ -60,6 +60,7 @@ static void bt_pjob_free(bt_pjob_t *j)
     free(j->u32);
     free(j->dst);
     bt_plp_free(j);
+    bt_ptl_free(&j->tl);
     free(j);
     bt_node_inflight_done(node);
     bt_node_metrics_update(node);
@@ -130,6 +131,7 @@ void bt_pjob_reply(bt_pjob_t *j)
     Baton__V1__TopLogprob tops[BT_SAMPLE_MAX_LOGPROBS];
     Baton__V1__TopLogprob *top_ptrs[BT_SAMPLE_MAX_LOGPROBS];
     void *plp_mem = NULL;
+    bt_ptl_proto_t tl;
 
     st.computed_tokens = j->n - j->cached;
     st.node_cached_tokens = j->cached - j->store_cached;
@@ -156,8 +158,10 @@ void bt_pjob_reply(bt_pjob_t *j)
                         : j->finish == BT_FINISH_LENGTH
                         ? BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH
                         : BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
+    bt_ptl_to_proto(&j->tl, &res, &tl);
     bt_rpc_call_reply(j->call, &res.base);
     free(plp_mem);
+    bt_ptl_proto_free(&tl);
     j->replied = true;
     bt_histogram_observe(j->node->h_prefill, (double)j->compute_us / 1e6);
     BT_LOG_REQ(INFO, j->id, "prefill answered: %u tokens computed, %u cached, "

@@ -239,6 +239,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     }
     memcpy(j->dst, rv->block_ids, need * sizeof(uint32_t));
     j->n_dst = need;
+    bt_ptl_init(&j->tl, j->t_start_us, g->n_layers);
     bt_pjob_enter(pf, j);
     /* the first token is sampled here: under the format, replayed past
      * the tokens already generated */
@@ -278,6 +279,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         sp.timeout_ms = q->deadline_unix_ms > bt_wall_ms()
                         ? q->deadline_unix_ms - bt_wall_ms() : 0;
         sp.cb = bt_pjob_stream_done;
+        sp.landed_cb = bt_pjob_landed;
         sp.arg = j;
         if (bt_xfer_stream_create(node->xfer, &sp, &j->stream) != BT_OK) {
             free(u32);

@@ -53,6 +53,13 @@ void bt_pjob_stream_done(void *arg, bt_status_t status)
     }
 }
 
+void bt_pjob_landed(void *arg, uint32_t layer)
+{
+    bt_pjob_t *j = arg;
+
+    bt_ptl_landed(&j->tl, layer);
+}
+
 void bt_pjob_post(bt_pjob_t *j, uint32_t layer, uint32_t b0,
                          uint32_t b1)
 {
@@ -78,11 +85,14 @@ void bt_pjob_post(bt_pjob_t *j, uint32_t layer, uint32_t b0,
             }
             j->bytes += sb;
         }
+        bt_ptl_post(&j->tl, layer, (uint64_t)(b1 - b0) * sb);
+        bt_ptl_landed(&j->tl, layer);   /* copied in place: landed */
         return;
     }
     if (j->t_post_us == 0) {
         j->t_post_us = bt_now_us();
     }
+    bt_ptl_post(&j->tl, layer, (uint64_t)(b1 - b0) * sb);
     for (uint32_t b = b0; b < b1; b++) {
         sl[n].local = bt_kvpool_block_ptr(node->pool, layer, src[b]);
         sl[n].remote_off = ((uint64_t)layer * j->rem->n_blocks + j->dst[b]) * sb;
@@ -157,6 +167,7 @@ int bt_prefill_next_step(void *self, bt_node_step_t *step, int max)
         seq->n_logits = j->chunk_b == j->n ? 1 : 0;
     }
     j->in_step = true;
+    bt_ptl_chunk_begin(&j->tl, j->chunk_a, len);
     j->compute_us -= bt_now_us();
     step->who[0] = j;
     return 1;
@@ -175,6 +186,7 @@ void bt_prefill_step_done(void *self, bt_node_step_t *step, bt_status_t st)
 
     j->in_step = false;
     j->compute_us += bt_now_us();
+    bt_ptl_chunk_end(&j->tl);
     if (j->cancelled) {
         bt_pjob_end(j, j->local ? BT_RPC_ABORTED : BT_RPC_UNAVAILABLE,
                     j->local ? "the reservation was released"

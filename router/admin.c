@@ -73,6 +73,7 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         ni->role = (Baton__V1__NodeRole)n->role;
         ni->model = n->model;
         ni->grpc_address = n->grpc_address;
+        ni->http_address = n->http_address;
         ni->state = bt_admin_state(n);
         ni->total_blocks = n->total_blocks;
         ni->free_blocks = n->load.free_blocks;
@@ -95,6 +96,7 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         ni->role = (Baton__V1__NodeRole)lost->role;
         ni->model = (char *)lost->model;
         ni->grpc_address = (char *)lost->grpc_address;
+        ni->http_address = (char *)lost->http_address;
         ni->state = BATON__V1__NODE_STATE__NODE_STATE_LOST;
         ni->total_blocks = lost->total_blocks;
         ni->registered_unix_ms = bt_admin_wall(lost->registered_ms, now_mono, now_wall);
@@ -332,6 +334,8 @@ static void bt_admin_get_trace(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     Baton__V1__TraceEvent ev[BT_TRACE_MAX_EVENTS];
     Baton__V1__TraceEvent *evp[BT_TRACE_MAX_EVENTS];
     const bt_trace_t *t = bt_traces_find(r->traces, in->request_id);
+    Baton__V1__TraceChunk *ch = NULL, **chp = NULL;
+    Baton__V1__TraceLayerTransfer *ly = NULL, **lyp = NULL;
     uint32_t i;
 
     if (t == NULL) {
@@ -353,7 +357,52 @@ static void bt_admin_get_trace(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     out.n_events = t->n_events;
     out.events = evp;
     out.dropped_events = t->dropped;
+    if (t->n_spans > 0) {
+        ch = calloc(t->n_spans, sizeof(*ch));
+        chp = calloc(t->n_spans, sizeof(*chp));
+        ly = calloc(t->n_spans, sizeof(*ly));
+        lyp = calloc(t->n_spans, sizeof(*lyp));
+        if (ch == NULL || chp == NULL || ly == NULL || lyp == NULL) {
+            free(ch);
+            free(chp);
+            free(ly);
+            free(lyp);
+            bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, NULL);
+            return;
+        }
+    }
+    for (size_t k = 0; k < t->n_spans; k++) {
+        const bt_trace_span_t *s = &t->spans[k];
+
+        if (s->kind == BT_TRACE_SPAN_CHUNK) {
+            Baton__V1__TraceChunk *c = &ch[out.n_chunks];
+
+            baton__v1__trace_chunk__init(c);
+            c->attempt = s->attempt;
+            c->start_token = s->index;
+            c->tokens = s->tokens;
+            c->start_us = s->start_us;
+            c->end_us = s->end_us;
+            chp[out.n_chunks++] = c;
+        } else {
+            Baton__V1__TraceLayerTransfer *l = &ly[out.n_layers];
+
+            baton__v1__trace_layer_transfer__init(l);
+            l->attempt = s->attempt;
+            l->layer = s->index;
+            l->bytes = s->bytes;
+            l->post_us = s->start_us;
+            l->complete_us = s->end_us;
+            lyp[out.n_layers++] = l;
+        }
+    }
+    out.chunks = chp;
+    out.layers = lyp;
     bt_rpc_call_reply(call, &out.base);
+    free(ch);
+    free(chp);
+    free(ly);
+    free(lyp);
 }
 
 /* One pair per (prefill node, decode node) it has transferred to, from the

@@ -96,6 +96,7 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
     hello.role = (bt_node_role_t)h->role;
     hello.model = h->model;
     hello.grpc_address = h->grpc_address;
+    hello.http_address = h->http_address;
     hello.version = h->version;
     hello.ucx_address = h->ucx_address.data;
     hello.ucx_address_len = h->ucx_address.len;

@@ -98,6 +98,11 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
                  BT_NODE_ADDR_MAX);
         return BT_ERR_INVALID_ARG;
     }
+    if (!bt_registry_text_ok(hello->http_address, BT_NODE_ADDR_MAX, true)) {
+        snprintf(err, err_size, "node %s: bad http address (at most %d "
+                 "printable bytes)", hello->id, BT_NODE_ADDR_MAX);
+        return BT_ERR_INVALID_ARG;
+    }
     if (hello->ucx_address_len > BT_NODE_UCX_MAX) {
         snprintf(err, err_size, "node %s: ucx address over %d bytes", hello->id,
                  BT_NODE_UCX_MAX);
@@ -143,6 +148,8 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
     snprintf(node->model, sizeof(node->model), "%s", hello->model);
     snprintf(node->grpc_address, sizeof(node->grpc_address), "%s",
              hello->grpc_address);
+    snprintf(node->http_address, sizeof(node->http_address), "%s",
+             hello->http_address != NULL ? hello->http_address : "");
     node->role = hello->role;
     node->total_blocks = hello->total_blocks;
     node->block_size = hello->block_size;
@@ -266,6 +273,7 @@ static void bt_registry_keep_lost(bt_registry_t *reg, const bt_node_t *node)
     snprintf(l->id, sizeof(l->id), "%s", node->id);
     snprintf(l->model, sizeof(l->model), "%s", node->model);
     snprintf(l->grpc_address, sizeof(l->grpc_address), "%s", node->grpc_address);
+    snprintf(l->http_address, sizeof(l->http_address), "%s", node->http_address);
     snprintf(l->version, sizeof(l->version), "%s", node->version);
     l->role = node->role;
     l->total_blocks = node->total_blocks;

@@ -59,6 +59,7 @@ typedef struct {
     bt_node_role_t role;
     char           model[BT_NODE_MODEL_MAX + 1];
     char           grpc_address[BT_NODE_ADDR_MAX + 1];
+    char           http_address[BT_NODE_ADDR_MAX + 1]; /* "" when not told */
     uint8_t       *ucx_address;               /* owned */
     size_t         ucx_address_len;
     uint32_t       total_blocks;
@@ -109,6 +110,7 @@ typedef struct {
     uint32_t       max_prefill_tokens;
     bt_kv_dtype_t  kv_dtype;                  /* = baton.v1.KvDtype */
     const char    *version;                   /* the daemon's; NULL: unknown */
+    const char    *http_address;              /* NULL or "": not told */
 } bt_node_hello_t;
 
 /* A node that missed its heartbeats: gone from selection and counts, kept
@@ -118,6 +120,7 @@ typedef struct {
     bt_node_role_t role;
     char           model[BT_NODE_MODEL_MAX + 1];
     char           grpc_address[BT_NODE_ADDR_MAX + 1];
+    char           http_address[BT_NODE_ADDR_MAX + 1];
     char           version[BT_NODE_VERSION_MAX + 1];
     uint32_t       total_blocks;
     uint64_t       registered_ms;

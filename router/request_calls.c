@@ -105,6 +105,10 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     bt_rreq_renew_arm(req);
     BT_RREQ_TRACE(req, "prefill", "on %s, %zu tokens", req->p_id,
                   req->n_prompt + req->n_gen);
+    req->p_sent_us = bt_trace_offset_us(req->trace);
+    if (req->n_prefills < UINT8_MAX) {
+        req->n_prefills++;
+    }
     BT_LOG_REQ(DEBUG, req->id, "prefill on %s, %zu tokens", req->p_id,
                req->n_prompt + req->n_gen);
 }
@@ -211,6 +215,7 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
         BT_RREQ_TRACE(req, "prefill_done", "%s: %u cached", req->p_id,
                       pr->cached_tokens);
     }
+    bt_rreq_trace_prefill(req, pr);
     if (pr->stats != NULL) {
         BT_LOG_REQ(INFO, req->id, "prefilled on %s: %u tokens, %u cached (%u "
                    "node, %u kvstore), %u computed, %llu bytes in %llu us",

@@ -105,6 +105,8 @@ struct bt_rreq {
     /* prompt logprobs (echo): asked of the prefill until one answers with
      * them; the decode node's end waits for them */
     bool                       plp_want, plp_done, plp_end_held;
+    uint64_t                   p_sent_us;        /* the Prefill call sent, on the trace */
+    uint8_t                    n_prefills;       /* Prefill calls sent (retries, failovers) */
 };
 
 /* A timed event on the request's trace (trace.h); best effort. */
@@ -177,6 +179,10 @@ void bt_rreq_requeue(bt_rreq_t *req, const char *why);
 void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg);
 void bt_rreq_open_decode(bt_rreq_t *req);
 void bt_rreq_failover(bt_rreq_t *req, const char *why);
+
+/* request_trace.c: a prefill node's chunks and layer transfers (its
+ * PrefillResult) onto the request's trace */
+void bt_rreq_trace_prefill(bt_rreq_t *req, const Baton__V1__PrefillResult *pr);
 
 /* request_lease.c */
 void bt_rreq_renew_cb(evutil_socket_t fd, short what, void *arg);

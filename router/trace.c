@@ -2,6 +2,7 @@
  * of `keep` that drops the oldest. */
 #include "trace.h"
 
+#include "base/array.h"
 #include "base/clock.h"
 
 #include <stdarg.h>
@@ -15,6 +16,14 @@ struct bt_traces {
     size_t       keep;
     size_t       next;          /* the ring slot written next */
 };
+
+static void bt_trace_free(bt_trace_t *t)
+{
+    if (t != NULL) {
+        free(t->spans);
+        free(t);
+    }
+}
 
 bt_traces_t *bt_traces_create(size_t keep)
 {
@@ -42,10 +51,10 @@ void bt_traces_destroy(bt_traces_t *ts)
         return;
     }
     bt_list_foreach_safe(it, next, &ts->live) {
-        free(BT_CONTAINER_OF(it, bt_trace_t, link));
+        bt_trace_free(BT_CONTAINER_OF(it, bt_trace_t, link));
     }
     for (i = 0; i < ts->keep; i++) {
-        free(ts->done[i]);
+        bt_trace_free(ts->done[i]);
     }
     free(ts->done);
     free(ts);
@@ -91,6 +100,24 @@ void bt_trace_add(bt_trace_t *t, const char *kind, const char *fmt, ...)
     va_end(ap);
 }
 
+uint64_t bt_trace_offset_us(const bt_trace_t *t)
+{
+    return t != NULL ? (bt_now_ns() - t->t0_ns) / 1000 : 0;
+}
+
+void bt_trace_span(bt_trace_t *t, const bt_trace_span_t *span)
+{
+    if (t == NULL) {
+        return;
+    }
+    if (t->n_spans >= BT_TRACE_MAX_SPANS ||
+        BT_ARRAY_RESERVE(t->spans, t->cap_spans, t->n_spans + 1, 16) != BT_OK) {
+        t->dropped++;
+        return;
+    }
+    t->spans[t->n_spans++] = *span;
+}
+
 void bt_trace_finish(bt_traces_t *ts, bt_trace_t *t)
 {
     if (ts == NULL || t == NULL || !t->live) {
@@ -98,7 +125,7 @@ void bt_trace_finish(bt_traces_t *ts, bt_trace_t *t)
     }
     bt_list_del(&t->link);
     t->live = false;
-    free(ts->done[ts->next]);
+    bt_trace_free(ts->done[ts->next]);
     ts->done[ts->next] = t;
     ts->next = (ts->next + 1) % ts->keep;
 }

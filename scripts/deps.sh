@@ -15,6 +15,8 @@ PACKAGES=(
   protobuf-compiler-grpc python3-numpy curl procps openssl nodejs python3-yaml
   # benchmark plots (bench/workload/plot.sh)
   gnuplot-nox
+  # tests of deploy/k8s: the API's field names (unknown fields)
+  python3-kubernetes
   # tests of /metrics: promtool check metrics, a real Prometheus (metrics/cluster)
   prometheus
   # tests of deploy/: the units' system call filter (strace, systemd-analyze)

@@ -60,12 +60,17 @@ static bt_status_t bt_daemon_grpc_start(bt_daemon_t *d)
 
 static bt_status_t bt_daemon_http_start(bt_daemon_t *d)
 {
+    char addr[320];
+
     d->http = bt_http_server_create(d->base, d->cfg.listen,
                                     (int)d->cfg.http_port, d->cfg.max_body,
                                     &d->http_port);
     if (d->http == NULL) {
         return BT_ERR_IO;
     }
+    /* the bound port: /metrics is there (port 0 picked one) */
+    bt_rpc_hostport(addr, sizeof(addr), d->cfg.listen, d->http_port);
+    bt_info("http listening on %s", addr);
     if (d->cfg.http_limits != NULL) {
         bt_http_server_set_limits(d->http, d->cfg.http_limits);
     }

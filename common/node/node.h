@@ -107,6 +107,7 @@ struct bt_node {
     char                model_name[256];
     char                node_id[128];
     char                grpc_addr[320];
+    char                http_addr[320];  /* "HOST:PORT", told the router */
     struct event_base  *base;
     bt_model_t         *model;
     bt_fwd_t           *fwd;

@@ -313,6 +313,8 @@ static bt_status_t bt_node_started(void *arg, bt_daemon_t *d)
 
     node->http = d->http;
     node->http_port = d->http_port;
+    bt_rpc_hostport(node->http_addr, sizeof(node->http_addr), node->cfg.listen,
+                    node->http_port);
     if (bt_node_kvs_init(node) != BT_OK || bt_node_reg_start(node) != BT_OK) {
         return BT_ERR_INVALID_ARG;
     }

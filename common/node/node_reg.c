@@ -316,6 +316,7 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
                  : BATON__V1__NODE_ROLE__NODE_ROLE_BOTH;
     hello.model = node->model_name;
     hello.grpc_address = node->grpc_addr;
+    hello.http_address = node->http_addr;
     hello.capacity = &cap;
     hello.version = (char *)BT_VERSION;
     if (node->region != NULL &&

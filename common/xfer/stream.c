@@ -13,6 +13,7 @@
 typedef struct stream_slot {
     bt_xfer_stream_t *stream;
     bt_xfer_op_t     *op;
+    uint32_t          layer;
     bool              is_final;
 } stream_slot_t;
 
@@ -91,6 +92,7 @@ static void op_cb(void *arg, bt_status_t st)
     stream_slot_t *sl = arg;
     bt_xfer_stream_t *s = sl->stream;
     bool is_final = sl->is_final;
+    uint32_t layer = sl->layer;
 
     slot_remove(s, sl);
     if (s->err != BT_OK) {
@@ -102,12 +104,17 @@ static void op_cb(void *arg, bt_status_t st)
         report(s, st);
     } else if (is_final) {
         report(s, BT_OK);
-    } else if (s->completing && !s->final_sent && s->n_slots == 0) {
-        bt_status_t lst = launch(s, UINT32_MAX, NULL, 0, true);
+    } else {
+        if (s->p.landed_cb != NULL) {
+            s->p.landed_cb(s->p.arg, layer);
+        }
+        if (s->completing && !s->final_sent && s->n_slots == 0) {
+            bt_status_t lst = launch(s, UINT32_MAX, NULL, 0, true);
 
-        if (lst != BT_OK) {
-            s->err = lst;
-            report(s, lst);
+            if (lst != BT_OK) {
+                s->err = lst;
+                report(s, lst);
+            }
         }
     }
     if (s->destroy_pending && !s->in_cb && s->n_slots == 0) {
@@ -131,6 +138,7 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
         return BT_ERR_NO_MEMORY;
     }
     sl->stream = s;
+    sl->layer = layer;
     sl->is_final = is_final;
     memset(&xp, 0, sizeof(xp));
     xp.remote = s->p.remote;

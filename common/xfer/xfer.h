@@ -238,6 +238,9 @@ typedef struct {
     bt_xfer_done_cb   cb;          /* once: after the final message, or on
                                     * the first failure */
     void             *arg;
+    /* NULL, or each post that landed (its layer), before the final
+     * message; for timelines: must not post, complete or destroy */
+    void            (*landed_cb)(void *arg, uint32_t layer);
 } bt_xfer_stream_params_t;
 
 bt_status_t bt_xfer_stream_create(bt_xfer_ctx_t *ctx,

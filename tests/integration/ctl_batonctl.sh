@@ -77,7 +77,7 @@ sys.exit(0 if strip(a) == strip(b) else 1)
 PY
 }
 
-echo "1..74"
+echo "1..75"
 
 # wider than the builtin model: a long completion then lasts seconds (~230
 # tokens/s on one idle core), time for batonctl to see it in flight
@@ -109,7 +109,7 @@ expect "get nodes -o json is the same object" 0 '^\{"nodes":\[\],"now_unix_ms":[
 ctl -o yaml get nodes
 expect "-o yaml: an empty list is []" 0 '^nodes: \[\]$' ''
 ctl get nodes -o wide
-expect "-o wide adds columns" 0 '^ID +ROLE +STATE +FREE/TOTAL +RUNNING +QUEUED_TOKENS +REQUESTS +AGE +HEARTBEAT +VERSION +MODEL +ADDRESS$' ''
+expect "-o wide adds columns" 0 '^ID +ROLE +STATE +FREE/TOTAL +RUNNING +QUEUED_TOKENS +REQUESTS +AGE +HEARTBEAT +VERSION +MODEL +ADDRESS +HTTP$' ''
 ctl get nodes -o xml
 expect "-o takes table, wide, json or yaml only" 2 '' 'output'
 ctl -j nodes
@@ -231,7 +231,7 @@ wait_rows() {
   return 1
 }
 
-N_CLUSTER=24
+N_CLUSTER=25
 if [ -x "$PREFILL" ] && [ -x "$DECODE" ] && [ -x "$KVSTORE" ]; then
   export UCX_TLS=posix,sysv,cma,self
   "$PREFILL" --role prefill --node-id ctl-p0 --router "$BATON_ROUTER" --model "$TMP/model" \
@@ -263,6 +263,17 @@ if [ -x "$PREFILL" ] && [ -x "$DECODE" ] && [ -x "$KVSTORE" ]; then
     || not_ok "get node NAME -o json: that node, with registered and heartbeat times" "$out"
   ctl get nodes --role kvstore
   expect "get nodes --role kvstore lists the kvstore" 0 '^ctl-kv +kvstore ' ''
+  # each member told the router where its /metrics is (the port it bound)
+  ctl get nodes -o wide
+  bad=""
+  for m in prefill:ctl-p0 decode:ctl-d1 kv:ctl-kv; do
+    hp=$(sed -n 's/.*http_port=\([0-9]*\).*/\1/p' "$TMP/${m%%:*}.out")
+    grep -Eq "^${m#*:} .* 127\.0\.0\.1:$hp\$" <<<"$out" || bad="$bad ${m#*:}(no 127.0.0.1:$hp)"
+    grep -q "http listening on 127.0.0.1:$hp" "$TMP/${m%%:*}.log" || bad="$bad ${m#*:}(log)"
+    curl -sf "http://127.0.0.1:$hp/metrics" | grep -q '^baton_build_info' || bad="$bad ${m#*:}(/metrics)"
+  done
+  [ -z "$bad" ] && ok "get nodes -o wide: each member's HTTP address, logged at start, serves /metrics" \
+    || not_ok "get nodes -o wide: each member's HTTP address, logged at start, serves /metrics" "$bad" "$out"
   "$CTL" get nodes -o yaml >"$TMP/n.yaml" 2>"$TMP/err"
   "$CTL" get nodes -o json >"$TMP/n.json" 2>>"$TMP/err"
   if yaml_equals_json "$TMP/n.yaml" "$TMP/n.json"; then ok "-o yaml reads back as the -o json answer"

@@ -54,6 +54,7 @@ static void test_node_enums_by_name(void **state)
     n.running_sequences = 3;
     n.queued_prefill_tokens = 5000000000ull;
     n.version = (char *)"0.1.0";
+    n.http_address = (char *)"10.0.0.1:9100";
     r.n_nodes = 1;
     r.nodes = list;
     expect_json(&r.base,
@@ -62,7 +63,8 @@ static void test_node_enums_by_name(void **state)
                 "\"state\":\"NODE_STATE_DRAINING\",\"total_blocks\":4096,"
                 "\"free_blocks\":17,\"running_sequences\":3,"
                 "\"queued_prefill_tokens\":5000000000,\"registered_unix_ms\":0,"
-                "\"last_heartbeat_unix_ms\":0,\"version\":\"0.1.0\"}],"
+                "\"last_heartbeat_unix_ms\":0,\"version\":\"0.1.0\","
+                "\"http_address\":\"10.0.0.1:9100\"}],"
                 "\"now_unix_ms\":0}");
 }
 

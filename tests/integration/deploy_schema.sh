@@ -5,7 +5,10 @@
 # kubernetes-models compiles in (plus the prometheus-operator CRDs), by
 # deploy_schema.mjs. The packages come from the npm registry once, into the
 # build tree (as the openai client of tests/interop does); after that
-# nothing is fetched.
+# nothing is fetched. Those schemas allow any extra field, so every object
+# is also walked for unknown (misspelt) fields against the field names of
+# the Kubernetes API types in Debian's python3-kubernetes
+# (deploy_fields.py), and a copy with two misspelt fields must fail that.
 set -uo pipefail
 SRC=${BATON_SOURCE_ROOT:?}
 BUILD=${BATON_BUILD_ROOT:?}
@@ -16,6 +19,8 @@ skip_or_fail() {   # under CI a missing tool fails; elsewhere it skips
 }
 command -v kubectl >/dev/null || skip_or_fail "kubectl is not installed"
 command -v node >/dev/null || skip_or_fail "node is not installed"
+/usr/bin/python3 -c 'import kubernetes.client.models, yaml' 2>/dev/null ||
+  skip_or_fail "python3-kubernetes or python3-yaml is not installed (scripts/deps.sh)"
 NPM_DIR=$BUILD/npm-k8s
 if [ ! -d "$NPM_DIR/node_modules/kubernetes-models" ] ||
    [ ! -d "$NPM_DIR/node_modules/@kubernetes-models/prometheus-operator" ] ||
@@ -45,4 +50,26 @@ render cpu+tls cpu tls
 render cpu+kvstore+tls cpu kvstore tls
 render cpu+tls+kvstore cpu tls kvstore
 cp "$SRC/tests/integration/deploy_schema.mjs" "$NPM_DIR/"
-timeout 120 node "$NPM_DIR/deploy_schema.mjs" "$OUT"/*.yaml
+# the negative control: a Deployment's probe and pod spec misspelt
+sed -e '0,/periodSeconds:/s//periodSecond:/' \
+    -e '0,/automountServiceAccountToken:/s//automountServiceAccountTokn:/' \
+    "$OUT/cpu.yaml" >"$OUT/misspelt.yaml.bad"
+control() {
+  local got
+  got=$(/usr/bin/python3 "$SRC/tests/integration/deploy_fields.py" "$OUT/misspelt.yaml.bad")
+  if [ $? != 0 ] && grep -q 'periodSecond: no such field in V1Probe' <<<"$got" &&
+     grep -q 'automountServiceAccountTokn: no such field in V1PodSpec' <<<"$got"; then
+    echo "ok 1 - two misspelt fields are caught (the schemas alone let them pass)"
+  else
+    echo "not ok 1 - two misspelt fields are caught"; sed 's/^/# /' <<<"$got"
+  fi
+}
+# three TAP streams in one: numbered again, one plan, fails on any not ok
+{ timeout 120 node "$NPM_DIR/deploy_schema.mjs" "$OUT"/*.yaml
+  timeout 120 /usr/bin/python3 "$SRC/tests/integration/deploy_fields.py" "$OUT"/*.yaml ||
+    echo "not ok 1 - deploy_fields.py exited $?"
+  control
+} | awk '/^1\.\.[0-9]+/ { next }
+         /^(not )?ok [0-9]+/ { k++; bad += /^not/; sub(/ok [0-9]+/, "ok " k) }
+         { print }
+         END { print "1.." k; exit bad > 0 }'

@@ -14,8 +14,11 @@ Logs (item 7): a client's X-Request-Id is the request id and is echoed
 by name, 'rpc listening' with the bound port.
 
 Tracing: `batonctl trace ID -o json` gives the request's events in
-order; an unknown id is NOT_FOUND. (A failover in a trace:
-cluster_failover.py.)
+order; an unknown id is NOT_FOUND. A prompt of several prefill chunks
+(the prefill node runs 16-token chunks) shows each chunk and each layer's
+KV transfer, in order, inside the prefill's span of the timeline, the
+layers' bytes adding up to what prefill_done reports; the table prints
+them too. (A failover in a trace: cluster_failover.py.)
 
 BATON_BUILD_ROOT = the build folder.
 """
@@ -62,16 +65,72 @@ def wait_http(port, path, want, secs=20):
     return got
 
 
-def completion(port, rid=None, hdr="Retry-After"):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def completion(port, rid=None, hdr="Retry-After", prompt="Hello", max_tokens=2):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     h = {"Content-Type": "application/json"}
     if rid:
         h["X-Request-Id"] = rid
     c.request("POST", "/v1/completions",
-              json.dumps({"model": "tiny", "prompt": "Hello", "max_tokens": 2}), h)
+              json.dumps({"model": "tiny", "prompt": prompt, "max_tokens": max_tokens,
+                          "ignore_eos": True}), h)
     r = c.getresponse()
     body = r.read().decode()
     return r.status, r.getheader(hdr), body
+
+
+def check_chunk_trace(rg, rh, model):
+    """A prompt of 3+ chunks: its chunks and each layer's transfer in the
+    trace, in order."""
+    with open(os.path.join(model, "config.json")) as f:
+        n_layers = json.load(f)["num_hidden_layers"]
+    prompt = " ".join("word%d" % i for i in range(30))
+    st, _, body = completion(rh, "chunky-rid-1", prompt=prompt, max_tokens=24)
+    nc.tap(st == 200, "a request with a long prompt", st, body)
+    r = ctl(rg, "trace", "chunky-rid-1", "-o", "json")
+    try:
+        tr = json.loads(r.stdout)
+    except ValueError:
+        tr = {}
+    ev = {e["kind"]: int(e["offset_us"]) for e in tr.get("events", [])}
+    done = [e["detail"] for e in tr.get("events", []) if e["kind"] == "prefill_done"]
+    chunks = tr.get("chunks", [])
+    layers = tr.get("layers", [])
+    starts = [int(c["start_token"]) for c in chunks]
+    toks = [int(c["tokens"]) for c in chunks]
+    t = [(int(c["start_us"]), int(c["end_us"])) for c in chunks]
+    lo, hi = ev.get("prefill", 0), ev.get("prefill_done", 0)
+    chunks_ok = (len(chunks) >= 3 and all(n <= 16 for n in toks) and starts[0] == 0 and
+                 all(starts[i + 1] == starts[i] + toks[i] for i in range(len(chunks) - 1)) and
+                 all(lo <= a <= b <= hi for a, b in t) and
+                 all(t[i][1] <= t[i + 1][0] for i in range(len(t) - 1)) and
+                 all(int(c["attempt"]) == 1 for c in chunks))
+    nc.tap(r.returncode == 0 and chunks_ok,
+           "trace -o json: each prefill chunk in order (tokens, start and end inside the "
+           "prefill)", len(chunks), chunks, ev, r.stderr)
+    sent = 0
+    if done and " bytes sent" in done[0]:
+        sent = int(done[0].split(" bytes sent")[0].rsplit(" ", 1)[1])
+    posts = [int(x["post_us"]) for x in layers]
+    layers_ok = ([int(x["layer"]) for x in layers] == list(range(n_layers)) and
+                 posts == sorted(posts) and
+                 all(lo <= int(x["post_us"]) <= int(x["complete_us"]) <= hi for x in layers) and
+                 all(int(x["bytes"]) > 0 for x in layers) and
+                 sum(int(x["bytes"]) for x in layers) == sent and
+                 # a layer's first post follows the first chunk's compute start
+                 all(int(x["post_us"]) >= t[0][0] for x in layers if t))
+    nc.tap(layers_ok, "trace -o json: each layer's transfer in order (bytes adding up to "
+           "prefill_done's, post <= complete inside the prefill)", layers, done, ev)
+    r = ctl(rg, "trace", "chunky-rid-1")
+    out = r.stdout.splitlines()
+    sect = lambda name: out[out.index(name) + 2:] if name in out else []  # noqa: E731
+    crows = [ln for ln in sect("prefill chunks")[:len(chunks)] if ln.strip()]
+    lrows = [ln for ln in sect("layer transfers")[:n_layers] if ln.strip()]
+    table_ok = (len(crows) == len(chunks) and len(lrows) == n_layers and
+                crows[0].split()[-2] == "0..%d" % (toks[0] - 1) and
+                [int(ln.split()[-2]) for ln in lrows] == list(range(n_layers)))
+    nc.tap(r.returncode == 0 and table_ok,
+           "batonctl trace: a row per chunk and per layer transfer", r.stdout)
+    print("# " + r.stdout.replace("\n", "\n# "))
 
 
 def main():
@@ -114,7 +173,8 @@ def main():
               "--heartbeat", "100ms"]
     procs = {}
     for role in ("prefill", "decode"):
-        extra = ["--node-id", "rd-" + role] + (["--kv-blocks", "256"] if role == "decode" else [])
+        extra = ["--node-id", "rd-" + role] + (["--kv-blocks", "256"] if role == "decode"
+                                               else ["--max-prefill-tokens", "16"])
         procs[role], _, _ = nc.start(role, [os.path.join(
             BUILD, "%s_node/baton-%s" % (role, role))] + common + extra, env, tmp)
     nc.tap(nc.wait_ready(rh, 60), "a prefill and a decode node: /readyz 200")
@@ -210,6 +270,8 @@ def main():
         quiet = f.read()
     nc.tap(st == 200 and "http GET" not in quiet, "--access-log off: no access lines",
            st, quiet[-500:])
+
+    check_chunk_trace(rg, rh, model)
 
     r = ctl(rg, "trace", "no-such-request")
     nc.tap(r.returncode != 0 and "NOT_FOUND" in r.stderr,

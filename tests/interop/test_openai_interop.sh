@@ -22,7 +22,21 @@ fi
 export BATON_RUN_DIR=$(mktemp -d /tmp/baton-interop.XXXXXX)
 export BUILD
 trap '"$SRC/deploy/local/baton-local" down >/dev/null 2>&1; rm -rf "$BATON_RUN_DIR"' EXIT
-if ! "$SRC/deploy/local/baton-local" up --http-port 0 --grpc-port 0 >"$BATON_RUN_DIR/up.txt" 2>&1; then
+# the kvstore's and the nodes' HTTP ports from a base baton-local is given:
+# three ports in a row free now (the router's stays ephemeral)
+NODE_HTTP=$(/usr/bin/python3 -c '
+import socket
+for _ in range(50):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); base = s.getsockname()[1]; s.close()
+    try:
+        for p in range(base, base + 3):
+            t = socket.socket(); t.bind(("127.0.0.1", p)); t.close()
+    except OSError:
+        continue
+    if base + 3 < 65536:
+        print(base); break')
+if ! "$SRC/deploy/local/baton-local" up --http-port 0 --grpc-port 0 --node-http-port "$NODE_HTTP" \
+     >"$BATON_RUN_DIR/up.txt" 2>&1; then
   echo "not ok 1 - cluster did not start"; sed 's/^/# /' "$BATON_RUN_DIR/up.txt"
   for f in "$BATON_RUN_DIR"/*.log; do echo "# == $f"; tail -20 "$f" | sed 's/^/# /'; done
   exit 1
@@ -66,8 +80,43 @@ else echo "not ok 102 - the decode node holds $used blocks afterwards"; rc=1; fi
 # baton-local made cluster tokens: every daemon has its file and none runs
 # an open control plane
 if [ -r "$BATON_RUN_DIR/tokens/router.tokens" ] && ! grep -l "control plane unauthenticated" "$BATON_RUN_DIR"/*.log >/dev/null; then
-  echo "ok 106 - baton-local: the control plane is authenticated (cluster tokens)"
-else echo "not ok 106 - baton-local: a daemon runs without cluster tokens"; rc=1; fi
+  echo "ok 107 - baton-local: the control plane is authenticated (cluster tokens)"
+else echo "not ok 107 - baton-local: a daemon runs without cluster tokens"; rc=1; fi
+# every daemon's /metrics is findable: status --json lists each one's URL
+# (the kvstore's and the nodes' on the ports chosen from --node-http-port),
+# each daemon logged that address, and the nodes and the kvstore told the
+# router (batonctl get nodes -o wide, column HTTP)
+"$SRC/deploy/local/baton-local" status --json >"$BATON_RUN_DIR/status.json"
+"$BUILD/cli/batonctl" --router "ipv4:$GRPC" get nodes -o wide >"$BATON_RUN_DIR/wide.txt" 2>&1
+if out=$(/usr/bin/python3 - "$BATON_RUN_DIR" "$NODE_HTTP" <<'PY' 2>&1
+import json, os, re, sys, urllib.request
+run, base = sys.argv[1], int(sys.argv[2])
+st = json.load(open(os.path.join(run, "status.json")))
+daemons = [st["router"]] + st["nodes"]
+want = {"kvstore": base, "prefill": base + 1, "decode": base + 2}
+assert len(daemons) == 4, daemons
+wide = open(os.path.join(run, "wide.txt")).read().splitlines()
+assert re.match(r"^ID .* ADDRESS +HTTP$", wide[0]), wide
+logs = {l.split()[0]: l.split()[1] for l in open(os.path.join(run, "pids"))}
+for d in daemons:
+    url = d["http"]
+    port = int(url.rsplit(":", 1)[1])
+    if d["role"] in want:
+        assert port == want[d["role"]], (d, want)
+        # the row of this daemon in batonctl's table carries its address
+        assert any(r.split()[1] == d["role"] and r.split()[-1] == "127.0.0.1:%d" % port
+                   for r in wide[1:]), (d, wide)
+    name = next(n for n, p in logs.items() if int(p) == d["pid"])
+    log = open(os.path.join(run, name + ".log")).read()
+    assert "http listening on 127.0.0.1:%d" % port in log, (name, port)
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        body = r.read().decode()
+    assert r.status == 200 and "# TYPE baton_build_info gauge" in body, (url, body[:200])
+print(" ".join("%s=%s" % (d["role"], d["http"]) for d in daemons))
+PY
+); then echo "ok 106 - status --json lists every daemon's http URL, each serves /metrics: $out"
+else echo "not ok 106 - status --json lists every daemon's http URL, each serves /metrics"
+  { echo "$out"; cat "$BATON_RUN_DIR/status.json" "$BATON_RUN_DIR/wide.txt"; } | sed 's/^/# /'; rc=1; fi
 # baton-local: status is 0 while up, non-zero once down; --help is usage
 if "$SRC/deploy/local/baton-local" status >/dev/null; then echo "ok 103 - baton-local status: 0 while up"
 else echo "not ok 103 - baton-local status: non-zero while up"; rc=1; fi

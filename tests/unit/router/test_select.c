@@ -117,7 +117,7 @@ static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t ro
                            const char *model, uint32_t blocks)
 {
     bt_node_hello_t hello = { id, role, model, "ipv4:127.0.0.1:1", (const uint8_t *)"ucx",
-                              3, blocks, 16, 8, 512, 3, NULL };
+                              3, blocks, 16, 8, 512, 3, NULL, NULL };
     bt_node_t *node = NULL;
     char err[256];
 
@@ -128,7 +128,7 @@ static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t ro
 static void test_registry(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
-    bt_node_hello_t bad = { "", BT_NODE_ROLE_PREFILL, "m", "a", NULL, 0, 10, 16, 1, 1, 3, NULL };
+    bt_node_hello_t bad = { "", BT_NODE_ROLE_PREFILL, "m", "a", NULL, 0, 10, 16, 1, 1, 3, NULL, NULL };
     bt_node_t *a, *a2, *node;
     char err[256];
     uint8_t h[32];
@@ -144,8 +144,21 @@ static void test_registry(void **state)
     assert_int_equal(bt_registry_add(reg, &bad, 0, NULL, &node, err, sizeof(err)),
                      BT_ERR_INVALID_ARG);
     assert_non_null(strstr(err, "unknown role"));
+    /* the http address is optional (older nodes) but must be text */
+    bad.role = BT_NODE_ROLE_PREFILL;
+    bad.model = "m";
+    bad.grpc_address = "ipv4:127.0.0.1:1";
+    bad.http_address = "127.0.0.1:9\n";
+    assert_int_equal(bt_registry_add(reg, &bad, 0, NULL, &node, err, sizeof(err)),
+                     BT_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "http address"));
+    bad.http_address = "127.0.0.1:9100";
+    assert_int_equal(bt_registry_add(reg, &bad, 0, NULL, &node, err, sizeof(err)), BT_OK);
+    assert_string_equal(node->http_address, "127.0.0.1:9100");
+    bt_registry_remove(reg, node);
 
     a = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    assert_string_equal(a->http_address, "");
     add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
     make_hash(h, 1);
     assert_true(bt_registry_kv_events_begin(reg, a, 1));
@@ -408,7 +421,7 @@ static void test_select_kvstore_hits(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
     bt_node_hello_t kv = { "kv0", BT_NODE_ROLE_KVSTORE, "", "ipv4:127.0.0.1:2",
-                           NULL, 0, 0, 0, 0, 0, 0, NULL };
+                           NULL, 0, 0, 0, 0, 0, 0, NULL, NULL };
     uint8_t hashes[6][32], other[32];
     bt_node_t *p0, *p1, *store = NULL;
     bt_select_result_t r;

@@ -1,5 +1,6 @@
 /* router/trace.c: events in order and bounded (the end always kept), live
- * and finished lookups, the finished ring dropping the oldest. */
+ * and finished lookups, the finished ring dropping the oldest (with its
+ * spans), spans kept as given and bounded. */
 #include "trace.h"
 
 #include <stdio.h>
@@ -76,11 +77,46 @@ static void test_trace_ring_keeps_last(void **state)
     bt_traces_destroy(ts);   /* frees the live one too */
 }
 
+static void test_trace_spans_bounded(void **state)
+{
+    bt_traces_t *ts = bt_traces_create(1);
+    bt_trace_t *t = bt_trace_begin(ts, "spans");
+    bt_trace_span_t s = { BT_TRACE_SPAN_CHUNK, 1, 0, 16, 0, 10, 20 };
+    int i;
+
+    (void)state;
+    bt_trace_span(t, &s);
+    s = (bt_trace_span_t){ BT_TRACE_SPAN_LAYER, 2, 3, 0, 4096, 15, 0 };
+    bt_trace_span(t, &s);
+    assert_int_equal(t->n_spans, 2);
+    assert_int_equal(t->spans[0].kind, BT_TRACE_SPAN_CHUNK);
+    assert_int_equal(t->spans[0].tokens, 16);
+    assert_int_equal(t->spans[0].end_us, 20);
+    assert_int_equal(t->spans[1].attempt, 2);
+    assert_int_equal(t->spans[1].index, 3);
+    assert_int_equal(t->spans[1].bytes, 4096);
+    assert_int_equal(t->spans[1].end_us, 0);
+    for (i = 0; i < BT_TRACE_MAX_SPANS; i++) {
+        bt_trace_span(t, &s);
+    }
+    assert_int_equal(t->n_spans, BT_TRACE_MAX_SPANS);
+    assert_int_equal(t->dropped, 2);
+    assert_true(bt_trace_offset_us(t) < 60u * 1000 * 1000);
+    assert_int_equal(bt_trace_offset_us(NULL), 0);
+    bt_trace_span(NULL, &s);
+    bt_trace_finish(ts, t);
+    /* the next finished one pushes it (and its spans) out of the ring */
+    bt_trace_finish(ts, bt_trace_begin(ts, "next"));
+    assert_null(bt_traces_find(ts, "spans"));
+    bt_traces_destroy(ts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trace_events_bounded),
         cmocka_unit_test(test_trace_ring_keeps_last),
+        cmocka_unit_test(test_trace_spans_bounded),
     };
 
     return cmocka_run_group_tests_name("router_trace", tests, NULL, NULL);

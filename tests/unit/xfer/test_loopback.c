@@ -298,6 +298,9 @@ static void test_bad_slices(void **state)
 typedef struct {
     bool        done;
     bt_status_t status;
+    unsigned landed_mask;     /* layers landed_cb was told of */
+    int landed_n;
+    bool landed_late;         /* told after the stream's callback */
 } sdone_t;
 
 static void stream_cb(void *arg, bt_status_t st)
@@ -306,6 +309,15 @@ static void stream_cb(void *arg, bt_status_t st)
 
     d->status = st;
     d->done = true;
+}
+
+static void landed_cb(void *arg, uint32_t layer)
+{
+    sdone_t *d = arg;
+
+    d->landed_mask |= 1u << layer;
+    d->landed_n++;
+    d->landed_late |= d->done;
 }
 
 static void count_notify_cb(void *arg, const bt_xfer_notify_t *n)
@@ -317,7 +329,8 @@ static void count_notify_cb(void *arg, const bt_xfer_notify_t *n)
 }
 
 /* Four layers, each posted before the previous one finished, then the
- * final message with the first token. */
+ * final message with the first token; landed_cb hears of each layer once,
+ * before the stream's callback. */
 static void test_stream(void **state)
 {
     fx_t *fx = fx_new(false);
@@ -335,6 +348,7 @@ static void test_stream(void **state)
     sp.timeout_ms = 5000;
     sp.lease_id = 77;
     sp.cb = stream_cb;
+    sp.landed_cb = landed_cb;
     sp.arg = &d;
     assert_int_equal(bt_xfer_stream_create(fx->sctx, &sp, &st), BT_OK);
     for (uint32_t l = 0; l < 4; l++) {
@@ -351,6 +365,9 @@ static void test_stream(void **state)
     assert_int_equal(fx->last.lease_id, 77);
     assert_string_equal(fx->user, "tok");
     assert_int_equal(fx->n_notify, 1);   /* layers carry no message */
+    assert_int_equal(d.landed_mask, 0xfu);
+    assert_int_equal(d.landed_n, 4);
+    assert_false(d.landed_late);
     for (uint32_t l = 0; l < 4; l++) {
         assert_memory_equal(dst + l * 1000000, src + l * 1000000, 300000);
         assert_memory_equal(dst + l * 1000000 + 500000,
