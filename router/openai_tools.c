@@ -260,7 +260,7 @@ bt_status_t bt_openai_tools_parse(const json_t *root, bt_arena_t *arena,
     const json_t *tools = json_object_get(root, "tools");
     const json_t *tc = json_object_get(root, "tool_choice");
     size_t i, n = json_array_size(tools);
-    bt_openai_tool_mode_t mode;
+    bt_openai_tool_mode_t mode = BT_OPENAI_TOOLS_NONE;
     const char *named = NULL;
     json_t *alts = NULL;
     bool found = false;
