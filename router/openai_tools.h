@@ -59,8 +59,9 @@ void bt_tool_stream_cleanup(bt_tool_stream_t *ts);
 
 /* Feeds generated text. *name_p is set (once) when the name is known;
  * *args_p and *args_len_p: the arguments' bytes new since the last call (the
- * last byte, maybe the call's closing brace, is never handed out; `end`
- * checks that it closes the call).
+ * last character, maybe the call's closing brace, is held back; `end`
+ * checks that it closes the call). Text fed in whole UTF-8 characters
+ * gives pieces of whole characters.
  * BT_ERR_NO_MEMORY, or BT_ERR_INVALID_ARG when the text is not a call. */
 bt_status_t bt_tool_stream_feed(bt_tool_stream_t *ts, const char *text,
                                 size_t len, bool end, const char **name_p,

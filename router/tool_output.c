@@ -115,8 +115,13 @@ bt_status_t bt_tool_stream_feed(bt_tool_stream_t *ts, const char *text,
     if (end && ts->buf.data[ts->buf.len - 1] != '}') {
         return BT_ERR_INVALID_ARG;
     }
-    /* the last byte may be the call's own closing brace */
+    /* the last character may be the call's own closing brace; held back
+     * whole, so that every piece is valid UTF-8 (the text comes in whole
+     * characters) */
     upto = ts->buf.len - 1;
+    while (upto > ts->args_at && ((uint8_t)ts->buf.data[upto] & 0xc0) == 0x80) {
+        upto--;
+    }
     if (upto > ts->args_at + ts->sent) {
         *args_p = ts->buf.data + ts->args_at + ts->sent;
         *args_len_p = upto - ts->args_at - ts->sent;

@@ -24,8 +24,8 @@ PARAMS = {
     "type": "object",
     "properties": {
         "title": {"type": "string", "maxLength": 30},
-        "notes": {"type": "array", "items": {"type": "string", "maxLength": 30},
-                  "minItems": 16, "maxItems": 20},
+        "notes": {"type": "array", "items": {"type": "string", "maxLength": 20},
+                  "minItems": 8, "maxItems": 10},
         "count": {"type": "integer", "minimum": 0, "maximum": 999},
         "done": {"type": "boolean"},
     },
@@ -51,8 +51,8 @@ def valid(name, args):
         return False, "not the declared properties"
     notes = v["notes"]
     ok = (isinstance(v["title"], str) and len(v["title"]) <= 30 and
-          isinstance(notes, list) and 16 <= len(notes) <= 20 and
-          all(isinstance(s, str) and len(s) <= 30 for s in notes) and
+          isinstance(notes, list) and 8 <= len(notes) <= 10 and
+          all(isinstance(s, str) and len(s) <= 20 for s in notes) and
           isinstance(v["count"], int) and not isinstance(v["count"], bool) and
           0 <= v["count"] <= 999 and isinstance(v["done"], bool))
     return ok, "valid" if ok else "a value breaks its constraint"
@@ -62,7 +62,8 @@ def body(stream, seed=31):
     return json.dumps({
         "model": "tiny", "messages": [{"role": "user", "content": "Save my notes."}],
         "tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "save_notes"}},
-        "max_tokens": 1500, "temperature": 0.9, "seed": seed, "stream": stream,
+        # the prompt with the tools is ~1300 tokens of the 2048
+        "max_tokens": 700, "temperature": 0.9, "seed": seed, "stream": stream,
         "logprobs": True})
 
 
@@ -73,7 +74,7 @@ class Stream(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.rid = port, request_id
         self.tokens, self.name, self.args, self.ids = [], None, "", set()
-        self.finish, self.error = None, None
+        self.finish, self.error, self.raw = None, None, []
         self.start()
 
     def run(self):
@@ -87,6 +88,8 @@ class Stream(threading.Thread):
                 return
             while True:
                 line = r.readline()
+                if len(self.raw) < 4:
+                    self.raw.append(line[:300])
                 if not line or line.startswith(b"data: [DONE]"):
                     break
                 if not line.startswith(b"data: {"):
@@ -130,7 +133,7 @@ def main():
     ok, why = valid(ref.name, ref.args)
     nc.tap(ref.finish == "tool_calls" and ok and len(ref.ids) == 1 and ref.error is None,
            "forced call streamed: %d tokens, %s, finish %s" % (len(ref.tokens), why, ref.finish),
-           ref.error, ref.args[:300])
+           ref.error, ref.args[:300], ref.raw)
 
     # 2. the decode node killed mid-way: the same call
     s = Stream(cl.rh, "tc-fo")
@@ -155,7 +158,9 @@ def main():
     nc.tap(st == 200 and msg.get("finish_reason") == "tool_calls" and
            msg["message"].get("content") is None and
            fn.get("name") == ref.name and fn.get("arguments") == ref.args,
-           "the whole response is the streamed call", st, text[:300])
+           "the whole response is the streamed call", st, text[:300],
+           "streamed: %s(%s)" % (ref.name, ref.args), "whole: %s(%s)"
+           % (fn.get("name"), fn.get("arguments")))
 
     # 4. an unknown function: 400 naming tool_choice
     bad = json.loads(body(False))

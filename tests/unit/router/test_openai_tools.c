@@ -266,6 +266,33 @@ static void test_tool_stream(void **state)
         assert_string_equal(args, "{\"city\": \"Par}is\", \"unit\": \"C\"}");
         bt_tool_stream_cleanup(&ts);
     }
+    /* pieces of whole characters when the text comes in whole characters
+     * (a piece of a UTF-8 character is no JSON string: its chunk would be
+     * lost) */
+    {
+        static const char *const parts[] = {
+            "{\"name\": \"get_time\", \"arguments\": {\"tz\": \"P\xc3\xa9",
+            "\xe5\x8a\xbb", "\xc3\xa9", "\"}", "}",
+        };
+        const char *name, *a;
+        size_t alen;
+
+        bt_tool_stream_init(&ts);
+        args[0] = '\0';
+        for (size_t i = 0; i < 5; i++) {
+            assert_int_equal(bt_tool_stream_feed(&ts, parts[i], strlen(parts[i]),
+                                                 i == 4, &name, &a, &alen), BT_OK);
+            if (alen > 0) {
+                json_t *piece = json_stringn(a, alen);   /* NULL: not UTF-8 */
+
+                assert_non_null(piece);
+                json_decref(piece);
+            }
+            strncat(args, a ? a : "", alen);
+        }
+        assert_string_equal(args, "{\"tz\": \"P\xc3\xa9\xe5\x8a\xbb\xc3\xa9\"}");
+        bt_tool_stream_cleanup(&ts);
+    }
     /* not a call */
     {
         const char *name, *a;
