@@ -28,7 +28,7 @@ const weather = {
   required: ["city", "unit", "days"],
   additionalProperties: false,
 };
-const clock = { type: "object", properties: { tz: { type: "string", pattern: "^[A-Z][a-z]+/[A-Z][a-z]+$" } },
+const clock = { type: "object", properties: { tz: { type: "string", pattern: "^[A-Z][a-z]{1,10}/[A-Z][a-z]{1,10}$" } },
                 required: ["tz"] };
 const tools = [
   { type: "function", function: { name: "get_weather", description: "Weather forecast", parameters: weather } },
