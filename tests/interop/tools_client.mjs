@@ -109,6 +109,23 @@ for (const [choice, label] of [["required", "required"], [named, "named get_time
   }
 }
 
+// auto (the default with tools): a random-weight model writes text, which
+// is no call; the stream holds it until the end and then equals the whole
+for (const seed of [5, 6]) {
+  const req = { model, messages, tools, max_tokens: 24, seed };
+  const whole = await client.chat.completions.create(req);
+  let text = "", finish = null, calls = 0;
+  for await (const chunk of await client.chat.completions.create({ ...req, stream: true })) {
+    text += chunk.choices[0]?.delta?.content ?? "";
+    calls += chunk.choices[0]?.delta?.tool_calls?.length ?? 0;
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+  }
+  const c = whole.choices[0];
+  check(typeof c.message.content === "string" && c.message.tool_calls === undefined &&
+        text === c.message.content && finish === c.finish_reason && calls === 0,
+        `auto seed ${seed}: text, streamed the same (${c.finish_reason}): ${text.slice(0, 40)}`);
+}
+
 // a round trip: the call and the tool's result in a second request
 {
   const first = await client.chat.completions.create({ model, messages, tools, tool_choice: "required",
