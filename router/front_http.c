@@ -45,6 +45,8 @@ typedef struct {
     bt_chat_family_t        family;
     bt_tool_stream_t        ts;           /* FORCED: the call as it comes */
     bool                    ts_bad;       /* FORCED output not a call */
+    size_t                  auto_sent;    /* AUTO, streamed: bytes of text
+                                             sent as content */
     char                    id[80];
     char                    model[BT_NODE_MODEL_MAX + 1];
     uint64_t                created;
@@ -240,6 +242,7 @@ static void bt_http_tool_stream_end(bt_http_gen_t *g,
     const bool forced = g->tool_mode == BT_OPENAI_TOOLS_FORCED;
     /* the text not sent yet: FORCED holds it in ts until the name ends */
     const bt_buf_t *held = forced ? &g->ts.buf : &g->text;
+    const size_t off = forced ? 0 : g->auto_sent;   /* sent already */
     json_t *calls = NULL, *chunk;
     /* (FORCED with the name sent: the rest went out as arguments) */
     size_t content_len = forced && (g->ts_bad || g->ts.named) ? 0 : held->len;
@@ -251,9 +254,10 @@ static void bt_http_tool_stream_end(bt_http_gen_t *g,
                                     held->len, (const char *const *)g->tool_names,
                                     g->n_tool_names, &content_len);
     }
+    content_len = content_len > off ? content_len - off : 0;
     if (content_len > 0 || (g->first && !called && calls == NULL)) {
         bt_http_stream_start(g);
-        bt_http_send_chunk(g, held->data ? held->data : "", content_len,
+        bt_http_send_chunk(g, held->data ? held->data + off : "", content_len,
                            BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
     }
     for (size_t i = 0; i < json_array_size(calls); i++) {
@@ -328,7 +332,24 @@ static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
         bt_http_tool_delta(g, text, len)) {
         return;
     }
-    if (g->stream && g->tool_mode != BT_OPENAI_TOOLS_AUTO) {
+    if (g->stream && g->tool_mode == BT_OPENAI_TOOLS_AUTO) {
+        /* content streams up to what may become a call */
+        size_t safe;
+
+        if (bt_buf_append(&g->text, text, len) != BT_OK) {
+            bt_rreq_cancel(g->req, "response over the size limit");
+            return;
+        }
+        safe = bt_tool_text_safe(g->family, g->text.data, g->text.len);
+        if (safe > g->auto_sent) {
+            g->lp_bytes = 0;
+            bt_http_stream_start(g);
+            bt_http_send_chunk(g, g->text.data + g->auto_sent,
+                               safe - g->auto_sent,
+                               BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+            g->auto_sent = safe;
+        }
+    } else if (g->stream) {
         /* a token's logprobs go out with the chunk of its turn, also
          * when its text is still held back */
         if (len > 0 || g->first || g->lp != NULL) {

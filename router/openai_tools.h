@@ -11,7 +11,8 @@
  *
  * Output side: the generated text becomes `tool_calls` — a forced call
  * is split as it streams (name first, then pieces of the arguments), an
- * `auto` output is parsed for the family's call syntax when it ends. */
+ * `auto` output streams as text up to what may be a call and is parsed
+ * for the family's call syntax when it ends. */
 #ifndef BT_ROUTER_OPENAI_TOOLS_H
 #define BT_ROUTER_OPENAI_TOOLS_H
 
@@ -76,6 +77,13 @@ bt_status_t bt_tool_stream_feed(bt_tool_stream_t *ts, const char *text,
 json_t *bt_tool_calls_parse(bt_chat_family_t family, const char *text,
                             size_t len, const char *const *names,
                             size_t n_names, size_t *content_len_p);
+
+/* How many bytes of `auto` output (text, len bytes so far) can be streamed
+ * as content now: the bytes before anything that is or may become the
+ * family's call syntax, less trailing whitespace (which the content of a
+ * message with calls does not keep). Always a UTF-8 boundary when text
+ * is whole characters. */
+size_t bt_tool_text_safe(bt_chat_family_t family, const char *text, size_t len);
 
 /* "call_" and 24 hex digits derived from the request id and the index:
  * unique per request, the same across a stream and a retry. */

@@ -246,8 +246,13 @@ json_t *bt_tool_calls_parse(bt_chat_family_t family, const char *text,
         break;
     case BT_CHAT_LLAMA3:
         /* the whole output is the call, maybe after <|python_tag|> */
-        p = bt_tool_find(text, len, "<|python_tag|>");
-        p = p ? p + strlen("<|python_tag|>") : text;
+        p = text;
+        while (p < text + len && strchr(" \t\r\n", *p) != NULL) {
+            p++;
+        }
+        if (bt_tool_find(p, len - (size_t)(p - text), "<|python_tag|>") == p) {
+            p += strlen("<|python_tag|>");
+        }
         v = bt_tool_loadn(p, len - (size_t)(p - text));
         ok = bt_tool_add(calls, v, names, n_names);
         break;
@@ -277,6 +282,53 @@ json_t *bt_tool_calls_parse(bt_chat_family_t family, const char *text,
         (*content_len_p)--;
     }
     return calls;
+}
+
+/* How much of `marker` the end of text[0..len) could be the start of. */
+static size_t bt_tool_partial(const char *t, size_t len, const char *marker)
+{
+    size_t m = strlen(marker);
+
+    for (size_t k = m - 1 < len ? m - 1 : len; k > 0; k--) {
+        if (memcmp(t + len - k, marker, k) == 0) {
+            return k;
+        }
+    }
+    return 0;
+}
+
+size_t bt_tool_text_safe(bt_chat_family_t family, const char *text, size_t len)
+{
+    const char *marker = family == BT_CHAT_CHATML ? "<tool_call>"
+                         : family == BT_CHAT_MISTRAL ? "[TOOL_CALLS]" : NULL;
+    size_t safe = len, i = 0;
+    const char *p;
+
+    if (family == BT_CHAT_LLAMA3) {
+        /* a call is the whole output: text is text once it starts
+         * otherwise */
+        static const char tag[] = "<|python_tag|>";
+
+        while (i < len && strchr(" \t\r\n", text[i]) != NULL) {
+            i++;
+        }
+        if (i == len || text[i] == '{' ||
+            memcmp(text + i, tag, len - i < sizeof(tag) - 1 ? len - i
+                   : sizeof(tag) - 1) == 0) {
+            return 0;
+        }
+        return len;
+    }
+    if (marker == NULL) {
+        return len;
+    }
+    p = bt_tool_find(text, len, marker);
+    safe = p ? (size_t)(p - text) : len - bt_tool_partial(text, len, marker);
+    /* content before calls is trimmed at the end: hold its trailing space */
+    while (safe > 0 && strchr(" \t\r\n", text[safe - 1]) != NULL) {
+        safe--;
+    }
+    return safe;
 }
 
 /* ---- shapes ---- */

@@ -375,6 +375,40 @@ static void test_auto_parse(void **state)
     assert_null(auto_parse(BT_CHAT_MISTRAL, "[TOOL_CALLS] []", &content));
 }
 
+/* What `auto` output may stream as content before it ends. */
+static void test_text_safe(void **state)
+{
+    static const struct {
+        bt_chat_family_t f;
+        const char *text;
+        size_t safe;
+    } cases[] = {
+        { BT_CHAT_CHATML, "Hello there", 11 },
+        { BT_CHAT_CHATML, "Hello <tool", 5 },        /* maybe a call: held */
+        { BT_CHAT_CHATML, "Hello <tool_call>\n{", 5 },
+        { BT_CHAT_CHATML, "a < b", 5 },              /* no longer a marker */
+        { BT_CHAT_CHATML, "Hi \n", 2 },              /* trailing space held */
+        { BT_CHAT_MISTRAL, "Ok [TOOL_", 2 },
+        { BT_CHAT_MISTRAL, "Ok [x]", 6 },
+        { BT_CHAT_LLAMA3, "  ", 0 },
+        { BT_CHAT_LLAMA3, " {\"name\"", 0 },           /* the whole may be a call */
+        { BT_CHAT_LLAMA3, "<|python", 0 },
+        { BT_CHAT_LLAMA3, "The answer", 10 },
+        { BT_CHAT_LLAMA2, "<tool_call>", 11 },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t got = bt_tool_text_safe(cases[i].f, cases[i].text,
+                                       strlen(cases[i].text));
+
+        if (got != cases[i].safe) {
+            fail_msg("case %zu '%s': %zu, not %zu", i, cases[i].text, got,
+                     cases[i].safe);
+        }
+    }
+}
+
 static void test_shapes(void **state)
 {
     json_t *resp = bt_openai_response(BT_OPENAI_CHAT, "chatcmpl-1", "m", 1,
@@ -444,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_tool_messages),
         cmocka_unit_test(test_tool_stream),
         cmocka_unit_test(test_auto_parse),
+        cmocka_unit_test(test_text_safe),
         cmocka_unit_test(test_shapes),
     };
 
