@@ -9,6 +9,7 @@
 #include "front.h"
 #include "model.h"
 #include "openai.h"
+#include "openai_tools.h"
 
 #include "base/arena.h"
 #include "base/clock.h"
@@ -36,7 +37,16 @@ typedef struct {
     size_t                  lp_bytes;     /* ~ JSON size of lp */
     size_t                  text_offset;  /* bytes of the tokens so far */
     bt_buf_t                tok_text;     /* scratch: one token's text */
-    bt_buf_t                text;         /* whole response (non-streaming) */
+    bt_buf_t                text;         /* whole response (non-streaming;
+                                             streamed `auto` tool output) */
+    bt_openai_tool_mode_t   tool_mode;
+    char                  **tool_names;   /* malloc'ed, one block */
+    size_t                  n_tool_names;
+    bt_chat_family_t        family;
+    bt_tool_stream_t        ts;           /* FORCED: the call as it comes */
+    bool                    ts_bad;       /* FORCED output not a call */
+    size_t                  auto_sent;    /* AUTO, streamed: bytes of text
+                                             sent as content */
     bool                    echo;         /* completions' echo */
     bool                    echo_sent;    /* a stream's prompt chunk is out */
     bool                    plp_got;      /* the prompt's logprobs came */
@@ -54,6 +64,8 @@ static void bt_http_gen_free(bt_http_gen_t *g)
     bt_buf_cleanup(&g->echo_text);
     bt_buf_cleanup(&g->tok_text);
     bt_buf_cleanup(&g->text);
+    bt_tool_stream_cleanup(&g->ts);
+    free(g->tool_names);
     free(g);
 }
 
@@ -148,6 +160,148 @@ static void bt_http_send_echo(bt_http_gen_t *g, const char *text, size_t len)
                        BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
 }
 
+/* A tool-call chunk (name, or a piece of the arguments) of call `index`. */
+static void bt_http_tool_send(bt_http_gen_t *g, size_t index, const char *name,
+                              const char *args, size_t args_len)
+{
+    json_t *chunk = bt_openai_chunk(g->kind, g->id, g->model, g->created, "", 0,
+                                    g->first, g->lp,
+                                    BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+
+    g->lp = NULL;
+    g->lp_bytes = 0;
+    bt_http_stream_start(g);
+    if (chunk != NULL &&
+        bt_openai_tool_chunk(chunk, index, g->id, name, args, args_len) == BT_OK) {
+        bt_http_sse_send_json(g->http, chunk);
+    }
+    json_decref(chunk);
+    g->first = false;
+}
+
+/* FORCED: the text is one call; streamed as its name, then pieces of its
+ * arguments. False when the text is not a call after all (it then goes
+ * out as text). */
+static bool bt_http_tool_delta(bt_http_gen_t *g, const char *text, size_t len)
+{
+    const char *name, *args;
+    size_t args_len;
+    bt_status_t s = bt_tool_stream_feed(&g->ts, text, len, false, &name, &args,
+                                        &args_len);
+
+    if (s == BT_ERR_NO_MEMORY) {
+        bt_rreq_cancel(g->req, "response over the size limit");
+        return true;
+    }
+    if (!g->stream) {
+        g->ts_bad = s != BT_OK;
+        return false;   /* the whole text is kept; the end reads ts */
+    }
+    if (s != BT_OK) {
+        g->ts_bad = true;
+        if (!g->ts.named) {   /* nothing sent yet: all of it as text */
+            bt_http_stream_start(g);
+            bt_http_send_chunk(g, g->ts.buf.data, g->ts.buf.len,
+                               BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+        }
+        return true;
+    }
+    if (name != NULL || args_len > 0) {
+        bt_http_tool_send(g, 0, name, args, args_len);
+    }
+    return true;
+}
+
+/* FORCED: the output is a whole call (a stop string may have cut it). */
+static bool bt_http_tool_whole(const bt_http_gen_t *g)
+{
+    json_t *v;
+
+    if (g->ts_bad || !g->ts.named) {
+        return false;
+    }
+    v = json_loadb(g->ts.buf.data, g->ts.buf.len, 0, NULL);
+    json_decref(v);
+    return v != NULL;
+}
+
+/* The end of a stream with tools: the calls (or the buffered text), then
+ * the finish chunk. */
+static void bt_http_tool_stream_end(bt_http_gen_t *g,
+                                    Baton__V1__FinishReason finish)
+{
+    const bool forced = g->tool_mode == BT_OPENAI_TOOLS_FORCED;
+    /* the text not sent yet: FORCED holds it in ts until the name ends */
+    const bt_buf_t *held = forced ? &g->ts.buf : &g->text;
+    const size_t off = forced ? 0 : g->auto_sent;   /* sent already */
+    json_t *calls = NULL, *chunk;
+    /* (FORCED with the name sent: the rest went out as arguments) */
+    size_t content_len = forced && (g->ts_bad || g->ts.named) ? 0 : held->len;
+    bool called = forced && bt_http_tool_whole(g);
+
+    if (g->tool_mode == BT_OPENAI_TOOLS_AUTO &&
+        finish == BATON__V1__FINISH_REASON__FINISH_REASON_STOP) {
+        calls = bt_tool_calls_parse(g->family, held->data ? held->data : "",
+                                    held->len, (const char *const *)g->tool_names,
+                                    g->n_tool_names, &content_len);
+    }
+    content_len = content_len > off ? content_len - off : 0;
+    if (content_len > 0 || (g->first && !called && calls == NULL)) {
+        bt_http_stream_start(g);
+        bt_http_send_chunk(g, held->data ? held->data + off : "", content_len,
+                           BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+    }
+    for (size_t i = 0; i < json_array_size(calls); i++) {
+        const char *a = json_string_value(json_object_get(json_array_get(calls, i),
+                                                          "arguments"));
+
+        bt_http_tool_send(g, i, json_string_value(json_object_get(
+                              json_array_get(calls, i), "name")), NULL, 0);
+        bt_http_tool_send(g, i, NULL, a, strlen(a));
+    }
+    called = called || calls != NULL;
+    json_decref(calls);
+    chunk = bt_openai_chunk(g->kind, g->id, g->model, g->created, "", 0, false,
+                            g->lp, finish);
+    g->lp = NULL;
+    if (chunk != NULL && called &&
+        finish == BATON__V1__FINISH_REASON__FINISH_REASON_STOP) {
+        json_object_set_new(json_array_get(json_object_get(chunk, "choices"), 0),
+                            "finish_reason", json_string("tool_calls"));
+    }
+    if (chunk != NULL) {
+        bt_http_sse_send_json(g->http, chunk);
+    }
+    json_decref(chunk);
+}
+
+/* A whole response with tools: the calls when the output holds some. */
+static void bt_http_tool_response(bt_http_gen_t *g, json_t *resp,
+                                  Baton__V1__FinishReason finish)
+{
+    json_t *calls = NULL;
+    size_t content_len = 0;
+    const char *text = g->text.data ? g->text.data : "";
+
+    if (finish != BATON__V1__FINISH_REASON__FINISH_REASON_STOP || resp == NULL) {
+        return;
+    }
+    if (g->tool_mode == BT_OPENAI_TOOLS_FORCED && bt_http_tool_whole(g)) {
+        /* the grammar made it one call: its arguments as generated */
+        calls = json_pack("[{s:s, s:s%}]", "name", g->ts.name, "arguments",
+                          g->ts.buf.data + g->ts.args_at,
+                          g->ts.buf.len - 1 - g->ts.args_at);
+    } else if (g->tool_mode == BT_OPENAI_TOOLS_AUTO) {
+        calls = bt_tool_calls_parse(g->family, text, g->text.len,
+                                    (const char *const *)g->tool_names,
+                                    g->n_tool_names, &content_len);
+    }
+    if (calls != NULL) {
+        bt_openai_tool_response(resp, calls, text, content_len, g->id);
+        json_decref(calls);
+    }
+}
+
 static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
                              size_t n, const Baton__V1__TokenLogprobs *const *lps,
                              const char *text, size_t len)
@@ -165,6 +319,10 @@ static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
             return;
         }
     }
+    if (g->tool_mode == BT_OPENAI_TOOLS_FORCED && !g->ts_bad &&
+        bt_http_tool_delta(g, text, len)) {
+        return;
+    }
     if (g->stream && g->echo && !g->echo_sent) {
         if (g->want_lp && !g->plp_got) {
             /* the prompt's logprobs go first: hold this back */
@@ -173,6 +331,23 @@ static void bt_http_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids,
             }
         } else {
             bt_http_send_echo(g, text, len);
+        }
+    } else if (g->stream && g->tool_mode == BT_OPENAI_TOOLS_AUTO) {
+        /* content streams up to what may become a call */
+        size_t safe;
+
+        if (bt_buf_append(&g->text, text, len) != BT_OK) {
+            bt_rreq_cancel(g->req, "response over the size limit");
+            return;
+        }
+        safe = bt_tool_text_safe(g->family, g->text.data, g->text.len);
+        if (safe > g->auto_sent) {
+            g->lp_bytes = 0;
+            bt_http_stream_start(g);
+            bt_http_send_chunk(g, g->text.data + g->auto_sent,
+                               safe - g->auto_sent,
+                               BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+            g->auto_sent = safe;
         }
     } else if (g->stream) {
         /* a token's logprobs go out with the chunk of its turn, also
@@ -213,6 +388,9 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
                                       g->text.data ? g->text.data : "",
                                       g->text.len, g->lp, finish, usage);
             g->lp = NULL;   /* the response took it */
+            if (g->tool_mode != BT_OPENAI_TOOLS_NONE) {
+                bt_http_tool_response(g, resp, finish);
+            }
 
             bt_http_reply_json(g->http, 200, resp);
             json_decref(resp);
@@ -233,7 +411,11 @@ static void bt_http_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
         if (g->echo && !g->echo_sent) {
             bt_http_send_echo(g, "", 0);
         }
-        bt_http_send_chunk(g, "", 0, finish);
+        if (g->tool_mode != BT_OPENAI_TOOLS_NONE) {
+            bt_http_tool_stream_end(g, finish);
+        } else {
+            bt_http_send_chunk(g, "", 0, finish);
+        }
         if (g->include_usage) {
             json_t *u = bt_openai_usage_chunk(g->kind, g->id, g->model, g->created,
                                               usage);
@@ -326,6 +508,37 @@ static void bt_http_closed(void *arg)
     }
 }
 
+/* Copies what the output side needs of the request's tools (the
+ * request's arena is freed once it started). */
+static bt_status_t bt_http_tool_setup(bt_router_t *r, bt_http_gen_t *g,
+                                      const bt_openai_req_t *oreq)
+{
+    size_t bytes = 0;
+    char *p;
+
+    g->tool_mode = oreq->tool_mode;
+    if (g->tool_mode == BT_OPENAI_TOOLS_NONE) {
+        return BT_OK;
+    }
+    if (!bt_router_model_chat_family(r, &g->family)) {
+        g->family = BT_CHAT_CHATML;   /* the request fails at encoding */
+    }
+    for (size_t i = 0; i < oreq->n_tool_names; i++) {
+        bytes += sizeof(char *) + strlen(oreq->tool_names[i]) + 1;
+    }
+    g->tool_names = malloc(bytes + 1);
+    if (g->tool_names == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    p = (char *)(g->tool_names + oreq->n_tool_names);
+    for (size_t i = 0; i < oreq->n_tool_names; i++) {
+        g->tool_names[i] = p;
+        p = stpcpy(p, oreq->tool_names[i]) + 1;
+    }
+    g->n_tool_names = oreq->n_tool_names;
+    return BT_OK;
+}
+
 static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
                              bt_openai_kind_t kind)
 {
@@ -391,6 +604,12 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
     bt_buf_init(&g->tok_text, 1u << 20);
     bt_buf_init(&g->echo_text, 64u << 20);
     g->echo = oreq.gen.echo;
+    bt_tool_stream_init(&g->ts);
+    if (bt_http_tool_setup(r, g, &oreq) != BT_OK) {
+        bt_front_http_fail(http, BT_ERR_NO_MEMORY, "out of memory", NULL);
+        bt_http_gen_free(g);
+        goto out;
+    }
     g->starting = true;
     s = bt_front_start(r, &oreq.gen, &auth, &bt_http_sink, g, &g->req, err,
                        sizeof(err));

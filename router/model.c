@@ -181,16 +181,81 @@ bt_status_t bt_router_model_encode(bt_router_t *r, const char *text,
     return s;
 }
 
+bool bt_router_model_chat_family(const bt_router_t *r,
+                                 bt_chat_family_t *family_p)
+{
+    if (!r->model->has_chat) {
+        return false;
+    }
+    *family_p = r->model->chat;
+    return true;
+}
+
+/* The proto's messages, tool calls and tools as the template's structs
+ * (borrowing the strings; *tools_p and *calls_p are malloc'ed). */
+static bt_status_t bt_router_chat_tools(const Baton__V1__ChatMessages *chat,
+                                        bt_chat_msg_t *msgs,
+                                        bt_chat_tool_t **tools_p,
+                                        bt_chat_tool_call_t **calls_p,
+                                        char *err, size_t err_size)
+{
+    size_t i, n_calls = 0;
+    bt_chat_tool_call_t *calls;
+    bt_chat_tool_t *tools;
+
+    for (i = 0; i < chat->n_messages; i++) {
+        n_calls += chat->messages[i]->n_tool_calls;
+    }
+    tools = calloc(chat->n_tools + 1, sizeof(*tools));
+    calls = calloc(n_calls + 1, sizeof(*calls));
+    if (tools == NULL || calls == NULL) {
+        free(tools);
+        free(calls);
+        return BT_ERR_NO_MEMORY;
+    }
+    for (i = 0; i < chat->n_tools; i++) {
+        tools[i].name = chat->tools[i]->name;
+        tools[i].description = chat->tools[i]->description;
+        tools[i].parameters = chat->tools[i]->parameters;
+    }
+    n_calls = 0;
+    for (i = 0; i < chat->n_messages; i++) {
+        const Baton__V1__ChatMessage *cm = chat->messages[i];
+
+        if (!bt_openai_role_ok(cm->role)) {
+            snprintf(err, err_size, "messages[%zu].role: expected one of system, "
+                     "developer, user, assistant, tool", i);
+            free(tools);
+            free(calls);
+            return BT_ERR_INVALID_ARG;
+        }
+        msgs[i].role = strcmp(cm->role, "developer") == 0 ? "system" : cm->role;
+        msgs[i].content = cm->content ? cm->content : "";
+        msgs[i].tool_call_id = cm->tool_call_id;
+        msgs[i].tool_calls = &calls[n_calls];
+        msgs[i].n_tool_calls = cm->n_tool_calls;
+        for (size_t j = 0; j < cm->n_tool_calls; j++, n_calls++) {
+            calls[n_calls].id = cm->tool_calls[j]->id;
+            calls[n_calls].name = cm->tool_calls[j]->name;
+            calls[n_calls].arguments = cm->tool_calls[j]->arguments;
+        }
+    }
+    *tools_p = tools;
+    *calls_p = calls;
+    return BT_OK;
+}
+
 bt_status_t bt_router_model_encode_chat(bt_router_t *r,
                                         const Baton__V1__ChatMessages *chat,
                                         bt_tok_ids_t *out, char *err,
                                         size_t err_size)
 {
     bt_router_model_t *m = r->model;
+    bt_chat_tool_call_t *calls = NULL;
+    bt_chat_tool_t *tools = NULL;
     bt_chat_msg_t *msgs;
     bt_buf_t text;
     bt_status_t s;
-    size_t i;
 
     if (!m->has_chat) {
         snprintf(err, err_size, "this model has no chat template: %s", m->chat_err);
@@ -200,21 +265,18 @@ bt_status_t bt_router_model_encode_chat(bt_router_t *r,
     if (msgs == NULL) {
         return BT_ERR_NO_MEMORY;
     }
-    for (i = 0; i < chat->n_messages; i++) {
-        if (!bt_openai_role_ok(chat->messages[i]->role)) {
-            snprintf(err, err_size, "messages[%zu].role: expected one of system, "
-                     "developer, user, assistant, tool", i);
-            free(msgs);
-            return BT_ERR_INVALID_ARG;
-        }
-        msgs[i].role = strcmp(chat->messages[i]->role, "developer") == 0
-                       ? "system" : chat->messages[i]->role;
-        msgs[i].content = chat->messages[i]->content ? chat->messages[i]->content : "";
+    s = bt_router_chat_tools(chat, msgs, &tools, &calls, err, err_size);
+    if (s != BT_OK) {
+        free(msgs);
+        return s;
     }
     bt_buf_init(&text, 64u << 20);
-    s = bt_chat_render(m->tok, m->chat, msgs, chat->n_messages,
-                       chat->add_generation_prompt, &text, err, err_size);
+    s = bt_chat_render_tools(m->tok, m->chat, tools, chat->n_tools, msgs,
+                             chat->n_messages, chat->add_generation_prompt,
+                             &text, err, err_size);
     free(msgs);
+    free(tools);
+    free(calls);
     if (s == BT_OK) {
         /* the template wrote the special tokens (BOS, headers) as text */
         s = bt_tok_encode(m->tok, text.data ? text.data : "", text.len,

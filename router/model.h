@@ -9,6 +9,7 @@
 #include "router.h"
 
 #include "engine/sample/sample.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "generate.pb-c.h"
 
@@ -36,6 +37,9 @@ bt_status_t bt_router_model_encode_chat(bt_router_t *r,
                                         const Baton__V1__ChatMessages *chat,
                                         bt_tok_ids_t *out, char *err,
                                         size_t err_size);
+/* The chat template family; false when the model has none. */
+bool bt_router_model_chat_family(const bt_router_t *r,
+                                 bt_chat_family_t *family_p);
 /* Every id is in the vocabulary. */
 bt_status_t bt_router_model_check_tokens(bt_router_t *r, const uint32_t *ids,
                                          size_t n, char *err, size_t err_size);

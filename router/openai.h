@@ -31,8 +31,20 @@ typedef enum {
 #define BT_OPENAI_MAX_PROMPT_IDS (1 << 20)
 #define BT_OPENAI_MAX_LOGIT_BIAS 300   /* = BT_SAMPLE_MAX_BIAS */
 
+/* What the output of a chat request with `tools` is read as
+ * (openai_tools.h). */
+typedef enum {
+    BT_OPENAI_TOOLS_NONE = 0, /* no tools, or tool_choice "none": text */
+    BT_OPENAI_TOOLS_AUTO,     /* calls parsed from the family's syntax */
+    BT_OPENAI_TOOLS_FORCED,   /* "required" or a named function: the output
+                                 is one call, constrained by a grammar */
+} bt_openai_tool_mode_t;
+
 typedef struct {
     bt_openai_kind_t            kind;
+    bt_openai_tool_mode_t       tool_mode;
+    const char                **tool_names;  /* the tools' names */
+    size_t                      n_tool_names;
     bool                        stream;
     bool                        include_usage; /* stream_options.include_usage */
     bool                        logprobs;      /* logprobs asked for (completions:

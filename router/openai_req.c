@@ -2,6 +2,7 @@
 #include "openai.h"
 
 #include "base/json.h"
+#include "openai_tools.h"
 #include "response_format.h"
 
 #include <math.h>
@@ -342,7 +343,7 @@ static bt_status_t bt_openai_sampling(bt_openai_ctx_t *c, bt_openai_kind_t kind,
 static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
 {
     static const char *const refused[] = {
-        "tools", "audio", "functions", "function_call", "reasoning_effort",
+        "audio", "functions", "function_call", "reasoning_effort",
         "verbosity", "web_search_options",
     };
     const char *str;
@@ -359,11 +360,6 @@ static bt_status_t bt_openai_unsupported(bt_openai_ctx_t *c, const json_t *root)
     if (v != NULL && !(json_is_string(v) && json_string_length(v) == 0)) {
         return bt_openai_fail(c, BT_ERR_INVALID_ARG, "suffix",
                               "field 'suffix' is not supported");
-    }
-    v = json_object_get(root, "tool_choice");
-    if (v != NULL && !((str = json_string_value(v)) && strcmp(str, "none") == 0)) {
-        return bt_openai_fail(c, BT_ERR_INVALID_ARG, "tool_choice",
-                              "field 'tool_choice': tools are not supported");
     }
     v = json_object_get(root, "modalities");
     if (v != NULL && !(json_is_array(v) && json_array_size(v) == 1 &&
@@ -570,6 +566,12 @@ static bt_status_t bt_openai_messages(bt_openai_ctx_t *c, const json_t *root,
         } else {
             s = bt_openai_content(c, content, i, &cm->content);
         }
+        if (s == BT_OK) {
+            s = bt_openai_message_tools(m, i, c->arena, cm, c->err, c->err_size);
+            if (s != BT_OK) {
+                snprintf(c->param, c->param_size, "messages");
+            }
+        }
         if (s != BT_OK) {
             return s;
         }
@@ -674,6 +676,13 @@ bt_status_t bt_openai_parse(bt_openai_kind_t kind, const char *body,
     if (s != BT_OK) {
         bt_openai_json_err(&c, s, "logit_bias");
         goto out;
+    }
+    if (kind == BT_OPENAI_CHAT) {
+        s = bt_openai_tools_parse(root, arena, req, err, err_size, param,
+                                  param_size);
+        if (s != BT_OK) {
+            goto out;
+        }
     }
     s = bt_json_get_bool(root, "stream", false, &b, err, err_size);
     if (s != BT_OK && s != BT_ERR_NOT_FOUND) {

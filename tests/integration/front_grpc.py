@@ -231,6 +231,35 @@ def main():
     nc.tap(c == grpc.StatusCode.INVALID_ARGUMENT,
            "Tokenize of a chat with no messages: INVALID_ARGUMENT, as Generate (%s)" % c)
 
+    # 8d. tools: ChatMessages.tools, a call and its result are rendered by
+    # the chat template; a call's arguments that are not JSON are refused
+    chat = pb.ChatMessages(add_generation_prompt=True)
+    m = chat.messages.add()
+    m.role, m.content = "user", "What time is it?"
+    plain = stub.Tokenize(pb.TokenizeRequest(model="tiny", chat=chat), timeout=10)
+    t = chat.tools.add()
+    t.name, t.description = "get_time", "The time now"
+    t.parameters = '{"type": "object", "properties": {}}'
+    a = chat.messages.add()
+    a.role = "assistant"
+    tc = a.tool_calls.add()
+    tc.id, tc.name, tc.arguments = "call_1", "get_time", "{}"
+    r = chat.messages.add()
+    r.role, r.content, r.tool_call_id = "tool", "12:00", "call_1"
+    tooled = stub.Tokenize(pb.TokenizeRequest(model="tiny", chat=chat), timeout=10)
+    nc.tap(len(tooled.token_ids) > len(plain.token_ids) + 40 and
+           list(tooled.token_ids[:3]) == list(plain.token_ids[:3]),
+           "Tokenize renders tools, a call and its result (%d tokens, %d without)"
+           % (len(tooled.token_ids), len(plain.token_ids)))
+    tc.arguments = "{nope"
+    try:
+        stub.Tokenize(pb.TokenizeRequest(model="tiny", chat=chat), timeout=10)
+        c = None
+    except grpc.RpcError as e:
+        c = e.code()
+    nc.tap(c == grpc.StatusCode.INVALID_ARGUMENT,
+           "a tool call whose arguments are not JSON: INVALID_ARGUMENT (%s)" % c)
+
     # 8c. a stop string over the limit is the client's mistake
     req = request(pb, n=4)
     req.sampling.stop.append("a" * 10000)

@@ -54,6 +54,11 @@ timeout 300 node "$NPM_DIR/structured_client.mjs" "$HTTP/v1" "$MODEL" | sed 's/^
   || { echo "not ok 99 - structured outputs (structured_client.mjs)"; rc=1; }
 cp "$SRC/tests/interop/openai_choices.mjs" "$NPM_DIR/"
 timeout 300 node "$NPM_DIR/openai_choices.mjs" "$HTTP/v1" "$MODEL" 200 || rc=1
+# tool calling (tools, tool_choice, tool messages) through the same client
+cp "$SRC/tests/interop/tools_client.mjs" "$NPM_DIR/"
+timeout 300 node "$NPM_DIR/tools_client.mjs" "$HTTP/v1" "$MODEL" | sed 's/^/# tools: /'
+[ "${PIPESTATUS[0]}" = 0 ] && echo "ok 98 - tool calling (tools_client.mjs)" \
+  || { echo "not ok 98 - tool calling (tools_client.mjs)"; rc=1; }
 if timeout 60 /usr/bin/python3 "$SRC/scripts/grpc_generate.py" --target "$GRPC" --model "$MODEL" \
      --prompt "Hello, Baton" --max-tokens 8 > "$BATON_RUN_DIR/grpc.txt" 2>&1; then
   echo "ok 100 - python3-grpcio Generate: $(head -c 80 "$BATON_RUN_DIR/grpc.txt" | tr '\n' ' ')"

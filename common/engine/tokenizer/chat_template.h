@@ -22,10 +22,28 @@ typedef enum {
     BT_CHAT_CHATML,
 } bt_chat_family_t;
 
+/* A call an assistant message made; `arguments` is a JSON object as text. */
+typedef struct {
+    const char *id;
+    const char *name;
+    const char *arguments;
+} bt_chat_tool_call_t;
+
+/* A function offered to the model; `parameters` is a JSON Schema as text
+ * (NULL or "": none), `description` may be NULL. */
+typedef struct {
+    const char *name;
+    const char *description;
+    const char *parameters;
+} bt_chat_tool_t;
+
 typedef struct {
     const char *role;    /* "system", "user", "assistant" (ChatML and
                           * Llama-3 also take other roles, e.g. "tool") */
     const char *content; /* UTF-8 */
+    const bt_chat_tool_call_t *tool_calls; /* assistant: its calls */
+    size_t      n_tool_calls;
+    const char *tool_call_id;              /* "tool": the call answered */
 } bt_chat_msg_t;
 
 /* "llama2", "llama3", "mistral", "chatml" (also "qwen2"); anything else is
@@ -53,5 +71,18 @@ bt_status_t bt_chat_render(const bt_tok_t *tok, bt_chat_family_t family,
                            const bt_chat_msg_t *msgs, size_t n_msgs,
                            bool add_generation_prompt, bt_buf_t *out,
                            char *err, size_t err_size);
+
+/* bt_chat_render with tools and tool messages, rendered as each family's
+ * own template does (docs/api.md): ChatML the Hermes/Qwen2.5 <tools> and
+ * <tool_call> tags, Llama-3 the JSON function calling of Llama 3.1 (tools
+ * in the first user message, results as "ipython"), Mistral
+ * [AVAILABLE_TOOLS], [TOOL_CALLS] and [TOOL_RESULTS]. Llama-2 has no tool
+ * format: tools or tool messages there are BT_ERR_INVALID_ARG. Without
+ * tools, tool calls or tool messages it is bt_chat_render. */
+bt_status_t bt_chat_render_tools(const bt_tok_t *tok, bt_chat_family_t family,
+                                 const bt_chat_tool_t *tools, size_t n_tools,
+                                 const bt_chat_msg_t *msgs, size_t n_msgs,
+                                 bool add_generation_prompt, bt_buf_t *out,
+                                 char *err, size_t err_size);
 
 #endif

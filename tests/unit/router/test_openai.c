@@ -362,7 +362,7 @@ static void test_bad_requests(void **state)
         { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
           "[{\"type\":\"image_url\"}]}]}", BT_ERR_INVALID_ARG, "messages", "only parts of type 'text'" },
         { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
-          "\"tools\":[]}", BT_ERR_INVALID_ARG, "tools", "not supported" },
+          "\"tools\":[]}", BT_ERR_INVALID_ARG, "tools", "expected a non-empty array" },
         { BT_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
           "\"top_logprobs\":2}", BT_ERR_INVALID_ARG, "top_logprobs", "needs 'logprobs': true" },
         { BT_OPENAI_CHAT, "{\"model\":\"m\",\"prompt\":\"x\"}", BT_ERR_INVALID_ARG,
@@ -389,7 +389,7 @@ static void test_bad_requests(void **state)
         { BT_OPENAI_CHAT, CHAT_MSG ",\"functions\":[]}", BT_ERR_INVALID_ARG,
           "functions", "not supported" },
         { BT_OPENAI_CHAT, CHAT_MSG ",\"tool_choice\":\"auto\"}", BT_ERR_INVALID_ARG,
-          "tool_choice", "not supported" },
+          "tool_choice", "no 'tools' to choose from" },
         { BT_OPENAI_CHAT, CHAT_MSG ",\"store\":\"yes\"}", BT_ERR_INVALID_ARG,
           "store", "expected a boolean" },
         { BT_OPENAI_CHAT, CHAT_MSG ",\"metadata\":[]}", BT_ERR_INVALID_ARG,

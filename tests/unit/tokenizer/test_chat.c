@@ -15,10 +15,10 @@ static char data_dir[1024];
 static const char *data;
 
 static const bt_chat_msg_t conv[] = {
-    {"system", "You are terse."},
-    {"user", "Hi!"},
-    {"assistant", " Hello. "},
-    {"user", "2+2?"},
+    {.role = "system", .content = "You are terse."},
+    {.role = "user", .content = "Hi!"},
+    {.role = "assistant", .content = " Hello. "},
+    {.role = "user", .content = "2+2?"},
 };
 
 static void expect(bt_chat_family_t f, const bt_chat_msg_t *m, size_t n,
@@ -85,8 +85,9 @@ static void test_role_errors(void **state)
 {
     bt_buf_t out;
     char err[256];
-    const bt_chat_msg_t bad[] = {{"user", "a"}, {"user", "b"}};
-    const bt_chat_msg_t badrole[] = {{"us<|er", "a"}};
+    const bt_chat_msg_t bad[] = {{.role = "user", .content = "a"},
+                                 {.role = "user", .content = "b"}};
+    const bt_chat_msg_t badrole[] = {{.role = "us<|er", .content = "a"}};
 
     (void)state;
     bt_buf_init(&out, 1 << 20);
