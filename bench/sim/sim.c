@@ -624,7 +624,8 @@ static int sim_setup(sim_t *s, char *err, size_t err_size)
         }
         if (cfg->kvstore_bytes > 0) {
             bt_node_hello_t h = {"kvstore", BT_NODE_ROLE_KVSTORE, "", "sim",
-                                 NULL, 0, 0, 0, 0, 0, BT_KV_DTYPE_F32, NULL};
+                                 NULL, 0, 0, 0, 0, 0, BT_KV_DTYPE_F32, NULL,
+                                 NULL};
             double bb = c->kv_bytes_per_token * c->block_size;
             uint64_t blocks = bb > 0 ? (uint64_t)((double)cfg->kvstore_bytes / bb)
                                      : 0;
@@ -667,7 +668,8 @@ static int sim_setup(sim_t *s, char *err, size_t err_size)
         snprintf(id, sizeof(id), "n%zu", j);
         h = (bt_node_hello_t){id, role, SIM_MODEL, "sim", NULL, 0,
                               c->total_blocks, c->block_size, c->max_batch,
-                              c->max_prefill_tokens, BT_KV_DTYPE_F32, NULL};
+                              c->max_prefill_tokens, BT_KV_DTYPE_F32, NULL,
+                              NULL};
         if (bt_registry_add(s->shards[n->shard].reg, &h, 0,
                             (void *)(uintptr_t)j, &n->rn, err,
                             err_size) != BT_OK) {
