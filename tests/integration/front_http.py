@@ -399,10 +399,13 @@ def test_openai_conventions():
     nc.tap(abs(created - time.time()) < 600,
            "`created` is the Unix time (%s)" % created)
     st, _, body = post("/v1/chat/completions", dict(chat, response_format={
-        "type": "json_object"}))
+        "type": "json_schema", "json_schema": {"name": "d", "schema": {
+            "type": "string", "format": "date-time"}}}))
     nc.tap(st == 400 and is_openai_error(body) and
-           json.loads(body)["error"]["param"] == "response_format",
-           "response_format json_object: 400 with param (%d)" % st, body[:300])
+           json.loads(body)["error"]["param"] == "response_format" and
+           "'format'" in json.loads(body)["error"]["message"],
+           "response_format with a schema keyword Baton cannot honour: 400 "
+           "naming it, with param (%d)" % st, body[:300])
     st, _, body = post("/v1/chat/completions", dict(chat, frobnicate=1))
     nc.tap(st == 400 and json.loads(body)["error"]["param"] == "frobnicate",
            "an unknown field: 400 naming it in param (%d)" % st, body[:300])
