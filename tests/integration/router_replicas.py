@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import node_cluster as nc  # noqa: E402
@@ -205,7 +206,50 @@ def main():
     nc.tap(got == ref_shared and node_hit(pc), "the restarted router knows "
            "the prefix a prefill node cached before its restart ((matched, "
            "blocks, score) %s)" % (pc,))
+    nc.cleanup()
+    local_routers(tmp, env)
     nc.finish(tmp)
+
+
+def local_routers(tmp, env):
+    """baton-local up --routers 2: both routers listed by status --json
+    (role router, gRPC addr, http URL), each serves a completion."""
+    src = os.environ.get("BATON_SOURCE_ROOT",
+                         os.path.join(os.path.dirname(__file__), "..", ".."))
+    local = os.path.join(src, "deploy/local/baton-local")
+    e = dict(env, BATON_RUN_DIR=os.path.join(tmp, "local"),
+             BUILD=os.path.abspath(BUILD))
+    e.pop("UCX_TLS", None)
+    up = subprocess.run([local, "up", "--routers", "2", "--http-port", "0",
+                         "--grpc-port", "0", "--ucx-tls", nc.MODE], env=e,
+                        capture_output=True, text=True, timeout=180)
+    try:
+        st = json.loads(subprocess.run([local, "status", "--json"], env=e,
+                                       capture_output=True, text=True,
+                                       timeout=30).stdout)
+        routers = [n for n in st["nodes"] if n["role"] == "router"]
+        served = []
+        for r in routers:
+            body = json.dumps({"model": "builtin", "prompt": "hi",
+                               "max_tokens": 4}).encode()
+            req = urllib.request.Request(r["http"] + "/v1/completions", data=body,
+                                         headers={"content-type":
+                                                  "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                served.append(json.load(resp)["usage"]["completion_tokens"])
+        ok = (up.returncode == 0 and len(routers) == 2 and
+              st["routers"] == routers and
+              all(r["addr"].startswith("127.0.0.1:") and
+                  r["http"].startswith("http://127.0.0.1:") and
+                  r["state"] == "ready" for r in routers) and
+              served == [4, 4])
+    except (ValueError, KeyError, OSError) as ex:
+        ok, routers, served = False, str(ex), []
+    finally:
+        subprocess.run([local, "down"], env=e, capture_output=True, timeout=60)
+    nc.tap(ok, "baton-local up --routers 2: status --json lists both routers "
+           "(role, addr, http) and each serves (%s, %s)" % (routers, served),
+           up.stdout, up.stderr)
 
 
 if __name__ == "__main__":

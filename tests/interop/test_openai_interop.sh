@@ -97,7 +97,8 @@ if out=$(/usr/bin/python3 - "$BATON_RUN_DIR" "$NODE_HTTP" <<'PY' 2>&1
 import json, os, re, sys, urllib.request
 run, base = sys.argv[1], int(sys.argv[2])
 st = json.load(open(os.path.join(run, "status.json")))
-daemons = [st["router"]] + st["nodes"]
+daemons = st["nodes"]   # the router among them, role "router"
+assert st["router"] in daemons and st["routers"] == [st["router"]], st
 want = {"kvstore": base, "prefill": base + 1, "decode": base + 2}
 assert len(daemons) == 4, daemons
 wide = open(os.path.join(run, "wide.txt")).read().splitlines()
