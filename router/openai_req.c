@@ -81,19 +81,11 @@ static bt_status_t bt_openai_check_keys(bt_openai_ctx_t *c, const json_t *obj,
                                         const char *const *allowed,
                                         const char *where)
 {
-    const char *key;
-    json_t *v;
+    const char *key = bt_json_unknown_key(obj, allowed);
 
-    json_object_foreach((json_t *)obj, key, v) {
-        size_t i;
-
-        (void)v;
-        for (i = 0; allowed[i] != NULL && strcmp(allowed[i], key) != 0; i++) {
-        }
-        if (allowed[i] == NULL) {
-            return bt_openai_fail(c, BT_ERR_INVALID_ARG, key,
-                                  "unknown field '%s%.64s'", where, key);
-        }
+    if (key != NULL) {
+        return bt_openai_fail(c, BT_ERR_INVALID_ARG, key,
+                              "unknown field '%s%.64s'", where, key);
     }
     return BT_OK;
 }

@@ -2,6 +2,7 @@
  * fields, and the tool-call grammar (openai_tools.h). */
 #include "openai_tools.h"
 
+#include "base/json.h"
 #include "engine/grammar/grammar.h"
 #include "response_format.h"
 
@@ -49,19 +50,11 @@ static bool bt_tools_name_ok(const char *s)
 static bt_status_t bt_tools_keys(const json_t *obj, const char *const *allowed,
                                  const char *where, char *err, size_t err_size)
 {
-    const char *key;
-    json_t *v;
+    const char *key = bt_json_unknown_key(obj, allowed);
 
-    json_object_foreach((json_t *)obj, key, v) {
-        size_t i;
-
-        (void)v;
-        for (i = 0; allowed[i] != NULL && strcmp(allowed[i], key) != 0; i++) {
-        }
-        if (allowed[i] == NULL) {
-            return bt_tools_fail(err, err_size, BT_ERR_INVALID_ARG,
-                                 "field '%s': unknown field '%.64s'", where, key);
-        }
+    if (key != NULL) {
+        return bt_tools_fail(err, err_size, BT_ERR_INVALID_ARG,
+                             "field '%s': unknown field '%.64s'", where, key);
     }
     return BT_OK;
 }

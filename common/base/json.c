@@ -234,27 +234,32 @@ bt_status_t bt_json_get_object(const json_t *obj, const char *key,
     return BT_OK;
 }
 
-bt_status_t bt_json_check_keys(const json_t *obj, const char *const *allowed,
-                               char *err, size_t err_size)
+const char *bt_json_unknown_key(const json_t *obj, const char *const *allowed)
 {
     const char *key;
     json_t *value;
 
     json_object_foreach((json_t *)obj, key, value) {
         const char *const *a;
-        bool known = false;
 
         (void)value;
-        for (a = allowed; *a != NULL; a++) {
-            if (strcmp(*a, key) == 0) {
-                known = true;
-                break;
-            }
+        for (a = allowed; *a != NULL && strcmp(*a, key) != 0; a++) {
         }
-        if (!known) {
-            snprintf(err, err_size, "unknown field '%s'", key);
-            return BT_ERR_INVALID_ARG;
+        if (*a == NULL) {
+            return key;
         }
+    }
+    return NULL;
+}
+
+bt_status_t bt_json_check_keys(const json_t *obj, const char *const *allowed,
+                               char *err, size_t err_size)
+{
+    const char *key = bt_json_unknown_key(obj, allowed);
+
+    if (key != NULL) {
+        snprintf(err, err_size, "unknown field '%s'", key);
+        return BT_ERR_INVALID_ARG;
     }
     return BT_OK;
 }

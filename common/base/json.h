@@ -51,6 +51,10 @@ bt_status_t bt_json_get_object(const json_t *obj, const char *key,
                                bool required, json_t **value_p, char *err,
                                size_t err_size);
 
+/* The first key of object `obj` not in the NULL-terminated `allowed`
+ * list, or NULL when every key is allowed. */
+const char *bt_json_unknown_key(const json_t *obj, const char *const *allowed);
+
 /* BT_ERR_INVALID_ARG naming the first key of `obj` not in the
  * NULL-terminated `allowed` list. */
 bt_status_t bt_json_check_keys(const json_t *obj, const char *const *allowed,
