@@ -11,6 +11,7 @@
 #include "base/array.h"
 #include "base/log.h"
 #include "bt_config.h"
+#include "kvspec/kv_proto.h"
 #include "registrar/registrar.h"
 #include "registry.pb-c.h"
 
@@ -47,39 +48,16 @@ static void bt_kvsd_reg_q_clear(bt_kvsd_reg_t *g)
     g->n = 0;
 }
 
-/* One allocation per event: the message, its hash entry and 64 bytes. */
 static Baton__V1__KvEvent *bt_kvsd_ev_new(Baton__V1__KvEvent__Kind kind,
                                           bt_kvs_tier_t tier,
                                           const uint8_t *hash,
                                           const uint8_t *parent)
 {
-    Baton__V1__KvEvent *m;
-    ProtobufCBinaryData *hp;
-    uint8_t *bytes;
-
-    m = calloc(1, sizeof(*m) + sizeof(*hp) + 2 * BT_KV_HASH_LEN);
-    if (m == NULL) {
-        return NULL;
-    }
-    baton__v1__kv_event__init(m);
-    hp = (ProtobufCBinaryData *)(m + 1);
-    bytes = (uint8_t *)(hp + 1);
-    m->kind = kind;
-    m->tier = tier == BT_KVS_TIER_DISK ? BATON__V1__KV_TIER__KV_TIER_DISK
-                                       : BATON__V1__KV_TIER__KV_TIER_DRAM;
-    if (hash != NULL) {
-        memcpy(bytes, hash, BT_KV_HASH_LEN);
-        hp->data = bytes;
-        hp->len = BT_KV_HASH_LEN;
-        m->block_hashes = hp;
-        m->n_block_hashes = 1;
-    }
-    if (parent != NULL) {
-        memcpy(bytes + BT_KV_HASH_LEN, parent, BT_KV_HASH_LEN);
-        m->parent_hash.data = bytes + BT_KV_HASH_LEN;
-        m->parent_hash.len = BT_KV_HASH_LEN;
-    }
-    return m;
+    return bt_kv_event_msg_new(kind,
+                               tier == BT_KVS_TIER_DISK
+                                   ? BATON__V1__KV_TIER__KV_TIER_DISK
+                                   : BATON__V1__KV_TIER__KV_TIER_DRAM,
+                               hash, parent);
 }
 
 typedef struct {
@@ -114,13 +92,7 @@ static void bt_kvsd_send_batched(bt_kvsd_reg_t *g, bt_registrar_link_t *link,
 
     per = per < BT_KVSD_EV_BATCH ? BT_KVSD_EV_BATCH
           : per > BT_KVSD_EV_BATCH_MAX ? BT_KVSD_EV_BATCH_MAX : per;
-    for (size_t i = 0; i < n; i += per) {
-        size_t k = n - i < per ? n - i : per;
-
-        if (bt_registrar_send_kv_events(g->registrar, link, ev + i, k) != BT_OK) {
-            break;
-        }
-    }
+    bt_registrar_send_kv_batched(g->registrar, link, ev, n, per);
 }
 
 /* A router learns the whole store again: `link` on each of its

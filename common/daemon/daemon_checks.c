@@ -5,63 +5,21 @@
 #include "registrar/resolve.h"
 #include "rpc/addr.h"
 
-#include <ctype.h>
 #include <stdio.h>
-#include <string.h>
 
-/* Calls `fn` on each entry of a --router list (trimmed) until it returns
- * false. */
-static bool bt_daemon_each_router(const char *list,
-                                  bool (*fn)(const char *one, void *arg),
-                                  void *arg)
+static bt_status_t bt_daemon_router_plain_ok(const char *one, void *arg,
+                                             char *err, size_t err_size)
 {
-    const char *p = list;
-
-    for (;;) {
-        const char *end = strchr(p, ',');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        char one[320];
-
-        while (len > 0 && isspace((unsigned char)*p)) {
-            p++;
-            len--;
-        }
-        while (len > 0 && isspace((unsigned char)p[len - 1])) {
-            len--;
-        }
-        if (len >= sizeof(one)) {
-            len = sizeof(one) - 1;
-        }
-        memcpy(one, p, len);
-        one[len] = '\0';
-        if (!fn(one, arg)) {
-            return false;
-        }
-        if (end == NULL) {
-            return true;
-        }
-        p = end + 1;
-    }
+    return bt_rpc_tls_cfg_plain_check(arg, one, "router", err, err_size);
 }
 
-typedef struct {
-    bt_rpc_tls_cfg_t *tls;
-    char             *err;
-    size_t            err_size;
-} bt_plain_arg_t;
-
-static bool bt_daemon_router_plain_ok(const char *one, void *arg)
-{
-    bt_plain_arg_t *a = arg;
-
-    return bt_rpc_tls_cfg_plain_check(a->tls, one, "router", a->err,
-                                      a->err_size) == BT_OK;
-}
-
-static bool bt_daemon_router_loopback(const char *one, void *arg)
+static bt_status_t bt_daemon_router_loopback(const char *one, void *arg,
+                                             char *err, size_t err_size)
 {
     (void)arg;
-    return bt_rpc_addr_is_loopback(one);
+    (void)err;
+    (void)err_size;
+    return bt_rpc_addr_is_loopback(one) ? BT_OK : BT_ERR_INVALID_ARG;
 }
 
 bool bt_daemon_level_parse(const char *prog, const char *s,
@@ -78,7 +36,6 @@ bool bt_daemon_tls_check(const char *prog, bt_rpc_tls_cfg_t *tls,
                          const char *listen, const char *router)
 {
     char err[512];
-    bt_plain_arg_t pa = { tls, err, sizeof(err) };
 
     if (router != NULL && router[0] != '\0' &&
         bt_router_list_check(router, err, sizeof(err)) != BT_OK) {
@@ -89,7 +46,8 @@ bool bt_daemon_tls_check(const char *prog, bt_rpc_tls_cfg_t *tls,
         bt_rpc_tls_cfg_plain_check(tls, listen, "listen", err,
                                    sizeof(err)) != BT_OK ||
         (router != NULL && router[0] != '\0' &&
-         !bt_daemon_each_router(router, bt_daemon_router_plain_ok, &pa))) {
+         bt_router_list_each(router, bt_daemon_router_plain_ok, tls, err,
+                             sizeof(err)) != BT_OK)) {
         fprintf(stderr, "%s: %s\n", prog, err);
         return false;
     }
@@ -107,11 +65,13 @@ void bt_daemon_warn_plaintext(const bt_rpc_tls_cfg_t *tls, const char *listen,
                               const char *router)
 {
     bool has_router = router != NULL && router[0] != '\0';
+    char err[256];
 
     if (!tls->enabled &&
         (!bt_rpc_addr_is_loopback(listen) ||
          (has_router &&
-          !bt_daemon_each_router(router, bt_daemon_router_loopback, NULL)))) {
+          bt_router_list_each(router, bt_daemon_router_loopback, NULL, err,
+                              sizeof(err)) != BT_OK))) {
         bt_warn("insecure: grpc on %s and to the router %s is plaintext "
                 "(--insecure): use --tls-*", listen,
                 router != NULL ? router : "(none)");

@@ -70,45 +70,15 @@ static bt_status_t bt_node_command_cb(void *arg,
     }
 }
 
-/* One allocation per event: the message, its hash array and bytes. */
 static Baton__V1__KvEvent *bt_node_kv_event_msg(const bt_kv_event_t *e)
 {
-    Baton__V1__KvEvent *m;
-    uint8_t *bytes;
-    ProtobufCBinaryData *hp;
+    Baton__V1__KvEvent__Kind kind =
+        e->type == BT_KV_EVENT_STORED ? BATON__V1__KV_EVENT__KIND__KIND_STORED
+        : e->type == BT_KV_EVENT_REMOVED ? BATON__V1__KV_EVENT__KIND__KIND_REMOVED
+        : BATON__V1__KV_EVENT__KIND__KIND_CLEARED;
 
-    m = calloc(1, sizeof(*m) + sizeof(*hp) + 2 * BT_KV_HASH_LEN);
-    if (m == NULL) {
-        return NULL;
-    }
-    baton__v1__kv_event__init(m);
-    hp = (ProtobufCBinaryData *)(m + 1);
-    bytes = (uint8_t *)(hp + 1);
-    m->tier = BATON__V1__KV_TIER__KV_TIER_DEVICE;
-    switch (e->type) {
-    case BT_KV_EVENT_STORED:
-        m->kind = BATON__V1__KV_EVENT__KIND__KIND_STORED;
-        break;
-    case BT_KV_EVENT_REMOVED:
-        m->kind = BATON__V1__KV_EVENT__KIND__KIND_REMOVED;
-        break;
-    default:
-        m->kind = BATON__V1__KV_EVENT__KIND__KIND_CLEARED;
-        break;
-    }
-    if (e->hash != NULL) {
-        memcpy(bytes, e->hash, BT_KV_HASH_LEN);
-        hp->data = bytes;
-        hp->len = BT_KV_HASH_LEN;
-        m->block_hashes = hp;
-        m->n_block_hashes = 1;
-    }
-    if (e->parent_hash != NULL) {
-        memcpy(bytes + BT_KV_HASH_LEN, e->parent_hash, BT_KV_HASH_LEN);
-        m->parent_hash.data = bytes + BT_KV_HASH_LEN;
-        m->parent_hash.len = BT_KV_HASH_LEN;
-    }
-    return m;
+    return bt_kv_event_msg_new(kind, BATON__V1__KV_TIER__KV_TIER_DEVICE,
+                               e->hash, e->parent_hash);
 }
 
 typedef struct {
@@ -146,12 +116,8 @@ static void bt_node_replay(bt_node_t *node, bt_registrar_link_t *link)
                 "learns the blocks stored from now on",
                 bt_registrar_link_target(link));
     } else {
-        for (size_t i = 0; i < rp.n; i += BT_NODE_REPLAY_BATCH) {
-            size_t k = rp.n - i < BT_NODE_REPLAY_BATCH ? rp.n - i
-                                                       : BT_NODE_REPLAY_BATCH;
-
-            bt_registrar_send_kv_events(node->reg, link, rp.ev + i, k);
-        }
+        bt_registrar_send_kv_batched(node->reg, link, rp.ev, rp.n,
+                                     BT_NODE_REPLAY_BATCH);
         if (rp.n > 0) {
             bt_info("announced %zu cached blocks to the router %s", rp.n,
                     bt_registrar_link_target(link));

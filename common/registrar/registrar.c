@@ -175,3 +175,17 @@ bt_status_t bt_registrar_send_kv_events(bt_registrar_t *reg,
     }
     return sent ? BT_OK : BT_ERR_SHUTDOWN;
 }
+
+bt_status_t bt_registrar_send_kv_batched(bt_registrar_t *reg,
+                                         bt_registrar_link_t *link,
+                                         Baton__V1__KvEvent **events, size_t n,
+                                         size_t per)
+{
+    bt_status_t s = BT_OK;
+
+    for (size_t i = 0; i < n && s == BT_OK; i += per) {
+        s = bt_registrar_send_kv_events(reg, link, events + i,
+                                        n - i < per ? n - i : per);
+    }
+    return s;
+}

@@ -77,6 +77,14 @@ bt_status_t bt_registrar_send_kv_events(bt_registrar_t *reg,
                                         bt_registrar_link_t *link,
                                         Baton__V1__KvEvent **events, size_t n);
 
+/* Sends `n` events in messages of at most `per` events each, in order, to
+ * `link` or to every registered router; stops at the first refusal and
+ * returns it. */
+bt_status_t bt_registrar_send_kv_batched(bt_registrar_t *reg,
+                                         bt_registrar_link_t *link,
+                                         Baton__V1__KvEvent **events, size_t n,
+                                         size_t per);
+
 /* The router's gRPC target, for logs. */
 const char *bt_registrar_link_target(const bt_registrar_link_t *link);
 

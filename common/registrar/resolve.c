@@ -159,27 +159,21 @@ static bt_status_t bt_rentry_parse(const char *s, bt_rentry_t *e, char *err,
     return BT_OK;
 }
 
-/* Splits the list into entries; `e_p` NULL only checks. */
-static bt_status_t bt_router_list_parse(const char *list, bt_rentry_t **e_p,
-                                        size_t *n_p, char *err, size_t err_size)
+bt_status_t bt_router_list_each(const char *list, bt_router_entry_fn fn,
+                                void *arg, char *err, size_t err_size)
 {
-    bt_rentry_t *e = NULL;
-    size_t n = 0;
     const char *p = list;
-    bt_status_t s = BT_OK;
+    size_t n = 0;
 
     if (list == NULL || list[0] == '\0') {
         snprintf(err, err_size, "no router target");
         return BT_ERR_INVALID_ARG;
     }
-    e = calloc(BT_ROUTERS_MAX, sizeof(*e));
-    if (e == NULL) {
-        return BT_ERR_NO_MEMORY;
-    }
-    while (s == BT_OK) {
+    for (;;) {
         const char *end = strchr(p, ',');
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
         char one[BT_HOST_MAX + 16];
+        bt_status_t s;
 
         while (len > 0 && isspace((unsigned char)*p)) {
             p++;
@@ -190,37 +184,70 @@ static bt_status_t bt_router_list_parse(const char *list, bt_rentry_t **e_p,
         }
         if (len == 0) {
             snprintf(err, err_size, "router list '%s' has an empty entry", list);
-            s = BT_ERR_INVALID_ARG;
-        } else if (len >= sizeof(one)) {
+            return BT_ERR_INVALID_ARG;
+        }
+        if (len >= sizeof(one)) {
             snprintf(err, err_size, "a router target in '%.40s...' is too long",
                      list);
-            s = BT_ERR_INVALID_ARG;
-        } else if (n == BT_ROUTERS_MAX) {
+            return BT_ERR_INVALID_ARG;
+        }
+        if (n == BT_ROUTERS_MAX) {
             snprintf(err, err_size, "more than %d router targets",
                      BT_ROUTERS_MAX);
-            s = BT_ERR_INVALID_ARG;
-        } else {
-            memcpy(one, p, len);
-            one[len] = '\0';
-            s = bt_rentry_parse(one, &e[n], err, err_size);
-            if (s == BT_OK) {
-                n++;
-            }
+            return BT_ERR_INVALID_ARG;
         }
+        memcpy(one, p, len);
+        one[len] = '\0';
+        s = fn(one, arg, err, err_size);
+        if (s != BT_OK) {
+            return s;
+        }
+        n++;
         if (end == NULL) {
-            break;
+            return BT_OK;
         }
         p = end + 1;
     }
+}
+
+typedef struct {
+    bt_rentry_t *e;
+    size_t       n;
+} bt_rentry_list_t;
+
+static bt_status_t bt_rentry_add(const char *one, void *arg, char *err,
+                                 size_t err_size)
+{
+    bt_rentry_list_t *l = arg;
+    bt_status_t s = bt_rentry_parse(one, &l->e[l->n], err, err_size);
+
+    if (s == BT_OK) {
+        l->n++;
+    }
+    return s;
+}
+
+/* Splits the list into entries; `e_p` NULL only checks. */
+static bt_status_t bt_router_list_parse(const char *list, bt_rentry_t **e_p,
+                                        size_t *n_p, char *err, size_t err_size)
+{
+    bt_rentry_list_t l = { NULL, 0 };
+    bt_status_t s;
+
+    l.e = calloc(BT_ROUTERS_MAX, sizeof(*l.e));
+    if (l.e == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    s = bt_router_list_each(list, bt_rentry_add, &l, err, err_size);
     if (s != BT_OK || e_p == NULL) {
-        for (size_t i = 0; i < n; i++) {
-            free(e[i].literal);
+        for (size_t i = 0; i < l.n; i++) {
+            free(l.e[i].literal);
         }
-        free(e);
+        free(l.e);
         return s;
     }
-    *e_p = e;
-    *n_p = n;
+    *e_p = l.e;
+    *n_p = l.n;
     return BT_OK;
 }
 

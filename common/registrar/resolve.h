@@ -37,6 +37,16 @@ typedef void (*bt_resolve_cb)(void *arg, const bt_router_addr_t *addrs,
 
 typedef struct bt_resolver bt_resolver_t;
 
+/* Called on one entry of a list, trimmed; a status other than BT_OK (with
+ * `err` written) stops the walk and is returned. */
+typedef bt_status_t (*bt_router_entry_fn)(const char *one, void *arg,
+                                          char *err, size_t err_size);
+
+/* Walks the list's entries in order: no entry may be empty, longer than a
+ * host and port, or past the BT_ROUTERS_MAX-th. */
+bt_status_t bt_router_list_each(const char *list, bt_router_entry_fn fn,
+                                void *arg, char *err, size_t err_size);
+
 /* Checks the list's syntax (empty entries, ports, brackets). */
 bt_status_t bt_router_list_check(const char *list, char *err, size_t err_size);
 

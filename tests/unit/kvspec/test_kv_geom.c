@@ -1,9 +1,11 @@
 /* kv-spec dtype ids and block geometry (kv_spec.h) and their protobuf
  * forms (kv_proto.h): ids equal baton.v1.KvDtype, block sizes and the
- * limits the kvstore enforces on requests. */
+ * limits the kvstore enforces on requests; a KvEvent message built in
+ * one allocation. */
 #include "kvspec/kv_proto.h"
 #include "kvspec/kv_spec.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <setjmp.h>
@@ -92,12 +94,50 @@ static void test_proto_round_trip(void **state)
                      BATON__V1__KV_DTYPE__KV_DTYPE_F16);
 }
 
+/* A KvEvent in one allocation: its hash and parent copied, none for a
+ * CLEARED without a hash; the packed message names both. */
+static void test_kv_event_msg(void **state)
+{
+    uint8_t h[BT_KV_HASH_LEN], p[BT_KV_HASH_LEN];
+    Baton__V1__KvEvent *m, *back;
+    uint8_t buf[256];
+    size_t len;
+
+    (void)state;
+    memset(h, 0xab, sizeof(h));
+    memset(p, 0x12, sizeof(p));
+    m = bt_kv_event_msg_new(BATON__V1__KV_EVENT__KIND__KIND_STORED,
+                            BATON__V1__KV_TIER__KV_TIER_DISK, h, p);
+    assert_non_null(m);
+    memset(h, 0, sizeof(h));   /* copied, not borrowed */
+    len = baton__v1__kv_event__pack(m, buf);
+    free(m);
+    back = baton__v1__kv_event__unpack(NULL, len, buf);
+    assert_non_null(back);
+    assert_int_equal(back->kind, BATON__V1__KV_EVENT__KIND__KIND_STORED);
+    assert_int_equal(back->tier, BATON__V1__KV_TIER__KV_TIER_DISK);
+    assert_int_equal(back->n_block_hashes, 1);
+    assert_int_equal(back->block_hashes[0].len, BT_KV_HASH_LEN);
+    assert_int_equal(back->block_hashes[0].data[0], 0xab);
+    assert_int_equal(back->parent_hash.len, BT_KV_HASH_LEN);
+    assert_memory_equal(back->parent_hash.data, p, BT_KV_HASH_LEN);
+    baton__v1__kv_event__free_unpacked(back, NULL);
+
+    m = bt_kv_event_msg_new(BATON__V1__KV_EVENT__KIND__KIND_CLEARED,
+                            BATON__V1__KV_TIER__KV_TIER_DEVICE, NULL, NULL);
+    assert_non_null(m);
+    assert_int_equal(m->n_block_hashes, 0);
+    assert_int_equal(m->parent_hash.len, 0);
+    free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dtype_ids),
         cmocka_unit_test(test_block_bytes_and_limits),
         cmocka_unit_test(test_proto_round_trip),
+        cmocka_unit_test(test_kv_event_msg),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* The --router list: syntax errors named precisely; literals passed as
  * they are; a name resolved into one router per address (IPv4 first);
- * two entries naming one router counted once. */
+ * two entries naming one router counted once; the entry walk the
+ * daemons' checks share. */
 #include "base/loop.h"
 #include "registrar/resolve.h"
 
@@ -136,6 +137,50 @@ static void test_unresolvable(void **state)
     assert_string_equal(s.got[0], "ipv4:127.0.0.1:7004");
 }
 
+/* The walk every --router check shares: entries trimmed, in order; the
+ * first refusal stops it with its message. */
+typedef struct {
+    char   got[4][64];
+    size_t n;
+} walk_t;
+
+static bt_status_t walk_one(const char *one, void *arg, char *err,
+                            size_t err_size)
+{
+    walk_t *w = arg;
+
+    if (strcmp(one, "stop:1") == 0) {
+        snprintf(err, err_size, "refused %s", one);
+        return BT_ERR_INVALID_ARG;
+    }
+    snprintf(w->got[w->n++], sizeof(w->got[0]), "%s", one);
+    return BT_OK;
+}
+
+static void test_each(void **state)
+{
+    walk_t w = { .n = 0 };
+    char err[128] = "";
+
+    (void)state;
+    assert_int_equal(bt_router_list_each(" a:1 ,b:2,  c:3", walk_one, &w, err,
+                                         sizeof(err)), BT_OK);
+    assert_int_equal(w.n, 3);
+    assert_string_equal(w.got[0], "a:1");
+    assert_string_equal(w.got[1], "b:2");
+    assert_string_equal(w.got[2], "c:3");
+    w.n = 0;
+    assert_int_equal(bt_router_list_each("a:1, stop:1 ,c:3", walk_one, &w, err,
+                                         sizeof(err)), BT_ERR_INVALID_ARG);
+    assert_int_equal(w.n, 1);
+    assert_string_equal(err, "refused stop:1");
+    w.n = 0;
+    assert_int_equal(bt_router_list_each("a:1,,c:3", walk_one, &w, err,
+                                         sizeof(err)), BT_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "empty entry"));
+    assert_int_equal(w.n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -143,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_literals),
         cmocka_unit_test(test_name),
         cmocka_unit_test(test_unresolvable),
+        cmocka_unit_test(test_each),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
