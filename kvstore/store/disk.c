@@ -107,27 +107,28 @@ static void bt_kvs_fsync_dir(const char *dir)
     }
 }
 
-bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
-                              const void *data)
+/* Writes the block under a temporary name, not yet flushed: the open fd
+ * (or -1, logged) and the temporary's path in `tmp`. */
+static int bt_kvs_tmp_write(const char *dir, const bt_kvs_file_meta_t *m,
+                            const void *data, char *tmp, size_t tmp_size)
 {
     uint8_t *hdr;
-    char sub[BT_KVS_PATH_MAX], path[BT_KVS_PATH_MAX], tmp[BT_KVS_PATH_MAX + 32];
-    pthread_mutex_t *mu = bt_kvs_lock_of(m->hash);
+    char sub[BT_KVS_PATH_MAX], path[BT_KVS_PATH_MAX];
     bt_status_t s = BT_ERR_IO;
     size_t hlen;
-    int fd;
+    int fd = -1;
 
     if (m->n_tokens > BT_KV_MAX_BLOCK_TOKENS) {
-        return BT_ERR_INVALID_ARG;
+        return -1;
     }
     hdr = malloc(BT_KVS_FILE_FIXED + 4u * m->n_tokens + BT_KV_HASH_LEN);
     if (hdr == NULL) {
-        return BT_ERR_NO_MEMORY;
+        return -1;
     }
     hlen = bt_kvs_header_encode(m, hdr);
     bt_kvs_file_dir(dir, m->hash, sub, sizeof(sub));
     bt_kvs_file_path(dir, m->hash, path, sizeof(path));
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%llu", path, (unsigned long long)m->gen);
+    snprintf(tmp, tmp_size, "%s.tmp.%llu", path, (unsigned long long)m->gen);
     if (mkdir(sub, 0755) != 0 && errno != EEXIST) {
         bt_error("cannot create %s: %s", sub, bt_strerror(errno));
         goto out;
@@ -141,27 +142,151 @@ bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
     if (s == BT_OK) {
         s = bt_kvs_write_all(fd, data, (size_t)m->data_len, tmp);
     }
-    if (s == BT_OK && fsync(fd) != 0) {
+    if (s != BT_OK) {
+        close(fd);
+        unlink(tmp);
+        fd = -1;
+    }
+out:
+    free(hdr);
+    return fd;
+}
+
+/* The temporary takes the block's name (under the path's lock). */
+static bt_status_t bt_kvs_tmp_rename(const char *dir,
+                                     const bt_kvs_file_meta_t *m,
+                                     const char *tmp)
+{
+    char path[BT_KVS_PATH_MAX];
+    pthread_mutex_t *mu = bt_kvs_lock_of(m->hash);
+    bt_status_t s = BT_OK;
+
+    bt_kvs_file_path(dir, m->hash, path, sizeof(path));
+    pthread_mutex_lock(mu);
+    if (rename(tmp, path) != 0) {
+        bt_error("cannot rename %s: %s", tmp, bt_strerror(errno));
+        s = BT_ERR_IO;
+    }
+    pthread_mutex_unlock(mu);
+    if (s != BT_OK) {
+        unlink(tmp);
+    }
+    return s;
+}
+
+bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
+                              const void *data)
+{
+    char sub[BT_KVS_PATH_MAX], tmp[BT_KVS_PATH_MAX + 32];
+    bt_status_t s = BT_OK;
+    int fd = bt_kvs_tmp_write(dir, m, data, tmp, sizeof(tmp));
+
+    if (fd < 0) {
+        return BT_ERR_IO;
+    }
+    if (fsync(fd) != 0) {
         bt_error("cannot fsync %s: %s", tmp, bt_strerror(errno));
         s = BT_ERR_IO;
     }
     close(fd);
-    if (s == BT_OK) {
-        pthread_mutex_lock(mu);
-        if (rename(tmp, path) != 0) {
-            bt_error("cannot rename %s: %s", tmp, bt_strerror(errno));
-            s = BT_ERR_IO;
-        }
-        pthread_mutex_unlock(mu);
-    }
     if (s != BT_OK) {
         unlink(tmp);
-    } else {
+        return s;
+    }
+    s = bt_kvs_tmp_rename(dir, m, tmp);
+    if (s == BT_OK) {
+        bt_kvs_file_dir(dir, m->hash, sub, sizeof(sub));
         bt_kvs_fsync_dir(sub);
     }
-out:
-    free(hdr);
     return s;
+}
+
+/* One flush of the whole filesystem holding `fds` (syncfs: the data of
+ * every file written before it, and their names), or, where that fails,
+ * each of `fds` on its own. 0 or the errno of a failed fsync. */
+static int bt_kvs_group_flush(const int *fds, size_t n)
+{
+    int err = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (fds[i] >= 0) {
+            if (syncfs(fds[i]) == 0) {
+                return 0;
+            }
+            break;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (fds[i] >= 0 && fsync(fds[i]) != 0) {
+            err = errno;
+        }
+    }
+    return err;
+}
+
+size_t bt_kvs_files_write(const char *dir, const bt_kvs_file_meta_t *m,
+                          const void *const *data, size_t n, bool *ok)
+{
+    int fds[BT_KVS_GROUP_MAX];
+    char (*tmp)[BT_KVS_PATH_MAX + 32];
+    size_t done = 0;
+
+    if (n == 1) {
+        ok[0] = bt_kvs_file_write(dir, &m[0], data[0]) == BT_OK;
+        return ok[0] ? 1 : 0;
+    }
+    tmp = malloc(BT_KVS_GROUP_MAX * sizeof(*tmp));
+    if (tmp == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            ok[i] = bt_kvs_file_write(dir, &m[i], data[i]) == BT_OK;
+            done += ok[i];
+        }
+        return done;
+    }
+    for (size_t g = 0; g < n; g += BT_KVS_GROUP_MAX) {
+        size_t k = n - g < BT_KVS_GROUP_MAX ? n - g : BT_KVS_GROUP_MAX;
+        int dir_fd, flush_err;
+
+        for (size_t i = 0; i < k; i++) {
+            fds[i] = bt_kvs_tmp_write(dir, &m[g + i], data[g + i], tmp[i],
+                                      sizeof(tmp[i]));
+        }
+        /* the data of every temporary on disk before any takes its name */
+        flush_err = bt_kvs_group_flush(fds, k);
+        for (size_t i = 0; i < k; i++) {
+            ok[g + i] = false;
+            if (fds[i] < 0) {
+                continue;
+            }
+            close(fds[i]);
+            if (flush_err != 0) {
+                unlink(tmp[i]);
+                bt_error("cannot flush %s: %s", tmp[i], bt_strerror(flush_err));
+                continue;
+            }
+            ok[g + i] = bt_kvs_tmp_rename(dir, &m[g + i], tmp[i]) == BT_OK;
+        }
+        /* then the names: one more flush covers every folder renamed in */
+        dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0 || syncfs(dir_fd) != 0) {
+            for (size_t i = 0; i < k; i++) {
+                char sub[BT_KVS_PATH_MAX];
+
+                if (ok[g + i]) {
+                    bt_kvs_file_dir(dir, m[g + i].hash, sub, sizeof(sub));
+                    bt_kvs_fsync_dir(sub);
+                }
+            }
+        }
+        if (dir_fd >= 0) {
+            close(dir_fd);
+        }
+        for (size_t i = 0; i < k; i++) {
+            done += ok[g + i];
+        }
+    }
+    free(tmp);
+    return done;
 }
 
 static bt_status_t bt_kvs_read_all(int fd, void *p, size_t n, off_t off)

@@ -15,8 +15,8 @@
  *   ..  32  sha256 of everything above (the header checksum)
  *   ..      data (data_len bytes); the file ends there exactly
  *
- * Written to a temporary name, fsync'ed, renamed, and the folder
- * fsync'ed, so a crash leaves the old file, the new file or a temporary
+ * Written to a temporary name, flushed, renamed, and the folder
+ * flushed, so a crash leaves the old file, the new file or a temporary
  * (deleted at the next start), never a torn block under its real name.
  * These functions are thread-safe (worker threads call them); writes and
  * deletes of one path are serialised by striped locks. */
@@ -59,6 +59,18 @@ void bt_kvs_file_path(const char *dir, const uint8_t hash[BT_KV_HASH_LEN],
 /* Writes the block durably (see above). BT_ERR_IO with a log line. */
 bt_status_t bt_kvs_file_write(const char *dir, const bt_kvs_file_meta_t *m,
                               const void *data);
+
+/* Files a group commit writes before its one flush. */
+#define BT_KVS_GROUP_MAX 64
+
+/* Writes n blocks as durably as bt_kvs_file_write, with group commit: up
+ * to BT_KVS_GROUP_MAX temporaries written, one flush of the filesystem
+ * (syncfs; an fsync per file where syncfs fails), the renames, one more
+ * flush for the names. A commit of many blocks then waits for two device
+ * flushes instead of two per block. ok[i] tells each block's fate;
+ * returns how many were written. */
+size_t bt_kvs_files_write(const char *dir, const bt_kvs_file_meta_t *m,
+                          const void *const *data, size_t n, bool *ok);
 
 /* Reads and checks `path`: exact size, magic, version, header checksum,
  * token count equal to the block size, the chain hash (hash == SHA-256 of

@@ -231,33 +231,54 @@ typedef struct {
 static void bt_kvs_commit_work(void *arg)
 {
     bt_kvs_commit_t *c = arg;
+    bt_kvs_file_meta_t *m = NULL;
+    const void **data = NULL;
+    size_t *which = NULL, k = 0;
+    bool *ok = NULL;
 
+    if (c->n > 0) {
+        m = calloc(c->n, sizeof(*m));
+        data = calloc(c->n, sizeof(*data));
+        which = calloc(c->n, sizeof(*which));
+        ok = calloc(c->n, sizeof(*ok));
+    }
     for (size_t i = 0; i < c->n; i++) {
         bt_kvs_citem_t *it = &c->items[i];
         const uint8_t *bytes = c->slab +
                                (uint64_t)c->r->slots[it->idx] * c->block_bytes;
         uint8_t sum[BT_KV_HASH_LEN];
-        bt_kvs_file_meta_t m;
 
         if (!it->chain_ok || bt_sha256(bytes, c->block_bytes, sum) != BT_OK ||
             memcmp(sum, it->checksum, BT_KV_HASH_LEN) != 0) {
             continue;
         }
         it->ok = true;
-        if (!it->write) {
-            continue;
+        if (!it->write || m == NULL || data == NULL || which == NULL ||
+            ok == NULL) {
+            continue;   /* out of memory: kept in dram only */
         }
-        memset(&m, 0, sizeof(m));
-        memcpy(m.hash, c->r->hashes[it->idx], BT_KV_HASH_LEN);
-        memcpy(m.parent, c->r->parents[it->idx], BT_KV_HASH_LEN);
-        memcpy(m.checksum, it->checksum, BT_KV_HASH_LEN);
-        m.geom = c->geom;
-        m.data_len = c->block_bytes;
-        m.gen = it->gen;
-        m.n_tokens = c->geom.block_size;
-        m.tokens = it->tokens;
-        it->durable = bt_kvs_file_write(c->dir, &m, bytes) == BT_OK;
+        memcpy(m[k].hash, c->r->hashes[it->idx], BT_KV_HASH_LEN);
+        memcpy(m[k].parent, c->r->parents[it->idx], BT_KV_HASH_LEN);
+        memcpy(m[k].checksum, it->checksum, BT_KV_HASH_LEN);
+        m[k].geom = c->geom;
+        m[k].data_len = c->block_bytes;
+        m[k].gen = it->gen;
+        m[k].n_tokens = c->geom.block_size;
+        m[k].tokens = it->tokens;
+        data[k] = bytes;
+        which[k++] = i;
     }
+    /* every block of the commit in one group: two flushes, not two each */
+    if (k > 0) {
+        bt_kvs_files_write(c->dir, m, data, k, ok);
+        for (size_t j = 0; j < k; j++) {
+            c->items[which[j]].durable = ok[j];
+        }
+    }
+    free(m);
+    free(data);
+    free(which);
+    free(ok);
 }
 
 /* Publishes one verified block; `it->tokens` moves into the entry. */

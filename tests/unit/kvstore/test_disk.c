@@ -1,7 +1,8 @@
 /* The disk tier: write-through on commit, rebuild after a restart
  * (destroy + create on the same folder), promotion of disk-only blocks on
  * pin, the disk byte limit, and corrupt / truncated / misnamed files
- * dropped (at start and on a read) and never served. */
+ * dropped (at start and on a read) and never served; group commit of
+ * many block files. */
 #include "kvs_test_util.h"
 
 #include "store/disk.h"
@@ -329,6 +330,89 @@ static void test_file_read_rejects_every_cut(void **state)
     kt_fx_free(fx);
 }
 
+/* Group commit: more blocks than one group, each durable and readable
+ * under its name, no temporary left; a block whose folder cannot be made
+ * fails alone. */
+static void test_group_write(void **state)
+{
+    enum { N = BT_KVS_GROUP_MAX + 6, TOK = 4, LEN = 256 };
+    char dir[] = "/tmp/bt-kvs-group-XXXXXX", path[BT_KVS_PATH_MAX];
+    bt_kvs_file_meta_t *m = calloc(N, sizeof(*m));
+    const void **data = calloc(N, sizeof(*data));
+    uint8_t (*bytes)[LEN] = calloc(N, LEN);
+    uint32_t tokens[N][TOK];
+    bool ok[N];
+    size_t bad = 17, n_tmp = 0;
+    FILE *ls;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    assert_true(m != NULL && data != NULL && bytes != NULL);
+    for (size_t i = 0; i < N; i++) {
+        for (uint32_t t = 0; t < TOK; t++) {
+            tokens[i][t] = (uint32_t)(i * TOK + t);
+        }
+        memset(bytes[i], (int)i, LEN);
+        m[i].geom = (bt_kv_geom_t){ 1, 1, 8, TOK, BT_KV_DTYPE_F32 };  /* LEN bytes */
+        if (i > 0) {
+            memcpy(m[i].parent, m[i - 1].hash, BT_KV_HASH_LEN);
+        }
+        assert_int_equal(bt_kv_hash_block(m[i].parent, tokens[i], TOK,
+                                          m[i].hash), BT_OK);
+        bt_sha256(bytes[i], LEN, m[i].checksum);
+        m[i].data_len = LEN;
+        m[i].gen = i + 1;
+        m[i].n_tokens = TOK;
+        m[i].tokens = tokens[i];
+        data[i] = bytes[i];
+    }
+    /* a plain file where block `bad`'s folder must go */
+    bt_kvs_file_dir(dir, m[bad].hash, path, sizeof(path));
+    for (size_t i = 0; i < N; i++) {
+        char other[BT_KVS_PATH_MAX];
+
+        bt_kvs_file_dir(dir, m[i].hash, other, sizeof(other));
+        if (i != bad && strcmp(other, path) == 0) {
+            bad = N;   /* shares a folder with a good block: no failure */
+        }
+    }
+    if (bad < N) {
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        fclose(f);
+    }
+    assert_int_equal(bt_kvs_files_write(dir, m, data, N, ok),
+                     bad < N ? N - 1 : N);
+    for (size_t i = 0; i < N; i++) {
+        bt_kvs_file_meta_t back;
+        uint8_t got[LEN];
+
+        assert_int_equal(ok[i], i != bad);
+        if (i == bad) {
+            continue;
+        }
+        bt_kvs_file_path(dir, m[i].hash, path, sizeof(path));
+        assert_int_equal(bt_kvs_file_read(path, got, LEN, &back), BT_OK);
+        assert_memory_equal(got, bytes[i], LEN);
+        assert_int_equal(back.gen, i + 1);
+        free(back.tokens);
+    }
+    snprintf(path, sizeof(path), "find %s -name '*.tmp.*'", dir);
+    ls = popen(path, "r");
+    assert_non_null(ls);
+    while (fgets(path, sizeof(path), ls) != NULL) {
+        n_tmp++;
+    }
+    pclose(ls);
+    assert_int_equal(n_tmp, 0);
+    snprintf(path, sizeof(path), "rm -rf %s", dir);
+    assert_int_equal(system(path), 0);
+    free(m);
+    free(data);
+    free(bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_file_dropped_on_read),
         cmocka_unit_test(test_concurrent_pins_share_a_read),
         cmocka_unit_test(test_file_read_rejects_every_cut),
+        cmocka_unit_test(test_group_write),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
