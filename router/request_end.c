@@ -78,10 +78,14 @@ void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
     } else {
         bt_counter_inc(r->m.requests_failed);
         if (status == BT_ERR_CANCELLED) {
+            /* a client that goes away is normal: info, not a warning */
             bt_counter_inc(r->m.success_abort);
+            BT_LOG_REQ(INFO, req->id, "ended after %zu tokens: %s (%s)",
+                       req->n_gen, msg ? msg : "", bt_status_str(status));
+        } else {
+            BT_LOG_REQ(WARN, req->id, "failed after %zu tokens: %s (%s)",
+                       req->n_gen, msg ? msg : "", bt_status_str(status));
         }
-        BT_LOG_REQ(WARN, req->id, "failed after %zu tokens: %s (%s)", req->n_gen,
-                   msg ? msg : "", bt_status_str(status));
     }
     req->sink->on_end(req, req->sink_arg, status, msg ? msg : bt_status_str(status),
                       status == BT_OK ? finish :

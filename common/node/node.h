@@ -155,6 +155,7 @@ struct bt_node {
     int                 layer_n;
     bool                layer_lost;      /* the queue was full (a bug) */
     long                test_layer_delay_ms; /* BATON_TEST_LAYER_DELAY_MS */
+    bool                test_layers_at_end;  /* BATON_TEST_LAYERS_AT_STEP_END */
     struct event       *layer_ev;
 
     /* kv events waiting to go out */

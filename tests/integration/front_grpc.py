@@ -5,11 +5,13 @@ cluster the way applications do, with deadlines that fire before and
 during a stream, cancel() mid-stream, oversized messages, stop strings,
 client request ids, health checks and bad chat roles. After each case the
 router is still the same process, every KV block is back in the decode
-node's pool and a normal request answers.
+node's pool and a normal request answers; no daemon logs the clients that
+left as a warning or an error.
 
 usage: front_grpc.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -277,6 +279,17 @@ def main():
            "a prompt over the context says how many tokens against the context (%r)"
            % detail[:120])
     alive_and_clean("at the end")
+
+    # 10. a client going away is normal: no daemon logs a warning or an
+    # error for the calls cancelled or past their deadline above
+    noisy = []
+    for name in ("router", "p1", "d1"):
+        with open(os.path.join(tmp, name + ".err")) as f:
+            noisy += ["%s: %s" % (name, line.strip()) for line in f
+                      if re.search(r"Z (warn|error) ", line) and
+                      re.search(r"cancel|deadline", line, re.I)]
+    nc.tap(not noisy, "cancels and deadlines are logged at info, never as a "
+           "warning or an error (%d lines)" % len(noisy), *noisy[:4])
     nc.finish(tmp)
 
 
