@@ -149,6 +149,79 @@ class SseStream(threading.Thread):
         return False
 
 
+def check_direct(tmp, port):
+    """DecodeStream on a decode node with the fork fields: a fork needs a
+    live stem of the same tenant and prompt; a fork waiting for a leader
+    whose lease dies before its KV fails FAILED_PRECONDITION."""
+    import subprocess
+    import grpc
+    out = os.path.join(tmp, "node_stubs")
+    os.mkdir(out)
+    proto = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "proto")
+    subprocess.run(["protoc", "-I", proto, "--python_out=" + out, "--grpc_out=" + out,
+                    "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
+                    "node.proto", "common.proto"], check=True, timeout=60)
+    sys.path.insert(0, out)
+    import node_pb2
+    import node_pb2_grpc
+    stub = node_pb2_grpc.DecodeStub(grpc.insecure_channel("127.0.0.1:%d" % port))
+
+    def req(rid, prompt=(5, 6, 7, 8, 9), root=b"\1" * 32, **kw):
+        r = node_pb2.DecodeRequest(request_id=rid, token_ids=list(prompt), **kw)
+        r.sampling.max_tokens = 4
+        r.sampling.seed = 3
+        r.tenant.root_hash = root
+        return r
+
+    def code_of(r):
+        try:
+            list(stub.DecodeStream(r, timeout=30))
+            return None, ""
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+
+    code, why = code_of(req("fork-unknown", fork_lease_id=12345))
+    nc.tap(code == grpc.StatusCode.FAILED_PRECONDITION and "no prompt kv" in why,
+           "a fork of an unknown lease: FAILED_PRECONDITION (%s)" % why)
+    code, why = code_of(req("fork-both", fork_count=1, fork_lease_id=1))
+    nc.tap(code == grpc.StatusCode.INVALID_ARGUMENT,
+           "fork_count with fork_lease_id: INVALID_ARGUMENT (%s)" % why)
+    r = req("fork-gen", fork_lease_id=1)
+    r.generated_ids.append(3)
+    code, why = code_of(r)
+    nc.tap(code == grpc.StatusCode.INVALID_ARGUMENT,
+           "a fork with generated_ids: INVALID_ARGUMENT (%s)" % why)
+
+    leader = stub.DecodeStream(req("leader", fork_count=2), timeout=60)
+    resv = next(leader).reservation
+    code, why = code_of(req("fork-tenant", root=b"\2" * 32, fork_lease_id=resv.lease_id))
+    nc.tap(code == grpc.StatusCode.FAILED_PRECONDITION,
+           "a fork from another tenant: FAILED_PRECONDITION (%s)" % why)
+    code, why = code_of(req("fork-prompt", prompt=(5, 6, 7, 8, 10),
+                            fork_lease_id=resv.lease_id))
+    nc.tap(code == grpc.StatusCode.FAILED_PRECONDITION,
+           "a fork of another prompt: FAILED_PRECONDITION (%s)" % why)
+    got = {}
+    fork = stub.DecodeStream(req("fork-ok", fork_lease_id=resv.lease_id), timeout=60)
+    first = next(fork)
+
+    def drain():
+        try:
+            list(fork)
+            got["code"] = None
+        except grpc.RpcError as e:
+            got["code"], got["why"] = e.code(), e.details()
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    leader.cancel()   # its KV never comes: the waiting fork cannot start
+    t.join(30)
+    nc.tap(first.HasField("reservation") and len(first.reservation.block_ids) == 0 and
+           got.get("code") == grpc.StatusCode.FAILED_PRECONDITION,
+           "a fork waiting for a leader cancelled before its kv: reserved with no "
+           "block_ids, then FAILED_PRECONDITION (%s)" % got.get("why"))
+
+
 def main():
     tmp, model, env = nc.setup("baton-choices-fork-")
     cl = Cluster(tmp, env, model)
@@ -245,6 +318,11 @@ def main():
     ok, left = blocks_back(cl, alive, secs=60)
     nc.tap(started and ok, "client gone after a few chunks: every choice "
            "cancelled, decode blocks back to 0", left)
+
+    # 6. the decode node's own checks on forks, called directly
+    check_direct(tmp, cl.nodes["d3"][1])
+    ok, left = blocks_back(cl, ["d3"], secs=60)
+    nc.tap(ok, "after the refused and orphaned forks, d3's blocks back to 0", left)
     nc.finish(tmp)
 
 
