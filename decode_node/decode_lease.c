@@ -350,7 +350,9 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     }
     bt_dreq_enter(dec, r);
     bt_rpc_call_set_cancel_cb(call, bt_dreq_cancel_cb, r);
-    lease_ms = bt_dreq_lease_arm(r, q->lease_ms);
+    /* a forked choice waits for its leader's KV within the leader's
+     * lease: the stem fails it when that lease ends */
+    lease_ms = r->fork_of == 0 ? bt_dreq_lease_arm(r, q->lease_ms) : 0;
     if (q->fork_count > 0 && bt_dstem_open(r, q->fork_count) != BT_OK) {
         bt_dreq_fail(r, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
