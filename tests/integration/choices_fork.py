@@ -60,16 +60,15 @@ def params(prompt, n_tokens, seed, **extra):
 def refs(port, prompt, n_tokens, seed, n, **extra):
     """The texts (and chosen-token logprob sums) of n = 1 requests with
     each choice's seed: what choice i must be."""
-    texts, cums = [], []
+    texts, lps = [], []
     for i in range(n):
         st, r = post(port, params(prompt, n_tokens, choice_seed(seed, i), **extra))
         if st != 200:
             nc.bail("reference request %d: %d %s" % (i, st, r))
         c = r["choices"][0]
         texts.append(c["text"])
-        lp = c.get("logprobs") or {}
-        cums.append(sum(lp.get("token_logprobs") or []))
-    return texts, cums
+        lps.append((c.get("logprobs") or {}).get("token_logprobs") or [])
+    return texts, lps
 
 
 def counter(port, name):
@@ -237,7 +236,7 @@ def main():
     for prompt, n_tok, seed in (("The fork of one prompt, shared by four", 24, 1234),
                                 ("Sixteen tokens fill a block; this prompt has "
                                  "a few more than that", 20, -77)):
-        want, _ = refs(cl.rh, prompt, n_tok, seed, 4)
+        want, want_lp = refs(cl.rh, prompt, n_tok, seed, 4, logprobs=0)
         nc.tap(len(set(want)) > 1, "the four seeds give different texts", want)
         p0, q0 = (counter(ph, "baton_node_prefills_total"),
                   counter(ph, "baton_node_prefix_cache_queries_total"))
@@ -245,13 +244,18 @@ def main():
         p1, q1 = (counter(ph, "baton_node_prefills_total"),
                   counter(ph, "baton_node_prefix_cache_queries_total"))
         f0 = forks_logged(cl, decodes)
-        st, r = post(cl.rh, params(prompt, n_tok, seed, n=4))
+        st, r = post(cl.rh, params(prompt, n_tok, seed, n=4, logprobs=0))
         p2, q2 = (counter(ph, "baton_node_prefills_total"),
                   counter(ph, "baton_node_prefix_cache_queries_total"))
-        got = [c["text"] for c in sorted(r.get("choices", []), key=lambda c: c["index"])]
+        cs = sorted(r.get("choices", []), key=lambda c: c["index"])
+        got = [c["text"] for c in cs]
+        got_lp = [(c.get("logprobs") or {}).get("token_logprobs") for c in cs]
         nc.tap(st == 200 and got == want,
                "n=4 (seed %d): each choice i is the n=1 text of seed "
                "bt_choice_seed(seed, i)" % seed, got, want)
+        nc.tap(got_lp == want_lp and all(len(x) == n_tok for x in want_lp),
+               "and every token's logprob is the same bits (the forks' first "
+               "logits equal the prefill's)")
         nc.tap(p2 - p1 == 1 and q2 - q1 == q1 - q0 > 0,
                "n=4 ran one prefill: %d prefill (n=1: %d), %d prompt tokens looked "
                "up (n=1: %d)" % (p2 - p1, p1 - p0, q2 - q1, q1 - q0))
@@ -275,7 +279,8 @@ def main():
 
     # 3. best_of: the n best by cumulative logprob of the candidates
     prompt, n_tok, seed = "Pick the best of four", 12, 5
-    want, cums = refs(cl.rh, prompt, n_tok, seed, 4, logprobs=0)
+    want, lps = refs(cl.rh, prompt, n_tok, seed, 4, logprobs=0)
+    cums = [sum(x) for x in lps]
     order = sorted(range(4), key=lambda i: (-cums[i], i))[:2]
     st, r = post(cl.rh, params(prompt, n_tok, seed, n=2, best_of=4))
     got = [c["text"] for c in sorted(r.get("choices", []), key=lambda c: c["index"])]
