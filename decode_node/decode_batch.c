@@ -29,7 +29,9 @@ int bt_decode_next_step(void *self, bt_node_step_t *step, int max)
             continue;
         }
         pos = bt_kvseq_n_tokens(r->seq);
-        t = (uint32_t)r->out[r->n_out - 1];
+        /* a forked choice's first step computes the prompt's last token */
+        t = r->n_out > 0 ? (uint32_t)r->out[r->n_out - 1]
+                         : (uint32_t)r->prompt[r->n_prompt - 1];
         /* the sequence grows into blocks reserved for it at the start */
         if (bt_kvseq_blocks_needed(r->seq, 1) > 0 && r->resv_next < r->n_resv) {
             bt_kvpool_reserve_abort(node->pool, &r->resv[r->resv_next], 1);

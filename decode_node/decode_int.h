@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #define BT_DREQ_MAX_TOKENS (1u << 20)
+/* The most choices that may fork one request's prompt. */
+#define BT_DREQ_MAX_FORKS 1024u
 /* The longest lease a request or a renewal may ask (--lease-default's
  * maximum too). */
 #define BT_DREQ_LEASE_MAX_MS 3600000u
@@ -23,6 +25,7 @@
 typedef struct bt_decode {
     bt_node_t *node;
     bt_list_t  reqs;    /* every bt_dreq_t, in arrival order, oldest first */
+    bt_list_t  stems;   /* bt_dstem_t: prompts kept for forked choices */
     uint64_t   step_start_us;   /* of the step in flight */
 } bt_decode_t;
 
@@ -42,6 +45,8 @@ typedef enum {
                          * sent callbacks still due */
     BT_DREQ_N_STATES
 } bt_dreq_state_t;
+
+typedef struct bt_dstem bt_dstem_t;
 
 typedef struct bt_dreq {
     bt_list_t          link;       /* in bt_decode_t.reqs */
@@ -78,6 +83,9 @@ typedef struct bt_dreq {
                                     * sends again */
     Baton__V1__FinishReason finish;
     uint32_t           cached;
+    bt_dstem_t        *stem;       /* choices fork this one's prompt: its
+                                    * stem while the KV is on the way */
+    uint64_t           fork_of;    /* a forked choice: the lease it forks */
 } bt_dreq_t;
 
 /* decode_req.c: the lifecycle */
@@ -115,6 +123,26 @@ void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
                            const void *user, size_t user_len);
 bool bt_decode_lease_live(void *self, uint64_t lease_id);
 bool bt_decode_cancel(void *self, const char *request_id);
+
+/* decode_fork.c: forked choices (n > 1) */
+/* The request r will be forked by fork_count choices: its stem, waiting
+ * for the KV (r->stem). */
+bt_status_t bt_dstem_open(bt_dreq_t *r, uint32_t fork_count);
+/* r's KV arrived (r->seq holds the prompt): the stem keeps it, and the
+ * choices waiting for it start. */
+void bt_dstem_ready(bt_dreq_t *r);
+/* r left LEASED without its KV: its stem ends, and the choices waiting
+ * for it fail (FAILED_PRECONDITION: the router prefills them alone). */
+void bt_dstem_owner_lost(bt_dreq_t *r);
+/* A forked choice names the lease it forks: OK (r->fork_of set), or
+ * FAILED_PRECONDITION with why when no stem of that lease has the same
+ * tenant and prompt and room for one more choice. */
+bt_rpc_code_t bt_dstem_join(bt_dreq_t *r, uint64_t lease_id, char *why,
+                            size_t why_size);
+/* A leased forked choice starts now if its stem's KV is here. */
+void bt_dstem_try_attach(bt_dreq_t *r);
+/* Shutdown: every stem's blocks go back. */
+void bt_dstem_free_all(bt_decode_t *dec);
 
 /* decode_batch.c: the continuous batch */
 int bt_decode_next_step(void *self, bt_node_step_t *step, int max);

@@ -189,6 +189,11 @@ void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
         bt_dreq_fail(r, BT_RPC_INTERNAL, "out of memory");
         return;
     }
+    /* the choices forking r's prompt start before any step writes into
+     * its blocks (its first token is not in them yet) */
+    if (r->stem != NULL) {
+        bt_dstem_ready(r);
+    }
     bt_dreq_flush(r);
     bt_node_metrics_update(node);
     bt_node_sched_kick(node);
@@ -266,6 +271,16 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         return;
     }
     max_out = (uint32_t)r->sp.max_tokens;
+    if ((q->fork_count > 0 || q->fork_lease_id != 0) &&
+        (q->n_generated_ids > 0 || q->fork_count > BT_DREQ_MAX_FORKS ||
+         (q->fork_count > 0 && q->fork_lease_id != 0))) {
+        free(r);
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_INVALID_ARGUMENT,
+                            "fork_count (at most 1024) or fork_lease_id, "
+                            "not both, and without generated_ids");
+        return;
+    }
     if (q->n_generated_ids >= max_out) {
         free(r);
         bt_node_call_refuse(call, "decode", q->request_id,
@@ -280,6 +295,13 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     n_total = r->n_prompt + max_out;
     n_blocks = (n_total + bs - 1) / bs;
     n_fill = (r->n_prompt + r->n_given + bs - 1) / bs;
+    if (q->fork_lease_id != 0) {
+        /* a forked choice holds the prompt's blocks before its last token
+         * by reference: it reserves the rest, the block it copies on
+         * write included, and none is written by a prefill */
+        n_blocks -= (r->n_prompt - 1) / bs;
+        n_fill = 0;
+    }
     r->prompt = malloc(r->n_prompt * sizeof(int32_t));
     r->out = malloc(max_out * sizeof(int32_t));
     r->pending = malloc(max_out * sizeof(uint32_t));
@@ -313,13 +335,28 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         return;
     }
     r->n_resv = n_blocks;
+    r->dec = dec;
+    if (q->fork_lease_id != 0 &&
+        bt_dstem_join(r, q->fork_lease_id, why, sizeof(why)) != BT_RPC_OK) {
+        bt_kvpool_reserve_abort(node->pool, r->resv, n_blocks);
+        bt_dreq_free(r);
+        bt_node_call_refuse(call, "decode", q->request_id,
+                            BT_RPC_FAILED_PRECONDITION, why);
+        return;
+    }
     if (getrandom(&r->lease_id, sizeof(r->lease_id), 0) !=
         (ssize_t)sizeof(r->lease_id) || r->lease_id == 0) {
         r->lease_id = bt_now_ns() | 1;
     }
     bt_dreq_enter(dec, r);
     bt_rpc_call_set_cancel_cb(call, bt_dreq_cancel_cb, r);
-    lease_ms = bt_dreq_lease_arm(r, q->lease_ms);
+    /* a forked choice waits for its leader's KV within the leader's
+     * lease: the stem fails it when that lease ends */
+    lease_ms = r->fork_of == 0 ? bt_dreq_lease_arm(r, q->lease_ms) : 0;
+    if (q->fork_count > 0 && bt_dstem_open(r, q->fork_count) != BT_OK) {
+        bt_dreq_fail(r, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
 
     if (node->region != NULL &&
         bt_xfer_region_export(node->region, &desc, &desc_len) != BT_OK) {
@@ -352,9 +389,13 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     free(desc);
     bt_dreq_to(r, BT_DREQ_LEASED);
     BT_LOG_REQ(INFO, r->id, "decode admitted: %u prompt tokens, reserved %u "
-               "blocks (lease %llu, %llu ms)", r->n_prompt,
+               "blocks (lease %llu, %llu ms)%s", r->n_prompt,
                n_blocks, (unsigned long long)r->lease_id,
-               (unsigned long long)lease_ms);
+               (unsigned long long)lease_ms,
+               r->fork_of != 0 ? ", a choice forking another's kv cache" : "");
+    if (r->fork_of != 0) {
+        bt_dstem_try_attach(r);
+    }
     bt_node_metrics_update(node);
     return;
 

@@ -79,6 +79,10 @@ void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
         bt_gauge_add(node->g_waiting, -1.0);
     }
     r->state = to;
+    if (r->stem != NULL && to != BT_DREQ_LEASED && to != BT_DREQ_RUNNING &&
+        to != BT_DREQ_FINISHING) {
+        bt_dstem_owner_lost(r);   /* its KV never came: no stem */
+    }
     switch (to) {
     case BT_DREQ_LEASED:
         bt_gauge_add(node->g_waiting, 1.0);
@@ -152,6 +156,12 @@ void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg)
     }
     switch (r->state) {
     case BT_DREQ_LEASED:
+        if (r->fork_of != 0) {
+            /* a forked choice: nobody writes into its blocks */
+            bt_rpc_call_fail_code(r->call, code, msg);
+            bt_dreq_to(r, BT_DREQ_ENDED);
+            break;
+        }
         bt_rpc_call_fail_code(r->call, code, msg);
         bt_dreq_to(r, BT_DREQ_HELD);
         bt_node_timer_arm(r->lease_ev, (uint64_t)r->node->cfg.lease_fence_ms);

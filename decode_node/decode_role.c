@@ -14,6 +14,7 @@ static bt_status_t bt_decode_create(bt_node_t *node, void **self_p)
     }
     dec->node = node;
     bt_list_init(&dec->reqs);
+    bt_list_init(&dec->stems);
     if (bt_decode_lease_register(dec) != BT_OK) {
         free(dec);
         return BT_ERR_NO_MEMORY;
@@ -50,6 +51,7 @@ static void bt_decode_end_all(void *self)
         }
         bt_dreq_put(r);
     }
+    bt_dstem_free_all(dec);
 }
 
 /* Frees what the sent callbacks of the destroyed server left. */

@@ -1,7 +1,10 @@
 /* n > 1 and best_of on the OpenAI HTTP API (docs/internals/router.md
  * "Choices"): one router request per choice, choice i sampled with
  * bt_choice_seed(seed, i), so each is reproducible alone and any decode
- * failover of one continues its own text. The response gathers them:
+ * failover of one continues its own text. Choice 0 is prefilled; the
+ * others start once it has its decode reservation and fork its prompt's
+ * KV on that node (bt_rreq_fork_plan, params.fork_from): one prefill for
+ * all. The response gathers them:
  * streamed chunks carry each choice's `index`, a whole response has the n
  * choices (best_of: the n with the highest cumulative logprob of
  * best_of), usage counts the prompt once and every generated token. */
@@ -43,6 +46,8 @@ struct bt_hc {
     char                    id[80];
     char                    model[BT_NODE_MODEL_MAX + 1];
     uint64_t                created;
+    uint64_t                seed;        /* the request's: choice i's derives */
+    bt_front_auth_t         auth;        /* the forked choices' tenant */
     bt_hc_choice_t          c[];
 };
 
@@ -192,6 +197,39 @@ static void bt_hc_finish(bt_hc_t *m)
     json_decref(resp);
 }
 
+/* Choices never started (they wait for choice 0's reservation) end with
+ * the request. */
+static void bt_hc_drop_unstarted(bt_hc_t *m)
+{
+    for (uint32_t i = 0; i < m->best_of; i++) {
+        if (!m->c[i].ended && m->c[i].req == NULL) {
+            m->c[i].ended = true;
+            m->n_ended++;
+        }
+    }
+}
+
+/* Choice i could not start (status s, err): the request fails whole. */
+static void bt_hc_start_failed(bt_hc_t *m, uint32_t i, bt_status_t s,
+                               const char *err)
+{
+    m->c[i].ended = true;
+    m->n_ended++;
+    if (m->failed) {
+        return;
+    }
+    m->failed = true;
+    m->status = s;
+    snprintf(m->message, sizeof(m->message), "%s", err);
+    for (uint32_t j = 0; j < m->best_of; j++) {
+        if (m->c[j].req != NULL) {
+            bt_rreq_cancel(m->c[j].req, "another choice of the request could "
+                           "not start");
+        }
+    }
+    bt_hc_drop_unstarted(m);
+}
+
 static void bt_hc_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
                          const char *message, Baton__V1__FinishReason finish,
                          const Baton__V1__Usage *usage)
@@ -206,7 +244,9 @@ static void bt_hc_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
     m->n_ended++;
     if (status == BT_OK && usage != NULL) {
         m->usage.prompt_tokens = usage->prompt_tokens;
-        m->usage.cached_tokens = usage->cached_tokens;
+        if (c == &m->c[0]) {   /* the choice whose prefill ran */
+            m->usage.cached_tokens = usage->cached_tokens;
+        }
         m->usage.completion_tokens += usage->completion_tokens;
     }
     if (status != BT_OK && !m->failed) {
@@ -223,6 +263,7 @@ static void bt_hc_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
                 bt_rreq_cancel(m->c[i].req, "another choice of the request failed");
             }
         }
+        bt_hc_drop_unstarted(m);
         m->starting = starting;
     } else if (status == BT_OK && m->stream && m->http != NULL && !m->failed) {
         bt_hc_send(m, c, "", 0, finish);
@@ -235,6 +276,47 @@ static void bt_hc_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
 
 static const bt_rreq_sink_t bt_hc_sink = { bt_hc_on_delta, bt_hc_on_end, NULL };
 
+/* Choice 0 has its reservation: the others fork its prompt's KV there. */
+static void bt_hc_on_reserved(bt_rreq_t *req, void *arg)
+{
+    bt_hc_choice_t *c0 = arg;
+    bt_hc_t *m = c0->m;
+    bool starting = m->starting;
+    Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
+    bt_rreq_params_t p;
+    char err[512];
+    size_t n_prompt;
+
+    memset(&p, 0, sizeof(p));
+    p.tenant = m->auth.tenant;
+    p.salt = m->auth.salt;
+    p.salt_len = m->auth.salt_len;
+    p.prompt = bt_rreq_prompt(req, &n_prompt);
+    p.n_prompt = n_prompt;
+    p.sampling = &sp;
+    p.fork_from = req;
+    sp.seed_opt_case = BATON__V1__SAMPLING_PARAMS__SEED_OPT_SEED;
+    m->starting = true;   /* a failure below ends choices: free once, after */
+    for (uint32_t i = 1; i < m->best_of; i++) {
+        bt_hc_choice_t *c = &m->c[i];
+        bt_status_t s;
+
+        if (c->ended || c->req != NULL) {
+            continue;
+        }
+        sp.seed = bt_choice_seed(m->seed, i);
+        s = bt_rreq_start(m->r, &p, &bt_hc_sink, c, &c->req, err, sizeof(err));
+        if (s != BT_OK) {
+            bt_hc_start_failed(m, i, s, err);
+        }
+    }
+    m->starting = starting;
+    if (m->n_ended == m->best_of && !m->starting) {
+        bt_hc_finish(m);
+        bt_hc_free(m);
+    }
+}
+
 static void bt_hc_closed(void *arg)
 {
     bt_hc_t *m = arg;
@@ -246,6 +328,7 @@ static void bt_hc_closed(void *arg)
             bt_rreq_cancel(m->c[i].req, "the client closed the connection");
         }
     }
+    bt_hc_drop_unstarted(m);
     m->starting = false;
     if (m->n_ended == m->best_of) {
         bt_hc_free(m);
@@ -290,42 +373,35 @@ void bt_front_http_choices(bt_router_t *r, bt_http_req_t *http,
     } else {
         RAND_bytes((unsigned char *)&seed, sizeof(seed));
     }
-    m->starting = true;
+    m->seed = seed;
+    if (auth != NULL) {
+        m->auth = *auth;
+    }
     for (uint32_t i = 0; i < m->best_of; i++) {
+        m->c[i].m = m;
+        m->c[i].first = true;
+        bt_buf_init(&m->c[i].text, 64u << 20);
+    }
+    /* choice 0 is prefilled; the others fork its KV (bt_hc_on_reserved) */
+    m->starting = true;
+    {
         Baton__V1__SamplingParams sp = *in;
         Baton__V1__GenerateRequest gen = oreq->gen;
-        bt_hc_choice_t *c = &m->c[i];
+        bt_hc_choice_t *c = &m->c[0];
         bt_status_t s;
 
-        c->m = m;
-        c->first = true;
-        bt_buf_init(&c->text, 64u << 20);
         sp.seed_opt_case = BATON__V1__SAMPLING_PARAMS__SEED_OPT_SEED;
-        sp.seed = bt_choice_seed(seed, i);
+        sp.seed = bt_choice_seed(seed, 0);
         /* best_of ranks by the chosen tokens' logprobs */
         sp.logprobs_chosen = sp.logprobs_chosen || m->best_of > m->n;
         gen.sampling = &sp;
         gen.request_id = (char *)"";
-        s = m->failed ? BT_ERR_CANCELLED
-            : bt_front_start(r, &gen, auth, &bt_hc_sink, c, &c->req, err,
-                             sizeof(err));
+        s = bt_front_start(r, &gen, auth, &bt_hc_sink, c, &c->req, err,
+                           sizeof(err));
         if (s != BT_OK) {
-            c->ended = true;
-            m->n_ended++;
-            if (!m->failed) {
-                m->failed = true;
-                m->status = s;
-                snprintf(m->message, sizeof(m->message), "%s", err);
-                for (uint32_t j = 0; j < i; j++) {
-                    if (m->c[j].req != NULL) {
-                        bt_rreq_cancel(m->c[j].req, "another choice of the "
-                                       "request could not start");
-                    }
-                }
-            }
-            continue;
-        }
-        if (i == 0) {
+            bt_hc_start_failed(m, 0, s, err);
+        } else {
+            bt_rreq_fork_plan(c->req, m->best_of - 1, bt_hc_on_reserved, c);
             snprintf(m->id, sizeof(m->id), "%s-%s", m->kind == BT_OPENAI_CHAT
                      ? "chatcmpl" : "cmpl", bt_rreq_id(c->req));
             bt_http_add_header(http, "X-Request-Id", bt_rreq_id(c->req));

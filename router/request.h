@@ -72,6 +72,14 @@ typedef struct {
     const Baton__V1__SamplingParams *sampling;  /* copied */
     bool                     prompt_logprobs;  /* echo with logprobs: the
                                                   sink's on_prompt */
+    /* A choice of n > 1 that shares the prompt's KV of `fork_from` (whose
+     * reserved_cb ran and which has not ended): it runs on that request's
+     * decode node under its parameters, prompt and tenant, with
+     * sampling->seed its own, and no prefill. When the node cannot fork
+     * (that request's KV never came, or went) it is placed and
+     * prefilled alone, as any request; its decode failovers are its own.
+     * NULL: a request of its own. */
+    const bt_rreq_t         *fork_from;
 } bt_rreq_params_t;
 
 /* Starts the request.
@@ -91,6 +99,15 @@ typedef struct {
 bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
                           const bt_rreq_sink_t *sink, void *sink_arg,
                           bt_rreq_t **req_p, char *err, size_t err_size);
+
+/* Right after bt_rreq_start: n choices will fork this request's prompt
+ * (n > 1 and best_of); its first reservation asks the decode node to keep
+ * the prompt's KV for them, and `reserved_cb` (once, from inside the
+ * request's own callback: it may start requests and cancel this one)
+ * says that they may start now (bt_rreq_params_t.fork_from). */
+typedef void (*bt_rreq_reserved_cb)(bt_rreq_t *req, void *arg);
+void bt_rreq_fork_plan(bt_rreq_t *req, uint32_t n, bt_rreq_reserved_cb cb,
+                       void *arg);
 
 /* The client went away: stop everything; the sink's on_end runs inside
  * this call (with BT_ERR_CANCELLED) unless it ran already, and the

@@ -289,6 +289,10 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
         BT_LOG_REQ(DEBUG, req->id, "reserved %zu blocks on %s (lease %llu)",
                    req->resv ? req->resv->n_block_ids : 0, req->d_id,
                    req->resv ? (unsigned long long)req->resv->lease_id : 0ull);
+        /* a forked choice decodes on its leader's KV: no prefill */
+        if (bt_rreq_fork_reserved(req) || bt_rreq_ended(req)) {
+            return;
+        }
         bt_rreq_start_prefill(req);
         return;
     }
@@ -358,6 +362,9 @@ static void bt_rreq_on_decode_done(void *arg, const bt_rpc_result_t *result)
                     BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
         return;
     }
+    if (bt_rreq_fork_failed(req, result->code, why)) {
+        return;
+    }
     if (result->code == BT_RPC_RESOURCE_EXHAUSTED && req->state == BT_RREQ_RESERVING) {
         /* the node filled up since its last report: no failure of the
          * node, so no failover attempt is spent */
@@ -396,6 +403,7 @@ void bt_rreq_open_decode(bt_rreq_t *req)
     bt_rreq_fill_tenant(req, &tenant);
     dr.tenant = &tenant;
     dr.lease_ms = (uint32_t)r->cfg.lease_ms;
+    bt_rreq_fork_fill(req, &dr);
     cb->req = req;
     cb->seq = ++req->d_call_seq;
     req->d_gone_why[0] = '\0';

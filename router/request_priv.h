@@ -107,6 +107,13 @@ struct bt_rreq {
     bool                       plp_want, plp_done, plp_end_held;
     uint64_t                   p_sent_us;        /* the Prefill call sent, on the trace */
     uint8_t                    n_prefills;       /* Prefill calls sent (retries, failovers) */
+    /* n > 1 choices sharing the prompt's KV (request_fork.c) */
+    uint32_t                   fork_count;       /* choices to fork this one's
+                                                  * prompt; 0 once told */
+    uint64_t                   fork_lease;       /* a forked choice: the lease it
+                                                  * forks on d_slot; 0: alone */
+    bt_rreq_reserved_cb        fork_cb;          /* bt_rreq_fork_plan's */
+    void                      *fork_arg;
 };
 
 /* A timed event on the request's trace (trace.h); best effort. */
@@ -183,6 +190,19 @@ void bt_rreq_failover(bt_rreq_t *req, const char *why);
 /* request_trace.c: a prefill node's chunks and layer transfers (its
  * PrefillResult) onto the request's trace */
 void bt_rreq_trace_prefill(bt_rreq_t *req, const Baton__V1__PrefillResult *pr);
+
+/* request_fork.c: forked choices */
+/* The fields of the DecodeRequest about forks (fork_count, fork_lease_id). */
+void bt_rreq_fork_fill(bt_rreq_t *req, Baton__V1__DecodeRequest *dr);
+/* The reservation came: true when the request is a forked choice (it
+ * decodes now, with no prefill); tells the sink when forks may start. */
+bool bt_rreq_fork_reserved(bt_rreq_t *req);
+/* A forked choice's decode call failed with `code`: true when it was
+ * dealt with (the choice now goes alone, prefilled on its own). */
+bool bt_rreq_fork_failed(bt_rreq_t *req, bt_rpc_code_t code, const char *why);
+/* bt_rreq_start of a forked choice: onto its leader's decode node. */
+bt_status_t bt_rreq_fork_admit(bt_rreq_t *req, const bt_rreq_t *from,
+                               char *err, size_t err_size);
 
 /* request_lease.c */
 void bt_rreq_renew_cb(evutil_socket_t fd, short what, void *arg);

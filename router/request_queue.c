@@ -97,6 +97,7 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
         return s;
     }
     req->assigned = true;
+    req->fork_lease = 0;   /* placed: a forked choice now goes alone */
     req->p_slot = sel.prefill->slot;
     req->p_gen = r->node_gen[sel.prefill->slot];
     req->d_slot = sel.decode->slot;

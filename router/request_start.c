@@ -128,14 +128,20 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
     }
     req->salt_len = p->salt_len;
     req->prompt = malloc(p->n_prompt * sizeof(uint32_t));
-    req->sampling = bt_rreq_copy_sampling(p->sampling);
+    /* a forked choice runs under its leader's parameters, its seed apart */
+    req->sampling = bt_rreq_copy_sampling(p->fork_from != NULL
+                                          ? p->fork_from->sampling : p->sampling);
     if (req->prompt == NULL || req->sampling == NULL) {
         s = BT_ERR_NO_MEMORY;
         goto err_free;
     }
     memcpy(req->prompt, p->prompt, p->n_prompt * sizeof(uint32_t));
     req->n_prompt = p->n_prompt;
-    req->plp_want = p->prompt_logprobs;
+    req->plp_want = p->prompt_logprobs && p->fork_from == NULL;
+    if (p->fork_from != NULL && p->sampling != NULL) {
+        req->sampling->seed_opt_case = BATON__V1__SAMPLING_PARAMS__SEED_OPT_SEED;
+        req->sampling->seed = p->sampling->seed;
+    }
 
     /* the router decides what "default" means, once, so that a failover
      * continues under the same parameters */
@@ -191,7 +197,8 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
     BT_RREQ_TRACE(req, "admitted", "tenant %s, prompt %zu tokens, max_tokens %d",
                   req->tenant[0] ? req->tenant : "-", req->n_prompt,
                   req->sampling->max_tokens);
-    s = bt_rreq_admit(req, err, err_size);
+    s = p->fork_from != NULL ? bt_rreq_fork_admit(req, p->fork_from, err, err_size)
+                             : bt_rreq_admit(req, err, err_size);
     if (s != BT_OK) {
         BT_RREQ_TRACE(req, "end", "refused: %s (%s)", err, bt_status_str(s));
         if (s == BT_ERR_EXHAUSTED || s == BT_ERR_PEER_UNREACHABLE ||

@@ -19,7 +19,7 @@
  *    │
  *    │ the prefill's answer (the first token)
  *    ▼
- *   DECODING
+ *   DECODING ◀────── a forked choice's reservation (RESERVING: no prefill)
  *
  *   any state but NEW ──▶ DONE: the end (the final message, a stop
  *   string, an error, a cancel, the queue timeout); on_end runs once.
@@ -49,7 +49,8 @@ static const unsigned bt_rreq_edges[] = {
                     1u << BT_RREQ_DONE,
     [BT_RREQ_QUEUED] = 1u << BT_RREQ_RESERVING | 1u << BT_RREQ_DONE,
     [BT_RREQ_RESERVING] = 1u << BT_RREQ_QUEUED | 1u << BT_RREQ_RESERVING |
-                          1u << BT_RREQ_PREFILLING | 1u << BT_RREQ_DONE,
+                          1u << BT_RREQ_PREFILLING | 1u << BT_RREQ_DECODING |
+                          1u << BT_RREQ_DONE,
     [BT_RREQ_PREFILLING] = 1u << BT_RREQ_QUEUED | 1u << BT_RREQ_RESERVING |
                            1u << BT_RREQ_PREFILLING | 1u << BT_RREQ_DECODING |
                            1u << BT_RREQ_DONE,

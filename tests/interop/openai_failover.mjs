@@ -2,7 +2,9 @@
 // client: a streamed n = 3 request whose decode node is SIGKILLed mid-way
 // gives the same three texts as an undisturbed run (each choice's tokens
 // so far are re-prefilled elsewhere; sampling is keyed by seed and
-// position). Usage: node openai_failover.mjs BASE_URL MODEL DECODE_PID FIRST
+// position). Usage: node openai_failover.mjs BASE_URL MODEL VICTIMS FIRST,
+// VICTIMS a decode node's PID, or PID:HTTP_PORT,... of every decode node:
+// then the one running sequences is killed (the choices share one node).
 import OpenAI from "openai";
 
 const [baseURL, model, victim, first] = process.argv.slice(2);
@@ -19,6 +21,22 @@ function check(cond, what) {
 const req = { model, prompt: "Once upon a time", max_tokens: 500, temperature: 0.8, seed: 77, n: 3,
               ignore_eos: true, stream: true };
 
+// The pid of the decode node that runs the choices now.
+async function victimPid() {
+  const all = victim.split(",").map((v) => v.split(":"));
+  if (all.length === 1 && all[0].length === 1) {
+    return Number(all[0][0]);
+  }
+  for (const [pid, port] of all) {
+    const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const m = body.match(/^baton_node_running_sequences (\S+)$/m);
+    if (m && Number(m[1]) > 0) {
+      return Number(pid);
+    }
+  }
+  return Number(all[0][0]);
+}
+
 async function run(killAfter) {
   const texts = ["", "", ""], chunks = [0, 0, 0], finishes = [null, null, null];
   let killedAt = null;
@@ -31,7 +49,7 @@ async function run(killAfter) {
     }
     if (killAfter && killedAt === null && chunks.every((k) => k >= killAfter)) {
       killedAt = [...chunks];
-      process.kill(Number(victim), "SIGKILL");
+      process.kill(await victimPid(), "SIGKILL");
     }
   }
   return { texts, finishes, killedAt };

@@ -18,9 +18,13 @@ if ! "$SRC/deploy/local/baton-local" up --decode 2 --http-port 0 --grpc-port 0 >
 fi
 HTTP=$(sed -n 's/.*"http": "\([^"]*\)".*/\1/p' "$BATON_RUN_DIR/endpoints.json")
 MODEL=$(sed -n 's/.*"model": "\([^"]*\)".*/\1/p' "$BATON_RUN_DIR/endpoints.json")
-VICTIM=$(awk '$1 ~ /-decode$/ {print $2; exit}' "$BATON_RUN_DIR/pids")
+# every decode node as PID:HTTP_PORT: the client kills the one that runs
+# the choices (they share one decode node)
+VICTIMS=$(awk '$1 ~ /-decode$/ {print $1, $2}' "$BATON_RUN_DIR/pids" | while read -r name pid; do
+  port=$(sed -n 's/.*http_port=\([0-9]*\).*/\1/p' "$BATON_RUN_DIR/$name.out" | head -1)
+  printf '%s:%s,' "$pid" "$port"; done)
 cp "$SRC/tests/interop/openai_failover.mjs" "$NPM_DIR/"
-timeout 300 node "$NPM_DIR/openai_failover.mjs" "$HTTP/v1" "$MODEL" "$VICTIM" 1
+timeout 300 node "$NPM_DIR/openai_failover.mjs" "$HTTP/v1" "$MODEL" "${VICTIMS%,}" 1
 rc=$?
 n=$(curl -s "$HTTP/metrics" | sed -n 's/^baton_router_decode_failovers_total \([0-9.]*\)$/\1/p')
 if [ -n "$n" ] && [ "${n%.*}" -ge 1 ]; then echo "ok 4 - the router failed over ($n)"

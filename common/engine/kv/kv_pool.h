@@ -260,6 +260,15 @@ bt_status_t bt_kvseq_commit_reserved(bt_kvseq_t *seq, const uint32_t *ids,
  * rollback, preemption). */
 bt_status_t bt_kvseq_truncate(bt_kvseq_t *seq, uint32_t n_tokens);
 
+/* A second sequence over the first n_tokens (<= n_computed) of `src`
+ * (n > 1 choices of one prompt): every block they span is shared by
+ * reference, hashes and all, and nothing is copied now. Whichever of the
+ * two first appends into a partial block that both hold gets its own
+ * copy of it then (copy on write: bt_kvseq_blocks_needed counts that
+ * block). Each is destroyed on its own; `src` may be destroyed first. */
+bt_status_t bt_kvseq_fork(const bt_kvseq_t *src, uint32_t n_tokens,
+                          bt_kvseq_t **seq_p);
+
 /* ---- export / import (tests, transfer over active messages) ---- */
 
 /* Bytes of an export of n_blocks blocks: n_layers * n_blocks *

@@ -1,5 +1,6 @@
 /* Per-sequence block tables over the KV pool: append, computed marks and
- * hashing, prefix matching, commit of reserved blocks, truncation. */
+ * hashing, prefix matching, commit of reserved blocks, truncation, forks
+ * (blocks shared by reference, the last partial one copied on write). */
 #include "kv_pool_int.h"
 
 #include "base/array.h"
@@ -100,12 +101,54 @@ static bt_status_t bt_kvseq_reserve_table(bt_kvseq_t *seq, uint32_t need)
     return BT_OK;
 }
 
+/* The last block is partial and someone else sees it (a fork shares it,
+ * or it is indexed under an older full content): writing into it needs a
+ * private copy first. */
+static bool bt_kvseq_last_shared(const bt_kvseq_t *seq)
+{
+    const bt_kvpool_t *pool = seq->pool;
+    uint32_t last;
+
+    if (seq->n_tokens % pool->geom.block_size == 0 || seq->n_blocks == 0) {
+        return false;
+    }
+    last = seq->blocks[(seq->n_tokens - 1) / pool->geom.block_size];
+    return pool->blocks[last].refcount > 1 || pool->blocks[last].indexed;
+}
+
+/* Copy on write of the partial block holding position n_tokens - 1: a
+ * fresh block gets its K/V of every layer and its token ids, and the
+ * sequence's reference moves to it. BT_ERR_EXHAUSTED: no block, no
+ * change. */
+static bt_status_t bt_kvseq_copy_last(bt_kvseq_t *seq)
+{
+    bt_kvpool_t *pool = seq->pool;
+    uint32_t bs = pool->geom.block_size;
+    uint32_t i = (seq->n_tokens - 1) / bs;
+    uint32_t last = seq->blocks[i], fresh, l;
+
+    if (bt_kvpool_available(pool) == 0) {
+        return BT_ERR_EXHAUSTED;
+    }
+    fresh = bt_kvpool_block_alloc(pool);
+    for (l = 0; l < pool->geom.n_layers; l++) {
+        memcpy(bt_kvpool_block_ptr(pool, l, fresh),
+               bt_kvpool_block_ptr(pool, l, last), pool->slice_bytes);
+    }
+    memcpy(bt_kvpool_block_tokens(pool, fresh),
+           bt_kvpool_block_tokens(pool, last), bs * sizeof(uint32_t));
+    seq->blocks[i] = fresh;
+    bt_kvpool_block_unref(pool, last);
+    return BT_OK;
+}
+
 uint32_t bt_kvseq_blocks_needed(const bt_kvseq_t *seq, uint32_t n)
 {
     uint64_t bs = seq->pool->geom.block_size;
     uint64_t total = ((uint64_t)seq->n_tokens + n + bs - 1) / bs;
+    uint32_t cow = n > 0 && bt_kvseq_last_shared(seq) ? 1 : 0;
 
-    return total > seq->n_blocks ? (uint32_t)(total - seq->n_blocks) : 0;
+    return (total > seq->n_blocks ? (uint32_t)(total - seq->n_blocks) : 0) + cow;
 }
 
 bt_status_t bt_kvseq_append(bt_kvseq_t *seq, const uint32_t *tokens,
@@ -127,6 +170,12 @@ bt_status_t bt_kvseq_append(bt_kvseq_t *seq, const uint32_t *tokens,
     st = bt_kvseq_reserve_table(seq, seq->n_blocks + need);
     if (st != BT_OK) {
         return st;
+    }
+    /* a shared partial last block is copied before its free slots are
+     * written (cannot fail: `need` counted it) */
+    if (n > 0 && bt_kvseq_last_shared(seq)) {
+        (void)bt_kvseq_copy_last(seq);
+        need--;
     }
     for (i = 0; i < need; i++) {
         seq->blocks[seq->n_blocks++] = bt_kvpool_block_alloc(pool);
@@ -292,7 +341,7 @@ bt_status_t bt_kvseq_truncate(bt_kvseq_t *seq, uint32_t n_tokens)
     bt_kvpool_t *pool = seq->pool;
     uint32_t bs = pool->geom.block_size;
     uint32_t keep = (n_tokens + bs - 1) / bs;
-    uint32_t last, fresh, l;
+    uint32_t was = seq->n_tokens;
 
     if (n_tokens > seq->n_tokens) {
         bt_error("kv seq: truncate to %u beyond %u tokens", n_tokens,
@@ -301,30 +350,56 @@ bt_status_t bt_kvseq_truncate(bt_kvseq_t *seq, uint32_t n_tokens)
     }
     /* a partial last block will be written again: if anyone else can see
      * it (shared, or indexed under the old full content), copy it first */
-    if (n_tokens % bs != 0) {
-        last = seq->blocks[keep - 1];
-        if (pool->blocks[last].refcount > 1 || pool->blocks[last].indexed) {
-            if (bt_kvpool_available(pool) == 0) {
-                return BT_ERR_EXHAUSTED;
-            }
-            fresh = bt_kvpool_block_alloc(pool);
-            for (l = 0; l < pool->geom.n_layers; l++) {
-                memcpy(bt_kvpool_block_ptr(pool, l, fresh),
-                       bt_kvpool_block_ptr(pool, l, last), pool->slice_bytes);
-            }
-            memcpy(bt_kvpool_block_tokens(pool, fresh),
-                   bt_kvpool_block_tokens(pool, last), bs * sizeof(uint32_t));
-            seq->blocks[keep - 1] = fresh;
-            bt_kvpool_block_unref(pool, last);
-        }
+    seq->n_tokens = n_tokens;
+    if (bt_kvseq_last_shared(seq) && bt_kvseq_copy_last(seq) != BT_OK) {
+        seq->n_tokens = was;
+        return BT_ERR_EXHAUSTED;
     }
     bt_kvseq_release_from(seq, keep);
-    seq->n_tokens = n_tokens;
     if (seq->n_computed > n_tokens) {
         seq->n_computed = n_tokens;
     }
     if (seq->n_hashed > n_tokens / bs) {
         seq->n_hashed = n_tokens / bs;
     }
+    return BT_OK;
+}
+
+bt_status_t bt_kvseq_fork(const bt_kvseq_t *src, uint32_t n_tokens,
+                          bt_kvseq_t **seq_p)
+{
+    bt_kvpool_t *pool = src->pool;
+    uint32_t bs = pool->geom.block_size;
+    uint32_t n_blocks = (n_tokens + bs - 1) / bs;
+    bt_kvseq_t *seq;
+    bt_status_t st;
+    uint32_t i;
+
+    if (n_tokens > src->n_computed) {
+        bt_error("kv seq: fork of %u tokens, %u computed", n_tokens,
+                 src->n_computed);
+        return BT_ERR_INVALID_ARG;
+    }
+    st = bt_kvseq_create(pool, src->root, &seq);
+    if (st != BT_OK) {
+        return st;
+    }
+    if (n_blocks > 0 && bt_kvseq_reserve_table(seq, n_blocks) != BT_OK) {
+        bt_kvseq_destroy(seq);
+        return BT_ERR_NO_MEMORY;
+    }
+    /* every block by reference, the partial last one too: it is copied
+     * when either side writes into it (bt_kvseq_append) */
+    for (i = 0; i < n_blocks; i++) {
+        bt_kvpool_block_ref(pool, src->blocks[i]);
+        seq->blocks[i] = src->blocks[i];
+    }
+    seq->n_blocks = n_blocks;
+    seq->n_hashed = src->n_hashed < n_tokens / bs ? src->n_hashed : n_tokens / bs;
+    if (seq->n_hashed > 0) {
+        memcpy(seq->hashes, src->hashes, (size_t)seq->n_hashed * BT_KV_HASH_LEN);
+    }
+    seq->n_tokens = seq->n_computed = n_tokens;
+    *seq_p = seq;
     return BT_OK;
 }

@@ -497,6 +497,126 @@ static void test_truncate_copies_shared(void **state)
     bt_kvpool_destroy(pool);
 }
 
+/* n > 1 choices: a fork shares every block of the prompt by reference;
+ * the partial last block is copied when a side first writes into it, with
+ * its K/V and token ids, and the other side's slots stay as they were;
+ * every reference goes back when the sequences end, in either order. */
+static void test_fork_copy_on_write(void **state)
+{
+    bt_kvpool_t *pool = make_pool(BT_DTYPE_BF16, 12);
+    uint32_t toks[10], mine = 700, theirs = 800, n_before, part, cow;
+    bt_kvseq_t *a, *f, *g, *c;
+    bt_kvpool_stats_t st;
+    uint32_t i, n;
+
+    (void)state;
+    iota(toks, 10, 1);
+    /* the prompt: 10 tokens, two full blocks and one of 2 slots */
+    a = make_seq(pool, toks, 10, false);
+    fill_kv(pool, a, 5);
+    assert_int_equal(bt_kvseq_set_computed(a, 10), BT_OK);
+    bt_kvpool_stats(pool, &st);
+    n_before = st.used;
+    assert_int_equal(n_before, 3);
+    /* beyond what is computed: refused, nothing held */
+    assert_int_equal(bt_kvseq_fork(a, 11, &f), BT_ERR_INVALID_ARG);
+
+    assert_int_equal(bt_kvseq_fork(a, 10, &f), BT_OK);
+    assert_int_equal(bt_kvseq_fork(a, 9, &g), BT_OK);
+    assert_int_equal(bt_kvseq_n_tokens(f), 10);
+    assert_int_equal(bt_kvseq_n_computed(f), 10);
+    assert_int_equal(bt_kvseq_n_tokens(g), 9);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(bt_kvseq_blocks(f)[i], bt_kvseq_blocks(a)[i]);
+        assert_int_equal(bt_kvseq_blocks(g)[i], bt_kvseq_blocks(a)[i]);
+        assert_int_equal(bt_kvpool_refcount(pool, bt_kvseq_blocks(a)[i]), 3);
+    }
+    assert_memory_equal(bt_kvseq_block_hash(f, 1), bt_kvseq_block_hash(a, 1),
+                        BT_KV_HASH_LEN);
+    bt_kvpool_stats(pool, &st);
+    assert_int_equal(st.used, 3);   /* nothing copied at the fork */
+
+    /* f writes slot 2 of the shared partial block: f gets a copy first */
+    part = bt_kvseq_blocks(a)[2];
+    assert_int_equal(bt_kvseq_blocks_needed(f, 1), 1);
+    assert_int_equal(bt_kvseq_append(f, &mine, 1), BT_OK);
+    cow = bt_kvseq_blocks(f)[2];
+    assert_int_not_equal(cow, part);
+    assert_int_equal(bt_kvpool_refcount(pool, part), 2);
+    assert_int_equal(bt_kvpool_refcount(pool, cow), 1);
+    assert_int_equal(bt_kvpool_refcount(pool, bt_kvseq_blocks(a)[0]), 3);
+    for (i = 0; i < 2; i++) {   /* both layers, K and V of slots 0..1 */
+        assert_memory_equal(bt_kvpool_block_ptr(pool, i, cow),
+                            bt_kvpool_block_ptr(pool, i, part),
+                            bt_kvpool_slice_bytes(pool));
+    }
+    /* g (9 tokens) rewrites slot 1 of the block a and g still share */
+    assert_int_equal(bt_kvseq_append(g, &theirs, 1), BT_OK);
+    assert_int_not_equal(bt_kvseq_blocks(g)[2], part);
+    assert_int_equal(bt_kvpool_refcount(pool, part), 1);
+    /* a's slots are untouched by either */
+    assert_int_equal(bt_kvseq_append(a, &toks[0], 1), BT_OK); /* alone now */
+    assert_int_equal(bt_kvseq_blocks(a)[2], part);
+    fill_kv(pool, f, 99);
+    assert_int_equal(bt_kvseq_set_computed(f, 11), BT_OK);
+    c = make_seq(pool, NULL, 0, false);
+    assert_int_equal(bt_kvseq_match_prefix(c, toks, 8, NULL, &n), BT_OK);
+    assert_int_equal(n, 2);   /* the shared full blocks stay indexed */
+    bt_kvseq_destroy(c);
+
+    /* the source first, then the forks: every reference goes back */
+    bt_kvseq_destroy(a);
+    assert_int_equal(bt_kvpool_refcount(pool, part), 0);
+    assert_int_equal(bt_kvpool_refcount(pool, bt_kvseq_blocks(f)[0]), 2);
+    bt_kvseq_destroy(f);
+    bt_kvseq_destroy(g);
+    bt_kvpool_stats(pool, &st);
+    assert_int_equal(st.used, 0);
+    assert_int_equal(st.reserved, 0);
+    assert_int_equal(st.cached + st.free, 12);
+    bt_kvpool_destroy(pool);
+}
+
+/* A fork of a block-aligned prompt shares only full blocks; a fork that
+ * stops inside a full indexed block copies it before writing, so the
+ * indexed content stays what its hash says. */
+static void test_fork_aligned_and_indexed(void **state)
+{
+    bt_kvpool_t *pool = make_pool(BT_DTYPE_BF16, 8);
+    uint32_t toks[8], t = 500, full, n;
+    bt_kvseq_t *a, *f, *g, *c;
+    bt_kvpool_stats_t st;
+
+    (void)state;
+    iota(toks, 8, 1);
+    a = make_seq(pool, toks, 8, false);
+    fill_kv(pool, a, 3);
+    assert_int_equal(bt_kvseq_set_computed(a, 8), BT_OK);
+    assert_int_equal(bt_kvseq_fork(a, 8, &f), BT_OK);
+    assert_int_equal(bt_kvseq_blocks_needed(f, 1), 1);   /* a new block */
+    assert_int_equal(bt_kvseq_append(f, &t, 1), BT_OK);
+    assert_int_equal(bt_kvseq_n_blocks(f), 3);
+    assert_int_equal(bt_kvpool_refcount(pool, bt_kvseq_blocks(a)[1]), 2);
+    /* 7 of 8: the last prompt token is computed again by the fork */
+    full = bt_kvseq_blocks(a)[1];
+    assert_int_equal(bt_kvseq_fork(a, 7, &g), BT_OK);
+    bt_kvseq_destroy(a);   /* the full block is indexed and held by f, g */
+    assert_int_equal(bt_kvseq_append(g, &t, 1), BT_OK);
+    assert_int_not_equal(bt_kvseq_blocks(g)[1], full);
+    assert_int_equal(bt_kvpool_refcount(pool, full), 1);
+    c = make_seq(pool, NULL, 0, false);
+    assert_int_equal(bt_kvseq_match_prefix(c, toks, 8, NULL, &n), BT_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(bt_kvseq_blocks(c)[1], full);
+    bt_kvseq_destroy(c);
+    bt_kvseq_destroy(g);
+    bt_kvseq_destroy(f);
+    bt_kvpool_stats(pool, &st);
+    assert_int_equal(st.used, 0);
+    assert_int_equal(st.cached + st.free, 8);
+    bt_kvpool_destroy(pool);
+}
+
 static void test_clear_cache(void **state)
 {
     bt_kvpool_t *pool = make_pool(BT_DTYPE_F32, 4);
@@ -538,6 +658,8 @@ int main(void)
         cmocka_unit_test(test_export_import),
         cmocka_unit_test(test_truncate_copies_shared),
         cmocka_unit_test(test_clear_cache),
+        cmocka_unit_test(test_fork_copy_on_write),
+        cmocka_unit_test(test_fork_aligned_and_indexed),
     };
 
     return cmocka_run_group_tests_name("kv_pool", tests, NULL, NULL);

@@ -101,6 +101,9 @@ static bt_status_t fx_decode_stream(bt_router_t *r, const bt_node_t *node,
     c->stream_done = done;
     c->n_tokens = rq->n_token_ids;
     c->n_generated = rq->n_generated_ids;
+    c->fork_count = rq->fork_count;
+    c->fork_lease = rq->fork_lease_id;
+    c->seed = rq->sampling != NULL ? rq->sampling->seed : 0;
     return BT_OK;
 }
 
@@ -457,4 +460,20 @@ bt_status_t fx_start_echo(fixture_t *f, fx_rec_t *rec, int max_tokens,
                           char *err, size_t err_size)
 {
     return fx_start_with(f, rec, max_tokens, true, err, err_size);
+}
+
+bt_status_t fx_start_fork(fixture_t *f, fx_rec_t *rec, const bt_rreq_t *from,
+                          uint64_t seed, char *err, size_t err_size)
+{
+    Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
+    bt_rreq_params_t p;
+
+    memset(&p, 0, sizeof(p));
+    sp.seed_opt_case = BATON__V1__SAMPLING_PARAMS__SEED_OPT_SEED;
+    sp.seed = seed;
+    p.prompt = fx_prompt;
+    p.n_prompt = FX_N_PROMPT;
+    p.sampling = &sp;
+    p.fork_from = from;
+    return bt_rreq_start(&f->r, &p, &fx_sink, rec, &rec->req, err, err_size);
 }

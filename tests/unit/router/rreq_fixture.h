@@ -37,6 +37,9 @@ typedef struct {
     uint64_t              lease_id;        /* prefill: its reservation's;
                                             * renew: the one renewed */
     bool                  prompt_logprobs; /* prefill: asked for them */
+    uint32_t              fork_count;      /* decode: choices to fork it */
+    uint64_t              fork_lease;      /* decode: the lease it forks */
+    uint64_t              seed;            /* decode: its sampling seed */
 } fx_call_t;
 
 /* What the client saw of one request. */
@@ -78,6 +81,9 @@ bt_status_t fx_start(fixture_t *f, fx_rec_t *rec, int max_tokens,
 /* The same with prompt logprobs (echo): the sink's on_prompt records. */
 bt_status_t fx_start_echo(fixture_t *f, fx_rec_t *rec, int max_tokens,
                           char *err, size_t err_size);
+/* A choice forking `from`'s prompt (params.fork_from) with that seed. */
+bt_status_t fx_start_fork(fixture_t *f, fx_rec_t *rec, const bt_rreq_t *from,
+                          uint64_t seed, char *err, size_t err_size);
 /* The decode node's report: free blocks (clears refusals). */
 void fx_set_free(fixture_t *f, bt_node_t *d, uint32_t free_blocks);
 /* Runs the loop without waiting, and ends cancelled calls, till quiet. */
