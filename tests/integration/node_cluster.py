@@ -143,6 +143,23 @@ def model_gauge(port, name):
     return None
 
 
+def start_pd(model, env, tmp, p_args=(), d_args=(), p_env=None, d_env=None):
+    """A router (100 ms heartbeats), prefill node p1 and decode node d1 on
+    one thread each, the nodes with their extra arguments and
+    environments: the router's (proc, grpc port, http port)."""
+    router = start("router", [os.path.join(BUILD, "router/baton-router"),
+                              "--model", model, "--grpc-port", "0",
+                              "--http-port", "0", "--heartbeat", "100ms"],
+                   env, tmp)
+    common = ["--model", model, "--router", "ipv4:127.0.0.1:%d" % router[1],
+              "--threads", "1"]
+    start("p1", [os.path.join(BUILD, "prefill_node/baton-prefill")] + common
+          + ["--node-id", "p1"] + list(p_args), p_env or env, tmp)
+    start("d1", [os.path.join(BUILD, "decode_node/baton-decode")] + common
+          + ["--node-id", "d1"] + list(d_args), d_env or env, tmp)
+    return router
+
+
 def wait_ready(port, secs=20):
     deadline = time.time() + secs
     while time.time() < deadline:

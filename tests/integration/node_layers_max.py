@@ -43,18 +43,11 @@ def main():
     refs = [nc.run_ref(model, ids, 8) for ids in prompts]
     nc.tap(all(r is not None and len(r) == 8 for r in refs),
            "baton-run on a %d-layer model (%s)" % (LAYERS, refs))
-    router, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
-                                         "--model", model, "--grpc-port", "0",
-                                         "--http-port", "0", "--heartbeat", "100ms"],
-                              env, tmp)
-    common = ["--model", model, "--router", "ipv4:127.0.0.1:%d" % rg,
-              "--threads", "1"]
     # 100 prompt tokens in steps of 32: four steps, each 1024 layers
-    nc.start("p1", [os.path.join(BUILD, "prefill_node/baton-prefill")] + common
-             + ["--node-id", "p1", "--max-prefill-tokens", "32"],
-             dict(env, BATON_TEST_LAYERS_AT_STEP_END="1"), tmp)
-    nc.start("d1", [os.path.join(BUILD, "decode_node/baton-decode")] + common
-             + ["--node-id", "d1", "--kv-blocks", "64"], env, tmp)
+    router, rg, rh = nc.start_pd(
+        model, env, tmp, p_args=["--max-prefill-tokens", "32"],
+        d_args=["--kv-blocks", "64"],
+        p_env=dict(env, BATON_TEST_LAYERS_AT_STEP_END="1"))
     nc.tap(nc.wait_ready(rh, 60), "router ready with a prefill and a decode node")
     for k, ids in enumerate(prompts):   # the second: the queue as the first left it
         toks = nc.gen(rg, ids, 8)

@@ -53,19 +53,10 @@ def main():
     refs = [nc.run_ref(model, ids, 24) for ids in prompts]
     nc.tap(all(r is not None and len(r) == 24 for r in refs),
            "baton-run's reference tokens")
-    _, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
-                                    "--model", model, "--grpc-port", "0",
-                                    "--http-port", "0", "--heartbeat", "100ms"],
-                         env, tmp)
-    common = ["--model", model, "--router", "ipv4:127.0.0.1:%d" % rg,
-              "--threads", "1"]
-    nc.start("p1", [os.path.join(BUILD, "prefill_node/baton-prefill")] + common
-             + ["--node-id", "p1"], env, tmp)
-    nc.start("d1", [os.path.join(BUILD, "decode_node/baton-decode")] + common
-             + ["--node-id", "d1", "--kv-blocks", "64",
-                "--max-batch", str(MAX_BATCH)],
-             dict(env, LD_PRELOAD=shim, BATON_TEST_BIG_ALLOC=str(big),
-                  BATON_TEST_BIG_ALLOC_OUT=out), tmp)
+    _, rg, rh = nc.start_pd(
+        model, env, tmp, d_args=["--kv-blocks", "64", "--max-batch", str(MAX_BATCH)],
+        d_env=dict(env, LD_PRELOAD=shim, BATON_TEST_BIG_ALLOC=str(big),
+                   BATON_TEST_BIG_ALLOC_OUT=out))
     nc.tap(nc.wait_ready(rh, 60), "router ready with a prefill and a decode node")
     at_start = count(out)
     nc.tap(at_start >= 1, "the shim saw the decode node's start-up allocations "
