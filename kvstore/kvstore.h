@@ -47,6 +47,7 @@ typedef struct {
     double      placement_min_gain;
     double      placement_min_tokens;
     double      placement_move_price;
+    double      placement_epsilon;
 } bt_kvsd_cfg_t;
 
 typedef struct bt_kvsd_commit bt_kvsd_commit_t;

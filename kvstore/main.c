@@ -84,6 +84,10 @@ static const bt_opt_t bt_kvsd_table[] = {
       "share of a layer's transition mass that keeping its copies is worth "
       "(0: the planner's default, 0.1)", BT_OPT_DOUBLE, 0, 100, NULL,
       O(placement_move_price) },
+    { "placement-epsilon", 0, NULL, "0.005", "max-load slack the planner "
+      "grants co-locating consecutive layers' experts and keeping copies in "
+      "place (balancedness gives up at most about this); 0: the planner's "
+      "default, 0.001", BT_OPT_DOUBLE, 0, 0.1, NULL, O(placement_epsilon) },
     BT_RPC_TLS_OPTS_DAEMON(O(tls)),
 };
 #undef O
@@ -360,6 +364,7 @@ static bt_status_t bt_kvsd_plans_init(bt_kvsd_t *d)
         .min_gain = d->cfg.placement_min_gain,
         .min_tokens = d->cfg.placement_min_tokens,
         .move_price = d->cfg.placement_move_price,
+        .epsilon = d->cfg.placement_epsilon,
     };
     bt_status_t st;
 

@@ -116,7 +116,8 @@ static bt_status_t bt_pbook_plan(const bt_pbook_t *book,
     bt_placement_input_t in = {
         .n_layers = e->n_layers, .n_experts = e->n_experts, .loads = e->loads,
         .transitions = e->trans, .n_devices = e->n_devices, .slots = e->slots,
-        .n_nodes = 1, .n_groups = 0, .current = e->plan, .epsilon = -1,
+        .n_nodes = 1, .n_groups = 0, .current = e->plan,
+        .epsilon = book->cfg.epsilon > 0 ? book->cfg.epsilon : -1,
         .move_price = book->cfg.move_price,
     };
     bt_status_t st = bt_placement_input_check(&in, err, err_size);

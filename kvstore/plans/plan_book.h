@@ -33,6 +33,8 @@ typedef struct {
                                   * it beats the measured balancedness by this */
     double      min_tokens;      /* history tokens per layer before planning */
     double      move_price;      /* the planner's move cost; <= 0: its default */
+    double      epsilon;         /* the planner's max-load slack for
+                                  * transitions and moves; <= 0: its default */
     const char *dir;             /* the plans file's folder; NULL: memory only */
 } bt_pbook_cfg_t;
 

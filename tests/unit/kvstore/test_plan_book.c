@@ -45,7 +45,7 @@ static bt_pbook_cfg_t cfg_default(const char *dir)
 {
     return (bt_pbook_cfg_t){ .half_life_ms = HALF, .threshold = 0.9,
                              .min_interval_ms = 5000, .min_gain = 0.02,
-                             .min_tokens = 100, .dir = dir };
+                             .min_tokens = 100, .epsilon = 0.005, .dir = dir };
 }
 
 static bt_pbook_t *book_new(const char *dir)
