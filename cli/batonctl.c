@@ -20,7 +20,7 @@
  * the order of ctl_cmd_opts). */
 enum {
     CO_NODE = 1, CO_ROLE = 2, CO_DRY_RUN = 4, CO_KVSTORE = 8, CO_LIMIT = 16,
-    CO_WATCH = 32, CO_INTERVAL = 64, CO_WAIT = 128,
+    CO_WATCH = 32, CO_INTERVAL = 64, CO_WAIT = 128, CO_MODEL = 256,
 };
 #define CO_LIST (CO_WATCH | CO_INTERVAL)
 
@@ -77,12 +77,15 @@ static const ctl_cmd_t ctl_cmds[] = {
     { "cache-stats", "[--node NODE]", 0, 0, CO_NODE, "cache statistics",
       "prefix cache occupancy and hit rate per node and kvstore tier",
       ctl_cmd_cache_stats },
-    { "placement", "MODEL [--role prefill|decode]", 1, 1, CO_ROLE,
-      "MoE expert placement", "show the MoE expert placement plan of MODEL",
+    { "placement", "[--model M] [--role prefill|decode]", 0, 1,
+      CO_ROLE | CO_MODEL, "MoE expert placement",
+      "the MoE expert placement plan in force per (model, role): version, "
+      "devices, balancedness measured on the nodes and planned, experts moved",
       ctl_cmd_placement },
-    { "rebalance", "MODEL [--role prefill|decode] [--dry-run]", 1, 1,
-      CO_ROLE | CO_DRY_RUN, "MoE rebalancing",
-      "re-plan MoE expert placement from recent expert load", ctl_cmd_rebalance },
+    { "rebalance", "[--model M] [--role prefill|decode] [--dry-run]", 0, 1,
+      CO_ROLE | CO_DRY_RUN | CO_MODEL, "MoE rebalancing",
+      "re-plan MoE expert placement now from the kvstore's expert statistics "
+      "(every model and role unless named)", ctl_cmd_rebalance },
     { "transfer-health", "", 0, 0, 0, "KV transfer health",
       "KV transfer counters and latency per prefill -> decode pair",
       ctl_cmd_transfer_health },
@@ -139,6 +142,8 @@ static const bt_opt_t ctl_cmd_opts[] = {
       "drain --wait looks", BT_OPT_DURATION, 200, 3600000, NULL, O(interval_ms) },
     { "wait", 0, "BATON_CTL_WAIT", "false", "return once the node holds no request",
       BT_OPT_BOOL, 0, 0, NULL, O(wait) },
+    { "model", 0, "BATON_CTL_MODEL", NULL, "only this model", BT_OPT_STRING, 0, 0,
+      NULL, O(model) },
 };
 #undef O
 

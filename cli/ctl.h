@@ -40,6 +40,7 @@ typedef struct {
     bool        wait;        /* drain --wait */
     const char *node;        /* requests / cache-stats / leases --node */
     const char *role;        /* nodes / placement / rebalance --role */
+    const char *model;       /* placement / rebalance --model */
     bool        dry_run;     /* rebalance --dry-run */
     bool        kvstore;     /* flush-cache --kvstore */
     int64_t     limit;       /* requests --limit */

@@ -5,6 +5,7 @@
 #ifndef BT_KVSD_H
 #define BT_KVSD_H
 
+#include "plan_book.h"
 #include "store/store.h"
 
 #include "base/tpool.h"
@@ -38,6 +39,15 @@ typedef struct {
     const char *advertise;     /* the target nodes use for this store */
     const char *node_id;       /* registry id; NULL: the advertised target */
     bt_rpc_tls_cfg_t tls;
+    /* MoE placement plans (expert_service.c, plans/) */
+    const char *placement_dir;     /* NULL: <disk_dir>/.placement, or none */
+    double      placement_threshold;
+    int64_t     placement_half_life_ms;
+    int64_t     placement_interval_ms;
+    double      placement_min_gain;
+    double      placement_min_tokens;
+    double      placement_move_price;
+    double      placement_epsilon;
 } bt_kvsd_cfg_t;
 
 typedef struct bt_kvsd_commit bt_kvsd_commit_t;
@@ -62,6 +72,7 @@ typedef struct {
     uint32_t           inflight;      /* calls answered from a callback */
     bt_kvsd_commit_t  *waiting;       /* commits waiting for their data */
     bt_kvsd_reg_t     *reg;           /* registration (--router), or NULL */
+    bt_pbook_t        *plans;         /* MoE placement plans */
     char               advertise[320];
     char               http_addr[320];  /* "HOST:PORT", told the router */
     char               node_id[65];
@@ -72,6 +83,7 @@ typedef struct {
         bt_counter_t *lookups, *hit_blocks, *miss_blocks, *puts, *gets;
         bt_counter_t *rejected, *corrupt, *evict_dram, *evict_disk;
         bt_counter_t *pin_calls, *tier_hit_dram, *tier_hit_disk;
+        bt_counter_t *expert_reports;
         bt_kvs_stats_t last;
     } m;
 } bt_kvsd_t;
@@ -83,6 +95,10 @@ void bt_kvsd_landed(void *arg, const bt_xfer_notify_t *n);
 /* Called every tick: commits that waited long enough for their data. */
 void bt_kvsd_service_tick(bt_kvsd_t *d);
 void bt_kvsd_service_cleanup(bt_kvsd_t *d);
+
+/* expert_service.c: ReportExpertStats, GetPlacement, ListPlacements,
+ * Rebalance on d->plans. */
+bt_status_t bt_kvsd_expert_register(bt_kvsd_t *d);
 
 /* reg.c: the Register stream to the router (nothing without --router). */
 bt_status_t bt_kvsd_reg_start(bt_kvsd_t *d);

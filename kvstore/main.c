@@ -60,6 +60,34 @@ static const bt_opt_t bt_kvsd_table[] = {
     { "node-id", 0, NULL, NULL, "id in the router's registry, at most 64 "
       "bytes (unset: the --advertise target)", BT_OPT_STRING, 0, 0, NULL,
       O(node_id) },
+    { "placement-dir", 0, NULL, NULL, "folder of the MoE placement plans "
+      "file (plans.json, rewritten atomically); unset: <disk-dir>/.placement, "
+      "or memory only without --disk-dir", BT_OPT_STRING, 0, 0, NULL,
+      O(placement_dir) },
+    { "placement-threshold", 0, NULL, "0.9", "re-plan a (model, role) when "
+      "the balancedness its nodes measure (mean/max device load) falls under "
+      "this; 0: only on Rebalance", BT_OPT_DOUBLE, 0, 1, NULL,
+      O(placement_threshold) },
+    { "placement-half-life", 0, NULL, "5m", "the expert statistics history "
+      "halves every this long", BT_OPT_DURATION, 1000, 86400000, NULL,
+      O(placement_half_life_ms) },
+    { "placement-interval", 0, NULL, "1m", "least time between two automatic "
+      "re-plans of one (model, role)", BT_OPT_DURATION, 0, 86400000, NULL,
+      O(placement_interval_ms) },
+    { "placement-min-gain", 0, NULL, "0.02", "an automatic plan is published "
+      "only when its balancedness beats the measured one by this",
+      BT_OPT_DOUBLE, 0, 1, NULL, O(placement_min_gain) },
+    { "placement-min-tokens", 0, NULL, "1000", "tokens per layer the history "
+      "needs before an automatic re-plan", BT_OPT_DOUBLE, 0, 1e15, NULL,
+      O(placement_min_tokens) },
+    { "placement-move-price", 0, NULL, "0", "the planner's move cost: the "
+      "share of a layer's transition mass that keeping its copies is worth "
+      "(0: the planner's default, 0.1)", BT_OPT_DOUBLE, 0, 100, NULL,
+      O(placement_move_price) },
+    { "placement-epsilon", 0, NULL, "0.005", "max-load slack the planner "
+      "grants co-locating consecutive layers' experts and keeping copies in "
+      "place (balancedness gives up at most about this); 0: the planner's "
+      "default, 0.001", BT_OPT_DOUBLE, 0, 0.1, NULL, O(placement_epsilon) },
     BT_RPC_TLS_OPTS_DAEMON(O(tls)),
 };
 #undef O
@@ -117,6 +145,9 @@ static void bt_kvsd_metrics_init(bt_kvsd_t *d)
     d->m.tier_hit_disk = bt_metrics_counter(m, "baton_kvstore_tier_hit_blocks_total",
                                             "blocks pinned, per tier they were found in",
                                             "tier=\"disk\"");
+    d->m.expert_reports = bt_metrics_counter(m, "baton_kvstore_expert_reports_total",
+                                             "expert statistics reports accepted",
+                                             NULL);
     d->m.puts = bt_metrics_counter(m, "baton_kvstore_put_blocks_total",
                                    "blocks committed", NULL);
     d->m.gets = bt_metrics_counter(m, "baton_kvstore_get_blocks_total",
@@ -302,6 +333,8 @@ static void bt_kvsd_stop(void *arg)
         bt_xfer_ctx_set_notify_cb(d->xfer, NULL, NULL);
     }
     bt_kvs_destroy(d->store);
+    bt_pbook_destroy(d->plans);
+    d->plans = NULL;
     d->http = NULL;
     d->grpc = NULL;
 }
@@ -318,6 +351,38 @@ static void bt_kvsd_free(void *arg)
     bt_xfer_ctx_destroy(d->xfer);
     d->metrics = NULL;
     d->base = NULL;
+}
+
+/* The plan book, with the plans file read back. */
+static bt_status_t bt_kvsd_plans_init(bt_kvsd_t *d)
+{
+    char dir[4096], err[512];
+    bt_pbook_cfg_t pc = {
+        .half_life_ms = (double)d->cfg.placement_half_life_ms,
+        .threshold = d->cfg.placement_threshold,
+        .min_interval_ms = (uint64_t)d->cfg.placement_interval_ms,
+        .min_gain = d->cfg.placement_min_gain,
+        .min_tokens = d->cfg.placement_min_tokens,
+        .move_price = d->cfg.placement_move_price,
+        .epsilon = d->cfg.placement_epsilon,
+    };
+    bt_status_t st;
+
+    if (d->cfg.placement_dir != NULL && d->cfg.placement_dir[0] != '\0') {
+        pc.dir = d->cfg.placement_dir;
+    } else if (d->cfg.disk_dir != NULL) {
+        /* a dot folder: the disk tier's rebuild skips it */
+        snprintf(dir, sizeof(dir), "%s/.placement", d->cfg.disk_dir);
+        pc.dir = dir;
+    } else {
+        bt_warn("placement plans live in memory only (no --disk-dir nor "
+                "--placement-dir): a restart forgets them");
+    }
+    st = bt_pbook_create(&pc, &d->plans, err, sizeof(err));
+    if (st != BT_OK) {
+        bt_error("cannot read the placement plans back: %s", err);
+    }
+    return st;
 }
 
 static const bt_daemon_ops_t bt_kvsd_daemon_ops = {
@@ -376,6 +441,9 @@ int main(int argc, char **argv)
         goto out;
     }
     bt_kvsd_metrics_init(d);
+    if (bt_kvsd_plans_init(d) != BT_OK) {
+        goto out;
+    }
     if (bt_daemon_serve(&dm) != BT_OK) {
         goto out;
     }

@@ -527,8 +527,6 @@ bt_status_t bt_kvsd_service_register(bt_kvsd_t *d)
           bt_kvsd_stats },
     };
 
-    /* ReportExpertStats and GetPlacement are not registered: the server's
-     * catch-all answers UNIMPLEMENTED with the method's path */
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
         bt_status_t st = bt_rpc_server_add_unary(d->grpc, methods[i].path,
                                                  methods[i].desc,
@@ -538,5 +536,5 @@ bt_status_t bt_kvsd_service_register(bt_kvsd_t *d)
             return st;
         }
     }
-    return BT_OK;
+    return bt_kvsd_expert_register(d);
 }

@@ -1,5 +1,6 @@
-/* baton.v1.Admin on the router: what `batonctl` talks to. Methods not
- * registered here answer UNIMPLEMENTED (cache statistics and placement). */
+/* baton.v1.Admin on the router: what `batonctl` talks to. The methods
+ * that need the kvstore are in admin_store.c; every one passes the admin
+ * key check here. */
 #include "front.h"
 #include "model.h"
 #include "request.h"
@@ -552,7 +553,8 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
           bt_admin_get_trace },
     };
     bt_router_admin_t *a = calloc(1, sizeof(*a));
-    size_t i;
+    const bt_router_admin_method_t *sm = bt_router_admin_store_methods;
+    size_t i, k;
 
     if (a == NULL) {
         return BT_ERR_NO_MEMORY;
@@ -569,6 +571,19 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
         s = bt_rpc_server_add_unary(r->grpc, methods[i].path, methods[i].desc,
                                     bt_admin_guard, &a->methods[i]);
 
+        if (s != BT_OK) {
+            return s;
+        }
+    }
+    for (k = 0; sm[k].path != NULL; k++, i++) {
+        bt_status_t s;
+
+        if (i == sizeof(a->methods) / sizeof(a->methods[0])) {
+            return BT_ERR_EXHAUSTED;
+        }
+        a->methods[i] = (bt_admin_method_t){ r, sm[k].cb };
+        s = bt_rpc_server_add_unary(r->grpc, sm[k].path, sm[k].desc,
+                                    bt_admin_guard, &a->methods[i]);
         if (s != BT_OK) {
             return s;
         }

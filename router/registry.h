@@ -86,6 +86,10 @@ typedef struct {
     uint64_t       grace_ms;                  /* the router's own stalls since then */
     uint64_t       last_chosen;               /* tie-break: least recently chosen first */
     uint64_t       kv_seq;                    /* last KvEvents.seq */
+    /* prompt tokens of the prefills it ran, and of those found in its own
+     * pool (Admin CacheStats) */
+    uint64_t       cache_lookup_tokens;
+    uint64_t       cache_hit_tokens;
     bt_node_xfer_t *xfers;                    /* owned; as last reported */
     size_t         n_xfers;
     void          *conn;                      /* the Register call (router.c) */

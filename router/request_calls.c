@@ -203,6 +203,12 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
     bt_counter_add(req->r->m.prefix_queries, (double)req->n_prompt);
     bt_counter_add(req->r->m.prefix_hits, (double)req->cached_tokens);
     if (pr->stats != NULL) {
+        bt_node_t *pn = bt_registry_find(req->r->registry, req->p_id);
+
+        if (pn != NULL) {
+            pn->cache_lookup_tokens += (uint64_t)req->n_prompt;
+            pn->cache_hit_tokens += pr->stats->node_cached_tokens;
+        }
         bt_counter_add(req->r->m.hits_node, (double)pr->stats->node_cached_tokens);
         bt_counter_add(req->r->m.hits_kvstore, (double)pr->stats->kvstore_cached_tokens);
         BT_RREQ_TRACE(req, "prefill_done", "%s: %u cached (%u node, %u kvstore), "

@@ -11,6 +11,7 @@
  *   front_grpc.c   baton.v1.Generate (Generate, Tokenize, ListModels)
  *   front_http.c   the OpenAI-compatible HTTP API
  *   admin.c        baton.v1.Admin
+ *   admin_store.c  its placement and cache methods, with the kvstore
  */
 #ifndef BT_ROUTER_ROUTER_H
 #define BT_ROUTER_ROUTER_H
@@ -162,6 +163,14 @@ void bt_router_readiness_stop(bt_router_t *r);
 
 /* admin.c */
 bt_status_t bt_router_admin_register(bt_router_t *r);
+/* admin_store.c: the Admin methods that need the kvstore (GetPlacement,
+ * Rebalance, CacheStats); ends with a NULL path. */
+typedef struct {
+    const char                       *path;
+    const ProtobufCMessageDescriptor *desc;
+    bt_rpc_handler_cb                 cb;
+} bt_router_admin_method_t;
+extern const bt_router_admin_method_t bt_router_admin_store_methods[];
 /* After the gRPC server is gone. NULL-safe. */
 void bt_router_admin_free(bt_router_t *r);
 

@@ -45,7 +45,11 @@ static const struct {
     /* only the router sends work to nodes */
     { "/baton.v1.Prefill/", BT_RPC_ROLE_ROUTER },
     { "/baton.v1.Decode/", BT_RPC_ROLE_ROUTER },
-    /* nodes read and publish prefix blocks; the router may flush */
+    /* re-planning MoE placement is the operator's, through the router's
+     * Admin (first match wins: before the service's own line) */
+    { "/baton.v1.KvStore/Rebalance", BT_RPC_ROLE_ROUTER },
+    /* nodes read and publish prefix blocks and report expert statistics;
+     * the router may flush and read plans */
     { "/baton.v1.KvStore/", BT_RPC_ROLE_PREFILL | BT_RPC_ROLE_DECODE |
                             BT_RPC_ROLE_ROUTER },
 };

@@ -150,8 +150,9 @@ bt_status_t bt_placement_transitions_from_json(const json_t *root,
 /* Synthetic routing traces for tests and benchmarks: each of `tokens`
  * tokens picks one expert per layer; at layer 0 from a Zipf(zipf_s)
  * popularity over a per-layer random ranking, and at layer l+1, with
- * probability `correlation`, the fixed partner of its layer-l expert (a
- * per-layer random permutation), else a fresh popularity draw. */
+ * probability `correlation`, a fixed partner of its layer-l expert (one
+ * of `partners` per-layer random permutations, uniformly), else a fresh
+ * popularity draw. */
 typedef struct {
     int32_t  n_layers;
     int32_t  n_experts;
@@ -159,6 +160,8 @@ typedef struct {
     double   zipf_s;       /* >= 0; 0 is uniform */
     double   correlation;  /* 0 .. 1 */
     uint64_t seed;
+    int32_t  partners;     /* 0 or 1: one partner (the same draws as
+                            * before the field existed); at most 16 */
 } bt_placement_synth_t;
 
 /* Fills loads [n_layers][n_experts] and, when transitions is not NULL,

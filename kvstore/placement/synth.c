@@ -58,7 +58,8 @@ bt_status_t bt_placement_synth_run(const bt_placement_synth_t *cfg,
                                    double *loads, double *transitions)
 {
     int32_t  L = cfg->n_layers, E = cfg->n_experts;
-    size_t   ee = (size_t)E * (size_t)E;
+    int32_t  P = cfg->partners > 1 ? cfg->partners : 1;
+    size_t   ee = (size_t)E * (size_t)E, LE = (size_t)L * (size_t)E;
     uint64_t state = cfg->seed;
     double  *cdf;
     int32_t *rank, *partner;
@@ -66,15 +67,16 @@ bt_status_t bt_placement_synth_run(const bt_placement_synth_t *cfg,
     if (L < 1 || L > BT_PLACEMENT_MAX_LAYERS || E < 1 ||
         E > BT_PLACEMENT_MAX_EXPERTS || cfg->tokens < 0 ||
         !(cfg->zipf_s >= 0.0) || !isfinite(cfg->zipf_s) ||
-        !(cfg->correlation >= 0.0 && cfg->correlation <= 1.0)) {
+        !(cfg->correlation >= 0.0 && cfg->correlation <= 1.0) ||
+        cfg->partners < 0 || cfg->partners > 16) {
         bt_error("placement: synth config out of range layers %d experts %d "
-                 "zipf %g correlation %g", L, E, cfg->zipf_s,
-                 cfg->correlation);
+                 "zipf %g correlation %g partners %d", L, E, cfg->zipf_s,
+                 cfg->correlation, cfg->partners);
         return BT_ERR_INVALID_ARG;
     }
     cdf = malloc((size_t)E * sizeof(*cdf));
     rank = malloc((size_t)L * (size_t)E * sizeof(*rank));
-    partner = malloc((size_t)L * (size_t)E * sizeof(*partner));
+    partner = malloc((size_t)P * LE * sizeof(*partner));
     if (cdf == NULL || rank == NULL || partner == NULL) {
         free(cdf);
         free(rank);
@@ -91,6 +93,12 @@ bt_status_t bt_placement_synth_run(const bt_placement_synth_t *cfg,
         shuffle(rank + (size_t)l * (size_t)E, E, &state);
         shuffle(partner + (size_t)l * (size_t)E, E, &state);
     }
+    /* more partners after: one partner keeps the draws it always had */
+    for (int32_t k = 1; k < P; k++) {
+        for (int32_t l = 0; l < L; l++) {
+            shuffle(partner + (size_t)k * LE + (size_t)l * (size_t)E, E, &state);
+        }
+    }
     memset(loads, 0, (size_t)L * (size_t)E * sizeof(*loads));
     if (transitions != NULL && L > 1) {
         memset(transitions, 0, (size_t)(L - 1) * ee * sizeof(*transitions));
@@ -103,7 +111,9 @@ bt_status_t bt_placement_synth_run(const bt_placement_synth_t *cfg,
             int32_t next;
 
             if (sm64_unit(&state) < cfg->correlation) {
-                next = partner[(size_t)(l - 1) * (size_t)E + (size_t)e];
+                size_t k = P > 1 ? (size_t)(sm64_next(&state) % (uint64_t)P) : 0;
+
+                next = partner[k * LE + (size_t)(l - 1) * (size_t)E + (size_t)e];
             } else {
                 next = rank[(size_t)l * (size_t)E +
                             (size_t)zipf_draw(cdf, E, &state)];

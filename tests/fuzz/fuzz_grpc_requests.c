@@ -8,7 +8,8 @@
  * (bt_node_lp_param), its KV geometry through kv-spec's conversion, and
  * the kvstore's requests through the service's field checks
  * (kvstore/request_check.h) and then, as the handlers do, into a real
- * in-memory store (lookup, reserve). The type list below is every message
+ * in-memory store (lookup, reserve); expert statistics reports through
+ * kvstore/expert_check.h, whose output must stay within its bounds. The type list below is every message
  * protoc-c generates for proto/: a new message type joins it by hand. */
 #include "admin.pb-c.h"
 #include "common.pb-c.h"
@@ -18,6 +19,7 @@
 #include "registry.pb-c.h"
 
 #include "base/log.h"
+#include "expert_check.h"
 #include "kvspec/kv_proto.h"
 #include "node/node_lp.h"
 #include "request_check.h"
@@ -123,6 +125,10 @@ static const ProtobufCMessageDescriptor *const types[] = {
     &baton__v1__ack__descriptor,
     &baton__v1__router_command__descriptor,
     &baton__v1__router_message__descriptor,
+    /* appended, so that the corpus's first bytes keep their types */
+    &baton__v1__list_placements_request__descriptor,
+    &baton__v1__list_placements_response__descriptor,
+    &baton__v1__placement_rebalance_request__descriptor,
 };
 
 #define N_TYPES (sizeof(types) / sizeof(types[0]))
@@ -308,6 +314,35 @@ static void kv_pin(const Baton__V1__PinRequest *req)
     }
 }
 
+/* An expert statistics report: refused with a reason, or converted into
+ * loads within the bounds the plan book relies on. */
+static void kv_expert_report(const Baton__V1__ExpertStatsReport *req)
+{
+    bt_kvsd_expert_report_t out;
+    char err[256] = "";
+    bt_status_t st = bt_kvsd_expert_report(req, &out, err, sizeof(err));
+
+    if (st != BT_OK) {
+        failed(st, err);
+        return;
+    }
+    if (out.r.n_layers < 1 || out.r.n_experts < 1 ||
+        (size_t)out.r.n_layers * (size_t)out.r.n_experts > BT_PBOOK_MAX_CELLS ||
+        out.r.n_devices < 1 || (int64_t)out.r.n_devices * out.r.slots < out.r.n_experts ||
+        out.r.n_trans > BT_PBOOK_MAX_TRANS) {
+        abort();
+    }
+    for (size_t i = 0; i < out.r.n_trans; i++) {
+        const bt_pbook_trans_t *t = &out.r.trans[i];
+
+        if (t->layer < 0 || t->layer + 1 >= out.r.n_layers || t->from < 0 ||
+            t->from >= out.r.n_experts || t->to < 0 || t->to >= out.r.n_experts) {
+            abort();
+        }
+    }
+    bt_kvsd_expert_report_free(&out);
+}
+
 /* The checks the handlers run that are callable alone. */
 static void check_fields(const ProtobufCMessage *m)
 {
@@ -333,6 +368,8 @@ static void check_fields(const ProtobufCMessage *m)
         kv_commit((const Baton__V1__CommitRequest *)m);
     } else if (d == &baton__v1__pin_request__descriptor) {
         kv_pin((const Baton__V1__PinRequest *)m);
+    } else if (d == &baton__v1__expert_stats_report__descriptor) {
+        kv_expert_report((const Baton__V1__ExpertStatsReport *)m);
     } else if (d == &baton__v1__node_capacity__descriptor) {
         check_geometry(((const Baton__V1__NodeCapacity *)m)->geometry);
     } else if (d == &baton__v1__sampling_params__descriptor) {

@@ -77,7 +77,7 @@ sys.exit(0 if strip(a) == strip(b) else 1)
 PY
 }
 
-echo "1..75"
+echo "1..76"
 
 # wider than the builtin model: a long completion then lasts seconds (~230
 # tokens/s on one idle core), time for batonctl to see it in flight
@@ -201,8 +201,10 @@ ctl --json requests --node x --limit 5
 expect "--json requests with --node and --limit" 0 '^\{"requests":\[\],"now_unix_ms":[1-9][0-9]*\}$' ''
 
 ctl cache-stats
-expect "cache-stats: UNIMPLEMENTED is explained, exit 1" 1 '' \
-  '^batonctl: cache-stats: UNIMPLEMENTED: the router does not support cache statistics yet'
+expect "cache-stats without a kvstore: the node pools and the hit rate" 0 '^NODE +TIER' ''
+ctl placement
+expect "placement without a kvstore: FAILED_PRECONDITION names it, exit 1" 1 '' \
+  '^batonctl: placement: FAILED_PRECONDITION: no kvstore is registered'
 ctl transfer-health
 expect "transfer-health on a cluster with no transfers yet prints only the header" 0 '^PREFILL +DECODE +BYTES' ''
 ctl --json transfer-health

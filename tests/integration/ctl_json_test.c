@@ -110,8 +110,11 @@ static void test_nested_repeated_scalars_and_huge_u64(void **state)
                 "{\"plan\":{\"model\":\"moe\",\"role\":\"NODE_ROLE_PREFILL\","
                 "\"version\":\"18446744073709551615\",\"created_unix_ms\":0,"
                 "\"n_devices\":3,\"layers\":[{\"layer\":7,\"device\":[0,1,1],"
-                "\"replicas\":[{\"expert\":1,\"devices\":[0,2]}]}]},"
-                "\"imbalance_before\":1.5,\"imbalance_after\":1.125}");
+                "\"replicas\":[{\"expert\":1,\"devices\":[0,2]}]}],"
+                "\"slots_per_device\":0,\"balancedness\":0.0,"
+                "\"planned_balancedness\":0.0,\"moved_experts\":0},"
+                "\"imbalance_before\":1.5,\"imbalance_after\":1.125,"
+                "\"plans\":[]}");
 }
 
 static void test_absent_message_is_null(void **state)
@@ -119,7 +122,8 @@ static void test_absent_message_is_null(void **state)
     Baton__V1__AdminGetPlacementResponse r = BATON__V1__ADMIN_GET_PLACEMENT_RESPONSE__INIT;
 
     (void)state;
-    expect_json(&r.base, "{\"plan\":null,\"predicted_imbalance\":0.0}");
+    expect_json(&r.base, "{\"plan\":null,\"predicted_imbalance\":0.0,"
+                         "\"plans\":[]}");
 }
 
 static void test_bytes_as_hex(void **state)

@@ -665,10 +665,11 @@ static void test_hostile_input(void **state)
                  &baton__v1__reserve_response__descriptor);
     assert_int_equal(w.code, BT_RPC_RESOURCE_EXHAUSTED);
     print_message("# %s\n", w.msg);
-    /* not built yet: a precise UNIMPLEMENTED */
+    /* an empty expert statistics report: no model, a precise error */
     w = raw_call("/baton.v1.KvStore/ReportExpertStats", &er.base,
                  &baton__v1__expert_stats_ack__descriptor);
-    assert_int_equal(w.code, BT_RPC_UNIMPLEMENTED);
+    assert_int_equal(w.code, BT_RPC_INVALID_ARGUMENT);
+    assert_non_null(strstr(w.msg, "model"));
     stop_store();
 }
 

@@ -163,6 +163,11 @@ static void test_policy(void **state)
                      BT_RPC_ROLE_KVSTORE);
     assert_int_equal(bt_rpc_auth_method_roles("/baton.v1.KvStore/Commit") &
                      BT_RPC_ROLE_KVSTORE, 0);
+    /* a node reports statistics and reads plans, only the router re-plans */
+    assert_int_equal(bt_rpc_auth_method_roles("/baton.v1.KvStore/ReportExpertStats") &
+                     BT_RPC_ROLE_DECODE, BT_RPC_ROLE_DECODE);
+    assert_int_equal(bt_rpc_auth_method_roles("/baton.v1.KvStore/Rebalance"),
+                     BT_RPC_ROLE_ROUTER);
     /* client-facing and probes: not the control plane */
     assert_int_equal(bt_rpc_auth_method_roles("/baton.v1.Generate/Generate"), 0);
     assert_int_equal(bt_rpc_auth_method_roles("/baton.v1.Admin/Drain"), 0);
