@@ -314,26 +314,14 @@ def main():
     def big_one():
         bigs.append(collect(stub, request(pb, prompt=big))[0])
 
-    def tokenizing():
-        return nc.gauge(rh, "baton_router_prompts_tokenizing") or 0
-
     def requests_ended():
         _, body = nc.http_get(rh, "/metrics")
         return sum(float(x.rsplit(" ", 1)[1]) for x in body.splitlines()
                    if x.startswith("baton_router_requests_total{"))
     ended0 = requests_ended()
-    bts = [threading.Thread(target=big_one) for _ in range(3)]
-    for t in bts:
-        t.start()
-    deadline = time.time() + 60
-    while time.time() < deadline and tokenizing() < 3 and not bigs:
-        time.sleep(0.005)
+    bts = nc.hold_tokenizer(rh, big_one, 3, bigs)
     call = stub.Generate(request(pb, n=LONG), timeout=60)
-    deadline = time.time() + 60
-    seen = 0
-    while time.time() < deadline and seen < 4 and not bigs:
-        seen = max(seen, tokenizing())
-        time.sleep(0.005)
+    waited = nc.tokenizer_more(rh, 3, bigs)
     call.cancel()
     try:
         for _ in call:
@@ -341,20 +329,15 @@ def main():
         code = None
     except grpc.RpcError as e:
         code = e.code()
-    for t in bts:
-        t.join(120)
-    deadline = time.time() + 60
-    while time.time() < deadline and tokenizing() != 0:
-        time.sleep(0.05)
-    left = tokenizing()
+    left = nc.tokenizer_idle(rh, bts)
     inflight = nc.gauge(rh, "baton_router_inflight_requests")
     ended = requests_ended() - ended0
-    nc.tap(seen == 4 and code == grpc.StatusCode.CANCELLED and left == 0 and
+    nc.tap(waited and code == grpc.StatusCode.CANCELLED and left == 0 and
            inflight == 0 and ended == 0 and
            bigs == [grpc.StatusCode.INVALID_ARGUMENT] * 3,
            "cancel while the prompt waits for the tokenizer thread: CANCELLED, "
-           "no request started (%d prompts there; then %s; %s in flight, %s "
-           "ended; the long ones %s)" % (seen, left, inflight, ended, bigs))
+           "no request started (it waited: %s; then %s there, %s in flight, %s "
+           "ended; the long ones %s)" % (waited, left, inflight, ended, bigs))
     alive_and_clean("at the end")
     nc.finish(tmp)
 

@@ -430,39 +430,22 @@ def test_leave_while_tokenizing():
 
     def big_one():
         codes.append(post("/v1/completions", big)[0])
-
-    def tokenizing():
-        return nc.gauge(RH, "baton_router_prompts_tokenizing") or 0
-    bts = [threading.Thread(target=big_one) for _ in range(6)]
-    for t in bts:
-        t.start()
-    deadline = time.time() + 60
-    while time.time() < deadline and tokenizing() < 3 and not codes:
-        time.sleep(0.005)
+    bts = nc.hold_tokenizer(RH, big_one, 12, codes)
     body = json.dumps({"model": "tiny", "prompt": "hello", "max_tokens": 900,
                        "ignore_eos": True, "stream": True}).encode()
     s = socket.create_connection(("127.0.0.1", RH), timeout=30)
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nX-Request-Id: fh-pool-1\r\n"
               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
               % len(body) + body)
-    seen, before = 0, tokenizing()
-    deadline = time.time() + 60
-    while time.time() < deadline and seen <= before and not codes:
-        seen = max(seen, tokenizing())
-        time.sleep(0.005)
+    waited = nc.tokenizer_more(RH, 12, codes)
     s.close()
-    for t in bts:
-        t.join(120)
-    deadline = time.time() + 60
-    while time.time() < deadline and tokenizing() != 0:
-        time.sleep(0.05)
-    left = tokenizing()
-    nc.tap(seen > before and codes == [400] * 6 and left == 0 and
+    left = nc.tokenizer_idle(RH, bts)
+    nc.tap(waited and codes == [400] * 12 and left == 0 and
            not re.search(r"fh-pool-1.*admitted", router_log()) and
            nc.gauge(RH, "baton_router_inflight_requests") == 0,
            "a client leaving while its prompt waits for the tokenizer thread: "
-           "no request starts (%d prompts there, then %s; the long ones %s)"
-           % (seen, left, codes))
+           "no request starts (it waited: %s; then %s there; the long ones %s)"
+           % (waited, left, codes))
     normal_ok("a client left while its prompt waited")
 
 
