@@ -16,9 +16,13 @@
 #   - with perf installed (PROFILE=1, the default when it is): where the
 #     loop thread's time goes at $PROFILE_RATE requests/s, with the loop
 #     alone and with 3 tokenizer threads.
-# The four clusters stay up for the whole run and each rate is measured on
-# every one before the next rate, so the drift of a loaded machine falls
-# on all of them alike.
+# Every run sends the same seeded prompts, and a warm-up sends them once
+# first: the prefill node then finds them in its prefix cache, so the nodes
+# do little and the router's own work shows. The four clusters stay up for
+# the whole run and each rate is measured on every one before the next
+# rate, so the drift of a loaded machine falls on all of them alike. CPU
+# per request is the routers' on-CPU time over the run (schedstat) less
+# what they spend idle in as long (timers, heartbeats), per request.
 #   bench/cluster/run_router_bench.sh BUILD_DIR
 set -euo pipefail
 
@@ -27,10 +31,10 @@ BUILD=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LOCAL=$ROOT/deploy/local/baton-local
 BENCH=$BUILD/bench/cluster/baton-bench
-RATES=${RATES:-5 10 15 20 30}
-N=${N:-150} PROMPT=${PROMPT:-64} OUT=${OUT:-2} FORM=${FORM:-chat}
+RATES=${RATES:-10 20 40 80}
+N=${N:-200} PROMPT=${PROMPT:-64} OUT=${OUT:-2} FORM=${FORM:-chat}
 BOUND_MS=${BOUND_MS:-1000}
-PROFILE_RATE=${PROFILE_RATE:-15} PROFILE_S=${PROFILE_S:-15}
+PROFILE_RATE=${PROFILE_RATE:-40} PROFILE_S=${PROFILE_S:-10}
 if [ -z "${PROFILE:-}" ]; then
   PROFILE=0
   command -v perf >/dev/null 2>&1 && PROFILE=1
@@ -91,18 +95,33 @@ run() { # config load (a rate, or cN: closed loop, N concurrent): one run
   "$BENCH" --url "$(cat "$TMP/$c.urls")" --model "$MODEL_NAME" --json \
     --timeout 60s --deadline 5m --requests "$N" "${load[@]}" \
     --prompt-tokens "$PROMPT" --output-tokens "$OUT" --prompt-as "$FORM" \
-    --seed "${rate#c}" >"$TMP/$c-$rate.json" || true
+    --seed 1 >"$TMP/$c-$rate.json" || true
   t1=$(date +%s.%N)
   metrics "$c" >"$TMP/$c-$rate-m1.txt"
   after=$(cpu $(cat "$TMP/$c.pids"))
   echo "$before $after $t0 $t1" >"$TMP/$c-$rate.cpu"
 }
 
-# idle: what the nodes send each router when nothing happens
-for c in $CONFIGS; do metrics "$c" >"$TMP/$c-idle-m0.txt"; done
+# the prompts into every prefill node's cache
+for c in $CONFIGS; do
+  "$BENCH" --url "$(cat "$TMP/$c.urls")" --model "$MODEL_NAME" --timeout 60s \
+    --deadline 5m --requests "$N" --concurrency 4 --prompt-tokens "$PROMPT" \
+    --output-tokens 1 --prompt-as "$FORM" --seed 1 >/dev/null 2>&1 || true
+done
+echo "   prompts cached" >&2
+
+# idle: what the nodes send each router, and the routers' own CPU, when
+# nothing happens
+for c in $CONFIGS; do
+  metrics "$c" >"$TMP/$c-idle-m0.txt"
+  cpu $(cat "$TMP/$c.pids") >"$TMP/$c-idle.cpu0"
+done
 IDLE_T0=$(date +%s.%N)
 sleep 5
-for c in $CONFIGS; do metrics "$c" >"$TMP/$c-idle-m1.txt"; done
+for c in $CONFIGS; do
+  metrics "$c" >"$TMP/$c-idle-m1.txt"
+  cpu $(cat "$TMP/$c.pids") >"$TMP/$c-idle.cpu1"
+done
 IDLE_T1=$(date +%s.%N)
 
 for rate in $RATES; do
@@ -118,7 +137,7 @@ if [ "$PROFILE" = 1 ]; then
     "$BENCH" --url "$(cat "$TMP/$c.urls")" --model "$MODEL_NAME" --json \
       --timeout 60s --deadline 5m --requests $((PROFILE_RATE * (PROFILE_S + 4))) \
       --rate "$PROFILE_RATE" --prompt-tokens "$PROMPT" --output-tokens "$OUT" \
-      --prompt-as "$FORM" >/dev/null 2>&1 &
+      --prompt-as "$FORM" --seed 1 >/dev/null 2>&1 &
     bpid=$!
     sleep 1
     timeout -s INT "$PROFILE_S" perf record -q -F 499 --call-graph dwarf,16384 \
@@ -155,20 +174,28 @@ def counters(path):
         out[name] = out.get(name, 0.0) + float(value)
     return out
 
-print("router benchmark: %s requests per rate, %s-word %s prompts, %s output "
-      "tokens, TTFT bound p99 <= %.0f ms" % (n, prompt, form, out, bound))
+print("router benchmark: %s requests per rate, %s-word %s prompts (cached on "
+      "the prefill node), %s output tokens, TTFT bound p99 <= %.0f ms"
+      % (n, prompt, form, out, bound))
 print("%-4s %6s %8s %9s %9s %11s %11s" % ("cfg", "rate", "req/s", "ttft p50",
       "ttft p99", "loop ms/req", "cpu ms/req"))
 best = {}
+def idle_rate(c):  # on-CPU ns per wall second when idle: loop, process
+    a = [int(x) for x in open("%s/%s-idle.cpu0" % (tmp, c)).read().split()]
+    b = [int(x) for x in open("%s/%s-idle.cpu1" % (tmp, c)).read().split()]
+    return (b[0] - a[0]) / idle_t, (b[1] - a[1]) / idle_t
 for c in configs:
+    bg_loop, bg_all = idle_rate(c)
     for r in rates:
         j = load(c, r)
         if j is None:
             continue
-        b0l, b0a, b1l, b1a = [int(x) for x in open("%s/%s-%s.cpu" % (tmp, c, r)).read().split()[:4]]
+        f = open("%s/%s-%s.cpu" % (tmp, c, r)).read().split()
+        b0l, b0a, b1l, b1a = [int(x) for x in f[:4]]
+        wall = float(f[5]) - float(f[4])
         ok = max(j.get("ok", 0), 1)
-        loop_ms = (b1l - b0l) / 1e6 / ok
-        all_ms = (b1a - b0a) / 1e6 / ok
+        loop_ms = (b1l - b0l - bg_loop * wall) / 1e6 / ok
+        all_ms = (b1a - b0a - bg_all * wall) / 1e6 / ok
         p50, p99 = j["ttft_ms"]["p50"], j["ttft_ms"]["p99"]
         rps = j.get("req_s", 0.0)
         print("%-4s %6s %8.1f %9.0f %9.0f %11.2f %11.2f%s" % (
