@@ -45,11 +45,38 @@ bt_status_t bt_front_check_sampling(const Baton__V1__SamplingParams *sp,
 bt_status_t bt_front_check_bias(const Baton__V1__SamplingParams *sp,
                                 uint32_t vocab, char *err, size_t err_size);
 
-/* Validates, tokenizes and starts a request (both fronts). */
+/* front_start.c: validates, tokenizes and starts a request on the loop
+ * thread (both fronts). */
 bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
                            const bt_front_auth_t *auth, const bt_rreq_sink_t *sink,
                            void *sink_arg, bt_rreq_t **req_p, char *err,
                            size_t err_size);
+
+/* A start whose prompt is being tokenized on the worker pool. */
+typedef struct bt_front_job bt_front_job_t;
+/* On the loop thread, once: `s` and `err` as bt_front_start's, `req` the
+ * started request (BT_OK), `in` a copy of the request as given (NULL
+ * when it could not be made; gone when the callback returns). */
+typedef void (*bt_front_started_cb)(void *arg, bt_status_t s, bt_rreq_t *req,
+                                    const char *err,
+                                    const Baton__V1__GenerateRequest *in);
+/* bt_front_start with the tokenizer and the chat template on the router's
+ * pool (r->encode_pool): BT_IN_PROGRESS with *job_p set, and `started`
+ * comes later from the loop (never inside this call); sink calls come
+ * only after it. Any other status is bt_front_start's, done here (token
+ * ids in, no pool, a check failed, BT_ERR_EXHAUSTED when the pool's
+ * queue is full). `in` and `auth` are copied. */
+bt_status_t bt_front_start_async(bt_router_t *r,
+                                 const Baton__V1__GenerateRequest *in,
+                                 const bt_front_auth_t *auth,
+                                 const bt_rreq_sink_t *sink, void *sink_arg,
+                                 bt_front_started_cb started, void *started_arg,
+                                 bt_front_job_t **job_p, bt_rreq_t **req_p,
+                                 char *err, size_t err_size);
+/* The client left while its prompt was on the pool: `started` is never
+ * called and no request starts; the job frees itself when the worker
+ * hands it back. NULL-safe. */
+void bt_front_job_cancel(bt_front_job_t *job);
 
 /* front_lp.c: a choice's logprobs object (lp, created when NULL) and
  * where it stands: the JSON's rough size and the next token's

@@ -3,7 +3,6 @@
 #include "front.h"
 #include "model.h"
 #include "request.h"
-#include "response_format.h"
 
 #include "base/array.h"
 #include "base/log.h"
@@ -27,13 +26,16 @@ typedef struct {
  * Lifetime: three parties call into it (the request's sink, the call's
  * sent and cancel callbacks) and any of them can end the others from
  * inside its callback (a cancel ends the request, whose on_end ends the
- * call). Each entry point holds the stream for its duration; it is freed
+ * call). While the prompt is tokenized on the pool there is no request
+ * yet: a cancel then drops the job (it never starts one) and counts as
+ * the request's end. Each entry point holds the stream for its duration; it is freed
  * when the request and the call are both over, no send is due and no
  * entry point is still on the stack. */
 typedef struct {
     bt_router_t            *r;
     bt_rpc_call_t          *call;
     bt_rreq_t              *req;
+    bt_front_job_t         *job;        /* the prompt on the pool */
     uint32_t               *ids;        /* pending, not yet sent */
     size_t                  n_ids;
     size_t                  cap_ids;
@@ -373,6 +375,11 @@ static void bt_gen_cancel_cb(bt_rpc_call_t *call, void *arg)
     bt_gen_stream_t *g = arg;
 
     bt_gen_hold(g);
+    if (g->job != NULL) {
+        bt_front_job_cancel(g->job);
+        g->job = NULL;
+        g->ended = true;   /* no request will start */
+    }
     if (g->req != NULL) {
         bt_rreq_cancel(g->req, "the client cancelled the call");
     }
@@ -383,145 +390,31 @@ static void bt_gen_cancel_cb(bt_rpc_call_t *call, void *arg)
     bt_gen_release(g);
 }
 
-/* Turns the request's input into token ids. */
-static bt_status_t bt_front_tokens(bt_router_t *r,
-                                   const Baton__V1__GenerateRequest *in,
-                                   bt_tok_ids_t *ids, char *err, size_t err_size)
+/* The request started, or was refused (now or from the pool). */
+static void bt_gen_started(bt_gen_stream_t *g, bt_status_t s, const char *err)
 {
-    switch (in->input_case) {
-    case BATON__V1__GENERATE_REQUEST__INPUT_PROMPT:
-        if (in->prompt == NULL || in->prompt[0] == '\0') {
-            snprintf(err, err_size, "the prompt is empty");
-            return BT_ERR_INVALID_ARG;
+    if (s != BT_OK) {
+        if (!g->call_done) {
+            bt_rpc_call_fail(g->call, s, "%s", err);
         }
-        return bt_router_model_encode(r, in->prompt, strlen(in->prompt), ids, err,
-                                      err_size);
-    case BATON__V1__GENERATE_REQUEST__INPUT_CHAT:
-        if (in->chat == NULL || in->chat->n_messages == 0) {
-            snprintf(err, err_size, "the chat has no messages");
-            return BT_ERR_INVALID_ARG;
-        }
-        return bt_router_model_encode_chat(r, in->chat, ids, err, err_size);
-    case BATON__V1__GENERATE_REQUEST__INPUT_TOKENS: {
-        size_t i;
-
-        if (in->tokens == NULL || in->tokens->n_ids == 0) {
-            snprintf(err, err_size, "the prompt is empty");
-            return BT_ERR_INVALID_ARG;
-        }
-        for (i = 0; i < in->tokens->n_ids; i++) {
-            bt_status_t s = bt_tok_ids_push(ids, (int32_t)in->tokens->ids[i]);
-
-            if (s != BT_OK) {
-                snprintf(err, err_size, "the prompt has more than %zu tokens", ids->max);
-                return BT_ERR_INVALID_ARG;
-            }
-        }
-        return BT_OK;
-    }
-    default:
-        snprintf(err, err_size, "set one of prompt, chat or tokens");
-        return BT_ERR_INVALID_ARG;
+        g->ended = g->call_done = true;
+    } else if (!g->ended && g->echo && !g->want_lp) {
+        bt_gen_on_prompt(g->req, g, NULL, 0);   /* the prompt is ready */
     }
 }
 
-bt_status_t bt_front_check_sampling(const Baton__V1__SamplingParams *sp,
-                                    char *err, size_t err_size)
+static void bt_gen_started_cb(void *arg, bt_status_t s, bt_rreq_t *req,
+                              const char *err,
+                              const Baton__V1__GenerateRequest *in)
 {
-    if (sp == NULL) {
-        return BT_OK;
-    }
-#define BT_CHECK(_cond, ...) \
-    do { \
-        if (!(_cond)) { \
-            snprintf(err, err_size, __VA_ARGS__); \
-            return BT_ERR_INVALID_ARG; \
-        } \
-    } while (0)
-    BT_CHECK(sp->max_tokens >= 0, "max_tokens must be at least 1 (0 = the default)");
-    BT_CHECK(sp->temperature >= 0 && sp->temperature <= 100, "temperature must be in [0, 100]");
-    BT_CHECK(sp->top_p >= 0 && sp->top_p <= 1, "top_p must be in (0, 1]");
-    BT_CHECK(sp->top_k >= 0, "top_k must be >= 0");
-    BT_CHECK(sp->min_p >= 0 && sp->min_p <= 1, "min_p must be in [0, 1]");
-    BT_CHECK(sp->presence_penalty >= -2 && sp->presence_penalty <= 2,
-             "presence_penalty must be in [-2, 2]");
-    BT_CHECK(sp->frequency_penalty >= -2 && sp->frequency_penalty <= 2,
-             "frequency_penalty must be in [-2, 2]");
-    BT_CHECK(sp->repetition_penalty >= 0 && sp->repetition_penalty <= 10,
-             "repetition_penalty must be in (0, 10]");
-    BT_CHECK(sp->logprobs >= 0 && sp->logprobs <= BT_SAMPLE_MAX_LOGPROBS,
-             "logprobs must be in [0, %d]", BT_SAMPLE_MAX_LOGPROBS);
-    BT_CHECK(sp->n_stop <= BT_STOPSTR_MAX, "at most %d stop strings", BT_STOPSTR_MAX);
-    BT_CHECK(sp->n_stop_token_ids <= BT_SAMPLE_MAX_STOP_IDS - 1,
-             "at most %d stop token ids", BT_SAMPLE_MAX_STOP_IDS - 1);
-#undef BT_CHECK
-    return BT_OK;
-}
+    bt_gen_stream_t *g = arg;
 
-bt_status_t bt_front_start(bt_router_t *r, const Baton__V1__GenerateRequest *in,
-                           const bt_front_auth_t *auth, const bt_rreq_sink_t *sink,
-                           void *sink_arg, bt_rreq_t **req_p, char *err,
-                           size_t err_size)
-{
-    Baton__V1__SamplingParams def = BATON__V1__SAMPLING_PARAMS__INIT;
-    Baton__V1__SamplingParams sampling;
-    bt_rreq_params_t p;
-    bt_tok_ids_t ids;
-    bt_status_t s;
-
-    if (in->model == NULL || strcmp(in->model, bt_router_model_name(r)) != 0) {
-        snprintf(err, err_size, "the model '%s' does not exist; this router serves '%s'",
-                 in->model ? in->model : "", bt_router_model_name(r));
-        return BT_ERR_NOT_FOUND;
-    }
-    s = bt_front_check_sampling(in->sampling, err, err_size);
-    if (s == BT_OK && in->sampling != NULL) {
-        s = bt_response_format_check(in->sampling->response_format, err, err_size,
-                                     in->sampling->ignore_eos);
-    }
-    if (s != BT_OK) {
-        return s;
-    }
-    for (size_t i = 0; in->sampling != NULL && i < in->sampling->n_stop_token_ids; i++) {
-        uint32_t id = in->sampling->stop_token_ids[i];
-
-        if (id >= (uint32_t)bt_router_model_vocab_size(r)) {
-            snprintf(err, err_size, "stop_token_ids[%zu] = %u is outside the "
-                     "vocabulary of %d", i, id, bt_router_model_vocab_size(r));
-            return BT_ERR_INVALID_ARG;
-        }
-    }
-    s = bt_front_check_bias(in->sampling, (uint32_t)bt_router_model_vocab_size(r),
-                            err, err_size);
-    if (s != BT_OK) {
-        return s;
-    }
-    sampling = in->sampling ? *in->sampling : def;
-    /* proto zero values that mean "off" */
-    if (sampling.top_p == 0) {
-        sampling.top_p = 1;
-    }
-    if (sampling.repetition_penalty == 0) {
-        sampling.repetition_penalty = 1;
-    }
-    bt_tok_ids_init(&ids, bt_router_model_max_context(r));
-    s = bt_front_tokens(r, in, &ids, err, err_size);
-    if (s != BT_OK) {
-        bt_tok_ids_cleanup(&ids);
-        return s == BT_ERR_TOO_LARGE ? BT_ERR_INVALID_ARG : s;
-    }
-    memset(&p, 0, sizeof(p));
-    p.request_id = in->request_id;
-    p.tenant = auth ? auth->tenant : NULL;
-    p.salt = auth ? auth->salt : NULL;
-    p.salt_len = auth ? auth->salt_len : 0;
-    p.prompt = (const uint32_t *)ids.ids;
-    p.n_prompt = ids.n;
-    p.sampling = &sampling;
-    p.prompt_logprobs = in->echo && bt_sampling_wants_logprobs(in->sampling);
-    s = bt_rreq_start(r, &p, sink, sink_arg, req_p, err, err_size);
-    bt_tok_ids_cleanup(&ids);
-    return s;
+    (void)in;
+    bt_gen_hold(g);
+    g->job = NULL;
+    g->req = req;
+    bt_gen_started(g, s, err);
+    bt_gen_release(g);
 }
 
 static void bt_grpc_generate(bt_rpc_call_t *call, const ProtobufCMessage *msg,
@@ -551,15 +444,13 @@ static void bt_grpc_generate(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     g->echo = in->echo;
     bt_buf_init(&g->text, 16u << 20);
     bt_gen_hold(g);
-    s = bt_front_start(r, in, &auth, &bt_gen_sink, g, &g->req, err, sizeof(err));
-    if (s != BT_OK) {
-        bt_rpc_call_fail(call, s, "%s", err);
-        g->ended = g->call_done = true;
-    } else if (!g->ended) {
+    s = bt_front_start_async(r, in, &auth, &bt_gen_sink, g, bt_gen_started_cb, g,
+                             &g->job, &g->req, err, sizeof(err));
+    if (s == BT_OK || s == BT_IN_PROGRESS) {
         bt_rpc_call_set_cancel_cb(call, bt_gen_cancel_cb, g);
-        if (g->echo && !g->want_lp) {
-            bt_gen_on_prompt(g->req, g, NULL, 0);   /* the prompt is ready */
-        }
+    }
+    if (s != BT_IN_PROGRESS) {
+        bt_gen_started(g, s, err);
     }
     bt_gen_release(g);   /* frees it when the request ended inside start */
 }

@@ -24,6 +24,7 @@ typedef struct {
     bt_router_t            *r;
     bt_http_req_t          *http;         /* NULL once the client left */
     bt_rreq_t              *req;
+    bt_front_job_t         *job;          /* the prompt on the pool */
     bt_openai_kind_t        kind;
     bool                    stream;
     bool                    include_usage;
@@ -503,7 +504,10 @@ static void bt_http_closed(void *arg)
     bt_http_gen_t *g = arg;
 
     g->http = NULL;
-    if (g->req != NULL) {
+    if (g->job != NULL) {   /* no request yet: it never starts */
+        bt_front_job_cancel(g->job);
+        bt_http_gen_free(g);
+    } else if (g->req != NULL) {
         bt_rreq_cancel(g->req, "the client closed the connection");
     }
 }
@@ -537,6 +541,46 @@ static bt_status_t bt_http_tool_setup(bt_router_t *r, bt_http_gen_t *g,
     }
     g->n_tool_names = oreq->n_tool_names;
     return BT_OK;
+}
+
+/* The request started, or was refused (now or from the pool): what
+ * follows the start. `in`: the request as parsed (NULL only when
+ * refused). */
+static void bt_http_started(bt_http_gen_t *g, bt_status_t s, const char *err,
+                            const Baton__V1__GenerateRequest *in)
+{
+    bt_http_req_t *http = g->http;
+
+    if (s != BT_OK) {
+        bt_http_on_close(http, NULL, NULL);
+        bt_front_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model"
+                     : strncmp(err, "logit_bias", 10) == 0 ? "logit_bias" : NULL);
+        bt_http_gen_free(g);
+        return;
+    }
+    if (g->ended) {
+        bt_http_gen_free(g);
+        return;
+    }
+    if (g->echo && bt_http_echo_start(g, in) != BT_OK) {
+        bt_rreq_cancel(g->req, "response over the size limit"); /* frees g */
+        return;
+    }
+    snprintf(g->id, sizeof(g->id), "%s-%s",
+             g->kind == BT_OPENAI_CHAT ? "chatcmpl" : "cmpl", bt_rreq_id(g->req));
+    bt_http_add_header(http, "X-Request-Id", bt_rreq_id(g->req));
+    bt_http_on_close(http, bt_http_closed, g);
+}
+
+static void bt_http_started_cb(void *arg, bt_status_t s, bt_rreq_t *req,
+                               const char *err,
+                               const Baton__V1__GenerateRequest *in)
+{
+    bt_http_gen_t *g = arg;
+
+    g->job = NULL;
+    g->req = req;
+    bt_http_started(g, s, err, in);
 }
 
 static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
@@ -611,27 +655,15 @@ static void bt_http_generate(bt_http_req_t *http, bt_router_t *r,
         goto out;
     }
     g->starting = true;
-    s = bt_front_start(r, &oreq.gen, &auth, &bt_http_sink, g, &g->req, err,
-                       sizeof(err));
+    s = bt_front_start_async(r, &oreq.gen, &auth, &bt_http_sink, g,
+                             bt_http_started_cb, g, &g->job, &g->req, err,
+                             sizeof(err));
     g->starting = false;
-    if (s != BT_OK) {
-        bt_front_http_fail(http, s, err, s == BT_ERR_NOT_FOUND ? "model"
-                     : strncmp(err, "logit_bias", 10) == 0 ? "logit_bias" : NULL);
-        bt_http_gen_free(g);
-        goto out;
+    if (s == BT_IN_PROGRESS) {
+        bt_http_on_close(http, bt_http_closed, g);   /* drops the job */
+    } else {
+        bt_http_started(g, s, err, &oreq.gen);
     }
-    if (g->ended) {
-        bt_http_gen_free(g);
-        goto out;
-    }
-    if (g->echo && bt_http_echo_start(g, &oreq.gen) != BT_OK) {
-        bt_rreq_cancel(g->req, "response over the size limit"); /* frees g */
-        goto out;
-    }
-    snprintf(g->id, sizeof(g->id), "%s-%s",
-             kind == BT_OPENAI_CHAT ? "chatcmpl" : "cmpl", bt_rreq_id(g->req));
-    bt_http_add_header(http, "X-Request-Id", bt_rreq_id(g->req));
-    bt_http_on_close(http, bt_http_closed, g);
 out:
     bt_buf_cleanup(&body);
     bt_arena_destroy(arena);

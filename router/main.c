@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "base/opts.h"
+#include "base/tpool.h"
 #include "bt_config.h"
 #include "daemon/daemon.h"
 #include "rpc/addr.h"
@@ -84,6 +85,9 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_INT, 0, 1000000, NULL, O(http.max_connections) },
     { "prefix-index-entries", 0, NULL, "1000000", "block hashes the router tracks for prefix-aware routing",
       BT_OPT_INT, 16, 100000000, NULL, O(c.prefix_index_entries) },
+    { "threads", 'j', NULL, "2", "worker threads that tokenize prompts and render "
+      "chat templates; 0: the event loop's thread does it",
+      BT_OPT_INT, 0, 64, NULL, O(c.threads) },
     { "drain-timeout", 0, NULL, "30s", "on SIGTERM, how long requests in flight may finish",
       BT_OPT_DURATION, 0, 3600000, NULL, O(c.drain_timeout_ms) },
     { "api-keys", 0, NULL, NULL, "JSON file of API keys and their tenants (auth off without it)",
@@ -156,12 +160,21 @@ static void bt_router_drain(void *arg)
 
 static size_t bt_router_inflight(void *arg)
 {
-    return ((bt_router_t *)arg)->n_inflight;
+    bt_router_t *r = arg;
+
+    return r->n_inflight + r->n_encoding;
 }
 
 static void bt_router_stop(void *arg)
 {
-    bt_router_readiness_stop(arg);
+    bt_router_t *r = arg;
+
+    bt_router_readiness_stop(r);
+    /* prompts still on the pool come back refused (the servers are still
+     * there to answer them) */
+    r->draining = true;
+    bt_tpool_destroy(r->encode_pool);
+    r->encode_pool = NULL;
 }
 
 static void bt_router_release(void *arg)
@@ -274,6 +287,14 @@ int main(int argc, char **argv)
                                      (uint64_t)o.c.heartbeat_timeout_ms);
     if (s != BT_OK || r->registry == NULL || r->traces == NULL) {
         goto out;
+    }
+    if (o.c.threads > 0) {
+        /* one waiting prompt per request the router may hold */
+        r->encode_pool = bt_tpool_create(r->base, (int)o.c.threads,
+                                         (size_t)o.c.max_inflight);
+        if (r->encode_pool == NULL) {
+            goto out;
+        }
     }
     s = bt_router_model_load(r, o.c.model_dir, o.c.model_name, o.chat_template,
                              err, sizeof(err));

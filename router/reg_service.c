@@ -227,6 +227,19 @@ static void bt_reg_kv_events(bt_reg_stream_t *st, const Baton__V1__KvEvents *kv)
 static void bt_reg_start(bt_rpc_call_t *call, const ProtobufCMessage *req, void *arg);
 static void bt_reg_cancel(bt_rpc_call_t *call, void *arg);
 
+/* What every node costs each router it registers with (the overhead of
+ * router replicas, docs/internals/router.md). */
+static void bt_reg_count(bt_router_t *r, const Baton__V1__NodeMessage *msg)
+{
+    int k = msg->kind_case == BATON__V1__NODE_MESSAGE__KIND_HELLO ? 0
+            : msg->kind_case == BATON__V1__NODE_MESSAGE__KIND_STATUS ? 1
+            : msg->kind_case == BATON__V1__NODE_MESSAGE__KIND_KV_EVENTS ? 2 : 3;
+
+    bt_counter_inc(r->m.node_msgs[k]);
+    bt_counter_add(r->m.node_msg_bytes[k],
+                   (double)baton__v1__node_message__get_packed_size(msg));
+}
+
 static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *arg)
 {
     bt_reg_stream_t *st = bt_rpc_call_ctx(call);
@@ -240,6 +253,7 @@ static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *ar
         free(st);
         return;
     }
+    bt_reg_count(st->r, msg);
     if (st->node == NULL || !st->node->live || st->r->node_gen[st->node->slot] != st->gen) {
         if (msg->kind_case != BATON__V1__NODE_MESSAGE__KIND_HELLO || st->gen != 0) {
             bt_rpc_call_fail(call, BT_ERR_INVALID_ARG,

@@ -59,6 +59,7 @@ typedef struct {
     uint64_t    max_body;
     int64_t     prefix_index_entries;
     int64_t     drain_timeout_ms;
+    int64_t     threads;             /* tokenizer workers; 0: the loop */
     const char *log_level;
     int         log_format;
     bool        access_log;          /* a log line per HTTP request */
@@ -98,6 +99,11 @@ typedef struct {
     bt_histogram_t *itl;
     bt_histogram_t *queue_time;         /* admitted → first sent to nodes */
     bt_histogram_t *prefill_time;       /* first sent to nodes → first token */
+    /* Register streams' messages from nodes by kind (hello, status,
+     * kv_events, other) and their protobuf bytes */
+    bt_counter_t   *node_msgs[4];
+    bt_counter_t   *node_msg_bytes[4];
+    bt_gauge_t     *tokenizing;         /* prompts on the encode pool */
     bt_histogram_t *decode_time;        /* first token → last token */
 } bt_router_metrics_t;
 
@@ -135,6 +141,10 @@ typedef struct bt_router {
     bt_router_admin_t   *admin;        /* baton.v1.Admin's handlers */
     uint64_t             http_started_s; /* the `created` of /v1/models */
     bool                 draining;
+    /* front_start.c: prompts tokenized off the loop (NULL: on it) and
+     * the starts waiting there */
+    struct bt_tpool     *encode_pool;
+    size_t               n_encoding;
     int                  grpc_bound_port;
     int                  http_bound_port;
     bt_traces_t         *traces;       /* request traces (trace.h); NULL: off */

@@ -40,6 +40,17 @@ static void bt_router_metrics_node_init(bt_router_t *r, const char *model)
             bt_metrics_labels(labels, sizeof(labels), "model_name", model,
                               "role", bt_role_names[role], NULL));
     }
+    for (int k = 0; k < 4; k++) {
+        static const char *const kinds[4] = { "hello", "status", "kv_events", "other" };
+
+        bt_metrics_labels(labels, sizeof(labels), "kind", kinds[k], NULL);
+        r->m.node_msgs[k] = bt_metrics_counter(
+            m, "baton_router_node_messages_total", "messages nodes sent this "
+            "router on their Register streams (heartbeats are status)", labels);
+        r->m.node_msg_bytes[k] = bt_metrics_counter(
+            m, "baton_router_node_message_bytes_total", "protobuf bytes of "
+            "those messages", labels);
+    }
     r->m.node_expiries = bt_metrics_counter(m, "baton_router_node_expiries_total",
                                             "nodes dropped for missed heartbeats", NULL);
     r->m.leases_lost = bt_metrics_counter(m, "baton_router_leases_lost_total",
@@ -108,6 +119,9 @@ void bt_router_metrics_init(bt_router_t *r)
                           "kvstore", NULL));
     r->m.inflight = bt_metrics_gauge(m, "baton_router_inflight_requests",
                                      "requests in progress", NULL);
+    r->m.tokenizing = bt_metrics_gauge(m, "baton_router_prompts_tokenizing",
+                                       "prompts waiting for or on the tokenizer "
+                                       "threads (--threads)", NULL);
     r->m.queued = bt_metrics_gauge(m, "baton_router_queued_requests",
                                    "requests waiting for a node", NULL);
     r->m.running = bt_metrics_gauge(m, "baton_router_requests_running",

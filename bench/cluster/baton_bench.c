@@ -20,7 +20,9 @@
  *   baton-bench --url http://127.0.0.1:8000 --model M --requests N
  *               (--concurrency C | --rate R) --prompt-tokens P
  *               --output-tokens O [--slo-ttft MS --slo-tpot MS] [--json]
- *               [--out DIR] */
+ *               [--out DIR] [--prompt-as ids|text|chat]
+ * --url takes several routers, comma-separated (request i goes to router
+ * i mod n); --prompt-as text|chat makes the router tokenize. */
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/opts.h"
@@ -55,10 +57,17 @@ typedef struct {
     const char *out;          /* folder for report.json, report.md, CDFs */
     const char *title;
     bool        progress;
+    int         prompt_as;    /* BENCH_PROMPT_* */
 } bench_cfg_t;
 
+/* --prompt-as: how the workload's prompt ids are sent. `text` and `chat`
+ * make the router tokenize (and render the chat template): each id
+ * becomes a word, so the same seed sends the same text. */
+enum { BENCH_PROMPT_IDS, BENCH_PROMPT_TEXT, BENCH_PROMPT_CHAT };
+
 static const bt_opt_t bench_opts[] = {
-    {"url", 0, "BATON_BENCH_URL", NULL, "router http base url (http://host:port)",
+    {"url", 0, "BATON_BENCH_URL", NULL, "router http base url (http://host:port); "
+     "several, comma-separated, share the requests round-robin",
      BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, url)},
     {"model", 0, "BATON_BENCH_MODEL", "builtin", "model name sent in each request",
      BT_OPT_STRING, 0, 0, NULL, offsetof(bench_cfg_t, model)},
@@ -83,6 +92,10 @@ static const bt_opt_t bench_opts[] = {
     {"progress", 0, "BATON_BENCH_PROGRESS", "false",
      "show progress on stderr even when it is not a terminal", BT_OPT_BOOL,
      0, 0, NULL, offsetof(bench_cfg_t, progress)},
+    {"prompt-as", 0, "BATON_BENCH_PROMPT_AS", "ids",
+     "send prompts as token ids, text (/v1/completions) or chat "
+     "(/v1/chat/completions): one word per workload id",
+     BT_OPT_ENUM, 0, 0, "ids|text|chat", offsetof(bench_cfg_t, prompt_as)},
 };
 
 typedef struct bench bench_t;
@@ -103,11 +116,14 @@ typedef struct {
     bool                     finished;
 } stream_t;
 
+#define BENCH_MAX_URLS 8
+
 struct bench {
     bench_cfg_t        cfg;
     struct event_base *base;
-    char              *host;
-    int                port;
+    char              *hosts[BENCH_MAX_URLS]; /* --url's routers, request i to i % n */
+    int                ports[BENCH_MAX_URLS];
+    int                n_urls;
     char               path[64];
     bt_wl_t            wl;
     int64_t            n;            /* requests in the workload */
@@ -258,7 +274,9 @@ static void on_line(stream_t *s, const char *line, size_t len)
     choices = json_object_get(root, "choices");
     if (json_is_array(choices) && json_array_size(choices) > 0) {
         json_t *c = json_array_get(choices, 0);
-        json_t *text = json_object_get(c, "text");
+        json_t *delta = json_object_get(c, "delta");
+        json_t *text = json_is_object(delta) ? json_object_get(delta, "content")
+                       : json_object_get(c, "text");
         json_t *fin = json_object_get(c, "finish_reason");
 
         if ((json_is_string(text) && json_string_length(text) > 0) ||
@@ -331,22 +349,66 @@ static void done_cb(struct evhttp_request *req, void *arg)
     stream_finish(s, s->done_seen && !s->failed);
 }
 
+/* The prompt's ids as words: " " and the id in base 26 letters. */
+static char *prompt_words(const int32_t *ids, uint32_t n)
+{
+    char *out = malloc((size_t)n * 9 + 1), *p = out;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)ids[i];
+
+        *p++ = ' ';
+        do {
+            *p++ = (char)('a' + v % 26);
+            v /= 26;
+        } while (v > 0);
+    }
+    *p = '\0';
+    return out;
+}
+
+static json_t *prompt_json(bench_t *b, const int32_t *prompt, uint32_t n)
+{
+    json_t *ids;
+    char   *words;
+
+    if (b->cfg.prompt_as == BENCH_PROMPT_IDS) {
+        ids = json_array();
+        for (uint32_t i = 0; ids != NULL && i < n; i++) {
+            json_array_append_new(ids, json_integer(prompt[i]));
+        }
+        return ids;
+    }
+    words = prompt_words(prompt, n);
+    ids = words != NULL ? json_string(words) : NULL;
+    free(words);
+    if (ids != NULL && b->cfg.prompt_as == BENCH_PROMPT_CHAT) {
+        return json_pack("[{s:s, s:o}]", "role", "user", "content", ids);
+    }
+    return ids;
+}
+
 static char *build_body(bench_t *b, int64_t idx)
 {
-    json_t *root = json_object(), *ids = json_array();
+    json_t *root = json_object(), *ids = NULL;
     const bt_wl_req_t *r = &b->wl.reqs[idx];
     int32_t *prompt = malloc((size_t)r->n_prompt * sizeof(int32_t));
     char   *text = NULL;
 
-    if (root == NULL || ids == NULL || prompt == NULL) {
+    if (root == NULL || prompt == NULL) {
         goto err_out;
     }
     bt_wl_prompt(&b->wl, (size_t)idx, prompt);
-    for (uint32_t i = 0; i < r->n_prompt; i++) {
-        json_array_append_new(ids, json_integer(prompt[i]));
+    ids = prompt_json(b, prompt, r->n_prompt);
+    if (ids == NULL) {
+        goto err_out;
     }
     json_object_set_new(root, "model", json_string(b->cfg.model));
-    json_object_set(root, "prompt", ids);
+    json_object_set(root, b->cfg.prompt_as == BENCH_PROMPT_CHAT ? "messages"
+                    : "prompt", ids);
     json_object_set_new(root, "max_tokens", json_integer(r->max_tokens));
     json_object_set_new(root, "temperature", json_real(0.0));
     json_object_set_new(root, "ignore_eos", json_true());
@@ -379,8 +441,9 @@ static void issue_next(bench_t *b)
     b->in_flight++;
     s->line = malloc(BENCH_MAX_LINE);
     body = build_body(b, s->idx);
-    s->conn = evhttp_connection_base_new(b->base, NULL, b->host,
-                                         (unsigned short)b->port);
+    s->conn = evhttp_connection_base_new(b->base, NULL,
+                                         b->hosts[s->idx % b->n_urls],
+                                         (unsigned short)b->ports[s->idx % b->n_urls]);
     if (s->line == NULL || body == NULL || s->conn == NULL) {
         note_error(b, "out of memory");
         free(body);
@@ -400,7 +463,7 @@ static void issue_next(bench_t *b)
     evhttp_request_set_chunked_cb(req, chunk_cb);
     hdr = evhttp_request_get_output_headers(req);
     snprintf(len, sizeof(len), "%zu", strlen(body));
-    evhttp_add_header(hdr, "Host", b->host);
+    evhttp_add_header(hdr, "Host", b->hosts[s->idx % b->n_urls]);
     evhttp_add_header(hdr, "Content-Type", "application/json");
     evhttp_add_header(hdr, "Accept", "text/event-stream");
     evhttp_add_header(hdr, "Connection", "close");
@@ -530,29 +593,61 @@ static int report(bench_t *b)
     return 0;
 }
 
-static bool parse_url(bench_t *b)
+/* One http://host[:port] of --url's comma-separated list. */
+static bool parse_one_url(bench_t *b, const char *url)
 {
-    struct evhttp_uri *uri = evhttp_uri_parse(b->cfg.url);
+    struct evhttp_uri *uri = evhttp_uri_parse(url);
     const char        *scheme, *host;
 
-    if (uri == NULL) {
+    if (uri == NULL || b->n_urls == BENCH_MAX_URLS) {
         goto err_bad;
     }
     scheme = evhttp_uri_get_scheme(uri);
     host = evhttp_uri_get_host(uri);
     if (scheme == NULL || strcmp(scheme, "http") != 0 || host == NULL ||
         strlen(host) > 255) {
-        evhttp_uri_free(uri);
         goto err_bad;
     }
-    b->host = strdup(host);
-    b->port = evhttp_uri_get_port(uri) > 0 ? evhttp_uri_get_port(uri) : 80;
-    snprintf(b->path, sizeof(b->path), "/v1/completions");
+    b->hosts[b->n_urls] = strdup(host);
+    b->ports[b->n_urls] = evhttp_uri_get_port(uri) > 0 ? evhttp_uri_get_port(uri) : 80;
     evhttp_uri_free(uri);
-    return b->host != NULL;
+    return b->hosts[b->n_urls++] != NULL;
 err_bad:
-    fprintf(stderr, "baton-bench: --url must be http://host[:port]\n");
+    if (uri != NULL) {
+        evhttp_uri_free(uri);
+    }
     return false;
+}
+
+static bool parse_url(bench_t *b)
+{
+    char *list = strdup(b->cfg.url), *save = NULL;
+    bool ok = list != NULL;
+
+    for (char *u = list ? strtok_r(list, ",", &save) : NULL; ok && u != NULL;
+         u = strtok_r(NULL, ",", &save)) {
+        ok = parse_one_url(b, u);
+    }
+    free(list);
+    if (!ok || b->n_urls == 0) {
+        for (int i = 0; i < b->n_urls; i++) {
+            free(b->hosts[i]);
+        }
+        b->n_urls = 0;
+        fprintf(stderr, "baton-bench: --url must be http://host[:port], or up "
+                "to %d of them separated by commas\n", BENCH_MAX_URLS);
+        return false;
+    }
+    snprintf(b->path, sizeof(b->path), "%s", b->cfg.prompt_as == BENCH_PROMPT_CHAT
+             ? "/v1/chat/completions" : "/v1/completions");
+    return true;
+}
+
+static void free_urls(bench_t *b)
+{
+    for (int i = 0; i < b->n_urls; i++) {
+        free(b->hosts[i]);
+    }
 }
 
 int main(int argc, char **argv)
@@ -583,7 +678,7 @@ int main(int argc, char **argv)
 
         if (bt_wl_build(&b.cfg.wl, &b.wl, err, sizeof(err)) != 0) {
             fprintf(stderr, "baton-bench: %s\n", err);
-            free(b.host);
+            free_urls(&b);
             return 2;
         }
     }
@@ -654,7 +749,7 @@ err_free:
     free(b.streams);
     free(b.recs);
     free(b.itl);
-    free(b.host);
+    free_urls(&b);
     bt_wl_free(&b.wl);
     return rc;
 }

@@ -66,6 +66,7 @@ static void *bt_tpool_worker(void *arg)
     bt_tpool_t *pool = arg;
     const uint64_t one = 1;
 
+    pthread_setname_np(pthread_self(), "bt-pool"); /* top -H, perf, /proc */
     for (;;) {
         bt_tpool_task_t *task;
         ssize_t n;

@@ -3,7 +3,10 @@
 python3-grpcio calls baton.v1.Generate on a router + prefill + decode
 cluster the way applications do, with deadlines that fire before and
 during a stream, cancel() mid-stream, oversized messages, stop strings,
-client request ids, health checks and bad chat roles. After each case the
+client request ids, health checks and bad chat roles; prompts tokenized
+on the router's worker thread (--threads 1) give the tokens the loop's
+Tokenize gives, and a call cancelled while its prompt waits for that
+thread starts nothing. After each case the
 router is still the same process, every KV block is back in the decode
 node's pool and a normal request answers; no daemon logs the clients that
 left as a warning or an error.
@@ -82,7 +85,8 @@ def main():
     pb, pb_grpc, hpb, hpb_grpc = stubs(tempfile.mkdtemp(dir=tmp))
     router, rg, rh = nc.start("router", [os.path.join(BUILD, "router/baton-router"),
                                          "--model", model, "--grpc-port", "0",
-                                         "--http-port", "0", "--heartbeat", "100ms"],
+                                         "--http-port", "0", "--heartbeat", "100ms",
+                                         "--threads", "1"],
                               env, tmp)
     target = "ipv4:127.0.0.1:%d" % rg
     common = ["--model", model, "--router", target, "--threads", "1"]
@@ -278,6 +282,64 @@ def main():
     nc.tap("tokens" in detail and "context" in detail and "too large" != detail.strip(),
            "a prompt over the context says how many tokens against the context (%r)"
            % detail[:120])
+    # 10. prompts go through the tokenizer thread: the same ids as the
+    # loop's Tokenize, so the same tokens; chat too
+    prompt = "The quick brown fox jumps over the lazy dog " * 6
+    ids = stub.Tokenize(pb.TokenizeRequest(model="tiny", prompt=prompt,
+                                           add_special_tokens=True), timeout=10).token_ids
+    by_ids = pb.GenerateRequest(model="tiny", tokens=pb.TokenIds(ids=ids))
+    by_ids.sampling.max_tokens, by_ids.sampling.ignore_eos = 12, True
+    c1, t1, f1 = collect(stub, request(pb, prompt=prompt, n=12))
+    c2, t2, f2 = collect(stub, by_ids)
+    nc.tap(c1 is None and c2 is None and t1 == t2 and t1 and
+           f1.usage.prompt_tokens == len(ids) == f2.usage.prompt_tokens,
+           "a prompt tokenized on the worker thread: the tokens of Tokenize "
+           "(%d prompt tokens, the same %d-byte text)" % (len(ids), len(t1)))
+    chat = pb.ChatMessages(add_generation_prompt=True)
+    m = chat.messages.add()
+    m.role, m.content = "user", prompt
+    cids = stub.Tokenize(pb.TokenizeRequest(model="tiny", chat=chat), timeout=10).token_ids
+    by_chat = pb.GenerateRequest(model="tiny", chat=chat)
+    by_chat.sampling.max_tokens, by_chat.sampling.ignore_eos = 12, True
+    by_cids = pb.GenerateRequest(model="tiny", tokens=pb.TokenIds(ids=cids))
+    by_cids.sampling.max_tokens, by_cids.sampling.ignore_eos = 12, True
+    c1, t1, _ = collect(stub, by_chat)
+    c2, t2, _ = collect(stub, by_cids)
+    nc.tap(c1 is None and c2 is None and t1 == t2 and t1,
+           "a chat rendered and tokenized on the worker thread: the tokens of Tokenize")
+
+    # 11. a call cancelled while its prompt waits behind long ones on the
+    # one tokenizer thread: nothing starts, nothing leaks, the rest goes on
+    big = "word " * 700000   # 3.5 MB over the context: a slow refusal
+    bigs = []
+
+    def big_one():
+        bigs.append(collect(stub, request(pb, prompt=big))[0])
+
+    def requests_ended():
+        _, body = nc.http_get(rh, "/metrics")
+        return sum(float(x.rsplit(" ", 1)[1]) for x in body.splitlines()
+                   if x.startswith("baton_router_requests_total{"))
+    ended0 = requests_ended()
+    bts = nc.hold_tokenizer(rh, big_one, 3, bigs)
+    call = stub.Generate(request(pb, n=LONG), timeout=60)
+    waited = nc.tokenizer_more(rh, 3, bigs)
+    call.cancel()
+    try:
+        for _ in call:
+            pass
+        code = None
+    except grpc.RpcError as e:
+        code = e.code()
+    left = nc.tokenizer_idle(rh, bts)
+    inflight = nc.gauge(rh, "baton_router_inflight_requests")
+    ended = requests_ended() - ended0
+    nc.tap(waited and code == grpc.StatusCode.CANCELLED and left == 0 and
+           inflight == 0 and ended == 0 and
+           bigs == [grpc.StatusCode.INVALID_ARGUMENT] * 3,
+           "cancel while the prompt waits for the tokenizer thread: CANCELLED, "
+           "no request started (it waited: %s; then %s there, %s in flight, %s "
+           "ended; the long ones %s)" % (waited, left, inflight, ended, bigs))
     alive_and_clean("at the end")
 
     # 10. a client going away is normal: no daemon logs a warning or an

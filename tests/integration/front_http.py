@@ -14,7 +14,9 @@ flag, spoken to over raw sockets and http.client:
   after the header timeout while normal traffic goes on; the idle
   timeout; the connection cap (503 + Retry-After);
 - HTTP/1.0 keep-alive streaming: no Content-Length, ends at the close;
-- null fields, OpenAI's ignored fields, /v1/models/{id}, `created`.
+- null fields, OpenAI's ignored fields, /v1/models/{id}, `created`;
+- a client that leaves while its prompt waits for the tokenizer thread
+  (--threads 1) starts no request.
 After each case that drops a client, a normal request still succeeds.
 
 usage: front_http.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
@@ -419,6 +421,34 @@ def test_openai_conventions():
            "/v1/models/nope: 404 in OpenAI's error shape (%d)" % st, body[:200])
 
 
+def test_leave_while_tokenizing():
+    # long prompts over the context hold the one tokenizer thread; a
+    # stream's client leaves while its prompt waits behind them
+    big = json.dumps({"model": "tiny", "prompt": "word " * 50000,
+                      "max_tokens": 4}).encode()
+    codes = []
+
+    def big_one():
+        codes.append(post("/v1/completions", big)[0])
+    bts = nc.hold_tokenizer(RH, big_one, 12, codes)
+    body = json.dumps({"model": "tiny", "prompt": "hello", "max_tokens": 900,
+                       "ignore_eos": True, "stream": True}).encode()
+    s = socket.create_connection(("127.0.0.1", RH), timeout=30)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nX-Request-Id: fh-pool-1\r\n"
+              b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+              % len(body) + body)
+    waited = nc.tokenizer_more(RH, 12, codes)
+    s.close()
+    left = nc.tokenizer_idle(RH, bts)
+    nc.tap(waited and codes == [400] * 12 and left == 0 and
+           not re.search(r"fh-pool-1.*admitted", router_log()) and
+           nc.gauge(RH, "baton_router_inflight_requests") == 0,
+           "a client leaving while its prompt waits for the tokenizer thread: "
+           "no request starts (it waited: %s; then %s there; the long ones %s)"
+           % (waited, left, codes))
+    normal_ok("a client left while its prompt waited")
+
+
 def main():
     global RH, DH, TMP
     tmp, model, env = nc.setup("baton-front-http-")
@@ -430,7 +460,8 @@ def main():
                                     "--max-body", "256K",
                                     "--http-header-timeout", "1s",
                                     "--http-idle-timeout", "2s",
-                                    "--http-max-connections", "25"], env, tmp)
+                                    "--http-max-connections", "25",
+                                    "--threads", "1"], env, tmp)
     target = "ipv4:127.0.0.1:%d" % rg
     common = ["--model", model, "--router", target, "--threads", "1"]
     nc.start("prefill", [os.path.join(BUILD, "prefill_node/baton-prefill")] + common
@@ -447,6 +478,7 @@ def main():
     test_openai_conventions()
     test_slow_loris()
     test_connection_cap()
+    test_leave_while_tokenizing()
     nc.finish(tmp)
 
 

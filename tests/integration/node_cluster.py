@@ -133,6 +133,49 @@ def gauge(port, name):
     return None
 
 
+def tokenizing(port):
+    """Prompts on or waiting for the router's tokenizer threads."""
+    return gauge(port, "baton_router_prompts_tokenizing") or 0
+
+
+def hold_tokenizer(port, send, n, answers):
+    """Starts n threads, each calling send() (a request whose long prompt
+    keeps the router's tokenizer thread busy; it appends its answer to
+    `answers`), and waits until every one reached the tokenizer (on it or
+    answered). Returns the threads."""
+    threads = [threading.Thread(target=send) for _ in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and tokenizing(port) + len(answers) < n:
+        time.sleep(0.005)
+    return threads
+
+
+def tokenizer_more(port, n, answers):
+    """After hold_tokenizer: waits until one more prompt than its n reached
+    the tokenizer (a request sent since waits there), or all n were
+    answered first; true in the first case. An answer is appended after
+    its prompt left the gauge, so the sum never counts one twice."""
+    deadline = time.time() + 120
+    while time.time() < deadline and len(answers) < n:
+        if tokenizing(port) + len(answers) > n:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def tokenizer_idle(port, threads, secs=60):
+    """Joins the threads of hold_tokenizer and waits until no prompt is
+    left on the tokenizer threads; returns how many are."""
+    for t in threads:
+        t.join(120)
+    deadline = time.time() + secs
+    while time.time() < deadline and tokenizing(port) != 0:
+        time.sleep(0.05)
+    return tokenizing(port)
+
+
 def model_gauge(port, name):
     """The value of `name`'s series labelled with a model_name (the nodes'
     per-request series), None when there is none."""
