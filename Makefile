@@ -5,6 +5,7 @@
 #   make down    stop what `make up` started
 #   make fault   the fault matrix: TRIALS (100) per fault kind, SEED (1)
 #   make soak    load with a fault every 30s for DURATION (30m); fails on growth
+#   make leaks   the soak's cluster under ASan: LOADS (40) loads, SIGTERM, LeakSanitizer
 #   make asan    the whole integration suite under ASan+UBSan (build-asan)
 #   make tsan    the threaded code's tests under ThreadSanitizer (build-tsan)
 #   make bench   build and run the benchmarks
@@ -20,6 +21,7 @@ TSAN_BUILD ?= build-tsan
 TRIALS     ?= 100
 SEED       ?= 1
 DURATION   ?= 30m
+LOADS      ?= 40
 MESON_ARGS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_TIME  ?= 300
@@ -44,7 +46,7 @@ TSAN_TESTS = base/loop rpc/rpc rpc/stress rpc/tls kvstore/store kvstore/disk \
 	kvstore/events node/lifecycle node/xstats daemon/daemon engine/forward_det \
 	node/cluster-shm kvstore/cluster-shm
 
-.PHONY: all deps build test test-unit test-asan fault soak asan tsan up down bench fuzz image image-test clean
+.PHONY: all deps build test test-unit test-asan fault soak leaks asan tsan up down bench fuzz image image-test clean
 
 all: build
 
@@ -79,6 +81,13 @@ fault: deps build
 soak: deps build
 	BATON_BUILD_ROOT=$(CURDIR)/$(BUILD) tests/fault/soak.py --duration $(DURATION) \
 		--seed $(SEED)
+
+leaks: deps build $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD) -j $(JOBS) router/baton-router decode_node/baton-decode \
+		prefill_node/baton-prefill kvstore/baton-kvstore cli/batonctl tools/baton-run \
+		tools/baton-mkmodel
+	$(SANITIZER_ENV) BATON_BUILD_ROOT=$(CURDIR)/$(ASAN_BUILD) tests/fault/leak_check.py \
+		--loads $(LOADS) --seed $(SEED)
 
 asan: deps build $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) -j $(JOBS)

@@ -5,8 +5,9 @@
  *
  * The front end (gRPC or HTTP) gives a tokenized request and a sink; the
  * request calls the sink with text deltas and exactly once with the end.
- * Failures: P fails → retry on another P with the same reservation; D
- * fails → reserve on another D and re-prefill prompt + generated tokens
+ * Failures: P fails → cancel D's stream, place again with a new
+ * reservation and another P (never the same blocks: D may compute from
+ * them already); D fails → reserve on another D and re-prefill prompt + generated tokens
  * (the text continues exactly: sampling is keyed by position).
  *
  * Room: selection counts the decode blocks reserved since a node's last

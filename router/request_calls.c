@@ -113,14 +113,38 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
                req->n_prompt + req->n_gen);
 }
 
-/* Another prefill node, same decode node and reservation. */
+/* Ends the calls on the request's pair and lets go of the pair and its
+ * reservation, before the request is placed again. */
+static void bt_rreq_unplace(bt_rreq_t *req)
+{
+    if (req->p_call != NULL) {
+        bt_rreq_call_cancel(req, req->p_call);
+        req->p_call_seq++; /* its callback is stale now */
+        req->p_call = NULL;
+    }
+    if (req->d_call != NULL) {
+        bt_rreq_call_cancel(req, req->d_call);
+        req->d_call_seq++;
+        req->d_call = NULL;
+    }
+    bt_rreq_renew_stop(req);
+    bt_rreq_release_nodes(req);
+    if (req->resv != NULL) {
+        baton__v1__reservation__free_unpacked(req->resv, NULL);
+        req->resv = NULL;
+    }
+}
+
+/* Another prefill node and a new reservation. The failed one may have
+ * died after its last write, with the decode node already computing from
+ * those blocks (its first token not at the router yet): a retry into the
+ * same reservation would overwrite them. So the decode stream is
+ * cancelled (the node frees a running sequence, or fences a lease still
+ * waiting, its blocks held until the old writer's fence) and the request
+ * is placed again, the failed prefill node excluded. */
 static void bt_rreq_retry_prefill(bt_rreq_t *req, const char *why)
 {
     bt_router_t *r = req->r;
-    bt_select_result_t sel;
-    bt_select_req_t sreq;
-    char err[256];
-    bt_status_t s;
 
     bt_node_set_add(&req->exclude_p, req->p_slot);
     if (++req->prefill_attempts > r->cfg.prefill_retries) {
@@ -128,28 +152,15 @@ static void bt_rreq_retry_prefill(bt_rreq_t *req, const char *why)
                     BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
         return;
     }
-    memset(&sreq, 0, sizeof(sreq));
-    sreq.model = bt_router_model_name(r);
-    sreq.prompt_tokens = (uint32_t)(req->n_prompt + req->n_gen);
-    sreq.exclude_prefill = req->exclude_p;
-    s = bt_select_prefill(r->registry, &r->weights, &sreq, &sel, err, sizeof(err));
-    if (s != BT_OK) {
-        bt_rreq_end(req, BT_ERR_PEER_DIED, why,
-                    BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
-        return;
-    }
     bt_counter_inc(r->m.prefill_retries);
-    BT_LOG_REQ(WARN, req->id, "prefill on %s failed (%s): retrying on %s", req->p_id,
-               why, sel.prefill->id);
-    BT_RREQ_TRACE(req, "prefill_retry", "%s failed (%s): retrying on %s", req->p_id,
-                  why, sel.prefill->id);
-    bt_select_release(bt_rreq_node(req, req->p_slot, req->p_gen), NULL,
-                      req->p_assigned_tokens);
-    req->p_slot = sel.prefill->slot;
-    req->p_gen = r->node_gen[sel.prefill->slot];
-    snprintf(req->p_id, sizeof(req->p_id), "%s", sel.prefill->id);
-    req->p_assigned_tokens = sreq.prompt_tokens;
-    bt_rreq_start_prefill(req);
+    BT_LOG_REQ(WARN, req->id, "prefill on %s failed (%s): retrying with a new "
+               "reservation", req->p_id, why);
+    BT_RREQ_TRACE(req, "prefill_retry", "%s failed (%s): lease %llu on %s "
+                  "dropped, placing again", req->p_id, why,
+                  req->resv ? (unsigned long long)req->resv->lease_id : 0ull,
+                  req->d_id);
+    bt_rreq_unplace(req);
+    bt_rreq_dispatch(req, why);
 }
 
 static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
@@ -448,18 +459,7 @@ void bt_rreq_failover(bt_rreq_t *req, const char *why)
 {
     bt_router_t *r = req->r;
 
-    if (req->p_call != NULL) {
-        bt_rreq_call_cancel(req, req->p_call);
-        req->p_call_seq++; /* its callback is stale now */
-        req->p_call = NULL;
-    }
-    if (req->d_call != NULL) {
-        bt_rreq_call_cancel(req, req->d_call);
-        req->d_call_seq++;
-        req->d_call = NULL;
-    }
-    bt_rreq_renew_stop(req);
-    bt_rreq_release_nodes(req);
+    bt_rreq_unplace(req);
     if (++req->decode_attempts > r->cfg.decode_failovers) {
         bt_rreq_end(req, BT_ERR_PEER_DIED, why,
                     BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
@@ -473,10 +473,6 @@ void bt_rreq_failover(bt_rreq_t *req, const char *why)
     BT_RREQ_TRACE(req, "failover", "decode %s: %s, after %zu tokens", req->d_id, why,
                   req->n_gen);
     bt_node_set_add(&req->exclude_d, req->d_slot);
-    if (req->resv != NULL) {
-        baton__v1__reservation__free_unpacked(req->resv, NULL);
-        req->resv = NULL;
-    }
     bt_rreq_dispatch(req, why);
 }
 

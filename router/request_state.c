@@ -6,16 +6,16 @@
  *
  *   bt_rreq_start
  *    │
- *    ▼      no room                  RESOURCE_EXHAUSTED, or a failover
- *   NEW ─────────────▶ QUEUED ◀───── with no token sent yet (from
- *    │                   │           RESERVING or PREFILLING)
+ *    ▼      no room                  RESOURCE_EXHAUSTED, a failover or a
+ *   NEW ─────────────▶ QUEUED ◀───── prefill retry with no token sent yet
+ *    │                   │           (from RESERVING or PREFILLING)
  *    │ placed            │ placed by a kick
  *    ▼                   ▼
  *   RESERVING ◀──────────┴────────── failover: another decode node (from
- *    │                               RESERVING, PREFILLING or DECODING)
- *    │ the reservation
- *    ▼
- *   PREFILLING ◀──── retry on another prefill node
+ *    │                               RESERVING, PREFILLING or DECODING);
+ *    │ the reservation               a prefill retry: a new reservation,
+ *    ▼                               another prefill node (PREFILLING)
+ *   PREFILLING
  *    │
  *    │ the prefill's answer (the first token)
  *    ▼
@@ -52,8 +52,7 @@ static const unsigned bt_rreq_edges[] = {
                           1u << BT_RREQ_PREFILLING | 1u << BT_RREQ_DECODING |
                           1u << BT_RREQ_DONE,
     [BT_RREQ_PREFILLING] = 1u << BT_RREQ_QUEUED | 1u << BT_RREQ_RESERVING |
-                           1u << BT_RREQ_PREFILLING | 1u << BT_RREQ_DECODING |
-                           1u << BT_RREQ_DONE,
+                           1u << BT_RREQ_DECODING | 1u << BT_RREQ_DONE,
     [BT_RREQ_DECODING] = 1u << BT_RREQ_RESERVING | 1u << BT_RREQ_DONE,
     [BT_RREQ_DONE] = 0,
 };

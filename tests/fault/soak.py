@@ -13,7 +13,8 @@ the samples after the first fifth (warm-up) is printed; the soak fails on
 any trial violation, or when a long-lived daemon's RSS grows faster than
 --max-rss-mib-per-h or its open fds faster than --max-fds-per-h.
 
-usage: soak.py [--duration 30m] [--seed S]   (BATON_BUILD_ROOT = the build folder)
+usage: soak.py [--duration 30m] [--seed S] [--samples out.csv]
+       (BATON_BUILD_ROOT = the build folder)
 """
 import argparse
 import os
@@ -62,6 +63,23 @@ def sampler(cl, samples, stop, every):
             samples.append((time.time() - t0, name, p.pid, s[0], s[1], blocks))
 
 
+def free_load(cl, pb, pool, refs, load_s, rnd):
+    """A fault-free load of 6-14 requests from the pool, with the same
+    outcome checks, nothing may fail: the violations (empty: none)."""
+    runs = [fm.fl.vary(rnd, rnd.choice(pool)) for _ in range(rnd.randrange(6, 15))]
+    g = fm.fl.Grpc(pb[0], pb[1], cl.grpc["router"])
+    threads, out = fm.fl.run_load(g, cl.http["router"], runs,
+                                  [rnd.uniform(0, load_s * 0.3) for _ in runs])
+    for t in threads:
+        t.join(timeout=fm.fl.HANG_S + 30)
+    g.close()
+    bad = [fm.fl.judge(o or ("hang", None, ""), r, refs[r["id"]], False) or
+           (None if (o or ["hang"])[0] in ("done", "cancelled", "deadline")
+            else "failed without a fault: %s" % (o,))
+           for r, o in zip(runs, out)]
+    return [b for b in bad if b]
+
+
 def slope_per_hour(points):
     """Least-squares slope of [(t seconds, v)] in units per hour."""
     n = len(points)
@@ -81,6 +99,9 @@ def main():
     ap.add_argument("--sample-every", type=float, default=5.0)
     ap.add_argument("--max-rss-mib-per-h", type=float, default=32.0)
     ap.add_argument("--max-fds-per-h", type=float, default=20.0)
+    ap.add_argument("--samples", metavar="CSV",
+                    help="also write every sample (t, daemon, pid, RSS MiB, fds, "
+                    "blocks) to this file, to see a plateau or a steady climb")
     a = ap.parse_args()
     secs = duration(a.duration)
     print("# soak %.0fs, seed %d, a fault every %.0fs" % (secs, a.seed, a.fault_every))
@@ -106,25 +127,19 @@ def main():
                 " ".join("%d %s" % (v, k) for k, v in counts.items() if v)), *violations)
             next_fault = time.time() + a.fault_every
             continue
-        # a fault-free load: the same outcome checks, nothing may fail
-        runs = [fm.fl.vary(rnd, rnd.choice(pool)) for _ in range(rnd.randrange(6, 15))]
-        g = fm.fl.Grpc(pb[0], pb[1], cl.grpc["router"])
-        threads, out = fm.fl.run_load(g, cl.http["router"], runs,
-                                      [rnd.uniform(0, load_s * 0.3) for _ in runs])
-        for t in threads:
-            t.join(timeout=fm.fl.HANG_S + 30)
-        g.close()
         n_loads += 1
-        bad = [fm.fl.judge(o or ("hang", None, ""), r, refs[r["id"]], False) or
-               (None if (o or ["hang"])[0] in ("done", "cancelled", "deadline")
-                else "failed without a fault: %s" % (o,))
-               for r, o in zip(runs, out)]
-        bad = [b for b in bad if b]
+        bad = free_load(cl, pb, pool, refs, load_s, rnd)
         if bad:
             n_bad += 1
             nc.tap(False, "fault-free load %d" % n_loads, *bad)
     stop.set()
     th.join()
+    if a.samples:
+        with open(a.samples, "w") as f:
+            f.write("t_s,daemon,pid,rss_mib,fds,blocks\n")
+            for s in samples:
+                f.write("%.1f,%s,%d,%.2f,%d,%s\n" % (s[0], s[1], s[2], s[3], s[4],
+                                                      "" if s[5] is None else s[5]))
     print("# %d fault trials, %d fault-free loads, %d samples" % (
         n_trials, n_loads, len(samples)))
     print("# %-8s %8s %12s %12s %10s %10s %12s" % (

@@ -1,5 +1,5 @@
 /* A request's node calls with fake nodes (rreq_fixture.h): a prefill
- * retried on the other prefill node with the same reservation; a decode
+ * retried on the other prefill node with a new reservation; a decode
  * node's failover, after which the tokens continue exactly, each once;
  * lease renewal (NOT_FOUND fails the decode node over at the next tick
  * unless the first token came, UNIMPLEMENTED stops the renewals); a
@@ -64,36 +64,50 @@ static double counter(const bt_counter_t *c)
     return bt_metric_value(c);
 }
 
+/* The prefill node fails before any token of the decode node reached the
+ * router: it may have died after its last write, so the decode node may
+ * hold the KV and compute from those blocks already. The retry never
+ * writes into them: the decode stream is cancelled (its node frees the
+ * sequence or fences the lease) and the retry gets a new reservation on a
+ * new stream; the old stream's late tokens are not the client's. */
 static void test_prefill_retry(void **state)
 {
     fixture_t *f = *state;
     fx_rec_t rec = { 0 };
+    static const uint32_t stale[] = { T0, T4 };
     static const uint32_t out[] = { T0, T1, T2 };
-    fx_call_t *dc, *pc, *pc2;
+    fx_call_t *dc, *pc, *dc2, *pc2;
 
     f->r.cfg.prefill_retries = 1;
     dc = start_to_reserving(f, &rec);
     pc = reserve(f, &rec, dc, 7);
     fx_fail(pc, BT_RPC_UNAVAILABLE, "prefill down");
-    /* the other prefill node, the same decode node and reservation */
-    pc2 = fx_open(f, FX_PREFILL);
-    assert_non_null(pc2);
-    assert_ptr_not_equal(pc2, pc);
-    assert_string_not_equal(pc2->node, pc->node);
-    assert_int_equal(pc2->lease_id, 7);
-    assert_int_equal(pc2->n_tokens, 7);
-    assert_int_equal(fx_count(f, FX_DECODE), 1);
-    assert_false(dc->cancelled);
+    assert_true(dc->cancelled);
+    assert_null(fx_open(f, FX_PREFILL));
     assert_true(counter(f->r.m.prefill_retries) == 1.0);
+    assert_true(counter(f->r.m.decode_failovers) == 0.0);
+    fx_pump(f);
+    dc2 = fx_open(f, FX_DECODE);
+    assert_non_null(dc2);
+    assert_ptr_not_equal(dc2, dc);
+    assert_int_equal(dc2->n_tokens, 7);
+    assert_int_equal(dc2->n_generated, 0);
+    /* the other prefill node, a new reservation */
+    pc2 = reserve(f, &rec, dc2, 8);
+    assert_string_not_equal(pc2->node, pc->node);
+    assert_int_equal(pc2->n_tokens, 7);
+    fx_tokens(dc, stale, 2);
+    assert_int_equal(rec.n_ids, 0);
 
     fx_prefill_ok(pc2, T0);
     assert_string_equal(fx_state(f, bt_rreq_id(rec.req)), "decoding");
-    fx_tokens(dc, out, 3);
-    fx_final(dc, LENGTH);
+    fx_tokens(dc2, out, 3);
+    fx_final(dc2, LENGTH);
     assert_int_equal(rec.ends, 1);
     assert_int_equal(rec.status, BT_OK);
     assert_int_equal(rec.finish, LENGTH);
     assert_ids(&rec, out, 3);
+    assert_int_equal(fx_count(f, FX_PREFILL), 2);
 }
 
 /* The prefill node dies after its KV cache arrived and the decode node
@@ -135,14 +149,17 @@ static void test_prefill_retries_spent(void **state)
     dc = start_to_reserving(f, &rec);
     pc = reserve(f, &rec, dc, 7);
     fx_fail(pc, BT_RPC_UNAVAILABLE, "prefill down");
-    pc = fx_open(f, FX_PREFILL);
-    assert_non_null(pc);
+    fx_pump(f);
+    dc = fx_open(f, FX_DECODE);
+    assert_non_null(dc);
+    pc = reserve(f, &rec, dc, 8);
     fx_fail(pc, BT_RPC_INTERNAL, "prefill broke");
     assert_int_equal(rec.ends, 1);
     assert_int_equal(rec.status, BT_ERR_PEER_DIED);
     assert_non_null(strstr(rec.msg, "prefill broke"));
     assert_true(dc->cancelled);
     assert_int_equal(fx_count(f, FX_PREFILL), 2);
+    assert_int_equal(fx_count(f, FX_DECODE), 2);
 }
 
 /* D fails after three tokens: the other decode node gets them as
