@@ -11,6 +11,11 @@ serving the built-in MoE model (baton-mkmodel builtin-moe) with
     ask for the plan; once the kvstore serves one, the plan version in
     force follows it and tokens stay identical. Skipped, with the reason,
     while the kvstore answers GetPlacement UNIMPLEMENTED.
+ C. plans given over real gRPC by a KvStore stand-in (python3-grpcio,
+    ReportExpertStats and GetPlacement only): the nodes' reports carry the
+    model, role, window counts and plan version; a plan for another device
+    count is refused (old plan kept, counted, logged); a plan with
+    replicas is applied, its version reported, tokens identical.
 
 usage: experts_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
@@ -18,8 +23,10 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from concurrent import futures
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import node_cluster as nc  # noqa: E402
@@ -155,6 +162,113 @@ def part_b(tmp, model, env, refs):
            "got %s" % after)
 
 
+def load_stubs(out):
+    proto = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "proto")
+    subprocess.run(["protoc", "-I", proto, "--python_out=" + out,
+                    "--grpc_out=" + out,
+                    "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
+                    "common.proto", "kvstore.proto"], check=True)
+    sys.path.insert(0, out)
+    import common_pb2
+    import kvstore_pb2
+    import kvstore_pb2_grpc
+    return common_pb2, kvstore_pb2, kvstore_pb2_grpc
+
+
+def part_c(tmp, model, env, refs):
+    import grpc
+    cpb, kpb, kgrpc = load_stubs(tempfile.mkdtemp(dir=tmp))
+    state = {"plan": cpb.PlacementPlan(), "reports": []}
+    lock = threading.Lock()
+
+    class Standin(kgrpc.KvStoreServicer):
+        def ReportExpertStats(self, req, ctx):
+            with lock:
+                state["reports"].append(req)
+            return kpb.ExpertStatsAck()
+
+        def GetPlacement(self, req, ctx):
+            with lock:
+                return state["plan"]
+
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    kgrpc.add_KvStoreServicer_to_server(Standin(), srv)
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    try:
+        rg, rh, ph, dh = cluster(tmp, model, env, "c", [], kvstore=port)
+        nc.tap(nc.wait_ready(rh), "C: cluster ready with a KvStore stand-in")
+        got = [nc.gen(rg, PROMPTS[k], 12) for k in range(3)]
+        nc.tap(got == refs, "C: tokens under the built-in plan", got)
+        deadline = time.time() + 20
+        dec = []
+        while time.time() < deadline and not dec:
+            with lock:
+                dec = [r for r in state["reports"]
+                       if r.role == cpb.NODE_ROLE_DECODE and r.tokens > 0]
+            time.sleep(0.2)
+        r = dec[0] if dec else None
+        ok = (r is not None and r.model == "tiny" and len(r.layers) == 4 and
+              all(len(l.counts) == 8 for l in r.layers) and
+              sum(r.layers[0].counts) == 2 * r.tokens and
+              r.placement_version == 0 and
+              r.window_end_unix_ms >= r.window_start_unix_ms and
+              any(len(l.transitions) > 0 for l in r.layers[:3]))
+        nc.tap(ok, "C: the decode node reports its window: model, role, "
+               "counts per MoE layer, transitions, plan version", r)
+        with lock:
+            pre = [x for x in state["reports"]
+                   if x.role == cpb.NODE_ROLE_PREFILL and x.tokens > 0]
+        nc.tap(len(pre) > 0, "C: the prefill node reports as NODE_ROLE_PREFILL")
+
+        # a plan for 3 devices: refused, the old one stays
+        bad = cpb.PlacementPlan(model="tiny", version=5, n_devices=3)
+        for l in range(4):
+            bad.layers.add(layer=l, device=[e % 3 for e in range(8)])
+        with lock:
+            state["plan"] = bad
+        refused = wait_metric(dh, "baton_node_expert_plan_refused_total",
+                              lambda v: v >= 1)
+        ver = nc.gauge(dh, "baton_node_expert_plan_version")
+        with open(os.path.join(tmp, "decode-c.err")) as f:
+            log = f.read()
+        nc.tap(refused and refused >= 1 and ver == 0 and
+               "expert plan 5 refused, plan 0 stays: plan for 3 devices, "
+               "the node has 2" in log,
+               "C: a plan for 3 devices is refused with its reason, plan 0 "
+               "stays", "refused %s version %s" % (refused, ver))
+
+        # a good plan with replicas: applied
+        good = cpb.PlacementPlan(model="tiny", version=7, n_devices=2)
+        for l in range(4):
+            lp = good.layers.add(layer=l, device=[(e + l) % 2
+                                                  for e in range(8)])
+            lp.replicas.add(expert=l, devices=[0, 1])
+        with lock:
+            state["plan"] = good
+        ver = wait_metric(dh, "baton_node_expert_plan_version",
+                          lambda v: v == 7)
+        pver = wait_metric(ph, "baton_node_expert_plan_version",
+                           lambda v: v == 7)
+        nc.tap(ver == 7 and pver == 7, "C: both nodes apply plan 7 "
+               "(replicas included)", "decode %s prefill %s" % (ver, pver))
+        got = [nc.gen(rg, PROMPTS[k], 12) for k in range(3)]
+        nc.tap(got == refs, "C: tokens identical under plan 7", got)
+        deadline = time.time() + 20
+        seen = False
+        while time.time() < deadline and not seen:
+            with lock:
+                seen = any(x.placement_version == 7 and x.tokens > 0
+                           for x in state["reports"])
+            time.sleep(0.2)
+        nc.tap(seen, "C: later reports name plan 7")
+    finally:
+        nc.cleanup()
+        del nc.PROCS[:]
+        srv.stop(0)
+
+
 def main():
     tmp, _, env = nc.setup("baton-experts-it-")
     env["UCX_POSIX_ERROR_HANDLING"] = "y"
@@ -167,6 +281,7 @@ def main():
     nc.tap(all(r is not None and len(r) == 12 for r in refs),
            "baton-run's reference tokens on one device", refs)
     part_a(tmp, model, env, refs)
+    part_c(tmp, model, env, refs)
     part_b(tmp, model, env, refs)
     nc.finish(tmp)
 
