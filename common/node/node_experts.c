@@ -130,6 +130,21 @@ static void refuse(bt_node_experts_t *x, uint64_t version, const char *why)
     bt_counter_inc(x->c_refused);
 }
 
+/* The version in force, from the engine. A staged plan switches at the
+ * next step; with no step on the worker (and none can start while the
+ * loop is here) it switches now, so an idle node runs the plan too. */
+static void sync_version(bt_node_experts_t *x)
+{
+    if (x->ep == NULL) {
+        return;
+    }
+    if (!x->node->busy) {
+        bt_ep_commit(x->ep);
+    }
+    x->version = bt_ep_version(x->ep);
+    bt_gauge_set(x->g_version, (double)x->version);
+}
+
 static void stage_work(void *ctx)
 {
     bt_node_experts_t *x = ctx;
@@ -149,14 +164,12 @@ static void stage_done(void *ctx, bt_status_t status)
     if (status != BT_OK || x->stage_st != BT_OK) {
         refuse(x, v, status != BT_OK ? bt_status_str(status) : x->stage_err);
     } else {
-        /* in force from the next step on */
         bt_info("expert plan %llu applied: %d experts copied in %llu ms, in "
                 "force from the next step", (unsigned long long)v, x->moved,
                 (unsigned long long)x->t_stage_ms);
-        x->version = v;
-        bt_gauge_set(x->g_version, (double)v);
         bt_counter_add(x->c_moved, (double)x->moved);
         bt_counter_inc(x->c_applied);
+        sync_version(x);
     }
     bt_ep_plan_cleanup(&x->pending);
 }
@@ -243,7 +256,7 @@ static void fetch_done(void *arg, const bt_rpc_result_t *r,
         return;
     }
     if (pb->version <= x->version || pb->n_layers == 0 || x->applying ||
-        x->node->draining) {
+        (x->ep != NULL && bt_ep_busy(x->ep)) || x->node->draining) {
         return;  /* nothing newer (or the node is going away) */
     }
     if (bt_node_experts_from_proto(pb, &x->node->model->cfg, x->n_devices,
@@ -385,6 +398,7 @@ static void window(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    sync_version(x);
     if (bt_fwd_moe_stats(x->node->fwd, true, &st) != BT_OK) {
         return;
     }
@@ -407,9 +421,12 @@ static void window(evutil_socket_t fd, short what, void *arg)
     }
     bt_moe_stats_cleanup(&st);
     x->window_start_ms = now;
-    if (x->test_plans && !x->applying) {
+    if (x->applying || (x->ep != NULL && bt_ep_busy(x->ep))) {
+        return;  /* one plan at a time: the last one is not in force yet */
+    }
+    if (x->test_plans) {
         test_plan(x);
-    } else if (x->ch != NULL && !x->fetch_out && !x->applying) {
+    } else if (x->ch != NULL && !x->fetch_out) {
         fetch(x);
     }
 }

@@ -324,6 +324,16 @@ bool bt_ep_commit(bt_ep_t *ep)
     return true;
 }
 
+bool bt_ep_busy(bt_ep_t *ep)
+{
+    bool b;
+
+    pthread_mutex_lock(&ep->stage_mu);
+    b = ep->staging || ep->staged != NULL;
+    pthread_mutex_unlock(&ep->stage_mu);
+    return b;
+}
+
 uint64_t bt_ep_version(bt_ep_t *ep)
 {
     uint64_t v;

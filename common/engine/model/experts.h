@@ -78,9 +78,12 @@ int bt_ep_slots(const bt_ep_t *ep);
  * BT_ERR_NO_MEMORY. On any error the plan in force stays, untouched. */
 bt_status_t bt_ep_stage(bt_ep_t *ep, const bt_ep_plan_t *plan, int *moved_p,
                         char *err, size_t err_size);
-/* The stepping thread, between steps: switches to a staged plan (and
- * frees the copies it no longer uses). True when it switched. */
+/* The stepping thread, between steps (or any thread while no step runs
+ * and none can start): switches to a staged plan and frees the copies it
+ * no longer uses. True when it switched. */
 bool bt_ep_commit(bt_ep_t *ep);
+/* True while a plan is being staged or staged and not yet in force. */
+bool bt_ep_busy(bt_ep_t *ep);
 /* Version of the plan in force; of the staged one, 0 when none. */
 uint64_t bt_ep_version(bt_ep_t *ep);
 uint64_t bt_ep_staged_version(bt_ep_t *ep);
