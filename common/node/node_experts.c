@@ -54,6 +54,7 @@ bt_status_t bt_node_experts_from_proto(const Baton__V1__PlacementPlan *pb,
 {
     bt_status_t s;
 
+    memset(plan, 0, sizeof(*plan));
     if (pb->n_devices != (uint32_t)n_devices) {
         snprintf(err, err_size, "plan for %u devices, the node has %d",
                  pb->n_devices, n_devices);

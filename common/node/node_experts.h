@@ -30,8 +30,9 @@ bt_status_t bt_node_experts_init(struct bt_node *node);
 /* Stops the timer and waits for a plan being copied. NULL-safe. */
 void bt_node_experts_destroy(struct bt_node *node);
 
-/* Turns a kvstore plan into the engine's; BT_ERR_INVALID_ARG with the
- * reason in err when it does not describe this model on n_devices
+/* Turns a kvstore plan into the engine's (cleanup with
+ * bt_ep_plan_cleanup); BT_ERR_INVALID_ARG with the reason in err, and
+ * `plan` zeroed, when it does not describe this model on n_devices
  * devices (the slot count is checked when it is staged). */
 bt_status_t bt_node_experts_from_proto(const Baton__V1__PlacementPlan *pb,
                                        const bt_model_config_t *cfg,
