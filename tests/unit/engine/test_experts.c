@@ -1,10 +1,13 @@
 /* Expert devices (engine/model/experts.h): for the three MoE families,
  * logits and K/V with 1..4 expert devices under random plans (replicas
  * included), and with the plan changed between steps, are bit-identical
- * to the one-device path; plans that do not fit are refused and leave the
+ * to the one-device path, also while another thread stages plans during
+ * the steps; plans that do not fit are refused and leave the
  * plan in force; per-device loads add up and show imbalance. */
 #include "eng_test_util.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -270,6 +273,76 @@ static void test_plan_swapped_between_steps(void **state)
     free(got);
 }
 
+typedef struct {
+    const fx_t *fx;
+    bt_ep_t    *ep;
+    int         staged;
+} stager_t;
+
+/* Stages 20 random plans, each as soon as the last one is in force. */
+static void *stager_main(void *arg)
+{
+    stager_t *st = arg;
+    uint64_t seed = 99;
+
+    for (int v = 1; v <= 20; v++) {
+        bt_ep_plan_t plan;
+        char err[160];
+        bt_status_t s;
+
+        random_plan(&st->fx->m->cfg, bt_ep_devices(st->ep),
+                    bt_ep_slots(st->ep), &seed, (uint64_t)v, &plan);
+        while ((s = bt_ep_stage(st->ep, &plan, NULL, err, sizeof(err))) ==
+               BT_ERR_EXISTS) {
+            sched_yield();
+        }
+        bt_ep_plan_cleanup(&plan);
+        if (s != BT_OK) {
+            break;
+        }
+        st->staged = v;
+    }
+    return NULL;
+}
+
+/* Plans copied on another thread while steps run: every step's results
+ * are still the one-device path's. */
+static void test_stage_during_steps(void **state)
+{
+    fx_t *fx = *state;
+    float *ref = malloc(out_floats(fx) * sizeof(float));
+    float *got = malloc(out_floats(fx) * sizeof(float));
+    eng_kv_t kref;
+    bt_fwd_t *f;
+    stager_t st;
+    pthread_t th;
+    int runs = 0;
+
+    reference(fx, ref, &kref);
+    assert_int_equal(bt_fwd_create(fx->m, NULL, 2, &f), BT_OK);
+    assert_int_equal(bt_fwd_experts_init(f, 3, 0), BT_OK);
+    st = (stager_t){ fx, bt_fwd_experts(f), 0 };
+    assert_int_equal(pthread_create(&th, NULL, stager_main, &st), 0);
+    /* steps until the last plan is in force (bounded) */
+    while (runs < 2000 && bt_ep_version(st.ep) < 20) {
+        eng_kv_t kv;
+
+        assert_int_equal(eng_kv_init(&kv, fx->m, BT_DTYPE_F32, NB, BS), 0);
+        scenario(fx, f, &kv, got, NULL, NULL);
+        assert_memory_equal(ref, got, out_floats(fx) * sizeof(float));
+        assert_memory_equal(kref.view.base, kv.view.base, kv_bytes(fx));
+        eng_kv_cleanup(&kv);
+        runs++;
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(st.staged, 20);
+    assert_int_equal(bt_ep_version(st.ep), 20);
+    eng_kv_cleanup(&kref);
+    bt_fwd_destroy(f);
+    free(ref);
+    free(got);
+}
+
 static void test_bad_plans_refused(void **state)
 {
     fx_t *fx = *state;
@@ -403,6 +476,8 @@ int main(void)
         ARCH_TESTS(setup_mixtral),
         ARCH_TESTS(setup_qwen2_moe),
         ARCH_TESTS(setup_qwen3_moe),
+        cmocka_unit_test_setup_teardown(test_stage_during_steps,
+                                        setup_qwen2_moe, teardown),
         cmocka_unit_test_setup_teardown(test_bad_plans_refused, setup_mixtral,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_loads, setup_qwen3_moe,
