@@ -277,6 +277,37 @@ static void moe_route(const bt_model_config_t *c, const float *logits,
     }
 }
 
+/* The one-device path: every expert here, on the rows routed to it;
+ * slot_out[t * K + j] gets expert sel[t * K + j] applied to token t. */
+static void experts_run(bt_fwd_t *f, const bt_layer_weights_t *lw, int T)
+{
+    const bt_model_config_t *c = &f->m->cfg;
+    run_state_t *rs = &f->rs;
+    const int E = c->n_experts, K = c->n_experts_used, H = c->hidden;
+
+    for (int e = 0; e < E; e++) {
+        int n = 0;
+
+        for (int t = 0; t < T; t++) {
+            for (int j = 0; j < K; j++) {
+                if (rs->sel[t * K + j] == e) {
+                    memcpy(rs->xe + (size_t)n * H, rs->xn + (size_t)t * H,
+                           (size_t)H * sizeof(float));
+                    rs->rows[n++] = t * K + j;
+                }
+            }
+        }
+        if (n == 0) {
+            continue;
+        }
+        ffn_run(f, &lw->experts[e], rs->xe, n, rs->ye);
+        for (int i = 0; i < n; i++) {
+            memcpy(rs->slot_out + (size_t)rs->rows[i] * H,
+                   rs->ye + (size_t)i * H, (size_t)H * sizeof(float));
+        }
+    }
+}
+
 static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
 {
     const bt_model_config_t *c = &f->m->cfg;
@@ -309,27 +340,8 @@ static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
      * depend on its companions, so grouping keeps batch invariance */
     if (f->ep != NULL) {
         bt_ep_layer(f->ep, l, T, K, rs->sel, rs->xn, rs->slot_out);
-    }
-    for (int e = 0; f->ep == NULL && e < E; e++) {
-        int n = 0;
-
-        for (int t = 0; t < T; t++) {
-            for (int j = 0; j < K; j++) {
-                if (rs->sel[t * K + j] == e) {
-                    memcpy(rs->xe + (size_t)n * H, rs->xn + (size_t)t * H,
-                           (size_t)H * sizeof(float));
-                    rs->rows[n++] = t * K + j;
-                }
-            }
-        }
-        if (n == 0) {
-            continue;
-        }
-        ffn_run(f, &lw->experts[e], rs->xe, n, rs->ye);
-        for (int i = 0; i < n; i++) {
-            memcpy(rs->slot_out + (size_t)rs->rows[i] * H,
-                   rs->ye + (size_t)i * H, (size_t)H * sizeof(float));
-        }
+    } else {
+        experts_run(f, lw, T);
     }
     /* weighted sum in slot order */
     for (int t = 0; t < T; t++) {
