@@ -287,7 +287,7 @@ static void report_done(void *arg, const bt_rpc_result_t *r,
 /* The window's counters as an ExpertStatsReport (MoE layers only;
  * transitions sparse). */
 static void report(bt_node_experts_t *x, const bt_moe_stats_t *st,
-                   uint64_t now_ms)
+                   const bt_ep_load_t *ld, uint64_t now_ms)
 {
     const bt_model_config_t *c = &x->node->model->cfg;
     const int E = st->n_experts;
@@ -315,6 +315,9 @@ static void report(bt_node_experts_t *x, const bt_moe_stats_t *st,
     rep.window_start_unix_ms = x->window_start_ms;
     rep.window_end_unix_ms = now_ms;
     rep.placement_version = x->version;
+    rep.n_device_load = (size_t)ld->n_devices;
+    rep.device_load = (uint64_t *)ld->rows;
+    rep.balancedness = ld->balancedness;
     rep.layers = lp;
     for (int l = 0; l < st->n_layers; l++) {
         Baton__V1__LayerExpertStats *m = &ls[rep.n_layers];
@@ -418,7 +421,7 @@ static void window(evutil_socket_t fd, short what, void *arg)
     }
     bt_gauge_set(x->g_bal, ld.balancedness);
     if (x->ch != NULL && !x->report_out) {
-        report(x, &st, now);
+        report(x, &st, &ld, now);
     }
     bt_moe_stats_cleanup(&st);
     x->window_start_ms = now;

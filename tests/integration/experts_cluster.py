@@ -213,10 +213,14 @@ def part_c(tmp, model, env, refs):
               all(len(l.counts) == 8 for l in r.layers) and
               sum(r.layers[0].counts) == 2 * r.tokens and
               r.placement_version == 0 and
+              len(r.device_load) == 2 and
+              sum(r.device_load) == sum(sum(l.counts) for l in r.layers) and
+              0 < r.balancedness <= 1 and
               r.window_end_unix_ms >= r.window_start_unix_ms and
               any(len(l.transitions) > 0 for l in r.layers[:3]))
         nc.tap(ok, "C: the decode node reports its window: model, role, "
-               "counts per MoE layer, transitions, plan version", r)
+               "counts per MoE layer, transitions, per-device load, "
+               "balancedness, plan version", r)
         with lock:
             pre = [x for x in state["reports"]
                    if x.role == cpb.NODE_ROLE_PREFILL and x.tokens > 0]
