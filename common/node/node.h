@@ -52,6 +52,8 @@ typedef struct {
     const char *kv_dtype;
     int64_t     block_size;
     int64_t     threads;
+    int64_t     expert_devices;    /* MoE: expert devices (node_experts.h) */
+    int64_t     expert_window_ms;  /* statistics window, plan poll */
     int64_t     max_batch;
     int64_t     max_prefill_tokens;
     bool        prefix_cache;      /* reuse cached prefix blocks (prefill) */
@@ -69,6 +71,7 @@ typedef struct {
 
 typedef struct bt_node bt_node_t;
 typedef struct bt_node_kvs bt_node_kvs_t;   /* node_kvs.h */
+typedef struct bt_node_experts bt_node_experts_t; /* node_experts.h */
 
 /* Roles a process runs at most (prefill, decode). */
 #define BT_NODE_MAX_ROLES 2
@@ -114,6 +117,7 @@ struct bt_node {
     bt_xfer_ctx_t      *xfer;
     bt_xstats_t        *xstats;         /* prefill: transfers per decode peer */
     bt_node_kvs_t      *kvs;            /* --kvstore clients, NULL: none */
+    bt_node_experts_t  *experts;        /* MoE placement, NULL: dense */
     Baton__V1__TransferPeer *xstats_out[BT_XSTATS_MAX_PEERS];
     bt_xfer_region_t   *region;
     bt_kvpool_t        *pool;

@@ -319,6 +319,12 @@ void bt_node_kvs_destroy(bt_node_t *node)
     free(k);
 }
 
+const char *bt_node_kvs_target(const bt_node_t *node, size_t i)
+{
+    return node->kvs != NULL && i < node->kvs->n ? node->kvs->rep[i].target
+                                                 : NULL;
+}
+
 bool bt_node_kvs_on(const bt_node_t *node)
 {
     return node->kvs != NULL;

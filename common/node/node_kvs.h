@@ -14,6 +14,7 @@
 #include "engine/kv/kv_pool.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define BT_NODE_KVS_MAX_REPLICAS 16
@@ -27,6 +28,9 @@ typedef struct bt_node_kvs bt_node_kvs_t;
 bt_status_t bt_node_kvs_init(struct bt_node *node);
 void bt_node_kvs_destroy(struct bt_node *node);
 bool bt_node_kvs_on(const struct bt_node *node);
+/* Target of replica i of the sorted --kvstore list, NULL past the end or
+ * without a kvstore. */
+const char *bt_node_kvs_target(const struct bt_node *node, size_t i);
 
 /* got: leading blocks fetched, verified and appended to the sequence. */
 typedef void (*bt_node_kvs_fetch_cb)(void *arg, uint32_t got);

@@ -3,6 +3,7 @@
  * ops tables the binary passes), and its hooks on the daemon skeleton
  * (daemon/daemon.h: servers, SIGTERM drain, teardown in order). */
 #include "node.h"
+#include "node_experts.h"
 #include "node_grammar.h"
 #include "node_kvs.h"
 
@@ -63,6 +64,15 @@ static const bt_opt_t bt_node_table[] = {
       60000, NULL, O(kvstore_timeout_ms) },
     { "threads", 'j', NULL, "0", "compute threads (0: all cores)", BT_OPT_INT,
       0, 1024, NULL, O(threads) },
+    { "expert-devices", 0, NULL, "1", "MoE models: expert devices the "
+      "experts are spread over, each a share of --threads with its own copy "
+      "of its experts, placed by the kvstore's plan (1: every expert on the "
+      "one device)", BT_OPT_INT, 1, BT_EP_MAX_DEVICES, NULL,
+      O(expert_devices) },
+    { "expert-window", 0, NULL, "10s", "MoE models: window of the expert "
+      "statistics reported to the kvstore, and how often a newer placement "
+      "plan is asked for", BT_OPT_DURATION, 50, 3600000, NULL,
+      O(expert_window_ms) },
     { "max-batch", 0, NULL, "64", "sequences in one decode step", BT_OPT_INT,
       1, 4096, NULL, O(max_batch) },
     { "max-prefill-tokens", 0, NULL, "512", "tokens in one prefill chunk "
@@ -315,7 +325,9 @@ static bt_status_t bt_node_started(void *arg, bt_daemon_t *d)
     node->http_port = d->http_port;
     bt_rpc_hostport(node->http_addr, sizeof(node->http_addr), node->cfg.listen,
                     node->http_port);
-    if (bt_node_kvs_init(node) != BT_OK || bt_node_reg_start(node) != BT_OK) {
+    if (bt_node_kvs_init(node) != BT_OK ||
+        bt_node_experts_init(node) != BT_OK ||
+        bt_node_reg_start(node) != BT_OK) {
         return BT_ERR_INVALID_ARG;
     }
     node->tick_ev = event_new(node->base, -1, EV_PERSIST, bt_node_tick, node);
@@ -347,6 +359,7 @@ static void bt_node_stop(void *arg)
     bt_node_t *node = arg;
 
     bt_tpool_destroy(node->worker);
+    bt_node_experts_destroy(node);
     /* the process is going away, and the pool with it: no fences */
     node->no_fence = true;
     for (int r = node->n_roles - 1; r >= 0; r--) {

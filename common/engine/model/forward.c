@@ -4,6 +4,8 @@
 #include "forward.h"
 
 #include "base/log.h"
+#include "experts.h"
+#include "ffn.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -48,6 +50,7 @@ struct bt_fwd {
     pthread_mutex_t         stats_lock;
     uint64_t               *stat_tokens;
     uint64_t               *stat_trans;
+    bt_ep_t                *ep;      /* expert devices; NULL: one */
 };
 
 static void rs_free(run_state_t *rs)
@@ -164,6 +167,7 @@ void bt_fwd_destroy(bt_fwd_t *f)
     if (f->be != NULL) {
         f->ops->destroy(f->be);
     }
+    bt_ep_destroy(f->ep);
     rs_free(&f->rs);
     free(f->stat_tokens);
     free(f->stat_trans);
@@ -215,13 +219,6 @@ static void rope_apply(float *x, int n_heads, int hd, const float *cs)
     }
 }
 
-static void swiglu(float *g, const float *u, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    }
-}
-
 static void add_into(float *x, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -233,13 +230,7 @@ static void add_into(float *x, const float *y, size_t n)
 static void ffn_run(bt_fwd_t *f, const bt_ffn_weights_t *w, const float *in,
                     int n, float *out)
 {
-    run_state_t *rs = &f->rs;
-    const int F = w->gate.rows;
-
-    f->ops->matmul(f->be, in, n, &w->gate, NULL, rs->g);
-    f->ops->matmul(f->be, in, n, &w->up, NULL, rs->u);
-    swiglu(rs->g, rs->u, (size_t)n * (size_t)F);
-    f->ops->matmul(f->be, rs->g, n, &w->down, NULL, out);
+    bt_ffn_run(f->ops, f->be, w, in, n, f->rs.g, f->rs.u, out);
 }
 
 /* ---- MoE ------------------------------------------------------------ */
@@ -286,6 +277,37 @@ static void moe_route(const bt_model_config_t *c, const float *logits,
     }
 }
 
+/* The one-device path: every expert here, on the rows routed to it;
+ * slot_out[t * K + j] gets expert sel[t * K + j] applied to token t. */
+static void experts_run(bt_fwd_t *f, const bt_layer_weights_t *lw, int T)
+{
+    const bt_model_config_t *c = &f->m->cfg;
+    run_state_t *rs = &f->rs;
+    const int E = c->n_experts, K = c->n_experts_used, H = c->hidden;
+
+    for (int e = 0; e < E; e++) {
+        int n = 0;
+
+        for (int t = 0; t < T; t++) {
+            for (int j = 0; j < K; j++) {
+                if (rs->sel[t * K + j] == e) {
+                    memcpy(rs->xe + (size_t)n * H, rs->xn + (size_t)t * H,
+                           (size_t)H * sizeof(float));
+                    rs->rows[n++] = t * K + j;
+                }
+            }
+        }
+        if (n == 0) {
+            continue;
+        }
+        ffn_run(f, &lw->experts[e], rs->xe, n, rs->ye);
+        for (int i = 0; i < n; i++) {
+            memcpy(rs->slot_out + (size_t)rs->rows[i] * H,
+                   rs->ye + (size_t)i * H, (size_t)H * sizeof(float));
+        }
+    }
+}
+
 static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
 {
     const bt_model_config_t *c = &f->m->cfg;
@@ -316,26 +338,10 @@ static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
     pthread_mutex_unlock(&f->stats_lock);
     /* experts run on the rows routed to them; each row's result does not
      * depend on its companions, so grouping keeps batch invariance */
-    for (int e = 0; e < E; e++) {
-        int n = 0;
-
-        for (int t = 0; t < T; t++) {
-            for (int j = 0; j < K; j++) {
-                if (rs->sel[t * K + j] == e) {
-                    memcpy(rs->xe + (size_t)n * H, rs->xn + (size_t)t * H,
-                           (size_t)H * sizeof(float));
-                    rs->rows[n++] = t * K + j;
-                }
-            }
-        }
-        if (n == 0) {
-            continue;
-        }
-        ffn_run(f, &lw->experts[e], rs->xe, n, rs->ye);
-        for (int i = 0; i < n; i++) {
-            memcpy(rs->slot_out + (size_t)rs->rows[i] * H,
-                   rs->ye + (size_t)i * H, (size_t)H * sizeof(float));
-        }
+    if (f->ep != NULL) {
+        bt_ep_layer(f->ep, l, T, K, rs->sel, rs->xn, rs->slot_out);
+    } else {
+        experts_run(f, lw, T);
     }
     /* weighted sum in slot order */
     for (int t = 0; t < T; t++) {
@@ -565,6 +571,11 @@ bt_status_t bt_fwd_step(bt_fwd_t *f, const bt_kv_view_t *kv,
     if (s == BT_OK) {
         s = f->ops->reserve(f->be, max_ctx);
     }
+    if (s == BT_OK && f->ep != NULL) {
+        /* the step boundary: a staged expert plan takes over here */
+        bt_ep_commit(f->ep);
+        s = bt_ep_reserve(f->ep, T * c->n_experts_used);
+    }
     if (s != BT_OK) {
         return s;
     }
@@ -599,6 +610,22 @@ bt_status_t bt_fwd_step(bt_fwd_t *f, const bt_kv_view_t *kv,
     }
     logits_out(f, seqs, n_seqs);
     return BT_OK;
+}
+
+bt_status_t bt_fwd_experts_init(bt_fwd_t *f, int n_devices, int slots)
+{
+    int per = bt_fwd_threads(f) / (n_devices > 0 ? n_devices : 1);
+
+    if (f->ep != NULL) {
+        return BT_ERR_EXISTS;
+    }
+    return bt_ep_create(f->m, f->ops, n_devices, per > 0 ? per : 1, slots,
+                        &f->ep);
+}
+
+bt_ep_t *bt_fwd_experts(bt_fwd_t *f)
+{
+    return f->ep;
 }
 
 bt_status_t bt_fwd_moe_stats(bt_fwd_t *f, bool reset, bt_moe_stats_t *out)

@@ -15,6 +15,7 @@
 
 #include "backend.h"
 #include "base/status.h"
+#include "experts.h"
 #include "model.h"
 
 #include <stdint.h>
@@ -65,6 +66,16 @@ int bt_fwd_threads(const bt_fwd_t *fwd);
 bt_status_t bt_fwd_step(bt_fwd_t *fwd, const bt_kv_view_t *kv,
                         bt_step_seq_t *seqs, int n_seqs,
                         const bt_step_hooks_t *hooks);
+
+/* Spreads a MoE model's experts over `n_devices` expert devices
+ * (experts.h), the context's threads split evenly between them; slots <=
+ * 0: bt_ep_default_slots. Before the first step. Without it a context
+ * runs every expert itself (the one-device path). BT_ERR_INVALID_ARG for
+ * a dense model. */
+bt_status_t bt_fwd_experts_init(bt_fwd_t *fwd, int n_devices, int slots);
+/* The expert devices (stage plans, read loads), NULL without them. Steps
+ * switch to a staged plan before their first layer. */
+bt_ep_t *bt_fwd_experts(bt_fwd_t *fwd);
 
 /* Copies the MoE counters into `out` (arrays allocated here; free with
  * bt_moe_stats_cleanup) and optionally zeroes them. Safe from any thread.
