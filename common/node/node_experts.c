@@ -20,6 +20,7 @@ struct bt_node_experts {
     bt_ep_t          *ep;            /* NULL: one device */
     int               n_devices;
     struct event     *tick;
+    bool              due;           /* the window waits for a step's end */
     uint64_t          window_start_ms;
     uint64_t          version;       /* in force (mirrors the engine's) */
     bt_rpc_channel_t *ch;            /* placement owner; NULL: no kvstore */
@@ -397,15 +398,41 @@ static void fetch(bt_node_experts_t *x)
 
 /* ---- the window --------------------------------------------------------- */
 
+static void window_read(bt_node_experts_t *x);
+
+/* A step in flight on the worker counts into the routing counters and the
+ * devices' loads one after the other: while one runs, the window is read
+ * when it ends (bt_node_experts_step_end), so both describe the same
+ * tokens. */
 static void window(evutil_socket_t fd, short what, void *arg)
 {
     bt_node_experts_t *x = arg;
+
+    (void)fd;
+    (void)what;
+    if (x->node->busy) {
+        x->due = true;
+        return;
+    }
+    window_read(x);
+}
+
+void bt_node_experts_step_end(bt_node_t *node)
+{
+    bt_node_experts_t *x = node->experts;
+
+    if (x != NULL && x->due) {
+        window_read(x);
+    }
+}
+
+static void window_read(bt_node_experts_t *x)
+{
     const uint64_t now = bt_wall_ms();
     bt_moe_stats_t st;
     bt_ep_load_t ld;
 
-    (void)fd;
-    (void)what;
+    x->due = false;
     sync_version(x);
     if (bt_fwd_moe_stats(x->node->fwd, true, &st) != BT_OK) {
         return;

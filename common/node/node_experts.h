@@ -29,6 +29,10 @@ typedef struct bt_node_experts bt_node_experts_t;
 bt_status_t bt_node_experts_init(struct bt_node *node);
 /* Stops the timer and waits for a plan being copied. NULL-safe. */
 void bt_node_experts_destroy(struct bt_node *node);
+/* The scheduler, on the loop thread, once a step ended and before the next
+ * starts: a window that came during the step is read now. NULL-safe for a
+ * dense model (node->experts NULL). */
+void bt_node_experts_step_end(struct bt_node *node);
 
 /* Turns a kvstore plan into the engine's (cleanup with
  * bt_ep_plan_cleanup); BT_ERR_INVALID_ARG with the reason in err, and

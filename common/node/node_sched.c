@@ -8,6 +8,7 @@
  * --max-batch sequences: a decode step of 64 sequences over a 128k
  * vocabulary has 32 MiB of logits. */
 #include "node.h"
+#include "node_experts.h"
 
 #include "base/log.h"
 
@@ -103,6 +104,7 @@ static void bt_node_step_done(void *ctx, bt_status_t status)
     node->step_layers = false;
     node->roles[r]->step_done(node->role_self[r], &node->step,
                               node->step_st);
+    bt_node_experts_step_end(node);   /* a window read between steps */
     bt_node_sched_kick(node);
 }
 

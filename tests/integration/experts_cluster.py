@@ -134,7 +134,13 @@ def part_b(tmp, model, env, refs):
     _, kg, _ = nc.start("kvstore", [os.path.join(BUILD, "kvstore/baton-kvstore"),
                                     "--grpc-port", "0", "--http-port", "0",
                                     "--disk-dir", os.path.join(tmp, "disk"),
-                                    "--dram-bytes", "16M"], env, tmp)
+                                    "--dram-bytes", "16M",
+                                    # plan from the first windows: a few
+                                    # requests' tokens, no wait between tries
+                                    "--placement-min-tokens", "8",
+                                    "--placement-interval", "1s",
+                                    "--placement-threshold", "1.0",
+                                    "--placement-min-gain", "0"], env, tmp)
     rg, rh, ph, dh = cluster(tmp, model, env, "b", [], kvstore=kg)
     nc.tap(nc.wait_ready(rh), "B: cluster ready with a kvstore")
     before = [nc.gen(rg, PROMPTS[k], 12) for k in range(3)]
