@@ -300,7 +300,12 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     /* full blocks the own pool lacks, up to the last prompt token (always
      * computed): ask the kvstore first, then compute what it lacks */
     full = (j->n - 1) / bs;
-    if (bt_node_kvs_on(node) && reuse && full > matched) {
+    if (bt_node_kvs_on(node) && reuse && full > matched &&
+        q->reusable_blocks_known && q->reusable_blocks <= matched) {
+        /* the router's index: the kvstore holds nothing past our own
+         * blocks, so a lookup would only cost its round trip */
+        bt_node_kvs_count_avoided(node);
+    } else if (bt_node_kvs_on(node) && reuse && full > matched) {
         uint64_t left = q->deadline_unix_ms > bt_wall_ms()
                         ? q->deadline_unix_ms - bt_wall_ms() : 0;
         uint64_t t = (uint64_t)node->cfg.kvstore_timeout_ms;

@@ -419,3 +419,13 @@ const uint64_t *bt_registry_store_mask(const bt_registry_t *reg)
 {
     return reg->store_mask;
 }
+
+bool bt_registry_has_store(const bt_registry_t *reg)
+{
+    for (unsigned i = 0; i < BT_PREFIX_WORDS; i++) {
+        if (reg->store_mask[i] != 0) {
+            return true;
+        }
+    }
+    return false;
+}

@@ -189,5 +189,7 @@ size_t bt_registry_count_usable(const bt_registry_t *reg, bt_node_role_t role,
 const bt_prefix_index_t *bt_registry_index(const bt_registry_t *reg);
 /* Slots of the live kvstore replicas (BT_PREFIX_WORDS words, bit = slot). */
 const uint64_t *bt_registry_store_mask(const bt_registry_t *reg);
+/* At least one kvstore replica is registered (its blocks are indexed). */
+bool bt_registry_has_store(const bt_registry_t *reg);
 
 #endif

@@ -82,6 +82,8 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     pr.tenant = &tenant;
     pr.generated_count = (uint32_t)req->n_gen;
     pr.prompt_logprobs = req->plp_want && !req->plp_done;
+    pr.reusable_blocks = req->reuse_blocks;
+    pr.reusable_blocks_known = req->reuse_known;
     cb->req = req;
     cb->seq = ++req->p_call_seq;
     req->p_gone_why[0] = '\0';

@@ -63,6 +63,12 @@ struct bt_rreq {
     uint32_t                   p_assigned_tokens;
     bool                       assigned;
     bt_node_set_t              exclude_p, exclude_d;
+    /* the router's prefix index at placement: the prompt's full blocks the
+     * prefill node's own cache and the kvstore replicas hold together
+     * (PrefillRequest.reusable_blocks); known only for a first prefill
+     * with a kvstore registered */
+    uint32_t                   reuse_blocks;
+    bool                       reuse_known;
     int                        prefill_attempts;
     int                        decode_attempts;
     bt_node_call_t            *d_call;

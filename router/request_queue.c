@@ -103,6 +103,11 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
     req->d_slot = sel.decode->slot;
     req->d_gen = r->node_gen[sel.decode->slot];
     req->p_assigned_tokens = sreq.prompt_tokens;
+    /* the prefill node may skip a kvstore that holds nothing past its own
+     * cache; not after a failover, whose last blocks the kvstore may have
+     * committed a moment before the router hears of them */
+    req->reuse_known = req->n_gen == 0 && bt_registry_has_store(r->registry);
+    req->reuse_blocks = (uint32_t)sel.matched_blocks;
     req->d_blocks = sel.decode_blocks;
     req->d_pending = true;
     snprintf(req->p_id, sizeof(req->p_id), "%s", sel.prefill->id);

@@ -52,7 +52,7 @@ struct bt_node_kvs {
     uint64_t          lost_since;  /* blocks of failed publishes, unlogged */
     uint64_t          lost_warned_ms;
     bt_counter_t     *c_hit, *c_miss, *c_pub, *c_drop, *c_err;
-    bt_counter_t     *c_skip, *c_pub_failed;
+    bt_counter_t     *c_skip, *c_pub_failed, *c_avoided;
 };
 
 /* ---- circuit breaker ------------------------------------------------ */
@@ -262,6 +262,10 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
         "baton_node_kvstore_skipped_total",
         "kvstore operations not tried: the replica was found unreachable "
         "and waits for its backoff", NULL);
+    k->c_avoided = bt_metrics_counter(node->metrics,
+        "baton_node_kvstore_fetch_avoided_total",
+        "prefills that did not ask the kvstore: the router's prefix index "
+        "showed it holds nothing past this node's own cache", NULL);
     k->c_pub_failed = bt_metrics_counter(node->metrics,
         "baton_node_kvstore_publish_failed_total",
         "blocks whose publish failed or was skipped (store unreachable, "
@@ -323,6 +327,13 @@ const char *bt_node_kvs_target(const bt_node_t *node, size_t i)
 {
     return node->kvs != NULL && i < node->kvs->n ? node->kvs->rep[i].target
                                                  : NULL;
+}
+
+void bt_node_kvs_count_avoided(bt_node_t *node)
+{
+    if (node->kvs != NULL) {
+        bt_counter_inc(node->kvs->c_avoided);
+    }
 }
 
 bool bt_node_kvs_on(const bt_node_t *node)

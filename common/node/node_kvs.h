@@ -28,6 +28,8 @@ typedef struct bt_node_kvs bt_node_kvs_t;
 bt_status_t bt_node_kvs_init(struct bt_node *node);
 void bt_node_kvs_destroy(struct bt_node *node);
 bool bt_node_kvs_on(const struct bt_node *node);
+/* A prefill that did not ask the kvstore, by the router's word. */
+void bt_node_kvs_count_avoided(struct bt_node *node);
 /* Target of replica i of the sorted --kvstore list, NULL past the end or
  * without a kvstore. */
 const char *bt_node_kvs_target(const struct bt_node *node, size_t i);

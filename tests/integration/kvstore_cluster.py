@@ -109,8 +109,9 @@ def main():
               "--kvstore", "ipv4:127.0.0.1:%d" % kg]
     prefill = os.path.join(BUILD, "prefill_node/baton-prefill")
     decode = os.path.join(BUILD, "decode_node/baton-decode")
-    nc.start("p1", [prefill] + common + ["--node-id", "p1"], env, tmp)
-    nc.start("p2", [prefill] + common + ["--node-id", "p2"], env, tmp)
+    _, _, p1h = nc.start("p1", [prefill] + common + ["--node-id", "p1"], env, tmp)
+    _, _, p2h = nc.start("p2", [prefill] + common + ["--node-id", "p2"], env, tmp)
+    p_http = {"p1": p1h, "p2": p2h}
     d1 = nc.start("d1", [decode] + common + ["--node-id", "d1"], env, tmp)
     d2 = nc.start("d2", [decode] + common + ["--node-id", "d2"], env, tmp)
     nc.tap(nc.wait_ready(rh), "router ready with 2 prefill and 2 decode nodes")
@@ -146,6 +147,13 @@ def main():
     # 1. computed on one prefill node, then read by the other from the
     # kvstore (the first is drained: the second's own pool misses)
     first = served("first request computes")
+    # the router's index showed the kvstore empty: the prefill node did not
+    # ask it (a lookup would only have cost its round trip)
+    avoided = nc.gauge(p_http[first[0]], "baton_node_kvstore_fetch_avoided_total")
+    missed = nc.gauge(p_http[first[0]], "baton_node_kvstore_miss_blocks_total")
+    nc.tap(avoided is not None and avoided >= 1 and not missed,
+           "a prompt the router knows the kvstore lacks is not asked of it "
+           "(fetches avoided %s, blocks asked and missed %s)" % (avoided, missed))
     time.sleep(0.5)   # the publish is off the critical path
     other = "p2" if first[0] == "p1" else "p1"
     ctl(target, "drain", first[0])
