@@ -232,9 +232,9 @@ class Load:
 
 
 # Repeating one token routes the built-in MoE model's greedy decode onto a
-# few experts: under the placement without a plan (experts 0-3 on device
-# 0, 4-7 on device 1) the decode node measures about 0.72 (found by
-# reading baton_node_expert_balancedness over several prompts).
+# few experts: under the placement without a plan (expert e on device
+# e mod 2) the decode node measures about 0.72 (found by reading
+# baton_node_expert_balancedness over several prompts).
 SKEWED = [42] * 24
 
 
