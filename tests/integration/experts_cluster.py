@@ -313,7 +313,12 @@ def part_b(tmp, model, env, refs):
     nc.tap(vk and row is not None, "B: after a kvstore SIGKILL and restart "
            "batonctl placement shows version %s" % vk, "row %s" % row)
     extra = [nc.gen(rg, PROMPTS[0], 12) for _ in range(3)]
-    nc.tap(extra == [refs[0]] * 3 and
+    # the restarted store measures a window only when it ran under the
+    # plan in force: a figure means the decode node reported under vk
+    row = wait_for(lambda: (lambda r: r if r and r["balancedness"] > 0
+                            else None)(ctl_placement(rg, "decode")), 30)
+    nc.tap(extra == [refs[0]] * 3 and row is not None and
+           row["version"] == vk and
            metric_sum(dh, "baton_node_expert_plan_version") == vk and
            metric_sum(ph, "baton_node_expert_plan_version") == pv and
            metric_sum(ph, "baton_node_expert_plan_refused_total") == 0,
