@@ -7,10 +7,17 @@ serving the built-in MoE model (baton-mkmodel builtin-moe) with
     sent before, during and after the plan changes, several at once, are
     identical to baton-run's on one device; the nodes' plan version
     metric rises; per-device load and balancedness are exported.
- B. with a real baton-kvstore (--kvstore): the nodes report statistics and
-    ask for the plan; once the kvstore serves one, the plan version in
-    force follows it and tokens stay identical. Skipped, with the reason,
-    while the kvstore answers GetPlacement UNIMPLEMENTED.
+ B. with a real baton-kvstore (--kvstore, --router): a prompt that
+    repeats one token routes the decode node's tokens onto a few experts,
+    so under the placement without a plan (a store that plans only on
+    Rebalance) the node and `batonctl placement -o json` measure < 0.85;
+    the store restarted on the same port and folders with the re-plan
+    rule publishes a plan, the decode node applies it under load and its
+    balancedness averaged over 8 windows rises by >= 0.1 (batonctl too);
+    every request sent before, during and after the switch returns
+    baton-run's tokens; after a SIGKILL the store, restarted, serves the
+    same version and the nodes keep it; a restarted decode node fetches
+    and applies the plan in force, tokens identical.
  C. plans given over real gRPC by a KvStore stand-in (python3-grpcio,
     ReportExpertStats and GetPlacement only): the nodes' reports carry the
     model, role, window counts and plan version; a plan for another device
@@ -19,8 +26,10 @@ serving the built-in MoE model (baton-mkmodel builtin-moe) with
 
 usage: experts_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,14 +62,21 @@ def wait_metric(port, name, pred, secs=30):
     return v
 
 
-def cluster(tmp, model, env, tag, extra, kvstore=None):
-    """router + prefill + decode with `extra` node flags: (router grpc,
-    router http, prefill http, decode http)."""
-    _, rg, rh = nc.start("router-" + tag,
-                         [os.path.join(BUILD, "router/baton-router"),
-                          "--model", model, "--grpc-port", "0",
-                          "--http-port", "0", "--heartbeat", "100ms"],
-                         env, tmp)
+DECODE_B = []
+
+
+def cluster(tmp, model, env, tag, extra, kvstore=None, router=None):
+    """router (unless given as (grpc, http)) + prefill + decode with
+    `extra` node flags: (router grpc, router http, prefill http, decode
+    http); DECODE_B holds the decode node's process and command."""
+    if router is None:
+        _, rg, rh = nc.start("router-" + tag,
+                             [os.path.join(BUILD, "router/baton-router"),
+                              "--model", model, "--grpc-port", "0",
+                              "--http-port", "0", "--heartbeat", "100ms"],
+                             env, tmp)
+    else:
+        rg, rh = router
     target = "ipv4:127.0.0.1:%d" % rg
     common = ["--model", model, "--router", target, "--threads", "1",
               "--expert-devices", "2", "--expert-window", "300ms"] + extra
@@ -69,9 +85,10 @@ def cluster(tmp, model, env, tag, extra, kvstore=None):
     _, _, ph = nc.start("prefill-" + tag,
                         [os.path.join(BUILD, "prefill_node/baton-prefill")]
                         + common + ["--max-prefill-tokens", "32"], env, tmp)
-    _, _, dh = nc.start("decode-" + tag,
-                        [os.path.join(BUILD, "decode_node/baton-decode")]
-                        + common + ["--kv-blocks", "512"], env, tmp)
+    dcmd = ([os.path.join(BUILD, "decode_node/baton-decode")] + common +
+            ["--kv-blocks", "512"])
+    dp, _, dh = nc.start("decode-" + tag, dcmd, env, tmp)
+    DECODE_B[:] = [dp, dcmd]
     return rg, rh, ph, dh
 
 
@@ -130,42 +147,198 @@ def part_a(tmp, model, env, refs):
     del nc.PROCS[:]
 
 
+def kvstore(tmp, env, name, port, router, threshold):
+    """A baton-kvstore on `port` (0: any) planning from the nodes' reports
+    when their balancedness is under `threshold` (0: only on Rebalance):
+    its first tries come after a few requests' tokens, a second chance a
+    second later, and a plan must promise 0.05 more than measured."""
+    return nc.start(name, [os.path.join(BUILD, "kvstore/baton-kvstore"),
+                           "--grpc-port", str(port), "--http-port", "0",
+                           "--disk-dir", os.path.join(tmp, "disk"),
+                           "--dram-bytes", "16M", "--router", router,
+                           "--placement-threshold", str(threshold),
+                           "--placement-min-tokens", "8",
+                           "--placement-interval", "1s",
+                           "--placement-min-gain", "0.05"], env, tmp)
+
+
+def stop(proc, sig):
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def ctl_placement(router_grpc, role):
+    """The row of `batonctl placement -o json` for (tiny, role), or None."""
+    r = subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
+                        "ipv4:127.0.0.1:%d" % router_grpc, "placement",
+                        "-o", "json"], capture_output=True, text=True,
+                       timeout=20)
+    try:
+        rows = json.loads(r.stdout) if r.returncode == 0 else []
+    except ValueError:
+        rows = []
+    return next((x for x in rows if x.get("model") == "tiny" and
+                 x.get("role") == role), None)
+
+
+def wait_for(fn, secs=60):
+    """fn() until it is true or secs pass (bounded); its last value."""
+    deadline = time.time() + secs
+    v = fn()
+    while not v and time.time() < deadline:
+        time.sleep(0.3)
+        v = fn()
+    return v
+
+
+def mean_balancedness(port, n=8):
+    """The node's balancedness averaged over about n windows (300 ms)."""
+    vals = []
+    for _ in range(n):
+        time.sleep(0.35)
+        v = nc.gauge(port, "baton_node_expert_balancedness")
+        if v is not None:
+            vals.append(v)
+    return sum(vals) / len(vals) if vals else None
+
+
+class Load:
+    """Clients sending the skewed prompt in a loop; every answer kept."""
+
+    def __init__(self, rg, n=3):
+        self.rg, self.done, self.got = rg, threading.Event(), []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.client)
+                        for _ in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def client(self):
+        while not self.done.is_set():
+            g = nc.gen(self.rg, SKEWED, 16)
+            with self.lock:
+                self.got.append(g)
+
+    def stop(self):
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=120)
+        with self.lock:
+            return list(self.got)
+
+
+# Repeating one token routes the built-in MoE model's greedy decode onto a
+# few experts: under the placement without a plan (expert e on device
+# e mod 2) the decode node measures about 0.72 (found by reading
+# baton_node_expert_balancedness over several prompts).
+SKEWED = [42] * 24
+
+
 def part_b(tmp, model, env, refs):
-    _, kg, _ = nc.start("kvstore", [os.path.join(BUILD, "kvstore/baton-kvstore"),
-                                    "--grpc-port", "0", "--http-port", "0",
-                                    "--disk-dir", os.path.join(tmp, "disk"),
-                                    "--dram-bytes", "16M",
-                                    # plan from the first windows: a few
-                                    # requests' tokens, no wait between tries
-                                    "--placement-min-tokens", "8",
-                                    "--placement-interval", "1s",
-                                    "--placement-threshold", "1.0",
-                                    "--placement-min-gain", "0"], env, tmp)
-    rg, rh, ph, dh = cluster(tmp, model, env, "b", [], kvstore=kg)
+    """The kvstore's plans on live nodes: skew measured, a plan from the
+    re-plan rule that raises the measured balancedness, identical tokens
+    before, during and after, a kvstore restart and a node restart."""
+    ref_skew = nc.run_ref(model, SKEWED, 16)
+    _, rg, rh = nc.start("router-b",
+                         [os.path.join(BUILD, "router/baton-router"),
+                          "--model", model, "--grpc-port", "0",
+                          "--http-port", "0", "--heartbeat", "100ms"],
+                         env, tmp)
+    router = "ipv4:127.0.0.1:%d" % rg
+    # 1. a store that plans only on Rebalance: the skew is measured as is
+    kv, kg, _ = kvstore(tmp, env, "kvstore-b1", 0, router, 0)
+    _, _, ph, dh = cluster(tmp, model, env, "b", [], kvstore=kg,
+                           router=(rg, rh))
     nc.tap(nc.wait_ready(rh), "B: cluster ready with a kvstore")
     before = [nc.gen(rg, PROMPTS[k], 12) for k in range(3)]
     nc.tap(before == refs, "B: tokens before any plan", "got %s" % before)
-    # a window or two for the nodes to report and ask for the plan
-    deadline = time.time() + 10
-    unimpl = False
-    while time.time() < deadline and not unimpl:
-        for name in ("prefill-b", "decode-b"):
-            with open(os.path.join(tmp, name + ".err")) as f:
-                unimpl |= "does not serve placement plans" in f.read()
-        time.sleep(0.3)
-    if unimpl:
-        print("ok %d - B: plans from the kvstore # SKIP the kvstore answers "
-              "GetPlacement UNIMPLEMENTED (its placement service is not "
-              "built yet)" % (nc.N + 1), flush=True)
-        nc.N += 1
-        return
+    load = Load(rg)
+    # the store's figure is the latest window's: the skewed ones only
+    row = wait_for(lambda: (lambda r: r if r and 0 < r["balancedness"] < 0.85
+                            else None)(ctl_placement(rg, "decode")))
+    b0 = mean_balancedness(dh)
+    nc.tap(row is not None and row["version"] == 0 and
+           row["balancedness"] < 0.85 and b0 is not None and b0 < 0.85 and
+           metric_sum(dh, "baton_node_expert_plan_version") == 0,
+           "B: skewed prompts: the decode node measures %s under the "
+           "placement without a plan, batonctl placement shows it"
+           % (b0 and "%.3f" % b0), "node %s batonctl %s" % (b0, row))
+
+    # 2. the same store with the re-plan rule (threshold 0.9), same port
+    # and folders; the load goes on while the plan comes and switches
+    stop(kv, signal.SIGTERM)
+    kv, _, _ = kvstore(tmp, env, "kvstore-b2", kg, router, 0.9)
     v = wait_metric(dh, "baton_node_expert_plan_version", lambda x: x > 0,
                     secs=60)
-    nc.tap(v is not None and v > 0, "B: the decode node runs the kvstore's "
-           "plan", "plan version %s" % v)
+    with load.lock:
+        at_switch = len(load.got)
+    nc.tap(v is not None and v > 0, "B: the decode node applies the "
+           "kvstore's plan (version %d) under load" % (v or 0))
+    time.sleep(0.7)  # the windows after the switch only
+    b1 = mean_balancedness(dh)
+    kb0 = row["balancedness"] if row else 1.0
+    row = wait_for(lambda: (lambda r: r if r and r["version"] > 0 and
+                            r["balancedness"] >= kb0 + 0.1 else None)(
+                                ctl_placement(rg, "decode")))
+    nc.tap(b0 is not None and b1 is not None and b1 >= b0 + 0.1 and
+           row is not None,
+           "B: the plan raises the decode node's measured balancedness "
+           "(%s -> %s over 8 windows), batonctl placement shows it"
+           % (b0 and "%.3f" % b0, b1 and "%.3f" % b1),
+           "batonctl %s" % row)
+    got = load.stop()
+    bad = [g for g in got if g != ref_skew]
+    nc.tap(at_switch >= 3 and len(got) > at_switch + 3 and not bad,
+           "B: %d requests (%d answered before the switch) sent before, "
+           "during and after the plan change return baton-run's tokens"
+           % (len(got), at_switch),
+           "mismatches: %s" % bad[:3], "ref: %s" % ref_skew)
     after = [nc.gen(rg, PROMPTS[k], 12) for k in range(3)]
     nc.tap(after == refs, "B: tokens identical under the kvstore's plan",
            "got %s" % after)
+
+    # 3. SIGKILL the store, restart it on the same folders (planning only
+    # on Rebalance: a version it serves comes from its file)
+    vk = ctl_placement(rg, "decode")
+    vk = vk and vk["version"]
+    pv = metric_sum(ph, "baton_node_expert_plan_version")
+    stop(kv, signal.SIGKILL)
+    kv, _, _ = kvstore(tmp, env, "kvstore-b3", kg, router, 0)
+    row = wait_for(lambda: (lambda r: r if r and r["version"] == vk
+                            else None)(ctl_placement(rg, "decode")))
+    nc.tap(vk and row is not None, "B: after a kvstore SIGKILL and restart "
+           "batonctl placement shows version %s" % vk, "row %s" % row)
+    extra = [nc.gen(rg, PROMPTS[0], 12) for _ in range(3)]
+    # the restarted store measures a window only when it ran under the
+    # plan in force: a figure means the decode node reported under vk
+    row = wait_for(lambda: (lambda r: r if r and r["balancedness"] > 0
+                            else None)(ctl_placement(rg, "decode")), 30)
+    nc.tap(extra == [refs[0]] * 3 and row is not None and
+           row["version"] == vk and
+           metric_sum(dh, "baton_node_expert_plan_version") == vk and
+           metric_sum(ph, "baton_node_expert_plan_version") == pv and
+           metric_sum(ph, "baton_node_expert_plan_refused_total") == 0,
+           "B: the nodes keep version %s across the kvstore restart" % vk,
+           "got %s version %s" % (
+               extra, metric_sum(dh, "baton_node_expert_plan_version")))
+
+    # 4. a new decode node fetches the plan in force
+    stop(DECODE_B[0], signal.SIGTERM)
+    _, _, dh2 = nc.start("decode-b2", DECODE_B[1], env, tmp)
+    v2 = wait_metric(dh2, "baton_node_expert_plan_version",
+                     lambda x: x == vk, secs=60)
+    nc.tap(v2 == vk, "B: a restarted decode node fetches and applies plan "
+           "%s" % vk, "version %s" % v2)
+    got = wait_for(lambda: nc.gen(rg, SKEWED, 16) == ref_skew, secs=30)
+    after = [nc.gen(rg, PROMPTS[k], 12) for k in range(3)]
+    nc.tap(got and after == refs, "B: tokens identical on the restarted "
+           "decode node", "got %s" % after)
+    nc.cleanup()
+    del nc.PROCS[:]
 
 
 def load_stubs(out):

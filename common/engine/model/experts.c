@@ -48,6 +48,9 @@ struct bt_ep {
     int                    *assign;  /* [rows] device of each row */
     int                    *order;   /* [rows] rows by expert, then row */
     int                    *start;   /* [E + 1] into order */
+    uint64_t               *turn;    /* [n_layers][E] rows an expert ran,
+                                      * so its replicas take rows in turn
+                                      * across steps, not within one only */
     int                     cap;
     /* staging */
     pthread_mutex_t         stage_mu;
@@ -189,6 +192,7 @@ void bt_ep_destroy(bt_ep_t *ep)
     free(ep->assign);
     free(ep->order);
     free(ep->start);
+    free(ep->turn);
     free(ep->load);
     pthread_mutex_destroy(&ep->stage_mu);
     pthread_mutex_destroy(&ep->load_mu);
@@ -224,6 +228,8 @@ bt_status_t bt_ep_create(const bt_model_t *model, const bt_backend_ops_t *ops,
     s = BT_ERR_NO_MEMORY;
     if ((ep->par = bt_par_create(n_devices)) == NULL ||
         (ep->start = calloc((size_t)c->n_experts + 1, sizeof(int))) == NULL ||
+        (ep->turn = calloc((size_t)c->n_layers * c->n_experts,
+                           sizeof(uint64_t))) == NULL ||
         (ep->load = calloc((size_t)c->n_layers * n_devices,
                            sizeof(uint64_t))) == NULL) {
         goto err;
@@ -471,8 +477,11 @@ void bt_ep_layer(bt_ep_t *ep, int layer, int T, int K, const int *sel,
         ep->start[e] = ep->start[e - 1];
     }
     ep->start[0] = 0;
-    /* replicas split an expert's rows in turn */
+    /* replicas split an expert's rows in turn, carried over from step to
+     * step: a decode step often gives an expert one row, which would
+     * otherwise always land on its first copy */
     for (int e = 0; e < E; e++) {
+        uint64_t *turn = ep->turn + (size_t)layer * E + e;
         int devs[BT_EP_MAX_DEVICES], nd = 0;
 
         for (int d = 0; d < ep->n; d++) {
@@ -481,7 +490,7 @@ void bt_ep_layer(bt_ep_t *ep, int layer, int T, int K, const int *sel,
             }
         }
         for (int i = ep->start[e]; i < ep->start[e + 1]; i++) {
-            const int d = devs[(i - ep->start[e]) % nd];
+            const int d = devs[(*turn)++ % (uint64_t)nd];
 
             ep->assign[ep->order[i]] = d;
             rows[d]++;

@@ -465,6 +465,50 @@ static void test_loads(void **state)
     free(out);
 }
 
+/* An expert with a copy on each device and one row per step (a decode
+ * step): its rows alternate between the copies from step to step, as the
+ * planner assumes when it splits an expert's load over its copies. */
+static void test_replicas_take_turns(void **state)
+{
+    fx_t *fx = *state;
+    const bt_model_config_t *c = &fx->m->cfg;
+    const int E = c->n_experts, hot = E - 1;
+    float *xn = calloc((size_t)c->hidden, sizeof(float));
+    float *out = calloc((size_t)c->hidden, sizeof(float));
+    bt_ep_load_t ld;
+    bt_ep_plan_t plan;
+    bt_fwd_t *f;
+    bt_ep_t *ep;
+    char err[160];
+    int moe = -1;
+
+    for (int l = 0; l < c->n_layers && moe < 0; l++) {
+        moe = c->layer_is_moe[l] ? l : -1;
+    }
+    assert_true(moe >= 0 && xn != NULL && out != NULL);
+    assert_int_equal(bt_fwd_create(fx->m, NULL, 2, &f), BT_OK);
+    assert_int_equal(bt_fwd_experts_init(f, 2, 0), BT_OK);
+    ep = bt_fwd_experts(f);
+    assert_int_equal(bt_ep_plan_get(ep, &plan), BT_OK);
+    plan.version = 1;
+    plan.where[(size_t)moe * E + hot] = 3u;  /* on devices 0 and 1 */
+    assert_int_equal(bt_ep_stage(ep, &plan, NULL, err, sizeof(err)), BT_OK);
+    assert_true(bt_ep_commit(ep));
+    bt_ep_load(ep, true, &ld);
+    assert_int_equal(bt_ep_reserve(ep, 1), BT_OK);
+    for (int step = 0; step < 10; step++) {
+        bt_ep_layer(ep, moe, 1, 1, &hot, xn, out);
+    }
+    bt_ep_load(ep, true, &ld);
+    assert_int_equal(ld.rows[0], 5);
+    assert_int_equal(ld.rows[1], 5);
+    assert_true(ld.balancedness == 1.0);
+    bt_ep_plan_cleanup(&plan);
+    bt_fwd_destroy(f);
+    free(xn);
+    free(out);
+}
+
 #define ARCH_TESTS(setup)                                                   \
     cmocka_unit_test_setup_teardown(test_random_plans, setup, teardown),    \
     cmocka_unit_test_setup_teardown(test_plan_swapped_between_steps, setup, \
@@ -482,6 +526,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_loads, setup_qwen3_moe,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_replicas_take_turns,
+                                        setup_qwen3_moe, teardown),
     };
 
     bt_log_set_level(BT_LOG_LEVEL_WARN);
