@@ -80,6 +80,15 @@ static int ctl_print_plans(const ctl_t *ctl, json_t *resp, const char *empty)
     return rc;
 }
 
+/* The (--model, --role) both commands take. */
+static int ctl_plan_filter(ctl_t *ctl, int n_args, char **args,
+                           const char **model_p, int *role_p)
+{
+    int rc = ctl_role_parse(ctl, false, role_p);
+
+    return rc != CTL_EXIT_OK ? rc : ctl_model_arg(ctl, n_args, args, model_p);
+}
+
 int ctl_cmd_placement(ctl_t *ctl, int n_args, char **args)
 {
     Baton__V1__AdminGetPlacementRequest req = BATON__V1__ADMIN_GET_PLACEMENT_REQUEST__INIT;
@@ -87,9 +96,9 @@ int ctl_cmd_placement(ctl_t *ctl, int n_args, char **args)
     json_t *resp;
     bt_rpc_code_t code;
     int role = 0;
-    int rc = ctl_role_parse(ctl, false, &role);
+    int rc = ctl_plan_filter(ctl, n_args, args, &model, &role);
 
-    if (rc != CTL_EXIT_OK || (rc = ctl_model_arg(ctl, n_args, args, &model)) != CTL_EXIT_OK) {
+    if (rc != CTL_EXIT_OK) {
         return rc;
     }
     req.role = (Baton__V1__NodeRole)role;
@@ -109,9 +118,9 @@ int ctl_cmd_rebalance(ctl_t *ctl, int n_args, char **args)
     json_t *resp;
     bt_rpc_code_t code;
     int role = 0;
-    int rc = ctl_role_parse(ctl, false, &role);
+    int rc = ctl_plan_filter(ctl, n_args, args, &model, &role);
 
-    if (rc != CTL_EXIT_OK || (rc = ctl_model_arg(ctl, n_args, args, &model)) != CTL_EXIT_OK) {
+    if (rc != CTL_EXIT_OK) {
         return rc;
     }
     req.role = (Baton__V1__NodeRole)role;

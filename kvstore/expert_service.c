@@ -236,6 +236,20 @@ static void bt_kvsd_reply_plans(bt_rpc_call_t *call, bt_pbook_view_t *views,
     free(ptrs);
 }
 
+/* An optional (model, role) filter of ListPlacements and Rebalance: each
+ * part, when given, checked as in a report. */
+static bt_status_t bt_kvsd_check_filter(const char *model, int role, char *err,
+                                        size_t err_size)
+{
+    bool has_model = model != NULL && model[0] != '\0';
+
+    if (!has_model && role == 0) {
+        return BT_OK;
+    }
+    return bt_kvsd_check_model_role(has_model ? model : "*", role, false, err,
+                                    err_size);
+}
+
 static void bt_kvsd_list_placements(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                                     void *arg)
 {
@@ -246,11 +260,7 @@ static void bt_kvsd_list_placements(bt_rpc_call_t *call, const ProtobufCMessage 
     char err[160];
     bt_status_t st = BT_OK;
 
-    if ((req->model != NULL && req->model[0] != '\0') || req->role != 0) {
-        st = bt_kvsd_check_model_role(req->model != NULL && req->model[0] != '\0'
-                                      ? req->model : "*", (int)req->role, false,
-                                      err, sizeof(err));
-    }
+    st = bt_kvsd_check_filter(req->model, (int)req->role, err, sizeof(err));
     if (st != BT_OK) {
         bt_rpc_call_fail(call, st, "%s", err);
         return;
@@ -271,11 +281,7 @@ static void bt_kvsd_rebalance(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     bt_status_t st = BT_OK;
     char err[256] = "";
 
-    if ((req->model != NULL && req->model[0] != '\0') || req->role != 0) {
-        st = bt_kvsd_check_model_role(req->model != NULL && req->model[0] != '\0'
-                                      ? req->model : "*", (int)req->role, false,
-                                      err, sizeof(err));
-    }
+    st = bt_kvsd_check_filter(req->model, (int)req->role, err, sizeof(err));
     if (st != BT_OK) {
         bt_rpc_call_fail(call, st, "%s", err);
         return;
