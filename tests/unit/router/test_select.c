@@ -126,6 +126,11 @@ static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t ro
     return node;
 }
 
+/* A kvstore replica: no model, no capacity. */
+static const bt_node_hello_t kvstore_hello = {
+    "kv0", BT_NODE_ROLE_KVSTORE, "", "ipv4:127.0.0.1:2", NULL, 0, 0, 0, 0, 0, 0,
+    NULL, NULL };
+
 static void test_registry(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
@@ -444,6 +449,8 @@ static void test_select_disagg_choice(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
     bt_select_weights_t w = weights;
+    bt_node_t *store = NULL;
+    char err[256];
     bt_select_req_t req;
     bt_node_xfer_t slow;
     uint8_t hashes[8][32];
@@ -465,6 +472,13 @@ static void test_select_disagg_choice(void **state)
     bt_registry_kv_stored(reg, b0, &hashes[0][0], 7);
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_CACHED);
     bt_registry_kv_cleared(reg, b0);
+    expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_OFFLOAD);
+    /* a kvstore replica holding them serves b0 as well as p0 */
+    assert_int_equal(bt_registry_add(reg, &kvstore_hello, 1000, NULL, &store, err,
+                                     sizeof(err)), BT_OK);
+    bt_registry_kv_stored(reg, store, &hashes[0][0], 7);
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_CACHED);
+    bt_registry_remove(reg, store);
     expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_OFFLOAD);
     /* p0 measured 50 ms to b0: 500 tokens' worth, more than b0's 262 */
     memset(&slow, 0, sizeof(slow));
@@ -509,8 +523,7 @@ static void test_select_disagg_choice(void **state)
 static void test_select_kvstore_hits(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
-    bt_node_hello_t kv = { "kv0", BT_NODE_ROLE_KVSTORE, "", "ipv4:127.0.0.1:2",
-                           NULL, 0, 0, 0, 0, 0, 0, NULL, NULL };
+    bt_node_hello_t kv = kvstore_hello;
     uint8_t hashes[6][32], other[32];
     bt_node_t *p0, *p1, *store = NULL;
     bt_select_result_t r;
@@ -526,7 +539,7 @@ static void test_select_kvstore_hits(void **state)
     p0 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
     p1 = add_node(reg, "p1", BT_NODE_ROLE_PREFILL, "m", 100);
     add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
-    assert_int_equal(bt_registry_add(reg, &kv, 1000, NULL, &store, err,
+    assert_int_equal(bt_registry_add(reg, &kvstore_hello, 1000, NULL, &store, err,
                                      sizeof(err)), BT_OK);
     assert_int_equal(bt_registry_count(reg, BT_NODE_ROLE_BOTH, "m"), 3);
     assert_int_equal(bt_registry_count(reg, BT_NODE_ROLE_KVSTORE, NULL), 1);
