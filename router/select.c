@@ -187,33 +187,30 @@ static double bt_select_xfer_ms(const bt_node_t *p, const bt_node_t *d)
     return -1;
 }
 
-/* D (r->decode) can prefill: weighs it against the best other prefill
- * node and leaves r->prefill the one that prefills. */
+/* D (r->decode) can prefill: weighs it against r->prefill, the best other
+ * prefill node (NULL: none), and leaves r->prefill the one that prefills. */
 static void bt_select_local_or_remote(bt_registry_t *reg,
                                       const bt_select_weights_t *w,
                                       const bt_select_req_t *req,
                                       bt_select_result_t *r)
 {
-    bt_node_t *d = r->decode;
-    bt_select_result_t remote = *r;
-    size_t d_matched, d_store, n_prefill;
+    bt_node_t *d = r->decode, *p = r->prefill;
+    size_t d_matched, d_store;
     double d_score = bt_select_prefill_score(reg, d, w, req, &d_matched, &d_store);
     bt_decide_in_t *in = &r->decide_in;
 
-    bt_select_best_prefill(reg, w, req, d, &remote, &n_prefill);
-    r->prefill_candidates = remote.prefill_candidates + 1;
-    if (remote.prefill == NULL) {
+    r->prefill_candidates++;
+    if (p == NULL) {
         r->decide.decision = BT_DECIDE_LOCAL;
         r->decide.reason = BT_DECIDE_NO_REMOTE;
     } else {
         in->prompt_tokens = req->prompt_tokens;
         in->uncached_d = bt_select_uncached(d, req, d_matched);
-        in->uncached_p = bt_select_uncached(remote.prefill, req,
-                                            remote.matched_blocks);
+        in->uncached_p = bt_select_uncached(p, req, r->matched_blocks);
         in->queued_d = bt_select_queued(d);
-        in->queued_p = bt_select_queued(remote.prefill);
-        in->p_decodes = (remote.prefill->role & BT_NODE_ROLE_DECODE) != 0;
-        in->xfer_ms = bt_select_xfer_ms(remote.prefill, d);
+        in->queued_p = bt_select_queued(p);
+        in->p_decodes = (p->role & BT_NODE_ROLE_DECODE) != 0;
+        in->xfer_ms = bt_select_xfer_ms(p, d);
         r->decide = bt_decide(&w->disagg, in);
     }
     if (r->decide.decision == BT_DECIDE_LOCAL) {
@@ -221,11 +218,6 @@ static void bt_select_local_or_remote(bt_registry_t *reg,
         r->prefill_score = d_score;
         r->matched_blocks = d_matched;
         r->store_blocks = d_store;
-    } else {
-        r->prefill = remote.prefill;
-        r->prefill_score = remote.prefill_score;
-        r->matched_blocks = remote.matched_blocks;
-        r->store_blocks = remote.store_blocks;
     }
 }
 
@@ -237,6 +229,7 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
     bt_select_result_t r;
     size_t n_prefill = 0, n_decode = 0, n_usable = 0, n_fit = 0;
     uint32_t largest = 0;
+    bool d_prefills;
     unsigned i;
 
     memset(&r, 0, sizeof(r));
@@ -263,14 +256,20 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
             }
         }
     }
-    bt_select_best_prefill(reg, w, req, NULL, &r, &n_prefill);
+    /* a decode node that can prefill is weighed against the best other
+     * prefill node, so one pass finds that one (D's own score aside) */
+    d_prefills = r.decode != NULL && (r.decode->role & BT_NODE_ROLE_PREFILL) &&
+                 !r.decode->load.draining &&
+                 !bt_node_set_has(&req->exclude_prefill, r.decode->slot);
+    bt_select_best_prefill(reg, w, req, d_prefills ? r.decode : NULL, &r,
+                           &n_prefill);
 
     if (n_prefill == 0 || n_decode == 0) {
         snprintf(err, err_size, "no %s node serves model '%s'",
                  n_prefill == 0 ? "prefill" : "decode", req->model);
         return BT_ERR_NOT_FOUND;
     }
-    if (r.prefill == NULL) {
+    if (r.prefill == NULL && !d_prefills) {
         snprintf(err, err_size, "all %zu prefill nodes of model '%s' are "
                  "draining or failed this request", n_prefill, req->model);
         return BT_ERR_PEER_UNREACHABLE;
@@ -292,8 +291,7 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                  req->prompt_tokens + req->max_new_tokens);
         return BT_ERR_EXHAUSTED;
     }
-    if ((r.decode->role & BT_NODE_ROLE_PREFILL) && !r.decode->load.draining &&
-        !bt_node_set_has(&req->exclude_prefill, r.decode->slot)) {
+    if (d_prefills) {
         bt_select_local_or_remote(reg, w, req, &r);
     } else if ((r.prefill->role & BT_NODE_ROLE_DECODE) &&
                bt_select_decode_ok(r.prefill, req) &&
