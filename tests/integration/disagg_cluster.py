@@ -5,8 +5,10 @@ auto, always, never) and two nodes registered with all of them, a
 `--role both` node b1 and a prefill node p1, on baton-mkmodel's tiny
 model. Checks: on the auto router a short prompt stays on b1, a long
 uncached one goes p1 -> b1, a long one whose prefix b1 holds stays on b1,
-each read from baton_router_disagg_decisions_total on /metrics; the forced
-routers do as told; every answer equals baton-run's tokens.
+each read from baton_router_disagg_decisions_total on /metrics, the log
+line giving the inputs (the default transfer cost until p1 measured one,
+then its p50); the forced routers do as told; every answer equals
+baton-run's tokens.
 
 usage: disagg_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
@@ -79,6 +81,20 @@ def kv_events(http_port):
     return float(m.group(1)) if m else 0.0
 
 
+def transfer_p50(target):
+    """p1 -> b1's measured transfer tail (ms) as the router has it, None
+    until p1 reported a transfer."""
+    r = ctl(target, "--json", "transfer-health")
+    try:
+        for p in json.loads(r.stdout).get("pairs", []):
+            if (p.get("prefill_node"), p.get("decode_node")) == ("p1", "b1") \
+                    and int(p.get("ops", 0)) > 0:
+                return float(p.get("latency_p50_ms", 0.0))
+    except ValueError:
+        pass
+    return None
+
+
 def ids(seed, n):
     return [4091] + [(i * seed + 7) % 4000 for i in range(1, n)]
 
@@ -93,8 +109,10 @@ def main():
              "--grpc-port", "0", "--http-port", "0", "--heartbeat", "100ms",
              "--disagg", mode, "--disagg-min-tokens", str(MIN_TOKENS),
              # a transfer tail up to 0.7 s weighs less than the 74 tokens
-             # the long prompts below save the decode node
-             "--disagg-prefill-rate", "0.1"], env, tmp)
+             # the long prompts below save the decode node; until p1 has
+             # measured one the default counts (50 tokens' worth)
+             "--disagg-prefill-rate", "0.1", "--disagg-transfer-ms", "500"],
+            env, tmp)
     targets = {m: "ipv4:127.0.0.1:%d" % r[1] for m, r in routers.items()}
     common = ["--model", model, "--router", ",".join(targets.values()),
               "--threads", "1"]
@@ -130,8 +148,11 @@ def main():
     # auto: the choice follows the prompt's length ...
     step("short uncached prompt (20)", ids(13, 20), ("local", "short"))
     step("long uncached prompt (100)", ids(17, 100), ("disagg", "offload"))
-    same_len = ids(19, 74)
-    step("long uncached prompt (74)", same_len, ("disagg", "offload"))
+    # the next choice weighs the transfer p1 measured, not the default
+    measured = wait_for(lambda: transfer_p50(targets["auto"]), 30)
+    nc.tap(measured is not None,
+           "p1's heartbeats report its transfer to b1 (p50 %s ms)" % measured)
+    step("long uncached prompt (74)", ids(19, 74), ("disagg", "offload"))
     # ... and where it is cached: b1 computes a 44-token prompt (short),
     # keeping its two full blocks; 30 more tokens leave 42 uncached on b1
     head = ids(23, 44)
@@ -148,6 +169,14 @@ def main():
                      r"\d+ P \d+, transfer [\d.]+ ms, cost local \d+ disagg "
                      r"\d+\)", log) is not None,
            "the placement's log line gives the choice and its inputs")
+    first = re.search(r"\(prompt 100, .* transfer ([\d.]+) ms", log)
+    second = re.search(r"\(prompt 74, uncached D 74 .* transfer ([\d.]+) ms", log)
+    nc.tap(first is not None and first.group(1) == "500.00" and
+           second is not None and measured is not None and
+           second.group(1) == "%.2f" % measured,
+           "the default transfer before p1 measured one, its p50 after "
+           "(%s, %s; measured %s)" % (first and first.group(1),
+                                      second and second.group(1), measured))
     pairs = re.findall(r"pair prefill (\w+) .* decode (\w+) .* (\w+)/(\w+) \(",
                        log)
     nc.tap(sorted(set(pairs)) == [("b1", "b1", "local", "cached"),
