@@ -54,6 +54,19 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_DOUBLE, 0, 1e6, NULL, O(c.w_free) },
     { "w-batch", 0, NULL, "8.0", "score penalty per running sequence on a decode node",
       BT_OPT_DOUBLE, 0, 1e6, NULL, O(c.w_batch) },
+    { "disagg", 0, NULL, "auto", "prefill on another node and move the KV "
+      "(always), on the decode node itself (never), or per request by "
+      "prompt, cache, queues and transfer cost (auto)",
+      BT_OPT_ENUM, 0, 0, "auto|always|never", O(c.disagg) },
+    { "disagg-min-tokens", 0, NULL, "256", "auto: a prompt the decode node "
+      "would compute fewer tokens of than this prefills there",
+      BT_OPT_INT, 0, 1 << 30, NULL, O(c.disagg_min_tokens) },
+    { "disagg-prefill-rate", 0, NULL, "10", "auto: prefill tokens per ms, "
+      "to weigh a KV transfer's time against prompt tokens",
+      BT_OPT_DOUBLE, 0, 1e9, NULL, O(c.disagg_prefill_rate) },
+    { "disagg-transfer-ms", 0, NULL, "2", "auto: a (prefill, decode) pair's "
+      "transfer tail until the prefill node has measured one",
+      BT_OPT_DOUBLE, 0, 1e6, NULL, O(c.disagg_transfer_ms) },
     { "max-inflight", 0, NULL, "1024", "requests in progress at once; more get 429",
       BT_OPT_INT, 1, 1000000, NULL, O(c.max_inflight) },
     { "max-queue", 0, NULL, "256", "requests waiting (oldest first) for a decode node with room; a full queue answers 429",
@@ -264,8 +277,10 @@ int main(int argc, char **argv)
                 o.c.listen);
     }
     r->cfg = o.c;
-    r->weights = (bt_select_weights_t){ o.c.w_hit, o.c.w_load, o.c.w_free,
-                                        o.c.w_batch, o.c.w_store_hit };
+    r->weights = (bt_select_weights_t){
+        o.c.w_hit, o.c.w_load, o.c.w_free, o.c.w_batch, o.c.w_store_hit,
+        { (bt_disagg_mode_t)o.c.disagg, (uint64_t)o.c.disagg_min_tokens,
+          o.c.disagg_prefill_rate, o.c.disagg_transfer_ms } };
     bt_router_requests_init(r);
 
     s = bt_daemon_init(&d, &(bt_daemon_cfg_t){

@@ -112,16 +112,31 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
     req->d_pending = true;
     snprintf(req->p_id, sizeof(req->p_id), "%s", sel.prefill->id);
     snprintf(req->d_id, sizeof(req->d_id), "%s", sel.decode->id);
+    if (r->m.disagg_decisions[sel.decide.decision][sel.decide.reason] != NULL) {
+        bt_counter_inc(r->m.disagg_decisions[sel.decide.decision][sel.decide.reason]);
+    }
+    /* one line per placement: the pair, and the rule's choice with its
+     * inputs (decide.h) */
     BT_LOG_REQ(INFO, req->id, "pair prefill %s (score %.1f, %zu of %zu blocks cached, "
-               "%u candidates) decode %s (score %.1f, %u candidates)",
+               "%u candidates) decode %s (score %.1f, %u candidates) %s/%s "
+               "(prompt %u, uncached D %llu P %llu, queued D %llu P %llu, "
+               "transfer %.2f ms, cost local %.0f disagg %.0f)",
                sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
                sel.prefill_candidates, sel.decode->id, sel.decode_score,
-               sel.decode_candidates);
+               sel.decode_candidates, bt_decide_str(sel.decide.decision),
+               bt_decide_reason_str(sel.decide.reason), sreq.prompt_tokens,
+               (unsigned long long)sel.decide_in.uncached_d,
+               (unsigned long long)sel.decide_in.uncached_p,
+               (unsigned long long)sel.decide_in.queued_d,
+               (unsigned long long)sel.decide_in.queued_p, sel.decide.xfer_ms,
+               sel.decide.cost_local, sel.decide.cost_disagg);
     BT_RREQ_TRACE(req, "pair", "prefill %s (score %.2f, %zu of %zu blocks cached, "
-                  "%u candidates) decode %s (score %.2f, %u candidates, %u blocks)",
+                  "%u candidates) decode %s (score %.2f, %u candidates, %u blocks) %s/%s",
                   sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
                   sel.prefill_candidates, sel.decode->id, sel.decode_score,
-                  sel.decode_candidates, sel.decode_blocks);
+                  sel.decode_candidates, sel.decode_blocks,
+                  bt_decide_str(sel.decide.decision),
+                  bt_decide_reason_str(sel.decide.reason));
     bt_rreq_set_state(req, BT_RREQ_RESERVING);
     event_active(req->go_ev, EV_TIMEOUT, 1);
     return BT_OK;

@@ -47,6 +47,10 @@ typedef struct {
     double      w_load;
     double      w_free;
     double      w_batch;
+    int         disagg;              /* bt_disagg_mode_t (--disagg) */
+    int64_t     disagg_min_tokens;
+    double      disagg_prefill_rate; /* prefill tokens per ms */
+    double      disagg_transfer_ms;  /* when a pair has none measured */
     int64_t     max_inflight;        /* requests in progress */
     int64_t     max_queue;           /* requests waiting for a node with room */
     int64_t     queue_timeout_ms;
@@ -73,6 +77,9 @@ typedef struct {
     bt_counter_t   *requests_failed;
     bt_counter_t   *requests_rejected;  /* 4xx / 429 before any work */
     bt_counter_t   *prefill_retries;
+    /* per [bt_decide_t][bt_decide_reason_t]; NULL for a pair that
+     * cannot happen */
+    bt_counter_t   *disagg_decisions[2][BT_DECIDE_N_REASONS];
     bt_counter_t   *decode_failovers;
     bt_counter_t   *tokens_out;
     bt_counter_t   *prompt_tokens;

@@ -58,6 +58,33 @@ static void bt_router_metrics_node_init(bt_router_t *r, const char *model)
                                           "prefill (the request failed over)", NULL);
 }
 
+/* One series per (decision, reason) that can happen (decide.h). */
+static void bt_router_metrics_decisions(bt_router_t *r)
+{
+    static const struct { bt_decide_t d; bt_decide_reason_t why; } pairs[] = {
+        { BT_DECIDE_DISAGG, BT_DECIDE_FORCED },
+        { BT_DECIDE_DISAGG, BT_DECIDE_OFFLOAD },
+        { BT_DECIDE_DISAGG, BT_DECIDE_NO_LOCAL },
+        { BT_DECIDE_LOCAL, BT_DECIDE_FORCED },
+        { BT_DECIDE_LOCAL, BT_DECIDE_SHORT },
+        { BT_DECIDE_LOCAL, BT_DECIDE_CACHED },
+        { BT_DECIDE_LOCAL, BT_DECIDE_BUSY },
+        { BT_DECIDE_LOCAL, BT_DECIDE_NO_REMOTE },
+        { BT_DECIDE_LOCAL, BT_DECIDE_COLOCATED },
+    };
+    char labels[256];
+
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        r->m.disagg_decisions[pairs[i].d][pairs[i].why] = bt_metrics_counter(
+            r->metrics, "baton_router_disagg_decisions_total",
+            "requests placed, per choice: prefill on another node and move "
+            "the KV (disagg) or on the decode node (local), and why",
+            bt_metrics_labels(labels, sizeof(labels), "decision",
+                              bt_decide_str(pairs[i].d), "reason",
+                              bt_decide_reason_str(pairs[i].why), NULL));
+    }
+}
+
 void bt_router_metrics_init(bt_router_t *r)
 {
     bt_metrics_t *m = r->metrics;
@@ -89,6 +116,7 @@ void bt_router_metrics_init(bt_router_t *r)
                                                 "requests refused for lack of room", NULL);
     r->m.prefill_retries = bt_metrics_counter(m, "baton_router_prefill_retries_total",
                                               "prefills retried on another node", NULL);
+    bt_router_metrics_decisions(r);
     r->m.decode_failovers = bt_metrics_counter(m, "baton_router_decode_failovers_total",
                                                "requests moved to another decode node", NULL);
     r->m.tokens_out = bt_metrics_counter(m, "baton_router_generated_tokens_total",

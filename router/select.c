@@ -102,17 +102,20 @@ static void bt_select_record_prefill(bt_registry_t *reg, bt_select_result_t *r,
     r->prefill->assigned_prefill_tokens += computed;
 }
 
-bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
-                              const bt_select_req_t *req,
-                              bt_select_result_t *result_p, char *err,
-                              size_t err_size)
+/* The best prefill node for the request other than `skip` (NULL: none
+ * skipped) into r's prefill fields; *n_prefill_p counts the nodes that
+ * serve the model in that role (skip included). */
+static void bt_select_best_prefill(bt_registry_t *reg,
+                                   const bt_select_weights_t *w,
+                                   const bt_select_req_t *req,
+                                   const bt_node_t *skip,
+                                   bt_select_result_t *r, size_t *n_prefill_p)
 {
-    bt_select_result_t r;
     size_t n_prefill = 0;
-    unsigned i;
 
-    memset(&r, 0, sizeof(r));
-    for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+    r->prefill = NULL;
+    r->prefill_candidates = 0;
+    for (unsigned i = 0; i < BT_ROUTER_MAX_NODES; i++) {
         bt_node_t *node = bt_registry_slot(reg, i);
         size_t matched, store;
         double score;
@@ -122,19 +125,32 @@ bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
             continue;
         }
         n_prefill++;
-        if (node->load.draining ||
+        if (node == skip || node->load.draining ||
             bt_node_set_has(&req->exclude_prefill, node->slot)) {
             continue;
         }
-        r.prefill_candidates++;
+        r->prefill_candidates++;
         score = bt_select_prefill_score(reg, node, w, req, &matched, &store);
-        if (bt_select_better(score, node, r.prefill_score, r.prefill)) {
-            r.prefill = node;
-            r.prefill_score = score;
-            r.matched_blocks = matched;
-            r.store_blocks = store;
+        if (bt_select_better(score, node, r->prefill_score, r->prefill)) {
+            r->prefill = node;
+            r->prefill_score = score;
+            r->matched_blocks = matched;
+            r->store_blocks = store;
         }
     }
+    *n_prefill_p = n_prefill;
+}
+
+bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
+                              const bt_select_req_t *req,
+                              bt_select_result_t *result_p, char *err,
+                              size_t err_size)
+{
+    bt_select_result_t r;
+    size_t n_prefill = 0;
+
+    memset(&r, 0, sizeof(r));
+    bt_select_best_prefill(reg, w, req, NULL, &r, &n_prefill);
     if (r.prefill == NULL) {
         snprintf(err, err_size, n_prefill == 0 ?
                  "no prefill node serves model '%s'" :
@@ -147,6 +163,64 @@ bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
     return BT_OK;
 }
 
+static uint64_t bt_select_uncached(const bt_node_t *node,
+                                   const bt_select_req_t *req, size_t matched)
+{
+    uint64_t cached = (uint64_t)matched * node->block_size;
+
+    return req->prompt_tokens > cached ? req->prompt_tokens - cached : 0;
+}
+
+static uint64_t bt_select_queued(const bt_node_t *node)
+{
+    return node->load.queued_prefill_tokens + node->assigned_prefill_tokens;
+}
+
+/* The transfer tail P's heartbeats report towards D; -1 when none. */
+static double bt_select_xfer_ms(const bt_node_t *p, const bt_node_t *d)
+{
+    for (size_t i = 0; i < p->n_xfers; i++) {
+        if (p->xfers[i].ops > 0 && strcmp(p->xfers[i].decode_node, d->id) == 0) {
+            return p->xfers[i].latency_p50_ms;
+        }
+    }
+    return -1;
+}
+
+/* D (r->decode) can prefill: weighs it against r->prefill, the best other
+ * prefill node (NULL: none), and leaves r->prefill the one that prefills. */
+static void bt_select_local_or_remote(bt_registry_t *reg,
+                                      const bt_select_weights_t *w,
+                                      const bt_select_req_t *req,
+                                      bt_select_result_t *r)
+{
+    bt_node_t *d = r->decode, *p = r->prefill;
+    size_t d_matched, d_store;
+    double d_score = bt_select_prefill_score(reg, d, w, req, &d_matched, &d_store);
+    bt_decide_in_t *in = &r->decide_in;
+
+    r->prefill_candidates++;
+    if (p == NULL) {
+        r->decide.decision = BT_DECIDE_LOCAL;
+        r->decide.reason = BT_DECIDE_NO_REMOTE;
+    } else {
+        in->prompt_tokens = req->prompt_tokens;
+        in->uncached_d = bt_select_uncached(d, req, d_matched);
+        in->uncached_p = bt_select_uncached(p, req, r->matched_blocks);
+        in->queued_d = bt_select_queued(d);
+        in->queued_p = bt_select_queued(p);
+        in->p_decodes = (p->role & BT_NODE_ROLE_DECODE) != 0;
+        in->xfer_ms = bt_select_xfer_ms(p, d);
+        r->decide = bt_decide(&w->disagg, in);
+    }
+    if (r->decide.decision == BT_DECIDE_LOCAL) {
+        r->prefill = d;
+        r->prefill_score = d_score;
+        r->matched_blocks = d_matched;
+        r->store_blocks = d_store;
+    }
+}
+
 bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                            const bt_select_req_t *req,
                            bt_select_result_t *result_p, char *err,
@@ -155,57 +229,47 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
     bt_select_result_t r;
     size_t n_prefill = 0, n_decode = 0, n_usable = 0, n_fit = 0;
     uint32_t largest = 0;
+    bool d_prefills;
     unsigned i;
 
     memset(&r, 0, sizeof(r));
     for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
         bt_node_t *node = bt_registry_slot(reg, i);
         double score;
-        size_t matched, store;
 
-        if (node == NULL || strcmp(node->model, req->model) != 0) {
+        if (node == NULL || strcmp(node->model, req->model) != 0 ||
+            !(node->role & BT_NODE_ROLE_DECODE)) {
             continue;
         }
-        if (node->role & BT_NODE_ROLE_DECODE) {
-            n_decode++;
-            if (bt_select_decode_usable(node, req)) {
-                n_usable++;
-                n_fit += node->total_blocks >= bt_select_blocks_needed(node, req);
-                largest = node->total_blocks > largest ? node->total_blocks : largest;
+        n_decode++;
+        if (bt_select_decode_usable(node, req)) {
+            n_usable++;
+            n_fit += node->total_blocks >= bt_select_blocks_needed(node, req);
+            largest = node->total_blocks > largest ? node->total_blocks : largest;
+        }
+        if (bt_select_decode_ok(node, req)) {
+            r.decode_candidates++;
+            score = bt_select_decode_score(node, w);
+            if (bt_select_better(score, node, r.decode_score, r.decode)) {
+                r.decode = node;
+                r.decode_score = score;
             }
-            if (bt_select_decode_ok(node, req)) {
-                r.decode_candidates++;
-                score = bt_select_decode_score(node, w);
-                if (bt_select_better(score, node, r.decode_score, r.decode)) {
-                    r.decode = node;
-                    r.decode_score = score;
-                }
-            }
-        }
-        if (!(node->role & BT_NODE_ROLE_PREFILL)) {
-            continue;
-        }
-        n_prefill++;
-        if (node->load.draining ||
-            bt_node_set_has(&req->exclude_prefill, node->slot)) {
-            continue;
-        }
-        r.prefill_candidates++;
-        score = bt_select_prefill_score(reg, node, w, req, &matched, &store);
-        if (bt_select_better(score, node, r.prefill_score, r.prefill)) {
-            r.prefill = node;
-            r.prefill_score = score;
-            r.matched_blocks = matched;
-            r.store_blocks = store;
         }
     }
+    /* a decode node that can prefill is weighed against the best other
+     * prefill node, so one pass finds that one (D's own score aside) */
+    d_prefills = r.decode != NULL && (r.decode->role & BT_NODE_ROLE_PREFILL) &&
+                 !r.decode->load.draining &&
+                 !bt_node_set_has(&req->exclude_prefill, r.decode->slot);
+    bt_select_best_prefill(reg, w, req, d_prefills ? r.decode : NULL, &r,
+                           &n_prefill);
 
     if (n_prefill == 0 || n_decode == 0) {
         snprintf(err, err_size, "no %s node serves model '%s'",
                  n_prefill == 0 ? "prefill" : "decode", req->model);
         return BT_ERR_NOT_FOUND;
     }
-    if (r.prefill == NULL) {
+    if (r.prefill == NULL && !d_prefills) {
         snprintf(err, err_size, "all %zu prefill nodes of model '%s' are "
                  "draining or failed this request", n_prefill, req->model);
         return BT_ERR_PEER_UNREACHABLE;
@@ -227,11 +291,21 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                  req->prompt_tokens + req->max_new_tokens);
         return BT_ERR_EXHAUSTED;
     }
-    /* colocated: a node that can do both keeps the KV local */
-    if ((r.prefill->role & BT_NODE_ROLE_DECODE) && r.prefill != r.decode &&
-        bt_select_decode_ok(r.prefill, req)) {
+    if (d_prefills) {
+        bt_select_local_or_remote(reg, w, req, &r);
+    } else if ((r.prefill->role & BT_NODE_ROLE_DECODE) &&
+               bt_select_decode_ok(r.prefill, req) &&
+               w->disagg.mode != BT_DISAGG_ALWAYS) {
+        /* the best prefill node decodes too: the KV stays there */
         r.decode = r.prefill;
         r.decode_score = bt_select_decode_score(r.prefill, w);
+        r.decide.decision = BT_DECIDE_LOCAL;
+        r.decide.reason = BT_DECIDE_COLOCATED;
+    } else {
+        r.decide.decision = BT_DECIDE_DISAGG;
+        r.decide.reason = (r.prefill->role & BT_NODE_ROLE_DECODE) &&
+                          bt_select_decode_ok(r.prefill, req)
+                          ? BT_DECIDE_FORCED : BT_DECIDE_NO_LOCAL;
     }
 
     bt_select_record_prefill(reg, &r, req);

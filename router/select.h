@@ -15,12 +15,17 @@
  * the decode nodes instead of piling onto the one that looked emptiest.
  * A decode node must have room for the whole request (prompt + max new
  * tokens, in blocks). Draining nodes and excluded nodes (ones that already
- * failed this request) are skipped. When the chosen prefill node also
- * decodes (role both) and has room, it decodes too: no transfer hop.
+ * failed this request) are skipped.
+ * Local or disaggregated (decide.h): when the decode node D can prefill
+ * (role both), the best other prefill node P is weighed against D itself;
+ * when D only decodes and the best prefill node also decodes with room,
+ * that node does both ("colocated", as --disagg never; --disagg always
+ * keeps D); otherwise P → D ("no_local").
  * Ties go to the node chosen least recently, so equal nodes share load. */
 #ifndef BT_ROUTER_SELECT_H
 #define BT_ROUTER_SELECT_H
 
+#include "decide.h"
 #include "registry.h"
 
 typedef struct {
@@ -29,6 +34,7 @@ typedef struct {
     double w_free;   /* per free KV block on a decode node */
     double w_batch;  /* per running sequence on a decode node */
     double w_store_hit; /* per prefix token a kvstore replica adds */
+    bt_disagg_cfg_t disagg; /* local or disaggregated prefill (decide.h) */
 } bt_select_weights_t;
 
 typedef struct {
@@ -65,6 +71,10 @@ typedef struct {
     unsigned   prefill_candidates;
     unsigned   decode_candidates;
     uint32_t   decode_blocks;    /* the reservation asked of the decode node */
+    /* local (prefill == decode) or disaggregated, why, and the inputs
+     * (decide.h; cost and inputs zero when no choice existed) */
+    bt_decide_out_t decide;
+    bt_decide_in_t  decide_in;
 } bt_select_result_t;
 
 /* BT_ERR_NOT_FOUND: no live node serves the model in that role;

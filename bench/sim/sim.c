@@ -133,7 +133,9 @@ void bt_sim_cfg_default(bt_sim_cfg_t *cfg)
     cfg->max_queue = 256;
     cfg->queue_timeout_s = 10;
     cfg->nodes_per_router = BT_ROUTER_MAX_NODES - 1;
-    cfg->weights = (bt_select_weights_t){1.0, 1.0, 1.0, 8.0, 0.9};
+    /* baton-router's defaults, --disagg auto included */
+    cfg->weights = (bt_select_weights_t){1.0, 1.0, 1.0, 8.0, 0.9,
+                                         {BT_DISAGG_AUTO, 256, 10.0, 2.0}};
 }
 
 /* ---- requests ---- */

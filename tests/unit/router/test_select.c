@@ -1,5 +1,6 @@
 #include "select.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,6 +126,11 @@ static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t ro
     return node;
 }
 
+/* A kvstore replica: no model, no capacity. */
+static const bt_node_hello_t kvstore_hello = {
+    "kv0", BT_NODE_ROLE_KVSTORE, "", "ipv4:127.0.0.1:2", NULL, 0, 0, 0, 0, 0, 0,
+    NULL, NULL };
+
 static void test_registry(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
@@ -224,7 +230,10 @@ static void test_registry_router_stall(void **state)
     bt_registry_destroy(reg);
 }
 
-static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0, 0.5 };
+/* the rule with no threshold and free transfers (test_select_disagg_choice
+ * sets its own) */
+static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0, 0.5,
+                                             { BT_DISAGG_AUTO, 0, 0, 0 } };
 
 static bt_select_req_t make_req(const uint8_t *hashes, size_t n)
 {
@@ -359,7 +368,8 @@ static void test_select_reservations_count(void **state)
  * counts): 1024 + 256 tokens = 80 blocks a request, default weights. */
 static void test_select_burst_spreads(void **state)
 {
-    static const bt_select_weights_t defaults = { 1.0, 1.0, 1.0, 8.0, 0.9 };
+    static const bt_select_weights_t defaults = {
+        1.0, 1.0, 1.0, 8.0, 0.9, { BT_DISAGG_AUTO, 256, 10.0, 2.0 } };
     bt_registry_t *reg = bt_registry_create(1024, 3000);
     bt_select_req_t req = make_req(NULL, 0);
     bt_node_load_t load = { 0, 0, 4096, 0, false, false };
@@ -415,13 +425,105 @@ static void test_select_ties_rotate_and_colocate(void **state)
     bt_registry_destroy(reg);
 }
 
+static void expect_pair(bt_registry_t *reg, const bt_select_weights_t *w,
+                        const bt_select_req_t *req, const bt_node_t *p,
+                        const bt_node_t *d, bt_decide_reason_t why)
+{
+    bt_select_result_t r;
+    char err[256];
+
+    assert_int_equal(bt_select_pair(reg, w, req, &r, err, sizeof(err)), BT_OK);
+    assert_ptr_equal(r.prefill, p);
+    assert_ptr_equal(r.decode, d);
+    assert_int_equal(r.decide.decision,
+                     p == d ? BT_DECIDE_LOCAL : BT_DECIDE_DISAGG);
+    assert_string_equal(bt_decide_reason_str(r.decide.reason),
+                        bt_decide_reason_str(why));
+    bt_select_release(r.prefill, r.decode, req->prompt_tokens);
+}
+
+/* A `--role both` node b0 and a prefill node p0: b0 prefills short and
+ * cached prompts itself, p0 the long uncached ones, unless the measured
+ * transfer costs more; the flag forces either. */
+static void test_select_disagg_choice(void **state)
+{
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    bt_select_weights_t w = weights;
+    bt_node_t *store = NULL;
+    char err[256];
+    bt_select_req_t req;
+    bt_node_xfer_t slow;
+    uint8_t hashes[8][32];
+    bt_node_t *b0, *p0, *d0;
+    int i;
+
+    (void)state;
+    w.disagg = (bt_disagg_cfg_t){ BT_DISAGG_AUTO, 32, 10.0, 2.0 };
+    for (i = 0; i < 8; i++) {
+        make_hash(hashes[i], (uint32_t)(700 + i));
+    }
+    p0 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    b0 = add_node(reg, "b0", BT_NODE_ROLE_BOTH, "m", 1000);
+    req = make_req(&hashes[0][0], 1);               /* 19 tokens */
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_SHORT);
+    req = make_req(&hashes[0][0], 8);               /* 131 tokens, none cached */
+    expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_OFFLOAD);
+    /* b0 holds 7 of the 8 blocks: 19 tokens left to compute */
+    bt_registry_kv_stored(reg, b0, &hashes[0][0], 7);
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_CACHED);
+    bt_registry_kv_cleared(reg, b0);
+    expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_OFFLOAD);
+    /* a kvstore replica holding them serves b0 as well as p0 */
+    assert_int_equal(bt_registry_add(reg, &kvstore_hello, 1000, NULL, &store, err,
+                                     sizeof(err)), BT_OK);
+    bt_registry_kv_stored(reg, store, &hashes[0][0], 7);
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_CACHED);
+    bt_registry_remove(reg, store);
+    expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_OFFLOAD);
+    /* p0 measured 50 ms to b0: 500 tokens' worth, more than b0's 262 */
+    memset(&slow, 0, sizeof(slow));
+    snprintf(slow.decode_node, sizeof(slow.decode_node), "b0");
+    slow.ops = 3;
+    slow.latency_p50_ms = 50.0;
+    bt_registry_update_transfers(reg, p0, &slow, 1);
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
+    /* forced */
+    w.disagg.mode = BT_DISAGG_ALWAYS;
+    req = make_req(&hashes[0][0], 1);
+    expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_FORCED);
+    w.disagg.mode = BT_DISAGG_NEVER;
+    req = make_req(&hashes[0][0], 8);
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_FORCED);
+    /* b0 draining as a decode node leaves it no choice to make */
+    b0->load.draining = true;
+    d0 = add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 1000);
+    w.disagg.mode = BT_DISAGG_AUTO;
+    expect_pair(reg, &w, &req, p0, d0, BT_DECIDE_NO_LOCAL);
+    bt_registry_destroy(reg);
+
+    /* a decode-only node beside a both node that is the only prefill
+     * node: the both node keeps the KV, unless always */
+    reg = bt_registry_create(1024, 3000);
+    d0 = add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 4000);
+    b0 = add_node(reg, "b0", BT_NODE_ROLE_BOTH, "m", 1000);
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
+    w.disagg.mode = BT_DISAGG_ALWAYS;
+    expect_pair(reg, &w, &req, b0, d0, BT_DECIDE_FORCED);
+    bt_registry_destroy(reg);
+
+    /* a lone both node: nobody else prefills */
+    reg = bt_registry_create(1024, 3000);
+    b0 = add_node(reg, "b0", BT_NODE_ROLE_BOTH, "m", 1000);
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_NO_REMOTE);
+    bt_registry_destroy(reg);
+}
+
 /* A kvstore replica registers without a model or capacity, is never picked,
  * and its blocks extend every prefill node's own prefix (at w_store_hit). */
 static void test_select_kvstore_hits(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
-    bt_node_hello_t kv = { "kv0", BT_NODE_ROLE_KVSTORE, "", "ipv4:127.0.0.1:2",
-                           NULL, 0, 0, 0, 0, 0, 0, NULL, NULL };
+    bt_node_hello_t kv = kvstore_hello;
     uint8_t hashes[6][32], other[32];
     bt_node_t *p0, *p1, *store = NULL;
     bt_select_result_t r;
@@ -437,7 +539,7 @@ static void test_select_kvstore_hits(void **state)
     p0 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
     p1 = add_node(reg, "p1", BT_NODE_ROLE_PREFILL, "m", 100);
     add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
-    assert_int_equal(bt_registry_add(reg, &kv, 1000, NULL, &store, err,
+    assert_int_equal(bt_registry_add(reg, &kvstore_hello, 1000, NULL, &store, err,
                                      sizeof(err)), BT_OK);
     assert_int_equal(bt_registry_count(reg, BT_NODE_ROLE_BOTH, "m"), 3);
     assert_int_equal(bt_registry_count(reg, BT_NODE_ROLE_KVSTORE, NULL), 1);
@@ -498,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_select_prefix_and_load),
         cmocka_unit_test(test_select_kvstore_hits),
         cmocka_unit_test(test_select_ties_rotate_and_colocate),
+        cmocka_unit_test(test_select_disagg_choice),
         cmocka_unit_test(test_select_reservations_count),
         cmocka_unit_test(test_select_burst_spreads),
     };

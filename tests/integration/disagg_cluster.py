@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""Local or disaggregated prefill per request (docs/internals/router.md,
+Local or disaggregated prefill) on real processes: three routers (--disagg
+auto, always, never) and two nodes registered with all of them, a
+`--role both` node b1 and a prefill node p1, on baton-mkmodel's tiny
+model. Checks: on the auto router a short prompt stays on b1, a long
+uncached one goes p1 -> b1, a long one whose prefix b1 holds stays on b1,
+each read from baton_router_disagg_decisions_total on /metrics, the log
+line giving the inputs (the default transfer cost until p1 measured one,
+then its p50); the forced routers do as told; every answer equals
+baton-run's tokens.
+
+usage: disagg_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
+"""
+import json
+import os
+import re
+import subprocess
+import time
+
+import node_cluster as nc
+
+BUILD = nc.BUILD
+MIN_TOKENS = 48     # blocks of 16: below 3 blocks uncached stays local
+
+
+def ctl(target, *args):
+    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
+                           target] + list(args), capture_output=True,
+                          text=True, timeout=20)
+
+
+def nodes(target):
+    """The router's READY nodes: {id: node json}, None on error."""
+    r = ctl(target, "--json", "nodes")
+    if r.returncode != 0:
+        return None
+    try:
+        return {n["node_id"]: n for n in json.loads(r.stdout)["nodes"]
+                if n.get("state") == "NODE_STATE_READY"}
+    except (ValueError, KeyError):
+        return None
+
+
+def wait_for(fn, secs):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    return fn()
+
+
+def idle(target):
+    """Every node reported no queued prefill and no running sequence, so
+    the next choice does not see the last request's load."""
+    ns = nodes(target)
+    return ns is not None and len(ns) == 2 and all(
+        int(n.get("queued_prefill_tokens", 0)) == 0 and
+        int(n.get("running_sequences", 0)) == 0 for n in ns.values())
+
+
+def decisions(http_port):
+    """{(decision, reason): count} from the router's /metrics."""
+    _, body = nc.http_get(http_port, "/metrics")
+    out = {}
+    for line in body.splitlines():
+        if not line.startswith("baton_router_disagg_decisions_total{"):
+            continue
+        d = re.search(r'decision="(\w+)"', line)
+        w = re.search(r'reason="(\w+)"', line)
+        out[(d.group(1), w.group(1))] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def kv_events(http_port):
+    _, body = nc.http_get(http_port, "/metrics")
+    m = re.search(r'^baton_router_node_messages_total\{kind="kv_events"\} (\S+)$',
+                  body, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def transfer_p50(target):
+    """p1 -> b1's measured transfer tail (ms) as the router has it, None
+    until p1 reported a transfer."""
+    r = ctl(target, "--json", "transfer-health")
+    try:
+        for p in json.loads(r.stdout).get("pairs", []):
+            if (p.get("prefill_node"), p.get("decode_node")) == ("p1", "b1") \
+                    and int(p.get("ops", 0)) > 0:
+                return float(p.get("latency_p50_ms", 0.0))
+    except ValueError:
+        pass
+    return None
+
+
+def ids(seed, n):
+    return [4091] + [(i * seed + 7) % 4000 for i in range(1, n)]
+
+
+def main():
+    tmp, model, env = nc.setup("baton-disagg-it-")
+    routers = {}
+    for mode in ("auto", "always", "never"):
+        routers[mode] = nc.start(
+            "router-" + mode,
+            [os.path.join(BUILD, "router/baton-router"), "--model", model,
+             "--grpc-port", "0", "--http-port", "0", "--heartbeat", "100ms",
+             "--disagg", mode, "--disagg-min-tokens", str(MIN_TOKENS),
+             # a transfer tail up to 0.7 s weighs less than the 74 tokens
+             # the long prompts below save the decode node; until p1 has
+             # measured one the default counts (50 tokens' worth)
+             "--disagg-prefill-rate", "0.1", "--disagg-transfer-ms", "500"],
+            env, tmp)
+    targets = {m: "ipv4:127.0.0.1:%d" % r[1] for m, r in routers.items()}
+    common = ["--model", model, "--router", ",".join(targets.values()),
+              "--threads", "1"]
+    nc.start("p1", [os.path.join(BUILD, "prefill_node/baton-prefill")] + common
+             + ["--node-id", "p1"], env, tmp)
+    nc.start("b1", [os.path.join(BUILD, "decode_node/baton-decode")] + common
+             + ["--node-id", "b1", "--role", "both", "--kv-blocks", "512"],
+             env, tmp)
+    for m, t in targets.items():
+        nc.tap(wait_for(lambda: idle(t), 30),
+               "router %s sees b1 and p1 ready" % m)
+    ah, ag = routers["auto"][2], routers["auto"][1]
+
+    def step(what, prompt, want, target="auto", cached_min=None):
+        """One greedy request on a router: tokens equal baton-run's and
+        the router counted the choice `want` = (decision, reason)."""
+        wait_for(lambda: idle(targets[target]), 30)
+        port = routers[target][2]
+        before = decisions(port)
+        ref = nc.run_ref(model, prompt, 8)
+        got = nc.gen(routers[target][1], prompt, 8)
+        after = decisions(port)
+        moved = {k: after[k] - before.get(k, 0) for k in after
+                 if after[k] != before.get(k, 0)}
+        nc.tap(ref is not None and got == ref,
+               "%s: tokens equal baton-run (%s vs %s)" % (what, got, ref))
+        nc.tap(moved == {want: 1.0},
+               "%s: counted as %s/%s (%s)" % (what, want[0], want[1], moved))
+        if cached_min is not None:
+            nc.tap(nc.LAST.get("cached", 0) >= cached_min,
+                   "%s: %s prompt tokens reused" % (what, nc.LAST.get("cached")))
+
+    # auto: the choice follows the prompt's length ...
+    step("short uncached prompt (20)", ids(13, 20), ("local", "short"))
+    step("long uncached prompt (100)", ids(17, 100), ("disagg", "offload"))
+    # the next choice weighs the transfer p1 measured, not the default
+    measured = wait_for(lambda: transfer_p50(targets["auto"]), 30)
+    nc.tap(measured is not None,
+           "p1's heartbeats report its transfer to b1 (p50 %s ms)" % measured)
+    step("long uncached prompt (74)", ids(19, 74), ("disagg", "offload"))
+    # ... and where it is cached: b1 computes a 44-token prompt (short),
+    # keeping its two full blocks; 30 more tokens leave 42 uncached on b1
+    head = ids(23, 44)
+    events = kv_events(ah)
+    step("short prompt computed on b1 (44)", head, ("local", "short"))
+    nc.tap(wait_for(lambda: kv_events(ah) > events, 30),
+           "b1's stored blocks reached the router")
+    step("long prompt whose prefix b1 holds (74, 32 cached)",
+         head + ids(29, 31)[1:], ("local", "cached"), cached_min=32)
+    # the log line names the choice and its inputs
+    with open(os.path.join(tmp, "router-auto.err")) as f:
+        log = f.read()
+    nc.tap(re.search(r"local/cached \(prompt 74, uncached D 42 P 74, queued D "
+                     r"\d+ P \d+, transfer [\d.]+ ms, cost local \d+ disagg "
+                     r"\d+\)", log) is not None,
+           "the placement's log line gives the choice and its inputs")
+    first = re.search(r"\(prompt 100, .* transfer ([\d.]+) ms", log)
+    second = re.search(r"\(prompt 74, uncached D 74 .* transfer ([\d.]+) ms", log)
+    nc.tap(first is not None and first.group(1) == "500.00" and
+           second is not None and measured is not None and
+           second.group(1) == "%.2f" % measured,
+           "the default transfer before p1 measured one, its p50 after "
+           "(%s, %s; measured %s)" % (first and first.group(1),
+                                      second and second.group(1), measured))
+    pairs = re.findall(r"pair prefill (\w+) .* decode (\w+) .* (\w+)/(\w+) \(",
+                       log)
+    nc.tap(sorted(set(pairs)) == [("b1", "b1", "local", "cached"),
+                                  ("b1", "b1", "local", "short"),
+                                  ("p1", "b1", "disagg", "offload")],
+           "local placements prefill on b1, disaggregated ones on p1 (%s)"
+           % sorted(set(pairs)))
+
+    # forced: the same prompts the other way, the same tokens
+    step("--disagg always, short prompt", ids(31, 20), ("disagg", "forced"),
+         target="always")
+    step("--disagg never, long uncached prompt", ids(37, 100),
+         ("local", "forced"), target="never")
+    step("--disagg always, long prompt", ids(37, 100), ("disagg", "forced"),
+         target="always")
+    nc.finish(tmp)
+
+
+if __name__ == "__main__":
+    nc.run(main)
