@@ -192,6 +192,8 @@ void fx_tokens(fx_call_t *c, const uint32_t *ids, size_t n)
     Baton__V1__DecodeResponse m = BATON__V1__DECODE_RESPONSE__INIT;
     Baton__V1__DecodeTokens t = BATON__V1__DECODE_TOKENS__INIT;
 
+    /* a call delivers nothing after its end (gRPC's order) */
+    assert_false(c->ended);
     t.n_token_ids = n;
     t.token_ids = (uint32_t *)ids;
     m.kind_case = BATON__V1__DECODE_RESPONSE__KIND_TOKENS;
