@@ -32,7 +32,8 @@ static bt_prefill_remote_t *bt_prefill_remote_get(bt_prefill_t *pf,
 
         if (strcmp(x->node_id, id) == 0) {
             rm = x;
-            if (rm->desc_len == len && memcmp(rm->desc, desc, len) == 0) {
+            if (rm->desc != NULL && rm->desc_len == len &&
+                memcmp(rm->desc, desc, len) == 0) {
                 return rm;
             }
             /* the node restarted: import again */
@@ -54,8 +55,11 @@ static bt_prefill_remote_t *bt_prefill_remote_get(bt_prefill_t *pf,
     rm->desc = malloc(len);
     if (rm->desc == NULL ||
         bt_xfer_remote_import(node->xfer, desc, len, &rm->remote) != BT_OK) {
+        /* the next request imports again (it must not compare with the
+         * descriptor that failed) */
         free(rm->desc);
         rm->desc = NULL;
+        rm->desc_len = 0;
         rm->remote = NULL;
         return NULL;
     }
