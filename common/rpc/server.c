@@ -429,6 +429,25 @@ void bt_rpc_server_destroy(bt_rpc_server_t *srv)
     free(srv);
 }
 
+uint32_t bt_rpc_server_answers_pending(bt_rpc_server_t *srv)
+{
+    bt_list_t *it, *next;
+    const bt_rpc_call_t *call;
+    uint32_t n = 0;
+
+    if (srv == NULL) {
+        return 0;
+    }
+    bt_list_foreach_safe(it, next, &srv->calls) {
+        call = BT_CONTAINER_OF(it, bt_rpc_call_t, link);
+        /* an ended call leaves the list once gRPC closed its stream */
+        if (call->ended && !call->cancelled && !call->broken) {
+            n++;
+        }
+    }
+    return n;
+}
+
 void bt_rpc_server_get_stats(const bt_rpc_server_t *srv,
                              bt_rpc_server_stats_t *stats_p)
 {

@@ -124,6 +124,12 @@ void bt_rpc_server_shutdown(bt_rpc_server_t *srv, uint64_t grace_ms,
  * Call on the loop thread, not from inside a callback of this server. */
 void bt_rpc_server_destroy(bt_rpc_server_t *srv);
 
+/* Calls their handler has ended whose stream gRPC has not yet closed (the
+ * last messages or the status still on their way): a drain waits for
+ * them, or the server's destroy would cancel an answer already given.
+ * NULL-safe. */
+uint32_t bt_rpc_server_answers_pending(bt_rpc_server_t *srv);
+
 /* Counters for tests and metrics. */
 typedef struct {
     uint64_t calls_started;

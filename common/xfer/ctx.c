@@ -78,7 +78,13 @@ static const char *const tcp_names[] = {"tcp", NULL};
  * size: at the default 64K that is ~19 sends and receives per MiB and
  * 0.75-0.8 of ucx_perftest's ucp_am_bw; 256K-512K measured best (1.2-1.5x
  * at 1-64 MiB), 4M worse again. Costs one such buffer per receiving
- * connection. */
+ * connection.
+ *
+ * TCP_PUT_ENABLE=n: UCX 1.13's tcp put-zcopy (used inside a rendezvous)
+ * asserts in tcp_ep.c (UCT_TCP_EP_FLAG_PUT_TX_WAITING_ACK) and aborts the
+ * sender when its receiver is killed mid-transfer (xfer/tcp
+ * test_receiver_killed, 1 run in 3); without it the rendezvous moves as
+ * active-message fragments, the path the figures in xfer.md measure. */
 void bt_xfer_env_defaults(void)
 {
     static const struct {
@@ -91,6 +97,7 @@ void bt_xfer_env_defaults(void)
         {"UCX_KEEPALIVE_INTERVAL", "1s", NULL},
         {"UCX_ADAPTIVE_PROGRESS", "n", NULL},
         {"UCX_TCP_RX_SEG_SIZE", "512K", tcp_names},
+        {"UCX_TCP_PUT_ENABLE", "n", tcp_names},
     };
 
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {

@@ -2,6 +2,7 @@
  * SIGTERM drain (until the work in flight ends, or its timeout), and the
  * teardown hooks between the servers' and the client's close. */
 #include "daemon/daemon.h"
+#include "generate.pb-c.h"
 
 #include <fcntl.h>
 #include <setjmp.h>
@@ -9,7 +10,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -228,7 +231,137 @@ static void test_checks(void **state)
     assert_string_equal(bt_daemon_tls_mode(&tls), "mtls");
 }
 
-int main(void)
+/* ---- a drain does not cut off an answer already given ----
+ * The handler queues a long answer, ends the call and raises SIGTERM: no
+ * work is in flight then, but the answer is still in gRPC's hands. A
+ * client in another process (this program re-run with --stream-client)
+ * must get every message and the OK status. */
+#define DRAIN_MSGS 12
+#define DRAIN_IDS  60000    /* ~180 KB a message: beyond gRPC's windows */
+#define DRAIN_PATH "/baton.test.Drain/Stream"
+
+static char self_path[4096];
+
+static void h_stream(bt_rpc_call_t *call, const ProtobufCMessage *req,
+                     void *arg)
+{
+    Baton__V1__TokenizeResponse resp = BATON__V1__TOKENIZE_RESPONSE__INIT;
+    uint32_t *ids = calloc(DRAIN_IDS, sizeof(*ids));
+
+    (void)req;
+    (void)arg;
+    assert_non_null(ids);
+    for (uint32_t i = 0; i < DRAIN_IDS; i++) {
+        ids[i] = 100000 + i;
+    }
+    resp.token_ids = ids;
+    resp.n_token_ids = DRAIN_IDS;
+    for (int i = 0; i < DRAIN_MSGS; i++) {
+        assert_int_equal(bt_rpc_call_send(call, &resp.base, NULL, NULL), BT_OK);
+    }
+    assert_int_equal(bt_rpc_call_finish(call), BT_OK);
+    free(ids);
+    raise(SIGTERM);
+}
+
+static bt_status_t h_grpc_register_stream(void *arg, bt_daemon_t *d)
+{
+    mark(arg, 'g');
+    return bt_rpc_server_add_stream(d->grpc, DRAIN_PATH,
+                                    &baton__v1__tokenize_request__descriptor,
+                                    h_stream, arg);
+}
+
+static void test_drain_sends_ended_answers(void **state)
+{
+    bt_daemon_ops_t o = ops;
+    bt_daemon_cfg_t cfg = cfg_of(10000);
+    fake_t f;
+    bt_daemon_t d;
+    char port[16];
+    pid_t child;
+    int wstatus = 0;
+
+    (void)state;
+    memset(&f, 0, sizeof(f));
+    cfg.tls = &no_tls;
+    cfg.max_message = 4u << 20;
+    o.grpc_register = h_grpc_register_stream;
+    f.d = &d;
+    assert_int_equal(bt_daemon_init(&d, &cfg, &o, &f), BT_OK);
+    assert_int_equal(bt_daemon_serve(&d), BT_OK);
+    snprintf(port, sizeof(port), "%d", d.grpc_port);
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        execl(self_path, self_path, "--stream-client", port, (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(run_quietly(&d), 0);
+    bt_daemon_cleanup(&d);
+    assert_int_equal(waitpid(child, &wstatus, 0), child);
+    assert_true(WIFEXITED(wstatus));
+    assert_int_equal(WEXITSTATUS(wstatus), 0);
+}
+
+typedef struct {
+    int           msgs;
+    bool          done;
+    bt_rpc_code_t code;
+} stream_out_t;
+
+static void client_msg(void *arg, const ProtobufCMessage *msg)
+{
+    const Baton__V1__TokenizeResponse *r =
+        (const Baton__V1__TokenizeResponse *)msg;
+    stream_out_t *out = arg;
+
+    if (r->n_token_ids == DRAIN_IDS && r->token_ids[DRAIN_IDS - 1] == 100000 + DRAIN_IDS - 1) {
+        out->msgs++;
+    }
+}
+
+static void client_done(void *arg, const bt_rpc_result_t *res)
+{
+    stream_out_t *out = arg;
+
+    out->done = true;
+    out->code = res->code;
+}
+
+/* The client half: exits 0 when every message and OK arrived. */
+static int stream_client(const char *port)
+{
+    struct event_base *base = event_base_new();
+    bt_rpc_client_opts_t copts = { .max_message_bytes = 4u << 20 };
+    bt_rpc_client_t *cli = bt_rpc_client_create(base, &copts);
+    Baton__V1__TokenizeRequest req = BATON__V1__TOKENIZE_REQUEST__INIT;
+    bt_rpc_call_opts_t opts = { .timeout_ms = 20000 };
+    stream_out_t out = { 0, false, BT_RPC_UNKNOWN };
+    char target[64];
+    bt_rpc_channel_t *ch;
+
+    snprintf(target, sizeof(target), "ipv4:127.0.0.1:%s", port);
+    ch = bt_rpc_channel_create(cli, target, NULL);
+    req.input_case = BATON__V1__TOKENIZE_REQUEST__INPUT_PROMPT;
+    req.prompt = "x";
+    if (bt_rpc_client_stream(ch, DRAIN_PATH, &req.base,
+                             &baton__v1__tokenize_response__descriptor, &opts,
+                             client_msg, client_done, &out, NULL) != BT_OK) {
+        return 2;
+    }
+    while (!out.done) {
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    bt_rpc_channel_destroy(ch);
+    bt_rpc_client_destroy(cli);
+    event_base_free(base);
+    fprintf(stderr, "stream client: %d of %d messages, %s\n", out.msgs,
+            DRAIN_MSGS, bt_rpc_code_name(out.code));
+    return out.msgs == DRAIN_MSGS && out.code == BT_RPC_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checks),
@@ -236,8 +369,15 @@ int main(void)
         cmocka_unit_test(test_failed_start_tears_down),
         cmocka_unit_test(test_drain_waits_for_work),
         cmocka_unit_test(test_drain_times_out),
+        cmocka_unit_test(test_drain_sends_ended_answers),
     };
 
     bt_log_init("test", BT_LOG_LEVEL_ERROR, BT_LOG_FORMAT_TEXT);
+    if (argc == 3 && strcmp(argv[1], "--stream-client") == 0) {
+        return stream_client(argv[2]);
+    }
+    if (realpath("/proc/self/exe", self_path) == NULL) {
+        return 1;
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 static const char *const names[] = {
     "UCX_POSIX_ERROR_HANDLING", "UCX_SYSV_ERROR_HANDLING",
     "UCX_KEEPALIVE_INTERVAL", "UCX_ADAPTIVE_PROGRESS", "UCX_TCP_RX_SEG_SIZE",
+    "UCX_TCP_PUT_ENABLE",
 };
 
 static int clear_env(void **state)
@@ -43,6 +44,7 @@ static void test_tcp_only(void **state)
     setenv("UCX_TLS", "tcp,self", 1);
     bt_xfer_env_defaults();
     assert_env("UCX_TCP_RX_SEG_SIZE", "512K");
+    assert_env("UCX_TCP_PUT_ENABLE", "n");
     assert_env("UCX_ADAPTIVE_PROGRESS", "n");
     assert_env("UCX_KEEPALIVE_INTERVAL", "1s");
     assert_env("UCX_POSIX_ERROR_HANDLING", NULL);
@@ -57,6 +59,7 @@ static void test_shm_only(void **state)
     assert_env("UCX_POSIX_ERROR_HANDLING", "y");
     assert_env("UCX_SYSV_ERROR_HANDLING", "y");
     assert_env("UCX_TCP_RX_SEG_SIZE", NULL);
+    assert_env("UCX_TCP_PUT_ENABLE", NULL);
 }
 
 static void test_all_transports(void **state)
