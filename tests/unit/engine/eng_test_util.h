@@ -59,6 +59,51 @@ static inline char *eng_make_model(const bt_synth_spec_t *spec)
     return dir;
 }
 
+/* A test model: its folder, the loaded model and its vocabulary size. */
+typedef struct {
+    char       *dir;
+    bt_model_t *m;
+    int         V;
+} eng_model_fx_t;
+
+/* Writes and loads a model of `spec`; NULL when either fails. */
+static inline eng_model_fx_t *eng_model_fx_new(const bt_synth_spec_t *spec)
+{
+    eng_model_fx_t *fx = calloc(1, sizeof(*fx));
+
+    if (fx == NULL) {
+        return NULL;
+    }
+    fx->dir = eng_make_model(spec);
+    if (bt_model_load(fx->dir, &fx->m) != BT_OK) {
+        eng_rmdir(fx->dir);
+        free(fx);
+        return NULL;
+    }
+    fx->V = fx->m->cfg.vocab;
+    return fx;
+}
+
+static inline void eng_model_fx_free(eng_model_fx_t *fx)
+{
+    bt_model_destroy(fx->m);
+    eng_rmdir(fx->dir);
+    free(fx);
+}
+
+/* cmocka fixture hooks over an eng_model_fx_t in *state. */
+static inline int eng_model_fx_setup(void **state, const bt_synth_spec_t *spec)
+{
+    *state = eng_model_fx_new(spec);
+    return *state != NULL ? 0 : -1;
+}
+
+static inline int eng_model_fx_teardown(void **state)
+{
+    eng_model_fx_free(*state);
+    return 0;
+}
+
 typedef struct {
     bt_kv_view_t view;
     uint32_t    *table;  /* identity: block i at i */

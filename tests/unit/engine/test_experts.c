@@ -18,26 +18,17 @@
 #define STEPS   6    /* decode steps after the prompts */
 #define N_SEQS  3
 
-typedef struct {
-    char       *dir;
-    bt_model_t *m;
-    int         V;
-} fx_t;
+typedef eng_model_fx_t fx_t;
 
 static int setup_arch(void **state, bt_arch_t arch)
 {
-    fx_t *fx = calloc(1, sizeof(*fx));
     bt_synth_spec_t s;
 
     bt_synth_spec_default(&s, arch);
     s.seed = 11;
     s.n_experts = 8;
     s.n_layers = 3;
-    fx->dir = eng_make_model(&s);
-    assert_int_equal(bt_model_load(fx->dir, &fx->m), BT_OK);
-    fx->V = fx->m->cfg.vocab;
-    *state = fx;
-    return 0;
+    return eng_model_fx_setup(state, &s);
 }
 
 static int setup_mixtral(void **state)
@@ -57,12 +48,7 @@ static int setup_qwen3_moe(void **state)
 
 static int teardown(void **state)
 {
-    fx_t *fx = *state;
-
-    bt_model_destroy(fx->m);
-    eng_rmdir(fx->dir);
-    free(fx);
-    return 0;
+    return eng_model_fx_teardown(state);
 }
 
 static uint32_t rnd(uint64_t *x)

@@ -14,25 +14,15 @@
 #define NB   64   /* blocks per region */
 #define BS   8    /* tokens per block */
 
-typedef struct {
-    char       *dir;
-    bt_model_t *m;
-    int         V;
-} fx_t;
+typedef eng_model_fx_t fx_t;
 
 static int setup_model(void **state, bt_arch_t arch)
 {
-    fx_t *fx = calloc(1, sizeof(*fx));
     bt_synth_spec_t s;
 
     bt_synth_spec_default(&s, arch);
     s.seed = 3;
-    fx->dir = eng_make_model(&s);
-    assert_non_null(fx->dir);
-    assert_int_equal(bt_model_load(fx->dir, &fx->m), BT_OK);
-    fx->V = fx->m->cfg.vocab;
-    *state = fx;
-    return 0;
+    return eng_model_fx_setup(state, &s);
 }
 
 static int setup_llama(void **state)
@@ -47,12 +37,7 @@ static int setup_moe(void **state)
 
 static int teardown(void **state)
 {
-    fx_t *fx = *state;
-
-    bt_model_destroy(fx->m);
-    eng_rmdir(fx->dir);
-    free(fx);
-    return 0;
+    return eng_model_fx_teardown(state);
 }
 
 static void make_tokens(int32_t *t, int n, int seed, int vocab)
