@@ -15,8 +15,6 @@ usage: disagg_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 import json
 import os
 import re
-import subprocess
-import time
 
 import node_cluster as nc
 
@@ -24,10 +22,7 @@ BUILD = nc.BUILD
 MIN_TOKENS = 48     # blocks of 16: below 3 blocks uncached stays local
 
 
-def ctl(target, *args):
-    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
-                           target] + list(args), capture_output=True,
-                          text=True, timeout=20)
+ctl = nc.ctl
 
 
 def nodes(target):
@@ -42,14 +37,7 @@ def nodes(target):
         return None
 
 
-def wait_for(fn, secs):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return fn()
+wait_for = nc.wait_for
 
 
 def idle(target):

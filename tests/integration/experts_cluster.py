@@ -185,14 +185,7 @@ def ctl_placement(router_grpc, role):
                  x.get("role") == role), None)
 
 
-def wait_for(fn, secs=60):
-    """fn() until it is true or secs pass (bounded); its last value."""
-    deadline = time.time() + secs
-    v = fn()
-    while not v and time.time() < deadline:
-        time.sleep(0.3)
-        v = fn()
-    return v
+wait_for = nc.wait_for
 
 
 def mean_balancedness(port, n=8):

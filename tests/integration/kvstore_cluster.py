@@ -50,10 +50,7 @@ def router_prefills(log):
                                      f.read())]
 
 
-def ctl(target, *args):
-    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
-                           target] + list(args), capture_output=True,
-                          text=True, timeout=10)
+ctl = nc.ctl
 
 
 def router_pairs(log):
@@ -75,14 +72,7 @@ def kv_nodes(target):
         return None
 
 
-def wait_for(fn, secs):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    return fn()
+wait_for = nc.wait_for
 
 
 def main():

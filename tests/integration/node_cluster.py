@@ -115,6 +115,23 @@ def start(name, args, env, logdir, expect_line=True):
     return p, int(m.group(1)), int(m.group(2))
 
 
+def ctl(target, *args, timeout=20):
+    """batonctl against the router at `target`: its CompletedProcess."""
+    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
+                           target] + list(args), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def wait_for(fn, secs=60, every=0.1):
+    """fn() until it is true or secs pass (bounded); its last value."""
+    deadline = time.time() + secs
+    v = fn()
+    while not v and time.time() < deadline:
+        time.sleep(every)
+        v = fn()
+    return v
+
+
 def http_get(port, path):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)

@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import node_cluster as nc  # noqa: E402  (tap, start, setup, finish)
@@ -48,20 +47,10 @@ def stubs(out):
     return common_pb2, kvstore_pb2, kvstore_pb2_grpc, admin_pb2, admin_pb2_grpc
 
 
-def ctl(target, *args):
-    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
-                           target] + list(args), capture_output=True,
-                          text=True, timeout=20)
+ctl = nc.ctl
 
 
-def wait_for(fn, secs):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return fn()
+wait_for = nc.wait_for
 
 
 def main():

@@ -26,10 +26,7 @@ BUILD = nc.BUILD
 GEN = os.path.join(BUILD, "tests/integration/node_gen_client")
 
 
-def ctl(target, *args):
-    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
-                           target] + list(args), capture_output=True,
-                          text=True, timeout=20)
+ctl = nc.ctl
 
 
 def members(target):
@@ -44,14 +41,7 @@ def members(target):
         return None
 
 
-def wait_for(fn, secs):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return fn()
+wait_for = nc.wait_for
 
 
 def gen_bg(target, ids, n, seed):
