@@ -87,6 +87,12 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     cb->req = req;
     cb->seq = ++req->p_call_seq;
     req->p_gone_why[0] = '\0';
+    /* Stamped before the call leaves: gRPC may send it from its own thread
+     * while this one is descheduled, and the node's timeline (counted from
+     * the call's arrival) must not land after the router's later events. */
+    BT_RREQ_TRACE(req, "prefill", "on %s, %zu tokens", req->p_id,
+                  req->n_prompt + req->n_gen);
+    req->p_sent_us = bt_trace_offset_us(req->trace);
     s = r->node_ops->prefill(r, p, &pr, bt_rreq_time_left_ms(req),
                              bt_rreq_prefill_done, cb, &req->p_call);
     free(ids);
@@ -105,9 +111,6 @@ static void bt_rreq_start_prefill(bt_rreq_t *req)
     req->pending_cbs++;
     bt_rreq_set_state(req, BT_RREQ_PREFILLING);
     bt_rreq_renew_arm(req);
-    BT_RREQ_TRACE(req, "prefill", "on %s, %zu tokens", req->p_id,
-                  req->n_prompt + req->n_gen);
-    req->p_sent_us = bt_trace_offset_us(req->trace);
     if (req->n_prefills < UINT8_MAX) {
         req->n_prefills++;
     }
