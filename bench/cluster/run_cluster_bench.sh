@@ -3,9 +3,9 @@
 # against a disaggregated one (1 prefill + 1 decode over UCX shm), both
 # started by deploy/local/baton-local with the same model, measured
 # with baton-bench in this one run:
-#   - TTFT for prompts of 128, 512 and 2048 token ids (sequential requests,
-#     max_tokens 1, alternating between the two clusters, the median of
-#     $TTFT_N each after one warm-up request);
+#   - TTFT for prompts of $TTFT_PROMPTS token ids (default 128 512 2048
+#     8192; sequential requests, max_tokens 1, alternating between the two
+#     clusters, the median of $TTFT_N each after one warm-up request);
 #   - throughput under $TP_C concurrent streams of $TP_O output tokens;
 #   - $MANY_C concurrent streams with small outputs, all must complete.
 # Prints TTFT disaggregated / colocated per prompt length (target <= 1.05 at
@@ -19,6 +19,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LOCAL=$ROOT/deploy/local/baton-local
 BENCH=$BUILD/bench/cluster/baton-bench
 TTFT_N=${TTFT_N:-5}
+TTFT_PROMPTS=${TTFT_PROMPTS:-128 512 2048 8192}
 TP_N=${TP_N:-64} TP_C=${TP_C:-16} TP_O=${TP_O:-64} TP_P=${TP_P:-128}
 MANY_C=${MANY_C:-200} MANY_O=${MANY_O:-4} MANY_P=${MANY_P:-32}
 for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
@@ -29,7 +30,7 @@ NAME=cluster-bench
 . "$ROOT/bench/cluster/bench_lib.sh"
 
 MODEL=$TMP/models/builtin
-"$BUILD/tools/baton-mkmodel" builtin --max-pos 4096 --out "$MODEL" >/dev/null
+"$BUILD/tools/baton-mkmodel" builtin --max-pos 16384 --out "$MODEL" >/dev/null
 
 up() { # mode, then baton-local up flags; sets URL_<mode> and MODEL_NAME
   local mode=$1; shift
@@ -54,7 +55,7 @@ up colo --colocated
 up disagg --prefill 1 --decode 1 --ucx-tls shm
 echo "== colocated $URL_colo, disaggregated $URL_disagg" >&2
 MODES="colo disagg"
-for p in 128 512 2048; do
+for p in $TTFT_PROMPTS; do
   for m in $MODES; do
     bench "$m" --requests 1 --prompt-tokens "$p" --output-tokens 1 --seed 99 >/dev/null
   done
@@ -77,7 +78,7 @@ for m in $MODES; do
   echo "   $MANY_C streams $m: $(field "$TMP/$m-many.json" 'j["ok"]') ok" >&2
 done
 
-/usr/bin/python3 - "$TMP" "$TTFT_N" <<'PY'
+/usr/bin/python3 - "$TMP" "$TTFT_N" "$TTFT_PROMPTS" <<'PY'
 import json, statistics, sys
 d = sys.argv[1]
 def load(name):
@@ -99,7 +100,7 @@ def ttft(mode, p):
         else:
             errs += 1
     return (statistics.median(v) if v else 0.0), errs
-for p in (128, 512, 2048):
+for p in map(int, sys.argv[3].split()):
     (cv, ce), (xv, xe) = ttft("colo", p), ttft("disagg", p)
     note = "  (target <= 1.05)" if p == 2048 else ""
     print(f"{'ttft ms, median, prompt ' + str(p):<34}{cv:>12.2f}{xv:>12.2f}{ratio(xv, cv):>10}{note}")

@@ -5,7 +5,9 @@ again), and the reads the checks need: every daemon's /metrics, the
 router's node list."""
 import json
 import os
+import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,37 @@ BUILD = nc.BUILD
 NODES = ("p1", "p2", "d1", "d2")
 ROLE = {"router": "router", "kvstore": "kvstore", "p1": "prefill",
         "p2": "prefill", "d1": "decode", "d2": "decode"}
+
+
+_port_rng = random.Random()   # its own: the trials' seeded draws stay as they were
+
+
+def _fixed_port(taken):
+    """A free loopback port below the kernel's ephemeral range. A victim
+    restarts on its old ports; a port from the ephemeral range (port 0)
+    may meanwhile be taken by any process's outgoing connection or
+    listener on this machine (seen: `http: cannot listen ... Address
+    already in use`, the victim never came back). Below the range only
+    another run picking ports this way can collide."""
+    lo = 20000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            hi = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        hi = 32768
+    for _ in range(200):
+        port = _port_rng.randrange(lo, max(lo + 1000, hi))
+        if port in taken:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    return 0
 
 
 class Cluster:
@@ -54,6 +87,11 @@ class Cluster:
     def start(self, name):
         """Starts (or restarts, on the same ports) one daemon; False when it
         printed no port line within the bound."""
+        taken = set(self.grpc.values()) | set(self.http.values())
+        for ports in (self.grpc, self.http):
+            if name not in ports:
+                ports[name] = _fixed_port(taken)
+                taken.add(ports[name])
         err = open(os.path.join(self.tmp, name + ".err"), "a")
         p = subprocess.Popen(self._args(name), stdout=subprocess.PIPE, stderr=err,
                              env=self.env, text=True)
