@@ -253,8 +253,10 @@ if profile:
         ("OpenAI response JSON", ("bt_openai_", "json_dump", "bt_json_dump", "json_pack")),
         ("HTTP server", ("bt_http_", "evbuffer_", "bufferevent_", "evhttp")),
         ("node registry (heartbeats, KV events)", ("bt_reg_", "bt_registry_", "bt_prefix_")),
+        ("pool hand-off (prompts, detok jobs)", ("bt_tpool_", "bt_front_job_",
+                                                         "bt_rreq_batch_", "bt_rreq_job_",
+                                                         "bt_rreq_detok_")),
         ("placement, request state", ("bt_select_", "bt_rreq_", "bt_router_queue", "bt_trace_")),
-        ("tokenizer pool hand-off", ("bt_tpool_", "bt_front_job_")),
         ("gRPC (node calls, Generate)", ("grpc_", "bt_rpc_", "gpr_", "grpc_core", "absl::")),
         ("waiting in epoll", ("epoll_wait",)),
     ]
