@@ -479,8 +479,10 @@ static void bt_grpc_tokenize(bt_rpc_call_t *call, const ProtobufCMessage *msg,
             s = bt_router_model_encode_chat(r, in->chat, &ids, err, sizeof(err));
         }
     } else if (in->input_case == BATON__V1__TOKENIZE_REQUEST__INPUT_PROMPT) {
-        s = bt_router_model_encode(r, in->prompt, strlen(in->prompt), &ids, err,
-                                   sizeof(err));
+        /* a chat's template writes its special tokens itself */
+        s = bt_router_model_encode_text(r, in->prompt, strlen(in->prompt),
+                                        in->add_special_tokens, &ids, err,
+                                        sizeof(err));
     } else {
         snprintf(err, sizeof(err), "set prompt or chat");
         s = BT_ERR_INVALID_ARG;

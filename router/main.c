@@ -98,9 +98,14 @@ static const bt_opt_t bt_router_table[] = {
       BT_OPT_INT, 0, 1000000, NULL, O(http.max_connections) },
     { "prefix-index-entries", 0, NULL, "1000000", "block hashes the router tracks for prefix-aware routing",
       BT_OPT_INT, 16, 100000000, NULL, O(c.prefix_index_entries) },
-    { "threads", 'j', NULL, "2", "worker threads that tokenize prompts and render "
-      "chat templates; 0: the event loop's thread does it",
+    { "threads", 'j', NULL, "2", "worker threads that tokenize prompts, render "
+      "chat templates and detokenize generated tokens; 0: the event loop's thread "
+      "does it",
       BT_OPT_INT, 0, 64, NULL, O(c.threads) },
+    { "detok-inline", 0, NULL, "16", "a loop pass's generated tokens up to this many are "
+      "detokenized on the event loop's thread, more on the worker threads (--threads) "
+      "in one job (bench/detok: a job costs the loop about as much as 16 tokens)",
+      BT_OPT_INT, 0, 1000000, NULL, O(c.detok_inline) },
     { "drain-timeout", 0, NULL, "30s", "on SIGTERM, how long requests in flight may finish",
       BT_OPT_DURATION, 0, 3600000, NULL, O(c.drain_timeout_ms) },
     { "api-keys", 0, NULL, NULL, "JSON file of API keys and their tenants (auth off without it)",
@@ -175,7 +180,7 @@ static size_t bt_router_inflight(void *arg)
 {
     bt_router_t *r = arg;
 
-    return r->n_inflight + r->n_encoding;
+    return r->n_inflight + r->n_encoding + r->n_end_held;
 }
 
 static void bt_router_stop(void *arg)
@@ -197,6 +202,7 @@ static void bt_router_release(void *arg)
     r->http = NULL;
     r->grpc = NULL;
     bt_router_admin_free(r);
+    bt_router_requests_cleanup(r);
 }
 
 static void bt_router_free(void *arg)

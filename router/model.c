@@ -167,18 +167,26 @@ static bt_status_t bt_router_model_too_long(bt_router_t *r, const char *text,
     return BT_ERR_INVALID_ARG;
 }
 
+bt_status_t bt_router_model_encode_text(bt_router_t *r, const char *text,
+                                        size_t len, bool add_special,
+                                        bt_tok_ids_t *out, char *err,
+                                        size_t err_size)
+{
+    unsigned flags = add_special ? BT_TOK_ADD_SPECIAL : 0;
+    bt_status_t s = bt_tok_encode(r->model->tok, text, len, flags, out, err,
+                                  err_size);
+
+    if (s == BT_ERR_TOO_LARGE) {
+        return bt_router_model_too_long(r, text, len, flags, out, err, err_size);
+    }
+    return s;
+}
+
 bt_status_t bt_router_model_encode(bt_router_t *r, const char *text,
                                    size_t len, bt_tok_ids_t *out, char *err,
                                    size_t err_size)
 {
-    bt_status_t s = bt_tok_encode(r->model->tok, text, len, BT_TOK_ADD_SPECIAL,
-                                  out, err, err_size);
-
-    if (s == BT_ERR_TOO_LARGE) {
-        return bt_router_model_too_long(r, text, len, BT_TOK_ADD_SPECIAL, out,
-                                        err, err_size);
-    }
-    return s;
+    return bt_router_model_encode_text(r, text, len, true, out, err, err_size);
 }
 
 bool bt_router_model_chat_family(const bt_router_t *r,

@@ -32,6 +32,12 @@ bt_status_t bt_router_model_check_node(bt_router_t *r,
 bt_status_t bt_router_model_encode(bt_router_t *r, const char *text,
                                    size_t len, bt_tok_ids_t *out, char *err,
                                    size_t err_size);
+/* The same with the post-processor's special tokens or without
+ * (baton.v1 TokenizeRequest.add_special_tokens). */
+bt_status_t bt_router_model_encode_text(bt_router_t *r, const char *text,
+                                        size_t len, bool add_special,
+                                        bt_tok_ids_t *out, char *err,
+                                        size_t err_size);
 /* Chat messages → the model's chat template → ids. */
 bt_status_t bt_router_model_encode_chat(bt_router_t *r,
                                         const Baton__V1__ChatMessages *chat,

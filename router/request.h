@@ -126,6 +126,9 @@ bool bt_sampling_wants_logprobs(const Baton__V1__SamplingParams *sp);
 /* Sets up r's request lists, and r->node_ops to the gRPC table unless
  * set already (tests give fake nodes). Before any other call here. */
 void bt_router_requests_init(bt_router_t *r);
+/* Frees what the requests' text on the worker pool keeps in r
+ * (request_detok.c); after the pool and the requests are gone. */
+void bt_router_requests_cleanup(bt_router_t *r);
 
 /* Called by the registry when a node leaves: its requests fail over (or
  * end with a message that starts "<role> node <id> <why>", e.g. why =

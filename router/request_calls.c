@@ -28,7 +28,8 @@ static uint64_t bt_rreq_time_left_ms(const bt_rreq_t *req)
 }
 
 /* A token for the client; the request ends when it was the last (a stop
- * string) or could not be given. */
+ * string) or could not be given. With workers its text comes later
+ * (request_detok.c), a stop with it. */
 static void bt_rreq_give_token(bt_rreq_t *req, uint32_t token,
                                const Baton__V1__TokenLogprobs *lp)
 {
@@ -39,6 +40,8 @@ static void bt_rreq_give_token(bt_rreq_t *req, uint32_t token,
         bt_rreq_end(req, s, why, BATON__V1__FINISH_REASON__FINISH_REASON_ERROR);
     } else if (req->stopped) {
         bt_rreq_end(req, BT_OK, NULL, BATON__V1__FINISH_REASON__FINISH_REASON_STOP);
+    } else {
+        bt_rreq_detok_queue(req);
     }
 }
 

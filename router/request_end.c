@@ -22,27 +22,12 @@ static const char *bt_rreq_finish_str(Baton__V1__FinishReason finish)
     }
 }
 
-void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
-                 Baton__V1__FinishReason finish)
+/* What the client, the trace, the metrics and the log learn of the end. */
+static void bt_rreq_tell_end(bt_rreq_t *req, bt_status_t status, const char *msg,
+                             Baton__V1__FinishReason finish)
 {
     bt_router_t *r = req->r;
     Baton__V1__Usage usage = BATON__V1__USAGE__INIT;
-
-    if (bt_rreq_ended(req)) {
-        return;
-    }
-    if (status == BT_OK && !req->stopped) {
-        bt_rreq_flush(req);
-    }
-    bt_rreq_set_state(req, BT_RREQ_DONE);
-    bt_rreq_release_nodes(req);
-    bt_rreq_renew_stop(req);
-    if (req->queue_ev != NULL) {
-        event_del(req->queue_ev);
-    }
-    if (req->go_ev != NULL) {
-        event_del(req->go_ev);
-    }
 
     if (req->n_gen > 1 && req->last_token_ns > req->first_token_ns) {
         BT_RREQ_TRACE(req, "decode", "%zu tokens after the first on %s, %.2f ms "
@@ -87,12 +72,50 @@ void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
                        req->n_gen, msg ? msg : "", bt_status_str(status));
         }
     }
+    req->told_end = true;
     req->sink->on_end(req, req->sink_arg, status, msg ? msg : bt_status_str(status),
                       status == BT_OK ? finish :
                       status == BT_ERR_CANCELLED ?
                           BATON__V1__FINISH_REASON__FINISH_REASON_CANCELLED :
                           BATON__V1__FINISH_REASON__FINISH_REASON_ERROR,
                       &usage);
+}
+
+/* Text still to come from the pool (request_detok.c) holds the end
+ * that the client learns: it comes after that text, as it would have
+ * with the text made on the loop. The request stops at once all the same
+ * (its nodes and calls let go). A client that leaves needs no text. */
+void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
+                 Baton__V1__FinishReason finish)
+{
+    bt_router_t *r = req->r;
+    bool hold;
+
+    if (bt_rreq_ended(req)) {
+        return;
+    }
+    hold = status != BT_ERR_CANCELLED && req->n_given < req->n_gen;
+    if (status == BT_OK && !req->stopped && !hold) {
+        bt_rreq_flush(req);
+    }
+    bt_rreq_set_state(req, BT_RREQ_DONE);
+    bt_rreq_release_nodes(req);
+    bt_rreq_renew_stop(req);
+    if (req->queue_ev != NULL) {
+        event_del(req->queue_ev);
+    }
+    if (req->go_ev != NULL) {
+        event_del(req->go_ev);
+    }
+    if (hold) {
+        req->end_held = true;
+        r->n_end_held++;
+        req->held_status = status;
+        req->held_finish = finish;
+        snprintf(req->held_msg, sizeof(req->held_msg), "%s", msg ? msg : "");
+    } else {
+        bt_rreq_tell_end(req, status, msg, finish);
+    }
     /* stop the nodes: cancelling the decode stream frees the lease */
     if (req->d_call != NULL) {
         bt_rreq_call_cancel(req, req->d_call);
@@ -102,6 +125,19 @@ void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
     }
     bt_rreq_maybe_free(req);
     bt_router_queue_kick(r);
+}
+
+void bt_rreq_end_release(bt_rreq_t *req)
+{
+    req->end_held = false;
+    req->r->n_end_held--;
+    if (req->held_status == BT_OK && !req->stopped) {
+        bt_rreq_flush(req);
+    }
+    bt_rreq_tell_end(req, req->held_status,
+                     req->held_msg[0] != '\0' ? req->held_msg : NULL,
+                     req->held_finish);
+    bt_rreq_maybe_free(req);
 }
 
 /* ---- start, cancel, admin ---- */
@@ -186,6 +222,15 @@ void bt_rreq_requeue(bt_rreq_t *req, const char *why)
 
 void bt_rreq_cancel(bt_rreq_t *req, const char *why)
 {
+    if (req->end_held) {
+        /* ended, its last text still on the pool: the client needs none */
+        BT_LOG_REQ(INFO, req->id, "cancelled: %s", why);
+        req->held_status = BT_ERR_CANCELLED;
+        req->held_finish = BATON__V1__FINISH_REASON__FINISH_REASON_CANCELLED;
+        snprintf(req->held_msg, sizeof(req->held_msg), "%s", why);
+        bt_rreq_end_release(req);
+        return;
+    }
     if (bt_rreq_ended(req)) {
         return;
     }

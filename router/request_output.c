@@ -7,6 +7,9 @@
 #include "base/clock.h"
 #include "base/log.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 bool bt_sampling_wants_logprobs(const Baton__V1__SamplingParams *sp)
 {
     return sp != NULL && (sp->logprobs > 0 || sp->logprobs_chosen);
@@ -42,6 +45,30 @@ static bool bt_rreq_lp_ok(const bt_rreq_t *req, uint32_t token,
     return true;
 }
 
+/* A copy of the node's logprobs for a token whose text waits (the
+ * node's message is freed after its callback). */
+static bt_status_t bt_rreq_keep_lp(bt_rreq_t *req, size_t idx,
+                                   const Baton__V1__TokenLogprobs *lp)
+{
+    size_t len = baton__v1__token_logprobs__get_packed_size(lp);
+    size_t old_cap = req->cap_lpq;
+    uint8_t *buf;
+
+    if (BT_ARRAY_RESERVE(req->lpq, req->cap_lpq, idx + 1, 64) != BT_OK) {
+        return BT_ERR_NO_MEMORY;
+    }
+    if (req->cap_lpq > old_cap) {
+        memset(req->lpq + old_cap, 0, (req->cap_lpq - old_cap) * sizeof(*req->lpq));
+    }
+    if ((buf = malloc(len ? len : 1)) == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    baton__v1__token_logprobs__pack(lp, buf);
+    req->lpq[idx] = baton__v1__token_logprobs__unpack(NULL, len, buf);
+    free(buf);
+    return req->lpq[idx] != NULL ? BT_OK : BT_ERR_NO_MEMORY;
+}
+
 bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
                                const Baton__V1__TokenLogprobs *lp,
                                const char **why)
@@ -51,6 +78,7 @@ bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
     bool stopped = false;
     uint64_t now = bt_now_ns();
     const bool want_lp = bt_sampling_wants_logprobs(req->sampling);
+    bool waits;
 
     if (want_lp && !bt_rreq_lp_ok(req, token, lp)) {
         BT_LOG_REQ(ERROR, req->id, "node %s sent no valid logprobs for output "
@@ -60,7 +88,11 @@ bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
         return BT_ERR_PEER_PROTOCOL;
     }
 
-    if (BT_ARRAY_RESERVE(req->gen, req->cap_gen, req->n_gen + 1, 64) != BT_OK) {
+    /* with workers a token's text is made there (request_detok.c), and
+     * after the tokens that wait already in any case */
+    waits = req->r->encode_pool != NULL || req->n_given < req->n_gen;
+    if (BT_ARRAY_RESERVE(req->gen, req->cap_gen, req->n_gen + 1, 64) != BT_OK ||
+        (waits && want_lp && bt_rreq_keep_lp(req, req->n_gen, lp) != BT_OK)) {
         *why = "out of memory";
         return BT_ERR_NO_MEMORY;
     }
@@ -76,6 +108,10 @@ bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
         bt_histogram_observe(req->r->m.itl, bt_elapsed_s(req->last_token_ns, now));
     }
     req->last_token_ns = now;
+    if (waits) {
+        return BT_OK;
+    }
+    req->n_given = req->n_gen;
     bt_counter_inc(req->r->m.tokens_out);
 
     bt_buf_reset(&req->text);
@@ -92,6 +128,33 @@ bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
     bt_rreq_emit_text(req, &token, 1, want_lp ? &lp : NULL, out, out_len);
     req->stopped = stopped;
     return BT_OK;
+}
+
+void bt_rreq_job_piece(const bt_rreq_job_t *job, size_t i, const char **text,
+                       size_t *len)
+{
+    size_t from = i > 0 ? job->ends[i - 1] : 0;
+
+    *text = job->text.data != NULL ? job->text.data + from : "";
+    *len = job->ends[i] - from;
+}
+
+void bt_rreq_give_text(bt_rreq_t *req, const char *text, size_t len)
+{
+    const size_t idx = req->n_given++;
+    Baton__V1__TokenLogprobs *lp = NULL;
+
+    if (bt_sampling_wants_logprobs(req->sampling)) {
+        lp = req->lpq[idx];
+        req->lpq[idx] = NULL;
+    }
+    bt_counter_inc(req->r->m.tokens_out);
+    bt_rreq_emit_text(req, &req->gen[idx], 1,
+                      lp != NULL ? (const Baton__V1__TokenLogprobs *const *)&lp : NULL,
+                      text, len);
+    if (lp != NULL) {
+        baton__v1__token_logprobs__free_unpacked(lp, NULL);
+    }
 }
 
 void bt_rreq_flush(bt_rreq_t *req)

@@ -6,6 +6,8 @@
  *   request_output.c  output shaping: tokens to text, stop strings, logprobs
  *   request_queue.c   placement and the wait queue (admission, the kick)
  *   request_end.c     outcomes: end, reject, re-placement, cancel, admin views
+ *   request_detok.c   tokens to text on the worker pool, in jobs per loop
+ *                     pass; the text back to the client in order
  *   request_calls.c   node calls: DecodeStream, Prefill, prefill retry,
  *                     decode failover
  *   request_lease.c   lease renewal while the prefill waits
@@ -30,6 +32,31 @@ typedef enum {
     BT_RREQ_DECODING,    /* the decode node generates */
     BT_RREQ_DONE,        /* the sink's on_end ran (or it was never admitted) */
 } bt_rreq_state_t;
+
+/* A request's tokens on their way to text on the worker pool
+ * (request_detok.c). The loop fills `ids` and moves the request's
+ * detokenizer and stop-string matcher in; a worker writes the outputs;
+ * the loop reads them and moves the two back once the pool handed the
+ * job back. At most one job per request is out. */
+typedef struct bt_rreq_job bt_rreq_job_t;
+struct bt_rreq_job {
+    bt_rreq_job_t   *next;        /* r->detok_ready, then the pass's batch */
+    bt_rreq_t       *req;         /* loop thread; NULL once the request was
+                                   * freed: the job frees itself and what it
+                                   * holds when it comes back */
+    bt_tok_stream_t *detok;       /* the request's, while out */
+    bt_stopstr_t    *stops;
+    uint32_t        *ids;         /* in: the tokens, in order */
+    size_t           n_ids;
+    size_t           cap_ids;
+    size_t           cap_ends;
+    bt_buf_t         piece;       /* worker: one token's text */
+    bt_buf_t         text;        /* out: the tokens' texts one after another */
+    size_t          *ends;        /* out: token i's text ends at ends[i] */
+    size_t           n_done;      /* out: tokens done (a stop's included) */
+    bool             stopped;     /* out: token n_done - 1 matched a stop */
+    bool             no_memory;   /* out */
+};
 
 struct bt_rreq {
     bt_list_t                  link;             /* r->requests */
@@ -88,6 +115,23 @@ struct bt_rreq {
     const bt_rreq_sink_t      *sink;
     void                      *sink_arg;
     bool                       stopped;          /* a stop string matched */
+    /* tokens to text on the pool (request_detok.c): gen[n_given..n_gen)
+     * arrived and wait for their text (with their logprobs' copies in
+     * lpq, when asked for); job_ready: in r->detok_ready; job_out: on
+     * the pool, holding detok and stops */
+    size_t                     n_given;
+    Baton__V1__TokenLogprobs **lpq;
+    size_t                     cap_lpq;
+    bt_rreq_job_t             *job;
+    bool                       job_ready, job_out;
+    bool                       delivering;       /* the sink is being given text */
+    /* the request ended while text was still to come: the sink's on_end
+     * waits for it (n_end_held counts these) */
+    bool                       end_held;
+    bool                       told_end;         /* the sink's on_end ran */
+    bt_status_t                held_status;
+    Baton__V1__FinishReason    held_finish;
+    char                       held_msg[640];
     int                        pending_cbs;      /* node callbacks still to come */
     struct event              *queue_ev;         /* the queue timeout */
     uint64_t                   queue_deadline_ms; /* 0 until first queued */
@@ -153,8 +197,13 @@ void bt_rreq_call_cancel(bt_rreq_t *req, bt_node_call_t *call);
  * stop: no more renewals, the one in flight cancelled. */
 void bt_rreq_renew_arm(bt_rreq_t *req);
 void bt_rreq_renew_stop(bt_rreq_t *req);
-/* Frees an ended request once no node callback is still to come. */
+/* Frees an ended request once no node callback is still to come, its
+ * end told and no text being given; a job of it still out or queued is
+ * let go (freed when it comes back). */
 void bt_rreq_maybe_free(bt_rreq_t *req);
+void bt_rreq_job_free(bt_rreq_job_t *job);
+/* Frees the kept logprobs of the waiting tokens from gen[from] on. */
+void bt_rreq_drop_waiting(bt_rreq_t *req, size_t from);
 /* A node call's done callback starts here: `cb` (freed) was for the call
  * of sequence `seq` kept in *call. True: act on the result; false: the
  * request ended or moved on to another call (and may be freed now). */
@@ -164,12 +213,20 @@ bool bt_rreq_call_done(bt_rreq_cb_t *cb, uint64_t seq, bt_node_call_t **call);
 /* Gives `token` (the next output index) to the client; `lp` its logprobs
  * from the node (NULL when none came). BT_OK (req->stopped set when a
  * stop string matched: the request is to end with STOP), or an error
- * with *why: the request is to end with it. */
+ * with *why: the request is to end with it. With a worker pool the
+ * token's text waits (gen[n_given..n_gen), the caller queues it with
+ * bt_rreq_detok_queue) unless it can be given now. */
 bt_status_t bt_rreq_emit_token(bt_rreq_t *req, uint32_t token,
                                const Baton__V1__TokenLogprobs *lp,
                                const char **why);
 /* Flushes what the detokenizer and the stop-string matcher hold. */
 void bt_rreq_flush(bt_rreq_t *req);
+/* Token `i` of the job's text. */
+void bt_rreq_job_piece(const bt_rreq_job_t *job, size_t i, const char **text,
+                       size_t *len);
+/* Gives the client the next token waiting for its text (gen[n_given]),
+ * its text `text`; the sink may cancel the request inside. */
+void bt_rreq_give_text(bt_rreq_t *req, const char *text, size_t len);
 /* The prefill's prompt logprobs (pr) to the sink; false when they are
  * missing or wrong: the request ended. */
 bool bt_rreq_prompt_lp(bt_rreq_t *req, const Baton__V1__PrefillResult *pr);
@@ -187,6 +244,13 @@ void bt_rreq_reject(bt_rreq_t *req, bt_status_t s, const char *msg);
 void bt_rreq_queue_timeout_cb(evutil_socket_t fd, short what, void *arg);
 void bt_rreq_dispatch(bt_rreq_t *req, const char *why);
 void bt_rreq_requeue(bt_rreq_t *req, const char *why);
+/* The text the end waited for has gone to the client: its on_end now. */
+void bt_rreq_end_release(bt_rreq_t *req);
+
+/* request_detok.c: tokens to text on the pool */
+/* After bt_rreq_emit_token: tokens that wait for their text
+ * (gen[n_given..n_gen)) go in this loop pass's job. */
+void bt_rreq_detok_queue(bt_rreq_t *req);
 
 /* request_calls.c: node calls */
 void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg);

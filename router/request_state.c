@@ -161,11 +161,40 @@ void bt_rreq_release_nodes(bt_rreq_t *req)
     }
 }
 
+void bt_rreq_drop_waiting(bt_rreq_t *req, size_t from)
+{
+    for (size_t i = from; req->lpq != NULL && i < req->n_gen; i++) {
+        if (req->lpq[i] != NULL) {
+            baton__v1__token_logprobs__free_unpacked(req->lpq[i], NULL);
+            req->lpq[i] = NULL;
+        }
+    }
+}
+
+void bt_rreq_job_free(bt_rreq_job_t *job)
+{
+    bt_tok_stream_destroy(job->detok);
+    bt_stopstr_destroy(job->stops);
+    bt_buf_cleanup(&job->piece);
+    bt_buf_cleanup(&job->text);
+    free(job->ids);
+    free(job->ends);
+    free(job);
+}
+
 void bt_rreq_maybe_free(bt_rreq_t *req)
 {
-    if (!bt_rreq_ended(req) || req->pending_cbs > 0) {
+    if (!bt_rreq_ended(req) || req->pending_cbs > 0 || req->end_held ||
+        req->delivering) {
         return;
     }
+    if (req->job != NULL && (req->job_out || req->job_ready)) {
+        req->job->req = NULL; /* it frees itself when it comes back */
+    } else if (req->job != NULL) {
+        bt_rreq_job_free(req->job);
+    }
+    bt_rreq_drop_waiting(req, req->n_given);
+    free(req->lpq);
     if (req->queue_ev != NULL) {
         event_free(req->queue_ev);
     }

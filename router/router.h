@@ -64,6 +64,8 @@ typedef struct {
     int64_t     prefix_index_entries;
     int64_t     drain_timeout_ms;
     int64_t     threads;             /* tokenizer workers; 0: the loop */
+    int64_t     detok_inline;        /* a loop pass's tokens up to this many
+                                      * are detokenized on the loop */
     const char *log_level;
     int         log_format;
     bool        access_log;          /* a log line per HTTP request */
@@ -111,6 +113,8 @@ typedef struct {
     bt_counter_t   *node_msgs[4];
     bt_counter_t   *node_msg_bytes[4];
     bt_gauge_t     *tokenizing;         /* prompts on the encode pool */
+    bt_counter_t   *detok_jobs;         /* request_detok.c: jobs on the pool */
+    bt_counter_t   *detok_pool_tokens;  /* ... and their tokens */
     bt_histogram_t *decode_time;        /* first token → last token */
 } bt_router_metrics_t;
 
@@ -152,6 +156,12 @@ typedef struct bt_router {
      * the starts waiting there */
     struct bt_tpool     *encode_pool;
     size_t               n_encoding;
+    /* request_detok.c: requests whose tokens wait to go to the pool in
+     * this loop pass's job, the event that sends them, and the requests
+     * whose end waits for their text (drain counts them) */
+    struct bt_rreq_job  *detok_ready;
+    struct event        *detok_ev;
+    size_t               n_end_held;
     int                  grpc_bound_port;
     int                  http_bound_port;
     bt_traces_t         *traces;       /* request traces (trace.h); NULL: off */

@@ -150,6 +150,12 @@ void bt_router_metrics_init(bt_router_t *r)
     r->m.tokenizing = bt_metrics_gauge(m, "baton_router_prompts_tokenizing",
                                        "prompts waiting for or on the tokenizer "
                                        "threads (--threads)", NULL);
+    r->m.detok_jobs = bt_metrics_counter(m, "baton_router_detok_jobs_total",
+                                         "jobs of generated tokens detokenized on the "
+                                         "worker threads (one per busy loop pass)", NULL);
+    r->m.detok_pool_tokens = bt_metrics_counter(m, "baton_router_detok_pool_tokens_total",
+                                                "generated tokens detokenized on the "
+                                                "worker threads, not the loop", NULL);
     r->m.queued = bt_metrics_gauge(m, "baton_router_queued_requests",
                                    "requests waiting for a node", NULL);
     r->m.running = bt_metrics_gauge(m, "baton_router_requests_running",

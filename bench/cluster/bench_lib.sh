@@ -1,7 +1,8 @@
 # Shared by the cluster benchmark scripts (sourced, not run): a temporary
 # folder whose local clusters are stopped and removed on any exit, and a
 # JSON field reader. Needs BUILD, LOCAL (deploy/local/baton-local) and
-# NAME (the script's name, for the folder) set by the caller.
+# NAME (the script's name, for the folder) set by the caller. KEEP=1 keeps
+# the folder (the clusters' logs, the raw results) and says where.
 
 TMP=$(mktemp -d "/tmp/baton-$NAME.XXXXXX")
 cleanup() {
@@ -9,7 +10,11 @@ cleanup() {
   for rd in "$TMP"/run-*; do
     [ -d "$rd" ] && BUILD=$BUILD BATON_RUN_DIR=$rd "$LOCAL" down >/dev/null 2>&1 || true
   done
-  rm -rf "$TMP"
+  if [ -n "${KEEP:-}" ]; then
+    echo "kept $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

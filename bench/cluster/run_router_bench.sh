@@ -13,9 +13,11 @@
 #   - what each router costs a node: Register-stream messages and bytes per
 #     second per node (baton_router_node_messages_total and
 #     baton_router_node_message_bytes_total), idle and under load;
+#   - how many generated tokens each config detokenized on its worker
+#     threads, in how many jobs (router/request_detok.c);
 #   - with perf installed (PROFILE=1, the default when it is): where the
 #     loop thread's time goes at $PROFILE_RATE requests/s, with the loop
-#     alone and with 3 tokenizer threads.
+#     alone and with 3 worker threads.
 # Every run sends the same seeded prompts, and a warm-up sends them once
 # first: the prefill node then finds them in its prefix cache, so the nodes
 # do little and the router's own work shows. The four clusters stay up for
@@ -26,7 +28,7 @@
 #   bench/cluster/run_router_bench.sh BUILD_DIR
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 BUILD=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LOCAL=$ROOT/deploy/local/baton-local
@@ -131,6 +133,13 @@ for rate in $RATES; do
   echo "   rate $rate measured" >&2
 done
 
+# how many generated tokens went to the worker pool, in how many jobs
+for c in $CONFIGS; do
+  for u in $(tr ',' ' ' <"$TMP/$c.urls"); do
+    curl -sf "$u/metrics" | grep -E '^baton_router_(detok_|generated_tokens_total)' || true
+  done >"$TMP/$c-detok.txt"
+done
+
 if [ "$PROFILE" = 1 ]; then
   for c in t0 t3; do
     pid=$(cat "$TMP/$c.pids")
@@ -214,6 +223,21 @@ if "r2" in configs and best.get("r2") and best.get("t1"):
     print("%-45s x%.2f" % ("2 routers / 1 router (2 threads each)",
                            best["r2"] / best["t1"]))
 
+print()
+print("generated tokens detokenized on the worker pool (--detok-inline passes stay on the loop):")
+for c in configs:
+    try:
+        d = {}
+        for k, v in counters("%s/%s-detok.txt" % (tmp, c)).items():
+            d[k.split("{")[0]] = d.get(k.split("{")[0], 0) + v
+    except OSError:
+        continue
+    gen = d.get("baton_router_generated_tokens_total", 0)
+    pool = d.get("baton_router_detok_pool_tokens_total", 0)
+    jobs = d.get("baton_router_detok_jobs_total", 0)
+    print("  %-4s %8.0f of %8.0f tokens (%5.1f%%) in %6.0f jobs (%.1f tokens per job)" % (
+        c, pool, gen, 100.0 * pool / gen if gen else 0, jobs, pool / jobs if jobs else 0))
+
 # what a router costs each node: the Register stream's messages and bytes
 def per_node(c, m0, m1, secs):
     a, b = counters(m0), counters(m1)
@@ -253,8 +277,10 @@ if profile:
         ("OpenAI response JSON", ("bt_openai_", "json_dump", "bt_json_dump", "json_pack")),
         ("HTTP server", ("bt_http_", "evbuffer_", "bufferevent_", "evhttp")),
         ("node registry (heartbeats, KV events)", ("bt_reg_", "bt_registry_", "bt_prefix_")),
+        ("pool hand-off (prompts, detok jobs)", ("bt_tpool_", "bt_front_job_",
+                                                         "bt_rreq_batch_", "bt_rreq_job_",
+                                                         "bt_rreq_detok_")),
         ("placement, request state", ("bt_select_", "bt_rreq_", "bt_router_queue", "bt_trace_")),
-        ("tokenizer pool hand-off", ("bt_tpool_", "bt_front_job_")),
         ("gRPC (node calls, Generate)", ("grpc_", "bt_rpc_", "gpr_", "grpc_core", "absl::")),
         ("waiting in epoll", ("epoll_wait",)),
     ]

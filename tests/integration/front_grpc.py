@@ -295,6 +295,13 @@ def main():
            f1.usage.prompt_tokens == len(ids) == f2.usage.prompt_tokens,
            "a prompt tokenized on the worker thread: the tokens of Tokenize "
            "(%d prompt tokens, the same %d-byte text)" % (len(ids), len(t1)))
+    # 10b. add_special_tokens false: the text's tokens alone, without the
+    # BOS generation puts first
+    plain_ids = stub.Tokenize(pb.TokenizeRequest(model="tiny", prompt=prompt),
+                              timeout=10).token_ids
+    nc.tap(len(ids) == len(plain_ids) + 1 and list(ids[1:]) == list(plain_ids),
+           "Tokenize without add_special_tokens leaves out the BOS (%d ids, %d "
+           "with it)" % (len(plain_ids), len(ids)))
     chat = pb.ChatMessages(add_generation_prompt=True)
     m = chat.messages.add()
     m.role, m.content = "user", prompt

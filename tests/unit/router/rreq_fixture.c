@@ -21,10 +21,22 @@ static void fx_on_delta(bt_rreq_t *req, void *arg, const uint32_t *ids, size_t n
 {
     fx_rec_t *rec = arg;
 
-    (void)req; (void)lps; (void)text; (void)text_len;
-    rec->deltas++;
+    (void)req;
+    assert_true(rec->deltas < FX_MAX_IDS);
+    assert_true(rec->text_len + text_len <= FX_MAX_TEXT);
+    memcpy(rec->text + rec->text_len, text, text_len);
+    rec->text_len += text_len;
+    rec->delta_ends[rec->deltas++] = rec->text_len;
+    rec->text_after_end |= rec->ends > 0;
     for (size_t i = 0; i < n; i++) {
         assert_true(rec->n_ids < FX_MAX_IDS);
+        /* logprobs asked for: each token's, about it (fx_tokens_lp's) */
+        if (lps != NULL) {
+            assert_non_null(lps[i]);
+            assert_int_equal(lps[i]->token_id, ids[i]);
+            assert_int_equal(lps[i]->n_top, 1);
+            assert_true(lps[i]->logprob < 0);
+        }
         rec->ids[rec->n_ids++] = ids[i];
     }
 }
@@ -35,8 +47,9 @@ static void fx_on_end(bt_rreq_t *req, void *arg, bt_status_t status,
 {
     fx_rec_t *rec = arg;
 
-    (void)req; (void)usage;
+    (void)req;
     rec->ends++;
+    rec->completion_tokens = usage != NULL ? usage->completion_tokens : 0;
     rec->status = status;
     rec->finish = finish;
     snprintf(rec->msg, sizeof(rec->msg), "%s", message ? message : "");
@@ -199,6 +212,43 @@ void fx_tokens(fx_call_t *c, const uint32_t *ids, size_t n)
     m.kind_case = BATON__V1__DECODE_RESPONSE__KIND_TOKENS;
     m.tokens = &t;
     c->on_msg(c->arg, &m.base);
+}
+
+void fx_tokens_lp(fx_call_t *c, const uint32_t *ids, size_t n)
+{
+    Baton__V1__DecodeResponse m = BATON__V1__DECODE_RESPONSE__INIT;
+    Baton__V1__DecodeTokens t = BATON__V1__DECODE_TOKENS__INIT;
+    Baton__V1__TokenLogprobs *lps = calloc(n, sizeof(*lps));
+    Baton__V1__TokenLogprobs **ptrs = calloc(n, sizeof(*ptrs));
+    Baton__V1__TopLogprob *tops = calloc(n, sizeof(*tops));
+    Baton__V1__TopLogprob **top_ptrs = calloc(n, sizeof(*top_ptrs));
+
+    assert_false(c->ended);
+    assert_true(lps != NULL && ptrs != NULL && tops != NULL && top_ptrs != NULL);
+    for (size_t i = 0; i < n; i++) {
+        baton__v1__token_logprobs__init(&lps[i]);
+        baton__v1__top_logprob__init(&tops[i]);
+        tops[i].token_id = ids[i];
+        tops[i].logprob = -(float)(i + 1) / 8;
+        top_ptrs[i] = &tops[i];
+        lps[i].token_id = ids[i];
+        lps[i].logprob = -(float)(i + 1) / 8;
+        lps[i].n_top = 1;
+        lps[i].top = &top_ptrs[i];
+        ptrs[i] = &lps[i];
+    }
+    t.n_token_ids = n;
+    t.token_ids = (uint32_t *)ids;
+    t.n_logprobs = n;
+    t.logprobs = ptrs;
+    m.kind_case = BATON__V1__DECODE_RESPONSE__KIND_TOKENS;
+    m.tokens = &t;
+    c->on_msg(c->arg, &m.base);
+    /* the router keeps nothing of the message past its callback */
+    free(top_ptrs);
+    free(tops);
+    free(ptrs);
+    free(lps);
 }
 
 void fx_final(fx_call_t *c, Baton__V1__FinishReason finish)
@@ -428,6 +478,7 @@ int fx_teardown(void **state)
     for (size_t i = 0; i < f->n_calls; i++) {
         assert_true(f->calls[i].ended);
     }
+    bt_router_requests_cleanup(&f->r);
     bt_router_model_free(&f->r);
     bt_registry_destroy(f->r.registry);
     bt_metrics_destroy(f->r.metrics);
@@ -463,6 +514,19 @@ bt_status_t fx_start_echo(fixture_t *f, fx_rec_t *rec, int max_tokens,
                           char *err, size_t err_size)
 {
     return fx_start_with(f, rec, max_tokens, true, err, err_size);
+}
+
+bt_status_t fx_start_sp(fixture_t *f, fx_rec_t *rec,
+                        const Baton__V1__SamplingParams *sp, char *err,
+                        size_t err_size)
+{
+    bt_rreq_params_t p;
+
+    memset(&p, 0, sizeof(p));
+    p.prompt = fx_prompt;
+    p.n_prompt = FX_N_PROMPT;
+    p.sampling = sp;
+    return bt_rreq_start(&f->r, &p, &fx_sink, rec, &rec->req, err, err_size);
 }
 
 bt_status_t fx_start_fork(fixture_t *f, fx_rec_t *rec, const bt_rreq_t *from,

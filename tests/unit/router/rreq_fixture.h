@@ -16,7 +16,8 @@
 #include <stdint.h>
 
 #define FX_MAX_CALLS 128
-#define FX_MAX_IDS   64
+#define FX_MAX_IDS   512
+#define FX_MAX_TEXT  8192
 
 typedef enum { FX_DECODE, FX_PREFILL, FX_RENEW } fx_kind_t;
 
@@ -47,6 +48,11 @@ typedef struct fx_rec {
     uint32_t    ids[FX_MAX_IDS];
     size_t      n_ids;
     int         deltas;
+    char        text[FX_MAX_TEXT];   /* every delta's text, joined */
+    size_t      text_len;
+    size_t      delta_ends[FX_MAX_IDS]; /* delta i's text ends there */
+    bool        text_after_end;     /* a delta came after on_end */
+    uint32_t    completion_tokens;  /* on_end's usage */
     int         ends;
     bt_status_t status;
     Baton__V1__FinishReason finish;
@@ -81,6 +87,10 @@ bt_status_t fx_start(fixture_t *f, fx_rec_t *rec, int max_tokens,
 /* The same with prompt logprobs (echo): the sink's on_prompt records. */
 bt_status_t fx_start_echo(fixture_t *f, fx_rec_t *rec, int max_tokens,
                           char *err, size_t err_size);
+/* The same with these sampling parameters (max_tokens, stop, logprobs). */
+bt_status_t fx_start_sp(fixture_t *f, fx_rec_t *rec,
+                        const Baton__V1__SamplingParams *sp, char *err,
+                        size_t err_size);
 /* A choice forking `from`'s prompt (params.fork_from) with that seed. */
 bt_status_t fx_start_fork(fixture_t *f, fx_rec_t *rec, const bt_rreq_t *from,
                           uint64_t seed, char *err, size_t err_size);
@@ -99,6 +109,8 @@ size_t fx_count(fixture_t *f, fx_kind_t kind);
 /* Answers, as the node would. */
 void fx_reserve(fx_call_t *c, uint64_t lease_id);
 void fx_tokens(fx_call_t *c, const uint32_t *ids, size_t n);
+/* ... with logprobs: token i's logprob is -(i + 1) / 8, one top entry. */
+void fx_tokens_lp(fx_call_t *c, const uint32_t *ids, size_t n);
 void fx_final(fx_call_t *c, Baton__V1__FinishReason finish);
 void fx_prefill_ok(fx_call_t *c, uint32_t first_token);
 /* ... with prompt logprobs for fx_start's prompt (one per token after the
