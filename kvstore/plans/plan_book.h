@@ -152,7 +152,7 @@ bool bt_pbook_find(const bt_pbook_t *book, const char *model, int role,
 
 /* plan_measure.c: mean over layers with load of mean/max device load, an
  * expert's load split evenly over its copies; `plan` NULL: the placement
- * a node uses without a plan (expert e on device e * devices / experts). */
+ * a node uses without a plan (bt_ep_default_device: e mod devices). */
 double bt_pbook_balance(const bt_placement_plan_t *plan, const double *loads,
                         int32_t n_layers, int32_t n_experts, int32_t n_devices);
 

@@ -24,9 +24,9 @@ static double skewed[L * E], other[L * E];
 static void fill(void)
 {
     for (int i = 0; i < L * E; i++) {
-        /* the default placement puts 0..3 on device 0: 0.55 */
-        skewed[i] = i % E < E / 2 ? 100 : 10;
-        other[i] = i % E < E / 2 ? 10 : 100 + i % E;
+        /* without a plan the even experts run on device 0: 0.55 */
+        skewed[i] = i % 2 == 0 ? 100 : 10;
+        other[i] = i % 2 == 0 ? 10 : 100 + i % E;
     }
 }
 
