@@ -1,7 +1,8 @@
 /* baton.v1.KvStore's placement methods: ReportExpertStats (nodes),
  * GetPlacement (nodes), ListPlacements and Rebalance (the router's
- * Admin). The plan book (plans/plan_book.h) holds the state; here the
- * checks, the calls and the answers. */
+ * Admin). The plan book (plans/plan_book.h) holds the state, re-plans run
+ * on the planner thread (plan_lane.h); here the checks, the calls and
+ * the answers. */
 #include "kvstore.h"
 
 #include "base/clock.h"
