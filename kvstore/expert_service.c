@@ -1,14 +1,17 @@
 /* baton.v1.KvStore's placement methods: ReportExpertStats (nodes),
  * GetPlacement (nodes), ListPlacements and Rebalance (the router's
- * Admin). The plan book (plans/plan_book.h) holds the state; here the
- * checks, the calls and the answers. */
+ * Admin). The plan book (plans/plan_book.h) holds the state, re-plans run
+ * on the planner thread (plan_lane.h); here the checks, the calls and
+ * the answers. */
 #include "kvstore.h"
 
 #include "base/clock.h"
 #include "base/log.h"
 #include "expert_check.h"
 #include "kvstore.pb-c.h"
+#include "plan_lane.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +134,22 @@ static bt_status_t bt_kvsd_plan_msg(const bt_pbook_view_t *v, bool with_layers,
 
 /* ---- ReportExpertStats ---- */
 
+/* An automatic re-plan's outcome (planner thread, then the loop). */
+static void bt_kvsd_replanned(void *arg, bt_status_t st,
+                              const bt_pbook_view_t *v, const char *err)
+{
+    uint64_t *before = arg;
+
+    if (st == BT_OK && v->version != *before) {
+        bt_info("placement: model %s role %d: plan version %llu (planned "
+                "balancedness %.3f, %lld copies moved)", v->model, v->role,
+                (unsigned long long)v->version, v->planned_balancedness,
+                (long long)v->moved);
+    }
+    (void)err;   /* the lane logs failures */
+    free(before);
+}
+
 static void bt_kvsd_report_stats(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                                  void *arg)
 {
@@ -138,29 +157,36 @@ static void bt_kvsd_report_stats(bt_rpc_call_t *call, const ProtobufCMessage *ms
     Baton__V1__ExpertStatsAck ack = BATON__V1__EXPERT_STATS_ACK__INIT;
     bt_kvsd_expert_report_t rep;
     bt_kvsd_t *d = arg;
-    uint64_t before, latest = 0;
+    uint64_t latest = 0;
+    bool replan = false;
     bt_status_t st;
     char err[256];
 
     st = bt_kvsd_expert_report(req, &rep, err, sizeof(err));
     if (st == BT_OK) {
-        bt_pbook_view_t v;
-
-        before = bt_pbook_find(d->plans, req->model, (int)req->role, &v) ? v.version : 0;
-        st = bt_pbook_report(d->plans, req->model, (int)req->role, &rep.r,
-                             bt_now_ms(), bt_wall_ms(), &latest, err, sizeof(err));
+        st = bt_pbook_add_report(d->plans, req->model, (int)req->role, &rep.r,
+                                 bt_now_ms(), &latest, &replan, err, sizeof(err));
         bt_kvsd_expert_report_free(&rep);
-        if (st == BT_OK && latest != before &&
-            bt_pbook_find(d->plans, req->model, (int)req->role, &v)) {
-            bt_info("placement: model %s role %d: plan version %llu (planned "
-                    "balancedness %.3f, %lld copies moved)", req->model,
-                    (int)req->role, (unsigned long long)latest,
-                    v.planned_balancedness, (long long)v.moved);
-        }
     }
     if (st != BT_OK) {
         bt_rpc_call_fail(call, st, "%s", err);
         return;
+    }
+    /* the ack carries the version in force; the re-plan's comes with a
+     * later GetPlacement (the nodes ask every window) */
+    if (replan) {
+        uint64_t *before = malloc(sizeof(*before));
+
+        if (before != NULL) {
+            *before = latest;
+        }
+        if (before == NULL ||
+            bt_kvsd_lane_push(d->lane, BT_PBOOK_JOB_AUTO, req->model,
+                              (int)req->role, bt_kvsd_replanned, before) != BT_OK) {
+            free(before);
+            bt_warn("placement: re-plan of model %s role %d not queued",
+                    req->model, (int)req->role);
+        }
     }
     bt_counter_inc(d->m.expert_reports);
     ack.latest_placement_version = latest;
@@ -271,13 +297,84 @@ static void bt_kvsd_list_placements(bt_rpc_call_t *call, const ProtobufCMessage 
     bt_kvsd_reply_plans(call, views, n, req->with_layers);
 }
 
+/* One Rebalance call: its (model, role)s are planned in turn on the
+ * planner thread; the answer goes when the last is done. */
+typedef struct bt_kvsd_rebalance bt_kvsd_rebalance_t;
+
+typedef struct {
+    bt_kvsd_rebalance_t *rb;
+    size_t               i;
+} bt_kvsd_rebalance_item_t;
+
+struct bt_kvsd_rebalance {
+    bt_kvsd_t          *d;
+    bt_rpc_call_t      *call;
+    size_t              n, left;
+    bool                pushing;
+    bool                dry_run;
+    bt_status_t         st;
+    char                err[256];
+    bt_kvsd_plan_msg_t  m[BT_PBOOK_MAX_ENTRIES];
+    bool                built[BT_PBOOK_MAX_ENTRIES];
+    bt_kvsd_rebalance_item_t items[BT_PBOOK_MAX_ENTRIES];
+};
+
+static void bt_kvsd_rebalance_reply(bt_kvsd_rebalance_t *rb)
+{
+    Baton__V1__ListPlacementsResponse resp = BATON__V1__LIST_PLACEMENTS_RESPONSE__INIT;
+    Baton__V1__PlacementPlan *ptrs[BT_PBOOK_MAX_ENTRIES];
+
+    if (rb->st != BT_OK) {
+        bt_rpc_call_fail(rb->call, rb->st, "%s", rb->err);
+    } else {
+        for (size_t i = 0; i < rb->n; i++) {
+            ptrs[i] = &rb->m[i].msg;
+        }
+        resp.n_plans = rb->n;
+        resp.plans = ptrs;
+        bt_rpc_call_reply(rb->call, &resp.base);
+    }
+    for (size_t i = 0; i < rb->n; i++) {
+        if (rb->built[i]) {
+            bt_kvsd_plan_msg_free(&rb->m[i]);
+        }
+    }
+    rb->d->inflight--;
+    free(rb);
+}
+
+static void bt_kvsd_rebalanced(void *arg, bt_status_t st,
+                               const bt_pbook_view_t *v, const char *err)
+{
+    bt_kvsd_rebalance_item_t *item = arg;
+    bt_kvsd_rebalance_t *rb = item->rb;
+    size_t i = item->i;
+
+    if (st == BT_OK && (st = bt_kvsd_plan_msg(v, true, &rb->m[i])) != BT_OK) {
+        err = "out of memory";
+    }
+    rb->built[i] = st == BT_OK;
+    if (st == BT_OK && !rb->dry_run) {
+        bt_info("placement: rebalance of model %s role %d: version %llu",
+                v->model, v->role, (unsigned long long)v->version);
+    }
+    if (st != BT_OK && rb->st == BT_OK) {
+        rb->st = st;
+        snprintf(rb->err, sizeof(rb->err), "%s", err);
+    }
+    if (--rb->left == 0 && !rb->pushing) {
+        bt_kvsd_rebalance_reply(rb);
+    }
+}
+
 static void bt_kvsd_rebalance(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                               void *arg)
 {
     const Baton__V1__PlacementRebalanceRequest *req = (const void *)msg;
-    bt_pbook_view_t all[BT_PBOOK_MAX_ENTRIES], views[BT_PBOOK_MAX_ENTRIES];
+    bt_pbook_view_t all[BT_PBOOK_MAX_ENTRIES];
     bt_kvsd_t *d = arg;
-    size_t n_all = 0, n = 0;
+    bt_kvsd_rebalance_t *rb;
+    size_t n_all = 0;
     bt_status_t st = BT_OK;
     char err[256] = "";
 
@@ -291,31 +388,39 @@ static void bt_kvsd_rebalance(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         n_all += bt_kvsd_plan_match(&all[n_all], req->model, (int)req->role) &&
                  all[n_all].has_history;
     }
-    for (size_t i = 0; i < n_all && st == BT_OK; i++) {
-        st = bt_pbook_rebalance(d->plans, all[i].model, all[i].role, req->dry_run,
-                                bt_now_ms(), bt_wall_ms(), &views[n], err,
-                                sizeof(err));
-        n += st == BT_OK;
-        if (st == BT_OK && !req->dry_run) {
-            bt_info("placement: rebalance of model %s role %d: version %llu",
-                    views[n - 1].model, views[n - 1].role,
-                    (unsigned long long)views[n - 1].version);
+    if (n_all == 0) {
+        bt_rpc_call_fail(call, BT_ERR_NOT_FOUND, "no expert statistics%s%s "
+                         "since the kvstore started: nothing to plan from",
+                         req->model != NULL && req->model[0] ? " for model " : "",
+                         req->model != NULL ? req->model : "");
+        return;
+    }
+    rb = calloc(1, sizeof(*rb));
+    if (rb == NULL) {
+        bt_rpc_call_fail(call, BT_ERR_NO_MEMORY, "out of memory");
+        return;
+    }
+    rb->d = d;
+    rb->call = call;
+    rb->n = rb->left = n_all;
+    rb->dry_run = req->dry_run;
+    rb->pushing = true;
+    d->inflight++;
+    /* answered once every plan is done (a Rebalance waits for its plans,
+     * as it did when they ran on the loop thread) */
+    for (size_t i = 0; i < n_all; i++) {
+        rb->items[i] = (bt_kvsd_rebalance_item_t){ rb, i };
+        st = bt_kvsd_lane_push(d->lane, req->dry_run ? BT_PBOOK_JOB_DRY_RUN :
+                                                       BT_PBOOK_JOB_REBALANCE,
+                               all[i].model, all[i].role, bt_kvsd_rebalanced,
+                               &rb->items[i]);
+        if (st != BT_OK) {
+            bt_kvsd_rebalanced(&rb->items[i], st, NULL, "the kvstore is stopping");
         }
     }
-    if (st == BT_OK && n == 0) {
-        snprintf(err, sizeof(err), "no expert statistics%s%s since the kvstore "
-                 "started: nothing to plan from",
-                 req->model != NULL && req->model[0] ? " for model " : "",
-                 req->model != NULL ? req->model : "");
-        st = BT_ERR_NOT_FOUND;
-    }
-    if (st != BT_OK) {
-        bt_rpc_call_fail(call, st, "%s", err);
-    } else {
-        bt_kvsd_reply_plans(call, views, n, true);
-    }
-    for (size_t i = 0; i < n; i++) {
-        bt_pbook_view_release(&views[i]);
+    rb->pushing = false;
+    if (rb->left == 0) {
+        bt_kvsd_rebalance_reply(rb);
     }
 }
 

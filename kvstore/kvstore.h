@@ -1,11 +1,13 @@
 /* baton-kvstore: the daemon around kvstore/store (DESIGN §5): options, the
  * DRAM slab inside a UCX region, the gRPC service baton.v1.KvStore, HTTP
  * health and metrics, SIGTERM drain. Everything runs on the loop thread;
- * file I/O and checksums run on the store's io pool. */
+ * file I/O and checksums run on the store's io pool, placement re-plans
+ * on the planner thread (plan_lane.c). */
 #ifndef BT_KVSD_H
 #define BT_KVSD_H
 
 #include "plan_book.h"
+#include "plan_lane.h"
 #include "store/store.h"
 
 #include "base/tpool.h"
@@ -73,6 +75,7 @@ typedef struct {
     bt_kvsd_commit_t  *waiting;       /* commits waiting for their data */
     bt_kvsd_reg_t     *reg;           /* registration (--router), or NULL */
     bt_pbook_t        *plans;         /* MoE placement plans */
+    bt_kvsd_lane_t    *lane;          /* their re-plans, off the loop */
     char               advertise[320];
     char               http_addr[320];  /* "HOST:PORT", told the router */
     char               node_id[65];

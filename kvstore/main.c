@@ -325,6 +325,9 @@ static void bt_kvsd_stop(void *arg)
 {
     bt_kvsd_t *d = arg;
 
+    /* the running re-plan is published; queued Rebalance calls answered */
+    bt_kvsd_lane_destroy(d->lane);
+    d->lane = NULL;
     /* the pool's last `done` callbacks still answer calls and use the store */
     bt_tpool_destroy(d->io);
     bt_kvsd_reg_stop(d);
@@ -357,6 +360,7 @@ static void bt_kvsd_free(void *arg)
 static bt_status_t bt_kvsd_plans_init(bt_kvsd_t *d)
 {
     char dir[4096], err[512];
+    const char *delay;
     bt_pbook_cfg_t pc = {
         .half_life_ms = (double)d->cfg.placement_half_life_ms,
         .threshold = d->cfg.placement_threshold,
@@ -381,8 +385,13 @@ static bt_status_t bt_kvsd_plans_init(bt_kvsd_t *d)
     st = bt_pbook_create(&pc, &d->plans, err, sizeof(err));
     if (st != BT_OK) {
         bt_error("cannot read the placement plans back: %s", err);
+        return st;
     }
-    return st;
+    /* tests: a re-plan as long as a large model's, to see the loop serve */
+    delay = getenv("BATON_TEST_PLAN_DELAY_MS");
+    d->lane = bt_kvsd_lane_create(d->base, d->plans,
+                                  delay != NULL ? strtoull(delay, NULL, 10) : 0);
+    return d->lane != NULL ? BT_OK : BT_ERR_NO_MEMORY;
 }
 
 static const bt_daemon_ops_t bt_kvsd_daemon_ops = {

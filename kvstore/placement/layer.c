@@ -169,7 +169,46 @@ bool bt_pl_layer_home_ok(const bt_pl_layer_t *st, int32_t e, int32_t d_from,
 
 bool bt_pl_layer_has_affinity(const bt_pl_layer_t *st)
 {
-    return st->trans != NULL || st->old_has != NULL;
+    return st->trans != NULL || st->trans_next != NULL || st->old_has != NULL;
+}
+
+/* Transition mass between e on d and the experts on d in the other
+ * layer (`slot`, `n_slots`; `t` is T[x][e] backward, T[e][x] forward),
+ * counting only pairs no other copy of e (on neither d nor skip_d)
+ * covers already. */
+static double side_gain(const bt_pl_layer_t *st, int32_t e, int32_t d,
+                        int32_t skip_d, const int32_t *slot, int32_t n_slots,
+                        const uint8_t *other_has, const double *t_row,
+                        size_t t_stride)
+{
+    const int32_t *row = slot + (size_t)d * (size_t)n_slots;
+    const int32_t *list = st->devs + (size_t)e * (size_t)st->n_devices;
+    size_t ne = (size_t)st->n_experts;
+    double gain = 0.0;
+
+    for (int32_t s = 0; s < n_slots; s++) {
+        int32_t x = row[s];
+        double  t;
+        bool    covered = false;
+
+        if (x < 0) {
+            continue;
+        }
+        t = t_row[(size_t)x * t_stride];
+        if (t <= 0.0) {
+            continue;
+        }
+        for (int32_t i = 0; i < st->ncopy[e] && !covered; i++) {
+            int32_t o = list[i];
+
+            covered = o != d && o != skip_d &&
+                      other_has[(size_t)o * ne + (size_t)x];
+        }
+        if (!covered) {
+            gain += t;
+        }
+    }
+    return gain;
 }
 
 double bt_pl_layer_gain(const bt_pl_layer_t *st, int32_t e, int32_t d,
@@ -179,36 +218,46 @@ double bt_pl_layer_gain(const bt_pl_layer_t *st, int32_t e, int32_t d,
     size_t ne = (size_t)st->n_experts;
 
     if (st->trans != NULL) {
-        const int32_t *prev = st->prev_slot + (size_t)d * (size_t)st->prev_slots;
-        const int32_t *list = st->devs + (size_t)e * (size_t)st->n_devices;
-
-        for (int32_t s = 0; s < st->prev_slots; s++) {
-            int32_t a = prev[s];
-            double  t;
-            bool    covered = false;
-
-            if (a < 0) {
-                continue;
-            }
-            t = st->trans[(size_t)a * ne + (size_t)e];
-            if (t <= 0.0) {
-                continue;
-            }
-            for (int32_t i = 0; i < st->ncopy[e] && !covered; i++) {
-                int32_t o = list[i];
-
-                covered = o != d && o != skip_d &&
-                          st->prev_has[(size_t)o * ne + (size_t)a];
-            }
-            if (!covered) {
-                gain += t;
-            }
-        }
+        /* T[a][e] for a on d at l-1: column e, stride E */
+        gain += side_gain(st, e, d, skip_d, st->prev_slot, st->prev_slots,
+                          st->prev_has, st->trans + (size_t)e, ne);
+    }
+    if (st->trans_next != NULL) {
+        /* T[e][c] for c on d at l+1: row e, stride 1 */
+        gain += side_gain(st, e, d, skip_d, st->next_slot, st->next_slots,
+                          st->next_has, st->trans_next + (size_t)e * ne, 1);
     }
     if (st->old_has != NULL && st->old_has[(size_t)d * ne + (size_t)e]) {
         gain += st->move_weight;
     }
     return gain;
+}
+
+/* Adds to *score the transition mass between each expert b of the layer
+ * and the experts x of the other layer that share a device with a copy
+ * of b; T of (b, x) is t[x * sx + b * sb]. */
+static void side_score(const bt_pl_layer_t *st, const uint8_t *other_has,
+                       const double *t, size_t sx, size_t sb, double *score)
+{
+    size_t ne = (size_t)st->n_experts;
+
+    for (int32_t b = 0; b < st->n_experts; b++) {
+        const int32_t *list = st->devs + (size_t)b * (size_t)st->n_devices;
+
+        for (int32_t x = 0; x < st->n_experts; x++) {
+            double v = t[(size_t)x * sx + (size_t)b * sb];
+
+            if (v <= 0.0) {
+                continue;
+            }
+            for (int32_t i = 0; i < st->ncopy[b]; i++) {
+                if (other_has[(size_t)list[i] * ne + (size_t)x]) {
+                    *score += v;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 double bt_pl_layer_score(const bt_pl_layer_t *st)
@@ -217,23 +266,10 @@ double bt_pl_layer_score(const bt_pl_layer_t *st)
     double score = 0.0;
 
     if (st->trans != NULL) {
-        for (int32_t b = 0; b < st->n_experts; b++) {
-            const int32_t *list = st->devs + (size_t)b * (size_t)st->n_devices;
-
-            for (int32_t a = 0; a < st->n_experts; a++) {
-                double t = st->trans[(size_t)a * ne + (size_t)b];
-
-                if (t <= 0.0) {
-                    continue;
-                }
-                for (int32_t i = 0; i < st->ncopy[b]; i++) {
-                    if (st->prev_has[(size_t)list[i] * ne + (size_t)a]) {
-                        score += t;
-                        break;
-                    }
-                }
-            }
-        }
+        side_score(st, st->prev_has, st->trans, ne, 1, &score);
+    }
+    if (st->trans_next != NULL) {
+        side_score(st, st->next_has, st->trans_next, 1, ne, &score);
     }
     if (st->old_has != NULL) {
         for (int32_t d = 0; d < st->n_devices; d++) {

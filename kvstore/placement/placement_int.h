@@ -30,6 +30,11 @@ typedef struct {
     int32_t        prev_slots;
     const uint8_t *prev_has;   /* [N][E] layer l-1 membership */
     const double  *trans;      /* [E][E]: a at l-1 -> b at l */
+    /* Forward affinity (refinement sweeps only): layer l+1 as placed. */
+    const int32_t *next_slot;  /* [N][next_slots] layer l+1, -1 free */
+    int32_t        next_slots;
+    const uint8_t *next_has;   /* [N][E] layer l+1 membership */
+    const double  *trans_next; /* [E][E]: b at l -> c at l+1 */
     const uint8_t *old_has;    /* [N][E] current plan's layer l */
     double         move_weight;/* affinity of keeping one copy */
     double         aff_eps;    /* smallest affinity change that counts */
@@ -117,5 +122,14 @@ bt_status_t bt_pl_warm_start(bt_pl_layer_t *st, const int32_t *r,
 
 /* Swaps that raise affinity while both devices stay within `cap`. */
 void bt_pl_improve_affinity(bt_pl_layer_t *st, double cap, int32_t passes);
+
+/* Annealing over the whole plan (anneal.c): `moves` random swaps within
+ * a layer (within a node when node-aware), each under caps[l], scored on
+ * the transitions to both neighbouring layers plus move_w[l] per copy
+ * the current plan had; `unit` sets the starting temperature. Leaves the
+ * devices' slots unsorted. */
+bt_status_t bt_pl_anneal(const bt_placement_input_t *in,
+                         bt_placement_plan_t *plan, const double *caps,
+                         const double *move_w, double unit, int64_t moves);
 
 #endif

@@ -5,7 +5,10 @@
  * previous layer or a current plan exist, a second packing that follows
  * affinity under that cap, repaired and improved by swaps. The affinity
  * plan is kept when it stays under the cap, else the balance-only one
- * (improved for affinity under the same cap). */
+ * (improved for affinity under the same cap). With transitions, every
+ * layer placed, a refinement sweep swaps each layer's copies for the
+ * transitions to both neighbours, then annealing (anneal.c) searches the
+ * whole plan; both keep each layer under its cap. */
 #include "placement_int.h"
 
 #include "base/log.h"
@@ -16,6 +19,11 @@
 #include <string.h>
 
 #define PL_AFFINITY_PASSES 3
+/* Chosen on the tuned families of baton-placementgen (placement.md,
+ * "Generalisation"): a second sweep or more annealing gained < 0.002 of
+ * ratio there for 15-30% more time. */
+#define PL_REFINE_SWEEPS   1
+#define PL_ANNEAL_EFFORT   100  /* swaps tried per copy placed */
 
 static bool values_ok(const double *v, size_t n, size_t *bad_p)
 {
@@ -193,6 +201,9 @@ typedef struct {
     bt_pl_copy_t *copies;    /* [N*S] */
     uint8_t      *prev_has;  /* [N][E] */
     uint8_t      *old_has;   /* [N][E] */
+    uint8_t      *next_has;  /* [N][E] layer l+1 (refinement) */
+    double       *caps;      /* [L] max-load cap per MoE layer */
+    double       *move_w;    /* [L] weight of a kept copy, per layer */
     double        move_price;
 } pl_scratch_t;
 
@@ -213,6 +224,9 @@ static void scratch_cleanup(pl_scratch_t *sc)
     free(sc->copies);
     free(sc->prev_has);
     free(sc->old_has);
+    free(sc->next_has);
+    free(sc->caps);
+    free(sc->move_w);
 }
 
 static bt_status_t scratch_init(pl_scratch_t *sc, const bt_placement_input_t *in)
@@ -248,11 +262,13 @@ static bt_status_t scratch_init(pl_scratch_t *sc, const bt_placement_input_t *in
     sc->warm_w = calloc(ne, sizeof(*sc->warm_w));
     sc->prev_has = calloc(nd * ne, 1);
     sc->old_has = calloc(nd * ne, 1);
+    sc->next_has = calloc(nd * ne, 1);
+    sc->caps = calloc((size_t)in->n_layers, sizeof(*sc->caps));
+    sc->move_w = calloc((size_t)in->n_layers, sizeof(*sc->move_w));
     if (!sc->r || !sc->home_of || !sc->w || !sc->copies || !sc->pending ||
         !sc->home_new || !sc->home_old || !sc->warm_home_of || !sc->warm_r ||
-        !sc->warm_w ||
-        !sc->prev_has ||
-        !sc->old_has) {
+        !sc->warm_w || !sc->prev_has || !sc->old_has || !sc->next_has ||
+        !sc->caps || !sc->move_w) {
         bt_error("placement: out of memory for scratch experts %d devices %d",
                  in->n_experts, in->n_devices);
         scratch_cleanup(sc);
@@ -270,6 +286,9 @@ static void state_setup(bt_pl_layer_t *st, const double *w,
     st->prev_slot = NULL;
     st->prev_has = NULL;
     st->trans = NULL;
+    st->next_slot = NULL;
+    st->next_has = NULL;
+    st->trans_next = NULL;
     st->old_has = NULL;
     st->move_weight = 0.0;
     st->aff_eps = 0.0;
@@ -282,11 +301,12 @@ static int int_cmp(const void *pa, const void *pb)
     return (a > b) - (a < b);
 }
 
-/* Writes the chosen state into layer l of the plan, each device sorted. */
+/* Writes the chosen state into layer l of the plan, each device sorted;
+ * `home` NULL keeps the layer's homes. */
 static void plan_store(bt_placement_plan_t *plan, int32_t l,
                        const bt_pl_layer_t *st, const int32_t *home)
 {
-    if (plan->n_groups > 0) {
+    if (plan->n_groups > 0 && home != NULL) {
         memcpy(plan->home + (size_t)l * (size_t)plan->n_groups, home,
                (size_t)plan->n_groups * sizeof(*home));
     }
@@ -320,23 +340,30 @@ static void membership(const bt_placement_plan_t *p, int32_t l,
     }
 }
 
+/* Backward affinity from `trans` (layer l-1 -> l; NULL: none); the move
+ * weight and the smallest affinity change that counts are scaled by
+ * `price` (the layer's transitions: trans, or in a refinement of the
+ * first MoE layer its forward ones). */
 static void set_affinity(bt_pl_layer_t *st, const bt_placement_plan_t *plan,
                          int32_t l, const pl_scratch_t *sc,
-                         const double *trans, bool have_old)
+                         const double *trans, const double *price,
+                         bool have_old)
 {
     size_t ee = (size_t)st->n_experts * (size_t)st->n_experts;
     double unit = 1.0, sum = 0.0;
 
-    if (trans != NULL) {
+    if (price != NULL) {
         int64_t nz = 0;
 
         for (size_t i = 0; i < ee; i++) {
-            if (trans[i] > 0.0) {
-                sum += trans[i];
+            if (price[i] > 0.0) {
+                sum += price[i];
                 nz++;
             }
         }
         unit = nz > 0 ? sum / (double)nz : 1.0;
+    }
+    if (trans != NULL) {
         st->prev_slot = plan->slot_expert + (size_t)(l - 1) *
                         (size_t)plan->n_devices * (size_t)plan->slots;
         st->prev_slots = plan->slots;
@@ -350,10 +377,10 @@ static void set_affinity(bt_pl_layer_t *st, const bt_placement_plan_t *plan,
          * reshuffle a whole layer for one token more on a device, and the
          * next layers would follow (their current copies no longer line
          * up), so a re-plan on unchanged input would move almost all. */
-        st->move_weight = trans != NULL ?
+        st->move_weight = price != NULL ?
             sc->move_price * sum / ((double)st->n_devices * st->slots) : 1.0;
     }
-    st->aff_eps = trans != NULL ? 1e-9 * unit : 1e-3;
+    st->aff_eps = price != NULL ? 1e-9 * unit : 1e-3;
 }
 
 static void consider(bt_pl_layer_t *st, double cap, bt_pl_layer_t **chosen_p,
@@ -476,6 +503,7 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
     bt_pl_improve_max(&sc->bal, 0.0, false, iters);
     m = bt_pl_layer_max_load(&sc->bal);
     cap = m * (1.0 + eps);
+    sc->caps[l] = cap;
 
     if (in->transitions != NULL && l > 0 && prev_moe) {
         trans = in->transitions + (size_t)(l - 1) * (size_t)E * (size_t)E;
@@ -490,10 +518,10 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
 
         /* Candidates under the cap, best affinity wins; the balance-only
          * packing is always one. */
-        set_affinity(&sc->bal, plan, l, sc, trans, have_old);
+        set_affinity(&sc->bal, plan, l, sc, trans, trans, have_old);
         best_score = bt_pl_layer_score(&sc->bal);
         state_setup(&sc->aff, sc->w, sc->home_of);
-        set_affinity(&sc->aff, plan, l, sc, trans, have_old);
+        set_affinity(&sc->aff, plan, l, sc, trans, trans, have_old);
         /* A candidate whose greedy corners itself is dropped. */
         status = bt_pl_pack(&sc->aff, sc->copies, n_copies, cap, true);
         if (status == BT_OK) {
@@ -521,7 +549,7 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
                 memcpy(sc->warm_w, sc->w, (size_t)E * sizeof(*sc->w));
             }
             state_setup(&sc->warm, sc->warm_w, sc->warm_home_of);
-            set_affinity(&sc->warm, plan, l, sc, trans, have_old);
+            set_affinity(&sc->warm, plan, l, sc, trans, trans, have_old);
             status = bt_pl_warm_start(&sc->warm, sc->warm_r, sc->pending,
                                       cap);
             if (status == BT_OK) {
@@ -531,9 +559,121 @@ static bt_status_t plan_layer(const bt_placement_input_t *in,
             }
         }
         bt_pl_improve_affinity(chosen, cap, PL_AFFINITY_PASSES);
+        sc->move_w[l] = chosen->old_has != NULL ? chosen->move_weight : 0.0;
     }
     plan_store(plan, l, chosen, chosen == &sc->warm ? warm_home : sc->home_new);
     return BT_OK;
+}
+
+/* A refinement sweep's layer: layer l as placed, improved by swaps under
+ * its cap for the transitions from layer l-1 and to layer l+1 as they now
+ * stand (the forward pass saw only l-1, so an expert could not yet be
+ * placed next to the successors it feeds). Swaps keep replica counts and
+ * homes, so the layer's balance and invariants hold. */
+static void refine_layer(const bt_placement_input_t *in,
+                         bt_placement_plan_t *plan, int32_t l,
+                         pl_scratch_t *sc)
+{
+    int32_t E = in->n_experts, N = plan->n_devices, S = plan->slots;
+    size_t  ee = (size_t)E * (size_t)E;
+    const double  *loads = in->loads + (size_t)l * (size_t)E;
+    const int32_t *row = plan->slot_expert + (size_t)l * (size_t)N * (size_t)S;
+    const double  *back = NULL;
+    bt_pl_layer_t *st = &sc->aff;
+    bool have_old = in->current != NULL && !in->current->dense[l];
+
+    memset(sc->r, 0, (size_t)E * sizeof(*sc->r));
+    for (int32_t i = 0; i < N * S; i++) {
+        sc->r[row[i]]++;
+    }
+    for (int32_t e = 0; e < E; e++) {
+        sc->w[e] = loads[e] / sc->r[e];
+        sc->home_of[e] = plan->n_groups > 0 ?
+            plan->home[(size_t)l * (size_t)plan->n_groups +
+                       (size_t)(e / (E / plan->n_groups))] : -1;
+    }
+    state_setup(st, sc->w, sc->home_of);
+    for (int32_t d = 0; d < N; d++) {
+        for (int32_t s = 0; s < S; s++) {
+            bt_pl_layer_add(st, d, row[(size_t)d * (size_t)S + (size_t)s]);
+        }
+    }
+    if (l > 0 && !plan->dense[l - 1]) {
+        back = in->transitions + (size_t)(l - 1) * ee;
+        membership(plan, l - 1, N, sc->prev_has);
+    }
+    if (have_old) {
+        membership(in->current, l, N, sc->old_has);
+    }
+    /* the first MoE layer prices moves by its forward transitions */
+    set_affinity(st, plan, l, sc, back, back != NULL ? back :
+                 in->transitions + (size_t)l * ee, have_old);
+    sc->move_w[l] = have_old ? st->move_weight : 0.0;
+    st->next_slot = plan->slot_expert + (size_t)(l + 1) * (size_t)N * (size_t)S;
+    st->next_slots = S;
+    st->next_has = sc->next_has;
+    st->trans_next = in->transitions + (size_t)l * ee;
+    membership(plan, l + 1, N, sc->next_has);
+    bt_pl_improve_affinity(st, sc->caps[l], PL_AFFINITY_PASSES);
+    plan_store(plan, l, st, NULL);
+}
+
+/* Sweeps over the MoE layers followed by a MoE layer (the last one has
+ * no forward transitions: the forward pass already did its best). */
+static void refine(const bt_placement_input_t *in, bt_placement_plan_t *plan,
+                   pl_scratch_t *sc)
+{
+    for (int32_t sweep = 0; sweep < PL_REFINE_SWEEPS; sweep++) {
+        for (int32_t l = 0; l + 1 < in->n_layers; l++) {
+            if (!plan->dense[l] && !plan->dense[l + 1]) {
+                refine_layer(in, plan, l, sc);
+            }
+        }
+    }
+}
+
+/* The mean of the positive transitions (the scale of one pair's
+ * affinity); 0 when there are none. */
+static double trans_unit(const bt_placement_input_t *in)
+{
+    size_t  n = (size_t)(in->n_layers - 1) * (size_t)in->n_experts *
+                (size_t)in->n_experts;
+    double  sum = 0.0;
+    int64_t nz = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (in->transitions[i] > 0.0) {
+            sum += in->transitions[i];
+            nz++;
+        }
+    }
+    return nz > 0 ? sum / (double)nz : 0.0;
+}
+
+/* The annealing after the sweeps, its budget in proportion to the copies
+ * placed; each device's slots sorted again after it. */
+static bt_status_t anneal(const bt_placement_input_t *in,
+                          bt_placement_plan_t *plan, pl_scratch_t *sc,
+                          double unit)
+{
+    size_t  ns = (size_t)plan->n_devices * (size_t)plan->slots;
+    int64_t copies = 0;
+    bt_status_t st;
+
+    for (int32_t l = 0; l < in->n_layers; l++) {
+        copies += plan->dense[l] ? 0 : (int64_t)ns;
+    }
+    st = bt_pl_anneal(in, plan, sc->caps, sc->move_w, unit,
+                      PL_ANNEAL_EFFORT * copies);
+    for (int32_t l = 0; st == BT_OK && l < in->n_layers; l++) {
+        int32_t *row = plan->slot_expert + (size_t)l * ns;
+
+        for (int32_t d = 0; !plan->dense[l] && d < plan->n_devices; d++) {
+            qsort(row + (size_t)d * (size_t)plan->slots, (size_t)plan->slots,
+                  sizeof(*row), int_cmp);
+        }
+    }
+    return st;
 }
 
 bt_status_t bt_placement_plan_create(const bt_placement_input_t *in,
@@ -542,7 +682,7 @@ bt_status_t bt_placement_plan_create(const bt_placement_input_t *in,
     bt_placement_plan_t *plan = NULL;
     pl_scratch_t sc;
     char         err[256];
-    double       eps;
+    double       eps, unit;
     bool         prev_moe = false;
     bt_status_t  status;
 
@@ -582,6 +722,15 @@ bt_status_t bt_placement_plan_create(const bt_placement_input_t *in,
             goto err_scratch;
         }
         prev_moe = true;
+    }
+    /* all-zero transitions give nothing to search for */
+    unit = in->transitions != NULL ? trans_unit(in) : 0.0;
+    if (unit > 0.0) {
+        refine(in, plan, &sc);
+        status = anneal(in, plan, &sc, unit);
+        if (status != BT_OK) {
+            goto err_scratch;
+        }
     }
     scratch_cleanup(&sc);
     *plan_p = plan;

@@ -1,6 +1,5 @@
-/* The plan book: entries per (model, role), the re-plan rule and the
- * versions. A plan is published only once it is in the plans file, so a
- * version the nodes saw is never handed out again after a restart. */
+/* The plan book: entries per (model, role), reports and the re-plan rule
+ * (the re-plans themselves and the versions: plan_job.c). */
 #include "plan_book_int.h"
 
 #include <stdio.h>
@@ -46,7 +45,7 @@ void bt_pbook_destroy(bt_pbook_t *book)
     free(book);
 }
 
-static void bt_pbook_view_of(const bt_pbook_entry_t *e, bt_pbook_view_t *v)
+void bt_pbook_view_of(const bt_pbook_entry_t *e, bt_pbook_view_t *v)
 {
     memset(v, 0, sizeof(*v));
     v->model = e->model;
@@ -64,8 +63,8 @@ static void bt_pbook_view_of(const bt_pbook_entry_t *e, bt_pbook_view_t *v)
     v->plan = e->plan;
 }
 
-static bt_pbook_entry_t *bt_pbook_lookup(const bt_pbook_t *book,
-                                         const char *model, int role)
+bt_pbook_entry_t *bt_pbook_lookup(const bt_pbook_t *book, const char *model,
+                                  int role)
 {
     for (size_t i = 0; i < book->n; i++) {
         const bt_pbook_entry_t *e = &book->entries[i];
@@ -106,98 +105,19 @@ void bt_pbook_view_release(bt_pbook_view_t *view)
     view->owned = false;
 }
 
-/* A plan from the history, charging the moves from the plan in force. */
-static bt_status_t bt_pbook_plan(const bt_pbook_t *book,
-                                 const bt_pbook_entry_t *e,
-                                 bt_placement_plan_t **plan_p,
-                                 bt_placement_figures_t *fig, char *err,
-                                 size_t err_size)
-{
-    bt_placement_input_t in = {
-        .n_layers = e->n_layers, .n_experts = e->n_experts, .loads = e->loads,
-        .transitions = e->trans, .n_devices = e->n_devices, .slots = e->slots,
-        .n_nodes = 1, .n_groups = 0, .current = e->plan,
-        .epsilon = book->cfg.epsilon > 0 ? book->cfg.epsilon : -1,
-        .move_price = book->cfg.move_price,
-    };
-    bt_status_t st = bt_placement_input_check(&in, err, err_size);
-
-    if (st == BT_OK) {
-        st = bt_placement_plan_create(&in, plan_p);
-        if (st != BT_OK) {
-            snprintf(err, err_size, "the planner failed: %s", bt_status_str(st));
-        }
-    }
-    if (st == BT_OK && (st = bt_placement_plan_eval(*plan_p, &in, fig)) != BT_OK) {
-        snprintf(err, err_size, "cannot evaluate the plan: %s", bt_status_str(st));
-        bt_placement_plan_destroy(*plan_p);
-        *plan_p = NULL;
-    }
-    return st;
-}
-
-/* Puts `plan` in force as the next version, once it is on disk. */
-static bt_status_t bt_pbook_publish(bt_pbook_t *book, bt_pbook_entry_t *e,
-                                    bt_placement_plan_t *plan,
-                                    const bt_placement_figures_t *fig,
-                                    uint64_t wall_ms, char *err, size_t err_size)
-{
-    bt_pbook_entry_t old = *e;
-    bt_status_t st;
-
-    plan->version = e->version + 1;
-    e->plan = plan;
-    e->version = plan->version;
-    e->created_unix_ms = wall_ms;
-    e->planned_balancedness = fig->balancedness_mean;
-    e->moved = old.plan != NULL ? fig->moved : fig->copies;
-    e->measured = 0;
-    st = book->dir != NULL ? bt_pbook_store_save(book, err, err_size) : BT_OK;
-    if (st != BT_OK) {
-        *e = old;
-        bt_placement_plan_destroy(plan);
-        return st;
-    }
-    bt_placement_plan_destroy(old.plan);
-    return BT_OK;
-}
-
-/* Whether a new plan differs from the one in force. */
-static bool bt_pbook_differs(const bt_pbook_entry_t *e,
-                             const bt_placement_plan_t *p,
-                             const bt_placement_figures_t *fig)
-{
-    return e->plan == NULL || fig->moved > 0 ||
-           e->plan->n_devices != p->n_devices || e->plan->slots != p->slots;
-}
-
 /* The rule: the measured balancedness is under the threshold, the history
- * holds enough tokens, and the last try is old enough; the new plan must
- * then beat the measured figure by min_gain (moves cost the nodes copies,
- * and the planner's move price already keeps what is good enough). */
-static void bt_pbook_maybe_replan(bt_pbook_t *book, bt_pbook_entry_t *e,
-                                  uint64_t now_ms, uint64_t wall_ms)
+ * holds enough tokens, the last try is old enough and no re-plan it asked
+ * for is still running. The plan must then beat the measured figure by
+ * min_gain (plan_job.c): moves cost the nodes copies, and the planner's
+ * move price already keeps what is good enough. */
+static bool bt_pbook_rule_fires(const bt_pbook_t *book,
+                                const bt_pbook_entry_t *e, uint64_t now_ms)
 {
     const bt_pbook_cfg_t *c = &book->cfg;
-    bt_placement_figures_t fig;
-    bt_placement_plan_t *plan = NULL;
-    char err[256];
 
-    if (c->threshold <= 0 || e->measured <= 0 || e->measured >= c->threshold ||
-        bt_pbook_history_tokens(e) < c->min_tokens ||
-        (e->tried_ms != 0 && now_ms - e->tried_ms < c->min_interval_ms)) {
-        return;
-    }
-    e->tried_ms = now_ms;
-    if (bt_pbook_plan(book, e, &plan, &fig, err, sizeof(err)) != BT_OK) {
-        return;
-    }
-    if (!bt_pbook_differs(e, plan, &fig) ||
-        fig.balancedness_mean < e->measured + c->min_gain) {
-        bt_placement_plan_destroy(plan);
-        return;
-    }
-    (void)bt_pbook_publish(book, e, plan, &fig, wall_ms, err, sizeof(err));
+    return c->threshold > 0 && e->measured > 0 && e->measured < c->threshold &&
+           !e->replan_due && bt_pbook_history_tokens(e) >= c->min_tokens &&
+           (e->tried_ms == 0 || now_ms - e->tried_ms >= c->min_interval_ms);
 }
 
 static bt_status_t bt_pbook_entry_for(bt_pbook_t *book, const char *model,
@@ -237,10 +157,10 @@ static bt_status_t bt_pbook_entry_for(bt_pbook_t *book, const char *model,
     return BT_OK;
 }
 
-bt_status_t bt_pbook_report(bt_pbook_t *book, const char *model, int role,
-                            const bt_pbook_report_t *r, uint64_t now_ms,
-                            uint64_t wall_ms, uint64_t *latest_p, char *err,
-                            size_t err_size)
+bt_status_t bt_pbook_add_report(bt_pbook_t *book, const char *model, int role,
+                                const bt_pbook_report_t *r, uint64_t now_ms,
+                                uint64_t *latest_p, bool *replan_p, char *err,
+                                size_t err_size)
 {
     bt_pbook_entry_t *e;
     bt_status_t st = bt_pbook_entry_for(book, model, role, r, &e, err, err_size);
@@ -260,50 +180,11 @@ bt_status_t bt_pbook_report(bt_pbook_t *book, const char *model, int role,
             : bt_pbook_balance(fits ? e->plan : NULL, r->loads, r->n_layers,
                                r->n_experts, r->n_devices);
     }
-    bt_pbook_maybe_replan(book, e, now_ms, wall_ms);
+    *replan_p = bt_pbook_rule_fires(book, e, now_ms);
+    if (*replan_p) {
+        e->tried_ms = now_ms;
+        e->replan_due = true;
+    }
     *latest_p = e->version;
-    return BT_OK;
-}
-
-bt_status_t bt_pbook_rebalance(bt_pbook_t *book, const char *model, int role,
-                               bool dry_run, uint64_t now_ms, uint64_t wall_ms,
-                               bt_pbook_view_t *view_p, char *err,
-                               size_t err_size)
-{
-    bt_pbook_entry_t *e = bt_pbook_lookup(book, model, role);
-    bt_placement_figures_t fig;
-    bt_placement_plan_t *plan = NULL;
-    double before;
-    bt_status_t st;
-
-    if (e == NULL || e->loads == NULL || bt_pbook_history_tokens(e) <= 0) {
-        snprintf(err, err_size, "no expert statistics for model %s role %d "
-                 "since the kvstore started", model, role);
-        return BT_ERR_NOT_FOUND;
-    }
-    st = bt_pbook_plan(book, e, &plan, &fig, err, err_size);
-    if (st != BT_OK) {
-        return st;
-    }
-    e->tried_ms = now_ms;
-    before = e->measured;
-    if (dry_run) {
-        bt_pbook_view_of(e, view_p);
-        view_p->version = e->version + (bt_pbook_differs(e, plan, &fig) ? 1 : 0);
-        view_p->planned_balancedness = fig.balancedness_mean;
-        view_p->moved = e->plan != NULL ? fig.moved : fig.copies;
-        view_p->n_devices = plan->n_devices;
-        view_p->plan = plan;
-        view_p->owned = true;
-        return BT_OK;
-    }
-    if (!bt_pbook_differs(e, plan, &fig)) {
-        bt_placement_plan_destroy(plan);
-    } else if ((st = bt_pbook_publish(book, e, plan, &fig, wall_ms, err,
-                                      err_size)) != BT_OK) {
-        return st;
-    }
-    bt_pbook_view_of(e, view_p);
-    view_p->balancedness = before;   /* what the nodes measured before */
     return BT_OK;
 }

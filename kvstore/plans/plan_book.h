@@ -1,9 +1,10 @@
 /* The kvstore's placement plans (DESIGN §6, docs/internals/placement.md):
  * per (model, role) a decayed history of the nodes' expert statistics,
  * the plan in force with its version, and the rule that decides when to
- * re-plan. Pure bookkeeping on the caller's thread: no gRPC; the only I/O
- * is the plans file (plan_store.c), written atomically before a new
- * version is published, read back on start. */
+ * re-plan. Pure bookkeeping on the caller's thread (a re-plan may run on
+ * another, see bt_pbook_job_t): no gRPC; the only I/O is the plans file
+ * (plan_store.c), written atomically before a new version is published,
+ * read back on start. */
 #ifndef BT_PLAN_BOOK_H
 #define BT_PLAN_BOOK_H
 
@@ -82,21 +83,62 @@ bt_status_t bt_pbook_create(const bt_pbook_cfg_t *cfg, bt_pbook_t **book_p,
                             char *err, size_t err_size);
 void bt_pbook_destroy(bt_pbook_t *book);
 
-/* Adds a report at monotonic `now_ms` (wall clock `wall_ms` stamps plans)
- * and re-plans when the rule says so. *latest_p: the version in force
- * afterwards. BT_ERR_INVALID_ARG when its shape contradicts the history
+/* Adds a report at monotonic `now_ms`. *latest_p: the version in force.
+ * *replan_p: the re-plan rule fired (the attempt is counted; the rule
+ * does not fire again for (model, role) until an AUTO job of it is
+ * finished). BT_ERR_INVALID_ARG when its shape contradicts the history
  * of (model, role), BT_ERR_EXHAUSTED when the book is full; nothing
  * changes then. */
+bt_status_t bt_pbook_add_report(bt_pbook_t *book, const char *model, int role,
+                                const bt_pbook_report_t *r, uint64_t now_ms,
+                                uint64_t *latest_p, bool *replan_p, char *err,
+                                size_t err_size);
+
+/* Planning off the book's thread (plan_job.c). A job snapshots the
+ * history; the plan in force is borrowed, which is safe because only
+ * finishing a job of that (model, role) replaces it and at most one job
+ * per (model, role) is begun and not finished. begin and finish run on
+ * the book's thread, run on any thread (it touches only the job). */
+typedef enum {
+    BT_PBOOK_JOB_AUTO,      /* the rule: published when it gains min_gain */
+    BT_PBOOK_JOB_REBALANCE, /* published when it differs */
+    BT_PBOOK_JOB_DRY_RUN,   /* never published */
+} bt_pbook_job_kind_t;
+
+typedef struct bt_pbook_job bt_pbook_job_t;
+
+/* BT_ERR_NOT_FOUND without statistics, BT_ERR_EXISTS when a job of
+ * (model, role) is not finished; an AUTO job that cannot begin lets the
+ * rule fire again. */
+bt_status_t bt_pbook_job_begin(bt_pbook_t *book, const char *model, int role,
+                               bt_pbook_job_kind_t kind, uint64_t now_ms,
+                               bt_pbook_job_t **job_p, char *err,
+                               size_t err_size);
+void bt_pbook_job_run(bt_pbook_job_t *job);
+/* Publishes as the kind says (a new version, persisted first) and frees
+ * the job. *view_p (may be NULL for AUTO): the plan in force afterwards,
+ * with `balancedness` the one measured before; a dry run's view owns its
+ * plan (bt_pbook_view_release). The job's error (planner, plans file)
+ * comes back with its message; a job that never ran (`ran` false: the
+ * pool refused it) fails with BT_ERR_SHUTDOWN. */
+bt_status_t bt_pbook_job_finish(bt_pbook_t *book, bt_pbook_job_t *job,
+                                bool ran, uint64_t wall_ms,
+                                bt_pbook_view_t *view_p, char *err,
+                                size_t err_size);
+const char *bt_pbook_job_model(const bt_pbook_job_t *job);
+int bt_pbook_job_role(const bt_pbook_job_t *job);
+
+/* bt_pbook_add_report, then the re-plan it asks for, on this thread
+ * (tests and tools; the daemon runs the job on its planner thread). */
 bt_status_t bt_pbook_report(bt_pbook_t *book, const char *model, int role,
                             const bt_pbook_report_t *r, uint64_t now_ms,
                             uint64_t wall_ms, uint64_t *latest_p, char *err,
                             size_t err_size);
 
-/* Plans (model, role) now from its history, charging the moves from the
- * plan in force. Publishes (a new version, persisted) when the plan
- * differs; else *view_p is the plan in force. dry_run: publishes nothing
- * and *view_p owns the plan (bt_pbook_view_release). BT_ERR_NOT_FOUND
- * without statistics. */
+/* A REBALANCE (or DRY_RUN) job of (model, role) on this thread: plans
+ * from its history, charging the moves from the plan in force;
+ * publishes when the plan differs, else *view_p is the plan in force.
+ * BT_ERR_NOT_FOUND without statistics. */
 bt_status_t bt_pbook_rebalance(bt_pbook_t *book, const char *model, int role,
                                bool dry_run, uint64_t now_ms, uint64_t wall_ms,
                                bt_pbook_view_t *view_p, char *err,
@@ -110,7 +152,7 @@ bool bt_pbook_find(const bt_pbook_t *book, const char *model, int role,
 
 /* plan_measure.c: mean over layers with load of mean/max device load, an
  * expert's load split evenly over its copies; `plan` NULL: the placement
- * a node uses without a plan (expert e on device e * devices / experts). */
+ * a node uses without a plan (bt_ep_default_device: e mod devices). */
 double bt_pbook_balance(const bt_placement_plan_t *plan, const double *loads,
                         int32_t n_layers, int32_t n_experts, int32_t n_devices);
 

@@ -23,6 +23,8 @@ typedef struct {
     int64_t  moved;
     double   measured;              /* 0: no report under this version yet */
     uint64_t tried_ms;              /* last automatic attempt; 0: none */
+    bool     replan_due;            /* the rule fired; its job not finished */
+    bool     planning;              /* a job begun and not finished */
 } bt_pbook_entry_t;
 
 struct bt_pbook {
@@ -40,6 +42,11 @@ void bt_pbook_history_add(bt_pbook_entry_t *e, const bt_pbook_report_t *r,
 /* Tokens per layer in the history (the mean over layers with load). */
 double bt_pbook_history_tokens(const bt_pbook_entry_t *e);
 void bt_pbook_entry_clear(bt_pbook_entry_t *e);
+
+/* plan_book.c: the entry of (model, role), NULL when none. */
+bt_pbook_entry_t *bt_pbook_lookup(const bt_pbook_t *book, const char *model,
+                                  int role);
+void bt_pbook_view_of(const bt_pbook_entry_t *e, bt_pbook_view_t *v);
 
 /* plan_store.c: the file <dir>/plans.json, every entry's plan in force
  * (written to a temporary file, synced, renamed over it). */

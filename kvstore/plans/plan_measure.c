@@ -3,6 +3,8 @@
  * threshold when a node does not measure it itself. */
 #include "plan_book.h"
 
+#include "engine/model/experts_default.h"
+
 #include <stdlib.h>
 
 double bt_pbook_balance(const bt_placement_plan_t *plan, const double *loads,
@@ -49,7 +51,7 @@ double bt_pbook_balance(const bt_placement_plan_t *plan, const double *loads,
             }
         } else {
             for (int32_t x = 0; x < n_experts; x++) {
-                dev[(int64_t)x * n_devices / n_experts] += w[x];
+                dev[bt_ep_default_device(x, n_devices)] += w[x];
             }
         }
         for (int32_t d = 0; d < n_devices; d++) {

@@ -6,7 +6,8 @@
  * a miss (with the chain after it), not garbage; a store SIGKILLed
  * mid-put fails the put within its deadline and a fresh store serves what
  * was committed before; eviction under a small --dram-bytes never takes a
- * pinned block; hostile requests get precise errors.
+ * pinned block; hostile requests get precise errors; blocks are served
+ * while a MoE placement re-plan runs.
  *
  * Every wait is bounded; the store is killed at the end of each test, also
  * when an assertion fails. */
@@ -354,6 +355,7 @@ typedef struct {
     char              msg[256];
     uint64_t          pin_id;
     uint32_t          pinned;
+    uint64_t          version;    /* GetPlacement's, Rebalance's first */
 } raw_t;
 
 static void raw_cb(void *arg, const bt_rpc_result_t *r, const ProtobufCMessage *m)
@@ -367,6 +369,15 @@ static void raw_cb(void *arg, const bt_rpc_result_t *r, const ProtobufCMessage *
 
         w->pin_id = p->pin_id;
         w->pinned = p->pinned_blocks;
+    }
+    if (r->code == BT_RPC_OK && m->descriptor == &baton__v1__placement_plan__descriptor) {
+        w->version = ((const Baton__V1__PlacementPlan *)(const void *)m)->version;
+    }
+    if (r->code == BT_RPC_OK &&
+        m->descriptor == &baton__v1__list_placements_response__descriptor) {
+        const Baton__V1__ListPlacementsResponse *l = (const void *)m;
+
+        w->version = l->n_plans > 0 ? l->plans[0]->version : 0;
     }
     w->done = true;
 }
@@ -673,6 +684,73 @@ static void test_hostile_input(void **state)
     stop_store();
 }
 
+/* MoE placement re-plans run on the kvstore's planner thread: while one
+ * runs (slowed by the test knob to stand in for a DeepSeek-sized plan,
+ * 0.2 to 0.4 s that held the loop before), blocks are put and got and
+ * GetPlacement answers; Rebalance answers once its plan is published. */
+static void test_served_while_planning(void **state)
+{
+    static chain_t c;
+    Baton__V1__ExpertStatsReport rep = BATON__V1__EXPERT_STATS_REPORT__INIT;
+    Baton__V1__LayerExpertStats ls[2], *lsp[2];
+    Baton__V1__PlacementRebalanceRequest rb = BATON__V1__PLACEMENT_REBALANCE_REQUEST__INIT;
+    Baton__V1__GetPlacementRequest gp = BATON__V1__GET_PLACEMENT_REQUEST__INIT;
+    uint64_t counts[2][4] = { { 100, 100, 10, 10 }, { 100, 100, 10, 10 } };
+    raw_t reb = { 0 }, got;
+    uint64_t t0;
+
+    (void)state;
+    chain_init(&c, 4, 8);
+    setenv("BATON_TEST_PLAN_DELAY_MS", "5000", 1);
+    start_store("4M", false);
+    unsetenv("BATON_TEST_PLAN_DELAY_MS");
+    rep.model = "moe";
+    rep.node_id = "d1";
+    rep.role = BATON__V1__NODE_ROLE__NODE_ROLE_DECODE;
+    rep.tokens = 220;
+    rep.n_devices = 2;
+    for (int l = 0; l < 2; l++) {
+        baton__v1__layer_expert_stats__init(&ls[l]);
+        ls[l].layer = (uint32_t)l;
+        ls[l].n_counts = 4;
+        ls[l].counts = counts[l];
+        lsp[l] = &ls[l];
+    }
+    rep.n_layers = 2;
+    rep.layers = lsp;
+    got = raw_call("/baton.v1.KvStore/ReportExpertStats", &rep.base,
+                   &baton__v1__expert_stats_ack__descriptor);
+    assert_int_equal(got.code, BT_RPC_OK);
+
+    rb.model = "moe";
+    t0 = bt_now_ms();
+    assert_int_equal(bt_rpc_client_unary(raw, "/baton.v1.KvStore/Rebalance", &rb.base,
+                                         &baton__v1__list_placements_response__descriptor,
+                                         &(bt_rpc_call_opts_t){ .timeout_ms = 60000 },
+                                         raw_cb, &reb, NULL), BT_OK);
+    /* while it plans: a put, a get and GetPlacement (the version in force) */
+    assert_int_equal(put(&c, 0, 4).committed, 4);
+    assert_int_equal(get(&c, 4), 4);
+    gp.model = "moe";
+    gp.role = BATON__V1__NODE_ROLE__NODE_ROLE_DECODE;
+    got = raw_call("/baton.v1.KvStore/GetPlacement", &gp.base,
+                   &baton__v1__placement_plan__descriptor);
+    assert_int_equal(got.code, BT_RPC_OK);
+    assert_int_equal(got.version, 0);
+    assert_false(reb.done);
+    assert_true(bt_now_ms() - t0 < 5000);
+    /* then Rebalance answers with the plan it published */
+    run_until(&reb.done, 60000);
+    assert_true(reb.done);
+    assert_int_equal(reb.code, BT_RPC_OK);
+    assert_int_equal(reb.version, 1);
+    assert_true(bt_now_ms() - t0 >= 5000);
+    got = raw_call("/baton.v1.KvStore/GetPlacement", &gp.base,
+                   &baton__v1__placement_plan__descriptor);
+    assert_int_equal(got.version, 1);
+    stop_store();
+}
+
 static int setup_all(void **state)
 {
     (void)state;
@@ -737,6 +815,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigkill_mid_put, fresh_dir, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_keeps_pinned, fresh_dir, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, fresh_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_served_while_planning, fresh_dir, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN);

@@ -2,6 +2,7 @@
  * the round-robin default and the checks a plan from outside must pass
  * before any expert is copied. */
 #include "experts.h"
+#include "experts_default.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,7 @@ void bt_ep_plan_round_robin(const bt_model_config_t *c, bt_ep_plan_t *p)
     for (int l = 0; l < p->n_layers; l++) {
         for (int e = 0; e < p->n_experts; e++) {
             p->where[(size_t)l * p->n_experts + e] =
-                c->layer_is_moe[l] ? 1u << (e % p->n_devices) : 0;
+                c->layer_is_moe[l] ? 1u << bt_ep_default_device(e, p->n_devices) : 0;
         }
     }
     p->version = 0;

@@ -3,6 +3,8 @@
  * checks and the plans file across a restart. */
 #include "plan_book_int.h"
 
+#include "engine/model/experts_default.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -25,11 +27,12 @@ static void fill_loads(void)
 {
     for (int l = 0; l < L; l++) {
         for (int e = 0; e < E; e++) {
-            /* the contiguous default puts 0..3 on device 0: 0.55 */
-            loads_skewed[l * E + e] = e < E / 2 ? 100 : 10;
+            /* a node without a plan runs expert e on device e mod 2:
+             * the even ones, all hot, on device 0: 0.55 */
+            loads_skewed[l * E + e] = e % 2 == 0 ? 100 : 10;
             loads_flat[l * E + e] = 50;
-            /* now 4..7 are the hot ones */
-            loads_other[l * E + e] = e < E / 2 ? 10 : 100 + e;
+            /* now the odd ones are hot */
+            loads_other[l * E + e] = e % 2 == 0 ? 10 : 100 + e;
         }
     }
 }
@@ -76,6 +79,11 @@ static void test_default_balance(void **state)
     fill_loads();
     assert_true(fabs(bt_pbook_balance(NULL, loads_skewed, L, E, 2) - 0.55) < 1e-9);
     assert_true(fabs(bt_pbook_balance(NULL, loads_flat, L, E, 2) - 1.0) < 1e-9);
+    /* the node's default, device by device (bt_ep_plan_round_robin) */
+    for (int e = 0; e < E; e++) {
+        assert_int_equal(bt_ep_default_device(e, 2), e % 2);
+        assert_int_equal(bt_ep_default_device(e, 3), e % 3);
+    }
 }
 
 static void test_decay_halves(void **state)
