@@ -23,8 +23,8 @@ Prints TAP (a line per trial), then the fault x outcome table; exits 1 on
 any violation. A trial is reproduced by the same --seed and --kinds (the
 moment of the fault is the same; the machine's timing is not).
 
-usage: fault_matrix.py [--trials N] [--seed S] [--kinds k1,k2] [--mode tcp|shm]
-                       [--requests MIN,MAX] [--pool N]
+usage: fault_matrix.py [--trials N] [--seed S] [--kinds k1,k2|signal|net] [--mode tcp|shm]
+                       [--requests MIN,MAX] [--pool N] [--pause MIN,MAX]
        (BATON_BUILD_ROOT = the build folder)
 """
 import argparse
@@ -45,7 +45,9 @@ nc = fc.nc
 SIGNAL_KINDS = ["%s-%s" % (a, v) for v in ("prefill", "decode", "kvstore", "router")
                 for a in ("kill", "stop")]
 VERBOSE = False
+PAUSE = (0.2, 5.0)      # seconds a stop or a network fault lasts (--pause)
 NET_KINDS = ["net-delay", "net-loss", "net-partition"]
+SIBLING = {"p1": "p2", "p2": "p1", "d1": "d2", "d2": "d1"}
 OUTCOMES = ["done", "error", "cancelled", "deadline", "dropped", "hang", "client-bug"]
 
 
@@ -97,8 +99,7 @@ def serves(cl, victim, rnd, pb):
         return ["the router does not list the 4 nodes and the kvstore as "
                 "serving (%s)" % cl.registered()]
     victims = [victim] if victim in cl.proc else victim.split("-")
-    sib = {"p1": "p2", "p2": "p1", "d1": "d2", "d2": "d1"}
-    siblings = [sib[v] for v in victims if v in sib]
+    siblings = [SIBLING[v] for v in victims if v in SIBLING]
     for s in siblings:
         cl.ctl("drain", s)
     before = {v: cl.metrics(v) for v in victims}
@@ -155,10 +156,15 @@ def trial(cl, pb, pool, refs, kind, seed, load_s, nreq, victim=None):
     span = load_s * len(runs) / len(pool)
     offsets = [rnd.uniform(0, span * 0.5) for _ in runs]
     t_fault = rnd.uniform(0.02, span * 0.5)
-    pause = rnd.uniform(0.2, 5.0)
+    pause = rnd.uniform(*PAUSE)
     victim = victim or pick_victim(rnd, kind)
     killed = kind.startswith("kill")
     expiries = cl.metrics("router").get("baton_router_node_expiries_total")
+    # a network fault's pair takes the whole load (their siblings drained):
+    # every request crosses the faulty link
+    drained = [SIBLING[v] for v in victim.split("-")] if kind in NET_KINDS else []
+    for s in drained:
+        cl.ctl("drain", s)
     g = fl.Grpc(pb[0], pb[1], cl.grpc["router"], cl.host("router"))
     t0 = time.time()
     threads, out = fl.run_load(g, cl.http["router"], runs, offsets,
@@ -166,6 +172,7 @@ def trial(cl, pb, pool, refs, kind, seed, load_s, nreq, victim=None):
     time.sleep(max(0.0, t0 + t_fault - time.time()))
     violations = []
     if kind in NET_KINDS:
+        crossed = link_transfers(cl, victim)
         try:
             what = net_fault(cl, kind, victim, rnd)
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:
@@ -179,11 +186,15 @@ def trial(cl, pb, pool, refs, kind, seed, load_s, nreq, victim=None):
         time.sleep(pause)
         if kind in NET_KINDS:
             violations += cl.net.heal()
+            # kv transfers of the pair that ended while the link was faulty
+            crossed = [b - a for a, b in zip(crossed, link_transfers(cl, victim))]
         else:
             cl.signal(victim, signal.SIGCONT)
     for t in threads:
         t.join(timeout=max(1.0, t0 + fl.HANG_S + 60 - time.time()))
     g.close()
+    for s in drained:
+        cl.ctl("undrain", s)
     router_died = killed and victim == "router"
     for i, r in enumerate(runs):
         o = out[i] or ("hang", None, "the client thread never returned")
@@ -220,7 +231,17 @@ def trial(cl, pb, pool, refs, kind, seed, load_s, nreq, victim=None):
     counts["in-flight"] = in_flight
     if kind in NET_KINDS:
         victim += " " + what
+        counts["across"], counts["across-failed"] = crossed
     return victim, t_fault, pause if not killed else None, counts, violations
+
+
+def link_transfers(cl, pair):
+    """[transfers, failed transfers] of the pair's prefill node to its
+    decode node so far."""
+    p, d = pair.split("-")
+    m = cl.metrics(p)
+    return [int(m.get('baton_node_kv_%s_total{decode="%s"}' % (k, d), 0))
+            for k in ("transfers", "transfer_errors")]
 
 
 def net_fault(cl, kind, pair, rnd):
@@ -280,6 +301,10 @@ def print_table(table, times, skipped):
     for kind, row in table.items():
         print("# %-14s" % kind + "".join("%11d" % row.get(c, 0) for c in cols) +
               "%10.1f" % (times[kind] / max(1, row["trials"])))
+    for kind, row in table.items():
+        if "across" in row:
+            print("# %-14s %d kv transfers across the faulty links while faulty "
+                  "(%d failed)" % (kind, row["across"], row["across-failed"]))
     for kind, why in skipped.items():
         print("# %-14s skipped: %s" % (kind, why))
     sys.stdout.flush()
@@ -310,17 +335,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=int(os.environ.get("TRIALS", 100)))
     ap.add_argument("--seed", type=int, default=int(os.environ.get("SEED", 1)))
-    ap.add_argument("--kinds", default=",".join(SIGNAL_KINDS + NET_KINDS))
+    ap.add_argument("--kinds", default=",".join(SIGNAL_KINDS + NET_KINDS),
+                    help="fault kinds, comma-separated; 'signal' and 'net' name "
+                    "their groups")
     ap.add_argument("--mode", default="tcp", choices=["tcp", "shm"])
     ap.add_argument("--requests", default="6,14", help="min,max requests of a trial")
     ap.add_argument("--pool", type=int, default=24, help="requests in the seeded pool")
     ap.add_argument("--verbose", action="store_true",
                     help="print each request that did not complete, with why")
+    ap.add_argument("--pause", default="0.2,5",
+                    help="min,max seconds a stop or a network fault lasts")
     a = ap.parse_args()
-    global VERBOSE
+    global VERBOSE, PAUSE
     VERBOSE = a.verbose
+    PAUSE = tuple(float(x) for x in a.pause.split(","))
     nc.MODE = a.mode
-    kinds = [k for k in a.kinds.split(",") if k]
+    groups = {"signal": SIGNAL_KINDS, "net": NET_KINDS}
+    kinds = [x for k in a.kinds.split(",") if k for x in groups.get(k, [k])]
     bad = [k for k in kinds if k not in SIGNAL_KINDS + NET_KINDS]
     if bad:
         ap.error("unknown fault kinds %s (known: %s)" % (bad, SIGNAL_KINDS + NET_KINDS))

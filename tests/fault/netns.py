@@ -89,10 +89,13 @@ def probe():
     NFQUEUE rule in it. Never raises."""
     ns = "bt-%d-probe" % os.getpid()
     why = {}
-    r = sh("ip", "netns", "add", ns, check=False)
-    if r.returncode != 0:
-        msg = "`ip netns add` fails (%s): network namespaces are not permitted here" % \
-            r.stderr.strip()
+    try:
+        r = sh("ip", "netns", "add", ns, check=False)
+        err = r.stderr.strip() if r.returncode != 0 else None
+    except (OSError, subprocess.SubprocessError) as e:
+        err = "%s: %s" % (type(e).__name__, e)
+    if err is not None:
+        msg = "`ip netns add` fails (%s): network namespaces are not permitted here" % err
         return {k: msg for k in ("net-loss", "net-partition", "net-delay")}
     try:
         r = sh("nft", "-f", "-", ns=ns, check=False, inp=(
