@@ -2,7 +2,10 @@
 and 2 baton-decode on loopback, each a named process that can be killed,
 stopped, continued and restarted on the same ports (so the others find it
 again), and the reads the checks need: every daemon's /metrics, the
-router's node list."""
+router's node list. With a netns.Net (the network faults) each node runs
+in its own network namespace and every daemon listens on, advertises and
+sends UCX's tcp over its private address instead of loopback."""
+import http.client
 import json
 import os
 import random
@@ -54,10 +57,17 @@ def _fixed_port(taken):
 
 
 class Cluster:
-    def __init__(self, tmp, model, env):
-        self.tmp, self.model, self.env = tmp, model, env
+    def __init__(self, tmp, model, env, net=None):
+        self.tmp, self.model, self.env, self.net = tmp, model, env, net
         self.proc, self.grpc, self.http = {}, {}, {}
         self.disk = os.path.join(tmp, "kvdisk")
+
+    def host(self, name):
+        """The address daemon `name` listens on."""
+        return self.net.host(name) if self.net else "127.0.0.1"
+
+    def target(self, name):
+        return "ipv4:%s:%d" % (self.host(name), self.grpc[name])
 
     def _args(self, name):
         b = lambda *p: os.path.join(BUILD, *p)   # noqa: E731
@@ -68,21 +78,27 @@ class Cluster:
             # not shorter: a loaded machine delays heartbeats by a second
             return [b("router/baton-router"), "--model", self.model,
                     "--grpc-port", gp, "--http-port", hp, "--heartbeat", "100ms",
-                    "--heartbeat-timeout", "3s"]
-        router = "ipv4:127.0.0.1:%d" % self.grpc["router"]
+                    "--heartbeat-timeout", "3s"] + self._listen(name)
+        router = self.target("router")
         if name == "kvstore":
             # short pin and reservation lifetimes: what a killed node held
             # goes back within a trial
             return [b("kvstore/baton-kvstore"), "--grpc-port", gp, "--http-port", hp,
                     "--disk-dir", self.disk, "--dram-bytes", "16M", "--router", router,
-                    "--pin-ms", "3s", "--reserve-ms", "3s", "--node-id", "kv1"]
+                    "--pin-ms", "3s", "--reserve-ms", "3s", "--node-id", "kv1"] + \
+                self._listen(name)
         exe = b("prefill_node/baton-prefill") if ROLE[name] == "prefill" \
             else b("decode_node/baton-decode")
         return [exe, "--model", self.model, "--router", router, "--threads", "1",
                 "--node-id", name, "--grpc-port", gp, "--http-port", hp,
-                "--kvstore", "ipv4:127.0.0.1:%d" % self.grpc["kvstore"],
+                "--kvstore", self.target("kvstore"),
                 "--kv-blocks", "256", "--lease-fence-timeout", "2s",
-                "--kvstore-timeout", "1s", "--max-prefill-tokens", "32"]
+                "--kvstore-timeout", "1s", "--max-prefill-tokens", "32"] + \
+            self._listen(name)
+
+    def _listen(self, name):
+        # a private address is not loopback: plaintext there needs --insecure
+        return ["--listen", self.host(name), "--insecure"] if self.net else []
 
     def start(self, name):
         """Starts (or restarts, on the same ports) one daemon; False when it
@@ -93,8 +109,13 @@ class Cluster:
                 ports[name] = _fixed_port(taken)
                 taken.add(ports[name])
         err = open(os.path.join(self.tmp, name + ".err"), "a")
-        p = subprocess.Popen(self._args(name), stdout=subprocess.PIPE, stderr=err,
-                             env=self.env, text=True)
+        argv, env = self._args(name), self.env
+        if self.net:
+            # UCX's tcp over this daemon's own interface, not lo
+            argv = self.net.wrap(name, argv)
+            env = dict(env, UCX_TLS="tcp,self", UCX_NET_DEVICES=self.net.device(name))
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err,
+                             env=env, text=True)
         err.close()
         nc.PROCS.append(p)
         self.proc[name] = p
@@ -124,7 +145,7 @@ class Cluster:
 
     def metrics(self, name):
         """{series: value} of a daemon's /metrics ({} when it does not answer)."""
-        st, body = nc.http_get(self.http[name], "/metrics")
+        st, body = self.http_get(name, "/metrics")
         out = {}
         if st != 200:
             return out
@@ -137,9 +158,21 @@ class Cluster:
                     pass
         return out
 
+    def http_get(self, name, path):
+        """(status, body) of a GET to daemon `name`'s HTTP port; (0, "")
+        when it does not answer."""
+        try:
+            c = http.client.HTTPConnection(self.host(name), self.http[name], timeout=5)
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        except OSError:
+            return 0, ""
+
     def ctl(self, *args):
         return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
-                               "ipv4:127.0.0.1:%d" % self.grpc["router"]] + list(args),
+                               self.target("router")] +
+                              (["--insecure"] if self.net else []) + list(args),
                               capture_output=True, text=True, timeout=30)
 
     def registered(self):
@@ -156,7 +189,7 @@ class Cluster:
         kvstore as serving."""
         deadline = time.time() + secs
         while time.time() < deadline:
-            if nc.http_get(self.http["router"], "/readyz")[0] == 200:
+            if self.http_get("router", "/readyz")[0] == 200:
                 reg = self.registered()
                 if all(_serving(reg.get(n)) for n in NODES + ("kv1",)):
                     return True

@@ -75,11 +75,11 @@ def vary(rnd, spec):
 class Grpc:
     """baton.v1.Generate stubs (python3-grpcio) for one router address."""
 
-    def __init__(self, pb, pb_grpc, port):
+    def __init__(self, pb, pb_grpc, port, host="127.0.0.1"):
         import grpc
         self.grpc = grpc
         self.pb = pb
-        self.chan = grpc.insecure_channel("127.0.0.1:%d" % port)
+        self.chan = grpc.insecure_channel("%s:%d" % (host, port))
         self.stub = pb_grpc.GenerateStub(self.chan)
 
     def close(self):
@@ -122,7 +122,7 @@ class Grpc:
         return "done", toks, ""
 
 
-def http_run(port, r):
+def http_run(port, r, host="127.0.0.1"):
     """One HTTP completion or chat completion, whole or streamed."""
     chat = r["api"] == "chat"
     body = {"model": "tiny", "max_tokens": r["max_tokens"],
@@ -133,7 +133,7 @@ def http_run(port, r):
     else:
         body["prompt"] = r["ids"]
     path = "/v1/chat/completions" if chat else "/v1/completions"
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=HANG_S)
+    c = http.client.HTTPConnection(host, port, timeout=HANG_S)
     text = ""
     try:
         c.request("POST", path, json.dumps(body),
@@ -194,9 +194,10 @@ def _finish_note(finish, usage, r):
     return ""
 
 
-def run_load(grpc_client, http_port, runs, offsets):
+def run_load(grpc_client, http_port, runs, offsets, host="127.0.0.1"):
     """Starts each run at its offset (seconds) in a thread; returns the
-    threads and the list their outcomes land in (by index)."""
+    threads and the list their outcomes land in (by index). `host`: the
+    router's HTTP address."""
     out = [None] * len(runs)
 
     def one(i):
@@ -206,7 +207,7 @@ def run_load(grpc_client, http_port, runs, offsets):
             if r["api"] == "grpc":
                 out[i] = grpc_client.run(r)
             else:
-                out[i] = http_run(http_port, r)
+                out[i] = http_run(http_port, r, host)
         except Exception as e:   # noqa: BLE001  a client bug is a violation too
             out[i] = ("client-bug", None, "%s: %s" % (type(e).__name__, e))
 
