@@ -21,6 +21,9 @@ PACKAGES=(
   prometheus
   # tests of deploy/: the units' system call filter (strace, systemd-analyze)
   strace systemd
+  # the fault matrix's network kinds: a namespace per node, nftables and
+  # an NFQUEUE rule (tests/fault/netns.py)
+  iproute2 nftables iptables
 )
 # The openai npm client test needs npm. Node.js from other sources bundles
 # its own npm, and Debian's npm package would conflict with it: ask for npm
