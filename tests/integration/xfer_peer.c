@@ -16,6 +16,10 @@
  *                                 times out; after "CONT" memory is reused
  *   xfer_peer corrupt             damaged descriptors are refused
  *
+ * XFER_PLAIN set in the environment: one UCX operation per slice
+ * (bt_xfer_ctx_params_t plain_slices), to run the same tests over the
+ * path before batching.
+ *
  * Exit status 0 when every check held; messages on stderr say why not. */
 #include "xfer/xfer.h"
 
@@ -776,7 +780,8 @@ static int role_corrupt(void)
 
 int main(int argc, char **argv)
 {
-    bt_xfer_ctx_params_t cp = {.log_lanes = true};
+    bt_xfer_ctx_params_t cp = {.log_lanes = true,
+                               .plain_slices = getenv("XFER_PLAIN") != NULL};
     int rc;
 
     if (argc < 2) {
