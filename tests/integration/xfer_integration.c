@@ -329,9 +329,18 @@ static void test_receiver_killed(void **state)
     receiver_killed(NULL);
 }
 
+/* Not over tcp: there UCX 1.13 itself aborted a process of this test
+ * by an assertion in its tcp transport once in three runs, batched and
+ * plain alike and with UCX_TCP_PUT_ENABLE=n (docs/internals/xfer.md
+ * "Known UCX 1.13 issues"); a test that fails by UCX's dice guards
+ * nothing. The batches' own failure handling is covered in AM mode by
+ * xfer/batch (test_receiver_gone_mid_batch). */
 static void test_receiver_killed_mid_batch(void **state)
 {
     (void)state;
+    if (expect_tcp()) {
+        skip();
+    }
     receiver_killed("16");
 }
 
