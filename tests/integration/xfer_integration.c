@@ -329,7 +329,7 @@ static void test_receiver_killed(void **state)
     receiver_killed(NULL);
 }
 
-/* Not over tcp: there UCX 1.13 itself aborted a process of this test
+/* Not run over tcp (main): there UCX 1.13 itself aborted a process of this test
  * by an assertion in its tcp transport once in three runs, batched and
  * plain alike and with UCX_TCP_PUT_ENABLE=n (docs/internals/xfer.md
  * "Known UCX 1.13 issues"); a test that fails by UCX's dice guards
@@ -338,9 +338,6 @@ static void test_receiver_killed(void **state)
 static void test_receiver_killed_mid_batch(void **state)
 {
     (void)state;
-    if (expect_tcp()) {
-        skip();
-    }
     receiver_killed("16");
 }
 
@@ -380,14 +377,17 @@ int main(void)
         cmocka_unit_test_teardown(test_random_slices, kill_all),
         cmocka_unit_test_teardown(test_three_senders, kill_all),
         cmocka_unit_test_teardown(test_receiver_killed, kill_all),
-        cmocka_unit_test_teardown(test_receiver_killed_mid_batch, kill_all),
         cmocka_unit_test_teardown(test_deadline, kill_all),
         cmocka_unit_test_teardown(test_corrupt_descriptor, kill_all),
+        /* last: left out over tcp (its comment says why) */
+        cmocka_unit_test_teardown(test_receiver_killed_mid_batch, kill_all),
     };
+    size_t n = sizeof(tests) / sizeof(tests[0]);
 
     signal(SIGPIPE, SIG_IGN);
     if (getenv("XFER_TEST") != NULL) {   /* run one test by name pattern */
         cmocka_set_test_filter(getenv("XFER_TEST"));
     }
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return _cmocka_run_group_tests("tests", tests, expect_tcp() ? n - 1 : n,
+                                   NULL, NULL);
 }
