@@ -69,6 +69,8 @@ typedef struct bt_pjob {
     bool                local;        /* the reservation is in this pool */
     bt_prefill_remote_t *rem;
     bt_xfer_stream_t   *stream;
+    bt_xfer_slice_t    *sl;           /* [n_dst]: a layer's slices, posted
+                                       * as one batch (remote jobs) */
     uint32_t            next_tok;     /* first token of the next chunk */
     uint32_t            chunk_a, chunk_b;
     uint32_t            cached;       /* tokens reused: own pool + kvstore */

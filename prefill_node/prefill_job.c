@@ -59,6 +59,7 @@ static void bt_pjob_free(bt_pjob_t *j)
     free(j->tokens);
     free(j->u32);
     free(j->dst);
+    free(j->sl);
     bt_plp_free(j);
     bt_ptl_free(&j->tl);
     free(j);

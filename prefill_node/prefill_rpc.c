@@ -277,6 +277,12 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                 return;
             }
         }
+        j->sl = calloc(need > 0 ? need : 1, sizeof(*j->sl));
+        if (j->sl == NULL) {
+            free(u32);
+            bt_pjob_end(j, BT_RPC_RESOURCE_EXHAUSTED, "out of memory");
+            return;
+        }
         memset(&sp, 0, sizeof(sp));
         sp.remote = j->rem->remote;
         sp.lease_id = j->lease_id;

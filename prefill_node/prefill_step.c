@@ -66,7 +66,6 @@ void bt_pjob_post(bt_pjob_t *j, uint32_t layer, uint32_t b0,
     bt_node_t *node = j->node;
     const uint32_t *src = bt_kvseq_blocks(j->seq);
     const size_t sb = bt_kvpool_slice_bytes(node->pool);
-    bt_xfer_slice_t sl[64];
     size_t n = 0;
 
     if (j->cancelled || b1 <= b0) {
@@ -93,20 +92,19 @@ void bt_pjob_post(bt_pjob_t *j, uint32_t layer, uint32_t b0,
         j->t_post_us = bt_now_us();
     }
     bt_ptl_post(&j->tl, layer, (uint64_t)(b1 - b0) * sb);
-    for (uint32_t b = b0; b < b1; b++) {
-        sl[n].local = bt_kvpool_block_ptr(node->pool, layer, src[b]);
-        sl[n].remote_off = ((uint64_t)layer * j->rem->n_blocks + j->dst[b]) * sb;
-        sl[n].len = sb;
+    /* The layer's slices of the chunk as one batch: one operation, one
+     * flush (docs/internals/xfer.md "Batches"). j->sl holds n_dst. */
+    for (uint32_t b = b0; b < b1 && b < j->n_dst; b++) {
+        j->sl[n].local = bt_kvpool_block_ptr(node->pool, layer, src[b]);
+        j->sl[n].remote_off =
+            ((uint64_t)layer * j->rem->n_blocks + j->dst[b]) * sb;
+        j->sl[n].len = sb;
         n++;
         j->bytes += sb;
-        if (n == 64 || b + 1 == b1) {
-            n = bt_xfer_slices_coalesce(sl, n);
-            if (bt_xfer_stream_post(j->stream, layer, sl, n) != BT_OK) {
-                j->cancelled = true;  /* the stream callback reports it */
-                return;
-            }
-            n = 0;
-        }
+    }
+    n = bt_xfer_slices_coalesce(j->sl, n);
+    if (bt_xfer_stream_post(j->stream, layer, j->sl, n) != BT_OK) {
+        j->cancelled = true;  /* the stream callback reports it */
     }
 }
 

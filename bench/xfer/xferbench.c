@@ -2,7 +2,7 @@
  * ucx_perftest on the same transport and size, in the same run.
  *
  *   baton-xferbench [--tls shm|tcp] [--size BYTES] [--spin-us N]
- *                   [--repeat N] [--json]
+ *                   [--repeat N] [--plain] [--kv] [--json]
  *
  * For each transport and size, what each column measures:
  *   ours GB/s     writes of SIZE, each with its flush and completion
@@ -24,7 +24,16 @@
  * Our processes run their libevent loops through the library's own
  * progress driver (its poll window, --spin-us, 0 = the default), as a
  * node does; ucx_perftest busy-polls. A KV-shaped pattern (layers x
- * blocks of slices, coalesced and not) follows per transport. */
+ * blocks of slices, coalesced and not) follows per transport.
+ *
+ * --kv: the KV pattern alone against one 8 MiB message of ucx_perftest,
+ * per repetition (not only the best, so the spread shows): 32 layers x
+ * 16 blocks x 16 KiB scattered over the receiver's pool as one write
+ * ("split"), as the prefill node sends it (a stream, one post per layer,
+ * one completion message at the end: "layered"), and both again with
+ * --plain's one UCX operation per slice, all in the same run.
+ * --plain: one UCX operation per slice (bt_xfer_ctx_params_t
+ * plain_slices), the path before batching, for A/B runs. */
 #include "xfer/xfer.h"
 
 #include "base/clock.h"
@@ -44,6 +53,7 @@
 #define PORT_BASE 13400
 
 static bool opt_json;
+static bool opt_plain;
 static unsigned opt_spin_us;
 static int opt_repeat = 4;
 
@@ -186,7 +196,8 @@ static void side_init(side_t *s, size_t region_len, int fd_out, int fd_in,
     size_t len;
 
     memset(s, 0, sizeof(*s));
-    bt_xfer_ctx_params_t cp = {.spin_us = opt_spin_us};
+    bt_xfer_ctx_params_t cp = {.spin_us = opt_spin_us,
+                               .plain_slices = opt_plain};
 
     s->base = bt_loop_create();
     if (bt_xfer_ctx_create(s->base, &cp, &s->ctx) != BT_OK ||
@@ -218,6 +229,7 @@ typedef struct {
     double put_lat_us;
     double kv_coalesced_gbps;
     double kv_split_gbps;
+    double kv_layered_gbps;
     int    errors;
 } ours_t;
 
@@ -301,25 +313,74 @@ static double measure_put_lat(side_t *s, size_t size, int iters)
 /* L layers x B blocks of `blk` bytes, the receiver's pool laid out
  * [layer][block]. Coalesced: the sender's blocks are consecutive too, so
  * each layer is one slice. Split: every other block, so no two merge. */
-static double measure_kv(side_t *s, bool coalesced)
+enum { KV_L = 32, KV_B = 16, KV_BLK = 16384, KV_ITERS = 40 };
+
+static size_t kv_slices(side_t *s, bool coalesced, bt_xfer_slice_t *sl)
 {
-    enum { L = 32, B = 16 };
-    size_t blk = 16384;
-    bt_xfer_slice_t sl[L * B];
     uint8_t *base = bt_xfer_region_base(s->region);
     size_t n = 0;
 
-    for (int l = 0; l < L; l++) {
-        for (int b = 0; b < B; b++) {
-            size_t idx = (size_t)(l * B + b);
+    for (int l = 0; l < KV_L; l++) {
+        for (int b = 0; b < KV_B; b++) {
+            size_t idx = (size_t)(l * KV_B + b);
 
-            sl[n].local = base + (coalesced ? idx : 2 * idx) * blk;
-            sl[n].remote_off = (coalesced ? idx : 2 * idx) * blk;
-            sl[n].len = blk;
+            sl[n].local = base + (coalesced ? idx : 2 * idx) * KV_BLK;
+            sl[n].remote_off = (coalesced ? idx : 2 * idx) * KV_BLK;
+            sl[n].len = KV_BLK;
             n++;
         }
     }
-    return measure_bw(s, sl, n, (size_t)L * B * blk, 40);
+    return n;
+}
+
+static double measure_kv(side_t *s, bool coalesced)
+{
+    bt_xfer_slice_t sl[KV_L * KV_B];
+    size_t n = kv_slices(s, coalesced, sl);
+
+    return measure_bw(s, sl, n, (size_t)KV_L * KV_B * KV_BLK, KV_ITERS);
+}
+
+/* The split pattern as the prefill node sends it: one stream per
+ * transfer, a post per layer (its 16 slices), then the final completion
+ * message; WINDOW streams in flight. */
+static double measure_kv_layered(side_t *s)
+{
+    bt_xfer_slice_t sl[KV_L * KV_B];
+    bt_xfer_stream_t *st[KV_ITERS] = {0};
+    int posted = 0;
+    uint64_t t0;
+
+    kv_slices(s, false, sl);
+    s->done = 0;
+    t0 = bt_now_ns();
+    while (s->done < KV_ITERS) {
+        while (posted < KV_ITERS && posted - s->done < WINDOW) {
+            bt_xfer_stream_params_t sp = {
+                .remote = s->remote, .timeout_ms = 30000, .lease_id = 1,
+                .cb = done_cb, .arg = s,
+            };
+            bool ok = bt_xfer_stream_create(s->ctx, &sp, &st[posted]) == BT_OK;
+
+            for (int l = 0; ok && l < KV_L; l++) {
+                ok = bt_xfer_stream_post(st[posted], (uint32_t)l,
+                                         &sl[l * KV_B], KV_B) == BT_OK;
+            }
+            if (!ok || bt_xfer_stream_complete(st[posted], NULL, 0) != BT_OK) {
+                s->errors++;
+                return 0;
+            }
+            posted++;
+        }
+        spin(s);
+    }
+    double gbps = (double)KV_L * KV_B * KV_BLK * KV_ITERS /
+                  bt_elapsed_s(t0, bt_now_ns()) / 1e9;
+
+    for (int i = 0; i < posted; i++) {
+        bt_xfer_stream_destroy(st[i]);
+    }
+    return gbps;
 }
 
 /* `iters` writes of `size` for the bandwidth: as many as ucx_perftest
@@ -368,6 +429,7 @@ static ours_t run_ours(size_t size, int iters)
         o.put_lat_us = measure_put_lat(&s, size, lat_iters);
         o.kv_coalesced_gbps = measure_kv(&s, true);
         o.kv_split_gbps = measure_kv(&s, false);
+        o.kv_layered_gbps = measure_kv_layered(&s);
         post(&s, NULL, 0, 9);
         s.done = 0;
         while (s.done < 1) {
@@ -540,6 +602,7 @@ static void run_case(const char *tls, size_t size, bool kv)
         o.put_lat_us = min_pos(o.put_lat_us, r.put_lat_us);
         o.kv_coalesced_gbps = max_d(o.kv_coalesced_gbps, r.kv_coalesced_gbps);
         o.kv_split_gbps = max_d(o.kv_split_gbps, r.kv_split_gbps);
+        o.kv_layered_gbps = max_d(o.kv_layered_gbps, r.kv_layered_gbps);
         o.errors += r.errors;
         pbw = max_d(pbw, perftest_bw("ucp_put_bw", size, iters, rep));
         if (strcmp(tls, "tcp") == 0) {
@@ -558,8 +621,9 @@ static void run_case(const char *tls, size_t size, bool kv)
                o.lat_us, o.put_lat_us, plat, pbw, pam, opt_repeat, o.errors);
         if (kv) {
             printf("{\"transport\":\"%s\",\"pattern\":\"kv 32x16x16KiB\","
-                   "\"coalesced_gbps\":%.3f,\"split_gbps\":%.3f}\n", tls,
-                   o.kv_coalesced_gbps, o.kv_split_gbps);
+                   "\"coalesced_gbps\":%.3f,\"split_gbps\":%.3f,"
+                   "\"layered_gbps\":%.3f}\n", tls, o.kv_coalesced_gbps,
+                   o.kv_split_gbps, o.kv_layered_gbps);
         }
     } else {
         printf("%-4s %9zu  ours %7.2f GB/s  perftest %7.2f GB/s (put %.2f)  "
@@ -574,9 +638,75 @@ static void run_case(const char *tls, size_t size, bool kv)
         }
         if (kv) {
             printf("%-4s kv 32 layers x 16 blocks x 16 KiB: coalesced %.2f "
-                   "GB/s, one slice per block %.2f GB/s\n", tls,
-                   o.kv_coalesced_gbps, o.kv_split_gbps);
+                   "GB/s, one slice per block %.2f GB/s, layered %.2f GB/s\n",
+                   tls, o.kv_coalesced_gbps, o.kv_split_gbps,
+                   o.kv_layered_gbps);
         }
+    }
+    fflush(stdout);
+}
+
+/* --kv: per repetition, the KV pattern batched and --plain against
+ * ucx_perftest's one 8 MiB message (the better of put_bw and, over tcp,
+ * am_bw), all taking turns; each line is one repetition, so the spread
+ * shows, then the range of the ratios. */
+static void run_kv_case(const char *tls)
+{
+    const size_t size = (size_t)KV_L * KV_B * KV_BLK;
+    const int iters = (int)((size_t)(256u << 20) / size);
+    double lo[4] = {1e9, 1e9, 1e9, 1e9}, hi[4] = {0};
+
+    set_tls(tls);
+    for (int rep = 0; rep < opt_repeat; rep++) {
+        opt_plain = false;
+        ours_t b = run_ours(size, iters);
+        opt_plain = true;
+        ours_t p = run_ours(size, iters);
+        opt_plain = false;
+        double pbw = perftest_bw("ucp_put_bw", size, iters, rep), pam = -1;
+
+        if (strcmp(tls, "tcp") == 0) {
+            pam = perftest_bw("ucp_am_bw", size, iters, rep);
+        }
+        double ref = max_d(pbw, pam);
+        double r[4] = {b.kv_split_gbps / ref, b.kv_layered_gbps / ref,
+                       p.kv_split_gbps / ref, p.kv_layered_gbps / ref};
+
+        for (int i = 0; i < 4; i++) {
+            lo[i] = r[i] < lo[i] ? r[i] : lo[i];
+            hi[i] = r[i] > hi[i] ? r[i] : hi[i];
+        }
+        if (opt_json) {
+            printf("{\"transport\":\"%s\",\"pattern\":\"kv 32x16x16KiB "
+                   "scattered\",\"rep\":%d,\"perftest_8mib_gbps\":%.3f,"
+                   "\"perftest_put_gbps\":%.3f,\"perftest_am_gbps\":%.3f,"
+                   "\"ours_8mib_gbps\":%.3f,\"split_gbps\":%.3f,"
+                   "\"layered_gbps\":%.3f,\"coalesced_gbps\":%.3f,"
+                   "\"plain_split_gbps\":%.3f,\"plain_layered_gbps\":%.3f,"
+                   "\"errors\":%d}\n", tls, rep, ref, pbw, pam, b.bw_gbps,
+                   b.kv_split_gbps, b.kv_layered_gbps, b.kv_coalesced_gbps,
+                   p.kv_split_gbps, p.kv_layered_gbps, b.errors + p.errors);
+        } else {
+            printf("%-4s kv rep %d: perftest 8 MiB %6.2f GB/s (put %.2f%s) | "
+                   "batched split %6.2f (%.2f) layered %6.2f (%.2f) "
+                   "coalesced %6.2f, one 8 MiB write %6.2f | plain split "
+                   "%6.2f (%.2f) layered %6.2f (%.2f)%s\n",
+                   tls, rep, ref, pbw, pam >= 0 ? ", am" : "",
+                   b.kv_split_gbps, r[0], b.kv_layered_gbps, r[1],
+                   b.kv_coalesced_gbps, b.bw_gbps, p.kv_split_gbps, r[2],
+                   p.kv_layered_gbps, r[3],
+                   b.errors + p.errors ? "  ERRORS" : "");
+            if (pam >= 0) {
+                printf("     (tcp: perftest ucp_am_bw %.2f GB/s)\n", pam);
+            }
+        }
+        fflush(stdout);
+    }
+    if (!opt_json) {
+        printf("%-4s kv ratio to one 8 MiB perftest message over %d runs: "
+               "batched split %.2f-%.2f, layered %.2f-%.2f; plain split "
+               "%.2f-%.2f, layered %.2f-%.2f\n", tls, opt_repeat, lo[0],
+               hi[0], lo[1], hi[1], lo[2], hi[2], lo[3], hi[3]);
     }
     fflush(stdout);
 }
@@ -589,16 +719,19 @@ int main(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"spin-us", required_argument, NULL, 'p'},
         {"repeat", required_argument, NULL, 'r'},
+        {"plain", no_argument, NULL, 'P'},
+        {"kv", no_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *tls = NULL;
     size_t one = 0;
+    bool kv = false;
     static const size_t sizes[] = {16384, 65536, 262144, 1u << 20, 4u << 20,
                                    16u << 20, 64u << 20};
     int c;
 
-    while ((c = getopt_long(argc, argv, "t:s:jp:r:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:s:jp:r:Pkh", lo, NULL)) != -1) {
         switch (c) {
         case 't':
             tls = optarg;
@@ -618,9 +751,15 @@ int main(int argc, char **argv)
         case 'r':
             opt_repeat = atoi(optarg);
             break;
+        case 'P':
+            opt_plain = true;
+            break;
+        case 'k':
+            kv = true;
+            break;
         default:
             printf("usage: baton-xferbench [--tls shm|tcp] [--size BYTES] "
-                   "[--spin-us N|none] [--repeat N] [--json]\n");
+                   "[--spin-us N|none] [--repeat N] [--plain] [--kv] [--json]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -645,6 +784,10 @@ int main(int argc, char **argv)
         const char *tt = t == 0 ? "shm" : "tcp";
 
         if (tls != NULL && strcmp(tls, tt) != 0) {
+            continue;
+        }
+        if (kv) {
+            run_kv_case(tt);
             continue;
         }
         if (one != 0) {

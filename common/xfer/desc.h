@@ -27,6 +27,10 @@
 #define BT_XFER_DESC_HOST_MAX   255u
 
 #define BT_XFER_DESC_F_UCX_ALLOC 0x1u  /* region allocated by UCX */
+/* The owner takes batch data messages (am_hdr.h); a sender uses them
+ * only then, so peers of an older build keep getting one message per
+ * slice. Decoders ignore flags they do not know. */
+#define BT_XFER_DESC_F_AM_BATCH  0x2u
 
 /* Decoded view; the pointers borrow the blob. */
 typedef struct {

@@ -1,11 +1,13 @@
-/* Transfers: slices put (one-sided lanes) or sent as rendezvous active
- * messages (tcp), a flush, then the completion message; gets; deadlines
- * and aborts. */
+/* Transfers: slices copied straight into a mapped shm region, put
+ * (other one-sided lanes), or sent as active messages (tcp: short slices
+ * packed into batch messages, long ones rendezvous), a flush, then the
+ * completion message; gets; deadlines and aborts. */
 #include "xfer_int.h"
 
 #include "base/clock.h"
 #include "base/log.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +40,8 @@ void bt_xfer_op_free(bt_xfer_op_t *op)
     }
     free(op->slices);
     free(op->hdrs);
+    free(op->bhdrs);
+    free(op->iov);
     free(op->reqs);
     free(op->user);
     free(op);
@@ -172,17 +176,114 @@ static void req_param(bt_xfer_op_t *op, ucp_request_param_t *p)
     p->user_data = op;
 }
 
+/* Shm: the slices are copied into the peer's region, mapped here, with
+ * no UCX operation per slice (one flush follows, post_data); the
+ * completion message goes through the same shared memory, after a
+ * release fence, so the receiver that reads it sees every byte. */
+static void copy_direct(bt_xfer_op_t *op)
+{
+    for (size_t i = 0; i < op->n_slices; i++) {
+        const bt_xfer_slice_t *s = &op->slices[i];
+
+        memcpy(op->direct + s->remote_off, s->local, s->len);
+    }
+    atomic_thread_fence(memory_order_release);
+}
+
+/* Slices [i, j) as one eager batch message: a header naming where each
+ * lands, their bytes gathered from the local pointers by UCX (iov). */
+static bt_status_t post_batch(bt_xfer_op_t *op, size_t i, size_t j,
+                              uint8_t *hbuf)
+{
+    bt_xfer_am_batch_hdr_t h;
+    ucp_request_param_t p;
+    size_t hlen = sizeof(h) + (j - i) * sizeof(bt_xfer_am_batch_ent_t);
+
+    memset(&h, 0, sizeof(h));
+    h.magic = BT_XFER_AM_MAGIC;
+    h.region_id = op->remote->desc.region_id;
+    h.sender_id = op->ctx->id;
+    h.op_id = op->id;
+    h.n_slices = (uint32_t)(j - i);
+    memcpy(hbuf, &h, sizeof(h));
+    for (size_t k = i; k < j; k++) {
+        bt_xfer_am_batch_ent_t e = {op->slices[k].remote_off,
+                                    op->slices[k].len};
+
+        memcpy(hbuf + sizeof(h) + (k - i) * sizeof(e), &e, sizeof(e));
+        op->iov[k].buffer = op->slices[k].local;
+        op->iov[k].length = op->slices[k].len;
+    }
+    req_param(op, &p);
+    p.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_DATATYPE;
+    p.flags = UCP_AM_SEND_FLAG_EAGER;
+    p.datatype = ucp_dt_make_iov();
+    return track(op, ucp_am_send_nbx(op->peer->ep, BT_XFER_AM_BATCH, hbuf,
+                                     hlen, &op->iov[i], j - i, &p),
+                 "batch send");
+}
+
+/* How many slices from `i` go in one batch message (0: slice i goes
+ * alone, by rendezvous). */
+static size_t batch_len(const bt_xfer_op_t *op, size_t i)
+{
+    uint64_t bytes = 0;
+    size_t k = i;
+
+    while (k < op->n_slices && k - i < BT_XFER_AM_BATCH_SLICES_MAX &&
+           op->slices[k].len < BT_XFER_AM_BATCH_SLICE_MIN_RNDV &&
+           bytes + op->slices[k].len <= BT_XFER_AM_BATCH_BYTES_MAX) {
+        bytes += op->slices[k].len;
+        k++;
+    }
+    return k - i;
+}
+
+static bt_status_t post_am(bt_xfer_op_t *op, size_t i)
+{
+    const bt_xfer_slice_t *s = &op->slices[i];
+    bt_xfer_am_data_hdr_t *h = &op->hdrs[i];
+    ucp_request_param_t p;
+
+    h->magic = BT_XFER_AM_MAGIC;
+    h->region_id = op->remote->desc.region_id;
+    h->sender_id = op->ctx->id;
+    h->op_id = op->id;
+    h->offset = s->remote_off;
+    h->len = s->len;
+    req_param(op, &p);
+    p.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = s->len >= BT_XFER_AM_RNDV_MIN ? UCP_AM_SEND_FLAG_RNDV : 0;
+    return track(op, ucp_am_send_nbx(op->peer->ep, BT_XFER_AM_DATA, h,
+                                     sizeof(*h), s->local, s->len, &p),
+                 "am send");
+}
+
 static bt_status_t post_data(bt_xfer_op_t *op)
 {
     bt_xfer_remote_t *rm = op->remote;
     ucp_ep_h ep = op->peer->ep;
+    uint8_t *hbuf = op->bhdrs;
     ucp_request_param_t p;
     bt_status_t st = BT_OK;
+    size_t i = 0;
 
-    for (size_t i = 0; i < op->n_slices && st == BT_OK; i++) {
+    if (op->direct != NULL) {
+        copy_direct(op);
+        i = op->n_slices;
+    }
+    while (i < op->n_slices && st == BT_OK) {
         const bt_xfer_slice_t *s = &op->slices[i];
         uint64_t raddr = rm->desc.base + s->remote_off;
+        size_t k = op->batch ? batch_len(op, i) : 0;
 
+        if (k > 0) {
+            st = post_batch(op, i, i + k, hbuf);
+            hbuf += sizeof(bt_xfer_am_batch_hdr_t) +
+                    k * sizeof(bt_xfer_am_batch_ent_t);
+            i += k;
+            continue;
+        }
         req_param(op, &p);
         if (op->is_read) {
             st = track(op, ucp_get_nbx(ep, s->local, s->len, raddr, rm->rkey,
@@ -191,22 +292,16 @@ static bt_status_t post_data(bt_xfer_op_t *op)
             st = track(op, ucp_put_nbx(ep, s->local, s->len, raddr, rm->rkey,
                                        &p), "put");
         } else {
-            bt_xfer_am_data_hdr_t *h = &op->hdrs[i];
-
-            h->magic = BT_XFER_AM_MAGIC;
-            h->region_id = rm->desc.region_id;
-            h->sender_id = op->ctx->id;
-            h->op_id = op->id;
-            h->offset = s->remote_off;
-            h->len = s->len;
-            p.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
-            p.flags = s->len >= BT_XFER_AM_RNDV_MIN ? UCP_AM_SEND_FLAG_RNDV : 0;
-            st = track(op, ucp_am_send_nbx(ep, BT_XFER_AM_DATA, h, sizeof(*h),
-                                           s->local, s->len, &p), "am send");
+            st = post_am(op, i);
         }
+        i++;
     }
     if (st == BT_OK && !op->is_read) {
-        /* Remote completion of everything above before the notify. */
+        /* Remote completion of everything above before the notify. After
+         * direct copies there is nothing to wait for, but the flush is
+         * where UCX finds a dead shm peer: without it a killed
+         * receiver's writes timed out instead of failing PEER_DIED, and
+         * a write with no completion message "succeeded". */
         req_param(op, &p);
         st = track(op, ucp_ep_flush_nbx(ep, &p), "flush");
     }
@@ -314,6 +409,8 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
         ucp_rkey_destroy(rm->rkey);
         rm->rkey = NULL;
     }
+    rm->map = NULL;
+    rm->map_tried = false;
     st = ucp_ep_rkey_unpack(rm->peer->ep, rm->desc.rkey, &rm->rkey);
     if (st != UCS_OK) {
         bt_error("xfer rkey from %s rejected: %s", rm->peer->host,
@@ -323,6 +420,38 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
     }
     rm->rkey_gen = rm->peer->gen;
     return BT_OK;
+}
+
+uint8_t *bt_xfer_remote_map(bt_xfer_remote_t *rm)
+{
+    void *lo, *hi;
+
+    if (rm->map_tried) {
+        return rm->map;
+    }
+    rm->map_tried = true;
+    rm->map = NULL;
+    if (rm->desc.length == 0 ||
+        ucp_rkey_ptr(rm->rkey, rm->desc.base, &lo) != UCS_OK ||
+        ucp_rkey_ptr(rm->rkey, rm->desc.base + rm->desc.length - 1, &hi) !=
+            UCS_OK) {
+        return NULL;
+    }
+    /* one mapping covers the whole region, or no direct copies */
+    if ((uint8_t *)hi - (uint8_t *)lo == (ptrdiff_t)(rm->desc.length - 1)) {
+        rm->map = lo;
+        bt_debug("xfer region %u of %s mapped for direct copies",
+                 rm->desc.region_id, rm->peer->host);
+    }
+    return rm->map;
+}
+
+bool bt_xfer_remote_direct(bt_xfer_remote_t *rm)
+{
+    return bt_xfer_peer_mode(rm->peer) == BT_XFER_MODE_PUT &&
+           !rm->ctx->params.plain_slices &&
+           bt_xfer_peer_connect(rm->peer) == BT_OK && rkey_ready(rm) == BT_OK &&
+           bt_xfer_remote_map(rm) != NULL;
 }
 
 static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
@@ -373,9 +502,20 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
         memcpy(op->slices, p->slices, p->n_slices * sizeof(*op->slices));
         op->n_slices = bt_xfer_slices_coalesce(op->slices, p->n_slices);
     }
+    op->batch = op->mode == BT_XFER_MODE_AM && !is_read &&
+                !ctx->params.plain_slices &&
+                (rm->desc.flags & BT_XFER_DESC_F_AM_BATCH) != 0;
     if (op->mode == BT_XFER_MODE_AM && op->n_slices > 0) {
         op->hdrs = calloc(op->n_slices, sizeof(*op->hdrs));
         if (op->hdrs == NULL) {
+            goto err_nomem;
+        }
+    }
+    if (op->batch && op->n_slices > 0) {
+        op->bhdrs = malloc(op->n_slices * (sizeof(bt_xfer_am_batch_hdr_t) +
+                                           sizeof(bt_xfer_am_batch_ent_t)));
+        op->iov = calloc(op->n_slices, sizeof(*op->iov));
+        if (op->bhdrs == NULL || op->iov == NULL) {
             goto err_nomem;
         }
     }
@@ -406,6 +546,9 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
         if (st != BT_OK) {
             bt_xfer_op_free(op);
             return st;
+        }
+        if (!is_read && !ctx->params.plain_slices) {
+            op->direct = bt_xfer_remote_map(rm);
         }
     }
     op->peer = rm->peer;

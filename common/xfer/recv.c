@@ -1,7 +1,9 @@
 /* The receiving side: data active messages land in the named region at
  * the named offset (rendezvous straight into place, eager by one copy),
- * and completion messages reach the registered handler once every byte
- * of their transfer is in. */
+ * batch messages scatter their slices into one region (all checked
+ * first, then one copy each), and completion messages reach the
+ * registered handler once every byte of their transfer is in, with a
+ * failure status when some of its data was refused or lost. */
 #include "xfer_int.h"
 
 #include "base/log.h"
@@ -18,6 +20,7 @@ typedef struct {
     uint64_t                op_id;
     unsigned                pending;
     bool                    failed;
+    bt_status_t             fail_status;
     bool                    has_notify;
     bt_xfer_am_notify_hdr_t nhdr;
     uint8_t                *user;
@@ -51,13 +54,61 @@ static rx_op_t *rx_op_find(bt_xfer_ctx_t *ctx, uint64_t sender, uint64_t op)
 
 static void rx_op_free(rx_op_t *r)
 {
+    r->ctx->n_rx_ops--;
     bt_list_del(&r->link);
     free(r->user);
     free(r);
 }
 
+/* The entry of a sender's transfer, new if need be (NULL: no memory).
+ * The list is bounded: past BT_XFER_RX_OPS_MAX the oldest entry with no
+ * receive in flight (a failure whose completion message never came)
+ * goes. */
+static rx_op_t *rx_op_get(bt_xfer_ctx_t *ctx, uint64_t sender, uint64_t op)
+{
+    rx_op_t *rx = rx_op_find(ctx, sender, op);
+
+    if (rx != NULL) {
+        return rx;
+    }
+    if (ctx->n_rx_ops >= BT_XFER_RX_OPS_MAX) {
+        for (bt_list_t *l = ctx->rx_ops.next; l != &ctx->rx_ops;
+             l = l->next) {
+            rx_op_t *old = BT_CONTAINER_OF(l, rx_op_t, link);
+
+            if (old->pending == 0) {
+                rx_op_free(old);
+                break;
+            }
+        }
+    }
+    rx = calloc(1, sizeof(*rx));
+    if (rx == NULL) {
+        return NULL;
+    }
+    rx->ctx = ctx;
+    rx->sender_id = sender;
+    rx->op_id = op;
+    bt_list_add_tail(&ctx->rx_ops, &rx->link);
+    ctx->n_rx_ops++;
+    return rx;
+}
+
+/* Some data of the sender's transfer will not land: its completion
+ * message is delivered with `st` instead of OK. */
+static void rx_op_fail(bt_xfer_ctx_t *ctx, uint64_t sender, uint64_t op,
+                       bt_status_t st)
+{
+    rx_op_t *rx = rx_op_get(ctx, sender, op);
+
+    if (rx != NULL && !rx->failed) {
+        rx->failed = true;
+        rx->fail_status = st;
+    }
+}
+
 static void deliver(bt_xfer_ctx_t *ctx, const bt_xfer_am_notify_hdr_t *h,
-                    const void *user, bool failed)
+                    const void *user, bt_status_t fail)
 {
     bt_xfer_notify_t n;
 
@@ -71,7 +122,7 @@ static void deliver(bt_xfer_ctx_t *ctx, const bt_xfer_am_notify_hdr_t *h,
     n.lease_id = h->lease_id;
     n.region_id = h->region_id;
     n.layer = h->layer;
-    n.status = failed ? BT_ERR_PEER_DIED : h->status;
+    n.status = fail != BT_OK ? fail : h->status;
     n.bytes = h->bytes;
     n.user = user;
     n.user_len = h->user_len;
@@ -88,6 +139,9 @@ static void recv_done_cb(void *request, ucs_status_t status, size_t length,
     bt_xfer_ctx_event(ctx);
     ctx->rx_pending--;
     if (status != UCS_OK) {
+        if (!r->failed) {
+            r->fail_status = BT_ERR_PEER_DIED;
+        }
         r->failed = true;
         ctx->rx.rx_rejected++;
     } else {
@@ -97,7 +151,7 @@ static void recv_done_cb(void *request, ucs_status_t status, size_t length,
         return;
     }
     if (r->has_notify) {
-        deliver(ctx, &r->nhdr, r->user, r->failed);
+        deliver(ctx, &r->nhdr, r->user, r->failed ? r->fail_status : BT_OK);
     } else if (r->failed) {
         return;   /* keep the failure for its completion message */
     }
@@ -128,6 +182,9 @@ static ucs_status_t am_data_cb(void *arg, const void *header,
         bt_warn("xfer data message rejected region %u off %llu len %llu "
                 "(payload %zu)", h.region_id, (unsigned long long)h.offset,
                 (unsigned long long)h.len, length);
+        if (h.magic == BT_XFER_AM_MAGIC) {
+            rx_op_fail(ctx, h.sender_id, h.op_id, BT_ERR_PEER_PROTOCOL);
+        }
         goto reject;
     }
     if (!rndv) {
@@ -135,16 +192,9 @@ static ucs_status_t am_data_cb(void *arg, const void *header,
         ctx->rx.rx_bytes += length;
         return UCS_OK;
     }
-    rx_op_t *rx = rx_op_find(ctx, h.sender_id, h.op_id);
+    rx_op_t *rx = rx_op_get(ctx, h.sender_id, h.op_id);
     if (rx == NULL) {
-        rx = calloc(1, sizeof(*rx));
-        if (rx == NULL) {
-            goto reject;
-        }
-        rx->ctx = ctx;
-        rx->sender_id = h.sender_id;
-        rx->op_id = h.op_id;
-        bt_list_add_tail(&ctx->rx_ops, &rx->link);
+        goto reject;
     }
     ucp_request_param_t p;
     memset(&p, 0, sizeof(p));
@@ -157,6 +207,9 @@ static ucs_status_t am_data_cb(void *arg, const void *header,
     if (UCS_PTR_IS_ERR(sp)) {
         bt_warn("xfer rendezvous receive failed: %s",
                 ucs_status_string(UCS_PTR_STATUS(sp)));
+        if (!rx->failed) {
+            rx->fail_status = BT_ERR_PEER_DIED;
+        }
         rx->failed = true;
         ctx->rx.rx_rejected++;
     } else if (sp == NULL) {
@@ -174,6 +227,50 @@ reject:
     ctx->rx.rx_rejected++;
     /* A rendezvous sender learns of the refusal through its request. */
     return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
+}
+
+/* A batch message (eager by construction): every slice is checked
+ * against the region before the first byte is copied, so a bad one
+ * leaves the region as it was and fails the transfer's completion. */
+static ucs_status_t am_batch_cb(void *arg, const void *header,
+                                size_t header_length, void *data,
+                                size_t length,
+                                const ucp_am_recv_param_t *param)
+{
+    bt_xfer_ctx_t *ctx = arg;
+    bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+    bt_xfer_am_batch_hdr_t h;
+    bt_xfer_region_t *r = NULL;
+    const uint8_t *src = data;
+
+    ctx->rx.rx_msgs++;
+    bt_xfer_ctx_event(ctx);
+    memset(&h, 0, sizeof(h));
+    if (bt_xfer_am_batch_hdr_read(header, header_length, length, &h) &&
+        !rndv) {
+        r = region_find(ctx, h.region_id);
+    }
+    if (r == NULL || !bt_xfer_am_batch_fits(header, &h, r->length)) {
+        bt_warn("xfer batch message rejected region %u slices %u header %zu "
+                "payload %zu%s", h.region_id, h.n_slices, header_length,
+                length, rndv ? " (rendezvous)" : "");
+        /* the fixed part names the transfer to fail, when it is ours */
+        if (h.magic == BT_XFER_AM_MAGIC) {
+            rx_op_fail(ctx, h.sender_id, h.op_id, BT_ERR_PEER_PROTOCOL);
+        }
+        ctx->rx.rx_rejected++;
+        return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
+    }
+    for (uint32_t i = 0; i < h.n_slices; i++) {
+        bt_xfer_am_batch_ent_t e = bt_xfer_am_batch_ent(header, i);
+
+        if (e.len > 0) {   /* a forged empty batch may have no data */
+            memcpy((char *)r->base + e.offset, src, e.len);
+            src += e.len;
+        }
+    }
+    ctx->rx.rx_bytes += length;
+    return UCS_OK;
 }
 
 static ucs_status_t am_notify_cb(void *arg, const void *header,
@@ -202,12 +299,12 @@ static ucs_status_t am_notify_cb(void *arg, const void *header,
     }
     rx = rx_op_find(ctx, h.sender_id, h.op_id);
     if (rx == NULL || rx->pending == 0) {
-        bool failed = rx != NULL && rx->failed;
+        bt_status_t fail = rx != NULL && rx->failed ? rx->fail_status : BT_OK;
 
         if (rx != NULL) {
             rx_op_free(rx);
         }
-        deliver(ctx, &h, data, failed);
+        deliver(ctx, &h, data, fail);
         return UCS_OK;
     }
     /* Data still landing: hold the message until the last byte is in. */
@@ -215,6 +312,9 @@ static ucs_status_t am_notify_cb(void *arg, const void *header,
     if (length > 0) {
         rx->user = malloc(length);
         if (rx->user == NULL) {
+            if (!rx->failed) {
+                rx->fail_status = BT_ERR_NO_MEMORY;
+            }
             rx->failed = true;
             rx->nhdr.user_len = 0;
         } else {
@@ -253,6 +353,9 @@ bt_status_t bt_xfer_recv_register(bt_xfer_ctx_t *ctx)
 {
     bt_status_t st = set_handler(ctx, BT_XFER_AM_DATA, am_data_cb);
 
+    if (st == BT_OK) {
+        st = set_handler(ctx, BT_XFER_AM_BATCH, am_batch_cb);
+    }
     return st == BT_OK ? set_handler(ctx, BT_XFER_AM_NOTIFY, am_notify_cb)
                        : st;
 }

@@ -132,7 +132,8 @@ bt_status_t bt_xfer_region_export(const bt_xfer_region_t *r, void **blob_p,
     bt_xfer_desc_t d;
 
     memset(&d, 0, sizeof(d));
-    d.flags = r->ucx_alloc ? BT_XFER_DESC_F_UCX_ALLOC : 0;
+    d.flags = (uint16_t)((r->ucx_alloc ? BT_XFER_DESC_F_UCX_ALLOC : 0) |
+                         BT_XFER_DESC_F_AM_BATCH);
     d.base = (uint64_t)(uintptr_t)r->base;
     d.length = r->length;
     d.region_id = r->id;

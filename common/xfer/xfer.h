@@ -83,6 +83,10 @@ typedef struct {
     /* Log the lanes chosen for each new endpoint at info (always logged
      * at debug), and warn when a same-host peer got no shm lane. */
     bool           log_lanes;
+    /* One UCX operation per (coalesced) slice, as before batching: no
+     * direct copies into a mapped shm region, no batch messages. For
+     * A/B benchmarks (baton-xferbench --plain). */
+    bool           plain_slices;
 } bt_xfer_ctx_params_t;
 
 /* Sets in this process's environment, unless the user did, the UCX
@@ -175,6 +179,10 @@ size_t bt_xfer_remote_length(const bt_xfer_remote_t *remote);
 uint64_t bt_xfer_remote_owner_id(const bt_xfer_remote_t *remote);
 /* The mode transfers to this remote use (AUTO resolved). */
 bt_xfer_mode_t bt_xfer_remote_mode(const bt_xfer_remote_t *remote);
+/* Whether writes to this remote are copied straight into its region,
+ * mapped into this process (shm: ucp_rkey_ptr), with no UCX operation
+ * per slice. Connects the peer if needed; false where it cannot. */
+bool bt_xfer_remote_direct(bt_xfer_remote_t *remote);
 /* Overrides the context default for this remote's peer. */
 void bt_xfer_remote_set_mode(bt_xfer_remote_t *remote, bt_xfer_mode_t mode);
 
@@ -204,8 +212,15 @@ typedef struct {
     void                  *arg;
 } bt_xfer_params_t;
 
-/* Writes the slices (adjacent ones coalesced), flushes, then sends the
- * completion message when `notify`. BT_IN_PROGRESS and *op_p on success
+/* Writes the slices (adjacent ones coalesced) as one operation, then
+ * sends the completion message when `notify`: a batch of slices costs
+ * one completion, not one per slice. How the slices move depends on the
+ * lane (docs/internals/xfer.md "Batches"): copied straight into the
+ * mapped region (shm), packed into eager batch messages of up to 64
+ * slices / 256 KiB (tcp, short slices), one rendezvous message each
+ * (tcp, long slices), or one put each then a flush (other RMA lanes).
+ * Every slice is checked against the remote region before anything
+ * moves, and again by the receiver where it sees them (messages). BT_IN_PROGRESS and *op_p on success
  * (`cb` follows once); an error status and no callback when the request
  * is refused (bad slice bounds, dead peer, too much user data). Local
  * memory must stay valid until the callback, and after an abort until

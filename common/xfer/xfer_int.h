@@ -28,11 +28,27 @@
 enum {
     BT_XFER_AM_DATA   = 0x6270,
     BT_XFER_AM_NOTIFY = 0x6271,
+    BT_XFER_AM_BATCH  = 0x6272,
 };
 
 /* Slices at least this long go rendezvous, so the receiver lands them in
  * place with ucp_am_recv_data_nbx (no copy); shorter ones go eager. */
 #define BT_XFER_AM_RNDV_MIN (16u * 1024u)
+
+/* To a receiver that takes batch messages, slices shorter than this go
+ * packed into eager batch messages (one per up to
+ * BT_XFER_AM_BATCH_SLICES_MAX slices / BT_XFER_AM_BATCH_BYTES_MAX bytes)
+ * instead of one rendezvous each: over tcp a rendezvous moves through
+ * receive segments anyway (no zero copy), and its RTS/RTR round trip per
+ * 16 KiB slice held the KV pattern to ~0.35 of one large message.
+ * Longer slices still go rendezvous, in place. */
+#define BT_XFER_AM_BATCH_SLICE_MIN_RNDV (64u * 1024u)
+
+/* Receiver: at most this many transfers tracked at once (rendezvous in
+ * flight, or a failure kept for its completion message); past it the
+ * oldest idle one is dropped, so a peer's stray messages cannot grow
+ * the list without bound. */
+#define BT_XFER_RX_OPS_MAX 4096u
 
 typedef struct bt_xfer_peer bt_xfer_peer_t;
 
@@ -55,6 +71,7 @@ struct bt_xfer_ctx {
     bt_list_t       remotes;
     bt_list_t       zombies;    /* reported ops still holding reqs */
     bt_list_t       rx_ops;     /* receiver: ops with data in flight */
+    size_t               n_rx_ops;
     size_t               n_active;
     size_t               n_zombie_reqs;
     void               **closing;    /* ep close requests in flight */
@@ -113,6 +130,10 @@ struct bt_xfer_remote {
     bt_xfer_desc_t  desc;        /* points into blob */
     ucp_rkey_h      rkey;
     unsigned        rkey_gen;
+    /* The region mapped into this process (ucp_rkey_ptr: shm), for
+     * direct copies; valid while rkey is, i.e. for rkey_gen. */
+    uint8_t        *map;
+    bool            map_tried;
 };
 
 /* Private part of every UCX request we submit (context request_size). */
@@ -142,6 +163,10 @@ struct bt_xfer_op {
     bt_xfer_slice_t  *slices;    /* coalesced copy */
     size_t            n_slices;
     bt_xfer_am_data_hdr_t *hdrs; /* AM mode: one per slice */
+    uint8_t          *direct;    /* PUT mode: remote region mapped here */
+    bool              batch;     /* AM mode: short slices in batches */
+    uint8_t          *bhdrs;     /* batch headers and tables, packed */
+    ucp_dt_iov_t     *iov;       /* batch payloads, one entry per slice */
     void            **reqs;      /* live UCX requests by slot */
     size_t            n_reqs, n_live;
     bool              notify;
@@ -182,6 +207,10 @@ void bt_xfer_peer_destroy(bt_xfer_peer_t *peer);
 bt_xfer_mode_t bt_xfer_peer_mode(const bt_xfer_peer_t *peer);
 
 /* op.c */
+/* The remote region mapped into this process for direct copies, or NULL
+ * where the lane cannot (not shm, memory not UCX-allocated). The
+ * remote's rkey must be unpacked. */
+uint8_t *bt_xfer_remote_map(bt_xfer_remote_t *rm);
 void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status);
 void bt_xfer_op_free(bt_xfer_op_t *op);
 

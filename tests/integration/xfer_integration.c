@@ -1,7 +1,8 @@
 /* KV transfer between real processes on one machine, over the transport
  * the environment names (meson runs this once with shared memory and once
  * with tcp): random slice lists verified by checksum on the receiver,
- * three senders into one receiver, a receiver killed mid-transfer, a
+ * three senders into one receiver, a receiver killed mid-transfer (one
+ * large slice per write, and KV-shaped batches of 16 KiB slices), a
  * deadline shorter than the transfer, corrupt descriptors.
  *
  * Children are xfer_peer processes ($XFER_PEER) talking lines on pipes.
@@ -299,14 +300,14 @@ static void test_three_senders(void **state)
     recv_result(r, 600);
 }
 
-static void test_receiver_killed(void **state)
+/* `kb` 0: one 4 MiB slice per write; else 4 MiB as kb-KiB slices. */
+static void receiver_killed(const char *kb)
 {
     child_t *r1 = spawn("recv", "16", NULL, NULL);
     child_t *r2 = spawn("recv", "16", NULL, NULL);
-    child_t *b = spawn("blast", "4", NULL, NULL);
+    child_t *b = spawn("blast", "4", kb, NULL);
     const char *l;
 
-    (void)state;
     relay_desc(r1, b);
     relay_desc(r2, b);
     check_lanes(b);
@@ -320,6 +321,24 @@ static void test_receiver_killed(void **state)
     print_message("# %s\n", l);
     assert_int_equal(child_wait(b, 10000), 0);
     recv_result(r2, 0);
+}
+
+static void test_receiver_killed(void **state)
+{
+    (void)state;
+    receiver_killed(NULL);
+}
+
+/* Not run over tcp (main): there UCX 1.13 itself aborted a process of this test
+ * by an assertion in its tcp transport once in three runs, batched and
+ * plain alike and with UCX_TCP_PUT_ENABLE=n (docs/internals/xfer.md
+ * "Known UCX 1.13 issues"); a test that fails by UCX's dice guards
+ * nothing. The batches' own failure handling is covered in AM mode by
+ * xfer/batch (test_receiver_gone_mid_batch). */
+static void test_receiver_killed_mid_batch(void **state)
+{
+    (void)state;
+    receiver_killed("16");
 }
 
 static void test_deadline(void **state)
@@ -360,11 +379,15 @@ int main(void)
         cmocka_unit_test_teardown(test_receiver_killed, kill_all),
         cmocka_unit_test_teardown(test_deadline, kill_all),
         cmocka_unit_test_teardown(test_corrupt_descriptor, kill_all),
+        /* last: left out over tcp (its comment says why) */
+        cmocka_unit_test_teardown(test_receiver_killed_mid_batch, kill_all),
     };
+    size_t n = sizeof(tests) / sizeof(tests[0]);
 
     signal(SIGPIPE, SIG_IGN);
     if (getenv("XFER_TEST") != NULL) {   /* run one test by name pattern */
         cmocka_set_test_filter(getenv("XFER_TEST"));
     }
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return _cmocka_run_group_tests("tests", tests, expect_tcp() ? n - 1 : n,
+                                   NULL, NULL);
 }

@@ -8,11 +8,17 @@
  *                                 name senders; "QUIT" prints RESULT
  *   xfer_peer send PART N COUNT   COUNT random slice lists into part PART of
  *                                 N of the receiver's region, each acked
- *   xfer_peer blast MB            streams MB-MiB writes to two receivers;
+ *   xfer_peer blast MB [KB]       streams MB-MiB writes to two receivers
+ *                                 (with KB: each as KB-KiB slices scattered
+ *                                 in reverse order, a KV-shaped batch);
  *                                 "KILLED" says the first one was killed
  *   xfer_peer deadline            a write the stopped receiver cannot finish
  *                                 times out; after "CONT" memory is reused
  *   xfer_peer corrupt             damaged descriptors are refused
+ *
+ * XFER_PLAIN set in the environment: one UCX operation per slice
+ * (bt_xfer_ctx_params_t plain_slices), to run the same tests over the
+ * path before batching.
  *
  * Exit status 0 when every check held; messages on stderr say why not. */
 #include "xfer/xfer.h"
@@ -474,6 +480,8 @@ static bt_status_t bl_fail_status;
 static bool bl_dead_seen, bl_started, bl_finished;
 static uint8_t *bl_src;
 static size_t bl_len;
+static bt_xfer_slice_t *bl_sl[2][BLAST_WINDOW];  /* KV-shaped, or NULL */
+static size_t bl_n_sl;
 
 static void blast_post(int t, int slot);
 
@@ -527,7 +535,8 @@ static void blast_post(int t, int slot)
     blast_op_t *b = &bl_ops[t][slot];
     bt_xfer_slice_t sl = {bl_src, (uint64_t)slot * bl_len, bl_len};
     bt_xfer_params_t p = {
-        .remote = bl_rm[t], .slices = &sl, .n_slices = 1,
+        .remote = bl_rm[t], .slices = bl_n_sl ? bl_sl[t][slot] : &sl,
+        .n_slices = bl_n_sl ? bl_n_sl : 1,
         .timeout_ms = BLAST_TIMEOUT_MS, .notify = true, .cb = blast_cb,
         .arg = b,
     };
@@ -559,7 +568,7 @@ static void blast_idle(void)
     }
 }
 
-static int role_blast(size_t mb)
+static int role_blast(size_t mb, size_t kb)
 {
     bt_xfer_region_t *src;
     bool never = false;
@@ -570,6 +579,23 @@ static int role_blast(size_t mb)
     }
     bl_src = bt_xfer_region_base(src);
     memset(bl_src, 0x5a, bl_len);
+    /* KV-shaped: local slices in order, remote ones reversed in the
+     * slot, so none coalesce and every write is one batch of many */
+    bl_n_sl = kb > 0 ? bl_len / (kb << 10) : 0;
+    for (int t = 0; bl_n_sl > 0 && t < 2; t++) {
+        for (int i = 0; i < BLAST_WINDOW; i++) {
+            bl_sl[t][i] = calloc(bl_n_sl, sizeof(bt_xfer_slice_t));
+            if (bl_sl[t][i] == NULL) {
+                die("blast: slices");
+            }
+            for (size_t k = 0; k < bl_n_sl; k++) {
+                bl_sl[t][i][k] = (bt_xfer_slice_t){
+                    bl_src + k * (kb << 10),
+                    (uint64_t)i * bl_len + (bl_n_sl - 1 - k) * (kb << 10),
+                    kb << 10};
+            }
+        }
+    }
     bl_rm[0] = import_line("DESC");
     bl_rm[1] = import_line("DESC");
     bt_xfer_ctx_peers_foreach(ctx, lanes_cb, NULL);
@@ -754,7 +780,8 @@ static int role_corrupt(void)
 
 int main(int argc, char **argv)
 {
-    bt_xfer_ctx_params_t cp = {.log_lanes = true};
+    bt_xfer_ctx_params_t cp = {.log_lanes = true,
+                               .plain_slices = getenv("XFER_PLAIN") != NULL};
     int rc;
 
     if (argc < 2) {
@@ -771,8 +798,9 @@ int main(int argc, char **argv)
         rc = role_recv((size_t)atoi(argv[2]));
     } else if (strcmp(argv[1], "send") == 0 && argc == 5) {
         rc = role_send(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-    } else if (strcmp(argv[1], "blast") == 0 && argc == 3) {
-        rc = role_blast((size_t)atoi(argv[2]));
+    } else if (strcmp(argv[1], "blast") == 0 && (argc == 3 || argc == 4)) {
+        rc = role_blast((size_t)atoi(argv[2]),
+                        argc == 4 ? (size_t)atoi(argv[3]) : 0);
     } else if (strcmp(argv[1], "deadline") == 0) {
         rc = role_deadline();
     } else if (strcmp(argv[1], "corrupt") == 0) {
