@@ -334,6 +334,25 @@ def main():
            "(%d of %d blocks, >= %.1f), tokens equal baton-run"
            % (hits, len(long_ids) // 16, want))
 
+    # a generation whose last step fills a block (200 + 25 - 1 = 14 blocks):
+    # that block is published after its last token, and every block still
+    # goes back on the decode node
+    end_ids = pub_ids[:-1] + [4001]
+    pub0 = sum(nc.gauge(hp, "baton_node_kvstore_published_blocks_total") or 0
+               for hp in decs)
+    end_got = nc.gen(rg, end_ids, 25)
+    freed = wait_for(lambda: all(nc.gauge(hp, "baton_node_kv_used_blocks") == 0
+                                 and nc.gauge(hp, "baton_node_kvstore_publish_"
+                                              "backlog_blocks") == 0
+                                 for hp in decs), 10)
+    pub = sum(nc.gauge(hp, "baton_node_kvstore_published_blocks_total") or 0
+              for hp in decs) - pub0
+    nc.tap(end_got == nc.run_ref(model, end_ids, 25) and freed and pub == 2,
+           "a generation ending on the step that fills a block: tokens equal "
+           "baton-run, its 2 generated blocks published (%d), every decode "
+           "block freed (%s)"
+           % (pub, [nc.gauge(hp, "baton_node_kv_used_blocks") for hp in decs]))
+
     # 6. decode failover: the re-prefill is nearly all prefix hits
     time.sleep(0.3)
     # Kill the decode node once it has published a few generated blocks and
