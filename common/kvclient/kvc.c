@@ -676,7 +676,7 @@ static bool bt_kvc_put_retry(bt_kvc_op_t *op, bt_status_t st)
     }
     bt_info("kvstore put: transfer of reservation %llu failed (%s); "
             "retrying once on a fresh endpoint",
-             (unsigned long long)op->resv_id, bt_status_str(st));
+            (unsigned long long)op->resv_id, bt_status_str(st));
     op->retried = true;
     bt_kvc_abort_reservation(op);
     op->resv_id = 0;
