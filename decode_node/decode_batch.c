@@ -3,7 +3,8 @@
  * oldest (the role's list is in arrival order), so with more sequences
  * admitted than --max-batch the oldest step and the newer wait, in order:
  * none starves. After the step each gets its token sampled on the loop
- * thread, and each block that filled goes to the kvstore. */
+ * thread and sent, and then each block that filled goes to the kvstore:
+ * the copy and the put's start never delay a token. */
 #include "decode_int.h"
 #include "node_kvs.h"
 
@@ -55,6 +56,15 @@ int bt_decode_next_step(void *self, bt_node_step_t *step, int max)
     return n;
 }
 
+/* Whether the step just filled the sequence's last block. */
+static bool bt_dreq_filled(const bt_node_t *node, const bt_dreq_t *r)
+{
+    const uint32_t bs = (uint32_t)node->cfg.block_size;
+    const uint32_t n_tok = bt_kvseq_n_tokens(r->seq);
+
+    return bt_node_kvs_on(node) && n_tok > 0 && n_tok % bs == 0;
+}
+
 /* A block that just filled goes to the kvstore, so that a failover's
  * re-prefill of prompt ++ generated finds nearly all of it there. */
 static void bt_dreq_publish_filled(bt_node_t *node, bt_dreq_t *r)
@@ -63,9 +73,6 @@ static void bt_dreq_publish_filled(bt_node_t *node, bt_dreq_t *r)
     const uint32_t n_tok = bt_kvseq_n_tokens(r->seq);
     uint32_t ids[BT_KV_MAX_BLOCK_TOKENS], b;
 
-    if (!bt_node_kvs_on(node) || n_tok == 0 || n_tok % bs != 0) {
-        return;
-    }
     b = n_tok / bs - 1;
     for (uint32_t t = 0; t < bs; t++) {
         uint32_t pos = b * bs + t;
@@ -87,6 +94,9 @@ void bt_decode_step_done(void *self, bt_node_step_t *step, bt_status_t st)
         bt_sample_seq_t ss;
         bt_sample_result_t res;
 
+        /* the publish pass below sees only the requests kept for it: the
+         * others may be freed by then */
+        step->who[i] = NULL;
         r->in_step = false;
         if (r->state != BT_DREQ_RUNNING) {
             bt_dreq_put(r);   /* ended while in the step */
@@ -97,7 +107,12 @@ void bt_decode_step_done(void *self, bt_node_step_t *step, bt_status_t st)
             continue;
         }
         bt_kvseq_set_computed(r->seq, bt_kvseq_n_tokens(r->seq));
-        bt_dreq_publish_filled(node, r);
+        /* its blocks stay (in_step) until the publish below, whatever
+         * its token ends */
+        if (bt_dreq_filled(node, r)) {
+            r->in_step = true;
+            step->who[i] = r;
+        }
         ss.prompt = r->prompt;
         ss.n_prompt = r->n_prompt;
         ss.generated = r->out;
@@ -121,6 +136,18 @@ void bt_decode_step_done(void *self, bt_node_step_t *step, bt_status_t st)
             continue;
         }
         bt_dreq_flush(r);
+    }
+    for (int i = 0; i < step->n; i++) {
+        bt_dreq_t *r = step->who[i];
+
+        if (r == NULL) {
+            continue;
+        }
+        bt_dreq_publish_filled(node, r);
+        r->in_step = false;
+        if (!bt_dreq_open(r)) {
+            bt_dreq_put(r);   /* ended by its token or a failure above */
+        }
     }
     bt_histogram_observe(node->h_decode_step,
                          (double)(bt_now_us() - dec->step_start_us) / 1e6);

@@ -72,7 +72,9 @@ typedef struct bt_dreq {
     struct event      *lease_ev;   /* lease timer, then the fence timer */
     bt_kvseq_t        *seq;
     bool               in_step;    /* the batch's: in the step on the
-                                    * worker (RUNNING, or ENDED by then) */
+                                    * worker (RUNNING, or ENDED by then),
+                                    * or a block it filled waits for its
+                                    * publish after the step's tokens */
     uint32_t           sends_out;  /* sent callbacks still to come */
     uint32_t          *pending;    /* tokens not yet sent */
     uint32_t           n_pending;

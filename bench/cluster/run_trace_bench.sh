@@ -11,7 +11,9 @@
 # default 4), BLOCK_TOKENS (tokens per 512-token trace block, default 16),
 # MAX_OUTPUT (cap on scaled output lengths, default 16), PREFILL (prefill
 # nodes, default 2), TRACE_SPEED (replay at the trace's timestamps this many
-# times faster; default 4; 0 = closed loop at TRACE_C).
+# times faster; default 4; 0 = closed loop at TRACE_C), OFF (what the second
+# run leaves out: "cache", the default, = the pools' reuse and the kvstore;
+# "kvstore" = only the kvstore, the nodes' own pools still reuse).
 set -euo pipefail
 
 [ $# -ge 1 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -21,7 +23,8 @@ TRACE=${2:-$ROOT/../shared/data/traces/conversation_trace.jsonl}
 LOCAL=$ROOT/deploy/local/baton-local
 BENCH=$BUILD/bench/cluster/baton-bench
 TRACE_N=${TRACE_N:-200} TRACE_C=${TRACE_C:-4} PREFILL=${PREFILL:-2}
-TRACE_SPEED=${TRACE_SPEED:-4}
+TRACE_SPEED=${TRACE_SPEED:-4} OFF=${OFF:-cache}
+case $OFF in cache|kvstore) ;; *) echo "run_trace_bench: OFF=cache|kvstore" >&2; exit 2 ;; esac
 BLOCK_TOKENS=${BLOCK_TOKENS:-16} MAX_OUTPUT=${MAX_OUTPUT:-16}
 for x in "$BENCH" "$BUILD/tools/baton-mkmodel"; do
   [ -x "$x" ] || { echo "run_trace_bench: $x is not built" >&2; exit 1; }
@@ -37,16 +40,17 @@ MODEL=$TMP/models/builtin
 "$BUILD/tools/baton-mkmodel" builtin --max-pos 8192 --out "$MODEL" >/dev/null
 
 run() { # mode (on|off)
-  local mode=$1 cache=true
-  [ "$mode" = off ] && cache=false
+  local mode=$1 cache=true nokv=()
+  [ "$mode" = off ] && [ "$OFF" = cache ] && cache=false
+  [ "$mode" = off ] && [ "$OFF" = kvstore ] && nokv=(--no-kvstore)
   BATON_PREFIX_CACHE=$cache BUILD=$BUILD BATON_RUN_DIR=$TMP/run-$mode \
     "$LOCAL" up --prefill "$PREFILL" --decode 1 --ucx-tls shm --model "$MODEL" \
-    --http-port 0 --grpc-port 0 >"$TMP/$mode-up.log" 2>&1 ||
+    --http-port 0 --grpc-port 0 ${nokv[@]+"${nokv[@]}"} >"$TMP/$mode-up.log" 2>&1 ||
     { cat "$TMP/$mode-up.log" >&2; return 1; }
   local url name
   url=$(field "$TMP/run-$mode/endpoints.json" 'j["http"]')
   name=$(field "$TMP/run-$mode/endpoints.json" 'j["model"]')
-  echo "== cache $mode: $url, $TRACE_N requests of $(basename "$TRACE")" >&2
+  echo "== $mode (off = without the $OFF): $url, $TRACE_N requests of $(basename "$TRACE")" >&2
   "$BENCH" --url "$url" --model "$name" --json --timeout 120s --deadline 20m \
     --trace "$TRACE" --trace-requests "$TRACE_N" --concurrency "$TRACE_C" \
     --trace-speed "$TRACE_SPEED" \
@@ -58,14 +62,16 @@ run() { # mode (on|off)
 run on
 run off
 
-/usr/bin/python3 - "$TMP/on.json" "$TMP/off.json" <<'EOF'
+/usr/bin/python3 - "$TMP/on.json" "$TMP/off.json" "$OFF" <<'EOF'
 import json, sys
 on, off = (json.load(open(p)) for p in sys.argv[1:3])
+print("off = without the %s" % ("prefix cache (pools and kvstore)"
+                                if sys.argv[3] == "cache" else "kvstore"))
 t = on["trace"]
 print("trace %s: %d requests, %d prompt tokens (%d tokens per 512-token block)"
       % (t["file"].split("/")[-1], on["requests"], t["prompt_tokens"],
          t["block_tokens"]))
-print("| metric | cache on | cache off | on / off |")
+print("| metric | on | off | on / off |")
 print("|---|---:|---:|---:|")
 print("| hit ratio (cached / prompt tokens) | %.4f | %.4f | |"
       % (t["hit_ratio"], off["trace"]["hit_ratio"]))

@@ -63,6 +63,7 @@ typedef struct {
     void           (*reserved_cb)(void *arg);
     void           (*pinned_cb)(void *arg);
     bt_kvc_put_result_t res;
+    bool             retried;      /* started over once (bt_kvc_put_retry) */
     /* the checksums are computed while the transfer runs */
     bool             hashing;      /* a hash task holds the op */
     bool             written;      /* the transfer ended (write_st) */
@@ -396,6 +397,8 @@ bt_status_t bt_kvc_lookup(bt_kvc_t *kvc, const uint8_t *hashes, size_t n,
 
 /* ---- put ---- */
 
+static bool bt_kvc_put_retry(bt_kvc_op_t *op, bt_status_t st);
+
 static void bt_kvc_put_finish(bt_kvc_op_t *op, bt_status_t st)
 {
     if (st != BT_OK) {
@@ -483,9 +486,12 @@ static void bt_kvc_put_written(bt_kvc_op_t *op)
     bt_status_t st = op->kvc->closing ? BT_ERR_SHUTDOWN : op->write_st;
 
     if (st != BT_OK) {
+        bt_kvc_xfer_failed(op, st);
+        if (bt_kvc_put_retry(op, st)) {
+            return;
+        }
         bt_warn("kvstore put: transfer of reservation %llu failed: %s",
                 (unsigned long long)op->resv_id, bt_status_str(st));
-        bt_kvc_xfer_failed(op, st);
         bt_kvc_put_finish(op, st);
         return;
     }
@@ -609,7 +615,9 @@ static void bt_kvc_reserve_done(void *arg, const bt_rpc_result_t *r,
     free(slices);
     if (st != BT_IN_PROGRESS && st != BT_OK) {
         bt_kvc_xfer_failed(op, st);
-        bt_kvc_put_finish(op, st);
+        if (!bt_kvc_put_retry(op, st)) {
+            bt_kvc_put_finish(op, st);
+        }
         return;
     }
     /* the checksums while the bytes travel (the transfer's callback is
@@ -623,12 +631,75 @@ static void bt_kvc_reserve_done(void *arg, const bt_rpc_result_t *r,
     }
 }
 
+/* Reserve: the first step of a put, and of its one retry. */
+static bt_status_t bt_kvc_reserve_send(bt_kvc_op_t *op)
+{
+    bt_kvc_t *kvc = op->kvc;
+    Baton__V1__ReserveRequest req = BATON__V1__RESERVE_REQUEST__INIT;
+    Baton__V1__KvGeometry geom = BATON__V1__KV_GEOMETRY__INIT;
+    ProtobufCBinaryData *hb = calloc(op->n, sizeof(*hb));
+    bt_status_t st;
+
+    if (hb == NULL) {
+        return BT_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < op->n; i++) {
+        hb[i].data = op->hashes + i * BT_KV_HASH_LEN;
+        hb[i].len = BT_KV_HASH_LEN;
+    }
+    bt_kv_geom_to_proto(&op->geom, &geom);
+    req.model = kvc->model;
+    req.node_id = kvc->node_id;
+    req.n_block_hashes = op->n;
+    req.block_hashes = hb;
+    req.geometry = &geom;
+    req.block_bytes = (uint32_t)op->block_bytes;
+    req.parent_hash.data = op->parent;
+    req.parent_hash.len = BT_KV_HASH_LEN;
+    st = bt_rpc_client_unary(kvc->ch, "/baton.v1.KvStore/Reserve", &req.base,
+                             &baton__v1__reserve_response__descriptor,
+                             &(bt_rpc_call_opts_t){ .timeout_ms = bt_kvc_left(op) },
+                             bt_kvc_reserve_done, op, NULL);
+    free(hb);
+    return st;
+}
+
+/* A put whose transfer found the store's endpoint dead, the first time:
+ * a restarted store answers Reserve with a new slab, but the first write
+ * to it can still meet the connection to the old process. The slab is
+ * imported afresh and the put starts over once, under its deadline. */
+static bool bt_kvc_put_retry(bt_kvc_op_t *op, bt_status_t st)
+{
+    if (op->retried || !bt_status_is_peer_err(st) || op->kvc->closing ||
+        bt_kvc_left(op) == 0) {
+        return false;
+    }
+    bt_info("kvstore put: transfer of reservation %llu failed (%s); "
+            "retrying once on a fresh endpoint",
+            (unsigned long long)op->resv_id, bt_status_str(st));
+    op->retried = true;
+    bt_kvc_abort_reservation(op);
+    op->resv_id = 0;
+    if (op->rm != NULL) {
+        op->rm->users--;
+        op->rm = NULL;
+        bt_kvc_remotes_gc(op->kvc);
+    }
+    op->xop = NULL;
+    op->written = false;
+    op->write_st = BT_OK;
+    memset(op->write, 0, op->n * sizeof(*op->write));
+    memset(&op->res, 0, sizeof(op->res));
+    if (bt_kvc_reserve_send(op) != BT_OK) {
+        return false;
+    }
+    op->res.retried = 1;
+    return true;
+}
+
 bt_status_t bt_kvc_put(bt_kvc_t *kvc, const bt_kvc_put_t *p,
                        bt_kvc_put_cb cb, void *arg)
 {
-    Baton__V1__ReserveRequest req = BATON__V1__RESERVE_REQUEST__INIT;
-    Baton__V1__KvGeometry geom = BATON__V1__KV_GEOMETRY__INIT;
-    ProtobufCBinaryData *hb;
     bt_kvc_op_t *op;
     bt_status_t st;
     char err[256];
@@ -639,10 +710,8 @@ bt_status_t bt_kvc_put(bt_kvc_t *kvc, const bt_kvc_put_t *p,
         return BT_ERR_INVALID_ARG;
     }
     op = bt_kvc_op_new(kvc, p->n, p->timeout_ms);
-    hb = calloc(p->n, sizeof(*hb));
-    if (op == NULL || hb == NULL ||
+    if (op == NULL ||
         (op->tokens = malloc(4ull * p->n * p->geom.block_size)) == NULL) {
-        free(hb);
         if (op != NULL) {
             kvc->inflight++;
             bt_kvc_op_free(op);
@@ -657,27 +726,10 @@ bt_status_t bt_kvc_put(bt_kvc_t *kvc, const bt_kvc_put_t *p,
     memcpy(op->hashes, p->hashes, p->n * BT_KV_HASH_LEN);
     memcpy(op->tokens, p->tokens, 4ull * p->n * p->geom.block_size);
     memcpy(op->mem, p->data, p->n * sizeof(*op->mem));
-    for (size_t i = 0; i < p->n; i++) {
-        hb[i].data = op->hashes + i * BT_KV_HASH_LEN;
-        hb[i].len = BT_KV_HASH_LEN;
-    }
-    bt_kv_geom_to_proto(&p->geom, &geom);
-    req.model = kvc->model;
-    req.node_id = kvc->node_id;
-    req.n_block_hashes = p->n;
-    req.block_hashes = hb;
-    req.geometry = &geom;
-    req.block_bytes = (uint32_t)p->block_bytes;
-    req.parent_hash.data = op->parent;
-    req.parent_hash.len = BT_KV_HASH_LEN;
     op->cb.put = cb;
     op->arg = arg;
     kvc->inflight++;
-    st = bt_rpc_client_unary(kvc->ch, "/baton.v1.KvStore/Reserve", &req.base,
-                             &baton__v1__reserve_response__descriptor,
-                             &(bt_rpc_call_opts_t){ .timeout_ms = bt_kvc_left(op) },
-                             bt_kvc_reserve_done, op, NULL);
-    free(hb);
+    st = bt_kvc_reserve_send(op);
     if (st != BT_OK) {
         bt_kvc_op_free(op);
     }

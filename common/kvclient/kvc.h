@@ -77,13 +77,18 @@ typedef struct {
     uint32_t committed;  /* of those, published */
     uint32_t rejected;   /* of those, refused (checksum, hash chain) */
     uint32_t durable;    /* of the committed, on the store's disk */
+    uint32_t retried;    /* 1: the first transfer met a dead endpoint (a
+                          * restarted store) and the put started over */
 } bt_kvc_put_result_t;
 
 /* `r` is NULL unless status is BT_OK. */
 typedef void (*bt_kvc_put_cb)(void *arg, bt_status_t status,
                               const bt_kvc_put_result_t *r);
 /* `p` and its arrays are copied except `data` (see above). On a failure
- * after the reservation, the reservation is aborted (best effort). */
+ * after the reservation, the reservation is aborted (best effort). A
+ * transfer that finds the store's endpoint dead (a restarted store met
+ * through the old connection) starts the put over once, from Reserve,
+ * under the same deadline (`retried`). */
 bt_status_t bt_kvc_put(bt_kvc_t *kvc, const bt_kvc_put_t *p,
                        bt_kvc_put_cb cb, void *arg);
 

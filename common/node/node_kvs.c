@@ -13,10 +13,10 @@
 
 /* A replica and its circuit breaker: once an operation finds it
  * unreachable (deadline, refused, connection lost) it is skipped, every
- * read a miss and every publish lost at once, while a background probe (a
- * one-hash Lookup) asks it again after a backoff that doubles on each
- * failed probe (BT_NODE_KVS_BACKOFF_MIN_MS .. _MAX_MS); the probe's
- * answer closes the breaker. So a stopped store costs the requests that
+ * read a miss at once and every publish held (bt_kvs_hold), while a
+ * background probe (a one-hash Lookup) asks it again after a backoff that
+ * doubles on each failed probe (BT_NODE_KVS_BACKOFF_MIN_MS .. _MAX_MS);
+ * the probe's answer closes the breaker and sends what was held. So a stopped store costs the requests that
  * met it before it was known down one --kvstore-timeout, and no request
  * after that. */
 typedef struct {
@@ -28,6 +28,8 @@ typedef struct {
     bool       probe_out;      /* a probe is in flight */
     uint64_t   backoff_ms;
     struct event *probe_ev;
+    struct bt_kvs_put *held;   /* publishes waiting while down, oldest first */
+    struct bt_kvs_put *held_tail;
 } bt_kvs_replica_t;
 
 #define BT_NODE_KVS_BACKOFF_MIN_MS 1000u
@@ -47,13 +49,44 @@ struct bt_node_kvs {
     bt_kv_shard_t    *shard;       /* indexes follow the sorted targets */
     bt_kv_geom_t      geom;
     uint64_t          block_bytes;
-    uint64_t          staged;      /* bytes of puts in flight */
+    uint64_t          staged;      /* bytes of puts in flight or held */
+    uint64_t          backlog;     /* blocks of puts in flight or held */
     int64_t           timeout_ms;  /* --kvstore-timeout */
     uint64_t          lost_since;  /* blocks of failed publishes, unlogged */
     uint64_t          lost_warned_ms;
     bt_counter_t     *c_hit, *c_miss, *c_pub, *c_drop, *c_err;
     bt_counter_t     *c_skip, *c_pub_failed, *c_avoided;
+    bt_gauge_t       *g_backlog;
+    bt_histogram_t   *h_pub;       /* publish call -> the store's answer */
 };
+
+/* One put: a run of consecutive blocks with one owner, everything it
+ * needs copied, so that it can wait (held) while its replica is down. */
+typedef struct bt_kvs_put {
+    bt_node_t *node;
+    uint8_t   *buf;      /* n * block_bytes, the blocks' bytes */
+    void     **data;     /* n pointers into buf */
+    uint8_t   *hashes;   /* n * 32 */
+    uint32_t  *tokens;   /* n * block_size */
+    uint8_t    parent[BT_KV_HASH_LEN];
+    uint64_t   bytes;
+    uint32_t   n;
+    uint32_t   r;        /* the replica */
+    bool       requeued; /* held again once after it met a dead store */
+    uint64_t   t0_us;    /* when it was handed over */
+    struct bt_kvs_put *next;   /* on its replica's held list */
+} bt_kvs_put_t;
+
+static void bt_kvs_put_free(bt_kvs_put_t *p)
+{
+    if (p != NULL) {
+        free(p->buf);
+        free(p->data);
+        free(p->hashes);
+        free(p->tokens);
+        free(p);
+    }
+}
 
 /* ---- circuit breaker ------------------------------------------------ */
 
@@ -98,6 +131,8 @@ static void bt_kvs_rep_result(bt_node_kvs_t *k, uint32_t r, bt_status_t st)
             (unsigned long long)rep->backoff_ms);
 }
 
+static void bt_kvs_release_held(bt_node_kvs_t *k, uint32_t r);
+
 static void bt_kvs_probe_done(void *arg, bt_status_t st, size_t n_matched)
 {
     bt_kvs_replica_t *rep = arg;
@@ -110,6 +145,7 @@ static void bt_kvs_probe_done(void *arg, bt_status_t st, size_t n_matched)
     if (!bt_kvs_unreachable(st)) {
         rep->down = false;
         bt_info("kvstore %s: reachable again", rep->target);
+        bt_kvs_release_held(rep->k, rep->idx);
         return;
     }
     rep->backoff_ms = rep->backoff_ms * 2 > BT_NODE_KVS_BACKOFF_MAX_MS
@@ -254,7 +290,8 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
         "blocks sent to the kvstore", NULL);
     k->c_drop = bt_metrics_counter(node->metrics,
         "baton_node_kvstore_publish_dropped_blocks_total",
-        "blocks not published: too many bytes in flight", NULL);
+        "blocks not published: too many bytes in flight or waiting for "
+        "a replica that is down", NULL);
     k->c_err = bt_metrics_counter(node->metrics,
         "baton_node_kvstore_errors_total",
         "kvstore operations that failed (a miss, never a request error)", NULL);
@@ -268,8 +305,16 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
         "showed it holds nothing past this node's own cache", NULL);
     k->c_pub_failed = bt_metrics_counter(node->metrics,
         "baton_node_kvstore_publish_failed_total",
-        "blocks whose publish failed or was skipped (store unreachable, "
-        "deadline, error)", NULL);
+        "blocks whose publish failed (store error, deadline, unreachable "
+        "again after waiting for it)", NULL);
+    k->g_backlog = bt_metrics_gauge(node->metrics,
+        "baton_node_kvstore_publish_backlog_blocks",
+        "blocks handed to a publish and not yet answered by the kvstore "
+        "(what a failover now would not find)", NULL);
+    k->h_pub = bt_metrics_histogram(node->metrics,
+        "baton_node_kvstore_publish_seconds",
+        "from a block's publish to the kvstore's commit answer",
+        NULL, bt_metrics_latency_bounds, bt_metrics_latency_n_bounds);
     node->kvs = k;
     for (size_t i = 0; i < n; i++) {
         free(targets[i]);
@@ -299,6 +344,12 @@ void bt_node_kvs_destroy(bt_node_t *node)
         return;
     }
     for (size_t i = 0; i < k->n; i++) {
+        while (k->rep[i].held != NULL) {
+            bt_kvs_put_t *h = k->rep[i].held;
+
+            k->rep[i].held = h->next;
+            bt_kvs_put_free(h);
+        }
         if (k->rep[i].probe_ev != NULL) {
             event_free(k->rep[i].probe_ev);
         }
@@ -564,14 +615,59 @@ err:
 
 /* ---- publish -------------------------------------------------------- */
 
-typedef struct {
-    bt_node_t *node;
-    uint8_t   *buf;      /* n * block_bytes, the blocks' bytes */
-    void     **data;     /* n pointers into buf */
-    uint64_t   bytes;
-    uint32_t   n;
-    uint32_t   r;        /* the replica */
-} bt_kvs_put_t;
+/* A put leaves the publish path (answered, lost or dropped). */
+static void bt_kvs_put_done(bt_node_kvs_t *k, bt_kvs_put_t *p)
+{
+    k->staged -= p->bytes;
+    k->backlog -= p->n;
+    bt_gauge_set(k->g_backlog, (double)k->backlog);
+    bt_kvs_put_free(p);
+}
+
+/* The oldest held put of any replica goes, counted as dropped: the bytes
+ * in flight and held stay under BT_NODE_KVS_MAX_STAGED. false: none held. */
+static bool bt_kvs_drop_oldest_held(bt_node_kvs_t *k)
+{
+    bt_kvs_put_t *oldest = NULL;
+    bt_kvs_replica_t *from = NULL;
+
+    for (size_t i = 0; i < k->n; i++) {
+        bt_kvs_put_t *h = k->rep[i].held;
+
+        if (h != NULL && (oldest == NULL || h->t0_us < oldest->t0_us)) {
+            oldest = h;
+            from = &k->rep[i];
+        }
+    }
+    if (oldest == NULL) {
+        return false;
+    }
+    from->held = oldest->next;
+    if (from->held == NULL) {
+        from->held_tail = NULL;
+    }
+    bt_counter_add(k->c_drop, oldest->n);
+    bt_kvs_put_done(k, oldest);
+    return true;
+}
+
+/* While its replica is down a put waits, in order, until a probe finds
+ * the replica back (bt_kvs_release_held): a store that restarts loses
+ * none of what the nodes published meanwhile, up to the bound. */
+static void bt_kvs_hold(bt_node_kvs_t *k, bt_kvs_put_t *p)
+{
+    bt_kvs_replica_t *rep = &k->rep[p->r];
+
+    p->next = NULL;
+    if (rep->held_tail != NULL) {
+        rep->held_tail->next = p;
+    } else {
+        rep->held = p;
+    }
+    rep->held_tail = p;
+}
+
+static void bt_kvs_put_send(bt_node_kvs_t *k, bt_kvs_put_t *p);
 
 static void bt_kvs_put_cb(void *arg, bt_status_t status,
                           const bt_kvc_put_result_t *r)
@@ -579,21 +675,73 @@ static void bt_kvs_put_cb(void *arg, bt_status_t status,
     bt_kvs_put_t *p = arg;
     bt_node_kvs_t *k = p->node->kvs;
 
-    if (k != NULL) {
-        k->staged -= p->bytes;
-        bt_kvs_rep_result(k, p->r, status);
-        if (status != BT_OK) {
-            bt_counter_inc(k->c_err);
-            bt_debug("kvstore: publish to %s failed: %s", k->rep[p->r].target,
-                     bt_status_str(status));
-            bt_kvs_pub_lost(k, p->n, bt_status_str(status));
-        } else if (r != NULL) {
-            bt_counter_add(k->c_pub, r->committed);
-        }
+    if (k == NULL) {
+        bt_kvs_put_free(p);   /* shutting down */
+        return;
     }
-    free(p->buf);
-    free(p->data);
-    free(p);
+    bt_histogram_observe(k->h_pub, (double)(bt_now_us() - p->t0_us) / 1e6);
+    bt_kvs_rep_result(k, p->r, status);
+    if (status != BT_OK && bt_kvs_unreachable(status) && !p->requeued &&
+        k->rep[p->r].down) {
+        /* the put that found the store gone waits for it like the rest */
+        p->requeued = true;
+        bt_kvs_hold(k, p);
+        return;
+    }
+    if (status != BT_OK) {
+        bt_counter_inc(k->c_err);
+        bt_debug("kvstore: publish to %s failed: %s", k->rep[p->r].target,
+                 bt_status_str(status));
+        bt_kvs_pub_lost(k, p->n, bt_status_str(status));
+    } else if (r != NULL) {
+        bt_counter_add(k->c_pub, r->committed);
+    }
+    bt_kvs_put_done(k, p);
+}
+
+/* To its replica now, or held while the replica is down. */
+static void bt_kvs_put_send(bt_node_kvs_t *k, bt_kvs_put_t *p)
+{
+    bt_kvc_put_t put;
+
+    if (k->rep[p->r].down) {
+        bt_kvs_hold(k, p);
+        return;
+    }
+    memset(&put, 0, sizeof(put));
+    put.geom = k->geom;
+    put.block_bytes = k->block_bytes;
+    put.parent = p->parent;
+    put.hashes = p->hashes;
+    put.tokens = p->tokens;
+    put.data = p->data;
+    put.n = p->n;
+    put.timeout_ms = BT_NODE_KVS_PUT_TIMEOUT_MS;
+    if (bt_kvc_put(k->rep[p->r].kvc, &put, bt_kvs_put_cb, p) != BT_OK) {
+        bt_counter_inc(k->c_err);
+        bt_kvs_pub_lost(k, p->n, "the put was refused");
+        bt_kvs_put_done(k, p);
+    }
+}
+
+/* Replica r answers again: what waited for it goes now, oldest first. */
+static void bt_kvs_release_held(bt_node_kvs_t *k, uint32_t r)
+{
+    bt_kvs_replica_t *rep = &k->rep[r];
+    bt_kvs_put_t *p = rep->held;
+    size_t n = 0;
+
+    rep->held = rep->held_tail = NULL;
+    while (p != NULL) {
+        bt_kvs_put_t *next = p->next;
+
+        n += p->n;
+        bt_kvs_put_send(k, p);
+        p = next;
+    }
+    if (n > 0) {
+        bt_info("kvstore %s: %zu held blocks published", rep->target, n);
+    }
 }
 
 /* One put of the consecutive blocks [i0, i1) of `seq`, all owned by
@@ -605,59 +753,49 @@ static void bt_kvs_put_run(bt_node_t *node, const bt_kvseq_t *seq,
     bt_node_kvs_t *k = node->kvs;
     const uint32_t bs = k->geom.block_size, n = i1 - i0;
     const uint32_t *ids = bt_kvseq_blocks(seq);
-    uint8_t hashes[64 * BT_KV_HASH_LEN];
+    const uint64_t bytes = (uint64_t)n * k->block_bytes;
     bt_kvs_put_t *p;
-    bt_kvc_put_t put;
 
-    if (n > 64 || k->staged + (uint64_t)n * k->block_bytes >
-                  BT_NODE_KVS_MAX_STAGED) {
+    /* past the bound the oldest held publishes make room, then new ones
+     * are dropped */
+    while (k->staged + bytes > BT_NODE_KVS_MAX_STAGED &&
+           bt_kvs_drop_oldest_held(k)) {
+    }
+    if (n > 64 || k->staged + bytes > BT_NODE_KVS_MAX_STAGED) {
         bt_counter_add(k->c_drop, n);
         return;
     }
-    if (!bt_kvs_rep_allow(k, r)) {
-        bt_kvs_pub_lost(k, n, "the replica is unreachable (backoff)");
-        return;
-    }
     p = calloc(1, sizeof(*p));
-    if (p == NULL || (p->buf = malloc((size_t)n * k->block_bytes)) == NULL ||
-        (p->data = malloc(n * sizeof(void *))) == NULL) {
+    if (p == NULL || (p->buf = malloc((size_t)bytes)) == NULL ||
+        (p->data = malloc(n * sizeof(void *))) == NULL ||
+        (p->hashes = malloc((size_t)n * BT_KV_HASH_LEN)) == NULL ||
+        (p->tokens = malloc((size_t)n * bs * sizeof(uint32_t))) == NULL) {
         goto err;
     }
     p->node = node;
-    p->bytes = (uint64_t)n * k->block_bytes;
+    p->bytes = bytes;
     p->n = n;
     p->r = r;
+    p->t0_us = bt_now_us();
+    memcpy(p->parent, bt_kvseq_parent_hash(seq, i0), BT_KV_HASH_LEN);
+    memcpy(p->tokens, tokens + (size_t)(i0 - from) * bs,
+           (size_t)n * bs * sizeof(uint32_t));
     for (uint32_t i = 0; i < n; i++) {
         p->data[i] = p->buf + (size_t)i * k->block_bytes;
-        memcpy(hashes + (size_t)i * BT_KV_HASH_LEN,
+        memcpy(p->hashes + (size_t)i * BT_KV_HASH_LEN,
                bt_kvseq_block_hash(seq, i0 + i), BT_KV_HASH_LEN);
         if (bt_kvpool_export(node->pool, &ids[i0 + i], 1, p->data[i],
                              k->block_bytes) != BT_OK) {
             goto err;
         }
     }
-    memset(&put, 0, sizeof(put));
-    put.geom = k->geom;
-    put.block_bytes = k->block_bytes;
-    put.parent = bt_kvseq_parent_hash(seq, i0);
-    put.hashes = hashes;
-    put.tokens = tokens + (size_t)(i0 - from) * bs;
-    put.data = p->data;
-    put.n = n;
-    put.timeout_ms = BT_NODE_KVS_PUT_TIMEOUT_MS;
-    if (bt_kvc_put(k->rep[r].kvc, &put, bt_kvs_put_cb, p) != BT_OK) {
-        bt_counter_inc(k->c_err);
-        bt_kvs_pub_lost(k, n, "the put was refused");
-        goto err;
-    }
-    k->staged += p->bytes;
+    k->staged += bytes;
+    k->backlog += n;
+    bt_gauge_set(k->g_backlog, (double)k->backlog);
+    bt_kvs_put_send(k, p);
     return;
 err:
-    if (p != NULL) {
-        free(p->buf);
-        free(p->data);
-        free(p);
-    }
+    bt_kvs_put_free(p);
 }
 
 void bt_node_kvs_publish(bt_node_t *node, const bt_kvseq_t *seq,

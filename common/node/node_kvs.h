@@ -51,8 +51,10 @@ bt_status_t bt_node_kvs_fetch(struct bt_node *node, bt_kvseq_t *seq,
 /* Full, hashed blocks [from, to) of `seq`, whose token ids `tokens` holds
  * ((to - from) * block_size of them), go to their replicas in the
  * background: copied now, so the sequence may change or end right after
- * the call. Best effort (dropped past
- * BT_NODE_KVS_MAX_STAGED bytes in flight; counted). */
+ * the call. While the block's replica is down the put waits for it (its
+ * probe). Best effort: past BT_NODE_KVS_MAX_STAGED bytes in flight or
+ * waiting, the oldest waiting puts are dropped, then new ones (counted);
+ * baton_node_kvstore_publish_backlog_blocks shows what is not answered. */
 void bt_node_kvs_publish(struct bt_node *node, const bt_kvseq_t *seq,
                          const uint32_t *tokens, uint32_t from, uint32_t to);
 

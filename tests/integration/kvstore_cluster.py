@@ -11,6 +11,8 @@ and without a prefix hit are bit-identical):
     miss, never garbage;
   - SIGKILL of the kvstore while a request reads from it, and requests
     with the kvstore gone: all served;
+  - a decode run while the kvstore is down: its publishes wait for it and
+    land after its restart; the next request over that prefix hits them;
   - a decode node killed mid-stream: the router's re-prefill of prompt ++
     generated is >= 90% prefix hits (the decode node published each block
     as it filled).
@@ -177,12 +179,15 @@ def main():
     # 1c. flush-cache --kvstore empties the store: nothing read from it next.
     # A publish already on its way when the flush comes may land after it
     # (docs/operations.md): let the last request's publishes settle first.
+    # (nothing in flight on any node, and the store's count still)
     settled, last = 0, None
     deadline = time.time() + 10
     while settled < 3 and time.time() < deadline:
+        backlog = sum(nc.gauge(hp, "baton_node_kvstore_publish_backlog_blocks")
+                      or 0 for hp in (d1[2], d2[2], p1h, p2h))
         now = (nc.gauge(kh, 'baton_kvstore_blocks{tier="dram"}'),
                nc.gauge(kh, 'baton_kvstore_active_reservations'))
-        settled = settled + 1 if now == last else 0
+        settled = settled + 1 if now == last and backlog == 0 else 0
         last = now
         time.sleep(0.2)
     r = ctl(target, "--json", "flush-cache", "--kvstore")
@@ -276,8 +281,69 @@ def main():
     nc.tap(time.time() - t0 < 5, "served without waiting on the dead kvstore "
            "(%.2f s)" % (time.time() - t0))
 
-    # 5. decode failover: the re-prefill is nearly all prefix hits
+    # 5. a decode run while the kvstore is down, then it restarts: the
+    # blocks the nodes published meanwhile waited for it (held while its
+    # breaker was open) and reach it within a bounded time; a re-prefill of
+    # prompt ++ generated, the nodes' caches flushed, reads them from it.
+    decs = (d1[2], d2[2])
+    pub_ids = [4090] + [(i * 31 + 11) % 4000 for i in range(1, 200)]
+    pub_ref = nc.run_ref(model, pub_ids, 400)
+    pub0 = sum(nc.gauge(hp, "baton_node_kvstore_published_blocks_total") or 0
+               for hp in decs)
+    got = nc.gen(rg, pub_ids, 400)
+    n_blocks = (len(pub_ids) + len(got or []) - 1) // 16 - len(pub_ids) // 16
+    held = sum(nc.gauge(hp, "baton_node_kvstore_publish_backlog_blocks") or 0
+               for hp in decs)
     kv, _, kh = start_kv("kvstore4", kg)
+    t_up = time.time()
+    # the prompt's blocks wait on a prefill node, the rest on a decode node
+    idle = wait_for(lambda: all(
+        nc.gauge(hp, "baton_node_kvstore_publish_backlog_blocks") == 0
+        for hp in decs + tuple(p_http.values())), 45)
+    pub = sum(nc.gauge(hp, "baton_node_kvstore_published_blocks_total") or 0
+              for hp in decs) - pub0
+    nc.tap(got == pub_ref and n_blocks >= 20 and held >= 0.9 * n_blocks and
+           idle and pub >= 0.9 * n_blocks,
+           "a decode run of %d generated blocks while the kvstore is down: "
+           "%d held, all nodes' publishes answered %.1f s after its restart, "
+           "%d published "
+           "(>= 90%%), tokens equal baton-run"
+           % (n_blocks, held, time.time() - t_up, pub))
+    wait_for(lambda: kv_nodes(target), 5)
+    ctl(target, "flush-cache")
+    time.sleep(0.3)
+    long_ids = pub_ids + (got or [])[:-1]
+    hits0 = sum(nc.gauge(hp, "baton_node_kvstore_hit_blocks_total") or 0
+                for hp in p_http.values())
+    again = nc.gen(rg, long_ids, 2)
+    hits = sum(nc.gauge(hp, "baton_node_kvstore_hit_blocks_total") or 0
+               for hp in p_http.values()) - hits0
+    want = 12 + 0.9 * n_blocks
+    nc.tap(again == nc.run_ref(model, long_ids, 2) and hits >= want,
+           "the next request over that prefix reads it from the kvstore "
+           "(%d of %d blocks, >= %.1f), tokens equal baton-run"
+           % (hits, len(long_ids) // 16, want))
+
+    # a generation whose last step fills a block (200 + 25 - 1 = 14 blocks):
+    # that block is published after its last token, and every block still
+    # goes back on the decode node
+    end_ids = pub_ids[:-1] + [4001]
+    pub0 = sum(nc.gauge(hp, "baton_node_kvstore_published_blocks_total") or 0
+               for hp in decs)
+    end_got = nc.gen(rg, end_ids, 25)
+    freed = wait_for(lambda: all(nc.gauge(hp, "baton_node_kv_used_blocks") == 0
+                                 and nc.gauge(hp, "baton_node_kvstore_publish_"
+                                              "backlog_blocks") == 0
+                                 for hp in decs), 10)
+    pub = sum(nc.gauge(hp, "baton_node_kvstore_published_blocks_total") or 0
+              for hp in decs) - pub0
+    nc.tap(end_got == nc.run_ref(model, end_ids, 25) and freed and pub == 2,
+           "a generation ending on the step that fills a block: tokens equal "
+           "baton-run, its 2 generated blocks published (%d), every decode "
+           "block freed (%s)"
+           % (pub, [nc.gauge(hp, "baton_node_kv_used_blocks") for hp in decs]))
+
+    # 6. decode failover: the re-prefill is nearly all prefix hits
     time.sleep(0.3)
     # Kill the decode node once it has published a few generated blocks and
     # its publishes have caught up with its decoding (to within 2 blocks):

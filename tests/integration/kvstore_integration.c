@@ -141,7 +141,10 @@ static void disconnect_store(void)
 }
 
 /* Starts baton-kvstore and reads its port line. */
-static void start_store(const char *dram, bool disk)
+/* Starts baton-kvstore on `port` (0: any) and reads its port line; with
+ * `reconnect`, a new client connects to it (else the old one stays). */
+static void start_store_on(const char *dram, bool disk, int port,
+                           bool reconnect)
 {
     const char *bin = getenv("KVSTORE_BIN");
     int out[2];
@@ -154,14 +157,15 @@ static void start_store(const char *dram, bool disk)
     store_pid = fork();
     assert_true(store_pid >= 0);
     if (store_pid == 0) {
-        char dram_arg[64], dir_arg[320];
+        char dram_arg[64], dir_arg[320], port_arg[32];
 
         dup2(out[1], 1);
         close(out[0]);
         close(out[1]);
         snprintf(dram_arg, sizeof(dram_arg), "--dram-bytes=%s", dram);
         snprintf(dir_arg, sizeof(dir_arg), "--disk-dir=%s", dir);
-        execl(bin, bin, "--grpc-port=0", "--http-port=0", dram_arg,
+        snprintf(port_arg, sizeof(port_arg), "--grpc-port=%d", port);
+        execl(bin, bin, port_arg, "--http-port=0", dram_arg,
               "--disk-bytes=64M", "--log-level=warn", disk ? dir_arg : NULL,
               (char *)NULL);
         _exit(127);
@@ -190,7 +194,14 @@ static void start_store(const char *dram, bool disk)
     }
     close(out[0]);
     assert_true(store_port > 0);
-    connect_store();
+    if (reconnect) {
+        connect_store();
+    }
+}
+
+static void start_store(const char *dram, bool disk)
+{
+    start_store_on(dram, disk, 0, true);
 }
 
 static int reap(uint64_t ms)
@@ -567,6 +578,41 @@ static void test_sigkill_mid_put(void **state)
     stop_store();
 }
 
+/* A store SIGKILLed and restarted on the same port, the client kept (as a
+ * node keeps it): the first put's transfer meets the endpoint of the old process; it
+ * starts over once on a fresh one and commits, and the blocks read back. */
+static void test_put_after_restart_same_client(void **state)
+{
+    static chain_t a, b, c;
+    wait_t w;
+    int port;
+
+    (void)state;
+    chain_init(&a, 4, 5);
+    chain_init(&b, 4, 6);
+    chain_init(&c, 4, 7);
+    start_store("4M", true);
+    port = store_port;
+    assert_int_equal(put(&a, 0, 4).committed, 4);
+    kill_store();
+    start_store_on("4M", true, port, false);
+    assert_int_equal(store_port, port);
+    w = put_async(&b, 0, 4, NULL, 5000);
+    print_message("# first put after the restart: %s, %u committed, retried %u\n",
+                  bt_status_str(w.status), w.put.committed, w.put.retried);
+    assert_int_equal(w.status, BT_OK);
+    assert_int_equal(w.put.committed, 4);
+    /* the next one needs no retry */
+    w = put_async(&c, 0, 4, NULL, 5000);
+    assert_int_equal(w.status, BT_OK);
+    assert_int_equal(w.put.committed, 4);
+    assert_int_equal(w.put.retried, 0);
+    assert_int_equal(get(&a, 4), 4);
+    assert_int_equal(get(&b, 4), 4);
+    assert_int_equal(get(&c, 4), 4);
+    stop_store();
+}
+
 static void test_eviction_keeps_pinned(void **state)
 {
     static chain_t a, b, c;
@@ -813,6 +859,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_get_restart_corrupt, fresh_dir, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_mid_put, fresh_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_put_after_restart_same_client, fresh_dir, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_keeps_pinned, fresh_dir, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, fresh_dir, teardown),
         cmocka_unit_test_setup_teardown(test_served_while_planning, fresh_dir, teardown),
