@@ -208,6 +208,7 @@ static void bt_router_free(void *arg)
         event_free(r->expire_ev);
     }
     bt_registry_destroy(r->registry);
+    bt_router_events_free(r);
     bt_traces_destroy(r->traces);
     if (r->model != NULL) {
         bt_router_model_free(r);
