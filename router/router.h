@@ -35,6 +35,7 @@ typedef struct bt_router_model bt_router_model_t;
 typedef struct bt_front_keys bt_front_keys_t;      /* auth.c */
 typedef struct bt_router_admin bt_router_admin_t;  /* admin.c */
 typedef struct bt_router_events bt_router_events_t; /* roles.c */
+typedef struct bt_rebalancer bt_rebalancer_t;       /* rebalance_tick.c */
 
 typedef struct {
     const char *listen;              /* host for both servers */
@@ -53,6 +54,11 @@ typedef struct {
     int64_t     disagg_min_tokens;
     double      disagg_prefill_rate; /* prefill tokens per ms */
     double      disagg_transfer_ms;  /* when a pair has none measured */
+    bool        rebalance_roles;     /* the role controller (rebalance_tick.c) */
+    double      slo_ttft_ms, slo_tpot_ms;
+    int64_t     rebalance_interval_ms;
+    int64_t     rebalance_dwell_ms;
+    double      rebalance_headroom;
     int64_t     max_inflight;        /* requests in progress */
     int64_t     max_queue;           /* requests waiting for a node with room */
     int64_t     queue_timeout_ms;
@@ -164,6 +170,7 @@ typedef struct bt_router {
     bool                 ready;
     char                 ready_why[256];
     bt_router_events_t  *events;       /* roles.c: the moves, for batonctl */
+    bt_rebalancer_t     *rebalancer;   /* the role controller; NULL: off */
 } bt_router_t;
 
 /* reg_service.c */
@@ -203,6 +210,9 @@ void bt_router_event_add(bt_router_t *r, const char *node_id, const char *kind,
 /* The i-th kept event (0 = oldest), NULL past the last. */
 const bt_router_event_t *bt_router_event_get(const bt_router_t *r, size_t i);
 void bt_router_events_free(bt_router_t *r);
+/* rebalance_tick.c: the role controller's timer (--rebalance-roles on). */
+bt_status_t bt_router_rebalance_start(bt_router_t *r);
+void bt_router_rebalance_stop(bt_router_t *r);
 /* "prefill", "decode", "both" (a NodeRole); "none" for 0. */
 const char *bt_router_role_word(unsigned role);
 
