@@ -65,6 +65,15 @@ static const ctl_cmd_t ctl_cmds[] = {
     { "forget", "NODE", 1, 1, 0, "forgetting lost nodes",
       "remove a LOST node (one that stopped heartbeating) from the table",
       ctl_cmd_forget },
+    { "role", "NODE prefill|decode|both [--wait [--timeout DURATION]]", 2, 2,
+      CO_WAIT | CO_INTERVAL, "moving node roles",
+      "move a node started with --role flexible to another role: it takes no "
+      "new work of the role it leaves and finishes what it holds first. "
+      "--wait: return once it serves the new role (exit 4 when --timeout "
+      "passes first)", ctl_cmd_role },
+    { "events", "[--limit N]", 0, 0, CO_LIMIT, "listing events",
+      "the router's recent role moves (started, done, refused) with who asked "
+      "and why: an operator, or the controller's figures", ctl_cmd_events },
     { "flush-cache", "[NODE] [--kvstore]", 0, 1, CO_KVSTORE, "flushing caches",
       "drop the prefix cache of NODE (default: every node)", ctl_cmd_flush_cache },
     { "cancel", "REQUEST_ID", 1, 1, 0, "cancelling requests",

@@ -166,6 +166,8 @@ int ctl_cmd_placement(ctl_t *ctl, int n_args, char **args);
 int ctl_cmd_rebalance(ctl_t *ctl, int n_args, char **args);
 int ctl_cmd_transfer_health(ctl_t *ctl, int n_args, char **args);
 int ctl_cmd_health(ctl_t *ctl, int n_args, char **args);
+int ctl_cmd_role(ctl_t *ctl, int n_args, char **args);     /* ctl_roles.c */
+int ctl_cmd_events(ctl_t *ctl, int n_args, char **args);   /* ctl_roles.c */
 
 /* `batonctl completion bash`: the script is generated from the command
  * and option tables (batonctl.c) so it cannot drift from them. */

@@ -56,6 +56,17 @@ static void ctl_describe_node_text(const ctl_t *ctl, const json_t *all)
 
     printf("Name:              %s\n", ctl_str(n, "node_id"));
     printf("Role:              %s\n", ctl_enum(n, "role", "NODE_ROLE_", role, sizeof(role)));
+    if (json_is_true(json_object_get(n, "flexible"))) {
+        char to[16];
+
+        ctl_enum(n, "target_role", "NODE_ROLE_", to, sizeof(to));
+        printf("Flexible:          yes, %s since %s\n", role,
+               ctl_when(now, (uint64_t)ctl_int(n, "role_since_unix_ms"), when,
+                        sizeof(when)));
+        if (to[0] != '\0' && strcmp(to, "unspecified") != 0) {
+            printf("Moving to:         %s (finishing its %s work)\n", to, role);
+        }
+    }
     printf("State:             %s\n",
            ctl_enum(n, "state", "NODE_STATE_", state, sizeof(state)));
     printf("Model:             %s\n", ctl_str(n, "model"));

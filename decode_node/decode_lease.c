@@ -222,6 +222,7 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                             BT_RPC_UNAVAILABLE, "the node is draining");
         return;
     }
+    bt_node_flex_call(node, BT_NODE_SERVES_DECODE);
     if (q->n_token_ids == 0 || q->n_token_ids > BT_DREQ_MAX_TOKENS ||
         q->n_generated_ids > BT_DREQ_MAX_TOKENS || q->sampling == NULL ||
         q->tenant == NULL || q->tenant->root_hash.len != BT_KV_HASH_LEN) {

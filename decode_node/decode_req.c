@@ -62,7 +62,7 @@ void bt_dreq_enter(bt_decode_t *dec, bt_dreq_t *r)
     r->dec = dec;
     r->state = BT_DREQ_NEW;
     bt_list_add_tail(&dec->reqs, &r->link);
-    bt_node_inflight_begin(dec->node);
+    bt_node_inflight_begin(dec->node, BT_NODE_SERVES_DECODE);
 }
 
 void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
@@ -93,7 +93,7 @@ void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
     case BT_DREQ_RELEASED:
         assert(!r->in_step);
         bt_dreq_release(r);
-        bt_node_inflight_done(node);
+        bt_node_inflight_done(node, BT_NODE_SERVES_DECODE);
         bt_node_metrics_update(node);
         break;
     default:

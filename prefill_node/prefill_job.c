@@ -63,7 +63,7 @@ static void bt_pjob_free(bt_pjob_t *j)
     bt_plp_free(j);
     bt_ptl_free(&j->tl);
     free(j);
-    bt_node_inflight_done(node);
+    bt_node_inflight_done(node, BT_NODE_SERVES_PREFILL);
     bt_node_metrics_update(node);
 }
 
@@ -72,7 +72,7 @@ void bt_pjob_enter(bt_prefill_t *pf, bt_pjob_t *j)
     j->pf = pf;
     j->state = BT_PJOB_NEW;
     bt_list_init(&j->link);
-    bt_node_inflight_begin(pf->node);
+    bt_node_inflight_begin(pf->node, BT_NODE_SERVES_PREFILL);
 }
 
 void bt_pjob_to(bt_pjob_t *j, bt_pjob_state_t to)

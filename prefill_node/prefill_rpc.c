@@ -155,6 +155,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                             BT_RPC_UNAVAILABLE, "the node is draining");
         return;
     }
+    bt_node_flex_call(node, BT_NODE_SERVES_PREFILL);
     if (q->n_token_ids == 0 || q->n_token_ids > BT_PJOB_MAX_TOKENS ||
         q->generated_count > q->n_token_ids || q->sampling == NULL ||
         rv == NULL || rv->geometry == NULL || q->tenant == NULL ||

@@ -23,7 +23,7 @@ typedef struct {
 
 /* r->admin: what the gRPC server hands each handler */
 struct bt_router_admin {
-    bt_admin_method_t methods[16];
+    bt_admin_method_t methods[24];
     uint64_t          started_unix_ms;  /* GetVersion's started_unix_ms */
 };
 
@@ -66,12 +66,15 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         bt_node_t *n = bt_registry_slot(r->registry, i);
         Baton__V1__NodeInfo *ni = &infos[out.n_nodes];
 
-        if (n == NULL || (in->role != 0 && !((unsigned)n->role & (unsigned)in->role))) {
+        if (n == NULL || (in->role != 0 && !((unsigned)n->serving & (unsigned)in->role))) {
             continue;
         }
         baton__v1__node_info__init(ni);
         ni->node_id = n->id;
-        ni->role = (Baton__V1__NodeRole)n->role;
+        ni->role = (Baton__V1__NodeRole)n->serving;
+        ni->target_role = (Baton__V1__NodeRole)n->moving_to;
+        ni->flexible = n->flexible;
+        ni->role_since_unix_ms = bt_admin_wall(n->role_since_ms, now_mono, now_wall);
         ni->model = n->model;
         ni->grpc_address = n->grpc_address;
         ni->http_address = n->http_address;
@@ -553,7 +556,9 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
           bt_admin_get_trace },
     };
     bt_router_admin_t *a = calloc(1, sizeof(*a));
-    const bt_router_admin_method_t *sm = bt_router_admin_store_methods;
+    const bt_router_admin_method_t *const more[] = {
+        bt_router_admin_store_methods, bt_router_admin_role_methods,
+    };
     size_t i, k;
 
     if (a == NULL) {
@@ -575,17 +580,21 @@ bt_status_t bt_router_admin_register(bt_router_t *r)
             return s;
         }
     }
-    for (k = 0; sm[k].path != NULL; k++, i++) {
-        bt_status_t s;
+    for (size_t t = 0; t < sizeof(more) / sizeof(more[0]); t++) {
+        const bt_router_admin_method_t *sm = more[t];
 
-        if (i == sizeof(a->methods) / sizeof(a->methods[0])) {
-            return BT_ERR_EXHAUSTED;
-        }
-        a->methods[i] = (bt_admin_method_t){ r, sm[k].cb };
-        s = bt_rpc_server_add_unary(r->grpc, sm[k].path, sm[k].desc,
-                                    bt_admin_guard, &a->methods[i]);
-        if (s != BT_OK) {
-            return s;
+        for (k = 0; sm[k].path != NULL; k++, i++) {
+            bt_status_t s;
+
+            if (i == sizeof(a->methods) / sizeof(a->methods[0])) {
+                return BT_ERR_EXHAUSTED;
+            }
+            a->methods[i] = (bt_admin_method_t){ r, sm[k].cb };
+            s = bt_rpc_server_add_unary(r->grpc, sm[k].path, sm[k].desc,
+                                        bt_admin_guard, &a->methods[i]);
+            if (s != BT_OK) {
+                return s;
+            }
         }
     }
     return BT_OK;

@@ -67,6 +67,24 @@ static const bt_opt_t bt_router_table[] = {
     { "disagg-transfer-ms", 0, NULL, "2", "auto: a (prefill, decode) pair's "
       "transfer tail until the prefill node has measured one",
       BT_OPT_DOUBLE, 0, 1e6, NULL, O(c.disagg_transfer_ms) },
+    { "rebalance-roles", 0, NULL, "off", "the role controller: move --role "
+      "flexible nodes toward the side (prefill or decode) that misses its SLO",
+      BT_OPT_BOOL, 0, 0, NULL, O(c.rebalance_roles) },
+    { "slo-ttft-ms", 0, NULL, "1000", "the controller's TTFT target: the "
+      "interval's mean time to first token, and the prefill queue's wait",
+      BT_OPT_DOUBLE, 1, 1e7, NULL, O(c.slo_ttft_ms) },
+    { "slo-tpot-ms", 0, NULL, "100", "the controller's TPOT target: the "
+      "interval's mean time between tokens", BT_OPT_DOUBLE, 0.01, 1e7, NULL,
+      O(c.slo_tpot_ms) },
+    { "rebalance-interval", 0, NULL, "10s", "how often the controller looks, "
+      "and at most one move per interval", BT_OPT_DURATION, 100, 3600000,
+      NULL, O(c.rebalance_interval_ms) },
+    { "rebalance-dwell", 0, NULL, "60s", "a node keeps a role at least this "
+      "long before the controller moves it again", BT_OPT_DURATION, 0,
+      86400000, NULL, O(c.rebalance_dwell_ms) },
+    { "rebalance-headroom", 0, NULL, "0.8", "the side that gives up a node "
+      "must be under this fraction of its SLO", BT_OPT_DOUBLE, 0.01, 1, NULL,
+      O(c.rebalance_headroom) },
     { "max-inflight", 0, NULL, "1024", "requests in progress at once; more get 429",
       BT_OPT_INT, 1, 1000000, NULL, O(c.max_inflight) },
     { "max-queue", 0, NULL, "256", "requests waiting (oldest first) for a decode node with room; a full queue answers 429",
@@ -155,8 +173,11 @@ static bt_status_t bt_router_grpc_register(void *arg, bt_daemon_t *d)
  * while nodes give the model capacity */
 static bt_status_t bt_router_grpc_started(void *arg, bt_daemon_t *d)
 {
+    bt_status_t s;
+
     (void)d;
-    return bt_router_readiness_start(arg);
+    s = bt_router_readiness_start(arg);
+    return s == BT_OK ? bt_router_rebalance_start(arg) : s;
 }
 
 static bt_status_t bt_router_started(void *arg, bt_daemon_t *d)
@@ -188,6 +209,7 @@ static void bt_router_stop(void *arg)
     bt_router_t *r = arg;
 
     bt_router_readiness_stop(r);
+    bt_router_rebalance_stop(r);
     /* prompts still on the pool come back refused (the servers are still
      * there to answer them) */
     r->draining = true;
@@ -214,6 +236,7 @@ static void bt_router_free(void *arg)
         event_free(r->expire_ev);
     }
     bt_registry_destroy(r->registry);
+    bt_router_events_free(r);
     bt_traces_destroy(r->traces);
     if (r->model != NULL) {
         bt_router_model_free(r);

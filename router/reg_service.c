@@ -109,7 +109,9 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
             ? bt_kv_dtype_from_proto(h->capacity->geometry->dtype)
             : BT_KV_DTYPE_UNSPECIFIED;
     }
-    need = bt_reg_role_needs(hello.role);
+    /* a flexible node may come to serve either role */
+    need = bt_reg_role_needs(h->flexible && hello.role != BT_NODE_ROLE_KVSTORE
+                             ? BT_NODE_ROLE_BOTH : hello.role);
     if ((bt_rpc_call_roles(call) & need) != need) {
         /* a node registers only the role its token or certificate grants */
         snprintf(err, sizeof(err), "node %.64s may not register as %s: "
@@ -147,11 +149,13 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
                          hello.grpc_address);
         return;
     }
+    node->flexible = h->flexible && node->role != BT_NODE_ROLE_KVSTORE;
     st->node = node;
     st->gen = r->node_gen[node->slot] = ++r->next_gen;
-    bt_info("node %s joined: role %s model %s at %s, %u blocks of %u tokens",
-            node->id, bt_node_role_str(node->role), node->model, node->grpc_address,
-            node->total_blocks, node->block_size);
+    bt_info("node %s joined: role %s%s model %s at %s, %u blocks of %u tokens",
+            node->id, bt_node_role_str(node->role),
+            node->flexible ? " (flexible)" : "", node->model,
+            node->grpc_address, node->total_blocks, node->block_size);
     ack.ok = true;
     ack.command_id = 0;
     ack.error = "";
@@ -282,6 +286,8 @@ static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *ar
         load.drained = msg->status->drained;
         bt_registry_update_load(st->r->registry, st->node, &load, bt_now_ms());
         bt_reg_transfers(st, msg->status);
+        bt_router_role_report(st->r, st->node, (unsigned)msg->status->role,
+                              (unsigned)msg->status->target_role);
         bt_router_metrics_nodes(st->r);
         bt_router_queue_kick(st->r);
         break;
@@ -290,11 +296,8 @@ static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *ar
         bt_reg_kv_events(st, msg->kv_events);
         break;
     case BATON__V1__NODE_MESSAGE__KIND_ACK:
-        if (!msg->ack->ok) {
-            bt_warn("node %s refused command %llu: %s", st->node->id,
-                    (unsigned long long)msg->ack->command_id,
-                    msg->ack->error ? msg->ack->error : "");
-        }
+        bt_router_role_ack(st->r, st->node, msg->ack->command_id,
+                           msg->ack->ok, msg->ack->error);
         break;
     default:
         bt_warn("node %s sent an unexpected message kind %d", st->node->id,
@@ -391,6 +394,24 @@ bt_status_t bt_router_node_command(bt_router_t *r, bt_node_t *node, int kind,
     cmd.command_id = ++r->next_command_id;
     cmd.kind = (Baton__V1__RouterCommand__Kind)kind;
     cmd.request_id = (char *)(request_id ? request_id : "");
+    m.kind_case = BATON__V1__ROUTER_MESSAGE__KIND_COMMAND;
+    m.command = &cmd;
+    return bt_rpc_call_send(node->conn, &m.base, NULL, NULL);
+}
+
+bt_status_t bt_router_node_set_role(bt_router_t *r, bt_node_t *node,
+                                    bt_node_role_t role, uint64_t *id_p)
+{
+    Baton__V1__RouterMessage m = BATON__V1__ROUTER_MESSAGE__INIT;
+    Baton__V1__RouterCommand cmd = BATON__V1__ROUTER_COMMAND__INIT;
+
+    if (node == NULL || !node->live || node->conn == NULL) {
+        return BT_ERR_NOT_FOUND;
+    }
+    cmd.command_id = *id_p = ++r->next_command_id;
+    cmd.kind = BATON__V1__ROUTER_COMMAND__KIND__KIND_SET_ROLE;
+    cmd.request_id = "";
+    cmd.role = (Baton__V1__NodeRole)role;
     m.kind_case = BATON__V1__ROUTER_MESSAGE__KIND_COMMAND;
     m.command = &cmd;
     return bt_rpc_call_send(node->conn, &m.base, NULL, NULL);

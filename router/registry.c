@@ -151,6 +151,8 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
     snprintf(node->http_address, sizeof(node->http_address), "%s",
              hello->http_address != NULL ? hello->http_address : "");
     node->role = hello->role;
+    node->serving = hello->role;
+    node->role_since_ms = now_ms;
     node->total_blocks = hello->total_blocks;
     node->block_size = hello->block_size;
     node->max_batch = hello->max_batch;
@@ -168,6 +170,14 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
     }
     *node_p = node;
     return BT_OK;
+}
+
+void bt_registry_set_role(bt_node_t *node, bt_node_role_t serving,
+                          bt_node_role_t moving_to)
+{
+    node->serving = serving;
+    node->moving_to = moving_to;
+    node->role = moving_to != 0 ? (bt_node_role_t)(serving & moving_to) : serving;
 }
 
 void bt_registry_remove(bt_registry_t *reg, bt_node_t *node)
@@ -275,7 +285,7 @@ static void bt_registry_keep_lost(bt_registry_t *reg, const bt_node_t *node)
     snprintf(l->grpc_address, sizeof(l->grpc_address), "%s", node->grpc_address);
     snprintf(l->http_address, sizeof(l->http_address), "%s", node->http_address);
     snprintf(l->version, sizeof(l->version), "%s", node->version);
-    l->role = node->role;
+    l->role = node->serving;
     l->total_blocks = node->total_blocks;
     l->registered_ms = node->registered_ms;
     l->last_seen_ms = node->last_seen_ms;

@@ -56,7 +56,17 @@ typedef struct {
     bool           live;
     unsigned       slot;                      /* index, stable while live */
     char           id[BT_NODE_ID_MAX + 1];
+    /* The roles new work may be placed in: `serving` less, while it moves,
+     * the roles it leaves (bt_registry_set_role). Selection reads this. */
     bt_node_role_t role;
+    /* --role flexible nodes (roles.c): the role it announced and the one
+     * it moves to (0: none), since when it serves it, and the SET_ROLE
+     * command this router sent and has no Ack for yet (0: none) */
+    bool           flexible;
+    bt_node_role_t serving;
+    bt_node_role_t moving_to;
+    uint64_t       role_since_ms;
+    uint64_t       role_cmd_id;
     char           model[BT_NODE_MODEL_MAX + 1];
     char           grpc_address[BT_NODE_ADDR_MAX + 1];
     char           http_address[BT_NODE_ADDR_MAX + 1]; /* "" when not told */
@@ -137,6 +147,11 @@ typedef struct {
 bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
                             uint64_t now_ms, void *conn, bt_node_t **node_p,
                             char *err, size_t err_size);
+/* The role a flexible node serves and the one it moves to (0: none): the
+ * role new work may take becomes serving & moving_to while it moves. */
+void bt_registry_set_role(bt_node_t *node, bt_node_role_t serving,
+                          bt_node_role_t moving_to);
+
 /* Removes the node and its prefix index entries. */
 void bt_registry_remove(bt_registry_t *reg, bt_node_t *node);
 

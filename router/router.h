@@ -12,6 +12,7 @@
  *   front_http.c   the OpenAI-compatible HTTP API
  *   admin.c        baton.v1.Admin
  *   admin_store.c  its placement and cache methods, with the kvstore
+ *   roles.c        flexible nodes moving between roles, and the events log
  */
 #ifndef BT_ROUTER_ROUTER_H
 #define BT_ROUTER_ROUTER_H
@@ -33,6 +34,8 @@ typedef struct bt_rreq bt_rreq_t;
 typedef struct bt_router_model bt_router_model_t;
 typedef struct bt_front_keys bt_front_keys_t;      /* auth.c */
 typedef struct bt_router_admin bt_router_admin_t;  /* admin.c */
+typedef struct bt_router_events bt_router_events_t; /* roles.c */
+typedef struct bt_rebalancer bt_rebalancer_t;       /* rebalance_tick.c */
 
 typedef struct {
     const char *listen;              /* host for both servers */
@@ -51,6 +54,11 @@ typedef struct {
     int64_t     disagg_min_tokens;
     double      disagg_prefill_rate; /* prefill tokens per ms */
     double      disagg_transfer_ms;  /* when a pair has none measured */
+    bool        rebalance_roles;     /* the role controller (rebalance_tick.c) */
+    double      slo_ttft_ms, slo_tpot_ms;
+    int64_t     rebalance_interval_ms;
+    int64_t     rebalance_dwell_ms;
+    double      rebalance_headroom;
     int64_t     max_inflight;        /* requests in progress */
     int64_t     max_queue;           /* requests waiting for a node with room */
     int64_t     queue_timeout_ms;
@@ -116,6 +124,8 @@ typedef struct {
     bt_counter_t   *detok_jobs;         /* request_detok.c: jobs on the pool */
     bt_counter_t   *detok_pool_tokens;  /* ... and their tokens */
     bt_histogram_t *decode_time;        /* first token → last token */
+    bt_counter_t   *role_moves[3];      /* moves done, to prefill, decode, both */
+    bt_gauge_t     *nodes_moving;       /* flexible nodes between two roles */
 } bt_router_metrics_t;
 
 typedef struct bt_router {
@@ -169,6 +179,8 @@ typedef struct bt_router {
     struct event        *ready_ev;
     bool                 ready;
     char                 ready_why[256];
+    bt_router_events_t  *events;       /* roles.c: the moves, for batonctl */
+    bt_rebalancer_t     *rebalancer;   /* the role controller; NULL: off */
 } bt_router_t;
 
 /* reg_service.c */
@@ -177,6 +189,42 @@ bt_status_t bt_router_registry_register(bt_router_t *r);
 bt_status_t bt_router_node_command(bt_router_t *r, bt_node_t *node, int kind,
                                    const char *request_id);
 bt_rpc_channel_t *bt_router_node_channel(bt_router_t *r, const bt_node_t *node);
+/* Sends SET_ROLE(role) to a flexible node; *id_p gets the command's id. */
+bt_status_t bt_router_node_set_role(bt_router_t *r, bt_node_t *node,
+                                    bt_node_role_t role, uint64_t *id_p);
+
+/* roles.c: moving a flexible node (docs/internals/router.md "Roles that
+ * move"). Starts moving `n` to `to` (PREFILL, DECODE or BOTH) for `why`
+ * ("operator", the controller's reasons): BT_OK, the move started (or
+ * nothing to do: n serves `to`); else *code_p and err say why not. */
+bt_status_t bt_router_role_move(bt_router_t *r, bt_node_t *n, unsigned to,
+                                const char *why, bt_rpc_code_t *code_p,
+                                char *err, size_t err_size);
+/* A flexible node's status: the role it serves and the one it moves to. */
+void bt_router_role_report(bt_router_t *r, bt_node_t *n, unsigned serving,
+                           unsigned moving_to);
+/* The node's Ack of command `id` (the SET_ROLE it answers, or another). */
+void bt_router_role_ack(bt_router_t *r, bt_node_t *n, uint64_t id, bool ok,
+                        const char *error);
+/* The events kept (the last BT_ROUTER_EVENTS_MAX), oldest first. */
+#define BT_ROUTER_EVENTS_MAX 256
+typedef struct {
+    uint64_t unix_ms;
+    char     node_id[BT_NODE_ID_MAX + 1];
+    char     kind[16];              /* move-started, move-done, move-refused */
+    unsigned from, to;              /* NodeRole values */
+    char     reason[256];
+} bt_router_event_t;
+void bt_router_event_add(bt_router_t *r, const char *node_id, const char *kind,
+                         unsigned from, unsigned to, const char *reason);
+/* The i-th kept event (0 = oldest), NULL past the last. */
+const bt_router_event_t *bt_router_event_get(const bt_router_t *r, size_t i);
+void bt_router_events_free(bt_router_t *r);
+/* rebalance_tick.c: the role controller's timer (--rebalance-roles on). */
+bt_status_t bt_router_rebalance_start(bt_router_t *r);
+void bt_router_rebalance_stop(bt_router_t *r);
+/* "prefill", "decode", "both" (a NodeRole); "none" for 0. */
+const char *bt_router_role_word(unsigned role);
 
 /* readiness.c: ready means "send me work": the router does not drain and
  * a live, undrained prefill-capable and decode-capable node serve the
@@ -198,6 +246,8 @@ typedef struct {
     bt_rpc_handler_cb                 cb;
 } bt_router_admin_method_t;
 extern const bt_router_admin_method_t bt_router_admin_store_methods[];
+/* admin_roles.c: SetRole and ListEvents; ends with a NULL path. */
+extern const bt_router_admin_method_t bt_router_admin_role_methods[];
 /* After the gRPC server is gone. NULL-safe. */
 void bt_router_admin_free(bt_router_t *r);
 

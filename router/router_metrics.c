@@ -51,6 +51,17 @@ static void bt_router_metrics_node_init(bt_router_t *r, const char *model)
             m, "baton_router_node_message_bytes_total", "protobuf bytes of "
             "those messages", labels);
     }
+    for (int k = 0; k < 3; k++) {
+        static const char *const to[3] = { "prefill", "decode", "both" };
+
+        r->m.role_moves[k] = bt_metrics_counter(
+            m, "baton_router_role_moves_total", "moves of flexible nodes "
+            "finished, by the role they serve now",
+            bt_metrics_labels(labels, sizeof(labels), "to", to[k], NULL));
+    }
+    r->m.nodes_moving = bt_metrics_gauge(m, "baton_router_nodes_moving",
+                                         "flexible nodes finishing the work of "
+                                         "a role they leave", NULL);
     r->m.node_expiries = bt_metrics_counter(m, "baton_router_node_expiries_total",
                                             "nodes dropped for missed heartbeats", NULL);
     r->m.leases_lost = bt_metrics_counter(m, "baton_router_leases_lost_total",

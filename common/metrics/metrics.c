@@ -377,6 +377,12 @@ double bt_metric_value(const bt_counter_t *series)
         (bt_atomic_double_t *)&series->value, memory_order_relaxed));
 }
 
+uint64_t bt_histogram_count(const bt_histogram_t *h)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)&h->count,
+                                memory_order_relaxed);
+}
+
 static const char *bt_metric_type_name(bt_metric_type_t t)
 {
     return t == BT_METRIC_COUNTER ? "counter" :

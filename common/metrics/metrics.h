@@ -61,7 +61,9 @@ void bt_counter_inc(bt_counter_t *c);
 void bt_gauge_set(bt_gauge_t *g, double v);
 void bt_gauge_add(bt_gauge_t *g, double v);
 void bt_histogram_observe(bt_histogram_t *h, double v);
-double bt_metric_value(const bt_counter_t *series); /* counter or gauge */
+double bt_metric_value(const bt_counter_t *series); /* counter or gauge;
+                                                     * a histogram's sum */
+uint64_t bt_histogram_count(const bt_histogram_t *h); /* observations */
 
 /* Appends the whole exposition to `out`. */
 bt_status_t bt_metrics_render(bt_metrics_t *reg, bt_buf_t *out);

@@ -36,10 +36,16 @@ typedef enum {
     BT_NODE_PREFILL = 0,
     BT_NODE_DECODE = 1,
     BT_NODE_BOTH = 2,
+    BT_NODE_FLEXIBLE = 3,   /* both roles' machinery; the router picks which serve */
 } bt_node_role_t;
 
+/* The roles a node serves, as bits (= baton.v1.NodeRole: 3 is both). */
+#define BT_NODE_SERVES_PREFILL 1u
+#define BT_NODE_SERVES_DECODE  2u
+
 typedef struct {
-    int         role;              /* BT_OPT_ENUM: prefill|decode|both */
+    int         role;              /* BT_OPT_ENUM: prefill|decode|both|flexible */
+    int         start_role;        /* --role flexible: prefill|decode|both at start */
     const char *router;
     const char *listen;
     int64_t     grpc_port;
@@ -142,6 +148,13 @@ struct bt_node {
     void               *role_self[BT_NODE_MAX_ROLES];
     int                 n_roles;
     bt_node_local_t     local;          /* --role both: the decode role's */
+    /* the roles it serves (BT_NODE_SERVES_*); --role flexible moves them
+     * (node_flex.c): while `moving_to` is set it finishes the work of the
+     * roles it leaves, counted per role in `held` */
+    unsigned            serving;
+    unsigned            moving_to;      /* 0: not moving */
+    uint64_t            move_started_ms;
+    uint32_t            held[2];        /* [0] prefill calls, [1] decode streams */
 
     /* scheduler (node_sched.c) */
     bool                busy;           /* a step is on the worker */
@@ -184,6 +197,8 @@ struct bt_node {
     bt_counter_t       *c_prefix_queries, *c_prefix_hits;
     bt_histogram_t     *h_prefill, *h_decode_step;
     bt_counter_t       *c_leases_expired;
+    bt_counter_t       *c_role_moves;       /* flexible: moves finished */
+    bt_counter_t       *c_role_late;        /* calls of a role no longer served */
 };
 
 /* node_sched.c */
@@ -224,9 +239,25 @@ void bt_node_timer_arm(struct event *ev, uint64_t ms);
 /* True when every id is inside the model's vocabulary. */
 bool bt_node_tokens_in_vocab(const bt_node_t *node, const uint32_t *ids,
                              size_t n);
-/* A prefill call or decode stream starts / ends (drain waits for them). */
-void bt_node_inflight_begin(bt_node_t *node);
-void bt_node_inflight_done(bt_node_t *node);
+/* A prefill call (BT_NODE_SERVES_PREFILL) or decode stream
+ * (BT_NODE_SERVES_DECODE) starts / ends: drain and role moves wait for
+ * them. */
+void bt_node_inflight_begin(bt_node_t *node, unsigned role);
+void bt_node_inflight_done(bt_node_t *node, unsigned role);
+
+/* node_flex.c: --role flexible. Starts a move to `to` (a BT_NODE_SERVES_*
+ * mask); BT_OK at once when nothing of the roles it leaves is held (then
+ * it serves as `to` already). Errors fill `err`. */
+bt_status_t bt_node_flex_move(bt_node_t *node, unsigned to, char *err,
+                              size_t err_size);
+/* Ends the move once the roles it leaves hold nothing (after each
+ * inflight_done). */
+void bt_node_flex_check(bt_node_t *node);
+/* A call of `role` arrives: counted when the node no longer serves it (a
+ * call placed before a move ended; it is served all the same). */
+void bt_node_flex_call(bt_node_t *node, unsigned role);
+/* "prefill", "decode", "both" (a BT_NODE_SERVES_* mask) */
+const char *bt_node_serves_str(unsigned serves);
 int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
                  const char *prog, const bt_node_roles_t *roles);
 

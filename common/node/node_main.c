@@ -25,8 +25,12 @@
 
 #define O(_f) offsetof(bt_node_cfg_t, _f)
 static const bt_opt_t bt_node_table[] = {
-    { "role", 0, NULL, NULL, "prefill, decode or both (prefill and decode in "
-      "one process)", BT_OPT_ENUM, 0, 0, "prefill|decode|both", O(role) },
+    { "role", 0, NULL, NULL, "prefill, decode, both (prefill and decode in "
+      "one process) or flexible (both in one process, serving as the router "
+      "or an operator moves it: batonctl role)", BT_OPT_ENUM, 0, 0,
+      "prefill|decode|both|flexible", O(role) },
+    { "start-role", 0, NULL, "both", "--role flexible: the role it serves "
+      "until moved", BT_OPT_ENUM, 0, 0, "prefill|decode|both", O(start_role) },
     { "router", 0, NULL, NULL, "gRPC target of the router "
       "(ipv4:127.0.0.1:50051); none: serve unregistered", BT_OPT_STRING, 0, 0,
       NULL, O(router) },
@@ -161,18 +165,21 @@ static bool bt_node_ready(void *arg, const char **why_p)
     return true;
 }
 
-void bt_node_inflight_begin(bt_node_t *node)
+void bt_node_inflight_begin(bt_node_t *node, unsigned role)
 {
     node->inflight++;
+    node->held[role == BT_NODE_SERVES_DECODE]++;
 }
 
-void bt_node_inflight_done(bt_node_t *node)
+void bt_node_inflight_done(bt_node_t *node, unsigned role)
 {
-    assert(node->inflight > 0);
+    assert(node->inflight > 0 && node->held[role == BT_NODE_SERVES_DECODE] > 0);
     node->inflight--;
+    node->held[role == BT_NODE_SERVES_DECODE]--;
     if (node->draining && node->inflight == 0 && node->reg != NULL) {
         bt_registrar_send_status(node->reg);
     }
+    bt_node_flex_check(node);
 }
 
 /* 100 ms: metrics. */
@@ -273,6 +280,10 @@ static void bt_node_roles_pick(bt_node_t *node, const bt_node_roles_t *roles)
     if (node->role != BT_NODE_PREFILL) {
         node->roles[node->n_roles++] = roles->decode;
     }
+    /* enum order prefill|decode|both: its index + 1 is the mask */
+    node->serving = node->role == BT_NODE_FLEXIBLE
+                    ? (unsigned)node->cfg.start_role + 1
+                    : (unsigned)node->role + 1;
 }
 
 static bt_status_t bt_node_roles_create(bt_node_t *node)
@@ -310,7 +321,8 @@ static bt_status_t bt_node_grpc_started(void *arg, bt_daemon_t *d)
     } else {
         snprintf(node->node_id, sizeof(node->node_id), "%s-%d-%d",
                  node->role == BT_NODE_PREFILL ? "prefill"
-                 : node->role == BT_NODE_DECODE ? "decode" : "both",
+                 : node->role == BT_NODE_DECODE ? "decode"
+                 : node->role == BT_NODE_FLEXIBLE ? "flexible" : "both",
                  node->grpc_port, (int)getpid());
     }
     return BT_OK;
@@ -429,7 +441,8 @@ static const bt_daemon_ops_t bt_node_daemon_ops = {
 int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
                  const char *prog, const bt_node_roles_t *roles)
 {
-    static const char *const role_names[] = { "prefill", "decode", "both" };
+    static const char *const role_names[] = { "prefill", "decode", "both",
+                                              "flexible" };
     bt_opt_t table[BT_OPTS_COUNT(bt_node_table)];
     const bt_opts_spec_t spec = {
         prog, "--model DIR --router TARGET [OPTIONS]",

@@ -23,6 +23,10 @@ static void bt_node_status_cb(void *arg, Baton__V1__NodeStatus *st)
     st->running_sequences = node->running;
     st->free_blocks = bt_kvpool_available(node->pool);
     st->draining = node->draining;
+    if (node->role == BT_NODE_FLEXIBLE) {
+        st->role = (Baton__V1__NodeRole)node->serving;
+        st->target_role = (Baton__V1__NodeRole)node->moving_to;
+    }
     st->drained = node->draining && node->inflight == 0;
     /* borrowed from xstats until the next snapshot; the registrar packs
      * the message before this callback is called again */
@@ -52,6 +56,8 @@ static bt_status_t bt_node_command_cb(void *arg,
         node->draining = false;
         bt_rpc_server_set_serving(node->grpc, "", true);
         return BT_OK;
+    case BATON__V1__ROUTER_COMMAND__KIND__KIND_SET_ROLE:
+        return bt_node_flex_move(node, (unsigned)cmd->role, err, err_size);
     case BATON__V1__ROUTER_COMMAND__KIND__KIND_FLUSH_CACHE:
         bt_kvpool_clear_cache(node->pool);
         return BT_OK;
@@ -230,6 +236,13 @@ static void bt_node_model_metrics(bt_node_t *node)
     node->c_leases_expired = bt_metrics_counter(
         m, "baton_node_leases_expired_total",
         "decode leases that expired before their kv cache arrived", ml);
+    node->c_role_moves = bt_metrics_counter(
+        m, "baton_node_role_moves_total",
+        "--role flexible: moves to another role finished", ml);
+    node->c_role_late = bt_metrics_counter(
+        m, "baton_node_role_late_calls_total",
+        "--role flexible: calls of a role it no longer serves (placed before "
+        "a move ended; served all the same)", ml);
 }
 
 bt_status_t bt_node_reg_start(bt_node_t *node)
@@ -275,11 +288,8 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     cap.max_prefill_tokens = (uint32_t)node->cfg.max_prefill_tokens;
     cap.geometry = &g;
     hello.node_id = node->node_id;
-    hello.role = node->role == BT_NODE_PREFILL
-                 ? BATON__V1__NODE_ROLE__NODE_ROLE_PREFILL
-                 : node->role == BT_NODE_DECODE
-                 ? BATON__V1__NODE_ROLE__NODE_ROLE_DECODE
-                 : BATON__V1__NODE_ROLE__NODE_ROLE_BOTH;
+    hello.role = (Baton__V1__NodeRole)node->serving;
+    hello.flexible = node->role == BT_NODE_FLEXIBLE;
     hello.model = node->model_name;
     hello.grpc_address = node->grpc_addr;
     hello.http_address = node->http_addr;

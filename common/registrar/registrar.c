@@ -121,6 +121,29 @@ void bt_registrar_destroy(bt_registrar_t *reg)
     free(reg);
 }
 
+void bt_registrar_set_role(bt_registrar_t *reg, int role)
+{
+    Baton__V1__NodeMessage *msg =
+        baton__v1__node_message__unpack(NULL, reg->hello_len, reg->hello_buf);
+    uint8_t *buf;
+    size_t len;
+
+    if (msg == NULL || msg->hello == NULL) {
+        bt_error("registrar: cannot unpack the hello to set its role");
+        baton__v1__node_message__free_unpacked(msg, NULL);
+        return;
+    }
+    msg->hello->role = (Baton__V1__NodeRole)role;
+    len = baton__v1__node_message__get_packed_size(msg);
+    if ((buf = malloc(len ? len : 1)) != NULL) {
+        baton__v1__node_message__pack(msg, buf);
+        free(reg->hello_buf);
+        reg->hello_buf = buf;
+        reg->hello_len = len;
+    }
+    baton__v1__node_message__free_unpacked(msg, NULL);
+}
+
 size_t bt_registrar_n_registered(const bt_registrar_t *reg, size_t *n_routers)
 {
     const bt_list_t *it;

@@ -85,6 +85,10 @@ bt_status_t bt_registrar_send_kv_batched(bt_registrar_t *reg,
                                          Baton__V1__KvEvent **events, size_t n,
                                          size_t per);
 
+/* A flexible node moved: the hello of every later registration carries
+ * `role` (a baton.v1.NodeRole). */
+void bt_registrar_set_role(bt_registrar_t *reg, int role);
+
 /* The router's gRPC target, for logs. */
 const char *bt_registrar_link_target(const bt_registrar_link_t *link);
 

@@ -64,7 +64,9 @@ static void test_node_enums_by_name(void **state)
                 "\"free_blocks\":17,\"running_sequences\":3,"
                 "\"queued_prefill_tokens\":5000000000,\"registered_unix_ms\":0,"
                 "\"last_heartbeat_unix_ms\":0,\"version\":\"0.1.0\","
-                "\"http_address\":\"10.0.0.1:9100\"}],"
+                "\"http_address\":\"10.0.0.1:9100\","
+                "\"target_role\":\"NODE_ROLE_UNSPECIFIED\",\"flexible\":false,"
+                "\"role_since_unix_ms\":0}],"
                 "\"now_unix_ms\":0}");
 }
 
