@@ -147,6 +147,14 @@ bt_status_t bt_placement_transitions_from_json(const json_t *root,
                                                double **trans_p, char *err,
                                                size_t err_size);
 
+/* A lower bound on the cross-device transitions of every plan of `in`
+ * (which needs transitions), whatever its balance: per pair of MoE layers,
+ * a copy of an expert can share its device with at most `slots` experts of
+ * the neighbouring layer (bound.c). *total_p gets all transitions between
+ * MoE layers, as bt_placement_plan_eval counts them. */
+bt_status_t bt_placement_cross_bound(const bt_placement_input_t *in,
+                                     double *bound_p, double *total_p);
+
 /* Synthetic routing traces for tests and benchmarks: each of `tokens`
  * tokens picks one expert per layer; at layer 0 from a Zipf(zipf_s)
  * popularity over a per-layer random ranking, and at layer l+1, with
