@@ -94,6 +94,21 @@ static void drain(int fd, reply_t *r)
     }
 }
 
+/* The client's end is read when the loop sees it readable, not polled
+ * after every piece: a recv per piece was a sixth of the syscalls. */
+static struct event *client_ev;
+
+static void client_cb(evutil_socket_t fd, short what, void *arg)
+{
+    reply_t *r = arg;
+
+    (void)what;
+    drain(fd, r);
+    if (r->eof) {
+        event_del(client_ev);   /* readable for good: no more wakeups */
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct sockaddr_storage sa;
@@ -118,6 +133,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sa.ss_family = AF_UNIX;
     bt_http_accept_cb(NULL, sv[0], (struct sockaddr *)&sa, sizeof(sa), srv);
     memset(&reply, 0, sizeof(reply));
+    client_ev = event_new(base, sv[1], EV_READ | EV_PERSIST, client_cb, &reply);
+    if (client_ev == NULL || event_add(client_ev, NULL) != 0) {
+        abort();
+    }
     for (off = 0; off < size && !reply.eof;) {
         size_t n = size - off < step ? size - off : step;
         ssize_t put = send(sv[1], data + off, n, MSG_NOSIGNAL);
@@ -128,13 +147,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;   /* the server closed: the rest is never read */
         }
         event_base_loop(base, put > 0 ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
-        drain(sv[1], &reply);
     }
     shutdown(sv[1], SHUT_WR);
     while (bt_http_server_connections(srv) > 0) {
         event_base_loop(base, EVLOOP_ONCE);
-        drain(sv[1], &reply);
     }
+    event_free(client_ev);
     drain(sv[1], &reply);
     close(sv[1]);
     if (reply.n > 0 && (reply.n < 9 || memcmp(reply.first, "HTTP/1.", 7) != 0)) {
