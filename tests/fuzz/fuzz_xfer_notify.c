@@ -7,13 +7,17 @@
  * is odd, so mutations reach the checks behind it) and the payload. An
  * accepted data slice must lie in its region; an accepted completion
  * message must carry exactly its payload; accepted logprobs must fit the
- * request's top-n and the vocabulary. */
+ * request's top-n and the vocabulary. A batch message (second byte's
+ * bits 1-2 set and bit 6) takes a third byte for its table length: an
+ * accepted batch carries exactly its payload, and its fits check agrees
+ * with every slice lying in the region. */
 #include "xfer/am_hdr.h"
 #include "xfer/xfer.h"
 
 #include "base/endian.h"
 #include "node/node_lp.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,6 +69,46 @@ static void kv_complete(const uint8_t *u, size_t len, uint8_t shape)
     }
 }
 
+static void batch(const uint8_t *data, size_t size, size_t region_len)
+{
+    bt_xfer_am_batch_hdr_t h;
+    uint32_t magic = BT_XFER_AM_MAGIC, n_table = data[2] % 70u;
+    size_t hlen = sizeof(h) + (size_t)n_table * sizeof(bt_xfer_am_batch_ent_t);
+    uint64_t total = 0;
+    bool inside = true;
+    uint8_t *hdr;
+
+    if (size - 3 < hlen || (hdr = malloc(hlen)) == NULL) {
+        return;
+    }
+    memcpy(hdr, data + 3, hlen);
+    if (data[1] & 1) {
+        memcpy(hdr, &magic, 4);
+    }
+    if (data[1] & 0x80) {   /* a table length that matches its count */
+        memcpy(hdr + offsetof(bt_xfer_am_batch_hdr_t, n_slices), &n_table, 4);
+    }
+    if (bt_xfer_am_batch_hdr_read(hdr, hlen, size - 3 - hlen, &h)) {
+        if (h.magic != BT_XFER_AM_MAGIC || h.n_slices == 0 ||
+            h.n_slices > BT_XFER_AM_BATCH_SLICES_MAX || h.n_slices != n_table) {
+            abort();
+        }
+        for (uint32_t i = 0; i < h.n_slices; i++) {
+            bt_xfer_am_batch_ent_t e = bt_xfer_am_batch_ent(hdr, i);
+
+            total += e.len;
+            if (e.offset > region_len || e.len > region_len - e.offset) {
+                inside = false;
+            }
+        }
+        if (total != size - 3 - hlen || total > BT_XFER_AM_BATCH_BYTES_MAX ||
+            bt_xfer_am_batch_fits(hdr, &h, region_len) != inside) {
+            abort();
+        }
+    }
+    free(hdr);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     bt_xfer_am_notify_hdr_t h;
@@ -78,6 +122,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     region_len = (size_t)data[0] << 6;
+    if ((data[1] >> 1) % 4 == 3 && (data[1] & 0x40)) {
+        if (size >= 3) {
+            batch(data, size, region_len);
+        }
+        return 0;
+    }
     /* the header: its own length (the right one for either kind, or a
      * wrong one), then its bytes */
     hlen = (data[1] >> 1) % 4 == 0 ? sizeof(bt_xfer_am_data_hdr_t) :
