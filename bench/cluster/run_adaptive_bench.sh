@@ -68,7 +68,7 @@ start() { # name, then the command: waits for its "grpc_port=P http_port=Q"
   pid=$!
   echo "$pid" >>"$TMP/pids"
   for _ in $(seq 1 600); do
-    PORTS=$(grep -m1 '^grpc_port=' "$TMP/$name.out" || true)
+    PORTS=$(grep -m1 '^grpc_port=' "$TMP/$name.out" 2>/dev/null || true)
     [ -n "$PORTS" ] && return 0
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
