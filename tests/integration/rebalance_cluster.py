@@ -15,7 +15,6 @@ usage: rebalance_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 
@@ -27,9 +26,7 @@ INTERVAL_MS = 500
 
 
 def ctl(target, *args):
-    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
-                           target] + list(args), capture_output=True,
-                          text=True, timeout=60)
+    return nc.ctl(target, *args, timeout=60)
 
 
 def events(target):

@@ -16,7 +16,6 @@ usage: role_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 
@@ -27,9 +26,7 @@ N_TOK = 24
 
 
 def ctl(target, *args):
-    return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
-                           target] + list(args), capture_output=True,
-                          text=True, timeout=120)
+    return nc.ctl(target, *args, timeout=120)
 
 
 def nodes(target):
