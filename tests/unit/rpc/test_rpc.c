@@ -430,7 +430,10 @@ static void test_bidi(void **state)
     }
     assert_true(bt_rpc_run_until(fx.base, &o.done, 5000));
     assert_int_equal(o.code, BT_RPC_INVALID_ARGUMENT);
-    assert_int_equal(o.n_acks, 1);
+    /* The hello's ack may or may not have left before the bad message
+     * reset the stream (the reset drops what is still queued): seen 0
+     * under ASan in a fresh-clone run. */
+    assert_true(o.n_acks <= 1);
     {
         uint64_t deadline = bt_now_ms() + 5000;
 
