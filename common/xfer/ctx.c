@@ -83,10 +83,11 @@ static const char *const tcp_names[] = {"tcp", NULL};
  * TCP_PUT_ENABLE=n: UCX 1.13's tcp put-zcopy (used inside a rendezvous)
  * asserted in tcp_ep.c (UCT_TCP_EP_FLAG_PUT_TX_WAITING_ACK) and aborted
  * the sender when its receiver was killed mid-transfer (xfer/tcp
- * test_receiver_killed, 1 run in 3; xfer/tcp passed 7 of 8 since); without it the
- * rendezvous moves as active-message fragments, the path the figures in
- * xfer.md measure. The same assert is still reachable from a dead
- * endpoint's failure handling (xfer.md, Known UCX 1.13 issues). */
+ * test_receiver_killed, 1 run in 3; xfer/tcp passed 7 of 8 since);
+ * without it the rendezvous moves as active-message fragments, the path
+ * the figures in xfer.md measure. The same assert is still reachable
+ * from a dead endpoint's failure handling (xfer.md, Known UCX 1.13
+ * issues). */
 void bt_xfer_env_defaults(void)
 {
     static const struct {
