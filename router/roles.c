@@ -160,11 +160,18 @@ bt_status_t bt_router_role_move(bt_router_t *r, bt_node_t *n, unsigned to,
     n->role_cmd_id = id;
     /* no new work of the roles it leaves from now on */
     bt_registry_set_role(n, n->serving, (bt_node_role_t)to);
-    bt_info("role move: node %s %s -> %s (%s): no new %s work on it; it "
-            "finishes %u requests", n->id, bt_router_role_word(n->serving),
-            bt_router_role_word(to), why,
-            leaving == BT_NODE_ROLE_BOTH ? "prefill or decode"
-            : bt_router_role_word(leaving), n->assigned);
+    if (leaving == 0) {   /* it only gains a role: nothing to finish */
+        bt_info("role move: node %s %s -> %s (%s): it keeps its work and "
+                "takes %s work too once it announces the move", n->id,
+                bt_router_role_word(n->serving), bt_router_role_word(to), why,
+                bt_router_role_word(to & ~(unsigned)n->serving));
+    } else {
+        bt_info("role move: node %s %s -> %s (%s): no new %s work on it; it "
+                "finishes %u requests", n->id, bt_router_role_word(n->serving),
+                bt_router_role_word(to), why,
+                leaving == BT_NODE_ROLE_BOTH ? "prefill or decode"
+                : bt_router_role_word(leaving), n->assigned);
+    }
     bt_router_event_add(r, n->id, "move-started", n->serving, to, why);
     bt_router_roles_changed(r);
     return BT_OK;
