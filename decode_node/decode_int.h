@@ -27,6 +27,11 @@ typedef struct bt_decode {
     bt_list_t  reqs;    /* every bt_dreq_t, in arrival order, oldest first */
     bt_list_t  stems;   /* bt_dstem_t: prompts kept for forked choices */
     uint64_t   step_start_us;   /* of the step in flight */
+    /* Per pool block, the lease whose writer may fill it (0: none): the
+     * blocks a LEASED request's prefill writes, so that data for any
+     * other lease is refused before it lands (the admit check). */
+    uint64_t  *writer;
+    uint32_t   n_writer;
 } bt_decode_t;
 
 /* A request's lifecycle (the diagram is in decode_req.c). The order
@@ -66,6 +71,8 @@ typedef struct bt_dreq {
     uint8_t            root[BT_KV_HASH_LEN];
     uint32_t          *resv;       /* reserved ids not yet in the sequence */
     uint32_t           n_resv;
+    uint32_t           n_fill;     /* resv[0, n_fill): what the prefill
+                                    * writes */
     uint32_t           resv_next;  /* first id of resv still held */
     uint64_t           lease_id;
     uint64_t           expiry_ms;  /* wall time the lease ends (LEASED) */
@@ -124,6 +131,9 @@ bt_status_t bt_decode_lease_register(bt_decode_t *dec);
 void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
                            const void *user, size_t user_len);
 bool bt_decode_lease_live(void *self, uint64_t lease_id);
+/* The blocks r's prefill fills take writes for r's lease (open), or no
+ * longer do: bt_dreq_to calls it entering and leaving LEASED. */
+void bt_decode_writer_set(bt_dreq_t *r, bool open);
 bool bt_decode_cancel(void *self, const char *request_id);
 
 /* decode_fork.c: forked choices (n > 1) */

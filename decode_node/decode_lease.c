@@ -336,6 +336,7 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         return;
     }
     r->n_resv = n_blocks;
+    r->n_fill = n_fill;
     r->dec = dec;
     if (q->fork_lease_id != 0 &&
         bt_dstem_join(r, q->fork_lease_id, why, sizeof(why)) != BT_RPC_OK) {
@@ -447,6 +448,57 @@ static void bt_renew_lease(bt_rpc_call_t *call, const ProtobufCMessage *msg,
     bt_rpc_call_reply(call, &res.base);
 }
 
+/* The node's admit check (xfer.h): a slice of the kv pool lands only
+ * when every block it touches waits for this lease's writer, that is
+ * the lease is LEASED and the block is one its prefill fills. So bytes
+ * of a writer that was cut off (a partition, a stopped process) and
+ * whose lease was fenced meanwhile never reach blocks handed to another
+ * request. Slices of other regions are not the pool's: taken. */
+static bool bt_decode_admit(void *arg, uint32_t region_id, uint64_t lease_id,
+                            uint64_t offset, uint64_t len)
+{
+    bt_decode_t *dec = arg;
+    bt_node_t *node = dec->node;
+    uint64_t sb = bt_kvpool_slice_bytes(node->pool);
+    uint64_t first, last;
+
+    if (node->region == NULL || region_id != bt_xfer_region_id(node->region)) {
+        return true;
+    }
+    if (len == 0) {
+        return true;
+    }
+    first = offset / sb;
+    last = (offset + len - 1) / sb;   /* the region check ruled overflow out */
+    for (uint64_t i = first; i <= last; i++) {
+        uint64_t blk = i % dec->n_writer;
+
+        if (lease_id == 0 || dec->writer[blk] != lease_id) {
+            bt_counter_inc(node->c_kv_refused);
+            return false;
+        }
+    }
+    return true;
+}
+
+void bt_decode_writer_set(bt_dreq_t *r, bool open)
+{
+    bt_decode_t *dec = r->dec;
+
+    for (uint32_t i = 0; i < r->n_fill && i < r->n_resv; i++) {
+        uint32_t blk = r->resv[i];
+
+        if (blk >= dec->n_writer) {
+            continue;
+        }
+        if (open) {
+            dec->writer[blk] = r->lease_id;
+        } else if (dec->writer[blk] == r->lease_id) {
+            dec->writer[blk] = 0;
+        }
+    }
+}
+
 static void bt_decode_notify(void *arg, const bt_xfer_notify_t *n)
 {
     if (n->layer != UINT32_MAX) {
@@ -462,7 +514,16 @@ bt_status_t bt_decode_lease_register(bt_decode_t *dec)
                                     bt_decode_kv_complete, dec };
 
     if (node->xfer != NULL) {
+        dec->n_writer = bt_kvpool_n_blocks(node->pool);
+        dec->writer = calloc(dec->n_writer > 0 ? dec->n_writer : 1,
+                             sizeof(*dec->writer));
+        if (dec->writer == NULL) {
+            return BT_ERR_NO_MEMORY;
+        }
         bt_xfer_ctx_set_notify_cb(node->xfer, bt_decode_notify, dec);
+        if (dec->n_writer > 0) {
+            bt_xfer_ctx_set_admit_cb(node->xfer, bt_decode_admit, dec);
+        }
     }
     /* --role both: the prefill role hands over its kv-complete directly */
     bt_node_local_set(node, &local);

@@ -77,6 +77,7 @@ void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
     }
     if (from == BT_DREQ_LEASED) {
         bt_gauge_add(node->g_waiting, -1.0);
+        bt_decode_writer_set(r, false);
     }
     r->state = to;
     if (r->stem != NULL && to != BT_DREQ_LEASED && to != BT_DREQ_RUNNING &&
@@ -86,6 +87,7 @@ void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
     switch (to) {
     case BT_DREQ_LEASED:
         bt_gauge_add(node->g_waiting, 1.0);
+        bt_decode_writer_set(r, true);
         break;
     case BT_DREQ_RUNNING:
         node->running++;

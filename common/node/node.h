@@ -191,6 +191,7 @@ struct bt_node {
     bt_gauge_t         *g_free, *g_used, *g_running, *g_reserved, *g_queued;
     bt_counter_t       *c_prefills, *c_tokens;
     bt_counter_t       *c_fence_timeouts;   /* dead leases freed unfenced */
+    bt_counter_t       *c_kv_refused;       /* stale kv slices refused */
     /* with model_name (docs/operations.md, Metrics) */
     bt_gauge_t         *g_waiting;          /* kept by the roles' transitions */
     bt_gauge_t         *g_kv_usage;

@@ -274,6 +274,9 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     node->c_fence_timeouts = bt_metrics_counter(
         m, "baton_node_lease_fence_timeouts_total",
         "dead leases whose blocks went back with no fence from a writer", NULL);
+    node->c_kv_refused = bt_metrics_counter(
+        m, "baton_node_kv_writes_refused_total",
+        "kv data slices refused: their lease no longer waited for them", NULL);
     bt_node_model_metrics(node);
     bt_node_metrics_update(node);
     node->ev_flush = event_new(node->base, -1, 0, bt_node_ev_flush, node);

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BT_XFER_AM_MAGIC 0x42544d31u   /* "1MTB": same-build peers */
+/* "2MTB": same-build peers. Raised when a header changes (2: data and
+ * batch headers carry the lease id). */
+#define BT_XFER_AM_MAGIC 0x42544d32u
 
 /* Header of a data active message (AM mode). Native byte order: both
  * ends run the same build (the magic checks it). */
@@ -18,6 +20,7 @@ typedef struct {
     uint32_t region_id;
     uint64_t sender_id;
     uint64_t op_id;
+    uint64_t lease_id;   /* the writer's, for the receiver's admit check */
     uint64_t offset;
     uint64_t len;
 } bt_xfer_am_data_hdr_t;
@@ -32,6 +35,7 @@ typedef struct {
     uint32_t region_id;
     uint64_t sender_id;
     uint64_t op_id;
+    uint64_t lease_id;   /* as in the data header */
     uint32_t n_slices;
     uint32_t pad;
 } bt_xfer_am_batch_hdr_t;

@@ -444,6 +444,13 @@ void bt_xfer_ctx_set_notify_cb(bt_xfer_ctx_t *ctx, bt_xfer_notify_cb cb,
     ctx->notify_arg = arg;
 }
 
+void bt_xfer_ctx_set_admit_cb(bt_xfer_ctx_t *ctx, bt_xfer_admit_cb cb,
+                              void *arg)
+{
+    ctx->admit_cb = cb;
+    ctx->admit_arg = arg;
+}
+
 uint64_t bt_xfer_ctx_id(const bt_xfer_ctx_t *ctx)
 {
     return ctx->id;

@@ -204,6 +204,7 @@ static bt_status_t post_batch(bt_xfer_op_t *op, size_t i, size_t j,
     h.region_id = op->remote->desc.region_id;
     h.sender_id = op->ctx->id;
     h.op_id = op->id;
+    h.lease_id = op->lease_id;
     h.n_slices = (uint32_t)(j - i);
     memcpy(hbuf, &h, sizeof(h));
     for (size_t k = i; k < j; k++) {
@@ -249,6 +250,7 @@ static bt_status_t post_am(bt_xfer_op_t *op, size_t i)
     h->region_id = op->remote->desc.region_id;
     h->sender_id = op->ctx->id;
     h->op_id = op->id;
+    h->lease_id = op->lease_id;
     h->offset = s->remote_off;
     h->len = s->len;
     req_param(op, &p);
@@ -488,6 +490,7 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
     op->cb = p->cb;
     op->arg = p->arg;
     op->notify = p->notify && !is_read;
+    op->lease_id = p->lease_id;
     op->mode = is_read ? BT_XFER_MODE_PUT : bt_xfer_peer_mode(rm->peer);
     bt_list_init(&op->link);
     op->ev = evtimer_new(ctx->base, op_ev_cb, op);

@@ -107,6 +107,31 @@ static void rx_op_fail(bt_xfer_ctx_t *ctx, uint64_t sender, uint64_t op,
     }
 }
 
+/* The admit check (xfer.h): true when the slice may be written. A
+ * refusal fails the transfer's completion message; the first refusal
+ * of a transfer says so in the log, its later slices only count. */
+static bool admitted(bt_xfer_ctx_t *ctx, uint32_t region_id,
+                     uint64_t sender, uint64_t op, uint64_t lease_id,
+                     uint64_t offset, uint64_t len)
+{
+    rx_op_t *rx;
+
+    if (ctx->admit_cb == NULL ||
+        ctx->admit_cb(ctx->admit_arg, region_id, lease_id, offset, len)) {
+        return true;
+    }
+    ctx->rx.rx_refused++;
+    rx = rx_op_find(ctx, sender, op);
+    if (rx == NULL || !rx->failed) {
+        bt_warn("xfer data for lease %llu refused (region %u off %llu len "
+                "%llu): the lease no longer takes writes",
+                (unsigned long long)lease_id, region_id,
+                (unsigned long long)offset, (unsigned long long)len);
+    }
+    rx_op_fail(ctx, sender, op, BT_ERR_PEER_REJECTED);
+    return false;
+}
+
 static void deliver(bt_xfer_ctx_t *ctx, const bt_xfer_am_notify_hdr_t *h,
                     const void *user, bt_status_t fail)
 {
@@ -187,6 +212,11 @@ static ucs_status_t am_data_cb(void *arg, const void *header,
         }
         goto reject;
     }
+    if (!admitted(ctx, h.region_id, h.sender_id, h.op_id, h.lease_id,
+                  h.offset, h.len)) {
+        /* a rendezvous sender learns of it through its request */
+        return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
+    }
     if (!rndv) {
         memcpy((char *)r->base + h.offset, data, length);
         ctx->rx.rx_bytes += length;
@@ -260,6 +290,14 @@ static ucs_status_t am_batch_cb(void *arg, const void *header,
         }
         ctx->rx.rx_rejected++;
         return rndv ? UCS_ERR_INVALID_PARAM : UCS_OK;
+    }
+    for (uint32_t i = 0; i < h.n_slices; i++) {   /* all or nothing */
+        bt_xfer_am_batch_ent_t e = bt_xfer_am_batch_ent(header, i);
+
+        if (!admitted(ctx, h.region_id, h.sender_id, h.op_id, h.lease_id,
+                      e.offset, e.len)) {
+            return UCS_OK;
+        }
     }
     for (uint32_t i = 0; i < h.n_slices; i++) {
         bt_xfer_am_batch_ent_t e = bt_xfer_am_batch_ent(header, i);

@@ -59,6 +59,21 @@ typedef struct {
 
 typedef void (*bt_xfer_notify_cb)(void *arg, const bt_xfer_notify_t *n);
 
+/* Whether the receiver takes `len` bytes at `offset` of its region
+ * `region_id`, written for `lease_id` (the writer's
+ * bt_xfer_params_t.lease_id): called on the loop thread before a byte of
+ * a data or batch message is copied (messages only: puts and direct
+ * copies land without the receiver's knowledge). A refused slice is not
+ * written, its transfer's completion message arrives with
+ * BT_ERR_PEER_REJECTED, and rx_refused counts it. A decode node refuses
+ * bytes for a lease that no longer waits for them, so a writer that was
+ * cut off for longer than the lease's fence cannot land stale bytes in
+ * blocks handed to another request (docs/internals/node.md "Lease
+ * fence"). */
+typedef bool (*bt_xfer_admit_cb)(void *arg, uint32_t region_id,
+                                 uint64_t lease_id, uint64_t offset,
+                                 uint64_t len);
+
 /* Called once per transfer, on the loop thread: BT_OK, BT_ERR_TIMED_OUT,
  * BT_ERR_CANCELLED, BT_ERR_PEER_DIED, BT_ERR_PEER_UNREACHABLE... The op
  * handle is invalid after the callback returns. */
@@ -115,6 +130,10 @@ void bt_xfer_ctx_destroy(bt_xfer_ctx_t *ctx);
 /* The handler for completion messages arriving at this process. */
 void bt_xfer_ctx_set_notify_cb(bt_xfer_ctx_t *ctx, bt_xfer_notify_cb cb,
                                void *arg);
+/* The admission check of data messages; NULL (the default) takes every
+ * slice that fits its region. */
+void bt_xfer_ctx_set_admit_cb(bt_xfer_ctx_t *ctx, bt_xfer_admit_cb cb,
+                              void *arg);
 uint64_t bt_xfer_ctx_id(const bt_xfer_ctx_t *ctx);
 /* Polls the worker once without waiting (tests, spin loops). */
 unsigned bt_xfer_ctx_progress(bt_xfer_ctx_t *ctx);
@@ -301,6 +320,7 @@ typedef struct {
     uint64_t rx_bytes;
     uint64_t rx_msgs;
     uint64_t rx_rejected;        /* malformed or out-of-bounds messages */
+    uint64_t rx_refused;         /* slices the admit check refused */
     uint64_t notifies;
 } bt_xfer_rx_stats_t;
 void bt_xfer_ctx_rx_stats(const bt_xfer_ctx_t *ctx, bt_xfer_rx_stats_t *s_p);

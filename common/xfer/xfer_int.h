@@ -86,6 +86,8 @@ struct bt_xfer_ctx {
     bool                 in_api;       /* inside bt_xfer_write/read */
     bt_xfer_notify_cb    notify_cb;
     void                *notify_arg;
+    bt_xfer_admit_cb     admit_cb;
+    void                *admit_arg;
     bt_xfer_rx_stats_t   rx;
 };
 
@@ -170,6 +172,7 @@ struct bt_xfer_op {
     void            **reqs;      /* live UCX requests by slot */
     size_t            n_reqs, n_live;
     bool              notify;
+    uint64_t          lease_id;  /* the caller's, in every data header */
     bt_xfer_am_notify_hdr_t nhdr;
     uint8_t          *user;
     struct event     *ev;        /* deadline timer and deferred report */

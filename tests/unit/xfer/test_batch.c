@@ -367,6 +367,84 @@ static void test_receiver_gone_mid_batch(void **state)
     fx_free(fx);
 }
 
+/* The receiver's admit check for test_admit: slices of lease 77 that
+ * miss [refuse_lo, refuse_hi). */
+static uint64_t refuse_lo, refuse_hi;
+
+static bool admit_cb(void *arg, uint32_t region_id, uint64_t lease_id,
+                     uint64_t off, uint64_t len)
+{
+    (void)arg;
+    (void)region_id;
+    return lease_id == 77 && (off + len <= refuse_lo || off >= refuse_hi);
+}
+
+/* Writes the KV slices with the admit check refusing [lo, hi): nothing
+ * lands there, everything else does, and the completion message says the
+ * transfer was refused. Returns the refused count. */
+static uint64_t check_refused(fx_t *fx, uint64_t lo, uint64_t hi)
+{
+    bt_xfer_slice_t s[N_KV + 1];
+    size_t n = kv_slices(fx, s);
+    uint8_t *dst = bt_xfer_region_base(fx->dst);
+    bool never = false;
+    bt_xfer_rx_stats_t rx;
+
+    refuse_lo = lo;
+    refuse_hi = hi;
+    bt_xfer_ctx_set_admit_cb(fx->rctx, admit_cb, NULL);
+    bt_xfer_remote_set_mode(fx->remote, BT_XFER_MODE_AM);
+    fill(bt_xfer_region_base(fx->src), REGION_LEN, 5);
+    memset(dst, 0, REGION_LEN);
+    assert_int_equal(write_slices(fx, s, n, 10000), BT_IN_PROGRESS);
+    assert_true(xt_run_until(fx->sbase, &fx->done, 10000));
+    xt_run_until(fx->sbase, &never, 50);
+    if (fx->status == BT_OK) {   /* eager refusals: the sender cannot tell */
+        assert_int_equal(fx->n_notify, 1);
+        assert_int_equal(fx->last.status, BT_ERR_PEER_REJECTED);
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool refused = s[i].remote_off < hi && s[i].remote_off + s[i].len > lo;
+        uint8_t *d = dst + s[i].remote_off;
+
+        if (refused) {
+            for (size_t k = 0; k < s[i].len; k += 997) {
+                assert_int_equal(d[k], 0);
+            }
+            assert_int_equal(d[s[i].len - 1], 0);
+        } else {
+            assert_memory_equal(d, s[i].local, s[i].len);
+        }
+    }
+    bt_xfer_ctx_rx_stats(fx->rctx, &rx);
+    assert_int_equal(rx.rx_rejected, 0);
+    return rx.rx_refused;
+}
+
+/* The admit check (a decode node refusing bytes for a lease it fenced):
+ * layer 0's slices are refused, as one batch message or one message
+ * each, and not a byte of them lands while the other layers do; the
+ * same for the rendezvous slice. */
+static void test_admit(void **state)
+{
+    const uint64_t layer0 = 2 * B * BLK;
+    fx_t *fx = fx_new(false, false);
+
+    (void)state;
+    assert_int_equal(check_refused(fx, 0, layer0), 1);
+    assert_int_equal(fx->status, BT_OK);
+    fx_free(fx);
+
+    fx = fx_new(false, true);
+    assert_int_equal(check_refused(fx, 0, layer0), B);
+    fx_free(fx);
+
+    fx = fx_new(false, false);
+    assert_int_equal(check_refused(fx, 7u << 20, (7u << 20) + 1), 1);
+    assert_int_not_equal(fx->status, BT_OK);
+    fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_kv_put_direct),
         cmocka_unit_test(test_forged_batches),
         cmocka_unit_test(test_receiver_gone_mid_batch),
+        cmocka_unit_test(test_admit),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
