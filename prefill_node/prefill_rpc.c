@@ -289,6 +289,7 @@ static void bt_prefill(bt_rpc_call_t *call, const ProtobufCMessage *msg,
         sp.lease_id = j->lease_id;
         sp.timeout_ms = q->deadline_unix_ms > bt_wall_ms()
                         ? q->deadline_unix_ms - bt_wall_ms() : 0;
+        sp.stall_ms = (uint64_t)node->cfg.kv_stall_ms;
         sp.cb = bt_pjob_stream_done;
         sp.landed_cb = bt_pjob_landed;
         sp.arg = j;

@@ -43,7 +43,10 @@ void bt_pjob_stream_done(void *arg, bt_status_t status)
         if (j->err_code == BT_RPC_OK) {
             j->err_code = BT_RPC_UNAVAILABLE;
             snprintf(j->err_msg, sizeof(j->err_msg),
-                     "kv transfer to the decode node failed");
+                     status == BT_ERR_TIMED_OUT
+                     ? "kv transfer to the decode node stalled past "
+                       "--kv-stall-timeout or the deadline"
+                     : "kv transfer to the decode node failed");
         }
     }
     j->cancelled = true;

@@ -67,6 +67,7 @@ typedef struct {
     int64_t     kvstore_timeout_ms;
     int64_t     lease_default_ms;
     int64_t     lease_fence_ms;    /* hold of a dead lease's blocks, at most */
+    int64_t     kv_stall_ms;       /* prefill: most one layer's send may take */
     int64_t     heartbeat_ms;
     int64_t     drain_timeout_ms;
     const char *log_level;

@@ -88,6 +88,11 @@ static const bt_opt_t bt_node_table[] = {
       "that ended before its kv cache arrived wait for the prefill node's "
       "fence (its last write landed) before they are reused anyway",
       BT_OPT_DURATION, 100, 600000, NULL, O(lease_fence_ms) },
+    { "kv-stall-timeout", 0, NULL, "30s", "prefill: how long one layer's kv "
+      "transfer to the decode node may take before the prefill fails "
+      "UNAVAILABLE and the router places the request again (a partitioned "
+      "network stalls a transfer without failing it)",
+      BT_OPT_DURATION, 100, 3600000, NULL, O(kv_stall_ms) },
     { "heartbeat", 0, NULL, "1s", "status interval until the router sets one",
       BT_OPT_DURATION, 10, 60000, NULL, O(heartbeat_ms) },
     { "drain-timeout", 0, NULL, "30s", "on SIGTERM, how long requests in "

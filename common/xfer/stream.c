@@ -145,6 +145,10 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
     xp.slices = slices;
     xp.n_slices = n;
     xp.timeout_ms = timeout_left(s);
+    if (s->p.stall_ms > 0 &&
+        (xp.timeout_ms == 0 || s->p.stall_ms < xp.timeout_ms)) {
+        xp.timeout_ms = s->p.stall_ms;
+    }
     xp.notify = is_final;
     xp.lease_id = s->p.lease_id;
     xp.layer = layer;

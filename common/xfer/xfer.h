@@ -268,6 +268,11 @@ size_t bt_xfer_slices_coalesce(bt_xfer_slice_t *slices, size_t n);
 typedef struct {
     bt_xfer_remote_t *remote;
     uint64_t          timeout_ms;  /* whole stream; 0 = none */
+    /* most time one posted layer (or the final message) may take before
+     * the stream fails BT_ERR_TIMED_OUT; 0 = only timeout_ms. A peer cut
+     * off by the network stalls a transfer without failing it (tcp goes
+     * on retransmitting for many minutes). */
+    uint64_t          stall_ms;
     uint64_t          lease_id;
     bt_xfer_done_cb   cb;          /* once: after the final message, or on
                                     * the first failure */

@@ -352,6 +352,7 @@ static void test_deadline(void **state)
     assert_int_equal(kill(r->pid, SIGSTOP), 0);
     child_say(d, "GO");
     print_message("# %s\n", expect_line(d, "TIMEDOUT", 5000));
+    print_message("# %s\n", expect_line(d, "STALLED", 5000));
     assert_int_equal(kill(r->pid, SIGCONT), 0);
     child_say(d, "CONT");
     expect_line(d, "REUSE ok", 15000);

@@ -12,7 +12,8 @@
  *                                 (with KB: each as KB-KiB slices scattered
  *                                 in reverse order, a KV-shaped batch);
  *                                 "KILLED" says the first one was killed
- *   xfer_peer deadline            a write the stopped receiver cannot finish
+ *   xfer_peer deadline            a write the stopped receiver cannot finish,
+ *                                 then a stream stalled past its stall bound
  *                                 times out; after "CONT" memory is reused
  *   xfer_peer corrupt             damaged descriptors are refused
  *
@@ -699,6 +700,33 @@ static int role_deadline(void)
     fflush(stdout);
     if (!w.done || w.status != BT_ERR_TIMED_OUT || ms < 45 || ms > 1000) {
         die("deadline: expected BT_ERR_TIMED_OUT after ~50 ms");
+    }
+    /* A stream whose deadline is a minute away fails once one layer has
+     * stalled for its stall bound (a partitioned peer never fails it). */
+    {
+        wait_t ws = {0};
+        bt_xfer_stream_params_t sp = {
+            .remote = rm, .timeout_ms = 60000, .stall_ms = 50, .lease_id = 9,
+            .cb = wait_cb, .arg = &ws,
+        };
+        bt_xfer_stream_t *stream;
+
+        t0 = bt_now_ns();
+        if (bt_xfer_stream_create(ctx, &sp, &stream) != BT_OK ||
+            bt_xfer_stream_post(stream, 0, &sl, 1) != BT_OK) {
+            die("deadline: stream refused");
+        }
+        run_until(&ws.done, 3000, NULL);
+        ms = (ws.end_ns - t0) / 1000000;
+        printf("STALLED %s %llu ms\n",
+               ws.done ? bt_status_name(ws.status) : "none",
+               (unsigned long long)ms);
+        fflush(stdout);
+        if (!ws.done || ws.status != BT_ERR_TIMED_OUT || ms < 45 || ms > 1000) {
+            die("deadline: expected the stream to fail BT_ERR_TIMED_OUT after "
+                "its 50 ms stall bound");
+        }
+        bt_xfer_stream_destroy(stream);
     }
     if (read_line(10000) == NULL) {
         die("deadline: no CONT");
