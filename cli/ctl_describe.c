@@ -138,10 +138,9 @@ static int ctl_describe_node(ctl_t *ctl, const char *name)
     json_t *nodes = NULL, *reqs = NULL, *th = NULL, *all = NULL, *n;
     int rc;
 
-    if ((rc = ctl_list_nodes(ctl, 0, &nodes)) != CTL_EXIT_OK) {
+    if ((rc = ctl_find_node(ctl, name, &nodes, &n)) != CTL_EXIT_OK) {
         return rc;
     }
-    n = ctl_find_in(nodes, "nodes", "node_id", name);
     if (n == NULL) {
         fprintf(stderr, "batonctl: describe: NOT_FOUND: no node '%s'\n", name);
         json_decref(nodes);
