@@ -92,6 +92,10 @@ int ctl_yaml_write(FILE *out, const json_t *v);
 const char *ctl_str(const json_t *obj, const char *key);
 long long ctl_int(const json_t *obj, const char *key);
 double ctl_real(const json_t *obj, const char *key);
+/* The entry of array resp[list] whose `key` is `name` (borrowed from
+ * resp), or NULL. */
+json_t *ctl_find_in(const json_t *resp, const char *list, const char *key,
+                    const char *name);
 /* "NODE_STATE_DRAINING" -> "draining" (enum names without their prefix). */
 const char *ctl_enum(const json_t *obj, const char *key, const char *prefix,
                      char *out, size_t size);

@@ -26,20 +26,6 @@ static const char *ctl_when(uint64_t now, uint64_t unix_ms, char *out, size_t si
     return out;
 }
 
-static json_t *ctl_find_in(const json_t *resp, const char *list, const char *key,
-                           const char *name)
-{
-    json_t *e;
-    size_t i;
-
-    json_array_foreach(json_object_get(resp, list), i, e) {
-        if (strcmp(ctl_str(e, key), name) == 0) {
-            return e;
-        }
-    }
-    return NULL;
-}
-
 /* ---- describe node ---- */
 
 static void ctl_describe_node_text(const ctl_t *ctl, const json_t *all)

@@ -43,20 +43,13 @@ int ctl_list_nodes(ctl_t *ctl, int role, json_t **resp_p)
 
 int ctl_find_node(ctl_t *ctl, const char *id, json_t **nodes_p, json_t **node_p)
 {
-    json_t *e;
-    size_t i;
     int rc;
 
     *node_p = NULL;
     if ((rc = ctl_list_nodes(ctl, 0, nodes_p)) != CTL_EXIT_OK) {
         return rc;
     }
-    json_array_foreach(json_object_get(*nodes_p, "nodes"), i, e) {
-        if (strcmp(ctl_str(e, "node_id"), id) == 0) {
-            *node_p = e;
-            break;
-        }
-    }
+    *node_p = ctl_find_in(*nodes_p, "nodes", "node_id", id);
     return CTL_EXIT_OK;
 }
 
