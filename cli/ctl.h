@@ -92,6 +92,10 @@ int ctl_yaml_write(FILE *out, const json_t *v);
 const char *ctl_str(const json_t *obj, const char *key);
 long long ctl_int(const json_t *obj, const char *key);
 double ctl_real(const json_t *obj, const char *key);
+/* The entry of array resp[list] whose `key` is `name` (borrowed from
+ * resp), or NULL. */
+json_t *ctl_find_in(const json_t *resp, const char *list, const char *key,
+                    const char *name);
 /* "NODE_STATE_DRAINING" -> "draining" (enum names without their prefix). */
 const char *ctl_enum(const json_t *obj, const char *key, const char *prefix,
                      char *out, size_t size);
@@ -121,6 +125,10 @@ int ctl_role_parse(ctl_t *ctl, bool kvstore_ok, int *role_p);
  * on CTL_EXIT_OK *resp_p is the answer (json_decref it). */
 int ctl_list_nodes(ctl_t *ctl, int role, json_t **resp_p);
 int ctl_list_requests(ctl_t *ctl, const char *node, json_t **resp_p);
+/* ListNodes (all roles), then node `id` in it: an exit status; on
+ * CTL_EXIT_OK *nodes_p is the answer (json_decref it) and *node_p its
+ * entry, borrowed from *nodes_p, or NULL when the router has no `id`. */
+int ctl_find_node(ctl_t *ctl, const char *id, json_t **nodes_p, json_t **node_p);
 
 /* ---- ctl_get.c ---- */
 

@@ -26,20 +26,6 @@ static const char *ctl_when(uint64_t now, uint64_t unix_ms, char *out, size_t si
     return out;
 }
 
-static json_t *ctl_find_in(const json_t *resp, const char *list, const char *key,
-                           const char *name)
-{
-    json_t *e;
-    size_t i;
-
-    json_array_foreach(json_object_get(resp, list), i, e) {
-        if (strcmp(ctl_str(e, key), name) == 0) {
-            return e;
-        }
-    }
-    return NULL;
-}
-
 /* ---- describe node ---- */
 
 static void ctl_describe_node_text(const ctl_t *ctl, const json_t *all)
@@ -138,10 +124,9 @@ static int ctl_describe_node(ctl_t *ctl, const char *name)
     json_t *nodes = NULL, *reqs = NULL, *th = NULL, *all = NULL, *n;
     int rc;
 
-    if ((rc = ctl_list_nodes(ctl, 0, &nodes)) != CTL_EXIT_OK) {
+    if ((rc = ctl_find_node(ctl, name, &nodes, &n)) != CTL_EXIT_OK) {
         return rc;
     }
-    n = ctl_find_in(nodes, "nodes", "node_id", name);
     if (n == NULL) {
         fprintf(stderr, "batonctl: describe: NOT_FOUND: no node '%s'\n", name);
         json_decref(nodes);

@@ -10,28 +10,11 @@
 
 #define ADMIN "/baton.v1.Admin/"
 
-/* The one object of `list[key]` whose `id_key` is `name` (borrowed), or
- * NULL. */
-static json_t *ctl_find(const json_t *resp, const char *list, const char *id_key,
-                        const char *name)
-{
-    const json_t *arr = json_object_get(resp, list);
-    json_t *e;
-    size_t i;
-
-    json_array_foreach(arr, i, e) {
-        if (strcmp(ctl_str(e, id_key), name) == 0) {
-            return e;
-        }
-    }
-    return NULL;
-}
-
 /* Keeps only `name` in resp[list] (get nodes NAME); false when absent. */
 static bool ctl_keep_only(json_t *resp, const char *list, const char *id_key,
                           const char *name)
 {
-    json_t *one = ctl_find(resp, list, id_key, name);
+    json_t *one = ctl_find_in(resp, list, id_key, name);
     json_t *arr = json_array();
 
     if (one == NULL || arr == NULL || json_array_append(arr, one) != 0) {

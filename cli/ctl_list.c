@@ -1,6 +1,6 @@
 /* The list calls and the --role parse that several commands share (get,
- * describe, --watch, drain --wait): below the command files, so none of
- * them needs another. */
+ * describe, --watch, drain --wait, role --wait): below the command files,
+ * so none of them needs another. */
 #include "ctl.h"
 
 #include "admin.pb-c.h"
@@ -39,6 +39,18 @@ int ctl_list_nodes(ctl_t *ctl, int role, json_t **resp_p)
     code = ctl_call(ctl, ADMIN "ListNodes", &req.base,
                     &baton__v1__list_nodes_response__descriptor, resp_p);
     return ctl_exit_for(code);
+}
+
+int ctl_find_node(ctl_t *ctl, const char *id, json_t **nodes_p, json_t **node_p)
+{
+    int rc;
+
+    *node_p = NULL;
+    if ((rc = ctl_list_nodes(ctl, 0, nodes_p)) != CTL_EXIT_OK) {
+        return rc;
+    }
+    *node_p = ctl_find_in(*nodes_p, "nodes", "node_id", id);
+    return CTL_EXIT_OK;
 }
 
 int ctl_list_requests(ctl_t *ctl, const char *node, json_t **resp_p)

@@ -1,5 +1,5 @@
-/* Reading the JSON answers (fields by name, enums shortened, ages) and
- * printing them as -o asks. */
+/* Reading the JSON answers (fields by name, one entry of a list by its
+ * id, enums shortened, ages) and printing them as -o asks. */
 #include "ctl.h"
 
 #include <errno.h>
@@ -23,6 +23,20 @@ long long ctl_int(const json_t *obj, const char *key)
 double ctl_real(const json_t *obj, const char *key)
 {
     return json_number_value(json_object_get(obj, key));
+}
+
+json_t *ctl_find_in(const json_t *resp, const char *list, const char *key,
+                    const char *name)
+{
+    json_t *e;
+    size_t i;
+
+    json_array_foreach(json_object_get(resp, list), i, e) {
+        if (strcmp(ctl_str(e, key), name) == 0) {
+            return e;
+        }
+    }
+    return NULL;
 }
 
 const char *ctl_enum(const json_t *obj, const char *key, const char *prefix,

@@ -32,18 +32,12 @@ static int ctl_role_wait(ctl_t *ctl, const char *node, const char *want)
 
     ctl_signals_install();
     for (;;) {
-        json_t *nodes, *e, *n = NULL;
+        json_t *nodes, *n;
         char role[16], to[16];
-        size_t i;
         int rc;
 
-        if ((rc = ctl_list_nodes(ctl, 0, &nodes)) != CTL_EXIT_OK) {
+        if ((rc = ctl_find_node(ctl, node, &nodes, &n)) != CTL_EXIT_OK) {
             return rc;
-        }
-        json_array_foreach(json_object_get(nodes, "nodes"), i, e) {
-            if (strcmp(ctl_str(e, "node_id"), node) == 0) {
-                n = e;
-            }
         }
         if (n == NULL) {
             fprintf(stderr, "batonctl: role: %s left the router while moving\n",

@@ -101,18 +101,13 @@ int ctl_watch(ctl_t *ctl, int (*list)(ctl_t *ctl, int n_args, char **args),
 static int ctl_drain_poll(ctl_t *ctl, const char *node, bool *done_p, bool *ready_p,
                           char *status, size_t size)
 {
-    json_t *nodes, *reqs, *n = NULL, *e;
+    json_t *nodes, *reqs, *n;
     char state[16];
-    size_t i, n_reqs;
+    size_t n_reqs;
     int rc;
 
-    if ((rc = ctl_list_nodes(ctl, 0, &nodes)) != CTL_EXIT_OK) {
+    if ((rc = ctl_find_node(ctl, node, &nodes, &n)) != CTL_EXIT_OK) {
         return rc;
-    }
-    json_array_foreach(json_object_get(nodes, "nodes"), i, e) {
-        if (strcmp(ctl_str(e, "node_id"), node) == 0) {
-            n = e;
-        }
     }
     if (n == NULL) {
         /* stopped after draining: it left the table, holding nothing */

@@ -21,103 +21,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define REGION_LEN (8u << 20)
 #define BLK        16384u
 
-typedef struct {
-    struct event_base *sbase, *rbase;
-    bt_xfer_ctx_t     *sctx, *rctx;
-    bt_xfer_region_t  *src, *dst;
-    bt_xfer_remote_t  *remote;
-    bool               done, notified;
-    int                n_done, n_notify;
-    bt_status_t        status;
-    bt_xfer_notify_t   last;
-} fx_t;
-
-static void done_cb(void *arg, bt_status_t st)
+/* The sender's context with or without batching (plain_slices). */
+static xt_fx_t *fx_new(bool split, bool plain)
 {
-    fx_t *fx = arg;
-
-    fx->n_done++;
-    fx->status = st;
-    fx->done = true;
-}
-
-static void notify_cb(void *arg, const bt_xfer_notify_t *n)
-{
-    fx_t *fx = arg;
-
-    fx->n_notify++;
-    fx->last = *n;
-    fx->notified = true;
-}
-
-static fx_t *fx_new(bool split, bool plain)
-{
-    fx_t *fx = calloc(1, sizeof(*fx));
     bt_xfer_ctx_params_t cp = {.plain_slices = plain};
-    void *blob;
-    size_t len;
 
-    assert_non_null(fx);
-    fx->sbase = bt_loop_create();
-    fx->rbase = split ? bt_loop_create() : fx->sbase;
-    assert_int_equal(bt_xfer_ctx_create(fx->sbase, &cp, &fx->sctx), BT_OK);
-    assert_int_equal(bt_xfer_ctx_create(fx->rbase, NULL, &fx->rctx), BT_OK);
-    bt_xfer_ctx_set_notify_cb(fx->rctx, notify_cb, fx);
-    assert_int_equal(bt_xfer_region_alloc(fx->sctx, REGION_LEN, &fx->src),
-                     BT_OK);
-    assert_int_equal(bt_xfer_region_alloc(fx->rctx, REGION_LEN, &fx->dst),
-                     BT_OK);
-    assert_int_equal(bt_xfer_region_export(fx->dst, &blob, &len), BT_OK);
-    assert_int_equal(bt_xfer_remote_import(fx->sctx, blob, len, &fx->remote),
-                     BT_OK);
-    free(blob);
-    return fx;
-}
-
-static void fx_free(fx_t *fx)
-{
-    bt_xfer_remote_destroy(fx->remote);
-    bt_xfer_ctx_destroy(fx->sctx);
-    if (fx->rctx != NULL) {
-        bt_xfer_ctx_destroy(fx->rctx);
-    }
-    if (fx->rbase != fx->sbase) {
-        event_base_free(fx->rbase);
-    }
-    event_base_free(fx->sbase);
-    free(fx);
-}
-
-static void fill(void *p, size_t n, unsigned seed)
-{
-    uint8_t *b = p;
-
-    for (size_t i = 0; i < n; i++) {
-        b[i] = (uint8_t)(i * 131u + seed * 7u + (i >> 13));
-    }
-}
-
-static bt_status_t write_slices(fx_t *fx, const bt_xfer_slice_t *s, size_t n,
-                                uint64_t timeout_ms)
-{
-    bt_xfer_params_t p;
-    bt_xfer_op_t *op;
-
-    memset(&p, 0, sizeof(p));
-    p.remote = fx->remote;
-    p.slices = s;
-    p.n_slices = n;
-    p.timeout_ms = timeout_ms;
-    p.notify = true;
-    p.lease_id = 77;
-    p.layer = 5;
-    p.cb = done_cb;
-    p.arg = fx;
-    fx->done = fx->notified = false;
-    return bt_xfer_write(fx->sctx, &p, &op);
+    return xt_fx_new(split, &cp);
 }
 
 /* L layers x 16 blocks of 16 KiB, the sender's blocks every other one
@@ -125,7 +36,7 @@ static bt_status_t write_slices(fx_t *fx, const bt_xfer_slice_t *s, size_t n,
  * lease gave, plus one long slice: what the prefill node posts. */
 enum { L = 8, B = 16, N_KV = L * B };
 
-static size_t kv_slices(fx_t *fx, bt_xfer_slice_t *s)
+static size_t kv_slices(xt_fx_t *fx, bt_xfer_slice_t *s)
 {
     uint8_t *src = bt_xfer_region_base(fx->src);
     size_t n = 0;
@@ -145,23 +56,24 @@ static size_t kv_slices(fx_t *fx, bt_xfer_slice_t *s)
 
 /* Writes the KV slices and checks every byte and the completion
  * message; returns the data messages the receiver counted. */
-static uint64_t check_kv(fx_t *fx, bt_xfer_mode_t mode)
+static uint64_t check_kv(xt_fx_t *fx, bt_xfer_mode_t mode)
 {
     bt_xfer_slice_t s[N_KV + 1];
     size_t n = kv_slices(fx, s);
     uint8_t *dst = bt_xfer_region_base(fx->dst);
     bt_xfer_rx_stats_t rx;
+    bt_xfer_op_t *op;
 
     bt_xfer_remote_set_mode(fx->remote, mode);
-    fill(bt_xfer_region_base(fx->src), REGION_LEN, 3);
-    memset(dst, 0, REGION_LEN);
-    assert_int_equal(write_slices(fx, s, n, 10000), BT_IN_PROGRESS);
+    xt_fill(bt_xfer_region_base(fx->src), XT_REGION_LEN, 3);
+    memset(dst, 0, XT_REGION_LEN);
+    assert_int_equal(xt_write(fx, s, n, 10000, NULL, &op), BT_IN_PROGRESS);
     assert_true(xt_run_until(fx->sbase, &fx->notified, 10000));
     assert_true(xt_run_until(fx->sbase, &fx->done, 10000));
     assert_int_equal(fx->status, BT_OK);
     assert_int_equal(fx->n_notify, 1);
     assert_int_equal(fx->last.status, BT_OK);
-    assert_int_equal(fx->last.lease_id, 77);
+    assert_int_equal(fx->last.lease_id, XT_LEASE_ID);
     assert_int_equal(fx->last.bytes, (uint64_t)N_KV * BLK + 300000);
     for (size_t i = 0; i < n; i++) {
         assert_memory_equal(dst + s[i].remote_off, s[i].local, s[i].len);
@@ -179,46 +91,46 @@ static uint64_t check_kv(fx_t *fx, bt_xfer_mode_t mode)
  * as 8 batch messages, the long slice as one rendezvous. */
 static void test_kv_am_batches(void **state)
 {
-    fx_t *fx = fx_new(false, false);
+    xt_fx_t *fx = fx_new(false, false);
 
     (void)state;
     assert_int_equal(check_kv(fx, BT_XFER_MODE_AM),
                      N_KV * BLK / BT_XFER_AM_BATCH_BYTES_MAX + 1);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 /* The A/B switch: one message per slice, the same bytes. */
 static void test_kv_am_plain(void **state)
 {
-    fx_t *fx = fx_new(false, true);
+    xt_fx_t *fx = fx_new(false, true);
 
     (void)state;
     assert_int_equal(check_kv(fx, BT_XFER_MODE_AM), N_KV + 1);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 /* PUT mode over shm: the region is mapped into the sender and the write
  * is a copy per slice, no UCX message but the completion. */
 static void test_kv_put_direct(void **state)
 {
-    fx_t *fx = fx_new(false, false);
+    xt_fx_t *fx = fx_new(false, false);
 
     (void)state;
     bt_xfer_remote_set_mode(fx->remote, BT_XFER_MODE_PUT);
     assert_true(bt_xfer_remote_direct(fx->remote));
     assert_int_equal(check_kv(fx, BT_XFER_MODE_PUT), 0);
-    fx_free(fx);
+    xt_fx_free(fx);
 
     fx = fx_new(false, true);
     bt_xfer_remote_set_mode(fx->remote, BT_XFER_MODE_PUT);
     assert_false(bt_xfer_remote_direct(fx->remote));
     assert_int_equal(check_kv(fx, BT_XFER_MODE_PUT), 0);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 /* Sends a forged batch message on the sender's endpoint: header `hdr` of
  * `hlen` bytes, `len` bytes of payload from `data`. */
-static void forge(fx_t *fx, const void *hdr, size_t hlen, const void *data,
+static void forge(xt_fx_t *fx, const void *hdr, size_t hlen, const void *data,
                   size_t len, uint32_t flags)
 {
     ucp_request_param_t p;
@@ -245,7 +157,7 @@ static void forge(fx_t *fx, const void *hdr, size_t hlen, const void *data,
 
 /* The completion message of forged transfer `op_id`, as a sender would
  * send it after its data. */
-static void forge_notify(fx_t *fx, uint64_t op_id)
+static void forge_notify(xt_fx_t *fx, uint64_t op_id)
 {
     bt_xfer_am_notify_hdr_t h;
     ucp_request_param_t p;
@@ -275,7 +187,7 @@ typedef struct {
     bt_xfer_am_batch_ent_t e[2];
 } forged_t;
 
-static forged_t forged(fx_t *fx, uint64_t op_id, uint64_t off2)
+static forged_t forged(xt_fx_t *fx, uint64_t op_id, uint64_t off2)
 {
     forged_t f;
 
@@ -297,21 +209,21 @@ static forged_t forged(fx_t *fx, uint64_t op_id, uint64_t off2)
  * batch lands, and its completion is OK (the test can fail). */
 static void test_forged_batches(void **state)
 {
-    fx_t *fx = fx_new(false, false);
+    xt_fx_t *fx = fx_new(false, false);
     uint8_t payload[128], *dst = bt_xfer_region_base(fx->dst);
     bt_xfer_rx_stats_t rx;
     forged_t f;
 
     (void)state;
     memset(payload, 0xab, sizeof(payload));
-    memset(dst, 0, REGION_LEN);
+    memset(dst, 0, XT_REGION_LEN);
 
-    f = forged(fx, 1000, REGION_LEN - 63);
+    f = forged(fx, 1000, XT_REGION_LEN - 63);
     forge(fx, &f, sizeof(f), payload, 128, UCP_AM_SEND_FLAG_EAGER);
     forge_notify(fx, 1000);
     assert_int_equal(fx->last.status, BT_ERR_PEER_PROTOCOL);
     assert_int_equal(dst[0], 0);
-    assert_int_equal(dst[REGION_LEN - 1], 0);
+    assert_int_equal(dst[XT_REGION_LEN - 1], 0);
 
     f = forged(fx, 1001, 4096);
     forge(fx, &f, sizeof(f), payload, 127, UCP_AM_SEND_FLAG_EAGER);
@@ -337,7 +249,7 @@ static void test_forged_batches(void **state)
     assert_int_equal(dst[4096 + 64], 0);
     bt_xfer_ctx_rx_stats(fx->rctx, &rx);
     assert_int_equal(rx.rx_rejected, 3);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 /* The receiver stops progressing with batches in flight, then goes away
@@ -345,16 +257,17 @@ static void test_forged_batches(void **state)
  * the sender's context stays usable for its other peers. */
 static void test_receiver_gone_mid_batch(void **state)
 {
-    fx_t *fx = fx_new(true, false);
+    xt_fx_t *fx = fx_new(true, false);
     bt_xfer_slice_t s[N_KV + 1];
     size_t n = kv_slices(fx, s);
+    bt_xfer_op_t *op;
     bool never = false;
     uint64_t t0;
 
     (void)state;
     bt_xfer_remote_set_mode(fx->remote, BT_XFER_MODE_AM);
     t0 = bt_now_ms();
-    assert_int_equal(write_slices(fx, s, n, 1500), BT_IN_PROGRESS);
+    assert_int_equal(xt_write(fx, s, n, 1500, NULL, &op), BT_IN_PROGRESS);
     xt_run_until(fx->sbase, &never, 5);
     bt_xfer_ctx_destroy(fx->rctx);
     fx->rctx = NULL;
@@ -364,7 +277,7 @@ static void test_receiver_gone_mid_batch(void **state)
     xt_run_until(fx->sbase, &never, 50);
     assert_int_equal(fx->n_done, 1);
     assert_int_equal(bt_xfer_ctx_outstanding(fx->sctx), 0);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 /* The receiver's admit check for test_admit: slices of lease 77 that

@@ -15,117 +15,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define REGION_LEN (8u << 20)
-
-typedef struct {
-    struct event_base *sbase, *rbase;   /* sender's and receiver's loops */
-    bt_xfer_ctx_t     *sctx, *rctx;
-    bt_xfer_region_t  *src, *dst;
-    bt_xfer_remote_t  *remote;          /* dst, seen from the sender */
-    bool               done;
-    bt_status_t        status;
-    int                n_done;
-    bool               notified;
-    int                n_notify;
-    bt_xfer_notify_t   last;
-    char               user[64];
-} fx_t;
-
-static void done_cb(void *arg, bt_status_t st)
-{
-    fx_t *fx = arg;
-
-    fx->n_done++;
-    fx->status = st;
-    fx->done = true;
-}
-
-static void notify_cb(void *arg, const bt_xfer_notify_t *n)
-{
-    fx_t *fx = arg;
-
-    fx->n_notify++;
-    fx->last = *n;
-    memset(fx->user, 0, sizeof(fx->user));
-    if (n->user_len < sizeof(fx->user)) {
-        memcpy(fx->user, n->user, n->user_len);
-    }
-    fx->notified = true;
-}
-
-/* `split`: the receiver gets its own loop that the test runs only when it
- * wants the receiver to progress. */
-static fx_t *fx_new(bool split)
-{
-    fx_t *fx = calloc(1, sizeof(*fx));
-    void *blob;
-    size_t len;
-
-    assert_non_null(fx);
-    fx->sbase = bt_loop_create();
-    fx->rbase = split ? bt_loop_create() : fx->sbase;
-    assert_int_equal(bt_xfer_ctx_create(fx->sbase, NULL, &fx->sctx), BT_OK);
-    assert_int_equal(bt_xfer_ctx_create(fx->rbase, NULL, &fx->rctx), BT_OK);
-    bt_xfer_ctx_set_notify_cb(fx->rctx, notify_cb, fx);
-    assert_int_equal(bt_xfer_region_alloc(fx->sctx, REGION_LEN, &fx->src),
-                     BT_OK);
-    assert_int_equal(bt_xfer_region_alloc(fx->rctx, REGION_LEN, &fx->dst),
-                     BT_OK);
-    assert_int_equal(bt_xfer_region_export(fx->dst, &blob, &len), BT_OK);
-    assert_int_equal(bt_xfer_remote_import(fx->sctx, blob, len, &fx->remote),
-                     BT_OK);
-    free(blob);
-    return fx;
-}
-
-static void fx_free(fx_t *fx)
-{
-    bt_xfer_remote_destroy(fx->remote);
-    bt_xfer_ctx_destroy(fx->sctx);
-    bt_xfer_ctx_destroy(fx->rctx);
-    if (fx->rbase != fx->sbase) {
-        event_base_free(fx->rbase);
-    }
-    event_base_free(fx->sbase);
-    free(fx);
-}
-
-static void fill(void *p, size_t n, unsigned seed)
-{
-    uint8_t *b = p;
-
-    for (size_t i = 0; i < n; i++) {
-        b[i] = (uint8_t)(i * 31u + seed * 7u + (i >> 11));
-    }
-}
-
-static bt_status_t write_slices(fx_t *fx, const bt_xfer_slice_t *s, size_t n,
-                                uint64_t timeout_ms, const char *user,
-                                bt_xfer_op_t **op_p)
-{
-    bt_xfer_params_t p;
-
-    memset(&p, 0, sizeof(p));
-    p.remote = fx->remote;
-    p.slices = s;
-    p.n_slices = n;
-    p.timeout_ms = timeout_ms;
-    p.notify = true;
-    p.lease_id = 42;
-    p.layer = 3;
-    p.user = user;
-    p.user_len = user ? strlen(user) : 0;
-    p.cb = done_cb;
-    p.arg = fx;
-    fx->done = fx->notified = false;
-    return bt_xfer_write(fx->sctx, &p, op_p);
-}
-
 /* Slices of several sizes, one pair adjacent (coalesced), some rendezvous
  * sized, land where asked; the completion message carries the header. */
 static void check_write(bt_xfer_mode_t mode)
 {
-    fx_t *fx = fx_new(false);
+    xt_fx_t *fx = xt_fx_new(false, NULL);
     uint8_t *src = bt_xfer_region_base(fx->src);
     uint8_t *dst = bt_xfer_region_base(fx->dst);
     bt_xfer_op_t *op;
@@ -137,16 +31,16 @@ static void check_write(bt_xfer_mode_t mode)
     };
 
     bt_xfer_remote_set_mode(fx->remote, mode);
-    fill(src, REGION_LEN, 1);
-    memset(dst, 0, REGION_LEN);
-    assert_int_equal(write_slices(fx, s, 4, 5000, "first-token", &op),
+    xt_fill(src, XT_REGION_LEN, 1);
+    memset(dst, 0, XT_REGION_LEN);
+    assert_int_equal(xt_write(fx, s, 4, 5000, "first-token", &op),
                      BT_IN_PROGRESS);
     assert_false(fx->done);   /* never called inside bt_xfer_write */
     assert_true(xt_run_until(fx->sbase, &fx->notified, 5000));
     assert_true(xt_run_until(fx->sbase, &fx->done, 5000));
     assert_int_equal(fx->status, BT_OK);
-    assert_int_equal(fx->last.lease_id, 42);
-    assert_int_equal(fx->last.layer, 3);
+    assert_int_equal(fx->last.lease_id, XT_LEASE_ID);
+    assert_int_equal(fx->last.layer, XT_LAYER);
     assert_int_equal(fx->last.status, BT_OK);
     assert_int_equal(fx->last.bytes, 100 + 900 + 300000 + (1u << 20));
     assert_int_equal(fx->last.region_id, bt_xfer_region_id(fx->dst));
@@ -157,7 +51,7 @@ static void check_write(bt_xfer_mode_t mode)
     assert_int_equal(dst[4095], 0);
     assert_int_equal(dst[4096 + 1000], 0);
     assert_int_equal(bt_xfer_ctx_outstanding(fx->sctx), 0);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 static void test_write_auto(void **state)
@@ -180,35 +74,35 @@ static void test_write_put(void **state)
 
 static void test_read(void **state)
 {
-    fx_t *fx = fx_new(false);
+    xt_fx_t *fx = xt_fx_new(false, NULL);
     uint8_t *src = bt_xfer_region_base(fx->src);
     uint8_t *dst = bt_xfer_region_base(fx->dst);
     bt_xfer_slice_t s[] = {{src, 0, 8192}, {src + 100000, 500000, 1u << 20}};
     bt_xfer_params_t p;
     bt_xfer_op_t *op;
 
-    fill(dst, REGION_LEN, 9);
-    memset(src, 0, REGION_LEN);
+    xt_fill(dst, XT_REGION_LEN, 9);
+    memset(src, 0, XT_REGION_LEN);
     memset(&p, 0, sizeof(p));
     p.remote = fx->remote;
     p.slices = s;
     p.n_slices = 2;
     p.timeout_ms = 5000;
-    p.cb = done_cb;
+    p.cb = xt_done_cb;
     p.arg = fx;
     assert_int_equal(bt_xfer_read(fx->sctx, &p, &op), BT_IN_PROGRESS);
     assert_true(xt_run_until(fx->sbase, &fx->done, 5000));
     assert_int_equal(fx->status, BT_OK);
     assert_memory_equal(src, dst, 8192);
     assert_memory_equal(src + 100000, dst + 500000, 1u << 20);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 /* The receiver does not progress, so a rendezvous write cannot finish: the
  * deadline fails it, then the same regions carry a good transfer. */
 static void test_deadline_then_reuse(void **state)
 {
-    fx_t *fx = fx_new(true);
+    xt_fx_t *fx = xt_fx_new(true, NULL);
     uint8_t *src = bt_xfer_region_base(fx->src);
     uint8_t *dst = bt_xfer_region_base(fx->dst);
     bt_xfer_slice_t s = {src, 0, 4u << 20};
@@ -218,9 +112,9 @@ static void test_deadline_then_reuse(void **state)
 
     (void)state;
     bt_xfer_remote_set_mode(fx->remote, BT_XFER_MODE_AM);
-    fill(src, REGION_LEN, 3);
+    xt_fill(src, XT_REGION_LEN, 3);
     t0 = bt_now_ms();
-    assert_int_equal(write_slices(fx, &s, 1, 100, NULL, &op), BT_IN_PROGRESS);
+    assert_int_equal(xt_write(fx, &s, 1, 100, NULL, &op), BT_IN_PROGRESS);
     assert_true(xt_run_until(fx->sbase, &fx->done, 3000));
     assert_int_equal(fx->status, BT_ERR_TIMED_OUT);
     assert_true(bt_now_ms() - t0 >= 90);
@@ -233,10 +127,10 @@ static void test_deadline_then_reuse(void **state)
         xt_run_until(fx->rbase, &never, 5);
         xt_run_until(fx->sbase, &never, 5);
     }
-    fill(src, REGION_LEN, 4);
-    memset(dst, 0, REGION_LEN);
+    xt_fill(src, XT_REGION_LEN, 4);
+    memset(dst, 0, XT_REGION_LEN);
     s.len = 1u << 20;
-    assert_int_equal(write_slices(fx, &s, 1, 5000, "again", &op),
+    assert_int_equal(xt_write(fx, &s, 1, 5000, "again", &op),
                      BT_IN_PROGRESS);
     for (int i = 0; i < 400 && !(fx->done && fx->notified); i++) {
         xt_run_until(fx->rbase, &fx->notified, 5);
@@ -247,19 +141,19 @@ static void test_deadline_then_reuse(void **state)
     assert_true(fx->notified);
     assert_string_equal(fx->user, "again");
     assert_memory_equal(dst, src, 1u << 20);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 static void test_abort(void **state)
 {
-    fx_t *fx = fx_new(true);
+    xt_fx_t *fx = xt_fx_new(true, NULL);
     uint8_t *src = bt_xfer_region_base(fx->src);
     bt_xfer_slice_t s = {src, 0, 2u << 20};
     bt_xfer_op_t *op;
 
     (void)state;
     bt_xfer_remote_set_mode(fx->remote, BT_XFER_MODE_AM);
-    assert_int_equal(write_slices(fx, &s, 1, 0, NULL, &op), BT_IN_PROGRESS);
+    assert_int_equal(xt_write(fx, &s, 1, 0, NULL, &op), BT_IN_PROGRESS);
     bool never = false;
     xt_run_until(fx->sbase, &never, 20);
     assert_false(fx->done);
@@ -269,30 +163,30 @@ static void test_abort(void **state)
     assert_int_equal(fx->n_done, 1);
     xt_run_until(fx->sbase, &never, 20);
     assert_int_equal(fx->n_done, 1);   /* exactly once */
-    fx_free(fx);                        /* reaps the cancelled requests */
+    xt_fx_free(fx);                     /* reaps the cancelled requests */
 }
 
 static void test_bad_slices(void **state)
 {
-    fx_t *fx = fx_new(false);
+    xt_fx_t *fx = xt_fx_new(false, NULL);
     uint8_t *src = bt_xfer_region_base(fx->src);
-    bt_xfer_slice_t over = {src, REGION_LEN - 10, 11};
+    bt_xfer_slice_t over = {src, XT_REGION_LEN - 10, 11};
     bt_xfer_slice_t wrap = {src, UINT64_MAX - 5, 10};
     bt_xfer_op_t *op = NULL;
     char big[BT_XFER_USER_MAX + 2];
 
     (void)state;
-    assert_int_equal(write_slices(fx, &over, 1, 0, NULL, &op),
+    assert_int_equal(xt_write(fx, &over, 1, 0, NULL, &op),
                      BT_ERR_INVALID_ARG);
-    assert_int_equal(write_slices(fx, &wrap, 1, 0, NULL, &op),
+    assert_int_equal(xt_write(fx, &wrap, 1, 0, NULL, &op),
                      BT_ERR_INVALID_ARG);
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    assert_int_equal(write_slices(fx, NULL, 0, 0, big, &op),
+    assert_int_equal(xt_write(fx, NULL, 0, 0, big, &op),
                      BT_ERR_INVALID_ARG);
     assert_null(op);
     assert_int_equal(bt_xfer_ctx_outstanding(fx->sctx), 0);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 typedef struct {
@@ -322,9 +216,9 @@ static void landed_cb(void *arg, uint32_t layer)
 
 static void count_notify_cb(void *arg, const bt_xfer_notify_t *n)
 {
-    fx_t *fx = arg;
+    xt_fx_t *fx = arg;
 
-    notify_cb(arg, n);
+    xt_notify_cb(arg, n);
     fx->notified = n->layer == UINT32_MAX;
 }
 
@@ -333,7 +227,7 @@ static void count_notify_cb(void *arg, const bt_xfer_notify_t *n)
  * before the stream's callback. */
 static void test_stream(void **state)
 {
-    fx_t *fx = fx_new(false);
+    xt_fx_t *fx = xt_fx_new(false, NULL);
     uint8_t *src = bt_xfer_region_base(fx->src);
     uint8_t *dst = bt_xfer_region_base(fx->dst);
     bt_xfer_stream_params_t sp = {0};
@@ -342,8 +236,8 @@ static void test_stream(void **state)
 
     (void)state;
     bt_xfer_ctx_set_notify_cb(fx->rctx, count_notify_cb, fx);
-    fill(src, REGION_LEN, 5);
-    memset(dst, 0, REGION_LEN);
+    xt_fill(src, XT_REGION_LEN, 5);
+    memset(dst, 0, XT_REGION_LEN);
     sp.remote = fx->remote;
     sp.timeout_ms = 5000;
     sp.lease_id = 77;
@@ -374,7 +268,7 @@ static void test_stream(void **state)
                             src + l * 1000000 + 500000, 200000);
     }
     bt_xfer_stream_destroy(st);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 static int peers_seen;
@@ -390,14 +284,14 @@ static void peer_stats_cb(void *arg, const bt_xfer_peer_stats_t *s)
 
 static void test_counters(void **state)
 {
-    fx_t *fx = fx_new(false);
+    xt_fx_t *fx = xt_fx_new(false, NULL);
     uint8_t *src = bt_xfer_region_base(fx->src);
     bt_xfer_slice_t s = {src, 0, 4096};
     bt_xfer_op_t *op;
     bt_xfer_rx_stats_t rx;
 
     (void)state;
-    assert_int_equal(write_slices(fx, &s, 1, 1000, NULL, &op), BT_IN_PROGRESS);
+    assert_int_equal(xt_write(fx, &s, 1, 1000, NULL, &op), BT_IN_PROGRESS);
     assert_true(xt_run_until(fx->sbase, &fx->done, 5000));
     assert_true(xt_run_until(fx->sbase, &fx->notified, 5000));
     peers_seen = 0;
@@ -405,7 +299,7 @@ static void test_counters(void **state)
     assert_int_equal(peers_seen, 1);
     bt_xfer_ctx_rx_stats(fx->rctx, &rx);
     assert_int_equal(rx.notifies, 1);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 /* A callback that posts the next write, which again completes inside
@@ -414,7 +308,7 @@ static void test_counters(void **state)
  * through event_active within one libevent pass, and a 10 ms timer only
  * fired once the chain stopped by itself (here after 2 s). */
 typedef struct {
-    fx_t    *fx;
+    xt_fx_t *fx;
     uint64_t t0_ns, stop_ns, fired_ns;
     int      n, errors;
     bool     fired, stopped;
@@ -475,7 +369,7 @@ static void test_chained_posts_yield(void **state)
 
     (void)state;
     memset(&c, 0, sizeof(c));
-    c.fx = fx_new(false);
+    c.fx = xt_fx_new(false, NULL);
     bt_xfer_remote_set_mode(c.fx->remote, BT_XFER_MODE_PUT);
     t = evtimer_new(c.fx->sbase, chain_timer_cb, &c);
     assert_non_null(t);
@@ -490,7 +384,7 @@ static void test_chained_posts_yield(void **state)
     assert_true(c.fired_ns - c.t0_ns < 500ull * 1000000);
     assert_int_equal(c.errors, 0);
     event_free(t);
-    fx_free(c.fx);
+    xt_fx_free(c.fx);
 }
 
 /* A CUDA region needs a UCX with CUDA transports: without one (Debian's
