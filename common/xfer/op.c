@@ -369,6 +369,21 @@ static void op_ev_cb(evutil_socket_t fd, short what, void *arg)
                 (unsigned long long)((bt_now_ns() - op->t0_ns) / 1000000),
                 op->n_live,
                 op->phase == BT_XFER_PHASE_DATA ? "data" : "completion message");
+        /* Only where there is a connection to renew: a shm peer that
+         * stalls is a stopped process, and a forced close there left the
+         * receiver failing at its exit (xfer/shm test_deadline). */
+        if (op->reset_on_timeout && op->n_live > 0 && !op->peer->has_rma) {
+            bt_xfer_peer_t *peer = op->peer;
+
+            peer->refs++;   /* the callback may drop the op's reference */
+            bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);
+            bt_warn("xfer peer %s/%016llx stalled: its endpoint is closed, "
+                    "the next transfer connects anew", peer->host,
+                    (unsigned long long)peer->owner_id);
+            bt_xfer_peer_fail(peer, BT_ERR_PEER_UNREACHABLE);
+            bt_xfer_peer_unref(peer);
+            return;
+        }
         bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);
     }
 }
@@ -491,6 +506,7 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
     op->arg = p->arg;
     op->notify = p->notify && !is_read;
     op->lease_id = p->lease_id;
+    op->reset_on_timeout = p->reset_on_timeout;
     op->mode = is_read ? BT_XFER_MODE_PUT : bt_xfer_peer_mode(rm->peer);
     bt_list_init(&op->link);
     op->ev = evtimer_new(ctx->base, op_ev_cb, op);

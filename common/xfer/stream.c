@@ -148,6 +148,7 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
     if (s->p.stall_ms > 0 &&
         (xp.timeout_ms == 0 || s->p.stall_ms < xp.timeout_ms)) {
         xp.timeout_ms = s->p.stall_ms;
+        xp.reset_on_timeout = true;
     }
     xp.notify = is_final;
     xp.lease_id = s->p.lease_id;

@@ -221,6 +221,14 @@ typedef struct {
     const bt_xfer_slice_t *slices;     /* copied; may be freed on return */
     size_t                 n_slices;   /* 0 allowed: notify only */
     uint64_t               timeout_ms; /* 0 = no deadline */
+    /* A timeout with data still in flight means the endpoint is stuck,
+     * not slow: close it (the peer's other transfers fail with
+     * BT_ERR_PEER_UNREACHABLE) so that the next transfer connects anew.
+     * A healed partition leaves a tcp connection in retransmission
+     * backoff for up to two minutes; a new one sends at once. For stall
+     * bounds (bt_xfer_stream_params_t.stall_ms), not request deadlines;
+     * only on peers without a one-sided lane (tcp). */
+    bool                   reset_on_timeout;
     /* Completion message (writes only). */
     bool                   notify;
     uint64_t               lease_id;
@@ -271,7 +279,8 @@ typedef struct {
     /* most time one posted layer (or the final message) may take before
      * the stream fails BT_ERR_TIMED_OUT; 0 = only timeout_ms. A peer cut
      * off by the network stalls a transfer without failing it (tcp goes
-     * on retransmitting for many minutes). */
+     * on retransmitting for many minutes). A stall also resets the
+     * endpoint (bt_xfer_params_t.reset_on_timeout). */
     uint64_t          stall_ms;
     uint64_t          lease_id;
     bt_xfer_done_cb   cb;          /* once: after the final message, or on

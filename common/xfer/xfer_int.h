@@ -173,6 +173,7 @@ struct bt_xfer_op {
     size_t            n_reqs, n_live;
     bool              notify;
     uint64_t          lease_id;  /* the caller's, in every data header */
+    bool              reset_on_timeout;
     bt_xfer_am_notify_hdr_t nhdr;
     uint8_t          *user;
     struct event     *ev;        /* deadline timer and deferred report */

@@ -659,6 +659,20 @@ static int role_blast(size_t mb, size_t kb)
 
 /* --- deadline ----------------------------------------------------------- */
 
+static void alive_cb(void *arg, const bt_xfer_peer_stats_t *st)
+{
+    *(unsigned *)arg += st->alive ? 1u : 0u;
+}
+
+/* Peers whose endpoint is up. */
+static unsigned peers_alive(void)
+{
+    unsigned n = 0;
+
+    bt_xfer_ctx_peers_foreach(ctx, alive_cb, &n);
+    return n;
+}
+
 static int role_deadline(void)
 {
     bt_xfer_region_t *src;
@@ -701,6 +715,9 @@ static int role_deadline(void)
     if (!w.done || w.status != BT_ERR_TIMED_OUT || ms < 45 || ms > 1000) {
         die("deadline: expected BT_ERR_TIMED_OUT after ~50 ms");
     }
+    if (peers_alive() != 1) {
+        die("deadline: a request deadline closed the endpoint");
+    }
     /* A stream whose deadline is a minute away fails once one layer has
      * stalled for its stall bound (a partitioned peer never fails it). */
     {
@@ -727,6 +744,20 @@ static int role_deadline(void)
                 "its 50 ms stall bound");
         }
         bt_xfer_stream_destroy(stream);
+        /* A stall closes the endpoint (the next write connects anew, as
+         * "REUSE" below shows); a plain deadline above did not. */
+        bool never = false;
+
+        run_until(&never, 20, NULL);
+        printf("RESET peers_alive=%u\n", peers_alive());
+        fflush(stdout);
+        const char *tls = getenv("UCX_TLS");
+        bool tcp = tls != NULL && strstr(tls, "tcp") != NULL;
+
+        if (peers_alive() != (tcp ? 0u : 1u)) {
+            die("deadline: the stalled tcp endpoint was not closed, or a "
+                "shm one was");
+        }
     }
     if (read_line(10000) == NULL) {
         die("deadline: no CONT");

@@ -280,7 +280,7 @@ static void test_receiver_gone_mid_batch(void **state)
     xt_fx_free(fx);
 }
 
-/* The receiver's admit check for test_admit: slices of lease 77 that
+/* The receiver's admit check for test_admit: slices of lease XT_LEASE_ID that
  * miss [refuse_lo, refuse_hi). */
 static uint64_t refuse_lo, refuse_hi;
 
@@ -289,27 +289,28 @@ static bool admit_cb(void *arg, uint32_t region_id, uint64_t lease_id,
 {
     (void)arg;
     (void)region_id;
-    return lease_id == 77 && (off + len <= refuse_lo || off >= refuse_hi);
+    return lease_id == XT_LEASE_ID && (off + len <= refuse_lo || off >= refuse_hi);
 }
 
 /* Writes the KV slices with the admit check refusing [lo, hi): nothing
  * lands there, everything else does, and the completion message says the
  * transfer was refused. Returns the refused count. */
-static uint64_t check_refused(fx_t *fx, uint64_t lo, uint64_t hi)
+static uint64_t check_refused(xt_fx_t *fx, uint64_t lo, uint64_t hi)
 {
     bt_xfer_slice_t s[N_KV + 1];
     size_t n = kv_slices(fx, s);
     uint8_t *dst = bt_xfer_region_base(fx->dst);
     bool never = false;
     bt_xfer_rx_stats_t rx;
+    bt_xfer_op_t *op;
 
     refuse_lo = lo;
     refuse_hi = hi;
     bt_xfer_ctx_set_admit_cb(fx->rctx, admit_cb, NULL);
     bt_xfer_remote_set_mode(fx->remote, BT_XFER_MODE_AM);
-    fill(bt_xfer_region_base(fx->src), REGION_LEN, 5);
-    memset(dst, 0, REGION_LEN);
-    assert_int_equal(write_slices(fx, s, n, 10000), BT_IN_PROGRESS);
+    xt_fill(bt_xfer_region_base(fx->src), XT_REGION_LEN, 5);
+    memset(dst, 0, XT_REGION_LEN);
+    assert_int_equal(xt_write(fx, s, n, 10000, NULL, &op), BT_IN_PROGRESS);
     assert_true(xt_run_until(fx->sbase, &fx->done, 10000));
     xt_run_until(fx->sbase, &never, 50);
     if (fx->status == BT_OK) {   /* eager refusals: the sender cannot tell */
@@ -341,21 +342,21 @@ static uint64_t check_refused(fx_t *fx, uint64_t lo, uint64_t hi)
 static void test_admit(void **state)
 {
     const uint64_t layer0 = 2 * B * BLK;
-    fx_t *fx = fx_new(false, false);
+    xt_fx_t *fx = fx_new(false, false);
 
     (void)state;
     assert_int_equal(check_refused(fx, 0, layer0), 1);
     assert_int_equal(fx->status, BT_OK);
-    fx_free(fx);
+    xt_fx_free(fx);
 
     fx = fx_new(false, true);
     assert_int_equal(check_refused(fx, 0, layer0), B);
-    fx_free(fx);
+    xt_fx_free(fx);
 
     fx = fx_new(false, false);
     assert_int_equal(check_refused(fx, 7u << 20, (7u << 20) + 1), 1);
     assert_int_not_equal(fx->status, BT_OK);
-    fx_free(fx);
+    xt_fx_free(fx);
 }
 
 int main(void)
