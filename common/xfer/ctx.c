@@ -87,7 +87,14 @@ static const char *const tcp_names[] = {"tcp", NULL};
  * without it the rendezvous moves as active-message fragments, the path
  * the figures in xfer.md measure. The same assert is still reachable
  * from a dead endpoint's failure handling (xfer.md, Known UCX 1.13
- * issues). */
+ * issues).
+ *
+ * TCP_CONN_NB=y: by default UCX 1.13 connects a tcp endpoint with a
+ * blocking connect(), so ucp_ep_create to a peer behind a partition held
+ * the loop for the kernel's SYN retries (134 s seen: the node missed its
+ * heartbeats and the router dropped it; fault_matrix net-partition). A
+ * non-blocking connect reports the unreachable peer as an endpoint
+ * error instead. */
 void bt_xfer_env_defaults(void)
 {
     static const struct {
@@ -101,6 +108,7 @@ void bt_xfer_env_defaults(void)
         {"UCX_ADAPTIVE_PROGRESS", "n", NULL},
         {"UCX_TCP_RX_SEG_SIZE", "512K", tcp_names},
         {"UCX_TCP_PUT_ENABLE", "n", tcp_names},
+        {"UCX_TCP_CONN_NB", "y", tcp_names},
     };
 
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {

@@ -375,14 +375,11 @@ static void op_ev_cb(evutil_socket_t fd, short what, void *arg)
         if (op->reset_on_timeout && op->n_live > 0 && !op->peer->has_rma) {
             bt_xfer_peer_t *peer = op->peer;
 
-            peer->refs++;   /* the callback may drop the op's reference */
-            bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);
+            /* failed first, so that the callback sees the reset */
             bt_warn("xfer peer %s/%016llx stalled: its endpoint is closed, "
                     "the next transfer connects anew", peer->host,
                     (unsigned long long)peer->owner_id);
             bt_xfer_peer_fail(peer, BT_ERR_PEER_UNREACHABLE);
-            bt_xfer_peer_unref(peer);
-            return;
         }
         bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);
     }

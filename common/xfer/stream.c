@@ -1,6 +1,10 @@
 /* Layer-wise streaming for the prefill node: one transfer per posted
  * layer, all in flight together while compute goes on; a final
- * completion message once every layer landed. */
+ * completion message once every layer landed. A layer that stalls past
+ * stall_ms closes its tcp endpoint (op.c); the stream then posts what
+ * was in flight once more, over a new connection, before it gives up:
+ * a healed partition leaves the old connection in retransmission
+ * backoff, and a fresh one carries the bytes at once. */
 #include "xfer_int.h"
 
 #include "base/array.h"
@@ -15,6 +19,9 @@ typedef struct stream_slot {
     bt_xfer_op_t     *op;
     uint32_t          layer;
     bool              is_final;
+    bool              stall_bound;  /* its timeout is the stall bound */
+    bt_xfer_slice_t  *slices;       /* a copy, for the retry (stall_ms) */
+    size_t            n;
 } stream_slot_t;
 
 struct bt_xfer_stream {
@@ -31,10 +38,36 @@ struct bt_xfer_stream {
     bt_status_t             err;
     uint8_t                *user;
     size_t                  user_len;
+    /* the retry after a stall: once per stream */
+    bool                    retried;
+    bool                    retrying;   /* the failed slots wait in redo */
+    stream_slot_t         **redo;
+    size_t                  n_redo, cap_redo;
+    struct event           *retry_ev;
 };
+
+static void slot_free(stream_slot_t *sl)
+{
+    free(sl->slices);
+    free(sl);
+}
+
+static void redo_drop(bt_xfer_stream_t *s)
+{
+    for (size_t i = 0; i < s->n_redo; i++) {
+        slot_free(s->redo[i]);
+    }
+    s->n_redo = 0;
+    s->retrying = false;
+}
 
 static void stream_free(bt_xfer_stream_t *s)
 {
+    redo_drop(s);
+    if (s->retry_ev != NULL) {
+        event_free(s->retry_ev);
+    }
+    free(s->redo);
     free(s->slots);
     free(s->user);
     free(s);
@@ -53,7 +86,7 @@ static void report(bt_xfer_stream_t *s, bt_status_t st)
     }
 }
 
-static void slot_remove(bt_xfer_stream_t *s, stream_slot_t *sl)
+static void slot_unlink(bt_xfer_stream_t *s, stream_slot_t *sl)
 {
     for (size_t i = 0; i < s->n_slots; i++) {
         if (s->slots[i] == sl) {
@@ -61,7 +94,6 @@ static void slot_remove(bt_xfer_stream_t *s, stream_slot_t *sl)
             break;
         }
     }
-    free(sl);
 }
 
 static void abort_all(bt_xfer_stream_t *s)
@@ -87,6 +119,52 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
                           const bt_xfer_slice_t *slices, size_t n,
                           bool is_final);
 
+static void retry_cb(evutil_socket_t fd, short what, void *arg);
+
+static void fail(bt_xfer_stream_t *s, bt_status_t st)
+{
+    s->err = st;
+    redo_drop(s);
+    abort_all(s);
+    report(s, st);
+}
+
+/* The slot's transfer failed: true when it waits for the retry instead
+ * (the first stall of the stream, or a transfer the same reset failed). */
+static bool retry_later(bt_xfer_stream_t *s, stream_slot_t *sl,
+                        bt_status_t st)
+{
+    static const struct timeval now = {0, 0};
+
+    if (s->retrying ? !bt_status_is_peer_err(st) && st != BT_ERR_TIMED_OUT
+                    : s->retried || !sl->stall_bound ||
+                      st != BT_ERR_TIMED_OUT || !s->p.remote->peer->failed) {
+        return false;   /* no reset (a shm peer): the same path stalls */
+
+    }
+    if (BT_ARRAY_RESERVE(s->redo, s->cap_redo, s->n_redo + 1, 8) != BT_OK) {
+        return false;
+    }
+    if (s->retry_ev == NULL) {
+        s->retry_ev = evtimer_new(s->ctx->base, retry_cb, s);
+        if (s->retry_ev == NULL) {
+            return false;
+        }
+    }
+    if (!s->retrying) {
+        bt_warn("xfer stream lease %llu: layer %u stalled past %llu ms: "
+                "posting what was in flight again over a new connection",
+                (unsigned long long)s->p.lease_id, sl->layer,
+                (unsigned long long)s->p.stall_ms);
+        s->retried = true;
+        s->retrying = true;
+    }
+    sl->op = NULL;
+    s->redo[s->n_redo++] = sl;
+    evtimer_add(s->retry_ev, &now);
+    return true;
+}
+
 static void op_cb(void *arg, bt_status_t st)
 {
     stream_slot_t *sl = arg;
@@ -94,28 +172,83 @@ static void op_cb(void *arg, bt_status_t st)
     bool is_final = sl->is_final;
     uint32_t layer = sl->layer;
 
-    slot_remove(s, sl);
+    slot_unlink(s, sl);
+    if (s->err == BT_OK && st != BT_OK && retry_later(s, sl, st)) {
+        return;
+    }
+    slot_free(sl);
     if (s->err != BT_OK) {
         return;                       /* already failed and reported */
     }
     if (st != BT_OK) {
-        s->err = st;
-        abort_all(s);
-        report(s, st);
+        fail(s, st);
     } else if (is_final) {
         report(s, BT_OK);
     } else {
         if (s->p.landed_cb != NULL) {
             s->p.landed_cb(s->p.arg, layer);
         }
-        if (s->completing && !s->final_sent && s->n_slots == 0) {
+        if (s->completing && !s->final_sent && s->n_slots == 0 &&
+            !s->retrying) {
             bt_status_t lst = launch(s, UINT32_MAX, NULL, 0, true);
 
             if (lst != BT_OK) {
-                s->err = lst;
-                report(s, lst);
+                fail(s, lst);
             }
         }
+    }
+    if (s->destroy_pending && !s->in_cb && s->n_slots == 0) {
+        stream_free(s);
+    }
+}
+
+/* The retry: the stalled peer's endpoint is closed first (its other
+ * transfers fail into redo too), then every waiting slot goes again in
+ * layer order; the final message follows once they landed, as before. */
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_xfer_stream_t *s = arg;
+    stream_slot_t **redo;
+    size_t n;
+    bt_status_t st = BT_OK;
+
+    (void)fd;
+    (void)what;
+    if (s->ctx->peer_failed) {
+        bt_xfer_peers_cleanup_failed(s->ctx);
+    }
+    if (!s->retrying || s->err != BT_OK) {
+        return;
+    }
+    redo = s->redo;
+    n = s->n_redo;
+    s->redo = NULL;
+    s->n_redo = s->cap_redo = 0;
+    s->retrying = false;
+    for (size_t i = 1; i < n; i++) {   /* layer order; the final last */
+        for (size_t j = i; j > 0 && redo[j - 1]->layer > redo[j]->layer; j--) {
+            stream_slot_t *t = redo[j];
+
+            redo[j] = redo[j - 1];
+            redo[j - 1] = t;
+        }
+    }
+    for (size_t i = 0; i < n && st == BT_OK; i++) {
+        if (redo[i]->is_final) {
+            s->final_sent = false;
+            if (s->n_slots > 0) {
+                continue;   /* op_cb sends it once the layers landed */
+            }
+        }
+        st = launch(s, redo[i]->layer, redo[i]->slices, redo[i]->n,
+                    redo[i]->is_final);
+    }
+    for (size_t i = 0; i < n; i++) {
+        slot_free(redo[i]);
+    }
+    free(redo);
+    if (st != BT_OK) {
+        fail(s, st);
     }
     if (s->destroy_pending && !s->in_cb && s->n_slots == 0) {
         stream_free(s);
@@ -140,6 +273,15 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
     sl->stream = s;
     sl->layer = layer;
     sl->is_final = is_final;
+    if (s->p.stall_ms > 0 && n > 0) {
+        sl->slices = malloc(n * sizeof(*slices));
+        if (sl->slices == NULL) {
+            free(sl);
+            return BT_ERR_NO_MEMORY;
+        }
+        memcpy(sl->slices, slices, n * sizeof(*slices));
+        sl->n = n;
+    }
     memset(&xp, 0, sizeof(xp));
     xp.remote = s->p.remote;
     xp.slices = slices;
@@ -149,6 +291,7 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
         (xp.timeout_ms == 0 || s->p.stall_ms < xp.timeout_ms)) {
         xp.timeout_ms = s->p.stall_ms;
         xp.reset_on_timeout = true;
+        sl->stall_bound = true;
     }
     xp.notify = is_final;
     xp.lease_id = s->p.lease_id;
@@ -159,7 +302,7 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
     xp.arg = sl;
     st = bt_xfer_write(s->ctx, &xp, &sl->op);
     if (st != BT_IN_PROGRESS) {
-        free(sl);
+        slot_free(sl);
         return st;
     }
     if (is_final) {
@@ -223,7 +366,7 @@ bt_status_t bt_xfer_stream_complete(bt_xfer_stream_t *s, const void *user,
         s->user_len = user_len;
     }
     s->completing = true;
-    if (s->n_slots == 0) {
+    if (s->n_slots == 0 && !s->retrying) {
         return launch(s, UINT32_MAX, NULL, 0, true);
     }
     return BT_OK;
@@ -238,8 +381,12 @@ void bt_xfer_stream_destroy(bt_xfer_stream_t *s)
         if (s->err == BT_OK) {
             s->err = BT_ERR_CANCELLED;
         }
+        redo_drop(s);
         abort_all(s);
         report(s, BT_ERR_CANCELLED);
+    }
+    if (s->retry_ev != NULL) {
+        event_del(s->retry_ev);
     }
     if (s->in_cb || s->n_slots > 0) {
         s->destroy_pending = true;   /* freed when the callback returns */

@@ -758,6 +758,32 @@ static int role_deadline(void)
             die("deadline: the stalled tcp endpoint was not closed, or a "
                 "shm one was");
         }
+        /* The retry: a layer stalls on the stopped receiver for 1.5 s,
+         * the parent continues it 2.25 s after "RETRYING". Over tcp the
+         * stream posts the layer again over a new connection and
+         * completes; over shm nothing was reset and it fails. */
+        memset(&ws, 0, sizeof(ws));
+        sp.stall_ms = 1500;
+        t0 = bt_now_ns();
+        if (bt_xfer_stream_create(ctx, &sp, &stream) != BT_OK ||
+            bt_xfer_stream_post(stream, 0, &sl, 1) != BT_OK ||
+            bt_xfer_stream_complete(stream, NULL, 0) != BT_OK) {
+            die("deadline: retry stream refused");
+        }
+        printf("RETRYING\n");
+        fflush(stdout);
+        run_until(&ws.done, 8000, NULL);
+        ms = (ws.end_ns - t0) / 1000000;
+        printf("RETRY %s %llu ms\n",
+               ws.done ? bt_status_name(ws.status) : "none",
+               (unsigned long long)ms);
+        fflush(stdout);
+        if (!ws.done || ws.status != (tcp ? BT_OK : BT_ERR_TIMED_OUT) ||
+            (tcp && ms < 1500)) {
+            die("deadline: expected the stalled stream to complete over a "
+                "new tcp connection (or to fail on shm)");
+        }
+        bt_xfer_stream_destroy(stream);
     }
     if (read_line(10000) == NULL) {
         die("deadline: no CONT");
