@@ -124,7 +124,10 @@ def main():
     ref = nc.run_ref(model, ids, 16)
 
     def served(what, want_kvstore=None, want_cached=None):
+        n0 = len(router_prefills(rlog))
         got = nc.gen(rg, ids, 16)
+        # the router's log line may trail the answer on a loaded machine
+        nc.wait_for(lambda: len(router_prefills(rlog)) > n0, 5)
         pf = router_prefills(rlog)
         last = pf[-1] if pf else ("?", 0, 0, 0)
         ok = ref is not None and got == ref
