@@ -6,7 +6,7 @@
  * and the balancedness lost; a family passes when every seed has ratio
  * <= 0.8 and loses <= 0.01. Tuned: the traces the planner was developed
  * on and the Zipf 1.0 families (they chose the epsilon, argv[1]); the
- * Zipf 0.5 and 1.3 families are held out. The last column is the lowest
+ * Zipf 0.5 and 1.3 families are held out. The bound column is the lowest
  * ratio any plan could reach (bt_placement_cross_bound over the load-only
  * plan's cross-device transitions, highest over the seeds): above 0.8 it
  * would prove a family out of reach. With a second epsilon (argv[2]) a
