@@ -6,10 +6,14 @@
  * and the balancedness lost; a family passes when every seed has ratio
  * <= 0.8 and loses <= 0.01. Tuned: the traces the planner was developed
  * on and the Zipf 1.0 families (they chose the epsilon, argv[1]); the
- * Zipf 0.5 and 1.3 families are held out. The last column is the lowest
+ * Zipf 0.5 and 1.3 families are held out. The bound column is the lowest
  * ratio any plan could reach (bt_placement_cross_bound over the load-only
  * plan's cross-device transitions, highest over the seeds): above 0.8 it
- * would prove a family out of reach. Exit 1 when a family fails. */
+ * would prove a family out of reach. With a second epsilon (argv[2]) a
+ * last column adds each pair of consecutive layers planned alone at that
+ * epsilon, summed over the pairs, over the load-only plan's (highest
+ * seed): every bound that takes the pairs one at a time is below it.
+ * Exit 1 when a family fails. */
 #include "placement.h"
 
 #include <stdio.h>
@@ -24,11 +28,43 @@ typedef struct {
     bool    tuned;
 } family_t;
 
-/* ratio and loss of one seed; false when planning failed */
 static double epsilon = -1;   /* argv[1]; < 0: the planner's default */
+static double pairs_epsilon = -1; /* argv[2]; < 0: no pairs column */
 
+/* Cross-device transitions of each pair of consecutive layers planned
+ * alone (a 2-layer input; a layer's cap depends on its loads only, so
+ * the caps are the whole plan's), summed; < 0 when planning failed. */
+static double pairs_alone(const bt_placement_input_t *whole)
+{
+    size_t E = (size_t)whole->n_experts;
+    double sum = 0.0;
+
+    for (int32_t l = 0; l + 1 < whole->n_layers; l++) {
+        bt_placement_input_t in = *whole;
+        bt_placement_plan_t *plan = NULL;
+        bt_placement_figures_t fig;
+        bool ok;
+
+        in.n_layers = 2;
+        in.loads = whole->loads + (size_t)l * E;
+        in.transitions = whole->transitions + (size_t)l * E * E;
+        in.epsilon = pairs_epsilon;
+        ok = bt_placement_plan_create(&in, &plan) == BT_OK &&
+             bt_placement_plan_eval(plan, &in, &fig) == BT_OK;
+        bt_placement_plan_destroy(plan);
+        if (!ok) {
+            return -1.0;
+        }
+        sum += fig.cross_device;
+    }
+    return sum;
+}
+
+/* ratio, loss and the other figures of one seed; false when planning
+ * failed */
 static bool run_seed(const family_t *f, uint64_t seed, double *ratio,
-                     double *loss, double *share, double *floor)
+                     double *loss, double *share, double *floor,
+                     double *alone)
 {
     bt_placement_synth_t sy = { .n_layers = f->layers, .n_experts = f->experts,
                                 .tokens = 100 * (int64_t)f->experts,
@@ -58,6 +94,8 @@ static bool run_seed(const family_t *f, uint64_t seed, double *ratio,
         *loss = fb.balancedness_mean - ft.balancedness_mean;
         *share = fb.cross_device / fb.transitions_total;
         *floor = bound / fb.cross_device; /* no plan has a lower ratio */
+        *alone = pairs_epsilon >= 0 ? pairs_alone(&in) / fb.cross_device : 0;
+        ok = *alone >= 0;
     }
     bt_placement_plan_destroy(flat);
     bt_placement_plan_destroy(aware);
@@ -81,6 +119,9 @@ int main(int argc, char **argv)
     if (argc > 1) {
         epsilon = atof(argv[1]);
     }
+    if (argc > 2) {
+        pairs_epsilon = atof(argv[2]);
+    }
     /* tuned on: the unit tests' and the docs' traces */
     fams[n++] = (family_t){ 6, 64, 16, 5, 0.8, 0.6, 1, true };
     fams[n++] = (family_t){ 5, 32, 8, 5, 0.8, 0.8, 1, true };
@@ -100,17 +141,19 @@ int main(int argc, char **argv)
     }
     printf("| set | layers x experts | devices x slots | zipf | corr | partners "
            "| cross-device share (load-only) | ratio worst (mean) | balancedness "
-           "lost worst | pass | ratio bound (worst seed) |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "lost worst | pass | ratio bound (worst seed) |%s\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|%s\n",
+           pairs_epsilon >= 0 ? " pairs alone (worst seed) |" : "",
+           pairs_epsilon >= 0 ? "---|" : "");
     for (size_t i = 0; i < n; i++) {
         const family_t *f = &fams[i];
-        double worst = 0, sum = 0, lost = -1, share = 0, floor = 0;
+        double worst = 0, sum = 0, lost = -1, share = 0, floor = 0, alone = 0;
         bool pass = true;
 
         for (uint64_t seed = 1; seed <= SEEDS; seed++) {
-            double r, l, sh, fl;
+            double r, l, sh, fl, al;
 
-            if (!run_seed(f, seed * 7919 + i, &r, &l, &sh, &fl)) {
+            if (!run_seed(f, seed * 7919 + i, &r, &l, &sh, &fl, &al)) {
                 pass = false;
                 break;
             }
@@ -119,14 +162,19 @@ int main(int argc, char **argv)
             sum += r;
             share += sh / SEEDS;
             floor = fl > floor ? fl : floor;
+            alone = al > alone ? al : alone;
             pass = pass && r <= 0.8 && l <= 0.01;
         }
         failed += !pass;
         held += !f->tuned;
         printf("| %s | %d x %d | %d x %d | %.1f | %.1f | %d | %.3f | %.3f (%.3f) "
-               "| %.4f | %s | %.3f |\n", f->tuned ? "tuned" : "held out", f->layers,
+               "| %.4f | %s | %.3f |", f->tuned ? "tuned" : "held out", f->layers,
                f->experts, f->devices, f->slots, f->zipf, f->corr, f->partners,
                share, worst, sum / SEEDS, lost, pass ? "yes" : "**no**", floor);
+        if (pairs_epsilon >= 0) {
+            printf(" %.3f |", alone);
+        }
+        printf("\n");
         fflush(stdout);
     }
     printf("\n%zu families (%zu held out), %d seeds each: %zu failed\n", n, held,
