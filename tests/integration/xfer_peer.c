@@ -673,6 +673,72 @@ static unsigned peers_alive(void)
     return n;
 }
 
+/* One layer of `sl` as a stream with a minute's deadline and a stall
+ * bound of `stall_ms` (then its final message when `complete`); prints
+ * "TAG status ms" once it ended (or 8 s passed) and returns the status. */
+static bt_status_t stream_once(bt_xfer_remote_t *rm, const bt_xfer_slice_t *sl,
+                               uint64_t stall_ms, bool complete,
+                               const char *tag, uint64_t *ms_p)
+{
+    wait_t ws = {0};
+    bt_xfer_stream_params_t sp = {
+        .remote = rm, .timeout_ms = 60000, .stall_ms = stall_ms,
+        .lease_id = 9, .cb = wait_cb, .arg = &ws,
+    };
+    bt_xfer_stream_t *stream;
+    uint64_t t0 = bt_now_ns();
+
+    if (bt_xfer_stream_create(ctx, &sp, &stream) != BT_OK ||
+        bt_xfer_stream_post(stream, 0, sl, 1) != BT_OK ||
+        (complete && bt_xfer_stream_complete(stream, NULL, 0) != BT_OK)) {
+        die("deadline: stream refused");
+    }
+    if (complete) {
+        printf("RETRYING\n");
+        fflush(stdout);
+    }
+    run_until(&ws.done, 8000, NULL);
+    *ms_p = (ws.end_ns - t0) / 1000000;
+    printf("%s %s %llu ms\n", tag, ws.done ? bt_status_name(ws.status) : "none",
+           (unsigned long long)*ms_p);
+    fflush(stdout);
+    bt_xfer_stream_destroy(stream);
+    return ws.done ? ws.status : BT_ERR_INTERNAL;
+}
+
+/* On the stopped receiver: a stream whose deadline is a minute away fails
+ * once one layer stalled for its stall bound (a partitioned peer never
+ * fails it), and over tcp the stall closes the endpoint. Then a layer
+ * stalls for 1.5 s and the parent continues the receiver 2.25 s after
+ * "RETRYING": over tcp the stream posts the layer again over a new
+ * connection and completes; over shm nothing was reset and it fails. */
+static void deadline_stall(bt_xfer_remote_t *rm, const bt_xfer_slice_t *sl)
+{
+    const char *tls = getenv("UCX_TLS");
+    bool tcp = tls != NULL && strstr(tls, "tcp") != NULL;
+    bool never = false;
+    uint64_t ms;
+    bt_status_t st;
+
+    st = stream_once(rm, sl, 50, false, "STALLED", &ms);
+    if (st != BT_ERR_TIMED_OUT || ms < 45 || ms > 1000) {
+        die("deadline: expected the stream to fail BT_ERR_TIMED_OUT after "
+            "its 50 ms stall bound");
+    }
+    run_until(&never, 20, NULL);
+    printf("RESET peers_alive=%u\n", peers_alive());
+    fflush(stdout);
+    if (peers_alive() != (tcp ? 0u : 1u)) {
+        die("deadline: the stalled tcp endpoint was not closed, or a shm "
+            "one was");
+    }
+    st = stream_once(rm, sl, 1500, true, "RETRY", &ms);
+    if (st != (tcp ? BT_OK : BT_ERR_TIMED_OUT) || (tcp && ms < 1500)) {
+        die("deadline: expected the stalled stream to complete over a new "
+            "tcp connection (or to fail on shm)");
+    }
+}
+
 static int role_deadline(void)
 {
     bt_xfer_region_t *src;
@@ -718,73 +784,7 @@ static int role_deadline(void)
     if (peers_alive() != 1) {
         die("deadline: a request deadline closed the endpoint");
     }
-    /* A stream whose deadline is a minute away fails once one layer has
-     * stalled for its stall bound (a partitioned peer never fails it). */
-    {
-        wait_t ws = {0};
-        bt_xfer_stream_params_t sp = {
-            .remote = rm, .timeout_ms = 60000, .stall_ms = 50, .lease_id = 9,
-            .cb = wait_cb, .arg = &ws,
-        };
-        bt_xfer_stream_t *stream;
-
-        t0 = bt_now_ns();
-        if (bt_xfer_stream_create(ctx, &sp, &stream) != BT_OK ||
-            bt_xfer_stream_post(stream, 0, &sl, 1) != BT_OK) {
-            die("deadline: stream refused");
-        }
-        run_until(&ws.done, 3000, NULL);
-        ms = (ws.end_ns - t0) / 1000000;
-        printf("STALLED %s %llu ms\n",
-               ws.done ? bt_status_name(ws.status) : "none",
-               (unsigned long long)ms);
-        fflush(stdout);
-        if (!ws.done || ws.status != BT_ERR_TIMED_OUT || ms < 45 || ms > 1000) {
-            die("deadline: expected the stream to fail BT_ERR_TIMED_OUT after "
-                "its 50 ms stall bound");
-        }
-        bt_xfer_stream_destroy(stream);
-        /* A stall closes the endpoint (the next write connects anew, as
-         * "REUSE" below shows); a plain deadline above did not. */
-        bool never = false;
-
-        run_until(&never, 20, NULL);
-        printf("RESET peers_alive=%u\n", peers_alive());
-        fflush(stdout);
-        const char *tls = getenv("UCX_TLS");
-        bool tcp = tls != NULL && strstr(tls, "tcp") != NULL;
-
-        if (peers_alive() != (tcp ? 0u : 1u)) {
-            die("deadline: the stalled tcp endpoint was not closed, or a "
-                "shm one was");
-        }
-        /* The retry: a layer stalls on the stopped receiver for 1.5 s,
-         * the parent continues it 2.25 s after "RETRYING". Over tcp the
-         * stream posts the layer again over a new connection and
-         * completes; over shm nothing was reset and it fails. */
-        memset(&ws, 0, sizeof(ws));
-        sp.stall_ms = 1500;
-        t0 = bt_now_ns();
-        if (bt_xfer_stream_create(ctx, &sp, &stream) != BT_OK ||
-            bt_xfer_stream_post(stream, 0, &sl, 1) != BT_OK ||
-            bt_xfer_stream_complete(stream, NULL, 0) != BT_OK) {
-            die("deadline: retry stream refused");
-        }
-        printf("RETRYING\n");
-        fflush(stdout);
-        run_until(&ws.done, 8000, NULL);
-        ms = (ws.end_ns - t0) / 1000000;
-        printf("RETRY %s %llu ms\n",
-               ws.done ? bt_status_name(ws.status) : "none",
-               (unsigned long long)ms);
-        fflush(stdout);
-        if (!ws.done || ws.status != (tcp ? BT_OK : BT_ERR_TIMED_OUT) ||
-            (tcp && ms < 1500)) {
-            die("deadline: expected the stalled stream to complete over a "
-                "new tcp connection (or to fail on shm)");
-        }
-        bt_xfer_stream_destroy(stream);
-    }
+    deadline_stall(rm, &sl);
     if (read_line(10000) == NULL) {
         die("deadline: no CONT");
     }
