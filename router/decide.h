@@ -61,7 +61,8 @@ typedef struct {
     uint64_t queued_d, queued_p;      /* Q_D, Q_P */
     bool     p_decodes;               /* P is a `--role both` node */
     double   xfer_ms;                 /* measured for (P, D); < 0: none */
-    uint32_t running_d, running_p;    /* sequences each decodes or will (placed on it) */
+    uint32_t running_d, running_p;    /* sequences each decodes (select.c: reported,
+                                         * and one for a prefill of its own waiting) */
     uint32_t chunk_d;                 /* D's prefill chunk (tokens); 0: the whole prompt */
 } bt_decide_in_t;
 

@@ -176,13 +176,15 @@ static uint64_t bt_select_queued(const bt_node_t *node)
     return node->load.queued_prefill_tokens + node->assigned_prefill_tokens;
 }
 
-/* The sequences n decodes or will: the last report's, or the requests
- * this router placed on it since (one may still wait for its prefill and
- * start decoding while n computes a prompt), whichever is more. */
+/* The sequences n decodes for the TPOT guard: its last report's, and one
+ * more while a prefill of its own waits (queued or assigned: that one
+ * decodes there next). A request whose prefill runs elsewhere does not
+ * count until it decodes: counting those kept a both node beside a busy
+ * prefill node from ever prefilling, when its spare time paid most
+ * (docs/internals/router.md, The role controller: figures). */
 static uint32_t bt_select_running(const bt_node_t *node)
 {
-    return node->assigned > node->load.running_sequences
-           ? node->assigned : node->load.running_sequences;
+    return node->load.running_sequences + (bt_select_queued(node) > 0);
 }
 
 /* The transfer tail P's heartbeats report towards D; -1 when none. */

@@ -530,19 +530,34 @@ static void test_select_disagg_choice(void **state)
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
     w.disagg.slo_tpot_ms = 5.0;
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);   /* b0 decodes nothing */
-    /* a request placed on b0 and not ended counts before any report */
+    /* a prefill placed on b0 itself counts before any report: that
+     * request decodes there next */
     {
         bt_select_result_t held;
 
         req = make_req(&hashes[0][0], 1);               /* short: local */
         assert_int_equal(bt_select_pair(reg, &w, &req, &held, err, sizeof(err)),
                          BT_OK);
-        assert_ptr_equal(held.decode, b0);
+        assert_ptr_equal(held.prefill, b0);
         req = make_req(&hashes[0][0], 8);
         expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_TPOT);
         bt_select_release(held.prefill, held.decode, 19);
     }
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
+    /* one whose prefill waits on p0 does not, until b0 reports it running */
+    {
+        bt_select_result_t held;
+
+        p0->load.queued_prefill_tokens = 0;
+        assert_int_equal(bt_select_pair(reg, &w, &req, &held, err, sizeof(err)),
+                         BT_OK);
+        assert_ptr_equal(held.prefill, p0);             /* offload */
+        p0->load.queued_prefill_tokens = 6656;
+        expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
+        b0->load.running_sequences = 1;
+        expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_TPOT);
+        bt_select_release(held.prefill, held.decode, 131);
+    }
     bt_registry_destroy(reg);
 
     /* a lone both node: nobody else prefills */
