@@ -10,9 +10,13 @@
  * the transfer tail measured for the pair (or the default when none is),
  * rate the prefill tokens per ms that turn it into tokens. A prefill on a
  * node that decodes holds up its decode batch for as long again, hence
- * the second U term. In auto mode: U_D < min_tokens → local ("short", or
- * "cached" when D's cached prefix brought it there); else disagg when
- * cost_disagg < cost_local ("offload"), local otherwise ("busy"). */
+ * the second U term. In auto mode, first the TPOT guard: D has sequences
+ * to decode and one chunk of its prefill, min(U_D, chunk_d) / rate ms,
+ * would hold them longer than slo_tpot_ms → disagg ("tpot"; unless P
+ * would stall a batch of its own too). Then U_D < min_tokens → local
+ * ("short", or "cached" when D's cached prefix brought it there); else
+ * disagg when cost_disagg < cost_local ("offload"), local otherwise
+ * ("busy"). */
 #ifndef BT_ROUTER_DECIDE_H
 #define BT_ROUTER_DECIDE_H
 
@@ -30,6 +34,7 @@ typedef struct {
     uint64_t min_tokens;       /* uncached prompt below this stays local */
     double   prefill_rate;     /* prefill tokens per ms (transfer → tokens) */
     double   default_xfer_ms;  /* transfer tail when the pair has none measured */
+    double   slo_tpot_ms;      /* the TPOT guard's limit; 0: no guard */
 } bt_disagg_cfg_t;
 
 typedef enum {
@@ -46,6 +51,7 @@ typedef enum {
     BT_DECIDE_NO_LOCAL,     /* no node both prefills and decodes it */
     BT_DECIDE_NO_REMOTE,    /* no other node prefills it */
     BT_DECIDE_COLOCATED,    /* the chosen prefill node decodes too */
+    BT_DECIDE_TPOT,         /* a local prefill would stall D's decodes past the TPOT SLO */
     BT_DECIDE_N_REASONS
 } bt_decide_reason_t;
 
@@ -55,6 +61,9 @@ typedef struct {
     uint64_t queued_d, queued_p;      /* Q_D, Q_P */
     bool     p_decodes;               /* P is a `--role both` node */
     double   xfer_ms;                 /* measured for (P, D); < 0: none */
+    uint32_t running_d, running_p;    /* sequences each decodes (select.c: reported,
+                                         * and one for a prefill of its own waiting) */
+    uint32_t chunk_d;                 /* D's prefill chunk (tokens); 0: the whole prompt */
 } bt_decide_in_t;
 
 typedef struct {
@@ -67,10 +76,16 @@ typedef struct {
 /* Both choices exist (D can prefill, another node P can too). */
 bt_decide_out_t bt_decide(const bt_disagg_cfg_t *cfg, const bt_decide_in_t *in);
 
+/* The TPOT guard: would a prefill of `uncached` tokens, computed in
+ * chunks of `chunk` (0: one), hold up `running` decoding sequences longer
+ * than cfg->slo_tpot_ms between two of their tokens? */
+bool bt_decide_stalls(const bt_disagg_cfg_t *cfg, uint64_t uncached,
+                      uint32_t chunk, uint32_t running);
+
 /* "disagg", "local" */
 const char *bt_decide_str(bt_decide_t d);
 /* "forced", "short", "cached", "offload", "busy", "no_local",
- * "no_remote", "colocated" */
+ * "no_remote", "colocated", "tpot" */
 const char *bt_decide_reason_str(bt_decide_reason_t r);
 /* "auto", "always", "never" (the order of --disagg's words) */
 const char *bt_disagg_mode_str(bt_disagg_mode_t m);

@@ -73,8 +73,9 @@ static const bt_opt_t bt_router_table[] = {
     { "slo-ttft-ms", 0, NULL, "1000", "the controller's TTFT target: the "
       "interval's mean time to first token, and the prefill queue's wait",
       BT_OPT_DOUBLE, 1, 1e7, NULL, O(c.slo_ttft_ms) },
-    { "slo-tpot-ms", 0, NULL, "100", "the controller's TPOT target: the "
-      "interval's mean time between tokens", BT_OPT_DOUBLE, 0.01, 1e7, NULL,
+    { "slo-tpot-ms", 0, NULL, "100", "the TPOT target: the controller's "
+      "for the interval's mean time between tokens; auto: no prefill on a "
+      "node whose decodes it would hold up longer", BT_OPT_DOUBLE, 0.01, 1e7, NULL,
       O(c.slo_tpot_ms) },
     { "rebalance-interval", 0, NULL, "10s", "how often the controller looks, "
       "and at most one move per interval", BT_OPT_DURATION, 100, 3600000,
@@ -309,7 +310,7 @@ int main(int argc, char **argv)
     r->weights = (bt_select_weights_t){
         o.c.w_hit, o.c.w_load, o.c.w_free, o.c.w_batch, o.c.w_store_hit,
         { (bt_disagg_mode_t)o.c.disagg, (uint64_t)o.c.disagg_min_tokens,
-          o.c.disagg_prefill_rate, o.c.disagg_transfer_ms } };
+          o.c.disagg_prefill_rate, o.c.disagg_transfer_ms, o.c.slo_tpot_ms } };
     bt_router_requests_init(r);
 
     s = bt_daemon_init(&d, &(bt_daemon_cfg_t){

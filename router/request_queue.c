@@ -120,7 +120,7 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
     BT_LOG_REQ(INFO, req->id, "pair prefill %s (score %.1f, %zu of %zu blocks cached, "
                "%u candidates) decode %s (score %.1f, %u candidates) %s/%s "
                "(prompt %u, uncached D %llu P %llu, queued D %llu P %llu, "
-               "transfer %.2f ms, cost local %.0f disagg %.0f)",
+               "transfer %.2f ms, cost local %.0f disagg %.0f, decoding D %u P %u)",
                sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
                sel.prefill_candidates, sel.decode->id, sel.decode_score,
                sel.decode_candidates, bt_decide_str(sel.decide.decision),
@@ -129,7 +129,8 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
                (unsigned long long)sel.decide_in.uncached_p,
                (unsigned long long)sel.decide_in.queued_d,
                (unsigned long long)sel.decide_in.queued_p, sel.decide.xfer_ms,
-               sel.decide.cost_local, sel.decide.cost_disagg);
+               sel.decide.cost_local, sel.decide.cost_disagg,
+               sel.decide_in.running_d, sel.decide_in.running_p);
     BT_RREQ_TRACE(req, "pair", "prefill %s (score %.2f, %zu of %zu blocks cached, "
                   "%u candidates) decode %s (score %.2f, %u candidates, %u blocks) %s/%s",
                   sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,

@@ -76,6 +76,7 @@ static void bt_router_metrics_decisions(bt_router_t *r)
         { BT_DECIDE_DISAGG, BT_DECIDE_FORCED },
         { BT_DECIDE_DISAGG, BT_DECIDE_OFFLOAD },
         { BT_DECIDE_DISAGG, BT_DECIDE_NO_LOCAL },
+        { BT_DECIDE_DISAGG, BT_DECIDE_TPOT },
         { BT_DECIDE_LOCAL, BT_DECIDE_FORCED },
         { BT_DECIDE_LOCAL, BT_DECIDE_SHORT },
         { BT_DECIDE_LOCAL, BT_DECIDE_CACHED },

@@ -176,6 +176,17 @@ static uint64_t bt_select_queued(const bt_node_t *node)
     return node->load.queued_prefill_tokens + node->assigned_prefill_tokens;
 }
 
+/* The sequences n decodes for the TPOT guard: its last report's, and one
+ * more while a prefill of its own waits (queued or assigned: that one
+ * decodes there next). A request whose prefill runs elsewhere does not
+ * count until it decodes: counting those kept a both node beside a busy
+ * prefill node from ever prefilling, when its spare time paid most
+ * (docs/internals/router.md, The role controller: figures). */
+static uint32_t bt_select_running(const bt_node_t *node)
+{
+    return node->load.running_sequences + (bt_select_queued(node) > 0);
+}
+
 /* The transfer tail P's heartbeats report towards D; -1 when none. */
 static double bt_select_xfer_ms(const bt_node_t *p, const bt_node_t *d)
 {
@@ -211,6 +222,9 @@ static void bt_select_local_or_remote(bt_registry_t *reg,
         in->queued_p = bt_select_queued(p);
         in->p_decodes = (p->role & BT_NODE_ROLE_DECODE) != 0;
         in->xfer_ms = bt_select_xfer_ms(p, d);
+        in->running_d = bt_select_running(d);
+        in->running_p = bt_select_running(p);
+        in->chunk_d = d->max_prefill_tokens;
         r->decide = bt_decide(&w->disagg, in);
     }
     if (r->decide.decision == BT_DECIDE_LOCAL) {
@@ -219,6 +233,20 @@ static void bt_select_local_or_remote(bt_registry_t *reg,
         r->matched_blocks = d_matched;
         r->store_blocks = d_store;
     }
+}
+
+/* The best prefill node decodes too (D does not prefill): keeping the KV
+ * there would stall its own decodes past the TPOT SLO (auto only). */
+static bool bt_select_colocated_stalls(const bt_select_weights_t *w,
+                                       const bt_select_req_t *req,
+                                       const bt_select_result_t *r)
+{
+    const bt_node_t *p = r->prefill;
+
+    return w->disagg.mode == BT_DISAGG_AUTO &&
+           bt_decide_stalls(&w->disagg,
+                            bt_select_uncached(p, req, r->matched_blocks),
+                            p->max_prefill_tokens, bt_select_running(p));
 }
 
 bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
@@ -295,17 +323,21 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
         bt_select_local_or_remote(reg, w, req, &r);
     } else if ((r.prefill->role & BT_NODE_ROLE_DECODE) &&
                bt_select_decode_ok(r.prefill, req) &&
-               w->disagg.mode != BT_DISAGG_ALWAYS) {
+               w->disagg.mode != BT_DISAGG_ALWAYS &&
+               !bt_select_colocated_stalls(w, req, &r)) {
         /* the best prefill node decodes too: the KV stays there */
         r.decode = r.prefill;
         r.decode_score = bt_select_decode_score(r.prefill, w);
         r.decide.decision = BT_DECIDE_LOCAL;
         r.decide.reason = BT_DECIDE_COLOCATED;
     } else {
+        bool could = (r.prefill->role & BT_NODE_ROLE_DECODE) &&
+                     bt_select_decode_ok(r.prefill, req);
+
         r.decide.decision = BT_DECIDE_DISAGG;
-        r.decide.reason = (r.prefill->role & BT_NODE_ROLE_DECODE) &&
-                          bt_select_decode_ok(r.prefill, req)
-                          ? BT_DECIDE_FORCED : BT_DECIDE_NO_LOCAL;
+        r.decide.reason = !could ? BT_DECIDE_NO_LOCAL
+                          : w->disagg.mode == BT_DISAGG_ALWAYS ? BT_DECIDE_FORCED
+                          : BT_DECIDE_TPOT;
     }
 
     bt_select_record_prefill(reg, &r, req);

@@ -7,35 +7,39 @@
 #   colocated 2 --role both nodes, router --disagg never (each request
 #             whole on one node: the same two processes and cores as the
 #             others, so only the split differs);
-#   adaptive  2 --role flexible nodes starting as prefill and decode,
-#             router --disagg auto --rebalance-roles on with the same SLOs
-#             as baton-bench's (--slo-ttft-ms $SLO_TTFT, --slo-tpot-ms
-#             $SLO_TPOT, --rebalance-interval $INTERVAL, --rebalance-dwell
-#             $DWELL).
+#   adaptive  2 --role flexible nodes starting as $START_P and $START_D
+#             (prefill, decode), router --disagg auto --rebalance-roles on
+#             with the same SLOs as baton-bench's (--slo-ttft-ms $SLO_TTFT,
+#             --slo-tpot-ms $SLO_TPOT, --rebalance-interval $INTERVAL,
+#             --rebalance-dwell $DWELL).
 # Each phase runs on static, colocated, then adaptive before the next
 # phase, so the drift of a loaded machine falls on all three alike; the
-# adaptive cluster keeps its roles from phase to phase. After each of its
+# adaptive cluster keeps its roles from phase to phase. REPS=K (1) runs
+# each phase K times on the three (its own seed each time, the order of
+# the three rotated) and prints the median of each figure. After each of its
 # phases `batonctl events` (the moves and why) goes to stderr.
 # Prints per config and phase: goodput under both SLOs (req/s), SLO met
 # fraction, TTFT and TPOT p50/p90, errors; its last line is
 #   adaptive-bench: worst phase adaptive/best-other goodput R
-# (R = min over phases of adaptive / max(static, colocated)).
-# The daemons start directly (deploy/local/baton-local has no flexible
-# nodes), without a kvstore or cluster tokens, over UCX shm.
+# (R = min over phases of adaptive / max(static, colocated); 1 for a
+# phase where none of the three met the SLOs).
+# The daemons start directly (three clusters side by side, each router
+# with its own flags), without a kvstore or cluster tokens, over UCX shm.
 #   bench/cluster/run_adaptive_bench.sh BUILD_DIR
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 BUILD=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck disable=SC2034 # LOCAL and NAME are read by bench_lib.sh
 LOCAL=$ROOT/deploy/local/baton-local
 BENCH=$BUILD/bench/cluster/baton-bench
 CTL=$BUILD/cli/batonctl
-N=${N:-24} RATE=${RATE:-2} OUT=${OUT:-16}
+N=${N:-24} RATE=${RATE:-2} OUT=${OUT:-16} REPS=${REPS:-1}
 SHORT_P=${SHORT_P:-32} LONG_P=${LONG_P:-1024}
 SLO_TTFT=${SLO_TTFT:-800} SLO_TPOT=${SLO_TPOT:-25}
 INTERVAL=${INTERVAL:-2s} DWELL=${DWELL:-4s}
+START_P=${START_P:-prefill} START_D=${START_D:-decode}
 for x in "$BENCH" "$CTL" "$BUILD/tools/baton-mkmodel" "$BUILD/router/baton-router" \
          "$BUILD/prefill_node/baton-prefill" "$BUILD/decode_node/baton-decode"; do
   [ -x "$x" ] || { echo "run_adaptive_bench: $x is not built" >&2; exit 1; }
@@ -113,7 +117,7 @@ up colo --disagg never -- "$D:--role both" "$D:--role both"
 up adaptive --disagg auto --rebalance-roles on --slo-ttft-ms "$SLO_TTFT" \
   --slo-tpot-ms "$SLO_TPOT" --rebalance-interval "$INTERVAL" \
   --rebalance-dwell "$DWELL" -- \
-  "$P:--role flexible --start-role prefill" "$D:--role flexible --start-role decode"
+  "$P:--role flexible --start-role $START_P" "$D:--role flexible --start-role $START_D"
 CONFIGS="static colo adaptive"
 # shellcheck disable=SC2154 # URL_* and GRPC_* are set by up (printf -v)
 echo "== up: static $URL_static, colocated $URL_colo, adaptive $URL_adaptive" >&2
@@ -132,9 +136,16 @@ done
 
 PHASES="1:$SHORT_P 2:$LONG_P 3:$SHORT_P"
 for ph in $PHASES; do
-  for c in $CONFIGS; do
-    bench "$c" --requests "$N" --rate "$RATE" --prompt-tokens "${ph#*:}" \
-      --output-tokens "$OUT" --seed "${ph%%:*}" >"$TMP/$c-${ph%%:*}.json"
+  for rep in $(seq 1 "$REPS"); do
+    # shellcheck disable=SC2086 # the config names are words
+    set -- $CONFIGS
+    for _ in $(seq 2 "$rep"); do set -- "${@:2}" "$1"; done   # rotated
+    # a new seed each time: the same prompts again would be cache hits
+    seed=$(( ${ph%%:*} + 100 * (rep - 1) ))
+    for c in "$@"; do
+      bench "$c" --requests "$N" --rate "$RATE" --prompt-tokens "${ph#*:}" \
+        --output-tokens "$OUT" --seed "$seed" >"$TMP/$c-${ph%%:*}-$rep.json"
+    done
   done
   echo "   phase ${ph%%:*} (prompt ${ph#*:}) measured; adaptive's events:" >&2
   # shellcheck disable=SC2154
@@ -143,12 +154,37 @@ for ph in $PHASES; do
 done
 curl -sf "$URL_adaptive/metrics" | grep -E '^baton_router_(disagg_decisions|role_moves)_total' >&2 || true
 
-/usr/bin/python3 - "$TMP" "$CONFIGS" "$PHASES" "$N" "$RATE" "$OUT" "$SLO_TTFT" "$SLO_TPOT" <<'PY'
-import json, sys
+/usr/bin/python3 - "$TMP" "$CONFIGS" "$PHASES" "$N" "$RATE" "$OUT" "$SLO_TTFT" "$SLO_TPOT" \
+  "$REPS" <<'PY'
+import json, statistics, sys
 tmp, configs, phases = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 n, rate, out, slo_ttft, slo_tpot = sys.argv[4:9]
+reps = int(sys.argv[9])
 print("adaptive benchmark: %s requests per phase, Poisson %s/s, %s output tokens, "
-      "SLO TTFT <= %s ms and TPOT <= %s ms" % (n, rate, out, slo_ttft, slo_tpot))
+      "SLO TTFT <= %s ms and TPOT <= %s ms%s" % (
+          n, rate, out, slo_ttft, slo_tpot,
+          "; medians of %d runs per phase" % reps if reps > 1 else ""))
+
+
+def load(c, k):
+    """The phase's result, each figure the median over the repetitions."""
+    runs = []
+    for rep in range(1, reps + 1):
+        try:
+            j = json.load(open("%s/%s-%s-%d.json" % (tmp, c, k, rep)))
+        except (OSError, ValueError):
+            return None
+        if not j or "ttft_ms" not in j:
+            return None
+        runs.append(j)
+    med = statistics.median
+    return {"goodput_req_s": med(j["goodput_req_s"] for j in runs),
+            "slo_both_met": med(j["slo_both_met"] for j in runs),
+            "ttft_ms": {q: med(j["ttft_ms"][q] for j in runs) for q in ("p50", "p90")},
+            "tpot_ms": {q: med(j["tpot_ms"][q] for j in runs) for q in ("p50", "p90")},
+            "errors": sum(j["errors"] for j in runs)}
+
+
 print("%-9s %-12s %9s %6s %9s %9s %9s %9s %6s" % (
     "config", "phase", "goodput", "met", "ttft p50", "ttft p90", "tpot p50",
     "tpot p90", "errors"))
@@ -156,11 +192,8 @@ good = {}
 for ph in phases:
     k, p = ph.split(":")
     for c in configs:
-        try:
-            j = json.load(open("%s/%s-%s.json" % (tmp, c, k)))
-        except (OSError, ValueError):
-            j = None
-        if not j or "ttft_ms" not in j:
+        j = load(c, k)
+        if j is None:
             print("%-9s %-12s   (no result)" % (c, "%s: %s tok" % (k, p)))
             good[(c, k)] = 0.0
             continue
@@ -173,10 +206,13 @@ ratios = []
 for ph in phases:
     k = ph.split(":")[0]
     best = max(good[("static", k)], good[("colo", k)])
-    r = good[("adaptive", k)] / best if best > 0 else (1.0 if good[("adaptive", k)] > 0 else 0.0)
+    # no request met both SLOs anywhere: adaptive is no worse (a tie, 1)
+    r = good[("adaptive", k)] / best if best > 0 else 1.0
     ratios.append(r)
-    print("phase %s: adaptive / best other %.3f, adaptive / colocated %s" % (
-        k, r, "%.3f" % (good[("adaptive", k)] / good[("colo", k)])
+    print("phase %s: adaptive / best other %.3f%s, adaptive / colocated %s" % (
+        k, r, "" if best > 0 or good[("adaptive", k)] > 0
+        else " (no config met the SLOs)",
+        "%.3f" % (good[("adaptive", k)] / good[("colo", k)])
         if good[("colo", k)] > 0 else "n/a"))
 print("adaptive-bench: worst phase adaptive/best-other goodput %.3f" % min(ratios))
 PY

@@ -135,7 +135,7 @@ void bt_sim_cfg_default(bt_sim_cfg_t *cfg)
     cfg->nodes_per_router = BT_ROUTER_MAX_NODES - 1;
     /* baton-router's defaults, --disagg auto included */
     cfg->weights = (bt_select_weights_t){1.0, 1.0, 1.0, 8.0, 0.9,
-                                         {BT_DISAGG_AUTO, 256, 10.0, 2.0}};
+                                         {BT_DISAGG_AUTO, 256, 10.0, 2.0, 100.0}};
 }
 
 /* ---- requests ---- */

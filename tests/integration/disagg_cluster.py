@@ -155,7 +155,7 @@ def main():
         log = f.read()
     nc.tap(re.search(r"local/cached \(prompt 74, uncached D 42 P 74, queued D "
                      r"\d+ P \d+, transfer [\d.]+ ms, cost local \d+ disagg "
-                     r"\d+\)", log) is not None,
+                     r"\d+, decoding D \d+ P \d+\)", log) is not None,
            "the placement's log line gives the choice and its inputs")
     first = re.search(r"\(prompt 100, .* transfer ([\d.]+) ms", log)
     second = re.search(r"\(prompt 74, uncached D 74 .* transfer ([\d.]+) ms", log)

@@ -10,12 +10,16 @@ router placed no work of a role on a node that was leaving it or did not
 serve it (read from its placement log lines in order); the moves are in
 `batonctl events`, the metrics and a log line each; the refusals (unknown
 node, a fixed node, a bad role word, the last prefill node) say why.
+Then `baton-local up --flexible --rebalance --router-arg ...`: its nodes
+are flexible in their usual roles, the router runs the controller with
+the SLO passed through, and `batonctl role` moves a node while it serves.
 
 usage: role_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 """
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 
@@ -249,7 +253,57 @@ def main():
         f2log = f.read()
     nc.tap(len(re.findall(r"role move \w+ -> \w+ done in \d+ ms", f2log)) == 4,
            "f2 logs each move it finished")
+    nc.cleanup()
+    local_flexible(tmp)
     nc.finish(tmp)
+
+
+def local_flexible(tmp):
+    """deploy/local/baton-local with flexible nodes and the controller."""
+    src = os.environ.get("BATON_SOURCE_ROOT",
+                         os.path.join(os.path.dirname(__file__), "..", ".."))
+    local = os.path.join(src, "deploy/local/baton-local")
+    run_dir = os.path.join(tmp, "local")
+    env = dict(os.environ, BATON_RUN_DIR=run_dir, BUILD=os.path.abspath(BUILD))
+    env.pop("UCX_TLS", None)
+    up = subprocess.run([local, "up", "--flexible", "--rebalance",
+                         "--router-arg", "--slo-tpot-ms=25", "--no-kvstore",
+                         "--no-cluster-token", "--http-port", "0",
+                         "--grpc-port", "0", "--ucx-tls", nc.MODE], env=env,
+                        capture_output=True, text=True, timeout=180)
+    try:
+        with open(os.path.join(run_dir, "endpoints.json")) as f:
+            ep = json.load(f)
+        target = "ipv4:" + ep["grpc"]
+        ns = nodes(target)
+        got = {k: (v.get("role"), v.get("flexible")) for k, v in ns.items()}
+        nc.tap(up.returncode == 0 and got == {
+            "local-prefill-1": ("NODE_ROLE_PREFILL", True),
+            "local-decode-2": ("NODE_ROLE_DECODE", True)},
+            "baton-local --flexible: both nodes flexible, in their usual "
+            "roles (%s)" % got, up.stdout, up.stderr)
+        with open(os.path.join(run_dir, "router.log")) as f:
+            rlog = f.read()
+        nc.tap("role controller on: ttft slo 1000 ms, tpot slo 25 ms" in rlog,
+               "--rebalance and --router-arg reach the router: the "
+               "controller runs with the TPOT SLO given")
+        r = ctl(target, "role", "local-decode-2", "both", "--wait")
+        st, js = nc.http_json(int(ep["http"].rsplit(":", 1)[1]),
+                              "/v1/completions",
+                              {"model": ep["model"], "prompt": "hello",
+                               "max_tokens": 4, "ignore_eos": True})
+        nc.tap(r.returncode == 0 and
+               nodes(target).get("local-decode-2", {}).get("role") ==
+               "NODE_ROLE_BOTH" and st == 200 and
+               js["usage"]["completion_tokens"] == 4,
+               "batonctl role moves a baton-local node to both; it serves",
+               r.stdout, r.stderr, st, js)
+    except (OSError, ValueError, KeyError) as e:
+        nc.tap(False, "baton-local --flexible cluster: %r" % e, up.stdout,
+               up.stderr)
+    finally:
+        subprocess.run([local, "down"], env=env, capture_output=True,
+                       timeout=60)
 
 
 if __name__ == "__main__":

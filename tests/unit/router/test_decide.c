@@ -7,11 +7,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-static const bt_disagg_cfg_t cfg_auto = { BT_DISAGG_AUTO, 64, 10.0, 2.0 };
+static const bt_disagg_cfg_t cfg_auto = { BT_DISAGG_AUTO, 64, 10.0, 2.0, 0 };
 
 static bt_decide_in_t uncached(uint64_t prompt)
 {
-    bt_decide_in_t in = { prompt, prompt, prompt, 0, 0, false, -1 };
+    bt_decide_in_t in = { prompt, prompt, prompt, 0, 0, false, -1, 0, 0, 0 };
 
     return in;
 }
@@ -89,6 +89,56 @@ static void test_decide_queues_and_transfer(void **state)
     expect(&cfg_auto, &in, BT_DECIDE_DISAGG, BT_DECIDE_OFFLOAD);
 }
 
+/* With a TPOT SLO: a prefill on D whose one chunk would hold D's decoding
+ * sequences longer than the SLO goes to P, whatever the token costs say
+ * (the case the cost rule alone kept local: P far behind). */
+static void test_decide_tpot_guard(void **state)
+{
+    bt_disagg_cfg_t slo = cfg_auto;
+    bt_decide_in_t in = uncached(1024);
+
+    (void)state;
+    slo.slo_tpot_ms = 25.0;               /* 250 tokens at 10 per ms */
+    in.queued_p = 6656;                   /* P is far behind */
+    expect(&cfg_auto, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
+    expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);  /* D decodes nothing */
+    in.running_d = 1;
+    expect(&cfg_auto, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);  /* no SLO, no guard */
+    expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
+    /* the stall is one chunk: 200-token chunks fit, 251 do not */
+    in.chunk_d = 200;
+    expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
+    in.chunk_d = 251;
+    expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
+    /* D holds all but 240 tokens: one short step, it stays */
+    in.uncached_d = 240;
+    expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
+    in.uncached_d = 40;
+    expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_CACHED);
+    /* a short prompt is short for the batch too */
+    in = uncached(40);
+    in.running_d = 8;
+    expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_SHORT);
+    /* P decodes sequences of its own: no side is free of the stall, the
+     * cost rule chooses */
+    in = uncached(1024);
+    in.queued_p = 6656;
+    in.running_d = 1;
+    in.p_decodes = true;
+    in.running_p = 2;
+    expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
+    in.running_p = 0;
+    expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
+    /* forced modes ignore it */
+    slo.mode = BT_DISAGG_NEVER;
+    expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_FORCED);
+    assert_false(bt_decide_stalls(&cfg_auto, 100000, 0, 10));
+    assert_false(bt_decide_stalls(&slo, 100000, 0, 0));
+    assert_true(bt_decide_stalls(&slo, 251, 0, 1));
+    assert_false(bt_decide_stalls(&slo, 250, 0, 1));
+    assert_string_equal(bt_decide_reason_str(BT_DECIDE_TPOT), "tpot");
+}
+
 static void test_decide_forced(void **state)
 {
     bt_disagg_cfg_t always = cfg_auto, never = cfg_auto;
@@ -114,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_decide_prompt_length),
         cmocka_unit_test(test_decide_cache_place),
         cmocka_unit_test(test_decide_queues_and_transfer),
+        cmocka_unit_test(test_decide_tpot_guard),
         cmocka_unit_test(test_decide_forced),
     };
 

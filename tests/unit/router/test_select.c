@@ -233,7 +233,7 @@ static void test_registry_router_stall(void **state)
 /* the rule with no threshold and free transfers (test_select_disagg_choice
  * sets its own) */
 static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0, 0.5,
-                                             { BT_DISAGG_AUTO, 0, 0, 0 } };
+                                             { BT_DISAGG_AUTO, 0, 0, 0, 0 } };
 
 static bt_select_req_t make_req(const uint8_t *hashes, size_t n)
 {
@@ -369,7 +369,7 @@ static void test_select_reservations_count(void **state)
 static void test_select_burst_spreads(void **state)
 {
     static const bt_select_weights_t defaults = {
-        1.0, 1.0, 1.0, 8.0, 0.9, { BT_DISAGG_AUTO, 256, 10.0, 2.0 } };
+        1.0, 1.0, 1.0, 8.0, 0.9, { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0 } };
     bt_registry_t *reg = bt_registry_create(1024, 3000);
     bt_select_req_t req = make_req(NULL, 0);
     bt_node_load_t load = { 0, 0, 4096, 0, false, false };
@@ -458,7 +458,7 @@ static void test_select_disagg_choice(void **state)
     int i;
 
     (void)state;
-    w.disagg = (bt_disagg_cfg_t){ BT_DISAGG_AUTO, 32, 10.0, 2.0 };
+    w.disagg = (bt_disagg_cfg_t){ BT_DISAGG_AUTO, 32, 10.0, 2.0, 0 };
     for (i = 0; i < 8; i++) {
         make_hash(hashes[i], (uint32_t)(700 + i));
     }
@@ -509,6 +509,55 @@ static void test_select_disagg_choice(void **state)
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
     w.disagg.mode = BT_DISAGG_ALWAYS;
     expect_pair(reg, &w, &req, b0, d0, BT_DECIDE_FORCED);
+
+    /* a TPOT SLO of 5 ms (50 tokens at 10 per ms): b0 keeps the 131-token
+     * prompt while it decodes nothing, not while it decodes one */
+    w.disagg.mode = BT_DISAGG_AUTO;
+    w.disagg.slo_tpot_ms = 5.0;
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
+    b0->load.running_sequences = 1;
+    expect_pair(reg, &w, &req, b0, d0, BT_DECIDE_TPOT);
+    w.disagg.slo_tpot_ms = 0;
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
+    bt_registry_destroy(reg);
+
+    /* the same for a both node weighed against a prefill node: b0 is
+     * D, p0 far behind, so the token costs keep it local (busy) */
+    reg = bt_registry_create(1024, 3000);
+    p0 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    b0 = add_node(reg, "b0", BT_NODE_ROLE_BOTH, "m", 1000);
+    p0->load.queued_prefill_tokens = 6656;
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
+    w.disagg.slo_tpot_ms = 5.0;
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);   /* b0 decodes nothing */
+    /* a prefill placed on b0 itself counts before any report: that
+     * request decodes there next */
+    {
+        bt_select_result_t held;
+
+        req = make_req(&hashes[0][0], 1);               /* short: local */
+        assert_int_equal(bt_select_pair(reg, &w, &req, &held, err, sizeof(err)),
+                         BT_OK);
+        assert_ptr_equal(held.prefill, b0);
+        req = make_req(&hashes[0][0], 8);
+        expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_TPOT);
+        bt_select_release(held.prefill, held.decode, 19);
+    }
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
+    /* one whose prefill waits on p0 does not, until b0 reports it running */
+    {
+        bt_select_result_t held;
+
+        p0->load.queued_prefill_tokens = 0;
+        assert_int_equal(bt_select_pair(reg, &w, &req, &held, err, sizeof(err)),
+                         BT_OK);
+        assert_ptr_equal(held.prefill, p0);             /* offload */
+        p0->load.queued_prefill_tokens = 6656;
+        expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
+        b0->load.running_sequences = 1;
+        expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_TPOT);
+        bt_select_release(held.prefill, held.decode, 131);
+    }
     bt_registry_destroy(reg);
 
     /* a lone both node: nobody else prefills */
