@@ -479,6 +479,16 @@ void bt_rpc_call_begin(bt_rpc_call_t *call)
             grpc_byte_buffer_destroy(call->payload);
             call->payload = NULL;
         }
+        if (call->req == NULL && st == BT_ERR_TRUNCATED &&
+            bt_rpc_call_deadline_left_ms(call) == 0) {
+            /* the client's deadline passed before its message came: a
+             * client going away, not a malformed call */
+            bt_debug("rpc call %s: deadline passed before the request "
+                     "message", m->path);
+            bt_rpc_call_end(call, BT_RPC_DEADLINE_EXCEEDED,
+                            "deadline passed before the request message");
+            break;
+        }
         if (call->req == NULL) {
             call->srv->stats.decode_errors++;
             const char *why =

@@ -8,7 +8,12 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "registry.pb-c.h"
 
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -146,6 +151,85 @@ static void test_decode_error(void **state)
     assert_int_equal(out.code, BT_RPC_INVALID_ARGUMENT);
     bt_rpc_server_get_stats(fx.srv, &st);
     assert_int_equal(st.decode_errors, 1);
+    bt_rpc_test_tokenize(&fx, "ok", 5000, NULL, 0, &out);
+    assert_int_equal(out.code, BT_RPC_OK);
+    bt_rpc_fixture_down(&fx);
+}
+
+/* A raw client (gRPC core, its own thread) that opens Tokenize with a
+ * 200 ms deadline and never sends its message, as a client whose deadline
+ * fires before its message does. */
+typedef struct {
+    const char        *target;
+    grpc_status_code   code;
+    atomic_bool        done;
+} no_message_t;
+
+static void *no_message_client(void *arg)
+{
+    no_message_t *r = arg;
+    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(r->target, cr, NULL);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                   gpr_time_from_millis(200, GPR_TIMESPAN));
+    grpc_slice method = grpc_slice_from_static_string(
+        "/baton.v1.Generate/Tokenize");
+    grpc_call *c = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                            cq, method, NULL, dl, NULL);
+    grpc_metadata_array trailing;
+    grpc_slice details;
+    grpc_op ops[2];
+
+    grpc_metadata_array_init(&trailing);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[1].data.recv_status_on_client.trailing_metadata = &trailing;
+    ops[1].data.recv_status_on_client.status = &r->code;
+    ops[1].data.recv_status_on_client.status_details = &details;
+    if (grpc_call_start_batch(c, ops, 2, (void *)1, NULL) == GRPC_CALL_OK) {
+        grpc_completion_queue_pluck(cq, (void *)1,
+                                    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_slice_unref(details);
+    }
+    grpc_metadata_array_destroy(&trailing);
+    grpc_call_unref(c);
+    grpc_completion_queue_shutdown(cq);
+    grpc_completion_queue_destroy(cq);
+    grpc_channel_destroy(ch);
+    grpc_channel_credentials_release(cr);
+    atomic_store(&r->done, true);
+    return NULL;
+}
+
+/* The client's deadline passes before its request message: the server
+ * ends the call DEADLINE_EXCEEDED quietly, not as an undecodable request
+ * (it was counted, and warned "missing request message", before), and
+ * keeps serving. */
+static void test_deadline_before_message(void **state)
+{
+    bt_rpc_fixture_t fx;
+    bt_rpc_unary_out_t out;
+    bt_rpc_server_stats_t st;
+    no_message_t r = { .code = GRPC_STATUS_OK };
+    pthread_t t;
+    bool never = false;
+
+    (void)state;
+    bt_rpc_fixture_up(&fx, 0, NULL, NULL);
+    r.target = fx.target;
+    atomic_init(&r.done, false);
+    assert_int_equal(pthread_create(&t, NULL, no_message_client, &r), 0);
+    for (int i = 0; i < 1000 && !atomic_load(&r.done); i++) {
+        bt_rpc_run_until(fx.base, &never, 10);
+    }
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    bt_rpc_run_until(fx.base, &never, 200);   /* the server's side ends */
+    bt_rpc_server_get_stats(fx.srv, &st);
+    assert_int_equal(st.calls_started, 1);   /* the server saw it */
+    assert_int_equal(st.decode_errors, 0);
     bt_rpc_test_tokenize(&fx, "ok", 5000, NULL, 0, &out);
     assert_int_equal(out.code, BT_RPC_OK);
     bt_rpc_fixture_down(&fx);
@@ -777,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_fail_codes),
         cmocka_unit_test(test_unimplemented),
         cmocka_unit_test(test_decode_error),
+        cmocka_unit_test(test_deadline_before_message),
         cmocka_unit_test(test_message_limit),
         cmocka_unit_test(test_deadline_and_cancel),
         cmocka_unit_test(test_async_replies),
