@@ -2,6 +2,7 @@
 #include "rpc_test.h"
 
 #include "base/clock.h"
+#include "test_time.h"
 #include "base/loop.h"
 
 #include "generate.pb-c.h"
@@ -197,7 +198,7 @@ static void test_deadline_and_cancel(void **state)
     assert_true(bt_rpc_run_until_count(fx.base, (const int *)&fx.echo.live, 0,
                                        5000) || fx.echo.live == 0);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.cancels_seen < 1 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -224,7 +225,7 @@ static void test_deadline_and_cancel(void **state)
     assert_true(bt_rpc_run_until(fx.base, &out.done, 5000));
     assert_int_equal(out.code, BT_RPC_CANCELLED);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.cancels_seen < 2 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -333,7 +334,7 @@ static void test_server_streaming(void **state)
     assert_true(bt_rpc_run_until(fx.base, &o2.done, 10000));
     assert_int_equal(o2.code, BT_RPC_CANCELLED);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.live > 0 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -435,7 +436,7 @@ static void test_bidi(void **state)
      * under ASan in a fresh-clone run. */
     assert_true(o.n_acks <= 1);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.live > 0 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -460,7 +461,7 @@ static void test_bidi(void **state)
     assert_true(bt_rpc_run_until(fx.base, &o.done, 5000));
     assert_int_equal(o.code, BT_RPC_CANCELLED);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.live > 0 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -760,7 +761,7 @@ static void test_reconnect(void **state)
     assert_int_equal(bt_rpc_server_listen(fx.srv, addr, NULL, &port), BT_OK);
     assert_int_equal(port, fx.port);
     assert_int_equal(bt_rpc_server_start(fx.srv), BT_OK);
-    deadline = bt_now_ms() + 10000;
+    deadline = bt_now_ms() + bt_test_scaled_ms(10000);
     do {
         bt_rpc_test_tokenize(&fx, "c", 2000, NULL, 0, &out);
     } while (out.code == BT_RPC_UNAVAILABLE && bt_now_ms() < deadline);
