@@ -595,11 +595,10 @@ static void test_graceful_shutdown(void **state)
                                          &baton__v1__tokenize_response__descriptor,
                                          NULL, bt_rpc_test_unary_done, &never,
                                          NULL), BT_OK);
-    {
-        bool wait = false;
-
-        bt_rpc_run_until(fx.base, &wait, 50);
-    }
+    /* both in their handlers before the shutdown (a fixed 50 ms pause
+     * was too short under TSan) */
+    assert_true(bt_rpc_run_until_count(fx.base, (const int *)&fx.echo.live,
+                                       2, 5000));
     assert_int_equal(fx.echo.live, 2);
     t0 = bt_now_ms();
     bt_rpc_server_shutdown(fx.srv, 600, on_drained, &drained);
