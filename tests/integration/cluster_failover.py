@@ -56,7 +56,7 @@ class Cluster:
         return p
 
     def nodes_registered(self, n, secs=20):
-        deadline = time.time() + secs
+        deadline = time.time() + nc.scaled(secs)
         while time.time() < deadline:
             _, body = nc.http_get(self.rh, "/metrics")
             count = sum(float(line.split()[1]) for line in body.splitlines()
@@ -68,7 +68,7 @@ class Cluster:
 
     def pair_of(self, request_id, secs=10):
         """The (prefill, decode) node ids the router chose, from its log."""
-        deadline = time.time() + secs
+        deadline = time.time() + nc.scaled(secs)
         pat = re.compile(r"req=%s pair prefill (\S+) .* decode (\S+) " % re.escape(request_id))
         while time.time() < deadline:
             with open(self.rlog) as f:
@@ -108,7 +108,8 @@ class Stream(threading.Thread):
         import grpc
         try:
             with grpc.insecure_channel(self.target) as ch:
-                for msg in self.pb_grpc.GenerateStub(ch).Generate(self.req, timeout=120):
+                stub = self.pb_grpc.GenerateStub(ch)
+                for msg in stub.Generate(self.req, timeout=nc.scaled(120)):
                     if self.req.sampling.logprobs_chosen:
                         self.lp_ok &= (len(msg.logprobs) == len(msg.token_ids) and
                                        [x.token_id for x in msg.logprobs] == list(msg.token_ids))
@@ -122,7 +123,7 @@ class Stream(threading.Thread):
             self.error = "%s: %s" % (e.code().name, e.details())
 
     def wait_tokens(self, n, secs=60):
-        deadline = time.time() + secs
+        deadline = time.time() + nc.scaled(secs)
         while len(self.ids) < n and self.is_alive() and time.time() < deadline:
             time.sleep(0.005)
         return len(self.ids) >= n
@@ -131,11 +132,11 @@ class Stream(threading.Thread):
 def kill(cluster, node_id):
     p = cluster.nodes[node_id][0]
     p.send_signal(signal.SIGKILL)
-    p.wait(timeout=10)
+    p.wait(timeout=nc.scaled(10))
 
 
 def http_post(port, path, body, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=nc.scaled(30))
     h = {"content-type": "application/json"}
     h.update(headers or {})
     c.request("POST", path, body, h)
@@ -154,7 +155,7 @@ def main():
     common, pb, pb_grpc = stubs
     model = os.path.join(tmp, "tiny")
     subprocess.run([os.path.join(nc.BUILD, "tools/baton-mkmodel"), "builtin",
-                    "--out", model], check=True, capture_output=True, timeout=60)
+                    "--out", model], check=True, capture_output=True, timeout=nc.scaled(60))
     env = dict(os.environ)
     env["UCX_TLS"] = "posix,sysv,cma,self" if mode == "shm" else "tcp,self"
     if mode == "tcp":
@@ -177,7 +178,7 @@ def main():
     mid = not s.ids
     if p_id in cl.nodes:
         kill(cl, p_id)
-    s.join(120)
+    s.join(nc.scaled(120))
     nc.tap(mid and s.final is not None and s.ids == ref,
            "prefill node %s killed mid-prefill: completed on the other (%s, %d tokens%s)"
            % (p_id, "same tokens" if s.ids == ref else "DIFFERENT", len(s.ids),
@@ -197,7 +198,7 @@ def main():
     before = len(s.ids)
     if d_id in cl.nodes:
         kill(cl, d_id)
-    s.join(120)
+    s.join(nc.scaled(120))
     nc.tap(got_some and before < n_out and s.final is not None and s.ids == ref,
            "decode node %s killed after %d of %d tokens: one unbroken stream, "
            "%s (%s)" % (d_id, before, n_out,
@@ -211,7 +212,7 @@ def main():
     nc.tap(m is not None and float(m.group(1)) >= 1, "the router counted the failover")
     tr = subprocess.run([os.path.join(nc.BUILD, "cli/batonctl"), "--router", target,
                          "trace", "fo-decode", "-o", "json"],
-                        capture_output=True, text=True, timeout=60)
+                        capture_output=True, text=True, timeout=nc.scaled(60))
     try:
         events = json.loads(tr.stdout)["events"]
     except (ValueError, KeyError):
@@ -228,12 +229,12 @@ def main():
     cl.node("decode", "d3")
     nc.tap(cl.nodes_registered(4), "a new decode node registered")
     alone = Stream(stubs, target, prompt, 24, "det-alone", seed=5, temp=0.7)
-    alone.join(60)
+    alone.join(nc.scaled(60))
     crowd = [Stream(stubs, target, [4091] + [(i * k + 3) % 4000 for i in range(1, 20 + 9 * k)],
                     40, "det-%d" % k, seed=k, temp=0.9) for k in range(8)]
     again = Stream(stubs, target, prompt, 24, "det-crowd", seed=5, temp=0.7)
     for t in crowd + [again]:
-        t.join(120)
+        t.join(nc.scaled(120))
     nc.tap(alone.ids and alone.ids == again.ids and all(t.final is not None for t in crowd),
            "seeded sampling alone equals batched among 8 concurrent requests")
 
@@ -241,7 +242,7 @@ def main():
     def grpc_code(req):
         try:
             with grpc.insecure_channel(target) as ch:
-                for _ in pb_grpc.GenerateStub(ch).Generate(req, timeout=10):
+                for _ in pb_grpc.GenerateStub(ch).Generate(req, timeout=nc.scaled(10)):
                     pass
             return "OK", ""
         except grpc.RpcError as e:
@@ -275,7 +276,7 @@ def main():
                               request_serializer=lambda b: b,
                               response_deserializer=lambda b: b)
         try:
-            list(raw(b"\xff\xff\xff\xff garbage", timeout=10))
+            list(raw(b"\xff\xff\xff\xff garbage", timeout=nc.scaled(10)))
             code = "OK"
         except grpc.RpcError as e:
             code = e.code().name
@@ -314,7 +315,7 @@ def main():
         nc.tap(ok, "http %s -> %d (%d %s)" % (what, want, status, text[:100].strip()))
     # an oversized body is refused from its Content-Length, before it is read
     import socket
-    sock = socket.create_connection(("127.0.0.1", cl.rh), timeout=10)
+    sock = socket.create_connection(("127.0.0.1", cl.rh), timeout=nc.scaled(10))
     sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
                  b"application/json\r\nContent-Length: %d\r\n\r\n{\"model\"" % (64 << 20))
     head = sock.recv(4096).decode(errors="replace")
@@ -328,19 +329,19 @@ def main():
 
     # 6. the router restarted: nodes register again and serve
     cl.rp.send_signal(signal.SIGTERM)
-    rc = cl.rp.wait(timeout=15)
+    rc = cl.rp.wait(timeout=nc.scaled(15))
     nc.tap(rc == 0, "router exits 0 on SIGTERM (%s)" % rc)
     cl.router(grpc_port=cl.rg)
     ok = cl.nodes_registered(4, secs=20)
     s = Stream(stubs, target, prompt, 8, "after-restart")
-    s.join(60)
+    s.join(nc.scaled(60))
     nc.tap(ok and s.final is not None and len(s.ids) == 8,
            "after a router restart the nodes registered again and serve (%s)"
            % (s.error or "ok"))
 
     # 7. admission control: a router full of requests answers 429
     cl.rp.send_signal(signal.SIGTERM)
-    cl.rp.wait(timeout=15)
+    cl.rp.wait(timeout=nc.scaled(15))
     cl.router(grpc_port=cl.rg, extra=["--max-inflight", "2"])
     cl.nodes_registered(4, secs=20)
     slow = [Stream(stubs, target, prompt, 400, "slow-%d" % k) for k in range(2)]
@@ -352,7 +353,7 @@ def main():
     nc.tap(status == 429 and code == "RESOURCE_EXHAUSTED",
            "full router: HTTP 429 and RESOURCE_EXHAUSTED (%d, %s)" % (status, code))
     for t in slow:
-        t.join(120)
+        t.join(nc.scaled(120))
     nc.tap(all(t.final is not None for t in slow), "the admitted requests finished")
 
     nc.finish(tmp)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # batonctl against a real baton-router on loopback (TAP). Every wait is
-# bounded; everything started here is killed on exit.
+# bounded (BATON_TEST_TIME_SCALE, default 1, multiplies the bounds: see
+# scaled); everything started here is killed on exit.
 #   env: BATONCTL, BATON_ROUTER_BIN, BATON_MKMODEL, BATON_BUILD_ROOT
 set -u
 # the test sets what it needs; an operator's settings must not leak in
@@ -26,6 +27,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# scaled N: N (a wait's bound or a loop's rounds) times BATON_TEST_TIME_SCALE,
+# rounded up; never applied to a bound that a check expects to expire
+SCALE=${BATON_TEST_TIME_SCALE:-1}
+if ! awk -v s="$SCALE" 'BEGIN { exit !(s ~ /^[0-9]*[.]?[0-9]+$/ && s + 0 > 0) }'; then
+  echo "Bail out! BATON_TEST_TIME_SCALE=$SCALE: want a number > 0"
+  exit 1
+fi
+scaled() {
+  awk -v s="$SCALE" -v x="$1" 'BEGIN { v = x * s; printf "%d\n", (v == int(v)) ? v : int(v) + 1 }'
+}
+
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
 skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
@@ -47,10 +59,10 @@ expect() {
   fi
 }
 
-# wait_line FILE PID: the "grpc_port=N http_port=M" line, within 30 s
+# wait_line FILE PID: the "grpc_port=N http_port=M" line, within 30 s (scaled)
 wait_line() {
   local i
-  for i in $(seq 1 300); do
+  for i in $(seq 1 "$(scaled 300)"); do
     if grep -q '^grpc_port=' "$1" 2>/dev/null; then grep -m1 '^grpc_port=' "$1"; return 0; fi
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.1
@@ -162,13 +174,13 @@ expect "completion of another shell is bad usage" 2 '' 'only bash'
 "$CTL" get nodes -w --interval 200ms >"$TMP/watch.out" 2>"$TMP/watch.err" &
 WPID=$!
 PIDS+=("$WPID")
-for i in $(seq 1 100); do
+for i in $(seq 1 "$(scaled 100)"); do
   [ "$(grep -c '^ID ' "$TMP/watch.out")" -ge 3 ] && break
   sleep 0.1
 done
 kill -INT "$WPID"
 wrc=124
-for i in $(seq 1 100); do
+for i in $(seq 1 "$(scaled 100)"); do
   if ! kill -0 "$WPID" 2>/dev/null; then wait "$WPID"; wrc=$?; break; fi
   sleep 0.1
 done
@@ -178,7 +190,7 @@ else
   not_ok "get nodes --watch lists every --interval and exits 0 on SIGINT" "exit $wrc" "$(cat "$TMP/watch.out" "$TMP/watch.err")"
 fi
 # a reader that stops (| head) ends the watch quietly
-timeout 30 "$CTL" get nodes -o json -w --interval 200ms 2>"$TMP/err" | head -n 2 >"$TMP/head.out"
+timeout "$(scaled 30)" "$CTL" get nodes -o json -w --interval 200ms 2>"$TMP/err" | head -n 2 >"$TMP/head.out"
 st=("${PIPESTATUS[@]}")
 if [ "${st[0]}" = 0 ] && [ "$(wc -l <"$TMP/head.out")" = 2 ] && [ ! -s "$TMP/err" ]; then
   ok "--watch -o json | head: one object per line, then a quiet exit 0 (EPIPE)"
@@ -221,9 +233,10 @@ ctl --timeout 5x nodes
 expect "a bad duration is bad usage" 2 '' 'timeout'
 
 # wait_rows PATTERN...: until `get nodes` has a row for each, within 20 s
+# (scaled)
 wait_rows() {
   local i p all
-  for i in $(seq 1 200); do
+  for i in $(seq 1 "$(scaled 200)"); do
     ctl get nodes
     all=1
     for p in "$@"; do grep -q "^$p " <<<"$out" || all=0; done
@@ -297,13 +310,13 @@ if [ -x "$PREFILL" ] && [ -x "$DECODE" ] && [ -x "$KVSTORE" ]; then
 
   # a long streamed completion keeps ctl-d1 busy for a while
   HPORT=$(sed -n 's/.*http_port=\([0-9]*\).*/\1/p' "$TMP/router.out")
-  curl -s -N -m 120 "http://127.0.0.1:$HPORT/v1/completions" -H 'content-type: application/json' \
+  curl -s -N -m "$(scaled 120)" "http://127.0.0.1:$HPORT/v1/completions" -H 'content-type: application/json' \
     -d '{"model":"model","prompt":"hello world","max_tokens":1500,"temperature":0,"ignore_eos":true,"stream":true}' \
     >"$TMP/long.out" 2>&1 &
   CURL=$!
   PIDS+=("$CURL")
   rid=""
-  for i in $(seq 1 300); do
+  for i in $(seq 1 "$(scaled 300)"); do
     ctl get requests
     rid=$(awk 'NR == 2 && $4 == "ctl-p0" && $5 == "ctl-d1" { print $1 }' <<<"$out")
     [ -n "$rid" ] && break
@@ -333,7 +346,7 @@ if [ -x "$PREFILL" ] && [ -x "$DECODE" ] && [ -x "$KVSTORE" ]; then
     fi
     ctl describe node ctl-d1
     expect "describe node lists its request" 0 "^  $rid +[a-z]+ +decode " ''
-    ctl drain ctl-d1 --wait --timeout 100s --interval 200ms
+    ctl drain ctl-d1 --wait --timeout "$(scaled 100)s" --interval 200ms
     if [ $rc = 0 ] && [ "$(tail -n 1 <<<"$out")" = "ctl-d1: drained" ] && ! kill -0 "$CURL" 2>/dev/null; then
       ok "drain --wait returns 0 once the request finished"
     else
@@ -348,7 +361,7 @@ if [ -x "$PREFILL" ] && [ -x "$DECODE" ] && [ -x "$KVSTORE" ]; then
     not_ok "get requests shows the request on ctl-p0 -> ctl-d1" "$out" "$(tail -c 300 "$TMP/long.out")"
     for i in 1 2 3 4 5 6 7 8; do skip "no request in flight"; done
   fi
-  ctl drain ctl-p0 --wait --timeout 30s --interval 200ms
+  ctl drain ctl-p0 --wait --timeout "$(scaled 30)s" --interval 200ms
   expect "drain --wait of an idle node returns at once" 0 '^ctl-p0: drained$' ''
   ctl undrain ctl-p0
   expect "a registered node drains and undrains" 0 '^ctl-p0: ready$' ''
@@ -365,11 +378,11 @@ fi
 
 # SIGTERM: the router drains and exits; batonctl then fails fast
 kill -TERM "$RPID"
-for i in $(seq 1 100); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.1; done
+for i in $(seq 1 "$(scaled 100)"); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$RPID" 2>/dev/null; then
-  not_ok "router exits on SIGTERM within 10 s"
+  not_ok "router exits on SIGTERM within $(scaled 10) s"
 else
-  ok "router exits on SIGTERM within 10 s"
+  ok "router exits on SIGTERM within $(scaled 10) s"
 fi
 start=$(date +%s%N)
 ctl --timeout 3s nodes

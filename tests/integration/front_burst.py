@@ -56,6 +56,12 @@ def router(tmp, model, env, name, extra=(), heartbeat="100ms"):
                     + list(extra), env, tmp)
 
 
+def queue_timeout(secs):
+    """A --queue-timeout that no request here is meant to reach: scaled
+    (the 1 s one that a check expects to fire is written out)."""
+    return "%dms" % nc.scaled(secs * 1000)
+
+
 def node(tmp, model, env, role, name, rg, extra=()):
     binary = "prefill_node/baton-prefill" if role == "prefill" \
         else "decode_node/baton-decode"
@@ -66,7 +72,7 @@ def node(tmp, model, env, role, name, rg, extra=()):
 
 
 def wait_nodes(rh, n_prefill, n_decode, secs=30):
-    deadline = time.time() + secs
+    deadline = time.time() + nc.scaled(secs)
     while time.time() < deadline:
         if (nc.gauge(rh, 'baton_router_nodes{role="prefill"}') == n_prefill
                 and nc.gauge(rh, 'baton_router_nodes{role="decode"}') == n_decode):
@@ -82,11 +88,12 @@ def prompt(k, n):
 
 def complete(rh, ids, max_tokens, stream=False, timeout=170):
     """One completion: (status, text or error message, retry_after, body,
-    ok), ok when it is a 200 with text and no in-band error."""
+    ok), ok when it is a 200 with text and no in-band error; the client's
+    timeout is scaled."""
     body = {"model": "tiny", "prompt": ids, "max_tokens": max_tokens,
             "temperature": 0, "ignore_eos": True, "stream": stream}
     try:
-        c = http.client.HTTPConnection("127.0.0.1", rh, timeout=timeout)
+        c = http.client.HTTPConnection("127.0.0.1", rh, timeout=nc.scaled(timeout))
         c.request("POST", "/v1/completions", json.dumps(body),
                   {"content-type": "application/json"})
         r = c.getresponse()
@@ -143,7 +150,7 @@ def test_burst():
     # a time, 2 of 256 + 16 (17 blocks); the rest of each burst waits in
     # the router's queue
     _, rg, rh = router(tmp, model, env, "router",
-                       ["--max-queue", "1000", "--queue-timeout", "150s"])
+                       ["--max-queue", "1000", "--queue-timeout", queue_timeout(150)])
     node(tmp, model, env, "prefill", "p1", rg)
     _, _, dh = node(tmp, model, env, "decode", "d1", rg, ["--kv-blocks", "48"])
     nc.tap(wait_nodes(rh, 1, 1), "cluster up: 1 prefill, 1 decode node "
@@ -166,7 +173,7 @@ def test_burst():
            "queued %s)" % (nc.gauge(rh, "baton_router_rejected_total"),
                            nc.gauge(rh, "baton_router_queued_requests")))
     free = total = None
-    deadline = time.time() + 10
+    deadline = time.time() + nc.scaled(10)
     while time.time() < deadline:
         free = nc.gauge(dh, "baton_node_kv_free_blocks")
         if free == 48:
@@ -181,7 +188,7 @@ def test_burst():
     th = threading.Thread(target=lambda: hold.append(
         complete(rh, prompt(77, 100), 600)))   # 44 of the 48 blocks
     th.start()
-    deadline = time.time() + 10
+    deadline = time.time() + nc.scaled(10)
     while time.time() < deadline and \
             (nc.gauge(dh, "baton_node_kv_free_blocks") or 48) > 8:
         time.sleep(0.02)
@@ -189,23 +196,23 @@ def test_burst():
     for k in range(10):
         body = json.dumps({"model": "tiny", "prompt": prompt(300 + k, 100),
                            "max_tokens": 16, "stream": True})
-        sk = socket.create_connection(("127.0.0.1", rh), timeout=10)
+        sk = socket.create_connection(("127.0.0.1", rh), timeout=nc.scaled(10))
         sk.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
                     "Content-Type: application/json\r\nContent-Length: %d"
                     "\r\n\r\n%s" % (len(body), body)).encode())
         socks.append(sk)
-    deadline = time.time() + 10
+    deadline = time.time() + nc.scaled(10)
     while time.time() < deadline and \
             nc.gauge(rh, "baton_router_queued_requests") != 10:
         time.sleep(0.02)
     queued = nc.gauge(rh, "baton_router_queued_requests")
     for sk in socks:
         sk.close()
-    deadline = time.time() + 10
+    deadline = time.time() + nc.scaled(10)
     while time.time() < deadline and \
             nc.gauge(rh, "baton_router_queued_requests") != 0:
         time.sleep(0.02)
-    th.join(60)
+    th.join(nc.scaled(60))
     nc.tap(queued == 10 and nc.gauge(rh, "baton_router_queued_requests") == 0
            and hold and hold[0][4] and
            nc.gauge(rh, "baton_router_rejected_total") == 0,
@@ -215,7 +222,7 @@ def test_burst():
     # a tiny queue: each request completes, or is refused (429 when the
     # queue is full, 503 when no node can serve) before any output
     _, rg2, rh2 = router(tmp, model, env, "router-q",
-                         ["--max-queue", "4", "--queue-timeout", "20s"])
+                         ["--max-queue", "4", "--queue-timeout", queue_timeout(20)])
     node(tmp, model, env, "prefill", "p2", rg2)
     node(tmp, model, env, "decode", "d2", rg2, ["--kv-blocks", "48"])
     nc.tap(wait_nodes(rh2, 1, 1), "second cluster up with --max-queue 4")
@@ -248,7 +255,9 @@ def test_burst():
                          ["--max-queue", "100", "--queue-timeout", "1s"])
     t0 = time.time()
     st, text, _, _, _ = complete(rh5, prompt(3, 20), 4)
-    nc.tap(st == 503 and time.time() - t0 < 5 and
+    # "at once": the status tells it (a queue wait ends in 429 after 1 s);
+    # the time bound scales with the build's speed
+    nc.tap(st == 503 and time.time() - t0 < nc.scaled(5) and
            nc.gauge(rh5, "baton_router_rejected_total") == 1,
            "no node serves the model: 503 at once, counted (%s %s)"
            % (st, text[:100]))
@@ -280,7 +289,7 @@ def test_burst():
     # reservations (RESOURCE_EXHAUSTED); the requests wait in the queue
     # instead of failing, and complete once the blocks are free again
     _, rg4, rh4 = router(tmp, model, env, "router-stale",
-                         ["--max-queue", "100", "--queue-timeout", "60s",
+                         ["--max-queue", "100", "--queue-timeout", queue_timeout(60),
                           "--heartbeat-timeout", "30s"], heartbeat="5s")
     node(tmp, model, env, "prefill", "p4", rg4)
     _, dg4, dh4 = node(tmp, model, env, "decode", "d4", rg4,
@@ -292,13 +301,13 @@ def test_burst():
          "ipv4:127.0.0.1:%d" % dg4, ",".join(map(str, prompt(5, 100))), "540",
          "3000"], stdout=subprocess.PIPE, text=True)
     nc.PROCS.append(holder)
-    deadline = time.time() + 10
+    deadline = time.time() + nc.scaled(10)
     while time.time() < deadline and \
             nc.gauge(dh4, "baton_node_kv_free_blocks") != 8:
         time.sleep(0.02)
     taken = nc.gauge(dh4, "baton_node_kv_free_blocks") == 8
     res = burst(rh4, 4, 100, 16)
-    held = holder.communicate(timeout=30)[0]
+    held = holder.communicate(timeout=nc.scaled(30))[0]
     refusals = 0
     with open(os.path.join(tmp, "router-stale.err")) as f:
         refusals = sum(1 for line in f if "RESOURCE_EXHAUSTED" in line and
@@ -317,7 +326,7 @@ def test_burst():
     # gives both work (with the reports' free blocks alone, 200 blocks
     # outweigh 24 requests' batch penalty and all go to one node)
     _, rg3, rh3 = router(tmp, model, env, "router-2d",
-                         ["--max-queue", "1000", "--queue-timeout", "150s",
+                         ["--max-queue", "1000", "--queue-timeout", queue_timeout(150),
                           "--heartbeat-timeout", "30s"], heartbeat="5s")
     node(tmp, model, env, "prefill", "p3", rg3)
     _, _, dh_a = node(tmp, model, env, "decode", "d3a", rg3,
@@ -339,8 +348,9 @@ def test_burst():
 
 def ctl(rg, *args):
     return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
-                           "ipv4:127.0.0.1:%d" % rg, "--timeout", "5s"] + list(args),
-                          capture_output=True, text=True, timeout=30)
+                           "ipv4:127.0.0.1:%d" % rg, "--timeout",
+                           "%dms" % nc.scaled(5000)] + list(args),
+                          capture_output=True, text=True, timeout=nc.scaled(30))
 
 
 def node_states(rg):
@@ -371,7 +381,7 @@ def test_hb():
     t = threading.Thread(target=long_request, args=(out,))
     t.start()
     victim = None
-    deadline = time.time() + 20
+    deadline = time.time() + nc.scaled(20)
     while time.time() < deadline and victim is None:
         for p, dh in ((da, dh_a), (db, dh_b)):
             if (nc.gauge(dh, "baton_node_decode_tokens_total") or 0) > 0:
@@ -380,7 +390,7 @@ def test_hb():
         time.sleep(0.01)
     if victim is not None:
         victim.send_signal(signal.SIGSTOP)
-    t.join(130)
+    t.join(nc.scaled(130))
     vid = "da" if victim is da else "db"
     # operators see the silent node as LOST until it comes back (batonctl)
     states = node_states(rg)
@@ -401,17 +411,17 @@ def test_hb():
     victim.send_signal(signal.SIGSTOP)
     out = []
     t = threading.Thread(target=long_request, args=(out,))
-    time.sleep(1.0)   # the router drops the stopped one first
+    time.sleep(nc.scaled(1.0))   # the router drops the stopped one first
     t.start()
     odh = dh_b if other is db else dh_a
     base = nc.gauge(odh, "baton_node_decode_tokens_total") or 0
-    deadline = time.time() + 20
+    deadline = time.time() + nc.scaled(20)
     while time.time() < deadline:
         if (nc.gauge(odh, "baton_node_decode_tokens_total") or 0) > base:
             break
         time.sleep(0.01)
     other.send_signal(signal.SIGSTOP)
-    t.join(130)
+    t.join(nc.scaled(130))
     st, text = (out[0][0], out[0][1]) if out else (0, "no answer")
     nc.tap(st >= 500 and "stopped answering heartbeats" in text and
            "CANCELLED" not in text,
@@ -442,7 +452,7 @@ def test_lease():
     # prompts of 1500 tokens queue for several times that
     _, rg, rh = router(tmp, model, env, "router",
                        ["--lease", "1500ms", "--max-queue", "1000",
-                        "--queue-timeout", "150s"])
+                        "--queue-timeout", queue_timeout(150)])
     node(tmp, model, env, "prefill", "p1", rg, ["--max-prefill-tokens", "64"])
     node(tmp, model, env, "decode", "d1", rg, ["--kv-blocks", "4096"])
     nc.tap(wait_nodes(rh, 1, 1), "cluster up with --lease 1500ms")
@@ -488,8 +498,8 @@ def test_bench():
     out = subprocess.run([os.path.join(BUILD, "bench/cluster/baton-bench"),
                           "--url", "http://127.0.0.1:%d" % srv.server_port,
                           "--requests", "4", "-c", "2", "--output-tokens", "3", "--json", "true",
-                          "--deadline", "30s"],
-                         capture_output=True, text=True, timeout=60)
+                          "--deadline", "%dms" % nc.scaled(30000)],
+                         capture_output=True, text=True, timeout=nc.scaled(60))
     srv.shutdown()
     try:
         js = json.loads(out.stdout)

@@ -7,6 +7,11 @@ prefix reuse, and colocated), a client disconnect frees every KV block,
 SIGTERM drains and exits 0.
 
 usage: node_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
+
+BATON_TEST_TIME_SCALE (a number > 0, default 1) multiplies how long the
+harness waits (scaled()): its deadlines and timeouts, never a bound that a
+check asserts about the daemons' behaviour. `make asan` and `make tsan`
+set it for their slower builds.
 """
 import http.client
 import json
@@ -25,6 +30,38 @@ PROCS = []
 LAST = {}
 N = 0
 FAILED = 0
+
+
+def _time_scale():
+    """BATON_TEST_TIME_SCALE as a float, 1 when unset; anything that is
+    not a finite number > 0 stops the test (a typo must not pass as 1)."""
+    text = os.environ.get("BATON_TEST_TIME_SCALE", "")
+    if text == "":
+        return 1.0
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not 0 < v < float("inf"):
+        sys.exit("BATON_TEST_TIME_SCALE=%r: want a number > 0" % text)
+    return v
+
+
+TIME_SCALE = _time_scale()
+
+
+def scaled(secs):
+    """How long a harness wait of `secs` lasts at BATON_TEST_TIME_SCALE."""
+    return secs * TIME_SCALE
+
+
+def no_wait_bound(secs, baseline, wait_cost):
+    """The upper bound of a check that something happens *without* waiting
+    (`wait_cost` seconds, a daemon's timeout that the scale leaves alone):
+    `secs` at scale 1; scaled for a slower build, but never past the same
+    work's `baseline` time (measured in this run) plus half the wait, so
+    taking the waiting path still fails."""
+    return min(scaled(secs), max(secs, baseline + wait_cost / 2))
 
 
 def tap(ok, what, *why):
@@ -52,7 +89,7 @@ def cleanup():
             p.kill()
     for p in PROCS:
         try:
-            p.wait(timeout=5)
+            p.wait(timeout=scaled(5))
         except subprocess.TimeoutExpired:
             pass
 
@@ -65,7 +102,7 @@ def setup(prefix):
     model = os.path.join(tmp, "tiny")
     subprocess.run([os.path.join(BUILD, "tools/baton-mkmodel"), "builtin",
                     "--out", model], check=True, capture_output=True,
-                   timeout=60)
+                   timeout=scaled(60))
     env = dict(os.environ)
     env["UCX_TLS"] = "posix,sysv,cma,self" if MODE == "shm" else "tcp,self"
     if MODE == "tcp":
@@ -103,7 +140,7 @@ def start(name, args, env, logdir, expect_line=True):
     if not expect_line:
         return p, 0, 0
     # bounded: the line comes once serving
-    deadline = time.time() + 30
+    deadline = time.time() + scaled(30)
     line = ""
     while time.time() < deadline:
         line = p.stdout.readline()
@@ -116,15 +153,16 @@ def start(name, args, env, logdir, expect_line=True):
 
 
 def ctl(target, *args, timeout=20):
-    """batonctl against the router at `target`: its CompletedProcess."""
+    """batonctl against the router at `target`: its CompletedProcess
+    (timeout scaled)."""
     return subprocess.run([os.path.join(BUILD, "cli/batonctl"), "--router",
                            target] + list(args), capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=scaled(timeout))
 
 
 def wait_for(fn, secs=60, every=0.1):
-    """fn() until it is true or secs pass (bounded); its last value."""
-    deadline = time.time() + secs
+    """fn() until it is true or secs (scaled) pass; its last value."""
+    deadline = time.time() + scaled(secs)
     v = fn()
     while not v and time.time() < deadline:
         time.sleep(every)
@@ -134,7 +172,7 @@ def wait_for(fn, secs=60, every=0.1):
 
 def http_get(port, path):
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(5))
         c.request("GET", path)
         r = c.getresponse()
         return r.status, r.read().decode()
@@ -163,7 +201,7 @@ def hold_tokenizer(port, send, n, answers):
     threads = [threading.Thread(target=send) for _ in range(n)]
     for t in threads:
         t.start()
-    deadline = time.time() + 120
+    deadline = time.time() + scaled(120)
     while time.time() < deadline and tokenizing(port) + len(answers) < n:
         time.sleep(0.005)
     return threads
@@ -174,7 +212,7 @@ def tokenizer_more(port, n, answers):
     the tokenizer (a request sent since waits there), or all n were
     answered first; true in the first case. An answer is appended after
     its prompt left the gauge, so the sum never counts one twice."""
-    deadline = time.time() + 120
+    deadline = time.time() + scaled(120)
     while time.time() < deadline and len(answers) < n:
         if tokenizing(port) + len(answers) > n:
             return True
@@ -184,10 +222,10 @@ def tokenizer_more(port, n, answers):
 
 def tokenizer_idle(port, threads, secs=60):
     """Joins the threads of hold_tokenizer and waits until no prompt is
-    left on the tokenizer threads; returns how many are."""
+    left on the tokenizer threads (secs scaled); returns how many are."""
     for t in threads:
-        t.join(120)
-    deadline = time.time() + secs
+        t.join(scaled(120))
+    deadline = time.time() + scaled(secs)
     while time.time() < deadline and tokenizing(port) != 0:
         time.sleep(0.05)
     return tokenizing(port)
@@ -221,7 +259,7 @@ def start_pd(model, env, tmp, p_args=(), d_args=(), p_env=None, d_env=None):
 
 
 def wait_ready(port, secs=20):
-    deadline = time.time() + secs
+    deadline = time.time() + scaled(secs)
     while time.time() < deadline:
         if http_get(port, "/readyz")[0] == 200:
             return True
@@ -251,7 +289,8 @@ def run_ref(model, ids, n, temp=None, seed=None, logprobs=None):
         args += ["--temperature", str(temp), "--seed", str(seed)]
     if logprobs is not None:
         args += ["--logprobs", str(logprobs)]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(args, capture_output=True, text=True,
+                         timeout=scaled(60))
     m = re.search(r"^tokens: \d+ \[([0-9, ]*)\]", out.stdout, re.M)
     LAST["ref_lp"] = parse_logprobs(out.stdout)
     return [int(x) for x in m.group(1).split(",")] if m else None
@@ -265,7 +304,8 @@ def gen(router_grpc, ids, n, temp=None, seed=None, logprobs=None):
         args += [str(temp or 0), str(seed or 0)]
     if logprobs is not None:
         args += [str(logprobs)]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(args, capture_output=True, text=True,
+                         timeout=scaled(60))
     m = re.search(r"^tokens:([0-9 ]*)$", out.stdout, re.M)
     u = re.search(r"^usage: (\d+) (\d+) (\d+)$", out.stdout, re.M)
     if out.returncode != 0 or not m:
@@ -293,7 +333,7 @@ def logprobs_sane(lps, toks, n_top, greedy):
 
 
 def http_json(port, path, body):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(30))
     c.request("POST", path, json.dumps(body), {"content-type": "application/json"})
     r = c.getresponse()
     data = r.read().decode()
@@ -381,7 +421,7 @@ def decode_only(node_grpc, ids, n, lease_ms):
     out = subprocess.run([os.path.join(BUILD, "tests/integration/node_gen_client"),
                           "--decode", "ipv4:127.0.0.1:%d" % node_grpc,
                           ",".join(map(str, ids)), str(n), str(lease_ms)],
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=scaled(30))
     r = re.search(r"^reservation: (-?\d+) blocks$", out.stdout, re.M)
     c = re.search(r"^code: (\d+) (.*)$", out.stdout, re.M)
     if not r or not c:
@@ -412,10 +452,10 @@ def main():
     # 1. HTTP completion (curl)
     body = json.dumps({"model": "tiny", "prompt": "hello world, this is",
                        "max_tokens": 8, "temperature": 0, "ignore_eos": True})
-    out = subprocess.run(["curl", "-s", "-m", "20",
+    out = subprocess.run(["curl", "-s", "-m", "%g" % scaled(20),
                           "http://127.0.0.1:%d/v1/completions" % rh,
                           "-H", "content-type: application/json", "-d", body],
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=scaled(30))
     try:
         js = json.loads(out.stdout)
         ok = (len(js["choices"][0]["text"]) > 0 and
@@ -480,7 +520,7 @@ def main():
     same = 0
     for k, (q, ids) in enumerate(zip(procs, prompts)):
         try:
-            o = q.communicate(timeout=120)[0]   # ASan on a loaded machine is slow
+            o = q.communicate(timeout=scaled(120))[0]
         except subprocess.TimeoutExpired:
             o = ""
         m = re.search(r"^tokens:([0-9 ]*)$", o, re.M)
@@ -492,11 +532,11 @@ def main():
     # 5b. transfer health: P's transfers to d1, as its heartbeats report
     ctl = os.path.join(BUILD, "cli/batonctl")
     pair = None
-    deadline = time.time() + 5
+    deadline = time.time() + scaled(5)
     while time.time() < deadline and pair is None:
         th = subprocess.run([ctl, "--router", target, "--json",
                              "transfer-health"], capture_output=True,
-                            text=True, timeout=10)
+                            text=True, timeout=scaled(10))
         try:
             pairs = json.loads(th.stdout).get("pairs", [])
         except ValueError:
@@ -517,7 +557,7 @@ def main():
         "the prefill node's /metrics count its transfers to d1 (%s, tail "
         "histogram %s)" % (ops_metric, tail_count))
     th = subprocess.run([ctl, "--router", target, "transfer-health"],
-                        capture_output=True, text=True, timeout=10)
+                        capture_output=True, text=True, timeout=scaled(10))
     tap(th.returncode == 0 and " d1 " in th.stdout,
         "batonctl transfer-health prints the pairs as a table (%s)"
         % th.stdout.strip().replace("\n", " | ")[:160])
@@ -525,16 +565,19 @@ def main():
     # 5c. the router's flush-cache command empties P's prefix cache
     if os.path.exists(ctl):
         fl = subprocess.run([ctl, "--router", target, "flush-cache"],
-                            capture_output=True, text=True, timeout=10)
+                            capture_output=True, text=True, timeout=scaled(10))
         time.sleep(0.2)
         got = gen(rg, long_ids, 12)
         tap(fl.returncode == 0 and got == ref_long and LAST.get("cached") == 0,
             "flush-cache: the next prefill computes everything again "
             "(rc %d, %s cached)" % (fl.returncode, LAST.get("cached")))
 
-    # 6. a client disconnect frees every block on D within a second
+    # 6. a client disconnect frees every block on D within a second (scaled:
+    # a slower build decodes slower too); the decoded-token count shows that
+    # the cancel freed them, not the end of the 1900 tokens
     total = gauge(dh, "baton_node_kv_free_blocks")
-    c = http.client.HTTPConnection("127.0.0.1", rh, timeout=10)
+    decoded0 = gauge(dh, "baton_node_decode_tokens_total") or 0
+    c = http.client.HTTPConnection("127.0.0.1", rh, timeout=scaled(10))
     c.request("POST", "/v1/completions", json.dumps(
         {"model": "tiny", "prompt": "a long story", "max_tokens": 1900,
          "ignore_eos": True, "stream": True}),
@@ -547,15 +590,17 @@ def main():
     c.close()
     t0 = time.time()
     freed = False
-    while time.time() - t0 < 1.0:
+    while time.time() - t0 < scaled(1.0):
         if gauge(dh, "baton_node_kv_used_blocks") == 0:
             freed = True
             break
         time.sleep(0.05)
-    tap(used is not None and used > 0 and freed and
+    decoded = (gauge(dh, "baton_node_decode_tokens_total") or 0) - decoded0
+    tap(used is not None and used > 0 and freed and decoded < 1900 and
         gauge(dh, "baton_node_kv_free_blocks") == total,
         "disconnect frees every block (%s used while streaming, freed %s "
-        "after %.2fs)" % (used, freed, time.time() - t0))
+        "after %.2fs, %d of 1900 tokens decoded)"
+        % (used, freed, time.time() - t0, decoded))
     steps = model_gauge(dh, "baton_node_decode_step_seconds_count")
     tap(ratio is not None and 0 < ratio <= 1 and
         model_gauge(dh, "baton_node_kv_cache_usage_ratio") == 0 and
@@ -594,7 +639,7 @@ def main():
         "baton_node_leases_expired_total (%s -> %s)" % (
             seen_waiting, expired0,
             model_gauge(dh, "baton_node_leases_expired_total")))
-    deadline = time.time() + 15
+    deadline = time.time() + scaled(15)
     while time.time() < deadline and gauge(dh, "baton_node_kv_used_blocks"):
         time.sleep(0.1)
     tap(nb == 1 and code == 4 and held and held > 0 and
@@ -608,15 +653,15 @@ def main():
     # 8. the router's drain command: the node refuses new work, undrain
     if os.path.exists(ctl):
         subprocess.run([ctl, "--router", target, "drain", "d1"],
-                       capture_output=True, timeout=10)
-        deadline = time.time() + 5
+                       capture_output=True, timeout=scaled(10))
+        deadline = time.time() + scaled(5)
         code = msg = None
         while time.time() < deadline and code != 14:
             nb, code, msg = decode_only(dg, short, 8, 300)
             time.sleep(0.05)
         subprocess.run([ctl, "--router", target, "undrain", "d1"],
-                       capture_output=True, timeout=10)
-        deadline = time.time() + 5
+                       capture_output=True, timeout=scaled(10))
+        deadline = time.time() + scaled(5)
         got = None
         while time.time() < deadline and got is None:
             time.sleep(0.1)
@@ -632,7 +677,7 @@ def main():
 
     # 9. --role both alone: the same tokens without the UCX hop
     # SIGTERM while a request streams: it still finishes, then exit 0
-    deadline = time.time() + 10   # leases of the drain loop: fence bound
+    deadline = time.time() + scaled(10)   # leases of the drain loop: fence bound
     while time.time() < deadline and gauge(dh, "baton_node_kv_used_blocks"):
         time.sleep(0.1)
     tap(gauge(dh, "baton_node_kv_used_blocks") == 0 and
@@ -646,10 +691,10 @@ def main():
     d2, _, d2h = start("decode2", [os.path.join(BUILD, "decode_node/baton-decode")]
                        + common + ["--kv-blocks", "512", "--node-id", "d2"],
                        env, tmp)
-    deadline = time.time() + 10
+    deadline = time.time() + scaled(10)
     while time.time() < deadline and "d2" not in subprocess.run(
             [ctl, "--router", target, "nodes"], capture_output=True,
-            text=True, timeout=10).stdout:
+            text=True, timeout=scaled(10)).stdout:
         time.sleep(0.05)
     fo = subprocess.Popen([os.path.join(BUILD, "tests/integration/node_gen_client"),
                            target, "tiny", ",".join(map(str, short)), "600",
@@ -657,7 +702,7 @@ def main():
                           stdout=subprocess.PIPE, text=True)
     PROCS.append(fo)
     victim = None
-    deadline = time.time() + 10
+    deadline = time.time() + scaled(10)
     while time.time() < deadline and victim is None:
         for q, hp in ((d, dh), (d2, d2h)):
             if gauge(hp, "baton_node_running_sequences"):
@@ -667,7 +712,7 @@ def main():
         time.sleep(0.05)
         victim.kill()
     try:
-        fo_out = fo.communicate(timeout=30)[0]
+        fo_out = fo.communicate(timeout=scaled(30))[0]
     except subprocess.TimeoutExpired:
         fo_out = ""
     m = re.search(r"^tokens:([0-9 ]*)$", fo_out, re.M)
@@ -687,13 +732,13 @@ def main():
                            target, "tiny", ",".join(map(str, short)), "400"],
                           stdout=subprocess.PIPE, text=True)
     PROCS.append(bg)
-    deadline = time.time() + 10
+    deadline = time.time() + scaled(10)
     while time.time() < deadline and not gauge(dh, "baton_node_running_sequences"):
         time.sleep(0.01)
     for q in (p, d):
         q.send_signal(signal.SIGTERM)
     try:
-        bg_out = bg.communicate(timeout=30)[0]
+        bg_out = bg.communicate(timeout=scaled(30))[0]
     except subprocess.TimeoutExpired:
         bg_out = ""
     tap(bg.returncode == 0 and "usage: 11 400" in bg_out,
@@ -702,14 +747,14 @@ def main():
     rcs = []
     for q in (p, d):
         try:
-            rcs.append(q.wait(timeout=10))
+            rcs.append(q.wait(timeout=scaled(10)))
         except subprocess.TimeoutExpired:
             rcs.append(None)
     tap(rcs == [0, 0], "SIGTERM drains and exits 0 (%s)" % rcs)
     b, _, bh = start("both", [os.path.join(BUILD, "decode_node/baton-decode")]
                      + common + ["--role", "both", "--max-prefill-tokens",
                                  "48", "--prefix-cache", "false"], env, tmp)
-    deadline = time.time() + 20
+    deadline = time.time() + scaled(20)
     got = None
     while time.time() < deadline and got is None:
         got = gen(rg, short, 16)
@@ -728,7 +773,7 @@ def main():
         "(%s cached) with the same tokens" % LAST.get("cached"))
     b.send_signal(signal.SIGTERM)
     try:
-        rc = b.wait(timeout=10)
+        rc = b.wait(timeout=scaled(10))
     except subprocess.TimeoutExpired:
         rc = None
     tap(rc == 0, "--role both exits 0 on SIGTERM")

@@ -12,11 +12,14 @@
  *
  * The second form opens DecodeStream on a decode node directly and never
  * prefills: it prints "reservation: N blocks" and the call's end code.
- * Exit 0 when the call ended OK with a final message. */
+ * Exit 0 when the call ended OK with a final message. The call's 30 s
+ * deadline scales with BATON_TEST_TIME_SCALE (tests/test_time.h); LEASE_MS
+ * does not. */
 #include "base/loop.h"
 #include "generate.pb-c.h"
 #include "node.pb-c.h"
 #include "rpc/client.h"
+#include "test_time.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,7 +132,7 @@ static int decode_only(char **argv)
     Baton__V1__DecodeRequest req = BATON__V1__DECODE_REQUEST__INIT;
     Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
     Baton__V1__TenantInfo tenant = BATON__V1__TENANT_INFO__INIT;
-    bt_rpc_call_opts_t opts = { 30000, NULL, 0 };
+    bt_rpc_call_opts_t opts = { bt_test_scaled_ms(30000), NULL, 0 };
     static uint8_t root[32];
     bt_rpc_client_t *cli;
     bt_rpc_auth_t *auth = NULL;
@@ -182,7 +185,7 @@ int main(int argc, char **argv)
     Baton__V1__GenerateRequest req = BATON__V1__GENERATE_REQUEST__INIT;
     Baton__V1__TokenIds ids = BATON__V1__TOKEN_IDS__INIT;
     Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
-    bt_rpc_call_opts_t opts = { 30000, NULL, 0 };
+    bt_rpc_call_opts_t opts = { bt_test_scaled_ms(30000), NULL, 0 };
     bt_rpc_client_t *cli;
     bt_rpc_channel_t *ch;
     gen_t g;

@@ -24,11 +24,14 @@
  * "renewed: K" (when the prefill starts), "decode-end: CODE MSG", "prefill-end: CODE MSG",
  * "probe-admitted: CODE EXPIRY", "probe-after: CODE", then "renewed-admitted: K" (renewals answered
  * with expiry 0: the KV had arrived) and "tokens: ...". Exit 0 when the stream ended OK
- * with a final message. Greedy, ignore_eos. */
+ * with a final message. Greedy, ignore_eos. The calls' deadlines scale with
+ * BATON_TEST_TIME_SCALE (tests/test_time.h); LEASE_MS, --wait and --renew
+ * do not: they are the behaviour under test. */
 #include "base/clock.h"
 #include "base/loop.h"
 #include "node.pb-c.h"
 #include "rpc/client.h"
+#include "test_time.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +131,7 @@ static void pd_renew_done(void *arg, const bt_rpc_result_t *res,
 static void pd_renew(pd_t *pd, uint64_t lease, const char *rid, int slot)
 {
     Baton__V1__RenewLeaseRequest q = BATON__V1__RENEW_LEASE_REQUEST__INIT;
-    bt_rpc_call_opts_t opts = { 10000, NULL, 0 };
+    bt_rpc_call_opts_t opts = { bt_test_scaled_ms(10000), NULL, 0 };
     renew_ctx_t *c = malloc(sizeof(*c));
 
     if (c == NULL) {
@@ -188,7 +191,7 @@ static void pd_prefill_ev(evutil_socket_t fd, short what, void *arg)
     Baton__V1__PrefillRequest q = BATON__V1__PREFILL_REQUEST__INIT;
     Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
     Baton__V1__TenantInfo t = BATON__V1__TENANT_INFO__INIT;
-    bt_rpc_call_opts_t opts = { 60000, NULL, 0 };
+    bt_rpc_call_opts_t opts = { bt_test_scaled_ms(60000), NULL, 0 };
 
     (void)fd;
     (void)what;
@@ -206,7 +209,7 @@ static void pd_prefill_ev(evutil_socket_t fd, short what, void *arg)
     q.sampling = &sp;
     q.reservation = pd->resv;
     q.tenant = &t;
-    q.deadline_unix_ms = bt_wall_ms() + 60000;
+    q.deadline_unix_ms = bt_wall_ms() + bt_test_scaled_ms(60000);
     pd->prefill_started = true;
     if (bt_rpc_client_unary(pd->pch, "/baton.v1.Prefill/Prefill", &q.base,
                             &baton__v1__prefill_result__descriptor, &opts,
@@ -309,7 +312,7 @@ static void pd_decode_start(pd_t *pd)
     Baton__V1__DecodeRequest req = BATON__V1__DECODE_REQUEST__INIT;
     Baton__V1__SamplingParams sp = BATON__V1__SAMPLING_PARAMS__INIT;
     Baton__V1__TenantInfo t = BATON__V1__TENANT_INFO__INIT;
-    bt_rpc_call_opts_t opts = { 120000, NULL, 0 };
+    bt_rpc_call_opts_t opts = { bt_test_scaled_ms(120000), NULL, 0 };
 
     pd_sampling(&sp, pd->max_tokens);
     pd_tenant(pd, &t);

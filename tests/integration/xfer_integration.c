@@ -6,8 +6,9 @@
  * deadline shorter than the transfer, corrupt descriptors.
  *
  * Children are xfer_peer processes ($XFER_PEER) talking lines on pipes.
- * Every wait is bounded; every child is killed at the end of its test,
- * also when an assertion fails. */
+ * Every wait is bounded (scaled by BATON_TEST_TIME_SCALE, tests/test_time.h);
+ * every child is killed at the end of its test, also when an assertion
+ * fails. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,6 +19,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "test_time.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -117,11 +120,15 @@ static const char *child_line(child_t *c, uint64_t ms)
     }
 }
 
-/* Skips lines until one starts with `prefix`. */
+/* Skips lines until one starts with `prefix`, for up to `ms` at
+ * BATON_TEST_TIME_SCALE (a wait, not a bound on the peer). */
 static const char *expect_line(child_t *c, const char *prefix, uint64_t ms)
 {
-    uint64_t end = now_ms() + ms;
     const char *l;
+    uint64_t end;
+
+    ms = bt_test_scaled_ms(ms);
+    end = now_ms() + ms;
 
     while (now_ms() < end) {
         l = child_line(c, end - now_ms());
@@ -145,9 +152,13 @@ static void child_say(child_t *c, const char *l)
     assert_int_equal(write(c->in, "\n", 1), 1);
 }
 
+/* The child's exit code, waiting up to `ms` at BATON_TEST_TIME_SCALE. */
 static int child_wait(child_t *c, uint64_t ms)
 {
-    uint64_t end = now_ms() + ms;
+    uint64_t end;
+
+    ms = bt_test_scaled_ms(ms);
+    end = now_ms() + ms;
 
     while (!c->reaped) {
         pid_t r = waitpid(c->pid, &c->status, WNOHANG);
@@ -248,8 +259,7 @@ static void recv_result(child_t *r, int want_ok)
 }
 
 /* 1000 verified transfers take 8-28 s of a plain build on a loaded 2-core
- * machine and several times that under ASan (make asan): a bound, not a
- * speed test */
+ * machine: a bound, not a speed test (scaled for slower builds) */
 #define SENT_WAIT_MS 300000
 
 static void test_random_slices(void **state)

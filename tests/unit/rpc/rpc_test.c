@@ -2,6 +2,7 @@
 
 #include "base/loop.h"
 #include "generate.pb-c.h"
+#include "test_time.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,8 +25,9 @@ static void bt_rpc_test_on_tick(evutil_socket_t fd, short what, void *arg)
 bool bt_rpc_run_until(struct event_base *base, const bool *flag,
                       uint64_t timeout_ms)
 {
-    struct timeval tv = { (time_t)(timeout_ms / 1000),
-                          (suseconds_t)(timeout_ms % 1000) * 1000 };
+    uint64_t wait_ms = bt_test_scaled_ms(timeout_ms);
+    struct timeval tv = { (time_t)(wait_ms / 1000),
+                          (suseconds_t)(wait_ms % 1000) * 1000 };
     struct timeval tick = { 0, 5000 };
     struct event *timeout = evtimer_new(base, bt_rpc_test_on_timeout, base);
     struct event *ticker = event_new(base, -1, EV_PERSIST,
@@ -46,8 +48,9 @@ bool bt_rpc_run_until(struct event_base *base, const bool *flag,
 bool bt_rpc_run_until_count(struct event_base *base, const int *counter,
                             int target, uint64_t timeout_ms)
 {
-    struct timeval tv = { (time_t)(timeout_ms / 1000),
-                          (suseconds_t)(timeout_ms % 1000) * 1000 };
+    uint64_t wait_ms = bt_test_scaled_ms(timeout_ms);
+    struct timeval tv = { (time_t)(wait_ms / 1000),
+                          (suseconds_t)(wait_ms % 1000) * 1000 };
     struct timeval tick = { 0, 5000 };
     struct event *timeout = evtimer_new(base, bt_rpc_test_on_timeout, base);
     struct event *ticker = event_new(base, -1, EV_PERSIST,

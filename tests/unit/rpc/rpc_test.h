@@ -25,10 +25,11 @@ void bt_rpc_fixture_up(bt_rpc_fixture_t *fx, uint32_t max_message,
                        const bt_rpc_tls_t *client_tls);
 void bt_rpc_fixture_down(bt_rpc_fixture_t *fx);
 
-/* Runs the loop until *flag or `timeout_ms`; returns *flag. */
+/* Runs the loop until *flag or `timeout_ms` (scaled by
+ * BATON_TEST_TIME_SCALE, tests/test_time.h: a wait); returns *flag. */
 bool bt_rpc_run_until(struct event_base *base, const bool *flag,
                       uint64_t timeout_ms);
-/* Runs until *counter >= target or timeout. */
+/* Runs until *counter >= target or timeout (scaled as above). */
 bool bt_rpc_run_until_count(struct event_base *base, const int *counter,
                             int target, uint64_t timeout_ms);
 

@@ -2,6 +2,7 @@
 #include "rpc_test.h"
 
 #include "base/clock.h"
+#include "test_time.h"
 #include "base/loop.h"
 
 #include "generate.pb-c.h"
@@ -281,7 +282,7 @@ static void test_deadline_and_cancel(void **state)
     assert_true(bt_rpc_run_until_count(fx.base, (const int *)&fx.echo.live, 0,
                                        5000) || fx.echo.live == 0);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.cancels_seen < 1 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -308,7 +309,7 @@ static void test_deadline_and_cancel(void **state)
     assert_true(bt_rpc_run_until(fx.base, &out.done, 5000));
     assert_int_equal(out.code, BT_RPC_CANCELLED);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.cancels_seen < 2 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -417,7 +418,7 @@ static void test_server_streaming(void **state)
     assert_true(bt_rpc_run_until(fx.base, &o2.done, 10000));
     assert_int_equal(o2.code, BT_RPC_CANCELLED);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.live > 0 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -519,7 +520,7 @@ static void test_bidi(void **state)
      * under ASan in a fresh-clone run. */
     assert_true(o.n_acks <= 1);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.live > 0 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -544,7 +545,7 @@ static void test_bidi(void **state)
     assert_true(bt_rpc_run_until(fx.base, &o.done, 5000));
     assert_int_equal(o.code, BT_RPC_CANCELLED);
     {
-        uint64_t deadline = bt_now_ms() + 5000;
+        uint64_t deadline = bt_now_ms() + bt_test_scaled_ms(5000);
 
         while (fx.echo.live > 0 && bt_now_ms() < deadline) {
             event_base_loop(fx.base, EVLOOP_NONBLOCK);
@@ -678,11 +679,10 @@ static void test_graceful_shutdown(void **state)
                                          &baton__v1__tokenize_response__descriptor,
                                          NULL, bt_rpc_test_unary_done, &never,
                                          NULL), BT_OK);
-    {
-        bool wait = false;
-
-        bt_rpc_run_until(fx.base, &wait, 50);
-    }
+    /* both in their handlers before the shutdown (a fixed 50 ms pause
+     * was too short under TSan) */
+    assert_true(bt_rpc_run_until_count(fx.base, (const int *)&fx.echo.live,
+                                       2, 5000));
     assert_int_equal(fx.echo.live, 2);
     t0 = bt_now_ms();
     bt_rpc_server_shutdown(fx.srv, 600, on_drained, &drained);
@@ -844,7 +844,7 @@ static void test_reconnect(void **state)
     assert_int_equal(bt_rpc_server_listen(fx.srv, addr, NULL, &port), BT_OK);
     assert_int_equal(port, fx.port);
     assert_int_equal(bt_rpc_server_start(fx.srv), BT_OK);
-    deadline = bt_now_ms() + 10000;
+    deadline = bt_now_ms() + bt_test_scaled_ms(10000);
     do {
         bt_rpc_test_tokenize(&fx, "c", 2000, NULL, 0, &out);
     } while (out.code == BT_RPC_UNAVAILABLE && bt_now_ms() < deadline);

@@ -6,6 +6,7 @@
 #include "rpc_test.h"
 
 #include "base/clock.h"
+#include "test_time.h"
 #include "generate.pb-c.h"
 #include "registry.pb-c.h"
 
@@ -254,7 +255,7 @@ static void test_stress(void **state)
     assert_true(s->by_code[BT_RPC_DEADLINE_EXCEEDED] > 50);
     assert_true(s->by_code[BT_RPC_INVALID_ARGUMENT] > 100);
     /* The server lets go of everything: handlers saw every cancel. */
-    deadline = bt_now_ms() + 10000;
+    deadline = bt_now_ms() + bt_test_scaled_ms(10000);
     for (;;) {
         bt_rpc_server_get_stats(s->fx.srv, &st);
         if ((st.calls_live == 0 && s->fx.echo.live == 0) ||
