@@ -140,7 +140,6 @@ static bool retry_later(bt_xfer_stream_t *s, stream_slot_t *sl,
                     : s->retried || !sl->stall_bound ||
                       st != BT_ERR_TIMED_OUT || !s->p.remote->peer->failed) {
         return false;   /* no reset (a shm peer): the same path stalls */
-
     }
     if (BT_ARRAY_RESERVE(s->redo, s->cap_redo, s->n_redo + 1, 8) != BT_OK) {
         return false;
@@ -255,6 +254,32 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A slot for layer's slices (copied when the stream has a stall bound,
+ * for the retry); NULL: no memory. */
+static stream_slot_t *slot_new(bt_xfer_stream_t *s, uint32_t layer,
+                               const bt_xfer_slice_t *slices, size_t n,
+                               bool is_final)
+{
+    stream_slot_t *sl = calloc(1, sizeof(*sl));
+
+    if (sl == NULL) {
+        return NULL;
+    }
+    sl->stream = s;
+    sl->layer = layer;
+    sl->is_final = is_final;
+    if (s->p.stall_ms > 0 && n > 0) {
+        sl->slices = malloc(n * sizeof(*slices));
+        if (sl->slices == NULL) {
+            free(sl);
+            return NULL;
+        }
+        memcpy(sl->slices, slices, n * sizeof(*slices));
+        sl->n = n;
+    }
+    return sl;
+}
+
 static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
                           const bt_xfer_slice_t *slices, size_t n,
                           bool is_final)
@@ -266,21 +291,9 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
     if (BT_ARRAY_RESERVE(s->slots, s->cap_slots, s->n_slots + 1, 16) != BT_OK) {
         return BT_ERR_NO_MEMORY;
     }
-    sl = calloc(1, sizeof(*sl));
+    sl = slot_new(s, layer, slices, n, is_final);
     if (sl == NULL) {
         return BT_ERR_NO_MEMORY;
-    }
-    sl->stream = s;
-    sl->layer = layer;
-    sl->is_final = is_final;
-    if (s->p.stall_ms > 0 && n > 0) {
-        sl->slices = malloc(n * sizeof(*slices));
-        if (sl->slices == NULL) {
-            free(sl);
-            return BT_ERR_NO_MEMORY;
-        }
-        memcpy(sl->slices, slices, n * sizeof(*slices));
-        sl->n = n;
     }
     memset(&xp, 0, sizeof(xp));
     xp.remote = s->p.remote;
@@ -343,6 +356,20 @@ bt_status_t bt_xfer_stream_post(bt_xfer_stream_t *s, uint32_t layer,
         bt_error("xfer stream lease %llu: layer %u posted after complete",
                  (unsigned long long)s->p.lease_id, layer);
         return BT_ERR_INVALID_ARG;
+    }
+    if (s->retrying) {
+        /* the endpoint is being renewed: the layer goes with the retry */
+        stream_slot_t *sl = slot_new(s, layer, slices, n, false);
+
+        if (sl == NULL || BT_ARRAY_RESERVE(s->redo, s->cap_redo,
+                                           s->n_redo + 1, 8) != BT_OK) {
+            if (sl != NULL) {
+                slot_free(sl);
+            }
+            return BT_ERR_NO_MEMORY;
+        }
+        s->redo[s->n_redo++] = sl;
+        return BT_OK;
     }
     return launch(s, layer, slices, n, false);
 }
