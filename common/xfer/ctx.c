@@ -497,6 +497,7 @@ void bt_xfer_ctx_peers_foreach(bt_xfer_ctx_t *ctx, bt_xfer_peer_stats_cb cb,
         s.last_error = p->last_error;
         s.last_latency_us = p->last_lat_us;
         s.alive = p->ep != NULL && !p->failed;
+        s.resets = p->n_resets;
         s.mode = bt_xfer_peer_mode(p);
         snprintf(s.lanes, sizeof(s.lanes), "%s", p->lanes);
         cb(arg, &s);

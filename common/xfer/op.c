@@ -75,6 +75,7 @@ void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status)
     ctx->n_zombie_reqs += op->n_live;
     if (status == BT_OK) {
         peer->n_ok++;
+        peer->ep_ok = true;
         peer->last_lat_us = (bt_now_ns() - op->t0_ns) / 1000;
         if (op->is_read) {
             peer->rx_bytes += op->bytes;
@@ -371,14 +372,20 @@ static void op_ev_cb(evutil_socket_t fd, short what, void *arg)
                 op->phase == BT_XFER_PHASE_DATA ? "data" : "completion message");
         /* Only where there is a connection to renew: a shm peer that
          * stalls is a stopped process, and a forced close there left the
-         * receiver failing at its exit (xfer/shm test_deadline). */
-        if (op->reset_on_timeout && op->n_live > 0 && !op->peer->has_rma) {
+         * receiver failing at its exit (xfer/shm test_deadline). And
+         * only an endpoint that carried a transfer: one whose
+         * (non-blocking) connect may still be in progress is left to
+         * connect or fail by itself; UCX 1.13 crashed in its tcp
+         * progress after such a one was closed during a partition. */
+        if (op->reset_on_timeout && op->n_live > 0 && !op->peer->has_rma &&
+            op->peer->ep_ok) {
             bt_xfer_peer_t *peer = op->peer;
 
             /* failed first, so that the callback sees the reset */
             bt_warn("xfer peer %s/%016llx stalled: its endpoint is closed, "
                     "the next transfer connects anew", peer->host,
                     (unsigned long long)peer->owner_id);
+            peer->n_resets++;
             bt_xfer_peer_fail(peer, BT_ERR_PEER_UNREACHABLE);
         }
         bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);

@@ -176,6 +176,7 @@ bt_status_t bt_xfer_peer_connect(bt_xfer_peer_t *peer)
         return BT_ERR_PEER_UNREACHABLE;
     }
     peer->gen++;
+    peer->ep_ok = false;
     lanes_detect(peer);
     if (ctx->params.log_lanes) {
         bt_info("xfer endpoint to %s/%016llx lanes %s mode %s", peer->host,

@@ -319,6 +319,8 @@ typedef struct {
     int32_t     last_error;      /* bt_status_t of the last failure, 0 */
     uint64_t    last_latency_us; /* of the last successful transfer */
     bool        alive;           /* endpoint usable */
+    uint64_t    resets;          /* endpoints closed because they stalled
+                                  * (bt_xfer_params_t.reset_on_timeout) */
     bt_xfer_mode_t mode;
     char        lanes[96];       /* e.g. "posix sysv cma" or "tcp" */
 } bt_xfer_peer_stats_t;

@@ -99,6 +99,9 @@ struct bt_xfer_peer {
     ucp_ep_h        ep;          /* NULL after failure until reconnect */
     unsigned        gen;         /* bumped per endpoint, for rkeys */
     bool            failed;      /* error callback seen, cleanup due */
+    bool            ep_ok;       /* a transfer completed on this endpoint:
+                                  * it connected (a stall may reset it) */
+    uint64_t        n_resets;    /* endpoints closed because they stalled */
     bt_status_t     fail_status;
     bool            same_host;
     bool            has_rma;     /* a one-sided rma_bw lane */

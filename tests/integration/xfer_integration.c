@@ -362,11 +362,15 @@ static void test_deadline(void **state)
     assert_int_equal(kill(r->pid, SIGSTOP), 0);
     child_say(d, "GO");
     print_message("# %s\n", expect_line(d, "TIMEDOUT", 5000));
-    print_message("# %s\n", expect_line(d, "STALLED", 5000));
     expect_line(d, "RETRYING", 5000);
     usleep(2250 * 1000);   /* between the stall (1.5 s) and a second one */
     assert_int_equal(kill(r->pid, SIGCONT), 0);
     print_message("# %s\n", expect_line(d, "RETRY ", 10000));
+    assert_int_equal(kill(r->pid, SIGSTOP), 0);
+    child_say(d, "GO2");
+    print_message("# %s\n", expect_line(d, "STALLED", 5000));
+    print_message("# %s\n", expect_line(d, "RESET", 5000));
+    assert_int_equal(kill(r->pid, SIGCONT), 0);
     child_say(d, "CONT");
     expect_line(d, "REUSE ok", 15000);
     assert_int_equal(child_wait(d, 10000), 0);

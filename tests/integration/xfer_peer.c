@@ -659,17 +659,17 @@ static int role_blast(size_t mb, size_t kb)
 
 /* --- deadline ----------------------------------------------------------- */
 
-static void alive_cb(void *arg, const bt_xfer_peer_stats_t *st)
+static void resets_cb(void *arg, const bt_xfer_peer_stats_t *st)
 {
-    *(unsigned *)arg += st->alive ? 1u : 0u;
+    *(uint64_t *)arg += st->resets;
 }
 
-/* Peers whose endpoint is up. */
-static unsigned peers_alive(void)
+/* Endpoints closed because they stalled, all peers together. */
+static uint64_t peer_resets(void)
 {
-    unsigned n = 0;
+    uint64_t n = 0;
 
-    bt_xfer_ctx_peers_foreach(ctx, alive_cb, &n);
+    bt_xfer_ctx_peers_foreach(ctx, resets_cb, &n);
     return n;
 }
 
@@ -706,36 +706,39 @@ static bt_status_t stream_once(bt_xfer_remote_t *rm, const bt_xfer_slice_t *sl,
     return ws.done ? ws.status : BT_ERR_INTERNAL;
 }
 
-/* On the stopped receiver: a stream whose deadline is a minute away fails
- * once one layer stalled for its stall bound (a partitioned peer never
- * fails it), and over tcp the stall closes the endpoint. Then a layer
- * stalls for 1.5 s and the parent continues the receiver 2.25 s after
- * "RETRYING": over tcp the stream posts the layer again over a new
- * connection and completes; over shm nothing was reset and it fails. */
+/* On the stopped receiver, over the endpoint a transfer went through:
+ * a layer stalls for 1.5 s and the parent continues the receiver 2.25 s
+ * after "RETRYING". Over tcp the stall closes the endpoint and the
+ * stream posts the layer again over a new connection and completes;
+ * over shm nothing is reset and it fails. Then, the receiver stopped
+ * again ("GO2"), a stream whose deadline is a minute away fails once
+ * its layer stalled for its 50 ms bound, over tcp after one more reset
+ * and a retry whose fresh endpoint (never connected) is not reset. */
 static void deadline_stall(bt_xfer_remote_t *rm, const bt_xfer_slice_t *sl)
 {
     const char *tls = getenv("UCX_TLS");
     bool tcp = tls != NULL && strstr(tls, "tcp") != NULL;
-    bool never = false;
     uint64_t ms;
     bt_status_t st;
 
+    st = stream_once(rm, sl, 1500, true, "RETRY", &ms);
+    if (st != (tcp ? BT_OK : BT_ERR_TIMED_OUT) || (tcp && ms < 1500)) {
+        die("deadline: expected the stalled stream to complete over a new "
+            "tcp connection (or to fail on shm)");
+    }
+    if (read_line(15000) == NULL) {
+        die("deadline: no GO2");
+    }
     st = stream_once(rm, sl, 50, false, "STALLED", &ms);
     if (st != BT_ERR_TIMED_OUT || ms < 45 || ms > 1000) {
         die("deadline: expected the stream to fail BT_ERR_TIMED_OUT after "
             "its 50 ms stall bound");
     }
-    run_until(&never, 20, NULL);
-    printf("RESET peers_alive=%u\n", peers_alive());
+    printf("RESET resets=%llu\n", (unsigned long long)peer_resets());
     fflush(stdout);
-    if (peers_alive() != (tcp ? 0u : 1u)) {
-        die("deadline: the stalled tcp endpoint was not closed, or a shm "
-            "one was");
-    }
-    st = stream_once(rm, sl, 1500, true, "RETRY", &ms);
-    if (st != (tcp ? BT_OK : BT_ERR_TIMED_OUT) || (tcp && ms < 1500)) {
-        die("deadline: expected the stalled stream to complete over a new "
-            "tcp connection (or to fail on shm)");
+    if (peer_resets() != (tcp ? 2u : 0u)) {
+        die("deadline: a stalled connected tcp endpoint was not closed, a "
+            "connecting one or a shm one was");
     }
 }
 
@@ -756,6 +759,21 @@ static int role_deadline(void)
         s[i] = (uint8_t)rnd();
     }
     rm = import_line("DESC");
+    {
+        /* one transfer while the receiver runs: the endpoint is then
+         * known to be connected, which a stall needs to reset it */
+        wait_t w0 = {0};
+        bt_xfer_slice_t sl0 = {s, 0, 4096};
+        bt_xfer_params_t p0 = {
+            .remote = rm, .slices = &sl0, .n_slices = 1, .timeout_ms = 10000,
+            .cb = wait_cb, .arg = &w0,
+        };
+
+        if (bt_xfer_write(ctx, &p0, &op) != BT_IN_PROGRESS ||
+            !run_until(&w0.done, 10000, NULL) || w0.status != BT_OK) {
+            die("deadline: the first write failed");
+        }
+    }
     printf("READY\n");
     fflush(stdout);
     if (read_line(10000) == NULL) {
@@ -781,7 +799,7 @@ static int role_deadline(void)
     if (!w.done || w.status != BT_ERR_TIMED_OUT || ms < 45 || ms > 1000) {
         die("deadline: expected BT_ERR_TIMED_OUT after ~50 ms");
     }
-    if (peers_alive() != 1) {
+    if (peer_resets() != 0) {
         die("deadline: a request deadline closed the endpoint");
     }
     deadline_stall(rm, &sl);
