@@ -94,7 +94,23 @@ static const char *const tcp_names[] = {"tcp", NULL};
  * the loop for the kernel's SYN retries (134 s seen: the node missed its
  * heartbeats and the router dropped it; fault_matrix net-partition). A
  * non-blocking connect reports the unreachable peer as an endpoint
- * error instead. */
+ * error instead.
+ *
+ * TCP_SYN_CNT=3: a connect started during a partition otherwise retries
+ * its SYN for the kernel's ~127 s, with gaps that double up to 64 s, so a
+ * link that healed meanwhile stayed unusable for up to two minutes (every
+ * transfer queued on that endpoint stalled; fault_matrix net-partition,
+ * 100 s partitions). With 3 the connect gives up after ~15 s, half the
+ * kv stall bound: UCX fails the endpoint through its own error path (no
+ * forced close of a connecting endpoint, which crashed UCX 1.13) and the
+ * next transfer connects anew.
+ *
+ * TCP_TX_MAX_BUFS=-1 (its default) with it: UCX 1.13 parses SYN_CNT as an
+ * unsigned long into an unsigned field, and the upper half lands on the
+ * next field, the send pool's TX_MAX_BUFS: 0 there, and every worker
+ * failed to start ("Invalid memory pool parameter(s)"). Variables set in
+ * the environment are applied in table order, so naming TX_MAX_BUFS puts
+ * its value back after SYN_CNT's spill. */
 void bt_xfer_env_defaults(void)
 {
     static const struct {
@@ -109,6 +125,8 @@ void bt_xfer_env_defaults(void)
         {"UCX_TCP_RX_SEG_SIZE", "512K", tcp_names},
         {"UCX_TCP_PUT_ENABLE", "n", tcp_names},
         {"UCX_TCP_CONN_NB", "y", tcp_names},
+        {"UCX_TCP_SYN_CNT", "3", tcp_names},
+        {"UCX_TCP_TX_MAX_BUFS", "-1", tcp_names},
     };
 
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
@@ -498,6 +516,7 @@ void bt_xfer_ctx_peers_foreach(bt_xfer_ctx_t *ctx, bt_xfer_peer_stats_cb cb,
         s.last_latency_us = p->last_lat_us;
         s.alive = p->ep != NULL && !p->failed;
         s.resets = p->n_resets;
+        s.stale_endpoints = p->n_stale;
         s.mode = bt_xfer_peer_mode(p);
         snprintf(s.lanes, sizeof(s.lanes), "%s", p->lanes);
         cb(arg, &s);

@@ -382,11 +382,10 @@ static void op_ev_cb(evutil_socket_t fd, short what, void *arg)
             bt_xfer_peer_t *peer = op->peer;
 
             /* failed first, so that the callback sees the reset */
-            bt_warn("xfer peer %s/%016llx stalled: its endpoint is closed, "
-                    "the next transfer connects anew", peer->host,
+            bt_warn("xfer peer %s/%016llx stalled: its endpoint is set "
+                    "aside, the next transfer connects anew", peer->host,
                     (unsigned long long)peer->owner_id);
-            peer->n_resets++;
-            bt_xfer_peer_fail(peer, BT_ERR_PEER_UNREACHABLE);
+            bt_xfer_peer_reset(peer);
         }
         bt_xfer_op_finish(op, BT_ERR_TIMED_OUT);
     }

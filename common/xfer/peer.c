@@ -2,6 +2,7 @@
  * peer error handling; the lanes UCX chose; failure and reconnect. */
 #include "xfer_int.h"
 
+#include "base/array.h"
 #include "base/log.h"
 
 #include <stdio.h>
@@ -16,13 +17,28 @@ bt_xfer_mode_t bt_xfer_peer_mode(const bt_xfer_peer_t *peer)
     return peer->has_rma ? BT_XFER_MODE_PUT : BT_XFER_MODE_AM;
 }
 
+/* An endpoint set aside failed: closed at the next cleanup. */
+static void stale_failed(bt_xfer_peer_t *peer, ucp_ep_h ep)
+{
+    for (size_t i = 0; i < peer->n_stale; i++) {
+        if (peer->stale[i].ep == ep) {
+            peer->stale[i].failed = true;
+            peer->ctx->peer_failed = true;
+            bt_xfer_ctx_kick(peer->ctx);
+            return;
+        }
+    }
+}
+
 static void ep_err_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
     bt_xfer_peer_t *peer = arg;
 
     if (peer->ep != ep) {
-        return;   /* an older endpoint already replaced */
+        stale_failed(peer, ep);   /* or an older one already closed */
+        return;
     }
+    peer->abandon = false;   /* failed anyway: the usual forced close */
     bt_warn("xfer peer %s/%016llx failed: %s", peer->host,
             (unsigned long long)peer->owner_id, ucs_status_string(status));
     bt_xfer_peer_fail(peer, bt_xfer_status_from_ucs(status) == BT_ERR_CANCELLED
@@ -44,22 +60,72 @@ void bt_xfer_peer_fail(bt_xfer_peer_t *peer, bt_status_t status)
     bt_xfer_ctx_kick(peer->ctx);
 }
 
-static void ep_close_force(bt_xfer_peer_t *peer)
+void bt_xfer_peer_reset(bt_xfer_peer_t *peer)
+{
+    peer->n_resets++;
+    peer->abandon = true;
+    bt_xfer_peer_fail(peer, BT_ERR_PEER_UNREACHABLE);
+}
+
+static void close_force(bt_xfer_ctx_t *ctx, ucp_ep_h ep)
 {
     ucp_request_param_t p;
     void *req;
 
-    if (peer->ep == NULL) {
-        return;
-    }
     memset(&p, 0, sizeof(p));
     p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     p.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    req = ucp_ep_close_nbx(peer->ep, &p);
-    peer->ep = NULL;
+    req = ucp_ep_close_nbx(ep, &p);
     if (UCS_PTR_IS_PTR(req)) {
-        bt_xfer_ctx_closing_add(peer->ctx, req);
+        bt_xfer_ctx_closing_add(ctx, req);
     }
+}
+
+static void ep_close_force(bt_xfer_peer_t *peer)
+{
+    if (peer->ep != NULL) {
+        close_force(peer->ctx, peer->ep);
+        peer->ep = NULL;
+    }
+}
+
+/* The stall reset: what is queued on the endpoint may still go out when
+ * the link heals (the receiver's admit check refuses it once the lease
+ * is gone); a new endpoint carries what comes next. */
+static void ep_set_aside(bt_xfer_peer_t *peer)
+{
+    if (peer->ep == NULL) {
+        return;
+    }
+    if (BT_ARRAY_RESERVE(peer->stale, peer->cap_stale, peer->n_stale + 1,
+                         4) != BT_OK) {
+        ep_close_force(peer);
+        return;
+    }
+    peer->stale[peer->n_stale++] = (bt_xfer_stale_ep_t){peer->ep, false};
+    peer->refs++;
+    peer->ep = NULL;
+}
+
+/* Closes the endpoints set aside that UCX reported failed; true when it
+ * dropped references (the peer may be gone). */
+static bool stale_reap(bt_xfer_peer_t *peer)
+{
+    size_t j = 0, n_closed = 0;
+
+    for (size_t i = 0; i < peer->n_stale; i++) {
+        if (peer->stale[i].failed) {
+            close_force(peer->ctx, peer->stale[i].ep);
+            n_closed++;
+        } else {
+            peer->stale[j++] = peer->stale[i];
+        }
+    }
+    peer->n_stale = j;
+    for (size_t i = 0; i < n_closed; i++) {
+        bt_xfer_peer_unref(peer);
+    }
+    return n_closed > 0;
 }
 
 void bt_xfer_peers_cleanup_failed(bt_xfer_ctx_t *ctx)
@@ -71,6 +137,9 @@ restart:
     for (l = ctx->peers.next; l != &ctx->peers; l = l->next) {
         bt_xfer_peer_t *peer = BT_CONTAINER_OF(l, bt_xfer_peer_t, link);
 
+        if (stale_reap(peer)) {
+            goto restart;
+        }
         if (!peer->failed) {
             continue;
         }
@@ -85,7 +154,12 @@ restart:
         /* A forced close completes the requests reported ops still hold
          * and stops the worker from reporting BUSY forever on a dead shm
          * peer (TOOLCHAIN.md). */
-        ep_close_force(peer);
+        if (peer->abandon) {
+            ep_set_aside(peer);
+            peer->abandon = false;
+        } else {
+            ep_close_force(peer);
+        }
         peer->failed = false;      /* the next use reconnects */
         bt_xfer_peer_unref(peer);
         /* Callbacks may have changed the list: scan again. */
@@ -249,6 +323,10 @@ void bt_xfer_peer_destroy(bt_xfer_peer_t *peer)
 {
     bt_list_del(&peer->link);
     ep_close_force(peer);
+    for (size_t i = 0; i < peer->n_stale; i++) {
+        close_force(peer->ctx, peer->stale[i].ep);
+    }
+    free(peer->stale);
     free(peer->addr);
     free(peer);
 }

@@ -121,6 +121,25 @@ static bt_status_t launch(bt_xfer_stream_t *s, uint32_t layer,
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg);
 
+/* The slot waits for the retry; false: no memory for it. */
+static bool redo_push(bt_xfer_stream_t *s, stream_slot_t *sl)
+{
+    if (BT_ARRAY_RESERVE(s->redo, s->cap_redo, s->n_redo + 1, 8) != BT_OK) {
+        return false;
+    }
+    s->redo[s->n_redo++] = sl;
+    return true;
+}
+
+/* Layer order; the final message (layer UINT32_MAX) last. */
+static int slot_layer_cmp(const void *a, const void *b)
+{
+    uint32_t la = (*(stream_slot_t *const *)a)->layer;
+    uint32_t lb = (*(stream_slot_t *const *)b)->layer;
+
+    return (la > lb) - (la < lb);
+}
+
 static void fail(bt_xfer_stream_t *s, bt_status_t st)
 {
     s->err = st;
@@ -141,14 +160,15 @@ static bool retry_later(bt_xfer_stream_t *s, stream_slot_t *sl,
                       st != BT_ERR_TIMED_OUT || !s->p.remote->peer->failed) {
         return false;   /* no reset (a shm peer): the same path stalls */
     }
-    if (BT_ARRAY_RESERVE(s->redo, s->cap_redo, s->n_redo + 1, 8) != BT_OK) {
-        return false;
-    }
     if (s->retry_ev == NULL) {
         s->retry_ev = evtimer_new(s->ctx->base, retry_cb, s);
         if (s->retry_ev == NULL) {
             return false;
         }
+    }
+    sl->op = NULL;
+    if (!redo_push(s, sl)) {
+        return false;
     }
     if (!s->retrying) {
         bt_warn("xfer stream lease %llu: layer %u stalled past %llu ms: "
@@ -158,8 +178,6 @@ static bool retry_later(bt_xfer_stream_t *s, stream_slot_t *sl,
         s->retried = true;
         s->retrying = true;
     }
-    sl->op = NULL;
-    s->redo[s->n_redo++] = sl;
     evtimer_add(s->retry_ev, &now);
     return true;
 }
@@ -224,13 +242,8 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     s->redo = NULL;
     s->n_redo = s->cap_redo = 0;
     s->retrying = false;
-    for (size_t i = 1; i < n; i++) {   /* layer order; the final last */
-        for (size_t j = i; j > 0 && redo[j - 1]->layer > redo[j]->layer; j--) {
-            stream_slot_t *t = redo[j];
-
-            redo[j] = redo[j - 1];
-            redo[j - 1] = t;
-        }
+    if (n > 1) {
+        qsort(redo, n, sizeof(*redo), slot_layer_cmp);
     }
     for (size_t i = 0; i < n && st == BT_OK; i++) {
         if (redo[i]->is_final) {
@@ -361,14 +374,12 @@ bt_status_t bt_xfer_stream_post(bt_xfer_stream_t *s, uint32_t layer,
         /* the endpoint is being renewed: the layer goes with the retry */
         stream_slot_t *sl = slot_new(s, layer, slices, n, false);
 
-        if (sl == NULL || BT_ARRAY_RESERVE(s->redo, s->cap_redo,
-                                           s->n_redo + 1, 8) != BT_OK) {
+        if (sl == NULL || !redo_push(s, sl)) {
             if (sl != NULL) {
                 slot_free(sl);
             }
             return BT_ERR_NO_MEMORY;
         }
-        s->redo[s->n_redo++] = sl;
         return BT_OK;
     }
     return launch(s, layer, slices, n, false);

@@ -222,8 +222,10 @@ typedef struct {
     size_t                 n_slices;   /* 0 allowed: notify only */
     uint64_t               timeout_ms; /* 0 = no deadline */
     /* A timeout with data still in flight means the endpoint is stuck,
-     * not slow: close it (the peer's other transfers fail with
-     * BT_ERR_PEER_UNREACHABLE) so that the next transfer connects anew.
+     * not slow: set it aside (the peer's other transfers fail with
+     * BT_ERR_PEER_UNREACHABLE) so that the next transfer connects anew;
+     * the old one is closed once UCX reports it failed, never while data
+     * may wait in it (UCX 1.13 crashed at healing after such a close).
      * A healed partition leaves a tcp connection in retransmission
      * backoff for up to two minutes; a new one sends at once. For stall
      * bounds (bt_xfer_stream_params_t.stall_ms), not request deadlines;
@@ -319,8 +321,9 @@ typedef struct {
     int32_t     last_error;      /* bt_status_t of the last failure, 0 */
     uint64_t    last_latency_us; /* of the last successful transfer */
     bool        alive;           /* endpoint usable */
-    uint64_t    resets;          /* endpoints closed because they stalled
-                                  * (bt_xfer_params_t.reset_on_timeout) */
+    uint64_t    resets;          /* endpoints set aside because they
+                                  * stalled (bt_xfer_params_t.reset_on_timeout) */
+    uint64_t    stale_endpoints; /* of those, not failed yet: still open */
     bt_xfer_mode_t mode;
     char        lanes[96];       /* e.g. "posix sysv cma" or "tcp" */
 } bt_xfer_peer_stats_t;

@@ -91,6 +91,15 @@ struct bt_xfer_ctx {
     bt_xfer_rx_stats_t   rx;
 };
 
+/* An endpoint a stall reset set aside: left open (closing one with data
+ * queued behind a partition crashed UCX 1.13 when the link healed) until
+ * UCX reports it failed; each holds a reference on its peer, the
+ * argument of its error callback. */
+typedef struct {
+    ucp_ep_h ep;
+    bool     failed;
+} bt_xfer_stale_ep_t;
+
 struct bt_xfer_peer {
     bt_list_t  link;        /* ctx->peers */
     bt_xfer_ctx_t  *ctx;
@@ -101,6 +110,10 @@ struct bt_xfer_peer {
     bool            failed;      /* error callback seen, cleanup due */
     bool            ep_ok;       /* a transfer completed on this endpoint:
                                   * it connected (a stall may reset it) */
+    bool            abandon;     /* the failure is a stall reset: set the
+                                  * endpoint aside instead of closing it */
+    bt_xfer_stale_ep_t *stale;   /* endpoints set aside by stall resets */
+    size_t          n_stale, cap_stale;
     uint64_t        n_resets;    /* endpoints closed because they stalled */
     bt_status_t     fail_status;
     bool            same_host;
@@ -209,6 +222,9 @@ bt_status_t bt_xfer_peer_get(bt_xfer_ctx_t *ctx, const bt_xfer_desc_t *d,
 bt_status_t bt_xfer_peer_connect(bt_xfer_peer_t *peer);
 void bt_xfer_peer_unref(bt_xfer_peer_t *peer);
 void bt_xfer_peer_fail(bt_xfer_peer_t *peer, bt_status_t status);
+/* A stall: fails the peer's transfers like bt_xfer_peer_fail, and the
+ * next transfer connects anew, but the endpoint is set aside, not closed. */
+void bt_xfer_peer_reset(bt_xfer_peer_t *peer);
 void bt_xfer_peers_cleanup_failed(bt_xfer_ctx_t *ctx);
 void bt_xfer_peer_destroy(bt_xfer_peer_t *peer);
 bt_xfer_mode_t bt_xfer_peer_mode(const bt_xfer_peer_t *peer);

@@ -16,6 +16,10 @@
  *                                 then a stream stalled past its stall bound
  *                                 times out; after "CONT" memory is reused
  *   xfer_peer corrupt             damaged descriptors are refused
+ *   xfer_peer blackhole           a write to a receiver whose SYNs are
+ *                                 dropped ("GO") fails as unreachable well
+ *                                 before the kernel's own connect timeout;
+ *                                 after "HEALED" the next write connects
  *
  * XFER_PLAIN set in the environment: one UCX operation per slice
  * (bt_xfer_ctx_params_t plain_slices), to run the same tests over the
@@ -837,6 +841,148 @@ static int role_deadline(void)
     return 0;
 }
 
+/* --- blackhole -------------------------------------------------------------- */
+
+/* One 4 KiB write with a minute's deadline; prints "TAG status ms". */
+static bt_status_t write_once(bt_xfer_remote_t *rm, uint8_t *src,
+                              uint64_t wait_ms, const char *tag)
+{
+    wait_t w = {0};
+    bt_xfer_slice_t sl = {src, 0, 4096};
+    bt_xfer_params_t p = {
+        .remote = rm, .slices = &sl, .n_slices = 1, .timeout_ms = 60000,
+        .cb = wait_cb, .arg = &w,
+    };
+    bt_xfer_op_t *op;
+    uint64_t t0 = bt_now_ns();
+
+    if (bt_xfer_write(ctx, &p, &op) != BT_IN_PROGRESS) {
+        die("blackhole: write refused");
+    }
+    run_until(&w.done, wait_ms, NULL);
+    printf("%s %s %llu ms\n", tag, w.done ? bt_status_name(w.status) : "none",
+           (unsigned long long)((bt_now_ns() - t0) / 1000000));
+    fflush(stdout);
+    return w.done ? w.status : BT_ERR_INTERNAL;
+}
+
+#define BLACKHOLE_LAYER (8u << 20)
+
+static void stale_cb(void *arg, const bt_xfer_peer_stats_t *st)
+{
+    *(uint64_t *)arg += st->stale_endpoints;
+}
+
+/* Then a partition cuts the connected link ("CUT": the parent drops every
+ * tcp packet) while a layer is in flight: it stalls for its 2 s bound, the
+ * endpoint is set aside with the layer still queued in it, and the retry,
+ * on a connect that cannot finish, stalls too. After "HEAL" the queued bytes may go out; the
+ * process must live through that, and write again over a new endpoint.
+ * (A forced close of the stalled endpoint here crashed UCX 1.13's tcp
+ * progress at healing in the fault matrix.) */
+static void blackhole_stall(bt_xfer_remote_t *rm, uint8_t *src)
+{
+    wait_t ws = {0};
+    bt_xfer_slice_t sl = {src, 0, BLACKHOLE_LAYER};
+    bt_xfer_stream_params_t sp = {
+        .remote = rm, .timeout_ms = 120000, .stall_ms = 2000,
+        .lease_id = 11, .cb = wait_cb, .arg = &ws,
+    };
+    bt_xfer_stream_t *stream;
+    uint64_t t0, stale = 0;
+    bool never = false;
+
+    printf("CONNECTED resets=%llu\n", (unsigned long long)peer_resets());
+    fflush(stdout);
+    if (read_line(10000) == NULL) {
+        die("blackhole: no CUT");
+    }
+    t0 = bt_now_ns();
+    bt_xfer_remote_set_mode(rm, BT_XFER_MODE_AM);
+    if (bt_xfer_stream_create(ctx, &sp, &stream) != BT_OK ||
+        bt_xfer_stream_post(stream, 0, &sl, 1) != BT_OK ||
+        bt_xfer_stream_complete(stream, NULL, 0) != BT_OK) {
+        die("blackhole: stream refused");
+    }
+    run_until(&ws.done, 60000, NULL);
+    bt_xfer_ctx_peers_foreach(ctx, stale_cb, &stale);
+    printf("CUT %s %llu ms resets=%llu stale=%llu\n",
+           ws.done ? bt_status_name(ws.status) : "none",
+           (unsigned long long)((bt_now_ns() - t0) / 1000000),
+           (unsigned long long)peer_resets(), (unsigned long long)stale);
+    fflush(stdout);
+    bt_xfer_stream_destroy(stream);
+    /* the retry's own connect stalls too (not reset: it never connected) */
+    if (!ws.done || ws.status != BT_ERR_TIMED_OUT || peer_resets() != 1 ||
+        stale != 1) {
+        die("blackhole: the cut stream did not time out after one reset "
+            "that set its endpoint aside");
+    }
+    if (read_line(10000) == NULL) {
+        die("blackhole: no HEAL");
+    }
+    /* the set-aside endpoint's bytes drain now; keep the loop turning */
+    for (int i = 0; i < 20; i++) {
+        char tag[32];
+
+        run_until(&never, 100, NULL);
+        snprintf(tag, sizeof(tag), "AFTER%d", i);
+        if (write_once(rm, src, 10000, tag) != BT_OK) {
+            die("blackhole: a write after the cut healed failed");
+        }
+    }
+    printf("SURVIVED\n");
+    fflush(stdout);
+}
+
+/* The first connect to the receiver meets a partition (the parent drops
+ * its SYNs): the endpoint must fail on its own, through UCX's error path,
+ * long before the kernel's ~127 s of SYN retries (xfer defaults:
+ * UCX_TCP_SYN_CNT), so that a link that heals is usable at once. */
+static int role_blackhole(void)
+{
+    bt_xfer_region_t *src, *big;
+    bt_xfer_remote_t *rm;
+    bt_status_t st;
+
+    if (bt_xfer_region_alloc(ctx, 4096, &src) != BT_OK ||
+        bt_xfer_region_alloc(ctx, BLACKHOLE_LAYER, &big) != BT_OK) {
+        die("blackhole: region");
+    }
+    memset(bt_xfer_region_base(src), 0x5a, 4096);
+    memset(bt_xfer_region_base(big), 0xa5, BLACKHOLE_LAYER);
+    rm = import_line("DESC");
+    printf("READY\n");
+    fflush(stdout);
+    if (read_line(10000) == NULL) {
+        die("blackhole: no GO");
+    }
+    st = write_once(rm, bt_xfer_region_base(src), 40000, "UNREACHABLE");
+    if (!bt_status_is_peer_err(st)) {
+        die("blackhole: the write behind the partition did not fail as a "
+            "peer error within 40 s");
+    }
+    if (read_line(60000) == NULL) {
+        die("blackhole: no HEALED");
+    }
+    st = write_once(rm, bt_xfer_region_base(src), 10000, "HEALED");
+    if (st != BT_OK) {
+        die("blackhole: the write after healing failed");
+    }
+    /* the endpoint that replaced the failed one keeps working */
+    for (int i = 0; i < 50; i++) {
+        char tag[32];
+
+        snprintf(tag, sizeof(tag), "AGAIN%d", i);
+        if (write_once(rm, bt_xfer_region_base(big), 10000, tag) != BT_OK) {
+            die("blackhole: a later write failed");
+        }
+    }
+    blackhole_stall(rm, bt_xfer_region_base(big));
+    bt_xfer_remote_destroy(rm);
+    return 0;
+}
+
 /* --- corrupt descriptors -------------------------------------------------- */
 
 static int role_corrupt(void)
@@ -888,7 +1034,7 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc < 2) {
-        fprintf(stderr, "usage: xfer_peer recv|send|blast|deadline|corrupt\n");
+        fprintf(stderr, "usage: xfer_peer recv|send|blast|deadline|corrupt|blackhole\n");
         return 2;
     }
     bt_log_init("xfer_peer", BT_LOG_LEVEL_INFO, BT_LOG_FORMAT_TEXT);
@@ -908,6 +1054,8 @@ int main(int argc, char **argv)
         rc = role_deadline();
     } else if (strcmp(argv[1], "corrupt") == 0) {
         rc = role_corrupt();
+    } else if (strcmp(argv[1], "blackhole") == 0) {
+        rc = role_blackhole();
     } else {
         fprintf(stderr, "xfer_peer: bad arguments\n");
         rc = 2;
