@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Allowed targets of each state, as bits. */
 #define B(_s) (1u << (_s))
@@ -44,6 +45,23 @@ static const unsigned bt_pjob_next[BT_PJOB_N_STATES] = {
     [BT_PJOB_FREED]   = 0,
 };
 #undef B
+
+/* Tests: BATON_TEST_PREFILL_REPLY_DELAY_MS holds the loop that long before
+ * each answer, so the decode node's end reaches the router first (a race
+ * max_tokens 1 has by nature; tests/integration/router_usage_race.py). */
+static void bt_pjob_test_reply_delay(void)
+{
+    static long delay_ms = -1;
+
+    if (delay_ms < 0) {
+        const char *d = getenv("BATON_TEST_PREFILL_REPLY_DELAY_MS");
+
+        delay_ms = d != NULL ? atol(d) : 0;
+    }
+    if (delay_ms > 0) {
+        usleep((useconds_t)delay_ms * 1000);
+    }
+}
 
 static void bt_pjob_free(bt_pjob_t *j)
 {
@@ -160,6 +178,7 @@ void bt_pjob_reply(bt_pjob_t *j)
                         ? BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH
                         : BATON__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
     bt_ptl_to_proto(&j->tl, &res, &tl);
+    bt_pjob_test_reply_delay();
     bt_rpc_call_reply(j->call, &res.base);
     free(plp_mem);
     bt_ptl_proto_free(&tl);

@@ -210,6 +210,9 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
                 bt_rreq_set_state(req, BT_RREQ_DECODING);
             }
             bt_rreq_renew_stop(req);
+            if (req->usage_end_held) {
+                bt_rreq_end(req, BT_OK, NULL, req->d_finish);
+            }
             return;
         }
         bt_rreq_retry_prefill(req, why);
@@ -264,7 +267,24 @@ static void bt_rreq_prefill_done(void *arg, const bt_rpc_result_t *result,
         BT_LOG_REQ(ERROR, req->id, "prefill's first token %u differs from the "
                    "decode node's %u", pr->first_token, req->gen[req->d_base]);
     }
-    if (req->plp_end_held && !bt_rreq_ended(req)) {
+    if ((req->plp_end_held || req->usage_end_held) && !bt_rreq_ended(req)) {
+        bt_rreq_end(req, BT_OK, NULL, req->d_finish);
+    }
+}
+
+/* The prefill node did not answer within BT_RREQ_USAGE_WAIT_MS of the
+ * decode node's end: the client gets its answer, the usage without the
+ * cached tokens it could not learn. */
+void bt_rreq_usage_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bt_rreq_t *req = arg;
+
+    (void)fd;
+    (void)what;
+    if (!bt_rreq_ended(req) && req->usage_end_held) {
+        BT_LOG_REQ(INFO, req->id, "prefill on %s did not answer within %d ms "
+                   "of the decode's end: usage without its cached tokens",
+                   req->p_id, BT_RREQ_USAGE_WAIT_MS);
         bt_rreq_end(req, BT_OK, NULL, req->d_finish);
     }
 }
@@ -353,6 +373,17 @@ static void bt_rreq_on_decode_msg(void *arg, const ProtobufCMessage *m)
         }
         if (req->plp_want && !req->plp_done) {
             req->plp_end_held = true;   /* the prompt's logprobs come first */
+            return;
+        }
+        if (req->state == BT_RREQ_PREFILLING) {
+            /* the prefill's answer (the usage's cached tokens) is on its
+             * way: the end waits for it, briefly */
+            static const struct timeval wait = {
+                BT_RREQ_USAGE_WAIT_MS / 1000, BT_RREQ_USAGE_WAIT_MS % 1000 * 1000,
+            };
+
+            req->usage_end_held = true;
+            evtimer_add(req->usage_ev, &wait);
             return;
         }
         bt_rreq_end(req, BT_OK, NULL, msg->final->finish_reason);

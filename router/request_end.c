@@ -107,6 +107,9 @@ void bt_rreq_end(bt_rreq_t *req, bt_status_t status, const char *msg,
     if (req->go_ev != NULL) {
         event_del(req->go_ev);
     }
+    if (req->usage_ev != NULL) {
+        event_del(req->usage_ev);
+    }
     if (hold) {
         req->end_held = true;
         r->n_end_held++;

@@ -155,6 +155,11 @@ struct bt_rreq {
     /* prompt logprobs (echo): asked of the prefill until one answers with
      * them; the decode node's end waits for them */
     bool                       plp_want, plp_done, plp_end_held;
+    /* the decode node ended before the prefill node answered (max_tokens
+     * 1): the end waits for that answer, which carries the usage's cached
+     * tokens, at most BT_RREQ_USAGE_WAIT_MS (usage_ev) */
+    bool                       usage_end_held;
+    struct event              *usage_ev;
     uint64_t                   p_sent_us;        /* the Prefill call sent, on the trace */
     uint8_t                    n_prefills;       /* Prefill calls sent (retries, failovers) */
     /* n > 1 choices sharing the prompt's KV (request_fork.c) */
@@ -167,6 +172,11 @@ struct bt_rreq {
 };
 
 /* A timed event on the request's trace (trace.h); best effort. */
+/* the longest a request that the decode node ended waits for its prefill
+ * node's answer (usage_end_held): that answer normally trails by
+ * milliseconds */
+#define BT_RREQ_USAGE_WAIT_MS 2000
+
 #define BT_RREQ_TRACE(_req, _kind, ...) \
     bt_trace_add((_req)->trace, (_kind), __VA_ARGS__)
 
@@ -254,6 +264,7 @@ void bt_rreq_detok_queue(bt_rreq_t *req);
 
 /* request_calls.c: node calls */
 void bt_rreq_go_cb(evutil_socket_t fd, short what, void *arg);
+void bt_rreq_usage_wait_cb(evutil_socket_t fd, short what, void *arg);
 void bt_rreq_open_decode(bt_rreq_t *req);
 void bt_rreq_failover(bt_rreq_t *req, const char *why);
 

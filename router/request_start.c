@@ -185,7 +185,9 @@ bt_status_t bt_rreq_start(bt_router_t *r, const bt_rreq_params_t *p,
     req->queue_ev = evtimer_new(r->base, bt_rreq_queue_timeout_cb, req);
     req->go_ev = event_new(r->base, -1, 0, bt_rreq_go_cb, req);
     req->renew_ev = event_new(r->base, -1, EV_PERSIST, bt_rreq_renew_cb, req);
-    if (req->queue_ev == NULL || req->go_ev == NULL || req->renew_ev == NULL) {
+    req->usage_ev = evtimer_new(r->base, bt_rreq_usage_wait_cb, req);
+    if (req->queue_ev == NULL || req->go_ev == NULL || req->renew_ev == NULL ||
+        req->usage_ev == NULL) {
         s = BT_ERR_NO_MEMORY;
         goto err_free;
     }

@@ -204,6 +204,9 @@ void bt_rreq_maybe_free(bt_rreq_t *req)
     if (req->renew_ev != NULL) {
         event_free(req->renew_ev);
     }
+    if (req->usage_ev != NULL) {
+        event_free(req->usage_ev);
+    }
     if (req->sampling != NULL) {
         baton__v1__sampling_params__free_unpacked(req->sampling, NULL);
     }
