@@ -100,8 +100,8 @@ static const char *const tcp_names[] = {"tcp", NULL};
  * its SYN for the kernel's ~127 s, with gaps that double up to 64 s, so a
  * link that healed meanwhile stayed unusable for up to two minutes (every
  * transfer queued on that endpoint stalled; fault_matrix net-partition,
- * 100 s partitions). With 3 the connect gives up after ~15 s, half the
- * kv stall bound: UCX fails the endpoint through its own error path (no
+ * 100 s partitions). With 3 the connect gives up after 15-20 s (19 s
+ * measured), under the 30 s kv stall bound: UCX fails the endpoint through its own error path (no
  * forced close of a connecting endpoint, which crashed UCX 1.13) and the
  * next transfer connects anew.
  *

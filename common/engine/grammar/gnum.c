@@ -104,11 +104,9 @@ static bool bt_gnum_any_hit(const bt_gnode_t *n, bool neg)
 
 bool bt_gnum_in_range(const bt_gnode_t *n, const bt_gframe_t *f)
 {
-    double x = (double)f->v / bt_gnum_pow10(f->b);
+    double x = bt_gnum_val((f->x & BT_GX_NEG) != 0, (double)f->v,
+                           bt_gnum_pow10(f->b));
 
-    if (f->x & BT_GX_NEG) {
-        x = -x;
-    }
     return bt_gnum_ge_lo(n, x) && bt_gnum_le_hi(n, x);
 }
 
