@@ -6,14 +6,21 @@
  *       roofline (weight bytes per step / triad bandwidth);
  *   (b) ~200M (hidden 1024, 8 layers, 16/4 heads, FFN 2816, vocab 32000):
  *       prefill tok/s on 512 tokens, as a fraction of OpenBLAS cblas_sgemm
- *       on the same matmul shapes (f32, same threads).
- * Usage: baton-enginebench [--threads N] [--dir TMPDIR] */
+ *       on the same matmul shapes (f32, same threads);
+ *   (c) with --llama-bench PATH: model (a) written as GGUF and timed by
+ *       llama.cpp's llama-bench (tg128, pp512) alternated with our decode
+ *       and prefill on the same weights, --rounds times (default 3): the
+ *       ratio of each round and their spread.
+ * Usage: baton-enginebench [--threads N] [--dir TMPDIR]
+ *                          [--llama-bench PATH [--rounds N]] */
 #include "base/clock.h"
 #include "base/log.h"
 #include "engine/model/forward.h"
 #include "engine/kv/kv_pool.h"
 #include "engine/model/parallel.h"
 #include "engine/model/synth.h"
+#include "gguf_export.h"
+#include "llama_run.h"
 
 #include <cblas.h>
 #include <dirent.h>
@@ -26,6 +33,20 @@
 #define BS 16
 
 static int threads = 2;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: baton-enginebench [--threads N] [--dir TMPDIR]\n"
+            "                         [--llama-bench PATH [--rounds N]]\n"
+            "  --threads N        threads of every run (default 2)\n"
+            "  --dir DIR          where the synthetic models are written "
+            "(default $TMPDIR or /tmp)\n"
+            "  --llama-bench PATH also time llama.cpp's llama-bench on the "
+            "decode model's\n"
+            "                     weights (GGUF), alternated with ours\n"
+            "  --rounds N         alternations with llama-bench (default 3)\n");
+}
 
 static void rm_model(const char *dir)
 {
@@ -357,24 +378,117 @@ static double sgemm_prefill(const bt_model_t *m, int n, int reps,
     return best;
 }
 
+/* ---- llama.cpp on the same weights ------------------------------------ */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void spread(const char *what, double *r, int n)
+{
+    qsort(r, (size_t)n, sizeof(*r), cmp_double);
+    printf("(c) %s: ours / llama.cpp over %d rounds: min %.2f, median %.2f, "
+           "max %.2f\n", what, n, r[0], r[n / 2], r[n - 1]);
+}
+
+/* Alternates ours and llama-bench, one test at a time, so both see the
+ * same moments of a shared machine. Best repetition against best. */
+static int vs_llama(const bt_model_t *m, const char *exe, const char *base,
+                    int rounds)
+{
+    char gguf[PATH_MAX], log[PATH_MAX], err[512];
+    double tg_r[64], pp_r[64];
+    int rc = 0;
+
+    snprintf(gguf, sizeof(gguf), "%s/baton-enginebench-%d.gguf", base,
+             (int)getpid());
+    snprintf(log, sizeof(log), "%s/baton-enginebench-%d.llama.log", base,
+             (int)getpid());
+    if (bt_gguf_export(m, gguf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "enginebench: %s\n", err);
+        return -1;
+    }
+    printf("(c) llama.cpp: %s on %s (llama-bench's messages: %s)\n", exe,
+           gguf, log);
+    for (int r = 0; r < rounds; r++) {
+        bt_llama_ts_t ltg, lpp;
+        double tg, pp;
+
+        tg = bench_decode(m, 1, 1, 128);
+        if (bt_llama_bench(exe, gguf, log, threads, 0, 128, 3, &ltg, err,
+                           sizeof(err)) != 0) {
+            rc = -1;
+            break;
+        }
+        pp = bench_prefill(m, 512, 3);
+        if (bt_llama_bench(exe, gguf, log, threads, 512, 0, 3, &lpp, err,
+                           sizeof(err)) != 0) {
+            rc = -1;
+            break;
+        }
+        tg_r[r] = tg / ltg.best;
+        pp_r[r] = pp / lpp.best;
+        printf("(c) round %d: tg128 ours %.1f tok/s, llama.cpp %.1f (mean "
+               "%.1f): %.2f; pp512 ours %.1f tok/s, llama.cpp %.1f (mean "
+               "%.1f): %.2f\n", r + 1, tg, ltg.best, ltg.mean, tg_r[r], pp,
+               lpp.best, lpp.mean, pp_r[r]);
+        fflush(stdout);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "enginebench: %s\n", err);
+    } else {
+        spread("decode tg128", tg_r, rounds);
+        spread("prefill pp512", pp_r, rounds);
+    }
+    unlink(gguf);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *base = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
     char dir_a[PATH_MAX], dir_b[PATH_MAX];
+    const char *llama = NULL;
+    int rounds = 3, rc = 0;
     bt_model_t *ma, *mb;
     bt_par_t *par;
     double bw, rbw, d1, d16, pf, sg_s, flops, roof;
     size_t bytes;
 
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "enginebench: %s needs a value\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
         if (strcmp(argv[i], "--threads") == 0) {
             threads = atoi(argv[i + 1]);
         } else if (strcmp(argv[i], "--dir") == 0) {
             base = argv[i + 1];
+        } else if (strcmp(argv[i], "--llama-bench") == 0) {
+            llama = argv[i + 1];
+        } else if (strcmp(argv[i], "--rounds") == 0) {
+            rounds = atoi(argv[i + 1]);
+        } else {
+            fprintf(stderr, "enginebench: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return 2;
         }
     }
-    if (threads < 1) {
-        threads = 1;
+    if (threads < 1 || threads > 256 || rounds < 1 || rounds > 64) {
+        fprintf(stderr, "enginebench: --threads 1..256, --rounds 1..64\n");
+        return 2;
+    }
+    if (llama != NULL && access(llama, X_OK) != 0) {
+        fprintf(stderr, "enginebench: %s is not an executable\n", llama);
+        return 2;
     }
     bt_log_init("enginebench", BT_LOG_LEVEL_WARN, BT_LOG_FORMAT_TEXT);
     openblas_set_num_threads(threads);
@@ -408,6 +522,9 @@ int main(int argc, char **argv)
            "%.2f of roofline\n", d1, roof, bytes / 1e6, bw, d1 / roof);
     printf("(a) decode batch 16: %.1f tok/s (%.2f x the batch-1 roofline)\n",
            d16, d16 / roof);
+    if (llama != NULL && vs_llama(ma, llama, base, rounds) != 0) {
+        rc = 1;
+    }
     bt_model_destroy(ma);
     rm_model(dir_a);
 
@@ -420,5 +537,5 @@ int main(int argc, char **argv)
            flops / sg_s / 1e9, 512.0 / sg_s, pf / (512.0 / sg_s));
     bt_model_destroy(mb);
     rm_model(dir_b);
-    return 0;
+    return rc;
 }
