@@ -13,6 +13,7 @@
 #include "engine/dtype.h"
 #include "model.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Where K/V live: one region laid out
@@ -72,6 +73,8 @@ typedef struct bt_backend_ops {
     /* y[n][d] = x / rms(x) * g, per row */
     void (*rmsnorm)(void *ctx, const float *x, const float *g, int n, int d,
                     float eps, float *y);
+    /* g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] */
+    void (*swiglu)(void *ctx, float *g, const float *u, size_t n);
     /* Scratch for contexts up to `max_ctx` positions; call before
      * attention with the step's longest context. */
     bt_status_t (*reserve)(void *ctx, int max_ctx);

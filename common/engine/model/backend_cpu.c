@@ -10,6 +10,7 @@
 #include "backend.h"
 
 #include "base/log.h"
+#include "cpu_exp.h"
 #include "parallel.h"
 
 #if defined(__x86_64__)
@@ -43,7 +44,7 @@ void bt_cpu_force_scalar(bool scalar)
     atomic_store(&cpu_simd, scalar ? 0 : (bt_cpu_has_avx2() ? 1 : 0));
 }
 
-static bool use_simd(void)
+bool bt_cpu_simd_on(void)
 {
     int v = atomic_load(&cpu_simd);
 
@@ -56,14 +57,6 @@ static bool use_simd(void)
 
 /* ---- the fixed reduction ------------------------------------------ */
 
-static inline float lanes_sum(const float a[8])
-{
-    float s0 = a[0] + a[4], s1 = a[1] + a[5], s2 = a[2] + a[6],
-          s3 = a[3] + a[7];
-
-    return (s0 + s2) + (s1 + s3);
-}
-
 /* Elements k8..k-1 go to lanes 0.., then the tree. */
 static inline float lanes_finish(float a[8], const float *x, const void *w,
                                  bt_dtype_t wt, int k8, int k)
@@ -71,7 +64,7 @@ static inline float lanes_finish(float a[8], const float *x, const void *w,
     for (int i = k8; i < k; i++) {
         a[i - k8] = fmaf(x[i], bt_dtype_load(w, wt, (size_t)i), a[i - k8]);
     }
-    return lanes_sum(a);
+    return bt_cpu_lanes_sum(a);
 }
 
 static float dot_scalar(const float *x, const void *w, bt_dtype_t wt, int k)
@@ -195,6 +188,30 @@ static const tile_fn_t tiles[3][NR_MAX][NC_MAX] = {
     [BT_DTYPE_BF16] = TILE_TAB(bf16),
 };
 
+/* lanes_sum of eight accumulators at once, the same additions in the same
+ * grouping: per accumulator s = low half + high half (a0+a4 .. a3+a7),
+ * then (s0+s2) + (s1+s3). A transpose brings each accumulator's partial
+ * sums into one lane, so the result is the eight sums in order. For short
+ * dot products (attention's head_dim) the scalar tree per column cost
+ * more than the products. */
+BT_SIMD_INLINE __m256 sum8_tree(const __m256 acc[8])
+{
+    __m256 p[4];
+
+    for (int c = 0; c < 4; c++) { /* [s of acc c | s of acc c + 4] */
+        p[c] = _mm256_add_ps(_mm256_permute2f128_ps(acc[c], acc[c + 4], 0x20),
+                             _mm256_permute2f128_ps(acc[c], acc[c + 4], 0x31));
+    }
+    /* per 128-bit lane: [s0+s2 of p0, of p1, s1+s3 of p0, of p1] */
+    const __m256 u01 = _mm256_add_ps(_mm256_unpacklo_ps(p[0], p[1]),
+                                     _mm256_unpackhi_ps(p[0], p[1]));
+    const __m256 u23 = _mm256_add_ps(_mm256_unpacklo_ps(p[2], p[3]),
+                                     _mm256_unpackhi_ps(p[2], p[3]));
+
+    return _mm256_add_ps(_mm256_shuffle_ps(u01, u23, 0x44),
+                         _mm256_shuffle_ps(u01, u23, 0xee));
+}
+
 /* Decode (one row of x) is a stream over the weights: 8 columns give 8
  * independent FMA chains, enough to hide the FMA latency that a 1 x 3
  * tile exposes. Each column still accumulates in the one fixed order, so
@@ -229,6 +246,15 @@ BT_SIMD_INLINE void row_avx2(const float *x, const char *w, size_t ldw,
                                          acc[c]);
             }
         }
+    }
+    if (nc == NC1_MAX && k8 == k) {
+        __m256 v = sum8_tree(acc);
+
+        if (bias != NULL) {
+            v = _mm256_add_ps(v, _mm256_loadu_ps(bias));
+        }
+        _mm256_storeu_ps(out, v);
+        return;
     }
     for (int c = 0; c < nc; c++) {
         float a[8];
@@ -329,7 +355,7 @@ static void dots(const float *q, const char *k, size_t ld, bt_dtype_t kt,
                  int hd, int n, float *s)
 {
 #if defined(__x86_64__)
-    if (use_simd()) {
+    if (bt_cpu_simd_on()) {
         for (int i = 0; i < n; i += NC1_MAX) {
             const int nc = n - i < NC1_MAX ? n - i : NC1_MAX;
 
@@ -348,7 +374,7 @@ static void wsum(const float *p, const char *v, size_t ld, bt_dtype_t vt,
                  int n, float *out, int hd)
 {
 #if defined(__x86_64__)
-    if (use_simd()) {
+    if (bt_cpu_simd_on()) {
         wsum_avx2(p, v, ld, vt, n, out, hd);
         return;
     }
@@ -364,7 +390,7 @@ static void wsum(const float *p, const char *v, size_t ld, bt_dtype_t vt,
 float bt_cpu_dot(const float *x, const void *w, bt_dtype_t wt, int k)
 {
 #if defined(__x86_64__)
-    if (use_simd()) {
+    if (bt_cpu_simd_on()) {
         return dot_avx2(x, w, wt, k);
     }
 #endif
@@ -496,7 +522,7 @@ static void cpu_matmul(void *vctx, const float *x, int n, const bt_mat_t *w,
 {
     cpu_ctx_t *c = vctx;
     const int threads = bt_par_threads(c->par);
-    mm_job_t j = {x, n, w, bias, y, 0, use_simd()};
+    mm_job_t j = {x, n, w, bias, y, 0, bt_cpu_simd_on()};
     int per;
 
     if (n <= 0) {
@@ -570,7 +596,7 @@ static void attn_task(void *vjob, int task, int thread)
     const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
     float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
     float *sc = j->c->scratch[thread];
-    float mx = -INFINITY, sum = 0.0f;
+    float mx = -INFINITY, sum;
     const size_t hoff = (size_t)g * hd * bt_dtype_size(kv->dtype);
     const size_t ld = (size_t)kv->n_kv_heads * hd * bt_dtype_size(kv->dtype);
 
@@ -587,12 +613,7 @@ static void attn_task(void *vjob, int task, int thread)
         }
         p += run;
     }
-    for (int p = start; p <= pos; p++) {
-        float e = expf(sc[p - start] - mx);
-
-        sc[p - start] = e;
-        sum += e;
-    }
+    sum = bt_cpu_exp_sum(sc, (size_t)(pos - start + 1), mx);
     memset(out, 0, (size_t)hd * sizeof(float));
     /* per output element, positions in increasing order: the same with or
      * without SIMD */
@@ -607,6 +628,58 @@ static void attn_task(void *vjob, int task, int thread)
     for (int d = 0; d < hd; d++) {
         out[d] = out[d] / sum;
     }
+}
+
+/* ---- SwiGLU's gate -------------------------------------------------- */
+
+#define SWIGLU_TASK 4096  /* elements per task */
+#define SWIGLU_CHUNK 256  /* exp'd at once, on the stack */
+
+typedef struct {
+    float       *g;
+    const float *u;
+    size_t       n;
+} swiglu_job_t;
+
+/* g / (1 + exp(-g)) * u, in that order */
+static void swiglu_range(float *g, const float *u, size_t n)
+{
+    float e[SWIGLU_CHUNK];
+
+    for (size_t i0 = 0; i0 < n; i0 += SWIGLU_CHUNK) {
+        const size_t m = n - i0 < SWIGLU_CHUNK ? n - i0 : SWIGLU_CHUNK;
+
+        for (size_t i = 0; i < m; i++) {
+            e[i] = -g[i0 + i];
+        }
+        bt_cpu_expf_n(e, m);
+        for (size_t i = 0; i < m; i++) {
+            g[i0 + i] = g[i0 + i] / (1.0f + e[i]) * u[i0 + i];
+        }
+    }
+}
+
+static void swiglu_task(void *vjob, int task, int thread)
+{
+    const swiglu_job_t *j = vjob;
+    const size_t i0 = (size_t)task * SWIGLU_TASK;
+    const size_t m = j->n - i0 < SWIGLU_TASK ? j->n - i0 : SWIGLU_TASK;
+
+    (void)thread;
+    swiglu_range(j->g + i0, j->u + i0, m);
+}
+
+static void cpu_swiglu(void *vctx, float *g, const float *u, size_t n)
+{
+    cpu_ctx_t *c = vctx;
+    swiglu_job_t j = {g, u, n};
+
+    if (n < 2 * SWIGLU_TASK) {
+        swiglu_range(g, u, n);
+        return;
+    }
+    bt_par_run(c->par, (int)((n + SWIGLU_TASK - 1) / SWIGLU_TASK),
+               swiglu_task, &j);
 }
 
 static bt_status_t cpu_reserve(void *vctx, int max_ctx)
@@ -646,6 +719,7 @@ const bt_backend_ops_t bt_backend_cpu = {
     .threads = cpu_threads,
     .matmul = cpu_matmul,
     .rmsnorm = cpu_rmsnorm,
+    .swiglu = cpu_swiglu,
     .reserve = cpu_reserve,
     .attention = cpu_attention,
 };

@@ -1,0 +1,156 @@
+/* The CPU backend's exp (cpu_exp.h): a portable twin and an AVX2 path
+ * that performs the same double operations, so both give the same bits. */
+#include "cpu_exp.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <math.h>
+#include <stdint.h>
+
+#define EXP_LO (-104.0) /* exp below rounds to 0 in float */
+#define EXP_HI 89.0     /* exp above overflows float */
+#define INV_LN2 0x1.71547652b82fep0
+#define LN2_HI 0x1.62e42fefa39efp-1
+#define LN2_LO 0x1.abc9e3b39803fp-56
+
+/* 1 / i!, i = 0..8 (|r| <= ln2 / 2: the next term is under 2.1e-10) */
+#define C0 1.0
+#define C1 1.0
+#define C2 (1.0 / 2.0)
+#define C3 (1.0 / 6.0)
+#define C4 (1.0 / 24.0)
+#define C5 (1.0 / 120.0)
+#define C6 (1.0 / 720.0)
+#define C7 (1.0 / 5040.0)
+#define C8 (1.0 / 40320.0)
+
+float bt_cpu_expf(float x)
+{
+    double xd = x, kd, r, p;
+
+    if (x != x) {
+        return x + x;
+    }
+    xd = xd < EXP_LO ? EXP_LO : xd > EXP_HI ? EXP_HI : xd;
+    kd = nearbyint(xd * INV_LN2);
+    r = fma(-kd, LN2_HI, xd);
+    r = fma(-kd, LN2_LO, r);
+    p = fma(C8, r, C7);
+    p = fma(p, r, C6);
+    p = fma(p, r, C5);
+    p = fma(p, r, C4);
+    p = fma(p, r, C3);
+    p = fma(p, r, C2);
+    p = fma(p, r, C1);
+    p = fma(p, r, C0);
+    return (float)ldexp(p, (int)kd); /* exact: 2^kd is a normal double */
+}
+
+static float exp_sum_scalar(float *x, size_t from, size_t n, float sub,
+                            float a[8])
+{
+    for (size_t i = from; i < n; i++) {
+        x[i] = bt_cpu_expf(x[i] - sub);
+        a[i % 8] += x[i];
+    }
+    return bt_cpu_lanes_sum(a);
+}
+
+#if defined(__x86_64__)
+#define EXP_TARGET __attribute__((target("avx2,fma")))
+
+EXP_TARGET static inline __m256d exp4(__m256d xd)
+{
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d kd, nk, r, p, two_k;
+
+    xd = _mm256_min_pd(_mm256_max_pd(xd, _mm256_set1_pd(EXP_LO)),
+                       _mm256_set1_pd(EXP_HI));
+    kd = _mm256_round_pd(_mm256_mul_pd(xd, _mm256_set1_pd(INV_LN2)),
+                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    nk = _mm256_xor_pd(kd, sign);
+    r = _mm256_fmadd_pd(nk, _mm256_set1_pd(LN2_HI), xd);
+    r = _mm256_fmadd_pd(nk, _mm256_set1_pd(LN2_LO), r);
+    p = _mm256_fmadd_pd(_mm256_set1_pd(C8), r, _mm256_set1_pd(C7));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C6));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C4));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C3));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C2));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C1));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C0));
+    /* 2^kd: kd + 1023 lands in the low mantissa bits of 2^52 + kd + 1023,
+     * and a shift by 52 moves it into the exponent */
+    two_k = _mm256_castsi256_pd(_mm256_slli_epi64(
+        _mm256_castpd_si256(_mm256_add_pd(kd, _mm256_set1_pd(0x1p52 + 1023))),
+        52));
+    return _mm256_mul_pd(p, two_k);
+}
+
+EXP_TARGET static inline __m256 exp8(__m256 x)
+{
+    const __m128 lo = _mm256_cvtpd_ps(exp4(_mm256_cvtps_pd(
+                          _mm256_castps256_ps128(x))));
+    const __m128 hi = _mm256_cvtpd_ps(exp4(_mm256_cvtps_pd(
+                          _mm256_extractf128_ps(x, 1))));
+    const __m256 y = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+
+    return _mm256_blendv_ps(y, _mm256_add_ps(x, x),
+                            _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+EXP_TARGET static void expf_n_avx2(float *x, size_t n)
+{
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(x + i, exp8(_mm256_loadu_ps(x + i)));
+    }
+    for (; i < n; i++) {
+        x[i] = bt_cpu_expf(x[i]);
+    }
+}
+
+EXP_TARGET static float exp_sum_avx2(float *x, size_t n, float sub)
+{
+    const __m256 s = _mm256_set1_ps(sub);
+    __m256 acc = _mm256_setzero_ps();
+    float a[8];
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    _mm256_storeu_ps(a, acc);
+    return exp_sum_scalar(x, i, n, sub, a);
+}
+#endif
+
+void bt_cpu_expf_n(float *x, size_t n)
+{
+#if defined(__x86_64__)
+    if (bt_cpu_simd_on()) {
+        expf_n_avx2(x, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) {
+        x[i] = bt_cpu_expf(x[i]);
+    }
+}
+
+float bt_cpu_exp_sum(float *x, size_t n, float sub)
+{
+    float a[8] = {0};
+
+#if defined(__x86_64__)
+    if (bt_cpu_simd_on()) {
+        return exp_sum_avx2(x, n, sub);
+    }
+#endif
+    return exp_sum_scalar(x, 0, n, sub, a);
+}
