@@ -4,6 +4,7 @@
 #include "forward.h"
 
 #include "base/log.h"
+#include "cpu_exp.h"
 #include "experts.h"
 #include "ffn.h"
 
@@ -246,7 +247,7 @@ static void moe_route(const bt_model_config_t *c, const float *logits,
         mx = logits[e] > mx ? logits[e] : mx;
     }
     for (int e = 0; e < E; e++) {
-        p[e] = expf(logits[e] - mx);
+        p[e] = bt_cpu_expf(logits[e] - mx);
         sum += p[e];
     }
     for (int e = 0; e < E; e++) {
@@ -361,7 +362,7 @@ static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
         f->ops->matmul(f->be, rs->xn, T, &lw->shared_gate, NULL, rs->sgate);
         ffn_run(f, &lw->shared, rs->xn, T, rs->ye);
         for (int t = 0; t < T; t++) {
-            const float gs = 1.0f / (1.0f + expf(-rs->sgate[t]));
+            const float gs = 1.0f / (1.0f + bt_cpu_expf(-rs->sgate[t]));
             float *y = rs->tmp + (size_t)t * H;
             const float *o = rs->ye + (size_t)t * H;
 
