@@ -10,7 +10,9 @@
 #include "backend.h"
 
 #include "base/log.h"
+#include "cpu_attn.h"
 #include "cpu_exp.h"
+#include "cpu_simd.h"
 #include "parallel.h"
 
 #if defined(__x86_64__)
@@ -83,24 +85,6 @@ static float dot_scalar(const float *x, const void *w, bt_dtype_t wt, int k)
 /* ---- AVX2 tiles ----------------------------------------------------- */
 
 #if defined(__x86_64__)
-#define BT_SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
-#define BT_SIMD_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) \
-    static inline
-
-BT_SIMD_INLINE __m256 load8(const void *w, bt_dtype_t wt, int i)
-{
-    if (wt == BT_DTYPE_BF16) {
-        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
-        return _mm256_castsi256_ps(
-            _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-    }
-    if (wt == BT_DTYPE_F16) {
-        return _mm256_cvtph_ps(
-            _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
-    }
-    return _mm256_loadu_ps((const float *)w + i);
-}
-
 /* out[r * ldo + c] = dot(x row r, w row c) (+ bias[c]), nr x nc tile. */
 BT_SIMD_INLINE void tile_avx2(const float *x, int ldx, int nr,
                               const char *w, size_t ldw, bt_dtype_t wt,
@@ -187,30 +171,6 @@ static const tile_fn_t tiles[3][NR_MAX][NC_MAX] = {
     [BT_DTYPE_F16] = TILE_TAB(f16),
     [BT_DTYPE_BF16] = TILE_TAB(bf16),
 };
-
-/* lanes_sum of eight accumulators at once, the same additions in the same
- * grouping: per accumulator s = low half + high half (a0+a4 .. a3+a7),
- * then (s0+s2) + (s1+s3). A transpose brings each accumulator's partial
- * sums into one lane, so the result is the eight sums in order. For short
- * dot products (attention's head_dim) the scalar tree per column cost
- * more than the products. */
-BT_SIMD_INLINE __m256 sum8_tree(const __m256 acc[8])
-{
-    __m256 p[4];
-
-    for (int c = 0; c < 4; c++) { /* [s of acc c | s of acc c + 4] */
-        p[c] = _mm256_add_ps(_mm256_permute2f128_ps(acc[c], acc[c + 4], 0x20),
-                             _mm256_permute2f128_ps(acc[c], acc[c + 4], 0x31));
-    }
-    /* per 128-bit lane: [s0+s2 of p0, of p1, s1+s3 of p0, of p1] */
-    const __m256 u01 = _mm256_add_ps(_mm256_unpacklo_ps(p[0], p[1]),
-                                     _mm256_unpackhi_ps(p[0], p[1]));
-    const __m256 u23 = _mm256_add_ps(_mm256_unpacklo_ps(p[2], p[3]),
-                                     _mm256_unpackhi_ps(p[2], p[3]));
-
-    return _mm256_add_ps(_mm256_shuffle_ps(u01, u23, 0x44),
-                         _mm256_shuffle_ps(u01, u23, 0xee));
-}
 
 /* Decode (one row of x) is a stream over the weights: 8 columns give 8
  * independent FMA chains, enough to hide the FMA latency that a 1 x 3
@@ -685,7 +645,8 @@ static void cpu_swiglu(void *vctx, float *g, const float *u, size_t n)
 static bt_status_t cpu_reserve(void *vctx, int max_ctx)
 {
     cpu_ctx_t *c = vctx;
-    const size_t need = max_ctx > 0 ? (size_t)max_ctx : 1;
+    /* the grouped kernels keep the scores of BT_ATTN_HEADS heads */
+    const size_t need = (max_ctx > 0 ? (size_t)max_ctx : 1) * BT_ATTN_HEADS;
 
     if (need <= c->scratch_cap) {
         return BT_OK;
@@ -704,11 +665,88 @@ static bt_status_t cpu_reserve(void *vctx, int max_ctx)
     return BT_OK;
 }
 
+#if defined(__x86_64__)
+/* Up to BT_ATTN_HEADS heads of one token that share a K/V head: each K
+ * and V row is read once for all of them (cpu_attn.c); every head's
+ * numbers are attn_task's. */
+static void attn_heads_task(void *vjob, int task, int thread)
+{
+    const attn_job_t *j = vjob;
+    const bt_attn_args_t *a = j->a;
+    const bt_kv_view_t *kv = a->kv;
+    const int G = a->n_heads / a->n_kv_heads;
+    const int nb = (G + BT_ATTN_HEADS - 1) / BT_ATTN_HEADS;
+    const int t = task / (a->n_kv_heads * nb);
+    const int g = task % (a->n_kv_heads * nb) / nb;
+    const int h0 = g * G + task % nb * BT_ATTN_HEADS;
+    const int nh = g * G + G - h0 < BT_ATTN_HEADS ? g * G + G - h0
+                                                  : BT_ATTN_HEADS;
+    const int hd = a->head_dim, bs = kv->block_size;
+    const int pos = a->pos[t];
+    const int start = a->window > 0 && pos - a->window + 1 > 0
+                      ? pos - a->window + 1 : 0;
+    const size_t ls = (size_t)(pos - start + 1);
+    const uint32_t *table = a->tables[t];
+    const float *q = a->q + ((size_t)t * a->n_heads + h0) * hd;
+    float *out = a->out + ((size_t)t * a->n_heads + h0) * hd;
+    float *sc = j->c->scratch[thread];
+    float sum[BT_ATTN_HEADS];
+    const size_t hoff = (size_t)g * hd * bt_dtype_size(kv->dtype);
+    const size_t ld = (size_t)kv->n_kv_heads * hd * bt_dtype_size(kv->dtype);
+
+    for (int p = start; p <= pos;) {
+        const int run = bs - p % bs < pos - p + 1 ? bs - p % bs : pos - p + 1;
+        const char *k = (const char *)bt_kv_view_at(kv, a->layer,
+                                                    table[p / bs], 0, p % bs);
+
+        bt_cpu_qk_heads(q, nh, hd, k + hoff, ld, kv->dtype, run,
+                        sc + (p - start), ls);
+        p += run;
+    }
+    for (int hh = 0; hh < nh; hh++) {
+        float *s = sc + (size_t)hh * ls;
+        float mx = -INFINITY;
+
+        for (size_t i = 0; i < ls; i++) {
+            s[i] *= a->scale;
+            mx = s[i] > mx ? s[i] : mx;
+        }
+        sum[hh] = bt_cpu_exp_sum(s, ls, mx);
+    }
+    memset(out, 0, (size_t)nh * hd * sizeof(float));
+    for (int p = start; p <= pos;) {
+        const int run = bs - p % bs < pos - p + 1 ? bs - p % bs : pos - p + 1;
+        const char *v = (const char *)bt_kv_view_at(kv, a->layer,
+                                                    table[p / bs], 1, p % bs);
+
+        bt_cpu_pv_heads(sc + (p - start), ls, nh, v + hoff, ld, kv->dtype,
+                        run, out, hd);
+        p += run;
+    }
+    for (int hh = 0; hh < nh; hh++) {
+        for (int d = 0; d < hd; d++) {
+            out[(size_t)hh * hd + d] = out[(size_t)hh * hd + d] / sum[hh];
+        }
+    }
+}
+#endif
+
 static void cpu_attention(void *vctx, const bt_attn_args_t *a)
 {
     cpu_ctx_t *c = vctx;
     attn_job_t j = {a, c};
 
+#if defined(__x86_64__)
+    if (bt_cpu_simd_on() && a->head_dim % 8 == 0) {
+        const int G = a->n_heads / a->n_kv_heads;
+
+        bt_par_run(c->par,
+                   a->n_tokens * a->n_kv_heads *
+                       ((G + BT_ATTN_HEADS - 1) / BT_ATTN_HEADS),
+                   attn_heads_task, &j);
+        return;
+    }
+#endif
     bt_par_run(c->par, a->n_tokens * a->n_heads, attn_task, &j);
 }
 

@@ -1,0 +1,147 @@
+/* Grouped-query attention kernels (cpu_attn.h). */
+#include "cpu_attn.h"
+
+#include "cpu_simd.h"
+
+#if defined(__x86_64__)
+
+/* NH heads by NK keys per pass (NH * NK <= 8 accumulators, summed by one
+ * sum8_tree); a key past n repeats the last one and is not stored. */
+BT_SIMD_INLINE void qk_tile(const float *q, int hd, const char *k, size_t ld,
+                            bt_dtype_t kt, int n, float *s, size_t ls,
+                            const int NH, const int NK)
+{
+    for (int i = 0; i < n; i += NK) {
+        const char *kr[8];
+        __m256 acc[8];
+        float o[8];
+
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            acc[c] = _mm256_setzero_ps();
+        }
+#pragma GCC unroll 8
+        for (int kk = 0; kk < NK; kk++) {
+            kr[kk] = k + (size_t)(i + kk < n ? i + kk : n - 1) * ld;
+        }
+        for (int d = 0; d < hd; d += 8) {
+            __m256 qv[4];
+
+#pragma GCC unroll 4
+            for (int hh = 0; hh < NH; hh++) {
+                qv[hh] = _mm256_loadu_ps(q + (size_t)hh * hd + d);
+            }
+#pragma GCC unroll 8
+            for (int kk = 0; kk < NK; kk++) {
+                const __m256 kv = load8(kr[kk], kt, d);
+
+#pragma GCC unroll 4
+                for (int hh = 0; hh < NH; hh++) {
+                    acc[hh * NK + kk] =
+                        _mm256_fmadd_ps(qv[hh], kv, acc[hh * NK + kk]);
+                }
+            }
+        }
+        _mm256_storeu_ps(o, sum8_tree(acc));
+        for (int hh = 0; hh < NH; hh++) {
+            for (int kk = 0; kk < NK && i + kk < n; kk++) {
+                s[(size_t)hh * ls + (size_t)(i + kk)] = o[hh * NK + kk];
+            }
+        }
+    }
+}
+
+/* NH heads' outputs, DC chunks of 8 at d0, held in registers over the
+ * positions. */
+BT_SIMD_INLINE void pv_tile(const float *p, size_t ls, const char *v,
+                            size_t ld, bt_dtype_t vt, int n, float *out,
+                            int hd, int d0, const int NH, const int DC)
+{
+    __m256 acc[4][2];
+
+#pragma GCC unroll 4
+    for (int hh = 0; hh < NH; hh++) {
+#pragma GCC unroll 2
+        for (int c = 0; c < DC; c++) {
+            acc[hh][c] = _mm256_loadu_ps(out + (size_t)hh * hd + d0 + 8 * c);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        const char *vi = v + (size_t)i * ld;
+        __m256 vv[2];
+
+#pragma GCC unroll 2
+        for (int c = 0; c < DC; c++) {
+            vv[c] = load8(vi, vt, d0 + 8 * c);
+        }
+#pragma GCC unroll 4
+        for (int hh = 0; hh < NH; hh++) {
+            const __m256 pb = _mm256_broadcast_ss(p + (size_t)hh * ls + i);
+
+#pragma GCC unroll 2
+            for (int c = 0; c < DC; c++) {
+                acc[hh][c] = _mm256_fmadd_ps(pb, vv[c], acc[hh][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int hh = 0; hh < NH; hh++) {
+#pragma GCC unroll 2
+        for (int c = 0; c < DC; c++) {
+            _mm256_storeu_ps(out + (size_t)hh * hd + d0 + 8 * c, acc[hh][c]);
+        }
+    }
+}
+
+#define HEADS_FN(NH, NK)                                                      \
+    BT_SIMD_TARGET static void qk_##NH(const float *q, int hd, const char *k, \
+                                       size_t ld, bt_dtype_t kt, int n,       \
+                                       float *s, size_t ls)                   \
+    {                                                                         \
+        qk_tile(q, hd, k, ld, kt, n, s, ls, NH, NK);                          \
+    }                                                                         \
+    BT_SIMD_TARGET static void pv_##NH(const float *p, size_t ls,             \
+                                       const char *v, size_t ld,              \
+                                       bt_dtype_t vt, int n, float *out,      \
+                                       int hd)                                \
+    {                                                                         \
+        int d0 = 0;                                                           \
+                                                                              \
+        for (; d0 + 16 <= hd; d0 += 16) {                                     \
+            pv_tile(p, ls, v, ld, vt, n, out, hd, d0, NH, 2);                 \
+        }                                                                     \
+        if (d0 < hd) {                                                        \
+            pv_tile(p, ls, v, ld, vt, n, out, hd, d0, NH, 1);                 \
+        }                                                                     \
+    }
+
+HEADS_FN(1, 8)
+HEADS_FN(2, 4)
+HEADS_FN(3, 2)
+HEADS_FN(4, 2)
+
+void bt_cpu_qk_heads(const float *q, int nh, int hd, const char *k,
+                     size_t ld, bt_dtype_t kt, int n, float *s, size_t ls)
+{
+    switch (nh) {
+    case 1: qk_1(q, hd, k, ld, kt, n, s, ls); break;
+    case 2: qk_2(q, hd, k, ld, kt, n, s, ls); break;
+    case 3: qk_3(q, hd, k, ld, kt, n, s, ls); break;
+    default: qk_4(q, hd, k, ld, kt, n, s, ls); break;
+    }
+}
+
+void bt_cpu_pv_heads(const float *p, size_t ls, int nh, const char *v,
+                     size_t ld, bt_dtype_t vt, int n, float *out, int hd)
+{
+    switch (nh) {
+    case 1: pv_1(p, ls, v, ld, vt, n, out, hd); break;
+    case 2: pv_2(p, ls, v, ld, vt, n, out, hd); break;
+    case 3: pv_3(p, ls, v, ld, vt, n, out, hd); break;
+    default: pv_4(p, ls, v, ld, vt, n, out, hd); break;
+    }
+}
+
+#else
+typedef int bt_cpu_attn_unused_t; /* an empty file is not ISO C */
+#endif
