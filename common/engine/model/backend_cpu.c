@@ -705,13 +705,8 @@ static void attn_heads_task(void *vjob, int task, int thread)
     }
     for (int hh = 0; hh < nh; hh++) {
         float *s = sc + (size_t)hh * ls;
-        float mx = -INFINITY;
 
-        for (size_t i = 0; i < ls; i++) {
-            s[i] *= a->scale;
-            mx = s[i] > mx ? s[i] : mx;
-        }
-        sum[hh] = bt_cpu_exp_sum(s, ls, mx);
+        sum[hh] = bt_cpu_exp_sum(s, ls, bt_cpu_scale_max(s, ls, a->scale));
     }
     memset(out, 0, (size_t)nh * hd * sizeof(float));
     for (int p = start; p <= pos;) {

@@ -3,6 +3,8 @@
 
 #include "cpu_simd.h"
 
+#include <math.h>
+
 #if defined(__x86_64__)
 
 /* NH heads by NK keys per pass (NH * NK <= 8 accumulators, summed by one
@@ -119,6 +121,34 @@ HEADS_FN(1, 8)
 HEADS_FN(2, 4)
 HEADS_FN(3, 2)
 HEADS_FN(4, 2)
+
+BT_SIMD_TARGET float bt_cpu_scale_max(float *s, size_t n, float scale)
+{
+    const __m256 sv = _mm256_set1_ps(scale);
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    float m[8], mx;
+    size_t i = 0;
+
+    /* max_ps keeps its second operand when the first is NaN, as the
+     * scalar `s > mx ? s : mx` does; which zero wins does not matter to
+     * exp(s - mx) */
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(s + i), sv);
+
+        _mm256_storeu_ps(s + i, v);
+        mv = _mm256_max_ps(v, mv);
+    }
+    _mm256_storeu_ps(m, mv);
+    mx = m[0];
+    for (int l = 1; l < 8; l++) {
+        mx = m[l] > mx ? m[l] : mx;
+    }
+    for (; i < n; i++) {
+        s[i] *= scale;
+        mx = s[i] > mx ? s[i] : mx;
+    }
+    return mx;
+}
 
 void bt_cpu_qk_heads(const float *q, int nh, int hd, const char *k,
                      size_t ld, bt_dtype_t kt, int n, float *s, size_t ls)

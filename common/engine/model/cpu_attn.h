@@ -23,4 +23,8 @@ void bt_cpu_qk_heads(const float *q, int nh, int hd, const char *k,
 void bt_cpu_pv_heads(const float *p, size_t ls, int nh, const char *v,
                      size_t ld, bt_dtype_t vt, int n, float *out, int hd);
 
+/* s[i] *= scale for i < n; returns the largest (NaN skipped; -inf for
+ * none), for the softmax. */
+float bt_cpu_scale_max(float *s, size_t n, float scale);
+
 #endif
