@@ -8,7 +8,7 @@
 #   make leaks   the soak's cluster under ASan: LOADS (40) loads, SIGTERM, LeakSanitizer
 #   make asan    the whole integration suite under ASan+UBSan (build-asan)
 #   make tsan    the threaded code's tests under ThreadSanitizer (build-tsan)
-#   make bench   build and run the benchmarks
+#   make bench   build and run the benchmarks (LLAMA_BENCH=PATH: llama.cpp beside the engine)
 #   make fuzz    build the libFuzzer targets (clang) and run each for FUZZ_TIME
 #                seconds (default 300); prints executions, exec/s, crashes
 #   make image   build the container image baton:<version> (deploy/image/Containerfile)

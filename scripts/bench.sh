@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: run every benchmark program under bench/ that was built.
+# LLAMA_BENCH=PATH (llama.cpp's llama-bench) also times llama.cpp on the
+# engine benchmark's weights (docs/internals/engine.md).
 set -uo pipefail
 BUILD=${1:-build}
 found=0
@@ -7,7 +9,11 @@ for b in "$BUILD"/bench/*/baton-* "$BUILD"/bench/baton-*; do
   [ -x "$b" ] || continue
   found=1
   echo "== $(basename "$b")"
-  "$b" || echo "bench: $(basename "$b") failed with status $?"
+  args=()
+  if [ "$(basename "$b")" = baton-enginebench ] && [ -n "${LLAMA_BENCH:-}" ]; then
+    args=(--llama-bench "$LLAMA_BENCH")
+  fi
+  "$b" "${args[@]}" || echo "bench: $(basename "$b") failed with status $?"
 done
 [ $found = 1 ] || echo "bench: no benchmark built yet"
 # the simulator: validated against a real local cluster, then at scale
