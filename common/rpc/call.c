@@ -357,6 +357,14 @@ static void bt_rpc_call_on_close(bt_rpc_tag_t *tag, bool ok)
     bt_rpc_call_t *call = BT_RPC_CONTAINER_OF(tag, bt_rpc_call_t, tag_close);
 
     bt_rpc_call_op_done(call);
+    if (call->no_message && ok && !call->close_cancelled &&
+        call->srv != NULL) {
+        call->srv->stats.decode_errors++;
+        if (bt_rpc_warn_allowed()) {
+            bt_warn("rpc call %s: missing request message (further ones "
+                    "this second not logged)", bt_rpc_call_method(call));
+        }
+    }
     if (!ok || call->close_cancelled) {
         call->cancelled = true;
         call->ops++;
@@ -479,22 +487,23 @@ void bt_rpc_call_begin(bt_rpc_call_t *call)
             grpc_byte_buffer_destroy(call->payload);
             call->payload = NULL;
         }
-        if (call->req == NULL && st == BT_ERR_TRUNCATED &&
-            bt_rpc_call_deadline_left_ms(call) == 0) {
-            /* the client's deadline passed before its message came: a
-             * client going away, not a malformed call */
-            bt_debug("rpc call %s: deadline passed before the request "
-                     "message", m->path);
-            bt_rpc_call_end(call, BT_RPC_DEADLINE_EXCEEDED,
-                            "deadline passed before the request message");
+        if (call->req == NULL && st == BT_ERR_TRUNCATED) {
+            /* No message at all: a client that closed without one, or one
+             * that went away first (its deadline fired, it cancelled);
+             * gRPC hands both over alike, and the two clocks' deadlines
+             * differ by the trip. Answer now; the close says which it was
+             * (bt_rpc_call_on_close): only a client still there to take
+             * the answer made a malformed call. */
+            call->no_message = true;
+            bt_rpc_call_end(call, BT_RPC_INVALID_ARGUMENT,
+                            "missing request message");
             break;
         }
         if (call->req == NULL) {
             call->srv->stats.decode_errors++;
             const char *why =
                 st == BT_ERR_TOO_LARGE ? "request over the message size limit"
-                : st == BT_ERR_TRUNCATED ? "missing request message"
-                : "cannot decode the request message";
+                                       : "cannot decode the request message";
 
             if (bt_rpc_warn_allowed()) {
                 bt_warn("rpc call %s: %s (further ones this second not logged)",

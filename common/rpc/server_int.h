@@ -67,6 +67,7 @@ struct bt_rpc_call {
     bool                    send_busy;
     bool                    recv_busy;
     bool                    failed;    /* ended with a status other than OK */
+    bool                    no_message; /* answered for a request without one */
     unsigned                roles;     /* granted by its credentials (auth.h) */
     bt_ring_t               q;         /* the send queue: sendq entries */
     uint32_t                q_msgs;    /* its entries that carry a message */

@@ -157,44 +157,67 @@ static void test_decode_error(void **state)
     bt_rpc_fixture_down(&fx);
 }
 
-/* A raw client (gRPC core, its own thread) that opens Tokenize with a
- * 200 ms deadline and never sends its message, as a client whose deadline
- * fires before its message does. */
+/* A raw client (gRPC core, its own thread) that opens Tokenize and never
+ * sends its message: with a 200 ms deadline, as a client whose deadline
+ * fires before its message does; cancelling after 300 ms of a 10 s
+ * deadline; or closing its side at once, as a malformed call that waits
+ * for the answer. */
+typedef enum { NO_MSG_DEADLINE, NO_MSG_CANCEL, NO_MSG_HALF_CLOSE } no_msg_mode_t;
+
 typedef struct {
     const char        *target;
+    no_msg_mode_t      mode;
     grpc_status_code   code;
     atomic_bool        done;
 } no_message_t;
 
+/* (the half-closing client also asks for the initial metadata: without
+ * it, gRPC core's client left a Trailers-Only answer unread until its
+ * deadline) */
 static void *no_message_client(void *arg)
 {
     no_message_t *r = arg;
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     grpc_channel *ch = grpc_channel_create(r->target, cr, NULL);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                   gpr_time_from_millis(200, GPR_TIMESPAN));
+    gpr_timespec dl = gpr_time_add(
+        gpr_now(GPR_CLOCK_MONOTONIC),
+        gpr_time_from_millis(r->mode == NO_MSG_DEADLINE ? 200 : 10000,
+                             GPR_TIMESPAN));
     grpc_slice method = grpc_slice_from_static_string(
         "/baton.v1.Generate/Tokenize");
     grpc_call *c = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS,
                                             cq, method, NULL, dl, NULL);
     grpc_metadata_array trailing;
     grpc_slice details;
-    grpc_op ops[2];
+    grpc_metadata_array initial;
+    grpc_op ops[4];
+    size_t n = 0;
 
     grpc_metadata_array_init(&trailing);
+    grpc_metadata_array_init(&initial);
     memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[1].data.recv_status_on_client.trailing_metadata = &trailing;
-    ops[1].data.recv_status_on_client.status = &r->code;
-    ops[1].data.recv_status_on_client.status_details = &details;
-    if (grpc_call_start_batch(c, ops, 2, (void *)1, NULL) == GRPC_CALL_OK) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (r->mode == NO_MSG_HALF_CLOSE) {
+        ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    }
+    ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[n].data.recv_status_on_client.trailing_metadata = &trailing;
+    ops[n].data.recv_status_on_client.status = &r->code;
+    ops[n++].data.recv_status_on_client.status_details = &details;
+    if (grpc_call_start_batch(c, ops, n, (void *)1, NULL) == GRPC_CALL_OK) {
+        if (r->mode == NO_MSG_CANCEL) {
+            usleep(300 * 1000);
+            grpc_call_cancel(c, NULL);
+        }
         grpc_completion_queue_pluck(cq, (void *)1,
                                     gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         grpc_slice_unref(details);
     }
     grpc_metadata_array_destroy(&trailing);
+    grpc_metadata_array_destroy(&initial);
     grpc_call_unref(c);
     grpc_completion_queue_shutdown(cq);
     grpc_completion_queue_destroy(cq);
@@ -204,20 +227,27 @@ static void *no_message_client(void *arg)
     return NULL;
 }
 
-/* The client's deadline passes before its request message: the server
- * ends the call DEADLINE_EXCEEDED quietly, not as an undecodable request
- * (it was counted, and warned "missing request message", before), and
- * keeps serving. */
-static void test_deadline_before_message(void **state)
+/* The client goes away before its request message (its deadline fires,
+ * or it cancels): the server ends the call quietly, not as an undecodable
+ * request, and keeps serving. Whether the server's own clock has passed
+ * the deadline by then does not matter: it started later by the trip, and
+ * a check of it failed under load (and counted every cancel). A client
+ * still there that closed without a message made a malformed call:
+ * INVALID_ARGUMENT, counted. */
+static void no_message_case(no_msg_mode_t mode)
 {
+    static const grpc_status_code want[] = {
+        [NO_MSG_DEADLINE] = GRPC_STATUS_DEADLINE_EXCEEDED,
+        [NO_MSG_CANCEL] = GRPC_STATUS_CANCELLED,
+        [NO_MSG_HALF_CLOSE] = GRPC_STATUS_INVALID_ARGUMENT,
+    };
     bt_rpc_fixture_t fx;
     bt_rpc_unary_out_t out;
     bt_rpc_server_stats_t st;
-    no_message_t r = { .code = GRPC_STATUS_OK };
+    no_message_t r = { .code = GRPC_STATUS_OK, .mode = mode };
     pthread_t t;
     bool never = false;
 
-    (void)state;
     bt_rpc_fixture_up(&fx, 0, NULL, NULL);
     r.target = fx.target;
     atomic_init(&r.done, false);
@@ -226,14 +256,32 @@ static void test_deadline_before_message(void **state)
         bt_rpc_run_until(fx.base, &never, 10);
     }
     assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(r.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    assert_int_equal(r.code, want[mode]);
     bt_rpc_run_until(fx.base, &never, 200);   /* the server's side ends */
     bt_rpc_server_get_stats(fx.srv, &st);
     assert_int_equal(st.calls_started, 1);   /* the server saw it */
-    assert_int_equal(st.decode_errors, 0);
+    assert_int_equal(st.decode_errors, mode == NO_MSG_HALF_CLOSE ? 1 : 0);
     bt_rpc_test_tokenize(&fx, "ok", 5000, NULL, 0, &out);
     assert_int_equal(out.code, BT_RPC_OK);
     bt_rpc_fixture_down(&fx);
+}
+
+static void test_deadline_before_message(void **state)
+{
+    (void)state;
+    no_message_case(NO_MSG_DEADLINE);
+}
+
+static void test_cancel_before_message(void **state)
+{
+    (void)state;
+    no_message_case(NO_MSG_CANCEL);
+}
+
+static void test_closed_without_message(void **state)
+{
+    (void)state;
+    no_message_case(NO_MSG_HALF_CLOSE);
 }
 
 static void test_message_limit(void **state)
@@ -862,6 +910,8 @@ int main(void)
         cmocka_unit_test(test_unimplemented),
         cmocka_unit_test(test_decode_error),
         cmocka_unit_test(test_deadline_before_message),
+        cmocka_unit_test(test_cancel_before_message),
+        cmocka_unit_test(test_closed_without_message),
         cmocka_unit_test(test_message_limit),
         cmocka_unit_test(test_deadline_and_cancel),
         cmocka_unit_test(test_async_replies),
