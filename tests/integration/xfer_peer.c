@@ -663,18 +663,32 @@ static int role_blast(size_t mb, size_t kb)
 
 /* --- deadline ----------------------------------------------------------- */
 
-static void resets_cb(void *arg, const bt_xfer_peer_stats_t *st)
+/* All peers together: endpoints reset because they stalled, and those
+ * of them set aside until UCX reports them failed. */
+typedef struct {
+    uint64_t resets;
+    uint64_t stale;
+} peer_sums_t;
+
+static void sums_cb(void *arg, const bt_xfer_peer_stats_t *st)
 {
-    *(uint64_t *)arg += st->resets;
+    peer_sums_t *s = arg;
+
+    s->resets += st->resets;
+    s->stale += st->stale_endpoints;
 }
 
-/* Endpoints closed because they stalled, all peers together. */
+static peer_sums_t peer_sums(void)
+{
+    peer_sums_t s = {0, 0};
+
+    bt_xfer_ctx_peers_foreach(ctx, sums_cb, &s);
+    return s;
+}
+
 static uint64_t peer_resets(void)
 {
-    uint64_t n = 0;
-
-    bt_xfer_ctx_peers_foreach(ctx, resets_cb, &n);
-    return n;
+    return peer_sums().resets;
 }
 
 /* One layer of `sl` as a stream with a minute's deadline and a stall
@@ -868,11 +882,6 @@ static bt_status_t write_once(bt_xfer_remote_t *rm, uint8_t *src,
 
 #define BLACKHOLE_LAYER (8u << 20)
 
-static void stale_cb(void *arg, const bt_xfer_peer_stats_t *st)
-{
-    *(uint64_t *)arg += st->stale_endpoints;
-}
-
 /* Then a partition cuts the connected link ("CUT": the parent drops every
  * tcp packet) while a layer is in flight: it stalls for its 2 s bound, the
  * endpoint is set aside with the layer still queued in it, and the retry,
@@ -889,7 +898,7 @@ static void blackhole_stall(bt_xfer_remote_t *rm, uint8_t *src)
         .lease_id = 11, .cb = wait_cb, .arg = &ws,
     };
     bt_xfer_stream_t *stream;
-    uint64_t t0, stale = 0;
+    uint64_t t0, stale;
     bool never = false;
 
     printf("CONNECTED resets=%llu\n", (unsigned long long)peer_resets());
@@ -905,7 +914,7 @@ static void blackhole_stall(bt_xfer_remote_t *rm, uint8_t *src)
         die("blackhole: stream refused");
     }
     run_until(&ws.done, 60000, NULL);
-    bt_xfer_ctx_peers_foreach(ctx, stale_cb, &stale);
+    stale = peer_sums().stale;
     printf("CUT %s %llu ms resets=%llu stale=%llu\n",
            ws.done ? bt_status_name(ws.status) : "none",
            (unsigned long long)((bt_now_ns() - t0) / 1000000),
