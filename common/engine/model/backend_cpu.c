@@ -1,12 +1,14 @@
-/* CPU backend: own matmul, RMSNorm and attention kernels.
+/* CPU backend: own matmul, RMSNorm, attention and SwiGLU kernels.
  *
- * Batch invariance comes from one rule: every dot product accumulates in
- * 8 lanes (element i goes to lane i mod 8, in increasing i, with a fused
- * multiply-add), then adds the lanes in a fixed tree. The AVX2 path does
- * exactly that with one __m256 per output element; the portable path does
- * it with fmaf, which rounds the same way, so both give the same bits.
- * Threads split output columns (or (token, head) pairs), never a
- * reduction, so the thread count never changes a result either. */
+ * Batch invariance comes from one rule: every dot product (and the
+ * softmax's sum) accumulates in 8 lanes (element i goes to lane i mod 8,
+ * in increasing i, with a fused multiply-add), then adds the lanes in a
+ * fixed tree. The AVX2 path does exactly that with one __m256 per output
+ * element; the portable path does it with fmaf, which rounds the same
+ * way, so both give the same bits; exp is our own (cpu_exp.c) for the
+ * same reason. Threads split output columns, (token, head) pairs or
+ * (token, group of heads) (cpu_attn.c), never a reduction, so the thread
+ * count never changes a result either. */
 #include "backend.h"
 
 #include "base/log.h"
