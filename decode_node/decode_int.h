@@ -20,6 +20,8 @@
 /* The longest lease a request or a renewal may ask (--lease-default's
  * maximum too). */
 #define BT_DREQ_LEASE_MAX_MS 3600000u
+/* How often a hold waiting for a writer inside a copy looks again. */
+#define BT_DREQ_GUARD_POLL_MS 20u
 
 /* The decode role of one node. */
 typedef struct bt_decode {
@@ -29,7 +31,8 @@ typedef struct bt_decode {
     uint64_t   step_start_us;   /* of the step in flight */
     /* Per pool block, the lease whose writer may fill it (0: none): the
      * blocks a LEASED request's prefill writes, so that data for any
-     * other lease is refused before it lands (the admit check). */
+     * other lease is refused before it lands (the admit check); copied
+     * into the pool region's guard for writers that map the pool. */
     uint64_t  *writer;
     uint32_t   n_writer;
 } bt_decode_t;
@@ -77,6 +80,8 @@ typedef struct bt_dreq {
     uint64_t           lease_id;
     uint64_t           expiry_ms;  /* wall time the lease ends (LEASED) */
     struct event      *lease_ev;   /* lease timer, then the fence timer */
+    bool               guard_wait; /* HELD past the fence for a writer
+                                    * inside a copy (bt_dreq_hold_try_end) */
     bt_kvseq_t        *seq;
     bool               in_step;    /* the batch's: in the step on the
                                     * worker (RUNNING, or ENDED by then),
@@ -114,6 +119,10 @@ void bt_dreq_fail(bt_dreq_t *r, bt_rpc_code_t code, const char *msg);
 void bt_dreq_put(bt_dreq_t *r);
 /* A HELD request's writer is done (or timed out): the blocks go back. */
 void bt_dreq_hold_end(bt_dreq_t *r);
+/* The same unless a live writer is inside a direct copy for the lease
+ * (the pool's guard): then the blocks wait, polled every
+ * BT_DREQ_GUARD_POLL_MS, until it leaves the copy or dies. */
+void bt_dreq_hold_try_end(bt_dreq_t *r);
 /* Frees a request that never joined (bt_dreq_enter). */
 void bt_dreq_free(bt_dreq_t *r);
 

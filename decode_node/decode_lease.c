@@ -32,11 +32,13 @@ static void bt_dreq_lease_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (r->state == BT_DREQ_HELD) {
-        BT_LOG_REQ(WARN, r->id, "no fence for lease %llu within %lld ms: its "
-                   "blocks go back", (unsigned long long)r->lease_id,
-                   (long long)r->node->cfg.lease_fence_ms);
-        bt_counter_inc(r->node->c_fence_timeouts);
-        bt_dreq_hold_end(r);
+        if (!r->guard_wait) {
+            BT_LOG_REQ(WARN, r->id, "no fence for lease %llu within %lld ms: "
+                       "its blocks go back", (unsigned long long)r->lease_id,
+                       (long long)r->node->cfg.lease_fence_ms);
+            bt_counter_inc(r->node->c_fence_timeouts);
+        }
+        bt_dreq_hold_try_end(r);
         return;
     }
     if (r->state == BT_DREQ_LEASED) {
@@ -117,7 +119,7 @@ void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
     if (r != NULL && r->state == BT_DREQ_HELD) {
         BT_LOG_REQ(DEBUG, r->id, "the writer of lease %llu is done: its blocks "
                    "go back", (unsigned long long)lease_id);
-        bt_dreq_hold_end(r);   /* the writer is done: the blocks can go */
+        bt_dreq_hold_try_end(r);   /* the writer is done: the blocks can go */
         return;
     }
     if (r != NULL && r->state == BT_DREQ_LEASED && status == BT_OK &&
@@ -495,7 +497,12 @@ void bt_decode_writer_set(bt_dreq_t *r, bool open)
             dec->writer[blk] = r->lease_id;
         } else if (dec->writer[blk] == r->lease_id) {
             dec->writer[blk] = 0;
+        } else {
+            continue;
         }
+        /* the same for writers on this host that copy straight into the
+         * pool (the region's guard): they check it before each copy */
+        bt_xfer_region_guard_set(r->node->region, blk, dec->writer[blk]);
     }
 }
 

@@ -143,6 +143,29 @@ void bt_dreq_hold_end(bt_dreq_t *r)
     bt_dreq_put(r);
 }
 
+void bt_dreq_hold_try_end(bt_dreq_t *r)
+{
+    uint64_t pid = 0;
+
+    /* a writer on this host stopped inside a copy for this lease finishes
+     * that copy when it resumes: the blocks wait for it (the guard) */
+    if (r->node->region != NULL &&
+        bt_xfer_region_guard_busy(r->node->region, r->lease_id, &pid)) {
+        if (!r->guard_wait) {
+            BT_LOG_REQ(WARN, r->id, "lease %llu: process %llu is stopped or "
+                       "stalled inside a copy into its blocks; they go back "
+                       "once it leaves the copy or dies",
+                       (unsigned long long)r->lease_id,
+                       (unsigned long long)pid);
+            r->guard_wait = true;
+            bt_counter_inc(r->node->c_guard_waits);
+        }
+        bt_node_timer_arm(r->lease_ev, BT_DREQ_GUARD_POLL_MS);
+        return;
+    }
+    bt_dreq_hold_end(r);
+}
+
 /* A lease that ends before its KV arrived (cancelled, expired, failed)
  * keeps its blocks until no prefill node can still write into them: until
  * a writer's end-of-writes message for the lease arrives (kv-complete or

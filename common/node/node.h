@@ -193,6 +193,7 @@ struct bt_node {
     bt_counter_t       *c_prefills, *c_tokens;
     bt_counter_t       *c_fence_timeouts;   /* dead leases freed unfenced */
     bt_counter_t       *c_kv_refused;       /* stale kv slices refused */
+    bt_counter_t       *c_guard_waits;      /* holds kept for a copy in flight */
     /* with model_name (docs/operations.md, Metrics) */
     bt_gauge_t         *g_waiting;          /* kept by the roles' transitions */
     bt_gauge_t         *g_kv_usage;

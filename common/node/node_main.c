@@ -253,8 +253,12 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
      * tcp where shared memory lacks error handling (TOOLCHAIN.md). */
     bt_xfer_ctx_params_t xp = {.log_lanes = true};
 
+    /* guarded: a writer on this host copies into a block only while its
+     * lease owns it (docs/internals/node.md "Lease fence") */
     if (bt_xfer_ctx_create(node->base, &xp, &node->xfer) != BT_OK ||
-        bt_xfer_region_alloc(node->xfer, bytes, &node->region) != BT_OK ||
+        bt_xfer_region_alloc_guarded(node->xfer, bytes,
+                                     bt_kv_slice_bytes(&pc.geom), n_blocks,
+                                     &node->region) != BT_OK ||
         (node->xstats = bt_xstats_create(node->metrics)) == NULL) {
         bt_error("cannot set up ucx for the kv pool");
         return BT_ERR_PEER_UNREACHABLE;

@@ -277,6 +277,10 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     node->c_kv_refused = bt_metrics_counter(
         m, "baton_node_kv_writes_refused_total",
         "kv data slices refused: their lease no longer waited for them", NULL);
+    node->c_guard_waits = bt_metrics_counter(
+        m, "baton_node_lease_guard_waits_total",
+        "dead leases whose blocks waited past the fence for a writer process "
+        "stopped or stalled inside a copy into them", NULL);
     bt_node_model_metrics(node);
     bt_node_metrics_update(node);
     node->ev_flush = event_new(node->base, -1, 0, bt_node_ev_flush, node);

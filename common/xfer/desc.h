@@ -31,6 +31,10 @@
  * only then, so peers of an older build keep getting one message per
  * slice. Decoders ignore flags they do not know. */
 #define BT_XFER_DESC_F_AM_BATCH  0x2u
+/* The registered memory holds a write guard for direct copies after the
+ * `length` bytes the descriptor names (guard.h); writers that map the
+ * region copy only for the lease that owns the blocks. */
+#define BT_XFER_DESC_F_GUARD     0x4u
 
 /* Decoded view; the pointers borrow the blob. */
 typedef struct {

@@ -180,15 +180,45 @@ static void req_param(bt_xfer_op_t *op, ucp_request_param_t *p)
 /* Shm: the slices are copied into the peer's region, mapped here, with
  * no UCX operation per slice (one flush follows, post_data); the
  * completion message goes through the same shared memory, after a
- * release fence, so the receiver that reads it sees every byte. */
-static void copy_direct(bt_xfer_op_t *op)
+ * release fence, so the receiver that reads it sees every byte. Into a
+ * guarded region (guard.h) only while the lease still owns each slice's
+ * blocks: a writer whose lease ended is refused here, as the receiver
+ * refuses its data messages on other lanes. */
+static bt_status_t copy_direct(bt_xfer_op_t *op)
 {
+    bt_xfer_remote_t *rm = op->remote;
+    bt_xfer_guard_t *g = rm->guard;
+    bt_status_t st = BT_OK;
+
+    if (g != NULL) {
+        rm->guard_slot = bt_xfer_guard_claim(g, rm->guard_slot);
+        if (rm->guard_slot < 0) {
+            bt_error("xfer region %u of %s: all %u writer slots are held by "
+                     "live processes; write refused", rm->desc.region_id,
+                     rm->peer->host, BT_XFER_GUARD_SLOTS);
+            return BT_ERR_EXHAUSTED;
+        }
+        bt_xfer_guard_enter(g, rm->guard_slot, op->lease_id);
+    }
     for (size_t i = 0; i < op->n_slices; i++) {
         const bt_xfer_slice_t *s = &op->slices[i];
 
+        if (g != NULL &&
+            !bt_xfer_guard_admits(g, s->remote_off, s->len, op->lease_id)) {
+            bt_debug("xfer write for lease %llu refused by region %u of %s: "
+                     "the lease no longer owns its blocks",
+                     (unsigned long long)op->lease_id, rm->desc.region_id,
+                     rm->peer->host);
+            st = BT_ERR_PEER_REJECTED;
+            break;
+        }
         memcpy(op->direct + s->remote_off, s->local, s->len);
     }
     atomic_thread_fence(memory_order_release);
+    if (g != NULL) {
+        bt_xfer_guard_leave(g, rm->guard_slot);
+    }
+    return st;
 }
 
 /* Slices [i, j) as one eager batch message: a header naming where each
@@ -272,7 +302,7 @@ static bt_status_t post_data(bt_xfer_op_t *op)
     size_t i = 0;
 
     if (op->direct != NULL) {
-        copy_direct(op);
+        st = copy_direct(op);
         i = op->n_slices;
     }
     while (i < op->n_slices && st == BT_OK) {
@@ -431,6 +461,7 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
     }
     rm->map = NULL;
     rm->map_tried = false;
+    rm->guard = NULL;   /* the slot index stays: the same shared memory */
     st = ucp_ep_rkey_unpack(rm->peer->ep, rm->desc.rkey, &rm->rkey);
     if (st != UCS_OK) {
         bt_error("xfer rkey from %s rejected: %s", rm->peer->host,
@@ -442,26 +473,67 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
     return BT_OK;
 }
 
-uint8_t *bt_xfer_remote_map(bt_xfer_remote_t *rm)
+/* The bytes [off, off + len) of the remote region mapped here as one
+ * piece, or NULL. */
+static uint8_t *map_range(bt_xfer_remote_t *rm, uint64_t off, uint64_t len)
 {
     void *lo, *hi;
 
+    if (len == 0 || off + len < off ||
+        ucp_rkey_ptr(rm->rkey, rm->desc.base + off, &lo) != UCS_OK ||
+        ucp_rkey_ptr(rm->rkey, rm->desc.base + off + len - 1, &hi) != UCS_OK ||
+        (uint8_t *)hi - (uint8_t *)lo != (ptrdiff_t)(len - 1)) {
+        return NULL;
+    }
+    return lo;
+}
+
+/* The guard a region announces (desc flag), mapped with it, checked
+ * before use; NULL when there is none or it is not valid (guard_bad). */
+static void map_guard(bt_xfer_remote_t *rm)
+{
+    uint64_t off = bt_xfer_guard_offset(rm->desc.length);
+    bt_xfer_guard_t *g;
+
+    if (!(rm->desc.flags & BT_XFER_DESC_F_GUARD)) {
+        return;
+    }
+    g = (bt_xfer_guard_t *)map_range(rm, 0, off + sizeof(*g));
+    if (g != NULL) {
+        g = (bt_xfer_guard_t *)((uint8_t *)g + off);
+        /* the table must be mapped with the header before it is read */
+        if (g->magic != BT_XFER_GUARD_MAGIC || g->n_units > UINT32_MAX ||
+            map_range(rm, 0, bt_xfer_guard_region_len(
+                                 rm->desc.length, (uint32_t)g->n_units)) ==
+                NULL ||
+            !bt_xfer_guard_valid(g, sizeof(*g) + g->n_units * sizeof(uint64_t),
+                                 rm->desc.length)) {
+            g = NULL;
+        }
+    }
+    rm->guard = g;
+    rm->guard_bad = g == NULL;
+    if (g == NULL) {
+        bt_error("xfer region %u of %s announces a write guard that is not "
+                 "valid: writes to it are refused", rm->desc.region_id,
+                 rm->peer->host);
+    }
+}
+
+uint8_t *bt_xfer_remote_map(bt_xfer_remote_t *rm)
+{
     if (rm->map_tried) {
         return rm->map;
     }
     rm->map_tried = true;
-    rm->map = NULL;
-    if (rm->desc.length == 0 ||
-        ucp_rkey_ptr(rm->rkey, rm->desc.base, &lo) != UCS_OK ||
-        ucp_rkey_ptr(rm->rkey, rm->desc.base + rm->desc.length - 1, &hi) !=
-            UCS_OK) {
-        return NULL;
-    }
     /* one mapping covers the whole region, or no direct copies */
-    if ((uint8_t *)hi - (uint8_t *)lo == (ptrdiff_t)(rm->desc.length - 1)) {
-        rm->map = lo;
-        bt_debug("xfer region %u of %s mapped for direct copies",
-                 rm->desc.region_id, rm->peer->host);
+    rm->map = rm->desc.length == 0 ? NULL
+                                   : map_range(rm, 0, rm->desc.length);
+    if (rm->map != NULL) {
+        map_guard(rm);
+        bt_debug("xfer region %u of %s mapped for direct copies%s",
+                 rm->desc.region_id, rm->peer->host,
+                 rm->guard != NULL ? ", guarded" : "");
     }
     return rm->map;
 }
@@ -571,6 +643,10 @@ static bt_status_t op_start(bt_xfer_ctx_t *ctx, const bt_xfer_params_t *p,
         }
         if (!is_read && !ctx->params.plain_slices) {
             op->direct = bt_xfer_remote_map(rm);
+        }
+        if (!is_read && rm->guard_bad) {
+            bt_xfer_op_free(op);
+            return BT_ERR_PEER_PROTOCOL;
         }
     }
     op->peer = rm->peer;

@@ -82,6 +82,50 @@ bt_status_t bt_xfer_region_alloc(bt_xfer_ctx_t *ctx, size_t length,
     return region_map(ctx, NULL, length, true, BT_XFER_MEM_HOST, region_p);
 }
 
+bt_status_t bt_xfer_region_alloc_guarded(bt_xfer_ctx_t *ctx, size_t data_len,
+                                         uint64_t unit_bytes, uint32_t n_units,
+                                         bt_xfer_region_t **region_p)
+{
+    bt_xfer_region_t *r;
+    bt_status_t st;
+
+    if (data_len == 0 || unit_bytes == 0 || n_units == 0) {
+        bt_error("xfer guarded region needs data, a unit and units "
+                 "(len %zu unit %llu units %u)", data_len,
+                 (unsigned long long)unit_bytes, n_units);
+        return BT_ERR_INVALID_ARG;
+    }
+    st = region_map(ctx, NULL, bt_xfer_guard_region_len(data_len, n_units),
+                    true, BT_XFER_MEM_HOST, &r);
+    if (st != BT_OK) {
+        return st;
+    }
+    r->guard = bt_xfer_guard_init(r->base, data_len, unit_bytes, n_units);
+    r->length = data_len;
+    *region_p = r;
+    return BT_OK;
+}
+
+void bt_xfer_region_guard_set(bt_xfer_region_t *r, uint64_t unit,
+                              uint64_t lease)
+{
+    if (r->guard != NULL) {
+        bt_xfer_guard_set(r->guard, unit, lease);
+    }
+}
+
+bool bt_xfer_region_guard_admits(const bt_xfer_region_t *r, uint64_t off,
+                                 uint64_t len, uint64_t lease)
+{
+    return r->guard == NULL || bt_xfer_guard_admits(r->guard, off, len, lease);
+}
+
+bool bt_xfer_region_guard_busy(bt_xfer_region_t *r, uint64_t lease,
+                               uint64_t *pid_p)
+{
+    return r->guard != NULL && bt_xfer_guard_busy(r->guard, lease, pid_p);
+}
+
 bt_status_t bt_xfer_region_register(bt_xfer_ctx_t *ctx, void *base,
                                     size_t length,
                                     bt_xfer_region_t **region_p)
@@ -133,6 +177,7 @@ bt_status_t bt_xfer_region_export(const bt_xfer_region_t *r, void **blob_p,
 
     memset(&d, 0, sizeof(d));
     d.flags = (uint16_t)((r->ucx_alloc ? BT_XFER_DESC_F_UCX_ALLOC : 0) |
+                         (r->guard != NULL ? BT_XFER_DESC_F_GUARD : 0) |
                          BT_XFER_DESC_F_AM_BATCH);
     d.base = (uint64_t)(uintptr_t)r->base;
     d.length = r->length;
@@ -182,6 +227,7 @@ bt_status_t bt_xfer_remote_import(bt_xfer_ctx_t *ctx, const void *blob,
         goto err_free;
     }
     rm->ctx = ctx;
+    rm->guard_slot = -1;
     bt_list_add_tail(&ctx->remotes, &rm->link);
     *remote_p = rm;
     return BT_OK;
@@ -198,6 +244,9 @@ void bt_xfer_remote_destroy(bt_xfer_remote_t *rm)
         return;
     }
     bt_list_del(&rm->link);
+    if (rm->guard != NULL) {
+        bt_xfer_guard_release(rm->guard, rm->guard_slot);   /* still mapped */
+    }
     if (rm->rkey != NULL) {
         ucp_rkey_destroy(rm->rkey);
     }

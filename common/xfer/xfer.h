@@ -147,6 +147,27 @@ size_t bt_xfer_ctx_outstanding(const bt_xfer_ctx_t *ctx);
  * bt_xfer_region_base(). */
 bt_status_t bt_xfer_region_alloc(bt_xfer_ctx_t *ctx, size_t length,
                                  bt_xfer_region_t **region_p);
+/* The same, `data_len` bytes, with a write guard after them for writers
+ * that copy straight into the mapped region (shm): each unit (offset o
+ * is unit (o / unit_bytes) % n_units) takes direct copies only for the
+ * lease set on it, and a lease's units are safe to reuse only once
+ * bt_xfer_region_guard_busy says no live writer is inside a copy for it
+ * (guard.h has the handshake; a writer stopped mid-copy finishes that
+ * copy when it resumes). bt_xfer_region_length is `data_len`. */
+bt_status_t bt_xfer_region_alloc_guarded(bt_xfer_ctx_t *ctx, size_t data_len,
+                                         uint64_t unit_bytes, uint32_t n_units,
+                                         bt_xfer_region_t **region_p);
+/* Unit `unit` takes writes for `lease` (0: for none). No-op unguarded. */
+void bt_xfer_region_guard_set(bt_xfer_region_t *r, uint64_t unit,
+                              uint64_t lease);
+/* Whether [off, off + len) lies in the data and every unit of it takes
+ * writes for `lease`; always true for a region without a guard. */
+bool bt_xfer_region_guard_admits(const bt_xfer_region_t *r, uint64_t off,
+                                 uint64_t len, uint64_t lease);
+/* True while a live process is inside a direct copy for `lease` (its pid
+ * in *pid_p): the lease's units must not be reused yet. */
+bool bt_xfer_region_guard_busy(bt_xfer_region_t *r, uint64_t lease,
+                               uint64_t *pid_p);
 /* Registers caller memory (it must outlive the region). Works everywhere,
  * but shm puts into it are slower and stall when the owner is not
  * progressing (TOOLCHAIN.md); prefer bt_xfer_region_alloc. */

@@ -6,6 +6,7 @@
 #include "xfer.h"
 #include "am_hdr.h"
 #include "desc.h"
+#include "guard.h"
 
 #include "base/list.h"
 
@@ -136,6 +137,9 @@ struct bt_xfer_region {
     size_t          length;
     uint32_t        id;
     bool            ucx_alloc;
+    /* Direct writers' lease guard after the data (guard.h), or NULL;
+     * `length` counts the data only, which is what slices may touch. */
+    bt_xfer_guard_t *guard;
     void           *rkey_buf;
     size_t          rkey_len;
 };
@@ -152,6 +156,12 @@ struct bt_xfer_remote {
      * direct copies; valid while rkey is, i.e. for rkey_gen. */
     uint8_t        *map;
     bool            map_tried;
+    /* The region's guard as mapped here (direct copies check it), this
+     * process's slot in it (-1: none yet), and a guard announced but
+     * not valid: writes are refused then. */
+    bt_xfer_guard_t *guard;
+    int              guard_slot;
+    bool             guard_bad;
 };
 
 /* Private part of every UCX request we submit (context request_size). */

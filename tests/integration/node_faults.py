@@ -12,12 +12,13 @@ scheduler's fairness):
     that needs the whole pool gets the blocks only once the writer is done
     and its tokens are baton-run's bit for bit; the same with the writer
     cancelled (as the router does), which then sends a fence;
-  - a late writer (tcp): a lease fenced by --lease-fence-timeout while
-    its slow prefill still writes; the blocks go to the next request, and
-    the writer's later data messages are refused (the decode node's admit
-    check), so that request's tokens are baton-run's bit for bit. Over
-    shm the writer copies straight into the mapped pool and nothing can
-    refuse it: docs/internals/node.md "Lease fence" says what bounds it;
+  - a late writer: a lease fenced by --lease-fence-timeout while its
+    slow prefill still writes; the blocks go to the next request, and
+    the writer's later data is refused (over tcp the decode node's admit
+    check refuses its messages; over shm the writer, which copies
+    straight into the mapped pool, finds in the pool's guard that its
+    lease no longer owns the blocks and fails its transfer), so that
+    request's tokens are baton-run's bit for bit;
   - --role both: renewal, and an expiry racing its own slow prefill;
   - fairness: with more sequences than --max-batch, the oldest finish
     first and every one gets baton-run's tokens;
@@ -198,10 +199,17 @@ def check_late_writer(model, env, tmp):
     nc.tap(code(ra["decode-end"]) == 4,
            "late writer: A's lease ends DEADLINE_EXCEEDED while its prefill "
            "runs (%s)" % ra["decode-end"], ra["text"])
-    refused = nc.gauge(dh, "baton_node_kv_writes_refused_total") or 0
-    nc.tap(nc.gauge(dh, "baton_node_lease_fence_timeouts_total") == 1 and
-           refused > 0, "late writer: A's blocks came back by the bound and "
-           "its later data was refused (%d slices)" % refused)
+    timeouts = nc.gauge(dh, "baton_node_lease_fence_timeouts_total")
+    if nc.MODE == "tcp":
+        refused = nc.gauge(dh, "baton_node_kv_writes_refused_total") or 0
+        nc.tap(timeouts == 1 and refused > 0, "late writer: A's blocks came "
+               "back by the bound and its later data was refused (%d slices)"
+               % refused)
+    else:
+        # refused by the guard on the writer's side: its transfer fails
+        nc.tap(timeouts == 1 and code(ra["prefill-end"]) == 14,
+               "late writer: A's blocks came back by the bound and its later "
+               "copies were refused (prefill %s)" % ra["prefill-end"])
     nc.tap(b["rc"] == 0 and b["tokens"] == ref,
            "late writer: the request on the fenced lease's blocks equals "
            "baton-run bit for bit (%d tokens)" % len(b["tokens"] or []),
@@ -377,8 +385,7 @@ def main():
     check_renewal(model, env, tmp)
     check_fence(model, env, tmp, cancel=False)
     check_fence(model, env, tmp, cancel=True)
-    if nc.MODE == "tcp":
-        check_late_writer(model, env, tmp)
+    check_late_writer(model, env, tmp)
     check_both(model, env, tmp)
     check_fairness(model, env, tmp)
     check_kvstore_down(model, env, tmp)
