@@ -543,49 +543,71 @@ typedef struct {
     cpu_ctx_t            *c;
 } attn_job_t;
 
+/* What one token attends to at one K/V head: positions start..pos, whose
+ * rows lie in runs of consecutive slots of a block, ld bytes apart. */
+typedef struct {
+    const bt_kv_view_t *kv;
+    const uint32_t     *table;
+    int                 layer, start, pos;
+    size_t              hoff, ld;
+} attn_span_t;
+
+static attn_span_t attn_span(const bt_attn_args_t *a, int t, int kv_head)
+{
+    const bt_kv_view_t *kv = a->kv;
+    const size_t row = (size_t)a->head_dim * bt_dtype_size(kv->dtype);
+    const int pos = a->pos[t];
+    attn_span_t s = {
+        .kv = kv, .table = a->tables[t], .layer = a->layer, .pos = pos,
+        .start = a->window > 0 && pos - a->window + 1 > 0
+                 ? pos - a->window + 1 : 0,
+        .hoff = (size_t)kv_head * row, .ld = (size_t)kv->n_kv_heads * row,
+    };
+
+    return s;
+}
+
+/* The run of rows from position p on, of K (which 0) or V (1), at the
+ * span's head, in *rows_p; returns its length. */
+static int attn_span_run(const attn_span_t *s, int p, int which,
+                         const char **rows_p)
+{
+    const int bs = s->kv->block_size;
+
+    *rows_p = (const char *)bt_kv_view_at(s->kv, s->layer, s->table[p / bs],
+                                          which, p % bs) + s->hoff;
+    return bs - p % bs < s->pos - p + 1 ? bs - p % bs : s->pos - p + 1;
+}
+
 static void attn_task(void *vjob, int task, int thread)
 {
     const attn_job_t *j = vjob;
     const bt_attn_args_t *a = j->a;
-    const bt_kv_view_t *kv = a->kv;
     const int t = task / a->n_heads, h = task % a->n_heads;
-    const int g = h / (a->n_heads / a->n_kv_heads);
-    const int hd = a->head_dim, bs = kv->block_size;
-    const int pos = a->pos[t];
-    const int start = a->window > 0 && pos - a->window + 1 > 0
-                      ? pos - a->window + 1 : 0;
-    const uint32_t *table = a->tables[t];
+    const attn_span_t s = attn_span(a, t, h / (a->n_heads / a->n_kv_heads));
+    const int hd = a->head_dim;
     const float *q = a->q + ((size_t)t * a->n_heads + h) * hd;
     float *out = a->out + ((size_t)t * a->n_heads + h) * hd;
     float *sc = j->c->scratch[thread];
     float mx = -INFINITY, sum;
-    const size_t hoff = (size_t)g * hd * bt_dtype_size(kv->dtype);
-    const size_t ld = (size_t)kv->n_kv_heads * hd * bt_dtype_size(kv->dtype);
+    const char *kv_rows;
+    int run;
 
-    /* positions run in slots of a block ld bytes apart */
-    for (int p = start; p <= pos;) {
-        const int run = bs - p % bs < pos - p + 1 ? bs - p % bs : pos - p + 1;
-        const char *k = (const char *)bt_kv_view_at(kv, a->layer,
-                                                    table[p / bs], 0, p % bs);
-
-        dots(q, k + hoff, ld, kv->dtype, hd, run, sc + (p - start));
-        for (int i = p - start; i < p - start + run; i++) {
+    for (int p = s.start; p <= s.pos; p += run) {
+        run = attn_span_run(&s, p, 0, &kv_rows);
+        dots(q, kv_rows, s.ld, s.kv->dtype, hd, run, sc + (p - s.start));
+        for (int i = p - s.start; i < p - s.start + run; i++) {
             sc[i] *= a->scale;
             mx = sc[i] > mx ? sc[i] : mx;
         }
-        p += run;
     }
-    sum = bt_cpu_exp_sum(sc, (size_t)(pos - start + 1), mx);
+    sum = bt_cpu_exp_sum(sc, (size_t)(s.pos - s.start + 1), mx);
     memset(out, 0, (size_t)hd * sizeof(float));
     /* per output element, positions in increasing order: the same with or
      * without SIMD */
-    for (int p = start; p <= pos;) {
-        const int run = bs - p % bs < pos - p + 1 ? bs - p % bs : pos - p + 1;
-        const char *v = (const char *)bt_kv_view_at(kv, a->layer,
-                                                    table[p / bs], 1, p % bs);
-
-        wsum(sc + (p - start), v + hoff, ld, kv->dtype, run, out, hd);
-        p += run;
+    for (int p = s.start; p <= s.pos; p += run) {
+        run = attn_span_run(&s, p, 1, &kv_rows);
+        wsum(sc + (p - s.start), kv_rows, s.ld, s.kv->dtype, run, out, hd);
     }
     for (int d = 0; d < hd; d++) {
         out[d] = out[d] / sum;
@@ -675,7 +697,6 @@ static void attn_heads_task(void *vjob, int task, int thread)
 {
     const attn_job_t *j = vjob;
     const bt_attn_args_t *a = j->a;
-    const bt_kv_view_t *kv = a->kv;
     const int G = a->n_heads / a->n_kv_heads;
     const int nb = (G + BT_ATTN_HEADS - 1) / BT_ATTN_HEADS;
     const int t = task / (a->n_kv_heads * nb);
@@ -683,42 +704,31 @@ static void attn_heads_task(void *vjob, int task, int thread)
     const int h0 = g * G + task % nb * BT_ATTN_HEADS;
     const int nh = g * G + G - h0 < BT_ATTN_HEADS ? g * G + G - h0
                                                   : BT_ATTN_HEADS;
-    const int hd = a->head_dim, bs = kv->block_size;
-    const int pos = a->pos[t];
-    const int start = a->window > 0 && pos - a->window + 1 > 0
-                      ? pos - a->window + 1 : 0;
-    const size_t ls = (size_t)(pos - start + 1);
-    const uint32_t *table = a->tables[t];
+    const attn_span_t s = attn_span(a, t, g);
+    const int hd = a->head_dim;
+    const size_t ls = (size_t)(s.pos - s.start + 1);
     const float *q = a->q + ((size_t)t * a->n_heads + h0) * hd;
     float *out = a->out + ((size_t)t * a->n_heads + h0) * hd;
     float *sc = j->c->scratch[thread];
     float sum[BT_ATTN_HEADS];
-    const size_t hoff = (size_t)g * hd * bt_dtype_size(kv->dtype);
-    const size_t ld = (size_t)kv->n_kv_heads * hd * bt_dtype_size(kv->dtype);
+    const char *kv_rows;
+    int run;
 
-    for (int p = start; p <= pos;) {
-        const int run = bs - p % bs < pos - p + 1 ? bs - p % bs : pos - p + 1;
-        const char *k = (const char *)bt_kv_view_at(kv, a->layer,
-                                                    table[p / bs], 0, p % bs);
-
-        bt_cpu_qk_heads(q, nh, hd, k + hoff, ld, kv->dtype, run,
-                        sc + (p - start), ls);
-        p += run;
+    for (int p = s.start; p <= s.pos; p += run) {
+        run = attn_span_run(&s, p, 0, &kv_rows);
+        bt_cpu_qk_heads(q, nh, hd, kv_rows, s.ld, s.kv->dtype, run,
+                        sc + (p - s.start), ls);
     }
     for (int hh = 0; hh < nh; hh++) {
-        float *s = sc + (size_t)hh * ls;
+        float *sh = sc + (size_t)hh * ls;
 
-        sum[hh] = bt_cpu_exp_sum(s, ls, bt_cpu_scale_max(s, ls, a->scale));
+        sum[hh] = bt_cpu_exp_sum(sh, ls, bt_cpu_scale_max(sh, ls, a->scale));
     }
     memset(out, 0, (size_t)nh * hd * sizeof(float));
-    for (int p = start; p <= pos;) {
-        const int run = bs - p % bs < pos - p + 1 ? bs - p % bs : pos - p + 1;
-        const char *v = (const char *)bt_kv_view_at(kv, a->layer,
-                                                    table[p / bs], 1, p % bs);
-
-        bt_cpu_pv_heads(sc + (p - start), ls, nh, v + hoff, ld, kv->dtype,
+    for (int p = s.start; p <= s.pos; p += run) {
+        run = attn_span_run(&s, p, 1, &kv_rows);
+        bt_cpu_pv_heads(sc + (p - s.start), ls, nh, kv_rows, s.ld, s.kv->dtype,
                         run, out, hd);
-        p += run;
     }
     for (int hh = 0; hh < nh; hh++) {
         for (int d = 0; d < hd; d++) {
