@@ -141,7 +141,9 @@ void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
                            const void *user, size_t user_len);
 bool bt_decode_lease_live(void *self, uint64_t lease_id);
 /* The blocks r's prefill fills take writes for r's lease (open), or no
- * longer do: bt_dreq_to calls it entering and leaving LEASED. */
+ * longer do: opened just before the Reservation is sent, closed by
+ * bt_dreq_to when the request leaves NEW or LEASED for anything but
+ * LEASED. */
 void bt_decode_writer_set(bt_dreq_t *r, bool open);
 bool bt_decode_cancel(void *self, const char *request_id);
 

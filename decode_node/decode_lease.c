@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 static void bt_dreq_cancel_cb(bt_rpc_call_t *call, void *arg)
 {
@@ -199,6 +200,23 @@ void bt_decode_kv_complete(void *self, uint64_t lease_id, int32_t status,
     bt_dreq_flush(r);
     bt_node_metrics_update(node);
     bt_node_sched_kick(node);
+}
+
+/* Tests: BATON_TEST_RESERVE_DELAY_MS holds the loop that long after each
+ * Reservation is sent, so that a prefill node copies into the pool before
+ * this loop runs again (tests/integration/node_faults.py). */
+static void bt_decode_test_reserve_delay(void)
+{
+    static long delay_ms = -1;
+
+    if (delay_ms < 0) {
+        const char *d = getenv("BATON_TEST_RESERVE_DELAY_MS");
+
+        delay_ms = d != NULL ? atol(d) : 0;
+    }
+    if (delay_ms > 0) {
+        usleep((useconds_t)delay_ms * 1000);
+    }
 }
 
 static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
@@ -385,12 +403,18 @@ static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
                    ? (uint64_t)(uintptr_t)bt_xfer_region_base(node->region) : 0;
     m.kind_case = BATON__V1__DECODE_RESPONSE__KIND_RESERVATION;
     m.reservation = &rv;
+    /* the blocks take the lease's writes before the Reservation leaves:
+     * gRPC sends it from its own thread, and a prefill node on this host
+     * may copy into the pool (checking the guard) before this loop runs
+     * again */
+    bt_decode_writer_set(r, true);
     if (bt_rpc_call_send(call, &m.base, NULL, NULL) != BT_OK) {
         free(desc);
         bt_dreq_fail(r, BT_RPC_INTERNAL, "cannot send the reservation");
         return;
     }
     free(desc);
+    bt_decode_test_reserve_delay();
     bt_dreq_to(r, BT_DREQ_LEASED);
     BT_LOG_REQ(INFO, r->id, "decode admitted: %u prompt tokens, reserved %u "
                "blocks (lease %llu, %llu ms)%s", r->n_prompt,

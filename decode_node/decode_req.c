@@ -77,7 +77,10 @@ void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
     }
     if (from == BT_DREQ_LEASED) {
         bt_gauge_add(node->g_waiting, -1.0);
-        bt_decode_writer_set(r, false);
+    }
+    if ((from == BT_DREQ_NEW || from == BT_DREQ_LEASED) &&
+        to != BT_DREQ_LEASED) {
+        bt_decode_writer_set(r, false);   /* opened as the Reservation left */
     }
     r->state = to;
     if (r->stem != NULL && to != BT_DREQ_LEASED && to != BT_DREQ_RUNNING &&
@@ -87,7 +90,6 @@ void bt_dreq_to(bt_dreq_t *r, bt_dreq_state_t to)
     switch (to) {
     case BT_DREQ_LEASED:
         bt_gauge_add(node->g_waiting, 1.0);
-        bt_decode_writer_set(r, true);
         break;
     case BT_DREQ_RUNNING:
         node->running++;

@@ -19,6 +19,8 @@ scheduler's fairness):
     straight into the mapped pool, finds in the pool's guard that its
     lease no longer owns the blocks and fails its transfer), so that
     request's tokens are baton-run's bit for bit;
+  - an early writer: the decode node's loop held after the Reservation
+    went out, so the prefill writes first: the blocks take its writes;
   - --role both: renewal, and an expiry racing its own slow prefill;
   - fairness: with more sequences than --max-batch, the oldest finish
     first and every one gets baton-run's tokens;
@@ -171,6 +173,26 @@ def check_fence(model, env, tmp, cancel):
     nc.tap(nc.gauge(dh, "baton_node_kv_used_blocks") == 0 and
            nc.gauge(dh, "baton_node_kv_reserved_blocks") == 0,
            "%s: the pool is whole again" % tag)
+
+
+def check_early_writer(model, env, tmp):
+    """The decode node's loop is held 300 ms after each Reservation goes
+    out (BATON_TEST_RESERVE_DELAY_MS), so the prefill node writes before
+    that loop runs again: the blocks must take its writes already (over
+    shm the writer checks the pool's guard itself; it refused them when
+    the lease was opened after the send)."""
+    slow_env = dict(env, BATON_TEST_RESERVE_DELAY_MS="300")
+    _, dec, _ = node("d-early", "decode_node/baton-decode", model, slow_env,
+                     tmp, "--kv-blocks", "64")
+    _, pre, _ = node("p-early", "prefill_node/baton-prefill", model, env, tmp)
+    ids = [4091] + [(i * 17 + 5) % 4000 for i in range(1, 40)]
+    ref = nc.run_ref(model, ids, 24)
+    r = pd(dec, pre, ids, 24, 5000)
+    nc.tap(r["rc"] == 0 and code(r["prefill-end"]) == 0 and
+           r["tokens"] == ref,
+           "early writer: a prefill that writes before the decode node's loop "
+           "ran again completes, tokens equal baton-run (prefill %s)"
+           % r["prefill-end"], r["text"][-400:])
 
 
 def check_late_writer(model, env, tmp):
@@ -385,6 +407,7 @@ def main():
     check_renewal(model, env, tmp)
     check_fence(model, env, tmp, cancel=False)
     check_fence(model, env, tmp, cancel=True)
+    check_early_writer(model, env, tmp)
     check_late_writer(model, env, tmp)
     check_both(model, env, tmp)
     check_fairness(model, env, tmp)
