@@ -33,7 +33,11 @@
  * one completion message at the end: "layered"), and both again with
  * --plain's one UCX operation per slice, all in the same run.
  * --plain: one UCX operation per slice (bt_xfer_ctx_params_t
- * plain_slices), the path before batching, for A/B runs. */
+ * plain_slices), the path before batching, for A/B runs.
+ * --kv also runs the batched pattern into a guarded region, as a decode
+ * node's pool is (bt_xfer_region_alloc_guarded: every block owned by the
+ * writes' lease, which shm's direct copies check), beside the unguarded
+ * one in each repetition: what the guard costs. */
 #include "xfer/xfer.h"
 
 #include "base/clock.h"
@@ -50,10 +54,13 @@
 #include <unistd.h>
 
 #define WINDOW 4
+#define BENCH_LEASE 1       /* every write's lease; a guarded region's owner */
+#define GUARD_UNIT 16384u   /* a guarded region's unit: the KV block */
 #define PORT_BASE 13400
 
 static bool opt_json;
 static bool opt_plain;
+static bool opt_guard;   /* the receiver's region guarded (--kv's third run) */
 static unsigned opt_spin_us;
 static int opt_repeat = 4;
 
@@ -149,7 +156,7 @@ static bt_status_t post_ex(side_t *s, const bt_xfer_slice_t *sl, size_t n,
     bt_xfer_params_t p = {
         .remote = s->remote, .slices = sl, .n_slices = n,
         .timeout_ms = 30000, .notify = notify, .layer = layer,
-        .cb = done_cb, .arg = s,
+        .lease_id = BENCH_LEASE, .cb = done_cb, .arg = s,
     };
     bt_xfer_op_t *op;
 
@@ -201,9 +208,16 @@ static void side_init(side_t *s, size_t region_len, int fd_out, int fd_in,
 
     s->base = bt_loop_create();
     if (bt_xfer_ctx_create(s->base, &cp, &s->ctx) != BT_OK ||
-        bt_xfer_region_alloc(s->ctx, region_len, &s->region) != BT_OK ||
+        (opt_guard ? bt_xfer_region_alloc_guarded(
+                         s->ctx, region_len, GUARD_UNIT,
+                         (uint32_t)(region_len / GUARD_UNIT), &s->region)
+                   : bt_xfer_region_alloc(s->ctx, region_len, &s->region)) !=
+            BT_OK ||
         bt_xfer_region_export(s->region, &blob, &len) != BT_OK) {
         _exit(4);
+    }
+    for (size_t u = 0; opt_guard && u < region_len / GUARD_UNIT; u++) {
+        bt_xfer_region_guard_set(s->region, u, BENCH_LEASE);
     }
     memset(bt_xfer_region_base(s->region), 0x3c, region_len);
     bt_xfer_ctx_set_notify_cb(s->ctx, echo ? echo_notify_cb : notify_cb, s);
@@ -654,7 +668,7 @@ static void run_kv_case(const char *tls)
 {
     const size_t size = (size_t)KV_L * KV_B * KV_BLK;
     const int iters = (int)((size_t)(256u << 20) / size);
-    double lo[4] = {1e9, 1e9, 1e9, 1e9}, hi[4] = {0};
+    double lo[6] = {1e9, 1e9, 1e9, 1e9, 1e9, 1e9}, hi[6] = {0};
 
     set_tls(tls);
     for (int rep = 0; rep < opt_repeat; rep++) {
@@ -663,16 +677,20 @@ static void run_kv_case(const char *tls)
         opt_plain = true;
         ours_t p = run_ours(size, iters);
         opt_plain = false;
+        opt_guard = true;
+        ours_t g = run_ours(size, iters);
+        opt_guard = false;
         double pbw = perftest_bw("ucp_put_bw", size, iters, rep), pam = -1;
 
         if (strcmp(tls, "tcp") == 0) {
             pam = perftest_bw("ucp_am_bw", size, iters, rep);
         }
         double ref = max_d(pbw, pam);
-        double r[4] = {b.kv_split_gbps / ref, b.kv_layered_gbps / ref,
-                       p.kv_split_gbps / ref, p.kv_layered_gbps / ref};
+        double r[6] = {b.kv_split_gbps / ref, b.kv_layered_gbps / ref,
+                       p.kv_split_gbps / ref, p.kv_layered_gbps / ref,
+                       g.kv_split_gbps / ref, g.kv_layered_gbps / ref};
 
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 6; i++) {
             lo[i] = r[i] < lo[i] ? r[i] : lo[i];
             hi[i] = r[i] > hi[i] ? r[i] : hi[i];
         }
@@ -683,19 +701,24 @@ static void run_kv_case(const char *tls)
                    "\"ours_8mib_gbps\":%.3f,\"split_gbps\":%.3f,"
                    "\"layered_gbps\":%.3f,\"coalesced_gbps\":%.3f,"
                    "\"plain_split_gbps\":%.3f,\"plain_layered_gbps\":%.3f,"
+                   "\"guarded_split_gbps\":%.3f,"
+                   "\"guarded_layered_gbps\":%.3f,"
                    "\"errors\":%d}\n", tls, rep, ref, pbw, pam, b.bw_gbps,
                    b.kv_split_gbps, b.kv_layered_gbps, b.kv_coalesced_gbps,
-                   p.kv_split_gbps, p.kv_layered_gbps, b.errors + p.errors);
+                   p.kv_split_gbps, p.kv_layered_gbps, g.kv_split_gbps,
+                   g.kv_layered_gbps, b.errors + p.errors + g.errors);
         } else {
             printf("%-4s kv rep %d: perftest 8 MiB %6.2f GB/s (put %.2f%s) | "
                    "batched split %6.2f (%.2f) layered %6.2f (%.2f) "
                    "coalesced %6.2f, one 8 MiB write %6.2f | plain split "
-                   "%6.2f (%.2f) layered %6.2f (%.2f)%s\n",
+                   "%6.2f (%.2f) layered %6.2f (%.2f) | guarded split %6.2f "
+                   "(%.2f) layered %6.2f (%.2f)%s\n",
                    tls, rep, ref, pbw, pam >= 0 ? ", am" : "",
                    b.kv_split_gbps, r[0], b.kv_layered_gbps, r[1],
                    b.kv_coalesced_gbps, b.bw_gbps, p.kv_split_gbps, r[2],
-                   p.kv_layered_gbps, r[3],
-                   b.errors + p.errors ? "  ERRORS" : "");
+                   p.kv_layered_gbps, r[3], g.kv_split_gbps, r[4],
+                   g.kv_layered_gbps, r[5],
+                   b.errors + p.errors + g.errors ? "  ERRORS" : "");
             if (pam >= 0) {
                 printf("     (tcp: perftest ucp_am_bw %.2f GB/s)\n", pam);
             }
@@ -705,8 +728,10 @@ static void run_kv_case(const char *tls)
     if (!opt_json) {
         printf("%-4s kv ratio to one 8 MiB perftest message over %d runs: "
                "batched split %.2f-%.2f, layered %.2f-%.2f; plain split "
-               "%.2f-%.2f, layered %.2f-%.2f\n", tls, opt_repeat, lo[0],
-               hi[0], lo[1], hi[1], lo[2], hi[2], lo[3], hi[3]);
+               "%.2f-%.2f, layered %.2f-%.2f; guarded split %.2f-%.2f, "
+               "layered %.2f-%.2f\n", tls, opt_repeat, lo[0],
+               hi[0], lo[1], hi[1], lo[2], hi[2], lo[3], hi[3], lo[4], hi[4],
+               lo[5], hi[5]);
     }
     fflush(stdout);
 }
