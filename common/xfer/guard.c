@@ -178,6 +178,13 @@ static bool take(bt_xfer_guard_slot_t *s, uint64_t from)
 
 int bt_xfer_guard_claim(bt_xfer_guard_t *g, int hint)
 {
+    /* the slot this process holds: no getpid() per write (a system
+     * call); a forked child must not reuse its parent's hint */
+    if (self_pid != 0 && hint >= 0 && hint < (int)BT_XFER_GUARD_SLOTS &&
+        atomic_load(&g->slots[hint].pid) == self_pid &&
+        atomic_load(&g->slots[hint].start) == self_start) {
+        return hint;
+    }
     self_id();
     if (hint >= 0 && hint < (int)BT_XFER_GUARD_SLOTS &&
         atomic_load(&g->slots[hint].pid) == self_pid &&
