@@ -455,13 +455,18 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
     if (rm->rkey != NULL && rm->rkey_gen == rm->peer->gen) {
         return BT_OK;
     }
+    if (rm->guard != NULL) {
+        /* while the old rkey still maps it; the new mapping claims again */
+        bt_xfer_guard_release(rm->guard, rm->guard_slot);
+        rm->guard_slot = -1;
+    }
     if (rm->rkey != NULL) {
         ucp_rkey_destroy(rm->rkey);
         rm->rkey = NULL;
     }
     rm->map = NULL;
     rm->map_tried = false;
-    rm->guard = NULL;   /* the slot index stays: the same shared memory */
+    rm->guard = NULL;
     st = ucp_ep_rkey_unpack(rm->peer->ep, rm->desc.rkey, &rm->rkey);
     if (st != UCS_OK) {
         bt_error("xfer rkey from %s rejected: %s", rm->peer->host,
