@@ -86,8 +86,9 @@ static const bt_opt_t bt_node_table[] = {
       BT_OPT_DURATION, 10, 3600000, NULL, O(lease_default_ms) },
     { "lease-fence-timeout", 0, NULL, "10s", "how long the blocks of a lease "
       "that ended before its kv cache arrived wait for the prefill node's "
-      "fence (its last write landed) before they are reused anyway",
-      BT_OPT_DURATION, 100, 600000, NULL, O(lease_fence_ms) },
+      "fence (its last write landed) before they are reused anyway (never "
+      "while a prefill process on this host is stopped inside a copy into "
+      "them)", BT_OPT_DURATION, 100, 600000, NULL, O(lease_fence_ms) },
     { "kv-stall-timeout", 0, NULL, "30s", "prefill: how long one layer's kv "
       "transfer to the decode node may take before the prefill fails "
       "UNAVAILABLE and the router places the request again (a partitioned "
