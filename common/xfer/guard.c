@@ -39,13 +39,20 @@ bt_xfer_guard_t *bt_xfer_guard_init(void *base, size_t data_len,
     return g;
 }
 
-bool bt_xfer_guard_valid(const bt_xfer_guard_t *g, size_t mapped,
-                         size_t data_len)
+bool bt_xfer_guard_geom_read(const bt_xfer_guard_t *g, size_t data_len,
+                             bt_xfer_guard_geom_t *geo_p)
 {
-    return mapped >= sizeof(*g) && g->magic == BT_XFER_GUARD_MAGIC &&
-           g->unit_bytes > 0 && g->n_units > 0 &&
-           g->n_units <= (mapped - sizeof(*g)) / sizeof(uint64_t) &&
-           g->data_len == data_len;
+    /* each field read once: the memory is another process's */
+    const uint64_t magic = g->magic;
+    const bt_xfer_guard_geom_t geo = {g->unit_bytes, g->n_units, g->data_len};
+
+    if (magic != BT_XFER_GUARD_MAGIC || geo.unit_bytes == 0 ||
+        geo.n_units == 0 || geo.n_units > UINT32_MAX ||
+        geo.data_len != data_len) {
+        return false;
+    }
+    *geo_p = geo;
+    return true;
 }
 
 void bt_xfer_guard_set(bt_xfer_guard_t *g, uint64_t unit, uint64_t lease)
@@ -55,27 +62,36 @@ void bt_xfer_guard_set(bt_xfer_guard_t *g, uint64_t unit, uint64_t lease)
     }
 }
 
-bool bt_xfer_guard_admits(const bt_xfer_guard_t *g, uint64_t off,
-                          uint64_t len, uint64_t lease)
+bool bt_xfer_guard_admits_as(const bt_xfer_guard_t *g,
+                             const bt_xfer_guard_geom_t *geo, uint64_t off,
+                             uint64_t len, uint64_t lease)
 {
     uint64_t first, last;
 
-    if (lease == 0 || off > g->data_len || len > g->data_len - off) {
+    if (lease == 0 || off > geo->data_len || len > geo->data_len - off) {
         return false;
     }
     if (len == 0) {
         return true;
     }
-    first = off / g->unit_bytes;
-    last = (off + len - 1) / g->unit_bytes;
+    first = off / geo->unit_bytes;
+    last = (off + len - 1) / geo->unit_bytes;
     for (uint64_t i = first; i <= last; i++) {
         /* seq_cst: the load the writer's enter store must precede */
-        if (atomic_load((_Atomic uint64_t *)&g->owner[i % g->n_units]) !=
+        if (atomic_load((_Atomic uint64_t *)&g->owner[i % geo->n_units]) !=
             lease) {
             return false;
         }
     }
     return true;
+}
+
+bool bt_xfer_guard_admits(const bt_xfer_guard_t *g, uint64_t off,
+                          uint64_t len, uint64_t lease)
+{
+    const bt_xfer_guard_geom_t geo = {g->unit_bytes, g->n_units, g->data_len};
+
+    return bt_xfer_guard_admits_as(g, &geo, off, len, lease);
 }
 
 uint64_t bt_xfer_guard_proc_start(uint64_t pid)

@@ -62,18 +62,34 @@ size_t bt_xfer_guard_region_len(size_t data_len, uint32_t n_units);
  * every slot free); returns it. */
 bt_xfer_guard_t *bt_xfer_guard_init(void *base, size_t data_len,
                                     uint64_t unit_bytes, uint32_t n_units);
-/* Whether `g`, read from another process's memory of which `mapped`
- * bytes from g on are mapped here, is the guard of `data_len` data
- * bytes: its magic, its unit and a table that fits. */
-bool bt_xfer_guard_valid(const bt_xfer_guard_t *g, size_t mapped,
-                         size_t data_len);
+
+/* A guard's shape as a writer read and checked it: the writer keeps
+ * this copy, since the header lies in another process's memory and could
+ * change under it. */
+typedef struct {
+    uint64_t unit_bytes;   /* > 0 */
+    uint64_t n_units;      /* 1..UINT32_MAX */
+    uint64_t data_len;
+} bt_xfer_guard_geom_t;
+
+/* Reads the shape of `g`, found after `data_len` data bytes of another
+ * process's region, into *geo_p: false when its magic, unit, unit count
+ * or data length are not a guard's. The caller then checks that the
+ * whole table (bt_xfer_guard_region_len) is mapped. */
+bool bt_xfer_guard_geom_read(const bt_xfer_guard_t *g, size_t data_len,
+                             bt_xfer_guard_geom_t *geo_p);
 
 /* Receiver: unit `unit` takes writes for `lease` (0: for none). */
 void bt_xfer_guard_set(bt_xfer_guard_t *g, uint64_t unit, uint64_t lease);
 /* True when every unit of [off, off + len) takes writes for `lease` (not
- * 0) and the range ends inside the data. */
+ * 0) and the range ends inside the data. The receiver's form, reading
+ * the shape from its own guard: */
 bool bt_xfer_guard_admits(const bt_xfer_guard_t *g, uint64_t off,
                           uint64_t len, uint64_t lease);
+/* the writer's, with the shape it validated when it mapped the guard. */
+bool bt_xfer_guard_admits_as(const bt_xfer_guard_t *g,
+                             const bt_xfer_guard_geom_t *geo, uint64_t off,
+                             uint64_t len, uint64_t lease);
 /* Receiver: true while a live writer is inside a copy for `lease`; its
  * pid in *pid_p. Slots of dead writers are cleared on the way. */
 bool bt_xfer_guard_busy(bt_xfer_guard_t *g, uint64_t lease, uint64_t *pid_p);

@@ -204,7 +204,8 @@ static bt_status_t copy_direct(bt_xfer_op_t *op)
         const bt_xfer_slice_t *s = &op->slices[i];
 
         if (g != NULL &&
-            !bt_xfer_guard_admits(g, s->remote_off, s->len, op->lease_id)) {
+            !bt_xfer_guard_admits_as(g, &rm->guard_geo, s->remote_off, s->len,
+                                     op->lease_id)) {
             bt_debug("xfer write for lease %llu refused by region %u of %s: "
                      "the lease no longer owns its blocks",
                      (unsigned long long)op->lease_id, rm->desc.region_id,
@@ -505,15 +506,18 @@ static void map_guard(bt_xfer_remote_t *rm)
     }
     g = (bt_xfer_guard_t *)map_range(rm, 0, off + sizeof(*g));
     if (g != NULL) {
+        /* the shape read once (the memory is the peer's), and the whole
+         * table mapped with the header */
+        bt_xfer_guard_geom_t geo;
+
         g = (bt_xfer_guard_t *)((uint8_t *)g + off);
-        /* the table must be mapped with the header before it is read */
-        if (g->magic != BT_XFER_GUARD_MAGIC || g->n_units > UINT32_MAX ||
+        if (!bt_xfer_guard_geom_read(g, rm->desc.length, &geo) ||
             map_range(rm, 0, bt_xfer_guard_region_len(
-                                 rm->desc.length, (uint32_t)g->n_units)) ==
-                NULL ||
-            !bt_xfer_guard_valid(g, sizeof(*g) + g->n_units * sizeof(uint64_t),
-                                 rm->desc.length)) {
+                                 rm->desc.length, (uint32_t)geo.n_units)) ==
+                NULL) {
             g = NULL;
+        } else {
+            rm->guard_geo = geo;
         }
     }
     rm->guard = g;

@@ -160,6 +160,7 @@ struct bt_xfer_remote {
      * process's slot in it (-1: none yet), and a guard announced but
      * not valid: writes are refused then. */
     bt_xfer_guard_t *guard;
+    bt_xfer_guard_geom_t guard_geo;   /* its shape, as validated */
     int              guard_slot;
     bool             guard_bad;
 };

@@ -4,7 +4,7 @@
  * it resumes and leaves the copy (its bytes land then, which is why the
  * receiver must wait); a writer killed inside its copy frees it; slots of
  * dead writers are taken again; a guard read from foreign memory is
- * checked before use. */
+ * checked before use, and a writer keeps the shape it checked. */
 #include "xfer/guard.h"
 
 #include <signal.h>
@@ -50,25 +50,48 @@ static int teardown(void **state)
 
 static void test_layout(void **state)
 {
-    size_t mapped = region_len - bt_xfer_guard_offset(DATA);
+    bt_xfer_guard_geom_t geo;
 
     (void)state;
     assert_ptr_equal(g, region + bt_xfer_guard_offset(DATA));
     assert_true(bt_xfer_guard_offset(DATA) >= DATA);
-    assert_true(bt_xfer_guard_valid(g, mapped, DATA));
-    assert_false(bt_xfer_guard_valid(g, mapped, DATA - 1));   /* other data */
-    assert_false(bt_xfer_guard_valid(g, mapped - 8, DATA));   /* table cut */
-    assert_false(bt_xfer_guard_valid(g, sizeof(*g) - 1, DATA));
-    g->n_units = UINT64_MAX;
-    assert_false(bt_xfer_guard_valid(g, mapped, DATA));
+    assert_true(bt_xfer_guard_region_len(DATA, UNITS) <= region_len);
+    assert_true(bt_xfer_guard_geom_read(g, DATA, &geo));
+    assert_int_equal(geo.unit_bytes, UNIT);
+    assert_int_equal(geo.n_units, UNITS);
+    assert_int_equal(geo.data_len, DATA);
+    assert_false(bt_xfer_guard_geom_read(g, DATA - 1, &geo));   /* other data */
+    g->n_units = (uint64_t)UINT32_MAX + 1;
+    assert_false(bt_xfer_guard_geom_read(g, DATA, &geo));
+    g->n_units = 0;
+    assert_false(bt_xfer_guard_geom_read(g, DATA, &geo));
     g->n_units = UNITS;
     g->unit_bytes = 0;
-    assert_false(bt_xfer_guard_valid(g, mapped, DATA));
+    assert_false(bt_xfer_guard_geom_read(g, DATA, &geo));
     g->unit_bytes = UNIT;
     g->magic ^= 1;
-    assert_false(bt_xfer_guard_valid(g, mapped, DATA));
+    assert_false(bt_xfer_guard_geom_read(g, DATA, &geo));
     g->magic ^= 1;
-    assert_true(bt_xfer_guard_valid(g, mapped, DATA));
+    assert_true(bt_xfer_guard_geom_read(g, DATA, &geo));
+}
+
+/* A writer checks with the shape it read when it mapped the guard: the
+ * peer changing the header afterwards (a unit of 0, a table far larger
+ * than mapped) neither crashes it nor reads past the table. */
+static void test_header_changed_under_writer(void **state)
+{
+    bt_xfer_guard_geom_t geo;
+
+    (void)state;
+    assert_true(bt_xfer_guard_geom_read(g, DATA, &geo));
+    bt_xfer_guard_set(g, 1, LEASE_A);
+    g->unit_bytes = 0;
+    g->n_units = UINT64_MAX;
+    g->data_len = UINT64_MAX;
+    assert_true(bt_xfer_guard_admits_as(g, &geo, UNIT, UNIT, LEASE_A));
+    assert_true(bt_xfer_guard_admits_as(g, &geo, 9 * UNIT, 10, LEASE_A));
+    assert_false(bt_xfer_guard_admits_as(g, &geo, 2 * UNIT, 1, LEASE_A));
+    assert_false(bt_xfer_guard_admits_as(g, &geo, DATA, 1, LEASE_A));
 }
 
 static void test_admits(void **state)
@@ -251,6 +274,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_changed_under_writer,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_ended_lease_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stopped_writer_holds, setup,
