@@ -29,12 +29,6 @@ typedef struct bt_decode {
     bt_list_t  reqs;    /* every bt_dreq_t, in arrival order, oldest first */
     bt_list_t  stems;   /* bt_dstem_t: prompts kept for forked choices */
     uint64_t   step_start_us;   /* of the step in flight */
-    /* Per pool block, the lease whose writer may fill it (0: none): the
-     * blocks a LEASED request's prefill writes, so that data for any
-     * other lease is refused before it lands (the admit check); copied
-     * into the pool region's guard for writers that map the pool. */
-    uint64_t  *writer;
-    uint32_t   n_writer;
 } bt_decode_t;
 
 /* A request's lifecycle (the diagram is in decode_req.c). The order

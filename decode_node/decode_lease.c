@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <unistd.h>
 
 static void bt_dreq_cancel_cb(bt_rpc_call_t *call, void *arg)
 {
@@ -209,14 +208,7 @@ static void bt_decode_test_reserve_delay(void)
 {
     static long delay_ms = -1;
 
-    if (delay_ms < 0) {
-        const char *d = getenv("BATON_TEST_RESERVE_DELAY_MS");
-
-        delay_ms = d != NULL ? atol(d) : 0;
-    }
-    if (delay_ms > 0) {
-        usleep((useconds_t)delay_ms * 1000);
-    }
+    bt_node_test_pause("BATON_TEST_RESERVE_DELAY_MS", &delay_ms);
 }
 
 static void bt_decode_stream(bt_rpc_call_t *call, const ProtobufCMessage *msg,
@@ -479,14 +471,15 @@ static void bt_renew_lease(bt_rpc_call_t *call, const ProtobufCMessage *msg,
  * the lease is LEASED and the block is one its prefill fills. So bytes
  * of a writer that was cut off (a partition, a stopped process) and
  * whose lease was fenced meanwhile never reach blocks handed to another
- * request. Slices of other regions are not the pool's: taken. */
+ * request. The pool region's guard holds each block's lease: the one
+ * table for messages checked here and for writers on this host that
+ * copy straight into the pool. Slices of other regions are not the
+ * pool's: taken. */
 static bool bt_decode_admit(void *arg, uint32_t region_id, uint64_t lease_id,
                             uint64_t offset, uint64_t len)
 {
     bt_decode_t *dec = arg;
     bt_node_t *node = dec->node;
-    uint64_t sb = bt_kvpool_slice_bytes(node->pool);
-    uint64_t first, last;
 
     if (node->region == NULL || region_id != bt_xfer_region_id(node->region)) {
         return true;
@@ -494,39 +487,28 @@ static bool bt_decode_admit(void *arg, uint32_t region_id, uint64_t lease_id,
     if (len == 0) {
         return true;
     }
-    first = offset / sb;
-    last = (offset + len - 1) / sb;   /* the region check ruled overflow out */
-    for (uint64_t i = first; i <= last; i++) {
-        uint64_t blk = i % dec->n_writer;
-
-        if (lease_id == 0 || dec->writer[blk] != lease_id) {
-            bt_counter_inc(node->c_kv_refused);
-            return false;
-        }
+    if (!bt_xfer_region_guard_admits(node->region, offset, len, lease_id)) {
+        bt_counter_inc(node->c_kv_refused);
+        return false;
     }
     return true;
 }
 
 void bt_decode_writer_set(bt_dreq_t *r, bool open)
 {
-    bt_decode_t *dec = r->dec;
+    bt_xfer_region_t *region = r->node->region;
 
+    if (region == NULL) {
+        return;
+    }
     for (uint32_t i = 0; i < r->n_fill && i < r->n_resv; i++) {
         uint32_t blk = r->resv[i];
 
-        if (blk >= dec->n_writer) {
-            continue;
-        }
         if (open) {
-            dec->writer[blk] = r->lease_id;
-        } else if (dec->writer[blk] == r->lease_id) {
-            dec->writer[blk] = 0;
-        } else {
-            continue;
+            bt_xfer_region_guard_set(region, blk, r->lease_id);
+        } else if (bt_xfer_region_guard_owner(region, blk) == r->lease_id) {
+            bt_xfer_region_guard_set(region, blk, 0);
         }
-        /* the same for writers on this host that copy straight into the
-         * pool (the region's guard): they check it before each copy */
-        bt_xfer_region_guard_set(r->node->region, blk, dec->writer[blk]);
     }
 }
 
@@ -545,16 +527,8 @@ bt_status_t bt_decode_lease_register(bt_decode_t *dec)
                                     bt_decode_kv_complete, dec };
 
     if (node->xfer != NULL) {
-        dec->n_writer = bt_kvpool_n_blocks(node->pool);
-        dec->writer = calloc(dec->n_writer > 0 ? dec->n_writer : 1,
-                             sizeof(*dec->writer));
-        if (dec->writer == NULL) {
-            return BT_ERR_NO_MEMORY;
-        }
         bt_xfer_ctx_set_notify_cb(node->xfer, bt_decode_notify, dec);
-        if (dec->n_writer > 0) {
-            bt_xfer_ctx_set_admit_cb(node->xfer, bt_decode_admit, dec);
-        }
+        bt_xfer_ctx_set_admit_cb(node->xfer, bt_decode_admit, dec);
     }
     /* --role both: the prefill role hands over its kv-complete directly */
     bt_node_local_set(node, &local);

@@ -16,7 +16,6 @@ static bt_status_t bt_decode_create(bt_node_t *node, void **self_p)
     bt_list_init(&dec->reqs);
     bt_list_init(&dec->stems);
     if (bt_decode_lease_register(dec) != BT_OK) {
-        free(dec->writer);
         free(dec);
         return BT_ERR_NO_MEMORY;
     }
@@ -70,7 +69,6 @@ static void bt_decode_destroy(void *self)
         bt_xfer_ctx_set_notify_cb(dec->node->xfer, NULL, NULL);
         bt_xfer_ctx_set_admit_cb(dec->node->xfer, NULL, NULL);
     }
-    free(dec->writer);
     free(dec);
 }
 

@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Allowed targets of each state, as bits. */
 #define B(_s) (1u << (_s))
@@ -53,14 +52,7 @@ static void bt_pjob_test_reply_delay(void)
 {
     static long delay_ms = -1;
 
-    if (delay_ms < 0) {
-        const char *d = getenv("BATON_TEST_PREFILL_REPLY_DELAY_MS");
-
-        delay_ms = d != NULL ? atol(d) : 0;
-    }
-    if (delay_ms > 0) {
-        usleep((useconds_t)delay_ms * 1000);
-    }
+    bt_node_test_pause("BATON_TEST_PREFILL_REPLY_DELAY_MS", &delay_ms);
 }
 
 static void bt_pjob_free(bt_pjob_t *j)

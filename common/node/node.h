@@ -208,6 +208,12 @@ struct bt_node {
 void bt_node_sched_kick(bt_node_t *node);
 void bt_node_layers_drain(bt_node_t *node);
 bt_status_t bt_node_sched_init(bt_node_t *node);
+/* Test hooks (node_testhook.c): the milliseconds environment variable
+ * `env` names (0 when unset), a sleep of that long, and both at once for
+ * one thread's callers (*ms_p starts at -1 and caches the value). */
+long bt_node_test_env_ms(const char *env);
+void bt_node_test_sleep_ms(long ms);
+void bt_node_test_pause(const char *env, long *ms_p);
 void bt_node_sched_cleanup(bt_node_t *node);
 
 /* node_local.c: --role both, prefill to decode inside one process */

@@ -14,7 +14,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Worker thread: hand the layer to the loop. The queue holds every layer
  * of one step (BT_MODEL_MAX_LAYERS) and is emptied before the next step
@@ -24,13 +23,8 @@ static void bt_node_layer_hook(void *ctx, int layer)
 {
     bt_node_t *node = ctx;
 
-    if (node->test_layer_delay_ms > 0) {
-        /* tests: a slow prefill whose writes come late */
-        struct timespec ts = { node->test_layer_delay_ms / 1000,
-                               (node->test_layer_delay_ms % 1000) * 1000000L };
-
-        nanosleep(&ts, NULL);
-    }
+    /* tests: a slow prefill whose writes come late */
+    bt_node_test_sleep_ms(node->test_layer_delay_ms);
     pthread_mutex_lock(&node->layer_mu);
     if (node->layer_n < BT_NODE_LAYER_Q) {
         node->layer_q[node->layer_n++] = layer;
@@ -162,12 +156,9 @@ void bt_node_sched_kick(bt_node_t *node)
 bt_status_t bt_node_sched_init(bt_node_t *node)
 {
     const size_t mb = (size_t)node->cfg.max_batch;
-    const char *delay = getenv("BATON_TEST_LAYER_DELAY_MS");
     bt_node_step_t *s = &node->step;
 
-    if (delay != NULL) {
-        node->test_layer_delay_ms = atol(delay);
-    }
+    node->test_layer_delay_ms = bt_node_test_env_ms("BATON_TEST_LAYER_DELAY_MS");
     /* tests: a loop thread too busy to take layers until the step ends,
      * so the layer queue holds every layer of a step at once */
     node->test_layers_at_end = getenv("BATON_TEST_LAYERS_AT_STEP_END") != NULL;

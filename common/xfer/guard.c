@@ -62,6 +62,12 @@ void bt_xfer_guard_set(bt_xfer_guard_t *g, uint64_t unit, uint64_t lease)
     }
 }
 
+uint64_t bt_xfer_guard_owner(const bt_xfer_guard_t *g, uint64_t unit)
+{
+    return unit < g->n_units ?
+           atomic_load((_Atomic uint64_t *)&g->owner[unit]) : 0;
+}
+
 bool bt_xfer_guard_admits_as(const bt_xfer_guard_t *g,
                              const bt_xfer_guard_geom_t *geo, uint64_t off,
                              uint64_t len, uint64_t lease)

@@ -81,6 +81,8 @@ bool bt_xfer_guard_geom_read(const bt_xfer_guard_t *g, size_t data_len,
 
 /* Receiver: unit `unit` takes writes for `lease` (0: for none). */
 void bt_xfer_guard_set(bt_xfer_guard_t *g, uint64_t unit, uint64_t lease);
+/* The lease unit `unit` takes writes for (0: none, or past the table). */
+uint64_t bt_xfer_guard_owner(const bt_xfer_guard_t *g, uint64_t unit);
 /* True when every unit of [off, off + len) takes writes for `lease` (not
  * 0) and the range ends inside the data. The receiver's form, reading
  * the shape from its own guard: */

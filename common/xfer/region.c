@@ -114,6 +114,11 @@ void bt_xfer_region_guard_set(bt_xfer_region_t *r, uint64_t unit,
     }
 }
 
+uint64_t bt_xfer_region_guard_owner(const bt_xfer_region_t *r, uint64_t unit)
+{
+    return r->guard != NULL ? bt_xfer_guard_owner(r->guard, unit) : 0;
+}
+
 bool bt_xfer_region_guard_admits(const bt_xfer_region_t *r, uint64_t off,
                                  uint64_t len, uint64_t lease)
 {

@@ -160,6 +160,9 @@ bt_status_t bt_xfer_region_alloc_guarded(bt_xfer_ctx_t *ctx, size_t data_len,
 /* Unit `unit` takes writes for `lease` (0: for none). No-op unguarded. */
 void bt_xfer_region_guard_set(bt_xfer_region_t *r, uint64_t unit,
                               uint64_t lease);
+/* The lease unit `unit` takes writes for (0: none; always 0 unguarded). */
+uint64_t bt_xfer_region_guard_owner(const bt_xfer_region_t *r,
+                                    uint64_t unit);
 /* Whether [off, off + len) lies in the data and every unit of it takes
  * writes for `lease`; always true for a region without a guard. */
 bool bt_xfer_region_guard_admits(const bt_xfer_region_t *r, uint64_t off,
