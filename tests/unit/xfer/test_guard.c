@@ -114,7 +114,11 @@ static void test_admits(void **state)
     assert_false(bt_xfer_guard_admits(g, DATA + 1, 0, LEASE_A));
     assert_false(bt_xfer_guard_admits(g, UINT64_MAX, 2, LEASE_A));
     bt_xfer_guard_set(g, UNITS, LEASE_B);   /* out of range: ignored */
+    assert_int_equal(bt_xfer_guard_owner(g, UNITS), 0);
+    assert_int_equal(bt_xfer_guard_owner(g, 3), LEASE_A);
+    assert_int_equal(bt_xfer_guard_owner(g, 5), 0);
     bt_xfer_guard_set(g, 3, 0);
+    assert_int_equal(bt_xfer_guard_owner(g, 3), 0);
     assert_false(bt_xfer_guard_admits(g, 3 * UNIT, UNIT, LEASE_A));
 }
 
