@@ -104,7 +104,7 @@ typedef struct {
     bench_t                 *b;
     int64_t                  idx;
     struct evhttp_connection *conn;
-    uint64_t                 t_start, t_first, t_last;
+    uint64_t                 t_start, t_first, t_second, t_last;
     int64_t                  tokens;     /* token chunks seen */
     int64_t                  usage_tokens; /* usage.completion_tokens, -1 */
     int64_t                  cached;     /* usage...cached_tokens, 0 */
@@ -180,6 +180,8 @@ static void stream_finish(stream_t *s, bool ok)
         r->e2e_ms = (double)(now - s->t_start) / 1e6;
         r->tpot_ms = s->tokens > 1 ? (double)(s->t_last - s->t_first) / 1e6 /
                                      (double)(s->tokens - 1) : 0;
+        r->itl1_ms = s->tokens > 1 ? (double)(s->t_second - s->t_first) / 1e6
+                                   : 0;
     } else if (ok) {
         note_error(b, "stream ended without tokens");
     }
@@ -205,7 +207,10 @@ static void on_token(stream_t *s)
 
     if (s->tokens == 0) {
         s->t_first = now;
-    } else if (b->n_itl < b->cap_itl) {
+    } else if (s->tokens == 1) {
+        s->t_second = now;
+    }
+    if (s->tokens > 0 && b->n_itl < b->cap_itl) {
         b->itl[b->n_itl++] = (double)(now - s->t_last) / 1e6;
     }
     s->t_last = now;

@@ -56,6 +56,17 @@ static int cost_num(json_t *obj, const char *sect, const char *key,
     return 0;
 }
 
+/* The same for a key a cost file may leave out (then 0). */
+static int cost_num_opt(json_t *obj, const char *sect, const char *key,
+                        double *v, char *err, size_t err_size)
+{
+    if (json_object_get(json_object_get(obj, sect), key) == NULL) {
+        *v = 0;
+        return 0;
+    }
+    return cost_num(obj, sect, key, v, err, err_size);
+}
+
 static int cost_u32(json_t *obj, const char *key, uint32_t *v, char *err,
                     size_t err_size)
 {
@@ -105,6 +116,8 @@ int bt_sim_cost_load(const char *path, bt_sim_cost_t *c, char *err,
         cost_num(o, "decode", "per_seq_ms", &c->d_seq_ms, why, sizeof(why)) ||
         cost_num(o, "decode", "per_ctx_token_us", &c->d_ctx_us, why,
                  sizeof(why)) ||
+        cost_num_opt(o, "decode", "join_ms", &c->d_join_ms, why,
+                     sizeof(why)) ||
         cost_num(o, "kvstore", "base_ms", &c->k_base_ms, why, sizeof(why)) ||
         cost_num(o, "kvstore", "per_block_ms", &c->k_block_ms, why,
                  sizeof(why)) ||
@@ -164,7 +177,7 @@ int bt_sim_cost_save(const char *path, const bt_sim_cost_t *c,
                                       "ms_per_mb", c->xfer[i].ms_per_mb));
     }
     o = json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:f},s:{s:f,s:f,s:f},"
-                  "s:{s:f,s:f,s:f},s:o,s:{s:f,s:f},s:{s:f}}",
+                  "s:{s:f,s:f,s:f,s:f},s:o,s:{s:f,s:f},s:{s:f}}",
                   "name", c->name, "source", source != NULL ? source : "",
                   "node", "block_size", (json_int_t)c->block_size,
                   "total_blocks", (json_int_t)c->total_blocks,
@@ -174,7 +187,7 @@ int bt_sim_cost_save(const char *path, const bt_sim_cost_t *c,
                   "prefill", "base_ms", c->p_base_ms, "per_token_ms",
                   c->p_token_ms, "per_token_ctx_us", c->p_ctx_us,
                   "decode", "base_ms", c->d_base_ms, "per_seq_ms", c->d_seq_ms,
-                  "per_ctx_token_us", c->d_ctx_us,
+                  "per_ctx_token_us", c->d_ctx_us, "join_ms", c->d_join_ms,
                   "transfer", xf,
                   "kvstore", "base_ms", c->k_base_ms, "per_block_ms",
                   c->k_block_ms,

@@ -4,7 +4,9 @@
  *       base_ms + per_token_ms * n + per_token_ctx_us * n * (ctx + n/2) / 1000
  *   decode step of b sequences holding c tokens of context in all:
  *       base_ms + per_seq_ms * b + per_ctx_token_us * c / 1000
- *   KV transfer of B bytes over a transport: base_ms + ms_per_mb * B / 2^20
+ *   the hand-over from the first token to the decode batch: on another
+ *   node over a transport, base_ms + ms_per_mb * B / 2^20 for B bytes of
+ *   KV; on the same node, decode.join_ms
  *   kvstore fetch of k blocks: base_ms + per_block_ms * k
  *   a fixed request overhead (HTTP, tokenizing, the RPCs) added to TTFT.
  * and the node's shape (block size, pool blocks, batch, chunk size, KV
@@ -33,6 +35,7 @@ typedef struct {
     double   kv_bytes_per_token;
     double   p_base_ms, p_token_ms, p_ctx_us;
     double   d_base_ms, d_seq_ms, d_ctx_us;
+    double   d_join_ms;   /* optional in the file: 0 */
     bt_sim_xfer_cost_t xfer[BT_SIM_MAX_XFER];
     size_t   n_xfer;
     double   k_base_ms, k_block_ms;

@@ -2,10 +2,11 @@
  * arithmetic half of `baton-sim fit` (main.c runs the loads):
  *   prefill: TTFTs of single requests (prompt, cached tokens) on a
  *            colocated node: overhead + the chunks the node computes;
- *   decode:  TPOTs of `batch` equal requests decoding together on a
- *            decode node, each holding ctx tokens on average;
- *   lines:   transfer (extra TTFT of the disaggregated hop vs bytes) and
- *            kvstore fetch (extra TTFT vs blocks fetched).
+ *   decode:  step times of `batch` equal requests decoding together on
+ *            a decode node, each holding ctx tokens on average;
+ *   lines:   the disaggregated hand-over (first inter-token gap less a
+ *            step vs KV bytes) and kvstore fetch (extra TTFT vs blocks
+ *            fetched).
  * Every coefficient comes out >= 0 (bt_sim_lsq); prefill and decode
  * minimize relative errors (each sample weighed by 1 / its value). */
 #ifndef BT_SIM_FIT_H
@@ -21,7 +22,7 @@ typedef struct {
 typedef struct {
     uint32_t batch;
     double   ctx;        /* tokens of context per sequence, on average */
-    double   tpot_ms;
+    double   tpot_ms;    /* a step: the gaps after the first */
 } bt_fit_decode_t;
 
 /* The prefill features of one request under c's chunk size: the chunks

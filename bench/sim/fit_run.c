@@ -2,13 +2,17 @@
  * by bench/sim/fit.sh with deploy/local/baton-local), sent by baton-bench
  * (one run per point, its JSON read back), then the cost functions
  * fitted (fit.c) and written as a cost file (--out):
- *   prefill:  single requests of 16..1024 prompt tokens, 1 output token,
- *             on the colocated cluster, cold and again with the prompt
- *             cached (TTFT vs tokens computed and cached);
+ *   prefill:  single requests of 16..1024 prompt tokens on the colocated
+ *             cluster, cold and again with the prompt cached (TTFT vs
+ *             tokens computed and cached);
  *   decode:   1..16 equal requests decoding together on the disaggregated
- *             cluster's decode node (TPOT vs batch and context);
- *   transfer: the same single requests on the disaggregated cluster: the
- *             extra TTFT of the hop vs the prompt's KV bytes;
+ *             cluster's decode node (the gaps after the second token vs
+ *             batch and context);
+ *   hand-over: the first inter-token gap less a decode step, of the cold
+ *             single requests (colocated: the node's local hand-over) and
+ *             of the same requests on the disaggregated cluster (the KV
+ *             transfer's tail and the decode node's admission vs the
+ *             prompt's KV bytes);
  *   kvstore:  (with --ctl) a prompt, the nodes' caches flushed, the prompt
  *             again: the extra TTFT vs the blocks fetched.
  * Each point is the median of --fit-repeats runs. */
@@ -22,7 +26,10 @@
 
 #define FIT_MAX 64
 
-static const uint32_t fit_prompts[] = {16, 64, 256, 1024};
+/* the workloads' short prompts weigh as much as the long ones */
+static const uint32_t fit_prompts[] = {16, 32, 64, 128, 256, 512, 1024};
+/* tokens of the single requests: a first gap and one more */
+#define FIT_OUT 4
 #define FIT_NP (sizeof(fit_prompts) / sizeof(fit_prompts[0]))
 
 /* One baton-bench run; the parsed JSON report or NULL (said). */
@@ -85,26 +92,33 @@ static double fit_median(double *v, size_t n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* The median TTFT (or TPOT with tpot) of --fit-repeats runs with fresh
- * prompts; -1 when a run failed. */
-static double fit_point(const sim_cli_t *cli, const char *url, uint32_t n,
-                        uint32_t prompt, uint32_t output, uint64_t seed,
-                        bool tpot)
+/* The medians over --fit-repeats runs with fresh prompts of the p50s of
+ * TTFT, TPOT and the first inter-token gap (m[0..2]); -1 when a run
+ * failed. */
+static int fit_point(const sim_cli_t *cli, const char *url, uint32_t n,
+                     uint32_t prompt, uint32_t output, uint64_t seed,
+                     double m[3])
 {
-    double v[100];
+    static const char *const key[3] = {"ttft_ms", "tpot_ms", "itl_first_ms"};
+    double v[3][100];
     size_t k = 0;
 
-    for (int64_t r = 0; r < cli->fit_repeats; r++) {
+    for (int64_t r = 0; r < cli->fit_repeats && k < 100; r++, k++) {
         json_t *o = fit_bench(cli, url, n, prompt, output,
                               seed * 1000 + (uint64_t)r);
 
         if (o == NULL) {
             return -1;
         }
-        v[k++] = fit_get(o, tpot ? "tpot_ms" : "ttft_ms", "p50");
+        for (int x = 0; x < 3; x++) {
+            v[x][k] = fit_get(o, key[x], "p50");
+        }
         json_decref(o);
     }
-    return fit_median(v, k);
+    for (int x = 0; x < 3; x++) {
+        m[x] = fit_median(v[x], k);
+    }
+    return 0;
 }
 
 static double fit_ms(const bt_sim_cost_t *c, uint32_t prompt, uint32_t cached)
@@ -116,24 +130,28 @@ static double fit_ms(const bt_sim_cost_t *c, uint32_t prompt, uint32_t cached)
            c->p_ctx_us * f[3];
 }
 
-/* Prefill: cold prompts, then warm ones (the same seed twice). */
-static int fit_prefill(const sim_cli_t *cli, bt_sim_cost_t *c, double *cold)
+/* Prefill: cold prompts (their first gaps kept in gap1 for the local
+ * hand-over), then warm ones (the same seed twice). */
+static int fit_prefill(const sim_cli_t *cli, bt_sim_cost_t *c, double *gap1)
 {
+    static const size_t warm[] = {4, 6};   /* 256 and 1024 tokens */
     bt_fit_prefill_t s[FIT_MAX];
     size_t n = 0;
-    double rms;
+    double rms, m[3];
 
     for (size_t i = 0; i < FIT_NP; i++) {
-        cold[i] = fit_point(cli, cli->url_colocated, 1, fit_prompts[i], 1,
-                            100 + i, false);
-        if (cold[i] < 0) {
+        if (fit_point(cli, cli->url_colocated, 1, fit_prompts[i], FIT_OUT,
+                      100 + i, m) != 0) {
             return -1;
         }
-        s[n++] = (bt_fit_prefill_t){fit_prompts[i], 0, cold[i]};
-        fprintf(stderr, "  prefill %u tokens: ttft %.2f ms\n", fit_prompts[i],
-                cold[i]);
+        gap1[i] = m[2];
+        s[n++] = (bt_fit_prefill_t){fit_prompts[i], 0, m[0]};
+        fprintf(stderr, "  prefill %u tokens: ttft %.2f ms, first gap %.2f "
+                "ms\n", fit_prompts[i], m[0], m[2]);
     }
-    for (size_t i = 2; i < FIT_NP; i++) {
+    for (size_t w = 0; w < sizeof(warm) / sizeof(warm[0]); w++) {
+        const size_t i = warm[w];
+
         for (int64_t r = 0; r < cli->fit_repeats; r++) {
             uint64_t seed = 500000 + i * 100 + (uint64_t)r;
             json_t *a = fit_bench(cli, cli->url_colocated, 1, fit_prompts[i], 1,
@@ -175,19 +193,23 @@ static int fit_decode(const sim_cli_t *cli, bt_sim_cost_t *c)
     const uint32_t out = 32;
     bt_fit_decode_t s[FIT_MAX];
     size_t n = 0;
-    double rms;
+    double rms, m[3];
 
     for (size_t j = 0; j < 2; j++) {
         for (size_t i = 0; i < sizeof(batch) / sizeof(batch[0]); i++) {
-            double t = fit_point(cli, cli->url_disagg, batch[i], prompt[j], out,
-                                 200 + i + 10 * j, true);
+            double t;
 
-            if (t < 0) {
+            if (fit_point(cli, cli->url_disagg, batch[i], prompt[j], out,
+                          200 + i + 10 * j, m) != 0) {
                 return -1;
             }
+            /* the steps alone: the first gap is the hand-over's */
+            t = (m[1] * (out - 1) - m[2]) / (out - 2);
+            t = t > 0 ? t : m[1];
             s[n++] = (bt_fit_decode_t){batch[i], prompt[j] + out / 2.0, t};
-            fprintf(stderr, "  decode batch %u, %u prompt: tpot %.2f ms\n",
-                    batch[i], prompt[j], t);
+            fprintf(stderr, "  decode batch %u, %u prompt: tpot %.2f ms, "
+                    "first gap %.2f, step %.2f ms\n", batch[i], prompt[j],
+                    m[1], m[2], t);
         }
     }
     rms = bt_fit_decode(c, s, n);
@@ -196,23 +218,30 @@ static int fit_decode(const sim_cli_t *cli, bt_sim_cost_t *c)
     return rms < 0 ? -1 : 0;
 }
 
-static int fit_transfer(const sim_cli_t *cli, bt_sim_cost_t *c,
-                        const double *cold)
+/* The hand-over from the first token to the decode batch: a first gap
+ * less the decode step that ends it. Colocated: the median over the cold
+ * prompts (a constant); disaggregated: a line in the prompt's KV bytes
+ * (the transfer's tail, then the decode node's admission). */
+static int fit_handover(const sim_cli_t *cli, bt_sim_cost_t *c,
+                        const double *gap1)
 {
-    double x[FIT_NP], y[FIT_NP], a = 0, b = 0;
+    double x[FIT_NP], y[FIT_NP], local[FIT_NP], a = 0, b = 0, m[3];
 
     for (size_t i = 0; i < FIT_NP; i++) {
-        double t = fit_point(cli, cli->url_disagg, 1, fit_prompts[i], 1,
-                             300 + i, false);
+        double step = bt_sim_decode_ms(c, 1, fit_prompts[i] + 1);
 
-        if (t < 0) {
+        local[i] = gap1[i] - step > 0 ? gap1[i] - step : 0;
+        if (fit_point(cli, cli->url_disagg, 1, fit_prompts[i], FIT_OUT,
+                      300 + i, m) != 0) {
             return -1;
         }
         x[i] = fit_prompts[i] * c->kv_bytes_per_token / 1048576.0;
-        y[i] = t - cold[i] > 0 ? t - cold[i] : 0;
-        fprintf(stderr, "  disaggregated %u tokens: ttft %.2f ms (+%.2f)\n",
-                fit_prompts[i], t, y[i]);
+        y[i] = m[2] - step > 0 ? m[2] - step : 0;
+        fprintf(stderr, "  hand-over %u tokens: colocated +%.2f ms, "
+                "disaggregated +%.2f ms (ttft %.2f)\n", fit_prompts[i],
+                local[i], y[i], m[0]);
     }
+    c->d_join_ms = fit_median(local, FIT_NP);
     if (bt_fit_line(x, y, FIT_NP, &a, &b) < 0) {
         return -1;
     }
@@ -221,8 +250,8 @@ static int fit_transfer(const sim_cli_t *cli, bt_sim_cost_t *c,
              cli->transport != NULL ? cli->transport : "shm");
     c->xfer[0].base_ms = a;
     c->xfer[0].ms_per_mb = b;
-    fprintf(stderr, "  transfer fit (%s): %.3f ms + %.4f ms/MiB\n",
-            c->xfer[0].name, a, b);
+    fprintf(stderr, "  hand-over fit: colocated %.3f ms; %s %.3f ms + %.4f "
+            "ms/MiB\n", c->d_join_ms, c->xfer[0].name, a, b);
     return 0;
 }
 
@@ -282,7 +311,7 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
 int sim_cmd_fit(sim_cli_t *cli)
 {
     bt_sim_cost_t c;
-    double cold[FIT_NP];
+    double gap1[FIT_NP];
     char err[256], src[512];
 
     if (cli->url_colocated == NULL || cli->url_disagg == NULL ||
@@ -312,8 +341,8 @@ int sim_cmd_fit(sim_cli_t *cli)
         json_decref(fit_bench(cli, cli->url_colocated, 2, 64, 4, 9 + k));
         json_decref(fit_bench(cli, cli->url_disagg, 2, 64, 4, 9 + k));
     }
-    if (fit_prefill(cli, &c, cold) != 0 || fit_decode(cli, &c) != 0 ||
-        fit_transfer(cli, &c, cold) != 0) {
+    if (fit_prefill(cli, &c, gap1) != 0 || fit_decode(cli, &c) != 0 ||
+        fit_handover(cli, &c, gap1) != 0) {
         return 1;
     }
     if (cli->ctl != NULL && cli->grpc != NULL && fit_kvstore(cli, &c) != 0) {

@@ -31,7 +31,7 @@ typedef struct {
     bool      started;         /* its first chunk ran: reuse settled */
     uint8_t  *keys;            /* n_keys block keys until the prefill ends */
     uint32_t *tokens;          /* the prompt, with a kvstore (its puts) */
-    double    t_arrive, t_first;
+    double    t_arrive, t_first, t_second;
 } sreq_t;
 
 typedef struct {
@@ -161,6 +161,7 @@ static void sim_finish(sim_t *s, uint32_t i, bool ok)
         rec->ttft_ms = (r->t_first - r->t_arrive) * 1e3;
         rec->e2e_ms = (now - r->t_arrive) * 1e3;
         rec->tpot_ms = r->out > 1 ? (now - r->t_first) * 1e3 / (r->out - 1) : 0;
+        rec->itl1_ms = r->out > 1 ? (r->t_second - r->t_first) * 1e3 : 0;
         s->st->cached_tokens += r->cached;
         s->st->store_tokens += r->store;
     } else {
@@ -329,12 +330,14 @@ static void prefill_done(sim_t *s, snode_t *n, uint32_t i)
     double t_kv = s->q.now;
 
     ring_pop(&n->pq);
-    if (r->p != r->d) {
-        /* the hop's cost after the last chunk: what the layer-wise push
-         * could not hide behind the compute, the decode node's admission
-         * and its first message (fitted as one function of the bytes) */
-        t_kv += bt_sim_xfer_ms(c, s->cfg->transport, bytes) / 1e3;
-    }
+    /* the first token goes out with the prefill's answer; the sequence
+     * joins the decode batch after the hand-over: disaggregated, what the
+     * layer-wise push could not hide behind the compute and the decode
+     * node's admission (one function of the bytes); on the same node,
+     * the local hand-over. Both show in the first inter-token gap. */
+    r->t_first = s->q.now;
+    t_kv += (r->p != r->d ? bt_sim_xfer_ms(c, s->cfg->transport, bytes)
+                          : c->d_join_ms) / 1e3;
     node_cache_add(s, n, r->keys, r->n_keys);
     if (sh->kvs != NULL) {
         bt_sim_kvs_put(sh->kvs, s->root, r->keys, r->cached / c->block_size,
@@ -372,6 +375,9 @@ static void step_done(sim_t *s, uint32_t ni)
             if (k < n->step_n) {
                 e.out++;
                 n->ctx_sum++;
+                if (e.out == 2) {
+                    s->reqs[e.i].t_second = s->q.now;
+                }
                 if (e.out >= e.max) {
                     n->ctx_sum -= e.prompt + e.out;
                     s->reqs[e.i].out = e.out;
@@ -499,7 +505,6 @@ static void sim_kv_done(sim_t *s, uint32_t i)
     sreq_t *r = &s->reqs[i];
     snode_t *d = &s->nodes[r->d];
 
-    r->t_first = s->q.now;
     r->out = 1;
     if (r->out >= s->wl->reqs[i].max_tokens) {
         sim_end_request(s, i);

@@ -105,6 +105,9 @@ void bt_rep_compute(const bt_rep_rec_t *recs, size_t n, double wall_s,
     v = rep_values(recs, n, offsetof(bt_rep_rec_t, tpot_ms), true, &k);
     rep->tpot = v != NULL ? bt_rep_dist(v, k) : rep->tpot;
     free(v);
+    v = rep_values(recs, n, offsetof(bt_rep_rec_t, itl1_ms), true, &k);
+    rep->itl1 = v != NULL ? bt_rep_dist(v, k) : rep->itl1;
+    free(v);
     v = rep_values(recs, n, offsetof(bt_rep_rec_t, e2e_ms), false, &k);
     rep->e2e = v != NULL ? bt_rep_dist(v, k) : rep->e2e;
     free(v);
@@ -126,7 +129,7 @@ json_t *bt_rep_json(const bt_rep_t *r)
 
     return json_pack(
         "{s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:f,s:f,s:f,"
-        "s:o,s:o,s:o,s:o,s:{s:f,s:f},s:f,s:f,s:f,s:f}",
+        "s:o,s:o,s:o,s:o,s:o,s:{s:f,s:f},s:f,s:f,s:f,s:f}",
         "requests", (json_int_t)r->requests, "ok", (json_int_t)r->ok,
         "errors", (json_int_t)r->errors, "wall_s", r->wall_s,
         "output_tokens", (json_int_t)r->out_tokens,
@@ -135,7 +138,8 @@ json_t *bt_rep_json(const bt_rep_t *r)
         "cache_hit_ratio", hit, "output_tok_s", r->out_tok_s,
         "req_s", r->req_s,
         "ttft_ms", rep_dist_json(&r->ttft), "tpot_ms", rep_dist_json(&r->tpot),
-        "itl_ms", rep_dist_json(&r->itl), "e2e_ms", rep_dist_json(&r->e2e),
+        "itl_ms", rep_dist_json(&r->itl),
+        "itl_first_ms", rep_dist_json(&r->itl1), "e2e_ms", rep_dist_json(&r->e2e),
         "slo", "ttft_ms", r->slo.slo_ttft_ms, "tpot_ms", r->slo.slo_tpot_ms,
         "slo_ttft_met", r->frac_ttft, "slo_tpot_met", r->frac_tpot,
         "slo_both_met", r->frac_both, "goodput_req_s", r->goodput);
@@ -159,6 +163,9 @@ void bt_rep_print_text(FILE *f, const bt_rep_t *r)
     if (r->itl.n > 0) {   /* a simulation has no inter-token gaps */
         rep_row(f, fmt, "itl", &r->itl);
     }
+    if (r->itl1.n > 0) {
+        rep_row(f, fmt, "itl1", &r->itl1);
+    }
     rep_row(f, fmt, "e2e", &r->e2e);
     fprintf(f, "throughput %.1f output tok/s  %.2f req/s\n", r->out_tok_s,
             r->req_s);
@@ -180,6 +187,9 @@ void bt_rep_print_markdown(FILE *f, const bt_rep_t *r, const char *title)
     rep_row(f, fmt, "TPOT", &r->tpot);
     if (r->itl.n > 0) {
         rep_row(f, fmt, "ITL", &r->itl);
+    }
+    if (r->itl1.n > 0) {
+        rep_row(f, fmt, "first ITL", &r->itl1);
     }
     rep_row(f, fmt, "E2E", &r->e2e);
     fprintf(f, "\n| output tok/s | req/s | TTFT <= %.1f ms | TPOT <= %.1f ms "

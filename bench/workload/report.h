@@ -19,6 +19,8 @@ typedef struct {
     bool     ok;
     double   ttft_ms;
     double   tpot_ms;      /* (last - first token) / (tokens - 1); 0 for 1 */
+    double   itl1_ms;      /* first to second token (the hand-over to the
+                            * decode batch shows here); 0 for 1 */
     double   e2e_ms;
     uint32_t out_tokens;
     uint32_t prompt_tokens;
@@ -41,7 +43,7 @@ typedef struct {
     double        wall_s;
     uint64_t      out_tokens, prompt_tokens, cached_tokens, ideal_cached;
     double        out_tok_s, req_s;
-    bt_rep_dist_t ttft, tpot, itl, e2e;
+    bt_rep_dist_t ttft, tpot, itl, itl1, e2e;
     bt_rep_slo_t  slo;
     double        frac_ttft, frac_tpot, frac_both;  /* of all requests */
     double        goodput;                          /* requests/s, both met */

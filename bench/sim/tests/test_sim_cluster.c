@@ -33,6 +33,7 @@ static bt_sim_cost_t cost(void)
     c.d_base_ms = 5;
     c.d_seq_ms = 0.5;
     c.d_ctx_us = 1;
+    c.d_join_ms = 0.75;
     c.n_xfer = 1;
     c.xfer[0] = (bt_sim_xfer_cost_t){"shm", 2, 0.01};
     c.k_base_ms = 0.5;
@@ -81,7 +82,7 @@ static void test_one_request_colocated(void **state)
     bt_wl_t w = synth(1, "600", "11", 1, 0);
     bt_rep_rec_t rec;
     bt_sim_stats_t st;
-    double prefill, step;
+    double prefill, step, first;
 
     (void)state;
     bt_sim_cfg_default(&cfg);
@@ -93,21 +94,28 @@ static void test_one_request_colocated(void **state)
     prefill = bt_sim_prefill_ms(&c, 256, 0) + bt_sim_prefill_ms(&c, 256, 256) +
               bt_sim_prefill_ms(&c, 88, 512);
     assert_true(fabs(rec.ttft_ms - (3 + prefill)) < 1e-6);
-    /* 10 decode steps of one sequence whose context grows 601 .. 610 */
+    /* the local hand-over, then 10 decode steps of one sequence whose
+     * context grows 601 .. 610 */
     step = 0;
     for (int k = 0; k < 10; k++) {
         step += bt_sim_decode_ms(&c, 1, 601 + (uint64_t)k);
     }
-    assert_true(fabs(rec.tpot_ms - step / 10) < 1e-6);
+    first = bt_sim_decode_ms(&c, 1, 601);
+    assert_true(fabs(rec.itl1_ms - (0.75 + first)) < 1e-6);
+    assert_true(fabs(rec.tpot_ms - (0.75 + step) / 10) < 1e-6);
     assert_int_equal(rec.out_tokens, 11);
-    assert_true(fabs(rec.e2e_ms - (3 + prefill + step)) < 1e-6);
-    /* disaggregated: the same plus the hop of 600 MiB */
+    assert_true(fabs(rec.e2e_ms - (3 + prefill + 0.75 + step)) < 1e-6);
+    /* disaggregated: the same first token; the hop of 600 MiB lands in
+     * the first gap instead of the local hand-over */
     bt_sim_cfg_default(&cfg);
     cfg.cost = &c;
     cfg.n_prefill = 1;
     cfg.n_decode = 1;
     assert_int_equal(run(&cfg, &w, &rec, &st), 0);
-    assert_true(fabs(rec.ttft_ms - (3 + prefill + 2 + 0.01 * 600)) < 1e-6);
+    assert_true(fabs(rec.ttft_ms - (3 + prefill)) < 1e-6);
+    assert_true(fabs(rec.itl1_ms - (2 + 0.01 * 600 + first)) < 1e-6);
+    assert_true(fabs(rec.e2e_ms - (3 + prefill + 2 + 0.01 * 600 + step)) <
+                1e-6);
     bt_wl_free(&w);
 }
 

@@ -134,6 +134,7 @@ static void test_cost_file_round_trip(void **state)
     c.p_base_ms = 1;
     c.p_token_ms = 0.125;
     c.d_ctx_us = 3;
+    c.d_join_ms = 1.25;
     c.n_xfer = 2;
     c.xfer[0] = (bt_sim_xfer_cost_t){"shm", 0.5, 1.5};
     c.xfer[1] = (bt_sim_xfer_cost_t){"tcp", 1, 8};
@@ -145,11 +146,36 @@ static void test_cost_file_round_trip(void **state)
     assert_int_equal(d.block_size, 16);
     assert_int_equal(d.max_prefill_tokens, 512);
     assert_true(d.p_token_ms == 0.125 && d.d_ctx_us == 3);
+    assert_true(d.d_join_ms == 1.25);
     assert_int_equal(d.n_xfer, 2);
     assert_true(fabs(bt_sim_xfer_ms(&d, "tcp", 1048576.0 * 2) - 17) < 1e-9);
     assert_true(fabs(bt_sim_xfer_ms(&d, NULL, 0) - 0.5) < 1e-9);
     assert_true(bt_sim_kvstore_ms(&d, 0) == 0);
     assert_true(fabs(bt_sim_kvstore_ms(&d, 4) - 1) < 1e-9);
+
+    /* a file from before the local hand-over loads with none; a
+     * negative one is refused */
+    for (int neg = 0; neg < 2; neg++) {
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fprintf(f, "{\"node\": {\"block_size\": 16, \"total_blocks\": 8, "
+                "\"max_batch\": 4, \"max_prefill_tokens\": 64, "
+                "\"kv_bytes_per_token\": 8}, \"prefill\": {\"base_ms\": 1, "
+                "\"per_token_ms\": 0, \"per_token_ctx_us\": 0}, \"decode\": "
+                "{\"base_ms\": 1, \"per_seq_ms\": 0, \"per_ctx_token_us\": 0%s}, "
+                "\"transfer\": {\"shm\": {\"base_ms\": 0, \"ms_per_mb\": 0}}, "
+                "\"kvstore\": {\"base_ms\": 0, \"per_block_ms\": 0}, "
+                "\"overhead\": {\"ttft_ms\": 0}}\n",
+                neg ? ", \"join_ms\": -1" : "");
+        fclose(f);
+        if (neg) {
+            assert_int_equal(bt_sim_cost_load(path, &d, err, sizeof(err)), -1);
+            assert_non_null(strstr(err, "decode.join_ms"));
+        } else {
+            assert_int_equal(bt_sim_cost_load(path, &d, err, sizeof(err)), 0);
+            assert_true(d.d_join_ms == 0);
+        }
+    }
 
     /* a bad field is named */
     f = fopen(path, "w");

@@ -23,6 +23,7 @@ static void recs10(bt_rep_rec_t *r)
         r[i].ok = i != 9;                /* the last one failed */
         r[i].ttft_ms = 10.0 * (i + 1);   /* 10 .. 90 */
         r[i].tpot_ms = i < 5 ? 2 : 8;
+        r[i].itl1_ms = i == 0 ? 0 : 1.0 * i;   /* 1 .. 8 with two tokens */
         r[i].e2e_ms = 100;
         r[i].out_tokens = i == 0 ? 1 : 10;
         r[i].prompt_tokens = 100;
@@ -54,6 +55,9 @@ static void test_slo_and_goodput(void **state)
     /* tpot only of requests with 2+ tokens: 1..8 */
     assert_int_equal(rep.tpot.n, 8);
     assert_true(rep.tpot.p50 == 2);
+    /* the first gap likewise: 1..8 */
+    assert_int_equal(rep.itl1.n, 8);
+    assert_true(rep.itl1.p50 == 4 && rep.itl1.p90 == 8);
     /* no SLO: everything that succeeded meets it */
     slo = (bt_rep_slo_t){0, 0};
     bt_rep_compute(r, 10, 2.0, &slo, NULL, 0, &rep);
@@ -79,6 +83,8 @@ static void test_json_and_files(void **state)
     assert_true(json_real_value(json_object_get(json_object_get(o, "slo"),
                                                 "ttft_ms")) == 50);
     assert_int_equal(json_integer_value(json_object_get(o, "cached_tokens")), 225);
+    assert_true(json_real_value(json_object_get(json_object_get(o, "itl_first_ms"),
+                                                "p50")) == 4);
     json_decref(o);
     assert_non_null(mkdtemp(dir));
     assert_int_equal(bt_rep_write_dir(dir, r, 10, &rep, "unit", err, sizeof(err)), 0);
