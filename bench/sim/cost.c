@@ -36,6 +36,11 @@ double bt_sim_xfer_ms(const bt_sim_cost_t *c, const char *name, double bytes)
     return x != NULL ? x->base_ms + x->ms_per_mb * bytes / 1048576.0 : 0;
 }
 
+double bt_sim_join_ms(const bt_sim_cost_t *c, double bytes)
+{
+    return c->d_join_ms + c->d_join_ms_mb * bytes / 1048576.0;
+}
+
 double bt_sim_kvstore_ms(const bt_sim_cost_t *c, uint32_t blocks)
 {
     return blocks > 0 ? c->k_base_ms + c->k_block_ms * blocks : 0;
@@ -118,6 +123,8 @@ int bt_sim_cost_load(const char *path, bt_sim_cost_t *c, char *err,
                  sizeof(why)) ||
         cost_num_opt(o, "decode", "join_ms", &c->d_join_ms, why,
                      sizeof(why)) ||
+        cost_num_opt(o, "decode", "join_ms_per_mb", &c->d_join_ms_mb, why,
+                     sizeof(why)) ||
         cost_num(o, "kvstore", "base_ms", &c->k_base_ms, why, sizeof(why)) ||
         cost_num(o, "kvstore", "per_block_ms", &c->k_block_ms, why,
                  sizeof(why)) ||
@@ -177,7 +184,7 @@ int bt_sim_cost_save(const char *path, const bt_sim_cost_t *c,
                                       "ms_per_mb", c->xfer[i].ms_per_mb));
     }
     o = json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:f},s:{s:f,s:f,s:f},"
-                  "s:{s:f,s:f,s:f,s:f},s:o,s:{s:f,s:f},s:{s:f}}",
+                  "s:{s:f,s:f,s:f,s:f,s:f},s:o,s:{s:f,s:f},s:{s:f}}",
                   "name", c->name, "source", source != NULL ? source : "",
                   "node", "block_size", (json_int_t)c->block_size,
                   "total_blocks", (json_int_t)c->total_blocks,
@@ -188,6 +195,7 @@ int bt_sim_cost_save(const char *path, const bt_sim_cost_t *c,
                   c->p_token_ms, "per_token_ctx_us", c->p_ctx_us,
                   "decode", "base_ms", c->d_base_ms, "per_seq_ms", c->d_seq_ms,
                   "per_ctx_token_us", c->d_ctx_us, "join_ms", c->d_join_ms,
+                  "join_ms_per_mb", c->d_join_ms_mb,
                   "transfer", xf,
                   "kvstore", "base_ms", c->k_base_ms, "per_block_ms",
                   c->k_block_ms,

@@ -6,7 +6,7 @@
  *       base_ms + per_seq_ms * b + per_ctx_token_us * c / 1000
  *   the hand-over from the first token to the decode batch: on another
  *   node over a transport, base_ms + ms_per_mb * B / 2^20 for B bytes of
- *   KV; on the same node, decode.join_ms
+ *   KV; on the same node, decode.join_ms + join_ms_per_mb * B / 2^20
  *   kvstore fetch of k blocks: base_ms + per_block_ms * k
  *   a fixed request overhead (HTTP, tokenizing, the RPCs) added to TTFT.
  * and the node's shape (block size, pool blocks, batch, chunk size, KV
@@ -35,7 +35,7 @@ typedef struct {
     double   kv_bytes_per_token;
     double   p_base_ms, p_token_ms, p_ctx_us;
     double   d_base_ms, d_seq_ms, d_ctx_us;
-    double   d_join_ms;   /* optional in the file: 0 */
+    double   d_join_ms, d_join_ms_mb;   /* optional in the file: 0 */
     bt_sim_xfer_cost_t xfer[BT_SIM_MAX_XFER];
     size_t   n_xfer;
     double   k_base_ms, k_block_ms;
@@ -49,6 +49,8 @@ double bt_sim_decode_ms(const bt_sim_cost_t *c, uint32_t batch,
 /* The transport `name` (NULL or unknown: the first one; none: 0 ms). */
 double bt_sim_xfer_ms(const bt_sim_cost_t *c, const char *name,
                       double bytes);
+/* The hand-over to a decode batch on the same node. */
+double bt_sim_join_ms(const bt_sim_cost_t *c, double bytes);
 double bt_sim_kvstore_ms(const bt_sim_cost_t *c, uint32_t blocks);
 
 /* Returns 0, or -1 with a message naming the missing or bad field. */

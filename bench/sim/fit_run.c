@@ -219,13 +219,14 @@ static int fit_decode(const sim_cli_t *cli, bt_sim_cost_t *c)
 }
 
 /* The hand-over from the first token to the decode batch: a first gap
- * less the decode step that ends it. Colocated: the median over the cold
- * prompts (a constant); disaggregated: a line in the prompt's KV bytes
- * (the transfer's tail, then the decode node's admission). */
+ * less the decode step that ends it, as a line in the prompt's KV bytes:
+ * colocated (the node's local hand-over) and disaggregated (the
+ * transfer's tail, then the decode node's admission). */
 static int fit_handover(const sim_cli_t *cli, bt_sim_cost_t *c,
                         const double *gap1)
 {
     double x[FIT_NP], y[FIT_NP], local[FIT_NP], a = 0, b = 0, m[3];
+    double la = 0, lb = 0;
 
     for (size_t i = 0; i < FIT_NP; i++) {
         double step = bt_sim_decode_ms(c, 1, fit_prompts[i] + 1);
@@ -241,17 +242,19 @@ static int fit_handover(const sim_cli_t *cli, bt_sim_cost_t *c,
                 "disaggregated +%.2f ms (ttft %.2f)\n", fit_prompts[i],
                 local[i], y[i], m[0]);
     }
-    c->d_join_ms = fit_median(local, FIT_NP);
-    if (bt_fit_line(x, y, FIT_NP, &a, &b) < 0) {
+    if (bt_fit_line(x, local, FIT_NP, &la, &lb) < 0 ||
+        bt_fit_line(x, y, FIT_NP, &a, &b) < 0) {
         return -1;
     }
+    c->d_join_ms = la;
+    c->d_join_ms_mb = lb;
     c->n_xfer = 1;
     snprintf(c->xfer[0].name, sizeof(c->xfer[0].name), "%s",
              cli->transport != NULL ? cli->transport : "shm");
     c->xfer[0].base_ms = a;
     c->xfer[0].ms_per_mb = b;
-    fprintf(stderr, "  hand-over fit: colocated %.3f ms; %s %.3f ms + %.4f "
-            "ms/MiB\n", c->d_join_ms, c->xfer[0].name, a, b);
+    fprintf(stderr, "  hand-over fit: colocated %.3f ms + %.4f ms/MiB; %s "
+            "%.3f ms + %.4f ms/MiB\n", la, lb, c->xfer[0].name, a, b);
     return 0;
 }
 

@@ -333,11 +333,11 @@ static void prefill_done(sim_t *s, snode_t *n, uint32_t i)
     /* the first token goes out with the prefill's answer; the sequence
      * joins the decode batch after the hand-over: disaggregated, what the
      * layer-wise push could not hide behind the compute and the decode
-     * node's admission (one function of the bytes); on the same node,
-     * the local hand-over. Both show in the first inter-token gap. */
+     * node's admission; on the same node, the local hand-over (each a
+     * function of the bytes). Both show in the first inter-token gap. */
     r->t_first = s->q.now;
     t_kv += (r->p != r->d ? bt_sim_xfer_ms(c, s->cfg->transport, bytes)
-                          : c->d_join_ms) / 1e3;
+                          : bt_sim_join_ms(c, bytes)) / 1e3;
     node_cache_add(s, n, r->keys, r->n_keys);
     if (sh->kvs != NULL) {
         bt_sim_kvs_put(sh->kvs, s->root, r->keys, r->cached / c->block_size,

@@ -33,7 +33,8 @@ static bt_sim_cost_t cost(void)
     c.d_base_ms = 5;
     c.d_seq_ms = 0.5;
     c.d_ctx_us = 1;
-    c.d_join_ms = 0.75;
+    c.d_join_ms = 0.25;
+    c.d_join_ms_mb = 0.5 / 600;     /* 0.75 ms for the 600 MiB below */
     c.n_xfer = 1;
     c.xfer[0] = (bt_sim_xfer_cost_t){"shm", 2, 0.01};
     c.k_base_ms = 0.5;

@@ -135,6 +135,7 @@ static void test_cost_file_round_trip(void **state)
     c.p_token_ms = 0.125;
     c.d_ctx_us = 3;
     c.d_join_ms = 1.25;
+    c.d_join_ms_mb = 0.5;
     c.n_xfer = 2;
     c.xfer[0] = (bt_sim_xfer_cost_t){"shm", 0.5, 1.5};
     c.xfer[1] = (bt_sim_xfer_cost_t){"tcp", 1, 8};
@@ -146,7 +147,8 @@ static void test_cost_file_round_trip(void **state)
     assert_int_equal(d.block_size, 16);
     assert_int_equal(d.max_prefill_tokens, 512);
     assert_true(d.p_token_ms == 0.125 && d.d_ctx_us == 3);
-    assert_true(d.d_join_ms == 1.25);
+    assert_true(d.d_join_ms == 1.25 && d.d_join_ms_mb == 0.5);
+    assert_true(fabs(bt_sim_join_ms(&d, 1048576.0 * 2) - 2.25) < 1e-9);
     assert_int_equal(d.n_xfer, 2);
     assert_true(fabs(bt_sim_xfer_ms(&d, "tcp", 1048576.0 * 2) - 17) < 1e-9);
     assert_true(fabs(bt_sim_xfer_ms(&d, NULL, 0) - 0.5) < 1e-9);
@@ -173,7 +175,7 @@ static void test_cost_file_round_trip(void **state)
             assert_non_null(strstr(err, "decode.join_ms"));
         } else {
             assert_int_equal(bt_sim_cost_load(path, &d, err, sizeof(err)), 0);
-            assert_true(d.d_join_ms == 0);
+            assert_true(d.d_join_ms == 0 && d.d_join_ms_mb == 0);
         }
     }
 
