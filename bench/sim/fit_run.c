@@ -30,11 +30,14 @@
 static const uint32_t fit_prompts[] = {16, 32, 64, 128, 256, 512, 1024};
 /* tokens of the single requests: a first gap and one more */
 #define FIT_OUT 4
+/* requests per run of a single-request point, one after another */
+#define FIT_SEQ 4
 #define FIT_NP (sizeof(fit_prompts) / sizeof(fit_prompts[0]))
 
 /* One baton-bench run; the parsed JSON report or NULL (said). */
 static json_t *fit_bench(const sim_cli_t *cli, const char *url, uint32_t n,
-                         uint32_t prompt, uint32_t output, uint64_t seed)
+                         uint32_t conc, uint32_t prompt, uint32_t output,
+                         uint64_t seed)
 {
     char cmd[2048];
     char *buf = NULL;
@@ -48,7 +51,7 @@ static json_t *fit_bench(const sim_cli_t *cli, const char *url, uint32_t n,
     snprintf(cmd, sizeof(cmd), "'%s' --url '%s' --model '%s' --requests %u "
              "--concurrency %u --prompt-tokens %u --output-tokens %u --seed "
              "%llu --json --timeout 120s --deadline 5m", cli->bench, url,
-             cli->model, n, n, prompt, output, (unsigned long long)seed);
+             cli->model, n, conc, prompt, output, (unsigned long long)seed);
     if ((p = popen(cmd, "r")) == NULL || (m = open_memstream(&buf, &len)) == NULL) {
         if (p != NULL) {
             pclose(p);
@@ -104,8 +107,12 @@ static int fit_point(const sim_cli_t *cli, const char *url, uint32_t n,
     size_t k = 0;
 
     for (int64_t r = 0; r < cli->fit_repeats && k < 100; r++, k++) {
-        json_t *o = fit_bench(cli, url, n, prompt, output,
-                              seed * 1000 + (uint64_t)r);
+        /* a single request: several one after another, their p50 (one
+         * request per run follows an idle gap the workloads rarely see) */
+        json_t *o = n == 1 ? fit_bench(cli, url, FIT_SEQ, 1, prompt, output,
+                                       seed * 1000 + (uint64_t)r)
+                           : fit_bench(cli, url, n, n, prompt, output,
+                                       seed * 1000 + (uint64_t)r);
 
         if (o == NULL) {
             return -1;
@@ -154,9 +161,9 @@ static int fit_prefill(const sim_cli_t *cli, bt_sim_cost_t *c, double *gap1)
 
         for (int64_t r = 0; r < cli->fit_repeats; r++) {
             uint64_t seed = 500000 + i * 100 + (uint64_t)r;
-            json_t *a = fit_bench(cli, cli->url_colocated, 1, fit_prompts[i], 1,
-                                  seed);
-            json_t *b = a != NULL ? fit_bench(cli, cli->url_colocated, 1,
+            json_t *a = fit_bench(cli, cli->url_colocated, 1, 1,
+                                  fit_prompts[i], 1, seed);
+            json_t *b = a != NULL ? fit_bench(cli, cli->url_colocated, 1, 1,
                                               fit_prompts[i], 1, seed) : NULL;
 
             if (b == NULL) {
@@ -270,13 +277,14 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
     for (size_t i = 0; i < 2; i++) {
         for (int64_t r = 0; r < cli->fit_repeats; r++) {
             uint64_t seed = 700000 + i * 100 + (uint64_t)r;
-            json_t *w = fit_bench(cli, cli->url_colocated, 1, prompt[i], 1, seed);
+            json_t *w = fit_bench(cli, cli->url_colocated, 1, 1, prompt[i], 1,
+                                  seed);
             json_t *o = NULL;
             double cached;
 
             json_decref(w);
             if (w == NULL || system(cmd) != 0 ||
-                (o = fit_bench(cli, cli->url_colocated, 1, prompt[i], 1,
+                (o = fit_bench(cli, cli->url_colocated, 1, 1, prompt[i], 1,
                                seed)) == NULL) {
                 fprintf(stderr, "baton-sim fit: kvstore calibration failed "
                         "(%s)\n", cmd);
@@ -341,8 +349,8 @@ int sim_cmd_fit(sim_cli_t *cli)
     /* the first requests of a fresh cluster pay its warm-up (connections,
      * page faults of the model): not what is fitted */
     for (int k = 0; k < 2; k++) {
-        json_decref(fit_bench(cli, cli->url_colocated, 2, 64, 4, 9 + k));
-        json_decref(fit_bench(cli, cli->url_disagg, 2, 64, 4, 9 + k));
+        json_decref(fit_bench(cli, cli->url_colocated, 2, 2, 64, 4, 9 + k));
+        json_decref(fit_bench(cli, cli->url_disagg, 2, 2, 64, 4, 9 + k));
     }
     if (fit_prefill(cli, &c, gap1) != 0 || fit_decode(cli, &c) != 0 ||
         fit_handover(cli, &c, gap1) != 0) {

@@ -65,6 +65,7 @@ int sim_cli_simulate(sim_cli_t *cli, const bt_wl_t *wl, uint32_t n_prefill,
     cfg.prefix_cache = cli->prefix_cache;
     cfg.heartbeat_s = (double)cli->heartbeat_ms / 1e3;
     cfg.nodes_per_router = (uint32_t)cli->nodes_per_router;
+    cfg.one_host = cli->one_host;
     if (cli->show_progress) {
         cfg.progress = sim_progress;
         cfg.progress_arg = cli;

@@ -56,6 +56,9 @@ typedef struct {
     uint64_t      ctx_sum;     /* tokens of context of the running ones */
     uint32_t      reserved;    /* blocks */
     bool          busy;
+    double        work_s;      /* one_host: the step's dedicated time left */
+    double        t_mark;      /* one_host: when work_s was last brought up */
+    uint64_t      gen;         /* one_host: the step-done event in force */
     int           last_role, step_role;
     uint32_t      step_n;      /* decode batch, or the prefill chunk */
     bt_sim_lru_t *cache;
@@ -81,6 +84,7 @@ typedef struct {
     shard_t             *shards;
     size_t               n_shards;
     size_t               issued, finished;
+    uint32_t             n_busy;   /* one_host: nodes computing */
     int32_t             *prompt;   /* scratch, the longest prompt */
     uint8_t              root[BT_KV_HASH_LEN];
     bool                 oom;
@@ -279,6 +283,40 @@ static double node_prefill_chunk(sim_t *s, snode_t *n, sreq_t *r,
     return extra + bt_sim_prefill_ms(c, *chunk_p, r->pos) / 1e3;
 }
 
+/* ---- one host: the busy nodes share its cores ---- */
+
+/* Brings every busy node's work left up to now, at the speed they had. */
+static void host_advance(sim_t *s)
+{
+    const double speed = s->n_busy > 0 ? 1.0 / s->n_busy : 1.0;
+
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        snode_t *n = &s->nodes[i];
+
+        if (n->busy) {
+            n->work_s -= (s->q.now - n->t_mark) * speed;
+            n->work_s = n->work_s > 0 ? n->work_s : 0;
+            n->t_mark = s->q.now;
+        }
+    }
+}
+
+/* Each busy node's step ends when its work is done at the new speed;
+ * the events pushed before carry an older generation and are dropped. */
+static void host_repush(sim_t *s)
+{
+    const double speed = s->n_busy > 0 ? 1.0 / s->n_busy : 1.0;
+
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        snode_t *n = &s->nodes[i];
+
+        if (n->busy) {
+            sim_push(s, s->q.now + n->work_s / speed, EV_STEP_DONE,
+                     (uint32_t)i, ++n->gen);
+        }
+    }
+}
+
 static void node_kick(sim_t *s, uint32_t ni)
 {
     snode_t *n = &s->nodes[ni];
@@ -315,8 +353,17 @@ static void node_kick(sim_t *s, uint32_t ni)
         }
         dt = bt_sim_decode_ms(s->c, n->step_n, ctx) / 1e3;
     }
-    n->busy = true;
     n->last_role = n->step_role = role;
+    if (s->cfg->one_host) {
+        host_advance(s);
+        n->busy = true;
+        n->work_s = dt;
+        n->t_mark = s->q.now;
+        s->n_busy++;
+        host_repush(s);
+        return;
+    }
+    n->busy = true;
     sim_push(s, s->q.now + dt, EV_STEP_DONE, ni, 0);
 }
 
@@ -352,11 +399,20 @@ static void prefill_done(sim_t *s, snode_t *n, uint32_t i)
 
 static void sim_end_request(sim_t *s, uint32_t i);
 
-static void step_done(sim_t *s, uint32_t ni)
+static void step_done(sim_t *s, uint32_t ni, uint64_t gen)
 {
     snode_t *n = &s->nodes[ni];
     size_t k, keep;
 
+    if (s->cfg->one_host) {
+        if (!n->busy || gen != n->gen) {
+            return;   /* rescheduled since */
+        }
+        host_advance(s);
+        n->busy = false;
+        s->n_busy--;
+        host_repush(s);
+    }
     n->busy = false;
     if (n->step_role == ROLE_P) {
         uint32_t i = ring_front(&n->pq);
@@ -761,7 +817,7 @@ int bt_sim_run(const bt_sim_cfg_t *cfg, const bt_wl_t *wl, bt_rep_rec_t *recs,
             sim_place_new(&s, ev.a);
             break;
         case EV_STEP_DONE:
-            step_done(&s, ev.a);
+            step_done(&s, ev.a, ev.b);
             break;
         case EV_KV_DONE:
             sim_kv_done(&s, ev.a);

@@ -36,6 +36,10 @@ typedef struct {
     uint32_t    max_queue;       /* the router's --max-queue */
     double      queue_timeout_s; /* the router's --queue-timeout */
     uint32_t    nodes_per_router;/* shard size, <= BT_ROUTER_MAX_NODES - 1 */
+    /* every node on one host, each using all its cores (baton-local's
+     * nodes, --threads 0): while k nodes compute at once, each runs at
+     * 1/k of the speed its cost functions give (processor sharing) */
+    bool        one_host;
     bt_select_weights_t weights;
     /* progress: called about once a second of real time; may be NULL */
     void      (*progress)(void *arg, size_t done, size_t total);

@@ -18,6 +18,7 @@ typedef struct {
     bool          prefix_cache;
     int64_t       heartbeat_ms;
     int64_t       nodes_per_router;
+    bool          one_host;
     double        slo_ttft_ms, slo_tpot_ms;
     bool          json;
     const char   *out;
@@ -64,6 +65,10 @@ typedef struct {
     {"nodes-per-router", 0, "BATON_SIM_NODES_PER_ROUTER", "255",              \
      "larger clusters are split over routers of this many nodes",             \
      BT_OPT_INT, 1, 255, NULL, SIM_O(nodes_per_router)},                      \
+    {"one-host", 0, "BATON_SIM_ONE_HOST", "false",                            \
+     "every node on one host using all its cores (a local cluster): k nodes " \
+     "computing at once each run k times slower", BT_OPT_BOOL, 0, 0, NULL,    \
+     SIM_O(one_host)},                                                        \
     {"slo-ttft", 0, "BATON_SIM_SLO_TTFT", "0",                                \
      "time-to-first-token objective in ms (0: none)", BT_OPT_DOUBLE, 0, 1e9,  \
      NULL, SIM_O(slo_ttft_ms)},                                               \

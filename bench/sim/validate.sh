@@ -91,7 +91,7 @@ for w in trace low high; do
       $(workload $w) >"$OUTDIR/$w-$m-real.json" || true
     if [ $m = colo ]; then nodes=(--colocated 1); else nodes=(--prefill 1 --decode 1); fi
     # shellcheck disable=SC2046
-    "$SIM" run --cost "$COST" "${nodes[@]}" --transport shm \
+    "$SIM" run --cost "$COST" "${nodes[@]}" --transport shm --one-host \
       --kvstore-size "$KV_DRAM" --json --title "$w $m simulated" \
       --out "$(mkdir -p "$OUTDIR/$w-$m-sim" && echo "$OUTDIR/$w-$m-sim")" \
       $(workload $w) >"$OUTDIR/$w-$m-sim.json"

@@ -120,6 +120,36 @@ static void test_one_request_colocated(void **state)
     bt_wl_free(&w);
 }
 
+/* One host: two nodes prefilling at once share its cores, each at half
+ * speed; on hosts of their own each takes its cost function's time. */
+static void test_one_host_shares_cores(void **state)
+{
+    bt_sim_cost_t c = cost();
+    bt_sim_cfg_t cfg;
+    bt_wl_t w = synth(2, "600", "1", 2, 0);
+    bt_rep_rec_t rec[2];
+    bt_sim_stats_t st;
+    double prefill = bt_sim_prefill_ms(&c, 256, 0) +
+                     bt_sim_prefill_ms(&c, 256, 256) +
+                     bt_sim_prefill_ms(&c, 88, 512);
+
+    (void)state;
+    for (int one = 0; one < 2; one++) {
+        bt_sim_cfg_default(&cfg);
+        cfg.cost = &c;
+        cfg.n_colocated = 2;
+        cfg.one_host = one;
+        assert_int_equal(run(&cfg, &w, rec, &st), 0);
+        /* both placed at once, on different nodes, in lockstep */
+        for (int i = 0; i < 2; i++) {
+            assert_true(rec[i].ok);
+            assert_true(fabs(rec[i].ttft_ms - (3 + (one ? 2 : 1) * prefill)) <
+                        1e-6);
+        }
+    }
+    bt_wl_free(&w);
+}
+
 /* Two prompts of 4 blocks each repeated: hash ids 1-4 and 5-8. */
 static bt_wl_t trace_repeats(char *path, size_t n)
 {
@@ -255,6 +285,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_request_colocated),
+        cmocka_unit_test(test_one_host_shares_cores),
         cmocka_unit_test(test_prefix_reuse_follows_index),
         cmocka_unit_test(test_overload_queues_and_repeats),
         cmocka_unit_test(test_routers_past_255_nodes),
