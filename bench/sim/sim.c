@@ -59,6 +59,7 @@ typedef struct {
     double        work_s;      /* one_host: the step's dedicated time left */
     double        t_mark;      /* one_host: when work_s was last brought up */
     uint64_t      gen;         /* one_host: the step-done event in force */
+    double        join_s;      /* local hand-overs to run before the next step */
     int           last_role, step_role;
     uint32_t      step_n;      /* decode batch, or the prefill chunk */
     bt_sim_lru_t *cache;
@@ -353,6 +354,8 @@ static void node_kick(sim_t *s, uint32_t ni)
         }
         dt = bt_sim_decode_ms(s->c, n->step_n, ctx) / 1e3;
     }
+    dt += n->join_s;
+    n->join_s = 0;
     n->last_role = n->step_role = role;
     if (s->cfg->one_host) {
         host_advance(s);
@@ -367,6 +370,8 @@ static void node_kick(sim_t *s, uint32_t ni)
     sim_push(s, s->q.now + dt, EV_STEP_DONE, ni, 0);
 }
 
+static void sim_kv_done(sim_t *s, uint32_t i);
+
 static void prefill_done(sim_t *s, snode_t *n, uint32_t i)
 {
     sreq_t *r = &s->reqs[i];
@@ -377,14 +382,18 @@ static void prefill_done(sim_t *s, snode_t *n, uint32_t i)
     double t_kv = s->q.now;
 
     ring_pop(&n->pq);
-    /* the first token goes out with the prefill's answer; the sequence
-     * joins the decode batch after the hand-over: disaggregated, what the
-     * layer-wise push could not hide behind the compute and the decode
-     * node's admission; on the same node, the local hand-over (each a
-     * function of the bytes). Both show in the first inter-token gap. */
+    /* the first token goes out with the prefill's answer. Disaggregated,
+     * the sequence joins the decode node's batch after the hand-over:
+     * what the layer-wise push could not hide behind the compute and the
+     * decode node's admission. On the same node it joins at once, ahead
+     * of the node's next step, which the local hand-over lengthens (the
+     * node's own loop does it). Either shows in the first gap. */
     r->t_first = s->q.now;
-    t_kv += (r->p != r->d ? bt_sim_xfer_ms(c, s->cfg->transport, bytes)
-                          : bt_sim_join_ms(c, bytes)) / 1e3;
+    if (r->p != r->d) {
+        t_kv += bt_sim_xfer_ms(c, s->cfg->transport, bytes) / 1e3;
+    } else {
+        n->join_s += bt_sim_join_ms(c, bytes) / 1e3;
+    }
     node_cache_add(s, n, r->keys, r->n_keys);
     if (sh->kvs != NULL) {
         bt_sim_kvs_put(sh->kvs, s->root, r->keys, r->cached / c->block_size,
@@ -394,7 +403,11 @@ static void prefill_done(sim_t *s, snode_t *n, uint32_t i)
     free(r->tokens);
     r->keys = NULL;
     r->tokens = NULL;
-    sim_push(s, t_kv, EV_KV_DONE, i, 0);
+    if (r->p == r->d) {
+        sim_kv_done(s, i);
+    } else {
+        sim_push(s, t_kv, EV_KV_DONE, i, 0);
+    }
 }
 
 static void sim_end_request(sim_t *s, uint32_t i);
