@@ -124,14 +124,12 @@ static const char *child_line(child_t *c, uint64_t ms)
 }
 
 /* Skips lines until one starts with `prefix`, for up to `ms` at
- * BATON_TEST_TIME_SCALE (a wait, not a bound on the peer). */
-static const char *expect_line(child_t *c, const char *prefix, uint64_t ms)
+ * BATON_TEST_TIME_SCALE (a wait, not a bound on the peer); NULL when the
+ * time or the child's output ends first. */
+static const char *find_line(child_t *c, const char *prefix, uint64_t ms)
 {
     const char *l;
-    uint64_t end;
-
-    ms = bt_test_scaled_ms(ms);
-    end = now_ms() + ms;
+    uint64_t end = now_ms() + bt_test_scaled_ms(ms);
 
     while (now_ms() < end) {
         l = child_line(c, end - now_ms());
@@ -142,9 +140,20 @@ static const char *expect_line(child_t *c, const char *prefix, uint64_t ms)
             return l;
         }
     }
-    fail_msg("child %d: no line starting '%s' within %llu ms", (int)c->pid,
-             prefix, (unsigned long long)ms);
     return NULL;
+}
+
+/* find_line, failing the test when there is no such line. */
+static const char *expect_line(child_t *c, const char *prefix, uint64_t ms)
+{
+    const char *l = find_line(c, prefix, ms);
+
+    if (l == NULL) {
+        fail_msg("child %d: no line starting '%s' within %llu ms",
+                 (int)c->pid, prefix,
+                 (unsigned long long)bt_test_scaled_ms(ms));
+    }
+    return l;
 }
 
 static void child_say(child_t *c, const char *l)
@@ -314,7 +323,12 @@ static void test_three_senders(void **state)
 }
 
 /* `kb` 0: one 4 MiB slice per write; else 4 MiB as kb-KiB slices. */
-static void receiver_killed(const char *kb)
+/* One run; false when the sender aborted (SIGABRT) before its report:
+ * over tcp UCX 1.13 itself does that now and then, by an assertion in
+ * its tcp transport while it fails the dead peer's endpoint
+ * (docs/internals/xfer.md "Known UCX 1.13 issues"), which no code of
+ * ours reaches. */
+static bool receiver_killed_once(const char *kb)
 {
     child_t *r1 = spawn("recv", "16", NULL, NULL);
     child_t *r2 = spawn("recv", "16", NULL, NULL);
@@ -330,10 +344,31 @@ static void receiver_killed(const char *kb)
     kill(r1->pid, SIGKILL);
     assert_int_equal(child_wait(r1, 5000), 128);
     child_say(b, "KILLED");
-    l = expect_line(b, "BLAST ", 30000);
+    l = find_line(b, "BLAST ", 30000);
+    if (l == NULL && child_wait(b, 10000) == 128 &&
+        WIFSIGNALED(b->status) && WTERMSIG(b->status) == SIGABRT) {
+        print_message("# the sender aborted inside UCX (its stderr has "
+                      "the assertion): the run is done again once\n");
+        kill(r2->pid, SIGKILL);
+        child_wait(r2, 5000);
+        return false;
+    }
+    if (l == NULL) {
+        fail_msg("child %d: no line starting 'BLAST '", (int)b->pid);
+    }
     print_message("# %s\n", l);
     assert_int_equal(child_wait(b, 10000), 0);
     recv_result(r2, 0);
+    return true;
+}
+
+/* A second abort fails: the behaviour checked is ours, and it must show
+ * in one of two runs. */
+static void receiver_killed(const char *kb)
+{
+    if (!receiver_killed_once(kb)) {
+        assert_true(receiver_killed_once(kb));
+    }
 }
 
 static void test_receiver_killed(void **state)
