@@ -200,19 +200,19 @@ static bool take(bt_xfer_guard_slot_t *s, uint64_t from)
 
 int bt_xfer_guard_claim(bt_xfer_guard_t *g, int hint)
 {
-    /* the slot this process holds: no getpid() per write (a system
-     * call); a forked child must not reuse its parent's hint */
+    /* the slot this process holds, checked against the id cached when
+     * it was claimed: no getpid() (a system call) per write. A forked
+     * child still has its parent's id here, so it must not write through
+     * its parent's remotes (nothing forks after creating an xfer
+     * context). */
     if (self_pid != 0 && hint >= 0 && hint < (int)BT_XFER_GUARD_SLOTS &&
         atomic_load(&g->slots[hint].pid) == self_pid &&
         atomic_load(&g->slots[hint].start) == self_start) {
         return hint;
     }
+    /* a new claim: the id again first (the first claim, or a forked
+     * child's), so the hint cannot be ours any more */
     self_id();
-    if (hint >= 0 && hint < (int)BT_XFER_GUARD_SLOTS &&
-        atomic_load(&g->slots[hint].pid) == self_pid &&
-        atomic_load(&g->slots[hint].start) == self_start) {
-        return hint;
-    }
     for (uint32_t i = 0; i < BT_XFER_GUARD_SLOTS; i++) {
         if (take(&g->slots[i], 0)) {
             return (int)i;
