@@ -379,21 +379,10 @@ static void prefill_done(sim_t *s, snode_t *n, uint32_t i)
     const bt_sim_cost_t *c = s->c;
     shard_t *sh = &s->shards[n->shard];
     double bytes = (double)w->n_prompt * c->kv_bytes_per_token;
-    double t_kv = s->q.now;
 
     ring_pop(&n->pq);
-    /* the first token goes out with the prefill's answer. Disaggregated,
-     * the sequence joins the decode node's batch after the hand-over:
-     * what the layer-wise push could not hide behind the compute and the
-     * decode node's admission. On the same node it joins at once, ahead
-     * of the node's next step, which the local hand-over lengthens (the
-     * node's own loop does it). Either shows in the first gap. */
+    /* the first token goes out with the prefill's answer */
     r->t_first = s->q.now;
-    if (r->p != r->d) {
-        t_kv += bt_sim_xfer_ms(c, s->cfg->transport, bytes) / 1e3;
-    } else {
-        n->join_s += bt_sim_join_ms(c, bytes) / 1e3;
-    }
     node_cache_add(s, n, r->keys, r->n_keys);
     if (sh->kvs != NULL) {
         bt_sim_kvs_put(sh->kvs, s->root, r->keys, r->cached / c->block_size,
@@ -403,10 +392,19 @@ static void prefill_done(sim_t *s, snode_t *n, uint32_t i)
     free(r->tokens);
     r->keys = NULL;
     r->tokens = NULL;
-    if (r->p == r->d) {
-        sim_kv_done(s, i);
+    /* Disaggregated, the sequence joins the decode node's batch after the
+     * hand-over: what the layer-wise push could not hide behind the
+     * compute and the decode node's admission. On the same node it joins
+     * at once, ahead of the node's next step, which the local hand-over
+     * lengthens (the node's own loop does it). Either shows in the first
+     * gap. */
+    if (r->p != r->d) {
+        double hop_s = bt_sim_xfer_ms(c, s->cfg->transport, bytes) / 1e3;
+
+        sim_push(s, s->q.now + hop_s, EV_KV_DONE, i, 0);
     } else {
-        sim_push(s, t_kv, EV_KV_DONE, i, 0);
+        n->join_s += bt_sim_join_ms(c, bytes) / 1e3;
+        sim_kv_done(s, i);
     }
 }
 
