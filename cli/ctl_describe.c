@@ -60,6 +60,8 @@ static void ctl_describe_node_text(const ctl_t *ctl, const json_t *all)
     printf("HTTP (metrics):    %s\n",
            ctl_str(n, "http_address")[0] ? ctl_str(n, "http_address") : "-");
     printf("Version:           %s\n", version[0] ? version : "-");
+    printf("Numerics:          %s\n",   /* KV is shared within one id only */
+           ctl_str(n, "numerics")[0] ? ctl_str(n, "numerics") : "-");
     printf("Registered:        %s\n",
            ctl_when(now, (uint64_t)ctl_int(n, "registered_unix_ms"), when, sizeof(when)));
     printf("Last heartbeat:    %s\n",

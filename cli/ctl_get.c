@@ -70,7 +70,7 @@ static void ctl_print_nodes(const ctl_t *ctl, const json_t *resp, const json_t *
     }
     printf(" %8s %9s", "AGE", "HEARTBEAT");
     if (wide) {
-        printf(" %-10s %-16s", "VERSION", "MODEL");
+        printf(" %-10s %-16s %-18s", "VERSION", "MODEL", "NUMERICS");
     }
     if (wide) {
         printf("  %-26s %s\n", "ADDRESS", "HTTP");   /* HTTP: where /metrics is */
@@ -95,7 +95,10 @@ static void ctl_print_nodes(const ctl_t *ctl, const json_t *resp, const json_t *
                ctl_age(now, (uint64_t)ctl_int(n, "last_heartbeat_unix_ms"), hb,
                        sizeof(hb)));
         if (wide) {
-            printf(" %-10s %-16s", version[0] ? version : "-", ctl_str(n, "model"));
+            const char *num = ctl_str(n, "numerics");
+
+            printf(" %-10s %-16s %-18s", version[0] ? version : "-",
+                   ctl_str(n, "model"), num[0] ? num : "-");
         }
         if (wide) {
             const char *http = ctl_str(n, "http_address");

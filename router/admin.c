@@ -74,6 +74,7 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         ni->role = (Baton__V1__NodeRole)n->serving;
         ni->target_role = (Baton__V1__NodeRole)n->moving_to;
         ni->flexible = n->flexible;
+        ni->numerics = n->numerics;
         ni->role_since_unix_ms = bt_admin_wall(n->role_since_ms, now_mono, now_wall);
         ni->model = n->model;
         ni->grpc_address = n->grpc_address;

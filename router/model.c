@@ -128,6 +128,12 @@ bt_status_t bt_router_model_check_node(bt_router_t *r,
         snprintf(err, err_size, "node reports no valid KV dtype");
         return BT_ERR_INVALID_ARG;
     }
+    if (!bt_kv_numerics_valid(hello->numerics)) {
+        snprintf(err, err_size, "node reports no valid numerics id (kv-spec "
+                 "v2: 1 to %d bytes of [a-z0-9./_-], e.g. cpu/exact/tp1/k1; "
+                 "a node older than the router?)", BT_KV_NUMERICS_MAX);
+        return BT_ERR_INVALID_ARG;
+    }
     if (m->kv_known && (hello->block_size != m->block_size ||
                         hello->kv_dtype != m->kv_dtype)) {
         snprintf(err, err_size, "node uses blocks of %u tokens and KV dtype %u; "
@@ -341,8 +347,8 @@ void bt_router_model_token_text(bt_router_t *r, uint32_t id, bool raw,
     }
 }
 
-bt_status_t bt_router_model_root(bt_router_t *r, const uint8_t *salt,
-                                 size_t salt_len,
+bt_status_t bt_router_model_root(bt_router_t *r, const char *numerics,
+                                 const uint8_t *salt, size_t salt_len,
                                  uint8_t root[BT_BLOCK_HASH_LEN])
 {
     bt_router_model_t *m = r->model;
@@ -350,8 +356,8 @@ bt_status_t bt_router_model_root(bt_router_t *r, const uint8_t *salt,
     if (!m->kv_known) {
         return BT_ERR_NOT_FOUND;
     }
-    return bt_kv_hash_root(m->name, "", m->kv_dtype,
-                           m->block_size, salt, salt_len, root);
+    return bt_kv_hash_root(m->name, "", m->kv_dtype, m->block_size, numerics,
+                           salt, salt_len, root);
 }
 
 void bt_router_model_hashes(bt_router_t *r, const uint8_t root[BT_BLOCK_HASH_LEN],

@@ -59,9 +59,10 @@ bt_status_t bt_router_model_decode(bt_router_t *r, const uint32_t *ids,
 void bt_router_model_token_text(bt_router_t *r, uint32_t id, bool raw,
                                 bt_buf_t *out);
 
-/* h_{-1} for a tenant; BT_ERR_NOT_FOUND until a node told the KV layout. */
-bt_status_t bt_router_model_root(bt_router_t *r, const uint8_t *salt,
-                                 size_t salt_len,
+/* h_{-1} for a tenant and a numerics id (kv-spec v2); BT_ERR_NOT_FOUND
+ * until a node told the KV layout. */
+bt_status_t bt_router_model_root(bt_router_t *r, const char *numerics,
+                                 const uint8_t *salt, size_t salt_len,
                                  uint8_t root[BT_BLOCK_HASH_LEN]);
 /* Hashes of the full blocks of prompt ++ gen; *hashes_p is malloc'ed
  * (NULL and 0 when nothing is known yet). */

@@ -98,6 +98,7 @@ static void bt_reg_hello(bt_reg_stream_t *st, bt_rpc_call_t *call,
     hello.grpc_address = h->grpc_address;
     hello.http_address = h->http_address;
     hello.version = h->version;
+    hello.numerics = h->numerics;
     hello.ucx_address = h->ucx_address.data;
     hello.ucx_address_len = h->ucx_address.len;
     if (h->capacity != NULL) {

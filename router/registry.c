@@ -158,6 +158,8 @@ bt_status_t bt_registry_add(bt_registry_t *reg, const bt_node_hello_t *hello,
     node->max_batch = hello->max_batch;
     node->max_prefill_tokens = hello->max_prefill_tokens;
     node->kv_dtype = hello->kv_dtype;
+    snprintf(node->numerics, sizeof(node->numerics), "%s",
+             hello->numerics != NULL ? hello->numerics : "");
     snprintf(node->version, sizeof(node->version), "%s",
              hello->version != NULL ? hello->version : "");
     node->load.free_blocks = hello->total_blocks;
@@ -438,4 +440,29 @@ bool bt_registry_has_store(const bt_registry_t *reg)
         }
     }
     return false;
+}
+
+size_t bt_registry_numerics(bt_registry_t *reg, const char *model,
+                            char (*ids)[BT_KV_NUMERICS_MAX + 1], size_t max)
+{
+    size_t n = 0;
+
+    for (unsigned i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *node = bt_registry_slot(reg, i);
+        size_t j;
+
+        if (node == NULL || !(node->role & BT_NODE_ROLE_BOTH) ||
+            strcmp(node->model, model) != 0) {
+            continue;
+        }
+        for (j = 0; j < n; j++) {
+            if (strcmp(ids[j], node->numerics) == 0) {
+                break;
+            }
+        }
+        if (j == n && n < max) {
+            snprintf(ids[n++], sizeof(ids[0]), "%s", node->numerics);
+        }
+    }
+    return n;
 }

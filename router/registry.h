@@ -77,6 +77,9 @@ typedef struct {
     uint32_t       max_batch;
     uint32_t       max_prefill_tokens;
     bt_kv_dtype_t  kv_dtype;                  /* = baton.v1.KvDtype */
+    /* kv-spec v2 numerics id ("" for a kvstore): KV is shared and
+     * requests fail over only between nodes whose ids are equal */
+    char           numerics[BT_KV_NUMERICS_MAX + 1];
     char           version[BT_NODE_VERSION_MAX + 1];
     bt_node_load_t load;                      /* as last reported */
     uint32_t       assigned;                  /* requests the router has in flight on it */
@@ -123,6 +126,7 @@ typedef struct {
     uint32_t       max_batch;
     uint32_t       max_prefill_tokens;
     bt_kv_dtype_t  kv_dtype;                  /* = baton.v1.KvDtype */
+    const char    *numerics;                  /* NULL: none (a kvstore) */
     const char    *version;                   /* the daemon's; NULL: unknown */
     const char    *http_address;              /* NULL or "": not told */
 } bt_node_hello_t;
@@ -200,6 +204,12 @@ size_t bt_registry_count(const bt_registry_t *reg, bt_node_role_t role,
  * ones that may take a new request. */
 size_t bt_registry_count_usable(const bt_registry_t *reg, bt_node_role_t role,
                                 const char *model);
+
+/* The distinct numerics ids of the live prefill and decode nodes of
+ * `model`, in slot order, into ids: returns how many (at most `max`; the
+ * ids past it are left out). */
+size_t bt_registry_numerics(bt_registry_t *reg, const char *model,
+                            char (*ids)[BT_KV_NUMERICS_MAX + 1], size_t max);
 
 const bt_prefix_index_t *bt_registry_index(const bt_registry_t *reg);
 /* Slots of the live kvstore replicas (BT_PREFIX_WORDS words, bit = slot). */

@@ -85,6 +85,7 @@ bt_status_t bt_rreq_fork_admit(bt_rreq_t *req, const bt_rreq_t *from,
     req->d_gen = from->d_gen;
     snprintf(req->d_id, sizeof(req->d_id), "%s", from->d_id);
     memcpy(req->root, from->root, sizeof(req->root));
+    memcpy(req->numerics, from->numerics, sizeof(req->numerics));
     req->root_known = from->root_known;
     req->fork_lease = from->resv->lease_id;
     BT_RREQ_TRACE(req, "pair", "decode %s: forks lease %llu of %s", req->d_id,

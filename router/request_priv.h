@@ -79,8 +79,11 @@ struct bt_rreq {
     char                       tenant[65];
     uint8_t                    salt[64];
     size_t                     salt_len;
+    /* bound at the first placement (request_queue.c): the numerics id of
+     * its pair and the root of its KV; every later pair has that id */
     uint8_t                    root[BT_BLOCK_HASH_LEN];
-    bool                       root_known;       /* once a node told the layout */
+    char                       numerics[BT_KV_NUMERICS_MAX + 1];
+    bool                       root_known;
 
     /* the current pair; a node is identified by slot + generation */
     unsigned                   p_slot, d_slot;

@@ -63,16 +63,116 @@ bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size)
     return BT_OK;
 }
 
+/* Selects a pair among the nodes of one numerics id (NULL: any; root
+ * NULL: the layout is unknown, no prefix to match). */
+static bt_status_t bt_rreq_select_in(bt_rreq_t *req, const char *numerics,
+                                     const uint8_t *root, bool dry,
+                                     bt_select_req_t *sreq,
+                                     bt_select_result_t *sel, size_t *match_p,
+                                     char *err, size_t err_size)
+{
+    bt_router_t *r = req->r;
+    uint8_t (*hashes)[BT_BLOCK_HASH_LEN] = NULL;
+    size_t n_blocks = 0;
+    bt_status_t s = BT_OK;
+
+    if (root != NULL) {
+        bt_router_model_hashes(r, root, req->prompt, req->n_prompt, req->gen,
+                               req->n_gen, &hashes, &n_blocks);
+    }
+    sreq->numerics = numerics;
+    sreq->block_hashes = hashes ? &hashes[0][0] : NULL;
+    sreq->n_blocks = n_blocks;
+    if (dry) {
+        *match_p = bt_select_best_match(r->registry, &r->weights, sreq);
+    } else {
+        s = bt_select_pair(r->registry, &r->weights, sreq, sel, err, err_size);
+    }
+    free(hashes);
+    sreq->block_hashes = NULL;
+    return s;
+}
+
+/* How hopeful a failed placement is: waiting helps most first. */
+static int bt_rreq_place_rank(bt_status_t s)
+{
+    return s == BT_ERR_EXHAUSTED ? 0 : s == BT_ERR_PEER_UNREACHABLE ? 1
+           : s == BT_ERR_TOO_LARGE ? 2 : 3;
+}
+
+/* A request not placed yet may go to any numerics group of the cluster
+ * (kv-spec v2): the groups are tried longest cached prefix first, then in
+ * slot order, and the first that places it binds it (its root and every
+ * later placement, failovers included, stay in that group). One group,
+ * the usual case, is one selection. */
+static bt_status_t bt_rreq_select_group(bt_rreq_t *req, bt_select_req_t *sreq,
+                                        bt_select_result_t *sel,
+                                        char *err, size_t err_size)
+{
+    enum { MAX_GROUPS = 8 };
+    bt_router_t *r = req->r;
+    char ids[MAX_GROUPS][BT_KV_NUMERICS_MAX + 1];
+    uint8_t roots[MAX_GROUPS][BT_BLOCK_HASH_LEN];
+    size_t match[MAX_GROUPS], order[MAX_GROUPS];
+    size_t n = bt_registry_numerics(r->registry, bt_router_model_name(r), ids,
+                                    MAX_GROUPS);
+    bt_status_t s, worst = BT_OK;
+    char e[256];
+
+    if (n == 0 || bt_router_model_root(r, ids[0], req->salt, req->salt_len,
+                                       roots[0]) != BT_OK) {
+        /* no node, or none told the KV layout: selection says why */
+        return bt_rreq_select_in(req, NULL, NULL, false, sreq, sel, NULL, err,
+                                 err_size);
+    }
+    for (size_t i = 0; i < n; i++) {
+        order[i] = i;
+        match[i] = 0;
+        if (i > 0) {
+            (void)bt_router_model_root(r, ids[i], req->salt, req->salt_len,
+                                       roots[i]);
+        }
+        if (n > 1) {
+            (void)bt_rreq_select_in(req, ids[i], roots[i], true, sreq, NULL,
+                                    &match[i], NULL, 0);
+        }
+    }
+    for (size_t i = 1; i < n; i++) {   /* stable: longest match first */
+        for (size_t j = i; j > 0 && match[order[j]] > match[order[j - 1]]; j--) {
+            size_t t = order[j];
+
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        size_t g = order[k];
+
+        s = bt_rreq_select_in(req, ids[g], roots[g], false, sreq, sel, NULL, e,
+                              sizeof(e));
+        if (s == BT_OK) {
+            snprintf(req->numerics, sizeof(req->numerics), "%s", ids[g]);
+            memcpy(req->root, roots[g], sizeof(req->root));
+            req->root_known = true;
+            return BT_OK;
+        }
+        if (k == 0 || bt_rreq_place_rank(s) < bt_rreq_place_rank(worst)) {
+            worst = s;
+            snprintf(err, err_size, "%s", e);
+        }
+    }
+    return worst;
+}
+
 /* Picks (P, D) for the request now and opens the decode stream from the
  * loop (go_ev): this never ends or frees a request, so callers may hold
  * pointers across it. BT_OK, or bt_select_pair's status with err. */
 bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
 {
     bt_router_t *r = req->r;
-    size_t n_blocks = 0;
-    uint8_t (*hashes)[BT_BLOCK_HASH_LEN] = NULL;
     bt_select_result_t sel;
     bt_select_req_t sreq;
+    size_t n_blocks;
     bt_status_t s;
 
     memset(&sreq, 0, sizeof(sreq));
@@ -83,19 +183,15 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
                                      req->n_gen : (size_t)req->sampling->max_tokens);
     sreq.exclude_prefill = req->exclude_p;
     sreq.exclude_decode = req->exclude_d;
-    if (!req->root_known &&
-        bt_router_model_root(r, req->salt, req->salt_len, req->root) == BT_OK) {
-        req->root_known = true;
-    }
-    bt_router_model_hashes(r, req->root, req->prompt, req->n_prompt, req->gen,
-                           req->n_gen, &hashes, &n_blocks);
-    sreq.block_hashes = hashes ? &hashes[0][0] : NULL;
-    sreq.n_blocks = n_blocks;
-    s = bt_select_pair(r->registry, &r->weights, &sreq, &sel, err, err_size);
-    free(hashes);
+    /* placed once: its KV is of that numerics id, so is every later pair */
+    s = req->root_known
+        ? bt_rreq_select_in(req, req->numerics, req->root, false, &sreq, &sel,
+                            NULL, err, err_size)
+        : bt_rreq_select_group(req, &sreq, &sel, err, err_size);
     if (s != BT_OK) {
         return s;
     }
+    n_blocks = sreq.n_blocks;
     req->assigned = true;
     req->fork_lease = 0;   /* placed: a forked choice now goes alone */
     req->p_slot = sel.prefill->slot;
@@ -118,12 +214,14 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
     /* one line per placement: the pair, and the rule's choice with its
      * inputs (decide.h) */
     BT_LOG_REQ(INFO, req->id, "pair prefill %s (score %.1f, %zu of %zu blocks cached, "
-               "%u candidates) decode %s (score %.1f, %u candidates) %s/%s "
+               "%u candidates) decode %s (score %.1f, %u candidates) numerics %s "
+               "(%u nodes of other numerics not candidates) %s/%s "
                "(prompt %u, uncached D %llu P %llu, queued D %llu P %llu, "
                "transfer %.2f ms, cost local %.0f disagg %.0f, decoding D %u P %u)",
                sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
                sel.prefill_candidates, sel.decode->id, sel.decode_score,
-               sel.decode_candidates, bt_decide_str(sel.decide.decision),
+               sel.decode_candidates, req->numerics, sel.numerics_skipped,
+               bt_decide_str(sel.decide.decision),
                bt_decide_reason_str(sel.decide.reason), sreq.prompt_tokens,
                (unsigned long long)sel.decide_in.uncached_d,
                (unsigned long long)sel.decide_in.uncached_p,

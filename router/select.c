@@ -18,6 +18,41 @@ static bool bt_select_better(double score, const bt_node_t *node,
     return node->slot < best->slot;
 }
 
+/* The node serves the request's model in `role` with its numerics id. */
+static bool bt_select_serves(const bt_node_t *node, const bt_select_req_t *req,
+                             unsigned role)
+{
+    return (node->role & role) && strcmp(node->model, req->model) == 0 &&
+           (req->numerics == NULL || strcmp(node->numerics, req->numerics) == 0);
+}
+
+/* Nodes of the model that the numerics id rules out (for the log). */
+static unsigned bt_select_other_numerics(bt_registry_t *reg,
+                                         const bt_select_req_t *req)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; req->numerics != NULL && i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *node = bt_registry_slot(reg, i);
+
+        n += node != NULL && (node->role & BT_NODE_ROLE_BOTH) &&
+             strcmp(node->model, req->model) == 0 &&
+             strcmp(node->numerics, req->numerics) != 0;
+    }
+    return n;
+}
+
+/* " of numerics 'X'" when the request is bound to one (for errors). */
+static const char *bt_select_numerics_str(const bt_select_req_t *req,
+                                          char *buf, size_t size)
+{
+    if (req->numerics == NULL) {
+        return "";
+    }
+    snprintf(buf, size, " of numerics '%s'", req->numerics);
+    return buf;
+}
+
 static uint32_t bt_select_blocks_needed(const bt_node_t *node,
                                         const bt_select_req_t *req)
 {
@@ -120,8 +155,8 @@ static void bt_select_best_prefill(bt_registry_t *reg,
         size_t matched, store;
         double score;
 
-        if (node == NULL || !(node->role & BT_NODE_ROLE_PREFILL) ||
-            strcmp(node->model, req->model) != 0) {
+        if (node == NULL ||
+            !bt_select_serves(node, req, BT_NODE_ROLE_PREFILL)) {
             continue;
         }
         n_prefill++;
@@ -141,6 +176,25 @@ static void bt_select_best_prefill(bt_registry_t *reg,
     *n_prefill_p = n_prefill;
 }
 
+size_t bt_select_best_match(bt_registry_t *reg, const bt_select_weights_t *w,
+                            const bt_select_req_t *req)
+{
+    size_t best = 0;
+
+    for (unsigned i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        bt_node_t *node = bt_registry_slot(reg, i);
+        size_t matched, store;
+
+        if (node == NULL || !bt_select_serves(node, req, BT_NODE_ROLE_PREFILL) ||
+            node->load.draining) {
+            continue;
+        }
+        (void)bt_select_prefill_score(reg, node, w, req, &matched, &store);
+        best = matched > best ? matched : best;
+    }
+    return best;
+}
+
 bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
                               const bt_select_req_t *req,
                               bt_select_result_t *result_p, char *err,
@@ -148,14 +202,16 @@ bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,
 {
     bt_select_result_t r;
     size_t n_prefill = 0;
+    char nbuf[BT_KV_NUMERICS_MAX + 24];
+    const char *num = bt_select_numerics_str(req, nbuf, sizeof(nbuf));
 
     memset(&r, 0, sizeof(r));
     bt_select_best_prefill(reg, w, req, NULL, &r, &n_prefill);
     if (r.prefill == NULL) {
         snprintf(err, err_size, n_prefill == 0 ?
-                 "no prefill node serves model '%s'" :
-                 "every prefill node of model '%s' is draining or failed this request",
-                 req->model);
+                 "no prefill node%s serves model '%s'" :
+                 "every prefill node%s of model '%s' is draining or failed this "
+                 "request", num, req->model);
         return n_prefill == 0 ? BT_ERR_NOT_FOUND : BT_ERR_EXHAUSTED;
     }
     bt_select_record_prefill(reg, &r, req);
@@ -259,14 +315,16 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
     uint32_t largest = 0;
     bool d_prefills;
     unsigned i;
+    char nbuf[BT_KV_NUMERICS_MAX + 24];
+    const char *num = bt_select_numerics_str(req, nbuf, sizeof(nbuf));
 
     memset(&r, 0, sizeof(r));
     for (i = 0; i < BT_ROUTER_MAX_NODES; i++) {
         bt_node_t *node = bt_registry_slot(reg, i);
         double score;
 
-        if (node == NULL || strcmp(node->model, req->model) != 0 ||
-            !(node->role & BT_NODE_ROLE_DECODE)) {
+        if (node == NULL ||
+            !bt_select_serves(node, req, BT_NODE_ROLE_DECODE)) {
             continue;
         }
         n_decode++;
@@ -293,29 +351,30 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                            &n_prefill);
 
     if (n_prefill == 0 || n_decode == 0) {
-        snprintf(err, err_size, "no %s node serves model '%s'",
-                 n_prefill == 0 ? "prefill" : "decode", req->model);
+        snprintf(err, err_size, "no %s node%s serves model '%s'",
+                 n_prefill == 0 ? "prefill" : "decode", num, req->model);
         return BT_ERR_NOT_FOUND;
     }
     if (r.prefill == NULL && !d_prefills) {
-        snprintf(err, err_size, "all %zu prefill nodes of model '%s' are "
-                 "draining or failed this request", n_prefill, req->model);
+        snprintf(err, err_size, "all %zu prefill nodes%s of model '%s' are "
+                 "draining or failed this request", n_prefill, num, req->model);
         return BT_ERR_PEER_UNREACHABLE;
     }
     if (n_usable == 0) {
-        snprintf(err, err_size, "all %zu decode nodes of model '%s' are "
-                 "draining or failed this request", n_decode, req->model);
+        snprintf(err, err_size, "all %zu decode nodes%s of model '%s' are "
+                 "draining or failed this request", n_decode, num, req->model);
         return BT_ERR_PEER_UNREACHABLE;
     }
     if (n_fit == 0) {
         snprintf(err, err_size, "%u tokens need more KV blocks than the "
-                 "largest decode node of model '%s' holds (%u)",
-                 req->prompt_tokens + req->max_new_tokens, req->model, largest);
+                 "largest decode node%s of model '%s' holds (%u)",
+                 req->prompt_tokens + req->max_new_tokens, num, req->model,
+                 largest);
         return BT_ERR_TOO_LARGE;
     }
     if (r.decode == NULL) {
-        snprintf(err, err_size, "no decode node of model '%s' has room for "
-                 "%u tokens now", req->model,
+        snprintf(err, err_size, "no decode node%s of model '%s' has room for "
+                 "%u tokens now", num, req->model,
                  req->prompt_tokens + req->max_new_tokens);
         return BT_ERR_EXHAUSTED;
     }
@@ -341,6 +400,7 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
     }
 
     bt_select_record_prefill(reg, &r, req);
+    r.numerics_skipped = bt_select_other_numerics(reg, req);
     r.decode->last_chosen = bt_registry_next_choice(reg);
     r.decode->assigned++;
     r.decode_blocks = bt_select_blocks_needed(r.decode, req);

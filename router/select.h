@@ -21,7 +21,10 @@
  * when D only decodes and the best prefill node also decodes with room,
  * that node does both ("colocated", as --disagg never; --disagg always
  * keeps D); otherwise P → D ("no_local").
- * Ties go to the node chosen least recently, so equal nodes share load. */
+ * Ties go to the node chosen least recently, so equal nodes share load.
+ * Numerics: with req.numerics set, nodes of another numerics id are not
+ * candidates at all (their KV is other arithmetic's: kv-spec v2); they
+ * are counted in result.numerics_skipped for the log. */
 #ifndef BT_ROUTER_SELECT_H
 #define BT_ROUTER_SELECT_H
 
@@ -53,6 +56,7 @@ static inline bool bt_node_set_has(const bt_node_set_t *s, unsigned slot)
 
 typedef struct {
     const char    *model;
+    const char    *numerics;          /* NULL: any (the caller groups) */
     const uint8_t *block_hashes;      /* n_blocks x 32 bytes, chain order */
     size_t         n_blocks;
     uint32_t       prompt_tokens;
@@ -70,6 +74,7 @@ typedef struct {
     double     decode_score;
     unsigned   prefill_candidates;
     unsigned   decode_candidates;
+    unsigned   numerics_skipped; /* nodes of the model with another id */
     uint32_t   decode_blocks;    /* the reservation asked of the decode node */
     /* local (prefill == decode) or disaggregated, why, and the inputs
      * (decide.h; cost and inputs zero when no choice existed) */
@@ -88,6 +93,12 @@ bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,
                            const bt_select_req_t *req,
                            bt_select_result_t *result_p, char *err,
                            size_t err_size);
+
+/* The longest prefix, in blocks, that a usable prefill node of the
+ * request's model and numerics can reuse (its own cache and the kvstore);
+ * records nothing. Ranks the numerics groups of a mixed cluster. */
+size_t bt_select_best_match(bt_registry_t *reg, const bt_select_weights_t *w,
+                            const bt_select_req_t *req);
 
 /* A prefill node only (a retry keeps its decode node and reservation). */
 bt_status_t bt_select_prefill(bt_registry_t *reg, const bt_select_weights_t *w,

@@ -32,7 +32,7 @@ static bt_node_t *add(bt_registry_t *reg, const char *id, bt_node_role_t role)
 {
     bt_node_hello_t h = { id, role, "m", "ipv4:127.0.0.1:1",
                           (const uint8_t *)"ucx", 3, 100000, 16, 64, 8192, 3,
-                          NULL, NULL };
+                          "cpu/exact/tp1/k1", NULL, NULL };
     bt_node_t *node = NULL;
     char err[256];
 

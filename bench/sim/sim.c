@@ -14,6 +14,7 @@
 #include <string.h>
 
 #define SIM_MODEL "sim"
+#define SIM_NUMERICS "cpu/exact/tp1/k1"   /* one group: the sim models one arithmetic */
 
 enum { EV_ARRIVE, EV_PLACE, EV_STEP_DONE, EV_KV_DONE, EV_REPORT,
        EV_QUEUE_TIMEOUT };
@@ -699,7 +700,7 @@ static int sim_setup(sim_t *s, char *err, size_t err_size)
         if (cfg->kvstore_bytes > 0) {
             bt_node_hello_t h = {"kvstore", BT_NODE_ROLE_KVSTORE, "", "sim",
                                  NULL, 0, 0, 0, 0, 0, BT_KV_DTYPE_F32, NULL,
-                                 NULL};
+                                 NULL, NULL};
             double bb = c->kv_bytes_per_token * c->block_size;
             uint64_t blocks = bb > 0 ? (uint64_t)((double)cfg->kvstore_bytes / bb)
                                      : 0;
@@ -742,8 +743,8 @@ static int sim_setup(sim_t *s, char *err, size_t err_size)
         snprintf(id, sizeof(id), "n%zu", j);
         h = (bt_node_hello_t){id, role, SIM_MODEL, "sim", NULL, 0,
                               c->total_blocks, c->block_size, c->max_batch,
-                              c->max_prefill_tokens, BT_KV_DTYPE_F32, NULL,
-                              NULL};
+                              c->max_prefill_tokens, BT_KV_DTYPE_F32,
+                              SIM_NUMERICS, NULL, NULL};
         if (bt_registry_add(s->shards[n->shard].reg, &h, 0,
                             (void *)(uintptr_t)j, &n->rn, err,
                             err_size) != BT_OK) {

@@ -1,9 +1,9 @@
-/* KV dtype ids and block geometry of kv-spec v1 (kv_spec.h). */
+/* KV dtype ids and block geometry of kv-spec v2 (kv_spec.h). */
 #include "kv_spec.h"
 
 #include <stdio.h>
 
-/* The names are part of kv-spec v1 (hashed into every root), fixed here
+/* The names are part of kv-spec v2 (hashed into every root), fixed here
  * rather than borrowed from another module's spelling. */
 const char *bt_kv_dtype_name(bt_kv_dtype_t dtype)
 {

@@ -1,4 +1,4 @@
-/* Chained SHA-256 block hashes, kv-spec v1 (kv_hash.h, docs/kv-spec.md). */
+/* Chained SHA-256 block hashes, kv-spec v2 (kv_hash.h, docs/kv-spec.md). */
 #include "kv_hash.h"
 
 #include "base/endian.h"
@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#define BT_KV_ROOT_TAG "baton-kv-v1"
+#define BT_KV_ROOT_TAG "baton-kv-v2"
 #define BT_KV_ROOT_MAX_STR 4096
 
 /* u32le(len) || bytes */
@@ -26,6 +26,7 @@ static bt_status_t bt_kv_hash_put_str(bt_sha256_t *ctx, const void *s,
 
 bt_status_t bt_kv_hash_root(const char *model_id, const char *revision,
                             bt_kv_dtype_t dtype, uint32_t block_size,
+                            const char *numerics,
                             const void *salt, size_t salt_len,
                             uint8_t root_p[BT_KV_HASH_LEN])
 {
@@ -38,6 +39,11 @@ bt_status_t bt_kv_hash_root(const char *model_id, const char *revision,
     if (model_id == NULL || block_size == 0 || dname == NULL ||
         (salt == NULL && salt_len)) {
         bt_error("kv hash root: model id, block size and dtype are required");
+        return BT_ERR_INVALID_ARG;
+    }
+    if (!bt_kv_numerics_valid(numerics)) {
+        bt_error("kv hash root: a numerics id is required "
+                 "([a-z0-9./_-], 1 to %d bytes)", BT_KV_NUMERICS_MAX);
         return BT_ERR_INVALID_ARG;
     }
     if (revision == NULL) {
@@ -62,6 +68,7 @@ bt_status_t bt_kv_hash_root(const char *model_id, const char *revision,
         (st = bt_kv_hash_put_str(&ctx, revision, rev_len)) != BT_OK ||
         (st = bt_kv_hash_put_str(&ctx, dname, strlen(dname))) != BT_OK ||
         (st = bt_sha256_update(&ctx, le, sizeof(le))) != BT_OK ||
+        (st = bt_kv_hash_put_str(&ctx, numerics, strlen(numerics))) != BT_OK ||
         (st = bt_kv_hash_put_str(&ctx, salt, salt_len)) != BT_OK) {
         bt_sha256_cleanup(&ctx);
         return st;

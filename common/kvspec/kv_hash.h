@@ -1,5 +1,5 @@
-/* The block-hash chain of kv-spec v1 (docs/kv-spec.md): the root h_{-1}
- * of a model, dtype, block size and tenant, and each full block's hash
+/* The block-hash chain of kv-spec v2 (docs/kv-spec.md): the root h_{-1}
+ * of a model, dtype, block size, numerics id and tenant, and each full block's hash
  * chained from its parent. The one implementation: the node's pool, the
  * router's prefix index and the kvstore's commit check all call these.
  * Pure functions. */
@@ -8,13 +8,15 @@
 
 #include "kv_spec.h"
 
-/* h_{-1} = SHA-256(enc("baton-kv-v1") || enc(model_id) || enc(revision) ||
- * enc(dtype name) || u32le(block_size) || enc(salt)) with enc(x) =
- * u32le(len) || bytes. `revision` and `salt` may be NULL (= empty).
- * Strings are length-limited to 4096 bytes (BT_ERR_TOO_LARGE);
- * BT_ERR_INVALID_ARG without a model id, block size or known dtype. */
+/* h_{-1} = SHA-256(enc("baton-kv-v2") || enc(model_id) || enc(revision) ||
+ * enc(dtype name) || u32le(block_size) || enc(numerics) || enc(salt))
+ * with enc(x) = u32le(len) || bytes. `revision` and `salt` may be NULL
+ * (= empty). Strings are length-limited to 4096 bytes (BT_ERR_TOO_LARGE);
+ * BT_ERR_INVALID_ARG without a model id, block size, known dtype or valid
+ * numerics id (bt_kv_numerics_valid). */
 bt_status_t bt_kv_hash_root(const char *model_id, const char *revision,
                             bt_kv_dtype_t dtype, uint32_t block_size,
+                            const char *numerics,
                             const void *salt, size_t salt_len,
                             uint8_t root_p[BT_KV_HASH_LEN]);
 

@@ -1,4 +1,4 @@
-/* kv-spec v1 (docs/kv-spec.md): what every party that names or moves a KV
+/* kv-spec v2 (docs/kv-spec.md): what every party that names or moves a KV
  * block agrees on — the node's pool, the router's prefix index, the
  * kvstore and its client. The version, the hash size, the event tiers,
  * the KV dtype ids (the values of baton.v1.KvDtype), the geometry of a
@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BT_KV_SPEC_VERSION 1         /* docs/kv-spec.md "kv-spec v1" */
+#define BT_KV_SPEC_VERSION 2         /* docs/kv-spec.md "kv-spec v2" */
 #define BT_KV_HASH_LEN BT_SHA256_LEN /* 32 */
 
 /* Tiers named in KV events (the values of baton.v1.KvTier). */
@@ -27,6 +27,19 @@
 #define BT_KV_MAX_HASHES 1024u                /* hashes in one call */
 #define BT_KV_MAX_BLOCK_BYTES (1ull << 30)    /* one block, every layer */
 #define BT_KV_MAX_GEOM_DIM 4096u              /* n_layers, n_kv_heads, head_dim */
+
+/* The numerics id (docs/kv-spec.md "Numerics id"): which arithmetic made
+ * a block's K/V, "BACKEND/MODE/tpN/kREV" (e.g. "cpu/exact/tp1/k1"). Two
+ * nodes share KV only when their ids are equal; the id is hashed into the
+ * root, so blocks of different ids never match. */
+#define BT_KV_NUMERICS_MAX 64
+
+/* 1 .. BT_KV_NUMERICS_MAX bytes of [a-z0-9./_-]: what a node may report. */
+bool bt_kv_numerics_valid(const char *id);
+/* Writes "BACKEND/MODE/tpTP/kREV" into buf; false when it is not a valid
+ * id (a name outside [a-z0-9._-], tp or rev 0, or too long). */
+bool bt_kv_numerics_format(char *buf, size_t size, const char *backend,
+                           const char *mode, uint32_t tp, uint32_t rev);
 
 /* Element type of the stored K/V; the values of baton.v1.KvDtype. The
  * engine's element type (engine/dtype.h) converts through

@@ -12,6 +12,7 @@
 #include "base/tpool.h"
 #include "engine/kv/kv_pool.h"
 #include "engine/model/backend.h"
+#include "engine/model/backend_select.h"
 #include "engine/model/forward.h"
 #include "engine/model/model.h"
 #include "engine/model/model_config.h"
@@ -58,6 +59,8 @@ typedef struct {
     const char *kv_dtype;
     int64_t     block_size;
     int64_t     threads;
+    int         backend;           /* BT_OPT_ENUM: BT_BACKEND_CHOICES */
+    int         numerics;          /* BT_OPT_ENUM: BT_NUMERICS_CHOICES */
     int64_t     expert_devices;    /* MoE: expert devices (node_experts.h) */
     int64_t     expert_window_ms;  /* statistics window, plan poll */
     int64_t     max_batch;
@@ -120,6 +123,7 @@ struct bt_node {
     char                http_addr[320];  /* "HOST:PORT", told the router */
     struct event_base  *base;
     bt_model_t         *model;
+    bt_backend_choice_t backend;        /* --backend, --numerics: its ops and id */
     bt_fwd_t           *fwd;
     bt_xfer_ctx_t      *xfer;
     bt_xstats_t        *xstats;         /* prefill: transfers per decode peer */

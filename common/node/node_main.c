@@ -68,6 +68,13 @@ static const bt_opt_t bt_node_table[] = {
       60000, NULL, O(kvstore_timeout_ms) },
     { "threads", 'j', NULL, "0", "compute threads (0: all cores)", BT_OPT_INT,
       0, 1024, NULL, O(threads) },
+    { "backend", 0, NULL, "cpu", "compute backend: cpu, or cuda (a GPU; "
+      "refused at start, exit 2, where none is usable)", BT_OPT_ENUM, 0, 0,
+      BT_BACKEND_CHOICES, O(backend) },
+    { "numerics", 0, NULL, "exact", "exact (the CPU engine's bits on every "
+      "backend) or fast (cuda: tensor cores, batch-invariant, within a "
+      "tolerance of exact); KV is shared only between nodes of one numerics "
+      "id", BT_OPT_ENUM, 0, 0, BT_NUMERICS_CHOICES, O(numerics) },
     { "expert-devices", 0, NULL, "1", "MoE models: expert devices the "
       "experts are spread over, each a share of --threads with its own copy "
       "of its experts, placed by the kvstore's plan (1: every expert on the "
@@ -227,7 +234,8 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
         (void)bt_node_grammar_init(node, tok);
         bt_tok_destroy(tok);
     }
-    if (bt_fwd_create(node->model, NULL, (int)c->threads, &node->fwd) != BT_OK ||
+    if (bt_fwd_create(node->model, node->backend.ops, (int)c->threads,
+                      &node->fwd) != BT_OK ||
         bt_sampler_create(node->vocab, &node->sampler) != BT_OK) {
         return BT_ERR_NO_MEMORY;
     }
@@ -490,6 +498,26 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
         free(node);
         return 2;
     }
+    {
+        char err[256];
+
+        if (bt_backend_choose((bt_backend_kind_t)node->cfg.backend,
+                              (bt_numerics_mode_t)node->cfg.numerics, 1,
+                              &node->backend, err, sizeof(err)) != BT_OK) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            free(node);
+            return 2;
+        }
+        /* test hook: another kernel revision, as in a rolling upgrade that
+         * changes a kernel's bits (tests/integration/numerics_cluster.py) */
+        if (bt_node_test_env_ms("BATON_TEST_KERNEL_REV") > 0) {
+            (void)bt_kv_numerics_format(
+                node->backend.id, sizeof(node->backend.id),
+                bt_backend_name(node->backend.kind),
+                bt_numerics_name(node->backend.mode), (uint32_t)node->backend.tp,
+                (uint32_t)bt_node_test_env_ms("BATON_TEST_KERNEL_REV"));
+        }
+    }
     bt_log_init(node->role == BT_NODE_PREFILL ? "prefill"
                 : node->role == BT_NODE_DECODE ? "decode" : "node",
                 level, (bt_log_format_t)node->cfg.log_format);
@@ -530,11 +558,12 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
         goto out;
     }
     bt_info("%s %s: node %s model %s grpc %s (%s) http %s:%d, %u kv blocks of "
-            "%lld tokens (%s)", prog, BT_VERSION, node->node_id, node->model_name,
-            node->grpc_addr, bt_daemon_tls_mode(&node->cfg.tls),
-            node->cfg.listen, node->http_port,
-            bt_kvpool_n_blocks(node->pool), (long long)node->cfg.block_size,
-            node->cfg.kv_dtype);
+            "%lld tokens (%s), numerics %s", prog, BT_VERSION, node->node_id,
+            node->model_name, node->grpc_addr,
+            bt_daemon_tls_mode(&node->cfg.tls), node->cfg.listen,
+            node->http_port, bt_kvpool_n_blocks(node->pool),
+            (long long)node->cfg.block_size, node->cfg.kv_dtype,
+            node->backend.id);
     rc = bt_daemon_run(&d);
 out:
     bt_daemon_cleanup(&d);

@@ -302,6 +302,7 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     hello.http_address = node->http_addr;
     hello.capacity = &cap;
     hello.version = (char *)BT_VERSION;
+    hello.numerics = node->backend.id;
     if (node->region != NULL &&
         bt_xfer_region_export(node->region, &desc, &desc_len) == BT_OK &&
         desc_len <= 4096) {

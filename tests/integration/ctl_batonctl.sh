@@ -121,7 +121,7 @@ expect "get nodes -o json is the same object" 0 '^\{"nodes":\[\],"now_unix_ms":[
 ctl -o yaml get nodes
 expect "-o yaml: an empty list is []" 0 '^nodes: \[\]$' ''
 ctl get nodes -o wide
-expect "-o wide adds columns" 0 '^ID +ROLE +STATE +FREE/TOTAL +RUNNING +QUEUED_TOKENS +REQUESTS +AGE +HEARTBEAT +VERSION +MODEL +ADDRESS +HTTP$' ''
+expect "-o wide adds columns" 0 '^ID +ROLE +STATE +FREE/TOTAL +RUNNING +QUEUED_TOKENS +REQUESTS +AGE +HEARTBEAT +VERSION +MODEL +NUMERICS +ADDRESS +HTTP$' ''
 ctl get nodes -o xml
 expect "-o takes table, wide, json or yaml only" 2 '' 'output'
 ctl -j nodes
@@ -296,10 +296,11 @@ if [ -x "$PREFILL" ] && [ -x "$DECODE" ] && [ -x "$KVSTORE" ]; then
   ctl describe node ctl-d1
   if [ $rc = 0 ] && grep -q '^Name: *ctl-d1$' <<<"$out" && grep -q '^Role: *decode$' <<<"$out" &&
      grep -Eq '^Registered: *20[0-9-]+T[0-9:]+Z \([0-9]+s ago\)$' <<<"$out" &&
-     grep -Eq '^Last heartbeat: *20.*ago\)$' <<<"$out" && grep -q '^Leases: *0$' <<<"$out"; then
-    ok "describe node: name, role, registered and heartbeat times, leases"
+     grep -Eq '^Last heartbeat: *20.*ago\)$' <<<"$out" && grep -q '^Leases: *0$' <<<"$out" &&
+     grep -q '^Numerics: *cpu/exact/tp1/k1$' <<<"$out"; then
+    ok "describe node: name, role, numerics, registered and heartbeat times, leases"
   else
-    not_ok "describe node: name, role, registered and heartbeat times, leases" "exit $rc" "$out" "$err"
+    not_ok "describe node: name, role, numerics, registered and heartbeat times, leases" "exit $rc" "$out" "$err"
   fi
   ctl -o json describe node ctl-d1
   expect "describe -o json gathers node, requests, leases, transfers" 0 '^\{"node":\{"node_id":"ctl-d1".*"requests":\[\],"leases":\{"leases":\[\].*"transfers":\[' ''

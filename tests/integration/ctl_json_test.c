@@ -66,7 +66,7 @@ static void test_node_enums_by_name(void **state)
                 "\"last_heartbeat_unix_ms\":0,\"version\":\"0.1.0\","
                 "\"http_address\":\"10.0.0.1:9100\","
                 "\"target_role\":\"NODE_ROLE_UNSPECIFIED\",\"flexible\":false,"
-                "\"role_since_unix_ms\":0}],"
+                "\"role_since_unix_ms\":0,\"numerics\":\"\"}],"
                 "\"now_unix_ms\":0}");
 }
 

@@ -8,6 +8,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/opts.h"
+#include "engine/model/backend_select.h"
 #include "engine/model/forward.h"
 #include "engine/kv/kv_pool.h"
 #include "engine/sample/sample.h"
@@ -41,6 +42,8 @@ typedef struct {
     int64_t     chunk;
     const char *logits_out;
     int64_t     threads;
+    int         backend;       /* BT_OPT_ENUM: BT_BACKEND_CHOICES */
+    int         numerics;      /* BT_OPT_ENUM: BT_NUMERICS_CHOICES */
     int64_t     logprobs;
     bool        ignore_eos;
     bool        quiet;
@@ -83,6 +86,12 @@ static const bt_opt_t gen_opts[] = {
      "step", BT_OPT_STRING, 0, 0, NULL, O(logits_out)},
     {"threads", 'j', "-", "0", "compute threads (0: all cores)", BT_OPT_INT, 0,
      1024, NULL, O(threads)},
+    {"backend", 0, "-", "cpu", "compute backend: cpu, or cuda (a GPU; "
+     "refused, exit 2, where none is usable)", BT_OPT_ENUM, 0, 0,
+     BT_BACKEND_CHOICES, O(backend)},
+    {"numerics", 0, "-", "exact", "exact (the CPU engine's bits) or fast "
+     "(cuda: tensor cores, within a tolerance of exact)", BT_OPT_ENUM, 0, 0,
+     BT_NUMERICS_CHOICES, O(numerics)},
     {"logprobs", 0, "-", "-1", "print each token's logprob and its top N "
      "alternatives (a 'logprobs' line per token, 17 digits of the f32); -1: "
      "none", BT_OPT_INT, -1, BT_SAMPLE_MAX_LOGPROBS, NULL, O(logprobs)},
@@ -96,8 +105,8 @@ static const bt_opt_t gen_opts[] = {
 static const bt_opts_spec_t gen_spec = {
     "baton-run", "[generate] --model DIR (--prompt TEXT | --prompt-ids IDS) "
     "[OPTIONS]",
-    "generates text from a model folder on the CPU backend and prints the "
-    "tokens, the text and prefill/decode speed.",
+    "generates text from a model folder on the chosen backend (--backend) "
+    "and prints the tokens, the text and prefill/decode speed.",
     gen_opts, BT_OPTS_COUNT(gen_opts),
 };
 
@@ -207,6 +216,7 @@ static void prefault(const bt_model_t *m)
 typedef struct {
     gen_cfg_t      cfg;
     bt_model_t    *model;
+    bt_backend_choice_t backend; /* --backend, --numerics */
     bt_fwd_t      *fwd;
     bt_tok_t      *tok;
     bt_kvpool_t   *pool;
@@ -328,7 +338,8 @@ static int gen_setup(gen_t *g, bt_kv_view_t *kv)
             }
         }
     }
-    if (bt_fwd_create(g->model, NULL, (int)c->threads, &g->fwd) != BT_OK) {
+    if (bt_fwd_create(g->model, g->backend.ops, (int)c->threads,
+                      &g->fwd) != BT_OK) {
         return -1;
     }
     memset(&pc, 0, sizeof(pc));
@@ -350,7 +361,7 @@ static int gen_setup(gen_t *g, bt_kv_view_t *kv)
     if (bt_kvpool_create(&pc, &g->pool) != BT_OK ||
         bt_kv_view_from_pool(g->pool, kv) != BT_OK ||
         bt_kv_hash_root("baton-run", NULL, pc.geom.dtype, pc.geom.block_size,
-                        NULL, 0, root) != BT_OK ||
+                        g->backend.id, NULL, 0, root) != BT_OK ||
         bt_kvseq_create(g->pool, root, &g->seq) != BT_OK ||
         bt_sampler_create((uint32_t)g->model->cfg.vocab, &g->sampler) !=
             BT_OK) {
@@ -554,6 +565,16 @@ int bt_run_generate_main(int argc, char **argv)
         fprintf(stderr, "baton-run: needs --model and one of --prompt or "
                 "--prompt-ids (see --help)\n");
         return 2;
+    }
+    {
+        char err[256];
+
+        if (bt_backend_choose((bt_backend_kind_t)g.cfg.backend,
+                              (bt_numerics_mode_t)g.cfg.numerics, 1, &g.backend,
+                              err, sizeof(err)) != BT_OK) {
+            fprintf(stderr, "baton-run: %s\n", err);
+            return 2;
+        }
     }
     rc = gen_setup(&g, &kv) == 0 && gen_run(&g, &kv) == 0 ? 0 : 1;
     gen_cleanup(&g);

@@ -1,5 +1,5 @@
 /* Hash index and LRU of the tier-1 prefix cache (DESIGN §5), and the KV
- * events they emit (kv-spec v1). */
+ * events they emit (kv-spec v2). */
 #include "kv_pool_int.h"
 
 #include <string.h>

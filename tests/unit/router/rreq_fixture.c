@@ -387,7 +387,8 @@ const char *fx_state(fixture_t *f, const char *id)
 static bt_node_t *fx_add_node(bt_router_t *r, const char *id, bt_node_role_t role)
 {
     bt_node_hello_t hello = { id, role, "tiny", "ipv4:127.0.0.1:1", NULL, 0,
-                              1000, 16, 8, 512, 3, NULL, NULL };
+                              1000, 16, 8, 512, 3, "cpu/exact/tp1/k1",
+                              NULL, NULL };
     bt_node_t *node = NULL;
     char err[256];
 

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#define NUM "cpu/exact/tp1/k1"
+
 static void make_hash(uint8_t out[32], uint32_t seed)
 {
     uint32_t x = seed * 2654435761u + 1;
@@ -118,7 +120,8 @@ static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t ro
                            const char *model, uint32_t blocks)
 {
     bt_node_hello_t hello = { id, role, model, "ipv4:127.0.0.1:1", (const uint8_t *)"ucx",
-                              3, blocks, 16, 8, 512, 3, NULL, NULL };
+                              3, blocks, 16, 8, 512, 3, NUM, NULL,
+                              NULL };
     bt_node_t *node = NULL;
     char err[256];
 
@@ -129,12 +132,13 @@ static bt_node_t *add_node(bt_registry_t *reg, const char *id, bt_node_role_t ro
 /* A kvstore replica: no model, no capacity. */
 static const bt_node_hello_t kvstore_hello = {
     "kv0", BT_NODE_ROLE_KVSTORE, "", "ipv4:127.0.0.1:2", NULL, 0, 0, 0, 0, 0, 0,
-    NULL, NULL };
+    NULL, NULL, NULL };
 
 static void test_registry(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
-    bt_node_hello_t bad = { "", BT_NODE_ROLE_PREFILL, "m", "a", NULL, 0, 10, 16, 1, 1, 3, NULL, NULL };
+    bt_node_hello_t bad = { "", BT_NODE_ROLE_PREFILL, "m", "a", NULL, 0, 10, 16, 1, 1, 3, NUM,
+                            NULL, NULL };
     bt_node_t *a, *a2, *node;
     char err[256];
     uint8_t h[32];
@@ -569,6 +573,90 @@ static void test_select_disagg_choice(void **state)
 
 /* A kvstore replica registers without a model or capacity, is never picked,
  * and its blocks extend every prefill node's own prefix (at w_store_hit). */
+/* Nodes of another numerics id are never candidates: a pair, a prefill
+ * alone and the best reusable prefix all stay within the request's id;
+ * the registry lists the ids there are. */
+static void test_select_numerics(void **state)
+{
+    bt_registry_t *reg = bt_registry_create(1024, 3000);
+    bt_node_hello_t h = { "p2", BT_NODE_ROLE_PREFILL, "m", "ipv4:127.0.0.1:1",
+                          (const uint8_t *)"ucx", 3, 100, 16, 8, 512, 3,
+                          "cuda/fast/tp1/k1", NULL, NULL };
+    char ids[4][BT_KV_NUMERICS_MAX + 1];
+    uint8_t hashes[4][32];
+    bt_node_t *p0, *d0, *p2, *d2 = NULL;
+    bt_select_result_t r;
+    bt_select_req_t req;
+    char err[256];
+    int i;
+
+    (void)state;
+    for (i = 0; i < 4; i++) {
+        make_hash(hashes[i], (uint32_t)(700 + i));
+    }
+    p0 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
+    d0 = add_node(reg, "d0", BT_NODE_ROLE_DECODE, "m", 100);
+    assert_int_equal(bt_registry_add(reg, &h, 1000, NULL, &p2, err, sizeof(err)),
+                     BT_OK);
+    h.id = "d2";
+    h.role = BT_NODE_ROLE_DECODE;
+    h.total_blocks = 1000;   /* the emptier decode node, but of another id */
+    assert_int_equal(bt_registry_add(reg, &h, 1000, NULL, &d2, err, sizeof(err)),
+                     BT_OK);
+    assert_int_equal(bt_registry_numerics(reg, "m", ids, 4), 2);
+    assert_string_equal(ids[0], NUM);
+    assert_string_equal(ids[1], "cuda/fast/tp1/k1");
+    assert_int_equal(bt_registry_numerics(reg, "m", ids, 1), 1);
+    assert_int_equal(bt_registry_numerics(reg, "other", ids, 4), 0);
+
+    /* p2 caches the prompt, d2 has the most room: neither is of NUM */
+    bt_registry_kv_stored(reg, p2, &hashes[0][0], 4);
+    req = make_req(&hashes[0][0], 4);
+    req.numerics = NUM;
+    assert_int_equal(bt_select_best_match(reg, &weights, &req), 0);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_OK);
+    assert_ptr_equal(r.prefill, p0);
+    assert_ptr_equal(r.decode, d0);
+    assert_int_equal(r.matched_blocks, 0);
+    assert_int_equal(r.numerics_skipped, 2);
+    assert_int_equal(r.prefill_candidates, 1);
+    assert_int_equal(r.decode_candidates, 1);
+    bt_select_release(r.prefill, r.decode, 0);
+    req.numerics = "cuda/fast/tp1/k1";
+    assert_int_equal(bt_select_best_match(reg, &weights, &req), 4);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_OK);
+    assert_ptr_equal(r.prefill, p2);
+    assert_ptr_equal(r.decode, d2);
+    assert_int_equal(r.matched_blocks, 4);
+    bt_select_release(r.prefill, r.decode, 0);
+
+    /* its id's decode node failed the request: d2 is not the way out */
+    req.numerics = NUM;
+    bt_node_set_add(&req.exclude_decode, d0->slot);
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_PEER_UNREACHABLE);
+    assert_non_null(strstr(err, "of numerics '" NUM "'"));
+    /* its id's prefill node gone: no other takes the prefill */
+    bt_registry_remove(reg, p0);
+    assert_int_equal(bt_select_prefill(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, "no prefill node of numerics '" NUM "'"));
+    /* an id no node has */
+    req.numerics = "cpu/exact/tp1/k9";
+    memset(&req.exclude_decode, 0, sizeof(req.exclude_decode));
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_ERR_NOT_FOUND);
+    /* any id (NULL): both groups are candidates */
+    req.numerics = NULL;
+    assert_int_equal(bt_select_pair(reg, &weights, &req, &r, err, sizeof(err)),
+                     BT_OK);
+    assert_ptr_equal(r.prefill, p2);
+    assert_int_equal(r.numerics_skipped, 0);
+    bt_registry_destroy(reg);
+}
+
 static void test_select_kvstore_hits(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
@@ -647,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_registry_router_stall),
         cmocka_unit_test(test_select_prefix_and_load),
+        cmocka_unit_test(test_select_numerics),
         cmocka_unit_test(test_select_kvstore_hits),
         cmocka_unit_test(test_select_ties_rotate_and_colocate),
         cmocka_unit_test(test_select_disagg_choice),

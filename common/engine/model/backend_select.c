@@ -1,0 +1,60 @@
+/* --backend and --numerics (backend_select.h). */
+#include "backend_select.h"
+
+#include <stdio.h>
+
+static const char *const bt_backend_names[] = { "cpu", "cuda" };
+static const char *const bt_numerics_names[] = { "exact", "fast" };
+
+const char *bt_backend_name(bt_backend_kind_t kind)
+{
+    return (unsigned)kind < 2 ? bt_backend_names[kind] : "?";
+}
+
+const char *bt_numerics_name(bt_numerics_mode_t mode)
+{
+    return (unsigned)mode < 2 ? bt_numerics_names[mode] : "?";
+}
+
+bt_status_t bt_backend_choose(bt_backend_kind_t kind, bt_numerics_mode_t mode,
+                              int tp, bt_backend_choice_t *choice_p, char *err,
+                              size_t err_size)
+{
+    bt_backend_choice_t c = { .kind = kind, .mode = mode, .tp = tp };
+    bt_status_t s;
+
+    if (tp != 1) {
+        snprintf(err, err_size, "tensor parallelism over %d devices is not "
+                 "available: one device per process", tp);
+        return BT_ERR_UNSUPPORTED;
+    }
+    switch (kind) {
+    case BT_BACKEND_CPU:
+        if (mode != BT_NUMERICS_EXACT) {
+            snprintf(err, err_size, "--numerics fast needs --backend cuda: the "
+                     "CPU backend computes exact only");
+            return BT_ERR_UNSUPPORTED;
+        }
+        c.ops = &bt_backend_cpu;
+        break;
+    case BT_BACKEND_CUDA:
+        s = bt_cuda_probe(err, err_size);
+        if (s != BT_OK) {
+            return s;
+        }
+        snprintf(err, err_size, "--backend cuda: a GPU is here, but this "
+                 "version has no CUDA compute backend yet; use --backend cpu");
+        return BT_ERR_UNSUPPORTED;
+    default:
+        snprintf(err, err_size, "unknown backend %d", (int)kind);
+        return BT_ERR_INVALID_ARG;
+    }
+    if (!bt_kv_numerics_format(c.id, sizeof(c.id), bt_backend_name(kind),
+                               bt_numerics_name(mode), (uint32_t)tp,
+                               BT_CPU_KERNEL_REV)) {
+        snprintf(err, err_size, "cannot form the numerics id");
+        return BT_ERR_INVALID_ARG;
+    }
+    *choice_p = c;
+    return BT_OK;
+}
