@@ -297,8 +297,8 @@ static void test_pool_prefix_cache(void **state)
         u[i] = (uint32_t)toks[i];
     }
     assert_int_equal(bt_fwd_create(fx->m, NULL, 2, &f), BT_OK);
-    assert_int_equal(bt_kv_hash_root("test", NULL, BT_KV_DTYPE_BF16, BS, "cpu/exact/tp1/k1", NULL, 0,
-                                     root), BT_OK);
+    assert_int_equal(bt_kv_hash_root("test", NULL, BT_KV_DTYPE_BF16, BS,
+                                     "cpu/exact/tp1/k1", NULL, 0, root), BT_OK);
     assert_int_equal(bt_kvseq_create(pool, root, &s1), BT_OK);
     seq_run(f, pool, s1, toks, n, ref);
     bt_kvseq_destroy(s1);   /* full blocks stay cached */
@@ -337,8 +337,8 @@ static void test_pool_export_import(void **state)
         u[i] = (uint32_t)toks[i];
     }
     assert_int_equal(bt_fwd_create(fx->m, NULL, 2, &f), BT_OK);
-    assert_int_equal(bt_kv_hash_root("test", NULL, BT_KV_DTYPE_BF16, BS, "cpu/exact/tp1/k1", NULL, 0,
-                                     root), BT_OK);
+    assert_int_equal(bt_kv_hash_root("test", NULL, BT_KV_DTYPE_BF16, BS,
+                                     "cpu/exact/tp1/k1", NULL, 0, root), BT_OK);
     /* pool A: prefill, then export; keep decoding there for reference */
     assert_int_equal(bt_kvseq_create(pa, root, &sa), BT_OK);
     seq_run(f, pa, sa, toks, n, ref);

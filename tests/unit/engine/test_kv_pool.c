@@ -54,9 +54,8 @@ static bt_kvpool_t *make_pool(bt_dtype_t dtype, uint32_t n_blocks)
     cfg.event_cb = on_event;
     cfg.event_ctx = &ev;
     memset(&ev, 0, sizeof(ev));
-    assert_int_equal(bt_kv_hash_root("m", "r", cfg.geom.dtype, BS, "cpu/exact/tp1/k1", "t", 1,
-                                     root),
-                     BT_OK);
+    assert_int_equal(bt_kv_hash_root("m", "r", cfg.geom.dtype, BS,
+                                     "cpu/exact/tp1/k1", "t", 1, root), BT_OK);
     assert_int_equal(bt_kvpool_create(&cfg, &pool), BT_OK);
     return pool;
 }
