@@ -183,7 +183,7 @@ int bt_fwd_threads(const bt_fwd_t *f)
 
 /* ---- elementwise pieces --------------------------------------------- */
 
-static void rope_tables(const bt_model_t *m, const int32_t *pos, int T,
+void bt_fwd_rope_tables(const bt_model_t *m, const int32_t *pos, int T,
                         float *rope)
 {
     const int hd = m->cfg.head_dim, half = hd / 2;
@@ -203,7 +203,7 @@ static void rope_tables(const bt_model_t *m, const int32_t *pos, int T,
 }
 
 /* HF rotate_half: pairs (i, i + half). */
-static void rope_apply(float *x, int n_heads, int hd, const float *cs)
+void bt_fwd_rope_apply(float *x, int n_heads, int hd, const float *cs)
 {
     const int half = hd / 2;
 
@@ -236,7 +236,7 @@ static void ffn_run(bt_fwd_t *f, const bt_ffn_weights_t *w, const float *in,
 
 /* ---- MoE ------------------------------------------------------------ */
 
-static void moe_route(const bt_model_config_t *c, const float *logits,
+void bt_fwd_moe_route(const bt_model_config_t *c, const float *logits,
                       int *sel, float *w)
 {
     const int E = c->n_experts, K = c->n_experts_used;
@@ -274,6 +274,36 @@ static void moe_route(const bt_model_config_t *c, const float *logits,
     if (c->norm_topk_prob) {
         for (int j = 0; j < K; j++) {
             w[j] /= wsum;
+        }
+    }
+}
+
+void bt_fwd_moe_combine(const float *slot_out, const float *selw, int T,
+                        int K, int H, float *y)
+{
+    for (int t = 0; t < T; t++) {
+        float *yt = y + (size_t)t * H;
+
+        memset(yt, 0, (size_t)H * sizeof(float));
+        for (int j = 0; j < K; j++) {
+            const float w = selw[t * K + j];
+            const float *o = slot_out + ((size_t)t * K + j) * H;
+
+            for (int i = 0; i < H; i++) {
+                yt[i] += w * o[i];
+            }
+        }
+    }
+}
+
+void bt_fwd_moe_shared_add(const float *sgate, const float *o, int T, int H,
+                           float *y)
+{
+    for (int t = 0; t < T; t++) {
+        const float gs = 1.0f / (1.0f + bt_cpu_expf(-sgate[t]));
+
+        for (int i = 0; i < H; i++) {
+            y[(size_t)t * H + i] += gs * o[(size_t)t * H + i];
         }
     }
 }
@@ -318,7 +348,7 @@ static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
 
     f->ops->matmul(f->be, rs->xn, T, &lw->router, NULL, rs->router);
     for (int t = 0; t < T; t++) {
-        moe_route(c, rs->router + (size_t)t * E, rs->sel + (size_t)t * K,
+        bt_fwd_moe_route(c, rs->router + (size_t)t * E, rs->sel + (size_t)t * K,
                   rs->selw + (size_t)t * K);
     }
     pthread_mutex_lock(&f->stats_lock);
@@ -344,32 +374,11 @@ static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
     } else {
         experts_run(f, lw, T);
     }
-    /* weighted sum in slot order */
-    for (int t = 0; t < T; t++) {
-        float *y = rs->tmp + (size_t)t * H;
-
-        memset(y, 0, (size_t)H * sizeof(float));
-        for (int j = 0; j < K; j++) {
-            const float w = rs->selw[t * K + j];
-            const float *o = rs->slot_out + ((size_t)t * K + j) * H;
-
-            for (int i = 0; i < H; i++) {
-                y[i] += w * o[i];
-            }
-        }
-    }
+    bt_fwd_moe_combine(rs->slot_out, rs->selw, T, K, H, rs->tmp);
     if (c->shared_ffn > 0) {
         f->ops->matmul(f->be, rs->xn, T, &lw->shared_gate, NULL, rs->sgate);
         ffn_run(f, &lw->shared, rs->xn, T, rs->ye);
-        for (int t = 0; t < T; t++) {
-            const float gs = 1.0f / (1.0f + bt_cpu_expf(-rs->sgate[t]));
-            float *y = rs->tmp + (size_t)t * H;
-            const float *o = rs->ye + (size_t)t * H;
-
-            for (int i = 0; i < H; i++) {
-                y[i] += gs * o[i];
-            }
-        }
+        bt_fwd_moe_shared_add(rs->sgate, rs->ye, T, H, rs->tmp);
     }
     {
         int *swap = rs->sel_prev;
@@ -489,8 +498,8 @@ static void attn_block(bt_fwd_t *f, const bt_kv_view_t *kv, int l, int T)
     for (int t = 0; t < T; t++) {
         const float *cs = rs->rope + (size_t)t * hd;
 
-        rope_apply(rs->q + (size_t)t * qd, c->n_heads, hd, cs);
-        rope_apply(rs->k + (size_t)t * kvd, c->n_kv_heads, hd, cs);
+        bt_fwd_rope_apply(rs->q + (size_t)t * qd, c->n_heads, hd, cs);
+        bt_fwd_rope_apply(rs->k + (size_t)t * kvd, c->n_kv_heads, hd, cs);
     }
     kv_store(kv, l, rs, T, kvd);
     a.n_tokens = T;
@@ -591,7 +600,7 @@ bt_status_t bt_fwd_step(bt_fwd_t *f, const bt_kv_view_t *kv,
                 m->w.embed.dtype, rs->x + (size_t)t * H, BT_DTYPE_F32, H);
         }
     }
-    rope_tables(m, rs->pos, T, rs->rope);
+    bt_fwd_rope_tables(m, rs->pos, T, rs->rope);
     for (int l = 0; l < c->n_layers; l++) {
         const bt_layer_weights_t *lw = &m->w.layers[l];
 

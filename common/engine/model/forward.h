@@ -83,4 +83,23 @@ bt_ep_t *bt_fwd_experts(bt_fwd_t *fwd);
 bt_status_t bt_fwd_moe_stats(bt_fwd_t *fwd, bool reset, bt_moe_stats_t *out);
 void bt_moe_stats_cleanup(bt_moe_stats_t *s);
 
+/* The forward pass's own elementwise pieces, exposed so that another
+ * backend's kernels can be checked against them bit for bit
+ * (tests/cuda/cuda_exact_check.c). */
+/* rope[t][head_dim]: cos of each frequency for pos[t], then the sin. */
+void bt_fwd_rope_tables(const bt_model_t *m, const int32_t *pos, int T,
+                        float *rope);
+/* RoPE (rotate_half) of n_heads heads of one token with its table row. */
+void bt_fwd_rope_apply(float *x, int n_heads, int hd, const float *cs);
+/* One token's MoE routing: softmax, top k, weights (renormalized when the
+ * model asks). */
+void bt_fwd_moe_route(const bt_model_config_t *c, const float *logits,
+                      int *sel, float *w);
+/* y[t] = sum over slots j in order of selw[t][j] * slot_out[t][j]. */
+void bt_fwd_moe_combine(const float *slot_out, const float *selw, int T,
+                        int K, int H, float *y);
+/* y[t] += sigmoid(sgate[t]) * o[t] (the shared expert). */
+void bt_fwd_moe_shared_add(const float *sgate, const float *o, int T, int H,
+                           float *y);
+
 #endif
