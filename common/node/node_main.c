@@ -234,9 +234,16 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
         (void)bt_node_grammar_init(node, tok);
         bt_tok_destroy(tok);
     }
-    if (bt_fwd_create(node->model, node->backend.ops, (int)c->threads,
-                      &node->fwd) != BT_OK ||
-        bt_sampler_create(node->vocab, &node->sampler) != BT_OK) {
+    {
+        char err[256];
+
+        if (bt_backend_fwd_create(&node->backend, node->model, (int)c->threads,
+                                  &node->fwd, err, sizeof(err)) != BT_OK) {
+            bt_error("%s", err);
+            return BT_ERR_NO_MEMORY;
+        }
+    }
+    if (bt_sampler_create(node->vocab, &node->sampler) != BT_OK) {
         return BT_ERR_NO_MEMORY;
     }
     memset(&pc, 0, sizeof(pc));
@@ -505,6 +512,12 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
                               (bt_numerics_mode_t)node->cfg.numerics, 1,
                               &node->backend, err, sizeof(err)) != BT_OK) {
             fprintf(stderr, "%s: %s\n", prog, err);
+            free(node);
+            return 2;
+        }
+        if (node->backend.device != NULL && node->cfg.expert_devices > 1) {
+            fprintf(stderr, "%s: --expert-devices runs on the CPU backend "
+                    "only (with --backend cuda, 1)\n", prog);
             free(node);
             return 2;
         }

@@ -239,7 +239,7 @@ static void check_attention(void *cpu)
         float *q = malloc((size_t)T * nh * hd * sizeof(float));
         float *oc = malloc((size_t)T * nh * hd * sizeof(float));
         float *og = malloc((size_t)T * nh * hd * sizeof(float));
-        bt_kv_view_t kv = {pool, dt, L, NB, BS, nkv, hd};
+        bt_kv_view_t kv = {pool, dt, L, NB, BS, nkv, hd, NULL};
         bt_attn_args_t a;
         bt_cuda_kv_t dkv;
         int max_ctx = 0;

@@ -338,8 +338,9 @@ static int gen_setup(gen_t *g, bt_kv_view_t *kv)
             }
         }
     }
-    if (bt_fwd_create(g->model, g->backend.ops, (int)c->threads,
-                      &g->fwd) != BT_OK) {
+    if (bt_backend_fwd_create(&g->backend, g->model, (int)c->threads,
+                              &g->fwd, err, sizeof(err)) != BT_OK) {
+        fprintf(stderr, "baton-run: %s\n", err);
         return -1;
     }
     memset(&pc, 0, sizeof(pc));

@@ -454,3 +454,80 @@ extern "C" int bt_cuda_moe_combine(const float *slot_out, const float *selw, int
                                                           sgate, shared, y);
     return bt_cuda_status();
 }
+
+// ---- moving rows ---------------------------------------------------------
+
+__global__ void bt_k_gather_rows(const float *src, const int *idx, int div, int H,
+                                 float *dst)
+{
+    const float *s = src + (size_t)(idx[blockIdx.x] / div) * H;
+    float *d = dst + (size_t)blockIdx.x * H;
+
+    for (int i = threadIdx.x; i < H; i += blockDim.x) {
+        d[i] = s[i];
+    }
+}
+
+extern "C" int bt_cuda_gather_rows(const float *src, const int *idx, int div,
+                                   int n, int H, float *dst, void *stream)
+{
+    if (n <= 0) {
+        return 0;
+    }
+    bt_k_gather_rows<<<n, 256, 0, (cudaStream_t)stream>>>(src, idx, div, H, dst);
+    return bt_cuda_status();
+}
+
+__global__ void bt_k_scatter_rows(const float *src, const int *idx, int H,
+                                  float *dst)
+{
+    const float *s = src + (size_t)blockIdx.x * H;
+    float *d = dst + (size_t)idx[blockIdx.x] * H;
+
+    for (int i = threadIdx.x; i < H; i += blockDim.x) {
+        d[i] = s[i];
+    }
+}
+
+extern "C" int bt_cuda_scatter_rows(const float *src, const int *idx, int n,
+                                    int H, float *dst, void *stream)
+{
+    if (n <= 0) {
+        return 0;
+    }
+    bt_k_scatter_rows<<<n, 256, 0, (cudaStream_t)stream>>>(src, idx, H, dst);
+    return bt_cuda_status();
+}
+
+__global__ void bt_k_kv_gather(int layer, const int32_t *pos, const uint32_t *tables,
+                               const uint32_t *table_off, bt_cuda_kv_t kv,
+                               void *out)
+{
+    const int t = blockIdx.x, p = pos[t];
+    const uint32_t blk = tables[table_off[t] + (uint32_t)(p / kv.block_size)];
+    const int kvd = kv.n_kv_heads * kv.head_dim;
+    const size_t esz = kv.dtype == BT_DEV_F32 ? 4 : 2;
+    const char *base = (const char *)kv.base;
+    char *o = (char *)out + (size_t)t * 2 * kvd * esz;
+
+    for (int which = 0; which < 2; which++) {
+        const char *src = base + bt_dev_kv_index(kv, layer, blk, which,
+                                                 p % kv.block_size) * esz;
+
+        for (size_t i = threadIdx.x; i < (size_t)kvd * esz; i += blockDim.x) {
+            o[(size_t)which * kvd * esz + i] = src[i];
+        }
+    }
+}
+
+extern "C" int bt_cuda_kv_gather(int T, int layer, const int32_t *pos,
+                                 const uint32_t *tables, const uint32_t *table_off,
+                                 const bt_cuda_kv_t *kv, void *out, void *stream)
+{
+    if (T <= 0) {
+        return 0;
+    }
+    bt_k_kv_gather<<<T, 256, 0, (cudaStream_t)stream>>>(layer, pos, tables, table_off,
+                                                        *kv, out);
+    return bt_cuda_status();
+}

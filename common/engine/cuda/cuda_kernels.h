@@ -80,6 +80,20 @@ int bt_cuda_moe_combine(const float *slot_out, const float *selw, int T, int k,
                         int H, const float *sgate, const float *shared,
                         float *y, void *stream);
 
+/* dst[i][H] = src[idx[i] / div][H] for i < n (rows gathered: a token's
+ * row for each of its expert slots with div = k, or plain with div = 1). */
+int bt_cuda_gather_rows(const float *src, const int *idx, int div, int n,
+                        int H, float *dst, void *stream);
+/* dst[idx[i]][H] = src[i][H] for i < n. */
+int bt_cuda_scatter_rows(const float *src, const int *idx, int n, int H,
+                         float *dst, void *stream);
+/* The K and V rows the step wrote into layer `layer`, packed as
+ * out[T][k|v][n_kv_heads * head_dim] in the pool's dtype (the bytes the
+ * host pool gets back). */
+int bt_cuda_kv_gather(int T, int layer, const int32_t *pos,
+                      const uint32_t *tables, const uint32_t *table_off,
+                      const bt_cuda_kv_t *kv, void *out, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -163,9 +163,11 @@ bt_status_t bt_kvpool_create(const bt_kvpool_config_t *config,
     pool->tokens = calloc((size_t)n_blocks * config->geom.block_size,
                           sizeof(*pool->tokens));
     pool->free_stack = calloc(n_blocks, sizeof(*pool->free_stack));
+    pool->gen = calloc(n_blocks, sizeof(*pool->gen));
     pool->buckets = malloc(n_buckets * sizeof(*pool->buckets));
     if (pool->blocks == NULL || pool->tokens == NULL ||
-        pool->free_stack == NULL || pool->buckets == NULL) {
+        pool->free_stack == NULL || pool->gen == NULL ||
+        pool->buckets == NULL) {
         bt_error("kv pool: out of memory for metadata of %u blocks",
                  n_blocks);
         st = BT_ERR_NO_MEMORY;
@@ -188,6 +190,7 @@ bt_status_t bt_kvpool_create(const bt_kvpool_config_t *config,
 err_meta:
     free(pool->buckets);
     free(pool->free_stack);
+    free(pool->gen);
     free(pool->tokens);
     free(pool->blocks);
     if (pool->map != NULL) {
@@ -196,6 +199,11 @@ err_meta:
 err_pool:
     free(pool);
     return st;
+}
+
+const uint32_t *bt_kvpool_gens(const bt_kvpool_t *pool)
+{
+    return pool->gen;
 }
 
 void bt_kvpool_destroy(bt_kvpool_t *pool)
@@ -208,6 +216,7 @@ void bt_kvpool_destroy(bt_kvpool_t *pool)
     }
     free(pool->buckets);
     free(pool->free_stack);
+    free(pool->gen);
     free(pool->tokens);
     free(pool->blocks);
     free(pool);
@@ -313,6 +322,7 @@ uint32_t bt_kvpool_block_alloc(bt_kvpool_t *pool)
     }
     pool->blocks[b].state = BT_KVBLOCK_USED;
     pool->blocks[b].refcount = 1;
+    pool->gen[b]++;
     return b;
 }
 

@@ -124,6 +124,10 @@ void bt_kvpool_set_event_cb(bt_kvpool_t *pool, bt_kv_event_cb cb, void *ctx);
 const bt_kv_geom_t *bt_kvpool_geom(const bt_kvpool_t *pool);
 uint32_t bt_kvpool_n_blocks(const bt_kvpool_t *pool);
 void *bt_kvpool_base(const bt_kvpool_t *pool);
+/* Per block, a counter raised each time the block is handed out (to a
+ * sequence or a reservation): whoever mirrors the pool (a GPU's copy)
+ * knows its copy of a block is stale when the counter moved. */
+const uint32_t *bt_kvpool_gens(const bt_kvpool_t *pool);
 size_t bt_kvpool_region_bytes(const bt_kvpool_t *pool);
 size_t bt_kvpool_slice_bytes(const bt_kvpool_t *pool);
 /* Byte offset of the (layer, block) slice from the base (K part first). */

@@ -38,6 +38,9 @@ struct bt_kvpool {
     uint32_t *tokens;   /* n_blocks * block_size token ids */
 
     uint32_t *free_stack; /* top is free_stack[n_free - 1] */
+    /* per block, raised each time the block is handed out: a device copy
+     * of the pool knows its copy of a block is stale when this moved */
+    uint32_t *gen;
     uint32_t n_free;
 
     int32_t lru_head;   /* least recently used cached block */

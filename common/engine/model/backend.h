@@ -26,6 +26,10 @@ typedef struct {
     int        block_size;
     int        n_kv_heads;
     int        head_dim;
+    /* per block, raised when the pool hands it out (bt_kvpool_gens); NULL
+     * when unknown. A device step keeps its copy of a block only while
+     * this stays. */
+    const uint32_t *gen;
 } bt_kv_view_t;
 
 /* Address of K (kv = 0) or V (kv = 1) of one token slot of one block. */

@@ -38,23 +38,57 @@ bt_status_t bt_backend_choose(bt_backend_kind_t kind, bt_numerics_mode_t mode,
         c.ops = &bt_backend_cpu;
         break;
     case BT_BACKEND_CUDA:
+        if (mode != BT_NUMERICS_EXACT) {
+            snprintf(err, err_size, "--numerics fast: the CUDA backend's "
+                     "tensor-core kernels are not built yet; use --numerics "
+                     "exact");
+            return BT_ERR_UNSUPPORTED;
+        }
         s = bt_cuda_probe(err, err_size);
+        if (s == BT_OK) {
+            s = bt_cuda_plugin(&c.device, err, err_size);
+        }
         if (s != BT_OK) {
             return s;
         }
-        snprintf(err, err_size, "--backend cuda: a GPU is here, but this "
-                 "version has no CUDA compute backend yet; use --backend cpu");
-        return BT_ERR_UNSUPPORTED;
+        break;
     default:
         snprintf(err, err_size, "unknown backend %d", (int)kind);
         return BT_ERR_INVALID_ARG;
     }
     if (!bt_kv_numerics_format(c.id, sizeof(c.id), bt_backend_name(kind),
                                bt_numerics_name(mode), (uint32_t)tp,
-                               BT_CPU_KERNEL_REV)) {
+                               c.device != NULL ? c.device->kernel_rev
+                                                : BT_CPU_KERNEL_REV)) {
         snprintf(err, err_size, "cannot form the numerics id");
         return BT_ERR_INVALID_ARG;
     }
     *choice_p = c;
     return BT_OK;
+}
+
+bt_status_t bt_backend_fwd_create(const bt_backend_choice_t *choice,
+                                  const bt_model_t *model, int n_threads,
+                                  bt_fwd_t **fwd_p, char *err, size_t err_size)
+{
+    void *dev = NULL;
+    bt_status_t s;
+
+    if (choice->device == NULL) {
+        s = bt_fwd_create(model, choice->ops, n_threads, fwd_p);
+        if (s != BT_OK) {
+            snprintf(err, err_size, "cannot start the %s backend",
+                     bt_backend_name(choice->kind));
+        }
+        return s;
+    }
+    s = choice->device->create(model, &dev, err, err_size);
+    if (s != BT_OK) {
+        return s;
+    }
+    s = bt_fwd_create_device(model, choice->device, dev, fwd_p);
+    if (s != BT_OK) {
+        snprintf(err, err_size, "out of memory for the forward context");
+    }
+    return s;
 }

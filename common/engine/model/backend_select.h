@@ -8,6 +8,7 @@
 #define BT_ENGINE_BACKEND_SELECT_H
 
 #include "backend.h"
+#include "device.h"
 #include "kvspec/kv_spec.h"
 
 /* The CPU kernels' revision in the numerics id: raised whenever a change
@@ -26,7 +27,8 @@ typedef struct {
     bt_backend_kind_t       kind;
     bt_numerics_mode_t      mode;
     int                     tp;        /* tensor-parallel degree */
-    const bt_backend_ops_t *ops;       /* what bt_fwd_create runs */
+    const bt_backend_ops_t *ops;       /* the CPU's per-operation kernels */
+    const bt_device_ops_t  *device;    /* a device step (cuda); NULL: ops */
     char                    id[BT_KV_NUMERICS_MAX + 1];
 } bt_backend_choice_t;
 
@@ -41,9 +43,21 @@ bt_status_t bt_backend_choose(bt_backend_kind_t kind, bt_numerics_mode_t mode,
                               int tp, bt_backend_choice_t *choice_p, char *err,
                               size_t err_size);
 
+/* The forward context of the choice: the CPU's, or one whose steps run on
+ * the device (its weights copied there). One line into err on failure. */
+bt_status_t bt_backend_fwd_create(const bt_backend_choice_t *choice,
+                                  const bt_model_t *model, int n_threads,
+                                  bt_fwd_t **fwd_p, char *err, size_t err_size);
+
 /* Whether a CUDA device can be used here: BT_OK, or BT_ERR_UNSUPPORTED
  * with err naming what is missing. The driver is loaded at run time
  * (libcuda.so.1), so a binary built here starts on machines without it. */
 bt_status_t bt_cuda_probe(char *err, size_t err_size);
+
+/* The CUDA device step, from the plugin libbaton-cuda.so: $BATON_CUDA_PLUGIN,
+ * else beside the build tree's binaries, else lib/baton/ beside the
+ * installed ones. */
+bt_status_t bt_cuda_plugin(const bt_device_ops_t **ops_p, char *err,
+                           size_t err_size);
 
 #endif

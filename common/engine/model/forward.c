@@ -4,6 +4,7 @@
 #include "forward.h"
 
 #include "base/log.h"
+#include "device.h"
 #include "cpu_exp.h"
 #include "experts.h"
 #include "ffn.h"
@@ -52,6 +53,8 @@ struct bt_fwd {
     uint64_t               *stat_tokens;
     uint64_t               *stat_trans;
     bt_ep_t                *ep;      /* expert devices; NULL: one */
+    const bt_device_ops_t  *dev_ops; /* a device step (device.h); NULL: ops */
+    void                   *dev;
 };
 
 static void rs_free(run_state_t *rs)
@@ -168,12 +171,34 @@ void bt_fwd_destroy(bt_fwd_t *f)
     if (f->be != NULL) {
         f->ops->destroy(f->be);
     }
+    if (f->dev != NULL) {
+        f->dev_ops->destroy(f->dev);
+    }
     bt_ep_destroy(f->ep);
     rs_free(&f->rs);
     free(f->stat_tokens);
     free(f->stat_trans);
     pthread_mutex_destroy(&f->stats_lock);
     free(f);
+}
+
+bt_status_t bt_fwd_create_device(const bt_model_t *model,
+                                 const bt_device_ops_t *ops, void *dev,
+                                 bt_fwd_t **fwd_p)
+{
+    bt_fwd_t *f;
+    bt_status_t s;
+
+    /* the CPU context stays for what runs on the host (the statistics) */
+    s = bt_fwd_create(model, NULL, 1, &f);
+    if (s != BT_OK) {
+        ops->destroy(dev);
+        return s;
+    }
+    f->dev_ops = ops;
+    f->dev = dev;
+    *fwd_p = f;
+    return BT_OK;
 }
 
 int bt_fwd_threads(const bt_fwd_t *f)
@@ -339,6 +364,30 @@ static void experts_run(bt_fwd_t *f, const bt_layer_weights_t *lw, int T)
     }
 }
 
+void bt_fwd_count_routes(bt_fwd_t *f, int l, int T, const int *sel,
+                         const int *sel_prev)
+{
+    const bt_model_config_t *c = &f->m->cfg;
+    const int E = c->n_experts, K = c->n_experts_used;
+
+    pthread_mutex_lock(&f->stats_lock);
+    for (int t = 0; t < T; t++) {
+        for (int j = 0; j < K; j++) {
+            const int e = sel[t * K + j];
+
+            f->stat_tokens[(size_t)l * E + e]++;
+            if (sel_prev != NULL) {
+                for (int i = 0; i < K; i++) {
+                    const int a = sel_prev[t * K + i];
+
+                    f->stat_trans[((size_t)(l - 1) * E + a) * E + e]++;
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&f->stats_lock);
+}
+
 static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
 {
     const bt_model_config_t *c = &f->m->cfg;
@@ -351,22 +400,7 @@ static void moe_layer(bt_fwd_t *f, int l, int T, bool prev_moe)
         bt_fwd_moe_route(c, rs->router + (size_t)t * E, rs->sel + (size_t)t * K,
                   rs->selw + (size_t)t * K);
     }
-    pthread_mutex_lock(&f->stats_lock);
-    for (int t = 0; t < T; t++) {
-        for (int j = 0; j < K; j++) {
-            const int e = rs->sel[t * K + j];
-
-            f->stat_tokens[(size_t)l * E + e]++;
-            if (prev_moe) {
-                for (int i = 0; i < K; i++) {
-                    const int a = rs->sel_prev[t * K + i];
-
-                    f->stat_trans[((size_t)(l - 1) * E + a) * E + e]++;
-                }
-            }
-        }
-    }
-    pthread_mutex_unlock(&f->stats_lock);
+    bt_fwd_count_routes(f, l, T, rs->sel, prev_moe ? rs->sel_prev : NULL);
     /* experts run on the rows routed to them; each row's result does not
      * depend on its companions, so grouping keeps batch invariance */
     if (f->ep != NULL) {
@@ -577,6 +611,9 @@ bt_status_t bt_fwd_step(bt_fwd_t *f, const bt_kv_view_t *kv,
     if (s != BT_OK) {
         return s;
     }
+    if (f->dev != NULL) {
+        return f->dev_ops->step(f->dev, f, kv, seqs, n_seqs, T, max_ctx, hooks);
+    }
     s = rs_reserve(f, T);
     if (s == BT_OK) {
         s = f->ops->reserve(f->be, max_ctx);
@@ -628,6 +665,10 @@ bt_status_t bt_fwd_experts_init(bt_fwd_t *f, int n_devices, int slots)
 
     if (f->ep != NULL) {
         return BT_ERR_EXISTS;
+    }
+    if (f->dev != NULL) {
+        bt_error("expert devices run on the CPU backend only");
+        return BT_ERR_UNSUPPORTED;
     }
     return bt_ep_create(f->m, f->ops, n_devices, per > 0 ? per : 1, slots,
                         &f->ep);

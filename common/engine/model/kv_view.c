@@ -22,5 +22,6 @@ bt_status_t bt_kv_view_from_pool(const bt_kvpool_t *pool,
     view_p->block_size = (int)g->block_size;
     view_p->n_kv_heads = (int)g->n_kv_heads;
     view_p->head_dim = (int)g->head_dim;
+    view_p->gen = bt_kvpool_gens(pool);
     return BT_OK;
 }

@@ -32,7 +32,7 @@ static void run(const shape_t *sh, bool scalar, float *out)
     const int nb = (sh->ctx + BS - 1) / BS + 3;
     const size_t row = (size_t)sh->n_kv * sh->hd;
     const size_t qn = (size_t)sh->ctx * sh->n_heads * sh->hd;
-    bt_kv_view_t kv = {NULL, sh->dt, 1, nb, BS, sh->n_kv, sh->hd};
+    bt_kv_view_t kv = {NULL, sh->dt, 1, nb, BS, sh->n_kv, sh->hd, NULL};
     uint32_t *table = malloc((size_t)nb * sizeof(uint32_t));
     const uint32_t **tables = malloc((size_t)sh->ctx * sizeof(*tables));
     int32_t *pos = malloc((size_t)sh->ctx * sizeof(int32_t));

@@ -215,6 +215,10 @@ static void test_reserve_commit_abort(void **state)
     assert_int_equal(bt_kvpool_reserve(pool, 3, ids), BT_OK);
     assert_int_equal(ids[0], 0);
     assert_int_equal(ids[2], 2);
+    /* each hand-out raises the block's generation (a device copy of the
+     * pool re-reads a block whose generation moved) */
+    assert_int_equal(bt_kvpool_gens(pool)[0], 1);
+    assert_int_equal(bt_kvpool_gens(pool)[3], 0);
     bt_kvpool_stats(pool, &st);
     assert_int_equal(st.reserved, 3);
     assert_int_equal(st.used, 3);
@@ -224,6 +228,8 @@ static void test_reserve_commit_abort(void **state)
     assert_int_equal(st.free, 8);
     assert_int_equal(bt_kvpool_reserve(pool, 3, again), BT_OK);
     assert_memory_equal(ids, again, sizeof(ids));
+    assert_int_equal(bt_kvpool_gens(pool)[0], 2);
+    assert_int_equal(bt_kvpool_gens(pool)[2], 2);
     assert_int_equal(bt_kvpool_reserve(pool, 6, big), BT_ERR_EXHAUSTED);
 
     seq = make_seq(pool, NULL, 0, false);
