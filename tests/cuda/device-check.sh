@@ -17,7 +17,8 @@ B=${1:-build}
 
 bins=("$B/bench/cuda/baton-cudaceilings" "$B/tests/cuda/cuda_smoke"
       "$B/tests/cuda/cuda_exact_check" "$B/tools/baton-run"
-      "$B/tools/baton-mkmodel" "$B/common/engine/cuda/libbaton-cuda.so")
+      "$B/tools/baton-mkmodel" "$B/common/engine/cuda/libbaton-cuda.so"
+      "$B/tests/cuda/nccl_check")
 
 if [ $pack = 1 ]; then
   # everything ldd resolves outside libc, the CUDA toolkit and the driver
@@ -61,6 +62,7 @@ step ceilings 120 "$B/bench/cuda/baton-cudaceilings"
 step smoke 60 "$B/tests/cuda/cuda_smoke"
 step exact-kernels 180 "$B/tests/cuda/cuda_exact_check"
 step exact-forward 240 "$(dirname "$0")/exact_forward.sh" "$B"
+step nccl 90 "$B/tests/cuda/nccl_check"
 
 echo
 echo "== summary"

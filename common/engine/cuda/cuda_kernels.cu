@@ -531,3 +531,30 @@ extern "C" int bt_cuda_kv_gather(int T, int layer, const int32_t *pos,
                                                         *kv, out);
     return bt_cuda_status();
 }
+
+// ---- rank-order sum ------------------------------------------------------
+
+__global__ void bt_k_sum_ranks(const float *parts, int nranks, size_t m, float *out)
+{
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+    if (i < m) {
+        float acc = parts[i];
+
+        for (int r = 1; r < nranks; r++) {
+            acc += parts[(size_t)r * m + i];
+        }
+        out[i] = acc;
+    }
+}
+
+extern "C" int bt_cuda_sum_ranks(const float *parts, int nranks, size_t m,
+                                 float *out, void *stream)
+{
+    if (m == 0) {
+        return 0;
+    }
+    bt_k_sum_ranks<<<bt_blocks(m, 256), 256, 0, (cudaStream_t)stream>>>(parts, nranks,
+                                                                        m, out);
+    return bt_cuda_status();
+}

@@ -94,6 +94,11 @@ int bt_cuda_kv_gather(int T, int layer, const int32_t *pos,
                       const uint32_t *tables, const uint32_t *table_off,
                       const bt_cuda_kv_t *kv, void *out, void *stream);
 
+/* out[i] = ((parts[0][i] + parts[1][i]) + parts[2][i]) + ... for i < m:
+ * the rank-order sum of an ordered all-reduce (nccl_comm.h). */
+int bt_cuda_sum_ranks(const float *parts, int nranks, size_t m, float *out,
+                      void *stream);
+
 #ifdef __cplusplus
 }
 #endif
