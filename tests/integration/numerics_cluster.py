@@ -55,6 +55,23 @@ def pair_line(cl, rid, nth=1, secs=10):
     return None
 
 
+def node_state(target, nid):
+    r = nc.ctl(target, "get", "nodes", "-o", "json")
+    try:
+        return {n["node_id"]: n["state"] for n in json.loads(r.stdout)["nodes"]}.get(nid)
+    except (ValueError, KeyError):
+        return None
+
+
+def drain(target, nid, on=True):
+    """batonctl drain (or undrain) NODE, then waits until the router sees
+    it: the node's next report carries the state."""
+    r = nc.ctl(target, "drain" if on else "undrain", nid)
+    want = ("NODE_STATE_DRAINING", "NODE_STATE_DRAINED") if on else ("NODE_STATE_READY",)
+    ok = nc.wait_for(lambda: node_state(target, nid) in want, secs=10)
+    return r.returncode == 0 and ok
+
+
 def pairs_of(cl, rid):
     with open(cl.rlog) as f:
         return [(m.group(1), m.group(2)) for m in
@@ -166,25 +183,24 @@ def main():
            "blocks, same tokens" % (p2[2] if p2 else "?"), p1, p2)
     first = p1[0] if p1 else "pa"
     other = [n for n in GROUP if n.startswith("p") and n != first][0]
-    r = nc.ctl(target, "drain", first)
+    drained = drain(target, first)
     s3 = cf.Stream(stubs, target, prompt, 8, "pre-3")
     s3.join(nc.scaled(60))
     p3 = pair_line(cl, "pre-3")
-    nc.tap(r.returncode == 0 and p3 and p3[0] == other and p3[2] == 0 and
+    nc.tap(drained and p3 and p3[0] == other and p3[2] == 0 and
            p3[3] == GROUP[other] and s3.ids == ref,
            "%s drained: the prompt runs on %s (the other id) with nothing "
-           "cached there, and gives the same tokens" % (first, other), p3, r.stderr)
-    nc.ctl(target, "undrain", first)
+           "cached there, and gives the same tokens" % (first, other), p3)
+    drain(target, first, False)
 
     # 4. failover stays within the id
-    nc.ctl(target, "drain", "pb")      # places the next request in k1
+    drain(target, "pb")      # places the next request in k1
     prompt = [4091, 104, 262, 310, 554, 44, 607, 330, 277, 667, 116]
     n_out = 400
     ref = nc.run_ref(model, prompt, n_out)
     s = cf.Stream(stubs, target, prompt, n_out, "fo-1")
     got = s.wait_tokens(30)
     p = pair_line(cl, "fo-1")
-    nc.ctl(target, "undrain", "pb")
     d = p[1] if p else None
     if d in cl.nodes:
         cf.kill(cl, d)
@@ -197,11 +213,10 @@ def main():
            p, pl2, s.error)
 
     # 5. no node of its id left: it ends, never on the other id's node
-    nc.ctl(target, "drain", "pb")
+    # (pb stays drained until then: the request starts in k1)
     s = cf.Stream(stubs, target, prompt, n_out, "fo-2")
     got = s.wait_tokens(30)
     p = pair_line(cl, "fo-2")
-    nc.ctl(target, "undrain", "pb")
     d = p[1] if p else None
     if d in cl.nodes:
         cf.kill(cl, d)
@@ -215,6 +230,7 @@ def main():
            all(GROUP.get(x[1]) == K1 for x in pairs),
            "its last decode node of %s killed: the request ends in error naming "
            "the id, and db (%s) never takes it" % (K1, K2), pairs, fin, s.error)
+    drain(target, "pb", False)
     s = cf.Stream(stubs, target, prompt, 8, "after")
     s.join(nc.scaled(60))
     pl = pair_line(cl, "after")
