@@ -3,10 +3,10 @@
  * cuda_kernels.h, with the weights, the activations and a copy of the KV
  * pool in GPU memory. Built into the plugin libbaton-cuda.so.
  *
- * One stream; the host waits for each layer's K/V rows before the layer
- * hook (the hook posts transfers of what the host pool holds). Overlap of
- * those copies with the next layer is future work (docs/internals/
- * cuda.md). */
+ * Compute runs on one stream; each layer's new K/V rows go back to the
+ * host pool on a copy stream while the next layer computes, and the layer
+ * hook (which posts transfers of what the host pool holds) runs once they
+ * are there (docs/internals/cuda.md). */
 #include "cuda_kernels.h"
 
 #include "base/log.h"
@@ -63,12 +63,16 @@ typedef struct {
     int32_t          *tok, *pos;
     uint32_t         *tables, *toff;
     size_t            tables_cap;
-    void             *kv_rows;       /* device: one layer's new rows */
+    /* a layer's new K/V rows, double-buffered: layer l in slot l & 1 */
+    void             *kv_rows[2];
+    cudaStream_t      copy;
+    cudaEvent_t       ev_gathered[2], ev_copied[2];
+    void             *kv_registered; /* the host pool, pinned for copies */
     /* host side (pinned) */
     int32_t          *h_tok, *h_pos;
     uint32_t         *h_toff, *h_tables;
     int              *h_sel, *h_sel_prev, *h_rows, *h_lrows;
-    void             *h_kv_rows;
+    void             *h_kv_rows[2];
     float            *h_logits;
 } cuda_fwd_t;
 
@@ -190,9 +194,10 @@ static void free_acts(cuda_fwd_t *f)
     void *dev[] = {f->x, f->xn, f->q, f->k, f->v, f->att, f->tmp, f->g, f->u,
                    f->router, f->xe, f->ye, f->slot_out, f->sgate, f->selw,
                    f->sel, f->rows, f->lrows, f->logits, f->tok, f->pos,
-                   f->toff, f->kv_rows};
+                   f->toff, f->kv_rows[0], f->kv_rows[1]};
     void *host[] = {f->h_tok, f->h_pos, f->h_toff, f->h_sel, f->h_sel_prev,
-                    f->h_rows, f->h_lrows, f->h_kv_rows, f->h_logits};
+                    f->h_rows, f->h_lrows, f->h_kv_rows[0], f->h_kv_rows[1],
+                    f->h_logits};
 
     for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) {
         cudaFree(dev[i]);
@@ -206,11 +211,11 @@ static void free_acts(cuda_fwd_t *f)
     f->logits = NULL;
     f->tok = f->pos = NULL;
     f->toff = NULL;
-    f->kv_rows = NULL;
+    f->kv_rows[0] = f->kv_rows[1] = NULL;
     f->h_tok = f->h_pos = NULL;
     f->h_toff = NULL;
     f->h_sel = f->h_sel_prev = f->h_rows = f->h_lrows = NULL;
-    f->h_kv_rows = NULL;
+    f->h_kv_rows[0] = f->h_kv_rows[1] = NULL;
     f->h_logits = NULL;
     f->cap = 0;
 }
@@ -255,6 +260,20 @@ static void cuda_destroy(void *vf)
     free(f->kv_gen);
     free(f->kv_known);
     free_acts(f);
+    if (f->kv_registered != NULL) {
+        cudaHostUnregister(f->kv_registered);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (f->ev_gathered[i] != NULL) {
+            cudaEventDestroy(f->ev_gathered[i]);
+        }
+        if (f->ev_copied[i] != NULL) {
+            cudaEventDestroy(f->ev_copied[i]);
+        }
+    }
+    if (f->copy != NULL) {
+        cudaStreamDestroy(f->copy);
+    }
     if (f->stream != NULL) {
         cudaStreamDestroy(f->stream);
     }
@@ -275,10 +294,20 @@ static bt_status_t cuda_create(const bt_model_t *m, void **dev_p, char *err,
     f->m = m;
     if (cudaSetDevice(0) != cudaSuccess ||
         cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) !=
+            cudaSuccess ||
+        cudaStreamCreateWithFlags(&f->copy, cudaStreamNonBlocking) !=
+            cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev_gathered[0], cudaEventDisableTiming) !=
+            cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev_gathered[1], cudaEventDisableTiming) !=
+            cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev_copied[0], cudaEventDisableTiming) !=
+            cudaSuccess ||
+        cudaEventCreateWithFlags(&f->ev_copied[1], cudaEventDisableTiming) !=
             cudaSuccess) {
         snprintf(err, err_size, "--backend cuda: cannot start on GPU 0: %s",
                  cudaGetErrorString(cudaGetLastError()));
-        free(f);
+        cuda_destroy(f);
         return BT_ERR_UNSUPPORTED;
     }
     f->layers = calloc((size_t)c->n_layers, sizeof(*f->layers));
@@ -342,14 +371,16 @@ static bt_status_t reserve_acts(cuda_fwd_t *f, int T)
     CK(cudaMalloc((void **)&f->tok, t * 4));
     CK(cudaMalloc((void **)&f->pos, t * 4));
     CK(cudaMalloc((void **)&f->toff, t * 4));
-    CK(cudaMalloc((void **)&f->kv_rows, t * 2 * kvd * 4));
+    CK(cudaMalloc(&f->kv_rows[0], t * 2 * kvd * 4));
+    CK(cudaMalloc(&f->kv_rows[1], t * 2 * kvd * 4));
     CK(cudaMalloc((void **)&f->lrows, t * 4));
     CK(cudaMalloc((void **)&f->logits, (size_t)LOGIT_ROWS * c->vocab * 4));
     CK(cudaMallocHost((void **)&f->h_tok, t * 4));
     CK(cudaMallocHost((void **)&f->h_pos, t * 4));
     CK(cudaMallocHost((void **)&f->h_toff, t * 4));
     CK(cudaMallocHost((void **)&f->h_lrows, t * 4));
-    CK(cudaMallocHost(&f->h_kv_rows, t * 2 * kvd * 4));
+    CK(cudaMallocHost(&f->h_kv_rows[0], t * 2 * kvd * 4));
+    CK(cudaMallocHost(&f->h_kv_rows[1], t * 2 * kvd * 4));
     CK(cudaMallocHost((void **)&f->h_logits, t * (size_t)c->vocab * 4));
     if (c->n_experts > 0) {
         CK(cudaMalloc((void **)&f->router, t * (size_t)c->n_experts * 4));
@@ -434,6 +465,20 @@ static bt_status_t reserve_kv(cuda_fwd_t *f, const bt_kv_view_t *kv)
         return BT_ERR_NO_MEMORY;
     }
     CK(cudaMalloc(&f->kv.base, bytes));
+    /* pinned, the block copies and the rows' way back are asynchronous
+     * DMA; where the pool cannot be pinned they still work, staged */
+    if (f->kv_registered != NULL) {
+        cudaHostUnregister(f->kv_registered);
+        f->kv_registered = NULL;
+    }
+    if (cudaHostRegister(kv->base, bytes, cudaHostRegisterPortable) ==
+            cudaSuccess) {
+        f->kv_registered = kv->base;
+    } else {
+        (void)cudaGetLastError();
+        bt_warn("cuda: the KV pool (%zu MiB) cannot be pinned: its copies "
+                "are staged", bytes >> 20);
+    }
     f->kv.dtype = (int)kv->dtype;
     f->kv.n_layers = kv->n_layers;
     f->kv.n_blocks = kv->n_blocks;
@@ -533,22 +578,38 @@ static bt_status_t step_inputs(cuda_fwd_t *f, const bt_kv_view_t *kv,
     return BT_OK;
 }
 
-/* The layer's new K/V rows back into the host pool; the blocks written
- * are the device's copy from here on (their generation recorded). */
-static bt_status_t kv_push_layer(cuda_fwd_t *f, const bt_kv_view_t *kv, int l,
+/* Layer l's new K/V rows on their way back: gathered on the compute
+ * stream, copied to pinned memory on the copy stream (slot l & 1). */
+static bt_status_t kv_post_layer(cuda_fwd_t *f, const bt_kv_view_t *kv, int l,
                                  int T)
 {
     const size_t row = (size_t)kv->n_kv_heads * kv->head_dim * esize(kv->dtype);
+    const int k = l & 1;
 
-    KK(bt_cuda_kv_gather(T, l, f->pos, f->tables, f->toff, &f->kv, f->kv_rows,
+    KK(bt_cuda_kv_gather(T, l, f->pos, f->tables, f->toff, &f->kv, f->kv_rows[k],
                          f->stream));
-    CK(cudaMemcpyAsync(f->h_kv_rows, f->kv_rows, (size_t)T * 2 * row,
-                       cudaMemcpyDeviceToHost, f->stream));
-    CK(cudaStreamSynchronize(f->stream));
+    CK(cudaEventRecord(f->ev_gathered[k], f->stream));
+    CK(cudaStreamWaitEvent(f->copy, f->ev_gathered[k], 0));
+    CK(cudaMemcpyAsync(f->h_kv_rows[k], f->kv_rows[k], (size_t)T * 2 * row,
+                       cudaMemcpyDeviceToHost, f->copy));
+    CK(cudaEventRecord(f->ev_copied[k], f->copy));
+    return BT_OK;
+}
+
+/* Layer l's rows into the host pool once copied, then its hook; the
+ * blocks written are the device's copy from here on (their generation
+ * recorded). Called while the next layer computes. */
+static bt_status_t kv_land_layer(cuda_fwd_t *f, const bt_kv_view_t *kv, int l,
+                                 int T, const bt_step_hooks_t *hooks)
+{
+    const size_t row = (size_t)kv->n_kv_heads * kv->head_dim * esize(kv->dtype);
+    const int k = l & 1;
+
+    CK(cudaEventSynchronize(f->ev_copied[k]));
     for (int t = 0; t < T; t++) {
         const int p = f->h_pos[t];
         const uint32_t b = f->h_tables[f->h_toff[t] + (uint32_t)(p / kv->block_size)];
-        const char *src = (const char *)f->h_kv_rows + (size_t)t * 2 * row;
+        const char *src = (const char *)f->h_kv_rows[k] + (size_t)t * 2 * row;
 
         memcpy(bt_kv_view_at(kv, l, b, 0, p % kv->block_size), src, row);
         memcpy(bt_kv_view_at(kv, l, b, 1, p % kv->block_size), src + row, row);
@@ -556,6 +617,9 @@ static bt_status_t kv_push_layer(cuda_fwd_t *f, const bt_kv_view_t *kv, int l,
             f->kv_known[b] = 1;
             f->kv_gen[b] = kv->gen[b];
         }
+    }
+    if (hooks != NULL && hooks->layer_done != NULL) {
+        hooks->layer_done(hooks->ctx, l);
     }
     return BT_OK;
 }
@@ -740,11 +804,9 @@ static bt_status_t cuda_step(void *vf, bt_fwd_t *fwd, const bt_kv_view_t *kv,
         const dlayer_t *w = &f->layers[l];
 
         if ((s = attn_block(f, l, T, max_ctx)) != BT_OK ||
-            (s = kv_push_layer(f, kv, l, T)) != BT_OK) {
+            (s = kv_post_layer(f, kv, l, T)) != BT_OK ||
+            (l > 0 && (s = kv_land_layer(f, kv, l - 1, T, hooks)) != BT_OK)) {
             return s;
-        }
-        if (hooks != NULL && hooks->layer_done != NULL) {
-            hooks->layer_done(hooks->ctx, l);
         }
         KK(bt_cuda_rmsnorm(f->x, w->ffn_norm, T, c->hidden, c->norm_eps, f->xn,
                            f->stream));
@@ -756,7 +818,8 @@ static bt_status_t cuda_step(void *vf, bt_fwd_t *fwd, const bt_kv_view_t *kv,
         prev_moe = w->moe;
         KK(bt_cuda_add(f->x, f->tmp, (size_t)T * c->hidden, f->stream));
     }
-    return logits_out(f, seqs, n_seqs);
+    s = kv_land_layer(f, kv, c->n_layers - 1, T, hooks);
+    return s != BT_OK ? s : logits_out(f, seqs, n_seqs);
 }
 
 static const bt_device_ops_t bt_cuda_device_ops = {
