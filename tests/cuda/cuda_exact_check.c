@@ -158,6 +158,49 @@ static void check_matmul(void *cpu)
     }
 }
 
+/* The `fast` matmul: each row of a 64-row product equals the same row
+ * computed alone, bit for bit (batch invariance), and the product is
+ * within bf16 rounding of the CPU's exact one (relative L2 error). */
+static void check_matmul_fast(void *cpu)
+{
+    enum { N = 64, ROWS = 200, COLS = 1000 };
+    float *x = malloc((size_t)N * COLS * sizeof(float));
+    float *yc = malloc((size_t)N * ROWS * sizeof(float));
+    float *yb = malloc((size_t)N * ROWS * sizeof(float));
+    float *y1 = malloc((size_t)ROWS * sizeof(float));
+    void *w = make_weights(ROWS, COLS, BT_DTYPE_BF16, 0.5f);
+    bt_mat_t m = {.data = w, .dtype = BT_DTYPE_BF16, .rows = ROWS, .cols = COLS};
+    float *dx = NULL, *dy = NULL;
+    void *dw = NULL;
+    size_t differ = 0;
+    double num = 0, den = 0;
+
+    fill(x, (size_t)N * COLS, 2.0f);
+    bt_backend_cpu.matmul(cpu, x, N, &m, NULL, yc);
+    dx = dev_copy(x, (size_t)N * COLS * sizeof(float));
+    dw = dev_copy(w, (size_t)ROWS * COLS * 2);
+    dy = dev_copy(NULL, (size_t)N * ROWS * sizeof(float));
+    bt_cuda_matmul_fast(dx, N, dw, BT_DTYPE_BF16, ROWS, COLS, NULL, dy, NULL);
+    host_copy(yb, dy, (size_t)N * ROWS * sizeof(float));
+    for (int r = 0; r < N; r += 7) {
+        bt_cuda_matmul_fast(dx + (size_t)r * COLS, 1, dw, BT_DTYPE_BF16, ROWS, COLS,
+                            NULL, dy, NULL);
+        host_copy(y1, dy, (size_t)ROWS * sizeof(float));
+        differ += diff_bits(y1, yb + (size_t)r * ROWS, ROWS);
+    }
+    for (size_t i = 0; i < (size_t)N * ROWS; i++) {
+        num += ((double)yb[i] - yc[i]) * ((double)yb[i] - yc[i]);
+        den += (double)yc[i] * yc[i];
+    }
+    tap(differ == 0, "fast matmul: rows of a 64-row product equal the rows "
+        "alone, bit for bit (%zu differ)", differ);
+    tap(den > 0 && sqrt(num / den) < 1e-2, "fast matmul within bf16 rounding "
+        "of the exact one: relative L2 error %.2e (bound 1e-2)",
+        den > 0 ? sqrt(num / den) : -1.0);
+    cudaFree(dx); cudaFree(dw); cudaFree(dy);
+    free(x); free(yc); free(yb); free(y1); free(w);
+}
+
 static void check_rmsnorm_swiglu(void *cpu)
 {
     static const int dims[][2] = { {5, 4096}, {12, 100}, {1, 7} };
@@ -464,6 +507,7 @@ int main(void)
         check_rmsnorm_swiglu(cpu);
         check_attention(cpu);
     }
+    check_matmul_fast(cpu);
     check_rope_embed();
     check_moe();
     bt_backend_cpu.destroy(cpu);

@@ -18,7 +18,7 @@ B=${1:-build}
 bins=("$B/bench/cuda/baton-cudaceilings" "$B/tests/cuda/cuda_smoke"
       "$B/tests/cuda/cuda_exact_check" "$B/tools/baton-run"
       "$B/tools/baton-mkmodel" "$B/common/engine/cuda/libbaton-cuda.so"
-      "$B/tests/cuda/nccl_check")
+      "$B/tests/cuda/nccl_check" "$B/tests/cuda/fast_check")
 
 if [ $pack = 1 ]; then
   # everything ldd resolves outside libc, the CUDA toolkit and the driver
@@ -63,6 +63,9 @@ step smoke 60 "$B/tests/cuda/cuda_smoke"
 step exact-kernels 180 "$B/tests/cuda/cuda_exact_check"
 step exact-forward 240 "$(dirname "$0")/exact_forward.sh" "$B"
 step nccl 90 "$B/tests/cuda/nccl_check"
+model=$(mktemp -d)/llama
+"$B/tools/baton-mkmodel" builtin --layers 3 --out "$model" >/dev/null 2>&1
+step fast-invariance 240 "$B/tests/cuda/fast_check" "$model"
 
 echo
 echo "== summary"

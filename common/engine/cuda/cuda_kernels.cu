@@ -8,8 +8,10 @@
 #include "cuda_exact.cuh"
 #include "cuda_kernels.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <mma.h>
 
 #define BT_MM_COLS 32     // output columns per block (x 8 lanes = 256 threads)
 #define BT_MM_ROWS 4      // rows of x per block: each weight load serves them
@@ -76,6 +78,81 @@ extern "C" int bt_cuda_matmul(const float *x, int n, const void *w, int wt,
     }
     bt_k_matmul<<<grid, BT_MM_COLS * 8, 0, (cudaStream_t)stream>>>(
         x, n, w, wt, rows, cols, bias, y);
+    return bt_cuda_status();
+}
+
+// ---- matmul on the tensor cores (`fast`) --------------------------------
+
+#define BT_TC_ROWS 16     // rows of x per block (one wmma tile high)
+#define BT_TC_COLS 64     // output columns per block: 4 warps x 16
+#define BT_TC_K 64        // k per shared-memory stage
+
+// One block: 16 rows of x by 64 output columns, 4 warps each owning 16
+// columns. Every k stage is rounded to bf16 in shared memory (zeros past
+// n, rows and cols), and each warp's accumulator sums the stages in order:
+// the same instructions for a row whatever else shares its tile.
+__global__ void bt_k_matmul_fast(const float *x, int n, const void *w, int wt,
+                                 int rows, int cols, const float *bias, float *y)
+{
+    using namespace nvcuda;
+    // wmma loads and stores want 32-byte aligned tiles
+    __shared__ __align__(32) __nv_bfloat16 sa[BT_TC_ROWS * BT_TC_K];
+    __shared__ __align__(32) __nv_bfloat16 sb[BT_TC_COLS * BT_TC_K];
+    __shared__ __align__(32) float sc[BT_TC_ROWS * BT_TC_COLS];
+    const int warp = threadIdx.x / 32;
+    const int r0 = blockIdx.y * BT_TC_ROWS, c0 = blockIdx.x * BT_TC_COLS;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+
+    wmma::fill_fragment(acc, 0.0f);
+    for (int k0 = 0; k0 < cols; k0 += BT_TC_K) {
+        for (int i = threadIdx.x; i < BT_TC_ROWS * BT_TC_K; i += blockDim.x) {
+            const int r = i / BT_TC_K, k = k0 + i % BT_TC_K;
+
+            sa[i] = __float2bfloat16_rn(r0 + r < n && k < cols
+                                        ? x[(size_t)(r0 + r) * cols + k] : 0.0f);
+        }
+        for (int i = threadIdx.x; i < BT_TC_COLS * BT_TC_K; i += blockDim.x) {
+            const int c = i / BT_TC_K, k = k0 + i % BT_TC_K;
+
+            sb[i] = __float2bfloat16_rn(c0 + c < rows && k < cols
+                ? bt_dev_load(w, wt, (size_t)(c0 + c) * cols + k) : 0.0f);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < BT_TC_K; kk += 16) {
+            wmma::load_matrix_sync(fa, sa + kk, BT_TC_K);
+            // column j of B (k x 16) is weight row c0 + 16 warp + j
+            wmma::load_matrix_sync(fb, sb + (size_t)warp * 16 * BT_TC_K + kk, BT_TC_K);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        __syncthreads();
+    }
+    wmma::store_matrix_sync(sc + warp * 16, acc, BT_TC_COLS, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = threadIdx.x; i < BT_TC_ROWS * BT_TC_COLS; i += blockDim.x) {
+        const int r = i / BT_TC_COLS, c = i % BT_TC_COLS;
+
+        if (r0 + r < n && c0 + c < rows) {
+            const float v = sc[i];
+
+            y[(size_t)(r0 + r) * rows + c0 + c] = bias != NULL ? v + bias[c0 + c] : v;
+        }
+    }
+}
+
+extern "C" int bt_cuda_matmul_fast(const float *x, int n, const void *w, int wt,
+                                   int rows, int cols, const float *bias, float *y,
+                                   void *stream)
+{
+    dim3 grid(bt_blocks((size_t)rows, BT_TC_COLS), bt_blocks((size_t)n, BT_TC_ROWS));
+
+    if (n <= 0 || rows <= 0) {
+        return 0;
+    }
+    bt_k_matmul_fast<<<grid, 128, 0, (cudaStream_t)stream>>>(x, n, w, wt, rows, cols,
+                                                             bias, y);
     return bt_cuda_status();
 }
 

@@ -21,6 +21,13 @@ extern "C" {
 int bt_cuda_matmul(const float *x, int n, const void *w, int wt, int rows,
                    int cols, const float *bias, float *y, void *stream);
 
+/* The `fast` numerics' matmul: the same product on the tensor cores, x
+ * and w rounded to bf16, f32 accumulation, one fixed tile shape for every
+ * n: a row's result never depends on the other rows (batch-invariant),
+ * within bf16 rounding of the exact one. */
+int bt_cuda_matmul_fast(const float *x, int n, const void *w, int wt, int rows,
+                        int cols, const float *bias, float *y, void *stream);
+
 /* y[n][d] = g * (x * (1 / sqrt(dot(x, x) / d + eps))): .rmsnorm (y may
  * be x). */
 int bt_cuda_rmsnorm(const float *x, const float *g, int n, int d, float eps,

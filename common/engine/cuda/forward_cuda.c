@@ -43,6 +43,7 @@ typedef struct {
 
 typedef struct {
     const bt_model_t *m;
+    bool              fast;          /* tensor-core matmuls (`fast`) */
     cudaStream_t      stream;
     dmat_t            embed, lm_head;
     float            *final_norm;
@@ -280,8 +281,8 @@ static void cuda_destroy(void *vf)
     free(f);
 }
 
-static bt_status_t cuda_create(const bt_model_t *m, void **dev_p, char *err,
-                               size_t err_size)
+static bt_status_t cuda_create(const bt_model_t *m, bool fast, void **dev_p,
+                               char *err, size_t err_size)
 {
     const bt_model_config_t *c = &m->cfg;
     cuda_fwd_t *f = calloc(1, sizeof(*f));
@@ -292,6 +293,7 @@ static bt_status_t cuda_create(const bt_model_t *m, void **dev_p, char *err,
         return s;
     }
     f->m = m;
+    f->fast = fast;
     if (cudaSetDevice(0) != cudaSuccess ||
         cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking) !=
             cudaSuccess ||
@@ -626,11 +628,15 @@ static bt_status_t kv_land_layer(cuda_fwd_t *f, const bt_kv_view_t *kv, int l,
 
 /* ---- the layers ------------------------------------------------------ */
 
+/* Every matmul of the pass: `exact` in the CPU's order, `fast` on the
+ * tensor cores (everything else is the exact kernels in both modes). */
 static int mm(cuda_fwd_t *f, const float *x, int n, const dmat_t *w,
               const float *bias, float *y)
 {
-    return bt_cuda_matmul(x, n, w->data, w->dtype, w->rows, w->cols, bias, y,
-                          f->stream);
+    return f->fast ? bt_cuda_matmul_fast(x, n, w->data, w->dtype, w->rows,
+                                         w->cols, bias, y, f->stream)
+                   : bt_cuda_matmul(x, n, w->data, w->dtype, w->rows, w->cols,
+                                    bias, y, f->stream);
 }
 
 static bt_status_t ffn(cuda_fwd_t *f, const dffn_t *w, const float *in, int n,

@@ -38,12 +38,6 @@ bt_status_t bt_backend_choose(bt_backend_kind_t kind, bt_numerics_mode_t mode,
         c.ops = &bt_backend_cpu;
         break;
     case BT_BACKEND_CUDA:
-        if (mode != BT_NUMERICS_EXACT) {
-            snprintf(err, err_size, "--numerics fast: the CUDA backend's "
-                     "tensor-core kernels are not built yet; use --numerics "
-                     "exact");
-            return BT_ERR_UNSUPPORTED;
-        }
         s = bt_cuda_probe(err, err_size);
         if (s == BT_OK) {
             s = bt_cuda_plugin(&c.device, err, err_size);
@@ -82,7 +76,8 @@ bt_status_t bt_backend_fwd_create(const bt_backend_choice_t *choice,
         }
         return s;
     }
-    s = choice->device->create(model, &dev, err, err_size);
+    s = choice->device->create(model, choice->mode == BT_NUMERICS_FAST, &dev,
+                               err, err_size);
     if (s != BT_OK) {
         return s;
     }

@@ -17,6 +17,7 @@
 
 #include "forward.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define BT_DEVICE_ABI 1
@@ -31,9 +32,10 @@ typedef struct {
     int         abi;              /* BT_DEVICE_ABI */
     const char *name;             /* "cuda" */
     unsigned    kernel_rev;       /* its kernels' revision (numerics id) */
-    /* Copies the model's weights to the device; one line into err. */
-    bt_status_t (*create)(const bt_model_t *m, void **dev_p, char *err,
-                          size_t err_size);
+    /* Copies the model's weights to the device, for `exact` (fast false)
+     * or `fast` numerics; one line into err. */
+    bt_status_t (*create)(const bt_model_t *m, bool fast, void **dev_p,
+                          char *err, size_t err_size);
     void (*destroy)(void *dev);
     /* One step of T tokens (checked by the caller: bt_fwd_step), the
      * longest context max_ctx. MoE routings are counted through `fwd`. */
