@@ -18,7 +18,8 @@ B=${1:-build}
 bins=("$B/bench/cuda/baton-cudaceilings" "$B/tests/cuda/cuda_smoke"
       "$B/tests/cuda/cuda_exact_check" "$B/tools/baton-run"
       "$B/tools/baton-mkmodel" "$B/common/engine/cuda/libbaton-cuda.so"
-      "$B/tests/cuda/nccl_check" "$B/tests/cuda/fast_check")
+      "$B/tests/cuda/nccl_check" "$B/tests/cuda/fast_check"
+      "$B/bench/cuda/baton-cudaenginebench")
 
 if [ $pack = 1 ]; then
   # everything ldd resolves outside libc, the CUDA toolkit and the driver
@@ -66,11 +67,31 @@ step nccl 90 "$B/tests/cuda/nccl_check"
 model=$(mktemp -d)/llama
 "$B/tools/baton-mkmodel" builtin --layers 3 --out "$model" >/dev/null 2>&1
 step fast-invariance 240 "$B/tests/cuda/fast_check" "$model"
+step bench-fast 150 "$B/bench/cuda/baton-cudaenginebench" fast 512 64 128
+step bench-exact 150 "$B/bench/cuda/baton-cudaenginebench" exact 128 8 64
 
 echo
 echo "== summary"
 grep -h -E '^(hbm_read|d2d_copy|h2d_pinned|d2h_pinned|gemm_bf16) ' \
   "$OUTDIR/ceilings.log" 2>/dev/null | sed 's/^/ceiling /'
+# the 8B-shaped figures as fractions of this run's ceilings: decode moves
+# every weight once per step (HBM), prefill does 2 FLOPs per weight per
+# token (bf16 GEMM)
+hbm=$(awk '$1 == "hbm_read" {print $2}' "$OUTDIR/ceilings.log" 2>/dev/null)
+gemm=$(awk '$1 == "gemm_bf16" {print $2}' "$OUTDIR/ceilings.log" 2>/dev/null)
+for m in fast exact; do
+  [ -f "$OUTDIR/bench-$m.log" ] || continue
+  awk -v m="$m" -v hbm="${hbm:-0}" -v gemm="${gemm:-0}" '
+    { v[$1] = $2 }
+    END {
+      if (!("weight_bytes" in v)) { print "bench " m ": no figures"; exit }
+      d1 = v["weight_bytes"] * v["decode1_tok_s"] / 1e9
+      pf = v["flops_per_token"] * v["prefill_tok_s"] / 1e12
+      printf "bench %-5s prefill %.0f tok/s = %.1f TFLOP/s = %.3f of gemm_bf16; ", m, v["prefill_tok_s"], pf, (gemm > 0 ? pf / gemm : 0)
+      printf "decode b1 %.2f tok/s = %.0f GB/s = %.3f of hbm_read; ", v["decode1_tok_s"], d1, (hbm > 0 ? d1 / hbm : 0)
+      printf "decode b%d %.1f tok/s\n", v["decodeB_batch"], v["decodeB_tok_s"]
+    }' "$OUTDIR/bench-$m.log"
+done
 for i in "${!names[@]}"; do
   n_ok=$(grep -c '^ok' "$OUTDIR/${names[$i]}.log" 2>/dev/null)
   n_bad=$(grep -c '^not ok' "$OUTDIR/${names[$i]}.log" 2>/dev/null)

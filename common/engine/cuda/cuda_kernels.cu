@@ -635,3 +635,47 @@ extern "C" int bt_cuda_sum_ranks(const float *parts, int nranks, size_t m,
                                                                         m, out);
     return bt_cuda_status();
 }
+
+// ---- synthetic weights -----------------------------------------------------
+
+__global__ void bt_k_fill_random(void *p, size_t n, int t, uint32_t seed, float scale)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ (uint32_t)(i >> 32) ^ seed;
+
+        x ^= x >> 16;
+        x *= 0x7feb352du;
+        x ^= x >> 15;
+        x *= 0x846ca68bu;
+        x ^= x >> 16;
+        bt_dev_store(p, t, i, ((float)(x >> 8) * 0x1p-23f - 1.0f) * scale);
+    }
+}
+
+extern "C" int bt_cuda_fill_random(void *p, size_t n, int t, uint32_t seed,
+                                   float scale, void *stream)
+{
+    if (n == 0) {
+        return 0;
+    }
+    bt_k_fill_random<<<1024, 256, 0, (cudaStream_t)stream>>>(p, n, t, seed, scale);
+    return bt_cuda_status();
+}
+
+__global__ void bt_k_fill(float *p, size_t n, float v)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        p[i] = v;
+    }
+}
+
+extern "C" int bt_cuda_fill(float *p, size_t n, float v, void *stream)
+{
+    if (n == 0) {
+        return 0;
+    }
+    bt_k_fill<<<256, 256, 0, (cudaStream_t)stream>>>(p, n, v);
+    return bt_cuda_status();
+}

@@ -101,6 +101,13 @@ int bt_cuda_kv_gather(int T, int layer, const int32_t *pos,
                       const uint32_t *tables, const uint32_t *table_off,
                       const bt_cuda_kv_t *kv, void *out, void *stream);
 
+/* p[n] of dtype t = random values in [-scale, scale) from `seed` (a
+ * synthetic model's weights made on the GPU: never zeros). */
+int bt_cuda_fill_random(void *p, size_t n, int t, uint32_t seed, float scale,
+                        void *stream);
+/* p[n] = v (f32). */
+int bt_cuda_fill(float *p, size_t n, float v, void *stream);
+
 /* out[i] = ((parts[0][i] + parts[1][i]) + parts[2][i]) + ... for i < m:
  * the rank-order sum of an ordered all-reduce (nccl_comm.h). */
 int bt_cuda_sum_ranks(const float *parts, int nranks, size_t m, float *out,

@@ -100,6 +100,18 @@ static size_t esize(int dtype)
 
 /* ---- weights -------------------------------------------------------- */
 
+/* A model whose matrices have no data (a benchmark's Llama-3-8B shape,
+ * bench/cuda/enginebench.c): its weights are made on the GPU, random in
+ * +-1/sqrt(cols), its norms ones. */
+static bool synthetic(const bt_model_t *m)
+{
+    return m->w.embed.data == NULL;
+}
+
+static uint32_t up_seed = 1;
+
+static bt_status_t up_vec(const float *v, int n, float **d_p);
+
 static bt_status_t up_mat(const bt_mat_t *w, dmat_t *d)
 {
     const size_t bytes = (size_t)w->rows * w->cols * esize(w->dtype);
@@ -108,11 +120,28 @@ static bt_status_t up_mat(const bt_mat_t *w, dmat_t *d)
     d->rows = w->rows;
     d->cols = w->cols;
     d->data = NULL;
-    if (w->data == NULL || bytes == 0) {
+    if (bytes == 0) {
+        return BT_OK;
+    }
+    if (w->data == NULL) {
+        CK(cudaMalloc(&d->data, bytes));
+        KK(bt_cuda_fill_random(d->data, (size_t)w->rows * w->cols, (int)w->dtype,
+                               up_seed++, 1.0f / sqrtf((float)w->cols), NULL));
         return BT_OK;
     }
     CK(cudaMalloc(&d->data, bytes));
     CK(cudaMemcpy(d->data, w->data, bytes, cudaMemcpyHostToDevice));
+    return BT_OK;
+}
+
+/* A norm's weights: the model's, or ones for a synthetic model. */
+static bt_status_t up_norm(const bt_model_t *m, const float *v, int n, float **d_p)
+{
+    if (v != NULL || !synthetic(m)) {
+        return up_vec(v, n, d_p);
+    }
+    CK(cudaMalloc((void **)d_p, (size_t)n * sizeof(float)));
+    KK(bt_cuda_fill(*d_p, (size_t)n, 1.0f, NULL));
     return BT_OK;
 }
 
@@ -140,15 +169,16 @@ static bt_status_t up_ffn(const bt_ffn_weights_t *w, dffn_t *d)
     return s;
 }
 
-static bt_status_t up_layer(const bt_model_config_t *c,
-                            const bt_layer_weights_t *w, dlayer_t *d)
+static bt_status_t up_layer(const bt_model_t *m, const bt_layer_weights_t *w,
+                            dlayer_t *d)
 {
+    const bt_model_config_t *c = &m->cfg;
     bt_status_t s;
 
     memset(d, 0, sizeof(*d));
     d->moe = w->moe;
-    if ((s = up_vec(w->attn_norm, c->hidden, &d->attn_norm)) != BT_OK ||
-        (s = up_vec(w->ffn_norm, c->hidden, &d->ffn_norm)) != BT_OK ||
+    if ((s = up_norm(m, w->attn_norm, c->hidden, &d->attn_norm)) != BT_OK ||
+        (s = up_norm(m, w->ffn_norm, c->hidden, &d->ffn_norm)) != BT_OK ||
         (s = up_vec(w->q_norm, c->head_dim, &d->q_norm)) != BT_OK ||
         (s = up_vec(w->k_norm, c->head_dim, &d->k_norm)) != BT_OK ||
         (s = up_vec(w->bq, w->wq.rows, &d->bq)) != BT_OK ||
@@ -317,18 +347,22 @@ static bt_status_t cuda_create(const bt_model_t *m, bool fast, void **dev_p,
         goto fail;
     }
     if ((s = up_mat(&m->w.embed, &f->embed)) != BT_OK ||
-        (s = up_vec(m->w.final_norm, c->hidden, &f->final_norm)) != BT_OK) {
+        (s = up_norm(m, m->w.final_norm, c->hidden, &f->final_norm)) != BT_OK) {
         goto fail;
     }
-    if (m->w.lm_head.data == m->w.embed.data) {
+    if (synthetic(m) ? c->tie_embeddings : m->w.lm_head.data == m->w.embed.data) {
         f->lm_head = f->embed;   /* tied */
     } else if ((s = up_mat(&m->w.lm_head, &f->lm_head)) != BT_OK) {
         goto fail;
     }
     for (int l = 0; l < c->n_layers; l++) {
-        if ((s = up_layer(c, &m->w.layers[l], &f->layers[l])) != BT_OK) {
+        if ((s = up_layer(m, &m->w.layers[l], &f->layers[l])) != BT_OK) {
             goto fail;
         }
+    }
+    if (cudaDeviceSynchronize() != cudaSuccess) {
+        s = BT_ERR_IO;
+        goto fail;
     }
     *dev_p = f;
     return BT_OK;
