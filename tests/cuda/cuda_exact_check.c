@@ -72,7 +72,14 @@ static size_t diff_bits(const float *a, const float *b, size_t n)
 
         memcpy(&x, &a[i], 4);
         memcpy(&y, &b[i], 4);
-        bad += x != y && !(isnan(a[i]) && isnan(b[i]));
+        if (x != y && !(isnan(a[i]) && isnan(b[i]))) {
+            /* the first few, for whoever has to find why */
+            if (bad < 3) {
+                printf("# element %zu: cpu %.9g (0x%08x) gpu %.9g (0x%08x)\n",
+                       i, (double)a[i], x, (double)b[i], y);
+            }
+            bad++;
+        }
     }
     return bad;
 }

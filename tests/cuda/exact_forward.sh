@@ -41,8 +41,24 @@ for arch in llama mistral qwen2 mixtral qwen2_moe qwen3_moe; do
       echo "not ok $n - $arch, kv $kv: cuda exact logits differ from the CPU's"
       echo "# cpu: $(tail -2 "$tmp/cpu.out" | tr '\n' ' ')"
       echo "# cuda: $(tail -2 "$tmp/cuda.out" | tr '\n' ' ')"
-      [ -s "$tmp/cpu.bin" ] && [ -s "$tmp/cuda.bin" ] &&
-        echo "# first differing byte: $(cmp "$tmp/cpu.bin" "$tmp/cuda.bin" | head -1)"
+      if [ -s "$tmp/cpu.bin" ] && [ -s "$tmp/cuda.bin" ]; then
+        # which logit row (position) and column first differ, and by how much
+        python3 - "$tmp/cpu.bin" "$tmp/cuda.bin" "$m/config.json" <<'PY' 2>/dev/null || true
+import json, struct, sys
+a, b = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+V = json.load(open(sys.argv[3]))["vocab_size"]
+n = min(len(a), len(b)) // 4
+x, y = struct.unpack("<%df" % n, a[:n * 4]), struct.unpack("<%df" % n, b[:n * 4])
+bad = [i for i in range(n) if a[4 * i:4 * i + 4] != b[4 * i:4 * i + 4]]
+if bad:
+    i = bad[0]
+    print("# %d of %d logits differ; first: row %d (position) col %d: cpu %r gpu %r; "
+          "max |diff| %g" % (len(bad), n, i // V, i % V, x[i], y[i],
+                             max(abs(x[j] - y[j]) for j in bad)))
+if len(a) != len(b):
+    print("# sizes differ: cpu %d gpu %d bytes" % (len(a), len(b)))
+PY
+      fi
     fi
   done
 done
