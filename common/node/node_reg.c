@@ -256,6 +256,18 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     size_t desc_len = 0;
 
     bt_metrics_t *m = node->metrics;
+    char nl[160];
+
+    /* which arithmetic this node's KV is (kv-spec v2): dashboards group
+     * nodes that can share KV by it */
+    bt_gauge_set(bt_metrics_gauge(m, "baton_node_numerics_info",
+                                  "the node's compute backend and numerics id "
+                                  "(always 1)",
+                                  bt_metrics_labels(nl, sizeof(nl), "backend",
+                                                    bt_backend_name(node->backend.kind),
+                                                    "numerics", node->backend.id,
+                                                    NULL)),
+                 1);
     node->g_free = bt_metrics_gauge(m, "baton_node_kv_free_blocks",
                                     "kv blocks free or cached (evictable)", NULL);
     node->g_used = bt_metrics_gauge(m, "baton_node_kv_used_blocks",

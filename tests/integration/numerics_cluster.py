@@ -122,8 +122,14 @@ def main():
         seen = {n["node_id"]: n["numerics"] for n in json.loads(r.stdout)["nodes"]}
     except (ValueError, KeyError):
         seen = {}
-    nc.tap(seen == GROUP, "every node reports its numerics id at registration",
-           seen, r.stderr)
+    metr = {}
+    for nid, (_, _, hp) in cl.nodes.items():
+        _, body = nc.http_get(hp, "/metrics")
+        m = re.search(r'^baton_node_numerics_info\{backend="cpu",numerics="([^"]+)"\} 1$',
+                      body, re.M)
+        metr[nid] = m.group(1) if m else None
+    nc.tap(seen == GROUP and metr == GROUP, "every node reports its numerics id "
+           "at registration and in its metrics", seen, metr, r.stderr)
 
     # a registration without a valid id is refused with the reason
     subprocess.run(["protoc", "-I", os.path.join(cf.SRC, "proto"),
