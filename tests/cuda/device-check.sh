@@ -35,8 +35,8 @@ if [ $pack = 1 ]; then
 fi
 
 # NCCL and cuBLAS where the image keeps them (pip wheels or the toolkit)
-extra=$(find /usr /opt -xdev \( -name 'libnccl.so.2' -o -name 'libcublasLt.so.13' \) \
-          -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
+extra=$(find /usr /opt -xdev \( -name 'libnccl.so.2' -o -name 'libcublasLt.so.13' \
+          -o -name 'libcudart.so.13' \) -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
 export LD_LIBRARY_PATH="$B/cuda-libs:${extra}${LD_LIBRARY_PATH:-}"
 OUTDIR=${OUT:-$(mktemp -d)}
 declare -a names results
