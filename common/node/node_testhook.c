@@ -1,5 +1,7 @@
-/* Test hooks: delays named by environment variables that integration
- * tests set to widen a race they check (never set in production). */
+/* Test hooks: numbers named by environment variables that integration
+ * tests set (never set in production): delays that widen a race they
+ * check, and a kernel revision (node_main.c) that makes a node report
+ * another numerics id. */
 #include "node.h"
 
 #include <stdlib.h>
