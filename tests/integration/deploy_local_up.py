@@ -1,5 +1,7 @@
 #!/usr/bin/python3
-"""baton-local up right after a cluster went down: the fixed HTTP ports of
+"""baton-local up as an operator runs it.
+
+Right after a cluster went down: the fixed HTTP ports of
 the last one may still have connections in TIME-WAIT (a daemon that closed
 a connection first), which the daemons' own listeners bind over
 (SO_REUSEADDR), so the port check before starting must too. A listener
@@ -7,7 +9,12 @@ here closes an accepted connection first, leaving the port in TIME-WAIT,
 then `baton-local up --node-http-port P` must start and serve, and a port
 really in use must still be refused.
 
-usage: deploy_local_ports.py shm   (BATON_BUILD_ROOT = the build folder)
+--node-arg ARG reaches every node: `--node-arg --kv-blocks=77` shows in
+every node's registration, and a node flag that stops the node
+(`--node-arg --numerics=fast` on the CPU) fails `up` with the node's own
+one-line reason.
+
+usage: deploy_local_up.py shm   (BATON_BUILD_ROOT = the build folder)
 """
 import json
 import os
@@ -81,12 +88,20 @@ def main():
            "a node HTTP port in use: baton-local up refuses, naming the range",
            up.returncode, up.stderr[-400:])
 
+    # a node flag that stops the nodes: up fails with the node's reason
+    up = subprocess.run(args + ["--node-arg", "--numerics=fast"], env=env,
+                        capture_output=True, text=True, timeout=nc.scaled(120))
+    nc.tap(up.returncode != 0 and "--numerics fast needs --backend cuda" in up.stderr,
+           "--node-arg --numerics=fast: up fails, showing the node's reason",
+           up.returncode, up.stderr[-400:])
+    subprocess.run([LOCAL, "down"], env=env, capture_output=True, timeout=nc.scaled(60))
+
     for p in range(port, port + 3):
         time_wait(p)
     ss = subprocess.run(["ss", "-tan", "state", "time-wait"], capture_output=True,
                         text=True).stdout
-    up = subprocess.run(args, env=env, capture_output=True, text=True,
-                        timeout=nc.scaled(180))
+    up = subprocess.run(args + ["--node-arg", "--kv-blocks=77"], env=env,
+                        capture_output=True, text=True, timeout=nc.scaled(180))
     try:
         with open(os.path.join(run_dir, "endpoints.json")) as f:
             ep = json.load(f)
@@ -98,6 +113,13 @@ def main():
     nc.tap(up.returncode == 0 and st == 200,
            "node HTTP ports %d..%d in TIME-WAIT: baton-local up starts and serves"
            % (port, port + 2), "127.0.0.1:%d" % port in ss, up.stderr[-400:], st, js)
+    try:
+        r = nc.ctl("ipv4:" + ep["grpc"], "get", "nodes", "-o", "json")
+        blocks = sorted(n["total_blocks"] for n in json.loads(r.stdout)["nodes"]
+                        if n["role"] != "NODE_ROLE_KVSTORE")
+    except (OSError, ValueError, KeyError, NameError) as e:
+        blocks = repr(e)
+    nc.tap(blocks == [77, 77], "--node-arg --kv-blocks=77 reached both nodes", blocks)
     down = subprocess.run([LOCAL, "down"], env=env, capture_output=True, text=True,
                           timeout=nc.scaled(60))
     nc.tap(down.returncode == 0, "baton-local down", down.stderr[-300:])
