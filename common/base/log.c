@@ -18,6 +18,14 @@ static const char *const bt_log_level_names[] = {
     "trace", "debug", "info", "warn", "error", "off",
 };
 
+void bt_log_settings(const char **component_p, bt_log_level_t *level_p,
+                     bt_log_format_t *format_p)
+{
+    *component_p = bt_log_component;
+    *level_p = bt_log_level_current;
+    *format_p = bt_log_fmt;
+}
+
 void bt_log_init(const char *component, bt_log_level_t level,
                  bt_log_format_t format)
 {

@@ -36,6 +36,10 @@ void bt_log_init(const char *component, bt_log_level_t level,
                  bt_log_format_t format);
 void bt_log_set_level(bt_log_level_t level);
 void bt_log_set_fd(int fd);
+/* The settings of bt_log_init, for a plugin that keeps its own copy of
+ * this module (engine/model/device.h) to log as its host does. */
+void bt_log_settings(const char **component_p, bt_log_level_t *level_p,
+                     bt_log_format_t *format_p);
 
 /* "info" -> BT_LOG_LEVEL_INFO; returns false for an unknown name. */
 bool bt_log_level_parse(const char *name, bt_log_level_t *level_p);

@@ -862,12 +862,22 @@ static bt_status_t cuda_step(void *vf, bt_fwd_t *fwd, const bt_kv_view_t *kv,
     return s != BT_OK ? s : logits_out(f, seqs, n_seqs);
 }
 
+/* The component name outlives the call (bt_log_init borrows it). */
+static void cuda_log_init(const char *component, int level, int format)
+{
+    static char name[64];
+
+    snprintf(name, sizeof(name), "%s", component);
+    bt_log_init(name, (bt_log_level_t)level, (bt_log_format_t)format);
+}
+
 static const bt_device_ops_t bt_cuda_device_ops = {
     .abi = BT_DEVICE_ABI,
     .name = "cuda",
     .kernel_rev = BT_CUDA_KERNEL_REV,
     .create = cuda_create,
     .destroy = cuda_destroy,
+    .log_init = cuda_log_init,
     .step = cuda_step,
 };
 

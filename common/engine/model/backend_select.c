@@ -1,6 +1,8 @@
 /* --backend and --numerics (backend_select.h). */
 #include "backend_select.h"
 
+#include "base/log.h"
+
 #include <stdio.h>
 
 static const char *const bt_backend_names[] = { "cpu", "cuda" };
@@ -75,6 +77,14 @@ bt_status_t bt_backend_fwd_create(const bt_backend_choice_t *choice,
                      bt_backend_name(choice->kind));
         }
         return s;
+    }
+    if (choice->device->log_init != NULL) {
+        const char *component;
+        bt_log_level_t level;
+        bt_log_format_t format;
+
+        bt_log_settings(&component, &level, &format);
+        choice->device->log_init(component, (int)level, (int)format);
     }
     s = choice->device->create(model, choice->mode == BT_NUMERICS_FAST, &dev,
                                err, err_size);

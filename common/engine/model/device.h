@@ -37,6 +37,9 @@ typedef struct {
     bt_status_t (*create)(const bt_model_t *m, bool fast, void **dev_p,
                           char *err, size_t err_size);
     void (*destroy)(void *dev);
+    /* The host's log settings (bt_log_settings), before create: a plugin
+     * links its own copy of the log module and logs as the host does. */
+    void (*log_init)(const char *component, int level, int format);
     /* One step of T tokens (checked by the caller: bt_fwd_step), the
      * longest context max_ctx. MoE routings are counted through `fwd`. */
     bt_status_t (*step)(void *dev, bt_fwd_t *fwd, const bt_kv_view_t *kv,

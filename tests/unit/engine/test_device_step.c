@@ -9,6 +9,7 @@
  * tests/cuda/fast_check.c and exact_forward.sh. */
 #include "eng_test_util.h"
 
+#include "engine/model/backend_select.h"
 #include "engine/model/device.h"
 
 #include <setjmp.h>
@@ -92,9 +93,20 @@ static bt_status_t twin_step(void *dev, bt_fwd_t *fwd, const bt_kv_view_t *kv,
     return s;
 }
 
+static char log_component[32];
+static int log_level = -1, log_format = -1;
+
+static void twin_log_init(const char *component, int level, int format)
+{
+    snprintf(log_component, sizeof(log_component), "%s", component);
+    log_level = level;
+    log_format = format;
+}
+
 static const bt_device_ops_t twin_ops = {
     .abi = BT_DEVICE_ABI, .name = "twin", .kernel_rev = 1,
-    .create = twin_create, .destroy = twin_destroy, .step = twin_step,
+    .create = twin_create, .destroy = twin_destroy, .log_init = twin_log_init,
+    .step = twin_step,
 };
 
 static int n_hooks;
@@ -220,12 +232,34 @@ static void test_device_counts_routes(void **state)
     free(a);
 }
 
+/* bt_backend_fwd_create hands a device the host's log settings before it
+ * creates it (a plugin keeps its own copy of the log module). */
+static void test_device_logs_as_host(void **state)
+{
+    eng_model_fx_t *fx = *state;
+    bt_backend_choice_t ch = { .kind = BT_BACKEND_CUDA, .mode = BT_NUMERICS_FAST,
+                               .tp = 1, .device = &twin_ops };
+    bt_fwd_t *f = NULL;
+    char err[64];
+
+    bt_log_init("host-daemon", BT_LOG_LEVEL_WARN, BT_LOG_FORMAT_JSON);
+    assert_int_equal(bt_backend_fwd_create(&ch, fx->m, 1, &f, err, sizeof(err)),
+                     BT_OK);
+    assert_string_equal(log_component, "host-daemon");
+    assert_int_equal(log_level, BT_LOG_LEVEL_WARN);
+    assert_int_equal(log_format, BT_LOG_FORMAT_JSON);
+    bt_fwd_destroy(f);
+    bt_log_init("test", BT_LOG_LEVEL_ERROR, BT_LOG_FORMAT_TEXT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_device_runs_the_steps, setup_llama,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_device_counts_routes, setup_moe,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_device_logs_as_host, setup_llama,
                                         teardown),
     };
 
