@@ -6,7 +6,8 @@
 //
 //   bt_dev_bf16 / bt_dev_f16 / to_*   engine/dtype.h, dtype.c
 //   bt_dev_lanes_tree8                cpu_exp.h bt_cpu_lanes_sum
-//   bt_dev_expf                       cpu_exp.c bt_cpu_expf
+// The exp and the MoE routing are not twins: both sides compile the one
+// text of engine/model/exact_ops.h.
 #ifndef BT_ENGINE_CUDA_EXACT_CUH
 #define BT_ENGINE_CUDA_EXACT_CUH
 
@@ -109,32 +110,6 @@ __device__ __forceinline__ float bt_dev_lanes_tree8(float a)
     a = a + __shfl_down_sync(0xffffffffu, a, 4, 8);   // s_l = a_l + a_{l+4}
     a = a + __shfl_down_sync(0xffffffffu, a, 2, 8);   // s0+s2, s1+s3
     return a + __shfl_down_sync(0xffffffffu, a, 1, 8);
-}
-
-// bt_cpu_expf: 2^k p(r) in double, rounded once to float.
-__device__ __forceinline__ float bt_dev_expf(float x)
-{
-    const double lo = -104.0, hi = 89.0;
-    const double inv_ln2 = 0x1.71547652b82fep0;
-    const double ln2_hi = 0x1.62e42fefa39efp-1, ln2_lo = 0x1.abc9e3b39803fp-56;
-    double xd = x, kd, r, p;
-
-    if (x != x) {
-        return x + x;
-    }
-    xd = xd < lo ? lo : xd > hi ? hi : xd;
-    kd = rint(xd * inv_ln2);   // nearbyint in the default rounding mode
-    r = fma(-kd, ln2_hi, xd);
-    r = fma(-kd, ln2_lo, r);
-    p = fma(1.0 / 40320.0, r, 1.0 / 5040.0);
-    p = fma(p, r, 1.0 / 720.0);
-    p = fma(p, r, 1.0 / 120.0);
-    p = fma(p, r, 1.0 / 24.0);
-    p = fma(p, r, 1.0 / 6.0);
-    p = fma(p, r, 1.0 / 2.0);
-    p = fma(p, r, 1.0);
-    p = fma(p, r, 1.0);
-    return (float)ldexp(p, (int)kd);
 }
 
 #endif

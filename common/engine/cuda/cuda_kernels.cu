@@ -7,6 +7,7 @@
 // (columns, rows, heads), so the grid never changes a result.
 #include "cuda_exact.cuh"
 #include "cuda_kernels.h"
+#include "engine/model/exact_ops.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -201,7 +202,7 @@ __global__ void bt_k_swiglu(float *g, const float *u, size_t n)
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
     if (i < n) {
-        const float e = bt_dev_expf(-g[i]);
+        const float e = bt_exact_expf(-g[i]);
 
         g[i] = g[i] / (1.0f + e) * u[i];
     }
@@ -392,7 +393,7 @@ __global__ void bt_k_attention(const float *q, float *out, int n_heads,
 
         if (threadIdx.x < 8) {
             for (int i = threadIdx.x; i < n; i += 8) {
-                const float e = bt_dev_expf(sc[i] - mx);
+                const float e = bt_exact_expf(sc[i] - mx);
 
                 sc[i] = e;
                 a += e;
@@ -441,45 +442,10 @@ __global__ void bt_k_moe_route(const float *logits, int T, int E, int k,
 {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     float p[BT_MOE_MAX_E];
-    float mx = -INFINITY, sum = 0.0f, wsum = 0.0f;
 
-    if (t >= T) {
-        return;
-    }
-    logits += (size_t)t * E;
-    sel += (size_t)t * k;
-    selw += (size_t)t * k;
-    for (int e = 0; e < E; e++) {
-        mx = logits[e] > mx ? logits[e] : mx;
-    }
-    for (int e = 0; e < E; e++) {
-        p[e] = bt_dev_expf(logits[e] - mx);
-        sum += p[e];
-    }
-    for (int e = 0; e < E; e++) {
-        p[e] /= sum;
-    }
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-
-        for (int e = 0; e < E; e++) {
-            bool taken = false;
-
-            for (int i = 0; i < j; i++) {
-                taken |= sel[i] == e;
-            }
-            if (!taken && (best < 0 || p[e] > p[best])) {
-                best = e;
-            }
-        }
-        sel[j] = best;
-        selw[j] = p[best];
-        wsum += p[best];
-    }
-    if (norm_topk) {
-        for (int j = 0; j < k; j++) {
-            selw[j] /= wsum;
-        }
+    if (t < T) {
+        bt_exact_moe_route(logits + (size_t)t * E, E, k, norm_topk != 0, p,
+                           sel + (size_t)t * k, selw + (size_t)t * k);
     }
 }
 
@@ -503,7 +469,7 @@ __global__ void bt_k_moe_combine(const float *slot_out, const float *selw, int k
                                  float *y)
 {
     const int t = blockIdx.x;
-    const float gs = sgate != NULL ? 1.0f / (1.0f + bt_dev_expf(-sgate[t])) : 0.0f;
+    const float gs = sgate != NULL ? 1.0f / (1.0f + bt_exact_expf(-sgate[t])) : 0.0f;
 
     for (int i = threadIdx.x; i < H; i += blockDim.x) {
         float acc = 0.0f;

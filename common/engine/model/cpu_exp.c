@@ -1,6 +1,7 @@
 /* The CPU backend's exp (cpu_exp.h): a portable twin and an AVX2 path
  * that performs the same double operations, so both give the same bits. */
 #include "cpu_exp.h"
+#include "exact_ops.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -8,43 +9,11 @@
 #include <math.h>
 #include <stdint.h>
 
-#define EXP_LO (-104.0) /* exp below rounds to 0 in float */
-#define EXP_HI 89.0     /* exp above overflows float */
-#define INV_LN2 0x1.71547652b82fep0
-#define LN2_HI 0x1.62e42fefa39efp-1
-#define LN2_LO 0x1.abc9e3b39803fp-56
-
-/* 1 / i!, i = 0..8 (|r| <= ln2 / 2: the next term is under 2.1e-10) */
-#define C0 1.0
-#define C1 1.0
-#define C2 (1.0 / 2.0)
-#define C3 (1.0 / 6.0)
-#define C4 (1.0 / 24.0)
-#define C5 (1.0 / 120.0)
-#define C6 (1.0 / 720.0)
-#define C7 (1.0 / 5040.0)
-#define C8 (1.0 / 40320.0)
-
+/* the scalar exp is exact_ops.h's, shared with the CUDA kernels; the
+ * AVX2 path below runs the same operations on its constants */
 float bt_cpu_expf(float x)
 {
-    double xd = x, kd, r, p;
-
-    if (x != x) {
-        return x + x;
-    }
-    xd = xd < EXP_LO ? EXP_LO : xd > EXP_HI ? EXP_HI : xd;
-    kd = nearbyint(xd * INV_LN2);
-    r = fma(-kd, LN2_HI, xd);
-    r = fma(-kd, LN2_LO, r);
-    p = fma(C8, r, C7);
-    p = fma(p, r, C6);
-    p = fma(p, r, C5);
-    p = fma(p, r, C4);
-    p = fma(p, r, C3);
-    p = fma(p, r, C2);
-    p = fma(p, r, C1);
-    p = fma(p, r, C0);
-    return (float)ldexp(p, (int)kd); /* exact: 2^kd is a normal double */
+    return bt_exact_expf(x);
 }
 
 static float exp_sum_scalar(float *x, size_t from, size_t n, float sub,
@@ -65,21 +34,21 @@ EXP_TARGET static inline __m256d exp4(__m256d xd)
     const __m256d sign = _mm256_set1_pd(-0.0);
     __m256d kd, nk, r, p, two_k;
 
-    xd = _mm256_min_pd(_mm256_max_pd(xd, _mm256_set1_pd(EXP_LO)),
-                       _mm256_set1_pd(EXP_HI));
-    kd = _mm256_round_pd(_mm256_mul_pd(xd, _mm256_set1_pd(INV_LN2)),
+    xd = _mm256_min_pd(_mm256_max_pd(xd, _mm256_set1_pd(BT_EXP_LO)),
+                       _mm256_set1_pd(BT_EXP_HI));
+    kd = _mm256_round_pd(_mm256_mul_pd(xd, _mm256_set1_pd(BT_EXP_INV_LN2)),
                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     nk = _mm256_xor_pd(kd, sign);
-    r = _mm256_fmadd_pd(nk, _mm256_set1_pd(LN2_HI), xd);
-    r = _mm256_fmadd_pd(nk, _mm256_set1_pd(LN2_LO), r);
-    p = _mm256_fmadd_pd(_mm256_set1_pd(C8), r, _mm256_set1_pd(C7));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C6));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C5));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C4));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C3));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C2));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C1));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(C0));
+    r = _mm256_fmadd_pd(nk, _mm256_set1_pd(BT_EXP_LN2_HI), xd);
+    r = _mm256_fmadd_pd(nk, _mm256_set1_pd(BT_EXP_LN2_LO), r);
+    p = _mm256_fmadd_pd(_mm256_set1_pd(BT_EXP_C8), r, _mm256_set1_pd(BT_EXP_C7));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(BT_EXP_C6));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(BT_EXP_C5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(BT_EXP_C4));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(BT_EXP_C3));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(BT_EXP_C2));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(BT_EXP_C1));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(BT_EXP_C0));
     /* 2^kd: kd + 1023 lands in the low mantissa bits of 2^52 + kd + 1023,
      * and a shift by 52 moves it into the exponent */
     two_k = _mm256_castsi256_pd(_mm256_slli_epi64(

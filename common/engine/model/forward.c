@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "device.h"
 #include "cpu_exp.h"
+#include "exact_ops.h"
 #include "experts.h"
 #include "ffn.h"
 
@@ -264,43 +265,10 @@ static void ffn_run(bt_fwd_t *f, const bt_ffn_weights_t *w, const float *in,
 void bt_fwd_moe_route(const bt_model_config_t *c, const float *logits,
                       int *sel, float *w)
 {
-    const int E = c->n_experts, K = c->n_experts_used;
     float p[BT_MODEL_MAX_EXPERTS];
-    float mx = -INFINITY, sum = 0.0f, wsum = 0.0f;
 
-    for (int e = 0; e < E; e++) {
-        mx = logits[e] > mx ? logits[e] : mx;
-    }
-    for (int e = 0; e < E; e++) {
-        p[e] = bt_cpu_expf(logits[e] - mx);
-        sum += p[e];
-    }
-    for (int e = 0; e < E; e++) {
-        p[e] /= sum;
-    }
-    /* top-k by probability, ties to the lower expert index */
-    for (int j = 0; j < K; j++) {
-        int best = -1;
-
-        for (int e = 0; e < E; e++) {
-            bool taken = false;
-
-            for (int i = 0; i < j; i++) {
-                taken |= sel[i] == e;
-            }
-            if (!taken && (best < 0 || p[e] > p[best])) {
-                best = e;
-            }
-        }
-        sel[j] = best;
-        w[j] = p[best];
-        wsum += p[best];
-    }
-    if (c->norm_topk_prob) {
-        for (int j = 0; j < K; j++) {
-            w[j] /= wsum;
-        }
-    }
+    bt_exact_moe_route(logits, c->n_experts, c->n_experts_used,
+                       c->norm_topk_prob, p, sel, w);
 }
 
 void bt_fwd_moe_combine(const float *slot_out, const float *selw, int T,
