@@ -72,6 +72,19 @@ def drain(target, nid, on=True):
     return r.returncode == 0 and ok
 
 
+def kill_mid_stream(cl, stubs, target, prompt, n_out, rid):
+    """Starts a stream, kills its decode node once tokens flow, waits for
+    the end: (stream, tokens came before the kill, first pair, killed)."""
+    s = cf.Stream(stubs, target, prompt, n_out, rid)
+    got = s.wait_tokens(30)
+    p = pair_line(cl, rid)
+    d = p[1] if p else None
+    if d in cl.nodes:
+        cf.kill(cl, d)
+    s.join(nc.scaled(120))
+    return s, got, p, d
+
+
 def pairs_of(cl, rid):
     with open(cl.rlog) as f:
         return [(m.group(1), m.group(2)) for m in
@@ -204,13 +217,7 @@ def main():
     prompt = [4091, 104, 262, 310, 554, 44, 607, 330, 277, 667, 116]
     n_out = 400
     ref = nc.run_ref(model, prompt, n_out)
-    s = cf.Stream(stubs, target, prompt, n_out, "fo-1")
-    got = s.wait_tokens(30)
-    p = pair_line(cl, "fo-1")
-    d = p[1] if p else None
-    if d in cl.nodes:
-        cf.kill(cl, d)
-    s.join(nc.scaled(120))
+    s, got, p, d = kill_mid_stream(cl, stubs, target, prompt, n_out, "fo-1")
     pl2 = pair_line(cl, "fo-1", nth=2)
     nc.tap(got and p and p[3] == K1 and pl2 and GROUP.get(pl2[1]) == K1 and
            s.final is not None and s.ids == ref,
@@ -220,13 +227,7 @@ def main():
 
     # 5. no node of its id left: it ends, never on the other id's node
     # (pb stays drained until then: the request starts in k1)
-    s = cf.Stream(stubs, target, prompt, n_out, "fo-2")
-    got = s.wait_tokens(30)
-    p = pair_line(cl, "fo-2")
-    d = p[1] if p else None
-    if d in cl.nodes:
-        cf.kill(cl, d)
-    s.join(nc.scaled(120))
+    s, got, p, d = kill_mid_stream(cl, stubs, target, prompt, n_out, "fo-2")
     pairs = pairs_of(cl, "fo-2")
     # tokens already streamed: the stream's last message says why it ended
     fin = s.final
