@@ -549,7 +549,7 @@ __global__ void bt_k_kv_gather(int layer, const int32_t *pos, const uint32_t *ta
     const int t = blockIdx.x, p = pos[t];
     const uint32_t blk = tables[table_off[t] + (uint32_t)(p / kv.block_size)];
     const int kvd = kv.n_kv_heads * kv.head_dim;
-    const size_t esz = kv.dtype == BT_DEV_F32 ? 4 : 2;
+    const size_t esz = kv.dtype == BT_DTYPE_F32 ? 4 : 2;
     const char *base = (const char *)kv.base;
     char *o = (char *)out + (size_t)t * 2 * kvd * esz;
 

@@ -6,14 +6,10 @@
 #ifndef BT_ENGINE_EXACT_OPS_H
 #define BT_ENGINE_EXACT_OPS_H
 
+#include "engine/hd.h"
+
 #include <math.h>
 #include <stdbool.h>
-
-#ifdef __CUDACC__
-#define BT_HD __host__ __device__
-#else
-#define BT_HD
-#endif
 
 #define BT_EXP_LO (-104.0) /* exp below rounds to 0 in float */
 #define BT_EXP_HI 89.0     /* exp above overflows float */
