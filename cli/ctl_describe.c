@@ -71,6 +71,17 @@ static void ctl_describe_node_text(const ctl_t *ctl, const json_t *all)
            total > 0 ? 100.0 * (double)(total - free_b) / (double)total : 0.0);
     printf("Running sequences: %lld\n", ctl_int(n, "running_sequences"));
     printf("Queued prefill:    %lld tokens\n", ctl_int(n, "queued_prefill_tokens"));
+    /* measured on the node; the router's local-or-remote rule prices with them */
+    if (ctl_real(n, "prefill_tokens_per_ms") > 0) {
+        printf("Prefill speed:     %.2f tokens/ms\n", ctl_real(n, "prefill_tokens_per_ms"));
+    } else {
+        printf("Prefill speed:     - (no prefill yet)\n");
+    }
+    if (ctl_real(n, "decode_step_ms") > 0) {
+        printf("Decode step:       %.2f ms\n", ctl_real(n, "decode_step_ms"));
+    } else {
+        printf("Decode step:       - (no decode yet)\n");
+    }
     printf("Requests:          %zu in flight\n", json_array_size(reqs));
     if (json_array_size(reqs) > 0) {
         printf("  %-36s %-10s %-8s %10s %8s\n", "ID", "PHASE", "AS", "GENERATED", "AGE");

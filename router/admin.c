@@ -84,6 +84,8 @@ static void bt_admin_list_nodes(bt_rpc_call_t *call, const ProtobufCMessage *msg
         ni->free_blocks = n->load.free_blocks;
         ni->running_sequences = n->load.running_sequences;
         ni->queued_prefill_tokens = n->load.queued_prefill_tokens;
+        ni->prefill_tokens_per_ms = n->load.prefill_rate;
+        ni->decode_step_ms = n->load.decode_step_ms;
         ni->registered_unix_ms = bt_admin_wall(n->registered_ms, now_mono, now_wall);
         ni->last_heartbeat_unix_ms = bt_admin_wall(n->last_seen_ms, now_mono, now_wall);
         ni->version = n->version;

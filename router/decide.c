@@ -1,32 +1,41 @@
 /* The disaggregate-or-not rule of decide.h. */
 #include "decide.h"
 
-bool bt_decide_stalls(const bt_disagg_cfg_t *cfg, uint64_t uncached,
-                      uint32_t chunk, uint32_t running)
+double bt_decide_rate(const bt_disagg_cfg_t *cfg, double measured)
 {
-    uint64_t step = chunk > 0 && chunk < uncached ? chunk : uncached;
+    return measured > 0 ? measured : cfg->prefill_rate;
+}
 
-    return cfg->slo_tpot_ms > 0 && cfg->prefill_rate > 0 && running > 0 &&
-           (double)step / cfg->prefill_rate > cfg->slo_tpot_ms;
+bool bt_decide_stalls(const bt_disagg_cfg_t *cfg, uint64_t tokens, double rate,
+                      double budget_ms)
+{
+    rate = bt_decide_rate(cfg, rate);
+    return cfg->slo_tpot_ms > 0 && rate > 0 && (double)tokens / rate > budget_ms;
 }
 
 bt_decide_out_t bt_decide(const bt_disagg_cfg_t *cfg, const bt_decide_in_t *in)
 {
+    const double rate_d = bt_decide_rate(cfg, in->rate_d);
+    const double rate_p = bt_decide_rate(cfg, in->rate_p);
+    const uint64_t work_d = in->queued_d + in->uncached_d;
+    const uint64_t work_p = in->queued_p + in->uncached_p;
     bt_decide_out_t o;
 
     o.xfer_ms = in->xfer_ms >= 0 ? in->xfer_ms : cfg->default_xfer_ms;
-    o.cost_local = (double)in->queued_d + 2.0 * (double)in->uncached_d;
-    o.cost_disagg = (double)in->queued_p + (double)in->uncached_p +
-                    (in->p_decodes ? (double)in->uncached_p : 0.0) +
+    o.stall_d_ms = rate_d > 0 ? (double)work_d / rate_d : 0.0;
+    o.stall_p_ms = rate_p > 0 ? (double)work_p / rate_p : 0.0;
+    o.cost_local = (double)(work_d + in->uncached_d);
+    o.cost_disagg = (double)(work_p + (in->p_decodes ? in->uncached_p : 0)) +
                     o.xfer_ms * cfg->prefill_rate;
     if (cfg->mode != BT_DISAGG_AUTO) {
         o.decision = cfg->mode == BT_DISAGG_ALWAYS ? BT_DECIDE_DISAGG
                                                    : BT_DECIDE_LOCAL;
         o.reason = BT_DECIDE_FORCED;
-    } else if (bt_decide_stalls(cfg, in->uncached_d, in->chunk_d, in->running_d) &&
-               !(in->p_decodes && in->running_p > 0)) {
-        /* D's batch would miss TPOT; P's would not (it only prefills or
-         * decodes nothing): the cost rule's tokens do not see that */
+    } else if (bt_decide_stalls(cfg, work_d, in->rate_d, in->budget_d_ms) &&
+               !(in->p_decodes &&
+                 bt_decide_stalls(cfg, work_p, in->rate_p, in->budget_p_ms))) {
+        /* D's sequences would miss their TPOT; P's would not (it decodes
+         * nothing, or has room): the costs do not see that */
         o.decision = BT_DECIDE_DISAGG;
         o.reason = BT_DECIDE_TPOT;
     } else if (in->uncached_d < cfg->min_tokens) {

@@ -1,22 +1,26 @@
 /* Per request: disaggregated prefill (P prefills, the KV moves to D) or
  * local prefill (D prefills itself, no transfer). Pure: select.c gathers
- * the inputs from the registry. The rule, in prefill tokens of work:
+ * the inputs from the registry and the router. The rule, in prefill
+ * tokens of work:
  *
  *   cost_local  = Q_D + U_D + U_D                (D decodes)
- *   cost_disagg = Q_P + U_P + (P decodes ? U_P : 0) + X_ms * rate
+ *   cost_disagg = Q_P + U_P + (P decodes ? U_P : 0) + X_ms * cfg rate
  *
  * U_n is the prompt node n must compute (its own pool and the kvstore
  * hold the rest), Q_n the prefill tokens queued or assigned on it, X_ms
  * the transfer tail measured for the pair (or the default when none is),
- * rate the prefill tokens per ms that turn it into tokens. A prefill on a
- * node that decodes holds up its decode batch for as long again, hence
- * the second U term. In auto mode, first the TPOT guard: D has sequences
- * to decode and one chunk of its prefill, min(U_D, chunk_d) / rate ms,
- * would hold them longer than slo_tpot_ms → disagg ("tpot"; unless P
- * would stall a batch of its own too). Then U_D < min_tokens → local
- * ("short", or "cached" when D's cached prefix brought it there); else
- * disagg when cost_disagg < cost_local ("offload"), local otherwise
- * ("busy"). */
+ * the configured rate the prefill tokens per ms that turn it into tokens.
+ * A prefill on a node that decodes holds up its decode batch for as long
+ * again, hence the second U term. In auto mode, first the TPOT guard: the
+ * prefills D would run before this one is done, (Q_D + U_D) / rate_D ms
+ * at D's measured prefill rate (the configured one until D reports one),
+ * stall every sequence D decodes (or will: placed there, its prefill
+ * elsewhere); when that is more than D's stall budget (the least any of
+ * them can absorb and keep its TPOT SLO, select.h) → disagg ("tpot";
+ * unless P would stall a batch of its own past its budget too). Then
+ * U_D < min_tokens → local ("short", or "cached" when D's cached prefix
+ * brought it there); else disagg when cost_disagg < cost_local
+ * ("offload"), local otherwise ("busy"). */
 #ifndef BT_ROUTER_DECIDE_H
 #define BT_ROUTER_DECIDE_H
 
@@ -32,9 +36,10 @@ typedef enum {
 typedef struct {
     bt_disagg_mode_t mode;
     uint64_t min_tokens;       /* uncached prompt below this stays local */
-    double   prefill_rate;     /* prefill tokens per ms (transfer → tokens) */
+    double   prefill_rate;     /* prefill tokens per ms: a transfer's ms in tokens,
+                                * and a node's speed until it measured its own */
     double   default_xfer_ms;  /* transfer tail when the pair has none measured */
-    double   slo_tpot_ms;      /* the TPOT guard's limit; 0: no guard */
+    double   slo_tpot_ms;      /* the TPOT SLO the guard keeps; 0: no guard */
 } bt_disagg_cfg_t;
 
 typedef enum {
@@ -51,7 +56,7 @@ typedef enum {
     BT_DECIDE_NO_LOCAL,     /* no node both prefills and decodes it */
     BT_DECIDE_NO_REMOTE,    /* no other node prefills it */
     BT_DECIDE_COLOCATED,    /* the chosen prefill node decodes too */
-    BT_DECIDE_TPOT,         /* a local prefill would stall D's decodes past the TPOT SLO */
+    BT_DECIDE_TPOT,         /* a local prefill would stall D's sequences past their TPOT SLO */
     BT_DECIDE_N_REASONS
 } bt_decide_reason_t;
 
@@ -61,9 +66,10 @@ typedef struct {
     uint64_t queued_d, queued_p;      /* Q_D, Q_P */
     bool     p_decodes;               /* P is a `--role both` node */
     double   xfer_ms;                 /* measured for (P, D); < 0: none */
-    uint32_t running_d, running_p;    /* sequences each decodes (select.c: reported,
-                                         * and one for a prefill of its own waiting) */
-    uint32_t chunk_d;                 /* D's prefill chunk (tokens); 0: the whole prompt */
+    double   rate_d, rate_p;          /* measured prefill tokens per ms (the
+                                       * guard's stall times); 0: none */
+    double   budget_d_ms, budget_p_ms; /* stall budgets (select.h); INFINITY:
+                                       * the node decodes nothing */
 } bt_decide_in_t;
 
 typedef struct {
@@ -71,16 +77,19 @@ typedef struct {
     bt_decide_reason_t reason;
     double             cost_local, cost_disagg;   /* in tokens */
     double             xfer_ms;                   /* the one used */
+    double             stall_d_ms, stall_p_ms;    /* (Q + U) / rate of each side */
 } bt_decide_out_t;
 
 /* Both choices exist (D can prefill, another node P can too). */
 bt_decide_out_t bt_decide(const bt_disagg_cfg_t *cfg, const bt_decide_in_t *in);
 
-/* The TPOT guard: would a prefill of `uncached` tokens, computed in
- * chunks of `chunk` (0: one), hold up `running` decoding sequences longer
- * than cfg->slo_tpot_ms between two of their tokens? */
-bool bt_decide_stalls(const bt_disagg_cfg_t *cfg, uint64_t uncached,
-                      uint32_t chunk, uint32_t running);
+/* The TPOT guard: do prefills of `tokens` at `rate` tokens per ms (0:
+ * cfg->prefill_rate) take longer than `budget_ms`? Never without an SLO. */
+bool bt_decide_stalls(const bt_disagg_cfg_t *cfg, uint64_t tokens, double rate,
+                      double budget_ms);
+
+/* The rate the rule uses: the measured one, else cfg->prefill_rate. */
+double bt_decide_rate(const bt_disagg_cfg_t *cfg, double measured);
 
 /* "disagg", "local" */
 const char *bt_decide_str(bt_decide_t d);

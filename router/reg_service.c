@@ -10,6 +10,7 @@
 #include "kvspec/kv_proto.h"
 #include "registry.pb-c.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,6 +246,14 @@ static void bt_reg_count(bt_router_t *r, const Baton__V1__NodeMessage *msg)
                    (double)baton__v1__node_message__get_packed_size(msg));
 }
 
+/* A speed a node reports: finite and positive, or 0 (not usable). The
+ * bound keeps a hostile report from turning the rule's arithmetic into
+ * infinities. */
+static double bt_reg_speed(double v)
+{
+    return isfinite(v) && v > 0 && v < 1e9 ? v : 0.0;
+}
+
 static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *arg)
 {
     bt_reg_stream_t *st = bt_rpc_call_ctx(call);
@@ -285,6 +294,8 @@ static void bt_reg_recv(bt_rpc_call_t *call, const ProtobufCMessage *m, void *ar
         load.waiting_requests = msg->status->waiting_requests;
         load.draining = msg->status->draining;
         load.drained = msg->status->drained;
+        load.prefill_rate = bt_reg_speed(msg->status->prefill_tokens_per_ms);
+        load.decode_step_ms = bt_reg_speed(msg->status->decode_step_ms);
         bt_registry_update_load(st->r->registry, st->node, &load, bt_now_ms());
         bt_reg_transfers(st, msg->status);
         bt_router_role_report(st->r, st->node, (unsigned)msg->status->role,

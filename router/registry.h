@@ -39,6 +39,9 @@ typedef struct {
     uint32_t waiting_requests;
     bool     draining;
     bool     drained;
+    /* measured on the node (NodeStatus); 0: not reported or not usable */
+    double   prefill_rate;     /* prefill tokens per ms of compute */
+    double   decode_step_ms;   /* a decode step */
 } bt_node_load_t;
 
 /* A prefill node's KV transfers to one decode node, as last reported

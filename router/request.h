@@ -123,8 +123,9 @@ const uint32_t *bt_rreq_prompt(const bt_rreq_t *req, size_t *n_p);
  * logprobs_chosen). */
 bool bt_sampling_wants_logprobs(const Baton__V1__SamplingParams *sp);
 
-/* Sets up r's request lists, and r->node_ops to the gRPC table unless
- * set already (tests give fake nodes). Before any other call here. */
+/* Sets up r's request lists, r->node_ops to the gRPC table and the
+ * weights' TPOT stall budget to the router's requests', each unless set
+ * already (tests give fake nodes). Before any other call here. */
 void bt_router_requests_init(bt_router_t *r);
 /* Frees what the requests' text on the worker pool keeps in r
  * (request_detok.c); after the pool and the requests are gone. */

@@ -247,6 +247,8 @@ bool bt_rreq_prompt_lp(bt_rreq_t *req, const Baton__V1__PrefillResult *pr);
 /* request_queue.c: placement and the queue (never ends a request) */
 bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size);
 bt_status_t bt_rreq_place_status(bt_status_t s);
+/* select.h's stall_budget_ms for the router's requests (arg: the router) */
+double bt_rreq_stall_budget(void *arg, const bt_node_t *node);
 bt_status_t bt_rreq_enqueue(bt_rreq_t *req, char *err, size_t err_size);
 bt_status_t bt_rreq_admit(bt_rreq_t *req, char *err, size_t err_size);
 

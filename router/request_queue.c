@@ -13,9 +13,48 @@
 #include "base/log.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* select.h's stall budget of `node`: every request it decodes, or will
+ * (placed there, its prefill running elsewhere), may spend slo x (N - 1)
+ * ms between its first and its last token (N its max_tokens); it has spent
+ * the time since its first token and needs one decode step (the node's
+ * measured step) per token left. The least left over, at least 0;
+ * INFINITY when the node holds none. A request of one token has no TPOT. */
+double bt_rreq_stall_budget(void *arg, const bt_node_t *node)
+{
+    bt_router_t *r = arg;
+    const double slo = r->weights.disagg.slo_tpot_ms;
+    const double step = node->load.decode_step_ms;
+    const uint64_t now = bt_now_ns();
+    double least = INFINITY;
+    bt_list_t *it, *next;
+
+    bt_list_foreach_safe(it, next, &r->requests) {
+        const bt_rreq_t *req = BT_CONTAINER_OF(it, bt_rreq_t, link);
+        size_t n, left;
+        double spent, b;
+
+        if (!req->assigned || req->state == BT_RREQ_DONE ||
+            req->d_slot != node->slot || req->d_gen != r->node_gen[node->slot] ||
+            req->sampling->max_tokens <= 1) {
+            continue;
+        }
+        n = (size_t)req->sampling->max_tokens;
+        left = n > req->n_gen ? n - req->n_gen : 0;
+        if (left == 0) {
+            continue;
+        }
+        spent = req->n_gen > 0 && req->first_token_ns > 0 && now > req->first_token_ns
+                ? (double)(now - req->first_token_ns) / 1e6 : 0.0;
+        b = slo * (double)(n - 1) - spent - step * (double)left;
+        least = b < least ? b : least;
+    }
+    return least < 0 ? 0.0 : least;
+}
 
 /* What a failed placement means for a request: select's statuses mapped
  * to the ones clients see. */
@@ -217,7 +256,8 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
                "%u candidates) decode %s (score %.1f, %u candidates) numerics %s "
                "(%u nodes of other numerics not candidates) %s/%s "
                "(prompt %u, uncached D %llu P %llu, queued D %llu P %llu, "
-               "transfer %.2f ms, cost local %.0f disagg %.0f, decoding D %u P %u)",
+               "transfer %.2f ms, cost local %.0f disagg %.0f, rate D %.2f P %.2f "
+               "tokens/ms, stall D %.1f P %.1f ms of budget D %.1f P %.1f ms)",
                sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,
                sel.prefill_candidates, sel.decode->id, sel.decode_score,
                sel.decode_candidates, req->numerics, sel.numerics_skipped,
@@ -228,7 +268,10 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
                (unsigned long long)sel.decide_in.queued_d,
                (unsigned long long)sel.decide_in.queued_p, sel.decide.xfer_ms,
                sel.decide.cost_local, sel.decide.cost_disagg,
-               sel.decide_in.running_d, sel.decide_in.running_p);
+               bt_decide_rate(&r->weights.disagg, sel.decide_in.rate_d),
+               bt_decide_rate(&r->weights.disagg, sel.decide_in.rate_p),
+               sel.decide.stall_d_ms, sel.decide.stall_p_ms,
+               sel.decide_in.budget_d_ms, sel.decide_in.budget_p_ms);
     BT_RREQ_TRACE(req, "pair", "prefill %s (score %.2f, %zu of %zu blocks cached, "
                   "%u candidates) decode %s (score %.2f, %u candidates, %u blocks) %s/%s",
                   sel.prefill->id, sel.prefill_score, sel.matched_blocks, n_blocks,

@@ -127,6 +127,10 @@ void bt_router_requests_init(bt_router_t *r)
     if (r->node_ops == NULL) {
         r->node_ops = &bt_node_ops_grpc;
     }
+    if (r->weights.stall_budget_ms == NULL) {
+        r->weights.stall_budget_ms = bt_rreq_stall_budget;
+        r->weights.stall_arg = r;
+    }
 }
 
 void bt_rreq_call_cancel(bt_rreq_t *req, bt_node_call_t *call)

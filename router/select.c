@@ -1,5 +1,6 @@
 #include "select.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -232,15 +233,11 @@ static uint64_t bt_select_queued(const bt_node_t *node)
     return node->load.queued_prefill_tokens + node->assigned_prefill_tokens;
 }
 
-/* The sequences n decodes for the TPOT guard: its last report's, and one
- * more while a prefill of its own waits (queued or assigned: that one
- * decodes there next). A request whose prefill runs elsewhere does not
- * count until it decodes: counting those kept a both node beside a busy
- * prefill node from ever prefilling, when its spare time paid most
- * (docs/internals/router.md, The role controller: figures). */
-static uint32_t bt_select_running(const bt_node_t *node)
+/* n's stall budget (select.h); INFINITY without a guard. */
+static double bt_select_budget(const bt_select_weights_t *w, const bt_node_t *n)
 {
-    return node->load.running_sequences + (bt_select_queued(node) > 0);
+    return w->stall_budget_ms != NULL ? w->stall_budget_ms(w->stall_arg, n)
+                                      : INFINITY;
 }
 
 /* The transfer tail P's heartbeats report towards D; -1 when none. */
@@ -278,9 +275,10 @@ static void bt_select_local_or_remote(bt_registry_t *reg,
         in->queued_p = bt_select_queued(p);
         in->p_decodes = (p->role & BT_NODE_ROLE_DECODE) != 0;
         in->xfer_ms = bt_select_xfer_ms(p, d);
-        in->running_d = bt_select_running(d);
-        in->running_p = bt_select_running(p);
-        in->chunk_d = d->max_prefill_tokens;
+        in->rate_d = d->load.prefill_rate;
+        in->rate_p = p->load.prefill_rate;
+        in->budget_d_ms = bt_select_budget(w, d);
+        in->budget_p_ms = in->p_decodes ? bt_select_budget(w, p) : INFINITY;
         r->decide = bt_decide(&w->disagg, in);
     }
     if (r->decide.decision == BT_DECIDE_LOCAL) {
@@ -292,7 +290,7 @@ static void bt_select_local_or_remote(bt_registry_t *reg,
 }
 
 /* The best prefill node decodes too (D does not prefill): keeping the KV
- * there would stall its own decodes past the TPOT SLO (auto only). */
+ * there would stall its own decodes past their stall budget (auto only). */
 static bool bt_select_colocated_stalls(const bt_select_weights_t *w,
                                        const bt_select_req_t *req,
                                        const bt_select_result_t *r)
@@ -301,8 +299,9 @@ static bool bt_select_colocated_stalls(const bt_select_weights_t *w,
 
     return w->disagg.mode == BT_DISAGG_AUTO &&
            bt_decide_stalls(&w->disagg,
+                            bt_select_queued(p) +
                             bt_select_uncached(p, req, r->matched_blocks),
-                            p->max_prefill_tokens, bt_select_running(p));
+                            p->load.prefill_rate, bt_select_budget(w, p));
 }
 
 bt_status_t bt_select_pair(bt_registry_t *reg, const bt_select_weights_t *w,

@@ -38,6 +38,12 @@ typedef struct {
     double w_batch;  /* per running sequence on a decode node */
     double w_store_hit; /* per prefix token a kvstore replica adds */
     bt_disagg_cfg_t disagg; /* local or disaggregated prefill (decide.h) */
+    /* The TPOT guard's stall budget of a node: how many ms of prefill the
+     * sequences it decodes (and those placed to decode there) can absorb
+     * and still keep their TPOT SLO; INFINITY when it holds none. NULL:
+     * no guard. The router's walks its requests (request_queue.c). */
+    double (*stall_budget_ms)(void *arg, const bt_node_t *node);
+    void   *stall_arg;
 } bt_select_weights_t;
 
 typedef struct {

@@ -90,6 +90,7 @@ typedef struct {
     int32_t             *prompt;   /* scratch, the longest prompt */
     uint8_t              root[BT_KV_HASH_LEN];
     bool                 oom;
+    bt_select_weights_t  weights;  /* cfg's, with the stall budget below */
 } sim_t;
 
 static bool ring_push(ring_t *r, uint32_t x)
@@ -141,7 +142,8 @@ void bt_sim_cfg_default(bt_sim_cfg_t *cfg)
     cfg->nodes_per_router = BT_ROUTER_MAX_NODES - 1;
     /* baton-router's defaults, --disagg auto included */
     cfg->weights = (bt_select_weights_t){1.0, 1.0, 1.0, 8.0, 0.9,
-                                         {BT_DISAGG_AUTO, 256, 10.0, 2.0, 100.0}};
+                                         {BT_DISAGG_AUTO, 256, 10.0, 2.0, 100.0},
+                                         NULL, NULL};
 }
 
 /* ---- requests ---- */
@@ -477,7 +479,7 @@ static bool sim_place(sim_t *s, uint32_t i, shard_t *sh, bt_status_t *st_p)
     sr.n_blocks = r->n_keys;
     sr.prompt_tokens = w->n_prompt;
     sr.max_new_tokens = w->max_tokens;
-    *st_p = bt_select_pair(sh->reg, &s->cfg->weights, &sr, &res, err,
+    *st_p = bt_select_pair(sh->reg, &s->weights, &sr, &res, err,
                            sizeof(err));
     if (*st_p != BT_OK) {
         return false;
@@ -607,6 +609,31 @@ static void sim_end_request(sim_t *s, uint32_t i)
     sim_kick_queue(s, &s->shards[d->shard]);
 }
 
+/* The router's stall budget (select.h) as the simulator knows it: the
+ * node's running sequences (not those placed there whose prefill runs
+ * elsewhere), each with slo x (max - 1) ms from its first token. */
+static double sim_stall_budget(void *arg, const bt_node_t *rn)
+{
+    const sim_t *s = arg;
+    const snode_t *n = &s->nodes[(uintptr_t)rn->conn];
+    const double slo = s->weights.disagg.slo_tpot_ms;
+    double least = INFINITY;
+
+    for (size_t k = 0; k < n->n_run; k++) {
+        const run_ent_t *e = &n->run[k];
+        double b;
+
+        if (e->max <= 1 || e->out >= e->max) {
+            continue;
+        }
+        b = slo * (double)(e->max - 1) -
+            (s->q.now - s->reqs[e->i].t_first) * 1e3 -
+            rn->load.decode_step_ms * (double)(e->max - e->out);
+        least = b < least ? b : least;
+    }
+    return least < 0 ? 0.0 : least;
+}
+
 static void sim_report(sim_t *s, uint32_t ni)
 {
     snode_t *n = &s->nodes[ni];
@@ -617,6 +644,11 @@ static void sim_report(sim_t *s, uint32_t ni)
     load.running_sequences = (uint32_t)n->n_run;
     load.free_blocks = n->rn->total_blocks - n->reserved;
     load.waiting_requests = (uint32_t)n->pq.n;
+    /* what the node measures: a full chunk's speed, its batch's step */
+    load.prefill_rate = s->c->max_prefill_tokens /
+                        bt_sim_prefill_ms(s->c, s->c->max_prefill_tokens, 0);
+    load.decode_step_ms = bt_sim_decode_ms(s->c, n->n_run > 0 ? (uint32_t)n->n_run : 1,
+                                           n->ctx_sum);
     bt_registry_update_load(s->shards[n->shard].reg, n->rn, &load,
                             (uint64_t)(s->q.now * 1e3));
     sim_kick_queue(s, &s->shards[n->shard]);
@@ -806,6 +838,11 @@ int bt_sim_run(const bt_sim_cfg_t *cfg, const bt_wl_t *wl, bt_rep_rec_t *recs,
     s.wl = wl;
     s.recs = recs;
     s.st = st;
+    s.weights = cfg->weights;
+    if (s.weights.stall_budget_ms == NULL) {
+        s.weights.stall_budget_ms = sim_stall_budget;
+        s.weights.stall_arg = &s;
+    }
     bt_sim_evq_init(&s.q);
     if (sim_setup(&s, err, err_size) != 0) {
         goto err_out;

@@ -168,6 +168,12 @@ struct bt_node {
     bool                step_layers;    /* it has the layer hook */
     bt_node_step_t      step;           /* the one step's buffers */
     bt_status_t         step_st;        /* the forward pass's status */
+    uint64_t            step_t0_ns;     /* when the step in flight went out */
+    uint64_t            step_tokens;    /* its tokens, all sequences */
+    /* the speeds NodeStatus reports (bt_node_step_speed): prefill tokens
+     * and ms, both decayed per prefill step, and the decayed mean decode
+     * step; zero until measured */
+    double              pf_tokens, pf_ms, decode_step_ms;
     /* owned by the roles' transition functions, reported by the core */
     uint64_t            queued_prefill_tokens;  /* prefill jobs queued */
     uint32_t            running;        /* decode sequences admitted */
@@ -201,6 +207,7 @@ struct bt_node {
     /* with model_name (docs/operations.md, Metrics) */
     bt_gauge_t         *g_waiting;          /* kept by the roles' transitions */
     bt_gauge_t         *g_kv_usage;
+    bt_gauge_t         *g_pf_rate, *g_dec_step;  /* the speeds NodeStatus reports */
     bt_counter_t       *c_prefix_queries, *c_prefix_hits;
     bt_histogram_t     *h_prefill, *h_decode_step;
     bt_counter_t       *c_leases_expired;

@@ -15,6 +15,12 @@
 /* KV events waiting for the next loop turn, at most. */
 #define BT_NODE_EV_MAX 65536
 
+/* Prefill tokens per ms of compute (node_sched.c's decayed sums); 0: none. */
+static double bt_node_prefill_rate(const bt_node_t *node)
+{
+    return node->pf_ms > 0 ? node->pf_tokens / node->pf_ms : 0.0;
+}
+
 static void bt_node_status_cb(void *arg, Baton__V1__NodeStatus *st)
 {
     bt_node_t *node = arg;
@@ -28,6 +34,8 @@ static void bt_node_status_cb(void *arg, Baton__V1__NodeStatus *st)
         st->target_role = (Baton__V1__NodeRole)node->moving_to;
     }
     st->drained = node->draining && node->inflight == 0;
+    st->prefill_tokens_per_ms = bt_node_prefill_rate(node);
+    st->decode_step_ms = node->decode_step_ms;
     /* borrowed from xstats until the next snapshot; the registrar packs
      * the message before this callback is called again */
     st->n_transfers = bt_xstats_snapshot(node->xstats, node->xstats_out,
@@ -196,6 +204,8 @@ void bt_node_metrics_update(bt_node_t *node)
     bt_gauge_set(node->g_reserved, (double)st.reserved);
     bt_gauge_set(node->g_running, (double)node->running);
     bt_gauge_set(node->g_queued, (double)node->queued_prefill_tokens);
+    bt_gauge_set(node->g_pf_rate, bt_node_prefill_rate(node));
+    bt_gauge_set(node->g_dec_step, node->decode_step_ms);
     bt_gauge_set(node->g_kv_usage,
                  st.total > 0 ? (double)st.used / (double)st.total : 0.0);
 }
@@ -279,6 +289,12 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     node->g_queued = bt_metrics_gauge(m, "baton_node_queued_prefill_tokens",
                                       "prompt tokens waiting in the prefill queue "
                                       "(what the prefill HPA scales on)", NULL);
+    node->g_pf_rate = bt_metrics_gauge(m, "baton_node_prefill_tokens_per_ms",
+                                       "prefill tokens per ms of compute, decayed over "
+                                       "recent prefill steps (0: none yet)", NULL);
+    node->g_dec_step = bt_metrics_gauge(m, "baton_node_decode_step_ms",
+                                        "decayed mean time of a decode step (0: none yet)",
+                                        NULL);
     node->c_prefills = bt_metrics_counter(m, "baton_node_prefills_total",
                                           "prefills answered", NULL);
     node->c_tokens = bt_metrics_counter(m, "baton_node_decode_tokens_total",

@@ -10,6 +10,7 @@
 #include "node.h"
 #include "node_experts.h"
 
+#include "base/clock.h"
 #include "base/log.h"
 
 #include <stdlib.h>
@@ -84,6 +85,30 @@ static void bt_node_step_work(void *ctx)
                                 node->step_layers ? &hooks : NULL);
 }
 
+/* A step's time into the node's measured speeds: prefill tokens per ms
+ * as decayed sums of tokens and of ms (a long chunk weighs more than a
+ * short prompt's, whose time is mostly fixed cost) and the decayed mean
+ * of a decode step. Failed steps say nothing about speed. */
+#define BT_NODE_SPEED_DECAY 0.75
+static void bt_node_step_speed(bt_node_t *node, bool prefill)
+{
+    double ms = (double)(bt_now_ns() - node->step_t0_ns) / 1e6;
+
+    if (node->step_st != BT_OK) {
+        return;
+    }
+    if (prefill) {
+        node->pf_tokens = node->pf_tokens * BT_NODE_SPEED_DECAY +
+                          (double)node->step_tokens;
+        node->pf_ms = node->pf_ms * BT_NODE_SPEED_DECAY + ms;
+    } else {
+        node->decode_step_ms = node->decode_step_ms > 0
+            ? node->decode_step_ms * BT_NODE_SPEED_DECAY +
+              ms * (1.0 - BT_NODE_SPEED_DECAY)
+            : ms;
+    }
+}
+
 static void bt_node_step_done(void *ctx, bt_status_t status)
 {
     bt_node_t *node = ctx;
@@ -92,6 +117,7 @@ static void bt_node_step_done(void *ctx, bt_status_t status)
     if (status != BT_OK && node->step_st == BT_OK) {
         node->step_st = status;
     }
+    bt_node_step_speed(node, strcmp(node->roles[r]->name, "prefill") == 0);
     /* every layer is handed over before the step's results are used */
     bt_node_layers_drain(node);
     node->busy = false;
@@ -139,6 +165,11 @@ void bt_node_sched_kick(bt_node_t *node)
             s->seqs[i].logits = s->logits + (size_t)i * node->vocab;
         }
     }
+    node->step_tokens = 0;
+    for (int i = 0; i < s->n; i++) {
+        node->step_tokens += (uint64_t)s->seqs[i].n_tokens;
+    }
+    node->step_t0_ns = bt_now_ns();
     node->last_role = r;
     node->step_role = r;
     node->step_layers = ops->layer_done != NULL;

@@ -55,6 +55,8 @@ static void test_node_enums_by_name(void **state)
     n.queued_prefill_tokens = 5000000000ull;
     n.version = (char *)"0.1.0";
     n.http_address = (char *)"10.0.0.1:9100";
+    n.prefill_tokens_per_ms = 12.5;
+    n.decode_step_ms = 1.25;
     r.n_nodes = 1;
     r.nodes = list;
     expect_json(&r.base,
@@ -66,7 +68,8 @@ static void test_node_enums_by_name(void **state)
                 "\"last_heartbeat_unix_ms\":0,\"version\":\"0.1.0\","
                 "\"http_address\":\"10.0.0.1:9100\","
                 "\"target_role\":\"NODE_ROLE_UNSPECIFIED\",\"flexible\":false,"
-                "\"role_since_unix_ms\":0,\"numerics\":\"\"}],"
+                "\"role_since_unix_ms\":0,\"numerics\":\"\","
+                "\"prefill_tokens_per_ms\":12.5,\"decode_step_ms\":1.25}],"
                 "\"now_unix_ms\":0}");
 }
 

@@ -7,7 +7,9 @@ model. Checks: on the auto router a short prompt stays on b1, a long
 uncached one goes p1 -> b1, a long one whose prefix b1 holds stays on b1,
 each read from baton_router_disagg_decisions_total on /metrics, the log
 line giving the inputs (the default transfer cost until p1 measured one,
-then its p50); the forced routers do as told; every answer equals
+then its p50); the forced routers do as told; on a fourth (auto, a TPOT
+SLO of 0.01 ms) a short prompt goes to p1 only while b1 decodes a
+sequence with no time to spare (the stall budget); every answer equals
 baton-run's tokens.
 
 usage: disagg_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
@@ -15,6 +17,7 @@ usage: disagg_cluster.py shm|tcp   (BATON_BUILD_ROOT = the build folder)
 import json
 import os
 import re
+import threading
 
 import node_cluster as nc
 
@@ -90,12 +93,16 @@ def ids(seed, n):
 def main():
     tmp, model, env = nc.setup("baton-disagg-it-")
     routers = {}
-    for mode in ("auto", "always", "never"):
+    for mode in ("auto", "always", "never", "tight"):
+        # tight: auto with a TPOT SLO no decoding sequence can spare a
+        # prefill under (the stall budget)
+        slo = ["--slo-tpot-ms", "0.01"] if mode == "tight" else []
         routers[mode] = nc.start(
             "router-" + mode,
             [os.path.join(BUILD, "router/baton-router"), "--model", model,
              "--grpc-port", "0", "--http-port", "0", "--heartbeat", "100ms",
-             "--disagg", mode, "--disagg-min-tokens", str(MIN_TOKENS),
+             "--disagg", "auto" if mode == "tight" else mode,
+             "--disagg-min-tokens", str(MIN_TOKENS)] + slo + [
              # a transfer tail up to 0.7 s weighs less than the 74 tokens
              # the long prompts below save the decode node; until p1 has
              # measured one the default counts (50 tokens' worth)
@@ -122,13 +129,11 @@ def main():
         before = decisions(port)
         ref = nc.run_ref(model, prompt, 8)
         got = nc.gen(routers[target][1], prompt, 8)
-        after = decisions(port)
-        moved = {k: after[k] - before.get(k, 0) for k in after
-                 if after[k] != before.get(k, 0)}
+        counted = moved(before, decisions(port))
         nc.tap(ref is not None and got == ref,
                "%s: tokens equal baton-run (%s vs %s)" % (what, got, ref))
-        nc.tap(moved == {want: 1.0},
-               "%s: counted as %s/%s (%s)" % (what, want[0], want[1], moved))
+        nc.tap(counted == {want: 1.0},
+               "%s: counted as %s/%s (%s)" % (what, want[0], want[1], counted))
         if cached_min is not None:
             nc.tap(nc.LAST.get("cached", 0) >= cached_min,
                    "%s: %s prompt tokens reused" % (what, nc.LAST.get("cached")))
@@ -155,7 +160,9 @@ def main():
         log = f.read()
     nc.tap(re.search(r"local/cached \(prompt 74, uncached D 42 P 74, queued D "
                      r"\d+ P \d+, transfer [\d.]+ ms, cost local \d+ disagg "
-                     r"\d+, decoding D \d+ P \d+\)", log) is not None,
+                     r"\d+, rate D [\d.]+ P [\d.]+ tokens/ms, stall D [\d.]+ P "
+                     r"[\d.]+ ms of budget D (inf|[\d.]+) P (inf|[\d.]+) ms\)",
+                     log) is not None,
            "the placement's log line gives the choice and its inputs")
     first = re.search(r"\(prompt 100, .* transfer ([\d.]+) ms", log)
     second = re.search(r"\(prompt 74, uncached D 74 .* transfer ([\d.]+) ms", log)
@@ -180,7 +187,53 @@ def main():
          ("local", "forced"), target="never")
     step("--disagg always, long prompt", ids(37, 100), ("disagg", "forced"),
          target="always")
+    tpot_budget(routers, targets, model)
     nc.finish(tmp)
+
+
+def tpot_budget(routers, targets, model):
+    """The TPOT guard's stall budget on real processes: on the tight
+    router a short prompt stays on b1 while b1 decodes nothing, and goes
+    to p1 while b1 decodes a sequence of that router's that has no time
+    to spare; the nodes' measured speeds reach the router."""
+    target, port = targets["tight"], routers["tight"][2]
+    probe = ids(43, 20)
+    ref = nc.run_ref(model, probe, 8)
+    wait_for(lambda: idle(target), 30)
+    before = decisions(port)
+    got = nc.gen(routers["tight"][1], probe, 8)
+    after = decisions(port)
+    nc.tap(got == ref and moved(before, after) == {("local", "short"): 1.0},
+           "tight SLO, b1 decodes nothing: a short prompt stays on b1 "
+           "(%s)" % moved(before, after))
+    long_out = {}
+    bg = threading.Thread(target=lambda: long_out.update(
+        toks=nc.gen(routers["tight"][1], ids(41, 8), 1500)))
+    bg.start()
+    busy = wait_for(lambda: (nodes(target) or {}).get("b1", {}).get(
+        "running_sequences", 0) >= 1, 30, every=0.02)
+    before = decisions(port)
+    got = nc.gen(routers["tight"][1], probe, 8)
+    after = decisions(port)
+    bg.join()
+    nc.tap(busy and got == ref and
+           moved(before, after) == {("disagg", "tpot"): 1.0},
+           "tight SLO, b1 decoding a sequence with no time to spare: the "
+           "same prompt goes p1 -> b1, same tokens (%s)" % moved(before, after))
+    nc.tap(long_out.get("toks") == nc.run_ref(model, ids(41, 8), 1500),
+           "the decoding sequence's 1500 tokens equal baton-run's")
+    ns = nodes(target) or {}
+    speeds = {k: (v.get("prefill_tokens_per_ms", 0), v.get("decode_step_ms", 0))
+              for k, v in ns.items()}
+    nc.tap(len(speeds) == 2 and all(p > 0 for p, _ in speeds.values()) and
+           speeds["b1"][1] > 0,
+           "both nodes report their measured prefill speed, b1 its decode "
+           "step (%s)" % speeds)
+
+
+def moved(before, after):
+    return {k: after[k] - before.get(k, 0) for k in after
+            if after[k] != before.get(k, 0)}
 
 
 if __name__ == "__main__":

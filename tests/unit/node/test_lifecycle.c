@@ -54,6 +54,8 @@ static int setup(void **state)
     f->node->g_queued = bt_metrics_gauge(f->node->metrics, "q", "q", NULL);
     f->node->g_waiting = bt_metrics_gauge(f->node->metrics, "w", "w", NULL);
     f->node->g_kv_usage = bt_metrics_gauge(f->node->metrics, "k", "k", NULL);
+    f->node->g_pf_rate = bt_metrics_gauge(f->node->metrics, "pr", "pr", NULL);
+    f->node->g_dec_step = bt_metrics_gauge(f->node->metrics, "ds", "ds", NULL);
     f->node->c_leases_expired = bt_metrics_counter(f->node->metrics, "e", "e",
                                                    NULL);
     f->dec.node = f->node;

@@ -400,7 +400,7 @@ static bt_node_t *fx_add_node(bt_router_t *r, const char *id, bt_node_role_t rol
 
 void fx_set_free(fixture_t *f, bt_node_t *d, uint32_t free_blocks)
 {
-    bt_node_load_t load = { 0, 0, free_blocks, 0, false, false };
+    bt_node_load_t load = { 0, 0, free_blocks, 0, false, false, 0, 0 };
 
     bt_registry_update_load(f->r.registry, d, &load, 2000);
 }
@@ -430,7 +430,8 @@ static int fx_setup_with(void **state, bool fake)
     r->cfg.default_max_tokens = 16;
     r->cfg.lease_ms = 30000;
     r->weights = (bt_select_weights_t){ 1.0, 1.0, 1.0, 8.0, 0.9,
-                                        { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0 } };
+                                        { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0 },
+                                        NULL, NULL };
     if (fake) {
         r->node_ops = &fx_ops;
         r->node_ops_ctx = f;

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -11,7 +12,8 @@ static const bt_disagg_cfg_t cfg_auto = { BT_DISAGG_AUTO, 64, 10.0, 2.0, 0 };
 
 static bt_decide_in_t uncached(uint64_t prompt)
 {
-    bt_decide_in_t in = { prompt, prompt, prompt, 0, 0, false, -1, 0, 0, 0 };
+    bt_decide_in_t in = { prompt, prompt, prompt, 0, 0, false, -1, 0, 0,
+                          INFINITY, INFINITY };
 
     return in;
 }
@@ -89,54 +91,98 @@ static void test_decide_queues_and_transfer(void **state)
     expect(&cfg_auto, &in, BT_DECIDE_DISAGG, BT_DECIDE_OFFLOAD);
 }
 
-/* With a TPOT SLO: a prefill on D whose one chunk would hold D's decoding
- * sequences longer than the SLO goes to P, whatever the token costs say
- * (the case the cost rule alone kept local: P far behind). */
+/* With a TPOT SLO: a prefill on D whose time, with what D has queued,
+ * is more than D's sequences can absorb (the stall budget) goes to P,
+ * whatever the costs say (the case the cost rule alone kept local: P far
+ * behind). */
 static void test_decide_tpot_guard(void **state)
 {
     bt_disagg_cfg_t slo = cfg_auto;
     bt_decide_in_t in = uncached(1024);
+    bt_decide_out_t o;
 
     (void)state;
-    slo.slo_tpot_ms = 25.0;               /* 250 tokens at 10 per ms */
+    slo.slo_tpot_ms = 25.0;
     in.queued_p = 6656;                   /* P is far behind */
     expect(&cfg_auto, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
     expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);  /* D decodes nothing */
-    in.running_d = 1;
+    /* 1024 tokens at 10 per ms: 102.4 ms of stall */
+    in.budget_d_ms = 100.0;
     expect(&cfg_auto, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);  /* no SLO, no guard */
     expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
-    /* the stall is one chunk: 200-token chunks fit, 251 do not */
-    in.chunk_d = 200;
+    o = bt_decide(&slo, &in);
+    assert_true(o.stall_d_ms == 102.4);
+    assert_true(o.stall_p_ms == (6656.0 + 1024.0) / 10.0);
+    in.budget_d_ms = 103.0;
     expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
-    in.chunk_d = 251;
+    /* D's measured speed, not the configured one: twice as fast fits */
+    in.budget_d_ms = 100.0;
+    in.rate_d = 20.0;
+    expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
+    in.rate_d = 5.0;
+    in.budget_d_ms = 200.0;                /* 204.8 ms */
     expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
-    /* D holds all but 240 tokens: one short step, it stays */
-    in.uncached_d = 240;
+    /* what D has queued stalls its sequences first */
+    in.rate_d = 0;
+    in.budget_d_ms = 150.0;
     expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
+    in.queued_d = 500;                     /* 152.4 ms */
+    expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
+    /* D holds all but 40 tokens: a short step, it stays */
+    in.queued_d = 0;
     in.uncached_d = 40;
     expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_CACHED);
-    /* a short prompt is short for the batch too */
+    /* a short prompt is short for the batch too, while the budget holds it */
     in = uncached(40);
-    in.running_d = 8;
+    in.budget_d_ms = 10.0;
     expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_SHORT);
-    /* P decodes sequences of its own: no side is free of the stall, the
-     * cost rule chooses */
+    in.budget_d_ms = 3.0;
+    expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
+    /* P decodes sequences of its own with less room: no side is free of
+     * the stall, the cost rule chooses */
     in = uncached(1024);
     in.queued_p = 6656;
-    in.running_d = 1;
+    in.budget_d_ms = 100.0;
     in.p_decodes = true;
-    in.running_p = 2;
+    in.budget_p_ms = 500.0;                /* P's stall: 768 ms */
     expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_BUSY);
-    in.running_p = 0;
+    in.budget_p_ms = INFINITY;
+    expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
+    in.budget_p_ms = 800.0;
     expect(&slo, &in, BT_DECIDE_DISAGG, BT_DECIDE_TPOT);
     /* forced modes ignore it */
     slo.mode = BT_DISAGG_NEVER;
     expect(&slo, &in, BT_DECIDE_LOCAL, BT_DECIDE_FORCED);
-    assert_false(bt_decide_stalls(&cfg_auto, 100000, 0, 10));
-    assert_false(bt_decide_stalls(&slo, 100000, 0, 0));
-    assert_true(bt_decide_stalls(&slo, 251, 0, 1));
-    assert_false(bt_decide_stalls(&slo, 250, 0, 1));
+    slo.mode = BT_DISAGG_AUTO;
+    assert_false(bt_decide_stalls(&cfg_auto, 100000, 0, 1.0));
+    assert_false(bt_decide_stalls(&slo, 100000, 0, INFINITY));
+    assert_true(bt_decide_stalls(&slo, 251, 0, 25.0));
+    assert_false(bt_decide_stalls(&slo, 250, 0, 25.0));
+    assert_false(bt_decide_stalls(&slo, 500, 20.0, 25.0));
+    assert_true(bt_decide_stalls(&slo, 501, 20.0, 25.0));
+    assert_true(bt_decide_rate(&slo, 0) == 10.0);
+    assert_true(bt_decide_rate(&slo, 3.5) == 3.5);
     assert_string_equal(bt_decide_reason_str(BT_DECIDE_TPOT), "tpot");
+}
+
+/* The measured speeds time the stalls only: the costs stay in tokens,
+ * the transfer turned into tokens at the configured rate. */
+static void test_decide_measured_rates(void **state)
+{
+    bt_decide_in_t in = uncached(1000);
+    bt_decide_out_t o;
+
+    (void)state;
+    in.queued_p = 1500;                    /* P behind: local */
+    in.rate_p = 40.0;
+    in.rate_d = 5.0;
+    o = bt_decide(&cfg_auto, &in);
+    assert_int_equal(o.decision, BT_DECIDE_LOCAL);
+    assert_int_equal(o.reason, BT_DECIDE_BUSY);
+    assert_true(o.cost_local == 2000.0);
+    assert_true(o.cost_disagg == 2500.0 + 2.0 * 10.0);
+    assert_true(o.stall_d_ms == 200.0);
+    assert_true(o.stall_p_ms == 2500.0 / 40.0);
 }
 
 static void test_decide_forced(void **state)
@@ -165,6 +211,7 @@ int main(void)
         cmocka_unit_test(test_decide_cache_place),
         cmocka_unit_test(test_decide_queues_and_transfer),
         cmocka_unit_test(test_decide_tpot_guard),
+        cmocka_unit_test(test_decide_measured_rates),
         cmocka_unit_test(test_decide_forced),
     };
 

@@ -7,9 +7,12 @@
  * queued requests are placed oldest first, also when a kick comes from a
  * sink's on_end that starts another request. */
 #include "rreq_fixture.h"
+#include "request_priv.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -207,6 +210,51 @@ static void test_kick_order_and_reentry(void **state)
     }
 }
 
+/* The TPOT guard's stall budget (select.h) from the router's requests:
+ * one placed on d0 whose prefill runs elsewhere has all of slo x (N - 1)
+ * ms less a decode step per token; once it has its first token the time
+ * since counts as spent; once it ended it holds no budget; d1 holds
+ * none at all. */
+static void test_stall_budget(void **state)
+{
+    fixture_t *f = *state;
+    fx_rec_t rec = { 0 };
+    fx_call_t *dc, *pc;
+    const uint32_t ids[7] = { 1, 2, 3, 4, 5, 6, 7 };
+    const struct timespec pause = { 0, 30 * 1000000L };
+    char err[256];
+    double b;
+
+    f->r.weights.disagg.slo_tpot_ms = 25.0;
+    fx_set_free(f, f->d[1], 0);
+    assert_true(isinf(bt_rreq_stall_budget(&f->r, f->d[0])));
+    assert_int_equal(fx_start(f, &rec, 8, err, sizeof(err)), BT_OK);
+    fx_pump(f);
+    dc = fx_open(f, FX_DECODE);
+    assert_string_equal(dc->node, "d0");
+    f->d[0]->load.decode_step_ms = 2.0;
+    assert_true(bt_rreq_stall_budget(&f->r, f->d[0]) == 25.0 * 7 - 2.0 * 8);
+    assert_true(isinf(bt_rreq_stall_budget(&f->r, f->d[1])));
+    fx_reserve(dc, 11);
+    fx_pump(f);
+    pc = fx_open(f, FX_PREFILL);
+    fx_prefill_ok(pc, 42);
+    fx_pump(f);
+    assert_int_equal(rec.n_ids, 1);
+    nanosleep(&pause, NULL);
+    b = bt_rreq_stall_budget(&f->r, f->d[0]);
+    assert_true(b <= 25.0 * 7 - 30.0 - 2.0 * 7);
+    assert_true(b > 0);
+    /* a budget never goes below 0: a request already late absorbs nothing */
+    f->d[0]->load.decode_step_ms = 1000.0;
+    assert_true(bt_rreq_stall_budget(&f->r, f->d[0]) == 0.0);
+    fx_tokens(dc, ids, 7);
+    fx_final(dc, BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH);
+    assert_true(fx_wait(f, ended, &rec, 2000));
+    assert_int_equal(rec.status, BT_OK);
+    assert_true(isinf(bt_rreq_stall_budget(&f->r, f->d[0])));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +266,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_node, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_refused_reservation_requeued,
                                         fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stall_budget, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_kick_order_and_reentry, fx_setup,
                                         fx_teardown),
     };

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -186,7 +187,7 @@ static void test_registry(void **state)
 
     /* heartbeats: d0 reports, p0 does not */
     {
-        bt_node_load_t load = { 0, 0, 90, 0, false, false };
+        bt_node_load_t load = { 0, 0, 90, 0, false, false, 0, 0 };
 
         bt_registry_update_load(reg, bt_registry_find(reg, "d0"), &load, 3500);
     }
@@ -204,7 +205,7 @@ static void test_registry(void **state)
 static void test_registry_router_stall(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
-    bt_node_load_t load = { 0, 0, 90, 0, false, false };
+    bt_node_load_t load = { 0, 0, 90, 0, false, false, 0, 0 };
 
     (void)state;
     add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);   /* seen at 1000 */
@@ -237,7 +238,7 @@ static void test_registry_router_stall(void **state)
 /* the rule with no threshold and free transfers (test_select_disagg_choice
  * sets its own) */
 static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0, 0.5,
-                                             { BT_DISAGG_AUTO, 0, 0, 0, 0 } };
+                                             { BT_DISAGG_AUTO, 0, 0, 0, 0 }, NULL, NULL };
 
 static bt_select_req_t make_req(const uint8_t *hashes, size_t n)
 {
@@ -329,7 +330,7 @@ static void test_select_reservations_count(void **state)
 {
     bt_registry_t *reg = bt_registry_create(1024, 3000);
     bt_select_req_t req = make_req(NULL, 0);
-    bt_node_load_t load = { 0, 0, 20, 0, false, false };
+    bt_node_load_t load = { 0, 0, 20, 0, false, false, 0, 0 };
     bt_select_result_t r;
     bt_node_t *d0;
     char err[256];
@@ -373,10 +374,10 @@ static void test_select_reservations_count(void **state)
 static void test_select_burst_spreads(void **state)
 {
     static const bt_select_weights_t defaults = {
-        1.0, 1.0, 1.0, 8.0, 0.9, { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0 } };
+        1.0, 1.0, 1.0, 8.0, 0.9, { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0 }, NULL, NULL };
     bt_registry_t *reg = bt_registry_create(1024, 3000);
     bt_select_req_t req = make_req(NULL, 0);
-    bt_node_load_t load = { 0, 0, 4096, 0, false, false };
+    bt_node_load_t load = { 0, 0, 4096, 0, false, false, 0, 0 };
     bt_select_result_t r;
     bt_node_t *d0, *d1;
     int counts[2] = { 0, 0 };
@@ -427,6 +428,23 @@ static void test_select_ties_rotate_and_colocate(void **state)
     assert_int_equal(counts[1], 5);
     (void)b1;
     bt_registry_destroy(reg);
+}
+
+/* Stall budgets as a test sets them, per node (INFINITY: it holds no
+ * sequence); the router's own walks its requests (test_request.c). */
+static double test_budgets[BT_ROUTER_MAX_NODES];
+
+static double test_budget(void *arg, const bt_node_t *node)
+{
+    (void)arg;
+    return test_budgets[node->slot];
+}
+
+static void budgets_reset(void)
+{
+    for (size_t i = 0; i < BT_ROUTER_MAX_NODES; i++) {
+        test_budgets[i] = INFINITY;
+    }
 }
 
 static void expect_pair(bt_registry_t *reg, const bt_select_weights_t *w,
@@ -514,28 +532,45 @@ static void test_select_disagg_choice(void **state)
     w.disagg.mode = BT_DISAGG_ALWAYS;
     expect_pair(reg, &w, &req, b0, d0, BT_DECIDE_FORCED);
 
-    /* a TPOT SLO of 5 ms (50 tokens at 10 per ms): b0 keeps the 131-token
-     * prompt while it decodes nothing, not while it decodes one */
+    /* a TPOT SLO: b0 keeps the 131-token prompt (13.1 ms at 10 tokens per
+     * ms) while the sequences it decodes can absorb that, not when they
+     * have 5 ms left */
     w.disagg.mode = BT_DISAGG_AUTO;
     w.disagg.slo_tpot_ms = 5.0;
+    w.stall_budget_ms = test_budget;
+    budgets_reset();
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
-    b0->load.running_sequences = 1;
+    test_budgets[b0->slot] = 14.0;
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
+    test_budgets[b0->slot] = 5.0;
     expect_pair(reg, &w, &req, b0, d0, BT_DECIDE_TPOT);
-    w.disagg.slo_tpot_ms = 0;
+    /* at its measured speed, 40 tokens per ms: 3.3 ms */
+    b0->load.prefill_rate = 40.0;
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
+    b0->load.prefill_rate = 0;
+    w.disagg.slo_tpot_ms = 0;                           /* no SLO */
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
+    w.disagg.slo_tpot_ms = 5.0;
+    w.stall_budget_ms = NULL;                           /* no budgets */
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_COLOCATED);
+    w.stall_budget_ms = test_budget;
     bt_registry_destroy(reg);
 
     /* the same for a both node weighed against a prefill node: b0 is
-     * D, p0 far behind, so the token costs keep it local (busy) */
+     * D, p0 far behind, so the costs keep it local (busy) */
     reg = bt_registry_create(1024, 3000);
     p0 = add_node(reg, "p0", BT_NODE_ROLE_PREFILL, "m", 100);
     b0 = add_node(reg, "b0", BT_NODE_ROLE_BOTH, "m", 1000);
     p0->load.queued_prefill_tokens = 6656;
-    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
-    w.disagg.slo_tpot_ms = 5.0;
+    budgets_reset();
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);   /* b0 decodes nothing */
-    /* a prefill placed on b0 itself counts before any report: that
-     * request decodes there next */
+    test_budgets[b0->slot] = 14.0;
+    expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);   /* 13.1 ms fit */
+    /* what b0 has queued runs first: its sequences wait for that too */
+    b0->load.queued_prefill_tokens = 100;
+    expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_TPOT);
+    b0->load.queued_prefill_tokens = 0;
+    /* so does a prefill placed on b0 since its last report */
     {
         bt_select_result_t held;
 
@@ -548,20 +583,6 @@ static void test_select_disagg_choice(void **state)
         bt_select_release(held.prefill, held.decode, 19);
     }
     expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
-    /* one whose prefill waits on p0 does not, until b0 reports it running */
-    {
-        bt_select_result_t held;
-
-        p0->load.queued_prefill_tokens = 0;
-        assert_int_equal(bt_select_pair(reg, &w, &req, &held, err, sizeof(err)),
-                         BT_OK);
-        assert_ptr_equal(held.prefill, p0);             /* offload */
-        p0->load.queued_prefill_tokens = 6656;
-        expect_pair(reg, &w, &req, b0, b0, BT_DECIDE_BUSY);
-        b0->load.running_sequences = 1;
-        expect_pair(reg, &w, &req, p0, b0, BT_DECIDE_TPOT);
-        bt_select_release(held.prefill, held.decode, 131);
-    }
     bt_registry_destroy(reg);
 
     /* a lone both node: nobody else prefills */
