@@ -40,6 +40,8 @@ typedef struct {
                                 * and a node's speed until it measured its own */
     double   default_xfer_ms;  /* transfer tail when the pair has none measured */
     double   slo_tpot_ms;      /* the TPOT SLO the guard keeps; 0: no guard */
+    double   slo_ttft_ms;      /* a request whose first token came later (or
+                                * is later already) is not protected; 0: all are */
 } bt_disagg_cfg_t;
 
 typedef enum {

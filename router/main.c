@@ -310,7 +310,8 @@ int main(int argc, char **argv)
     r->weights = (bt_select_weights_t){
         o.c.w_hit, o.c.w_load, o.c.w_free, o.c.w_batch, o.c.w_store_hit,
         { (bt_disagg_mode_t)o.c.disagg, (uint64_t)o.c.disagg_min_tokens,
-          o.c.disagg_prefill_rate, o.c.disagg_transfer_ms, o.c.slo_tpot_ms },
+          o.c.disagg_prefill_rate, o.c.disagg_transfer_ms, o.c.slo_tpot_ms,
+          o.c.slo_ttft_ms },
         NULL, NULL };   /* the stall budget: bt_router_requests_init */
     bt_router_requests_init(r);
 

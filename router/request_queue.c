@@ -22,12 +22,34 @@
  * (placed there, its prefill running elsewhere), may spend slo x (N - 1)
  * ms between its first and its last token (N its max_tokens); it has spent
  * the time since its first token and needs one decode step (the node's
- * measured step) per token left. The least left over, at least 0;
- * INFINITY when the node holds none. A request of one token has no TPOT. */
+ * measured step) per token left. The least left over among the requests
+ * that can still meet both SLOs; INFINITY when none can. One whose first
+ * token came after the TTFT SLO, or cannot come within it (its age plus
+ * its own uncached prompt at its prefill node's measured rate), or with
+ * nothing left over, has missed already: keeping the node free does not
+ * save it, and it does not keep a new prompt from its own TTFT. A request
+ * of one token has no TPOT. */
+/* The least a request's prefill still takes: its uncached prompt at its
+ * prefill node's measured rate (the configured one until it reports). */
+static double bt_rreq_prefill_ms(bt_router_t *r, const bt_rreq_t *req)
+{
+    const bt_node_t *p = bt_registry_slot(r->registry, req->p_slot);
+    uint64_t tokens = req->p_assigned_tokens, cached;
+    double rate;
+
+    if (p == NULL || r->node_gen[req->p_slot] != req->p_gen) {
+        return 0.0;
+    }
+    cached = (uint64_t)req->reuse_blocks * p->block_size;
+    tokens = cached < tokens ? tokens - cached : 0;
+    rate = bt_decide_rate(&r->weights.disagg, p->load.prefill_rate);
+    return rate > 0 ? (double)tokens / rate : 0.0;
+}
+
 double bt_rreq_stall_budget(void *arg, const bt_node_t *node)
 {
     bt_router_t *r = arg;
-    const double slo = r->weights.disagg.slo_tpot_ms;
+    const bt_disagg_cfg_t *cfg = &r->weights.disagg;
     const double step = node->load.decode_step_ms;
     const uint64_t now = bt_now_ns();
     double least = INFINITY;
@@ -35,12 +57,19 @@ double bt_rreq_stall_budget(void *arg, const bt_node_t *node)
 
     bt_list_foreach_safe(it, next, &r->requests) {
         const bt_rreq_t *req = BT_CONTAINER_OF(it, bt_rreq_t, link);
+        const uint64_t first = req->n_gen > 0 && req->first_token_ns > 0
+                               ? req->first_token_ns : 0;
         size_t n, left;
-        double spent, b;
+        double b;
 
         if (!req->assigned || req->state == BT_RREQ_DONE ||
             req->d_slot != node->slot || req->d_gen != r->node_gen[node->slot] ||
             req->sampling->max_tokens <= 1) {
+            continue;
+        }
+        if (cfg->slo_ttft_ms > 0 &&
+            (double)((first > 0 ? first : now) - req->created_ns) / 1e6 +
+            (first > 0 ? 0.0 : bt_rreq_prefill_ms(r, req)) > cfg->slo_ttft_ms) {
             continue;
         }
         n = (size_t)req->sampling->max_tokens;
@@ -48,12 +77,13 @@ double bt_rreq_stall_budget(void *arg, const bt_node_t *node)
         if (left == 0) {
             continue;
         }
-        spent = req->n_gen > 0 && req->first_token_ns > 0 && now > req->first_token_ns
-                ? (double)(now - req->first_token_ns) / 1e6 : 0.0;
-        b = slo * (double)(n - 1) - spent - step * (double)left;
-        least = b < least ? b : least;
+        b = cfg->slo_tpot_ms * (double)(n - 1) - step * (double)left -
+            (first > 0 && now > first ? (double)(now - first) / 1e6 : 0.0);
+        if (b > 0 && b < least) {
+            least = b;
+        }
     }
-    return least < 0 ? 0.0 : least;
+    return least;
 }
 
 /* What a failed placement means for a request: select's statuses mapped

@@ -8,7 +8,9 @@
 #             whole on one node: the same two processes and cores as the
 #             others, so only the split differs);
 #   adaptive  2 --role flexible nodes starting as $START_P and $START_D
-#             (prefill, decode), router --disagg auto --rebalance-roles on
+#             (prefill, both: the decode side also prefills where the stall
+#             budget of its sequences allows, docs/internals/router.md),
+#             router --disagg auto --rebalance-roles on
 #             with the same SLOs as baton-bench's (--slo-ttft-ms $SLO_TTFT,
 #             --slo-tpot-ms $SLO_TPOT, --rebalance-interval $INTERVAL,
 #             --rebalance-dwell $DWELL).
@@ -39,7 +41,7 @@ N=${N:-24} RATE=${RATE:-2} OUT=${OUT:-16} REPS=${REPS:-1}
 SHORT_P=${SHORT_P:-32} LONG_P=${LONG_P:-1024}
 SLO_TTFT=${SLO_TTFT:-800} SLO_TPOT=${SLO_TPOT:-25}
 INTERVAL=${INTERVAL:-2s} DWELL=${DWELL:-4s}
-START_P=${START_P:-prefill} START_D=${START_D:-decode}
+START_P=${START_P:-prefill} START_D=${START_D:-both}
 for x in "$BENCH" "$CTL" "$BUILD/tools/baton-mkmodel" "$BUILD/router/baton-router" \
          "$BUILD/prefill_node/baton-prefill" "$BUILD/decode_node/baton-decode"; do
   [ -x "$x" ] || { echo "run_adaptive_bench: $x is not built" >&2; exit 1; }

@@ -75,7 +75,7 @@ static double ns_per_select(bt_registry_t *reg, const bt_select_req_t *req,
                             long n, unsigned *local_p)
 {
     const bt_select_weights_t w = { 1.0, 1.0, 1.0, 8.0, 0.9,
-                                    { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0 }, NULL, NULL };
+                                    { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0, 0 }, NULL, NULL };
     struct timespec a, b;
     bt_select_result_t r;
     char err[256];

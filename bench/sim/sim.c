@@ -142,7 +142,7 @@ void bt_sim_cfg_default(bt_sim_cfg_t *cfg)
     cfg->nodes_per_router = BT_ROUTER_MAX_NODES - 1;
     /* baton-router's defaults, --disagg auto included */
     cfg->weights = (bt_select_weights_t){1.0, 1.0, 1.0, 8.0, 0.9,
-                                         {BT_DISAGG_AUTO, 256, 10.0, 2.0, 100.0},
+                                         {BT_DISAGG_AUTO, 256, 10.0, 2.0, 100.0, 1000.0},
                                          NULL, NULL};
 }
 
@@ -611,27 +611,33 @@ static void sim_end_request(sim_t *s, uint32_t i)
 
 /* The router's stall budget (select.h) as the simulator knows it: the
  * node's running sequences (not those placed there whose prefill runs
- * elsewhere), each with slo x (max - 1) ms from its first token. */
+ * elsewhere), each with slo x (max - 1) ms from its first token, those
+ * that missed either SLO already left out (bt_rreq_stall_budget). */
 static double sim_stall_budget(void *arg, const bt_node_t *rn)
 {
     const sim_t *s = arg;
     const snode_t *n = &s->nodes[(uintptr_t)rn->conn];
-    const double slo = s->weights.disagg.slo_tpot_ms;
+    const bt_disagg_cfg_t *cfg = &s->weights.disagg;
     double least = INFINITY;
 
     for (size_t k = 0; k < n->n_run; k++) {
         const run_ent_t *e = &n->run[k];
+        const sreq_t *r = &s->reqs[e->i];
         double b;
 
-        if (e->max <= 1 || e->out >= e->max) {
+        if (e->max <= 1 || e->out >= e->max ||
+            (cfg->slo_ttft_ms > 0 &&
+             (r->t_first - r->t_arrive) * 1e3 > cfg->slo_ttft_ms)) {
             continue;
         }
-        b = slo * (double)(e->max - 1) -
-            (s->q.now - s->reqs[e->i].t_first) * 1e3 -
+        b = cfg->slo_tpot_ms * (double)(e->max - 1) -
+            (s->q.now - r->t_first) * 1e3 -
             rn->load.decode_step_ms * (double)(e->max - e->out);
-        least = b < least ? b : least;
+        if (b > 0 && b < least) {
+            least = b;
+        }
     }
-    return least < 0 ? 0.0 : least;
+    return least;
 }
 
 static void sim_report(sim_t *s, uint32_t ni)

@@ -93,15 +93,19 @@ def ids(seed, n):
 def main():
     tmp, model, env = nc.setup("baton-disagg-it-")
     routers = {}
-    for mode in ("auto", "always", "never", "tight"):
-        # tight: auto with a TPOT SLO no decoding sequence can spare a
-        # prefill under (the stall budget)
-        slo = ["--slo-tpot-ms", "0.01"] if mode == "tight" else []
+    for mode in ("auto", "always", "never", "tight", "budget"):
+        # the stall budget (tpot_budget below): tight, an SLO every
+        # decoding sequence misses at once; budget, one a 4-token request
+        # keeps with ~70 ms to spare; auto, one with seconds to spare
+        slo = {"tight": ["--slo-tpot-ms", "0.01"],
+               "budget": ["--slo-tpot-ms", "25", "--slo-ttft-ms", "60000"],
+               "auto": ["--slo-tpot-ms", "1000", "--slo-ttft-ms", "60000"]
+               }.get(mode, [])
         routers[mode] = nc.start(
             "router-" + mode,
             [os.path.join(BUILD, "router/baton-router"), "--model", model,
              "--grpc-port", "0", "--http-port", "0", "--heartbeat", "100ms",
-             "--disagg", "auto" if mode == "tight" else mode,
+             "--disagg", "auto" if mode in ("tight", "budget") else mode,
              "--disagg-min-tokens", str(MIN_TOKENS)] + slo + [
              # a transfer tail up to 0.7 s weighs less than the 74 tokens
              # the long prompts below save the decode node; until p1 has
@@ -192,43 +196,74 @@ def main():
 
 
 def tpot_budget(routers, targets, model):
-    """The TPOT guard's stall budget on real processes: on the tight
-    router a short prompt stays on b1 while b1 decodes nothing, and goes
-    to p1 while b1 decodes a sequence of that router's that has no time
-    to spare; the nodes' measured speeds reach the router."""
-    target, port = targets["tight"], routers["tight"][2]
+    """The TPOT guard's stall budget on real processes. A short prompt
+    stays on b1 while b1 decodes nothing, and also while it decodes a
+    sequence that missed its TPOT SLO already (the tight router: nothing
+    left to protect). A 1200-token prompt, placed while a 4-token request
+    with a 1800-token prompt prefills on p1 to decode on b1 (p1 busy, so
+    the costs keep it on b1): with a 25 ms TPOT SLO that request has about
+    70 ms to spare, less than b1's prefill of the prompt (~200 ms here),
+    so it goes p1 -> b1 (tpot); with a 1000 ms SLO it stays on b1 (busy).
+    The nodes' measured speeds reach the router."""
     probe = ids(43, 20)
     ref = nc.run_ref(model, probe, 8)
+    target, port = targets["tight"], routers["tight"][2]
     wait_for(lambda: idle(target), 30)
     before = decisions(port)
     got = nc.gen(routers["tight"][1], probe, 8)
-    after = decisions(port)
-    nc.tap(got == ref and moved(before, after) == {("local", "short"): 1.0},
-           "tight SLO, b1 decodes nothing: a short prompt stays on b1 "
-           "(%s)" % moved(before, after))
-    long_out = {}
-    bg = threading.Thread(target=lambda: long_out.update(
-        toks=nc.gen(routers["tight"][1], ids(41, 8), 1500)))
-    bg.start()
-    busy = wait_for(lambda: (nodes(target) or {}).get("b1", {}).get(
-        "running_sequences", 0) >= 1, 30, every=0.02)
-    before = decisions(port)
-    got = nc.gen(routers["tight"][1], probe, 8)
-    after = decisions(port)
-    bg.join()
-    nc.tap(busy and got == ref and
-           moved(before, after) == {("disagg", "tpot"): 1.0},
-           "tight SLO, b1 decoding a sequence with no time to spare: the "
-           "same prompt goes p1 -> b1, same tokens (%s)" % moved(before, after))
-    nc.tap(long_out.get("toks") == nc.run_ref(model, ids(41, 8), 1500),
-           "the decoding sequence's 1500 tokens equal baton-run's")
-    ns = nodes(target) or {}
+    nc.tap(got == ref and moved(before, decisions(port)) ==
+           {("local", "short"): 1.0},
+           "tight SLO, b1 decodes nothing: a short prompt stays on b1")
+    counted, got = beside(model, routers["tight"], target, ids(41, 8), 1500, probe, 8)
+    nc.tap(got == ref and counted == {("local", "short"): 1.0},
+           "tight SLO, b1 decodes a sequence that missed it already: the "
+           "prompt still stays on b1 (%s)" % counted)
+    for mode, want, seed in (("budget", ("disagg", "tpot"), 53),
+                             ("auto", ("local", "busy"), 59)):
+        counted, got = beside(model, routers[mode], targets[mode],
+                              ids(seed + 1, 1800), 4,
+                              ids(seed, 1200), 8, phase="prefilling")
+        nc.tap(got == nc.run_ref(model, ids(seed, 1200), 8) and
+               counted == {want: 1.0},
+               "%s router: a 1200-token prompt beside a 4-token request "
+               "prefilling on p1 for b1 is %s/%s (%s)" %
+               (mode, want[0], want[1], counted))
+    ns = nodes(targets["auto"]) or {}
     speeds = {k: (v.get("prefill_tokens_per_ms", 0), v.get("decode_step_ms", 0))
               for k, v in ns.items()}
     nc.tap(len(speeds) == 2 and all(p > 0 for p, _ in speeds.values()) and
            speeds["b1"][1] > 0,
            "both nodes report their measured prefill speed, b1 its decode "
            "step (%s)" % speeds)
+
+
+def beside(model, router, target, bg_ids, bg_n, ids_, n, phase="decoding"):
+    """Sends ids_ while a request of bg_ids (bg_n tokens) is in `phase` on
+    that router: (the decisions counted for ids_, its tokens); the
+    background request's tokens must equal baton-run's."""
+    wait_for(lambda: idle(target), 30)
+    bg_out = {}
+    bg = threading.Thread(target=lambda: bg_out.update(
+        toks=nc.gen(router[1], bg_ids, bg_n)))
+    bg.start()
+
+    def in_phase():
+        r = ctl(target, "--json", "requests")
+        try:
+            return r.returncode == 0 and any(
+                q.get("phase") == phase
+                for q in json.loads(r.stdout).get("requests", []))
+        except ValueError:
+            return False
+    wait_for(in_phase, 30, every=0.01)
+    before = decisions(router[2])
+    got = nc.gen(router[1], ids_, n)
+    counted = moved(before, decisions(router[2]))
+    bg.join()
+    nc.tap(bg_out.get("toks") == nc.run_ref(model, bg_ids, bg_n),
+           "the request beside it: its %d tokens equal baton-run's" %
+           len(bg_out.get("toks") or []))
+    return counted, got
 
 
 def moved(before, after):

@@ -430,7 +430,7 @@ static int fx_setup_with(void **state, bool fake)
     r->cfg.default_max_tokens = 16;
     r->cfg.lease_ms = 30000;
     r->weights = (bt_select_weights_t){ 1.0, 1.0, 1.0, 8.0, 0.9,
-                                        { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0 },
+                                        { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0, 0 },
                                         NULL, NULL };
     if (fake) {
         r->node_ops = &fx_ops;

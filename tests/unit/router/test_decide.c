@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-static const bt_disagg_cfg_t cfg_auto = { BT_DISAGG_AUTO, 64, 10.0, 2.0, 0 };
+static const bt_disagg_cfg_t cfg_auto = { BT_DISAGG_AUTO, 64, 10.0, 2.0, 0, 0 };
 
 static bt_decide_in_t uncached(uint64_t prompt)
 {

@@ -213,8 +213,9 @@ static void test_kick_order_and_reentry(void **state)
 /* The TPOT guard's stall budget (select.h) from the router's requests:
  * one placed on d0 whose prefill runs elsewhere has all of slo x (N - 1)
  * ms less a decode step per token; once it has its first token the time
- * since counts as spent; once it ended it holds no budget; d1 holds
- * none at all. */
+ * since counts as spent; one that missed an SLO already (nothing left
+ * over, or its first token after the TTFT SLO) and one that ended hold no
+ * budget; d1 holds none at all. */
 static void test_stall_budget(void **state)
 {
     fixture_t *f = *state;
@@ -226,6 +227,7 @@ static void test_stall_budget(void **state)
     double b;
 
     f->r.weights.disagg.slo_tpot_ms = 25.0;
+    f->r.weights.disagg.slo_ttft_ms = 60000.0;
     fx_set_free(f, f->d[1], 0);
     assert_true(isinf(bt_rreq_stall_budget(&f->r, f->d[0])));
     assert_int_equal(fx_start(f, &rec, 8, err, sizeof(err)), BT_OK);
@@ -235,6 +237,13 @@ static void test_stall_budget(void **state)
     f->d[0]->load.decode_step_ms = 2.0;
     assert_true(bt_rreq_stall_budget(&f->r, f->d[0]) == 25.0 * 7 - 2.0 * 8);
     assert_true(isinf(bt_rreq_stall_budget(&f->r, f->d[1])));
+    /* its prefill node computes so slowly that its first token cannot
+     * come within the TTFT SLO: lost already, nothing to protect */
+    f->p[0]->load.prefill_rate = 1e-6;
+    f->p[1]->load.prefill_rate = 1e-6;
+    assert_true(isinf(bt_rreq_stall_budget(&f->r, f->d[0])));
+    f->p[0]->load.prefill_rate = 0;
+    f->p[1]->load.prefill_rate = 0;
     fx_reserve(dc, 11);
     fx_pump(f);
     pc = fx_open(f, FX_PREFILL);
@@ -245,9 +254,15 @@ static void test_stall_budget(void **state)
     b = bt_rreq_stall_budget(&f->r, f->d[0]);
     assert_true(b <= 25.0 * 7 - 30.0 - 2.0 * 7);
     assert_true(b > 0);
-    /* a budget never goes below 0: a request already late absorbs nothing */
+    /* late already: nothing to protect, the node is free to prefill */
     f->d[0]->load.decode_step_ms = 1000.0;
-    assert_true(bt_rreq_stall_budget(&f->r, f->d[0]) == 0.0);
+    assert_true(isinf(bt_rreq_stall_budget(&f->r, f->d[0])));
+    f->d[0]->load.decode_step_ms = 2.0;
+    assert_true(bt_rreq_stall_budget(&f->r, f->d[0]) > 0);
+    f->r.weights.disagg.slo_ttft_ms = 0.001;   /* its first token was later */
+    assert_true(isinf(bt_rreq_stall_budget(&f->r, f->d[0])));
+    f->r.weights.disagg.slo_ttft_ms = 0;       /* no TTFT SLO: all count */
+    assert_false(isinf(bt_rreq_stall_budget(&f->r, f->d[0])));
     fx_tokens(dc, ids, 7);
     fx_final(dc, BATON__V1__FINISH_REASON__FINISH_REASON_LENGTH);
     assert_true(fx_wait(f, ended, &rec, 2000));

@@ -238,7 +238,7 @@ static void test_registry_router_stall(void **state)
 /* the rule with no threshold and free transfers (test_select_disagg_choice
  * sets its own) */
 static const bt_select_weights_t weights = { 1.0, 1.0, 1.0, 10.0, 0.5,
-                                             { BT_DISAGG_AUTO, 0, 0, 0, 0 }, NULL, NULL };
+                                             { BT_DISAGG_AUTO, 0, 0, 0, 0, 0 }, NULL, NULL };
 
 static bt_select_req_t make_req(const uint8_t *hashes, size_t n)
 {
@@ -374,7 +374,7 @@ static void test_select_reservations_count(void **state)
 static void test_select_burst_spreads(void **state)
 {
     static const bt_select_weights_t defaults = {
-        1.0, 1.0, 1.0, 8.0, 0.9, { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0 }, NULL, NULL };
+        1.0, 1.0, 1.0, 8.0, 0.9, { BT_DISAGG_AUTO, 256, 10.0, 2.0, 0, 0 }, NULL, NULL };
     bt_registry_t *reg = bt_registry_create(1024, 3000);
     bt_select_req_t req = make_req(NULL, 0);
     bt_node_load_t load = { 0, 0, 4096, 0, false, false, 0, 0 };
@@ -480,7 +480,7 @@ static void test_select_disagg_choice(void **state)
     int i;
 
     (void)state;
-    w.disagg = (bt_disagg_cfg_t){ BT_DISAGG_AUTO, 32, 10.0, 2.0, 0 };
+    w.disagg = (bt_disagg_cfg_t){ BT_DISAGG_AUTO, 32, 10.0, 2.0, 0, 0 };
     for (i = 0; i < 8; i++) {
         make_hash(hashes[i], (uint32_t)(700 + i));
     }
