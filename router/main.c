@@ -70,12 +70,14 @@ static const bt_opt_t bt_router_table[] = {
     { "rebalance-roles", 0, NULL, "off", "the role controller: move --role "
       "flexible nodes toward the side (prefill or decode) that misses its SLO",
       BT_OPT_BOOL, 0, 0, NULL, O(c.rebalance_roles) },
-    { "slo-ttft-ms", 0, NULL, "1000", "the controller's TTFT target: the "
-      "interval's mean time to first token, and the prefill queue's wait",
+    { "slo-ttft-ms", 0, NULL, "1000", "the TTFT target: the controller's for "
+      "the interval's mean time to first token and the prefill queue's wait; "
+      "--disagg auto's guard protects no request whose first token misses it",
       BT_OPT_DOUBLE, 1, 1e7, NULL, O(c.slo_ttft_ms) },
     { "slo-tpot-ms", 0, NULL, "100", "the TPOT target: the controller's "
-      "for the interval's mean time between tokens; auto: no prefill on a "
-      "node whose decodes it would hold up longer", BT_OPT_DOUBLE, 0.01, 1e7, NULL,
+      "for the interval's mean time between tokens; --disagg auto: no prefill "
+      "on a node that would stall its sequences past what this leaves them "
+      "over their max_tokens", BT_OPT_DOUBLE, 0.01, 1e7, NULL,
       O(c.slo_tpot_ms) },
     { "rebalance-interval", 0, NULL, "10s", "how often the controller looks, "
       "and at most one move per interval", BT_OPT_DURATION, 100, 3600000,
