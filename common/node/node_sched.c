@@ -117,7 +117,9 @@ static void bt_node_step_done(void *ctx, bt_status_t status)
     if (status != BT_OK && node->step_st == BT_OK) {
         node->step_st = status;
     }
-    bt_node_step_speed(node, strcmp(node->roles[r]->name, "prefill") == 0);
+    /* a step with a sequence of more than one token computes a prompt
+     * (whichever role built it: a decode node also prefills its own) */
+    bt_node_step_speed(node, node->step_tokens > (uint64_t)node->step.n);
     /* every layer is handed over before the step's results are used */
     bt_node_layers_drain(node);
     node->busy = false;
