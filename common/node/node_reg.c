@@ -204,8 +204,8 @@ void bt_node_metrics_update(bt_node_t *node)
     bt_gauge_set(node->g_reserved, (double)st.reserved);
     bt_gauge_set(node->g_running, (double)node->running);
     bt_gauge_set(node->g_queued, (double)node->queued_prefill_tokens);
-    bt_gauge_set(node->g_pf_rate, bt_node_prefill_rate(node));
-    bt_gauge_set(node->g_dec_step, node->decode_step_ms);
+    bt_gauge_set(node->g_pf_rate, bt_node_prefill_rate(node) * 1e3);
+    bt_gauge_set(node->g_dec_step, node->decode_step_ms / 1e3);
     bt_gauge_set(node->g_kv_usage,
                  st.total > 0 ? (double)st.used / (double)st.total : 0.0);
 }
@@ -289,10 +289,10 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     node->g_queued = bt_metrics_gauge(m, "baton_node_queued_prefill_tokens",
                                       "prompt tokens waiting in the prefill queue "
                                       "(what the prefill HPA scales on)", NULL);
-    node->g_pf_rate = bt_metrics_gauge(m, "baton_node_prefill_tokens_per_ms",
-                                       "prefill tokens per ms of compute, decayed over "
-                                       "recent prefill steps (0: none yet)", NULL);
-    node->g_dec_step = bt_metrics_gauge(m, "baton_node_decode_step_ms",
+    node->g_pf_rate = bt_metrics_gauge(m, "baton_node_prefill_tokens_per_second",
+                                       "prefill tokens per second of compute, decayed "
+                                       "over recent prefill steps (0: none yet)", NULL);
+    node->g_dec_step = bt_metrics_gauge(m, "baton_node_decode_step_mean_seconds",
                                         "decayed mean time of a decode step (0: none yet)",
                                         NULL);
     node->c_prefills = bt_metrics_counter(m, "baton_node_prefills_total",
