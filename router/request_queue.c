@@ -18,19 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* select.h's stall budget of `node`: every request it decodes, or will
- * (placed there, its prefill running elsewhere), may spend slo x (N - 1)
- * ms between its first and its last token (N its max_tokens); it has spent
- * the time since its first token and needs one decode step (the node's
- * measured step) per token left. The least left over among the requests
- * that can still meet both SLOs; INFINITY when none can. One whose first
- * token came after the TTFT SLO, or cannot come within it (its age plus
- * its own uncached prompt at its prefill node's measured rate), or with
- * nothing left over, has missed already: keeping the node free does not
- * save it, and it does not keep a new prompt from its own TTFT. A request
- * of one token has no TPOT. */
-/* The least a request's prefill still takes: its uncached prompt at its
- * prefill node's measured rate (the configured one until it reports). */
+/* A request's own prefill: its uncached prompt at its prefill node's
+ * measured rate (the configured one until it reports); a prefill already
+ * under way counts in full, as the router does not see its progress. */
 static double bt_rreq_prefill_ms(bt_router_t *r, const bt_rreq_t *req)
 {
     const bt_node_t *p = bt_registry_slot(r->registry, req->p_slot);
@@ -46,6 +36,16 @@ static double bt_rreq_prefill_ms(bt_router_t *r, const bt_rreq_t *req)
     return rate > 0 ? (double)tokens / rate : 0.0;
 }
 
+/* select.h's stall budget of `node`: every request it decodes, or will
+ * (placed there, its prefill running elsewhere), may spend slo x (N - 1)
+ * ms between its first and its last token (N its max_tokens); it has spent
+ * the time since its first token and needs one decode step (the node's
+ * measured step) per token left. The least left over among the requests
+ * that can still meet both SLOs; INFINITY when none can. One whose first
+ * token came after the TTFT SLO, or will not come within it (its age plus
+ * its own prefill, bt_rreq_prefill_ms), or with nothing left over, has
+ * missed already: keeping the node free does not save it, and it does not
+ * keep a new prompt from its own TTFT. A request of one token has no TPOT. */
 double bt_rreq_stall_budget(void *arg, const bt_node_t *node)
 {
     bt_router_t *r = arg;
