@@ -6,6 +6,21 @@ double bt_decide_rate(const bt_disagg_cfg_t *cfg, double measured)
     return measured > 0 ? measured : cfg->prefill_rate;
 }
 
+double bt_decide_seq_budget(const bt_disagg_cfg_t *cfg, uint64_t max_tokens,
+                            uint64_t generated, double ttft_ms,
+                            double decoding_ms, double step_ms)
+{
+    double b;
+
+    if (max_tokens <= 1 || generated >= max_tokens ||
+        (cfg->slo_ttft_ms > 0 && ttft_ms > cfg->slo_ttft_ms)) {
+        return 0.0;
+    }
+    b = cfg->slo_tpot_ms * (double)(max_tokens - 1) - decoding_ms -
+        step_ms * (double)(max_tokens - generated);
+    return b > 0 ? b : 0.0;
+}
+
 bool bt_decide_stalls(const bt_disagg_cfg_t *cfg, uint64_t tokens, double rate,
                       double budget_ms)
 {
@@ -15,15 +30,15 @@ bool bt_decide_stalls(const bt_disagg_cfg_t *cfg, uint64_t tokens, double rate,
 
 bt_decide_out_t bt_decide(const bt_disagg_cfg_t *cfg, const bt_decide_in_t *in)
 {
-    const double rate_d = bt_decide_rate(cfg, in->rate_d);
-    const double rate_p = bt_decide_rate(cfg, in->rate_p);
     const uint64_t work_d = in->queued_d + in->uncached_d;
     const uint64_t work_p = in->queued_p + in->uncached_p;
     bt_decide_out_t o;
 
     o.xfer_ms = in->xfer_ms >= 0 ? in->xfer_ms : cfg->default_xfer_ms;
-    o.stall_d_ms = rate_d > 0 ? (double)work_d / rate_d : 0.0;
-    o.stall_p_ms = rate_p > 0 ? (double)work_p / rate_p : 0.0;
+    o.rate_d = bt_decide_rate(cfg, in->rate_d);
+    o.rate_p = bt_decide_rate(cfg, in->rate_p);
+    o.stall_d_ms = o.rate_d > 0 ? (double)work_d / o.rate_d : 0.0;
+    o.stall_p_ms = o.rate_p > 0 ? (double)work_p / o.rate_p : 0.0;
     o.cost_local = (double)(work_d + in->uncached_d);
     o.cost_disagg = (double)(work_p + (in->p_decodes ? in->uncached_p : 0)) +
                     o.xfer_ms * cfg->prefill_rate;

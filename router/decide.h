@@ -79,6 +79,7 @@ typedef struct {
     bt_decide_reason_t reason;
     double             cost_local, cost_disagg;   /* in tokens */
     double             xfer_ms;                   /* the one used */
+    double             rate_d, rate_p;            /* the ones used (bt_decide_rate) */
     double             stall_d_ms, stall_p_ms;    /* (Q + U) / rate of each side */
 } bt_decide_out_t;
 
@@ -92,6 +93,16 @@ bool bt_decide_stalls(const bt_disagg_cfg_t *cfg, uint64_t tokens, double rate,
 
 /* The rate the rule uses: the measured one, else cfg->prefill_rate. */
 double bt_decide_rate(const bt_disagg_cfg_t *cfg, double measured);
+
+/* One request's part of a node's stall budget (select.h): what it can
+ * still absorb, slo_tpot x (max_tokens - 1) less the ms since its first
+ * token (decoding_ms) and one decode step (step_ms) per token left; 0 when
+ * there is nothing of it to protect: one token, none left, nothing left
+ * over, or its first token (ttft_ms: when it came, or the soonest it can)
+ * past slo_ttft (when set). */
+double bt_decide_seq_budget(const bt_disagg_cfg_t *cfg, uint64_t max_tokens,
+                            uint64_t generated, double ttft_ms,
+                            double decoding_ms, double step_ms);
 
 /* "disagg", "local" */
 const char *bt_decide_str(bt_decide_t d);

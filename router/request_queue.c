@@ -59,26 +59,18 @@ double bt_rreq_stall_budget(void *arg, const bt_node_t *node)
         const bt_rreq_t *req = BT_CONTAINER_OF(it, bt_rreq_t, link);
         const uint64_t first = req->n_gen > 0 && req->first_token_ns > 0
                                ? req->first_token_ns : 0;
-        size_t n, left;
         double b;
 
         if (!req->assigned || req->state == BT_RREQ_DONE ||
-            req->d_slot != node->slot || req->d_gen != r->node_gen[node->slot] ||
-            req->sampling->max_tokens <= 1) {
+            req->d_slot != node->slot || req->d_gen != r->node_gen[node->slot]) {
             continue;
         }
-        if (cfg->slo_ttft_ms > 0 &&
-            (double)((first > 0 ? first : now) - req->created_ns) / 1e6 +
-            (first > 0 ? 0.0 : bt_rreq_prefill_ms(r, req)) > cfg->slo_ttft_ms) {
-            continue;
-        }
-        n = (size_t)req->sampling->max_tokens;
-        left = n > req->n_gen ? n - req->n_gen : 0;
-        if (left == 0) {
-            continue;
-        }
-        b = cfg->slo_tpot_ms * (double)(n - 1) - step * (double)left -
-            (first > 0 && now > first ? (double)(now - first) / 1e6 : 0.0);
+        b = bt_decide_seq_budget(
+            cfg, (uint64_t)req->sampling->max_tokens, req->n_gen,
+            first > 0 ? (double)(first - req->created_ns) / 1e6
+                      : (double)(now - req->created_ns) / 1e6 +
+                        bt_rreq_prefill_ms(r, req),
+            first > 0 && now > first ? (double)(now - first) / 1e6 : 0.0, step);
         if (b > 0 && b < least) {
             least = b;
         }
@@ -298,8 +290,7 @@ bt_status_t bt_rreq_place(bt_rreq_t *req, char *err, size_t err_size)
                (unsigned long long)sel.decide_in.queued_d,
                (unsigned long long)sel.decide_in.queued_p, sel.decide.xfer_ms,
                sel.decide.cost_local, sel.decide.cost_disagg,
-               bt_decide_rate(&r->weights.disagg, sel.decide_in.rate_d),
-               bt_decide_rate(&r->weights.disagg, sel.decide_in.rate_p),
+               sel.decide.rate_d, sel.decide.rate_p,
                sel.decide.stall_d_ms, sel.decide.stall_p_ms,
                sel.decide_in.budget_d_ms, sel.decide_in.budget_p_ms);
     BT_RREQ_TRACE(req, "pair", "prefill %s (score %.2f, %zu of %zu blocks cached, "

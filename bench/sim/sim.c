@@ -611,28 +611,20 @@ static void sim_end_request(sim_t *s, uint32_t i)
 
 /* The router's stall budget (select.h) as the simulator knows it: the
  * node's running sequences (not those placed there whose prefill runs
- * elsewhere), each with slo x (max - 1) ms from its first token, those
- * that missed either SLO already left out (bt_rreq_stall_budget). */
+ * elsewhere), each request's part as the router's (bt_decide_seq_budget). */
 static double sim_stall_budget(void *arg, const bt_node_t *rn)
 {
     const sim_t *s = arg;
     const snode_t *n = &s->nodes[(uintptr_t)rn->conn];
-    const bt_disagg_cfg_t *cfg = &s->weights.disagg;
     double least = INFINITY;
 
     for (size_t k = 0; k < n->n_run; k++) {
         const run_ent_t *e = &n->run[k];
         const sreq_t *r = &s->reqs[e->i];
-        double b;
+        const double b = bt_decide_seq_budget(
+            &s->weights.disagg, e->max, e->out, (r->t_first - r->t_arrive) * 1e3,
+            (s->q.now - r->t_first) * 1e3, rn->load.decode_step_ms);
 
-        if (e->max <= 1 || e->out >= e->max ||
-            (cfg->slo_ttft_ms > 0 &&
-             (r->t_first - r->t_arrive) * 1e3 > cfg->slo_ttft_ms)) {
-            continue;
-        }
-        b = cfg->slo_tpot_ms * (double)(e->max - 1) -
-            (s->q.now - r->t_first) * 1e3 -
-            rn->load.decode_step_ms * (double)(e->max - e->out);
         if (b > 0 && b < least) {
             least = b;
         }

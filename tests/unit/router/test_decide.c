@@ -185,6 +185,26 @@ static void test_decide_measured_rates(void **state)
     assert_true(o.stall_p_ms == 2500.0 / 40.0);
 }
 
+/* One request's part of a stall budget: 25 ms x 15 gaps less the time
+ * decoding so far and a 2 ms step per token left; nothing to protect
+ * once it missed an SLO, or with one token or none left. */
+static void test_decide_seq_budget(void **state)
+{
+    bt_disagg_cfg_t slo = cfg_auto;
+
+    (void)state;
+    slo.slo_tpot_ms = 25.0;
+    slo.slo_ttft_ms = 800.0;
+    assert_true(bt_decide_seq_budget(&slo, 16, 0, 100.0, 0.0, 2.0) == 375.0 - 32.0);
+    assert_true(bt_decide_seq_budget(&slo, 16, 6, 100.0, 50.0, 2.0) == 375.0 - 50.0 - 20.0);
+    assert_true(bt_decide_seq_budget(&slo, 16, 6, 801.0, 50.0, 2.0) == 0.0);
+    assert_true(bt_decide_seq_budget(&slo, 16, 6, 100.0, 400.0, 2.0) == 0.0);
+    assert_true(bt_decide_seq_budget(&slo, 16, 16, 100.0, 50.0, 2.0) == 0.0);
+    assert_true(bt_decide_seq_budget(&slo, 1, 0, 100.0, 0.0, 2.0) == 0.0);
+    slo.slo_ttft_ms = 0;                         /* no TTFT SLO: any TTFT counts */
+    assert_true(bt_decide_seq_budget(&slo, 16, 6, 5000.0, 50.0, 2.0) == 305.0);
+}
+
 static void test_decide_forced(void **state)
 {
     bt_disagg_cfg_t always = cfg_auto, never = cfg_auto;
@@ -212,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_decide_queues_and_transfer),
         cmocka_unit_test(test_decide_tpot_guard),
         cmocka_unit_test(test_decide_measured_rates),
+        cmocka_unit_test(test_decide_seq_budget),
         cmocka_unit_test(test_decide_forced),
     };
 
