@@ -465,6 +465,7 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
         ucp_rkey_destroy(rm->rkey);
         rm->rkey = NULL;
     }
+    bt_xfer_prefault_stop(rm);
     rm->map = NULL;
     rm->map_tried = false;
     rm->guard = NULL;
@@ -540,6 +541,7 @@ uint8_t *bt_xfer_remote_map(bt_xfer_remote_t *rm)
                                    : map_range(rm, 0, rm->desc.length);
     if (rm->map != NULL) {
         map_guard(rm);
+        bt_xfer_prefault_start(rm);
         bt_debug("xfer region %u of %s mapped for direct copies%s",
                  rm->desc.region_id, rm->peer->host,
                  rm->guard != NULL ? ", guarded" : "");

@@ -249,6 +249,7 @@ void bt_xfer_remote_destroy(bt_xfer_remote_t *rm)
         return;
     }
     bt_list_del(&rm->link);
+    bt_xfer_prefault_stop(rm);
     if (rm->guard != NULL) {
         bt_xfer_guard_release(rm->guard, rm->guard_slot);   /* still mapped */
     }
