@@ -5,6 +5,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/spares.h"
 #include "kvclient/kvc.h"
 #include "kvspec/kv_shard.h"
 
@@ -58,6 +59,7 @@ struct bt_node_kvs {
     bt_counter_t     *c_skip, *c_pub_failed, *c_avoided;
     bt_gauge_t       *g_backlog;
     bt_histogram_t   *h_pub;       /* publish call -> the store's answer */
+    bt_spares_t       spares;      /* the puts' staging buffers, for reuse */
 };
 
 /* One put: a run of consecutive blocks with one owner, everything it
@@ -65,6 +67,7 @@ struct bt_node_kvs {
 typedef struct bt_kvs_put {
     bt_node_t *node;
     uint8_t   *buf;      /* n * block_bytes, the blocks' bytes */
+    size_t     buf_cap;  /* its size (node_kvs spares) */
     void     **data;     /* n pointers into buf */
     uint8_t   *hashes;   /* n * 32 */
     uint32_t  *tokens;   /* n * block_size */
@@ -80,7 +83,8 @@ typedef struct bt_kvs_put {
 static void bt_kvs_put_free(bt_kvs_put_t *p)
 {
     if (p != NULL) {
-        free(p->buf);
+        bt_spares_put(p->node != NULL && p->node->kvs != NULL
+                      ? &p->node->kvs->spares : NULL, p->buf, p->buf_cap);
         free(p->data);
         free(p->hashes);
         free(p->tokens);
@@ -249,6 +253,9 @@ bt_status_t bt_node_kvs_init(bt_node_t *node)
         return s;
     }
     k = calloc(1, sizeof(*k));
+    if (k != NULL) {
+        bt_spares_init(&k->spares, BT_NODE_KVS_SPARE_BYTES);
+    }
     if (k == NULL ||
         bt_kv_shard_create((const char *const *)targets, n, &k->shard) != BT_OK) {
         s = k == NULL ? BT_ERR_NO_MEMORY : BT_ERR_INVALID_ARG;
@@ -361,6 +368,7 @@ void bt_node_kvs_destroy(bt_node_t *node)
         k->rep[i].target = NULL;
     }
     bt_kv_shard_destroy(k->shard);
+    bt_spares_clear(&k->spares);
     node->kvs = NULL;
     for (size_t i = 0; i < k->n; i++) {
         if (k->rep[i].probe_out) {
@@ -766,7 +774,9 @@ static void bt_kvs_put_run(bt_node_t *node, const bt_kvseq_t *seq,
         return;
     }
     p = calloc(1, sizeof(*p));
-    if (p == NULL || (p->buf = malloc((size_t)bytes)) == NULL ||
+    if (p == NULL ||
+        (p->buf = bt_spares_get(&k->spares, (size_t)bytes, &p->buf_cap)) ==
+            NULL ||
         (p->data = malloc(n * sizeof(void *))) == NULL ||
         (p->hashes = malloc((size_t)n * BT_KV_HASH_LEN)) == NULL ||
         (p->tokens = malloc((size_t)n * bs * sizeof(uint32_t))) == NULL) {

@@ -19,6 +19,9 @@
 
 #define BT_NODE_KVS_MAX_REPLICAS 16
 #define BT_NODE_KVS_MAX_STAGED   (256u << 20)  /* bytes of puts in flight */
+/* Staging buffers of answered puts kept for the next ones (base/spares.h):
+ * a fresh one faults each of its pages as the blocks are copied in. */
+#define BT_NODE_KVS_SPARE_BYTES  (64u << 20)
 
 struct bt_node;
 typedef struct bt_node_kvs bt_node_kvs_t;

@@ -1,6 +1,7 @@
-/* arena and bounded buffer */
+/* arena, bounded buffer, spare buffers */
 #include "base/arena.h"
 #include "base/buf.h"
+#include "base/spares.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -109,6 +110,61 @@ static void test_buf_grows_with_binary(void **state)
     bt_buf_cleanup(NULL);
 }
 
+/* A buffer handed back is handed out again for a request it fits (not
+ * one under a quarter of it); the bounds of count and bytes hold. */
+static void test_spares_reuse_and_bounds(void **state)
+{
+    bt_spares_t s;
+    size_t cap, cap2;
+    void *a, *b, *c;
+
+    (void)state;
+    bt_spares_init(&s, 1u << 20);
+    assert_null(bt_spares_get(&s, 0, &cap));
+    a = bt_spares_get(&s, 100000, &cap);
+    assert_non_null(a);
+    assert_int_equal(cap, 131072);
+    memset(a, 1, cap);
+    bt_spares_put(&s, a, cap);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.bytes, 131072);
+    b = bt_spares_get(&s, 120000, &cap2);       /* fits: the same one */
+    assert_ptr_equal(b, a);
+    assert_int_equal(cap2, 131072);
+    assert_int_equal(s.n, 0);
+    assert_int_equal(s.bytes, 0);
+    bt_spares_put(&s, b, cap2);
+    c = bt_spares_get(&s, 1000, &cap);          /* too small for it */
+    assert_ptr_not_equal(c, a);
+    assert_int_equal(cap, 4096);
+    assert_int_equal(s.n, 1);
+    bt_spares_put(&s, c, cap);
+    /* the smallest that fits */
+    b = bt_spares_get(&s, 3000, &cap);
+    assert_ptr_equal(b, c);
+    bt_spares_put(&s, b, cap);
+    /* over the byte bound: freed, not kept */
+    b = bt_spares_get(&s, 1u << 20, &cap);
+    bt_spares_put(&s, b, cap);
+    assert_int_equal(s.n, 2);
+    assert_true(s.bytes <= s.max_bytes);
+    /* over the count bound */
+    void *many[BT_SPARES_MAX + 2];
+    size_t caps[BT_SPARES_MAX + 2];
+    for (size_t i = 0; i < BT_SPARES_MAX + 2; i++) {
+        many[i] = bt_spares_get(&s, 8192, &caps[i]);
+        assert_non_null(many[i]);
+    }
+    for (size_t i = 0; i < BT_SPARES_MAX + 2; i++) {
+        bt_spares_put(&s, many[i], caps[i]);
+    }
+    assert_int_equal(s.n, BT_SPARES_MAX);
+    bt_spares_put(NULL, bt_spares_get(&s, 10, &cap), cap);   /* freed */
+    bt_spares_clear(&s);
+    assert_int_equal(s.n, 0);
+    assert_int_equal(s.bytes, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +172,7 @@ int main(void)
         cmocka_unit_test(test_arena_cap_and_reset),
         cmocka_unit_test(test_buf_bounded),
         cmocka_unit_test(test_buf_grows_with_binary),
+        cmocka_unit_test(test_spares_reuse_and_bounds),
     };
 
     return cmocka_run_group_tests_name("memory", tests, NULL, NULL);
