@@ -54,10 +54,10 @@ TSAN_ENV = \
 # the tests whose code runs threads: the thread pool (base/loop's
 # workers), the gRPC completion-queue bridge (rpc/*), the kvstore's io
 # threads, the node's scheduler worker (node/*, and a real cluster), the
-# kvstore's planner thread
+# kvstore's planner thread, the xfer prefault thread
 TSAN_TESTS = base/loop rpc/rpc rpc/stress rpc/tls kvstore/store kvstore/disk \
 	kvstore/events node/lifecycle node/xstats daemon/daemon engine/forward_det \
-	node/cluster-shm kvstore/cluster-shm kvstore/plan_lane
+	node/cluster-shm kvstore/cluster-shm kvstore/plan_lane xfer/prefault
 
 .PHONY: all deps build test test-unit test-asan fault soak leaks asan tsan up down bench fuzz image image-test clean
 

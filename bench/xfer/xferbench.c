@@ -30,8 +30,10 @@
  * per repetition (not only the best, so the spread shows): 32 layers x
  * 16 blocks x 16 KiB scattered over the receiver's pool as one write
  * ("split"), as the prefill node sends it (a stream, one post per layer,
- * one completion message at the end: "layered"), and both again with
- * --plain's one UCX operation per slice, all in the same run.
+ * one completion message at the end: "layered"), the same slices within
+ * 8 MiB each side (perftest's footprint) in shuffled order ("shuffled":
+ * what scattering costs, apart from the caches), and split and layered
+ * with --plain's one UCX operation per slice, all in the same run.
  * --plain: one UCX operation per slice (bt_xfer_ctx_params_t
  * plain_slices), the path before batching, for A/B runs.
  * --kv also runs the batched pattern into a guarded region, as a decode
@@ -243,6 +245,7 @@ typedef struct {
     double put_lat_us;
     double kv_coalesced_gbps;
     double kv_split_gbps;
+    double kv_shuffled_gbps;
     double kv_layered_gbps;
     int    errors;
 } ours_t;
@@ -326,31 +329,42 @@ static double measure_put_lat(side_t *s, size_t size, int iters)
 
 /* L layers x B blocks of `blk` bytes, the receiver's pool laid out
  * [layer][block]. Coalesced: the sender's blocks are consecutive too, so
- * each layer is one slice. Split: every other block, so no two merge. */
+ * each layer is one slice. Split: every other block, so no two merge
+ * (each side's slices spread over 16 MiB). Shuffled: the same 512
+ * slices, none merging either, each side's a permutation of the blocks
+ * of 8 MiB: the footprint of ucx_perftest's one 8 MiB message, so the
+ * ratio to it is the per-slice cost, not the caches'. */
 enum { KV_L = 32, KV_B = 16, KV_BLK = 16384, KV_ITERS = 40 };
+typedef enum { KV_COALESCED, KV_SPLIT, KV_SHUFFLED } kv_layout_t;
 
-static size_t kv_slices(side_t *s, bool coalesced, bt_xfer_slice_t *sl)
+static size_t kv_slices(side_t *s, kv_layout_t layout, bt_xfer_slice_t *sl)
 {
     uint8_t *base = bt_xfer_region_base(s->region);
+    const size_t n_blk = (size_t)KV_L * KV_B;
     size_t n = 0;
 
-    for (int l = 0; l < KV_L; l++) {
-        for (int b = 0; b < KV_B; b++) {
-            size_t idx = (size_t)(l * KV_B + b);
+    for (size_t idx = 0; idx < n_blk; idx++) {
+        /* 167 and 331 are odd, so idx -> idx * k mod 512 permutes the
+         * blocks, and consecutive slices land 167 (331) blocks apart */
+        size_t from = layout == KV_COALESCED ? idx
+                      : layout == KV_SPLIT   ? 2 * idx
+                                             : idx * 331 % n_blk;
+        size_t to = layout == KV_COALESCED ? idx
+                    : layout == KV_SPLIT   ? 2 * idx
+                                           : idx * 167 % n_blk;
 
-            sl[n].local = base + (coalesced ? idx : 2 * idx) * KV_BLK;
-            sl[n].remote_off = (coalesced ? idx : 2 * idx) * KV_BLK;
-            sl[n].len = KV_BLK;
-            n++;
-        }
+        sl[n].local = base + from * KV_BLK;
+        sl[n].remote_off = to * KV_BLK;
+        sl[n].len = KV_BLK;
+        n++;
     }
     return n;
 }
 
-static double measure_kv(side_t *s, bool coalesced)
+static double measure_kv(side_t *s, kv_layout_t layout)
 {
     bt_xfer_slice_t sl[KV_L * KV_B];
-    size_t n = kv_slices(s, coalesced, sl);
+    size_t n = kv_slices(s, layout, sl);
 
     return measure_bw(s, sl, n, (size_t)KV_L * KV_B * KV_BLK, KV_ITERS);
 }
@@ -365,7 +379,7 @@ static double measure_kv_layered(side_t *s)
     int posted = 0;
     uint64_t t0;
 
-    kv_slices(s, false, sl);
+    kv_slices(s, KV_SPLIT, sl);
     s->done = 0;
     t0 = bt_now_ns();
     while (s->done < KV_ITERS) {
@@ -441,8 +455,9 @@ static ours_t run_ours(size_t size, int iters)
         lat_iters = size <= (1u << 20) ? 2000 : 50;
         o.lat_us = measure_lat(&s, size, lat_iters);
         o.put_lat_us = measure_put_lat(&s, size, lat_iters);
-        o.kv_coalesced_gbps = measure_kv(&s, true);
-        o.kv_split_gbps = measure_kv(&s, false);
+        o.kv_coalesced_gbps = measure_kv(&s, KV_COALESCED);
+        o.kv_split_gbps = measure_kv(&s, KV_SPLIT);
+        o.kv_shuffled_gbps = measure_kv(&s, KV_SHUFFLED);
         o.kv_layered_gbps = measure_kv_layered(&s);
         post(&s, NULL, 0, 9);
         s.done = 0;
@@ -668,7 +683,7 @@ static void run_kv_case(const char *tls)
 {
     const size_t size = (size_t)KV_L * KV_B * KV_BLK;
     const int iters = (int)((size_t)(256u << 20) / size);
-    double lo[6] = {1e9, 1e9, 1e9, 1e9, 1e9, 1e9}, hi[6] = {0};
+    double lo[7] = {1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9}, hi[7] = {0};
 
     set_tls(tls);
     for (int rep = 0; rep < opt_repeat; rep++) {
@@ -697,11 +712,12 @@ static void run_kv_case(const char *tls)
             pam = perftest_bw("ucp_am_bw", size, iters, rep);
         }
         double ref = max_d(pbw, pam);
-        double r[6] = {b.kv_split_gbps / ref, b.kv_layered_gbps / ref,
+        double r[7] = {b.kv_split_gbps / ref, b.kv_layered_gbps / ref,
                        p.kv_split_gbps / ref, p.kv_layered_gbps / ref,
-                       g.kv_split_gbps / ref, g.kv_layered_gbps / ref};
+                       g.kv_split_gbps / ref, g.kv_layered_gbps / ref,
+                       b.kv_shuffled_gbps / ref};
 
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < 7; i++) {
             lo[i] = r[i] < lo[i] ? r[i] : lo[i];
             hi[i] = r[i] > hi[i] ? r[i] : hi[i];
         }
@@ -713,19 +729,22 @@ static void run_kv_case(const char *tls)
                    "\"layered_gbps\":%.3f,\"coalesced_gbps\":%.3f,"
                    "\"plain_split_gbps\":%.3f,\"plain_layered_gbps\":%.3f,"
                    "\"guarded_split_gbps\":%.3f,"
-                   "\"guarded_layered_gbps\":%.3f,"
+                   "\"guarded_layered_gbps\":%.3f,\"shuffled_gbps\":%.3f,"
                    "\"errors\":%d}\n", tls, rep, ref, pbw, pam, b.bw_gbps,
                    b.kv_split_gbps, b.kv_layered_gbps, b.kv_coalesced_gbps,
                    p.kv_split_gbps, p.kv_layered_gbps, g.kv_split_gbps,
-                   g.kv_layered_gbps, b.errors + p.errors + g.errors);
+                   g.kv_layered_gbps, b.kv_shuffled_gbps,
+                   b.errors + p.errors + g.errors);
         } else {
             printf("%-4s kv rep %d: perftest 8 MiB %6.2f GB/s (put %.2f%s) | "
                    "batched split %6.2f (%.2f) layered %6.2f (%.2f) "
+                   "shuffled %6.2f (%.2f) "
                    "coalesced %6.2f, one 8 MiB write %6.2f | plain split "
                    "%6.2f (%.2f) layered %6.2f (%.2f) | guarded split %6.2f "
                    "(%.2f) layered %6.2f (%.2f)%s\n",
                    tls, rep, ref, pbw, pam >= 0 ? ", am" : "",
                    b.kv_split_gbps, r[0], b.kv_layered_gbps, r[1],
+                   b.kv_shuffled_gbps, r[6],
                    b.kv_coalesced_gbps, b.bw_gbps, p.kv_split_gbps, r[2],
                    p.kv_layered_gbps, r[3], g.kv_split_gbps, r[4],
                    g.kv_layered_gbps, r[5],
@@ -738,11 +757,11 @@ static void run_kv_case(const char *tls)
     }
     if (!opt_json) {
         printf("%-4s kv ratio to one 8 MiB perftest message over %d runs: "
-               "batched split %.2f-%.2f, layered %.2f-%.2f; plain split "
-               "%.2f-%.2f, layered %.2f-%.2f; guarded split %.2f-%.2f, "
-               "layered %.2f-%.2f\n", tls, opt_repeat, lo[0],
-               hi[0], lo[1], hi[1], lo[2], hi[2], lo[3], hi[3], lo[4], hi[4],
-               lo[5], hi[5]);
+               "batched split %.2f-%.2f, layered %.2f-%.2f, shuffled "
+               "%.2f-%.2f; plain split %.2f-%.2f, layered %.2f-%.2f; guarded "
+               "split %.2f-%.2f, layered %.2f-%.2f\n", tls, opt_repeat,
+               lo[0], hi[0], lo[1], hi[1], lo[6], hi[6], lo[2], hi[2], lo[3],
+               hi[3], lo[4], hi[4], lo[5], hi[5]);
     }
     fflush(stdout);
 }

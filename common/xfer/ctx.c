@@ -309,7 +309,7 @@ bt_status_t bt_xfer_ctx_create(struct event_base *base,
     bt_list_init(&ctx->remotes);
     bt_list_init(&ctx->zombies);
     bt_list_init(&ctx->rx_ops);
-    bt_list_init(&ctx->prefault);
+    bt_xfer_prefault_init(ctx);
     if (getrandom(&ctx->id, sizeof(ctx->id), 0) != sizeof(ctx->id)) {
         ctx->id = bt_now_ns() ^ ((uint64_t)getpid() << 32);
     }
@@ -456,9 +456,7 @@ void bt_xfer_ctx_destroy(bt_xfer_ctx_t *ctx)
         bt_xfer_region_destroy(BT_CONTAINER_OF(ctx->regions.next,
                                                  bt_xfer_region_t, link));
     }
-    if (ctx->prefault_ev != NULL) {
-        event_free(ctx->prefault_ev);
-    }
+    bt_xfer_prefault_fini(ctx);
     event_free(ctx->again_ev);
     event_free(ctx->progress_ev);
     ucp_worker_release_address(ctx->worker, ctx->addr);

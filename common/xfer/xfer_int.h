@@ -10,6 +10,7 @@
 
 #include "base/list.h"
 
+#include <pthread.h>
 #include <ucp/api/ucp.h>
 
 /* Poll window while a transfer or a rendezvous receive is in flight
@@ -90,9 +91,16 @@ struct bt_xfer_ctx {
     bt_xfer_admit_cb     admit_cb;
     void                *admit_arg;
     bt_xfer_rx_stats_t   rx;
-    bt_list_t            prefault;     /* remotes whose mapping is faulted in */
-    struct event        *prefault_ev;  /* a zero timer per slice */
-    bool                 prefault_no_advice;   /* kernel < 5.14 */
+    /* prefault.c: remotes whose mapping waits to be faulted in, and the
+     * thread that does it; pf_mu guards the list and the remotes' pf_
+     * fields. */
+    bt_list_t            prefault;
+    pthread_mutex_t      pf_mu;
+    pthread_cond_t       pf_cv;
+    pthread_t            pf_thread;
+    bool                 pf_thread_on;
+    bool                 pf_quit;
+    bool                 pf_no_advice;   /* kernel < 5.14: the thread's */
 };
 
 /* An endpoint a stall reset set aside: left open (closing one with data
@@ -166,11 +174,13 @@ struct bt_xfer_remote {
     bt_xfer_guard_geom_t guard_geo;   /* its shape, as validated */
     int              guard_slot;
     bool             guard_bad;
-    /* Prefaulting the mapping (prefault.c): bytes from map done, and the
-     * link in ctx->prefault while some are left. */
+    /* Prefaulting the mapping (prefault.c): bytes from map done, the
+     * link in ctx->prefault while some are left, and whether the thread
+     * is touching the mapping now. */
     bt_list_t        pf_link;
     uint64_t         pf_done;
     bool             pf_on;
+    bool             pf_busy;
 };
 
 /* Private part of every UCX request we submit (context request_size). */
@@ -256,11 +266,13 @@ uint8_t *bt_xfer_remote_map(bt_xfer_remote_t *rm);
 void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status);
 void bt_xfer_op_free(bt_xfer_op_t *op);
 
-/* prefault.c: a mapped remote is faulted in BT_XFER_PREFAULT_STEP bytes
- * per loop pass (3-4 ms on a VM with shadow page tables, well under 1 ms
- * on bare metal) until the whole region is; stop when
- * the mapping goes. */
-#define BT_XFER_PREFAULT_STEP (2u << 20)
+/* prefault.c: a mapped remote is faulted in by the context's prefault
+ * thread, BT_XFER_PREFAULT_STEP bytes at a time (under 2 ms on a VM with
+ * shadow page tables, far less on bare metal: what stop may wait). Stop
+ * before the mapping goes; init and fini with the context. */
+#define BT_XFER_PREFAULT_STEP (1u << 20)
+void bt_xfer_prefault_init(bt_xfer_ctx_t *ctx);
+void bt_xfer_prefault_fini(bt_xfer_ctx_t *ctx);
 void bt_xfer_prefault_start(bt_xfer_remote_t *rm);
 void bt_xfer_prefault_stop(bt_xfer_remote_t *rm);
 
