@@ -456,6 +456,8 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
     if (rm->rkey != NULL && rm->rkey_gen == rm->peer->gen) {
         return BT_OK;
     }
+    /* the prefault thread out of the mapping before it goes */
+    bt_xfer_prefault_stop(rm);
     if (rm->guard != NULL) {
         /* while the old rkey still maps it; the new mapping claims again */
         bt_xfer_guard_release(rm->guard, rm->guard_slot);
@@ -465,7 +467,6 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
         ucp_rkey_destroy(rm->rkey);
         rm->rkey = NULL;
     }
-    bt_xfer_prefault_stop(rm);
     rm->map = NULL;
     rm->map_tried = false;
     rm->guard = NULL;

@@ -75,8 +75,10 @@ static void *prefault_main(void *arg)
         pthread_mutex_lock(&ctx->pf_mu);
         rm->pf_busy = false;
         pthread_cond_broadcast(&ctx->pf_cv);
-        rm->pf_done = hi >= end ? rm->desc.length
-                                : (uint64_t)(hi - (uintptr_t)rm->map);
+        if (ok) {
+            rm->pf_done = hi >= end ? rm->desc.length
+                                    : (uint64_t)(hi - (uintptr_t)rm->map);
+        }
         if (!ok || rm->pf_done >= rm->desc.length) {
             /* a failed advice: the writes fault the rest */
             bt_list_del(&rm->pf_link);

@@ -3,7 +3,9 @@
  * region takes no page faults on the writing thread (before, one per 4 KiB
  * page of a fresh mapping); a remote destroyed, or a context destroyed,
  * while its mapping is being faulted in leaves nothing behind and waits
- * for the thread (ASan, TSan). */
+ * for the thread (ASan, TSan), as does a mapping renewed with the rkey. */
+#include "xfer/xfer_int.h"
+
 #include "xfer_test_util.h"
 
 #include <errno.h>
@@ -127,11 +129,44 @@ static void test_teardown_while_prefaulting(void **state)
     xt_fx_free(fx);   /* destroys fx->remote, perhaps still waiting */
 }
 
+/* The peer's endpoint renewed (white box: its generation bumped, as a
+ * reconnect does) while a large mapping is being faulted in: the next
+ * write unpacks the rkey again, which unmaps the old mapping; the thread
+ * must be out of it first, and the new mapping is faulted in anew. */
+static void test_rkey_renewed_while_prefaulting(void **state)
+{
+    xt_fx_t *fx = xt_fx_new(false, NULL);
+    const size_t big = 256u << 20;
+    bt_xfer_region_t *dst;
+    bt_xfer_remote_t *rm;
+    void *blob;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(bt_xfer_region_alloc(fx->rctx, big, &dst), BT_OK);
+    assert_int_equal(bt_xfer_region_export(dst, &blob, &len), BT_OK);
+    assert_int_equal(bt_xfer_remote_import(fx->sctx, blob, len, &rm), BT_OK);
+    free(blob);
+    bt_xfer_remote_set_mode(rm, BT_XFER_MODE_PUT);
+    for (int i = 0; i < 5; i++) {
+        assert_true(bt_xfer_remote_direct(rm));
+        usleep(2000);   /* the thread inside the mapping */
+        rm->peer->gen++;
+    }
+    assert_true(bt_xfer_remote_direct(rm));
+    run_until_prefaulted(fx, rm);
+    assert_int_equal(bt_xfer_remote_prefaulted(rm), big);
+    bt_xfer_remote_destroy(rm);
+    bt_xfer_region_destroy(dst);
+    xt_fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefaulted_write_takes_no_faults),
         cmocka_unit_test(test_teardown_while_prefaulting),
+        cmocka_unit_test(test_rkey_renewed_while_prefaulting),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
