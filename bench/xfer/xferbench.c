@@ -344,14 +344,14 @@ static size_t kv_slices(side_t *s, kv_layout_t layout, bt_xfer_slice_t *sl)
     size_t n = 0;
 
     for (size_t idx = 0; idx < n_blk; idx++) {
-        /* 167 and 331 are odd, so idx -> idx * k mod 512 permutes the
-         * blocks, and consecutive slices land 167 (331) blocks apart */
-        size_t from = layout == KV_COALESCED ? idx
-                      : layout == KV_SPLIT   ? 2 * idx
-                                             : idx * 331 % n_blk;
-        size_t to = layout == KV_COALESCED ? idx
-                    : layout == KV_SPLIT   ? 2 * idx
-                                           : idx * 167 % n_blk;
+        size_t from = layout == KV_COALESCED ? idx : 2 * idx, to = from;
+
+        if (layout == KV_SHUFFLED) {
+            /* 331 and 167 are odd, so idx -> idx * k mod 512 permutes the
+             * blocks, and consecutive slices land 331 (167) blocks apart */
+            from = idx * 331 % n_blk;
+            to = idx * 167 % n_blk;
+        }
 
         sl[n].local = base + from * KV_BLK;
         sl[n].remote_off = to * KV_BLK;

@@ -129,8 +129,7 @@ void bt_xfer_prefault_start(bt_xfer_remote_t *rm)
         pthread_setname_np(ctx->pf_thread, "bt-prefault");
         ctx->pf_thread_on = true;
     }
-    rm->pf_done = 0;
-    rm->pf_on = true;
+    rm->pf_on = true;   /* pf_done is 0: stopped above */
     bt_list_add_tail(&ctx->prefault, &rm->pf_link);
     pthread_cond_broadcast(&ctx->pf_cv);
     pthread_mutex_unlock(&ctx->pf_mu);

@@ -221,7 +221,7 @@ size_t bt_xfer_remote_length(const bt_xfer_remote_t *remote);
  * sender_id, so a receiver can answer the right peer. */
 uint64_t bt_xfer_remote_owner_id(const bt_xfer_remote_t *remote);
 /* Bytes of the region, from its start, faulted into this process's
- * mapping for direct copies so far (the loop does it in the background
+ * mapping for direct copies so far (the context's prefault thread does it
  * once the region is mapped; 0 while it is not). */
 uint64_t bt_xfer_remote_prefaulted(const bt_xfer_remote_t *remote);
 /* The mode transfers to this remote use (AUTO resolved). */
