@@ -492,8 +492,8 @@ int main(int argc, char **argv)
     }
     bt_log_init("enginebench", BT_LOG_LEVEL_WARN, BT_LOG_FORMAT_TEXT);
     openblas_set_num_threads(threads);
-    printf("baton-enginebench: %d threads, kernels %s, kv bf16\n", threads,
-           bt_cpu_has_avx2() ? "avx2/fma" : "portable");
+    printf("baton-enginebench: %d threads, kernels %s (BATON_CPU_KERNELS caps "
+           "them), kv bf16\n", threads, bt_cpu_kernels_name(bt_cpu_kernels()));
     par = bt_par_create(threads);
     bw = triad_gbs(par);
     rbw = read_gbs(par);

@@ -87,9 +87,21 @@ typedef struct bt_backend_ops {
 
 extern const bt_backend_ops_t bt_backend_cpu;
 
-/* CPU kernels, exposed for tests and the benchmark. `simd` picks the
- * AVX2/FMA path where the CPU has it; both paths give the same bits. */
+/* CPU kernels, exposed for tests and the benchmark. Each path gives the
+ * same bits; the backend takes the widest the CPU has (AVX-512 for the
+ * prefill matmul, AVX2/FMA elsewhere), capped by BATON_CPU_KERNELS or by
+ * bt_cpu_limit_kernels. */
+typedef enum {
+    BT_CPU_PORTABLE = 0,
+    BT_CPU_AVX2 = 1,
+    BT_CPU_AVX512 = 2,
+} bt_cpu_kernels_t;
+
 bool bt_cpu_has_avx2(void);
+bt_cpu_kernels_t bt_cpu_kernels(void);
+void bt_cpu_limit_kernels(bt_cpu_kernels_t most);
+const char *bt_cpu_kernels_name(bt_cpu_kernels_t k);
+/* portable kernels (true) or the best again (false) */
 void bt_cpu_force_scalar(bool scalar);
 /* One output element: sum_i x[i] * w[i] in the fixed order of every
  * kernel (8 lanes, i mod 8, then a fixed tree). */

@@ -15,6 +15,7 @@
 #include "cpu_attn.h"
 #include "cpu_exp.h"
 #include "cpu_simd.h"
+#include "cpu_tile512.h"
 #include "parallel.h"
 
 #if defined(__x86_64__)
@@ -30,7 +31,7 @@
 #define NC1_MAX 8  /* output columns per single-row (decode) tile */
 #define SERIAL_MACS (1u << 18) /* smaller matmuls stay on the caller */
 
-static atomic_int cpu_simd = -1; /* -1 unknown, 0 scalar, 1 avx2 */
+static atomic_int cpu_kernels = -1; /* -1 not chosen yet, else bt_cpu_kernels_t */
 
 bool bt_cpu_has_avx2(void)
 {
@@ -43,20 +44,70 @@ bool bt_cpu_has_avx2(void)
 #endif
 }
 
+static bt_cpu_kernels_t cpu_best(void)
+{
+#if defined(__x86_64__)
+    if (bt_cpu_has_avx512()) {
+        return BT_CPU_AVX512;
+    }
+#endif
+    return bt_cpu_has_avx2() ? BT_CPU_AVX2 : BT_CPU_PORTABLE;
+}
+
+const char *bt_cpu_kernels_name(bt_cpu_kernels_t k)
+{
+    switch (k) {
+    case BT_CPU_AVX512:
+        return "avx512";
+    case BT_CPU_AVX2:
+        return "avx2";
+    default:
+        return "portable";
+    }
+}
+
+void bt_cpu_limit_kernels(bt_cpu_kernels_t most)
+{
+    const bt_cpu_kernels_t best = cpu_best();
+
+    atomic_store(&cpu_kernels, (int)(most < best ? most : best));
+}
+
 void bt_cpu_force_scalar(bool scalar)
 {
-    atomic_store(&cpu_simd, scalar ? 0 : (bt_cpu_has_avx2() ? 1 : 0));
+    bt_cpu_limit_kernels(scalar ? BT_CPU_PORTABLE : BT_CPU_AVX512);
+}
+
+/* The best the CPU has, capped by BATON_CPU_KERNELS (portable, avx2 or
+ * avx512): every path gives the same bits, so the cap only trades speed,
+ * for a benchmark's A/B or a machine that misreports its vector units. */
+bt_cpu_kernels_t bt_cpu_kernels(void)
+{
+    int v = atomic_load(&cpu_kernels);
+
+    if (v < 0) {
+        const char *cap = getenv("BATON_CPU_KERNELS");
+        bt_cpu_kernels_t most = BT_CPU_AVX512;
+
+        if (cap != NULL && *cap != '\0') {
+            if (strcmp(cap, "portable") == 0) {
+                most = BT_CPU_PORTABLE;
+            } else if (strcmp(cap, "avx2") == 0) {
+                most = BT_CPU_AVX2;
+            } else if (strcmp(cap, "avx512") != 0) {
+                bt_warn("BATON_CPU_KERNELS=%s is not portable, avx2 or "
+                        "avx512; using the best the CPU has", cap);
+            }
+        }
+        bt_cpu_limit_kernels(most);
+        v = atomic_load(&cpu_kernels);
+    }
+    return (bt_cpu_kernels_t)v;
 }
 
 bool bt_cpu_simd_on(void)
 {
-    int v = atomic_load(&cpu_simd);
-
-    if (v < 0) {
-        v = bt_cpu_has_avx2() ? 1 : 0;
-        atomic_store(&cpu_simd, v);
-    }
-    return v == 1;
+    return bt_cpu_kernels() >= BT_CPU_AVX2;
 }
 
 /* ---- the fixed reduction ------------------------------------------ */
@@ -418,7 +469,7 @@ typedef struct {
     const float    *bias;
     float          *y;
     int             cols_per_task;
-    bool            simd;
+    bt_cpu_kernels_t kernels;
 } mm_job_t;
 
 static void mm_tile_scalar(const float *x, int ldx, int nr, const char *w,
@@ -435,6 +486,58 @@ static void mm_tile_scalar(const float *x, int ldx, int nr, const char *w,
     }
 }
 
+/* Rows r0 .. r0 + nr - 1 (nr <= NR_MAX) by columns c0 .. c1 - 1. */
+static void mm_rows(const mm_job_t *j, int r0, int nr, int c0, int c1)
+{
+    const bt_mat_t *w = j->w;
+    const int k = w->cols, m = w->rows;
+    const size_t ldw = (size_t)k * bt_dtype_size(w->dtype);
+
+    for (int c = c0; c < c1; c += NC_MAX) {
+        const int nc = c1 - c < NC_MAX ? c1 - c : NC_MAX;
+        const char *wp = (const char *)w->data + (size_t)c * ldw;
+        const float *bp = j->bias != NULL ? j->bias + c : NULL;
+        float *op = j->y + (size_t)r0 * m + c;
+
+#if defined(__x86_64__)
+        if (j->kernels >= BT_CPU_AVX2) {
+            tiles[w->dtype][nr - 1][nc - 1](j->x + (size_t)r0 * k, k, wp, ldw,
+                                            k, bp, op, m);
+            continue;
+        }
+#endif
+        mm_tile_scalar(j->x + (size_t)r0 * k, k, nr, wp, ldw, w->dtype, nc, k,
+                       bp, op, m);
+    }
+}
+
+#if defined(__x86_64__)
+/* Columns in groups of BT_TILE512_COLS by the AVX-512 tile, the last few
+ * by the AVX2 tiles (the same bits either way). */
+static void mm_task512(const mm_job_t *j, int c0, int c1)
+{
+    const bt_mat_t *w = j->w;
+    const int k = w->cols, m = w->rows;
+    const size_t ldw = (size_t)k * bt_dtype_size(w->dtype);
+    const int c8 = c0 + (c1 - c0) / BT_TILE512_COLS * BT_TILE512_COLS;
+
+    for (int r0 = 0; r0 < j->n; r0 += BT_TILE512_ROWS) {
+        const int nr = j->n - r0 < BT_TILE512_ROWS ? j->n - r0
+                                                   : BT_TILE512_ROWS;
+
+        for (int c = c0; c < c8; c += BT_TILE512_COLS) {
+            bt_cpu_tile512(j->x + (size_t)r0 * k, k, nr,
+                           (const char *)w->data + (size_t)c * ldw, ldw,
+                           w->dtype, k, j->bias != NULL ? j->bias + c : NULL,
+                           j->y + (size_t)r0 * m + c, m);
+        }
+        for (int r = r0; c8 < c1 && r < r0 + nr; r += NR_MAX) {
+            mm_rows(j, r, r0 + nr - r < NR_MAX ? r0 + nr - r : NR_MAX, c8, c1);
+        }
+    }
+}
+#endif
+
 static void mm_task(void *vjob, int task, int thread)
 {
     const mm_job_t *j = vjob;
@@ -446,7 +549,7 @@ static void mm_task(void *vjob, int task, int thread)
 
     (void)thread;
 #if defined(__x86_64__)
-    if (j->simd && j->n == 1) {
+    if (j->kernels >= BT_CPU_AVX2 && j->n == 1) {
         for (int c = c0; c < c1; c += NC1_MAX) {
             const int nc = c1 - c < NC1_MAX ? c1 - c : NC1_MAX;
 
@@ -456,26 +559,15 @@ static void mm_task(void *vjob, int task, int thread)
         }
         return;
     }
+    if (j->kernels == BT_CPU_AVX512) {
+        mm_task512(j, c0, c1);
+        return;
+    }
 #endif
     for (int r0 = 0; r0 < j->n; r0 += NR_MAX) {
         const int nr = j->n - r0 < NR_MAX ? j->n - r0 : NR_MAX;
 
-        for (int c = c0; c < c1; c += NC_MAX) {
-            const int nc = c1 - c < NC_MAX ? c1 - c : NC_MAX;
-            const char *wp = (const char *)w->data + (size_t)c * ldw;
-            const float *bp = j->bias != NULL ? j->bias + c : NULL;
-            float *op = j->y + (size_t)r0 * m + c;
-
-#if defined(__x86_64__)
-            if (j->simd) {
-                tiles[w->dtype][nr - 1][nc - 1](j->x + (size_t)r0 * k, k, wp,
-                                                ldw, k, bp, op, m);
-                continue;
-            }
-#endif
-            mm_tile_scalar(j->x + (size_t)r0 * k, k, nr, wp, ldw, w->dtype,
-                           nc, k, bp, op, m);
-        }
+        mm_rows(j, r0, nr, c0, c1);
     }
 }
 
@@ -484,7 +576,7 @@ static void cpu_matmul(void *vctx, const float *x, int n, const bt_mat_t *w,
 {
     cpu_ctx_t *c = vctx;
     const int threads = bt_par_threads(c->par);
-    mm_job_t j = {x, n, w, bias, y, 0, bt_cpu_simd_on()};
+    mm_job_t j = {x, n, w, bias, y, 0, bt_cpu_kernels()};
     int per;
 
     if (n <= 0) {
@@ -505,6 +597,10 @@ static void cpu_matmul(void *vctx, const float *x, int n, const bt_mat_t *w,
     }
     if (per < NC_MAX) {
         per = NC_MAX;
+    }
+    if (j.kernels == BT_CPU_AVX512 && n > 1) {
+        /* whole AVX-512 tiles; 48 is a multiple of them already */
+        per = (per + BT_TILE512_COLS - 1) / BT_TILE512_COLS * BT_TILE512_COLS;
     }
     j.cols_per_task = per;
     if ((size_t)n * (size_t)w->rows * (size_t)w->cols < SERIAL_MACS) {
