@@ -1,6 +1,7 @@
-/* AVX2 helpers shared by the CPU backend's kernels (backend_cpu.c,
- * cpu_attn.c): 16-bit loads widened exactly, and the backend's fixed lane
- * tree (cpu_exp.h) for eight accumulators at once. x86-64 only. */
+/* AVX2 and AVX-512 helpers shared by the CPU backend's kernels
+ * (backend_cpu.c, cpu_attn.c, cpu_tile512.c): 16-bit loads widened
+ * exactly, and the backend's fixed lane tree (cpu_exp.h) for eight
+ * accumulators at once. x86-64 only. */
 #ifndef BT_ENGINE_CPU_SIMD_H
 #define BT_ENGINE_CPU_SIMD_H
 
@@ -12,6 +13,14 @@
 
 #define BT_SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
 #define BT_SIMD_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) \
+    static inline
+
+/* The AVX-512 kernels' subsets (cpu_tile512.c, cpu_attn.c), taken only
+ * where bt_cpu_has_avx512() says the CPU and the OS have them. */
+#define BT_SIMD512_TARGET \
+    __attribute__((target("avx512f,avx512dq,avx2,fma,f16c")))
+#define BT_SIMD512_INLINE \
+    __attribute__((target("avx512f,avx512dq,avx2,fma,f16c"), always_inline)) \
     static inline
 
 BT_SIMD_INLINE __m256 load8(const void *w, bt_dtype_t wt, int i)
@@ -26,6 +35,23 @@ BT_SIMD_INLINE __m256 load8(const void *w, bt_dtype_t wt, int i)
             _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
     }
     return _mm256_loadu_ps((const float *)w + i);
+}
+
+/* Sixteen elements i.. widened exactly, as load8 does eight. */
+BT_SIMD512_INLINE __m512 load16(const void *w, bt_dtype_t wt, int i)
+{
+    if (wt == BT_DTYPE_BF16) {
+        const __m256i h =
+            _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
+
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    if (wt == BT_DTYPE_F16) {
+        return _mm512_cvtph_ps(
+            _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i)));
+    }
+    return _mm512_loadu_ps((const float *)w + i);
 }
 
 /* lanes_sum of eight accumulators at once, the same additions in the same

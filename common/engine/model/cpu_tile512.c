@@ -8,13 +8,10 @@
 #include <math.h>
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-#include <stdint.h>
+#include "cpu_simd.h"
 
-#define T512_TARGET "avx512f,avx512dq,avx2,fma,f16c"
-#define T512 __attribute__((target(T512_TARGET)))
-#define T512_INLINE __attribute__((target(T512_TARGET), always_inline)) \
-    static inline
+#define T512 BT_SIMD512_TARGET
+#define T512_INLINE BT_SIMD512_INLINE
 
 #define PAIRS (BT_TILE512_COLS / 2)
 
