@@ -571,12 +571,12 @@ int bt_node_main(int argc, char **argv, bt_node_role_t default_role,
         goto out;
     }
     bt_info("%s %s: node %s model %s grpc %s (%s) http %s:%d, %u kv blocks of "
-            "%lld tokens (%s), numerics %s", prog, BT_VERSION, node->node_id,
-            node->model_name, node->grpc_addr,
+            "%lld tokens (%s), numerics %s, cpu kernels %s", prog, BT_VERSION,
+            node->node_id, node->model_name, node->grpc_addr,
             bt_daemon_tls_mode(&node->cfg.tls), node->cfg.listen,
             node->http_port, bt_kvpool_n_blocks(node->pool),
             (long long)node->cfg.block_size, node->cfg.kv_dtype,
-            node->backend.id);
+            node->backend.id, bt_cpu_kernels_name(bt_cpu_kernels()));
     rc = bt_daemon_run(&d);
 out:
     bt_daemon_cleanup(&d);

@@ -543,11 +543,12 @@ static int gen_run(gen_t *g, bt_kv_view_t *kv)
         }
         printf("]\n");
         printf("prefill: %d tokens in %.1f ms (%.1f tok/s); decode: %d "
-               "tokens in %.1f ms (%.1f tok/s); threads %d, kv %s\n",
+               "tokens in %.1f ms (%.1f tok/s); threads %d, kv %s, cpu "
+               "kernels %s\n",
                g->n_prompt, pf * 1e3, pf > 0 ? g->n_prompt / pf : 0.0,
                g->n_gen - 1, dc * 1e3,
                dc > 0 ? (g->n_gen - 1) / dc : 0.0, bt_fwd_threads(g->fwd),
-               c->kv_dtype);
+               c->kv_dtype, bt_cpu_kernels_name(bt_cpu_kernels()));
     }
     return 0;
 }
