@@ -109,63 +109,39 @@ EXP512_TARGET static inline __m256 exp8_512(__m256 x)
                             _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
-EXP512_TARGET static void expf_n_avx512(float *x, size_t n)
-{
-    size_t i = 0;
-
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(x + i, exp8_512(_mm256_loadu_ps(x + i)));
+/* The loops over 8 floats at a time, one pair per exp8 kernel: x[i] =
+ * exp(x[i]), and x[i] = exp(x[i] - sub) with their sum in 8 lanes. */
+#define EXP_LOOPS(TARGET, SUF, EXP8)                                          \
+    TARGET static void expf_n_##SUF(float *x, size_t n)                       \
+    {                                                                         \
+        size_t i = 0;                                                         \
+                                                                              \
+        for (; i + 8 <= n; i += 8) {                                          \
+            _mm256_storeu_ps(x + i, EXP8(_mm256_loadu_ps(x + i)));            \
+        }                                                                     \
+        for (; i < n; i++) {                                                  \
+            x[i] = bt_cpu_expf(x[i]);                                         \
+        }                                                                     \
+    }                                                                         \
+    TARGET static float exp_sum_##SUF(float *x, size_t n, float sub)          \
+    {                                                                         \
+        const __m256 s = _mm256_set1_ps(sub);                                 \
+        __m256 acc = _mm256_setzero_ps();                                     \
+        float a[8];                                                           \
+        size_t i = 0;                                                         \
+                                                                              \
+        for (; i + 8 <= n; i += 8) {                                          \
+            const __m256 e = EXP8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));  \
+                                                                              \
+            _mm256_storeu_ps(x + i, e);                                       \
+            acc = _mm256_add_ps(acc, e);                                      \
+        }                                                                     \
+        _mm256_storeu_ps(a, acc);                                             \
+        return exp_sum_scalar(x, i, n, sub, a);                               \
     }
-    for (; i < n; i++) {
-        x[i] = bt_cpu_expf(x[i]);
-    }
-}
 
-EXP512_TARGET static float exp_sum_avx512(float *x, size_t n, float sub)
-{
-    const __m256 s = _mm256_set1_ps(sub);
-    __m256 acc = _mm256_setzero_ps();
-    float a[8];
-    size_t i = 0;
-
-    for (; i + 8 <= n; i += 8) {
-        const __m256 e = exp8_512(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
-
-        _mm256_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    _mm256_storeu_ps(a, acc);
-    return exp_sum_scalar(x, i, n, sub, a);
-}
-
-EXP_TARGET static void expf_n_avx2(float *x, size_t n)
-{
-    size_t i = 0;
-
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(x + i, exp8(_mm256_loadu_ps(x + i)));
-    }
-    for (; i < n; i++) {
-        x[i] = bt_cpu_expf(x[i]);
-    }
-}
-
-EXP_TARGET static float exp_sum_avx2(float *x, size_t n, float sub)
-{
-    const __m256 s = _mm256_set1_ps(sub);
-    __m256 acc = _mm256_setzero_ps();
-    float a[8];
-    size_t i = 0;
-
-    for (; i + 8 <= n; i += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
-
-        _mm256_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    _mm256_storeu_ps(a, acc);
-    return exp_sum_scalar(x, i, n, sub, a);
-}
+EXP_LOOPS(EXP_TARGET, avx2, exp8)
+EXP_LOOPS(EXP512_TARGET, avx512, exp8_512)
 #endif
 
 void bt_cpu_expf_n(float *x, size_t n)
