@@ -2,7 +2,9 @@
  * written by the baton-mkmodel code, with yardsticks measured in the same
  * run:
  *   (a) Llama-3-shaped ~70M (hidden 256, 4 layers, 8/2 heads, FFN 768,
- *       vocab 128256): decode tok/s at batch 1 and 16, as a fraction of the
+ *       vocab 128256), or with --model-a 1b Llama-3.2-1B-shaped (hidden
+ *       2048, 16 layers, 32/8 heads, FFN 8192, vocab 128256, tied
+ *       embeddings): decode tok/s at batch 1 and 16, as a fraction of the
  *       roofline (weight bytes per step / triad bandwidth);
  *   (b) ~200M (hidden 1024, 8 layers, 16/4 heads, FFN 2816, vocab 32000):
  *       prefill tok/s on 512 tokens, as a fraction of OpenBLAS cblas_sgemm
@@ -11,7 +13,7 @@
  *       llama.cpp's llama-bench (tg128, pp512) alternated with our decode
  *       and prefill on the same weights, --rounds times (default 3): the
  *       ratio of each round and their spread.
- * Usage: baton-enginebench [--threads N] [--dir TMPDIR]
+ * Usage: baton-enginebench [--threads N] [--dir TMPDIR] [--model-a 70m|1b]
  *                          [--llama-bench PATH [--rounds N]] */
 #include "base/clock.h"
 #include "base/log.h"
@@ -37,9 +39,13 @@ static int threads = 2;
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: baton-enginebench [--threads N] [--dir TMPDIR]\n"
+            "usage: baton-enginebench [--threads N] [--dir TMPDIR] "
+            "[--model-a 70m|1b]\n"
             "                         [--llama-bench PATH [--rounds N]]\n"
             "  --threads N        threads of every run (default 2)\n"
+            "  --model-a SHAPE    the decode model (a) and llama.cpp's: 70m "
+            "(default) or\n"
+            "                     1b (Llama-3.2-1B-shaped, 2.5 GB of weights)\n"
             "  --dir DIR          where the synthetic models are written "
             "(default $TMPDIR or /tmp)\n"
             "  --llama-bench PATH also time llama.cpp's llama-bench on the "
@@ -205,6 +211,19 @@ static void shape_decode(bt_synth_spec_t *s)
     s->vocab = 128256;
     s->rope_theta = 500000.0;
     s->max_pos = 8192;
+}
+
+static void shape_decode_1b(bt_synth_spec_t *s)
+{
+    s->hidden = 2048;
+    s->n_layers = 16;
+    s->n_heads = 32;
+    s->n_kv_heads = 8;
+    s->ffn = 8192;
+    s->vocab = 128256;
+    s->rope_theta = 500000.0;
+    s->max_pos = 8192;
+    s->tie_embeddings = true;
 }
 
 static void shape_prefill(bt_synth_spec_t *s)
@@ -452,6 +471,7 @@ int main(int argc, char **argv)
     const char *base = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
     char dir_a[PATH_MAX], dir_b[PATH_MAX];
     const char *llama = NULL;
+    void (*shape_a)(bt_synth_spec_t *) = shape_decode;
     int rounds = 3, rc = 0;
     bt_model_t *ma, *mb;
     bt_par_t *par;
@@ -476,6 +496,14 @@ int main(int argc, char **argv)
             llama = argv[i + 1];
         } else if (strcmp(argv[i], "--rounds") == 0) {
             rounds = atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "--model-a") == 0) {
+            if (strcmp(argv[i + 1], "70m") != 0 &&
+                strcmp(argv[i + 1], "1b") != 0) {
+                fprintf(stderr, "enginebench: --model-a takes 70m or 1b, "
+                        "not %s\n", argv[i + 1]);
+                return 2;
+            }
+            shape_a = argv[i + 1][0] == '1' ? shape_decode_1b : shape_decode;
         } else {
             fprintf(stderr, "enginebench: unknown option %s\n", argv[i]);
             usage(stderr);
@@ -499,7 +527,7 @@ int main(int argc, char **argv)
     rbw = read_gbs(par);
     printf("bandwidth before: triad %.1f GB/s, read %.1f GB/s\n", bw, rbw);
 
-    ma = make_model(base, "decode", shape_decode, dir_a);
+    ma = make_model(base, "decode", shape_a, dir_a);
     bytes = bt_model_bytes_per_token(ma);
     d1 = bench_decode(ma, 1, 32, 64);
     d16 = bench_decode(ma, 16, 32, 16);
