@@ -2,8 +2,9 @@
  * and V row is loaded and widened once for up to BT_ATTN_HEADS query
  * heads. Every (head, position) keeps the per-head kernels' order, so the
  * bits are theirs: q.k in 8 lanes then the fixed tree, and the weighted
- * sum of V over positions in increasing order. AVX2 only, head_dim a
- * multiple of 8. */
+ * sum of V over positions in increasing order. x86-64 with AVX2 (and
+ * 512-bit registers where bt_cpu_kernels() says AVX-512: q.k by the
+ * matmul's tile, 8 keys at a time), head_dim a multiple of 8. */
 #ifndef BT_ENGINE_CPU_ATTN_H
 #define BT_ENGINE_CPU_ATTN_H
 
