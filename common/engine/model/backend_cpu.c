@@ -31,7 +31,8 @@
 #define NC1_MAX 8  /* output columns per single-row (decode) tile */
 #define SERIAL_MACS (1u << 18) /* smaller matmuls stay on the caller */
 
-static atomic_int cpu_kernels = -1; /* -1 not chosen yet, else bt_cpu_kernels_t */
+/* -1 not chosen yet, else a bt_cpu_kernels_t */
+static atomic_int cpu_kernels = -1;
 
 bool bt_cpu_has_avx2(void)
 {
@@ -112,16 +113,6 @@ bool bt_cpu_simd_on(void)
 
 /* ---- the fixed reduction ------------------------------------------ */
 
-/* Elements k8..k-1 go to lanes 0.., then the tree. */
-static inline float lanes_finish(float a[8], const float *x, const void *w,
-                                 bt_dtype_t wt, int k8, int k)
-{
-    for (int i = k8; i < k; i++) {
-        a[i - k8] = fmaf(x[i], bt_dtype_load(w, wt, (size_t)i), a[i - k8]);
-    }
-    return bt_cpu_lanes_sum(a);
-}
-
 static float dot_scalar(const float *x, const void *w, bt_dtype_t wt, int k)
 {
     float a[8] = {0};
@@ -132,7 +123,7 @@ static float dot_scalar(const float *x, const void *w, bt_dtype_t wt, int k)
             a[l] = fmaf(x[i + l], bt_dtype_load(w, wt, (size_t)(i + l)), a[l]);
         }
     }
-    return lanes_finish(a, x, w, wt, k8, k);
+    return bt_cpu_lanes_finish(a, x, w, wt, k8, k);
 }
 
 /* ---- AVX2 tiles ----------------------------------------------------- */
@@ -184,8 +175,8 @@ BT_SIMD_INLINE void tile_avx2(const float *x, int ldx, int nr,
             float v;
 
             _mm256_storeu_ps(a, acc[r][c]);
-            v = lanes_finish(a, x + (size_t)r * ldx, w + (size_t)c * ldw, wt,
-                             k8, k);
+            v = bt_cpu_lanes_finish(a, x + (size_t)r * ldx,
+                                    w + (size_t)c * ldw, wt, k8, k);
             out[(size_t)r * ldo + c] = bias != NULL ? v + bias[c] : v;
         }
     }
@@ -274,7 +265,7 @@ BT_SIMD_INLINE void row_avx2(const float *x, const char *w, size_t ldw,
         float v;
 
         _mm256_storeu_ps(a, acc[c]);
-        v = lanes_finish(a, x, w + (size_t)c * ldw, wt, k8, k);
+        v = bt_cpu_lanes_finish(a, x, w + (size_t)c * ldw, wt, k8, k);
         out[c] = bias != NULL ? v + bias[c] : v;
     }
 }

@@ -12,6 +12,9 @@
 #ifndef BT_ENGINE_CPU_EXP_H
 #define BT_ENGINE_CPU_EXP_H
 
+#include "engine/dtype.h"
+
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -25,6 +28,18 @@ static inline float bt_cpu_lanes_sum(const float a[8])
           s3 = a[3] + a[7];
 
     return (s0 + s2) + (s1 + s3);
+}
+
+/* A dot product's tail and end, every kernel's: elements k8..k-1 of x.w
+ * go to lanes 0.. by fused multiply-add, then the tree. */
+static inline float bt_cpu_lanes_finish(float a[8], const float *x,
+                                        const void *w, bt_dtype_t wt, int k8,
+                                        int k)
+{
+    for (int i = k8; i < k; i++) {
+        a[i - k8] = fmaf(x[i], bt_dtype_load(w, wt, (size_t)i), a[i - k8]);
+    }
+    return bt_cpu_lanes_sum(a);
 }
 
 float bt_cpu_expf(float x);

@@ -5,8 +5,6 @@
 
 #include "cpu_exp.h"
 
-#include <math.h>
-
 #if defined(__x86_64__)
 #include "cpu_simd.h"
 
@@ -124,17 +122,12 @@ T512_INLINE void tile512(const float *x, int ldx, int nr, const char *w,
         const float *xr = x + (size_t)r * ldx;
 
         for (int c = 0; c < BT_TILE512_COLS; c++) {
-            const char *wc = w + (size_t)c * ldw;
             float a[16];
-            float *l = a + (c % 2) * 8;
             float v;
 
             _mm512_storeu_ps(a, acc[r][c / 2]);
-            for (int i = k8; i < k; i++) {
-                l[i - k8] = fmaf(xr[i], bt_dtype_load(wc, wt, (size_t)i),
-                                 l[i - k8]);
-            }
-            v = bt_cpu_lanes_sum(l);
+            v = bt_cpu_lanes_finish(a + (c % 2) * 8, xr, w + (size_t)c * ldw,
+                                    wt, k8, k);
             out[(size_t)r * ldo + c] = bias != NULL ? v + bias[c] : v;
         }
     }
