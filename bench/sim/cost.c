@@ -17,6 +17,48 @@ double bt_sim_prefill_ms(const bt_sim_cost_t *c, uint32_t n, uint32_t ctx)
            c->p_ctx_us * (double)n * ((double)ctx + (double)n / 2) / 1000;
 }
 
+double bt_sim_prefill_disagg_ms(const bt_sim_cost_t *c, uint32_t n,
+                                uint32_t ctx)
+{
+    if (!c->has_pd) {
+        return bt_sim_prefill_ms(c, n, ctx);
+    }
+    return c->p_base_ms + c->pd_token_ms * n +
+           c->pd_ctx_us * (double)n * ((double)ctx + (double)n / 2) / 1000;
+}
+
+double bt_sim_noise(const bt_sim_cost_t *c, uint64_t i)
+{
+    uint64_t z = i + 0x9e3779b97f4a7c15ULL;   /* splitmix64 */
+
+    if (c->n_noise == 0) {
+        return 1.0;
+    }
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return c->noise[z % c->n_noise];
+}
+
+static int cost_cmp(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+
+    return a < b ? -1 : a > b;
+}
+
+void bt_sim_noise_set(bt_sim_cost_t *c, double *v, size_t n)
+{
+    size_t keep = n < BT_SIM_MAX_NOISE ? n : BT_SIM_MAX_NOISE;
+
+    qsort(v, n, sizeof(*v), cost_cmp);
+    c->n_noise = keep;
+    for (size_t k = 0; k < keep; k++) {
+        /* the k-th of keep quantiles, so a long list keeps its shape */
+        c->noise[k] = (float)v[keep == n ? k : (k * (n - 1)) / (keep - 1)];
+    }
+}
+
 double bt_sim_decode_ms(const bt_sim_cost_t *c, uint32_t batch,
                         uint64_t ctx_tokens)
 {
@@ -84,6 +126,49 @@ static int cost_u32(json_t *obj, const char *key, uint32_t *v, char *err,
         return -1;
     }
     *v = (uint32_t)d;
+    return 0;
+}
+
+/* The optional sections: prefill_disagg and noise. */
+static int cost_load_extras(json_t *o, bt_sim_cost_t *c, char *why,
+                            size_t why_size)
+{
+    json_t *nz = json_object_get(o, "noise"), *f, *v;
+    size_t k;
+
+    if (json_object_get(o, "prefill_disagg") != NULL) {
+        if (cost_num(o, "prefill_disagg", "per_token_ms", &c->pd_token_ms,
+                     why, why_size) ||
+            cost_num(o, "prefill_disagg", "per_token_ctx_us", &c->pd_ctx_us,
+                     why, why_size) ||
+            cost_num(o, "prefill_disagg", "ttft_ms", &c->pd_overhead_ms, why,
+                     why_size)) {
+            return -1;
+        }
+        c->has_pd = true;
+    }
+    if (nz == NULL) {
+        return 0;
+    }
+    f = json_object_get(nz, "ttft_factors");
+    if (!json_is_array(f) || json_array_size(f) == 0 ||
+        json_array_size(f) > BT_SIM_MAX_NOISE) {
+        snprintf(why, why_size, "noise.ttft_factors must list 1 to %d "
+                 "numbers", BT_SIM_MAX_NOISE);
+        return -1;
+    }
+    json_array_foreach(f, k, v) {
+        double x = json_number_value(v);
+
+        if (!json_is_number(v) || !(x > 0.01 && x < 100) ||
+            (k > 0 && (float)x < c->noise[k - 1])) {
+            snprintf(why, why_size, "noise.ttft_factors must be ascending "
+                     "numbers in (0.01, 100)");
+            return -1;
+        }
+        c->noise[k] = (float)x;
+    }
+    c->n_noise = json_array_size(f);
     return 0;
 }
 
@@ -160,6 +245,9 @@ int bt_sim_cost_load(const char *path, bt_sim_cost_t *c, char *err,
         }
         json_decref(wrap);
     }
+    if (cost_load_extras(o, c, why, sizeof(why)) != 0) {
+        goto err_out;
+    }
     rc = 0;
 err_out:
     if (rc != 0) {
@@ -200,6 +288,24 @@ int bt_sim_cost_save(const char *path, const bt_sim_cost_t *c,
                   "kvstore", "base_ms", c->k_base_ms, "per_block_ms",
                   c->k_block_ms,
                   "overhead", "ttft_ms", c->ttft_overhead_ms);
+    if (o != NULL && c->has_pd) {
+        json_object_set_new(o, "prefill_disagg",
+                            json_pack("{s:f,s:f,s:f}", "per_token_ms",
+                                      c->pd_token_ms, "per_token_ctx_us",
+                                      c->pd_ctx_us, "ttft_ms",
+                                      c->pd_overhead_ms));
+    }
+    if (o != NULL && c->n_noise > 0) {
+        json_t *fac = json_array();
+
+        for (size_t k = 0; fac != NULL && k < c->n_noise; k++) {
+            /* four decimals: the file stays readable, the order stays */
+            json_array_append_new(fac,
+                                  json_real(round(c->noise[k] * 1e4) / 1e4));
+        }
+        json_object_set_new(o, "noise", json_pack("{s:o}", "ttft_factors",
+                                                   fac));
+    }
     text = o != NULL ? bt_json_dump(o) : NULL;
     if (text != NULL && (f = fopen(path, "w")) != NULL) {
         fprintf(f, "%s\n", text);

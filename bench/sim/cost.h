@@ -10,7 +10,13 @@
  *   kvstore fetch of k blocks: base_ms + per_block_ms * k
  *   a fixed request overhead (HTTP, tokenizing, the RPCs) added to TTFT.
  * and the node's shape (block size, pool blocks, batch, chunk size, KV
- * bytes per token). bt_sim_lsq is the fit's least squares. */
+ * bytes per token). Optional: "prefill_disagg", the prefill terms and
+ * overhead of a prompt whose KV goes to another node (its layers posted
+ * beside the compute, the decode node's reservation), and "noise",
+ * factors by which single requests' TTFTs came out above or below their
+ * run's median: each simulated request's overhead and prefill chunks are
+ * slowed by one of them, picked by its index, so that the percentiles
+ * see the host's spread. bt_sim_lsq is the fit's least squares. */
 #ifndef BT_SIM_COST_H
 #define BT_SIM_COST_H
 
@@ -19,6 +25,7 @@
 #include <stdint.h>
 
 #define BT_SIM_MAX_XFER 4
+#define BT_SIM_MAX_NOISE 512
 
 typedef struct {
     char   name[16];     /* "shm", "tcp", "rdma", ... */
@@ -40,10 +47,24 @@ typedef struct {
     size_t   n_xfer;
     double   k_base_ms, k_block_ms;
     double   ttft_overhead_ms;
+    bool     has_pd;                    /* prefill_disagg given */
+    double   pd_token_ms, pd_ctx_us, pd_overhead_ms;
+    float    noise[BT_SIM_MAX_NOISE];   /* ascending factors, > 0 */
+    size_t   n_noise;
 } bt_sim_cost_t;
 
 /* Time of one prefill chunk / decode step, in ms. */
 double bt_sim_prefill_ms(const bt_sim_cost_t *c, uint32_t n, uint32_t ctx);
+/* The same for a prompt whose KV goes to another node (prefill_disagg's
+ * terms when the file has them). */
+double bt_sim_prefill_disagg_ms(const bt_sim_cost_t *c, uint32_t n,
+                                uint32_t ctx);
+/* Request i's slow-down factor: one of c's noise factors picked by a hash
+ * of i (1 without noise), so a run is reproducible. */
+double bt_sim_noise(const bt_sim_cost_t *c, uint64_t i);
+/* Keeps at most BT_SIM_MAX_NOISE of the n factors v (sorted in place),
+ * evenly spaced over their order, in c. */
+void bt_sim_noise_set(bt_sim_cost_t *c, double *v, size_t n);
 double bt_sim_decode_ms(const bt_sim_cost_t *c, uint32_t batch,
                         uint64_t ctx_tokens);
 /* The transport `name` (NULL or unknown: the first one; none: 0 ms). */

@@ -79,7 +79,8 @@ int sim_cmd_plan(sim_cli_t *cli, const bt_wl_t *wl)
     size_t splits = n > 1 ? n - 1 : 0, n_rows = 0, best = 0;
     size_t want = (size_t)cli->max_splits;
     plan_row_t *rows = calloc(splits + 1, sizeof(*rows));
-    bt_rep_rec_t *recs = calloc(wl->n > 0 ? wl->n : 1, sizeof(*recs));
+    bt_rep_rec_t *recs = calloc(wl->n > 0 ? wl->n * sim_cli_draws(cli) : 1,
+                                sizeof(*recs));
     FILE *md = NULL;
     int rc = 1;
 

@@ -30,6 +30,7 @@ typedef struct {
     uint32_t  n_keys;
     uint8_t   state;
     bool      started;         /* its first chunk ran: reuse settled */
+    float     slow;            /* its overhead's and chunks' factor (noise) */
     uint8_t  *keys;            /* n_keys block keys until the prefill ends */
     uint32_t *tokens;          /* the prompt, with a kvstore (its puts) */
     double    t_arrive, t_first, t_second;
@@ -258,6 +259,7 @@ static double node_prefill_chunk(sim_t *s, snode_t *n, sreq_t *r,
 {
     const bt_sim_cost_t *c = s->c;
     const uint32_t n_prompt = s->wl->reqs[r - s->reqs].n_prompt;
+    const bool first = !r->started;
     double extra = 0;
 
     if (!r->started) {
@@ -284,7 +286,14 @@ static double node_prefill_chunk(sim_t *s, snode_t *n, sreq_t *r,
     }
     *chunk_p = n_prompt - r->pos < c->max_prefill_tokens
                ? n_prompt - r->pos : c->max_prefill_tokens;
-    return extra + bt_sim_prefill_ms(c, *chunk_p, r->pos) / 1e3;
+    if (r->p == r->d) {
+        return extra + r->slow * bt_sim_prefill_ms(c, *chunk_p, r->pos) / 1e3;
+    }
+    if (first && c->has_pd && c->pd_overhead_ms > c->ttft_overhead_ms) {
+        /* what the disaggregated path adds before the compute */
+        extra += r->slow * (c->pd_overhead_ms - c->ttft_overhead_ms) / 1e3;
+    }
+    return extra + r->slow * bt_sim_prefill_disagg_ms(c, *chunk_p, r->pos) / 1e3;
 }
 
 /* ---- one host: the busy nodes share its cores ---- */
@@ -533,12 +542,14 @@ static void sim_arrive(sim_t *s, uint32_t i)
     sreq_t *r = &s->reqs[i];
 
     r->t_arrive = s->q.now;
+    r->slow = (float)bt_sim_noise(s->c, (s->cfg->noise_draw << 40) + i);
     if (!sim_keys(s, i)) {
         s->oom = true;
         return;
     }
     /* the path to the router and the nodes (HTTP, tokenizer, RPCs) */
-    sim_push(s, s->q.now + s->c->ttft_overhead_ms / 1e3, EV_PLACE, i, 0);
+    sim_push(s, s->q.now + r->slow * s->c->ttft_overhead_ms / 1e3, EV_PLACE,
+             i, 0);
     if (s->wl->open && s->issued < s->wl->n) {
         sim_issue(s, s->issued, s->wl->reqs[s->issued].t_s);
         s->issued++;

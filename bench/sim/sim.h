@@ -40,6 +40,7 @@ typedef struct {
      * nodes, --threads 0): while k nodes compute at once, each runs at
      * 1/k of the speed its cost functions give (processor sharing) */
     bool        one_host;
+    uint64_t    noise_draw;      /* which draw of the cost's noise (0, 1, ...) */
     bt_select_weights_t weights;
     /* progress: called about once a second of real time; may be NULL */
     void      (*progress)(void *arg, size_t done, size_t total);

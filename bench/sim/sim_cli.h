@@ -19,6 +19,7 @@ typedef struct {
     int64_t       heartbeat_ms;
     int64_t       nodes_per_router;
     bool          one_host;
+    int64_t       noise_draws;
     double        slo_ttft_ms, slo_tpot_ms;
     bool          json;
     const char   *out;
@@ -69,6 +70,10 @@ typedef struct {
      "every node on one host using all its cores (a local cluster): k nodes " \
      "computing at once each run k times slower", BT_OPT_BOOL, 0, 0, NULL,    \
      SIM_O(one_host)},                                                        \
+    {"noise-draws", 0, "BATON_SIM_NOISE_DRAWS", "16",                         \
+     "with a cost file's noise: simulate the workload this many times, each " \
+     "request slowed by another draw, and report over all of them",          \
+     BT_OPT_INT, 1, 1000, NULL, SIM_O(noise_draws)},                          \
     {"slo-ttft", 0, "BATON_SIM_SLO_TTFT", "0",                                \
      "time-to-first-token objective in ms (0: none)", BT_OPT_DOUBLE, 0, 1e9,  \
      NULL, SIM_O(slo_ttft_ms)},                                               \
@@ -116,7 +121,12 @@ typedef struct {
      "fit: measurements per calibration point (the median is fitted)",        \
      BT_OPT_INT, 1, 100, NULL, SIM_O(fit_repeats)}
 
-/* Simulates wl on n_prefill/n_decode/n_colocated nodes; 0 or -1 (said). */
+/* How many times a run simulates the workload: --noise-draws with a cost
+ * file's noise, else 1. recs hold wl->n records per draw. */
+size_t sim_cli_draws(const sim_cli_t *cli);
+/* Simulates wl on n_prefill/n_decode/n_colocated nodes, sim_cli_draws
+ * times (recs: every draw's records; rep: over all of them, throughput
+ * over the draws' simulated time; st: the first draw's); 0 or -1 (said). */
 int sim_cli_simulate(sim_cli_t *cli, const bt_wl_t *wl, uint32_t n_prefill,
                      uint32_t n_decode, uint32_t n_colocated,
                      uint64_t kvstore_bytes, bt_rep_rec_t *recs, bt_rep_t *rep,

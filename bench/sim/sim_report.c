@@ -14,8 +14,8 @@ int sim_cli_report(const sim_cli_t *cli, const bt_wl_t *wl,
     char err[256];
 
     if (cli->out != NULL &&
-        bt_rep_write_dir(cli->out, recs, wl->n, rep, cli->title, err,
-                         sizeof(err)) != 0) {
+        bt_rep_write_dir(cli->out, recs, wl->n * sim_cli_draws(cli), rep,
+                         cli->title, err, sizeof(err)) != 0) {
         fprintf(stderr, "baton-sim: %s\n", err);
         return -1;
     }
