@@ -17,16 +17,6 @@ double bt_sim_prefill_ms(const bt_sim_cost_t *c, uint32_t n, uint32_t ctx)
            c->p_ctx_us * (double)n * ((double)ctx + (double)n / 2) / 1000;
 }
 
-double bt_sim_prefill_disagg_ms(const bt_sim_cost_t *c, uint32_t n,
-                                uint32_t ctx)
-{
-    if (!c->has_pd) {
-        return bt_sim_prefill_ms(c, n, ctx);
-    }
-    return c->p_base_ms + c->pd_token_ms * n +
-           c->pd_ctx_us * (double)n * ((double)ctx + (double)n / 2) / 1000;
-}
-
 double bt_sim_noise(const bt_sim_cost_t *c, uint64_t i)
 {
     uint64_t z = i + 0x9e3779b97f4a7c15ULL;   /* splitmix64 */
@@ -129,24 +119,13 @@ static int cost_u32(json_t *obj, const char *key, uint32_t *v, char *err,
     return 0;
 }
 
-/* The optional sections: prefill_disagg and noise. */
+/* The optional section: noise. */
 static int cost_load_extras(json_t *o, bt_sim_cost_t *c, char *why,
                             size_t why_size)
 {
     json_t *nz = json_object_get(o, "noise"), *f, *v;
     size_t k;
 
-    if (json_object_get(o, "prefill_disagg") != NULL) {
-        if (cost_num(o, "prefill_disagg", "per_token_ms", &c->pd_token_ms,
-                     why, why_size) ||
-            cost_num(o, "prefill_disagg", "per_token_ctx_us", &c->pd_ctx_us,
-                     why, why_size) ||
-            cost_num(o, "prefill_disagg", "ttft_ms", &c->pd_overhead_ms, why,
-                     why_size)) {
-            return -1;
-        }
-        c->has_pd = true;
-    }
     if (nz == NULL) {
         return 0;
     }
@@ -214,7 +193,9 @@ int bt_sim_cost_load(const char *path, bt_sim_cost_t *c, char *err,
         cost_num(o, "kvstore", "per_block_ms", &c->k_block_ms, why,
                  sizeof(why)) ||
         cost_num(o, "overhead", "ttft_ms", &c->ttft_overhead_ms, why,
-                 sizeof(why))) {
+                 sizeof(why)) ||
+        cost_num_opt(o, "overhead", "router_ms", &c->router_ms, why,
+                     sizeof(why))) {
         goto err_out;
     }
     /* chunks start on block boundaries, as the node rounds them */
@@ -272,7 +253,7 @@ int bt_sim_cost_save(const char *path, const bt_sim_cost_t *c,
                                       "ms_per_mb", c->xfer[i].ms_per_mb));
     }
     o = json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:f},s:{s:f,s:f,s:f},"
-                  "s:{s:f,s:f,s:f,s:f,s:f},s:o,s:{s:f,s:f},s:{s:f}}",
+                  "s:{s:f,s:f,s:f,s:f,s:f},s:o,s:{s:f,s:f},s:{s:f,s:f}}",
                   "name", c->name, "source", source != NULL ? source : "",
                   "node", "block_size", (json_int_t)c->block_size,
                   "total_blocks", (json_int_t)c->total_blocks,
@@ -287,14 +268,8 @@ int bt_sim_cost_save(const char *path, const bt_sim_cost_t *c,
                   "transfer", xf,
                   "kvstore", "base_ms", c->k_base_ms, "per_block_ms",
                   c->k_block_ms,
-                  "overhead", "ttft_ms", c->ttft_overhead_ms);
-    if (o != NULL && c->has_pd) {
-        json_object_set_new(o, "prefill_disagg",
-                            json_pack("{s:f,s:f,s:f}", "per_token_ms",
-                                      c->pd_token_ms, "per_token_ctx_us",
-                                      c->pd_ctx_us, "ttft_ms",
-                                      c->pd_overhead_ms));
-    }
+                  "overhead", "ttft_ms", c->ttft_overhead_ms, "router_ms",
+                  c->router_ms);
     if (o != NULL && c->n_noise > 0) {
         json_t *fac = json_array();
 

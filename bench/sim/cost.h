@@ -8,12 +8,11 @@
  *   node over a transport, base_ms + ms_per_mb * B / 2^20 for B bytes of
  *   KV; on the same node, decode.join_ms + join_ms_per_mb * B / 2^20
  *   kvstore fetch of k blocks: base_ms + per_block_ms * k
- *   a fixed request overhead (HTTP, tokenizing, the RPCs) added to TTFT.
+ *   a fixed request overhead (HTTP, tokenizing, the RPCs) added to TTFT,
+ *   of which overhead.router_ms (optional) a router serves one request
+ *   at a time.
  * and the node's shape (block size, pool blocks, batch, chunk size, KV
- * bytes per token). Optional: "prefill_disagg", the prefill terms and
- * overhead of a prompt whose KV goes to another node (its layers posted
- * beside the compute, the decode node's reservation), and "noise",
- * factors by which single requests' TTFTs came out above or below their
+ * bytes per token). Optional: "noise", factors by which single requests' TTFTs came out above or below their
  * run's median: each simulated request's overhead and prefill chunks are
  * slowed by one of them, picked by its index, so that the percentiles
  * see the host's spread. bt_sim_lsq is the fit's least squares. */
@@ -47,18 +46,13 @@ typedef struct {
     size_t   n_xfer;
     double   k_base_ms, k_block_ms;
     double   ttft_overhead_ms;
-    bool     has_pd;                    /* prefill_disagg given */
-    double   pd_token_ms, pd_ctx_us, pd_overhead_ms;
+    double   router_ms;       /* of it, served one request at a time */
     float    noise[BT_SIM_MAX_NOISE];   /* ascending factors, > 0 */
     size_t   n_noise;
 } bt_sim_cost_t;
 
 /* Time of one prefill chunk / decode step, in ms. */
 double bt_sim_prefill_ms(const bt_sim_cost_t *c, uint32_t n, uint32_t ctx);
-/* The same for a prompt whose KV goes to another node (prefill_disagg's
- * terms when the file has them). */
-double bt_sim_prefill_disagg_ms(const bt_sim_cost_t *c, uint32_t n,
-                                uint32_t ctx);
 /* Request i's slow-down factor: one of c's noise factors picked by a hash
  * of i (1 without noise), so a run is reproducible. */
 double bt_sim_noise(const bt_sim_cost_t *c, uint64_t i);

@@ -7,21 +7,24 @@
  *             Poisson-spaced so that they rarely overlap (as the
  *             workloads' arrivals come: after idle gaps, from one warm
  *             client), on the colocated cluster, cold and again with the
- *             prompts cached (TTFT vs tokens computed and cached); the
- *             same cold runs on the disaggregated cluster (prefill_disagg);
+ *             prompts cached (TTFT vs tokens computed and cached), and
+ *             the same cold runs on the disaggregated cluster;
  *   noise:    every single request's TTFT over its run's median;
  *   decode:   1..16 equal requests decoding together on the disaggregated
  *             cluster's decode node, their prompts cached first so that
- *             they start together (the gaps after the second token vs
- *             batch and context);
+ *             they start together, and the single runs' own gaps (the
+ *             gaps after the second token vs batch and context);
  *   hand-over: the first inter-token gap less a decode step, of the cold
  *             runs (colocated: the node's local hand-over; disaggregated:
  *             the KV transfer's tail and the decode node's admission vs
  *             the prompt's KV bytes);
  *   kvstore:  (with --ctl) a prompt, the nodes' caches flushed, the prompt
- *             again: the extra TTFT vs the blocks fetched.
+ *             again: the extra TTFT vs the blocks fetched;
+ *   router:   a burst of short requests at once, simulated with the rest
+ *             fitted: the part of the overhead served one at a time.
  * Each point is the median over --fit-repeats runs of the runs' p50s. */
 #include "fit.h"
+#include "sim.h"
 #include "sim_cli.h"
 
 #include <dirent.h>
@@ -38,6 +41,10 @@
 #define FIT_BUSY 0.15
 #define FIT_RATE_MAX 4.0
 #define FIT_NOISE_MAX 4096
+/* the router's calibration: this many short requests at once */
+#define FIT_BURST 8
+#define FIT_BURST_PROMPT "32"
+#define FIT_ROUTER_STEPS 20
 
 /* What the runs collect besides their p50s. */
 typedef struct {
@@ -45,12 +52,16 @@ typedef struct {
     double noise[FIT_NOISE_MAX];       /* TTFT / its run's median */
     size_t n_noise;
     double rate[16];                   /* each prompt's arrivals per second */
+    double dis[16][3];                 /* the disaggregated runs' m[] */
+    bt_fit_decode_t dec[32];           /* the single runs' decode steps */
+    size_t n_dec;
 } fit_ctx_t;
 
 /* the workloads' short prompts weigh as much as the long ones */
 static const uint32_t fit_prompts[] = {16, 32, 64, 128, 256, 512, 1024};
-/* tokens of the single requests: a first gap and one more */
-#define FIT_OUT 4
+/* tokens of the single requests, as many as the workloads' (a first gap
+ * and the steps of one sequence decoding after an idle gap) */
+#define FIT_OUT 16
 #define FIT_NP (sizeof(fit_prompts) / sizeof(fit_prompts[0]))
 
 /* One baton-bench run (rate 0: closed loop at conc; out: its --out);
@@ -187,6 +198,17 @@ static int fit_point(const sim_cli_t *cli, fit_ctx_t *x, const char *url,
     return 0;
 }
 
+/* A single run's decode step (its gaps after the first) as a batch-1
+ * decode sample. */
+static void fit_single_step(fit_ctx_t *x, uint32_t prompt, const double m[3])
+{
+    double t = (m[1] * (FIT_OUT - 1) - m[2]) / (FIT_OUT - 2);
+
+    if (t > 0 && x->n_dec < sizeof(x->dec) / sizeof(x->dec[0])) {
+        x->dec[x->n_dec++] = (bt_fit_decode_t){1, prompt + FIT_OUT / 2.0, t};
+    }
+}
+
 /* The next point's arrival rate: its prompt is twice as long as the one
  * that took ttft_ms. */
 static double fit_next_rate(double ttft_ms)
@@ -222,6 +244,7 @@ static int fit_prefill(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c,
             return -1;
         }
         gap1[i] = m[2];
+        fit_single_step(x, fit_prompts[i], m);
         s[n++] = (bt_fit_prefill_t){fit_prompts[i], 0, m[0]};
         fprintf(stderr, "  prefill %u tokens (%.2f/s): ttft %.2f ms, first "
                 "gap %.2f ms\n", fit_prompts[i], rate, m[0], m[2]);
@@ -266,6 +289,8 @@ static int fit_prefill(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c,
     return rms < 0 ? -1 : 0;
 }
 
+/* Decode: batches of cached prompts, and the single runs' steps (one
+ * sequence after an idle gap, as the light workloads decode). */
 static int fit_decode(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
 {
     static const uint32_t batch[] = {1, 2, 4, 8, 16};
@@ -275,6 +300,11 @@ static int fit_decode(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
     size_t n = 0;
     double rms, m[3];
 
+    for (size_t k = 0; k < x->n_dec && n < FIT_MAX; k++) {
+        s[n++] = x->dec[k];
+        fprintf(stderr, "  decode alone, %.0f context: step %.2f ms\n",
+                x->dec[k].ctx, x->dec[k].tpot_ms);
+    }
     for (size_t j = 0; j < 2; j++) {
         for (size_t i = 0; i < sizeof(batch) / sizeof(batch[0]); i++) {
             double t;
@@ -298,37 +328,42 @@ static int fit_decode(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
     return rms < 0 ? -1 : 0;
 }
 
+/* The disaggregated cluster's single runs, as the colocated ones. */
+static int fit_disagg_runs(const sim_cli_t *cli, fit_ctx_t *x)
+{
+    for (size_t i = 0; i < FIT_NP; i++) {
+        if (fit_point(cli, x, cli->url_disagg, 0, x->rate[i], fit_prompts[i],
+                      FIT_OUT, 300 + i, x->dis[i]) != 0) {
+            return -1;
+        }
+        fit_single_step(x, fit_prompts[i], x->dis[i]);
+        fprintf(stderr, "  disaggregated %u tokens: ttft %.2f ms, first gap "
+                "%.2f ms\n", fit_prompts[i], x->dis[i][0], x->dis[i][2]);
+    }
+    return 0;
+}
+
 /* The hand-over from the first token to the decode batch: a first gap
  * less the decode step that ends it, as a line in the prompt's KV bytes:
  * colocated (the node's local hand-over) and disaggregated (the
- * transfer's tail, then the decode node's admission). The disaggregated
- * runs' TTFTs are prefill_disagg's samples. */
-static int fit_handover(const sim_cli_t *cli, fit_ctx_t *fx, bt_sim_cost_t *c,
-                        const double *gap1)
+ * transfer's tail, then the decode node's admission). */
+static int fit_handover(const sim_cli_t *cli, const fit_ctx_t *fx,
+                        bt_sim_cost_t *c, const double *gap1)
 {
-    double x[FIT_NP], y[FIT_NP], local[FIT_NP], a = 0, b = 0, m[3];
-    double la = 0, lb = 0, rms;
-    bt_fit_prefill_t s[FIT_NP];
-    bt_sim_cost_t pd = *c;
+    double x[FIT_NP], y[FIT_NP], local[FIT_NP], a = 0, b = 0;
+    double la = 0, lb = 0;
 
     for (size_t i = 0; i < FIT_NP; i++) {
         double step = bt_sim_decode_ms(c, 1, fit_prompts[i] + 1);
 
         local[i] = gap1[i] - step > 0 ? gap1[i] - step : 0;
-        if (fit_point(cli, fx, cli->url_disagg, 0, fx->rate[i],
-                      fit_prompts[i], FIT_OUT, 300 + i, m) != 0) {
-            return -1;
-        }
         x[i] = fit_prompts[i] * c->kv_bytes_per_token / 1048576.0;
-        y[i] = m[2] - step > 0 ? m[2] - step : 0;
-        s[i] = (bt_fit_prefill_t){fit_prompts[i], 0, m[0]};
+        y[i] = fx->dis[i][2] - step > 0 ? fx->dis[i][2] - step : 0;
         fprintf(stderr, "  hand-over %u tokens: colocated +%.2f ms, "
-                "disaggregated +%.2f ms (ttft %.2f)\n", fit_prompts[i],
-                local[i], y[i], m[0]);
+                "disaggregated +%.2f ms\n", fit_prompts[i], local[i], y[i]);
     }
     if (bt_fit_line(x, local, FIT_NP, &la, &lb) < 0 ||
-        bt_fit_line(x, y, FIT_NP, &a, &b) < 0 ||
-        (rms = bt_fit_prefill(&pd, s, FIT_NP)) < 0) {
+        bt_fit_line(x, y, FIT_NP, &a, &b) < 0) {
         return -1;
     }
     c->d_join_ms = la;
@@ -338,15 +373,8 @@ static int fit_handover(const sim_cli_t *cli, fit_ctx_t *fx, bt_sim_cost_t *c,
              cli->transport != NULL ? cli->transport : "shm");
     c->xfer[0].base_ms = a;
     c->xfer[0].ms_per_mb = b;
-    c->has_pd = true;
-    c->pd_overhead_ms = pd.ttft_overhead_ms;
-    c->pd_token_ms = pd.p_token_ms;
-    c->pd_ctx_us = pd.p_ctx_us;
     fprintf(stderr, "  hand-over fit: colocated %.3f ms + %.4f ms/MiB; %s "
             "%.3f ms + %.4f ms/MiB\n", la, lb, c->xfer[0].name, a, b);
-    fprintf(stderr, "  disaggregated prefill fit: overhead %.3f ms, %.5f "
-            "ms/token, %.5f us/token/ctx token; relative rms %.3f\n",
-            c->pd_overhead_ms, c->pd_token_ms, c->pd_ctx_us, rms);
     return 0;
 }
 
@@ -404,6 +432,99 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
     return 0;
 }
 
+/* The simulated TTFT p50 of the burst with c (every noise draw). */
+static double fit_burst_sim(const bt_sim_cost_t *c, const bt_wl_t *wl,
+                            int64_t draws, bt_rep_rec_t *recs)
+{
+    bt_sim_cfg_t cfg;
+    bt_sim_stats_t st;
+    bt_rep_t rep;
+    bt_rep_slo_t slo = {0, 0};
+    double sim_s = 0;
+    char err[256];
+
+    bt_sim_cfg_default(&cfg);
+    cfg.cost = c;
+    cfg.n_colocated = 1;
+    cfg.one_host = true;
+    draws = c->n_noise > 0 ? draws : 1;
+    for (int64_t k = 0; k < draws; k++) {
+        cfg.noise_draw = (uint64_t)k;
+        if (bt_sim_run(&cfg, wl, recs + (size_t)k * wl->n, &st, err,
+                       sizeof(err)) != 0) {
+            fprintf(stderr, "baton-sim fit: %s\n", err);
+            return -1;
+        }
+        sim_s += st.sim_s;
+    }
+    bt_rep_compute(recs, wl->n * (size_t)draws, sim_s, &slo, NULL, 0, &rep);
+    return rep.ttft.p50;
+}
+
+/* The router's one-at-a-time part of the overhead: FIT_BURST short
+ * requests at once on the colocated cluster, measured, then simulated
+ * with the costs fitted so far and router_ms from 0 to the whole
+ * overhead; the closest TTFT p50 is kept (a burst queues behind the
+ * router as much as behind the node). */
+static int fit_router(const sim_cli_t *cli, bt_sim_cost_t *c)
+{
+    bt_wl_cfg_t wc;
+    bt_wl_t wl;
+    bt_rep_rec_t *recs;
+    double v[100], meas, best = 0, best_err = -1;
+    size_t k = 0;
+    char err[256];
+
+    for (int64_t r = 0; r < cli->fit_repeats && k < 100; r++, k++) {
+        json_t *o = fit_bench(cli, cli->url_colocated, FIT_BURST, FIT_BURST, 0,
+                              (uint32_t)atoi(FIT_BURST_PROMPT), 4,
+                              800000 + (uint64_t)r, NULL);
+
+        if (o == NULL) {
+            return -1;
+        }
+        v[k] = fit_get(o, "ttft_ms", "p50");
+        json_decref(o);
+    }
+    meas = fit_median(v, k);
+    memset(&wc, 0, sizeof(wc));
+    wc.requests = FIT_BURST;
+    wc.concurrency = FIT_BURST;
+    wc.prompt_tokens = FIT_BURST_PROMPT;
+    wc.output_tokens = "4";
+    wc.seed = 1;
+    wc.block_tokens = 32;
+    wc.max_output = 64;
+    wc.kv_block = c->block_size;
+    if (bt_wl_build(&wc, &wl, err, sizeof(err)) != 0) {
+        fprintf(stderr, "baton-sim fit: %s\n", err);
+        return -1;
+    }
+    recs = calloc((size_t)FIT_BURST * (size_t)cli->noise_draws, sizeof(*recs));
+    for (int i = 0; recs != NULL && i <= FIT_ROUTER_STEPS; i++) {
+        double ms = c->ttft_overhead_ms * i / FIT_ROUTER_STEPS, e;
+
+        c->router_ms = ms;
+        e = fit_burst_sim(c, &wl, cli->noise_draws, recs) - meas;
+        e = e < 0 ? -e : e;
+        if (best_err < 0 || e < best_err) {
+            best_err = e;
+            best = ms;
+        }
+    }
+    free(recs);
+    bt_wl_free(&wl);
+    if (best_err < 0) {
+        return -1;
+    }
+    c->router_ms = best;
+    fprintf(stderr, "  router: %d requests of %s tokens at once, ttft p50 "
+            "%.2f ms; one at a time %.3f ms of the %.3f ms overhead (off by "
+            "%.2f ms)\n", FIT_BURST, FIT_BURST_PROMPT, meas, best,
+            c->ttft_overhead_ms, best_err);
+    return 0;
+}
+
 /* Removes the runs' --out folder and what baton-bench wrote in it. */
 static void fit_rmdir(const char *dir)
 {
@@ -435,8 +556,8 @@ static int fit_all(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
         json_decref(fit_bench(cli, cli->url_disagg, 2, 2, 0, 64, 4, 9 + k,
                               NULL));
     }
-    if (fit_prefill(cli, x, c, gap1) != 0 || fit_decode(cli, x, c) != 0 ||
-        fit_handover(cli, x, c, gap1) != 0) {
+    if (fit_prefill(cli, x, c, gap1) != 0 || fit_disagg_runs(cli, x) != 0 ||
+        fit_decode(cli, x, c) != 0 || fit_handover(cli, x, c, gap1) != 0) {
         return -1;
     }
     if (cli->ctl != NULL && cli->grpc != NULL && fit_kvstore(cli, c) != 0) {
@@ -449,7 +570,8 @@ static int fit_all(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
                 c->noise[c->n_noise / 2], c->noise[c->n_noise * 9 / 10],
                 c->noise[c->n_noise - 1]);
     }
-    return 0;
+    /* last: it simulates with everything else fitted */
+    return fit_router(cli, c);
 }
 
 int sim_cmd_fit(sim_cli_t *cli)

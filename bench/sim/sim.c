@@ -72,6 +72,7 @@ typedef struct {
     bt_node_t     *store_rn;
     bt_sim_kvs_t  *kvs;
     ring_t         wq;         /* the wait queue */
+    double         router_free; /* when its one-at-a-time part is free */
 } shard_t;
 
 typedef struct {
@@ -259,7 +260,6 @@ static double node_prefill_chunk(sim_t *s, snode_t *n, sreq_t *r,
 {
     const bt_sim_cost_t *c = s->c;
     const uint32_t n_prompt = s->wl->reqs[r - s->reqs].n_prompt;
-    const bool first = !r->started;
     double extra = 0;
 
     if (!r->started) {
@@ -286,14 +286,7 @@ static double node_prefill_chunk(sim_t *s, snode_t *n, sreq_t *r,
     }
     *chunk_p = n_prompt - r->pos < c->max_prefill_tokens
                ? n_prompt - r->pos : c->max_prefill_tokens;
-    if (r->p == r->d) {
-        return extra + r->slow * bt_sim_prefill_ms(c, *chunk_p, r->pos) / 1e3;
-    }
-    if (first && c->has_pd && c->pd_overhead_ms > c->ttft_overhead_ms) {
-        /* what the disaggregated path adds before the compute */
-        extra += r->slow * (c->pd_overhead_ms - c->ttft_overhead_ms) / 1e3;
-    }
-    return extra + r->slow * bt_sim_prefill_disagg_ms(c, *chunk_p, r->pos) / 1e3;
+    return extra + r->slow * bt_sim_prefill_ms(c, *chunk_p, r->pos) / 1e3;
 }
 
 /* ---- one host: the busy nodes share its cores ---- */
@@ -540,6 +533,8 @@ static void sim_kick_queue(sim_t *s, shard_t *sh)
 static void sim_arrive(sim_t *s, uint32_t i)
 {
     sreq_t *r = &s->reqs[i];
+    shard_t *sh = &s->shards[i % s->n_shards];
+    double ov, one;
 
     r->t_arrive = s->q.now;
     r->slow = (float)bt_sim_noise(s->c, (s->cfg->noise_draw << 40) + i);
@@ -547,9 +542,15 @@ static void sim_arrive(sim_t *s, uint32_t i)
         s->oom = true;
         return;
     }
-    /* the path to the router and the nodes (HTTP, tokenizer, RPCs) */
-    sim_push(s, s->q.now + r->slow * s->c->ttft_overhead_ms / 1e3, EV_PLACE,
-             i, 0);
+    /* the path to the router and the nodes (HTTP, tokenizer, RPCs): the
+     * router's share one request at a time (a burst queues there), the
+     * rest beside it */
+    ov = r->slow * s->c->ttft_overhead_ms / 1e3;
+    one = r->slow * (s->c->router_ms < s->c->ttft_overhead_ms
+                     ? s->c->router_ms : s->c->ttft_overhead_ms) / 1e3;
+    sh->router_free = (sh->router_free > s->q.now ? sh->router_free
+                                                  : s->q.now) + one;
+    sim_push(s, sh->router_free + ov - one, EV_PLACE, i, 0);
     if (s->wl->open && s->issued < s->wl->n) {
         sim_issue(s, s->issued, s->wl->reqs[s->issued].t_s);
         s->issued++;

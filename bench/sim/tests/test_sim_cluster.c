@@ -150,51 +150,27 @@ static void test_one_host_shares_cores(void **state)
     bt_wl_free(&w);
 }
 
-/* A disaggregated prompt takes prefill_disagg's terms and its overhead;
- * noise slows a request's overhead and chunks by its own factor, the same
- * one every run. */
-static void test_disagg_prefill_and_noise(void **state)
+/* Noise slows a request's overhead and chunks by its own factor, the
+ * same one every run; another draw picks other factors. */
+static void test_noise_slows_requests(void **state)
 {
     bt_sim_cost_t c = cost();
     bt_sim_cfg_t cfg;
-    bt_wl_t w = synth(1, "600", "2", 1, 0), w6 = synth(6, "100", "1", 1, 0);
-    bt_rep_rec_t rec, r6[6], again[6];
+    bt_wl_t w6 = synth(6, "100", "1", 1, 0);
+    bt_rep_rec_t r6[6], again[6];
     bt_sim_stats_t st;
-    double colo, disagg;
 
     (void)state;
-    c.has_pd = true;
-    c.pd_token_ms = 0.02;
-    c.pd_ctx_us = 0.5;
-    c.pd_overhead_ms = 4.25;
-    colo = bt_sim_prefill_ms(&c, 256, 0) + bt_sim_prefill_ms(&c, 256, 256) +
-           bt_sim_prefill_ms(&c, 88, 512);
-    disagg = bt_sim_prefill_disagg_ms(&c, 256, 0) +
-             bt_sim_prefill_disagg_ms(&c, 256, 256) +
-             bt_sim_prefill_disagg_ms(&c, 88, 512);
-    assert_true(disagg > colo + 5);
     bt_sim_cfg_default(&cfg);
     cfg.cost = &c;
-    cfg.n_colocated = 1;
-    assert_int_equal(run(&cfg, &w, &rec, &st), 0);
-    assert_true(fabs(rec.ttft_ms - (3 + colo)) < 1e-6);
-    cfg.n_colocated = 0;
-    cfg.n_prefill = 1;
-    cfg.n_decode = 1;
-    assert_int_equal(run(&cfg, &w, &rec, &st), 0);
-    assert_true(fabs(rec.ttft_ms - (4.25 + disagg)) < 1e-6);
-
     /* closed loop, one at a time (no local hand-over to lengthen the next
      * one's chunk): each TTFT is its factor times the unloaded one */
-    c.has_pd = false;
     c.d_join_ms = c.d_join_ms_mb = 0;
     c.noise[0] = 0.5f;
     c.noise[1] = 1.0f;
     c.noise[2] = 3.0f;
     c.n_noise = 3;
     cfg.n_colocated = 1;
-    cfg.n_prefill = 0;
-    cfg.n_decode = 0;
     assert_int_equal(run(&cfg, &w6, r6, &st), 0);
     for (int i = 0; i < 6; i++) {
         double f = bt_sim_noise(&c, (uint64_t)i);
@@ -207,8 +183,50 @@ static void test_disagg_prefill_and_noise(void **state)
     for (int i = 0; i < 6; i++) {
         assert_true(again[i].ttft_ms == r6[i].ttft_ms);
     }
-    bt_wl_free(&w);
+    /* another draw slows the same requests by other factors */
+    cfg.noise_draw = 1;
+    assert_int_equal(run(&cfg, &w6, again, &st), 0);
+    for (int i = 0; i < 6; i++) {
+        double f = bt_sim_noise(&c, ((uint64_t)1 << 40) + (uint64_t)i);
+
+        assert_true(fabs(again[i].ttft_ms -
+                         f * (3 + bt_sim_prefill_ms(&c, 100, 0))) < 1e-6);
+    }
     bt_wl_free(&w6);
+}
+
+/* A burst waits at the router for its one-at-a-time part: the k-th of
+ * requests arriving together leaves it after k x router_ms, the rest of
+ * the overhead beside; without router_ms all leave together. */
+static void test_router_serves_one_at_a_time(void **state)
+{
+    bt_sim_cost_t c = cost();
+    bt_sim_cfg_t cfg;
+    bt_wl_t w = synth(4, "16", "1", 4, 0);
+    bt_rep_rec_t rec[4];
+    bt_sim_stats_t st;
+    const double chunk = bt_sim_prefill_ms(&c, 16, 0);
+
+    (void)state;
+    c.d_join_ms = c.d_join_ms_mb = 0;
+    bt_sim_cfg_default(&cfg);
+    cfg.cost = &c;
+    cfg.n_colocated = 4;     /* a node each: no queue at the nodes */
+    assert_int_equal(run(&cfg, &w, rec, &st), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_true(fabs(rec[i].ttft_ms - (3 + chunk)) < 1e-6);
+    }
+    c.router_ms = 2;
+    assert_int_equal(run(&cfg, &w, rec, &st), 0);
+    for (int i = 0; i < 4; i++) {
+        /* 2 ms per request ahead of it and its own, then 1 ms beside */
+        assert_true(fabs(rec[i].ttft_ms - (2.0 * (i + 1) + 1 + chunk)) < 1e-6);
+    }
+    /* never more than the whole overhead */
+    c.router_ms = 10;
+    assert_int_equal(run(&cfg, &w, rec, &st), 0);
+    assert_true(fabs(rec[3].ttft_ms - (3.0 * 4 + chunk)) < 1e-6);
+    bt_wl_free(&w);
 }
 
 /* Two prompts of 4 blocks each repeated: hash ids 1-4 and 5-8. */
@@ -347,7 +365,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_request_colocated),
         cmocka_unit_test(test_one_host_shares_cores),
-        cmocka_unit_test(test_disagg_prefill_and_noise),
+        cmocka_unit_test(test_noise_slows_requests),
+        cmocka_unit_test(test_router_serves_one_at_a_time),
         cmocka_unit_test(test_prefix_reuse_follows_index),
         cmocka_unit_test(test_overload_queues_and_repeats),
         cmocka_unit_test(test_routers_past_255_nodes),

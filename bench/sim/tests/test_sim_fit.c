@@ -1,6 +1,6 @@
 /* Cost functions: least squares, the prefill and decode fits, the cost
- * file's round trip and its errors, the optional disaggregated prefill and
- * noise, and the node cache's LRU order. */
+ * file's round trip and its errors, the optional noise and router part,
+ * and the node cache's LRU order. */
 #include "cost.h"
 #include "fit.h"
 #include "lru.h"
@@ -191,7 +191,8 @@ static void test_cost_file_round_trip(void **state)
     assert_int_equal(bt_sim_cost_load(path, &d, err, sizeof(err)), -1);
 }
 
-static void write_file(const char *path, const char *extra)
+static void write_file(const char *path, const char *overhead,
+                       const char *extra)
 {
     FILE *f = fopen(path, "w");
 
@@ -203,12 +204,12 @@ static void write_file(const char *path, const char *extra)
             "{\"base_ms\": 1, \"per_seq_ms\": 0, \"per_ctx_token_us\": 0}, "
             "\"transfer\": {\"shm\": {\"base_ms\": 0, \"ms_per_mb\": 0}}, "
             "\"kvstore\": {\"base_ms\": 0, \"per_block_ms\": 0}, "
-            "\"overhead\": {\"ttft_ms\": 0}%s}\n", extra);
+            "\"overhead\": {\"ttft_ms\": 1%s}%s}\n", overhead, extra);
     fclose(f);
 }
 
-/* prefill_disagg and noise: kept through the file, optional, checked. */
-static void test_disagg_prefill_and_noise(void **state)
+/* noise and router_ms: kept through the file, optional, checked. */
+static void test_noise_and_router(void **state)
 {
     char path[] = "/tmp/test_sim_cost.XXXXXX";
     int fd = mkstemp(path);
@@ -216,29 +217,26 @@ static void test_disagg_prefill_and_noise(void **state)
     double v[1000], seen[3] = {0};
     char err[256];
     static const struct {
-        const char *extra, *why;
+        const char *overhead, *extra, *why;
     } bad[] = {
-        {", \"noise\": {\"ttft_factors\": [1.2, 1.1]}", "ascending"},
-        {", \"noise\": {\"ttft_factors\": [0, 1.1]}", "ascending"},
-        {", \"noise\": {\"ttft_factors\": []}", "noise.ttft_factors"},
-        {", \"noise\": {\"ttft_factors\": \"x\"}", "noise.ttft_factors"},
-        {", \"prefill_disagg\": {\"per_token_ms\": 1}",
-         "prefill_disagg.per_token_ctx_us"},
+        {"", ", \"noise\": {\"ttft_factors\": [1.2, 1.1]}", "ascending"},
+        {"", ", \"noise\": {\"ttft_factors\": [0, 1.1]}", "ascending"},
+        {"", ", \"noise\": {\"ttft_factors\": []}", "noise.ttft_factors"},
+        {"", ", \"noise\": {\"ttft_factors\": \"x\"}", "noise.ttft_factors"},
+        {", \"router_ms\": -1", "", "overhead.router_ms"},
     };
 
     (void)state;
     assert_true(fd >= 0);
     close(fd);
-    /* without them: the colocated prefill, no noise */
-    write_file(path, "");
+    /* without them: no noise, nothing one at a time */
+    write_file(path, "", "");
     assert_int_equal(bt_sim_cost_load(path, &d, err, sizeof(err)), 0);
-    assert_false(d.has_pd);
     assert_int_equal(d.n_noise, 0);
-    assert_true(bt_sim_prefill_disagg_ms(&d, 10, 0) ==
-                bt_sim_prefill_ms(&d, 10, 0));
+    assert_true(d.router_ms == 0);
     assert_true(bt_sim_noise(&d, 7) == 1.0);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        write_file(path, bad[i].extra);
+        write_file(path, bad[i].overhead, bad[i].extra);
         assert_int_equal(bt_sim_cost_load(path, &d, err, sizeof(err)), -1);
         assert_non_null(strstr(err, bad[i].why));
     }
@@ -271,20 +269,13 @@ static void test_disagg_prefill_and_noise(void **state)
     }
     assert_true(seen[0] > 50 && seen[1] > 50 && seen[2] > 50);
 
-    c.has_pd = true;
-    c.pd_token_ms = 0.25;
-    c.pd_ctx_us = 2;
-    c.pd_overhead_ms = 4.5;
+    c.router_ms = 1.5;
     c.p_base_ms = 1;
     c.n_xfer = 1;
     c.xfer[0] = (bt_sim_xfer_cost_t){"shm", 0, 0};
     assert_int_equal(bt_sim_cost_save(path, &c, "unit test", err, sizeof(err)), 0);
     assert_int_equal(bt_sim_cost_load(path, &d, err, sizeof(err)), 0);
-    assert_true(d.has_pd && d.pd_token_ms == 0.25 && d.pd_ctx_us == 2 &&
-                d.pd_overhead_ms == 4.5);
-    /* base + 0.25 x 100 + 2 us x 100 x (50 + 50) / 1000 */
-    assert_true(fabs(bt_sim_prefill_disagg_ms(&d, 100, 50) -
-                     (1 + 25 + 20)) < 1e-9);
+    assert_true(d.router_ms == 1.5);
     assert_int_equal(d.n_noise, 3);
     assert_true(d.noise[0] == 0.5f && d.noise[2] == 2.0f);
     unlink(path);
@@ -329,7 +320,7 @@ int main(void)
         cmocka_unit_test(test_prefill_fit_recovers),
         cmocka_unit_test(test_decode_fit_and_line),
         cmocka_unit_test(test_cost_file_round_trip),
-        cmocka_unit_test(test_disagg_prefill_and_noise),
+        cmocka_unit_test(test_noise_and_router),
         cmocka_unit_test(test_lru_order),
     };
 
