@@ -12,10 +12,11 @@
  *   of which overhead.router_ms (optional) a router serves one request
  *   at a time.
  * and the node's shape (block size, pool blocks, batch, chunk size, KV
- * bytes per token). Optional: "noise", factors by which single requests' TTFTs came out above or below their
- * run's median: each simulated request's overhead and prefill chunks are
- * slowed by one of them, picked by its index, so that the percentiles
- * see the host's spread. bt_sim_lsq is the fit's least squares. */
+ * bytes per token). Optional: "noise", factors by which single requests'
+ * TTFTs came out above or below their run's median: each simulated
+ * request's overhead and prefill chunks are slowed by one of them, picked
+ * by a hash of its index and the draw, so that the percentiles see the
+ * host's spread. bt_sim_lsq is the fit's least squares. */
 #ifndef BT_SIM_COST_H
 #define BT_SIM_COST_H
 

@@ -515,6 +515,7 @@ static int fit_router(const sim_cli_t *cli, bt_sim_cost_t *c)
     free(recs);
     bt_wl_free(&wl);
     if (best_err < 0) {
+        fprintf(stderr, "baton-sim fit: cannot simulate the burst\n");
         return -1;
     }
     c->router_ms = best;

@@ -123,10 +123,14 @@ static int sim_cmd_run(sim_cli_t *cli)
         return 2;
     }
     recs = calloc(wl.n > 0 ? wl.n * sim_cli_draws(cli) : 1, sizeof(*recs));
-    if (recs == NULL ||
-        sim_cli_simulate(cli, &wl, (uint32_t)cli->prefill, (uint32_t)cli->decode,
-                         (uint32_t)cli->colocated, cli->kvstore_bytes, recs,
-                         &rep, &st) != 0) {
+    if (recs == NULL) {
+        fprintf(stderr, "baton-sim: no memory for %zu x %zu request records "
+                "(fewer --noise-draws?)\n", wl.n, sim_cli_draws(cli));
+        goto err_out;
+    }
+    if (sim_cli_simulate(cli, &wl, (uint32_t)cli->prefill,
+                         (uint32_t)cli->decode, (uint32_t)cli->colocated,
+                         cli->kvstore_bytes, recs, &rep, &st) != 0) {
         goto err_out;
     }
     if (cli->show_progress) {

@@ -85,6 +85,8 @@ int sim_cmd_plan(sim_cli_t *cli, const bt_wl_t *wl)
     int rc = 1;
 
     if (rows == NULL || recs == NULL) {
+        fprintf(stderr, "baton-sim plan: no memory for %zu x %zu request "
+                "records (fewer --noise-draws?)\n", wl->n, sim_cli_draws(cli));
         goto err_out;
     }
     cli->show_progress = false;
