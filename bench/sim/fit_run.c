@@ -20,11 +20,12 @@
  *             the prompt's KV bytes);
  *   kvstore:  (with --ctl) a prompt, the nodes' caches flushed, the prompt
  *             again: the extra TTFT vs the blocks fetched;
- *   router:   a burst of short requests at once, simulated with the rest
- *             fitted: the part of the overhead served one at a time.
+ *   router:   (fit_router.c) a burst of short requests at once,
+ *             simulated with the rest fitted: the part of the overhead
+ *             served one at a time.
  * Each point is the median over --fit-repeats runs of the runs' p50s. */
 #include "fit.h"
-#include "sim.h"
+#include "fit_bench.h"
 #include "sim_cli.h"
 
 #include <dirent.h>
@@ -41,10 +42,6 @@
 #define FIT_BUSY 0.15
 #define FIT_RATE_MAX 4.0
 #define FIT_NOISE_MAX 4096
-/* the router's calibration: this many short requests at once */
-#define FIT_BURST 8
-#define FIT_BURST_PROMPT "32"
-#define FIT_ROUTER_STEPS 20
 
 /* What the runs collect besides their p50s. */
 typedef struct {
@@ -63,76 +60,6 @@ static const uint32_t fit_prompts[] = {16, 32, 64, 128, 256, 512, 1024};
  * and the steps of one sequence decoding after an idle gap) */
 #define FIT_OUT 16
 #define FIT_NP (sizeof(fit_prompts) / sizeof(fit_prompts[0]))
-
-/* One baton-bench run (rate 0: closed loop at conc; out: its --out);
- * the parsed JSON report or NULL (said). */
-static json_t *fit_bench(const sim_cli_t *cli, const char *url, uint32_t n,
-                         uint32_t conc, double rate, uint32_t prompt,
-                         uint32_t output, uint64_t seed, const char *out)
-{
-    char cmd[2048], extra[256] = "";
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *p, *m;
-    json_t *o = NULL;
-    json_error_t jerr;
-    char chunk[4096];
-    size_t got;
-
-    if (rate > 0) {
-        snprintf(extra, sizeof(extra), " --rate %.4f", rate);
-    }
-    if (out != NULL) {
-        snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
-                 " --out '%s'", out);
-    }
-    snprintf(cmd, sizeof(cmd), "'%s' --url '%s' --model '%s' --requests %u "
-             "--concurrency %u --prompt-tokens %u --output-tokens %u --seed "
-             "%llu --json --timeout 120s --deadline 5m%s", cli->bench, url,
-             cli->model, n, conc, prompt, output, (unsigned long long)seed,
-             extra);
-    if ((p = popen(cmd, "r")) == NULL || (m = open_memstream(&buf, &len)) == NULL) {
-        if (p != NULL) {
-            pclose(p);
-        }
-        return NULL;
-    }
-    while ((got = fread(chunk, 1, sizeof(chunk), p)) > 0) {
-        fwrite(chunk, 1, got, m);
-    }
-    fclose(m);
-    if (pclose(p) == 0 && buf != NULL) {
-        o = json_loadb(buf, len, 0, &jerr);
-    }
-    if (o == NULL || json_integer_value(json_object_get(o, "ok")) != (json_int_t)n) {
-        fprintf(stderr, "baton-sim fit: a calibration run failed: %s\n", cmd);
-        json_decref(o);
-        o = NULL;
-    }
-    free(buf);
-    return o;
-}
-
-static double fit_get(json_t *o, const char *a, const char *b)
-{
-    json_t *v = json_object_get(o, a);
-
-    v = b != NULL ? json_object_get(v, b) : v;
-    return json_is_number(v) ? json_number_value(v) : 0;
-}
-
-static int fit_cmp(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-
-    return a < b ? -1 : a > b;
-}
-
-static double fit_median(double *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), fit_cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* Each request's TTFT in the last run over the run's median, into
  * x->noise. */
@@ -174,18 +101,18 @@ static int fit_point(const sim_cli_t *cli, fit_ctx_t *x, const char *url,
         json_t *o;
 
         if (batch > 0) {
-            json_decref(fit_bench(cli, url, batch, batch, 0, prompt, 2, sd,
+            json_decref(sim_fit_bench(cli, url, batch, batch, 0, prompt, 2, sd,
                                   NULL));
-            o = fit_bench(cli, url, batch, batch, 0, prompt, output, sd, NULL);
+            o = sim_fit_bench(cli, url, batch, batch, 0, prompt, output, sd, NULL);
         } else {
-            o = fit_bench(cli, url, FIT_RUN_REQ, 1, rate, prompt, output, sd,
+            o = sim_fit_bench(cli, url, FIT_RUN_REQ, 1, rate, prompt, output, sd,
                           x->dir);
         }
         if (o == NULL) {
             return -1;
         }
         for (int j = 0; j < 3; j++) {
-            v[j][k] = fit_get(o, key[j], "p50");
+            v[j][k] = sim_fit_get(o, key[j], "p50");
         }
         if (batch == 0) {
             fit_noise_add(x, v[0][k]);
@@ -193,7 +120,7 @@ static int fit_point(const sim_cli_t *cli, fit_ctx_t *x, const char *url,
         json_decref(o);
     }
     for (int j = 0; j < 3; j++) {
-        m[j] = fit_median(v[j], k);
+        m[j] = sim_fit_median(v[j], k);
     }
     return 0;
 }
@@ -255,9 +182,9 @@ static int fit_prefill(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c,
 
         for (int64_t r = 0; r < cli->fit_repeats; r++) {
             uint64_t seed = 500000 + i * 100 + (uint64_t)r;
-            json_t *a = fit_bench(cli, cli->url_colocated, FIT_RUN_REQ, 1,
+            json_t *a = sim_fit_bench(cli, cli->url_colocated, FIT_RUN_REQ, 1,
                                   x->rate[i], fit_prompts[i], 1, seed, NULL);
-            json_t *b = a != NULL ? fit_bench(cli, cli->url_colocated,
+            json_t *b = a != NULL ? sim_fit_bench(cli, cli->url_colocated,
                                               FIT_RUN_REQ, 1, FIT_RATE_MAX,
                                               fit_prompts[i], 1, seed, NULL)
                                   : NULL;
@@ -266,7 +193,7 @@ static int fit_prefill(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c,
                 json_decref(a);
                 return -1;
             }
-            double cached = fit_get(b, "cached_tokens", NULL) / FIT_RUN_REQ;
+            double cached = sim_fit_get(b, "cached_tokens", NULL) / FIT_RUN_REQ;
 
             /* a router that does not report it: the node reuses every
              * full block of a repeated prompt but the last token's */
@@ -275,7 +202,7 @@ static int fit_prefill(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c,
                                   c->block_size);
             }
             s[n++] = (bt_fit_prefill_t){fit_prompts[i], (uint32_t)cached,
-                                        fit_get(b, "ttft_ms", "p50")};
+                                        sim_fit_get(b, "ttft_ms", "p50")};
             fprintf(stderr, "  prefill %u tokens, %u cached: ttft %.2f ms\n",
                     s[n - 1].prompt, s[n - 1].cached, s[n - 1].ttft_ms);
             json_decref(a);
@@ -390,20 +317,20 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
     for (size_t i = 0; i < 2; i++) {
         for (int64_t r = 0; r < cli->fit_repeats; r++) {
             uint64_t seed = 700000 + i * 100 + (uint64_t)r;
-            json_t *w = fit_bench(cli, cli->url_colocated, 1, 1, 0, prompt[i],
+            json_t *w = sim_fit_bench(cli, cli->url_colocated, 1, 1, 0, prompt[i],
                                   1, seed, NULL);
             json_t *o = NULL;
             double cached;
 
             json_decref(w);
             if (w == NULL || system(cmd) != 0 ||
-                (o = fit_bench(cli, cli->url_colocated, 1, 1, 0, prompt[i],
+                (o = sim_fit_bench(cli, cli->url_colocated, 1, 1, 0, prompt[i],
                                1, seed, NULL)) == NULL) {
                 fprintf(stderr, "baton-sim fit: kvstore calibration failed "
                         "(%s)\n", cmd);
                 return -1;
             }
-            cached = fit_get(o, "cached_tokens", NULL);
+            cached = sim_fit_get(o, "cached_tokens", NULL);
             json_decref(o);
             if (cached <= 0) {
                 /* no fetch (the read timed out, or the router did not
@@ -413,7 +340,7 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
                 continue;
             }
             x[n] = cached / c->block_size;
-            y[n] = fit_get(o, "ttft_ms", "p50") -
+            y[n] = sim_fit_get(o, "ttft_ms", "p50") -
                    fit_ms(c, prompt[i], (uint32_t)cached);
             y[n] = y[n] > 0 ? y[n] : 0;
             fprintf(stderr, "  kvstore fetch of %.0f blocks: +%.2f ms\n", x[n],
@@ -429,100 +356,6 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
     c->k_base_ms = a;
     c->k_block_ms = b;
     fprintf(stderr, "  kvstore fit: %.3f ms + %.4f ms/block\n", a, b);
-    return 0;
-}
-
-/* The simulated TTFT p50 of the burst with c (every noise draw). */
-static double fit_burst_sim(const bt_sim_cost_t *c, const bt_wl_t *wl,
-                            int64_t draws, bt_rep_rec_t *recs)
-{
-    bt_sim_cfg_t cfg;
-    bt_sim_stats_t st;
-    bt_rep_t rep;
-    bt_rep_slo_t slo = {0, 0};
-    double sim_s = 0;
-    char err[256];
-
-    bt_sim_cfg_default(&cfg);
-    cfg.cost = c;
-    cfg.n_colocated = 1;
-    cfg.one_host = true;
-    draws = c->n_noise > 0 ? draws : 1;
-    for (int64_t k = 0; k < draws; k++) {
-        cfg.noise_draw = (uint64_t)k;
-        if (bt_sim_run(&cfg, wl, recs + (size_t)k * wl->n, &st, err,
-                       sizeof(err)) != 0) {
-            fprintf(stderr, "baton-sim fit: %s\n", err);
-            return -1;
-        }
-        sim_s += st.sim_s;
-    }
-    bt_rep_compute(recs, wl->n * (size_t)draws, sim_s, &slo, NULL, 0, &rep);
-    return rep.ttft.p50;
-}
-
-/* The router's one-at-a-time part of the overhead: FIT_BURST short
- * requests at once on the colocated cluster, measured, then simulated
- * with the costs fitted so far and router_ms from 0 to the whole
- * overhead; the closest TTFT p50 is kept (a burst queues behind the
- * router as much as behind the node). */
-static int fit_router(const sim_cli_t *cli, bt_sim_cost_t *c)
-{
-    bt_wl_cfg_t wc;
-    bt_wl_t wl;
-    bt_rep_rec_t *recs;
-    double v[100], meas, best = 0, best_err = -1;
-    size_t k = 0;
-    char err[256];
-
-    for (int64_t r = 0; r < cli->fit_repeats && k < 100; r++, k++) {
-        json_t *o = fit_bench(cli, cli->url_colocated, FIT_BURST, FIT_BURST, 0,
-                              (uint32_t)atoi(FIT_BURST_PROMPT), 4,
-                              800000 + (uint64_t)r, NULL);
-
-        if (o == NULL) {
-            return -1;
-        }
-        v[k] = fit_get(o, "ttft_ms", "p50");
-        json_decref(o);
-    }
-    meas = fit_median(v, k);
-    memset(&wc, 0, sizeof(wc));
-    wc.requests = FIT_BURST;
-    wc.concurrency = FIT_BURST;
-    wc.prompt_tokens = FIT_BURST_PROMPT;
-    wc.output_tokens = "4";
-    wc.seed = 1;
-    wc.block_tokens = 32;
-    wc.max_output = 64;
-    wc.kv_block = c->block_size;
-    if (bt_wl_build(&wc, &wl, err, sizeof(err)) != 0) {
-        fprintf(stderr, "baton-sim fit: %s\n", err);
-        return -1;
-    }
-    recs = calloc((size_t)FIT_BURST * (size_t)cli->noise_draws, sizeof(*recs));
-    for (int i = 0; recs != NULL && i <= FIT_ROUTER_STEPS; i++) {
-        double ms = c->ttft_overhead_ms * i / FIT_ROUTER_STEPS, e;
-
-        c->router_ms = ms;
-        e = fit_burst_sim(c, &wl, cli->noise_draws, recs) - meas;
-        e = e < 0 ? -e : e;
-        if (best_err < 0 || e < best_err) {
-            best_err = e;
-            best = ms;
-        }
-    }
-    free(recs);
-    bt_wl_free(&wl);
-    if (best_err < 0) {
-        fprintf(stderr, "baton-sim fit: cannot simulate the burst\n");
-        return -1;
-    }
-    c->router_ms = best;
-    fprintf(stderr, "  router: %d requests of %s tokens at once, ttft p50 "
-            "%.2f ms; one at a time %.3f ms of the %.3f ms overhead (off by "
-            "%.2f ms)\n", FIT_BURST, FIT_BURST_PROMPT, meas, best,
-            c->ttft_overhead_ms, best_err);
     return 0;
 }
 
@@ -552,9 +385,9 @@ static int fit_all(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
     /* the first requests of a fresh cluster pay its warm-up (connections,
      * page faults of the model): not what is fitted */
     for (int k = 0; k < 2; k++) {
-        json_decref(fit_bench(cli, cli->url_colocated, 2, 2, 0, 64, 4, 9 + k,
+        json_decref(sim_fit_bench(cli, cli->url_colocated, 2, 2, 0, 64, 4, 9 + k,
                               NULL));
-        json_decref(fit_bench(cli, cli->url_disagg, 2, 2, 0, 64, 4, 9 + k,
+        json_decref(sim_fit_bench(cli, cli->url_disagg, 2, 2, 0, 64, 4, 9 + k,
                               NULL));
     }
     if (fit_prefill(cli, x, c, gap1) != 0 || fit_disagg_runs(cli, x) != 0 ||
@@ -572,7 +405,7 @@ static int fit_all(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
                 c->noise[c->n_noise - 1]);
     }
     /* last: it simulates with everything else fitted */
-    return fit_router(cli, c);
+    return sim_fit_router(cli, c);
 }
 
 int sim_cmd_fit(sim_cli_t *cli)
