@@ -21,24 +21,20 @@ static double fit_burst_sim(const bt_sim_cost_t *c, const bt_wl_t *wl,
     bt_sim_stats_t st;
     bt_rep_t rep;
     bt_rep_slo_t slo = {0, 0};
-    double sim_s = 0;
+    double sim_s;
     char err[256];
 
     bt_sim_cfg_default(&cfg);
     cfg.cost = c;
     cfg.n_colocated = 1;
     cfg.one_host = true;
-    draws = c->n_noise > 0 ? draws : 1;
-    for (int64_t k = 0; k < draws; k++) {
-        cfg.noise_draw = (uint64_t)k;
-        if (bt_sim_run(&cfg, wl, recs + (size_t)k * wl->n, &st, err,
-                       sizeof(err)) != 0) {
-            fprintf(stderr, "baton-sim fit: %s\n", err);
-            return -1;
-        }
-        sim_s += st.sim_s;
+    if (bt_sim_run_draws(&cfg, (size_t)draws, wl, recs, &st, &sim_s, err,
+                         sizeof(err)) != 0) {
+        fprintf(stderr, "baton-sim fit: %s\n", err);
+        return -1;
     }
-    bt_rep_compute(recs, wl->n * (size_t)draws, sim_s, &slo, NULL, 0, &rep);
+    bt_rep_compute(recs, wl->n * bt_sim_draws(c, (size_t)draws), sim_s, &slo,
+                   NULL, 0, &rep);
     return rep.ttft.p50;
 }
 

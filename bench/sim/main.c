@@ -48,7 +48,7 @@ static void sim_progress(void *arg, size_t done, size_t total)
 
 size_t sim_cli_draws(const sim_cli_t *cli)
 {
-    return cli->cost.n_noise > 0 ? (size_t)cli->noise_draws : 1;
+    return bt_sim_draws(&cli->cost, (size_t)cli->noise_draws);
 }
 
 int sim_cli_simulate(sim_cli_t *cli, const bt_wl_t *wl, uint32_t n_prefill,
@@ -57,10 +57,8 @@ int sim_cli_simulate(sim_cli_t *cli, const bt_wl_t *wl, uint32_t n_prefill,
                      bt_sim_stats_t *st)
 {
     bt_sim_cfg_t cfg;
-    bt_sim_stats_t one;
     bt_rep_slo_t slo = {cli->slo_ttft_ms, cli->slo_tpot_ms};
-    const size_t draws = sim_cli_draws(cli);
-    double sim_s = 0;
+    double sim_s;
     char err[256];
 
     bt_sim_cfg_default(&cfg);
@@ -78,18 +76,15 @@ int sim_cli_simulate(sim_cli_t *cli, const bt_wl_t *wl, uint32_t n_prefill,
         cfg.progress = sim_progress;
         cfg.progress_arg = cli;
     }
-    /* each draw slows the same requests by other factors: the report over
-     * all of them is the noise's expected effect, not one draw's luck */
-    for (size_t k = 0; k < draws; k++) {
-        cfg.noise_draw = k;
-        if (bt_sim_run(&cfg, wl, recs + k * wl->n, k == 0 ? st : &one, err,
-                       sizeof(err)) != 0) {
-            fprintf(stderr, "baton-sim: %s\n", err);
-            return -1;
-        }
-        sim_s += k == 0 ? st->sim_s : one.sim_s;
+    /* the report over every draw is the noise's expected effect, not one
+     * draw's luck */
+    if (bt_sim_run_draws(&cfg, (size_t)cli->noise_draws, wl, recs, st, &sim_s,
+                         err, sizeof(err)) != 0) {
+        fprintf(stderr, "baton-sim: %s\n", err);
+        return -1;
     }
-    bt_rep_compute(recs, wl->n * draws, sim_s, &slo, NULL, 0, rep);
+    bt_rep_compute(recs, wl->n * sim_cli_draws(cli), sim_s, &slo, NULL, 0,
+                   rep);
     return 0;
 }
 

@@ -913,3 +913,30 @@ err_out:
     sim_cleanup(&s);
     return rc;
 }
+
+size_t bt_sim_draws(const bt_sim_cost_t *c, size_t want)
+{
+    return c->n_noise > 0 && want > 1 ? want : 1;
+}
+
+int bt_sim_run_draws(const bt_sim_cfg_t *cfg, size_t want, const bt_wl_t *wl,
+                     bt_rep_rec_t *recs, bt_sim_stats_t *st, double *sim_s_p,
+                     char *err, size_t err_size)
+{
+    const size_t draws = bt_sim_draws(cfg->cost, want);
+    bt_sim_cfg_t one = *cfg;
+    bt_sim_stats_t other;
+
+    *sim_s_p = 0;
+    for (size_t k = 0; k < draws; k++) {
+        bt_sim_stats_t *sk = k == 0 ? st : &other;
+
+        /* each draw slows the same requests by other factors */
+        one.noise_draw = k;
+        if (bt_sim_run(&one, wl, recs + k * wl->n, sk, err, err_size) != 0) {
+            return -1;
+        }
+        *sim_s_p += sk->sim_s;
+    }
+    return 0;
+}

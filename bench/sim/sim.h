@@ -66,4 +66,17 @@ typedef struct {
 int bt_sim_run(const bt_sim_cfg_t *cfg, const bt_wl_t *wl, bt_rep_rec_t *recs,
                bt_sim_stats_t *st, char *err, size_t err_size);
 
+/* How many draws of the cost's noise a run of `want` draws makes: want
+ * with noise in the cost file, else 1 (without noise every draw is the
+ * same). */
+size_t bt_sim_draws(const bt_sim_cost_t *c, size_t want);
+/* bt_sim_run once per draw (cfg->noise_draw 0, 1, ...; the cfg's own is
+ * not used), draws = bt_sim_draws(cfg->cost, want): recs get wl->n
+ * records per draw, *st the first draw's totals, *sim_s_p the draws'
+ * simulated time summed (the report's time over all the records).
+ * Returns 0, or -1 with a message. */
+int bt_sim_run_draws(const bt_sim_cfg_t *cfg, size_t want, const bt_wl_t *wl,
+                     bt_rep_rec_t *recs, bt_sim_stats_t *st, double *sim_s_p,
+                     char *err, size_t err_size);
+
 #endif

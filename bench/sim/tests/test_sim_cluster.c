@@ -192,6 +192,24 @@ static void test_noise_slows_requests(void **state)
         assert_true(fabs(again[i].ttft_ms -
                          f * (3 + bt_sim_prefill_ms(&c, 100, 0))) < 1e-6);
     }
+    /* the draws one after another: draw k's records are noise_draw k's */
+    {
+        bt_rep_rec_t both[12];
+        bt_sim_stats_t first;
+        double sim_s;
+        char err[256];
+
+        assert_int_equal(bt_sim_draws(&c, 2), 2);
+        assert_int_equal(bt_sim_run_draws(&cfg, 2, &w6, both, &first, &sim_s,
+                                          err, sizeof(err)), 0);
+        for (int i = 0; i < 6; i++) {
+            assert_true(both[i].ttft_ms == r6[i].ttft_ms);
+            assert_true(both[6 + i].ttft_ms == again[i].ttft_ms);
+        }
+        assert_true(fabs(sim_s - (first.sim_s + st.sim_s)) < 1e-12);
+        c.n_noise = 0;
+        assert_int_equal(bt_sim_draws(&c, 2), 1);
+    }
     bt_wl_free(&w6);
 }
 
