@@ -66,6 +66,7 @@ typedef struct {
     int64_t     max_batch;
     int64_t     max_prefill_tokens;
     bool        prefix_cache;      /* reuse cached prefix blocks (prefill) */
+    bool        kv_prefault;       /* fault the pool in at start */
     const char *kvstore;           /* kvstore replicas, comma-separated */
     int64_t     kvstore_timeout_ms;
     int64_t     lease_default_ms;

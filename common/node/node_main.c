@@ -55,6 +55,12 @@ static const bt_opt_t bt_node_table[] = {
     { "kv-dtype", 0, NULL, "f32", "kv cache dtype: f32 (exact, the default), "
       "f16 or bf16; every node of a cluster must use the same",
       BT_OPT_STRING, 0, 0, NULL, O(kv_dtype) },
+    { "kv-prefault", 0, NULL, "true", "fault the kv pool's pages in at "
+      "start, in the background at low priority (the first access to each "
+      "page otherwise stalls the step that makes it: a prefill writing a "
+      "fresh block, a decode step reading blocks a prefill node wrote); the "
+      "whole pool is then committed memory. false: pages come as they are "
+      "used", BT_OPT_BOOL, 0, 0, NULL, O(kv_prefault) },
     { "block-size", 0, NULL, "16", "tokens per kv block", BT_OPT_INT, 1,
       BT_KV_MAX_BLOCK_TOKENS, NULL, O(block_size) },
     { "prefix-cache", 0, NULL, "true", "reuse the prefix blocks this node's "
@@ -285,6 +291,9 @@ static bt_status_t bt_node_engine_init(bt_node_t *node)
                           ((size_t)pc.geom.n_layers *
                            bt_kv_slice_bytes(&pc.geom)));
     pc.n_blocks = n_blocks;
+    if (c->kv_prefault) {
+        bt_xfer_region_prefault(node->region);
+    }
     pc.base = bt_xfer_region_base(node->region);
     pc.base_len = bt_xfer_region_length(node->region);
     pc.event_cb = bt_node_kv_event;

@@ -457,7 +457,7 @@ static bt_status_t rkey_ready(bt_xfer_remote_t *rm)
         return BT_OK;
     }
     /* the prefault thread out of the mapping before it goes */
-    bt_xfer_prefault_stop(rm);
+    bt_xfer_prefault_stop(rm->ctx, &rm->pf);
     if (rm->guard != NULL) {
         /* while the old rkey still maps it; the new mapping claims again */
         bt_xfer_guard_release(rm->guard, rm->guard_slot);
@@ -542,7 +542,7 @@ uint8_t *bt_xfer_remote_map(bt_xfer_remote_t *rm)
                                    : map_range(rm, 0, rm->desc.length);
     if (rm->map != NULL) {
         map_guard(rm);
-        bt_xfer_prefault_start(rm);
+        bt_xfer_prefault_start(rm->ctx, &rm->pf, rm->map, rm->desc.length);
         bt_debug("xfer region %u of %s mapped for direct copies%s",
                  rm->desc.region_id, rm->peer->host,
                  rm->guard != NULL ? ", guarded" : "");

@@ -155,6 +155,7 @@ void bt_xfer_region_destroy(bt_xfer_region_t *r)
         return;
     }
     bt_list_del(&r->link);
+    bt_xfer_prefault_stop(r->ctx, &r->pf);   /* the thread out of it first */
     ucp_rkey_buffer_release(r->rkey_buf);
     ucp_mem_unmap(r->ctx->ucp, r->memh);
     free(r);
@@ -249,7 +250,7 @@ void bt_xfer_remote_destroy(bt_xfer_remote_t *rm)
         return;
     }
     bt_list_del(&rm->link);
-    bt_xfer_prefault_stop(rm);
+    bt_xfer_prefault_stop(rm->ctx, &rm->pf);
     if (rm->guard != NULL) {
         bt_xfer_guard_release(rm->guard, rm->guard_slot);   /* still mapped */
     }

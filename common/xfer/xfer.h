@@ -199,6 +199,15 @@ void bt_xfer_region_destroy(bt_xfer_region_t *region);
 void *bt_xfer_region_base(const bt_xfer_region_t *region);
 size_t bt_xfer_region_length(const bt_xfer_region_t *region);
 uint32_t bt_xfer_region_id(const bt_xfer_region_t *region);
+/* Faults the region's pages into this process in the background (the
+ * context's prefault thread, at low priority; the bytes are unchanged),
+ * so that the first write or read of each page does not stall whoever
+ * makes it: a KV pool's compute threads, or its first read of blocks a
+ * peer wrote. The pages are then committed: the whole region counts
+ * against the host's memory. Logs when done. */
+void bt_xfer_region_prefault(bt_xfer_region_t *region);
+/* Bytes of the region, from its start, faulted in so far. */
+uint64_t bt_xfer_region_prefaulted(const bt_xfer_region_t *region);
 
 /* The descriptor to ship to peers: magic, version, base, length, region
  * id, this worker's address, the packed rkey, the host name and a

@@ -91,9 +91,9 @@ struct bt_xfer_ctx {
     bt_xfer_admit_cb     admit_cb;
     void                *admit_arg;
     bt_xfer_rx_stats_t   rx;
-    /* prefault.c: remotes whose mapping waits to be faulted in, and the
-     * thread that does it; pf_mu guards the list and the remotes' pf_
-     * fields. */
+    /* prefault.c: the mappings (remotes', own regions') that wait to be
+     * faulted in, and the thread that does it; pf_mu guards the list and
+     * every bt_xfer_pf_t. */
     bt_list_t            prefault;
     pthread_mutex_t      pf_mu;
     pthread_cond_t       pf_cv;
@@ -101,6 +101,7 @@ struct bt_xfer_ctx {
     bool                 pf_thread_on;
     bool                 pf_quit;
     bool                 pf_no_advice;   /* kernel < 5.14: the thread's */
+    unsigned             pf_stopping;    /* stops waiting for the thread */
 };
 
 /* An endpoint a stall reset set aside: left open (closing one with data
@@ -140,6 +141,21 @@ struct bt_xfer_peer {
     bt_status_t     last_error;
 };
 
+/* One mapping the prefault thread faults in (prefault.c), under the
+ * context's pf_mu: bytes from base done, the link in ctx->prefault while
+ * some are left, and whether the thread is touching it now. */
+typedef struct {
+    bt_list_t  link;
+    uint8_t   *base;
+    uint64_t   length;
+    uint64_t   done;
+    uint64_t   t0_ns;       /* when it was started */
+    uint32_t   region_id;   /* own regions: logged when done */
+    bool       own;
+    bool       on;
+    bool       busy;
+} bt_xfer_pf_t;
+
 struct bt_xfer_region {
     bt_list_t  link;
     bt_xfer_ctx_t  *ctx;
@@ -153,6 +169,7 @@ struct bt_xfer_region {
     bt_xfer_guard_t *guard;
     void           *rkey_buf;
     size_t          rkey_len;
+    bt_xfer_pf_t    pf;          /* bt_xfer_region_prefault */
 };
 
 struct bt_xfer_remote {
@@ -174,13 +191,7 @@ struct bt_xfer_remote {
     bt_xfer_guard_geom_t guard_geo;   /* its shape, as validated */
     int              guard_slot;
     bool             guard_bad;
-    /* Prefaulting the mapping (prefault.c): bytes from map done, the
-     * link in ctx->prefault while some are left, and whether the thread
-     * is touching the mapping now. */
-    bt_list_t        pf_link;
-    uint64_t         pf_done;
-    bool             pf_on;
-    bool             pf_busy;
+    bt_xfer_pf_t     pf;          /* faulting the mapping in (prefault.c) */
 };
 
 /* Private part of every UCX request we submit (context request_size). */
@@ -266,15 +277,18 @@ uint8_t *bt_xfer_remote_map(bt_xfer_remote_t *rm);
 void bt_xfer_op_finish(bt_xfer_op_t *op, bt_status_t status);
 void bt_xfer_op_free(bt_xfer_op_t *op);
 
-/* prefault.c: a mapped remote is faulted in by the context's prefault
- * thread, BT_XFER_PREFAULT_STEP bytes at a time (under 2 ms on a VM with
- * shadow page tables, far less on bare metal: what stop may wait). Stop
- * before the mapping goes; init and fini with the context. */
+/* prefault.c: a mapping (a remote's, or an own region) is faulted in by
+ * the context's prefault thread, BT_XFER_PREFAULT_STEP bytes at a time
+ * (under 2 ms on a VM with shadow page tables, far less on bare metal:
+ * what stop may wait). Stop before the mapping goes; init and fini with
+ * the context. */
 #define BT_XFER_PREFAULT_STEP (1u << 20)
 void bt_xfer_prefault_init(bt_xfer_ctx_t *ctx);
 void bt_xfer_prefault_fini(bt_xfer_ctx_t *ctx);
-void bt_xfer_prefault_start(bt_xfer_remote_t *rm);
-void bt_xfer_prefault_stop(bt_xfer_remote_t *rm);
+void bt_xfer_prefault_start(bt_xfer_ctx_t *ctx, bt_xfer_pf_t *pf, void *base,
+                            uint64_t length);
+void bt_xfer_prefault_stop(bt_xfer_ctx_t *ctx, bt_xfer_pf_t *pf);
+uint64_t bt_xfer_prefault_done(bt_xfer_ctx_t *ctx, const bt_xfer_pf_t *pf);
 
 /* recv.c */
 bt_status_t bt_xfer_recv_register(bt_xfer_ctx_t *ctx);

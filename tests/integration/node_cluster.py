@@ -449,6 +449,22 @@ def main():
                       env, tmp)
     tap(wait_ready(rh), "router ready with a prefill and a decode node")
 
+    # 0. --kv-prefault (the default): the decode pool's pages come into the
+    # process at start, in the background, so a first step over blocks a
+    # prefill node wrote takes no page faults
+    def pool_faulted():
+        with open(os.path.join(tmp, "decode.err")) as f:
+            return re.search(r"region \d+ faulted in: (\d+) MiB", f.read())
+    m = wait_for(pool_faulted, 30)
+    rss = 0
+    with open("/proc/%d/status" % d.pid) as f:
+        for line in f:
+            if line.startswith("RssShmem:"):
+                rss = int(line.split()[1])
+    tap(m is not None and rss >= int(m.group(1)) * 1024,
+        "the decode node faulted its kv pool in at start (%s; RssShmem %d kB)"
+        % (m.group(0) if m else "no log line", rss))
+
     # 1. HTTP completion (curl)
     body = json.dumps({"model": "tiny", "prompt": "hello world, this is",
                        "max_tokens": 8, "temperature": 0, "ignore_eos": True})
