@@ -18,7 +18,11 @@
 # phase, so the drift of a loaded machine falls on all three alike; the
 # adaptive cluster keeps its roles from phase to phase. REPS=K (1) runs
 # each phase K times on the three (its own seed each time, the order of
-# the three rotated) and prints the median of each figure. After each of its
+# the three rotated): goodput and the met fraction are pooled over the K
+# runs (requests that met both SLOs over the runs' summed wall time:
+# each run sends the same arrivals to the three, so the three pools hold
+# the same requests), the latencies are medians of the runs' figures, and
+# the phase line also shows each run's ratio. After each of its
 # phases `batonctl events` (the moves and why) goes to stderr.
 # Prints per config and phase: goodput under both SLOs (req/s), SLO met
 # fraction, TTFT and TPOT p50/p90, errors; its last line is
@@ -167,11 +171,16 @@ reps = int(sys.argv[9])
 print("adaptive benchmark: %s requests per phase, Poisson %s/s, %s output tokens, "
       "SLO TTFT <= %s ms and TPOT <= %s ms%s" % (
           n, rate, out, slo_ttft, slo_tpot,
-          "; medians of %d runs per phase" % reps if reps > 1 else ""))
+          "; %d runs per phase (goodput pooled, latencies medians)" % reps
+          if reps > 1 else ""))
 
 
 def load(c, k):
-    """The phase's result, each figure the median over the repetitions."""
+    """The phase's result over the repetitions: goodput and the met
+    fraction pooled (a median of goodputs would set one run's workload
+    against another's: each run has its own arrivals, so its own span),
+    the latencies the median of the runs' figures; and each run's
+    goodput."""
     runs = []
     for rep in range(1, reps + 1):
         try:
@@ -182,8 +191,12 @@ def load(c, k):
             return None
         runs.append(j)
     med = statistics.median
-    return {"goodput_req_s": med(j["goodput_req_s"] for j in runs),
-            "slo_both_met": med(j["slo_both_met"] for j in runs),
+    met_n = sum(j["goodput_req_s"] * j["wall_s"] for j in runs)
+    wall = sum(j["wall_s"] for j in runs)
+    sent = sum(j["requests"] for j in runs)
+    return {"goodput_req_s": met_n / wall if wall > 0 else 0.0,
+            "slo_both_met": met_n / sent if sent > 0 else 0.0,
+            "runs": [j["goodput_req_s"] for j in runs],
             "ttft_ms": {q: med(j["ttft_ms"][q] for j in runs) for q in ("p50", "p90")},
             "tpot_ms": {q: med(j["tpot_ms"][q] for j in runs) for q in ("p50", "p90")},
             "errors": sum(j["errors"] for j in runs)}
@@ -192,7 +205,7 @@ def load(c, k):
 print("%-9s %-12s %9s %6s %9s %9s %9s %9s %6s" % (
     "config", "phase", "goodput", "met", "ttft p50", "ttft p90", "tpot p50",
     "tpot p90", "errors"))
-good, met = {}, {}
+good, met, runs = {}, {}, {}
 for ph in phases:
     k, p = ph.split(":")
     for c in configs:
@@ -200,9 +213,11 @@ for ph in phases:
         if j is None:
             print("%-9s %-12s   (no result)" % (c, "%s: %s tok" % (k, p)))
             good[(c, k)] = met[(c, k)] = 0.0
+            runs[(c, k)] = [0.0] * reps
             continue
         good[(c, k)] = j["goodput_req_s"]
         met[(c, k)] = j["slo_both_met"]
+        runs[(c, k)] = j["runs"]
         print("%-9s %-12s %9.3f %5.0f%% %9.1f %9.1f %9.2f %9.2f %6d" % (
             c, "%s: %s tok" % (k, p), j["goodput_req_s"], 100 * j["slo_both_met"],
             j["ttft_ms"]["p50"], j["ttft_ms"]["p90"], j["tpot_ms"]["p50"],
@@ -220,11 +235,17 @@ for ph in phases:
     tie = best > 0 and r < 1 and met[("adaptive", k)] >= 1.0 and \
         met[(other, k)] >= 1.0
     ratios.append(1.0 if tie else r)
-    print("phase %s: adaptive / best other %.3f%s, adaptive / colocated %s" % (
+    each = ""
+    if reps > 1:
+        each = "; each run %s" % " ".join(
+            "%.3f" % (a / max(s_, c_)) if max(s_, c_) > 0 else "-"
+            for a, s_, c_ in zip(runs[("adaptive", k)], runs[("static", k)],
+                                 runs[("colo", k)]))
+    print("phase %s: adaptive / best other %.3f%s, adaptive / colocated %s%s" % (
         k, r, " (a tie: every request met both SLOs)" if tie
         else "" if best > 0 or good[("adaptive", k)] > 0
         else " (no config met the SLOs)",
         "%.3f" % (good[("adaptive", k)] / good[("colo", k)])
-        if good[("colo", k)] > 0 else "n/a"))
+        if good[("colo", k)] > 0 else "n/a", each))
 print("adaptive-bench: worst phase adaptive/best-other goodput %.3f" % min(ratios))
 PY
