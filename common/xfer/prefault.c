@@ -109,7 +109,8 @@ static void *prefault_main(void *arg)
                                  : (uint64_t)(hi - (uintptr_t)pf->base);
         }
         if (!ok || pf->done >= pf->length) {
-            prefault_end(pf, ok, err);   /* a failed advice: use faults the rest */
+            /* a failed advice: the accesses fault the rest */
+            prefault_end(pf, ok, err);
         }
     }
     pthread_mutex_unlock(&ctx->pf_mu);
