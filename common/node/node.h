@@ -209,6 +209,7 @@ struct bt_node {
     bt_gauge_t         *g_waiting;          /* kept by the roles' transitions */
     bt_gauge_t         *g_kv_usage;
     bt_gauge_t         *g_pf_rate, *g_dec_step;  /* the speeds NodeStatus reports */
+    bt_gauge_t         *g_prefaulted;   /* share of the pool faulted in */
     bt_counter_t       *c_prefix_queries, *c_prefix_hits;
     bt_histogram_t     *h_prefill, *h_decode_step;
     bt_counter_t       *c_leases_expired;

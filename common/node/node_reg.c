@@ -208,6 +208,11 @@ void bt_node_metrics_update(bt_node_t *node)
     bt_gauge_set(node->g_dec_step, node->decode_step_ms / 1e3);
     bt_gauge_set(node->g_kv_usage,
                  st.total > 0 ? (double)st.used / (double)st.total : 0.0);
+    if (node->region != NULL) {
+        bt_gauge_set(node->g_prefaulted,
+                     (double)bt_xfer_region_prefaulted(node->region) /
+                     (double)bt_xfer_region_length(node->region));
+    }
 }
 
 /* The series with a vLLM equivalent (or one per request), labelled with
@@ -295,6 +300,10 @@ bt_status_t bt_node_reg_start(bt_node_t *node)
     node->g_dec_step = bt_metrics_gauge(m, "baton_node_decode_step_mean_seconds",
                                         "decayed mean time of a decode step (0: none yet)",
                                         NULL);
+    node->g_prefaulted = bt_metrics_gauge(m, "baton_node_kv_prefaulted_ratio",
+                                          "share of the kv pool faulted in at "
+                                          "start so far, 0 to 1 (--kv-prefault; "
+                                          "0 without it)", NULL);
     node->c_prefills = bt_metrics_counter(m, "baton_node_prefills_total",
                                           "prefills answered", NULL);
     node->c_tokens = bt_metrics_counter(m, "baton_node_decode_tokens_total",

@@ -466,9 +466,13 @@ def main():
                 size = int(line.split()[1])
             elif line.startswith("Rss:") and want <= size <= want + 4096:
                 rss = max(rss, int(line.split()[1]))
-    tap(m is not None and rss >= want,
+    ratio = wait_for(lambda: gauge(dh, "baton_node_kv_prefaulted_ratio") == 1.0,
+                     5) and 1.0
+    tap(m is not None and rss >= want and ratio == 1.0,
         "the decode node faulted its kv pool in at start (%s; the pool's "
-        "mapping has %d kB resident)" % (m.group(0) if m else "no log line", rss))
+        "mapping has %d kB resident; baton_node_kv_prefaulted_ratio %s)"
+        % (m.group(0) if m else "no log line", rss,
+           gauge(dh, "baton_node_kv_prefaulted_ratio")))
 
     # 1. HTTP completion (curl)
     body = json.dumps({"model": "tiny", "prompt": "hello world, this is",
