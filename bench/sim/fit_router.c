@@ -48,9 +48,10 @@ int sim_fit_router(const sim_cli_t *cli, bt_sim_cost_t *c)
     char err[256];
 
     for (int64_t r = 0; r < cli->fit_repeats && k < 100; r++, k++) {
-        json_t *o = sim_fit_bench(cli, cli->url_colocated, FIT_BURST, FIT_BURST, 0,
-                              (uint32_t)atoi(FIT_BURST_PROMPT), 4,
-                              800000 + (uint64_t)r, NULL);
+        json_t *o = sim_fit_bench(cli, cli->url_colocated, FIT_BURST,
+                                  FIT_BURST, 0,
+                                  (uint32_t)atoi(FIT_BURST_PROMPT), 4,
+                                  800000 + (uint64_t)r, NULL);
 
         if (o == NULL) {
             return -1;

@@ -101,12 +101,13 @@ static int fit_point(const sim_cli_t *cli, fit_ctx_t *x, const char *url,
         json_t *o;
 
         if (batch > 0) {
-            json_decref(sim_fit_bench(cli, url, batch, batch, 0, prompt, 2, sd,
-                                  NULL));
-            o = sim_fit_bench(cli, url, batch, batch, 0, prompt, output, sd, NULL);
+            json_decref(sim_fit_bench(cli, url, batch, batch, 0, prompt, 2,
+                                      sd, NULL));
+            o = sim_fit_bench(cli, url, batch, batch, 0, prompt, output, sd,
+                              NULL);
         } else {
-            o = sim_fit_bench(cli, url, FIT_RUN_REQ, 1, rate, prompt, output, sd,
-                          x->dir);
+            o = sim_fit_bench(cli, url, FIT_RUN_REQ, 1, rate, prompt, output,
+                              sd, x->dir);
         }
         if (o == NULL) {
             return -1;
@@ -125,11 +126,18 @@ static int fit_point(const sim_cli_t *cli, fit_ctx_t *x, const char *url,
     return 0;
 }
 
+/* The mean gap after the first of a run of out tokens, from its TPOT
+ * (which counts the first gap, the hand-over's) and that first gap. */
+static double fit_later_gaps(double tpot, double gap1, uint32_t out)
+{
+    return (tpot * (out - 1) - gap1) / (out - 2);
+}
+
 /* A single run's decode step (its gaps after the first) as a batch-1
  * decode sample. */
 static void fit_single_step(fit_ctx_t *x, uint32_t prompt, const double m[3])
 {
-    double t = (m[1] * (FIT_OUT - 1) - m[2]) / (FIT_OUT - 2);
+    double t = fit_later_gaps(m[1], m[2], FIT_OUT);
 
     if (t > 0 && x->n_dec < sizeof(x->dec) / sizeof(x->dec[0])) {
         x->dec[x->n_dec++] = (bt_fit_decode_t){1, prompt + FIT_OUT / 2.0, t};
@@ -182,18 +190,21 @@ static int fit_prefill(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c,
 
         for (int64_t r = 0; r < cli->fit_repeats; r++) {
             uint64_t seed = 500000 + i * 100 + (uint64_t)r;
-            json_t *a = sim_fit_bench(cli, cli->url_colocated, FIT_RUN_REQ, 1,
-                                  x->rate[i], fit_prompts[i], 1, seed, NULL);
+            json_t *a = sim_fit_bench(cli, cli->url_colocated, FIT_RUN_REQ,
+                                      1, x->rate[i], fit_prompts[i], 1, seed,
+                                      NULL);
             json_t *b = a != NULL ? sim_fit_bench(cli, cli->url_colocated,
-                                              FIT_RUN_REQ, 1, FIT_RATE_MAX,
-                                              fit_prompts[i], 1, seed, NULL)
+                                                  FIT_RUN_REQ, 1, FIT_RATE_MAX,
+                                                  fit_prompts[i], 1, seed,
+                                                  NULL)
                                   : NULL;
 
             if (b == NULL) {
                 json_decref(a);
                 return -1;
             }
-            double cached = sim_fit_get(b, "cached_tokens", NULL) / FIT_RUN_REQ;
+            double cached = sim_fit_get(b, "cached_tokens", NULL) /
+                            FIT_RUN_REQ;
 
             /* a router that does not report it: the node reuses every
              * full block of a repeated prompt but the last token's */
@@ -241,7 +252,7 @@ static int fit_decode(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
                 return -1;
             }
             /* the steps alone: the first gap is the hand-over's */
-            t = (m[1] * (out - 1) - m[2]) / (out - 2);
+            t = fit_later_gaps(m[1], m[2], out);
             t = t > 0 ? t : m[1];
             s[n++] = (bt_fit_decode_t){batch[i], prompt[j] + out / 2.0, t};
             fprintf(stderr, "  decode batch %u, %u prompt: tpot %.2f ms, "
@@ -317,15 +328,15 @@ static int fit_kvstore(const sim_cli_t *cli, bt_sim_cost_t *c)
     for (size_t i = 0; i < 2; i++) {
         for (int64_t r = 0; r < cli->fit_repeats; r++) {
             uint64_t seed = 700000 + i * 100 + (uint64_t)r;
-            json_t *w = sim_fit_bench(cli, cli->url_colocated, 1, 1, 0, prompt[i],
-                                  1, seed, NULL);
+            json_t *w = sim_fit_bench(cli, cli->url_colocated, 1, 1, 0,
+                                      prompt[i], 1, seed, NULL);
             json_t *o = NULL;
             double cached;
 
             json_decref(w);
             if (w == NULL || system(cmd) != 0 ||
-                (o = sim_fit_bench(cli, cli->url_colocated, 1, 1, 0, prompt[i],
-                               1, seed, NULL)) == NULL) {
+                (o = sim_fit_bench(cli, cli->url_colocated, 1, 1, 0,
+                                   prompt[i], 1, seed, NULL)) == NULL) {
                 fprintf(stderr, "baton-sim fit: kvstore calibration failed "
                         "(%s)\n", cmd);
                 return -1;
@@ -385,10 +396,10 @@ static int fit_all(const sim_cli_t *cli, fit_ctx_t *x, bt_sim_cost_t *c)
     /* the first requests of a fresh cluster pay its warm-up (connections,
      * page faults of the model): not what is fitted */
     for (int k = 0; k < 2; k++) {
-        json_decref(sim_fit_bench(cli, cli->url_colocated, 2, 2, 0, 64, 4, 9 + k,
-                              NULL));
+        json_decref(sim_fit_bench(cli, cli->url_colocated, 2, 2, 0, 64, 4,
+                                  9 + k, NULL));
         json_decref(sim_fit_bench(cli, cli->url_disagg, 2, 2, 0, 64, 4, 9 + k,
-                              NULL));
+                                  NULL));
     }
     if (fit_prefill(cli, x, c, gap1) != 0 || fit_disagg_runs(cli, x) != 0 ||
         fit_decode(cli, x, c) != 0 || fit_handover(cli, x, c, gap1) != 0) {
